@@ -1,0 +1,178 @@
+//! Command line: every flag also reads a `DKV_*` environment variable, durations are written like
+//! `200ms`, `5s`, `1m`, sizes like `8KiB`, `16MiB` or a plain number of bytes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dkv",
+    version,
+    about = "dkv: a distributed key-value store",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the membership service.
+    Seed(SeedArgs),
+    /// Run a storage node.
+    Node(NodeArgs),
+    /// Start a seed and N nodes on 127.0.0.1 as child processes; Ctrl-C stops them all.
+    Up(UpArgs),
+    /// Read a key; prints its value.
+    Get(KeyArgs),
+    /// Write a key.
+    Put(PutArgs),
+    /// Delete a key.
+    Del(KeyArgs),
+    /// Show the cluster's members, states and key counts.
+    Status(ClientArgs),
+    /// Exit 0 if a health URL answers 200 (container health checks; the image has no curl).
+    Health(HealthArgs),
+}
+
+pub fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e}: write durations like 200ms, 5s or 1m"))
+}
+
+pub fn byte_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: write e.g. 8192, 8KiB or 16MiB"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}: use B, KiB, MiB or GiB"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s} is too large"))
+}
+
+#[derive(Args, Debug)]
+pub struct SeedArgs {
+    /// Address to listen on.
+    #[arg(long, env = "DKV_LISTEN", default_value = "0.0.0.0:9000")]
+    pub listen: SocketAddr,
+    /// A node that has not heart-beaten for this long is removed from the membership.
+    #[arg(long, env = "DKV_NODE_TTL", default_value = "15s", value_parser = duration)]
+    pub node_ttl: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "DKV_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// host:port other nodes use to reach this one [default: the listen address if specific,
+    /// else this host's address toward the seed with the listen port].
+    #[arg(long, env = "DKV_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// host:port of the seed.
+    #[arg(long, env = "DKV_SEED", default_value = "127.0.0.1:9000")]
+    pub seed: String,
+    /// How often to heartbeat the seed.
+    #[arg(long, env = "DKV_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = duration)]
+    pub heartbeat_interval: Duration,
+    /// Longest a graceful leave (SIGTERM) may take before the node exits anyway.
+    #[arg(long, env = "DKV_LEAVE_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub leave_timeout: Duration,
+    /// Timeout of one request to a peer or the seed.
+    #[arg(long, env = "DKV_REQUEST_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub request_timeout: Duration,
+    /// Largest key accepted.
+    #[arg(long, env = "DKV_MAX_KEY_SIZE", default_value = "8KiB", value_parser = byte_size)]
+    pub max_key_size: usize,
+    /// Largest value accepted.
+    #[arg(long, env = "DKV_MAX_VALUE_SIZE", default_value = "16MiB", value_parser = byte_size)]
+    pub max_value_size: usize,
+    /// Virtual nodes (ring tokens) for this node when it first joins.
+    #[arg(long, env = "DKV_VNODES", default_value_t = 128)]
+    pub vnodes: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Number of nodes.
+    #[arg(long, env = "DKV_NODES", default_value_t = 3)]
+    pub nodes: u16,
+    /// Port of the seed on 127.0.0.1.
+    #[arg(long, env = "DKV_SEED_PORT", default_value_t = 9000)]
+    pub seed_port: u16,
+    /// Node i (from 0) listens on 127.0.0.1:BASE_PORT+i.
+    #[arg(long, env = "DKV_BASE_PORT", default_value_t = 8080)]
+    pub base_port: u16,
+    /// Passed to every node.
+    #[arg(long, env = "DKV_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = duration)]
+    pub heartbeat_interval: Duration,
+    /// Passed to the seed.
+    #[arg(long, env = "DKV_NODE_TTL", default_value = "15s", value_parser = duration)]
+    pub node_ttl: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    /// Any node of the cluster.
+    #[arg(long, env = "DKV_NODE", default_value = "http://127.0.0.1:8080")]
+    pub node: String,
+}
+
+#[derive(Args, Debug)]
+pub struct KeyArgs {
+    pub key: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PutArgs {
+    pub key: String,
+    /// The value; `-` reads it from standard input.
+    pub value: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct HealthArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8080/health")]
+    pub url: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse_or_explain() {
+        assert_eq!(byte_size("8KiB"), Ok(8192));
+        assert_eq!(byte_size("16MiB"), Ok(16 << 20));
+        assert_eq!(byte_size("100"), Ok(100));
+        assert!(byte_size("8XB").unwrap_err().contains("unit"));
+        assert!(byte_size("big").is_err());
+        assert_eq!(duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(duration("5").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,129 @@
+//! Client commands: `get`, `put`, `del`, `status`, `health`. Each returns the process exit code.
+
+use std::io::{Read, Write};
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+
+use crate::cli::{ClientArgs, HealthArgs, KeyArgs, PutArgs};
+use crate::client::{Client, ClientError};
+
+fn fail(e: impl std::fmt::Display) -> i32 {
+    eprintln!("dkv: {e}");
+    1
+}
+
+pub async fn get(args: KeyArgs) -> i32 {
+    match Client::new(&args.client.node)
+        .get(args.key.as_bytes())
+        .await
+    {
+        Ok(Some(v)) => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&v);
+            if std::io::IsTerminal::is_terminal(&out) && !v.ends_with(b"\n") {
+                let _ = out.write_all(b"\n");
+            }
+            0
+        }
+        Ok(None) => fail(format!("key {:?} not found", args.key)),
+        Err(e) => fail(e),
+    }
+}
+
+pub async fn put(args: PutArgs) -> i32 {
+    let value = if args.value == "-" {
+        let mut buf = Vec::new();
+        if let Err(e) = std::io::stdin().read_to_end(&mut buf) {
+            return fail(format!("reading the value from stdin: {e}"));
+        }
+        Bytes::from(buf)
+    } else {
+        Bytes::from(args.value.into_bytes())
+    };
+    match Client::new(&args.client.node)
+        .put(args.key.as_bytes(), value)
+        .await
+    {
+        Ok(()) => 0,
+        Err(e) => fail(e),
+    }
+}
+
+pub async fn del(args: KeyArgs) -> i32 {
+    match Client::new(&args.client.node)
+        .delete(args.key.as_bytes())
+        .await
+    {
+        Ok(()) => 0,
+        Err(e) => fail(e),
+    }
+}
+
+pub async fn health(args: HealthArgs) -> i32 {
+    let (base, path) = match args
+        .url
+        .find("://")
+        .and_then(|i| args.url[i + 3..].find('/').map(|j| i + 3 + j))
+    {
+        Some(split) => (&args.url[..split], &args.url[split..]),
+        None => (args.url.as_str(), "/health"),
+    };
+    match Client::new(base).raw(Method::GET, path, None).await {
+        Ok((StatusCode::OK, _)) => 0,
+        Ok((status, body)) => fail(format!(
+            "{} answered {status}: {}",
+            args.url,
+            String::from_utf8_lossy(&body).trim()
+        )),
+        Err(e) => fail(e),
+    }
+}
+
+/// A table of members with their state and key counts, as seen by `--node`.
+pub async fn status(args: ClientArgs) -> i32 {
+    let client = Client::new(&args.node);
+    let cluster = match client.json("/cluster").await {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let members = cluster["members"].as_array().cloned().unwrap_or_default();
+    println!(
+        "epoch {}  ({} members, as seen by {})",
+        cluster["epoch"],
+        members.len(),
+        client.base()
+    );
+    println!(
+        "{:<18} {:<22} {:<8} {:>10} {:>12} {:>8}",
+        "ID", "ADDR", "STATE", "KEYS", "BYTES", "TOKENS"
+    );
+    let mut total = 0u64;
+    for m in &members {
+        let addr = m["addr"].as_str().unwrap_or("?");
+        let stats: Result<serde_json::Value, ClientError> = Client::new(addr).json("/stats").await;
+        let (keys, bytes) = match &stats {
+            Ok(s) => (
+                s["keys"].as_u64().map_or("?".into(), |k| k.to_string()),
+                s["bytes"].as_u64().map_or("?".into(), |b| b.to_string()),
+            ),
+            Err(_) => ("unreachable".to_string(), "-".to_string()),
+        };
+        total += stats
+            .as_ref()
+            .ok()
+            .and_then(|s| s["keys"].as_u64())
+            .unwrap_or(0);
+        println!(
+            "{:<18} {:<22} {:<8} {:>10} {:>12} {:>8}",
+            m["id"].as_str().unwrap_or("?"),
+            addr,
+            m["state"].as_str().unwrap_or("?"),
+            keys,
+            bytes,
+            m["tokens"].as_array().map_or(0, Vec::len)
+        );
+    }
+    println!("total keys: {total}");
+    0
+}

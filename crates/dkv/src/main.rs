@@ -1,0 +1,102 @@
+use clap::Parser;
+use dkv::cli::{Cli, Command};
+use dkv_node::{NodeConfig, Stop};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::EnvFilter;
+
+fn init_logs(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// SIGTERM or Ctrl-C.
+async fn terminated() {
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, i32> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        eprintln!("dkv: cannot listen on {addr}: {e}");
+        1
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Seed(a) => {
+            init_logs("info");
+            match bind(a.listen).await {
+                Ok(listener) => {
+                    let config = dkv_seed::SeedConfig {
+                        node_ttl: a.node_ttl,
+                    };
+                    match dkv_seed::run(config, listener, terminated()).await {
+                        Ok(()) => 0,
+                        Err(e) => {
+                            eprintln!("dkv seed: {e}");
+                            1
+                        }
+                    }
+                }
+                Err(code) => code,
+            }
+        }
+        Command::Node(a) => {
+            init_logs("info");
+            let config = NodeConfig {
+                listen: a.listen,
+                advertise: a.advertise,
+                seed: a.seed,
+                heartbeat_interval: a.heartbeat_interval,
+                leave_timeout: a.leave_timeout,
+                request_timeout: a.request_timeout,
+                max_key_bytes: a.max_key_size,
+                max_value_bytes: a.max_value_size,
+                vnodes: a.vnodes,
+                ..NodeConfig::default()
+            };
+            match bind(config.listen).await {
+                Ok(listener) => match dkv_node::run(config, listener, async {
+                    terminated().await;
+                    Stop::Leave
+                })
+                .await
+                {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("dkv node: {e}");
+                        1
+                    }
+                },
+                Err(code) => code,
+            }
+        }
+        Command::Up(a) => {
+            init_logs("warn");
+            dkv::up::run(a).await
+        }
+        Command::Get(a) => dkv::commands::get(a).await,
+        Command::Put(a) => dkv::commands::put(a).await,
+        Command::Del(a) => dkv::commands::del(a).await,
+        Command::Status(a) => dkv::commands::status(a).await,
+        Command::Health(a) => dkv::commands::health(a).await,
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,58 @@
+//! The seed's JSON API (DESIGN §3): request and response bodies shared by the seed and the nodes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Member, NodeId, NodeState, View};
+
+/// `POST /register`. A node that registers for the first time sends only `addr`; a node that
+/// comes back (after a seed restart, an expiry or its own restart) sends its `id`, `tokens` and
+/// `state` and keeps them, plus the last `view` it knew so a freshly restarted seed can rebuild
+/// the membership in one step instead of shrinking the ring to whoever re-registers first.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub addr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<NodeId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Vec<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<NodeState>,
+    /// Virtual nodes to create for a new node; the seed's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnodes: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<View>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub id: NodeId,
+    pub epoch: u64,
+    pub nodes: Vec<Member>,
+}
+
+/// `POST /heartbeat`, `POST /ready`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IdRequest {
+    pub id: NodeId,
+}
+
+/// `POST /leave`: `done: false` starts a leave (state `leaving`), `done: true` ends it (the member
+/// is removed).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LeaveRequest {
+    pub id: NodeId,
+    #[serde(default)]
+    pub done: bool,
+}
+
+/// Every successful membership call answers with the current view.
+pub type ViewResponse = View;
+
+/// `GET /health` of the seed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SeedHealth {
+    pub status: String,
+    pub epoch: u64,
+    pub members: usize,
+}

@@ -1,0 +1,124 @@
+//! Members and views, as exchanged in JSON between seed and nodes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A node's identity: 64 random bits chosen by the seed at first registration and kept for life.
+/// Written as 16 hex digits in JSON (a JSON number would lose bits in JavaScript).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub u64);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("node id must be 1 to 16 hex digits, got {0:?}")]
+pub struct ParseNodeIdError(String);
+
+impl FromStr for NodeId {
+    type Err = ParseNodeIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() || s.len() > 16 {
+            return Err(ParseNodeIdError(s.to_string()));
+        }
+        u64::from_str_radix(s, 16)
+            .map(NodeId)
+            .map_err(|_| ParseNodeIdError(s.to_string()))
+    }
+}
+
+impl Serialize for NodeId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where a member is in its life cycle; see the crate docs for what each state means to placement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Registered, copying the ranges it will own; receives writes for them but serves no reads.
+    Joining,
+    /// Owns its ranges.
+    Normal,
+    /// Handing its ranges to the other members; still serves them until it is gone.
+    Leaving,
+}
+
+impl fmt::Display for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NodeState::Joining => "joining",
+            NodeState::Normal => "normal",
+            NodeState::Leaving => "leaving",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: NodeId,
+    /// `host:port` other nodes use to reach this one.
+    pub addr: String,
+    /// Ring positions, chosen once and kept for the node's life so its placement never changes.
+    pub tokens: Vec<u64>,
+    pub state: NodeState,
+    /// Unix time in milliseconds of the last registration or heartbeat the seed received.
+    #[serde(default)]
+    pub last_seen_ms: u64,
+}
+
+/// A membership snapshot: the seed's `{"epoch","nodes"}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct View {
+    pub epoch: u64,
+    pub nodes: Vec<Member>,
+}
+
+impl View {
+    pub fn member(&self, id: NodeId) -> Option<&Member> {
+        self.nodes.iter().find(|m| m.id == id)
+    }
+
+    /// Whether two views place keys identically (same members, tokens, states and addresses);
+    /// heartbeat times do not count.
+    pub fn same_placement(&self, other: &View) -> bool {
+        fn key(v: &View) -> Vec<(NodeId, &String, &Vec<u64>, NodeState)> {
+            let mut m: Vec<_> = v
+                .nodes
+                .iter()
+                .map(|m| (m.id, &m.addr, &m.tokens, m.state))
+                .collect();
+            m.sort_by_key(|x| x.0);
+            m
+        }
+        key(self) == key(other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_id_round_trips_as_hex_string() {
+        let id = NodeId(0xdead_beef_0000_0001);
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, "\"deadbeef00000001\"");
+        assert_eq!(serde_json::from_str::<NodeId>(&json).unwrap(), id);
+        assert!("xyz".parse::<NodeId>().is_err());
+        assert!("".parse::<NodeId>().is_err());
+    }
+}

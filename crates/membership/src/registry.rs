@@ -1,0 +1,238 @@
+//! The seed's membership state machine, without I/O: every call takes the current time in
+//! milliseconds and returns the resulting view or an error, so the seed server only does HTTP
+//! and a timer, and every rule here is unit-tested.
+//!
+//! Rules:
+//! * every change that can move a key (a member added or removed, a state, address or token
+//!   change) bumps `epoch`; heartbeats do not;
+//! * a new node gets a fresh random id and deterministic tokens; it starts `joining` if some
+//!   member is already `normal` (it must first copy its ranges), else `normal` (nothing to copy);
+//! * a node that re-registers with an id keeps that id and its tokens;
+//! * a member unseen for `ttl_ms` is removed (it crashed or was cut off; it will re-register);
+//! * one address belongs to one member: a new registration from an address removes the old
+//!   member there (a process that restarted without its data and got a new id);
+//! * a seed that has just started adopts the view a returning node presents if it is newer than
+//!   its own (see [`RegisterRequest`]); after one TTL it no longer does, since by then every live
+//!   node has re-registered and an old view could only resurrect departed members.
+
+use std::collections::BTreeMap;
+
+use dkv_placement::{tokens_for, DEFAULT_VNODES};
+
+use crate::api::{RegisterRequest, RegisterResponse};
+use crate::{Member, NodeId, NodeState, View};
+
+/// Most virtual nodes a member may ask for; bounds the ring size a client can impose.
+pub const MAX_VNODES: usize = 4096;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegistryError {
+    #[error("unknown node {0}; register again with your id and tokens")]
+    UnknownNode(NodeId),
+    #[error("bad registration: {0}")]
+    BadRequest(String),
+}
+
+pub struct Registry {
+    members: BTreeMap<NodeId, Member>,
+    epoch: u64,
+    ttl_ms: u64,
+    started_ms: u64,
+}
+
+impl Registry {
+    pub fn new(now_ms: u64, ttl_ms: u64) -> Self {
+        Registry {
+            members: BTreeMap::new(),
+            epoch: 0,
+            ttl_ms,
+            started_ms: now_ms,
+        }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn view(&self) -> View {
+        View {
+            epoch: self.epoch,
+            nodes: self.members.values().cloned().collect(),
+        }
+    }
+
+    pub fn register(
+        &mut self,
+        req: RegisterRequest,
+        now_ms: u64,
+    ) -> Result<RegisterResponse, RegistryError> {
+        validate_addr(&req.addr)?;
+        let vnodes = req.vnodes.unwrap_or(DEFAULT_VNODES);
+        if vnodes == 0 || vnodes > MAX_VNODES {
+            return Err(RegistryError::BadRequest(format!(
+                "vnodes must be 1..={MAX_VNODES}, got {vnodes}"
+            )));
+        }
+        if matches!(&req.tokens, Some(t) if t.is_empty() || t.len() > MAX_VNODES) {
+            return Err(RegistryError::BadRequest(format!(
+                "tokens must hold 1..={MAX_VNODES} entries"
+            )));
+        }
+        if let Some(view) = &req.view {
+            self.adopt_if_fresh(view, now_ms);
+        }
+        let id = match req.id {
+            Some(id) => id,
+            None => self.fresh_id(),
+        };
+        let tokens = req
+            .tokens
+            .clone()
+            .unwrap_or_else(|| match self.members.get(&id) {
+                Some(m) => m.tokens.clone(),
+                None => tokens_for(id.0, vnodes),
+            });
+        let state = req.state.unwrap_or_else(|| match self.members.get(&id) {
+            Some(m) => m.state,
+            None if self.members.values().any(|m| m.state == NodeState::Normal) => {
+                NodeState::Joining
+            }
+            None => NodeState::Normal,
+        });
+        let displaced: Vec<NodeId> = self
+            .members
+            .values()
+            .filter(|m| m.addr == req.addr && m.id != id)
+            .map(|m| m.id)
+            .collect();
+        let mut changed = !displaced.is_empty();
+        for old in displaced {
+            self.members.remove(&old);
+        }
+        let member = Member {
+            id,
+            addr: req.addr,
+            tokens,
+            state,
+            last_seen_ms: now_ms,
+        };
+        match self.members.get_mut(&id) {
+            Some(m) => {
+                changed |=
+                    m.addr != member.addr || m.tokens != member.tokens || m.state != member.state;
+                *m = member;
+            }
+            None => {
+                self.members.insert(id, member);
+                changed = true;
+            }
+        }
+        if changed {
+            self.epoch += 1;
+        }
+        Ok(RegisterResponse {
+            id,
+            epoch: self.epoch,
+            nodes: self.members.values().cloned().collect(),
+        })
+    }
+
+    pub fn heartbeat(&mut self, id: NodeId, now_ms: u64) -> Result<View, RegistryError> {
+        let m = self
+            .members
+            .get_mut(&id)
+            .ok_or(RegistryError::UnknownNode(id))?;
+        m.last_seen_ms = now_ms;
+        Ok(self.view())
+    }
+
+    /// A joining node has copied its ranges and now owns them.
+    pub fn ready(&mut self, id: NodeId, now_ms: u64) -> Result<View, RegistryError> {
+        self.set_state(id, NodeState::Normal, now_ms)
+    }
+
+    /// `done == false`: the node starts handing off; `done == true`: it has, and is removed.
+    /// Finishing a leave that the seed already forgot (expired, seed restarted) is not an error.
+    pub fn leave(&mut self, id: NodeId, done: bool, now_ms: u64) -> Result<View, RegistryError> {
+        if !done {
+            return self.set_state(id, NodeState::Leaving, now_ms);
+        }
+        if self.members.remove(&id).is_some() {
+            self.epoch += 1;
+        }
+        Ok(self.view())
+    }
+
+    /// Remove members unseen for longer than the TTL; returns who was removed.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<Member> {
+        let ttl = self.ttl_ms;
+        let dead: Vec<NodeId> = self
+            .members
+            .values()
+            .filter(|m| now_ms.saturating_sub(m.last_seen_ms) > ttl)
+            .map(|m| m.id)
+            .collect();
+        let removed: Vec<Member> = dead
+            .iter()
+            .filter_map(|id| self.members.remove(id))
+            .collect();
+        if !removed.is_empty() {
+            self.epoch += 1;
+        }
+        removed
+    }
+
+    fn set_state(
+        &mut self,
+        id: NodeId,
+        state: NodeState,
+        now_ms: u64,
+    ) -> Result<View, RegistryError> {
+        let m = self
+            .members
+            .get_mut(&id)
+            .ok_or(RegistryError::UnknownNode(id))?;
+        m.last_seen_ms = now_ms;
+        if m.state != state {
+            m.state = state;
+            self.epoch += 1;
+        }
+        Ok(self.view())
+    }
+
+    fn adopt_if_fresh(&mut self, view: &View, now_ms: u64) {
+        let fresh = now_ms.saturating_sub(self.started_ms) <= self.ttl_ms;
+        if !fresh || view.epoch <= self.epoch {
+            return;
+        }
+        for m in &view.nodes {
+            self.members.entry(m.id).or_insert_with(|| Member {
+                last_seen_ms: now_ms,
+                ..m.clone()
+            });
+        }
+        self.epoch = view.epoch;
+    }
+
+    fn fresh_id(&self) -> NodeId {
+        loop {
+            let id = NodeId(rand::random::<u64>());
+            if id.0 != 0 && !self.members.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+}
+
+fn validate_addr(addr: &str) -> Result<(), RegistryError> {
+    let bad = || RegistryError::BadRequest(format!("addr must be host:port, got {addr:?}"));
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;

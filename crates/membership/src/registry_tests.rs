@@ -1,0 +1,134 @@
+use super::*;
+
+const TTL: u64 = 1_000;
+
+fn reg(addr: &str) -> RegisterRequest {
+    RegisterRequest {
+        addr: addr.into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn first_node_is_normal_later_ones_join() {
+    let mut r = Registry::new(0, TTL);
+    let a = r.register(reg("10.0.0.1:8080"), 0).unwrap();
+    let b = r.register(reg("10.0.0.2:8080"), 0).unwrap();
+    let view = r.view();
+    assert_eq!(view.member(a.id).unwrap().state, NodeState::Normal);
+    assert_eq!(view.member(b.id).unwrap().state, NodeState::Joining);
+    assert_eq!(view.member(a.id).unwrap().tokens.len(), DEFAULT_VNODES);
+    assert_eq!(view.epoch, 2);
+    r.ready(b.id, 1).unwrap();
+    assert_eq!(r.view().member(b.id).unwrap().state, NodeState::Normal);
+    assert_eq!(r.epoch(), 3);
+}
+
+#[test]
+fn heartbeat_does_not_bump_epoch_and_unknown_id_is_rejected() {
+    let mut r = Registry::new(0, TTL);
+    let a = r.register(reg("h:1"), 0).unwrap();
+    let e = r.epoch();
+    r.heartbeat(a.id, 10).unwrap();
+    assert_eq!(r.epoch(), e);
+    assert_eq!(
+        r.heartbeat(NodeId(42), 10),
+        Err(RegistryError::UnknownNode(NodeId(42)))
+    );
+}
+
+#[test]
+fn expiry_removes_silent_members_and_reregistration_keeps_identity() {
+    let mut r = Registry::new(0, TTL);
+    let a = r.register(reg("h:1"), 0).unwrap();
+    let tokens = r.view().member(a.id).unwrap().tokens.clone();
+    assert!(r.expire(TTL).is_empty(), "exactly TTL is still alive");
+    assert_eq!(r.expire(TTL + 1).len(), 1);
+    assert!(r.view().nodes.is_empty());
+    let again = RegisterRequest {
+        id: Some(a.id),
+        tokens: Some(tokens.clone()),
+        state: Some(NodeState::Normal),
+        ..reg("h:1")
+    };
+    let back = r.register(again, TTL + 2).unwrap();
+    assert_eq!(back.id, a.id);
+    assert_eq!(r.view().member(a.id).unwrap().tokens, tokens);
+}
+
+#[test]
+fn restarted_seed_adopts_a_returning_nodes_view_once() {
+    let mut old = Registry::new(0, TTL);
+    let a = old.register(reg("h:1"), 0).unwrap();
+    let b = old.register(reg("h:2"), 0).unwrap();
+    old.ready(b.id, 0).unwrap();
+    let view = old.view();
+
+    let mut fresh = Registry::new(5_000, TTL);
+    let me = view.member(a.id).unwrap().clone();
+    let req = RegisterRequest {
+        id: Some(me.id),
+        tokens: Some(me.tokens.clone()),
+        state: Some(me.state),
+        view: Some(view.clone()),
+        ..reg("h:1")
+    };
+    fresh.register(req, 5_001).unwrap();
+    assert!(
+        fresh.view().same_placement(&view),
+        "whole membership rebuilt from one node"
+    );
+    assert_eq!(fresh.epoch(), view.epoch, "no spurious epoch change");
+    fresh
+        .heartbeat(b.id, 5_002)
+        .expect("the other node is known without re-registering");
+
+    // Too late: an old view is not adopted after one TTL.
+    let mut late = Registry::new(0, TTL);
+    late.register(
+        RegisterRequest {
+            id: Some(a.id),
+            view: Some(view),
+            ..reg("h:1")
+        },
+        TTL + 1,
+    )
+    .unwrap();
+    assert_eq!(late.view().nodes.len(), 1);
+}
+
+#[test]
+fn new_process_on_an_old_address_replaces_the_old_member() {
+    let mut r = Registry::new(0, TTL);
+    let a = r.register(reg("h:1"), 0).unwrap();
+    let b = r.register(reg("h:1"), 1).unwrap();
+    assert_ne!(a.id, b.id);
+    assert_eq!(r.view().nodes.len(), 1);
+    assert_eq!(r.view().nodes[0].id, b.id);
+}
+
+#[test]
+fn leave_then_done_removes_and_bad_input_changes_nothing() {
+    let mut r = Registry::new(0, TTL);
+    let a = r.register(reg("h:1"), 0).unwrap();
+    r.leave(a.id, false, 1).unwrap();
+    assert_eq!(r.view().member(a.id).unwrap().state, NodeState::Leaving);
+    r.leave(a.id, true, 2).unwrap();
+    assert!(r.view().nodes.is_empty());
+    r.leave(a.id, true, 3).expect("finishing twice is fine");
+
+    let e = r.epoch();
+    for bad in ["", "nohost", ":80", "h:0", "h:99999", "h:x"] {
+        assert!(
+            matches!(r.register(reg(bad), 4), Err(RegistryError::BadRequest(_))),
+            "{bad}"
+        );
+    }
+    let too_many = RegisterRequest {
+        vnodes: Some(MAX_VNODES + 1),
+        ..reg("h:2")
+    };
+    assert!(r.register(too_many, 4).is_err());
+    assert_eq!(r.epoch(), e);
+    assert!(r.view().nodes.is_empty());
+}

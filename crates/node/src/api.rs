@@ -1,0 +1,252 @@
+//! The public HTTP API (DESIGN §2) and the server that carries it.
+//!
+//! Each key request is parsed and checked here (key present, within limits; value within limits,
+//! refused from `Content-Length` before any of it is read), then routed: served by this node
+//! if it coordinates the key, otherwise forwarded once to the coordinator over a pooled
+//! connection. Errors become one plain-text line with the status the error's kind calls for.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::serve::ListenerExt;
+use axum::{Json, Router};
+use dkv_placement::key_hash;
+use http_body_util::{BodyExt, Limited};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::error::NodeError;
+use crate::node::{Life, Node};
+use crate::router::{route, Route};
+use crate::stats::bump;
+use crate::wire::{EPOCH_HEADER, HOP_HEADER};
+use crate::{internal, query};
+
+pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let app = Router::new()
+        .route("/put", put(put_key))
+        .route("/get", get(get_key))
+        .route("/delete", delete(delete_key))
+        .route("/health", get(health))
+        .route("/cluster", get(cluster))
+        .route("/stats", get(stats))
+        .route("/internal/apply", post(internal::apply))
+        .route("/internal/read", post(internal::read))
+        .route("/internal/range", post(internal::range))
+        .route("/internal/refresh", post(internal::refresh))
+        .route("/admin/stop", post(internal::admin_stop))
+        .route("/admin/leave", post(internal::admin_leave))
+        .method_not_allowed_fallback(|method: Method| async move {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("method {method} not allowed on this path\n"),
+            )
+        })
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see GET /put, /get, /delete, /health, /cluster, /stats\n",
+            )
+        })
+        .with_state(node);
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!("HTTP server failed: {e}");
+    }
+}
+
+impl IntoResponse for NodeError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            NodeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            NodeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            NodeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, format!("{self}\n")).into_response()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Get,
+    Put,
+    Delete,
+}
+
+async fn put_key(State(node): State<Node>, req: Request) -> Response {
+    bump(&node.stats.puts);
+    handle(node, Op::Put, req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn get_key(State(node): State<Node>, req: Request) -> Response {
+    bump(&node.stats.gets);
+    handle(node, Op::Get, req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn delete_key(State(node): State<Node>, req: Request) -> Response {
+    bump(&node.stats.deletes);
+    handle(node, Op::Delete, req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn handle(node: Node, op: Op, req: Request) -> Result<Response, NodeError> {
+    let (parts, body) = req.into_parts();
+    let key = query::key(parts.uri.query(), node.config.max_key_bytes)?;
+    let hops = header_u64(&parts.headers, HOP_HEADER)?
+        .unwrap_or(0)
+        .min(u8::MAX as u64) as u8;
+    let value = match op {
+        Op::Put => Some(read_value(&node, &parts.headers, body).await?),
+        _ => None,
+    };
+    if let Some(epoch) = header_u64(&parts.headers, EPOCH_HEADER)? {
+        node.refresh_to(epoch).await;
+    }
+    let hash = key_hash(&key);
+    // A forward that fails may mean the owner just left; refresh the view once and re-route.
+    for attempt in 0..2 {
+        let topo = node.topology();
+        match route(&topo, hash, hops) {
+            Route::Unavailable(why) => return Err(NodeError::Unavailable(why)),
+            Route::Local => return serve_local(&node, op, key, value).await,
+            Route::Forward(id) => {
+                let addr = node
+                    .addr_of(&topo, id)
+                    .map_err(|e| NodeError::Internal(e.to_string()))?
+                    .to_string();
+                let mut fwd = http::Request::builder()
+                    .method(parts.method.clone())
+                    .uri(parts.uri.clone())
+                    .header(HOP_HEADER, (hops + 1).to_string())
+                    .header(EPOCH_HEADER, topo.epoch().to_string());
+                if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+                    fwd = fwd.header(header::CONTENT_TYPE, ct);
+                }
+                let body = value.clone().map_or_else(Body::empty, Body::from);
+                let fwd = fwd
+                    .body(body)
+                    .map_err(|e| NodeError::Internal(e.to_string()))?;
+                bump(&node.stats.forwarded);
+                match node.peers.forward(&addr, fwd).await {
+                    Ok(resp) => return Ok(resp.map(Body::new)),
+                    Err(e) if attempt == 0 => {
+                        tracing::debug!("forward to {addr} failed: {e}; refreshing membership");
+                        node.refresh().await;
+                    }
+                    Err(e) => {
+                        return Err(NodeError::Unavailable(format!(
+                            "the key's owner could not be reached: {e}"
+                        )))
+                    }
+                }
+            }
+        }
+    }
+    unreachable!("the second attempt returns")
+}
+
+async fn serve_local(
+    node: &Node,
+    op: Op,
+    key: Bytes,
+    value: Option<Bytes>,
+) -> Result<Response, NodeError> {
+    match op {
+        Op::Get => match node.coordinate_read(key).await? {
+            Some(v) => {
+                Ok(([(header::CONTENT_TYPE, "application/octet-stream")], v).into_response())
+            }
+            None => Ok((StatusCode::NOT_FOUND, "key not found\n").into_response()),
+        },
+        Op::Put => {
+            node.coordinate_write(key, value).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Op::Delete => {
+            node.coordinate_write(key, None).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+    }
+}
+
+/// Read a request body of at most `max_value_bytes`, refusing from the declared length first so an
+/// oversized value is never buffered.
+async fn read_value(node: &Node, headers: &HeaderMap, body: Body) -> Result<Bytes, NodeError> {
+    let max = node.config.max_value_bytes;
+    let too_large = || NodeError::TooLarge(format!("value larger than the limit of {max} bytes"));
+    if let Some(len) = header_u64(headers, header::CONTENT_LENGTH.as_str())? {
+        if len > max as u64 {
+            return Err(too_large());
+        }
+    }
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(NodeError::BadRequest(format!(
+            "reading the request body failed: {e}"
+        ))),
+    }
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, NodeError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| NodeError::BadRequest(format!("header {name} must be a number")))
+        })
+        .transpose()
+}
+
+async fn health(State(node): State<Node>) -> Response {
+    let life = node.life();
+    let status = if life == Life::Normal {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({ "status": life.name(), "id": node.me, "epoch": node.topology().epoch() });
+    (status, Json(body)).into_response()
+}
+
+async fn cluster(State(node): State<Node>) -> Response {
+    let topo = node.topology();
+    Json(json!({ "id": node.me, "epoch": topo.epoch(), "members": topo.view.nodes }))
+        .into_response()
+}
+
+async fn stats(State(node): State<Node>) -> Response {
+    let topo = node.topology();
+    let e = node.engine.stats();
+    Json(json!({
+        "id": node.me,
+        "addr": node.addr,
+        "state": node.life().name(),
+        "epoch": topo.epoch(),
+        "members": topo.view.nodes.len(),
+        "keys": e.keys,
+        "bytes": e.bytes,
+        "tombstones": e.tombstones,
+        "requests": node.stats.snapshot(),
+    }))
+    .into_response()
+}

@@ -1,0 +1,47 @@
+//! Node configuration: a typed struct filled by the binary from flags and `DKV_*` variables.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// `host:port` other nodes use to reach this one. `None`: this host's address toward the seed
+    /// plus the listen port (what a container needs: its own address on the cluster network).
+    pub advertise: Option<String>,
+    /// `host:port` of the seed.
+    pub seed: String,
+    /// How often to heartbeat the seed (and learn the membership).
+    pub heartbeat_interval: Duration,
+    /// Longest a graceful leave may take before the node exits anyway, so stopping every node at
+    /// once never hangs.
+    pub leave_timeout: Duration,
+    /// Timeout of one request to a peer or the seed.
+    pub request_timeout: Duration,
+    /// Longest key accepted, in bytes.
+    pub max_key_bytes: usize,
+    /// Longest value accepted, in bytes.
+    pub max_value_bytes: usize,
+    /// Copies of each key (N). This release keeps one; the code is shaped for N.
+    pub replicas: usize,
+    /// Virtual nodes asked for at first registration.
+    pub vnodes: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            advertise: None,
+            seed: "127.0.0.1:9000".into(),
+            heartbeat_interval: Duration::from_secs(5),
+            leave_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(5),
+            max_key_bytes: 8 * 1024,
+            max_value_bytes: 16 * 1024 * 1024,
+            replicas: 1,
+            vnodes: dkv_placement::DEFAULT_VNODES,
+        }
+    }
+}

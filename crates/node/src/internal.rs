@@ -1,0 +1,145 @@
+//! Node-to-node endpoints (`/internal/*`) and the admin endpoints (`/admin/*`).
+//!
+//! Bodies are postcard messages (see `wire`). A request from a node with an older membership epoch
+//! is refused with 409 so the sender re-plans with the current view; a request from a node with a
+//! newer epoch first makes this node refresh its view.
+
+use std::convert::Infallible;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use dkv_membership::NodeId;
+use serde::de::DeserializeOwned;
+
+use crate::node::{Life, Node, Stop};
+use crate::stats::add;
+use crate::wire::{
+    self, ApplyKind, ApplyRequest, KeyEntry, RangeRequest, ReadRequest, ReadResponse,
+    RefreshRequest,
+};
+
+/// Entries per frame of a range stream.
+const RANGE_BATCH: usize = 512;
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    wire::decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response())
+}
+
+/// Bring our view up to the sender's epoch, or refuse a sender that is behind ours.
+async fn check_epoch(node: &Node, epoch: u64) -> Result<(), Response> {
+    node.refresh_to(epoch).await;
+    let mine = node.topology().epoch();
+    if epoch < mine {
+        let status = StatusCode::from_u16(wire::STATUS_STALE_EPOCH).expect("valid status");
+        return Err((
+            status,
+            format!("stale epoch {epoch}: this node is at epoch {mine}; refresh and retry\n"),
+        )
+            .into_response());
+    }
+    Ok(())
+}
+
+pub async fn apply(State(node): State<Node>, body: Bytes) -> Response {
+    let req: ApplyRequest = match decode(&body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if let Err(resp) = check_epoch(&node, req.epoch).await {
+        return resp;
+    }
+    let _writes = node.fence.read().await;
+    if req.kind == ApplyKind::Handoff && matches!(node.life(), Life::Leaving | Life::Left) {
+        let status = StatusCode::from_u16(wire::STATUS_LEAVING).expect("valid status");
+        return (
+            status,
+            "this node is leaving and takes no hand-offs; send to the remaining members\n",
+        )
+            .into_response();
+    }
+    let n = req.entries.len() as u64;
+    node.apply_local(req.entries);
+    if req.kind == ApplyKind::Handoff {
+        add(&node.stats.moved_in, n);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub async fn read(State(node): State<Node>, body: Bytes) -> Response {
+    let req: ReadRequest = match decode(&body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if let Err(resp) = check_epoch(&node, req.epoch).await {
+        return resp;
+    }
+    let entry = node.engine.get(dkv_placement::key_hash(&req.key), &req.key);
+    wire::encode(&ReadResponse { entry }).into_response()
+}
+
+/// Stream every entry whose future replicas include the requesting (joining) node.
+pub async fn range(State(node): State<Node>, body: Bytes) -> Response {
+    let req: RangeRequest = match decode(&body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    node.refresh_to(req.epoch).await;
+    // Writes planned before we knew of the newcomer did not go to it; let them land first so the
+    // scan below sees them.
+    node.drain_writes().await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let for_node = NodeId(req.for_node);
+    tokio::spawn(async move {
+        let mut cursor = None;
+        let mut page = Vec::with_capacity(RANGE_BATCH);
+        loop {
+            page.clear();
+            cursor = node
+                .engine
+                .scan(cursor.as_ref(), u64::MAX, RANGE_BATCH, &mut page);
+            let topo = node.topology();
+            let batch: Vec<KeyEntry> = page
+                .drain(..)
+                .filter(|(hash, _, _)| topo.is_future_replica(for_node, *hash))
+                .map(|(_, key, entry)| KeyEntry { key, entry })
+                .collect();
+            if !batch.is_empty() && tx.send(wire::encode_frame(&batch)).await.is_err() {
+                return; // the puller went away; it will retry
+            }
+            if cursor.is_none() {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    Body::from_stream(stream).into_response()
+}
+
+pub async fn refresh(State(node): State<Node>, body: Bytes) -> Response {
+    let req: RefreshRequest = match decode(&body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    tokio::spawn(async move { node.refresh_to(req.epoch).await });
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /admin/stop`: exit without handing data off (the whole cluster is stopping).
+pub async fn admin_stop(State(node): State<Node>) -> Response {
+    node.request_stop(Stop::Now);
+    (StatusCode::ACCEPTED, "stopping\n").into_response()
+}
+
+/// `POST /admin/leave`: hand every key to the remaining members, then exit.
+pub async fn admin_leave(State(node): State<Node>) -> Response {
+    node.request_stop(Stop::Leave);
+    (
+        StatusCode::ACCEPTED,
+        "leaving: handing keys to the remaining members, then exiting\n",
+    )
+        .into_response()
+}

@@ -1,0 +1,217 @@
+//! The node's side of membership: registering, heart-beating, adopting views, and refreshing
+//! early when a peer shows a newer epoch.
+//!
+//! While the seed is unreachable nothing changes: the node keeps serving with the last view it
+//! adopted. When the seed answers "unknown node" (it restarted, or expired us) the node registers
+//! again with its own id, tokens, state and last view, which restores the membership without
+//! moving any key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dkv_membership::api::{IdRequest, LeaveRequest, RegisterRequest, RegisterResponse};
+use dkv_membership::{Topology, View};
+use http::{Method, StatusCode};
+use tokio::sync::watch;
+
+use crate::config::NodeConfig;
+use crate::error::PeerError;
+use crate::node::Node;
+use crate::peer::{status_is, Peers};
+use crate::wire::{self, RefreshRequest};
+
+/// Register as a new node, retrying until the seed accepts.
+pub async fn register_until_accepted(
+    peers: &Peers,
+    config: &NodeConfig,
+    addr: &str,
+) -> RegisterResponse {
+    let req = RegisterRequest {
+        addr: addr.to_string(),
+        vnodes: Some(config.vnodes),
+        ..Default::default()
+    };
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match peers
+            .json(&config.seed, Method::POST, "/register", Some(&req))
+            .await
+        {
+            Ok(resp) => return resp,
+            Err(e) => {
+                tracing::warn!(seed = %config.seed, "registering with the seed failed: {e}; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+impl Node {
+    /// Install `view` if it places keys differently from the current one (or is newer).
+    /// Returns whether placement changed.
+    pub fn adopt(&self, view: View) -> bool {
+        let current = self.topology();
+        if view.epoch == current.epoch() && view.same_placement(&current.view) {
+            return false;
+        }
+        let moved = !view.same_placement(&current.view);
+        let next = Arc::new(Topology::new(view, self.me, self.config.replicas));
+        if moved {
+            tracing::info!(
+                epoch = next.epoch(),
+                members = %next.view.nodes.iter().map(|m| format!("{}={}", m.addr, m.state)).collect::<Vec<_>>().join(","),
+                "membership changed"
+            );
+        }
+        self.topo.send_replace(next);
+        moved
+    }
+
+    /// Make sure our view is at least `epoch` (a peer showed it); one fetch for many callers.
+    pub async fn refresh_to(&self, epoch: u64) {
+        if self.topology().epoch() >= epoch {
+            return;
+        }
+        let _guard = self.refresh_lock.lock().await;
+        if self.topology().epoch() >= epoch {
+            return;
+        }
+        self.refresh().await;
+    }
+
+    /// Fetch the seed's view now; on failure keep the current one.
+    pub async fn refresh(&self) {
+        match self
+            .peers
+            .json::<(), View>(&self.config.seed, Method::GET, "/nodes", None)
+            .await
+        {
+            Ok(view) if view.epoch >= self.topology().epoch() => {
+                self.adopt(view);
+            }
+            Ok(_) => {} // a restarted seed behind us; the heartbeat loop re-registers
+            Err(e) => tracing::warn!("refreshing membership from the seed failed: {e}"),
+        }
+    }
+
+    /// Register again with our identity and last view (seed restarted or expired us).
+    pub async fn reregister(&self) -> Result<(), PeerError> {
+        let topo = self.topology();
+        let me = topo.member(self.me);
+        let req = RegisterRequest {
+            addr: self.addr.clone(),
+            id: Some(self.me),
+            tokens: me.map(|m| m.tokens.clone()),
+            state: Some(me.map_or(self.life_state(), |m| m.state)),
+            vnodes: Some(self.config.vnodes),
+            view: Some(topo.view.clone()),
+        };
+        let resp: RegisterResponse = self
+            .peers
+            .json(&self.config.seed, Method::POST, "/register", Some(&req))
+            .await?;
+        tracing::info!(
+            epoch = resp.epoch,
+            "registered again with the seed under the same id"
+        );
+        self.adopt(View {
+            epoch: resp.epoch,
+            nodes: resp.nodes,
+        });
+        Ok(())
+    }
+
+    fn life_state(&self) -> dkv_membership::NodeState {
+        use crate::node::Life;
+        match self.life() {
+            Life::Joining => dkv_membership::NodeState::Joining,
+            Life::Normal => dkv_membership::NodeState::Normal,
+            Life::Leaving | Life::Left => dkv_membership::NodeState::Leaving,
+        }
+    }
+
+    pub async fn seed_ready(&self) -> Result<(), PeerError> {
+        let view: View = self
+            .peers
+            .json(
+                &self.config.seed,
+                Method::POST,
+                "/ready",
+                Some(&IdRequest { id: self.me }),
+            )
+            .await?;
+        self.adopt(view);
+        Ok(())
+    }
+
+    pub async fn seed_leave(&self, done: bool) -> Result<(), PeerError> {
+        let req = LeaveRequest { id: self.me, done };
+        let view: View = self
+            .peers
+            .json(&self.config.seed, Method::POST, "/leave", Some(&req))
+            .await?;
+        self.adopt(view);
+        Ok(())
+    }
+
+    /// Tell every other member that the membership changed, so they fetch it now instead of at
+    /// their next heartbeat. Best effort, bounded by the request timeout.
+    pub async fn notify_peers(&self) {
+        let topo = self.topology();
+        let epoch = topo.epoch();
+        let body = wire::encode(&RefreshRequest { epoch });
+        let calls = topo.view.nodes.iter().filter(|m| m.id != self.me).map(|m| {
+            let body = body.clone();
+            async move {
+                if let Err(e) = self.peers.call(&m.addr, "/internal/refresh", body).await {
+                    tracing::debug!("telling {} about epoch {epoch}: {e}", m.addr);
+                }
+            }
+        });
+        futures_util::future::join_all(calls).await;
+    }
+}
+
+/// Heartbeat the seed every interval and adopt what it says, until `stop`.
+pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
+    let mut failures = 0u32;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(node.config.heartbeat_interval) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let req = IdRequest { id: node.me };
+        match node
+            .peers
+            .json::<_, View>(&node.config.seed, Method::POST, "/heartbeat", Some(&req))
+            .await
+        {
+            Ok(view) if view.epoch < node.topology().epoch() => {
+                // The seed restarted and someone re-registered with an older view than ours.
+                if let Err(e) = node.reregister().await {
+                    tracing::warn!("re-registering failed: {e}");
+                }
+                failures = 0;
+            }
+            Ok(view) => {
+                if failures > 0 {
+                    tracing::info!("seed reachable again after {failures} failed heartbeats");
+                }
+                failures = 0;
+                node.adopt(view);
+            }
+            Err(e) if status_is(&e, StatusCode::NOT_FOUND) => {
+                if let Err(e) = node.reregister().await {
+                    tracing::warn!("re-registering failed: {e}");
+                }
+            }
+            Err(e) => {
+                if failures % 20 == 0 {
+                    tracing::warn!("heartbeat failed ({} in a row), serving with the last known membership: {e}", failures + 1);
+                }
+                failures += 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Data movement when membership changes. Every transfer carries versioned entries and is applied
+//! with "newer version wins", so any transfer can be repeated or interrupted and redone safely,
+//! and a moved value can never overwrite a newer write or bring a deleted key back.
+//!
+//! * **Join** — a `joining` node already receives every write for the ranges it will own (it is in
+//!   their write sets). It pulls the rest from each node that holds data, then tells the seed it is
+//!   ready and becomes `normal`; only then do reads go to it. No read ever goes to a node that has
+//!   not copied its ranges, so a key that exists is never reported missing.
+//! * **Rebalance** — after any membership change each node scans its keys; a key for which it is no
+//!   longer in the write set is handed to the key's future replicas and dropped only once they
+//!   have acknowledged it (and only if no newer write arrived meanwhile).
+//! * **Leave** — the node marks itself `leaving` (locally first, then at the seed), waits for writes
+//!   planned under the old view to land, and hands every key to its future replicas; meanwhile it
+//!   keeps serving reads and every new write also goes to the new owners. Then it tells the seed
+//!   it is done. Only nodes that are not leaving accept hand-offs, and the whole leave is bounded
+//!   by the caller's timeout, so a cluster whose nodes all stop at once does not wait forever.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use dkv_membership::NodeId;
+use dkv_placement::key_hash;
+use http_body_util::BodyExt;
+use tokio::sync::watch;
+
+use crate::error::PeerError;
+use crate::node::{Life, Node};
+use crate::stats::{add, bump};
+use crate::wire::{self, ApplyKind, KeyEntry, RangeRequest};
+
+/// Entries per scan page (and at most per hand-off batch).
+const PAGE: usize = 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Pass {
+    /// Hand off and drop keys this node is no longer a replica of.
+    Misplaced,
+    /// Hand off every key (this node is leaving); keep serving them until gone.
+    Leave,
+}
+
+/// Outcome of one pass over the local keys.
+#[derive(Default, Debug)]
+struct PassReport {
+    moved: u64,
+    /// Keys with nowhere to go: no member outside the leavers is left.
+    homeless: u64,
+    failed_batches: u64,
+}
+
+/// If this node starts as `joining`: copy its future ranges, then become `normal`.
+pub async fn join(node: Node, mut stop: watch::Receiver<bool>) {
+    if node.life() != Life::Joining {
+        return;
+    }
+    let mut done: Vec<NodeId> = Vec::new();
+    let started = tokio::time::Instant::now();
+    loop {
+        let topo = node.topology();
+        let sources: Vec<_> = topo
+            .data_holders()
+            .into_iter()
+            .filter(|m| !done.contains(&m.id))
+            .cloned()
+            .collect();
+        if sources.is_empty() {
+            break;
+        }
+        for m in sources {
+            match pull(&node, &m.addr).await {
+                Ok(n) => {
+                    tracing::info!(from = %m.addr, keys = n, "pulled range for join");
+                    done.push(m.id);
+                }
+                Err(e) => {
+                    bump(&node.stats.move_failures);
+                    tracing::warn!(from = %m.addr, "pulling range failed: {e}; will retry");
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        node.refresh().await;
+    }
+    loop {
+        match node.seed_ready().await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!("telling the seed we are ready failed: {e}; retrying");
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = tokio::time::sleep(node.config.heartbeat_interval) => {}
+                }
+            }
+        }
+    }
+    node.set_life(Life::Normal);
+    tracing::info!(keys = node.engine.stats().keys, took = ?started.elapsed(), "join complete; serving as normal");
+    node.notify_peers().await;
+}
+
+/// Copy from `addr` every entry this node will own; returns how many arrived.
+async fn pull(node: &Node, addr: &str) -> Result<u64, PeerError> {
+    let req = RangeRequest {
+        epoch: node.topology().epoch(),
+        for_node: node.me.0,
+    };
+    let mut body = node
+        .peers
+        .call_stream(addr, "/internal/range", wire::encode(&req))
+        .await?;
+    let mut buf = BytesMut::new();
+    let mut n = 0;
+    let broken = |reason: String| PeerError::Protocol {
+        addr: addr.to_string(),
+        reason,
+    };
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| broken(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+        }
+        while let Some(batch) = wire::next_frame(&mut buf).map_err(|e| broken(e.to_string()))? {
+            n += batch.len() as u64;
+            node.apply_local(batch);
+        }
+    }
+    if !buf.is_empty() {
+        return Err(broken("range stream ended inside a frame".into()));
+    }
+    add(&node.stats.moved_in, n);
+    Ok(n)
+}
+
+/// After every membership change, hand misplaced keys to their owners; retry failed passes.
+pub async fn rebalance_loop(node: Node, mut stop: watch::Receiver<bool>) {
+    let mut changes = node.topo.subscribe();
+    let mut retry = false;
+    loop {
+        let wait = if retry {
+            node.config.heartbeat_interval
+        } else {
+            Duration::from_secs(3600)
+        };
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            r = changes.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(wait) => if !retry { continue },
+        }
+        if matches!(node.life(), Life::Leaving | Life::Left) {
+            continue;
+        }
+        node.drain_writes().await;
+        let report = handoff_pass(&node, Pass::Misplaced).await;
+        if report.moved > 0 || report.failed_batches > 0 {
+            tracing::info!(
+                moved = report.moved,
+                failed_batches = report.failed_batches,
+                "rebalance pass"
+            );
+        }
+        retry = report.failed_batches > 0;
+    }
+}
+
+/// Leave the cluster: mark leaving, hand every key to the remaining members, mark done.
+/// The caller bounds it in time.
+pub async fn leave(node: &Node) {
+    let started = tokio::time::Instant::now();
+    node.set_life(Life::Leaving);
+    let keys = node.engine.stats().keys;
+    tracing::info!(keys, "leaving: handing keys to the remaining members");
+    retry_seed(node, "starting the leave", |n| {
+        Box::pin(n.seed_leave(false))
+    })
+    .await;
+    node.notify_peers().await;
+    let mut total = PassReport::default();
+    loop {
+        node.drain_writes().await;
+        let report = handoff_pass(node, Pass::Leave).await;
+        total.moved += report.moved;
+        total.homeless = report.homeless;
+        if report.failed_batches == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        node.refresh().await;
+    }
+    if total.homeless > 0 {
+        tracing::warn!(keys = total.homeless, "no remaining member can take these keys (every node is leaving); they go with this node");
+    }
+    retry_seed(node, "finishing the leave", |n| {
+        Box::pin(n.seed_leave(true))
+    })
+    .await;
+    node.notify_peers().await;
+    tracing::info!(handed_off = total.moved, took = ?started.elapsed(), "leave complete");
+}
+
+type SeedCall<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), PeerError>> + Send + 'a>>;
+
+async fn retry_seed<'a>(node: &'a Node, what: &str, call: impl Fn(&'a Node) -> SeedCall<'a>) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match call(node).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!("{what}: the seed did not answer: {e}; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// One scan over the local keys, handing the ones selected by `pass` to their future replicas.
+async fn handoff_pass(node: &Node, pass: Pass) -> PassReport {
+    let mut report = PassReport::default();
+    let mut cursor = None;
+    let mut page = Vec::with_capacity(PAGE);
+    loop {
+        page.clear();
+        cursor = node.engine.scan(cursor.as_ref(), u64::MAX, PAGE, &mut page);
+        let topo = node.topology();
+        let mut batches: HashMap<Vec<NodeId>, Vec<KeyEntry>> = HashMap::new();
+        for (hash, key, entry) in page.drain(..) {
+            if pass == Pass::Misplaced && topo.placement(hash).write.contains(&node.me) {
+                continue;
+            }
+            let mut dests = topo.future_replicas(hash);
+            dests.retain(|&d| d != node.me);
+            if dests.is_empty() {
+                report.homeless += 1;
+                continue;
+            }
+            batches
+                .entry(dests)
+                .or_default()
+                .push(KeyEntry { key, entry });
+        }
+        for (dests, batch) in batches {
+            let mut ok = true;
+            for &dest in &dests {
+                if let Err(e) = node
+                    .apply_on(&topo, dest, ApplyKind::Handoff, batch.clone())
+                    .await
+                {
+                    tracing::warn!(
+                        keys = batch.len(),
+                        "handing keys to node {dest} failed: {e}"
+                    );
+                    bump(&node.stats.move_failures);
+                    ok = false;
+                    break;
+                }
+            }
+            if !ok {
+                report.failed_batches += 1;
+                continue;
+            }
+            report.moved += batch.len() as u64;
+            add(&node.stats.moved_out, batch.len() as u64);
+            if pass == Pass::Misplaced {
+                for KeyEntry { key, entry } in &batch {
+                    node.engine.remove_if(key_hash(key), key, entry.version);
+                }
+            }
+        }
+        if cursor.is_none() {
+            return report;
+        }
+    }
+}

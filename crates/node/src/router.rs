@@ -1,0 +1,101 @@
+//! Where a public request goes. Pure: a topology, a key hash and the hop count in, a decision out.
+//!
+//! The key's coordinator is its first replica on the read ring. Sending every request for a key to
+//! one coordinator means one node's hybrid clock orders its writes, so two writes made one after
+//! the other through different nodes still get increasing versions. A request that arrives at
+//! another node is forwarded there; two nodes whose views disagree (one saw a membership change
+//! the other did not yet) could pass a request back and forth, so forwards are counted in a header
+//! and bounded by [`MAX_HOPS`], after which the client gets a 503 to retry.
+
+use dkv_membership::{NodeId, Topology};
+
+/// Forwards a request may take before it is refused.
+pub const MAX_HOPS: u8 = 2;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    /// This node coordinates the request.
+    Local,
+    /// Pass the request on to the key's coordinator.
+    Forward(NodeId),
+    /// Nobody can serve it now; the text says why.
+    Unavailable(String),
+}
+
+pub fn route(topo: &Topology, hash: u64, hops: u8) -> Route {
+    match topo.coordinator(hash) {
+        None => Route::Unavailable("no node owns data yet: the cluster has no serving members".into()),
+        Some(id) if id == topo.me => Route::Local,
+        Some(_) if hops >= MAX_HOPS => Route::Unavailable(format!(
+            "request forwarded {hops} times without reaching its owner: nodes disagree about membership; retry shortly"
+        )),
+        Some(id) => Route::Forward(id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dkv_membership::{Member, NodeState, View};
+    use dkv_placement::{key_hash, tokens_for};
+
+    fn topo(me: u64, members: &[(u64, NodeState)]) -> Topology {
+        let nodes = members
+            .iter()
+            .map(|&(id, state)| Member {
+                id: NodeId(id),
+                addr: format!("h:{id}"),
+                tokens: tokens_for(id, 32),
+                state,
+                last_seen_ms: 0,
+            })
+            .collect();
+        Topology::new(View { epoch: 1, nodes }, NodeId(me), 1)
+    }
+
+    #[test]
+    fn owner_serves_others_forward_and_forwarding_is_bounded() {
+        let a = topo(1, &[(1, NodeState::Normal), (2, NodeState::Normal)]);
+        let mut local = 0;
+        for i in 0..100 {
+            let h = key_hash(format!("k{i}").as_bytes());
+            match route(&a, h, 0) {
+                Route::Local => local += 1,
+                Route::Forward(id) => {
+                    assert_eq!(id, NodeId(2));
+                    assert!(matches!(route(&a, h, MAX_HOPS), Route::Unavailable(_)));
+                    assert_eq!(route(&a, h, MAX_HOPS - 1), Route::Forward(NodeId(2)));
+                }
+                Route::Unavailable(e) => panic!("{e}"),
+            }
+        }
+        assert!(local > 0 && local < 100);
+    }
+
+    #[test]
+    fn two_views_that_disagree_cannot_bounce_forever() {
+        // Node 1 believes only node 2 exists; node 2 believes only node 1 exists.
+        let one = topo(1, &[(2, NodeState::Normal)]);
+        let two = topo(2, &[(1, NodeState::Normal)]);
+        let (mut at, mut hops) = (1, 0u8);
+        let h = key_hash(b"k");
+        loop {
+            let t = if at == 1 { &one } else { &two };
+            match route(t, h, hops) {
+                Route::Forward(id) => {
+                    at = id.0;
+                    hops += 1;
+                }
+                Route::Unavailable(_) => break,
+                Route::Local => panic!("neither node owns the key in its own view"),
+            }
+        }
+        assert_eq!(hops, MAX_HOPS);
+    }
+
+    #[test]
+    fn joining_only_cluster_is_unavailable() {
+        let t = topo(1, &[(1, NodeState::Joining)]);
+        assert!(matches!(route(&t, 5, 0), Route::Unavailable(_)));
+    }
+}

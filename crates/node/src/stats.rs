@@ -1,0 +1,54 @@
+//! Counters shown in `/stats`; relaxed atomics, read without locks.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+#[derive(Default)]
+pub struct Counters {
+    pub gets: AtomicU64,
+    pub puts: AtomicU64,
+    pub deletes: AtomicU64,
+    /// Public requests this node passed on to the key's coordinator.
+    pub forwarded: AtomicU64,
+    /// Keys this node handed to new owners (rebalance and leave).
+    pub moved_out: AtomicU64,
+    /// Keys this node received through hand-offs or range pulls.
+    pub moved_in: AtomicU64,
+    /// Hand-off or pull batches that failed and were retried.
+    pub move_failures: AtomicU64,
+}
+
+pub fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+#[derive(Serialize)]
+pub struct CountersSnapshot {
+    pub gets: u64,
+    pub puts: u64,
+    pub deletes: u64,
+    pub forwarded: u64,
+    pub moved_out: u64,
+    pub moved_in: u64,
+    pub move_failures: u64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> CountersSnapshot {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CountersSnapshot {
+            gets: r(&self.gets),
+            puts: r(&self.puts),
+            deletes: r(&self.deletes),
+            forwarded: r(&self.forwarded),
+            moved_out: r(&self.moved_out),
+            moved_in: r(&self.moved_in),
+            move_failures: r(&self.move_failures),
+        }
+    }
+}

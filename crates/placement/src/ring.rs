@@ -1,0 +1,284 @@
+//! The token ring and preference lists.
+//!
+//! The ring is a single sorted `Vec<(Token, N)>`: a lookup is one binary search plus a short
+//! clockwise walk, with no pointer chasing, and the whole ring is rebuilt (cheaply) whenever
+//! membership changes rather than mutated in place. That keeps it an immutable value that the
+//! layers above can share behind an `Arc` and swap atomically.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use crate::hash::Token;
+
+/// Above this many wanted replicas, the walk tracks seen nodes in a `HashSet` instead of scanning
+/// `out`; below it a linear scan of a few elements is faster and allocates nothing.
+const LINEAR_SEEN_LIMIT: usize = 16;
+
+/// A consistent-hash ring over node handles `N`.
+///
+/// Generic over `N` (a member id, an index, ...) so that placement knows nothing about
+/// membership. Entries are sorted by token; when two nodes claim the same token the tie is
+/// broken by `N`'s `Ord`, so the ring, and every preference list, depends only on the *set* of
+/// `(node, token)` pairs and never on the order in which members were supplied.
+#[derive(Clone, Debug)]
+pub struct Ring<N> {
+    /// `(token, node)` sorted ascending, exact duplicates removed.
+    entries: Vec<(Token, N)>,
+    /// Distinct nodes that hold at least one token, sorted.
+    nodes: Vec<N>,
+}
+
+impl<N: Copy + Ord + Eq + Hash + Debug> Ring<N> {
+    /// Builds a ring from each node's tokens.
+    ///
+    /// A node listed twice contributes the union of its tokens; a node with no tokens is not on
+    /// the ring at all (it owns nothing and is not counted by [`Ring::node_count`]).
+    pub fn new<I, T>(nodes: I) -> Self
+    where
+        I: IntoIterator<Item = (N, T)>,
+        T: IntoIterator<Item = Token>,
+    {
+        let mut entries: Vec<(Token, N)> = nodes
+            .into_iter()
+            .flat_map(|(node, tokens)| tokens.into_iter().map(move |t| (t, node)))
+            .collect();
+        entries.sort_unstable();
+        entries.dedup();
+        let mut nodes: Vec<N> = entries.iter().map(|&(_, n)| n).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        Ring { entries, nodes }
+    }
+
+    /// True when no node holds a token: every lookup then returns nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Number of distinct physical nodes on the ring (the cap on any preference list's length).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Distinct nodes on the ring, sorted.
+    pub fn nodes(&self) -> Vec<N> {
+        self.nodes.clone()
+    }
+
+    /// Index of the entry owning `hash`: the first token `>= hash`, wrapping to index 0.
+    /// Caller guarantees the ring is non-empty.
+    #[inline]
+    fn owner_index(&self, hash: u64) -> usize {
+        let i = self.entries.partition_point(|&(t, _)| t < hash);
+        if i == self.entries.len() {
+            0
+        } else {
+            i
+        }
+    }
+
+    /// Writes the preference list of `hash` into `out` (cleared first): walking clockwise from
+    /// the first token `>= hash` (wrapping), the first `n` *distinct* nodes, or every node if the
+    /// ring has fewer.
+    ///
+    /// This runs on every request, so it takes a caller-owned buffer and allocates nothing beyond
+    /// it for ordinary replication factors: one binary search, then a walk that usually stops
+    /// after a few entries.
+    pub fn preference_list_into(&self, hash: u64, n: usize, out: &mut Vec<N>) {
+        out.clear();
+        if n == 0 || self.entries.is_empty() {
+            return;
+        }
+        let start = self.owner_index(hash);
+        if n == 1 {
+            out.push(self.entries[start].1);
+            return;
+        }
+        let want = n.min(self.nodes.len());
+        out.reserve(want);
+        let walk = self.entries[start..]
+            .iter()
+            .chain(&self.entries[..start])
+            .map(|&(_, node)| node);
+        if want <= LINEAR_SEEN_LIMIT {
+            for node in walk {
+                if !out.contains(&node) {
+                    out.push(node);
+                    if out.len() == want {
+                        break;
+                    }
+                }
+            }
+        } else {
+            let mut seen = HashSet::with_capacity(want);
+            for node in walk {
+                if seen.insert(node) {
+                    out.push(node);
+                    if out.len() == want {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Allocating convenience over [`Ring::preference_list_into`].
+    pub fn preference_list(&self, hash: u64, n: usize) -> Vec<N> {
+        let mut out = Vec::new();
+        self.preference_list_into(hash, n, &mut out);
+        out
+    }
+
+    /// The node owning `hash`: the first node of its preference list, `None` on an empty ring.
+    #[inline]
+    pub fn primary(&self, hash: u64) -> Option<N> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        Some(self.entries[self.owner_index(hash)].1)
+    }
+
+    /// Fraction of the 2^64 hash space for which each node is the primary; sums to 1.0 for a
+    /// non-empty ring. Every node on the ring appears, with 0.0 if it owns nothing (possible only
+    /// when all its tokens are tied with a smaller node's).
+    ///
+    /// Used to report balance; it measures ranges exactly rather than sampling keys.
+    pub fn ownership(&self) -> BTreeMap<N, f64> {
+        let mut owned: BTreeMap<N, u128> = self.nodes.iter().map(|&n| (n, 0)).collect();
+        let (Some(&(first, _)), Some(&(last, _))) = (self.entries.first(), self.entries.last())
+        else {
+            return BTreeMap::new();
+        };
+        const SPACE: u128 = 1 << 64;
+        let mut prev: Option<Token> = None;
+        for &(token, node) in &self.entries {
+            // Entry i owns (token[i-1], token[i]]; entry 0 also owns the wrap-around arc
+            // (last, u64::MAX], so its share is 2^64 - (last - first). A token tied with the
+            // previous one owns an empty range.
+            let size = match prev {
+                None => SPACE - u128::from(last - first),
+                Some(p) => u128::from(token - p),
+            };
+            *owned.entry(node).or_default() += size;
+            prev = Some(token);
+        }
+        owned
+            .into_iter()
+            .map(|(n, size)| (n, size as f64 / SPACE as f64))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(nodes: &[(u32, &[Token])]) -> Ring<u32> {
+        Ring::new(nodes.iter().map(|&(n, t)| (n, t.iter().copied())))
+    }
+
+    #[test]
+    fn empty_ring_returns_nothing() {
+        let r = ring(&[]);
+        assert!(r.is_empty());
+        assert_eq!(r.node_count(), 0);
+        assert!(r.nodes().is_empty());
+        assert_eq!(r.primary(5), None);
+        assert!(r.preference_list(5, 3).is_empty());
+        assert!(r.ownership().is_empty());
+    }
+
+    #[test]
+    fn node_without_tokens_is_not_on_the_ring() {
+        let r = ring(&[(1, &[]), (2, &[])]);
+        assert!(r.is_empty());
+        assert_eq!(r.node_count(), 0);
+    }
+
+    #[test]
+    fn one_node_owns_everything() {
+        let r = ring(&[(7, &[100])]);
+        for h in [0, 100, 101, u64::MAX] {
+            assert_eq!(r.primary(h), Some(7));
+            assert_eq!(r.preference_list(h, 3), vec![7]);
+        }
+        assert_eq!(r.ownership()[&7], 1.0);
+    }
+
+    #[test]
+    fn key_goes_to_first_token_at_or_after_its_hash_and_wraps() {
+        let r = ring(&[(1, &[10, 40]), (2, &[20]), (3, &[30])]);
+        assert_eq!(r.primary(0), Some(1));
+        assert_eq!(r.primary(10), Some(1));
+        assert_eq!(r.primary(11), Some(2));
+        assert_eq!(r.primary(30), Some(3));
+        assert_eq!(r.primary(40), Some(1));
+        assert_eq!(r.primary(41), Some(1)); // wraps to token 10
+        assert_eq!(r.primary(u64::MAX), Some(1));
+        // The walk wraps too: from 35 -> 40(1), 10(1, skipped), 20(2), 30(3).
+        assert_eq!(r.preference_list(35, 3), vec![1, 2, 3]);
+        assert_eq!(r.preference_list(25, 2), vec![3, 1]);
+    }
+
+    #[test]
+    fn n_larger_than_node_count_returns_every_node_once() {
+        let r = ring(&[(1, &[10, 11, 12]), (2, &[20])]);
+        assert_eq!(r.preference_list(0, 5), vec![1, 2]);
+        assert_eq!(r.preference_list(15, 5), vec![2, 1]);
+        assert!(r.preference_list(0, 0).is_empty());
+    }
+
+    #[test]
+    fn tied_tokens_are_broken_by_node_order_regardless_of_input_order() {
+        let a = ring(&[(2, &[50]), (1, &[50]), (3, &[60])]);
+        let b = ring(&[(3, &[60]), (1, &[50]), (2, &[50])]);
+        for r in [&a, &b] {
+            assert_eq!(r.primary(50), Some(1));
+            assert_eq!(r.preference_list(50, 3), vec![1, 2, 3]);
+            let own = r.ownership();
+            assert_eq!(own[&2], 0.0);
+            assert_eq!(own.values().sum::<f64>(), 1.0);
+        }
+    }
+
+    #[test]
+    fn repeated_member_merges_tokens() {
+        let r = ring(&[(1, &[10]), (1, &[10, 20]), (2, &[30])]);
+        assert_eq!(r.node_count(), 2);
+        assert_eq!(r.nodes(), vec![1, 2]);
+        assert_eq!(r.primary(15), Some(1));
+    }
+
+    #[test]
+    fn ownership_measures_ranges_exactly() {
+        let half = 1u64 << 63;
+        let r = ring(&[(1, &[0]), (2, &[half])]);
+        let own = r.ownership();
+        assert_eq!(own[&1], 0.5);
+        assert_eq!(own[&2], 0.5);
+        let r = ring(&[(1, &[u64::MAX]), (2, &[0])]);
+        assert_eq!(r.ownership()[&1], 1.0 - 1.0 / 2f64.powi(64));
+    }
+
+    #[test]
+    fn into_reuses_and_clears_the_buffer() {
+        let r = ring(&[(1, &[10]), (2, &[20]), (3, &[30])]);
+        let mut out = vec![9, 9, 9, 9];
+        r.preference_list_into(15, 2, &mut out);
+        assert_eq!(out, vec![2, 3]);
+        r.preference_list_into(15, 1, &mut out);
+        assert_eq!(out, vec![2]);
+    }
+
+    #[test]
+    fn large_n_uses_the_same_walk() {
+        let nodes: Vec<(u32, Vec<Token>)> = (0..40u32)
+            .map(|n| (n, vec![u64::from(n) * 1000, u64::from(n) * 1000 + 1]))
+            .collect();
+        let r = Ring::new(nodes);
+        let list = r.preference_list(5_500, 40);
+        let expected: Vec<u32> = (6..40).chain(0..6).collect();
+        assert_eq!(list, expected);
+    }
+}

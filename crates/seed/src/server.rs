@@ -1,0 +1,203 @@
+//! HTTP routes of the seed (DESIGN §3).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dkv_membership::api::{IdRequest, LeaveRequest, RegisterRequest, SeedHealth};
+use dkv_membership::{Registry, RegistryError};
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+
+#[derive(Clone, Debug)]
+pub struct SeedConfig {
+    /// A member unseen for this long is removed from the membership.
+    pub node_ttl: Duration,
+}
+
+#[derive(Clone)]
+struct Seed {
+    registry: Arc<Mutex<Registry>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Seed {
+    fn with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        let mut r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut r)
+    }
+}
+
+pub fn router(config: &SeedConfig) -> (Router, impl Future<Output = ()> + Send + 'static) {
+    let seed = Seed {
+        registry: Arc::new(Mutex::new(Registry::new(
+            now_ms(),
+            config.node_ttl.as_millis() as u64,
+        ))),
+    };
+    let expirer = expire_loop(seed.clone(), config.node_ttl);
+    let app = Router::new()
+        .route("/", get(dashboard))
+        .route("/health", get(health))
+        .route("/nodes", get(nodes))
+        .route("/register", post(register))
+        .route("/heartbeat", post(heartbeat))
+        .route("/ready", post(ready))
+        .route("/leave", post(leave))
+        .with_state(seed);
+    (app, expirer)
+}
+
+/// Serve the seed on `listener` until `shutdown` completes.
+pub async fn run(
+    config: SeedConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (app, expirer) = router(&config);
+    let expirer = tokio::spawn(expirer);
+    tracing::info!(addr = %listener.local_addr()?, ttl = ?config.node_ttl, "seed listening");
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    expirer.abort();
+    result
+}
+
+async fn expire_loop(seed: Seed, ttl: Duration) {
+    let mut tick = tokio::time::interval((ttl / 4).max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (removed, epoch) = seed.with(|r| (r.expire(now_ms()), r.epoch()));
+        for m in removed {
+            tracing::warn!(id = %m.id, addr = %m.addr, epoch, "node expired: no heartbeat within the TTL");
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}\n")).into_response())
+}
+
+fn reply<T: serde::Serialize>(result: Result<T, RegistryError>) -> Response {
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e @ RegistryError::UnknownNode(_)) => {
+            (StatusCode::NOT_FOUND, format!("{e}\n")).into_response()
+        }
+        Err(e @ RegistryError::BadRequest(_)) => {
+            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+        }
+    }
+}
+
+async fn register(State(seed): State<Seed>, body: Bytes) -> Response {
+    let req: RegisterRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let result = seed.with(|r| {
+        let before = r.epoch();
+        let res = r.register(req, now_ms());
+        (res, before)
+    });
+    if let (Ok(resp), before) = &result {
+        if resp.epoch != *before {
+            let m = resp.nodes.iter().find(|m| m.id == resp.id);
+            tracing::info!(id = %resp.id, addr = m.map(|m| m.addr.as_str()), state = ?m.map(|m| m.state), epoch = resp.epoch, "node registered");
+        }
+    }
+    reply(result.0)
+}
+
+async fn heartbeat(State(seed): State<Seed>, body: Bytes) -> Response {
+    match parse::<IdRequest>(&body) {
+        Ok(req) => reply(seed.with(|r| r.heartbeat(req.id, now_ms()))),
+        Err(resp) => resp,
+    }
+}
+
+async fn ready(State(seed): State<Seed>, body: Bytes) -> Response {
+    match parse::<IdRequest>(&body) {
+        Ok(req) => {
+            let res = seed.with(|r| r.ready(req.id, now_ms()));
+            if let Ok(v) = &res {
+                tracing::info!(id = %req.id, epoch = v.epoch, "node is ready (normal)");
+            }
+            reply(res)
+        }
+        Err(resp) => resp,
+    }
+}
+
+async fn leave(State(seed): State<Seed>, body: Bytes) -> Response {
+    match parse::<LeaveRequest>(&body) {
+        Ok(req) => {
+            let res = seed.with(|r| r.leave(req.id, req.done, now_ms()));
+            if let Ok(v) = &res {
+                let what = if req.done {
+                    "node left"
+                } else {
+                    "node is leaving"
+                };
+                tracing::info!(id = %req.id, epoch = v.epoch, "{what}");
+            }
+            reply(res)
+        }
+        Err(resp) => resp,
+    }
+}
+
+async fn nodes(State(seed): State<Seed>) -> Response {
+    Json(seed.with(|r| r.view())).into_response()
+}
+
+async fn health(State(seed): State<Seed>) -> Response {
+    let (epoch, members) = seed.with(|r| (r.epoch(), r.view().nodes.len()));
+    Json(SeedHealth {
+        status: "ok".into(),
+        epoch,
+        members,
+    })
+    .into_response()
+}
+
+async fn dashboard(State(seed): State<Seed>) -> Response {
+    let view = seed.with(|r| r.view());
+    let mut rows = String::new();
+    for m in &view.nodes {
+        rows.push_str(&format!(
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            m.id,
+            html_escape(&m.addr),
+            m.state,
+            m.tokens.len()
+        ));
+    }
+    let page = format!(
+        "<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=2><title>dkv seed</title>\
+         <h1>dkv cluster</h1><p>epoch {}</p><table border=1 cellpadding=4>\
+         <tr><th>id</th><th>addr</th><th>state</th><th>tokens</th></tr>{rows}</table>",
+        view.epoch
+    );
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

@@ -1,0 +1,58 @@
+//! The storage engine interface.
+
+use bytes::Bytes;
+
+use crate::{Entry, Version};
+
+/// Position in an engine's `(hash, key)` order: scanning resumes strictly after it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    pub hash: u64,
+    pub key: Bytes,
+}
+
+/// Outcome of [`Engine::apply`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The entry was newer and is now stored.
+    Stored,
+    /// An equal or newer version was already stored; nothing changed.
+    Stale,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Keys with a live value (tombstones not counted).
+    pub keys: u64,
+    /// Bytes of live keys plus values.
+    pub bytes: u64,
+    pub tombstones: u64,
+}
+
+/// A node's local store of versioned entries, ordered by `(hash, key)` where `hash` is the
+/// placement hash the caller passes in (the engine does not know how keys are placed).
+///
+/// Every mutation is version-checked, so callers never need a read-modify-write cycle:
+/// concurrent writers, moves and hand-offs of the same key resolve to the highest version.
+pub trait Engine: Send + Sync + 'static {
+    fn get(&self, hash: u64, key: &[u8]) -> Option<Entry>;
+
+    /// Store `entry` if it supersedes what is stored (or nothing is).
+    fn apply(&self, hash: u64, key: &[u8], entry: Entry) -> Applied;
+
+    /// Remove the key only if its stored version is still `version` — used after a key was handed
+    /// to its new owner, so a write that landed meanwhile is not thrown away.
+    fn remove_if(&self, hash: u64, key: &[u8], version: Version) -> bool;
+
+    /// Up to `limit` entries with `start < (hash, key)` and `hash <= end_hash`, in order.
+    /// Returns the cursor to resume from, or `None` when the range is exhausted.
+    fn scan(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        out: &mut Vec<(u64, Bytes, Entry)>,
+    ) -> Option<Cursor>;
+
+    fn stats(&self) -> EngineStats;
+}

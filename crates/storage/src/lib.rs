@@ -1,0 +1,22 @@
+//! Storage layer of dkv: what a node keeps for each key, and where.
+//!
+//! Every stored value carries a [`Version`]: a hybrid-logical-clock timestamp plus the id of the
+//! node that coordinated the write. A delete is not a removal but a *tombstone* — an [`Entry`] with
+//! a version and no value — so that a replica, a late hand-off or a data move carrying an older
+//! value can never bring a deleted key back: whichever copy has the higher version wins, everywhere,
+//! whatever order copies arrive in. That single rule ([`Entry::supersedes`]) is what makes every
+//! data movement in the cluster idempotent.
+//!
+//! Engines implement [`Engine`]; they keep keys ordered by `(placement hash, key)` so that the keys
+//! of one ring range are contiguous and a range can be streamed without a full scan.
+//! The layer knows nothing of HTTP, membership or the ring's members.
+
+mod engine;
+mod hlc;
+mod memory;
+mod version;
+
+pub use engine::{Applied, Cursor, Engine, EngineStats};
+pub use hlc::Hlc;
+pub use memory::MemoryEngine;
+pub use version::{Entry, Version};
