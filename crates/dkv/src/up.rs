@@ -15,6 +15,14 @@ use tokio::time::Instant;
 use crate::cli::UpArgs;
 use crate::client::Client;
 
+/// Print to stdout, ignoring a closed pipe (whoever reads us may be gone by shutdown).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn spawn(args: &[String]) -> std::io::Result<Child> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
@@ -105,18 +113,16 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
         }
     }
 
-    println!(
+    say!(
         "dkv cluster is up: seed http://{seed_addr}, {} nodes",
         nodes.len()
     );
     for (url, _) in &nodes {
-        println!("  node {url}");
+        say!("  node {url}");
     }
     let (a, b) = (&nodes[0].0, &nodes[nodes.len().min(2) - 1].0);
-    println!(
-        "try:\n  curl -X PUT -d 'John Doe' '{a}/put?key=user_123'\n  curl '{b}/get?key=user_123'"
-    );
-    println!("Ctrl-C stops the whole cluster.");
+    say!("try:\n  curl -X PUT -d 'John Doe' '{a}/put?key=user_123'\n  curl '{b}/get?key=user_123'");
+    say!("Ctrl-C stops the whole cluster.");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
@@ -124,7 +130,7 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    println!("stopping the cluster");
+    say!("stopping the cluster");
     stop_all(&mut nodes, &mut seed).await;
     Ok(())
 }

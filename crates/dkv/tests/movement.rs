@@ -1,0 +1,205 @@
+//! Data movement with real processes: a join moves only the newcomer's share and loses nothing,
+//! a graceful leave hands every key on (deletes included), and stopping every node at once ends.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+
+/// Read `data` in a loop through rotating nodes until `stop`; count answers that were not the
+/// exact value (a 404 for an existing key, an error).
+fn background_reader(
+    c: &Cluster,
+    via: Vec<usize>,
+    data: Vec<(String, String)>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(u64, Vec<String>)> {
+    let clients: Vec<_> = via.iter().map(|&i| c.client(i)).collect();
+    tokio::spawn(async move {
+        let (mut reads, mut bad) = (0u64, Vec::new());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        'outer: while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
+            for (i, (k, v)) in data.iter().enumerate() {
+                if stop.load(Ordering::Relaxed) {
+                    break 'outer;
+                }
+                reads += 1;
+                match clients[i % clients.len()].get(k.as_bytes()).await {
+                    Ok(Some(got)) if got == v.as_bytes() => {}
+                    other => bad.push(format!("{k}: {other:?}")),
+                }
+            }
+        }
+        (reads, bad)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_of_a_sixth_node_moves_only_its_share_and_loses_nothing() {
+    let mut c = Cluster::start(5).await;
+    let data = dataset("user_", 800);
+    write_all(&c, &[0, 1, 2, 3, 4], &data).await;
+    let mut before = Vec::new();
+    for i in 0..5 {
+        before.push(c.keys_on(i).await);
+    }
+    assert_eq!(before.iter().sum::<u64>(), 800);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = background_reader(&c, vec![0, 1, 2, 3, 4], data.clone(), stop.clone());
+    let newcomer = c.add_node();
+    c.wait_normal(6).await;
+    // Old owners drop what they handed over; wait until every key is stored exactly once.
+    eventually(
+        Duration::from_secs(20),
+        "800 keys stored exactly once",
+        || async {
+            let mut t = 0;
+            for i in 0..6 {
+                t += c.client(i).json("/stats").await.ok()?["keys"].as_u64()?;
+            }
+            (t == 800).then_some(())
+        },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let (reads, bad) = reader.await.unwrap();
+    assert!(
+        bad.is_empty(),
+        "{} of {reads} reads during the join were wrong: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+
+    let mut after = Vec::new();
+    for i in 0..6 {
+        after.push(c.keys_on(i).await);
+    }
+    let moved = after[newcomer];
+    let lost_by_old: u64 = (0..5).map(|i| before[i] - after[i]).sum();
+    let ideal = 800.0 / 6.0;
+    let mean = 800.0 / 6.0;
+    let max = *after.iter().max().unwrap() as f64;
+    println!("join: before {before:?} after {after:?}");
+    println!("join: moved {moved} keys to the newcomer, ideal {ideal:.1}, moved/ideal {:.3}, max/mean load {:.3}", moved as f64 / ideal, max / mean);
+    assert!(moved > 0, "the newcomer owns part of the ring");
+    assert_eq!(
+        lost_by_old, moved,
+        "keys moved only from old nodes to the newcomer"
+    );
+    for i in 0..5 {
+        assert!(after[i] <= before[i], "node {i} gained keys in a join");
+    }
+    let bad = missing(&c, &[0, 1, 2, 3, 4, 5], &data).await;
+    assert!(bad.is_empty(), "missing after join: {bad:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_leave_hands_off_every_key_and_deleted_keys_stay_deleted() {
+    let mut c = Cluster::start(4).await;
+    let data = dataset("item_", 400);
+    write_all(&c, &[0, 1, 2, 3], &data).await;
+    let (deleted, kept) = data.split_at(40);
+    for (i, (k, _)) in deleted.iter().enumerate() {
+        c.client(i % 4).delete(k.as_bytes()).await.unwrap();
+    }
+    let leaver = 2;
+    let held = c.keys_on(leaver).await;
+    assert!(
+        held > 0,
+        "the leaving node must hold keys for this test to mean anything"
+    );
+
+    // Writes keep coming during the leave; every acknowledged one must survive.
+    let writes = dataset("during_", 150);
+    let writer = {
+        let clients: Vec<_> = [0, 1, 3].iter().map(|&i| c.client(i)).collect();
+        let writes = writes.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for (i, (k, v)) in writes.iter().enumerate() {
+                if clients[i % 3]
+                    .put(k.as_bytes(), v.clone().into_bytes())
+                    .await
+                    .is_ok()
+                {
+                    acked.push((k.clone(), v.clone()));
+                }
+            }
+            acked
+        })
+    };
+    c.nodes[leaver].signal(libc::SIGTERM);
+    let code = c.nodes[leaver].wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0), "a leave ends with a clean exit");
+    let acked = writer.await.unwrap();
+    c.wait_normal(3).await;
+
+    let bad = missing(&c, &[0, 1, 3], kept).await;
+    assert!(bad.is_empty(), "lost in the leave: {bad:?}");
+    let bad = missing(&c, &[0, 1, 3], &acked).await;
+    assert!(
+        bad.is_empty(),
+        "acknowledged during the leave but lost: {bad:?}"
+    );
+    for (k, _) in deleted {
+        for i in [0, 1, 3] {
+            assert_eq!(
+                c.client(i).get(k.as_bytes()).await.unwrap(),
+                None,
+                "{k} came back after the leave"
+            );
+        }
+    }
+    let total = c.total_keys().await;
+    assert_eq!(
+        total as usize,
+        kept.len() + acked.len(),
+        "each key stored exactly once after the leave"
+    );
+    println!(
+        "leave: node held {held} keys, {} writes acknowledged during the leave",
+        acked.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_every_node_at_once_finishes_within_the_leave_bound() {
+    let mut c = Cluster::start_with(3, &["--leave-timeout", "3s"]).await;
+    write_all(&c, &[0, 1, 2], &dataset("k", 100)).await;
+    let started = tokio::time::Instant::now();
+    for n in &c.nodes {
+        n.signal(libc::SIGTERM);
+    }
+    for i in 0..3 {
+        c.nodes[i].wait_exit(Duration::from_secs(15)).await;
+    }
+    println!("all nodes stopped in {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leave_hands_off_while_another_node_joins() {
+    let mut c = Cluster::start(3).await;
+    let data = dataset("mix_", 300);
+    write_all(&c, &[0, 1, 2], &data).await;
+    c.add_node();
+    c.nodes[0].signal(libc::SIGTERM);
+    assert_eq!(c.nodes[0].wait_exit(Duration::from_secs(30)).await, Some(0));
+    c.wait_normal(3).await;
+    let bad = missing(&c, &[1, 2, 3], &data).await;
+    assert!(
+        bad.is_empty(),
+        "lost when a join and a leave overlapped: {bad:?}"
+    );
+    eventually(Duration::from_secs(20), "each key stored once", || async {
+        let mut t = 0;
+        for i in 1..4 {
+            t += c.client(i).json("/stats").await.ok()?["keys"].as_u64()?;
+        }
+        (t == 300).then_some(())
+    })
+    .await;
+}

@@ -1,0 +1,134 @@
+//! The seed's state is soft: killing and restarting it changes no id, no token and no key, and
+//! the nodes keep serving every request meanwhile.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn ids_and_tokens(view: &Value) -> BTreeMap<String, (String, Value)> {
+    view["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap().to_string(),
+                (m["addr"].as_str().unwrap().to_string(), m["tokens"].clone()),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_restart_keeps_ids_tokens_and_every_key_with_no_failed_request() {
+    let mut c = Cluster::start(3).await;
+    let before = ids_and_tokens(&c.wait_normal(3).await);
+    let data = dataset("s_", 300);
+    write_all(&c, &[0, 1, 2], &data).await;
+
+    // Load through every node for the whole test; no request may fail.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let clients: Vec<_> = (0..3).map(|i| c.client(i)).collect();
+        let stop = stop.clone();
+        let data = data.clone();
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
+                let (k, v) = &data[i % data.len()];
+                let client = &clients[i % 3];
+                let res = if i % 4 == 0 {
+                    client
+                        .put(k.as_bytes(), v.clone().into_bytes())
+                        .await
+                        .map(|_| true)
+                } else {
+                    client
+                        .get(k.as_bytes())
+                        .await
+                        .map(|got| got.as_deref() == Some(v.as_bytes()))
+                };
+                match res {
+                    Ok(true) => ok += 1,
+                    other => failed.push(format!("{k}: {other:?}")),
+                }
+                i += 1;
+            }
+            (ok, failed)
+        })
+    };
+
+    c.seed.signal(libc::SIGKILL);
+    c.seed.wait_exit(Duration::from_secs(5)).await;
+    // Several heartbeat intervals pass with the seed gone: nodes must keep serving.
+    let down_since = tokio::time::Instant::now();
+    let bad = missing(&c, &[0, 1, 2], &data).await;
+    assert!(
+        bad.is_empty(),
+        "keys unreadable while the seed was down: {bad:?}"
+    );
+    eventually(
+        Duration::from_secs(5),
+        "one second with the seed down",
+        || async { (down_since.elapsed() > Duration::from_secs(1)).then_some(()) },
+    )
+    .await;
+    for i in 0..3 {
+        let h = c
+            .client(i)
+            .json("/health")
+            .await
+            .expect("node serves while the seed is down");
+        assert_eq!(h["status"], "normal");
+    }
+
+    c.restart_seed();
+    c.wait_seed().await;
+    let after = ids_and_tokens(&c.wait_normal(3).await);
+    assert_eq!(
+        after, before,
+        "ids, addresses and tokens survive a seed restart"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = load.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed around the seed restart: {:?}",
+        failed.len(),
+        ok + failed.len() as u64,
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 100, "the load loop ran ({ok} requests)");
+    let bad = missing(&c, &[0, 1, 2], &data).await;
+    assert!(bad.is_empty(), "missing after the seed restart: {bad:?}");
+    assert_eq!(c.total_keys().await, 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_unseen_for_the_ttl_is_removed_and_comes_back_with_its_identity() {
+    let mut c = Cluster::start(2).await;
+    let before = ids_and_tokens(&c.wait_normal(2).await);
+    // Pause node 1 past the seed's TTL: the seed expires it.
+    c.nodes[1].signal(libc::SIGSTOP);
+    let seed = c.seed_client();
+    eventually(Duration::from_secs(10), "the paused node to expire", || {
+        let seed = seed.clone();
+        async move { (seed.json("/nodes").await.ok()?["nodes"].as_array()?.len() == 1).then_some(()) }
+    })
+    .await;
+    c.nodes[1].signal(libc::SIGCONT);
+    let after = ids_and_tokens(&c.wait_normal(2).await);
+    assert_eq!(
+        after, before,
+        "the node re-registered with its own id and tokens"
+    );
+}
