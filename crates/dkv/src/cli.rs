@@ -7,12 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "dkv",
-    version,
-    about = "dkv: a distributed key-value store",
-    propagate_version = true
-)]
+#[command(name = "dkv", version, about = "dkv: a distributed key-value store", propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -46,22 +41,15 @@ pub fn byte_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: usize = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size: write e.g. 8192, 8KiB or 16MiB"))?;
+    let n: usize = num.parse().map_err(|_| format!("{s:?} is not a size: write e.g. 8192, 8KiB or 16MiB"))?;
     let mult = match unit.trim() {
         "" | "B" => 1,
         "KiB" | "K" | "KB" => 1 << 10,
         "MiB" | "M" | "MB" => 1 << 20,
         "GiB" | "G" | "GB" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?}: use B, KiB, MiB or GiB"
-            ))
-        }
+        other => return Err(format!("unknown size unit {other:?}: use B, KiB, MiB or GiB")),
     };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s} is too large"))
+    n.checked_mul(mult).ok_or_else(|| format!("{s} is too large"))
 }
 
 #[derive(Args, Debug)]

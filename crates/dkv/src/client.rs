@@ -11,22 +11,14 @@ use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
 /// Bytes left as they are in a key: RFC 3986 unreserved characters.
-const KEY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+const KEY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot reach {url}: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("{url} answered {status}: {message}")]
-    Status {
-        url: String,
-        status: StatusCode,
-        message: String,
-    },
+    Status { url: String, status: StatusCode, message: String },
     #[error("bad URL {0:?}: write it like http://127.0.0.1:8080")]
     BadUrl(String),
 }
@@ -45,19 +37,11 @@ pub fn encode_key(key: &[u8]) -> String {
 impl Client {
     /// `node` is a base URL such as `http://127.0.0.1:8080` (a bare `host:port` works too).
     pub fn new(node: &str) -> Self {
-        let base = if node.contains("://") {
-            node.trim_end_matches('/').to_string()
-        } else {
-            format!("http://{node}")
-        };
+        let base = if node.contains("://") { node.trim_end_matches('/').to_string() } else { format!("http://{node}") };
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let http = HyperClient::builder(TokioExecutor::new()).build(connector);
-        Client {
-            http,
-            base,
-            timeout: Duration::from_secs(10),
-        }
+        Client { http, base, timeout: Duration::from_secs(10) }
     }
 
     pub fn base(&self) -> &str {
@@ -77,21 +61,13 @@ impl Client {
             .uri(&url)
             .body(Full::new(body.unwrap_or_default()))
             .map_err(|_| ClientError::BadUrl(url.clone()))?;
-        let unreachable = |reason: String| ClientError::Unreachable {
-            url: url.clone(),
-            reason,
-        };
+        let unreachable = |reason: String| ClientError::Unreachable { url: url.clone(), reason };
         let resp = tokio::time::timeout(self.timeout, self.http.request(req))
             .await
             .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?
             .map_err(|e| unreachable(dkv_node::peer::error_chain(&e)))?;
         let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?
-            .to_bytes();
+        let body = resp.into_body().collect().await.map_err(|e| unreachable(e.to_string()))?.to_bytes();
         Ok((status, body))
     }
 
@@ -107,50 +83,28 @@ impl Client {
             return Ok((status, body));
         }
         let message = String::from_utf8_lossy(&body).trim().to_string();
-        Err(ClientError::Status {
-            url: format!("{}{}", self.base, pq),
-            status,
-            message,
-        })
+        Err(ClientError::Status { url: format!("{}{}", self.base, pq), status, message })
     }
 
     pub async fn put(&self, key: &[u8], value: impl Into<Bytes>) -> Result<(), ClientError> {
         let pq = format!("/put?key={}", encode_key(key));
-        self.expect(
-            Method::PUT,
-            &pq,
-            Some(value.into()),
-            &[StatusCode::NO_CONTENT],
-        )
-        .await
-        .map(|_| ())
+        self.expect(Method::PUT, &pq, Some(value.into()), &[StatusCode::NO_CONTENT]).await.map(|_| ())
     }
 
     /// `Ok(None)` for a missing or deleted key.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, ClientError> {
         let pq = format!("/get?key={}", encode_key(key));
-        let (status, body) = self
-            .expect(
-                Method::GET,
-                &pq,
-                None,
-                &[StatusCode::OK, StatusCode::NOT_FOUND],
-            )
-            .await?;
+        let (status, body) = self.expect(Method::GET, &pq, None, &[StatusCode::OK, StatusCode::NOT_FOUND]).await?;
         Ok((status == StatusCode::OK).then_some(body))
     }
 
     pub async fn delete(&self, key: &[u8]) -> Result<(), ClientError> {
         let pq = format!("/delete?key={}", encode_key(key));
-        self.expect(Method::DELETE, &pq, None, &[StatusCode::NO_CONTENT])
-            .await
-            .map(|_| ())
+        self.expect(Method::DELETE, &pq, None, &[StatusCode::NO_CONTENT]).await.map(|_| ())
     }
 
     pub async fn json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
-        let (_, body) = self
-            .expect(Method::GET, path, None, &[StatusCode::OK])
-            .await?;
+        let (_, body) = self.expect(Method::GET, path, None, &[StatusCode::OK]).await?;
         serde_json::from_slice(&body).map_err(|e| ClientError::Status {
             url: format!("{}{path}", self.base),
             status: StatusCode::OK,

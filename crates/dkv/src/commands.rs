@@ -14,10 +14,7 @@ fn fail(e: impl std::fmt::Display) -> i32 {
 }
 
 pub async fn get(args: KeyArgs) -> i32 {
-    match Client::new(&args.client.node)
-        .get(args.key.as_bytes())
-        .await
-    {
+    match Client::new(&args.client.node).get(args.key.as_bytes()).await {
         Ok(Some(v)) => {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(&v);
@@ -41,41 +38,29 @@ pub async fn put(args: PutArgs) -> i32 {
     } else {
         Bytes::from(args.value.into_bytes())
     };
-    match Client::new(&args.client.node)
-        .put(args.key.as_bytes(), value)
-        .await
-    {
+    match Client::new(&args.client.node).put(args.key.as_bytes(), value).await {
         Ok(()) => 0,
         Err(e) => fail(e),
     }
 }
 
 pub async fn del(args: KeyArgs) -> i32 {
-    match Client::new(&args.client.node)
-        .delete(args.key.as_bytes())
-        .await
-    {
+    match Client::new(&args.client.node).delete(args.key.as_bytes()).await {
         Ok(()) => 0,
         Err(e) => fail(e),
     }
 }
 
 pub async fn health(args: HealthArgs) -> i32 {
-    let (base, path) = match args
-        .url
-        .find("://")
-        .and_then(|i| args.url[i + 3..].find('/').map(|j| i + 3 + j))
-    {
+    let (base, path) = match args.url.find("://").and_then(|i| args.url[i + 3..].find('/').map(|j| i + 3 + j)) {
         Some(split) => (&args.url[..split], &args.url[split..]),
         None => (args.url.as_str(), "/health"),
     };
     match Client::new(base).raw(Method::GET, path, None).await {
         Ok((StatusCode::OK, _)) => 0,
-        Ok((status, body)) => fail(format!(
-            "{} answered {status}: {}",
-            args.url,
-            String::from_utf8_lossy(&body).trim()
-        )),
+        Ok((status, body)) => {
+            fail(format!("{} answered {status}: {}", args.url, String::from_utf8_lossy(&body).trim()))
+        }
         Err(e) => fail(e),
     }
 }
@@ -88,16 +73,8 @@ pub async fn status(args: ClientArgs) -> i32 {
         Err(e) => return fail(e),
     };
     let members = cluster["members"].as_array().cloned().unwrap_or_default();
-    println!(
-        "epoch {}  ({} members, as seen by {})",
-        cluster["epoch"],
-        members.len(),
-        client.base()
-    );
-    println!(
-        "{:<18} {:<22} {:<8} {:>10} {:>12} {:>8}",
-        "ID", "ADDR", "STATE", "KEYS", "BYTES", "TOKENS"
-    );
+    println!("epoch {}  ({} members, as seen by {})", cluster["epoch"], members.len(), client.base());
+    println!("{:<18} {:<22} {:<8} {:>10} {:>12} {:>8}", "ID", "ADDR", "STATE", "KEYS", "BYTES", "TOKENS");
     let mut total = 0u64;
     for m in &members {
         let addr = m["addr"].as_str().unwrap_or("?");
@@ -109,11 +86,7 @@ pub async fn status(args: ClientArgs) -> i32 {
             ),
             Err(_) => ("unreachable".to_string(), "-".to_string()),
         };
-        total += stats
-            .as_ref()
-            .ok()
-            .and_then(|s| s["keys"].as_u64())
-            .unwrap_or(0);
+        total += stats.as_ref().ok().and_then(|s| s["keys"].as_u64()).unwrap_or(0);
         println!(
             "{:<18} {:<22} {:<8} {:>10} {:>12} {:>8}",
             m["id"].as_str().unwrap_or("?"),

@@ -7,11 +7,7 @@ use tracing_subscriber::EnvFilter;
 fn init_logs(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }
 
 /// SIGTERM or Ctrl-C.
@@ -44,9 +40,7 @@ async fn main() {
             init_logs("info");
             match bind(a.listen).await {
                 Ok(listener) => {
-                    let config = dkv_seed::SeedConfig {
-                        node_ttl: a.node_ttl,
-                    };
+                    let config = dkv_seed::SeedConfig { node_ttl: a.node_ttl };
                     match dkv_seed::run(config, listener, terminated()).await {
                         Ok(()) => 0,
                         Err(e) => {

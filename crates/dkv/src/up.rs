@@ -26,10 +26,7 @@ macro_rules! say {
 fn spawn(args: &[String]) -> std::io::Result<Child> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
+    cmd.args(args).stdin(Stdio::null()).process_group(0).kill_on_drop(true);
     // SAFETY: prctl is async-signal-safe and only affects the child being set up.
     unsafe {
         cmd.pre_exec(|| {
@@ -47,9 +44,7 @@ async fn wait_healthy(url: &str, child: &mut Child, deadline: Instant) -> Result
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "{url} exited during start-up ({status}); is the port free?"
-            ));
+            return Err(format!("{url} exited during start-up ({status}); is the port free?"));
         }
         if Instant::now() > deadline {
             return Err(format!("{url} did not become healthy in time"));
@@ -78,14 +73,8 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
     let seed_addr = format!("127.0.0.1:{}", args.seed_port);
     let hb = humantime::format_duration(args.heartbeat_interval).to_string();
     let ttl = humantime::format_duration(args.node_ttl).to_string();
-    let mut seed = spawn(&[
-        "seed".into(),
-        "--listen".into(),
-        seed_addr.clone(),
-        "--node-ttl".into(),
-        ttl,
-    ])
-    .map_err(|e| format!("starting the seed: {e}"))?;
+    let mut seed = spawn(&["seed".into(), "--listen".into(), seed_addr.clone(), "--node-ttl".into(), ttl])
+        .map_err(|e| format!("starting the seed: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     wait_healthy(&format!("http://{seed_addr}"), &mut seed, deadline).await?;
 
@@ -113,10 +102,7 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
         }
     }
 
-    say!(
-        "dkv cluster is up: seed http://{seed_addr}, {} nodes",
-        nodes.len()
-    );
+    say!("dkv cluster is up: seed http://{seed_addr}, {} nodes", nodes.len());
     for (url, _) in &nodes {
         say!("  node {url}");
     }
@@ -124,8 +110,8 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
     say!("try:\n  curl -X PUT -d 'John Doe' '{a}/put?key=user_123'\n  curl '{b}/get?key=user_123'");
     say!("Ctrl-C stops the whole cluster.");
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| e.to_string())?;
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
@@ -137,15 +123,10 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
 
 async fn stop_all(nodes: &mut [(String, Child)], seed: &mut Child) {
     for (url, _) in nodes.iter() {
-        let _ = Client::new(url)
-            .raw(Method::POST, "/admin/stop", None)
-            .await;
+        let _ = Client::new(url).raw(Method::POST, "/admin/stop", None).await;
     }
     for (url, child) in nodes.iter_mut() {
-        if tokio::time::timeout(Duration::from_secs(10), child.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
             eprintln!("dkv up: {url} did not stop in time; killing it");
             let _ = child.kill().await;
         }
@@ -154,10 +135,7 @@ async fn stop_all(nodes: &mut [(String, Child)], seed: &mut Child) {
         // SAFETY: plain kill(2) on our own child's pid.
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     }
-    if tokio::time::timeout(Duration::from_secs(5), seed.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(5), seed.wait()).await.is_err() {
         let _ = seed.kill().await;
     }
 }

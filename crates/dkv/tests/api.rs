@@ -12,10 +12,7 @@ async fn curl_session_works_through_three_different_nodes() {
     let c = Cluster::start(3).await;
     let (a, b, d) = (c.client(0), c.client(1), c.client(2));
     a.put(b"user_123", "John Doe").await.unwrap();
-    assert_eq!(
-        b.get(b"user_123").await.unwrap().as_deref(),
-        Some(&b"John Doe"[..])
-    );
+    assert_eq!(b.get(b"user_123").await.unwrap().as_deref(), Some(&b"John Doe"[..]));
     d.delete(b"user_123").await.unwrap();
     assert_eq!(a.get(b"user_123").await.unwrap(), None);
     let (status, body) = a.raw(Method::GET, "/get?key=user_123", None).await.unwrap();
@@ -26,11 +23,7 @@ async fn curl_session_works_through_three_different_nodes() {
     let value = Bytes::from((0..=255u8).cycle().take(70_000).collect::<Vec<u8>>());
     b.put(key, value.clone()).await.unwrap();
     for i in 0..3 {
-        assert_eq!(
-            c.client(i).get(key).await.unwrap(),
-            Some(value.clone()),
-            "via node {i}"
-        );
+        assert_eq!(c.client(i).get(key).await.unwrap(), Some(value.clone()), "via node {i}");
     }
 
     // Some of 30 keys are owned by a node other than the one asked: forwarding happened.
@@ -38,10 +31,7 @@ async fn curl_session_works_through_three_different_nodes() {
         a.put(format!("k{i}").as_bytes(), "v").await.unwrap();
     }
     let stats = a.json("/stats").await.unwrap();
-    assert!(
-        stats["requests"]["forwarded"].as_u64().unwrap() > 0,
-        "{stats}"
-    );
+    assert!(stats["requests"]["forwarded"].as_u64().unwrap() > 0, "{stats}");
     for field in ["id", "keys", "bytes", "epoch", "state"] {
         assert!(!stats[field].is_null(), "stats lacks {field}: {stats}");
     }
@@ -62,11 +52,7 @@ async fn client_commands_put_get_del_and_status() {
     let c = Cluster::start(2).await;
     let node = format!("http://{}", c.nodes[0].addr);
     let run = |args: &[&str]| {
-        let out = dkv()
-            .args(args)
-            .args(["--node", &node])
-            .output()
-            .expect("run dkv");
+        let out = dkv().args(args).args(["--node", &node]).output().expect("run dkv");
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).to_string(),
@@ -78,10 +64,7 @@ async fn client_commands_put_get_del_and_status() {
     assert_eq!((code, out.as_str()), (Some(0), "Zürich"));
     let (code, out, _) = run(&["status"]);
     assert_eq!(code, Some(0));
-    assert!(
-        out.contains("normal") && out.contains("total keys: 1"),
-        "{out}"
-    );
+    assert!(out.contains("normal") && out.contains("total keys: 1"), "{out}");
     assert_eq!(run(&["del", "city"]).0, Some(0));
     let (code, _, err) = run(&["get", "city"]);
     assert_eq!(code, Some(1));
@@ -89,13 +72,7 @@ async fn client_commands_put_get_del_and_status() {
     let (code, _, err) = dkv()
         .args(["get", "x", "--node", "http://127.0.0.1:1"])
         .output()
-        .map(|o| {
-            (
-                o.status.code(),
-                (),
-                String::from_utf8_lossy(&o.stderr).to_string(),
-            )
-        })
+        .map(|o| (o.status.code(), (), String::from_utf8_lossy(&o.stderr).to_string()))
         .unwrap();
     assert_eq!(code, Some(1));
     assert!(err.contains("cannot reach"), "{err}");
@@ -109,82 +86,33 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let before = (c.keys_on(0).await, c.keys_on(1).await);
 
     let cases: Vec<(Method, String, Option<Bytes>, StatusCode)> = vec![
-        (
-            Method::PUT,
-            "/put".into(),
-            Some("v".into()),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            Method::PUT,
-            "/put?key=".into(),
-            Some("v".into()),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            Method::PUT,
-            "/put?other=keep".into(),
-            Some("v".into()),
-            StatusCode::BAD_REQUEST,
-        ),
+        (Method::PUT, "/put".into(), Some("v".into()), StatusCode::BAD_REQUEST),
+        (Method::PUT, "/put?key=".into(), Some("v".into()), StatusCode::BAD_REQUEST),
+        (Method::PUT, "/put?other=keep".into(), Some("v".into()), StatusCode::BAD_REQUEST),
         (Method::GET, "/get".into(), None, StatusCode::BAD_REQUEST),
-        (
-            Method::DELETE,
-            "/delete?key=".into(),
-            None,
-            StatusCode::BAD_REQUEST,
-        ),
+        (Method::DELETE, "/delete?key=".into(), None, StatusCode::BAD_REQUEST),
         (
             Method::PUT,
             format!("/put?key={}", "k".repeat(8 * 1024 + 1)),
             Some("v".into()),
             StatusCode::PAYLOAD_TOO_LARGE,
         ),
-        (
-            Method::GET,
-            format!("/get?key={}", "k".repeat(8 * 1024 + 1)),
-            None,
-            StatusCode::PAYLOAD_TOO_LARGE,
-        ),
+        (Method::GET, format!("/get?key={}", "k".repeat(8 * 1024 + 1)), None, StatusCode::PAYLOAD_TOO_LARGE),
         (
             Method::PUT,
             "/put?key=keep".into(),
             Some(Bytes::from(vec![b'x'; 64 * 1024 + 1])),
             StatusCode::PAYLOAD_TOO_LARGE,
         ),
-        (
-            Method::POST,
-            "/put?key=keep".into(),
-            Some("v".into()),
-            StatusCode::METHOD_NOT_ALLOWED,
-        ),
-        (
-            Method::GET,
-            "/put?key=keep".into(),
-            None,
-            StatusCode::METHOD_NOT_ALLOWED,
-        ),
-        (
-            Method::PUT,
-            "/get?key=keep".into(),
-            Some("v".into()),
-            StatusCode::METHOD_NOT_ALLOWED,
-        ),
-        (
-            Method::GET,
-            "/delete?key=keep".into(),
-            None,
-            StatusCode::METHOD_NOT_ALLOWED,
-        ),
+        (Method::POST, "/put?key=keep".into(), Some("v".into()), StatusCode::METHOD_NOT_ALLOWED),
+        (Method::GET, "/put?key=keep".into(), None, StatusCode::METHOD_NOT_ALLOWED),
+        (Method::PUT, "/get?key=keep".into(), Some("v".into()), StatusCode::METHOD_NOT_ALLOWED),
+        (Method::GET, "/delete?key=keep".into(), None, StatusCode::METHOD_NOT_ALLOWED),
         (Method::GET, "/nope".into(), None, StatusCode::NOT_FOUND),
     ];
     for node in 0..2 {
         for (method, pq, body, want) in &cases {
-            let (status, text) = c
-                .client(node)
-                .raw(method.clone(), pq, body.clone())
-                .await
-                .unwrap();
+            let (status, text) = c.client(node).raw(method.clone(), pq, body.clone()).await.unwrap();
             let short = &pq[..pq.len().min(40)];
             assert_eq!(status, *want, "{method} {short} via node {node}: {text:?}");
             let text = String::from_utf8_lossy(&text);
@@ -201,10 +129,8 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
 
     // A request that was already forwarded the maximum number of times is refused, not bounced.
     let key = "hop-test";
-    let (status, _) =
-        raw_with_header(&c.nodes[0].addr, &format!("/get?key={key}"), "x-dkv-hop: 2").await;
-    let (status_b, _) =
-        raw_with_header(&c.nodes[1].addr, &format!("/get?key={key}"), "x-dkv-hop: 2").await;
+    let (status, _) = raw_with_header(&c.nodes[0].addr, &format!("/get?key={key}"), "x-dkv-hop: 2").await;
+    let (status_b, _) = raw_with_header(&c.nodes[1].addr, &format!("/get?key={key}"), "x-dkv-hop: 2").await;
     // Exactly one node owns the key: it answers 404 (not found), the other refuses with 503.
     let mut statuses = [status, status_b];
     statuses.sort();
@@ -212,15 +138,8 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let (status, _) = raw_with_header(&c.nodes[0].addr, "/get?key=keep", "x-dkv-hop: many").await;
     assert_eq!(status, 400);
 
-    assert_eq!(
-        a.get(b"keep").await.unwrap().as_deref(),
-        Some(&b"original"[..])
-    );
-    assert_eq!(
-        (c.keys_on(0).await, c.keys_on(1).await),
-        before,
-        "bad requests changed the store"
-    );
+    assert_eq!(a.get(b"keep").await.unwrap().as_deref(), Some(&b"original"[..]));
+    assert_eq!((c.keys_on(0).await, c.keys_on(1).await), before, "bad requests changed the store");
 }
 
 /// A raw HTTP/1.1 exchange (for headers and encodings the client does not produce).
@@ -232,28 +151,17 @@ async fn exchange(addr: &str, request: Vec<u8>) -> (u16, String) {
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
     let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, text)
 }
 
 async fn raw_with_header(addr: &str, pq: &str, header: &str) -> (u16, String) {
-    exchange(
-        addr,
-        format!("GET {pq} HTTP/1.1\r\nHost: x\r\n{header}\r\nConnection: close\r\n\r\n")
-            .into_bytes(),
-    )
-    .await
+    exchange(addr, format!("GET {pq} HTTP/1.1\r\nHost: x\r\n{header}\r\nConnection: close\r\n\r\n").into_bytes()).await
 }
 
 async fn chunked_put(addr: &str, pq: &str, size: usize) -> (u16, String) {
-    let mut req = format!(
-        "PUT {pq} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    )
-    .into_bytes();
+    let mut req =
+        format!("PUT {pq} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").into_bytes();
     let chunk = vec![b'y'; 4096];
     let mut left = size;
     while left > 0 {

@@ -53,17 +53,13 @@ async fn join_of_a_sixth_node_moves_only_its_share_and_loses_nothing() {
     let newcomer = c.add_node();
     c.wait_normal(6).await;
     // Old owners drop what they handed over; wait until every key is stored exactly once.
-    eventually(
-        Duration::from_secs(20),
-        "800 keys stored exactly once",
-        || async {
-            let mut t = 0;
-            for i in 0..6 {
-                t += c.client(i).json("/stats").await.ok()?["keys"].as_u64()?;
-            }
-            (t == 800).then_some(())
-        },
-    )
+    eventually(Duration::from_secs(20), "800 keys stored exactly once", || async {
+        let mut t = 0;
+        for i in 0..6 {
+            t += c.client(i).json("/stats").await.ok()?["keys"].as_u64()?;
+        }
+        (t == 800).then_some(())
+    })
     .await;
     stop.store(true, Ordering::Relaxed);
     let (reads, bad) = reader.await.unwrap();
@@ -84,12 +80,13 @@ async fn join_of_a_sixth_node_moves_only_its_share_and_loses_nothing() {
     let mean = 800.0 / 6.0;
     let max = *after.iter().max().unwrap() as f64;
     println!("join: before {before:?} after {after:?}");
-    println!("join: moved {moved} keys to the newcomer, ideal {ideal:.1}, moved/ideal {:.3}, max/mean load {:.3}", moved as f64 / ideal, max / mean);
-    assert!(moved > 0, "the newcomer owns part of the ring");
-    assert_eq!(
-        lost_by_old, moved,
-        "keys moved only from old nodes to the newcomer"
+    println!(
+        "join: moved {moved} keys to the newcomer, ideal {ideal:.1}, moved/ideal {:.3}, max/mean load {:.3}",
+        moved as f64 / ideal,
+        max / mean
     );
+    assert!(moved > 0, "the newcomer owns part of the ring");
+    assert_eq!(lost_by_old, moved, "keys moved only from old nodes to the newcomer");
     for i in 0..5 {
         assert!(after[i] <= before[i], "node {i} gained keys in a join");
     }
@@ -108,10 +105,7 @@ async fn graceful_leave_hands_off_every_key_and_deleted_keys_stay_deleted() {
     }
     let leaver = 2;
     let held = c.keys_on(leaver).await;
-    assert!(
-        held > 0,
-        "the leaving node must hold keys for this test to mean anything"
-    );
+    assert!(held > 0, "the leaving node must hold keys for this test to mean anything");
 
     // Writes keep coming during the leave; every acknowledged one must survive.
     let writes = dataset("during_", 150);
@@ -121,11 +115,7 @@ async fn graceful_leave_hands_off_every_key_and_deleted_keys_stay_deleted() {
         tokio::spawn(async move {
             let mut acked = Vec::new();
             for (i, (k, v)) in writes.iter().enumerate() {
-                if clients[i % 3]
-                    .put(k.as_bytes(), v.clone().into_bytes())
-                    .await
-                    .is_ok()
-                {
+                if clients[i % 3].put(k.as_bytes(), v.clone().into_bytes()).await.is_ok() {
                     acked.push((k.clone(), v.clone()));
                 }
             }
@@ -141,29 +131,15 @@ async fn graceful_leave_hands_off_every_key_and_deleted_keys_stay_deleted() {
     let bad = missing(&c, &[0, 1, 3], kept).await;
     assert!(bad.is_empty(), "lost in the leave: {bad:?}");
     let bad = missing(&c, &[0, 1, 3], &acked).await;
-    assert!(
-        bad.is_empty(),
-        "acknowledged during the leave but lost: {bad:?}"
-    );
+    assert!(bad.is_empty(), "acknowledged during the leave but lost: {bad:?}");
     for (k, _) in deleted {
         for i in [0, 1, 3] {
-            assert_eq!(
-                c.client(i).get(k.as_bytes()).await.unwrap(),
-                None,
-                "{k} came back after the leave"
-            );
+            assert_eq!(c.client(i).get(k.as_bytes()).await.unwrap(), None, "{k} came back after the leave");
         }
     }
     let total = c.total_keys().await;
-    assert_eq!(
-        total as usize,
-        kept.len() + acked.len(),
-        "each key stored exactly once after the leave"
-    );
-    println!(
-        "leave: node held {held} keys, {} writes acknowledged during the leave",
-        acked.len()
-    );
+    assert_eq!(total as usize, kept.len() + acked.len(), "each key stored exactly once after the leave");
+    println!("leave: node held {held} keys, {} writes acknowledged during the leave", acked.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,10 +166,7 @@ async fn leave_hands_off_while_another_node_joins() {
     assert_eq!(c.nodes[0].wait_exit(Duration::from_secs(30)).await, Some(0));
     c.wait_normal(3).await;
     let bad = missing(&c, &[1, 2, 3], &data).await;
-    assert!(
-        bad.is_empty(),
-        "lost when a join and a leave overlapped: {bad:?}"
-    );
+    assert!(bad.is_empty(), "lost when a join and a leave overlapped: {bad:?}");
     eventually(Duration::from_secs(20), "each key stored once", || async {
         let mut t = 0;
         for i in 1..4 {

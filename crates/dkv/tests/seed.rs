@@ -17,10 +17,7 @@ fn ids_and_tokens(view: &Value) -> BTreeMap<String, (String, Value)> {
         .unwrap()
         .iter()
         .map(|m| {
-            (
-                m["id"].as_str().unwrap().to_string(),
-                (m["addr"].as_str().unwrap().to_string(), m["tokens"].clone()),
-            )
+            (m["id"].as_str().unwrap().to_string(), (m["addr"].as_str().unwrap().to_string(), m["tokens"].clone()))
         })
         .collect()
 }
@@ -46,15 +43,9 @@ async fn seed_restart_keeps_ids_tokens_and_every_key_with_no_failed_request() {
                 let (k, v) = &data[i % data.len()];
                 let client = &clients[i % 3];
                 let res = if i % 4 == 0 {
-                    client
-                        .put(k.as_bytes(), v.clone().into_bytes())
-                        .await
-                        .map(|_| true)
+                    client.put(k.as_bytes(), v.clone().into_bytes()).await.map(|_| true)
                 } else {
-                    client
-                        .get(k.as_bytes())
-                        .await
-                        .map(|got| got.as_deref() == Some(v.as_bytes()))
+                    client.get(k.as_bytes()).await.map(|got| got.as_deref() == Some(v.as_bytes()))
                 };
                 match res {
                     Ok(true) => ok += 1,
@@ -71,32 +62,20 @@ async fn seed_restart_keeps_ids_tokens_and_every_key_with_no_failed_request() {
     // Several heartbeat intervals pass with the seed gone: nodes must keep serving.
     let down_since = tokio::time::Instant::now();
     let bad = missing(&c, &[0, 1, 2], &data).await;
-    assert!(
-        bad.is_empty(),
-        "keys unreadable while the seed was down: {bad:?}"
-    );
-    eventually(
-        Duration::from_secs(5),
-        "one second with the seed down",
-        || async { (down_since.elapsed() > Duration::from_secs(1)).then_some(()) },
-    )
+    assert!(bad.is_empty(), "keys unreadable while the seed was down: {bad:?}");
+    eventually(Duration::from_secs(5), "one second with the seed down", || async {
+        (down_since.elapsed() > Duration::from_secs(1)).then_some(())
+    })
     .await;
     for i in 0..3 {
-        let h = c
-            .client(i)
-            .json("/health")
-            .await
-            .expect("node serves while the seed is down");
+        let h = c.client(i).json("/health").await.expect("node serves while the seed is down");
         assert_eq!(h["status"], "normal");
     }
 
     c.restart_seed();
     c.wait_seed().await;
     let after = ids_and_tokens(&c.wait_normal(3).await);
-    assert_eq!(
-        after, before,
-        "ids, addresses and tokens survive a seed restart"
-    );
+    assert_eq!(after, before, "ids, addresses and tokens survive a seed restart");
 
     stop.store(true, Ordering::Relaxed);
     let (ok, failed) = load.await.unwrap();
@@ -127,8 +106,5 @@ async fn a_node_unseen_for_the_ttl_is_removed_and_comes_back_with_its_identity()
     .await;
     c.nodes[1].signal(libc::SIGCONT);
     let after = ids_and_tokens(&c.wait_normal(2).await);
-    assert_eq!(
-        after, before,
-        "the node re-registered with its own id and tokens"
-    );
+    assert_eq!(after, before, "the node re-registered with its own id and tokens");
 }

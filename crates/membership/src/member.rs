@@ -26,9 +26,7 @@ impl FromStr for NodeId {
         if s.is_empty() || s.len() > 16 {
             return Err(ParseNodeIdError(s.to_string()));
         }
-        u64::from_str_radix(s, 16)
-            .map(NodeId)
-            .map_err(|_| ParseNodeIdError(s.to_string()))
+        u64::from_str_radix(s, 16).map(NodeId).map_err(|_| ParseNodeIdError(s.to_string()))
     }
 }
 
@@ -96,11 +94,7 @@ impl View {
     /// heartbeat times do not count.
     pub fn same_placement(&self, other: &View) -> bool {
         fn key(v: &View) -> Vec<(NodeId, &String, &Vec<u64>, NodeState)> {
-            let mut m: Vec<_> = v
-                .nodes
-                .iter()
-                .map(|m| (m.id, &m.addr, &m.tokens, m.state))
-                .collect();
+            let mut m: Vec<_> = v.nodes.iter().map(|m| (m.id, &m.addr, &m.tokens, m.state)).collect();
             m.sort_by_key(|x| x.0);
             m
         }

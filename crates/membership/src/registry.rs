@@ -5,7 +5,8 @@
 //! Rules:
 //! * every change that can move a key (a member added or removed, a state, address or token
 //!   change) bumps `epoch`; heartbeats do not;
-//! * a new node gets a fresh random id and deterministic tokens; it starts `joining` if some
+//! * a new node gets a fresh random id and tokens chosen to balance the ring (see
+//!   `dkv_placement::choose_tokens`); it starts `joining` if some
 //!   member is already `normal` (it must first copy its ranges), else `normal` (nothing to copy);
 //! * a node that re-registers with an id keeps that id and its tokens;
 //! * a member unseen for `ttl_ms` is removed (it crashed or was cut off; it will re-register);
@@ -17,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use dkv_placement::{tokens_for, DEFAULT_VNODES};
+use dkv_placement::{choose_tokens, DEFAULT_VNODES, TOKEN_CANDIDATES};
 
 use crate::api::{RegisterRequest, RegisterResponse};
 use crate::{Member, NodeId, NodeState, View};
@@ -42,12 +43,7 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(now_ms: u64, ttl_ms: u64) -> Self {
-        Registry {
-            members: BTreeMap::new(),
-            epoch: 0,
-            ttl_ms,
-            started_ms: now_ms,
-        }
+        Registry { members: BTreeMap::new(), epoch: 0, ttl_ms, started_ms: now_ms }
     }
 
     pub fn epoch(&self) -> u64 {
@@ -55,28 +51,17 @@ impl Registry {
     }
 
     pub fn view(&self) -> View {
-        View {
-            epoch: self.epoch,
-            nodes: self.members.values().cloned().collect(),
-        }
+        View { epoch: self.epoch, nodes: self.members.values().cloned().collect() }
     }
 
-    pub fn register(
-        &mut self,
-        req: RegisterRequest,
-        now_ms: u64,
-    ) -> Result<RegisterResponse, RegistryError> {
+    pub fn register(&mut self, req: RegisterRequest, now_ms: u64) -> Result<RegisterResponse, RegistryError> {
         validate_addr(&req.addr)?;
         let vnodes = req.vnodes.unwrap_or(DEFAULT_VNODES);
         if vnodes == 0 || vnodes > MAX_VNODES {
-            return Err(RegistryError::BadRequest(format!(
-                "vnodes must be 1..={MAX_VNODES}, got {vnodes}"
-            )));
+            return Err(RegistryError::BadRequest(format!("vnodes must be 1..={MAX_VNODES}, got {vnodes}")));
         }
         if matches!(&req.tokens, Some(t) if t.is_empty() || t.len() > MAX_VNODES) {
-            return Err(RegistryError::BadRequest(format!(
-                "tokens must hold 1..={MAX_VNODES} entries"
-            )));
+            return Err(RegistryError::BadRequest(format!("tokens must hold 1..={MAX_VNODES} entries")));
         }
         if let Some(view) = &req.view {
             self.adopt_if_fresh(view, now_ms);
@@ -85,41 +70,25 @@ impl Registry {
             Some(id) => id,
             None => self.fresh_id(),
         };
-        let tokens = req
-            .tokens
-            .clone()
-            .unwrap_or_else(|| match self.members.get(&id) {
-                Some(m) => m.tokens.clone(),
-                None => tokens_for(id.0, vnodes),
-            });
+        let tokens = req.tokens.clone().unwrap_or_else(|| match self.members.get(&id) {
+            Some(m) => m.tokens.clone(),
+            None => self.new_tokens(id, vnodes),
+        });
         let state = req.state.unwrap_or_else(|| match self.members.get(&id) {
             Some(m) => m.state,
-            None if self.members.values().any(|m| m.state == NodeState::Normal) => {
-                NodeState::Joining
-            }
+            None if self.members.values().any(|m| m.state == NodeState::Normal) => NodeState::Joining,
             None => NodeState::Normal,
         });
-        let displaced: Vec<NodeId> = self
-            .members
-            .values()
-            .filter(|m| m.addr == req.addr && m.id != id)
-            .map(|m| m.id)
-            .collect();
+        let displaced: Vec<NodeId> =
+            self.members.values().filter(|m| m.addr == req.addr && m.id != id).map(|m| m.id).collect();
         let mut changed = !displaced.is_empty();
         for old in displaced {
             self.members.remove(&old);
         }
-        let member = Member {
-            id,
-            addr: req.addr,
-            tokens,
-            state,
-            last_seen_ms: now_ms,
-        };
+        let member = Member { id, addr: req.addr, tokens, state, last_seen_ms: now_ms };
         match self.members.get_mut(&id) {
             Some(m) => {
-                changed |=
-                    m.addr != member.addr || m.tokens != member.tokens || m.state != member.state;
+                changed |= m.addr != member.addr || m.tokens != member.tokens || m.state != member.state;
                 *m = member;
             }
             None => {
@@ -130,18 +99,11 @@ impl Registry {
         if changed {
             self.epoch += 1;
         }
-        Ok(RegisterResponse {
-            id,
-            epoch: self.epoch,
-            nodes: self.members.values().cloned().collect(),
-        })
+        Ok(RegisterResponse { id, epoch: self.epoch, nodes: self.members.values().cloned().collect() })
     }
 
     pub fn heartbeat(&mut self, id: NodeId, now_ms: u64) -> Result<View, RegistryError> {
-        let m = self
-            .members
-            .get_mut(&id)
-            .ok_or(RegistryError::UnknownNode(id))?;
+        let m = self.members.get_mut(&id).ok_or(RegistryError::UnknownNode(id))?;
         m.last_seen_ms = now_ms;
         Ok(self.view())
     }
@@ -166,32 +128,17 @@ impl Registry {
     /// Remove members unseen for longer than the TTL; returns who was removed.
     pub fn expire(&mut self, now_ms: u64) -> Vec<Member> {
         let ttl = self.ttl_ms;
-        let dead: Vec<NodeId> = self
-            .members
-            .values()
-            .filter(|m| now_ms.saturating_sub(m.last_seen_ms) > ttl)
-            .map(|m| m.id)
-            .collect();
-        let removed: Vec<Member> = dead
-            .iter()
-            .filter_map(|id| self.members.remove(id))
-            .collect();
+        let dead: Vec<NodeId> =
+            self.members.values().filter(|m| now_ms.saturating_sub(m.last_seen_ms) > ttl).map(|m| m.id).collect();
+        let removed: Vec<Member> = dead.iter().filter_map(|id| self.members.remove(id)).collect();
         if !removed.is_empty() {
             self.epoch += 1;
         }
         removed
     }
 
-    fn set_state(
-        &mut self,
-        id: NodeId,
-        state: NodeState,
-        now_ms: u64,
-    ) -> Result<View, RegistryError> {
-        let m = self
-            .members
-            .get_mut(&id)
-            .ok_or(RegistryError::UnknownNode(id))?;
+    fn set_state(&mut self, id: NodeId, state: NodeState, now_ms: u64) -> Result<View, RegistryError> {
+        let m = self.members.get_mut(&id).ok_or(RegistryError::UnknownNode(id))?;
         m.last_seen_ms = now_ms;
         if m.state != state {
             m.state = state;
@@ -206,12 +153,20 @@ impl Registry {
             return;
         }
         for m in &view.nodes {
-            self.members.entry(m.id).or_insert_with(|| Member {
-                last_seen_ms: now_ms,
-                ..m.clone()
-            });
+            self.members.entry(m.id).or_insert_with(|| Member { last_seen_ms: now_ms, ..m.clone() });
         }
         self.epoch = view.epoch;
+    }
+
+    /// Tokens for a node joining now: balanced against the members that will remain.
+    fn new_tokens(&self, id: NodeId, vnodes: usize) -> Vec<u64> {
+        let staying: Vec<(NodeId, Vec<u64>)> = self
+            .members
+            .values()
+            .filter(|m| m.state != NodeState::Leaving && m.id != id)
+            .map(|m| (m.id, m.tokens.clone()))
+            .collect();
+        choose_tokens(&staying, id, id.0, vnodes, TOKEN_CANDIDATES)
     }
 
     fn fresh_id(&self) -> NodeId {

@@ -3,10 +3,7 @@ use super::*;
 const TTL: u64 = 1_000;
 
 fn reg(addr: &str) -> RegisterRequest {
-    RegisterRequest {
-        addr: addr.into(),
-        ..Default::default()
-    }
+    RegisterRequest { addr: addr.into(), ..Default::default() }
 }
 
 #[test]
@@ -31,10 +28,7 @@ fn heartbeat_does_not_bump_epoch_and_unknown_id_is_rejected() {
     let e = r.epoch();
     r.heartbeat(a.id, 10).unwrap();
     assert_eq!(r.epoch(), e);
-    assert_eq!(
-        r.heartbeat(NodeId(42), 10),
-        Err(RegistryError::UnknownNode(NodeId(42)))
-    );
+    assert_eq!(r.heartbeat(NodeId(42), 10), Err(RegistryError::UnknownNode(NodeId(42))));
 }
 
 #[test]
@@ -45,12 +39,8 @@ fn expiry_removes_silent_members_and_reregistration_keeps_identity() {
     assert!(r.expire(TTL).is_empty(), "exactly TTL is still alive");
     assert_eq!(r.expire(TTL + 1).len(), 1);
     assert!(r.view().nodes.is_empty());
-    let again = RegisterRequest {
-        id: Some(a.id),
-        tokens: Some(tokens.clone()),
-        state: Some(NodeState::Normal),
-        ..reg("h:1")
-    };
+    let again =
+        RegisterRequest { id: Some(a.id), tokens: Some(tokens.clone()), state: Some(NodeState::Normal), ..reg("h:1") };
     let back = r.register(again, TTL + 2).unwrap();
     assert_eq!(back.id, a.id);
     assert_eq!(r.view().member(a.id).unwrap().tokens, tokens);
@@ -74,26 +64,13 @@ fn restarted_seed_adopts_a_returning_nodes_view_once() {
         ..reg("h:1")
     };
     fresh.register(req, 5_001).unwrap();
-    assert!(
-        fresh.view().same_placement(&view),
-        "whole membership rebuilt from one node"
-    );
+    assert!(fresh.view().same_placement(&view), "whole membership rebuilt from one node");
     assert_eq!(fresh.epoch(), view.epoch, "no spurious epoch change");
-    fresh
-        .heartbeat(b.id, 5_002)
-        .expect("the other node is known without re-registering");
+    fresh.heartbeat(b.id, 5_002).expect("the other node is known without re-registering");
 
     // Too late: an old view is not adopted after one TTL.
     let mut late = Registry::new(0, TTL);
-    late.register(
-        RegisterRequest {
-            id: Some(a.id),
-            view: Some(view),
-            ..reg("h:1")
-        },
-        TTL + 1,
-    )
-    .unwrap();
+    late.register(RegisterRequest { id: Some(a.id), view: Some(view), ..reg("h:1") }, TTL + 1).unwrap();
     assert_eq!(late.view().nodes.len(), 1);
 }
 
@@ -119,15 +96,9 @@ fn leave_then_done_removes_and_bad_input_changes_nothing() {
 
     let e = r.epoch();
     for bad in ["", "nohost", ":80", "h:0", "h:99999", "h:x"] {
-        assert!(
-            matches!(r.register(reg(bad), 4), Err(RegistryError::BadRequest(_))),
-            "{bad}"
-        );
+        assert!(matches!(r.register(reg(bad), 4), Err(RegistryError::BadRequest(_))), "{bad}");
     }
-    let too_many = RegisterRequest {
-        vnodes: Some(MAX_VNODES + 1),
-        ..reg("h:2")
-    };
+    let too_many = RegisterRequest { vnodes: Some(MAX_VNODES + 1), ..reg("h:2") };
     assert!(r.register(too_many, 4).is_err());
     assert_eq!(r.epoch(), e);
     assert!(r.view().nodes.is_empty());

@@ -32,29 +32,12 @@ pub struct Topology {
 impl Topology {
     pub fn new(view: View, me: NodeId, replicas: usize) -> Self {
         let ring_of = |keep: fn(NodeState) -> bool| {
-            Ring::new(
-                view.nodes
-                    .iter()
-                    .filter(|m| keep(m.state))
-                    .map(|m| (m.id, m.tokens.iter().copied())),
-            )
+            Ring::new(view.nodes.iter().filter(|m| keep(m.state)).map(|m| (m.id, m.tokens.iter().copied())))
         };
         let read = ring_of(|s| s != NodeState::Joining);
         let future = ring_of(|s| s != NodeState::Leaving);
-        let index = view
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.id, i))
-            .collect();
-        Topology {
-            view,
-            me,
-            replicas: replicas.max(1),
-            read,
-            future,
-            index,
-        }
+        let index = view.nodes.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
+        Topology { view, me, replicas: replicas.max(1), read, future, index }
     }
 
     pub fn epoch(&self) -> u64 {
@@ -74,12 +57,20 @@ impl Topology {
         self.read.primary(hash)
     }
 
+    /// With one copy per key and no move in progress for `hash`: its only replica. Lets the
+    /// common case skip building a [`Placement`].
+    pub fn sole_replica(&self, hash: u64) -> Option<NodeId> {
+        if self.replicas != 1 {
+            return None;
+        }
+        let owner = self.read.primary(hash)?;
+        (self.future.primary(hash) == Some(owner)).then_some(owner)
+    }
+
     pub fn placement(&self, hash: u64) -> Placement {
         let mut p = Placement::default();
-        self.read
-            .preference_list_into(hash, self.replicas, &mut p.read);
-        self.future
-            .preference_list_into(hash, self.replicas, &mut p.write);
+        self.read.preference_list_into(hash, self.replicas, &mut p.read);
+        self.future.preference_list_into(hash, self.replicas, &mut p.write);
         p.write.retain(|id| !p.read.contains(id));
         p.write.splice(0..0, p.read.iter().copied());
         p
@@ -96,11 +87,7 @@ impl Topology {
 
     /// Members that hold data now (the read ring), other than this node.
     pub fn data_holders(&self) -> Vec<&Member> {
-        self.view
-            .nodes
-            .iter()
-            .filter(|m| m.state != NodeState::Joining && m.id != self.me)
-            .collect()
+        self.view.nodes.iter().filter(|m| m.state != NodeState::Joining && m.id != self.me).collect()
     }
 }
 
@@ -110,32 +97,16 @@ mod tests {
     use dkv_placement::{key_hash, tokens_for};
 
     fn member(id: u64, state: NodeState) -> Member {
-        Member {
-            id: NodeId(id),
-            addr: format!("h:{id}"),
-            tokens: tokens_for(id, 64),
-            state,
-            last_seen_ms: 0,
-        }
+        Member { id: NodeId(id), addr: format!("h:{id}"), tokens: tokens_for(id, 64), state, last_seen_ms: 0 }
     }
 
     fn topo(members: Vec<Member>, n: usize) -> Topology {
-        Topology::new(
-            View {
-                epoch: 1,
-                nodes: members,
-            },
-            NodeId(1),
-            n,
-        )
+        Topology::new(View { epoch: 1, nodes: members }, NodeId(1), n)
     }
 
     #[test]
     fn a_joining_node_gets_writes_but_no_reads() {
-        let t = topo(
-            vec![member(1, NodeState::Normal), member(2, NodeState::Joining)],
-            1,
-        );
+        let t = topo(vec![member(1, NodeState::Normal), member(2, NodeState::Joining)], 1);
         let mut saw_join = false;
         for i in 0..500 {
             let p = t.placement(key_hash(format!("k{i}").as_bytes()));
@@ -150,17 +121,11 @@ mod tests {
 
     #[test]
     fn a_leaving_node_serves_reads_and_its_successor_gets_writes() {
-        let t = topo(
-            vec![member(1, NodeState::Leaving), member(2, NodeState::Normal)],
-            1,
-        );
+        let t = topo(vec![member(1, NodeState::Leaving), member(2, NodeState::Normal)], 1);
         for i in 0..200 {
             let h = key_hash(format!("k{i}").as_bytes());
             let p = t.placement(h);
-            assert!(
-                p.write.contains(&NodeId(2)),
-                "the future owner always gets the write"
-            );
+            assert!(p.write.contains(&NodeId(2)), "the future owner always gets the write");
             assert_eq!(t.future_replicas(h), vec![NodeId(2)]);
             if p.read == vec![NodeId(1)] {
                 assert_eq!(p.write, vec![NodeId(1), NodeId(2)]);
@@ -175,5 +140,16 @@ mod tests {
         assert_eq!(p.read.len(), 3);
         assert_eq!(p.read, p.write);
         assert_eq!(t.coordinator(12345), Some(p.read[0]));
+        assert_eq!(t.sole_replica(12345), None, "three copies");
+    }
+
+    #[test]
+    fn sole_replica_only_when_nothing_moves() {
+        let t = topo(vec![member(1, NodeState::Normal), member(2, NodeState::Joining)], 1);
+        for i in 0..300 {
+            let h = key_hash(format!("k{i}").as_bytes());
+            let p = t.placement(h);
+            assert_eq!(t.sole_replica(h).is_some(), p.write.len() == 1, "{p:?}");
+        }
     }
 }

@@ -40,16 +40,10 @@ pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<
         .route("/admin/stop", post(internal::admin_stop))
         .route("/admin/leave", post(internal::admin_leave))
         .method_not_allowed_fallback(|method: Method| async move {
-            (
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("method {method} not allowed on this path\n"),
-            )
+            (StatusCode::METHOD_NOT_ALLOWED, format!("method {method} not allowed on this path\n"))
         })
         .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                "no such endpoint; see GET /put, /get, /delete, /health, /cluster, /stats\n",
-            )
+            (StatusCode::NOT_FOUND, "no such endpoint; see GET /put, /get, /delete, /health, /cluster, /stats\n")
         })
         .with_state(node);
     let listener = listener.tap_io(|tcp| {
@@ -58,10 +52,7 @@ pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         tracing::error!("HTTP server failed: {e}");
     }
 }
@@ -87,92 +78,87 @@ enum Op {
 
 async fn put_key(State(node): State<Node>, req: Request) -> Response {
     bump(&node.stats.puts);
-    handle(node, Op::Put, req)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    handle(node, Op::Put, req).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn get_key(State(node): State<Node>, req: Request) -> Response {
     bump(&node.stats.gets);
-    handle(node, Op::Get, req)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    handle(node, Op::Get, req).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn delete_key(State(node): State<Node>, req: Request) -> Response {
     bump(&node.stats.deletes);
-    handle(node, Op::Delete, req)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    handle(node, Op::Delete, req).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn handle(node: Node, op: Op, req: Request) -> Result<Response, NodeError> {
     let (parts, body) = req.into_parts();
     let key = query::key(parts.uri.query(), node.config.max_key_bytes)?;
-    let hops = header_u64(&parts.headers, HOP_HEADER)?
-        .unwrap_or(0)
-        .min(u8::MAX as u64) as u8;
+    let hops = header_u64(&parts.headers, HOP_HEADER)?.unwrap_or(0).min(u8::MAX as u64) as u8;
     let value = match op {
         Op::Put => Some(read_value(&node, &parts.headers, body).await?),
         _ => None,
     };
     if let Some(epoch) = header_u64(&parts.headers, EPOCH_HEADER)? {
-        node.refresh_to(epoch).await;
+        if epoch > node.topology().epoch() {
+            Box::pin(node.refresh_to(epoch)).await;
+        }
     }
     let hash = key_hash(&key);
-    // A forward that fails may mean the owner just left; refresh the view once and re-route.
+    match route(&node.topology(), hash, hops) {
+        Route::Unavailable(why) => Err(NodeError::Unavailable(why)),
+        Route::Local => serve_local(&node, op, key, value).await,
+        // Forwarding is the cold path: boxed, so the local path's future stays small.
+        Route::Forward(_) => Box::pin(forward(&node, &parts, hash, hops, key, value, op)).await,
+    }
+}
+
+/// Pass the request to the key's coordinator. A forward that fails may mean the owner just left:
+/// refresh the view once and route again.
+async fn forward(
+    node: &Node,
+    parts: &http::request::Parts,
+    hash: u64,
+    hops: u8,
+    key: Bytes,
+    value: Option<Bytes>,
+    op: Op,
+) -> Result<Response, NodeError> {
     for attempt in 0..2 {
         let topo = node.topology();
-        match route(&topo, hash, hops) {
+        let id = match route(&topo, hash, hops) {
             Route::Unavailable(why) => return Err(NodeError::Unavailable(why)),
-            Route::Local => return serve_local(&node, op, key, value).await,
-            Route::Forward(id) => {
-                let addr = node
-                    .addr_of(&topo, id)
-                    .map_err(|e| NodeError::Internal(e.to_string()))?
-                    .to_string();
-                let mut fwd = http::Request::builder()
-                    .method(parts.method.clone())
-                    .uri(parts.uri.clone())
-                    .header(HOP_HEADER, (hops + 1).to_string())
-                    .header(EPOCH_HEADER, topo.epoch().to_string());
-                if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
-                    fwd = fwd.header(header::CONTENT_TYPE, ct);
-                }
-                let body = value.clone().map_or_else(Body::empty, Body::from);
-                let fwd = fwd
-                    .body(body)
-                    .map_err(|e| NodeError::Internal(e.to_string()))?;
-                bump(&node.stats.forwarded);
-                match node.peers.forward(&addr, fwd).await {
-                    Ok(resp) => return Ok(resp.map(Body::new)),
-                    Err(e) if attempt == 0 => {
-                        tracing::debug!("forward to {addr} failed: {e}; refreshing membership");
-                        node.refresh().await;
-                    }
-                    Err(e) => {
-                        return Err(NodeError::Unavailable(format!(
-                            "the key's owner could not be reached: {e}"
-                        )))
-                    }
-                }
+            Route::Local => return serve_local(node, op, key, value).await,
+            Route::Forward(id) => id,
+        };
+        let addr = node.addr_of(&topo, id).map_err(|e| NodeError::Internal(e.to_string()))?.to_string();
+        let mut fwd = http::Request::builder()
+            .method(parts.method.clone())
+            .uri(parts.uri.clone())
+            .header(HOP_HEADER, (hops + 1).to_string())
+            .header(EPOCH_HEADER, topo.epoch().to_string());
+        if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+            fwd = fwd.header(header::CONTENT_TYPE, ct);
+        }
+        let body = value.clone().map_or_else(Body::empty, Body::from);
+        let fwd = fwd.body(body).map_err(|e| NodeError::Internal(e.to_string()))?;
+        bump(&node.stats.forwarded);
+        match node.peers.forward(&addr, fwd).await {
+            Ok(resp) => return Ok(resp.map(Body::new)),
+            Err(e) if attempt == 0 => {
+                tracing::debug!("forward to {addr} failed: {e}; refreshing membership");
+                node.refresh().await;
             }
+            Err(e) => return Err(NodeError::Unavailable(format!("the key's owner could not be reached: {e}"))),
         }
     }
     unreachable!("the second attempt returns")
 }
 
-async fn serve_local(
-    node: &Node,
-    op: Op,
-    key: Bytes,
-    value: Option<Bytes>,
-) -> Result<Response, NodeError> {
+async fn serve_local(node: &Node, op: Op, key: Bytes, value: Option<Bytes>) -> Result<Response, NodeError> {
     match op {
         Op::Get => match node.coordinate_read(key).await? {
-            Some(v) => {
-                Ok(([(header::CONTENT_TYPE, "application/octet-stream")], v).into_response())
-            }
+            Some(v) => Ok(([(header::CONTENT_TYPE, "application/octet-stream")], v).into_response()),
             None => Ok((StatusCode::NOT_FOUND, "key not found\n").into_response()),
         },
         Op::Put => {
@@ -199,9 +185,7 @@ async fn read_value(node: &Node, headers: &HeaderMap, body: Body) -> Result<Byte
     match Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(NodeError::BadRequest(format!(
-            "reading the request body failed: {e}"
-        ))),
+        Err(e) => Err(NodeError::BadRequest(format!("reading the request body failed: {e}"))),
     }
 }
 
@@ -219,19 +203,14 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, NodeError>
 
 async fn health(State(node): State<Node>) -> Response {
     let life = node.life();
-    let status = if life == Life::Normal {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if life == Life::Normal { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({ "status": life.name(), "id": node.me, "epoch": node.topology().epoch() });
     (status, Json(body)).into_response()
 }
 
 async fn cluster(State(node): State<Node>) -> Response {
     let topo = node.topology();
-    Json(json!({ "id": node.me, "epoch": topo.epoch(), "members": topo.view.nodes }))
-        .into_response()
+    Json(json!({ "id": node.me, "epoch": topo.epoch(), "members": topo.view.nodes })).into_response()
 }
 
 async fn stats(State(node): State<Node>) -> Response {

@@ -26,20 +26,22 @@ const STALE_RETRIES: usize = 3;
 
 impl Node {
     /// Write `value` (or a tombstone for `None`) under a fresh version.
-    pub async fn coordinate_write(
-        &self,
-        key: Bytes,
-        value: Option<Bytes>,
-    ) -> Result<(), NodeError> {
+    pub async fn coordinate_write(&self, key: Bytes, value: Option<Bytes>) -> Result<(), NodeError> {
         let hash = key_hash(&key);
-        let entry = Entry {
-            version: Version {
-                ts: self.hlc.now(),
-                node: self.me.0,
-            },
-            value,
-        };
+        let entry = Entry { version: Version { ts: self.hlc.now(), node: self.me.0 }, value };
         let kv = KeyEntry { key, entry };
+        {
+            let _writes = self.fence.read().await;
+            if self.topology().sole_replica(hash) == Some(self.me) {
+                // The common single-copy case stays small and allocation-light.
+                self.apply_local(vec![kv]);
+                return Ok(());
+            }
+        }
+        Box::pin(self.write_to_replicas(hash, kv)).await
+    }
+
+    async fn write_to_replicas(&self, hash: u64, kv: KeyEntry) -> Result<(), NodeError> {
         for attempt in 1..=STALE_RETRIES {
             let result = {
                 let _writes = self.fence.read().await;
@@ -50,19 +52,12 @@ impl Node {
                         "no node owns this key: the cluster has no serving members".into(),
                     ));
                 }
-                quorum(&targets, targets.len(), |id| {
-                    self.apply_on(&topo, id, ApplyKind::Write, vec![kv.clone()])
-                })
-                .await
+                quorum(&targets, targets.len(), |id| self.apply_on(&topo, id, ApplyKind::Write, vec![kv.clone()])).await
             };
             match result {
                 Ok(_) => return Ok(()),
                 Err(e) if attempt < STALE_RETRIES && stale(&e) => self.refresh().await,
-                Err(e) => {
-                    return Err(NodeError::Unavailable(format!(
-                        "write not acknowledged: {e}"
-                    )))
-                }
+                Err(e) => return Err(NodeError::Unavailable(format!("write not acknowledged: {e}"))),
             }
         }
         unreachable!("the last attempt returns")
@@ -71,20 +66,22 @@ impl Node {
     /// The newest live value of `key`, or `None` if absent or deleted.
     pub async fn coordinate_read(&self, key: Bytes) -> Result<Option<Bytes>, NodeError> {
         let hash = key_hash(&key);
+        if self.topology().coordinator(hash) == Some(self.me) {
+            return Ok(self.engine.get(hash, &key).and_then(|e| e.value));
+        }
+        Box::pin(self.read_from_replicas(hash, key)).await
+    }
+
+    async fn read_from_replicas(&self, hash: u64, key: Bytes) -> Result<Option<Bytes>, NodeError> {
         for attempt in 1..=STALE_RETRIES {
             let topo = self.topology();
             let replicas = topo.placement(hash).read;
             let Some(&first) = replicas.first() else {
-                return Err(NodeError::Unavailable(
-                    "no node owns this key: the cluster has no serving members".into(),
-                ));
+                return Err(NodeError::Unavailable("no node owns this key: the cluster has no serving members".into()));
             };
             match quorum(&[first], 1, |id| self.read_on(&topo, id, key.clone())).await {
                 Ok(answers) => {
-                    let newest = answers
-                        .into_iter()
-                        .filter_map(|(_, e)| e)
-                        .max_by_key(|e| e.version);
+                    let newest = answers.into_iter().filter_map(|(_, e)| e).max_by_key(|e| e.version);
                     return Ok(newest.and_then(|e| e.value));
                 }
                 Err(e) if attempt < STALE_RETRIES && stale(&e) => self.refresh().await,
@@ -101,10 +98,7 @@ impl Node {
             self.hlc.observe(entry.version.ts);
             // Copy: `key` and the value may be slices of a larger network buffer; storing them
             // as-is would pin the whole buffer for the life of the entry.
-            let entry = Entry {
-                version: entry.version,
-                value: entry.value.map(|v| Bytes::copy_from_slice(&v)),
-            };
+            let entry = Entry { version: entry.version, value: entry.value.map(|v| Bytes::copy_from_slice(&v)) };
             if self.engine.apply(key_hash(&key), &key, entry) == Applied::Stored {
                 stored += 1;
             }
@@ -125,53 +119,27 @@ impl Node {
             return Ok(());
         }
         let addr = self.addr_of(topo, id)?;
-        let body = wire::encode(&ApplyRequest {
-            epoch: topo.epoch(),
-            kind,
-            entries,
-        });
-        self.peers
-            .call(addr, "/internal/apply", body)
-            .await
-            .map(|_| ())
+        let body = wire::encode(&ApplyRequest { epoch: topo.epoch(), kind, entries });
+        self.peers.call(addr, "/internal/apply", body).await.map(|_| ())
     }
 
-    async fn read_on(
-        &self,
-        topo: &Topology,
-        id: NodeId,
-        key: Bytes,
-    ) -> Result<Option<Entry>, PeerError> {
+    async fn read_on(&self, topo: &Topology, id: NodeId, key: Bytes) -> Result<Option<Entry>, PeerError> {
         if id == self.me {
             return Ok(self.engine.get(key_hash(&key), &key));
         }
         let addr = self.addr_of(topo, id)?;
-        let body = self
-            .peers
-            .call(
-                addr,
-                "/internal/read",
-                wire::encode(&ReadRequest {
-                    epoch: topo.epoch(),
-                    key,
-                }),
-            )
-            .await?;
+        let body =
+            self.peers.call(addr, "/internal/read", wire::encode(&ReadRequest { epoch: topo.epoch(), key })).await?;
         wire::decode::<ReadResponse>(&body)
             .map(|r| r.entry)
-            .map_err(|e| PeerError::Protocol {
-                addr: addr.to_string(),
-                reason: e.to_string(),
-            })
+            .map_err(|e| PeerError::Protocol { addr: addr.to_string(), reason: e.to_string() })
     }
 
     pub fn addr_of<'t>(&self, topo: &'t Topology, id: NodeId) -> Result<&'t str, PeerError> {
-        topo.member(id)
-            .map(|m| m.addr.as_str())
-            .ok_or_else(|| PeerError::Unreachable {
-                addr: id.to_string(),
-                reason: "not a member of the current view".into(),
-            })
+        topo.member(id).map(|m| m.addr.as_str()).ok_or_else(|| PeerError::Unreachable {
+            addr: id.to_string(),
+            reason: "not a member of the current view".into(),
+        })
     }
 }
 

@@ -27,11 +27,7 @@ pub enum PeerError {
     Timeout { addr: String, ms: u128 },
     /// The peer answered with an error status; `message` is its one-line explanation.
     #[error("{addr} answered {status}: {message}")]
-    Refused {
-        addr: String,
-        status: u16,
-        message: String,
-    },
+    Refused { addr: String, status: u16, message: String },
     #[error("{addr} sent a malformed answer: {reason}")]
     Protocol { addr: String, reason: String },
 }

@@ -15,10 +15,7 @@ use serde::de::DeserializeOwned;
 
 use crate::node::{Life, Node, Stop};
 use crate::stats::add;
-use crate::wire::{
-    self, ApplyKind, ApplyRequest, KeyEntry, RangeRequest, ReadRequest, ReadResponse,
-    RefreshRequest,
-};
+use crate::wire::{self, ApplyKind, ApplyRequest, KeyEntry, RangeRequest, ReadRequest, ReadResponse, RefreshRequest};
 
 /// Entries per frame of a range stream.
 const RANGE_BATCH: usize = 512;
@@ -33,11 +30,9 @@ async fn check_epoch(node: &Node, epoch: u64) -> Result<(), Response> {
     let mine = node.topology().epoch();
     if epoch < mine {
         let status = StatusCode::from_u16(wire::STATUS_STALE_EPOCH).expect("valid status");
-        return Err((
-            status,
-            format!("stale epoch {epoch}: this node is at epoch {mine}; refresh and retry\n"),
-        )
-            .into_response());
+        return Err(
+            (status, format!("stale epoch {epoch}: this node is at epoch {mine}; refresh and retry\n")).into_response()
+        );
     }
     Ok(())
 }
@@ -53,10 +48,7 @@ pub async fn apply(State(node): State<Node>, body: Bytes) -> Response {
     let _writes = node.fence.read().await;
     if req.kind == ApplyKind::Handoff && matches!(node.life(), Life::Leaving | Life::Left) {
         let status = StatusCode::from_u16(wire::STATUS_LEAVING).expect("valid status");
-        return (
-            status,
-            "this node is leaving and takes no hand-offs; send to the remaining members\n",
-        )
+        return (status, "this node is leaving and takes no hand-offs; send to the remaining members\n")
             .into_response();
     }
     let n = req.entries.len() as u64;
@@ -96,9 +88,7 @@ pub async fn range(State(node): State<Node>, body: Bytes) -> Response {
         let mut page = Vec::with_capacity(RANGE_BATCH);
         loop {
             page.clear();
-            cursor = node
-                .engine
-                .scan(cursor.as_ref(), u64::MAX, RANGE_BATCH, &mut page);
+            cursor = node.engine.scan(cursor.as_ref(), u64::MAX, RANGE_BATCH, &mut page);
             let topo = node.topology();
             let batch: Vec<KeyEntry> = page
                 .drain(..)
@@ -113,9 +103,8 @@ pub async fn range(State(node): State<Node>, body: Bytes) -> Response {
             }
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
     Body::from_stream(stream).into_response()
 }
 
@@ -137,9 +126,5 @@ pub async fn admin_stop(State(node): State<Node>) -> Response {
 /// `POST /admin/leave`: hand every key to the remaining members, then exit.
 pub async fn admin_leave(State(node): State<Node>) -> Response {
     node.request_stop(Stop::Leave);
-    (
-        StatusCode::ACCEPTED,
-        "leaving: handing keys to the remaining members, then exiting\n",
-    )
-        .into_response()
+    (StatusCode::ACCEPTED, "leaving: handing keys to the remaining members, then exiting\n").into_response()
 }

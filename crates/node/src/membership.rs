@@ -21,22 +21,11 @@ use crate::peer::{status_is, Peers};
 use crate::wire::{self, RefreshRequest};
 
 /// Register as a new node, retrying until the seed accepts.
-pub async fn register_until_accepted(
-    peers: &Peers,
-    config: &NodeConfig,
-    addr: &str,
-) -> RegisterResponse {
-    let req = RegisterRequest {
-        addr: addr.to_string(),
-        vnodes: Some(config.vnodes),
-        ..Default::default()
-    };
+pub async fn register_until_accepted(peers: &Peers, config: &NodeConfig, addr: &str) -> RegisterResponse {
+    let req = RegisterRequest { addr: addr.to_string(), vnodes: Some(config.vnodes), ..Default::default() };
     let mut delay = Duration::from_millis(100);
     loop {
-        match peers
-            .json(&config.seed, Method::POST, "/register", Some(&req))
-            .await
-        {
+        match peers.json(&config.seed, Method::POST, "/register", Some(&req)).await {
             Ok(resp) => return resp,
             Err(e) => {
                 tracing::warn!(seed = %config.seed, "registering with the seed failed: {e}; retrying in {delay:?}");
@@ -82,11 +71,7 @@ impl Node {
 
     /// Fetch the seed's view now; on failure keep the current one.
     pub async fn refresh(&self) {
-        match self
-            .peers
-            .json::<(), View>(&self.config.seed, Method::GET, "/nodes", None)
-            .await
-        {
+        match self.peers.json::<(), View>(&self.config.seed, Method::GET, "/nodes", None).await {
             Ok(view) if view.epoch >= self.topology().epoch() => {
                 self.adopt(view);
             }
@@ -107,18 +92,9 @@ impl Node {
             vnodes: Some(self.config.vnodes),
             view: Some(topo.view.clone()),
         };
-        let resp: RegisterResponse = self
-            .peers
-            .json(&self.config.seed, Method::POST, "/register", Some(&req))
-            .await?;
-        tracing::info!(
-            epoch = resp.epoch,
-            "registered again with the seed under the same id"
-        );
-        self.adopt(View {
-            epoch: resp.epoch,
-            nodes: resp.nodes,
-        });
+        let resp: RegisterResponse = self.peers.json(&self.config.seed, Method::POST, "/register", Some(&req)).await?;
+        tracing::info!(epoch = resp.epoch, "registered again with the seed under the same id");
+        self.adopt(View { epoch: resp.epoch, nodes: resp.nodes });
         Ok(())
     }
 
@@ -132,25 +108,15 @@ impl Node {
     }
 
     pub async fn seed_ready(&self) -> Result<(), PeerError> {
-        let view: View = self
-            .peers
-            .json(
-                &self.config.seed,
-                Method::POST,
-                "/ready",
-                Some(&IdRequest { id: self.me }),
-            )
-            .await?;
+        let view: View =
+            self.peers.json(&self.config.seed, Method::POST, "/ready", Some(&IdRequest { id: self.me })).await?;
         self.adopt(view);
         Ok(())
     }
 
     pub async fn seed_leave(&self, done: bool) -> Result<(), PeerError> {
         let req = LeaveRequest { id: self.me, done };
-        let view: View = self
-            .peers
-            .json(&self.config.seed, Method::POST, "/leave", Some(&req))
-            .await?;
+        let view: View = self.peers.json(&self.config.seed, Method::POST, "/leave", Some(&req)).await?;
         self.adopt(view);
         Ok(())
     }
@@ -182,11 +148,7 @@ pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => return,
         }
         let req = IdRequest { id: node.me };
-        match node
-            .peers
-            .json::<_, View>(&node.config.seed, Method::POST, "/heartbeat", Some(&req))
-            .await
-        {
+        match node.peers.json::<_, View>(&node.config.seed, Method::POST, "/heartbeat", Some(&req)).await {
             Ok(view) if view.epoch < node.topology().epoch() => {
                 // The seed restarted and someone re-registered with an older view than ours.
                 if let Err(e) = node.reregister().await {
@@ -208,7 +170,10 @@ pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
             }
             Err(e) => {
                 if failures % 20 == 0 {
-                    tracing::warn!("heartbeat failed ({} in a row), serving with the last known membership: {e}", failures + 1);
+                    tracing::warn!(
+                        "heartbeat failed ({} in a row), serving with the last known membership: {e}",
+                        failures + 1
+                    );
                 }
                 failures += 1;
             }

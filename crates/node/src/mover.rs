@@ -58,12 +58,7 @@ pub async fn join(node: Node, mut stop: watch::Receiver<bool>) {
     let started = tokio::time::Instant::now();
     loop {
         let topo = node.topology();
-        let sources: Vec<_> = topo
-            .data_holders()
-            .into_iter()
-            .filter(|m| !done.contains(&m.id))
-            .cloned()
-            .collect();
+        let sources: Vec<_> = topo.data_holders().into_iter().filter(|m| !done.contains(&m.id)).cloned().collect();
         if sources.is_empty() {
             break;
         }
@@ -104,20 +99,11 @@ pub async fn join(node: Node, mut stop: watch::Receiver<bool>) {
 
 /// Copy from `addr` every entry this node will own; returns how many arrived.
 async fn pull(node: &Node, addr: &str) -> Result<u64, PeerError> {
-    let req = RangeRequest {
-        epoch: node.topology().epoch(),
-        for_node: node.me.0,
-    };
-    let mut body = node
-        .peers
-        .call_stream(addr, "/internal/range", wire::encode(&req))
-        .await?;
+    let req = RangeRequest { epoch: node.topology().epoch(), for_node: node.me.0 };
+    let mut body = node.peers.call_stream(addr, "/internal/range", wire::encode(&req)).await?;
     let mut buf = BytesMut::new();
     let mut n = 0;
-    let broken = |reason: String| PeerError::Protocol {
-        addr: addr.to_string(),
-        reason,
-    };
+    let broken = |reason: String| PeerError::Protocol { addr: addr.to_string(), reason };
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| broken(e.to_string()))?;
         if let Ok(data) = frame.into_data() {
@@ -140,11 +126,7 @@ pub async fn rebalance_loop(node: Node, mut stop: watch::Receiver<bool>) {
     let mut changes = node.topo.subscribe();
     let mut retry = false;
     loop {
-        let wait = if retry {
-            node.config.heartbeat_interval
-        } else {
-            Duration::from_secs(3600)
-        };
+        let wait = if retry { node.config.heartbeat_interval } else { Duration::from_secs(3600) };
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             r = changes.changed() => if r.is_err() { return },
@@ -156,11 +138,7 @@ pub async fn rebalance_loop(node: Node, mut stop: watch::Receiver<bool>) {
         node.drain_writes().await;
         let report = handoff_pass(&node, Pass::Misplaced).await;
         if report.moved > 0 || report.failed_batches > 0 {
-            tracing::info!(
-                moved = report.moved,
-                failed_batches = report.failed_batches,
-                "rebalance pass"
-            );
+            tracing::info!(moved = report.moved, failed_batches = report.failed_batches, "rebalance pass");
         }
         retry = report.failed_batches > 0;
     }
@@ -173,10 +151,7 @@ pub async fn leave(node: &Node) {
     node.set_life(Life::Leaving);
     let keys = node.engine.stats().keys;
     tracing::info!(keys, "leaving: handing keys to the remaining members");
-    retry_seed(node, "starting the leave", |n| {
-        Box::pin(n.seed_leave(false))
-    })
-    .await;
+    retry_seed(node, "starting the leave", |n| Box::pin(n.seed_leave(false))).await;
     node.notify_peers().await;
     let mut total = PassReport::default();
     loop {
@@ -191,18 +166,17 @@ pub async fn leave(node: &Node) {
         node.refresh().await;
     }
     if total.homeless > 0 {
-        tracing::warn!(keys = total.homeless, "no remaining member can take these keys (every node is leaving); they go with this node");
+        tracing::warn!(
+            keys = total.homeless,
+            "no remaining member can take these keys (every node is leaving); they go with this node"
+        );
     }
-    retry_seed(node, "finishing the leave", |n| {
-        Box::pin(n.seed_leave(true))
-    })
-    .await;
+    retry_seed(node, "finishing the leave", |n| Box::pin(n.seed_leave(true))).await;
     node.notify_peers().await;
     tracing::info!(handed_off = total.moved, took = ?started.elapsed(), "leave complete");
 }
 
-type SeedCall<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), PeerError>> + Send + 'a>>;
+type SeedCall<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), PeerError>> + Send + 'a>>;
 
 async fn retry_seed<'a>(node: &'a Node, what: &str, call: impl Fn(&'a Node) -> SeedCall<'a>) {
     let mut delay = Duration::from_millis(100);
@@ -238,22 +212,13 @@ async fn handoff_pass(node: &Node, pass: Pass) -> PassReport {
                 report.homeless += 1;
                 continue;
             }
-            batches
-                .entry(dests)
-                .or_default()
-                .push(KeyEntry { key, entry });
+            batches.entry(dests).or_default().push(KeyEntry { key, entry });
         }
         for (dests, batch) in batches {
             let mut ok = true;
             for &dest in &dests {
-                if let Err(e) = node
-                    .apply_on(&topo, dest, ApplyKind::Handoff, batch.clone())
-                    .await
-                {
-                    tracing::warn!(
-                        keys = batch.len(),
-                        "handing keys to node {dest} failed: {e}"
-                    );
+                if let Err(e) = node.apply_on(&topo, dest, ApplyKind::Handoff, batch.clone()).await {
+                    tracing::warn!(keys = batch.len(), "handing keys to node {dest} failed: {e}");
                     bump(&node.stats.move_failures);
                     ok = false;
                     break;

@@ -131,9 +131,7 @@ pub async fn run(
     listener: TcpListener,
     signal: impl Future<Output = Stop> + Send + 'static,
 ) -> Result<(), NodeError> {
-    let local = listener
-        .local_addr()
-        .map_err(|e| NodeError::Internal(format!("listener address: {e}")))?;
+    let local = listener.local_addr().map_err(|e| NodeError::Internal(format!("listener address: {e}")))?;
     let addr = advertise_addr(&config, local).await?;
     let peers = Peers::new(config.request_timeout);
     let (stop_tx, mut stop_rx) = watch::channel(None);
@@ -153,10 +151,7 @@ pub async fn run(
         }
     };
     let me = registered.id;
-    let view = dkv_membership::View {
-        epoch: registered.epoch,
-        nodes: registered.nodes,
-    };
+    let view = dkv_membership::View { epoch: registered.epoch, nodes: registered.nodes };
     let topo = Arc::new(Topology::new(view, me, config.replicas));
     let state = topo.my_state().unwrap_or(NodeState::Joining);
     tracing::info!(id = %me, %addr, ?state, epoch = topo.epoch(), members = topo.view.nodes.len(), "registered with the seed");
@@ -170,11 +165,7 @@ pub async fn run(
         topo: watch::channel(topo).0,
         refresh_lock: Mutex::new(()),
         fence: RwLock::new(()),
-        life: AtomicU8::new(if state == NodeState::Normal {
-            Life::Normal
-        } else {
-            Life::Joining
-        } as u8),
+        life: AtomicU8::new(if state == NodeState::Normal { Life::Normal } else { Life::Joining } as u8),
         stop: stop_tx,
         config,
     }));
@@ -183,23 +174,13 @@ pub async fn run(
     let server = tokio::spawn(crate::api::serve(node.clone(), listener, server_stop_rx));
     let (tasks_stop_tx, tasks_stop_rx) = watch::channel(false);
     let tasks = vec![
-        tokio::spawn(membership::heartbeat_loop(
-            node.clone(),
-            tasks_stop_rx.clone(),
-        )),
-        tokio::spawn(crate::mover::rebalance_loop(
-            node.clone(),
-            tasks_stop_rx.clone(),
-        )),
+        tokio::spawn(membership::heartbeat_loop(node.clone(), tasks_stop_rx.clone())),
+        tokio::spawn(crate::mover::rebalance_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::mover::join(node.clone(), tasks_stop_rx.clone())),
     ];
 
-    let how = *stop_rx
-        .wait_for(|s| s.is_some())
-        .await
-        .expect("stop sender lives in the node")
-        .as_ref()
-        .expect("checked");
+    let how =
+        *stop_rx.wait_for(|s| s.is_some()).await.expect("stop sender lives in the node").as_ref().expect("checked");
     if how == Stop::Leave {
         let deadline = node.config.leave_timeout;
         tokio::select! {
@@ -254,11 +235,7 @@ async fn route_ip_toward(seed: &str) -> std::io::Result<std::net::IpAddr> {
         .await?
         .next()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
-    let bind: SocketAddr = if target.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        "[::]:0".parse().expect("literal")
-    };
+    let bind: SocketAddr = if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { "[::]:0".parse().expect("literal") };
     let sock = tokio::net::UdpSocket::bind(bind).await?;
     sock.connect(target).await?;
     Ok(sock.local_addr()?.ip())

@@ -37,30 +37,16 @@ impl Peers {
     }
 
     /// Send `req` (already aimed at `addr`) and return the raw response, body not yet read.
-    pub async fn send(
-        &self,
-        addr: &str,
-        req: Request<Body>,
-    ) -> Result<Response<Incoming>, PeerError> {
+    pub async fn send(&self, addr: &str, req: Request<Body>) -> Result<Response<Incoming>, PeerError> {
         match tokio::time::timeout(self.timeout, self.client.request(req)).await {
-            Err(_) => Err(PeerError::Timeout {
-                addr: addr.to_string(),
-                ms: self.timeout.as_millis(),
-            }),
-            Ok(Err(e)) => Err(PeerError::Unreachable {
-                addr: addr.to_string(),
-                reason: error_chain(&e),
-            }),
+            Err(_) => Err(PeerError::Timeout { addr: addr.to_string(), ms: self.timeout.as_millis() }),
+            Ok(Err(e)) => Err(PeerError::Unreachable { addr: addr.to_string(), reason: error_chain(&e) }),
             Ok(Ok(resp)) => Ok(resp),
         }
     }
 
     /// Re-aim a public request at `addr`, keeping method, path, query, headers and body.
-    pub async fn forward(
-        &self,
-        addr: &str,
-        mut req: Request<Body>,
-    ) -> Result<Response<Incoming>, PeerError> {
+    pub async fn forward(&self, addr: &str, mut req: Request<Body>) -> Result<Response<Incoming>, PeerError> {
         let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         *req.uri_mut() = uri(addr, pq)?;
         req.headers_mut().remove(header::HOST);
@@ -74,12 +60,7 @@ impl Peers {
     }
 
     /// POST an internal message and return the streaming answer (range transfers).
-    pub async fn call_stream(
-        &self,
-        addr: &str,
-        path: &str,
-        body: Vec<u8>,
-    ) -> Result<Incoming, PeerError> {
+    pub async fn call_stream(&self, addr: &str, path: &str, body: Vec<u8>) -> Result<Incoming, PeerError> {
         let resp = self.post_raw(addr, path, body, "application/x-dkv").await?;
         if !resp.status().is_success() {
             return Err(refused(addr, resp).await);
@@ -125,16 +106,11 @@ impl Peers {
 }
 
 fn uri(addr: &str, path_and_query: &str) -> Result<http::Uri, PeerError> {
-    format!("http://{addr}{path_and_query}")
-        .parse()
-        .map_err(|e| protocol(addr, e))
+    format!("http://{addr}{path_and_query}").parse().map_err(|e| protocol(addr, e))
 }
 
 fn protocol(addr: &str, e: impl std::fmt::Display) -> PeerError {
-    PeerError::Protocol {
-        addr: addr.to_string(),
-        reason: e.to_string(),
-    }
+    PeerError::Protocol { addr: addr.to_string(), reason: e.to_string() }
 }
 
 async fn read_ok(addr: &str, resp: Response<Incoming>) -> Result<Bytes, PeerError> {
@@ -145,33 +121,15 @@ async fn read_ok(addr: &str, resp: Response<Incoming>) -> Result<Bytes, PeerErro
         .collect()
         .await
         .map(|b| b.to_bytes())
-        .map_err(|e| PeerError::Unreachable {
-            addr: addr.to_string(),
-            reason: error_chain(&e),
-        })
+        .map_err(|e| PeerError::Unreachable { addr: addr.to_string(), reason: error_chain(&e) })
 }
 
 async fn refused(addr: &str, resp: Response<Incoming>) -> PeerError {
     let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let message = String::from_utf8_lossy(&body[..body.len().min(300)])
-        .trim()
-        .to_string();
-    let message = if message.is_empty() {
-        status.canonical_reason().unwrap_or("").to_string()
-    } else {
-        message
-    };
-    PeerError::Refused {
-        addr: addr.to_string(),
-        status: status.as_u16(),
-        message,
-    }
+    let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let message = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string();
+    let message = if message.is_empty() { status.canonical_reason().unwrap_or("").to_string() } else { message };
+    PeerError::Refused { addr: addr.to_string(), status: status.as_u16(), message }
 }
 
 /// The error and its causes on one line ("client error (Connect): tcp connect error: refused").

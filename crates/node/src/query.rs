@@ -9,18 +9,16 @@ use crate::error::NodeError;
 pub fn key(query: Option<&str>, max: usize) -> Result<Bytes, NodeError> {
     let raw = param(query.unwrap_or(""), "key")
         .ok_or_else(|| NodeError::BadRequest("missing key: add ?key=<url-encoded key>".into()))?;
-    let plus_as_space = raw.replace('+', " ");
-    let key: Vec<u8> = percent_decode(plus_as_space.as_bytes()).collect();
+    let key: Vec<u8> = if raw.contains('+') {
+        percent_decode(raw.replace('+', " ").as_bytes()).collect()
+    } else {
+        percent_decode(raw.as_bytes()).collect()
+    };
     if key.is_empty() {
-        return Err(NodeError::BadRequest(
-            "empty key: keys must be at least one byte".into(),
-        ));
+        return Err(NodeError::BadRequest("empty key: keys must be at least one byte".into()));
     }
     if key.len() > max {
-        return Err(NodeError::TooLarge(format!(
-            "key of {} bytes is over the limit of {max} bytes",
-            key.len()
-        )));
+        return Err(NodeError::TooLarge(format!("key of {} bytes is over the limit of {max} bytes", key.len())));
     }
     Ok(Bytes::from(key))
 }
@@ -39,30 +37,12 @@ mod tests {
 
     #[test]
     fn decodes_bytes_and_rejects_bad_keys() {
-        assert_eq!(
-            key(Some("key=user_123"), 10).unwrap(),
-            Bytes::from_static(b"user_123")
-        );
-        assert_eq!(
-            key(Some("x=1&key=a%20b+c%FF"), 10).unwrap(),
-            Bytes::from_static(b"a b c\xff")
-        );
+        assert_eq!(key(Some("key=user_123"), 10).unwrap(), Bytes::from_static(b"user_123"));
+        assert_eq!(key(Some("x=1&key=a%20b+c%FF"), 10).unwrap(), Bytes::from_static(b"a b c\xff"));
         assert!(matches!(key(None, 10), Err(NodeError::BadRequest(_))));
-        assert!(matches!(
-            key(Some("keys=a"), 10),
-            Err(NodeError::BadRequest(_))
-        ));
-        assert!(matches!(
-            key(Some("key="), 10),
-            Err(NodeError::BadRequest(_))
-        ));
-        assert!(matches!(
-            key(Some("key"), 10),
-            Err(NodeError::BadRequest(_))
-        ));
-        assert!(matches!(
-            key(Some("key=abcdefghijk"), 10),
-            Err(NodeError::TooLarge(_))
-        ));
+        assert!(matches!(key(Some("keys=a"), 10), Err(NodeError::BadRequest(_))));
+        assert!(matches!(key(Some("key="), 10), Err(NodeError::BadRequest(_))));
+        assert!(matches!(key(Some("key"), 10), Err(NodeError::BadRequest(_))));
+        assert!(matches!(key(Some("key=abcdefghijk"), 10), Err(NodeError::TooLarge(_))));
     }
 }

@@ -36,11 +36,7 @@ impl std::fmt::Display for QuorumError {
 /// Targets still running when the quorum is reached are left to finish in the background only
 /// as far as their futures are already polled: they are dropped (a dropped write may still land,
 /// which versioning makes harmless).
-pub async fn quorum<T, F, Fut>(
-    targets: &[NodeId],
-    needed: usize,
-    call: F,
-) -> Result<Vec<(NodeId, T)>, QuorumError>
+pub async fn quorum<T, F, Fut>(targets: &[NodeId], needed: usize, call: F) -> Result<Vec<(NodeId, T)>, QuorumError>
 where
     F: Fn(NodeId) -> Fut,
     Fut: Future<Output = Result<T, PeerError>>,
@@ -65,11 +61,7 @@ where
             Err(e) => failures.push((id, e)),
         }
     }
-    Err(QuorumError {
-        needed,
-        answered: ok.len(),
-        failures,
-    })
+    Err(QuorumError { needed, answered: ok.len(), failures })
 }
 
 #[cfg(test)]
@@ -81,10 +73,7 @@ mod tests {
         let targets = [NodeId(1), NodeId(2), NodeId(3)];
         let r = quorum(&targets, 3, |id| async move {
             if id == NodeId(2) {
-                Err(PeerError::Timeout {
-                    addr: "h:2".into(),
-                    ms: 5,
-                })
+                Err(PeerError::Timeout { addr: "h:2".into(), ms: 5 })
             } else {
                 Ok(id.0)
             }
@@ -93,14 +82,8 @@ mod tests {
         let e = r.unwrap_err();
         assert_eq!((e.answered, e.needed), (2, 3));
         let text = e.to_string();
-        assert!(
-            text.starts_with("2 of 3 replicas answered, 3 needed"),
-            "{text}"
-        );
-        assert!(
-            text.contains("node 0000000000000002: h:2 did not answer"),
-            "{text}"
-        );
+        assert!(text.starts_with("2 of 3 replicas answered, 3 needed"), "{text}");
+        assert!(text.contains("node 0000000000000002: h:2 did not answer"), "{text}");
     }
 
     #[tokio::test]

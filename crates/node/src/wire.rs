@@ -126,28 +126,19 @@ mod tests {
 
     #[test]
     fn messages_round_trip_and_versions_are_checked() {
-        let req = ReadRequest {
-            epoch: 3,
-            key: Bytes::from_static(b"k"),
-        };
+        let req = ReadRequest { epoch: 3, key: Bytes::from_static(b"k") };
         let bytes = encode(&req);
         assert_eq!(bytes[0], WIRE_VERSION);
         assert_eq!(decode::<ReadRequest>(&bytes).unwrap().epoch, 3);
         let mut other = bytes.clone();
         other[0] = 99;
-        assert!(matches!(
-            decode::<ReadRequest>(&other),
-            Err(WireError::Version(99))
-        ));
+        assert!(matches!(decode::<ReadRequest>(&other), Err(WireError::Version(99))));
         assert!(matches!(decode::<ReadRequest>(&[]), Err(WireError::Empty)));
     }
 
     #[test]
     fn frames_split_across_reads() {
-        let e = KeyEntry {
-            key: Bytes::from_static(b"a"),
-            entry: Entry::tombstone(Version { ts: 1, node: 2 }),
-        };
+        let e = KeyEntry { key: Bytes::from_static(b"a"), entry: Entry::tombstone(Version { ts: 1, node: 2 }) };
         let f = encode_frame(&[e.clone(), e]);
         let mut buf = BytesMut::new();
         buf.extend_from_slice(&f[..3]);

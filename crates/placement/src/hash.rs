@@ -60,9 +60,7 @@ mod tests {
 
     #[test]
     fn tokens_follow_the_documented_formula() {
-        let mut expected: Vec<u64> = (0..4)
-            .map(|i| xxh3_64(format!("{:016x}#{i}", 0xabcu64).as_bytes()))
-            .collect();
+        let mut expected: Vec<u64> = (0..4).map(|i| xxh3_64(format!("{:016x}#{i}", 0xabcu64).as_bytes())).collect();
         expected.sort_unstable();
         assert_eq!(tokens_for(0xabc, 4), expected);
         // A prefix of indices: more tokens keep the earlier ones.

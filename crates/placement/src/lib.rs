@@ -19,14 +19,17 @@
 //! id, but the result is stored in the node's member record (persisted in its data directory and
 //! presented again when it re-registers), and [`Ring::new`] simply takes whatever tokens each
 //! member carries. Every node that sees the same membership therefore builds the same ring, and
-//! the way tokens are chosen for a *new* node can later get smarter (e.g. splitting the most
-//! loaded ranges) without a protocol change or any existing node noticing.
+//! the way tokens are chosen for a *new* node can get smarter without a protocol change or any
+//! existing node noticing — [`choose_tokens`] already does: it keeps the most balanced of several
+//! candidate token sets, so a join moves close to the ideal share of keys.
 //!
 //! This crate is the lowest layer of dkv: pure code, no I/O, and generic over the node handle
 //! so that it knows nothing about membership.
 
 mod hash;
 mod ring;
+mod tokens;
 
 pub use hash::{key_hash, tokens_for, Token, DEFAULT_VNODES};
 pub use ring::Ring;
+pub use tokens::{choose_tokens, TOKEN_CANDIDATES};

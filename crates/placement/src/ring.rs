@@ -39,10 +39,8 @@ impl<N: Copy + Ord + Eq + Hash + Debug> Ring<N> {
         I: IntoIterator<Item = (N, T)>,
         T: IntoIterator<Item = Token>,
     {
-        let mut entries: Vec<(Token, N)> = nodes
-            .into_iter()
-            .flat_map(|(node, tokens)| tokens.into_iter().map(move |t| (t, node)))
-            .collect();
+        let mut entries: Vec<(Token, N)> =
+            nodes.into_iter().flat_map(|(node, tokens)| tokens.into_iter().map(move |t| (t, node))).collect();
         entries.sort_unstable();
         entries.dedup();
         let mut nodes: Vec<N> = entries.iter().map(|&(_, n)| n).collect();
@@ -97,10 +95,7 @@ impl<N: Copy + Ord + Eq + Hash + Debug> Ring<N> {
         }
         let want = n.min(self.nodes.len());
         out.reserve(want);
-        let walk = self.entries[start..]
-            .iter()
-            .chain(&self.entries[..start])
-            .map(|&(_, node)| node);
+        let walk = self.entries[start..].iter().chain(&self.entries[..start]).map(|&(_, node)| node);
         if want <= LINEAR_SEEN_LIMIT {
             for node in walk {
                 if !out.contains(&node) {
@@ -146,8 +141,7 @@ impl<N: Copy + Ord + Eq + Hash + Debug> Ring<N> {
     /// Used to report balance; it measures ranges exactly rather than sampling keys.
     pub fn ownership(&self) -> BTreeMap<N, f64> {
         let mut owned: BTreeMap<N, u128> = self.nodes.iter().map(|&n| (n, 0)).collect();
-        let (Some(&(first, _)), Some(&(last, _))) = (self.entries.first(), self.entries.last())
-        else {
+        let (Some(&(first, _)), Some(&(last, _))) = (self.entries.first(), self.entries.last()) else {
             return BTreeMap::new();
         };
         const SPACE: u128 = 1 << 64;
@@ -163,10 +157,7 @@ impl<N: Copy + Ord + Eq + Hash + Debug> Ring<N> {
             *owned.entry(node).or_default() += size;
             prev = Some(token);
         }
-        owned
-            .into_iter()
-            .map(|(n, size)| (n, size as f64 / SPACE as f64))
-            .collect()
+        owned.into_iter().map(|(n, size)| (n, size as f64 / SPACE as f64)).collect()
     }
 }
 
@@ -273,9 +264,8 @@ mod tests {
 
     #[test]
     fn large_n_uses_the_same_walk() {
-        let nodes: Vec<(u32, Vec<Token>)> = (0..40u32)
-            .map(|n| (n, vec![u64::from(n) * 1000, u64::from(n) * 1000 + 1]))
-            .collect();
+        let nodes: Vec<(u32, Vec<Token>)> =
+            (0..40u32).map(|n| (n, vec![u64::from(n) * 1000, u64::from(n) * 1000 + 1])).collect();
         let r = Ring::new(nodes);
         let list = r.preference_list(5_500, 40);
         let expected: Vec<u32> = (6..40).chain(0..6).collect();

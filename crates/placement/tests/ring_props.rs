@@ -26,17 +26,9 @@ fn hashes_are_pinned_across_versions() {
     assert_eq!(key_hash(b"key0"), 0x74d9_35ed_0202_1ec6);
     assert_eq!(
         tokens_for(1, 4),
-        vec![
-            0x0423_bc1d_03c6_30b8,
-            0x514c_7bb9_25ea_738a,
-            0xa6a2_9626_cbf4_c66b,
-            0xcaa5_bcaf_464c_ebc0,
-        ]
+        vec![0x0423_bc1d_03c6_30b8, 0x514c_7bb9_25ea_738a, 0xa6a2_9626_cbf4_c66b, 0xcaa5_bcaf_464c_ebc0,]
     );
-    assert_eq!(
-        tokens_for(0xdead_beef, 2),
-        vec![0x92ef_5c54_3651_aced, 0xc24b_5d6c_97b5_8167]
-    );
+    assert_eq!(tokens_for(0xdead_beef, 2), vec![0x92ef_5c54_3651_aced, 0xc24b_5d6c_97b5_8167]);
 }
 
 proptest! {
@@ -166,10 +158,7 @@ fn max_over_mean(counts: &BTreeMap<u64, usize>) -> f64 {
 }
 
 fn build(ids: impl IntoIterator<Item = u64>) -> Ring<u64> {
-    Ring::new(
-        ids.into_iter()
-            .map(|id| (id, tokens_for(id, DEFAULT_VNODES))),
-    )
+    Ring::new(ids.into_iter().map(|id| (id, tokens_for(id, DEFAULT_VNODES))))
 }
 
 #[test]
@@ -179,20 +168,14 @@ fn balance_and_join_movement_report() {
     for total in [800usize, 100_000] {
         let keys: Vec<Vec<u8>> = (0..total).map(|i| format!("key{i}").into_bytes()).collect();
         let (lb, la) = (load(&before, &keys), load(&after, &keys));
-        let moved: Vec<&Vec<u8>> = keys
-            .iter()
-            .filter(|k| before.primary(key_hash(k)) != after.primary(key_hash(k)))
-            .collect();
+        let moved: Vec<&Vec<u8>> =
+            keys.iter().filter(|k| before.primary(key_hash(k)) != after.primary(key_hash(k))).collect();
         let ideal = total as f64 / 6.0;
         let (mb, ma) = (max_over_mean(&lb), max_over_mean(&la));
         println!("--- {total} keys, {DEFAULT_VNODES} vnodes/node ---");
         println!("before (5 nodes): {lb:?}  max/mean = {mb:.3}");
         println!("after  (6 nodes): {la:?}  max/mean = {ma:.3}");
-        println!(
-            "moved = {}, ideal = {ideal:.1}, moved/ideal = {:.3}",
-            moved.len(),
-            moved.len() as f64 / ideal
-        );
+        println!("moved = {}, ideal = {ideal:.1}, moved/ideal = {:.3}", moved.len(), moved.len() as f64 / ideal);
         assert!(!moved.is_empty());
         assert!(moved.iter().all(|k| after.primary(key_hash(k)) == Some(6)));
         assert!(mb < 2.0 && ma < 2.0);
@@ -211,4 +194,32 @@ fn token_is_u64() {
     let t: Token = u64::MAX;
     let ring = Ring::new([(1u64, [t])]);
     assert_eq!(ring.primary(0), Some(1));
+}
+
+/// The same join as above, with tokens chosen the way the seed chooses them
+/// ([`choose_tokens`]: each node in turn, balanced against the nodes before it).
+#[test]
+fn balanced_tokens_join_movement_report() {
+    let mut members: Vec<(u64, Vec<Token>)> = Vec::new();
+    for id in 1..=5u64 {
+        let t = dkv_placement::choose_tokens(&members, id, id, DEFAULT_VNODES, dkv_placement::TOKEN_CANDIDATES);
+        members.push((id, t));
+    }
+    let ring_of = |m: &[(u64, Vec<Token>)]| Ring::new(m.iter().map(|(n, t)| (*n, t.iter().copied())));
+    let before = ring_of(&members);
+    let t6 = dkv_placement::choose_tokens(&members, 6, 6, DEFAULT_VNODES, dkv_placement::TOKEN_CANDIDATES);
+    members.push((6, t6));
+    let after = ring_of(&members);
+    let total = 100_000usize;
+    let keys: Vec<Vec<u8>> = (0..total).map(|i| format!("key{i}").into_bytes()).collect();
+    let (lb, la) = (load(&before, &keys), load(&after, &keys));
+    let moved = keys.iter().filter(|k| before.primary(key_hash(k)) != after.primary(key_hash(k))).count();
+    let ideal = total as f64 / 6.0;
+    println!("--- balanced tokens, {total} keys ---");
+    println!("before (5 nodes): {lb:?}  max/mean = {:.3}", max_over_mean(&lb));
+    println!("after  (6 nodes): {la:?}  max/mean = {:.3}", max_over_mean(&la));
+    println!("moved = {moved}, ideal = {ideal:.1}, moved/ideal = {:.3}", moved as f64 / ideal);
+    println!("newcomer ownership = {:.4} (ideal {:.4})", after.ownership()[&6], 1.0 / 6.0);
+    assert!(moved > 0);
+    assert!(max_over_mean(&la) < 1.5);
 }

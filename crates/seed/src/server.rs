@@ -27,9 +27,7 @@ struct Seed {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Seed {
@@ -40,12 +38,7 @@ impl Seed {
 }
 
 pub fn router(config: &SeedConfig) -> (Router, impl Future<Output = ()> + Send + 'static) {
-    let seed = Seed {
-        registry: Arc::new(Mutex::new(Registry::new(
-            now_ms(),
-            config.node_ttl.as_millis() as u64,
-        ))),
-    };
+    let seed = Seed { registry: Arc::new(Mutex::new(Registry::new(now_ms(), config.node_ttl.as_millis() as u64))) };
     let expirer = expire_loop(seed.clone(), config.node_ttl);
     let app = Router::new()
         .route("/", get(dashboard))
@@ -68,9 +61,7 @@ pub async fn run(
     let (app, expirer) = router(&config);
     let expirer = tokio::spawn(expirer);
     tracing::info!(addr = %listener.local_addr()?, ttl = ?config.node_ttl, "seed listening");
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     expirer.abort();
     result
 }
@@ -95,12 +86,8 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
 fn reply<T: serde::Serialize>(result: Result<T, RegistryError>) -> Response {
     match result {
         Ok(v) => Json(v).into_response(),
-        Err(e @ RegistryError::UnknownNode(_)) => {
-            (StatusCode::NOT_FOUND, format!("{e}\n")).into_response()
-        }
-        Err(e @ RegistryError::BadRequest(_)) => {
-            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
-        }
+        Err(e @ RegistryError::UnknownNode(_)) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
+        Err(e @ RegistryError::BadRequest(_)) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     }
 }
 
@@ -148,11 +135,7 @@ async fn leave(State(seed): State<Seed>, body: Bytes) -> Response {
         Ok(req) => {
             let res = seed.with(|r| r.leave(req.id, req.done, now_ms()));
             if let Ok(v) = &res {
-                let what = if req.done {
-                    "node left"
-                } else {
-                    "node is leaving"
-                };
+                let what = if req.done { "node left" } else { "node is leaving" };
                 tracing::info!(id = %req.id, epoch = v.epoch, "{what}");
             }
             reply(res)
@@ -167,12 +150,7 @@ async fn nodes(State(seed): State<Seed>) -> Response {
 
 async fn health(State(seed): State<Seed>) -> Response {
     let (epoch, members) = seed.with(|r| (r.epoch(), r.view().nodes.len()));
-    Json(SeedHealth {
-        status: "ok".into(),
-        epoch,
-        members,
-    })
-    .into_response()
+    Json(SeedHealth { status: "ok".into(), epoch, members }).into_response()
 }
 
 async fn dashboard(State(seed): State<Seed>) -> Response {
@@ -197,7 +175,5 @@ async fn dashboard(State(seed): State<Seed>) -> Response {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

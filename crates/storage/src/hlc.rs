@@ -16,9 +16,7 @@ pub struct Hlc {
 }
 
 fn system_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Default for Hlc {
@@ -30,10 +28,7 @@ impl Default for Hlc {
 impl Hlc {
     /// A clock reading time from `wall_ms` (milliseconds); tests pass a fake.
     pub fn with_clock(wall_ms: fn() -> u64) -> Self {
-        Hlc {
-            last: AtomicU64::new(0),
-            wall_ms,
-        }
+        Hlc { last: AtomicU64::new(0), wall_ms }
     }
 
     /// A fresh timestamp, greater than every timestamp this clock produced or observed.
@@ -42,10 +37,7 @@ impl Hlc {
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
             let next = wall.max(last + 1);
-            match self
-                .last
-                .compare_exchange_weak(last, next, Ordering::AcqRel, Ordering::Relaxed)
-            {
+            match self.last.compare_exchange_weak(last, next, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => return next,
                 Err(seen) => last = seen,
             }

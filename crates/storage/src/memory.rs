@@ -29,11 +29,7 @@ struct Shard {
 impl Shard {
     fn account(&mut self, key_len: usize, entry: &Entry, sign: i64) {
         let apply = |n: &mut u64, d: u64| {
-            *n = if sign > 0 {
-                *n + d
-            } else {
-                n.saturating_sub(d)
-            };
+            *n = if sign > 0 { *n + d } else { n.saturating_sub(d) };
         };
         if entry.is_tombstone() {
             apply(&mut self.stats.tombstones, 1);
@@ -50,9 +46,7 @@ pub struct MemoryEngine {
 
 impl Default for MemoryEngine {
     fn default() -> Self {
-        MemoryEngine {
-            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
-        }
+        MemoryEngine { shards: (0..SHARDS).map(|_| RwLock::default()).collect() }
     }
 }
 
@@ -69,10 +63,7 @@ fn map_key(hash: u64, key: &[u8]) -> Vec<u8> {
 
 fn split_map_key(k: &[u8]) -> (u64, &[u8]) {
     let (h, key) = k.split_at(8);
-    (
-        u64::from_be_bytes(h.try_into().expect("map keys start with an 8-byte hash")),
-        key,
-    )
+    (u64::from_be_bytes(h.try_into().expect("map keys start with an 8-byte hash")), key)
 }
 
 impl MemoryEngine {
@@ -100,10 +91,7 @@ macro_rules! write {
 
 impl Engine for MemoryEngine {
     fn get(&self, hash: u64, key: &[u8]) -> Option<Entry> {
-        read!(self.shard(hash))
-            .map
-            .get(map_key(hash, key).as_slice())
-            .cloned()
+        read!(self.shard(hash)).map.get(map_key(hash, key).as_slice()).cloned()
     }
 
     fn apply(&self, hash: u64, key: &[u8], entry: Entry) -> Applied {
@@ -147,9 +135,7 @@ impl Engine for MemoryEngine {
         for shard in &self.shards[first_shard..=shard_of(end_hash)] {
             let shard = read!(shard);
             let range = match &lower {
-                Some(l) => shard
-                    .map
-                    .range::<[u8], _>((Bound::Excluded(l.as_slice()), Bound::Unbounded)),
+                Some(l) => shard.map.range::<[u8], _>((Bound::Excluded(l.as_slice()), Bound::Unbounded)),
                 None => shard.map.range::<[u8], _>(..),
             };
             for (k, entry) in range {
@@ -160,10 +146,7 @@ impl Engine for MemoryEngine {
                 out.push((hash, Bytes::copy_from_slice(key), entry.clone()));
                 taken += 1;
                 if taken == limit {
-                    return Some(Cursor {
-                        hash,
-                        key: Bytes::copy_from_slice(key),
-                    });
+                    return Some(Cursor { hash, key: Bytes::copy_from_slice(key) });
                 }
             }
             lower = None;
@@ -202,11 +185,7 @@ mod tests {
         assert_eq!(e.apply(7, b"k", val(1, "old")), Applied::Stale);
         assert_eq!(e.get(7, b"k"), Some(val(2, "new")));
         assert_eq!(e.apply(7, b"k", Entry::tombstone(v(3))), Applied::Stored);
-        assert_eq!(
-            e.apply(7, b"k", val(2, "new")),
-            Applied::Stale,
-            "a delete is never undone by an older value"
-        );
+        assert_eq!(e.apply(7, b"k", val(2, "new")), Applied::Stale, "a delete is never undone by an older value");
         let s = e.stats();
         assert_eq!((s.keys, s.bytes, s.tombstones), (0, 0, 1));
     }
@@ -224,9 +203,7 @@ mod tests {
     #[test]
     fn scan_walks_hash_order_across_shards_in_pages() {
         let e = MemoryEngine::new();
-        let hashes: Vec<u64> = (0..200u64)
-            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-            .collect();
+        let hashes: Vec<u64> = (0..200u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
         for (i, h) in hashes.iter().enumerate() {
             e.apply(*h, format!("k{i}").as_bytes(), val(1, "v"));
         }

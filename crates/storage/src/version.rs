@@ -5,9 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// A totally ordered write version: hybrid logical clock first, coordinating node id as the
 /// tie-breaker, so two writes never compare equal unless they are the same write.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Version {
     /// Hybrid logical clock timestamp (see [`crate::Hlc`]).
     pub ts: u64,
@@ -24,17 +22,11 @@ pub struct Entry {
 
 impl Entry {
     pub fn value(version: Version, value: Bytes) -> Self {
-        Entry {
-            version,
-            value: Some(value),
-        }
+        Entry { version, value: Some(value) }
     }
 
     pub fn tombstone(version: Version) -> Self {
-        Entry {
-            version,
-            value: None,
-        }
+        Entry { version, value: None }
     }
 
     pub fn is_tombstone(&self) -> bool {
@@ -69,9 +61,6 @@ mod tests {
         assert!(!old.supersedes(&new));
         let other_node = Entry::value(v(10, 3), Bytes::from_static(b"b"));
         assert!(other_node.supersedes(&old));
-        assert!(
-            !old.supersedes(&old.clone()),
-            "re-applying the same write is a no-op"
-        );
+        assert!(!old.supersedes(&old.clone()), "re-applying the same write is a no-op");
     }
 }

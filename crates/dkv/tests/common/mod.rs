@@ -33,11 +33,7 @@ pub fn free_port_run(n: u16) -> u16 {
 
 pub fn dkv() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dkv"));
-    c.env(
-        "RUST_LOG",
-        std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-    )
-    .stdin(Stdio::null());
+    c.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())).stdin(Stdio::null());
     c
 }
 
@@ -52,10 +48,7 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -112,11 +105,7 @@ impl Cluster {
     pub async fn start_with(n: usize, node_flags: &[&str]) -> Cluster {
         let seed_addr = format!("127.0.0.1:{}", free_port());
         let seed = spawn_seed(&seed_addr);
-        let mut c = Cluster {
-            seed,
-            nodes: Vec::new(),
-            node_flags: node_flags.iter().map(|s| s.to_string()).collect(),
-        };
+        let mut c = Cluster { seed, nodes: Vec::new(), node_flags: node_flags.iter().map(|s| s.to_string()).collect() };
         c.wait_seed().await;
         for _ in 0..n {
             c.add_node();
@@ -131,14 +120,10 @@ impl Cluster {
 
     pub async fn wait_seed(&self) {
         let client = self.seed_client();
-        eventually(
-            Duration::from_secs(10),
-            "the seed to answer /health",
-            || {
-                let client = client.clone();
-                async move { client.json("/health").await.ok() }
-            },
-        )
+        eventually(Duration::from_secs(10), "the seed to answer /health", || {
+            let client = client.clone();
+            async move { client.json("/health").await.ok() }
+        })
         .await;
     }
 
@@ -146,20 +131,10 @@ impl Cluster {
     pub fn add_node(&mut self) -> usize {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut cmd = dkv();
-        cmd.args([
-            "node",
-            "--listen",
-            &addr,
-            "--advertise",
-            &addr,
-            "--seed",
-            &self.seed.addr,
-        ]);
-        for (flag, default) in [
-            ("--heartbeat-interval", HEARTBEAT),
-            ("--request-timeout", "2s"),
-            ("--leave-timeout", "20s"),
-        ] {
+        cmd.args(["node", "--listen", &addr, "--advertise", &addr, "--seed", &self.seed.addr]);
+        for (flag, default) in
+            [("--heartbeat-interval", HEARTBEAT), ("--request-timeout", "2s"), ("--leave-timeout", "20s")]
+        {
             if !self.node_flags.iter().any(|f| f == flag) {
                 cmd.args([flag, default]);
             }
@@ -176,9 +151,7 @@ impl Cluster {
 
     /// Indices of nodes still running.
     pub fn live(&mut self) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].is_running())
-            .collect()
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].is_running()).collect()
     }
 
     /// The seed's current view.
@@ -189,34 +162,26 @@ impl Cluster {
     /// Wait until the seed lists exactly `n` members, all `normal`, and every running node has
     /// adopted that epoch and reports itself healthy.
     pub async fn wait_normal(&mut self, n: usize) -> Value {
-        let live: Vec<String> = self
-            .live()
-            .into_iter()
-            .map(|i| self.nodes[i].addr.clone())
-            .collect();
+        let live: Vec<String> = self.live().into_iter().map(|i| self.nodes[i].addr.clone()).collect();
         let seed = self.seed_client();
-        eventually(
-            Duration::from_secs(30),
-            &format!("{n} normal members"),
-            || {
-                let seed = seed.clone();
-                let live = live.clone();
-                async move {
-                    let view = seed.json("/nodes").await.ok()?;
-                    let nodes = view["nodes"].as_array()?;
-                    if nodes.len() != n || nodes.iter().any(|m| m["state"] != "normal") {
+        eventually(Duration::from_secs(30), &format!("{n} normal members"), || {
+            let seed = seed.clone();
+            let live = live.clone();
+            async move {
+                let view = seed.json("/nodes").await.ok()?;
+                let nodes = view["nodes"].as_array()?;
+                if nodes.len() != n || nodes.iter().any(|m| m["state"] != "normal") {
+                    return None;
+                }
+                for addr in &live {
+                    let h = Client::new(addr).json("/health").await.ok()?;
+                    if h["epoch"] != view["epoch"] || h["status"] != "normal" {
                         return None;
                     }
-                    for addr in &live {
-                        let h = Client::new(addr).json("/health").await.ok()?;
-                        if h["epoch"] != view["epoch"] || h["status"] != "normal" {
-                            return None;
-                        }
-                    }
-                    Some(view)
                 }
-            },
-        )
+                Some(view)
+            }
+        })
         .await
     }
 
@@ -224,20 +189,13 @@ impl Cluster {
     pub async fn total_keys(&mut self) -> u64 {
         let mut total = 0;
         for i in self.live() {
-            total += self
-                .client(i)
-                .json("/stats")
-                .await
-                .map(|s| s["keys"].as_u64().unwrap_or(0))
-                .unwrap_or(0);
+            total += self.client(i).json("/stats").await.map(|s| s["keys"].as_u64().unwrap_or(0)).unwrap_or(0);
         }
         total
     }
 
     pub async fn keys_on(&self, i: usize) -> u64 {
-        self.client(i).json("/stats").await.expect("stats")["keys"]
-            .as_u64()
-            .expect("keys")
+        self.client(i).json("/stats").await.expect("stats")["keys"].as_u64().expect("keys")
     }
 
     pub fn restart_seed(&mut self) {
@@ -247,26 +205,13 @@ impl Cluster {
 }
 
 pub fn spawn_seed(addr: &str) -> Proc {
-    let child = dkv()
-        .args(["seed", "--listen", addr, "--node-ttl", NODE_TTL])
-        .spawn()
-        .expect("spawn dkv seed");
-    Proc {
-        child,
-        addr: addr.to_string(),
-    }
+    let child = dkv().args(["seed", "--listen", addr, "--node-ttl", NODE_TTL]).spawn().expect("spawn dkv seed");
+    Proc { child, addr: addr.to_string() }
 }
 
 /// `count` keys `prefix0..` with values derived from the key.
 pub fn dataset(prefix: &str, count: usize) -> Vec<(String, String)> {
-    (0..count)
-        .map(|i| {
-            (
-                format!("{prefix}{i}"),
-                format!("value-of-{prefix}{i}-{}", "x".repeat(i % 50)),
-            )
-        })
-        .collect()
+    (0..count).map(|i| (format!("{prefix}{i}"), format!("value-of-{prefix}{i}-{}", "x".repeat(i % 50)))).collect()
 }
 
 /// Write all pairs, spreading them over nodes `via`.
