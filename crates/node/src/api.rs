@@ -222,6 +222,7 @@ async fn stats(State(node): State<Node>) -> Response {
         "state": node.life().name(),
         "epoch": topo.epoch(),
         "members": topo.view.nodes.len(),
+        "replicas": node.config.replicas,
         "keys": e.keys,
         "bytes": e.bytes,
         "tombstones": e.tombstones,
