@@ -1,0 +1,389 @@
+#!/usr/bin/env bash
+# The Docker Compose test: the seed system's scenario against real containers.
+#
+#   1. `compose up --build --scale kv-node=3`; wait until the seed lists 3 normal members
+#      and every container is healthy
+#   2. the seed system's curl session, each request through a different node
+#   3. 300 keys with distinct values written through rotating nodes
+#   4. scale up to 5; 5. every key exact through rotating nodes
+#   6. scale down to 2 (3 nodes leave at once); 7. every key exact through both nodes;
+#   8. the remaining nodes' /stats "keys" add up to 300 x min(replication factor, 2)
+#
+# It runs under its own project name with short timings (heartbeat 200ms, node TTL 3s) and
+# its own host ports (seed 19000, nodes 18013-18099), so it does not disturb a cluster
+# started with scripts/compose-up.sh, and it always tears its project down.
+# Ends with "compose: P passed, F failed"; exit status 0 only when F is 0.
+#
+# Environment (all optional):
+#   COMPOSE_TEST_SEED_PORT   host port for the seed            (default 19000)
+#   COMPOSE_TEST_NODE_PORTS  host port range for the nodes     (default 18013-18099)
+#   COMPOSE_TEST_RF          replication factor of the nodes   (default: /stats
+#                            "replication_factor" or "replicas" if the node reports
+#                            one, else 3, the default of DESIGN.md §5)
+#   COMPOSE_TEST_TIMEOUT     seconds allowed for each wait     (default 120)
+#   COMPOSE_TEST_KEEP=1      leave the cluster running afterwards (for debugging)
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+PROJECT="dkvtest$$"
+KEYS=300
+TIMEOUT="${COMPOSE_TEST_TIMEOUT:-120}"
+
+# Read by compose.yaml; the defaults there are the production ones.
+export DKV_HEARTBEAT_INTERVAL=200ms
+export DKV_NODE_TTL=3s
+export DKV_HEALTHCHECK_INTERVAL=1s
+export DKV_SEED_PORT="${COMPOSE_TEST_SEED_PORT:-19000}"
+export DKV_NODE_PORTS="${COMPOSE_TEST_NODE_PORTS:-18013-18099}"
+
+for tool in docker curl python3; do
+    command -v "$tool" >/dev/null || { echo "compose-test: error: '$tool' is not installed" >&2; exit 2; }
+done
+
+TOTAL=8      # checks below; a check that cannot run counts as failed
+PASSED=0
+FAILED=0
+START=$SECONDS
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/dkv-compose-test.XXXXXX")"
+
+say() { printf '[compose-test %4ds] %s\n' "$((SECONDS - START))" "$*"; }
+pass() { PASSED=$((PASSED + 1)); printf 'PASS  %s\n' "$*"; }
+fail() { FAILED=$((FAILED + 1)); printf 'FAIL  %s\n' "$*"; }
+compose() { scripts/compose.sh -f compose.yaml -p "$PROJECT" "$@"; }
+abort() {  # the remaining checks cannot run: count them as failed and stop
+    FAILED=$((TOTAL - PASSED))
+    printf 'FAIL  %s (%d check(s) not run)\n' "$*" "$FAILED"
+    finish
+}
+
+
+FINISHED=0
+dump_logs() {
+    echo "---- compose ps ($PROJECT) ----"
+    compose ps 2>&1 || true
+    echo "---- compose logs --tail=100 ($PROJECT) ----"
+    compose logs --no-color --tail=100 2>&1 || true
+    echo "---- end of logs ----"
+}
+teardown() {
+    if [ "${COMPOSE_TEST_KEEP:-0}" = 1 ]; then
+        say "COMPOSE_TEST_KEEP=1: leaving project $PROJECT up; remove it with:"
+        say "  scripts/compose.sh -p $PROJECT down -v --remove-orphans"
+    else
+        say "tearing down project $PROJECT"
+        compose down -v --remove-orphans --timeout 20 >"$WORK/down.log" 2>&1 \
+            || { echo "compose-test: warning: teardown failed:"; cat "$WORK/down.log"; }
+        # Each rebuild leaves the previous dkv image dangling (~40 MB): remove those, and
+        # only those (the label is set in the Dockerfile).
+        docker image prune -f --filter "label=org.opencontainers.image.title=dkv" >/dev/null 2>&1 || true
+    fi
+}
+# The normal end: logs on failure, teardown, then the summary as the very last line.
+finish() {
+    FINISHED=1
+    [ "$FAILED" -eq 0 ] || dump_logs
+    teardown
+    say "done in $((SECONDS - START))s"
+    echo "compose: $PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+    exit
+}
+# Any other exit (Ctrl-C, an unexpected error): still tear down.
+on_exit() {
+    local rc=$?
+    if [ "$FINISHED" = 0 ]; then
+        dump_logs
+        teardown
+        echo "compose-test: interrupted (exit $rc)"
+    fi
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- python helper
+# JSON parsing and the bulk reads/writes (byte-exact values, URL-encoded keys).
+cat >"$WORK/ct.py" <<'PY'
+import http.client, json, random, sys, urllib.parse
+
+def key(i):
+    k = "ct-%04d" % i
+    if i % 25 == 7:                    # some keys that need URL encoding
+        k += " a/b&c=d?e%f+g\u00e9"
+    return k
+
+def value(i):
+    r = random.Random(i * 7919 + 1)   # reproducible between the write and read phases
+    n = r.choice([0, 1, 16, 100, 1000, 5000])
+    return ("value %04d|" % i).encode() + bytes(r.getrandbits(8) for _ in range(n))
+
+class Node:
+    def __init__(self, url):
+        u = urllib.parse.urlsplit(url)
+        self.url, self.host, self.port = url, u.hostname, u.port
+        self.conn = None
+    def req(self, method, path, body=None):
+        for attempt in (0, 1):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=15)
+            try:
+                self.conn.request(method, path, body=body)
+                resp = self.conn.getresponse()
+                data = resp.read()
+                if resp.getheader("connection", "").lower() == "close":
+                    self.conn.close(); self.conn = None
+                return resp.status, data
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # a kept-alive connection the server had closed: reconnect once
+                self.conn.close(); self.conn = None
+                if attempt:
+                    raise
+            except Exception:
+                self.conn.close(); self.conn = None
+                raise
+
+def path(op, k):
+    return "/%s?key=%s" % (op, urllib.parse.quote(k.encode(), safe=""))
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "members":               # members SEED_URL -> "total normal"
+        n = Node(args[0])
+        st, body = n.req("GET", "/nodes")
+        if st != 200:
+            print("0 0 status=%d" % st); return 1
+        nodes = json.loads(body)["nodes"]
+        print(len(nodes), sum(1 for m in nodes if m.get("state") == "normal"))
+        return 0
+    if cmd == "field":                 # field URL PATH NAME[,NAME...] -> first present, or empty
+        st, body = Node(args[0]).req("GET", args[1])
+        doc = json.loads(body) if st == 200 else {}
+        v = next((doc[n] for n in args[2].split(",") if doc.get(n) is not None), None)
+        print("" if v is None else v)
+        return 0
+    if cmd == "stats-sum":             # stats-sum URL... -> sum of "keys", per node
+        total, parts = 0, []
+        for u in args:
+            st, body = Node(u).req("GET", "/stats")
+            if st != 200:
+                print("-1 %s:status=%d" % (u, st)); return 1
+            k = int(json.loads(body)["keys"])
+            total += k; parts.append("%s=%d" % (u.rsplit(":", 1)[1], k))
+        print(total, " ".join(parts))
+        return 0
+    if cmd in ("write", "read", "read-each"):
+        count = int(args[0]); nodes = [Node(u) for u in args[1:]]
+        bad = []
+        checked = 0
+        for i in range(count):
+            targets = nodes if cmd == "read-each" else [nodes[i % len(nodes)]]
+            for n in targets:
+                checked += 1
+                try:
+                    if cmd == "write":
+                        st, _ = n.req("PUT", path("put", key(i)), value(i))
+                        if st != 204:
+                            bad.append("PUT %r via %s: status %d" % (key(i), n.url, st))
+                    else:
+                        st, body = n.req("GET", path("get", key(i)))
+                        if st != 200:
+                            bad.append("GET %r via %s: status %d" % (key(i), n.url, st))
+                        elif body != value(i):
+                            bad.append("GET %r via %s: wrong value (%d bytes, want %d)"
+                                       % (key(i), n.url, len(body), len(value(i))))
+                except Exception as e:
+                    bad.append("%s %r via %s: %s" % (cmd, key(i), n.url, e))
+        for b in bad[:10]:
+            print("    " + b)
+        if len(bad) > 10:
+            print("    ... and %d more" % (len(bad) - 10))
+        print("    %d of %d requests exact/acknowledged through %d node(s)"
+              % (checked - len(bad), checked, len(nodes)))
+        return 1 if bad else 0
+    print("unknown command", cmd); return 2
+
+sys.exit(main())
+PY
+ct() { python3 "$WORK/ct.py" "$@"; }
+
+# ---------------------------------------------------------------- helpers
+SEED_URL=""
+NODE_URLS=()
+
+seed_url() {
+    local hp
+    hp="$(compose port seed 9000 2>/dev/null | grep -m1 -E '^0\.0\.0\.0:[0-9]+$' || true)"
+    [ -n "$hp" ] && SEED_URL="http://127.0.0.1:${hp##*:}"
+}
+
+# kv-node containers in container-number order, with their published IPv4 port for 8080.
+# (Docker allocates the IPv4 and IPv6 bindings separately, so they can differ; host ports
+# do not follow container numbers either: each lookup goes through the engine.)
+node_urls() {
+    NODE_URLS=()
+    local ids line num id hp
+    ids="$(compose ps -q kv-node 2>/dev/null)" || return 1
+    [ -n "$ids" ] || return 1
+    while read -r num id; do
+        hp="$(docker port "$id" 8080/tcp 2>/dev/null | grep -m1 -E '^0\.0\.0\.0:[0-9]+$' || true)"
+        [ -n "$hp" ] || return 1
+        NODE_URLS+=("http://127.0.0.1:${hp##*:}")
+    done < <(docker inspect -f '{{index .Config.Labels "com.docker.compose.container-number"}} {{.Id}}' $ids | sort -n)
+}
+
+# All containers of the project are running and healthy (prints the unhealthy ones).
+all_healthy() {
+    local ids out
+    ids="$(compose ps -q 2>/dev/null)" || return 1
+    [ -n "$ids" ] || return 1
+    out="$(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}no-healthcheck{{end}}' $ids)" || return 1
+    LAST_HEALTH="$(grep -v ' running healthy$' <<<"$out" || true)"
+    [ -z "$LAST_HEALTH" ]
+}
+
+# exactly N members, all normal, and N kv-node containers, all healthy, with known ports
+cluster_is() {
+    local n="$1" got
+    [ -n "$SEED_URL" ] || seed_url || return 1
+    got="$(ct members "$SEED_URL" 2>/dev/null)" || { LAST_MEMBERS="seed not answering"; return 1; }
+    LAST_MEMBERS="$got"
+    [ "$got" = "$n $n" ] || return 1
+    all_healthy || return 1
+    node_urls || return 1
+    [ "${#NODE_URLS[@]}" -eq "$n" ]
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: poll every 0.5 s until COMMAND succeeds.
+wait_for() {
+    local limit="$1" what="$2"; shift 2
+    local deadline=$((SECONDS + limit))
+    LAST_MEMBERS=""; LAST_HEALTH=""
+    until "$@"; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            say "timed out after ${limit}s waiting for $what"
+            [ -z "$LAST_MEMBERS" ] || say "  last seen: seed members total/normal = $LAST_MEMBERS"
+            [ -z "$LAST_HEALTH" ] || say "  last seen: not healthy: $(tr '\n' ';' <<<"$LAST_HEALTH")"
+            return 1
+        fi
+        sleep 0.5
+    done
+    say "$what: after $((SECONDS + limit - deadline))s"
+}
+
+http_code() {  # http_code OUTFILE CURL-ARGS... -> prints the status code
+    curl -sS -m 10 -o "$1" -w '%{http_code}' "${@:2}" 2>"$WORK/curl.err" || true
+}
+
+expected_sum_ok() {
+    local got
+    got="$(ct stats-sum "${NODE_URLS[@]}")" || { SUM_INFO="$got"; return 1; }
+    SUM_INFO="$got"
+    local total="${got%% *}"
+    case "$total" in ''|*[!0-9]*) return 1 ;; esac
+    # user_123's tombstone may or may not be counted as a key: accept both.
+    [ "$total" -eq $((KEYS * R)) ] || [ "$total" -eq $(((KEYS + 1) * R)) ]
+}
+
+# ---------------------------------------------------------------- the test
+say "building the static binary"
+if ! scripts/build-static.sh >/dev/null; then
+    echo "compose-test: error: static build failed" >&2
+    abort "static build failed"
+fi
+
+say "project $PROJECT: up --build --scale kv-node=3 (seed :$DKV_SEED_PORT, nodes $DKV_NODE_PORTS)"
+if ! compose up -d --build --scale kv-node=3 >"$WORK/up.log" 2>&1; then
+    cat "$WORK/up.log"
+    abort "compose up --build --scale kv-node=3 failed"
+fi
+
+# 1
+if wait_for "$TIMEOUT" "3 normal members, all containers healthy" cluster_is 3; then
+    pass "cluster of 3: seed lists 3 normal members, all containers healthy (${NODE_URLS[*]})"
+else
+    abort "cluster of 3 did not form within ${TIMEOUT}s"
+fi
+
+# 2: the seed system's curl session, each request through a different node
+N1="${NODE_URLS[0]}" N2="${NODE_URLS[1]}" N3="${NODE_URLS[2]}"
+s1="$(http_code "$WORK/b1" -X PUT --data-binary "John Doe" "$N1/put?key=user_123")"
+s2="$(http_code "$WORK/b2" "$N2/get?key=user_123")"
+s3="$(http_code "$WORK/b3" -X DELETE "$N3/delete?key=user_123")"
+s4="$(http_code "$WORK/b4" "$N1/get?key=user_123")"
+printf 'John Doe' >"$WORK/want"
+v2="$(head -c 100 "$WORK/b2" 2>/dev/null | tr -c '[:print:]' '.')"
+detail="PUT ${N1##*:} $s1, GET ${N2##*:} $s2 '$v2', DELETE ${N3##*:} $s3, GET ${N1##*:} $s4"
+if [ "$s1" = 204 ] && [ "$s2" = 200 ] && cmp -s "$WORK/b2" "$WORK/want" \
+    && [ "$s3" = 204 ] && [ "$s4" = 404 ]; then
+    pass "curl session through 3 nodes ($detail)"
+else
+    fail "curl session through 3 nodes ($detail; want 204, 200 'John Doe', 204, 404)"
+fi
+
+# 3
+if ct write "$KEYS" "${NODE_URLS[@]}"; then
+    pass "$KEYS keys written through rotating nodes (all 204)"
+else
+    fail "$KEYS keys written through rotating nodes"
+fi
+
+# 4
+say "scaling up: up -d --no-recreate --scale kv-node=5"
+if ! compose up -d --no-recreate --scale kv-node=5 >"$WORK/up5.log" 2>&1; then
+    cat "$WORK/up5.log"
+    fail "scale up to 5: compose up --scale kv-node=5 failed"
+    node_urls || true
+elif wait_for "$TIMEOUT" "5 normal members, all containers healthy" cluster_is 5; then
+    pass "scale up to 5: seed lists 5 normal members, all containers healthy (${NODE_URLS[*]})"
+else
+    fail "scale up to 5: not 5 normal members and healthy containers within ${TIMEOUT}s"
+    node_urls || true
+fi
+
+# 5
+if [ "${#NODE_URLS[@]}" -gt 0 ] && ct read "$KEYS" "${NODE_URLS[@]}"; then
+    pass "after scale-up: all $KEYS keys read back exact through rotating nodes"
+else
+    fail "after scale-up: all $KEYS keys read back exact through rotating nodes"
+fi
+
+# 6: three nodes leave at once; each hands its keys over before it exits
+say "scaling down: up -d --no-recreate --scale kv-node=2"
+t0=$SECONDS
+if ! compose up -d --no-recreate --scale kv-node=2 >"$WORK/up2.log" 2>&1; then
+    cat "$WORK/up2.log"
+    fail "scale down to 2: compose up --scale kv-node=2 failed"
+    node_urls || true
+elif wait_for "$TIMEOUT" "exactly 2 members, all normal and healthy" cluster_is 2; then
+    pass "scale down to 2: seed lists exactly 2 normal members ($((SECONDS - t0))s incl. leaves)"
+else
+    fail "scale down to 2: not exactly 2 normal members and healthy containers within ${TIMEOUT}s"
+    node_urls || true
+fi
+
+# 7
+if [ "${#NODE_URLS[@]}" -gt 0 ] && ct read-each "$KEYS" "${NODE_URLS[@]}"; then
+    pass "after scale-down: all $KEYS keys read back exact through each of the ${#NODE_URLS[@]} nodes"
+else
+    fail "after scale-down: all $KEYS keys read back exact through each remaining node"
+fi
+
+# 8: no key lost or duplicated beyond its replicas
+RF="${COMPOSE_TEST_RF:-}"
+if [ -z "$RF" ] && [ "${#NODE_URLS[@]}" -gt 0 ]; then
+    RF="$(ct field "${NODE_URLS[0]}" /stats replication_factor,replicas 2>/dev/null || true)"
+fi
+case "$RF" in ''|*[!0-9]*) RF=3 ;; esac
+R=$((RF < 2 ? RF : 2))
+SUM_INFO=""
+if [ "${#NODE_URLS[@]}" -eq 2 ] && wait_for 30 "stats keys to add up" expected_sum_ok; then
+    pass "after scale-down: sum of /stats keys = ${SUM_INFO} (= $KEYS x min(RF=$RF, 2))"
+else
+    fail "after scale-down: sum of /stats keys = ${SUM_INFO:-?}, want $((KEYS * R)) (= $KEYS x min(RF=$RF, 2)) or $(((KEYS + 1) * R)) with the tombstone"
+fi
+
+finish

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The one test command: every Rust test of the workspace, then the Docker Compose test.
+#     scripts/test.sh                # everything (what CI runs)
+#     scripts/test.sh --no-compose   # only the cargo tests (quick local run)
+# Exits non-zero if any part fails; both parts run even if the first one fails.
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+COMPOSE=1
+for arg in "$@"; do
+    case "$arg" in
+        --no-compose) COMPOSE=0 ;;
+        -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+        *) echo "usage: $0 [--no-compose]" >&2; exit 2 ;;
+    esac
+done
+
+status=0
+summary=()
+t0=$SECONDS
+if cargo nextest --version >/dev/null 2>&1; then
+    echo "== cargo nextest run --workspace --no-fail-fast"
+    # --no-tests=warn: a workspace without tests yet is not a failure
+    cargo nextest run --workspace --no-fail-fast --no-tests=warn; rc=$?
+    name="cargo nextest"
+else
+    echo "== cargo-nextest not installed; cargo test --workspace --no-fail-fast"
+    cargo test --workspace --no-fail-fast; rc=$?
+    name="cargo test"
+fi
+summary+=("$name: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
+[ "$rc" -eq 0 ] || status=1
+
+if [ "$COMPOSE" = 1 ]; then
+    t0=$SECONDS
+    echo "== scripts/compose-test.sh"
+    scripts/compose-test.sh; rc=$?
+    summary+=("compose test: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
+    [ "$rc" -eq 0 ] || status=1
+else
+    summary+=("compose test: skipped (--no-compose)")
+fi
+
+echo "== test.sh summary"
+printf '  %s\n' "${summary[@]}"
+exit "$status"
