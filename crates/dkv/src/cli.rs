@@ -90,14 +90,14 @@ pub struct NodeArgs {
     #[arg(long, env = "DKV_MAX_VALUE_SIZE", default_value = "16MiB", value_parser = byte_size)]
     pub max_value_size: usize,
     /// Virtual nodes (ring tokens) for this node when it first joins.
-    #[arg(long, env = "DKV_VNODES", default_value_t = 128)]
-    pub vnodes: usize,
+    #[arg(long, env = "DKV_VNODES", default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub vnodes: u16,
 }
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
     /// Number of nodes.
-    #[arg(long, env = "DKV_NODES", default_value_t = 3)]
+    #[arg(long, env = "DKV_NODES", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub nodes: u16,
     /// Port of the seed on 127.0.0.1.
     #[arg(long, env = "DKV_SEED_PORT", default_value_t = 9000)]
@@ -138,7 +138,7 @@ pub struct PutArgs {
 
 #[derive(Args, Debug)]
 pub struct HealthArgs {
-    #[arg(long, default_value = "http://127.0.0.1:8080/health")]
+    #[arg(long, env = "DKV_HEALTH_URL", default_value = "http://127.0.0.1:8080/health")]
     pub url: String,
 }
 

@@ -63,7 +63,7 @@ async fn main() {
                 request_timeout: a.request_timeout,
                 max_key_bytes: a.max_key_size,
                 max_value_bytes: a.max_value_size,
-                vnodes: a.vnodes,
+                vnodes: a.vnodes.into(),
                 ..NodeConfig::default()
             };
             match bind(config.listen).await {

@@ -176,3 +176,21 @@ async fn leave_hands_off_while_another_node_joins() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_while_the_seed_is_down_still_hands_every_key_on() {
+    let mut c = Cluster::start_with(3, &["--leave-timeout", "6s"]).await;
+    let data = dataset("nos_", 200);
+    write_all(&c, &[0, 1, 2], &data).await;
+    assert!(c.keys_on(1).await > 0);
+    c.seed.signal(libc::SIGKILL);
+    c.seed.wait_exit(Duration::from_secs(5)).await;
+    c.nodes[1].signal(libc::SIGTERM);
+    assert_eq!(c.nodes[1].wait_exit(Duration::from_secs(20)).await, Some(0));
+    // The seed comes back; the departed node, re-announced by the others' views, expires.
+    c.restart_seed();
+    c.wait_seed().await;
+    c.wait_normal(2).await;
+    let bad = missing(&c, &[0, 2], &data).await;
+    assert!(bad.is_empty(), "lost in a leave without the seed: {bad:?}");
+}

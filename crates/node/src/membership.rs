@@ -57,6 +57,15 @@ impl Node {
         moved
     }
 
+    /// Mark this node `leaving` in our own view only (the seed cannot be told).
+    pub fn assume_leaving(&self) {
+        let mut view = self.topology().view.clone();
+        for m in view.nodes.iter_mut().filter(|m| m.id == self.me) {
+            m.state = dkv_membership::NodeState::Leaving;
+        }
+        self.adopt(view);
+    }
+
     /// Make sure our view is at least `epoch` (a peer showed it); one fetch for many callers.
     pub async fn refresh_to(&self, epoch: u64) {
         if self.topology().epoch() >= epoch {

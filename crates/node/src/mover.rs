@@ -151,7 +151,13 @@ pub async fn leave(node: &Node) {
     node.set_life(Life::Leaving);
     let keys = node.engine.stats().keys;
     tracing::info!(keys, "leaving: handing keys to the remaining members");
-    retry_seed(node, "starting the leave", |n| Box::pin(n.seed_leave(false))).await;
+    let patience = node.config.leave_timeout / 3;
+    if !retry_seed(node, "starting the leave", patience, |n| Box::pin(n.seed_leave(false))).await {
+        // Without the seed, hand off by our own view: better the keys reach their next owners
+        // than leave with us. Peers learn of the change once the seed is back.
+        tracing::warn!("the seed is unreachable; handing off by the last known membership");
+        node.assume_leaving();
+    }
     node.notify_peers().await;
     let mut total = PassReport::default();
     loop {
@@ -171,18 +177,28 @@ pub async fn leave(node: &Node) {
             "no remaining member can take these keys (every node is leaving); they go with this node"
         );
     }
-    retry_seed(node, "finishing the leave", |n| Box::pin(n.seed_leave(true))).await;
+    if !retry_seed(node, "finishing the leave", patience, |n| Box::pin(n.seed_leave(true))).await {
+        tracing::warn!("the seed is unreachable; it will drop this node when its TTL passes");
+    }
     node.notify_peers().await;
     tracing::info!(handed_off = total.moved, took = ?started.elapsed(), "leave complete");
 }
 
 type SeedCall<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), PeerError>> + Send + 'a>>;
 
-async fn retry_seed<'a>(node: &'a Node, what: &str, call: impl Fn(&'a Node) -> SeedCall<'a>) {
+/// Call the seed until it answers or `patience` runs out; returns whether it answered.
+async fn retry_seed<'a>(
+    node: &'a Node,
+    what: &str,
+    patience: Duration,
+    call: impl Fn(&'a Node) -> SeedCall<'a>,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + patience;
     let mut delay = Duration::from_millis(100);
     loop {
         match call(node).await {
-            Ok(()) => return,
+            Ok(()) => return true,
+            Err(_) if tokio::time::Instant::now() + delay > deadline => return false,
             Err(e) => {
                 tracing::warn!("{what}: the seed did not answer: {e}; retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
