@@ -25,6 +25,16 @@ async fn terminated() {
     }
 }
 
+fn exit_code<E: std::fmt::Display>(role: &str, result: Result<(), E>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("dkv {role}: {e}");
+            1
+        }
+    }
+}
+
 async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, i32> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         eprintln!("dkv: cannot listen on {addr}: {e}");
@@ -41,13 +51,7 @@ async fn main() {
             match bind(a.listen).await {
                 Ok(listener) => {
                     let config = dkv_seed::SeedConfig { node_ttl: a.node_ttl };
-                    match dkv_seed::run(config, listener, terminated()).await {
-                        Ok(()) => 0,
-                        Err(e) => {
-                            eprintln!("dkv seed: {e}");
-                            1
-                        }
-                    }
+                    exit_code("seed", dkv_seed::run(config, listener, terminated()).await)
                 }
                 Err(code) => code,
             }
@@ -67,18 +71,13 @@ async fn main() {
                 ..NodeConfig::default()
             };
             match bind(config.listen).await {
-                Ok(listener) => match dkv_node::run(config, listener, async {
-                    terminated().await;
-                    Stop::Leave
-                })
-                .await
-                {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        eprintln!("dkv node: {e}");
-                        1
-                    }
-                },
+                Ok(listener) => {
+                    let on_signal = async {
+                        terminated().await;
+                        Stop::Leave
+                    };
+                    exit_code("node", dkv_node::run(config, listener, on_signal).await)
+                }
                 Err(code) => code,
             }
         }

@@ -53,14 +53,7 @@ async fn join_of_a_sixth_node_moves_only_its_share_and_loses_nothing() {
     let newcomer = c.add_node();
     c.wait_normal(6).await;
     // Old owners drop what they handed over; wait until every key is stored exactly once.
-    eventually(Duration::from_secs(20), "800 keys stored exactly once", || async {
-        let mut t = 0;
-        for i in 0..6 {
-            t += c.client(i).json("/stats").await.ok()?["keys"].as_u64()?;
-        }
-        (t == 800).then_some(())
-    })
-    .await;
+    c.wait_total_keys(&[0, 1, 2, 3, 4, 5], 800).await;
     stop.store(true, Ordering::Relaxed);
     let (reads, bad) = reader.await.unwrap();
     assert!(
@@ -167,14 +160,7 @@ async fn leave_hands_off_while_another_node_joins() {
     c.wait_normal(3).await;
     let bad = missing(&c, &[1, 2, 3], &data).await;
     assert!(bad.is_empty(), "lost when a join and a leave overlapped: {bad:?}");
-    eventually(Duration::from_secs(20), "each key stored once", || async {
-        let mut t = 0;
-        for i in 1..4 {
-            t += c.client(i).json("/stats").await.ok()?["keys"].as_u64()?;
-        }
-        (t == 300).then_some(())
-    })
-    .await;
+    c.wait_total_keys(&[1, 2, 3], 300).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

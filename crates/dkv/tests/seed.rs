@@ -42,7 +42,7 @@ async fn seed_restart_keeps_ids_tokens_and_every_key_with_no_failed_request() {
             while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
                 let (k, v) = &data[i % data.len()];
                 let client = &clients[i % 3];
-                let res = if i % 4 == 0 {
+                let res = if i.is_multiple_of(4) {
                     client.put(k.as_bytes(), v.clone().into_bytes()).await.map(|_| true)
                 } else {
                     client.get(k.as_bytes()).await.map(|got| got.as_deref() == Some(v.as_bytes()))

@@ -20,6 +20,8 @@ use crate::wire::{self, ApplyKind, ApplyRequest, KeyEntry, RangeRequest, ReadReq
 /// Entries per frame of a range stream.
 const RANGE_BATCH: usize = 512;
 
+// A ready error response is what a handler's `?` needs; its size does not matter here.
+#[allow(clippy::result_large_err)]
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
     wire::decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response())
 }
@@ -37,46 +39,37 @@ async fn check_epoch(node: &Node, epoch: u64) -> Result<(), Response> {
     Ok(())
 }
 
-pub async fn apply(State(node): State<Node>, body: Bytes) -> Response {
-    let req: ApplyRequest = match decode(&body) {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    if let Err(resp) = check_epoch(&node, req.epoch).await {
-        return resp;
-    }
+/// Handlers answer `Err` with a ready error response, so checks chain with `?`.
+type Answer = Result<Response, Response>;
+
+pub async fn apply(State(node): State<Node>, body: Bytes) -> Answer {
+    let req: ApplyRequest = decode(&body)?;
+    check_epoch(&node, req.epoch).await?;
     let _writes = node.fence.read().await;
     if req.kind == ApplyKind::Handoff && matches!(node.life(), Life::Leaving | Life::Left) {
         let status = StatusCode::from_u16(wire::STATUS_LEAVING).expect("valid status");
-        return (status, "this node is leaving and takes no hand-offs; send to the remaining members\n")
-            .into_response();
+        return Err(
+            (status, "this node is leaving and takes no hand-offs; send to the remaining members\n").into_response()
+        );
     }
     let n = req.entries.len() as u64;
     node.apply_local(req.entries);
     if req.kind == ApplyKind::Handoff {
         add(&node.stats.moved_in, n);
     }
-    StatusCode::NO_CONTENT.into_response()
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub async fn read(State(node): State<Node>, body: Bytes) -> Response {
-    let req: ReadRequest = match decode(&body) {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    if let Err(resp) = check_epoch(&node, req.epoch).await {
-        return resp;
-    }
+pub async fn read(State(node): State<Node>, body: Bytes) -> Answer {
+    let req: ReadRequest = decode(&body)?;
+    check_epoch(&node, req.epoch).await?;
     let entry = node.engine.get(dkv_placement::key_hash(&req.key), &req.key);
-    wire::encode(&ReadResponse { entry }).into_response()
+    Ok(wire::encode(&ReadResponse { entry }).into_response())
 }
 
 /// Stream every entry whose future replicas include the requesting (joining) node.
-pub async fn range(State(node): State<Node>, body: Bytes) -> Response {
-    let req: RangeRequest = match decode(&body) {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
+pub async fn range(State(node): State<Node>, body: Bytes) -> Answer {
+    let req: RangeRequest = decode(&body)?;
     node.refresh_to(req.epoch).await;
     // Writes planned before we knew of the newcomer did not go to it; let them land first so the
     // scan below sees them.
@@ -105,16 +98,13 @@ pub async fn range(State(node): State<Node>, body: Bytes) -> Response {
     });
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
-    Body::from_stream(stream).into_response()
+    Ok(Body::from_stream(stream).into_response())
 }
 
-pub async fn refresh(State(node): State<Node>, body: Bytes) -> Response {
-    let req: RefreshRequest = match decode(&body) {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
+pub async fn refresh(State(node): State<Node>, body: Bytes) -> Answer {
+    let req: RefreshRequest = decode(&body)?;
     tokio::spawn(async move { node.refresh_to(req.epoch).await });
-    StatusCode::NO_CONTENT.into_response()
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `POST /admin/stop`: exit without handing data off (the whole cluster is stopping).

@@ -178,7 +178,7 @@ pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
                 }
             }
             Err(e) => {
-                if failures % 20 == 0 {
+                if failures.is_multiple_of(20) {
                     tracing::warn!(
                         "heartbeat failed ({} in a row), serving with the last known membership: {e}",
                         failures + 1

@@ -78,6 +78,8 @@ async fn expire_loop(seed: Seed, ttl: Duration) {
     }
 }
 
+// A ready error response is what a handler's `?` needs; its size does not matter here.
+#[allow(clippy::result_large_err)]
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
     serde_json::from_slice(body)
         .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}\n")).into_response())

@@ -194,6 +194,18 @@ impl Cluster {
         total
     }
 
+    /// Wait until the `keys` of `nodes` add up to `n` (moved keys dropped by their old owners).
+    pub async fn wait_total_keys(&self, nodes: &[usize], n: u64) {
+        eventually(Duration::from_secs(20), &format!("{n} keys stored exactly once"), || async {
+            let mut t = 0;
+            for &i in nodes {
+                t += self.client(i).json("/stats").await.ok()?["keys"].as_u64()?;
+            }
+            (t == n).then_some(())
+        })
+        .await;
+    }
+
     pub async fn keys_on(&self, i: usize) -> u64 {
         self.client(i).json("/stats").await.expect("stats")["keys"].as_u64().expect("keys")
     }
