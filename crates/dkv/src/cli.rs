@@ -89,6 +89,21 @@ pub struct NodeArgs {
     /// Largest value accepted.
     #[arg(long, env = "DKV_MAX_VALUE_SIZE", default_value = "16MiB", value_parser = byte_size)]
     pub max_value_size: usize,
+    /// Copies of each key (N), capped at the number of nodes.
+    #[arg(long, env = "DKV_REPLICATION", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub replication: u16,
+    /// Replica acknowledgements a write waits for (W); a request may say `w=`.
+    #[arg(long, env = "DKV_WRITE_QUORUM", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub write_quorum: u16,
+    /// Replica answers a read waits for (R); a request may say `r=`.
+    #[arg(long, env = "DKV_READ_QUORUM", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub read_quorum: u16,
+    /// Most hints (writes kept for a replica that missed them) held at once.
+    #[arg(long, env = "DKV_MAX_HINTS", default_value_t = 100_000)]
+    pub max_hints: usize,
+    /// Oldest hint kept before it is dropped (anti-entropy repairs what it carried).
+    #[arg(long, env = "DKV_HINT_MAX_AGE", default_value = "3h", value_parser = duration)]
+    pub hint_max_age: Duration,
     /// Virtual nodes (ring tokens) for this node when it first joins.
     #[arg(long, env = "DKV_VNODES", default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub vnodes: u16,

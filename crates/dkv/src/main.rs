@@ -68,6 +68,11 @@ async fn main() {
                 max_key_bytes: a.max_key_size,
                 max_value_bytes: a.max_value_size,
                 vnodes: a.vnodes.into(),
+                replicas: a.replication.into(),
+                write_quorum: a.write_quorum.into(),
+                read_quorum: a.read_quorum.into(),
+                max_hints: a.max_hints,
+                hint_max_age: a.hint_max_age,
                 ..NodeConfig::default()
             };
             match bind(config.listen).await {

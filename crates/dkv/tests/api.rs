@@ -26,12 +26,8 @@ async fn curl_session_works_through_three_different_nodes() {
         assert_eq!(c.client(i).get(key).await.unwrap(), Some(value.clone()), "via node {i}");
     }
 
-    // Some of 30 keys are owned by a node other than the one asked: forwarding happened.
-    for i in 0..30 {
-        a.put(format!("k{i}").as_bytes(), "v").await.unwrap();
-    }
     let stats = a.json("/stats").await.unwrap();
-    assert!(stats["requests"]["forwarded"].as_u64().unwrap() > 0, "{stats}");
+    assert_eq!(stats["replicas"], 3);
     for field in ["id", "keys", "bytes", "epoch", "state"] {
         assert!(!stats[field].is_null(), "stats lacks {field}: {stats}");
     }
@@ -45,6 +41,18 @@ async fn curl_session_works_through_three_different_nodes() {
         assert!(m["id"].is_string() && m["addr"].is_string());
     }
     assert_eq!(cluster["epoch"], stats["epoch"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_is_not_a_replica_forwards_to_one() {
+    let c = Cluster::start_with(3, &["--replication", "1"]).await;
+    let data = dataset("f", 60);
+    write_all(&c, &[0], &data).await;
+    let stats = c.client(0).json("/stats").await.unwrap();
+    let forwarded = stats["requests"]["forwarded"].as_u64().unwrap();
+    assert!(forwarded > 0 && forwarded < 60, "node 0 owns part of 60 keys and forwards the rest: {stats}");
+    assert!(missing(&c, &[1, 2], &data).await.is_empty());
+    assert_eq!(c.keys_on(0).await + c.keys_on(1).await + c.keys_on(2).await, 60, "one copy each with N=1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,7 +72,7 @@ async fn client_commands_put_get_del_and_status() {
     assert_eq!((code, out.as_str()), (Some(0), "Zürich"));
     let (code, out, _) = run(&["status"]);
     assert_eq!(code, Some(0));
-    assert!(out.contains("normal") && out.contains("total keys: 1"), "{out}");
+    assert!(out.contains("normal") && out.contains("total keys: 2"), "one key, two copies: {out}");
     assert_eq!(run(&["del", "city"]).0, Some(0));
     let (code, _, err) = run(&["get", "city"]);
     assert_eq!(code, Some(1));
@@ -80,7 +88,8 @@ async fn client_commands_put_get_del_and_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_error_and_changes_nothing() {
-    let c = Cluster::start_with(2, &["--max-value-size", "64KiB"]).await;
+    // One copy per key, so that one of the two nodes is not a replica of the hop-test key.
+    let c = Cluster::start_with(2, &["--max-value-size", "64KiB", "--replication", "1"]).await;
     let a = c.client(0);
     a.put(b"keep", "original").await.unwrap();
     let before = (c.keys_on(0).await, c.keys_on(1).await);

@@ -46,14 +46,14 @@ async fn join_of_a_sixth_node_moves_only_its_share_and_loses_nothing() {
     for i in 0..5 {
         before.push(c.keys_on(i).await);
     }
-    assert_eq!(before.iter().sum::<u64>(), 800);
+    assert_eq!(before.iter().sum::<u64>(), 800 * N);
 
     let stop = Arc::new(AtomicBool::new(false));
     let reader = background_reader(&c, vec![0, 1, 2, 3, 4], data.clone(), stop.clone());
     let newcomer = c.add_node();
     c.wait_normal(6).await;
     // Old owners drop what they handed over; wait until every key is stored exactly once.
-    c.wait_total_keys(&[0, 1, 2, 3, 4, 5], 800).await;
+    c.wait_total_keys(&[0, 1, 2, 3, 4, 5], 800 * N).await;
     stop.store(true, Ordering::Relaxed);
     let (reads, bad) = reader.await.unwrap();
     assert!(
@@ -69,8 +69,8 @@ async fn join_of_a_sixth_node_moves_only_its_share_and_loses_nothing() {
     }
     let moved = after[newcomer];
     let lost_by_old: u64 = (0..5).map(|i| before[i] - after[i]).sum();
-    let ideal = 800.0 / 6.0;
-    let mean = 800.0 / 6.0;
+    let ideal = (800 * N) as f64 / 6.0;
+    let mean = ideal;
     let max = *after.iter().max().unwrap() as f64;
     println!("join: before {before:?} after {after:?}");
     println!(
@@ -131,7 +131,7 @@ async fn graceful_leave_hands_off_every_key_and_deleted_keys_stay_deleted() {
         }
     }
     let total = c.total_keys().await;
-    assert_eq!(total as usize, kept.len() + acked.len(), "each key stored exactly once after the leave");
+    assert_eq!(total, (kept.len() + acked.len()) as u64 * copies(3), "each key stored N times after the leave");
     println!("leave: node held {held} keys, {} writes acknowledged during the leave", acked.len());
 }
 
@@ -160,7 +160,7 @@ async fn leave_hands_off_while_another_node_joins() {
     c.wait_normal(3).await;
     let bad = missing(&c, &[1, 2, 3], &data).await;
     assert!(bad.is_empty(), "lost when a join and a leave overlapped: {bad:?}");
-    c.wait_total_keys(&[1, 2, 3], 300).await;
+    c.wait_total_keys(&[1, 2, 3], 300 * copies(3)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

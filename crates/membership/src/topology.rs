@@ -67,6 +67,14 @@ impl Topology {
         (self.future.primary(hash) == Some(owner)).then_some(owner)
     }
 
+    /// Whether `id` is one of the key's replicas on the read ring.
+    pub fn is_read_replica(&self, id: NodeId, hash: u64) -> bool {
+        if self.replicas == 1 {
+            return self.read.primary(hash) == Some(id);
+        }
+        self.read.preference_list(hash, self.replicas).contains(&id)
+    }
+
     pub fn placement(&self, hash: u64) -> Placement {
         let mut p = Placement::default();
         self.read.preference_list_into(hash, self.replicas, &mut p.read);

@@ -18,6 +18,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::consistency::Level;
 use crate::error::NodeError;
 use crate::node::{Life, Node};
 use crate::router::{route, Route};
@@ -94,6 +95,7 @@ async fn delete_key(State(node): State<Node>, req: Request) -> Response {
 async fn handle(node: Node, op: Op, req: Request) -> Result<Response, NodeError> {
     let (parts, body) = req.into_parts();
     let key = query::key(parts.uri.query(), node.config.max_key_bytes)?;
+    let level = query::level(parts.uri.query(), if op == Op::Get { "r" } else { "w" })?;
     let hops = header_u64(&parts.headers, HOP_HEADER)?.unwrap_or(0).min(u8::MAX as u64) as u8;
     let value = match op {
         Op::Put => Some(read_value(&node, &parts.headers, body).await?),
@@ -107,9 +109,9 @@ async fn handle(node: Node, op: Op, req: Request) -> Result<Response, NodeError>
     let hash = key_hash(&key);
     match route(&node.topology(), hash, hops) {
         Route::Unavailable(why) => Err(NodeError::Unavailable(why)),
-        Route::Local => serve_local(&node, op, key, value).await,
+        Route::Local => serve_local(&node, op, key, value, level).await,
         // Forwarding is the cold path: boxed, so the local path's future stays small.
-        Route::Forward(_) => Box::pin(forward(&node, &parts, hash, hops, key, value, op)).await,
+        Route::Forward(_) => Box::pin(forward(&node, &parts, hash, hops, (key, value, level), op)).await,
     }
 }
 
@@ -120,15 +122,14 @@ async fn forward(
     parts: &http::request::Parts,
     hash: u64,
     hops: u8,
-    key: Bytes,
-    value: Option<Bytes>,
+    (key, value, level): (Bytes, Option<Bytes>, Option<Level>),
     op: Op,
 ) -> Result<Response, NodeError> {
     for attempt in 0..2 {
         let topo = node.topology();
         let id = match route(&topo, hash, hops) {
             Route::Unavailable(why) => return Err(NodeError::Unavailable(why)),
-            Route::Local => return serve_local(node, op, key, value).await,
+            Route::Local => return serve_local(node, op, key, value, level).await,
             Route::Forward(id) => id,
         };
         let addr = node.addr_of(&topo, id).map_err(|e| NodeError::Internal(e.to_string()))?.to_string();
@@ -155,18 +156,24 @@ async fn forward(
     unreachable!("the second attempt returns")
 }
 
-async fn serve_local(node: &Node, op: Op, key: Bytes, value: Option<Bytes>) -> Result<Response, NodeError> {
+async fn serve_local(
+    node: &Node,
+    op: Op,
+    key: Bytes,
+    value: Option<Bytes>,
+    level: Option<Level>,
+) -> Result<Response, NodeError> {
     match op {
-        Op::Get => match node.coordinate_read(key).await? {
+        Op::Get => match node.coordinate_read(key, level).await? {
             Some(v) => Ok(([(header::CONTENT_TYPE, "application/octet-stream")], v).into_response()),
             None => Ok((StatusCode::NOT_FOUND, "key not found\n").into_response()),
         },
         Op::Put => {
-            node.coordinate_write(key, value).await?;
+            node.coordinate_write(key, value, level).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         Op::Delete => {
-            node.coordinate_write(key, None).await?;
+            node.coordinate_write(key, None, level).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
     }
@@ -226,6 +233,8 @@ async fn stats(State(node): State<Node>) -> Response {
         "keys": e.keys,
         "bytes": e.bytes,
         "tombstones": e.tombstones,
+        "hints_pending": node.hints.counts().0,
+        "hints_dropped": node.hints.counts().1,
         "requests": node.stats.snapshot(),
     }))
     .into_response()

@@ -23,8 +23,16 @@ pub struct NodeConfig {
     pub max_key_bytes: usize,
     /// Longest value accepted, in bytes.
     pub max_value_bytes: usize,
-    /// Copies of each key (N). This release keeps one; the code is shaped for N.
+    /// Copies of each key (N), capped at the number of nodes.
     pub replicas: usize,
+    /// Replica acknowledgements a write waits for (W), unless the request says `w=`.
+    pub write_quorum: usize,
+    /// Replica answers a read waits for (R), unless the request says `r=`.
+    pub read_quorum: usize,
+    /// Most hints (writes kept for a replica that missed them) held at once.
+    pub max_hints: usize,
+    /// Oldest hint kept; a replica away longer is refilled by anti-entropy instead.
+    pub hint_max_age: Duration,
     /// Virtual nodes asked for at first registration.
     pub vnodes: usize,
 }
@@ -40,7 +48,11 @@ impl Default for NodeConfig {
             request_timeout: Duration::from_secs(5),
             max_key_bytes: 8 * 1024,
             max_value_bytes: 16 * 1024 * 1024,
-            replicas: 1,
+            replicas: 3,
+            write_quorum: 2,
+            read_quorum: 2,
+            max_hints: 100_000,
+            hint_max_age: Duration::from_secs(3 * 3600),
             vnodes: dkv_placement::DEFAULT_VNODES,
         }
     }

@@ -1,58 +1,72 @@
-//! Coordinating reads and writes of one key across its replicas.
+//! Coordinating reads and writes of one key across its replicas (Dynamo-style, leaderless).
 //!
-//! The coordinator stamps each write with a version from its hybrid clock and sends it to every
-//! node in the key's write set (its replicas on the read ring plus any node joining into, or taking
-//! over, the range) through the quorum helper. This release requires every node in the write set
-//! to acknowledge, which with one copy per key means the owner — and during a join or leave also
-//! the new owner, so a range being moved never misses a write. Reads ask the key's first replica.
+//! A write gets a version from the coordinator's hybrid clock and goes, in parallel, to every node
+//! in the key's write set: its N replicas on the read ring plus any node joining into (or taking
+//! over) the range. The client is answered after W replica acknowledgements plus one from each such
+//! pending node, so a range being moved never misses an acknowledged write. Replicas that did not
+//! answer in time still get the write in the background, and one that fails leaves a hint with the
+//! coordinator for later delivery.
+//!
+//! A read asks the key's replicas and answers with the highest version among the first R answers;
+//! any of those replicas that returned an older version (or nothing) is repaired in the background.
 //!
 //! A replica that has seen a newer membership epoch refuses with "stale epoch"; the coordinator
-//! then refreshes its view and re-plans, so a write never lands only on a node that has already
-//! handed its range away.
+//! then refreshes its view and re-plans, so a write never lands only on nodes that already handed
+//! the range away.
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use dkv_membership::{NodeId, Topology};
 use dkv_placement::key_hash;
 use dkv_storage::{Applied, Entry, Version};
 
+use crate::consistency::Level;
 use crate::error::{NodeError, PeerError};
 use crate::node::Node;
 use crate::peer::is_stale_epoch;
 use crate::quorum::{quorum, QuorumError};
+use crate::stats::bump;
 use crate::wire::{self, ApplyKind, ApplyRequest, KeyEntry, ReadRequest, ReadResponse};
 
 /// Re-plans after a "stale epoch" answer before giving up.
 const STALE_RETRIES: usize = 3;
 
 impl Node {
-    /// Write `value` (or a tombstone for `None`) under a fresh version.
-    pub async fn coordinate_write(&self, key: Bytes, value: Option<Bytes>) -> Result<(), NodeError> {
+    /// Write `value` (or a tombstone for `None`) under a fresh version; `w` overrides the default
+    /// write quorum.
+    pub async fn coordinate_write(&self, key: Bytes, value: Option<Bytes>, w: Option<Level>) -> Result<(), NodeError> {
         let hash = key_hash(&key);
         let entry = Entry { version: Version { ts: self.hlc.now(), node: self.me.0 }, value };
         let kv = KeyEntry { key, entry };
-        {
+        if w.is_none() {
             let _writes = self.fence.read().await;
             if self.topology().sole_replica(hash) == Some(self.me) {
-                // The common single-copy case stays small and allocation-light.
+                // One copy, nothing moving: no fan-out machinery on the hot path.
                 self.apply_local(vec![kv]);
                 return Ok(());
             }
         }
-        Box::pin(self.write_to_replicas(hash, kv)).await
+        Box::pin(self.write_to_replicas(hash, kv, w)).await
     }
 
-    async fn write_to_replicas(&self, hash: u64, kv: KeyEntry) -> Result<(), NodeError> {
+    async fn write_to_replicas(&self, hash: u64, kv: KeyEntry, w: Option<Level>) -> Result<(), NodeError> {
         for attempt in 1..=STALE_RETRIES {
             let result = {
                 let _writes = self.fence.read().await;
                 let topo = self.topology();
-                let targets = topo.placement(hash).write;
-                if targets.is_empty() {
+                let p = topo.placement(hash);
+                if p.write.is_empty() {
                     return Err(NodeError::Unavailable(
                         "no node owns this key: the cluster has no serving members".into(),
                     ));
                 }
-                quorum(&targets, targets.len(), |id| self.apply_on(&topo, id, ApplyKind::Write, vec![kv.clone()])).await
+                let needed = resolve(w, self.config.write_quorum, p.read.len(), "w")? + (p.write.len() - p.read.len());
+                quorum(&p.write, needed, self.config.request_timeout, |id| {
+                    self.clone().replicate(topo.clone(), id, kv.clone())
+                })
+                .await
             };
             match result {
                 Ok(_) => return Ok(()),
@@ -63,25 +77,45 @@ impl Node {
         unreachable!("the last attempt returns")
     }
 
-    /// The newest live value of `key`, or `None` if absent or deleted.
-    pub async fn coordinate_read(&self, key: Bytes) -> Result<Option<Bytes>, NodeError> {
-        let hash = key_hash(&key);
-        if self.topology().coordinator(hash) == Some(self.me) {
-            return Ok(self.engine.get(hash, &key).and_then(|e| e.value));
+    /// Send one write to one replica; if it fails, keep a hint to deliver it later.
+    async fn replicate(self, topo: Arc<Topology>, id: NodeId, kv: KeyEntry) -> Result<(), PeerError> {
+        let result = self.apply_on(&topo, id, ApplyKind::Write, vec![kv.clone()]).await;
+        if let Err(e) = &result {
+            if !is_stale_epoch(e) && self.hints.add(id, kv, Instant::now()) {
+                tracing::debug!("write to node {id} failed, kept as a hint: {e}");
+            }
         }
-        Box::pin(self.read_from_replicas(hash, key)).await
+        result
     }
 
-    async fn read_from_replicas(&self, hash: u64, key: Bytes) -> Result<Option<Bytes>, NodeError> {
+    /// The newest live value of `key`, or `None` if absent or deleted; `r` overrides the default
+    /// read quorum.
+    pub async fn coordinate_read(&self, key: Bytes, r: Option<Level>) -> Result<Option<Bytes>, NodeError> {
+        let hash = key_hash(&key);
+        if r.is_none() && self.topology().sole_replica(hash) == Some(self.me) {
+            return Ok(self.engine.get(hash, &key).and_then(|e| e.value));
+        }
+        Box::pin(self.read_from_replicas(hash, key, r)).await
+    }
+
+    async fn read_from_replicas(&self, hash: u64, key: Bytes, r: Option<Level>) -> Result<Option<Bytes>, NodeError> {
         for attempt in 1..=STALE_RETRIES {
             let topo = self.topology();
             let replicas = topo.placement(hash).read;
-            let Some(&first) = replicas.first() else {
+            if replicas.is_empty() {
                 return Err(NodeError::Unavailable("no node owns this key: the cluster has no serving members".into()));
-            };
-            match quorum(&[first], 1, |id| self.read_on(&topo, id, key.clone())).await {
+            }
+            let needed = resolve(r, self.config.read_quorum, replicas.len(), "r")?;
+            let result = quorum(&replicas, needed, self.config.request_timeout, |id| {
+                self.clone().read_on(topo.clone(), id, key.clone())
+            })
+            .await;
+            match result {
                 Ok(answers) => {
-                    let newest = answers.into_iter().filter_map(|(_, e)| e).max_by_key(|e| e.version);
+                    let newest = answers.iter().filter_map(|(_, e)| e.clone()).max_by_key(|e| e.version);
+                    if let Some(newest) = &newest {
+                        self.repair(&topo, &key, newest, &answers);
+                    }
                     return Ok(newest.and_then(|e| e.value));
                 }
                 Err(e) if attempt < STALE_RETRIES && stale(&e) => self.refresh().await,
@@ -89,6 +123,23 @@ impl Node {
             }
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// Read repair: send `newest` to every answering replica that returned something older.
+    fn repair(&self, topo: &Arc<Topology>, key: &Bytes, newest: &Entry, answers: &[(NodeId, Option<Entry>)]) {
+        for (id, seen) in answers {
+            if seen.as_ref().is_some_and(|e| e.version >= newest.version) {
+                continue;
+            }
+            bump(&self.stats.read_repairs);
+            let (node, topo, id) = (self.clone(), topo.clone(), *id);
+            let kv = KeyEntry { key: key.clone(), entry: newest.clone() };
+            tokio::spawn(async move {
+                if let Err(e) = node.apply_on(&topo, id, ApplyKind::Repair, vec![kv]).await {
+                    tracing::debug!("read repair of node {id} failed: {e}");
+                }
+            });
+        }
     }
 
     /// Store entries locally, folding their versions into our clock.
@@ -123,11 +174,11 @@ impl Node {
         self.peers.call(addr, "/internal/apply", body).await.map(|_| ())
     }
 
-    async fn read_on(&self, topo: &Topology, id: NodeId, key: Bytes) -> Result<Option<Entry>, PeerError> {
+    async fn read_on(self, topo: Arc<Topology>, id: NodeId, key: Bytes) -> Result<Option<Entry>, PeerError> {
         if id == self.me {
             return Ok(self.engine.get(key_hash(&key), &key));
         }
-        let addr = self.addr_of(topo, id)?;
+        let addr = self.addr_of(&topo, id)?;
         let body =
             self.peers.call(addr, "/internal/read", wire::encode(&ReadRequest { epoch: topo.epoch(), key })).await?;
         wire::decode::<ReadResponse>(&body)
@@ -140,6 +191,15 @@ impl Node {
             addr: id.to_string(),
             reason: "not a member of the current view".into(),
         })
+    }
+}
+
+/// Answers needed: an explicit level (an error if it exceeds the replicas), else the configured
+/// default capped at the replicas the key has.
+fn resolve(level: Option<Level>, default: usize, replicas: usize, name: &str) -> Result<usize, NodeError> {
+    match level {
+        Some(l) => l.needed(replicas, name),
+        None => Ok(default.clamp(1, replicas.max(1))),
     }
 }
 

@@ -46,7 +46,7 @@ pub async fn apply(State(node): State<Node>, body: Bytes) -> Answer {
     let req: ApplyRequest = decode(&body)?;
     check_epoch(&node, req.epoch).await?;
     let _writes = node.fence.read().await;
-    if req.kind == ApplyKind::Handoff && matches!(node.life(), Life::Leaving | Life::Left) {
+    if matches!(req.kind, ApplyKind::Handoff | ApplyKind::Hint) && matches!(node.life(), Life::Leaving | Life::Left) {
         let status = StatusCode::from_u16(wire::STATUS_LEAVING).expect("valid status");
         return Err(
             (status, "this node is leaving and takes no hand-offs; send to the remaining members\n").into_response()

@@ -14,8 +14,10 @@
 
 mod api;
 pub mod config;
+mod consistency;
 mod coordinator;
 pub mod error;
+mod hints;
 mod internal;
 mod membership;
 mod mover;

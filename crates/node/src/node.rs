@@ -22,6 +22,7 @@ use tokio::sync::{watch, Mutex, RwLock};
 
 use crate::config::NodeConfig;
 use crate::error::NodeError;
+use crate::hints::Hints;
 use crate::membership;
 use crate::peer::Peers;
 use crate::stats::Counters;
@@ -65,6 +66,7 @@ pub struct Inner {
     pub hlc: Hlc,
     pub peers: Peers,
     pub stats: Counters,
+    pub hints: Hints,
     pub(crate) topo: watch::Sender<Arc<Topology>>,
     /// Serialises refreshes from the seed so a burst of stale-epoch answers causes one fetch.
     pub(crate) refresh_lock: Mutex<()>,
@@ -162,6 +164,7 @@ pub async fn run(
         hlc: Hlc::default(),
         peers,
         stats: Counters::default(),
+        hints: Hints::new(config.max_hints, config.hint_max_age),
         topo: watch::channel(topo).0,
         refresh_lock: Mutex::new(()),
         fence: RwLock::new(()),
@@ -177,6 +180,7 @@ pub async fn run(
         tokio::spawn(membership::heartbeat_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::mover::rebalance_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::mover::join(node.clone(), tasks_stop_rx.clone())),
+        tokio::spawn(crate::mover::deliver_hints_loop(node.clone(), tasks_stop_rx.clone())),
     ];
 
     let how =

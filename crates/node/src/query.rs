@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use percent_encoding::percent_decode;
 
+use crate::consistency::Level;
 use crate::error::NodeError;
 
 pub fn key(query: Option<&str>, max: usize) -> Result<Bytes, NodeError> {
@@ -21,6 +22,11 @@ pub fn key(query: Option<&str>, max: usize) -> Result<Bytes, NodeError> {
         return Err(NodeError::TooLarge(format!("key of {} bytes is over the limit of {max} bytes", key.len())));
     }
     Ok(Bytes::from(key))
+}
+
+/// The consistency level in parameter `name` (`w` or `r`), if given.
+pub fn level(query: Option<&str>, name: &str) -> Result<Option<Level>, NodeError> {
+    param(query.unwrap_or(""), name).map(|v| Level::parse(v, name)).transpose()
 }
 
 /// The raw (still encoded) value of the first `name=` parameter.

@@ -1,11 +1,10 @@
 //! Where a public request goes. Pure: a topology, a key hash and the hop count in, a decision out.
 //!
-//! The key's coordinator is its first replica on the read ring. Sending every request for a key to
-//! one coordinator means one node's hybrid clock orders its writes, so two writes made one after
-//! the other through different nodes still get increasing versions. A request that arrives at
-//! another node is forwarded there; two nodes whose views disagree (one saw a membership change
-//! the other did not yet) could pass a request back and forth, so forwards are counted in a header
-//! and bounded by [`MAX_HOPS`], after which the client gets a 503 to retry.
+//! Any replica of the key on the read ring coordinates a request itself; any other node forwards
+//! it to the key's first replica. (With one copy per key that is always the owner, so one node's
+//! hybrid clock orders all writes of a key.) Two nodes whose views disagree (one saw a membership
+//! change the other did not yet) could pass a request back and forth, so forwards are counted in a
+//! header and bounded by [`MAX_HOPS`], after which the client gets a 503 to retry.
 
 use dkv_membership::{NodeId, Topology};
 
@@ -25,7 +24,7 @@ pub enum Route {
 pub fn route(topo: &Topology, hash: u64, hops: u8) -> Route {
     match topo.coordinator(hash) {
         None => Route::Unavailable("no node owns data yet: the cluster has no serving members".into()),
-        Some(id) if id == topo.me => Route::Local,
+        Some(_) if topo.is_read_replica(topo.me, hash) => Route::Local,
         Some(_) if hops >= MAX_HOPS => Route::Unavailable(format!(
             "request forwarded {hops} times without reaching its owner: nodes disagree about membership; retry shortly"
         )),

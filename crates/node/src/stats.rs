@@ -17,6 +17,10 @@ pub struct Counters {
     pub moved_in: AtomicU64,
     /// Hand-off or pull batches that failed and were retried.
     pub move_failures: AtomicU64,
+    /// Replicas a read found stale and repaired.
+    pub read_repairs: AtomicU64,
+    /// Hints delivered to the replica that missed the write.
+    pub hints_delivered: AtomicU64,
 }
 
 pub fn bump(c: &AtomicU64) {
@@ -36,6 +40,8 @@ pub struct CountersSnapshot {
     pub moved_out: u64,
     pub moved_in: u64,
     pub move_failures: u64,
+    pub read_repairs: u64,
+    pub hints_delivered: u64,
 }
 
 impl Counters {
@@ -49,6 +55,8 @@ impl Counters {
             moved_out: r(&self.moved_out),
             moved_in: r(&self.moved_in),
             move_failures: r(&self.move_failures),
+            read_repairs: r(&self.read_repairs),
+            hints_delivered: r(&self.hints_delivered),
         }
     }
 }

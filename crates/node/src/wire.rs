@@ -35,6 +35,10 @@ pub enum ApplyKind {
     Write,
     /// Keys handed over by a node that no longer owns them (rebalance or leave).
     Handoff,
+    /// A write this replica missed, delivered later by the coordinator that kept it.
+    Hint,
+    /// A newer version found by a read, sent to a replica that answered with an older one.
+    Repair,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -14,6 +14,12 @@ use tokio::time::Instant;
 
 pub const HEARTBEAT: &str = "100ms";
 pub const NODE_TTL: &str = "1s";
+/// The default replication factor N; a key lives on min(N, nodes) nodes.
+pub const N: u64 = 3;
+
+pub fn copies(nodes: u64) -> u64 {
+    N.min(nodes)
+}
 
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
