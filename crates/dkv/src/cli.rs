@@ -104,6 +104,10 @@ pub struct NodeArgs {
     /// Oldest hint kept before it is dropped (anti-entropy repairs what it carried).
     #[arg(long, env = "DKV_HINT_MAX_AGE", default_value = "3h", value_parser = duration)]
     pub hint_max_age: Duration,
+    /// Time between anti-entropy rounds (one also runs after every membership change); 0s turns
+    /// anti-entropy off.
+    #[arg(long, env = "DKV_ANTI_ENTROPY_INTERVAL", default_value = "60s", value_parser = duration)]
+    pub anti_entropy_interval: Duration,
     /// Virtual nodes (ring tokens) for this node when it first joins.
     #[arg(long, env = "DKV_VNODES", default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub vnodes: u16,

@@ -73,7 +73,7 @@ async fn main() {
                 read_quorum: a.read_quorum.into(),
                 max_hints: a.max_hints,
                 hint_max_age: a.hint_max_age,
-                ..NodeConfig::default()
+                anti_entropy_interval: a.anti_entropy_interval,
             };
             match bind(config.listen).await {
                 Ok(listener) => {

@@ -38,6 +38,8 @@ pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<
         .route("/internal/read", post(internal::read))
         .route("/internal/range", post(internal::range))
         .route("/internal/refresh", post(internal::refresh))
+        .route("/internal/sync/summary", post(internal::sync_summary))
+        .route("/internal/sync/bucket", post(internal::sync_bucket))
         .route("/admin/stop", post(internal::admin_stop))
         .route("/admin/leave", post(internal::admin_leave))
         .method_not_allowed_fallback(|method: Method| async move {
@@ -115,7 +117,8 @@ async fn handle(node: Node, op: Op, req: Request) -> Result<Response, NodeError>
     }
 }
 
-/// Pass the request to the key's coordinator. A forward that fails may mean the owner just left:
+/// Pass the request to one of the key's replicas, the first that can be reached: a replica that
+/// is down (crashed, not yet declared dead) must not make its keys unavailable. If none answers,
 /// refresh the view once and route again.
 async fn forward(
     node: &Node,
@@ -125,35 +128,40 @@ async fn forward(
     (key, value, level): (Bytes, Option<Bytes>, Option<Level>),
     op: Op,
 ) -> Result<Response, NodeError> {
+    let mut errors = Vec::new();
     for attempt in 0..2 {
         let topo = node.topology();
-        let id = match route(&topo, hash, hops) {
+        match route(&topo, hash, hops) {
             Route::Unavailable(why) => return Err(NodeError::Unavailable(why)),
             Route::Local => return serve_local(node, op, key, value, level).await,
-            Route::Forward(id) => id,
-        };
-        let addr = node.addr_of(&topo, id).map_err(|e| NodeError::Internal(e.to_string()))?.to_string();
-        let mut fwd = http::Request::builder()
-            .method(parts.method.clone())
-            .uri(parts.uri.clone())
-            .header(HOP_HEADER, (hops + 1).to_string())
-            .header(EPOCH_HEADER, topo.epoch().to_string());
-        if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
-            fwd = fwd.header(header::CONTENT_TYPE, ct);
+            Route::Forward(_) => {}
         }
-        let body = value.clone().map_or_else(Body::empty, Body::from);
-        let fwd = fwd.body(body).map_err(|e| NodeError::Internal(e.to_string()))?;
-        bump(&node.stats.forwarded);
-        match node.peers.forward(&addr, fwd).await {
-            Ok(resp) => return Ok(resp.map(Body::new)),
-            Err(e) if attempt == 0 => {
-                tracing::debug!("forward to {addr} failed: {e}; refreshing membership");
-                node.refresh().await;
+        for id in topo.placement(hash).read {
+            let addr = node.addr_of(&topo, id).map_err(|e| NodeError::Internal(e.to_string()))?.to_string();
+            let mut fwd = http::Request::builder()
+                .method(parts.method.clone())
+                .uri(parts.uri.clone())
+                .header(HOP_HEADER, (hops + 1).to_string())
+                .header(EPOCH_HEADER, topo.epoch().to_string());
+            if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+                fwd = fwd.header(header::CONTENT_TYPE, ct);
             }
-            Err(e) => return Err(NodeError::Unavailable(format!("the key's owner could not be reached: {e}"))),
+            let body = value.clone().map_or_else(Body::empty, Body::from);
+            let fwd = fwd.body(body).map_err(|e| NodeError::Internal(e.to_string()))?;
+            bump(&node.stats.forwarded);
+            match node.peers.forward(&addr, fwd).await {
+                Ok(resp) => return Ok(resp.map(Body::new)),
+                Err(e) => {
+                    tracing::debug!("forward to {addr} failed: {e}");
+                    errors.push(e.to_string());
+                }
+            }
+        }
+        if attempt == 0 {
+            node.refresh().await;
         }
     }
-    unreachable!("the second attempt returns")
+    Err(NodeError::Unavailable(format!("no replica of the key could be reached: {}", errors.join("; "))))
 }
 
 async fn serve_local(

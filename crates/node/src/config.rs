@@ -33,6 +33,9 @@ pub struct NodeConfig {
     pub max_hints: usize,
     /// Oldest hint kept; a replica away longer is refilled by anti-entropy instead.
     pub hint_max_age: Duration,
+    /// Time between anti-entropy rounds (one also runs after every membership change); zero turns
+    /// anti-entropy off, for tests that need a replica to stay stale.
+    pub anti_entropy_interval: Duration,
     /// Virtual nodes asked for at first registration.
     pub vnodes: usize,
 }
@@ -53,6 +56,7 @@ impl Default for NodeConfig {
             read_quorum: 2,
             max_hints: 100_000,
             hint_max_age: Duration::from_secs(3 * 3600),
+            anti_entropy_interval: Duration::from_secs(60),
             vnodes: dkv_placement::DEFAULT_VNODES,
         }
     }

@@ -7,8 +7,10 @@
 //! answer in time still get the write in the background, and one that fails leaves a hint with the
 //! coordinator for later delivery.
 //!
-//! A read asks the key's replicas and answers with the highest version among the first R answers;
-//! any of those replicas that returned an older version (or nothing) is repaired in the background.
+//! A read asks the key's replicas and answers with the highest version among the first R answers
+//! that hold the key (a "not found" only decides once every replica has answered: a replica that
+//! missed a write says "not found", and R = 1 must still find an acknowledged write); any answering
+//! replica that returned an older version or nothing is repaired in the background.
 //!
 //! A replica that has seen a newer membership epoch refuses with "stale epoch"; the coordinator
 //! then refreshes its view and re-plans, so a write never lands only on nodes that already handed
@@ -63,10 +65,8 @@ impl Node {
                     ));
                 }
                 let needed = resolve(w, self.config.write_quorum, p.read.len(), "w")? + (p.write.len() - p.read.len());
-                quorum(&p.write, needed, self.config.request_timeout, |id| {
-                    self.clone().replicate(topo.clone(), id, kv.clone())
-                })
-                .await
+                let call = |id| self.clone().replicate(topo.clone(), id, kv.clone());
+                quorum(&p.write, needed, self.config.request_timeout, |_| true, call).await
             };
             match result {
                 Ok(_) => return Ok(()),
@@ -106,10 +106,9 @@ impl Node {
                 return Err(NodeError::Unavailable("no node owns this key: the cluster has no serving members".into()));
             }
             let needed = resolve(r, self.config.read_quorum, replicas.len(), "r")?;
-            let result = quorum(&replicas, needed, self.config.request_timeout, |id| {
-                self.clone().read_on(topo.clone(), id, key.clone())
-            })
-            .await;
+            // "Not found" from a replica that may have missed the write is not decisive.
+            let call = |id| self.clone().read_on(topo.clone(), id, key.clone());
+            let result = quorum(&replicas, needed, self.config.request_timeout, Option::is_some, call).await;
             match result {
                 Ok(answers) => {
                     let newest = answers.iter().filter_map(|(_, e)| e.clone()).max_by_key(|e| e.version);

@@ -13,9 +13,13 @@ use axum::response::{IntoResponse, Response};
 use dkv_membership::NodeId;
 use serde::de::DeserializeOwned;
 
+use crate::antientropy;
 use crate::node::{Life, Node, Stop};
 use crate::stats::add;
-use crate::wire::{self, ApplyKind, ApplyRequest, KeyEntry, RangeRequest, ReadRequest, ReadResponse, RefreshRequest};
+use crate::wire::{
+    self, ApplyKind, ApplyRequest, KeyEntry, RangeRequest, ReadRequest, ReadResponse, RefreshRequest, SyncBucket,
+    SyncDiff, SyncSummary,
+};
 
 /// Entries per frame of a range stream.
 const RANGE_BATCH: usize = 512;
@@ -99,6 +103,32 @@ pub async fn range(State(node): State<Node>, body: Bytes) -> Answer {
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
     Ok(Body::from_stream(stream).into_response())
+}
+
+/// Anti-entropy step 1: which buckets differ between the sender's digests and ours.
+pub async fn sync_summary(State(node): State<Node>, body: Bytes) -> Answer {
+    let req: SyncSummary = decode(&body)?;
+    check_epoch(&node, req.epoch).await?;
+    if req.digests.len() != antientropy::BUCKETS {
+        return Err((StatusCode::BAD_REQUEST, "summary with the wrong number of buckets\n").into_response());
+    }
+    let topo = node.topology();
+    let mine = tokio::task::block_in_place(|| antientropy::summarize_for(&node, &topo, NodeId(req.from)));
+    let buckets = (0..antientropy::BUCKETS as u32).filter(|&b| mine[b as usize] != req.digests[b as usize]).collect();
+    Ok(wire::encode(&SyncDiff { buckets }).into_response())
+}
+
+/// Anti-entropy step 2: take the sender's entries of a bucket, answer with ours it lacks.
+pub async fn sync_bucket(State(node): State<Node>, body: Bytes) -> Answer {
+    let req: SyncBucket = decode(&body)?;
+    check_epoch(&node, req.epoch).await?;
+    if req.bucket as usize >= antientropy::BUCKETS {
+        return Err((StatusCode::BAD_REQUEST, "no such bucket\n").into_response());
+    }
+    let _writes = node.fence.read().await;
+    let topo = node.topology();
+    let reply = tokio::task::block_in_place(|| antientropy::answer_bucket(&node, &topo, req));
+    Ok(wire::encode(&reply).into_response())
 }
 
 pub async fn refresh(State(node): State<Node>, body: Bytes) -> Answer {

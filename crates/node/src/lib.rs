@@ -12,6 +12,7 @@
 //! * `api` and `internal`: the public HTTP API and the node-to-node endpoints;
 //! * `node`: start-up, background tasks and shutdown.
 
+mod antientropy;
 mod api;
 pub mod config;
 mod consistency;

@@ -32,12 +32,17 @@ impl std::fmt::Display for QuorumError {
     }
 }
 
-/// Start `call` for every target and return the first `needed` successes, or an error as soon as
-/// so many failed that `needed` cannot be reached (or `deadline` passed).
+/// Start `call` for every target and return as soon as `needed` answers for which `decisive`
+/// holds have arrived — or, failing that, once every target answered, if at least `needed` did.
+/// Errors as soon as so many failed that `needed` cannot be reached, or at `deadline`.
+///
+/// `decisive` lets a read treat "not found" as weak: a replica that missed a write answers "not
+/// found", so such answers only decide the read when no replica has the key.
 pub async fn quorum<T, F, Fut>(
     targets: &[NodeId],
     needed: usize,
     deadline: Duration,
+    decisive: impl Fn(&T) -> bool,
     call: F,
 ) -> Result<Vec<(NodeId, T)>, QuorumError>
 where
@@ -56,12 +61,16 @@ where
     drop(tx);
     let mut ok = Vec::with_capacity(needed);
     let mut failures = Vec::new();
+    let mut counted = 0;
     let timer = tokio::time::sleep(deadline);
     tokio::pin!(timer);
-    while ok.len() < needed {
+    while counted < needed && ok.len() + failures.len() < targets.len() {
         tokio::select! {
             next = rx.recv() => match next {
-                Some((id, Ok(v))) => ok.push((id, v)),
+                Some((id, Ok(v))) => {
+                    counted += usize::from(decisive(&v));
+                    ok.push((id, v));
+                }
                 Some((id, Err(e))) => {
                     failures.push((id, e));
                     if targets.len() - failures.len() < needed {
@@ -97,13 +106,19 @@ mod tests {
     #[tokio::test]
     async fn error_names_every_failed_replica() {
         let targets = [NodeId(1), NodeId(2), NodeId(3)];
-        let r = quorum(&targets, 2, LONG, |id| async move {
-            match id {
-                NodeId(1) => Ok(1),
-                NodeId(2) => Err(PeerError::Timeout { addr: "h:2".into(), ms: 5 }),
-                _ => Err(PeerError::Refused { addr: "h:3".into(), status: 409, message: "stale epoch".into() }),
-            }
-        })
+        let r = quorum(
+            &targets,
+            2,
+            LONG,
+            |_| true,
+            |id| async move {
+                match id {
+                    NodeId(1) => Ok(1),
+                    NodeId(2) => Err(PeerError::Timeout { addr: "h:2".into(), ms: 5 }),
+                    _ => Err(PeerError::Refused { addr: "h:3".into(), status: 409, message: "stale epoch".into() }),
+                }
+            },
+        )
         .await;
         let e = r.unwrap_err();
         assert_eq!((e.needed, e.failures.len()), (2, 2));
@@ -118,17 +133,23 @@ mod tests {
         let done = Arc::new(AtomicUsize::new(0));
         let targets = [NodeId(1), NodeId(2), NodeId(3)];
         let (release_tx, release_rx) = tokio::sync::watch::channel(false);
-        let r = quorum(&targets, 2, LONG, |id| {
-            let done = done.clone();
-            let mut release = release_rx.clone();
-            async move {
-                if id == NodeId(3) {
-                    let _ = release.wait_for(|r| *r).await;
+        let r = quorum(
+            &targets,
+            2,
+            LONG,
+            |_| true,
+            |id| {
+                let done = done.clone();
+                let mut release = release_rx.clone();
+                async move {
+                    if id == NodeId(3) {
+                        let _ = release.wait_for(|r| *r).await;
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                    Ok(id)
                 }
-                done.fetch_add(1, Ordering::SeqCst);
-                Ok(id)
-            }
-        })
+            },
+        )
         .await
         .unwrap();
         assert_eq!(r.len(), 2);
@@ -143,22 +164,62 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn indecisive_answers_wait_for_the_others() {
+        let targets = [NodeId(1), NodeId(2), NodeId(3)];
+        // Node 1 answers "nothing" at once; node 2 has the value a little later.
+        let r = quorum(
+            &targets,
+            1,
+            LONG,
+            |v: &Option<u8>| v.is_some(),
+            |id| async move {
+                match id {
+                    NodeId(1) => Ok(None),
+                    NodeId(2) => {
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                        Ok(Some(7))
+                    }
+                    _ => Err(PeerError::Unreachable { addr: "h:3".into(), reason: "down".into() }),
+                }
+            },
+        )
+        .await
+        .unwrap();
+        assert!(r.iter().any(|(_, v)| *v == Some(7)), "{r:?}");
+        // Nobody has it: every answer is indecisive, and that is the answer.
+        let r = quorum(&targets[..2], 1, LONG, |v: &Option<u8>| v.is_some(), |_| async { Ok(None) }).await.unwrap();
+        assert_eq!(r.len(), 2);
+    }
+
+    #[tokio::test]
     async fn fails_fast_when_quorum_is_impossible_and_at_the_deadline() {
         let targets = [NodeId(1), NodeId(2), NodeId(3)];
-        let r = quorum(&targets, 2, LONG, |id| async move {
-            if id == NodeId(1) {
-                std::future::pending::<()>().await;
-            }
-            Err::<(), _>(PeerError::Unreachable { addr: id.to_string(), reason: "down".into() })
-        });
+        let r = quorum(
+            &targets,
+            2,
+            LONG,
+            |_| true,
+            |id| async move {
+                if id == NodeId(1) {
+                    std::future::pending::<()>().await;
+                }
+                Err::<(), _>(PeerError::Unreachable { addr: id.to_string(), reason: "down".into() })
+            },
+        );
         let e = tokio::time::timeout(Duration::from_secs(1), r)
             .await
             .expect("did not wait for the hung replica")
             .unwrap_err();
         assert_eq!(e.failures.len(), 2);
 
-        let r =
-            quorum(&targets, 1, Duration::from_millis(50), |_| std::future::pending::<Result<(), PeerError>>()).await;
+        let r = quorum(
+            &targets,
+            1,
+            Duration::from_millis(50),
+            |_| true,
+            |_| std::future::pending::<Result<(), PeerError>>(),
+        )
+        .await;
         let e = r.unwrap_err();
         assert_eq!(e.failures.len(), 3, "every silent replica is named: {e}");
     }

@@ -21,6 +21,8 @@ pub struct Counters {
     pub read_repairs: AtomicU64,
     /// Hints delivered to the replica that missed the write.
     pub hints_delivered: AtomicU64,
+    /// Entries exchanged by anti-entropy rounds this node started.
+    pub repaired_by_sync: AtomicU64,
 }
 
 pub fn bump(c: &AtomicU64) {
@@ -42,6 +44,7 @@ pub struct CountersSnapshot {
     pub move_failures: u64,
     pub read_repairs: u64,
     pub hints_delivered: u64,
+    pub repaired_by_sync: u64,
 }
 
 impl Counters {
@@ -57,6 +60,7 @@ impl Counters {
             move_failures: r(&self.move_failures),
             read_repairs: r(&self.read_repairs),
             hints_delivered: r(&self.hints_delivered),
+            repaired_by_sync: r(&self.repaired_by_sync),
         }
     }
 }

@@ -66,6 +66,35 @@ pub struct RangeRequest {
     pub for_node: u64,
 }
 
+/// Anti-entropy, step 1: the sender's digest of every bucket of the keys both nodes replicate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncSummary {
+    pub epoch: u64,
+    pub from: u64,
+    pub digests: Vec<u64>,
+}
+
+/// The buckets whose digests differ.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncDiff {
+    pub buckets: Vec<u32>,
+}
+
+/// Anti-entropy, step 2: the sender's entries of one differing bucket; the answer carries the
+/// receiver's entries of that bucket that the sender lacks or has older.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncBucket {
+    pub epoch: u64,
+    pub from: u64,
+    pub bucket: u32,
+    pub entries: Vec<KeyEntry>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncBucketReply {
+    pub entries: Vec<KeyEntry>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RefreshRequest {
     pub epoch: u64,

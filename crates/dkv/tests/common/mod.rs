@@ -109,8 +109,13 @@ impl Cluster {
     }
 
     pub async fn start_with(n: usize, node_flags: &[&str]) -> Cluster {
+        Self::start_full(n, node_flags, NODE_TTL).await
+    }
+
+    /// A cluster whose seed expires silent nodes after `node_ttl`.
+    pub async fn start_full(n: usize, node_flags: &[&str], node_ttl: &str) -> Cluster {
         let seed_addr = format!("127.0.0.1:{}", free_port());
-        let seed = spawn_seed(&seed_addr);
+        let seed = spawn_seed_with_ttl(&seed_addr, node_ttl);
         let mut c = Cluster { seed, nodes: Vec::new(), node_flags: node_flags.iter().map(|s| s.to_string()).collect() };
         c.wait_seed().await;
         for _ in 0..n {
@@ -138,9 +143,13 @@ impl Cluster {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut cmd = dkv();
         cmd.args(["node", "--listen", &addr, "--advertise", &addr, "--seed", &self.seed.addr]);
-        for (flag, default) in
-            [("--heartbeat-interval", HEARTBEAT), ("--request-timeout", "2s"), ("--leave-timeout", "20s")]
-        {
+        let defaults = [
+            ("--heartbeat-interval", HEARTBEAT),
+            ("--request-timeout", "2s"),
+            ("--leave-timeout", "20s"),
+            ("--anti-entropy-interval", "2s"),
+        ];
+        for (flag, default) in defaults {
             if !self.node_flags.iter().any(|f| f == flag) {
                 cmd.args([flag, default]);
             }
@@ -216,6 +225,19 @@ impl Cluster {
         self.client(i).json("/stats").await.expect("stats")["keys"].as_u64().expect("keys")
     }
 
+    /// What node `i` itself stores for `key` (its own copy, not a coordinated read), through the
+    /// internal read endpoint.
+    pub async fn local_entry(&self, i: usize, key: &[u8]) -> Option<dkv_storage::Entry> {
+        use dkv_node::wire::{decode, encode, ReadRequest, ReadResponse};
+        let client = self.client(i);
+        let epoch = client.json("/health").await.expect("health")["epoch"].as_u64().expect("epoch");
+        let req = encode(&ReadRequest { epoch, key: bytes::Bytes::copy_from_slice(key) });
+        let (status, body) =
+            client.raw(http::Method::POST, "/internal/read", Some(req.into())).await.expect("internal read");
+        assert!(status.is_success(), "internal read: {status} {body:?}");
+        decode::<ReadResponse>(&body).expect("read response").entry
+    }
+
     pub fn restart_seed(&mut self) {
         let addr = self.seed.addr.clone();
         self.seed = spawn_seed(&addr);
@@ -223,7 +245,11 @@ impl Cluster {
 }
 
 pub fn spawn_seed(addr: &str) -> Proc {
-    let child = dkv().args(["seed", "--listen", addr, "--node-ttl", NODE_TTL]).spawn().expect("spawn dkv seed");
+    spawn_seed_with_ttl(addr, NODE_TTL)
+}
+
+pub fn spawn_seed_with_ttl(addr: &str, ttl: &str) -> Proc {
+    let child = dkv().args(["seed", "--listen", addr, "--node-ttl", ttl]).spawn().expect("spawn dkv seed");
     Proc { child, addr: addr.to_string() }
 }
 

@@ -1,0 +1,314 @@
+//! Replication with real processes: nodes are killed with SIGKILL or paused with SIGSTOP, and no
+//! acknowledged write is lost; hints, read repair and anti-entropy bring replicas back in line.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use dkv::client::Client;
+use http::{Method, StatusCode};
+
+/// Writers through random live nodes: each key written once with a unique value. Returns the
+/// acknowledged pairs and the keys whose write failed (they may or may not exist).
+struct Writers {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<(String, String)>>>,
+    failed: Arc<Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Writers {
+    fn start(addrs: Arc<Mutex<Vec<String>>>, writers: usize, phase: usize) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::new(Mutex::new(Vec::new()));
+        let tasks = (0..writers)
+            .map(|w| {
+                let (stop, acked, failed, addrs) = (stop.clone(), acked.clone(), failed.clone(), addrs.clone());
+                tokio::spawn(async move {
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+                    for i in 0..20_000usize {
+                        if stop.load(Ordering::Relaxed) || tokio::time::Instant::now() > deadline {
+                            return;
+                        }
+                        let addr = {
+                            let a = addrs.lock().unwrap();
+                            a[rand::random::<u32>() as usize % a.len()].clone()
+                        };
+                        let (k, v) =
+                            (format!("p{phase}w{w}-{i}"), format!("value {phase}/{w}/{i} {}", "z".repeat(i % 40)));
+                        match Client::new(&addr).put(k.as_bytes(), v.clone().into_bytes()).await {
+                            Ok(()) => acked.lock().unwrap().push((k, v)),
+                            Err(_) => failed.lock().unwrap().push(k),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Writers { stop, acked, failed, tasks }
+    }
+
+    fn acked_count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    async fn wait_more(&self, more: usize) {
+        let target = self.acked_count() + more;
+        eventually(Duration::from_secs(60), &format!("{target} acknowledged writes"), || async {
+            (self.acked_count() >= target).then_some(())
+        })
+        .await;
+    }
+
+    async fn finish(self) -> (Vec<(String, String)>, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        (self.acked.lock().unwrap().clone(), self.failed.lock().unwrap().clone())
+    }
+}
+
+async fn read_all(c: &Cluster, via: &[usize], data: &[(String, String)], query: &str) -> Vec<String> {
+    let mut bad = Vec::new();
+    for (i, (k, v)) in data.iter().enumerate() {
+        let node = via[i % via.len()];
+        let pq = format!("/get?key={}{query}", dkv::client::encode_key(k.as_bytes()));
+        match c.client(node).raw(Method::GET, &pq, None).await {
+            Ok((StatusCode::OK, body)) if body == v.as_bytes() => {}
+            other => bad.push(format!("{k} via node {node}{query}: {other:?}")),
+        }
+    }
+    bad
+}
+
+/// Wait until the live nodes hold N copies of every key that exists.
+async fn wait_n_copies(c: &mut Cluster, live_keys: u64) {
+    let live = c.live();
+    let copies = copies(live.len() as u64);
+    let clients: Vec<_> = live.iter().map(|&i| c.client(i)).collect();
+    eventually(Duration::from_secs(30), &format!("{copies} copies of {live_keys} keys"), || async {
+        let mut per = Vec::new();
+        for cl in &clients {
+            per.push(cl.json("/stats").await.ok()?["keys"].as_u64()?);
+        }
+        let total: u64 = per.iter().sum();
+        if std::env::var_os("DKV_TEST_DEBUG").is_some() {
+            println!("copies: {per:?} total {total}, want {}", copies * live_keys);
+        }
+        (total == copies * live_keys).then_some(())
+    })
+    .await;
+}
+
+/// Keys that exist: every acknowledged one, plus failed writes that landed somewhere anyway.
+async fn existing_keys(c: &Cluster, via: usize, acked: &[(String, String)], failed: &[String]) -> u64 {
+    let mut n = acked.len() as u64;
+    for k in failed {
+        let pq = format!("/get?key={}&r=all", dkv::client::encode_key(k.as_bytes()));
+        if let Ok((StatusCode::OK, _)) = c.client(via).raw(Method::GET, &pq, None).await {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_two_sigkills_and_return_to_n_copies() {
+    let mut c = Cluster::start(5).await;
+    let addrs = Arc::new(Mutex::new(c.nodes.iter().map(|n| n.addr.clone()).collect::<Vec<_>>()));
+    let (mut acked, mut failed) = (Vec::new(), Vec::new());
+    // One node, then a second: each killed in the middle of concurrent writes. In between, the
+    // cluster must get back to N copies by itself; only then is a second failure within what
+    // N = 3 tolerates for writes acknowledged by W = 2.
+    for (phase, victim) in [1usize, 3].into_iter().enumerate() {
+        let writers = Writers::start(addrs.clone(), 2, phase);
+        writers.wait_more(300).await;
+        c.nodes[victim].signal(libc::SIGKILL);
+        c.nodes[victim].wait_exit(Duration::from_secs(5)).await;
+        addrs.lock().unwrap().retain(|a| *a != c.nodes[victim].addr);
+        writers.wait_more(300).await;
+        let (a, f) = writers.finish().await;
+        println!("phase {phase}: killed node {victim}; {} writes acknowledged, {} failed", a.len(), f.len());
+        acked.extend(a);
+        failed.extend(f);
+
+        let live = c.live();
+        let bad = read_all(&c, &live, &acked, "&r=1").await;
+        assert!(
+            bad.is_empty(),
+            "{} acknowledged writes unreadable with r=1: {:?}",
+            bad.len(),
+            &bad[..bad.len().min(5)]
+        );
+        let live = live.len();
+        let dead_at = tokio::time::Instant::now();
+        c.wait_normal(live).await;
+        let via = c.live()[0];
+        let exist = existing_keys(&c, via, &acked, &failed).await;
+        wait_n_copies(&mut c, exist).await;
+        println!("phase {phase}: {exist} keys back at {N} copies {:?} after the kill", dead_at.elapsed());
+    }
+    let live = c.live();
+    let bad = read_all(&c, &live, &acked, "").await;
+    assert!(
+        bad.is_empty(),
+        "{} acknowledged writes unreadable with the default quorum: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_and_restarted_empty_is_refilled() {
+    let mut c = Cluster::start(3).await;
+    let data = dataset("r_", 300);
+    write_all(&c, &[0, 1, 2], &data).await;
+    c.nodes[2].signal(libc::SIGKILL);
+    c.nodes[2].wait_exit(Duration::from_secs(5)).await;
+    c.wait_normal(2).await;
+    wait_n_copies(&mut c, 300).await; // two nodes left: two copies each
+    let back = c.add_node(); // memory engine: a new, empty process
+    c.wait_normal(3).await;
+    wait_n_copies(&mut c, 300).await;
+    assert_eq!(c.keys_on(back).await, 300, "the new node holds a copy of every key");
+    assert!(missing(&c, &[back], &data).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hinted_handoff_delivers_writes_a_paused_replica_missed() {
+    // Long TTL: the paused node stays a member; anti-entropy off: only hints can help.
+    let c = Cluster::start_full(3, &["--anti-entropy-interval", "0s", "--request-timeout", "1s"], "60s").await;
+    c.nodes[2].signal(libc::SIGSTOP);
+    let data = dataset("h_", 50);
+    write_all(&c, &[0, 1], &data).await;
+    let (a, b) = (c.client(0), c.client(1));
+    eventually(Duration::from_secs(20), "hints for the paused node", || async {
+        let pending = a.json("/stats").await.ok()?["hints_pending"].as_u64()?
+            + b.json("/stats").await.ok()?["hints_pending"].as_u64()?;
+        (pending >= 50).then_some(())
+    })
+    .await;
+    c.nodes[2].signal(libc::SIGCONT);
+    eventually(Duration::from_secs(20), "the resumed node to receive its 50 writes", || async {
+        (c.client(2).json("/stats").await.ok()?["keys"].as_u64()? == 50).then_some(())
+    })
+    .await;
+    // The paused node also processes the original requests still queued on its sockets once it
+    // resumes, so the keys alone do not prove the hints worked: require them to be delivered.
+    eventually(Duration::from_secs(20), "every hint delivered", || async {
+        let stats = [a.json("/stats").await.ok()?, b.json("/stats").await.ok()?];
+        let delivered: u64 = stats.iter().filter_map(|s| s["requests"]["hints_delivered"].as_u64()).sum();
+        let pending: u64 = stats.iter().filter_map(|s| s["hints_pending"].as_u64()).sum();
+        (delivered >= 50 && pending == 0).then_some(())
+    })
+    .await;
+    for (k, v) in &data {
+        let e = c.local_entry(2, k.as_bytes()).await.expect("hinted write present");
+        assert_eq!(e.value.as_deref(), Some(v.as_bytes()));
+    }
+}
+
+/// Store `entry` for `key` on node `i` only, bypassing coordination: the way to make exactly one
+/// replica stale.
+async fn apply_on_one(c: &Cluster, i: usize, key: &[u8], entry: dkv_storage::Entry) {
+    use dkv_node::wire::{encode, ApplyKind, ApplyRequest, KeyEntry};
+    let client = c.client(i);
+    let epoch = client.json("/health").await.unwrap()["epoch"].as_u64().unwrap();
+    let kv = KeyEntry { key: Bytes::copy_from_slice(key), entry };
+    let body = encode(&ApplyRequest { epoch, kind: ApplyKind::Repair, entries: vec![kv] });
+    let (status, text) = client.raw(Method::POST, "/internal/apply", Some(body.into())).await.unwrap();
+    assert!(status.is_success(), "{status} {text:?}");
+}
+
+/// A version newer than what node `i` holds for `key`.
+async fn newer_version(c: &Cluster, i: usize, key: &[u8]) -> dkv_storage::Version {
+    let v = c.local_entry(i, key).await.expect("key present").version;
+    dkv_storage::Version { ts: v.ts + 1, node: v.node }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_repairs_a_stale_replica() {
+    let flags = ["--anti-entropy-interval", "0s", "--max-hints", "0"];
+    let c = Cluster::start_full(3, &flags, "60s").await;
+    let a = c.client(0);
+    let (status, _) = a.raw(Method::PUT, "/put?key=color&w=all", Some(Bytes::from_static(b"red"))).await.unwrap();
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // Nodes 0 and 1 get a newer value; node 2 keeps the old one.
+    let v = newer_version(&c, 0, b"color").await;
+    for i in [0, 1] {
+        apply_on_one(&c, i, b"color", dkv_storage::Entry::value(v, Bytes::from_static(b"blue"))).await;
+    }
+    assert_eq!(c.local_entry(2, b"color").await.unwrap().value.as_deref(), Some(&b"red"[..]));
+    let (status, body) = a.raw(Method::GET, "/get?key=color&r=all", None).await.unwrap();
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"blue"[..]));
+    eventually(Duration::from_secs(10), "node 2 repaired by the read", || async {
+        (c.local_entry(2, b"color").await?.value.as_deref() == Some(&b"blue"[..])).then_some(())
+    })
+    .await;
+    let repairs = a.json("/stats").await.unwrap()["requests"]["read_repairs"].as_u64().unwrap();
+    assert!(repairs >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anti_entropy_brings_a_stale_replica_up_to_date() {
+    let flags = ["--anti-entropy-interval", "300ms", "--max-hints", "0"];
+    let c = Cluster::start_full(3, &flags, "60s").await;
+    let data = dataset("ae_", 200);
+    write_all(&c, &[0], &data).await;
+    // Node 2 misses newer versions of 20 keys.
+    for (k, _) in &data[..20] {
+        let v = newer_version(&c, 0, k.as_bytes()).await;
+        for i in [0, 1] {
+            apply_on_one(&c, i, k.as_bytes(), dkv_storage::Entry::value(v, Bytes::from_static(b"new"))).await;
+        }
+    }
+    eventually(Duration::from_secs(15), "node 2 to catch up by anti-entropy", || async {
+        for (k, _) in &data[..20] {
+            if c.local_entry(2, k.as_bytes()).await?.value.as_deref() != Some(&b"new"[..]) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    let synced: u64 = futures_sum(&c, "repaired_by_sync").await;
+    assert!(synced >= 20, "anti-entropy exchanged {synced} entries");
+}
+
+async fn futures_sum(c: &Cluster, counter: &str) -> u64 {
+    let mut t = 0;
+    for i in 0..c.nodes.len() {
+        t += c.client(i).json("/stats").await.unwrap()["requests"][counter].as_u64().unwrap();
+    }
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_deleted_while_a_replica_was_away_does_not_come_back() {
+    let flags = ["--anti-entropy-interval", "300ms", "--max-hints", "0"];
+    let c = Cluster::start_full(3, &flags, "60s").await;
+    let a = c.client(0);
+    a.raw(Method::PUT, "/put?key=gone&w=all", Some(Bytes::from_static(b"x"))).await.unwrap();
+    // The delete reaches nodes 0 and 1 only; node 2 still has the value.
+    let v = newer_version(&c, 0, b"gone").await;
+    for i in [0, 1] {
+        apply_on_one(&c, i, b"gone", dkv_storage::Entry::tombstone(v)).await;
+    }
+    // Anti-entropy carries the tombstone to node 2, not the value back to the others.
+    eventually(Duration::from_secs(15), "the tombstone to reach node 2", || async {
+        c.local_entry(2, b"gone").await?.is_tombstone().then_some(())
+    })
+    .await;
+    for i in 0..3 {
+        for q in ["&r=1", "&r=all", ""] {
+            let (status, _) = c.client(i).raw(Method::GET, &format!("/get?key=gone{q}"), None).await.unwrap();
+            assert_eq!(status, StatusCode::NOT_FOUND, "via node {i}{q}");
+        }
+        assert!(c.local_entry(i, b"gone").await.unwrap().is_tombstone(), "node {i}");
+    }
+}
