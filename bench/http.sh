@@ -10,7 +10,8 @@
 #   reference kv (axum + DashMap)             GET, PUT
 #   reference proxy -> reference kv           GET        (the cost of one bare extra hop)
 #   dkv, 1 node                               GET, PUT
-#   dkv, 2 nodes, all requests to node A      GET, PUT   (about half are forwarded to B)
+#   dkv, 2 nodes N=1, all requests to node A  GET, PUT   (about half are forwarded to B)
+#   dkv, 3 nodes N=3 W=2 R=2, requests to A   GET, PUT   (every request touches 2-3 replicas)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-5s}
@@ -45,19 +46,23 @@ measure() { # label url script
 
 P=$((20000 + RANDOM % 5000))
 REFKV=http://127.0.0.1:$P PROXY=http://127.0.0.1:$((P+1))
-S=127.0.0.1:$((P+10)) ONE=http://127.0.0.1:$((P+11)) S2=127.0.0.1:$((P+20)) A=http://127.0.0.1:$((P+21)) B=127.0.0.1:$((P+22))
+S=127.0.0.1:$((P+10)) ONE=http://127.0.0.1:$((P+11))
+S2=127.0.0.1:$((P+20)) A=http://127.0.0.1:$((P+21)) B=127.0.0.1:$((P+22))
+S3=127.0.0.1:$((P+30)) R1=http://127.0.0.1:$((P+31)) R2=127.0.0.1:$((P+32)) R3=127.0.0.1:$((P+33))
 start "$REF" kv $P 100000
 start "$REF" proxy $((P+1)) 127.0.0.1:$P
-start "$DKV" seed --listen "$S"
-start "$DKV" seed --listen "$S2"
-wait_http "$REFKV/get?key=key1"; wait_http "http://$S/health"; wait_http "http://$S2/health"
+for s in "$S" "$S2" "$S3"; do start "$DKV" seed --listen "$s"; done
+wait_http "$REFKV/get?key=key1"; for s in "$S" "$S2" "$S3"; do wait_http "http://$s/health"; done
 start "$DKV" node --listen "${ONE#http://}" --seed "$S"
-start "$DKV" node --listen "${A#http://}" --seed "$S2"
-wait_http "$ONE/health"; wait_http "$A/health"
-start "$DKV" node --listen "$B" --seed "$S2"
-wait_http "http://$B/health"
-preload 6s "$ONE"; preload 12s "$A"
-for url in "$ONE" "$A"; do
+start "$DKV" node --listen "${A#http://}" --seed "$S2" --replication 1
+start "$DKV" node --listen "${R1#http://}" --seed "$S3" --replication 3
+wait_http "$ONE/health"; wait_http "$A/health"; wait_http "$R1/health"
+start "$DKV" node --listen "$B" --seed "$S2" --replication 1
+start "$DKV" node --listen "$R2" --seed "$S3" --replication 3
+start "$DKV" node --listen "$R3" --seed "$S3" --replication 3
+for u in "http://$B" "http://$R2" "http://$R3"; do wait_http "$u/health"; done
+preload 6s "$ONE"; preload 12s "$A"; preload 20s "$R1"
+for url in "$ONE" "$A" "$R1"; do
   k=$(keys_of "$url"); [ "$url" = "$A" ] && k=$((k + $(keys_of "http://$B")))
   [ "$k" -ge 100000 ] || { echo "bench: preload of $url stored only $k keys" >&2; exit 1; }
 done
@@ -71,6 +76,8 @@ for r in $(seq 1 "$ROUNDS"); do
   measure "reference proxy -> kv GET" "$PROXY" kv_get.lua
   measure "dkv 2 nodes via A GET" "$A" kv_get.lua
   measure "dkv 2 nodes via A PUT" "$A" kv_put.lua
+  measure "dkv 3 nodes N=3 GET" "$R1" kv_get.lua
+  measure "dkv 3 nodes N=3 PUT" "$R1" kv_put.lua
 done
 after=$(curl -fs "$A/stats")
 python3 - "$RESULTS" "$before" "$after" <<'PY'
@@ -93,6 +100,7 @@ print(f"node A forwarded {fwd} of {reqs} requests ({100 * fwd / max(reqs, 1):.0f
 print("ratios of medians:")
 for x, y in [("dkv 1 node GET", "reference kv GET"), ("dkv 1 node PUT", "reference kv PUT"),
              ("dkv 2 nodes via A GET", "dkv 1 node GET"), ("dkv 2 nodes via A PUT", "dkv 1 node PUT"),
+             ("dkv 3 nodes N=3 GET", "dkv 1 node GET"), ("dkv 3 nodes N=3 PUT", "dkv 1 node PUT"),
              ("reference proxy -> kv GET", "reference kv GET")]:
     print(f"  {x} / {y}: {med[x] / med[y]:.2f}")
 PY

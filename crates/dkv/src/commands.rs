@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 
 use crate::cli::{ClientArgs, HealthArgs, KeyArgs, PutArgs};
-use crate::client::{Client, ClientError};
+use crate::client::Client;
 
 fn fail(e: impl std::fmt::Display) -> i32 {
     eprintln!("dkv: {e}");
@@ -65,7 +65,8 @@ pub async fn health(args: HealthArgs) -> i32 {
     }
 }
 
-/// A table of members with their state and key counts, as seen by `--node`.
+/// A table of members with their state, key copies held, pending hints and data moved in, as seen
+/// by `--node`. `total keys` counts copies: N per key.
 pub async fn status(args: ClientArgs) -> i32 {
     let client = Client::new(&args.node);
     let cluster = match client.json("/cluster").await {
@@ -74,26 +75,27 @@ pub async fn status(args: ClientArgs) -> i32 {
     };
     let members = cluster["members"].as_array().cloned().unwrap_or_default();
     println!("epoch {}  ({} members, as seen by {})", cluster["epoch"], members.len(), client.base());
-    println!("{:<18} {:<22} {:<8} {:>10} {:>12} {:>8}", "ID", "ADDR", "STATE", "KEYS", "BYTES", "TOKENS");
+    println!(
+        "{:<18} {:<22} {:<8} {:>10} {:>12} {:>7} {:>9} {:>8}",
+        "ID", "ADDR", "STATE", "KEYS", "BYTES", "HINTS", "MOVED-IN", "TOKENS"
+    );
     let mut total = 0u64;
     for m in &members {
         let addr = m["addr"].as_str().unwrap_or("?");
-        let stats: Result<serde_json::Value, ClientError> = Client::new(addr).json("/stats").await;
-        let (keys, bytes) = match &stats {
-            Ok(s) => (
-                s["keys"].as_u64().map_or("?".into(), |k| k.to_string()),
-                s["bytes"].as_u64().map_or("?".into(), |b| b.to_string()),
-            ),
-            Err(_) => ("unreachable".to_string(), "-".to_string()),
+        let stats = Client::new(addr).json("/stats").await.ok();
+        let field = |f: &dyn Fn(&serde_json::Value) -> Option<u64>| {
+            stats.as_ref().and_then(f).map_or_else(|| "-".to_string(), |v| v.to_string())
         };
-        total += stats.as_ref().ok().and_then(|s| s["keys"].as_u64()).unwrap_or(0);
+        total += stats.as_ref().and_then(|s| s["keys"].as_u64()).unwrap_or(0);
         println!(
-            "{:<18} {:<22} {:<8} {:>10} {:>12} {:>8}",
+            "{:<18} {:<22} {:<8} {:>10} {:>12} {:>7} {:>9} {:>8}",
             m["id"].as_str().unwrap_or("?"),
             addr,
-            m["state"].as_str().unwrap_or("?"),
-            keys,
-            bytes,
+            if stats.is_some() { m["state"].as_str().unwrap_or("?") } else { "unreachable" },
+            field(&|s| s["keys"].as_u64()),
+            field(&|s| s["bytes"].as_u64()),
+            field(&|s| s["hints_pending"].as_u64()),
+            field(&|s| s["requests"]["moved_in"].as_u64()),
             m["tokens"].as_array().map_or(0, Vec::len)
         );
     }

@@ -60,7 +60,8 @@ impl Topology {
     /// With one copy per key and no move in progress for `hash`: its only replica. Lets the
     /// common case skip building a [`Placement`].
     pub fn sole_replica(&self, hash: u64) -> Option<NodeId> {
-        if self.replicas != 1 {
+        // One copy: N = 1, or a one-node cluster (N is capped at the number of nodes).
+        if self.replicas.min(self.read.node_count()) != 1 || self.replicas.min(self.future.node_count()) != 1 {
             return None;
         }
         let owner = self.read.primary(hash)?;
@@ -149,6 +150,14 @@ mod tests {
         assert_eq!(p.read, p.write);
         assert_eq!(t.coordinator(12345), Some(p.read[0]));
         assert_eq!(t.sole_replica(12345), None, "three copies");
+    }
+
+    #[test]
+    fn a_one_node_cluster_has_one_copy_whatever_n_is() {
+        let t = topo(vec![member(1, NodeState::Normal)], 3);
+        assert_eq!(t.sole_replica(42), Some(NodeId(1)));
+        let t = topo(vec![member(1, NodeState::Normal), member(2, NodeState::Joining)], 3);
+        assert_eq!(t.sole_replica(42), None, "the joining node gets every write");
     }
 
     #[test]
