@@ -129,6 +129,7 @@ async fn acknowledged_writes_survive_two_sigkills_and_return_to_n_copies() {
         let writers = Writers::start(addrs.clone(), 2, phase);
         writers.wait_more(300).await;
         c.nodes[victim].signal(libc::SIGKILL);
+        let killed_at = tokio::time::Instant::now();
         c.nodes[victim].wait_exit(Duration::from_secs(5)).await;
         addrs.lock().unwrap().retain(|a| *a != c.nodes[victim].addr);
         writers.wait_more(300).await;
@@ -146,12 +147,14 @@ async fn acknowledged_writes_survive_two_sigkills_and_return_to_n_copies() {
             &bad[..bad.len().min(5)]
         );
         let live = live.len();
-        let dead_at = tokio::time::Instant::now();
         c.wait_normal(live).await;
         let via = c.live()[0];
         let exist = existing_keys(&c, via, &acked, &failed).await;
         wait_n_copies(&mut c, exist).await;
-        println!("phase {phase}: {exist} keys back at {N} copies {:?} after the kill", dead_at.elapsed());
+        println!(
+            "phase {phase}: {exist} keys back at {N} copies {:?} after the kill (node TTL {NODE_TTL}, heartbeat {HEARTBEAT})",
+            killed_at.elapsed()
+        );
     }
     let live = c.live();
     let bad = read_all(&c, &live, &acked, "").await;

@@ -70,10 +70,13 @@ impl Topology {
 
     /// Whether `id` is one of the key's replicas on the read ring.
     pub fn is_read_replica(&self, id: NodeId, hash: u64) -> bool {
-        if self.replicas == 1 {
-            return self.read.primary(hash) == Some(id);
+        let nodes = self.read.node_count();
+        match self.replicas.min(nodes) {
+            1 => self.read.primary(hash) == Some(id),
+            // Every node of the read ring holds every key: no walk needed.
+            n if n == nodes => self.member(id).is_some_and(|m| m.state != NodeState::Joining),
+            n => self.read.preference_list(hash, n).contains(&id),
         }
-        self.read.preference_list(hash, self.replicas).contains(&id)
     }
 
     pub fn placement(&self, hash: u64) -> Placement {

@@ -7,8 +7,9 @@
 //! answer in time still get the write in the background, and one that fails leaves a hint with the
 //! coordinator for later delivery.
 //!
-//! A read asks the key's replicas and answers with the highest version among the first R answers
-//! that hold the key (a "not found" only decides once every replica has answered: a replica that
+//! A read asks R of the key's replicas (itself first, when it is one) and answers with the highest
+//! version among them; if one fails or lacks the key it asks all replicas and takes the first R
+//! answers that hold the key (a "not found" only decides once every replica has answered: a replica that
 //! missed a write says "not found", and R = 1 must still find an acknowledged write); any answering
 //! replica that returned an older version or nothing is repaired in the background.
 //!
@@ -101,14 +102,23 @@ impl Node {
     async fn read_from_replicas(&self, hash: u64, key: Bytes, r: Option<Level>) -> Result<Option<Bytes>, NodeError> {
         for attempt in 1..=STALE_RETRIES {
             let topo = self.topology();
-            let replicas = topo.placement(hash).read;
+            let mut replicas = topo.placement(hash).read;
             if replicas.is_empty() {
                 return Err(NodeError::Unavailable("no node owns this key: the cluster has no serving members".into()));
             }
             let needed = resolve(r, self.config.read_quorum, replicas.len(), "r")?;
-            // "Not found" from a replica that may have missed the write is not decisive.
+            // Ask R replicas first, this node among them when it is one; only if one of them fails
+            // or does not have the key, ask them all. "Not found" from a replica that may have
+            // missed the write is not decisive.
+            if let Some(i) = replicas.iter().position(|&id| id == self.me) {
+                replicas[..=i].rotate_right(1);
+            }
             let call = |id| self.clone().read_on(topo.clone(), id, key.clone());
-            let result = quorum(&replicas, needed, self.config.request_timeout, Option::is_some, call).await;
+            let first = quorum(&replicas[..needed], needed, self.config.request_timeout, Option::is_some, &call).await;
+            let result = match first {
+                Ok(answers) if answers.iter().all(|(_, e)| e.is_some()) => Ok(answers),
+                _ => quorum(&replicas, needed, self.config.request_timeout, Option::is_some, &call).await,
+            };
             match result {
                 Ok(answers) => {
                     let newest = answers.iter().filter_map(|(_, e)| e.clone()).max_by_key(|e| e.version);
