@@ -104,6 +104,9 @@ pub struct NodeArgs {
     /// Oldest hint kept before it is dropped (anti-entropy repairs what it carried).
     #[arg(long, env = "DKV_HINT_MAX_AGE", default_value = "3h", value_parser = duration)]
     pub hint_max_age: Duration,
+    /// How long a delete's tombstone is kept before it is purged everywhere.
+    #[arg(long, env = "DKV_TOMBSTONE_GRACE", default_value = "24h", value_parser = duration)]
+    pub tombstone_grace: Duration,
     /// Time between anti-entropy rounds (one also runs after every membership change); 0s turns
     /// anti-entropy off.
     #[arg(long, env = "DKV_ANTI_ENTROPY_INTERVAL", default_value = "60s", value_parser = duration)]

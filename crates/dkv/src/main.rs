@@ -74,6 +74,7 @@ async fn main() {
                 max_hints: a.max_hints,
                 hint_max_age: a.hint_max_age,
                 anti_entropy_interval: a.anti_entropy_interval,
+                tombstone_grace: a.tombstone_grace,
             };
             match bind(config.listen).await {
                 Ok(listener) => {

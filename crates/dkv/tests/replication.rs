@@ -315,3 +315,37 @@ async fn a_key_deleted_while_a_replica_was_away_does_not_come_back() {
         assert!(c.local_entry(i, b"gone").await.unwrap().is_tombstone(), "node {i}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_are_purged_everywhere_after_the_grace_period_and_keys_stay_deleted() {
+    let flags = ["--tombstone-grace", "1s", "--anti-entropy-interval", "300ms"];
+    let c = Cluster::start_with(3, &flags).await;
+    let data = dataset("t_", 20);
+    write_all(&c, &[0, 1, 2], &data).await;
+    let (deleted, kept) = data.split_at(10);
+    for (k, _) in deleted {
+        c.client(1).delete(k.as_bytes()).await.unwrap();
+    }
+    let tombstones = |i: usize| {
+        let client = c.client(i);
+        async move { client.json("/stats").await.ok()?["tombstones"].as_u64() }
+    };
+    assert_eq!(tombstones(0).await, Some(10), "a delete leaves a tombstone on each replica");
+    eventually(Duration::from_secs(15), "tombstones purged on every node", || async {
+        for i in 0..3 {
+            if tombstones(i).await? != 0 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    // Anti-entropy keeps running: nothing brings the deleted values back.
+    let bad = read_all(&c, &[0, 1, 2], kept, "&r=all").await;
+    assert!(bad.is_empty(), "{bad:?}");
+    for (k, _) in deleted {
+        let (status, _) = c.client(2).raw(Method::GET, &format!("/get?key={k}&r=all"), None).await.unwrap();
+        assert_eq!(status, StatusCode::NOT_FOUND, "{k} came back");
+    }
+    assert_eq!(c.keys_on(0).await + c.keys_on(1).await + c.keys_on(2).await, 10 * N);
+}

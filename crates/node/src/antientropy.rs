@@ -211,6 +211,22 @@ pub async fn anti_entropy_loop(node: Node, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Purge tombstones past the grace period, a few times per grace period.
+pub async fn purge_loop(node: Node, mut stop: watch::Receiver<bool>) {
+    let every = (node.config.tombstone_grace / 4).clamp(Duration::from_millis(100), Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let before = node.purge_horizon();
+        let purged = tokio::task::block_in_place(|| node.engine.purge_tombstones(before));
+        if purged > 0 {
+            tracing::info!(purged, "purged tombstones past the grace period");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

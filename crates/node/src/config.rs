@@ -33,6 +33,9 @@ pub struct NodeConfig {
     pub max_hints: usize,
     /// Oldest hint kept; a replica away longer is refilled by anti-entropy instead.
     pub hint_max_age: Duration,
+    /// How long a delete's tombstone is kept before it is purged; longer than any hint, repair or
+    /// anti-entropy window, so no replica can bring the deleted value back.
+    pub tombstone_grace: Duration,
     /// Time between anti-entropy rounds (one also runs after every membership change); zero turns
     /// anti-entropy off, for tests that need a replica to stay stale.
     pub anti_entropy_interval: Duration,
@@ -57,6 +60,7 @@ impl Default for NodeConfig {
             max_hints: 100_000,
             hint_max_age: Duration::from_secs(3 * 3600),
             anti_entropy_interval: Duration::from_secs(60),
+            tombstone_grace: Duration::from_secs(24 * 3600),
             vnodes: dkv_placement::DEFAULT_VNODES,
         }
     }

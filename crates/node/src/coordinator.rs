@@ -23,7 +23,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use dkv_membership::{NodeId, Topology};
 use dkv_placement::key_hash;
-use dkv_storage::{Applied, Entry, Version};
+use dkv_storage::{Applied, Entry, Hlc, Version};
 
 use crate::consistency::Level;
 use crate::error::{NodeError, PeerError};
@@ -154,7 +154,11 @@ impl Node {
     /// Store entries locally, folding their versions into our clock.
     pub fn apply_local(&self, entries: Vec<KeyEntry>) -> usize {
         let mut stored = 0;
+        let purge_before = self.purge_horizon();
         for KeyEntry { key, entry } in entries {
+            if entry.is_tombstone() && entry.version.ts < purge_before {
+                continue; // already purged here or about to be: storing it again would only delay that
+            }
             self.hlc.observe(entry.version.ts);
             // Copy: `key` and the value may be slices of a larger network buffer; storing them
             // as-is would pin the whole buffer for the life of the entry.
@@ -164,6 +168,12 @@ impl Node {
             }
         }
         stored
+    }
+
+    /// Tombstones with versions below this are past their grace period.
+    pub fn purge_horizon(&self) -> u64 {
+        let grace = self.config.tombstone_grace.as_millis() as u64;
+        Hlc::ts_at_ms(self.hlc.wall_ms().saturating_sub(grace))
     }
 
     /// Apply entries on node `id` (locally when it is us).

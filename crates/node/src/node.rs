@@ -182,6 +182,7 @@ pub async fn run(
         tokio::spawn(crate::mover::join(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::mover::deliver_hints_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::antientropy::anti_entropy_loop(node.clone(), tasks_stop_rx.clone())),
+        tokio::spawn(crate::antientropy::purge_loop(node.clone(), tasks_stop_rx.clone())),
     ];
 
     let how =

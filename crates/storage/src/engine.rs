@@ -54,5 +54,8 @@ pub trait Engine: Send + Sync + 'static {
         out: &mut Vec<(u64, Bytes, Entry)>,
     ) -> Option<Cursor>;
 
+    /// Drop tombstones whose version timestamp is below `before_ts`; returns how many.
+    fn purge_tombstones(&self, before_ts: u64) -> u64;
+
     fn stats(&self) -> EngineStats;
 }

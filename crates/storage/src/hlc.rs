@@ -44,6 +44,16 @@ impl Hlc {
         }
     }
 
+    /// The smallest timestamp of wall-clock millisecond `ms` (to compare versions with times).
+    pub fn ts_at_ms(ms: u64) -> u64 {
+        ms << COUNTER_BITS
+    }
+
+    /// Wall-clock milliseconds now, as this clock reads them.
+    pub fn wall_ms(&self) -> u64 {
+        (self.wall_ms)()
+    }
+
     /// Fold in a timestamp seen from elsewhere, so later `now()` values exceed it.
     pub fn observe(&self, ts: u64) {
         self.last.fetch_max(ts, Ordering::AcqRel);

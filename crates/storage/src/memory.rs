@@ -216,6 +216,32 @@ impl Engine for MemoryEngine {
         None
     }
 
+    fn purge_tombstones(&self, before_ts: u64) -> u64 {
+        let old = |e: &Entry| e.is_tombstone() && e.version.ts < before_ts;
+        let mut purged = 0;
+        for shard in &self.shards {
+            let mut guard = write!(shard);
+            let Shard { map, stats } = &mut *guard;
+            map.retain(|_, slot| match slot {
+                Slot::One(_, e) if old(e) => {
+                    purged += 1;
+                    stats.tombstones -= 1;
+                    false
+                }
+                Slot::One(..) => true,
+                Slot::Many(v) => {
+                    let before = v.len();
+                    v.retain(|(_, e)| !old(e));
+                    let gone = (before - v.len()) as u64;
+                    purged += gone;
+                    stats.tombstones -= gone;
+                    !v.is_empty()
+                }
+            });
+        }
+        purged
+    }
+
     fn stats(&self) -> EngineStats {
         let mut total = EngineStats::default();
         for shard in &self.shards {
@@ -250,6 +276,19 @@ mod tests {
         assert_eq!(e.apply(7, b"k", val(2, "new")), Applied::Stale, "a delete is never undone by an older value");
         let s = e.stats();
         assert_eq!((s.keys, s.bytes, s.tombstones), (0, 0, 1));
+    }
+
+    #[test]
+    fn purge_drops_only_old_tombstones() {
+        let e = MemoryEngine::new();
+        e.apply(1, b"old-del", Entry::tombstone(v(10)));
+        e.apply(2, b"new-del", Entry::tombstone(v(30)));
+        e.apply(3, b"old-val", val(10, "x"));
+        assert_eq!(e.purge_tombstones(20), 1);
+        assert_eq!(e.get(1, b"old-del"), None);
+        assert!(e.get(2, b"new-del").is_some());
+        assert!(e.get(3, b"old-val").is_some(), "values are never purged");
+        assert_eq!(e.stats(), EngineStats { keys: 1, bytes: 8, tombstones: 1 });
     }
 
     #[test]
