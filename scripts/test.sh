@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The one test command: every Rust test of the workspace, then the Docker Compose test.
+# The one test command: every Rust test of the workspace, then the Docker Compose tests
+# (scripts/compose-test.sh, then scripts/compose-partition-test.sh).
 #     scripts/test.sh                # everything (what CI runs)
 #     scripts/test.sh --no-compose   # only the cargo tests (quick local run)
-# Exits non-zero if any part fails; both parts run even if the first one fails.
+# Exits non-zero if any part fails; every part runs even if an earlier one fails.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -11,7 +12,7 @@ COMPOSE=1
 for arg in "$@"; do
     case "$arg" in
         --no-compose) COMPOSE=0 ;;
-        -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
         *) echo "usage: $0 [--no-compose]" >&2; exit 2 ;;
     esac
 done
@@ -38,8 +39,14 @@ if [ "$COMPOSE" = 1 ]; then
     scripts/compose-test.sh; rc=$?
     summary+=("compose test: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
     [ "$rc" -eq 0 ] || status=1
+
+    t0=$SECONDS
+    echo "== scripts/compose-partition-test.sh"
+    scripts/compose-partition-test.sh; rc=$?
+    summary+=("compose partition test: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
+    [ "$rc" -eq 0 ] || status=1
 else
-    summary+=("compose test: skipped (--no-compose)")
+    summary+=("compose tests: skipped (--no-compose)")
 fi
 
 echo "== test.sh summary"
