@@ -41,85 +41,23 @@ PROJECT="dkvpart$$"
 TIMEOUT="${PARTITION_TEST_TIMEOUT:-120}"
 CONVERGE="${PARTITION_TEST_CONVERGE:-60}"
 HINT_WAIT=30   # longest the partition is held waiting for the coordinators' hints
+TOTAL=8        # checks below; a check that cannot run counts as failed
 
 # Read by compose.yaml; the defaults there are the production ones.
-export DKV_HEARTBEAT_INTERVAL=200ms
 export DKV_NODE_TTL=60s
-export DKV_HEALTHCHECK_INTERVAL=1s
 export DKV_ANTI_ENTROPY_INTERVAL=2s
 export DKV_SEED_PORT="${PARTITION_TEST_SEED_PORT:-19100}"
 export DKV_NODE_PORTS="${PARTITION_TEST_NODE_PORTS:-18113-18199}"
 
-for tool in docker curl python3; do
-    command -v "$tool" >/dev/null || { echo "partition-test: error: '$tool' is not installed" >&2; exit 2; }
-done
-
-TOTAL=8      # checks below; a check that cannot run counts as failed
-PASSED=0
-FAILED=0
-START=$SECONDS
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/dkv-partition-test.XXXXXX")"
+# The framework: say/pass/fail/abort/finish, teardown on every exit, cluster_is, wait_for...
+TEST_NAME=partition-test SUMMARY_LABEL=partition KEEP_VAR=PARTITION_TEST_KEEP
+POLL=0.25 MEMBERS_DESC="(total normal epoch addrs)"
+. "$ROOT/scripts/lib/compose-common.sh" || exit 2
 STATE="$WORK/writes.json"
-
-say() { printf '[partition-test %4ds] %s\n' "$((SECONDS - START))" "$*"; }
-pass() { PASSED=$((PASSED + 1)); printf 'PASS  %s\n' "$*"; }
-fail() { FAILED=$((FAILED + 1)); printf 'FAIL  %s\n' "$*"; }
-compose() { scripts/compose.sh -f compose.yaml -p "$PROJECT" "$@"; }
-abort() {  # the remaining checks cannot run: count them as failed and stop
-    FAILED=$((TOTAL - PASSED))
-    printf 'FAIL  %s (%d check(s) not run)\n' "$*" "$FAILED"
-    finish
-}
-
-FINISHED=0
-dump_logs() {
-    echo "---- compose ps ($PROJECT) ----"
-    compose ps 2>&1 || true
-    echo "---- compose logs --tail=100 ($PROJECT) ----"
-    compose logs --no-color --tail=100 2>&1 || true
-    echo "---- end of logs ----"
-}
-teardown() {
-    if [ "${PARTITION_TEST_KEEP:-0}" = 1 ]; then
-        say "PARTITION_TEST_KEEP=1: leaving project $PROJECT up; remove it with:"
-        say "  scripts/compose.sh -p $PROJECT down -v --remove-orphans"
-    else
-        say "tearing down project $PROJECT"
-        # `down` also removes a container that is still disconnected, and then the network.
-        compose down -v --remove-orphans --timeout 20 >"$WORK/down.log" 2>&1 \
-            || { echo "partition-test: warning: teardown failed:"; cat "$WORK/down.log"; }
-        # Each rebuild leaves the previous dkv image dangling: remove those, and only those.
-        docker image prune -f --filter "label=org.opencontainers.image.title=dkv" >/dev/null 2>&1 || true
-    fi
-}
-# The normal end: logs on failure, teardown, then the summary as the very last line.
-finish() {
-    FINISHED=1
-    [ "$FAILED" -eq 0 ] || dump_logs
-    teardown
-    say "done in $((SECONDS - START))s"
-    echo "partition: $PASSED passed, $FAILED failed"
-    [ "$FAILED" -eq 0 ]
-    exit
-}
-# Any other exit (Ctrl-C, an unexpected error): still tear down.
-on_exit() {
-    local rc=$?
-    if [ "$FINISHED" = 0 ]; then
-        dump_logs
-        teardown
-        echo "partition-test: interrupted (exit $rc)"
-    fi
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap on_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- python helper
 # The writes (and which were acknowledged, kept in $STATE), /stats, and the reads.
-cat >"$WORK/pt.py" <<'PY'
+py_helper "$WORK/pt.py" <<'PY'
 import http.client, json, random, sys, time, urllib.parse
 
 BASE, NEW, OVER, OVER2 = 100, 125, 50, 25   # keys before; new keys, overwrites, second overwrites
@@ -134,36 +72,6 @@ def value(i, gen):
     r = random.Random(i * 7919 + gen * 104729 + 3)   # reproducible in the write and read phases
     n = r.choice([0, 1, 16, 100, 1000, 5000])
     return ("value %04d gen %d|" % (i, gen)).encode() + bytes(r.getrandbits(8) for _ in range(n))
-
-class Node:
-    def __init__(self, url):
-        u = urllib.parse.urlsplit(url)
-        self.url, self.host, self.port = url, u.hostname, u.port
-        self.conn = None
-    def req(self, method, path, body=None):
-        for attempt in (0, 1):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=15)
-            try:
-                self.conn.request(method, path, body=body)
-                resp = self.conn.getresponse()
-                data = resp.read()
-                if resp.getheader("connection", "").lower() == "close":
-                    self.conn.close(); self.conn = None
-                return resp.status, data
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                # a kept-alive connection the server had closed: reconnect once
-                self.conn.close(); self.conn = None
-                if attempt:
-                    raise
-            except Exception:
-                self.conn.close(); self.conn = None
-                raise
-    def stats(self):
-        st, body = self.req("GET", "/stats")
-        if st != 200:
-            raise RuntimeError("%s/stats: status %d" % (self.url, st))
-        return json.loads(body)
 
 def path(op, k, extra=""):
     return "/%s?key=%s%s" % (op, urllib.parse.quote(k.encode(), safe=""), extra)
@@ -335,78 +243,7 @@ PY
 pt() { python3 "$WORK/pt.py" "$@"; }
 
 # ---------------------------------------------------------------- helpers
-SEED_URL=""
-NODE_URLS=()   # in container-number order
-NODE_IDS=()    # container ids, same order
-
-seed_url() {
-    local hp
-    hp="$(compose port seed 9000 2>/dev/null | grep -m1 -E '^0\.0\.0\.0:[0-9]+$' || true)"
-    [ -n "$hp" ] && SEED_URL="http://127.0.0.1:${hp##*:}"
-}
-
-# Published IPv4 host port of a container's 8080 (looked up each time: it changes when the
-# container is reconnected to its network).
-host_url() {
-    local hp
-    hp="$(docker port "$1" 8080/tcp 2>/dev/null | grep -m1 -E '^0\.0\.0\.0:[0-9]+$' || true)"
-    [ -n "$hp" ] && echo "http://127.0.0.1:${hp##*:}"
-}
-
-node_urls() {
-    NODE_URLS=(); NODE_IDS=()
-    local ids num id url
-    ids="$(compose ps -q kv-node 2>/dev/null)" || return 1
-    [ -n "$ids" ] || return 1
-    while read -r num id; do
-        url="$(host_url "$id")" || return 1
-        [ -n "$url" ] || return 1
-        NODE_URLS+=("$url"); NODE_IDS+=("$id")
-    done < <(docker inspect -f '{{index .Config.Labels "com.docker.compose.container-number"}} {{.Id}}' $ids | sort -n)
-}
-
-# All containers of the project are running and healthy (prints the unhealthy ones).
-all_healthy() {
-    local ids out
-    ids="$(compose ps -q 2>/dev/null)" || return 1
-    [ -n "$ids" ] || return 1
-    out="$(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}no-healthcheck{{end}}' $ids)" || return 1
-    LAST_HEALTH="$(grep -v ' running healthy$' <<<"$out" || true)"
-    [ -z "$LAST_HEALTH" ]
-}
-
-# exactly N members, all normal, and N kv-node containers, all healthy, with known ports
-cluster_is() {
-    local n="$1" got
-    [ -n "$SEED_URL" ] || seed_url || return 1
-    got="$(pt members "$SEED_URL" 2>/dev/null)" || { LAST_MEMBERS="seed not answering"; return 1; }
-    LAST_MEMBERS="$got"
-    [ "${got%% *}" = "$n" ] || return 1
-    read -r _ normal _ _ <<<"$got"
-    [ "$normal" = "$n" ] || return 1
-    all_healthy || return 1
-    node_urls || return 1
-    [ "${#NODE_URLS[@]}" -eq "$n" ]
-}
-
-# wait_for SECONDS DESCRIPTION COMMAND...: poll every 0.25 s until COMMAND succeeds.
-wait_for() {
-    local limit="$1" what="$2"; shift 2
-    local deadline=$((SECONDS + limit)) t0=$SECONDS
-    LAST_MEMBERS=""; LAST_HEALTH=""; LAST_OUT=""
-    until "$@"; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            say "timed out after ${limit}s waiting for $what"
-            [ -z "$LAST_MEMBERS" ] || say "  last seen: seed members (total normal epoch addrs) = $LAST_MEMBERS"
-            [ -z "$LAST_HEALTH" ] || say "  last seen: not healthy: $(tr '\n' ';' <<<"$LAST_HEALTH")"
-            [ -z "$LAST_OUT" ] || say "  last seen: $LAST_OUT"
-            return 1
-        fi
-        sleep 0.25
-    done
-    WAITED=$((SECONDS - t0))
-    say "$what: after ${WAITED}s"
-}
+seed_members() { pt members "$@"; }   # "total normal epoch addr,addr,..."
 
 converged() {  # one sample of the nodes' key counts, kept for the timeout message
     LAST_OUT="$(pt converged "$STATE" "$@" 2>&1)"
@@ -419,25 +256,9 @@ net_of() {
 }
 
 # ---------------------------------------------------------------- the test
-say "building the static binary"
-if ! scripts/build-static.sh >/dev/null; then
-    echo "partition-test: error: static build failed" >&2
-    abort "static build failed"
-fi
-
-say "project $PROJECT: up --build --scale kv-node=3 (seed :$DKV_SEED_PORT, nodes $DKV_NODE_PORTS, node TTL $DKV_NODE_TTL, anti-entropy every $DKV_ANTI_ENTROPY_INTERVAL)"
-if ! compose up -d --build --scale kv-node=3 >"$WORK/up.log" 2>&1; then
-    cat "$WORK/up.log"
-    abort "compose up --build --scale kv-node=3 failed"
-fi
-
-# 1
-if wait_for "$TIMEOUT" "3 normal members, all containers healthy" cluster_is 3; then
-    MEMBERS_BEFORE="$LAST_MEMBERS"
-    pass "cluster of 3: seed lists 3 normal members, all containers healthy (${NODE_URLS[*]})"
-else
-    abort "cluster of 3 did not form within ${TIMEOUT}s"
-fi
+# 1 (start_cluster: build, up with 3 nodes, 3 normal members and all containers healthy)
+start_cluster ", node TTL $DKV_NODE_TTL, anti-entropy every $DKV_ANTI_ENTROPY_INTERVAL"
+MEMBERS_BEFORE="$LAST_MEMBERS"
 
 # 2: the keys that exist before the partition, on every replica
 if pt write "$STATE" base "${NODE_URLS[@]}" && wait_for 30 "every node holds the 100 keys" converged "${NODE_URLS[@]}"; then

@@ -30,84 +30,21 @@ cd "$ROOT"
 PROJECT="dkvtest$$"
 KEYS=300
 TIMEOUT="${COMPOSE_TEST_TIMEOUT:-120}"
+TOTAL=8      # checks below; a check that cannot run counts as failed
 
 # Read by compose.yaml; the defaults there are the production ones.
-export DKV_HEARTBEAT_INTERVAL=200ms
 export DKV_NODE_TTL=3s
-export DKV_HEALTHCHECK_INTERVAL=1s
 export DKV_SEED_PORT="${COMPOSE_TEST_SEED_PORT:-19000}"
 export DKV_NODE_PORTS="${COMPOSE_TEST_NODE_PORTS:-18013-18099}"
 
-for tool in docker curl python3; do
-    command -v "$tool" >/dev/null || { echo "compose-test: error: '$tool' is not installed" >&2; exit 2; }
-done
-
-TOTAL=8      # checks below; a check that cannot run counts as failed
-PASSED=0
-FAILED=0
-START=$SECONDS
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/dkv-compose-test.XXXXXX")"
-
-say() { printf '[compose-test %4ds] %s\n' "$((SECONDS - START))" "$*"; }
-pass() { PASSED=$((PASSED + 1)); printf 'PASS  %s\n' "$*"; }
-fail() { FAILED=$((FAILED + 1)); printf 'FAIL  %s\n' "$*"; }
-compose() { scripts/compose.sh -f compose.yaml -p "$PROJECT" "$@"; }
-abort() {  # the remaining checks cannot run: count them as failed and stop
-    FAILED=$((TOTAL - PASSED))
-    printf 'FAIL  %s (%d check(s) not run)\n' "$*" "$FAILED"
-    finish
-}
-
-
-FINISHED=0
-dump_logs() {
-    echo "---- compose ps ($PROJECT) ----"
-    compose ps 2>&1 || true
-    echo "---- compose logs --tail=100 ($PROJECT) ----"
-    compose logs --no-color --tail=100 2>&1 || true
-    echo "---- end of logs ----"
-}
-teardown() {
-    if [ "${COMPOSE_TEST_KEEP:-0}" = 1 ]; then
-        say "COMPOSE_TEST_KEEP=1: leaving project $PROJECT up; remove it with:"
-        say "  scripts/compose.sh -p $PROJECT down -v --remove-orphans"
-    else
-        say "tearing down project $PROJECT"
-        compose down -v --remove-orphans --timeout 20 >"$WORK/down.log" 2>&1 \
-            || { echo "compose-test: warning: teardown failed:"; cat "$WORK/down.log"; }
-        # Each rebuild leaves the previous dkv image dangling (~40 MB): remove those, and
-        # only those (the label is set in the Dockerfile).
-        docker image prune -f --filter "label=org.opencontainers.image.title=dkv" >/dev/null 2>&1 || true
-    fi
-}
-# The normal end: logs on failure, teardown, then the summary as the very last line.
-finish() {
-    FINISHED=1
-    [ "$FAILED" -eq 0 ] || dump_logs
-    teardown
-    say "done in $((SECONDS - START))s"
-    echo "compose: $PASSED passed, $FAILED failed"
-    [ "$FAILED" -eq 0 ]
-    exit
-}
-# Any other exit (Ctrl-C, an unexpected error): still tear down.
-on_exit() {
-    local rc=$?
-    if [ "$FINISHED" = 0 ]; then
-        dump_logs
-        teardown
-        echo "compose-test: interrupted (exit $rc)"
-    fi
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap on_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# The framework: say/pass/fail/abort/finish, teardown on every exit, cluster_is, wait_for...
+TEST_NAME=compose-test SUMMARY_LABEL=compose KEEP_VAR=COMPOSE_TEST_KEEP
+POLL=0.5 MEMBERS_DESC="total/normal"
+. "$ROOT/scripts/lib/compose-common.sh" || exit 2
 
 # ---------------------------------------------------------------- python helper
 # JSON parsing and the bulk reads/writes (byte-exact values, URL-encoded keys).
-cat >"$WORK/ct.py" <<'PY'
+py_helper "$WORK/ct.py" <<'PY'
 import http.client, json, random, sys, urllib.parse
 
 def key(i):
@@ -120,31 +57,6 @@ def value(i):
     r = random.Random(i * 7919 + 1)   # reproducible between the write and read phases
     n = r.choice([0, 1, 16, 100, 1000, 5000])
     return ("value %04d|" % i).encode() + bytes(r.getrandbits(8) for _ in range(n))
-
-class Node:
-    def __init__(self, url):
-        u = urllib.parse.urlsplit(url)
-        self.url, self.host, self.port = url, u.hostname, u.port
-        self.conn = None
-    def req(self, method, path, body=None):
-        for attempt in (0, 1):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=15)
-            try:
-                self.conn.request(method, path, body=body)
-                resp = self.conn.getresponse()
-                data = resp.read()
-                if resp.getheader("connection", "").lower() == "close":
-                    self.conn.close(); self.conn = None
-                return resp.status, data
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                # a kept-alive connection the server had closed: reconnect once
-                self.conn.close(); self.conn = None
-                if attempt:
-                    raise
-            except Exception:
-                self.conn.close(); self.conn = None
-                raise
 
 def path(op, k):
     return "/%s?key=%s" % (op, urllib.parse.quote(k.encode(), safe=""))
@@ -211,68 +123,7 @@ PY
 ct() { python3 "$WORK/ct.py" "$@"; }
 
 # ---------------------------------------------------------------- helpers
-SEED_URL=""
-NODE_URLS=()
-
-seed_url() {
-    local hp
-    hp="$(compose port seed 9000 2>/dev/null | grep -m1 -E '^0\.0\.0\.0:[0-9]+$' || true)"
-    [ -n "$hp" ] && SEED_URL="http://127.0.0.1:${hp##*:}"
-}
-
-# kv-node containers in container-number order, with their published IPv4 port for 8080.
-# (Docker allocates the IPv4 and IPv6 bindings separately, so they can differ; host ports
-# do not follow container numbers either: each lookup goes through the engine.)
-node_urls() {
-    NODE_URLS=()
-    local ids line num id hp
-    ids="$(compose ps -q kv-node 2>/dev/null)" || return 1
-    [ -n "$ids" ] || return 1
-    while read -r num id; do
-        hp="$(docker port "$id" 8080/tcp 2>/dev/null | grep -m1 -E '^0\.0\.0\.0:[0-9]+$' || true)"
-        [ -n "$hp" ] || return 1
-        NODE_URLS+=("http://127.0.0.1:${hp##*:}")
-    done < <(docker inspect -f '{{index .Config.Labels "com.docker.compose.container-number"}} {{.Id}}' $ids | sort -n)
-}
-
-# All containers of the project are running and healthy (prints the unhealthy ones).
-all_healthy() {
-    local ids out
-    ids="$(compose ps -q 2>/dev/null)" || return 1
-    [ -n "$ids" ] || return 1
-    out="$(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}no-healthcheck{{end}}' $ids)" || return 1
-    LAST_HEALTH="$(grep -v ' running healthy$' <<<"$out" || true)"
-    [ -z "$LAST_HEALTH" ]
-}
-
-# exactly N members, all normal, and N kv-node containers, all healthy, with known ports
-cluster_is() {
-    local n="$1" got
-    [ -n "$SEED_URL" ] || seed_url || return 1
-    got="$(ct members "$SEED_URL" 2>/dev/null)" || { LAST_MEMBERS="seed not answering"; return 1; }
-    LAST_MEMBERS="$got"
-    [ "$got" = "$n $n" ] || return 1
-    all_healthy || return 1
-    node_urls || return 1
-    [ "${#NODE_URLS[@]}" -eq "$n" ]
-}
-
-# wait_for SECONDS DESCRIPTION COMMAND...: poll every 0.5 s until COMMAND succeeds.
-wait_for() {
-    local limit="$1" what="$2"; shift 2
-    local deadline=$((SECONDS + limit))
-    LAST_MEMBERS=""; LAST_HEALTH=""
-    until "$@"; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            say "timed out after ${limit}s waiting for $what"
-            [ -z "$LAST_MEMBERS" ] || say "  last seen: seed members total/normal = $LAST_MEMBERS"
-            [ -z "$LAST_HEALTH" ] || say "  last seen: not healthy: $(tr '\n' ';' <<<"$LAST_HEALTH")"
-            return 1
-        fi
-        sleep 0.5
-    done
-    say "$what: after $((SECONDS + limit - deadline))s"
-}
+seed_members() { ct members "$@"; }   # "total normal"
 
 http_code() {  # http_code OUTFILE CURL-ARGS... -> prints the status code
     curl -sS -m 10 -o "$1" -w '%{http_code}' "${@:2}" 2>"$WORK/curl.err" || true
@@ -289,24 +140,8 @@ expected_sum_ok() {
 }
 
 # ---------------------------------------------------------------- the test
-say "building the static binary"
-if ! scripts/build-static.sh >/dev/null; then
-    echo "compose-test: error: static build failed" >&2
-    abort "static build failed"
-fi
-
-say "project $PROJECT: up --build --scale kv-node=3 (seed :$DKV_SEED_PORT, nodes $DKV_NODE_PORTS)"
-if ! compose up -d --build --scale kv-node=3 >"$WORK/up.log" 2>&1; then
-    cat "$WORK/up.log"
-    abort "compose up --build --scale kv-node=3 failed"
-fi
-
-# 1
-if wait_for "$TIMEOUT" "3 normal members, all containers healthy" cluster_is 3; then
-    pass "cluster of 3: seed lists 3 normal members, all containers healthy (${NODE_URLS[*]})"
-else
-    abort "cluster of 3 did not form within ${TIMEOUT}s"
-fi
+# 1 (start_cluster: build, up with 3 nodes, 3 normal members and all containers healthy)
+start_cluster
 
 # 2: the seed system's curl session, each request through a different node
 N1="${NODE_URLS[0]}" N2="${NODE_URLS[1]}" N3="${NODE_URLS[2]}"

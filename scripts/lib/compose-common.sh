@@ -1,0 +1,245 @@
+# shellcheck shell=bash
+# The framework shared by the Docker Compose tests (scripts/compose-test.sh and
+# scripts/compose-partition-test.sh). Sourced, not run: each test keeps only its scenario.
+#
+# What it provides:
+#   - the short timings both tests use (heartbeat 200ms, healthcheck every 1s), the tool checks
+#     (docker, curl, python3), PASSED/FAILED/START and a work directory $WORK
+#   - say / pass / fail / abort, compose (this project), dump_logs, teardown, finish, and the
+#     EXIT/INT/TERM traps: the project is torn down on every exit path, the logs dumped on a
+#     failure, and the last line is "$SUMMARY_LABEL: P passed, F failed"
+#   - py_helper FILE: writes a Python helper, the shared HTTP client (class Node) followed by
+#     the script's own code from stdin
+#   - SEED_URL/seed_url, NODE_URLS/NODE_IDS/node_urls, host_url, all_healthy, cluster_is and
+#     wait_for (polling with a deadline)
+#   - start_cluster: build the static binary, `compose up --build --scale kv-node=3`, and the
+#     first check (3 normal members, all containers healthy)
+#
+# The sourcing script sets, before sourcing (with `set -uo pipefail`, from the repository root):
+#   TEST_NAME      prefix of progress lines and messages, e.g. compose-test
+#   SUMMARY_LABEL  first word of the summary line, e.g. compose
+#   KEEP_VAR       name of the variable that leaves the cluster up, e.g. COMPOSE_TEST_KEEP
+#   PROJECT        compose project name
+#   TOTAL          number of checks (abort counts the ones not run as failed)
+#   TIMEOUT        seconds allowed for the cluster of 3 to form
+#   POLL           seconds between two tries of wait_for
+#   MEMBERS_DESC   how wait_for's timeout message names what seed_members printed
+#   and exports DKV_SEED_PORT, DKV_NODE_PORTS and any other DKV_* setting of its own.
+# and defines, before calling cluster_is (or start_cluster):
+#   seed_members SEED_URL   prints "TOTAL NORMAL ..." of the seed's /nodes, fails if it cannot
+: "${TEST_NAME:?}" "${SUMMARY_LABEL:?}" "${KEEP_VAR:?}" "${PROJECT:?}" "${TOTAL:?}" \
+  "${TIMEOUT:?}" "${POLL:?}" "${MEMBERS_DESC:?}" "${DKV_SEED_PORT:?}" "${DKV_NODE_PORTS:?}"
+
+# Read by compose.yaml; the defaults there are the production ones.
+export DKV_HEARTBEAT_INTERVAL=200ms
+export DKV_HEALTHCHECK_INTERVAL=1s
+
+for tool in docker curl python3; do
+    command -v "$tool" >/dev/null || { echo "$TEST_NAME: error: '$tool' is not installed" >&2; exit 2; }
+done
+
+PASSED=0
+FAILED=0
+START=$SECONDS
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/dkv-$TEST_NAME.XXXXXX")"
+
+say() { printf '[%s %4ds] %s\n' "$TEST_NAME" "$((SECONDS - START))" "$*"; }
+pass() { PASSED=$((PASSED + 1)); printf 'PASS  %s\n' "$*"; }
+fail() { FAILED=$((FAILED + 1)); printf 'FAIL  %s\n' "$*"; }
+compose() { scripts/compose.sh -f compose.yaml -p "$PROJECT" "$@"; }
+abort() {  # the remaining checks cannot run: count them as failed and stop
+    FAILED=$((TOTAL - PASSED))
+    printf 'FAIL  %s (%d check(s) not run)\n' "$*" "$FAILED"
+    finish
+}
+
+FINISHED=0
+dump_logs() {
+    echo "---- compose ps ($PROJECT) ----"
+    compose ps 2>&1 || true
+    echo "---- compose logs --tail=100 ($PROJECT) ----"
+    compose logs --no-color --tail=100 2>&1 || true
+    echo "---- end of logs ----"
+}
+teardown() {
+    if [ "${!KEEP_VAR:-0}" = 1 ]; then
+        say "$KEEP_VAR=1: leaving project $PROJECT up; remove it with:"
+        say "  scripts/compose.sh -p $PROJECT down -v --remove-orphans"
+    else
+        say "tearing down project $PROJECT"
+        # `down` also removes a container that is still disconnected, and then the network.
+        compose down -v --remove-orphans --timeout 20 >"$WORK/down.log" 2>&1 \
+            || { echo "$TEST_NAME: warning: teardown failed:"; cat "$WORK/down.log"; }
+        # Each rebuild leaves the previous dkv image dangling (~40 MB): remove those, and
+        # only those (the label is set in the Dockerfile).
+        docker image prune -f --filter "label=org.opencontainers.image.title=dkv" >/dev/null 2>&1 || true
+    fi
+}
+# The normal end: logs on failure, teardown, then the summary as the very last line.
+finish() {
+    FINISHED=1
+    [ "$FAILED" -eq 0 ] || dump_logs
+    teardown
+    say "done in $((SECONDS - START))s"
+    echo "$SUMMARY_LABEL: $PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+    exit
+}
+# Any other exit (Ctrl-C, an unexpected error): still tear down.
+on_exit() {
+    local rc=$?
+    if [ "$FINISHED" = 0 ]; then
+        dump_logs
+        teardown
+        echo "$TEST_NAME: interrupted (exit $rc)"
+    fi
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- python helper
+# py_helper FILE: FILE gets the shared HTTP client, then the script's own Python from stdin.
+py_helper() {
+    {
+        cat <<'PY'
+import http.client, json, urllib.parse
+
+class Node:
+    def __init__(self, url):
+        u = urllib.parse.urlsplit(url)
+        self.url, self.host, self.port = url, u.hostname, u.port
+        self.conn = None
+    def req(self, method, path, body=None):
+        for attempt in (0, 1):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=15)
+            try:
+                self.conn.request(method, path, body=body)
+                resp = self.conn.getresponse()
+                data = resp.read()
+                if resp.getheader("connection", "").lower() == "close":
+                    self.conn.close(); self.conn = None
+                return resp.status, data
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # a kept-alive connection the server had closed: reconnect once
+                self.conn.close(); self.conn = None
+                if attempt:
+                    raise
+            except Exception:
+                self.conn.close(); self.conn = None
+                raise
+    def stats(self):
+        st, body = self.req("GET", "/stats")
+        if st != 200:
+            raise RuntimeError("%s/stats: status %d" % (self.url, st))
+        return json.loads(body)
+
+PY
+        cat
+    } >"$1"
+}
+
+# ---------------------------------------------------------------- helpers
+SEED_URL=""
+NODE_URLS=()   # in container-number order
+NODE_IDS=()    # container ids, same order
+
+seed_url() {
+    local hp
+    hp="$(compose port seed 9000 2>/dev/null | grep -m1 -E '^0\.0\.0\.0:[0-9]+$' || true)"
+    [ -n "$hp" ] && SEED_URL="http://127.0.0.1:${hp##*:}"
+}
+
+# Published IPv4 host port of a container's 8080. Docker allocates the IPv4 and IPv6
+# bindings separately, so they can differ; host ports do not follow container numbers
+# either, and change when a container is reconnected to its network: each lookup goes
+# through the engine.
+host_url() {
+    local hp
+    hp="$(docker port "$1" 8080/tcp 2>/dev/null | grep -m1 -E '^0\.0\.0\.0:[0-9]+$' || true)"
+    [ -n "$hp" ] && echo "http://127.0.0.1:${hp##*:}"
+}
+
+# kv-node containers in container-number order, with their published IPv4 port for 8080.
+node_urls() {
+    NODE_URLS=(); NODE_IDS=()
+    local ids num id url
+    ids="$(compose ps -q kv-node 2>/dev/null)" || return 1
+    [ -n "$ids" ] || return 1
+    while read -r num id; do
+        url="$(host_url "$id")" || return 1
+        [ -n "$url" ] || return 1
+        NODE_URLS+=("$url"); NODE_IDS+=("$id")
+    done < <(docker inspect -f '{{index .Config.Labels "com.docker.compose.container-number"}} {{.Id}}' $ids | sort -n)
+}
+
+# All containers of the project are running and healthy (prints the unhealthy ones).
+all_healthy() {
+    local ids out
+    ids="$(compose ps -q 2>/dev/null)" || return 1
+    [ -n "$ids" ] || return 1
+    out="$(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}no-healthcheck{{end}}' $ids)" || return 1
+    LAST_HEALTH="$(grep -v ' running healthy$' <<<"$out" || true)"
+    [ -z "$LAST_HEALTH" ]
+}
+
+# exactly N members, all normal, and N kv-node containers, all healthy, with known ports
+cluster_is() {
+    local n="$1" got normal
+    [ -n "$SEED_URL" ] || seed_url || return 1
+    got="$(seed_members "$SEED_URL" 2>/dev/null)" || { LAST_MEMBERS="seed not answering"; return 1; }
+    LAST_MEMBERS="$got"
+    [ "${got%% *}" = "$n" ] || return 1
+    read -r _ normal _ <<<"$got"
+    [ "$normal" = "$n" ] || return 1
+    all_healthy || return 1
+    node_urls || return 1
+    [ "${#NODE_URLS[@]}" -eq "$n" ]
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: poll every $POLL s until COMMAND succeeds.
+# On a timeout it says what it last saw: LAST_MEMBERS and LAST_HEALTH (set by cluster_is)
+# and LAST_OUT (set by the script's own commands). WAITED: the seconds it took.
+wait_for() {
+    local limit="$1" what="$2"; shift 2
+    local deadline=$((SECONDS + limit)) t0=$SECONDS
+    LAST_MEMBERS=""; LAST_HEALTH=""; LAST_OUT=""
+    until "$@"; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            say "timed out after ${limit}s waiting for $what"
+            [ -z "$LAST_MEMBERS" ] || say "  last seen: seed members $MEMBERS_DESC = $LAST_MEMBERS"
+            [ -z "$LAST_HEALTH" ] || say "  last seen: not healthy: $(tr '\n' ';' <<<"$LAST_HEALTH")"
+            [ -z "$LAST_OUT" ] || say "  last seen: $LAST_OUT"
+            return 1
+        fi
+        sleep "$POLL"
+    done
+    WAITED=$((SECONDS - t0))
+    say "$what: after ${WAITED}s"
+}
+
+# start_cluster [DETAIL]: build the static binary, start the project with 3 nodes (DETAIL is
+# added to the progress line), then the first check: the seed lists 3 normal members and
+# every container is healthy within $TIMEOUT s. Aborts the test if any of it fails.
+start_cluster() {
+    say "building the static binary"
+    if ! scripts/build-static.sh >/dev/null; then
+        echo "$TEST_NAME: error: static build failed" >&2
+        abort "static build failed"
+    fi
+
+    say "project $PROJECT: up --build --scale kv-node=3 (seed :$DKV_SEED_PORT, nodes $DKV_NODE_PORTS${1:-})"
+    if ! compose up -d --build --scale kv-node=3 >"$WORK/up.log" 2>&1; then
+        cat "$WORK/up.log"
+        abort "compose up --build --scale kv-node=3 failed"
+    fi
+
+    if wait_for "$TIMEOUT" "3 normal members, all containers healthy" cluster_is 3; then
+        pass "cluster of 3: seed lists 3 normal members, all containers healthy (${NODE_URLS[*]})"
+    else
+        abort "cluster of 3 did not form within ${TIMEOUT}s"
+    fi
+}
