@@ -60,6 +60,9 @@ pub struct SeedArgs {
     /// A node that has not heart-beaten for this long is removed from the membership.
     #[arg(long, env = "DKV_NODE_TTL", default_value = "15s", value_parser = duration)]
     pub node_ttl: Duration,
+    /// Require this secret from nodes on register/heartbeat/ready/leave.
+    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -111,6 +114,9 @@ pub struct NodeArgs {
     /// anti-entropy off.
     #[arg(long, env = "DKV_ANTI_ENTROPY_INTERVAL", default_value = "60s", value_parser = duration)]
     pub anti_entropy_interval: Duration,
+    /// Secret shared by the seed and the nodes; required on internal and admin endpoints.
+    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
     /// Virtual nodes (ring tokens) for this node when it first joins.
     #[arg(long, env = "DKV_VNODES", default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub vnodes: u16,

@@ -50,7 +50,7 @@ async fn main() {
             init_logs("info");
             match bind(a.listen).await {
                 Ok(listener) => {
-                    let config = dkv_seed::SeedConfig { node_ttl: a.node_ttl };
+                    let config = dkv_seed::SeedConfig { node_ttl: a.node_ttl, cluster_secret: a.cluster_secret };
                     exit_code("seed", dkv_seed::run(config, listener, terminated()).await)
                 }
                 Err(code) => code,
@@ -75,6 +75,7 @@ async fn main() {
                 hint_max_age: a.hint_max_age,
                 anti_entropy_interval: a.anti_entropy_interval,
                 tombstone_grace: a.tombstone_grace,
+                cluster_secret: a.cluster_secret,
             };
             match bind(config.listen).await {
                 Ok(listener) => {

@@ -183,3 +183,41 @@ async fn chunked_put(addr: &str, pq: &str, size: usize) -> (u16, String) {
     req.extend_from_slice(b"0\r\n\r\n");
     exchange(addr, req).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_secret_guards_internal_and_membership_endpoints() {
+    let seed_addr = format!("127.0.0.1:{}", free_port());
+    let node_addr = format!("127.0.0.1:{}", free_port());
+    let child = dkv().env("DKV_CLUSTER_SECRET", "s3cret").args(["seed", "--listen", &seed_addr]).spawn().unwrap();
+    let _seed = Proc { child, addr: seed_addr.clone() };
+    let child = dkv()
+        .env("DKV_CLUSTER_SECRET", "s3cret")
+        .args(["node", "--listen", &node_addr, "--seed", &seed_addr, "--heartbeat-interval", HEARTBEAT])
+        .spawn()
+        .unwrap();
+    let _node = Proc { child, addr: node_addr.clone() };
+    let node = dkv::client::Client::new(&node_addr);
+    // The node registered with the secret and serves clients, who need none.
+    eventually(std::time::Duration::from_secs(10), "the node to serve", || {
+        let node = node.clone();
+        async move { node.json("/health").await.ok() }
+    })
+    .await;
+    node.put(b"k", "v").await.unwrap();
+    assert_eq!(node.get(b"k").await.unwrap().as_deref(), Some(&b"v"[..]));
+
+    // Without the secret: internal, admin and membership-changing calls are refused.
+    let seed = dkv::client::Client::new(&seed_addr);
+    for (client, path) in [(&node, "/internal/apply"), (&node, "/admin/stop"), (&seed, "/register"), (&seed, "/leave")]
+    {
+        let (status, body) = client.raw(Method::POST, path, Some(Bytes::from_static(b"{}"))).await.unwrap();
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body:?}");
+        assert!(String::from_utf8_lossy(&body).contains("cluster secret"));
+    }
+    assert_eq!(
+        seed.json("/nodes").await.unwrap()["nodes"].as_array().unwrap().len(),
+        1,
+        "reading the membership stays open"
+    );
+    assert_eq!(node.get(b"k").await.unwrap().as_deref(), Some(&b"v"[..]), "the refused stop changed nothing");
+}

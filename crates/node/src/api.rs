@@ -8,13 +8,16 @@
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
+use dkv_membership::api::{secret_matches, SECRET_HEADER};
 use dkv_placement::key_hash;
 use http_body_util::{BodyExt, Limited};
 use serde_json::json;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -27,13 +30,8 @@ use crate::wire::{EPOCH_HEADER, HOP_HEADER};
 use crate::{internal, query};
 
 pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let secret: Option<Arc<str>> = node.config.cluster_secret.as_deref().map(Arc::from);
     let app = Router::new()
-        .route("/put", put(put_key))
-        .route("/get", get(get_key))
-        .route("/delete", delete(delete_key))
-        .route("/health", get(health))
-        .route("/cluster", get(cluster))
-        .route("/stats", get(stats))
         .route("/internal/apply", post(internal::apply))
         .route("/internal/read", post(internal::read))
         .route("/internal/range", post(internal::range))
@@ -42,6 +40,13 @@ pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<
         .route("/internal/sync/bucket", post(internal::sync_bucket))
         .route("/admin/stop", post(internal::admin_stop))
         .route("/admin/leave", post(internal::admin_leave))
+        .route_layer(middleware::from_fn_with_state(secret, require_secret))
+        .route("/put", put(put_key))
+        .route("/get", get(get_key))
+        .route("/delete", delete(delete_key))
+        .route("/health", get(health))
+        .route("/cluster", get(cluster))
+        .route("/stats", get(stats))
         .method_not_allowed_fallback(|method: Method| async move {
             (StatusCode::METHOD_NOT_ALLOWED, format!("method {method} not allowed on this path\n"))
         })
@@ -58,6 +63,16 @@ pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         tracing::error!("HTTP server failed: {e}");
     }
+}
+
+/// Node-to-node and admin endpoints only for holders of the cluster secret, when one is set.
+async fn require_secret(State(secret): State<Option<Arc<str>>>, req: Request, next: Next) -> Response {
+    let given = req.headers().get(SECRET_HEADER).map(|v| v.as_bytes());
+    if secret_matches(secret.as_deref(), given) {
+        return next.run(req).await;
+    }
+    (StatusCode::FORBIDDEN, "missing or wrong cluster secret: internal endpoints need --cluster-secret\n")
+        .into_response()
 }
 
 impl IntoResponse for NodeError {

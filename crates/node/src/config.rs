@@ -39,6 +39,9 @@ pub struct NodeConfig {
     /// Time between anti-entropy rounds (one also runs after every membership change); zero turns
     /// anti-entropy off, for tests that need a replica to stay stale.
     pub anti_entropy_interval: Duration,
+    /// When set, sent on every call to peers and the seed, and required on `/internal/*` and
+    /// `/admin/*` (DESIGN §9). Clients of the public API never need it.
+    pub cluster_secret: Option<String>,
     /// Virtual nodes asked for at first registration.
     pub vnodes: usize,
 }
@@ -62,6 +65,7 @@ impl Default for NodeConfig {
             anti_entropy_interval: Duration::from_secs(60),
             tombstone_grace: Duration::from_secs(24 * 3600),
             vnodes: dkv_placement::DEFAULT_VNODES,
+            cluster_secret: None,
         }
     }
 }

@@ -135,7 +135,7 @@ pub async fn run(
 ) -> Result<(), NodeError> {
     let local = listener.local_addr().map_err(|e| NodeError::Internal(format!("listener address: {e}")))?;
     let addr = advertise_addr(&config, local).await?;
-    let peers = Peers::new(config.request_timeout);
+    let peers = Peers::new(config.request_timeout, config.cluster_secret.as_deref());
     let (stop_tx, mut stop_rx) = watch::channel(None);
     tokio::spawn({
         let stop_tx = stop_tx.clone();

@@ -27,10 +27,12 @@ pub struct Peers {
     /// about 1.5x the throughput, and 10-15% more for forwarding).
     peers: Client<HttpConnector, Body>,
     timeout: Duration,
+    /// The cluster secret, sent on every call when configured.
+    secret: Option<http::HeaderValue>,
 }
 
 impl Peers {
-    pub fn new(timeout: Duration) -> Self {
+    pub fn new(timeout: Duration, secret: Option<&str>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
@@ -43,7 +45,8 @@ impl Peers {
             .pool_max_idle_per_host(256)
             .http2_only(true)
             .build(connector);
-        Peers { client, peers, timeout }
+        let secret = secret.and_then(|s| http::HeaderValue::from_str(s).ok());
+        Peers { client, peers, timeout, secret }
     }
 
     /// Send `req` (already aimed at `addr`) and return the raw response, body not yet read.
@@ -55,8 +58,11 @@ impl Peers {
         &self,
         client: &Client<HttpConnector, Body>,
         addr: &str,
-        req: Request<Body>,
+        mut req: Request<Body>,
     ) -> Result<Response<Incoming>, PeerError> {
+        if let Some(secret) = &self.secret {
+            req.headers_mut().insert(dkv_membership::api::SECRET_HEADER, secret.clone());
+        }
         match tokio::time::timeout(self.timeout, client.request(req)).await {
             Err(_) => Err(PeerError::Timeout { addr: addr.to_string(), ms: self.timeout.as_millis() }),
             Ok(Err(e)) => Err(PeerError::Unreachable { addr: addr.to_string(), reason: error_chain(&e) }),

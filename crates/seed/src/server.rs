@@ -5,12 +5,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
+use axum::extract::Request;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use dkv_membership::api::{IdRequest, LeaveRequest, RegisterRequest, SeedHealth};
+use dkv_membership::api::{secret_matches, IdRequest, LeaveRequest, RegisterRequest, SeedHealth, SECRET_HEADER};
 use dkv_membership::{Registry, RegistryError};
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
@@ -19,6 +21,8 @@ use tokio::net::TcpListener;
 pub struct SeedConfig {
     /// A member unseen for this long is removed from the membership.
     pub node_ttl: Duration,
+    /// When set, register/heartbeat/ready/leave require it in the `x-dkv-secret` header.
+    pub cluster_secret: Option<String>,
 }
 
 #[derive(Clone)]
@@ -40,14 +44,16 @@ impl Seed {
 pub fn router(config: &SeedConfig) -> (Router, impl Future<Output = ()> + Send + 'static) {
     let seed = Seed { registry: Arc::new(Mutex::new(Registry::new(now_ms(), config.node_ttl.as_millis() as u64))) };
     let expirer = expire_loop(seed.clone(), config.node_ttl);
+    let secret: Option<Arc<str>> = config.cluster_secret.as_deref().map(Arc::from);
     let app = Router::new()
-        .route("/", get(dashboard))
-        .route("/health", get(health))
-        .route("/nodes", get(nodes))
         .route("/register", post(register))
         .route("/heartbeat", post(heartbeat))
         .route("/ready", post(ready))
         .route("/leave", post(leave))
+        .route_layer(middleware::from_fn_with_state(secret, require_secret))
+        .route("/", get(dashboard))
+        .route("/health", get(health))
+        .route("/nodes", get(nodes))
         .with_state(seed);
     (app, expirer)
 }
@@ -64,6 +70,16 @@ pub async fn run(
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     expirer.abort();
     result
+}
+
+/// Membership changes only from holders of the cluster secret, when one is configured.
+async fn require_secret(State(secret): State<Option<Arc<str>>>, req: Request, next: Next) -> Response {
+    let given = req.headers().get(SECRET_HEADER).map(|v| v.as_bytes());
+    if secret_matches(secret.as_deref(), given) {
+        return next.run(req).await;
+    }
+    (StatusCode::FORBIDDEN, "missing or wrong cluster secret: start the node with the seed's --cluster-secret\n")
+        .into_response()
 }
 
 async fn expire_loop(seed: Seed, ttl: Duration) {
