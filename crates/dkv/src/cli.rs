@@ -29,6 +29,8 @@ pub enum Command {
     Del(KeyArgs),
     /// Show the cluster's members, states and key counts.
     Status(ClientArgs),
+    /// Make a node leave the cluster for good: it hands its keys to the others and exits.
+    Leave(LeaveArgs),
     /// Exit 0 if a health URL answers 200 (container health checks; the image has no curl).
     Health(HealthArgs),
 }
@@ -63,6 +65,18 @@ pub struct SeedArgs {
     /// Require this secret from nodes on register/heartbeat/ready/leave.
     #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
+    /// Name of the cluster; nodes started for another cluster are refused.
+    #[arg(long, env = "DKV_CLUSTER_NAME", default_value = "dkv")]
+    pub cluster_name: String,
+}
+
+/// `--fsync`: when a write on a node with a data directory counts as stored.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Acknowledge after fsync; concurrent writes share one fsync (group commit).
+    Always,
+    /// Acknowledge once in the log; fsync every --fsync-interval.
+    Periodic,
 }
 
 #[derive(Args, Debug)]
@@ -120,6 +134,22 @@ pub struct NodeArgs {
     /// Virtual nodes (ring tokens) for this node when it first joins.
     #[arg(long, env = "DKV_VNODES", default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub vnodes: u16,
+    /// Keep the node's identity and data here, so it restarts as itself [default: in memory].
+    #[arg(long, env = "DKV_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// When a write counts as stored, with --data-dir.
+    #[arg(long, env = "DKV_FSYNC", value_enum, default_value = "periodic")]
+    pub fsync: FsyncPolicy,
+    /// Time between fsyncs with --fsync periodic (what a machine crash can lose at most).
+    #[arg(long, env = "DKV_FSYNC_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub fsync_interval: Duration,
+    /// With --data-dir, make SIGTERM a leave (hand keys off, forget the identity) instead of a
+    /// stop; for containers that are scaled down rather than restarted.
+    #[arg(long, env = "DKV_LEAVE_ON_STOP")]
+    pub leave_on_stop: bool,
+    /// Name of the cluster; a data directory or seed of another cluster is refused.
+    #[arg(long, env = "DKV_CLUSTER_NAME", default_value = "dkv")]
+    pub cluster_name: String,
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +169,22 @@ pub struct UpArgs {
     /// Passed to the seed.
     #[arg(long, env = "DKV_NODE_TTL", default_value = "15s", value_parser = duration)]
     pub node_ttl: Duration,
+    /// Keep each node's data in DIR/node-I, so the cluster comes back with its data next time.
+    #[arg(long, env = "DKV_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Passed to every node (with --data-dir).
+    #[arg(long, env = "DKV_FSYNC", value_enum, default_value = "periodic")]
+    pub fsync: FsyncPolicy,
+}
+
+#[derive(Args, Debug)]
+pub struct LeaveArgs {
+    /// The node that leaves.
+    #[arg(long, env = "DKV_NODE", default_value = "http://127.0.0.1:8080")]
+    pub node: String,
+    /// The cluster's secret, if it has one.
+    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
 }
 
 #[derive(Args, Debug)]

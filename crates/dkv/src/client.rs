@@ -28,6 +28,8 @@ pub struct Client {
     http: HyperClient<HttpConnector, Full<Bytes>>,
     base: String,
     timeout: Duration,
+    /// Sent as `x-dkv-secret` (only admin calls need it).
+    secret: Option<String>,
 }
 
 pub fn encode_key(key: &[u8]) -> String {
@@ -41,7 +43,12 @@ impl Client {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let http = HyperClient::builder(TokioExecutor::new()).build(connector);
-        Client { http, base, timeout: Duration::from_secs(10) }
+        Client { http, base, timeout: Duration::from_secs(10), secret: None }
+    }
+
+    pub fn with_secret(mut self, secret: Option<String>) -> Self {
+        self.secret = secret;
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -56,11 +63,11 @@ impl Client {
         body: Option<Bytes>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
         let url = format!("{}{}", self.base, path_and_query);
-        let req = Request::builder()
-            .method(method)
-            .uri(&url)
-            .body(Full::new(body.unwrap_or_default()))
-            .map_err(|_| ClientError::BadUrl(url.clone()))?;
+        let mut req = Request::builder().method(method).uri(&url);
+        if let Some(secret) = &self.secret {
+            req = req.header(dkv_membership::api::SECRET_HEADER, secret);
+        }
+        let req = req.body(Full::new(body.unwrap_or_default())).map_err(|_| ClientError::BadUrl(url.clone()))?;
         let unreachable = |reason: String| ClientError::Unreachable { url: url.clone(), reason };
         let resp = tokio::time::timeout(self.timeout, self.http.request(req))
             .await

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 
-use crate::cli::{ClientArgs, HealthArgs, KeyArgs, PutArgs};
+use crate::cli::{ClientArgs, HealthArgs, KeyArgs, LeaveArgs, PutArgs};
 use crate::client::Client;
 
 fn fail(e: impl std::fmt::Display) -> i32 {
@@ -101,4 +101,20 @@ pub async fn status(args: ClientArgs) -> i32 {
     }
     println!("total keys: {total}");
     0
+}
+
+/// Ask a node to leave the cluster for good (`POST /admin/leave`); it hands its keys to the
+/// remaining members and exits.
+pub async fn leave(args: LeaveArgs) -> i32 {
+    let client = Client::new(&args.node).with_secret(args.cluster_secret);
+    match client.raw(Method::POST, "/admin/leave", None).await {
+        Ok((StatusCode::ACCEPTED, _)) => {
+            println!("{} is leaving: it hands its keys to the other nodes, then exits", client.base());
+            0
+        }
+        Ok((status, body)) => {
+            fail(format!("{} answered {status}: {}", client.base(), String::from_utf8_lossy(&body).trim()))
+        }
+        Err(e) => fail(e),
+    }
 }

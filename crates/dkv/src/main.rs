@@ -1,5 +1,6 @@
 use clap::Parser;
-use dkv::cli::{Cli, Command};
+use dkv::cli::{Cli, Command, FsyncPolicy};
+use dkv_node::config::Fsync;
 use dkv_node::{NodeConfig, Stop};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
@@ -50,7 +51,11 @@ async fn main() {
             init_logs("info");
             match bind(a.listen).await {
                 Ok(listener) => {
-                    let config = dkv_seed::SeedConfig { node_ttl: a.node_ttl, cluster_secret: a.cluster_secret };
+                    let config = dkv_seed::SeedConfig {
+                        node_ttl: a.node_ttl,
+                        cluster_secret: a.cluster_secret,
+                        cluster_name: a.cluster_name,
+                    };
                     exit_code("seed", dkv_seed::run(config, listener, terminated()).await)
                 }
                 Err(code) => code,
@@ -76,12 +81,21 @@ async fn main() {
                 anti_entropy_interval: a.anti_entropy_interval,
                 tombstone_grace: a.tombstone_grace,
                 cluster_secret: a.cluster_secret,
+                fsync: match a.fsync {
+                    FsyncPolicy::Always => Fsync::Always,
+                    FsyncPolicy::Periodic => Fsync::Periodic(a.fsync_interval),
+                },
+                data_dir: a.data_dir,
+                cluster_name: a.cluster_name,
             };
+            // A node with a data directory comes back with its data, so SIGTERM only stops it;
+            // without one (or with --leave-on-stop) SIGTERM hands its keys to the others.
+            let on_term = if config.data_dir.is_some() && !a.leave_on_stop { Stop::Now } else { Stop::Leave };
             match bind(config.listen).await {
                 Ok(listener) => {
-                    let on_signal = async {
+                    let on_signal = async move {
                         terminated().await;
-                        Stop::Leave
+                        on_term
                     };
                     exit_code("node", dkv_node::run(config, listener, on_signal).await)
                 }
@@ -97,6 +111,7 @@ async fn main() {
         Command::Del(a) => dkv::commands::del(a).await,
         Command::Status(a) => dkv::commands::status(a).await,
         Command::Health(a) => dkv::commands::health(a).await,
+        Command::Leave(a) => dkv::commands::leave(a).await,
     };
     std::process::exit(code);
 }

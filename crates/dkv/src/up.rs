@@ -12,6 +12,8 @@ use http::{Method, StatusCode};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
+use clap::ValueEnum;
+
 use crate::cli::UpArgs;
 use crate::client::Client;
 
@@ -81,7 +83,7 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
     let mut nodes = Vec::new();
     for i in 0..args.nodes {
         let addr = format!("127.0.0.1:{}", args.base_port + i);
-        let child = spawn(&[
+        let mut argv: Vec<String> = vec![
             "node".into(),
             "--listen".into(),
             addr.clone(),
@@ -91,8 +93,13 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
             seed_addr.clone(),
             "--heartbeat-interval".into(),
             hb.clone(),
-        ])
-        .map_err(|e| format!("starting node {i}: {e}"))?;
+        ];
+        if let Some(dir) = &args.data_dir {
+            let fsync = args.fsync.to_possible_value().expect("no skipped variants").get_name().to_string();
+            argv.extend(["--data-dir".into(), dir.join(format!("node-{i}")).display().to_string()]);
+            argv.extend(["--fsync".into(), fsync]);
+        }
+        let child = spawn(&argv).map_err(|e| format!("starting node {i}: {e}"))?;
         nodes.push((format!("http://{addr}"), child));
     }
     for (url, child) in &mut nodes {

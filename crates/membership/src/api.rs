@@ -22,6 +22,9 @@ pub struct RegisterRequest {
     pub vnodes: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub view: Option<View>,
+    /// The cluster the node belongs to (`--cluster-name`); the seed refuses other clusters' nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

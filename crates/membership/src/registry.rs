@@ -32,6 +32,8 @@ pub enum RegistryError {
     UnknownNode(NodeId),
     #[error("bad registration: {0}")]
     BadRequest(String),
+    #[error("this seed serves cluster {seed:?}, the node belongs to cluster {node:?}; point the node at its own cluster's seed, or give both the same --cluster-name")]
+    ForeignCluster { seed: String, node: String },
 }
 
 pub struct Registry {
@@ -39,11 +41,19 @@ pub struct Registry {
     epoch: u64,
     ttl_ms: u64,
     started_ms: u64,
+    cluster: String,
 }
 
 impl Registry {
+    /// A registry of the cluster named `dkv` (the default `--cluster-name`).
     pub fn new(now_ms: u64, ttl_ms: u64) -> Self {
-        Registry { members: BTreeMap::new(), epoch: 0, ttl_ms, started_ms: now_ms }
+        Registry { members: BTreeMap::new(), epoch: 0, ttl_ms, started_ms: now_ms, cluster: "dkv".into() }
+    }
+
+    /// Serve the cluster called `name` instead.
+    pub fn for_cluster(mut self, name: &str) -> Self {
+        self.cluster = name.to_string();
+        self
     }
 
     pub fn epoch(&self) -> u64 {
@@ -56,6 +66,9 @@ impl Registry {
 
     pub fn register(&mut self, req: RegisterRequest, now_ms: u64) -> Result<RegisterResponse, RegistryError> {
         validate_addr(&req.addr)?;
+        if let Some(c) = req.cluster.as_ref().filter(|c| **c != self.cluster) {
+            return Err(RegistryError::ForeignCluster { seed: self.cluster.clone(), node: c.clone() });
+        }
         let vnodes = req.vnodes.unwrap_or(DEFAULT_VNODES);
         if vnodes == 0 || vnodes > MAX_VNODES {
             return Err(RegistryError::BadRequest(format!("vnodes must be 1..={MAX_VNODES}, got {vnodes}")));

@@ -103,3 +103,17 @@ fn leave_then_done_removes_and_bad_input_changes_nothing() {
     assert_eq!(r.epoch(), e);
     assert!(r.view().nodes.is_empty());
 }
+
+#[test]
+fn nodes_of_another_cluster_are_refused() {
+    let mut r = Registry::new(0, 1000).for_cluster("blue");
+    let req = |cluster: Option<&str>| RegisterRequest {
+        addr: "10.0.0.1:8080".into(),
+        cluster: cluster.map(String::from),
+        ..Default::default()
+    };
+    assert!(matches!(r.register(req(Some("green")), 0), Err(RegistryError::ForeignCluster { .. })));
+    assert_eq!(r.epoch(), 0, "nothing changed");
+    assert!(r.register(req(Some("blue")), 0).is_ok());
+    assert!(r.register(req(None), 0).is_ok(), "a node that does not say is accepted");
+}

@@ -1,7 +1,10 @@
 //! Node configuration: a typed struct filled by the binary from flags and `DKV_*` variables.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+
+pub use crate::durability::Fsync;
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -44,6 +47,12 @@ pub struct NodeConfig {
     pub cluster_secret: Option<String>,
     /// Virtual nodes asked for at first registration.
     pub vnodes: usize,
+    /// Where the node keeps its identity and data; `None`: in memory, a new node at every start.
+    pub data_dir: Option<PathBuf>,
+    /// When a write with a data directory counts as stored (see `durability.rs`).
+    pub fsync: Fsync,
+    /// Name of the cluster; a data directory or seed of another cluster is refused.
+    pub cluster_name: String,
 }
 
 impl Default for NodeConfig {
@@ -66,6 +75,9 @@ impl Default for NodeConfig {
             tombstone_grace: Duration::from_secs(24 * 3600),
             vnodes: dkv_placement::DEFAULT_VNODES,
             cluster_secret: None,
+            data_dir: None,
+            fsync: Fsync::Periodic(Duration::from_secs(1)),
+            cluster_name: "dkv".into(),
         }
     }
 }

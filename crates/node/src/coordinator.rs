@@ -47,7 +47,7 @@ impl Node {
             let _writes = self.fence.read().await;
             if self.topology().sole_replica(hash) == Some(self.me) {
                 // One copy, nothing moving: no fan-out machinery on the hot path.
-                self.apply_local(vec![kv]);
+                self.apply_local(vec![kv]).await?;
                 return Ok(());
             }
         }
@@ -94,7 +94,7 @@ impl Node {
     pub async fn coordinate_read(&self, key: Bytes, r: Option<Level>) -> Result<Option<Bytes>, NodeError> {
         let hash = key_hash(&key);
         if r.is_none() && self.topology().sole_replica(hash) == Some(self.me) {
-            return Ok(self.engine.get(hash, &key).and_then(|e| e.value));
+            return Ok(self.engine.get(hash, &key)?.and_then(|e| e.value));
         }
         Box::pin(self.read_from_replicas(hash, key, r)).await
     }
@@ -151,8 +151,13 @@ impl Node {
         }
     }
 
-    /// Store entries locally, folding their versions into our clock.
-    pub fn apply_local(&self, entries: Vec<KeyEntry>) -> usize {
+    /// Store entries locally, folding their versions into our clock; returns once they are
+    /// durable under the `--fsync` policy (see `durability.rs`), with how many were newer than
+    /// what was stored.
+    pub async fn apply_local(&self, entries: Vec<KeyEntry>) -> Result<usize, NodeError> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
         let mut stored = 0;
         let purge_before = self.purge_horizon();
         for KeyEntry { key, entry } in entries {
@@ -163,11 +168,12 @@ impl Node {
             // Copy: `key` and the value may be slices of a larger network buffer; storing them
             // as-is would pin the whole buffer for the life of the entry.
             let entry = Entry { version: entry.version, value: entry.value.map(|v| Bytes::copy_from_slice(&v)) };
-            if self.engine.apply(key_hash(&key), &key, entry) == Applied::Stored {
+            if self.engine.apply(key_hash(&key), &key, entry)? == Applied::Stored {
                 stored += 1;
             }
         }
-        stored
+        self.durability.wait().await?;
+        Ok(stored)
     }
 
     /// Tombstones with versions below this are past their grace period.
@@ -185,8 +191,11 @@ impl Node {
         entries: Vec<KeyEntry>,
     ) -> Result<(), PeerError> {
         if id == self.me {
-            self.apply_local(entries);
-            return Ok(());
+            return self.apply_local(entries).await.map(|_| ()).map_err(|e| PeerError::Refused {
+                addr: "this node".into(),
+                status: 500,
+                message: e.to_string(),
+            });
         }
         let addr = self.addr_of(topo, id)?;
         let body = wire::encode(&ApplyRequest { epoch: topo.epoch(), kind, entries });
@@ -195,7 +204,11 @@ impl Node {
 
     async fn read_on(self, topo: Arc<Topology>, id: NodeId, key: Bytes) -> Result<Option<Entry>, PeerError> {
         if id == self.me {
-            return Ok(self.engine.get(key_hash(&key), &key));
+            return self.engine.get(key_hash(&key), &key).map_err(|e| PeerError::Refused {
+                addr: "this node".into(),
+                status: 500,
+                message: e.to_string(),
+            });
         }
         let addr = self.addr_of(&topo, id)?;
         let body =

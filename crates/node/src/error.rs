@@ -18,6 +18,12 @@ pub enum NodeError {
     Internal(String),
 }
 
+impl From<dkv_storage::StorageError> for NodeError {
+    fn from(e: dkv_storage::StorageError) -> Self {
+        NodeError::Internal(e.to_string())
+    }
+}
+
 /// Why a call to a peer or the seed failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PeerError {

@@ -24,6 +24,8 @@ struct Inner {
     by_target: HashMap<NodeId, VecDeque<Hint>>,
     total: usize,
     dropped: u64,
+    /// Bumped by every change, so the saver writes only when something changed.
+    generation: u64,
 }
 
 pub struct Hints {
@@ -49,6 +51,7 @@ impl Hints {
             return false;
         }
         g.total += 1;
+        g.generation += 1;
         g.by_target.entry(target).or_default().push_back(Hint { kv, at: now });
         true
     }
@@ -62,6 +65,7 @@ impl Hints {
         let mut g = self.lock();
         let inner = &mut *g;
         let Some(q) = inner.by_target.get_mut(&target) else { return Vec::new() };
+        inner.generation += 1;
         let mut out = Vec::new();
         while out.len() < max {
             let Some(h) = q.pop_front() else { break };
@@ -82,10 +86,31 @@ impl Hints {
     pub fn put_back(&self, target: NodeId, batch: Vec<KeyEntry>, at: Instant) {
         let mut g = self.lock();
         g.total += batch.len();
+        g.generation += 1;
         let q = g.by_target.entry(target).or_default();
         for kv in batch.into_iter().rev() {
             q.push_front(Hint { kv, at });
         }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Every pending hint, with its age turned into wall-clock time, for saving.
+    pub fn snapshot(&self) -> Vec<crate::local::SavedHint> {
+        let (now, now_ms) = (Instant::now(), crate::local::wall_ms());
+        let g = self.lock();
+        g.by_target
+            .iter()
+            .flat_map(|(target, q)| {
+                q.iter().map(move |h| crate::local::SavedHint {
+                    target: target.0,
+                    at_ms: now_ms.saturating_sub(now.duration_since(h.at).as_millis() as u64),
+                    kv: h.kv.clone(),
+                })
+            })
+            .collect()
     }
 
     /// (pending, dropped)

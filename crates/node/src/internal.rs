@@ -43,6 +43,10 @@ async fn check_epoch(node: &Node, epoch: u64) -> Result<(), Response> {
     Ok(())
 }
 
+fn node_error(e: crate::error::NodeError) -> Response {
+    e.into_response()
+}
+
 /// Handlers answer `Err` with a ready error response, so checks chain with `?`.
 type Answer = Result<Response, Response>;
 
@@ -57,7 +61,7 @@ pub async fn apply(State(node): State<Node>, body: Bytes) -> Answer {
         );
     }
     let n = req.entries.len() as u64;
-    node.apply_local(req.entries);
+    node.apply_local(req.entries).await.map_err(node_error)?;
     if req.kind == ApplyKind::Handoff {
         add(&node.stats.moved_in, n);
     }
@@ -67,7 +71,7 @@ pub async fn apply(State(node): State<Node>, body: Bytes) -> Answer {
 pub async fn read(State(node): State<Node>, body: Bytes) -> Answer {
     let req: ReadRequest = decode(&body)?;
     check_epoch(&node, req.epoch).await?;
-    let entry = node.engine.get(dkv_placement::key_hash(&req.key), &req.key);
+    let entry = node.engine.get(dkv_placement::key_hash(&req.key), &req.key).map_err(|e| node_error(e.into()))?;
     Ok(wire::encode(&ReadResponse { entry }).into_response())
 }
 
@@ -85,7 +89,14 @@ pub async fn range(State(node): State<Node>, body: Bytes) -> Answer {
         let mut page = Vec::with_capacity(RANGE_BATCH);
         loop {
             page.clear();
-            cursor = node.engine.scan(cursor.as_ref(), u64::MAX, RANGE_BATCH, &mut page);
+            cursor = match node.engine.scan(cursor.as_ref(), u64::MAX, RANGE_BATCH, &mut page) {
+                Ok(c) => c,
+                Err(e) => {
+                    // Dropping the sender ends the stream mid-frame: the puller sees it broken.
+                    tracing::error!("streaming a range failed: {e}");
+                    return;
+                }
+            };
             let topo = node.topology();
             let batch: Vec<KeyEntry> = page
                 .drain(..)
@@ -127,7 +138,7 @@ pub async fn sync_bucket(State(node): State<Node>, body: Bytes) -> Answer {
     }
     let _writes = node.fence.read().await;
     let topo = node.topology();
-    let reply = tokio::task::block_in_place(|| antientropy::answer_bucket(&node, &topo, req));
+    let reply = antientropy::answer_bucket(&node, &topo, req).await.map_err(node_error)?;
     Ok(wire::encode(&reply).into_response())
 }
 

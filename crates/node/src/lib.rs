@@ -10,6 +10,8 @@
 //! * `mover`: data movement — pulling ranges on join, handing keys to their new owners after a
 //!   membership change, and handing everything off on leave;
 //! * `api` and `internal`: the public HTTP API and the node-to-node endpoints;
+//! * `durability` and `local`: the `--fsync` policy (group commit) and what a node keeps in its
+//!   data directory besides its keys (identity, last view, pending hints);
 //! * `node`: start-up, background tasks and shutdown.
 
 mod antientropy;
@@ -17,9 +19,11 @@ mod api;
 pub mod config;
 mod consistency;
 mod coordinator;
+mod durability;
 pub mod error;
 mod hints;
 mod internal;
+mod local;
 mod membership;
 mod mover;
 mod node;

@@ -10,23 +10,49 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dkv_membership::api::{IdRequest, LeaveRequest, RegisterRequest, RegisterResponse};
-use dkv_membership::{Topology, View};
+use dkv_membership::{NodeId, Topology, View};
+use dkv_storage::Identity;
 use http::{Method, StatusCode};
 use tokio::sync::watch;
 
 use crate::config::NodeConfig;
-use crate::error::PeerError;
+use crate::error::{NodeError, PeerError};
 use crate::node::Node;
 use crate::peer::{status_is, Peers};
 use crate::wire::{self, RefreshRequest};
 
-/// Register as a new node, retrying until the seed accepts.
-pub async fn register_until_accepted(peers: &Peers, config: &NodeConfig, addr: &str) -> RegisterResponse {
-    let req = RegisterRequest { addr: addr.to_string(), vnodes: Some(config.vnodes), ..Default::default() };
+/// Register, retrying until the seed answers: as a new node, or — with an identity from the data
+/// directory — as the node we were, with our tokens, our last state and the last view we knew
+/// (which a seed that restarted too rebuilds the membership from). A refusal that retrying cannot
+/// fix (another cluster's seed, a malformed request) is an error.
+pub async fn register_until_accepted(
+    peers: &Peers,
+    config: &NodeConfig,
+    addr: &str,
+    identity: Option<&Identity>,
+    last_view: Option<&View>,
+) -> Result<RegisterResponse, NodeError> {
+    let mut req = RegisterRequest {
+        addr: addr.to_string(),
+        vnodes: Some(config.vnodes),
+        cluster: Some(config.cluster_name.clone()),
+        ..Default::default()
+    };
+    if let Some(me) = identity {
+        let id = NodeId(me.id);
+        req.id = Some(id);
+        req.tokens = Some(me.tokens.clone());
+        req.state = last_view.and_then(|v| v.nodes.iter().find(|m| m.id == id)).map(|m| m.state);
+        req.view = last_view.cloned();
+        tracing::info!(%id, "registering under the identity kept in the data directory");
+    }
     let mut delay = Duration::from_millis(100);
     loop {
         match peers.json(&config.seed, Method::POST, "/register", Some(&req)).await {
-            Ok(resp) => return resp,
+            Ok(resp) => return Ok(resp),
+            Err(e) if status_is(&e, StatusCode::CONFLICT) || status_is(&e, StatusCode::BAD_REQUEST) => {
+                return Err(NodeError::BadRequest(format!("the seed {} refused this node: {e}", config.seed)));
+            }
             Err(e) => {
                 tracing::warn!(seed = %config.seed, "registering with the seed failed: {e}; retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
@@ -45,6 +71,9 @@ impl Node {
             return false;
         }
         let moved = !view.same_placement(&current.view);
+        if let Some(local) = &self.local {
+            local.save_view(&view);
+        }
         let next = Arc::new(Topology::new(view, self.me, self.config.replicas));
         if moved {
             tracing::info!(
@@ -100,6 +129,7 @@ impl Node {
             state: Some(me.map_or(self.life_state(), |m| m.state)),
             vnodes: Some(self.config.vnodes),
             view: Some(topo.view.clone()),
+            cluster: Some(self.config.cluster_name.clone()),
         };
         let resp: RegisterResponse = self.peers.json(&self.config.seed, Method::POST, "/register", Some(&req)).await?;
         tracing::info!(epoch = resp.epoch, "registered again with the seed under the same id");

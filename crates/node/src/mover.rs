@@ -111,7 +111,7 @@ async fn pull(node: &Node, addr: &str) -> Result<u64, PeerError> {
         }
         while let Some(batch) = wire::next_frame(&mut buf).map_err(|e| broken(e.to_string()))? {
             n += batch.len() as u64;
-            node.apply_local(batch);
+            node.apply_local(batch).await.map_err(|e| broken(format!("storing pulled keys: {e}")))?;
         }
     }
     if !buf.is_empty() {
@@ -146,7 +146,8 @@ pub async fn rebalance_loop(node: Node, mut stop: watch::Receiver<bool>) {
 
 /// Leave the cluster: mark leaving, hand every key to the remaining members, mark done.
 /// The caller bounds it in time.
-pub async fn leave(node: &Node) {
+/// Returns whether every key reached another node (false when no member could take some).
+pub async fn leave(node: &Node) -> bool {
     let started = tokio::time::Instant::now();
     node.set_life(Life::Leaving);
     let keys = node.engine.stats().keys;
@@ -182,6 +183,7 @@ pub async fn leave(node: &Node) {
     }
     node.notify_peers().await;
     tracing::info!(handed_off = total.moved, took = ?started.elapsed(), "leave complete");
+    total.homeless == 0
 }
 
 type SeedCall<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), PeerError>> + Send + 'a>>;
@@ -215,7 +217,14 @@ async fn handoff_pass(node: &Node, pass: Pass) -> PassReport {
     let mut page = Vec::with_capacity(PAGE);
     loop {
         page.clear();
-        cursor = node.engine.scan(cursor.as_ref(), u64::MAX, PAGE, &mut page);
+        cursor = match node.engine.scan(cursor.as_ref(), u64::MAX, PAGE, &mut page) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("scanning local keys to hand off failed: {e}");
+                report.failed_batches += 1;
+                return report;
+            }
+        };
         let topo = node.topology();
         let mut batches: HashMap<Vec<NodeId>, Vec<KeyEntry>> = HashMap::new();
         for (hash, key, entry) in page.drain(..) {
@@ -248,7 +257,9 @@ async fn handoff_pass(node: &Node, pass: Pass) -> PassReport {
             add(&node.stats.moved_out, batch.len() as u64);
             if pass == Pass::Misplaced {
                 for KeyEntry { key, entry } in &batch {
-                    node.engine.remove_if(key_hash(key), key, entry.version);
+                    if let Err(e) = node.engine.remove_if(key_hash(key), key, entry.version) {
+                        tracing::error!("dropping a handed-off key failed: {e}");
+                    }
                 }
             }
         }

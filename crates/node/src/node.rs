@@ -16,13 +16,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dkv_membership::{NodeId, NodeState, Topology};
-use dkv_storage::{Engine, Hlc, MemoryEngine};
+use dkv_storage::{Engine, Hlc};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Mutex, RwLock};
 
 use crate::config::NodeConfig;
+use crate::durability::Durability;
 use crate::error::NodeError;
 use crate::hints::Hints;
+use crate::local::{self, Local};
 use crate::membership;
 use crate::peer::Peers;
 use crate::stats::Counters;
@@ -63,6 +65,10 @@ pub struct Inner {
     pub me: NodeId,
     pub addr: String,
     pub engine: Arc<dyn Engine>,
+    /// When a write counts as stored (`--fsync`).
+    pub durability: Arc<Durability>,
+    /// The data directory, for a node that has one.
+    pub local: Option<Local>,
     pub hlc: Hlc,
     pub peers: Peers,
     pub stats: Counters,
@@ -133,8 +139,9 @@ pub async fn run(
     listener: TcpListener,
     signal: impl Future<Output = Stop> + Send + 'static,
 ) -> Result<(), NodeError> {
-    let local = listener.local_addr().map_err(|e| NodeError::Internal(format!("listener address: {e}")))?;
-    let addr = advertise_addr(&config, local).await?;
+    let opened = local::open(&config)?;
+    let bound = listener.local_addr().map_err(|e| NodeError::Internal(format!("listener address: {e}")))?;
+    let addr = advertise_addr(&config, bound).await?;
     let peers = Peers::new(config.request_timeout, config.cluster_secret.as_deref());
     let (stop_tx, mut stop_rx) = watch::channel(None);
     tokio::spawn({
@@ -146,7 +153,7 @@ pub async fn run(
     });
 
     let registered = tokio::select! {
-        r = membership::register_until_accepted(&peers, &config, &addr) => r,
+        r = membership::register_until_accepted(&peers, &config, &addr, opened.identity.as_ref(), opened.view.as_ref()) => r?,
         _ = stop_rx.wait_for(|s| s.is_some()) => {
             tracing::info!("stopped before the seed answered");
             return Ok(());
@@ -157,14 +164,22 @@ pub async fn run(
     let topo = Arc::new(Topology::new(view, me, config.replicas));
     let state = topo.my_state().unwrap_or(NodeState::Joining);
     tracing::info!(id = %me, %addr, ?state, epoch = topo.epoch(), members = topo.view.nodes.len(), "registered with the seed");
+    if let (Some(local), Some(m)) = (&opened.local, topo.member(me)) {
+        local.save_identity(me, &m.tokens)?;
+        local.save_view(&topo.view);
+    }
+    let hints = Hints::new(config.max_hints, config.hint_max_age);
+    local::restore_hints(&hints, opened.hints);
     let node = Node(Arc::new(Inner {
         me,
         addr,
-        engine: Arc::new(MemoryEngine::new()),
+        durability: Durability::start(opened.engine.clone(), config.fsync),
+        engine: opened.engine,
+        local: opened.local,
         hlc: Hlc::default(),
         peers,
         stats: Counters::default(),
-        hints: Hints::new(config.max_hints, config.hint_max_age),
+        hints,
         topo: watch::channel(topo).0,
         refresh_lock: Mutex::new(()),
         fence: RwLock::new(()),
@@ -183,14 +198,16 @@ pub async fn run(
         tokio::spawn(crate::mover::deliver_hints_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::antientropy::anti_entropy_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::antientropy::purge_loop(node.clone(), tasks_stop_rx.clone())),
+        tokio::spawn(save_hints_loop(node.clone(), tasks_stop_rx.clone())),
     ];
 
     let how =
         *stop_rx.wait_for(|s| s.is_some()).await.expect("stop sender lives in the node").as_ref().expect("checked");
+    let mut left = false;
     if how == Stop::Leave {
         let deadline = node.config.leave_timeout;
         tokio::select! {
-            _ = crate::mover::leave(&node) => {}
+            all_handed_off = crate::mover::leave(&node) => left = all_handed_off,
             _ = tokio::time::sleep(deadline) => tracing::warn!(?deadline, "leave timed out; exiting with data not handed off"),
             _ = stop_rx.wait_for(|s| *s == Some(Stop::Now)) => tracing::warn!("stop requested during leave; exiting now"),
         }
@@ -204,8 +221,34 @@ pub async fn run(
     }
     server_stop_tx.send_replace(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    if let Some(local) = &node.local {
+        if left {
+            local.mark_left();
+        } else {
+            local.save_hints(&node.hints.snapshot());
+        }
+    }
+    node.durability.shutdown();
     tracing::info!("node stopped");
     Ok(())
+}
+
+/// Save pending hints to the data directory whenever they changed, once per heartbeat interval.
+async fn save_hints_loop(node: Node, mut stop: watch::Receiver<bool>) {
+    let Some(local) = &node.local else { return };
+    let mut saved = node.hints.generation();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(node.config.heartbeat_interval) => {}
+        }
+        let now = node.hints.generation();
+        if now != saved {
+            let snapshot = node.hints.snapshot();
+            tokio::task::block_in_place(|| local.save_hints(&snapshot));
+            saved = now;
+        }
+    }
 }
 
 /// The address peers must use: `--advertise` if given; the listen address if it is specific;

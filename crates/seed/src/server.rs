@@ -23,6 +23,8 @@ pub struct SeedConfig {
     pub node_ttl: Duration,
     /// When set, register/heartbeat/ready/leave require it in the `x-dkv-secret` header.
     pub cluster_secret: Option<String>,
+    /// Name of the cluster; nodes registering with another name are refused (409).
+    pub cluster_name: String,
 }
 
 #[derive(Clone)]
@@ -42,7 +44,11 @@ impl Seed {
 }
 
 pub fn router(config: &SeedConfig) -> (Router, impl Future<Output = ()> + Send + 'static) {
-    let seed = Seed { registry: Arc::new(Mutex::new(Registry::new(now_ms(), config.node_ttl.as_millis() as u64))) };
+    let seed = Seed {
+        registry: Arc::new(Mutex::new(
+            Registry::new(now_ms(), config.node_ttl.as_millis() as u64).for_cluster(&config.cluster_name),
+        )),
+    };
     let expirer = expire_loop(seed.clone(), config.node_ttl);
     let secret: Option<Arc<str>> = config.cluster_secret.as_deref().map(Arc::from);
     let app = Router::new()
@@ -106,6 +112,7 @@ fn reply<T: serde::Serialize>(result: Result<T, RegistryError>) -> Response {
         Ok(v) => Json(v).into_response(),
         Err(e @ RegistryError::UnknownNode(_)) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
         Err(e @ RegistryError::BadRequest(_)) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        Err(e @ RegistryError::ForeignCluster { .. }) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
     }
 }
 

@@ -20,6 +20,14 @@ pub enum Applied {
     Stale,
 }
 
+/// A storage failure: an I/O error or corrupt data on disk. The text says which file or operation
+/// failed; the node answers the request with a 500 and keeps running.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("storage: {0}")]
+pub struct StorageError(pub String);
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineStats {
     /// Keys with a live value (tombstones not counted).
@@ -34,15 +42,19 @@ pub struct EngineStats {
 ///
 /// Every mutation is version-checked, so callers never need a read-modify-write cycle:
 /// concurrent writers, moves and hand-offs of the same key resolve to the highest version.
+///
+/// Calls are blocking but short (a lookup, one insert, one page of a scan); [`Engine::sync`] is
+/// the one call that waits for the disk, and callers batch it (group commit, see `dkv-node`).
 pub trait Engine: Send + Sync + 'static {
-    fn get(&self, hash: u64, key: &[u8]) -> Option<Entry>;
+    fn get(&self, hash: u64, key: &[u8]) -> StorageResult<Option<Entry>>;
 
-    /// Store `entry` if it supersedes what is stored (or nothing is).
-    fn apply(&self, hash: u64, key: &[u8], entry: Entry) -> Applied;
+    /// Store `entry` if it supersedes what is stored (or nothing is). A durable engine has the
+    /// write in its log when this returns, but not necessarily on disk: see [`Engine::sync`].
+    fn apply(&self, hash: u64, key: &[u8], entry: Entry) -> StorageResult<Applied>;
 
     /// Remove the key only if its stored version is still `version` — used after a key was handed
     /// to its new owner, so a write that landed meanwhile is not thrown away.
-    fn remove_if(&self, hash: u64, key: &[u8], version: Version) -> bool;
+    fn remove_if(&self, hash: u64, key: &[u8], version: Version) -> StorageResult<bool>;
 
     /// Up to `limit` entries with `start < (hash, key)` and `hash <= end_hash`, in order.
     /// Returns the cursor to resume from, or `None` when the range is exhausted.
@@ -52,10 +64,20 @@ pub trait Engine: Send + Sync + 'static {
         end_hash: u64,
         limit: usize,
         out: &mut Vec<(u64, Bytes, Entry)>,
-    ) -> Option<Cursor>;
+    ) -> StorageResult<Option<Cursor>>;
 
     /// Drop tombstones whose version timestamp is below `before_ts`; returns how many.
-    fn purge_tombstones(&self, before_ts: u64) -> u64;
+    fn purge_tombstones(&self, before_ts: u64) -> StorageResult<u64>;
 
     fn stats(&self) -> EngineStats;
+
+    /// Whether writes survive a crash of the process (and, after [`Engine::sync`], of the machine).
+    fn is_durable(&self) -> bool {
+        false
+    }
+
+    /// Make every write applied so far durable on disk (fsync). Blocking; a no-op in memory.
+    fn sync(&self) -> StorageResult<()> {
+        Ok(())
+    }
 }

@@ -11,12 +11,17 @@
 //! of one ring range are contiguous and a range can be streamed without a full scan.
 //! The layer knows nothing of HTTP, membership or the ring's members.
 
+mod codec;
+mod datadir;
+mod durable;
 mod engine;
 mod hlc;
 mod memory;
 mod version;
 
-pub use engine::{Applied, Cursor, Engine, EngineStats};
+pub use datadir::{DataDir, DataDirError, Identity, FORMAT_VERSION};
+pub use durable::DurableEngine;
+pub use engine::{Applied, Cursor, Engine, EngineStats, StorageError, StorageResult};
 pub use hlc::Hlc;
 pub use memory::MemoryEngine;
 pub use version::{Entry, Version};

@@ -18,7 +18,7 @@ use std::sync::RwLock;
 
 use bytes::Bytes;
 
-use crate::engine::{Applied, Cursor, Engine, EngineStats};
+use crate::engine::{Applied, Cursor, Engine, EngineStats, StorageResult};
 use crate::{Entry, Version};
 
 const SHARD_BITS: u32 = 6;
@@ -140,11 +140,47 @@ macro_rules! write {
 }
 
 impl Engine for MemoryEngine {
-    fn get(&self, hash: u64, key: &[u8]) -> Option<Entry> {
-        read!(self.shard(hash)).map.get(&hash)?.get(key).cloned()
+    fn get(&self, hash: u64, key: &[u8]) -> StorageResult<Option<Entry>> {
+        Ok(read!(self.shard(hash)).map.get(&hash).and_then(|slot| slot.get(key).cloned()))
     }
 
-    fn apply(&self, hash: u64, key: &[u8], entry: Entry) -> Applied {
+    fn apply(&self, hash: u64, key: &[u8], entry: Entry) -> StorageResult<Applied> {
+        Ok(self.apply_infallible(hash, key, entry))
+    }
+
+    fn remove_if(&self, hash: u64, key: &[u8], version: Version) -> StorageResult<bool> {
+        Ok(self.remove_if_infallible(hash, key, version))
+    }
+
+    fn scan(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        out: &mut Vec<(u64, Bytes, Entry)>,
+    ) -> StorageResult<Option<Cursor>> {
+        Ok(self.scan_infallible(start, end_hash, limit, out))
+    }
+
+    fn purge_tombstones(&self, before_ts: u64) -> StorageResult<u64> {
+        Ok(self.purge_infallible(before_ts))
+    }
+
+    fn stats(&self) -> EngineStats {
+        let mut total = EngineStats::default();
+        for shard in &self.shards {
+            let s = read!(shard).stats;
+            total.keys += s.keys;
+            total.bytes += s.bytes;
+            total.tombstones += s.tombstones;
+        }
+        total
+    }
+}
+
+/// The engine's operations; nothing here can fail, the trait wraps them in `Ok`.
+impl MemoryEngine {
+    fn apply_infallible(&self, hash: u64, key: &[u8], entry: Entry) -> Applied {
         let mut guard = write!(self.shard(hash));
         let Shard { map, stats } = &mut *guard;
         let slot = match map.entry(hash) {
@@ -171,7 +207,7 @@ impl Engine for MemoryEngine {
         }
     }
 
-    fn remove_if(&self, hash: u64, key: &[u8], version: Version) -> bool {
+    fn remove_if_infallible(&self, hash: u64, key: &[u8], version: Version) -> bool {
         let mut guard = write!(self.shard(hash));
         let Shard { map, stats } = &mut *guard;
         let Some(slot) = map.get_mut(&hash) else { return false };
@@ -188,7 +224,7 @@ impl Engine for MemoryEngine {
         }
     }
 
-    fn scan(
+    fn scan_infallible(
         &self,
         start: Option<&Cursor>,
         end_hash: u64,
@@ -216,7 +252,7 @@ impl Engine for MemoryEngine {
         None
     }
 
-    fn purge_tombstones(&self, before_ts: u64) -> u64 {
+    fn purge_infallible(&self, before_ts: u64) -> u64 {
         let old = |e: &Entry| e.is_tombstone() && e.version.ts < before_ts;
         let mut purged = 0;
         for shard in &self.shards {
@@ -241,17 +277,6 @@ impl Engine for MemoryEngine {
         }
         purged
     }
-
-    fn stats(&self) -> EngineStats {
-        let mut total = EngineStats::default();
-        for shard in &self.shards {
-            let s = read!(shard).stats;
-            total.keys += s.keys;
-            total.bytes += s.bytes;
-            total.tombstones += s.tombstones;
-        }
-        total
-    }
 }
 
 #[cfg(test)]
@@ -269,11 +294,15 @@ mod tests {
     #[test]
     fn apply_keeps_the_highest_version() {
         let e = MemoryEngine::new();
-        assert_eq!(e.apply(7, b"k", val(2, "new")), Applied::Stored);
-        assert_eq!(e.apply(7, b"k", val(1, "old")), Applied::Stale);
-        assert_eq!(e.get(7, b"k"), Some(val(2, "new")));
-        assert_eq!(e.apply(7, b"k", Entry::tombstone(v(3))), Applied::Stored);
-        assert_eq!(e.apply(7, b"k", val(2, "new")), Applied::Stale, "a delete is never undone by an older value");
+        assert_eq!(e.apply(7, b"k", val(2, "new")).unwrap(), Applied::Stored);
+        assert_eq!(e.apply(7, b"k", val(1, "old")).unwrap(), Applied::Stale);
+        assert_eq!(e.get(7, b"k").unwrap(), Some(val(2, "new")));
+        assert_eq!(e.apply(7, b"k", Entry::tombstone(v(3))).unwrap(), Applied::Stored);
+        assert_eq!(
+            e.apply(7, b"k", val(2, "new")).unwrap(),
+            Applied::Stale,
+            "a delete is never undone by an older value"
+        );
         let s = e.stats();
         assert_eq!((s.keys, s.bytes, s.tombstones), (0, 0, 1));
     }
@@ -281,23 +310,23 @@ mod tests {
     #[test]
     fn purge_drops_only_old_tombstones() {
         let e = MemoryEngine::new();
-        e.apply(1, b"old-del", Entry::tombstone(v(10)));
-        e.apply(2, b"new-del", Entry::tombstone(v(30)));
-        e.apply(3, b"old-val", val(10, "x"));
-        assert_eq!(e.purge_tombstones(20), 1);
-        assert_eq!(e.get(1, b"old-del"), None);
-        assert!(e.get(2, b"new-del").is_some());
-        assert!(e.get(3, b"old-val").is_some(), "values are never purged");
+        e.apply(1, b"old-del", Entry::tombstone(v(10))).unwrap();
+        e.apply(2, b"new-del", Entry::tombstone(v(30))).unwrap();
+        e.apply(3, b"old-val", val(10, "x")).unwrap();
+        assert_eq!(e.purge_tombstones(20).unwrap(), 1);
+        assert_eq!(e.get(1, b"old-del").unwrap(), None);
+        assert!(e.get(2, b"new-del").unwrap().is_some());
+        assert!(e.get(3, b"old-val").unwrap().is_some(), "values are never purged");
         assert_eq!(e.stats(), EngineStats { keys: 1, bytes: 8, tombstones: 1 });
     }
 
     #[test]
     fn remove_if_only_removes_the_given_version() {
         let e = MemoryEngine::new();
-        e.apply(1, b"k", val(5, "x"));
-        assert!(!e.remove_if(1, b"k", v(4)));
-        assert!(e.remove_if(1, b"k", v(5)));
-        assert_eq!(e.get(1, b"k"), None);
+        e.apply(1, b"k", val(5, "x")).unwrap();
+        assert!(!e.remove_if(1, b"k", v(4)).unwrap());
+        assert!(e.remove_if(1, b"k", v(5)).unwrap());
+        assert_eq!(e.get(1, b"k").unwrap(), None);
         assert_eq!(e.stats(), EngineStats::default());
     }
 
@@ -306,13 +335,13 @@ mod tests {
         let e = MemoryEngine::new();
         let hashes: Vec<u64> = (0..200u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
         for (i, h) in hashes.iter().enumerate() {
-            e.apply(*h, format!("k{i}").as_bytes(), val(1, "v"));
+            e.apply(*h, format!("k{i}").as_bytes(), val(1, "v")).unwrap();
         }
         let mut seen = Vec::new();
         let mut cursor = None;
         loop {
             let mut page = Vec::new();
-            cursor = e.scan(cursor.as_ref(), u64::MAX, 7, &mut page);
+            cursor = e.scan(cursor.as_ref(), u64::MAX, 7, &mut page).unwrap();
             seen.extend(page.into_iter().map(|(h, _, _)| h));
             if cursor.is_none() {
                 break;
@@ -324,7 +353,7 @@ mod tests {
 
         let mut bounded = Vec::new();
         let mid = sorted[100];
-        assert_eq!(e.scan(None, mid, usize::MAX, &mut bounded), None);
+        assert_eq!(e.scan(None, mid, usize::MAX, &mut bounded).unwrap(), None);
         assert_eq!(bounded.len(), 101);
     }
 }
@@ -337,32 +366,32 @@ mod slot_tests {
     fn keys_sharing_a_hash_and_long_keys_are_kept_apart_in_key_order() {
         let e = MemoryEngine::new();
         let long = vec![b'z'; 10_000];
-        e.apply(5, &long, Entry::value(Version { ts: 1, node: 1 }, Bytes::from_static(b"L")));
-        e.apply(5, b"a", Entry::value(Version { ts: 1, node: 1 }, Bytes::from_static(b"S")));
-        e.apply(4, &long, Entry::value(Version { ts: 1, node: 1 }, Bytes::from_static(b"H")));
-        assert_eq!(e.get(5, &long).unwrap().value.unwrap(), Bytes::from_static(b"L"));
-        assert!(e.remove_if(5, &long, Version { ts: 1, node: 1 }));
+        e.apply(5, &long, Entry::value(Version { ts: 1, node: 1 }, Bytes::from_static(b"L"))).unwrap();
+        e.apply(5, b"a", Entry::value(Version { ts: 1, node: 1 }, Bytes::from_static(b"S"))).unwrap();
+        e.apply(4, &long, Entry::value(Version { ts: 1, node: 1 }, Bytes::from_static(b"H"))).unwrap();
+        assert_eq!(e.get(5, &long).unwrap().unwrap().value.unwrap(), Bytes::from_static(b"L"));
+        assert!(e.remove_if(5, &long, Version { ts: 1, node: 1 }).unwrap());
         let mut out = Vec::new();
-        e.scan(None, u64::MAX, 10, &mut out);
+        e.scan(None, u64::MAX, 10, &mut out).unwrap();
         let order: Vec<(u64, usize)> = out.iter().map(|(h, k, _)| (*h, k.len())).collect();
         assert_eq!(order, vec![(4, 10_000), (5, 1)]);
 
         // Three keys on one hash: each kept, scanned in key order, removable one by one.
         let v = |ts| Version { ts, node: 1 };
         for k in [&b"c"[..], b"a", b"b"] {
-            e.apply(9, k, Entry::value(v(1), Bytes::copy_from_slice(k)));
+            e.apply(9, k, Entry::value(v(1), Bytes::copy_from_slice(k))).unwrap();
         }
-        assert_eq!(e.apply(9, b"b", Entry::tombstone(v(2))), Applied::Stored);
+        assert_eq!(e.apply(9, b"b", Entry::tombstone(v(2))).unwrap(), Applied::Stored);
         let mut out = Vec::new();
-        let cursor = e.scan(Some(&Cursor { hash: 9, key: Bytes::from_static(b"a") }), 9, 10, &mut out);
+        let cursor = e.scan(Some(&Cursor { hash: 9, key: Bytes::from_static(b"a") }), 9, 10, &mut out).unwrap();
         assert_eq!(cursor, None);
         let keys: Vec<&[u8]> = out.iter().map(|(_, k, _)| &k[..]).collect();
         assert_eq!(keys, vec![&b"b"[..], b"c"]);
-        assert!(e.remove_if(9, b"a", v(1)));
-        assert!(e.remove_if(9, b"c", v(1)));
-        assert!(!e.remove_if(9, b"b", v(1)), "b is at version 2 now");
-        assert!(e.remove_if(9, b"b", v(2)));
-        assert_eq!(e.get(9, b"b"), None);
+        assert!(e.remove_if(9, b"a", v(1)).unwrap());
+        assert!(e.remove_if(9, b"c", v(1)).unwrap());
+        assert!(!e.remove_if(9, b"b", v(1)).unwrap(), "b is at version 2 now");
+        assert!(e.remove_if(9, b"b", v(2)).unwrap());
+        assert_eq!(e.get(9, b"b").unwrap(), None);
         assert_eq!(e.stats(), EngineStats { keys: 2, bytes: 10_001 + 2, tombstones: 0 });
     }
 }

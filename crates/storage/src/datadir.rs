@@ -1,0 +1,273 @@
+//! A node's data directory: who the node is, which cluster it belongs to, and where the engine
+//! keeps its files.
+//!
+//! ```text
+//! DIR/LOCK       held (flock) while a process uses the directory: two nodes never share one
+//! DIR/dkv.json   {"format":1,"cluster":"dkv","id":"…","tokens":[…]}, replaced atomically
+//! DIR/store/     the durable engine's files
+//! DIR/*.json|bin other small state the node keeps (last view, pending hints), replaced atomically
+//! ```
+//!
+//! Opening refuses, with a message that says what to do, a directory of another data format or
+//! another cluster, one in use by another process, and one whose `dkv.json` is unreadable or
+//! missing beside existing data. It never rewrites a file it could not read: a damaged directory
+//! is left exactly as it was found, for an operator to inspect.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the on-disk layout (this file and the engine's key/value encoding). Bump it on any
+/// incompatible change; a node refuses directories of any other version.
+pub const FORMAT_VERSION: u32 = 1;
+
+const META: &str = "dkv.json";
+const LOCK: &str = "LOCK";
+const STORE: &str = "store";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error("data directory {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("data directory {0} is in use by another dkv process (its LOCK file is held); stop that process or pick another --data-dir")]
+    Locked(PathBuf),
+    #[error("{path} is unreadable ({reason}); dkv will not overwrite it: restore it, or move the directory away to start this node afresh")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{path} holds data format {found}, this dkv reads format {FORMAT_VERSION}; run the dkv version that wrote it, or move the directory away")]
+    Version { path: PathBuf, found: u32 },
+    #[error("{path} belongs to cluster {found:?}, this node was started for cluster {wanted:?}; pass --cluster-name {found} or use another --data-dir")]
+    ForeignCluster { path: PathBuf, found: String, wanted: String },
+    #[error("{0} holds data but no dkv.json; dkv will not guess whose data it is: restore dkv.json, or move the directory away")]
+    MissingMeta(PathBuf),
+}
+
+/// The node's identity as kept on disk: its id and ring tokens, once the seed assigned them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub id: u64,
+    pub tokens: Vec<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Meta {
+    format: u32,
+    cluster: String,
+    /// Hex, like node ids everywhere else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tokens: Option<Vec<u64>>,
+    /// The node left the cluster for good and handed its data off: at next open the store is
+    /// emptied, so that old data cannot come back as a new node's (deleted keys whose tombstones
+    /// were since purged would otherwise reappear).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    left: bool,
+}
+
+pub struct DataDir {
+    path: PathBuf,
+    meta: Meta,
+    /// Held for the life of this value; the OS releases the lock when the process dies.
+    _lock: File,
+}
+
+impl DataDir {
+    /// Open (creating if needed) the data directory of a node of `cluster`.
+    pub fn open(path: &Path, cluster: &str) -> Result<DataDir, DataDirError> {
+        let io_err = |source| DataDirError::Io { path: path.to_path_buf(), source };
+        fs::create_dir_all(path).map_err(io_err)?;
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(path.join(LOCK)).map_err(io_err)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(DataDirError::Locked(path.to_path_buf())),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
+        }
+        let meta_path = path.join(META);
+        let meta = match fs::read(&meta_path) {
+            Ok(bytes) => {
+                let meta = parse_meta(&meta_path, &bytes)?;
+                if meta.cluster != cluster {
+                    return Err(DataDirError::ForeignCluster {
+                        path: meta_path,
+                        found: meta.cluster,
+                        wanted: cluster.to_string(),
+                    });
+                }
+                meta
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if path.join(STORE).exists() {
+                    return Err(DataDirError::MissingMeta(path.to_path_buf()));
+                }
+                let meta =
+                    Meta { format: FORMAT_VERSION, cluster: cluster.to_string(), id: None, tokens: None, left: false };
+                write_atomic(path, META, &to_json(&meta)).map_err(io_err)?;
+                meta
+            }
+            Err(e) => return Err(io_err(e)),
+        };
+        let mut dir = DataDir { path: path.to_path_buf(), meta, _lock: lock };
+        if dir.meta.left {
+            let store = dir.store_path();
+            match fs::remove_dir_all(&store) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(DataDirError::Io { path: store, source: e })
+                }
+                _ => {}
+            }
+            dir.meta.left = false;
+            dir.set_identity(None).map_err(io_err)?;
+        }
+        Ok(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where the durable engine keeps its files.
+    pub fn store_path(&self) -> PathBuf {
+        self.path.join(STORE)
+    }
+
+    pub fn cluster(&self) -> &str {
+        &self.meta.cluster
+    }
+
+    /// The id and tokens this node had, if it ever registered.
+    pub fn identity(&self) -> Result<Option<Identity>, DataDirError> {
+        let (Some(id), Some(tokens)) = (&self.meta.id, &self.meta.tokens) else { return Ok(None) };
+        let id = u64::from_str_radix(id, 16).map_err(|e| DataDirError::Corrupt {
+            path: self.path.join(META),
+            reason: format!("node id {id:?} is not hex: {e}"),
+        })?;
+        Ok(Some(Identity { id, tokens: tokens.clone() }))
+    }
+
+    /// Record the identity (atomically: a crash leaves the old file or the new one, never half).
+    pub fn set_identity(&mut self, identity: Option<&Identity>) -> io::Result<()> {
+        let mut meta = self.meta.clone();
+        meta.id = identity.map(|i| format!("{:016x}", i.id));
+        meta.tokens = identity.map(|i| i.tokens.clone());
+        write_atomic(&self.path, META, &to_json(&meta))?;
+        self.meta = meta;
+        Ok(())
+    }
+
+    /// Record that this node left the cluster: its identity is dropped now and its data at the
+    /// next open.
+    pub fn mark_left(&mut self) -> io::Result<()> {
+        let meta = Meta { id: None, tokens: None, left: true, ..self.meta.clone() };
+        write_atomic(&self.path, META, &to_json(&meta))?;
+        self.meta = meta;
+        Ok(())
+    }
+
+    /// Contents of a small state file, `None` if it does not exist.
+    pub fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.path.join(name)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replace a small state file atomically and durably.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        write_atomic(&self.path, name, bytes)
+    }
+
+    pub fn remove(&self, name: &str) -> io::Result<()> {
+        match fs::remove_file(self.path.join(name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn parse_meta(path: &Path, bytes: &[u8]) -> Result<Meta, DataDirError> {
+    // Read the format first on its own, so a future layout with other fields still gets the
+    // clear "wrong format" answer rather than a parse error.
+    #[derive(Deserialize)]
+    struct FormatOnly {
+        format: u32,
+    }
+    let corrupt = |e: serde_json::Error| DataDirError::Corrupt { path: path.to_path_buf(), reason: e.to_string() };
+    let FormatOnly { format } = serde_json::from_slice(bytes).map_err(corrupt)?;
+    if format != FORMAT_VERSION {
+        return Err(DataDirError::Version { path: path.to_path_buf(), found: format });
+    }
+    serde_json::from_slice(bytes).map_err(corrupt)
+}
+
+fn to_json(meta: &Meta) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(meta).expect("plain struct serializes");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// Write `dir/name` via a temporary file, fsync, rename, fsync the directory.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, dir.join(name))?;
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("dkv-datadir-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        p
+    }
+
+    #[test]
+    fn identity_survives_reopen_and_the_lock_excludes_a_second_opener() {
+        let p = tmp("identity");
+        let mut d = DataDir::open(&p, "c1").unwrap();
+        assert_eq!(d.identity().unwrap(), None);
+        assert!(matches!(DataDir::open(&p, "c1"), Err(DataDirError::Locked(_))));
+        let id = Identity { id: 0xabc, tokens: vec![1, 2, 3] };
+        d.set_identity(Some(&id)).unwrap();
+        drop(d);
+        let mut d = DataDir::open(&p, "c1").unwrap();
+        assert_eq!(d.identity().unwrap(), Some(id));
+
+        fs::create_dir(d.store_path()).unwrap();
+        d.mark_left().unwrap();
+        drop(d);
+        let d = DataDir::open(&p, "c1").unwrap();
+        assert_eq!(d.identity().unwrap(), None);
+        assert!(!d.store_path().exists(), "a node that left starts afresh");
+        fs::remove_dir_all(&p).unwrap();
+    }
+
+    #[test]
+    fn refuses_other_clusters_other_formats_and_damaged_files_without_touching_them() {
+        let p = tmp("refuse");
+        drop(DataDir::open(&p, "c1").unwrap());
+        assert!(matches!(DataDir::open(&p, "c2"), Err(DataDirError::ForeignCluster { .. })));
+
+        let meta = p.join(META);
+        fs::write(&meta, br#"{"format":99,"cluster":"c1"}"#).unwrap();
+        let err = DataDir::open(&p, "c1").err().unwrap();
+        assert!(matches!(err, DataDirError::Version { found: 99, .. }), "{err}");
+
+        fs::write(&meta, br#"{"format":1,"clus"#).unwrap();
+        let err = DataDir::open(&p, "c1").err().unwrap();
+        assert!(matches!(err, DataDirError::Corrupt { .. }), "{err}");
+        assert_eq!(fs::read(&meta).unwrap(), br#"{"format":1,"clus"#, "left as found");
+
+        fs::remove_file(&meta).unwrap();
+        fs::create_dir(p.join(STORE)).unwrap();
+        assert!(matches!(DataDir::open(&p, "c1"), Err(DataDirError::MissingMeta(_))));
+        fs::remove_dir_all(&p).unwrap();
+    }
+}
