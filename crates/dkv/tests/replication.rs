@@ -12,67 +12,6 @@ use common::*;
 use dkv::client::Client;
 use http::{Method, StatusCode};
 
-/// Writers through random live nodes: each key written once with a unique value. Returns the
-/// acknowledged pairs and the keys whose write failed (they may or may not exist).
-struct Writers {
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<(String, String)>>>,
-    failed: Arc<Mutex<Vec<String>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Writers {
-    fn start(addrs: Arc<Mutex<Vec<String>>>, writers: usize, phase: usize) -> Writers {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let failed = Arc::new(Mutex::new(Vec::new()));
-        let tasks = (0..writers)
-            .map(|w| {
-                let (stop, acked, failed, addrs) = (stop.clone(), acked.clone(), failed.clone(), addrs.clone());
-                tokio::spawn(async move {
-                    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-                    for i in 0..20_000usize {
-                        if stop.load(Ordering::Relaxed) || tokio::time::Instant::now() > deadline {
-                            return;
-                        }
-                        let addr = {
-                            let a = addrs.lock().unwrap();
-                            a[rand::random::<u32>() as usize % a.len()].clone()
-                        };
-                        let (k, v) =
-                            (format!("p{phase}w{w}-{i}"), format!("value {phase}/{w}/{i} {}", "z".repeat(i % 40)));
-                        match Client::new(&addr).put(k.as_bytes(), v.clone().into_bytes()).await {
-                            Ok(()) => acked.lock().unwrap().push((k, v)),
-                            Err(_) => failed.lock().unwrap().push(k),
-                        }
-                    }
-                })
-            })
-            .collect();
-        Writers { stop, acked, failed, tasks }
-    }
-
-    fn acked_count(&self) -> usize {
-        self.acked.lock().unwrap().len()
-    }
-
-    async fn wait_more(&self, more: usize) {
-        let target = self.acked_count() + more;
-        eventually(Duration::from_secs(60), &format!("{target} acknowledged writes"), || async {
-            (self.acked_count() >= target).then_some(())
-        })
-        .await;
-    }
-
-    async fn finish(self) -> (Vec<(String, String)>, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            t.await.unwrap();
-        }
-        (self.acked.lock().unwrap().clone(), self.failed.lock().unwrap().clone())
-    }
-}
-
 async fn read_all(c: &Cluster, via: &[usize], data: &[(String, String)], query: &str) -> Vec<String> {
     let mut bad = Vec::new();
     for (i, (k, v)) in data.iter().enumerate() {

@@ -6,6 +6,8 @@
 
 use std::future::Future;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dkv::client::Client;
@@ -62,6 +64,8 @@ where
 pub struct Proc {
     pub child: Child,
     pub addr: String,
+    /// The arguments it was started with, to start it again (see [`Cluster::restart_node`]).
+    pub args: Vec<String>,
 }
 
 impl Proc {
@@ -101,6 +105,27 @@ pub struct Cluster {
     pub nodes: Vec<Proc>,
     /// Extra flags given to every node started.
     pub node_flags: Vec<String>,
+    /// With durable nodes: node `i` keeps its data in `data_root/node-i` (removed at drop).
+    pub data_root: Option<std::path::PathBuf>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            let _ = n.child.kill();
+            let _ = n.child.wait();
+        }
+        if let Some(root) = &self.data_root {
+            let _ = std::fs::remove_dir_all(root);
+        }
+    }
+}
+
+/// A fresh directory under the system temp dir for one test's data.
+pub fn temp_root(name: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("dkv-test-{name}-{}-{}", std::process::id(), rand::random::<u32>()));
+    std::fs::create_dir_all(&p).expect("create a temp dir");
+    p
 }
 
 impl Cluster {
@@ -116,13 +141,53 @@ impl Cluster {
     pub async fn start_full(n: usize, node_flags: &[&str], node_ttl: &str) -> Cluster {
         let seed_addr = format!("127.0.0.1:{}", free_port());
         let seed = spawn_seed_with_ttl(&seed_addr, node_ttl);
-        let mut c = Cluster { seed, nodes: Vec::new(), node_flags: node_flags.iter().map(|s| s.to_string()).collect() };
+        let mut c = Cluster {
+            seed,
+            nodes: Vec::new(),
+            node_flags: node_flags.iter().map(|s| s.to_string()).collect(),
+            data_root: None,
+        };
         c.wait_seed().await;
         for _ in 0..n {
             c.add_node();
         }
         c.wait_normal(n).await;
         c
+    }
+
+    /// A cluster of nodes that each keep their data in a directory of their own.
+    pub async fn start_durable(n: usize, node_flags: &[&str], node_ttl: &str) -> Cluster {
+        let seed_addr = format!("127.0.0.1:{}", free_port());
+        let seed = spawn_seed_with_ttl(&seed_addr, node_ttl);
+        let mut c = Cluster {
+            seed,
+            nodes: Vec::new(),
+            node_flags: node_flags.iter().map(|s| s.to_string()).collect(),
+            data_root: Some(temp_root("durable")),
+        };
+        c.wait_seed().await;
+        for _ in 0..n {
+            c.add_node();
+        }
+        c.wait_normal(n).await;
+        c
+    }
+
+    pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
+        self.data_root.as_ref().expect("a durable cluster").join(format!("node-{i}"))
+    }
+
+    /// SIGKILL node `i` and wait until it is gone.
+    pub async fn kill_node(&mut self, i: usize) {
+        self.nodes[i].signal(libc::SIGKILL);
+        self.nodes[i].wait_exit(Duration::from_secs(10)).await;
+    }
+
+    /// Start node `i` again with the same arguments (same address, same data directory).
+    pub fn restart_node(&mut self, i: usize) {
+        let args = self.nodes[i].args.clone();
+        let child = dkv().args(&args).spawn().expect("spawn dkv node");
+        self.nodes[i].child = child;
     }
 
     pub fn seed_client(&self) -> Client {
@@ -141,8 +206,8 @@ impl Cluster {
     /// Start one more node; returns its index. Does not wait for it.
     pub fn add_node(&mut self) -> usize {
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut cmd = dkv();
-        cmd.args(["node", "--listen", &addr, "--advertise", &addr, "--seed", &self.seed.addr]);
+        let mut args: Vec<String> =
+            ["node", "--listen", &addr, "--advertise", &addr, "--seed", &self.seed.addr].map(String::from).to_vec();
         let defaults = [
             ("--heartbeat-interval", HEARTBEAT),
             ("--request-timeout", "2s"),
@@ -151,12 +216,15 @@ impl Cluster {
         ];
         for (flag, default) in defaults {
             if !self.node_flags.iter().any(|f| f == flag) {
-                cmd.args([flag, default]);
+                args.extend([flag.to_string(), default.to_string()]);
             }
         }
-        cmd.args(&self.node_flags);
-        let child = cmd.spawn().expect("spawn dkv node");
-        self.nodes.push(Proc { child, addr });
+        args.extend(self.node_flags.iter().cloned());
+        if self.data_root.is_some() {
+            args.extend(["--data-dir".to_string(), self.data_dir(self.nodes.len()).display().to_string()]);
+        }
+        let child = dkv().args(&args).spawn().expect("spawn dkv node");
+        self.nodes.push(Proc { child, addr, args });
         self.nodes.len() - 1
     }
 
@@ -238,9 +306,11 @@ impl Cluster {
         decode::<ReadResponse>(&body).expect("read response").entry
     }
 
+    /// Start the seed again with the arguments it had (after it was killed).
     pub fn restart_seed(&mut self) {
-        let addr = self.seed.addr.clone();
-        self.seed = spawn_seed(&addr);
+        let args = self.seed.args.clone();
+        let child = dkv().args(&args).spawn().expect("spawn dkv seed");
+        self.seed.child = child;
     }
 }
 
@@ -249,8 +319,9 @@ pub fn spawn_seed(addr: &str) -> Proc {
 }
 
 pub fn spawn_seed_with_ttl(addr: &str, ttl: &str) -> Proc {
-    let child = dkv().args(["seed", "--listen", addr, "--node-ttl", ttl]).spawn().expect("spawn dkv seed");
-    Proc { child, addr: addr.to_string() }
+    let args: Vec<String> = ["seed", "--listen", addr, "--node-ttl", ttl].map(String::from).to_vec();
+    let child = dkv().args(&args).spawn().expect("spawn dkv seed");
+    Proc { child, addr: addr.to_string(), args }
 }
 
 /// `count` keys `prefix0..` with values derived from the key.
@@ -280,4 +351,74 @@ pub async fn missing(c: &Cluster, via: &[usize], data: &[(String, String)]) -> V
         }
     }
     bad
+}
+
+/// Writers through random live nodes: each key written once with a unique value. Returns the
+/// acknowledged pairs and the keys whose write failed (they may or may not exist).
+pub struct Writers {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<(String, String)>>>,
+    failed: Arc<Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Writers {
+    pub fn start(addrs: Arc<Mutex<Vec<String>>>, writers: usize, phase: usize) -> Writers {
+        Self::start_with(addrs, writers, phase, "")
+    }
+
+    /// Like `start`, with `query` (e.g. `&w=all`) added to every PUT.
+    pub fn start_with(addrs: Arc<Mutex<Vec<String>>>, writers: usize, phase: usize, query: &'static str) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::new(Mutex::new(Vec::new()));
+        let tasks = (0..writers)
+            .map(|w| {
+                let (stop, acked, failed, addrs) = (stop.clone(), acked.clone(), failed.clone(), addrs.clone());
+                tokio::spawn(async move {
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+                    for i in 0..20_000usize {
+                        if stop.load(Ordering::Relaxed) || tokio::time::Instant::now() > deadline {
+                            return;
+                        }
+                        let addr = {
+                            let a = addrs.lock().unwrap();
+                            a[rand::random::<u32>() as usize % a.len()].clone()
+                        };
+                        let (k, v) =
+                            (format!("p{phase}w{w}-{i}"), format!("value {phase}/{w}/{i} {}", "z".repeat(i % 40)));
+                        let pq = format!("/put?key={}{query}", dkv::client::encode_key(k.as_bytes()));
+                        let body = Some(bytes::Bytes::from(v.clone().into_bytes()));
+                        match Client::new(&addr).raw(http::Method::PUT, &pq, body).await {
+                            Ok((status, _)) if status == http::StatusCode::NO_CONTENT => {
+                                acked.lock().unwrap().push((k, v))
+                            }
+                            _ => failed.lock().unwrap().push(k),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Writers { stop, acked, failed, tasks }
+    }
+
+    pub fn acked_count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    pub async fn wait_more(&self, more: usize) {
+        let target = self.acked_count() + more;
+        eventually(Duration::from_secs(60), &format!("{target} acknowledged writes"), || async {
+            (self.acked_count() >= target).then_some(())
+        })
+        .await;
+    }
+
+    pub async fn finish(self) -> (Vec<(String, String)>, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        (self.acked.lock().unwrap().clone(), self.failed.lock().unwrap().clone())
+    }
 }

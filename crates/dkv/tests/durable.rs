@@ -1,0 +1,203 @@
+//! Durable nodes (`--data-dir`): killed with SIGKILL mid-write and restarted on the same
+//! directory, they come back as themselves with every write they acknowledged; a damaged or
+//! foreign data directory is refused without being touched.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// Members as (id, addr, tokens), sorted, from a `/nodes` view.
+fn ring(view: &Value) -> Vec<(String, String, Vec<u64>)> {
+    let mut out: Vec<_> = view["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|m| {
+            let tokens = m["tokens"].as_array().expect("tokens").iter().map(|t| t.as_u64().expect("u64")).collect();
+            (m["id"].as_str().expect("id").to_string(), m["addr"].as_str().expect("addr").to_string(), tokens)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+async fn stat(c: &Cluster, i: usize, path: &str) -> u64 {
+    let s = c.client(i).json("/stats").await.expect("stats");
+    path.split('.').fold(&s, |v, k| &v[k]).as_u64().unwrap_or_else(|| panic!("no {path} in {s}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_killed_mid_write_with_fsync_always_restarts_as_itself_with_every_write_it_acknowledged() {
+    // A TTL far above the restart time: the seed must not expire the node, so nothing moves.
+    let mut c = Cluster::start_durable(3, &["--fsync", "always", "--anti-entropy-interval", "0s"], "30s").await;
+    let before = ring(&c.seed_view().await.expect("view"));
+    let victim = 1;
+    let id_before = c.client(victim).json("/health").await.expect("health")["id"].clone();
+
+    // w=all: a 204 means every replica, the victim included, acknowledged the write. With N=3 on
+    // 3 nodes every key has the victim as a replica.
+    let addrs = Arc::new(Mutex::new(vec![c.nodes[0].addr.clone(), c.nodes[2].addr.clone()]));
+    let writers = Writers::start_with(addrs, 4, 0, "&w=all");
+    writers.wait_more(200).await;
+    c.kill_node(victim).await;
+    let (acked, _) = writers.finish().await;
+    assert!(acked.len() >= 200, "only {} writes acknowledged", acked.len());
+
+    c.restart_node(victim);
+    c.wait_normal(3).await;
+    assert_eq!(c.client(victim).json("/health").await.expect("health")["id"], id_before, "same id");
+    // Anti-entropy is off and w=all writes leave no hints for the victim, so what it holds now
+    // is what it had on disk.
+    let mut lost = Vec::new();
+    for (k, v) in &acked {
+        match c.local_entry(victim, k.as_bytes()).await.and_then(|e| e.value) {
+            Some(got) if got == v.as_bytes() => {}
+            other => lost.push(format!("{k}: {other:?}")),
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes missing after restart: {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
+
+    let after = ring(&c.seed_view().await.expect("view"));
+    assert_eq!(after, before, "same members, addresses and tokens");
+    for i in 0..3 {
+        assert_eq!(stat(&c, i, "requests.moved_in").await, 0, "node {i} received moved keys");
+    }
+    assert!(missing(&c, &[0, 1, 2], &acked).await.is_empty(), "every acknowledged write reads back");
+    // What it missed while down (writes the others took, kept as hints) reaches it, with
+    // anti-entropy off: each node ends up holding every key.
+    let on_0 = stat(&c, 0, "keys").await;
+    eventually(Duration::from_secs(20), "the restarted node to catch up through hints", || async {
+        (stat(&c, victim, "keys").await == on_0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_every_node_and_the_seed_loses_no_acknowledged_write() {
+    let mut c = Cluster::start_durable(3, &["--fsync", "always"], "5s").await;
+    let ids: Vec<Value> = {
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            ids.push(c.client(i).json("/health").await.expect("health")["id"].clone());
+        }
+        ids
+    };
+    let before = ring(&c.seed_view().await.expect("view"));
+    let addrs = Arc::new(Mutex::new(c.nodes.iter().map(|n| n.addr.clone()).collect()));
+    let writers = Writers::start(addrs, 4, 0);
+    writers.wait_more(300).await;
+    // Everything dies at once, in the middle of the writes.
+    c.seed.signal(libc::SIGKILL);
+    for i in 0..3 {
+        c.nodes[i].signal(libc::SIGKILL);
+    }
+    let (acked, _) = writers.finish().await;
+    c.seed.wait_exit(Duration::from_secs(10)).await;
+    for i in 0..3 {
+        c.nodes[i].wait_exit(Duration::from_secs(10)).await;
+    }
+
+    c.restart_seed();
+    c.wait_seed().await;
+    for i in 0..3 {
+        c.restart_node(i);
+    }
+    c.wait_normal(3).await;
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(&c.client(i).json("/health").await.expect("health")["id"], id, "node {i} kept its id");
+    }
+    assert_eq!(ring(&c.seed_view().await.expect("view")), before, "the seed rebuilt the same ring");
+    let bad = missing(&c, &[0, 1, 2], &acked).await;
+    assert!(
+        bad.is_empty(),
+        "{} of {} acknowledged writes lost: {:?}",
+        bad.len(),
+        acked.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_stops_a_durable_node_and_dkv_leave_removes_it_for_good() {
+    let mut c = Cluster::start_durable(3, &[], "30s").await;
+    let data = dataset("keep", 60);
+    write_all(&c, &[0, 1, 2], &data).await;
+    let id = c.client(2).json("/health").await.expect("health")["id"].as_str().expect("id").to_string();
+
+    // SIGTERM: a stop, not a leave: the node exits and stays a member, and comes back as itself.
+    c.nodes[2].signal(libc::SIGTERM);
+    assert_eq!(c.nodes[2].wait_exit(Duration::from_secs(10)).await, Some(0));
+    let view = c.seed_view().await.expect("view");
+    assert!(view["nodes"].as_array().unwrap().iter().any(|m| m["id"] == id), "still a member after SIGTERM");
+    c.restart_node(2);
+    c.wait_normal(3).await;
+    assert_eq!(c.client(2).json("/health").await.expect("health")["id"], id);
+    assert_eq!(stat(&c, 2, "keys").await, 60, "its copies came back from disk");
+
+    // dkv leave: hands every key off, exits, and the seed forgets it.
+    let out = dkv().args(["leave", "--node", &c.nodes[2].addr]).output().expect("run dkv leave");
+    assert!(out.status.success(), "dkv leave: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(c.nodes[2].wait_exit(Duration::from_secs(20)).await, Some(0));
+    c.wait_normal(2).await;
+    assert!(missing(&c, &[0, 1], &data).await.is_empty());
+    c.wait_total_keys(&[0, 1], 2 * 60).await;
+    let meta = std::fs::read_to_string(c.data_dir(2).join("dkv.json")).expect("dkv.json");
+    assert!(!meta.contains(&id), "the identity is dropped after a leave: {meta}");
+}
+
+/// Run `dkv node` on `dir` against a seed that is not there: it must fail before it needs one.
+fn node_on(dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let seed = format!("127.0.0.1:{}", free_port());
+    let mut cmd = dkv();
+    cmd.args(["node", "--listen", &addr, "--seed", &seed, "--data-dir"]).arg(dir).args(extra);
+    let mut child =
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("spawn");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("try_wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("dkv node on a bad data directory kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn a_bad_data_directory_is_refused_with_a_clear_error_and_left_untouched() {
+    let root = temp_root("baddir");
+    let dir = root.join("node");
+    std::fs::create_dir_all(&dir).unwrap();
+    let meta = dir.join("dkv.json");
+    let cases: [(&str, &[u8], &[&str], &str); 3] = [
+        ("wrong version", br#"{"format":7,"cluster":"dkv"}"#, &[], "data format 7"),
+        ("foreign cluster", br#"{"format":1,"cluster":"blue"}"#, &[], "belongs to cluster \"blue\""),
+        ("truncated file", br#"{"format":1,"clus"#, &[], "unreadable"),
+    ];
+    for (what, contents, extra, expect) in cases {
+        std::fs::write(&meta, contents).unwrap();
+        let out = node_on(&dir, extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{what}: must fail");
+        assert!(stderr.contains(expect), "{what}: error should say {expect:?}, got: {stderr}");
+        assert_eq!(std::fs::read(&meta).unwrap(), contents, "{what}: dkv.json left as it was");
+    }
+    // Data without its dkv.json: refused rather than adopted.
+    std::fs::remove_file(&meta).unwrap();
+    std::fs::create_dir_all(dir.join("store")).unwrap();
+    let out = node_on(&dir, &[]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no dkv.json"));
+    std::fs::remove_dir_all(&root).unwrap();
+}
