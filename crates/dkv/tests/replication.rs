@@ -3,13 +3,11 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use dkv::client::Client;
 use http::{Method, StatusCode};
 
 async fn read_all(c: &Cluster, via: &[usize], data: &[(String, String)], query: &str) -> Vec<String> {
