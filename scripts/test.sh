@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command: every Rust test of the workspace, then the Docker Compose tests
-# (scripts/compose-test.sh, then scripts/compose-partition-test.sh).
+# (scripts/compose-test.sh, scripts/compose-restart-test.sh, scripts/compose-partition-test.sh).
 #     scripts/test.sh                # everything (what CI runs)
 #     scripts/test.sh --no-compose   # only the cargo tests (quick local run)
 # Exits non-zero if any part fails; every part runs even if an earlier one fails.
@@ -38,6 +38,12 @@ if [ "$COMPOSE" = 1 ]; then
     echo "== scripts/compose-test.sh"
     scripts/compose-test.sh; rc=$?
     summary+=("compose test: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
+    [ "$rc" -eq 0 ] || status=1
+
+    t0=$SECONDS
+    echo "== scripts/compose-restart-test.sh"
+    scripts/compose-restart-test.sh; rc=$?
+    summary+=("compose restart test: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
     [ "$rc" -eq 0 ] || status=1
 
     t0=$SECONDS

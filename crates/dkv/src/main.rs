@@ -62,7 +62,8 @@ async fn main() {
             }
         }
         Command::Node(a) => {
-            init_logs("info");
+            // The storage engine's own progress lines (flushes, compactions) are debug detail.
+            init_logs("info,fjall=warn,lsm_tree=warn");
             let config = NodeConfig {
                 listen: a.listen,
                 advertise: a.advertise,

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The Docker Compose restart test: every kv-node keeps its identity and keys in its /data
+# volume, so restarting or killing all of them at once loses nothing.
+#
+#   1. `compose up --build --scale kv-node=3`; wait until the seed lists 3 normal members and
+#      every container is healthy
+#   2. 300 keys written through rotating nodes (all 204); the members' ids and tokens noted
+#   3. `compose restart kv-node` (SIGTERM, which with a data directory stops a node rather
+#      than making it leave): 3 normal members again, the same ids and tokens
+#   4. every key reads back exact through rotating nodes
+#   5. `compose kill kv-node` (SIGKILL, all three at once), then `compose up -d` with the same
+#      containers: 3 normal members again, the same ids and tokens
+#   6. every key reads back exact through each node
+#
+# Short timings (heartbeat 200ms) and a node TTL (20s) longer than a restart, so the seed keeps
+# the members while their containers are down and nothing has to move. Its own project name and
+# host ports (seed 19200, nodes 18213-18299); it always tears its project down.
+# Ends with "restart: P passed, F failed"; exit status 0 only when F is 0.
+#
+# Environment (all optional):
+#   RESTART_TEST_SEED_PORT   host port for the seed            (default 19200)
+#   RESTART_TEST_NODE_PORTS  host port range for the nodes     (default 18213-18299)
+#   RESTART_TEST_TIMEOUT     seconds allowed for each wait     (default 120)
+#   RESTART_TEST_KEEP=1      leave the cluster running afterwards (for debugging)
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+PROJECT="dkvrestart$$"
+KEYS=300
+TIMEOUT="${RESTART_TEST_TIMEOUT:-120}"
+TOTAL=6      # checks below; a check that cannot run counts as failed
+
+# Read by compose.yaml; the defaults there are the production ones.
+export DKV_NODE_TTL=20s
+export DKV_SEED_PORT="${RESTART_TEST_SEED_PORT:-19200}"
+export DKV_NODE_PORTS="${RESTART_TEST_NODE_PORTS:-18213-18299}"
+
+TEST_NAME=restart-test SUMMARY_LABEL=restart KEEP_VAR=RESTART_TEST_KEEP
+POLL=0.5 MEMBERS_DESC="total/normal"
+. "$ROOT/scripts/lib/compose-common.sh" || exit 2
+
+py_helper "$WORK/ct.py" <"$ROOT/scripts/lib/ct.py"
+ct() { python3 "$WORK/ct.py" "$@"; }
+seed_members() { ct members "$@"; }   # "total normal"
+
+# same_ring: the seed lists the members and tokens noted in $RING (sets LAST_OUT).
+same_ring() {
+    LAST_OUT="$(ct ring "$SEED_URL" 2>&1)" || return 1
+    [ "$LAST_OUT" = "$RING" ]
+}
+
+# after DESCRIPTION: the cluster is back with 3 normal members and the same ring.
+back_as_before() {
+    if wait_for "$TIMEOUT" "3 normal members, all containers healthy" cluster_is 3 \
+        && wait_for 10 "the same ids and tokens" same_ring; then
+        pass "$1: 3 normal members, same ids and tokens ($RING)"
+    else
+        fail "$1: not back as the same 3 members within ${TIMEOUT}s (seed shows: ${LAST_OUT:-?}; before: $RING)"
+        node_urls || true
+    fi
+}
+
+# 1
+start_cluster
+
+# 2
+if ct write "$KEYS" "${NODE_URLS[@]}" && RING="$(ct ring "$SEED_URL")"; then
+    pass "$KEYS keys written through rotating nodes (all 204); ring: $RING"
+else
+    abort "$KEYS keys written through rotating nodes"
+fi
+
+# 3 and 4
+say "compose restart kv-node"
+if compose restart kv-node >"$WORK/restart.log" 2>&1; then
+    back_as_before "after compose restart"
+else
+    cat "$WORK/restart.log"
+    fail "compose restart kv-node failed"
+fi
+if [ "${#NODE_URLS[@]}" -gt 0 ] && ct read "$KEYS" "${NODE_URLS[@]}"; then
+    pass "after compose restart: all $KEYS keys read back exact through rotating nodes"
+else
+    fail "after compose restart: all $KEYS keys read back exact through rotating nodes"
+fi
+
+# 5 and 6
+say "compose kill kv-node, then compose up -d --no-recreate --scale kv-node=3"
+if compose kill kv-node >"$WORK/kill.log" 2>&1 \
+    && compose up -d --no-recreate --scale kv-node=3 >"$WORK/up-again.log" 2>&1; then
+    back_as_before "after compose kill and up"
+else
+    cat "$WORK/kill.log" "$WORK/up-again.log"
+    fail "compose kill / up failed"
+fi
+if [ "${#NODE_URLS[@]}" -gt 0 ] && ct read-each "$KEYS" "${NODE_URLS[@]}"; then
+    pass "after compose kill and up: all $KEYS keys read back exact through each node"
+else
+    fail "after compose kill and up: all $KEYS keys read back exact through each node"
+fi
+
+finish
