@@ -198,12 +198,16 @@ pub async fn anti_entropy_loop(node: Node, mut stop: watch::Receiver<bool>) {
         return; // turned off
     }
     let mut changes = node.topo.subscribe();
+    // The first round runs as soon as the node serves: a node restarted on its data directory
+    // catches up there on what it missed while it was down.
+    let mut first = true;
     loop {
-        let changed = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            r = changes.changed() => if r.is_err() { return } else { true },
-            _ = tokio::time::sleep(node.config.anti_entropy_interval) => false,
-        };
+        let changed = std::mem::take(&mut first)
+            || tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                r = changes.changed() => if r.is_err() { return } else { true },
+                _ = tokio::time::sleep(node.config.anti_entropy_interval) => false,
+            };
         if changed {
             // Let the other nodes adopt the same view, so both sides of a pair agree.
             tokio::time::sleep(node.config.heartbeat_interval).await;

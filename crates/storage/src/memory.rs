@@ -57,10 +57,6 @@ impl Record {
         &self.buf[..self.key_len as usize]
     }
 
-    fn value_len(&self) -> usize {
-        self.buf.len() - self.key_len as usize
-    }
-
     /// The entry, with its value copied out.
     fn entry(&self) -> Entry {
         if self.tombstone {
