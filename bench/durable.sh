@@ -28,11 +28,12 @@ P=$((21000 + RANDOM % 4000))
 SEED=127.0.0.1:$P
 taskset -c 1 $DKV seed --listen $SEED >/dev/null 2>&1 & PIDS+=($!)
 wait_http http://$SEED/health
-declare -A RESULT
+declare -A RESULT=()
+RUNS=0
 
 dkv_put() { # label, node flags...
   local label=$1; shift
-  local port=$((P + 1 + ${#RESULT[@]}))
+  RUNS=$((RUNS + 1)); local port=$((P + RUNS))
   taskset -c 1 $DKV node --listen 127.0.0.1:$port --seed $SEED --replication 1 "$@" >/dev/null 2>&1 &
   local pid=$!
   wait_http http://127.0.0.1:$port/health
@@ -40,7 +41,7 @@ dkv_put() { # label, node flags...
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 redis_put() { # label, appendfsync
-  local label=$1 port=$((P + 50 + ${#RESULT[@]})) dir="$TMP/redis-$2"
+  RUNS=$((RUNS + 1)); local label=$1 port=$((P + 50 + RUNS)) dir="$TMP/redis-$2"
   mkdir -p "$dir"
   taskset -c 1 redis-server --port $port --dir "$dir" --save '' --appendonly yes --appendfsync "$2" >/dev/null 2>&1 &
   local pid=$!
