@@ -48,6 +48,7 @@ export DKV_NODE_TTL=60s
 export DKV_ANTI_ENTROPY_INTERVAL=2s
 export DKV_SEED_PORT="${PARTITION_TEST_SEED_PORT:-19100}"
 export DKV_NODE_PORTS="${PARTITION_TEST_NODE_PORTS:-18113-18199}"
+export DKV_RESP_PORTS="16420-16439"
 
 # The framework: say/pass/fail/abort/finish, teardown on every exit, cluster_is, wait_for...
 TEST_NAME=partition-test SUMMARY_LABEL=partition KEEP_VAR=PARTITION_TEST_KEEP

@@ -36,6 +36,7 @@ TOTAL=6      # checks below; a check that cannot run counts as failed
 export DKV_NODE_TTL=20s
 export DKV_SEED_PORT="${RESTART_TEST_SEED_PORT:-19200}"
 export DKV_NODE_PORTS="${RESTART_TEST_NODE_PORTS:-18213-18299}"
+export DKV_RESP_PORTS="16400-16419"
 
 TEST_NAME=restart-test SUMMARY_LABEL=restart KEEP_VAR=RESTART_TEST_KEEP
 POLL=0.5 MEMBERS_DESC="total/normal"

@@ -3,7 +3,8 @@
 #
 #   1. `compose up --build --scale kv-node=3`; wait until the seed lists 3 normal members
 #      and every container is healthy
-#   2. the seed system's curl session, each request through a different node
+#   2. the seed system's curl session, each request through a different node; then redis-cli
+#      SET and GET through two other containers' RESP ports
 #   3. 300 keys with distinct values written through rotating nodes
 #   4. scale up to 5; 5. every key exact through rotating nodes
 #   6. scale down to 2 (3 nodes leave at once); 7. every key exact through both nodes;
@@ -30,7 +31,7 @@ cd "$ROOT"
 PROJECT="dkvtest$$"
 KEYS=300
 TIMEOUT="${COMPOSE_TEST_TIMEOUT:-120}"
-TOTAL=8      # checks below; a check that cannot run counts as failed
+TOTAL=9      # checks below; a check that cannot run counts as failed
 
 # Read by compose.yaml; the defaults there are the production ones.
 export DKV_NODE_TTL=3s
@@ -39,6 +40,7 @@ export DKV_NODE_TTL=3s
 export DKV_LEAVE_ON_STOP=true
 export DKV_SEED_PORT="${COMPOSE_TEST_SEED_PORT:-19000}"
 export DKV_NODE_PORTS="${COMPOSE_TEST_NODE_PORTS:-18013-18099}"
+export DKV_RESP_PORTS="16380-16399"
 
 # The framework: say/pass/fail/abort/finish, teardown on every exit, cluster_is, wait_for...
 TEST_NAME=compose-test SUMMARY_LABEL=compose KEEP_VAR=COMPOSE_TEST_KEEP
@@ -87,14 +89,31 @@ else
     fail "curl session through 3 nodes ($detail; want 204, 200 'John Doe', 204, 404)"
 fi
 
-# 3
+# 3: the Redis protocol through the published 6379 of two different containers
+resp_port() { docker port "$1" 6379/tcp 2>/dev/null | grep -m1 -E '^0\.0\.0\.0:[0-9]+$' | cut -d: -f2; }
+if ! command -v redis-cli >/dev/null; then
+    fail "RESP: redis-cli is not installed (apt-get install redis-tools)"
+else
+    r1="$(resp_port "${NODE_IDS[0]}")" r2="$(resp_port "${NODE_IDS[1]}")"
+    set_out="$(redis-cli -p "${r1:-0}" SET resp_key "over RESP" 2>&1)"
+    get_out="$(redis-cli -p "${r2:-0}" GET resp_key 2>&1)"
+    http_out="$(curl -sS -m 10 "${NODE_URLS[2]}/get?key=resp_key" 2>&1)"
+    redis-cli -p "${r1:-0}" DEL resp_key >/dev/null 2>&1
+    if [ "$set_out" = OK ] && [ "$get_out" = "over RESP" ] && [ "$http_out" = "over RESP" ]; then
+        pass "RESP: redis-cli SET via :$r1, GET via :$r2, and HTTP GET through a third node agree"
+    else
+        fail "RESP: SET via :${r1:-?} -> '$set_out', GET via :${r2:-?} -> '$get_out', HTTP -> '$http_out'"
+    fi
+fi
+
+# 4
 if ct write "$KEYS" "${NODE_URLS[@]}"; then
     pass "$KEYS keys written through rotating nodes (all 204)"
 else
     fail "$KEYS keys written through rotating nodes"
 fi
 
-# 4
+# 5
 say "scaling up: up -d --no-recreate --scale kv-node=5"
 if ! compose up -d --no-recreate --scale kv-node=5 >"$WORK/up5.log" 2>&1; then
     cat "$WORK/up5.log"
@@ -107,14 +126,14 @@ else
     node_urls || true
 fi
 
-# 5
+# 6
 if [ "${#NODE_URLS[@]}" -gt 0 ] && ct read "$KEYS" "${NODE_URLS[@]}"; then
     pass "after scale-up: all $KEYS keys read back exact through rotating nodes"
 else
     fail "after scale-up: all $KEYS keys read back exact through rotating nodes"
 fi
 
-# 6: three nodes leave at once; each hands its keys over before it exits
+# 7: three nodes leave at once; each hands its keys over before it exits
 say "scaling down: up -d --no-recreate --scale kv-node=2"
 t0=$SECONDS
 if ! compose up -d --no-recreate --scale kv-node=2 >"$WORK/up2.log" 2>&1; then
@@ -128,14 +147,14 @@ else
     node_urls || true
 fi
 
-# 7
+# 8
 if [ "${#NODE_URLS[@]}" -gt 0 ] && ct read-each "$KEYS" "${NODE_URLS[@]}"; then
     pass "after scale-down: all $KEYS keys read back exact through each of the ${#NODE_URLS[@]} nodes"
 else
     fail "after scale-down: all $KEYS keys read back exact through each remaining node"
 fi
 
-# 8: no key lost or duplicated beyond its replicas
+# 9: no key lost or duplicated beyond its replicas
 RF="${COMPOSE_TEST_RF:-}"
 if [ -z "$RF" ] && [ "${#NODE_URLS[@]}" -gt 0 ]; then
     RF="$(ct field "${NODE_URLS[0]}" /stats replication_factor,replicas 2>/dev/null || true)"

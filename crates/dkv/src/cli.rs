@@ -151,6 +151,9 @@ pub struct NodeArgs {
     /// Name of the cluster; a data directory or seed of another cluster is refused.
     #[arg(long, env = "DKV_CLUSTER_NAME", default_value = "dkv")]
     pub cluster_name: String,
+    /// Also serve the Redis protocol (RESP2) on this address, e.g. 0.0.0.0:6379.
+    #[arg(long, env = "DKV_RESP_LISTEN")]
+    pub resp_listen: Option<SocketAddr>,
 }
 
 #[derive(Args, Debug)]
@@ -176,6 +179,9 @@ pub struct UpArgs {
     /// Passed to every node (with --data-dir).
     #[arg(long, env = "DKV_FSYNC", value_enum, default_value = "periodic")]
     pub fsync: FsyncPolicy,
+    /// Node i (from 0) also serves the Redis protocol on 127.0.0.1:RESP_BASE_PORT+i.
+    #[arg(long, env = "DKV_RESP_BASE_PORT")]
+    pub resp_base_port: Option<u16>,
 }
 
 #[derive(Args, Debug)]

@@ -8,10 +8,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
 /// Bytes left as they are in a key: RFC 3986 unreserved characters.
-const KEY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -33,7 +31,7 @@ pub struct Client {
 }
 
 pub fn encode_key(key: &[u8]) -> String {
-    percent_encoding::percent_encode(key, KEY_ESCAPE).to_string()
+    dkv_node::query::encode_key(key)
 }
 
 impl Client {

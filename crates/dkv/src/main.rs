@@ -87,6 +87,7 @@ async fn main() {
                     FsyncPolicy::Periodic => Fsync::Periodic(a.fsync_interval),
                 },
                 data_dir: a.data_dir,
+                resp_listen: a.resp_listen,
                 cluster_name: a.cluster_name,
             };
             // A node with a data directory comes back with its data, so SIGTERM only stops it;

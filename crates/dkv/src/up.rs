@@ -94,6 +94,10 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
             "--heartbeat-interval".into(),
             hb.clone(),
         ];
+        if let Some(base) = args.resp_base_port {
+            let port = base.checked_add(i).ok_or("--resp-base-port + --nodes exceeds the port range")?;
+            argv.extend(["--resp-listen".into(), format!("127.0.0.1:{port}")]);
+        }
         if let Some(dir) = &args.data_dir {
             let fsync = args.fsync.to_possible_value().expect("no skipped variants").get_name().to_string();
             argv.extend(["--data-dir".into(), dir.join(format!("node-{i}")).display().to_string()]);
@@ -110,8 +114,11 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
     }
 
     say!("dkv cluster is up: seed http://{seed_addr}, {} nodes", nodes.len());
-    for (url, _) in &nodes {
-        say!("  node {url}");
+    for (i, (url, _)) in nodes.iter().enumerate() {
+        match args.resp_base_port {
+            Some(base) => say!("  node {url}  (RESP: redis-cli -p {})", base + i as u16),
+            None => say!("  node {url}"),
+        }
     }
     let (a, b) = (&nodes[0].0, &nodes[nodes.len().min(2) - 1].0);
     say!("try:\n  curl -X PUT -d 'John Doe' '{a}/put?key=user_123'\n  curl '{b}/get?key=user_123'");

@@ -189,13 +189,13 @@ async fn the_cluster_secret_guards_internal_and_membership_endpoints() {
     let seed_addr = format!("127.0.0.1:{}", free_port());
     let node_addr = format!("127.0.0.1:{}", free_port());
     let child = dkv().env("DKV_CLUSTER_SECRET", "s3cret").args(["seed", "--listen", &seed_addr]).spawn().unwrap();
-    let _seed = Proc { child, addr: seed_addr.clone(), args: Vec::new() };
+    let _seed = Proc { child, addr: seed_addr.clone(), args: Vec::new(), resp: None };
     let child = dkv()
         .env("DKV_CLUSTER_SECRET", "s3cret")
         .args(["node", "--listen", &node_addr, "--seed", &seed_addr, "--heartbeat-interval", HEARTBEAT])
         .spawn()
         .unwrap();
-    let _node = Proc { child, addr: node_addr.clone(), args: Vec::new() };
+    let _node = Proc { child, addr: node_addr.clone(), args: Vec::new(), resp: None };
     let node = dkv::client::Client::new(&node_addr);
     // The node registered with the secret and serves clients, who need none.
     eventually(std::time::Duration::from_secs(10), "the node to serve", || {

@@ -42,7 +42,7 @@ async fn up_starts_a_cluster_that_serves_and_ctrl_c_stops_every_process() {
 
     // SAFETY: kill(2) on the child this test started; SIGINT is what Ctrl-C sends.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let mut up = Proc { child, addr: "dkv up".into(), args: Vec::new() };
+    let mut up = Proc { child, addr: "dkv up".into(), args: Vec::new(), resp: None };
     assert_eq!(up.wait_exit(Duration::from_secs(20)).await, Some(0));
     for url in &urls {
         let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();

@@ -87,11 +87,43 @@ impl IntoResponse for NodeError {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Op {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
     Get,
     Put,
     Delete,
+}
+
+impl Op {
+    fn method(self) -> Method {
+        match self {
+            Op::Get => Method::GET,
+            Op::Put => Method::PUT,
+            Op::Delete => Method::DELETE,
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Op::Get => "/get",
+            Op::Put => "/put",
+            Op::Delete => "/delete",
+        }
+    }
+}
+
+/// One key operation from any front end (HTTP here, RESP in `resp/`): served here when this node
+/// is a replica, else forwarded to one. The answer is an HTTP response either way: 200 with the
+/// value, 204, 404, or an error status with a one-line text.
+pub(crate) async fn execute(node: &Node, op: Op, key: Bytes, value: Option<Bytes>) -> Result<Response, NodeError> {
+    if route(&node.topology(), key_hash(&key), 0) == Route::Local {
+        return serve_local(node, op, key, value, None).await;
+    }
+    let uri = format!("{}?key={}", op.path(), query::encode_key(&key));
+    let uri: http::Uri = uri.parse().map_err(|e| NodeError::Internal(format!("building a forward URI: {e}")))?;
+    let (parts, ()) =
+        http::Request::builder().method(op.method()).uri(uri).body(()).expect("valid request").into_parts();
+    dispatch(node, op, &parts, key, value, None, 0).await
 }
 
 async fn put_key(State(node): State<Node>, req: Request) -> Response {
@@ -123,12 +155,24 @@ async fn handle(node: Node, op: Op, req: Request) -> Result<Response, NodeError>
             Box::pin(node.refresh_to(epoch)).await;
         }
     }
+    dispatch(&node, op, &parts, key, value, level, hops).await
+}
+
+async fn dispatch(
+    node: &Node,
+    op: Op,
+    parts: &http::request::Parts,
+    key: Bytes,
+    value: Option<Bytes>,
+    level: Option<Level>,
+    hops: u8,
+) -> Result<Response, NodeError> {
     let hash = key_hash(&key);
     match route(&node.topology(), hash, hops) {
         Route::Unavailable(why) => Err(NodeError::Unavailable(why)),
-        Route::Local => serve_local(&node, op, key, value, level).await,
+        Route::Local => serve_local(node, op, key, value, level).await,
         // Forwarding is the cold path: boxed, so the local path's future stays small.
-        Route::Forward(_) => Box::pin(forward(&node, &parts, hash, hops, (key, value, level), op)).await,
+        Route::Forward(_) => Box::pin(forward(node, parts, hash, hops, (key, value, level), op)).await,
     }
 }
 

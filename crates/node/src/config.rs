@@ -53,6 +53,8 @@ pub struct NodeConfig {
     pub fsync: Fsync,
     /// Name of the cluster; a data directory or seed of another cluster is refused.
     pub cluster_name: String,
+    /// Address of the Redis-protocol listener, if any.
+    pub resp_listen: Option<SocketAddr>,
 }
 
 impl Default for NodeConfig {
@@ -78,6 +80,7 @@ impl Default for NodeConfig {
             data_dir: None,
             fsync: Fsync::Periodic(Duration::from_secs(1)),
             cluster_name: "dkv".into(),
+            resp_listen: None,
         }
     }
 }

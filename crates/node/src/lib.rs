@@ -9,7 +9,8 @@
 //! * `coordinator`: versioned reads and writes against a key's replicas, via `quorum`;
 //! * `mover`: data movement — pulling ranges on join, handing keys to their new owners after a
 //!   membership change, and handing everything off on leave;
-//! * `api` and `internal`: the public HTTP API and the node-to-node endpoints;
+//! * `api` and `internal`: the public HTTP API and the node-to-node endpoints; `resp`: the same
+//!   key operations over the Redis protocol;
 //! * `durability` and `local`: the `--fsync` policy (group commit) and what a node keeps in its
 //!   data directory besides its keys (identity, last view, pending hints);
 //! * `node`: start-up, background tasks and shutdown.
@@ -28,8 +29,9 @@ mod membership;
 mod mover;
 mod node;
 pub mod peer;
-mod query;
+pub mod query;
 mod quorum;
+pub mod resp;
 mod router;
 mod stats;
 pub mod wire;

@@ -140,6 +140,12 @@ pub async fn run(
     signal: impl Future<Output = Stop> + Send + 'static,
 ) -> Result<(), NodeError> {
     let opened = local::open(&config)?;
+    let resp_listener = match config.resp_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            NodeError::Unavailable(format!("cannot listen for RESP on {addr}: {e}; pick another --resp-listen"))
+        })?),
+        None => None,
+    };
     let bound = listener.local_addr().map_err(|e| NodeError::Internal(format!("listener address: {e}")))?;
     let addr = advertise_addr(&config, bound).await?;
     let peers = Peers::new(config.request_timeout, config.cluster_secret.as_deref());
@@ -189,7 +195,11 @@ pub async fn run(
     }));
 
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
-    let server = tokio::spawn(crate::api::serve(node.clone(), listener, server_stop_rx));
+    let server = tokio::spawn(crate::api::serve(node.clone(), listener, server_stop_rx.clone()));
+    if let Some(l) = resp_listener {
+        tracing::info!(addr = ?l.local_addr().ok(), "RESP listening");
+        tokio::spawn(crate::resp::serve(node.clone(), l, server_stop_rx));
+    }
     let (tasks_stop_tx, tasks_stop_rx) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(membership::heartbeat_loop(node.clone(), tasks_stop_rx.clone())),

@@ -2,10 +2,18 @@
 //! bytes, not to a `String` (form encoding: `+` is a space).
 
 use bytes::Bytes;
-use percent_encoding::percent_decode;
+use percent_encoding::{percent_decode, percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::consistency::Level;
 use crate::error::NodeError;
+
+/// Bytes left as they are in a key parameter; everything else is percent-encoded.
+const KEY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// `key` as the value of a `key=` query parameter.
+pub fn encode_key(key: &[u8]) -> String {
+    percent_encode(key, KEY_ESCAPE).to_string()
+}
 
 pub fn key(query: Option<&str>, max: usize) -> Result<Bytes, NodeError> {
     let raw = param(query.unwrap_or(""), "key")

@@ -66,6 +66,8 @@ pub struct Proc {
     pub addr: String,
     /// The arguments it was started with, to start it again (see [`Cluster::restart_node`]).
     pub args: Vec<String>,
+    /// Its Redis-protocol address, when it serves one.
+    pub resp: Option<String>,
 }
 
 impl Proc {
@@ -107,6 +109,8 @@ pub struct Cluster {
     pub node_flags: Vec<String>,
     /// With durable nodes: node `i` keeps its data in `data_root/node-i` (removed at drop).
     pub data_root: Option<std::path::PathBuf>,
+    /// Every node also serves RESP on a port of its own.
+    pub with_resp: bool,
 }
 
 impl Drop for Cluster {
@@ -146,6 +150,7 @@ impl Cluster {
             nodes: Vec::new(),
             node_flags: node_flags.iter().map(|s| s.to_string()).collect(),
             data_root: None,
+            with_resp: false,
         };
         c.wait_seed().await;
         for _ in 0..n {
@@ -164,6 +169,26 @@ impl Cluster {
             nodes: Vec::new(),
             node_flags: node_flags.iter().map(|s| s.to_string()).collect(),
             data_root: Some(temp_root("durable")),
+            with_resp: false,
+        };
+        c.wait_seed().await;
+        for _ in 0..n {
+            c.add_node();
+        }
+        c.wait_normal(n).await;
+        c
+    }
+
+    /// A cluster whose nodes also serve the Redis protocol (see [`Proc::resp`]).
+    pub async fn start_resp(n: usize, node_flags: &[&str]) -> Cluster {
+        let seed_addr = format!("127.0.0.1:{}", free_port());
+        let seed = spawn_seed_with_ttl(&seed_addr, NODE_TTL);
+        let mut c = Cluster {
+            seed,
+            nodes: Vec::new(),
+            node_flags: node_flags.iter().map(|s| s.to_string()).collect(),
+            data_root: None,
+            with_resp: true,
         };
         c.wait_seed().await;
         for _ in 0..n {
@@ -223,8 +248,12 @@ impl Cluster {
         if self.data_root.is_some() {
             args.extend(["--data-dir".to_string(), self.data_dir(self.nodes.len()).display().to_string()]);
         }
+        let resp = self.with_resp.then(|| format!("127.0.0.1:{}", free_port()));
+        if let Some(r) = &resp {
+            args.extend(["--resp-listen".to_string(), r.clone()]);
+        }
         let child = dkv().args(&args).spawn().expect("spawn dkv node");
-        self.nodes.push(Proc { child, addr, args });
+        self.nodes.push(Proc { child, addr, args, resp });
         self.nodes.len() - 1
     }
 
@@ -321,7 +350,7 @@ pub fn spawn_seed(addr: &str) -> Proc {
 pub fn spawn_seed_with_ttl(addr: &str, ttl: &str) -> Proc {
     let args: Vec<String> = ["seed", "--listen", addr, "--node-ttl", ttl].map(String::from).to_vec();
     let child = dkv().args(&args).spawn().expect("spawn dkv seed");
-    Proc { child, addr: addr.to_string(), args }
+    Proc { child, addr: addr.to_string(), args, resp: None }
 }
 
 /// `count` keys `prefix0..` with values derived from the key.

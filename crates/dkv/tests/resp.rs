@@ -1,0 +1,156 @@
+//! The Redis protocol with the real tools: `redis-cli` through different nodes, a full
+//! `redis-benchmark -t set,get` run, the `redis` Python client (Debian's python3-redis), and raw
+//! sockets sending malformed frames.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn redis_cli(addr: &str, args: &[&str]) -> String {
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    let out = Command::new("redis-cli")
+        .args(["-h", host, "-p", port])
+        .args(args)
+        .output()
+        .expect("redis-cli is needed for this test: apt-get install redis-tools");
+    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8").trim_end_matches('\n').to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_through_different_nodes_and_every_supported_command() {
+    // N=1 on 3 nodes: most keys live elsewhere, so the commands go through forwarding too.
+    let c = Cluster::start_resp(3, &["--replication", "1"]).await;
+    let r: Vec<String> = c.nodes.iter().map(|n| n.resp.clone().expect("resp")).collect();
+    assert_eq!(redis_cli(&r[0], &["SET", "user_123", "John Doe"]), "OK");
+    assert_eq!(redis_cli(&r[1], &["GET", "user_123"]), "John Doe");
+    assert_eq!(c.client(2).get(b"user_123").await.unwrap().as_deref(), Some(&b"John Doe"[..]), "same key over HTTP");
+    assert_eq!(redis_cli(&r[2], &["MSET", "a", "1", "b", "2", "c", "3"]), "OK");
+    assert_eq!(redis_cli(&r[0], &["MGET", "a", "b", "nope", "c"]), "1\n2\n\n3");
+    assert_eq!(redis_cli(&r[1], &["EXISTS", "a", "b", "nope"]), "2");
+    assert_eq!(redis_cli(&r[2], &["DEL", "a", "nope"]), "1");
+    assert_eq!(redis_cli(&r[0], &["GET", "a"]), "");
+    assert_eq!(redis_cli(&r[1], &["STRLEN", "user_123"]), "8");
+    assert_eq!(redis_cli(&r[2], &["SET", "user_123", "Jane", "GET"]), "John Doe");
+    assert_eq!(redis_cli(&r[0], &["GETDEL", "user_123"]), "Jane");
+    assert_eq!(redis_cli(&r[1], &["GET", "user_123"]), "");
+    assert_eq!(redis_cli(&r[2], &["DBSIZE"]), "2", "b and c, counted over the whole cluster");
+    assert_eq!(redis_cli(&r[0], &["PING"]), "PONG");
+    assert_eq!(redis_cli(&r[0], &["ECHO", "hi there"]), "hi there");
+    assert_eq!(redis_cli(&r[0], &["SELECT", "0"]), "OK");
+    assert!(redis_cli(&r[0], &["SELECT", "1"]).contains("out of range"));
+    assert_eq!(redis_cli(&r[0], &["CLIENT", "SETNAME", "t"]), "OK");
+    assert!(redis_cli(&r[0], &["SET", "k", "v", "NX"]).contains("cannot honour SET NX/XX"));
+    assert!(redis_cli(&r[0], &["SET", "k", "v", "EX", "10"]).contains("do not expire"));
+    assert!(redis_cli(&r[0], &["FLUSHALL"]).starts_with("ERR unknown command 'flushall'"));
+    assert!(redis_cli(&r[0], &["GET"]).contains("wrong number of arguments"));
+    let info = redis_cli(&r[1], &["INFO"]);
+    for needle in
+        ["# Server", "redis_version:", "# Keyspace", "db0:keys=2", "# Replication", "dkv_replication_factor:1"]
+    {
+        assert!(info.contains(needle), "INFO lacks {needle:?}: {info}");
+    }
+    assert!(redis_cli(&r[0], &["HELLO", "3"]).contains("NOPROTO"));
+    assert!(redis_cli(&r[0], &["HELLO", "2"]).contains("dkv"));
+    assert_eq!(redis_cli(&r[0], &["COMMAND", "DOCS"]), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_benchmark_and_a_client_library_run_without_errors() {
+    let c = Cluster::start_resp(3, &[]).await;
+    let r: Vec<String> = c.nodes.iter().map(|n| n.resp.clone().expect("resp")).collect();
+    let (host, port) = r[0].rsplit_once(':').unwrap();
+    let out = Command::new("redis-benchmark")
+        .args(["-h", host, "-p", port, "-t", "set,get", "-n", "2000", "-c", "8", "-r", "1000", "-q"])
+        .output()
+        .expect("redis-benchmark is needed for this test: apt-get install redis-tools");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "redis-benchmark failed: {text}");
+    assert!(text.contains("SET: ") && text.contains("GET: "), "both tests ran to the end: {text}");
+    assert!(!text.to_lowercase().contains("error"), "no errors: {text}");
+
+    // redis-py (Debian's python3-redis), against two different nodes, with a pipeline.
+    let script = r#"
+import sys, redis
+a = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]))
+b = redis.Redis(host="127.0.0.1", port=int(sys.argv[2]))
+assert a.ping()
+assert a.set("py:k", b"\x00\xffbinary") is True
+assert b.get("py:k") == b"\x00\xffbinary"
+p = a.pipeline(transaction=False)
+for i in range(100):
+    p.set("py:%d" % i, "v%d" % i)
+assert all(p.execute())
+assert b.mget(["py:%d" % i for i in range(100)]) == [b"v%d" % i for i in range(100)]
+assert b.delete("py:k", "py:0") == 2
+assert a.exists("py:k") == 0
+try:
+    a.set("x", "y", nx=True)
+    raise SystemExit("NX must be refused")
+except redis.ResponseError as e:
+    assert "NX" in str(e)
+print("ok")
+"#;
+    let port = |i: usize| r[i].rsplit_once(':').unwrap().1.to_string();
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", script, &port(0), &port(1)])
+        .output()
+        .expect("/usr/bin/python3 with python3-redis is needed: apt-get install python3-redis");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
+        "redis-py: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Send `bytes`, then read until the server closes or `timeout`; returns what came back and
+/// whether the connection was closed.
+fn exchange(addr: &str, bytes: &[u8], timeout: Duration) -> (String, bool) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => break false, // timed out: still open
+        }
+    };
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_get_an_error_and_a_closed_connection_and_the_node_keeps_serving() {
+    let c = Cluster::start_resp(1, &[]).await;
+    let r = c.nodes[0].resp.clone().unwrap();
+    let t = Duration::from_millis(500);
+    // A bulk length far over the value limit: refused before anything is allocated.
+    let (reply, closed) = exchange(&r, b"*2\r\n$3\r\nSET\r\n$99999999999\r\n", t);
+    assert!(reply.starts_with("-ERR Protocol error"), "{reply:?}");
+    assert!(closed);
+    let (reply, closed) = exchange(&r, b"*1\r\n+PING\r\n", t);
+    assert!(reply.starts_with("-ERR Protocol error") && closed, "{reply:?}");
+    let (reply, closed) = exchange(&r, b"*99999999999999\r\n", t);
+    assert!(reply.starts_with("-ERR Protocol error") && closed, "{reply:?}");
+    // An endless inline line: cut off at the limit, not buffered forever.
+    let (reply, closed) = exchange(&r, &vec![b'x'; 100_000], Duration::from_secs(2));
+    assert!(reply.starts_with("-ERR Protocol error: too big inline request") && closed, "{reply:?}");
+    // Garbage that parses as an unknown inline command: an error, and the connection stays usable.
+    let (reply, closed) = exchange(&r, b"\x00\x01garbage\r\nPING\r\nECHO still-here\r\n", t);
+    assert!(reply.starts_with("-ERR unknown command"), "{reply:?}");
+    assert!(reply.ends_with("+PONG\r\n$10\r\nstill-here\r\n"), "{reply:?}");
+    assert!(!closed);
+    // Pipelined commands in one write, answered in order.
+    let (reply, _) =
+        exchange(&r, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\nQUIT\r\n", t);
+    assert_eq!(reply, "+OK\r\n$1\r\nv\r\n+OK\r\n");
+    assert_eq!(redis_cli(&r, &["PING"]), "PONG", "the node still serves");
+}

@@ -1,0 +1,325 @@
+//! Redis commands in terms of dkv's operations.
+//!
+//! Every key goes through [`crate::api::execute`], the same path as an HTTP request: served here
+//! when this node is a replica of the key (quorum reads and writes), else forwarded to one. So a
+//! `SET` through one node and a `GET` through another behave exactly like `PUT` and `GET` over
+//! HTTP, with the node's default W and R.
+//!
+//! What dkv cannot honour is refused with an error that says so: `SET NX/XX` (dkv has no atomic
+//! compare-and-set across replicas) and expiries (`EX`, `PX`, ...: dkv keys do not expire).
+//! `SET ... GET`, `GETDEL` and `DEL`'s count read the key first and then write: each step is a
+//! quorum operation, but the pair is not atomic against another writer of the same key.
+
+use axum::http::StatusCode;
+use bytes::Bytes;
+use dkv_membership::View;
+use http::Method;
+
+use super::frame::Reply;
+use crate::api::{execute, Op};
+use crate::node::Node;
+
+/// What a connection remembers between commands.
+#[derive(Default)]
+pub struct Session {
+    pub name: Option<Bytes>,
+    /// Set by `QUIT`: reply, then close.
+    pub quit: bool,
+}
+
+pub async fn run(node: &Node, session: &mut Session, args: Vec<Bytes>) -> Reply {
+    let Some(name) = args.first() else { return Reply::Nil };
+    let cmd = String::from_utf8_lossy(name).to_ascii_lowercase();
+    let a = &args[1..];
+    let arity =
+        |ok: bool| if ok { None } else { Some(Reply::err(format!("wrong number of arguments for '{cmd}' command"))) };
+    let checked = match cmd.as_str() {
+        "ping" | "command" | "info" | "hello" => arity(a.len() <= 1 || cmd == "hello" || cmd == "command"),
+        "echo" | "get" | "getdel" | "strlen" | "select" => arity(a.len() == 1),
+        "set" => arity(a.len() >= 2),
+        "del" | "exists" | "mget" => arity(!a.is_empty()),
+        "mset" => arity(!a.is_empty() && a.len().is_multiple_of(2)),
+        "dbsize" | "quit" => arity(a.is_empty()),
+        "client" => arity(!a.is_empty()),
+        _ => None,
+    };
+    if let Some(err) = checked {
+        return err;
+    }
+    match cmd.as_str() {
+        "ping" => a.first().map_or(Reply::Simple("PONG"), |m| Reply::Bulk(m.clone())),
+        "echo" => Reply::Bulk(a[0].clone()),
+        "get" => get(node, &a[0]).await.map_or_else(|e| e, |v| v.map_or(Reply::Nil, Reply::Bulk)),
+        "set" => set(node, a).await,
+        "getdel" => match get(node, &a[0]).await {
+            Ok(Some(v)) => write(node, &a[0], None).await.map_or_else(|e| e, |()| Reply::Bulk(v)),
+            Ok(None) => Reply::Nil,
+            Err(e) => e,
+        },
+        "strlen" => get(node, &a[0]).await.map_or_else(|e| e, |v| Reply::Int(v.map_or(0, |v| v.len() as i64))),
+        "del" => count(node, a, true).await,
+        "exists" => count(node, a, false).await,
+        "mget" => {
+            let mut out = Vec::with_capacity(a.len());
+            for k in a {
+                match get(node, k).await {
+                    Ok(v) => out.push(v.map_or(Reply::Nil, Reply::Bulk)),
+                    Err(e) => return e,
+                }
+            }
+            Reply::Array(out)
+        }
+        "mset" => {
+            for kv in a.chunks(2) {
+                if let Err(e) = write(node, &kv[0], Some(kv[1].clone())).await {
+                    return e;
+                }
+            }
+            Reply::ok()
+        }
+        "dbsize" => dbsize(node).await,
+        "info" => Reply::Bulk(info(node, a.first()).await.into()),
+        "command" => command(a),
+        "client" => client(session, a),
+        "select" => match &a[0][..] {
+            b"0" => Reply::ok(),
+            _ => Reply::err("DB index is out of range: dkv has one keyspace, database 0"),
+        },
+        "hello" => hello(node, session, a),
+        "quit" => {
+            session.quit = true;
+            Reply::ok()
+        }
+        _ => unknown(&cmd, a),
+    }
+}
+
+fn unknown(cmd: &str, a: &[Bytes]) -> Reply {
+    let shown: Vec<String> = a.iter().take(3).map(|x| format!("'{}'", String::from_utf8_lossy(x))).collect();
+    Reply::err(format!("unknown command '{cmd}', with args beginning with: {}", shown.join(" ")))
+}
+
+/// Run one key operation and turn the HTTP-shaped answer into a value, or an error reply.
+async fn op(node: &Node, op: Op, key: &Bytes, value: Option<Bytes>) -> Result<Option<Bytes>, Reply> {
+    if key.len() > node.config.max_key_bytes {
+        return Err(Reply::err(format!(
+            "key of {} bytes is over the limit of {} bytes",
+            key.len(),
+            node.config.max_key_bytes
+        )));
+    }
+    if key.is_empty() {
+        return Err(Reply::err("empty key: keys must be at least one byte"));
+    }
+    let resp = match execute(node, op, key.clone(), value).await {
+        Ok(r) => r,
+        Err(e) => return Err(Reply::err(e)),
+    };
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .map_err(|e| Reply::err(format!("reading the answer: {e}")))?;
+    match status {
+        StatusCode::OK => Ok(Some(body)),
+        StatusCode::NOT_FOUND | StatusCode::NO_CONTENT => Ok(None),
+        _ => Err(Reply::err(String::from_utf8_lossy(&body).trim())),
+    }
+}
+
+async fn get(node: &Node, key: &Bytes) -> Result<Option<Bytes>, Reply> {
+    crate::stats::bump(&node.stats.gets);
+    op(node, Op::Get, key, None).await
+}
+
+async fn write(node: &Node, key: &Bytes, value: Option<Bytes>) -> Result<(), Reply> {
+    if let Some(v) = &value {
+        if v.len() > node.config.max_value_bytes {
+            return Err(Reply::err(format!("value larger than the limit of {} bytes", node.config.max_value_bytes)));
+        }
+    }
+    let which = if value.is_some() { (Op::Put, &node.stats.puts) } else { (Op::Delete, &node.stats.deletes) };
+    crate::stats::bump(which.1);
+    // Copy: the value is a slice of the connection's read buffer.
+    op(node, which.0, key, value.map(|v| Bytes::copy_from_slice(&v))).await.map(|_| ())
+}
+
+async fn set(node: &Node, a: &[Bytes]) -> Reply {
+    let (key, value) = (&a[0], a[1].clone());
+    let mut want_old = false;
+    for opt in &a[2..] {
+        match opt.to_ascii_uppercase().as_slice() {
+            b"GET" => want_old = true,
+            b"KEEPTTL" => {}
+            b"NX" | b"XX" => {
+                return Reply::err("dkv cannot honour SET NX/XX: it has no atomic compare-and-set across replicas")
+            }
+            b"EX" | b"PX" | b"EXAT" | b"PXAT" => {
+                return Reply::err("dkv keys do not expire: EX/PX/EXAT/PXAT are not supported")
+            }
+            _ => return Reply::err("syntax error"),
+        }
+    }
+    let old = if want_old {
+        match get(node, key).await {
+            Ok(v) => Some(v),
+            Err(e) => return e,
+        }
+    } else {
+        None
+    };
+    match write(node, key, Some(value)).await {
+        Err(e) => e,
+        Ok(()) => match old {
+            Some(v) => v.map_or(Reply::Nil, Reply::Bulk),
+            None => Reply::ok(),
+        },
+    }
+}
+
+/// `EXISTS` (and, with `delete`, `DEL`): how many of the keys exist.
+async fn count(node: &Node, keys: &[Bytes], delete: bool) -> Reply {
+    let mut n = 0;
+    for k in keys {
+        match get(node, k).await {
+            Ok(Some(_)) => {
+                n += 1;
+                if delete {
+                    if let Err(e) = write(node, k, None).await {
+                        return e;
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return e,
+        }
+    }
+    Reply::Int(n)
+}
+
+/// Keys in the whole cluster: the copies every member holds, divided by the copies per key. Exact
+/// once every key is at its N copies; members that do not answer are left out.
+async fn dbsize(node: &Node) -> Reply {
+    let topo = node.topology();
+    let mut copies = node.engine.stats().keys;
+    for m in topo.view.nodes.iter().filter(|m| m.id != node.me) {
+        match node.peers.json::<(), serde_json::Value>(&m.addr, Method::GET, "/stats", None).await {
+            Ok(s) => copies += s["keys"].as_u64().unwrap_or(0),
+            Err(e) => tracing::debug!("DBSIZE: {} did not answer: {e}", m.addr),
+        }
+    }
+    let per_key = node.config.replicas.min(serving(&topo.view)).max(1) as u64;
+    Reply::Int((copies / per_key) as i64)
+}
+
+fn serving(view: &View) -> usize {
+    view.nodes.iter().filter(|m| m.state != dkv_membership::NodeState::Joining).count()
+}
+
+async fn info(node: &Node, section: Option<&Bytes>) -> String {
+    let section = section.map(|s| String::from_utf8_lossy(s).to_ascii_lowercase());
+    let want =
+        |name: &str| section.as_deref().is_none_or(|s| s == name || s == "all" || s == "default" || s == "everything");
+    let topo = node.topology();
+    let mut out = String::new();
+    if want("server") {
+        out += &format!(
+            "# Server\r\nredis_version:7.0.0\r\ndkv_version:{}\r\nredis_mode:cluster\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nrun_id:{}\r\n\r\n",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            std::process::id(),
+            node.config.resp_listen.map_or(0, |a| a.port()),
+            node.me,
+        );
+    }
+    if want("keyspace") {
+        let keys = match dbsize(node).await {
+            Reply::Int(n) => n,
+            _ => 0,
+        };
+        out += &format!("# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n\r\n");
+    }
+    if want("replication") {
+        let e = node.engine.stats();
+        out += &format!(
+            "# Replication\r\nrole:master\r\nconnected_slaves:0\r\ndkv_replication_factor:{}\r\ndkv_write_quorum:{}\r\ndkv_read_quorum:{}\r\ndkv_members:{}\r\ndkv_epoch:{}\r\ndkv_local_key_copies:{}\r\ndkv_hints_pending:{}\r\n\r\n",
+            node.config.replicas,
+            node.config.write_quorum,
+            node.config.read_quorum,
+            topo.view.nodes.len(),
+            topo.epoch(),
+            e.keys,
+            node.hints.counts().0,
+        );
+    }
+    out
+}
+
+/// Enough of `COMMAND` for redis-cli and client libraries: no command table (an empty list,
+/// which clients accept), and the count of the commands served here.
+fn command(a: &[Bytes]) -> Reply {
+    match a.first().map(|s| s.to_ascii_uppercase()) {
+        None => Reply::Array(Vec::new()),
+        Some(s) if s == b"DOCS" || s == b"INFO" => Reply::Array(Vec::new()),
+        Some(s) if s == b"COUNT" => Reply::Int(COMMANDS as i64),
+        Some(s) => Reply::err(format!("unknown subcommand '{}' for COMMAND", String::from_utf8_lossy(&s))),
+    }
+}
+
+/// Commands `run` serves, for `COMMAND COUNT`.
+const COMMANDS: usize = 20;
+
+fn client(session: &mut Session, a: &[Bytes]) -> Reply {
+    match a[0].to_ascii_uppercase().as_slice() {
+        b"SETNAME" if a.len() == 2 => {
+            session.name = Some(a[1].clone());
+            Reply::ok()
+        }
+        b"SETINFO" if a.len() == 3 => Reply::ok(),
+        b"GETNAME" => session.name.clone().map_or(Reply::Nil, Reply::Bulk),
+        b"ID" => Reply::Int(0),
+        other => Reply::err(format!(
+            "unknown subcommand or wrong number of arguments for CLIENT {}",
+            String::from_utf8_lossy(other)
+        )),
+    }
+}
+
+/// `HELLO [2 [...]]` answers the server's properties; `HELLO 3` is refused with `NOPROTO`, which
+/// clients take as "stay on RESP2".
+fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
+    match a.first().map(|v| &v[..]) {
+        None | Some(b"2") => {}
+        Some(b"3") => return Reply::Error("NOPROTO this server speaks RESP2 only; use HELLO 2 or no HELLO".into()),
+        Some(_) => return Reply::Error("NOPROTO unsupported protocol version".into()),
+    }
+    let mut rest = a.iter().skip(1);
+    while let Some(opt) = rest.next() {
+        match opt.to_ascii_uppercase().as_slice() {
+            b"SETNAME" => session.name = rest.next().cloned(),
+            b"AUTH" => {
+                rest.next();
+                rest.next();
+            }
+            _ => return Reply::err("syntax error in HELLO option"),
+        }
+    }
+    let s = |v: &str| Reply::Bulk(Bytes::from(v.to_string()));
+    Reply::Array(vec![
+        s("server"),
+        s("dkv"),
+        s("version"),
+        s(env!("CARGO_PKG_VERSION")),
+        s("proto"),
+        Reply::Int(2),
+        s("id"),
+        Reply::Int(0),
+        s("mode"),
+        s("cluster"),
+        s("role"),
+        s("master"),
+        s("modules"),
+        Reply::Array(Vec::new()),
+        s("dkv_node"),
+        s(&node.me.to_string()),
+    ])
+}

@@ -1,0 +1,224 @@
+//! RESP2 framing, without I/O: parse commands out of a read buffer, encode replies into a write
+//! buffer.
+//!
+//! A command is either a RESP array of bulk strings (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`) or an
+//! inline line (`GET k\r\n`, what a person types into telnet). [`parse`] consumes bytes only when
+//! a whole command is there, so pipelined commands are taken one after the other from one buffer.
+//! Nothing is allocated from a length the peer claims: lengths are checked against [`Limits`] and
+//! the data must actually be in the buffer before it is sliced out.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Longest bulk string (a key or a value).
+    pub max_bulk: usize,
+    /// Most arguments in one command.
+    pub max_args: usize,
+    /// Longest inline command line.
+    pub max_inline: usize,
+}
+
+/// A malformed frame: the connection answers with the error and closes, as Redis does.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("Protocol error: {0}")]
+pub struct ProtocolError(pub String);
+
+/// Longest `*<n>` or `$<n>` header line accepted.
+const MAX_HEADER: usize = 32;
+
+/// The next complete command in `buf`, removing it; `Ok(None)` when more bytes are needed. An
+/// empty command (a blank inline line, `*0`) is returned as an empty vector.
+pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    if buf[0] != b'*' {
+        return parse_inline(buf, limits);
+    }
+    let Some((count, mut at)) = header(buf, 0, b'*', limits.max_args)? else { return Ok(None) };
+    let mut spans = Vec::with_capacity(count);
+    for _ in 0..count {
+        if at >= buf.len() {
+            return Ok(None);
+        }
+        if buf[at] != b'$' {
+            return Err(ProtocolError(format!("expected '$', got '{}'", buf[at].escape_ascii())));
+        }
+        let Some((len, data)) = header(buf, at, b'$', limits.max_bulk)? else { return Ok(None) };
+        let end = data + len;
+        if buf.len() < end + 2 {
+            return Ok(None);
+        }
+        if &buf[end..end + 2] != b"\r\n" {
+            return Err(ProtocolError("bulk string not followed by CRLF".into()));
+        }
+        spans.push((data, len));
+        at = end + 2;
+    }
+    let frame = buf.split_to(at).freeze();
+    Ok(Some(spans.into_iter().map(|(start, len)| frame.slice(start..start + len)).collect()))
+}
+
+/// Parse `<kind><number>\r\n` at `at`: the number (0..=max) and where the data after it starts.
+fn header(buf: &[u8], at: usize, kind: u8, max: usize) -> Result<Option<(usize, usize)>, ProtocolError> {
+    let rest = &buf[at + 1..];
+    let Some(cr) = rest.iter().take(MAX_HEADER).position(|&b| b == b'\r') else {
+        if rest.len() >= MAX_HEADER {
+            return Err(ProtocolError("header line too long".into()));
+        }
+        return Ok(None);
+    };
+    if rest.len() < cr + 2 {
+        return Ok(None);
+    }
+    if rest[cr + 1] != b'\n' {
+        return Err(ProtocolError("header not ended by CRLF".into()));
+    }
+    let what = if kind == b'*' { "multibulk length" } else { "bulk length" };
+    let text = std::str::from_utf8(&rest[..cr]).map_err(|_| ProtocolError(format!("invalid {what}")))?;
+    let n: i64 = text.parse().map_err(|_| ProtocolError(format!("invalid {what}")))?;
+    // `*-1` (a null array) carries no command; treat it like `*0`.
+    let n = if kind == b'*' && n == -1 { 0 } else { n };
+    if n < 0 || n as u64 > max as u64 {
+        return Err(ProtocolError(format!("invalid {what}")));
+    }
+    Ok(Some((n as usize, at + 1 + cr + 2)))
+}
+
+fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    let Some(nl) = buf.iter().take(limits.max_inline + 1).position(|&b| b == b'\n') else {
+        if buf.len() > limits.max_inline {
+            return Err(ProtocolError("too big inline request".into()));
+        }
+        return Ok(None);
+    };
+    let line = buf.split_to(nl + 1).freeze();
+    let text = line.slice(..nl);
+    let text = text.strip_suffix(b"\r").map_or(text.clone(), |t| text.slice(..t.len()));
+    let args: Vec<Bytes> =
+        text.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).map(|w| text.slice_ref(w)).collect();
+    if args.len() > limits.max_args {
+        return Err(ProtocolError("too many arguments".into()));
+    }
+    Ok(Some(args))
+}
+
+/// A reply, encoded as RESP2.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Simple(&'static str),
+    /// The text after `-`: starts with an error code such as `ERR`.
+    Error(String),
+    Int(i64),
+    Bulk(Bytes),
+    Nil,
+    Array(Vec<Reply>),
+}
+
+impl Reply {
+    pub fn ok() -> Reply {
+        Reply::Simple("OK")
+    }
+
+    pub fn err(text: impl std::fmt::Display) -> Reply {
+        Reply::Error(format!("ERR {text}"))
+    }
+
+    pub fn write(&self, out: &mut BytesMut) {
+        match self {
+            Reply::Simple(s) => line(out, b'+', s.as_bytes()),
+            // An error text must stay on one line.
+            Reply::Error(e) => line(out, b'-', e.replace(['\r', '\n'], " ").as_bytes()),
+            Reply::Int(n) => line(out, b':', n.to_string().as_bytes()),
+            Reply::Bulk(b) => {
+                line(out, b'$', b.len().to_string().as_bytes());
+                out.put_slice(b);
+                out.put_slice(b"\r\n");
+            }
+            Reply::Nil => out.put_slice(b"$-1\r\n"),
+            Reply::Array(items) => {
+                line(out, b'*', items.len().to_string().as_bytes());
+                for item in items {
+                    item.write(out);
+                }
+            }
+        }
+    }
+}
+
+fn line(out: &mut BytesMut, kind: u8, text: &[u8]) {
+    out.put_u8(kind);
+    out.put_slice(text);
+    out.put_slice(b"\r\n");
+}
+
+/// Drop the bytes of a connection that is being closed for a protocol error.
+pub fn discard(buf: &mut BytesMut) {
+    buf.advance(buf.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: Limits = Limits { max_bulk: 16, max_args: 4, max_inline: 32 };
+
+    fn args(v: &[&str]) -> Vec<Bytes> {
+        v.iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect()
+    }
+
+    #[test]
+    fn pipelined_arrays_and_inline_commands_come_out_one_by_one() {
+        let mut buf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n  SET  a b \n*0\r\n*3\r\n$3\r\nSET"[..]);
+        assert_eq!(parse(&mut buf, &L).unwrap(), Some(args(&["GET", "k"])));
+        assert_eq!(parse(&mut buf, &L).unwrap(), Some(args(&["PING"])));
+        assert_eq!(parse(&mut buf, &L).unwrap(), Some(args(&["SET", "a", "b"])));
+        assert_eq!(parse(&mut buf, &L).unwrap(), Some(vec![]));
+        assert_eq!(parse(&mut buf, &L).unwrap(), None, "incomplete: wait for more");
+        buf.extend_from_slice(b"\r\n$1\r\nk\r\n$2\r\n\r\n\r\n");
+        assert_eq!(parse(&mut buf, &L).unwrap(), Some(args(&["SET", "k", "\r\n"])), "binary-safe bulk");
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn every_prefix_of_a_frame_asks_for_more() {
+        let frame = b"*2\r\n$4\r\nECHO\r\n$5\r\nhello\r\n";
+        for cut in 1..frame.len() {
+            let mut buf = BytesMut::from(&frame[..cut]);
+            assert_eq!(parse(&mut buf, &L).unwrap(), None, "prefix of {cut} bytes");
+            assert_eq!(buf.len(), cut, "nothing consumed");
+        }
+    }
+
+    #[test]
+    fn malformed_or_oversized_frames_are_errors_without_allocating() {
+        for bad in [
+            &b"*1\r\n$99999999999\r\n"[..],
+            b"*1\r\n$17\r\n",
+            b"*5\r\n",
+            b"*-2\r\n",
+            b"*x\r\n",
+            b"*1\r\n+OK\r\n",
+            b"*1\r\n$1\r\nab\r\n",
+            b"*1\r\n$1\rx",
+            b"*11111111111111111111111111111111111111\r\n",
+        ] {
+            let mut buf = BytesMut::from(bad);
+            assert!(parse(&mut buf, &L).is_err(), "{:?}", bad.escape_ascii().to_string());
+        }
+        let mut long = BytesMut::from(&[b'a'; 40][..]);
+        assert!(parse(&mut long, &L).is_err(), "inline line over the limit");
+        let mut many = BytesMut::from(&b"a b c d e\r\n"[..]);
+        assert!(parse(&mut many, &L).is_err());
+    }
+
+    #[test]
+    fn replies_encode_as_resp2() {
+        let mut out = BytesMut::new();
+        Reply::Array(vec![Reply::ok(), Reply::Int(-3), Reply::Bulk(Bytes::from_static(b"v")), Reply::Nil])
+            .write(&mut out);
+        Reply::err("bad\r\nthing").write(&mut out);
+        assert_eq!(&out[..], b"*4\r\n+OK\r\n:-3\r\n$1\r\nv\r\n$-1\r\n-ERR bad  thing\r\n");
+    }
+}
