@@ -154,3 +154,39 @@ async fn malformed_frames_get_an_error_and_a_closed_connection_and_the_node_keep
     assert_eq!(reply, "+OK\r\n$1\r\nv\r\n+OK\r\n");
     assert_eq!(redis_cli(&r, &["PING"]), "PONG", "the node still serves");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_of_both_apis_and_show_the_store_and_the_membership() {
+    let c = Cluster::start_resp(2, &[]).await;
+    for i in 0..5 {
+        c.client(0).put(format!("m{i}").as_bytes(), "v").await.unwrap();
+    }
+    assert_eq!(c.client(0).get(b"absent").await.unwrap(), None);
+    assert_eq!(redis_cli(c.nodes[0].resp.as_ref().unwrap(), &["GET", "m1"]), "v");
+    let (status, body) = c.client(0).raw(http::Method::GET, "/metrics", None).await.unwrap();
+    assert_eq!(status, http::StatusCode::OK);
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let value = |line_start: &str| -> f64 {
+        let line =
+            text.lines().find(|l| l.starts_with(line_start)).unwrap_or_else(|| panic!("no {line_start} in:\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value(r#"dkv_requests_total{api="http",op="put",status="204"}"#), 5.0);
+    assert_eq!(value(r#"dkv_requests_total{api="http",op="get",status="404"}"#), 1.0);
+    assert_eq!(value(r#"dkv_requests_total{api="resp",op="get",status="200"}"#), 1.0);
+    assert_eq!(value(r#"dkv_request_duration_seconds_count{api="http",op="put"}"#), 5.0);
+    assert!(text.contains("dkv_request_duration_seconds_bucket{"), "latency histogram buckets");
+    assert_eq!(value("dkv_keys "), 5.0, "N=3 on 2 nodes: every node holds every key");
+    assert_eq!(value("dkv_members "), 2.0);
+    assert!(value("dkv_membership_epoch ") >= 1.0);
+    for name in ["dkv_hints_pending ", "dkv_moved_in_total ", "dkv_read_repairs_total ", "dkv_stored_bytes "] {
+        value(name);
+    }
+
+    let seed = c.seed_client();
+    let (status, body) = seed.raw(http::Method::GET, "/metrics", None).await.unwrap();
+    assert_eq!(status, http::StatusCode::OK);
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(text.contains("dkv_seed_members{state=\"normal\"} 2"), "{text}");
+    assert!(text.contains("dkv_seed_epoch "), "{text}");
+}

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 use crate::consistency::Level;
 use crate::error::NodeError;
+use crate::metrics::{Api, OpName};
 use crate::node::{Life, Node};
 use crate::router::{route, Route};
 use crate::stats::bump;
@@ -47,6 +48,7 @@ pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<
         .route("/health", get(health))
         .route("/cluster", get(cluster))
         .route("/stats", get(stats))
+        .route("/metrics", get(metrics))
         .method_not_allowed_fallback(|method: Method| async move {
             (StatusCode::METHOD_NOT_ALLOWED, format!("method {method} not allowed on this path\n"))
         })
@@ -103,6 +105,14 @@ impl Op {
         }
     }
 
+    pub(crate) fn metric_name(self) -> OpName {
+        match self {
+            Op::Get => OpName::Get,
+            Op::Put => OpName::Put,
+            Op::Delete => OpName::Delete,
+        }
+    }
+
     fn path(self) -> &'static str {
         match self {
             Op::Get => "/get",
@@ -128,17 +138,28 @@ pub(crate) async fn execute(node: &Node, op: Op, key: Bytes, value: Option<Bytes
 
 async fn put_key(State(node): State<Node>, req: Request) -> Response {
     bump(&node.stats.puts);
-    handle(node, Op::Put, req).await.unwrap_or_else(IntoResponse::into_response)
+    measured(node, Op::Put, req).await
 }
 
 async fn get_key(State(node): State<Node>, req: Request) -> Response {
     bump(&node.stats.gets);
-    handle(node, Op::Get, req).await.unwrap_or_else(IntoResponse::into_response)
+    measured(node, Op::Get, req).await
 }
 
 async fn delete_key(State(node): State<Node>, req: Request) -> Response {
     bump(&node.stats.deletes);
-    handle(node, Op::Delete, req).await.unwrap_or_else(IntoResponse::into_response)
+    measured(node, Op::Delete, req).await
+}
+
+async fn measured(node: Node, op: Op, req: Request) -> Response {
+    let started = std::time::Instant::now();
+    let resp = handle(node.clone(), op, req).await.unwrap_or_else(IntoResponse::into_response);
+    node.metrics.observe(Api::Http, op.metric_name(), resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+async fn metrics(State(node): State<Node>) -> Response {
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::render(&node)).into_response()
 }
 
 async fn handle(node: Node, op: Op, req: Request) -> Result<Response, NodeError> {

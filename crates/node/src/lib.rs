@@ -26,6 +26,7 @@ mod hints;
 mod internal;
 mod local;
 mod membership;
+mod metrics;
 mod mover;
 mod node;
 pub mod peer;

@@ -72,6 +72,7 @@ pub struct Inner {
     pub hlc: Hlc,
     pub peers: Peers,
     pub stats: Counters,
+    pub metrics: crate::metrics::Metrics,
     pub hints: Hints,
     pub(crate) topo: watch::Sender<Arc<Topology>>,
     /// Serialises refreshes from the seed so a burst of stale-epoch answers causes one fetch.
@@ -185,6 +186,7 @@ pub async fn run(
         hlc: Hlc::default(),
         peers,
         stats: Counters::default(),
+        metrics: crate::metrics::Metrics::default(),
         hints,
         topo: watch::channel(topo).0,
         refresh_lock: Mutex::new(()),

@@ -30,6 +30,8 @@ pub struct SeedConfig {
 #[derive(Clone)]
 struct Seed {
     registry: Arc<Mutex<Registry>>,
+    /// Members removed for missing their heartbeats, since start.
+    expired: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn now_ms() -> u64 {
@@ -45,6 +47,7 @@ impl Seed {
 
 pub fn router(config: &SeedConfig) -> (Router, impl Future<Output = ()> + Send + 'static) {
     let seed = Seed {
+        expired: Arc::default(),
         registry: Arc::new(Mutex::new(
             Registry::new(now_ms(), config.node_ttl.as_millis() as u64).for_cluster(&config.cluster_name),
         )),
@@ -60,6 +63,7 @@ pub fn router(config: &SeedConfig) -> (Router, impl Future<Output = ()> + Send +
         .route("/", get(dashboard))
         .route("/health", get(health))
         .route("/nodes", get(nodes))
+        .route("/metrics", get(metrics))
         .with_state(seed);
     (app, expirer)
 }
@@ -94,6 +98,7 @@ async fn expire_loop(seed: Seed, ttl: Duration) {
     loop {
         tick.tick().await;
         let (removed, epoch) = seed.with(|r| (r.expire(now_ms()), r.epoch()));
+        seed.expired.fetch_add(removed.len() as u64, std::sync::atomic::Ordering::Relaxed);
         for m in removed {
             tracing::warn!(id = %m.id, addr = %m.addr, epoch, "node expired: no heartbeat within the TTL");
         }
@@ -201,4 +206,31 @@ async fn dashboard(State(seed): State<Seed>) -> Response {
 
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// `GET /metrics`: the membership in Prometheus text format, read from the registry at scrape time.
+async fn metrics(State(seed): State<Seed>) -> Response {
+    use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
+    use prometheus_client::metrics::counter::ConstCounter;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct StateLabel {
+        state: String,
+    }
+    let view = seed.with(|r| r.view());
+    let mut registry = prometheus_client::registry::Registry::with_prefix("dkv_seed");
+    let members = Family::<StateLabel, Gauge>::default();
+    for state in ["joining", "normal", "leaving"] {
+        let n = view.nodes.iter().filter(|m| m.state.to_string() == state).count();
+        members.get_or_create(&StateLabel { state: state.into() }).set(n as i64);
+    }
+    registry.register("members", "Members of the cluster, by state", members);
+    registry.register("epoch", "Membership epoch", ConstGauge::new(view.epoch as i64));
+    let expired = seed.expired.load(std::sync::atomic::Ordering::Relaxed);
+    registry.register("expired", "Members removed for missing heartbeats", ConstCounter::new(expired));
+    let mut out = String::new();
+    prometheus_text::encode(&mut out, &registry).expect("writing to a String");
+    ([(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], out).into_response()
 }

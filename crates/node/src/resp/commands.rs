@@ -17,6 +17,7 @@ use http::Method;
 
 use super::frame::Reply;
 use crate::api::{execute, Op};
+use crate::metrics::Api;
 use crate::node::Node;
 
 /// What a connection remembers between commands.
@@ -111,11 +112,10 @@ async fn op(node: &Node, op: Op, key: &Bytes, value: Option<Bytes>) -> Result<Op
     if key.is_empty() {
         return Err(Reply::err("empty key: keys must be at least one byte"));
     }
-    let resp = match execute(node, op, key.clone(), value).await {
-        Ok(r) => r,
-        Err(e) => return Err(Reply::err(e)),
-    };
+    let started = std::time::Instant::now();
+    let resp = execute(node, op, key.clone(), value).await.unwrap_or_else(axum::response::IntoResponse::into_response);
     let status = resp.status();
+    node.metrics.observe(Api::Resp, op.metric_name(), status.as_u16(), started.elapsed());
     let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await
         .map_err(|e| Reply::err(format!("reading the answer: {e}")))?;

@@ -1,0 +1,127 @@
+//! `GET /metrics`: Prometheus text format (prometheus-client).
+//!
+//! Two kinds of figures. Request counts and latencies are recorded as requests finish, in
+//! families kept for the life of the node. Everything that is already counted elsewhere — keys and
+//! bytes stored, hints, data moved, repairs, the membership epoch — is read at scrape time from
+//! the engine, the hint store and `stats.rs`, so there is one source for each number and nothing
+//! to keep in step.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::node::Node;
+
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Api {
+    Http,
+    Resp,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum OpName {
+    Get,
+    Put,
+    Delete,
+}
+
+/// Label values in lower case, as Prometheus users write them.
+macro_rules! lower_label {
+    ($t:ty, $($v:ident => $s:literal),*) => {
+        impl EncodeLabelValue for $t {
+            fn encode(&self, e: &mut LabelValueEncoder) -> std::fmt::Result {
+                use std::fmt::Write;
+                e.write_str(match self { $(Self::$v => $s),* })
+            }
+        }
+    };
+}
+lower_label!(Api, Http => "http", Resp => "resp");
+lower_label!(OpName, Get => "get", Put => "put", Delete => "delete");
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    api: Api,
+    op: OpName,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    api: Api,
+    op: OpName,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to ~3 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<OpLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+        }
+    }
+}
+
+impl Metrics {
+    /// One finished key request: its outcome (an HTTP status; RESP maps onto the same ones) and
+    /// how long it took.
+    pub fn observe(&self, api: Api, op: OpName, status: u16, took: Duration) {
+        self.requests.get_or_create(&RequestLabels { api, op, status }).inc();
+        self.latency.get_or_create(&OpLabels { api, op }).observe(took.as_secs_f64());
+    }
+}
+
+/// The whole exposition, as `GET /metrics` answers it.
+pub fn render(node: &Node) -> String {
+    let mut r = Registry::with_prefix("dkv");
+    r.register("requests", "Key requests served, by API, operation and status", node.metrics.requests.clone());
+    r.register("request_duration_seconds", "Time to answer a key request", node.metrics.latency.clone());
+    let s = node.stats.snapshot();
+    let counters = [
+        ("forwarded", "Requests passed on to a replica of the key", s.forwarded),
+        ("moved_in", "Keys received through hand-offs and range pulls (join, leave, rebalance)", s.moved_in),
+        ("moved_out", "Keys handed to their new owners", s.moved_out),
+        ("move_failures", "Hand-off or pull batches that failed and were retried", s.move_failures),
+        ("read_repairs", "Stale replicas repaired by reads", s.read_repairs),
+        ("hints_delivered", "Hinted writes delivered to the replica that missed them", s.hints_delivered),
+        ("anti_entropy_entries", "Entries exchanged by anti-entropy rounds this node started", s.repaired_by_sync),
+    ];
+    for (name, help, v) in counters {
+        r.register(name, help, ConstCounter::new(v));
+    }
+    let e = node.engine.stats();
+    let (hints, dropped) = node.hints.counts();
+    let topo = node.topology();
+    let gauges = [
+        ("keys", "Live key copies stored on this node", e.keys as i64),
+        ("stored_bytes", "Bytes of live keys and values stored on this node", e.bytes as i64),
+        ("tombstones", "Deletes remembered until their grace period ends", e.tombstones as i64),
+        ("hints_pending", "Writes kept for replicas that missed them", hints as i64),
+        ("hints_dropped", "Hints dropped (store full or too old); anti-entropy repairs them", dropped as i64),
+        ("membership_epoch", "Epoch of the membership view this node uses", topo.epoch() as i64),
+        ("members", "Members in this node's view", topo.view.nodes.len() as i64),
+    ];
+    for (name, help, v) in gauges {
+        r.register(name, help, ConstGauge::new(v));
+    }
+    let mut out = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut out, &r).expect("writing to a String");
+    out
+}
