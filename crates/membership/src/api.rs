@@ -38,6 +38,9 @@ pub struct RegisterResponse {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct IdRequest {
     pub id: NodeId,
+    /// On heartbeats: the key copies the node holds, for the seed's dashboard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<u64>,
 }
 
 /// `POST /leave`: `done: false` starts a leave (state `leaving`), `done: true` ends it (the member

@@ -32,6 +32,8 @@ struct Seed {
     registry: Arc<Mutex<Registry>>,
     /// Members removed for missing their heartbeats, since start.
     expired: Arc<std::sync::atomic::AtomicU64>,
+    /// Key copies each node reported with its last heartbeat (for the dashboard only).
+    keys: Arc<Mutex<std::collections::HashMap<dkv_membership::NodeId, u64>>>,
 }
 
 fn now_ms() -> u64 {
@@ -48,6 +50,7 @@ impl Seed {
 pub fn router(config: &SeedConfig) -> (Router, impl Future<Output = ()> + Send + 'static) {
     let seed = Seed {
         expired: Arc::default(),
+        keys: Arc::default(),
         registry: Arc::new(Mutex::new(
             Registry::new(now_ms(), config.node_ttl.as_millis() as u64).for_cluster(&config.cluster_name),
         )),
@@ -64,6 +67,7 @@ pub fn router(config: &SeedConfig) -> (Router, impl Future<Output = ()> + Send +
         .route("/health", get(health))
         .route("/nodes", get(nodes))
         .route("/metrics", get(metrics))
+        .route("/dashboard.json", get(dashboard_json))
         .with_state(seed);
     (app, expirer)
 }
@@ -142,7 +146,12 @@ async fn register(State(seed): State<Seed>, body: Bytes) -> Response {
 
 async fn heartbeat(State(seed): State<Seed>, body: Bytes) -> Response {
     match parse::<IdRequest>(&body) {
-        Ok(req) => reply(seed.with(|r| r.heartbeat(req.id, now_ms()))),
+        Ok(req) => {
+            if let Some(k) = req.keys {
+                seed.keys.lock().unwrap_or_else(|e| e.into_inner()).insert(req.id, k);
+            }
+            reply(seed.with(|r| r.heartbeat(req.id, now_ms())))
+        }
         Err(resp) => resp,
     }
 }
@@ -183,29 +192,28 @@ async fn health(State(seed): State<Seed>) -> Response {
     Json(SeedHealth { status: "ok".into(), epoch, members }).into_response()
 }
 
-async fn dashboard(State(seed): State<Seed>) -> Response {
-    let view = seed.with(|r| r.view());
-    let mut rows = String::new();
-    for m in &view.nodes {
-        rows.push_str(&format!(
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            m.id,
-            html_escape(&m.addr),
-            m.state,
-            m.tokens.len()
-        ));
-    }
-    let page = format!(
-        "<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=2><title>dkv seed</title>\
-         <h1>dkv cluster</h1><p>epoch {}</p><table border=1 cellpadding=4>\
-         <tr><th>id</th><th>addr</th><th>state</th><th>tokens</th></tr>{rows}</table>",
-        view.epoch
-    );
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+/// `GET /`: the live dashboard, one self-contained page (no external assets) that polls
+/// `/dashboard.json` and draws the ring and the members.
+async fn dashboard() -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], include_str!("dashboard.html")).into_response()
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+/// What the dashboard draws: the view, each member's reported key copies, and the seed's clock
+/// (so the page shows heartbeat ages without trusting the browser's clock).
+async fn dashboard_json(State(seed): State<Seed>) -> Response {
+    let view = seed.with(|r| r.view());
+    let keys = seed.keys.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let members: Vec<serde_json::Value> = view
+        .nodes
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "id": m.id, "addr": m.addr, "state": m.state, "tokens": m.tokens,
+                "last_seen_ms": m.last_seen_ms, "keys": keys.get(&m.id),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "epoch": view.epoch, "now_ms": now_ms(), "members": members })).into_response()
 }
 
 /// `GET /metrics`: the membership in Prometheus text format, read from the registry at scrape time.
