@@ -30,6 +30,8 @@ pub enum Command {
     Del(KeyArgs),
     /// Show the cluster's members, states and key counts.
     Status(ClientArgs),
+    /// Load a node or the whole cluster over HTTP or RESP and report throughput and latency.
+    Bench(BenchArgs),
     /// Make a node leave the cluster for good: it hands its keys to the others and exits.
     Leave(LeaveArgs),
     /// Exit 0 if a health URL answers 200 (container health checks; the image has no curl).
@@ -182,6 +184,47 @@ pub struct UpArgs {
     /// Node i (from 0) also serves the Redis protocol on 127.0.0.1:RESP_BASE_PORT+i.
     #[arg(long, env = "DKV_RESP_BASE_PORT")]
     pub resp_base_port: Option<u16>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Http,
+    Resp,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The node to load (its HTTP address; with --all-nodes, where to find the members).
+    #[arg(long, env = "DKV_NODE", default_value = "http://127.0.0.1:8080")]
+    pub node: String,
+    /// Spread the connections over every member of the cluster.
+    #[arg(long)]
+    pub all_nodes: bool,
+    /// HTTP (`/put`, `/get`) or RESP (`SET`, `GET`).
+    #[arg(long, value_enum, default_value = "http")]
+    pub protocol: Protocol,
+    /// The RESP port of --node, with --protocol resp [default: the one its /stats reports; other
+    /// members' always come from their /stats].
+    #[arg(long)]
+    pub resp_port: Option<u16>,
+    /// Concurrent connections, each with one request in flight.
+    #[arg(long, short = 'c', default_value_t = 64)]
+    pub connections: usize,
+    /// How long to run.
+    #[arg(long, short = 'd', default_value = "10s", value_parser = duration)]
+    pub duration: Duration,
+    /// Stop after this many requests instead (if it comes before --duration).
+    #[arg(long, short = 'n')]
+    pub requests: Option<u64>,
+    /// Keys are key0..key{KEYS-1}, picked uniformly.
+    #[arg(long, default_value_t = 100_000)]
+    pub keys: u64,
+    /// Bytes per value written.
+    #[arg(long, default_value_t = 100)]
+    pub value_size: usize,
+    /// Share of reads, 0 to 1 (the rest are writes).
+    #[arg(long, default_value_t = 0.5)]
+    pub read_ratio: f64,
 }
 
 #[derive(Args, Debug)]

@@ -1,6 +1,7 @@
 //! The `dkv` binary's library part: command-line parsing, the local-cluster launcher, and the
-//! HTTP client used by the client commands (and by the integration tests).
+//! HTTP client used by the client commands (and by the integration tests), and `dkv bench`.
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod commands;

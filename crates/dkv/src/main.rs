@@ -114,6 +114,10 @@ async fn main() {
         Command::Status(a) => dkv::commands::status(a).await,
         Command::Health(a) => dkv::commands::health(a).await,
         Command::Leave(a) => dkv::commands::leave(a).await,
+        Command::Bench(a) => {
+            init_logs("warn");
+            dkv::bench::run(a).await
+        }
     };
     std::process::exit(code);
 }

@@ -190,3 +190,24 @@ async fn metrics_count_requests_of_both_apis_and_show_the_store_and_the_membersh
     assert!(text.contains("dkv_seed_members{state=\"normal\"} 2"), "{text}");
     assert!(text.contains("dkv_seed_epoch "), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dkv_bench_smoke_run_over_http_and_resp() {
+    let c = Cluster::start_resp(2, &[]).await;
+    let resp_port = c.nodes[0].resp.as_ref().unwrap().rsplit_once(':').unwrap().1.to_string();
+    let node = format!("http://{}", c.nodes[0].addr);
+    for extra in [&["--protocol", "http"][..], &["--protocol", "resp", "--resp-port", &resp_port, "--all-nodes"]] {
+        let out = dkv()
+            .args(["bench", "--node", &node, "-n", "400", "-c", "4", "-d", "30s", "--keys", "100"])
+            .args(extra)
+            .output()
+            .expect("run dkv bench");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "dkv bench {extra:?}: {text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("throughput") && text.contains("p99.9"), "{text}");
+        assert!(text.contains("errors      0"), "{text}");
+        assert!(text.starts_with("400 over"), "stopped after -n 400: {text}");
+    }
+    let out = dkv().args(["bench", "--node", &node, "--read-ratio", "2"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--read-ratio"));
+}

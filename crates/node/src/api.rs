@@ -318,6 +318,7 @@ async fn stats(State(node): State<Node>) -> Response {
         "epoch": topo.epoch(),
         "members": topo.view.nodes.len(),
         "replicas": node.config.replicas,
+        "resp_port": node.config.resp_listen.map(|a| a.port()),
         "keys": e.keys,
         "bytes": e.bytes,
         "tombstones": e.tombstones,

@@ -1,0 +1,321 @@
+//! `dkv bench`: a load generator for one node or all of them, over HTTP or RESP.
+//!
+//! Each connection is its own task with its own keep-alive TCP connection, sending one request
+//! at a time (closed loop: like `wrk` and `redis-benchmark` without pipelining), to the nodes in
+//! turn. Each task keeps its own latency histogram (hdrhistogram); they are merged at the end, so
+//! measuring takes no lock on the hot path. The run stops at `--duration` or after `--requests`,
+//! whichever comes first.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::cli::{BenchArgs, Protocol};
+use crate::client::Client;
+
+#[derive(Default)]
+struct Tally {
+    done: AtomicU64,
+    errors: AtomicU64,
+    misses: AtomicU64,
+}
+
+pub async fn run(args: BenchArgs) -> i32 {
+    match run_inner(args).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("dkv bench: {e}");
+            1
+        }
+    }
+}
+
+async fn run_inner(args: BenchArgs) -> Result<(), String> {
+    if args.connections == 0 || args.keys == 0 {
+        return Err("--connections and --keys must be at least 1".into());
+    }
+    if !(0.0..=1.0).contains(&args.read_ratio) {
+        return Err(format!("--read-ratio must be between 0 and 1, got {}", args.read_ratio));
+    }
+    let targets = targets(&args).await?;
+    let value = Bytes::from(vec![b'v'; args.value_size]);
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let per_conn = args.requests.map(|n| n.div_ceil(args.connections as u64));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..args.connections {
+        let addr = targets[c % targets.len()].clone();
+        let (tally, stop, value) = (tally.clone(), stop.clone(), value.clone());
+        let cfg = Load { keys: args.keys, read_ratio: args.read_ratio, limit: per_conn, protocol: args.protocol };
+        tasks.push(tokio::spawn(async move { connection(addr, cfg, value, tally, stop, c as u64).await }));
+    }
+
+    let bar = indicatif::ProgressBar::new(args.duration.as_millis() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {elapsed_precise} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let deadline = started + args.duration;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let done = tally.done.load(Ordering::Relaxed);
+        let secs = started.elapsed().as_secs_f64();
+        bar.set_position(started.elapsed().as_millis() as u64);
+        bar.set_message(format!(
+            "{done} requests, {:.0}/s, {} errors",
+            done as f64 / secs,
+            tally.errors.load(Ordering::Relaxed)
+        ));
+        if Instant::now() >= deadline || tasks.iter().all(|t| t.is_finished()) {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut first_error = None;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(h)) => hist.add(&h).expect("same bounds"),
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => return Err(format!("a connection task failed: {e}")),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let done = tally.done.load(Ordering::Relaxed);
+    let q = |p: f64| Duration::from_micros(hist.value_at_quantile(p));
+    println!(
+        "{} over {:?} to {} node(s), {} connections, {:.0}% reads, {} keys, {} B values",
+        done,
+        args.protocol,
+        targets.len(),
+        args.connections,
+        args.read_ratio * 100.0,
+        args.keys,
+        args.value_size
+    );
+    println!("throughput  {:.0} requests/s  ({done} in {elapsed:.2} s)", done as f64 / elapsed);
+    println!(
+        "latency     p50 {:?}  p90 {:?}  p99 {:?}  p99.9 {:?}  max {:?}",
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(0.999),
+        Duration::from_micros(hist.max())
+    );
+    println!(
+        "errors      {}  (reads of absent keys: {})",
+        tally.errors.load(Ordering::Relaxed),
+        tally.misses.load(Ordering::Relaxed)
+    );
+    if let Some(e) = first_error {
+        return Err(format!("a connection gave up: {e}"));
+    }
+    if tally.errors.load(Ordering::Relaxed) > 0 {
+        return Err("some requests failed (see errors above)".into());
+    }
+    Ok(())
+}
+
+/// The addresses to load: `--node`, or with `--all-nodes` every member it lists. For RESP, each
+/// node's RESP port comes from its `/stats` (`resp_port`), or `--resp-port` for `--node` itself.
+async fn targets(args: &BenchArgs) -> Result<Vec<String>, String> {
+    let base = Client::new(&args.node);
+    let host_port = base.base().split("://").nth(1).unwrap_or(base.base()).to_string();
+    let mut http = vec![host_port.clone()];
+    if args.all_nodes {
+        let cluster = base.json("/cluster").await.map_err(|e| e.to_string())?;
+        http = cluster["members"]
+            .as_array()
+            .ok_or("the node's /cluster has no members")?
+            .iter()
+            .filter_map(|m| m["addr"].as_str().map(String::from))
+            .collect();
+    }
+    if args.protocol == Protocol::Http {
+        return Ok(http);
+    }
+    let mut resp = Vec::new();
+    for addr in &http {
+        let port = match (args.resp_port, addr == &host_port) {
+            (Some(p), true) => p,
+            _ => {
+                let stats = Client::new(addr).json("/stats").await.map_err(|e| e.to_string())?;
+                let port = stats["resp_port"]
+                    .as_u64()
+                    .ok_or(format!("{addr} serves no RESP (start it with --resp-listen)"))?;
+                port as u16
+            }
+        };
+        let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+        resp.push(format!("{host}:{port}"));
+    }
+    Ok(resp)
+}
+
+#[derive(Clone, Copy)]
+struct Load {
+    keys: u64,
+    read_ratio: f64,
+    limit: Option<u64>,
+    protocol: Protocol,
+}
+
+enum Conn {
+    Http(http1::SendRequest<Full<Bytes>>),
+    Resp(TcpStream, BytesMut),
+}
+
+async fn connect(addr: &str, protocol: Protocol) -> Result<Conn, String> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| format!("connecting to {addr}: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    match protocol {
+        Protocol::Resp => Ok(Conn::Resp(stream, BytesMut::with_capacity(4096))),
+        Protocol::Http => {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let (send, conn) = http1::handshake(io).await.map_err(|e| format!("HTTP handshake with {addr}: {e}"))?;
+            tokio::spawn(conn);
+            Ok(Conn::Http(send))
+        }
+    }
+}
+
+async fn connection(
+    addr: String,
+    load: Load,
+    value: Bytes,
+    tally: Arc<Tally>,
+    stop: Arc<AtomicBool>,
+    seed: u64,
+) -> Result<Histogram<u64>, String> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15);
+    let mut conn = connect(&addr, load.protocol).await?;
+    let mut sent = 0u64;
+    while !stop.load(Ordering::Relaxed) && load.limit.is_none_or(|l| sent < l) {
+        let key = format!("key{}", rng.random_range(0..load.keys));
+        let read = rng.random_bool(load.read_ratio);
+        let t0 = Instant::now();
+        let outcome = match &mut conn {
+            Conn::Http(send) => http_request(send, &addr, &key, if read { None } else { Some(value.clone()) }).await,
+            Conn::Resp(stream, buf) => resp_request(stream, buf, &key, if read { None } else { Some(&value) }).await,
+        };
+        sent += 1;
+        match outcome {
+            Ok(Outcome::Ok) => {}
+            Ok(Outcome::Miss) => {
+                tally.misses.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Outcome::Failed) => {
+                tally.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // The connection broke: count it and reconnect once per failure.
+                tally.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("{addr}: {e}; reconnecting");
+                conn = connect(&addr, load.protocol).await?;
+            }
+        }
+        let _ = hist.record((t0.elapsed().as_micros() as u64).max(1));
+        tally.done.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(hist)
+}
+
+enum Outcome {
+    Ok,
+    /// A read of a key that does not exist (not an error: the key space starts empty).
+    Miss,
+    Failed,
+}
+
+async fn http_request(
+    send: &mut http1::SendRequest<Full<Bytes>>,
+    addr: &str,
+    key: &str,
+    value: Option<Bytes>,
+) -> Result<Outcome, String> {
+    let (method, path) = if value.is_some() { ("PUT", "put") } else { ("GET", "get") };
+    let req = http::Request::builder()
+        .method(method)
+        .uri(format!("/{path}?key={key}"))
+        .header(http::header::HOST, addr)
+        .body(Full::new(value.unwrap_or_default()))
+        .map_err(|e| e.to_string())?;
+    send.ready().await.map_err(|e| e.to_string())?;
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    resp.into_body().collect().await.map_err(|e| e.to_string())?;
+    Ok(match status.as_u16() {
+        200 | 204 => Outcome::Ok,
+        404 => Outcome::Miss,
+        _ => Outcome::Failed,
+    })
+}
+
+async fn resp_request(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    key: &str,
+    value: Option<&Bytes>,
+) -> Result<Outcome, String> {
+    let args: Vec<&[u8]> = match value {
+        Some(v) => vec![b"SET", key.as_bytes(), v],
+        None => vec![b"GET", key.as_bytes()],
+    };
+    let mut cmd = Vec::with_capacity(64 + value.map_or(0, Bytes::len));
+    cmd.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for a in args {
+        cmd.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        cmd.extend_from_slice(a);
+        cmd.extend_from_slice(b"\r\n");
+    }
+    stream.write_all(&cmd).await.map_err(|e| e.to_string())?;
+    loop {
+        if let Some(outcome) = parse_reply(buf)? {
+            return Ok(outcome);
+        }
+        if stream.read_buf(buf).await.map_err(|e| e.to_string())? == 0 {
+            return Err("the server closed the connection".into());
+        }
+    }
+}
+
+/// One complete reply to SET or GET at the front of `buf`, consumed; `None` if more is needed.
+fn parse_reply(buf: &mut BytesMut) -> Result<Option<Outcome>, String> {
+    let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else { return Ok(None) };
+    let outcome = match buf[0] {
+        b'+' => Outcome::Ok,
+        b'-' => Outcome::Failed,
+        b'$' => {
+            let len: i64 =
+                std::str::from_utf8(&buf[1..eol]).ok().and_then(|s| s.parse().ok()).ok_or("bad bulk header")?;
+            if len < 0 {
+                buf.advance(eol + 2);
+                return Ok(Some(Outcome::Miss));
+            }
+            let total = eol + 2 + len as usize + 2;
+            if buf.len() < total {
+                return Ok(None);
+            }
+            buf.advance(total);
+            return Ok(Some(Outcome::Ok));
+        }
+        other => return Err(format!("unexpected reply type {:?}", other as char)),
+    };
+    buf.advance(eol + 2);
+    Ok(Some(outcome))
+}
