@@ -79,13 +79,7 @@ async fn require_secret(State(secret): State<Option<Arc<str>>>, req: Request, ne
 
 impl IntoResponse for NodeError {
     fn into_response(self) -> Response {
-        let status = match &self {
-            NodeError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            NodeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            NodeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        (status, format!("{self}\n")).into_response()
+        (self.status(), format!("{self}\n")).into_response()
     }
 }
 

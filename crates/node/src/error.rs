@@ -18,6 +18,18 @@ pub enum NodeError {
     Internal(String),
 }
 
+impl NodeError {
+    /// The HTTP status this error is answered with (RESP reports it in metrics the same way).
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            NodeError::BadRequest(_) => http::StatusCode::BAD_REQUEST,
+            NodeError::TooLarge(_) => http::StatusCode::PAYLOAD_TOO_LARGE,
+            NodeError::Unavailable(_) => http::StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::Internal(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 impl From<dkv_storage::StorageError> for NodeError {
     fn from(e: dkv_storage::StorageError) -> Self {
         NodeError::Internal(e.to_string())

@@ -113,17 +113,50 @@ async fn op(node: &Node, op: Op, key: &Bytes, value: Option<Bytes>) -> Result<Op
         return Err(Reply::err("empty key: keys must be at least one byte"));
     }
     let started = std::time::Instant::now();
+    let (status, result) = if is_local(node, key) {
+        // This node is a replica: coordinate directly, without building an HTTP answer.
+        let result = match op {
+            Op::Get => node.coordinate_read(key.clone(), None).await,
+            Op::Put | Op::Delete => node.coordinate_write(key.clone(), value, None).await.map(|()| None),
+        };
+        match result {
+            Ok(v) => (
+                if v.is_some() {
+                    200
+                } else if op == Op::Get {
+                    404
+                } else {
+                    204
+                },
+                Ok(v),
+            ),
+            Err(e) => (e.status().as_u16(), Err(Reply::err(e))),
+        }
+    } else {
+        forwarded(node, op, key, value).await
+    };
+    node.metrics.observe(Api::Resp, op.metric_name(), status, started.elapsed());
+    result
+}
+
+fn is_local(node: &Node, key: &[u8]) -> bool {
+    crate::router::route(&node.topology(), dkv_placement::key_hash(key), 0) == crate::router::Route::Local
+}
+
+/// The key lives elsewhere: the same forwarding as HTTP, answer read back from the response.
+async fn forwarded(node: &Node, op: Op, key: &Bytes, value: Option<Bytes>) -> (u16, Result<Option<Bytes>, Reply>) {
     let resp = execute(node, op, key.clone(), value).await.unwrap_or_else(axum::response::IntoResponse::into_response);
     let status = resp.status();
-    node.metrics.observe(Api::Resp, op.metric_name(), status.as_u16(), started.elapsed());
-    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .map_err(|e| Reply::err(format!("reading the answer: {e}")))?;
-    match status {
+    let body = match axum::body::to_bytes(resp.into_body(), usize::MAX).await {
+        Ok(b) => b,
+        Err(e) => return (500, Err(Reply::err(format!("reading the answer: {e}")))),
+    };
+    let result = match status {
         StatusCode::OK => Ok(Some(body)),
         StatusCode::NOT_FOUND | StatusCode::NO_CONTENT => Ok(None),
         _ => Err(Reply::err(String::from_utf8_lossy(&body).trim())),
-    }
+    };
+    (status.as_u16(), result)
 }
 
 async fn get(node: &Node, key: &Bytes) -> Result<Option<Bytes>, Reply> {
