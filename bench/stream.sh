@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Streaming rate of data movement: a node joins a one-node cluster holding KEYS keys of SIZE
+# bytes (N=1, so it pulls about half of them), then leaves again (hands them all back).
+#
+#   bench/stream.sh [KEYS] [SIZE]     (defaults: 200000 keys of 1024 bytes; needs wrk)
+#
+# Join: from the newcomer's start to the moment it serves (pull done, seed told); bytes: what it
+# then holds. Leave: from SIGTERM to its exit (hand-off done); bytes: what it held.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KEYS=${1:-200000}
+SIZE=${2:-1024}
+command -v wrk >/dev/null || { echo "bench: wrk is missing: apt-get install -y wrk" >&2; exit 1; }
+cargo build --release -q -p dkv
+DKV=target/release/dkv
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+wait_http() { for _ in $(seq 1 1200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.01; done; echo "bench: $1 did not come up" >&2; exit 1; }
+stat() { curl -fs "$1/stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"; }
+P=$((23000 + RANDOM % 3000))
+SEED=127.0.0.1:$P A=127.0.0.1:$((P + 1)) B=127.0.0.1:$((P + 2))
+FLAGS=(--seed $SEED --replication 1 --heartbeat-interval 200ms --max-value-size 1MiB)
+$DKV seed --listen $SEED >/dev/null 2>&1 & PIDS+=($!)
+wait_http http://$SEED/health
+$DKV node --listen $A "${FLAGS[@]}" >/dev/null 2>&1 & PIDS+=($!)
+wait_http http://$A/health
+KEYS=$KEYS VALUE_SIZE=$SIZE wrk -t1 -c32 -d600s -s bench/wrk/load_once.lua http://$A >/dev/null
+
+t0=$(date +%s.%N)
+$DKV node --listen $B "${FLAGS[@]}" >/dev/null 2>&1 & NB=$!; PIDS+=($NB)
+wait_http http://$B/health
+t1=$(date +%s.%N)
+bytes=$(stat http://$B bytes) keys=$(stat http://$B keys)
+
+t2=$(date +%s.%N)
+kill -TERM $NB; wait $NB || true
+t3=$(date +%s.%N)
+python3 - <<PY
+join, leave, b = $t1 - $t0, $t3 - $t2, $bytes
+print(f"join:  {$keys} keys, {b / 1e6:.0f} MB pulled in {join:.2f} s = {b / 1e6 / join:.0f} MB/s (from process start to serving)")
+print(f"leave: {$keys} keys, {b / 1e6:.0f} MB handed off in {leave:.2f} s = {b / 1e6 / leave:.0f} MB/s (from SIGTERM to exit)")
+PY
