@@ -67,7 +67,7 @@ ONE=http://127.0.0.1:$((P + 11)) THREE=http://127.0.0.1:$((P + 21)) ETCD=http://
 # preloads the same); RESP runs start with the pipelined SET, which covers redis-benchmark's
 # whole key space (-r 100000) before anything reads it.
 for url in $ONE $THREE; do
-  KEYS=100000 taskset -c 0 wrk -t1 -c32 -d120s -s bench/wrk/load_once.lua "$url" >/dev/null
+  taskset -c 0 $DKV bench --load --keys 100000 --value-size 100 -c 32 -d 600s --node "$url" >/dev/null
 done
 
 echo "HTTP ($DUR each)" >&2

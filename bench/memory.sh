@@ -45,7 +45,7 @@ wait_http http://127.0.0.1:$SPORT/health
 $DKV node --listen 127.0.0.1:$NPORT --seed 127.0.0.1:$SPORT --replication 1 >/dev/null 2>&1 & PIDS+=($!); NPID=$!
 wait_http http://127.0.0.1:$NPORT/health
 d_rss0=$(rss_kb $NPID)
-KEYS=$KEYS wrk -t1 -c32 -d300s -s bench/wrk/load_once.lua http://127.0.0.1:$NPORT >/dev/null
+$DKV bench --load --keys $KEYS --value-size 100 -c 32 -d 600s --node http://127.0.0.1:$NPORT >/dev/null
 d_keys=$(curl -fs http://127.0.0.1:$NPORT/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["keys"])')
 d_rss1=$(rss_kb $NPID)
 

@@ -25,7 +25,7 @@ $DKV seed --listen $SEED >/dev/null 2>&1 & PIDS+=($!)
 wait_http http://$SEED/health
 $DKV node --listen $A "${FLAGS[@]}" >/dev/null 2>&1 & PIDS+=($!)
 wait_http http://$A/health
-KEYS=$KEYS VALUE_SIZE=$SIZE wrk -t1 -c32 -d600s -s bench/wrk/load_once.lua http://$A >/dev/null
+$DKV bench --load --keys $KEYS --value-size $SIZE -c 32 -d 600s --node http://$A >/dev/null
 
 t0=$(date +%s.%N)
 $DKV node --listen $B "${FLAGS[@]}" >/dev/null 2>&1 & NB=$!; PIDS+=($NB)

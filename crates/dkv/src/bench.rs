@@ -51,12 +51,14 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let per_conn = args.requests.map(|n| n.div_ceil(args.connections as u64));
+    let read_ratio = if args.load { 0.0 } else { args.read_ratio };
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..args.connections {
         let addr = targets[c % targets.len()].clone();
         let (tally, stop, value) = (tally.clone(), stop.clone(), value.clone());
-        let cfg = Load { keys: args.keys, read_ratio: args.read_ratio, limit: per_conn, protocol: args.protocol };
+        let order = args.load.then_some((c as u64, args.connections as u64));
+        let cfg = Load { keys: args.keys, read_ratio, limit: per_conn, protocol: args.protocol, order };
         tasks.push(tokio::spawn(async move { connection(addr, cfg, value, tally, stop, c as u64).await }));
     }
 
@@ -103,7 +105,7 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
         args.protocol,
         targets.len(),
         args.connections,
-        args.read_ratio * 100.0,
+        read_ratio * 100.0,
         args.keys,
         args.value_size
     );
@@ -172,6 +174,8 @@ struct Load {
     read_ratio: f64,
     limit: Option<u64>,
     protocol: Protocol,
+    /// `--load`: (this connection's first key, stride): keys in order, each once.
+    order: Option<(u64, u64)>,
 }
 
 enum Conn {
@@ -206,7 +210,14 @@ async fn connection(
     let mut conn = connect(&addr, load.protocol).await?;
     let mut sent = 0u64;
     while !stop.load(Ordering::Relaxed) && load.limit.is_none_or(|l| sent < l) {
-        let key = format!("key{}", rng.random_range(0..load.keys));
+        let n = match load.order {
+            Some((first, stride)) => first + sent * stride,
+            None => rng.random_range(0..load.keys),
+        };
+        if n >= load.keys {
+            break;
+        }
+        let key = format!("key{n}");
         let read = rng.random_bool(load.read_ratio);
         let t0 = Instant::now();
         let outcome = match &mut conn {

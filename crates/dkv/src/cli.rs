@@ -225,6 +225,10 @@ pub struct BenchArgs {
     /// Share of reads, 0 to 1 (the rest are writes).
     #[arg(long, default_value_t = 0.5)]
     pub read_ratio: f64,
+    /// Write key0..key{KEYS-1} once each, in order, then stop (to fill a cluster); implies
+    /// --read-ratio 0.
+    #[arg(long)]
+    pub load: bool,
 }
 
 #[derive(Args, Debug)]

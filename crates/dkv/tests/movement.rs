@@ -180,3 +180,22 @@ async fn a_leave_while_the_seed_is_down_still_hands_every_key_on() {
     let bad = missing(&c, &[0, 2], &data).await;
     assert!(bad.is_empty(), "lost in a leave without the seed: {bad:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_hands_off_large_values_in_batches_the_receiver_accepts() {
+    // N=1: the leaver's keys exist nowhere else, so a hand-off refused for its size loses them.
+    let mut c = Cluster::start_with(2, &["--replication", "1"]).await;
+    let big: Vec<(String, Vec<u8>)> =
+        (0..24).map(|i| (format!("big{i}"), vec![b'a' + (i % 26) as u8; 1 << 20])).collect();
+    for (k, v) in &big {
+        c.client(0).put(k.as_bytes(), v.clone()).await.unwrap();
+    }
+    let on_1 = c.keys_on(1).await;
+    assert!(on_1 > 2, "node 1 holds several MiB of values ({on_1} keys)");
+    c.nodes[1].signal(libc::SIGTERM);
+    assert_eq!(c.nodes[1].wait_exit(std::time::Duration::from_secs(30)).await, Some(0));
+    c.wait_normal(1).await;
+    for (k, v) in &big {
+        assert_eq!(c.client(0).get(k.as_bytes()).await.unwrap().as_deref(), Some(&v[..]), "{k} after the leave");
+    }
+}

@@ -30,6 +30,12 @@ use crate::stats::bump;
 use crate::wire::{EPOCH_HEADER, HOP_HEADER};
 use crate::{internal, query};
 
+/// Largest internal message: a batch of at most `wire::BATCH_BYTES`, or one entry of the largest
+/// value with its key, whichever is more, with room for the framing.
+fn internal_body_limit(node: &Node) -> usize {
+    crate::wire::BATCH_BYTES.max(node.config.max_value_bytes + node.config.max_key_bytes) + (1 << 20)
+}
+
 pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<bool>) {
     let secret: Option<Arc<str>> = node.config.cluster_secret.as_deref().map(Arc::from);
     let app = Router::new()
@@ -42,6 +48,9 @@ pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<
         .route("/admin/stop", post(internal::admin_stop))
         .route("/admin/leave", post(internal::admin_leave))
         .route_layer(middleware::from_fn_with_state(secret, require_secret))
+        // Internal messages carry batches of entries, each up to the value limit (the public
+        // routes read bodies themselves, under --max-value-size).
+        .layer(axum::extract::DefaultBodyLimit::max(internal_body_limit(&node)))
         .route("/put", put(put_key))
         .route("/get", get(get_key))
         .route("/delete", delete(delete_key))

@@ -198,8 +198,12 @@ impl Node {
             });
         }
         let addr = self.addr_of(topo, id)?;
-        let body = wire::encode(&ApplyRequest { epoch: topo.epoch(), kind, entries });
-        self.peers.call(addr, "/internal/apply", body).await.map(|_| ())
+        // Large batches (hand-offs, hints of big values) go in pieces the receiver accepts.
+        for entries in wire::split_batches(entries) {
+            let body = wire::encode(&ApplyRequest { epoch: topo.epoch(), kind, entries });
+            self.peers.call(addr, "/internal/apply", body).await?;
+        }
+        Ok(())
     }
 
     async fn read_on(self, topo: Arc<Topology>, id: NodeId, key: Bytes) -> Result<Option<Entry>, PeerError> {

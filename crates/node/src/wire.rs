@@ -181,3 +181,45 @@ mod tests {
         assert!(buf.is_empty());
     }
 }
+
+/// Most key and value bytes sent in one internal batch; a single larger entry goes alone.
+pub const BATCH_BYTES: usize = 4 << 20;
+
+/// Split `entries` into batches of at most [`BATCH_BYTES`] of keys and values each.
+pub fn split_batches(entries: Vec<KeyEntry>) -> Vec<Vec<KeyEntry>> {
+    let mut out = Vec::new();
+    let (mut batch, mut bytes) = (Vec::new(), 0);
+    for kv in entries {
+        let size = kv.key.len() + kv.entry.value_len();
+        if !batch.is_empty() && bytes + size > BATCH_BYTES {
+            out.push(std::mem::take(&mut batch));
+            bytes = 0;
+        }
+        bytes += size;
+        batch.push(kv);
+    }
+    if !batch.is_empty() {
+        out.push(batch);
+    }
+    out
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+    use bytes::Bytes;
+    use dkv_storage::{Entry, Version};
+
+    #[test]
+    fn batches_stay_under_the_byte_limit_and_big_entries_go_alone() {
+        let kv = |n: usize| KeyEntry {
+            key: Bytes::from_static(b"k"),
+            entry: Entry::value(Version::default(), Bytes::from(vec![0; n])),
+        };
+        let sizes = [BATCH_BYTES / 2, BATCH_BYTES / 2, 10, BATCH_BYTES * 2, 10];
+        let batches = split_batches(sizes.iter().map(|&n| kv(n)).collect());
+        let lens: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert_eq!(lens, vec![1, 2, 1, 1]);
+        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 5, "nothing lost");
+    }
+}
