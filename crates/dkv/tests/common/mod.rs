@@ -143,53 +143,30 @@ impl Cluster {
 
     /// A cluster whose seed expires silent nodes after `node_ttl`.
     pub async fn start_full(n: usize, node_flags: &[&str], node_ttl: &str) -> Cluster {
-        let seed_addr = format!("127.0.0.1:{}", free_port());
-        let seed = spawn_seed_with_ttl(&seed_addr, node_ttl);
-        let mut c = Cluster {
-            seed,
-            nodes: Vec::new(),
-            node_flags: node_flags.iter().map(|s| s.to_string()).collect(),
-            data_root: None,
-            with_resp: false,
-        };
-        c.wait_seed().await;
-        for _ in 0..n {
-            c.add_node();
-        }
-        c.wait_normal(n).await;
-        c
+        Self::launch(n, node_flags, node_ttl, None, false).await
     }
 
     /// A cluster of nodes that each keep their data in a directory of their own.
     pub async fn start_durable(n: usize, node_flags: &[&str], node_ttl: &str) -> Cluster {
-        let seed_addr = format!("127.0.0.1:{}", free_port());
-        let seed = spawn_seed_with_ttl(&seed_addr, node_ttl);
-        let mut c = Cluster {
-            seed,
-            nodes: Vec::new(),
-            node_flags: node_flags.iter().map(|s| s.to_string()).collect(),
-            data_root: Some(temp_root("durable")),
-            with_resp: false,
-        };
-        c.wait_seed().await;
-        for _ in 0..n {
-            c.add_node();
-        }
-        c.wait_normal(n).await;
-        c
+        Self::launch(n, node_flags, node_ttl, Some(temp_root("durable")), false).await
     }
 
     /// A cluster whose nodes also serve the Redis protocol (see [`Proc::resp`]).
     pub async fn start_resp(n: usize, node_flags: &[&str]) -> Cluster {
+        Self::launch(n, node_flags, NODE_TTL, None, true).await
+    }
+
+    async fn launch(
+        n: usize,
+        node_flags: &[&str],
+        node_ttl: &str,
+        data_root: Option<std::path::PathBuf>,
+        with_resp: bool,
+    ) -> Cluster {
         let seed_addr = format!("127.0.0.1:{}", free_port());
-        let seed = spawn_seed_with_ttl(&seed_addr, NODE_TTL);
-        let mut c = Cluster {
-            seed,
-            nodes: Vec::new(),
-            node_flags: node_flags.iter().map(|s| s.to_string()).collect(),
-            data_root: None,
-            with_resp: true,
-        };
+        let seed = spawn_seed_with_ttl(&seed_addr, node_ttl);
+        let node_flags = node_flags.iter().map(|s| s.to_string()).collect();
+        let mut c = Cluster { seed, nodes: Vec::new(), node_flags, data_root, with_resp };
         c.wait_seed().await;
         for _ in 0..n {
             c.add_node();
