@@ -17,19 +17,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-5s}
 NREQ=${2:-200000}
-for t in wrk redis-server redis-benchmark etcd; do
-  command -v "$t" >/dev/null || { echo "bench: $t is missing: apt-get install -y wrk redis-server redis-tools etcd-server" >&2; exit 1; }
-done
+. bench/lib.sh
+need "wrk redis-server redis-tools etcd-server" wrk redis-server redis-benchmark etcd
 cargo build --release -q -p dkv
 CARGO_TARGET_DIR=target/bench-reference cargo build --release -q --manifest-path bench/reference/Cargo.toml
 DKV=target/release/dkv
 REF=target/bench-reference/release/reference
 TMP=$(mktemp -d /var/tmp/dkv-compare.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
-trap cleanup EXIT
-start() { taskset -c 1 "$@" >/dev/null 2>&1 & PIDS+=($!); }
-wait_http() { for _ in $(seq 1 300); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; echo "bench: $1 did not come up" >&2; exit 1; }
 wait_redis() { for _ in $(seq 1 200); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "bench: RESP :$1 did not come up" >&2; exit 1; }
 RESULTS="$TMP/results"
 record() { printf '%s\t%s\n' "$1" "$2" >> "$RESULTS"; echo "  $1: $2" >&2; }

@@ -14,16 +14,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10s}
 KEYS=${2:-1000000}
-for t in wrk redis-server redis-benchmark; do
-  command -v "$t" >/dev/null || { echo "bench: $t is missing: apt-get install -y wrk redis-server" >&2; exit 1; }
-done
+. bench/lib.sh
+need "wrk redis-server redis-tools" wrk redis-server redis-benchmark
 cargo build --release -q -p dkv
 DKV=target/release/dkv
 TMP=$(mktemp -d /var/tmp/dkv-bench-durable.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
-trap cleanup EXIT
-wait_http() { for _ in $(seq 1 600); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; echo "bench: $1 did not come up" >&2; exit 1; }
 P=$((21000 + RANDOM % 4000))
 SEED=127.0.0.1:$P
 taskset -c 1 $DKV seed --listen $SEED >/dev/null 2>&1 & PIDS+=($!)
@@ -68,14 +63,14 @@ node() { taskset -c 1 $DKV node --listen 127.0.0.1:$port --seed $SEED --replicat
 node
 wait_http http://127.0.0.1:$port/health
 taskset -c 0 $DKV bench --load --keys $KEYS --value-size 100 -c 32 -d 600s --node http://127.0.0.1:$port >/dev/null
-stored=$(curl -fs http://127.0.0.1:$port/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["keys"])')
+stored=$(stat_of "http://127.0.0.1:$port" keys)
 kill $NODE; wait $NODE 2>/dev/null || true
 disk=$(du -sm "$dir" | cut -f1)
 t0=$(date +%s.%N)
 node
 wait_http http://127.0.0.1:$port/health
 t1=$(date +%s.%N)
-after=$(curl -fs http://127.0.0.1:$port/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["keys"])')
+after=$(stat_of "http://127.0.0.1:$port" keys)
 kill $NODE; wait $NODE 2>/dev/null || true
 
 python3 - "$t0" "$t1" "$stored" "$after" "$disk" <<PY

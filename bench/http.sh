@@ -17,23 +17,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-5s}
 ROUNDS=${2:-3}
-command -v wrk >/dev/null || { echo "bench: wrk is missing: apt-get install -y wrk" >&2; exit 1; }
+. bench/lib.sh
+need wrk wrk
 
 cargo build --release -q -p dkv
 CARGO_TARGET_DIR=target/bench-reference cargo build --release -q --manifest-path bench/reference/Cargo.toml
 DKV=target/release/dkv
 REF=target/bench-reference/release/reference
 
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-wait_http() { # url
-  for _ in $(seq 1 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done
-  echo "bench: $1 did not come up" >&2; exit 1
-}
-start() { taskset -c 1 "$@" >/dev/null 2>&1 & PIDS+=($!); }
 preload() { PRELOAD=100000 taskset -c 0 wrk -t1 -c32 -d"$1" -s bench/wrk/preload.lua "$2" >/dev/null; }
-keys_of() { curl -fs "$1/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["keys"])'; }
 RESULTS=$(mktemp)
 measure() { # label url script
   local out rps p50 p99
@@ -64,7 +56,7 @@ start "$DKV" node --listen "$R3" --seed "$S3" --replication 3
 for u in "http://$B" "http://$R2" "http://$R3"; do wait_http "$u/health"; done
 preload 6s "$ONE"; preload 12s "$A"; preload 20s "$R1"
 for url in "$ONE" "$A" "$R1"; do
-  k=$(keys_of "$url"); [ "$url" = "$A" ] && k=$((k + $(keys_of "http://$B")))
+  k=$(stat_of "$url" keys); [ "$url" = "$A" ] && k=$((k + $(stat_of "http://$B" keys)))
   [ "$k" -ge 100000 ] || { echo "bench: preload of $url stored only $k keys" >&2; exit 1; }
 done
 before=$(curl -fs "$A/stats")

@@ -9,16 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KEYS=${1:-1000000}
-for t in wrk redis-server redis-cli; do
-  command -v "$t" >/dev/null || { echo "bench: $t is missing: apt-get install -y wrk redis-server" >&2; exit 1; }
-done
+. bench/lib.sh
+need "redis-server redis-tools" redis-server redis-cli
 cargo build --release -q -p dkv
 DKV=target/release/dkv
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-wait_http() { for _ in $(seq 1 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; echo "bench: $1 did not come up" >&2; exit 1; }
 
 # --- Redis
 RPORT=16399
@@ -46,7 +41,7 @@ $DKV node --listen 127.0.0.1:$NPORT --seed 127.0.0.1:$SPORT --replication 1 >/de
 wait_http http://127.0.0.1:$NPORT/health
 d_rss0=$(rss_kb $NPID)
 $DKV bench --load --keys $KEYS --value-size 100 -c 32 -d 600s --node http://127.0.0.1:$NPORT >/dev/null
-d_keys=$(curl -fs http://127.0.0.1:$NPORT/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["keys"])')
+d_keys=$(stat_of "http://127.0.0.1:$NPORT" keys)
 d_rss1=$(rss_kb $NPID)
 
 python3 - <<PY

@@ -10,19 +10,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 KEYS=${1:-100000}
 TTL=${2:-2s}
-command -v wrk >/dev/null || { echo "recovery: wrk is missing: apt-get install -y wrk" >&2; exit 1; }
+. bench/lib.sh
+need wrk wrk
 cargo build --release -q -p dkv
 DKV=target/release/dkv
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
 P=$((26000 + RANDOM % 3000))
 "$DKV" seed --listen 127.0.0.1:$P --node-ttl "$TTL" >/dev/null 2>&1 & PIDS+=($!)
 for i in 1 2 3 4; do
   "$DKV" node --listen 127.0.0.1:$((P+i)) --seed 127.0.0.1:$P --heartbeat-interval 200ms >/dev/null 2>&1 & PIDS+=($!)
 done
 members() { curl -fs "http://127.0.0.1:$P/nodes" | python3 -c 'import json,sys; print(sum(m["state"]=="normal" for m in json.load(sys.stdin)["nodes"]))'; }
-copies() { local t=0; for i in "$@"; do t=$((t + $(curl -fs "http://127.0.0.1:$((P+i))/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["keys"])'))); done; echo $t; }
+copies() { local t=0; for i in "$@"; do t=$((t + $(stat_of "http://127.0.0.1:$((P+i))" keys))); done; echo $t; }
 for _ in $(seq 1 200); do [ "$(members 2>/dev/null || echo 0)" = 4 ] && break; sleep 0.1; done
 PRELOAD=$KEYS wrk -t1 -c32 -d600s -s bench/wrk/preload.lua "http://127.0.0.1:$((P+1))" >/dev/null & W=$!
 until [ "$(copies 1 2 3 4)" -ge $((3 * KEYS)) ]; do sleep 0.5; done

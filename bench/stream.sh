@@ -10,14 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 KEYS=${1:-200000}
 SIZE=${2:-1024}
-command -v wrk >/dev/null || { echo "bench: wrk is missing: apt-get install -y wrk" >&2; exit 1; }
+. bench/lib.sh
 cargo build --release -q -p dkv
 DKV=target/release/dkv
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-wait_http() { for _ in $(seq 1 1200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.01; done; echo "bench: $1 did not come up" >&2; exit 1; }
-stat() { curl -fs "$1/stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"; }
 P=$((23000 + RANDOM % 3000))
 SEED=127.0.0.1:$P A=127.0.0.1:$((P + 1)) B=127.0.0.1:$((P + 2))
 FLAGS=(--seed $SEED --replication 1 --heartbeat-interval 200ms --max-value-size 1MiB)
@@ -31,7 +26,7 @@ t0=$(date +%s.%N)
 $DKV node --listen $B "${FLAGS[@]}" >/dev/null 2>&1 & NB=$!; PIDS+=($NB)
 wait_http http://$B/health
 t1=$(date +%s.%N)
-bytes=$(stat http://$B bytes) keys=$(stat http://$B keys)
+bytes=$(stat_of http://$B bytes) keys=$(stat_of http://$B keys)
 
 t2=$(date +%s.%N)
 kill -TERM $NB; wait $NB || true
