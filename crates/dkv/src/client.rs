@@ -31,7 +31,7 @@ pub struct Client {
 }
 
 pub fn encode_key(key: &[u8]) -> String {
-    dkv_node::query::encode_key(key)
+    dkv_node::front::query::encode_key(key)
 }
 
 impl Client {
@@ -70,7 +70,7 @@ impl Client {
         let resp = tokio::time::timeout(self.timeout, self.http.request(req))
             .await
             .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?
-            .map_err(|e| unreachable(dkv_node::peer::error_chain(&e)))?;
+            .map_err(|e| unreachable(dkv_node::transport::peer::error_chain(&e)))?;
         let status = resp.status();
         let body = resp.into_body().collect().await.map_err(|e| unreachable(e.to_string()))?.to_bytes();
         Ok((status, body))

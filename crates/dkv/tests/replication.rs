@@ -156,7 +156,7 @@ async fn hinted_handoff_delivers_writes_a_paused_replica_missed() {
 /// Store `entry` for `key` on node `i` only, bypassing coordination: the way to make exactly one
 /// replica stale.
 async fn apply_on_one(c: &Cluster, i: usize, key: &[u8], entry: dkv_storage::Entry) {
-    use dkv_node::wire::{encode, ApplyKind, ApplyRequest, KeyEntry};
+    use dkv_node::transport::wire::{encode, ApplyKind, ApplyRequest, KeyEntry};
     let client = c.client(i);
     let epoch = client.json("/health").await.unwrap()["epoch"].as_u64().unwrap();
     let kv = KeyEntry { key: Bytes::copy_from_slice(key), entry };

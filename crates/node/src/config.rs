@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use crate::durability::Fsync;
+pub use crate::life::durability::Fsync;
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {

@@ -1,42 +1,27 @@
 //! A dkv storage node.
 //!
-//! Layers inside the crate, bottom up:
-//! * [`wire`] and [`peer`]: the internal message format and the one pooled HTTP client used for
-//!   peers and the seed;
-//! * `membership`: registration, heartbeats and the current [`dkv_membership::Topology`],
-//!   published on a `watch` channel so readers never block;
-//! * `router` (pure): where a public request goes — served here, forwarded, or refused;
-//! * `coordinator`: versioned reads and writes against a key's replicas, via `quorum`;
-//! * `mover`: data movement — pulling ranges on join, handing keys to their new owners after a
-//!   membership change, and handing everything off on leave;
-//! * `api` and `internal`: the public HTTP API and the node-to-node endpoints; `resp`: the same
-//!   key operations over the Redis protocol;
-//! * `durability` and `local`: the `--fsync` policy (group commit) and what a node keeps in its
-//!   data directory besides its keys (identity, last view, pending hints);
-//! * `node`: start-up, background tasks and shutdown.
+//! The crate's folders are its layers, bottom up:
+//! * [`transport`]: how nodes talk to each other — the binary frame transport's messages
+//!   (`wire`), the client side (`peer`, which also speaks HTTP to the seed) and the server side
+//!   (`internal`, the handler of every node-to-node message);
+//! * [`replication`]: the Dynamo-style machinery — coordinated quorum reads and writes
+//!   (`coordinator` over `quorum`), per-request consistency levels, hinted handoff (`hints`),
+//!   anti-entropy, and data movement on join, leave and rebalance (`movement`);
+//! * [`front`]: what clients talk to — the key service every protocol shares (`service`), the
+//!   public HTTP API (`http`, `query`), the routing decision (`router`) and the Redis protocol
+//!   (`resp/`);
+//! * [`life`]: the node's own life — its shared state (`state`), start-up and shutdown
+//!   (`server`), membership and heartbeats, its data directory (`local`), the `--fsync` policy
+//!   (`durability`), counters and Prometheus metrics.
 
-mod antientropy;
-mod api;
 pub mod config;
-mod consistency;
-mod coordinator;
-mod durability;
 pub mod error;
-mod hints;
-mod internal;
-mod local;
-mod membership;
-mod metrics;
-mod mover;
-mod node;
-pub mod peer;
-pub mod query;
-mod quorum;
-pub mod resp;
-mod router;
-mod stats;
-pub mod wire;
+pub mod front;
+pub mod life;
+pub mod replication;
+pub mod transport;
 
 pub use config::NodeConfig;
 pub use error::{NodeError, PeerError};
-pub use node::{run, Stop};
+pub use life::server::run;
+pub use life::state::Stop;

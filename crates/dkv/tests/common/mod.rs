@@ -302,7 +302,7 @@ impl Cluster {
     /// What node `i` itself stores for `key` (its own copy, not a coordinated read), through the
     /// internal read endpoint.
     pub async fn local_entry(&self, i: usize, key: &[u8]) -> Option<dkv_storage::Entry> {
-        use dkv_node::wire::{decode, encode, ReadRequest, ReadResponse};
+        use dkv_node::transport::wire::{decode, encode, ReadRequest, ReadResponse};
         let client = self.client(i);
         let epoch = client.json("/health").await.expect("health")["epoch"].as_u64().expect("epoch");
         let req = encode(&ReadRequest { epoch, key: bytes::Bytes::copy_from_slice(key) });

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::node::Node;
+use crate::life::state::Node;
 use frame::{Limits, Reply};
 
 /// Serve RESP on `listener` until `stop`.

@@ -25,9 +25,9 @@ use http_body_util::BodyExt;
 use tokio::sync::watch;
 
 use crate::error::PeerError;
-use crate::node::{Life, Node};
-use crate::stats::{add, bump};
-use crate::wire::{self, ApplyKind, KeyEntry, RangeRequest};
+use crate::life::state::{Life, Node};
+use crate::life::stats::{add, bump};
+use crate::transport::wire::{self, ApplyKind, KeyEntry, RangeRequest};
 
 /// Entries per scan page (and at most per hand-off batch).
 const PAGE: usize = 1024;

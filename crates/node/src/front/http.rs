@@ -21,19 +21,20 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::consistency::Level;
 use crate::error::NodeError;
-use crate::metrics::{Api, OpName};
-use crate::node::{Life, Node};
-use crate::router::{route, Route};
-use crate::stats::bump;
-use crate::wire::{EPOCH_HEADER, HOP_HEADER};
-use crate::{internal, query};
+use crate::front::query;
+use crate::front::router::{route, Route};
+use crate::life::metrics::{Api, OpName};
+use crate::life::state::{Life, Node};
+use crate::life::stats::bump;
+use crate::replication::consistency::Level;
+use crate::transport::internal;
+use crate::transport::wire::{EPOCH_HEADER, HOP_HEADER};
 
 /// Largest internal message: a batch of at most `wire::BATCH_BYTES`, or one entry of the largest
 /// value with its key, whichever is more, with room for the framing.
 fn internal_body_limit(node: &Node) -> usize {
-    crate::wire::BATCH_BYTES.max(node.config.max_value_bytes + node.config.max_key_bytes) + (1 << 20)
+    crate::transport::wire::BATCH_BYTES.max(node.config.max_value_bytes + node.config.max_key_bytes) + (1 << 20)
 }
 
 pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<bool>) {
@@ -162,7 +163,7 @@ async fn measured(node: Node, op: Op, req: Request) -> Response {
 }
 
 async fn metrics(State(node): State<Node>) -> Response {
-    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::render(&node)).into_response()
+    ([(header::CONTENT_TYPE, crate::life::metrics::CONTENT_TYPE)], crate::life::metrics::render(&node)).into_response()
 }
 
 async fn handle(node: Node, op: Op, req: Request) -> Result<Response, NodeError> {

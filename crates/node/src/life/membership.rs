@@ -17,9 +17,9 @@ use tokio::sync::watch;
 
 use crate::config::NodeConfig;
 use crate::error::{NodeError, PeerError};
-use crate::node::Node;
-use crate::peer::{status_is, Peers};
-use crate::wire::{self, RefreshRequest};
+use crate::life::state::Node;
+use crate::transport::peer::{status_is, Peers};
+use crate::transport::wire::{self, RefreshRequest};
 
 /// Register, retrying until the seed answers: as a new node, or — with an identity from the data
 /// directory — as the node we were, with our tokens, our last state and the last view we knew
@@ -138,7 +138,7 @@ impl Node {
     }
 
     fn life_state(&self) -> dkv_membership::NodeState {
-        use crate::node::Life;
+        use crate::life::state::Life;
         match self.life() {
             Life::Joining => dkv_membership::NodeState::Joining,
             Life::Normal => dkv_membership::NodeState::Normal,

@@ -25,13 +25,13 @@ use dkv_membership::{NodeId, Topology};
 use dkv_placement::key_hash;
 use dkv_storage::{Applied, Entry, Hlc, Version};
 
-use crate::consistency::Level;
 use crate::error::{NodeError, PeerError};
-use crate::node::Node;
-use crate::peer::is_stale_epoch;
-use crate::quorum::{quorum, QuorumError};
-use crate::stats::bump;
-use crate::wire::{self, ApplyKind, ApplyRequest, KeyEntry, ReadRequest, ReadResponse};
+use crate::life::state::Node;
+use crate::life::stats::bump;
+use crate::replication::consistency::Level;
+use crate::replication::quorum::{quorum, QuorumError};
+use crate::transport::peer::is_stale_epoch;
+use crate::transport::wire::{self, ApplyKind, ApplyRequest, KeyEntry, ReadRequest, ReadResponse};
 
 /// Re-plans after a "stale epoch" answer before giving up.
 const STALE_RETRIES: usize = 3;

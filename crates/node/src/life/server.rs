@@ -2,7 +2,8 @@
 //!
 //! Start: bind (done by the caller), register with the seed (retrying until it answers), start
 //! serving, then — if the seed says `joining` — pull the ranges this node will own and declare
-//! itself ready. Heartbeats and the mover run as owned tasks that stop on shutdown.
+//! itself ready. Heartbeats, the mover, anti-entropy and hint delivery run as owned tasks that
+//! stop on shutdown.
 //!
 //! Stop comes in two kinds ([`Stop`]): a *leave* (SIGTERM, Ctrl-C, `POST /admin/leave`) hands
 //! every key to the nodes that stay, bounded by the leave timeout, and only then exits; a plain
@@ -11,127 +12,20 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dkv_membership::{NodeId, NodeState, Topology};
-use dkv_storage::{Engine, Hlc};
+use dkv_membership::{NodeState, Topology};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Mutex, RwLock};
+use tokio::sync::watch;
 
 use crate::config::NodeConfig;
-use crate::durability::Durability;
 use crate::error::NodeError;
-use crate::hints::Hints;
-use crate::local::{self, Local};
-use crate::membership;
-use crate::peer::Peers;
-use crate::stats::Counters;
-
-/// How a node is asked to stop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stop {
-    /// Hand all data to the remaining members, then exit.
-    Leave,
-    /// Exit without handing data off (the whole cluster is going down).
-    Now,
-}
-
-/// This node's own view of where it is in its life; set locally *before* the seed hears of it,
-/// so e.g. a node that decided to leave refuses hand-offs from that instant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Life {
-    Joining = 0,
-    Normal = 1,
-    Leaving = 2,
-    Left = 3,
-}
-
-impl Life {
-    pub fn name(self) -> &'static str {
-        match self {
-            Life::Joining => "joining",
-            Life::Normal => "normal",
-            Life::Leaving => "leaving",
-            Life::Left => "left",
-        }
-    }
-}
-
-pub struct Inner {
-    pub config: NodeConfig,
-    pub me: NodeId,
-    pub addr: String,
-    pub engine: Arc<dyn Engine>,
-    /// When a write counts as stored (`--fsync`).
-    pub durability: Arc<Durability>,
-    /// The data directory, for a node that has one.
-    pub local: Option<Local>,
-    pub hlc: Hlc,
-    pub peers: Peers,
-    pub stats: Counters,
-    pub metrics: crate::metrics::Metrics,
-    pub hints: Hints,
-    pub(crate) topo: watch::Sender<Arc<Topology>>,
-    /// Serialises refreshes from the seed so a burst of stale-epoch answers causes one fetch.
-    pub(crate) refresh_lock: Mutex<()>,
-    /// Writes and hand-offs hold it shared; a data move takes it exclusively once, after adopting a
-    /// new view, to wait until every write planned under an older view has landed.
-    pub(crate) fence: RwLock<()>,
-    life: AtomicU8,
-    stop: watch::Sender<Option<Stop>>,
-}
-
-/// A cheap handle to a node's shared state.
-#[derive(Clone)]
-pub struct Node(pub Arc<Inner>);
-
-impl std::ops::Deref for Node {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl Node {
-    pub fn topology(&self) -> Arc<Topology> {
-        self.topo.borrow().clone()
-    }
-
-    pub fn life(&self) -> Life {
-        match self.life.load(Ordering::Acquire) {
-            0 => Life::Joining,
-            1 => Life::Normal,
-            2 => Life::Leaving,
-            _ => Life::Left,
-        }
-    }
-
-    pub fn set_life(&self, life: Life) {
-        self.life.store(life as u8, Ordering::Release);
-    }
-
-    /// Ask the node to stop (from an admin endpoint).
-    pub fn request_stop(&self, how: Stop) {
-        self.stop.send_if_modified(|s| {
-            // A stop-now overrides a leave in progress; a leave never downgrades a stop-now.
-            let next = match (*s, how) {
-                (Some(Stop::Now), _) => Stop::Now,
-                (_, h) => h,
-            };
-            let changed = *s != Some(next);
-            *s = Some(next);
-            changed
-        });
-    }
-
-    /// Wait until one full fence cycle passed: every write that started before now has finished.
-    pub async fn drain_writes(&self) {
-        drop(self.fence.write().await);
-    }
-}
+use crate::life::local;
+use crate::life::membership;
+use crate::life::state::{Life, Node, Stop};
+use crate::replication::hints::Hints;
+use crate::transport::peer::Peers;
 
 /// Run a node on `listener` until `signal` (SIGTERM / Ctrl-C, mapped by the caller) or an admin
 /// request stops it.
@@ -177,39 +71,23 @@ pub async fn run(
     }
     let hints = Hints::new(config.max_hints, config.hint_max_age);
     local::restore_hints(&hints, opened.hints);
-    let node = Node(Arc::new(Inner {
-        me,
-        addr,
-        durability: Durability::start(opened.engine.clone(), config.fsync),
-        engine: opened.engine,
-        local: opened.local,
-        hlc: Hlc::default(),
-        peers,
-        stats: Counters::default(),
-        metrics: crate::metrics::Metrics::default(),
-        hints,
-        topo: watch::channel(topo).0,
-        refresh_lock: Mutex::new(()),
-        fence: RwLock::new(()),
-        life: AtomicU8::new(if state == NodeState::Normal { Life::Normal } else { Life::Joining } as u8),
-        stop: stop_tx,
-        config,
-    }));
+    let life = if state == NodeState::Normal { Life::Normal } else { Life::Joining };
+    let node = Node::new(config, me, addr, opened.engine, opened.local, peers, hints, topo, life, stop_tx);
 
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
-    let server = tokio::spawn(crate::api::serve(node.clone(), listener, server_stop_rx.clone()));
+    let server = tokio::spawn(crate::front::http::serve(node.clone(), listener, server_stop_rx.clone()));
     if let Some(l) = resp_listener {
         tracing::info!(addr = ?l.local_addr().ok(), "RESP listening");
-        tokio::spawn(crate::resp::serve(node.clone(), l, server_stop_rx));
+        tokio::spawn(crate::front::resp::serve(node.clone(), l, server_stop_rx));
     }
     let (tasks_stop_tx, tasks_stop_rx) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(membership::heartbeat_loop(node.clone(), tasks_stop_rx.clone())),
-        tokio::spawn(crate::mover::rebalance_loop(node.clone(), tasks_stop_rx.clone())),
-        tokio::spawn(crate::mover::join(node.clone(), tasks_stop_rx.clone())),
-        tokio::spawn(crate::mover::deliver_hints_loop(node.clone(), tasks_stop_rx.clone())),
-        tokio::spawn(crate::antientropy::anti_entropy_loop(node.clone(), tasks_stop_rx.clone())),
-        tokio::spawn(crate::antientropy::purge_loop(node.clone(), tasks_stop_rx.clone())),
+        tokio::spawn(crate::replication::movement::rebalance_loop(node.clone(), tasks_stop_rx.clone())),
+        tokio::spawn(crate::replication::movement::join(node.clone(), tasks_stop_rx.clone())),
+        tokio::spawn(crate::replication::movement::deliver_hints_loop(node.clone(), tasks_stop_rx.clone())),
+        tokio::spawn(crate::replication::antientropy::anti_entropy_loop(node.clone(), tasks_stop_rx.clone())),
+        tokio::spawn(crate::replication::antientropy::purge_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(save_hints_loop(node.clone(), tasks_stop_rx.clone())),
     ];
 
@@ -219,7 +97,7 @@ pub async fn run(
     if how == Stop::Leave {
         let deadline = node.config.leave_timeout;
         tokio::select! {
-            all_handed_off = crate::mover::leave(&node) => left = all_handed_off,
+            all_handed_off = crate::replication::movement::leave(&node) => left = all_handed_off,
             _ = tokio::time::sleep(deadline) => tracing::warn!(?deadline, "leave timed out; exiting with data not handed off"),
             _ = stop_rx.wait_for(|s| *s == Some(Stop::Now)) => tracing::warn!("stop requested during leave; exiting now"),
         }

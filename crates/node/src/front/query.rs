@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use percent_encoding::{percent_decode, percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use crate::consistency::Level;
 use crate::error::NodeError;
+use crate::replication::consistency::Level;
 
 /// Bytes left as they are in a key parameter; everything else is percent-encoded.
 const KEY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');

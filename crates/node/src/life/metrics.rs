@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::node::Node;
+use crate::life::state::Node;
 
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use dkv_membership::NodeId;
 
-use crate::wire::KeyEntry;
+use crate::transport::wire::KeyEntry;
 
 struct Hint {
     kv: KeyEntry,
@@ -98,13 +98,13 @@ impl Hints {
     }
 
     /// Every pending hint, with its age turned into wall-clock time, for saving.
-    pub fn snapshot(&self) -> Vec<crate::local::SavedHint> {
-        let (now, now_ms) = (Instant::now(), crate::local::wall_ms());
+    pub fn snapshot(&self) -> Vec<crate::life::local::SavedHint> {
+        let (now, now_ms) = (Instant::now(), crate::life::local::wall_ms());
         let g = self.lock();
         g.by_target
             .iter()
             .flat_map(|(target, q)| {
-                q.iter().map(move |h| crate::local::SavedHint {
+                q.iter().map(move |h| crate::life::local::SavedHint {
                     target: target.0,
                     at_ms: now_ms.saturating_sub(now.duration_since(h.at).as_millis() as u64),
                     kv: h.kv.clone(),

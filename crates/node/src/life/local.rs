@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::NodeConfig;
 use crate::error::NodeError;
-use crate::hints::Hints;
-use crate::wire::{self, KeyEntry};
+use crate::replication::hints::Hints;
+use crate::transport::wire::{self, KeyEntry};
 
 const VIEW: &str = "view.json";
 const HINTS: &str = "hints.bin";

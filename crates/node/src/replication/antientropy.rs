@@ -21,9 +21,9 @@ use tokio::sync::watch;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::error::{NodeError, PeerError};
-use crate::node::{Life, Node};
-use crate::stats::add;
-use crate::wire::{self, KeyEntry, SyncBucket, SyncBucketReply, SyncDiff, SyncSummary};
+use crate::life::state::{Life, Node};
+use crate::life::stats::add;
+use crate::transport::wire::{self, KeyEntry, SyncBucket, SyncBucketReply, SyncDiff, SyncSummary};
 
 const BUCKET_BITS: u32 = 10;
 /// Buckets per summary.

@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use dkv_membership::NodeId;
 use serde::de::DeserializeOwned;
 
-use crate::antientropy;
-use crate::node::{Life, Node, Stop};
-use crate::stats::add;
-use crate::wire::{
+use crate::life::state::{Life, Node, Stop};
+use crate::life::stats::add;
+use crate::replication::antientropy;
+use crate::transport::wire::{
     self, ApplyKind, ApplyRequest, KeyEntry, RangeRequest, ReadRequest, ReadResponse, RefreshRequest, SyncBucket,
     SyncDiff, SyncSummary,
 };

@@ -1,6 +1,6 @@
 //! Redis commands in terms of dkv's operations.
 //!
-//! Every key goes through [`crate::api::execute`], the same path as an HTTP request: served here
+//! Every key goes through [`crate::front::http::execute`], the same path as an HTTP request: served here
 //! when this node is a replica of the key (quorum reads and writes), else forwarded to one. So a
 //! `SET` through one node and a `GET` through another behave exactly like `PUT` and `GET` over
 //! HTTP, with the node's default W and R.
@@ -16,9 +16,9 @@ use dkv_membership::View;
 use http::Method;
 
 use super::frame::Reply;
-use crate::api::{execute, Op};
-use crate::metrics::Api;
-use crate::node::Node;
+use crate::front::http::{execute, Op};
+use crate::life::metrics::Api;
+use crate::life::state::Node;
 
 /// What a connection remembers between commands.
 #[derive(Default)]
@@ -140,7 +140,7 @@ async fn op(node: &Node, op: Op, key: &Bytes, value: Option<Bytes>) -> Result<Op
 }
 
 fn is_local(node: &Node, key: &[u8]) -> bool {
-    crate::router::route(&node.topology(), dkv_placement::key_hash(key), 0) == crate::router::Route::Local
+    crate::front::router::route(&node.topology(), dkv_placement::key_hash(key), 0) == crate::front::router::Route::Local
 }
 
 /// The key lives elsewhere: the same forwarding as HTTP, answer read back from the response.
@@ -160,7 +160,7 @@ async fn forwarded(node: &Node, op: Op, key: &Bytes, value: Option<Bytes>) -> (u
 }
 
 async fn get(node: &Node, key: &Bytes) -> Result<Option<Bytes>, Reply> {
-    crate::stats::bump(&node.stats.gets);
+    crate::life::stats::bump(&node.stats.gets);
     op(node, Op::Get, key, None).await
 }
 
@@ -171,7 +171,7 @@ async fn write(node: &Node, key: &Bytes, value: Option<Bytes>) -> Result<(), Rep
         }
     }
     let which = if value.is_some() { (Op::Put, &node.stats.puts) } else { (Op::Delete, &node.stats.deletes) };
-    crate::stats::bump(which.1);
+    crate::life::stats::bump(which.1);
     // Copy: the value is a slice of the connection's read buffer.
     op(node, which.0, key, value.map(|v| Bytes::copy_from_slice(&v))).await.map(|_| ())
 }

@@ -171,7 +171,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Whether a status means "refresh your membership view and try again".
 pub fn is_stale_epoch(e: &PeerError) -> bool {
-    e.status() == Some(crate::wire::STATUS_STALE_EPOCH)
+    e.status() == Some(crate::transport::wire::STATUS_STALE_EPOCH)
 }
 
 pub fn status_is(e: &PeerError, status: StatusCode) -> bool {

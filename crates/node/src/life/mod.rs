@@ -1,0 +1,12 @@
+//! The node's own life: its shared [`state`], start-up and shutdown ([`server`]), registration
+//! and heartbeats with the seed ([`membership`]), what it keeps in its data directory
+//! ([`local`]), when a write counts as stored ([`durability`]), and what it reports
+//! ([`stats`], [`metrics`]).
+
+pub mod durability;
+pub mod local;
+pub mod membership;
+pub mod metrics;
+pub mod server;
+pub mod state;
+pub mod stats;

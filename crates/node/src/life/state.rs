@@ -1,0 +1,155 @@
+//! A node's shared state: who it is, what it stores, the membership it knows, and where it is in
+//! its life. [`Node`] is a cheap handle over it that every task and handler holds; the task that
+//! starts and stops the services is `server.rs`.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use dkv_membership::{NodeId, Topology};
+use dkv_storage::{Engine, Hlc};
+use tokio::sync::{watch, Mutex, RwLock};
+
+use crate::config::NodeConfig;
+use crate::life::durability::Durability;
+use crate::life::local::Local;
+use crate::life::stats::Counters;
+use crate::replication::hints::Hints;
+use crate::transport::peer::Peers;
+
+/// How a node is asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Hand all data to the remaining members, then exit.
+    Leave,
+    /// Exit without handing data off (the whole cluster is going down).
+    Now,
+}
+
+/// This node's own view of where it is in its life; set locally *before* the seed hears of it,
+/// so e.g. a node that decided to leave refuses hand-offs from that instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Life {
+    Joining = 0,
+    Normal = 1,
+    Leaving = 2,
+    Left = 3,
+}
+
+impl Life {
+    pub fn name(self) -> &'static str {
+        match self {
+            Life::Joining => "joining",
+            Life::Normal => "normal",
+            Life::Leaving => "leaving",
+            Life::Left => "left",
+        }
+    }
+}
+
+pub struct Inner {
+    pub config: NodeConfig,
+    pub me: NodeId,
+    pub addr: String,
+    pub engine: Arc<dyn Engine>,
+    /// When a write counts as stored (`--fsync`).
+    pub durability: Arc<Durability>,
+    /// The data directory, for a node that has one.
+    pub local: Option<Local>,
+    pub hlc: Hlc,
+    pub peers: Peers,
+    pub stats: Counters,
+    pub metrics: crate::life::metrics::Metrics,
+    pub hints: Hints,
+    pub(crate) topo: watch::Sender<Arc<Topology>>,
+    /// Serialises refreshes from the seed so a burst of stale-epoch answers causes one fetch.
+    pub(crate) refresh_lock: Mutex<()>,
+    /// Writes and hand-offs hold it shared; a data move takes it exclusively once, after adopting a
+    /// new view, to wait until every write planned under an older view has landed.
+    pub(crate) fence: RwLock<()>,
+    life: AtomicU8,
+    stop: watch::Sender<Option<Stop>>,
+}
+
+/// A cheap handle to a node's shared state.
+#[derive(Clone)]
+pub struct Node(pub Arc<Inner>);
+
+impl std::ops::Deref for Node {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Node {
+    /// The state of a node that registered as `me` with the view in `topo`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        config: NodeConfig,
+        me: NodeId,
+        addr: String,
+        engine: Arc<dyn Engine>,
+        local: Option<Local>,
+        peers: Peers,
+        hints: Hints,
+        topo: Arc<Topology>,
+        life: Life,
+        stop: watch::Sender<Option<Stop>>,
+    ) -> Node {
+        Node(Arc::new(Inner {
+            me,
+            addr,
+            durability: Durability::start(engine.clone(), config.fsync),
+            engine,
+            local,
+            hlc: Hlc::default(),
+            peers,
+            stats: Counters::default(),
+            metrics: crate::life::metrics::Metrics::default(),
+            hints,
+            topo: watch::channel(topo).0,
+            refresh_lock: Mutex::new(()),
+            fence: RwLock::new(()),
+            life: AtomicU8::new(life as u8),
+            stop,
+            config,
+        }))
+    }
+
+    pub fn topology(&self) -> Arc<Topology> {
+        self.topo.borrow().clone()
+    }
+
+    pub fn life(&self) -> Life {
+        match self.life.load(Ordering::Acquire) {
+            0 => Life::Joining,
+            1 => Life::Normal,
+            2 => Life::Leaving,
+            _ => Life::Left,
+        }
+    }
+
+    pub fn set_life(&self, life: Life) {
+        self.life.store(life as u8, Ordering::Release);
+    }
+
+    /// Ask the node to stop (from an admin endpoint).
+    pub fn request_stop(&self, how: Stop) {
+        self.stop.send_if_modified(|s| {
+            // A stop-now overrides a leave in progress; a leave never downgrades a stop-now.
+            let next = match (*s, how) {
+                (Some(Stop::Now), _) => Stop::Now,
+                (_, h) => h,
+            };
+            let changed = *s != Some(next);
+            *s = Some(next);
+            changed
+        });
+    }
+
+    /// Wait until one full fence cycle passed: every write that started before now has finished.
+    pub async fn drain_writes(&self) {
+        drop(self.fence.write().await);
+    }
+}

@@ -1,0 +1,13 @@
+//! Replication: every key on N nodes, coordinated by whichever replica a request reaches.
+//!
+//! [`coordinator`] reads and writes one key across its replicas through the one quorum helper
+//! ([`quorum`]); [`consistency`] resolves per-request `w=`/`r=`; [`hints`] keeps and delivers
+//! writes a replica missed; [`antientropy`] compares bucket digests between replicas and
+//! exchanges only the differences; [`movement`] moves ranges when members join, leave or die.
+
+pub mod antientropy;
+pub mod consistency;
+pub mod coordinator;
+pub mod hints;
+pub mod movement;
+pub mod quorum;
