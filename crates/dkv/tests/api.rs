@@ -137,15 +137,28 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert_eq!(status, 413);
 
     // A request that was already forwarded the maximum number of times is refused, not bounced.
-    let key = "hop-test";
-    let (status, _) = raw_with_header(&c.nodes[0].addr, &format!("/get?key={key}"), "x-dkv-hop: 2").await;
-    let (status_b, _) = raw_with_header(&c.nodes[1].addr, &format!("/get?key={key}"), "x-dkv-hop: 2").await;
-    // Exactly one node owns the key: it answers 404 (not found), the other refuses with 503.
-    let mut statuses = [status, status_b];
+    use dkv_node::transport::wire::{ForwardReply, ForwardRequest, Kind, Op};
+    let forwarded = |epoch| ForwardRequest {
+        epoch,
+        hops: dkv_node::front::router::MAX_HOPS,
+        op: Op::Get,
+        key: Bytes::from_static(b"hop-test"),
+        value: None,
+        level: None,
+    };
+    let mut statuses = Vec::new();
+    for node in &c.nodes {
+        let epoch = c.client(0).json("/health").await.unwrap()["epoch"].as_u64().unwrap();
+        let reply: ForwardReply = internal_call(&node.addr, None, Kind::Forward, &forwarded(epoch)).await.unwrap();
+        statuses.push(match reply {
+            Ok(None) => 404,
+            Ok(Some(_)) => 200,
+            Err(e) => e.status().as_u16(),
+        });
+    }
+    // Exactly one node owns the key: it answers "not found", the other refuses with 503.
     statuses.sort();
     assert_eq!(statuses, [404, 503]);
-    let (status, _) = raw_with_header(&c.nodes[0].addr, "/get?key=keep", "x-dkv-hop: many").await;
-    assert_eq!(status, 400);
 
     assert_eq!(a.get(b"keep").await.unwrap().as_deref(), Some(&b"original"[..]));
     assert_eq!((c.keys_on(0).await, c.keys_on(1).await), before, "bad requests changed the store");
@@ -162,10 +175,6 @@ async fn exchange(addr: &str, request: Vec<u8>) -> (u16, String) {
     let text = String::from_utf8_lossy(&buf).to_string();
     let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, text)
-}
-
-async fn raw_with_header(addr: &str, pq: &str, header: &str) -> (u16, String) {
-    exchange(addr, format!("GET {pq} HTTP/1.1\r\nHost: x\r\n{header}\r\nConnection: close\r\n\r\n").into_bytes()).await
 }
 
 async fn chunked_put(addr: &str, pq: &str, size: usize) -> (u16, String) {
@@ -206,10 +215,19 @@ async fn the_cluster_secret_guards_internal_and_membership_endpoints() {
     node.put(b"k", "v").await.unwrap();
     assert_eq!(node.get(b"k").await.unwrap().as_deref(), Some(&b"v"[..]));
 
-    // Without the secret: internal, admin and membership-changing calls are refused.
+    // Without the secret: node-to-node messages, admin and membership-changing calls are refused.
+    use dkv_node::transport::wire::{Kind, RefreshRequest};
+    let refresh = RefreshRequest { epoch: 0 };
+    for secret in [None, Some("wrong")] {
+        let e = common::internal_call::<_, ()>(&node_addr, secret, Kind::Refresh, &refresh).await.unwrap_err();
+        assert!(
+            matches!(&e, dkv_transport::CallError::Handshake { reason, .. } if reason.contains("cluster secret")),
+            "{e}"
+        );
+    }
+    common::internal_call::<_, ()>(&node_addr, Some("s3cret"), Kind::Refresh, &refresh).await.expect("with the secret");
     let seed = dkv::client::Client::new(&seed_addr);
-    for (client, path) in [(&node, "/internal/apply"), (&node, "/admin/stop"), (&seed, "/register"), (&seed, "/leave")]
-    {
+    for (client, path) in [(&node, "/admin/stop"), (&seed, "/register"), (&seed, "/leave")] {
         let (status, body) = client.raw(Method::POST, path, Some(Bytes::from_static(b"{}"))).await.unwrap();
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body:?}");
         assert!(String::from_utf8_lossy(&body).contains("cluster secret"));

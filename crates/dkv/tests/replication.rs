@@ -156,13 +156,11 @@ async fn hinted_handoff_delivers_writes_a_paused_replica_missed() {
 /// Store `entry` for `key` on node `i` only, bypassing coordination: the way to make exactly one
 /// replica stale.
 async fn apply_on_one(c: &Cluster, i: usize, key: &[u8], entry: dkv_storage::Entry) {
-    use dkv_node::transport::wire::{encode, ApplyKind, ApplyRequest, KeyEntry};
-    let client = c.client(i);
-    let epoch = client.json("/health").await.unwrap()["epoch"].as_u64().unwrap();
+    use dkv_node::transport::wire::{ApplyKind, ApplyRequest, KeyEntry, Kind};
+    let epoch = c.client(i).json("/health").await.unwrap()["epoch"].as_u64().unwrap();
     let kv = KeyEntry { key: Bytes::copy_from_slice(key), entry };
-    let body = encode(&ApplyRequest { epoch, kind: ApplyKind::Repair, entries: vec![kv] });
-    let (status, text) = client.raw(Method::POST, "/internal/apply", Some(body.into())).await.unwrap();
-    assert!(status.is_success(), "{status} {text:?}");
+    let req = ApplyRequest { epoch, kind: ApplyKind::Repair, entries: vec![kv] };
+    common::internal_call::<_, ()>(&c.nodes[i].addr, None, Kind::Apply, &req).await.expect("internal apply");
 }
 
 /// A version newer than what node `i` holds for `key`.

@@ -211,3 +211,61 @@ async fn dkv_bench_smoke_run_over_http_and_resp() {
     let out = dkv().args(["bench", "--node", &node, "--read-ratio", "2"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--read-ratio"));
 }
+
+/// Send every command of `pipeline` in one write and read exactly `replies` replies back.
+fn pipelined(addr: &str, pipeline: &str, replies: usize) -> Vec<String> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(pipeline.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while got.len() < replies {
+        let n = s.read(&mut chunk).expect("read replies");
+        assert!(n > 0, "connection closed after {} replies: {got:?}", got.len());
+        buf.extend_from_slice(&chunk[..n]);
+        // Every reply here is one line (+OK, :n, $-1) or a bulk string of one line.
+        got.clear();
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let mut lines = text.split("\r\n").peekable();
+        while let Some(line) = lines.next() {
+            if line.starts_with('$') && line != "$-1" {
+                match lines.next() {
+                    Some(v) if lines.peek().is_some() => got.push(v.to_string()),
+                    _ => break,
+                }
+            } else if !line.is_empty() && lines.peek().is_some() {
+                got.push(line.to_string());
+            }
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_of_mixed_commands_over_keys_on_different_nodes_answers_in_order() {
+    // N=1 on 3 nodes: each key lives on one node, so the pipeline's commands are served here and
+    // forwarded to both other nodes, and finish in whatever order their owners answer.
+    let c = Cluster::start_resp(3, &["--replication", "1"]).await;
+    let r = c.nodes[0].resp.clone().expect("resp");
+    let keys: Vec<String> = (0..60).map(|i| format!("pipe-{i}")).collect();
+    let mut pipeline = String::new();
+    let mut want = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        pipeline += &format!("SET {k} v{i}\r\nGET {k}\r\nEXISTS {k} nope-{i}\r\n");
+        want.extend(["+OK".to_string(), format!("v{i}"), ":1".to_string()]);
+        if i % 10 == 0 {
+            pipeline += &format!("DEL {k}\r\nGET {k}\r\nPING\r\n");
+            want.extend([":1".to_string(), "$-1".to_string(), "+PONG".to_string()]);
+        }
+    }
+    let got = pipelined(&r, &pipeline, want.len());
+    assert_eq!(got, want);
+    // The keys really are spread over the three nodes.
+    let holders = (0..3).filter(|&i| c.nodes[i].resp.is_some()).map(|i| c.keys_on(i));
+    let mut counts = Vec::new();
+    for h in holders {
+        counts.push(h.await);
+    }
+    assert!(counts.iter().filter(|&&n| n > 0).count() >= 2, "keys on one node only: {counts:?}");
+}

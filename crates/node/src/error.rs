@@ -1,7 +1,12 @@
-//! Errors of the node layer. Each variant tells the caller what to do; the API layer maps them to
-//! HTTP statuses (and nothing below it knows about HTTP).
+//! Errors of the node layer. Each variant tells the caller what to do; the front ends render them
+//! (HTTP as a status and one line, RESP as an error reply). They are serializable so a forwarded
+//! request's error reaches the client's node with its structure.
 
-#[derive(Debug, thiserror::Error)]
+use serde::{Deserialize, Serialize};
+
+use crate::replication::quorum::QuorumError;
+
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 pub enum NodeError {
     /// The request is malformed; fix it (400).
     #[error("{0}")]
@@ -13,6 +18,9 @@ pub enum NodeError {
     /// Retrying later may succeed.
     #[error("{0}")]
     Unavailable(String),
+    /// Too few replicas answered a read or write (503); says how many and what the others said.
+    #[error("{what}: {error}")]
+    Quorum { what: String, error: QuorumError },
     /// A bug or an unexpected peer answer (500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -24,7 +32,7 @@ impl NodeError {
         match self {
             NodeError::BadRequest(_) => http::StatusCode::BAD_REQUEST,
             NodeError::TooLarge(_) => http::StatusCode::PAYLOAD_TOO_LARGE,
-            NodeError::Unavailable(_) => http::StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::Unavailable(_) | NodeError::Quorum { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
             NodeError::Internal(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -37,7 +45,7 @@ impl From<dkv_storage::StorageError> for NodeError {
 }
 
 /// Why a call to a peer or the seed failed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 pub enum PeerError {
     #[error("{addr} unreachable: {reason}")]
     Unreachable { addr: String, reason: String },
@@ -55,6 +63,20 @@ impl PeerError {
         match self {
             PeerError::Refused { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+}
+
+impl From<dkv_transport::CallError> for PeerError {
+    fn from(e: dkv_transport::CallError) -> Self {
+        use dkv_transport::CallError as C;
+        match e {
+            C::Unreachable { addr, reason } | C::Lost { addr, reason } | C::Handshake { addr, reason } => {
+                PeerError::Unreachable { addr, reason }
+            }
+            C::Timeout { addr, ms } => PeerError::Timeout { addr, ms },
+            C::Refused { addr, status, message } => PeerError::Refused { addr, status, message },
+            C::Protocol { addr, reason } => PeerError::Protocol { addr, reason },
         }
     }
 }

@@ -299,17 +299,15 @@ impl Cluster {
         self.client(i).json("/stats").await.expect("stats")["keys"].as_u64().expect("keys")
     }
 
-    /// What node `i` itself stores for `key` (its own copy, not a coordinated read), through the
-    /// internal read endpoint.
+    /// What node `i` itself stores for `key` (its own copy, not a coordinated read), through an
+    /// internal read message.
     pub async fn local_entry(&self, i: usize, key: &[u8]) -> Option<dkv_storage::Entry> {
-        use dkv_node::transport::wire::{decode, encode, ReadRequest, ReadResponse};
-        let client = self.client(i);
-        let epoch = client.json("/health").await.expect("health")["epoch"].as_u64().expect("epoch");
-        let req = encode(&ReadRequest { epoch, key: bytes::Bytes::copy_from_slice(key) });
-        let (status, body) =
-            client.raw(http::Method::POST, "/internal/read", Some(req.into())).await.expect("internal read");
-        assert!(status.is_success(), "internal read: {status} {body:?}");
-        decode::<ReadResponse>(&body).expect("read response").entry
+        use dkv_node::transport::wire::{Kind, ReadRequest, ReadResponse};
+        let epoch = self.client(i).json("/health").await.expect("health")["epoch"].as_u64().expect("epoch");
+        let req = ReadRequest { epoch, key: bytes::Bytes::copy_from_slice(key) };
+        let answer: ReadResponse =
+            internal_call(&self.nodes[i].addr, None, Kind::Read, &req).await.expect("internal read");
+        answer.entry
     }
 
     /// Start the seed again with the arguments it had (after it was killed).
@@ -427,4 +425,24 @@ impl Writers {
         }
         (self.acked.lock().unwrap().clone(), self.failed.lock().unwrap().clone())
     }
+}
+
+/// Send one node-to-node message to the node at `addr`, as a peer of cluster "dkv" would.
+pub async fn internal_call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+    addr: &str,
+    secret: Option<&str>,
+    kind: dkv_node::transport::wire::Kind,
+    req: &Req,
+) -> Result<Resp, dkv_transport::CallError> {
+    let client = dkv_transport::Client::new(dkv_transport::ClientConfig {
+        auth: dkv_transport::Auth { cluster: "dkv".into(), secret: secret.map(str::to_string) },
+        connect_timeout: std::time::Duration::from_secs(5),
+        max_frame: 64 << 20,
+        max_in_flight: 16,
+    });
+    let body = client
+        .call(addr, kind as u8, |b| dkv_transport::put_postcard(b, req), std::time::Duration::from_secs(10))
+        .await?;
+    postcard::from_bytes(&body)
+        .map_err(|e| dkv_transport::CallError::Protocol { addr: addr.into(), reason: e.to_string() })
 }

@@ -7,3 +7,4 @@ pub mod http;
 pub mod query;
 pub mod resp;
 pub mod router;
+pub mod service;

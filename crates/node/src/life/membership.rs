@@ -19,7 +19,7 @@ use crate::config::NodeConfig;
 use crate::error::{NodeError, PeerError};
 use crate::life::state::Node;
 use crate::transport::peer::{status_is, Peers};
-use crate::transport::wire::{self, RefreshRequest};
+use crate::transport::wire::{Kind, RefreshRequest};
 
 /// Register, retrying until the seed answers: as a new node, or — with an identity from the data
 /// directory — as the node we were, with our tokens, our last state and the last view we knew
@@ -167,11 +167,11 @@ impl Node {
     pub async fn notify_peers(&self) {
         let topo = self.topology();
         let epoch = topo.epoch();
-        let body = wire::encode(&RefreshRequest { epoch });
+        let req = RefreshRequest { epoch };
         let calls = topo.view.nodes.iter().filter(|m| m.id != self.me).map(|m| {
-            let body = body.clone();
+            let req = &req;
             async move {
-                if let Err(e) = self.peers.call(&m.addr, "/internal/refresh", body).await {
+                if let Err(e) = self.peers.call::<_, ()>(&m.addr, Kind::Refresh, req).await {
                     tracing::debug!("telling {} about epoch {epoch}: {e}", m.addr);
                 }
             }

@@ -16,6 +16,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::life::state::Node;
+use crate::transport::wire::Op;
 
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
@@ -23,13 +24,6 @@ pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 pub enum Api {
     Http,
     Resp,
-}
-
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum OpName {
-    Get,
-    Put,
-    Delete,
 }
 
 /// Label values in lower case, as Prometheus users write them.
@@ -44,19 +38,19 @@ macro_rules! lower_label {
     };
 }
 lower_label!(Api, Http => "http", Resp => "resp");
-lower_label!(OpName, Get => "get", Put => "put", Delete => "delete");
+lower_label!(Op, Get => "get", Put => "put", Delete => "delete");
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     api: Api,
-    op: OpName,
+    op: Op,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
     api: Api,
-    op: OpName,
+    op: Op,
 }
 
 fn latency_histogram() -> Histogram {
@@ -82,7 +76,7 @@ impl Default for Metrics {
 impl Metrics {
     /// One finished key request: its outcome (an HTTP status; RESP maps onto the same ones) and
     /// how long it took.
-    pub fn observe(&self, api: Api, op: OpName, status: u16, took: Duration) {
+    pub fn observe(&self, api: Api, op: Op, status: u16, took: Duration) {
         self.requests.get_or_create(&RequestLabels { api, op, status }).inc();
         self.latency.get_or_create(&OpLabels { api, op }).observe(took.as_secs_f64());
     }

@@ -43,7 +43,12 @@ pub async fn run(
     };
     let bound = listener.local_addr().map_err(|e| NodeError::Internal(format!("listener address: {e}")))?;
     let addr = advertise_addr(&config, bound).await?;
-    let peers = Peers::new(config.request_timeout, config.cluster_secret.as_deref());
+    let peers = Peers::new(
+        config.request_timeout,
+        &config.cluster_name,
+        config.cluster_secret.as_deref(),
+        internal_frame_limit(&config),
+    );
     let (stop_tx, mut stop_rx) = watch::channel(None);
     tokio::spawn({
         let stop_tx = stop_tx.clone();
@@ -75,7 +80,17 @@ pub async fn run(
     let node = Node::new(config, me, addr, opened.engine, opened.local, peers, hints, topo, life, stop_tx);
 
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
-    let server = tokio::spawn(crate::front::http::serve(node.clone(), listener, server_stop_rx.clone()));
+    let server_config = dkv_transport::ServerConfig {
+        auth: dkv_transport::Auth {
+            cluster: node.config.cluster_name.clone(),
+            secret: node.config.cluster_secret.clone(),
+        },
+        max_frame: internal_frame_limit(&node.config),
+        max_concurrent: 1024,
+        handshake_timeout: node.config.request_timeout,
+    };
+    let http = crate::transport::listener::split(node.clone(), listener, server_config, server_stop_rx.clone());
+    let server = tokio::spawn(crate::front::http::serve(node.clone(), http, server_stop_rx.clone()));
     if let Some(l) = resp_listener {
         tracing::info!(addr = ?l.local_addr().ok(), "RESP listening");
         tokio::spawn(crate::front::resp::serve(node.clone(), l, server_stop_rx));
@@ -178,4 +193,10 @@ async fn route_ip_toward(seed: &str) -> std::io::Result<std::net::IpAddr> {
     let sock = tokio::net::UdpSocket::bind(bind).await?;
     sock.connect(target).await?;
     Ok(sock.local_addr()?.ip())
+}
+
+/// Largest internal frame: a batch of at most `wire::BATCH_BYTES`, or one entry of the largest
+/// value with its key, whichever is more, with room for the encoding.
+fn internal_frame_limit(config: &NodeConfig) -> usize {
+    crate::transport::wire::BATCH_BYTES.max(config.max_value_bytes + config.max_key_bytes) + (1 << 20)
 }

@@ -2,7 +2,7 @@
 //! its life. [`Node`] is a cheap handle over it that every task and handler holds; the task that
 //! starts and stops the services is `server.rs`.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use dkv_membership::{NodeId, Topology};
@@ -68,6 +68,9 @@ pub struct Inner {
     /// new view, to wait until every write planned under an older view has landed.
     pub(crate) fence: RwLock<()>,
     life: AtomicU8,
+    /// The membership epoch at which this node last finished an anti-entropy round with every
+    /// peer (0: never). See [`Node::settled`].
+    settled_epoch: AtomicU64,
     stop: watch::Sender<Option<Stop>>,
 }
 
@@ -112,6 +115,7 @@ impl Node {
             refresh_lock: Mutex::new(()),
             fence: RwLock::new(()),
             life: AtomicU8::new(life as u8),
+            settled_epoch: AtomicU64::new(0),
             stop,
             config,
         }))
@@ -128,6 +132,17 @@ impl Node {
             2 => Life::Leaving,
             _ => Life::Left,
         }
+    }
+
+    /// Whether this node holds every key it replicates under the current view: it is serving,
+    /// and it finished an anti-entropy round with every peer since the view last changed. Only
+    /// then does its "not found" decide a read (see `coordinator.rs`).
+    pub fn settled(&self) -> bool {
+        self.life() == Life::Normal && self.settled_epoch.load(Ordering::Acquire) == self.topology().epoch()
+    }
+
+    pub fn mark_settled(&self, epoch: u64) {
+        self.settled_epoch.store(epoch, Ordering::Release);
     }
 
     pub fn set_life(&self, life: Life) {

@@ -23,7 +23,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 use crate::error::{NodeError, PeerError};
 use crate::life::state::{Life, Node};
 use crate::life::stats::add;
-use crate::transport::wire::{self, KeyEntry, SyncBucket, SyncBucketReply, SyncDiff, SyncSummary};
+use crate::transport::wire::{KeyEntry, Kind, SyncBucket, SyncBucketReply, SyncDiff, SyncSummary};
 
 const BUCKET_BITS: u32 = 10;
 /// Buckets per summary.
@@ -127,13 +127,23 @@ pub struct Round {
     pub failed: usize,
 }
 
-/// Sync with every peer whose id is above ours.
-pub async fn round(node: &Node) -> Round {
+/// Sync with every peer whose id is above ours; with `settle`, with every serving peer, after
+/// which (if every sync succeeded under an unchanged view) this node holds everything its peers
+/// hold of the keys it replicates, and its "not found" answers can be trusted (see
+/// `coordinator.rs`).
+pub async fn round(node: &Node, settle: bool) -> Round {
     let topo = node.topology();
-    let summaries = tokio::task::block_in_place(|| summarize(node, &topo));
+    let mut summaries = tokio::task::block_in_place(|| summarize(node, &topo));
+    if settle {
+        // Peers with which this node shares nothing yet (a range it newly replicates and has not
+        // received) must be asked too.
+        for m in topo.view.nodes.iter().filter(|m| m.id != node.me && m.state != NodeState::Joining) {
+            summaries.entry(m.id).or_insert_with(|| vec![0; BUCKETS]);
+        }
+    }
     let mut report = Round::default();
     for (peer, digests) in summaries {
-        if peer <= node.me {
+        if peer <= node.me && !settle {
             continue;
         }
         report.peers += 1;
@@ -149,6 +159,9 @@ pub async fn round(node: &Node) -> Round {
             }
         }
     }
+    if settle && report.failed == 0 {
+        node.mark_settled(topo.epoch());
+    }
     add(&node.stats.repaired_by_sync, report.sent + report.received);
     report
 }
@@ -160,18 +173,14 @@ async fn sync_with(
     digests: Vec<u64>,
 ) -> Result<(usize, u64, u64), PeerError> {
     let addr = node.addr_of(topo, peer)?;
-    let protocol = |e: wire::WireError| PeerError::Protocol { addr: addr.to_string(), reason: e.to_string() };
     let summary = SyncSummary { epoch: topo.epoch(), from: node.me.0, digests };
-    let diff: SyncDiff = wire::decode(&node.peers.call(addr, "/internal/sync/summary", wire::encode(&summary)).await?)
-        .map_err(protocol)?;
+    let diff: SyncDiff = node.peers.call(addr, Kind::SyncSummary, &summary).await?;
     let (mut sent, mut received) = (0, 0);
     for &bucket in &diff.buckets {
         let entries = tokio::task::block_in_place(|| bucket_entries(node, topo, peer, bucket as usize));
         sent += entries.len() as u64;
         let msg = SyncBucket { epoch: topo.epoch(), from: node.me.0, bucket, entries };
-        let reply: SyncBucketReply =
-            wire::decode(&node.peers.call(addr, "/internal/sync/bucket", wire::encode(&msg)).await?)
-                .map_err(protocol)?;
+        let reply: SyncBucketReply = node.peers.call(addr, Kind::SyncBucket, &msg).await?;
         received += reply.entries.len() as u64;
         node.apply_local(reply.entries).await.map_err(|e| PeerError::Refused {
             addr: "this node".into(),
@@ -217,7 +226,7 @@ pub async fn anti_entropy_loop(node: Node, mut stop: watch::Receiver<bool>) {
             continue;
         }
         let started = tokio::time::Instant::now();
-        let r = round(&node).await;
+        let r = round(&node, changed).await;
         if r.buckets > 0 || r.failed > 0 {
             tracing::info!(peers = r.peers, buckets = r.buckets, sent = r.sent, received = r.received, failed = r.failed, took = ?started.elapsed(), "anti-entropy round");
         }

@@ -8,10 +8,14 @@
 //! coordinator for later delivery.
 //!
 //! A read asks R of the key's replicas (itself first, when it is one) and answers with the highest
-//! version among them; if one fails or lacks the key it asks all replicas and takes the first R
-//! answers that hold the key (a "not found" only decides once every replica has answered: a replica that
-//! missed a write says "not found", and R = 1 must still find an acknowledged write); any answering
-//! replica that returned an older version or nothing is repaired in the background.
+//! version among them. A replica's "not found" is weak in general: one that missed a write says
+//! "not found", and R = 1 must still find an acknowledged write. It is strong when R + W > N (any
+//! R replicas include one that acknowledged every acknowledged write) and the replica is settled
+//! (serving, and a full anti-entropy round ran since the view last changed, so it is not still
+//! filling a range it newly replicates). R answers that are values or strong "not found"s decide;
+//! otherwise the read asks all replicas and takes the first R answers that hold the key, a "not
+//! found" deciding only once every replica has answered. Any answering replica that returned an
+//! older version or nothing is repaired in the background.
 //!
 //! A replica that has seen a newer membership epoch refuses with "stale epoch"; the coordinator
 //! then refreshes its view and re-plans, so a write never lands only on nodes that already handed
@@ -31,7 +35,7 @@ use crate::life::stats::bump;
 use crate::replication::consistency::Level;
 use crate::replication::quorum::{quorum, QuorumError};
 use crate::transport::peer::is_stale_epoch;
-use crate::transport::wire::{self, ApplyKind, ApplyRequest, KeyEntry, ReadRequest, ReadResponse};
+use crate::transport::wire::{self, ApplyKind, ApplyRequest, KeyEntry, Kind, ReadRequest, ReadResponse};
 
 /// Re-plans after a "stale epoch" answer before giving up.
 const STALE_RETRIES: usize = 3;
@@ -72,7 +76,7 @@ impl Node {
             match result {
                 Ok(_) => return Ok(()),
                 Err(e) if attempt < STALE_RETRIES && stale(&e) => self.refresh().await,
-                Err(e) => return Err(NodeError::Unavailable(format!("write not acknowledged: {e}"))),
+                Err(error) => return Err(NodeError::Quorum { what: "write not acknowledged".into(), error }),
             }
         }
         unreachable!("the last attempt returns")
@@ -108,19 +112,23 @@ impl Node {
             }
             let needed = resolve(r, self.config.read_quorum, replicas.len(), "r")?;
             // Ask R replicas first, this node among them when it is one; only if one of them fails
-            // or does not have the key, ask them all. "Not found" from a replica that may have
-            // missed the write is not decisive.
+            // or answers a "not found" that does not decide, ask them all.
             if let Some(i) = replicas.iter().position(|&id| id == self.me) {
                 replicas[..=i].rotate_right(1);
             }
+            let strong = needed + self.config.write_quorum.min(replicas.len()) > replicas.len();
+            let decides = |a: &ReadResponse| a.entry.is_some() || (strong && a.settled);
             let call = |id| self.clone().read_on(topo.clone(), id, key.clone());
-            let first = quorum(&replicas[..needed], needed, self.config.request_timeout, Option::is_some, &call).await;
+            let timeout = self.config.request_timeout;
+            let first = quorum(&replicas[..needed], needed, timeout, decides, &call).await;
             let result = match first {
-                Ok(answers) if answers.iter().all(|(_, e)| e.is_some()) => Ok(answers),
-                _ => quorum(&replicas, needed, self.config.request_timeout, Option::is_some, &call).await,
+                Ok(answers) if answers.iter().all(|(_, a)| decides(a)) => Ok(answers),
+                _ => quorum(&replicas, needed, timeout, |a: &ReadResponse| a.entry.is_some(), &call).await,
             };
             match result {
                 Ok(answers) => {
+                    let answers: Vec<(NodeId, Option<Entry>)> =
+                        answers.into_iter().map(|(id, a)| (id, a.entry)).collect();
                     let newest = answers.iter().filter_map(|(_, e)| e.clone()).max_by_key(|e| e.version);
                     if let Some(newest) = &newest {
                         self.repair(&topo, &key, newest, &answers);
@@ -128,7 +136,7 @@ impl Node {
                     return Ok(newest.and_then(|e| e.value));
                 }
                 Err(e) if attempt < STALE_RETRIES && stale(&e) => self.refresh().await,
-                Err(e) => return Err(NodeError::Unavailable(format!("read failed: {e}"))),
+                Err(error) => return Err(NodeError::Quorum { what: "read failed".into(), error }),
             }
         }
         unreachable!("the last attempt returns")
@@ -200,26 +208,21 @@ impl Node {
         let addr = self.addr_of(topo, id)?;
         // Large batches (hand-offs, hints of big values) go in pieces the receiver accepts.
         for entries in wire::split_batches(entries) {
-            let body = wire::encode(&ApplyRequest { epoch: topo.epoch(), kind, entries });
-            self.peers.call(addr, "/internal/apply", body).await?;
+            let req = ApplyRequest { epoch: topo.epoch(), kind, entries };
+            self.peers.call::<_, ()>(addr, Kind::Apply, &req).await?;
         }
         Ok(())
     }
 
-    async fn read_on(self, topo: Arc<Topology>, id: NodeId, key: Bytes) -> Result<Option<Entry>, PeerError> {
+    async fn read_on(self, topo: Arc<Topology>, id: NodeId, key: Bytes) -> Result<ReadResponse, PeerError> {
         if id == self.me {
-            return self.engine.get(key_hash(&key), &key).map_err(|e| PeerError::Refused {
-                addr: "this node".into(),
-                status: 500,
-                message: e.to_string(),
-            });
+            return match self.engine.get(key_hash(&key), &key) {
+                Ok(entry) => Ok(ReadResponse { entry, settled: self.settled() }),
+                Err(e) => Err(PeerError::Refused { addr: "this node".into(), status: 500, message: e.to_string() }),
+            };
         }
         let addr = self.addr_of(&topo, id)?;
-        let body =
-            self.peers.call(addr, "/internal/read", wire::encode(&ReadRequest { epoch: topo.epoch(), key })).await?;
-        wire::decode::<ReadResponse>(&body)
-            .map(|r| r.entry)
-            .map_err(|e| PeerError::Protocol { addr: addr.to_string(), reason: e.to_string() })
+        self.peers.call(addr, Kind::Read, &ReadRequest { epoch: topo.epoch(), key }).await
     }
 
     pub fn addr_of<'t>(&self, topo: &'t Topology, id: NodeId) -> Result<&'t str, PeerError> {

@@ -18,16 +18,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use dkv_membership::NodeId;
 use dkv_placement::key_hash;
-use http_body_util::BodyExt;
 use tokio::sync::watch;
 
 use crate::error::PeerError;
 use crate::life::state::{Life, Node};
 use crate::life::stats::{add, bump};
-use crate::transport::wire::{self, ApplyKind, KeyEntry, RangeRequest};
+use crate::transport::wire::{ApplyKind, KeyEntry, Kind, RangePage, RangeRequest};
 
 /// Entries per scan page (and at most per hand-off batch).
 const PAGE: usize = 1024;
@@ -97,25 +95,20 @@ pub async fn join(node: Node, mut stop: watch::Receiver<bool>) {
     node.notify_peers().await;
 }
 
-/// Copy from `addr` every entry this node will own; returns how many arrived.
+/// Copy from `addr` every entry this node will own, page by page; returns how many arrived.
 async fn pull(node: &Node, addr: &str) -> Result<u64, PeerError> {
-    let req = RangeRequest { epoch: node.topology().epoch(), for_node: node.me.0 };
-    let mut body = node.peers.call_stream(addr, "/internal/range", wire::encode(&req)).await?;
-    let mut buf = BytesMut::new();
+    let mut req = RangeRequest { epoch: node.topology().epoch(), for_node: node.me.0, after: None };
     let mut n = 0;
-    let broken = |reason: String| PeerError::Protocol { addr: addr.to_string(), reason };
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| broken(e.to_string()))?;
-        if let Ok(data) = frame.into_data() {
-            buf.extend_from_slice(&data);
+    loop {
+        let page: RangePage = node.peers.call(addr, Kind::Range, &req).await?;
+        n += page.entries.len() as u64;
+        node.apply_local(page.entries)
+            .await
+            .map_err(|e| PeerError::Protocol { addr: addr.to_string(), reason: format!("storing pulled keys: {e}") })?;
+        match page.next {
+            Some(next) => req.after = Some(next),
+            None => break,
         }
-        while let Some(batch) = wire::next_frame(&mut buf).map_err(|e| broken(e.to_string()))? {
-            n += batch.len() as u64;
-            node.apply_local(batch).await.map_err(|e| broken(format!("storing pulled keys: {e}")))?;
-        }
-    }
-    if !buf.is_empty() {
-        return Err(broken("range stream ended inside a frame".into()));
     }
     add(&node.stats.moved_in, n);
     Ok(n)

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::error::PeerError;
 
-#[derive(Debug)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct QuorumError {
     pub needed: usize,
     pub answered: usize,

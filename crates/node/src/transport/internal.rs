@@ -1,161 +1,166 @@
-//! Node-to-node endpoints (`/internal/*`) and the admin endpoints (`/admin/*`).
+//! The answering side of node-to-node messages (see `wire` for what each one means).
 //!
-//! Bodies are postcard messages (see `wire`). A request from a node with an older membership epoch
-//! is refused with 409 so the sender re-plans with the current view; a request from a node with a
-//! newer epoch first makes this node refresh its view.
+//! [`Internal`] is the transport's handler: it decodes a request by its kind, checks the sender's
+//! membership epoch, runs it and encodes the answer. A request from a node with an older epoch is
+//! refused with [`wire::STATUS_STALE_EPOCH`] so the sender re-plans with the current view; one
+//! from a node with a newer epoch first makes this node refresh its view. Admin endpoints stay on
+//! HTTP (`front/http.rs`).
 
-use std::convert::Infallible;
-
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use dkv_membership::NodeId;
+use dkv_transport::{Handler, Refusal};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-use crate::life::state::{Life, Node, Stop};
+use crate::error::NodeError;
+use crate::life::state::{Life, Node};
 use crate::life::stats::add;
 use crate::replication::antientropy;
 use crate::transport::wire::{
-    self, ApplyKind, ApplyRequest, KeyEntry, RangeRequest, ReadRequest, ReadResponse, RefreshRequest, SyncBucket,
-    SyncDiff, SyncSummary,
+    self, ApplyKind, ApplyRequest, ForwardRequest, KeyEntry, Kind, RangePage, RangeRequest, ReadRequest, ReadResponse,
+    RefreshRequest, SyncBucket, SyncDiff, SyncSummary,
 };
 
-/// Entries per frame of a range stream.
-const RANGE_BATCH: usize = 512;
+/// Entries scanned per step of a range page.
+const SCAN_STEP: usize = 512;
+/// Most entries one range request looks at, so a page over a range this node mostly does not
+/// share still answers promptly (with few entries and a cursor).
+const SCAN_PER_PAGE: usize = 64 * SCAN_STEP;
 
-// A ready error response is what a handler's `?` needs; its size does not matter here.
-#[allow(clippy::result_large_err)]
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    wire::decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response())
+pub struct Internal(pub Node);
+
+type Answer = Result<Vec<u8>, Refusal>;
+
+impl Handler for Internal {
+    async fn handle(&self, kind: u8, body: Bytes) -> Answer {
+        let node = &self.0;
+        match Kind::from_u8(kind) {
+            Some(Kind::Apply) => apply(node, decode(&body)?).await,
+            Some(Kind::Read) => read(node, decode(&body)?).await,
+            Some(Kind::Range) => range(node, decode(&body)?).await,
+            Some(Kind::SyncSummary) => sync_summary(node, decode(&body)?).await,
+            Some(Kind::SyncBucket) => sync_bucket(node, decode(&body)?).await,
+            Some(Kind::Refresh) => refresh(node, decode(&body)?),
+            Some(Kind::Forward) => forward(node, decode(&body)?).await,
+            None => Err(Refusal::new(400, format!("unknown message kind {kind}: is the peer of another release?"))),
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
+    postcard::from_bytes(body).map_err(|e| Refusal::new(400, format!("undecodable internal message: {e}")))
+}
+
+fn encode<T: Serialize>(msg: &T) -> Answer {
+    postcard::to_allocvec(msg).map_err(|e| Refusal::new(500, format!("encoding the answer: {e}")))
+}
+
+fn refused(e: NodeError) -> Refusal {
+    Refusal::new(e.status().as_u16(), e.to_string())
 }
 
 /// Bring our view up to the sender's epoch, or refuse a sender that is behind ours.
-async fn check_epoch(node: &Node, epoch: u64) -> Result<(), Response> {
+async fn check_epoch(node: &Node, epoch: u64) -> Result<(), Refusal> {
     node.refresh_to(epoch).await;
     let mine = node.topology().epoch();
     if epoch < mine {
-        let status = StatusCode::from_u16(wire::STATUS_STALE_EPOCH).expect("valid status");
-        return Err(
-            (status, format!("stale epoch {epoch}: this node is at epoch {mine}; refresh and retry\n")).into_response()
-        );
+        return Err(Refusal::new(
+            wire::STATUS_STALE_EPOCH,
+            format!("stale epoch {epoch}: this node is at epoch {mine}; refresh and retry"),
+        ));
     }
     Ok(())
 }
 
-fn node_error(e: crate::error::NodeError) -> Response {
-    e.into_response()
-}
-
-/// Handlers answer `Err` with a ready error response, so checks chain with `?`.
-type Answer = Result<Response, Response>;
-
-pub async fn apply(State(node): State<Node>, body: Bytes) -> Answer {
-    let req: ApplyRequest = decode(&body)?;
-    check_epoch(&node, req.epoch).await?;
+async fn apply(node: &Node, req: ApplyRequest) -> Answer {
+    check_epoch(node, req.epoch).await?;
     let _writes = node.fence.read().await;
     if matches!(req.kind, ApplyKind::Handoff | ApplyKind::Hint) && matches!(node.life(), Life::Leaving | Life::Left) {
-        let status = StatusCode::from_u16(wire::STATUS_LEAVING).expect("valid status");
-        return Err(
-            (status, "this node is leaving and takes no hand-offs; send to the remaining members\n").into_response()
-        );
+        return Err(Refusal::new(
+            wire::STATUS_LEAVING,
+            "this node is leaving and takes no hand-offs; send to the remaining members",
+        ));
     }
     let n = req.entries.len() as u64;
-    node.apply_local(req.entries).await.map_err(node_error)?;
+    node.apply_local(req.entries).await.map_err(refused)?;
     if req.kind == ApplyKind::Handoff {
         add(&node.stats.moved_in, n);
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(Vec::new())
 }
 
-pub async fn read(State(node): State<Node>, body: Bytes) -> Answer {
-    let req: ReadRequest = decode(&body)?;
-    check_epoch(&node, req.epoch).await?;
-    let entry = node.engine.get(dkv_placement::key_hash(&req.key), &req.key).map_err(|e| node_error(e.into()))?;
-    Ok(wire::encode(&ReadResponse { entry }).into_response())
+async fn read(node: &Node, req: ReadRequest) -> Answer {
+    check_epoch(node, req.epoch).await?;
+    let entry = node.engine.get(dkv_placement::key_hash(&req.key), &req.key).map_err(|e| refused(e.into()))?;
+    encode(&ReadResponse { entry, settled: node.settled() })
 }
 
-/// Stream every entry whose future replicas include the requesting (joining) node.
-pub async fn range(State(node): State<Node>, body: Bytes) -> Answer {
-    let req: RangeRequest = decode(&body)?;
+/// One page of the entries whose future replicas include the requesting (joining) node.
+async fn range(node: &Node, req: RangeRequest) -> Answer {
     node.refresh_to(req.epoch).await;
-    // Writes planned before we knew of the newcomer did not go to it; let them land first so the
-    // scan below sees them.
-    node.drain_writes().await;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    if req.after.is_none() {
+        // Writes planned before we knew of the newcomer did not go to it; let them land first so
+        // the scan sees them.
+        node.drain_writes().await;
+    }
     let for_node = NodeId(req.for_node);
-    tokio::spawn(async move {
-        let mut cursor = None;
-        let mut page = Vec::with_capacity(RANGE_BATCH);
-        loop {
-            page.clear();
-            cursor = match node.engine.scan(cursor.as_ref(), u64::MAX, RANGE_BATCH, &mut page) {
-                Ok(c) => c,
-                Err(e) => {
-                    // Dropping the sender ends the stream mid-frame: the puller sees it broken.
-                    tracing::error!("streaming a range failed: {e}");
-                    return;
-                }
-            };
-            let topo = node.topology();
-            let batch: Vec<KeyEntry> = page
-                .drain(..)
-                .filter(|(hash, _, _)| topo.is_future_replica(for_node, *hash))
-                .map(|(_, key, entry)| KeyEntry { key, entry })
-                .collect();
-            if !batch.is_empty() && tx.send(wire::encode_frame(&batch)).await.is_err() {
-                return; // the puller went away; it will retry
-            }
-            if cursor.is_none() {
-                return;
+    let topo = node.topology();
+    let mut cursor = req.after.map(wire::cursor_from_wire);
+    let (mut entries, mut bytes, mut scanned) = (Vec::new(), 0, 0);
+    let mut page = Vec::with_capacity(SCAN_STEP);
+    while bytes < wire::BATCH_BYTES && scanned < SCAN_PER_PAGE {
+        page.clear();
+        cursor = tokio::task::block_in_place(|| node.engine.scan(cursor.as_ref(), u64::MAX, SCAN_STEP, &mut page))
+            .map_err(|e| refused(e.into()))?;
+        scanned += page.len();
+        for (hash, key, entry) in page.drain(..) {
+            if topo.is_future_replica(for_node, hash) {
+                bytes += key.len() + entry.value_len();
+                entries.push(KeyEntry { key, entry });
             }
         }
-    });
-    let stream =
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
-    Ok(Body::from_stream(stream).into_response())
+        if cursor.is_none() {
+            break;
+        }
+    }
+    encode(&RangePage { entries, next: cursor.map(wire::cursor_to_wire) })
 }
 
 /// Anti-entropy step 1: which buckets differ between the sender's digests and ours.
-pub async fn sync_summary(State(node): State<Node>, body: Bytes) -> Answer {
-    let req: SyncSummary = decode(&body)?;
-    check_epoch(&node, req.epoch).await?;
+async fn sync_summary(node: &Node, req: SyncSummary) -> Answer {
+    check_epoch(node, req.epoch).await?;
     if req.digests.len() != antientropy::BUCKETS {
-        return Err((StatusCode::BAD_REQUEST, "summary with the wrong number of buckets\n").into_response());
+        return Err(Refusal::new(400, "summary with the wrong number of buckets"));
     }
     let topo = node.topology();
-    let mine = tokio::task::block_in_place(|| antientropy::summarize_for(&node, &topo, NodeId(req.from)));
+    let mine = tokio::task::block_in_place(|| antientropy::summarize_for(node, &topo, NodeId(req.from)));
     let buckets = (0..antientropy::BUCKETS as u32).filter(|&b| mine[b as usize] != req.digests[b as usize]).collect();
-    Ok(wire::encode(&SyncDiff { buckets }).into_response())
+    encode(&SyncDiff { buckets })
 }
 
 /// Anti-entropy step 2: take the sender's entries of a bucket, answer with ours it lacks.
-pub async fn sync_bucket(State(node): State<Node>, body: Bytes) -> Answer {
-    let req: SyncBucket = decode(&body)?;
-    check_epoch(&node, req.epoch).await?;
+async fn sync_bucket(node: &Node, req: SyncBucket) -> Answer {
+    check_epoch(node, req.epoch).await?;
     if req.bucket as usize >= antientropy::BUCKETS {
-        return Err((StatusCode::BAD_REQUEST, "no such bucket\n").into_response());
+        return Err(Refusal::new(400, "no such bucket"));
     }
     let _writes = node.fence.read().await;
     let topo = node.topology();
-    let reply = antientropy::answer_bucket(&node, &topo, req).await.map_err(node_error)?;
-    Ok(wire::encode(&reply).into_response())
+    let reply = antientropy::answer_bucket(node, &topo, req).await.map_err(refused)?;
+    encode(&reply)
 }
 
-pub async fn refresh(State(node): State<Node>, body: Bytes) -> Answer {
-    let req: RefreshRequest = decode(&body)?;
+fn refresh(node: &Node, req: RefreshRequest) -> Answer {
+    let node = node.clone();
     tokio::spawn(async move { node.refresh_to(req.epoch).await });
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(Vec::new())
 }
 
-/// `POST /admin/stop`: exit without handing data off (the whole cluster is stopping).
-pub async fn admin_stop(State(node): State<Node>) -> Response {
-    node.request_stop(Stop::Now);
-    (StatusCode::ACCEPTED, "stopping\n").into_response()
-}
-
-/// `POST /admin/leave`: hand every key to the remaining members, then exit.
-pub async fn admin_leave(State(node): State<Node>) -> Response {
-    node.request_stop(Stop::Leave);
-    (StatusCode::ACCEPTED, "leaving: handing keys to the remaining members, then exiting\n").into_response()
+/// A client request another node passed on: serve it as if it had come here.
+async fn forward(node: &Node, req: ForwardRequest) -> Answer {
+    if req.epoch > node.topology().epoch() {
+        node.refresh_to(req.epoch).await;
+    }
+    let reply: wire::ForwardReply = node.serve_forwarded(req).await;
+    encode(&reply)
 }

@@ -4,5 +4,6 @@
 //! answers them ([`internal`]).
 
 pub mod internal;
+pub mod listener;
 pub mod peer;
 pub mod wire;

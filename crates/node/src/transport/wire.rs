@@ -1,27 +1,65 @@
-//! Internal wire format between nodes: postcard bodies behind a one-byte format version.
+//! The messages nodes send each other, and what each one answers.
 //!
-//! Every message starts with [`WIRE_VERSION`] so a node never misreads a peer of another release;
-//! a mismatch is refused with a message that says so. Keys travel as raw bytes, entries with their
-//! versions, so every internal transfer is idempotent (see `dkv_storage::Entry::supersedes`).
-//! The transport (HTTP/1.1 with pooled keep-alive connections today) lives in `peer.rs` only.
+//! They travel as postcard bodies in the frames of the `dkv-transport` crate, which carry the
+//! format version, the request id and the message [`Kind`]. Keys travel as raw bytes and entries
+//! with their versions, so every internal transfer is idempotent (see
+//! `dkv_storage::Entry::supersedes`). Every request carries the sender's membership epoch: a
+//! receiver behind it refreshes its view first, one ahead of it refuses with
+//! [`STATUS_STALE_EPOCH`] so the sender re-plans.
+//!
+//! [`encode`] and [`decode`], with their leading version byte, are for what a node keeps on disk
+//! (pending hints).
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use dkv_storage::Entry;
+use bytes::Bytes;
+use dkv_storage::{Cursor, Entry};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::error::NodeError;
+use crate::replication::consistency::Level;
+
 pub const WIRE_VERSION: u8 = 1;
 
-/// Header carrying how many times a public request was already forwarded.
-pub const HOP_HEADER: &str = "x-dkv-hop";
-/// Header carrying the sender's membership epoch on forwarded requests.
-pub const EPOCH_HEADER: &str = "x-dkv-epoch";
-
-/// HTTP status a node answers when the sender's membership epoch is older than its own: the
+/// Status a node refuses with when the sender's membership epoch is older than its own: the
 /// sender must refresh its view and re-plan (the targets may have changed).
 pub const STATUS_STALE_EPOCH: u16 = 409;
-/// HTTP status a leaving node answers to a hand-off: it cannot take keys it is about to give away.
+/// Status a leaving node refuses a hand-off with: it cannot take keys it is about to give away.
 pub const STATUS_LEAVING: u16 = 423;
+
+/// What a request frame carries. The answer to each is named beside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// [`ApplyRequest`] → nothing.
+    Apply = 1,
+    /// [`ReadRequest`] → [`ReadResponse`].
+    Read = 2,
+    /// [`RangeRequest`] → [`RangePage`].
+    Range = 3,
+    /// [`SyncSummary`] → [`SyncDiff`].
+    SyncSummary = 4,
+    /// [`SyncBucket`] → [`SyncBucketReply`].
+    SyncBucket = 5,
+    /// [`RefreshRequest`] → nothing.
+    Refresh = 6,
+    /// [`ForwardRequest`] → [`ForwardReply`].
+    Forward = 7,
+}
+
+impl Kind {
+    pub fn from_u8(k: u8) -> Option<Kind> {
+        use Kind::*;
+        [Apply, Read, Range, SyncSummary, SyncBucket, Refresh, Forward].into_iter().find(|x| *x as u8 == k)
+    }
+}
+
+/// A key operation, as clients ask for it and as a forward carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Op {
+    Get,
+    Put,
+    Delete,
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KeyEntry {
@@ -57,13 +95,34 @@ pub struct ReadRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReadResponse {
     pub entry: Option<Entry>,
+    /// The replica holds every key it should for the current view (it is serving and a full
+    /// anti-entropy round ran since the view last changed), so its "not found" can be trusted.
+    pub settled: bool,
 }
 
-/// Ask a data holder for every entry whose future replicas include `for_node` (a join).
+/// Ask a data holder for the next page of entries whose future replicas include `for_node` (a
+/// join), starting after `after` (from the beginning when `None`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RangeRequest {
     pub epoch: u64,
     pub for_node: u64,
+    pub after: Option<(u64, Bytes)>,
+}
+
+/// One page of a range: at most about [`BATCH_BYTES`] of keys and values. `next` is where the
+/// following page starts; `None` at the end.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RangePage {
+    pub entries: Vec<KeyEntry>,
+    pub next: Option<(u64, Bytes)>,
+}
+
+pub fn cursor_to_wire(c: Cursor) -> (u64, Bytes) {
+    (c.hash, c.key)
+}
+
+pub fn cursor_from_wire((hash, key): (u64, Bytes)) -> Cursor {
+    Cursor { hash, key }
 }
 
 /// Anti-entropy, step 1: the sender's digest of every bucket of the keys both nodes replicate.
@@ -100,6 +159,22 @@ pub struct RefreshRequest {
     pub epoch: u64,
 }
 
+/// A client request passed to a replica of its key by a node that is not one.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ForwardRequest {
+    pub epoch: u64,
+    /// Forwards so far, this one included; bounded so disagreeing views cannot bounce a request.
+    pub hops: u8,
+    pub op: Op,
+    pub key: Bytes,
+    pub value: Option<Bytes>,
+    pub level: Option<Level>,
+}
+
+/// The replica's answer, errors with their structure (a quorum failure keeps its per-replica
+/// reasons), so the node the client talks to renders it as if it had coordinated itself.
+pub type ForwardReply = Result<Option<Bytes>, NodeError>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
     #[error("empty internal message")]
@@ -123,39 +198,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
     }
 }
 
-/// One frame of a range stream: a little-endian `u32` length, then an encoded `Vec<KeyEntry>`.
-pub fn encode_frame(batch: &[KeyEntry]) -> Bytes {
-    let body = encode(&batch);
-    let mut out = BytesMut::with_capacity(4 + body.len());
-    out.put_u32_le(body.len() as u32);
-    out.extend_from_slice(&body);
-    out.freeze()
-}
-
-/// Largest frame a receiver accepts (bounds memory if a peer misbehaves).
-pub const MAX_FRAME: usize = 64 * 1024 * 1024;
-
-/// Split complete frames off the front of `buf`; leaves a partial frame in place.
-pub fn next_frame(buf: &mut BytesMut) -> Result<Option<Vec<KeyEntry>>, WireError> {
-    if buf.len() < 4 {
-        return Ok(None);
-    }
-    let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
-    if len > MAX_FRAME {
-        return Err(WireError::Decode(postcard::Error::DeserializeBadEncoding));
-    }
-    if buf.len() < 4 + len {
-        return Ok(None);
-    }
-    buf.advance(4);
-    let frame = buf.split_to(len);
-    decode(&frame).map(Some)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dkv_storage::Version;
 
     #[test]
     fn messages_round_trip_and_versions_are_checked() {
@@ -167,18 +212,6 @@ mod tests {
         other[0] = 99;
         assert!(matches!(decode::<ReadRequest>(&other), Err(WireError::Version(99))));
         assert!(matches!(decode::<ReadRequest>(&[]), Err(WireError::Empty)));
-    }
-
-    #[test]
-    fn frames_split_across_reads() {
-        let e = KeyEntry { key: Bytes::from_static(b"a"), entry: Entry::tombstone(Version { ts: 1, node: 2 }) };
-        let f = encode_frame(&[e.clone(), e]);
-        let mut buf = BytesMut::new();
-        buf.extend_from_slice(&f[..3]);
-        assert!(next_frame(&mut buf).unwrap().is_none());
-        buf.extend_from_slice(&f[3..]);
-        assert_eq!(next_frame(&mut buf).unwrap().unwrap().len(), 2);
-        assert!(buf.is_empty());
     }
 }
 

@@ -10,13 +10,11 @@
 //! `SET ... GET`, `GETDEL` and `DEL`'s count read the key first and then write: each step is a
 //! quorum operation, but the pair is not atomic against another writer of the same key.
 
-use axum::http::StatusCode;
 use bytes::Bytes;
 use dkv_membership::View;
 use http::Method;
 
 use super::frame::Reply;
-use crate::front::http::{execute, Op};
 use crate::life::metrics::Api;
 use crate::life::state::Node;
 
@@ -28,20 +26,60 @@ pub struct Session {
     pub quit: bool,
 }
 
-pub async fn run(node: &Node, session: &mut Session, args: Vec<Bytes>) -> Reply {
+/// The commands that read or change the connection's [`Session`]; they answer at once, in order
+/// with the others (see `resp/mod.rs`). `None` for every other command.
+pub fn session_command(node: &Node, session: &mut Session, args: &[Bytes]) -> Option<Reply> {
+    let name = args.first()?;
+    let a = &args[1..];
+    match name.to_ascii_lowercase().as_slice() {
+        b"client" if a.is_empty() => Some(wrong_arity("client")),
+        b"client" => Some(client(session, a)),
+        b"hello" => Some(hello(node, session, a)),
+        b"quit" if !a.is_empty() => Some(wrong_arity("quit")),
+        b"quit" => {
+            session.quit = true;
+            Some(Reply::ok())
+        }
+        _ => None,
+    }
+}
+
+fn wrong_arity(cmd: &str) -> Reply {
+    Reply::err(format!("wrong number of arguments for '{cmd}' command"))
+}
+
+/// What a command reads or writes, so a pipeline runs at once only commands that cannot see each
+/// other's effects.
+pub enum Touches {
+    Keys(Vec<Bytes>),
+    /// It reads the whole keyspace (or is unknown to this list): it runs alone.
+    Everything,
+}
+
+pub fn touches(args: &[Bytes]) -> Touches {
+    let a = &args[1..];
+    match args[0].to_ascii_lowercase().as_slice() {
+        b"get" | b"set" | b"getdel" | b"strlen" => Touches::Keys(a.iter().take(1).cloned().collect()),
+        b"del" | b"exists" | b"mget" => Touches::Keys(a.to_vec()),
+        b"mset" => Touches::Keys(a.iter().step_by(2).cloned().collect()),
+        b"ping" | b"echo" | b"command" | b"select" => Touches::Keys(Vec::new()),
+        _ => Touches::Everything,
+    }
+}
+
+/// Run any command but those of [`session_command`].
+pub async fn run(node: &Node, args: Vec<Bytes>) -> Reply {
     let Some(name) = args.first() else { return Reply::Nil };
     let cmd = String::from_utf8_lossy(name).to_ascii_lowercase();
     let a = &args[1..];
-    let arity =
-        |ok: bool| if ok { None } else { Some(Reply::err(format!("wrong number of arguments for '{cmd}' command"))) };
+    let arity = |ok: bool| if ok { None } else { Some(wrong_arity(&cmd)) };
     let checked = match cmd.as_str() {
-        "ping" | "command" | "info" | "hello" => arity(a.len() <= 1 || cmd == "hello" || cmd == "command"),
+        "ping" | "command" | "info" => arity(a.len() <= 1 || cmd == "command"),
         "echo" | "get" | "getdel" | "strlen" | "select" => arity(a.len() == 1),
         "set" => arity(a.len() >= 2),
         "del" | "exists" | "mget" => arity(!a.is_empty()),
         "mset" => arity(!a.is_empty() && a.len().is_multiple_of(2)),
-        "dbsize" | "quit" => arity(a.is_empty()),
-        "client" => arity(!a.is_empty()),
+        "dbsize" => arity(a.is_empty()),
         _ => None,
     };
     if let Some(err) = checked {
@@ -61,9 +99,11 @@ pub async fn run(node: &Node, session: &mut Session, args: Vec<Bytes>) -> Reply 
         "del" => count(node, a, true).await,
         "exists" => count(node, a, false).await,
         "mget" => {
+            // The keys live on different replicas: ask for all of them at once.
+            let answers = futures_util::future::join_all(a.iter().map(|k| get(node, k))).await;
             let mut out = Vec::with_capacity(a.len());
-            for k in a {
-                match get(node, k).await {
+            for answer in answers {
+                match answer {
                     Ok(v) => out.push(v.map_or(Reply::Nil, Reply::Bulk)),
                     Err(e) => return e,
                 }
@@ -81,16 +121,10 @@ pub async fn run(node: &Node, session: &mut Session, args: Vec<Bytes>) -> Reply 
         "dbsize" => dbsize(node).await,
         "info" => Reply::Bulk(info(node, a.first()).await.into()),
         "command" => command(a),
-        "client" => client(session, a),
         "select" => match &a[0][..] {
             b"0" => Reply::ok(),
             _ => Reply::err("DB index is out of range: dkv has one keyspace, database 0"),
         },
-        "hello" => hello(node, session, a),
-        "quit" => {
-            session.quit = true;
-            Reply::ok()
-        }
         _ => unknown(&cmd, a),
     }
 }
@@ -100,80 +134,17 @@ fn unknown(cmd: &str, a: &[Bytes]) -> Reply {
     Reply::err(format!("unknown command '{cmd}', with args beginning with: {}", shown.join(" ")))
 }
 
-/// Run one key operation and turn the HTTP-shaped answer into a value, or an error reply.
-async fn op(node: &Node, op: Op, key: &Bytes, value: Option<Bytes>) -> Result<Option<Bytes>, Reply> {
-    if key.len() > node.config.max_key_bytes {
-        return Err(Reply::err(format!(
-            "key of {} bytes is over the limit of {} bytes",
-            key.len(),
-            node.config.max_key_bytes
-        )));
-    }
-    if key.is_empty() {
-        return Err(Reply::err("empty key: keys must be at least one byte"));
-    }
-    let started = std::time::Instant::now();
-    let (status, result) = if is_local(node, key) {
-        // This node is a replica: coordinate directly, without building an HTTP answer.
-        let result = match op {
-            Op::Get => node.coordinate_read(key.clone(), None).await,
-            Op::Put | Op::Delete => node.coordinate_write(key.clone(), value, None).await.map(|()| None),
-        };
-        match result {
-            Ok(v) => (
-                if v.is_some() {
-                    200
-                } else if op == Op::Get {
-                    404
-                } else {
-                    204
-                },
-                Ok(v),
-            ),
-            Err(e) => (e.status().as_u16(), Err(Reply::err(e))),
-        }
-    } else {
-        forwarded(node, op, key, value).await
-    };
-    node.metrics.observe(Api::Resp, op.metric_name(), status, started.elapsed());
-    result
-}
-
-fn is_local(node: &Node, key: &[u8]) -> bool {
-    crate::front::router::route(&node.topology(), dkv_placement::key_hash(key), 0) == crate::front::router::Route::Local
-}
-
-/// The key lives elsewhere: the same forwarding as HTTP, answer read back from the response.
-async fn forwarded(node: &Node, op: Op, key: &Bytes, value: Option<Bytes>) -> (u16, Result<Option<Bytes>, Reply>) {
-    let resp = execute(node, op, key.clone(), value).await.unwrap_or_else(axum::response::IntoResponse::into_response);
-    let status = resp.status();
-    let body = match axum::body::to_bytes(resp.into_body(), usize::MAX).await {
-        Ok(b) => b,
-        Err(e) => return (500, Err(Reply::err(format!("reading the answer: {e}")))),
-    };
-    let result = match status {
-        StatusCode::OK => Ok(Some(body)),
-        StatusCode::NOT_FOUND | StatusCode::NO_CONTENT => Ok(None),
-        _ => Err(Reply::err(String::from_utf8_lossy(&body).trim())),
-    };
-    (status.as_u16(), result)
-}
-
 async fn get(node: &Node, key: &Bytes) -> Result<Option<Bytes>, Reply> {
-    crate::life::stats::bump(&node.stats.gets);
-    op(node, Op::Get, key, None).await
+    node.get(Api::Resp, key.clone(), None).await.map_err(Reply::err)
 }
 
 async fn write(node: &Node, key: &Bytes, value: Option<Bytes>) -> Result<(), Reply> {
-    if let Some(v) = &value {
-        if v.len() > node.config.max_value_bytes {
-            return Err(Reply::err(format!("value larger than the limit of {} bytes", node.config.max_value_bytes)));
-        }
-    }
-    let which = if value.is_some() { (Op::Put, &node.stats.puts) } else { (Op::Delete, &node.stats.deletes) };
-    crate::life::stats::bump(which.1);
-    // Copy: the value is a slice of the connection's read buffer.
-    op(node, which.0, key, value.map(|v| Bytes::copy_from_slice(&v))).await.map(|_| ())
+    let result = match value {
+        // Copy: the value is a slice of the connection's read buffer.
+        Some(v) => node.put(Api::Resp, key.clone(), Bytes::copy_from_slice(&v), None).await,
+        None => node.delete(Api::Resp, key.clone(), None).await,
+    };
+    result.map_err(Reply::err)
 }
 
 async fn set(node: &Node, a: &[Bytes]) -> Reply {

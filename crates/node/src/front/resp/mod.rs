@@ -2,22 +2,32 @@
 //! talk to any node (DESIGN §8).
 //!
 //! * [`frame`]: parsing commands and encoding replies, pure;
-//! * [`commands`]: each command in terms of the same key operations as the HTTP API;
-//! * this file: the TCP side. Each connection reads into one buffer, runs every complete command
-//!   in it in order (pipelining) and writes all their replies with one write. A malformed frame
-//!   gets an error reply and the connection is closed; an unknown command only gets an error.
+//! * [`commands`]: each command in terms of the key service, the same as the HTTP API's;
+//! * this file: the TCP side. Each connection reads into one buffer and starts every complete
+//!   command in it (pipelining) at once, up to [`MAX_IN_FLIGHT`]: their keys live on different
+//!   replicas, and running them one after the other would add up their round trips. Replies are
+//!   collected in command order and all written with one write. Commands that touch the
+//!   connection's session (`CLIENT`, `HELLO`, `QUIT`) answer at once, in their place in the order.
+//!   Running at once must not change what a client sees: a command that touches a key an earlier
+//!   running command touches (`SET k` then `GET k`), or that reads the whole keyspace (`DBSIZE`),
+//!   waits until the commands before it have finished, as it would on Redis.
+//!   A malformed frame gets an error reply after the replies before it, and the connection is
+//!   closed; an unknown command only gets an error.
 
 mod commands;
 pub mod frame;
 
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use futures_util::future::{ready, Either};
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::life::state::Node;
+use commands::Touches;
 use frame::{Limits, Reply};
 
 /// Serve RESP on `listener` until `stop`.
@@ -50,6 +60,9 @@ pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<
     }
 }
 
+/// Commands of one connection running at once; more wait in the input buffer (and TCP).
+pub const MAX_IN_FLIGHT: usize = 128;
+
 async fn connection(
     node: Node,
     mut stream: TcpStream,
@@ -59,25 +72,63 @@ async fn connection(
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut session = commands::Session::default();
+    let mut running = FuturesOrdered::new();
+    // Keys touched by the commands running now, and a parsed command waiting for them to finish.
+    let mut wave: Vec<Bytes> = Vec::new();
+    let mut held: Option<Vec<Bytes>> = None;
     loop {
-        loop {
-            match frame::parse(&mut input, &limits) {
-                Ok(Some(args)) if args.is_empty() => {}
-                Ok(Some(args)) => {
-                    commands::run(&node, &mut session, args).await.write(&mut output);
-                    if session.quit {
-                        stream.write_all(&output).await?;
-                        return Ok(());
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    Reply::err(&e).write(&mut output);
-                    frame::discard(&mut input);
-                    stream.write_all(&output).await?;
-                    return Ok(());
-                }
+        // Start every complete command in the buffer, up to the bound.
+        let (mut malformed, mut at_bound) = (None, false);
+        while !session.quit {
+            if running.len() == MAX_IN_FLIGHT {
+                at_bound = true;
+                break;
             }
+            let args = match held.take() {
+                Some(args) => args,
+                None => match frame::parse(&mut input, &limits) {
+                    Ok(Some(args)) if args.is_empty() => continue,
+                    Ok(Some(args)) => args,
+                    Ok(None) => break,
+                    Err(e) => {
+                        malformed = Some(Reply::err(&e));
+                        frame::discard(&mut input);
+                        break;
+                    }
+                },
+            };
+            if let Some(reply) = commands::session_command(&node, &mut session, &args) {
+                running.push_back(Either::Left(ready(reply)));
+                continue;
+            }
+            let touches = commands::touches(&args);
+            let conflict = match &touches {
+                Touches::Everything => true,
+                Touches::Keys(keys) => keys.iter().any(|k| wave.contains(k)),
+            };
+            if conflict && !running.is_empty() {
+                held = Some(args); // starts once the commands before it have finished
+                break;
+            }
+            if let Touches::Keys(keys) = touches {
+                wave.extend(keys);
+            }
+            running.push_back(Either::Right(commands::run(&node, args)));
+        }
+        // Their replies, in order, into one write.
+        while let Some(reply) = running.next().await {
+            reply.write(&mut output);
+        }
+        wave.clear();
+        if let Some(reply) = &malformed {
+            reply.write(&mut output);
+        }
+        if malformed.is_some() || session.quit {
+            stream.write_all(&output).await?;
+            return Ok(());
+        }
+        if (at_bound || held.is_some()) && output.len() < 64 * 1024 {
+            continue; // more complete commands are waiting in the buffer
         }
         if !output.is_empty() {
             stream.write_all(&output).await?;

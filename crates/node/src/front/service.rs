@@ -1,0 +1,157 @@
+//! The key service: `get`, `put` and `delete`, the same for every front end.
+//!
+//! HTTP and RESP parse their protocol, call one of these and render the answer; nothing here
+//! knows either protocol. Each call checks the key and value against the limits, counts itself,
+//! then goes where the router says: coordinated here when this node is a replica of the key, else
+//! forwarded as a message to a replica (the first that answers), which serves it as if it had come
+//! there. Errors stay typed all the way ([`NodeError`], a quorum failure with each replica's
+//! answer, even across a forward) until the front end renders them.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dkv_placement::key_hash;
+
+use crate::error::NodeError;
+use crate::front::router::{route, Route};
+use crate::life::metrics::Api;
+use crate::life::state::Node;
+use crate::life::stats::bump;
+use crate::replication::consistency::Level;
+use crate::transport::wire::{ForwardReply, ForwardRequest, Kind, Op};
+
+/// One key request, as a front end parsed it.
+pub struct KeyRequest {
+    pub op: Op,
+    pub key: Bytes,
+    /// The value of a `Put`.
+    pub value: Option<Bytes>,
+    /// `r=` for a get, `w=` for a put or delete; the node's default when `None`.
+    pub level: Option<Level>,
+}
+
+impl Node {
+    /// The value of `key`, `None` when absent or deleted.
+    pub async fn get(&self, api: Api, key: Bytes, level: Option<Level>) -> Result<Option<Bytes>, NodeError> {
+        self.serve(api, KeyRequest { op: Op::Get, key, value: None, level }).await
+    }
+
+    /// Store `value` under `key`.
+    pub async fn put(&self, api: Api, key: Bytes, value: Bytes, level: Option<Level>) -> Result<(), NodeError> {
+        self.serve(api, KeyRequest { op: Op::Put, key, value: Some(value), level }).await.map(drop)
+    }
+
+    /// Delete `key` (succeeds also when it did not exist).
+    pub async fn delete(&self, api: Api, key: Bytes, level: Option<Level>) -> Result<(), NodeError> {
+        self.serve(api, KeyRequest { op: Op::Delete, key, value: None, level }).await.map(drop)
+    }
+
+    /// Check, count and run one request from a front end; record its outcome in the metrics.
+    pub async fn serve(&self, api: Api, req: KeyRequest) -> Result<Option<Bytes>, NodeError> {
+        let started = Instant::now();
+        let op = req.op;
+        let result = self.run(req, 0).await;
+        let status = match &result {
+            Ok(Some(_)) => 200,
+            Ok(None) if op == Op::Get => 404,
+            Ok(None) => 204,
+            Err(e) => e.status().as_u16(),
+        };
+        self.metrics.observe(api, op, status, started.elapsed());
+        result
+    }
+
+    /// A request another node forwarded here.
+    pub async fn serve_forwarded(&self, req: ForwardRequest) -> ForwardReply {
+        let hops = req.hops;
+        self.run(KeyRequest { op: req.op, key: req.key, value: req.value, level: req.level }, hops).await
+    }
+
+    async fn run(&self, req: KeyRequest, hops: u8) -> Result<Option<Bytes>, NodeError> {
+        self.check(&req)?;
+        bump(match req.op {
+            Op::Get => &self.stats.gets,
+            Op::Put => &self.stats.puts,
+            Op::Delete => &self.stats.deletes,
+        });
+        let hash = key_hash(&req.key);
+        match route(&self.topology(), hash, hops) {
+            Route::Unavailable(why) => Err(NodeError::Unavailable(why)),
+            Route::Local => self.coordinate(req).await,
+            // The cold path: boxed, so the local path's future stays small.
+            Route::Forward(_) => Box::pin(self.forward(req, hash, hops)).await,
+        }
+    }
+
+    fn check(&self, req: &KeyRequest) -> Result<(), NodeError> {
+        let max_key = self.config.max_key_bytes;
+        if req.key.is_empty() {
+            return Err(NodeError::BadRequest("empty key: keys must be at least one byte".into()));
+        }
+        if req.key.len() > max_key {
+            return Err(NodeError::TooLarge(format!(
+                "key of {} bytes is over the limit of {max_key} bytes",
+                req.key.len()
+            )));
+        }
+        let max_value = self.config.max_value_bytes;
+        match &req.value {
+            Some(v) if v.len() > max_value => {
+                Err(NodeError::TooLarge(format!("value larger than the limit of {max_value} bytes")))
+            }
+            None if req.op == Op::Put => Err(NodeError::BadRequest("a put needs a value".into())),
+            _ => Ok(()),
+        }
+    }
+
+    async fn coordinate(&self, req: KeyRequest) -> Result<Option<Bytes>, NodeError> {
+        match req.op {
+            Op::Get => self.coordinate_read(req.key, req.level).await,
+            Op::Put => self.coordinate_write(req.key, req.value, req.level).await.map(|()| None),
+            Op::Delete => self.coordinate_write(req.key, None, req.level).await.map(|()| None),
+        }
+    }
+
+    /// Pass the request to one of the key's replicas, the first that answers: a replica that is
+    /// down (crashed, not yet declared dead) must not make its keys unavailable. If none answers,
+    /// refresh the view once and route again.
+    async fn forward(&self, req: KeyRequest, hash: u64, hops: u8) -> Result<Option<Bytes>, NodeError> {
+        let mut errors = Vec::new();
+        let mut msg =
+            ForwardRequest { epoch: 0, hops: hops + 1, op: req.op, key: req.key, value: req.value, level: req.level };
+        for attempt in 0..2 {
+            let topo = self.topology();
+            match route(&topo, hash, hops) {
+                Route::Unavailable(why) => return Err(NodeError::Unavailable(why)),
+                Route::Local => {
+                    let req = KeyRequest { op: msg.op, key: msg.key, value: msg.value, level: msg.level };
+                    return self.coordinate(req).await;
+                }
+                Route::Forward(_) => {}
+            }
+            msg.epoch = topo.epoch();
+            for id in topo.placement(hash).read {
+                let Some(addr) = topo.member(id).map(|m| m.addr.as_str()) else { continue };
+                bump(&self.stats.forwarded);
+                match self.peers.call_within::<_, ForwardReply>(addr, Kind::Forward, &msg, self.forward_timeout()).await
+                {
+                    Ok(reply) => return reply,
+                    Err(e) => {
+                        tracing::debug!("forward to {addr} failed: {e}");
+                        errors.push(e.to_string());
+                    }
+                }
+            }
+            if attempt == 0 {
+                self.refresh().await;
+            }
+        }
+        Err(NodeError::Unavailable(format!("no replica of the key could be reached: {}", errors.join("; "))))
+    }
+
+    /// A forward waits longer than the replica's own quorum deadline, so the replica's answer
+    /// (a 503 with its reasons, say) arrives instead of a bare timeout.
+    fn forward_timeout(&self) -> Duration {
+        self.config.request_timeout + self.config.request_timeout / 2
+    }
+}

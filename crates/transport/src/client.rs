@@ -1,0 +1,306 @@
+//! The calling side: one long-lived connection per peer, shared by every call to it.
+//!
+//! A call takes a slot (at most `max_in_flight` per connection, so a slow peer cannot make us
+//! queue without bound), gets a fresh id, registers a one-shot answer channel under it, queues
+//! its frame in the connection's [`Outbox`] and waits, up to its deadline. The connection's reader
+//! task hands every answer to the channel registered under its id, in whatever order answers
+//! come. When the connection drops, every call still waiting fails at once with the reason, and
+//! the next call reconnects; connection attempts that fail back off (50 ms doubling to 1 s), and
+//! calls made meanwhile fail at once instead of piling up on a dead address.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, Semaphore};
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+
+use crate::error::CallError;
+use crate::frame::{self, Codec, Frame, Hello, Refusal};
+use crate::outbox::Outbox;
+use crate::Auth;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// What the handshake presents.
+    pub auth: Auth,
+    /// Longest a connection attempt (TCP and handshake) may take.
+    pub connect_timeout: Duration,
+    /// Largest answer frame accepted.
+    pub max_frame: usize,
+    /// Calls in flight on one connection at once; more wait for a slot (within their deadline).
+    pub max_in_flight: usize,
+}
+
+/// Connections to every peer this node calls, keyed by address.
+pub struct Client {
+    config: Arc<ClientConfig>,
+    peers: Mutex<HashMap<String, Arc<Peer>>>,
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Self {
+        Client { config: Arc::new(config), peers: Mutex::new(HashMap::new()) }
+    }
+
+    /// Send a request of `kind` whose body `body` writes, and wait for its answer's body, all
+    /// within `timeout`.
+    pub async fn call(
+        &self,
+        addr: &str,
+        kind: u8,
+        body: impl FnOnce(&mut BytesMut),
+        timeout: Duration,
+    ) -> Result<Bytes, CallError> {
+        debug_assert!((1..=frame::MAX_REQUEST_KIND).contains(&kind));
+        let deadline = Instant::now() + timeout;
+        let timed_out = || CallError::Timeout { addr: addr.to_string(), ms: timeout.as_millis() };
+        let peer = self.peer(addr);
+        let conn = match tokio::time::timeout_at(deadline, peer.connection(addr, &self.config)).await {
+            Ok(c) => c?,
+            Err(_) => return Err(timed_out()),
+        };
+        let answer = conn
+            .call(kind, body, deadline)
+            .await
+            .ok_or_else(timed_out)?
+            .map_err(|reason| CallError::Lost { addr: addr.to_string(), reason })?;
+        match answer.kind {
+            frame::KIND_OK => Ok(answer.body),
+            frame::KIND_REFUSED => match postcard::from_bytes::<Refusal>(&answer.body) {
+                Ok(r) => Err(CallError::Refused { addr: addr.to_string(), status: r.status, message: r.message }),
+                Err(e) => Err(CallError::Protocol { addr: addr.to_string(), reason: format!("refusal: {e}") }),
+            },
+            k => Err(CallError::Protocol { addr: addr.to_string(), reason: format!("answer of kind {k:#x}") }),
+        }
+    }
+
+    /// Close the connection to `addr`, failing its calls in flight (a member that left).
+    pub fn forget(&self, addr: &str) {
+        if let Some(peer) = self.peers.lock().expect("peers lock").remove(addr) {
+            if let Some(c) = peer.conn.lock().expect("conn lock").take() {
+                c.fail("closed by this node".into());
+            }
+        }
+    }
+
+    fn peer(&self, addr: &str) -> Arc<Peer> {
+        let mut peers = self.peers.lock().expect("peers lock");
+        if let Some(p) = peers.get(addr) {
+            return p.clone();
+        }
+        peers.entry(addr.to_string()).or_default().clone()
+    }
+}
+
+/// What the pool knows about one address.
+#[derive(Default)]
+struct Peer {
+    conn: Mutex<Option<Arc<Conn>>>,
+    /// Held while connecting, so a burst of calls to a new peer makes one connection.
+    connecting: tokio::sync::Mutex<()>,
+    backoff: Mutex<Backoff>,
+}
+
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+    until: Option<Instant>,
+    last: Option<CallError>,
+}
+
+impl Peer {
+    fn live(&self) -> Option<Arc<Conn>> {
+        self.conn.lock().expect("conn lock").as_ref().filter(|c| !c.is_closed()).cloned()
+    }
+
+    fn backing_off(&self) -> Option<CallError> {
+        let b = self.backoff.lock().expect("backoff lock");
+        match (b.until, &b.last) {
+            (Some(until), Some(last)) if Instant::now() < until => {
+                let ms = until.saturating_duration_since(Instant::now()).as_millis();
+                Some(match last {
+                    CallError::Unreachable { addr, reason } => CallError::Unreachable {
+                        addr: addr.clone(),
+                        reason: format!("{reason} (next attempt in {ms} ms)"),
+                    },
+                    other => other.clone(),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    async fn connection(&self, addr: &str, config: &ClientConfig) -> Result<Arc<Conn>, CallError> {
+        if let Some(c) = self.live() {
+            return Ok(c);
+        }
+        if let Some(e) = self.backing_off() {
+            return Err(e);
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(c) = self.live() {
+            return Ok(c);
+        }
+        if let Some(e) = self.backing_off() {
+            return Err(e);
+        }
+        match connect(addr, config).await {
+            Ok(c) => {
+                *self.conn.lock().expect("conn lock") = Some(c.clone());
+                *self.backoff.lock().expect("backoff lock") = Backoff::default();
+                Ok(c)
+            }
+            Err(e) => {
+                if matches!(e, CallError::Handshake { .. }) {
+                    tracing::error!("{e}");
+                }
+                let mut b = self.backoff.lock().expect("backoff lock");
+                let wait = FIRST_BACKOFF.saturating_mul(1 << b.failures.min(10)).min(MAX_BACKOFF);
+                b.failures += 1;
+                b.until = Some(Instant::now() + wait);
+                b.last = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Connect, present the hello, wait for the welcome, then start the reader and writer tasks.
+async fn connect(addr: &str, config: &ClientConfig) -> Result<Arc<Conn>, CallError> {
+    let unreachable = |reason: String| CallError::Unreachable { addr: addr.to_string(), reason };
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr).await.map_err(|e| unreachable(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let mut hello = BytesMut::from(&frame::MAGIC[..]);
+        let h =
+            Hello { version: frame::VERSION, cluster: config.auth.cluster.clone(), secret: config.auth.secret.clone() };
+        frame::encode(&mut hello, frame::KIND_HELLO, 0, |b| frame::put_postcard(b, &h));
+        stream.write_all(&hello).await.map_err(|e| unreachable(e.to_string()))?;
+        let (read, write) = stream.into_split();
+        let mut frames = FramedRead::new(read, Codec { max: config.max_frame });
+        let lost = |reason: String| CallError::Handshake { addr: addr.to_string(), reason };
+        match frames.next().await {
+            Some(Ok(f)) if f.kind == frame::KIND_WELCOME => Ok((frames, write)),
+            Some(Ok(f)) if f.kind == frame::KIND_GOODBYE => Err(lost(String::from_utf8_lossy(&f.body).into_owned())),
+            Some(Ok(f)) => Err(lost(format!("unexpected first frame of kind {:#x}", f.kind))),
+            Some(Err(e)) => Err(lost(e.to_string())),
+            None => Err(lost("closed during the handshake (not a dkv node, or it refused us)".into())),
+        }
+    };
+    let (frames, write) = match tokio::time::timeout(config.connect_timeout, attempt).await {
+        Ok(r) => r?,
+        Err(_) => return Err(unreachable(format!("no connection within {} ms", config.connect_timeout.as_millis()))),
+    };
+    let conn = Arc::new(Conn {
+        outbox: Outbox::default(),
+        pending: Mutex::new(Pending::default()),
+        next_id: AtomicU64::new(1),
+        slots: Semaphore::new(config.max_in_flight),
+    });
+    tokio::spawn({
+        let conn = conn.clone();
+        async move {
+            if let Err(e) = conn.outbox.write_to(write).await {
+                conn.fail(format!("write failed: {e}"));
+            }
+        }
+    });
+    tokio::spawn(read_answers(conn.clone(), frames, addr.to_string()));
+    Ok(conn)
+}
+
+/// Hand each answer to the call waiting for it; when the stream ends, fail the rest.
+async fn read_answers(conn: Arc<Conn>, mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>, addr: String) {
+    let reason = loop {
+        match frames.next().await {
+            Some(Ok(f)) => {
+                let waiter = conn.pending.lock().expect("pending lock").calls.remove(&f.id);
+                // No waiter: the call timed out and left; its answer is dropped.
+                if let Some(w) = waiter {
+                    let _ = w.send(Ok(f));
+                }
+            }
+            Some(Err(e)) => break format!("bad frame from the peer: {e}"),
+            None => break "closed by the peer".to_string(),
+        }
+    };
+    tracing::debug!(%addr, "connection ended: {reason}");
+    conn.fail(reason);
+}
+
+type Waiter = oneshot::Sender<Result<Frame, String>>;
+
+#[derive(Default)]
+struct Pending {
+    calls: HashMap<u64, Waiter>,
+    closed: Option<String>,
+}
+
+pub(crate) struct Conn {
+    outbox: Outbox,
+    pending: Mutex<Pending>,
+    next_id: AtomicU64,
+    slots: Semaphore,
+}
+
+impl Conn {
+    fn is_closed(&self) -> bool {
+        self.pending.lock().expect("pending lock").closed.is_some()
+    }
+
+    /// Mark the connection dead and fail every call waiting on it.
+    fn fail(&self, reason: String) {
+        let calls = {
+            let mut p = self.pending.lock().expect("pending lock");
+            if p.closed.is_none() {
+                p.closed = Some(reason.clone());
+            }
+            std::mem::take(&mut p.calls)
+        };
+        for (_, w) in calls {
+            let _ = w.send(Err(reason.clone()));
+        }
+        self.outbox.close();
+    }
+
+    /// One request and its answer; `None` past the deadline.
+    async fn call(
+        &self,
+        kind: u8,
+        body: impl FnOnce(&mut BytesMut),
+        deadline: Instant,
+    ) -> Option<Result<Frame, String>> {
+        let _slot = tokio::time::timeout_at(deadline, self.slots.acquire()).await.ok()?.ok()?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut p = self.pending.lock().expect("pending lock");
+            if let Some(reason) = &p.closed {
+                return Some(Err(reason.clone()));
+            }
+            p.calls.insert(id, tx);
+        }
+        if !self.outbox.push(|b| frame::encode(b, kind, id, body)) {
+            self.pending.lock().expect("pending lock").calls.remove(&id);
+            return Some(Err("connection closed".into()));
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(answer)) => Some(answer),
+            Ok(Err(_)) => Some(Err("connection closed".into())),
+            Err(_) => {
+                self.pending.lock().expect("pending lock").calls.remove(&id);
+                None
+            }
+        }
+    }
+}

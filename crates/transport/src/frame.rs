@@ -1,0 +1,218 @@
+//! The frame format, pure: encoding into a buffer and decoding from one, with no I/O.
+//!
+//! ```text
+//! u32 length (little-endian, of everything after it) | u8 format version | u8 kind | u64 id | body
+//! ```
+//!
+//! The length comes first so a reader knows how much to wait for, and it is checked against the
+//! limit before a byte of the body is buffered: a peer that announces 4 GiB gets its connection
+//! closed, not 4 GiB of memory. Every frame carries the format version, so a node of another
+//! release is refused on its first frame instead of being misread. `kind` says what the body is
+//! (a request kind of the application, or one of the response and handshake kinds below); `id`
+//! matches an answer to its request, so answers may come back in any order.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_util::codec::Decoder;
+
+/// The first bytes a client sends on a new connection. The leading zero byte is what no HTTP
+/// request starts with, so a node can serve this transport and HTTP on one port.
+pub const MAGIC: [u8; 4] = *b"\0DKV";
+
+/// Format of frames and handshake; bump on any incompatible change.
+pub const VERSION: u8 = 1;
+
+/// Bytes after the length prefix that every frame has: version, kind, id.
+pub const HEADER: usize = 1 + 1 + 8;
+
+/// Request kinds of the application are `1..=MAX_REQUEST_KIND`.
+pub const MAX_REQUEST_KIND: u8 = 0x7f;
+/// The answer to a request: its body is the application's response.
+pub const KIND_OK: u8 = 0x80;
+/// The request was refused: the body is a [`Refusal`].
+pub const KIND_REFUSED: u8 = 0x81;
+/// First frame of a connection, from the client: a [`Hello`].
+pub const KIND_HELLO: u8 = 0xf0;
+/// The server accepted the hello.
+pub const KIND_WELCOME: u8 = 0xf1;
+/// The server refused the hello; the body is the reason, in UTF-8. The connection then closes.
+pub const KIND_GOODBYE: u8 = 0xf2;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: u8,
+    pub id: u64,
+    pub body: Bytes,
+}
+
+/// A refused request: a status in HTTP's numbering (so callers keep one vocabulary: 400 bad
+/// message, 409 stale epoch, ...) and one line that says why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Refusal {
+    pub status: u16,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        Refusal { status, message: message.into() }
+    }
+}
+
+/// What a client presents before its first request.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Hello {
+    pub version: u8,
+    pub cluster: String,
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("frame of {len} bytes is over the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("frame of {0} bytes is shorter than its header")]
+    Short(usize),
+    #[error("frame in format version {0}, this node speaks {VERSION}: run one dkv release across the cluster")]
+    Version(u8),
+}
+
+/// Append one frame to `out`; `body` writes the body (so it goes straight into the buffer).
+pub fn encode(out: &mut BytesMut, kind: u8, id: u64, body: impl FnOnce(&mut BytesMut)) {
+    let start = out.len();
+    out.put_u32_le(0);
+    out.put_u8(VERSION);
+    out.put_u8(kind);
+    out.put_u64_le(id);
+    body(out);
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Append `value` to `out` in postcard.
+pub fn put_postcard<T: serde::Serialize + ?Sized>(out: &mut BytesMut, value: &T) {
+    let mut w = Extend(out);
+    postcard::to_io(value, &mut w).expect("encoding into memory cannot fail");
+}
+
+struct Extend<'a>(&'a mut BytesMut);
+
+impl std::io::Write for Extend<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Splits frames off a read buffer; refuses one over `max` bytes before buffering it.
+#[derive(Clone, Debug)]
+pub struct Codec {
+    pub max: usize,
+}
+
+impl Decoder for Codec {
+    type Item = Frame;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, std::io::Error> {
+        if src.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes(src[..4].try_into().expect("4 bytes")) as usize;
+        if len > self.max {
+            return Err(invalid(FrameError::TooLarge { len, max: self.max }));
+        }
+        if len < HEADER {
+            return Err(invalid(FrameError::Short(len)));
+        }
+        if src.len() >= 5 && src[4] != VERSION {
+            return Err(invalid(FrameError::Version(src[4])));
+        }
+        if src.len() < 4 + len {
+            src.reserve(4 + len - src.len());
+            return Ok(None);
+        }
+        src.advance(5);
+        let kind = src.get_u8();
+        let id = src.get_u64_le();
+        let body = src.split_to(len - HEADER).freeze();
+        Ok(Some(Frame { kind, id, body }))
+    }
+}
+
+fn invalid(e: FrameError) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(bytes: &[u8], max: usize) -> Result<Vec<Frame>, String> {
+        let mut buf = BytesMut::from(bytes);
+        let mut codec = Codec { max };
+        let mut out = Vec::new();
+        while let Some(f) = codec.decode(&mut buf).map_err(|e| e.to_string())? {
+            out.push(f);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn frames_round_trip_and_split_anywhere() {
+        let mut buf = BytesMut::new();
+        encode(&mut buf, 3, 7, |b| b.extend_from_slice(b"hello"));
+        encode(&mut buf, KIND_OK, u64::MAX, |_| {});
+        let all = buf.freeze();
+        let want = vec![
+            Frame { kind: 3, id: 7, body: Bytes::from_static(b"hello") },
+            Frame { kind: KIND_OK, id: u64::MAX, body: Bytes::new() },
+        ];
+        assert_eq!(decode_all(&all, 1 << 20).unwrap(), want);
+        for cut in 0..all.len() {
+            let mut codec = Codec { max: 1 << 20 };
+            let mut buf = BytesMut::from(&all[..cut]);
+            let mut got = Vec::new();
+            while let Some(f) = codec.decode(&mut buf).unwrap() {
+                got.push(f);
+            }
+            buf.extend_from_slice(&all[cut..]);
+            while let Some(f) = codec.decode(&mut buf).unwrap() {
+                got.push(f);
+            }
+            assert_eq!(got, want, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn an_oversized_frame_is_refused_from_its_length_alone() {
+        // Only the 4-byte length has arrived: that is enough to refuse, and nothing is reserved.
+        let mut buf = BytesMut::from(&u32::MAX.to_le_bytes()[..]);
+        let cap = buf.capacity();
+        let e = Codec { max: 1024 }.decode(&mut buf).unwrap_err();
+        assert!(e.to_string().contains("over the limit of 1024 bytes"), "{e}");
+        assert_eq!(buf.capacity(), cap, "nothing allocated for the announced body");
+    }
+
+    #[test]
+    fn short_frames_and_other_versions_are_refused() {
+        let e = decode_all(&[3, 0, 0, 0, VERSION, 1, 0], 1024).unwrap_err();
+        assert!(e.contains("shorter than its header"), "{e}");
+        let mut buf = BytesMut::new();
+        encode(&mut buf, 1, 1, |_| {});
+        buf[4] = VERSION + 1;
+        let e = decode_all(&buf, 1024).unwrap_err();
+        assert!(e.contains("run one dkv release"), "{e}");
+    }
+
+    #[test]
+    fn postcard_bodies_go_straight_into_the_buffer() {
+        let mut buf = BytesMut::new();
+        let hello = Hello { version: VERSION, cluster: "c".into(), secret: None };
+        encode(&mut buf, KIND_HELLO, 0, |b| put_postcard(b, &hello));
+        let f = decode_all(&buf, 1024).unwrap().remove(0);
+        assert_eq!(postcard::from_bytes::<Hello>(&f.body).unwrap(), hello);
+    }
+}

@@ -1,0 +1,84 @@
+//! Frames queued by many tasks, written by one.
+//!
+//! Callers append their frame to a shared buffer under a short lock and wake the writer; the
+//! writer swaps the buffer out and writes all of it at once. Whatever was queued while the socket
+//! was busy therefore leaves in a single write: under load one syscall carries dozens of frames,
+//! which is what makes a call over this transport cheaper than an HTTP request. The two buffers
+//! are reused, so a frame costs no allocation once they have grown to the working size.
+
+use std::sync::Mutex;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+
+/// A spare buffer that grew past this while carrying a burst is dropped rather than kept.
+const KEEP_CAPACITY: usize = 1 << 20;
+
+#[derive(Default)]
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    buf: BytesMut,
+    closed: bool,
+}
+
+impl Outbox {
+    /// Queue one frame, written by `encode`; `false` if the connection is closed.
+    pub fn push(&self, encode: impl FnOnce(&mut BytesMut)) -> bool {
+        {
+            let mut s = self.state.lock().expect("outbox lock");
+            if s.closed {
+                return false;
+            }
+            encode(&mut s.buf);
+        }
+        self.wake.notify_one();
+        true
+    }
+
+    /// Refuse further frames; the writer finishes what is queued and stops.
+    pub fn close(&self) {
+        self.state.lock().expect("outbox lock").closed = true;
+        self.wake.notify_one();
+    }
+
+    /// Write queued frames to `w` until the outbox is closed and empty, or a write fails.
+    pub async fn write_to<W: AsyncWrite + Unpin>(&self, mut w: W) -> std::io::Result<()> {
+        let mut spare = BytesMut::with_capacity(16 * 1024);
+        loop {
+            self.wake.notified().await;
+            loop {
+                let finished = {
+                    let mut s = self.state.lock().expect("outbox lock");
+                    if s.buf.is_empty() {
+                        if !s.closed {
+                            break;
+                        }
+                        true
+                    } else {
+                        std::mem::swap(&mut s.buf, &mut spare);
+                        false
+                    }
+                };
+                if finished {
+                    let _ = w.shutdown().await;
+                    return Ok(());
+                }
+                let written = w.write_all(&spare).await;
+                if let Err(e) = written {
+                    self.close();
+                    return Err(e);
+                }
+                spare.clear();
+                if spare.capacity() > KEEP_CAPACITY {
+                    spare = BytesMut::with_capacity(16 * 1024);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The answering side of a connection.
+//!
+//! A connection first proves it belongs: the magic bytes, then a hello with the format version,
+//! the cluster name and the secret, all within the handshake timeout. A mismatch is answered with
+//! a goodbye that says what was wrong, logged, and the connection closed. After that every request
+//! frame runs as its own task (at most `max_concurrent` per connection: past that the reader stops
+//! reading, and TCP pushes back on the peer), and answers are queued in the connection's
+//! [`Outbox`] as they finish, in any order, to leave together in the next write.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Semaphore};
+use tokio_util::codec::FramedRead;
+
+use crate::frame::{self, Codec, Hello, Refusal};
+use crate::outbox::Outbox;
+use crate::Auth;
+
+/// Answers requests. `kind` is the application's request kind; the answer is the response body.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, kind: u8, body: Bytes) -> impl Future<Output = Result<Vec<u8>, Refusal>> + Send;
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub auth: Auth,
+    /// Largest request frame accepted; a larger one closes the connection.
+    pub max_frame: usize,
+    /// Requests of one connection running at once.
+    pub max_concurrent: usize,
+    /// Longest the magic and hello may take to arrive.
+    pub handshake_timeout: Duration,
+}
+
+/// Serve one accepted connection until the peer closes it, it breaks the protocol, or `stop`.
+pub async fn serve<H: Handler>(
+    stream: TcpStream,
+    handler: Arc<H>,
+    config: Arc<ServerConfig>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let peer = stream.peer_addr().map_or_else(|_| "unknown peer".to_string(), |a| a.to_string());
+    let _ = stream.set_nodelay(true);
+    let (read, mut write) = stream.into_split();
+    // The hello is read through the same buffer as the requests that follow it: bytes that arrive
+    // with it (a request sent right behind the hello) stay buffered instead of being lost. Until
+    // the hello has been checked, frames are held to a smaller limit.
+    let mut frames = FramedRead::new(read, Codec { max: config.max_frame.min(64 * 1024) });
+    let hello = tokio::time::timeout(config.handshake_timeout, read_hello(&mut frames)).await;
+    let refusal = match hello {
+        Err(_) => Some(format!("no hello within {} ms", config.handshake_timeout.as_millis())),
+        Ok(Err(e)) => Some(e),
+        Ok(Ok(h)) => check(&h, &config.auth),
+    };
+    let mut answer = BytesMut::new();
+    if let Some(reason) = refusal {
+        tracing::warn!(%peer, "refused an internal connection: {reason}");
+        frame::encode(&mut answer, frame::KIND_GOODBYE, 0, |b| b.extend_from_slice(reason.as_bytes()));
+        let _ = tokio::time::timeout(Duration::from_secs(1), write.write_all(&answer)).await;
+        return;
+    }
+    frame::encode(&mut answer, frame::KIND_WELCOME, 0, |_| {});
+    if write.write_all(&answer).await.is_err() {
+        return;
+    }
+    frames.decoder_mut().max = config.max_frame;
+
+    let outbox = Arc::new(Outbox::default());
+    let mut writer = tokio::spawn({
+        let outbox = outbox.clone();
+        async move { outbox.write_to(write).await }
+    });
+    let slots = Arc::new(Semaphore::new(config.max_concurrent));
+    let reason = loop {
+        let next = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break "node stopping".to_string(),
+            f = frames.next() => f,
+        };
+        let f = match next {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => break format!("bad frame: {e}"),
+            None => break "closed by the peer".to_string(),
+        };
+        if !(1..=frame::MAX_REQUEST_KIND).contains(&f.kind) {
+            break format!("a frame of kind {:#x} where a request was expected", f.kind);
+        }
+        // Waiting for a slot must not hide a stop: with every slot held by a request that does not
+        // finish, the connection would otherwise stay open, and its calls wait out their deadlines.
+        let slot = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break "node stopping".to_string(),
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break "stopping".into(),
+            },
+        };
+        let (handler, outbox) = (handler.clone(), outbox.clone());
+        tokio::spawn(async move {
+            let result = handler.handle(f.kind, f.body).await;
+            outbox.push(|b| match result {
+                Ok(body) => frame::encode(b, frame::KIND_OK, f.id, |b| b.extend_from_slice(&body)),
+                Err(r) => frame::encode(b, frame::KIND_REFUSED, f.id, |b| frame::put_postcard(b, &r)),
+            });
+            drop(slot);
+        });
+    };
+    tracing::debug!(%peer, "internal connection ended: {reason}");
+    outbox.close();
+    // The writer owns the socket's write half: one stuck on a peer that stopped reading would keep
+    // the connection open after we are done with it.
+    if tokio::time::timeout(Duration::from_secs(1), &mut writer).await.is_err() {
+        writer.abort();
+    }
+}
+
+async fn read_hello(frames: &mut FramedRead<OwnedReadHalf, Codec>) -> Result<Hello, String> {
+    let mut magic = [0u8; 4];
+    // Straight from the socket: nothing has been buffered yet.
+    frames.get_mut().read_exact(&mut magic).await.map_err(|e| format!("reading the magic: {e}"))?;
+    if magic != frame::MAGIC {
+        return Err("not a dkv transport connection (wrong magic bytes)".into());
+    }
+    match frames.next().await {
+        Some(Ok(f)) if f.kind == frame::KIND_HELLO => {
+            postcard::from_bytes(&f.body).map_err(|e| format!("undecodable hello: {e}"))
+        }
+        Some(Ok(f)) => Err(format!("first frame of kind {:#x}, expected a hello", f.kind)),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("closed before the hello".into()),
+    }
+}
+
+/// `None` if the hello may proceed, else why not (said to the peer and logged here).
+fn check(hello: &Hello, auth: &Auth) -> Option<String> {
+    if hello.version != frame::VERSION {
+        return Some(format!(
+            "transport format {} but this node speaks {}: run one dkv release across the cluster",
+            hello.version,
+            frame::VERSION
+        ));
+    }
+    if hello.cluster != auth.cluster {
+        return Some(format!(
+            "cluster name {:?} but this node belongs to {:?}: check --cluster-name",
+            hello.cluster, auth.cluster
+        ));
+    }
+    if !secret_matches(auth.secret.as_deref(), hello.secret.as_deref()) {
+        return Some("missing or wrong cluster secret: check --cluster-secret".into());
+    }
+    None
+}
+
+/// Compare in time that does not depend on where the secrets differ.
+fn secret_matches(expected: Option<&str>, given: Option<&str>) -> bool {
+    let Some(expected) = expected else { return true };
+    let Some(given) = given else { return false };
+    let (e, g) = (expected.as_bytes(), given.as_bytes());
+    e.len() == g.len() && e.iter().zip(g).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
