@@ -1,37 +1,37 @@
 #!/usr/bin/env bash
 # dkv next to Redis, etcd and the bare axum reference server, the same workloads in one run.
 #
-#   bench/compare.sh [DURATION] [REQUESTS]    (defaults: 5s per wrk run, 200000 per redis-benchmark run)
+#   bench/compare.sh [DURATION] [REQUESTS] [ROUNDS]
+#     (defaults: 5s per wrk run, 200000 per redis-benchmark run, 3 rounds)
 #
 # Needs: wrk, redis-server + redis-benchmark (redis-server, redis-tools), etcd (etcd-server):
 #   apt-get install -y wrk redis-server redis-tools etcd-server
 #
 # Servers are pinned to CPU 1 and load generators to CPU 0 (2-core machine); only the ratios
 # within one run mean anything. 100-byte values; GETs read keys that exist (etcd's excepted:
-# its GETs pick random keys of which its PUT run wrote a part). Workloads:
+# its GETs pick random keys of which its PUT run wrote a part). Every round runs every workload
+# once (the RESP stores in reverse order every other round); the table gives the medians.
 #   HTTP (wrk -t2 -c64):     reference kv, dkv 1 node (N=1), dkv 3 nodes (N=3 W=2 R=2) via one
 #                            node, etcd's JSON gateway (put / range)
-#   RESP (redis-benchmark -c64, -P1 and -P16): Redis, dkv 1 node, dkv 3 nodes
-# The table gives requests/s and the ratios the project's targets are stated in.
+#   RESP (redis-benchmark -c64 -t get,set, -P1 and -P16): Redis, dkv 1 node, dkv 3 nodes N=3
+#                            via one node (dkv's --resp-listen)
+# The table gives requests/s and the ratios the project's targets (issue 9) are stated in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-5s}
 NREQ=${2:-200000}
+ROUNDS=${3:-3}
 . bench/lib.sh
 need "wrk redis-server redis-tools etcd-server" wrk redis-server redis-benchmark etcd
-cargo build --release -q -p dkv
-CARGO_TARGET_DIR=target/bench-reference cargo build --release -q --manifest-path bench/reference/Cargo.toml
-DKV=target/release/dkv
-REF=target/bench-reference/release/reference
+build
 TMP=$(mktemp -d /var/tmp/dkv-compare.XXXXXX)
 wait_redis() { for _ in $(seq 1 200); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "bench: RESP :$1 did not come up" >&2; exit 1; }
-RESULTS="$TMP/results"
-record() { printf '%s\t%s\n' "$1" "$2" >> "$RESULTS"; echo "  $1: $2" >&2; }
-wrk_rps() { # label url script [env...]
-  local label=$1 url=$2 script=$3; shift 3
-  record "$label" "$(env "$@" taskset -c 0 wrk -t2 -c64 -d"$DUR" -s "bench/wrk/$script" "$url" | awk '/Requests\/sec/ {print $2}')"
+wrk_rps() { # label url script [VAR=V...]
+  local label=$1 out; shift
+  out=$(run_wrk "$@")
+  record "$label" "${out%%$'\t'*}"
 }
-rb_rps() { # label port pipeline test
+rb_rps() { # label port pipeline requests test
   local out
   out=$(taskset -c 0 redis-benchmark -p "$2" -c 64 -P "$3" -d 100 -r 100000 -n "$4" -t "$5" -q --csv 2>/dev/null)
   record "$1" "$(awk -F, -v t="\"${5^^}\"" '$1 == t {gsub(/"/, "", $2); print $2}' <<<"$out")"
@@ -61,54 +61,60 @@ ONE=http://127.0.0.1:$((P + 11)) THREE=http://127.0.0.1:$((P + 21)) ETCD=http://
 # preloads the same); RESP runs start with the pipelined SET, which covers redis-benchmark's
 # whole key space (-r 100000) before anything reads it.
 for url in $ONE $THREE; do
-  taskset -c 0 $DKV bench --load --keys 100000 --value-size 100 -c 32 -d 600s --node "$url" >/dev/null
+  taskset -c 0 "$DKV" bench --load --keys 100000 --value-size 100 -c 32 -d 600s --node "$url" >/dev/null
 done
 
-echo "HTTP ($DUR each)" >&2
-wrk_rps "reference PUT" http://127.0.0.1:$((P + 4)) kv_put.lua
-wrk_rps "reference GET" http://127.0.0.1:$((P + 4)) kv_get.lua
-wrk_rps "dkv 1 node HTTP PUT" $ONE kv_put.lua
-wrk_rps "dkv 1 node HTTP GET" $ONE kv_get.lua
-wrk_rps "dkv 3 nodes HTTP PUT" $THREE kv_put.lua
-wrk_rps "dkv 3 nodes HTTP GET" $THREE kv_get.lua
-wrk_rps "etcd PUT" $ETCD etcd.lua ETCD_OP=put
-wrk_rps "etcd GET" $ETCD etcd.lua ETCD_OP=range
+for r in $(seq 1 "$ROUNDS"); do
+  echo "round $r/$ROUNDS: HTTP ($DUR each)" >&2
+  wrk_rps "reference PUT" http://127.0.0.1:$((P + 4)) kv_put.lua
+  wrk_rps "reference GET" http://127.0.0.1:$((P + 4)) kv_get.lua
+  wrk_rps "dkv 1 node HTTP PUT" $ONE kv_put.lua
+  wrk_rps "dkv 1 node HTTP GET" $ONE kv_get.lua
+  wrk_rps "dkv 3 nodes HTTP PUT" $THREE kv_put.lua
+  wrk_rps "dkv 3 nodes HTTP GET" $THREE kv_get.lua
+  wrk_rps "etcd PUT" $ETCD etcd.lua ETCD_OP=put
+  wrk_rps "etcd GET" $ETCD etcd.lua ETCD_OP=range
 
-echo "RESP ($NREQ requests each, 16 x as many pipelined)" >&2
-for store in "redis:$((P + 1))" "dkv 1 node:$((P + 12))" "dkv 3 nodes:$((P + 22))"; do
-  name=${store%%:*} port=${store##*:}
-  rb_rps "$name SET P16" "$port" 16 $((NREQ * 16)) set
-  rb_rps "$name SET" "$port" 1 "$NREQ" set
-  rb_rps "$name GET" "$port" 1 "$NREQ" get
-  rb_rps "$name GET P16" "$port" 16 $((NREQ * 16)) get
+  echo "round $r/$ROUNDS: RESP ($NREQ requests each, 16 x as many pipelined)" >&2
+  stores=("redis:$((P + 1))" "dkv 1 node:$((P + 12))" "dkv 3 nodes:$((P + 22))")
+  [ $((r % 2)) = 1 ] || stores=("${stores[2]}" "${stores[1]}" "${stores[0]}")
+  for store in "${stores[@]}"; do
+    name=${store%%:*} port=${store##*:}
+    rb_rps "$name SET P16" "$port" 16 $((NREQ * 16)) set
+    rb_rps "$name SET" "$port" 1 "$NREQ" set
+    rb_rps "$name GET" "$port" 1 "$NREQ" get
+    rb_rps "$name GET P16" "$port" 16 $((NREQ * 16)) get
+  done
 done
 
-python3 - "$RESULTS" <<'PY'
-import sys
-r = {}
-for line in open(sys.argv[1]):
-    k, v = line.rstrip("\n").split("\t")
-    r[k] = float(v or 0)
+summarize <<'PY'
 rows = [
-    ("HTTP GET", "dkv 1 node HTTP GET", "reference GET", "1 node / reference (target >= 0.95)"),
-    ("HTTP PUT", "dkv 1 node HTTP PUT", "reference PUT", "1 node / reference (target >= 0.95)"),
-    ("HTTP GET, 3 nodes N=3", "dkv 3 nodes HTTP GET", "dkv 1 node HTTP GET", "3 nodes / 1 node (target >= 0.5)"),
-    ("HTTP PUT, 3 nodes N=3", "dkv 3 nodes HTTP PUT", "dkv 1 node HTTP PUT", "3 nodes / 1 node (target >= 0.5)"),
-    ("HTTP GET vs etcd", "dkv 1 node HTTP GET", "etcd GET", "1 node / etcd range"),
-    ("HTTP PUT vs etcd", "dkv 1 node HTTP PUT", "etcd PUT", "1 node / etcd put"),
-    ("RESP GET", "dkv 1 node GET", "redis GET", "1 node / Redis (target >= 1.1)"),
-    ("RESP SET", "dkv 1 node SET", "redis SET", "1 node / Redis (target >= 1.1)"),
-    ("RESP GET -P16", "dkv 1 node GET P16", "redis GET P16", "1 node / Redis (target >= 0.6)"),
-    ("RESP SET -P16", "dkv 1 node SET P16", "redis SET P16", "1 node / Redis (target >= 0.6)"),
-    ("RESP GET, 3 nodes N=3", "dkv 3 nodes GET", "dkv 1 node GET", "3 nodes / 1 node"),
-    ("RESP SET, 3 nodes N=3", "dkv 3 nodes SET", "dkv 1 node SET", "3 nodes / 1 node"),
+    ("HTTP GET", "dkv 1 node HTTP GET", "reference GET", ">= 0.95"),
+    ("HTTP PUT", "dkv 1 node HTTP PUT", "reference PUT", ">= 0.95"),
+    ("HTTP GET, 3 nodes N=3", "dkv 3 nodes HTTP GET", "dkv 1 node HTTP GET", ">= 0.5"),
+    ("HTTP PUT, 3 nodes N=3", "dkv 3 nodes HTTP PUT", "dkv 1 node HTTP PUT", ">= 0.5"),
+    ("HTTP GET vs etcd", "dkv 1 node HTTP GET", "etcd GET", None),
+    ("HTTP PUT vs etcd", "dkv 1 node HTTP PUT", "etcd PUT", None),
+    ("RESP GET, 1 node", "dkv 1 node GET", "redis GET", ">= 1.1"),
+    ("RESP SET, 1 node", "dkv 1 node SET", "redis SET", ">= 1.1"),
+    ("RESP GET -P16, 1 node", "dkv 1 node GET P16", "redis GET P16", ">= 0.6"),
+    ("RESP SET -P16, 1 node", "dkv 1 node SET P16", "redis SET P16", ">= 0.6"),
+    ("RESP GET, 3 nodes N=3", "dkv 3 nodes GET", "dkv 1 node GET", ">= 0.5"),
+    ("RESP SET, 3 nodes N=3", "dkv 3 nodes SET", "dkv 1 node SET", ">= 0.5"),
+    ("RESP GET -P16, 3 nodes N=3", "dkv 3 nodes GET P16", "dkv 1 node GET P16", None),
+    ("RESP SET -P16, 3 nodes N=3", "dkv 3 nodes SET P16", "dkv 1 node SET P16", None),
 ]
-print("| workload | dkv req/s | compared with | req/s | ratio | |")
+print(f"medians of {len(runs['redis GET'])} rounds")
+print("| workload | dkv req/s | compared with | req/s | ratio | target |")
 print("|---|---|---|---|---|---|")
-for name, a, b, what in rows:
-    ra, rb = r.get(a, 0), r.get(b, 0)
-    ratio = f"{ra / rb:.2f}" if rb else "n/a"
-    print(f"| {name} | {ra:.0f} | {b} | {rb:.0f} | {ratio} | {what} |")
+for name, a, b, target in rows:
+    x, y = med(a), med(b)
+    ok = x is not None and y
+    ratio = f"{x / y:.2f}" if ok else "n/a"
+    verdict = f"{target}: {meets(x / y, target)}" if ok and target else target or ""
+    print(f"| {name} | {fmt(x)} | {b} | {fmt(y)} | {ratio} | {verdict} |")
 print()
-print("all measurements:", ", ".join(f"{k} {v:.0f}" for k, v in r.items()))
+print("each round:")
+for label in runs:
+    print(f"  {label:<24} {rounds(label)}")
 PY

@@ -48,23 +48,55 @@ fn wrong_arity(cmd: &str) -> Reply {
     Reply::err(format!("wrong number of arguments for '{cmd}' command"))
 }
 
-/// What a command reads or writes, so a pipeline runs at once only commands that cannot see each
-/// other's effects.
+/// What a command reads and writes, so a pipeline runs at once only commands that cannot see
+/// each other's effects.
 pub enum Touches {
-    Keys(Vec<Bytes>),
+    Keys {
+        reads: Vec<Bytes>,
+        writes: Vec<Bytes>,
+    },
     /// It reads the whole keyspace (or is unknown to this list): it runs alone.
     Everything,
 }
 
+impl Touches {
+    /// Whether this command must wait for the running ones, which touch `running`.
+    pub fn conflicts_with(&self, running: &Touches) -> bool {
+        let (Touches::Keys { reads, writes }, Touches::Keys { reads: r, writes: w }) = (self, running) else {
+            return true;
+        };
+        writes.iter().any(|k| r.contains(k) || w.contains(k)) || reads.iter().any(|k| w.contains(k))
+    }
+
+    /// Add what `other` touches to this set.
+    pub fn absorb(&mut self, other: Touches) {
+        match (self, other) {
+            (Touches::Keys { reads, writes }, Touches::Keys { reads: r, writes: w }) => {
+                reads.extend(r);
+                writes.extend(w);
+            }
+            (me, _) => *me = Touches::Everything,
+        }
+    }
+
+    pub fn none() -> Touches {
+        Touches::Keys { reads: Vec::new(), writes: Vec::new() }
+    }
+}
+
 pub fn touches(args: &[Bytes]) -> Touches {
     let a = &args[1..];
-    match args[0].to_ascii_lowercase().as_slice() {
-        b"get" | b"set" | b"getdel" | b"strlen" => Touches::Keys(a.iter().take(1).cloned().collect()),
-        b"del" | b"exists" | b"mget" => Touches::Keys(a.to_vec()),
-        b"mset" => Touches::Keys(a.iter().step_by(2).cloned().collect()),
-        b"ping" | b"echo" | b"command" | b"select" => Touches::Keys(Vec::new()),
-        _ => Touches::Everything,
-    }
+    let first = || a.iter().take(1).cloned().collect::<Vec<_>>();
+    let (reads, writes) = match args[0].to_ascii_lowercase().as_slice() {
+        b"get" | b"strlen" => (first(), Vec::new()),
+        b"exists" | b"mget" => (a.to_vec(), Vec::new()),
+        b"set" | b"getdel" => (first(), first()),
+        b"del" => (a.to_vec(), a.to_vec()),
+        b"mset" => (Vec::new(), a.iter().step_by(2).cloned().collect()),
+        b"ping" | b"echo" | b"command" | b"select" => (Vec::new(), Vec::new()),
+        _ => return Touches::Everything,
+    };
+    Touches::Keys { reads, writes }
 }
 
 /// Run any command but those of [`session_command`].
@@ -326,4 +358,34 @@ fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
         s("dkv_node"),
         s(&node.me.to_string()),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(s: &str) -> Vec<Bytes> {
+        s.split(' ').map(|a| Bytes::copy_from_slice(a.as_bytes())).collect()
+    }
+
+    fn running(cmds: &[&str]) -> Touches {
+        let mut t = Touches::none();
+        for c in cmds {
+            t.absorb(touches(&cmd(c)));
+        }
+        t
+    }
+
+    #[test]
+    fn only_commands_that_could_see_each_other_wait() {
+        let wave = running(&["SET a 1", "GET b", "MGET c d"]);
+        assert!(touches(&cmd("GET a")).conflicts_with(&wave), "reads a key being written");
+        assert!(touches(&cmd("SET b 2")).conflicts_with(&wave), "writes a key being read");
+        assert!(touches(&cmd("DEL d")).conflicts_with(&wave), "deletes a key being read");
+        assert!(touches(&cmd("DBSIZE")).conflicts_with(&wave), "reads everything");
+        assert!(!touches(&cmd("GET b")).conflicts_with(&wave), "reads of one key run together");
+        assert!(!touches(&cmd("SET e 1")).conflicts_with(&wave));
+        assert!(!touches(&cmd("PING")).conflicts_with(&wave));
+        assert!(touches(&cmd("GET x")).conflicts_with(&running(&["INFO"])), "after a command that runs alone");
+    }
 }

@@ -8,9 +8,10 @@
 //!   replicas, and running them one after the other would add up their round trips. Replies are
 //!   collected in command order and all written with one write. Commands that touch the
 //!   connection's session (`CLIENT`, `HELLO`, `QUIT`) answer at once, in their place in the order.
-//!   Running at once must not change what a client sees: a command that touches a key an earlier
-//!   running command touches (`SET k` then `GET k`), or that reads the whole keyspace (`DBSIZE`),
-//!   waits until the commands before it have finished, as it would on Redis.
+//!   Running at once must not change what a client sees: a command that writes a key an earlier
+//!   running command reads or writes, or reads a key one of them writes (`SET k` then `GET k`),
+//!   or reads the whole keyspace (`DBSIZE`), waits until the commands before it have finished,
+//!   as it would on Redis. Reads of the same key run together.
 //!   A malformed frame gets an error reply after the replies before it, and the connection is
 //!   closed; an unknown command only gets an error.
 
@@ -74,7 +75,7 @@ async fn connection(
     let mut session = commands::Session::default();
     let mut running = FuturesOrdered::new();
     // Keys touched by the commands running now, and a parsed command waiting for them to finish.
-    let mut wave: Vec<Bytes> = Vec::new();
+    let mut wave = Touches::none();
     let mut held: Option<Vec<Bytes>> = None;
     loop {
         // Start every complete command in the buffer, up to the bound.
@@ -102,24 +103,18 @@ async fn connection(
                 continue;
             }
             let touches = commands::touches(&args);
-            let conflict = match &touches {
-                Touches::Everything => true,
-                Touches::Keys(keys) => keys.iter().any(|k| wave.contains(k)),
-            };
-            if conflict && !running.is_empty() {
+            if !running.is_empty() && touches.conflicts_with(&wave) {
                 held = Some(args); // starts once the commands before it have finished
                 break;
             }
-            if let Touches::Keys(keys) = touches {
-                wave.extend(keys);
-            }
+            wave.absorb(touches);
             running.push_back(Either::Right(commands::run(&node, args)));
         }
         // Their replies, in order, into one write.
         while let Some(reply) = running.next().await {
             reply.write(&mut output);
         }
-        wave.clear();
+        wave = Touches::none();
         if let Some(reply) = &malformed {
             reply.write(&mut output);
         }
