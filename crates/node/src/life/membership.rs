@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::config::NodeConfig;
 use crate::error::{NodeError, PeerError};
-use crate::life::state::Node;
+use crate::life::state::{Life, Node};
 use crate::transport::peer::{status_is, Peers};
 use crate::transport::wire::{Kind, RefreshRequest};
 
@@ -203,6 +203,11 @@ pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
                 }
                 failures = 0;
                 node.adopt(view);
+            }
+            Err(e) if status_is(&e, StatusCode::NOT_FOUND) && matches!(node.life(), Life::Leaving | Life::Left) => {
+                // The seed dropped us because our leave is done: coming back would make us a
+                // member again, one that is about to exit.
+                tracing::debug!("the seed no longer knows this leaving node: {e}");
             }
             Err(e) if status_is(&e, StatusCode::NOT_FOUND) => {
                 if let Err(e) = node.reregister().await {

@@ -62,19 +62,7 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let (stream, peer) = tokio::select! {
-            _ = stopped(&mut stop) => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a moment rather than spin.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+        let Some((stream, peer)) = accept_until_stopped(&listener, &mut stop, "node").await else { return };
         let (handler, config, http, stop) = (handler.clone(), config.clone(), http.clone(), stop.clone());
         tokio::spawn(async move {
             let mut first = [0u8; 1];
@@ -88,6 +76,31 @@ async fn accept_loop(
                 _ => {} // closed, failed or silent: nothing to serve
             }
         });
+    }
+}
+
+/// The next connection on `listener`, with TCP_NODELAY set, or `None` once `stop` is set. A
+/// failed accept (out of file descriptors and the like) is logged and retried after a moment
+/// rather than in a spin.
+pub async fn accept_until_stopped(
+    listener: &TcpListener,
+    stop: &mut watch::Receiver<bool>,
+    what: &str,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = stopped(stop) => return None,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, peer));
+                }
+                Err(e) => {
+                    tracing::warn!("{what} accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
     }
 }
 

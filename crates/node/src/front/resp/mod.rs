@@ -18,8 +18,6 @@
 mod commands;
 pub mod frame;
 
-use std::time::Duration;
-
 use bytes::{Bytes, BytesMut};
 use futures_util::future::{ready, Either};
 use futures_util::stream::{FuturesOrdered, StreamExt};
@@ -28,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::life::state::Node;
+use crate::transport::listener::accept_until_stopped;
 use commands::Touches;
 use frame::{Limits, Reply};
 
@@ -39,19 +38,7 @@ pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<
         max_inline: 64 * 1024,
     };
     loop {
-        let (stream, peer) = tokio::select! {
-            _ = stopped(&mut stop) => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a moment rather than spin.
-                    tracing::warn!("RESP accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+        let Some((stream, peer)) = accept_until_stopped(&listener, &mut stop, "RESP").await else { return };
         let (node, stop) = (node.clone(), stop.clone());
         tokio::spawn(async move {
             if let Err(e) = connection(node, stream, limits, stop).await {
