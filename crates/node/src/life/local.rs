@@ -11,16 +11,15 @@
 //! and a restarted node runs a round as soon as it is serving.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use dkv_membership::{NodeId, View};
 use dkv_storage::{DataDir, DurableEngine, Engine, Identity, MemoryEngine};
-use serde::{Deserialize, Serialize};
 
 use crate::config::NodeConfig;
 use crate::error::NodeError;
-use crate::replication::hints::Hints;
-use crate::transport::wire::{self, KeyEntry};
+use crate::replication::hints::SavedHint;
+use crate::transport::wire::{self};
 
 const VIEW: &str = "view.json";
 const HINTS: &str = "hints.bin";
@@ -37,14 +36,6 @@ pub struct Opened {
     pub identity: Option<Identity>,
     pub view: Option<View>,
     pub hints: Vec<SavedHint>,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct SavedHint {
-    pub target: u64,
-    /// Wall-clock time the hint was made, so its age survives the restart.
-    pub at_ms: u64,
-    pub kv: KeyEntry,
 }
 
 /// Open the data directory and engine named by the config (or a memory engine without one).
@@ -130,18 +121,5 @@ impl Local {
         if let Err(e) = dir.mark_left() {
             tracing::warn!("recording the leave in {}: {e}", dir.path().display());
         }
-    }
-}
-
-pub fn wall_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Put saved hints back in the store, with the age they had.
-pub fn restore_hints(hints: &Hints, saved: Vec<SavedHint>) {
-    let (now, now_ms) = (Instant::now(), wall_ms());
-    for h in saved {
-        let age = Duration::from_millis(now_ms.saturating_sub(h.at_ms));
-        hints.add(NodeId(h.target), h.kv, now.checked_sub(age).unwrap_or(now));
     }
 }

@@ -75,7 +75,7 @@ pub async fn run(
         local.save_view(&topo.view);
     }
     let hints = Hints::new(config.max_hints, config.hint_max_age);
-    local::restore_hints(&hints, opened.hints);
+    crate::replication::hints::restore(&hints, opened.hints);
     let life = if state == NodeState::Normal { Life::Normal } else { Life::Joining };
     let node = Node::new(config, me, addr, opened.engine, opened.local, peers, hints, topo, life, stop_tx);
 
@@ -100,7 +100,7 @@ pub async fn run(
         tokio::spawn(membership::heartbeat_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::replication::movement::rebalance_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::replication::movement::join(node.clone(), tasks_stop_rx.clone())),
-        tokio::spawn(crate::replication::movement::deliver_hints_loop(node.clone(), tasks_stop_rx.clone())),
+        tokio::spawn(crate::replication::hints::delivery::deliver_hints_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::replication::antientropy::anti_entropy_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::replication::antientropy::purge_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(save_hints_loop(node.clone(), tasks_stop_rx.clone())),

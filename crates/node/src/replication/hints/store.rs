@@ -1,5 +1,5 @@
 //! Hinted hand-off store: writes a replica missed, kept by the coordinator until that replica can
-//! take them. Pure bookkeeping with explicit time; `mover.rs` delivers.
+//! take them. Pure bookkeeping with explicit time; `delivery.rs` delivers.
 //!
 //! Bounded twice: at most `max_count` hints in all (a newer hint beyond that is refused and
 //! counted as dropped — anti-entropy repairs what hints cannot carry) and at most `max_age` old
@@ -8,9 +8,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dkv_membership::NodeId;
+
+use serde::{Deserialize, Serialize};
 
 use crate::transport::wire::KeyEntry;
 
@@ -98,13 +100,13 @@ impl Hints {
     }
 
     /// Every pending hint, with its age turned into wall-clock time, for saving.
-    pub fn snapshot(&self) -> Vec<crate::life::local::SavedHint> {
-        let (now, now_ms) = (Instant::now(), crate::life::local::wall_ms());
+    pub fn snapshot(&self) -> Vec<SavedHint> {
+        let (now, now_ms) = (Instant::now(), wall_ms());
         let g = self.lock();
         g.by_target
             .iter()
             .flat_map(|(target, q)| {
-                q.iter().map(move |h| crate::life::local::SavedHint {
+                q.iter().map(move |h| SavedHint {
                     target: target.0,
                     at_ms: now_ms.saturating_sub(now.duration_since(h.at).as_millis() as u64),
                     kv: h.kv.clone(),
@@ -148,5 +150,26 @@ mod tests {
         let mut targets = h.targets();
         targets.sort();
         assert_eq!(targets, vec![NodeId(1), NodeId(2)]);
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct SavedHint {
+    pub target: u64,
+    /// Wall-clock time the hint was made, so its age survives the restart.
+    pub at_ms: u64,
+    pub kv: KeyEntry,
+}
+
+pub fn wall_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Put saved hints back in the store, with the age they had.
+pub fn restore(hints: &Hints, saved: Vec<SavedHint>) {
+    let (now, now_ms) = (Instant::now(), wall_ms());
+    for h in saved {
+        let age = Duration::from_millis(now_ms.saturating_sub(h.at_ms));
+        hints.add(NodeId(h.target), h.kv, now.checked_sub(age).unwrap_or(now));
     }
 }
