@@ -52,6 +52,11 @@ impl Outbox {
         let mut spare = BytesMut::with_capacity(16 * 1024);
         loop {
             self.wake.notified().await;
+            // The task that woke us is likely one of many ready to queue a frame (a burst of
+            // requests, or the answers to one read of the socket), and tokio runs the task it
+            // just woke first. Yielding once lets the others queue theirs, so they share this
+            // write instead of each paying for a write of its own.
+            tokio::task::yield_now().await;
             loop {
                 let finished = {
                     let mut s = self.state.lock().expect("outbox lock");

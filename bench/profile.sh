@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Where the CPU of a replicated request goes: a CPU profile of 3 nodes with N=3 W=2 R=2 under
+# `wrk -t2 -c64`, taken with `perf record -e cpu-clock -g` over every node process.
+#
+#   bench/profile.sh [put|get] [SECONDS]     (defaults: put, 8)
+#
+# Nodes on CPU 1, wrk on CPU 0, as in bench/http.sh. Prints the CPU per request over the profiled
+# window, the share of samples by DSO (dkv, kernel, libc), and the heaviest symbols; the full
+# report stays in target/profile-OP.txt and perf.data in target/profile-OP.data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OP=${1:-put}
+SECS=${2:-8}
+DUR=${SECS}s
+. bench/lib.sh
+need "wrk linux-perf" wrk perf
+build
+
+P=$((26000 + RANDOM % 3000))
+S=127.0.0.1:$P R1=127.0.0.1:$((P + 1)) R2=127.0.0.1:$((P + 2)) R3=127.0.0.1:$((P + 3))
+start "$DKV" seed --listen "$S"
+wait_http "http://$S/health"
+start "$DKV" node --listen "$R1" --seed "$S" --replication 3
+NODES=("${PIDS[-1]}")
+wait_http "http://$R1/health"
+for r in "$R2" "$R3"; do start "$DKV" node --listen "$r" --seed "$S" --replication 3; NODES+=("${PIDS[-1]}"); done
+for r in "$R2" "$R3"; do wait_http "http://$r/health"; done
+if [ "$OP" = get ]; then
+  PRELOAD=100000 taskset -c 0 wrk -t1 -c32 -d20s -s bench/wrk/preload.lua "http://$R1" >/dev/null
+fi
+# Warm the connections, then profile a fixed window.
+taskset -c 0 wrk -t2 -c64 -d2s -s "bench/wrk/kv_$OP.lua" "http://$R1" >/dev/null
+pids=$(IFS=,; echo "${NODES[*]}")
+before=$(cpu_ticks "${NODES[@]}")
+perf record -q -e cpu-clock -g -p "$pids" -o "target/profile-$OP.data" -- sleep "$((SECS + 1))" 2>/dev/null &
+PERF=$!
+out=$(taskset -c 0 wrk -t2 -c64 -d"$DUR" -s "bench/wrk/kv_$OP.lua" "http://$R1")
+wait "$PERF" || true
+after=$(cpu_ticks "${NODES[@]}")
+n=$(awk '/requests in/ {print $1}' <<<"$out")
+echo "3 nodes N=3 $OP: $(awk '/Requests\/sec/ {print $2}' <<<"$out") req/s, $(us_per $((after - before)) "$n") µs CPU per request (all nodes, perf running)"
+perf report -q -i "target/profile-$OP.data" --no-children --sort dso,sym --percent-limit 0.3 \
+  >"target/profile-$OP.txt" 2>/dev/null || true
+echo "samples by DSO:"
+perf report -q -i "target/profile-$OP.data" --no-children --sort dso 2>/dev/null | head -8
+echo "heaviest symbols (self time):"
+grep -v '^$' "target/profile-$OP.txt" | grep -v '^ *|' | grep -v -- '---' | head -40
