@@ -6,7 +6,10 @@
 #
 # Nodes on CPU 1, wrk on CPU 0, as in bench/http.sh. Prints the CPU per request over the profiled
 # window, the share of samples by DSO (dkv, kernel, libc), and the heaviest symbols; the full
-# report stays in target/profile-OP.txt and perf.data in target/profile-OP.data.
+# report, with call graphs, stays in target/profile-OP.txt and perf.data in target/profile-OP.data.
+# Build with frame pointers for call graphs that name dkv's callers:
+#   RUSTFLAGS="-C force-frame-pointers=yes" CARGO_TARGET_DIR=target/fp cargo build --release -p dkv
+#   DKV=target/fp/release/dkv bench/profile.sh put
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OP=${1:-put}
@@ -28,8 +31,9 @@ for r in "$R2" "$R3"; do wait_http "http://$r/health"; done
 if [ "$OP" = get ]; then
   PRELOAD=100000 taskset -c 0 wrk -t1 -c32 -d20s -s bench/wrk/preload.lua "http://$R1" >/dev/null
 fi
-# Warm the connections, then profile a fixed window.
-taskset -c 0 wrk -t2 -c64 -d2s -s "bench/wrk/kv_$OP.lua" "http://$R1" >/dev/null
+# Warm the connections and let the anti-entropy rounds that follow the joins finish (they run a
+# heartbeat interval after each change), then profile a fixed window of steady state.
+taskset -c 0 wrk -t2 -c64 -d12s -s "bench/wrk/kv_$OP.lua" "http://$R1" >/dev/null
 pids=$(IFS=,; echo "${NODES[*]}")
 before=$(cpu_ticks "${NODES[@]}")
 perf record -q -e cpu-clock -g -p "$pids" -o "target/profile-$OP.data" -- sleep "$((SECS + 1))" 2>/dev/null &
@@ -39,9 +43,9 @@ wait "$PERF" || true
 after=$(cpu_ticks "${NODES[@]}")
 n=$(awk '/requests in/ {print $1}' <<<"$out")
 echo "3 nodes N=3 $OP: $(awk '/Requests\/sec/ {print $2}' <<<"$out") req/s, $(us_per $((after - before)) "$n") µs CPU per request (all nodes, perf running)"
-perf report -q -i "target/profile-$OP.data" --no-children --sort dso,sym --percent-limit 0.3 \
+perf report -q -i "target/profile-$OP.data" --no-children --sort sym --percent-limit 0.3 \
   >"target/profile-$OP.txt" 2>/dev/null || true
 echo "samples by DSO:"
-perf report -q -i "target/profile-$OP.data" --no-children --sort dso 2>/dev/null | head -8
+perf report -q -i "target/profile-$OP.data" --no-children -g none --sort dso 2>/dev/null | grep -v '^$' | head -6
 echo "heaviest symbols (self time):"
-grep -v '^$' "target/profile-$OP.txt" | grep -v '^ *|' | grep -v -- '---' | head -40
+perf report -q -i "target/profile-$OP.data" --no-children -g none --sort sym 2>/dev/null | grep -v '^$' | head -40

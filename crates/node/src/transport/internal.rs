@@ -34,14 +34,17 @@ type Answer = Result<Vec<u8>, Refusal>;
 impl Handler for Internal {
     async fn handle(&self, kind: u8, body: Bytes) -> Answer {
         let node = &self.0;
+        // Every request runs as a task holding this future, so its size is paid (allocated and
+        // moved) per request: the hot kinds run inline, the others are boxed. A forward holds
+        // a whole coordination.
         match Kind::from_u8(kind) {
             Some(Kind::Apply) => apply(node, decode(&body)?).await,
             Some(Kind::Read) => read(node, decode(&body)?).await,
-            Some(Kind::Range) => range(node, decode(&body)?).await,
-            Some(Kind::SyncSummary) => sync_summary(node, decode(&body)?).await,
-            Some(Kind::SyncBucket) => sync_bucket(node, decode(&body)?).await,
+            Some(Kind::Forward) => Box::pin(forward(node, decode(&body)?)).await,
+            Some(Kind::Range) => Box::pin(range(node, decode(&body)?)).await,
+            Some(Kind::SyncSummary) => Box::pin(sync_summary(node, decode(&body)?)).await,
+            Some(Kind::SyncBucket) => Box::pin(sync_bucket(node, decode(&body)?)).await,
             Some(Kind::Refresh) => refresh(node, decode(&body)?),
-            Some(Kind::Forward) => forward(node, decode(&body)?).await,
             None => Err(Refusal::new(400, format!("unknown message kind {kind}: is the peer of another release?"))),
         }
     }
