@@ -13,6 +13,7 @@
 #   dkv, 1 node                               GET, PUT
 #   dkv, 2 nodes N=1, all requests to node A  GET, PUT   (about half are forwarded to B)
 #   dkv, 3 nodes N=3 W=2 R=2, requests to A   GET, PUT   (every request touches 2-3 replicas)
+#                                             GET with half the keys absent (404s)
 # CPU per request: utime + stime from /proc/PID/stat of every server process of the row (all
 # nodes of a dkv cluster; its seed in a column of its own) before and after the wrk run, over
 # the requests wrk completed. On this shared machine it is steadier than req/s.
@@ -71,6 +72,7 @@ for r in $(seq 1 "$ROUNDS"); do
   measure "dkv 2 nodes via A GET" "$A" kv_get.lua "$TWO_PIDS" "${SEED_PIDS[1]}"
   measure "dkv 2 nodes via A PUT" "$A" kv_put.lua "$TWO_PIDS" "${SEED_PIDS[1]}"
   measure "dkv 3 nodes N=3 GET" "$R1" kv_get.lua "$THREE_PIDS" "${SEED_PIDS[2]}"
+  measure "dkv 3 nodes GET half absent" "$R1" kv_get_half_absent.lua "$THREE_PIDS" "${SEED_PIDS[2]}"
   measure "dkv 3 nodes N=3 PUT" "$R1" kv_put.lua "$THREE_PIDS" "${SEED_PIDS[2]}"
 done
 after=$(curl -fs "$A/stats")
@@ -93,5 +95,6 @@ for op in ("GET", "PUT"):
     check(f"{three} / 1 node (req/s)", med(three), med(one), ">= 0.5")
     check(f"{three} / 1 node (CPU per request)", med(three, 3), med(one, 3), "<= 2")
     check(f"{three} p99 (ms)", med(three, 2), 1, "<= 10")
+check("dkv 3 nodes GET half absent / all present (CPU per request)", med("dkv 3 nodes GET half absent", 3), med("dkv 3 nodes N=3 GET", 3))
 check("reference proxy -> kv GET / reference kv GET (req/s)", med("reference proxy -> kv GET"), med("reference kv GET"))
 PY

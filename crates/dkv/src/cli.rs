@@ -103,6 +103,10 @@ pub struct NodeArgs {
     /// Timeout of one request to a peer or the seed.
     #[arg(long, env = "DKV_REQUEST_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub request_timeout: Duration,
+    /// Shortest wait for a replica before a read or a forward also asks the next one (a hedged
+    /// request); above it the wait follows the replica's observed latency.
+    #[arg(long, env = "DKV_HEDGE_AFTER", default_value = "20ms", value_parser = duration)]
+    pub hedge_after: Duration,
     /// Largest key accepted.
     #[arg(long, env = "DKV_MAX_KEY_SIZE", default_value = "8KiB", value_parser = byte_size)]
     pub max_key_size: usize,

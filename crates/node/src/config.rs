@@ -22,6 +22,9 @@ pub struct NodeConfig {
     pub leave_timeout: Duration,
     /// Timeout of one request to a peer or the seed.
     pub request_timeout: Duration,
+    /// Shortest wait for a replica before a read or forward asks another one too; the wait
+    /// follows each peer's observed latency above it (`replication/latency.rs`).
+    pub hedge_after: Duration,
     /// Longest key accepted, in bytes.
     pub max_key_bytes: usize,
     /// Longest value accepted, in bytes.
@@ -66,6 +69,7 @@ impl Default for NodeConfig {
             heartbeat_interval: Duration::from_secs(5),
             leave_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(5),
+            hedge_after: Duration::from_millis(20),
             max_key_bytes: 8 * 1024,
             max_value_bytes: 16 * 1024 * 1024,
             replicas: 3,

@@ -10,7 +10,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use dkv_membership::NodeId;
 use dkv_placement::key_hash;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::error::NodeError;
 use crate::front::router::{route, Route};
@@ -113,8 +115,8 @@ impl Node {
     }
 
     /// Pass the request to one of the key's replicas, the first that answers: a replica that is
-    /// down (crashed, not yet declared dead) must not make its keys unavailable. If none answers,
-    /// refresh the view once and route again.
+    /// down (crashed, not yet declared dead) or stalled must not make its keys unavailable. If
+    /// none answers, refresh the view once and route again.
     async fn forward(&self, req: KeyRequest, hash: u64, hops: u8) -> Result<Option<Bytes>, NodeError> {
         let mut errors = Vec::new();
         let mut msg =
@@ -130,23 +132,72 @@ impl Node {
                 Route::Forward(_) => {}
             }
             msg.epoch = topo.epoch();
-            for id in topo.placement(hash).read {
-                let Some(addr) = topo.member(id).map(|m| m.addr.as_str()) else { continue };
-                bump(&self.stats.forwarded);
-                match self.peers.call_within::<_, ForwardReply>(addr, Kind::Forward, &msg, self.forward_timeout()).await
-                {
-                    Ok(reply) => return reply,
-                    Err(e) => {
-                        tracing::debug!("forward to {addr} failed: {e}");
-                        errors.push(e.to_string());
-                    }
-                }
+            let replicas: Vec<(NodeId, &str)> = topo
+                .placement(hash)
+                .read
+                .into_iter()
+                .filter_map(|id| topo.member(id).map(|m| (id, m.addr.as_str())))
+                .collect();
+            if let Some(reply) = self.forward_to(&replicas, &msg, &mut errors).await {
+                return reply;
             }
             if attempt == 0 {
                 self.refresh().await;
             }
         }
         Err(NodeError::Unavailable(format!("no replica of the key could be reached: {}", errors.join("; "))))
+    }
+
+    /// Send `msg` to the first of `replicas`; ask the next one as well when one fails, or when it
+    /// takes much longer than it usually does (it may be stalled: see `latency.rs`). The first
+    /// answer wins; `None` when none answered, with their errors in `errors`.
+    async fn forward_to<'r>(
+        &self,
+        replicas: &[(NodeId, &'r str)],
+        msg: &ForwardRequest,
+        errors: &mut Vec<String>,
+    ) -> Option<ForwardReply> {
+        let timeout = self.forward_timeout();
+        let call = |(id, addr): (NodeId, &'r str)| async move {
+            bump(&self.stats.forwarded);
+            let started = Instant::now();
+            let answer = self.peers.call_within::<_, ForwardReply>(addr, Kind::Forward, msg, timeout).await;
+            if answer.is_ok() {
+                self.latencies.observe(id, started.elapsed());
+            }
+            (addr, answer)
+        };
+        let mut next = replicas.iter().copied();
+        let mut running = FuturesUnordered::new();
+        let first = next.next()?;
+        let after = self.latencies.hedge_after(first.0);
+        running.push(call(first));
+        let hedge = tokio::time::sleep(after);
+        tokio::pin!(hedge);
+        loop {
+            tokio::select! {
+                answer = running.next() => match answer {
+                    Some((_, Ok(reply))) => return Some(reply),
+                    Some((addr, Err(e))) => {
+                        tracing::debug!("forward to {addr} failed: {e}");
+                        errors.push(e.to_string());
+                        match next.next() {
+                            Some(r) => running.push(call(r)),
+                            None if running.is_empty() => return None,
+                            None => {}
+                        }
+                    }
+                    None => return None,
+                },
+                _ = &mut hedge, if next.len() > 0 => {
+                    if let Some(r) = next.next() {
+                        bump(&self.stats.hedged);
+                        running.push(call(r));
+                    }
+                    hedge.as_mut().reset(tokio::time::Instant::now() + after);
+                }
+            }
+        }
     }
 
     /// A forward waits longer than the replica's own quorum deadline, so the replica's answer

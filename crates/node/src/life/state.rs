@@ -14,6 +14,7 @@ use crate::life::durability::Durability;
 use crate::life::local::Local;
 use crate::life::stats::Counters;
 use crate::replication::hints::Hints;
+use crate::replication::latency::Latencies;
 use crate::transport::peer::Peers;
 
 /// How a node is asked to stop.
@@ -61,6 +62,8 @@ pub struct Inner {
     pub stats: Counters,
     pub metrics: crate::life::metrics::Metrics,
     pub hints: Hints,
+    /// How long each peer usually takes, for hedged reads and forwards.
+    pub latencies: Latencies,
     pub(crate) topo: watch::Sender<Arc<Topology>>,
     /// Serialises refreshes from the seed so a burst of stale-epoch answers causes one fetch.
     pub(crate) refresh_lock: Mutex<()>,
@@ -111,6 +114,7 @@ impl Node {
             stats: Counters::default(),
             metrics: crate::life::metrics::Metrics::default(),
             hints,
+            latencies: Latencies::new(config.hedge_after, config.request_timeout),
             topo: watch::channel(topo).0,
             refresh_lock: Mutex::new(()),
             fence: RwLock::new(()),

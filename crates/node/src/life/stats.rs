@@ -11,6 +11,8 @@ pub struct Counters {
     pub deletes: AtomicU64,
     /// Public requests this node passed on to the key's coordinator.
     pub forwarded: AtomicU64,
+    /// Reads and forwards that asked one more replica because the ones asked were slow.
+    pub hedged: AtomicU64,
     /// Keys this node handed to new owners (rebalance and leave).
     pub moved_out: AtomicU64,
     /// Keys this node received through hand-offs or range pulls.
@@ -39,6 +41,7 @@ pub struct CountersSnapshot {
     pub puts: u64,
     pub deletes: u64,
     pub forwarded: u64,
+    pub hedged: u64,
     pub moved_out: u64,
     pub moved_in: u64,
     pub move_failures: u64,
@@ -55,6 +58,7 @@ impl Counters {
             puts: r(&self.puts),
             deletes: r(&self.deletes),
             forwarded: r(&self.forwarded),
+            hedged: r(&self.hedged),
             moved_out: r(&self.moved_out),
             moved_in: r(&self.moved_in),
             move_failures: r(&self.move_failures),

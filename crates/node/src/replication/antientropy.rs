@@ -226,7 +226,8 @@ pub async fn anti_entropy_loop(node: Node, mut stop: watch::Receiver<bool>) {
             continue;
         }
         let started = tokio::time::Instant::now();
-        let r = round(&node, changed).await;
+        // Until a round with every peer succeeds under the current view, every round is one.
+        let r = round(&node, changed || !node.settled()).await;
         if r.buckets > 0 || r.failed > 0 {
             tracing::info!(peers = r.peers, buckets = r.buckets, sent = r.sent, received = r.received, failed = r.failed, took = ?started.elapsed(), "anti-entropy round");
         }

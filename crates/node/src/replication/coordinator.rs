@@ -14,8 +14,10 @@
 //! (serving, and a full anti-entropy round ran since the view last changed, so it is not still
 //! filling a range it newly replicates). R answers that are values or strong "not found"s decide;
 //! otherwise the read asks all replicas and takes the first R answers that hold the key, a "not
-//! found" deciding only once every replica has answered. Any answering replica that returned an
-//! older version or nothing is repaired in the background.
+//! found" deciding only once every replica has answered. A replica that takes much longer than it
+//! usually does (see `latency.rs`) gets company: the read asks the next replica too, so a paused
+//! node costs a read a few milliseconds, not the request timeout. Any answering replica that
+//! returned an older version or nothing is repaired in the background.
 //!
 //! A replica that has seen a newer membership epoch refuses with "stale epoch"; the coordinator
 //! then refreshes its view and re-plans, so a write never lands only on nodes that already handed
@@ -33,7 +35,7 @@ use crate::error::{NodeError, PeerError};
 use crate::life::state::Node;
 use crate::life::stats::bump;
 use crate::replication::consistency::Level;
-use crate::replication::quorum::{quorum, QuorumError};
+use crate::replication::quorum::{quorum, quorum_hedged, Hedge, QuorumError};
 use crate::transport::peer::is_stale_epoch;
 use crate::transport::wire::{self, ApplyKind, ApplyRequest, KeyEntry, Kind, ReadRequest, ReadResponse};
 
@@ -119,12 +121,13 @@ impl Node {
             let strong = needed + self.config.write_quorum.min(replicas.len()) > replicas.len();
             let decides = |a: &ReadResponse| a.entry.is_some() || (strong && a.settled);
             let call = |id| self.clone().read_on(topo.clone(), id, key.clone());
+            // Ask R replicas; ask another when one fails, answers a "not found" that does not
+            // decide, or takes much longer than it usually does (it may be stalled).
+            let others: Vec<NodeId> = replicas[..needed].iter().copied().filter(|&id| id != self.me).collect();
+            let hedge =
+                Hedge { first: needed, after: self.latencies.hedge_after_all(&others), counter: &self.stats.hedged };
             let timeout = self.config.request_timeout;
-            let first = quorum(&replicas[..needed], needed, timeout, decides, &call).await;
-            let result = match first {
-                Ok(answers) if answers.iter().all(|(_, a)| decides(a)) => Ok(answers),
-                _ => quorum(&replicas, needed, timeout, |a: &ReadResponse| a.entry.is_some(), &call).await,
-            };
+            let result = quorum_hedged(&replicas, needed, timeout, Some(hedge), decides, call).await;
             match result {
                 Ok(answers) => {
                     let answers: Vec<(NodeId, Option<Entry>)> =
@@ -209,7 +212,9 @@ impl Node {
         // Large batches (hand-offs, hints of big values) go in pieces the receiver accepts.
         for entries in wire::split_batches(entries) {
             let req = ApplyRequest { epoch: topo.epoch(), kind, entries };
+            let started = Instant::now();
             self.peers.call::<_, ()>(addr, Kind::Apply, &req).await?;
+            self.latencies.observe(id, started.elapsed());
         }
         Ok(())
     }
@@ -222,7 +227,10 @@ impl Node {
             };
         }
         let addr = self.addr_of(&topo, id)?;
-        self.peers.call(addr, Kind::Read, &ReadRequest { epoch: topo.epoch(), key }).await
+        let started = Instant::now();
+        let answer = self.peers.call(addr, Kind::Read, &ReadRequest { epoch: topo.epoch(), key }).await?;
+        self.latencies.observe(id, started.elapsed());
+        Ok(answer)
     }
 
     pub fn addr_of<'t>(&self, topo: &'t Topology, id: NodeId) -> Result<&'t str, PeerError> {

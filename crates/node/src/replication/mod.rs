@@ -3,11 +3,13 @@
 //! [`coordinator`] reads and writes one key across its replicas through the one quorum helper
 //! ([`quorum`]); [`consistency`] resolves per-request `w=`/`r=`; [`hints`] keeps and delivers
 //! writes a replica missed; [`antientropy`] compares bucket digests between replicas and
-//! exchanges only the differences; [`movement`] moves ranges when members join, leave or die.
+//! exchanges only the differences; [`movement`] moves ranges when members join, leave or die;
+//! [`latency`] says how long to wait for a replica before asking another as well.
 
 pub mod antientropy;
 pub mod consistency;
 pub mod coordinator;
 pub mod hints;
+pub mod latency;
 pub mod movement;
 pub mod quorum;

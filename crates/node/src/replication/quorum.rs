@@ -7,6 +7,7 @@
 //! N − W, and a call that fails can record a hint for later (the call future decides that).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dkv_membership::NodeId;
@@ -32,6 +33,16 @@ impl std::fmt::Display for QuorumError {
     }
 }
 
+/// Asking fewer replicas than there are, and more of them only when needed: the first `first`
+/// targets are asked at once; another is asked whenever one of those fails or answers
+/// indecisively, and whenever `after` passes without enough decisive answers (a hedge: the
+/// replicas asked may be stalled). Each hedge is counted in `counter`.
+pub struct Hedge<'a> {
+    pub first: usize,
+    pub after: Duration,
+    pub counter: &'a AtomicU64,
+}
+
 /// Start `call` for every target and return as soon as `needed` answers for which `decisive`
 /// holds have arrived — or, failing that, once every target answered, if at least `needed` did.
 /// Errors as soon as so many failed that `needed` cannot be reached, or at `deadline`.
@@ -50,38 +61,78 @@ where
     F: Fn(NodeId) -> Fut,
     Fut: Future<Output = Result<T, PeerError>> + Send + 'static,
 {
+    quorum_hedged(targets, needed, deadline, None, decisive, call).await
+}
+
+/// [`quorum`], asking the targets in order as `hedge` says (all at once without one).
+pub async fn quorum_hedged<T, F, Fut>(
+    targets: &[NodeId],
+    needed: usize,
+    deadline: Duration,
+    hedge: Option<Hedge<'_>>,
+    decisive: impl Fn(&T) -> bool,
+    call: F,
+) -> Result<Vec<(NodeId, T)>, QuorumError>
+where
+    T: Send + 'static,
+    F: Fn(NodeId) -> Fut,
+    Fut: Future<Output = Result<T, PeerError>> + Send + 'static,
+{
     let (tx, mut rx) = mpsc::channel(targets.len().max(1));
-    for &id in targets {
+    let mut launched = 0;
+    let launch = |launched: &mut usize| {
+        let Some(&id) = targets.get(*launched) else { return false };
+        *launched += 1;
         let fut = call(id);
         let tx = tx.clone();
         tokio::spawn(async move {
             let _ = tx.send((id, fut.await)).await;
         });
+        true
+    };
+    let first = hedge.as_ref().map_or(targets.len(), |h| h.first.max(needed));
+    while launched < first.min(targets.len()) {
+        launch(&mut launched);
     }
-    drop(tx);
+    let far = Duration::from_secs(24 * 3600);
+    let hedge_after = hedge.as_ref().map_or(far, |h| h.after);
     let mut ok = Vec::with_capacity(needed);
     let mut failures = Vec::new();
     let mut counted = 0;
     let timer = tokio::time::sleep(deadline);
-    tokio::pin!(timer);
-    while counted < needed && ok.len() + failures.len() < targets.len() {
+    let hedge_timer = tokio::time::sleep(hedge_after);
+    tokio::pin!(timer, hedge_timer);
+    while counted < needed && ok.len() + failures.len() < launched {
         tokio::select! {
             next = rx.recv() => match next {
                 Some((id, Ok(v))) => {
-                    counted += usize::from(decisive(&v));
+                    let d = decisive(&v);
+                    counted += usize::from(d);
                     ok.push((id, v));
+                    if !d && hedge.is_some() {
+                        launch(&mut launched); // a weak answer: ask another replica
+                    }
                 }
                 Some((id, Err(e))) => {
                     failures.push((id, e));
                     if targets.len() - failures.len() < needed {
                         break;
                     }
+                    launch(&mut launched); // ask another in its place
                 }
                 None => break,
             },
+            _ = &mut hedge_timer, if launched < targets.len() => {
+                if let Some(h) = &hedge {
+                    if launch(&mut launched) {
+                        h.counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                hedge_timer.as_mut().reset(tokio::time::Instant::now() + hedge_after);
+            }
             _ = &mut timer => {
                 let answered: Vec<NodeId> = ok.iter().map(|(id, _)| *id).chain(failures.iter().map(|(id, _)| *id)).collect();
-                for &id in targets.iter().filter(|id| !answered.contains(id)) {
+                for &id in targets[..launched].iter().filter(|id| !answered.contains(id)) {
                     failures.push((id, PeerError::Timeout { addr: id.to_string(), ms: deadline.as_millis() }));
                 }
                 break;
@@ -222,5 +273,36 @@ mod tests {
         .await;
         let e = r.unwrap_err();
         assert_eq!(e.failures.len(), 3, "every silent replica is named: {e}");
+    }
+
+    #[tokio::test]
+    async fn a_hedge_asks_the_next_target_when_the_first_is_silent() {
+        let targets = [NodeId(1), NodeId(2), NodeId(3)];
+        let counter = AtomicU64::new(0);
+        let hedge = Hedge { first: 1, after: Duration::from_millis(20), counter: &counter };
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let started = std::time::Instant::now();
+        let r = quorum_hedged(
+            &targets,
+            1,
+            LONG,
+            Some(hedge),
+            |_| true,
+            |id| {
+                asked.lock().unwrap().push(id);
+                async move {
+                    if id == NodeId(1) {
+                        std::future::pending::<()>().await; // paused
+                    }
+                    Ok(id)
+                }
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(r[0].1, NodeId(2));
+        assert!(started.elapsed() < Duration::from_secs(1), "waited {:?}", started.elapsed());
+        assert_eq!(counter.load(Ordering::Relaxed), 1);
+        assert_eq!(*asked.lock().unwrap(), vec![NodeId(1), NodeId(2)], "node 3 was never needed");
     }
 }

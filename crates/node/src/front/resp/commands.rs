@@ -29,19 +29,33 @@ pub struct Session {
 /// The commands that read or change the connection's [`Session`]; they answer at once, in order
 /// with the others (see `resp/mod.rs`). `None` for every other command.
 pub fn session_command(node: &Node, session: &mut Session, args: &[Bytes]) -> Option<Reply> {
-    let name = args.first()?;
+    let mut buf = [0; NAME_MAX];
     let a = &args[1..];
-    match name.to_ascii_lowercase().as_slice() {
-        b"client" if a.is_empty() => Some(wrong_arity("client")),
-        b"client" => Some(client(session, a)),
-        b"hello" => Some(hello(node, session, a)),
-        b"quit" if !a.is_empty() => Some(wrong_arity("quit")),
-        b"quit" => {
+    match lower(args.first()?, &mut buf) {
+        "client" if a.is_empty() => Some(wrong_arity("client")),
+        "client" => Some(client(session, a)),
+        "hello" => Some(hello(node, session, a)),
+        "quit" if !a.is_empty() => Some(wrong_arity("quit")),
+        "quit" => {
             session.quit = true;
             Some(Reply::ok())
         }
         _ => None,
     }
+}
+
+/// Longer than any command name this file knows.
+const NAME_MAX: usize = 16;
+
+/// A command name in lower case, without allocating; a name no command has reads as "".
+fn lower<'b>(name: &[u8], buf: &'b mut [u8; NAME_MAX]) -> &'b str {
+    if name.len() > buf.len() {
+        return "";
+    }
+    for (b, c) in buf.iter_mut().zip(name) {
+        *b = c.to_ascii_lowercase();
+    }
+    std::str::from_utf8(&buf[..name.len()]).unwrap_or("")
 }
 
 fn wrong_arity(cmd: &str) -> Reply {
@@ -87,13 +101,14 @@ impl Touches {
 pub fn touches(args: &[Bytes]) -> Touches {
     let a = &args[1..];
     let first = || a.iter().take(1).cloned().collect::<Vec<_>>();
-    let (reads, writes) = match args[0].to_ascii_lowercase().as_slice() {
-        b"get" | b"strlen" => (first(), Vec::new()),
-        b"exists" | b"mget" => (a.to_vec(), Vec::new()),
-        b"set" | b"getdel" => (first(), first()),
-        b"del" => (a.to_vec(), a.to_vec()),
-        b"mset" => (Vec::new(), a.iter().step_by(2).cloned().collect()),
-        b"ping" | b"echo" | b"command" | b"select" => (Vec::new(), Vec::new()),
+    let mut buf = [0; NAME_MAX];
+    let (reads, writes) = match lower(&args[0], &mut buf) {
+        "get" | "strlen" => (first(), Vec::new()),
+        "exists" | "mget" => (a.to_vec(), Vec::new()),
+        "set" | "getdel" => (first(), first()),
+        "del" => (a.to_vec(), a.to_vec()),
+        "mset" => (Vec::new(), a.iter().step_by(2).cloned().collect()),
+        "ping" | "echo" | "command" | "select" => (Vec::new(), Vec::new()),
         _ => return Touches::Everything,
     };
     Touches::Keys { reads, writes }
@@ -102,10 +117,11 @@ pub fn touches(args: &[Bytes]) -> Touches {
 /// Run any command but those of [`session_command`].
 pub async fn run(node: &Node, args: Vec<Bytes>) -> Reply {
     let Some(name) = args.first() else { return Reply::Nil };
-    let cmd = String::from_utf8_lossy(name).to_ascii_lowercase();
+    let mut buf = [0; NAME_MAX];
+    let cmd = lower(name, &mut buf);
     let a = &args[1..];
-    let arity = |ok: bool| if ok { None } else { Some(wrong_arity(&cmd)) };
-    let checked = match cmd.as_str() {
+    let arity = |ok: bool| if ok { None } else { Some(wrong_arity(cmd)) };
+    let checked = match cmd {
         "ping" | "command" | "info" => arity(a.len() <= 1 || cmd == "command"),
         "echo" | "get" | "getdel" | "strlen" | "select" => arity(a.len() == 1),
         "set" => arity(a.len() >= 2),
@@ -117,7 +133,7 @@ pub async fn run(node: &Node, args: Vec<Bytes>) -> Reply {
     if let Some(err) = checked {
         return err;
     }
-    match cmd.as_str() {
+    match cmd {
         "ping" => a.first().map_or(Reply::Simple("PONG"), |m| Reply::Bulk(m.clone())),
         "echo" => Reply::Bulk(a[0].clone()),
         "get" => get(node, &a[0]).await.map_or_else(|e| e, |v| v.map_or(Reply::Nil, Reply::Bulk)),
@@ -157,7 +173,7 @@ pub async fn run(node: &Node, args: Vec<Bytes>) -> Reply {
             b"0" => Reply::ok(),
             _ => Reply::err("DB index is out of range: dkv has one keyspace, database 0"),
         },
-        _ => unknown(&cmd, a),
+        _ => unknown(&String::from_utf8_lossy(name).to_ascii_lowercase(), a),
     }
 }
 

@@ -89,6 +89,11 @@ async fn connection(
                 running.push_back(Either::Left(ready(reply)));
                 continue;
             }
+            if running.is_empty() && input.is_empty() {
+                // The only command of this read (no pipeline): nothing to order it against.
+                commands::run(&node, args).await.write(&mut output);
+                continue;
+            }
             let touches = commands::touches(&args);
             if !running.is_empty() && touches.conflicts_with(&wave) {
                 held = Some(args); // starts once the commands before it have finished
