@@ -207,6 +207,11 @@ impl Cluster {
 
     /// Start one more node; returns its index. Does not wait for it.
     pub fn add_node(&mut self) -> usize {
+        self.add_node_with_env(&[])
+    }
+
+    /// [`Cluster::add_node`] with extra environment variables (for example libfaketime's).
+    pub fn add_node_with_env(&mut self, env: &[(&str, &str)]) -> usize {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut args: Vec<String> =
             ["node", "--listen", &addr, "--advertise", &addr, "--seed", &self.seed.addr].map(String::from).to_vec();
@@ -229,7 +234,7 @@ impl Cluster {
         if let Some(r) = &resp {
             args.extend(["--resp-listen".to_string(), r.clone()]);
         }
-        let child = dkv().args(&args).spawn().expect("spawn dkv node");
+        let child = dkv().args(&args).envs(env.iter().copied()).spawn().expect("spawn dkv node");
         self.nodes.push(Proc { child, addr, args, resp });
         self.nodes.len() - 1
     }

@@ -90,6 +90,7 @@ pub fn render(node: &Node) -> String {
     let s = node.stats.snapshot();
     let counters = [
         ("forwarded", "Requests passed on to a replica of the key", s.forwarded),
+        ("restamped_writes", "Client writes stamped again above a newer version a replica held", s.restamped),
         ("hedged_requests", "Reads and forwards that also asked another replica because the first was slow", s.hedged),
         ("moved_in", "Keys received through hand-offs and range pulls (join, leave, rebalance)", s.moved_in),
         ("moved_out", "Keys handed to their new owners", s.moved_out),

@@ -13,6 +13,8 @@ pub struct Counters {
     pub forwarded: AtomicU64,
     /// Reads and forwards that asked one more replica because the ones asked were slow.
     pub hedged: AtomicU64,
+    /// Client writes stamped again above a newer version a replica held.
+    pub restamped: AtomicU64,
     /// Keys this node handed to new owners (rebalance and leave).
     pub moved_out: AtomicU64,
     /// Keys this node received through hand-offs or range pulls.
@@ -42,6 +44,7 @@ pub struct CountersSnapshot {
     pub deletes: u64,
     pub forwarded: u64,
     pub hedged: u64,
+    pub restamped: u64,
     pub moved_out: u64,
     pub moved_in: u64,
     pub move_failures: u64,
@@ -59,6 +62,7 @@ impl Counters {
             deletes: r(&self.deletes),
             forwarded: r(&self.forwarded),
             hedged: r(&self.hedged),
+            restamped: r(&self.restamped),
             moved_out: r(&self.moved_out),
             moved_in: r(&self.moved_in),
             move_failures: r(&self.move_failures),

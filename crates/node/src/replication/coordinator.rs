@@ -19,6 +19,15 @@
 //! node costs a read a few milliseconds, not the request timeout. Any answering replica that
 //! returned an older version or nothing is repaired in the background.
 //!
+//! Versions come from hybrid clocks, so a coordinator whose wall clock lags can stamp a write
+//! lower than an earlier, already acknowledged write of the same key stamped by a node whose clock
+//! runs ahead. Under plain last-write-wins the later write would silently lose. So a replica that
+//! holds a newer version than a client write answers "superseded" with that version instead of
+//! applying it, and the coordinator stamps the write above it and sends it again; a write counts
+//! as acknowledged only once W replicas applied the version it ends with. With W + W > N, any
+//! write quorum shares a replica with the earlier write's, so a write that starts after another
+//! was acknowledged always ends above it, whatever the clocks say.
+//!
 //! A replica that has seen a newer membership epoch refuses with "stale epoch"; the coordinator
 //! then refreshes its view and re-plans, so a write never lands only on nodes that already handed
 //! the range away.
@@ -37,10 +46,13 @@ use crate::life::stats::bump;
 use crate::replication::consistency::Level;
 use crate::replication::quorum::{quorum, quorum_hedged, Hedge, QuorumError};
 use crate::transport::peer::is_stale_epoch;
-use crate::transport::wire::{self, ApplyKind, ApplyRequest, KeyEntry, Kind, ReadRequest, ReadResponse};
+use crate::transport::wire::{self, ApplyKind, ApplyReply, ApplyRequest, KeyEntry, Kind, ReadRequest, ReadResponse};
 
 /// Re-plans after a "stale epoch" answer before giving up.
 const STALE_RETRIES: usize = 3;
+/// Re-stamps after "superseded" answers before giving up (each one stamps above every version
+/// seen, so only a stream of concurrent writers to the same key can use them up).
+const SUPERSEDED_RETRIES: usize = 5;
 
 impl Node {
     /// Write `value` (or a tombstone for `None`) under a fresh version; `w` overrides the default
@@ -60,9 +72,10 @@ impl Node {
         Box::pin(self.write_to_replicas(hash, kv, w)).await
     }
 
-    async fn write_to_replicas(&self, hash: u64, kv: KeyEntry, w: Option<Level>) -> Result<(), NodeError> {
-        for attempt in 1..=STALE_RETRIES {
-            let result = {
+    async fn write_to_replicas(&self, hash: u64, mut kv: KeyEntry, w: Option<Level>) -> Result<(), NodeError> {
+        let (mut stale_left, mut superseded_left) = (STALE_RETRIES, SUPERSEDED_RETRIES);
+        loop {
+            let (result, needed) = {
                 let _writes = self.fence.read().await;
                 let topo = self.topology();
                 let p = topo.placement(hash);
@@ -73,26 +86,79 @@ impl Node {
                 }
                 let needed = resolve(w, self.config.write_quorum, p.read.len(), "w")? + (p.write.len() - p.read.len());
                 let call = |id| self.clone().replicate(topo.clone(), id, kv.clone());
-                quorum(&p.write, needed, self.config.request_timeout, |_| true, call).await
+                let applied = |held: &Option<Version>| held.is_none();
+                (quorum(&p.write, needed, self.config.request_timeout, applied, call).await, needed)
             };
-            match result {
-                Ok(_) => return Ok(()),
-                Err(e) if attempt < STALE_RETRIES && stale(&e) => self.refresh().await,
-                Err(error) => return Err(NodeError::Quorum { what: "write not acknowledged".into(), error }),
+            let error = match result {
+                Ok(answers) if answers.iter().filter(|(_, held)| held.is_none()).count() >= needed => return Ok(()),
+                Ok(answers) => {
+                    // Fewer than W replicas took this version: some hold a newer one. Stamp the
+                    // write above the newest of them and send it again, so the client is told
+                    // of a version that W replicas applied (see the module doc).
+                    let newest = answers.iter().filter_map(|(_, held)| *held).max().expect("a superseded answer");
+                    if superseded_left == 0 {
+                        return Err(NodeError::Unavailable(format!(
+                            "write kept being superseded by newer versions of the key ({newest:?}); retry"
+                        )));
+                    }
+                    superseded_left -= 1;
+                    bump(&self.stats.restamped);
+                    self.hlc.observe(newest.ts);
+                    kv.entry.version = Version { ts: self.hlc.now(), node: self.me.0 };
+                    continue;
+                }
+                Err(error) => error,
+            };
+            if stale_left > 1 && stale(&error) {
+                stale_left -= 1;
+                self.refresh().await;
+                continue;
             }
+            return Err(NodeError::Quorum { what: "write not acknowledged".into(), error });
         }
-        unreachable!("the last attempt returns")
     }
 
-    /// Send one write to one replica; if it fails, keep a hint to deliver it later.
-    async fn replicate(self, topo: Arc<Topology>, id: NodeId, kv: KeyEntry) -> Result<(), PeerError> {
-        let result = self.apply_on(&topo, id, ApplyKind::Write, vec![kv.clone()]).await;
+    /// Send one write to one replica; if it fails, keep a hint to deliver it later. `Some` is
+    /// the newer version the replica holds instead (it did not apply this one).
+    async fn replicate(self, topo: Arc<Topology>, id: NodeId, kv: KeyEntry) -> Result<Option<Version>, PeerError> {
+        let result = self.write_on(&topo, id, kv.clone()).await;
         if let Err(e) = &result {
             if !is_stale_epoch(e) && self.hints.add(id, kv, Instant::now()) {
                 tracing::debug!("write to node {id} failed, kept as a hint: {e}");
             }
         }
         result
+    }
+
+    /// A client write on node `id` (locally when it is us): `Some` with the version it holds if
+    /// that is newer, in which case it did not apply this one.
+    async fn write_on(&self, topo: &Topology, id: NodeId, kv: KeyEntry) -> Result<Option<Version>, PeerError> {
+        if id == self.me {
+            return self.apply_write(kv).await.map_err(|e| PeerError::Refused {
+                addr: "this node".into(),
+                status: 500,
+                message: e.to_string(),
+            });
+        }
+        let addr = self.addr_of(topo, id)?;
+        let req = ApplyRequest { epoch: topo.epoch(), kind: ApplyKind::Write, entries: vec![kv] };
+        let started = Instant::now();
+        let reply: ApplyReply = self.peers.call(addr, Kind::Apply, &req).await?;
+        self.latencies.observe(id, started.elapsed());
+        Ok(reply.superseded)
+    }
+
+    /// Apply a client write here, unless this node holds a newer version of the key: then answer
+    /// that version, so the coordinator stamps the write above it. (Hints, repairs, anti-entropy
+    /// and movement carry versions that were already acknowledged: they keep "newest wins".)
+    pub async fn apply_write(&self, kv: KeyEntry) -> Result<Option<Version>, NodeError> {
+        let (hash, key, version) = (key_hash(&kv.key), kv.key.clone(), kv.entry.version);
+        if self.apply_local(vec![kv]).await? == 1 {
+            return Ok(None);
+        }
+        // Not stored: an equal version (the same write again) is applied already; a tombstone
+        // past the grace period is dropped on purpose.
+        Ok(self.engine.get(hash, &key)?.map(|held| held.version).filter(|&held| held > version))
     }
 
     /// The newest live value of `key`, or `None` if absent or deleted; `r` overrides the default
@@ -213,7 +279,7 @@ impl Node {
         for entries in wire::split_batches(entries) {
             let req = ApplyRequest { epoch: topo.epoch(), kind, entries };
             let started = Instant::now();
-            self.peers.call::<_, ()>(addr, Kind::Apply, &req).await?;
+            self.peers.call::<_, ApplyReply>(addr, Kind::Apply, &req).await?;
             self.latencies.observe(id, started.elapsed());
         }
         Ok(())

@@ -17,8 +17,8 @@ use crate::life::state::{Life, Node};
 use crate::life::stats::add;
 use crate::replication::antientropy;
 use crate::transport::wire::{
-    self, ApplyKind, ApplyRequest, ForwardRequest, KeyEntry, Kind, RangePage, RangeRequest, ReadRequest, ReadResponse,
-    RefreshRequest, SyncBucket, SyncDiff, SyncSummary,
+    self, ApplyKind, ApplyReply, ApplyRequest, ForwardRequest, KeyEntry, Kind, RangePage, RangeRequest, ReadRequest,
+    ReadResponse, RefreshRequest, SyncBucket, SyncDiff, SyncSummary,
 };
 
 /// Entries scanned per step of a range page.
@@ -84,12 +84,17 @@ async fn apply(node: &Node, req: ApplyRequest) -> Answer {
             "this node is leaving and takes no hand-offs; send to the remaining members",
         ));
     }
+    if req.kind == ApplyKind::Write && req.entries.len() == 1 {
+        let kv = req.entries.into_iter().next().expect("one entry");
+        let superseded = node.apply_write(kv).await.map_err(refused)?;
+        return encode(&ApplyReply { superseded });
+    }
     let n = req.entries.len() as u64;
     node.apply_local(req.entries).await.map_err(refused)?;
     if req.kind == ApplyKind::Handoff {
         add(&node.stats.moved_in, n);
     }
-    Ok(Vec::new())
+    encode(&ApplyReply::default())
 }
 
 async fn read(node: &Node, req: ReadRequest) -> Answer {

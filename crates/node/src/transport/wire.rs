@@ -11,7 +11,7 @@
 //! (pending hints).
 
 use bytes::Bytes;
-use dkv_storage::{Cursor, Entry};
+use dkv_storage::{Cursor, Entry, Version};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +30,7 @@ pub const STATUS_LEAVING: u16 = 423;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
-    /// [`ApplyRequest`] → nothing.
+    /// [`ApplyRequest`] → [`ApplyReply`].
     Apply = 1,
     /// [`ReadRequest`] → [`ReadResponse`].
     Read = 2,
@@ -84,6 +84,14 @@ pub struct ApplyRequest {
     pub epoch: u64,
     pub kind: ApplyKind,
     pub entries: Vec<KeyEntry>,
+}
+
+/// A replica's answer to an apply. For a client write ([`ApplyKind::Write`]), `superseded` is
+/// the newer version the replica holds instead: it did not apply the write, and the coordinator
+/// stamps it above that version and sends it again. Other kinds always apply "newest wins".
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ApplyReply {
+    pub superseded: Option<Version>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
