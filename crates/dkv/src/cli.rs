@@ -107,6 +107,10 @@ pub struct NodeArgs {
     /// request); above it the wait follows the replica's observed latency.
     #[arg(long, env = "DKV_HEDGE_AFTER", default_value = "20ms", value_parser = duration)]
     pub hedge_after: Duration,
+    /// Largest clock offset from the other members at which a node still coordinates writes;
+    /// replicas also refuse client writes whose version is further ahead of their clock.
+    #[arg(long, env = "DKV_MAX_CLOCK_OFFSET", default_value = "500ms", value_parser = duration)]
+    pub max_clock_offset: Duration,
     /// Largest key accepted.
     #[arg(long, env = "DKV_MAX_KEY_SIZE", default_value = "8KiB", value_parser = byte_size)]
     pub max_key_size: usize,

@@ -65,8 +65,9 @@ pub async fn health(args: HealthArgs) -> i32 {
     }
 }
 
-/// A table of members with their state, key copies held, pending hints and data moved in, as seen
-/// by `--node`. `total keys` counts copies: N per key.
+/// A table of members with their state, key copies held, pending hints, data moved in and clock
+/// offset, as seen by `--node`. `total keys` counts copies: N per key. A clock marked OFF is
+/// beyond `--max-clock-offset`: that node coordinates no writes.
 pub async fn status(args: ClientArgs) -> i32 {
     let client = Client::new(&args.node);
     let cluster = match client.json("/cluster").await {
@@ -76,8 +77,8 @@ pub async fn status(args: ClientArgs) -> i32 {
     let members = cluster["members"].as_array().cloned().unwrap_or_default();
     println!("epoch {}  ({} members, as seen by {})", cluster["epoch"], members.len(), client.base());
     println!(
-        "{:<18} {:<22} {:<8} {:>10} {:>12} {:>7} {:>9} {:>8}",
-        "ID", "ADDR", "STATE", "KEYS", "BYTES", "HINTS", "MOVED-IN", "TOKENS"
+        "{:<18} {:<22} {:<8} {:>10} {:>12} {:>7} {:>9} {:>8} {:>10}",
+        "ID", "ADDR", "STATE", "KEYS", "BYTES", "HINTS", "MOVED-IN", "TOKENS", "CLOCK"
     );
     let mut total = 0u64;
     for m in &members {
@@ -87,8 +88,16 @@ pub async fn status(args: ClientArgs) -> i32 {
             stats.as_ref().and_then(f).map_or_else(|| "-".to_string(), |v| v.to_string())
         };
         total += stats.as_ref().and_then(|s| s["keys"].as_u64()).unwrap_or(0);
+        // The node's clock against the others', and a mark when it is too far off to write.
+        let clock = stats.as_ref().and_then(|s| s["clock_offset_ms"].as_i64()).map_or_else(
+            || "-".to_string(),
+            |ms| {
+                let off = stats.as_ref().is_some_and(|s| s["coordinating_writes"] == false);
+                format!("{ms:+}ms{}", if off { " OFF" } else { "" })
+            },
+        );
         println!(
-            "{:<18} {:<22} {:<8} {:>10} {:>12} {:>7} {:>9} {:>8}",
+            "{:<18} {:<22} {:<8} {:>10} {:>12} {:>7} {:>9} {:>8} {:>10}",
             m["id"].as_str().unwrap_or("?"),
             addr,
             if stats.is_some() { m["state"].as_str().unwrap_or("?") } else { "unreachable" },
@@ -96,7 +105,8 @@ pub async fn status(args: ClientArgs) -> i32 {
             field(&|s| s["bytes"].as_u64()),
             field(&|s| s["hints_pending"].as_u64()),
             field(&|s| s["requests"]["moved_in"].as_u64()),
-            m["tokens"].as_array().map_or(0, Vec::len)
+            m["tokens"].as_array().map_or(0, Vec::len),
+            clock
         );
     }
     println!("total keys: {total}");

@@ -76,6 +76,7 @@ async fn main() {
                 leave_timeout: a.leave_timeout,
                 request_timeout: a.request_timeout,
                 hedge_after: a.hedge_after,
+                max_clock_offset: a.max_clock_offset,
                 max_key_bytes: a.max_key_size,
                 max_value_bytes: a.max_value_size,
                 vnodes: a.vnodes.into(),

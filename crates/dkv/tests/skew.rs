@@ -30,8 +30,9 @@ fn clock(offset: &str) -> [(&'static str, String); 4] {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_after_an_acknowledged_one_wins_when_its_coordinator_lags() {
     // No hints, no anti-entropy: the lagging node learns of the earlier write only through the
-    // "superseded" answers to its own.
-    let flags = ["--max-hints", "0", "--anti-entropy-interval", "0s"];
+    // "superseded" answers to its own. The clock bound is raised above the 3 s skew: this test is
+    // about ordering within it (the bound itself is the next test's).
+    let flags = ["--max-hints", "0", "--anti-entropy-interval", "0s", "--max-clock-offset", "10s"];
     let mut c = Cluster::start_durable(0, &flags, "60s").await;
     let ahead = clock("+3s");
     let env: Vec<(&str, &str)> = ahead.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -62,4 +63,48 @@ async fn a_write_after_an_acknowledged_one_wins_when_its_coordinator_lags() {
     }
     let restamped = c.client(2).json("/stats").await.unwrap()["requests"]["restamped"].as_u64().unwrap();
     assert!(restamped >= 1, "node 2 stamped its write again above v1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_a_year_ahead_stops_coordinating_writes_and_drags_no_clock_with_it() {
+    let mut c = Cluster::start_full(2, &["--tombstone-grace", "2s"], "60s").await;
+    let ahead = clock("+365d");
+    let env: Vec<(&str, &str)> = ahead.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    c.add_node_with_env(&env);
+    c.wait_normal(3).await;
+
+    // It finds its clock off the others', says so, and coordinates no writes.
+    eventually(Duration::from_secs(10), "node 2 to stop coordinating writes", || async {
+        (c.client(2).json("/stats").await.ok()?["coordinating_writes"] == false).then_some(())
+    })
+    .await;
+    let (status, body) = c.client(2).raw(http::Method::PUT, "/put?key=far", Some("x".into())).await.unwrap();
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status.as_u16(), 503, "{text}");
+    assert!(text.contains("ahead of the cluster's") && text.contains("--max-clock-offset"), "{text}");
+    // It still serves reads, and the others still write (it is a replica of every key).
+    c.client(0).put(b"near", "y").await.expect("a write through a correct node");
+    assert_eq!(c.client(2).get(b"near").await.unwrap().as_deref(), Some(&b"y"[..]));
+    assert!(c.client(0).json("/stats").await.unwrap()["coordinating_writes"] == true);
+
+    // A replica refuses a client write stamped a year ahead, and counts it.
+    use dkv_node::transport::wire::{ApplyKind, ApplyRequest, KeyEntry, Kind};
+    let epoch = c.client(0).json("/health").await.unwrap()["epoch"].as_u64().unwrap();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let version = dkv_storage::Version { ts: dkv_storage::Hlc::ts_at_ms(now_ms + 365 * 86_400_000), node: 9 };
+    let kv = KeyEntry { key: "far".into(), entry: dkv_storage::Entry::value(version, "x".into()) };
+    let req = ApplyRequest { epoch, kind: ApplyKind::Write, entries: vec![kv] };
+    let e = internal_call::<_, dkv_node::transport::wire::ApplyReply>(&c.nodes[0].addr, None, Kind::Apply, &req)
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, dkv_transport::CallError::Refused { status: 422, .. }), "{e}");
+    assert!(c.client(0).json("/stats").await.unwrap()["requests"]["clock_refusals"].as_u64().unwrap() >= 1);
+
+    // No clock was dragged a year ahead: a delete through a correct node is purged within its
+    // grace period of 2 s on the correct nodes.
+    c.client(0).delete(b"near").await.expect("delete");
+    eventually(Duration::from_secs(15), "the tombstone purged on nodes 0 and 1", || async {
+        (c.local_entry(0, b"near").await.is_none() && c.local_entry(1, b"near").await.is_none()).then_some(())
+    })
+    .await;
 }

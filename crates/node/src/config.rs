@@ -25,6 +25,9 @@ pub struct NodeConfig {
     /// Shortest wait for a replica before a read or forward asks another one too; the wait
     /// follows each peer's observed latency above it (`replication/latency.rs`).
     pub hedge_after: Duration,
+    /// Largest clock offset from the cluster at which this node still coordinates writes, and
+    /// how far ahead of a replica's clock a client write's version may be (see `life/clock.rs`).
+    pub max_clock_offset: Duration,
     /// Longest key accepted, in bytes.
     pub max_key_bytes: usize,
     /// Longest value accepted, in bytes.
@@ -70,6 +73,7 @@ impl Default for NodeConfig {
             leave_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(5),
             hedge_after: Duration::from_millis(20),
+            max_clock_offset: Duration::from_millis(500),
             max_key_bytes: 8 * 1024,
             max_value_bytes: 16 * 1024 * 1024,
             replicas: 3,

@@ -18,6 +18,10 @@ pub enum NodeError {
     /// Retrying later may succeed.
     #[error("{0}")]
     Unavailable(String),
+    /// A client write whose version is too far ahead of this replica's clock (422): its
+    /// coordinator's clock is off. Never kept as a hint.
+    #[error("{0}")]
+    ClockAhead(String),
     /// Too few replicas answered a read or write (503); says how many and what the others said.
     #[error("{what}: {error}")]
     Quorum { what: String, error: QuorumError },
@@ -34,6 +38,7 @@ impl NodeError {
             NodeError::TooLarge(_) => http::StatusCode::PAYLOAD_TOO_LARGE,
             NodeError::Unavailable(_) | NodeError::Quorum { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
             NodeError::Internal(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
+            NodeError::ClockAhead(_) => http::StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 }

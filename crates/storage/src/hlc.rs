@@ -50,6 +50,11 @@ impl Hlc {
     }
 
     /// Wall-clock milliseconds now, as this clock reads them.
+    /// The wall-clock milliseconds of a timestamp.
+    pub fn ms_of(ts: u64) -> u64 {
+        ts >> COUNTER_BITS
+    }
+
     pub fn wall_ms(&self) -> u64 {
         (self.wall_ms)()
     }

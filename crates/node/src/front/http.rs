@@ -175,6 +175,8 @@ async fn stats(State(node): State<Node>) -> Response {
         "tombstones": e.tombstones,
         "hints_pending": node.hints.counts().0,
         "hints_dropped": node.hints.counts().1,
+        "clock_offset_ms": node.offsets.estimate(std::time::Instant::now()).offset_ms,
+        "coordinating_writes": node.clock_refusal().is_none(),
         "requests": node.stats.snapshot(),
     }))
     .into_response()

@@ -91,6 +91,11 @@ pub fn render(node: &Node) -> String {
     let counters = [
         ("forwarded", "Requests passed on to a replica of the key", s.forwarded),
         ("restamped_writes", "Client writes stamped again above a newer version a replica held", s.restamped),
+        (
+            "clock_refusals",
+            "Client writes refused: their version was too far ahead of this node's clock",
+            s.clock_refusals,
+        ),
         ("hedged_requests", "Reads and forwards that also asked another replica because the first was slow", s.hedged),
         ("moved_in", "Keys received through hand-offs and range pulls (join, leave, rebalance)", s.moved_in),
         ("moved_out", "Keys handed to their new owners", s.moved_out),
@@ -117,6 +122,12 @@ pub fn render(node: &Node) -> String {
     for (name, help, v) in gauges {
         r.register(name, help, ConstGauge::new(v));
     }
+    let clock = node.offsets.estimate(std::time::Instant::now());
+    r.register(
+        "clock_offset_seconds",
+        "This node's clock minus the median member's, measured every heartbeat interval",
+        ConstGauge::<f64>::new(clock.offset_ms as f64 / 1000.0),
+    );
     let mut out = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut out, &r).expect("writing to a String");
     out

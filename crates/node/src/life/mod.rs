@@ -1,8 +1,9 @@
 //! The node's own life: its shared [`state`], start-up and shutdown ([`server`]), registration
-//! and heartbeats with the seed ([`membership`]), what it keeps in its data directory
+//! and heartbeats with the seed ([`membership`]), its clock against the others' ([`clock`]), what it keeps in its data directory
 //! ([`local`]), when a write counts as stored ([`durability`]), and what it reports
 //! ([`stats`], [`metrics`]).
 
+pub mod clock;
 pub mod durability;
 pub mod local;
 pub mod membership;

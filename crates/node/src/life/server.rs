@@ -104,6 +104,7 @@ pub async fn run(
         tokio::spawn(crate::replication::antientropy::anti_entropy_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::replication::antientropy::purge_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(save_hints_loop(node.clone(), tasks_stop_rx.clone())),
+        tokio::spawn(crate::life::clock::clock_loop(node.clone(), tasks_stop_rx.clone())),
     ];
 
     let how =

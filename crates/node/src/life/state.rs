@@ -10,6 +10,7 @@ use dkv_storage::{Engine, Hlc};
 use tokio::sync::{watch, Mutex, RwLock};
 
 use crate::config::NodeConfig;
+use crate::life::clock::Offsets;
 use crate::life::durability::Durability;
 use crate::life::local::Local;
 use crate::life::stats::Counters;
@@ -64,6 +65,10 @@ pub struct Inner {
     pub hints: Hints,
     /// How long each peer usually takes, for hedged reads and forwards.
     pub latencies: Latencies,
+    /// This node's clock against the other members' (see `clock.rs`).
+    pub offsets: Offsets,
+    /// Set while the clock is off by more than `--max-clock-offset`: why no write is coordinated.
+    clock_refusal: std::sync::RwLock<Option<String>>,
     pub(crate) topo: watch::Sender<Arc<Topology>>,
     /// Serialises refreshes from the seed so a burst of stale-epoch answers causes one fetch.
     pub(crate) refresh_lock: Mutex<()>,
@@ -115,6 +120,8 @@ impl Node {
             metrics: crate::life::metrics::Metrics::default(),
             hints,
             latencies: Latencies::new(config.hedge_after, config.request_timeout),
+            offsets: Offsets::new(config.heartbeat_interval * 3),
+            clock_refusal: std::sync::RwLock::new(None),
             topo: watch::channel(topo).0,
             refresh_lock: Mutex::new(()),
             fence: RwLock::new(()),
@@ -143,6 +150,15 @@ impl Node {
     /// then does its "not found" decide a read (see `coordinator.rs`).
     pub fn settled(&self) -> bool {
         self.life() == Life::Normal && self.settled_epoch.load(Ordering::Acquire) == self.topology().epoch()
+    }
+
+    /// Why this node coordinates no writes now (its clock is off), if it does not.
+    pub fn clock_refusal(&self) -> Option<String> {
+        self.clock_refusal.read().expect("clock refusal lock").clone()
+    }
+
+    pub fn set_clock_refusal(&self, why: Option<String>) {
+        *self.clock_refusal.write().expect("clock refusal lock") = why;
     }
 
     pub fn mark_settled(&self, epoch: u64) {

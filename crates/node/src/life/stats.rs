@@ -15,6 +15,8 @@ pub struct Counters {
     pub hedged: AtomicU64,
     /// Client writes stamped again above a newer version a replica held.
     pub restamped: AtomicU64,
+    /// Client writes refused because their version was too far ahead of this node's clock.
+    pub clock_refusals: AtomicU64,
     /// Keys this node handed to new owners (rebalance and leave).
     pub moved_out: AtomicU64,
     /// Keys this node received through hand-offs or range pulls.
@@ -45,6 +47,7 @@ pub struct CountersSnapshot {
     pub forwarded: u64,
     pub hedged: u64,
     pub restamped: u64,
+    pub clock_refusals: u64,
     pub moved_out: u64,
     pub moved_in: u64,
     pub move_failures: u64,
@@ -63,6 +66,7 @@ impl Counters {
             forwarded: r(&self.forwarded),
             hedged: r(&self.hedged),
             restamped: r(&self.restamped),
+            clock_refusals: r(&self.clock_refusals),
             moved_out: r(&self.moved_out),
             moved_in: r(&self.moved_in),
             move_failures: r(&self.move_failures),

@@ -58,6 +58,9 @@ impl Node {
     /// Write `value` (or a tombstone for `None`) under a fresh version; `w` overrides the default
     /// write quorum.
     pub async fn coordinate_write(&self, key: Bytes, value: Option<Bytes>, w: Option<Level>) -> Result<(), NodeError> {
+        if let Some(why) = self.clock_refusal() {
+            return Err(NodeError::Unavailable(why));
+        }
         let hash = key_hash(&key);
         let entry = Entry { version: Version { ts: self.hlc.now(), node: self.me.0 }, value };
         let kv = KeyEntry { key, entry };
@@ -123,7 +126,9 @@ impl Node {
     async fn replicate(self, topo: Arc<Topology>, id: NodeId, kv: KeyEntry) -> Result<Option<Version>, PeerError> {
         let result = self.write_on(&topo, id, kv.clone()).await;
         if let Err(e) = &result {
-            if !is_stale_epoch(e) && self.hints.add(id, kv, Instant::now()) {
+            // A version refused as too far ahead must not come back later as a hint.
+            let clock = e.status() == Some(http::StatusCode::UNPROCESSABLE_ENTITY.as_u16());
+            if !is_stale_epoch(e) && !clock && self.hints.add(id, kv, Instant::now()) {
                 tracing::debug!("write to node {id} failed, kept as a hint: {e}");
             }
         }
@@ -136,7 +141,7 @@ impl Node {
         if id == self.me {
             return self.apply_write(kv).await.map_err(|e| PeerError::Refused {
                 addr: "this node".into(),
-                status: 500,
+                status: e.status().as_u16(),
                 message: e.to_string(),
             });
         }
@@ -153,6 +158,17 @@ impl Node {
     /// and movement carry versions that were already acknowledged: they keep "newest wins".)
     pub async fn apply_write(&self, kv: KeyEntry) -> Result<Option<Version>, NodeError> {
         let (hash, key, version) = (key_hash(&kv.key), kv.key.clone(), kv.entry.version);
+        // A version far ahead of our clock would drag it (and every clock it reaches) ahead.
+        let (stamped, mine) = (Hlc::ms_of(version.ts), self.hlc.wall_ms());
+        let max = self.config.max_clock_offset.as_millis() as u64;
+        if stamped > mine + max {
+            bump(&self.stats.clock_refusals);
+            return Err(NodeError::ClockAhead(format!(
+                "write version {} ms ahead of this replica's clock (more than --max-clock-offset {max} ms): \
+                 the coordinator's clock is off",
+                stamped - mine
+            )));
+        }
         if self.apply_local(vec![kv]).await? == 1 {
             return Ok(None);
         }

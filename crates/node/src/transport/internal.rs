@@ -17,8 +17,8 @@ use crate::life::state::{Life, Node};
 use crate::life::stats::add;
 use crate::replication::antientropy;
 use crate::transport::wire::{
-    self, ApplyKind, ApplyReply, ApplyRequest, ForwardRequest, KeyEntry, Kind, RangePage, RangeRequest, ReadRequest,
-    ReadResponse, RefreshRequest, SyncBucket, SyncDiff, SyncSummary,
+    self, ApplyKind, ApplyReply, ApplyRequest, ClockReply, ForwardRequest, KeyEntry, Kind, RangePage, RangeRequest,
+    ReadRequest, ReadResponse, RefreshRequest, SyncBucket, SyncDiff, SyncSummary,
 };
 
 /// Entries scanned per step of a range page.
@@ -45,6 +45,7 @@ impl Handler for Internal {
             Some(Kind::SyncSummary) => Box::pin(sync_summary(node, decode(&body)?)).await,
             Some(Kind::SyncBucket) => Box::pin(sync_bucket(node, decode(&body)?)).await,
             Some(Kind::Refresh) => refresh(node, decode(&body)?),
+            Some(Kind::Clock) => encode(&ClockReply { now_ms: node.hlc.wall_ms() }),
             None => Err(Refusal::new(400, format!("unknown message kind {kind}: is the peer of another release?"))),
         }
     }

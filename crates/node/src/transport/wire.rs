@@ -44,12 +44,14 @@ pub enum Kind {
     Refresh = 6,
     /// [`ForwardRequest`] → [`ForwardReply`].
     Forward = 7,
+    /// [`ClockRequest`] → [`ClockReply`].
+    Clock = 8,
 }
 
 impl Kind {
     pub fn from_u8(k: u8) -> Option<Kind> {
         use Kind::*;
-        [Apply, Read, Range, SyncSummary, SyncBucket, Refresh, Forward].into_iter().find(|x| *x as u8 == k)
+        [Apply, Read, Range, SyncSummary, SyncBucket, Refresh, Forward, Clock].into_iter().find(|x| *x as u8 == k)
     }
 }
 
@@ -165,6 +167,16 @@ pub struct SyncBucketReply {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RefreshRequest {
     pub epoch: u64,
+}
+
+/// "What time is it?" (see `life/clock.rs`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClockRequest {}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClockReply {
+    /// The answering node's wall clock, in ms since the Unix epoch.
+    pub now_ms: u64,
 }
 
 /// A client request passed to a replica of its key by a node that is not one.

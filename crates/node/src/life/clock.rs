@@ -1,0 +1,184 @@
+//! How far this node's wall clock is from the cluster's, and whether it may coordinate writes.
+//!
+//! Versions come from hybrid clocks that fold in every version they see, so one node whose clock
+//! jumps far ahead could drag every clock in the cluster with it (a delete then waits a year for
+//! its grace period). Two defences, both bounded by `--max-clock-offset` (500 ms by default, as
+//! CockroachDB's):
+//! * every heartbeat interval a node asks each peer for its wall clock, NTP-style: the offset is
+//!   the peer's reading minus the midpoint of the round trip, and half the round trip is the
+//!   error. This node's offset is the median over the members, itself counted at zero, so one
+//!   node that is off finds itself off, and the others do not. Past the bound (beyond the error),
+//!   the node logs an error and refuses to coordinate writes until it is back; it still serves
+//!   as a replica. With two nodes the median cannot say which one is wrong: the one behind stops.
+//! * a replica refuses a client write whose version lies more than the bound ahead of its own
+//!   clock, and counts it. Hints, repairs and movement carry versions that were already accepted
+//!   and are exempt.
+//!
+//! [`Offsets`] is pure: the caller passes the measurements and the time.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use dkv_membership::NodeId;
+use tokio::sync::watch;
+
+use crate::life::state::Node;
+use crate::transport::wire::{ClockReply, ClockRequest, Kind};
+
+#[derive(Clone, Copy, Debug)]
+struct Reading {
+    /// The peer's clock minus ours, in ms.
+    offset_ms: i64,
+    /// Half the round trip: the most the offset can be wrong by.
+    error_ms: i64,
+    at: Instant,
+}
+
+/// This node's estimate of its own offset from the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Estimate {
+    /// Our clock minus the cluster's (the median member's), in ms.
+    pub offset_ms: i64,
+    /// The error of the reading that decided it.
+    pub error_ms: i64,
+    /// Members measured (ourselves not counted).
+    pub peers: usize,
+}
+
+pub struct Offsets {
+    /// Readings older than this are ignored (a peer that stopped answering).
+    fresh: Duration,
+    readings: Mutex<HashMap<NodeId, Reading>>,
+}
+
+impl Offsets {
+    pub fn new(fresh: Duration) -> Self {
+        Offsets { fresh, readings: Mutex::new(HashMap::new()) }
+    }
+
+    /// A clock reading from `peer`: we sent at `sent_ms` and got the answer at `received_ms`
+    /// (both our wall clock), and it said `peer_ms`.
+    pub fn record(&self, peer: NodeId, sent_ms: u64, received_ms: u64, peer_ms: u64, now: Instant) {
+        let midpoint = (sent_ms as i64 + received_ms as i64) / 2;
+        let reading = Reading {
+            offset_ms: peer_ms as i64 - midpoint,
+            error_ms: ((received_ms as i64 - sent_ms as i64).max(0) + 1) / 2,
+            at: now,
+        };
+        self.readings.lock().expect("offsets lock").insert(peer, reading);
+    }
+
+    pub fn forget(&self, peer: NodeId) {
+        self.readings.lock().expect("offsets lock").remove(&peer);
+    }
+
+    /// Our offset: minus the median of the peers' offsets with ours (zero) among them.
+    pub fn estimate(&self, now: Instant) -> Estimate {
+        let readings = self.readings.lock().expect("offsets lock");
+        let mut all: Vec<(i64, i64)> = readings
+            .values()
+            .filter(|r| now.saturating_duration_since(r.at) <= self.fresh)
+            .map(|r| (r.offset_ms, r.error_ms))
+            .collect();
+        let peers = all.len();
+        all.push((0, 0));
+        all.sort_unstable();
+        let (median, error) = all[all.len() / 2];
+        Estimate { offset_ms: -median, error_ms: error, peers }
+    }
+
+    /// Why this node must not coordinate writes, if it must not.
+    pub fn out_of_bounds(&self, max: Duration, now: Instant) -> Option<String> {
+        let e = self.estimate(now);
+        let max_ms = max.as_millis() as i64;
+        (e.offset_ms.abs() - e.error_ms > max_ms).then(|| {
+            format!(
+                "this node's clock is {} ms {} the cluster's (±{} ms, over {} peers), more than --max-clock-offset {} ms: \
+                 it coordinates no writes until its clock is back within the bound; fix its time (NTP) or send writes to another node",
+                e.offset_ms.abs(),
+                if e.offset_ms > 0 { "ahead of" } else { "behind" },
+                e.error_ms,
+                e.peers,
+                max_ms
+            )
+        })
+    }
+}
+
+/// Every heartbeat interval, read every member's clock and decide whether this node may
+/// coordinate writes; log when that changes.
+pub async fn clock_loop(node: Node, mut stop: watch::Receiver<bool>) {
+    let mut refusing = false;
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(node.config.heartbeat_interval) => {}
+        }
+        let topo = node.topology();
+        let reads = topo.view.nodes.iter().filter(|m| m.id != node.me).map(|m| {
+            let node = &node;
+            async move {
+                let sent = node.hlc.wall_ms();
+                match node.peers.call::<_, ClockReply>(&m.addr, Kind::Clock, &ClockRequest {}).await {
+                    Ok(r) => node.offsets.record(m.id, sent, node.hlc.wall_ms(), r.now_ms, Instant::now()),
+                    Err(e) => {
+                        node.offsets.forget(m.id);
+                        tracing::debug!("reading the clock of {}: {e}", m.addr);
+                    }
+                }
+            }
+        });
+        futures_util::future::join_all(reads).await;
+        let why = node.offsets.out_of_bounds(node.config.max_clock_offset, Instant::now());
+        match (&why, refusing) {
+            (Some(why), false) => tracing::error!("{why}"),
+            (None, true) => tracing::info!("clock back within --max-clock-offset: coordinating writes again"),
+            _ => {}
+        }
+        refusing = why.is_some();
+        node.set_clock_refusal(why);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: Duration = Duration::from_millis(500);
+
+    #[test]
+    fn one_node_off_finds_itself_off_and_the_others_do_not() {
+        let now = Instant::now();
+        let fresh = Duration::from_secs(10);
+        // Three nodes: 1 and 2 agree, 3 is a year ahead. Round trips of 2 ms.
+        let year = 365 * 24 * 3600 * 1000u64;
+        let t = 1_000_000u64;
+        let on_1 = Offsets::new(fresh);
+        on_1.record(NodeId(2), t, t + 2, t + 1, now);
+        on_1.record(NodeId(3), t, t + 2, t + 1 + year, now);
+        assert_eq!(on_1.estimate(now).offset_ms, 0);
+        assert!(on_1.out_of_bounds(MAX, now).is_none());
+        let on_3 = Offsets::new(fresh);
+        on_3.record(NodeId(1), t + year, t + year + 2, t + 1, now);
+        on_3.record(NodeId(2), t + year, t + year + 2, t + 1, now);
+        assert_eq!(on_3.estimate(now).offset_ms, year as i64);
+        let why = on_3.out_of_bounds(MAX, now).expect("node 3 is off");
+        assert!(why.contains("ahead of the cluster's") && why.contains("--max-clock-offset 500 ms"), "{why}");
+    }
+
+    #[test]
+    fn the_error_bound_and_staleness_are_respected() {
+        let now = Instant::now();
+        let offsets = Offsets::new(Duration::from_secs(10));
+        // 600 ms behind, but the round trip took 400 ms: it may be as little as 400 ms.
+        offsets.record(NodeId(2), 1000, 1400, 1800, now);
+        offsets.record(NodeId(3), 1000, 1400, 1800, now);
+        assert_eq!(offsets.estimate(now), Estimate { offset_ms: -600, error_ms: 200, peers: 2 });
+        assert!(offsets.out_of_bounds(MAX, now).is_none(), "within the error");
+        // Readings from peers that stopped answering are not used.
+        let later = now + Duration::from_secs(11);
+        assert_eq!(offsets.estimate(later).peers, 0);
+        assert!(offsets.out_of_bounds(MAX, later).is_none());
+    }
+}
