@@ -30,8 +30,11 @@ async fn the_dashboard_draws_the_ring_and_the_members() {
     // The key counts come with heartbeats: wait until the seed has them for every node.
     eventually(std::time::Duration::from_secs(10), "key counts on the dashboard", || async {
         let d = c.seed_client().json("/dashboard.json").await.ok()?;
-        let total: u64 = d["members"].as_array()?.iter().map(|m| m["keys"].as_u64().unwrap_or(0)).sum();
-        (total == 90).then_some(())
+        let members = d["members"].as_array()?;
+        let total: u64 = members.iter().map(|m| m["keys"].as_u64().unwrap_or(0)).sum();
+        // The clock offsets come with them once each node has read the others' clocks.
+        let clocks = members.iter().all(|m| m["clock_offset_ms"].is_i64());
+        (total == 90 && clocks).then_some(())
     })
     .await;
 
@@ -44,6 +47,9 @@ async fn the_dashboard_draws_the_ring_and_the_members() {
     assert!(dom.matches("class=\"arc\"").count() >= 3 * 128, "one arc per token (384):\n{dom}");
     assert!(dom.contains("3 members · 90 key copies · 384 tokens"), "summary line:\n{dom}");
     assert_eq!(dom.matches(">normal<").count(), 3);
+    assert!(dom.contains("<th>clock</th>"), "a clock column:\n{dom}");
+    assert_eq!(dom.matches(" ms</td>").count(), 3, "each node's clock offset:\n{dom}");
+    assert!(!dom.contains("OFF</b></td>"), "no clock is off on one machine:\n{dom}");
 
     let shot = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/dashboard.png");
     let out = chromium(&["--window-size=1200,640", &format!("--screenshot={shot}"), &url]);

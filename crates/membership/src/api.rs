@@ -41,6 +41,12 @@ pub struct IdRequest {
     /// On heartbeats: the key copies the node holds, for the seed's dashboard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<u64>,
+    /// On heartbeats: the node's clock minus the median member's, in ms, for the dashboard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_ms: Option<i64>,
+    /// On heartbeats: `false` while the node's clock is too far off for it to coordinate writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinating_writes: Option<bool>,
 }
 
 /// `POST /leave`: `done: false` starts a leave (state `leaving`), `done: true` ends it (the member

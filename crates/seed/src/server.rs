@@ -32,8 +32,9 @@ struct Seed {
     registry: Arc<Mutex<Registry>>,
     /// Members removed for missing their heartbeats, since start.
     expired: Arc<std::sync::atomic::AtomicU64>,
-    /// Key copies each node reported with its last heartbeat (for the dashboard only).
-    keys: Arc<Mutex<std::collections::HashMap<dkv_membership::NodeId, u64>>>,
+    /// What each member reported with its last heartbeat: key copies, clock offset (for the
+    /// dashboard only).
+    reports: Arc<Mutex<std::collections::HashMap<dkv_membership::NodeId, IdRequest>>>,
 }
 
 fn now_ms() -> u64 {
@@ -50,7 +51,7 @@ impl Seed {
 pub fn router(config: &SeedConfig) -> (Router, impl Future<Output = ()> + Send + 'static) {
     let seed = Seed {
         expired: Arc::default(),
-        keys: Arc::default(),
+        reports: Arc::default(),
         registry: Arc::new(Mutex::new(
             Registry::new(now_ms(), config.node_ttl.as_millis() as u64).for_cluster(&config.cluster_name),
         )),
@@ -147,10 +148,13 @@ async fn register(State(seed): State<Seed>, body: Bytes) -> Response {
 async fn heartbeat(State(seed): State<Seed>, body: Bytes) -> Response {
     match parse::<IdRequest>(&body) {
         Ok(req) => {
-            if let Some(k) = req.keys {
-                seed.keys.lock().unwrap_or_else(|e| e.into_inner()).insert(req.id, k);
+            let id = req.id;
+            let answer = seed.with(|r| r.heartbeat(id, now_ms()));
+            if answer.is_ok() {
+                // Only members' reports are kept (and replaced at every heartbeat).
+                seed.reports.lock().unwrap_or_else(|e| e.into_inner()).insert(id, req);
             }
-            reply(seed.with(|r| r.heartbeat(req.id, now_ms())))
+            reply(answer)
         }
         Err(resp) => resp,
     }
@@ -202,14 +206,20 @@ async fn dashboard() -> Response {
 /// (so the page shows heartbeat ages without trusting the browser's clock).
 async fn dashboard_json(State(seed): State<Seed>) -> Response {
     let view = seed.with(|r| r.view());
-    let keys = seed.keys.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut reports = seed.reports.lock().unwrap_or_else(|e| e.into_inner());
+    // Forget the reports of nodes that are no longer members.
+    reports.retain(|id, _| view.nodes.iter().any(|m| m.id == *id));
+    let reports = reports.clone();
     let members: Vec<serde_json::Value> = view
         .nodes
         .iter()
         .map(|m| {
             serde_json::json!({
                 "id": m.id, "addr": m.addr, "state": m.state, "tokens": m.tokens,
-                "last_seen_ms": m.last_seen_ms, "keys": keys.get(&m.id),
+                "last_seen_ms": m.last_seen_ms,
+                "keys": reports.get(&m.id).and_then(|r| r.keys),
+                "clock_offset_ms": reports.get(&m.id).and_then(|r| r.clock_offset_ms),
+                "coordinating_writes": reports.get(&m.id).and_then(|r| r.coordinating_writes),
             })
         })
         .collect();

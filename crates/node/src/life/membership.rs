@@ -149,7 +149,12 @@ impl Node {
     pub async fn seed_ready(&self) -> Result<(), PeerError> {
         let view: View = self
             .peers
-            .json(&self.config.seed, Method::POST, "/ready", Some(&IdRequest { id: self.me, keys: None }))
+            .json(
+                &self.config.seed,
+                Method::POST,
+                "/ready",
+                Some(&IdRequest { id: self.me, keys: None, clock_offset_ms: None, coordinating_writes: None }),
+            )
             .await?;
         self.adopt(view);
         Ok(())
@@ -188,7 +193,12 @@ pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(node.config.heartbeat_interval) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let req = IdRequest { id: node.me, keys: Some(node.engine.stats().keys) };
+        let req = IdRequest {
+            id: node.me,
+            keys: Some(node.engine.stats().keys),
+            clock_offset_ms: Some(node.offsets.estimate(std::time::Instant::now()).offset_ms),
+            coordinating_writes: Some(node.clock_refusal().is_none()),
+        };
         match node.peers.json::<_, View>(&node.config.seed, Method::POST, "/heartbeat", Some(&req)).await {
             Ok(view) if view.epoch < node.topology().epoch() => {
                 // The seed restarted and someone re-registered with an older view than ours.
