@@ -49,6 +49,16 @@ pub struct IdRequest {
     pub coordinating_writes: Option<bool>,
 }
 
+/// The answer to `POST /heartbeat`: the view, and the seed's wall clock when it answered (in ms
+/// since the Unix epoch), from which a node measures its clock against the seed's.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HeartbeatAnswer {
+    #[serde(flatten)]
+    pub view: crate::View,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now_ms: Option<u64>,
+}
+
 /// `POST /leave`: `done: false` starts a leave (state `leaving`), `done: true` ends it (the member
 /// is removed).
 #[derive(Clone, Debug, Serialize, Deserialize)]

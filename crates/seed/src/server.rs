@@ -12,7 +12,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use dkv_membership::api::{secret_matches, IdRequest, LeaveRequest, RegisterRequest, SeedHealth, SECRET_HEADER};
+use dkv_membership::api::{
+    secret_matches, HeartbeatAnswer, IdRequest, LeaveRequest, RegisterRequest, SeedHealth, SECRET_HEADER,
+};
 use dkv_membership::{Registry, RegistryError};
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
@@ -154,7 +156,7 @@ async fn heartbeat(State(seed): State<Seed>, body: Bytes) -> Response {
                 // Only members' reports are kept (and replaced at every heartbeat).
                 seed.reports.lock().unwrap_or_else(|e| e.into_inner()).insert(id, req);
             }
-            reply(answer)
+            reply(answer.map(|view| HeartbeatAnswer { view, now_ms: Some(now_ms()) }))
         }
         Err(resp) => resp,
     }

@@ -4,10 +4,11 @@
 //! jumps far ahead could drag every clock in the cluster with it (a delete then waits a year for
 //! its grace period). Two defences, both bounded by `--max-clock-offset` (500 ms by default, as
 //! CockroachDB's):
-//! * every heartbeat interval a node asks each peer for its wall clock, NTP-style: the offset is
-//!   the peer's reading minus the midpoint of the round trip, and half the round trip is the
-//!   error. This node's offset is the median over the members, itself counted at zero, so one
-//!   node that is off finds itself off, and the others do not. Past the bound (beyond the error),
+//! * every heartbeat interval a node asks each peer for its wall clock, and reads the seed's from
+//!   its heartbeat answer, NTP-style: the offset is the reading minus the midpoint of the round
+//!   trip, and half the round trip is the error. This node's offset is the median over the members
+//!   and the seed, itself counted at zero, so one node that is off finds itself off, and the
+//!   others do not. Past the bound (beyond the error),
 //!   the node logs an error and refuses to coordinate writes until it is back; it still serves
 //!   as a replica. With two nodes the median cannot say which one is wrong: the one behind stops.
 //! * a replica refuses a client write whose version lies more than the bound ahead of its own
@@ -26,6 +27,13 @@ use tokio::sync::watch;
 use crate::life::state::Node;
 use crate::transport::wire::{ClockReply, ClockRequest, Kind};
 
+/// Whose clock a reading is of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    Seed,
+    Node(NodeId),
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Reading {
     /// The peer's clock minus ours, in ms.
@@ -42,14 +50,14 @@ pub struct Estimate {
     pub offset_ms: i64,
     /// The error of the reading that decided it.
     pub error_ms: i64,
-    /// Members measured (ourselves not counted).
+    /// Clocks measured: members and the seed (ourselves not counted).
     pub peers: usize,
 }
 
 pub struct Offsets {
     /// Readings older than this are ignored (a peer that stopped answering).
     fresh: Duration,
-    readings: Mutex<HashMap<NodeId, Reading>>,
+    readings: Mutex<HashMap<Source, Reading>>,
 }
 
 impl Offsets {
@@ -59,7 +67,7 @@ impl Offsets {
 
     /// A clock reading from `peer`: we sent at `sent_ms` and got the answer at `received_ms`
     /// (both our wall clock), and it said `peer_ms`.
-    pub fn record(&self, peer: NodeId, sent_ms: u64, received_ms: u64, peer_ms: u64, now: Instant) {
+    pub fn record(&self, peer: Source, sent_ms: u64, received_ms: u64, peer_ms: u64, now: Instant) {
         let midpoint = (sent_ms as i64 + received_ms as i64) / 2;
         let reading = Reading {
             offset_ms: peer_ms as i64 - midpoint,
@@ -69,7 +77,7 @@ impl Offsets {
         self.readings.lock().expect("offsets lock").insert(peer, reading);
     }
 
-    pub fn forget(&self, peer: NodeId) {
+    pub fn forget(&self, peer: Source) {
         self.readings.lock().expect("offsets lock").remove(&peer);
     }
 
@@ -121,9 +129,11 @@ pub async fn clock_loop(node: Node, mut stop: watch::Receiver<bool>) {
             async move {
                 let sent = node.hlc.wall_ms();
                 match node.peers.call::<_, ClockReply>(&m.addr, Kind::Clock, &ClockRequest {}).await {
-                    Ok(r) => node.offsets.record(m.id, sent, node.hlc.wall_ms(), r.now_ms, Instant::now()),
+                    Ok(r) => {
+                        node.offsets.record(Source::Node(m.id), sent, node.hlc.wall_ms(), r.now_ms, Instant::now())
+                    }
                     Err(e) => {
-                        node.offsets.forget(m.id);
+                        node.offsets.forget(Source::Node(m.id));
                         tracing::debug!("reading the clock of {}: {e}", m.addr);
                     }
                 }
@@ -155,13 +165,13 @@ mod tests {
         let year = 365 * 24 * 3600 * 1000u64;
         let t = 1_000_000u64;
         let on_1 = Offsets::new(fresh);
-        on_1.record(NodeId(2), t, t + 2, t + 1, now);
-        on_1.record(NodeId(3), t, t + 2, t + 1 + year, now);
+        on_1.record(Source::Node(NodeId(2)), t, t + 2, t + 1, now);
+        on_1.record(Source::Node(NodeId(3)), t, t + 2, t + 1 + year, now);
         assert_eq!(on_1.estimate(now).offset_ms, 0);
         assert!(on_1.out_of_bounds(MAX, now).is_none());
         let on_3 = Offsets::new(fresh);
-        on_3.record(NodeId(1), t + year, t + year + 2, t + 1, now);
-        on_3.record(NodeId(2), t + year, t + year + 2, t + 1, now);
+        on_3.record(Source::Node(NodeId(1)), t + year, t + year + 2, t + 1, now);
+        on_3.record(Source::Node(NodeId(2)), t + year, t + year + 2, t + 1, now);
         assert_eq!(on_3.estimate(now).offset_ms, year as i64);
         let why = on_3.out_of_bounds(MAX, now).expect("node 3 is off");
         assert!(why.contains("ahead of the cluster's") && why.contains("--max-clock-offset 500 ms"), "{why}");
@@ -172,8 +182,8 @@ mod tests {
         let now = Instant::now();
         let offsets = Offsets::new(Duration::from_secs(10));
         // 600 ms behind, but the round trip took 400 ms: it may be as little as 400 ms.
-        offsets.record(NodeId(2), 1000, 1400, 1800, now);
-        offsets.record(NodeId(3), 1000, 1400, 1800, now);
+        offsets.record(Source::Node(NodeId(2)), 1000, 1400, 1800, now);
+        offsets.record(Source::Node(NodeId(3)), 1000, 1400, 1800, now);
         assert_eq!(offsets.estimate(now), Estimate { offset_ms: -600, error_ms: 200, peers: 2 });
         assert!(offsets.out_of_bounds(MAX, now).is_none(), "within the error");
         // Readings from peers that stopped answering are not used.

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dkv_membership::api::{IdRequest, LeaveRequest, RegisterRequest, RegisterResponse};
+use dkv_membership::api::{HeartbeatAnswer, IdRequest, LeaveRequest, RegisterRequest, RegisterResponse};
 use dkv_membership::{NodeId, Topology, View};
 use dkv_storage::Identity;
 use http::{Method, StatusCode};
@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::config::NodeConfig;
 use crate::error::{NodeError, PeerError};
+use crate::life::clock::Source;
 use crate::life::state::{Life, Node};
 use crate::transport::peer::{status_is, Peers};
 use crate::transport::wire::{Kind, RefreshRequest};
@@ -199,7 +200,14 @@ pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
             clock_offset_ms: Some(node.offsets.estimate(std::time::Instant::now()).offset_ms),
             coordinating_writes: Some(node.clock_refusal().is_none()),
         };
-        match node.peers.json::<_, View>(&node.config.seed, Method::POST, "/heartbeat", Some(&req)).await {
+        let sent = node.hlc.wall_ms();
+        let answer =
+            node.peers.json::<_, HeartbeatAnswer>(&node.config.seed, Method::POST, "/heartbeat", Some(&req)).await;
+        if let Ok(HeartbeatAnswer { now_ms: Some(seed_ms), .. }) = &answer {
+            let now = std::time::Instant::now();
+            node.offsets.record(Source::Seed, sent, node.hlc.wall_ms(), *seed_ms, now);
+        }
+        match answer.map(|a| a.view) {
             Ok(view) if view.epoch < node.topology().epoch() => {
                 // The seed restarted and someone re-registered with an older view than ours.
                 if let Err(e) = node.reregister().await {
