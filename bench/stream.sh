@@ -11,8 +11,8 @@ cd "$(dirname "$0")/.."
 KEYS=${1:-200000}
 SIZE=${2:-1024}
 . bench/lib.sh
-cargo build --release -q -p dkv
-DKV=target/release/dkv
+# DKV=path bench/stream.sh uses that binary (to compare two builds) and builds none.
+if [ -z "${DKV:-}" ]; then cargo build --release -q -p dkv; DKV=target/release/dkv; fi
 P=$((23000 + RANDOM % 3000))
 SEED=127.0.0.1:$P A=127.0.0.1:$((P + 1)) B=127.0.0.1:$((P + 2))
 FLAGS=(--seed $SEED --replication 1 --heartbeat-interval 200ms --max-value-size 1MiB)

@@ -96,18 +96,33 @@ pub async fn join(node: Node, mut stop: watch::Receiver<bool>) {
 }
 
 /// Copy from `addr` every entry this node will own, page by page; returns how many arrived.
+/// The next page is asked for while the current one is being stored, so the holder's scan and
+/// this node's writes overlap.
 async fn pull(node: &Node, addr: &str) -> Result<u64, PeerError> {
-    let mut req = RangeRequest { epoch: node.topology().epoch(), for_node: node.me.0, after: None };
+    let (epoch, for_node) = (node.topology().epoch(), node.me.0);
+    let fetch = |after| async move {
+        let req = RangeRequest { epoch, for_node, after };
+        node.peers.call::<_, RangePage>(addr, Kind::Range, &req).await
+    };
+    let storing = |e: crate::error::NodeError| PeerError::Protocol {
+        addr: addr.to_string(),
+        reason: format!("storing pulled keys: {e}"),
+    };
+    let mut page = fetch(None).await?;
     let mut n = 0;
     loop {
-        let page: RangePage = node.peers.call(addr, Kind::Range, &req).await?;
         n += page.entries.len() as u64;
-        node.apply_local(page.entries)
-            .await
-            .map_err(|e| PeerError::Protocol { addr: addr.to_string(), reason: format!("storing pulled keys: {e}") })?;
-        match page.next {
-            Some(next) => req.after = Some(next),
-            None => break,
+        let store = node.apply_local(std::mem::take(&mut page.entries));
+        match page.next.take() {
+            Some(after) => {
+                let (stored, next) = tokio::join!(store, fetch(Some(after)));
+                stored.map_err(storing)?;
+                page = next?;
+            }
+            None => {
+                store.await.map_err(storing)?;
+                break;
+            }
         }
     }
     add(&node.stats.moved_in, n);
