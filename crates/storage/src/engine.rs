@@ -66,6 +66,32 @@ pub trait Engine: Send + Sync + 'static {
         out: &mut Vec<(u64, Bytes, Entry)>,
     ) -> StorageResult<Option<Cursor>>;
 
+    /// Like [`Engine::scan`], but only the entries whose hash `keep` accepts reach `out`; `limit`
+    /// counts the entries looked at, so a page over entries `keep` mostly refuses still ends. For
+    /// passes that need a few entries out of many (what to hand off, what a joining node pulls):
+    /// an engine that can, decides before copying a value.
+    fn scan_where(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        keep: &mut dyn FnMut(u64) -> bool,
+        out: &mut Vec<(u64, Bytes, Entry)>,
+    ) -> StorageResult<Option<Cursor>> {
+        let from = out.len();
+        let cursor = self.scan(start, end_hash, limit, out)?;
+        let mut i = from;
+        while i < out.len() {
+            if keep(out[i].0) {
+                i += 1;
+            } else {
+                out.swap_remove(i);
+            }
+        }
+        out[from..].sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        Ok(cursor)
+    }
+
     /// Drop tombstones whose version timestamp is below `before_ts`; returns how many.
     fn purge_tombstones(&self, before_ts: u64) -> StorageResult<u64>;
 

@@ -202,6 +202,17 @@ impl Engine for MemoryEngine {
         Ok(self.scan_infallible(start, end_hash, limit, out))
     }
 
+    fn scan_where(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        keep: &mut dyn FnMut(u64) -> bool,
+        out: &mut Vec<(u64, Bytes, Entry)>,
+    ) -> StorageResult<Option<Cursor>> {
+        Ok(self.scan_where_infallible(start, end_hash, limit, keep, out))
+    }
+
     fn purge_tombstones(&self, before_ts: u64) -> StorageResult<u64> {
         Ok(self.purge_infallible(before_ts))
     }
@@ -273,6 +284,18 @@ impl MemoryEngine {
         limit: usize,
         out: &mut Vec<(u64, Bytes, Entry)>,
     ) -> Option<Cursor> {
+        self.scan_where_infallible(start, end_hash, limit, &mut |_| true, out)
+    }
+
+    /// Values are copied only for the entries `keep` accepts.
+    fn scan_where_infallible(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        keep: &mut dyn FnMut(u64) -> bool,
+        out: &mut Vec<(u64, Bytes, Entry)>,
+    ) -> Option<Cursor> {
         let first_shard = start.map_or(0, |c| shard_of(c.hash));
         let mut taken = 0;
         for shard in &self.shards[first_shard..=shard_of(end_hash)] {
@@ -283,10 +306,14 @@ impl MemoryEngine {
                     if start.is_some_and(|c| hash == c.hash && record.key() <= &c.key[..]) {
                         continue;
                     }
-                    let key = Bytes::copy_from_slice(record.key());
-                    out.push((hash, key.clone(), record.entry()));
                     taken += 1;
+                    let kept = keep(hash);
+                    if kept {
+                        out.push((hash, Bytes::copy_from_slice(record.key()), record.entry()));
+                    }
                     if taken == limit {
+                        let key =
+                            if kept { out[out.len() - 1].1.clone() } else { Bytes::copy_from_slice(record.key()) };
                         return Some(Cursor { hash, key });
                     }
                 }
@@ -398,6 +425,24 @@ mod tests {
         let mid = sorted[100];
         assert_eq!(e.scan(None, mid, usize::MAX, &mut bounded).unwrap(), None);
         assert_eq!(bounded.len(), 101);
+
+        // scan_where: the same walk, only the kept entries come out, pages end on the limit of
+        // entries looked at even when none is kept.
+        let mut kept = Vec::new();
+        let (mut cursor, mut pages) = (None, 0);
+        loop {
+            let mut page = Vec::new();
+            cursor = e.scan_where(cursor.as_ref(), u64::MAX, 7, &mut |h| h % 3 == 0, &mut page).unwrap();
+            assert!(page.len() <= 7);
+            kept.extend(page.into_iter().map(|(h, _, _)| h));
+            pages += 1;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let want: Vec<u64> = sorted.iter().copied().filter(|h| h % 3 == 0).collect();
+        assert_eq!(kept, want);
+        assert_eq!(pages, 200usize.div_ceil(7));
     }
 }
 

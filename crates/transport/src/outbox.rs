@@ -12,8 +12,10 @@ use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
-/// A spare buffer that grew past this while carrying a burst is dropped rather than kept.
-const KEEP_CAPACITY: usize = 1 << 20;
+/// A spare buffer that grew past this while carrying a burst is dropped rather than kept. Large
+/// enough for a range page or a hand-off batch (4 MiB) with room, so a stream of them reuses one
+/// buffer instead of faulting in fresh memory for each.
+const KEEP_CAPACITY: usize = 8 << 20;
 
 #[derive(Default)]
 pub(crate) struct Outbox {

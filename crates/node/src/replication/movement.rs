@@ -225,7 +225,13 @@ async fn handoff_pass(node: &Node, pass: Pass) -> PassReport {
     let mut page = Vec::with_capacity(PAGE);
     loop {
         page.clear();
-        cursor = match node.engine.scan(cursor.as_ref(), u64::MAX, PAGE, &mut page) {
+        // The misplaced pass copies only the entries it hands off (few, after a change).
+        let topo = node.topology();
+        let mut keep = |hash| pass == Pass::Leave || !topo.placement(hash).write.contains(&node.me);
+        let scanned = tokio::task::block_in_place(|| {
+            node.engine.scan_where(cursor.as_ref(), u64::MAX, PAGE, &mut keep, &mut page)
+        });
+        cursor = match scanned {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("scanning local keys to hand off failed: {e}");
@@ -233,7 +239,6 @@ async fn handoff_pass(node: &Node, pass: Pass) -> PassReport {
                 return report;
             }
         };
-        let topo = node.topology();
         let mut batches: HashMap<Vec<NodeId>, Vec<KeyEntry>> = HashMap::new();
         for (hash, key, entry) in page.drain(..) {
             if pass == Pass::Misplaced && topo.placement(hash).write.contains(&node.me) {

@@ -119,20 +119,25 @@ async fn range(node: &Node, req: RangeRequest) -> Answer {
     let mut page = Vec::with_capacity(SCAN_STEP);
     while bytes < wire::BATCH_BYTES && scanned < SCAN_PER_PAGE {
         page.clear();
-        cursor = tokio::task::block_in_place(|| node.engine.scan(cursor.as_ref(), u64::MAX, SCAN_STEP, &mut page))
-            .map_err(|e| refused(e.into()))?;
-        scanned += page.len();
-        for (hash, key, entry) in page.drain(..) {
-            if topo.is_future_replica(for_node, hash) {
-                bytes += key.len() + entry.value_len();
-                entries.push(KeyEntry { key, entry });
-            }
+        let mut keep = |hash| topo.is_future_replica(for_node, hash);
+        cursor = tokio::task::block_in_place(|| {
+            node.engine.scan_where(cursor.as_ref(), u64::MAX, SCAN_STEP, &mut keep, &mut page)
+        })
+        .map_err(|e| refused(e.into()))?;
+        scanned += SCAN_STEP;
+        for (_, key, entry) in page.drain(..) {
+            bytes += key.len() + entry.value_len();
+            entries.push(KeyEntry { key, entry });
         }
         if cursor.is_none() {
             break;
         }
     }
-    encode(&RangePage { entries, next: cursor.map(wire::cursor_to_wire) })
+    // Sized up front: a page is megabytes, and growing a vector by doubling would copy and fault
+    // in twice that.
+    let page = RangePage { entries, next: cursor.map(wire::cursor_to_wire) };
+    let out = Vec::with_capacity(bytes + 32 * page.entries.len() + 64);
+    postcard::to_extend(&page, out).map_err(|e| Refusal::new(500, format!("encoding the answer: {e}")))
 }
 
 /// Anti-entropy step 1: which buckets differ between the sender's digests and ours.
