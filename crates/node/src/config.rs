@@ -48,8 +48,9 @@ pub struct NodeConfig {
     /// Time between anti-entropy rounds (one also runs after every membership change); zero turns
     /// anti-entropy off, for tests that need a replica to stay stale.
     pub anti_entropy_interval: Duration,
-    /// When set, sent on every call to peers and the seed, and required on `/internal/*` and
-    /// `/admin/*` (DESIGN §9). Clients of the public API never need it.
+    /// When set, presented in the handshake of every node-to-node connection and sent to the
+    /// seed, and required from peers and on `/admin/*` (DESIGN §9). Clients of the public API
+    /// never need it.
     pub cluster_secret: Option<String>,
     /// Virtual nodes asked for at first registration.
     pub vnodes: usize,

@@ -4,4 +4,4 @@
 pub mod delivery;
 mod store;
 
-pub use store::{restore, wall_ms, Hints, SavedHint};
+pub use store::{restore, Hints, SavedHint};
