@@ -240,10 +240,8 @@ async fn handoff_pass(node: &Node, pass: Pass) -> PassReport {
             }
         };
         let mut batches: HashMap<Vec<NodeId>, Vec<KeyEntry>> = HashMap::new();
+        // `keep` above already left out, in a misplaced pass, the keys this node still replicates.
         for (hash, key, entry) in page.drain(..) {
-            if pass == Pass::Misplaced && topo.placement(hash).write.contains(&node.me) {
-                continue;
-            }
             let mut dests = topo.future_replicas(hash);
             dests.retain(|&d| d != node.me);
             if dests.is_empty() {
