@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# The one test command: every Rust test of the workspace, then the Docker Compose tests
+# The one test command: every Rust test of the workspace (the abuse suite among them), the
+# OpenAPI check (scripts/api-schema-test.sh), then the Docker Compose tests
 # (scripts/compose-test.sh, scripts/compose-restart-test.sh, scripts/compose-partition-test.sh).
 #     scripts/test.sh                # everything (what CI runs)
-#     scripts/test.sh --no-compose   # only the cargo tests (quick local run)
+#     scripts/test.sh --no-compose   # without the Docker Compose tests (quick local run)
 # Exits non-zero if any part fails; every part runs even if an earlier one fails.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+cd "$ROOT" || exit 2
 
 COMPOSE=1
 for arg in "$@"; do
     case "$arg" in
         --no-compose) COMPOSE=0 ;;
-        -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
         *) echo "usage: $0 [--no-compose]" >&2; exit 2 ;;
     esac
 done
@@ -31,6 +32,14 @@ else
     name="cargo test"
 fi
 summary+=("$name: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
+[ "$rc" -eq 0 ] || status=1
+
+# The OpenAPI descriptions against a live seed and nodes (schemathesis, installed into a venv
+# under target/ on first use), with the binary the cargo tests just built.
+t0=$SECONDS
+echo "== scripts/api-schema-test.sh"
+DKV_BIN=target/debug/dkv scripts/api-schema-test.sh; rc=$?
+summary+=("API schema test: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
 [ "$rc" -eq 0 ] || status=1
 
 if [ "$COMPOSE" = 1 ]; then

@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 
 use crate::cli::{BenchArgs, Protocol};
 use crate::client::Client;
+use crate::{errln, outln};
 
 #[derive(Default)]
 struct Tally {
@@ -33,7 +34,7 @@ pub async fn run(args: BenchArgs) -> i32 {
     match run_inner(args).await {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("dkv bench: {e}");
+            errln!("dkv bench: {e}");
             1
         }
     }
@@ -99,7 +100,7 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
     bar.finish_and_clear();
     let done = tally.done.load(Ordering::Relaxed);
     let q = |p: f64| Duration::from_micros(hist.value_at_quantile(p));
-    println!(
+    outln!(
         "{} over {:?} to {} node(s), {} connections, {:.0}% reads, {} keys, {} B values",
         done,
         args.protocol,
@@ -109,8 +110,8 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
         args.keys,
         args.value_size
     );
-    println!("throughput  {:.0} requests/s  ({done} in {elapsed:.2} s)", done as f64 / elapsed);
-    println!(
+    outln!("throughput  {:.0} requests/s  ({done} in {elapsed:.2} s)", done as f64 / elapsed);
+    outln!(
         "latency     p50 {:?}  p90 {:?}  p99 {:?}  p99.9 {:?}  max {:?}",
         q(0.5),
         q(0.9),
@@ -118,7 +119,7 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
         q(0.999),
         Duration::from_micros(hist.max())
     );
-    println!(
+    outln!(
         "errors      {}  (reads of absent keys: {})",
         tally.errors.load(Ordering::Relaxed),
         tally.misses.load(Ordering::Relaxed)
@@ -139,7 +140,7 @@ async fn targets(args: &BenchArgs) -> Result<Vec<String>, String> {
     let host_port = base.base().split("://").nth(1).unwrap_or(base.base()).to_string();
     let mut http = vec![host_port.clone()];
     if args.all_nodes {
-        let cluster = base.json("/cluster").await.map_err(|e| e.to_string())?;
+        let cluster = base.node_json("/cluster").await.map_err(|e| e.to_string())?;
         http = cluster["members"]
             .as_array()
             .ok_or("the node's /cluster has no members")?
@@ -155,7 +156,7 @@ async fn targets(args: &BenchArgs) -> Result<Vec<String>, String> {
         let port = match (args.resp_port, addr == &host_port) {
             (Some(p), true) => p,
             _ => {
-                let stats = Client::new(addr).json("/stats").await.map_err(|e| e.to_string())?;
+                let stats = Client::new(addr).node_json("/stats").await.map_err(|e| e.to_string())?;
                 let port = stats["resp_port"]
                     .as_u64()
                     .ok_or(format!("{addr} serves no RESP (start it with --resp-listen)"))?;

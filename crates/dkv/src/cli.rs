@@ -129,6 +129,9 @@ pub struct NodeArgs {
     /// Most hints (writes kept for a replica that missed them) held at once.
     #[arg(long, env = "DKV_MAX_HINTS", default_value_t = 100_000)]
     pub max_hints: usize,
+    /// Most bytes of hints held at once; past it the oldest hint is dropped.
+    #[arg(long, env = "DKV_MAX_HINT_BYTES", default_value = "256MiB", value_parser = byte_size)]
+    pub max_hint_bytes: usize,
     /// Oldest hint kept before it is dropped (anti-entropy repairs what it carried).
     #[arg(long, env = "DKV_HINT_MAX_AGE", default_value = "3h", value_parser = duration)]
     pub hint_max_age: Duration,
@@ -164,6 +167,24 @@ pub struct NodeArgs {
     /// Also serve the Redis protocol (RESP2) on this address, e.g. 0.0.0.0:6379.
     #[arg(long, env = "DKV_RESP_LISTEN")]
     pub resp_listen: Option<SocketAddr>,
+    /// Clients served at once on each listener (HTTP, RESP); more are refused with an error.
+    /// Peers' connections are not counted.
+    #[arg(long, env = "DKV_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// How long a request that has begun may take to arrive whole (HTTP headers and body, a
+    /// RESP command); an idle HTTP/1.1 connection is closed after this long too.
+    #[arg(long, env = "DKV_READ_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub read_timeout: Duration,
+    /// How long a RESP connection may send nothing before it is closed; 0s: forever.
+    #[arg(long, env = "DKV_IDLE_TIMEOUT", default_value = "300s", value_parser = duration)]
+    pub idle_timeout: Duration,
+    /// Largest unparsed input one RESP connection may hold (at least one largest value).
+    #[arg(long, env = "DKV_MAX_QUERY_BUFFER", default_value = "64MiB", value_parser = byte_size)]
+    pub max_query_buffer: usize,
+    /// Largest total of client data held before it is stored (RESP input buffers, HTTP bodies
+    /// being read); a client that would go over it is refused.
+    #[arg(long, env = "DKV_MAX_CLIENT_MEMORY", default_value = "1GiB", value_parser = byte_size)]
+    pub max_client_memory: usize,
 }
 
 #[derive(Args, Debug)]

@@ -1,29 +1,79 @@
 //! A small HTTP client for a dkv node: what `dkv get/put/del/status` use, and the tests too.
+//!
+//! Two things make it say what happened rather than what it guessed:
+//!
+//! * **Who answered.** A node signs every answer with `x-dkv-node`, the seed with `x-dkv-seed`.
+//!   The key operations and [`Client::node_json`] accept only a node's answers, so a `404` from
+//!   the seed or from some other web server is reported as "not a dkv node", never as a missing
+//!   key.
+//! * **The server's answer, even when it did not read the request.** A node refuses a value over
+//!   its limit from `Content-Length` and closes the connection while the client is still sending.
+//!   The write then fails (broken pipe, reset), and hyper would report that instead of the `413`
+//!   already received. The connections here ([`Lenient`]) treat a write to a server that has
+//!   closed as done, so hyper goes on to read, and the answer it finds is the one reported.
 
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
+use dkv_membership::api::{NODE_HEADER, SEED_HEADER};
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::rt::TokioExecutor;
-
-/// Bytes left as they are in a key: RFC 3986 unreserved characters.
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot reach {url}: {reason}")]
     Unreachable { url: String, reason: String },
-    #[error("{url} answered {status}: {message}")]
+    #[error("{url} answered {status}: {}", if message.is_empty() { "(with an empty body)" } else { message })]
     Status { url: String, status: StatusCode, message: String },
     #[error("bad URL {0:?}: write it like http://127.0.0.1:8080")]
     BadUrl(String),
+    /// `--node` names the seed.
+    #[error("{base} is the dkv seed, not a node: point --node at a node (the seed lists them at {base}/nodes)")]
+    Seed { base: String },
+    /// `--node` names a server that is not dkv at all.
+    #[error("{base} is not a dkv node: it answered {status} without the {NODE_HEADER} header every node sends; point --node at a node, such as http://127.0.0.1:8080")]
+    NotANode { base: String, status: StatusCode },
+}
+
+/// What sort of server answered, from the header it signs its answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    Node,
+    Seed,
+    Other,
+}
+
+impl Server {
+    pub fn of(headers: &HeaderMap) -> Server {
+        if headers.contains_key(NODE_HEADER) {
+            Server::Node
+        } else if headers.contains_key(SEED_HEADER) {
+            Server::Seed
+        } else {
+            Server::Other
+        }
+    }
+}
+
+/// One answer, whatever its status.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub server: Server,
+    pub body: Bytes,
 }
 
 #[derive(Clone)]
 pub struct Client {
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HyperClient<LenientConnector, Full<Bytes>>,
     base: String,
     timeout: Duration,
     /// Sent as `x-dkv-secret` (only admin calls need it).
@@ -40,7 +90,7 @@ impl Client {
         let base = if node.contains("://") { node.trim_end_matches('/').to_string() } else { format!("http://{node}") };
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        let http = HyperClient::builder(TokioExecutor::new()).build(connector);
+        let http = HyperClient::builder(TokioExecutor::new()).build(LenientConnector(connector));
         Client { http, base, timeout: Duration::from_secs(10), secret: None }
     }
 
@@ -53,13 +103,18 @@ impl Client {
         &self.base
     }
 
-    /// Send a request and return status and body, whatever the status.
+    /// Send a request and return status and body, whatever the status and whoever answered.
     pub async fn raw(
         &self,
         method: Method,
         path_and_query: &str,
         body: Option<Bytes>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
+        self.send(method, path_and_query, body).await.map(|a| (a.status, a.body))
+    }
+
+    /// Send a request and return the answer, whatever its status and whoever answered.
+    pub async fn send(&self, method: Method, path_and_query: &str, body: Option<Bytes>) -> Result<Answer, ClientError> {
         let url = format!("{}{}", self.base, path_and_query);
         let mut req = Request::builder().method(method).uri(&url);
         if let Some(secret) = &self.secret {
@@ -71,49 +126,195 @@ impl Client {
             .await
             .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?
             .map_err(|e| unreachable(dkv_node::transport::peer::error_chain(&e)))?;
-        let status = resp.status();
+        let (status, server) = (resp.status(), Server::of(resp.headers()));
         let body = resp.into_body().collect().await.map_err(|e| unreachable(e.to_string()))?.to_bytes();
-        Ok((status, body))
+        Ok(Answer { status, server, body })
     }
 
-    async fn expect(
+    /// Send a request to a node: an answer from anything else is an error that says what
+    /// answered, and so is a status outside `ok`.
+    pub async fn to_node(
         &self,
         method: Method,
         pq: &str,
         body: Option<Bytes>,
         ok: &[StatusCode],
     ) -> Result<(StatusCode, Bytes), ClientError> {
-        let (status, body) = self.raw(method, pq, body).await?;
-        if ok.contains(&status) {
-            return Ok((status, body));
+        let answer = self.send(method, pq, body).await?;
+        match answer.server {
+            Server::Node => {}
+            Server::Seed => return Err(ClientError::Seed { base: self.base.clone() }),
+            Server::Other => return Err(ClientError::NotANode { base: self.base.clone(), status: answer.status }),
         }
-        let message = String::from_utf8_lossy(&body).trim().to_string();
-        Err(ClientError::Status { url: format!("{}{}", self.base, pq), status, message })
+        if ok.contains(&answer.status) {
+            return Ok((answer.status, answer.body));
+        }
+        let message = String::from_utf8_lossy(&answer.body).trim().to_string();
+        Err(ClientError::Status { url: format!("{}{}", self.base, pq), status: answer.status, message })
     }
 
     pub async fn put(&self, key: &[u8], value: impl Into<Bytes>) -> Result<(), ClientError> {
         let pq = format!("/put?key={}", encode_key(key));
-        self.expect(Method::PUT, &pq, Some(value.into()), &[StatusCode::NO_CONTENT]).await.map(|_| ())
+        self.to_node(Method::PUT, &pq, Some(value.into()), &[StatusCode::NO_CONTENT]).await.map(|_| ())
     }
 
     /// `Ok(None)` for a missing or deleted key.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, ClientError> {
         let pq = format!("/get?key={}", encode_key(key));
-        let (status, body) = self.expect(Method::GET, &pq, None, &[StatusCode::OK, StatusCode::NOT_FOUND]).await?;
+        let (status, body) = self.to_node(Method::GET, &pq, None, &[StatusCode::OK, StatusCode::NOT_FOUND]).await?;
         Ok((status == StatusCode::OK).then_some(body))
     }
 
     pub async fn delete(&self, key: &[u8]) -> Result<(), ClientError> {
         let pq = format!("/delete?key={}", encode_key(key));
-        self.expect(Method::DELETE, &pq, None, &[StatusCode::NO_CONTENT]).await.map(|_| ())
+        self.to_node(Method::DELETE, &pq, None, &[StatusCode::NO_CONTENT]).await.map(|_| ())
     }
 
+    /// `GET path` as JSON, from a node or the seed alike.
     pub async fn json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
-        let (_, body) = self.expect(Method::GET, path, None, &[StatusCode::OK]).await?;
-        serde_json::from_slice(&body).map_err(|e| ClientError::Status {
+        let (status, body) = self.raw(Method::GET, path, None).await?;
+        if status != StatusCode::OK {
+            let message = String::from_utf8_lossy(&body).trim().to_string();
+            return Err(ClientError::Status { url: format!("{}{path}", self.base), status, message });
+        }
+        self.parse_json(path, &body)
+    }
+
+    /// `GET path` as JSON from a node; the seed or another server is an error that says so.
+    pub async fn node_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        let (_, body) = self.to_node(Method::GET, path, None, &[StatusCode::OK]).await?;
+        self.parse_json(path, &body)
+    }
+
+    fn parse_json(&self, path: &str, body: &[u8]) -> Result<serde_json::Value, ClientError> {
+        serde_json::from_slice(body).map_err(|e| ClientError::Status {
             url: format!("{}{path}", self.base),
             status: StatusCode::OK,
             message: format!("not JSON: {e}"),
         })
+    }
+}
+
+/// [`HttpConnector`] with [`Lenient`] connections.
+#[derive(Clone)]
+struct LenientConnector(HttpConnector);
+
+impl tower_service::Service<Uri> for LenientConnector {
+    type Response = Lenient;
+    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Lenient, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let connecting = self.0.call(dst);
+        Box::pin(async move { Ok(Lenient { io: connecting.await?, closed: false }) })
+    }
+}
+
+/// A connection on which a write the server refused by closing (broken pipe, reset) counts as
+/// written, as does every write after it: the server has stopped reading, and its answer, if it
+/// sent one, is still there to read. Without an answer, the read fails and that is reported.
+pub struct Lenient {
+    io: TokioIo<TcpStream>,
+    /// The server closed the connection while we were writing.
+    closed: bool,
+}
+
+fn server_closed(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset)
+}
+
+impl Lenient {
+    fn written(&mut self, result: Poll<io::Result<usize>>, len: usize) -> Poll<io::Result<usize>> {
+        match result {
+            Poll::Ready(Err(e)) if server_closed(&e) => {
+                self.closed = true;
+                Poll::Ready(Ok(len))
+            }
+            other => other,
+        }
+    }
+}
+
+impl hyper::rt::Read for Lenient {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Lenient {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.closed {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        let result = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.written(result, buf.len())
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let len = bufs.iter().map(|b| b.len()).sum();
+        if self.closed {
+            return Poll::Ready(Ok(len));
+        }
+        let result = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.written(result, len)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.closed {
+            true => Poll::Ready(Ok(())),
+            false => Pin::new(&mut self.io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.closed {
+            true => Poll::Ready(Ok(())),
+            false => Pin::new(&mut self.io).poll_shutdown(cx),
+        }
+    }
+}
+
+impl Connection for Lenient {
+    fn connected(&self) -> Connected {
+        self.io.connected()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_tells_who_answered() {
+        let mut h = HeaderMap::new();
+        assert_eq!(Server::of(&h), Server::Other);
+        h.insert(SEED_HEADER, "0.1.0".parse().unwrap());
+        assert_eq!(Server::of(&h), Server::Seed);
+        h.insert(NODE_HEADER, "00ab".parse().unwrap());
+        assert_eq!(Server::of(&h), Server::Node);
+    }
+
+    #[test]
+    fn an_empty_answer_is_said_to_be_empty() {
+        let e = ClientError::Status { url: "u".into(), status: StatusCode::NOT_FOUND, message: String::new() };
+        assert_eq!(e.to_string(), "u answered 404 Not Found: (with an empty body)");
+        let e = ClientError::NotANode { base: "http://h:1".into(), status: StatusCode::NOT_FOUND };
+        assert!(e.to_string().starts_with("http://h:1 is not a dkv node: it answered 404 Not Found"), "{e}");
     }
 }

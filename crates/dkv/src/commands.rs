@@ -1,25 +1,25 @@
 //! Client commands: `get`, `put`, `del`, `status`, `health`. Each returns the process exit code.
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 
 use crate::cli::{ClientArgs, HealthArgs, KeyArgs, LeaveArgs, PutArgs};
 use crate::client::Client;
+use crate::{errln, outln};
 
 fn fail(e: impl std::fmt::Display) -> i32 {
-    eprintln!("dkv: {e}");
+    errln!("dkv: {e}");
     1
 }
 
 pub async fn get(args: KeyArgs) -> i32 {
     match Client::new(&args.client.node).get(args.key.as_bytes()).await {
         Ok(Some(v)) => {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&v);
-            if std::io::IsTerminal::is_terminal(&out) && !v.ends_with(b"\n") {
-                let _ = out.write_all(b"\n");
+            crate::out::stdout(&v);
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) && !v.ends_with(b"\n") {
+                crate::out::stdout(b"\n");
             }
             0
         }
@@ -70,20 +70,21 @@ pub async fn health(args: HealthArgs) -> i32 {
 /// beyond `--max-clock-offset`: that node coordinates no writes.
 pub async fn status(args: ClientArgs) -> i32 {
     let client = Client::new(&args.node);
-    let cluster = match client.json("/cluster").await {
+    let cluster = match client.node_json("/cluster").await {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
     let members = cluster["members"].as_array().cloned().unwrap_or_default();
-    println!("epoch {}  ({} members, as seen by {})", cluster["epoch"], members.len(), client.base());
-    println!(
+    outln!("epoch {}  ({} members, as seen by {})", cluster["epoch"], members.len(), client.base());
+    let header = format!(
         "{:<18} {:<22} {:<8} {:>10} {:>12} {:>7} {:>9} {:>8} {:>10}",
         "ID", "ADDR", "STATE", "KEYS", "BYTES", "HINTS", "MOVED-IN", "TOKENS", "CLOCK"
     );
+    outln!("{header}");
     let mut total = 0u64;
     for m in &members {
         let addr = m["addr"].as_str().unwrap_or("?");
-        let stats = Client::new(addr).json("/stats").await.ok();
+        let stats = Client::new(addr).node_json("/stats").await.ok();
         let field = |f: &dyn Fn(&serde_json::Value) -> Option<u64>| {
             stats.as_ref().and_then(f).map_or_else(|| "-".to_string(), |v| v.to_string())
         };
@@ -96,7 +97,7 @@ pub async fn status(args: ClientArgs) -> i32 {
                 format!("{ms:+}ms{}", if off { " OFF" } else { "" })
             },
         );
-        println!(
+        outln!(
             "{:<18} {:<22} {:<8} {:>10} {:>12} {:>7} {:>9} {:>8} {:>10}",
             m["id"].as_str().unwrap_or("?"),
             addr,
@@ -109,7 +110,7 @@ pub async fn status(args: ClientArgs) -> i32 {
             clock
         );
     }
-    println!("total keys: {total}");
+    outln!("total keys: {total}");
     0
 }
 
@@ -117,13 +118,10 @@ pub async fn status(args: ClientArgs) -> i32 {
 /// remaining members and exits.
 pub async fn leave(args: LeaveArgs) -> i32 {
     let client = Client::new(&args.node).with_secret(args.cluster_secret);
-    match client.raw(Method::POST, "/admin/leave", None).await {
-        Ok((StatusCode::ACCEPTED, _)) => {
-            println!("{} is leaving: it hands its keys to the other nodes, then exits", client.base());
+    match client.to_node(Method::POST, "/admin/leave", None, &[StatusCode::ACCEPTED]).await {
+        Ok(_) => {
+            outln!("{} is leaving: it hands its keys to the other nodes, then exits", client.base());
             0
-        }
-        Ok((status, body)) => {
-            fail(format!("{} answered {status}: {}", client.base(), String::from_utf8_lossy(&body).trim()))
         }
         Err(e) => fail(e),
     }

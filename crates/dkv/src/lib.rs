@@ -5,4 +5,5 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod out;
 pub mod up;

@@ -1,6 +1,6 @@
 use clap::Parser;
 use dkv::cli::{Cli, Command, FsyncPolicy};
-use dkv_node::config::Fsync;
+use dkv_node::config::{ClientLimits, Fsync};
 use dkv_node::{NodeConfig, Stop};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
@@ -34,15 +34,39 @@ fn exit_code<E: std::fmt::Display>(role: &str, result: Result<(), E>) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("dkv {role}: {e}");
+            dkv::errln!("dkv {role}: {e}");
             1
         }
     }
 }
 
+/// Raise the soft limit on open files to the hard one: a node serves up to `--max-connections`
+/// clients on each listener, and the common soft limit of 1024 would refuse them with "too many
+/// open files" long before. Warns when even the hard limit is below what the flags allow.
+fn raise_open_files(wanted: u64) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit with pointers to a valid rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        if lim.rlim_cur < lim.rlim_max && libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    if (lim.rlim_cur as u64) < wanted {
+        tracing::warn!(
+            open_files = lim.rlim_cur as u64,
+            wanted,
+            "the open-file limit is below what --max-connections allows; raise it (ulimit -n) or lower --max-connections"
+        );
+    }
+}
+
 async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, i32> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        eprintln!("dkv: cannot listen on {addr}: {e}");
+        dkv::errln!("dkv: cannot listen on {addr}: {e}");
         1
     })
 }
@@ -84,6 +108,7 @@ async fn main() {
                 write_quorum: a.write_quorum.into(),
                 read_quorum: a.read_quorum.into(),
                 max_hints: a.max_hints,
+                max_hint_bytes: a.max_hint_bytes,
                 hint_max_age: a.hint_max_age,
                 anti_entropy_interval: a.anti_entropy_interval,
                 tombstone_grace: a.tombstone_grace,
@@ -95,7 +120,16 @@ async fn main() {
                 data_dir: a.data_dir,
                 resp_listen: a.resp_listen,
                 cluster_name: a.cluster_name,
+                limits: ClientLimits {
+                    max_connections: a.max_connections as usize,
+                    read_timeout: a.read_timeout,
+                    idle_timeout: Some(a.idle_timeout).filter(|t| !t.is_zero()),
+                    max_query_buffer: a.max_query_buffer,
+                    max_client_memory: a.max_client_memory,
+                },
             };
+            let listeners = if config.resp_listen.is_some() { 2 } else { 1 };
+            raise_open_files(listeners * config.limits.max_connections as u64 + 1024);
             // A node with a data directory comes back with its data, so SIGTERM only stops it;
             // without one (or with --leave-on-stop) SIGTERM hands its keys to the others.
             let on_term = if config.data_dir.is_some() && !a.leave_on_stop { Stop::Now } else { Stop::Leave };

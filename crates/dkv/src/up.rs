@@ -4,8 +4,13 @@
 //! which then stops the cluster as a whole: every node is asked to stop *without* handing data to
 //! the others (`POST /admin/stop`) — stopping a cluster is not N leaves — and then the seed.
 //! If `dkv up` itself dies, the kernel kills the children (parent-death signal).
+//!
+//! It reports the cluster up only once it has seen it: every port it will use is checked free
+//! before anything starts (and no two of them the same), the seed answers as the seed, and each
+//! node answers as a node with the id the seed registered for its address. A child that exits,
+//! during start-up or later, is reported with its exit status and reaped.
 
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -15,9 +20,11 @@ use tokio::time::Instant;
 use clap::ValueEnum;
 
 use crate::cli::UpArgs;
-use crate::client::Client;
+use crate::client::{Client, Server};
+use crate::errln;
 
-/// Print to stdout, ignoring a closed pipe (whoever reads us may be gone by shutdown).
+/// Print to stdout, ignoring a closed pipe (whoever reads us may be gone by shutdown, and the
+/// cluster keeps running without them).
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write;
@@ -39,27 +46,129 @@ fn spawn(args: &[String]) -> std::io::Result<Child> {
     cmd.spawn()
 }
 
-async fn wait_healthy(url: &str, child: &mut Child, deadline: Instant) -> Result<(), String> {
-    let client = Client::new(url);
-    loop {
-        if let Ok((StatusCode::OK, _)) = client.raw(Method::GET, "/health", None).await {
-            return Ok(());
+/// One child process of the cluster.
+struct Proc {
+    /// "the seed", "node 2".
+    name: String,
+    url: String,
+    child: Child,
+    /// Set once it has exited (and been reaped).
+    exited: Option<ExitStatus>,
+}
+
+impl Proc {
+    /// Its exit status if it has exited since the last look; reaps it.
+    fn check_exit(&mut self) -> Option<ExitStatus> {
+        if self.exited.is_some() {
+            return None;
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("{url} exited during start-up ({status}); is the port free?"));
-        }
-        if Instant::now() > deadline {
-            return Err(format!("{url} did not become healthy in time"));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let status = self.child.try_wait().ok().flatten()?;
+        self.exited = Some(status);
+        Some(status)
     }
+}
+
+/// The ports `dkv up` will listen on, each with who uses it and the flag that sets it; refused
+/// when they leave the port range or two of them are the same.
+fn plan_ports(args: &UpArgs) -> Result<Vec<(u16, String)>, String> {
+    let mut ports = vec![(args.seed_port, "the seed (--seed-port)".to_string())];
+    for i in 0..args.nodes {
+        let port = args.base_port.checked_add(i).ok_or("--base-port + --nodes exceeds the port range")?;
+        ports.push((port, format!("node {i} (--base-port + {i})")));
+        if let Some(base) = args.resp_base_port {
+            let port = base.checked_add(i).ok_or("--resp-base-port + --nodes exceeds the port range")?;
+            ports.push((port, format!("node {i}'s RESP (--resp-base-port + {i})")));
+        }
+    }
+    for (i, (port, who)) in ports.iter().enumerate() {
+        if let Some((_, other)) = ports[..i].iter().find(|(p, _)| p == port) {
+            return Err(format!(
+                "port {port} would be used by both {other} and {who}: choose ports that do not overlap"
+            ));
+        }
+    }
+    Ok(ports)
+}
+
+/// Refuse to start when another process already listens on one of the ports: a node would fail
+/// to bind, and whatever listens there would answer in its place.
+fn check_free(ports: &[(u16, String)]) -> Result<(), String> {
+    for (port, who) in ports {
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", *port)) {
+            return Err(format!(
+                "port {port}, for {who}, is not free on 127.0.0.1 ({e}): another process listens there; stop it or choose other ports"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a child serves as what it should.
+enum Serving {
+    Yes,
+    NotYet,
+    /// Something else answers at its address.
+    Wrong(String),
+}
+
+/// The seed must answer `/health` as the seed; a node must answer `/health` as a node whose id
+/// the seed (`seed`) registered for its address.
+async fn serving(url: &str, seed: Option<&Client>) -> Serving {
+    let Ok(answer) = Client::new(url).send(Method::GET, "/health", None).await else { return Serving::NotYet };
+    let (wanted, what) = if seed.is_some() { (Server::Node, "node") } else { (Server::Seed, "seed") };
+    if answer.server != wanted {
+        return Serving::Wrong(format!("{url} answers, but not as the {what} dkv up started"));
+    }
+    let Some(seed) = seed else {
+        return if answer.status == StatusCode::OK { Serving::Yes } else { Serving::NotYet };
+    };
+    let registered = async {
+        let id = serde_json::from_slice::<serde_json::Value>(&answer.body).ok()?["id"].clone();
+        let view = seed.json("/nodes").await.ok()?;
+        let addr = url.trim_start_matches("http://");
+        view["nodes"].as_array()?.iter().find(|m| m["addr"] == addr && m["id"] == id).map(|_| ())
+    };
+    match answer.status == StatusCode::OK && registered.await.is_some() {
+        true => Serving::Yes,
+        false => Serving::NotYet,
+    }
+}
+
+/// Wait until every process in `procs` serves as what it should; an exit or a wrong answer is
+/// an error.
+async fn wait_serving(procs: &mut [Proc], seed: Option<&Client>, deadline: Instant) -> Result<(), String> {
+    let mut waiting: Vec<usize> = (0..procs.len()).collect();
+    while !waiting.is_empty() {
+        for p in procs.iter_mut() {
+            if let Some(status) = p.check_exit() {
+                return Err(format!("{} ({}) exited during start-up ({status}); see its log above", p.name, p.url));
+            }
+        }
+        let mut still = Vec::new();
+        for &i in &waiting {
+            match serving(&procs[i].url, seed).await {
+                Serving::Yes => {}
+                Serving::NotYet => still.push(i),
+                Serving::Wrong(why) => return Err(why),
+            }
+        }
+        waiting = still;
+        if !waiting.is_empty() {
+            if Instant::now() > deadline {
+                let names: Vec<&str> = waiting.iter().map(|&i| procs[i].name.as_str()).collect();
+                return Err(format!("{} did not start serving in time", names.join(", ")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
 }
 
 pub async fn run(args: UpArgs) -> i32 {
     match run_inner(args).await {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("dkv up: {e}");
+            errln!("dkv up: {e}");
             1
         }
     }
@@ -69,16 +178,16 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
     if args.nodes == 0 {
         return Err("--nodes must be at least 1".into());
     }
-    if args.base_port.checked_add(args.nodes - 1).is_none() {
-        return Err("--base-port + --nodes exceeds the port range".into());
-    }
+    check_free(&plan_ports(&args)?)?;
     let seed_addr = format!("127.0.0.1:{}", args.seed_port);
     let hb = humantime::format_duration(args.heartbeat_interval).to_string();
     let ttl = humantime::format_duration(args.node_ttl).to_string();
-    let mut seed = spawn(&["seed".into(), "--listen".into(), seed_addr.clone(), "--node-ttl".into(), ttl])
+    let seed = spawn(&["seed".into(), "--listen".into(), seed_addr.clone(), "--node-ttl".into(), ttl])
         .map_err(|e| format!("starting the seed: {e}"))?;
+    let mut seed = [Proc { name: "the seed".into(), url: format!("http://{seed_addr}"), child: seed, exited: None }];
     let deadline = Instant::now() + Duration::from_secs(30);
-    wait_healthy(&format!("http://{seed_addr}"), &mut seed, deadline).await?;
+    wait_serving(&mut seed, None, deadline).await?;
+    let [mut seed] = seed;
 
     let mut nodes = Vec::new();
     for i in 0..args.nodes {
@@ -95,61 +204,131 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
             hb.clone(),
         ];
         if let Some(base) = args.resp_base_port {
-            let port = base.checked_add(i).ok_or("--resp-base-port + --nodes exceeds the port range")?;
-            argv.extend(["--resp-listen".into(), format!("127.0.0.1:{port}")]);
+            argv.extend(["--resp-listen".into(), format!("127.0.0.1:{}", base + i)]);
         }
         if let Some(dir) = &args.data_dir {
             let fsync = args.fsync.to_possible_value().expect("no skipped variants").get_name().to_string();
             argv.extend(["--data-dir".into(), dir.join(format!("node-{i}")).display().to_string()]);
             argv.extend(["--fsync".into(), fsync]);
         }
-        let child = spawn(&argv).map_err(|e| format!("starting node {i}: {e}"))?;
-        nodes.push((format!("http://{addr}"), child));
-    }
-    for (url, child) in &mut nodes {
-        if let Err(e) = wait_healthy(url, child, deadline).await {
-            stop_all(&mut nodes, &mut seed).await;
-            return Err(e);
+        match spawn(&argv) {
+            Ok(child) => {
+                nodes.push(Proc { name: format!("node {i}"), url: format!("http://{addr}"), child, exited: None })
+            }
+            Err(e) => {
+                stop_all(&mut nodes, &mut seed).await;
+                return Err(format!("starting node {i}: {e}"));
+            }
         }
+    }
+    let seed_client = Client::new(&seed.url);
+    if let Err(e) = wait_serving(&mut nodes, Some(&seed_client), deadline).await {
+        stop_all(&mut nodes, &mut seed).await;
+        return Err(e);
     }
 
-    say!("dkv cluster is up: seed http://{seed_addr}, {} nodes", nodes.len());
-    for (i, (url, _)) in nodes.iter().enumerate() {
+    say!("dkv cluster is up: seed {}, {} nodes", seed.url, nodes.len());
+    for (i, p) in nodes.iter().enumerate() {
         match args.resp_base_port {
-            Some(base) => say!("  node {url}  (RESP: redis-cli -p {})", base + i as u16),
-            None => say!("  node {url}"),
+            Some(base) => say!("  node {}  (RESP: redis-cli -p {})", p.url, base + i as u16),
+            None => say!("  node {}", p.url),
         }
     }
-    let (a, b) = (&nodes[0].0, &nodes[nodes.len().min(2) - 1].0);
+    let (a, b) = (&nodes[0].url, &nodes[nodes.len().min(2) - 1].url);
     say!("try:\n  curl -X PUT -d 'John Doe' '{a}/put?key=user_123'\n  curl '{b}/get?key=user_123'");
     say!("Ctrl-C stops the whole cluster.");
 
+    let result = watch(&mut nodes, &mut seed).await;
+    stop_all(&mut nodes, &mut seed).await;
+    result
+}
+
+/// Until Ctrl-C or SIGTERM, report each child that exits (and reap it). Ends with an error once
+/// every child has exited, as there is nothing left to run.
+async fn watch(nodes: &mut [Proc], seed: &mut Proc) -> Result<(), String> {
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = tick.tick() => {}
+        }
+        if let Some(status) = seed.check_exit() {
+            errln!(
+                "dkv up: the seed ({}) exited ({status}): the nodes keep serving with the membership they know, but none can join or leave",
+                seed.url
+            );
+        }
+        for p in nodes.iter_mut() {
+            if let Some(status) = p.check_exit() {
+                errln!("dkv up: {} ({}) exited ({status}); the other processes keep running", p.name, p.url);
+            }
+        }
+        if seed.exited.is_some() && nodes.iter().all(|p| p.exited.is_some()) {
+            return Err("every process of the cluster has exited".into());
+        }
     }
     say!("stopping the cluster");
-    stop_all(&mut nodes, &mut seed).await;
     Ok(())
 }
 
-async fn stop_all(nodes: &mut [(String, Child)], seed: &mut Child) {
-    for (url, _) in nodes.iter() {
-        let _ = Client::new(url).raw(Method::POST, "/admin/stop", None).await;
+async fn stop_all(nodes: &mut [Proc], seed: &mut Proc) {
+    for p in nodes.iter_mut().filter(|p| p.exited.is_none()) {
+        let _ = Client::new(&p.url).raw(Method::POST, "/admin/stop", None).await;
     }
-    for (url, child) in nodes.iter_mut() {
-        if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
-            eprintln!("dkv up: {url} did not stop in time; killing it");
-            let _ = child.kill().await;
+    for p in nodes.iter_mut().filter(|p| p.exited.is_none()) {
+        if tokio::time::timeout(Duration::from_secs(10), p.child.wait()).await.is_err() {
+            errln!("dkv up: {} ({}) did not stop in time; killing it", p.name, p.url);
+            let _ = p.child.kill().await;
         }
     }
-    if let Some(pid) = seed.id() {
+    if seed.exited.is_some() {
+        return;
+    }
+    if let Some(pid) = seed.child.id() {
         // SAFETY: plain kill(2) on our own child's pid.
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     }
-    if tokio::time::timeout(Duration::from_secs(5), seed.wait()).await.is_err() {
-        let _ = seed.kill().await;
+    if tokio::time::timeout(Duration::from_secs(5), seed.child.wait()).await.is_err() {
+        let _ = seed.child.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(flags: &str) -> UpArgs {
+        let cli = crate::cli::Cli::parse_from(format!("dkv up {flags}").split_whitespace());
+        match cli.command {
+            crate::cli::Command::Up(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn overlapping_ports_are_refused_before_anything_starts() {
+        let e = plan_ports(&args("--nodes 2 --seed-port 9000 --base-port 9000")).unwrap_err();
+        assert!(e.contains("port 9000") && e.contains("the seed") && e.contains("node 0"), "{e}");
+        let e = plan_ports(&args("--nodes 3 --seed-port 8082 --base-port 8080")).unwrap_err();
+        assert!(e.contains("node 2"), "{e}");
+        let e = plan_ports(&args("--nodes 3 --resp-base-port 8081")).unwrap_err();
+        assert!(e.contains("RESP"), "{e}");
+        assert!(plan_ports(&args("--nodes 1000 --base-port 65000")).is_err());
+        let ports = plan_ports(&args("--nodes 3")).unwrap();
+        assert_eq!(ports.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [9000, 8080, 8081, 8082]);
+    }
+
+    #[test]
+    fn a_port_in_use_is_refused() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let e = check_free(&[(port, "node 1 (--base-port + 1)".into())]).unwrap_err();
+        assert!(e.contains(&port.to_string()) && e.contains("node 1") && e.contains("not free"), "{e}");
+        drop(taken);
+        assert!(check_free(&[(port, "node 1".into())]).is_ok());
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Member, NodeId, NodeState, View};
+use crate::{json_int, Member, NodeId, NodeState, View};
 
 /// `POST /register`. A node that registers for the first time sends only `addr`; a node that
 /// comes back (after a seed restart, an expiry or its own restart) sends its `id`, `tokens` and
@@ -13,12 +13,12 @@ pub struct RegisterRequest {
     pub addr: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<NodeId>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "json_int::opt_vec_u64")]
     pub tokens: Option<Vec<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<NodeState>,
     /// Virtual nodes to create for a new node; the seed's default when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "json_int::opt_usize")]
     pub vnodes: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub view: Option<View>,
@@ -39,10 +39,10 @@ pub struct RegisterResponse {
 pub struct IdRequest {
     pub id: NodeId,
     /// On heartbeats: the key copies the node holds, for the seed's dashboard.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "json_int::opt_u64")]
     pub keys: Option<u64>,
     /// On heartbeats: the node's clock minus the median member's, in ms, for the dashboard.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "json_int::opt_i64")]
     pub clock_offset_ms: Option<i64>,
     /// On heartbeats: `false` while the node's clock is too far off for it to coordinate writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +74,14 @@ pub type ViewResponse = View;
 /// Header carrying the cluster secret on node-to-node and node-to-seed calls (DESIGN §9).
 pub const SECRET_HEADER: &str = "x-dkv-secret";
 
+/// Header on every HTTP answer of a node, with its id: how a client tells a node's `404` (no such
+/// key) from any other server's (no such path).
+pub const NODE_HEADER: &str = "x-dkv-node";
+
+/// Header on every HTTP answer of the seed, with its version, so a client pointed at the seed
+/// instead of a node can say so.
+pub const SEED_HEADER: &str = "x-dkv-seed";
+
 /// Whether a request may use an internal or membership-changing endpoint: always when no secret
 /// is configured, else only with the same secret (compared in constant time).
 pub fn secret_matches(expected: Option<&str>, given: Option<&[u8]>) -> bool {
@@ -95,6 +103,28 @@ mod tests {
         assert!(!secret_matches(Some("s3cret"), Some(b"s3creT")));
         assert!(!secret_matches(Some("s3cret"), Some(b"s3cre")));
         assert!(!secret_matches(Some("s3cret"), None));
+    }
+
+    #[test]
+    fn integers_written_as_floats_are_read() {
+        // What schemathesis sent (JSON Schema's `integer` includes 67108863.0); serde_json's u64
+        // alone refused it with a 400.
+        let hb = r#"{"id": "f6954c736e1dcaa2", "clock_offset_ms": -2790805312095572, "keys": 67108863.0}"#;
+        let hb: IdRequest = serde_json::from_str(hb).expect("an integral float is an integer");
+        assert_eq!((hb.keys, hb.clock_offset_ms), (Some(67108863), Some(-2790805312095572)));
+        let reg = r#"{"addr": "h:1", "tokens": [287404.0, 5], "vnodes": 16.0,
+            "view": {"epoch": 3.0, "nodes": [{"id": "9", "addr": "h:9", "tokens": [1e3], "state": "normal",
+            "last_seen_ms": 2802.0}]}}"#;
+        let reg: RegisterRequest = serde_json::from_str(reg).expect("integral floats everywhere");
+        assert_eq!((reg.tokens, reg.vnodes), (Some(vec![287404, 5]), Some(16)));
+        let view = reg.view.expect("a view");
+        assert_eq!((view.epoch, view.nodes[0].tokens.clone(), view.nodes[0].last_seen_ms), (3, vec![1000], 2802));
+        assert!(serde_json::from_str::<IdRequest>(r#"{"id": "1", "keys": 1.5}"#).is_err());
+
+        // The node reads the seed's answers through `flatten`, which the helpers must not break.
+        let answer = HeartbeatAnswer { view: View { epoch: 4, nodes: view.nodes }, now_ms: Some(9) };
+        let back: HeartbeatAnswer = serde_json::from_str(&serde_json::to_string(&answer).unwrap()).unwrap();
+        assert_eq!((back.view, back.now_ms), (answer.view, Some(9)));
     }
 }
 

@@ -17,6 +17,7 @@
 //! decisions that come out.
 
 pub mod api;
+mod json_int;
 mod member;
 pub mod registry;
 mod topology;

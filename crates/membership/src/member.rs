@@ -71,16 +71,18 @@ pub struct Member {
     /// `host:port` other nodes use to reach this one.
     pub addr: String,
     /// Ring positions, chosen once and kept for the node's life so its placement never changes.
+    #[serde(deserialize_with = "crate::json_int::vec_u64")]
     pub tokens: Vec<u64>,
     pub state: NodeState,
     /// Unix time in milliseconds of the last registration or heartbeat the seed received.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json_int::u64")]
     pub last_seen_ms: u64,
 }
 
 /// A membership snapshot: the seed's `{"epoch","nodes"}`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct View {
+    #[serde(deserialize_with = "crate::json_int::u64")]
     pub epoch: u64,
     pub nodes: Vec<Member>,
 }

@@ -26,6 +26,12 @@ use crate::{Member, NodeId, NodeState, View};
 /// Most virtual nodes a member may ask for; bounds the ring size a client can impose.
 pub const MAX_VNODES: usize = 4096;
 
+/// Largest epoch a presented view may carry: 2^53 - 1, the largest integer a JSON number keeps
+/// exactly in JavaScript (the dashboard reads it). Real epochs grow by one per membership change
+/// and never come near; a view past it is garbage, and adopting one near `u64::MAX` would make
+/// the next change overflow.
+pub const MAX_EPOCH: u64 = (1 << 53) - 1;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RegistryError {
     #[error("unknown node {0}; register again with your id and tokens")]
@@ -77,6 +83,7 @@ impl Registry {
             return Err(RegistryError::BadRequest(format!("tokens must hold 1..={MAX_VNODES} entries")));
         }
         if let Some(view) = &req.view {
+            validate_view(view)?;
             self.adopt_if_fresh(view, now_ms);
         }
         let id = match req.id {
@@ -192,11 +199,36 @@ impl Registry {
     }
 }
 
+/// `host:port`, as peers and clients will dial it: a host of printable ASCII without spaces and
+/// a port from 1 to 65535 in plain decimal (no sign, no leading zero). What a node advertises
+/// always is; anything else (a newline in the host, `h:+80`) could only break the peers that
+/// try to reach it.
 fn validate_addr(addr: &str) -> Result<(), RegistryError> {
     let bad = || RegistryError::BadRequest(format!("addr must be host:port, got {addr:?}"));
     let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
-    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+    let host_ok = !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic());
+    let port_ok = !port.starts_with('0') && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok();
+    if !host_ok || !port_ok {
         return Err(bad());
+    }
+    Ok(())
+}
+
+/// A view a returning node presents is adopted wholesale by a fresh seed, so every member in it
+/// must be one the seed would have registered itself.
+fn validate_view(view: &View) -> Result<(), RegistryError> {
+    if view.epoch > MAX_EPOCH {
+        return Err(RegistryError::BadRequest(format!("view epoch {} is over {MAX_EPOCH}", view.epoch)));
+    }
+    for m in &view.nodes {
+        validate_addr(&m.addr)?;
+        if m.tokens.is_empty() || m.tokens.len() > MAX_VNODES {
+            return Err(RegistryError::BadRequest(format!(
+                "view member {} has {} tokens; members hold 1..={MAX_VNODES}",
+                m.id,
+                m.tokens.len()
+            )));
+        }
     }
     Ok(())
 }

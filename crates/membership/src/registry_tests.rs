@@ -117,3 +117,62 @@ fn nodes_of_another_cluster_are_refused() {
     assert!(r.register(req(Some("blue")), 0).is_ok());
     assert!(r.register(req(None), 0).is_ok(), "a node that does not say is accepted");
 }
+
+#[test]
+fn addresses_are_host_port_as_peers_dial_them() {
+    let mut r = Registry::new(0, TTL);
+    for good in ["h:1", "10.0.0.1:65535", "[::1]:8080", "kv-node-1:8080", "a:b:80"] {
+        assert!(r.register(reg(good), 0).is_ok(), "{good}");
+    }
+    let e = r.epoch();
+    for bad in ["h:+80", "h:080", "h:", "h:65536", "a b:80", "h\n:80", "h\u{e9}:80", "\t:80", "h:8 0"] {
+        assert!(matches!(r.register(reg(bad), 1), Err(RegistryError::BadRequest(_))), "{bad:?} was accepted");
+    }
+    assert_eq!(r.epoch(), e, "refused registrations change nothing");
+}
+
+#[test]
+fn a_presented_view_near_the_end_of_the_epochs_is_refused_not_overflowed() {
+    // A fresh seed adopts a newer presented view; one at u64::MAX used to make the next
+    // membership change overflow the epoch (a panic in a debug build).
+    let mut fresh = Registry::new(0, TTL);
+    let member = |id: u64, addr: &str| Member {
+        id: NodeId(id),
+        addr: addr.into(),
+        tokens: vec![id],
+        state: NodeState::Normal,
+        last_seen_ms: 0,
+    };
+    let huge = View { epoch: u64::MAX, nodes: vec![member(7, "h:7")] };
+    let req = RegisterRequest { view: Some(huge), ..reg("h:1") };
+    assert!(matches!(fresh.register(req, 1), Err(RegistryError::BadRequest(_))));
+    assert_eq!((fresh.epoch(), fresh.view().nodes.len()), (0, 0), "nothing adopted");
+
+    let largest = View { epoch: MAX_EPOCH, nodes: vec![member(7, "h:7")] };
+    fresh.register(RegisterRequest { view: Some(largest), ..reg("h:1") }, 2).expect("the largest epoch is fine");
+    assert_eq!(fresh.epoch(), MAX_EPOCH + 1, "adopted, then bumped by the new member");
+    fresh.leave(NodeId(7), true, 3).unwrap();
+    assert_eq!(fresh.epoch(), MAX_EPOCH + 2);
+}
+
+#[test]
+fn a_presented_view_with_a_member_the_seed_would_refuse_is_refused() {
+    let member = |addr: &str, tokens: Vec<u64>| Member {
+        id: NodeId(9),
+        addr: addr.into(),
+        tokens,
+        state: NodeState::Normal,
+        last_seen_ms: 0,
+    };
+    for bad in [
+        member("h\n:9", vec![1]),
+        member("h:0", vec![1]),
+        member("h:9", vec![]),
+        member("h:9", vec![0; MAX_VNODES + 1]),
+    ] {
+        let mut fresh = Registry::new(0, TTL);
+        let req = RegisterRequest { view: Some(View { epoch: 5, nodes: vec![bad.clone()] }), ..reg("h:1") };
+        assert!(matches!(fresh.register(req, 1), Err(RegistryError::BadRequest(_))), "{bad:?}");
+        assert!(fresh.view().nodes.is_empty(), "nothing adopted from {bad:?}");
+    }
+}

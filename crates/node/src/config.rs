@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::front::limits::ClientLimits;
 pub use crate::life::durability::Fsync;
 
 #[derive(Clone, Debug)]
@@ -40,6 +41,8 @@ pub struct NodeConfig {
     pub read_quorum: usize,
     /// Most hints (writes kept for a replica that missed them) held at once.
     pub max_hints: usize,
+    /// Most bytes of hints (keys and values) held at once; past it the oldest hint is dropped.
+    pub max_hint_bytes: usize,
     /// Oldest hint kept; a replica away longer is refilled by anti-entropy instead.
     pub hint_max_age: Duration,
     /// How long a delete's tombstone is kept before it is purged; longer than any hint, repair or
@@ -62,6 +65,8 @@ pub struct NodeConfig {
     pub cluster_name: String,
     /// Address of the Redis-protocol listener, if any.
     pub resp_listen: Option<SocketAddr>,
+    /// What clients may hold: connections, buffered bytes, time (see `front/limits.rs`).
+    pub limits: ClientLimits,
 }
 
 impl Default for NodeConfig {
@@ -81,6 +86,7 @@ impl Default for NodeConfig {
             write_quorum: 2,
             read_quorum: 2,
             max_hints: 100_000,
+            max_hint_bytes: 256 << 20,
             hint_max_age: Duration::from_secs(3 * 3600),
             anti_entropy_interval: Duration::from_secs(60),
             tombstone_grace: Duration::from_secs(24 * 3600),
@@ -90,6 +96,7 @@ impl Default for NodeConfig {
             fsync: Fsync::Periodic(Duration::from_secs(1)),
             cluster_name: "dkv".into(),
             resp_listen: None,
+            limits: ClientLimits::default(),
         }
     }
 }

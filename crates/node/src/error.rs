@@ -28,6 +28,9 @@ pub enum NodeError {
     /// A bug or an unexpected peer answer (500).
     #[error("internal error: {0}")]
     Internal(String),
+    /// The client did not send its request in time (408).
+    #[error("{0}")]
+    TooSlow(String),
 }
 
 impl NodeError {
@@ -39,6 +42,7 @@ impl NodeError {
             NodeError::Unavailable(_) | NodeError::Quorum { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
             NodeError::Internal(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
             NodeError::ClockAhead(_) => http::StatusCode::UNPROCESSABLE_ENTITY,
+            NodeError::TooSlow(_) => http::StatusCode::REQUEST_TIMEOUT,
         }
     }
 }

@@ -19,6 +19,8 @@ pub mod error;
 pub mod front;
 pub mod life;
 pub mod replication;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod transport;
 
 pub use config::NodeConfig;

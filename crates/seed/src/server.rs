@@ -5,15 +5,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::Request;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dkv_membership::api::{
-    secret_matches, HeartbeatAnswer, IdRequest, LeaveRequest, RegisterRequest, SeedHealth, SECRET_HEADER,
+    secret_matches, HeartbeatAnswer, IdRequest, LeaveRequest, RegisterRequest, SeedHealth, SECRET_HEADER, SEED_HEADER,
 };
 use dkv_membership::{Registry, RegistryError};
 use serde::de::DeserializeOwned;
@@ -71,6 +72,11 @@ pub fn router(config: &SeedConfig) -> (Router, impl Future<Output = ()> + Send +
         .route("/nodes", get(nodes))
         .route("/metrics", get(metrics))
         .route("/dashboard.json", get(dashboard_json))
+        .route("/openapi.json", get(crate::openapi::serve))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .method_not_allowed_fallback(wrong_method)
+        .fallback(unknown_path)
+        .layer(middleware::map_response(sign))
         .with_state(seed);
     (app, expirer)
 }
@@ -87,6 +93,29 @@ pub async fn run(
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     expirer.abort();
     result
+}
+
+/// Every answer says it comes from the seed, so a client pointed here instead of at a node can
+/// tell the user (`dkv get --node <seed>` would otherwise read the seed's 404 as "key not found").
+async fn sign(mut answer: Response) -> Response {
+    answer.headers_mut().insert(SEED_HEADER, header::HeaderValue::from_static(env!("CARGO_PKG_VERSION")));
+    answer
+}
+
+async fn unknown_path(uri: axum::http::Uri) -> Response {
+    let text = format!(
+        "no such path {} on the seed: it serves GET /, /health, /nodes, /dashboard.json, /metrics, /openapi.json \
+         and POST /register, /heartbeat, /ready, /leave; keys are read and written through a node (GET /nodes lists them)\n",
+        uri.path()
+    );
+    (StatusCode::NOT_FOUND, text).into_response()
+}
+
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    let right = if ["/register", "/heartbeat", "/ready", "/leave"].contains(&path) { "POST" } else { "GET" };
+    (StatusCode::METHOD_NOT_ALLOWED, format!("method {method} not allowed on {path} of the seed: use {right}\n"))
+        .into_response()
 }
 
 /// Membership changes only from holders of the cluster secret, when one is configured.
@@ -112,24 +141,49 @@ async fn expire_loop(seed: Seed, ttl: Duration) {
     }
 }
 
+/// Largest request body the seed reads: the view a returning node presents, for a cluster of a
+/// few thousand members, fits.
+const MAX_BODY: usize = 8 << 20;
+
+/// An error answer: one line of plain text. The text may quote what the client sent (serde_json
+/// quotes an unknown variant as it is), so control characters are escaped to keep it one line.
+fn error_line(status: StatusCode, text: impl std::fmt::Display) -> Response {
+    let text = text.to_string();
+    let mut line = String::with_capacity(text.len() + 1);
+    for c in text.chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line.push('\n');
+    (status, line).into_response()
+}
+
 // A ready error response is what a handler's `?` needs; its size does not matter here.
 #[allow(clippy::result_large_err)]
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}\n")).into_response())
+fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Response> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            error_line(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over the limit of {} MiB", MAX_BODY >> 20))
+        }
+        status => error_line(status, e.body_text()),
+    })?;
+    serde_json::from_slice(&body).map_err(|e| error_line(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
 fn reply<T: serde::Serialize>(result: Result<T, RegistryError>) -> Response {
     match result {
         Ok(v) => Json(v).into_response(),
-        Err(e @ RegistryError::UnknownNode(_)) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
-        Err(e @ RegistryError::BadRequest(_)) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
-        Err(e @ RegistryError::ForeignCluster { .. }) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+        Err(e @ RegistryError::UnknownNode(_)) => error_line(StatusCode::NOT_FOUND, e),
+        Err(e @ RegistryError::BadRequest(_)) => error_line(StatusCode::BAD_REQUEST, e),
+        Err(e @ RegistryError::ForeignCluster { .. }) => error_line(StatusCode::CONFLICT, e),
     }
 }
 
-async fn register(State(seed): State<Seed>, body: Bytes) -> Response {
-    let req: RegisterRequest = match parse(&body) {
+async fn register(State(seed): State<Seed>, body: Result<Bytes, BytesRejection>) -> Response {
+    let req: RegisterRequest = match parse(body) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -147,8 +201,8 @@ async fn register(State(seed): State<Seed>, body: Bytes) -> Response {
     reply(result.0)
 }
 
-async fn heartbeat(State(seed): State<Seed>, body: Bytes) -> Response {
-    match parse::<IdRequest>(&body) {
+async fn heartbeat(State(seed): State<Seed>, body: Result<Bytes, BytesRejection>) -> Response {
+    match parse::<IdRequest>(body) {
         Ok(req) => {
             let id = req.id;
             let answer = seed.with(|r| r.heartbeat(id, now_ms()));
@@ -162,8 +216,8 @@ async fn heartbeat(State(seed): State<Seed>, body: Bytes) -> Response {
     }
 }
 
-async fn ready(State(seed): State<Seed>, body: Bytes) -> Response {
-    match parse::<IdRequest>(&body) {
+async fn ready(State(seed): State<Seed>, body: Result<Bytes, BytesRejection>) -> Response {
+    match parse::<IdRequest>(body) {
         Ok(req) => {
             let res = seed.with(|r| r.ready(req.id, now_ms()));
             if let Ok(v) = &res {
@@ -175,8 +229,8 @@ async fn ready(State(seed): State<Seed>, body: Bytes) -> Response {
     }
 }
 
-async fn leave(State(seed): State<Seed>, body: Bytes) -> Response {
-    match parse::<LeaveRequest>(&body) {
+async fn leave(State(seed): State<Seed>, body: Result<Bytes, BytesRejection>) -> Response {
+    match parse::<LeaveRequest>(body) {
         Ok(req) => {
             let res = seed.with(|r| r.leave(req.id, req.done, now_ms()));
             if let Ok(v) = &res {

@@ -45,6 +45,20 @@ pub fn encode_entry(entry: &Entry) -> Vec<u8> {
     v
 }
 
+/// The version of an encoded entry, without copying its value.
+pub fn decode_version(v: &[u8]) -> Result<Version, String> {
+    let header =
+        v.first_chunk::<HEADER>().ok_or_else(|| format!("record of {} bytes is shorter than its header", v.len()))?;
+    let ts = u64::from_be_bytes(header[1..9].try_into().expect("8 bytes"));
+    let node = u64::from_be_bytes(header[9..17].try_into().expect("8 bytes"));
+    Ok(Version { ts, node })
+}
+
+/// Value bytes of an encoded entry (0 for a tombstone).
+pub fn encoded_value_len(v: &[u8]) -> usize {
+    v.len().saturating_sub(HEADER)
+}
+
 pub fn decode_entry(v: &[u8]) -> Result<Entry, String> {
     let (header, value) = v
         .split_first_chunk::<HEADER>()
@@ -69,6 +83,8 @@ mod tests {
         assert_eq!(decode_entry(&encode_entry(&e)).unwrap(), e);
         let t = Entry::tombstone(Version { ts: 1, node: 2 });
         assert_eq!(decode_entry(&encode_entry(&t)).unwrap(), t);
+        assert_eq!(decode_version(&encode_entry(&e)).unwrap(), Version { ts: 9, node: 3 });
+        assert_eq!((encoded_value_len(&encode_entry(&e)), encoded_value_len(&encode_entry(&t))), (3, 0));
         assert!(decode_entry(&[0; 5]).is_err());
         assert!(decode_entry(&[7; 17]).is_err());
         assert!(store_key(1, b"zz") < store_key(2, b"a"));

@@ -21,11 +21,24 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use crate::codec::{decode_entry, decode_store_key, encode_entry, hash_upper_bound, store_key};
-use crate::engine::{Applied, Cursor, Engine, EngineStats, StorageError, StorageResult};
+use crate::codec::{
+    decode_entry, decode_store_key, decode_version, encode_entry, encoded_value_len, hash_upper_bound, store_key,
+};
+use crate::engine::{Applied, Budget, Cursor, Engine, EngineStats, StorageError, StorageResult};
 use crate::{Entry, Version};
 
 const STRIPES: usize = 256;
+
+/// What a scan shows each record: its hash, key and encoded entry.
+type Visit<'a> = dyn FnMut(u64, &[u8], &[u8]) -> StorageResult<Step> + 'a;
+
+/// What a scan does after showing a record to its visitor.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Next,
+    /// Stop before this record: the scan resumes at it.
+    Stop,
+}
 
 pub struct DurableEngine {
     path: PathBuf,
@@ -35,6 +48,8 @@ pub struct DurableEngine {
     keys: AtomicU64,
     bytes: AtomicU64,
     tombstones: AtomicU64,
+    /// See [`Engine::generation`]; bumped after each insert or removal.
+    generation: AtomicU64,
 }
 
 impl DurableEngine {
@@ -51,6 +66,7 @@ impl DurableEngine {
             keys: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             tombstones: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         };
         engine.count()?;
         Ok(engine)
@@ -92,6 +108,48 @@ impl DurableEngine {
         self.stripes[(hash as usize) % STRIPES].lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Show `visit` the records (hash, key, encoded entry) after `start` up to `end_hash` in
+    /// order, at most `limit` of them; returns the cursor after the last one looked at, or `None`
+    /// when the range is exhausted.
+    fn walk(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        visit: &mut Visit<'_>,
+    ) -> StorageResult<Option<Cursor>> {
+        let lower = match start {
+            Some(c) => Bound::Excluded(store_key(c.hash, &c.key)),
+            None => Bound::Unbounded,
+        };
+        let upper = match hash_upper_bound(end_hash) {
+            Some(b) => Bound::Excluded(b.to_vec()),
+            None => Bound::Unbounded,
+        };
+        let cursor = |k: &[u8]| -> StorageResult<Cursor> {
+            let (hash, key) = decode_store_key(k).map_err(|e| self.err("decoding a key", e))?;
+            Ok(Cursor { hash, key: Bytes::copy_from_slice(key) })
+        };
+        let mut looked = 0;
+        let mut last: Option<fjall::Slice> = None;
+        for item in self.data.range::<Vec<u8>, _>((lower, upper)) {
+            let (k, v) = item.into_inner().map_err(|e| self.err("scanning", e))?;
+            let (hash, key) = decode_store_key(&k).map_err(|e| self.err("decoding a key", e))?;
+            if visit(hash, key, &v)? == Step::Stop {
+                return match &last {
+                    Some(k) => cursor(k).map(Some),
+                    None => Ok(start.cloned()),
+                };
+            }
+            looked += 1;
+            if looked == limit {
+                return cursor(&k).map(Some);
+            }
+            last = Some(k);
+        }
+        Ok(None)
+    }
+
     fn read(&self, store_key: &[u8]) -> StorageResult<Option<Entry>> {
         match self.data.get(store_key).map_err(|e| self.err("reading", e))? {
             Some(v) => decode_entry(&v).map(Some).map_err(|e| self.err("decoding a value", e)),
@@ -117,6 +175,7 @@ impl Engine for DurableEngine {
             self.account(key.len(), old, false);
         }
         self.account(key.len(), &entry, true);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(Applied::Stored)
     }
 
@@ -127,6 +186,7 @@ impl Engine for DurableEngine {
             Some(old) if old.version == version => {
                 self.data.remove(sk).map_err(|e| self.err("removing", e))?;
                 self.account(key.len(), &old, false);
+                self.generation.fetch_add(1, Ordering::AcqRel);
                 Ok(true)
             }
             _ => Ok(false),
@@ -140,27 +200,47 @@ impl Engine for DurableEngine {
         limit: usize,
         out: &mut Vec<(u64, Bytes, Entry)>,
     ) -> StorageResult<Option<Cursor>> {
-        let lower = match start {
-            Some(c) => Bound::Excluded(store_key(c.hash, &c.key)),
-            None => Bound::Unbounded,
-        };
-        let upper = match hash_upper_bound(end_hash) {
-            Some(b) => Bound::Excluded(b.to_vec()),
-            None => Bound::Unbounded,
-        };
-        let mut taken = 0;
-        for item in self.data.range::<Vec<u8>, _>((lower, upper)) {
-            let (k, v) = item.into_inner().map_err(|e| self.err("scanning", e))?;
-            let (hash, key) = decode_store_key(&k).map_err(|e| self.err("decoding a key", e))?;
-            let entry = decode_entry(&v).map_err(|e| self.err("decoding a value", e))?;
-            let key = Bytes::copy_from_slice(key);
-            out.push((hash, key.clone(), entry));
-            taken += 1;
-            if taken == limit {
-                return Ok(Some(Cursor { hash, key }));
+        self.walk(start, end_hash, limit, &mut |hash, key, v| {
+            let entry = decode_entry(v).map_err(|e| self.err("decoding a value", e))?;
+            out.push((hash, Bytes::copy_from_slice(key), entry));
+            Ok(Step::Next)
+        })
+    }
+
+    fn scan_where(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        max_bytes: usize,
+        keep: &mut dyn FnMut(u64) -> bool,
+        out: &mut Vec<(u64, Bytes, Entry)>,
+    ) -> StorageResult<Option<Cursor>> {
+        let mut budget = Budget::new(max_bytes);
+        self.walk(start, end_hash, limit, &mut |hash, key, v| {
+            if !keep(hash) {
+                return Ok(Step::Next);
             }
-        }
-        Ok(None)
+            if !budget.take(key.len() + encoded_value_len(v)) {
+                return Ok(Step::Stop);
+            }
+            let entry = decode_entry(v).map_err(|e| self.err("decoding a value", e))?;
+            out.push((hash, Bytes::copy_from_slice(key), entry));
+            Ok(Step::Next)
+        })
+    }
+
+    fn scan_versions(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        out: &mut Vec<(u64, Version)>,
+    ) -> StorageResult<Option<Cursor>> {
+        self.walk(start, end_hash, limit, &mut |hash, _, v| {
+            out.push((hash, decode_version(v).map_err(|e| self.err("decoding a value", e))?));
+            Ok(Step::Next)
+        })
     }
 
     fn purge_tombstones(&self, before_ts: u64) -> StorageResult<u64> {
@@ -189,6 +269,10 @@ impl Engine for DurableEngine {
             bytes: self.bytes.load(Ordering::Relaxed),
             tombstones: self.tombstones.load(Ordering::Relaxed),
         }
+    }
+
+    fn generation(&self) -> Option<u64> {
+        Some(self.generation.load(Ordering::Acquire))
     }
 
     fn is_durable(&self) -> bool {

@@ -37,6 +37,27 @@ pub struct EngineStats {
     pub tombstones: u64,
 }
 
+/// The byte bound of one [`Engine::scan_where`] call.
+pub struct Budget {
+    left: usize,
+    first: bool,
+}
+
+impl Budget {
+    pub fn new(max_bytes: usize) -> Self {
+        Budget { left: max_bytes, first: true }
+    }
+
+    /// Whether an entry of `size` bytes still fits (the first one always does); if so, count it.
+    pub fn take(&mut self, size: usize) -> bool {
+        if !std::mem::take(&mut self.first) && size > self.left {
+            return false;
+        }
+        self.left = self.left.saturating_sub(size);
+        true
+    }
+}
+
 /// A node's local store of versioned entries, ordered by `(hash, key)` where `hash` is the
 /// placement hash the caller passes in (the engine does not know how keys are placed).
 ///
@@ -70,25 +91,55 @@ pub trait Engine: Send + Sync + 'static {
     /// counts the entries looked at, so a page over entries `keep` mostly refuses still ends. For
     /// passes that need a few entries out of many (what to hand off, what a joining node pulls):
     /// an engine that can, decides before copying a value.
+    ///
+    /// `max_bytes` bounds the key and value bytes kept: the scan stops before an entry that would
+    /// take them past it, unless it has kept nothing yet (one larger entry then comes alone). So a
+    /// page of values of megabytes is as bounded in memory, and on the wire, as one of small ones.
     fn scan_where(
         &self,
         start: Option<&Cursor>,
         end_hash: u64,
         limit: usize,
+        max_bytes: usize,
         keep: &mut dyn FnMut(u64) -> bool,
         out: &mut Vec<(u64, Bytes, Entry)>,
     ) -> StorageResult<Option<Cursor>> {
+        // Generic and unbounded in what it copies: one page of `scan`, cut to the bounds after.
         let from = out.len();
-        let cursor = self.scan(start, end_hash, limit, out)?;
-        let mut i = from;
-        while i < out.len() {
-            if keep(out[i].0) {
-                i += 1;
-            } else {
-                out.swap_remove(i);
+        let mut cursor = self.scan(start, end_hash, limit, out)?;
+        let mut budget = Budget::new(max_bytes);
+        let mut kept = Vec::with_capacity(out.len() - from);
+        for i in from..out.len() {
+            let keep = keep(out[i].0);
+            if keep && !budget.take(out[i].1.len() + out[i].2.value_len()) {
+                // Resume after the last entry looked at before this one (never the first: the
+                // first entry kept always fits).
+                cursor = Some(Cursor { hash: out[i - 1].0, key: out[i - 1].1.clone() });
+                out.truncate(i);
+                break;
             }
+            kept.push(keep);
         }
-        out[from..].sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut i = 0;
+        out.retain(|_| {
+            i += 1;
+            i <= from || kept[i - 1 - from]
+        });
+        Ok(cursor)
+    }
+
+    /// Like [`Engine::scan`], but only each entry's hash and version — what a digest of the store
+    /// needs — so an engine that can skips copying keys and values.
+    fn scan_versions(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        out: &mut Vec<(u64, Version)>,
+    ) -> StorageResult<Option<Cursor>> {
+        let mut page = Vec::new();
+        let cursor = self.scan(start, end_hash, limit, &mut page)?;
+        out.extend(page.into_iter().map(|(hash, _, entry)| (hash, entry.version)));
         Ok(cursor)
     }
 
@@ -96,6 +147,13 @@ pub trait Engine: Send + Sync + 'static {
     fn purge_tombstones(&self, before_ts: u64) -> StorageResult<u64>;
 
     fn stats(&self) -> EngineStats;
+
+    /// A number that changes whenever an entry is stored or removed (bumped after the change is
+    /// visible to scans), so what was computed from a scan can be reused while it stays the same.
+    /// `None`: the engine does not keep one, and nothing computed from it is reused.
+    fn generation(&self) -> Option<u64> {
+        None
+    }
 
     /// Whether writes survive a crash of the process (and, after [`Engine::sync`], of the machine).
     fn is_durable(&self) -> bool {
@@ -105,5 +163,138 @@ pub trait Engine: Send + Sync + 'static {
     /// Make every write applied so far durable on disk (fsync). Blocking; a no-op in memory.
     fn sync(&self) -> StorageResult<()> {
         Ok(())
+    }
+}
+
+/// What every engine's scans must do, run against each of them.
+#[cfg(test)]
+pub(crate) mod contract {
+    use super::*;
+
+    fn v(ts: u64) -> Version {
+        Version { ts, node: 1 }
+    }
+
+    /// Pages bounded by bytes (a larger entry alone), resuming where they stopped, in order;
+    /// versions alone walk the same entries.
+    pub fn byte_bounded_scans(e: &dyn Engine) {
+        let sizes = [10usize, 10, 100, 10, 1000, 10, 10, 50, 10, 10, 0];
+        for (i, &len) in sizes.iter().enumerate() {
+            let entry =
+                if len == 0 { Entry::tombstone(v(i as u64)) } else { Entry::value(v(i as u64), vec![7; len].into()) };
+            e.apply(i as u64 * 1000, format!("k{i}").as_bytes(), entry).unwrap();
+        }
+        // Keys are 2 bytes: entry i is sizes[i] + 2 bytes; the entry of hash 3000 is never kept.
+        let keep = |h: u64| h != 3000;
+        let want: Vec<u64> = (0..sizes.len() as u64).map(|i| i * 1000).filter(|&h| keep(h)).collect();
+        let (mut cursor, mut got, mut pages) = (None, Vec::new(), Vec::new());
+        loop {
+            let mut page = Vec::new();
+            cursor = e.scan_where(cursor.as_ref(), u64::MAX, 100, 120, &mut |h| keep(h), &mut page).unwrap();
+            let bytes: usize = page.iter().map(|(_, k, e)| k.len() + e.value_len()).sum();
+            assert!(bytes <= 120 || page.len() == 1, "page of {bytes} bytes: {page:?}");
+            pages.push(page.iter().map(|(h, _, _)| *h).collect::<Vec<_>>());
+            got.extend(page.into_iter().map(|(h, _, _)| h));
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert_eq!(got, want);
+        assert!(pages.contains(&vec![4000]), "the 1000-byte entry comes alone: {pages:?}");
+        // Pages end on the entries looked at, too.
+        let mut page = Vec::new();
+        let c = e.scan_where(None, u64::MAX, 2, usize::MAX, &mut |h| h > 5000, &mut page).unwrap();
+        assert_eq!((page.len(), c.map(|c| c.hash)), (0, Some(1000)));
+
+        let (mut cursor, mut versions) = (None, Vec::new());
+        loop {
+            cursor = e.scan_versions(cursor.as_ref(), u64::MAX, 3, &mut versions).unwrap();
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let all: Vec<(u64, Version)> = (0..sizes.len() as u64).map(|i| (i * 1000, v(i))).collect();
+        assert_eq!(versions, all);
+    }
+
+    /// An engine with only the required methods, to run the trait's default scans.
+    struct Plain(crate::MemoryEngine);
+
+    impl Engine for Plain {
+        fn get(&self, h: u64, k: &[u8]) -> StorageResult<Option<Entry>> {
+            self.0.get(h, k)
+        }
+        fn apply(&self, h: u64, k: &[u8], e: Entry) -> StorageResult<Applied> {
+            self.0.apply(h, k, e)
+        }
+        fn remove_if(&self, h: u64, k: &[u8], v: Version) -> StorageResult<bool> {
+            self.0.remove_if(h, k, v)
+        }
+        fn scan(
+            &self,
+            s: Option<&Cursor>,
+            e: u64,
+            l: usize,
+            o: &mut Vec<(u64, Bytes, Entry)>,
+        ) -> StorageResult<Option<Cursor>> {
+            self.0.scan(s, e, l, o)
+        }
+        fn purge_tombstones(&self, b: u64) -> StorageResult<u64> {
+            self.0.purge_tombstones(b)
+        }
+        fn stats(&self) -> EngineStats {
+            self.0.stats()
+        }
+    }
+
+    #[test]
+    fn the_default_scans_keep_the_contract() {
+        byte_bounded_scans(&Plain(crate::MemoryEngine::new()));
+    }
+
+    #[test]
+    fn the_memory_engine_keeps_the_contract() {
+        byte_bounded_scans(&crate::MemoryEngine::new());
+    }
+
+    #[test]
+    fn the_durable_engine_keeps_the_contract() {
+        let dir = std::env::temp_dir().join(format!("dkv-scan-contract-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        byte_bounded_scans(&crate::DurableEngine::open(&dir).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod generation_tests {
+    use super::*;
+
+    fn changes_with_every_store_and_removal(e: &dyn Engine) {
+        let v = |ts| Version { ts, node: 1 };
+        let g0 = e.generation().expect("kept");
+        e.apply(1, b"k", Entry::value(v(2), "x".into())).unwrap();
+        let g1 = e.generation().unwrap();
+        assert_ne!(g0, g1, "stored");
+        e.apply(1, b"k", Entry::value(v(1), "old".into())).unwrap();
+        assert_eq!(e.generation().unwrap(), g1, "a stale version changes nothing");
+        e.remove_if(1, b"k", v(1)).unwrap();
+        assert_eq!(e.generation().unwrap(), g1, "nothing removed");
+        e.apply(2, b"t", Entry::tombstone(v(1))).unwrap();
+        let g2 = e.generation().unwrap();
+        assert!(e.remove_if(1, b"k", v(2)).unwrap());
+        let g3 = e.generation().unwrap();
+        assert_ne!(g2, g3, "removed");
+        assert_eq!(e.purge_tombstones(5).unwrap(), 1);
+        assert_ne!(e.generation().unwrap(), g3, "purged");
+    }
+
+    #[test]
+    fn both_engines_count_changes() {
+        changes_with_every_store_and_removal(&crate::MemoryEngine::new());
+        let dir = std::env::temp_dir().join(format!("dkv-generation-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        changes_with_every_store_and_removal(&crate::DurableEngine::open(&dir).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

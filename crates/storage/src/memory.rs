@@ -20,11 +20,12 @@
 use std::collections::btree_map::Entry as MapEntry;
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use bytes::Bytes;
 
-use crate::engine::{Applied, Cursor, Engine, EngineStats, StorageResult};
+use crate::engine::{Applied, Budget, Cursor, Engine, EngineStats, StorageError, StorageResult};
 use crate::{Entry, Version};
 
 const SHARD_BITS: u32 = 6;
@@ -48,13 +49,18 @@ impl Record {
         Record {
             version: entry.version,
             buf: buf.into_boxed_slice(),
-            key_len: key.len() as u32,
+            key_len: u32::try_from(key.len()).expect("key lengths are checked in apply"),
             tombstone: entry.is_tombstone(),
         }
     }
 
     fn key(&self) -> &[u8] {
         &self.buf[..self.key_len as usize]
+    }
+
+    /// Key and value bytes, what a scan's byte bound counts.
+    fn size(&self) -> usize {
+        self.buf.len()
     }
 
     /// The entry, with its value copied out.
@@ -65,6 +71,14 @@ impl Record {
             Entry::value(self.version, Bytes::copy_from_slice(&self.buf[self.key_len as usize..]))
         }
     }
+}
+
+/// What a scan does after showing a record to its visitor.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Next,
+    /// Stop before this record: the scan resumes at it.
+    Stop,
 }
 
 /// The keys stored under one hash: almost always one.
@@ -144,11 +158,13 @@ fn account(stats: &mut EngineStats, r: &Record, sign: i64) {
 
 pub struct MemoryEngine {
     shards: Vec<RwLock<Shard>>,
+    /// See [`Engine::generation`].
+    generation: AtomicU64,
 }
 
 impl Default for MemoryEngine {
     fn default() -> Self {
-        MemoryEngine { shards: (0..SHARDS).map(|_| RwLock::default()).collect() }
+        MemoryEngine { shards: (0..SHARDS).map(|_| RwLock::default()).collect(), generation: AtomicU64::new(0) }
     }
 }
 
@@ -163,6 +179,11 @@ impl MemoryEngine {
 
     fn shard(&self, hash: u64) -> &RwLock<Shard> {
         &self.shards[shard_of(hash)]
+    }
+
+    /// After a change, once its shard lock is released.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -185,11 +206,22 @@ impl Engine for MemoryEngine {
     }
 
     fn apply(&self, hash: u64, key: &[u8], entry: Entry) -> StorageResult<Applied> {
-        Ok(self.apply_infallible(hash, key, &entry))
+        if u32::try_from(key.len()).is_err() {
+            return Err(StorageError(format!("a key of {} bytes is over the engine's limit of 4 GiB", key.len())));
+        }
+        let applied = self.apply_infallible(hash, key, &entry);
+        if applied == Applied::Stored {
+            self.changed();
+        }
+        Ok(applied)
     }
 
     fn remove_if(&self, hash: u64, key: &[u8], version: Version) -> StorageResult<bool> {
-        Ok(self.remove_if_infallible(hash, key, version))
+        let removed = self.remove_if_infallible(hash, key, version);
+        if removed {
+            self.changed();
+        }
+        Ok(removed)
     }
 
     fn scan(
@@ -207,14 +239,46 @@ impl Engine for MemoryEngine {
         start: Option<&Cursor>,
         end_hash: u64,
         limit: usize,
+        max_bytes: usize,
         keep: &mut dyn FnMut(u64) -> bool,
         out: &mut Vec<(u64, Bytes, Entry)>,
     ) -> StorageResult<Option<Cursor>> {
-        Ok(self.scan_where_infallible(start, end_hash, limit, keep, out))
+        let mut budget = Budget::new(max_bytes);
+        Ok(self.walk(start, end_hash, limit, &mut |hash, record| {
+            if !keep(hash) {
+                return Step::Next;
+            }
+            if !budget.take(record.size()) {
+                return Step::Stop;
+            }
+            out.push((hash, Bytes::copy_from_slice(record.key()), record.entry()));
+            Step::Next
+        }))
+    }
+
+    fn scan_versions(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        out: &mut Vec<(u64, Version)>,
+    ) -> StorageResult<Option<Cursor>> {
+        Ok(self.walk(start, end_hash, limit, &mut |hash, record| {
+            out.push((hash, record.version));
+            Step::Next
+        }))
     }
 
     fn purge_tombstones(&self, before_ts: u64) -> StorageResult<u64> {
-        Ok(self.purge_infallible(before_ts))
+        let purged = self.purge_infallible(before_ts);
+        if purged > 0 {
+            self.changed();
+        }
+        Ok(purged)
+    }
+
+    fn generation(&self) -> Option<u64> {
+        Some(self.generation.load(Ordering::Acquire))
     }
 
     fn stats(&self) -> EngineStats {
@@ -284,39 +348,51 @@ impl MemoryEngine {
         limit: usize,
         out: &mut Vec<(u64, Bytes, Entry)>,
     ) -> Option<Cursor> {
-        self.scan_where_infallible(start, end_hash, limit, &mut |_| true, out)
+        self.walk(start, end_hash, limit, &mut |hash, record| {
+            out.push((hash, Bytes::copy_from_slice(record.key()), record.entry()));
+            Step::Next
+        })
     }
 
-    /// Values are copied only for the entries `keep` accepts.
-    fn scan_where_infallible(
+    /// Show `visit` the records after `start` up to `end_hash` in order, at most `limit` of them;
+    /// returns the cursor after the last one looked at, or `None` when the range is exhausted.
+    /// `visit` copies what it keeps; [`Step::Stop`] ends the walk before the record shown.
+    fn walk(
         &self,
         start: Option<&Cursor>,
         end_hash: u64,
         limit: usize,
-        keep: &mut dyn FnMut(u64) -> bool,
-        out: &mut Vec<(u64, Bytes, Entry)>,
+        visit: &mut dyn FnMut(u64, &Record) -> Step,
     ) -> Option<Cursor> {
+        let cursor = |hash, record: &Record| Cursor { hash, key: Bytes::copy_from_slice(record.key()) };
         let first_shard = start.map_or(0, |c| shard_of(c.hash));
-        let mut taken = 0;
+        let mut looked = 0;
+        // The last record looked at in an earlier shard (copied once per shard, not per record).
+        let mut before: Option<Cursor> = None;
         for shard in &self.shards[first_shard..=shard_of(end_hash)] {
             let shard = read!(shard);
+            let mut last: Option<(u64, &Record)> = None;
             let lower = start.map_or(Bound::Unbounded, |c| Bound::Included(c.hash));
             for (&hash, slot) in shard.map.range((lower, Bound::Included(end_hash))) {
                 for record in slot.records() {
                     if start.is_some_and(|c| hash == c.hash && record.key() <= &c.key[..]) {
                         continue;
                     }
-                    taken += 1;
-                    let kept = keep(hash);
-                    if kept {
-                        out.push((hash, Bytes::copy_from_slice(record.key()), record.entry()));
+                    if visit(hash, record) == Step::Stop {
+                        return match last {
+                            Some((h, r)) => Some(cursor(h, r)),
+                            None => before.or_else(|| start.cloned()),
+                        };
                     }
-                    if taken == limit {
-                        let key =
-                            if kept { out[out.len() - 1].1.clone() } else { Bytes::copy_from_slice(record.key()) };
-                        return Some(Cursor { hash, key });
+                    looked += 1;
+                    if looked == limit {
+                        return Some(cursor(hash, record));
                     }
+                    last = Some((hash, record));
                 }
+            }
+            if let Some((h, r)) = last {
+                before = Some(cursor(h, r));
             }
         }
         None
@@ -432,7 +508,7 @@ mod tests {
         let (mut cursor, mut pages) = (None, 0);
         loop {
             let mut page = Vec::new();
-            cursor = e.scan_where(cursor.as_ref(), u64::MAX, 7, &mut |h| h % 3 == 0, &mut page).unwrap();
+            cursor = e.scan_where(cursor.as_ref(), u64::MAX, 7, usize::MAX, &mut |h| h % 3 == 0, &mut page).unwrap();
             assert!(page.len() <= 7);
             kept.extend(page.into_iter().map(|(h, _, _)| h));
             pages += 1;

@@ -26,6 +26,10 @@ use crate::frame::{self, Codec, Frame, Hello, Refusal};
 use crate::outbox::Outbox;
 use crate::Auth;
 
+/// Status of a request not sent, or an answer not sent back, because it is larger than a frame
+/// may be (HTTP's "content too large").
+pub const STATUS_TOO_LARGE: u16 = 413;
+
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -69,11 +73,14 @@ impl Client {
             Ok(c) => c?,
             Err(_) => return Err(timed_out()),
         };
-        let answer = conn
-            .call(kind, body, deadline)
-            .await
-            .ok_or_else(timed_out)?
-            .map_err(|reason| CallError::Lost { addr: addr.to_string(), reason })?;
+        let answer = conn.call(kind, body, deadline).await.ok_or_else(timed_out)?.map_err(|e| match e {
+            Failed::Lost(reason) => CallError::Lost { addr: addr.to_string(), reason },
+            Failed::TooLarge(e) => CallError::Refused {
+                addr: addr.to_string(),
+                status: STATUS_TOO_LARGE,
+                message: format!("request not sent: {e}"),
+            },
+        })?;
         match answer.kind {
             frame::KIND_OK => Ok(answer.body),
             frame::KIND_REFUSED => match postcard::from_bytes::<Refusal>(&answer.body) {
@@ -202,6 +209,7 @@ async fn connect(addr: &str, config: &ClientConfig) -> Result<Arc<Conn>, CallErr
         Err(_) => return Err(unreachable(format!("no connection within {} ms", config.connect_timeout.as_millis()))),
     };
     let conn = Arc::new(Conn {
+        max_frame: config.max_frame,
         outbox: Outbox::default(),
         pending: Mutex::new(Pending::default()),
         next_id: AtomicU64::new(1),
@@ -246,7 +254,17 @@ struct Pending {
     closed: Option<String>,
 }
 
+/// Why a call on a connection failed.
+enum Failed {
+    /// The connection dropped (or was closed) with this reason.
+    Lost(String),
+    /// The request is larger than a frame may be; it was not sent.
+    TooLarge(frame::FrameError),
+}
+
 pub(crate) struct Conn {
+    /// Largest frame sent: what a peer of the same configuration accepts.
+    max_frame: usize,
     outbox: Outbox,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
@@ -279,24 +297,28 @@ impl Conn {
         kind: u8,
         body: impl FnOnce(&mut BytesMut),
         deadline: Instant,
-    ) -> Option<Result<Frame, String>> {
+    ) -> Option<Result<Frame, Failed>> {
         let _slot = tokio::time::timeout_at(deadline, self.slots.acquire()).await.ok()?.ok()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
             let mut p = self.pending.lock().expect("pending lock");
             if let Some(reason) = &p.closed {
-                return Some(Err(reason.clone()));
+                return Some(Err(Failed::Lost(reason.clone())));
             }
             p.calls.insert(id, tx);
         }
-        if !self.outbox.push(|b| frame::encode(b, kind, id, body)) {
+        let queued = self.outbox.push(|b| frame::encode_within(b, self.max_frame, kind, id, body));
+        if !matches!(queued, Some(Ok(()))) {
             self.pending.lock().expect("pending lock").calls.remove(&id);
-            return Some(Err("connection closed".into()));
+            return Some(Err(match queued {
+                Some(Err(e)) => Failed::TooLarge(e),
+                _ => Failed::Lost("connection closed".into()),
+            }));
         }
         match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(answer)) => Some(answer),
-            Ok(Err(_)) => Some(Err("connection closed".into())),
+            Ok(Ok(answer)) => Some(answer.map_err(Failed::Lost)),
+            Ok(Err(_)) => Some(Err(Failed::Lost("connection closed".into()))),
             Err(_) => {
                 self.pending.lock().expect("pending lock").calls.remove(&id);
                 None

@@ -6,7 +6,9 @@
 //!
 //! The length comes first so a reader knows how much to wait for, and it is checked against the
 //! limit before a byte of the body is buffered: a peer that announces 4 GiB gets its connection
-//! closed, not 4 GiB of memory. Every frame carries the format version, so a node of another
+//! closed, not 4 GiB of memory. The writer checks the same limit ([`encode_within`]), so a
+//! message too large for the peer fails alone instead of costing the connection and every call
+//! on it. Every frame carries the format version, so a node of another
 //! release is refused on its first frame instead of being misread. `kind` says what the body is
 //! (a request kind of the application, or one of the response and handshake kinds below); `id`
 //! matches an answer to its request, so answers may come back in any order.
@@ -76,16 +78,48 @@ pub enum FrameError {
     Version(u8),
 }
 
+/// Largest length the prefix can say.
+pub const MAX_LEN: usize = u32::MAX as usize;
+
 /// Append one frame to `out`; `body` writes the body (so it goes straight into the buffer).
-pub fn encode(out: &mut BytesMut, kind: u8, id: u64, body: impl FnOnce(&mut BytesMut)) {
+/// A frame longer than `max` (after its length prefix; at most [`MAX_LEN`]) is not appended:
+/// `out` is left as it was.
+pub fn encode_within(
+    out: &mut BytesMut,
+    max: usize,
+    kind: u8,
+    id: u64,
+    body: impl FnOnce(&mut BytesMut),
+) -> Result<(), FrameError> {
     let start = out.len();
     out.put_u32_le(0);
     out.put_u8(VERSION);
     out.put_u8(kind);
     out.put_u64_le(id);
     body(out);
-    let len = (out.len() - start - 4) as u32;
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    match length_prefix(out.len() - start - 4, max) {
+        Ok(prefix) => {
+            out[start..start + 4].copy_from_slice(&prefix.to_le_bytes());
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+/// The prefix of a frame of `len` bytes, if it is within `max` and what 4 bytes can say.
+fn length_prefix(len: usize, max: usize) -> Result<u32, FrameError> {
+    match u32::try_from(len) {
+        Ok(prefix) if len <= max => Ok(prefix),
+        _ => Err(FrameError::TooLarge { len, max: max.min(MAX_LEN) }),
+    }
+}
+
+/// [`encode_within`] for frames known to be small (handshakes, refusals, tests).
+pub fn encode(out: &mut BytesMut, kind: u8, id: u64, body: impl FnOnce(&mut BytesMut)) {
+    encode_within(out, MAX_LEN, kind, id, body).expect("a handshake or refusal frame is far below 4 GiB");
 }
 
 /// Append `value` to `out` in postcard.
@@ -205,6 +239,25 @@ mod tests {
         buf[4] = VERSION + 1;
         let e = decode_all(&buf, 1024).unwrap_err();
         assert!(e.contains("run one dkv release"), "{e}");
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_is_not_appended() {
+        let mut buf = BytesMut::new();
+        encode(&mut buf, 1, 1, |b| b.extend_from_slice(b"first"));
+        let before = buf.clone();
+        let e = encode_within(&mut buf, 100, 2, 2, |b| b.extend_from_slice(&[0; 200])).unwrap_err();
+        assert_eq!(e, FrameError::TooLarge { len: HEADER + 200, max: 100 });
+        assert_eq!(buf, before, "the buffer is as it was");
+        encode_within(&mut buf, HEADER + 200, 2, 2, |b| b.extend_from_slice(&[0; 200])).unwrap();
+        assert_eq!(decode_all(&buf, 1024).unwrap().len(), 2);
+        // Past what the 4-byte prefix can say: refused whatever the limit, not cut to 32 bits.
+        assert_eq!(length_prefix(MAX_LEN, usize::MAX), Ok(u32::MAX));
+        assert_eq!(
+            length_prefix(MAX_LEN + 1, usize::MAX),
+            Err(FrameError::TooLarge { len: MAX_LEN + 1, max: MAX_LEN })
+        );
+        assert_eq!(length_prefix(1 << 33, usize::MAX), Err(FrameError::TooLarge { len: 1 << 33, max: MAX_LEN }));
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub mod frame;
 mod outbox;
 mod server;
 
-pub use client::{Client, ClientConfig};
+pub use client::{Client, ClientConfig, STATUS_TOO_LARGE};
 pub use error::CallError;
 pub use frame::{put_postcard, Refusal};
 pub use server::{serve, Handler, ServerConfig};

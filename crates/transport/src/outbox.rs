@@ -30,17 +30,18 @@ struct State {
 }
 
 impl Outbox {
-    /// Queue one frame, written by `encode`; `false` if the connection is closed.
-    pub fn push(&self, encode: impl FnOnce(&mut BytesMut)) -> bool {
-        {
+    /// Queue one frame, written by `encode`; what `encode` returned, or `None` if the connection
+    /// is closed.
+    pub fn push<R>(&self, encode: impl FnOnce(&mut BytesMut) -> R) -> Option<R> {
+        let r = {
             let mut s = self.state.lock().expect("outbox lock");
             if s.closed {
-                return false;
+                return None;
             }
-            encode(&mut s.buf);
-        }
+            encode(&mut s.buf)
+        };
         self.wake.notify_one();
-        true
+        Some(r)
     }
 
     /// Refuse further frames; the writer finishes what is queued and stops.

@@ -101,11 +101,24 @@ pub async fn serve<H: Handler>(
             },
         };
         let (handler, outbox) = (handler.clone(), outbox.clone());
+        let max_frame = config.max_frame;
         tokio::spawn(async move {
             let result = handler.handle(f.kind, f.body).await;
-            outbox.push(|b| match result {
-                Ok(body) => frame::encode(b, frame::KIND_OK, f.id, |b| b.extend_from_slice(&body)),
-                Err(r) => frame::encode(b, frame::KIND_REFUSED, f.id, |b| frame::put_postcard(b, &r)),
+            outbox.push(|b| {
+                let refuse = |b: &mut BytesMut, r: &Refusal| {
+                    frame::encode(b, frame::KIND_REFUSED, f.id, |b| frame::put_postcard(b, r))
+                };
+                match result {
+                    Ok(body) => {
+                        let sent =
+                            frame::encode_within(b, max_frame, frame::KIND_OK, f.id, |b| b.extend_from_slice(&body));
+                        if let Err(e) = sent {
+                            // Sent as it is, the answer would cost the peer its connection.
+                            refuse(b, &Refusal::new(crate::client::STATUS_TOO_LARGE, format!("answer not sent: {e}")));
+                        }
+                    }
+                    Err(r) => refuse(b, &r),
+                }
             });
             drop(slot);
         });

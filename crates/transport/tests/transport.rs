@@ -63,6 +63,8 @@ const SLOW: u8 = 3;
 const REFUSE: u8 = 4;
 /// Answers the body's length as a u64 (so a large request needs no large answer).
 const SIZE: u8 = 5;
+/// Body: a u64 n. Answers n bytes (so a small request can ask for a large answer).
+const BIG: u8 = 6;
 
 const REFUSAL_STATUS: u16 = 409;
 const REFUSAL_MESSAGE: &str = "stale epoch 7, this node is at 9";
@@ -117,6 +119,7 @@ impl Handler for TestHandler {
             }
             REFUSE => Err(Refusal::new(REFUSAL_STATUS, REFUSAL_MESSAGE)),
             SIZE => Ok((body.len() as u64).to_le_bytes().to_vec()),
+            BIG => Ok(vec![0xcd; u64_body(&body) as usize]),
             k => Err(Refusal::new(400, format!("unknown kind {k}"))),
         }
     }
@@ -400,8 +403,10 @@ async fn an_oversized_frame_is_refused_before_allocation_and_closes_its_connecti
     let largest = LARGEST_ALLOCATION.load(Ordering::Relaxed);
     assert!(largest < 256 << 20, "something allocated {largest} bytes: the frame's length was not checked first");
 
-    // Just over the limit too (and the limit itself is fine): through the Client this time.
-    let client = client();
+    // Just over the limit too (and the limit itself is fine): through a Client this time, one
+    // that allows itself larger frames than the server does (a Client of the same limit does not
+    // send such a frame at all, see below).
+    let client = Client::new(ClientConfig { max_frame: 2 * MAX_FRAME, ..client_config() });
     let at_limit = vec![0xab; MAX_FRAME - HEADER];
     let answer = client.call(&addr, SIZE, |b| b.extend_from_slice(&at_limit), Duration::from_secs(5)).await.unwrap();
     assert_eq!(u64_body(&answer), at_limit.len() as u64);
@@ -417,6 +422,38 @@ async fn an_oversized_frame_is_refused_before_allocation_and_closes_its_connecti
         matches!(e, CallError::Unreachable { .. } | CallError::Lost { .. })
     })
     .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_too_large_for_a_frame_fails_alone_and_the_connection_stays() {
+    let server = TestServer::start(Arc::new(TestHandler::default()), server_config()).await;
+    let addr = server.addr();
+    let client = client();
+    let too_large = |e: &CallError| {
+        matches!(e, CallError::Refused { status, message, .. }
+            if *status == dkv_transport::STATUS_TOO_LARGE && message.contains("over the limit"))
+    };
+    // A call in flight on the connection, which a dropped connection would fail.
+    let slow = client.call(&addr, SLOW, |b| b.extend_from_slice(&300u64.to_le_bytes()), Duration::from_secs(5));
+    let others = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A request over the limit is not sent.
+        let over = vec![0xab; MAX_FRAME - HEADER + 1];
+        let e = client.call(&addr, SIZE, |b| b.extend_from_slice(&over), Duration::from_secs(5)).await.unwrap_err();
+        assert!(too_large(&e), "{e:?}");
+        // An answer over the limit is not sent back: refused instead.
+        let n = (MAX_FRAME as u64).to_le_bytes();
+        let e = client.call(&addr, BIG, |b| b.extend_from_slice(&n), Duration::from_secs(5)).await.unwrap_err();
+        assert!(too_large(&e), "{e:?}");
+        let fits = ((MAX_FRAME - HEADER) as u64).to_le_bytes();
+        let answer = client.call(&addr, BIG, |b| b.extend_from_slice(&fits), Duration::from_secs(5)).await.unwrap();
+        assert_eq!(answer.len(), MAX_FRAME - HEADER);
+    };
+    let (slow, ()) = tokio::join!(slow, others);
+    assert_eq!(slow.expect("the call in flight is answered").len(), 8);
+    assert_echo_works(&client, &addr, 3).await;
+    assert_eq!(server.accepts(), 1, "one connection served everything");
     server.stop().await;
 }
 

@@ -3,13 +3,15 @@
 //! A thin adapter over the key service (`service.rs`): each handler parses the query (key,
 //! `r=`/`w=`), reads the body (refused from `Content-Length` before any of it is read when it is
 //! over the value limit), calls the service and renders its answer. Errors become one plain-text
-//! line with the status the error's kind calls for. The admin endpoints (`/admin/stop`,
-//! `/admin/leave`) are here too, behind the cluster secret; node-to-node messages are not HTTP
-//! (see `transport/`), though they arrive on the same port (`transport/listener.rs`).
+//! line with the status the error's kind calls for; every answer, error or not, is signed with
+//! the node's id and every error has its line, whoever made it (`answers.rs`). The admin
+//! endpoints (`/admin/stop`, `/admin/leave`) are here too, behind the cluster secret;
+//! node-to-node messages are not HTTP (see `transport/`), though they arrive on the same port
+//! (`transport/listener.rs`).
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -18,17 +20,21 @@ use dkv_membership::api::{secret_matches, SECRET_HEADER};
 use http_body_util::{BodyExt, Limited};
 use serde_json::json;
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::error::NodeError;
+use crate::front::answers;
+use crate::front::limits::{Charge, Refusal};
 use crate::front::query;
 use crate::front::service::KeyRequest;
 use crate::life::metrics::Api;
 use crate::life::state::{Life, Node, Stop};
-use crate::transport::listener::HttpConnections;
+use crate::transport::listener::HttpConn;
 use crate::transport::wire::Op;
 
-pub async fn serve(node: Node, listener: HttpConnections, mut stop: watch::Receiver<bool>) {
+pub async fn serve(node: Node, conns: mpsc::Receiver<HttpConn>, stop: watch::Receiver<bool>) {
+    let guard = node.guard.clone();
+    let me = node.me;
     let secret: Option<Arc<str>> = node.config.cluster_secret.as_deref().map(Arc::from);
     let app = Router::new()
         .route("/admin/stop", post(admin_stop))
@@ -41,22 +47,13 @@ pub async fn serve(node: Node, listener: HttpConnections, mut stop: watch::Recei
         .route("/cluster", get(cluster))
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
-        .method_not_allowed_fallback(|method: Method| async move {
-            (StatusCode::METHOD_NOT_ALLOWED, format!("method {method} not allowed on this path\n"))
-        })
-        .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                "no such endpoint; see PUT /put, GET /get, DELETE /delete, GET /health, /cluster, /stats\n",
-            )
-        })
+        .route("/openapi.json", get(crate::front::openapi::serve))
+        .route_layer(middleware::from_fn(answers::no_parameters))
+        .method_not_allowed_fallback(answers::wrong_method)
+        .fallback(answers::unknown_path)
+        .layer(middleware::from_fn_with_state(answers::node_header(node.me), answers::stamp))
         .with_state(node);
-    let shutdown = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-        tracing::error!("HTTP server failed: {e}");
-    }
+    crate::front::http_conn::serve(app, conns, guard, stop, me).await;
 }
 
 /// Node-to-node and admin endpoints only for holders of the cluster secret, when one is set.
@@ -90,17 +87,20 @@ async fn delete_key(State(node): State<Node>, req: Request) -> Response {
 async fn key_request(node: Node, op: Op, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let parsed = async {
-        let query = parts.uri.query();
-        let key = query::key(query, node.config.max_key_bytes)?;
-        let level = query::level(query, if op == Op::Get { "r" } else { "w" })?;
-        let value = match op {
-            Op::Put => Some(read_value(&node, &parts.headers, body).await?),
-            _ => None,
+        let mut params = query::parse(parts.uri.query(), parts.uri.path(), answers::params(parts.uri.path()))?;
+        let key = params.key(node.config.max_key_bytes)?;
+        let level = params.level(if op == Op::Get { "r" } else { "w" })?;
+        let (value, charge) = match op {
+            Op::Put => {
+                let (value, charge) = read_value(&node, &parts.headers, body).await?;
+                (Some(value), Some(charge))
+            }
+            _ => (None, None),
         };
-        Ok::<_, NodeError>(KeyRequest { op, key, value, level })
+        Ok::<_, NodeError>((KeyRequest { op, key, value, level }, charge))
     };
     let answer = match parsed.await {
-        Ok(req) => node.serve(Api::Http, req).await,
+        Ok((req, _charge)) => node.serve(Api::Http, req).await,
         Err(e) => {
             node.metrics.observe(Api::Http, op, e.status().as_u16(), std::time::Duration::ZERO);
             Err(e)
@@ -119,17 +119,32 @@ async fn metrics(State(node): State<Node>) -> Response {
 }
 
 /// Read a request body of at most `max_value_bytes`, refusing from the declared length first so an
-/// oversized value is never buffered.
-async fn read_value(node: &Node, headers: &HeaderMap, body: Body) -> Result<Bytes, NodeError> {
+/// oversized value is never buffered. The bytes it may take are charged to the client memory
+/// budget before any is read (the whole limit when the length is not declared), and the body
+/// must arrive within `--read-timeout`. The charge is held until the request is answered.
+async fn read_value(node: &Node, headers: &HeaderMap, body: Body) -> Result<(Bytes, Charge), NodeError> {
     let max = node.config.max_value_bytes;
     let too_large = || NodeError::TooLarge(format!("value larger than the limit of {max} bytes"));
-    if let Some(len) = header_u64(headers, header::CONTENT_LENGTH.as_str())? {
-        if len > max as u64 {
-            return Err(too_large());
-        }
+    let declared = header_u64(headers, header::CONTENT_LENGTH.as_str())?;
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(too_large());
     }
-    match Limited::new(body, max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
+    let expected = declared.map_or(max, |len| len as usize);
+    let mut charge = node.guard.charge(expected).map_err(|e| NodeError::Unavailable(e.0))?;
+    let timeout = node.guard.limits.read_timeout;
+    let read = tokio::time::timeout(timeout, Limited::new(body, max).collect()).await.map_err(|_| {
+        node.guard.refused(Refusal::ReadTimeout);
+        NodeError::TooSlow(format!(
+            "the request body did not arrive within {} (--read-timeout)",
+            humantime::format_duration(timeout)
+        ))
+    })?;
+    match read {
+        Ok(collected) => {
+            let value = collected.to_bytes();
+            let _ = charge.grow_to(value.len()); // shrinking never fails
+            Ok((value, charge))
+        }
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(e) => Err(NodeError::BadRequest(format!("reading the request body failed: {e}"))),
     }
@@ -162,6 +177,7 @@ async fn cluster(State(node): State<Node>) -> Response {
 async fn stats(State(node): State<Node>) -> Response {
     let topo = node.topology();
     let e = node.engine.stats();
+    let hints = node.hints.stats();
     Json(json!({
         "id": node.me,
         "addr": node.addr,
@@ -173,8 +189,10 @@ async fn stats(State(node): State<Node>) -> Response {
         "keys": e.keys,
         "bytes": e.bytes,
         "tombstones": e.tombstones,
-        "hints_pending": node.hints.counts().0,
-        "hints_dropped": node.hints.counts().1,
+        "hints_pending": hints.pending,
+        "hints_pending_bytes": hints.bytes,
+        "hints_dropped": hints.dropped + hints.evicted,
+        "hints_evicted": hints.evicted,
         "clock_offset_ms": node.offsets.estimate(std::time::Instant::now()).offset_ms,
         "coordinating_writes": node.clock_refusal().is_none(),
         "requests": node.stats.snapshot(),

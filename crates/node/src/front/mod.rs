@@ -2,8 +2,18 @@
 //! consistency level, typed results and errors, validation, routing, forwarding and metrics);
 //! [`http`] and [`resp`] are thin adapters that parse their protocol, call it and render what it
 //! answers. [`router`] is the pure routing decision, [`query`] the HTTP query-string parsing.
+//! [`limits`] bounds what clients may hold (connections, buffered bytes, time), and [`http_conn`]
+//! serves HTTP connections under those bounds.
+//! [`answers`] is what every HTTP answer carries (the node's header, a line for every error,
+//! hints for wrong paths and methods); [`parse_errors`] gives hyper's own error answers theirs.
+//! [`openapi`] serves the OpenAPI description of the HTTP API (`GET /openapi.json`).
 
+pub mod answers;
 pub mod http;
+pub mod http_conn;
+pub mod limits;
+pub mod openapi;
+pub mod parse_errors;
 pub mod query;
 pub mod resp;
 pub mod router;

@@ -9,8 +9,13 @@
 //!
 //! Anti-entropy keeps no state of its own to save: its digests are recomputed from the store,
 //! and a restarted node runs a round as soon as it is serving.
+//!
+//! A view is saved by a thread of its own ([`ViewSaver`]), not by the caller: views are adopted
+//! on the request and heartbeat paths, and a save is a write, an fsync and a rename. The saver
+//! keeps only the latest view asked for, so a burst of changes costs one write, and what it last
+//! writes is the view adopted last.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use dkv_membership::{NodeId, View};
@@ -26,7 +31,10 @@ const HINTS: &str = "hints.bin";
 
 /// The data directory of a running node (absent for an in-memory node).
 pub struct Local {
-    dir: Mutex<DataDir>,
+    dir: Arc<Mutex<DataDir>>,
+    views: Arc<ViewSaver>,
+    /// The saver thread, once started; joined when the `Local` goes.
+    saver: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// What start-up finds: the engine to serve from and what the node knew before it stopped.
@@ -78,12 +86,20 @@ pub fn open(config: &NodeConfig) -> Result<Opened, NodeError> {
         id = ?identity.as_ref().map(|i| NodeId(i.id).to_string()),
         "opened the data directory"
     );
-    Ok(Opened { engine: Arc::new(engine), local: Some(Local { dir: Mutex::new(dir) }), identity, view, hints })
+    Ok(Opened { engine: Arc::new(engine), local: Some(Local::new(dir)), identity, view, hints })
+}
+
+fn lock_dir(dir: &Mutex<DataDir>) -> std::sync::MutexGuard<'_, DataDir> {
+    dir.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Local {
+    fn new(dir: DataDir) -> Local {
+        Local { dir: Arc::new(Mutex::new(dir)), views: Arc::default(), saver: Mutex::default() }
+    }
+
     fn dir(&self) -> std::sync::MutexGuard<'_, DataDir> {
-        self.dir.lock().unwrap_or_else(|e| e.into_inner())
+        lock_dir(&self.dir)
     }
 
     /// Record the id and tokens the seed confirmed, if they differ from what is stored.
@@ -97,11 +113,36 @@ impl Local {
             .map_err(|e| NodeError::Internal(format!("saving the node identity in {}: {e}", dir.path().display())))
     }
 
+    /// Have `view` saved, by the saver thread: returns at once. Of views asked for faster than
+    /// they are written, only the last is.
     pub fn save_view(&self, view: &View) {
-        let bytes = serde_json::to_vec(view).expect("views serialize");
-        let dir = self.dir();
-        if let Err(e) = dir.write(VIEW, &bytes) {
-            tracing::warn!("saving the membership view in {}: {e}", dir.path().display());
+        let start = {
+            let mut p = self.views.lock();
+            if p.left {
+                return;
+            }
+            p.view = Some(view.clone());
+            !std::mem::replace(&mut p.started, true)
+        };
+        if start {
+            let (views, dir) = (self.views.clone(), self.dir.clone());
+            match std::thread::Builder::new().name("dkv-view-saver".into()).spawn(move || views.run(&dir)) {
+                Ok(handle) => *self.saver.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle),
+                Err(e) => {
+                    tracing::error!("starting the view saver: {e}; saving the view here");
+                    self.views.lock().started = false;
+                    self.views.save_pending(&self.dir);
+                }
+            }
+        }
+        self.views.wake.notify_all();
+    }
+
+    /// Block until every view asked for is on disk (for shutdown and tests).
+    pub fn flush_views(&self) {
+        let mut p = self.views.lock();
+        while p.started && (p.view.is_some() || p.saving) {
+            p = self.views.wake.wait(p).unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -115,11 +156,134 @@ impl Local {
 
     /// The node left for good: forget its identity; its data goes at the next start.
     pub fn mark_left(&self) {
+        // No view is saved after this (the saver checks under the directory lock taken below).
+        {
+            let mut p = self.views.lock();
+            p.left = true;
+            p.view = None;
+        }
+        self.views.wake.notify_all();
         let mut dir = self.dir();
         let _ = dir.remove(VIEW);
         let _ = dir.remove(HINTS);
         if let Err(e) = dir.mark_left() {
             tracing::warn!("recording the leave in {}: {e}", dir.path().display());
         }
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        // The saver writes what is pending, then ends.
+        self.views.lock().closing = true;
+        self.views.wake.notify_all();
+        if let Some(saver) = self.saver.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = saver.join();
+        }
+    }
+}
+
+/// The view waiting to be saved, and the thread that saves it.
+#[derive(Default)]
+struct ViewSaver {
+    pending: Mutex<PendingView>,
+    /// Wakes the saver (a view is pending, or it should stop) and [`Local::flush_views`].
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct PendingView {
+    view: Option<View>,
+    /// A view is being written.
+    saving: bool,
+    started: bool,
+    /// The node left: no view is saved any more.
+    left: bool,
+    /// The [`Local`] is gone: save what is pending and stop.
+    closing: bool,
+}
+
+impl ViewSaver {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PendingView> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn run(&self, dir: &Mutex<DataDir>) {
+        loop {
+            {
+                let mut p = self.lock();
+                while p.view.is_none() && !p.closing {
+                    p = self.wake.wait(p).unwrap_or_else(|e| e.into_inner());
+                }
+                if p.view.is_none() {
+                    return;
+                }
+            }
+            self.save_pending(dir);
+        }
+    }
+
+    /// Write the pending view, if any (and the node has not left).
+    fn save_pending(&self, dir: &Mutex<DataDir>) {
+        let dir = lock_dir(dir);
+        let view = {
+            let mut p = self.lock();
+            let view = p.view.take().filter(|_| !p.left);
+            p.saving = view.is_some();
+            view
+        };
+        if let Some(view) = view {
+            let bytes = serde_json::to_vec(&view).expect("views serialize");
+            if let Err(e) = dir.write(VIEW, &bytes) {
+                tracing::warn!("saving the membership view in {}: {e}", dir.path().display());
+            }
+            self.lock().saving = false;
+        }
+        self.wake.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dkv_membership::Member;
+
+    use super::*;
+
+    fn temp_local(name: &str) -> (Local, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("dkv-local-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        (Local::new(DataDir::open(&path, "dkv").unwrap()), path)
+    }
+
+    fn view(epoch: u64) -> View {
+        let m = Member {
+            id: NodeId(1),
+            addr: "127.0.0.1:1".into(),
+            tokens: vec![1],
+            state: dkv_membership::NodeState::Normal,
+            last_seen_ms: 0,
+        };
+        View { epoch, nodes: vec![m] }
+    }
+
+    fn saved(path: &std::path::Path) -> Option<u64> {
+        let bytes = std::fs::read(path.join(VIEW)).ok()?;
+        Some(serde_json::from_slice::<View>(&bytes).unwrap().epoch)
+    }
+
+    #[test]
+    fn views_are_saved_by_the_saver_and_the_last_one_wins() {
+        let (local, path) = temp_local("views");
+        for epoch in 1..=200 {
+            local.save_view(&view(epoch));
+        }
+        local.flush_views();
+        assert_eq!(saved(&path), Some(200));
+        local.mark_left();
+        local.save_view(&view(201));
+        local.flush_views();
+        assert_eq!(saved(&path), None, "no view is saved once the node left");
+        drop(local);
+        std::fs::remove_dir_all(&path).unwrap();
     }
 }

@@ -5,6 +5,14 @@
 //! adopted. When the seed answers "unknown node" (it restarted, or expired us) the node registers
 //! again with its own id, tokens, state and last view, which restores the membership without
 //! moving any key.
+//!
+//! Views arrive from several tasks at once — heartbeats, refreshes asked for by peers, the
+//! answers to ready and leave — and an answer can be overtaken by a newer one. So a view is
+//! adopted only if it is newer than the one installed *at the moment of installing* (a
+//! compare-and-swap on the watch channel, see [`choose`]); an older one never replaces a newer
+//! one. The one exception is a seed that restarted: its epochs may start again below ours, and
+//! once it has answered our re-registration its view replaces ours even if older — but only if
+//! ours is still the one we re-registered with.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,28 +71,62 @@ pub async fn register_until_accepted(
     }
 }
 
+/// Whether to install `offered` over `current`: when it is newer, or of the same epoch but placing
+/// keys differently (this node's own change, see [`Node::assume_leaving`]). With `replacing`
+/// (the seed restarted and answered our re-registration), also when it is older, provided the
+/// current view is still at epoch `replacing`, the one we re-registered with.
+pub fn choose(current: &View, offered: &View, replacing: Option<u64>) -> bool {
+    let differs = offered.epoch != current.epoch || !offered.same_placement(current);
+    let newer = offered.epoch > current.epoch || (offered.epoch == current.epoch && differs);
+    newer || (replacing == Some(current.epoch) && differs)
+}
+
 impl Node {
-    /// Install `view` if it places keys differently from the current one (or is newer).
-    /// Returns whether placement changed.
+    /// Install `view` if it is newer than the current one (see [`choose`]). Returns whether
+    /// placement changed.
     pub fn adopt(&self, view: View) -> bool {
-        let current = self.topology();
-        if view.epoch == current.epoch() && view.same_placement(&current.view) {
-            return false;
+        self.install(view, None)
+    }
+
+    /// Install the view a restarted seed answered our re-registration with, even if its epoch
+    /// is lower than ours — unless a view newer than `replacing` (the epoch we re-registered
+    /// with) was installed meanwhile.
+    fn adopt_after_reregistering(&self, view: View, replacing: u64) -> bool {
+        self.install(view, Some(replacing))
+    }
+
+    fn install(&self, view: View, replacing: Option<u64>) -> bool {
+        loop {
+            let current = self.topology();
+            if !choose(&current.view, &view, replacing) {
+                return false;
+            }
+            // Built outside the channel's lock: readers of the topology never wait for a ring.
+            let next = Arc::new(Topology::new(view.clone(), self.me, self.config.replicas));
+            let installed = self.topo.send_if_modified(|topo| {
+                if !Arc::ptr_eq(topo, &current) {
+                    return false; // another view came in since we looked: decide again
+                }
+                *topo = next.clone();
+                // Queued under the channel's lock, so views are saved in the order installed.
+                if let Some(local) = &self.local {
+                    local.save_view(&next.view);
+                }
+                true
+            });
+            if !installed {
+                continue;
+            }
+            let moved = !next.view.same_placement(&current.view);
+            if moved {
+                tracing::info!(
+                    epoch = next.epoch(),
+                    members = %next.view.nodes.iter().map(|m| format!("{}={}", m.addr, m.state)).collect::<Vec<_>>().join(","),
+                    "membership changed"
+                );
+            }
+            return moved;
         }
-        let moved = !view.same_placement(&current.view);
-        if let Some(local) = &self.local {
-            local.save_view(&view);
-        }
-        let next = Arc::new(Topology::new(view, self.me, self.config.replicas));
-        if moved {
-            tracing::info!(
-                epoch = next.epoch(),
-                members = %next.view.nodes.iter().map(|m| format!("{}={}", m.addr, m.state)).collect::<Vec<_>>().join(","),
-                "membership changed"
-            );
-        }
-        self.topo.send_replace(next);
-        moved
     }
 
     /// Mark this node `leaving` in our own view only (the seed cannot be told).
@@ -119,6 +161,18 @@ impl Node {
         }
     }
 
+    /// The seed answered with a view older than ours. An answer can be overtaken by a newer one
+    /// (a refresh that raced the heartbeat), so ask again: if the seed is still behind us, it
+    /// restarted and lost the membership; register again to restore it.
+    async fn seed_behind(&self) -> Result<(), PeerError> {
+        let view: View = self.peers.json::<(), View>(&self.config.seed, Method::GET, "/nodes", None).await?;
+        if view.epoch >= self.topology().epoch() {
+            self.adopt(view);
+            return Ok(());
+        }
+        self.reregister().await
+    }
+
     /// Register again with our identity and last view (seed restarted or expired us).
     pub async fn reregister(&self) -> Result<(), PeerError> {
         let topo = self.topology();
@@ -134,7 +188,7 @@ impl Node {
         };
         let resp: RegisterResponse = self.peers.json(&self.config.seed, Method::POST, "/register", Some(&req)).await?;
         tracing::info!(epoch = resp.epoch, "registered again with the seed under the same id");
-        self.adopt(View { epoch: resp.epoch, nodes: resp.nodes });
+        self.adopt_after_reregistering(View { epoch: resp.epoch, nodes: resp.nodes }, topo.epoch());
         Ok(())
     }
 
@@ -209,8 +263,9 @@ pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
         }
         match answer.map(|a| a.view) {
             Ok(view) if view.epoch < node.topology().epoch() => {
-                // The seed restarted and someone re-registered with an older view than ours.
-                if let Err(e) = node.reregister().await {
+                // The seed restarted and someone re-registered with an older view than ours, or
+                // this answer was overtaken by a newer view.
+                if let Err(e) = node.seed_behind().await {
                     tracing::warn!("re-registering failed: {e}");
                 }
                 failures = 0;
@@ -242,5 +297,94 @@ pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
                 failures += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dkv_membership::NodeState;
+
+    use super::*;
+    use crate::testing;
+
+    fn with_epoch(node: &Node, epoch: u64, leaving: bool) -> View {
+        let mut v = node.topology().view.clone();
+        v.epoch = epoch;
+        if leaving {
+            v.nodes[1].state = NodeState::Leaving;
+        }
+        v
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_older_view_never_replaces_a_newer_one() {
+        let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
+        let node = &nodes[0].node;
+        assert!(node.adopt(with_epoch(node, 3, true)), "newer, placement changed");
+        // A heartbeat answer of epoch 2, received before the refresh above, arrives after it.
+        assert!(!node.adopt(with_epoch(node, 2, false)));
+        assert_eq!(node.topology().epoch(), 3);
+        assert_eq!(node.topology().view.nodes[1].state, NodeState::Leaving);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn racing_adopts_leave_the_newest_view() {
+        let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
+        let node = nodes[0].node.clone();
+        let views: Vec<View> = (2..200).map(|e| with_epoch(&node, e, e % 2 == 0)).collect();
+        let tasks: Vec<_> = views
+            .into_iter()
+            .rev()
+            .map(|v| {
+                let node = node.clone();
+                tokio::spawn(async move { node.adopt(v) })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(node.topology().epoch(), 199);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restarted_seed_s_older_view_replaces_ours_after_reregistering() {
+        let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
+        let node = &nodes[0].node;
+        let epoch = || node.topology().epoch();
+        node.adopt(with_epoch(node, 9, false));
+        assert_eq!(epoch(), 9);
+        // The seed restarted and rebuilt the membership at epoch 4.
+        assert!(!node.adopt(with_epoch(node, 4, true)), "not from a heartbeat");
+        assert_eq!(epoch(), 9);
+        assert!(node.adopt_after_reregistering(with_epoch(node, 4, true), 9));
+        assert_eq!(epoch(), 4);
+        // An answer to a re-registration made at epoch 4 that arrives after we moved on: too late.
+        node.adopt(with_epoch(node, 5, false));
+        assert_eq!(epoch(), 5);
+        assert!(!node.adopt_after_reregistering(with_epoch(node, 3, false), 4));
+        assert_eq!(epoch(), 5);
+    }
+
+    #[test]
+    fn choose_takes_newer_views_and_older_ones_only_to_replace_the_view_we_reregistered_with() {
+        let v = |epoch, leaving| {
+            let m = |id, state| dkv_membership::Member {
+                id: NodeId(id),
+                addr: format!("127.0.0.1:{id}"),
+                tokens: vec![id],
+                state,
+                last_seen_ms: 0,
+            };
+            let second = if leaving { NodeState::Leaving } else { NodeState::Normal };
+            View { epoch, nodes: vec![m(1, NodeState::Normal), m(2, second)] }
+        };
+        let current = v(5, false);
+        assert!(choose(&current, &v(6, false), None), "newer");
+        assert!(!choose(&current, &v(5, false), None), "the same");
+        assert!(choose(&current, &v(5, true), None), "same epoch, our own change");
+        assert!(!choose(&current, &v(4, true), None), "older");
+        assert!(choose(&current, &v(4, true), Some(5)), "older, from the restarted seed");
+        assert!(!choose(&current, &v(4, true), Some(3)), "older, but we moved on since re-registering");
+        assert!(!choose(&current, &v(5, false), Some(5)), "nothing to change");
     }
 }

@@ -11,10 +11,11 @@ use std::time::Duration;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::front::limits::{Guard, Listener};
 use crate::life::state::Node;
 use crate::transport::wire::Op;
 
@@ -82,12 +83,42 @@ impl Metrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabel {
+    listener: &'static str,
+}
+
+/// Clients refused or disconnected by a limit, connections open, client bytes held.
+fn client_limits(r: &mut Registry, guard: &Guard) {
+    let refusals: Family<ReasonLabel, Counter> = Family::default();
+    for (why, n) in guard.refusals() {
+        refusals.get_or_create(&ReasonLabel { reason: why.name() }).inc_by(n);
+    }
+    r.register("client_refusals", "Clients refused or disconnected by a limit, by reason", refusals);
+    let connected: Family<ListenerLabel, Gauge> = Family::default();
+    for (listener, name) in [(Listener::Http, "http"), (Listener::Resp, "resp")] {
+        connected.get_or_create(&ListenerLabel { listener: name }).set(guard.connected(listener) as i64);
+    }
+    r.register("client_connections", "Client connections open, by listener", connected);
+    r.register(
+        "client_buffered_bytes",
+        "Client data held before it is stored (RESP input buffers, HTTP bodies being read)",
+        ConstGauge::new(guard.charged() as i64),
+    );
+}
+
 /// The whole exposition, as `GET /metrics` answers it.
 pub fn render(node: &Node) -> String {
     let mut r = Registry::with_prefix("dkv");
     r.register("requests", "Key requests served, by API, operation and status", node.metrics.requests.clone());
     r.register("request_duration_seconds", "Time to answer a key request", node.metrics.latency.clone());
     let s = node.stats.snapshot();
+    let hints = node.hints.stats();
     let counters = [
         ("forwarded", "Requests passed on to a replica of the key", s.forwarded),
         ("restamped_writes", "Client writes stamped again above a newer version a replica held", s.restamped),
@@ -102,20 +133,25 @@ pub fn render(node: &Node) -> String {
         ("move_failures", "Hand-off or pull batches that failed and were retried", s.move_failures),
         ("read_repairs", "Stale replicas repaired by reads", s.read_repairs),
         ("hints_delivered", "Hinted writes delivered to the replica that missed them", s.hints_delivered),
+        (
+            "hints_evicted",
+            "Oldest hints dropped to keep pending hints under their byte bound; anti-entropy repairs them",
+            hints.evicted,
+        ),
         ("anti_entropy_entries", "Entries exchanged by anti-entropy rounds this node started", s.repaired_by_sync),
     ];
     for (name, help, v) in counters {
         r.register(name, help, ConstCounter::new(v));
     }
     let e = node.engine.stats();
-    let (hints, dropped) = node.hints.counts();
     let topo = node.topology();
     let gauges = [
         ("keys", "Live key copies stored on this node", e.keys as i64),
         ("stored_bytes", "Bytes of live keys and values stored on this node", e.bytes as i64),
         ("tombstones", "Deletes remembered until their grace period ends", e.tombstones as i64),
-        ("hints_pending", "Writes kept for replicas that missed them", hints as i64),
-        ("hints_dropped", "Hints dropped (store full or too old); anti-entropy repairs them", dropped as i64),
+        ("hints_pending", "Writes kept for replicas that missed them", hints.pending as i64),
+        ("hints_pending_bytes", "Key and value bytes of the writes kept for replicas", hints.bytes as i64),
+        ("hints_dropped", "Hints dropped (store full or too old); anti-entropy repairs them", hints.dropped as i64),
         ("membership_epoch", "Epoch of the membership view this node uses", topo.epoch() as i64),
         ("members", "Members in this node's view", topo.view.nodes.len() as i64),
     ];
@@ -128,6 +164,7 @@ pub fn render(node: &Node) -> String {
         "This node's clock minus the median member's, measured every heartbeat interval",
         ConstGauge::<f64>::new(clock.offset_ms as f64 / 1000.0),
     );
+    client_limits(&mut r, &node.guard);
     let mut out = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut out, &r).expect("writing to a String");
     out

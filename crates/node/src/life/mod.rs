@@ -1,10 +1,12 @@
 //! The node's own life: its shared [`state`], start-up and shutdown ([`server`]), registration
 //! and heartbeats with the seed ([`membership`]), its clock against the others' ([`clock`]), what it keeps in its data directory
-//! ([`local`]), when a write counts as stored ([`durability`]), and what it reports
+//! ([`local`]), when a write counts as stored ([`durability`]), how a data move waits for the
+//! writes planned before it ([`fence`]), and what it reports
 //! ([`stats`], [`metrics`]).
 
 pub mod clock;
 pub mod durability;
+pub mod fence;
 pub mod local;
 pub mod membership;
 pub mod metrics;

@@ -47,7 +47,7 @@ pub async fn run(
         config.request_timeout,
         &config.cluster_name,
         config.cluster_secret.as_deref(),
-        internal_frame_limit(&config),
+        crate::transport::wire::frame_limit(config.max_key_bytes, config.max_value_bytes),
     );
     let (stop_tx, mut stop_rx) = watch::channel(None);
     tokio::spawn({
@@ -74,7 +74,7 @@ pub async fn run(
         local.save_identity(me, &m.tokens)?;
         local.save_view(&topo.view);
     }
-    let hints = Hints::new(config.max_hints, config.hint_max_age);
+    let hints = Hints::new(config.max_hints, config.hint_max_age).with_max_bytes(config.max_hint_bytes);
     crate::replication::hints::restore(&hints, opened.hints);
     let life = if state == NodeState::Normal { Life::Normal } else { Life::Joining };
     let node = Node::new(config, me, addr, opened.engine, opened.local, peers, hints, topo, life, stop_tx);
@@ -85,16 +85,22 @@ pub async fn run(
             cluster: node.config.cluster_name.clone(),
             secret: node.config.cluster_secret.clone(),
         },
-        max_frame: internal_frame_limit(&node.config),
+        max_frame: crate::transport::wire::frame_limit(node.config.max_key_bytes, node.config.max_value_bytes),
         max_concurrent: 1024,
         handshake_timeout: node.config.request_timeout,
     };
-    let http = crate::transport::listener::split(node.clone(), listener, server_config, server_stop_rx.clone());
+    let (http, transport) = crate::transport::listener::split(
+        node.clone(),
+        listener,
+        server_config,
+        node.guard.clone(),
+        server_stop_rx.clone(),
+    );
     let server = tokio::spawn(crate::front::http::serve(node.clone(), http, server_stop_rx.clone()));
-    if let Some(l) = resp_listener {
+    let resp = resp_listener.map(|l| {
         tracing::info!(addr = ?l.local_addr().ok(), "RESP listening");
-        tokio::spawn(crate::front::resp::serve(node.clone(), l, server_stop_rx));
-    }
+        tokio::spawn(crate::front::resp::serve(node.clone(), l, server_stop_rx))
+    });
     let (tasks_stop_tx, tasks_stop_rx) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(membership::heartbeat_loop(node.clone(), tasks_stop_rx.clone())),
@@ -126,15 +132,27 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
     server_stop_tx.send_replace(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    if let Some(local) = &node.local {
-        if left {
-            local.mark_left();
-        } else {
-            local.save_hints(&node.hints.snapshot());
+    // Requests in flight finish, connections close; bounded, as a peer may hold on.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = server.await;
+        if let Some(resp) = resp {
+            let _ = resp.await;
         }
-    }
-    node.durability.shutdown();
+        let _ = transport.await;
+    })
+    .await;
+    // The last files: hints (or the mark that this node left), the last view, an fsync.
+    tokio::task::block_in_place(|| {
+        if let Some(local) = &node.local {
+            if left {
+                local.mark_left();
+            } else {
+                local.save_hints(&node.hints.snapshot());
+                local.flush_views();
+            }
+        }
+        node.durability.shutdown();
+    });
     tracing::info!("node stopped");
     Ok(())
 }
@@ -194,10 +212,4 @@ async fn route_ip_toward(seed: &str) -> std::io::Result<std::net::IpAddr> {
     let sock = tokio::net::UdpSocket::bind(bind).await?;
     sock.connect(target).await?;
     Ok(sock.local_addr()?.ip())
-}
-
-/// Largest internal frame: a batch of at most `wire::BATCH_BYTES`, or one entry of the largest
-/// value with its key, whichever is more, with room for the encoding.
-fn internal_frame_limit(config: &NodeConfig) -> usize {
-    crate::transport::wire::BATCH_BYTES.max(config.max_value_bytes + config.max_key_bytes) + (1 << 20)
 }

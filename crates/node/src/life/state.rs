@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use dkv_membership::{NodeId, Topology};
 use dkv_storage::{Engine, Hlc};
-use tokio::sync::{watch, Mutex, RwLock};
+use tokio::sync::{watch, Mutex};
 
 use crate::config::NodeConfig;
 use crate::life::clock::Offsets;
 use crate::life::durability::Durability;
+use crate::life::fence::Fence;
 use crate::life::local::Local;
 use crate::life::stats::Counters;
 use crate::replication::hints::Hints;
@@ -63,6 +64,8 @@ pub struct Inner {
     pub stats: Counters,
     pub metrics: crate::life::metrics::Metrics,
     pub hints: Hints,
+    /// Client connections, buffered bytes and time (see `front/limits.rs`).
+    pub guard: Arc<crate::front::limits::Guard>,
     /// How long each peer usually takes, for hedged reads and forwards.
     pub latencies: Latencies,
     /// This node's clock against the other members' (see `clock.rs`).
@@ -72,9 +75,11 @@ pub struct Inner {
     pub(crate) topo: watch::Sender<Arc<Topology>>,
     /// Serialises refreshes from the seed so a burst of stale-epoch answers causes one fetch.
     pub(crate) refresh_lock: Mutex<()>,
-    /// Writes and hand-offs hold it shared; a data move takes it exclusively once, after adopting a
-    /// new view, to wait until every write planned under an older view has landed.
-    pub(crate) fence: RwLock<()>,
+    /// Writes and hand-offs enter it; a data move drains it once, after adopting a new view, to
+    /// wait until every write planned under an older view has landed (see `fence.rs`).
+    pub(crate) fence: Fence,
+    /// The last anti-entropy digests, while the store and the view stay as they were.
+    pub(crate) digests: crate::replication::antientropy::DigestCache,
     life: AtomicU8,
     /// The membership epoch at which this node last finished an anti-entropy round with every
     /// peer (0: never). See [`Node::settled`].
@@ -119,12 +124,14 @@ impl Node {
             stats: Counters::default(),
             metrics: crate::life::metrics::Metrics::default(),
             hints,
+            guard: Arc::new(crate::front::limits::Guard::new(config.limits.clone())),
             latencies: Latencies::new(config.hedge_after, config.request_timeout),
             offsets: Offsets::new(config.heartbeat_interval * 3),
             clock_refusal: std::sync::RwLock::new(None),
             topo: watch::channel(topo).0,
             refresh_lock: Mutex::new(()),
-            fence: RwLock::new(()),
+            fence: Fence::default(),
+            digests: Default::default(),
             life: AtomicU8::new(life as u8),
             settled_epoch: AtomicU64::new(0),
             stop,
@@ -183,8 +190,8 @@ impl Node {
         });
     }
 
-    /// Wait until one full fence cycle passed: every write that started before now has finished.
+    /// Wait until every write that started before now has finished; new writes go on meanwhile.
     pub async fn drain_writes(&self) {
-        drop(self.fence.write().await);
+        self.fence.drain().await;
     }
 }

@@ -8,22 +8,32 @@
 //! and applied with "newest version wins" — the same rule as every other transfer, so a round can
 //! be interrupted and simply run again, and a deleted key (a tombstone) is never resurrected.
 //!
+//! A bucket is exchanged in pages of at most about `BATCH_BYTES` each way (see `pages.rs`): the
+//! sender's page says which part of the bucket it covers, the receiver answers with its entries
+//! of that part, and stops early — saying where — when those would not fit in a page. So a bucket
+//! of any size, values of megabytes included, fits in frames. Digests are computed from a scan of
+//! hashes and versions only (no values copied), and reused while neither the store nor the view
+//! changed, so the peers asking one after the other in a round cost one scan ([`DigestCache`]).
+//!
 //! Rounds run after every membership change — which is how the replicas that take over a crashed
 //! node's ranges get them back to N copies, and how a returning node catches up — and every
 //! `anti_entropy_interval` otherwise. Each pair is synced by the node with the lower id.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use dkv_membership::{NodeId, NodeState, Topology};
-use dkv_storage::{Cursor, Entry};
+use dkv_storage::{Cursor, Version};
 use tokio::sync::watch;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::error::{NodeError, PeerError};
 use crate::life::state::{Life, Node};
 use crate::life::stats::add;
-use crate::transport::wire::{KeyEntry, Kind, SyncBucket, SyncBucketReply, SyncDiff, SyncSummary};
+use crate::replication::pages;
+use crate::transport::wire::{self, KeyEntry, Kind, SyncBucket, SyncBucketReply, SyncDiff, SyncSummary};
 
 const BUCKET_BITS: u32 = 10;
 /// Buckets per summary.
@@ -41,80 +51,92 @@ fn bucket_range(bucket: usize) -> (u64, u64) {
 }
 
 /// One key's contribution to its bucket's digest.
-fn digest(hash: u64, entry: &Entry) -> u64 {
+fn digest(hash: u64, version: Version) -> u64 {
     let mut v = [0u8; 16];
-    v[..8].copy_from_slice(&entry.version.ts.to_le_bytes());
-    v[8..].copy_from_slice(&entry.version.node.to_le_bytes());
+    v[..8].copy_from_slice(&version.ts.to_le_bytes());
+    v[8..].copy_from_slice(&version.node.to_le_bytes());
     xxh3_64_with_seed(&v, hash)
 }
 
-/// Walk local entries with hashes in `lo..=hi`, page by page (no lock held between pages).
-fn for_each_entry(node: &Node, lo: u64, hi: u64, mut f: impl FnMut(u64, bytes::Bytes, Entry)) {
-    // Resume strictly after (lo - 1, ""): every stored key is non-empty, so this starts at the
-    // first entry whose hash is lo - 1 or more; those below lo are skipped below.
-    let mut cursor = (lo > 0).then(|| Cursor { hash: lo - 1, key: bytes::Bytes::new() });
-    let mut page = Vec::with_capacity(PAGE);
+/// Digests of the keys this node shares with each peer.
+pub type Summaries = HashMap<NodeId, Vec<u64>>;
+
+/// The last summaries computed, reused while neither the store nor the view changed.
+///
+/// Every summary request a node answers, and every round it starts, needs the digests of all the
+/// keys it replicates: a scan of the whole store. Within one round its peers ask one after the
+/// other, so on a quiet store one scan answers them all. The engine's generation says whether
+/// anything was stored or removed since; an engine without one is scanned every time.
+#[derive(Default)]
+pub struct DigestCache {
+    last: Mutex<Option<(u64, u64, Arc<Summaries>)>>,
+}
+
+/// The digests of the keys this node shares with each peer under `topo` (blocking: a scan).
+pub fn summaries(node: &Node, topo: &Topology) -> Arc<Summaries> {
+    // Held while computing: concurrent requests wait for one scan instead of each making their own.
+    let mut last = node.digests.last.lock().unwrap_or_else(|e| e.into_inner());
+    let generation = node.engine.generation();
+    if let (Some((epoch, g, s)), Some(now)) = (&*last, generation) {
+        if *epoch == topo.epoch() && *g == now {
+            return s.clone();
+        }
+    }
+    let s = Arc::new(summarize(node, topo));
+    *last = generation.map(|g| (topo.epoch(), g, s.clone()));
+    s
+}
+
+/// Digests of the keys this node shares with each peer, from one scan of hashes and versions.
+fn summarize(node: &Node, topo: &Topology) -> Summaries {
+    let mut out: Summaries = HashMap::new();
+    let (mut cursor, mut page) = (None, Vec::with_capacity(PAGE));
     loop {
         page.clear();
-        cursor = match node.engine.scan(cursor.as_ref(), hi, PAGE, &mut page) {
+        cursor = match node.engine.scan_versions(cursor.as_ref(), u64::MAX, PAGE, &mut page) {
             Ok(c) => c,
             Err(e) => {
-                // The digest comes out different, so the pair exchanges this range entry by entry:
+                // The digests come out different, so the pair exchanges the rest entry by entry:
                 // wasteful but safe (every apply is versioned). The error is what matters.
                 tracing::error!("anti-entropy scan failed: {e}");
                 None
             }
         };
-        for (hash, key, entry) in page.drain(..) {
-            if hash >= lo {
-                f(hash, key, entry);
+        for &(hash, version) in &page {
+            let write = topo.placement(hash).write;
+            if !write.contains(&node.me) {
+                continue;
+            }
+            for peer in write.into_iter().filter(|&p| p != node.me) {
+                let d = out.entry(peer).or_insert_with(|| vec![0; BUCKETS]);
+                d[bucket_of(hash)] = d[bucket_of(hash)].wrapping_add(digest(hash, version));
             }
         }
         if cursor.is_none() {
-            return;
+            return out;
         }
     }
 }
 
-/// Digests of the keys this node shares with each peer, from one scan.
-fn summarize(node: &Node, topo: &Topology) -> HashMap<NodeId, Vec<u64>> {
-    let mut out: HashMap<NodeId, Vec<u64>> = HashMap::new();
-    for_each_entry(node, 0, u64::MAX, |hash, _, entry| {
-        let write = topo.placement(hash).write;
-        if !write.contains(&node.me) {
-            return;
-        }
-        for peer in write.into_iter().filter(|&p| p != node.me) {
-            let d = out.entry(peer).or_insert_with(|| vec![0; BUCKETS]);
-            d[bucket_of(hash)] = d[bucket_of(hash)].wrapping_add(digest(hash, &entry));
-        }
-    });
-    out
-}
-
-/// Digests of the keys this node shares with `peer`.
-pub fn summarize_for(node: &Node, topo: &Topology, peer: NodeId) -> Vec<u64> {
-    let mut d = vec![0u64; BUCKETS];
-    for_each_entry(node, 0, u64::MAX, |hash, _, entry| {
-        let write = topo.placement(hash).write;
-        if write.contains(&node.me) && write.contains(&peer) {
-            d[bucket_of(hash)] = d[bucket_of(hash)].wrapping_add(digest(hash, &entry));
-        }
-    });
-    d
-}
-
-/// This node's entries of `bucket` that it shares with `peer`.
-pub fn bucket_entries(node: &Node, topo: &Topology, peer: NodeId, bucket: usize) -> Vec<KeyEntry> {
+/// One page of this node's entries of `bucket` that it shares with `peer`, after `after` (from
+/// the bucket's start when `None`) and up to the hash `end_hash` (blocking: a scan).
+fn bucket_page(
+    node: &Node,
+    topo: &Topology,
+    peer: NodeId,
+    bucket: usize,
+    after: Option<Cursor>,
+    end_hash: u64,
+) -> Result<pages::Page, NodeError> {
     let (lo, hi) = bucket_range(bucket);
-    let mut out = Vec::new();
-    for_each_entry(node, lo, hi, |hash, key, entry| {
+    // From the bucket's start: strictly after (lo - 1, ""), and every stored key is non-empty, so
+    // this starts at the first entry whose hash is lo - 1 or more; `keep` drops those below lo.
+    let after = after.or_else(|| (lo > 0).then(|| Cursor { hash: lo - 1, key: Bytes::new() }));
+    let mut keep = |hash| {
         let write = topo.placement(hash).write;
-        if write.contains(&node.me) && write.contains(&peer) {
-            out.push(KeyEntry { key, entry });
-        }
-    });
-    out
+        hash >= lo && write.contains(&node.me) && write.contains(&peer)
+    };
+    Ok(pages::page(&*node.engine, after, end_hash.min(hi), PAGE, &mut keep)?)
 }
 
 /// Outcome of one round.
@@ -133,7 +155,7 @@ pub struct Round {
 /// `coordinator.rs`).
 pub async fn round(node: &Node, settle: bool) -> Round {
     let topo = node.topology();
-    let mut summaries = tokio::task::block_in_place(|| summarize(node, &topo));
+    let mut summaries = (*tokio::task::block_in_place(|| summaries(node, &topo))).clone();
     if settle {
         // Peers with which this node shares nothing yet (a range it newly replicates and has not
         // received) must be asked too.
@@ -175,30 +197,58 @@ async fn sync_with(
     let addr = node.addr_of(topo, peer)?;
     let summary = SyncSummary { epoch: topo.epoch(), from: node.me.0, digests };
     let diff: SyncDiff = node.peers.call(addr, Kind::SyncSummary, &summary).await?;
+    let here = |e: NodeError| PeerError::Refused { addr: "this node".into(), status: 500, message: e.to_string() };
     let (mut sent, mut received) = (0, 0);
     for &bucket in &diff.buckets {
-        let entries = tokio::task::block_in_place(|| bucket_entries(node, topo, peer, bucket as usize));
-        sent += entries.len() as u64;
-        let msg = SyncBucket { epoch: topo.epoch(), from: node.me.0, bucket, entries };
-        let reply: SyncBucketReply = node.peers.call(addr, Kind::SyncBucket, &msg).await?;
-        received += reply.entries.len() as u64;
-        node.apply_local(reply.entries).await.map_err(|e| PeerError::Refused {
-            addr: "this node".into(),
-            status: 500,
-            message: e.to_string(),
-        })?;
+        // Page by page: each message carries at most about `BATCH_BYTES` either way.
+        let mut after: Option<Cursor> = None;
+        loop {
+            let page =
+                tokio::task::block_in_place(|| bucket_page(node, topo, peer, bucket as usize, after.clone(), u64::MAX))
+                    .map_err(here)?;
+            let upto = page.next.clone();
+            let entries = page.into_key_entries();
+            sent += entries.len() as u64;
+            let msg = SyncBucket {
+                epoch: topo.epoch(),
+                from: node.me.0,
+                bucket,
+                after: after.map(wire::cursor_to_wire),
+                upto: upto.clone().map(wire::cursor_to_wire),
+                entries,
+            };
+            let reply: SyncBucketReply = node.peers.call(addr, Kind::SyncBucket, &msg).await?;
+            received += reply.entries.len() as u64;
+            node.apply_local(reply.entries).await.map_err(here)?;
+            // Compared up to where the peer stopped, else up to where this page ended.
+            after = match reply.stopped.map(wire::cursor_from_wire).or(upto) {
+                Some(c) => Some(c),
+                None => break,
+            };
+        }
     }
     Ok((diff.buckets.len(), sent, received))
 }
 
-/// Receiver side of step 2: apply what the sender has, answer with what it lacks or has older.
+/// Receiver side of step 2: apply what the sender has, answer with what it lacks or has older in
+/// the same part of the bucket — as much of it as a page holds.
 pub async fn answer_bucket(node: &Node, topo: &Topology, msg: SyncBucket) -> Result<SyncBucketReply, NodeError> {
-    let theirs: HashMap<bytes::Bytes, dkv_storage::Version> =
-        msg.entries.iter().map(|kv| (kv.key.clone(), kv.entry.version)).collect();
+    let theirs: HashMap<Bytes, Version> = msg.entries.iter().map(|kv| (kv.key.clone(), kv.entry.version)).collect();
     node.apply_local(msg.entries).await?;
-    let mine = tokio::task::block_in_place(|| bucket_entries(node, topo, NodeId(msg.from), msg.bucket as usize));
-    let entries = mine.into_iter().filter(|kv| theirs.get(&kv.key).is_none_or(|v| *v < kv.entry.version)).collect();
-    Ok(SyncBucketReply { entries })
+    let (after, upto) = (msg.after.map(wire::cursor_from_wire), msg.upto.map(wire::cursor_from_wire));
+    let end_hash = upto.as_ref().map_or(u64::MAX, |c| c.hash);
+    let peer = NodeId(msg.from);
+    let page = tokio::task::block_in_place(|| bucket_page(node, topo, peer, msg.bucket as usize, after, end_hash))?;
+    let within = |hash: u64, key: &Bytes| upto.as_ref().is_none_or(|u| (hash, key) <= (u.hash, &u.key));
+    // The page may end past `upto` (keys after it under the same hash): those are the next part's.
+    let stopped = page.next.clone().filter(|c| within(c.hash, &c.key) && upto.as_ref() != Some(c));
+    let entries = page
+        .entries
+        .into_iter()
+        .filter(|(hash, key, entry)| within(*hash, key) && theirs.get(key).is_none_or(|v| *v < entry.version))
+        .map(|(_, key, entry)| KeyEntry { key, entry })
+        .collect();
+    Ok(SyncBucketReply { entries, stopped: stopped.map(wire::cursor_to_wire) })
 }
 
 /// Run a round after each membership change (once it settles) and every interval.
@@ -267,5 +317,79 @@ mod tests {
             assert_eq!(bucket_of(bucket_range(b).0), b);
             assert_eq!(bucket_of(bucket_range(b).1), b);
         }
+    }
+}
+
+#[cfg(test)]
+mod round_tests {
+    use dkv_membership::NodeState;
+    use dkv_placement::key_hash;
+
+    use super::*;
+    use crate::testing;
+
+    /// `count` keys named `{prefix}N` whose hashes fall in bucket `bucket`.
+    fn keys_in_bucket(prefix: &str, bucket: usize, count: usize) -> Vec<String> {
+        (0..)
+            .map(|i| format!("{prefix}{i}"))
+            .filter(|k| bucket_of(key_hash(k.as_bytes())) == bucket)
+            .take(count)
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn summaries_are_reused_until_the_store_or_the_view_changes() {
+        let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
+        let a = &nodes[0];
+        testing::put_local(a, b"k", testing::value(2, 10));
+        let topo = a.topology();
+        let first = summaries(a, &topo);
+        assert!(Arc::ptr_eq(&first, &summaries(a, &topo)), "nothing changed: no second scan");
+        testing::put_local(a, b"k", testing::value(1, 10));
+        assert!(Arc::ptr_eq(&first, &summaries(a, &topo)), "an older version stores nothing");
+        testing::put_local(a, b"k", testing::value(3, 10));
+        let second = summaries(a, &topo);
+        assert_ne!(first[&NodeId(2)], second[&NodeId(2)], "the new version is in the digests");
+        let mut view = topo.view.clone();
+        view.epoch += 1;
+        a.adopt(view);
+        assert!(!Arc::ptr_eq(&second, &summaries(a, &a.topology())), "another view, another scan");
+    }
+
+    /// Issue 11: a bucket's entries went in one message whatever their size, so a bucket holding
+    /// more than a frame may carry failed every round.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_round_exchanges_buckets_larger_than_a_frame() {
+        let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
+        let (a, b) = (&nodes[0], &nodes[1]);
+        let mut want = Vec::new();
+        // Each side holds 24 MiB in bucket 7 that the other lacks, plus small keys on both sides.
+        for (i, k) in keys_in_bucket("big-a-", 7, 3).into_iter().enumerate() {
+            testing::put_local(a, k.as_bytes(), testing::value(10 + i as u64, 8 << 20));
+            want.push(k);
+        }
+        for (i, k) in keys_in_bucket("big-b-", 7, 3).into_iter().enumerate() {
+            testing::put_local(b, k.as_bytes(), testing::value(20 + i as u64, 8 << 20));
+            want.push(k);
+        }
+        for (i, k) in keys_in_bucket("small-", 7, 3000).into_iter().enumerate() {
+            let (here, ts) = if i % 3 == 0 { (b, 5) } else { (a, 6) };
+            testing::put_local(here, k.as_bytes(), testing::value(ts, 100));
+            if i % 2 == 0 {
+                // Both hold it, at different versions: the newer must win on both.
+                let other = if i % 3 == 0 { a } else { b };
+                testing::put_local(other, k.as_bytes(), testing::value(4, 100));
+            }
+            want.push(k);
+        }
+        let r = tokio::time::timeout(Duration::from_secs(60), round(a, true)).await.expect("the round ends");
+        assert_eq!(r.failed, 0, "{r:?}");
+        for k in &want {
+            let (x, y) = (testing::local(a, k.as_bytes()), testing::local(b, k.as_bytes()));
+            assert!(x.is_some(), "{k} on a");
+            assert_eq!(x, y, "{k}");
+        }
+        let again = round(a, true).await;
+        assert_eq!((again.failed, again.buckets), (0, 0), "in sync after one round: {again:?}");
     }
 }

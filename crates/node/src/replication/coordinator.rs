@@ -48,6 +48,8 @@ use crate::replication::quorum::{quorum, quorum_hedged, Hedge, QuorumError};
 use crate::transport::peer::is_stale_epoch;
 use crate::transport::wire::{self, ApplyKind, ApplyReply, ApplyRequest, KeyEntry, Kind, ReadRequest, ReadResponse};
 
+/// Key and value bytes from which a batch is stored off the async runtime.
+const BLOCKING_BATCH: usize = 256 << 10;
 /// Re-plans after a "stale epoch" answer before giving up.
 const STALE_RETRIES: usize = 3;
 /// Re-stamps after "superseded" answers before giving up (each one stamps above every version
@@ -65,7 +67,7 @@ impl Node {
         let entry = Entry { version: Version { ts: self.hlc.now(), node: self.me.0 }, value };
         let kv = KeyEntry { key, entry };
         if w.is_none() {
-            let _writes = self.fence.read().await;
+            let _writes = self.fence.enter();
             if self.topology().sole_replica(hash) == Some(self.me) {
                 // One copy, nothing moving: no fan-out machinery on the hot path.
                 self.apply_local(vec![kv]).await?;
@@ -79,7 +81,7 @@ impl Node {
         let (mut stale_left, mut superseded_left) = (STALE_RETRIES, SUPERSEDED_RETRIES);
         loop {
             let (result, needed) = {
-                let _writes = self.fence.read().await;
+                let _writes = self.fence.enter();
                 let topo = self.topology();
                 let p = topo.placement(hash);
                 if p.write.is_empty() {
@@ -251,20 +253,28 @@ impl Node {
         if entries.is_empty() {
             return Ok(0);
         }
-        let mut stored = 0;
-        let purge_before = self.purge_horizon();
-        for KeyEntry { key, entry } in entries {
-            if entry.is_tombstone() && entry.version.ts < purge_before {
-                continue; // already purged here or about to be: storing it again would only delay that
+        let store = |entries: Vec<KeyEntry>| -> Result<usize, NodeError> {
+            let mut stored = 0;
+            let purge_before = self.purge_horizon();
+            for KeyEntry { key, entry } in entries {
+                if entry.is_tombstone() && entry.version.ts < purge_before {
+                    continue; // already purged here or about to be: storing it again would only delay that
+                }
+                self.hlc.observe(entry.version.ts);
+                // Copy: `key` and the value may be slices of a larger network buffer; storing them
+                // as-is would pin the whole buffer for the life of the entry.
+                let entry = Entry { version: entry.version, value: entry.value.map(|v| Bytes::copy_from_slice(&v)) };
+                if self.engine.apply(key_hash(&key), &key, entry)? == Applied::Stored {
+                    stored += 1;
+                }
             }
-            self.hlc.observe(entry.version.ts);
-            // Copy: `key` and the value may be slices of a larger network buffer; storing them
-            // as-is would pin the whole buffer for the life of the entry.
-            let entry = Entry { version: entry.version, value: entry.value.map(|v| Bytes::copy_from_slice(&v)) };
-            if self.engine.apply(key_hash(&key), &key, entry)? == Applied::Stored {
-                stored += 1;
-            }
-        }
+            Ok(stored)
+        };
+        // A batch (a pulled page, a hand-off, hints, an anti-entropy bucket) is megabytes of
+        // copying and journal writes: off the runtime. One client write is not worth the switch.
+        let bytes: usize = entries.iter().map(|kv| kv.key.len() + kv.entry.value_len()).sum();
+        let stored =
+            if bytes >= BLOCKING_BATCH { tokio::task::block_in_place(|| store(entries))? } else { store(entries)? };
         self.durability.wait().await?;
         Ok(stored)
     }

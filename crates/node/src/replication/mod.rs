@@ -4,7 +4,8 @@
 //! ([`quorum`]); [`consistency`] resolves per-request `w=`/`r=`; [`hints`] keeps and delivers
 //! writes a replica missed; [`antientropy`] compares bucket digests between replicas and
 //! exchanges only the differences; [`movement`] moves ranges when members join, leave or die;
-//! [`latency`] says how long to wait for a replica before asking another as well.
+//! both ship entries in [`pages`] bounded by bytes; [`latency`] says how long to wait for a
+//! replica before asking another as well.
 
 pub mod antientropy;
 pub mod consistency;
@@ -12,4 +13,5 @@ pub mod coordinator;
 pub mod hints;
 pub mod latency;
 pub mod movement;
+pub mod pages;
 pub mod quorum;

@@ -25,9 +25,10 @@ use tokio::sync::watch;
 use crate::error::PeerError;
 use crate::life::state::{Life, Node};
 use crate::life::stats::{add, bump};
+use crate::replication::pages;
 use crate::transport::wire::{ApplyKind, KeyEntry, Kind, RangePage, RangeRequest};
 
-/// Entries per scan page (and at most per hand-off batch).
+/// Entries looked at per scan page (also bounded by bytes, see `pages.rs`).
 const PAGE: usize = 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -222,17 +223,17 @@ async fn retry_seed<'a>(
 async fn handoff_pass(node: &Node, pass: Pass) -> PassReport {
     let mut report = PassReport::default();
     let mut cursor = None;
-    let mut page = Vec::with_capacity(PAGE);
     loop {
-        page.clear();
         // The misplaced pass copies only the entries it hands off (few, after a change).
         let topo = node.topology();
         let mut keep = |hash| pass == Pass::Leave || !topo.placement(hash).write.contains(&node.me);
-        let scanned = tokio::task::block_in_place(|| {
-            node.engine.scan_where(cursor.as_ref(), u64::MAX, PAGE, &mut keep, &mut page)
-        });
-        cursor = match scanned {
-            Ok(c) => c,
+        let scanned =
+            tokio::task::block_in_place(|| pages::page(&*node.engine, cursor.take(), u64::MAX, PAGE, &mut keep));
+        let page = match scanned {
+            Ok(p) => {
+                cursor = p.next;
+                p.entries
+            }
             Err(e) => {
                 tracing::error!("scanning local keys to hand off failed: {e}");
                 report.failed_batches += 1;
@@ -241,7 +242,7 @@ async fn handoff_pass(node: &Node, pass: Pass) -> PassReport {
         };
         let mut batches: HashMap<Vec<NodeId>, Vec<KeyEntry>> = HashMap::new();
         // `keep` above already left out, in a misplaced pass, the keys this node still replicates.
-        for (hash, key, entry) in page.drain(..) {
+        for (hash, key, entry) in page {
             let mut dests = topo.future_replicas(hash);
             dests.retain(|&d| d != node.me);
             if dests.is_empty() {
@@ -276,6 +277,38 @@ async fn handoff_pass(node: &Node, pass: Pass) -> PassReport {
         }
         if cursor.is_none() {
             return report;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dkv_membership::NodeState;
+
+    use super::*;
+    use crate::testing;
+
+    /// Issue 11: a range page was bounded by entries (512 per scan step), so values of megabytes
+    /// made pages larger than a frame may be, and a join retried the same page forever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_join_pulls_values_of_megabytes() {
+        let nodes = testing::cluster(&[NodeState::Normal, NodeState::Joining], testing::config()).await;
+        let (holder, joiner) = (&nodes[0], &nodes[1]);
+        let max = holder.config.max_value_bytes;
+        let mut sizes = vec![1_500_000; 20];
+        sizes.extend([max, 10, max - 1, 3 << 20]);
+        sizes.extend([100; 300]);
+        for (i, &len) in sizes.iter().enumerate() {
+            testing::put_local(holder, format!("big-{i}").as_bytes(), testing::value(i as u64 + 1, len));
+        }
+        let pulled = tokio::time::timeout(Duration::from_secs(60), pull(joiner, &holder.addr))
+            .await
+            .expect("the pull ends")
+            .expect("the pull succeeds");
+        assert_eq!(pulled, sizes.len() as u64);
+        for (i, &len) in sizes.iter().enumerate() {
+            let got = testing::local(joiner, format!("big-{i}").as_bytes()).expect("pulled");
+            assert_eq!(got.value_len(), len, "big-{i}");
         }
     }
 }

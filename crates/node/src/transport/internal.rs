@@ -15,17 +15,15 @@ use serde::Serialize;
 use crate::error::NodeError;
 use crate::life::state::{Life, Node};
 use crate::life::stats::add;
-use crate::replication::antientropy;
+use crate::replication::{antientropy, pages};
 use crate::transport::wire::{
-    self, ApplyKind, ApplyReply, ApplyRequest, ClockReply, ForwardRequest, KeyEntry, Kind, RangePage, RangeRequest,
-    ReadRequest, ReadResponse, RefreshRequest, SyncBucket, SyncDiff, SyncSummary,
+    self, ApplyKind, ApplyReply, ApplyRequest, ClockReply, ForwardRequest, Kind, RangePage, RangeRequest, ReadRequest,
+    ReadResponse, RefreshRequest, SyncBucket, SyncDiff, SyncSummary,
 };
 
-/// Entries scanned per step of a range page.
-const SCAN_STEP: usize = 512;
 /// Most entries one range request looks at, so a page over a range this node mostly does not
 /// share still answers promptly (with few entries and a cursor).
-const SCAN_PER_PAGE: usize = 64 * SCAN_STEP;
+const SCAN_PER_PAGE: usize = 32 * 1024;
 
 pub struct Internal(pub Node);
 
@@ -78,7 +76,7 @@ async fn check_epoch(node: &Node, epoch: u64) -> Result<(), Refusal> {
 
 async fn apply(node: &Node, req: ApplyRequest) -> Answer {
     check_epoch(node, req.epoch).await?;
-    let _writes = node.fence.read().await;
+    let _writes = node.fence.enter();
     if matches!(req.kind, ApplyKind::Handoff | ApplyKind::Hint) && matches!(node.life(), Life::Leaving | Life::Left) {
         return Err(Refusal::new(
             wire::STATUS_LEAVING,
@@ -114,28 +112,15 @@ async fn range(node: &Node, req: RangeRequest) -> Answer {
     }
     let for_node = NodeId(req.for_node);
     let topo = node.topology();
-    let mut cursor = req.after.map(wire::cursor_from_wire);
-    let (mut entries, mut bytes, mut scanned) = (Vec::new(), 0, 0);
-    let mut page = Vec::with_capacity(SCAN_STEP);
-    while bytes < wire::BATCH_BYTES && scanned < SCAN_PER_PAGE {
-        page.clear();
-        let mut keep = |hash| topo.is_future_replica(for_node, hash);
-        cursor = tokio::task::block_in_place(|| {
-            node.engine.scan_where(cursor.as_ref(), u64::MAX, SCAN_STEP, &mut keep, &mut page)
-        })
+    let after = req.after.map(wire::cursor_from_wire);
+    let mut keep = |hash| topo.is_future_replica(for_node, hash);
+    // At most `BATCH_BYTES` of keys and values, or one larger entry alone: a frame carries it.
+    let page = tokio::task::block_in_place(|| pages::page(&*node.engine, after, u64::MAX, SCAN_PER_PAGE, &mut keep))
         .map_err(|e| refused(e.into()))?;
-        scanned += SCAN_STEP;
-        for (_, key, entry) in page.drain(..) {
-            bytes += key.len() + entry.value_len();
-            entries.push(KeyEntry { key, entry });
-        }
-        if cursor.is_none() {
-            break;
-        }
-    }
+    let (bytes, next) = (page.bytes, page.next.clone());
+    let page = RangePage { entries: page.into_key_entries(), next: next.map(wire::cursor_to_wire) };
     // Sized up front: a page is megabytes, and growing a vector by doubling would copy and fault
     // in twice that.
-    let page = RangePage { entries, next: cursor.map(wire::cursor_to_wire) };
     let out = Vec::with_capacity(bytes + 32 * page.entries.len() + 64);
     postcard::to_extend(&page, out).map_err(|e| Refusal::new(500, format!("encoding the answer: {e}")))
 }
@@ -147,7 +132,9 @@ async fn sync_summary(node: &Node, req: SyncSummary) -> Answer {
         return Err(Refusal::new(400, "summary with the wrong number of buckets"));
     }
     let topo = node.topology();
-    let mine = tokio::task::block_in_place(|| antientropy::summarize_for(node, &topo, NodeId(req.from)));
+    let all = tokio::task::block_in_place(|| antientropy::summaries(node, &topo));
+    let none = vec![0; antientropy::BUCKETS];
+    let mine = all.get(&NodeId(req.from)).unwrap_or(&none);
     let buckets = (0..antientropy::BUCKETS as u32).filter(|&b| mine[b as usize] != req.digests[b as usize]).collect();
     encode(&SyncDiff { buckets })
 }
@@ -158,7 +145,7 @@ async fn sync_bucket(node: &Node, req: SyncBucket) -> Answer {
     if req.bucket as usize >= antientropy::BUCKETS {
         return Err(Refusal::new(400, "no such bucket"));
     }
-    let _writes = node.fence.read().await;
+    let _writes = node.fence.enter();
     let topo = node.topology();
     let reply = antientropy::answer_bucket(node, &topo, req).await.map_err(refused)?;
     encode(&reply)
@@ -177,4 +164,47 @@ async fn forward(node: &Node, req: ForwardRequest) -> Answer {
     }
     let reply: wire::ForwardReply = node.serve_forwarded(req).await;
     encode(&reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use dkv_membership::NodeState;
+    use dkv_transport::Handler;
+
+    use super::*;
+    use crate::testing;
+    use crate::transport::wire::KeyEntry;
+
+    /// The stall of issue 11: a coordinated write holds the fence while it waits for a peer; a
+    /// rebalance starts draining; then the peer's own write reaches this node. Were the apply to
+    /// queue behind the drain (as readers do behind a writer in a fair lock), the two nodes' writes
+    /// would wait on each other until the request timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_drain_does_not_stall_writes_from_peers() {
+        let nodes = testing::cluster(&[NodeState::Normal], testing::config()).await;
+        let node = nodes[0].node.clone();
+        let in_flight = node.fence.enter();
+        let drain = tokio::spawn({
+            let node = node.clone();
+            async move { node.drain_writes().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let req = ApplyRequest {
+            epoch: node.topology().epoch(),
+            kind: ApplyKind::Write,
+            entries: vec![KeyEntry { key: Bytes::from_static(b"k"), entry: testing::value(1, 10) }],
+        };
+        let body = Bytes::from(postcard::to_allocvec(&req).unwrap());
+        let answer =
+            tokio::time::timeout(Duration::from_secs(1), Internal(node.clone()).handle(Kind::Apply as u8, body))
+                .await
+                .expect("a peer's write must not wait for a drain that waits for this node's own write");
+        answer.expect("applied");
+        assert!(!drain.is_finished(), "the drain waits for the write that started before it");
+        drop(in_flight);
+        tokio::time::timeout(Duration::from_secs(1), drain).await.expect("the drain ends").unwrap();
+    }
 }

@@ -5,78 +5,145 @@
 //! The first byte tells them apart: a transport connection starts with a zero byte (the magic
 //! `\0DKV`), which no HTTP request does. Each accepted connection is told apart in its own task,
 //! bounded by a timeout, so a client that connects and says nothing holds up no one else.
+//! Client connections are counted against `--max-connections` here (see [`split`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dkv_transport::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
+use crate::front::limits::{Guard, Listener, Refusal};
 use crate::life::state::Node;
 use crate::transport::internal::Internal;
 
-/// Longest a new connection may stay silent before its first byte tells what it speaks.
-const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection that arrived while the HTTP side was full may take to show it is a
+/// peer's transport connection (peers are not counted against `--max-connections`).
+const FULL_SNIFF_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The HTTP half of a shared listener, for `axum::serve`.
-pub struct HttpConnections {
-    rx: mpsc::Receiver<(TcpStream, SocketAddr)>,
-    local: SocketAddr,
-}
+/// Connections that arrived while the HTTP side was full and are still being told apart.
+const MAX_UNADMITTED: usize = 256;
 
-impl axum::serve::Listener for HttpConnections {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        match self.rx.recv().await {
-            Some(conn) => conn,
-            // The accept loop stopped: so does HTTP (graceful shutdown ends `serve` first).
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
-    }
+/// An HTTP connection with its slot under `--max-connections`.
+pub struct HttpConn {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub slot: OwnedSemaphorePermit,
 }
 
 /// Accept on `listener` until `stop`: transport connections are served here, HTTP ones are
-/// handed to the returned listener.
-pub fn split(node: Node, listener: TcpListener, config: ServerConfig, stop: watch::Receiver<bool>) -> HttpConnections {
-    let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+/// handed on through the returned channel, each with its slot. The returned task ends once the
+/// transport connections it serves have closed after `stop`.
+///
+/// A new connection is given an HTTP slot at once. It must send its first byte within
+/// `--read-timeout`. When no slot is free, it gets [`FULL_SNIFF_TIMEOUT`] to show it is a peer
+/// (a cluster under a flood of clients must still hear its members); an HTTP client is then
+/// answered `503` and closed.
+pub fn split(
+    node: Node,
+    listener: TcpListener,
+    config: ServerConfig,
+    guard: Arc<Guard>,
+    stop: watch::Receiver<bool>,
+) -> (mpsc::Receiver<HttpConn>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(1024);
     let handler = Arc::new(Internal(node));
     let config = Arc::new(config);
-    tokio::spawn(accept_loop(listener, handler, config, tx, stop));
-    HttpConnections { rx, local }
+    (rx, tokio::spawn(accept_loop(listener, handler, config, guard, tx, stop)))
 }
 
 async fn accept_loop(
     listener: TcpListener,
     handler: Arc<Internal>,
     config: Arc<ServerConfig>,
-    http: mpsc::Sender<(TcpStream, SocketAddr)>,
+    guard: Arc<Guard>,
+    http: mpsc::Sender<HttpConn>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let unadmitted = Arc::new(Semaphore::new(MAX_UNADMITTED));
+    let tracker = TaskTracker::new();
     loop {
-        let Some((stream, peer)) = accept_until_stopped(&listener, &mut stop, "node").await else { return };
-        let (handler, config, http, stop) = (handler.clone(), config.clone(), http.clone(), stop.clone());
-        tokio::spawn(async move {
+        let Some((stream, peer)) = accept_until_stopped(&listener, &mut stop, "node").await else { break };
+        let slot = guard.admit(Listener::Http);
+        let waiting = match slot {
+            Some(_) => None,
+            None => match unadmitted.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    guard.refused(Refusal::Connections);
+                    continue; // dropped: closed at once
+                }
+            },
+        };
+        let sniff = if slot.is_some() { guard.limits.read_timeout } else { FULL_SNIFF_TIMEOUT };
+        let (handler, config, http, guard, stop) =
+            (handler.clone(), config.clone(), http.clone(), guard.clone(), stop.clone());
+        tracker.spawn(async move {
+            let _waiting = waiting;
             let mut first = [0u8; 1];
-            match tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await {
+            match tokio::time::timeout(sniff, stream.peek(&mut first)).await {
                 Ok(Ok(1)) if first[0] == dkv_transport::frame::MAGIC[0] => {
+                    drop(slot);
                     dkv_transport::serve(stream, handler, config, stop).await
                 }
-                Ok(Ok(1)) => {
-                    let _ = http.send((stream, peer)).await;
-                }
-                _ => {} // closed, failed or silent: nothing to serve
+                Ok(Ok(1)) => match slot {
+                    Some(slot) => {
+                        let _ = http.send(HttpConn { stream, peer, slot }).await;
+                    }
+                    None => {
+                        guard.refused(Refusal::Connections);
+                        refuse_http(stream, &guard, handler.0.me).await;
+                    }
+                },
+                Ok(_) => {} // closed or failed before saying anything
+                Err(_) => guard.refused(if slot.is_some() { Refusal::ReadTimeout } else { Refusal::Connections }),
             }
         });
     }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Answer an HTTP client that came over `--max-connections` with a `503`, and close.
+async fn refuse_http(stream: TcpStream, guard: &Guard, me: dkv_membership::NodeId) {
+    let body = format!(
+        "too many connections: this node serves at most {} HTTP clients at once (--max-connections); retry later\n",
+        guard.limits.max_connections
+    );
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n{}: {me}\r\n\r\n{body}",
+        body.len(),
+        dkv_membership::api::NODE_HEADER,
+    );
+    answer_and_close(stream, answer.as_bytes()).await;
+}
+
+/// Send a refused client its last answer and close the connection, reading (and dropping) what
+/// it still sends for a moment first. Closing a socket with unread input makes the kernel reset
+/// the connection, and a reset can destroy the answer before the client reads it.
+pub async fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
+    const LINGER: Duration = Duration::from_secs(1);
+    const LINGER_BYTES: usize = 16 << 20;
+    if tokio::time::timeout(LINGER * 2, stream.write_all(answer)).await.is_err() {
+        return; // the client does not read: no answer will reach it
+    }
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 16 * 1024];
+    let mut drained = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while drained < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// The next connection on `listener`, with TCP_NODELAY set, or `None` once `stop` is set. A

@@ -158,3 +158,51 @@ pub fn is_stale_epoch(e: &PeerError) -> bool {
 pub fn status_is(e: &PeerError, status: http::StatusCode) -> bool {
     e.status() == Some(status.as_u16())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A one-connection HTTP server that answers with `head` and then `body` forever (or, with
+    /// `None`, nothing more while the connection stays open).
+    async fn fake_seed(head: &'static str, body: Option<u8>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = s.read(&mut request).await;
+            s.write_all(head.as_bytes()).await.unwrap();
+            match body {
+                Some(b) => {
+                    let chunk = vec![b; 1 << 16];
+                    while s.write_all(&chunk).await.is_ok() {}
+                }
+                None => std::future::pending::<()>().await,
+            }
+        });
+        addr
+    }
+
+    /// Issue 11 asked whether a seed's answer is read without bound: it is not, in size (64 MiB)
+    /// or in time (the request timeout covers the body too).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn seed_answers_are_bounded_in_size_and_in_time() {
+        let peers = Peers::new(Duration::from_secs(10), "dkv", None, 1 << 20);
+        let endless = fake_seed("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n", Some(b' ')).await;
+        let e = peers.json::<(), serde_json::Value>(&endless, Method::GET, "/nodes", None).await.unwrap_err();
+        assert!(e.to_string().contains("reading the answer"), "{e}");
+
+        let peers = Peers::new(Duration::from_millis(300), "dkv", None, 1 << 20);
+        let silent = fake_seed("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{", None).await;
+        let started = Instant::now();
+        let e = peers.json::<(), serde_json::Value>(&silent, Method::GET, "/nodes", None).await.unwrap_err();
+        assert!(matches!(e, PeerError::Timeout { .. }), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+}

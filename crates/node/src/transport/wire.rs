@@ -38,8 +38,10 @@ pub enum Kind {
     Range = 3,
     /// [`SyncSummary`] → [`SyncDiff`].
     SyncSummary = 4,
+    // 5 was a whole bucket in one message, whatever its size; a node of that release refuses 9
+    // as unknown, which says what is wrong.
     /// [`SyncBucket`] → [`SyncBucketReply`].
-    SyncBucket = 5,
+    SyncBucket = 9,
     /// [`RefreshRequest`] → nothing.
     Refresh = 6,
     /// [`ForwardRequest`] → [`ForwardReply`].
@@ -149,19 +151,27 @@ pub struct SyncDiff {
     pub buckets: Vec<u32>,
 }
 
-/// Anti-entropy, step 2: the sender's entries of one differing bucket; the answer carries the
-/// receiver's entries of that bucket that the sender lacks or has older.
+/// Anti-entropy, step 2, one page of a differing bucket: the sender's entries of the keys both
+/// nodes replicate in the part `(after, upto]` of the bucket — from its start when `after` is
+/// `None`, to its end when `upto` is — at most about [`BATCH_BYTES`] of them. The receiver
+/// applies them and answers with its own entries of that part that the sender lacks or has older.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SyncBucket {
     pub epoch: u64,
     pub from: u64,
     pub bucket: u32,
+    pub after: Option<(u64, Bytes)>,
+    pub upto: Option<(u64, Bytes)>,
     pub entries: Vec<KeyEntry>,
 }
 
+/// The receiver's entries the sender lacks, at most about [`BATCH_BYTES`]: when they would be
+/// more, the receiver stops early and says where (`stopped`); the sender's next page then starts
+/// there. `None`: the whole part asked about was compared.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SyncBucketReply {
     pub entries: Vec<KeyEntry>,
+    pub stopped: Option<(u64, Bytes)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -237,6 +247,13 @@ mod tests {
 
 /// Most key and value bytes sent in one internal batch; a single larger entry goes alone.
 pub const BATCH_BYTES: usize = 4 << 20;
+
+/// Largest internal frame for a node with these limits: a batch of at most [`BATCH_BYTES`], or
+/// one entry of the largest key and value, whichever is more, with room for the encoding (the
+/// per-entry overhead of a batch of small entries, the message's other fields).
+pub fn frame_limit(max_key_bytes: usize, max_value_bytes: usize) -> usize {
+    BATCH_BYTES.max(max_value_bytes.saturating_add(max_key_bytes)).saturating_add(1 << 20)
+}
 
 /// Split `entries` into batches of at most [`BATCH_BYTES`] of keys and values each.
 pub fn split_batches(entries: Vec<KeyEntry>) -> Vec<Vec<KeyEntry>> {

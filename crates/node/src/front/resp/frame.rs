@@ -37,7 +37,8 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, 
         return parse_inline(buf, limits);
     }
     let Some((count, mut at)) = header(buf, 0, b'*', limits.max_args)? else { return Ok(None) };
-    let mut spans = Vec::with_capacity(count);
+    // Not sized from `count`: that is the client's claim, and most of it may never come.
+    let mut spans = Vec::with_capacity(count.min(16));
     for _ in 0..count {
         if at >= buf.len() {
             return Ok(None);
@@ -58,6 +59,29 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, 
     }
     let frame = buf.split_to(at).freeze();
     Ok(Some(spans.into_iter().map(|(start, len)| frame.slice(start..start + len)).collect()))
+}
+
+/// How many bytes the command starting `buf` takes in all, as far as its headers announce it
+/// (an array command whose next bulk string has not fully arrived); `None` when that is not
+/// known (an inline command, or not even the array header is there). A caller may size its
+/// buffer to it at once, charging the size first, rather than growing it step by step: a
+/// megabyte value then costs one allocation instead of a ladder of them.
+pub fn announced(buf: &[u8], limits: &Limits) -> Option<usize> {
+    if buf.first() != Some(&b'*') {
+        return None;
+    }
+    let Ok(Some((count, mut at))) = header(buf, 0, b'*', limits.max_args) else { return None };
+    for _ in 0..count {
+        if at >= buf.len() || buf[at] != b'$' {
+            return Some(at);
+        }
+        let Ok(Some((len, data))) = header(buf, at, b'$', limits.max_bulk) else { return Some(at) };
+        at = data + len + 2;
+        if at > buf.len() {
+            return Some(at);
+        }
+    }
+    Some(at)
 }
 
 /// Parse `<kind><number>\r\n` at `at`: the number (0..=max) and where the data after it starts.
@@ -211,6 +235,19 @@ mod tests {
         assert!(parse(&mut long, &L).is_err(), "inline line over the limit");
         let mut many = BytesMut::from(&b"a b c d e\r\n"[..]);
         assert!(parse(&mut many, &L).is_err());
+    }
+
+    #[test]
+    fn a_bulk_string_on_its_way_is_announced_whole() {
+        let big = Limits { max_bulk: 1 << 20, ..L };
+        assert_eq!(announced(b"*2\r\n$3\r\nSET\r\n$1000\r\nxx", &big), Some(4 + 9 + 7 + 1000 + 2));
+        assert_eq!(announced(b"*2\r\n$3\r\nSET\r\n", &big), Some(4 + 9), "the next header is not there yet");
+        assert_eq!(announced(b"*2\r\n$3\r\nSE", &big), Some(4 + 9));
+        assert_eq!(announced(b"GET k", &big), None, "inline");
+        assert_eq!(announced(b"*2", &big), None);
+        let mut whole = BytesMut::from(&b"*1\r\n$4\r\nPING\r\n"[..]);
+        assert_eq!(announced(&whole, &big), Some(whole.len()));
+        assert!(parse(&mut whole, &big).unwrap().is_some());
     }
 
     #[test]

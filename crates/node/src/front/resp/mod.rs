@@ -14,9 +14,16 @@
 //!   as it would on Redis. Reads of the same key run together.
 //!   A malformed frame gets an error reply after the replies before it, and the connection is
 //!   closed; an unknown command only gets an error.
+//! * limits (`front/limits.rs`): at most `--max-connections` clients; each connection's unparsed
+//!   input is bounded by `--max-query-buffer` and charged to `--max-client-memory`; a command
+//!   that has begun must arrive whole within `--read-timeout`, and a connection that sends
+//!   nothing is closed after `--idle-timeout`. Replies are written out every [`OUTPUT_FLUSH`]
+//!   bytes, so a pipeline of large values does not pile up its answers.
 
 mod commands;
 pub mod frame;
+
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::{ready, Either};
@@ -24,32 +31,50 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
+use crate::front::limits::{human, Charge, Guard, Listener, Refusal};
 use crate::life::state::Node;
-use crate::transport::listener::accept_until_stopped;
+use crate::transport::listener::{accept_until_stopped, answer_and_close};
 use commands::Touches;
 use frame::{Limits, Reply};
 
-/// Serve RESP on `listener` until `stop`.
+/// Serve RESP on `listener` until `stop`, then wait for the connections to close.
 pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<bool>) {
     let limits = Limits {
         max_bulk: node.config.max_value_bytes.max(node.config.max_key_bytes),
         max_args: 1 << 20,
         max_inline: 64 * 1024,
     };
+    let tracker = TaskTracker::new();
     loop {
-        let Some((stream, peer)) = accept_until_stopped(&listener, &mut stop, "RESP").await else { return };
+        let Some((stream, peer)) = accept_until_stopped(&listener, &mut stop, "RESP").await else { break };
+        let Some(slot) = node.guard.admit(Listener::Resp) else {
+            node.guard.refused(Refusal::Connections);
+            // Redis's own words, which client libraries recognise.
+            tracker.spawn(answer_and_close(stream, b"-ERR max number of clients reached\r\n"));
+            continue;
+        };
         let (node, stop) = (node.clone(), stop.clone());
-        tokio::spawn(async move {
+        tracker.spawn(async move {
+            let _slot = slot;
             if let Err(e) = connection(node, stream, limits, stop).await {
                 tracing::debug!(%peer, "RESP connection ended: {e}");
             }
         });
     }
+    tracker.close();
+    tracker.wait().await;
 }
 
 /// Commands of one connection running at once; more wait in the input buffer (and TCP).
 pub const MAX_IN_FLIGHT: usize = 128;
+
+/// Room kept free in a connection's input buffer for the next read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Replies gathered for one write; more are written out before the rest are gathered.
+const OUTPUT_FLUSH: usize = 1 << 20;
 
 async fn connection(
     node: Node,
@@ -57,13 +82,21 @@ async fn connection(
     limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let mut input = BytesMut::with_capacity(16 * 1024);
-    let mut output = BytesMut::with_capacity(16 * 1024);
+    let guard = node.guard.clone();
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let mut charge = match guard.charge(input.capacity()) {
+        Ok(charge) => charge,
+        Err(refused) => return refuse(stream, &format!("ERR {}", refused.0)).await,
+    };
+    let mut output = BytesMut::with_capacity(READ_CHUNK);
     let mut session = commands::Session::default();
     let mut running = FuturesOrdered::new();
     // Keys touched by the commands running now, and a parsed command waiting for them to finish.
     let mut wave = Touches::none();
     let mut held: Option<Vec<Bytes>> = None;
+    // When the last command was taken from the input: a command that has begun must be whole
+    // within --read-timeout of it.
+    let mut progress = Instant::now();
     loop {
         // Start every complete command in the buffer, up to the bound.
         let (mut malformed, mut at_bound) = (None, false);
@@ -85,6 +118,7 @@ async fn connection(
                     }
                 },
             };
+            progress = Instant::now();
             if let Some(reply) = commands::session_command(&node, &mut session, &args) {
                 running.push_back(Either::Left(ready(reply)));
                 continue;
@@ -102,9 +136,13 @@ async fn connection(
             wave.absorb(touches);
             running.push_back(Either::Right(commands::run(&node, args)));
         }
-        // Their replies, in order, into one write.
+        // Their replies, in order, written out as they pile up.
         while let Some(reply) = running.next().await {
             reply.write(&mut output);
+            if output.len() >= OUTPUT_FLUSH {
+                stream.write_all(&output).await?;
+                output.clear();
+            }
         }
         wave = Touches::none();
         if let Some(reply) = &malformed {
@@ -121,13 +159,80 @@ async fn connection(
             stream.write_all(&output).await?;
             output.clear();
         }
+        if output.capacity() > OUTPUT_FLUSH * 2 {
+            output = BytesMut::with_capacity(READ_CHUNK); // give back what one large reply took
+        }
+        if let Err(why) = make_room(&mut input, &mut charge, &limits, &guard) {
+            return refuse(stream, &why).await;
+        }
+        // Wait for more: a command that has begun must be whole within --read-timeout; an idle
+        // connection may wait --idle-timeout.
+        let (deadline, why) = if input.is_empty() {
+            (guard.limits.idle_timeout.map(|t| Instant::now() + t), Refusal::Idle)
+        } else {
+            (Some(progress + guard.limits.read_timeout), Refusal::ReadTimeout)
+        };
         let read = tokio::select! {
             _ = stopped(&mut stop) => return Ok(()),
+            _ = sleep_until(deadline) => {
+                guard.refused(why);
+                if why == Refusal::Idle {
+                    return Ok(()); // as Redis's `timeout` does: closed without a word
+                }
+                let text = format!(
+                    "ERR a command was not received whole within {} (--read-timeout)",
+                    humantime::format_duration(guard.limits.read_timeout)
+                );
+                return refuse(stream, &text).await;
+            }
             r = stream.read_buf(&mut input) => r?,
         };
         if read == 0 {
             return Ok(());
         }
+    }
+}
+
+/// Make sure `input` has room for the next read, within the connection's limit and the shared
+/// budget; what to tell the client otherwise. A command whose headers announce a large bulk
+/// string gets room for all of it at once (charged first), so a large value is one allocation
+/// rather than a ladder of doublings whose freed steps the allocator keeps.
+fn make_room(input: &mut BytesMut, charge: &mut Charge, limits: &Limits, guard: &Guard) -> Result<(), String> {
+    if input.is_empty() && input.capacity() > 4 * READ_CHUNK {
+        *input = BytesMut::with_capacity(READ_CHUNK); // give back what a large command took
+    }
+    let want = frame::announced(input, limits).unwrap_or(0).max(input.len() + READ_CHUNK / 4);
+    if want > input.capacity() {
+        // Always room for one command with the largest value.
+        let max = guard.limits.max_query_buffer.max(limits.max_bulk + READ_CHUNK);
+        if want > max {
+            guard.refused(Refusal::QueryBuffer);
+            return Err(format!(
+                "ERR this connection's pipeline needs {} not yet parsed, over the query buffer limit (--max-query-buffer {}); send smaller pipelines",
+                human(want),
+                human(max)
+            ));
+        }
+        let room = want.max(input.len() + READ_CHUNK);
+        charge.grow_to(room).map_err(|refused| format!("ERR {}", refused.0))?;
+        input.reserve(room - input.len());
+    }
+    charge.grow_to(input.capacity()).map_err(|refused| format!("ERR {}", refused.0))
+}
+
+/// Tell the client why it is being disconnected, and close.
+async fn refuse(stream: TcpStream, text: &str) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    Reply::Error(text.to_string()).write(&mut out);
+    answer_and_close(stream, &out).await;
+    Ok(())
+}
+
+/// Resolves at `deadline`; never when there is none.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
     }
 }
 

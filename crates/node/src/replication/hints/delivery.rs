@@ -32,21 +32,22 @@ pub async fn deliver_hints_loop(node: Node, mut stop: watch::Receiver<bool>) {
 
 async fn deliver_hints(node: &Node, target: NodeId) {
     loop {
-        let batch = node.hints.take(target, HINT_BATCH, std::time::Instant::now());
-        if batch.is_empty() {
+        let hints = node.hints.take(target, HINT_BATCH, std::time::Instant::now());
+        if hints.is_empty() {
             return;
         }
+        let batch: Vec<KeyEntry> = hints.iter().map(|h| h.kv.clone()).collect();
         let topo = node.topology();
         let result = if topo.member(target).is_some() {
-            node.apply_on(&topo, target, ApplyKind::Hint, batch.clone()).await
+            node.apply_on(&topo, target, ApplyKind::Hint, batch).await
         } else {
-            redirect(node, &topo, batch.clone()).await
+            redirect(node, &topo, batch).await
         };
         match result {
-            Ok(()) => add(&node.stats.hints_delivered, batch.len() as u64),
+            Ok(()) => add(&node.stats.hints_delivered, hints.len() as u64),
             Err(e) => {
-                tracing::debug!(hints = batch.len(), "delivering hints for node {target} failed: {e}");
-                node.hints.put_back(target, batch, std::time::Instant::now());
+                tracing::debug!(hints = hints.len(), "delivering hints for node {target} failed: {e}");
+                node.hints.put_back(target, hints);
                 return;
             }
         }

@@ -1,10 +1,17 @@
 //! Hinted hand-off store: writes a replica missed, kept by the coordinator until that replica can
 //! take them. Pure bookkeeping with explicit time; `delivery.rs` delivers.
 //!
-//! Bounded twice: at most `max_count` hints in all (a newer hint beyond that is refused and
-//! counted as dropped — anti-entropy repairs what hints cannot carry) and at most `max_age` old
-//! (a replica away for longer is refilled by anti-entropy instead). A hint is a versioned entry,
-//! so delivering it can never overwrite a newer value.
+//! Bounded three ways, and anti-entropy repairs whatever a bound drops:
+//! * at most `max_count` hints in all: a newer hint beyond that is refused and counted as
+//!   dropped;
+//! * at most `max_bytes` of keys and values in all (a hint may carry a value of megabytes): past
+//!   that the *oldest* hints go, counted as evicted — the newest writes are the likeliest to be
+//!   still missing when the replica comes back;
+//! * at most `max_age` old: a replica away for longer is refilled by anti-entropy instead.
+//!   A hint's age is the time its write was made; a failed delivery puts it back with that age,
+//!   so hints for a replica that stays unreachable do expire.
+//!
+//! A hint is a versioned entry, so delivering it can never overwrite a newer value.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -16,46 +23,100 @@ use serde::{Deserialize, Serialize};
 
 use crate::transport::wire::KeyEntry;
 
-struct Hint {
-    kv: KeyEntry,
+/// Default bound on the key and value bytes of all pending hints.
+pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
+
+/// A kept write and when it was made.
+pub struct Hint {
+    pub kv: KeyEntry,
     at: Instant,
+}
+
+impl Hint {
+    fn bytes(&self) -> usize {
+        self.kv.key.len() + self.kv.entry.value_len()
+    }
 }
 
 #[derive(Default)]
 struct Inner {
     by_target: HashMap<NodeId, VecDeque<Hint>>,
     total: usize,
+    bytes: usize,
+    /// Refused (store full) or expired.
     dropped: u64,
+    /// The oldest, dropped to stay under the byte bound.
+    evicted: u64,
     /// Bumped by every change, so the saver writes only when something changed.
     generation: u64,
+}
+
+/// What the store holds and has let go, for `/stats` and `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HintCounts {
+    pub pending: usize,
+    pub bytes: usize,
+    pub dropped: u64,
+    pub evicted: u64,
 }
 
 pub struct Hints {
     inner: Mutex<Inner>,
     max_count: usize,
+    max_bytes: usize,
     max_age: Duration,
 }
 
 impl Hints {
     pub fn new(max_count: usize, max_age: Duration) -> Self {
-        Hints { inner: Mutex::default(), max_count, max_age }
+        Hints { inner: Mutex::default(), max_count, max_bytes: DEFAULT_MAX_BYTES, max_age }
+    }
+
+    /// Bound the key and value bytes of all pending hints (default [`DEFAULT_MAX_BYTES`]).
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keep `kv` for `target`; false (and counted as dropped) when the store is full.
+    /// Keep `kv` for `target`; false (and counted as dropped) when the store is full or the
+    /// hint alone is over the byte bound.
     pub fn add(&self, target: NodeId, kv: KeyEntry, now: Instant) -> bool {
+        let hint = Hint { kv, at: now };
         let mut g = self.lock();
-        if g.total >= self.max_count {
+        if g.total >= self.max_count || hint.bytes() > self.max_bytes {
             g.dropped += 1;
             return false;
         }
         g.total += 1;
+        g.bytes += hint.bytes();
         g.generation += 1;
-        g.by_target.entry(target).or_default().push_back(Hint { kv, at: now });
+        g.by_target.entry(target).or_default().push_back(hint);
+        self.evict_oldest(&mut g);
         true
+    }
+
+    /// Drop the oldest hints, whoever they are for, until the store is under the byte bound.
+    fn evict_oldest(&self, g: &mut Inner) {
+        while g.bytes > self.max_bytes {
+            // Each queue is oldest first; the oldest of all is at the front of one of them.
+            let Some(target) =
+                g.by_target.iter().filter_map(|(t, q)| q.front().map(|h| (h.at, *t))).min().map(|(_, t)| t)
+            else {
+                return;
+            };
+            let q = g.by_target.get_mut(&target).expect("a target just found");
+            let h = q.pop_front().expect("a front just found");
+            if q.is_empty() {
+                g.by_target.remove(&target);
+            }
+            g.total -= 1;
+            g.bytes -= h.bytes();
+            g.evicted += 1;
+        }
     }
 
     pub fn targets(&self) -> Vec<NodeId> {
@@ -63,7 +124,7 @@ impl Hints {
     }
 
     /// Take up to `max` hints for `target`, oldest first, discarding expired ones.
-    pub fn take(&self, target: NodeId, max: usize, now: Instant) -> Vec<KeyEntry> {
+    pub fn take(&self, target: NodeId, max: usize, now: Instant) -> Vec<Hint> {
         let mut g = self.lock();
         let inner = &mut *g;
         let Some(q) = inner.by_target.get_mut(&target) else { return Vec::new() };
@@ -72,11 +133,12 @@ impl Hints {
         while out.len() < max {
             let Some(h) = q.pop_front() else { break };
             inner.total -= 1;
+            inner.bytes -= h.bytes();
             if now.duration_since(h.at) > self.max_age {
                 inner.dropped += 1;
                 continue;
             }
-            out.push(h.kv);
+            out.push(h);
         }
         if q.is_empty() {
             inner.by_target.remove(&target);
@@ -84,15 +146,18 @@ impl Hints {
         out
     }
 
-    /// Put back hints whose delivery failed (they keep their place at the front).
-    pub fn put_back(&self, target: NodeId, batch: Vec<KeyEntry>, at: Instant) {
+    /// Put back hints whose delivery failed: at the front, with the age they had.
+    pub fn put_back(&self, target: NodeId, batch: Vec<Hint>) {
         let mut g = self.lock();
         g.total += batch.len();
+        g.bytes += batch.iter().map(Hint::bytes).sum::<usize>();
         g.generation += 1;
         let q = g.by_target.entry(target).or_default();
-        for kv in batch.into_iter().rev() {
-            q.push_front(Hint { kv, at });
+        for h in batch.into_iter().rev() {
+            q.push_front(h);
         }
+        // Hints added while these were out may have filled the store.
+        self.evict_oldest(&mut g);
     }
 
     pub fn generation(&self) -> u64 {
@@ -115,10 +180,15 @@ impl Hints {
             .collect()
     }
 
-    /// (pending, dropped)
+    /// (pending, dropped), dropped counting evicted hints too.
     pub fn counts(&self) -> (usize, u64) {
+        let c = self.stats();
+        (c.pending, c.dropped + c.evicted)
+    }
+
+    pub fn stats(&self) -> HintCounts {
         let g = self.lock();
-        (g.total, g.dropped)
+        HintCounts { pending: g.total, bytes: g.bytes, dropped: g.dropped, evicted: g.evicted }
     }
 }
 
@@ -144,12 +214,58 @@ mod tests {
         assert_eq!(h.counts(), (3, 1));
         let batch = h.take(a, 10, t0 + Duration::from_secs(12));
         assert_eq!(batch.len(), 1, "the hint older than max_age is dropped");
-        assert_eq!(batch[0].key, Bytes::from_static(b"b"));
-        h.put_back(a, batch, t0 + Duration::from_secs(12));
+        assert_eq!(batch[0].kv.key, Bytes::from_static(b"b"));
+        h.put_back(a, batch);
         assert_eq!(h.counts(), (2, 2));
         let mut targets = h.targets();
         targets.sort();
         assert_eq!(targets, vec![NodeId(1), NodeId(2)]);
+    }
+
+    #[test]
+    fn a_hint_put_back_keeps_its_age() {
+        let t0 = Instant::now();
+        let h = Hints::new(10, Duration::from_secs(10));
+        assert!(h.add(NodeId(1), kv("a"), t0));
+        let batch = h.take(NodeId(1), 10, t0 + Duration::from_secs(5));
+        assert_eq!(batch.len(), 1);
+        h.put_back(NodeId(1), batch);
+        assert!(h.take(NodeId(1), 10, t0 + Duration::from_secs(12)).is_empty(), "12 s old: expired");
+        assert_eq!(h.counts(), (0, 1));
+    }
+
+    fn big(k: &'static str, len: usize) -> KeyEntry {
+        KeyEntry {
+            key: Bytes::from_static(k.as_bytes()),
+            entry: Entry::value(Version { ts: 1, node: 1 }, Bytes::from(vec![0; len])),
+        }
+    }
+
+    #[test]
+    fn bounded_by_bytes_dropping_the_oldest() {
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let h = Hints::new(100, Duration::from_secs(1000)).with_max_bytes(1000);
+        assert!(h.add(NodeId(1), big("a", 299), at(1)));
+        assert!(h.add(NodeId(2), big("b", 299), at(2)));
+        assert!(h.add(NodeId(1), big("c", 299), at(3)));
+        assert_eq!(h.stats(), HintCounts { pending: 3, bytes: 900, dropped: 0, evicted: 0 });
+        // 1200 bytes: the oldest of all ("a", for node 1) goes, whichever node the new one is for.
+        assert!(h.add(NodeId(2), big("d", 299), at(4)));
+        assert_eq!(h.stats(), HintCounts { pending: 3, bytes: 900, dropped: 0, evicted: 1 });
+        let keys = |hs: Vec<Hint>| hs.into_iter().map(|h| h.kv.key).collect::<Vec<_>>();
+        // Taken out for delivery, a new hint meanwhile, then the failed batch comes back with its
+        // old ages: the oldest ("b", then "c") go.
+        let batch = h.take(NodeId(2), 10, at(5));
+        assert!(h.add(NodeId(1), big("e", 599), at(6)));
+        h.put_back(NodeId(2), batch);
+        assert_eq!(h.stats().bytes, 900);
+        assert_eq!(keys(h.take(NodeId(2), 10, at(7))), vec![Bytes::from_static(b"d")]);
+        assert_eq!(keys(h.take(NodeId(1), 10, at(7))), vec![Bytes::from_static(b"e")]);
+        assert_eq!(h.stats(), HintCounts { pending: 0, bytes: 0, dropped: 0, evicted: 3 });
+        // A hint alone over the bound is refused.
+        assert!(!h.add(NodeId(1), big("f", 1000), at(8)));
+        assert_eq!(h.counts(), (0, 4));
     }
 }
 

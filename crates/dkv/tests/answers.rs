@@ -1,0 +1,237 @@
+//! Answers that never mislead: what a new user meets when a URL, a parameter or a size is wrong.
+//!
+//! The CLI tells a node from the seed and from any other web server; it exits quietly when its
+//! reader goes away; it reports the server's `413` for a value over the limit. Every error
+//! answer of a node has a one-line body, including those hyper writes itself, and every answer
+//! carries `x-dkv-node`; the seed's carry `x-dkv-seed` instead. Query strings are parsed
+//! strictly: a repeated or unknown parameter and an invalid percent-encoding are `400`.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An answer read off the wire: status, head (lower-cased header names kept as sent), body.
+struct Wire {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Wire {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    /// The body is one non-empty line.
+    fn one_line(&self) -> bool {
+        !self.body.trim().is_empty() && self.body.trim().lines().count() == 1
+    }
+}
+
+/// One raw HTTP/1.1 request with `body` (`Connection: close` and the length are added), for
+/// what the client never sends.
+async fn exchange(addr: &str, method: &str, target: &str, extra_headers: &str, body: &str) -> Wire {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: x\r\n{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = s.write_all(req.as_bytes()).await; // the server may answer and close before it all went
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Wire { status, head: head.to_string(), body: body.to_string() }
+}
+
+/// Run the CLI: (exit code, stdout, stderr).
+fn cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = dkv().args(args).output().expect("run dkv");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// A web server that answers `404 Not Found` with an empty body to everything, as many do.
+async fn plain_404_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_tells_a_node_from_the_seed_and_from_other_servers() {
+    let c = Cluster::start(1).await;
+    let seed = format!("http://{}", c.seed.addr);
+    for args in [vec!["get", "k"], vec!["put", "k", "v"], vec!["del", "k"], vec!["status"]] {
+        let (code, _, err) = cli(&[&args[..], &["--node", &seed]].concat());
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(err.contains("is the dkv seed, not a node"), "{args:?} against the seed: {err}");
+        assert!(!err.contains("not found"), "{args:?}: {err}");
+    }
+    let other = format!("http://{}", plain_404_server().await);
+    for args in [vec!["get", "k"], vec!["put", "k", "v"], vec!["del", "k"], vec!["status"]] {
+        let (code, _, err) = cli(&[&args[..], &["--node", &other]].concat());
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(err.contains(&format!("{other} is not a dkv node")), "{args:?} against a plain server: {err}");
+        assert!(!err.trim_end().ends_with(':'), "{args:?}: {err}");
+    }
+    // Against a node, a missing key is still a missing key.
+    let (code, _, err) = cli(&["get", "absent", "--node", &c.nodes[0].addr]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("key \"absent\" not found"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_answer_is_signed_and_every_error_has_a_line() {
+    let c = Cluster::start(1).await;
+    let node = &c.nodes[0].addr;
+    let long_key = "k".repeat(100 * 1024);
+    // More headers than hyper takes (100).
+    let many_headers: String = (0..150).map(|i| format!("x-filler-{i}: a\r\n")).collect();
+    let cases: Vec<(&str, String, &str, u16)> = vec![
+        ("GET", "/get?key=absent".into(), "", 404),
+        ("GET", "/nope".into(), "", 404),
+        ("PUT", "/get?key=a".into(), "", 405),
+        ("GET", "/get".into(), "", 400),
+        ("GET", format!("/get?key={long_key}"), "", 414),
+        ("GET", "/get?key=a".into(), &many_headers, 431),
+        ("GET", "/get?key=a b".into(), "", 400),
+        ("GET", "/health".into(), "", 200),
+    ];
+    for (method, target, headers, want) in &cases {
+        let a = exchange(node, method, target, headers, "").await;
+        let short = &target[..target.len().min(30)];
+        assert_eq!(a.status, *want, "{method} {short}: {}\n{}", a.head, a.body);
+        assert!(a.header("x-dkv-node").is_some_and(|v| !v.is_empty()), "{method} {short}: {}", a.head);
+        assert!(a.header("x-dkv-seed").is_none(), "{method} {short}: {}", a.head);
+        if *want >= 400 {
+            assert!(a.one_line(), "{method} {short}: error body should be one line: {:?}", a.body);
+        }
+    }
+    let a = exchange(node, "GET", &format!("/get?key={long_key}"), "", "").await;
+    assert!(a.body.contains("shorter key"), "{}", a.body);
+    let a = exchange(node, "GET", "/nope", "", "").await;
+    for endpoint in ["PUT /put?key=K", "GET /get?key=K", "DELETE /delete?key=K", "GET /health"] {
+        assert!(a.body.contains(endpoint), "the hint names {endpoint}: {}", a.body);
+    }
+    assert!(!a.body.contains("GET /put"), "{}", a.body);
+    let a = exchange(node, "GET", "/put?key=a", "", "").await;
+    assert!(a.body.contains("use PUT /put"), "{}", a.body);
+
+    // The seed signs its answers as the seed, and its 404 and 405 have a line too.
+    let seed = &c.seed.addr;
+    for (method, path, want) in [("GET", "/nope", 404), ("PUT", "/nodes", 405), ("GET", "/health", 200)] {
+        let a = exchange(seed, method, path, "", "").await;
+        assert_eq!(a.status, want, "seed {method} {path}");
+        assert!(a.header("x-dkv-seed").is_some() && a.header("x-dkv-node").is_none(), "seed {path}: {}", a.head);
+        if want >= 400 {
+            assert!(a.one_line(), "seed {method} {path}: {:?}", a.body);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_parameters_are_parsed_strictly() {
+    let c = Cluster::start(1).await;
+    let a = c.client(0);
+    a.put(b"k", "original").await.unwrap();
+    let node = &c.nodes[0].addr;
+    let refused = [
+        ("PUT", "/put?key=k&key=other", "key given twice"),
+        ("GET", "/get?key=k&key=other", "key given twice"),
+        ("PUT", "/put?key=k&w=1&w=all", "w given twice"),
+        ("PUT", "/put?key=k&wr=all", "unknown parameter \"wr\""),
+        ("GET", "/get?key=k&w=1", "unknown parameter \"w\""),
+        ("DELETE", "/delete?key=k&r=1", "unknown parameter \"r\""),
+        ("GET", "/health?verbose=1", "/health takes no parameters"),
+        ("GET", "/stats?x", "/stats takes no parameters"),
+        ("PUT", "/put?key=%ZZ", "percent-encoding \"%ZZ\""),
+        ("GET", "/get?key=k%", "percent-encoding"),
+        ("DELETE", "/delete?key=k%4", "percent-encoding"),
+    ];
+    for (method, target, says) in refused {
+        let a = exchange(node, method, target, "", "v").await;
+        assert_eq!(a.status, 400, "{method} {target}: {}", a.body);
+        assert!(a.one_line() && a.body.contains(says), "{method} {target}: {:?}", a.body);
+    }
+    assert_eq!(a.get(b"k").await.unwrap().as_deref(), Some(&b"original"[..]), "refused requests changed nothing");
+    assert_eq!(a.get(b"other").await.unwrap(), None);
+
+    // Valid requests work as before, with every parameter a route takes.
+    for (method, target, want) in [
+        ("PUT", "/put?key=k&w=all", 204),
+        ("GET", "/get?r=1&key=k", 200),
+        ("GET", "/get?key=k&r=quorum", 200),
+        ("PUT", "/put?key=a%20b+c&w=1", 204),
+        ("DELETE", "/delete?key=k&w=quorum", 204),
+        ("GET", "/health?", 200),
+    ] {
+        let a = exchange(node, method, target, "", "v").await;
+        assert_eq!(a.status, want, "{method} {target}: {}", a.body);
+    }
+    assert_eq!(a.get(b"a b c").await.unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_over_the_limit_is_reported_with_the_servers_413() {
+    let c = Cluster::start_with(1, &["--max-value-size", "1MiB"]).await;
+    // Much more than the limit, so the node answers and closes long before the client is done.
+    let huge = bytes::Bytes::from(vec![b'x'; 48 << 20]);
+    for round in 0..5 {
+        let e = c.client(0).put(b"huge", huge.clone()).await.unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("413") && e.contains("value larger than the limit"), "round {round}: {e}");
+    }
+    let file = std::env::temp_dir().join(format!("dkv-huge-{}", std::process::id()));
+    std::fs::File::create(&file).unwrap().write_all(&huge).unwrap();
+    let out = dkv()
+        .args(["put", "huge", "-", "--node", &c.nodes[0].addr])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("413 Payload Too Large: value larger than the limit"), "{err}");
+    assert_eq!(c.client(0).get(b"huge").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_whose_reader_is_gone_exit_quietly() {
+    let c = Cluster::start(1).await;
+    c.client(0).put(b"k", "v").await.unwrap();
+    let node = c.nodes[0].addr.clone();
+    // stdout a pipe whose reader has closed, as `dkv status | head -1` leaves it.
+    let runs: [&[&str]; 4] =
+        [&["status", "--node", &node], &["get", "k", "--node", &node], &["--help"], &["leave", "--help"]];
+    for args in runs {
+        let mut child = dkv().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?} should exit quietly: {err}");
+    }
+    // stderr closed too: an error it cannot print is still exit code 1, not a panic.
+    let mut child =
+        dkv().args(["get", "absent", "--node", &node]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    assert_eq!(child.wait().unwrap().code(), Some(1));
+}

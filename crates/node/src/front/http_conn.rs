@@ -1,0 +1,83 @@
+//! Serving HTTP connections: hyper under the router, with the limits of `limits.rs`.
+//!
+//! `axum::serve` would do, except that it gives hyper no timer, so hyper's header read timeout
+//! never fires and a client that sends half a request header holds its connection forever. Here
+//! each connection gets `--read-timeout` for its request headers (HTTP/1.1; counted from when
+//! the node starts waiting for the next request, so an idle keep-alive connection is closed after
+//! it too), HTTP/2 gets a bound on streams and a keep-alive ping, and every connection task is
+//! tracked so a shutdown waits for the requests in flight and no longer.
+
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::{mpsc, watch};
+use tokio_util::task::TaskTracker;
+
+use crate::front::limits::{Guard, Refusal};
+use crate::front::parse_errors::Explained;
+use crate::transport::listener::HttpConn;
+use std::sync::Arc;
+
+/// Streams one HTTP/2 client may have open at once.
+const MAX_H2_STREAMS: u32 = 256;
+
+/// Serve `app` on the connections `conns` delivers until `stop`, then let the requests in
+/// flight finish (graceful shutdown) and return once every connection is closed.
+/// `node` is the node's id, for the answers hyper writes itself (`parse_errors.rs`).
+pub async fn serve(
+    app: Router,
+    mut conns: mpsc::Receiver<HttpConn>,
+    guard: Arc<Guard>,
+    mut stop: watch::Receiver<bool>,
+    node: dkv_membership::NodeId,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(guard.limits.read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_H2_STREAMS)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let tracker = TaskTracker::new();
+    loop {
+        let conn = tokio::select! {
+            _ = stopped(&mut stop) => break,
+            conn = conns.recv() => match conn {
+                Some(conn) => conn,
+                None => break,
+            },
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let (builder, guard, mut stop) = (builder.clone(), guard.clone(), stop.clone());
+        tracker.spawn(async move {
+            let _slot = conn.slot; // held until the connection closes
+            let io = TokioIo::new(Explained::new(conn.stream, node));
+            let served = builder.serve_connection_with_upgrades(io, service);
+            tokio::pin!(served);
+            let result = tokio::select! {
+                r = served.as_mut() => r,
+                _ = stopped(&mut stop) => {
+                    served.as_mut().graceful_shutdown();
+                    served.await
+                }
+            };
+            if let Err(e) = result {
+                if e.downcast_ref::<hyper::Error>().is_some_and(|e| e.is_timeout()) {
+                    guard.refused(Refusal::ReadTimeout);
+                }
+                tracing::debug!(peer = %conn.peer, "HTTP connection ended: {e}");
+            }
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Resolves once `stop` is set.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

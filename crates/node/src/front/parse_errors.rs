@@ -1,0 +1,222 @@
+//! A line for hyper's own answers to requests it cannot parse.
+//!
+//! Hyper answers a request line over 64 KiB with `414`, headers over its buffer with `431` and a
+//! malformed request with `400`, then closes the connection. It does so before any service runs
+//! and offers no hook, so those answers have an empty body and no `x-dkv-node` header: a client
+//! that sent a 100 KB key would get a bare `414` and could not even tell it came from a node.
+//!
+//! [`Explained`] wraps the connection and rewrites exactly those answers on their way out. It
+//! recognises them by what only hyper writes: a response head alone in one write, starting where
+//! the previous answer ended, with status 400, 414 or 431, `content-length: 0` and no
+//! `x-dkv-node` header. The router's own answers always carry that header and error answers
+//! always a body (`answers.rs`), so none of them matches; everything else passes through untouched.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use axum::http::StatusCode;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::front::answers;
+
+/// A connection whose hyper-made error answers get a body and the node's header.
+pub struct Explained<T> {
+    inner: T,
+    /// The `x-dkv-node` value.
+    node: String,
+    /// Whether the next write starts a new answer (the previous write was taken whole).
+    at_start: bool,
+    /// A rewritten answer being written, and how many bytes of the original it stands for.
+    pending: Option<(Vec<u8>, usize, usize)>,
+}
+
+impl<T> Explained<T> {
+    pub fn new(inner: T, node: impl std::fmt::Display) -> Self {
+        Explained { inner, node: node.to_string(), at_start: true, pending: None }
+    }
+}
+
+/// The answer to write instead of `head`, if `head` is one of hyper's bare error answers.
+fn explain(head: &[u8], node: &str) -> Option<Vec<u8>> {
+    // Most writes are answers of other statuses: tell them apart from the status line alone.
+    if !head.starts_with(b"HTTP/1.") || !matches!(head.get(9..13), Some(b"400 " | b"414 " | b"431 ")) {
+        return None;
+    }
+    let text = std::str::from_utf8(head).ok()?;
+    if text.find("\r\n\r\n")? + 4 != text.len() {
+        return None;
+    }
+    let mut lines = text[..text.len() - 4].split("\r\n");
+    let status_line = lines.next()?;
+    let code: u16 = status_line.split(' ').nth(1)?.parse().ok()?;
+    if ![400, 414, 431].contains(&code) {
+        return None;
+    }
+    let headers: Vec<(&str, &str)> =
+        lines.map(|l| l.split_once(':').map(|(n, v)| (n, v.trim()))).collect::<Option<_>>()?;
+    let named = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v);
+    if named("content-length") != Some("0") || named(dkv_membership::api::NODE_HEADER).is_some() {
+        return None;
+    }
+    let body = answers::explain(StatusCode::from_u16(code).ok()?);
+    let mut out = format!("{status_line}\r\n");
+    for (name, value) in headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case("content-length")) {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if named("connection").is_none() {
+        out.push_str("connection: close\r\n");
+    }
+    out.push_str(&format!(
+        "content-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}: {node}\r\n\r\n{body}",
+        body.len(),
+        dkv_membership::api::NODE_HEADER
+    ));
+    Some(out.into_bytes())
+}
+
+impl<T: AsyncWrite + Unpin> Explained<T> {
+    /// Write out the rewritten answer; `Ready(n)` with the original's length once it is all out.
+    fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let Some((bytes, written, stands_for)) = &mut self.pending else { return Poll::Ready(Ok(0)) };
+        while *written < bytes.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+        }
+        let n = *stands_for;
+        self.pending = None;
+        self.at_start = true;
+        Poll::Ready(Ok(n))
+    }
+
+    /// Start rewriting when `data` (all of one write) is a bare error answer.
+    fn intercept(&mut self, data: &[u8]) -> bool {
+        if !self.at_start {
+            return false;
+        }
+        match explain(data, &self.node) {
+            Some(answer) => {
+                self.pending = Some((answer, 0, data.len()));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Explained<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Explained<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.pending.is_some() || this.intercept(buf) {
+            return this.drain(cx);
+        }
+        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        this.at_start = n == buf.len();
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let mut full = bufs.iter().filter(|b| !b.is_empty());
+        let only = match (full.next(), full.next()) {
+            (Some(one), None) => Some(&**one),
+            _ => None,
+        };
+        if this.pending.is_some() || only.is_some_and(|one| this.intercept(one)) {
+            return this.drain(cx);
+        }
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+        this.at_start = n == total;
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.pending.is_some() {
+            ready!(self.drain(cx))?;
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.pending.is_some() {
+            ready!(self.drain(cx))?;
+        }
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const BARE_414: &str =
+        "HTTP/1.1 414 URI Too Long\r\nconnection: close\r\ncontent-length: 0\r\ndate: Mon, 30 Nov 2026 22:16:55 GMT\r\n\r\n";
+
+    #[test]
+    fn bare_parse_error_answers_get_a_line_and_the_node_header() {
+        let out = String::from_utf8(explain(BARE_414.as_bytes(), "00ab").unwrap()).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{head}");
+        assert!(head.contains("\r\nx-dkv-node: 00ab") && head.contains("\r\ndate: Mon"), "{head}");
+        assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())), "{head}");
+        assert!(body.ends_with('\n') && body.trim().lines().count() == 1 && body.contains("shorter key"), "{body}");
+        let bad = explain(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n", "n").unwrap();
+        assert!(String::from_utf8(bad).unwrap().contains("connection: close\r\n"));
+    }
+
+    #[test]
+    fn other_answers_pass_unchanged() {
+        let ours = "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nx-dkv-node: 1\r\n\r\n";
+        let with_body = "HTTP/1.1 414 URI Too Long\r\ncontent-length: 3\r\n\r\n";
+        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        let head_and_more = format!("{BARE_414}x");
+        for text in [ours, with_body, ok, &head_and_more, "HTTP/1.1 414 URI", "\0DKV"] {
+            assert!(explain(text.as_bytes(), "n").is_none(), "{text:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn only_a_write_that_starts_an_answer_is_rewritten() {
+        let (a, mut b) = tokio::io::duplex(1 << 16);
+        let mut conn = Explained::new(a, "7");
+        conn.write_all(BARE_414.as_bytes()).await.unwrap();
+        conn.shutdown().await.unwrap();
+        let mut got = String::new();
+        b.read_to_string(&mut got).await.unwrap();
+        assert!(got.contains("x-dkv-node: 7") && got.contains("shorter key"), "{got}");
+
+        // The same bytes in the middle of a value are data: never touched.
+        let (a, mut b) = tokio::io::duplex(8);
+        let mut conn = Explained::new(a, "7");
+        let value = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{BARE_414}", BARE_414.len());
+        let writer = tokio::spawn(async move {
+            // A small pipe: the first write is taken in part, so the next one continues it.
+            let first = conn.write(value.as_bytes()).await.unwrap();
+            conn.write_all(&value.as_bytes()[first..]).await.unwrap();
+            conn.shutdown().await.unwrap();
+            value
+        });
+        let mut got = String::new();
+        b.read_to_string(&mut got).await.unwrap();
+        assert_eq!(got, writer.await.unwrap());
+    }
+}

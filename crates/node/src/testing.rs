@@ -1,0 +1,126 @@
+//! In-process nodes for the node crate's own tests: a few [`Node`]s with memory engines, one view
+//! they all share, and the binary transport served on 127.0.0.1 — so the replication machinery
+//! (writes, range pulls, anti-entropy, the fence) runs over real sockets without a seed or a
+//! process per node. Nothing runs in the background but the transport: no heartbeats, no
+//! rebalance, no anti-entropy loop; a test calls the piece it is about.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dkv_membership::{Member, NodeId, NodeState, Topology, View};
+use dkv_storage::{Entry, MemoryEngine, Version};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::NodeConfig;
+use crate::life::state::{Life, Node};
+use crate::replication::hints::Hints;
+use crate::transport::internal::Internal;
+use crate::transport::peer::Peers;
+use crate::transport::wire;
+
+/// A node serving the transport until dropped.
+pub(crate) struct TestNode {
+    pub node: Node,
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+impl std::ops::Deref for TestNode {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+/// Short timings, no anti-entropy loop, and a seed address nothing listens on (a refresh fails at
+/// once and keeps the view).
+pub(crate) fn config() -> NodeConfig {
+    NodeConfig {
+        seed: "127.0.0.1:1".into(),
+        request_timeout: Duration::from_secs(3),
+        heartbeat_interval: Duration::from_millis(100),
+        anti_entropy_interval: Duration::ZERO,
+        ..NodeConfig::default()
+    }
+}
+
+/// One member per state in `states`, ids 1, 2, ..., tokens interleaved so each owns an equal share.
+pub(crate) async fn cluster(states: &[NodeState], config: NodeConfig) -> Vec<TestNode> {
+    let mut listeners = Vec::new();
+    for _ in states {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind a test node"));
+    }
+    const VNODES: u64 = 16;
+    let n = states.len() as u64;
+    let step = u64::MAX / (n * VNODES);
+    let nodes: Vec<Member> = states
+        .iter()
+        .zip(&listeners)
+        .enumerate()
+        .map(|(i, (&state, l))| Member {
+            id: NodeId(i as u64 + 1),
+            addr: l.local_addr().expect("address").to_string(),
+            tokens: (0..VNODES).map(|v| (v * n + i as u64) * step).collect(),
+            state,
+            last_seen_ms: 0,
+        })
+        .collect();
+    let view = View { epoch: 1, nodes: nodes.clone() };
+    let max_frame = wire::frame_limit(config.max_key_bytes, config.max_value_bytes);
+    let mut out = Vec::new();
+    for (m, listener) in nodes.into_iter().zip(listeners) {
+        let topo = Arc::new(Topology::new(view.clone(), m.id, config.replicas));
+        let life = if m.state == NodeState::Joining { Life::Joining } else { Life::Normal };
+        let peers = Peers::new(config.request_timeout, &config.cluster_name, None, max_frame);
+        let hints = Hints::new(config.max_hints, config.hint_max_age);
+        let engine = Arc::new(MemoryEngine::new());
+        let node =
+            Node::new(config.clone(), m.id, m.addr, engine, None, peers, hints, topo, life, watch::channel(None).0);
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(serve(node.clone(), listener, max_frame, stopped));
+        out.push(TestNode { node, stop });
+    }
+    out
+}
+
+async fn serve(node: Node, listener: TcpListener, max_frame: usize, mut stop: watch::Receiver<bool>) {
+    let config = Arc::new(dkv_transport::ServerConfig {
+        auth: dkv_transport::Auth { cluster: node.config.cluster_name.clone(), secret: None },
+        max_frame,
+        max_concurrent: 1024,
+        handshake_timeout: node.config.request_timeout,
+    });
+    let handler = Arc::new(Internal(node));
+    loop {
+        let stream = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(_) => continue,
+            },
+        };
+        tokio::spawn(dkv_transport::serve(stream, handler.clone(), config.clone(), stop.clone()));
+    }
+}
+
+/// A value entry of `len` bytes at version `ts`, filled with a byte derived from both.
+pub(crate) fn value(ts: u64, len: usize) -> Entry {
+    Entry::value(Version { ts, node: 1 }, Bytes::from(vec![(ts % 251) as u8; len]))
+}
+
+/// Store `entry` under `key` straight into `node`'s engine (no replication).
+pub(crate) fn put_local(node: &Node, key: &[u8], entry: Entry) {
+    node.engine.apply(dkv_placement::key_hash(key), key, entry).expect("memory engine apply");
+}
+
+/// What `node` itself stores under `key`.
+pub(crate) fn local(node: &Node, key: &[u8]) -> Option<Entry> {
+    node.engine.get(dkv_placement::key_hash(key), key).expect("memory engine get")
+}
