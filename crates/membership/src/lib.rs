@@ -19,6 +19,7 @@
 pub mod api;
 mod json_int;
 mod member;
+pub mod openapi;
 pub mod registry;
 mod topology;
 

@@ -141,6 +141,11 @@ pub async fn run(
         let _ = transport.await;
     })
     .await;
+    // What those requests left running: the rest of their replica calls, repairs, refreshes.
+    node.tasks.close();
+    if tokio::time::timeout(Duration::from_secs(2), node.tasks.wait()).await.is_err() {
+        tracing::warn!(left = node.tasks.len(), "stopping with replica calls still in flight");
+    }
     // The last files: hints (or the mark that this node left), the last view, an fsync.
     tokio::task::block_in_place(|| {
         if let Some(local) = &node.local {

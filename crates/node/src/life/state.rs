@@ -64,6 +64,9 @@ pub struct Inner {
     pub stats: Counters,
     pub metrics: crate::life::metrics::Metrics,
     pub hints: Hints,
+    /// Work a request starts that may outlive it: the rest of a quorum's replica calls, read
+    /// repairs, view refreshes. Shutdown waits for it (bounded), so none is cut off unseen.
+    pub tasks: tokio_util::task::TaskTracker,
     /// Client connections, buffered bytes and time (see `front/limits.rs`).
     pub guard: Arc<crate::front::limits::Guard>,
     /// How long each peer usually takes, for hedged reads and forwards.
@@ -124,6 +127,7 @@ impl Node {
             stats: Counters::default(),
             metrics: crate::life::metrics::Metrics::default(),
             hints,
+            tasks: tokio_util::task::TaskTracker::new(),
             guard: Arc::new(crate::front::limits::Guard::new(config.limits.clone())),
             latencies: Latencies::new(config.hedge_after, config.request_timeout),
             offsets: Offsets::new(config.heartbeat_interval * 3),

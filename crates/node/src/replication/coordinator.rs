@@ -90,7 +90,7 @@ impl Node {
                     ));
                 }
                 let needed = resolve(w, self.config.write_quorum, p.read.len(), "w")? + (p.write.len() - p.read.len());
-                let call = |id| self.clone().replicate(topo.clone(), id, kv.clone());
+                let call = |id| self.tasks.track_future(self.clone().replicate(topo.clone(), id, kv.clone()));
                 let applied = |held: &Option<Version>| held.is_none();
                 (quorum(&p.write, needed, self.config.request_timeout, applied, call).await, needed)
             };
@@ -204,7 +204,7 @@ impl Node {
             }
             let strong = needed + self.config.write_quorum.min(replicas.len()) > replicas.len();
             let decides = |a: &ReadResponse| a.entry.is_some() || (strong && a.settled);
-            let call = |id| self.clone().read_on(topo.clone(), id, key.clone());
+            let call = |id| self.tasks.track_future(self.clone().read_on(topo.clone(), id, key.clone()));
             // Ask R replicas; ask another when one fails, answers a "not found" that does not
             // decide, or takes much longer than it usually does (it may be stalled).
             let others: Vec<NodeId> = replicas[..needed].iter().copied().filter(|&id| id != self.me).collect();
@@ -238,7 +238,7 @@ impl Node {
             bump(&self.stats.read_repairs);
             let (node, topo, id) = (self.clone(), topo.clone(), *id);
             let kv = KeyEntry { key: key.clone(), entry: newest.clone() };
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 if let Err(e) = node.apply_on(&topo, id, ApplyKind::Repair, vec![kv]).await {
                     tracing::debug!("read repair of node {id} failed: {e}");
                 }

@@ -152,8 +152,8 @@ async fn sync_bucket(node: &Node, req: SyncBucket) -> Answer {
 }
 
 fn refresh(node: &Node, req: RefreshRequest) -> Answer {
-    let node = node.clone();
-    tokio::spawn(async move { node.refresh_to(req.epoch).await });
+    let refreshing = node.clone();
+    node.tasks.spawn(async move { refreshing.refresh_to(req.epoch).await });
     Ok(Vec::new())
 }
 
