@@ -61,7 +61,7 @@ ONE=http://127.0.0.1:$((P + 11)) THREE=http://127.0.0.1:$((P + 21)) ETCD=http://
 # preloads the same); RESP runs start with the pipelined SET, which covers redis-benchmark's
 # whole key space (-r 100000) before anything reads it.
 for url in $ONE $THREE; do
-  taskset -c 0 "$DKV" bench --load --keys 100000 --value-size 100 -c 32 -d 600s --node "$url" >/dev/null
+  taskset -c 0 "$DKV" bench --load --prefix key --keys 100000 --value-size 100 -c 32 -d 600s --node "$url" >/dev/null
 done
 
 for r in $(seq 1 "$ROUNDS"); do

@@ -62,7 +62,7 @@ port=$((P + 90)) dir="$TMP/restart"
 node() { taskset -c 1 $DKV node --listen 127.0.0.1:$port --seed $SEED --replication 1 --data-dir "$dir" >"$TMP/restart.log" 2>&1 & NODE=$!; }
 node
 wait_http http://127.0.0.1:$port/health
-taskset -c 0 $DKV bench --load --keys $KEYS --value-size 100 -c 32 -d 600s --node http://127.0.0.1:$port >/dev/null
+taskset -c 0 $DKV bench --load --prefix key --keys $KEYS --value-size 100 -c 32 -d 600s --node http://127.0.0.1:$port >/dev/null
 stored=$(stat_of "http://127.0.0.1:$port" keys)
 kill $NODE; wait $NODE 2>/dev/null || true
 disk=$(du -sm "$dir" | cut -f1)

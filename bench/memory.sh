@@ -40,7 +40,7 @@ wait_http http://127.0.0.1:$SPORT/health
 $DKV node --listen 127.0.0.1:$NPORT --seed 127.0.0.1:$SPORT --replication 1 >/dev/null 2>&1 & PIDS+=($!); NPID=$!
 wait_http http://127.0.0.1:$NPORT/health
 d_rss0=$(rss_kb $NPID)
-$DKV bench --load --keys $KEYS --value-size 100 -c 32 -d 600s --node http://127.0.0.1:$NPORT >/dev/null
+$DKV bench --load --prefix key --keys $KEYS --value-size 100 -c 32 -d 600s --node http://127.0.0.1:$NPORT >/dev/null
 d_keys=$(stat_of "http://127.0.0.1:$NPORT" keys)
 d_rss1=$(rss_kb $NPID)
 

@@ -20,7 +20,7 @@ $DKV seed --listen $SEED >/dev/null 2>&1 & PIDS+=($!)
 wait_http http://$SEED/health
 $DKV node --listen $A "${FLAGS[@]}" >/dev/null 2>&1 & PIDS+=($!)
 wait_http http://$A/health
-$DKV bench --load --keys $KEYS --value-size $SIZE -c 32 -d 600s --node http://$A >/dev/null
+$DKV bench --load --prefix key --keys $KEYS --value-size $SIZE -c 32 -d 600s --node http://$A >/dev/null
 
 t0=$(date +%s.%N)
 $DKV node --listen $B "${FLAGS[@]}" >/dev/null 2>&1 & NB=$!; PIDS+=($NB)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The one test command: every Rust test of the workspace (the abuse suite among them), the
-# OpenAPI check (scripts/api-schema-test.sh), then the Docker Compose tests
-# (scripts/compose-test.sh, scripts/compose-restart-test.sh, scripts/compose-partition-test.sh).
+# The one test command: every Rust test of the workspace (the abuse suite among them), 30 s of
+# fuzzing per parser (scripts/fuzz-test.sh), the Kubernetes manifests' validation (scripts/k8s-validate.sh), the OpenAPI check
+# (scripts/api-schema-test.sh), then the Docker tests (scripts/compose-test.sh,
+# scripts/compose-restart-test.sh, scripts/compose-partition-test.sh, scripts/swarm-test.sh).
 #     scripts/test.sh                # everything (what CI runs)
-#     scripts/test.sh --no-compose   # without the Docker Compose tests (quick local run)
+#     scripts/test.sh --no-compose   # without the Docker tests (quick local run)
 # Exits non-zero if any part fails; every part runs even if an earlier one fails.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,7 +14,7 @@ COMPOSE=1
 for arg in "$@"; do
     case "$arg" in
         --no-compose) COMPOSE=0 ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
         *) echo "usage: $0 [--no-compose]" >&2; exit 2 ;;
     esac
 done
@@ -37,6 +38,18 @@ summary+=("$name: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $
 # The OpenAPI descriptions against a live seed and nodes (schemathesis, installed into a venv
 # under target/ on first use), with the binary the cargo tests just built.
 t0=$SECONDS
+echo "== scripts/fuzz-test.sh"
+scripts/fuzz-test.sh; rc=$?
+summary+=("fuzzing: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
+[ "$rc" -eq 0 ] || status=1
+
+t0=$SECONDS
+echo "== scripts/k8s-validate.sh"
+scripts/k8s-validate.sh; rc=$?
+summary+=("Kubernetes manifests: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
+[ "$rc" -eq 0 ] || status=1
+
+t0=$SECONDS
 echo "== scripts/api-schema-test.sh"
 DKV_BIN=target/debug/dkv scripts/api-schema-test.sh; rc=$?
 summary+=("API schema test: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
@@ -59,6 +72,12 @@ if [ "$COMPOSE" = 1 ]; then
     echo "== scripts/compose-partition-test.sh"
     scripts/compose-partition-test.sh; rc=$?
     summary+=("compose partition test: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
+    [ "$rc" -eq 0 ] || status=1
+
+    t0=$SECONDS
+    echo "== scripts/swarm-test.sh"
+    scripts/swarm-test.sh; rc=$?
+    summary+=("swarm test: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
     [ "$rc" -eq 0 ] || status=1
 else
     summary+=("compose tests: skipped (--no-compose)")

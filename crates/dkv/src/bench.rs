@@ -48,6 +48,7 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
         return Err(format!("--read-ratio must be between 0 and 1, got {}", args.read_ratio));
     }
     let targets = targets(&args).await?;
+    let prefix: Arc<str> = Arc::from(args.prefix.as_str());
     let value = Bytes::from(vec![b'v'; args.value_size]);
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -59,8 +60,10 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
         let addr = targets[c % targets.len()].clone();
         let (tally, stop, value) = (tally.clone(), stop.clone(), value.clone());
         let order = args.load.then_some((c as u64, args.connections as u64));
-        let cfg = Load { keys: args.keys, read_ratio, limit: per_conn, protocol: args.protocol, order };
-        tasks.push(tokio::spawn(async move { connection(addr, cfg, value, tally, stop, c as u64).await }));
+        let prefix = prefix.clone();
+        let cfg = Load { keys: args.keys, read_ratio, limit: per_conn, protocol: args.protocol, order, prefix };
+        let password = args.password.clone();
+        tasks.push(tokio::spawn(async move { connection(addr, cfg, password, value, tally, stop, c as u64).await }));
     }
 
     let bar = indicatif::ProgressBar::new(args.duration.as_millis() as u64);
@@ -101,13 +104,14 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
     let done = tally.done.load(Ordering::Relaxed);
     let q = |p: f64| Duration::from_micros(hist.value_at_quantile(p));
     outln!(
-        "{} over {:?} to {} node(s), {} connections, {:.0}% reads, {} keys, {} B values",
+        "{} over {:?} to {} node(s), {} connections, {:.0}% reads, {} keys ({}0..), {} B values",
         done,
         args.protocol,
         targets.len(),
         args.connections,
         read_ratio * 100.0,
         args.keys,
+        args.prefix,
         args.value_size
     );
     outln!("throughput  {:.0} requests/s  ({done} in {elapsed:.2} s)", done as f64 / elapsed);
@@ -136,7 +140,7 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
 /// The addresses to load: `--node`, or with `--all-nodes` every member it lists. For RESP, each
 /// node's RESP port comes from its `/stats` (`resp_port`), or `--resp-port` for `--node` itself.
 async fn targets(args: &BenchArgs) -> Result<Vec<String>, String> {
-    let base = Client::new(&args.node);
+    let base = Client::new(&args.node).with_password(args.password.as_deref());
     let host_port = base.base().split("://").nth(1).unwrap_or(base.base()).to_string();
     let mut http = vec![host_port.clone()];
     if args.all_nodes {
@@ -156,7 +160,7 @@ async fn targets(args: &BenchArgs) -> Result<Vec<String>, String> {
         let port = match (args.resp_port, addr == &host_port) {
             (Some(p), true) => p,
             _ => {
-                let stats = Client::new(addr).node_json("/stats").await.map_err(|e| e.to_string())?;
+                let stats = base.sibling(addr).node_json("/stats").await.map_err(|e| e.to_string())?;
                 let port = stats["resp_port"]
                     .as_u64()
                     .ok_or(format!("{addr} serves no RESP (start it with --resp-listen)"))?;
@@ -169,7 +173,7 @@ async fn targets(args: &BenchArgs) -> Result<Vec<String>, String> {
     Ok(resp)
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Load {
     keys: u64,
     read_ratio: f64,
@@ -177,23 +181,47 @@ struct Load {
     protocol: Protocol,
     /// `--load`: (this connection's first key, stride): keys in order, each once.
     order: Option<(u64, u64)>,
+    /// `--prefix`: every key is this and a number.
+    prefix: Arc<str>,
 }
 
 enum Conn {
-    Http(http1::SendRequest<Full<Bytes>>),
+    /// With the `Authorization` header of `--password`.
+    Http(http1::SendRequest<Full<Bytes>>, Option<http::HeaderValue>),
     Resp(TcpStream, BytesMut),
 }
 
-async fn connect(addr: &str, protocol: Protocol) -> Result<Conn, String> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| format!("connecting to {addr}: {e}"))?;
+async fn connect(addr: &str, protocol: Protocol, password: Option<&str>) -> Result<Conn, String> {
+    let mut stream = TcpStream::connect(addr).await.map_err(|e| format!("connecting to {addr}: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     match protocol {
-        Protocol::Resp => Ok(Conn::Resp(stream, BytesMut::with_capacity(4096))),
+        Protocol::Resp => {
+            let mut buf = BytesMut::with_capacity(4096);
+            if let Some(p) = password {
+                let cmd = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{p}\r\n", p.len());
+                stream.write_all(cmd.as_bytes()).await.map_err(|e| e.to_string())?;
+                while !buf.ends_with(b"\r\n") {
+                    if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                        return Err(format!("{addr} closed the connection after AUTH"));
+                    }
+                }
+                if !buf.starts_with(b"+OK") {
+                    return Err(format!("{addr} refused AUTH: {}", String::from_utf8_lossy(&buf).trim()));
+                }
+                buf.clear();
+            }
+            Ok(Conn::Resp(stream, buf))
+        }
         Protocol::Http => {
             let io = hyper_util::rt::TokioIo::new(stream);
             let (send, conn) = http1::handshake(io).await.map_err(|e| format!("HTTP handshake with {addr}: {e}"))?;
             tokio::spawn(conn);
-            Ok(Conn::Http(send))
+            let auth = password.map(|p| {
+                use base64::Engine as _;
+                let basic = base64::engine::general_purpose::STANDARD.encode(format!("default:{p}"));
+                http::HeaderValue::from_str(&format!("Basic {basic}")).expect("base64 is a valid header value")
+            });
+            Ok(Conn::Http(send, auth))
         }
     }
 }
@@ -201,6 +229,7 @@ async fn connect(addr: &str, protocol: Protocol) -> Result<Conn, String> {
 async fn connection(
     addr: String,
     load: Load,
+    password: Option<String>,
     value: Bytes,
     tally: Arc<Tally>,
     stop: Arc<AtomicBool>,
@@ -208,7 +237,7 @@ async fn connection(
 ) -> Result<Histogram<u64>, String> {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15);
-    let mut conn = connect(&addr, load.protocol).await?;
+    let mut conn = connect(&addr, load.protocol, password.as_deref()).await?;
     let mut sent = 0u64;
     while !stop.load(Ordering::Relaxed) && load.limit.is_none_or(|l| sent < l) {
         let n = match load.order {
@@ -218,11 +247,13 @@ async fn connection(
         if n >= load.keys {
             break;
         }
-        let key = format!("key{n}");
+        let key = format!("{}{n}", load.prefix);
         let read = rng.random_bool(load.read_ratio);
         let t0 = Instant::now();
         let outcome = match &mut conn {
-            Conn::Http(send) => http_request(send, &addr, &key, if read { None } else { Some(value.clone()) }).await,
+            Conn::Http(send, auth) => {
+                http_request(send, auth.as_ref(), &addr, &key, if read { None } else { Some(value.clone()) }).await
+            }
             Conn::Resp(stream, buf) => resp_request(stream, buf, &key, if read { None } else { Some(&value) }).await,
         };
         sent += 1;
@@ -238,7 +269,7 @@ async fn connection(
                 // The connection broke: count it and reconnect once per failure.
                 tally.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("{addr}: {e}; reconnecting");
-                conn = connect(&addr, load.protocol).await?;
+                conn = connect(&addr, load.protocol, password.as_deref()).await?;
             }
         }
         let _ = hist.record((t0.elapsed().as_micros() as u64).max(1));
@@ -256,17 +287,18 @@ enum Outcome {
 
 async fn http_request(
     send: &mut http1::SendRequest<Full<Bytes>>,
+    auth: Option<&http::HeaderValue>,
     addr: &str,
     key: &str,
     value: Option<Bytes>,
 ) -> Result<Outcome, String> {
     let (method, path) = if value.is_some() { ("PUT", "put") } else { ("GET", "get") };
-    let req = http::Request::builder()
-        .method(method)
-        .uri(format!("/{path}?key={key}"))
-        .header(http::header::HOST, addr)
-        .body(Full::new(value.unwrap_or_default()))
-        .map_err(|e| e.to_string())?;
+    let mut req =
+        http::Request::builder().method(method).uri(format!("/{path}?key={key}")).header(http::header::HOST, addr);
+    if let Some(auth) = auth {
+        req = req.header(http::header::AUTHORIZATION, auth.clone());
+    }
+    let req = req.body(Full::new(value.unwrap_or_default())).map_err(|e| e.to_string())?;
     send.ready().await.map_err(|e| e.to_string())?;
     let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();

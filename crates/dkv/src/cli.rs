@@ -23,13 +23,20 @@ pub enum Command {
     /// Start a seed and N nodes on 127.0.0.1 as child processes; Ctrl-C stops them all.
     Up(UpArgs),
     /// Read a key; prints its value.
-    Get(KeyArgs),
+    Get(GetArgs),
     /// Write a key.
     Put(PutArgs),
     /// Delete a key.
-    Del(KeyArgs),
+    Del(DelArgs),
+    /// Show how long a key has left before it expires.
+    Ttl(KeyArgs),
     /// Show the cluster's members, states and key counts.
-    Status(ClientArgs),
+    Status(StatusArgs),
+    /// List every key of the cluster, one per line (non-UTF-8 bytes and control characters
+    /// escaped as \xNN, a backslash as \\).
+    Scan(ScanArgs),
+    /// Show which nodes hold a key, and the version each one has.
+    Where(WhereArgs),
     /// Load a node or the whole cluster over HTTP or RESP and report throughput and latency.
     Bench(BenchArgs),
     /// Make a node leave the cluster for good: it hands its keys to the others and exits.
@@ -185,6 +192,82 @@ pub struct NodeArgs {
     /// being read); a client that would go over it is refused.
     #[arg(long, env = "DKV_MAX_CLIENT_MEMORY", default_value = "1GiB", value_parser = byte_size)]
     pub max_client_memory: usize,
+    /// `KEYS` walks every key: refuse it on a cluster of more keys than this (use SCAN).
+    #[arg(long, env = "DKV_KEYS_LIMIT", default_value_t = 10_000)]
+    pub keys_limit: usize,
+    /// Clients must give this password to read or write keys (RESP `AUTH`, HTTP Bearer or Basic)
+    /// [default: no password]. Not the cluster secret.
+    #[arg(long, env = "DKV_CLIENT_PASSWORD", hide_env_values = true)]
+    pub client_password: Option<String>,
+    /// Read --client-password from this file (its first line).
+    #[arg(long, env = "DKV_CLIENT_PASSWORD_FILE", conflicts_with = "client_password")]
+    pub client_password_file: Option<std::path::PathBuf>,
+    /// A second password that may read but not write (needs --client-password).
+    #[arg(long, env = "DKV_CLIENT_READONLY_PASSWORD", hide_env_values = true)]
+    pub client_readonly_password: Option<String>,
+    /// Read --client-readonly-password from this file (its first line).
+    #[arg(long, env = "DKV_CLIENT_READONLY_PASSWORD_FILE", conflicts_with = "client_readonly_password")]
+    pub client_readonly_password_file: Option<std::path::PathBuf>,
+    /// This node's certificate chain (PEM): both ports then speak only TLS, to clients and
+    /// peers; it is also the client certificate this node shows its peers. SIGHUP reloads it.
+    #[arg(long, env = "DKV_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "DKV_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// The cluster CA (PEM): peers must present certificates it signed, both ways
+    /// [default: --tls-client-ca].
+    #[arg(long, env = "DKV_TLS_PEER_CA", requires = "tls_cert")]
+    pub tls_peer_ca: Option<std::path::PathBuf>,
+    /// Clients must present a certificate this CA (PEM) signed [default: clients need none].
+    #[arg(long, env = "DKV_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+}
+
+impl NodeArgs {
+    /// The TLS files, when the node speaks TLS.
+    pub fn tls_files(&self) -> Result<Option<dkv_node::config::TlsFiles>, String> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else { return Ok(None) };
+        let peer_ca = self.tls_peer_ca.clone().or_else(|| self.tls_client_ca.clone()).ok_or(
+            "--tls-cert needs --tls-peer-ca: the CA that signs the members' certificates, which peers must present",
+        )?;
+        Ok(Some(dkv_node::config::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            peer_ca,
+            client_ca: self.tls_client_ca.clone(),
+        }))
+    }
+}
+
+impl NodeArgs {
+    /// The client passwords, read from their files where given, checked for what would lock
+    /// clients out or mean nothing.
+    pub fn client_auth(&self) -> Result<dkv_node::config::ClientAuth, String> {
+        let read = |value: &Option<String>, file: &Option<std::path::PathBuf>, flag: &str| match (value, file) {
+            (Some(v), _) => Ok(Some(v.clone())),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|s| Some(s.lines().next().unwrap_or("").to_string()))
+                .map_err(|e| format!("{flag}-file {}: {e}", path.display())),
+            (None, None) => Ok(None),
+        };
+        let full = read(&self.client_password, &self.client_password_file, "--client-password")?;
+        let readonly =
+            read(&self.client_readonly_password, &self.client_readonly_password_file, "--client-readonly-password")?;
+        if full.as_deref() == Some("") || readonly.as_deref() == Some("") {
+            return Err("a client password is empty: give a non-empty one, or none".into());
+        }
+        if readonly.is_some() && full.is_none() {
+            return Err(
+                "--client-readonly-password needs --client-password: without it clients need no password at all".into(),
+            );
+        }
+        if readonly.is_some() && readonly == full {
+            return Err("--client-readonly-password is the same as --client-password: give it a different one".into());
+        }
+        use dkv_node::config::{ClientAuth, Password};
+        Ok(ClientAuth { password: full.map(Password::new), readonly_password: readonly.map(Password::new) })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -245,9 +328,13 @@ pub struct BenchArgs {
     /// Stop after this many requests instead (if it comes before --duration).
     #[arg(long, short = 'n')]
     pub requests: Option<u64>,
-    /// Keys are key0..key{KEYS-1}, picked uniformly.
+    /// Keys are PREFIX0..PREFIX{KEYS-1} (see --prefix), picked uniformly.
     #[arg(long, default_value_t = 100_000)]
     pub keys: u64,
+    /// What every key the bench reads and writes starts with, so its keys stay apart from the
+    /// application's (and `dkv scan --prefix dkv-bench:` finds them).
+    #[arg(long, default_value = "dkv-bench:key")]
+    pub prefix: String,
     /// Bytes per value written.
     #[arg(long, default_value_t = 100)]
     pub value_size: usize,
@@ -258,6 +345,9 @@ pub struct BenchArgs {
     /// --read-ratio 0.
     #[arg(long)]
     pub load: bool,
+    /// The nodes' client password, sent with every HTTP request or once per RESP connection.
+    #[arg(long, env = "DKV_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -268,6 +358,9 @@ pub struct LeaveArgs {
     /// The cluster's secret, if it has one.
     #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
+    /// The CA certificate (PEM) that signed the node's certificate, for an https:// node.
+    #[arg(long, env = "DKV_CACERT")]
+    pub cacert: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -275,6 +368,12 @@ pub struct ClientArgs {
     /// Any node of the cluster.
     #[arg(long, env = "DKV_NODE", default_value = "http://127.0.0.1:8080")]
     pub node: String,
+    /// The node's client password (its --client-password or --client-readonly-password).
+    #[arg(long, env = "DKV_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// The CA certificate (PEM) that signed the nodes' certificates, for https:// nodes.
+    #[arg(long, env = "DKV_CACERT")]
+    pub cacert: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -284,11 +383,88 @@ pub struct KeyArgs {
     pub client: ClientArgs,
 }
 
+/// `r=` / `w=`: a number of replicas from 1, or `one`, `quorum`, `all` (checked here so a typo
+/// is an error before anything is sent).
+pub fn level(s: &str) -> Result<String, String> {
+    match s {
+        "one" | "quorum" | "all" => Ok(s.to_string()),
+        n if n.parse::<u16>().is_ok_and(|n| n >= 1) => Ok(s.to_string()),
+        _ => Err(format!("{s:?} is not a level: give a number of replicas from 1, or one, quorum or all")),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    pub key: String,
+    /// Replica answers the read waits for: a number, one, quorum or all [default: the node's
+    /// --read-quorum].
+    #[arg(long = "r", value_name = "R", value_parser = level)]
+    pub r: Option<String>,
+    /// Print {"key": …, "found": …, "value": …} instead of the bare value (key and value as
+    /// {"utf8": …} or, for other bytes, {"percent": …}).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DelArgs {
+    pub key: String,
+    /// Replica acknowledgements the delete waits for: a number, one, quorum or all [default:
+    /// the node's --write-quorum].
+    #[arg(long = "w", value_name = "W", value_parser = level)]
+    pub w: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Print the members and totals as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    /// Only keys that start with this.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Only keys that match this Redis glob pattern (*, ?, [abc], [^a], [a-z], \ to escape).
+    #[arg(long = "match", value_name = "GLOB")]
+    pub pattern: Option<String>,
+    /// Entries each page looks at (1 to 10000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub count: u16,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct WhereArgs {
+    pub key: String,
+    /// Print the replicas and their copies as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
 #[derive(Args, Debug)]
 pub struct PutArgs {
     pub key: String,
     /// The value; `-` reads it from standard input.
     pub value: String,
+    /// Expire the key this long after the write, e.g. 10s, 10m or 1h 30m [default: never].
+    #[arg(long, value_parser = duration)]
+    pub ttl: Option<Duration>,
+    /// Replica acknowledgements the write waits for: a number, one, quorum or all [default:
+    /// the node's --write-quorum].
+    #[arg(long = "w", value_name = "W", value_parser = level)]
+    pub w: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -297,6 +473,9 @@ pub struct PutArgs {
 pub struct HealthArgs {
     #[arg(long, env = "DKV_HEALTH_URL", default_value = "http://127.0.0.1:8080/health")]
     pub url: String,
+    /// The CA certificate (PEM) that signed the node's certificate, for an https:// URL.
+    #[arg(long, env = "DKV_CACERT")]
+    pub cacert: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]
@@ -313,6 +492,22 @@ mod tests {
         assert_eq!(duration("200ms"), Ok(Duration::from_millis(200)));
         assert_eq!(duration("1m"), Ok(Duration::from_secs(60)));
         assert!(duration("5").is_err());
+    }
+
+    #[test]
+    fn levels_are_checked_before_anything_is_sent() {
+        for ok in ["one", "quorum", "all", "1", "3"] {
+            assert_eq!(level(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["0", "-1", "most", "", "ALL"] {
+            assert!(level(bad).unwrap_err().contains("not a level"), "{bad}");
+        }
+        let cli = Cli::try_parse_from(["dkv", "get", "k", "--r", "all", "--json"]).unwrap();
+        assert!(matches!(cli.command, Command::Get(GetArgs { r: Some(ref r), json: true, .. }) if r == "all"));
+        let cli = Cli::try_parse_from(["dkv", "put", "k", "v", "--w", "1"]).unwrap();
+        assert!(matches!(cli.command, Command::Put(PutArgs { w: Some(ref w), .. }) if w == "1"));
+        assert!(Cli::try_parse_from(["dkv", "del", "k", "--w", "some"]).is_err());
+        assert!(Cli::try_parse_from(["dkv", "scan", "--count", "0"]).is_err());
     }
 
     #[test]

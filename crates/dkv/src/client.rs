@@ -14,18 +14,21 @@
 
 use std::future::Future;
 use std::io;
+use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use dkv_membership::api::{NODE_HEADER, SEED_HEADER};
+use dkv_node::transport::tls::Outgoing;
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -35,6 +38,8 @@ pub enum ClientError {
     Status { url: String, status: StatusCode, message: String },
     #[error("bad URL {0:?}: write it like http://127.0.0.1:8080")]
     BadUrl(String),
+    #[error("--cacert: {0}")]
+    Tls(String),
     /// `--node` names the seed.
     #[error("{base} is the dkv seed, not a node: point --node at a node (the seed lists them at {base}/nodes)")]
     Seed { base: String },
@@ -71,6 +76,15 @@ pub struct Answer {
     pub body: Bytes,
 }
 
+/// When a key expires, as `GET /ttl` answers it; both `None` for a key that never does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyTtl {
+    /// Milliseconds left.
+    pub ttl_ms: Option<u64>,
+    /// The deadline, ms since the Unix epoch.
+    pub expires_at_ms: Option<u64>,
+}
+
 #[derive(Clone)]
 pub struct Client {
     http: HyperClient<LenientConnector, Full<Bytes>>,
@@ -78,6 +92,11 @@ pub struct Client {
     timeout: Duration,
     /// Sent as `x-dkv-secret` (only admin calls need it).
     secret: Option<String>,
+    /// The client password, sent with every request as `Authorization: Basic` (user `default`):
+    /// Basic carries any bytes, where a Bearer token may not hold every character.
+    password: Option<http::HeaderValue>,
+    /// Trusts the CA of `--cacert`, for `https://` nodes.
+    tls: Option<TlsConnector>,
 }
 
 pub fn encode_key(key: &[u8]) -> String {
@@ -88,15 +107,45 @@ impl Client {
     /// `node` is a base URL such as `http://127.0.0.1:8080` (a bare `host:port` works too).
     pub fn new(node: &str) -> Self {
         let base = if node.contains("://") { node.trim_end_matches('/').to_string() } else { format!("http://{node}") };
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let http = HyperClient::builder(TokioExecutor::new()).build(LenientConnector(connector));
-        Client { http, base, timeout: Duration::from_secs(10), secret: None }
+        Client {
+            http: http_client(None),
+            base,
+            timeout: Duration::from_secs(10),
+            secret: None,
+            password: None,
+            tls: None,
+        }
     }
 
     pub fn with_secret(mut self, secret: Option<String>) -> Self {
         self.secret = secret;
         self
+    }
+
+    /// Send the client password (`--client-password` of the nodes) with every request.
+    pub fn with_password(mut self, password: Option<&str>) -> Self {
+        self.password = password.map(|p| {
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("default:{p}"));
+            http::HeaderValue::from_str(&format!("Basic {basic}")).expect("base64 is a valid header value")
+        });
+        self
+    }
+
+    /// Trust the CA certificates in `cacert` (PEM) for `https://` nodes.
+    pub fn with_cacert(mut self, cacert: Option<&Path>) -> Result<Self, ClientError> {
+        let Some(path) = cacert else { return Ok(self) };
+        let config = dkv_node::transport::tls::client_config(path).map_err(|e| ClientError::Tls(e.to_string()))?;
+        let tls = TlsConnector::from(config);
+        self.http = http_client(Some(tls.clone()));
+        self.tls = Some(tls);
+        Ok(self)
+    }
+
+    /// The same client for another node, `host:port` (a member's address), with the same
+    /// scheme, password and CA.
+    pub fn sibling(&self, addr: &str) -> Client {
+        let scheme = self.base.split("://").next().unwrap_or("http");
+        Client { base: format!("{scheme}://{addr}"), ..self.clone() }
     }
 
     pub fn base(&self) -> &str {
@@ -119,6 +168,9 @@ impl Client {
         let mut req = Request::builder().method(method).uri(&url);
         if let Some(secret) = &self.secret {
             req = req.header(dkv_membership::api::SECRET_HEADER, secret);
+        }
+        if let Some(password) = &self.password {
+            req = req.header(http::header::AUTHORIZATION, password.clone());
         }
         let req = req.body(Full::new(body.unwrap_or_default())).map_err(|_| ClientError::BadUrl(url.clone()))?;
         let unreachable = |reason: String| ClientError::Unreachable { url: url.clone(), reason };
@@ -154,8 +206,32 @@ impl Client {
     }
 
     pub async fn put(&self, key: &[u8], value: impl Into<Bytes>) -> Result<(), ClientError> {
-        let pq = format!("/put?key={}", encode_key(key));
+        self.put_with_ttl(key, value, None).await
+    }
+
+    /// Write a key that expires `ttl` after the node receives it (never, for `None`).
+    pub async fn put_with_ttl(
+        &self,
+        key: &[u8],
+        value: impl Into<Bytes>,
+        ttl: Option<Duration>,
+    ) -> Result<(), ClientError> {
+        let mut pq = format!("/put?key={}", encode_key(key));
+        if let Some(ttl) = ttl {
+            pq += &format!("&ttl={}ms", ttl.as_millis());
+        }
         self.to_node(Method::PUT, &pq, Some(value.into()), &[StatusCode::NO_CONTENT]).await.map(|_| ())
+    }
+
+    /// A key's deadline (`GET /ttl`): `Ok(None)` for a missing, deleted or expired key.
+    pub async fn ttl(&self, key: &[u8]) -> Result<Option<KeyTtl>, ClientError> {
+        let pq = format!("/ttl?key={}", encode_key(key));
+        let (status, body) = self.to_node(Method::GET, &pq, None, &[StatusCode::OK, StatusCode::NOT_FOUND]).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let json = self.parse_json(&pq, &body)?;
+        Ok(Some(KeyTtl { ttl_ms: json["ttl_ms"].as_u64(), expires_at_ms: json["expires_at_ms"].as_u64() }))
     }
 
     /// `Ok(None)` for a missing or deleted key.
@@ -168,6 +244,70 @@ impl Client {
     pub async fn delete(&self, key: &[u8]) -> Result<(), ClientError> {
         let pq = format!("/delete?key={}", encode_key(key));
         self.to_node(Method::DELETE, &pq, None, &[StatusCode::NO_CONTENT]).await.map(|_| ())
+    }
+
+    /// [`Client::get`] with `r=` (a number, `one`, `quorum` or `all`; the node's default for
+    /// `None`).
+    pub async fn get_at(&self, key: &[u8], r: Option<&str>) -> Result<Option<Bytes>, ClientError> {
+        let pq = format!("/get?key={}{}", encode_key(key), level("r", r));
+        let (status, body) = self.to_node(Method::GET, &pq, None, &[StatusCode::OK, StatusCode::NOT_FOUND]).await?;
+        Ok((status == StatusCode::OK).then_some(body))
+    }
+
+    /// [`Client::put_with_ttl`] with `w=`.
+    pub async fn put_at(
+        &self,
+        key: &[u8],
+        value: impl Into<Bytes>,
+        ttl: Option<Duration>,
+        w: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let mut pq = format!("/put?key={}{}", encode_key(key), level("w", w));
+        if let Some(ttl) = ttl {
+            pq += &format!("&ttl={}ms", ttl.as_millis());
+        }
+        self.to_node(Method::PUT, &pq, Some(value.into()), &[StatusCode::NO_CONTENT]).await.map(|_| ())
+    }
+
+    /// [`Client::delete`] with `w=`.
+    pub async fn delete_at(&self, key: &[u8], w: Option<&str>) -> Result<(), ClientError> {
+        let pq = format!("/delete?key={}{}", encode_key(key), level("w", w));
+        self.to_node(Method::DELETE, &pq, None, &[StatusCode::NO_CONTENT]).await.map(|_| ())
+    }
+
+    /// One page of `GET /scan`: the keys and the cursor of the next page (`"0"`: done).
+    pub async fn scan_page(
+        &self,
+        cursor: &str,
+        count: u16,
+        prefix: Option<&[u8]>,
+        pattern: Option<&[u8]>,
+    ) -> Result<(String, Vec<Vec<u8>>), ClientError> {
+        let mut pq = format!("/scan?cursor={}&count={count}", encode_key(cursor.as_bytes()));
+        if let Some(p) = prefix {
+            pq += &format!("&prefix={}", encode_key(p));
+        }
+        if let Some(p) = pattern {
+            pq += &format!("&match={}", encode_key(p));
+        }
+        let page = self.node_json(&pq).await?;
+        let malformed = |what: &str| ClientError::Status {
+            url: format!("{}{pq}", self.base),
+            status: StatusCode::OK,
+            message: format!("malformed scan page: {what}"),
+        };
+        let next = page["cursor"].as_str().ok_or_else(|| malformed("no cursor"))?.to_string();
+        let keys = page["keys"].as_array().ok_or_else(|| malformed("no keys"))?;
+        let keys = keys
+            .iter()
+            .map(|k| dkv_node::front::keyspace::key_from_json(k).ok_or_else(|| malformed(&k.to_string())))
+            .collect::<Result<_, _>>()?;
+        Ok((next, keys))
+    }
+
+    /// This node's own copy of `key` (`GET /local`), without asking the other replicas.
+    pub async fn local(&self, key: &[u8]) -> Result<serde_json::Value, ClientError> {
+        self.node_json(&format!("/local?key={}", encode_key(key))).await
     }
 
     /// `GET path` as JSON, from a node or the seed alike.
@@ -195,22 +335,60 @@ impl Client {
     }
 }
 
-/// [`HttpConnector`] with [`Lenient`] connections.
+/// `&name=level` for a given consistency level, nothing for the node's default.
+fn level(name: &str, level: Option<&str>) -> String {
+    level.map_or_else(String::new, |l| format!("&{name}={}", encode_key(l.as_bytes())))
+}
+
+fn http_client(tls: Option<TlsConnector>) -> HyperClient<LenientConnector, Full<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.enforce_http(false); // https:// is ours to handle
+    HyperClient::builder(TokioExecutor::new()).build(LenientConnector { http: connector, tls })
+}
+
+impl crate::cli::ClientArgs {
+    /// The client for `--node`, with `--password` and `--cacert`.
+    pub fn client(&self) -> Result<Client, ClientError> {
+        Client::new(&self.node).with_password(self.password.as_deref()).with_cacert(self.cacert.as_deref())
+    }
+}
+
+/// [`HttpConnector`] with [`Lenient`] connections, and TLS for `https://` URLs.
 #[derive(Clone)]
-struct LenientConnector(HttpConnector);
+struct LenientConnector {
+    http: HttpConnector,
+    tls: Option<TlsConnector>,
+}
 
 impl tower_service::Service<Uri> for LenientConnector {
     type Response = Lenient;
-    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
     type Future = Pin<Box<dyn Future<Output = Result<Lenient, Self::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
+        self.http.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, dst: Uri) -> Self::Future {
-        let connecting = self.0.call(dst);
-        Box::pin(async move { Ok(Lenient { io: connecting.await?, closed: false }) })
+        let https = dst.scheme_str() == Some("https");
+        let host = dst.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+        let tls = self.tls.clone();
+        let connecting = self.http.call(dst);
+        Box::pin(async move {
+            let tcp = connecting.await?.into_inner();
+            let io = match (https, tls) {
+                (false, _) => Outgoing::Plain(tcp),
+                (true, None) => {
+                    return Err("an https:// node needs --cacert FILE (the CA that signed its certificate)".into())
+                }
+                (true, Some(tls)) => {
+                    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host)?;
+                    Outgoing::Tls(Box::new(tls.connect(name, tcp).await?))
+                }
+            };
+            Ok(Lenient { io: TokioIo::new(io), closed: false })
+        })
     }
 }
 
@@ -218,7 +396,7 @@ impl tower_service::Service<Uri> for LenientConnector {
 /// written, as does every write after it: the server has stopped reading, and its answer, if it
 /// sent one, is still there to read. Without an answer, the read fails and that is reported.
 pub struct Lenient {
-    io: TokioIo<TcpStream>,
+    io: TokioIo<Outgoing>,
     /// The server closed the connection while we were writing.
     closed: bool,
 }

@@ -5,5 +5,6 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod keys;
 pub mod out;
 pub mod up;

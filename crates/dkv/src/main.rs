@@ -1,6 +1,8 @@
+use std::sync::Arc;
+
 use clap::Parser;
 use dkv::cli::{Cli, Command, FsyncPolicy};
-use dkv_node::config::{ClientLimits, Fsync};
+use dkv_node::config::{ClientLimits, Fsync, Tls};
 use dkv_node::{NodeConfig, Stop};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
@@ -64,8 +66,34 @@ fn raise_open_files(wanted: u64) {
     }
 }
 
+/// The node's certificates, loaded now so that a bad file stops the start with its reason.
+fn load_tls(a: &dkv::cli::NodeArgs) -> Result<Option<Arc<Tls>>, String> {
+    match a.tls_files()? {
+        Some(files) => Ok(Some(Arc::new(Tls::load(files).map_err(|e| format!("TLS: {e}"))?))),
+        None => Ok(None),
+    }
+}
+
+/// SIGHUP reads the certificate files again: new connections use the new ones. A file that
+/// does not load keeps the old ones, and says why. Without TLS a SIGHUP is only logged (it
+/// would otherwise end the process).
+fn reload_on_hangup(tls: Option<Arc<Tls>>) {
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match &tls {
+                None => tracing::info!("SIGHUP: no TLS certificates to reload"),
+                Some(tls) => match tls.reload() {
+                    Ok(()) => tracing::info!(cert = %tls.files().cert.display(), "SIGHUP: TLS certificates reloaded"),
+                    Err(e) => tracing::error!("SIGHUP: TLS certificates not reloaded, the old ones stay in use: {e}"),
+                },
+            }
+        }
+    });
+}
+
 async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, i32> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+    dkv_node::transport::listener::bind(addr).map_err(|e| {
         dkv::errln!("dkv: cannot listen on {addr}: {e}");
         1
     })
@@ -92,6 +120,14 @@ async fn main() {
         Command::Node(a) => {
             // The storage engine's own progress lines (flushes, compactions) are debug detail.
             init_logs("info,fjall=warn,lsm_tree=warn");
+            let (client_auth, tls) = match (a.client_auth(), load_tls(&a)) {
+                (Ok(auth), Ok(tls)) => (auth, tls),
+                (Err(e), _) | (_, Err(e)) => {
+                    dkv::errln!("dkv node: {e}");
+                    std::process::exit(1);
+                }
+            };
+            reload_on_hangup(tls.clone());
             let config = NodeConfig {
                 listen: a.listen,
                 advertise: a.advertise,
@@ -127,6 +163,9 @@ async fn main() {
                     max_query_buffer: a.max_query_buffer,
                     max_client_memory: a.max_client_memory,
                 },
+                keys_limit: a.keys_limit,
+                client_auth,
+                tls,
             };
             let listeners = if config.resp_listen.is_some() { 2 } else { 1 };
             raise_open_files(listeners * config.limits.max_connections as u64 + 1024);
@@ -151,7 +190,10 @@ async fn main() {
         Command::Get(a) => dkv::commands::get(a).await,
         Command::Put(a) => dkv::commands::put(a).await,
         Command::Del(a) => dkv::commands::del(a).await,
+        Command::Ttl(a) => dkv::commands::ttl(a).await,
         Command::Status(a) => dkv::commands::status(a).await,
+        Command::Scan(a) => dkv::keys::scan(a).await,
+        Command::Where(a) => dkv::keys::where_is(a).await,
         Command::Health(a) => dkv::commands::health(a).await,
         Command::Leave(a) => dkv::commands::leave(a).await,
         Command::Bench(a) => {

@@ -72,7 +72,10 @@ async fn client_commands_put_get_del_and_status() {
     assert_eq!((code, out.as_str()), (Some(0), "Zürich"));
     let (code, out, _) = run(&["status"]);
     assert_eq!(code, Some(0));
-    assert!(out.contains("normal") && out.contains("total keys: 2"), "one key, two copies: {out}");
+    assert!(
+        out.contains("normal") && out.contains("key copies: 2") && out.contains("keys: 1"),
+        "one key, two copies: {out}"
+    );
     assert_eq!(run(&["del", "city"]).0, Some(0));
     let (code, _, err) = run(&["get", "city"]);
     assert_eq!(code, Some(1));
@@ -144,6 +147,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         op: Op::Get,
         key: Bytes::from_static(b"hop-test"),
         value: None,
+        expires: None,
         level: None,
     };
     let mut statuses = Vec::new();

@@ -2,13 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{json_int, Member, NodeId, NodeState, View};
+use crate::{json_int, Changes, Digest, Member, NodeId, NodeState, View};
 
 /// `POST /register`. A node that registers for the first time sends only `addr`; a node that
 /// comes back (after a seed restart, an expiry or its own restart) sends its `id`, `tokens` and
 /// `state` and keeps them, plus the last `view` it knew so a freshly restarted seed can rebuild
 /// the membership in one step instead of shrinking the ring to whoever re-registers first.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RegisterRequest {
     pub addr: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -27,7 +27,7 @@ pub struct RegisterRequest {
     pub cluster: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RegisterResponse {
     pub id: NodeId,
     pub epoch: u64,
@@ -35,7 +35,7 @@ pub struct RegisterResponse {
 }
 
 /// `POST /heartbeat`, `POST /ready`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct IdRequest {
     pub id: NodeId,
     /// On heartbeats: the key copies the node holds, for the seed's dashboard.
@@ -47,21 +47,52 @@ pub struct IdRequest {
     /// On heartbeats: `false` while the node's clock is too far off for it to coordinate writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coordinating_writes: Option<bool>,
+    /// On heartbeats: the epoch of the view the node holds. With `digest`, the seed answers
+    /// without a view when that view is current (see [`HeartbeatAnswer`]).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "json_int::opt_u64")]
+    pub epoch: Option<u64>,
+    /// On heartbeats: the [`Digest`] of the view the node holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
 }
 
-/// The answer to `POST /heartbeat`: the view, and the seed's wall clock when it answered (in ms
-/// since the Unix epoch), from which a node measures its clock against the seed's.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+impl IdRequest {
+    /// Just the id (`/ready`).
+    pub fn id(id: NodeId) -> Self {
+        IdRequest { id, keys: None, clock_offset_ms: None, coordinating_writes: None, epoch: None, digest: None }
+    }
+
+    /// The view the node says it holds, when it says both epoch and digest.
+    pub fn known(&self) -> Option<(u64, Digest)> {
+        Some((self.epoch?, self.digest?))
+    }
+}
+
+/// The answer to `POST /heartbeat`: what the node must learn of the membership, and the seed's
+/// wall clock when it answered (in ms since the Unix epoch), from which a node measures its
+/// clock against the seed's. Of the membership, one of:
+/// * `nodes`, the whole view at `epoch`: to a heartbeat that did not say which view it holds
+///   (older nodes, people), or holds one the seed cannot give the changes from;
+/// * `changes` since the view the heartbeat said it holds;
+/// * neither: that view is current ("unchanged"), which is what almost every heartbeat gets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatAnswer {
-    #[serde(flatten)]
-    pub view: crate::View,
+    #[serde(deserialize_with = "json_int::u64")]
+    pub epoch: u64,
+    /// The digest of the view at `epoch`: what a node that applied `changes` must arrive at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<Member>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Changes>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "json_int::opt_u64")]
     pub now_ms: Option<u64>,
 }
 
 /// `POST /leave`: `done: false` starts a leave (state `leaving`), `done: true` ends it (the member
 /// is removed).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LeaveRequest {
     pub id: NodeId,
     #[serde(default)]
@@ -121,10 +152,41 @@ mod tests {
         assert_eq!((view.epoch, view.nodes[0].tokens.clone(), view.nodes[0].last_seen_ms), (3, vec![1000], 2802));
         assert!(serde_json::from_str::<IdRequest>(r#"{"id": "1", "keys": 1.5}"#).is_err());
 
-        // The node reads the seed's answers through `flatten`, which the helpers must not break.
-        let answer = HeartbeatAnswer { view: View { epoch: 4, nodes: view.nodes }, now_ms: Some(9) };
+        let answer = HeartbeatAnswer {
+            epoch: 4,
+            digest: Some(Digest(7)),
+            nodes: Some(view.nodes.clone()),
+            changes: Some(Changes { since: 2, members: view.nodes, removed: vec![NodeId(3)] }),
+            now_ms: Some(9),
+        };
         let back: HeartbeatAnswer = serde_json::from_str(&serde_json::to_string(&answer).unwrap()).unwrap();
-        assert_eq!((back.view, back.now_ms), (answer.view, Some(9)));
+        assert_eq!(back, answer);
+    }
+
+    /// A node of the previous release reads a heartbeat answer as `{"epoch","nodes","now_ms"}`
+    /// (a view flattened beside the clock) and never sends `epoch`: it gets every field it needs.
+    #[test]
+    fn older_nodes_read_the_answer_they_always_got() {
+        #[derive(Deserialize)]
+        struct OldAnswer {
+            #[serde(flatten)]
+            view: View,
+            now_ms: Option<u64>,
+        }
+        let old_request = r#"{"id": "2a", "keys": 3}"#;
+        let req: IdRequest = serde_json::from_str(old_request).unwrap();
+        assert_eq!(req.known(), None, "says nothing of its view: gets the whole view");
+        let m =
+            Member { id: NodeId(0x2a), addr: "h:1".into(), tokens: vec![5], state: NodeState::Normal, last_seen_ms: 1 };
+        let answer = HeartbeatAnswer {
+            epoch: 6,
+            digest: Some(Digest(1)),
+            nodes: Some(vec![m.clone()]),
+            changes: None,
+            now_ms: Some(10),
+        };
+        let old: OldAnswer = serde_json::from_str(&serde_json::to_string(&answer).unwrap()).unwrap();
+        assert_eq!((old.view, old.now_ms), (View { epoch: 6, nodes: vec![m] }, Some(10)));
     }
 }
 

@@ -17,12 +17,17 @@
 //! decisions that come out.
 
 pub mod api;
+mod changes;
+pub mod compact;
+mod digest;
 mod json_int;
 mod member;
 pub mod openapi;
 pub mod registry;
 mod topology;
 
+pub use changes::{ChangeLog, Changes};
+pub use digest::Digest;
 pub use member::{Member, NodeId, NodeState, ParseNodeIdError, View};
 pub use registry::{Registry, RegistryError};
 pub use topology::{Placement, Topology};

@@ -14,14 +14,22 @@
 //!   member there (a process that restarted without its data and got a new id);
 //! * a seed that has just started adopts the view a returning node presents if it is newer than
 //!   its own (see [`RegisterRequest`]); after one TTL it no longer does, since by then every live
-//!   node has re-registered and an old view could only resurrect departed members.
+//!   node has re-registered and an old view could only resurrect departed members. If what it
+//!   ends up with differs from the presented view (it already had members of its own), the epoch
+//!   is one past the view's, so an epoch never names two memberships;
+//! * a heartbeat tells the seed which view the node holds (epoch and [`Digest`]); the answer is
+//!   "unchanged" when that is the current view, the members touched since when the
+//!   [`ChangeLog`] passed through it, else the whole view. The unchanged answer costs one map
+//!   lookup, whatever the size of the cluster.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use dkv_placement::{choose_tokens, DEFAULT_VNODES, TOKEN_CANDIDATES};
 
-use crate::api::{RegisterRequest, RegisterResponse};
-use crate::{Member, NodeId, NodeState, View};
+use crate::api::{HeartbeatAnswer, RegisterRequest, RegisterResponse};
+use crate::changes::{ChangeLog, Changes, LOG_ENTRIES};
+use crate::digest::member_hash;
+use crate::{Digest, Member, NodeId, NodeState, View};
 
 /// Most virtual nodes a member may ask for; bounds the ring size a client can impose.
 pub const MAX_VNODES: usize = 4096;
@@ -43,8 +51,14 @@ pub enum RegistryError {
 }
 
 pub struct Registry {
-    members: BTreeMap<NodeId, Member>,
+    /// A hash map, so that a heartbeat's lookup costs the same at any size; views list the
+    /// members sorted by id ([`Registry::listed`]).
+    members: HashMap<NodeId, Member>,
     epoch: u64,
+    /// The digest of `members`, kept up to date member by member (see [`Digest`]).
+    digest: Digest,
+    /// The recent changes, for heartbeats from nodes a few epochs behind.
+    log: ChangeLog,
     ttl_ms: u64,
     started_ms: u64,
     cluster: String,
@@ -53,7 +67,15 @@ pub struct Registry {
 impl Registry {
     /// A registry of the cluster named `dkv` (the default `--cluster-name`).
     pub fn new(now_ms: u64, ttl_ms: u64) -> Self {
-        Registry { members: BTreeMap::new(), epoch: 0, ttl_ms, started_ms: now_ms, cluster: "dkv".into() }
+        Registry {
+            members: HashMap::new(),
+            epoch: 0,
+            digest: Digest(0),
+            log: ChangeLog::new(0, Digest(0), LOG_ENTRIES),
+            ttl_ms,
+            started_ms: now_ms,
+            cluster: "dkv".into(),
+        }
     }
 
     /// Serve the cluster called `name` instead.
@@ -66,8 +88,20 @@ impl Registry {
         self.epoch
     }
 
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
     pub fn view(&self) -> View {
-        View { epoch: self.epoch, nodes: self.members.values().cloned().collect() }
+        View { epoch: self.epoch, nodes: self.listed() }
     }
 
     pub fn register(&mut self, req: RegisterRequest, now_ms: u64) -> Result<RegisterResponse, RegistryError> {
@@ -99,33 +133,55 @@ impl Registry {
             None if self.members.values().any(|m| m.state == NodeState::Normal) => NodeState::Joining,
             None => NodeState::Normal,
         });
-        let displaced: Vec<NodeId> =
+        let mut touched: Vec<NodeId> =
             self.members.values().filter(|m| m.addr == req.addr && m.id != id).map(|m| m.id).collect();
-        let mut changed = !displaced.is_empty();
-        for old in displaced {
-            self.members.remove(&old);
+        for old in &touched {
+            self.take(*old);
         }
-        let member = Member { id, addr: req.addr, tokens, state, last_seen_ms: now_ms };
-        match self.members.get_mut(&id) {
-            Some(m) => {
-                changed |= m.addr != member.addr || m.tokens != member.tokens || m.state != member.state;
-                *m = member;
-            }
-            None => {
-                self.members.insert(id, member);
-                changed = true;
-            }
+        if self.put(Member { id, addr: req.addr, tokens, state, last_seen_ms: now_ms }) {
+            touched.push(id);
         }
-        if changed {
-            self.epoch += 1;
-        }
-        Ok(RegisterResponse { id, epoch: self.epoch, nodes: self.members.values().cloned().collect() })
+        self.changed(touched);
+        Ok(RegisterResponse { id, epoch: self.epoch, nodes: self.listed() })
     }
 
     pub fn heartbeat(&mut self, id: NodeId, now_ms: u64) -> Result<View, RegistryError> {
         let m = self.members.get_mut(&id).ok_or(RegistryError::UnknownNode(id))?;
         m.last_seen_ms = now_ms;
         Ok(self.view())
+    }
+
+    /// A heartbeat from a node that holds the view `known` (epoch and digest; `None` from a node
+    /// that does not say): "unchanged" (neither `nodes` nor `changes`) when that is the current
+    /// view, else the changes since it when the log has them, else the whole view. The answer's
+    /// `now_ms` is left for the caller, which knows when it sends it.
+    pub fn heartbeat_since(
+        &mut self,
+        id: NodeId,
+        known: Option<(u64, Digest)>,
+        now_ms: u64,
+    ) -> Result<HeartbeatAnswer, RegistryError> {
+        let m = self.members.get_mut(&id).ok_or(RegistryError::UnknownNode(id))?;
+        m.last_seen_ms = now_ms;
+        let mut answer =
+            HeartbeatAnswer { epoch: self.epoch, digest: Some(self.digest), nodes: None, changes: None, now_ms: None };
+        if known == Some((self.epoch, self.digest)) {
+            return Ok(answer);
+        }
+        match known.and_then(|(epoch, digest)| Some((epoch, self.log.touched_since(epoch, digest)?))) {
+            Some((since, touched)) => {
+                let mut changes = Changes { since, ..Default::default() };
+                for id in touched {
+                    match self.members.get(&id) {
+                        Some(m) => changes.members.push(m.clone()),
+                        None => changes.removed.push(id),
+                    }
+                }
+                answer.changes = Some(changes);
+            }
+            None => answer.nodes = Some(self.listed()),
+        }
+        Ok(answer)
     }
 
     /// A joining node has copied its ranges and now owns them.
@@ -139,8 +195,8 @@ impl Registry {
         if !done {
             return self.set_state(id, NodeState::Leaving, now_ms);
         }
-        if self.members.remove(&id).is_some() {
-            self.epoch += 1;
+        if self.take(id).is_some() {
+            self.changed(vec![id]);
         }
         Ok(self.view())
     }
@@ -150,19 +206,16 @@ impl Registry {
         let ttl = self.ttl_ms;
         let dead: Vec<NodeId> =
             self.members.values().filter(|m| now_ms.saturating_sub(m.last_seen_ms) > ttl).map(|m| m.id).collect();
-        let removed: Vec<Member> = dead.iter().filter_map(|id| self.members.remove(id)).collect();
-        if !removed.is_empty() {
-            self.epoch += 1;
-        }
+        let removed: Vec<Member> = dead.iter().filter_map(|id| self.take(*id)).collect();
+        self.changed(removed.iter().map(|m| m.id).collect());
         removed
     }
 
     fn set_state(&mut self, id: NodeId, state: NodeState, now_ms: u64) -> Result<View, RegistryError> {
-        let m = self.members.get_mut(&id).ok_or(RegistryError::UnknownNode(id))?;
-        m.last_seen_ms = now_ms;
-        if m.state != state {
-            m.state = state;
-            self.epoch += 1;
+        let m = self.members.get(&id).ok_or(RegistryError::UnknownNode(id))?;
+        let next = Member { state, last_seen_ms: now_ms, ..m.clone() };
+        if self.put(next) {
+            self.changed(vec![id]);
         }
         Ok(self.view())
     }
@@ -173,19 +226,68 @@ impl Registry {
             return;
         }
         for m in &view.nodes {
-            self.members.entry(m.id).or_insert_with(|| Member { last_seen_ms: now_ms, ..m.clone() });
+            if !self.members.contains_key(&m.id) {
+                self.put(Member { last_seen_ms: now_ms, ..m.clone() });
+            }
         }
-        self.epoch = view.epoch;
+        // Nodes that hold the presented view must not take this one for it.
+        let same = self.digest == view.digest();
+        self.epoch = if same { view.epoch } else { view.epoch + 1 };
+        self.log.reset(self.epoch, self.digest);
+    }
+
+    /// Every member, sorted by id.
+    fn listed(&self) -> Vec<Member> {
+        let mut members: Vec<Member> = self.members.values().cloned().collect();
+        members.sort_unstable_by_key(|m| m.id);
+        members
+    }
+
+    /// Insert or replace a member, keeping the digest; returns whether placement changed (a
+    /// new member, or another address, state or tokens).
+    fn put(&mut self, member: Member) -> bool {
+        match self.members.get_mut(&member.id) {
+            Some(m) if m.addr == member.addr && m.tokens == member.tokens && m.state == member.state => {
+                m.last_seen_ms = member.last_seen_ms;
+                false
+            }
+            Some(m) => {
+                self.digest.0 ^= member_hash(m) ^ member_hash(&member);
+                *m = member;
+                true
+            }
+            None => {
+                self.digest.0 ^= member_hash(&member);
+                self.members.insert(member.id, member);
+                true
+            }
+        }
+    }
+
+    fn take(&mut self, id: NodeId) -> Option<Member> {
+        let m = self.members.remove(&id)?;
+        self.digest.0 ^= member_hash(&m);
+        Some(m)
+    }
+
+    /// Close a change that touched `touched` (nothing when it is empty): a new epoch.
+    fn changed(&mut self, touched: Vec<NodeId>) {
+        if touched.is_empty() {
+            return;
+        }
+        self.epoch += 1;
+        self.log.record(self.epoch, self.digest, touched);
     }
 
     /// Tokens for a node joining now: balanced against the members that will remain.
     fn new_tokens(&self, id: NodeId, vnodes: usize) -> Vec<u64> {
-        let staying: Vec<(NodeId, Vec<u64>)> = self
+        let mut staying: Vec<(NodeId, Vec<u64>)> = self
             .members
             .values()
             .filter(|m| m.state != NodeState::Leaving && m.id != id)
             .map(|m| (m.id, m.tokens.clone()))
             .collect();
+        staying.sort_unstable_by_key(|m| m.0); // the same choice for the same membership
         choose_tokens(&staying, id, id.0, vnodes, TOKEN_CANDIDATES)
     }
 

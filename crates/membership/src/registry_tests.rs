@@ -176,3 +176,107 @@ fn a_presented_view_with_a_member_the_seed_would_refuse_is_refused() {
         assert!(fresh.view().nodes.is_empty(), "nothing adopted from {bad:?}");
     }
 }
+
+/// What a node that holds `view` sends.
+fn holds(view: &View) -> Option<(u64, Digest)> {
+    Some((view.epoch, view.digest()))
+}
+
+#[test]
+fn a_heartbeat_from_a_node_with_the_current_view_gets_no_view() {
+    let mut r = Registry::new(0, TTL);
+    let a = r.register(reg("h:1"), 0).unwrap();
+    r.register(reg("h:2"), 0).unwrap();
+    let view = r.view();
+    let answer = r.heartbeat_since(a.id, holds(&view), 10).unwrap();
+    assert_eq!((answer.epoch, answer.digest), (view.epoch, Some(view.digest())));
+    assert_eq!((answer.nodes, answer.changes), (None, None), "unchanged");
+    assert_eq!(r.view().member(a.id).unwrap().last_seen_ms, 10, "the heartbeat counts");
+    assert_eq!(r.epoch(), view.epoch);
+
+    // Without a view, or with one the seed never had: the whole view.
+    let full = r.heartbeat_since(a.id, None, 11).unwrap();
+    assert!(full.nodes.as_ref().is_some_and(|n| View { epoch: 0, nodes: n.clone() }.same_placement(&view)));
+    let other = r.heartbeat_since(a.id, Some((view.epoch, Digest(view.digest().0 ^ 1))), 12).unwrap();
+    assert!(other.nodes.is_some() && other.changes.is_none(), "same epoch, another view");
+    let ahead = r.heartbeat_since(a.id, Some((view.epoch + 5, view.digest())), 12).unwrap();
+    assert!(ahead.nodes.is_some(), "a view from ahead of this seed (it restarted): the whole view");
+    assert_eq!(r.heartbeat_since(NodeId(42), holds(&view), 13), Err(RegistryError::UnknownNode(NodeId(42))));
+}
+
+#[test]
+fn a_node_behind_gets_the_changes_and_arrives_at_the_current_view() {
+    let mut r = Registry::new(0, TTL);
+    let a = r.register(reg("h:1"), 0).unwrap();
+    let b = r.register(reg("h:2"), 0).unwrap();
+    let c = r.register(reg("h:3"), 0).unwrap();
+    let old = r.view();
+    r.ready(b.id, 1).unwrap();
+    r.register(reg("h:4"), 1).unwrap();
+    r.leave(c.id, true, 2).unwrap();
+    let answer = r.heartbeat_since(a.id, holds(&old), 3).unwrap();
+    assert_eq!(answer.nodes, None);
+    let changes = answer.changes.clone().expect("changes");
+    assert_eq!(changes.since, old.epoch);
+    assert_eq!(changes.members.len(), 2, "b became normal, h:4 joined: {changes:?}");
+    assert_eq!(changes.removed, vec![c.id]);
+    let now = changes.apply(&old, answer.epoch);
+    assert_eq!(now.digest(), answer.digest.unwrap());
+    assert!(now.same_placement(&r.view()));
+    assert_eq!(now.epoch, r.epoch());
+}
+
+#[test]
+fn the_digest_is_kept_through_every_change() {
+    let mut r = Registry::new(0, TTL);
+    let check = |r: &Registry| assert_eq!(r.digest(), r.view().digest(), "at epoch {}", r.epoch());
+    let mut ids = Vec::new();
+    for i in 1..=6 {
+        ids.push(r.register(reg(&format!("h:{i}")), i).unwrap().id);
+        check(&r);
+    }
+    r.ready(ids[1], 7).unwrap();
+    check(&r);
+    r.heartbeat(ids[2], 8).unwrap();
+    check(&r);
+    r.leave(ids[3], false, 9).unwrap();
+    check(&r);
+    r.leave(ids[3], true, 9).unwrap();
+    check(&r);
+    r.register(reg("h:1"), 10).unwrap(); // a new process on an old address
+    check(&r);
+    let back = RegisterRequest { id: Some(ids[4]), state: Some(NodeState::Leaving), ..reg("h:5") };
+    r.register(back, 11).unwrap();
+    check(&r);
+    r.heartbeat(ids[5], 11 + TTL).unwrap();
+    assert!(!r.expire(12 + TTL).is_empty());
+    check(&r);
+}
+
+#[test]
+fn an_adopted_view_keeps_its_epoch_only_if_the_seed_ends_up_with_exactly_it() {
+    let mut old = Registry::new(0, TTL);
+    let a = old.register(reg("h:1"), 0).unwrap();
+    old.register(reg("h:2"), 0).unwrap();
+    let view = old.view();
+    let me = view.member(a.id).unwrap().clone();
+    let back = RegisterRequest {
+        id: Some(me.id),
+        tokens: Some(me.tokens.clone()),
+        state: Some(me.state),
+        view: Some(view.clone()),
+        ..reg("h:1")
+    };
+
+    // A brand-new node reached the restarted seed first: the seed's membership is the presented
+    // view plus that node, which must not go by the view's epoch.
+    let mut fresh = Registry::new(5_000, TTL);
+    let newcomer = fresh.register(reg("h:9"), 5_000).unwrap();
+    let answer = fresh.register(back, 5_001).unwrap();
+    assert_eq!(answer.epoch, view.epoch + 1);
+    assert!(answer.nodes.iter().any(|m| m.id == newcomer.id));
+    // A node still holding the presented view learns of the newcomer at its next heartbeat.
+    let other = view.nodes.iter().find(|m| m.id != a.id).unwrap().id;
+    let hb = fresh.heartbeat_since(other, holds(&view), 5_002).unwrap();
+    assert!(hb.nodes.is_some_and(|n| n.iter().any(|m| m.id == newcomer.id)));
+}

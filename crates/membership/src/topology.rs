@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use dkv_placement::Ring;
 
-use crate::{Member, NodeId, NodeState, View};
+use crate::{Digest, Member, NodeId, NodeState, View};
 
 /// Replicas of one key under the current topology.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -27,6 +27,8 @@ pub struct Topology {
     read: Ring<NodeId>,
     future: Ring<NodeId>,
     index: HashMap<NodeId, usize>,
+    /// The view's digest, which every heartbeat sends: computed once here.
+    digest: Digest,
 }
 
 impl Topology {
@@ -37,11 +39,16 @@ impl Topology {
         let read = ring_of(|s| s != NodeState::Joining);
         let future = ring_of(|s| s != NodeState::Leaving);
         let index = view.nodes.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
-        Topology { view, me, replicas: replicas.max(1), read, future, index }
+        let digest = view.digest();
+        Topology { view, me, replicas: replicas.max(1), read, future, index, digest }
     }
 
     pub fn epoch(&self) -> u64 {
         self.view.epoch
+    }
+
+    pub fn digest(&self) -> Digest {
+        self.digest
     }
 
     pub fn member(&self, id: NodeId) -> Option<&Member> {
@@ -86,6 +93,13 @@ impl Topology {
         p.write.retain(|id| !p.read.contains(id));
         p.write.splice(0..0, p.read.iter().copied());
         p
+    }
+
+    /// The nodes that hold `hash` now (its read replicas, in preference order) and the last hash
+    /// position up to which every position is held by the same nodes: one step of a walk over
+    /// the hash space in order (a key scan), never wrapping past `u64::MAX`.
+    pub fn read_span(&self, hash: u64) -> (Vec<NodeId>, u64) {
+        (self.read.preference_list(hash, self.replicas), self.read.span_end(hash, self.replicas))
     }
 
     /// Where `hash` will live once current joins and leaves complete.
@@ -161,6 +175,23 @@ mod tests {
         assert_eq!(t.sole_replica(42), Some(NodeId(1)));
         let t = topo(vec![member(1, NodeState::Normal), member(2, NodeState::Joining)], 3);
         assert_eq!(t.sole_replica(42), None, "the joining node gets every write");
+    }
+
+    #[test]
+    fn read_spans_walk_the_space_with_the_holders_of_each_part() {
+        let t =
+            topo(vec![member(1, NodeState::Normal), member(2, NodeState::Joining), member(3, NodeState::Leaving)], 1);
+        let mut pos = 0u64;
+        loop {
+            let (holders, end) = t.read_span(pos);
+            assert_eq!(holders, t.placement(pos).read, "the read replicas of the span's start");
+            assert_eq!(t.placement(end).read, holders, "and of its end");
+            assert!(!holders.contains(&NodeId(2)), "a joining node holds nothing yet");
+            if end == u64::MAX {
+                break;
+            }
+            pos = end + 1;
+        }
     }
 
     #[test]

@@ -2,10 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::front::auth::{ClientAuth, Password};
 pub use crate::front::limits::ClientLimits;
 pub use crate::life::durability::Fsync;
+pub use crate::transport::tls::{Tls, TlsFiles};
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -67,6 +70,15 @@ pub struct NodeConfig {
     pub resp_listen: Option<SocketAddr>,
     /// What clients may hold: connections, buffered bytes, time (see `front/limits.rs`).
     pub limits: ClientLimits,
+    /// `KEYS` walks every key: it is refused on a cluster of more keys than this
+    /// (`--keys-limit`; see `front/resp/scan.rs`).
+    pub keys_limit: usize,
+    /// Client passwords (`--client-password`, `--client-readonly-password`); none by default, and
+    /// never the cluster secret (see `front/auth.rs`).
+    pub client_auth: ClientAuth,
+    /// The node's certificates when its ports speak TLS (`--tls-cert` …), loaded by the binary,
+    /// which reloads them on SIGHUP (see `transport/tls.rs`); `None`: plain TCP.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl Default for NodeConfig {
@@ -97,6 +109,9 @@ impl Default for NodeConfig {
             cluster_name: "dkv".into(),
             resp_listen: None,
             limits: ClientLimits::default(),
+            keys_limit: 10_000,
+            client_auth: ClientAuth::default(),
+            tls: None,
         }
     }
 }

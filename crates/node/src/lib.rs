@@ -6,7 +6,8 @@
 //!   (`internal`, the handler of every node-to-node message);
 //! * [`replication`]: the Dynamo-style machinery — coordinated quorum reads and writes
 //!   (`coordinator` over `quorum`), per-request consistency levels, hinted handoff (`hints`),
-//!   anti-entropy, and data movement on join, leave and rebalance (`movement`);
+//!   anti-entropy, data movement on join, leave and rebalance (`movement`), and the sweep that
+//!   reclaims values past their expiry deadline (`expiry`);
 //! * [`front`]: what clients talk to — the key service every protocol shares (`service`), the
 //!   public HTTP API (`http`, `query`), the routing decision (`router`) and the Redis protocol
 //!   (`resp/`);

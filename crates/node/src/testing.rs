@@ -78,7 +78,7 @@ pub(crate) async fn cluster(states: &[NodeState], config: NodeConfig) -> Vec<Tes
     for (m, listener) in nodes.into_iter().zip(listeners) {
         let topo = Arc::new(Topology::new(view.clone(), m.id, config.replicas));
         let life = if m.state == NodeState::Joining { Life::Joining } else { Life::Normal };
-        let peers = Peers::new(config.request_timeout, &config.cluster_name, None, max_frame);
+        let peers = Peers::new(config.request_timeout, &config.cluster_name, None, max_frame, None);
         let hints = Hints::new(config.max_hints, config.hint_max_age);
         let engine = Arc::new(MemoryEngine::new());
         let node =

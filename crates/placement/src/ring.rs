@@ -134,6 +134,41 @@ impl<N: Copy + Ord + Eq + Hash + Debug> Ring<N> {
         Some(self.entries[self.owner_index(hash)].1)
     }
 
+    /// The last hash position (inclusive) of the run of ranges that starts with the one holding
+    /// `hash` and whose preference lists hold the same nodes as `hash`'s (in any order): every
+    /// position from `hash` to it is stored by the same `n` nodes. Never wraps: the run ends at
+    /// `u64::MAX` at the latest, so a walk over the hash space in order can take it run by run
+    /// (a key scan asks each run's replicas once). `u64::MAX` on an empty ring.
+    pub fn span_end(&self, hash: u64, n: usize) -> u64 {
+        if self.entries.is_empty() {
+            return u64::MAX;
+        }
+        let sorted = |h: u64| {
+            let mut list = self.preference_list(h, n);
+            list.sort_unstable();
+            list
+        };
+        let mine = sorted(hash);
+        let i = self.entries.partition_point(|&(t, _)| t < hash);
+        if i == self.entries.len() {
+            return u64::MAX; // past the last token: the run is the rest of the space
+        }
+        let mut end = self.entries[i].0;
+        for &(token, _) in &self.entries[i + 1..] {
+            // The range (end, token] is held by `token`'s preference list (empty when tied).
+            if token != end && sorted(token) != mine {
+                return end;
+            }
+            end = token;
+        }
+        // (last token, u64::MAX] wraps to the first token's list.
+        if end == u64::MAX || sorted(u64::MAX) == mine {
+            u64::MAX
+        } else {
+            end
+        }
+    }
+
     /// Fraction of the 2^64 hash space for which each node is the primary; sums to 1.0 for a
     /// non-empty ring. Every node on the ring appears, with 0.0 if it owns nothing (possible only
     /// when all its tokens are tied with a smaller node's).
@@ -260,6 +295,60 @@ mod tests {
         assert_eq!(out, vec![2, 3]);
         r.preference_list_into(15, 1, &mut out);
         assert_eq!(out, vec![2]);
+    }
+
+    #[test]
+    fn a_span_is_a_run_of_ranges_with_the_same_replicas() {
+        // Ranges: (40, MAX] and [0, 10] -> 1, (10, 20] -> 2, (20, 30] -> 3, (30, 40] -> 1.
+        let r = ring(&[(1, &[10, 40]), (2, &[20]), (3, &[30])]);
+        assert_eq!(r.span_end(0, 1), 10);
+        assert_eq!(r.span_end(10, 1), 10);
+        assert_eq!(r.span_end(11, 1), 20);
+        assert_eq!(r.span_end(21, 1), 30);
+        assert_eq!(r.span_end(31, 1), u64::MAX, "(30, 40] and (40, MAX] are both node 1's");
+        assert_eq!(r.span_end(41, 1), u64::MAX, "past the last token: the rest of the space");
+        // With two copies: {1,2} for [0,10], {2,3} for (10,20], {3,1} for (20,30], {1,2} after.
+        assert_eq!(r.span_end(5, 2), 10);
+        assert_eq!(r.span_end(35, 2), u64::MAX, "(30,40] and (40,MAX] are both held by 1 and 2");
+        // Every node holds everything: one span.
+        assert_eq!(r.span_end(0, 3), u64::MAX);
+        assert_eq!(ring(&[]).span_end(7, 3), u64::MAX);
+        // Tied tokens make an empty range that ends nothing.
+        let tied = ring(&[(1, &[10]), (2, &[10, 20])]);
+        assert_eq!(tied.span_end(0, 1), 10);
+        assert_eq!(tied.span_end(11, 1), 20);
+    }
+
+    #[test]
+    fn every_position_of_a_span_has_the_span_replicas_and_the_next_does_not() {
+        let nodes: Vec<(u32, Vec<Token>)> = (0..5u32).map(|n| (n, crate::tokens_for(u64::from(n), 16))).collect();
+        let r = Ring::new(nodes);
+        for n in 1..=5 {
+            let set = |h: u64| {
+                let mut l = r.preference_list(h, n);
+                l.sort_unstable();
+                l
+            };
+            let mut pos = 0u64;
+            let mut spans = 0;
+            loop {
+                let end = r.span_end(pos, n);
+                assert!(end >= pos);
+                for probe in [pos, pos + (end - pos) / 3, pos + (end - pos) / 2, end] {
+                    assert_eq!(set(probe), set(pos), "n={n}: {probe} in the span [{pos}, {end}]");
+                }
+                spans += 1;
+                if end == u64::MAX {
+                    break;
+                }
+                assert_ne!(set(end + 1), set(pos), "n={n}: a span ends where its replicas change");
+                pos = end + 1;
+            }
+            assert!((1..=81).contains(&spans), "n={n}: {spans} spans for 80 tokens");
+            if n == 5 {
+                assert_eq!(spans, 1, "every node holds everything");
+            }
+        }
     }
 
     #[test]

@@ -8,17 +8,20 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dkv_membership::api::{
-    secret_matches, HeartbeatAnswer, IdRequest, LeaveRequest, RegisterRequest, SeedHealth, SECRET_HEADER, SEED_HEADER,
+    secret_matches, IdRequest, LeaveRequest, RegisterRequest, SeedHealth, SECRET_HEADER, SEED_HEADER,
 };
+use dkv_membership::compact::Compact;
 use dkv_membership::{Registry, RegistryError};
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
+
+use crate::format::{self, Format};
 
 #[derive(Clone, Debug)]
 pub struct SeedConfig {
@@ -38,6 +41,34 @@ struct Seed {
     /// What each member reported with its last heartbeat: key copies, clock offset (for the
     /// dashboard only).
     reports: Arc<Mutex<std::collections::HashMap<dkv_membership::NodeId, IdRequest>>>,
+    /// Heartbeats answered, by what they carried and in which encoding (see [`Told`]).
+    heartbeats: Arc<[std::sync::atomic::AtomicU64; 6]>,
+}
+
+/// What a heartbeat answer carried of the membership.
+#[derive(Clone, Copy)]
+enum Told {
+    Unchanged = 0,
+    Changes = 1,
+    View = 2,
+}
+
+impl Told {
+    const ALL: [(Told, &'static str); 3] =
+        [(Told::Unchanged, "unchanged"), (Told::Changes, "changes"), (Told::View, "view")];
+
+    fn of(answer: &dkv_membership::api::HeartbeatAnswer) -> Told {
+        match (&answer.nodes, &answer.changes) {
+            (Some(_), _) => Told::View,
+            (None, Some(_)) => Told::Changes,
+            (None, None) => Told::Unchanged,
+        }
+    }
+
+    /// Its counter in [`Seed::heartbeats`].
+    fn slot(self, format: Format) -> usize {
+        self as usize * 2 + usize::from(format == Format::Compact)
+    }
 }
 
 fn now_ms() -> u64 {
@@ -55,6 +86,7 @@ pub fn router(config: &SeedConfig) -> (Router, impl Future<Output = ()> + Send +
     let seed = Seed {
         expired: Arc::default(),
         reports: Arc::default(),
+        heartbeats: Arc::default(),
         registry: Arc::new(Mutex::new(
             Registry::new(now_ms(), config.node_ttl.as_millis() as u64).for_cluster(&config.cluster_name),
         )),
@@ -161,29 +193,34 @@ fn error_line(status: StatusCode, text: impl std::fmt::Display) -> Response {
     (status, line).into_response()
 }
 
+/// A request body, JSON or compact by its `Content-Type` (see `format.rs`).
 // A ready error response is what a handler's `?` needs; its size does not matter here.
 #[allow(clippy::result_large_err)]
-fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Response> {
+fn parse<T: DeserializeOwned + Compact>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Response> {
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => {
             error_line(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over the limit of {} MiB", MAX_BODY >> 20))
         }
         status => error_line(status, e.body_text()),
     })?;
-    serde_json::from_slice(&body).map_err(|e| error_line(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+    format::decode(headers, &body).map_err(|(status, line)| error_line(status, line))
 }
 
-fn reply<T: serde::Serialize>(result: Result<T, RegistryError>) -> Response {
+/// The answer, in the format the request asked for (see `format.rs`).
+fn reply<T: serde::Serialize + Compact>(format: Format, result: Result<T, RegistryError>) -> Response {
     match result {
-        Ok(v) => Json(v).into_response(),
+        Ok(v) => format::encode(format, &v),
         Err(e @ RegistryError::UnknownNode(_)) => error_line(StatusCode::NOT_FOUND, e),
         Err(e @ RegistryError::BadRequest(_)) => error_line(StatusCode::BAD_REQUEST, e),
         Err(e @ RegistryError::ForeignCluster { .. }) => error_line(StatusCode::CONFLICT, e),
     }
 }
 
-async fn register(State(seed): State<Seed>, body: Result<Bytes, BytesRejection>) -> Response {
-    let req: RegisterRequest = match parse(body) {
+async fn register(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let req: RegisterRequest = match parse(&headers, body) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -198,57 +235,62 @@ async fn register(State(seed): State<Seed>, body: Result<Bytes, BytesRejection>)
             tracing::info!(id = %resp.id, addr = m.map(|m| m.addr.as_str()), state = ?m.map(|m| m.state), epoch = resp.epoch, "node registered");
         }
     }
-    reply(result.0)
+    reply(Format::answer(&headers), result.0)
 }
 
-async fn heartbeat(State(seed): State<Seed>, body: Result<Bytes, BytesRejection>) -> Response {
-    match parse::<IdRequest>(body) {
+/// A heartbeat that says which view the node holds gets no view when that one is current: the
+/// cost does not grow with the cluster (a map lookup, a small answer). See the registry.
+async fn heartbeat(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    match parse::<IdRequest>(&headers, body) {
         Ok(req) => {
             let id = req.id;
-            let answer = seed.with(|r| r.heartbeat(id, now_ms()));
-            if answer.is_ok() {
+            let answer = seed.with(|r| r.heartbeat_since(id, req.known(), now_ms()));
+            let format = Format::answer(&headers);
+            if let Ok(a) = &answer {
                 // Only members' reports are kept (and replaced at every heartbeat).
                 seed.reports.lock().unwrap_or_else(|e| e.into_inner()).insert(id, req);
+                seed.heartbeats[Told::of(a).slot(format)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            reply(answer.map(|view| HeartbeatAnswer { view, now_ms: Some(now_ms()) }))
+            reply(format, answer.map(|a| dkv_membership::api::HeartbeatAnswer { now_ms: Some(now_ms()), ..a }))
         }
         Err(resp) => resp,
     }
 }
 
-async fn ready(State(seed): State<Seed>, body: Result<Bytes, BytesRejection>) -> Response {
-    match parse::<IdRequest>(body) {
+async fn ready(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    match parse::<IdRequest>(&headers, body) {
         Ok(req) => {
             let res = seed.with(|r| r.ready(req.id, now_ms()));
             if let Ok(v) = &res {
                 tracing::info!(id = %req.id, epoch = v.epoch, "node is ready (normal)");
             }
-            reply(res)
+            reply(Format::answer(&headers), res)
         }
         Err(resp) => resp,
     }
 }
 
-async fn leave(State(seed): State<Seed>, body: Result<Bytes, BytesRejection>) -> Response {
-    match parse::<LeaveRequest>(body) {
+async fn leave(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    match parse::<LeaveRequest>(&headers, body) {
         Ok(req) => {
             let res = seed.with(|r| r.leave(req.id, req.done, now_ms()));
             if let Ok(v) = &res {
                 let what = if req.done { "node left" } else { "node is leaving" };
                 tracing::info!(id = %req.id, epoch = v.epoch, "{what}");
             }
-            reply(res)
+            reply(Format::answer(&headers), res)
         }
         Err(resp) => resp,
     }
 }
 
-async fn nodes(State(seed): State<Seed>) -> Response {
-    Json(seed.with(|r| r.view())).into_response()
+/// The whole view: JSON for people and the dashboard, compact for nodes that ask for it.
+async fn nodes(State(seed): State<Seed>, headers: HeaderMap) -> Response {
+    format::encode(Format::answer(&headers), &seed.with(|r| r.view()))
 }
 
 async fn health(State(seed): State<Seed>) -> Response {
-    let (epoch, members) = seed.with(|r| (r.epoch(), r.view().nodes.len()));
+    let (epoch, members) = seed.with(|r| (r.epoch(), r.len()));
     Json(SeedHealth { status: "ok".into(), epoch, members }).into_response()
 }
 
@@ -293,6 +335,11 @@ async fn metrics(State(seed): State<Seed>) -> Response {
     struct StateLabel {
         state: String,
     }
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct HeartbeatLabels {
+        answer: String,
+        encoding: String,
+    }
     let view = seed.with(|r| r.view());
     let mut registry = prometheus_client::registry::Registry::with_prefix("dkv_seed");
     let members = Family::<StateLabel, Gauge>::default();
@@ -304,6 +351,18 @@ async fn metrics(State(seed): State<Seed>) -> Response {
     registry.register("epoch", "Membership epoch", ConstGauge::new(view.epoch as i64));
     let expired = seed.expired.load(std::sync::atomic::Ordering::Relaxed);
     registry.register("expired", "Members removed for missing heartbeats", ConstCounter::new(expired));
+    let heartbeats = Family::<HeartbeatLabels, prometheus_client::metrics::counter::Counter>::default();
+    for (told, answer) in Told::ALL {
+        for (format, encoding) in [(Format::Json, "json"), (Format::Compact, "compact")] {
+            let n = seed.heartbeats[told.slot(format)].load(std::sync::atomic::Ordering::Relaxed);
+            heartbeats.get_or_create(&HeartbeatLabels { answer: answer.into(), encoding: encoding.into() }).inc_by(n);
+        }
+    }
+    registry.register(
+        "heartbeats",
+        "Heartbeats answered, by what they carried of the membership (unchanged: nothing) and by encoding",
+        heartbeats,
+    );
     let mut out = String::new();
     prometheus_text::encode(&mut out, &registry).expect("writing to a String");
     ([(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], out).into_response()

@@ -103,3 +103,77 @@ async fn integers_are_read_in_any_json_spelling() {
     let a = call(&addr, "POST", "/heartbeat", &format!(r#"{{"id":"{id}","keys":1.5}}"#)).await;
     assert_one_line(&a, 400);
 }
+
+/// One HTTP/1.1 request with extra headers and a binary body: status, content type, body.
+async fn call_bytes(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nhost: seed\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    conn.write_all(&bytes).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut raw)).await.expect("an answer").unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let content_type = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(String::from))
+        .unwrap_or_default();
+    (head[9..12].parse().unwrap(), content_type, raw[split + 4..].to_vec())
+}
+
+#[tokio::test]
+async fn nodes_that_ask_get_the_compact_encoding_and_everyone_else_json() {
+    use dkv_membership::api::{HeartbeatAnswer, IdRequest, RegisterResponse};
+    use dkv_membership::compact;
+    use dkv_membership::View;
+
+    let addr = seed().await;
+    let v = dkv_transport::frame::VERSION;
+    let accept = compact::content_type(v);
+    // A first registration in JSON, asking for a compact answer.
+    let (status, ct, body) = call_bytes(&addr, "POST", "/register", &[("accept", &accept)], br#"{"addr":"h:1"}"#).await;
+    assert_eq!((status, ct.as_str()), (200, accept.as_str()));
+    let registered: RegisterResponse = compact::decode(&body, v).expect("a compact answer");
+    let view = View { epoch: registered.epoch, nodes: registered.nodes };
+
+    // A compact heartbeat from the current view: unchanged, compact.
+    let hb = IdRequest { epoch: Some(view.epoch), digest: Some(view.digest()), ..IdRequest::id(registered.id) };
+    let headers = [("content-type", accept.as_str()), ("accept", accept.as_str())];
+    let (status, ct, body) = call_bytes(&addr, "POST", "/heartbeat", &headers, &compact::encode(&hb, v)).await;
+    assert_eq!((status, ct.as_str()), (200, accept.as_str()));
+    let answer: HeartbeatAnswer = compact::decode(&body, v).unwrap();
+    assert_eq!((answer.epoch, answer.nodes, answer.changes), (view.epoch, None, None));
+    assert!(answer.now_ms.is_some());
+
+    // Another release's version: the body is refused with 415, the answer comes in JSON.
+    let other = compact::content_type(v.wrapping_add(1));
+    let (status, ct, body) =
+        call_bytes(&addr, "POST", "/heartbeat", &[("content-type", &other)], &compact::encode(&hb, v.wrapping_add(1)))
+            .await;
+    assert_eq!(status, 415, "{}", String::from_utf8_lossy(&body));
+    assert!(ct.starts_with("text/plain") && body.ends_with(b"\n"));
+    let (status, ct, _) = call_bytes(&addr, "GET", "/nodes", &[("accept", &other)], b"").await;
+    assert_eq!((status, ct.as_str()), (200, "application/json"));
+    // A compact body that is not a message: 400, one line.
+    let (status, _, body) = call_bytes(&addr, "POST", "/heartbeat", &[("content-type", &accept)], &[v, 0xff]).await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    // curl and the dashboard: JSON, whatever they accept.
+    for accept in ["*/*", "application/json", ""] {
+        let (status, ct, body) = call_bytes(&addr, "GET", "/nodes", &[("accept", accept)], b"").await;
+        assert_eq!((status, ct.as_str()), (200, "application/json"));
+        let json: View = serde_json::from_slice(&body).unwrap();
+        assert!(json.same_placement(&view));
+    }
+}

@@ -1,9 +1,18 @@
-//! On-disk layout of one record (data format 1, see [`crate::FORMAT_VERSION`]).
+//! On-disk layout of one record (data format 2, see [`crate::FORMAT_VERSION`]).
 //!
 //! ```text
 //! key:   hash (u64, big-endian) ++ user key
-//! value: kind (u8: 0 value, 1 tombstone) ++ version.ts (u64 BE) ++ version.node (u64 BE) ++ value
+//! value: kind (u8) ++ version.ts (u64 BE) ++ version.node (u64 BE) ++ rest, by kind:
+//!        0 value                         rest = value
+//!        1 tombstone                     rest = nothing
+//!        2 value with a deadline         rest = expires (u64 BE, ms since the epoch) ++ value
+//!        3 tombstone of an expired value rest = expires (u64 BE)
 //! ```
+//!
+//! Kinds 0 and 1 are all that data format 1 had, byte for byte: a store written before expiry
+//! existed reads as it was, and an entry without a deadline is still written that way. Kinds 2
+//! and 3 are new in format 2; a release that reads only format 1 refuses the directory from
+//! `dkv.json` (see [`crate::DataDir`]) before it could meet one.
 //!
 //! Big-endian hashes first make the store's byte order the ring's `(hash, key)` order, so a ring
 //! range is one contiguous key range on disk.
@@ -15,6 +24,10 @@ use crate::{Entry, Version};
 const HEADER: usize = 17;
 const VALUE: u8 = 0;
 const TOMBSTONE: u8 = 1;
+const EXPIRING: u8 = 2;
+const EXPIRED: u8 = 3;
+/// Bytes of a deadline after the header.
+const DEADLINE: usize = 8;
 
 pub fn store_key(hash: u64, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + key.len());
@@ -35,41 +48,80 @@ pub fn hash_upper_bound(end_hash: u64) -> Option<[u8; 8]> {
 }
 
 pub fn encode_entry(entry: &Entry) -> Vec<u8> {
-    let mut v = Vec::with_capacity(HEADER + entry.value_len());
-    v.push(if entry.is_tombstone() { TOMBSTONE } else { VALUE });
+    let deadline = if entry.expires.is_some() { DEADLINE } else { 0 };
+    let mut v = Vec::with_capacity(HEADER + deadline + entry.value_len());
+    v.push(match (entry.is_tombstone(), entry.expires.is_some()) {
+        (false, false) => VALUE,
+        (true, false) => TOMBSTONE,
+        (false, true) => EXPIRING,
+        (true, true) => EXPIRED,
+    });
     v.extend_from_slice(&entry.version.ts.to_be_bytes());
     v.extend_from_slice(&entry.version.node.to_be_bytes());
+    if let Some(t) = entry.expires {
+        v.extend_from_slice(&t.to_be_bytes());
+    }
     if let Some(value) = &entry.value {
         v.extend_from_slice(value);
     }
     v
 }
 
+fn header(v: &[u8]) -> Result<(&[u8; HEADER], &[u8]), String> {
+    v.split_first_chunk::<HEADER>().ok_or_else(|| format!("record of {} bytes is shorter than its header", v.len()))
+}
+
 /// The version of an encoded entry, without copying its value.
 pub fn decode_version(v: &[u8]) -> Result<Version, String> {
-    let header =
-        v.first_chunk::<HEADER>().ok_or_else(|| format!("record of {} bytes is shorter than its header", v.len()))?;
+    let (header, _) = header(v)?;
+    Ok(version_of(header))
+}
+
+fn version_of(header: &[u8; HEADER]) -> Version {
     let ts = u64::from_be_bytes(header[1..9].try_into().expect("8 bytes"));
     let node = u64::from_be_bytes(header[9..17].try_into().expect("8 bytes"));
-    Ok(Version { ts, node })
+    Version { ts, node }
 }
 
 /// Value bytes of an encoded entry (0 for a tombstone).
 pub fn encoded_value_len(v: &[u8]) -> usize {
-    v.len().saturating_sub(HEADER)
+    match v.first() {
+        Some(&EXPIRING) => v.len().saturating_sub(HEADER + DEADLINE),
+        Some(&VALUE) => v.len().saturating_sub(HEADER),
+        _ => 0,
+    }
+}
+
+/// The version and deadline of an encoded entry that is a value with a deadline; `None` for
+/// anything else. Copies nothing: what the expiry sweep looks at.
+pub fn decode_deadline(v: &[u8]) -> Result<Option<(Version, u64)>, String> {
+    let (header, rest) = header(v)?;
+    if header[0] != EXPIRING {
+        return Ok(None);
+    }
+    let deadline = rest.first_chunk::<DEADLINE>().ok_or("a record with a deadline is too short for it")?;
+    Ok(Some((version_of(header), u64::from_be_bytes(*deadline))))
 }
 
 pub fn decode_entry(v: &[u8]) -> Result<Entry, String> {
-    let (header, value) = v
-        .split_first_chunk::<HEADER>()
-        .ok_or_else(|| format!("record of {} bytes is shorter than its header", v.len()))?;
-    let ts = u64::from_be_bytes(header[1..9].try_into().expect("8 bytes"));
-    let node = u64::from_be_bytes(header[9..17].try_into().expect("8 bytes"));
-    let version = Version { ts, node };
+    let (header, rest) = header(v)?;
+    let version = version_of(header);
+    let deadline = |rest: &[u8]| -> Result<(u64, usize), String> {
+        let d = rest.first_chunk::<DEADLINE>().ok_or("a record with a deadline is too short for it")?;
+        Ok((u64::from_be_bytes(*d), DEADLINE))
+    };
     match header[0] {
-        VALUE => Ok(Entry::value(version, Bytes::copy_from_slice(value))),
-        TOMBSTONE if value.is_empty() => Ok(Entry::tombstone(version)),
-        kind => Err(format!("record kind {kind} with {} value bytes is not one dkv writes", value.len())),
+        VALUE => Ok(Entry::value(version, Bytes::copy_from_slice(rest))),
+        TOMBSTONE if rest.is_empty() => Ok(Entry::tombstone(version)),
+        EXPIRING => {
+            let (t, skip) = deadline(rest)?;
+            Ok(Entry::expiring(version, Bytes::copy_from_slice(&rest[skip..]), Some(t)))
+        }
+        EXPIRED if rest.len() == DEADLINE => {
+            let (t, _) = deadline(rest)?;
+            Ok(Entry { version, value: None, expires: Some(t) })
+        }
+        kind => Err(format!("record kind {kind} with {} bytes after its header is not one dkv writes", rest.len())),
     }
 }
 
@@ -87,9 +139,40 @@ mod tests {
         assert_eq!((encoded_value_len(&encode_entry(&e)), encoded_value_len(&encode_entry(&t))), (3, 0));
         assert!(decode_entry(&[0; 5]).is_err());
         assert!(decode_entry(&[7; 17]).is_err());
+        assert!(decode_entry(&[EXPIRING; 20]).is_err(), "a deadline cut short");
         assert!(store_key(1, b"zz") < store_key(2, b"a"));
         assert!(store_key(2, b"a") < store_key(2, b"b"));
         assert_eq!(decode_store_key(&store_key(5, b"k")).unwrap(), (5, &b"k"[..]));
         assert_eq!(hash_upper_bound(u64::MAX), None);
+    }
+
+    #[test]
+    fn deadlines_round_trip_and_records_of_format_1_read_as_they_were() {
+        let v = Version { ts: 0x0102_0304, node: 5 };
+        let e = Entry::expiring(v, Bytes::from_static(b"val"), Some(1_700_000_000_123));
+        let bytes = encode_entry(&e);
+        assert_eq!(bytes[0], EXPIRING);
+        assert_eq!(decode_entry(&bytes).unwrap(), e);
+        assert_eq!(encoded_value_len(&bytes), 3);
+        assert_eq!(decode_deadline(&bytes).unwrap(), Some((v, 1_700_000_000_123)));
+        let t = e.expired();
+        let bytes = encode_entry(&t);
+        assert_eq!((bytes[0], bytes.len(), encoded_value_len(&bytes)), (EXPIRED, HEADER + DEADLINE, 0));
+        assert_eq!(decode_entry(&bytes).unwrap(), t);
+        assert_eq!(decode_deadline(&bytes).unwrap(), None, "already a tombstone");
+
+        // Format 1, written by the release before expiry: kind, ts, node, value.
+        let mut old = vec![0u8];
+        old.extend_from_slice(&9u64.to_be_bytes());
+        old.extend_from_slice(&3u64.to_be_bytes());
+        old.extend_from_slice(b"old value");
+        let read = decode_entry(&old).unwrap();
+        assert_eq!(read, Entry::value(Version { ts: 9, node: 3 }, Bytes::from_static(b"old value")));
+        assert_eq!(read.expires, None);
+        assert_eq!(encode_entry(&read), old, "an entry without a deadline is written as format 1 wrote it");
+        let mut old_tombstone = vec![1u8];
+        old_tombstone.extend_from_slice(&[0; 16]);
+        assert_eq!(decode_entry(&old_tombstone).unwrap(), Entry::tombstone(Version::default()));
+        assert_eq!(decode_deadline(&old).unwrap(), None);
     }
 }

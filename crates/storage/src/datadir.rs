@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! DIR/LOCK       held (flock) while a process uses the directory: two nodes never share one
-//! DIR/dkv.json   {"format":1,"cluster":"dkv","id":"…","tokens":[…]}, replaced atomically
+//! DIR/dkv.json   {"format":2,"cluster":"dkv","id":"…","tokens":[…]}, replaced atomically
 //! DIR/store/     the durable engine's files
 //! DIR/*.json|bin other small state the node keeps (last view, pending hints), replaced atomically
 //! ```
@@ -12,6 +12,11 @@
 //! another cluster, one in use by another process, and one whose `dkv.json` is unreadable or
 //! missing beside existing data. It never rewrites a file it could not read: a damaged directory
 //! is left exactly as it was found, for an operator to inspect.
+//!
+//! Formats: 1 had no expiry; 2 adds records with deadlines (`codec.rs`). Format 2 reads format
+//! 1's records unchanged, so a directory of format 1 opens, and `dkv.json` then says 2: from
+//! that moment the store may hold records a format-1 release cannot read, and such a release
+//! refuses the directory with a message, instead of failing on the first such record.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -20,8 +25,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// Version of the on-disk layout (this file and the engine's key/value encoding). Bump it on any
-/// incompatible change; a node refuses directories of any other version.
-pub const FORMAT_VERSION: u32 = 1;
+/// incompatible change; a node refuses directories of any version it cannot read
+/// ([`READS_FORMATS`]) and upgrades those of an older one it can.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The formats this release opens: its own, and format 1 (before expiry), whose records it
+/// reads as they are.
+pub const READS_FORMATS: [u32; 2] = [1, 2];
 
 const META: &str = "dkv.json";
 const LOCK: &str = "LOCK";
@@ -35,7 +45,7 @@ pub enum DataDirError {
     Locked(PathBuf),
     #[error("{path} is unreadable ({reason}); dkv will not overwrite it: restore it, or move the directory away to start this node afresh")]
     Corrupt { path: PathBuf, reason: String },
-    #[error("{path} holds data format {found}, this dkv reads format {FORMAT_VERSION}; run the dkv version that wrote it, or move the directory away")]
+    #[error("{path} holds data format {found}, this dkv reads formats 1 to {FORMAT_VERSION}; run the dkv version that wrote it, or move the directory away")]
     Version { path: PathBuf, found: u32 },
     #[error("{path} belongs to cluster {found:?}, this node was started for cluster {wanted:?}; pass --cluster-name {found} or use another --data-dir")]
     ForeignCluster { path: PathBuf, found: String, wanted: String },
@@ -109,6 +119,12 @@ impl DataDir {
             Err(e) => return Err(io_err(e)),
         };
         let mut dir = DataDir { path: path.to_path_buf(), meta, _lock: lock };
+        if dir.meta.format != FORMAT_VERSION {
+            // An older format this release reads: say so on disk before writing anything new.
+            let meta = Meta { format: FORMAT_VERSION, ..dir.meta.clone() };
+            write_atomic(path, META, &to_json(&meta)).map_err(io_err)?;
+            dir.meta = meta;
+        }
         if dir.meta.left {
             let store = dir.store_path();
             match fs::remove_dir_all(&store) {
@@ -196,7 +212,7 @@ fn parse_meta(path: &Path, bytes: &[u8]) -> Result<Meta, DataDirError> {
     }
     let corrupt = |e: serde_json::Error| DataDirError::Corrupt { path: path.to_path_buf(), reason: e.to_string() };
     let FormatOnly { format } = serde_json::from_slice(bytes).map_err(corrupt)?;
-    if format != FORMAT_VERSION {
+    if !READS_FORMATS.contains(&format) {
         return Err(DataDirError::Version { path: path.to_path_buf(), found: format });
     }
     serde_json::from_slice(bytes).map_err(corrupt)
@@ -260,14 +276,28 @@ mod tests {
         let err = DataDir::open(&p, "c1").err().unwrap();
         assert!(matches!(err, DataDirError::Version { found: 99, .. }), "{err}");
 
-        fs::write(&meta, br#"{"format":1,"clus"#).unwrap();
+        fs::write(&meta, br#"{"format":2,"clus"#).unwrap();
         let err = DataDir::open(&p, "c1").err().unwrap();
         assert!(matches!(err, DataDirError::Corrupt { .. }), "{err}");
-        assert_eq!(fs::read(&meta).unwrap(), br#"{"format":1,"clus"#, "left as found");
+        assert_eq!(fs::read(&meta).unwrap(), br#"{"format":2,"clus"#, "left as found");
 
         fs::remove_file(&meta).unwrap();
         fs::create_dir(p.join(STORE)).unwrap();
         assert!(matches!(DataDir::open(&p, "c1"), Err(DataDirError::MissingMeta(_))));
+        fs::remove_dir_all(&p).unwrap();
+    }
+
+    #[test]
+    fn a_directory_of_format_1_opens_as_it_was_and_is_marked_format_2() {
+        let p = tmp("format1");
+        fs::create_dir_all(&p).unwrap();
+        let old = br#"{"format":1,"cluster":"c1","id":"0000000000000abc","tokens":[7,8]}"#;
+        fs::write(p.join(META), old).unwrap();
+        let d = DataDir::open(&p, "c1").unwrap();
+        assert_eq!(d.identity().unwrap(), Some(Identity { id: 0xabc, tokens: vec![7, 8] }));
+        drop(d);
+        let meta: serde_json::Value = serde_json::from_slice(&fs::read(p.join(META)).unwrap()).unwrap();
+        assert_eq!((meta["format"].as_u64(), meta["id"].as_str()), (Some(2), Some("0000000000000abc")));
         fs::remove_dir_all(&p).unwrap();
     }
 }

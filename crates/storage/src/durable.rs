@@ -22,9 +22,10 @@ use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::codec::{
-    decode_entry, decode_store_key, decode_version, encode_entry, encoded_value_len, hash_upper_bound, store_key,
+    decode_deadline, decode_entry, decode_store_key, decode_version, encode_entry, encoded_value_len, hash_upper_bound,
+    store_key,
 };
-use crate::engine::{Applied, Budget, Cursor, Engine, EngineStats, StorageError, StorageResult};
+use crate::engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, StorageError, StorageResult};
 use crate::{Entry, Version};
 
 const STRIPES: usize = 256;
@@ -48,6 +49,7 @@ pub struct DurableEngine {
     keys: AtomicU64,
     bytes: AtomicU64,
     tombstones: AtomicU64,
+    expiring: AtomicU64,
     /// See [`Engine::generation`]; bumped after each insert or removal.
     generation: AtomicU64,
 }
@@ -66,6 +68,7 @@ impl DurableEngine {
             keys: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             tombstones: AtomicU64::new(0),
+            expiring: AtomicU64::new(0),
             generation: AtomicU64::new(0),
         };
         engine.count()?;
@@ -101,6 +104,9 @@ impl DurableEngine {
         } else {
             change(&self.keys, 1);
             change(&self.bytes, (key_len + entry.value_len()) as u64);
+            if entry.expires.is_some() {
+                change(&self.expiring, 1);
+            }
         }
     }
 
@@ -248,7 +254,7 @@ impl Engine for DurableEngine {
         for item in self.data.iter() {
             let (k, v) = item.into_inner().map_err(|e| self.err("scanning", e))?;
             let entry = decode_entry(&v).map_err(|e| self.err("decoding a value", e))?;
-            if entry.is_tombstone() && entry.version.ts < before_ts {
+            if entry.is_tombstone() && entry.dead_since().is_some_and(|ts| ts < before_ts) {
                 let (hash, key) = decode_store_key(&k).map_err(|e| self.err("decoding a key", e))?;
                 old.push((hash, key.to_vec(), entry.version));
             }
@@ -263,11 +269,46 @@ impl Engine for DurableEngine {
         Ok(purged)
     }
 
+    fn expire_if(&self, hash: u64, key: &[u8], version: Version) -> StorageResult<bool> {
+        let sk = store_key(hash, key);
+        let _stripe = self.stripe(hash);
+        match self.read(&sk)? {
+            Some(old) if old.version == version && !old.is_tombstone() => {
+                let tombstone = old.clone().expired();
+                self.data.insert(sk, encode_entry(&tombstone)).map_err(|e| self.err("writing", e))?;
+                self.account(key.len(), &old, false);
+                self.account(key.len(), &tombstone, true);
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn expire(&self, start: Option<&Cursor>, limit: usize, now_ms: u64) -> StorageResult<Expired> {
+        // Deadlines are read from the records' headers; values are not copied.
+        let mut due = Vec::new();
+        let next = self.walk(start, u64::MAX, limit, &mut |hash, key, v| {
+            if let Some((version, deadline)) = decode_deadline(v).map_err(|e| self.err("decoding a value", e))? {
+                if now_ms > deadline {
+                    due.push((hash, key.to_vec(), version));
+                }
+            }
+            Ok(Step::Next)
+        })?;
+        let mut expired = 0;
+        for (hash, key, version) in due {
+            expired += u64::from(self.expire_if(hash, &key, version)?);
+        }
+        Ok(Expired { expired, next })
+    }
+
     fn stats(&self) -> EngineStats {
         EngineStats {
             keys: self.keys.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             tombstones: self.tombstones.load(Ordering::Relaxed),
+            expiring: self.expiring.load(Ordering::Relaxed),
         }
     }
 
@@ -307,7 +348,7 @@ mod tests {
         }
         let e = DurableEngine::open(&dir).unwrap();
         assert_eq!(e.get(7, b"k").unwrap().unwrap().value.unwrap(), Bytes::from_static(b"new"));
-        assert_eq!(e.stats(), EngineStats { keys: 2, bytes: 4 + 6, tombstones: 2 });
+        assert_eq!(e.stats(), EngineStats { keys: 2, bytes: 4 + 6, tombstones: 2, expiring: 0 });
         let mut out = Vec::new();
         let next = e.scan(None, 7, 2, &mut out).unwrap();
         assert_eq!(next, Some(Cursor { hash: 7, key: Bytes::from_static(b"j") }));
@@ -317,7 +358,7 @@ mod tests {
         assert_eq!(e.purge_tombstones(3).unwrap(), 1);
         assert!(!e.remove_if(7, b"k", v(1)).unwrap());
         assert!(e.remove_if(7, b"k", v(2)).unwrap());
-        assert_eq!(e.stats(), EngineStats { keys: 1, bytes: 6, tombstones: 1 });
+        assert_eq!(e.stats(), EngineStats { keys: 1, bytes: 6, tombstones: 1, expiring: 0 });
         drop(e);
         std::fs::remove_dir_all(&dir).unwrap();
     }

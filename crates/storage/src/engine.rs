@@ -35,6 +35,17 @@ pub struct EngineStats {
     /// Bytes of live keys plus values.
     pub bytes: u64,
     pub tombstones: u64,
+    /// Of `keys`, those with a deadline (expired ones included until the sweep gets them).
+    pub expiring: u64,
+}
+
+/// What one page of [`Engine::expire`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Values turned into tombstones.
+    pub expired: u64,
+    /// Where the next page starts; `None` once the whole store was looked at.
+    pub next: Option<Cursor>,
 }
 
 /// The byte bound of one [`Engine::scan_where`] call.
@@ -143,8 +154,31 @@ pub trait Engine: Send + Sync + 'static {
         Ok(cursor)
     }
 
-    /// Drop tombstones whose version timestamp is below `before_ts`; returns how many.
+    /// Drop tombstones that count as gone since before `before_ts` (see [`Entry::dead_since`]:
+    /// a delete's version, an expiry's deadline); returns how many.
     fn purge_tombstones(&self, before_ts: u64) -> StorageResult<u64>;
+
+    /// Turn the value stored under the key at exactly `version` into its tombstone (the same
+    /// version, the deadline kept: [`Entry::expired`]); `false` if the key holds anything else
+    /// now. What the expiry sweep does to a value past its deadline: the tombstone still beats
+    /// any older value of the key, as the value did.
+    fn expire_if(&self, hash: u64, key: &[u8], version: Version) -> StorageResult<bool>;
+
+    /// One page of the expiry sweep: look at up to `limit` entries after `start` (from the
+    /// beginning when `None`) and turn every value expired at `now_ms` into its tombstone.
+    /// An engine that can, looks at deadlines without copying values.
+    fn expire(&self, start: Option<&Cursor>, limit: usize, now_ms: u64) -> StorageResult<Expired> {
+        let mut page = Vec::new();
+        let next = self.scan(start, u64::MAX, limit, &mut page)?;
+        let mut expired = 0;
+        for (hash, key, entry) in page {
+            // Re-checked by version: a write that landed since the scan stays.
+            if entry.is_expired_at(now_ms) && self.expire_if(hash, &key, entry.version)? {
+                expired += 1;
+            }
+        }
+        Ok(Expired { expired, next })
+    }
 
     fn stats(&self) -> EngineStats;
 
@@ -242,6 +276,9 @@ pub(crate) mod contract {
         fn purge_tombstones(&self, b: u64) -> StorageResult<u64> {
             self.0.purge_tombstones(b)
         }
+        fn expire_if(&self, h: u64, k: &[u8], v: Version) -> StorageResult<bool> {
+            self.0.expire_if(h, k, v)
+        }
         fn stats(&self) -> EngineStats {
             self.0.stats()
         }
@@ -250,11 +287,13 @@ pub(crate) mod contract {
     #[test]
     fn the_default_scans_keep_the_contract() {
         byte_bounded_scans(&Plain(crate::MemoryEngine::new()));
+        expiry_sweeps(&Plain(crate::MemoryEngine::new()));
     }
 
     #[test]
     fn the_memory_engine_keeps_the_contract() {
         byte_bounded_scans(&crate::MemoryEngine::new());
+        expiry_sweeps(&crate::MemoryEngine::new());
     }
 
     #[test]
@@ -263,6 +302,60 @@ pub(crate) mod contract {
         let _ = std::fs::remove_dir_all(&dir);
         byte_bounded_scans(&crate::DurableEngine::open(&dir).unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
+        let dir = std::env::temp_dir().join(format!("dkv-expiry-contract-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        expiry_sweeps(&crate::DurableEngine::open(&dir).unwrap());
+        // Deadlines, and the tombstones expiry left, survive a reopen.
+        let e = crate::DurableEngine::open(&dir).unwrap();
+        assert_eq!(e.get(3, b"t").unwrap().unwrap().expires, Some(2_000));
+        assert_eq!(e.get(1, b"a").unwrap(), Some(Entry { version: v(1), value: None, expires: Some(1_000) }));
+        assert_eq!(e.stats(), EngineStats { keys: 3, bytes: 7, tombstones: 2, expiring: 1 });
+        drop(e);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The sweep turns expired values, and only those, into tombstones of the same version, in
+    /// pages; the counters follow; the purge counts an expiry's grace from its deadline.
+    pub fn expiry_sweeps(e: &dyn Engine) {
+        let val = |ts, s: &'static str, t| Entry::expiring(v(ts), Bytes::from_static(s.as_bytes()), t);
+        e.apply(1, b"a", val(1, "x", Some(1_000))).unwrap();
+        e.apply(2, b"b", val(1, "y", Some(1_500))).unwrap();
+        e.apply(3, b"t", val(1, "z", Some(2_000))).unwrap();
+        e.apply(4, b"n", val(1, "w", None)).unwrap();
+        assert_eq!(e.stats(), EngineStats { keys: 4, bytes: 8, tombstones: 0, expiring: 3 });
+        // A newer write of b without a deadline lands between the page's scan and its change.
+        let first = e.expire(None, 1, 1_600).unwrap();
+        assert_eq!((first.expired, first.next.as_ref().map(|c| c.hash)), (1, Some(1)));
+        e.apply(2, b"b", val(2, "y2", None)).unwrap();
+        assert!(!e.expire_if(2, b"b", v(1)).unwrap(), "the newer write stays");
+        let mut cursor = first.next;
+        let mut expired = first.expired;
+        loop {
+            let page = e.expire(cursor.as_ref(), 1, 1_600).unwrap();
+            expired += page.expired;
+            cursor = page.next;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert_eq!(expired, 1, "a only: b was written again, t and n are not due");
+        assert_eq!(e.get(1, b"a").unwrap(), Some(Entry { version: v(1), value: None, expires: Some(1_000) }));
+        assert_eq!(e.get(2, b"b").unwrap().unwrap().value.as_deref(), Some(&b"y2"[..]));
+        assert_eq!(e.stats(), EngineStats { keys: 3, bytes: 7, tombstones: 1, expiring: 1 });
+        assert_eq!(e.apply(1, b"a", val(1, "x", Some(1_000))).unwrap(), Applied::Stale, "the same write again");
+        assert_eq!(e.apply(1, b"a", Entry::value(v(0), Bytes::from_static(b"old"))).unwrap(), Applied::Stale);
+        // The tombstone of an expiry is gone from its deadline, not from its version.
+        let ts = |ms| crate::Hlc::ts_at_ms(ms);
+        e.apply(5, b"d", Entry::tombstone(Version { ts: ts(1_200), node: 1 })).unwrap();
+        assert_eq!(e.purge_tombstones(ts(1_000)).unwrap(), 0, "a's deadline is 1000 ms, its version 1");
+        assert_eq!(e.purge_tombstones(ts(1_100)).unwrap(), 1);
+        assert_eq!(e.get(1, b"a").unwrap(), None);
+        assert!(e.get(5, b"d").unwrap().is_some());
+        e.apply(1, b"a", val(1, "x", Some(1_000))).unwrap();
+        assert!(e.expire_if(1, b"a", v(1)).unwrap());
+        assert!(!e.expire_if(1, b"a", v(1)).unwrap(), "already a tombstone");
+        assert!(!e.expire_if(9, b"none", v(1)).unwrap());
+        assert_eq!(e.stats(), EngineStats { keys: 3, bytes: 7, tombstones: 2, expiring: 1 });
     }
 }
 

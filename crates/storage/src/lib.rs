@@ -21,7 +21,7 @@ mod version;
 
 pub use datadir::{DataDir, DataDirError, Identity, FORMAT_VERSION};
 pub use durable::DurableEngine;
-pub use engine::{Applied, Budget, Cursor, Engine, EngineStats, StorageError, StorageResult};
+pub use engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, StorageError, StorageResult};
 pub use hlc::Hlc;
 pub use memory::MemoryEngine;
 pub use version::{Entry, Version};

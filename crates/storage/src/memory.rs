@@ -10,7 +10,8 @@
 //! The rare keys that share a hash live together in one [`Slot`], sorted by key.
 //!
 //! Memory: a key costs its B-tree element (the hash and a 40-byte [`Record`]) plus *one* heap
-//! allocation holding the key and the value together. Keeping them as a boxed key plus a `Bytes`
+//! allocation holding the key and the value together (and a value's deadline between them, for
+//! the keys that have one: a key without costs nothing more for expiry). Keeping them as a boxed key plus a `Bytes`
 //! value cost a second allocation and a 32-byte handle per key (`bench/memory.sh` measures the
 //! result against Redis). The price is a copy of the value on every read, which is small next
 //! to the HTTP work around it.
@@ -25,32 +26,47 @@ use std::sync::RwLock;
 
 use bytes::Bytes;
 
-use crate::engine::{Applied, Budget, Cursor, Engine, EngineStats, StorageError, StorageResult};
+use crate::engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, StorageError, StorageResult};
 use crate::{Entry, Version};
 
 const SHARD_BITS: u32 = 6;
 const SHARDS: usize = 1 << SHARD_BITS;
 
-/// One stored key: key and value bytes in a single allocation, its version, and whether it is a
-/// tombstone (then the buffer holds only the key).
+/// [`Record::flags`]: a tombstone (the buffer holds no value).
+const TOMBSTONE: u8 = 1;
+/// [`Record::flags`]: the buffer holds a deadline after the key.
+const DEADLINE: u8 = 2;
+/// Bytes of a deadline in the buffer.
+const DEADLINE_LEN: usize = 8;
+
+/// One stored key: its key, deadline (if any) and value bytes in a single allocation, in that
+/// order, its version, and what the buffer holds.
 struct Record {
     version: Version,
     buf: Box<[u8]>,
     key_len: u32,
-    tombstone: bool,
+    flags: u8,
 }
 
 impl Record {
     fn new(key: &[u8], entry: &Entry) -> Record {
         let value = entry.value.as_deref().unwrap_or_default();
-        let mut buf = Vec::with_capacity(key.len() + value.len());
+        let deadline = entry.expires.map(u64::to_le_bytes);
+        let mut buf = Vec::with_capacity(key.len() + deadline.map_or(0, |d| d.len()) + value.len());
         buf.extend_from_slice(key);
+        if let Some(d) = &deadline {
+            buf.extend_from_slice(d);
+        }
         buf.extend_from_slice(value);
+        let mut flags = if entry.is_tombstone() { TOMBSTONE } else { 0 };
+        if deadline.is_some() {
+            flags |= DEADLINE;
+        }
         Record {
             version: entry.version,
             buf: buf.into_boxed_slice(),
             key_len: u32::try_from(key.len()).expect("key lengths are checked in apply"),
-            tombstone: entry.is_tombstone(),
+            flags,
         }
     }
 
@@ -58,18 +74,39 @@ impl Record {
         &self.buf[..self.key_len as usize]
     }
 
+    fn is_tombstone(&self) -> bool {
+        self.flags & TOMBSTONE != 0
+    }
+
+    fn deadline(&self) -> Option<u64> {
+        let at = self.key_len as usize;
+        (self.flags & DEADLINE != 0)
+            .then(|| u64::from_le_bytes(self.buf[at..at + DEADLINE_LEN].try_into().expect("a deadline is 8 bytes")))
+    }
+
+    fn value(&self) -> &[u8] {
+        let skip = if self.flags & DEADLINE != 0 { DEADLINE_LEN } else { 0 };
+        &self.buf[self.key_len as usize + skip..]
+    }
+
     /// Key and value bytes, what a scan's byte bound counts.
     fn size(&self) -> usize {
-        self.buf.len()
+        self.key_len as usize + self.value().len()
+    }
+
+    fn is_expired_at(&self, now_ms: u64) -> bool {
+        !self.is_tombstone() && self.deadline().is_some_and(|t| now_ms > t)
+    }
+
+    /// The entry without its value: what [`Entry::dead_since`] needs.
+    fn head(&self) -> Entry {
+        Entry { version: self.version, value: (!self.is_tombstone()).then(Bytes::new), expires: self.deadline() }
     }
 
     /// The entry, with its value copied out.
     fn entry(&self) -> Entry {
-        if self.tombstone {
-            Entry::tombstone(self.version)
-        } else {
-            Entry::value(self.version, Bytes::copy_from_slice(&self.buf[self.key_len as usize..]))
-        }
+        let value = (!self.is_tombstone()).then(|| Bytes::copy_from_slice(self.value()));
+        Entry { version: self.version, value, expires: self.deadline() }
     }
 }
 
@@ -122,7 +159,7 @@ impl Slot {
     fn remove_if(&mut self, key: &[u8], version: Version) -> (Option<Record>, bool) {
         match self {
             Slot::One(r) if r.key() == key && r.version == version => {
-                let gone = std::mem::replace(r, Record { version, buf: Box::default(), key_len: 0, tombstone: true });
+                let gone = std::mem::replace(r, Record { version, buf: Box::default(), key_len: 0, flags: TOMBSTONE });
                 (Some(gone), true)
             }
             Slot::One(..) => (None, false),
@@ -148,11 +185,14 @@ fn account(stats: &mut EngineStats, r: &Record, sign: i64) {
     let apply = |n: &mut u64, d: u64| {
         *n = if sign > 0 { *n + d } else { n.saturating_sub(d) };
     };
-    if r.tombstone {
+    if r.is_tombstone() {
         apply(&mut stats.tombstones, 1);
     } else {
         apply(&mut stats.keys, 1);
-        apply(&mut stats.bytes, r.buf.len() as u64);
+        apply(&mut stats.bytes, r.size() as u64);
+        if r.deadline().is_some() {
+            apply(&mut stats.expiring, 1);
+        }
     }
 }
 
@@ -277,6 +317,30 @@ impl Engine for MemoryEngine {
         Ok(purged)
     }
 
+    fn expire_if(&self, hash: u64, key: &[u8], version: Version) -> StorageResult<bool> {
+        let expired = self.expire_if_infallible(hash, key, version);
+        if expired {
+            self.changed();
+        }
+        Ok(expired)
+    }
+
+    fn expire(&self, start: Option<&Cursor>, limit: usize, now_ms: u64) -> StorageResult<Expired> {
+        // Found under the read locks, changed under the write lock one by one (re-checked there).
+        let mut due = Vec::new();
+        let next = self.walk(start, u64::MAX, limit, &mut |hash, record| {
+            if record.is_expired_at(now_ms) {
+                due.push((hash, Bytes::copy_from_slice(record.key()), record.version));
+            }
+            Step::Next
+        });
+        let mut expired = 0;
+        for (hash, key, version) in due {
+            expired += u64::from(self.expire_if(hash, &key, version)?);
+        }
+        Ok(Expired { expired, next })
+    }
+
     fn generation(&self) -> Option<u64> {
         Some(self.generation.load(Ordering::Acquire))
     }
@@ -288,6 +352,7 @@ impl Engine for MemoryEngine {
             total.keys += s.keys;
             total.bytes += s.bytes;
             total.tombstones += s.tombstones;
+            total.expiring += s.expiring;
         }
         total
     }
@@ -322,6 +387,20 @@ impl MemoryEngine {
                 Applied::Stored
             }
         }
+    }
+
+    fn expire_if_infallible(&self, hash: u64, key: &[u8], version: Version) -> bool {
+        let mut guard = write!(self.shard(hash));
+        let Shard { map, stats } = &mut *guard;
+        let Some(record) = map.get_mut(&hash).and_then(|slot| slot.get_mut(key)) else { return false };
+        if record.version != version || record.is_tombstone() {
+            return false;
+        }
+        let tombstone = Entry { version, value: None, expires: record.deadline() };
+        account(stats, record, -1);
+        *record = Record::new(key, &tombstone);
+        account(stats, record, 1);
+        true
     }
 
     fn remove_if_infallible(&self, hash: u64, key: &[u8], version: Version) -> bool {
@@ -399,7 +478,7 @@ impl MemoryEngine {
     }
 
     fn purge_infallible(&self, before_ts: u64) -> u64 {
-        let old = |r: &Record| r.tombstone && r.version.ts < before_ts;
+        let old = |r: &Record| r.is_tombstone() && r.head().dead_since().is_some_and(|ts| ts < before_ts);
         let mut purged = 0;
         for shard in &self.shards {
             let mut guard = write!(shard);
@@ -463,7 +542,7 @@ mod tests {
         assert_eq!(e.get(1, b"old-del").unwrap(), None);
         assert!(e.get(2, b"new-del").unwrap().is_some());
         assert!(e.get(3, b"old-val").unwrap().is_some(), "values are never purged");
-        assert_eq!(e.stats(), EngineStats { keys: 1, bytes: 8, tombstones: 1 });
+        assert_eq!(e.stats(), EngineStats { keys: 1, bytes: 8, tombstones: 1, expiring: 0 });
     }
 
     #[test]
@@ -562,6 +641,6 @@ mod slot_tests {
         assert!(!e.remove_if(9, b"b", v(1)).unwrap(), "b is at version 2 now");
         assert!(e.remove_if(9, b"b", v(2)).unwrap());
         assert_eq!(e.get(9, b"b").unwrap(), None);
-        assert_eq!(e.stats(), EngineStats { keys: 2, bytes: 10_001 + 2, tombstones: 0 });
+        assert_eq!(e.stats(), EngineStats { keys: 2, bytes: 10_001 + 2, tombstones: 0, expiring: 0 });
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Semaphore};
 use tokio::time::Instant;
@@ -23,6 +23,7 @@ use tokio_util::codec::FramedRead;
 
 use crate::error::CallError;
 use crate::frame::{self, Codec, Frame, Hello, Refusal};
+use crate::io::Wrapper;
 use crate::outbox::Outbox;
 use crate::Auth;
 
@@ -43,6 +44,8 @@ pub struct ClientConfig {
     pub max_frame: usize,
     /// Calls in flight on one connection at once; more wait for a slot (within their deadline).
     pub max_in_flight: usize,
+    /// What each new connection runs on before the handshake (the node's TLS); plain TCP if none.
+    pub wrap: Option<Wrapper>,
 }
 
 /// Connections to every peer this node calls, keyed by address.
@@ -186,28 +189,62 @@ impl Peer {
 async fn connect(addr: &str, config: &ClientConfig) -> Result<Arc<Conn>, CallError> {
     let unreachable = |reason: String| CallError::Unreachable { addr: addr.to_string(), reason };
     let attempt = async {
-        let mut stream = TcpStream::connect(addr).await.map_err(|e| unreachable(e.to_string()))?;
+        let stream = TcpStream::connect(addr).await.map_err(|e| unreachable(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        let mut hello = BytesMut::from(&frame::MAGIC[..]);
-        let h =
-            Hello { version: frame::VERSION, cluster: config.auth.cluster.clone(), secret: config.auth.secret.clone() };
-        frame::encode(&mut hello, frame::KIND_HELLO, 0, |b| frame::put_postcard(b, &h));
-        stream.write_all(&hello).await.map_err(|e| unreachable(e.to_string()))?;
-        let (read, write) = stream.into_split();
-        let mut frames = FramedRead::new(read, Codec { max: config.max_frame });
-        let lost = |reason: String| CallError::Handshake { addr: addr.to_string(), reason };
-        match frames.next().await {
-            Some(Ok(f)) if f.kind == frame::KIND_WELCOME => Ok((frames, write)),
-            Some(Ok(f)) if f.kind == frame::KIND_GOODBYE => Err(lost(String::from_utf8_lossy(&f.body).into_owned())),
-            Some(Ok(f)) => Err(lost(format!("unexpected first frame of kind {:#x}", f.kind))),
-            Some(Err(e)) => Err(lost(e.to_string())),
-            None => Err(lost("closed during the handshake (not a dkv node, or it refused us)".into())),
+        match &config.wrap {
+            None => {
+                let (read, write) = stream.into_split();
+                let (frames, write) = handshake(addr, config, read, write).await?;
+                Ok(start(addr, config, frames, write))
+            }
+            Some(wrap) => {
+                // A failed TLS handshake is a refusal like a wrong secret: logged as one.
+                let stream = wrap
+                    .0
+                    .wrap(addr, stream)
+                    .await
+                    .map_err(|e| CallError::Handshake { addr: addr.to_string(), reason: format!("TLS: {e}") })?;
+                let (read, write) = tokio::io::split(stream);
+                let (frames, write) = handshake(addr, config, read, write).await?;
+                Ok(start(addr, config, frames, write))
+            }
         }
     };
-    let (frames, write) = match tokio::time::timeout(config.connect_timeout, attempt).await {
-        Ok(r) => r?,
-        Err(_) => return Err(unreachable(format!("no connection within {} ms", config.connect_timeout.as_millis()))),
-    };
+    match tokio::time::timeout(config.connect_timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(unreachable(format!("no connection within {} ms", config.connect_timeout.as_millis()))),
+    }
+}
+
+/// Present the hello and wait for the welcome.
+async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    addr: &str,
+    config: &ClientConfig,
+    read: R,
+    mut write: W,
+) -> Result<(FramedRead<R, Codec>, W), CallError> {
+    let unreachable = |reason: String| CallError::Unreachable { addr: addr.to_string(), reason };
+    let mut hello = BytesMut::from(&frame::MAGIC[..]);
+    let h = Hello { version: frame::VERSION, cluster: config.auth.cluster.clone(), secret: config.auth.secret.clone() };
+    frame::encode(&mut hello, frame::KIND_HELLO, 0, |b| frame::put_postcard(b, &h));
+    write.write_all(&hello).await.map_err(|e| unreachable(e.to_string()))?;
+    let mut frames = FramedRead::new(read, Codec { max: config.max_frame });
+    let lost = |reason: String| CallError::Handshake { addr: addr.to_string(), reason };
+    match frames.next().await {
+        Some(Ok(f)) if f.kind == frame::KIND_WELCOME => Ok((frames, write)),
+        Some(Ok(f)) if f.kind == frame::KIND_GOODBYE => Err(lost(String::from_utf8_lossy(&f.body).into_owned())),
+        Some(Ok(f)) => Err(lost(format!("unexpected first frame of kind {:#x}", f.kind))),
+        Some(Err(e)) => Err(lost(e.to_string())),
+        None => Err(lost("closed during the handshake (not a dkv node, or it refused us)".into())),
+    }
+}
+
+/// The connection's writer and reader tasks.
+fn start<R, W>(addr: &str, config: &ClientConfig, frames: FramedRead<R, Codec>, write: W) -> Arc<Conn>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let conn = Arc::new(Conn {
         max_frame: config.max_frame,
         outbox: Outbox::default(),
@@ -224,11 +261,11 @@ async fn connect(addr: &str, config: &ClientConfig) -> Result<Arc<Conn>, CallErr
         }
     });
     tokio::spawn(read_answers(conn.clone(), frames, addr.to_string()));
-    Ok(conn)
+    conn
 }
 
 /// Hand each answer to the call waiting for it; when the stream ends, fail the rest.
-async fn read_answers(conn: Arc<Conn>, mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>, addr: String) {
+async fn read_answers<R: AsyncRead + Unpin>(conn: Arc<Conn>, mut frames: FramedRead<R, Codec>, addr: String) {
     let reason = loop {
         match frames.next().await {
             Some(Ok(f)) => {

@@ -20,8 +20,9 @@ use tokio_util::codec::Decoder;
 /// request starts with, so a node can serve this transport and HTTP on one port.
 pub const MAGIC: [u8; 4] = *b"\0DKV";
 
-/// Format of frames and handshake; bump on any incompatible change.
-pub const VERSION: u8 = 1;
+/// Format of frames and handshake; bump on any incompatible change, of the frames or of what the
+/// application sends in them (2: dkv's entries carry an expiry deadline).
+pub const VERSION: u8 = 2;
 
 /// Bytes after the length prefix that every frame has: version, kind, id.
 pub const HEADER: usize = 1 + 1 + 8;

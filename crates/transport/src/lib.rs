@@ -11,7 +11,8 @@
 //!   address and the reason; reconnects back off;
 //! * a frame's length is checked against the limit before anything is allocated ([`frame`]);
 //! * a connection starts with a handshake (format version, cluster name, secret), refused with a
-//!   clear reason on both sides when they do not match.
+//!   clear reason on both sides when they do not match;
+//! * it runs on plain TCP, or on whatever a [`Wrap`] makes of it (the node's TLS), see [`io`].
 //!
 //! The crate knows nothing of dkv's messages: a request is a kind byte and a body, an answer a
 //! body or a [`Refusal`]. The node crate defines the messages.
@@ -19,13 +20,15 @@
 mod client;
 mod error;
 pub mod frame;
+mod io;
 mod outbox;
 mod server;
 
 pub use client::{Client, ClientConfig, STATUS_TOO_LARGE};
 pub use error::CallError;
 pub use frame::{put_postcard, Refusal};
-pub use server::{serve, Handler, ServerConfig};
+pub use io::{Connection, Io, Split, Wrap, Wrapped, Wrapper};
+pub use server::{refuse, serve, Handler, ServerConfig};
 
 /// What both sides of a connection must agree on.
 #[derive(Clone, Debug, PartialEq, Eq)]

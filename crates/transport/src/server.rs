@@ -13,13 +13,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::codec::FramedRead;
 
 use crate::frame::{self, Codec, Hello, Refusal};
+use crate::io::Connection;
 use crate::outbox::Outbox;
 use crate::Auth;
 
@@ -40,15 +39,14 @@ pub struct ServerConfig {
 }
 
 /// Serve one accepted connection until the peer closes it, it breaks the protocol, or `stop`.
-pub async fn serve<H: Handler>(
-    stream: TcpStream,
+pub async fn serve<C: Connection, H: Handler>(
+    stream: C,
     handler: Arc<H>,
     config: Arc<ServerConfig>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let peer = stream.peer_addr().map_or_else(|_| "unknown peer".to_string(), |a| a.to_string());
-    let _ = stream.set_nodelay(true);
-    let (read, mut write) = stream.into_split();
+    let peer = stream.peer();
+    let (read, mut write) = stream.into_halves();
     // The hello is read through the same buffer as the requests that follow it: bytes that arrive
     // with it (a request sent right behind the hello) stay buffered instead of being lost. Until
     // the hello has been checked, frames are held to a smaller limit.
@@ -61,9 +59,7 @@ pub async fn serve<H: Handler>(
     };
     let mut answer = BytesMut::new();
     if let Some(reason) = refusal {
-        tracing::warn!(%peer, "refused an internal connection: {reason}");
-        frame::encode(&mut answer, frame::KIND_GOODBYE, 0, |b| b.extend_from_slice(reason.as_bytes()));
-        let _ = tokio::time::timeout(Duration::from_secs(1), write.write_all(&answer)).await;
+        goodbye(&mut write, &peer, &reason).await;
         return;
     }
     frame::encode(&mut answer, frame::KIND_WELCOME, 0, |_| {});
@@ -132,7 +128,30 @@ pub async fn serve<H: Handler>(
     }
 }
 
-async fn read_hello(frames: &mut FramedRead<OwnedReadHalf, Codec>) -> Result<Hello, String> {
+/// Refuse a connection that the node turned away before the handshake (a TLS connection without
+/// a member's certificate): its hello is read (bounded), so the goodbye is not lost to a reset,
+/// and answered with `reason`, which the caller logs as it logs any refused handshake.
+pub async fn refuse<C: Connection>(stream: C, config: &ServerConfig, reason: &str) {
+    let peer = stream.peer();
+    let (read, mut write) = stream.into_halves();
+    let mut frames = FramedRead::new(read, Codec { max: config.max_frame.min(64 * 1024) });
+    let _ = tokio::time::timeout(config.handshake_timeout, read_hello(&mut frames)).await;
+    goodbye(&mut write, &peer, reason).await;
+}
+
+/// Log a refused connection and tell the peer why.
+async fn goodbye<W: AsyncWrite + Unpin>(write: &mut W, peer: &str, reason: &str) {
+    tracing::warn!(%peer, "refused an internal connection: {reason}");
+    let mut answer = BytesMut::new();
+    frame::encode(&mut answer, frame::KIND_GOODBYE, 0, |b| b.extend_from_slice(reason.as_bytes()));
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        write.write_all(&answer).await?;
+        write.shutdown().await
+    })
+    .await;
+}
+
+async fn read_hello<R: AsyncRead + Unpin>(frames: &mut FramedRead<R, Codec>) -> Result<Hello, String> {
     let mut magic = [0u8; 4];
     // Straight from the socket: nothing has been buffered yet.
     frames.get_mut().read_exact(&mut magic).await.map_err(|e| format!("reading the magic: {e}"))?;

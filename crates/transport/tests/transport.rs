@@ -141,7 +141,13 @@ fn server_config() -> ServerConfig {
 }
 
 fn client_config() -> ClientConfig {
-    ClientConfig { auth: auth(), connect_timeout: Duration::from_secs(5), max_frame: MAX_FRAME, max_in_flight: 4096 }
+    ClientConfig {
+        auth: auth(),
+        connect_timeout: Duration::from_secs(5),
+        max_frame: MAX_FRAME,
+        max_in_flight: 4096,
+        wrap: None,
+    }
 }
 
 fn client() -> Client {

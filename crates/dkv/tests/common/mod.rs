@@ -111,6 +111,10 @@ pub struct Cluster {
     pub data_root: Option<std::path::PathBuf>,
     /// Every node also serves RESP on a port of its own.
     pub with_resp: bool,
+    /// The nodes speak TLS: the CA file clients trust (see [`Cluster::start_tls`]).
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Node `i` writes its log to `log_dir/node-i.log` instead of the test's stderr.
+    pub log_dir: Option<std::path::PathBuf>,
 }
 
 impl Drop for Cluster {
@@ -166,13 +170,51 @@ impl Cluster {
         let seed_addr = format!("127.0.0.1:{}", free_port());
         let seed = spawn_seed_with_ttl(&seed_addr, node_ttl);
         let node_flags = node_flags.iter().map(|s| s.to_string()).collect();
-        let mut c = Cluster { seed, nodes: Vec::new(), node_flags, data_root, with_resp };
+        let mut c = Cluster { seed, nodes: Vec::new(), node_flags, data_root, with_resp, tls_ca: None, log_dir: None };
         c.wait_seed().await;
         for _ in 0..n {
             c.add_node();
         }
         c.wait_normal(n).await;
         c
+    }
+
+    /// A cluster whose nodes speak TLS (their flags name the certificates) and serve RESP,
+    /// reached by clients that trust `ca`; each node logs to `log_dir/node-i.log`.
+    pub async fn start_tls(n: usize, node_flags: &[&str], ca: &std::path::Path, log_dir: &std::path::Path) -> Cluster {
+        let mut c = Self::launch_tls(n, node_flags, ca, log_dir).await;
+        c.wait_normal(n).await;
+        c
+    }
+
+    /// [`Cluster::start_tls`] without waiting for the nodes (whose `/health` a client without a
+    /// certificate cannot read when they require client certificates).
+    pub async fn launch_tls(n: usize, node_flags: &[&str], ca: &std::path::Path, log_dir: &std::path::Path) -> Cluster {
+        let seed_addr = format!("127.0.0.1:{}", free_port());
+        let seed = spawn_seed_with_ttl(&seed_addr, NODE_TTL);
+        let node_flags = node_flags.iter().map(|s| s.to_string()).collect();
+        let mut c = Cluster {
+            seed,
+            nodes: Vec::new(),
+            node_flags,
+            data_root: None,
+            with_resp: true,
+            tls_ca: Some(ca.to_path_buf()),
+            log_dir: Some(log_dir.to_path_buf()),
+        };
+        c.wait_seed().await;
+        for _ in 0..n {
+            c.add_node();
+        }
+        c
+    }
+
+    /// A client for the node at `addr`: over TLS, trusting the cluster's CA, when it has one.
+    pub fn node_client(&self, addr: &str) -> Client {
+        match &self.tls_ca {
+            None => Client::new(addr),
+            Some(ca) => Client::new(&format!("https://{addr}")).with_cacert(Some(ca)).expect("the test CA loads"),
+        }
     }
 
     pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
@@ -234,13 +276,19 @@ impl Cluster {
         if let Some(r) = &resp {
             args.extend(["--resp-listen".to_string(), r.clone()]);
         }
-        let child = dkv().args(&args).envs(env.iter().copied()).spawn().expect("spawn dkv node");
+        let mut cmd = dkv();
+        cmd.args(&args).envs(env.iter().copied());
+        if let Some(dir) = &self.log_dir {
+            let log = std::fs::File::create(dir.join(format!("node-{}.log", self.nodes.len()))).expect("create a log");
+            cmd.stderr(log);
+        }
+        let child = cmd.spawn().expect("spawn dkv node");
         self.nodes.push(Proc { child, addr, args, resp });
         self.nodes.len() - 1
     }
 
     pub fn client(&self, i: usize) -> Client {
-        Client::new(&self.nodes[i].addr)
+        self.node_client(&self.nodes[i].addr)
     }
 
     /// Indices of nodes still running.
@@ -256,7 +304,7 @@ impl Cluster {
     /// Wait until the seed lists exactly `n` members, all `normal`, and every running node has
     /// adopted that epoch and reports itself healthy.
     pub async fn wait_normal(&mut self, n: usize) -> Value {
-        let live: Vec<String> = self.live().into_iter().map(|i| self.nodes[i].addr.clone()).collect();
+        let live: Vec<Client> = self.live().into_iter().map(|i| self.client(i)).collect();
         let seed = self.seed_client();
         eventually(Duration::from_secs(30), &format!("{n} normal members"), || {
             let seed = seed.clone();
@@ -267,8 +315,8 @@ impl Cluster {
                 if nodes.len() != n || nodes.iter().any(|m| m["state"] != "normal") {
                     return None;
                 }
-                for addr in &live {
-                    let h = Client::new(addr).json("/health").await.ok()?;
+                for client in &live {
+                    let h = client.json("/health").await.ok()?;
                     if h["epoch"] != view["epoch"] || h["status"] != "normal" {
                         return None;
                     }
@@ -444,6 +492,7 @@ pub async fn internal_call<Req: serde::Serialize, Resp: serde::de::DeserializeOw
         connect_timeout: std::time::Duration::from_secs(5),
         max_frame: 64 << 20,
         max_in_flight: 16,
+        wrap: None,
     });
     let body = client
         .call(addr, kind as u8, |b| dkv_transport::put_postcard(b, req), std::time::Duration::from_secs(10))

@@ -34,9 +34,17 @@ pub struct Endpoint {
 
 /// Every endpoint the router serves (`http.rs`; a unit test checks that the two agree).
 pub const ENDPOINTS: &[Endpoint] = &[
-    Endpoint { method: Method::PUT, path: "/put", params: &["key", "w"], usage: "/put?key=K[&w=W]" },
+    Endpoint { method: Method::PUT, path: "/put", params: &["key", "w", "ttl"], usage: "/put?key=K[&w=W][&ttl=10s]" },
     Endpoint { method: Method::GET, path: "/get", params: &["key", "r"], usage: "/get?key=K[&r=R]" },
     Endpoint { method: Method::DELETE, path: "/delete", params: &["key", "w"], usage: "/delete?key=K[&w=W]" },
+    Endpoint { method: Method::GET, path: "/ttl", params: &["key", "r"], usage: "/ttl?key=K[&r=R]" },
+    Endpoint {
+        method: Method::GET,
+        path: "/scan",
+        params: &["cursor", "count", "prefix", "match"],
+        usage: "/scan[?cursor=C&count=N&prefix=P&match=GLOB]",
+    },
+    Endpoint { method: Method::GET, path: "/local", params: &["key"], usage: "/local?key=K" },
     Endpoint { method: Method::GET, path: "/health", params: &[], usage: "/health" },
     Endpoint { method: Method::GET, path: "/cluster", params: &[], usage: "/cluster" },
     Endpoint { method: Method::GET, path: "/stats", params: &[], usage: "/stats" },

@@ -5,7 +5,8 @@
 //! over the value limit), calls the service and renders its answer. Errors become one plain-text
 //! line with the status the error's kind calls for; every answer, error or not, is signed with
 //! the node's id and every error has its line, whoever made it (`answers.rs`). The admin
-//! endpoints (`/admin/stop`, `/admin/leave`) are here too, behind the cluster secret;
+//! endpoints (`/admin/stop`, `/admin/leave`) are here too, behind the cluster secret; the key
+//! endpoints are behind the client password when one is set (`auth.rs`, which lists the open ones);
 //! node-to-node messages are not HTTP (see `transport/`), though they arrive on the same port
 //! (`transport/listener.rs`).
 
@@ -29,6 +30,7 @@ use crate::front::query;
 use crate::front::service::KeyRequest;
 use crate::life::metrics::Api;
 use crate::life::state::{Life, Node, Stop};
+use crate::replication::expiry;
 use crate::transport::listener::HttpConn;
 use crate::transport::wire::Op;
 
@@ -36,6 +38,7 @@ pub async fn serve(node: Node, conns: mpsc::Receiver<HttpConn>, stop: watch::Rec
     let guard = node.guard.clone();
     let me = node.me;
     let secret: Option<Arc<str>> = node.config.cluster_secret.as_deref().map(Arc::from);
+    let auth = node.auth.clone();
     let app = Router::new()
         .route("/admin/stop", post(admin_stop))
         .route("/admin/leave", post(admin_leave))
@@ -43,6 +46,9 @@ pub async fn serve(node: Node, conns: mpsc::Receiver<HttpConn>, stop: watch::Rec
         .route("/put", put(put_key))
         .route("/get", get(get_key))
         .route("/delete", delete(delete_key))
+        .route("/scan", get(crate::front::keyspace::scan))
+        .route("/local", get(crate::front::keyspace::local))
+        .route("/ttl", get(ttl_key))
         .route("/health", get(health))
         .route("/cluster", get(cluster))
         .route("/stats", get(stats))
@@ -51,6 +57,7 @@ pub async fn serve(node: Node, conns: mpsc::Receiver<HttpConn>, stop: watch::Rec
         .route_layer(middleware::from_fn(answers::no_parameters))
         .method_not_allowed_fallback(answers::wrong_method)
         .fallback(answers::unknown_path)
+        .layer(middleware::from_fn_with_state(auth, crate::front::auth::http_check))
         .layer(middleware::from_fn_with_state(answers::node_header(node.me), answers::stamp))
         .with_state(node);
     crate::front::http_conn::serve(app, conns, guard, stop, me).await;
@@ -73,23 +80,37 @@ impl IntoResponse for NodeError {
 }
 
 async fn put_key(State(node): State<Node>, req: Request) -> Response {
-    key_request(node, Op::Put, req).await
+    key_request(node, Op::Put, req, false).await
 }
 
 async fn get_key(State(node): State<Node>, req: Request) -> Response {
-    key_request(node, Op::Get, req).await
+    key_request(node, Op::Get, req, false).await
 }
 
 async fn delete_key(State(node): State<Node>, req: Request) -> Response {
-    key_request(node, Op::Delete, req).await
+    key_request(node, Op::Delete, req, false).await
 }
 
-async fn key_request(node: Node, op: Op, req: Request) -> Response {
+/// `GET /ttl`: a read that answers the key's deadline instead of its value.
+async fn ttl_key(State(node): State<Node>, req: Request) -> Response {
+    key_request(node, Op::Get, req, true).await
+}
+
+/// One key request; with `ttl`, a read answered with [`ttl_answer`].
+async fn key_request(node: Node, op: Op, req: Request, ttl: bool) -> Response {
     let (parts, body) = req.into_parts();
     let parsed = async {
         let mut params = query::parse(parts.uri.query(), parts.uri.path(), answers::params(parts.uri.path()))?;
         let key = params.key(node.config.max_key_bytes)?;
         let level = params.level(if op == Op::Get { "r" } else { "w" })?;
+        // A relative TTL becomes a deadline here, on this node's clock (see `expiry.rs`).
+        let expires = match params.ttl()? {
+            Some(ttl) => Some(
+                expiry::deadline_after(node.hlc.wall_ms(), ttl)
+                    .ok_or_else(|| NodeError::BadRequest("ttl too large: keep it under 290 million years".into()))?,
+            ),
+            None => None,
+        };
         let (value, charge) = match op {
             Op::Put => {
                 let (value, charge) = read_value(&node, &parts.headers, body).await?;
@@ -97,7 +118,7 @@ async fn key_request(node: Node, op: Op, req: Request) -> Response {
             }
             _ => (None, None),
         };
-        Ok::<_, NodeError>((KeyRequest { op, key, value, level }, charge))
+        Ok::<_, NodeError>((KeyRequest { op, key, value, expires, level }, charge))
     };
     let answer = match parsed.await {
         Ok((req, _charge)) => node.serve(Api::Http, req).await,
@@ -107,11 +128,19 @@ async fn key_request(node: Node, op: Op, req: Request) -> Response {
         }
     };
     match answer {
-        Ok(Some(v)) => ([(header::CONTENT_TYPE, "application/octet-stream")], v).into_response(),
+        Ok(Some(found)) if ttl => ttl_answer(&node, found.expires),
+        Ok(Some(v)) => ([(header::CONTENT_TYPE, "application/octet-stream")], v.value).into_response(),
         Ok(None) if op == Op::Get => (StatusCode::NOT_FOUND, "key not found\n").into_response(),
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// A live key's deadline as JSON: `ttl_ms` left and `expires_at_ms` (ms since the Unix epoch),
+/// both `null` for a key that does not expire.
+fn ttl_answer(node: &Node, expires: Option<u64>) -> Response {
+    let left = expires.map(|t| expiry::ms_left(t, node.hlc.wall_ms()));
+    Json(json!({ "ttl_ms": left, "expires_at_ms": expires })).into_response()
 }
 
 async fn metrics(State(node): State<Node>) -> Response {
@@ -189,6 +218,7 @@ async fn stats(State(node): State<Node>) -> Response {
         "keys": e.keys,
         "bytes": e.bytes,
         "tombstones": e.tombstones,
+        "expiring": e.expiring,
         "hints_pending": hints.pending,
         "hints_pending_bytes": hints.bytes,
         "hints_dropped": hints.dropped + hints.evicted,

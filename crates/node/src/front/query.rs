@@ -69,9 +69,82 @@ impl Params {
         Ok(Bytes::from(key))
     }
 
+    /// The `ttl` parameter in milliseconds, if given: whole numbers of `ms`, `s`, `m`, `h` or `d`,
+    /// such as `10s`, `500ms`, `1h` or `1h 30m` (see [`ttl_ms`]).
+    pub fn ttl(&self) -> Result<Option<u64>, NodeError> {
+        let Some(raw) = self.get("ttl") else { return Ok(None) };
+        ttl_ms(raw).map(Some).ok_or_else(|| {
+            NodeError::BadRequest(format!(
+                "bad ttl {:?}: write a duration like 10s, 500ms, 1h or 1h 30m (units ms, s, m, h, d)",
+                String::from_utf8_lossy(raw)
+            ))
+        })
+    }
+
+    /// The raw bytes of parameter `name`, if given (a key prefix, a pattern).
+    pub fn bytes(&self, name: &str) -> Option<Bytes> {
+        self.get(name).map(Bytes::copy_from_slice)
+    }
+
+    /// Parameter `name` as a decimal number from `min` to `max`, if given.
+    pub fn number(&self, name: &str, min: u64, max: u64) -> Result<Option<u64>, NodeError> {
+        let Some(raw) = self.get(name) else { return Ok(None) };
+        let text = String::from_utf8_lossy(raw);
+        // Digits only: `parse` would also take a leading `+`.
+        let digits = !raw.is_empty() && raw.iter().all(u8::is_ascii_digit);
+        match text.parse::<u64>() {
+            Ok(n) if digits && (min..=max).contains(&n) => Ok(Some(n)),
+            _ => {
+                Err(NodeError::BadRequest(format!("{name}= must be a whole number from {min} to {max}; got {text:?}")))
+            }
+        }
+    }
+
     /// The consistency level in parameter `name` (`w` or `r`), if given.
     pub fn level(&self, name: &str) -> Result<Option<Level>, NodeError> {
         self.get(name).map(|v| Level::parse(&String::from_utf8_lossy(v), name)).transpose()
+    }
+}
+
+/// A TTL as `PUT /put` takes it, in milliseconds: parts of a number and a unit (`ms`, `s`, `m`,
+/// `h`, `d`), one space or none between them, 64 characters at most. A number has no leading
+/// zero and at most 15, 12, 10, 9 or 8 digits for those units, so a TTL is at least 1 ms and a
+/// deadline always fits in 63 bits. This is exactly what the pattern of `ttl` in `openapi.json`
+/// says, so a client can check a TTL before sending it.
+fn ttl_ms(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || text.len() > 64 {
+        return None;
+    }
+    let (mut total, mut i) = (0u64, 0);
+    loop {
+        let digits = i;
+        while text.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let number = &text[digits..i];
+        let unit = i;
+        while text.get(i).is_some_and(u8::is_ascii_alphabetic) {
+            i += 1;
+        }
+        let (ms, max_digits) = match &text[unit..i] {
+            b"ms" => (1, 15),
+            b"s" => (1_000, 12),
+            b"m" => (60_000, 10),
+            b"h" => (3_600_000, 9),
+            b"d" => (86_400_000, 8),
+            _ => return None,
+        };
+        if number.first().is_none_or(|&d| d == b'0') || number.len() > max_digits {
+            return None;
+        }
+        let n: u64 = std::str::from_utf8(number).ok()?.parse().ok()?;
+        total = total.checked_add(n.checked_mul(ms)?)?;
+        match text.get(i) {
+            None => return Some(total),
+            Some(b' ') if text.get(i + 1).is_some_and(u8::is_ascii_digit) => i += 1,
+            Some(c) if c.is_ascii_digit() => {}
+            Some(_) => return None,
+        }
     }
 }
 
@@ -165,6 +238,52 @@ mod tests {
         assert_eq!(p.level("w").unwrap(), Some(Level::All));
         assert_eq!(parse(Some("key=a"), "/put", PUT).unwrap().level("w").unwrap(), None);
         assert!(parse(Some("w=most"), "/put", PUT).unwrap().level("w").is_err());
+    }
+
+    #[test]
+    fn ttls_are_durations_of_a_millisecond_or_more() {
+        let ttl = |q: &str| parse(Some(q), "/put", &["key", "w", "ttl"]).unwrap().ttl();
+        assert_eq!(ttl("key=a").unwrap(), None);
+        assert_eq!(ttl("key=a&ttl=10s").unwrap(), Some(10_000));
+        assert_eq!(ttl("key=a&ttl=500ms").unwrap(), Some(500));
+        assert_eq!(ttl("key=a&ttl=1h+30m").unwrap(), Some(5_400_000), "+ is a space");
+        assert_eq!(ttl("key=a&ttl=1d2h3m4s5ms").unwrap(), Some(93_784_005));
+        assert_eq!(ttl("key=a&ttl=999999999999999ms").unwrap(), Some(999_999_999_999_999));
+        assert_eq!(ttl("key=a&ttl=99999999d").unwrap(), Some(99_999_999 * 86_400_000));
+        let bad = "10|ten|-5s||0s|05s|10us|1M|1h++30m|+1h|1h+|1.5s|1000000000000000ms|100000000d|1S|1%0A|1s%20";
+        for bad in bad.split('|') {
+            let m = bad_request(ttl(&format!("key=a&ttl={bad}")));
+            assert!(m.contains("ttl") && !m.contains('\n'), "{bad}: {m}");
+        }
+        let long = format!("key=a&ttl={}", ["1s"; 33].join("+"));
+        assert!(bad_request(ttl(&long)).contains("bad ttl"), "over 64 characters");
+        assert!(bad_request(ttl("key=a&ttl=10")).contains("write a duration like 10s"));
+        assert!(bad_request(parse(Some("key=a&ttl=1s"), "/get", &["key", "r"])).contains("\"ttl\""));
+    }
+
+    /// The grammar is the one openapi.json's pattern for `ttl` gives clients.
+    #[test]
+    fn the_ttl_grammar_is_the_described_pattern() {
+        let spec: serde_json::Value = serde_json::from_str(crate::front::openapi::SPEC).unwrap();
+        let schema = &spec["components"]["parameters"]["ttl"]["schema"];
+        let part = r"([1-9][0-9]{0,14}ms|[1-9][0-9]{0,11}s|[1-9][0-9]{0,9}m|[1-9][0-9]{0,8}h|[1-9][0-9]{0,7}d)";
+        assert_eq!(schema["pattern"], format!("^{part}( ?{part})*$"));
+        assert_eq!(schema["maxLength"], 64);
+    }
+
+    #[test]
+    fn numbers_are_decimal_and_in_range() {
+        let p =
+            parse(Some("count=10&cursor=18446744073709551615&prefix=a%FF"), "/scan", &["count", "cursor", "prefix"])
+                .unwrap();
+        assert_eq!(p.number("count", 1, 100).unwrap(), Some(10));
+        assert_eq!(p.number("cursor", 0, u64::MAX).unwrap(), Some(u64::MAX));
+        assert_eq!(p.number("other", 0, 1).unwrap(), None);
+        assert_eq!(p.bytes("prefix").as_deref(), Some(&b"a\xff"[..]));
+        for bad in ["count=0", "count=101", "count=-1", "count=ten", "count=", "count=%2B5", "count=1.0"] {
+            let m = bad_request(parse(Some(bad), "/scan", &["count"]).unwrap().number("count", 1, 100));
+            assert!(m.contains("count= must be a whole number from 1 to 100"), "{bad}: {m}");
+        }
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! The key service: `get`, `put` and `delete`, the same for every front end.
 //!
+//! A put may carry a deadline (ms since the Unix epoch) after which the value reads as absent;
+//! a read answers the value with its deadline ([`Found`]), so `TTL` is a read like `GET`.
+//! Relative TTLs become deadlines in the front end, on the clock of the node the client asked
+//! (see `replication/expiry.rs` for what clock skew does to them).
+//!
 //! HTTP and RESP parse their protocol, call one of these and render the answer; nothing here
 //! knows either protocol. Each call checks the key and value against the limits, counts itself,
 //! then goes where the router says: coordinated here when this node is a replica of the key, else
@@ -20,7 +25,7 @@ use crate::life::metrics::Api;
 use crate::life::state::Node;
 use crate::life::stats::bump;
 use crate::replication::consistency::Level;
-use crate::transport::wire::{ForwardReply, ForwardRequest, Kind, Op};
+use crate::transport::wire::{ForwardReply, ForwardRequest, Found, Kind, Op};
 
 /// One key request, as a front end parsed it.
 pub struct KeyRequest {
@@ -28,28 +33,55 @@ pub struct KeyRequest {
     pub key: Bytes,
     /// The value of a `Put`.
     pub value: Option<Bytes>,
+    /// A `Put`'s deadline, ms since the Unix epoch; `None`: the value never expires.
+    pub expires: Option<u64>,
     /// `r=` for a get, `w=` for a put or delete; the node's default when `None`.
     pub level: Option<Level>,
 }
 
+impl KeyRequest {
+    pub fn new(op: Op, key: Bytes, value: Option<Bytes>, level: Option<Level>) -> Self {
+        KeyRequest { op, key, value, expires: None, level }
+    }
+}
+
 impl Node {
-    /// The value of `key`, `None` when absent or deleted.
+    /// The value of `key`, `None` when absent, deleted or expired.
     pub async fn get(&self, api: Api, key: Bytes, level: Option<Level>) -> Result<Option<Bytes>, NodeError> {
-        self.serve(api, KeyRequest { op: Op::Get, key, value: None, level }).await
+        Ok(self.read(api, key, level).await?.map(|f| f.value))
+    }
+
+    /// The value of `key` with its deadline, `None` when absent, deleted or expired.
+    pub async fn read(&self, api: Api, key: Bytes, level: Option<Level>) -> Result<Option<Found>, NodeError> {
+        self.serve(api, KeyRequest::new(Op::Get, key, None, level)).await
     }
 
     /// Store `value` under `key`.
     pub async fn put(&self, api: Api, key: Bytes, value: Bytes, level: Option<Level>) -> Result<(), NodeError> {
-        self.serve(api, KeyRequest { op: Op::Put, key, value: Some(value), level }).await.map(drop)
+        self.put_expiring(api, key, value, None, level).await
+    }
+
+    /// Store `value` under `key` until `expires` (ms since the Unix epoch; `None`: for good). A
+    /// deadline already past deletes the key, as Redis does.
+    pub async fn put_expiring(
+        &self,
+        api: Api,
+        key: Bytes,
+        value: Bytes,
+        expires: Option<u64>,
+        level: Option<Level>,
+    ) -> Result<(), NodeError> {
+        let req = KeyRequest { op: Op::Put, key, value: Some(value), expires, level };
+        self.serve(api, req).await.map(drop)
     }
 
     /// Delete `key` (succeeds also when it did not exist).
     pub async fn delete(&self, api: Api, key: Bytes, level: Option<Level>) -> Result<(), NodeError> {
-        self.serve(api, KeyRequest { op: Op::Delete, key, value: None, level }).await.map(drop)
+        self.serve(api, KeyRequest::new(Op::Delete, key, None, level)).await.map(drop)
     }
 
     /// Check, count and run one request from a front end; record its outcome in the metrics.
-    pub async fn serve(&self, api: Api, req: KeyRequest) -> Result<Option<Bytes>, NodeError> {
+    pub async fn serve(&self, api: Api, req: KeyRequest) -> Result<Option<Found>, NodeError> {
         let started = Instant::now();
         let op = req.op;
         let result = self.run(req, 0).await;
@@ -66,10 +98,11 @@ impl Node {
     /// A request another node forwarded here.
     pub async fn serve_forwarded(&self, req: ForwardRequest) -> ForwardReply {
         let hops = req.hops;
-        self.run(KeyRequest { op: req.op, key: req.key, value: req.value, level: req.level }, hops).await
+        let (op, key, value, expires, level) = (req.op, req.key, req.value, req.expires, req.level);
+        self.run(KeyRequest { op, key, value, expires, level }, hops).await
     }
 
-    async fn run(&self, req: KeyRequest, hops: u8) -> Result<Option<Bytes>, NodeError> {
+    async fn run(&self, req: KeyRequest, hops: u8) -> Result<Option<Found>, NodeError> {
         self.check(&req)?;
         bump(match req.op {
             Op::Get => &self.stats.gets,
@@ -106,27 +139,32 @@ impl Node {
         }
     }
 
-    async fn coordinate(&self, req: KeyRequest) -> Result<Option<Bytes>, NodeError> {
+    async fn coordinate(&self, req: KeyRequest) -> Result<Option<Found>, NodeError> {
         match req.op {
             Op::Get => self.coordinate_read(req.key, req.level).await,
-            Op::Put => self.coordinate_write(req.key, req.value, req.level).await.map(|()| None),
-            Op::Delete => self.coordinate_write(req.key, None, req.level).await.map(|()| None),
+            // A deadline already past (`EXPIREAT` in the past, say) is a delete, as in Redis.
+            Op::Put if req.expires.is_some_and(|t| t < self.hlc.wall_ms()) => {
+                self.coordinate_write(req.key, None, None, req.level).await.map(|()| None)
+            }
+            Op::Put => self.coordinate_write(req.key, req.value, req.expires, req.level).await.map(|()| None),
+            Op::Delete => self.coordinate_write(req.key, None, None, req.level).await.map(|()| None),
         }
     }
 
     /// Pass the request to one of the key's replicas, the first that answers: a replica that is
     /// down (crashed, not yet declared dead) or stalled must not make its keys unavailable. If
     /// none answers, refresh the view once and route again.
-    async fn forward(&self, req: KeyRequest, hash: u64, hops: u8) -> Result<Option<Bytes>, NodeError> {
+    async fn forward(&self, req: KeyRequest, hash: u64, hops: u8) -> Result<Option<Found>, NodeError> {
         let mut errors = Vec::new();
-        let mut msg =
-            ForwardRequest { epoch: 0, hops: hops + 1, op: req.op, key: req.key, value: req.value, level: req.level };
+        let (op, key, value, expires, level) = (req.op, req.key, req.value, req.expires, req.level);
+        let mut msg = ForwardRequest { epoch: 0, hops: hops + 1, op, key, value, expires, level };
         for attempt in 0..2 {
             let topo = self.topology();
             match route(&topo, hash, hops) {
                 Route::Unavailable(why) => return Err(NodeError::Unavailable(why)),
                 Route::Local => {
-                    let req = KeyRequest { op: msg.op, key: msg.key, value: msg.value, level: msg.level };
+                    let (op, key, value, expires, level) = (msg.op, msg.key, msg.value, msg.expires, msg.level);
+                    let req = KeyRequest { op, key, value, expires, level };
                     return self.coordinate(req).await;
                 }
                 Route::Forward(_) => {}

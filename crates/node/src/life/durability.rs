@@ -173,6 +173,9 @@ mod tests {
         fn purge_tombstones(&self, b: u64) -> dkv_storage::StorageResult<u64> {
             self.0.purge_tombstones(b)
         }
+        fn expire_if(&self, h: u64, k: &[u8], v: Version) -> dkv_storage::StorageResult<bool> {
+            self.0.expire_if(h, k, v)
+        }
         fn stats(&self) -> dkv_storage::EngineStats {
             self.0.stats()
         }

@@ -67,7 +67,7 @@ pub fn open(config: &NodeConfig) -> Result<Opened, NodeError> {
         None => None,
     };
     let hints = match dir.read(HINTS).map_err(|e| fatal(format!("reading {HINTS}: {e}")))? {
-        Some(bytes) => wire::decode(&bytes).map_err(|e| {
+        Some(bytes) => crate::replication::hints::decode_saved(&bytes).map_err(|e| {
             fatal(format!(
                 "{} is unreadable ({e}); move it away to start without it (anti-entropy repairs what the hints carried)",
                 dir.path().join(HINTS).display()

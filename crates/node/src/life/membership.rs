@@ -1,6 +1,13 @@
 //! The node's side of membership: registering, heart-beating, adopting views, and refreshing
 //! early when a peer shows a newer epoch.
 //!
+//! A heartbeat says which view the node holds (its epoch and digest). While nothing changes the
+//! seed answers "unchanged" with no view, and the node does nothing but note the seed's clock;
+//! after a change it answers with the members that changed, which the node applies to its view
+//! and checks against the seed's digest (a mismatch fetches the whole view). So an idle cluster's
+//! heartbeats cost the same at any size, and a topology is rebuilt only when the view moves. A
+//! refresh (a peer showed a newer epoch) is an early heartbeat.
+//!
 //! While the seed is unreachable nothing changes: the node keeps serving with the last view it
 //! adopted. When the seed answers "unknown node" (it restarted, or expired us) the node registers
 //! again with its own id, tokens, state and last view, which restores the membership without
@@ -15,7 +22,7 @@
 //! ours is still the one we re-registered with.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dkv_membership::api::{HeartbeatAnswer, IdRequest, LeaveRequest, RegisterRequest, RegisterResponse};
 use dkv_membership::{NodeId, Topology, View};
@@ -57,7 +64,7 @@ pub async fn register_until_accepted(
     }
     let mut delay = Duration::from_millis(100);
     loop {
-        match peers.json(&config.seed, Method::POST, "/register", Some(&req)).await {
+        match peers.seed_call(&config.seed, Method::POST, "/register", Some(&req)).await {
             Ok(resp) => return Ok(resp),
             Err(e) if status_is(&e, StatusCode::CONFLICT) || status_is(&e, StatusCode::BAD_REQUEST) => {
                 return Err(NodeError::BadRequest(format!("the seed {} refused this node: {e}", config.seed)));
@@ -150,22 +157,70 @@ impl Node {
         self.refresh().await;
     }
 
-    /// Fetch the seed's view now; on failure keep the current one.
+    /// Learn the seed's view now (an early heartbeat); on failure keep the current one.
     pub async fn refresh(&self) {
-        match self.peers.json::<(), View>(&self.config.seed, Method::GET, "/nodes", None).await {
-            Ok(view) if view.epoch >= self.topology().epoch() => {
-                self.adopt(view);
-            }
-            Ok(_) => {} // a restarted seed behind us; the heartbeat loop re-registers
+        match self.beat().await {
+            Ok(_) => {} // Behind: a restarted seed behind us; the heartbeat loop re-registers
             Err(e) => tracing::warn!("refreshing membership from the seed failed: {e}"),
         }
+    }
+
+    /// One heartbeat: report to the seed, read its clock, learn what changed.
+    async fn beat(&self) -> Result<Beat, PeerError> {
+        let topo = self.topology();
+        let req = IdRequest {
+            keys: Some(self.engine.stats().keys),
+            clock_offset_ms: Some(self.offsets.estimate(Instant::now()).offset_ms),
+            coordinating_writes: Some(self.clock_refusal().is_none()),
+            epoch: Some(topo.epoch()),
+            digest: Some(topo.digest()),
+            ..IdRequest::id(self.me)
+        };
+        let sent = self.hlc.wall_ms();
+        let answer: HeartbeatAnswer =
+            self.peers.seed_call(&self.config.seed, Method::POST, "/heartbeat", Some(&req)).await?;
+        if let Some(seed_ms) = answer.now_ms {
+            self.offsets.record(Source::Seed, sent, self.hlc.wall_ms(), seed_ms, Instant::now());
+        }
+        self.learn(&topo, answer).await
+    }
+
+    /// Act on a heartbeat answer to a heartbeat sent holding `sent`.
+    async fn learn(&self, sent: &Topology, answer: HeartbeatAnswer) -> Result<Beat, PeerError> {
+        let view = match (answer.nodes, answer.changes) {
+            (Some(nodes), _) => View { epoch: answer.epoch, nodes },
+            (None, Some(changes)) => {
+                let view = changes.apply(&sent.view, answer.epoch);
+                if answer.digest.is_some_and(|d| d != view.digest()) {
+                    // Not where the seed is: ask for the whole view.
+                    tracing::warn!(
+                        epoch = answer.epoch,
+                        "membership changes did not add up to the seed's view; fetching it whole"
+                    );
+                    self.fetch_view().await?
+                } else {
+                    view
+                }
+            }
+            (None, None) => return Ok(Beat::Current),
+        };
+        if view.epoch < self.topology().epoch() {
+            return Ok(Beat::Behind);
+        }
+        self.adopt(view);
+        Ok(Beat::Current)
+    }
+
+    /// The seed's whole view.
+    async fn fetch_view(&self) -> Result<View, PeerError> {
+        self.peers.seed_call::<(), View>(&self.config.seed, Method::GET, "/nodes", None).await
     }
 
     /// The seed answered with a view older than ours. An answer can be overtaken by a newer one
     /// (a refresh that raced the heartbeat), so ask again: if the seed is still behind us, it
     /// restarted and lost the membership; register again to restore it.
     async fn seed_behind(&self) -> Result<(), PeerError> {
-        let view: View = self.peers.json::<(), View>(&self.config.seed, Method::GET, "/nodes", None).await?;
+        let view = self.fetch_view().await?;
         if view.epoch >= self.topology().epoch() {
             self.adopt(view);
             return Ok(());
@@ -186,7 +241,8 @@ impl Node {
             view: Some(topo.view.clone()),
             cluster: Some(self.config.cluster_name.clone()),
         };
-        let resp: RegisterResponse = self.peers.json(&self.config.seed, Method::POST, "/register", Some(&req)).await?;
+        let resp: RegisterResponse =
+            self.peers.seed_call(&self.config.seed, Method::POST, "/register", Some(&req)).await?;
         tracing::info!(epoch = resp.epoch, "registered again with the seed under the same id");
         self.adopt_after_reregistering(View { epoch: resp.epoch, nodes: resp.nodes }, topo.epoch());
         Ok(())
@@ -202,22 +258,15 @@ impl Node {
     }
 
     pub async fn seed_ready(&self) -> Result<(), PeerError> {
-        let view: View = self
-            .peers
-            .json(
-                &self.config.seed,
-                Method::POST,
-                "/ready",
-                Some(&IdRequest { id: self.me, keys: None, clock_offset_ms: None, coordinating_writes: None }),
-            )
-            .await?;
+        let view: View =
+            self.peers.seed_call(&self.config.seed, Method::POST, "/ready", Some(&IdRequest::id(self.me))).await?;
         self.adopt(view);
         Ok(())
     }
 
     pub async fn seed_leave(&self, done: bool) -> Result<(), PeerError> {
         let req = LeaveRequest { id: self.me, done };
-        let view: View = self.peers.json(&self.config.seed, Method::POST, "/leave", Some(&req)).await?;
+        let view: View = self.peers.seed_call(&self.config.seed, Method::POST, "/leave", Some(&req)).await?;
         self.adopt(view);
         Ok(())
     }
@@ -240,6 +289,15 @@ impl Node {
     }
 }
 
+/// What a heartbeat found.
+#[derive(Debug, PartialEq, Eq)]
+enum Beat {
+    /// Our view is the seed's (it was, or it is now).
+    Current,
+    /// The seed's view is older than ours: it restarted, or the answer was overtaken.
+    Behind,
+}
+
 /// Heartbeat the seed every interval and adopt what it says, until `stop`.
 pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
     let mut failures = 0u32;
@@ -248,21 +306,8 @@ pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(node.config.heartbeat_interval) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let req = IdRequest {
-            id: node.me,
-            keys: Some(node.engine.stats().keys),
-            clock_offset_ms: Some(node.offsets.estimate(std::time::Instant::now()).offset_ms),
-            coordinating_writes: Some(node.clock_refusal().is_none()),
-        };
-        let sent = node.hlc.wall_ms();
-        let answer =
-            node.peers.json::<_, HeartbeatAnswer>(&node.config.seed, Method::POST, "/heartbeat", Some(&req)).await;
-        if let Ok(HeartbeatAnswer { now_ms: Some(seed_ms), .. }) = &answer {
-            let now = std::time::Instant::now();
-            node.offsets.record(Source::Seed, sent, node.hlc.wall_ms(), *seed_ms, now);
-        }
-        match answer.map(|a| a.view) {
-            Ok(view) if view.epoch < node.topology().epoch() => {
+        match node.beat().await {
+            Ok(Beat::Behind) => {
                 // The seed restarted and someone re-registered with an older view than ours, or
                 // this answer was overtaken by a newer view.
                 if let Err(e) = node.seed_behind().await {
@@ -270,12 +315,11 @@ pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
                 }
                 failures = 0;
             }
-            Ok(view) => {
+            Ok(Beat::Current) => {
                 if failures > 0 {
                     tracing::info!("seed reachable again after {failures} failed heartbeats");
                 }
                 failures = 0;
-                node.adopt(view);
             }
             Err(e) if status_is(&e, StatusCode::NOT_FOUND) && matches!(node.life(), Life::Leaving | Life::Left) => {
                 // The seed dropped us because our leave is done: coming back would make us a

@@ -112,6 +112,21 @@ fn client_limits(r: &mut Registry, guard: &Guard) {
     );
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthLabels {
+    api: Api,
+    reason: &'static str,
+}
+
+/// Clients refused for their password (see `front/auth.rs`), by API and reason.
+fn auth_failures(r: &mut Registry, auth: &crate::front::auth::Auth) {
+    let failures: Family<AuthLabels, Counter> = Family::default();
+    for (api, why, n) in auth.failures() {
+        failures.get_or_create(&AuthLabels { api, reason: why.name() }).inc_by(n);
+    }
+    r.register("auth_failures", "Client requests refused for a missing, wrong or read-only password", failures);
+}
+
 /// The whole exposition, as `GET /metrics` answers it.
 pub fn render(node: &Node) -> String {
     let mut r = Registry::with_prefix("dkv");
@@ -128,7 +143,7 @@ pub fn render(node: &Node) -> String {
             s.clock_refusals,
         ),
         ("hedged_requests", "Reads and forwards that also asked another replica because the first was slow", s.hedged),
-        ("moved_in", "Keys received through hand-offs and range pulls (join, leave, rebalance)", s.moved_in),
+        ("moved_in", "Key copies received through hand-offs and range pulls (join, leave, rebalance) that this node did not hold yet", s.moved_in),
         ("moved_out", "Keys handed to their new owners", s.moved_out),
         ("move_failures", "Hand-off or pull batches that failed and were retried", s.move_failures),
         ("read_repairs", "Stale replicas repaired by reads", s.read_repairs),
@@ -139,6 +154,7 @@ pub fn render(node: &Node) -> String {
             hints.evicted,
         ),
         ("anti_entropy_entries", "Entries exchanged by anti-entropy rounds this node started", s.repaired_by_sync),
+        ("expired", "Values past their deadline turned into tombstones by the expiry sweep", s.expired),
     ];
     for (name, help, v) in counters {
         r.register(name, help, ConstCounter::new(v));
@@ -149,6 +165,7 @@ pub fn render(node: &Node) -> String {
         ("keys", "Live key copies stored on this node", e.keys as i64),
         ("stored_bytes", "Bytes of live keys and values stored on this node", e.bytes as i64),
         ("tombstones", "Deletes remembered until their grace period ends", e.tombstones as i64),
+        ("expiring_keys", "Live key copies on this node that have a deadline", e.expiring as i64),
         ("hints_pending", "Writes kept for replicas that missed them", hints.pending as i64),
         ("hints_pending_bytes", "Key and value bytes of the writes kept for replicas", hints.bytes as i64),
         ("hints_dropped", "Hints dropped (store full or too old); anti-entropy repairs them", hints.dropped as i64),
@@ -165,6 +182,7 @@ pub fn render(node: &Node) -> String {
         ConstGauge::<f64>::new(clock.offset_ms as f64 / 1000.0),
     );
     client_limits(&mut r, &node.guard);
+    auth_failures(&mut r, &node.auth);
     let mut out = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut out, &r).expect("writing to a String");
     out

@@ -2,8 +2,8 @@
 //!
 //! Start: bind (done by the caller), register with the seed (retrying until it answers), start
 //! serving, then — if the seed says `joining` — pull the ranges this node will own and declare
-//! itself ready. Heartbeats, the mover, anti-entropy and hint delivery run as owned tasks that
-//! stop on shutdown.
+//! itself ready. Heartbeats, the mover, anti-entropy, the tombstone purge, the expiry sweep and
+//! hint delivery run as owned tasks that stop on shutdown.
 //!
 //! Stop comes in two kinds ([`Stop`]): a *leave* (SIGTERM, Ctrl-C, `POST /admin/leave`) hands
 //! every key to the nodes that stay, bounded by the leave timeout, and only then exits; a plain
@@ -36,7 +36,7 @@ pub async fn run(
 ) -> Result<(), NodeError> {
     let opened = local::open(&config)?;
     let resp_listener = match config.resp_listen {
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+        Some(addr) => Some(crate::transport::listener::bind(addr).map_err(|e| {
             NodeError::Unavailable(format!("cannot listen for RESP on {addr}: {e}; pick another --resp-listen"))
         })?),
         None => None,
@@ -48,13 +48,24 @@ pub async fn run(
         &config.cluster_name,
         config.cluster_secret.as_deref(),
         crate::transport::wire::frame_limit(config.max_key_bytes, config.max_value_bytes),
+        config.tls.clone(),
     );
     let (stop_tx, mut stop_rx) = watch::channel(None);
     tokio::spawn({
         let stop_tx = stop_tx.clone();
         async move {
             let how = signal.await;
-            stop_tx.send_replace(Some(how));
+            // A signal during a leave (an orchestrator stopping a node that `dkv leave` already
+            // asked to go) lets the leave finish, bounded by --leave-timeout: cutting it short
+            // would exit with keys not handed off. `POST /admin/stop` still ends it at once.
+            stop_tx.send_if_modified(|s| {
+                if *s == Some(Stop::Leave) {
+                    tracing::warn!("signal received during a leave: the leave finishes first (up to --leave-timeout)");
+                    return false;
+                }
+                *s = Some(how);
+                true
+            });
         }
     });
 
@@ -109,6 +120,7 @@ pub async fn run(
         tokio::spawn(crate::replication::hints::delivery::deliver_hints_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::replication::antientropy::anti_entropy_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::replication::antientropy::purge_loop(node.clone(), tasks_stop_rx.clone())),
+        tokio::spawn(crate::replication::expiry::expiry_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(save_hints_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::life::clock::clock_loop(node.clone(), tasks_stop_rx.clone())),
     ];

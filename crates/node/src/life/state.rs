@@ -69,6 +69,8 @@ pub struct Inner {
     pub tasks: tokio_util::task::TaskTracker,
     /// Client connections, buffered bytes and time (see `front/limits.rs`).
     pub guard: Arc<crate::front::limits::Guard>,
+    /// Client passwords and the count of refused attempts (see `front/auth.rs`).
+    pub auth: Arc<crate::front::auth::Auth>,
     /// How long each peer usually takes, for hedged reads and forwards.
     pub latencies: Latencies,
     /// This node's clock against the other members' (see `clock.rs`).
@@ -129,6 +131,7 @@ impl Node {
             hints,
             tasks: tokio_util::task::TaskTracker::new(),
             guard: Arc::new(crate::front::limits::Guard::new(config.limits.clone())),
+            auth: Arc::new(crate::front::auth::Auth::new(config.client_auth.clone())),
             latencies: Latencies::new(config.hedge_after, config.request_timeout),
             offsets: Offsets::new(config.heartbeat_interval * 3),
             clock_refusal: std::sync::RwLock::new(None),

@@ -19,7 +19,8 @@ pub struct Counters {
     pub clock_refusals: AtomicU64,
     /// Keys this node handed to new owners (rebalance and leave).
     pub moved_out: AtomicU64,
-    /// Keys this node received through hand-offs or range pulls.
+    /// Key copies this node received through hand-offs or range pulls and did not hold yet (at
+    /// that version or newer): what moved in, each key once.
     pub moved_in: AtomicU64,
     /// Hand-off or pull batches that failed and were retried.
     pub move_failures: AtomicU64,
@@ -29,6 +30,8 @@ pub struct Counters {
     pub hints_delivered: AtomicU64,
     /// Entries exchanged by anti-entropy rounds this node started.
     pub repaired_by_sync: AtomicU64,
+    /// Values past their deadline that the expiry sweep turned into tombstones.
+    pub expired: AtomicU64,
 }
 
 pub fn bump(c: &AtomicU64) {
@@ -54,6 +57,7 @@ pub struct CountersSnapshot {
     pub read_repairs: u64,
     pub hints_delivered: u64,
     pub repaired_by_sync: u64,
+    pub expired: u64,
 }
 
 impl Counters {
@@ -73,6 +77,7 @@ impl Counters {
             read_repairs: r(&self.read_repairs),
             hints_delivered: r(&self.hints_delivered),
             repaired_by_sync: r(&self.repaired_by_sync),
+            expired: r(&self.expired),
         }
     }
 }

@@ -28,6 +28,11 @@
 //! write quorum shares a replica with the earlier write's, so a write that starts after another
 //! was acknowledged always ends above it, whatever the clocks say.
 //!
+//! A value may carry an expiry deadline. Replicas answer what they store, expired or not, and the
+//! coordinator judges the newest version by its own wall clock: an expired value reads as
+//! absent, whatever the expiry sweep (`expiry.rs`) has done on each replica so far. Read repair
+//! sends a stale replica the tombstone an expired value becomes, not its bytes.
+//!
 //! A replica that has seen a newer membership epoch refuses with "stale epoch"; the coordinator
 //! then refreshes its view and re-plans, so a write never lands only on nodes that already handed
 //! the range away.
@@ -46,7 +51,9 @@ use crate::life::stats::bump;
 use crate::replication::consistency::Level;
 use crate::replication::quorum::{quorum, quorum_hedged, Hedge, QuorumError};
 use crate::transport::peer::is_stale_epoch;
-use crate::transport::wire::{self, ApplyKind, ApplyReply, ApplyRequest, KeyEntry, Kind, ReadRequest, ReadResponse};
+use crate::transport::wire::{
+    self, ApplyKind, ApplyReply, ApplyRequest, Found, KeyEntry, Kind, ReadRequest, ReadResponse,
+};
 
 /// Key and value bytes from which a batch is stored off the async runtime.
 const BLOCKING_BATCH: usize = 256 << 10;
@@ -57,14 +64,21 @@ const STALE_RETRIES: usize = 3;
 const SUPERSEDED_RETRIES: usize = 5;
 
 impl Node {
-    /// Write `value` (or a tombstone for `None`) under a fresh version; `w` overrides the default
-    /// write quorum.
-    pub async fn coordinate_write(&self, key: Bytes, value: Option<Bytes>, w: Option<Level>) -> Result<(), NodeError> {
+    /// Write `value` (or a tombstone for `None`) under a fresh version, expiring at `expires` (ms
+    /// since the Unix epoch) if given; `w` overrides the default write quorum.
+    pub async fn coordinate_write(
+        &self,
+        key: Bytes,
+        value: Option<Bytes>,
+        expires: Option<u64>,
+        w: Option<Level>,
+    ) -> Result<(), NodeError> {
         if let Some(why) = self.clock_refusal() {
             return Err(NodeError::Unavailable(why));
         }
         let hash = key_hash(&key);
-        let entry = Entry { version: Version { ts: self.hlc.now(), node: self.me.0 }, value };
+        let expires = expires.filter(|_| value.is_some());
+        let entry = Entry { version: Version { ts: self.hlc.now(), node: self.me.0 }, value, expires };
         let kv = KeyEntry { key, entry };
         if w.is_none() {
             let _writes = self.fence.enter();
@@ -179,17 +193,26 @@ impl Node {
         Ok(self.engine.get(hash, &key)?.map(|held| held.version).filter(|&held| held > version))
     }
 
-    /// The newest live value of `key`, or `None` if absent or deleted; `r` overrides the default
-    /// read quorum.
-    pub async fn coordinate_read(&self, key: Bytes, r: Option<Level>) -> Result<Option<Bytes>, NodeError> {
+    /// The newest live value of `key` with its deadline, or `None` if absent, deleted or expired
+    /// (by this node's clock); `r` overrides the default read quorum.
+    pub async fn coordinate_read(&self, key: Bytes, r: Option<Level>) -> Result<Option<Found>, NodeError> {
         let hash = key_hash(&key);
         if r.is_none() && self.topology().sole_replica(hash) == Some(self.me) {
-            return Ok(self.engine.get(hash, &key)?.and_then(|e| e.value));
+            return Ok(self.engine.get(hash, &key)?.and_then(|e| self.live(e)));
         }
         Box::pin(self.read_from_replicas(hash, key, r)).await
     }
 
-    async fn read_from_replicas(&self, hash: u64, key: Bytes, r: Option<Level>) -> Result<Option<Bytes>, NodeError> {
+    /// What a read answers for `entry`: its value and deadline, unless it is deleted or expired.
+    fn live(&self, entry: Entry) -> Option<Found> {
+        // The clock is read only for a value with a deadline: most have none.
+        match entry.expires.is_some() && entry.is_expired_at(self.hlc.wall_ms()) {
+            true => None,
+            false => entry.value.map(|value| Found { value, expires: entry.expires }),
+        }
+    }
+
+    async fn read_from_replicas(&self, hash: u64, key: Bytes, r: Option<Level>) -> Result<Option<Found>, NodeError> {
         for attempt in 1..=STALE_RETRIES {
             let topo = self.topology();
             let mut replicas = topo.placement(hash).read;
@@ -216,11 +239,14 @@ impl Node {
                 Ok(answers) => {
                     let answers: Vec<(NodeId, Option<Entry>)> =
                         answers.into_iter().map(|(id, a)| (id, a.entry)).collect();
-                    let newest = answers.iter().filter_map(|(_, e)| e.clone()).max_by_key(|e| e.version);
+                    // Of equal versions, a value before its own tombstone: a replica whose clock
+                    // runs a little ahead may have swept it already, and this clock decides.
+                    let newest =
+                        answers.iter().filter_map(|(_, e)| e.clone()).max_by_key(|e| (e.version, e.value.is_some()));
                     if let Some(newest) = &newest {
                         self.repair(&topo, &key, newest, &answers);
                     }
-                    return Ok(newest.and_then(|e| e.value));
+                    return Ok(newest.and_then(|e| self.live(e)));
                 }
                 Err(e) if attempt < STALE_RETRIES && stale(&e) => self.refresh().await,
                 Err(error) => return Err(NodeError::Quorum { what: "read failed".into(), error }),
@@ -231,6 +257,15 @@ impl Node {
 
     /// Read repair: send `newest` to every answering replica that returned something older.
     fn repair(&self, topo: &Arc<Topology>, key: &Bytes, newest: &Entry, answers: &[(NodeId, Option<Entry>)]) {
+        let expired;
+        let newest = match newest.expires.is_some() && newest.is_expired_at(self.hlc.wall_ms()) {
+            true => {
+                // The replica's own sweep would make this of the value anyway: send no bytes.
+                expired = newest.clone().expired();
+                &expired
+            }
+            false => newest,
+        };
         for (id, seen) in answers {
             if seen.as_ref().is_some_and(|e| e.version >= newest.version) {
                 continue;
@@ -257,13 +292,16 @@ impl Node {
             let mut stored = 0;
             let purge_before = self.purge_horizon();
             for KeyEntry { key, entry } in entries {
-                if entry.is_tombstone() && entry.version.ts < purge_before {
-                    continue; // already purged here or about to be: storing it again would only delay that
+                if entry.dead_since().is_some_and(|ts| ts < purge_before) {
+                    // A tombstone (or a value expired) past its grace period: already purged here
+                    // or about to be, storing it again would only delay that.
+                    continue;
                 }
                 self.hlc.observe(entry.version.ts);
                 // Copy: `key` and the value may be slices of a larger network buffer; storing them
                 // as-is would pin the whole buffer for the life of the entry.
-                let entry = Entry { version: entry.version, value: entry.value.map(|v| Bytes::copy_from_slice(&v)) };
+                let value = entry.value.map(|v| Bytes::copy_from_slice(&v));
+                let entry = Entry { version: entry.version, value, expires: entry.expires };
                 if self.engine.apply(key_hash(&key), &key, entry)? == Applied::Stored {
                     stored += 1;
                 }

@@ -5,13 +5,17 @@
 //! writes a replica missed; [`antientropy`] compares bucket digests between replicas and
 //! exchanges only the differences; [`movement`] moves ranges when members join, leave or die;
 //! both ship entries in [`pages`] bounded by bytes; [`latency`] says how long to wait for a
-//! replica before asking another as well.
+//! replica before asking another as well; [`expiry`] reclaims values past their deadline;
+//! [`scan`] walks every key of the cluster in hash order (with [`glob`] patterns).
 
 pub mod antientropy;
 pub mod consistency;
 pub mod coordinator;
+pub mod expiry;
+pub mod glob;
 pub mod hints;
 pub mod latency;
 pub mod movement;
 pub mod pages;
 pub mod quorum;
+pub mod scan;

@@ -117,16 +117,17 @@ async fn pull(node: &Node, addr: &str) -> Result<u64, PeerError> {
         match page.next.take() {
             Some(after) => {
                 let (stored, next) = tokio::join!(store, fetch(Some(after)));
-                stored.map_err(storing)?;
+                // Copies this node did not hold yet: a key pulled from each of its holders
+                // counts once.
+                add(&node.stats.moved_in, stored.map_err(storing)? as u64);
                 page = next?;
             }
             None => {
-                store.await.map_err(storing)?;
+                add(&node.stats.moved_in, store.await.map_err(storing)? as u64);
                 break;
             }
         }
     }
-    add(&node.stats.moved_in, n);
     Ok(n)
 }
 

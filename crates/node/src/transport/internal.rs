@@ -44,6 +44,7 @@ impl Handler for Internal {
             Some(Kind::SyncBucket) => Box::pin(sync_bucket(node, decode(&body)?)).await,
             Some(Kind::Refresh) => refresh(node, decode(&body)?),
             Some(Kind::Clock) => encode(&ClockReply { now_ms: node.hlc.wall_ms() }),
+            Some(Kind::Scan) => Box::pin(scan(node, decode(&body)?)).await,
             None => Err(Refusal::new(400, format!("unknown message kind {kind}: is the peer of another release?"))),
         }
     }
@@ -88,10 +89,11 @@ async fn apply(node: &Node, req: ApplyRequest) -> Answer {
         let superseded = node.apply_write(kv).await.map_err(refused)?;
         return encode(&ApplyReply { superseded });
     }
-    let n = req.entries.len() as u64;
-    node.apply_local(req.entries).await.map_err(refused)?;
+    let stored = node.apply_local(req.entries).await.map_err(refused)?;
     if req.kind == ApplyKind::Handoff {
-        add(&node.stats.moved_in, n);
+        // Copies this node did not hold yet (a hand-off retried, or of a key it already had,
+        // moves nothing in).
+        add(&node.stats.moved_in, stored as u64);
     }
     encode(&ApplyReply::default())
 }
@@ -149,6 +151,16 @@ async fn sync_bucket(node: &Node, req: SyncBucket) -> Answer {
     let topo = node.topology();
     let reply = antientropy::answer_bucket(node, &topo, req).await.map_err(refused)?;
     encode(&reply)
+}
+
+/// One page of a key scan from this node's store (see `replication/scan.rs`).
+async fn scan(node: &Node, req: wire::ScanRequest) -> Answer {
+    check_epoch(node, req.epoch).await?;
+    match node.serve_scan(&req) {
+        Ok(page) => encode(&page),
+        Err(crate::error::PeerError::Refused { status, message, .. }) => Err(Refusal::new(status, message)),
+        Err(e) => Err(Refusal::new(500, e.to_string())),
+    }
 }
 
 fn refresh(node: &Node, req: RefreshRequest) -> Answer {

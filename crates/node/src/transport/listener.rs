@@ -6,13 +6,17 @@
 //! `\0DKV`), which no HTTP request does. Each accepted connection is told apart in its own task,
 //! bounded by a timeout, so a client that connects and says nothing holds up no one else.
 //! Client connections are counted against `--max-connections` here (see [`split`]).
+//!
+//! With TLS (`tls.rs`) the port speaks only TLS: each connection's handshake comes first,
+//! bounded like the first byte and holding the same slot, then the first decrypted byte tells
+//! the two apart. A transport connection must have presented a member's certificate.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dkv_transport::ServerConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -21,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::front::limits::{Guard, Listener, Refusal};
 use crate::life::state::Node;
 use crate::transport::internal::Internal;
+use crate::transport::tls::{self, ClientStream, Prefixed, Tls};
 
 /// How long a connection that arrived while the HTTP side was full may take to show it is a
 /// peer's transport connection (peers are not counted against `--max-connections`).
@@ -31,7 +36,7 @@ const MAX_UNADMITTED: usize = 256;
 
 /// An HTTP connection with its slot under `--max-connections`.
 pub struct HttpConn {
-    pub stream: TcpStream,
+    pub stream: ClientStream,
     pub peer: SocketAddr,
     pub slot: OwnedSemaphorePermit,
 }
@@ -83,8 +88,12 @@ async fn accept_loop(
         let sniff = if slot.is_some() { guard.limits.read_timeout } else { FULL_SNIFF_TIMEOUT };
         let (handler, config, http, guard, stop) =
             (handler.clone(), config.clone(), http.clone(), guard.clone(), stop.clone());
+        let tls = handler.0.config.tls.clone();
         tracker.spawn(async move {
             let _waiting = waiting;
+            if let Some(tls) = tls {
+                return tls_connection(stream, peer, &tls, slot, sniff, handler, config, http, guard, stop).await;
+            }
             let mut first = [0u8; 1];
             match tokio::time::timeout(sniff, stream.peek(&mut first)).await {
                 Ok(Ok(1)) if first[0] == dkv_transport::frame::MAGIC[0] => {
@@ -93,7 +102,7 @@ async fn accept_loop(
                 }
                 Ok(Ok(1)) => match slot {
                     Some(slot) => {
-                        let _ = http.send(HttpConn { stream, peer, slot }).await;
+                        let _ = http.send(HttpConn { stream: ClientStream::Plain(stream), peer, slot }).await;
                     }
                     None => {
                         guard.refused(Refusal::Connections);
@@ -109,8 +118,88 @@ async fn accept_loop(
     tracker.wait().await;
 }
 
+/// A connection on a TLS port: the handshake and the first decrypted byte within `sniff` (the
+/// same bound, and the same slot, as a plain connection's first byte), then a peer's transport
+/// connection (only with a member's certificate) or a client's HTTP.
+#[allow(clippy::too_many_arguments)]
+async fn tls_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: &Tls,
+    slot: Option<OwnedSemaphorePermit>,
+    sniff: Duration,
+    handler: Arc<Internal>,
+    config: Arc<ServerConfig>,
+    http: mpsc::Sender<HttpConn>,
+    guard: Arc<Guard>,
+    stop: watch::Receiver<bool>,
+) {
+    let acceptor = tls.shared_acceptor();
+    let opened = tokio::time::timeout(sniff, async {
+        let mut s = acceptor.accept(stream).await?;
+        let mut first = [0u8; 1];
+        let n = s.read(&mut first).await?;
+        Ok::<_, std::io::Error>((s, (n == 1).then_some(first[0])))
+    })
+    .await;
+    let (s, first) = match opened {
+        Err(_) => {
+            guard.refused(if slot.is_some() { Refusal::ReadTimeout } else { Refusal::Connections });
+            return;
+        }
+        Ok(Err(e)) if tls::is_certificate_error(&e) => {
+            tracing::warn!(%peer, "TLS handshake refused: {e}");
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "TLS handshake failed: {e}");
+            return;
+        }
+        Ok(Ok((_, None))) => return, // closed before saying anything
+        Ok(Ok(opened)) => opened,
+    };
+    let certs = s.get_ref().1.peer_certificates().map(|c| c.to_vec());
+    let stream = Prefixed::new(first, s);
+    if first == Some(dkv_transport::frame::MAGIC[0]) {
+        drop(slot);
+        let conn = dkv_transport::Split { stream, peer: peer.to_string() };
+        if tls.is_peer(certs.as_deref()) {
+            dkv_transport::serve(conn, handler, config, stop).await;
+        } else {
+            let reason =
+                "TLS between nodes needs a certificate signed by the cluster CA: check --tls-cert and --tls-peer-ca";
+            dkv_transport::refuse(conn, &config, reason).await;
+        }
+        return;
+    }
+    let stream = ClientStream::Tls(Box::new(stream));
+    match slot {
+        Some(_) if !(tls.is_client(certs.as_deref()) || tls.is_peer(certs.as_deref())) => {
+            tracing::warn!(%peer, "refused an HTTPS client without a certificate signed by --tls-client-ca");
+            let body = "a client certificate signed by the node's --tls-client-ca is needed\n";
+            answer_and_close(stream, http_answer("403 Forbidden", body, handler.0.me).as_bytes()).await;
+        }
+        Some(slot) => {
+            let _ = http.send(HttpConn { stream, peer, slot }).await;
+        }
+        None => {
+            guard.refused(Refusal::Connections);
+            refuse_http(stream, &guard, handler.0.me).await;
+        }
+    }
+}
+
+/// A whole HTTP/1.1 answer that closes the connection.
+fn http_answer(status: &str, body: &str, me: dkv_membership::NodeId) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n{}: {me}\r\n\r\n{body}",
+        body.len(),
+        dkv_membership::api::NODE_HEADER,
+    )
+}
+
 /// Answer an HTTP client that came over `--max-connections` with a `503`, and close.
-async fn refuse_http(stream: TcpStream, guard: &Guard, me: dkv_membership::NodeId) {
+async fn refuse_http<S: AsyncRead + AsyncWrite + Unpin>(stream: S, guard: &Guard, me: dkv_membership::NodeId) {
     let body = format!(
         "too many connections: this node serves at most {} HTTP clients at once (--max-connections); retry later\n",
         guard.limits.max_connections
@@ -126,7 +215,7 @@ async fn refuse_http(stream: TcpStream, guard: &Guard, me: dkv_membership::NodeI
 /// Send a refused client its last answer and close the connection, reading (and dropping) what
 /// it still sends for a moment first. Closing a socket with unread input makes the kernel reset
 /// the connection, and a reset can destroy the answer before the client reads it.
-pub async fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
+pub async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, answer: &[u8]) {
     const LINGER: Duration = Duration::from_secs(1);
     const LINGER_BYTES: usize = 16 << 20;
     if tokio::time::timeout(LINGER * 2, stream.write_all(answer)).await.is_err() {
@@ -144,6 +233,19 @@ pub async fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
         }
     })
     .await;
+}
+
+/// Connections the kernel may hold for a listener before they are accepted. Tokio's default is
+/// 1024; a burst of clients larger than that would have its handshakes dropped and retried for
+/// seconds, so a flood would delay even the clients that come after it.
+const BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a backlog of [`BACKLOG`] (the kernel caps it at `somaxconn`).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// The next connection on `listener`, with TCP_NODELAY set, or `None` once `stop` is set. A

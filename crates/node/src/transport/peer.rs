@@ -1,24 +1,30 @@
 //! Calling other nodes and the seed.
 //!
 //! Nodes are called over the binary transport (`dkv-transport`): one long-lived connection per
-//! peer, many calls in flight on it, each with a deadline. The seed is called over HTTP/1.1 with
-//! JSON (its API is public and small), through a pooled client with TCP_NODELAY.
+//! peer, many calls in flight on it, each with a deadline. The seed is called over HTTP/1.1,
+//! through a pooled client with TCP_NODELAY, in its compact encoding when it speaks it and JSON
+//! otherwise (`seed.rs`).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use dkv_transport::{Auth, Client, ClientConfig};
+use dkv_transport::{Auth, Client, ClientConfig, Wrap, Wrapped, Wrapper};
 use http::{header, Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::net::TcpStream;
 
 use crate::error::PeerError;
+use crate::transport::tls::{self, Tls};
 use crate::transport::wire::{self, Kind};
 
 /// Largest answer read from the seed (a view of thousands of members fits).
@@ -32,10 +38,21 @@ pub struct Peers {
     timeout: Duration,
     /// The cluster secret, sent to the seed when configured (nodes get it in the handshake).
     secret: Option<http::HeaderValue>,
+    /// The node's certificates, when nodes talk TLS (`tls.rs`).
+    tls: Option<Arc<Tls>>,
+    /// Whether the seed last answered in the compact encoding, so request bodies go in it too
+    /// (see `seed.rs`).
+    pub(crate) seed_compact: std::sync::atomic::AtomicBool,
 }
 
 impl Peers {
-    pub fn new(timeout: Duration, cluster: &str, secret: Option<&str>, max_frame: usize) -> Self {
+    pub fn new(
+        timeout: Duration,
+        cluster: &str,
+        secret: Option<&str>,
+        max_frame: usize,
+        tls: Option<Arc<Tls>>,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
@@ -48,9 +65,10 @@ impl Peers {
             connect_timeout: timeout,
             max_frame,
             max_in_flight: 4096,
+            wrap: tls.clone().map(|tls| Wrapper(Arc::new(TlsWrap(tls)))),
         });
         let secret = secret.and_then(|s| http::HeaderValue::from_str(s).ok());
-        Peers { seed, nodes, timeout, secret }
+        Peers { seed, nodes, timeout, secret, tls, seed_compact: Default::default() }
     }
 
     /// The deadline of one call to a peer (`--request-timeout`).
@@ -94,12 +112,31 @@ impl Peers {
         body: Option<&Req>,
     ) -> Result<Resp, PeerError> {
         let bytes = body.map(|b| serde_json::to_vec(b).expect("JSON encoding of our own types"));
+        let json = http::HeaderValue::from_static("application/json");
+        let (_, body) = self.http(addr, method, path, json, bytes, None).await?;
+        serde_json::from_slice(&body).map_err(|e| protocol(addr, e))
+    }
+
+    /// One HTTP call to the seed with a body of `content_type`: the content type and body of a
+    /// 2xx answer, within the request timeout.
+    pub(crate) async fn http(
+        &self,
+        addr: &str,
+        method: Method,
+        path: &str,
+        content_type: http::HeaderValue,
+        body: Option<Vec<u8>>,
+        accept: Option<http::HeaderValue>,
+    ) -> Result<(Option<http::HeaderValue>, Bytes), PeerError> {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("http://{addr}{path}"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(bytes.map_or_else(Body::empty, Body::from))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(body.map_or_else(Body::empty, Body::from))
             .map_err(|e| protocol(addr, e))?;
+        if let Some(accept) = accept {
+            req.headers_mut().insert(header::ACCEPT, accept);
+        }
         if let Some(secret) = &self.secret {
             req.headers_mut().insert(dkv_membership::api::SECRET_HEADER, secret.clone());
         }
@@ -110,11 +147,45 @@ impl Peers {
                 .await
                 .map_err(|e| PeerError::Unreachable { addr: addr.to_string(), reason: error_chain(&e) })?;
             let status = resp.status();
+            let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
             let body = read_limited(addr, resp).await?;
             if !status.is_success() {
                 let message = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string();
                 let message = if message.is_empty() { status.to_string() } else { message };
                 return Err(PeerError::Refused { addr: addr.to_string(), status: status.as_u16(), message });
+            }
+            Ok((content_type, body))
+        };
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(r) => r,
+            Err(_) => Err(PeerError::Timeout { addr: addr.to_string(), ms: self.timeout.as_millis() }),
+        }
+    }
+}
+
+impl Peers {
+    /// `GET path` of node `addr`'s public API as JSON, over TLS when nodes talk TLS (it is the
+    /// same port as the transport). One connection per call: this is for rare calls (`DBSIZE`).
+    pub async fn node_json<Resp: DeserializeOwned>(&self, addr: &str, path: &str) -> Result<Resp, PeerError> {
+        let unreachable = |reason: String| PeerError::Unreachable { addr: addr.to_string(), reason };
+        let answer = async {
+            let connector = self.tls.as_ref().map(|t| t.peer_connector());
+            let io = tls::connect(addr, connector.as_ref()).await.map_err(|e| unreachable(e.to_string()))?;
+            let (mut send, conn) = hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(io))
+                .await
+                .map_err(|e| unreachable(error_chain(&e)))?;
+            tokio::spawn(conn);
+            let req =
+                Request::get(path).header(header::HOST, addr).body(Body::empty()).map_err(|e| protocol(addr, e))?;
+            let resp = send.send_request(req).await.map_err(|e| unreachable(error_chain(&e)))?;
+            let status = resp.status();
+            let body = read_limited(addr, resp).await?;
+            if !status.is_success() {
+                return Err(PeerError::Refused {
+                    addr: addr.to_string(),
+                    status: status.as_u16(),
+                    message: status.to_string(),
+                });
             }
             Ok(body)
         };
@@ -126,6 +197,17 @@ impl Peers {
     }
 }
 
+/// Opens each new connection to a peer with TLS, with the certificates in use at that moment.
+struct TlsWrap(Arc<Tls>);
+
+impl Wrap for TlsWrap {
+    fn wrap(&self, addr: &str, tcp: TcpStream) -> Pin<Box<dyn Future<Output = std::io::Result<Wrapped>> + Send>> {
+        let connector = self.0.peer_connector();
+        let name = tls::server_name(addr);
+        Box::pin(async move { Ok(Box::new(connector.connect(name?, tcp).await?) as Wrapped) })
+    }
+}
+
 async fn read_limited(addr: &str, resp: Response<Incoming>) -> Result<Bytes, PeerError> {
     Limited::new(resp.into_body(), MAX_SEED_ANSWER)
         .collect()
@@ -134,7 +216,7 @@ async fn read_limited(addr: &str, resp: Response<Incoming>) -> Result<Bytes, Pee
         .map_err(|e| PeerError::Unreachable { addr: addr.to_string(), reason: format!("reading the answer: {e}") })
 }
 
-fn protocol(addr: &str, e: impl std::fmt::Display) -> PeerError {
+pub(crate) fn protocol(addr: &str, e: impl std::fmt::Display) -> PeerError {
     PeerError::Protocol { addr: addr.to_string(), reason: e.to_string() }
 }
 
@@ -193,12 +275,12 @@ mod tests {
     /// or in time (the request timeout covers the body too).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn seed_answers_are_bounded_in_size_and_in_time() {
-        let peers = Peers::new(Duration::from_secs(10), "dkv", None, 1 << 20);
+        let peers = Peers::new(Duration::from_secs(10), "dkv", None, 1 << 20, None);
         let endless = fake_seed("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n", Some(b' ')).await;
         let e = peers.json::<(), serde_json::Value>(&endless, Method::GET, "/nodes", None).await.unwrap_err();
         assert!(e.to_string().contains("reading the answer"), "{e}");
 
-        let peers = Peers::new(Duration::from_millis(300), "dkv", None, 1 << 20);
+        let peers = Peers::new(Duration::from_millis(300), "dkv", None, 1 << 20, None);
         let silent = fake_seed("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{", None).await;
         let started = Instant::now();
         let e = peers.json::<(), serde_json::Value>(&silent, Method::GET, "/nodes", None).await.unwrap_err();

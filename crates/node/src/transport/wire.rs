@@ -9,6 +9,12 @@
 //!
 //! [`encode`] and [`decode`], with their leading version byte, are for what a node keeps on disk
 //! (pending hints).
+//!
+//! Entries carry their expiry deadline ([`Entry::expires`]) since the release that added expiry:
+//! that changed the encoding of every message holding an entry, so the transport's frame format
+//! went to 2 (`dkv_transport::frame::VERSION`: a node of the previous release is refused at the
+//! handshake, saying why) and [`WIRE_VERSION`] to 2 (hints saved by the previous release still
+//! load: see `replication/hints/store.rs`).
 
 use bytes::Bytes;
 use dkv_storage::{Cursor, Entry, Version};
@@ -18,7 +24,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::NodeError;
 use crate::replication::consistency::Level;
 
-pub const WIRE_VERSION: u8 = 1;
+/// Format of what [`encode`] writes: 2 since entries carry a deadline (1 had none).
+pub const WIRE_VERSION: u8 = 2;
 
 /// Status a node refuses with when the sender's membership epoch is older than its own: the
 /// sender must refresh its view and re-plan (the targets may have changed).
@@ -48,12 +55,14 @@ pub enum Kind {
     Forward = 7,
     /// [`ClockRequest`] → [`ClockReply`].
     Clock = 8,
+    /// [`ScanRequest`] → [`ScanReply`].
+    Scan = 10,
 }
 
 impl Kind {
     pub fn from_u8(k: u8) -> Option<Kind> {
         use Kind::*;
-        [Apply, Read, Range, SyncSummary, SyncBucket, Refresh, Forward, Clock].into_iter().find(|x| *x as u8 == k)
+        [Apply, Read, Range, SyncSummary, SyncBucket, Refresh, Forward, Clock, Scan].into_iter().find(|x| *x as u8 == k)
     }
 }
 
@@ -189,6 +198,50 @@ pub struct ClockReply {
     pub now_ms: u64,
 }
 
+/// Which keys a scan wants: those that start with `prefix` and match the Redis glob `pattern`
+/// (see `replication/glob.rs`). Replicas apply it before answering, so keys that do not match
+/// never travel.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyFilter {
+    pub prefix: Bytes,
+    pub pattern: Option<Bytes>,
+}
+
+/// A page of a key scan (see `replication/scan.rs`): this replica's keys with hashes from `from`
+/// to `end` (both included) that pass `filter`, at most about `limit` entries looked at and
+/// `max_bytes` of keys and values read. Tombstones come too, with their versions, so the
+/// coordinator can tell a deleted key from one a replica missed the delete of.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScanRequest {
+    pub epoch: u64,
+    pub from: u64,
+    pub end: u64,
+    pub limit: u32,
+    pub max_bytes: u32,
+    pub filter: KeyFilter,
+}
+
+/// One key of a scan page, without its value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanEntry {
+    pub key: Bytes,
+    pub version: Version,
+    /// A live value: neither deleted nor expired, on this replica's clock.
+    pub live: bool,
+}
+
+/// A replica's page, in hash order. It always ends at a hash boundary: `next` is the first hash
+/// it did not look at (every key of a smaller hash in the range was looked at), `None` when it
+/// looked at the whole range. `looked` counts the entries looked at, matching or not.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ScanReply {
+    pub entries: Vec<ScanEntry>,
+    pub next: Option<u64>,
+    pub looked: u32,
+    /// The replica holds every key it should under the current view (as [`ReadResponse`]'s).
+    pub settled: bool,
+}
+
 /// A client request passed to a replica of its key by a node that is not one.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ForwardRequest {
@@ -198,12 +251,22 @@ pub struct ForwardRequest {
     pub op: Op,
     pub key: Bytes,
     pub value: Option<Bytes>,
+    /// A put's deadline, ms since the Unix epoch (computed by the node the client asked).
+    pub expires: Option<u64>,
     pub level: Option<Level>,
+}
+
+/// A live value as a read answers it: not deleted, not past its deadline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Found {
+    pub value: Bytes,
+    /// When it expires, ms since the Unix epoch; `None`: never.
+    pub expires: Option<u64>,
 }
 
 /// The replica's answer, errors with their structure (a quorum failure keeps its per-replica
 /// reasons), so the node the client talks to renders it as if it had coordinated itself.
-pub type ForwardReply = Result<Option<Bytes>, NodeError>;
+pub type ForwardReply = Result<Option<Found>, NodeError>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {

@@ -6,15 +6,17 @@
 //! HTTP, with the node's default W and R.
 //!
 //! What dkv cannot honour is refused with an error that says so: `SET NX/XX` (dkv has no atomic
-//! compare-and-set across replicas) and expiries (`EX`, `PX`, ...: dkv keys do not expire).
-//! `SET ... GET`, `GETDEL` and `DEL`'s count read the key first and then write: each step is a
-//! quorum operation, but the pair is not atomic against another writer of the same key.
+//! compare-and-set across replicas). `SET` and the expiry commands are in `expiry.rs`.
+//! `SET ... GET`, `GETDEL`, `DEL`'s count, `EXPIRE`, `PERSIST` and `GETEX` read the key first
+//! and then write: each step is a quorum operation, but the pair is not atomic against another
+//! writer of the same key.
 
 use bytes::Bytes;
 use dkv_membership::View;
-use http::Method;
 
+use super::expiry;
 use super::frame::Reply;
+use crate::front::auth::{self, Access, Failure};
 use crate::life::metrics::Api;
 use crate::life::state::Node;
 
@@ -24,23 +26,93 @@ pub struct Session {
     pub name: Option<Bytes>,
     /// Set by `QUIT`: reply, then close.
     pub quit: bool,
+    /// What `AUTH` (or `HELLO … AUTH`) proved, when the node needs a password.
+    pub access: Access,
 }
 
 /// The commands that read or change the connection's [`Session`]; they answer at once, in order
-/// with the others (see `resp/mod.rs`). `None` for every other command.
+/// with the others (see `resp/mod.rs`). So does any command the session may not run (no `AUTH`
+/// yet, or a write with the read-only password): its refusal is its reply. `None` for every
+/// other command.
 pub fn session_command(node: &Node, session: &mut Session, args: &[Bytes]) -> Option<Reply> {
     let mut buf = [0; NAME_MAX];
     let a = &args[1..];
-    match lower(args.first()?, &mut buf) {
-        "client" if a.is_empty() => Some(wrong_arity("client")),
-        "client" => Some(client(session, a)),
-        "hello" => Some(hello(node, session, a)),
-        "quit" if !a.is_empty() => Some(wrong_arity("quit")),
+    let cmd = lower(args.first()?, &mut buf);
+    match cmd {
+        "auth" => return Some(auth(node, session, a)),
+        "hello" => return Some(hello(node, session, a)),
+        "quit" if !a.is_empty() => return Some(wrong_arity("quit")),
         "quit" => {
             session.quit = true;
-            Some(Reply::ok())
+            return Some(Reply::ok());
         }
+        _ => {}
+    }
+    if node.auth.required() {
+        if session.access == Access::None {
+            node.auth.refused(Api::Resp, Failure::Missing);
+            return Some(Reply::Error(auth::NOAUTH.into()));
+        }
+        if session.access == Access::ReadOnly && !reads_only(cmd) {
+            node.auth.refused(Api::Resp, Failure::ReadOnly);
+            let name = if cmd.is_empty() { String::from_utf8_lossy(&args[0]).to_ascii_lowercase() } else { cmd.into() };
+            return Some(Reply::Error(auth::noperm(&name)));
+        }
+    }
+    match cmd {
+        "client" if a.is_empty() => Some(wrong_arity("client")),
+        "client" => Some(client(session, a)),
         _ => None,
+    }
+}
+
+/// Commands the read-only password may run: they change no key. Any other command, including
+/// one this list does not know yet, is refused to it.
+fn reads_only(cmd: &str) -> bool {
+    matches!(
+        cmd,
+        "get"
+            | "strlen"
+            | "exists"
+            | "mget"
+            | "ping"
+            | "echo"
+            | "command"
+            | "select"
+            | "dbsize"
+            | "info"
+            | "client"
+            | "ttl"
+            | "pttl"
+            | "expiretime"
+            | "pexpiretime"
+            | "type"
+            | "scan"
+            | "keys"
+    )
+}
+
+/// `AUTH password` or `AUTH user password` (the user name is not checked: see `front/auth.rs`).
+fn auth(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
+    let password = match a {
+        [p] | [_, p] => p,
+        _ => return wrong_arity("auth"),
+    };
+    if !node.auth.required() {
+        // Redis's answer: a client configured with a password is pointed at the wrong server.
+        return Reply::err(
+            "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        );
+    }
+    match node.auth.check(password) {
+        Some(access) => {
+            session.access = access;
+            Reply::ok()
+        }
+        None => {
+            node.auth.refused(Api::Resp, Failure::Wrong);
+            Reply::Error(auth::WRONGPASS.into())
+        }
     }
 }
 
@@ -106,6 +178,8 @@ pub fn touches(args: &[Bytes]) -> Touches {
         "get" | "strlen" => (first(), Vec::new()),
         "exists" | "mget" => (a.to_vec(), Vec::new()),
         "set" | "getdel" => (first(), first()),
+        "ttl" | "pttl" | "expiretime" | "pexpiretime" => (first(), Vec::new()),
+        "expire" | "pexpire" | "expireat" | "pexpireat" | "persist" | "getex" => (first(), first()),
         "del" => (a.to_vec(), a.to_vec()),
         "mset" => (Vec::new(), a.iter().step_by(2).cloned().collect()),
         "ping" | "echo" | "command" | "select" => (Vec::new(), Vec::new()),
@@ -125,9 +199,14 @@ pub async fn run(node: &Node, args: Vec<Bytes>) -> Reply {
         "ping" | "command" | "info" => arity(a.len() <= 1 || cmd == "command"),
         "echo" | "get" | "getdel" | "strlen" | "select" => arity(a.len() == 1),
         "set" => arity(a.len() >= 2),
+        "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" => arity(a.len() == 1),
+        "expire" | "pexpire" | "expireat" | "pexpireat" => arity(a.len() >= 2),
+        "getex" => arity(!a.is_empty()),
         "del" | "exists" | "mget" => arity(!a.is_empty()),
         "mset" => arity(!a.is_empty() && a.len().is_multiple_of(2)),
         "dbsize" => arity(a.is_empty()),
+        "scan" => arity(!a.is_empty()),
+        "keys" => arity(a.len() == 1),
         _ => None,
     };
     if let Some(err) = checked {
@@ -137,7 +216,11 @@ pub async fn run(node: &Node, args: Vec<Bytes>) -> Reply {
         "ping" => a.first().map_or(Reply::Simple("PONG"), |m| Reply::Bulk(m.clone())),
         "echo" => Reply::Bulk(a[0].clone()),
         "get" => get(node, &a[0]).await.map_or_else(|e| e, |v| v.map_or(Reply::Nil, Reply::Bulk)),
-        "set" => set(node, a).await,
+        "set" => expiry::set(node, a).await,
+        "expire" | "pexpire" | "expireat" | "pexpireat" => expiry::expire(node, cmd, a).await,
+        "ttl" | "pttl" | "expiretime" | "pexpiretime" => expiry::ttl(node, cmd, &a[0]).await,
+        "persist" => expiry::persist(node, &a[0]).await,
+        "getex" => expiry::getex(node, a).await,
         "getdel" => match get(node, &a[0]).await {
             Ok(Some(v)) => write(node, &a[0], None).await.map_or_else(|e| e, |()| Reply::Bulk(v)),
             Ok(None) => Reply::Nil,
@@ -167,6 +250,8 @@ pub async fn run(node: &Node, args: Vec<Bytes>) -> Reply {
             Reply::ok()
         }
         "dbsize" => dbsize(node).await,
+        "scan" => super::scan::scan(node, a).await,
+        "keys" => super::scan::keys(node, &a[0]).await,
         "info" => Reply::Bulk(info(node, a.first()).await.into()),
         "command" => command(a),
         "select" => match &a[0][..] {
@@ -195,39 +280,6 @@ async fn write(node: &Node, key: &Bytes, value: Option<Bytes>) -> Result<(), Rep
     result.map_err(Reply::err)
 }
 
-async fn set(node: &Node, a: &[Bytes]) -> Reply {
-    let (key, value) = (&a[0], a[1].clone());
-    let mut want_old = false;
-    for opt in &a[2..] {
-        match opt.to_ascii_uppercase().as_slice() {
-            b"GET" => want_old = true,
-            b"KEEPTTL" => {}
-            b"NX" | b"XX" => {
-                return Reply::err("dkv cannot honour SET NX/XX: it has no atomic compare-and-set across replicas")
-            }
-            b"EX" | b"PX" | b"EXAT" | b"PXAT" => {
-                return Reply::err("dkv keys do not expire: EX/PX/EXAT/PXAT are not supported")
-            }
-            _ => return Reply::err("syntax error"),
-        }
-    }
-    let old = if want_old {
-        match get(node, key).await {
-            Ok(v) => Some(v),
-            Err(e) => return e,
-        }
-    } else {
-        None
-    };
-    match write(node, key, Some(value)).await {
-        Err(e) => e,
-        Ok(()) => match old {
-            Some(v) => v.map_or(Reply::Nil, Reply::Bulk),
-            None => Reply::ok(),
-        },
-    }
-}
-
 /// `EXISTS` (and, with `delete`, `DEL`): how many of the keys exist.
 async fn count(node: &Node, keys: &[Bytes], delete: bool) -> Reply {
     let mut n = 0;
@@ -248,19 +300,28 @@ async fn count(node: &Node, keys: &[Bytes], delete: bool) -> Reply {
     Reply::Int(n)
 }
 
-/// Keys in the whole cluster: the copies every member holds, divided by the copies per key. Exact
-/// once every key is at its N copies; members that do not answer are left out.
 async fn dbsize(node: &Node) -> Reply {
+    Reply::Int(cluster_keys(node).await.0 as i64)
+}
+
+/// Keys in the whole cluster, and how many of them have a deadline: the copies every member
+/// holds, divided by the copies per key. Exact once every key is at its N copies; members that
+/// do not answer are left out.
+async fn cluster_keys(node: &Node) -> (u64, u64) {
     let topo = node.topology();
-    let mut copies = node.engine.stats().keys;
+    let stats = node.engine.stats();
+    let (mut copies, mut expiring) = (stats.keys, stats.expiring);
     for m in topo.view.nodes.iter().filter(|m| m.id != node.me) {
-        match node.peers.json::<(), serde_json::Value>(&m.addr, Method::GET, "/stats", None).await {
-            Ok(s) => copies += s["keys"].as_u64().unwrap_or(0),
+        match node.peers.node_json::<serde_json::Value>(&m.addr, "/stats").await {
+            Ok(s) => {
+                copies += s["keys"].as_u64().unwrap_or(0);
+                expiring += s["expiring"].as_u64().unwrap_or(0);
+            }
             Err(e) => tracing::debug!("DBSIZE: {} did not answer: {e}", m.addr),
         }
     }
     let per_key = node.config.replicas.min(serving(&topo.view)).max(1) as u64;
-    Reply::Int((copies / per_key) as i64)
+    (copies / per_key, expiring / per_key)
 }
 
 fn serving(view: &View) -> usize {
@@ -284,11 +345,8 @@ async fn info(node: &Node, section: Option<&Bytes>) -> String {
         );
     }
     if want("keyspace") {
-        let keys = match dbsize(node).await {
-            Reply::Int(n) => n,
-            _ => 0,
-        };
-        out += &format!("# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n\r\n");
+        let (keys, expires) = cluster_keys(node).await;
+        out += &format!("# Keyspace\r\ndb0:keys={keys},expires={expires},avg_ttl=0\r\n\r\n");
     }
     if want("replication") {
         let e = node.engine.stats();
@@ -318,7 +376,7 @@ fn command(a: &[Bytes]) -> Reply {
 }
 
 /// Commands `run` serves, for `COMMAND COUNT`.
-const COMMANDS: usize = 20;
+const COMMANDS: usize = 32;
 
 fn client(session: &mut Session, a: &[Bytes]) -> Reply {
     match a[0].to_ascii_uppercase().as_slice() {
@@ -345,15 +403,35 @@ fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
         Some(_) => return Reply::Error("NOPROTO unsupported protocol version".into()),
     }
     let mut rest = a.iter().skip(1);
+    let mut name = None;
+    let mut authed = None;
     while let Some(opt) = rest.next() {
         match opt.to_ascii_uppercase().as_slice() {
-            b"SETNAME" => session.name = rest.next().cloned(),
-            b"AUTH" => {
-                rest.next();
-                rest.next();
-            }
+            b"SETNAME" => name = rest.next().cloned(),
+            b"AUTH" => match (rest.next(), rest.next()) {
+                (Some(_user), Some(password)) if node.auth.required() => match node.auth.check(password) {
+                    Some(access) => authed = Some(access),
+                    None => {
+                        node.auth.refused(Api::Resp, Failure::Wrong);
+                        return Reply::Error(auth::WRONGPASS.into());
+                    }
+                },
+                (Some(_), Some(_)) => {}
+                _ => return Reply::err("syntax error in HELLO option"),
+            },
             _ => return Reply::err("syntax error in HELLO option"),
         }
+    }
+    if let Some(access) = authed {
+        session.access = access;
+    } else if node.auth.required() && session.access == Access::None {
+        node.auth.refused(Api::Resp, Failure::Missing);
+        return Reply::Error(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into(),
+        );
+    }
+    if name.is_some() {
+        session.name = name;
     }
     let s = |v: &str| Reply::Bulk(Bytes::from(v.to_string()));
     Reply::Array(vec![

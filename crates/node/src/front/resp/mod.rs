@@ -2,7 +2,8 @@
 //! talk to any node (DESIGN §8).
 //!
 //! * [`frame`]: parsing commands and encoding replies, pure;
-//! * [`commands`]: each command in terms of the key service, the same as the HTTP API's;
+//! * [`commands`]: each command in terms of the key service, the same as the HTTP API's, and
+//!   [`expiry`], the commands that set and read a key's expiry;
 //! * this file: the TCP side. Each connection reads into one buffer and starts every complete
 //!   command in it (pipelining) at once, up to [`MAX_IN_FLIGHT`]: their keys live on different
 //!   replicas, and running them one after the other would add up their round trips. Replies are
@@ -17,11 +18,14 @@
 //! * limits (`front/limits.rs`): at most `--max-connections` clients; each connection's unparsed
 //!   input is bounded by `--max-query-buffer` and charged to `--max-client-memory`; a command
 //!   that has begun must arrive whole within `--read-timeout`, and a connection that sends
-//!   nothing is closed after `--idle-timeout`. Replies are written out every [`OUTPUT_FLUSH`]
-//!   bytes, so a pipeline of large values does not pile up its answers.
+//!   nothing is closed after `--idle-timeout`. With TLS the handshake is bounded by
+//!   `--read-timeout` and holds the connection's slot. Replies are written out every
+//!   [`OUTPUT_FLUSH`] bytes, so a pipeline of large values does not pile up its answers.
 
 mod commands;
+mod expiry;
 pub mod frame;
+mod scan;
 
 use std::time::Instant;
 
@@ -36,6 +40,7 @@ use tokio_util::task::TaskTracker;
 use crate::front::limits::{human, Charge, Guard, Listener, Refusal};
 use crate::life::state::Node;
 use crate::transport::listener::{accept_until_stopped, answer_and_close};
+use crate::transport::tls::{ClientStream, Prefixed};
 use commands::Touches;
 use frame::{Limits, Reply};
 
@@ -43,7 +48,10 @@ use frame::{Limits, Reply};
 pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<bool>) {
     let limits = Limits {
         max_bulk: node.config.max_value_bytes.max(node.config.max_key_bytes),
-        max_args: 1 << 20,
+        // 64 Ki arguments: a command arriving in pieces is parsed again from its start at each
+        // read, so the cost of a huge one grows with the square of its length (7 MiB of 1 Mi
+        // arguments took 3.5 s of CPU).
+        max_args: 1 << 16,
         max_inline: 64 * 1024,
     };
     let tracker = TaskTracker::new();
@@ -51,13 +59,17 @@ pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<
         let Some((stream, peer)) = accept_until_stopped(&listener, &mut stop, "RESP").await else { break };
         let Some(slot) = node.guard.admit(Listener::Resp) else {
             node.guard.refused(Refusal::Connections);
-            // Redis's own words, which client libraries recognise.
-            tracker.spawn(answer_and_close(stream, b"-ERR max number of clients reached\r\n"));
+            if node.config.tls.is_none() {
+                // Redis's own words, which client libraries recognise. (A TLS client is closed
+                // without them: telling it would cost a handshake.)
+                tracker.spawn(answer_and_close(stream, b"-ERR max number of clients reached\r\n"));
+            }
             continue;
         };
         let (node, stop) = (node.clone(), stop.clone());
         tracker.spawn(async move {
             let _slot = slot;
+            let Some(stream) = open(&node, stream, peer).await else { return };
             if let Err(e) = connection(node, stream, limits, stop).await {
                 tracing::debug!(%peer, "RESP connection ended: {e}");
             }
@@ -65,6 +77,27 @@ pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<
     }
     tracker.close();
     tracker.wait().await;
+}
+
+/// The connection as commands will be read from it: with TLS, after the handshake, which must
+/// end within `--read-timeout` (the connection holds its slot meanwhile).
+async fn open(node: &Node, stream: TcpStream, peer: std::net::SocketAddr) -> Option<ClientStream> {
+    let Some(tls) = &node.config.tls else { return Some(ClientStream::Plain(stream)) };
+    match tokio::time::timeout(node.guard.limits.read_timeout, tls.resp_acceptor().accept(stream)).await {
+        Ok(Ok(s)) => Some(ClientStream::Tls(Box::new(Prefixed::new(None, s)))),
+        Ok(Err(e)) if crate::transport::tls::is_certificate_error(&e) => {
+            tracing::warn!(%peer, "RESP TLS handshake refused: {e}");
+            None
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "RESP TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            node.guard.refused(Refusal::ReadTimeout);
+            None
+        }
+    }
 }
 
 /// Commands of one connection running at once; more wait in the input buffer (and TCP).
@@ -78,7 +111,7 @@ const OUTPUT_FLUSH: usize = 1 << 20;
 
 async fn connection(
     node: Node,
-    mut stream: TcpStream,
+    mut stream: ClientStream,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -221,7 +254,7 @@ fn make_room(input: &mut BytesMut, charge: &mut Charge, limits: &Limits, guard: 
 }
 
 /// Tell the client why it is being disconnected, and close.
-async fn refuse(stream: TcpStream, text: &str) -> std::io::Result<()> {
+async fn refuse(stream: ClientStream, text: &str) -> std::io::Result<()> {
     let mut out = BytesMut::new();
     Reply::Error(text.to_string()).write(&mut out);
     answer_and_close(stream, &out).await;

@@ -2,6 +2,8 @@
 //! time) and delivered when the replica answers again ([`delivery`]).
 
 pub mod delivery;
+mod saved;
 mod store;
 
+pub use saved::decode_saved;
 pub use store::{restore, Hints, SavedHint};

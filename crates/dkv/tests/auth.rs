@@ -1,0 +1,231 @@
+//! Client passwords (`--client-password`, `--client-readonly-password`) with the real tools:
+//! `redis-cli -a` and `AUTH`, `HELLO 2 AUTH`, redis-py with a password, `curl -u` and Bearer,
+//! the `dkv` client commands and `dkv bench`, refusals and their count in `/metrics`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const FULL: &str = "s3cret pass";
+const READ_ONLY: &str = "look-only";
+
+fn auth_flags() -> [&'static str; 4] {
+    ["--client-password", FULL, "--client-readonly-password", READ_ONLY]
+}
+
+/// redis-cli's output (stdout and stderr), whatever its exit status.
+fn redis_cli(addr: &str, args: &[&str]) -> String {
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    let out = Command::new("redis-cli")
+        .args(["-h", host, "-p", port, "--no-auth-warning"])
+        .args(args)
+        .output()
+        .expect("redis-cli is needed for this test: apt-get install redis-tools");
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)).trim().to_string()
+}
+
+/// Send raw RESP and read what comes back until the server has been quiet for 500 ms.
+fn raw(addr: &str, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// `dkv_auth_failures_total{api,reason}` of a node's `/metrics` (open without a password).
+async fn failures(c: &Cluster, i: usize, api: &str, reason: &str) -> u64 {
+    let text =
+        String::from_utf8(c.client(i).raw(http::Method::GET, "/metrics", None).await.unwrap().1.to_vec()).unwrap();
+    let needle = format!("dkv_auth_failures_total{{api=\"{api}\",reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .unwrap_or_else(|| panic!("no {needle} in /metrics"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resp_clients_need_the_password_and_the_read_only_one_cannot_write() {
+    let c = Cluster::start_resp(2, &auth_flags()).await;
+    let r: Vec<String> = c.nodes.iter().map(|n| n.resp.clone().expect("resp")).collect();
+
+    // No password: Redis's words, and nothing runs.
+    assert_eq!(redis_cli(&r[0], &["SET", "k", "v"]), "NOAUTH Authentication required.");
+    assert_eq!(redis_cli(&r[0], &["PING"]), "NOAUTH Authentication required.");
+    // redis-cli -a sends AUTH first; --user sends AUTH default <password>.
+    assert_eq!(redis_cli(&r[0], &["-a", FULL, "SET", "k", "v1"]), "OK");
+    assert_eq!(redis_cli(&r[1], &["--user", "default", "--pass", FULL, "GET", "k"]), "v1");
+    assert!(redis_cli(&r[0], &["-a", "wrong", "GET", "k"]).contains("WRONGPASS"));
+    // The read-only password reads, but every write is refused and changes nothing.
+    assert_eq!(redis_cli(&r[0], &["-a", READ_ONLY, "GET", "k"]), "v1");
+    assert_eq!(redis_cli(&r[0], &["-a", READ_ONLY, "EXISTS", "k"]), "1");
+    for write in [&["SET", "k", "v2"][..], &["DEL", "k"], &["MSET", "k", "v3"], &["GETDEL", "k"], &["FLUSHALL"]] {
+        let answer = redis_cli(&r[0], &[&["-a", READ_ONLY][..], write].concat());
+        assert!(answer.starts_with("NOPERM"), "{write:?}: {answer}");
+    }
+    assert_eq!(redis_cli(&r[1], &["-a", FULL, "GET", "k"]), "v1");
+
+    // HELLO 2 AUTH on a raw connection; a wrong one leaves the connection unauthenticated.
+    let got = raw(&r[1], b"HELLO 2 AUTH default wrong\r\nGET k\r\nHELLO 2 AUTH default look-only\r\nGET k\r\nSET k x\r\nAUTH s3cret pass\r\nGET k\r\n");
+    let replies: Vec<&str> =
+        got.split("\r\n").filter(|l| l.starts_with(['-', '+', '$']) && !l.starts_with("$-")).collect();
+    assert!(replies[0].starts_with("-WRONGPASS"), "{got}");
+    assert_eq!(replies[1], "-NOAUTH Authentication required.", "{got}");
+    assert!(got.contains("dkv_node") && got.contains("\r\nv1\r\n"), "HELLO answered, then GET: {got}");
+    assert!(got.contains("-NOPERM"), "{got}");
+    // "AUTH s3cret pass" is AUTH <user> <password> with the password "pass": wrong.
+    assert!(got.matches("-WRONGPASS").count() == 2, "{got}");
+
+    // redis-py with a password, a wrong one, and the read-only one.
+    let script = r#"
+import sys, redis
+port = int(sys.argv[1])
+a = redis.Redis(host="127.0.0.1", port=port, password=sys.argv[2])
+assert a.set("py:k", b"\x00\xff") is True
+assert redis.Redis(host="127.0.0.1", port=port, username="default", password=sys.argv[2]).get("py:k") == b"\x00\xff"
+try:
+    redis.Redis(host="127.0.0.1", port=port, password="nope").get("py:k")
+    raise SystemExit("a wrong password must fail")
+except redis.ResponseError as e:  # redis-py 4 raises WRONGPASS as a ResponseError, from Redis too
+    assert "WRONGPASS" in str(e), str(e)
+ro = redis.Redis(host="127.0.0.1", port=port, password=sys.argv[3])
+assert ro.get("py:k") == b"\x00\xff"
+try:
+    ro.set("py:k", "x")
+    raise SystemExit("the read-only password must not write")
+except redis.ResponseError as e:
+    assert "NOPERM" in str(e) or "permission" in str(e).lower(), str(e)
+try:
+    redis.Redis(host="127.0.0.1", port=port).get("py:k")
+    raise SystemExit("no password must fail")
+except redis.AuthenticationError:
+    pass
+except redis.ResponseError as e:
+    assert "NOAUTH" in str(e) or "Authentication" in str(e), str(e)
+print("ok")
+"#;
+    let port = r[0].rsplit_once(':').unwrap().1;
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", script, port, FULL, READ_ONLY])
+        .output()
+        .expect("/usr/bin/python3 with python3-redis is needed: apt-get install python3-redis");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
+        "redis-py: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Every refusal counted, by reason.
+    assert!(failures(&c, 0, "resp", "missing").await >= 3);
+    assert!(failures(&c, 0, "resp", "wrong_password").await >= 2);
+    assert!(failures(&c, 0, "resp", "read_only").await >= 6);
+    assert_eq!(failures(&c, 1, "resp", "wrong_password").await, 2, "the two on the raw connection");
+    assert_eq!(failures(&c, 1, "resp", "read_only").await, 1);
+    assert_eq!(failures(&c, 1, "http", "missing").await, 0);
+
+    // dkv bench passes --password over both protocols.
+    for protocol in ["http", "resp"] {
+        let out = dkv()
+            .args(["bench", "--node", &c.nodes[0].addr, "--protocol", protocol, "-n", "200", "-c", "4"])
+            .args(["--keys", "50", "--password", FULL])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "bench over {protocol}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// curl's status, headers and body.
+fn curl(args: &[&str]) -> (u16, String, String) {
+    let out = Command::new("curl").args(["-s", "-D", "-", "-o", "/dev/stderr"]).args(args).output().expect("curl");
+    let head = String::from_utf8_lossy(&out.stdout).to_string();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_clients_need_the_password_as_bearer_or_basic() {
+    let c = Cluster::start_with(2, &auth_flags()).await;
+    let (a, b) = (c.nodes[0].addr.clone(), c.nodes[1].addr.clone());
+    let basic = format!("anyone:{FULL}");
+    let bearer = format!("Authorization: Bearer {FULL}");
+
+    let (status, head, body) = curl(&["-X", "PUT", "--data", "v1", &format!("http://{a}/put?key=k")]);
+    assert_eq!(status, 401, "{head}");
+    assert!(head.to_lowercase().contains("www-authenticate: basic realm=\"dkv\""), "{head}");
+    assert!(head.contains("x-dkv-node"), "signed like every answer: {head}");
+    assert_eq!(body.lines().count(), 1, "{body:?}");
+    assert_eq!(curl(&["-u", &basic, "-X", "PUT", "--data", "v1", &format!("http://{a}/put?key=k")]).0, 204);
+    let (status, _, body) = curl(&["-H", &bearer, &format!("http://{b}/get?key=k")]);
+    assert_eq!((status, body.as_str()), (200, "v1"));
+    assert_eq!(curl(&["-u", &format!("default:{FULL}"), &format!("http://{b}/get?key=k")]).2, "v1");
+    let (status, _, body) = curl(&["-u", "default:wrong", &format!("http://{a}/get?key=k")]);
+    assert_eq!(status, 401);
+    assert!(body.contains("invalid username-password pair"), "{body}");
+    assert_eq!(curl(&["-H", "Authorization: Bearer wrong", &format!("http://{a}/get?key=k")]).0, 401);
+    assert_eq!(curl(&[&format!("http://{a}/no-such-path")]).0, 401, "a path nobody listed needs the password too");
+
+    // The read-only password: reads yes, writes 403 and nothing changes.
+    let ro = format!("x:{READ_ONLY}");
+    assert_eq!(curl(&["-u", &ro, &format!("http://{a}/get?key=k")]).2, "v1");
+    let (status, _, body) = curl(&["-u", &ro, "-X", "PUT", "--data", "v2", &format!("http://{a}/put?key=k")]);
+    assert_eq!(status, 403);
+    assert!(body.contains("read-only"), "{body}");
+    assert_eq!(curl(&["-u", &ro, "-X", "DELETE", &format!("http://{a}/delete?key=k")]).0, 403);
+    assert_eq!(curl(&["-H", &bearer, &format!("http://{a}/get?key=k")]).2, "v1");
+
+    // Open without a password: health for load balancers, and what monitoring reads.
+    for path in ["/health", "/metrics", "/stats", "/cluster", "/openapi.json"] {
+        assert_eq!(curl(&[&format!("http://{a}{path}")]).0, 200, "{path}");
+    }
+
+    // The client commands: --password, DKV_PASSWORD, and a clear error without.
+    let out = dkv().args(["put", "cli", "yes", "--node", &a, "--password", FULL]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = dkv().args(["get", "cli", "--node", &b]).env("DKV_PASSWORD", READ_ONLY).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "yes");
+    let out = dkv().args(["get", "cli", "--node", &b]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = dkv().args(["status", "--node", &a, "--password", FULL]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Node 0 saw two requests without a password (the first PUT, the unknown path), node 1 one.
+    assert_eq!(failures(&c, 0, "http", "missing").await, 2);
+    assert_eq!(failures(&c, 0, "http", "wrong_password").await, 2);
+    assert_eq!(failures(&c, 0, "http", "read_only").await, 2);
+    assert_eq!(failures(&c, 1, "http", "missing").await, 1, "dkv get without --password");
+    assert_eq!(failures(&c, 0, "resp", "missing").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_flags_that_mean_nothing_are_refused_at_start() {
+    let file = std::env::temp_dir().join(format!("dkv-test-pw-{}", std::process::id()));
+    std::fs::write(&file, "").unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["--client-readonly-password", "x"], "needs --client-password"),
+        (&["--client-password", "x", "--client-readonly-password", "x"], "the same as --client-password"),
+        (&["--client-password-file", file.to_str().unwrap()], "empty"),
+    ];
+    for (flags, why) in cases {
+        let out =
+            dkv().args(["node", "--listen", "127.0.0.1:0", "--seed", "127.0.0.1:1"]).args(flags).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}: {err}");
+        assert!(err.contains(why), "{flags:?}: {err}");
+    }
+    let _ = std::fs::remove_file(file);
+}

@@ -1,0 +1,206 @@
+//! The client commands against real clusters: `--r`/`--w`, `--json`, `dkv where`, what
+//! `dkv status` counts, `dkv get` on a terminal, `dkv bench --prefix`, and `dkv scan` into a
+//! closed pipe.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// Run `dkv ARGS --node NODE`: exit code, stdout, stderr.
+fn run(node: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = dkv().args(args).args(["--node", node]).output().expect("run dkv");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn json(node: &str, args: &[&str]) -> Value {
+    let (code, out, err) = run(node, args);
+    assert_eq!(code, Some(0), "{args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_and_w_reach_the_node() {
+    // A long node TTL: the paused node below stays a member.
+    let mut c = Cluster::start_full(3, &[], "60s").await;
+    let node = c.nodes[0].addr.clone();
+    assert_eq!(run(&node, &["put", "k", "v1", "--w", "all"]).0, Some(0));
+    assert_eq!(run(&node, &["get", "k", "--r", "all"]).1, "v1");
+    let (code, _, err) = run(&node, &["get", "k", "--r", "4"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("r=4 is more than the 3 replicas"), "the node's 400: {err}");
+    let (code, _, err) = run(&node, &["put", "k", "v", "--w", "most"]);
+    assert_eq!(code, Some(2), "refused by the parser, nothing sent");
+    assert!(err.contains("not a level"), "{err}");
+
+    // One replica paused: w=all cannot be acknowledged, w=2 can; r=all cannot answer.
+    c.nodes[2].signal(libc::SIGSTOP);
+    let (code, _, err) = run(&node, &["put", "k", "v2", "--w", "all"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("503") && err.contains("3 needed"), "{err}");
+    assert_eq!(run(&node, &["put", "k", "v3", "--w", "2"]).0, Some(0));
+    assert_eq!(run(&node, &["get", "k", "--r", "one"]).1, "v3");
+    assert_eq!(run(&node, &["del", "k", "--w", "quorum"]).0, Some(0));
+    c.nodes[2].signal(libc::SIGCONT);
+    let (code, out, _) = run(&node, &["get", "k", "--r", "all"]);
+    assert_eq!((code, out.as_str()), (Some(1), ""), "deleted");
+    c.wait_normal(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_prints_json_and_ends_with_a_newline_on_a_terminal() {
+    let c = Cluster::start(1).await;
+    let node = c.nodes[0].addr.clone();
+    c.client(0).put(b"city", "Zürich").await.unwrap();
+    c.client(0).put(b"bin", &b"\xff\x00"[..]).await.unwrap();
+    let v = json(&node, &["get", "city", "--json"]);
+    assert_eq!(v, serde_json::json!({ "key": { "utf8": "city" }, "found": true, "value": { "utf8": "Zürich" } }));
+    assert_eq!(json(&node, &["get", "bin", "--json"])["value"], serde_json::json!({ "percent": "%FF%00" }));
+    let (code, out, _) = run(&node, &["get", "nope", "--json"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["found"], false);
+
+    // Into a pipe, the bytes exactly; on a terminal (a pty from script(1)), a newline after.
+    assert_eq!(run(&node, &["get", "city"]).1, "Zürich");
+    let bin = env!("CARGO_BIN_EXE_dkv");
+    let out = std::process::Command::new("script")
+        .args(["-qec", &format!("{bin} get city --node {node}"), "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script(1) from util-linux");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Zürich\r\n", "the terminal turns \\n into \\r\\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_shows_each_replica_and_its_copy() {
+    // N = 3 on four nodes: three of them hold the key.
+    let c = Cluster::start(4).await;
+    let node = c.nodes[1].addr.clone();
+    c.client(0).put(b"user:1", "x".repeat(10)).await.unwrap();
+    let report = json(&node, &["where", "user:1", "--json"]);
+    let nodes = report["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{report:#}");
+    let versions: Vec<&Value> = nodes.iter().map(|n| &n["copy"]["version"]).collect();
+    for n in nodes {
+        assert_eq!((n["role"].as_str(), n["member_state"].as_str()), (Some("replica"), Some("normal")), "{n}");
+        let copy = &n["copy"];
+        assert_eq!(
+            (copy["state"].as_str(), copy["bytes"].as_u64(), copy["newest"].as_bool()),
+            (Some("value"), Some(10), Some(true))
+        );
+        assert_eq!(&copy["version"], versions[0], "every replica has the same version");
+    }
+    assert_eq!(report["key"], serde_json::json!({ "utf8": "user:1" }));
+    // Each named node does hold it, and the fourth does not.
+    let holders: Vec<&str> = nodes.iter().map(|n| n["addr"].as_str().unwrap()).collect();
+    for (i, p) in c.nodes.iter().enumerate() {
+        let local = c.client(i).local(b"user:1").await.unwrap();
+        let holds = holders.contains(&p.addr.as_str());
+        assert_eq!((local["state"] == "value", local["replica"] == true), (holds, holds), "node {i}: {local}");
+    }
+
+    c.client(2).delete(b"user:1").await.unwrap();
+    let (code, text, err) = run(&node, &["where", "user:1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(text.starts_with("key \"user:1\"  hash "), "{text}");
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("replica")).collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(rows.iter().all(|r| r.contains("tombstone") && !r.contains("(older)")), "{text}");
+    for h in holders {
+        assert!(text.contains(h), "{h} in {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_counts_keys_apart_from_key_copies() {
+    // Two nodes with N = 3: each key has two copies.
+    let c = Cluster::start(2).await;
+    let node = c.nodes[0].addr.clone();
+    write_all(&c, &[0, 1], &dataset("st", 5)).await;
+    let (code, text, _) = run(&node, &["status"]);
+    assert_eq!(code, Some(0));
+    assert!(text.contains("COPIES") && text.contains("MOVED-IN"), "{text}");
+    assert!(text.contains("key copies: 10 (2 per key)") && text.contains("keys: 5 (key copies / 2)"), "{text}");
+    let s = json(&node, &["status", "--json"]);
+    assert_eq!(
+        (s["keys"].as_u64(), s["key_copies"].as_u64(), s["copies_per_key"].as_u64()),
+        (Some(5), Some(10), Some(2))
+    );
+    let members = s["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2);
+    for m in members {
+        assert_eq!(
+            (m["reachable"].as_bool(), m["key_copies"].as_u64(), m["tokens"].as_u64()),
+            (Some(true), Some(5), Some(128))
+        );
+        assert_eq!(m["state"], "normal");
+    }
+}
+
+/// A node joining three with N = 3 pulls every key from each of the three: what moves in is
+/// each key once, not once per holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moved_in_counts_each_key_once() {
+    let mut c = Cluster::start(3).await;
+    write_all(&c, &[0, 1, 2], &dataset("m", 200)).await;
+    c.add_node();
+    c.wait_normal(4).await;
+    c.wait_total_keys(&[0, 1, 2, 3], 600).await; // three copies each, the extra ones dropped
+    let node = c.nodes[0].addr.clone();
+    let s = json(&node, &["status", "--json"]);
+    let joined =
+        s["members"].as_array().unwrap().iter().find(|m| m["addr"] == c.nodes[3].addr.as_str()).unwrap().clone();
+    let (held, moved_in) = (joined["key_copies"].as_u64().unwrap(), joined["moved_in"].as_u64().unwrap());
+    assert!(held > 50, "the newcomer holds its share: {joined}");
+    assert_eq!(moved_in, held, "each key it holds moved in once: {joined}");
+    for m in s["members"].as_array().unwrap().iter().filter(|m| m["addr"] != c.nodes[3].addr.as_str()) {
+        assert_eq!(m["moved_in"], 0, "nothing moves to the old members: {m}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_keys_stay_apart_from_the_users() {
+    let c = Cluster::start(1).await;
+    let node = c.nodes[0].addr.clone();
+    c.client(0).put(b"key1", "mine").await.unwrap();
+    let bench = |extra: &[&str]| {
+        let mut args = vec!["bench", "--load", "--keys", "20", "-c", "2", "--value-size", "3"];
+        args.extend(extra);
+        let (code, out, err) = run(&node, &args);
+        assert_eq!(code, Some(0), "{out}{err}");
+    };
+    bench(&[]);
+    bench(&["--prefix", "b:"]);
+    let (_, out, _) = run(&node, &["scan"]);
+    let keys: std::collections::BTreeSet<String> = out.lines().map(String::from).collect();
+    let want: std::collections::BTreeSet<String> =
+        (0..20).flat_map(|i| [format!("dkv-bench:key{i}"), format!("b:{i}")]).chain(["key1".to_string()]).collect();
+    assert_eq!(keys, want);
+    assert_eq!(c.client(0).get(b"key1").await.unwrap().as_deref(), Some(&b"mine"[..]), "the user's key untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_into_a_closed_pipe_exits_quietly() {
+    let c = Cluster::start(1).await;
+    write_all(&c, &[0], &dataset("p", 50)).await;
+    // stdout a pipe whose reader has closed, as `dkv scan | head -1` leaves it.
+    let mut child = dkv()
+        .args(["scan", "--count", "1", "--node", &c.nodes[0].addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out =
+        tokio::time::timeout(Duration::from_secs(30), tokio::task::spawn_blocking(move || child.wait_with_output()))
+            .await
+            .expect("it ends")
+            .unwrap()
+            .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "quietly: {err}");
+}

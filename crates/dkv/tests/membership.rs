@@ -1,0 +1,75 @@
+//! Heartbeats that cost nothing when nothing changed: a node that holds the current view is told
+//! "unchanged" (no view), a change reaches every node as the members that changed, and nodes
+//! talk to the seed in its compact encoding.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use dkv::client::Client;
+use dkv_membership::View;
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// `dkv_seed_heartbeats_total{answer, encoding}` from the seed's metrics.
+async fn heartbeats(seed: &Client, answer: &str, encoding: &str) -> u64 {
+    let (_, body) = seed.raw(Method::GET, "/metrics", None).await.expect("seed metrics");
+    let text = String::from_utf8_lossy(&body).to_string();
+    let series = format!("dkv_seed_heartbeats_total{{answer=\"{answer}\",encoding=\"{encoding}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&series)).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+}
+
+async fn heartbeat(seed: &Client, body: Value) -> Value {
+    let (status, answer) =
+        seed.raw(Method::POST, "/heartbeat", Some(Bytes::from(body.to_string()))).await.expect("heartbeat");
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer));
+    serde_json::from_slice(&answer).expect("a JSON answer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_with_the_current_view_gets_no_view_and_a_join_still_reaches_every_node() {
+    let mut c = Cluster::start(3).await;
+    let before: View = serde_json::from_value(c.wait_normal(3).await).unwrap();
+    let seed = c.seed_client();
+    let me = before.nodes[0].id;
+
+    // A heartbeat that says it holds the current view: no view back, just the epoch and clock.
+    let current = json!({"id": me, "epoch": before.epoch, "digest": before.digest()});
+    let answer = heartbeat(&seed, current).await;
+    assert_eq!(answer["epoch"], before.epoch);
+    assert!(answer["now_ms"].is_u64(), "the seed's clock, for the clock offset: {answer}");
+    assert!(answer.get("nodes").is_none() && answer.get("changes").is_none(), "unchanged: {answer}");
+    // One that does not say (a node of an older release, a person): the whole view, as always.
+    let answer = heartbeat(&seed, json!({"id": me})).await;
+    assert_eq!(answer["nodes"].as_array().map(Vec::len), Some(3), "{answer}");
+
+    // The nodes themselves: compact heartbeats, answered "unchanged" while nothing changes.
+    let unchanged = heartbeats(&seed, "unchanged", "compact").await;
+    eventually(Duration::from_secs(10), "nodes' heartbeats answered unchanged", || async {
+        (heartbeats(&seed, "unchanged", "compact").await >= unchanged + 3 * 5).then_some(())
+    })
+    .await;
+
+    // A join reaches every node, as the members that changed.
+    c.add_node();
+    let after: View = serde_json::from_value(c.wait_normal(4).await).unwrap();
+    for i in 0..4 {
+        let cluster = c.client(i).node_json("/cluster").await.expect("cluster");
+        assert_eq!(cluster["epoch"], after.epoch, "node {i}");
+        assert_eq!(cluster["members"].as_array().map(Vec::len), Some(4), "node {i}: {cluster}");
+    }
+    assert_eq!(heartbeats(&seed, "view", "compact").await, 0, "no node needed the whole view");
+    assert!(heartbeats(&seed, "changes", "compact").await >= 3, "the others learned the changes");
+
+    // A heartbeat from the view before the join: the changes since, which add up to the seed's view.
+    let answer = heartbeat(&seed, json!({"id": me, "epoch": before.epoch, "digest": before.digest()})).await;
+    assert!(answer.get("nodes").is_none(), "{answer}");
+    let changes: dkv_membership::Changes = serde_json::from_value(answer["changes"].clone()).unwrap();
+    assert_eq!(changes.since, before.epoch);
+    let epoch = answer["epoch"].as_u64().unwrap();
+    let now = changes.apply(&before, epoch);
+    assert_eq!(serde_json::to_value(now.digest()).unwrap(), answer["digest"]);
+    assert!(now.same_placement(&after));
+}

@@ -1,0 +1,289 @@
+//! TLS with real clients and real nodes: certificates made here with rcgen; `curl --cacert`,
+//! `redis-cli --tls`, redis-py with `ssl=True` and the `dkv` client against a TLS cluster whose
+//! nodes talk mutual TLS; a node whose certificate another CA signed, refused by its peers (and
+//! the refusals in the logs of both sides); a certificate replaced and reloaded on SIGHUP.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+
+/// A CA that writes its certificate and the certificates it signs into `dir`.
+struct Ca {
+    dir: PathBuf,
+    name: String,
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(dir: &Path, name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.distinguished_name.push(DnType::CommonName, format!("{name} CA"));
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.join(format!("{name}-ca.pem")), issuer.pem()).unwrap();
+        Ca { dir: dir.to_path_buf(), name: name.to_string(), issuer }
+    }
+
+    fn cert_file(&self) -> PathBuf {
+        self.dir.join(format!("{}-ca.pem", self.name))
+    }
+
+    /// A certificate for 127.0.0.1 and localhost, good for serving and for calling peers;
+    /// returns (certificate file, key file).
+    fn sign(&self, cn: &str) -> (PathBuf, PathBuf) {
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (c, k) = (self.dir.join(format!("{cn}.pem")), self.dir.join(format!("{cn}.key")));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+}
+
+fn tls_flags(cert: &Path, key: &Path, peer_ca: &Path) -> Vec<String> {
+    let p = |p: &Path| p.display().to_string();
+    ["--tls-cert".into(), p(cert), "--tls-key".into(), p(key), "--tls-peer-ca".into(), p(peer_ca)].to_vec()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn output(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text.trim().to_string())
+}
+
+fn log(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_and_peers_talk_tls_with_curl_redis_cli_redis_py_and_dkv() {
+    let dir = temp_root("tls");
+    let ca = Ca::new(&dir, "cluster");
+    let (cert, key) = ca.sign("node");
+    let flags = tls_flags(&cert, &key, &ca.cert_file());
+    // N=3 on 3 nodes: every write and read goes to peers too, over mutual TLS.
+    let c = Cluster::start_tls(3, &strs(&flags), &ca.cert_file(), &dir).await;
+    let cafile = ca.cert_file().display().to_string();
+    let url = |i: usize, pq: &str| format!("https://{}{pq}", c.nodes[i].addr);
+
+    let (ok, out) = output(
+        Command::new("curl")
+            .args(["-sS", "--cacert", &cafile, "-X", "PUT", "-d", "over tls"])
+            .arg(url(0, "/put?key=k")),
+    );
+    assert!(ok && out.is_empty(), "{out}");
+    let (ok, out) = output(Command::new("curl").args(["-sS", "--cacert", &cafile]).arg(url(1, "/get?key=k")));
+    assert_eq!((ok, out.as_str()), (true, "over tls"));
+    // Without the CA curl refuses the node; in the clear the node refuses curl.
+    let (ok, out) = output(Command::new("curl").args(["-sS"]).arg(url(2, "/get?key=k")));
+    assert!(!ok, "an unknown CA must fail: {out}");
+    let (ok, out) =
+        output(Command::new("curl").args(["-sS", "--max-time", "5"]).arg(format!("http://{}/health", c.nodes[2].addr)));
+    assert!(!ok, "plain HTTP on a TLS port must fail: {out}");
+
+    // redis-cli (Debian's is built with TLS) and redis-py with ssl=True.
+    let resp = c.nodes[2].resp.clone().unwrap();
+    let (host, port) = resp.rsplit_once(':').unwrap();
+    let cli = |args: &[&str]| {
+        output(Command::new("redis-cli").args(["--tls", "--cacert", &cafile, "-h", host, "-p", port]).args(args))
+    };
+    assert_eq!(cli(&["GET", "k"]), (true, "over tls".to_string()));
+    assert_eq!(cli(&["SET", "r", "via resp"]), (true, "OK".to_string()));
+    assert_eq!(cli(&["DBSIZE"]), (true, "2".to_string()), "DBSIZE asks every member's /stats, over TLS");
+    let script = r#"
+import sys, redis
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]), ssl=True, ssl_ca_certs=sys.argv[2])
+assert r.get("r") == b"via resp"
+assert r.set("py", "tls") is True
+print("ok")
+"#;
+    let (ok, out) = output(Command::new("/usr/bin/python3").args(["-c", script, port, &cafile]));
+    assert!(ok && out.contains("ok"), "redis-py: {out}");
+
+    // The dkv client: --cacert for https:// nodes, and a clear error without it.
+    let node = url(0, "");
+    let (ok, out) = output(dkv().args(["get", "py", "--node", &node, "--cacert", &cafile]));
+    assert_eq!((ok, out.as_str()), (true, "tls"));
+    let (ok, out) = output(dkv().args(["get", "py", "--node", &node]));
+    assert!(!ok && out.contains("--cacert"), "{out}");
+    let (ok, out) = output(dkv().args(["status", "--node", &node, "--cacert", &cafile]));
+    assert!(ok && out.matches("normal").count() == 3, "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_certificate_another_ca_signed_is_refused_by_its_peers() {
+    let dir = temp_root("tls-other-ca");
+    let ca = Ca::new(&dir, "cluster");
+    let (cert, key) = ca.sign("node");
+    let mut c = Cluster::start_tls(2, &strs(&tls_flags(&cert, &key, &ca.cert_file())), &ca.cert_file(), &dir).await;
+
+    c.client(0).put(b"before", "v").await.unwrap();
+
+    // The intruder trusts the cluster's CA, but its own certificate comes from another.
+    let other = Ca::new(&dir, "other");
+    let (bad_cert, bad_key) = other.sign("intruder");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut args: Vec<String> = ["node", "--listen", &addr, "--advertise", &addr, "--seed", &c.seed.addr]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(["--heartbeat-interval", HEARTBEAT, "--request-timeout", "1s"].map(String::from));
+    args.extend(tls_flags(&bad_cert, &bad_key, &ca.cert_file()));
+    let bad_log = std::fs::File::create(dir.join("intruder.log")).unwrap();
+    let child = dkv().args(&args).stderr(bad_log).spawn().unwrap();
+    c.nodes.push(Proc { child, addr: addr.clone(), args, resp: None });
+
+    // It registers with the seed (plain HTTP), but no member takes its connections or answers
+    // its calls: it cannot pull what it would own, and a write through it fails.
+    let seed = c.seed_client();
+    eventually(Duration::from_secs(10), "the intruder to register", || async {
+        let v = seed.json("/nodes").await.ok()?;
+        (v["nodes"].as_array()?.len() == 3).then_some(())
+    })
+    .await;
+    let intruder = dkv::client::Client::new(&format!("https://{addr}")).with_cacert(Some(&other.cert_file())).unwrap();
+    let (status, body) = intruder.raw(http::Method::PUT, "/put?key=k", Some("v".into())).await.unwrap();
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    // The members still serve each other.
+    assert_eq!(c.client(1).get(b"before").await.unwrap().as_deref(), Some(&b"v"[..]));
+    let view = seed.json("/nodes").await.unwrap();
+    let state = view["nodes"].as_array().unwrap().iter().find(|m| m["addr"] == addr.as_str()).unwrap()["state"].clone();
+    assert_eq!(state, "joining", "it never pulled its ranges: {view}");
+
+    // Both sides say why.
+    eventually(Duration::from_secs(10), "the refusals in the logs", || async {
+        let members = log(&dir, "node-0.log") + &log(&dir, "node-1.log");
+        let theirs = log(&dir, "intruder.log");
+        (members.contains("TLS handshake refused") && members.contains("UnknownIssuer") && theirs.contains("UnknownCA"))
+            .then_some(())
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The common name of the certificate a new TLS connection to `addr` sees.
+fn served_name(addr: &str, ca: &Path) -> String {
+    let script = r#"
+import socket, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+with socket.create_connection((host, int(port))) as s:
+    with ctx.wrap_socket(s, server_hostname=host) as t:
+        print(dict(x[0] for x in t.getpeercert()["subject"])["commonName"])
+"#;
+    let (ok, out) = output(Command::new("/usr/bin/python3").args(["-c", script, addr, &ca.display().to_string()]));
+    assert!(ok, "{out}");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_for_new_connections_and_keeps_it_when_a_file_is_bad() {
+    let dir = temp_root("tls-reload");
+    let ca = Ca::new(&dir, "cluster");
+    let (first, first_key) = ca.sign("first");
+    let (cert, key) = (dir.join("node.pem"), dir.join("node.key"));
+    std::fs::copy(&first, &cert).unwrap();
+    std::fs::copy(&first_key, &key).unwrap();
+    let mut c = Cluster::start_tls(1, &strs(&tls_flags(&cert, &key, &ca.cert_file())), &ca.cert_file(), &dir).await;
+    let addr = c.nodes[0].addr.clone();
+    assert_eq!(served_name(&addr, &ca.cert_file()), "first");
+
+    // A certificate whose key is elsewhere: the reload fails and the old one stays.
+    let (second, second_key) = ca.sign("second");
+    std::fs::copy(&second, &cert).unwrap();
+    c.nodes[0].signal(libc::SIGHUP);
+    eventually(Duration::from_secs(10), "the failed reload in the log", || async {
+        log(&dir, "node-0.log").contains("not reloaded").then_some(())
+    })
+    .await;
+    assert_eq!(served_name(&addr, &ca.cert_file()), "first");
+    assert!(c.nodes[0].child.try_wait().unwrap().is_none(), "SIGHUP does not stop the node");
+
+    // Both files replaced: new connections see the new certificate.
+    std::fs::copy(&second_key, &key).unwrap();
+    c.nodes[0].signal(libc::SIGHUP);
+    eventually(Duration::from_secs(10), "the new certificate on a new connection", || async {
+        (served_name(&addr, &ca.cert_file()) == "second").then_some(())
+    })
+    .await;
+    assert!(log(&dir, "node-0.log").contains("TLS certificates reloaded"));
+    assert_eq!(c.client(0).json("/health").await.unwrap()["status"], "normal");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_client_ca_clients_need_a_certificate_it_signed() {
+    let dir = temp_root("tls-client-ca");
+    let ca = Ca::new(&dir, "cluster");
+    let clients = Ca::new(&dir, "clients");
+    let (cert, key) = ca.sign("node");
+    let mut flags = tls_flags(&cert, &key, &ca.cert_file());
+    flags.extend(["--tls-client-ca".to_string(), clients.cert_file().display().to_string()]);
+    // Two nodes: their peers' certificates come from the cluster CA, not the clients' one.
+    let c = Cluster::launch_tls(2, &strs(&flags), &ca.cert_file(), &dir).await;
+    let seed = c.seed_client();
+    eventually(Duration::from_secs(20), "2 normal members", || async {
+        let v = seed.json("/nodes").await.ok()?;
+        let nodes = v["nodes"].as_array()?;
+        (nodes.len() == 2 && nodes.iter().all(|m| m["state"] == "normal")).then_some(())
+    })
+    .await;
+    let (app, app_key) = clients.sign("app");
+    let cafile = ca.cert_file().display().to_string();
+    let url = format!("https://{}/put?key=k", c.nodes[0].addr);
+    let (ok, out) = output(Command::new("curl").args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--cacert",
+        &cafile,
+        "-X",
+        "PUT",
+        "-d",
+        "v",
+        &url,
+    ]));
+    assert!(!ok || out == "403", "no client certificate: {out}");
+    let (ok, out) = output(
+        Command::new("curl").args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", &cafile]).args([
+            "--cert",
+            &app.display().to_string(),
+            "--key",
+            &app_key.display().to_string(),
+            "-X",
+            "PUT",
+            "-d",
+            "v",
+            &url,
+        ]),
+    );
+    assert_eq!((ok, out.as_str()), (true, "204"));
+    let resp = c.nodes[1].resp.clone().unwrap();
+    let (host, port) = resp.rsplit_once(':').unwrap();
+    let tls = ["--tls", "--cacert", &cafile, "-h", host, "-p", port];
+    let (_, out) = output(Command::new("redis-cli").args(tls).args(["GET", "k"]));
+    assert_ne!(out, "v", "RESP without a client certificate must fail");
+    let (app, app_key) = (app.display().to_string(), app_key.display().to_string());
+    let (ok, out) = output(Command::new("redis-cli").args(tls).args(["--cert", &app, "--key", &app_key, "GET", "k"]));
+    assert_eq!((ok, out.as_str()), (true, "v"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

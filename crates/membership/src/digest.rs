@@ -1,0 +1,130 @@
+//! A view's digest: 64 bits that say which placement a view describes, so a node can tell the
+//! seed what it holds in a heartbeat of a few bytes, and the seed can answer "unchanged" without
+//! sending anything back.
+//!
+//! The epoch alone does not identify a view: a seed that restarts counts again from wherever the
+//! first returning node's view was, and a node can change its own view without the seed (see
+//! `assume_leaving` in the node). So a heartbeat carries the epoch *and* the digest, and the seed
+//! answers "unchanged" only when both are its own; any divergence, however it came about, gets
+//! the changes or the whole view, exactly as every heartbeat used to.
+//!
+//! The digest is the XOR of one xxh3 hash per member over what places keys (id, address, state,
+//! tokens; not the heartbeat time). XOR makes it independent of member order and lets the seed
+//! keep it up to date in O(tokens of the member that changed) instead of rehashing the whole
+//! membership on every change.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::{Member, NodeState, View};
+
+/// Written as 16 hex digits in JSON, like a node id (a JSON number would lose bits in JavaScript).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Digest(pub u64);
+
+impl Digest {
+    /// The digest of a membership, from scratch: O(members × tokens).
+    pub fn of(members: &[Member]) -> Digest {
+        Digest(members.iter().fold(0, |d, m| d ^ member_hash(m)))
+    }
+}
+
+/// One member's share of the digest.
+pub(crate) fn member_hash(m: &Member) -> u64 {
+    let mut bytes = Vec::with_capacity(17 + m.addr.len() + 8 * m.tokens.len());
+    bytes.extend_from_slice(&m.id.0.to_le_bytes());
+    bytes.push(state_byte(m.state));
+    bytes.extend_from_slice(&(m.addr.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(m.addr.as_bytes());
+    for t in &m.tokens {
+        bytes.extend_from_slice(&t.to_le_bytes());
+    }
+    xxh3_64(&bytes)
+}
+
+pub(crate) fn state_byte(s: NodeState) -> u8 {
+    match s {
+        NodeState::Joining => 0,
+        NodeState::Normal => 1,
+        NodeState::Leaving => 2,
+    }
+}
+
+impl View {
+    /// See [`Digest`]; heartbeat times do not count, as for [`View::same_placement`].
+    pub fn digest(&self) -> Digest {
+        Digest::of(&self.nodes)
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl FromStr for Digest {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() || s.len() > 16 {
+            return Err(format!("a digest is 1 to 16 hex digits, got {s:?}"));
+        }
+        u64::from_str_radix(s, 16).map(Digest).map_err(|_| format!("a digest is 1 to 16 hex digits, got {s:?}"))
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NodeId;
+
+    fn m(id: u64, state: NodeState) -> Member {
+        Member { id: NodeId(id), addr: format!("h:{id}"), tokens: vec![id, id * 7], state, last_seen_ms: id }
+    }
+
+    #[test]
+    fn the_digest_follows_placement_only() {
+        let a = View { epoch: 1, nodes: vec![m(1, NodeState::Normal), m(2, NodeState::Joining)] };
+        let mut b = View { epoch: 9, nodes: vec![m(2, NodeState::Joining), m(1, NodeState::Normal)] };
+        assert_eq!(a.digest(), b.digest(), "order, epoch and heartbeat times do not count");
+        b.nodes[0].last_seen_ms = 12345;
+        assert_eq!(a.digest(), b.digest());
+        for change in [
+            |m: &mut Member| m.state = NodeState::Normal,
+            |m: &mut Member| m.addr.push('0'),
+            |m: &mut Member| m.tokens[1] += 1,
+            |m: &mut Member| m.tokens.push(3),
+        ] {
+            let mut c = a.clone();
+            change(&mut c.nodes[1]);
+            assert_ne!(a.digest(), c.digest());
+        }
+        assert_ne!(a.digest(), View { epoch: 1, nodes: vec![m(1, NodeState::Normal)] }.digest());
+        assert_eq!(View::default().digest(), Digest(0));
+    }
+
+    #[test]
+    fn digests_are_hex_in_json() {
+        let d = Digest(0xab);
+        assert_eq!(serde_json::to_string(&d).unwrap(), "\"00000000000000ab\"");
+        assert_eq!(serde_json::from_str::<Digest>("\"AB\"").unwrap(), d);
+        assert!(serde_json::from_str::<Digest>("\"\"").is_err());
+        assert!(serde_json::from_str::<Digest>("171").is_err());
+    }
+}

@@ -1,0 +1,279 @@
+//! Client authentication: who may read and who may write through the public listeners.
+//!
+//! Off by default, as in Redis. With `--client-password` every key operation needs that password:
+//! RESP clients send `AUTH [user] password` (or `HELLO 2 AUTH user password`) once per
+//! connection, HTTP clients send it with every request as `Authorization: Bearer <password>` or
+//! Basic (`curl -u user:password`). The user name is not checked (`default` is what Redis
+//! clients send): the password alone says what a client may do. A second password,
+//! `--client-readonly-password`, reads but never writes, for dashboards and reporting jobs.
+//!
+//! The client passwords are not the cluster secret: they are handed to applications, the secret
+//! stays with the members and the seed. A password is compared in time that depends on neither
+//! where it differs nor its length (the given one is never compared with a shorter loop), and
+//! both passwords are always compared, so timing tells nothing of which one nearly matched.
+//!
+//! Every refusal is counted by API and reason, `dkv_auth_failures_total{api,reason}`. What each
+//! protocol answers is Redis's own words (`-NOAUTH Authentication required.`, `-WRONGPASS …`,
+//! `-NOPERM …`) and, over HTTP, `401` with `WWW-Authenticate` or `403` for a read-only password
+//! that tried to write ([`http_check`]).
+//!
+//! Which HTTP paths need a password: all but those in [`OPEN_PATHS`] — `/health` (load
+//! balancers and container health checks carry no credentials), `/metrics`, `/stats`,
+//! `/cluster` (counts, states and member addresses, as `/metrics` already shows them: what
+//! monitoring reads, never a key or a value) and `/openapi.json`. The admin endpoints keep the
+//! cluster secret instead. A path added later needs the password unless it is listed here.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+
+use crate::life::metrics::Api;
+
+/// A password, kept out of `Debug` output (the node's configuration is logged on errors).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(Vec<u8>);
+
+impl Password {
+    pub fn new(p: impl Into<Vec<u8>>) -> Password {
+        Password(p.into())
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// The client passwords (`--client-password`, `--client-readonly-password`); none by default.
+#[derive(Clone, Debug, Default)]
+pub struct ClientAuth {
+    /// May read and write. `None`: clients need no password.
+    pub password: Option<Password>,
+    /// May read only. Only meaningful with `password`.
+    pub readonly_password: Option<Password>,
+}
+
+/// What a client has proved it may do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Access {
+    /// Nothing yet (RESP: before `AUTH`).
+    #[default]
+    None,
+    ReadOnly,
+    Full,
+}
+
+/// Why a client was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// A request without a password.
+    Missing,
+    /// A password that is neither of the two.
+    Wrong,
+    /// A write with the read-only password.
+    ReadOnly,
+}
+
+impl Failure {
+    const ALL: [Failure; 3] = [Failure::Missing, Failure::Wrong, Failure::ReadOnly];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Failure::Missing => "missing",
+            Failure::Wrong => "wrong_password",
+            Failure::ReadOnly => "read_only",
+        }
+    }
+}
+
+/// The passwords and the count of refusals; one per node.
+#[derive(Debug)]
+pub struct Auth {
+    config: ClientAuth,
+    failures: [[AtomicU64; Failure::ALL.len()]; 2],
+}
+
+impl Auth {
+    pub fn new(config: ClientAuth) -> Auth {
+        Auth { config, failures: Default::default() }
+    }
+
+    /// Whether clients must authenticate at all.
+    pub fn required(&self) -> bool {
+        self.config.password.is_some()
+    }
+
+    /// What `password` grants; `None` for a wrong one (or when no password is configured).
+    pub fn check(&self, password: &[u8]) -> Option<Access> {
+        let full = self.config.password.as_ref().is_some_and(|p| same(&p.0, password));
+        let readonly = self.config.readonly_password.as_ref().is_some_and(|p| same(&p.0, password));
+        match (full, readonly) {
+            (true, _) => Some(Access::Full),
+            (false, true) => Some(Access::ReadOnly),
+            _ => None,
+        }
+    }
+
+    pub fn refused(&self, api: Api, why: Failure) {
+        self.failures[api_index(api)][why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Refusals so far, for `/metrics`.
+    pub fn failures(&self) -> impl Iterator<Item = (Api, Failure, u64)> + '_ {
+        [Api::Http, Api::Resp].into_iter().flat_map(move |api| {
+            Failure::ALL
+                .into_iter()
+                .map(move |f| (api, f, self.failures[api_index(api)][f as usize].load(Ordering::Relaxed)))
+        })
+    }
+}
+
+fn api_index(api: Api) -> usize {
+    match api {
+        Api::Http => 0,
+        Api::Resp => 1,
+    }
+}
+
+/// Whether `given` is `expected`, in time that depends only on `expected`'s length: every byte of
+/// it is compared whatever `given` holds, and a length difference is folded in, not returned early.
+fn same(expected: &[u8], given: &[u8]) -> bool {
+    let mut diff = u8::from(expected.len() != given.len());
+    for (i, e) in expected.iter().enumerate() {
+        let g = given.get(i).copied().unwrap_or(!e);
+        diff |= std::hint::black_box(e ^ g);
+    }
+    diff == 0
+}
+
+// ---------------------------------------------------------------------------------------- RESP
+
+/// Redis's words, which client libraries recognise.
+pub const NOAUTH: &str = "NOAUTH Authentication required.";
+pub const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+pub fn noperm(cmd: &str) -> String {
+    format!("NOPERM this user has no permissions to run the '{cmd}' command: the read-only password may not write")
+}
+
+// ---------------------------------------------------------------------------------------- HTTP
+
+/// Paths any client may call without a password (see the module note for why).
+pub const OPEN_PATHS: &[&str] = &["/health", "/metrics", "/stats", "/cluster", "/openapi.json"];
+
+/// The password an `Authorization` header carries: `Bearer <password>`, or `Basic` with
+/// base64 `user:password` (any user). `None` when the header is neither.
+pub fn header_password(value: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, rest) = text.split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(rest.as_bytes().to_vec());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
+        let colon = decoded.iter().position(|&b| b == b':')?;
+        return Some(decoded[colon + 1..].to_vec());
+    }
+    None
+}
+
+/// The middleware in front of every route: the password, where one is needed. Writes (any
+/// method but GET, HEAD and OPTIONS) need the full password.
+pub async fn http_check(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if !auth.required() || OPEN_PATHS.contains(&path) || path.starts_with("/admin/") {
+        return next.run(req).await;
+    }
+    let given = req.headers().get(header::AUTHORIZATION).map(|v| header_password(v.as_bytes()));
+    let access = match given {
+        None => {
+            auth.refused(Api::Http, Failure::Missing);
+            return unauthorized(
+                "authentication required: send the client password as Authorization: Bearer <password> or Basic (curl -u default:<password>)\n",
+            );
+        }
+        Some(p) => p.and_then(|p| auth.check(&p)),
+    };
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    match access {
+        Some(Access::Full) => next.run(req).await,
+        Some(Access::ReadOnly) if reads => next.run(req).await,
+        Some(_) => {
+            auth.refused(Api::Http, Failure::ReadOnly);
+            let line =
+                format!("the read-only password may not write: {} {path} needs the client password\n", req.method());
+            (StatusCode::FORBIDDEN, line).into_response()
+        }
+        None => {
+            auth.refused(Api::Http, Failure::Wrong);
+            unauthorized("invalid username-password pair: wrong client password\n")
+        }
+    }
+}
+
+fn unauthorized(line: &'static str) -> Response {
+    let challenge = HeaderValue::from_static("Basic realm=\"dkv\", charset=\"UTF-8\", Bearer realm=\"dkv\"");
+    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], line).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(full: &str, ro: Option<&str>) -> Auth {
+        Auth::new(ClientAuth { password: Some(Password::new(full)), readonly_password: ro.map(Password::new) })
+    }
+
+    #[test]
+    fn each_password_grants_its_access_and_nothing_else_does() {
+        let a = auth("s3cret", Some("look"));
+        assert_eq!(a.check(b"s3cret"), Some(Access::Full));
+        assert_eq!(a.check(b"look"), Some(Access::ReadOnly));
+        for wrong in [&b""[..], b"s3cre", b"s3cret!", b"S3cret", b"lookk", b"\0"] {
+            assert_eq!(a.check(wrong), None, "{wrong:?}");
+        }
+        let off = Auth::new(ClientAuth::default());
+        assert!(!off.required());
+        assert_eq!(off.check(b""), None, "no password configured: AUTH is an error, as in Redis");
+    }
+
+    #[test]
+    fn comparison_is_exact_whatever_the_lengths() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abcd"));
+        assert!(!same(b"abc", b"ab"));
+        assert!(!same(b"", b"a"));
+        assert!(same(b"", b""));
+        // A given byte that equals `!e` where `given` ran out must not make a short one match.
+        assert!(!same(&[0xff], &[]));
+    }
+
+    #[test]
+    fn bearer_and_basic_headers_carry_the_password() {
+        assert_eq!(header_password(b"Bearer s3cret"), Some(b"s3cret".to_vec()));
+        assert_eq!(header_password(b"bearer  s3cret "), Some(b"s3cret".to_vec()));
+        // curl -u default:pa:ss → base64("default:pa:ss"): the password may hold colons.
+        let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("default:pa:ss"));
+        assert_eq!(header_password(basic.as_bytes()), Some(b"pa:ss".to_vec()));
+        assert_eq!(header_password(b"Basic !!notbase64"), None);
+        assert_eq!(header_password(b"Digest x"), None);
+        assert_eq!(header_password(b"Bearer"), None);
+    }
+
+    #[test]
+    fn refusals_are_counted_by_api_and_reason() {
+        let a = auth("p", None);
+        a.refused(Api::Resp, Failure::Wrong);
+        a.refused(Api::Resp, Failure::Wrong);
+        a.refused(Api::Http, Failure::Missing);
+        let counts: Vec<_> = a.failures().filter(|(_, _, n)| *n > 0).collect();
+        assert_eq!(counts, vec![(Api::Http, Failure::Missing, 1), (Api::Resp, Failure::Wrong, 2)]);
+    }
+}

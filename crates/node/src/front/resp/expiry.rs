@@ -1,0 +1,376 @@
+//! The Redis commands that set, read and drop a key's expiry: `SET … EX|PX|EXAT|PXAT|KEEPTTL`,
+//! `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT` (with `NX|XX|GT|LT`), `TTL`, `PTTL`,
+//! `EXPIRETIME`, `PEXPIRETIME`, `PERSIST` and `GETEX`, with Redis's replies and error texts.
+//!
+//! A deadline is stored with the value (see `replication/expiry.rs`), so changing it is a write
+//! of the whole value under a new version: `EXPIRE`, `PERSIST`, `GETEX` with an option and
+//! `SET … KEEPTTL` read the key, then write it back with the new deadline. Each step is a quorum
+//! operation, but the pair is not atomic, as `SET … GET` is not: a write of the key by another
+//! client between the two steps can be overwritten by the value read before it. A deadline
+//! already past deletes the key, as in Redis. Relative times count from this node's clock.
+//!
+//! The parsing is pure (explicit `now`), so it is tested without a cluster.
+
+use bytes::Bytes;
+
+use super::frame::Reply;
+use crate::life::metrics::Api;
+use crate::life::state::Node;
+use crate::replication::expiry::MAX_DEADLINE_MS;
+use crate::transport::wire::Found;
+
+/// How an expiry argument is written: seconds or milliseconds, from now or since the epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Form {
+    seconds: bool,
+    relative: bool,
+}
+
+/// `EX`, `PX`, `EXAT` or `PXAT`, in any case.
+fn form(option: &[u8]) -> Option<Form> {
+    match option.to_ascii_uppercase().as_slice() {
+        b"EX" => Some(Form { seconds: true, relative: true }),
+        b"PX" => Some(Form { seconds: false, relative: true }),
+        b"EXAT" => Some(Form { seconds: true, relative: false }),
+        b"PXAT" => Some(Form { seconds: false, relative: false }),
+        _ => None,
+    }
+}
+
+fn syntax_error() -> Reply {
+    Reply::err("syntax error")
+}
+
+fn invalid_time(cmd: &str) -> Reply {
+    Reply::err(format!("invalid expire time in '{cmd}' command"))
+}
+
+/// A Redis integer argument, as Redis reads one: `0`, or an optional `-` and digits without a
+/// leading zero, within 64 bits.
+fn integer(arg: &[u8]) -> Result<i64, Reply> {
+    let digits = arg.strip_prefix(b"-").unwrap_or(arg);
+    let canonical = arg == b"0" || (digits.first().is_some_and(|d| (b'1'..=b'9').contains(d)));
+    std::str::from_utf8(arg)
+        .ok()
+        .filter(|_| canonical && digits.iter().all(u8::is_ascii_digit))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Reply::err("value is not an integer or out of range"))
+}
+
+/// The deadline (ms since the epoch) of `SET`'s and `GETEX`'s expiry argument: a positive time
+/// whose deadline fits in 63 bits, else Redis's "invalid expire time".
+fn option_deadline(arg: &[u8], form: Form, now_ms: u64, cmd: &str) -> Result<u64, Reply> {
+    let n = integer(arg)?;
+    if n <= 0 {
+        return Err(invalid_time(cmd));
+    }
+    let ms = if form.seconds { n.checked_mul(1000).ok_or_else(|| invalid_time(cmd))? } else { n };
+    let base = if form.relative { now_ms } else { 0 };
+    (ms as u64).checked_add(base).filter(|&t| t <= MAX_DEADLINE_MS).ok_or_else(|| invalid_time(cmd))
+}
+
+/// The deadline of an `EXPIRE`-family argument, in ms since the epoch: any integer, so it may be
+/// in the past (negative, even), which deletes the key.
+fn expire_deadline(arg: &[u8], form: Form, now_ms: u64, cmd: &str) -> Result<i64, Reply> {
+    let n = integer(arg)?;
+    let ms = if form.seconds { n.checked_mul(1000).ok_or_else(|| invalid_time(cmd))? } else { n };
+    let base = if form.relative { now_ms as i64 } else { 0 };
+    ms.checked_add(base).ok_or_else(|| invalid_time(cmd))
+}
+
+/// `EXPIRE`'s conditions on the deadline the key has now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Condition {
+    /// Only if it has none.
+    nx: bool,
+    /// Only if it has one.
+    xx: bool,
+    /// Only if the new one is later (no deadline counts as infinitely late).
+    gt: bool,
+    /// Only if the new one is earlier.
+    lt: bool,
+}
+
+impl Condition {
+    fn parse(options: &[Bytes]) -> Result<Condition, Reply> {
+        let mut c = Condition::default();
+        for o in options {
+            match o.to_ascii_uppercase().as_slice() {
+                b"NX" => c.nx = true,
+                b"XX" => c.xx = true,
+                b"GT" => c.gt = true,
+                b"LT" => c.lt = true,
+                _ => return Err(Reply::err(format!("Unsupported option {}", String::from_utf8_lossy(o)))),
+            }
+        }
+        if c.nx && (c.xx || c.gt || c.lt) {
+            return Err(Reply::err("NX and XX, GT or LT options at the same time are not compatible"));
+        }
+        if c.gt && c.lt {
+            return Err(Reply::err("GT and LT options at the same time are not compatible"));
+        }
+        Ok(c)
+    }
+
+    /// Whether a key whose deadline is `current` takes the deadline `new`.
+    fn allows(self, current: Option<u64>, new: i64) -> bool {
+        let current = current.map(|c| c as i64);
+        !((self.nx && current.is_some())
+            || (self.xx && current.is_none())
+            || (self.gt && current.is_none_or(|c| new <= c))
+            || (self.lt && current.is_some_and(|c| new >= c)))
+    }
+}
+
+/// `SET`'s options once parsed.
+#[derive(Debug, PartialEq, Eq)]
+struct SetOptions {
+    /// `GET`: answer the value the key had.
+    get: bool,
+    /// `KEEPTTL`: keep the deadline the key had.
+    keep: bool,
+    /// `EX`/`PX`/`EXAT`/`PXAT`: the deadline.
+    expires: Option<u64>,
+}
+
+fn set_options(options: &[Bytes], now_ms: u64) -> Result<SetOptions, Reply> {
+    let (mut get, mut keep, mut expiry) = (false, false, None);
+    let mut rest = options.iter();
+    while let Some(o) = rest.next() {
+        match o.to_ascii_uppercase().as_slice() {
+            b"GET" => get = true,
+            b"KEEPTTL" if expiry.is_none() => keep = true,
+            b"NX" | b"XX" => {
+                return Err(Reply::err("dkv cannot honour SET NX/XX: it has no atomic compare-and-set across replicas"))
+            }
+            _ => match (form(o), rest.as_slice().first()) {
+                (Some(f), Some(arg)) if !keep && expiry.is_none() => {
+                    expiry = Some((f, arg));
+                    rest.next();
+                }
+                _ => return Err(syntax_error()),
+            },
+        }
+    }
+    let expires = expiry.map(|(f, arg)| option_deadline(arg, f, now_ms, "set")).transpose()?;
+    Ok(SetOptions { get, keep, expires })
+}
+
+/// What `GETEX` does to the deadline.
+#[derive(Debug, PartialEq, Eq)]
+enum GetEx {
+    /// No option: a plain `GET`.
+    Leave,
+    Persist,
+    At(u64),
+}
+
+fn getex_option(options: &[Bytes], now_ms: u64) -> Result<GetEx, Reply> {
+    match options {
+        [] => Ok(GetEx::Leave),
+        [o] if o.eq_ignore_ascii_case(b"PERSIST") => Ok(GetEx::Persist),
+        [o, arg] => match form(o) {
+            Some(f) => option_deadline(arg, f, now_ms, "getex").map(GetEx::At),
+            None => Err(syntax_error()),
+        },
+        _ => Err(syntax_error()),
+    }
+}
+
+async fn read(node: &Node, key: &Bytes) -> Result<Option<Found>, Reply> {
+    node.read(Api::Resp, key.clone(), None).await.map_err(Reply::err)
+}
+
+/// Write `value` under `key` until `expires`; a deadline already past deletes the key.
+async fn write(node: &Node, key: &Bytes, value: &Bytes, expires: Option<u64>) -> Result<(), Reply> {
+    // Copy: the value may be a slice of the connection's read buffer or of a peer's frame.
+    let value = Bytes::copy_from_slice(value);
+    node.put_expiring(Api::Resp, key.clone(), value, expires, None).await.map_err(Reply::err)
+}
+
+/// `SET key value [GET] [EX s|PX ms|EXAT ts|PXAT ts-ms|KEEPTTL]`.
+pub async fn set(node: &Node, a: &[Bytes]) -> Reply {
+    let (key, value) = (&a[0], &a[1]);
+    let opts = match set_options(&a[2..], node.hlc.wall_ms()) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let old = match opts.get || opts.keep {
+        true => match read(node, key).await {
+            Ok(found) => found,
+            Err(e) => return e,
+        },
+        false => None,
+    };
+    let expires = if opts.keep { old.as_ref().and_then(|f| f.expires) } else { opts.expires };
+    match write(node, key, value, expires).await {
+        Err(e) => e,
+        Ok(()) if opts.get => old.map_or(Reply::Nil, |f| Reply::Bulk(f.value)),
+        Ok(()) => Reply::ok(),
+    }
+}
+
+/// `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT key time [NX|XX|GT|LT]`: 1 if the deadline was
+/// set (or the key deleted, for a time already past), 0 if the key is absent or a condition
+/// did not hold.
+pub async fn expire(node: &Node, cmd: &str, a: &[Bytes]) -> Reply {
+    let form = match cmd {
+        "expire" => Form { seconds: true, relative: true },
+        "pexpire" => Form { seconds: false, relative: true },
+        "expireat" => Form { seconds: true, relative: false },
+        _ => Form { seconds: false, relative: false },
+    };
+    let condition = match Condition::parse(&a[2..]) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let now = node.hlc.wall_ms();
+    let when = match expire_deadline(&a[1], form, now, cmd) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let key = &a[0];
+    let found = match read(node, key).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return Reply::Int(0),
+        Err(e) => return e,
+    };
+    if !condition.allows(found.expires, when) {
+        return Reply::Int(0);
+    }
+    let result = match u64::try_from(when) {
+        Ok(t) if t > now => write(node, key, &found.value, Some(t)).await,
+        _ => node.delete(Api::Resp, key.clone(), None).await.map_err(Reply::err),
+    };
+    result.map_or_else(|e| e, |()| Reply::Int(1))
+}
+
+/// `TTL`, `PTTL`, `EXPIRETIME`, `PEXPIRETIME key`: -2 for an absent key, -1 for one without a
+/// deadline, else the time left (or the deadline), in seconds rounded as Redis does, or in ms.
+pub async fn ttl(node: &Node, cmd: &str, key: &Bytes) -> Reply {
+    let found = match read(node, key).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return Reply::Int(-2),
+        Err(e) => return e,
+    };
+    let Some(deadline) = found.expires else { return Reply::Int(-1) };
+    let absolute = cmd.ends_with("expiretime");
+    let ms = if absolute { deadline } else { deadline.saturating_sub(node.hlc.wall_ms()) };
+    let millis = cmd.starts_with('p');
+    Reply::Int(if millis { ms } else { ms.saturating_add(500) / 1000 } as i64)
+}
+
+/// `PERSIST key`: 1 if the key's deadline was removed, 0 if it is absent or has none.
+pub async fn persist(node: &Node, key: &Bytes) -> Reply {
+    match read(node, key).await {
+        Ok(Some(Found { value, expires: Some(_) })) => {
+            write(node, key, &value, None).await.map_or_else(|e| e, |()| Reply::Int(1))
+        }
+        Ok(_) => Reply::Int(0),
+        Err(e) => e,
+    }
+}
+
+/// `GETEX key [EX s|PX ms|EXAT ts|PXAT ts-ms|PERSIST]`: the value, its deadline changed.
+pub async fn getex(node: &Node, a: &[Bytes]) -> Reply {
+    let key = &a[0];
+    let option = match getex_option(&a[1..], node.hlc.wall_ms()) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let found = match read(node, key).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return Reply::Nil,
+        Err(e) => return e,
+    };
+    let result = match option {
+        GetEx::Leave => Ok(()),
+        GetEx::Persist if found.expires.is_none() => Ok(()),
+        GetEx::Persist => write(node, key, &found.value, None).await,
+        GetEx::At(t) => write(node, key, &found.value, Some(t)).await,
+    };
+    result.map_or_else(|e| e, |()| Reply::Bulk(found.value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<Bytes> {
+        s.split_whitespace().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect()
+    }
+
+    fn error(r: Result<impl std::fmt::Debug, Reply>) -> String {
+        match r {
+            Err(Reply::Error(e)) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    #[test]
+    fn set_options_parse_as_redis_does() {
+        let set = |s: &str| set_options(&args(s), NOW);
+        assert_eq!(set("").unwrap(), SetOptions { get: false, keep: false, expires: None });
+        assert_eq!(set("ex 10").unwrap().expires, Some(NOW + 10_000));
+        assert_eq!(set("PX 1500 GET").unwrap(), SetOptions { get: true, keep: false, expires: Some(NOW + 1500) });
+        assert_eq!(set("EXAT 1800000000").unwrap().expires, Some(1_800_000_000_000));
+        assert_eq!(set("pxat 5").unwrap().expires, Some(5), "a deadline in the past is allowed (it deletes)");
+        assert_eq!(set("KEEPTTL GET").unwrap(), SetOptions { get: true, keep: true, expires: None });
+        for bad in ["EX", "EX 10 PX 10", "KEEPTTL EX 10", "EX 10 KEEPTTL", "FOO", "EX 10 10"] {
+            assert_eq!(error(set(bad)), "ERR syntax error", "{bad}");
+        }
+        for bad in ["EX 0", "EX -1", "PX 0", "EXAT 0", "EX 9223372036854775", "PX 9223372036854775807"] {
+            assert_eq!(error(set(bad)), "ERR invalid expire time in 'set' command", "{bad}");
+        }
+        for bad in ["EX ten", "EX 1.5", "PX +5", "EX 99999999999999999999", "EX 010", "EX -0", "EX 1e3", "EX -"] {
+            assert_eq!(error(set(bad)), "ERR value is not an integer or out of range", "{bad}");
+        }
+        assert!(error(set("NX")).contains("cannot honour SET NX/XX"));
+    }
+
+    #[test]
+    fn expire_arguments_and_conditions_parse_as_redis_does() {
+        let f = |seconds, relative| Form { seconds, relative };
+        assert_eq!(expire_deadline(b"10", f(true, true), NOW, "expire").unwrap(), (NOW + 10_000) as i64);
+        assert_eq!(expire_deadline(b"-5", f(false, true), NOW, "pexpire").unwrap(), NOW as i64 - 5);
+        assert_eq!(expire_deadline(b"-5", f(true, false), NOW, "expireat").unwrap(), -5000);
+        assert_eq!(
+            error(expire_deadline(b"9223372036854775", f(true, true), NOW, "expire")),
+            "ERR invalid expire time in 'expire' command"
+        );
+        assert_eq!(
+            error(expire_deadline(b"9223372036854775000", f(false, true), NOW, "pexpire")),
+            "ERR invalid expire time in 'pexpire' command"
+        );
+        assert!(error(expire_deadline(b"x", f(true, true), NOW, "expire")).contains("not an integer"));
+
+        let c = |s: &str| Condition::parse(&args(s));
+        assert_eq!(error(c("NX XX")), "ERR NX and XX, GT or LT options at the same time are not compatible");
+        assert_eq!(error(c("GT LT")), "ERR GT and LT options at the same time are not compatible");
+        assert_eq!(error(c("SOON")), "ERR Unsupported option SOON");
+        let (none, at100) = (None, Some(100));
+        assert!(c("").unwrap().allows(none, 5) && c("").unwrap().allows(at100, 5));
+        assert!(c("nx").unwrap().allows(none, 5) && !c("NX").unwrap().allows(at100, 5));
+        assert!(!c("XX").unwrap().allows(none, 5) && c("XX").unwrap().allows(at100, 5));
+        assert!(!c("GT").unwrap().allows(none, 500), "no deadline is later than any");
+        assert!(c("GT").unwrap().allows(at100, 101) && !c("GT").unwrap().allows(at100, 100));
+        assert!(c("LT").unwrap().allows(none, 500) && c("LT").unwrap().allows(at100, 99));
+        assert!(!c("LT").unwrap().allows(at100, 100));
+        assert!(!c("XX GT").unwrap().allows(none, 500) && c("XX GT").unwrap().allows(at100, 500));
+    }
+
+    #[test]
+    fn getex_takes_one_option() {
+        let g = |s: &str| getex_option(&args(s), NOW);
+        assert_eq!(g("").unwrap(), GetEx::Leave);
+        assert_eq!(g("persist").unwrap(), GetEx::Persist);
+        assert_eq!(g("EX 2").unwrap(), GetEx::At(NOW + 2000));
+        assert_eq!(g("PXAT 7").unwrap(), GetEx::At(7));
+        for bad in ["PERSIST EX 1", "EX", "EX 1 PX 1", "KEEPTTL", "FOO 1"] {
+            assert_eq!(error(g(bad)), "ERR syntax error", "{bad}");
+        }
+        assert_eq!(error(g("EX 0")), "ERR invalid expire time in 'getex' command");
+    }
+}

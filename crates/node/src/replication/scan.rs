@@ -1,0 +1,287 @@
+//! Key scans (`SCAN`, `KEYS`, `GET /scan`): every key of the cluster, page by page, through any
+//! node.
+//!
+//! The store of every node is ordered by `(placement hash, key)`, so the whole cluster is one
+//! sequence in hash order, cut into the ring's ranges. A scan walks it from hash 0 to `u64::MAX`.
+//! Its **cursor is a hash position**: the next page starts with the keys of that hash. A position
+//! means the same thing under every membership, so a node joining or leaving between two pages
+//! does not move the cursor; the next page simply asks whoever holds that position now.
+//!
+//! One page, on the node the client asked (the coordinator):
+//! 1. take the *span* that starts at the cursor: the run of ring ranges held by the same read
+//!    replicas ([`dkv_membership::Topology::read_span`]);
+//! 2. ask those replicas for their keys from the cursor to the span's end, at most about COUNT
+//!    entries looked at and [`BATCH_BYTES`] read; each answers keys with versions, tombstones
+//!    included, up to a hash boundary ([`local_page`]); the same quorum rule as a read decides
+//!    how many answers are enough (R settled ones, otherwise all: see `coordinator.rs`);
+//! 3. merge them ([`merge`]): only up to the smallest position every replica reached, newest
+//!    version of each key wins, deleted and expired keys are left out;
+//! 4. go on with the next span until COUNT entries were looked at, the page holds
+//!    [`MAX_PAGE_BYTES`] of keys, or [`PAGE_TIME`] passed; answer the keys and the position
+//!    reached, `0` once the walk passed `u64::MAX`.
+//!
+//! Every request carries the coordinator's epoch. A replica with a newer view refuses (its ranges
+//! may have moved), and so does one whose view changed while it scanned; the coordinator then
+//! refreshes its view and asks the span's holders again. A replica drops a key it handed off only
+//! under a view newer than the one it answered under, so no answer misses a key because of a move.
+//!
+//! **The guarantee**, as Redis's `SCAN`: a key present from the start of a scan to its end is
+//! returned at least once, also when nodes join or leave meanwhile. A key written or deleted
+//! during the scan may or may not be. Keys come in hash order, not sorted; two keys with the same
+//! 64-bit hash always come in one page, so a page never ends inside a hash and never repeats one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dkv_membership::{NodeId, Topology};
+use dkv_placement::key_hash;
+use dkv_storage::{Cursor, Engine, Entry, StorageResult, Version};
+
+use crate::error::{NodeError, PeerError};
+use crate::life::state::Node;
+use crate::replication::glob::{self, Glob};
+use crate::replication::quorum::quorum;
+use crate::transport::wire::{KeyFilter, Kind, ScanEntry, ScanReply, ScanRequest, BATCH_BYTES, STATUS_STALE_EPOCH};
+
+/// Most entries one page looks at (`COUNT` above it is taken as this).
+pub const MAX_COUNT: usize = 10_000;
+/// A page stops taking spans once it holds this many bytes of keys.
+pub const MAX_PAGE_BYTES: usize = 4 << 20;
+/// A page stops taking spans after this long, so a scan of a sparse or empty keyspace still
+/// answers promptly (with few keys and a cursor).
+pub const PAGE_TIME: Duration = Duration::from_millis(200);
+/// Times a span is asked again, each after refreshing the view, before the page fails.
+const ATTEMPTS: usize = 3;
+
+/// What a front end gets: keys in hash order, and where the next page starts (`0`: done).
+#[derive(Debug, Default)]
+pub struct ScanPage {
+    pub keys: Vec<Bytes>,
+    pub cursor: u64,
+}
+
+/// A [`KeyFilter`], compiled.
+pub struct Filter {
+    prefix: Bytes,
+    glob: Option<Glob>,
+}
+
+impl Filter {
+    pub fn new(f: &KeyFilter) -> Filter {
+        let glob = f.pattern.as_deref().map(Glob::new).filter(|g| !g.is_everything());
+        Filter { prefix: f.prefix.clone(), glob }
+    }
+
+    pub fn matches(&self, key: &[u8]) -> bool {
+        key.starts_with(&self.prefix) && self.glob.as_ref().is_none_or(|g| g.matches(key))
+    }
+}
+
+/// Whether a stored entry is a key a client can see: not a tombstone, not past its deadline.
+pub fn is_live(entry: &Entry, now_ms: u64) -> bool {
+    entry.live_value(now_ms).is_some()
+}
+
+/// This node's page of `req` (see [`ScanRequest`]): every entry from hash `req.from` up to a
+/// hash boundary, blocking (callers run it off the runtime).
+pub fn local_page(engine: &dyn Engine, req: &ScanRequest, now_ms: u64) -> StorageResult<ScanReply> {
+    let filter = Filter::new(&req.filter);
+    // Keys are never empty, so (from, "") is just before every key of hash `from`.
+    let start = (req.from > 0).then(|| Cursor { hash: req.from, key: Bytes::new() });
+    let (limit, max_bytes) = ((req.limit as usize).max(1), (req.max_bytes as usize).max(1));
+    let mut found: Vec<(u64, Bytes, Entry)> = Vec::new();
+    let mut all = |_| true;
+    let stopped = engine.scan_where(start.as_ref(), req.end, limit, max_bytes, &mut all, &mut found)?;
+    let next = match stopped {
+        None => None,
+        Some(c) => {
+            // End on a hash boundary: the rest of the keys that share the last hash (a 64-bit
+            // collision, almost never more than the one key).
+            engine.scan_where(Some(&c), c.hash, usize::MAX, usize::MAX, &mut all, &mut found)?;
+            (c.hash < req.end).then(|| c.hash + 1)
+        }
+    };
+    let looked = found.len() as u32;
+    let entries = found
+        .into_iter()
+        .filter(|(_, key, _)| filter.matches(key))
+        .map(|(_, key, entry)| ScanEntry { live: is_live(&entry, now_ms), version: entry.version, key })
+        .collect();
+    Ok(ScanReply { entries, next, looked, settled: false })
+}
+
+/// The replicas' pages of one span, merged: the live keys in hash order up to the smallest
+/// position every replica reached (`None`: all of them reached the span's end), with the most
+/// entries any one of them looked at.
+pub fn merge(answers: &[ScanReply]) -> (Vec<Bytes>, Option<u64>, usize) {
+    let stop = answers.iter().filter_map(|a| a.next).min();
+    let mut newest: BTreeMap<(u64, &Bytes), (Version, bool)> = BTreeMap::new();
+    for a in answers {
+        for e in &a.entries {
+            let hash = key_hash(&e.key);
+            if stop.is_some_and(|s| hash >= s) {
+                break; // pages are in hash order: the rest is past `stop` too
+            }
+            let seen = newest.entry((hash, &e.key)).or_insert((e.version, e.live));
+            if e.version > seen.0 {
+                *seen = (e.version, e.live);
+            }
+        }
+    }
+    let keys = newest.into_iter().filter(|(_, (_, live))| *live).map(|((_, k), _)| k.clone()).collect();
+    let looked = answers.iter().map(|a| a.looked as usize).max().unwrap_or(0);
+    (keys, stop, looked)
+}
+
+/// A pattern short enough to match with (see [`glob::MAX_PATTERN_CHARS`]).
+fn check_pattern(pattern: Option<&[u8]>) -> Result<(), NodeError> {
+    match pattern {
+        Some(p) if !glob::pattern_fits(p) => Err(NodeError::BadRequest(format!(
+            "pattern longer than {} characters: match on a shorter one",
+            glob::MAX_PATTERN_CHARS
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// One span's part of a page.
+struct Step {
+    keys: Vec<Bytes>,
+    /// Where the next step starts; `None`: past `u64::MAX`, the scan is done.
+    next: Option<u64>,
+    looked: usize,
+}
+
+impl Node {
+    /// One page of a scan from hash position `cursor` (`0`: the start): about `count` entries
+    /// looked at, the keys among them that pass `filter`. See the module doc.
+    pub async fn scan(&self, cursor: u64, count: usize, filter: &KeyFilter) -> Result<ScanPage, NodeError> {
+        check_pattern(filter.pattern.as_deref())?;
+        let count = count.clamp(1, MAX_COUNT);
+        let started = Instant::now();
+        let mut page = ScanPage::default();
+        let (mut pos, mut looked, mut bytes) = (cursor, 0, 0);
+        loop {
+            let step = self.scan_span(pos, count - looked, filter).await?;
+            looked += step.looked;
+            bytes += step.keys.iter().map(Bytes::len).sum::<usize>();
+            page.keys.extend(step.keys);
+            let Some(next) = step.next else { return Ok(page) };
+            pos = next;
+            if looked >= count || bytes >= MAX_PAGE_BYTES || started.elapsed() >= PAGE_TIME {
+                page.cursor = pos;
+                return Ok(page);
+            }
+        }
+    }
+
+    /// Every live key that matches `pattern`, for `KEYS`: refused once the cluster turns out to
+    /// hold more than `limit` keys, whatever the pattern, since the whole keyspace is walked.
+    pub async fn all_keys(&self, pattern: &[u8], limit: usize) -> Result<Vec<Bytes>, NodeError> {
+        check_pattern(Some(pattern))?;
+        let glob = Glob::new(pattern);
+        let (mut cursor, mut seen, mut out) = (0, 0usize, Vec::new());
+        loop {
+            let page = self.scan(cursor, MAX_COUNT, &KeyFilter::default()).await?;
+            seen += page.keys.len();
+            if seen > limit {
+                return Err(NodeError::TooLarge(format!(
+                    "KEYS is refused on a cluster of more than {limit} keys (--keys-limit): it walks every key; \
+                     use SCAN with MATCH, page by page"
+                )));
+            }
+            out.extend(page.keys.into_iter().filter(|k| glob.matches(k)));
+            if page.cursor == 0 {
+                return Ok(out);
+            }
+            cursor = page.cursor;
+        }
+    }
+
+    /// The keys of the span that starts at `from`, from its read replicas, merged.
+    async fn scan_span(&self, from: u64, limit: usize, filter: &KeyFilter) -> Result<Step, NodeError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let topo = self.topology();
+            let (replicas, end) = topo.read_span(from);
+            if replicas.is_empty() {
+                return Err(NodeError::Unavailable("no node holds keys: the cluster has no serving members".into()));
+            }
+            let req = ScanRequest {
+                epoch: topo.epoch(),
+                from,
+                end,
+                limit: limit.min(MAX_COUNT) as u32,
+                max_bytes: BATCH_BYTES as u32,
+                filter: filter.clone(),
+            };
+            // As a read: R answers, each decisive only if its replica is settled and R + W > N;
+            // otherwise every replica's.
+            let needed = self.config.read_quorum.clamp(1, replicas.len());
+            let strong = needed + self.config.write_quorum.min(replicas.len()) > replicas.len();
+            let call = |id| self.tasks.track_future(self.clone().scan_on(topo.clone(), id, req.clone()));
+            let decisive = |a: &ScanReply| strong && a.settled;
+            match quorum(&replicas, needed, self.config.request_timeout, decisive, call).await {
+                Ok(answers) => {
+                    let answers: Vec<ScanReply> = answers.into_iter().map(|(_, a)| a).collect();
+                    let (keys, stop, looked) = merge(&answers);
+                    let next = match stop {
+                        Some(h) => Some(h),
+                        None => end.checked_add(1),
+                    };
+                    return Ok(Step { keys, next, looked });
+                }
+                // A replica's view moved on, or one left or died: ask whoever holds the span now.
+                Err(e) if attempt < ATTEMPTS => {
+                    tracing::debug!("scan of span from {from}: {e}; refreshing the view");
+                    self.refresh().await;
+                }
+                Err(error) => return Err(NodeError::Quorum { what: "scan failed".into(), error }),
+            }
+        }
+    }
+
+    /// One replica's page (this node's own, when it is one).
+    async fn scan_on(self, topo: Arc<Topology>, id: NodeId, req: ScanRequest) -> Result<ScanReply, PeerError> {
+        if id == self.me {
+            return self.serve_scan(&req);
+        }
+        let addr = self.addr_of(&topo, id)?;
+        self.peers.call(addr, Kind::Scan, &req).await
+    }
+
+    /// Answer a scan page of `req` from this node's store, if its view is still the one the
+    /// request was planned with, before and after the scan (see the module doc).
+    pub fn serve_scan(&self, req: &ScanRequest) -> Result<ScanReply, PeerError> {
+        let moved = |mine: u64| PeerError::Refused {
+            addr: self.addr.clone(),
+            status: STATUS_STALE_EPOCH,
+            message: format!("the view changed (epoch {} to {mine}) while scanning; refresh and retry", req.epoch),
+        };
+        let epoch = self.topology().epoch();
+        if epoch != req.epoch {
+            return Err(moved(epoch));
+        }
+        if let Err(e) = check_pattern(req.filter.pattern.as_deref()) {
+            return Err(PeerError::Refused { addr: self.addr.clone(), status: 400, message: e.to_string() });
+        }
+        let settled = self.settled();
+        let now_ms = self.hlc.wall_ms();
+        let page = tokio::task::block_in_place(|| local_page(&*self.engine, req, now_ms));
+        let mut page =
+            page.map_err(|e| PeerError::Refused { addr: self.addr.clone(), status: 500, message: e.to_string() })?;
+        let epoch = self.topology().epoch();
+        if epoch != req.epoch {
+            return Err(moved(epoch));
+        }
+        page.settled = settled;
+        Ok(page)
+    }
+}
+
+#[cfg(test)]
+#[path = "scan_tests.rs"]
+mod tests;

@@ -1,0 +1,544 @@
+//! TLS on the node's ports, for clients and between nodes, from certificate files that a SIGHUP
+//! reloads.
+//!
+//! With `--tls-cert` and `--tls-key`, both public listeners speak only TLS (rustls, ring).
+//! The HTTP port is shared with the node-to-node transport (`listener.rs`): it accepts TLS from
+//! everyone, then tells the two apart by the first *decrypted* byte, as it does in the clear.
+//! So one certificate per node serves clients and peers, and its address stays one address.
+//!
+//! **Between nodes, mutual.** A node calls its peers with its own certificate as a client
+//! certificate and accepts a peer's server certificate only if the cluster CA (`--tls-peer-ca`)
+//! signed it. The name in it is not compared with the peer's address: members' addresses come and
+//! go with containers, so the CA is what says "member" (it must sign only members'
+//! certificates). The answering side asks every connection for a certificate but does not
+//! require one at the TLS layer, since clients share the port (rustls's `WebPkiClientVerifier`
+//! with `allow_unauthenticated`: a certificate that *is* presented must verify). Once the first
+//! byte says "transport", the connection is refused unless it presented a certificate the
+//! cluster CA signed ([`Tls::is_peer`]). The cluster secret and name are still checked in the
+//! transport's own handshake, inside TLS.
+//!
+//! **Clients.** They verify the node's certificate as any TLS client does (`curl --cacert`,
+//! `redis-cli --tls --cacert`, `dkv --cacert`). With `--tls-client-ca` they must also present a
+//! certificate signed by that CA, on both the HTTP and the RESP port.
+//!
+//! **Reload.** [`Tls::reload`] reads the files again and swaps the configurations in one step;
+//! connections made from then on use the new certificates, open ones keep theirs. A file that
+//! does not load (missing, unparsable, a key that does not match) leaves the old certificates in
+//! place, and the caller logs why.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// The files, from flags.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// This node's certificate chain (PEM), for clients and peers alike; it must allow server
+    /// and client authentication (both extended key usages, or none).
+    pub cert: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// The CA that signs members' certificates (PEM, one or more).
+    pub peer_ca: PathBuf,
+    /// When set, clients must present a certificate this CA signed.
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{}: {reason}", path.display())]
+    File { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+/// One load of the files.
+struct Loaded {
+    /// The shared HTTP and transport port: a certificate is asked for, from either CA.
+    shared: TlsAcceptor,
+    /// The RESP port: a client certificate is required when there is a client CA.
+    resp: TlsAcceptor,
+    /// Calling peers.
+    peers: TlsConnector,
+    /// What a certificate on a transport connection must verify against.
+    peer_verifier: Arc<dyn ClientCertVerifier>,
+    /// What a client's must, when clients need certificates.
+    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+}
+
+/// The node's TLS state; shared by the listeners and the peer client.
+pub struct Tls {
+    files: TlsFiles,
+    now: RwLock<Arc<Loaded>>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("files", &self.files).finish()
+    }
+}
+
+/// The one crypto provider, named rather than left to rustls's process default.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+impl Tls {
+    pub fn load(files: TlsFiles) -> Result<Tls, TlsError> {
+        let loaded = load(&files)?;
+        Ok(Tls { files, now: RwLock::new(Arc::new(loaded)) })
+    }
+
+    /// Read the files again; on error the certificates in use stay.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let loaded = load(&self.files)?;
+        *self.now.write().expect("tls lock") = Arc::new(loaded);
+        Ok(())
+    }
+
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+
+    fn current(&self) -> Arc<Loaded> {
+        self.now.read().expect("tls lock").clone()
+    }
+
+    /// For a new connection on the shared HTTP and transport port.
+    pub fn shared_acceptor(&self) -> TlsAcceptor {
+        self.current().shared.clone()
+    }
+
+    /// For a new connection on the RESP port.
+    pub fn resp_acceptor(&self) -> TlsAcceptor {
+        self.current().resp.clone()
+    }
+
+    /// For a new connection to a peer.
+    pub fn peer_connector(&self) -> TlsConnector {
+        self.current().peers.clone()
+    }
+
+    /// Whether `certs` (what a connection presented) show a member: signed by the cluster CA.
+    pub fn is_peer(&self, certs: Option<&[CertificateDer<'_>]>) -> bool {
+        signed(&*self.current().peer_verifier, certs)
+    }
+
+    /// Whether `certs` are enough for a client: anything without `--tls-client-ca`, else a
+    /// certificate it signed.
+    pub fn is_client(&self, certs: Option<&[CertificateDer<'_>]>) -> bool {
+        self.current().client_verifier.as_deref().is_none_or(|v| signed(v, certs))
+    }
+
+    /// Whether clients must present certificates.
+    pub fn clients_need_certificates(&self) -> bool {
+        self.files.client_ca.is_some()
+    }
+}
+
+fn signed(verifier: &dyn ClientCertVerifier, certs: Option<&[CertificateDer<'_>]>) -> bool {
+    match certs {
+        Some([leaf, chain @ ..]) => verifier.verify_client_cert(leaf, chain, UnixTime::now()).is_ok(),
+        _ => false,
+    }
+}
+
+fn file_error(path: &Path, reason: impl std::fmt::Display) -> TlsError {
+    TlsError::File { path: path.to_path_buf(), reason: reason.to_string() }
+}
+
+/// Certificates from a PEM file; at least one.
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_error(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(path, e))?;
+    if certs.is_empty() {
+        return Err(file_error(path, "no PEM certificate in it"));
+    }
+    Ok(certs)
+}
+
+/// The CA certificates of a PEM file as trust anchors.
+pub fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(path)? {
+        roots.add(cert).map_err(|e| file_error(path, format!("not a usable CA certificate: {e}")))?;
+    }
+    Ok(roots)
+}
+
+fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
+    let provider = provider();
+    let config = |e: rustls::Error| TlsError::Config(e.to_string());
+    let chain = read_certs(&files.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_error(&files.key, e))?;
+    let peer_roots = read_roots(&files.peer_ca)?;
+    let client_roots = files.client_ca.as_deref().map(read_roots).transpose()?;
+
+    let client_verifier_of = |roots: RootCertStore, optional: bool| {
+        let b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+        let b = if optional { b.allow_unauthenticated() } else { b };
+        b.build().map_err(|e| TlsError::Config(format!("client certificate verifier: {e}")))
+    };
+    let peer_verifier = client_verifier_of(peer_roots.clone(), false)?;
+    let client_verifier = client_roots.clone().map(|r| client_verifier_of(r, false)).transpose()?;
+    let mut either = peer_roots.clone();
+    either.roots.extend(client_roots.iter().flat_map(|r| r.roots.iter().cloned()));
+    let server = |verifier: Arc<dyn ClientCertVerifier>, alpn: bool| {
+        let mut c = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(config)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain.clone(), key.clone_key())
+            .map_err(|e| TlsError::Config(format!("{} with {}: {e}", files.cert.display(), files.key.display())))?;
+        if alpn {
+            c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        }
+        Ok::<_, TlsError>(TlsAcceptor::from(Arc::new(c)))
+    };
+    let shared = server(client_verifier_of(either, true)?, true)?;
+    let resp = match &client_verifier {
+        Some(v) => server(v.clone(), false)?,
+        None => server(WebPkiClientVerifier::no_client_auth(), false)?,
+    };
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(peer_roots), provider.clone())
+        .build()
+        .map_err(|e| TlsError::Config(format!("peer certificate verifier: {e}")))?;
+    let peers = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(config)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(MemberVerifier(verifier)))
+        .with_client_auth_cert(chain.clone(), key.clone_key())
+        .map_err(|e| TlsError::Config(format!("{} as a client certificate: {e}", files.cert.display())))?;
+    Ok(Loaded { shared, resp, peers: TlsConnector::from(Arc::new(peers)), peer_verifier, client_verifier })
+}
+
+/// A client configuration that trusts the CAs in `ca` (the `dkv` client's `--cacert`).
+pub fn client_config(ca: &Path) -> Result<Arc<ClientConfig>, TlsError> {
+    let roots = read_roots(ca)?;
+    let mut c = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(c))
+}
+
+/// The name to verify for `host:port` (an IP address or a DNS name).
+pub fn server_name(addr: &str) -> io::Result<ServerName<'static>> {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_string())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host:?} is not a TLS server name: {e}")))
+}
+
+/// A peer's certificate is a member's when the cluster CA signed it, whatever name it carries.
+#[derive(Debug)]
+struct MemberVerifier(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for MemberVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        // The chain is checked before the name: a name error means the chain was good.
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// Whether a TLS failure is about certificates (worth a warning: a misconfigured peer or
+/// client), rather than a connection that went away.
+pub fn is_certificate_error(e: &io::Error) -> bool {
+    matches!(
+        e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(
+            rustls::Error::InvalidCertificate(_)
+                | rustls::Error::NoCertificatesPresented
+                | rustls::Error::AlertReceived(_)
+        )
+    )
+}
+
+/// A stream whose first byte was read to tell the protocol, then handed back before the rest.
+pub struct Prefixed<S> {
+    first: Option<u8>,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    pub fn new(first: Option<u8>, inner: S) -> Self {
+        Prefixed { first, inner }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if let Some(b) = self.first {
+            if buf.remaining() > 0 {
+                buf.put_slice(&[b]);
+                self.first = None;
+                return Poll::Ready(Ok(()));
+            }
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A client's connection to a public listener: in the clear, or TLS (its first byte, read to
+/// tell the protocol, handed back first).
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<Prefixed<tokio_rustls::server::TlsStream<TcpStream>>>),
+}
+
+/// A connection this node opened (to a peer's HTTP endpoint, or the `dkv` client's to a node).
+pub enum Outgoing {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// AsyncRead and AsyncWrite for an enum of two streams, by delegation.
+macro_rules! either_io {
+    ($t:ident) => {
+        impl AsyncRead for $t {
+            fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    $t::Plain(s) => Pin::new(s).poll_read(cx, buf),
+                    $t::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+                }
+            }
+        }
+
+        impl AsyncWrite for $t {
+            fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+                match self.get_mut() {
+                    $t::Plain(s) => Pin::new(s).poll_write(cx, buf),
+                    $t::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+                }
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                match self.get_mut() {
+                    $t::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+                    $t::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+                }
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                match self {
+                    $t::Plain(s) => s.is_write_vectored(),
+                    $t::Tls(s) => s.is_write_vectored(),
+                }
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    $t::Plain(s) => Pin::new(s).poll_flush(cx),
+                    $t::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+                }
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    $t::Plain(s) => Pin::new(s).poll_shutdown(cx),
+                    $t::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+                }
+            }
+        }
+    };
+}
+either_io!(ClientStream);
+either_io!(Outgoing);
+
+impl hyper_util::client::legacy::connect::Connection for Outgoing {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        hyper_util::client::legacy::connect::Connected::new()
+    }
+}
+
+/// Connect to `addr` over TCP (TCP_NODELAY), then TLS with `tls` when given.
+pub async fn connect(addr: &str, tls: Option<&TlsConnector>) -> io::Result<Outgoing> {
+    let tcp = TcpStream::connect(addr).await?;
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        None => Ok(Outgoing::Plain(tcp)),
+        Some(tls) => Ok(Outgoing::Tls(Box::new(tls.connect(server_name(addr)?, tcp).await?))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+
+    struct Dir(PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn dir(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("dkv-tls-{name}-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+
+    fn rand_suffix() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    }
+
+    fn ca(dir: &Path, name: &str) -> CertifiedIssuer<'static, KeyPair> {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), ca.pem()).unwrap();
+        ca
+    }
+
+    /// A member's certificate for `names`, signed by `ca`, written as `name.pem` and `name.key`.
+    fn leaf(dir: &Path, name: &str, names: &[&str], ca: &CertifiedIssuer<'static, KeyPair>) -> CertificateDer<'static> {
+        let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, ca).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        cert.der().clone()
+    }
+
+    fn files(dir: &Path, name: &str) -> TlsFiles {
+        TlsFiles {
+            cert: dir.join(format!("{name}.pem")),
+            key: dir.join(format!("{name}.key")),
+            peer_ca: dir.join("ca.pem"),
+            client_ca: None,
+        }
+    }
+
+    #[test]
+    fn members_are_told_by_the_cluster_ca_not_by_the_name_in_their_certificate() {
+        let d = dir("member");
+        let cluster = ca(&d.0, "ca");
+        let other = ca(&d.0, "other");
+        let member = leaf(&d.0, "a", &["node-a.example"], &cluster);
+        let stranger = leaf(&d.0, "b", &["127.0.0.1"], &other);
+        let tls = Tls::load(files(&d.0, "a")).unwrap();
+        assert!(tls.is_peer(Some(std::slice::from_ref(&member))));
+        assert!(!tls.is_peer(Some(std::slice::from_ref(&stranger))), "another CA's certificate");
+        assert!(!tls.is_peer(None) && !tls.is_peer(Some(&[])), "no certificate");
+        assert!(tls.is_client(None), "without --tls-client-ca clients need none");
+
+        // Calling a peer: any name, as long as the cluster CA signed it.
+        let roots = read_roots(&d.0.join("ca.pem")).unwrap();
+        let v =
+            MemberVerifier(WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider()).build().unwrap());
+        let name = ServerName::try_from("10.1.2.3").unwrap();
+        assert!(v.verify_server_cert(&member, &[], &name, &[], UnixTime::now()).is_ok());
+        assert!(v.verify_server_cert(&stranger, &[], &name, &[], UnixTime::now()).is_err());
+    }
+
+    #[test]
+    fn a_reload_that_fails_keeps_the_certificates_in_use() {
+        let d = dir("reload");
+        let cluster = ca(&d.0, "ca");
+        leaf(&d.0, "a", &["127.0.0.1"], &cluster);
+        leaf(&d.0, "b", &["127.0.0.1"], &cluster);
+        let tls = Tls::load(files(&d.0, "a")).unwrap();
+        let before = Arc::as_ptr(&tls.current());
+        // b's certificate with a's key: they do not match.
+        std::fs::copy(d.0.join("b.pem"), d.0.join("a.pem")).unwrap();
+        let e = tls.reload().unwrap_err();
+        assert!(e.to_string().contains("a.pem"), "{e}");
+        assert_eq!(Arc::as_ptr(&tls.current()), before, "the old configuration stays");
+        std::fs::write(d.0.join("a.key"), "not a key").unwrap();
+        assert!(tls.reload().is_err());
+        std::fs::copy(d.0.join("b.key"), d.0.join("a.key")).unwrap();
+        tls.reload().unwrap();
+        assert_ne!(Arc::as_ptr(&tls.current()), before);
+        assert!(Tls::load(TlsFiles { peer_ca: d.0.join("missing.pem"), ..files(&d.0, "a") }).is_err());
+    }
+}
