@@ -45,14 +45,14 @@ die() {  # a missing tool or a setup failure: nothing was tested
 
 # ---------------------------------------------------------------- tools
 command -v cargo >/dev/null || [ -n "${DKV_BIN:-}" ] || die "cargo is not installed (or set DKV_BIN)"
-command -v curl >/dev/null || die "curl is not installed (apt-get install curl)"
-PYTHON="$(command -v python3)" || die "python3 is not installed (apt-get install python3 python3-venv)"
+command -v curl >/dev/null || die "curl is not installed: install curl (scripts/setup.sh)"
+PYTHON="$(command -v python3)" || die "python3 is not installed: install python3 and python3-venv (scripts/setup.sh)"
 
 if [ "$("$VENV/bin/st" --version 2>/dev/null)" != "st, version $SCHEMATHESIS_VERSION" ]; then
     say "installing schemathesis $SCHEMATHESIS_VERSION into $VENV (once; about a minute)"
     rm -rf "$VENV"
     "$PYTHON" -m venv "$VENV" >/dev/null \
-        || die "python3 -m venv failed: install Python's venv module (Debian: apt-get install python3-venv)"
+        || die "python3 -m venv failed: install Python's venv module (install python3-venv: scripts/setup.sh)"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" \
         || die "pip install schemathesis==$SCHEMATHESIS_VERSION failed (PyPI must be reachable)"
 fi

@@ -8,6 +8,10 @@
 # build scripts and proc macros, and so this build lives in its own directory
 # (target/x86_64-unknown-linux-gnu/) without invalidating the ordinary host build.
 #
+# The image takes a copy of it from $IMAGE_BIN (see the Dockerfile): a directory whose name
+# is the instruction, so that `docker compose up --build` before this script ran stops with
+# "stat target/run-scripts-build-static.sh-first/dkv: file does not exist".
+#
 # Prints the path of the binary (relative to the repository root) on stdout; everything
 # else goes to stderr.
 set -euo pipefail
@@ -29,6 +33,7 @@ fi
 # The Dockerfile copies from the repository's own target/ directory (the build context),
 # so a CARGO_TARGET_DIR pointing elsewhere would build a binary the image never sees.
 BIN="target/$TARGET/release/dkv"
+IMAGE_BIN="target/run-scripts-build-static.sh-first/dkv"   # keep in step with Dockerfile, .dockerignore
 echo "build-static: cargo build --release --target $TARGET -p dkv (crt-static)" >&2
 RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
     cargo build --release --target "$TARGET" --target-dir "$ROOT/target" -p dkv >&2 \
@@ -53,8 +58,11 @@ elif command -v ldd >/dev/null; then
         *) die "$BIN is dynamically linked: $out" ;;
     esac
 else
-    die "neither 'file' nor 'ldd' is installed; cannot check that $BIN is static (apt-get install -y file)"
+    die "neither 'file' nor 'ldd' is installed; cannot check that $BIN is static (install file: scripts/setup.sh)"
 fi
 
-echo "build-static: ok, static: $(du -h "$BIN" | cut -f1) $BIN" >&2
+mkdir -p "$(dirname "$IMAGE_BIN")" && cp -f "$BIN" "$IMAGE_BIN.tmp" && mv -f "$IMAGE_BIN.tmp" "$IMAGE_BIN" \
+    || die "copying $BIN to $IMAGE_BIN (what the Dockerfile copies) failed"
+
+echo "build-static: ok, static: $(du -h "$BIN" | cut -f1) $BIN (for the image: $IMAGE_BIN)" >&2
 echo "$BIN"

@@ -6,7 +6,8 @@
 #      every container is healthy
 #   2. 300 keys written through rotating nodes (all 204); the members' ids and tokens noted
 #   3. `compose restart kv-node` (SIGTERM, which with a data directory stops a node rather
-#      than making it leave): 3 normal members again, the same ids and tokens
+#      than making it leave): 3 normal members again, the same ids and tokens, and the nodes on
+#      the same 3 host ports (the port range is exactly 3 long, as scripts/compose-up.sh 3 makes it)
 #   4. every key reads back exact through rotating nodes
 #   5. `compose kill kv-node` (SIGKILL, all three at once), then `compose up -d` with the same
 #      containers: 3 normal members again, the same ids and tokens
@@ -14,12 +15,12 @@
 #
 # Short timings (heartbeat 200ms) and a node TTL (20s) longer than a restart, so the seed keeps
 # the members while their containers are down and nothing has to move. Its own project name and
-# host ports (seed 19200, nodes 18213-18299); it always tears its project down.
+# host ports (seed 19200, nodes 18213-18215); it always tears its project down.
 # Ends with "restart: P passed, F failed"; exit status 0 only when F is 0.
 #
 # Environment (all optional):
 #   RESTART_TEST_SEED_PORT   host port for the seed            (default 19200)
-#   RESTART_TEST_NODE_PORTS  host port range for the nodes     (default 18213-18299)
+#   RESTART_TEST_NODE_PORTS  host port range for the nodes     (default 18213-18215: exactly 3)
 #   RESTART_TEST_TIMEOUT     seconds allowed for each wait     (default 120)
 #   RESTART_TEST_KEEP=1      leave the cluster running afterwards (for debugging)
 set -uo pipefail
@@ -35,8 +36,8 @@ TOTAL=6      # checks below; a check that cannot run counts as failed
 # Read by compose.yaml; the defaults there are the production ones.
 export DKV_NODE_TTL=20s
 export DKV_SEED_PORT="${RESTART_TEST_SEED_PORT:-19200}"
-export DKV_NODE_PORTS="${RESTART_TEST_NODE_PORTS:-18213-18299}"
-export DKV_RESP_PORTS="16400-16419"
+export DKV_NODE_PORTS="${RESTART_TEST_NODE_PORTS:-18213-18215}"
+export DKV_RESP_PORTS="16400-16402"
 
 TEST_NAME=restart-test SUMMARY_LABEL=restart KEEP_VAR=RESTART_TEST_KEEP
 POLL=0.5 MEMBERS_DESC="total/normal"
@@ -52,11 +53,18 @@ same_ring() {
     [ "$LAST_OUT" = "$RING" ]
 }
 
-# after DESCRIPTION: the cluster is back with 3 normal members and the same ring.
+# The nodes' host ports, sorted: the same set after every restart (the range has no other).
+host_ports() { printf '%s\n' "${NODE_URLS[@]##*:}" | sort -n | paste -sd' '; }
+
+# after DESCRIPTION: the cluster is back with 3 normal members, the same ring and the same ports.
 back_as_before() {
     if wait_for "$TIMEOUT" "3 normal members, all containers healthy" cluster_is 3 \
         && wait_for 10 "the same ids and tokens" same_ring; then
-        pass "$1: 3 normal members, same ids and tokens ($RING)"
+        if [ "$(host_ports)" = "$PORTS" ]; then
+            pass "$1: 3 normal members, same ids and tokens ($RING), same host ports ($PORTS)"
+        else
+            fail "$1: 3 normal members, same ids and tokens, but host ports $(host_ports) instead of $PORTS"
+        fi
     else
         fail "$1: not back as the same 3 members within ${TIMEOUT}s (seed shows: ${LAST_OUT:-?}; before: $RING)"
         node_urls || true
@@ -67,8 +75,9 @@ back_as_before() {
 start_cluster
 
 # 2
+PORTS="$(host_ports)"
 if ct write "$KEYS" "${NODE_URLS[@]}" && RING="$(ct ring "$SEED_URL")"; then
-    pass "$KEYS keys written through rotating nodes (all 204); ring: $RING"
+    pass "$KEYS keys written through rotating nodes (all 204); ring: $RING; host ports: $PORTS"
 else
     abort "$KEYS keys written through rotating nodes"
 fi

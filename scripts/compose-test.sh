@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The Docker Compose test: the seed system's scenario against real containers.
 #
+#   0. a newcomer's `compose up --build` before scripts/build-static.sh: the image build (of a
+#      context with the Dockerfile and no binary) stops with the message that names the script
 #   1. `compose up --build --scale kv-node=3`; wait until the seed lists 3 normal members
 #      and every container is healthy
 #   2. the seed system's curl session, each request through a different node; then redis-cli
@@ -31,7 +33,7 @@ cd "$ROOT"
 PROJECT="dkvtest$$"
 KEYS=300
 TIMEOUT="${COMPOSE_TEST_TIMEOUT:-120}"
-TOTAL=9      # checks below; a check that cannot run counts as failed
+TOTAL=10     # checks below; a check that cannot run counts as failed
 
 # Read by compose.yaml; the defaults there are the production ones.
 export DKV_NODE_TTL=3s
@@ -70,6 +72,21 @@ expected_sum_ok() {
 }
 
 # ---------------------------------------------------------------- the test
+# 0: without the static binary, the build names the script to run (in a context of its own, so
+# the repository's binary is neither needed nor touched)
+mkdir -p "$WORK/no-binary"
+cp Dockerfile .dockerignore "$WORK/no-binary/"
+if docker build --no-cache -t "dkv-nobinary-$PROJECT" "$WORK/no-binary" >"$WORK/no-binary.log" 2>&1; then
+    fail "a build without the static binary succeeded"
+    docker image rm "dkv-nobinary-$PROJECT" >/dev/null 2>&1
+elif grep -qE 'run-scripts-build-static.sh-first/dkv.*(does not exist|not found)' "$WORK/no-binary.log"; then
+    # the classic builder: "... stat target/run-scripts-build-static.sh-first/dkv: file does not
+    # exist"; BuildKit: "... "/target/run-scripts-build-static.sh-first/dkv": not found"
+    pass "a build without the static binary stops with: $(grep -m1 -oE '[^:]*run-scripts-build-static.sh-first/dkv.*(does not exist|not found)' "$WORK/no-binary.log")"
+else
+    fail "a build without the static binary failed without naming scripts/build-static.sh: $(tail -3 "$WORK/no-binary.log" | tr '\n' ' ')"
+fi
+
 # 1 (start_cluster: build, up with 3 nodes, 3 normal members and all containers healthy)
 start_cluster
 
@@ -92,7 +109,7 @@ fi
 # 3: the Redis protocol through the published 6379 of two different containers
 resp_port() { docker port "$1" 6379/tcp 2>/dev/null | grep -m1 -E '^0\.0\.0\.0:[0-9]+$' | cut -d: -f2; }
 if ! command -v redis-cli >/dev/null; then
-    fail "RESP: redis-cli is not installed (apt-get install redis-tools)"
+    fail "RESP: redis-cli is not installed: install redis-tools (scripts/setup.sh)"
 else
     r1="$(resp_port "${NODE_IDS[0]}")" r2="$(resp_port "${NODE_IDS[1]}")"
     set_out="$(redis-cli -p "${r1:-0}" SET resp_key "over RESP" 2>&1)"

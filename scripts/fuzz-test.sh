@@ -65,12 +65,12 @@ if ! have_cargo_fuzz; then
     cat >&2 <<EOF
 fuzz-test: cargo-fuzz is not installed. Install it from crates.io (about a minute):
     cargo install cargo-fuzz --version $CARGO_FUZZ_VERSION --locked
-or run: scripts/fuzz-test.sh --install
+or run: scripts/setup.sh (which installs everything the tests need) or scripts/fuzz-test.sh --install
 EOF
     exit 2
 fi
 if ! have_cxx; then
-    echo "fuzz-test: no C++ compiler: libfuzzer-sys builds libFuzzer from C++ (apt-get install g++)" >&2
+    echo "fuzz-test: no C++ compiler: libfuzzer-sys builds libFuzzer from C++ (install g++: scripts/setup.sh)" >&2
     exit 2
 fi
 [ "$install_only" = 1 ] && { echo "fuzz-test: $(cargo fuzz --version) and a C++ compiler are installed"; exit 0; }

@@ -34,7 +34,7 @@ die() { echo "k8s-validate: error: $*" >&2; echo "k8s-validate: 0 passed, 1 fail
 pass() { PASSED=$((PASSED + 1)); printf 'PASS  %s\n' "$*"; }
 fail() { FAILED=$((FAILED + 1)); printf 'FAIL  %s\n' "$*"; }
 
-command -v python3 >/dev/null || die "python3 is not installed (apt-get install -y python3)"
+command -v python3 >/dev/null || die "python3 is not installed: install python3 and python3-venv (scripts/setup.sh)"
 
 # ---------------------------------------------------------------- the validator
 installed_version() { "$VENV/bin/python" -m pip show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p'; }
@@ -43,7 +43,7 @@ if [ "$(installed_version)" != "${PIN#*==}" ]; then
         say "creating a virtualenv in $VENV"
         python3 -m venv "$VENV" >"${TMPDIR:-/tmp}/k8s-validate-venv.log" 2>&1 \
             || die "python3 -m venv $VENV failed: $(tail -3 "${TMPDIR:-/tmp}/k8s-validate-venv.log" | tr '\n' ' ')
-  Debian/Ubuntu need the venv module: apt-get install -y python3-venv"
+  Debian/Ubuntu need the venv module: install python3-venv (scripts/setup.sh)"
     fi
     say "installing $PIN into $VENV (from PyPI)"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$PIN" \

@@ -5,6 +5,7 @@
 # scripts/compose-restart-test.sh, scripts/compose-partition-test.sh, scripts/swarm-test.sh).
 #     scripts/test.sh                # everything (what CI runs)
 #     scripts/test.sh --no-compose   # without the Docker tests (quick local run)
+# On a fresh machine, first install what the tests need: scripts/setup.sh && scripts/test.sh
 # Exits non-zero if any part fails; every part runs even if an earlier one fails.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,10 +15,17 @@ COMPOSE=1
 for arg in "$@"; do
     case "$arg" in
         --no-compose) COMPOSE=0 ;;
-        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
         *) echo "usage: $0 [--no-compose]" >&2; exit 2 ;;
     esac
 done
+
+# Say up front when a tool the tests use is missing (the tests that need it will fail, each
+# naming its package); scripts/setup.sh installs them all.
+if ! missing="$(scripts/setup.sh --check 2>&1)"; then
+    echo "== warning: not everything the tests need is installed; run scripts/setup.sh first:"
+    grep -E 'missing' <<<"$missing" | sed 's/^/   /'
+fi
 
 status=0
 summary=()

@@ -35,7 +35,11 @@ export DKV_HEARTBEAT_INTERVAL=200ms
 export DKV_HEALTHCHECK_INTERVAL=1s
 
 for tool in docker curl python3; do
-    command -v "$tool" >/dev/null || { echo "$TEST_NAME: error: '$tool' is not installed" >&2; exit 2; }
+    command -v "$tool" >/dev/null || {
+        [ "$tool" = docker ] && pkg="Docker (docker.io)" || pkg="$tool"
+        echo "$TEST_NAME: error: '$tool' is not installed: install $pkg (scripts/setup.sh installs what the tests need)" >&2
+        exit 2
+    }
 done
 
 PASSED=0

@@ -30,7 +30,7 @@ pub enum Command {
     Del(DelArgs),
     /// Show how long a key has left before it expires.
     Ttl(KeyArgs),
-    /// Show the cluster's members, states and key counts.
+    /// Show the members: state, key copies, hints, requests, p99 and data moving (--watch: live).
     Status(StatusArgs),
     /// List every key of the cluster, one per line (non-UTF-8 bytes and control characters
     /// escaped as \xNN, a backslash as \\).
@@ -43,6 +43,15 @@ pub enum Command {
     Leave(LeaveArgs),
     /// Exit 0 if a health URL answers 200 (container health checks; the image has no curl).
     Health(HealthArgs),
+}
+
+/// A `--watch` interval: a duration of at least 100 ms, so a refresh never runs back to back.
+fn at_least_100ms(s: &str) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d < Duration::from_millis(100) {
+        return Err(format!("{s} is shorter than 100ms"));
+    }
+    Ok(d)
 }
 
 pub fn duration(s: &str) -> Result<Duration, String> {
@@ -149,6 +158,11 @@ pub struct NodeArgs {
     /// anti-entropy off.
     #[arg(long, env = "DKV_ANTI_ENTROPY_INTERVAL", default_value = "60s", value_parser = duration)]
     pub anti_entropy_interval: Duration,
+    /// Bytes per second a join copies and a rebalance hands off (e.g. 50MiB); 0: no limit.
+    /// Leaves room for client requests while data moves. A leave is not paced (it must end
+    /// within --leave-timeout).
+    #[arg(long, env = "DKV_MOVE_RATE", default_value = "0", value_parser = byte_size)]
+    pub move_rate: usize,
     /// Secret shared by the seed and the nodes; required on internal and admin endpoints.
     #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
@@ -168,6 +182,10 @@ pub struct NodeArgs {
     /// stop; for containers that are scaled down rather than restarted.
     #[arg(long, env = "DKV_LEAVE_ON_STOP")]
     pub leave_on_stop: bool,
+    /// Start even though the data directory records that this node left the cluster (`dkv
+    /// leave`): empty it and join as a new node. Without it such a node refuses to start.
+    #[arg(long, env = "DKV_REJOIN")]
+    pub rejoin: bool,
     /// Name of the cluster; a data directory or seed of another cluster is refused.
     #[arg(long, env = "DKV_CLUSTER_NAME", default_value = "dkv")]
     pub cluster_name: String,
@@ -296,6 +314,13 @@ pub struct UpArgs {
     /// Node i (from 0) also serves the Redis protocol on 127.0.0.1:RESP_BASE_PORT+i.
     #[arg(long, env = "DKV_RESP_BASE_PORT")]
     pub resp_base_port: Option<u16>,
+    /// Where the seed and the nodes write their logs (seed.log, node-I.log, replaced at each
+    /// start) [default: DATA_DIR/logs with --data-dir, else $TMPDIR/dkv-up-SEED_PORT].
+    #[arg(long, env = "DKV_LOG_DIR", conflicts_with = "verbose")]
+    pub log_dir: Option<std::path::PathBuf>,
+    /// Show the seed's and the nodes' logs on this terminal instead of writing them to files.
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -421,9 +446,24 @@ pub struct DelArgs {
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    /// Print the members and totals as JSON.
+    /// Print the members and totals as JSON (with --watch, one document per line).
     #[arg(long)]
     pub json: bool,
+    /// Members listed, the busiest first (the others are counted by state).
+    #[arg(long, default_value_t = 30)]
+    pub limit: usize,
+    /// List every member.
+    #[arg(long, conflicts_with = "limit")]
+    pub all: bool,
+    /// Draw the table again every --interval until Ctrl-C (or --count times).
+    #[arg(long)]
+    pub watch: bool,
+    /// Time between two tables with --watch.
+    #[arg(long, default_value = "2s", value_parser = at_least_100ms, requires = "watch")]
+    pub interval: Duration,
+    /// Stop after this many tables with --watch.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), requires = "watch")]
+    pub count: Option<u64>,
     #[command(flatten)]
     pub client: ClientArgs,
 }

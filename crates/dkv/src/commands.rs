@@ -1,12 +1,12 @@
-//! Client commands: `get`, `put`, `del`, `ttl`, `status`, `health`. Each returns the process exit
-//! code.
+//! Client commands: `get`, `put`, `del`, `ttl`, `health`, `leave` (`status` is in `status.rs`). Each
+//! returns the process exit code.
 
 use std::io::Read;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 
-use crate::cli::{ClientArgs, DelArgs, GetArgs, HealthArgs, KeyArgs, LeaveArgs, PutArgs, StatusArgs};
+use crate::cli::{ClientArgs, DelArgs, GetArgs, HealthArgs, KeyArgs, LeaveArgs, PutArgs};
 use crate::client::{Client, KeyTtl};
 use crate::{errln, outln};
 use dkv_node::front::keyspace::key_json;
@@ -103,116 +103,6 @@ pub async fn health(args: HealthArgs) -> i32 {
         }
         Err(e) => fail(e),
     }
-}
-
-/// A table of members with their state, the key copies each holds, pending hints, key copies
-/// moved in and clock offset, as seen by `--node`; then the totals: key copies (N per key) and
-/// keys (the copies divided by N, exact once every key has its N copies, as `DBSIZE`). A clock
-/// marked OFF is beyond `--max-clock-offset`: that node coordinates no writes. MOVED-IN counts
-/// the key copies a node received from others (joins, leaves, rebalancing) that it did not hold
-/// yet. `--json` prints the same as one JSON object.
-pub async fn status(args: StatusArgs) -> i32 {
-    let client = client(&args.client);
-    let cluster = match client.node_json("/cluster").await {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let mine = client.node_json("/stats").await.ok();
-    let members = cluster["members"].as_array().cloned().unwrap_or_default();
-    let mut rows = Vec::new();
-    for m in &members {
-        let addr = m["addr"].as_str().unwrap_or("?");
-        let stats = client.sibling(addr).node_json("/stats").await.ok();
-        rows.push(member_row(m, stats.as_ref()));
-    }
-    let summary = summarize(&cluster, mine.as_ref(), rows, client.base());
-    if args.json {
-        outln!("{summary:#}");
-        return 0;
-    }
-    outln!(
-        "epoch {}  ({} members, as seen by {}; N = {})",
-        summary["epoch"],
-        members.len(),
-        client.base(),
-        summary["replicas"]
-    );
-    let line = |c: [&str; 9]| {
-        format!(
-            "{:<18} {:<22} {:<11} {:>10} {:>12} {:>7} {:>9} {:>8} {:>10}",
-            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
-        )
-    };
-    outln!("{}", line(["ID", "ADDR", "STATE", "COPIES", "BYTES", "HINTS", "MOVED-IN", "TOKENS", "CLOCK"]));
-    for r in summary["members"].as_array().into_iter().flatten() {
-        let n = |f: &str| r[f].as_u64().map_or_else(|| "-".to_string(), |v| v.to_string());
-        // The node's clock against the others', and a mark when it is too far off to write.
-        let clock = r["clock_offset_ms"].as_i64().map_or_else(
-            || "-".to_string(),
-            |ms| format!("{ms:+}ms{}", if r["coordinating_writes"] == false { " OFF" } else { "" }),
-        );
-        let state = if r["reachable"] == true { r["state"].as_str().unwrap_or("?") } else { "unreachable" };
-        let (id, addr) = (r["id"].as_str().unwrap_or("?"), r["addr"].as_str().unwrap_or("?"));
-        outln!(
-            "{}",
-            line([
-                id,
-                addr,
-                state,
-                &n("key_copies"),
-                &n("bytes"),
-                &n("hints_pending"),
-                &n("moved_in"),
-                &n("tokens"),
-                &clock
-            ])
-        );
-    }
-    outln!("key copies: {} ({} per key)", summary["key_copies"], summary["copies_per_key"]);
-    outln!("keys: {} (key copies / {})", summary["keys"], summary["copies_per_key"]);
-    0
-}
-
-/// One member's line of `dkv status`, from its entry in `/cluster` and its `/stats` (`None`:
-/// it did not answer).
-fn member_row(m: &serde_json::Value, stats: Option<&serde_json::Value>) -> serde_json::Value {
-    let s = |f: &str| stats.map_or(serde_json::Value::Null, |s| s[f].clone());
-    serde_json::json!({
-        "id": m["id"],
-        "addr": m["addr"],
-        "state": m["state"],
-        "reachable": stats.is_some(),
-        "key_copies": s("keys"),
-        "bytes": s("bytes"),
-        "hints_pending": s("hints_pending"),
-        "moved_in": stats.map_or(serde_json::Value::Null, |s| s["requests"]["moved_in"].clone()),
-        "tokens": m["tokens"].as_array().map_or(0, Vec::len),
-        "clock_offset_ms": s("clock_offset_ms"),
-        "coordinating_writes": s("coordinating_writes"),
-    })
-}
-
-/// `dkv status`'s whole answer: the rows, and the totals. A key has N copies, or one per serving
-/// member while there are fewer (joining members hold nothing yet).
-fn summarize(
-    cluster: &serde_json::Value,
-    stats: Option<&serde_json::Value>,
-    rows: Vec<serde_json::Value>,
-    via: &str,
-) -> serde_json::Value {
-    let replicas = stats.and_then(|s| s["replicas"].as_u64()).unwrap_or(3);
-    let serving = cluster["members"].as_array().map_or(0, |ms| ms.iter().filter(|m| m["state"] != "joining").count());
-    let per_key = replicas.min(serving as u64).max(1);
-    let copies: u64 = rows.iter().filter_map(|r| r["key_copies"].as_u64()).sum();
-    serde_json::json!({
-        "epoch": cluster["epoch"],
-        "via": via,
-        "replicas": replicas,
-        "copies_per_key": per_key,
-        "key_copies": copies,
-        "keys": copies / per_key,
-        "members": rows,
-    })
 }
 
 /// Ask a node to leave the cluster for good (`POST /admin/leave`); it hands its keys to the

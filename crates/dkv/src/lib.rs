@@ -7,4 +7,5 @@ pub mod client;
 pub mod commands;
 pub mod keys;
 pub mod out;
+pub mod status;
 pub mod up;

@@ -147,6 +147,7 @@ async fn main() {
                 max_hint_bytes: a.max_hint_bytes,
                 hint_max_age: a.hint_max_age,
                 anti_entropy_interval: a.anti_entropy_interval,
+                move_rate: a.move_rate as u64,
                 tombstone_grace: a.tombstone_grace,
                 cluster_secret: a.cluster_secret,
                 fsync: match a.fsync {
@@ -154,6 +155,7 @@ async fn main() {
                     FsyncPolicy::Periodic => Fsync::Periodic(a.fsync_interval),
                 },
                 data_dir: a.data_dir,
+                rejoin: a.rejoin,
                 resp_listen: a.resp_listen,
                 cluster_name: a.cluster_name,
                 limits: ClientLimits {
@@ -191,7 +193,7 @@ async fn main() {
         Command::Put(a) => dkv::commands::put(a).await,
         Command::Del(a) => dkv::commands::del(a).await,
         Command::Ttl(a) => dkv::commands::ttl(a).await,
-        Command::Status(a) => dkv::commands::status(a).await,
+        Command::Status(a) => dkv::status::status(a).await,
         Command::Scan(a) => dkv::keys::scan(a).await,
         Command::Where(a) => dkv::keys::where_is(a).await,
         Command::Health(a) => dkv::commands::health(a).await,

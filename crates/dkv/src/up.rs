@@ -7,9 +7,14 @@
 //!
 //! It reports the cluster up only once it has seen it: every port it will use is checked free
 //! before anything starts (and no two of them the same), the seed answers as the seed, and each
-//! node answers as a node with the id the seed registered for its address. A child that exits,
-//! during start-up or later, is reported with its exit status and reaped.
+//! node answers as a node with the id the seed registered for its address. Only then does it
+//! print its summary (URLs, pids, the dashboard, where the logs are), as the last thing on the
+//! terminal: the children's logs go to one file each in a log directory (`--log-dir`), not to the
+//! terminal, unless `--verbose` asks for them there. A child that exits, during start-up or
+//! later, is reported with its exit status and its log file (the last lines of it during
+//! start-up), and reaped at once: `dkv up` never leaves a zombie behind.
 
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -32,10 +37,17 @@ macro_rules! say {
     }};
 }
 
-fn spawn(args: &[String]) -> std::io::Result<Child> {
+/// Start `dkv ARGS` as a child of the cluster; its stdout and stderr go to `log` (truncated), or
+/// to ours without one.
+fn spawn(args: &[String], log: Option<&Path>) -> std::io::Result<Child> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
     cmd.args(args).stdin(Stdio::null()).process_group(0).kill_on_drop(true);
+    if let Some(path) = log {
+        let file = std::fs::File::create(path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("creating its log {}: {e}", path.display())))?;
+        cmd.stdout(file.try_clone()?).stderr(file);
+    }
     // SAFETY: prctl is async-signal-safe and only affects the child being set up.
     unsafe {
         cmd.pre_exec(|| {
@@ -46,17 +58,34 @@ fn spawn(args: &[String]) -> std::io::Result<Child> {
     cmd.spawn()
 }
 
+/// The last `n` lines of a log file, indented, for an error message (empty if unreadable).
+fn tail(path: &Path, n: usize) -> String {
+    let Ok(text) = std::fs::read(path) else { return String::new() };
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].iter().map(|l| format!("\n    {l}")).collect()
+}
+
 /// One child process of the cluster.
 struct Proc {
     /// "the seed", "node 2".
     name: String,
     url: String,
     child: Child,
+    pid: u32,
+    /// Where its output goes (none with `--verbose`).
+    log: Option<PathBuf>,
     /// Set once it has exited (and been reaped).
     exited: Option<ExitStatus>,
 }
 
 impl Proc {
+    fn start(name: String, url: String, args: &[String], log: Option<PathBuf>) -> Result<Proc, String> {
+        let child = spawn(args, log.as_deref()).map_err(|e| format!("starting {name}: {e}"))?;
+        let pid = child.id().unwrap_or(0);
+        Ok(Proc { name, url, child, pid, log, exited: None })
+    }
+
     /// Its exit status if it has exited since the last look; reaps it.
     fn check_exit(&mut self) -> Option<ExitStatus> {
         if self.exited.is_some() {
@@ -65,6 +94,16 @@ impl Proc {
         let status = self.child.try_wait().ok().flatten()?;
         self.exited = Some(status);
         Some(status)
+    }
+
+    /// "node 1 (http://127.0.0.1:8081, pid 4242) exited (signal: 9 (SIGKILL)); its log: …", with
+    /// `when` (" during start-up") after "exited".
+    fn exit_report(&self, status: ExitStatus, when: &str) -> String {
+        let log = match &self.log {
+            Some(path) => format!("; its log: {}", path.display()),
+            None => String::new(),
+        };
+        format!("{} ({}, pid {}) exited{when} ({status}){log}", self.name, self.url, self.pid)
     }
 }
 
@@ -141,7 +180,12 @@ async fn wait_serving(procs: &mut [Proc], seed: Option<&Client>, deadline: Insta
     while !waiting.is_empty() {
         for p in procs.iter_mut() {
             if let Some(status) = p.check_exit() {
-                return Err(format!("{} ({}) exited during start-up ({status}); see its log above", p.name, p.url));
+                let last = p.log.as_deref().map(|log| tail(log, 10)).unwrap_or_default();
+                let report = p.exit_report(status, " during start-up");
+                return Err(match last.is_empty() {
+                    true => report,
+                    false => format!("{report}, which ends with:{last}"),
+                });
             }
         }
         let mut still = Vec::new();
@@ -156,7 +200,10 @@ async fn wait_serving(procs: &mut [Proc], seed: Option<&Client>, deadline: Insta
         if !waiting.is_empty() {
             if Instant::now() > deadline {
                 let names: Vec<&str> = waiting.iter().map(|&i| procs[i].name.as_str()).collect();
-                return Err(format!("{} did not start serving in time", names.join(", ")));
+                let logs: Vec<String> =
+                    waiting.iter().filter_map(|&i| Some(procs[i].log.as_ref()?.display().to_string())).collect();
+                let see = if logs.is_empty() { String::new() } else { format!(" (see {})", logs.join(", ")) };
+                return Err(format!("{} did not start serving in time{see}", names.join(", ")));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -174,19 +221,43 @@ pub async fn run(args: UpArgs) -> i32 {
     }
 }
 
+/// Where the children's logs go: `--log-dir`, else `DATA_DIR/logs`, else a directory of the
+/// temporary directory named after the seed port (two clusters never share a seed port).
+fn log_dir(args: &UpArgs) -> PathBuf {
+    match (&args.log_dir, &args.data_dir) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(data)) => data.join("logs"),
+        (None, None) => std::env::temp_dir().join(format!("dkv-up-{}", args.seed_port)),
+    }
+}
+
 async fn run_inner(args: UpArgs) -> Result<(), String> {
     if args.nodes == 0 {
         return Err("--nodes must be at least 1".into());
     }
     check_free(&plan_ports(&args)?)?;
+    let logs = match args.verbose {
+        true => None,
+        false => {
+            let dir = log_dir(&args);
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                format!("creating the log directory {}: {e}; choose another with --log-dir", dir.display())
+            })?;
+            Some(dir)
+        }
+    };
+    let log = |name: &str| logs.as_ref().map(|dir| dir.join(format!("{name}.log")));
     let seed_addr = format!("127.0.0.1:{}", args.seed_port);
     let hb = humantime::format_duration(args.heartbeat_interval).to_string();
     let ttl = humantime::format_duration(args.node_ttl).to_string();
-    let seed = spawn(&["seed".into(), "--listen".into(), seed_addr.clone(), "--node-ttl".into(), ttl])
-        .map_err(|e| format!("starting the seed: {e}"))?;
-    let mut seed = [Proc { name: "the seed".into(), url: format!("http://{seed_addr}"), child: seed, exited: None }];
+    let seed_args = ["seed".into(), "--listen".into(), seed_addr.clone(), "--node-ttl".into(), ttl];
+    let seed = Proc::start("the seed".into(), format!("http://{seed_addr}"), &seed_args, log("seed"))?;
+    let mut seed = [seed];
     let deadline = Instant::now() + Duration::from_secs(30);
-    wait_serving(&mut seed, None, deadline).await?;
+    if let Err(e) = wait_serving(&mut seed, None, deadline).await {
+        stop_all(&mut [], &mut seed[0]).await;
+        return Err(e);
+    }
     let [mut seed] = seed;
 
     let mut nodes = Vec::new();
@@ -210,14 +281,14 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
             let fsync = args.fsync.to_possible_value().expect("no skipped variants").get_name().to_string();
             argv.extend(["--data-dir".into(), dir.join(format!("node-{i}")).display().to_string()]);
             argv.extend(["--fsync".into(), fsync]);
+            // `dkv up --nodes N` asks for N nodes: one that left (`dkv leave`) comes back as new.
+            argv.push("--rejoin".into());
         }
-        match spawn(&argv) {
-            Ok(child) => {
-                nodes.push(Proc { name: format!("node {i}"), url: format!("http://{addr}"), child, exited: None })
-            }
+        match Proc::start(format!("node {i}"), format!("http://{addr}"), &argv, log(&format!("node-{i}"))) {
+            Ok(p) => nodes.push(p),
             Err(e) => {
                 stop_all(&mut nodes, &mut seed).await;
-                return Err(format!("starting node {i}: {e}"));
+                return Err(e);
             }
         }
     }
@@ -227,20 +298,35 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
         return Err(e);
     }
 
+    summary(&args, &seed, &nodes, logs.as_deref());
+    let result = watch(&mut nodes, &mut seed).await;
+    stop_all(&mut nodes, &mut seed).await;
+    result
+}
+
+/// What a user needs once the cluster is up: printed last, nothing is written to the terminal
+/// after it but the report of a child that exits.
+fn summary(args: &UpArgs, seed: &Proc, nodes: &[Proc], logs: Option<&Path>) {
     say!("dkv cluster is up: seed {}, {} nodes", seed.url, nodes.len());
+    say!("  seed       {}  (pid {})", seed.url, seed.pid);
     for (i, p) in nodes.iter().enumerate() {
         match args.resp_base_port {
-            Some(base) => say!("  node {}  (RESP: redis-cli -p {})", p.url, base + i as u16),
-            None => say!("  node {}", p.url),
+            Some(base) => say!("  node {i:<4}  {}  (pid {}, RESP: redis-cli -p {})", p.url, p.pid, base + i as u16),
+            None => say!("  node {i:<4}  {}  (pid {})", p.url, p.pid),
         }
+    }
+    say!("  dashboard  {}/", seed.url);
+    let node_logs = match nodes.len() {
+        1 => "node-0.log".to_string(),
+        n => format!("node-0.log … node-{}.log", n - 1),
+    };
+    match logs {
+        Some(dir) => say!("  logs       {}/  (seed.log, {node_logs}; --verbose shows them here)", dir.display()),
+        None => say!("  logs       on this terminal (--verbose)"),
     }
     let (a, b) = (&nodes[0].url, &nodes[nodes.len().min(2) - 1].url);
     say!("try:\n  curl -X PUT -d 'John Doe' '{a}/put?key=user_123'\n  curl '{b}/get?key=user_123'");
     say!("Ctrl-C stops the whole cluster.");
-
-    let result = watch(&mut nodes, &mut seed).await;
-    stop_all(&mut nodes, &mut seed).await;
-    result
 }
 
 /// Until Ctrl-C or SIGTERM, report each child that exits (and reap it). Ends with an error once
@@ -248,22 +334,26 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
 async fn watch(nodes: &mut [Proc], seed: &mut Proc) -> Result<(), String> {
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    // A child's exit is seen at once (SIGCHLD), not at the next poll.
+    let mut child_exit =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).map_err(|e| e.to_string())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
+            _ = child_exit.recv() => {}
             _ = tick.tick() => {}
         }
         if let Some(status) = seed.check_exit() {
             errln!(
-                "dkv up: the seed ({}) exited ({status}): the nodes keep serving with the membership they know, but none can join or leave",
-                seed.url
+                "dkv up: {}: the nodes keep serving with the membership they know, but none can join or leave",
+                seed.exit_report(status, "")
             );
         }
         for p in nodes.iter_mut() {
             if let Some(status) = p.check_exit() {
-                errln!("dkv up: {} ({}) exited ({status}); the other processes keep running", p.name, p.url);
+                errln!("dkv up: {}; the other processes keep running", p.exit_report(status, ""));
             }
         }
         if seed.exited.is_some() && nodes.iter().all(|p| p.exited.is_some()) {
@@ -274,25 +364,33 @@ async fn watch(nodes: &mut [Proc], seed: &mut Proc) -> Result<(), String> {
     Ok(())
 }
 
+/// Stop every child still running and reap all of them: nodes first (`POST /admin/stop`, then
+/// SIGKILL after 10 s), then the seed (SIGTERM, then SIGKILL after 5 s).
 async fn stop_all(nodes: &mut [Proc], seed: &mut Proc) {
     for p in nodes.iter_mut().filter(|p| p.exited.is_none()) {
         let _ = Client::new(&p.url).raw(Method::POST, "/admin/stop", None).await;
     }
     for p in nodes.iter_mut().filter(|p| p.exited.is_none()) {
-        if tokio::time::timeout(Duration::from_secs(10), p.child.wait()).await.is_err() {
-            errln!("dkv up: {} ({}) did not stop in time; killing it", p.name, p.url);
-            let _ = p.child.kill().await;
+        match tokio::time::timeout(Duration::from_secs(10), p.child.wait()).await {
+            Ok(status) => p.exited = status.ok(),
+            Err(_) => {
+                errln!("dkv up: {} ({}, pid {}) did not stop in time; killing it", p.name, p.url, p.pid);
+                let _ = p.child.kill().await;
+            }
         }
     }
     if seed.exited.is_some() {
         return;
     }
     if let Some(pid) = seed.child.id() {
-        // SAFETY: plain kill(2) on our own child's pid.
+        // SAFETY: plain kill(2) on our own child's pid, not yet reaped (so not reused).
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     }
-    if tokio::time::timeout(Duration::from_secs(5), seed.child.wait()).await.is_err() {
-        let _ = seed.child.kill().await;
+    match tokio::time::timeout(Duration::from_secs(5), seed.child.wait()).await {
+        Ok(status) => seed.exited = status.ok(),
+        Err(_) => {
+            let _ = seed.child.kill().await;
+        }
     }
 }
 

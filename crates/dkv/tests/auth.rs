@@ -6,7 +6,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -21,7 +20,7 @@ fn auth_flags() -> [&'static str; 4] {
 /// redis-cli's output (stdout and stderr), whatever its exit status.
 fn redis_cli(addr: &str, args: &[&str]) -> String {
     let (host, port) = addr.rsplit_once(':').expect("host:port");
-    let out = Command::new("redis-cli")
+    let out = tool("redis-cli")
         .args(["-h", host, "-p", port, "--no-auth-warning"])
         .args(args)
         .output()
@@ -118,7 +117,7 @@ except redis.ResponseError as e:
 print("ok")
 "#;
     let port = r[0].rsplit_once(':').unwrap().1;
-    let out = Command::new("/usr/bin/python3")
+    let out = python3_redis()
         .args(["-c", script, port, FULL, READ_ONLY])
         .output()
         .expect("/usr/bin/python3 with python3-redis is needed: apt-get install python3-redis");
@@ -150,7 +149,7 @@ print("ok")
 
 /// curl's status, headers and body.
 fn curl(args: &[&str]) -> (u16, String, String) {
-    let out = Command::new("curl").args(["-s", "-D", "-", "-o", "/dev/stderr"]).args(args).output().expect("curl");
+    let out = tool("curl").args(["-s", "-D", "-", "-o", "/dev/stderr"]).args(args).output().expect("curl");
     let head = String::from_utf8_lossy(&out.stdout).to_string();
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, head, String::from_utf8_lossy(&out.stderr).to_string())

@@ -153,6 +153,32 @@ async fn sigterm_stops_a_durable_node_and_dkv_leave_removes_it_for_good() {
     c.wait_total_keys(&[0, 1], 2 * 60).await;
     let meta = std::fs::read_to_string(c.data_dir(2).join("dkv.json")).expect("dkv.json");
     assert!(!meta.contains(&id), "the identity is dropped after a leave: {meta}");
+
+    // Started again on that directory, as an orchestrator restarts a container that exited: it
+    // refuses, and says how to come back, rather than joining as a new member.
+    let mut again = dkv().args(&c.nodes[2].args).stderr(std::process::Stdio::piped()).spawn().expect("spawn");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while again.try_wait().expect("try_wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = again.kill();
+            panic!("a node that left started again on its data directory");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = again.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("left the cluster") && stderr.contains("--rejoin"), "{stderr}");
+    let view = c.seed_view().await.expect("view");
+    assert_eq!(view["nodes"].as_array().unwrap().len(), 2, "it did not register: {view}");
+
+    // With --rejoin it comes back as a new, empty node, and the keys spread to it again.
+    c.nodes[2].args.push("--rejoin".into());
+    c.restart_node(2);
+    c.wait_normal(3).await;
+    let new_id = c.client(2).json("/health").await.expect("health")["id"].as_str().expect("id").to_string();
+    assert_ne!(new_id, id, "a new member");
+    assert!(missing(&c, &[0, 1, 2], &data).await.is_empty());
 }
 
 /// Run `dkv node` on `dir` against a seed that is not there: it must fail before it needs one.

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -13,7 +12,7 @@ use http::{Method, StatusCode};
 
 fn redis_cli(addr: &str, args: &[&str]) -> String {
     let (host, port) = addr.rsplit_once(':').expect("host:port");
-    let out = Command::new("redis-cli")
+    let out = tool("redis-cli")
         .args(["-h", host, "-p", port])
         .args(args)
         .output()

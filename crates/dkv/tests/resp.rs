@@ -6,14 +6,13 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 
 fn redis_cli(addr: &str, args: &[&str]) -> String {
     let (host, port) = addr.rsplit_once(':').expect("host:port");
-    let out = Command::new("redis-cli")
+    let out = tool("redis-cli")
         .args(["-h", host, "-p", port])
         .args(args)
         .output()
@@ -65,7 +64,7 @@ async fn redis_benchmark_and_a_client_library_run_without_errors() {
     let c = Cluster::start_resp(3, &[]).await;
     let r: Vec<String> = c.nodes.iter().map(|n| n.resp.clone().expect("resp")).collect();
     let (host, port) = r[0].rsplit_once(':').unwrap();
-    let out = Command::new("redis-benchmark")
+    let out = tool("redis-benchmark")
         .args(["-h", host, "-p", port, "-t", "set,get", "-n", "2000", "-c", "8", "-r", "1000", "-q"])
         .output()
         .expect("redis-benchmark is needed for this test: apt-get install redis-tools");
@@ -97,7 +96,7 @@ except redis.ResponseError as e:
 print("ok")
 "#;
     let port = |i: usize| r[i].rsplit_once(':').unwrap().1.to_string();
-    let out = Command::new("/usr/bin/python3")
+    let out = python3_redis()
         .args(["-c", script, &port(0), &port(1)])
         .output()
         .expect("/usr/bin/python3 with python3-redis is needed: apt-get install python3-redis");

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -249,7 +248,7 @@ async fn a_scan_returns_every_key_while_a_node_leaves() {
 
 fn redis_cli(addr: &str, args: &[&str]) -> (bool, String) {
     let (host, port) = addr.rsplit_once(':').expect("host:port");
-    let out = Command::new("redis-cli")
+    let out = tool("redis-cli")
         .args(["-h", host, "-p", port])
         .args(args)
         .output()
@@ -300,7 +299,7 @@ keys = sorted(k.decode() for k in r.scan_iter(match="r2*", count=7))
 print(",".join(keys))
 "#;
     let port = r.rsplit_once(':').unwrap().1;
-    let out = Command::new("/usr/bin/python3")
+    let out = python3_redis()
         .args(["-c", script, port])
         .output()
         .expect("/usr/bin/python3 with python3-redis is needed: apt-get install python3-redis");

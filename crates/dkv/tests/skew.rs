@@ -11,16 +11,10 @@ use std::time::Duration;
 
 use common::*;
 
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-
 /// Environment that runs a node with its wall clock shifted by `offset` (e.g. "+2s").
 fn clock(offset: &str) -> [(&'static str, String); 4] {
-    assert!(
-        std::path::Path::new(LIBFAKETIME).exists(),
-        "libfaketime is needed for this test: apt-get install faketime"
-    );
     [
-        ("LD_PRELOAD", LIBFAKETIME.to_string()),
+        ("LD_PRELOAD", libfaketime().to_string()),
         ("FAKETIME", offset.to_string()),
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()),
         ("FAKETIME_NO_CACHE", "1".to_string()),

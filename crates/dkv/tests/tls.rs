@@ -83,25 +83,25 @@ async fn clients_and_peers_talk_tls_with_curl_redis_cli_redis_py_and_dkv() {
     let url = |i: usize, pq: &str| format!("https://{}{pq}", c.nodes[i].addr);
 
     let (ok, out) = output(
-        Command::new("curl")
+        tool("curl")
             .args(["-sS", "--cacert", &cafile, "-X", "PUT", "-d", "over tls"])
             .arg(url(0, "/put?key=k")),
     );
     assert!(ok && out.is_empty(), "{out}");
-    let (ok, out) = output(Command::new("curl").args(["-sS", "--cacert", &cafile]).arg(url(1, "/get?key=k")));
+    let (ok, out) = output(tool("curl").args(["-sS", "--cacert", &cafile]).arg(url(1, "/get?key=k")));
     assert_eq!((ok, out.as_str()), (true, "over tls"));
     // Without the CA curl refuses the node; in the clear the node refuses curl.
-    let (ok, out) = output(Command::new("curl").args(["-sS"]).arg(url(2, "/get?key=k")));
+    let (ok, out) = output(tool("curl").args(["-sS"]).arg(url(2, "/get?key=k")));
     assert!(!ok, "an unknown CA must fail: {out}");
     let (ok, out) =
-        output(Command::new("curl").args(["-sS", "--max-time", "5"]).arg(format!("http://{}/health", c.nodes[2].addr)));
+        output(tool("curl").args(["-sS", "--max-time", "5"]).arg(format!("http://{}/health", c.nodes[2].addr)));
     assert!(!ok, "plain HTTP on a TLS port must fail: {out}");
 
     // redis-cli (Debian's is built with TLS) and redis-py with ssl=True.
     let resp = c.nodes[2].resp.clone().unwrap();
     let (host, port) = resp.rsplit_once(':').unwrap();
     let cli = |args: &[&str]| {
-        output(Command::new("redis-cli").args(["--tls", "--cacert", &cafile, "-h", host, "-p", port]).args(args))
+        output(tool("redis-cli").args(["--tls", "--cacert", &cafile, "-h", host, "-p", port]).args(args))
     };
     assert_eq!(cli(&["GET", "k"]), (true, "over tls".to_string()));
     assert_eq!(cli(&["SET", "r", "via resp"]), (true, "OK".to_string()));
@@ -113,7 +113,7 @@ assert r.get("r") == b"via resp"
 assert r.set("py", "tls") is True
 print("ok")
 "#;
-    let (ok, out) = output(Command::new("/usr/bin/python3").args(["-c", script, port, &cafile]));
+    let (ok, out) = output(python3_redis().args(["-c", script, port, &cafile]));
     assert!(ok && out.contains("ok"), "redis-py: {out}");
 
     // The dkv client: --cacert for https:// nodes, and a clear error without it.
@@ -248,7 +248,7 @@ async fn with_a_client_ca_clients_need_a_certificate_it_signed() {
     let (app, app_key) = clients.sign("app");
     let cafile = ca.cert_file().display().to_string();
     let url = format!("https://{}/put?key=k", c.nodes[0].addr);
-    let (ok, out) = output(Command::new("curl").args([
+    let (ok, out) = output(tool("curl").args([
         "-sS",
         "-o",
         "/dev/null",
@@ -264,7 +264,7 @@ async fn with_a_client_ca_clients_need_a_certificate_it_signed() {
     ]));
     assert!(!ok || out == "403", "no client certificate: {out}");
     let (ok, out) = output(
-        Command::new("curl").args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", &cafile]).args([
+        tool("curl").args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", &cafile]).args([
             "--cert",
             &app.display().to_string(),
             "--key",
@@ -280,10 +280,10 @@ async fn with_a_client_ca_clients_need_a_certificate_it_signed() {
     let resp = c.nodes[1].resp.clone().unwrap();
     let (host, port) = resp.rsplit_once(':').unwrap();
     let tls = ["--tls", "--cacert", &cafile, "-h", host, "-p", port];
-    let (_, out) = output(Command::new("redis-cli").args(tls).args(["GET", "k"]));
+    let (_, out) = output(tool("redis-cli").args(tls).args(["GET", "k"]));
     assert_ne!(out, "v", "RESP without a client certificate must fail");
     let (app, app_key) = (app.display().to_string(), app_key.display().to_string());
-    let (ok, out) = output(Command::new("redis-cli").args(tls).args(["--cert", &app, "--key", &app_key, "GET", "k"]));
+    let (ok, out) = output(tool("redis-cli").args(tls).args(["--cert", &app, "--key", &app_key, "GET", "k"]));
     assert_eq!((ok, out.as_str()), (true, "v"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,4 +1,5 @@
-//! `dkv up`: one command starts a working cluster, and Ctrl-C stops all of it.
+//! `dkv up`: one command starts a working cluster, and Ctrl-C stops all of it. Its summary comes
+//! last, with the dashboard and the log files; a child that exits is reported and reaped.
 
 mod common;
 
@@ -33,9 +34,21 @@ async fn up_starts_a_cluster_that_serves_and_ctrl_c_stops_every_process() {
         seen
     });
     let lines = tokio::time::timeout(Duration::from_secs(30), lines).await.expect("dkv up printed its banner").unwrap();
-    let urls: Vec<String> = lines.iter().filter_map(|l| l.trim().strip_prefix("node ").map(str::to_string)).collect();
+    let urls: Vec<String> = summary_nodes(&lines).into_iter().map(|(url, _)| url).collect();
     assert_eq!(urls.len(), 3, "{lines:?}");
     assert!(lines.iter().any(|l| l.contains("curl")), "prints a curl example: {lines:?}");
+    // The summary is all there is on stdout: the children's logs went to their files.
+    assert!(lines[0].starts_with("dkv cluster is up"), "{lines:?}");
+    let dashboard = format!("dashboard  http://127.0.0.1:{seed_port}/");
+    assert!(lines.iter().any(|l| l.trim() == dashboard), "names the dashboard: {lines:?}");
+    let page = Client::new(&format!("http://127.0.0.1:{seed_port}")).raw(http::Method::GET, "/", None).await.unwrap();
+    assert_eq!(page.0, http::StatusCode::OK);
+    let logs = std::env::temp_dir().join(format!("dkv-up-{seed_port}"));
+    assert!(lines.iter().any(|l| l.contains(&format!("logs       {}/", logs.display()))), "{lines:?}");
+    for log in ["seed.log", "node-0.log", "node-1.log", "node-2.log"] {
+        let text = std::fs::read_to_string(logs.join(log)).unwrap_or_default();
+        assert!(text.contains("INFO"), "{log} holds its process's log: {text:?}");
+    }
 
     Client::new(&urls[0]).put(b"user_123", "John Doe").await.unwrap();
     assert_eq!(Client::new(&urls[2]).get(b"user_123").await.unwrap().as_deref(), Some(&b"John Doe"[..]));
@@ -51,6 +64,27 @@ async fn up_starts_a_cluster_that_serves_and_ctrl_c_stops_every_process() {
         })
         .await;
     }
+}
+
+/// The nodes of `dkv up`'s summary ("  node 0     http://127.0.0.1:8080  (pid 4242)"): URL and pid.
+fn summary_nodes(lines: &[String]) -> Vec<(String, u32)> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            match words[..] {
+                ["node", _, url, "(pid", pid, ..] => {
+                    Some((url.to_string(), pid.trim_end_matches([')', ',']).parse().ok()?))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Whether `pid` is still a process (a zombie counts: it is not reaped yet).
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// `dkv up` with `flags`, its stdout and stderr lines collected as they come.
@@ -80,6 +114,10 @@ impl Up {
 
     fn said(&self, what: &str) -> bool {
         self.out.lock().unwrap().iter().chain(self.err.lock().unwrap().iter()).any(|l| l.contains(what))
+    }
+
+    fn stdout(&self) -> Vec<String> {
+        self.out.lock().unwrap().clone()
     }
 
     fn transcript(&self) -> String {
@@ -133,25 +171,91 @@ fn zombie_children(pid: u32) -> Vec<u32> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn up_reports_a_child_that_exits_and_reaps_it() {
-    let base = free_port_run(2);
-    let mut up = Up::start(&up_flags(2, free_port(), base));
+async fn up_reports_a_child_that_exits_with_its_log_and_leaves_no_process_behind() {
+    let base = free_port_run(3);
+    let logs = temp_root("up-logs");
+    let mut flags = up_flags(3, free_port(), base);
+    flags.extend(["--log-dir".to_string(), logs.display().to_string()]);
+    let mut up = Up::start(&flags);
     eventually(Duration::from_secs(30), "the cluster to be up", || async { up.said("Ctrl-C").then_some(()) }).await;
-    let node1 = format!("127.0.0.1:{}", base + 1);
-    let (status, _) = Client::new(&node1).raw(http::Method::POST, "/admin/stop", None).await.unwrap();
-    assert_eq!(status, http::StatusCode::ACCEPTED);
-    let reported = format!("node 1 (http://{node1}) exited (exit status: 0)");
-    eventually(Duration::from_secs(20), "dkv up to report node 1's exit", || async {
+    let nodes = summary_nodes(&up.stdout());
+    assert_eq!(nodes.len(), 3, "{}", up.transcript());
+    assert!(up.stdout().last().unwrap().contains("Ctrl-C"), "the summary comes last: {}", up.transcript());
+    assert!(up.err.lock().unwrap().is_empty(), "nothing on stderr: {}", up.transcript());
+
+    // node 1 is killed: reported with its signal and its log file, and reaped.
+    let (url, pid) = nodes[1].clone();
+    // SAFETY: kill(2) on a pid dkv up printed, its child, which is running (not reaped yet).
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let log = logs.join("node-1.log");
+    let reported = format!("node 1 ({url}, pid {pid}) exited (signal: 9 (SIGKILL)); its log: {}", log.display());
+    eventually(Duration::from_secs(10), "dkv up to report node 1's exit", || async {
         up.said(&reported).then_some(())
     })
     .await;
-    let pid = up.proc.child.id();
+    assert!(std::fs::read_to_string(&log).unwrap().contains("registered with the seed"));
+    let up_pid = up.proc.child.id();
     eventually(Duration::from_secs(5), "node 1 to be reaped", || async move {
-        zombie_children(pid).is_empty().then_some(())
+        (zombie_children(up_pid).is_empty() && !alive(pid)).then_some(())
     })
     .await;
-    // The rest of the cluster still runs and still stops on Ctrl-C.
+
+    // A node stopped cleanly is reported with its exit status.
+    let node2 = nodes[2].0.trim_start_matches("http://").to_string();
+    let (status, _) = Client::new(&node2).raw(http::Method::POST, "/admin/stop", None).await.unwrap();
+    assert_eq!(status, http::StatusCode::ACCEPTED);
+    let reported = format!("node 2 ({}, pid {}) exited (exit status: 0)", nodes[2].0, nodes[2].1);
+    eventually(Duration::from_secs(20), "dkv up to report node 2's exit", || async {
+        up.said(&reported).then_some(())
+    })
+    .await;
+
+    // The rest of the cluster still serves, and Ctrl-C stops it: no child is left, not even a zombie.
     Client::new(&format!("127.0.0.1:{base}")).node_json("/health").await.unwrap();
+    let seed_pid = up
+        .stdout()
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("seed ")?.split("(pid ").nth(1)?.trim_end_matches(')').parse::<u32>().ok());
+    let seed_pid = seed_pid.unwrap_or_else(|| panic!("the seed's pid in the summary: {}", up.transcript()));
     up.proc.signal(libc::SIGINT);
     assert_eq!(up.proc.wait_exit(Duration::from_secs(20)).await, Some(0), "{}", up.transcript());
+    for pid in [seed_pid, nodes[0].1, nodes[1].1, nodes[2].1] {
+        assert!(!alive(pid), "pid {pid} of the cluster is still there after dkv up exited: {}", up.transcript());
+    }
+    let _ = std::fs::remove_dir_all(&logs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_verbose_shows_the_logs_on_the_terminal() {
+    let mut flags = up_flags(1, free_port(), free_port_run(1));
+    flags.push("--verbose".into());
+    let mut up = Up::start(&flags);
+    eventually(Duration::from_secs(30), "the cluster to be up", || async { up.said("Ctrl-C").then_some(()) }).await;
+    assert!(up.said("logs       on this terminal (--verbose)"), "{}", up.transcript());
+    let logged = |what: &str| up.err.lock().unwrap().iter().any(|l| l.contains(what));
+    assert!(logged("seed listening") && logged("registered with the seed"), "{}", up.transcript());
+    up.proc.signal(libc::SIGINT);
+    assert_eq!(up.proc.wait_exit(Duration::from_secs(20)).await, Some(0), "{}", up.transcript());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_reports_a_node_that_fails_to_start_with_the_end_of_its_log() {
+    // Node 0's data directory belongs to another cluster: the node refuses it and exits.
+    let data = temp_root("up-refused");
+    std::fs::create_dir_all(data.join("node-0")).unwrap();
+    std::fs::write(data.join("node-0/dkv.json"), br#"{"format":2,"cluster":"blue"}"#).unwrap();
+    let mut flags = up_flags(1, free_port(), free_port_run(1));
+    flags.extend(["--data-dir".to_string(), data.display().to_string()]);
+    let mut up = Up::start(&flags);
+    assert_eq!(up.proc.wait_exit(Duration::from_secs(20)).await, Some(1), "{}", up.transcript());
+    let log = data.join("logs/node-0.log");
+    assert!(up.said("dkv up: node 0 (http://127.0.0.1:"), "{}", up.transcript());
+    assert!(
+        up.said(&format!("exited during start-up (exit status: 1); its log: {}", log.display())),
+        "{}",
+        up.transcript()
+    );
+    assert!(up.said("belongs to cluster \"blue\""), "the end of its log: {}", up.transcript());
+    assert!(!up.said("cluster is up"), "{}", up.transcript());
+    let _ = std::fs::remove_dir_all(&data);
 }

@@ -54,12 +54,23 @@ pub struct IdRequest {
     /// On heartbeats: the [`Digest`] of the view the node holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<Digest>,
+    /// On heartbeats: the node's requests, latency, hints and data movements, for the dashboard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<crate::load::Load>,
 }
 
 impl IdRequest {
     /// Just the id (`/ready`).
     pub fn id(id: NodeId) -> Self {
-        IdRequest { id, keys: None, clock_offset_ms: None, coordinating_writes: None, epoch: None, digest: None }
+        IdRequest {
+            id,
+            keys: None,
+            clock_offset_ms: None,
+            coordinating_writes: None,
+            epoch: None,
+            digest: None,
+            load: None,
+        }
     }
 
     /// The view the node says it holds, when it says both epoch and digest.

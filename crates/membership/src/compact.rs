@@ -217,7 +217,7 @@ impl Compact for HeartbeatAnswer {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 pub struct WireIdRequest {
     id: u64,
     keys: Option<u64>,
@@ -225,6 +225,39 @@ pub struct WireIdRequest {
     coordinating_writes: Option<bool>,
     epoch: Option<u64>,
     digest: Option<u64>,
+    /// Added to version 2 after its first release, last: a heartbeat of a node of that release
+    /// ends before it, and reads as `None` (see the `Deserialize` below), so a seed of this
+    /// release still hears those nodes during a rolling upgrade. (Upgrade the seed first: an
+    /// older seed refuses the extra field.)
+    load: Option<crate::load::WireLoad>,
+}
+
+impl<'de> Deserialize<'de> for WireIdRequest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = WireIdRequest;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a heartbeat")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<WireIdRequest, A::Error> {
+                let missing = || de::Error::custom("a heartbeat cut short");
+                Ok(WireIdRequest {
+                    id: seq.next_element()?.ok_or_else(missing)?,
+                    keys: seq.next_element()?.ok_or_else(missing)?,
+                    clock_offset_ms: seq.next_element()?.ok_or_else(missing)?,
+                    coordinating_writes: seq.next_element()?.ok_or_else(missing)?,
+                    epoch: seq.next_element()?.ok_or_else(missing)?,
+                    digest: seq.next_element()?.ok_or_else(missing)?,
+                    // The end of the body here is a node of the first version 2 release; a
+                    // malformed field leaves bytes behind, which `decode` refuses.
+                    load: seq.next_element().ok().flatten().flatten(),
+                })
+            }
+        }
+        const FIELDS: &[&str] = &["id", "keys", "clock_offset_ms", "coordinating_writes", "epoch", "digest", "load"];
+        d.deserialize_struct("WireIdRequest", FIELDS, Fields)
+    }
 }
 
 impl Compact for IdRequest {
@@ -237,6 +270,7 @@ impl Compact for IdRequest {
             coordinating_writes: self.coordinating_writes,
             epoch: self.epoch,
             digest: self.digest.map(|d| d.0),
+            load: self.load.as_ref().map(crate::load::Load::to_wire),
         }
     }
     fn from_wire(w: WireIdRequest) -> IdRequest {
@@ -247,6 +281,7 @@ impl Compact for IdRequest {
             coordinating_writes: w.coordinating_writes,
             epoch: w.epoch,
             digest: w.digest.map(Digest),
+            load: w.load.map(crate::load::Load::from_wire),
         }
     }
 }

@@ -48,6 +48,21 @@ fn every_message_round_trips() {
         coordinating_writes: Some(false),
         epoch: Some(41),
         digest: Some(Digest(u64::MAX)),
+        load: Some(crate::load::Load {
+            requests: 7,
+            window_ms: 1000,
+            p99_us: Some(900),
+            hints_pending: 2,
+            moves: vec![crate::load::Move {
+                kind: crate::load::MoveKind::Leave,
+                active: true,
+                keys: 3,
+                bytes: 30,
+                planned_keys: Some(9),
+                planned_bytes: None,
+                permille: 333,
+            }],
+        }),
         ..IdRequest::id(NodeId(3))
     });
     round_trip(IdRequest::id(NodeId(3)));
@@ -117,4 +132,32 @@ fn media_types_name_their_version() {
     assert!(!accepts("application/x-dkv-postcard; v=1, application/json", 2));
     assert!(!accepts("*/*", 2), "only a node that names it gets it");
     assert!(!accepts("application/json", 2));
+}
+
+#[test]
+fn a_heartbeat_of_the_first_version_2_release_reads_without_load() {
+    // That release's heartbeat: the same fields, without `load` at the end.
+    #[derive(Serialize)]
+    struct Before {
+        id: u64,
+        keys: Option<u64>,
+        clock_offset_ms: Option<i64>,
+        coordinating_writes: Option<bool>,
+        epoch: Option<u64>,
+        digest: Option<u64>,
+    }
+    let before = Before {
+        id: 7,
+        keys: Some(3),
+        clock_offset_ms: Some(-2),
+        coordinating_writes: None,
+        epoch: Some(9),
+        digest: Some(11),
+    };
+    let body = postcard::to_extend(&before, vec![2]).unwrap();
+    let got: IdRequest = decode(&body, 2).expect("an older heartbeat");
+    assert_eq!((got.id, got.keys, got.epoch, got.digest), (NodeId(7), Some(3), Some(9), Some(Digest(11))));
+    assert!(got.load.is_none());
+    // Cut anywhere before `load`, it is still refused.
+    assert!(decode::<IdRequest>(&body[..body.len() - 1], 2).is_err());
 }

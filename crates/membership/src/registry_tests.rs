@@ -280,3 +280,30 @@ fn an_adopted_view_keeps_its_epoch_only_if_the_seed_ends_up_with_exactly_it() {
     let hb = fresh.heartbeat_since(other, holds(&view), 5_002).unwrap();
     assert!(hb.nodes.is_some_and(|n| n.iter().any(|m| m.id == newcomer.id)));
 }
+
+#[test]
+fn a_planned_join_registers_as_a_new_node_with_the_planned_tokens() {
+    let mut r = Registry::new(0, TTL);
+    let first = r.register(reg("h:1"), 0).unwrap();
+    let plan = r.plan_join(&reg("h:2")).expect("a new node: tokens to choose");
+    assert!(r.view().member(plan.id).is_none(), "a fresh id");
+    // Chosen outside the registry; meanwhile another node joined (the plan does not know it).
+    let tokens = plan.tokens();
+    r.register(reg("h:3"), 1).unwrap();
+    let req = RegisterRequest { id: Some(plan.id), tokens: Some(tokens.clone()), ..reg("h:2") };
+    let joined = r.register(req, 2).unwrap();
+    assert_eq!(joined.id, plan.id);
+    let m = r.view().member(plan.id).unwrap().clone();
+    assert_eq!((m.tokens, m.state), (tokens, NodeState::Joining), "as any new node next to a normal one");
+    assert_eq!(r.digest(), r.view().digest());
+
+    // Registrations that choose no tokens, or that the registry refuses, are not planned.
+    let back = RegisterRequest { id: Some(first.id), ..reg("h:1") };
+    assert!(r.plan_join(&back).is_none(), "a returning node keeps its tokens");
+    assert!(r.plan_join(&RegisterRequest { tokens: Some(vec![1]), ..reg("h:4") }).is_none());
+    assert!(r.plan_join(&RegisterRequest { vnodes: Some(0), ..reg("h:4") }).is_none());
+    assert!(r.plan_join(&RegisterRequest { vnodes: Some(MAX_VNODES + 1), ..reg("h:4") }).is_none());
+    assert!(r.plan_join(&RegisterRequest { cluster: Some("other".into()), ..reg("h:4") }).is_none());
+    assert!(r.plan_join(&reg("no port")).is_none());
+    assert!(r.plan_join(&RegisterRequest { vnodes: Some(16), ..reg("h:4") }).is_some_and(|p| p.tokens().len() == 16));
+}

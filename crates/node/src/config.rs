@@ -54,6 +54,10 @@ pub struct NodeConfig {
     /// Time between anti-entropy rounds (one also runs after every membership change); zero turns
     /// anti-entropy off, for tests that need a replica to stay stale.
     pub anti_entropy_interval: Duration,
+    /// Bytes per second this node copies in a join or hands off in a rebalance (0: as fast as it
+    /// can): so moving data leaves room for client requests. A leave is not paced: it must end
+    /// within `leave_timeout`.
+    pub move_rate: u64,
     /// When set, presented in the handshake of every node-to-node connection and sent to the
     /// seed, and required from peers and on `/admin/*` (DESIGN §9). Clients of the public API
     /// never need it.
@@ -62,6 +66,10 @@ pub struct NodeConfig {
     pub vnodes: usize,
     /// Where the node keeps its identity and data; `None`: in memory, a new node at every start.
     pub data_dir: Option<PathBuf>,
+    /// A data directory records a leave (`dkv leave`): without this the node refuses to start
+    /// (an orchestrator restarting a node that left must not bring it back as a new member);
+    /// with it, the node empties the directory and joins as a new, empty node.
+    pub rejoin: bool,
     /// When a write with a data directory counts as stored (see `durability.rs`).
     pub fsync: Fsync,
     /// Name of the cluster; a data directory or seed of another cluster is refused.
@@ -101,10 +109,12 @@ impl Default for NodeConfig {
             max_hint_bytes: 256 << 20,
             hint_max_age: Duration::from_secs(3 * 3600),
             anti_entropy_interval: Duration::from_secs(60),
+            move_rate: 0,
             tombstone_grace: Duration::from_secs(24 * 3600),
             vnodes: dkv_placement::DEFAULT_VNODES,
             cluster_secret: None,
             data_dir: None,
+            rejoin: false,
             fsync: Fsync::Periodic(Duration::from_secs(1)),
             cluster_name: "dkv".into(),
             resp_listen: None,

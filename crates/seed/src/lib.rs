@@ -7,6 +7,7 @@
 //! serving with the membership they last saw and re-register with their own ids, tokens and last
 //! view, so the same membership is back within one heartbeat (see the registry's docs).
 
+mod dashboard;
 mod format;
 mod openapi;
 mod server;

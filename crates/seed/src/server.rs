@@ -38,9 +38,11 @@ struct Seed {
     registry: Arc<Mutex<Registry>>,
     /// Members removed for missing their heartbeats, since start.
     expired: Arc<std::sync::atomic::AtomicU64>,
-    /// What each member reported with its last heartbeat: key copies, clock offset (for the
-    /// dashboard only).
+    /// What each member reported with its last heartbeat: key copies, clock offset, requests,
+    /// hints, data movements (for the dashboard only; bounded, see `Load::bounded`).
     reports: Arc<Mutex<std::collections::HashMap<dkv_membership::NodeId, IdRequest>>>,
+    /// The ring as the dashboard draws it, for the view of this epoch and digest.
+    drawing: Arc<crate::dashboard::Cache>,
     /// Heartbeats answered, by what they carried and in which encoding (see [`Told`]).
     heartbeats: Arc<[std::sync::atomic::AtomicU64; 6]>,
 }
@@ -86,6 +88,7 @@ pub fn router(config: &SeedConfig) -> (Router, impl Future<Output = ()> + Send +
     let seed = Seed {
         expired: Arc::default(),
         reports: Arc::default(),
+        drawing: Arc::default(),
         heartbeats: Arc::default(),
         registry: Arc::new(Mutex::new(
             Registry::new(now_ms(), config.node_ttl.as_millis() as u64).for_cluster(&config.cluster_name),
@@ -220,10 +223,19 @@ fn reply<T: serde::Serialize + Compact>(format: Format, result: Result<T, Regist
 }
 
 async fn register(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    let req: RegisterRequest = match parse(&headers, body) {
+    let mut req: RegisterRequest = match parse(&headers, body) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
+    // A new node's tokens are chosen without holding the registry: the choice takes half a
+    // second at 1 000 members, and heartbeats must not wait for it (see `JoinPlan`).
+    if let Some(plan) = seed.with(|r| r.plan_join(&req)) {
+        let id = plan.id;
+        match tokio::task::spawn_blocking(move || plan.tokens()).await {
+            Ok(tokens) => (req.id, req.tokens) = (Some(id), Some(tokens)),
+            Err(e) => return error_line(StatusCode::INTERNAL_SERVER_ERROR, format!("choosing tokens: {e}")),
+        }
+    }
     let result = seed.with(|r| {
         let before = r.epoch();
         let res = r.register(req, now_ms());
@@ -242,8 +254,9 @@ async fn register(State(seed): State<Seed>, headers: HeaderMap, body: Result<Byt
 /// cost does not grow with the cluster (a map lookup, a small answer). See the registry.
 async fn heartbeat(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     match parse::<IdRequest>(&headers, body) {
-        Ok(req) => {
+        Ok(mut req) => {
             let id = req.id;
+            req.load = req.load.map(dkv_membership::load::Load::bounded);
             let answer = seed.with(|r| r.heartbeat_since(id, req.known(), now_ms()));
             let format = Format::answer(&headers);
             if let Ok(a) = &answer {
@@ -300,28 +313,20 @@ async fn dashboard() -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], include_str!("dashboard.html")).into_response()
 }
 
-/// What the dashboard draws: the view, each member's reported key copies, and the seed's clock
-/// (so the page shows heartbeat ages without trusting the browser's clock).
+/// What the dashboard draws (see `dashboard.rs`): the members with what each reported with its
+/// last heartbeat, totals, the ring as a bounded list of arcs, and the seed's clock (so the page
+/// shows heartbeat ages without trusting the browser's clock).
 async fn dashboard_json(State(seed): State<Seed>) -> Response {
-    let view = seed.with(|r| r.view());
-    let mut reports = seed.reports.lock().unwrap_or_else(|e| e.into_inner());
-    // Forget the reports of nodes that are no longer members.
-    reports.retain(|id, _| view.nodes.iter().any(|m| m.id == *id));
-    let reports = reports.clone();
-    let members: Vec<serde_json::Value> = view
-        .nodes
-        .iter()
-        .map(|m| {
-            serde_json::json!({
-                "id": m.id, "addr": m.addr, "state": m.state, "tokens": m.tokens,
-                "last_seen_ms": m.last_seen_ms,
-                "keys": reports.get(&m.id).and_then(|r| r.keys),
-                "clock_offset_ms": reports.get(&m.id).and_then(|r| r.clock_offset_ms),
-                "coordinating_writes": reports.get(&m.id).and_then(|r| r.coordinating_writes),
-            })
-        })
-        .collect();
-    Json(serde_json::json!({ "epoch": view.epoch, "now_ms": now_ms(), "members": members })).into_response()
+    let (view, digest) = seed.with(|r| (r.view(), r.digest()));
+    let drawing = seed.drawing.get(&view, digest);
+    let reports = {
+        let mut reports = seed.reports.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget the reports of nodes that are no longer members.
+        let ids: std::collections::HashSet<_> = view.nodes.iter().map(|m| m.id).collect();
+        reports.retain(|id, _| ids.contains(id));
+        reports.clone()
+    };
+    Json(crate::dashboard::document(&view, &reports, &drawing, now_ms())).into_response()
 }
 
 /// `GET /metrics`: the membership in Prometheus text format, read from the registry at scrape time.

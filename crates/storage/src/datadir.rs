@@ -69,9 +69,10 @@ struct Meta {
     id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tokens: Option<Vec<u64>>,
-    /// The node left the cluster for good and handed its data off: at next open the store is
-    /// emptied, so that old data cannot come back as a new node's (deleted keys whose tombstones
-    /// were since purged would otherwise reappear).
+    /// The node left the cluster for good and handed its data off. It does not start again by
+    /// itself (the node refuses, see [`DataDir::has_left`]); when told to rejoin, the store is
+    /// emptied first ([`DataDir::rejoin_afresh`]), so that old data cannot come back as a new
+    /// node's (deleted keys whose tombstones were since purged would otherwise reappear).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     left: bool,
 }
@@ -125,18 +126,28 @@ impl DataDir {
             write_atomic(path, META, &to_json(&meta)).map_err(io_err)?;
             dir.meta = meta;
         }
-        if dir.meta.left {
-            let store = dir.store_path();
-            match fs::remove_dir_all(&store) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(DataDirError::Io { path: store, source: e })
-                }
-                _ => {}
-            }
-            dir.meta.left = false;
-            dir.set_identity(None).map_err(io_err)?;
-        }
         Ok(dir)
+    }
+
+    /// Whether the node that used this directory left the cluster (`dkv leave`, or a stop with
+    /// `--leave-on-stop`): its keys were handed off and its place on the ring is gone.
+    pub fn has_left(&self) -> bool {
+        self.meta.left
+    }
+
+    /// Start over after a leave: empty the store and forget the mark, so that the node joins as
+    /// a new, empty one.
+    pub fn rejoin_afresh(&mut self) -> Result<(), DataDirError> {
+        let store = self.store_path();
+        match fs::remove_dir_all(&store) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(DataDirError::Io { path: store, source: e }),
+            _ => {}
+        }
+        let meta = Meta { id: None, tokens: None, left: false, ..self.meta.clone() };
+        write_atomic(&self.path, META, &to_json(&meta))
+            .map_err(|source| DataDirError::Io { path: self.path.clone(), source })?;
+        self.meta = meta;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -259,9 +270,20 @@ mod tests {
         fs::create_dir(d.store_path()).unwrap();
         d.mark_left().unwrap();
         drop(d);
+        // The leave is remembered, and nothing is removed until the node is told to rejoin.
         let d = DataDir::open(&p, "c1").unwrap();
+        assert!(d.has_left());
         assert_eq!(d.identity().unwrap(), None);
-        assert!(!d.store_path().exists(), "a node that left starts afresh");
+        assert!(d.store_path().exists(), "opening alone removes nothing");
+        drop(d);
+        let mut d = DataDir::open(&p, "c1").unwrap();
+        assert!(d.has_left(), "still marked at the next open");
+        d.rejoin_afresh().unwrap();
+        assert!(!d.has_left());
+        assert!(!d.store_path().exists(), "a node that rejoins starts afresh");
+        drop(d);
+        let d = DataDir::open(&p, "c1").unwrap();
+        assert!(!d.has_left() && d.identity().unwrap().is_none());
         fs::remove_dir_all(&p).unwrap();
     }
 

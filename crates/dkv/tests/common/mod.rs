@@ -14,6 +14,10 @@ use dkv::client::Client;
 use serde_json::Value;
 use tokio::time::Instant;
 
+mod tools;
+#[allow(unused_imports)] // not every test runs an outside tool
+pub use tools::*;
+
 pub const HEARTBEAT: &str = "100ms";
 pub const NODE_TTL: &str = "1s";
 /// The default replication factor N; a key lives on min(N, nodes) nodes.

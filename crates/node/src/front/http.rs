@@ -226,6 +226,7 @@ async fn stats(State(node): State<Node>) -> Response {
         "clock_offset_ms": node.offsets.estimate(std::time::Instant::now()).offset_ms,
         "coordinating_writes": node.clock_refusal().is_none(),
         "requests": node.stats.snapshot(),
+        "load": node.last_load(),
     }))
     .into_response()
 }

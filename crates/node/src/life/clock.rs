@@ -4,9 +4,10 @@
 //! jumps far ahead could drag every clock in the cluster with it (a delete then waits a year for
 //! its grace period). Two defences, both bounded by `--max-clock-offset` (500 ms by default, as
 //! CockroachDB's):
-//! * every heartbeat interval a node asks each peer for its wall clock, and reads the seed's from
-//!   its heartbeat answer, NTP-style: the offset is the reading minus the midpoint of the round
-//!   trip, and half the round trip is the error. This node's offset is the median over the members
+//! * every heartbeat interval a node asks a few peers in turn for their wall clock (all of them,
+//!   up to [`PEERS_PER_ROUND`]), and reads the seed's from its heartbeat answer, NTP-style: the
+//!   offset is the reading minus the midpoint of the round trip, and half the round trip is the
+//!   error. This node's offset is the median over the members read recently
 //!   and the seed, itself counted at zero, so one node that is off finds itself off, and the
 //!   others do not. Past the bound (beyond the error),
 //!   the node logs an error and refuses to coordinate writes until it is back; it still serves
@@ -21,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use dkv_membership::NodeId;
+use dkv_membership::{Member, NodeId};
 use tokio::sync::watch;
 
 use crate::life::state::Node;
@@ -81,14 +82,13 @@ impl Offsets {
         self.readings.lock().expect("offsets lock").remove(&peer);
     }
 
-    /// Our offset: minus the median of the peers' offsets with ours (zero) among them.
+    /// Our offset: minus the median of the peers' offsets with ours (zero) among them. Readings
+    /// past `fresh` are dropped here, so the map holds the few members read lately, not every
+    /// member ever read: a heartbeat, which reports the estimate, costs the same at any size.
     pub fn estimate(&self, now: Instant) -> Estimate {
-        let readings = self.readings.lock().expect("offsets lock");
-        let mut all: Vec<(i64, i64)> = readings
-            .values()
-            .filter(|r| now.saturating_duration_since(r.at) <= self.fresh)
-            .map(|r| (r.offset_ms, r.error_ms))
-            .collect();
+        let mut readings = self.readings.lock().expect("offsets lock");
+        readings.retain(|_, r| now.saturating_duration_since(r.at) <= self.fresh);
+        let mut all: Vec<(i64, i64)> = readings.values().map(|r| (r.offset_ms, r.error_ms)).collect();
         let peers = all.len();
         all.push((0, 0));
         all.sort_unstable();
@@ -114,17 +114,38 @@ impl Offsets {
     }
 }
 
-/// Every heartbeat interval, read every member's clock and decide whether this node may
+/// Clocks read per round. Reading every member every round costs a cluster n² calls per
+/// interval (100 idle nodes at 1 s heartbeats spent 60% of a core on it); a few members in turn
+/// give the median enough readings (those of the last `fresh` interval, about three rounds' worth,
+/// plus the seed's) that one wrong clock cannot move it.
+pub const PEERS_PER_ROUND: usize = 4;
+
+/// The members to read in `round`: the [`PEERS_PER_ROUND`] after this node in id order, then the
+/// next ones round after round, so every member is read in turn and each is asked by about
+/// [`PEERS_PER_ROUND`] others per round. All of them when there are no more.
+fn to_read(nodes: &[Member], me: NodeId, round: usize) -> Vec<&Member> {
+    let mine = nodes.iter().position(|m| m.id == me).unwrap_or(0);
+    let others: Vec<&Member> = nodes[mine..].iter().chain(&nodes[..mine]).filter(|m| m.id != me).collect();
+    if others.len() <= PEERS_PER_ROUND {
+        return others;
+    }
+    let start = round.wrapping_mul(PEERS_PER_ROUND) % others.len();
+    others.iter().cycle().skip(start).take(PEERS_PER_ROUND).copied().collect()
+}
+
+/// Every heartbeat interval, read some members' clocks (see [`to_read`]) and decide whether this node may
 /// coordinate writes; log when that changes.
 pub async fn clock_loop(node: Node, mut stop: watch::Receiver<bool>) {
     let mut refusing = false;
+    let mut round = 0;
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(node.config.heartbeat_interval) => {}
         }
         let topo = node.topology();
-        let reads = topo.view.nodes.iter().filter(|m| m.id != node.me).map(|m| {
+        round += 1;
+        let reads = to_read(&topo.view.nodes, node.me, round).into_iter().map(|m| {
             let node = &node;
             async move {
                 let sent = node.hlc.wall_ms();
@@ -175,6 +196,40 @@ mod tests {
         assert_eq!(on_3.estimate(now).offset_ms, year as i64);
         let why = on_3.out_of_bounds(MAX, now).expect("node 3 is off");
         assert!(why.contains("ahead of the cluster's") && why.contains("--max-clock-offset 500 ms"), "{why}");
+    }
+
+    #[test]
+    fn each_round_reads_a_few_members_in_turn_and_each_member_is_read_as_often() {
+        let m = |id| Member {
+            id: NodeId(id),
+            addr: format!("h:{id}"),
+            tokens: vec![id],
+            state: dkv_membership::NodeState::Normal,
+            last_seen_ms: 0,
+        };
+        let few: Vec<Member> = (1..=5).map(m).collect();
+        let ids = |v: Vec<&Member>| v.iter().map(|m| m.id.0).collect::<Vec<_>>();
+        assert_eq!(ids(to_read(&few, NodeId(3), 7)), vec![4, 5, 1, 2], "a small cluster: every other member");
+
+        let n = 100u64;
+        let many: Vec<Member> = (1..=n).map(m).collect();
+        let mut asked = std::collections::HashMap::<u64, usize>::new();
+        let rounds = 99 / PEERS_PER_ROUND + 1;
+        for me in 1..=n {
+            let mut seen = std::collections::HashSet::new();
+            for round in 1..=rounds {
+                let read = ids(to_read(&many, NodeId(me), round));
+                assert_eq!(read.len(), PEERS_PER_ROUND);
+                assert!(!read.contains(&me), "never itself");
+                for id in read {
+                    seen.insert(id);
+                    *asked.entry(id).or_default() += 1;
+                }
+            }
+            assert_eq!(seen.len(), 99, "node {me} reads every other member within {rounds} rounds");
+        }
+        let (lo, hi) = (asked.values().min().unwrap(), asked.values().max().unwrap());
+        assert!(hi - lo <= PEERS_PER_ROUND, "each member is asked about as often: {lo}..{hi}");
     }
 
     #[test]

@@ -58,7 +58,21 @@ pub fn open(config: &NodeConfig) -> Result<Opened, NodeError> {
         });
     };
     let fatal = |e: String| NodeError::BadRequest(e);
-    let dir = DataDir::open(path, &config.cluster_name).map_err(|e| fatal(e.to_string()))?;
+    let mut dir = DataDir::open(path, &config.cluster_name).map_err(|e| fatal(e.to_string()))?;
+    if dir.has_left() {
+        // Restarted by an orchestrator (a StatefulSet, a restart policy) after `dkv leave`: coming
+        // back as a new member would pull ranges only to be scaled away.
+        if !config.rejoin {
+            return Err(fatal(format!(
+                "this node left the cluster (dkv leave): {} records it, and its keys were handed off; \
+                 it does not start again by itself. Start it with --rejoin (DKV_REJOIN=true) to join \
+                 as a new, empty node, or give it another --data-dir",
+                path.join("dkv.json").display()
+            )));
+        }
+        tracing::info!(dir = %path.display(), "this node left the cluster before; --rejoin: starting afresh as a new node");
+        dir.rejoin_afresh().map_err(|e| fatal(e.to_string()))?;
+    }
     let identity = dir.identity().map_err(|e| fatal(e.to_string()))?;
     let view = match dir.read(VIEW).map_err(|e| fatal(format!("reading {VIEW}: {e}")))? {
         Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {

@@ -174,6 +174,7 @@ impl Node {
             coordinating_writes: Some(self.clock_refusal().is_none()),
             epoch: Some(topo.epoch()),
             digest: Some(topo.digest()),
+            load: Some(self.load_report()),
             ..IdRequest::id(self.me)
         };
         let sent = self.hlc.wall_ms();

@@ -63,6 +63,8 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<OpLabels, Histogram, fn() -> Histogram>,
+    /// The same requests since the last heartbeat, for its report (see `load.rs`).
+    pub(crate) window: std::sync::Arc<crate::life::load::Window>,
 }
 
 impl Default for Metrics {
@@ -70,6 +72,7 @@ impl Default for Metrics {
         Metrics {
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            window: Default::default(),
         }
     }
 }
@@ -80,6 +83,7 @@ impl Metrics {
     pub fn observe(&self, api: Api, op: Op, status: u16, took: Duration) {
         self.requests.get_or_create(&RequestLabels { api, op, status }).inc();
         self.latency.get_or_create(&OpLabels { api, op }).observe(took.as_secs_f64());
+        self.window.observe(took);
     }
 }
 

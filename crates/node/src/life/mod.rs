@@ -2,11 +2,12 @@
 //! and heartbeats with the seed ([`membership`]), its clock against the others' ([`clock`]), what it keeps in its data directory
 //! ([`local`]), when a write counts as stored ([`durability`]), how a data move waits for the
 //! writes planned before it ([`fence`]), and what it reports
-//! ([`stats`], [`metrics`]).
+//! ([`stats`], [`metrics`], and with each heartbeat [`load`]).
 
 pub mod clock;
 pub mod durability;
 pub mod fence;
+pub mod load;
 pub mod local;
 pub mod membership;
 pub mod metrics;

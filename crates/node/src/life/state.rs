@@ -63,6 +63,8 @@ pub struct Inner {
     pub peers: Peers,
     pub stats: Counters,
     pub metrics: crate::life::metrics::Metrics,
+    /// Joins, leaves, rebalances and repairs in progress, for the heartbeat's report.
+    pub moves: crate::life::load::Moves,
     pub hints: Hints,
     /// Work a request starts that may outlive it: the rest of a quorum's replica calls, read
     /// repairs, view refreshes. Shutdown waits for it (bounded), so none is cut off unseen.
@@ -128,6 +130,7 @@ impl Node {
             peers,
             stats: Counters::default(),
             metrics: crate::life::metrics::Metrics::default(),
+            moves: Default::default(),
             hints,
             tasks: tokio_util::task::TaskTracker::new(),
             guard: Arc::new(crate::front::limits::Guard::new(config.limits.clone())),

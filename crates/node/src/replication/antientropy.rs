@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::error::{NodeError, PeerError};
+use crate::life::load::Moving;
 use crate::life::state::{Life, Node};
 use crate::life::stats::add;
 use crate::replication::pages;
@@ -164,12 +165,17 @@ pub async fn round(node: &Node, settle: bool) -> Round {
         }
     }
     let mut report = Round::default();
+    // For the heartbeat's report: buckets found different so far, and exchanged.
+    let moving = node.moves.begin(dkv_membership::load::MoveKind::Repair, None, None);
+    let buckets = std::sync::atomic::AtomicU64::new(0);
+    let progress = Progress { moving: &moving, planned: &buckets, done: report.buckets as u64 };
     for (peer, digests) in summaries {
         if peer <= node.me && !settle {
             continue;
         }
         report.peers += 1;
-        match sync_with(node, &topo, peer, digests).await {
+        let progress = Progress { done: report.buckets as u64, ..progress };
+        match sync_with(node, &topo, peer, digests, &progress).await {
             Ok((buckets, sent, received)) => {
                 report.buckets += buckets;
                 report.sent += sent;
@@ -188,18 +194,31 @@ pub async fn round(node: &Node, settle: bool) -> Round {
     report
 }
 
+/// Where a round is, for the heartbeat's report: buckets exchanged before this peer's, and found
+/// different in all (this peer's included once its diff came).
+#[derive(Clone, Copy)]
+struct Progress<'a> {
+    moving: &'a Moving<'a>,
+    planned: &'a std::sync::atomic::AtomicU64,
+    done: u64,
+}
+
 async fn sync_with(
     node: &Node,
     topo: &Topology,
     peer: NodeId,
     digests: Vec<u64>,
+    progress: &Progress<'_>,
 ) -> Result<(usize, u64, u64), PeerError> {
     let addr = node.addr_of(topo, peer)?;
     let summary = SyncSummary { epoch: topo.epoch(), from: node.me.0, digests };
     let diff: SyncDiff = node.peers.call(addr, Kind::SyncSummary, &summary).await?;
+    let planned = progress.planned.fetch_add(diff.buckets.len() as u64, std::sync::atomic::Ordering::Relaxed)
+        + diff.buckets.len() as u64;
     let here = |e: NodeError| PeerError::Refused { addr: "this node".into(), status: 500, message: e.to_string() };
     let (mut sent, mut received) = (0, 0);
-    for &bucket in &diff.buckets {
+    for (i, &bucket) in diff.buckets.iter().enumerate() {
+        progress.moving.progress((progress.done + i as u64) as f64, planned as f64);
         // Page by page: each message carries at most about `BATCH_BYTES` either way.
         let mut after: Option<Cursor> = None;
         loop {
@@ -209,6 +228,7 @@ async fn sync_with(
             let upto = page.next.clone();
             let entries = page.into_key_entries();
             sent += entries.len() as u64;
+            progress.moving.moved(entries.len() as u64, entries_bytes(&entries));
             let msg = SyncBucket {
                 epoch: topo.epoch(),
                 from: node.me.0,
@@ -219,6 +239,7 @@ async fn sync_with(
             };
             let reply: SyncBucketReply = node.peers.call(addr, Kind::SyncBucket, &msg).await?;
             received += reply.entries.len() as u64;
+            progress.moving.moved(reply.entries.len() as u64, entries_bytes(&reply.entries));
             node.apply_local(reply.entries).await.map_err(here)?;
             // Compared up to where the peer stopped, else up to where this page ended.
             after = match reply.stopped.map(wire::cursor_from_wire).or(upto) {
@@ -227,7 +248,12 @@ async fn sync_with(
             };
         }
     }
+    progress.moving.progress((progress.done + diff.buckets.len() as u64) as f64, planned as f64);
     Ok((diff.buckets.len(), sent, received))
+}
+
+fn entries_bytes(entries: &[KeyEntry]) -> u64 {
+    entries.iter().map(|e| (e.key.len() + e.entry.value_len()) as u64).sum()
 }
 
 /// Receiver side of step 2: apply what the sender has, answer with what it lacks or has older in

@@ -18,11 +18,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use dkv_membership::load::MoveKind;
 use dkv_membership::NodeId;
 use dkv_placement::key_hash;
 use tokio::sync::watch;
 
 use crate::error::PeerError;
+use crate::life::load::{share_below, Moving};
 use crate::life::state::{Life, Node};
 use crate::life::stats::{add, bump};
 use crate::replication::pages;
@@ -37,6 +39,37 @@ enum Pass {
     Misplaced,
     /// Hand off every key (this node is leaving); keep serving them until gone.
     Leave,
+}
+
+/// Holds a data movement to `--move-rate` bytes per second: after each page it waits until the
+/// bytes moved so far could have been moved at that rate (at most one page's worth of waiting).
+/// Joins and rebalances are paced; a leave is not, since it must end within `--leave-timeout`
+/// and a node that leaves for good takes what it did not hand off with it. Once the node stops,
+/// nothing waits: shutdown is not held up by a pace.
+struct Pace {
+    rate: u64,
+    started: tokio::time::Instant,
+    bytes: u64,
+    stop: Option<watch::Receiver<bool>>,
+}
+
+impl Pace {
+    fn new(node: &Node, stop: Option<watch::Receiver<bool>>) -> Pace {
+        Pace { rate: node.config.move_rate, started: tokio::time::Instant::now(), bytes: 0, stop }
+    }
+
+    async fn after(&mut self, bytes: u64) {
+        if self.rate == 0 {
+            return;
+        }
+        self.bytes += bytes;
+        let due = self.started + Duration::from_secs_f64(self.bytes as f64 / self.rate as f64);
+        let Some(stop) = &mut self.stop else { return tokio::time::sleep_until(due).await };
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {}
+            _ = stop.wait_for(|s| *s) => self.rate = 0,
+        }
+    }
 }
 
 /// Outcome of one pass over the local keys.
@@ -55,14 +88,30 @@ pub async fn join(node: Node, mut stop: watch::Receiver<bool>) {
     }
     let mut done: Vec<NodeId> = Vec::new();
     let started = tokio::time::Instant::now();
+    let moving = node.moves.begin(MoveKind::Join, None, None);
+    let mut failed_rounds: u32 = 0;
     loop {
         let topo = node.topology();
         let sources: Vec<_> = topo.data_holders().into_iter().filter(|m| !done.contains(&m.id)).cloned().collect();
         if sources.is_empty() {
             break;
         }
+        let holders = (done.len() + sources.len()) as f64;
+        let mut failed = false;
         for m in sources {
-            match pull(&node, &m.addr).await {
+            // Progress: the holders done, and the share of the hash space this one has scanned
+            // (keys are spread evenly over it); the total is extrapolated from what came so far.
+            let base = done.len() as f64;
+            let on_page = |keys, bytes, scanned: f64| {
+                moving.moved(keys, bytes);
+                let part = (base + scanned) / holders;
+                moving.progress(part, 1.0);
+                let (k, b) = moving.so_far();
+                if part >= 0.05 {
+                    moving.plan(Some((k as f64 / part) as u64), Some((b as f64 / part) as u64));
+                }
+            };
+            match pull(&node, &m.addr, &on_page, Some(stop.clone())).await {
                 Ok(n) => {
                     tracing::info!(from = %m.addr, keys = n, "pulled range for join");
                     done.push(m.id);
@@ -70,12 +119,21 @@ pub async fn join(node: Node, mut stop: watch::Receiver<bool>) {
                 Err(e) => {
                     bump(&node.stats.move_failures);
                     tracing::warn!(from = %m.addr, "pulling range failed: {e}; will retry");
+                    failed = true;
                 }
             }
         }
+        failed_rounds = if failed { failed_rounds + 1 } else { 0 };
+        // A holder that failed is asked again after a pause that grows while it keeps failing
+        // (to 5 s): a peer that refuses this node does not get a request, and a warning, every
+        // 50 ms.
+        let pause = match failed_rounds {
+            0 => Duration::from_millis(50),
+            n => Duration::from_millis(250u64 << n.min(5)).min(Duration::from_secs(5)),
+        };
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
         node.refresh().await;
     }
@@ -92,14 +150,24 @@ pub async fn join(node: Node, mut stop: watch::Receiver<bool>) {
         }
     }
     node.set_life(Life::Normal);
+    let (keys, bytes) = moving.so_far();
+    moving.plan(Some(keys), Some(bytes));
+    moving.progress(1.0, 1.0);
+    drop(moving);
     tracing::info!(keys = node.engine.stats().keys, took = ?started.elapsed(), "join complete; serving as normal");
     node.notify_peers().await;
 }
 
 /// Copy from `addr` every entry this node will own, page by page; returns how many arrived.
 /// The next page is asked for while the current one is being stored, so the holder's scan and
-/// this node's writes overlap.
-async fn pull(node: &Node, addr: &str) -> Result<u64, PeerError> {
+/// this node's writes overlap. `on_page` hears of each page: its keys, their bytes, and the share
+/// of the hash space the holder has scanned so far.
+async fn pull(
+    node: &Node,
+    addr: &str,
+    on_page: &(dyn Fn(u64, u64, f64) + Sync),
+    stop: Option<watch::Receiver<bool>>,
+) -> Result<u64, PeerError> {
     let (epoch, for_node) = (node.topology().epoch(), node.me.0);
     let fetch = |after| async move {
         let req = RangeRequest { epoch, for_node, after };
@@ -111,8 +179,12 @@ async fn pull(node: &Node, addr: &str) -> Result<u64, PeerError> {
     };
     let mut page = fetch(None).await?;
     let mut n = 0;
+    let mut pace = Pace::new(node, stop);
     loop {
         n += page.entries.len() as u64;
+        let bytes = page.entries.iter().map(|e| (e.key.len() + e.entry.value_len()) as u64).sum();
+        on_page(page.entries.len() as u64, bytes, page.next.as_ref().map_or(1.0, |(hash, _)| share_below(*hash)));
+        pace.after(bytes).await;
         let store = node.apply_local(std::mem::take(&mut page.entries));
         match page.next.take() {
             Some(after) => {
@@ -146,7 +218,9 @@ pub async fn rebalance_loop(node: Node, mut stop: watch::Receiver<bool>) {
             continue;
         }
         node.drain_writes().await;
-        let report = handoff_pass(&node, Pass::Misplaced).await;
+        let moving = node.moves.begin(MoveKind::Rebalance, None, None);
+        let report = handoff_pass(&node, Pass::Misplaced, &moving, Some(stop.clone())).await;
+        drop(moving);
         if report.moved > 0 || report.failed_batches > 0 {
             tracing::info!(moved = report.moved, failed_batches = report.failed_batches, "rebalance pass");
         }
@@ -160,7 +234,9 @@ pub async fn rebalance_loop(node: Node, mut stop: watch::Receiver<bool>) {
 pub async fn leave(node: &Node) -> bool {
     let started = tokio::time::Instant::now();
     node.set_life(Life::Leaving);
-    let keys = node.engine.stats().keys;
+    let stored = node.engine.stats();
+    let keys = stored.keys;
+    let moving = node.moves.begin(MoveKind::Leave, Some(keys), Some(stored.bytes));
     tracing::info!(keys, "leaving: handing keys to the remaining members");
     let patience = node.config.leave_timeout / 3;
     if !retry_seed(node, "starting the leave", patience, |n| Box::pin(n.seed_leave(false))).await {
@@ -173,7 +249,7 @@ pub async fn leave(node: &Node) -> bool {
     let mut total = PassReport::default();
     loop {
         node.drain_writes().await;
-        let report = handoff_pass(node, Pass::Leave).await;
+        let report = handoff_pass(node, Pass::Leave, &moving, None).await;
         total.moved += report.moved;
         total.homeless = report.homeless;
         if report.failed_batches == 0 {
@@ -191,6 +267,8 @@ pub async fn leave(node: &Node) -> bool {
     if !retry_seed(node, "finishing the leave", patience, |n| Box::pin(n.seed_leave(true))).await {
         tracing::warn!("the seed is unreachable; it will drop this node when its TTL passes");
     }
+    moving.progress(1.0, 1.0);
+    drop(moving);
     node.notify_peers().await;
     tracing::info!(handed_off = total.moved, took = ?started.elapsed(), "leave complete");
     total.homeless == 0
@@ -220,10 +298,15 @@ async fn retry_seed<'a>(
     }
 }
 
-/// One scan over the local keys, handing the ones selected by `pass` to their future replicas.
-async fn handoff_pass(node: &Node, pass: Pass) -> PassReport {
+/// One scan over the local keys, handing the ones selected by `pass` to their future replicas;
+/// `moving` hears what was handed off and how far the scan got.
+async fn handoff_pass(node: &Node, pass: Pass, moving: &Moving<'_>, stop: Option<watch::Receiver<bool>>) -> PassReport {
     let mut report = PassReport::default();
     let mut cursor = None;
+    let mut pace = Pace::new(node, stop);
+    if pass == Pass::Leave {
+        pace.rate = 0;
+    }
     loop {
         // The misplaced pass copies only the entries it hands off (few, after a change).
         let topo = node.topology();
@@ -268,6 +351,9 @@ async fn handoff_pass(node: &Node, pass: Pass) -> PassReport {
             }
             report.moved += batch.len() as u64;
             add(&node.stats.moved_out, batch.len() as u64);
+            let bytes = batch.iter().map(|e| (e.key.len() + e.entry.value_len()) as u64).sum();
+            moving.moved(batch.len() as u64, bytes);
+            pace.after(bytes).await;
             if pass == Pass::Misplaced {
                 for KeyEntry { key, entry } in &batch {
                     if let Err(e) = node.engine.remove_if(key_hash(key), key, entry.version) {
@@ -276,6 +362,7 @@ async fn handoff_pass(node: &Node, pass: Pass) -> PassReport {
                 }
             }
         }
+        moving.progress(cursor.as_ref().map_or(1.0, |c| share_below(c.hash)), 1.0);
         if cursor.is_none() {
             return report;
         }
@@ -302,7 +389,7 @@ mod tests {
         for (i, &len) in sizes.iter().enumerate() {
             testing::put_local(holder, format!("big-{i}").as_bytes(), testing::value(i as u64 + 1, len));
         }
-        let pulled = tokio::time::timeout(Duration::from_secs(60), pull(joiner, &holder.addr))
+        let pulled = tokio::time::timeout(Duration::from_secs(60), pull(joiner, &holder.addr, &|_, _, _| {}, None))
             .await
             .expect("the pull ends")
             .expect("the pull succeeds");

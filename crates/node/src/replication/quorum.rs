@@ -2,16 +2,17 @@
 //! operation goes through it, so every such error reads the same way: how many answered, how many
 //! were needed, and what each of the others said.
 //!
-//! Each call runs as its own task, so the replicas that have not answered when the quorum is
-//! reached still get the request: a write acknowledged by W replicas keeps going to the other
-//! N − W, and a call that fails can record a hint for later (the call future decides that).
+//! The replicas that have not answered when the quorum is reached still get the request: their
+//! calls move to a task of their own (see [`Running`]), so a write acknowledged by W replicas
+//! keeps going to the other N − W, and a call that fails can record a hint for later (the call
+//! future decides that).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dkv_membership::NodeId;
-use tokio::sync::mpsc;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::error::PeerError;
 
@@ -78,21 +79,18 @@ where
     F: Fn(NodeId) -> Fut,
     Fut: Future<Output = Result<T, PeerError>> + Send + 'static,
 {
-    let (tx, mut rx) = mpsc::channel(targets.len().max(1));
+    let mut running = Running(FuturesUnordered::new());
     let mut launched = 0;
-    let launch = |launched: &mut usize| {
+    let launch = |launched: &mut usize, running: &mut Running<_>| {
         let Some(&id) = targets.get(*launched) else { return false };
         *launched += 1;
         let fut = call(id);
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let _ = tx.send((id, fut.await)).await;
-        });
+        running.0.push(async move { (id, fut.await) });
         true
     };
     let first = hedge.as_ref().map_or(targets.len(), |h| h.first.max(needed));
     while launched < first.min(targets.len()) {
-        launch(&mut launched);
+        launch(&mut launched, &mut running);
     }
     let far = Duration::from_secs(24 * 3600);
     let hedge_after = hedge.as_ref().map_or(far, |h| h.after);
@@ -104,13 +102,13 @@ where
     tokio::pin!(timer, hedge_timer);
     while counted < needed && ok.len() + failures.len() < launched {
         tokio::select! {
-            next = rx.recv() => match next {
+            next = running.0.next() => match next {
                 Some((id, Ok(v))) => {
                     let d = decisive(&v);
                     counted += usize::from(d);
                     ok.push((id, v));
                     if !d && hedge.is_some() {
-                        launch(&mut launched); // a weak answer: ask another replica
+                        launch(&mut launched, &mut running); // a weak answer: ask another replica
                     }
                 }
                 Some((id, Err(e))) => {
@@ -118,13 +116,13 @@ where
                     if targets.len() - failures.len() < needed {
                         break;
                     }
-                    launch(&mut launched); // ask another in its place
+                    launch(&mut launched, &mut running); // ask another in its place
                 }
                 None => break,
             },
             _ = &mut hedge_timer, if launched < targets.len() => {
                 if let Some(h) = &hedge {
-                    if launch(&mut launched) {
+                    if launch(&mut launched, &mut running) {
                         h.counter.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -143,6 +141,32 @@ where
         Ok(ok)
     } else {
         Err(QuorumError { needed, answered: ok.len(), failures })
+    }
+}
+
+/// The calls of one quorum. They are polled by the caller rather than spawned: most end before
+/// the quorum does, and polling them in place saves a task, a channel message and a wake-up per
+/// replica on the hottest path. The calls still running when the caller is done with them (the
+/// quorum reached, the deadline passed, or the caller itself dropped, as when a client hangs up)
+/// go to a task of their own on drop, so a write still reaches every replica, or leaves its hint,
+/// as it did when every call was spawned from the start.
+struct Running<S: Future + Send + 'static>(FuturesUnordered<S>)
+where
+    S::Output: Send;
+
+impl<S: Future + Send + 'static> Drop for Running<S>
+where
+    S::Output: Send,
+{
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let mut rest = std::mem::take(&mut self.0);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(async move { while rest.next().await.is_some() {} })),
+            Err(_) => tracing::warn!("{} replica calls dropped: no runtime to finish them on", rest.len()),
+        }
     }
 }
 
@@ -304,5 +328,33 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(1), "waited {:?}", started.elapsed());
         assert_eq!(counter.load(Ordering::Relaxed), 1);
         assert_eq!(*asked.lock().unwrap(), vec![NodeId(1), NodeId(2)], "node 3 was never needed");
+    }
+
+    #[tokio::test]
+    async fn calls_outlive_a_caller_that_gives_up() {
+        // A client that hangs up drops the coordinator's future mid-quorum: the writes it started
+        // must still reach their replicas (or leave their hints).
+        let done = Arc::new(AtomicUsize::new(0));
+        let targets = [NodeId(1), NodeId(2), NodeId(3)];
+        let r = quorum(
+            &targets,
+            2,
+            LONG,
+            |_| true,
+            |id| {
+                let done = done.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    done.fetch_add(1, Ordering::SeqCst);
+                    Ok(id)
+                }
+            },
+        );
+        assert!(tokio::time::timeout(Duration::from_millis(1), r).await.is_err(), "answered too soon");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while done.load(Ordering::SeqCst) < 3 {
+            assert!(std::time::Instant::now() < deadline, "calls dropped with their caller");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }

@@ -1,0 +1,330 @@
+//! `dkv status`: the members as one node sees them (`GET /cluster`), each with what it answers on
+//! `GET /stats` — key copies, bytes, hints, what moved in, clock, and what its last heartbeat
+//! reported to the seed's dashboard: requests per second, p99 latency and its data movements
+//! with their progress. `--watch` draws the same again every `--interval`, `--count` times.
+//!
+//! It has to stay usable at a thousand members. The members' `/stats` are asked for at most
+//! [`IN_FLIGHT`] at a time, each bounded by [`ASK_TIMEOUT`], so one refresh of a thousand members
+//! takes about as long as the slowest thirty-second of them, and an unreachable member costs one
+//! timeout, not a hang. The table lists `--limit` members (the busiest first: moving data, then
+//! not normal, then by address) under a count by state, and says how many it left out; `--all`
+//! lists every one. `--json` prints everything whatever the limit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::cli::StatusArgs;
+use crate::client::Client;
+use crate::commands::{client, fail};
+use crate::outln;
+
+/// Members asked for their `/stats` at once.
+const IN_FLIGHT: usize = 32;
+/// How long one member may take to answer.
+const ASK_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub async fn status(args: StatusArgs) -> i32 {
+    let client = client(&args.client);
+    let limit = if args.all { None } else { Some(args.limit) };
+    if !args.watch {
+        return match gather(&client).await {
+            Ok(s) if args.json => {
+                outln!("{s:#}");
+                0
+            }
+            Ok(s) => {
+                crate::out::stdout(render(&s, limit).as_bytes());
+                0
+            }
+            Err(e) => fail(e),
+        };
+    }
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut tick = tokio::time::interval(args.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shown = 0u64;
+    loop {
+        tick.tick().await;
+        let frame = match gather(&client).await {
+            // One JSON document per line, for a program to read as they come.
+            Ok(s) if args.json => format!("{s}\n"),
+            Ok(s) => render(&s, limit),
+            Err(e) => format!("dkv: {e}\n"),
+        };
+        let when = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        let head = if args.json {
+            String::new()
+        } else if terminal {
+            // Home and clear: the table redrawn in place.
+            format!("\x1b[H\x1b[2J{when}  every {}  (Ctrl-C to stop)\n", humantime::format_duration(args.interval))
+        } else {
+            format!("--- {when}\n")
+        };
+        crate::out::stdout(format!("{head}{frame}").as_bytes());
+        shown += 1;
+        if args.count.is_some_and(|n| shown >= n) {
+            return 0;
+        }
+    }
+}
+
+/// `dkv status`'s whole answer: the rows, the count by state, and the totals.
+async fn gather(client: &Client) -> Result<Value, crate::client::ClientError> {
+    let cluster = client.node_json("/cluster").await?;
+    let members = cluster["members"].as_array().cloned().unwrap_or_default();
+    let addrs: Vec<String> = members.iter().map(|m| m["addr"].as_str().unwrap_or("?").to_string()).collect();
+    let stats = ask_all(client, addrs).await;
+    let mine = stats.iter().flatten().find(|s| s["id"] == cluster["id"]).cloned();
+    let rows = members.iter().zip(&stats).map(|(m, s)| member_row(m, s.as_ref())).collect();
+    Ok(summarize(&cluster, mine.as_ref(), rows, client.base()))
+}
+
+/// Every member's `/stats` (`None`: it did not answer in time), [`IN_FLIGHT`] at a time.
+async fn ask_all(client: &Client, addrs: Vec<String>) -> Vec<Option<Value>> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let mut asks = tokio::task::JoinSet::new();
+    let n = addrs.len();
+    for (i, addr) in addrs.into_iter().enumerate() {
+        let (member, permits) = (client.sibling(&addr), permits.clone());
+        asks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            (i, tokio::time::timeout(ASK_TIMEOUT, member.node_json("/stats")).await.ok().and_then(Result::ok))
+        });
+    }
+    let mut out = vec![None; n];
+    while let Some(done) = asks.join_next().await {
+        if let Ok((i, stats)) = done {
+            out[i] = stats;
+        }
+    }
+    out
+}
+
+/// One member's row, from its entry in `/cluster` and its `/stats` (`None`: it did not answer).
+fn member_row(m: &Value, stats: Option<&Value>) -> Value {
+    let s = |f: &str| stats.map_or(Value::Null, |s| s[f].clone());
+    let load = stats.map_or(Value::Null, |s| s["load"].clone());
+    let rate = match (load["requests"].as_u64(), load["window_ms"].as_u64()) {
+        (Some(n), Some(ms)) if ms > 0 => json!((n as f64 * 10_000.0 / ms as f64).round() / 10.0),
+        _ => Value::Null,
+    };
+    json!({
+        "id": m["id"],
+        "addr": m["addr"],
+        "state": m["state"],
+        "reachable": stats.is_some(),
+        "key_copies": s("keys"),
+        "bytes": s("bytes"),
+        "hints_pending": s("hints_pending"),
+        "moved_in": stats.map_or(Value::Null, |s| s["requests"]["moved_in"].clone()),
+        "tokens": m["tokens"].as_array().map_or(0, Vec::len),
+        "clock_offset_ms": s("clock_offset_ms"),
+        "coordinating_writes": s("coordinating_writes"),
+        "requests_per_s": rate,
+        "p99_us": load["p99_us"],
+        "moves": load["moves"].as_array().cloned().unwrap_or_default(),
+    })
+}
+
+/// The totals. A key has N copies, or one per serving member while there are fewer (joining
+/// members hold nothing yet).
+fn summarize(cluster: &Value, stats: Option<&Value>, rows: Vec<Value>, via: &str) -> Value {
+    let replicas = stats.and_then(|s| s["replicas"].as_u64()).unwrap_or(3);
+    let serving = rows.iter().filter(|m| m["state"] != "joining").count();
+    let per_key = replicas.min(serving as u64).max(1);
+    let copies: u64 = rows.iter().filter_map(|r| r["key_copies"].as_u64()).sum();
+    let mut states = serde_json::Map::new();
+    for r in &rows {
+        let state = if r["reachable"] == true { r["state"].as_str().unwrap_or("?") } else { "unreachable" };
+        let n = states.get(state).and_then(Value::as_u64).unwrap_or(0);
+        states.insert(state.to_string(), json!(n + 1));
+    }
+    json!({
+        "epoch": cluster["epoch"],
+        "via": via,
+        "replicas": replicas,
+        "copies_per_key": per_key,
+        "key_copies": copies,
+        "keys": copies / per_key,
+        "states": states,
+        "members": rows,
+    })
+}
+
+fn busy(r: &Value) -> bool {
+    r["moves"].as_array().is_some_and(|ms| ms.iter().any(|m| m["active"] == true))
+}
+
+/// The table: a header, `limit` rows (all with `None`), the busiest first, and the totals.
+pub fn render(summary: &Value, limit: Option<usize>) -> String {
+    use std::fmt::Write;
+    let rows: Vec<&Value> = summary["members"].as_array().map(|v| v.iter().collect()).unwrap_or_default();
+    let mut out = String::new();
+    let states = summary["states"].as_object();
+    let mixed = states.is_some_and(|s| s.len() > 1);
+    let shown = limit.map_or(rows.len(), |l| l.min(rows.len()));
+    let by_state = match states {
+        Some(s) if mixed || shown < rows.len() => {
+            let mut s: Vec<(&String, &Value)> = s.iter().collect();
+            s.sort_by_key(|(_, n)| std::cmp::Reverse(n.as_u64().unwrap_or(0)));
+            let s: Vec<String> = s.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            format!(": {}", s.join(", "))
+        }
+        _ => String::new(),
+    };
+    let moving = rows.iter().filter(|r| busy(r)).count();
+    let moving = if moving > 0 { format!("; {moving} moving data") } else { String::new() };
+    let _ = writeln!(
+        out,
+        "epoch {}  ({} members{by_state}{moving}, as seen by {}; N = {})",
+        summary["epoch"],
+        rows.len(),
+        summary["via"].as_str().unwrap_or("?"),
+        summary["replicas"]
+    );
+    let line = |c: [&str; 12]| {
+        format!(
+            "{:<18} {:<22} {:<11} {:>10} {:>10} {:>7} {:>9} {:>8} {:>9} {:>6} {:>9}  {}",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11]
+        )
+    };
+    let head =
+        ["ID", "ADDR", "STATE", "COPIES", "BYTES", "HINTS", "MOVED-IN", "REQ/S", "P99", "TOKENS", "CLOCK", "MOVING"];
+    let _ = writeln!(out, "{}", line(head).trim_end());
+    let mut order: Vec<&Value> = rows.clone();
+    let rank = |r: &Value| match (busy(r), r["reachable"] == true, r["state"].as_str()) {
+        (true, _, _) => 0,
+        (_, false, _) => 1,
+        (_, _, Some("normal")) => 3,
+        _ => 2,
+    };
+    order.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a["addr"].as_str().cmp(&b["addr"].as_str())));
+    for r in order.iter().take(shown) {
+        let n = |f: &str| r[f].as_u64().map_or_else(|| "-".to_string(), |v| v.to_string());
+        // The node's clock against the others', and a mark when it is too far off to write.
+        let clock = r["clock_offset_ms"].as_i64().map_or_else(
+            || "-".to_string(),
+            |ms| format!("{ms:+}ms{}", if r["coordinating_writes"] == false { " OFF" } else { "" }),
+        );
+        let state = if r["reachable"] == true { r["state"].as_str().unwrap_or("?") } else { "unreachable" };
+        let rate = r["requests_per_s"].as_f64().map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+        let moves: Vec<String> = r["moves"].as_array().into_iter().flatten().map(move_text).collect();
+        let cells = [
+            r["id"].as_str().unwrap_or("?"),
+            r["addr"].as_str().unwrap_or("?"),
+            state,
+            &n("key_copies"),
+            &n("bytes"),
+            &n("hints_pending"),
+            &n("moved_in"),
+            &rate,
+            &r["p99_us"].as_u64().map_or_else(|| "-".to_string(), micros),
+            &n("tokens"),
+            &clock,
+            &moves.join("; "),
+        ];
+        let _ = writeln!(out, "{}", line(cells).trim_end());
+    }
+    if shown < rows.len() {
+        let _ = writeln!(out, "... {} more members (--all lists them, --limit N shows N)", rows.len() - shown);
+    }
+    let _ = writeln!(out, "key copies: {} ({} per key)", summary["key_copies"], summary["copies_per_key"]);
+    let _ = writeln!(out, "keys: {} (key copies / {})", summary["keys"], summary["copies_per_key"]);
+    out
+}
+
+fn micros(us: u64) -> String {
+    match us {
+        0..1000 => format!("{us}us"),
+        1000..1_000_000 => format!("{:.1}ms", us as f64 / 1000.0),
+        _ => format!("{:.2}s", us as f64 / 1e6),
+    }
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n}B"),
+        1024..1_048_576 => format!("{:.1}KiB", n as f64 / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.1}MiB", n as f64 / 1_048_576.0),
+        _ => format!("{:.2}GiB", n as f64 / 1_073_741_824.0),
+    }
+}
+
+/// `join [####------] 42% 1200 keys 1.2MiB of ~2900 keys 2.8MiB`, or `join done ...`.
+fn move_text(m: &Value) -> String {
+    let permille = m["permille"].as_u64().unwrap_or(0).min(1000);
+    let filled = (permille / 100) as usize;
+    let kind = m["kind"].as_str().unwrap_or("?");
+    let active = m["active"] == true;
+    let (keys, size) = (m["keys"].as_u64().unwrap_or(0), bytes(m["bytes"].as_u64().unwrap_or(0)));
+    let planned = match m["planned_keys"].as_u64() {
+        Some(p) => {
+            let about = if kind == "join" && active { "~" } else { "" };
+            let b = m["planned_bytes"].as_u64().map_or_else(String::new, |b| format!(" {}", bytes(b)));
+            format!(" of {about}{p} keys{b}")
+        }
+        None => String::new(),
+    };
+    let done = if active { format!("{}%", permille / 10) } else { "done".to_string() };
+    format!("{kind} [{}{}] {done} {keys} keys {size}{planned}", "#".repeat(filled), "-".repeat(10 - filled))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake(n: usize) -> Value {
+        let rows: Vec<Value> = (0..n)
+            .map(|i| {
+                let state = match i % 100 {
+                    0 => "joining",
+                    1 => "leaving",
+                    _ => "normal",
+                };
+                let moves = if i == 500 {
+                    json!([{ "kind": "join", "active": true, "keys": 120, "bytes": 4096, "planned_keys": 400, "permille": 300 }])
+                } else {
+                    json!([])
+                };
+                let cluster = json!({ "id": format!("{i:016x}"), "addr": format!("10.0.{}.{}:8080", i / 250, i % 250),
+                    "state": state, "tokens": vec![0; 128] });
+                let stats = json!({ "keys": 1000, "bytes": 50_000, "hints_pending": 0, "clock_offset_ms": 1,
+                    "coordinating_writes": true, "requests": { "moved_in": 0 },
+                    "load": { "requests": 500, "window_ms": 1000, "p99_us": 1800, "hints_pending": 0, "moves": moves } });
+                member_row(&cluster, Some(&stats))
+            })
+            .collect();
+        summarize(&json!({ "epoch": 9 }), None, rows, "http://10.0.0.0:8080")
+    }
+
+    #[test]
+    fn a_thousand_members_show_a_page_under_a_count_by_state() {
+        let summary = fake(1000);
+        let started = std::time::Instant::now();
+        let text = render(&summary, Some(20));
+        assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1 + 1 + 20 + 1 + 2, "{text}");
+        assert!(lines[0].contains("1000 members: 980 normal, 10 joining, 10 leaving; 1 moving data"), "{}", lines[0]);
+        // The member moving data comes first, then the ones that are not normal.
+        assert!(
+            lines[2].contains("joining") && lines[2].contains("join [###-------] 30% 120 keys 4.0KiB of ~400 keys")
+        );
+        assert!(lines[3..21].iter().all(|l| !l.contains(" normal ")), "{text}");
+        assert!(text.contains("... 980 more members"), "{text}");
+        assert!(text.contains("key copies: 1000000 (3 per key)"), "{text}");
+        assert!(lines[3].contains(" 500.0 ") && lines[3].contains("1.8ms"), "rate and p99: {}", lines[3]);
+        assert_eq!(render(&summary, None).lines().count(), 1 + 1 + 1000 + 2);
+    }
+
+    #[test]
+    fn a_small_cluster_lists_every_member_without_a_count() {
+        let summary = fake(3);
+        let text = render(&summary, Some(20));
+        // Member 0 is joining, 1 leaving, 2 normal: mixed, so counted.
+        assert!(text.starts_with("epoch 9  (3 members: "), "{text}");
+        assert!(!text.contains("more members"));
+    }
+}

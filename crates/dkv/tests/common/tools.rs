@@ -1,0 +1,60 @@
+//! The outside programs some tests run (redis-cli, redis-py, chromium, curl, libfaketime), each
+//! with the Debian package that brings it. A test whose tool is missing fails at once with a
+//! message that names that package and `scripts/setup.sh`, which installs all of them, rather
+//! than with `No such file or directory` or Python's `ModuleNotFoundError`.
+
+use std::process::Command;
+
+/// Program → the Debian package that installs it.
+const PACKAGES: &[(&str, &str)] =
+    &[("redis-cli", "redis-tools"), ("redis-benchmark", "redis-tools"), ("chromium", "chromium"), ("curl", "curl")];
+
+/// libfaketime's preload library, from Debian's `faketime`.
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+fn missing(what: &str, package: &str) -> ! {
+    panic!(
+        "{what} is needed for this test: install {package} (scripts/setup.sh installs everything the tests need; \
+         or apt-get install {package})"
+    )
+}
+
+fn on_path(program: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
+}
+
+/// A command for `program`, one of [`PACKAGES`]; panics naming its package if it is not installed.
+pub fn tool(program: &str) -> Command {
+    let package = PACKAGES.iter().find(|(p, _)| *p == program).map_or(program, |(_, pkg)| pkg);
+    if !on_path(program) {
+        missing(program, package);
+    }
+    Command::new(program)
+}
+
+/// `/usr/bin/python3`, checked to import redis-py (Debian's `python3-redis`; the system Python,
+/// not a venv, so that the package is the one apt installs).
+pub fn python3_redis() -> Command {
+    static CHECKED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let checked =
+        CHECKED.get_or_init(|| match Command::new("/usr/bin/python3").args(["-c", "import redis"]).output() {
+            Ok(out) if out.status.success() => Ok(()),
+            Ok(out) => {
+                Err(format!("redis-py ({})", String::from_utf8_lossy(&out.stderr).trim().lines().last().unwrap_or("")))
+            }
+            Err(e) => Err(format!("/usr/bin/python3 ({e})")),
+        });
+    if let Err(what) = checked {
+        missing(what, "python3-redis");
+    }
+    Command::new("/usr/bin/python3")
+}
+
+/// The path of libfaketime; panics naming `faketime` if it is not installed.
+pub fn libfaketime() -> &'static str {
+    if !std::path::Path::new(LIBFAKETIME).exists() {
+        missing(&format!("libfaketime ({LIBFAKETIME})"), "faketime");
+    }
+    LIBFAKETIME
+}
