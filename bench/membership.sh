@@ -15,9 +15,8 @@
 #   /cluster says the same epoch but carries the whole view), and the same for the epoch at
 #   which it became normal.
 # Every run is bounded (LIMIT seconds, default 240; it also stops below 2 GiB of free memory);
-# only the processes it started are killed. The nodes inherit the environment: with mimalloc's
-# transparent huge pages (its default) an idle node holds 2.5x the memory, so for 200 nodes on a
-# 24 GiB machine run with MIMALLOC_ALLOW_THP=0 (README, "Membership at scale").
+# only the processes it started are killed. dkv turns transparent huge pages off for itself
+# (with them an idle node held 2.5x the memory; README, "Membership at scale").
 # DKV=path uses that binary and builds nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -66,6 +66,15 @@ fn raise_open_files(wanted: u64) {
     }
 }
 
+/// Transparent huge pages off for this process. With them, mimalloc backs its arenas with 2 MiB
+/// pages that the kernel zeroes whole: 100 nodes starting at once spent 58% of their CPU in
+/// `clear_page_erms`, and an idle node held 86 MiB instead of 34. Measured with `bench/ab.sh` on
+/// the replicated rows, throughput and CPU per request did not move (GET 0.99×, PUT 1.00×).
+fn no_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integer arguments and touches no memory of ours.
+    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}
+
 /// The node's certificates, loaded now so that a bad file stops the start with its reason.
 fn load_tls(a: &dkv::cli::NodeArgs) -> Result<Option<Arc<Tls>>, String> {
     match a.tls_files()? {
@@ -101,6 +110,7 @@ async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, i32
 
 #[tokio::main]
 async fn main() {
+    no_huge_pages();
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Seed(a) => {
