@@ -141,6 +141,9 @@ mod tests {
         assert_eq!(parse(r#"{"a": 2802, "b": -5, "c": [1, 67108863, 18446744073709551615]}"#), Ok(want));
         let floats = parse(r#"{"a": 2802.0, "b": -5.0, "c": [1e0, 67108863.0, 18446744073709551615]}"#).unwrap();
         assert_eq!((floats.a, floats.b, floats.c.as_ref().map(|c| c[1])), (2802, Some(-5), Some(67108863)));
+        // Read exactly (serde_json's float_roundtrip): without it these came back a fraction off.
+        let exact = parse(r#"{"a": 1902016775530207.0, "c": [2251799813685247.0]}"#).unwrap();
+        assert_eq!((exact.a, exact.c), (1902016775530207, Some(vec![2251799813685247])));
         assert_eq!(parse(r#"{"a": 1, "b": null, "c": null}"#), Ok(Fields { a: 1, b: None, c: None }));
         assert_eq!(parse(r#"{"a": 1}"#), Ok(Fields { a: 1, b: None, c: None }));
         for bad in [
