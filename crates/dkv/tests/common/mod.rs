@@ -27,16 +27,23 @@ pub fn copies(nodes: u64) -> u64 {
     N.min(nodes)
 }
 
+/// A port free now, below the kernel's ephemeral range (32768 and up here), so no client socket
+/// of another test takes it between now and the moment a node binds it, and never one this test
+/// process was given before (the kernel's own choice of a free port may hand the same one out
+/// twice before the first is bound).
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+    free_port_run(1)
 }
 
-/// `n` consecutive free ports, below the kernel's ephemeral range so no client socket takes them.
+/// `n` consecutive free ports, chosen as [`free_port`] chooses one.
 pub fn free_port_run(n: u16) -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<(u16, u16)>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..1000 {
-        let base = 20_000 + rand::random::<u16>() % 10_000;
-        if (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+        let base = 20_000 + rand::random::<u16>() % 12_000;
+        let overlaps = given.iter().any(|&(b, m)| base < b + m && b < base + n);
+        if !overlaps && (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            given.push((base, n));
             return base;
         }
     }
