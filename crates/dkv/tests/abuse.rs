@@ -11,8 +11,8 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Method;
 use common::*;
+use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -339,7 +339,8 @@ async fn random_bytes_on_every_listener_and_malformed_json_change_nothing() {
     let seed_client = c.seed_client();
     for path in ["/register", "/heartbeat", "/ready", "/leave"] {
         for body in [&b"{"[..], b"null", b"[]", b"{\"id\":\"not-a-number\"}", b"\xff\xfe", b"{\"addr\":1e999}"] {
-            let (status, text) = seed_client.raw(Method::POST, path, Some(Bytes::from(body))).await.expect("seed answers");
+            let (status, text) =
+                seed_client.raw(Method::POST, path, Some(Bytes::from(body))).await.expect("seed answers");
             let status = status.as_u16();
             assert!(
                 (400..500).contains(&status),

@@ -83,9 +83,7 @@ async fn clients_and_peers_talk_tls_with_curl_redis_cli_redis_py_and_dkv() {
     let url = |i: usize, pq: &str| format!("https://{}{pq}", c.nodes[i].addr);
 
     let (ok, out) = output(
-        tool("curl")
-            .args(["-sS", "--cacert", &cafile, "-X", "PUT", "-d", "over tls"])
-            .arg(url(0, "/put?key=k")),
+        tool("curl").args(["-sS", "--cacert", &cafile, "-X", "PUT", "-d", "over tls"]).arg(url(0, "/put?key=k")),
     );
     assert!(ok && out.is_empty(), "{out}");
     let (ok, out) = output(tool("curl").args(["-sS", "--cacert", &cafile]).arg(url(1, "/get?key=k")));
@@ -263,8 +261,8 @@ async fn with_a_client_ca_clients_need_a_certificate_it_signed() {
         &url,
     ]));
     assert!(!ok || out == "403", "no client certificate: {out}");
-    let (ok, out) = output(
-        tool("curl").args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", &cafile]).args([
+    let (ok, out) =
+        output(tool("curl").args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", &cafile]).args([
             "--cert",
             &app.display().to_string(),
             "--key",
@@ -274,8 +272,7 @@ async fn with_a_client_ca_clients_need_a_certificate_it_signed() {
             "-d",
             "v",
             &url,
-        ]),
-    );
+        ]));
     assert_eq!((ok, out.as_str()), (true, "204"));
     let resp = c.nodes[1].resp.clone().unwrap();
     let (host, port) = resp.rsplit_once(':').unwrap();
