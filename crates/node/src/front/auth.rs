@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -184,36 +184,42 @@ pub fn header_password(value: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// The middleware in front of every route: the password, where one is needed. Writes (any
-/// method but GET, HEAD and OPTIONS) need the full password.
+/// The middleware in front of every route: the password, where one is needed.
 pub async fn http_check(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    if !auth.required() || OPEN_PATHS.contains(&path) || path.starts_with("/admin/") {
-        return next.run(req).await;
+    match http_refusal(&auth, req.method(), req.uri().path(), req.headers()) {
+        Some(refused) => refused,
+        None => next.run(req).await,
     }
-    let given = req.headers().get(header::AUTHORIZATION).map(|v| header_password(v.as_bytes()));
+}
+
+/// The answer that refuses a request to `path` for want of the right password; `None` lets it
+/// through. Writes (any method but GET, HEAD and OPTIONS) need the full password.
+pub fn http_refusal(auth: &Auth, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response> {
+    if !auth.required() || OPEN_PATHS.contains(&path) || path.starts_with("/admin/") {
+        return None;
+    }
+    let given = headers.get(header::AUTHORIZATION).map(|v| header_password(v.as_bytes()));
     let access = match given {
         None => {
             auth.refused(Api::Http, Failure::Missing);
-            return unauthorized(
+            return Some(unauthorized(
                 "authentication required: send the client password as Authorization: Bearer <password> or Basic (curl -u default:<password>)\n",
-            );
+            ));
         }
         Some(p) => p.and_then(|p| auth.check(&p)),
     };
-    let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     match access {
-        Some(Access::Full) => next.run(req).await,
-        Some(Access::ReadOnly) if reads => next.run(req).await,
+        Some(Access::Full) => None,
+        Some(Access::ReadOnly) if reads => None,
         Some(_) => {
             auth.refused(Api::Http, Failure::ReadOnly);
-            let line =
-                format!("the read-only password may not write: {} {path} needs the client password\n", req.method());
-            (StatusCode::FORBIDDEN, line).into_response()
+            let line = format!("the read-only password may not write: {method} {path} needs the client password\n");
+            Some((StatusCode::FORBIDDEN, line).into_response())
         }
         None => {
             auth.refused(Api::Http, Failure::Wrong);
-            unauthorized("invalid username-password pair: wrong client password\n")
+            Some(unauthorized("invalid username-password pair: wrong client password\n"))
         }
     }
 }

@@ -9,10 +9,11 @@
 
 use std::time::Duration;
 
-use axum::Router;
+use axum::response::Response;
+use hyper::body::Incoming;
+use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::sync::{mpsc, watch};
 use tokio_util::task::TaskTracker;
 
@@ -27,13 +28,20 @@ const MAX_H2_STREAMS: u32 = 256;
 /// Serve `app` on the connections `conns` delivers until `stop`, then let the requests in
 /// flight finish (graceful shutdown) and return once every connection is closed.
 /// `node` is the node's id, for the answers hyper writes itself (`parse_errors.rs`).
-pub async fn serve(
-    app: Router,
+pub async fn serve<S>(
+    app: S,
     mut conns: mpsc::Receiver<HttpConn>,
     guard: Arc<Guard>,
     mut stop: watch::Receiver<bool>,
     node: dkv_membership::NodeId,
-) {
+) where
+    S: Service<hyper::Request<Incoming>, Response = Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(guard.limits.read_timeout);
     builder
@@ -51,7 +59,7 @@ pub async fn serve(
                 None => break,
             },
         };
-        let service = TowerToHyperService::new(app.clone());
+        let service = app.clone();
         let (builder, guard, mut stop) = (builder.clone(), guard.clone(), stop.clone());
         tracker.spawn(async move {
             let _slot = conn.slot; // held until the connection closes

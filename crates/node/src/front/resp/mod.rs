@@ -30,7 +30,7 @@ mod scan;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::future::{ready, Either};
+use futures_util::future::{ready, Either, FutureExt};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -132,7 +132,7 @@ async fn connection(
     let mut progress = Instant::now();
     loop {
         // Start every complete command in the buffer, up to the bound.
-        let (mut malformed, mut at_bound) = (None, false);
+        let (mut malformed, mut at_bound, mut took) = (None, false, false);
         while !session.quit {
             if running.len() == MAX_IN_FLIGHT {
                 at_bound = true;
@@ -151,7 +151,7 @@ async fn connection(
                     }
                 },
             };
-            progress = Instant::now();
+            took = true;
             if let Some(reply) = commands::session_command(&node, &mut session, &args) {
                 running.push_back(Either::Left(ready(reply)));
                 continue;
@@ -166,8 +166,22 @@ async fn connection(
                 held = Some(args); // starts once the commands before it have finished
                 break;
             }
+            // Most commands of a one-node pipeline are done at their first poll: with nothing
+            // running before it, such a reply goes straight to the output, and the ordered set
+            // (a task allocated per command, a wake and a heap per reply) is kept for those that
+            // wait on another node.
+            let mut command = Box::pin(commands::run(&node, args));
+            if running.is_empty() {
+                if let Some(reply) = (&mut command).now_or_never() {
+                    reply.write(&mut output);
+                    continue;
+                }
+            }
             wave.absorb(touches);
-            running.push_back(Either::Right(commands::run(&node, args)));
+            running.push_back(Either::Right(command));
+        }
+        if took {
+            progress = Instant::now();
         }
         // Their replies, in order, written out as they pile up.
         while let Some(reply) = running.next().await {
