@@ -3,6 +3,7 @@
 # (key0..key{N-1}, 100-byte values) in the same run.
 #
 #   bench/memory.sh [KEYS]        (default 1000000; needs wrk, redis-server, redis-cli)
+#   DKV=path bench/memory.sh      measures that dkv binary instead of building one
 #
 # Reports, per key: the growth of each process's resident set (VmRSS) over the load, and for
 # Redis also `INFO memory` used_memory (what its allocator holds, without fragmentation).
@@ -11,8 +12,7 @@ cd "$(dirname "$0")/.."
 KEYS=${1:-1000000}
 . bench/lib.sh
 need "redis-server redis-tools" redis-server redis-cli
-cargo build --release -q -p dkv
-DKV=target/release/dkv
+if [ -z "${DKV:-}" ]; then cargo build --release -q -p dkv; DKV=target/release/dkv; fi  # DKV=path: that build
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # --- Redis
