@@ -17,10 +17,10 @@
 //! also has no empty room, where a tree's nodes are about a third empty.
 //!
 //! Memory: a key costs its B-tree element (the hash and a 4-byte index), its 40-byte [`Record`]
-//! in the array, plus *one* heap allocation holding the key and the value together (and a value's deadline between them, for
-//! the keys that have one: a key without costs nothing more for expiry). Keeping them as a boxed key plus a `Bytes`
-//! value cost a second allocation and a 32-byte handle per key (`bench/memory.sh` measures the
-//! result against Redis). The price is a copy of the value on every read, which is small next
+//! in the array, plus *one* heap allocation holding the key and the value together (and a
+//! value's deadline between them, for the keys that have one: a key without costs nothing more
+//! for expiry). Keeping them as a boxed key plus a `Bytes` value cost a second allocation and a
+//! 32-byte handle per key (`bench/memory.sh` measures the result against Redis). The price is a copy of the value on every read, which is small next
 //! to the HTTP work around it.
 //!
 //! Locks are std locks held for a lookup or one insert, never across an `.await`.
@@ -206,8 +206,7 @@ impl Shard {
     /// Forget `hash`, whose slot is empty.
     fn vacate(&mut self, hash: u64) {
         if let Some(i) = self.index.remove(&hash) {
-            self.slots[i as usize] = VACANT;
-            self.free.push(i);
+            release(&mut self.slots, &mut self.free, i);
         }
     }
 
@@ -215,6 +214,12 @@ impl Shard {
     fn range(&self, range: (Bound<u64>, Bound<u64>)) -> impl Iterator<Item = (u64, &Slot)> {
         self.index.range(range).map(|(&hash, &i)| (hash, &self.slots[i as usize]))
     }
+}
+
+/// Empty slot `i` (its hash already out of the index) and keep it for reuse.
+fn release(slots: &mut [Slot], free: &mut Vec<u32>, i: u32) {
+    slots[i as usize] = VACANT;
+    free.push(i);
 }
 
 /// Put `slot` in a free place of `slots`; its index.
@@ -554,8 +559,7 @@ impl MemoryEngine {
                     }
                 };
                 if !keep {
-                    *slot = VACANT;
-                    free.push(i);
+                    release(slots, free, i);
                 }
                 keep
             });

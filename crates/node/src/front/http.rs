@@ -74,8 +74,8 @@ pub async fn serve(node: Node, conns: mpsc::Receiver<HttpConn>, stop: watch::Rec
 /// (each boxing a future and cloning a service per request) cost a one-node GET about 15% of its
 /// CPU time (17.3 against 14.8 µs per request, 2026-12-01), and those endpoints need only two of
 /// the layers' jobs, done here inline: the password check and the `x-dkv-node` header (their
-/// errors always carry a line). Everything else, a wrong method on a
-/// key path included, goes through the router, which answers it as before.
+/// errors always carry a line). Everything else, a wrong method on a key path included, goes
+/// through the router, which answers it as before.
 #[derive(Clone)]
 struct Front {
     node: Node,
