@@ -134,7 +134,8 @@ fn summarize(cluster: &Value, stats: Option<&Value>, rows: Vec<Value>, via: &str
     let replicas = stats.and_then(|s| s["replicas"].as_u64()).unwrap_or(3);
     let serving = rows.iter().filter(|m| m["state"] != "joining").count();
     let per_key = replicas.min(serving as u64).max(1);
-    let copies: u64 = rows.iter().filter_map(|r| r["key_copies"].as_u64()).sum();
+    // Figures the members report: saturate rather than overflow.
+    let copies = rows.iter().filter_map(|r| r["key_copies"].as_u64()).fold(0u64, u64::saturating_add);
     let mut states = serde_json::Map::new();
     for r in &rows {
         let state = if r["reachable"] == true { r["state"].as_str().unwrap_or("?") } else { "unreachable" };

@@ -155,11 +155,13 @@ pub fn document(view: &View, reports: &HashMap<NodeId, IdRequest>, drawing: &Dra
             *states.entry(state).or_default() += 1;
             let report = reports.get(&m.id);
             let load = report.and_then(|r| r.load.as_ref());
-            copies += report.and_then(|r| r.keys).unwrap_or(0);
+            // Reports come from the network: saturate rather than overflow (a panic here closes
+            // the connection without an answer).
+            copies = copies.saturating_add(report.and_then(|r| r.keys).unwrap_or(0));
             tokens += m.tokens.len();
             if let Some(l) = load {
                 requests += l.rate();
-                hints += l.hints_pending;
+                hints = hints.saturating_add(l.hints_pending);
                 moving += usize::from(l.moves.iter().any(|m| m.active));
             }
             json!({
@@ -235,6 +237,28 @@ mod tests {
         let covered: f64 = d.arcs.iter().map(|a| a.1 - a.0).sum();
         assert!((covered - 1.0).abs() < 1e-9, "the arcs cover the circle: {covered}");
         assert!(d.arcs.windows(2).all(|w| w[0].1 <= w[1].0 + 1e-12), "in order, not overlapping");
+    }
+
+    #[test]
+    fn reports_at_the_integer_limits_sum_without_overflow() {
+        let ms = [member(1, vec![1]), member(2, vec![2])];
+        let view = View { epoch: 1, nodes: ms.to_vec() };
+        let mut reports = HashMap::new();
+        for m in &ms {
+            let mut r = IdRequest::id(m.id);
+            r.keys = Some(u64::MAX);
+            r.load = Some(dkv_membership::load::Load {
+                requests: u64::MAX,
+                window_ms: 1,
+                hints_pending: u64::MAX,
+                ..Default::default()
+            });
+            reports.insert(m.id, r);
+        }
+        let drawing = draw(&sorted(&view), MAX_ARCS);
+        let d = document(&view, &reports, &drawing, 0);
+        assert_eq!(d["totals"]["key_copies"], u64::MAX);
+        assert_eq!(d["totals"]["hints_pending"], u64::MAX);
     }
 
     #[test]
