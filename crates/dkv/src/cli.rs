@@ -116,6 +116,10 @@ pub struct NodeArgs {
     /// Longest a graceful leave (SIGTERM) may take before the node exits anyway.
     #[arg(long, env = "DKV_LEAVE_TIMEOUT", default_value = "30s", value_parser = duration)]
     pub leave_timeout: Duration,
+    /// Longest a join may go without pulling anything from its holders before the node gives up:
+    /// it leaves the membership (writes to its ranges stop waiting for it) and exits with an error.
+    #[arg(long, env = "DKV_JOIN_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub join_timeout: Duration,
     /// Timeout of one request to a peer or the seed.
     #[arg(long, env = "DKV_REQUEST_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub request_timeout: Duration,

@@ -144,6 +144,7 @@ async fn main() {
                 seed: a.seed,
                 heartbeat_interval: a.heartbeat_interval,
                 leave_timeout: a.leave_timeout,
+                join_timeout: a.join_timeout,
                 request_timeout: a.request_timeout,
                 hedge_after: a.hedge_after,
                 max_clock_offset: a.max_clock_offset,

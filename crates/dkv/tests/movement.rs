@@ -199,3 +199,62 @@ async fn a_leave_hands_off_large_values_in_batches_the_receiver_accepts() {
         assert_eq!(c.client(0).get(k.as_bytes()).await.unwrap().as_deref(), Some(&v[..]), "{k} after the leave");
     }
 }
+
+/// A write to a range a node is joining into needs W + 1 acknowledgements from the N + 1 nodes
+/// that will or do hold it, so one joining node its peers refuse (here: started with another
+/// cluster secret, so every handshake fails both ways) fails those writes as soon as one more
+/// replica is missing — with N = 1, at once — with an error that names it, until its
+/// `--join-timeout` passes. Then it leaves the membership and exits with an error, and the
+/// writes go on; nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_its_peers_refuse_gives_up_and_writes_go_on() {
+    let mut c = Cluster::start_with(3, &["--replication", "1", "--cluster-secret", "ours"]).await;
+    let data = dataset("before", 60);
+    write_all(&c, &[0, 1, 2], &data).await;
+    // The seed has no secret, so it takes the newcomer in; its peers do not.
+    c.node_flags =
+        ["--replication", "1", "--cluster-secret", "another", "--join-timeout", "2s"].map(String::from).to_vec();
+    let joiner = c.add_node();
+    let seed = c.seed_client();
+    eventually(Duration::from_secs(10), "the refused node to be a joining member", || {
+        let seed = seed.clone();
+        async move {
+            let view = seed.json("/nodes").await.ok()?;
+            view["nodes"].as_array()?.iter().any(|m| m["state"] == "joining").then_some(())
+        }
+    })
+    .await;
+
+    // While it is a member, writes to its ranges fail, and say why.
+    let client = c.client(0);
+    let mut acked = Vec::new();
+    let mut refusal = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for i in 0.. {
+        if tokio::time::Instant::now() > deadline {
+            break;
+        }
+        let (k, v) = (format!("during-{i}"), format!("v{i}"));
+        match client.put(k.as_bytes(), v.clone()).await {
+            Ok(()) => acked.push((k, v)),
+            Err(e) => {
+                refusal = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let refusal = refusal.expect("a write to the joining node's ranges fails while it is joining");
+    assert!(refusal.contains("taking over this key's range") && refusal.contains("--join-timeout"), "{refusal}");
+
+    // It gives up: exits with an error and leaves the membership.
+    let code = c.nodes[joiner].wait_exit(Duration::from_secs(30)).await;
+    assert_ne!(code, Some(0), "a join given up exits with an error");
+    c.wait_normal(3).await;
+
+    // Every write goes through again, and nothing acknowledged was lost.
+    let after = dataset("after", 60);
+    write_all(&c, &[0, 1, 2], &after).await;
+    for set in [&data, &acked, &after] {
+        assert!(missing(&c, &[0, 1, 2], set).await.is_empty(), "every acknowledged write reads back");
+    }
+}

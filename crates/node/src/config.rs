@@ -24,6 +24,11 @@ pub struct NodeConfig {
     /// Longest a graceful leave may take before the node exits anyway, so stopping every node at
     /// once never hangs.
     pub leave_timeout: Duration,
+    /// Longest a join may go without pulling anything before the node gives up, leaves the
+    /// membership and exits with an error. While a node joins, every write to its future ranges
+    /// needs its acknowledgement too, so a joiner its peers cannot reach (a firewall, another
+    /// cluster secret) would otherwise fail those writes for as long as it kept trying.
+    pub join_timeout: Duration,
     /// Timeout of one request to a peer or the seed.
     pub request_timeout: Duration,
     /// Shortest wait for a replica before a read or forward asks another one too; the wait
@@ -97,6 +102,7 @@ impl Default for NodeConfig {
             seed: "127.0.0.1:9000".into(),
             heartbeat_interval: Duration::from_secs(5),
             leave_timeout: Duration::from_secs(30),
+            join_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(5),
             hedge_after: Duration::from_millis(20),
             max_clock_offset: Duration::from_millis(500),

@@ -135,7 +135,7 @@ pub async fn run(
             _ = tokio::time::sleep(deadline) => tracing::warn!(?deadline, "leave timed out; exiting with data not handed off"),
             _ = stop_rx.wait_for(|s| *s == Some(Stop::Now)) => tracing::warn!("stop requested during leave; exiting now"),
         }
-    } else {
+    } else if how == Stop::Now {
         tracing::info!("stopping without handing data off");
     }
     node.set_life(Life::Left);
@@ -171,6 +171,12 @@ pub async fn run(
         node.durability.shutdown();
     });
     tracing::info!("node stopped");
+    if how == Stop::JoinFailed {
+        return Err(NodeError::Unavailable(format!(
+            "the join pulled nothing for {:?} (--join-timeout) and was given up; the log above says why",
+            node.config.join_timeout
+        )));
+    }
     Ok(())
 }
 

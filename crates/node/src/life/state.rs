@@ -26,6 +26,9 @@ pub enum Stop {
     Leave,
     /// Exit without handing data off (the whole cluster is going down).
     Now,
+    /// Exit without handing data off, with an error: the join gave up (it had left the
+    /// membership already; everything it held is held by the old owners too).
+    JoinFailed,
 }
 
 /// This node's own view of where it is in its life; set locally *before* the seed hears of it,
@@ -192,6 +195,7 @@ impl Node {
             // A stop-now overrides a leave in progress; a leave never downgrades a stop-now.
             let next = match (*s, how) {
                 (Some(Stop::Now), _) => Stop::Now,
+                (Some(Stop::JoinFailed), _) => Stop::JoinFailed,
                 (_, h) => h,
             };
             let changed = *s != Some(next);

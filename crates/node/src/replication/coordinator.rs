@@ -94,7 +94,7 @@ impl Node {
     async fn write_to_replicas(&self, hash: u64, mut kv: KeyEntry, w: Option<Level>) -> Result<(), NodeError> {
         let (mut stale_left, mut superseded_left) = (STALE_RETRIES, SUPERSEDED_RETRIES);
         loop {
-            let (result, needed) = {
+            let (result, needed, pending) = {
                 let _writes = self.fence.enter();
                 let topo = self.topology();
                 let p = topo.placement(hash);
@@ -106,7 +106,8 @@ impl Node {
                 let needed = resolve(w, self.config.write_quorum, p.read.len(), "w")? + (p.write.len() - p.read.len());
                 let call = |id| self.tasks.track_future(self.clone().replicate(topo.clone(), id, kv.clone()));
                 let applied = |held: &Option<Version>| held.is_none();
-                (quorum(&p.write, needed, self.config.request_timeout, applied, call).await, needed)
+                let result = quorum(&p.write, needed, self.config.request_timeout, applied, call).await;
+                (result, needed, p.write[p.read.len()..].to_vec())
             };
             let error = match result {
                 Ok(answers) if answers.iter().filter(|(_, held)| held.is_none()).count() >= needed => return Ok(()),
@@ -133,7 +134,16 @@ impl Node {
                 self.refresh().await;
                 continue;
             }
-            return Err(NodeError::Quorum { what: "write not acknowledged".into(), error });
+            // A node moving into the range must take every write, so one that fails fails the
+            // write however many replicas took it: say so, or the error reads like a lost quorum.
+            let what = match error.failures.iter().find(|(id, _)| pending.contains(id)) {
+                Some((id, _)) => format!(
+                    "write not acknowledged: node {id} is taking over this key's range and must take every write \
+                     until it has; a joining node that cannot be reached gives up after its --join-timeout"
+                ),
+                None => "write not acknowledged".into(),
+            };
+            return Err(NodeError::Quorum { what, error });
         }
     }
 

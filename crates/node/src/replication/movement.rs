@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use crate::error::PeerError;
 use crate::life::load::{share_below, Moving};
-use crate::life::state::{Life, Node};
+use crate::life::state::{Life, Node, Stop};
 use crate::life::stats::{add, bump};
 use crate::replication::pages;
 use crate::transport::wire::{ApplyKind, KeyEntry, Kind, RangePage, RangeRequest};
@@ -90,6 +90,8 @@ pub async fn join(node: Node, mut stop: watch::Receiver<bool>) {
     let started = tokio::time::Instant::now();
     let moving = node.moves.begin(MoveKind::Join, None, None);
     let mut failed_rounds: u32 = 0;
+    // When a page last arrived (or the join started), and why the last pull failed.
+    let (mut progressed, mut last_error) = (started, String::new());
     loop {
         let topo = node.topology();
         let sources: Vec<_> = topo.data_holders().into_iter().filter(|m| !done.contains(&m.id)).cloned().collect();
@@ -111,7 +113,12 @@ pub async fn join(node: Node, mut stop: watch::Receiver<bool>) {
                     moving.plan(Some((k as f64 / part) as u64), Some((b as f64 / part) as u64));
                 }
             };
-            match pull(&node, &m.addr, &on_page, Some(stop.clone())).await {
+            let before = moving.so_far();
+            let pulled = pull(&node, &m.addr, &on_page, Some(stop.clone())).await;
+            if moving.so_far() != before || pulled.is_ok() {
+                progressed = tokio::time::Instant::now();
+            }
+            match pulled {
                 Ok(n) => {
                     tracing::info!(from = %m.addr, keys = n, "pulled range for join");
                     done.push(m.id);
@@ -119,11 +126,16 @@ pub async fn join(node: Node, mut stop: watch::Receiver<bool>) {
                 Err(e) => {
                     bump(&node.stats.move_failures);
                     tracing::warn!(from = %m.addr, "pulling range failed: {e}; will retry");
+                    last_error = e.to_string();
                     failed = true;
                 }
             }
         }
         failed_rounds = if failed { failed_rounds + 1 } else { 0 };
+        if failed && progressed.elapsed() >= node.config.join_timeout {
+            give_up_join(&node, &last_error).await;
+            return;
+        }
         // A holder that failed is asked again after a pause that grows while it keeps failing
         // (to 5 s): a peer that refuses this node does not get a request, and a warning, every
         // 50 ms.
@@ -156,6 +168,26 @@ pub async fn join(node: Node, mut stop: watch::Receiver<bool>) {
     drop(moving);
     tracing::info!(keys = node.engine.stats().keys, took = ?started.elapsed(), "join complete; serving as normal");
     node.notify_peers().await;
+}
+
+/// The join pulled nothing for `--join-timeout`: leave the membership without handing anything
+/// off and stop the node with an error. Every write this node acknowledged as a joiner was
+/// acknowledged by W of the key's replicas too, and what it pulled is still with its holders, so
+/// nothing is lost; and writes to its ranges stop waiting for it.
+async fn give_up_join(node: &Node, last_error: &str) {
+    let timeout = node.config.join_timeout;
+    tracing::error!(
+        "giving up the join: nothing could be pulled for {timeout:?} (--join-timeout); last error: {last_error}. \
+         Leaving the membership and exiting. Check that the members reach this node and each other at their \
+         advertised addresses and share its --cluster-name and --cluster-secret"
+    );
+    node.set_life(Life::Left);
+    let patience = node.config.leave_timeout / 3;
+    if !retry_seed(node, "leaving after a failed join", patience, |n| Box::pin(n.seed_leave(true))).await {
+        tracing::warn!("the seed is unreachable; it will drop this node when its TTL passes");
+    }
+    node.notify_peers().await;
+    node.request_stop(Stop::JoinFailed);
 }
 
 /// Copy from `addr` every entry this node will own, page by page; returns how many arrived.
