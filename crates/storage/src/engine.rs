@@ -82,6 +82,8 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Store `entry` if it supersedes what is stored (or nothing is). A durable engine has the
     /// write in its log when this returns, but not necessarily on disk: see [`Engine::sync`].
+    /// The engine keeps a copy of what it stores, never `entry.value` itself: callers pass slices
+    /// of network buffers, which a kept `Bytes` would pin whole.
     fn apply(&self, hash: u64, key: &[u8], entry: Entry) -> StorageResult<Applied>;
 
     /// Remove the key only if its stored version is still `version` — used after a key was handed

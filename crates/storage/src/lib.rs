@@ -16,6 +16,7 @@ mod datadir;
 mod durable;
 mod engine;
 mod hlc;
+mod index;
 mod memory;
 mod version;
 

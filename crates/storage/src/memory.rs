@@ -25,8 +25,6 @@
 //!
 //! Locks are std locks held for a lookup or one insert, never across an `.await`.
 
-use std::collections::btree_map::Entry as MapEntry;
-use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
@@ -34,6 +32,7 @@ use std::sync::RwLock;
 use bytes::Bytes;
 
 use crate::engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, StorageError, StorageResult};
+use crate::index::Index;
 use crate::{Entry, Version};
 
 const SHARD_BITS: u32 = 6;
@@ -55,26 +54,53 @@ struct Record {
     flags: u8,
 }
 
+/// What a record of `entry` holds after its key: the deadline's bytes if any, the value, the
+/// flags, and the length of its buffer for a key of `key_len` bytes.
+fn contents(key_len: usize, entry: &Entry) -> (Option<[u8; DEADLINE_LEN]>, &[u8], u8, usize) {
+    let value = entry.value.as_deref().unwrap_or_default();
+    let deadline = entry.expires.map(u64::to_le_bytes);
+    let mut flags = if entry.is_tombstone() { TOMBSTONE } else { 0 };
+    if deadline.is_some() {
+        flags |= DEADLINE;
+    }
+    (deadline, value, flags, key_len + deadline.map_or(0, |d| d.len()) + value.len())
+}
+
 impl Record {
     fn new(key: &[u8], entry: &Entry) -> Record {
-        let value = entry.value.as_deref().unwrap_or_default();
-        let deadline = entry.expires.map(u64::to_le_bytes);
-        let mut buf = Vec::with_capacity(key.len() + deadline.map_or(0, |d| d.len()) + value.len());
+        let (deadline, value, flags, len) = contents(key.len(), entry);
+        let mut buf = Vec::with_capacity(len);
         buf.extend_from_slice(key);
         if let Some(d) = &deadline {
             buf.extend_from_slice(d);
         }
         buf.extend_from_slice(value);
-        let mut flags = if entry.is_tombstone() { TOMBSTONE } else { 0 };
-        if deadline.is_some() {
-            flags |= DEADLINE;
-        }
         Record {
             version: entry.version,
             buf: buf.into_boxed_slice(),
             key_len: u32::try_from(key.len()).expect("key lengths are checked in apply"),
             flags,
         }
+    }
+
+    /// Hold `entry` instead, for the same key. When the new contents are as long as the old
+    /// (an overwrite with a value of the same size, the common case) the buffer is reused: no
+    /// allocation, and no free of a buffer that is cold in the cache.
+    fn overwrite(&mut self, key: &[u8], entry: &Entry) {
+        let key_len = self.key_len as usize;
+        let (deadline, value, flags, len) = contents(key_len, entry);
+        if len != self.buf.len() {
+            *self = Record::new(key, entry);
+            return;
+        }
+        let mut at = key_len;
+        if let Some(d) = &deadline {
+            self.buf[at..at + DEADLINE_LEN].copy_from_slice(d);
+            at += DEADLINE_LEN;
+        }
+        self.buf[at..].copy_from_slice(value);
+        self.version = entry.version;
+        self.flags = flags;
     }
 
     fn key(&self) -> &[u8] {
@@ -183,9 +209,8 @@ impl Slot {
 
 /// One shard: `index` orders the hashes and points into `slots`; `free` lists the slots whose
 /// keys are gone, reused first.
-#[derive(Default)]
 struct Shard {
-    index: BTreeMap<u64, u32>,
+    index: Index,
     slots: Vec<Slot>,
     free: Vec<u32>,
     stats: EngineStats,
@@ -195,24 +220,33 @@ struct Shard {
 const VACANT: Slot = Slot::Many(Vec::new());
 
 impl Shard {
+    fn new(number: usize) -> Shard {
+        Shard {
+            index: Index::new(SHARD_BITS, number as u64),
+            slots: Vec::new(),
+            free: Vec::new(),
+            stats: EngineStats::default(),
+        }
+    }
+
     fn slot(&self, hash: u64) -> Option<&Slot> {
-        self.index.get(&hash).map(|&i| &self.slots[i as usize])
+        self.index.get(hash).map(|i| &self.slots[i as usize])
     }
 
     fn slot_mut(&mut self, hash: u64) -> Option<&mut Slot> {
-        self.index.get(&hash).map(|&i| &mut self.slots[i as usize])
+        self.index.get(hash).map(|i| &mut self.slots[i as usize])
     }
 
     /// Forget `hash`, whose slot is empty.
     fn vacate(&mut self, hash: u64) {
-        if let Some(i) = self.index.remove(&hash) {
+        if let Some(i) = self.index.remove(hash) {
             release(&mut self.slots, &mut self.free, i);
         }
     }
 
     /// The slots of the hashes in `range`, in order.
     fn range(&self, range: (Bound<u64>, Bound<u64>)) -> impl Iterator<Item = (u64, &Slot)> {
-        self.index.range(range).map(|(&hash, &i)| (hash, &self.slots[i as usize]))
+        self.index.range(range).map(|(hash, i)| (hash, &self.slots[i as usize]))
     }
 }
 
@@ -260,7 +294,10 @@ pub struct MemoryEngine {
 
 impl Default for MemoryEngine {
     fn default() -> Self {
-        MemoryEngine { shards: (0..SHARDS).map(|_| RwLock::default()).collect(), generation: AtomicU64::new(0) }
+        MemoryEngine {
+            shards: (0..SHARDS).map(|i| RwLock::new(Shard::new(i))).collect(),
+            generation: AtomicU64::new(0),
+        }
     }
 }
 
@@ -284,7 +321,7 @@ impl MemoryEngine {
 }
 
 // A poisoned lock means a panic mid-update in this process; the maps are still structurally
-// valid (BTreeMap ops do not leave them half-done), so keep serving rather than cascade panics.
+// valid (index operations do not leave them half-done), so keep serving rather than cascade panics.
 macro_rules! read {
     ($l:expr) => {
         $l.read().unwrap_or_else(|e| e.into_inner())
@@ -419,19 +456,19 @@ impl MemoryEngine {
     fn apply_infallible(&self, hash: u64, key: &[u8], entry: &Entry) -> Applied {
         let mut guard = write!(self.shard(hash));
         let Shard { index, slots, free, stats } = &mut *guard;
-        let slot = match index.entry(hash) {
-            MapEntry::Vacant(v) => {
+        let slot = match index.get(hash) {
+            None => {
                 let record = Record::new(key, entry);
                 account(stats, &record, 1);
-                v.insert(place(slots, free, Slot::One(record)));
+                index.insert(hash, place(slots, free, Slot::One(record)));
                 return Applied::Stored;
             }
-            MapEntry::Occupied(o) => &mut slots[*o.get() as usize],
+            Some(i) => &mut slots[i as usize],
         };
         match slot.get_mut(key) {
             Some(old) if entry.version > old.version => {
                 account(stats, old, -1);
-                *old = Record::new(key, entry);
+                old.overwrite(key, entry);
                 account(stats, old, 1);
                 Applied::Stored
             }
@@ -448,7 +485,7 @@ impl MemoryEngine {
     fn expire_if_infallible(&self, hash: u64, key: &[u8], version: Version) -> bool {
         let mut guard = write!(self.shard(hash));
         let Shard { index, slots, stats, .. } = &mut *guard;
-        let slot = index.get(&hash).map(|&i| &mut slots[i as usize]);
+        let slot = index.get(hash).map(|i| &mut slots[i as usize]);
         let Some(record) = slot.and_then(|slot| slot.get_mut(key)) else { return false };
         if record.version != version || record.is_tombstone() {
             return false;
@@ -540,7 +577,7 @@ impl MemoryEngine {
         for shard in &self.shards {
             let mut guard = write!(shard);
             let Shard { index, slots, free, stats } = &mut *guard;
-            index.retain(|_, &mut i| {
+            index.retain(|_, i| {
                 let slot = &mut slots[i as usize];
                 let keep = match slot {
                     Slot::One(r) if old(r) => {
@@ -594,6 +631,30 @@ mod tests {
         );
         let s = e.stats();
         assert_eq!((s.keys, s.bytes, s.tombstones), (0, 0, 1));
+    }
+
+    #[test]
+    fn overwrites_of_every_shape_read_back_exactly() {
+        let e = MemoryEngine::new();
+        let expiring = |ts, s: &'static str, at| Entry { expires: Some(at), ..val(ts, s) };
+        // Same length (the buffer is reused), longer, with a deadline of the same total length,
+        // shorter, a tombstone, and a value again.
+        let steps = [
+            val(1, "abcd"),
+            val(2, "wxyz"),
+            val(3, "a longer value"),
+            expiring(4, "abcdef", 99),
+            val(5, "a value of fourteen"),
+            Entry::tombstone(v(6)),
+            val(7, "back"),
+        ];
+        for step in steps {
+            assert_eq!(e.apply(9, b"key", step.clone()).unwrap(), Applied::Stored);
+            assert_eq!(e.get(9, b"key").unwrap(), Some(step.clone()));
+            let s = e.stats();
+            let live = step.value.as_ref().map_or(0, |v| 3 + v.len() as u64);
+            assert_eq!((s.keys, s.bytes, s.expiring), (u64::from(live > 0), live, u64::from(step.expires.is_some())));
+        }
     }
 
     #[test]

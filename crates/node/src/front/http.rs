@@ -242,7 +242,7 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, NodeError>
 async fn health(State(node): State<Node>) -> Response {
     let life = node.life();
     let status = if life == Life::Normal { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = json!({ "status": life.name(), "id": node.me, "epoch": node.topology().epoch() });
+    let body = json!({ "status": life.name(), "id": node.me, "epoch": node.epoch() });
     (status, Json(body)).into_response()
 }
 

@@ -110,7 +110,7 @@ impl Node {
             Op::Delete => &self.stats.deletes,
         });
         let hash = key_hash(&req.key);
-        match route(&self.topology(), hash, hops) {
+        match self.with_topology(|t| route(t, hash, hops)) {
             Route::Unavailable(why) => Err(NodeError::Unavailable(why)),
             Route::Local => self.coordinate(req).await,
             // The cold path: boxed, so the local path's future stays small.

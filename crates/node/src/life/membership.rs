@@ -147,11 +147,11 @@ impl Node {
 
     /// Make sure our view is at least `epoch` (a peer showed it); one fetch for many callers.
     pub async fn refresh_to(&self, epoch: u64) {
-        if self.topology().epoch() >= epoch {
+        if self.epoch() >= epoch {
             return;
         }
         let _guard = self.refresh_lock.lock().await;
-        if self.topology().epoch() >= epoch {
+        if self.epoch() >= epoch {
             return;
         }
         self.refresh().await;
@@ -205,7 +205,7 @@ impl Node {
             }
             (None, None) => return Ok(Beat::Current),
         };
-        if view.epoch < self.topology().epoch() {
+        if view.epoch < self.epoch() {
             return Ok(Beat::Behind);
         }
         self.adopt(view);
@@ -222,7 +222,7 @@ impl Node {
     /// restarted and lost the membership; register again to restore it.
     async fn seed_behind(&self) -> Result<(), PeerError> {
         let view = self.fetch_view().await?;
-        if view.epoch >= self.topology().epoch() {
+        if view.epoch >= self.epoch() {
             self.adopt(view);
             return Ok(());
         }
@@ -368,7 +368,7 @@ mod tests {
         assert!(node.adopt(with_epoch(node, 3, true)), "newer, placement changed");
         // A heartbeat answer of epoch 2, received before the refresh above, arrives after it.
         assert!(!node.adopt(with_epoch(node, 2, false)));
-        assert_eq!(node.topology().epoch(), 3);
+        assert_eq!(node.epoch(), 3);
         assert_eq!(node.topology().view.nodes[1].state, NodeState::Leaving);
     }
 
@@ -388,14 +388,14 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
-        assert_eq!(node.topology().epoch(), 199);
+        assert_eq!(node.epoch(), 199);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_restarted_seed_s_older_view_replaces_ours_after_reregistering() {
         let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
         let node = &nodes[0].node;
-        let epoch = || node.topology().epoch();
+        let epoch = || node.epoch();
         node.adopt(with_epoch(node, 9, false));
         assert_eq!(epoch(), 9);
         // The seed restarted and rebuilt the membership at epoch 4.

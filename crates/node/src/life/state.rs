@@ -156,6 +156,18 @@ impl Node {
         self.topo.borrow().clone()
     }
 
+    /// What `f` reads from the current topology, without a reference to it: cheaper than
+    /// [`Node::topology`] on the hot paths (no reference count touched). `f` runs under the
+    /// view's read lock, so it must be quick and must not change the view.
+    pub fn with_topology<R>(&self, f: impl FnOnce(&Topology) -> R) -> R {
+        f(&self.topo.borrow())
+    }
+
+    /// The epoch of the current view.
+    pub fn epoch(&self) -> u64 {
+        self.with_topology(Topology::epoch)
+    }
+
     pub fn life(&self) -> Life {
         match self.life.load(Ordering::Acquire) {
             0 => Life::Joining,
@@ -169,7 +181,7 @@ impl Node {
     /// and it finished an anti-entropy round with every peer since the view last changed. Only
     /// then does its "not found" decide a read (see `coordinator.rs`).
     pub fn settled(&self) -> bool {
-        self.life() == Life::Normal && self.settled_epoch.load(Ordering::Acquire) == self.topology().epoch()
+        self.life() == Life::Normal && self.settled_epoch.load(Ordering::Acquire) == self.epoch()
     }
 
     /// Why this node coordinates no writes now (its clock is off), if it does not.

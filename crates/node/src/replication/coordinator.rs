@@ -82,7 +82,7 @@ impl Node {
         let kv = KeyEntry { key, entry };
         if w.is_none() {
             let _writes = self.fence.enter();
-            if self.topology().sole_replica(hash) == Some(self.me) {
+            if self.with_topology(|t| t.sole_replica(hash)) == Some(self.me) {
                 // One copy, nothing moving: no fan-out machinery on the hot path.
                 self.apply_local(vec![kv]).await?;
                 return Ok(());
@@ -207,7 +207,7 @@ impl Node {
     /// (by this node's clock); `r` overrides the default read quorum.
     pub async fn coordinate_read(&self, key: Bytes, r: Option<Level>) -> Result<Option<Found>, NodeError> {
         let hash = key_hash(&key);
-        if r.is_none() && self.topology().sole_replica(hash) == Some(self.me) {
+        if r.is_none() && self.with_topology(|t| t.sole_replica(hash)) == Some(self.me) {
             return Ok(self.engine.get(hash, &key)?.and_then(|e| self.live(e)));
         }
         Box::pin(self.read_from_replicas(hash, key, r)).await
@@ -300,18 +300,19 @@ impl Node {
         }
         let store = |entries: Vec<KeyEntry>| -> Result<usize, NodeError> {
             let mut stored = 0;
-            let purge_before = self.purge_horizon();
+            // Read the clock only for an entry that may be past its grace period.
+            let mut purge_before = None;
             for KeyEntry { key, entry } in entries {
-                if entry.dead_since().is_some_and(|ts| ts < purge_before) {
-                    // A tombstone (or a value expired) past its grace period: already purged here
-                    // or about to be, storing it again would only delay that.
-                    continue;
+                if let Some(dead) = entry.dead_since() {
+                    if dead < *purge_before.get_or_insert_with(|| self.purge_horizon()) {
+                        // A tombstone (or a value expired) past its grace period: already purged
+                        // here or about to be, storing it again would only delay that.
+                        continue;
+                    }
                 }
                 self.hlc.observe(entry.version.ts);
-                // Copy: `key` and the value may be slices of a larger network buffer; storing them
-                // as-is would pin the whole buffer for the life of the entry.
-                let value = entry.value.map(|v| Bytes::copy_from_slice(&v));
-                let entry = Entry { version: entry.version, value, expires: entry.expires };
+                // No copy of the value: `key` and the value may be slices of a larger network
+                // buffer, but every engine stores its own copy (see `Engine::apply`).
                 if self.engine.apply(key_hash(&key), &key, entry)? == Applied::Stored {
                     stored += 1;
                 }

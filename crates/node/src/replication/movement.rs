@@ -200,7 +200,7 @@ async fn pull(
     on_page: &(dyn Fn(u64, u64, f64) + Sync),
     stop: Option<watch::Receiver<bool>>,
 ) -> Result<u64, PeerError> {
-    let (epoch, for_node) = (node.topology().epoch(), node.me.0);
+    let (epoch, for_node) = (node.epoch(), node.me.0);
     let fetch = |after| async move {
         let req = RangeRequest { epoch, for_node, after };
         node.peers.call::<_, RangePage>(addr, Kind::Range, &req).await

@@ -261,7 +261,7 @@ impl Node {
             status: STATUS_STALE_EPOCH,
             message: format!("the view changed (epoch {} to {mine}) while scanning; refresh and retry", req.epoch),
         };
-        let epoch = self.topology().epoch();
+        let epoch = self.epoch();
         if epoch != req.epoch {
             return Err(moved(epoch));
         }
@@ -273,7 +273,7 @@ impl Node {
         let page = tokio::task::block_in_place(|| local_page(&*self.engine, req, now_ms));
         let mut page =
             page.map_err(|e| PeerError::Refused { addr: self.addr.clone(), status: 500, message: e.to_string() })?;
-        let epoch = self.topology().epoch();
+        let epoch = self.epoch();
         if epoch != req.epoch {
             return Err(moved(epoch));
         }

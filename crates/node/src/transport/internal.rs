@@ -65,7 +65,7 @@ fn refused(e: NodeError) -> Refusal {
 /// Bring our view up to the sender's epoch, or refuse a sender that is behind ours.
 async fn check_epoch(node: &Node, epoch: u64) -> Result<(), Refusal> {
     node.refresh_to(epoch).await;
-    let mine = node.topology().epoch();
+    let mine = node.epoch();
     if epoch < mine {
         return Err(Refusal::new(
             wire::STATUS_STALE_EPOCH,
@@ -171,7 +171,7 @@ fn refresh(node: &Node, req: RefreshRequest) -> Answer {
 
 /// A client request another node passed on: serve it as if it had come here.
 async fn forward(node: &Node, req: ForwardRequest) -> Answer {
-    if req.epoch > node.topology().epoch() {
+    if req.epoch > node.epoch() {
         node.refresh_to(req.epoch).await;
     }
     let reply: wire::ForwardReply = node.serve_forwarded(req).await;
@@ -205,7 +205,7 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         let req = ApplyRequest {
-            epoch: node.topology().epoch(),
+            epoch: node.epoch(),
             kind: ApplyKind::Write,
             entries: vec![KeyEntry { key: Bytes::from_static(b"k"), entry: testing::value(1, 10) }],
         };

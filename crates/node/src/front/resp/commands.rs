@@ -273,8 +273,9 @@ async fn get(node: &Node, key: &Bytes) -> Result<Option<Bytes>, Reply> {
 
 async fn write(node: &Node, key: &Bytes, value: Option<Bytes>) -> Result<(), Reply> {
     let result = match value {
-        // Copy: the value is a slice of the connection's read buffer.
-        Some(v) => node.put(Api::Resp, key.clone(), Bytes::copy_from_slice(&v), None).await,
+        // The value is a slice of the connection's read buffer: whatever keeps it (the engine,
+        // a hint) keeps a copy.
+        Some(v) => node.put(Api::Resp, key.clone(), v, None).await,
         None => node.delete(Api::Resp, key.clone(), None).await,
     };
     result.map_err(Reply::err)

@@ -183,15 +183,17 @@ async fn read(node: &Node, key: &Bytes) -> Result<Option<Found>, Reply> {
 
 /// Write `value` under `key` until `expires`; a deadline already past deletes the key.
 async fn write(node: &Node, key: &Bytes, value: &Bytes, expires: Option<u64>) -> Result<(), Reply> {
-    // Copy: the value may be a slice of the connection's read buffer or of a peer's frame.
-    let value = Bytes::copy_from_slice(value);
-    node.put_expiring(Api::Resp, key.clone(), value, expires, None).await.map_err(Reply::err)
+    // The value is a slice of the connection's read buffer: whatever keeps it (the engine, a
+    // hint) keeps a copy.
+    node.put_expiring(Api::Resp, key.clone(), value.clone(), expires, None).await.map_err(Reply::err)
 }
 
 /// `SET key value [GET] [EX s|PX ms|EXAT ts|PXAT ts-ms|KEEPTTL]`.
 pub async fn set(node: &Node, a: &[Bytes]) -> Reply {
     let (key, value) = (&a[0], &a[1]);
-    let opts = match set_options(&a[2..], node.hlc.wall_ms()) {
+    // The clock only for options that need it: a plain SET reads none.
+    let now = if a.len() > 2 { node.hlc.wall_ms() } else { 0 };
+    let opts = match set_options(&a[2..], now) {
         Ok(o) => o,
         Err(e) => return e,
     };
