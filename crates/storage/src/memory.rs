@@ -1,27 +1,27 @@
 //! The in-memory engine.
 //!
-//! 64 shards, each a `BTreeMap` behind its own `RwLock`, split by the top bits of the placement
+//! 64 shards, each an [`Index`] behind its own `RwLock`, split by the top bits of the placement
 //! hash. Splitting by the *top* bits keeps the global `(hash, key)` order — shard 0 holds the
 //! lowest hashes — so a range scan walks shards in order and never needs a merge.
 //!
-//! The map is keyed by the 64-bit hash itself, so a lookup compares plain integers held inside the
-//! B-tree nodes and dereferences a key only once, to confirm the match; keying by the key bytes
-//! would chase a pointer at every comparison (measured: 11% of a PUT's CPU time at 400k keys).
-//! The rare keys that share a hash live together in one [`Slot`], sorted by key.
+//! The index is keyed by the 64-bit hash itself, so a lookup compares plain integers and
+//! dereferences a key only once, to confirm the match; keying by the key bytes would chase a
+//! pointer at every comparison (measured: 11% of a PUT's CPU time at 400k keys). The rare keys
+//! that share a hash live together in one [`Slot`], sorted by key. The index (`index.rs`) is a
+//! sorted array cut into buckets by the hash's next bits: a lookup costs two cache misses at any
+//! size, where the `BTreeMap` it replaced missed once per level.
 //!
-//! The tree holds only the hash and the index of the key's slot in a dense array beside it
-//! (removed slots are reused), not the slot itself: a B-tree node of 40-byte values spans nine
-//! cache lines, its length field sits after them all, and a lookup missed the cache on it at
-//! every level (55% of the lookup's samples under `redis-benchmark -P 16`); with 4-byte values a
-//! node is three lines, and the tree of 100 000 keys shrinks from about 7 MB to 2 MB. The array
-//! also has no empty room, where a tree's nodes are about a third empty.
+//! The index holds only the hash and the number of the key's slot in a dense array beside it
+//! (removed slots are reused), not the slot itself: 12 bytes an entry instead of 48, so more of
+//! the index stays in the cache. The array has no empty room.
 //!
-//! Memory: a key costs its B-tree element (the hash and a 4-byte index), its 40-byte [`Record`]
-//! in the array, plus *one* heap allocation holding the key and the value together (and a
-//! value's deadline between them, for the keys that have one: a key without costs nothing more
-//! for expiry). Keeping them as a boxed key plus a `Bytes` value cost a second allocation and a
-//! 32-byte handle per key (`bench/memory.sh` measures the result against Redis). The price is a copy of the value on every read, which is small next
-//! to the HTTP work around it.
+//! Memory: a key costs its index entry (about 15 bytes with the buckets' spare room), its
+//! 40-byte [`Record`] in the array, plus *one* heap allocation holding the key and the value
+//! together (and a value's deadline between them, for the keys that have one: a key without
+//! costs nothing more for expiry). Keeping them as a boxed key plus a `Bytes` value cost a second
+//! allocation and a 32-byte handle per key (`bench/memory.sh` measures the result against
+//! Redis). The price is a copy of the value on every read, which is small next to the HTTP work
+//! around it. An overwrite with a value of the same size reuses the record's buffer.
 //!
 //! Locks are std locks held for a lookup or one insert, never across an `.await`.
 

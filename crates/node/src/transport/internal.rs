@@ -40,7 +40,11 @@ impl Handler for Internal {
             Some(Kind::Read) => read(node, decode(&body)?).await,
             Some(Kind::Forward) => Box::pin(forward(node, decode(&body)?)).await,
             Some(Kind::Range) => Box::pin(range(node, decode(&body)?)).await,
-            Some(Kind::SyncSummary) => Box::pin(sync_summary(node, decode(&body)?)).await,
+            Some(Kind::SyncSummary) => Box::pin(sync_summary(node, decode(&body)?, None)).await,
+            Some(Kind::SyncSummarySettled) => {
+                let req: wire::SyncSummarySettled = decode(&body)?;
+                Box::pin(sync_summary(node, req.summary, Some(req.horizon))).await
+            }
             Some(Kind::SyncBucket) => Box::pin(sync_bucket(node, decode(&body)?)).await,
             Some(Kind::Refresh) => refresh(node, decode(&body)?),
             Some(Kind::Clock) => encode(&ClockReply { now_ms: node.hlc.wall_ms() }),
@@ -127,14 +131,15 @@ async fn range(node: &Node, req: RangeRequest) -> Answer {
     postcard::to_extend(&page, out).map_err(|e| Refusal::new(500, format!("encoding the answer: {e}")))
 }
 
-/// Anti-entropy step 1: which buckets differ between the sender's digests and ours.
-async fn sync_summary(node: &Node, req: SyncSummary) -> Answer {
+/// Anti-entropy step 1: which buckets differ between the sender's digests and ours (of the entries
+/// up to `horizon`, when given).
+async fn sync_summary(node: &Node, req: SyncSummary, horizon: Option<u64>) -> Answer {
     check_epoch(node, req.epoch).await?;
     if req.digests.len() != antientropy::BUCKETS {
         return Err(Refusal::new(400, "summary with the wrong number of buckets"));
     }
     let topo = node.topology();
-    let all = tokio::task::block_in_place(|| antientropy::summaries(node, &topo));
+    let all = tokio::task::block_in_place(|| antientropy::summaries(node, &topo, horizon));
     let none = vec![0; antientropy::BUCKETS];
     let mine = all.get(&NodeId(req.from)).unwrap_or(&none);
     let buckets = (0..antientropy::BUCKETS as u32).filter(|&b| mine[b as usize] != req.digests[b as usize]).collect();

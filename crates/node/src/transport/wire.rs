@@ -57,12 +57,17 @@ pub enum Kind {
     Clock = 8,
     /// [`ScanRequest`] → [`ScanReply`].
     Scan = 10,
+    /// [`SyncSummarySettled`] → [`SyncDiff`]. A node of a release before it refuses it as
+    /// unknown; the sender then sends a [`SyncSummary`].
+    SyncSummarySettled = 11,
 }
 
 impl Kind {
     pub fn from_u8(k: u8) -> Option<Kind> {
         use Kind::*;
-        [Apply, Read, Range, SyncSummary, SyncBucket, Refresh, Forward, Clock, Scan].into_iter().find(|x| *x as u8 == k)
+        [Apply, Read, Range, SyncSummary, SyncBucket, Refresh, Forward, Clock, Scan, SyncSummarySettled]
+            .into_iter()
+            .find(|x| *x as u8 == k)
     }
 }
 
@@ -152,6 +157,17 @@ pub struct SyncSummary {
     pub epoch: u64,
     pub from: u64,
     pub digests: Vec<u64>,
+}
+
+/// Anti-entropy, step 1 of a periodic round: a [`SyncSummary`] of the entries whose version is
+/// at most `horizon` (a hybrid-clock timestamp a few seconds back), and the receiver compares
+/// its entries up to the same horizon. Writes still in flight to some replicas then make no
+/// difference, where under a steady write load they made nearly every bucket differ and the
+/// round exchanged the whole store.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncSummarySettled {
+    pub summary: SyncSummary,
+    pub horizon: u64,
 }
 
 /// The buckets whose digests differ.
