@@ -91,7 +91,12 @@ impl Node {
         Box::pin(self.write_to_replicas(hash, kv, w)).await
     }
 
-    async fn write_to_replicas(&self, hash: u64, mut kv: KeyEntry, w: Option<Level>) -> Result<(), NodeError> {
+    async fn write_to_replicas(&self, hash: u64, kv: KeyEntry, w: Option<Level>) -> Result<(), NodeError> {
+        // Copied: the key and value may be slices of a client's read buffer, and the replica calls
+        // still running when the quorum is reached outlive the request (up to the request timeout,
+        // for a stalled replica), which would pin that buffer whole.
+        let value = kv.entry.value.as_deref().map(Bytes::copy_from_slice);
+        let mut kv = KeyEntry { key: Bytes::copy_from_slice(&kv.key), entry: Entry { value, ..kv.entry } };
         let (mut stale_left, mut superseded_left) = (STALE_RETRIES, SUPERSEDED_RETRIES);
         loop {
             let (result, needed, pending) = {
@@ -223,6 +228,8 @@ impl Node {
     }
 
     async fn read_from_replicas(&self, hash: u64, key: Bytes, r: Option<Level>) -> Result<Option<Found>, NodeError> {
+        // Copied, as in `write_to_replicas`: hedged reads and repairs may outlive the request.
+        let key = Bytes::copy_from_slice(&key);
         for attempt in 1..=STALE_RETRIES {
             let topo = self.topology();
             let mut replicas = topo.placement(hash).read;

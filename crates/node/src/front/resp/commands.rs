@@ -273,8 +273,8 @@ async fn get(node: &Node, key: &Bytes) -> Result<Option<Bytes>, Reply> {
 
 async fn write(node: &Node, key: &Bytes, value: Option<Bytes>) -> Result<(), Reply> {
     let result = match value {
-        // The value is a slice of the connection's read buffer: whatever keeps it (the engine,
-        // a hint) keeps a copy.
+        // The value is a slice of the connection's read buffer: whatever keeps it beyond the
+        // request (the engine, replica calls, a hint) keeps a copy.
         Some(v) => node.put(Api::Resp, key.clone(), v, None).await,
         None => node.delete(Api::Resp, key.clone(), None).await,
     };

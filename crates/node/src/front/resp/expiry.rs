@@ -183,8 +183,8 @@ async fn read(node: &Node, key: &Bytes) -> Result<Option<Found>, Reply> {
 
 /// Write `value` under `key` until `expires`; a deadline already past deletes the key.
 async fn write(node: &Node, key: &Bytes, value: &Bytes, expires: Option<u64>) -> Result<(), Reply> {
-    // The value is a slice of the connection's read buffer: whatever keeps it (the engine, a
-    // hint) keeps a copy.
+    // The value is a slice of the connection's read buffer: whatever keeps it beyond the request
+    // (the engine, replica calls, a hint) keeps a copy.
     node.put_expiring(Api::Resp, key.clone(), value.clone(), expires, None).await.map_err(Reply::err)
 }
 
