@@ -56,7 +56,9 @@ impl Visitor<'_> for I64Visitor {
         Ok(v)
     }
     fn visit_f64<E: Error>(self, v: f64) -> Result<i64, E> {
-        if integral(v) && (-I64_END..I64_END).contains(&v) {
+        // -2^63 itself is refused as a float: an integer literal below i64's range (serde_json
+        // reads those as floats) rounds to it, and -2^63 spelled as an integer still reads.
+        if integral(v) && v > -I64_END && v < I64_END {
             Ok(v as i64)
         } else {
             Err(E::custom(format!("{v} is not {}", Expecting(&self))))
@@ -145,6 +147,8 @@ mod tests {
         let exact = parse(r#"{"a": 1902016775530207.0, "c": [2251799813685247.0]}"#).unwrap();
         assert_eq!((exact.a, exact.c), (1902016775530207, Some(vec![2251799813685247])));
         assert_eq!(parse(r#"{"a": 1, "b": null, "c": null}"#), Ok(Fields { a: 1, b: None, c: None }));
+        let min = parse(r#"{"a": 1, "b": -9223372036854775808}"#).map(|f| f.b);
+        assert_eq!(min, Ok(Some(i64::MIN)), "the least i64, as an integer");
         assert_eq!(parse(r#"{"a": 1}"#), Ok(Fields { a: 1, b: None, c: None }));
         for bad in [
             r#"{"a": 1.5}"#,
@@ -155,6 +159,8 @@ mod tests {
             r#"{"a": "1"}"#,
             r#"{"a": 1, "b": 9223372036854775808}"#,
             r#"{"a": 1, "b": 1e19}"#,
+            r#"{"a": 1, "b": -9223372036854775809}"#,
+            r#"{"a": 1, "b": -1e19}"#,
             r#"{"a": 1, "c": [0.5]}"#,
         ] {
             assert!(parse(bad).is_err(), "{bad} was accepted");
