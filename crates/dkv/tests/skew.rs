@@ -83,6 +83,24 @@ async fn a_node_a_year_ahead_stops_coordinating_writes_and_drags_no_clock_with_i
     c.client(0).put(b"near", "y").await.expect("a write through a correct node");
     assert_eq!(c.client(2).get(b"near").await.unwrap().as_deref(), Some(&b"y"[..]));
     assert!(c.client(0).json("/stats").await.unwrap()["coordinating_writes"] == true);
+    // The offsets came from the seed's heartbeat answers: idle nodes read no peer's clock.
+    for i in [0, 2] {
+        assert_eq!(c.client(i).json("/stats").await.unwrap()["clock_measured_by"], "seed", "node {i}");
+    }
+    // Without the seed the nodes read each other's clocks, and come to the same verdict.
+    c.seed.child.kill().expect("kill the seed");
+    c.seed.child.wait().expect("the seed exits");
+    eventually(Duration::from_secs(10), "nodes 0 and 2 to read peers' clocks", || async {
+        for i in [0, 2] {
+            (c.client(i).json("/stats").await.ok()?["clock_measured_by"] == "peers").then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+    let (status, _) = c.client(2).raw(http::Method::PUT, "/put?key=far", Some("x".into())).await.unwrap();
+    assert_eq!(status.as_u16(), 503, "still off, by its peers' clocks");
+    c.client(0).put(b"near", "y").await.expect("a write through a correct node, by its peers' clocks");
+    c.restart_seed();
 
     // A replica refuses a client write stamped a year ahead, and counts it.
     use dkv_node::transport::wire::{ApplyKind, ApplyRequest, KeyEntry, Kind};

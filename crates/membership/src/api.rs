@@ -57,6 +57,14 @@ pub struct IdRequest {
     /// On heartbeats: the node's requests, latency, hints and data movements, for the dashboard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<crate::load::Load>,
+    /// On heartbeats: the node's clock minus the seed's, in ms, as it read the seed's clock on its
+    /// last heartbeat. The seed answers a heartbeat that carries it with the cluster's clock
+    /// ([`HeartbeatAnswer::clock`]).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "json_int::opt_i64")]
+    pub seed_clock_offset_ms: Option<i64>,
+    /// On heartbeats: how wrong `seed_clock_offset_ms` may be (half the round trip), in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "json_int::opt_i64")]
+    pub seed_clock_error_ms: Option<i64>,
 }
 
 impl IdRequest {
@@ -70,6 +78,8 @@ impl IdRequest {
             epoch: None,
             digest: None,
             load: None,
+            seed_clock_offset_ms: None,
+            seed_clock_error_ms: None,
         }
     }
 
@@ -99,6 +109,10 @@ pub struct HeartbeatAnswer {
     pub changes: Option<Changes>,
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "json_int::opt_u64")]
     pub now_ms: Option<u64>,
+    /// The cluster's clock in the seed's terms, to a heartbeat that reported its own reading of
+    /// the seed's clock (see [`crate::clocks`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<crate::clocks::ClusterClock>,
 }
 
 /// `POST /leave`: `done: false` starts a leave (state `leaving`), `done: true` ends it (the member
@@ -169,6 +183,7 @@ mod tests {
             nodes: Some(view.nodes.clone()),
             changes: Some(Changes { since: 2, members: view.nodes, removed: vec![NodeId(3)] }),
             now_ms: Some(9),
+            clock: Some(crate::clocks::ClusterClock { offset_ms: -3, error_ms: 1, clocks: 4 }),
         };
         let back: HeartbeatAnswer = serde_json::from_str(&serde_json::to_string(&answer).unwrap()).unwrap();
         assert_eq!(back, answer);
@@ -195,6 +210,7 @@ mod tests {
             nodes: Some(vec![m.clone()]),
             changes: None,
             now_ms: Some(10),
+            clock: None,
         };
         let old: OldAnswer = serde_json::from_str(&serde_json::to_string(&answer).unwrap()).unwrap();
         assert_eq!((old.view, old.now_ms), (View { epoch: 6, nodes: vec![m] }, Some(10)));

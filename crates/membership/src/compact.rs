@@ -20,6 +20,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::api::{HeartbeatAnswer, IdRequest, LeaveRequest, RegisterRequest, RegisterResponse};
+use crate::clocks::ClusterClock;
 use crate::{Changes, Digest, Member, NodeId, NodeState, View};
 
 /// The media type, without its version parameter.
@@ -64,6 +65,12 @@ pub trait Compact: Sized {
     fn to_wire(&self) -> Self::Wire;
     #[doc(hidden)]
     fn from_wire(wire: Self::Wire) -> Self;
+    /// The wire form read from a whole body. A message that gained fields at its end since its
+    /// version came out reads its shorter, older forms too (see [`tail`]).
+    #[doc(hidden)]
+    fn read_wire(body: &[u8]) -> Result<Self::Wire, CompactError> {
+        whole(body)
+    }
 }
 
 pub fn encode<T: Compact>(value: &T, version: u8) -> Vec<u8> {
@@ -75,11 +82,37 @@ pub fn decode<T: Compact>(bytes: &[u8], version: u8) -> Result<T, CompactError> 
     if got != version {
         return Err(CompactError::Version { got, want: version });
     }
-    let (wire, rest) = postcard::take_from_bytes(body).map_err(|e| CompactError::Malformed(e.to_string()))?;
+    T::read_wire(body).map(T::from_wire)
+}
+
+fn malformed(e: postcard::Error) -> CompactError {
+    CompactError::Malformed(e.to_string())
+}
+
+/// `W` and nothing after it.
+fn whole<W: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<W, CompactError> {
+    let (wire, rest) = postcard::take_from_bytes(body).map_err(malformed)?;
     if !rest.is_empty() {
         return Err(CompactError::Malformed(format!("{} bytes after the message", rest.len())));
     }
-    Ok(T::from_wire(wire))
+    Ok(wire)
+}
+
+/// An optional field added at the end of a message after its version came out: absent where
+/// the body ends (a peer of the earlier release), else read in full like any other field.
+fn tail<T: for<'de> Deserialize<'de>>(rest: &[u8]) -> Result<(Option<T>, &[u8]), CompactError> {
+    if rest.is_empty() {
+        return Ok((None, rest));
+    }
+    postcard::take_from_bytes::<Option<T>>(rest).map_err(malformed)
+}
+
+/// The end of a message read with [`tail`]: nothing may follow.
+fn end(rest: &[u8]) -> Result<(), CompactError> {
+    match rest.len() {
+        0 => Ok(()),
+        n => Err(CompactError::Malformed(format!("{n} bytes after the message"))),
+    }
 }
 
 /// Tokens as one byte string of 8-byte little-endian integers.
@@ -186,8 +219,19 @@ impl Compact for Changes {
     }
 }
 
+/// A heartbeat answer: its fields as version 2 came out, then those added since, each of which
+/// may be absent at the end of the body (see [`tail`]). Postcard writes a nested struct as its
+/// fields in line, so the bytes are those of one flat struct.
 #[derive(Serialize, Deserialize)]
 pub struct WireHeartbeatAnswer {
+    head: AnswerHead,
+    /// Sent only to a heartbeat that reported its reading of the seed's clock, which an older
+    /// node does not: an older node reads the answer it always did.
+    clock: Option<(i64, i64, u64)>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct AnswerHead {
     epoch: u64,
     digest: Option<u64>,
     nodes: Option<Vec<WireMember>>,
@@ -199,81 +243,74 @@ impl Compact for HeartbeatAnswer {
     type Wire = WireHeartbeatAnswer;
     fn to_wire(&self) -> WireHeartbeatAnswer {
         WireHeartbeatAnswer {
-            epoch: self.epoch,
-            digest: self.digest.map(|d| d.0),
-            nodes: self.nodes.as_deref().map(members_to_wire),
-            changes: self.changes.as_ref().map(Changes::to_wire),
-            now_ms: self.now_ms,
+            head: AnswerHead {
+                epoch: self.epoch,
+                digest: self.digest.map(|d| d.0),
+                nodes: self.nodes.as_deref().map(members_to_wire),
+                changes: self.changes.as_ref().map(Changes::to_wire),
+                now_ms: self.now_ms,
+            },
+            clock: self.clock.map(|c| (c.offset_ms, c.error_ms, c.clocks)),
         }
     }
-    fn from_wire(w: WireHeartbeatAnswer) -> HeartbeatAnswer {
+    fn from_wire(WireHeartbeatAnswer { head: w, clock }: WireHeartbeatAnswer) -> HeartbeatAnswer {
         HeartbeatAnswer {
             epoch: w.epoch,
             digest: w.digest.map(Digest),
             nodes: w.nodes.map(members_from_wire),
             changes: w.changes.map(Changes::from_wire),
             now_ms: w.now_ms,
+            clock: clock.map(|(offset_ms, error_ms, clocks)| ClusterClock { offset_ms, error_ms, clocks }),
         }
+    }
+    fn read_wire(body: &[u8]) -> Result<WireHeartbeatAnswer, CompactError> {
+        let (head, rest) = postcard::take_from_bytes(body).map_err(malformed)?;
+        let (clock, rest) = tail(rest)?;
+        end(rest)?;
+        Ok(WireHeartbeatAnswer { head, clock })
     }
 }
 
-#[derive(Serialize)]
+/// A heartbeat: its fields as version 2 came out, then those added since, each of which may be
+/// absent at the end of the body (see [`tail`]), so a seed of this release still hears nodes of
+/// earlier ones during a rolling upgrade. (Upgrade the seed first: an older seed refuses the
+/// extra fields.)
+#[derive(Serialize, Deserialize)]
 pub struct WireIdRequest {
+    head: HeartbeatHead,
+    /// Added after the first release of version 2.
+    load: Option<crate::load::WireLoad>,
+    /// Added after `load`: the node's reading of the seed's clock (offset, error).
+    seed_clock: Option<(i64, i64)>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct HeartbeatHead {
     id: u64,
     keys: Option<u64>,
     clock_offset_ms: Option<i64>,
     coordinating_writes: Option<bool>,
     epoch: Option<u64>,
     digest: Option<u64>,
-    /// Added to version 2 after its first release, last: a heartbeat of a node of that release
-    /// ends before it, and reads as `None` (see the `Deserialize` below), so a seed of this
-    /// release still hears those nodes during a rolling upgrade. (Upgrade the seed first: an
-    /// older seed refuses the extra field.)
-    load: Option<crate::load::WireLoad>,
-}
-
-impl<'de> Deserialize<'de> for WireIdRequest {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Fields;
-        impl<'de> Visitor<'de> for Fields {
-            type Value = WireIdRequest;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a heartbeat")
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<WireIdRequest, A::Error> {
-                let missing = || de::Error::custom("a heartbeat cut short");
-                Ok(WireIdRequest {
-                    id: seq.next_element()?.ok_or_else(missing)?,
-                    keys: seq.next_element()?.ok_or_else(missing)?,
-                    clock_offset_ms: seq.next_element()?.ok_or_else(missing)?,
-                    coordinating_writes: seq.next_element()?.ok_or_else(missing)?,
-                    epoch: seq.next_element()?.ok_or_else(missing)?,
-                    digest: seq.next_element()?.ok_or_else(missing)?,
-                    // The end of the body here is a node of the first version 2 release; a
-                    // malformed field leaves bytes behind, which `decode` refuses.
-                    load: seq.next_element().ok().flatten().flatten(),
-                })
-            }
-        }
-        const FIELDS: &[&str] = &["id", "keys", "clock_offset_ms", "coordinating_writes", "epoch", "digest", "load"];
-        d.deserialize_struct("WireIdRequest", FIELDS, Fields)
-    }
 }
 
 impl Compact for IdRequest {
     type Wire = WireIdRequest;
     fn to_wire(&self) -> WireIdRequest {
         WireIdRequest {
-            id: self.id.0,
-            keys: self.keys,
-            clock_offset_ms: self.clock_offset_ms,
-            coordinating_writes: self.coordinating_writes,
-            epoch: self.epoch,
-            digest: self.digest.map(|d| d.0),
+            head: HeartbeatHead {
+                id: self.id.0,
+                keys: self.keys,
+                clock_offset_ms: self.clock_offset_ms,
+                coordinating_writes: self.coordinating_writes,
+                epoch: self.epoch,
+                digest: self.digest.map(|d| d.0),
+            },
             load: self.load.as_ref().map(crate::load::Load::to_wire),
+            seed_clock: self.seed_clock_offset_ms.map(|o| (o, self.seed_clock_error_ms.unwrap_or(0))),
         }
     }
-    fn from_wire(w: WireIdRequest) -> IdRequest {
+    fn from_wire(WireIdRequest { head: w, load, seed_clock }: WireIdRequest) -> IdRequest {
         IdRequest {
             id: NodeId(w.id),
             keys: w.keys,
@@ -281,8 +318,17 @@ impl Compact for IdRequest {
             coordinating_writes: w.coordinating_writes,
             epoch: w.epoch,
             digest: w.digest.map(Digest),
-            load: w.load.map(crate::load::Load::from_wire),
+            load: load.map(crate::load::Load::from_wire),
+            seed_clock_offset_ms: seed_clock.map(|c| c.0),
+            seed_clock_error_ms: seed_clock.map(|c| c.1),
         }
+    }
+    fn read_wire(body: &[u8]) -> Result<WireIdRequest, CompactError> {
+        let (head, rest) = postcard::take_from_bytes(body).map_err(malformed)?;
+        let (load, rest) = tail(rest)?;
+        let (seed_clock, rest) = tail(rest)?;
+        end(rest)?;
+        Ok(WireIdRequest { head, load, seed_clock })
     }
 }
 

@@ -30,7 +30,14 @@ fn every_message_round_trips() {
     let v = view();
     round_trip(v.clone());
     round_trip(View::default());
-    round_trip(HeartbeatAnswer { epoch: 41, digest: Some(v.digest()), nodes: None, changes: None, now_ms: Some(7) });
+    round_trip(HeartbeatAnswer {
+        epoch: 41,
+        digest: Some(v.digest()),
+        nodes: None,
+        changes: None,
+        now_ms: Some(7),
+        clock: Some(ClusterClock { offset_ms: i64::MIN, error_ms: 3, clocks: 101 }),
+    });
     round_trip(HeartbeatAnswer {
         epoch: 41,
         digest: Some(v.digest()),
@@ -41,6 +48,7 @@ fn every_message_round_trips() {
             removed: vec![NodeId(9), NodeId(u64::MAX)],
         }),
         now_ms: None,
+        clock: None,
     });
     round_trip(IdRequest {
         keys: Some(5),
@@ -63,6 +71,8 @@ fn every_message_round_trips() {
                 permille: 333,
             }],
         }),
+        seed_clock_offset_ms: Some(-12),
+        seed_clock_error_ms: Some(1),
         ..IdRequest::id(NodeId(3))
     });
     round_trip(IdRequest::id(NodeId(3)));
@@ -160,4 +170,36 @@ fn a_heartbeat_of_the_first_version_2_release_reads_without_load() {
     assert!(got.load.is_none());
     // Cut anywhere before `load`, it is still refused.
     assert!(decode::<IdRequest>(&body[..body.len() - 1], 2).is_err());
+}
+
+#[test]
+fn answers_and_heartbeats_without_the_clock_fields_read_as_before() {
+    // An older seed's answer ends after `now_ms`.
+    #[derive(Serialize)]
+    struct OlderAnswer {
+        epoch: u64,
+        digest: Option<u64>,
+        nodes: Option<Vec<WireMember>>,
+        changes: Option<WireChanges>,
+        now_ms: Option<u64>,
+    }
+    let older = OlderAnswer { epoch: 4, digest: Some(5), nodes: None, changes: None, now_ms: Some(6) };
+    let body = postcard::to_extend(&older, vec![V]).unwrap();
+    let got: HeartbeatAnswer = decode(&body, V).expect("an older seed's answer");
+    assert_eq!((got.epoch, got.now_ms, got.clock), (4, Some(6), None));
+    // What this seed answers an older node (no `clock`) is what that node reads: the same bytes.
+    let answer =
+        HeartbeatAnswer { epoch: 4, digest: Some(Digest(5)), nodes: None, changes: None, now_ms: Some(6), clock: None };
+    assert_eq!(encode(&answer, V)[..body.len()], body[..]);
+    assert_eq!(encode(&answer, V).len(), body.len() + 1, "one byte for the absent clock");
+
+    // A heartbeat with `load` and without the seed clock (the release before this one).
+    let hb = IdRequest { keys: Some(1), load: Some(crate::load::Load::default()), ..IdRequest::id(NodeId(3)) };
+    let full = encode(&hb, V);
+    let got: IdRequest = decode(&full[..full.len() - 1], V).expect("a heartbeat without the seed clock");
+    assert_eq!(got, hb);
+    // A malformed seed clock is refused, not read as absent.
+    let mut bad = full.clone();
+    *bad.last_mut().unwrap() = 1;
+    assert!(decode::<IdRequest>(&bad, V).is_err());
 }

@@ -96,6 +96,10 @@ pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     U64::deserialize(d).map(|v| v.0)
 }
 
+pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    I64::deserialize(d).map(|v| v.0)
+}
+
 pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     Option::<U64>::deserialize(d).map(|v| v.map(|v| v.0))
 }

@@ -18,6 +18,7 @@
 
 pub mod api;
 mod changes;
+pub mod clocks;
 pub mod compact;
 mod digest;
 mod json_int;

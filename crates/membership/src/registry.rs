@@ -178,8 +178,14 @@ impl Registry {
     ) -> Result<HeartbeatAnswer, RegistryError> {
         let m = self.members.get_mut(&id).ok_or(RegistryError::UnknownNode(id))?;
         m.last_seen_ms = now_ms;
-        let mut answer =
-            HeartbeatAnswer { epoch: self.epoch, digest: Some(self.digest), nodes: None, changes: None, now_ms: None };
+        let mut answer = HeartbeatAnswer {
+            epoch: self.epoch,
+            digest: Some(self.digest),
+            nodes: None,
+            changes: None,
+            now_ms: None,
+            clock: None,
+        };
         if known == Some((self.epoch, self.digest)) {
             return Ok(answer);
         }

@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use dkv_membership::api::{
     secret_matches, IdRequest, LeaveRequest, RegisterRequest, SeedHealth, SECRET_HEADER, SEED_HEADER,
 };
+use dkv_membership::clocks::ClockCensus;
 use dkv_membership::compact::Compact;
 use dkv_membership::{Registry, RegistryError};
 use serde::de::DeserializeOwned;
@@ -45,6 +46,8 @@ struct Seed {
     drawing: Arc<crate::dashboard::Cache>,
     /// Heartbeats answered, by what they carried and in which encoding (see [`Told`]).
     heartbeats: Arc<[std::sync::atomic::AtomicU64; 6]>,
+    /// The members' readings of this seed's clock, and the cluster's clock from them.
+    clocks: Arc<Mutex<ClockCensus>>,
 }
 
 /// What a heartbeat answer carried of the membership.
@@ -73,6 +76,10 @@ impl Told {
     }
 }
 
+/// How long the seed reuses the cluster's clock before it takes the median again (see
+/// [`ClockCensus`]).
+const CLOCK_MEDIAN_EVERY_MS: u64 = 250;
+
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
@@ -90,6 +97,7 @@ pub fn router(config: &SeedConfig) -> (Router, impl Future<Output = ()> + Send +
         reports: Arc::default(),
         drawing: Arc::default(),
         heartbeats: Arc::default(),
+        clocks: Arc::new(Mutex::new(ClockCensus::new(config.node_ttl.as_millis() as u64, CLOCK_MEDIAN_EVERY_MS))),
         registry: Arc::new(Mutex::new(
             Registry::new(now_ms(), config.node_ttl.as_millis() as u64).for_cluster(&config.cluster_name),
         )),
@@ -257,14 +265,24 @@ async fn heartbeat(State(seed): State<Seed>, headers: HeaderMap, body: Result<By
         Ok(mut req) => {
             let id = req.id;
             req.load = req.load.map(dkv_membership::load::Load::bounded);
-            let answer = seed.with(|r| r.heartbeat_since(id, req.known(), now_ms()));
+            let now = now_ms();
+            let answer = seed.with(|r| r.heartbeat_since(id, req.known(), now));
             let format = Format::answer(&headers);
+            // A member that reports its reading of this seed's clock gets the cluster's.
+            let clock = match (&answer, req.seed_clock_offset_ms) {
+                (Ok(_), Some(offset)) => {
+                    let mut clocks = seed.clocks.lock().unwrap_or_else(|e| e.into_inner());
+                    clocks.report(id, offset, req.seed_clock_error_ms.unwrap_or(0), now);
+                    Some(clocks.cluster(now))
+                }
+                _ => None,
+            };
             if let Ok(a) = &answer {
                 // Only members' reports are kept (and replaced at every heartbeat).
                 seed.reports.lock().unwrap_or_else(|e| e.into_inner()).insert(id, req);
                 seed.heartbeats[Told::of(a).slot(format)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            reply(format, answer.map(|a| dkv_membership::api::HeartbeatAnswer { now_ms: Some(now_ms()), ..a }))
+            reply(format, answer.map(|a| dkv_membership::api::HeartbeatAnswer { now_ms: Some(now_ms()), clock, ..a }))
         }
         Err(resp) => resp,
     }

@@ -277,6 +277,7 @@ async fn stats(State(node): State<Node>) -> Response {
         "hints_dropped": hints.dropped + hints.evicted,
         "hints_evicted": hints.evicted,
         "clock_offset_ms": node.offsets.estimate(std::time::Instant::now()).offset_ms,
+        "clock_measured_by": if node.offsets.from_seed(std::time::Instant::now()) { "seed" } else { "peers" },
         "coordinating_writes": node.clock_refusal().is_none(),
         "requests": node.stats.snapshot(),
         "load": node.last_load(),

@@ -4,14 +4,20 @@
 //! jumps far ahead could drag every clock in the cluster with it (a delete then waits a year for
 //! its grace period). Two defences, both bounded by `--max-clock-offset` (500 ms by default, as
 //! CockroachDB's):
-//! * every heartbeat interval a node asks a few peers in turn for their wall clock (all of them,
-//!   up to [`PEERS_PER_ROUND`]), and reads the seed's from its heartbeat answer, NTP-style: the
-//!   offset is the reading minus the midpoint of the round trip, and half the round trip is the
-//!   error. This node's offset is the median over the members read recently
-//!   and the seed, itself counted at zero, so one node that is off finds itself off, and the
-//!   others do not. Past the bound (beyond the error),
-//!   the node logs an error and refuses to coordinate writes until it is back; it still serves
-//!   as a replica. With two nodes the median cannot say which one is wrong: the one behind stops.
+//! * a node measures its offset from the cluster's clock, the median member's. Every heartbeat
+//!   reads the seed's clock NTP-style (the offset is the reading minus the midpoint of the round
+//!   trip, and half the round trip is the error) and reports that reading with the next one. The
+//!   seed answers with the median of all members' readings and its own clock
+//!   (`dkv_membership::clocks`), and the node's offset is its own reading minus that median. Past
+//!   the bound (beyond the error), the node logs an error and refuses to coordinate writes until
+//!   it is back; it still serves as a replica. One node that is off finds itself off, and the
+//!   others do not; with two nodes the seed's clock breaks the tie.
+//!
+//!   While the seed gives no median (it cannot be reached, or it is of an older release), the
+//!   node reads a few peers' clocks itself after each heartbeat, [`PEERS_PER_ROUND`] in turn, and
+//!   takes the median of those readings, the seed's and its own. Idle nodes that all read each
+//!   other every interval woke each other up several times a second for it: with 100 nodes at
+//!   1 s heartbeats that was most of their idle CPU.
 //! * a replica refuses a client write whose version lies more than the bound ahead of its own
 //!   clock, and counts it. Hints, repairs and movement carry versions that were already accepted
 //!   and are exempt.
@@ -22,6 +28,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use dkv_membership::clocks::ClusterClock;
 use dkv_membership::{Member, NodeId};
 use tokio::sync::watch;
 
@@ -49,65 +56,112 @@ struct Reading {
 pub struct Estimate {
     /// Our clock minus the cluster's (the median member's), in ms.
     pub offset_ms: i64,
-    /// The error of the reading that decided it.
+    /// The error of the readings that decided it.
     pub error_ms: i64,
-    /// Clocks measured: members and the seed (ourselves not counted).
-    pub peers: usize,
+    /// Other clocks it was measured against: the seed's median's (members and the seed), or the
+    /// peers and the seed this node read itself.
+    pub clocks: usize,
 }
 
 pub struct Offsets {
     /// Readings older than this are ignored (a peer that stopped answering).
     fresh: Duration,
-    readings: Mutex<HashMap<Source, Reading>>,
+    readings: Mutex<Readings>,
+}
+
+#[derive(Default)]
+struct Readings {
+    by: HashMap<Source, Reading>,
+    /// The cluster's clock as the seed last gave it, and when.
+    cluster: Option<(ClusterClock, Instant)>,
 }
 
 impl Offsets {
     pub fn new(fresh: Duration) -> Self {
-        Offsets { fresh, readings: Mutex::new(HashMap::new()) }
+        Offsets { fresh, readings: Mutex::default() }
+    }
+
+    /// The cluster's clock from a heartbeat answer.
+    pub fn record_cluster(&self, clock: ClusterClock, now: Instant) {
+        self.readings.lock().expect("offsets lock").cluster = Some((clock, now));
+    }
+
+    /// Our clock minus the seed's and its error, as last read, while fresh: what a heartbeat
+    /// reports to the seed.
+    pub fn seed_reading(&self, now: Instant) -> Option<(i64, i64)> {
+        let readings = self.readings.lock().expect("offsets lock");
+        let r = readings.by.get(&Source::Seed).filter(|r| self.is_fresh(r.at, now))?;
+        Some((r.offset_ms.saturating_neg(), r.error_ms))
+    }
+
+    /// Whether the seed's answers decide the estimate: then no peer need be read.
+    pub fn from_seed(&self, now: Instant) -> bool {
+        self.cluster_estimate(&self.readings.lock().expect("offsets lock"), now).is_some()
+    }
+
+    fn is_fresh(&self, at: Instant, now: Instant) -> bool {
+        now.saturating_duration_since(at) <= self.fresh
+    }
+
+    /// Our clock minus the seed's, minus the cluster's clock minus the seed's: when both are fresh.
+    fn cluster_estimate(&self, readings: &Readings, now: Instant) -> Option<Estimate> {
+        let seed = readings.by.get(&Source::Seed).filter(|r| self.is_fresh(r.at, now))?;
+        let (cluster, _) = readings.cluster.filter(|(_, at)| self.is_fresh(*at, now))?;
+        Some(Estimate {
+            offset_ms: seed.offset_ms.saturating_neg().saturating_sub(cluster.offset_ms),
+            error_ms: seed.error_ms.saturating_add(cluster.error_ms),
+            clocks: usize::try_from(cluster.clocks).unwrap_or(usize::MAX),
+        })
     }
 
     /// A clock reading from `peer`: we sent at `sent_ms` and got the answer at `received_ms`
     /// (both our wall clock), and it said `peer_ms`.
     pub fn record(&self, peer: Source, sent_ms: u64, received_ms: u64, peer_ms: u64, now: Instant) {
-        let midpoint = (sent_ms as i64 + received_ms as i64) / 2;
+        // In i128: a peer may answer any u64 at all.
+        let clamp = |v: i128| v.clamp(i64::MIN.into(), i64::MAX.into()) as i64;
+        let midpoint = (i128::from(sent_ms) + i128::from(received_ms)) / 2;
         let reading = Reading {
-            offset_ms: peer_ms as i64 - midpoint,
-            error_ms: ((received_ms as i64 - sent_ms as i64).max(0) + 1) / 2,
+            offset_ms: clamp(i128::from(peer_ms) - midpoint),
+            error_ms: clamp(((i128::from(received_ms) - i128::from(sent_ms)).max(0) + 1) / 2),
             at: now,
         };
-        self.readings.lock().expect("offsets lock").insert(peer, reading);
+        self.readings.lock().expect("offsets lock").by.insert(peer, reading);
     }
 
     pub fn forget(&self, peer: Source) {
-        self.readings.lock().expect("offsets lock").remove(&peer);
+        self.readings.lock().expect("offsets lock").by.remove(&peer);
     }
 
-    /// Our offset: minus the median of the peers' offsets with ours (zero) among them. Readings
-    /// past `fresh` are dropped here, so the map holds the few members read lately, not every
-    /// member ever read: a heartbeat, which reports the estimate, costs the same at any size.
+    /// Our offset: from the seed's cluster clock while it is fresh, else minus the median of the
+    /// readings of peers and the seed, with ours (zero) among them. Readings past `fresh` are
+    /// dropped here, so the map holds the few members read lately, not every member ever read: a
+    /// heartbeat, which reports the estimate, costs the same at any size.
     pub fn estimate(&self, now: Instant) -> Estimate {
         let mut readings = self.readings.lock().expect("offsets lock");
-        readings.retain(|_, r| now.saturating_duration_since(r.at) <= self.fresh);
-        let mut all: Vec<(i64, i64)> = readings.values().map(|r| (r.offset_ms, r.error_ms)).collect();
-        let peers = all.len();
+        if let Some(e) = self.cluster_estimate(&readings, now) {
+            return e;
+        }
+        readings.by.retain(|_, r| now.saturating_duration_since(r.at) <= self.fresh);
+        let mut all: Vec<(i64, i64)> = readings.by.values().map(|r| (r.offset_ms, r.error_ms)).collect();
+        let clocks = all.len();
         all.push((0, 0));
         all.sort_unstable();
         let (median, error) = all[all.len() / 2];
-        Estimate { offset_ms: -median, error_ms: error, peers }
+        Estimate { offset_ms: median.saturating_neg(), error_ms: error, clocks }
     }
 
     /// Why this node must not coordinate writes, if it must not.
     pub fn out_of_bounds(&self, max: Duration, now: Instant) -> Option<String> {
         let e = self.estimate(now);
         let max_ms = max.as_millis() as i64;
-        (e.offset_ms.abs() - e.error_ms > max_ms).then(|| {
+        (e.offset_ms.saturating_abs().saturating_sub(e.error_ms) > max_ms).then(|| {
             format!(
-                "this node's clock is {} ms {} the cluster's (±{} ms, over {} peers), more than --max-clock-offset {} ms: \
+                "this node's clock is {} ms {} the cluster's (±{} ms, against {} clocks), more than --max-clock-offset {} ms: \
                  it coordinates no writes until its clock is back within the bound; fix its time (NTP) or send writes to another node",
-                e.offset_ms.abs(),
+                e.offset_ms.saturating_abs(),
                 if e.offset_ms > 0 { "ahead of" } else { "behind" },
                 e.error_ms,
-                e.peers,
+                e.clocks,
                 max_ms
             )
         })
@@ -133,15 +187,35 @@ fn to_read(nodes: &[Member], me: NodeId, round: usize) -> Vec<&Member> {
     others.iter().cycle().skip(start).take(PEERS_PER_ROUND).copied().collect()
 }
 
-/// Every heartbeat interval, read some members' clocks (see [`to_read`]) and decide whether this node may
-/// coordinate writes; log when that changes.
+/// After a heartbeat, whatever it found: decide whether this node may coordinate writes, and
+/// have [`clock_loop`] read peers' clocks when the seed gave no cluster clock.
+pub fn after_heartbeat(node: &Node) {
+    judge(node);
+    if !node.offsets.from_seed(Instant::now()) {
+        node.clock_probe.notify_one();
+    }
+}
+
+/// Refuse or resume coordinating writes by the estimate; log when that changes.
+fn judge(node: &Node) {
+    let why = node.offsets.out_of_bounds(node.config.max_clock_offset, Instant::now());
+    match (&why, node.clock_refusal().is_some()) {
+        (Some(why), false) => tracing::error!("{why}"),
+        (None, true) => tracing::info!("clock back within --max-clock-offset: coordinating writes again"),
+        _ => {}
+    }
+    node.set_clock_refusal(why);
+}
+
+/// Each time a heartbeat asks (see [`after_heartbeat`]), read some members' clocks (see
+/// [`to_read`]) and judge again, until `stop`. A request that comes while a round runs is kept
+/// for after it, so rounds never overlap.
 pub async fn clock_loop(node: Node, mut stop: watch::Receiver<bool>) {
-    let mut refusing = false;
     let mut round = 0;
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(node.config.heartbeat_interval) => {}
+            _ = node.clock_probe.notified() => {}
         }
         let topo = node.topology();
         round += 1;
@@ -161,14 +235,7 @@ pub async fn clock_loop(node: Node, mut stop: watch::Receiver<bool>) {
             }
         });
         futures_util::future::join_all(reads).await;
-        let why = node.offsets.out_of_bounds(node.config.max_clock_offset, Instant::now());
-        match (&why, refusing) {
-            (Some(why), false) => tracing::error!("{why}"),
-            (None, true) => tracing::info!("clock back within --max-clock-offset: coordinating writes again"),
-            _ => {}
-        }
-        refusing = why.is_some();
-        node.set_clock_refusal(why);
+        judge(&node);
     }
 }
 
@@ -239,11 +306,44 @@ mod tests {
         // 600 ms behind, but the round trip took 400 ms: it may be as little as 400 ms.
         offsets.record(Source::Node(NodeId(2)), 1000, 1400, 1800, now);
         offsets.record(Source::Node(NodeId(3)), 1000, 1400, 1800, now);
-        assert_eq!(offsets.estimate(now), Estimate { offset_ms: -600, error_ms: 200, peers: 2 });
+        assert_eq!(offsets.estimate(now), Estimate { offset_ms: -600, error_ms: 200, clocks: 2 });
         assert!(offsets.out_of_bounds(MAX, now).is_none(), "within the error");
         // Readings from peers that stopped answering are not used.
         let later = now + Duration::from_secs(11);
-        assert_eq!(offsets.estimate(later).peers, 0);
+        assert_eq!(offsets.estimate(later).clocks, 0);
         assert!(offsets.out_of_bounds(MAX, later).is_none());
+    }
+
+    #[test]
+    fn the_seed_s_cluster_clock_decides_while_fresh_and_peers_decide_after() {
+        let now = Instant::now();
+        let offsets = Offsets::new(Duration::from_secs(3));
+        let t = 1_000_000u64;
+        // Our clock reads the seed's 40 ms behind ours (round trip 4 ms): we are 40 ms ahead of it.
+        offsets.record(Source::Seed, t, t + 4, t + 2 - 40, now);
+        assert_eq!(offsets.seed_reading(now), Some((40, 2)), "what the next heartbeat reports");
+        assert!(!offsets.from_seed(now), "no cluster clock yet: peers must be read");
+        // The median member is 700 ms ahead of the seed: we are 660 ms behind the cluster.
+        offsets.record_cluster(ClusterClock { offset_ms: 700, error_ms: 3, clocks: 101 }, now);
+        assert!(offsets.from_seed(now));
+        assert_eq!(offsets.estimate(now), Estimate { offset_ms: -660, error_ms: 5, clocks: 101 });
+        let why = offsets.out_of_bounds(MAX, now).expect("660 ms behind, ±5");
+        assert!(why.contains("660 ms behind the cluster's") && why.contains("101 clocks"), "{why}");
+        // A peer read meanwhile does not move a fresh estimate from the seed.
+        offsets.record(Source::Node(NodeId(2)), t, t + 2, t + 1, now);
+        assert_eq!(offsets.estimate(now).offset_ms, -660);
+        // The seed stopped answering: the readings age out, and the peers read since decide.
+        let later = now + Duration::from_secs(4);
+        offsets.record(Source::Node(NodeId(2)), t, t + 2, t + 1, later);
+        assert!(!offsets.from_seed(later));
+        assert_eq!(offsets.seed_reading(later), None);
+        assert_eq!(offsets.estimate(later), Estimate { offset_ms: 0, error_ms: 1, clocks: 1 });
+        // Extreme readings saturate rather than overflow.
+        offsets.record(Source::Seed, 0, 0, u64::MAX, later);
+        assert_eq!(offsets.seed_reading(later), Some((-i64::MAX, 0)), "the seed a lifetime ahead");
+        offsets.record_cluster(ClusterClock { offset_ms: i64::MAX, error_ms: i64::MAX, clocks: u64::MAX }, later);
+        let e = offsets.estimate(later);
+        assert_eq!((e.offset_ms, e.error_ms), (i64::MIN, i64::MAX));
+        assert!(offsets.out_of_bounds(MAX, later).is_none(), "an error that large says nothing");
     }
 }

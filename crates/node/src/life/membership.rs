@@ -168,9 +168,12 @@ impl Node {
     /// One heartbeat: report to the seed, read its clock, learn what changed.
     async fn beat(&self) -> Result<Beat, PeerError> {
         let topo = self.topology();
+        let seed_clock = self.offsets.seed_reading(Instant::now());
         let req = IdRequest {
             keys: Some(self.engine.stats().keys),
             clock_offset_ms: Some(self.offsets.estimate(Instant::now()).offset_ms),
+            seed_clock_offset_ms: seed_clock.map(|c| c.0),
+            seed_clock_error_ms: seed_clock.map(|c| c.1),
             coordinating_writes: Some(self.clock_refusal().is_none()),
             epoch: Some(topo.epoch()),
             digest: Some(topo.digest()),
@@ -182,6 +185,9 @@ impl Node {
             self.peers.seed_call(&self.config.seed, Method::POST, "/heartbeat", Some(&req)).await?;
         if let Some(seed_ms) = answer.now_ms {
             self.offsets.record(Source::Seed, sent, self.hlc.wall_ms(), seed_ms, Instant::now());
+        }
+        if let Some(clock) = answer.clock {
+            self.offsets.record_cluster(clock, Instant::now());
         }
         self.learn(&topo, answer).await
     }
@@ -307,7 +313,9 @@ pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(node.config.heartbeat_interval) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        match node.beat().await {
+        let beat = node.beat().await;
+        crate::life::clock::after_heartbeat(&node);
+        match beat {
             Ok(Beat::Behind) => {
                 // The seed restarted and someone re-registered with an older view than ours, or
                 // this answer was overtaken by a newer view.

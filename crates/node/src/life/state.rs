@@ -82,6 +82,10 @@ pub struct Inner {
     pub offsets: Offsets,
     /// Set while the clock is off by more than `--max-clock-offset`: why no write is coordinated.
     clock_refusal: std::sync::RwLock<Option<String>>,
+    /// Asks `clock::clock_loop` to read peers' clocks (see `clock::after_heartbeat`).
+    pub clock_probe: tokio::sync::Notify,
+    /// Woken when a value with a deadline is stored (see `expiry::expiry_loop`).
+    pub expiring_stored: tokio::sync::Notify,
     pub(crate) topo: watch::Sender<Arc<Topology>>,
     /// Serialises refreshes from the seed so a burst of stale-epoch answers causes one fetch.
     pub(crate) refresh_lock: Mutex<()>,
@@ -141,6 +145,8 @@ impl Node {
             latencies: Latencies::new(config.hedge_after, config.request_timeout),
             offsets: Offsets::new(config.heartbeat_interval * 3),
             clock_refusal: std::sync::RwLock::new(None),
+            clock_probe: tokio::sync::Notify::new(),
+            expiring_stored: tokio::sync::Notify::new(),
             topo: watch::channel(topo).0,
             refresh_lock: Mutex::new(()),
             fence: Fence::default(),

@@ -320,8 +320,13 @@ impl Node {
                 self.hlc.observe(entry.version.ts);
                 // No copy of the value: `key` and the value may be slices of a larger network
                 // buffer, but every engine stores its own copy (see `Engine::apply`).
+                let deadline = entry.expires.is_some() && entry.value.is_some();
                 if self.engine.apply(key_hash(&key), &key, entry)? == Applied::Stored {
                     stored += 1;
+                    if deadline {
+                        // Wakes the sweep if it waits for a value with a deadline.
+                        self.expiring_stored.notify_one();
+                    }
                 }
             }
             Ok(stored)

@@ -39,10 +39,13 @@ use crate::life::stats::add;
 
 /// Time between two pages of the sweep.
 const TICK: Duration = Duration::from_millis(100);
-/// Time between two passes. A store that fits in one page, or holds nothing with a deadline, is
-/// looked at once a second rather than ten times: an idle node's wake-ups are what a large
-/// cluster of them spends its CPU on.
+/// Time between two passes. A store that fits in one page is looked at once a second rather
+/// than ten times: an idle node's wake-ups are what a large cluster of them spends its CPU on.
 const PASS_PAUSE: Duration = Duration::from_secs(1);
+/// How long a store that holds nothing with a deadline waits for one before it looks again. A
+/// value with a deadline stored through `apply_local` wakes it at once; this bounds the wait
+/// should one arrive another way.
+const IDLE_PAUSE: Duration = Duration::from_secs(60);
 /// Entries looked at per page: at most 20 480 a second, so a pass over a million keys takes
 /// under a minute at a small, steady cost (the page copies no values).
 const PER_TICK: usize = 2048;
@@ -80,6 +83,13 @@ pub fn sweep_page(node: &Node, cursor: Option<&Cursor>, now_ms: u64) -> Option<C
 pub async fn expiry_loop(node: Node, mut stop: watch::Receiver<bool>) {
     let mut cursor = None;
     loop {
+        if cursor.is_none() && node.engine.stats().expiring == 0 {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = node.expiring_stored.notified() => {}
+                _ = tokio::time::sleep(IDLE_PAUSE) => {}
+            }
+        }
         let pause = if cursor.is_some() { TICK } else { PASS_PAUSE };
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,

@@ -17,9 +17,16 @@ use crate::transport::wire::{ApplyKind, KeyEntry};
 const HINT_BATCH: usize = 512;
 
 /// Deliver kept hints every heartbeat interval: to the replica that missed them while it is a
-/// member, or — once it is gone from the membership — to the key's current replicas.
+/// member, or — once it is gone from the membership — to the key's current replicas. While
+/// there are none, wait for one instead: an idle node has no timer to wake it for nothing.
 pub async fn deliver_hints_loop(node: Node, mut stop: watch::Receiver<bool>) {
     loop {
+        if node.hints.targets().is_empty() {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = node.hints.kept() => {}
+            }
+        }
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(node.config.heartbeat_interval) => {}

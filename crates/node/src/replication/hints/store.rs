@@ -63,6 +63,8 @@ pub struct HintCounts {
 
 pub struct Hints {
     inner: Mutex<Inner>,
+    /// Woken by every hint kept, so delivery sleeps while there is none (see [`Hints::kept`]).
+    added: tokio::sync::Notify,
     max_count: usize,
     max_bytes: usize,
     max_age: Duration,
@@ -70,7 +72,13 @@ pub struct Hints {
 
 impl Hints {
     pub fn new(max_count: usize, max_age: Duration) -> Self {
-        Hints { inner: Mutex::default(), max_count, max_bytes: DEFAULT_MAX_BYTES, max_age }
+        Hints {
+            inner: Mutex::default(),
+            added: tokio::sync::Notify::new(),
+            max_count,
+            max_bytes: DEFAULT_MAX_BYTES,
+            max_age,
+        }
     }
 
     /// Bound the key and value bytes of all pending hints (default [`DEFAULT_MAX_BYTES`]).
@@ -101,7 +109,14 @@ impl Hints {
         g.generation += 1;
         g.by_target.entry(target).or_default().push_back(hint);
         self.evict_oldest(&mut g);
+        drop(g);
+        self.added.notify_one();
         true
+    }
+
+    /// Until a hint is kept: returns at once when one was kept since the last call returned.
+    pub async fn kept(&self) {
+        self.added.notified().await
     }
 
     /// Drop the oldest hints, whoever they are for, until the store is under the byte bound.
