@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The floor under bench/membership.sh's idle figure: N bare Tokio processes that wake once a
-# second, alone (`sleep`) and with a 200-byte TCP round trip each time (`rpc`), their CPU summed
+# second, on Tokio's timer (`sleep`) or a kernel timer (`timerfd`), and on Tokio's timer with a
+# 200-byte TCP round trip each time (`rpc`), their CPU summed
 # over every thread's /proc/PID/task/TID/schedstat over WINDOW seconds, as % of one core.
 #
 #   bench/idle-floor.sh [N]      (default 100; WINDOW=20)
@@ -54,5 +55,6 @@ def measure(mode):
 
 
 measure("sleep")
+measure("timerfd")
 measure("rpc")
 PY

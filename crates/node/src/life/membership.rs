@@ -308,9 +308,10 @@ enum Beat {
 /// Heartbeat the seed every interval and adopt what it says, until `stop`.
 pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
     let mut failures = 0u32;
+    let mut ticker = crate::life::ticker::Ticker::every(node.config.heartbeat_interval);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(node.config.heartbeat_interval) => {}
+            _ = ticker.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         let beat = node.beat().await;

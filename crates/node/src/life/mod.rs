@@ -1,5 +1,5 @@
 //! The node's own life: its shared [`state`], start-up and shutdown ([`server`]), registration
-//! and heartbeats with the seed ([`membership`]), its clock against the others' ([`clock`]), what it keeps in its data directory
+//! and heartbeats with the seed ([`membership`], paced by a [`ticker`]), its clock against the others' ([`clock`]), what it keeps in its data directory
 //! ([`local`]), when a write counts as stored ([`durability`]), how a data move waits for the
 //! writes planned before it ([`fence`]), and what it reports
 //! ([`stats`], [`metrics`], and with each heartbeat [`load`]).
@@ -14,3 +14,4 @@ pub mod metrics;
 pub mod server;
 pub mod state;
 pub mod stats;
+pub mod ticker;
