@@ -141,7 +141,7 @@ impl Offsets {
         if let Some(e) = self.cluster_estimate(&readings, now) {
             return e;
         }
-        readings.by.retain(|_, r| now.saturating_duration_since(r.at) <= self.fresh);
+        readings.by.retain(|_, r| self.is_fresh(r.at, now));
         let mut all: Vec<(i64, i64)> = readings.by.values().map(|r| (r.offset_ms, r.error_ms)).collect();
         let clocks = all.len();
         all.push((0, 0));
