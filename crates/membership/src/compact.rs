@@ -92,9 +92,7 @@ fn malformed(e: postcard::Error) -> CompactError {
 /// `W` and nothing after it.
 fn whole<W: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<W, CompactError> {
     let (wire, rest) = postcard::take_from_bytes(body).map_err(malformed)?;
-    if !rest.is_empty() {
-        return Err(CompactError::Malformed(format!("{} bytes after the message", rest.len())));
-    }
+    end(rest)?;
     Ok(wire)
 }
 
@@ -107,7 +105,7 @@ fn tail<T: for<'de> Deserialize<'de>>(rest: &[u8]) -> Result<(Option<T>, &[u8]),
     postcard::take_from_bytes::<Option<T>>(rest).map_err(malformed)
 }
 
-/// The end of a message read with [`tail`]: nothing may follow.
+/// The end of a message: nothing may follow.
 fn end(rest: &[u8]) -> Result<(), CompactError> {
     match rest.len() {
         0 => Ok(()),
