@@ -9,7 +9,9 @@
 # * start -> all N normal at the seed, and start -> quiet: the first second after that from
 #   which the nodes' CPU stays, for 3 s, within 2x their idle CPU + 1% of a core;
 # * idle CPU over WINDOW seconds (default 30) once quiet, as % of one core: the seed alone,
-#   all N nodes together, and per node;
+#   all N nodes together, and per node; and again over WINDOW seconds from STEADY seconds after
+#   the start (default 60; 0 skips it), once the anti-entropy rounds that the start-up's changes
+#   set off are done;
 # * a join: one more node starts; from the seed's epoch moving (it registered) to every one of
 #   the N nodes reporting that epoch or a later one (each node's GET /health, polled in turn:
 #   /cluster says the same epoch but carries the whole view), and the same for the epoch at
@@ -27,11 +29,12 @@ for n in "${SIZES[@]}"; do
   # Below the ephemeral range (32768 up), where the nodes' own outgoing connections could take a
   # listening port first.
   P=$((10000 + RANDOM % 18000))
-  timeout -s TERM "${LIMIT:-240}" python3 - "$DKV" "$n" "$P" "${HB:-1s}" "${WINDOW:-30}" <<'PY' || echo "bench: the run with $n nodes failed or timed out" >&2
+  timeout -s TERM "${LIMIT:-240}" python3 - "$DKV" "$n" "$P" "${HB:-1s}" "${WINDOW:-30}" "${STEADY:-60}" <<'PY' || echo "bench: the run with $n nodes failed or timed out" >&2
 import http.client, json, os, signal, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 
 dkv, n, port, hb, window = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+steady_at = int(sys.argv[6])
 hz = os.sysconf("SC_CLK_TCK")
 procs = []
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
@@ -137,6 +140,15 @@ try:
     upto = max((s for s in samples if s[0] <= quiet_at + 0.5), key=lambda s: s[0])
     start_cpu = (upto[2] - samples[0][2]) / hz
     rss_mib = 0
+    # Idle again from STEADY seconds after the start: past the rounds of anti-entropy that the
+    # start-up's changes set off (retried within seconds while peers still held older views).
+    steady = None
+    if steady_at > 0:
+        time.sleep(max(0.0, t0 + steady_at - time.monotonic()))
+        s0 = (time.monotonic(), ticks([seed.pid]), ticks(node_pids))
+        time.sleep(window)
+        s1 = (time.monotonic(), ticks([seed.pid]), ticks(node_pids))
+        steady = (s0[0] - t0, s1[0] - s0[0], pct(s1[1] - s0[1], s1[0] - s0[0]), pct(s1[2] - s0[2], s1[0] - s0[0]))
     for pid in node_pids:
         try:
             with open(f"/proc/{pid}/statm") as f:
@@ -195,6 +207,9 @@ try:
     print(f"  nodes' memory                  {rss_mib / n:.0f} MiB RSS per node")
     print(f"  idle over {secs:.0f} s, % of a core  seed {idle_seed:.2f}   all nodes {idle_nodes:.2f}"
           f"   per node {idle_nodes / n:.3f}")
+    if steady:
+        print(f"  idle from {steady[0]:.0f} s after start, over {steady[1]:.0f} s: seed {steady[2]:.2f}"
+              f"   all nodes {steady[3]:.2f}   per node {steady[3] / n:.3f}")
     print(f"  join: registered (epoch {e_reg}) -> seen by all {n}: "
           f"{f(all_reg - t_reg if all_reg else None)} s;"
           f" normal (epoch {e_normal}) -> seen by all: {f(all_norm - t_normal_join if all_norm else None)} s"

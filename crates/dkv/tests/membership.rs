@@ -45,10 +45,11 @@ async fn a_heartbeat_with_the_current_view_gets_no_view_and_a_join_still_reaches
     let answer = heartbeat(&seed, json!({"id": me})).await;
     assert_eq!(answer["nodes"].as_array().map(Vec::len), Some(3), "{answer}");
 
-    // The nodes themselves: compact heartbeats, answered "unchanged" while nothing changes.
-    let unchanged = heartbeats(&seed, "unchanged", "compact").await;
+    // The nodes themselves: heartbeats over the transport, answered "unchanged" while nothing
+    // changes.
+    let unchanged = heartbeats(&seed, "unchanged", "transport").await;
     eventually(Duration::from_secs(10), "nodes' heartbeats answered unchanged", || async {
-        (heartbeats(&seed, "unchanged", "compact").await >= unchanged + 3 * 5).then_some(())
+        (heartbeats(&seed, "unchanged", "transport").await >= unchanged + 3 * 5).then_some(())
     })
     .await;
 
@@ -60,8 +61,8 @@ async fn a_heartbeat_with_the_current_view_gets_no_view_and_a_join_still_reaches
         assert_eq!(cluster["epoch"], after.epoch, "node {i}");
         assert_eq!(cluster["members"].as_array().map(Vec::len), Some(4), "node {i}: {cluster}");
     }
-    assert_eq!(heartbeats(&seed, "view", "compact").await, 0, "no node needed the whole view");
-    assert!(heartbeats(&seed, "changes", "compact").await >= 3, "the others learned the changes");
+    assert_eq!(heartbeats(&seed, "view", "transport").await, 0, "no node needed the whole view");
+    assert!(heartbeats(&seed, "changes", "transport").await >= 3, "the others learned the changes");
 
     // A heartbeat from the view before the join: the changes since, which add up to the seed's view.
     let answer = heartbeat(&seed, json!({"id": me, "epoch": before.epoch, "digest": before.digest()})).await;

@@ -127,6 +127,12 @@ pub struct LeaveRequest {
 /// Every successful membership call answers with the current view.
 pub type ViewResponse = View;
 
+/// The binary transport's request kind of a heartbeat to the seed: an [`IdRequest`] in the
+/// compact encoding, answered with a [`HeartbeatAnswer`] in it (or refused with the status the
+/// HTTP route would answer). Apart from the nodes' own kinds, so a node given another node's
+/// address as its seed is refused with "unknown message kind" rather than misread.
+pub const SEED_HEARTBEAT_KIND: u8 = 0x40;
+
 /// Header carrying the cluster secret on node-to-node and node-to-seed calls (DESIGN §9).
 pub const SECRET_HEADER: &str = "x-dkv-secret";
 

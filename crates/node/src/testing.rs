@@ -94,6 +94,7 @@ async fn serve(node: Node, listener: TcpListener, max_frame: usize, mut stop: wa
     let config = Arc::new(dkv_transport::ServerConfig {
         auth: dkv_transport::Auth { cluster: node.config.cluster_name.clone(), secret: None },
         max_frame,
+        max_answer: max_frame,
         max_concurrent: 1024,
         handshake_timeout: node.config.request_timeout,
     });

@@ -3,7 +3,9 @@
 //! A thin HTTP shell around [`dkv_membership::Registry`]: each request locks the registry for
 //! one pure state transition and answers with the resulting view (a heartbeat from a node whose
 //! view is current, with none); a timer expires members that stopped heart-beating. It speaks
-//! JSON, and to nodes that ask for it a compact binary encoding (`format.rs`). The seed keeps no data and no disk state — if it restarts, nodes keep
+//! JSON, and to nodes that ask for it a compact binary encoding (`format.rs`); nodes send their
+//! heartbeats over dkv's binary transport, on the same port (`transport.rs`). The seed keeps no
+//! data and no disk state — if it restarts, nodes keep
 //! serving with the membership they last saw and re-register with their own ids, tokens and last
 //! view, so the same membership is back within one heartbeat (see the registry's docs).
 
@@ -11,5 +13,6 @@ mod dashboard;
 mod format;
 mod openapi;
 mod server;
+mod transport;
 
 pub use server::{router, run, SeedConfig};

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dkv_membership::api::{
-    secret_matches, IdRequest, LeaveRequest, RegisterRequest, SeedHealth, SECRET_HEADER, SEED_HEADER,
+    secret_matches, HeartbeatAnswer, IdRequest, LeaveRequest, RegisterRequest, SeedHealth, SECRET_HEADER, SEED_HEADER,
 };
 use dkv_membership::clocks::ClockCensus;
 use dkv_membership::compact::Compact;
@@ -35,7 +35,7 @@ pub struct SeedConfig {
 }
 
 #[derive(Clone)]
-struct Seed {
+pub(crate) struct Seed {
     registry: Arc<Mutex<Registry>>,
     /// Members removed for missing their heartbeats, since start.
     expired: Arc<std::sync::atomic::AtomicU64>,
@@ -45,7 +45,7 @@ struct Seed {
     /// The ring as the dashboard draws it, for the view of this epoch and digest.
     drawing: Arc<crate::dashboard::Cache>,
     /// Heartbeats answered, by what they carried and in which encoding (see [`Told`]).
-    heartbeats: Arc<[std::sync::atomic::AtomicU64; 6]>,
+    heartbeats: Arc<[std::sync::atomic::AtomicU64; 9]>,
     /// The members' readings of this seed's clock, and the cluster's clock from them.
     clocks: Arc<Mutex<ClockCensus>>,
 }
@@ -71,9 +71,22 @@ impl Told {
     }
 
     /// Its counter in [`Seed::heartbeats`].
-    fn slot(self, format: Format) -> usize {
-        self as usize * 2 + usize::from(format == Format::Compact)
+    fn slot(self, via: Via) -> usize {
+        self as usize * Via::ALL.len() + via as usize
     }
+}
+
+/// How a heartbeat came: over HTTP in either encoding, or over the transport (`transport.rs`).
+#[derive(Clone, Copy)]
+pub(crate) enum Via {
+    Json = 0,
+    Compact = 1,
+    Transport = 2,
+}
+
+impl Via {
+    const ALL: [(Via, &'static str); 3] =
+        [(Via::Json, "json"), (Via::Compact, "compact"), (Via::Transport, "transport")];
 }
 
 /// How long the seed reuses the cluster's clock before it takes the median again (see
@@ -92,19 +105,27 @@ impl Seed {
 }
 
 pub fn router(config: &SeedConfig) -> (Router, impl Future<Output = ()> + Send + 'static) {
-    let seed = Seed {
-        expired: Arc::default(),
-        reports: Arc::default(),
-        drawing: Arc::default(),
-        heartbeats: Arc::default(),
-        clocks: Arc::new(Mutex::new(ClockCensus::new(config.node_ttl.as_millis() as u64, CLOCK_MEDIAN_EVERY_MS))),
-        registry: Arc::new(Mutex::new(
-            Registry::new(now_ms(), config.node_ttl.as_millis() as u64).for_cluster(&config.cluster_name),
-        )),
-    };
-    let expirer = expire_loop(seed.clone(), config.node_ttl);
+    let seed = Seed::new(config);
+    (routes(seed.clone(), config), expire_loop(seed, config.node_ttl))
+}
+
+impl Seed {
+    fn new(config: &SeedConfig) -> Seed {
+        let ttl_ms = config.node_ttl.as_millis() as u64;
+        Seed {
+            expired: Arc::default(),
+            reports: Arc::default(),
+            drawing: Arc::default(),
+            heartbeats: Arc::default(),
+            clocks: Arc::new(Mutex::new(ClockCensus::new(ttl_ms, CLOCK_MEDIAN_EVERY_MS))),
+            registry: Arc::new(Mutex::new(Registry::new(now_ms(), ttl_ms).for_cluster(&config.cluster_name))),
+        }
+    }
+}
+
+fn routes(seed: Seed, config: &SeedConfig) -> Router {
     let secret: Option<Arc<str>> = config.cluster_secret.as_deref().map(Arc::from);
-    let app = Router::new()
+    Router::new()
         .route("/register", post(register))
         .route("/heartbeat", post(heartbeat))
         .route("/ready", post(ready))
@@ -120,20 +141,27 @@ pub fn router(config: &SeedConfig) -> (Router, impl Future<Output = ()> + Send +
         .method_not_allowed_fallback(wrong_method)
         .fallback(unknown_path)
         .layer(middleware::map_response(sign))
-        .with_state(seed);
-    (app, expirer)
+        .with_state(seed)
 }
 
-/// Serve the seed on `listener` until `shutdown` completes.
+/// Serve the seed on `listener` until `shutdown` completes: HTTP, and heartbeats over the binary
+/// transport on the same port (`transport.rs`).
 pub async fn run(
     config: SeedConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (app, expirer) = router(&config);
-    let expirer = tokio::spawn(expirer);
+    let seed = Seed::new(&config);
+    let app = routes(seed.clone(), &config);
+    let expirer = tokio::spawn(expire_loop(seed.clone(), config.node_ttl));
     tracing::info!(addr = %listener.local_addr()?, ttl = ?config.node_ttl, "seed listening");
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let http = crate::transport::split(seed, &config, listener, stop.clone())?;
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let result = axum::serve(http, app).with_graceful_shutdown(shutdown).await;
     expirer.abort();
     result
 }
@@ -224,9 +252,16 @@ fn parse<T: DeserializeOwned + Compact>(
 fn reply<T: serde::Serialize + Compact>(format: Format, result: Result<T, RegistryError>) -> Response {
     match result {
         Ok(v) => format::encode(format, &v),
-        Err(e @ RegistryError::UnknownNode(_)) => error_line(StatusCode::NOT_FOUND, e),
-        Err(e @ RegistryError::BadRequest(_)) => error_line(StatusCode::BAD_REQUEST, e),
-        Err(e @ RegistryError::ForeignCluster { .. }) => error_line(StatusCode::CONFLICT, e),
+        Err(e) => error_line(status_of(&e), e),
+    }
+}
+
+/// The status a registry error is answered with, over HTTP and over the transport.
+pub(crate) fn status_of(e: &RegistryError) -> StatusCode {
+    match e {
+        RegistryError::UnknownNode(_) => StatusCode::NOT_FOUND,
+        RegistryError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        RegistryError::ForeignCluster { .. } => StatusCode::CONFLICT,
     }
 }
 
@@ -262,29 +297,35 @@ async fn register(State(seed): State<Seed>, headers: HeaderMap, body: Result<Byt
 /// cost does not grow with the cluster (a map lookup, a small answer). See the registry.
 async fn heartbeat(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     match parse::<IdRequest>(&headers, body) {
-        Ok(mut req) => {
-            let id = req.id;
-            req.load = req.load.map(dkv_membership::load::Load::bounded);
-            let now = now_ms();
-            let answer = seed.with(|r| r.heartbeat_since(id, req.known(), now));
+        Ok(req) => {
             let format = Format::answer(&headers);
-            // A member that reports its reading of this seed's clock gets the cluster's.
-            let clock = match (&answer, req.seed_clock_offset_ms) {
-                (Ok(_), Some(offset)) => {
-                    let mut clocks = seed.clocks.lock().unwrap_or_else(|e| e.into_inner());
-                    clocks.report(id, offset, req.seed_clock_error_ms.unwrap_or(0), now);
-                    Some(clocks.cluster(now))
-                }
-                _ => None,
+            let via = match format {
+                Format::Json => Via::Json,
+                Format::Compact => Via::Compact,
             };
-            if let Ok(a) = &answer {
-                // Only members' reports are kept (and replaced at every heartbeat).
-                seed.reports.lock().unwrap_or_else(|e| e.into_inner()).insert(id, req);
-                seed.heartbeats[Told::of(a).slot(format)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            reply(format, answer.map(|a| dkv_membership::api::HeartbeatAnswer { now_ms: Some(now_ms()), clock, ..a }))
+            reply(format, seed.heartbeat(req, via))
         }
         Err(resp) => resp,
+    }
+}
+
+impl Seed {
+    /// Answer a heartbeat that came `via` HTTP or the transport.
+    pub(crate) fn heartbeat(&self, mut req: IdRequest, via: Via) -> Result<HeartbeatAnswer, RegistryError> {
+        let id = req.id;
+        req.load = req.load.map(dkv_membership::load::Load::bounded);
+        let now = now_ms();
+        let answer = self.with(|r| r.heartbeat_since(id, req.known(), now))?;
+        // A member that reports its reading of this seed's clock gets the cluster's.
+        let clock = req.seed_clock_offset_ms.map(|offset| {
+            let mut clocks = self.clocks.lock().unwrap_or_else(|e| e.into_inner());
+            clocks.report(id, offset, req.seed_clock_error_ms.unwrap_or(0), now);
+            clocks.cluster(now)
+        });
+        self.heartbeats[Told::of(&answer).slot(via)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Only members' reports are kept (and replaced at every heartbeat).
+        self.reports.lock().unwrap_or_else(|e| e.into_inner()).insert(id, req);
+        Ok(HeartbeatAnswer { now_ms: Some(now_ms()), clock, ..answer })
     }
 }
 
@@ -376,14 +417,15 @@ async fn metrics(State(seed): State<Seed>) -> Response {
     registry.register("expired", "Members removed for missing heartbeats", ConstCounter::new(expired));
     let heartbeats = Family::<HeartbeatLabels, prometheus_client::metrics::counter::Counter>::default();
     for (told, answer) in Told::ALL {
-        for (format, encoding) in [(Format::Json, "json"), (Format::Compact, "compact")] {
-            let n = seed.heartbeats[told.slot(format)].load(std::sync::atomic::Ordering::Relaxed);
+        for (via, encoding) in Via::ALL {
+            let n = seed.heartbeats[told.slot(via)].load(std::sync::atomic::Ordering::Relaxed);
             heartbeats.get_or_create(&HeartbeatLabels { answer: answer.into(), encoding: encoding.into() }).inc_by(n);
         }
     }
     registry.register(
         "heartbeats",
-        "Heartbeats answered, by what they carried of the membership (unchanged: nothing) and by encoding",
+        "Heartbeats answered, by what they carried of the membership (unchanged: nothing) and by encoding \
+         (json, compact: over HTTP; transport: over the binary transport)",
         heartbeats,
     );
     let mut out = String::new();

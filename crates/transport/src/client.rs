@@ -23,7 +23,7 @@ use tokio_util::codec::FramedRead;
 
 use crate::error::CallError;
 use crate::frame::{self, Codec, Frame, Hello, Refusal};
-use crate::io::Wrapper;
+use crate::io::{Wrapped, Wrapper};
 use crate::outbox::Outbox;
 use crate::Auth;
 
@@ -84,14 +84,7 @@ impl Client {
                 message: format!("request not sent: {e}"),
             },
         })?;
-        match answer.kind {
-            frame::KIND_OK => Ok(answer.body),
-            frame::KIND_REFUSED => match postcard::from_bytes::<Refusal>(&answer.body) {
-                Ok(r) => Err(CallError::Refused { addr: addr.to_string(), status: r.status, message: r.message }),
-                Err(e) => Err(CallError::Protocol { addr: addr.to_string(), reason: format!("refusal: {e}") }),
-            },
-            k => Err(CallError::Protocol { addr: addr.to_string(), reason: format!("answer of kind {k:#x}") }),
-        }
+        answer_body(addr, answer)
     }
 
     /// Close the connection to `addr`, failing its calls in flight (a member that left).
@@ -109,6 +102,18 @@ impl Client {
             return p.clone();
         }
         peers.entry(addr.to_string()).or_default().clone()
+    }
+}
+
+/// The body of an answer, or the refusal it carries.
+pub(crate) fn answer_body(addr: &str, answer: Frame) -> Result<Bytes, CallError> {
+    match answer.kind {
+        frame::KIND_OK => Ok(answer.body),
+        frame::KIND_REFUSED => match postcard::from_bytes::<Refusal>(&answer.body) {
+            Ok(r) => Err(CallError::Refused { addr: addr.to_string(), status: r.status, message: r.message }),
+            Err(e) => Err(CallError::Protocol { addr: addr.to_string(), reason: format!("refusal: {e}") }),
+        },
+        k => Err(CallError::Protocol { addr: addr.to_string(), reason: format!("answer of kind {k:#x}") }),
     }
 }
 
@@ -187,32 +192,60 @@ impl Peer {
 
 /// Connect, present the hello, wait for the welcome, then start the reader and writer tasks.
 async fn connect(addr: &str, config: &ClientConfig) -> Result<Arc<Conn>, CallError> {
-    let unreachable = |reason: String| CallError::Unreachable { addr: addr.to_string(), reason };
     let attempt = async {
-        let stream = TcpStream::connect(addr).await.map_err(|e| unreachable(e.to_string()))?;
-        let _ = stream.set_nodelay(true);
-        match &config.wrap {
-            None => {
+        match dial(addr, config).await? {
+            Dialed::Plain(stream) => {
                 let (read, write) = stream.into_split();
                 let (frames, write) = handshake(addr, config, read, write).await?;
                 Ok(start(addr, config, frames, write))
             }
-            Some(wrap) => {
-                // A failed TLS handshake is a refusal like a wrong secret: logged as one.
-                let stream = wrap
-                    .0
-                    .wrap(addr, stream)
-                    .await
-                    .map_err(|e| CallError::Handshake { addr: addr.to_string(), reason: format!("TLS: {e}") })?;
+            Dialed::Wrapped(stream) => {
                 let (read, write) = tokio::io::split(stream);
                 let (frames, write) = handshake(addr, config, read, write).await?;
                 Ok(start(addr, config, frames, write))
             }
         }
     };
+    within_connect_timeout(addr, config, attempt).await
+}
+
+/// A new connection, before the handshake.
+pub(crate) enum Dialed {
+    Plain(TcpStream),
+    /// What the configuration's [`Wrapper`] made of it.
+    Wrapped(Wrapped),
+}
+
+/// Open a TCP connection to `addr` with TCP_NODELAY, wrapped if the configuration says so.
+pub(crate) async fn dial(addr: &str, config: &ClientConfig) -> Result<Dialed, CallError> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| CallError::Unreachable { addr: addr.to_string(), reason: e.to_string() })?;
+    let _ = stream.set_nodelay(true);
+    match &config.wrap {
+        None => Ok(Dialed::Plain(stream)),
+        // A failed TLS handshake is a refusal like a wrong secret: logged as one.
+        Some(wrap) => wrap
+            .0
+            .wrap(addr, stream)
+            .await
+            .map(Dialed::Wrapped)
+            .map_err(|e| CallError::Handshake { addr: addr.to_string(), reason: format!("TLS: {e}") }),
+    }
+}
+
+/// `attempt` (dialing and the handshake), failed as unreachable past the connect timeout.
+pub(crate) async fn within_connect_timeout<T>(
+    addr: &str,
+    config: &ClientConfig,
+    attempt: impl std::future::Future<Output = Result<T, CallError>>,
+) -> Result<T, CallError> {
     match tokio::time::timeout(config.connect_timeout, attempt).await {
         Ok(r) => r,
-        Err(_) => Err(unreachable(format!("no connection within {} ms", config.connect_timeout.as_millis()))),
+        Err(_) => Err(CallError::Unreachable {
+            addr: addr.to_string(),
+            reason: format!("no connection within {} ms", config.connect_timeout.as_millis()),
+        }),
     }
 }
 
@@ -223,15 +256,32 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     read: R,
     mut write: W,
 ) -> Result<(FramedRead<R, Codec>, W), CallError> {
-    let unreachable = |reason: String| CallError::Unreachable { addr: addr.to_string(), reason };
+    send_hello(addr, config, &mut write).await?;
+    let mut frames = FramedRead::new(read, Codec { max: config.max_frame });
+    await_welcome(addr, &mut frames).await?;
+    Ok((frames, write))
+}
+
+/// The magic bytes and the hello.
+pub(crate) async fn send_hello<W: AsyncWrite + Unpin>(
+    addr: &str,
+    config: &ClientConfig,
+    write: &mut W,
+) -> Result<(), CallError> {
     let mut hello = BytesMut::from(&frame::MAGIC[..]);
     let h = Hello { version: frame::VERSION, cluster: config.auth.cluster.clone(), secret: config.auth.secret.clone() };
     frame::encode(&mut hello, frame::KIND_HELLO, 0, |b| frame::put_postcard(b, &h));
-    write.write_all(&hello).await.map_err(|e| unreachable(e.to_string()))?;
-    let mut frames = FramedRead::new(read, Codec { max: config.max_frame });
+    write.write_all(&hello).await.map_err(|e| CallError::Unreachable { addr: addr.to_string(), reason: e.to_string() })
+}
+
+/// The server's first frame: a welcome, or a goodbye that says why not.
+pub(crate) async fn await_welcome<R: AsyncRead + Unpin>(
+    addr: &str,
+    frames: &mut FramedRead<R, Codec>,
+) -> Result<(), CallError> {
     let lost = |reason: String| CallError::Handshake { addr: addr.to_string(), reason };
     match frames.next().await {
-        Some(Ok(f)) if f.kind == frame::KIND_WELCOME => Ok((frames, write)),
+        Some(Ok(f)) if f.kind == frame::KIND_WELCOME => Ok(()),
         Some(Ok(f)) if f.kind == frame::KIND_GOODBYE => Err(lost(String::from_utf8_lossy(&f.body).into_owned())),
         Some(Ok(f)) => Err(lost(format!("unexpected first frame of kind {:#x}", f.kind))),
         Some(Err(e)) => Err(lost(e.to_string())),

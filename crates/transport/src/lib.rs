@@ -12,7 +12,9 @@
 //! * a frame's length is checked against the limit before anything is allocated ([`frame`]);
 //! * a connection starts with a handshake (format version, cluster name, secret), refused with a
 //!   clear reason on both sides when they do not match;
-//! * it runs on plain TCP, or on whatever a [`Wrap`] makes of it (the node's TLS), see [`io`].
+//! * it runs on plain TCP, or on whatever a [`Wrap`] makes of it (the node's TLS), see [`io`];
+//! * for calls made one at a time by one task (a heartbeat), a [`Line`] reads and writes in the
+//!   caller's task, with no reader or writer task to wake.
 //!
 //! The crate knows nothing of dkv's messages: a request is a kind byte and a body, an answer a
 //! body or a [`Refusal`]. The node crate defines the messages.
@@ -21,6 +23,7 @@ mod client;
 mod error;
 pub mod frame;
 mod io;
+mod line;
 mod outbox;
 mod server;
 
@@ -28,6 +31,7 @@ pub use client::{Client, ClientConfig, STATUS_TOO_LARGE};
 pub use error::CallError;
 pub use frame::{put_postcard, Refusal};
 pub use io::{Connection, Io, Split, Wrap, Wrapped, Wrapper};
+pub use line::Line;
 pub use server::{refuse, serve, Handler, ServerConfig};
 
 /// What both sides of a connection must agree on.

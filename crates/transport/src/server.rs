@@ -35,6 +35,10 @@ pub struct ServerConfig {
     pub auth: Auth,
     /// Largest request frame accepted; a larger one closes the connection.
     pub max_frame: usize,
+    /// Largest answer frame sent; a larger answer is refused instead (`413`), so it does not
+    /// cost the caller its connection. The same as `max_frame` between nodes; the seed, whose
+    /// requests are small and whose answers can carry a large membership, sets it higher.
+    pub max_answer: usize,
     /// Requests of one connection running at once.
     pub max_concurrent: usize,
     /// Longest the magic and hello may take to arrive.
@@ -76,7 +80,7 @@ pub async fn serve<C: Connection, H: Handler>(
         let outbox = outbox.clone();
         async move { outbox.write_to(write).await }
     });
-    let max_frame = config.max_frame;
+    let max_answer = config.max_answer;
     let mut running = FuturesUnordered::new();
     let reason = loop {
         // At `max_concurrent` requests running the reader stops reading, and TCP pushes back.
@@ -104,7 +108,7 @@ pub async fn serve<C: Connection, H: Handler>(
                 match result {
                     Ok(body) => {
                         let sent =
-                            frame::encode_within(b, max_frame, frame::KIND_OK, f.id, |b| b.extend_from_slice(&body));
+                            frame::encode_within(b, max_answer, frame::KIND_OK, f.id, |b| b.extend_from_slice(&body));
                         if let Err(e) = sent {
                             // Sent as it is, the answer would cost the peer its connection.
                             refuse(b, &Refusal::new(crate::client::STATUS_TOO_LARGE, format!("answer not sent: {e}")));

@@ -137,7 +137,13 @@ fn auth() -> Auth {
 }
 
 fn server_config() -> ServerConfig {
-    ServerConfig { auth: auth(), max_frame: MAX_FRAME, max_concurrent: 4096, handshake_timeout: Duration::from_secs(5) }
+    ServerConfig {
+        auth: auth(),
+        max_frame: MAX_FRAME,
+        max_answer: MAX_FRAME,
+        max_concurrent: 4096,
+        handshake_timeout: Duration::from_secs(5),
+    }
 }
 
 fn client_config() -> ClientConfig {
@@ -864,3 +870,9 @@ async fn a_request_sent_right_behind_the_hello_is_answered() {
     drop(raw);
     server.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// 9. Lines.
+
+#[path = "transport/line.rs"]
+mod line;

@@ -181,8 +181,7 @@ impl Node {
             ..IdRequest::id(self.me)
         };
         let sent = self.hlc.wall_ms();
-        let answer: HeartbeatAnswer =
-            self.peers.seed_call(&self.config.seed, Method::POST, "/heartbeat", Some(&req)).await?;
+        let answer = self.peers.seed_heartbeat(&self.config.seed, &req).await?;
         if let Some(seed_ms) = answer.now_ms {
             self.offsets.record(Source::Seed, sent, self.hlc.wall_ms(), seed_ms, Instant::now());
         }

@@ -91,12 +91,14 @@ pub async fn run(
     let node = Node::new(config, me, addr, opened.engine, opened.local, peers, hints, topo, life, stop_tx);
 
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
+    let max_frame = crate::transport::wire::frame_limit(node.config.max_key_bytes, node.config.max_value_bytes);
     let server_config = dkv_transport::ServerConfig {
         auth: dkv_transport::Auth {
             cluster: node.config.cluster_name.clone(),
             secret: node.config.cluster_secret.clone(),
         },
-        max_frame: crate::transport::wire::frame_limit(node.config.max_key_bytes, node.config.max_value_bytes),
+        max_frame,
+        max_answer: max_frame,
         max_concurrent: 1024,
         handshake_timeout: node.config.request_timeout,
     };

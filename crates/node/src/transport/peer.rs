@@ -3,7 +3,7 @@
 //! Nodes are called over the binary transport (`dkv-transport`): one long-lived connection per
 //! peer, many calls in flight on it, each with a deadline. The seed is called over HTTP/1.1,
 //! through a pooled client with TCP_NODELAY, in its compact encoding when it speaks it and JSON
-//! otherwise (`seed.rs`).
+//! otherwise, except heartbeats, which go over the transport when the seed speaks it (`seed.rs`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -35,6 +35,10 @@ pub struct Peers {
     seed: HttpClient<HttpConnector, Body>,
     /// Calls to other nodes.
     nodes: Client,
+    /// Heartbeats to the seed, over the transport when it speaks it (`seed.rs`).
+    pub(crate) seed_line: dkv_transport::Line,
+    /// Until when heartbeats go over HTTP, because the seed refused the transport (`seed.rs`).
+    pub(crate) seed_line_off: std::sync::Mutex<Option<std::time::Instant>>,
     timeout: Duration,
     /// The cluster secret, sent to the seed when configured (nodes get it in the handshake).
     secret: Option<http::HeaderValue>,
@@ -60,15 +64,34 @@ impl Peers {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(16)
             .build(connector);
+        let auth = Auth { cluster: cluster.to_string(), secret: secret.map(str::to_string) };
         let nodes = Client::new(ClientConfig {
-            auth: Auth { cluster: cluster.to_string(), secret: secret.map(str::to_string) },
+            auth: auth.clone(),
             connect_timeout: timeout,
             max_frame,
             max_in_flight: 4096,
             wrap: tls.clone().map(|tls| Wrapper(Arc::new(TlsWrap(tls)))),
         });
+        // The seed speaks plain TCP (it has no certificates), and its answers can carry a whole
+        // view.
+        let seed_line = dkv_transport::Line::new(ClientConfig {
+            auth,
+            connect_timeout: timeout,
+            max_frame: MAX_SEED_ANSWER,
+            max_in_flight: 1,
+            wrap: None,
+        });
         let secret = secret.and_then(|s| http::HeaderValue::from_str(s).ok());
-        Peers { seed, nodes, timeout, secret, tls, seed_compact: Default::default() }
+        Peers {
+            seed,
+            nodes,
+            seed_line,
+            seed_line_off: Default::default(),
+            timeout,
+            secret,
+            tls,
+            seed_compact: Default::default(),
+        }
     }
 
     /// The deadline of one call to a peer (`--request-timeout`).

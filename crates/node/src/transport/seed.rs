@@ -6,11 +6,21 @@
 //! answered compact (a first registration goes in JSON); if a compact body is then refused as
 //! unreadable (`415`, or `400` from a seed that reads only JSON, say one downgraded meanwhile),
 //! the call is made again in JSON and JSON is kept until the seed answers compact again.
+//!
+//! Heartbeats, the one call made all the time, go over the binary transport instead, on a
+//! [`dkv_transport::Line`] kept open to the seed: it costs the node and the seed about half of an
+//! HTTP call (README, "Membership at scale"). A seed that refuses the transport's handshake (one
+//! of an older release, which answers it as bad HTTP) gets its heartbeats over HTTP, and the
+//! transport is tried again after [`LINE_RETRY`]. A wrong secret or cluster name is refused by
+//! both, so the HTTP answer says what is wrong, as it always did.
 
 use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
+use dkv_membership::api::{HeartbeatAnswer, IdRequest, SEED_HEARTBEAT_KIND};
 use dkv_membership::compact::{self, Compact};
+use dkv_transport::CallError;
 use http::{HeaderValue, Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -28,7 +38,42 @@ static ACCEPT: LazyLock<HeaderValue> = LazyLock::new(|| {
         .expect("an ASCII media type")
 });
 
+/// How long heartbeats go over HTTP after the seed refused the transport.
+const LINE_RETRY: Duration = Duration::from_secs(60);
+
 impl Peers {
+    /// Heartbeat the seed at `addr`: over the transport, or over HTTP while the seed does not
+    /// speak it.
+    pub async fn seed_heartbeat(&self, addr: &str, req: &IdRequest) -> Result<HeartbeatAnswer, PeerError> {
+        if self.seed_line_on() {
+            let body = |b: &mut bytes::BytesMut| b.extend_from_slice(&compact::encode(req, VERSION));
+            match self.seed_line.call(addr, SEED_HEARTBEAT_KIND, body, self.timeout()).await {
+                Ok(answer) => return compact::decode(&answer, VERSION).map_err(|e| protocol(addr, e)),
+                Err(e @ CallError::Handshake { .. }) => {
+                    tracing::info!(
+                        seed = addr,
+                        "the seed refused heartbeats over the transport ({e}); sending them over HTTP for {LINE_RETRY:?}"
+                    );
+                    *self.seed_line_off.lock().expect("seed line lock") = Some(Instant::now() + LINE_RETRY);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.seed_call(addr, Method::POST, "/heartbeat", Some(req)).await
+    }
+
+    fn seed_line_on(&self) -> bool {
+        let mut off = self.seed_line_off.lock().expect("seed line lock");
+        match *off {
+            Some(until) if Instant::now() < until => false,
+            Some(_) => {
+                *off = None;
+                true
+            }
+            None => true,
+        }
+    }
+
     /// Call the seed at `addr`: `body` goes in the encoding the seed last answered in, and the
     /// answer is decoded by its content type.
     pub async fn seed_call<Req, Resp>(
@@ -91,7 +136,7 @@ mod tests {
 
     use super::*;
 
-    /// A seed that answers `POST /leave` with a view: compact when `compact` and asked for,
+    /// A seed that answers `POST /leave` with a view (and `POST /heartbeat` with epoch 7, in JSON): compact when `compact` and asked for,
     /// refusing compact bodies with `refuse` (a seed of another release, or of an older one).
     /// Counts the compact bodies it was sent.
     async fn fake_seed(compact: bool, refuse: StatusCode, bodies: Arc<AtomicUsize>) -> String {
@@ -113,7 +158,19 @@ mod tests {
                 axum::Json(view).into_response()
             }
         };
-        let app = axum::Router::new().route("/leave", axum::routing::post(leave));
+        let heartbeat = || async {
+            axum::Json(HeartbeatAnswer {
+                epoch: 7,
+                digest: None,
+                nodes: None,
+                changes: None,
+                now_ms: None,
+                clock: None,
+            })
+        };
+        let app = axum::Router::new()
+            .route("/leave", axum::routing::post(leave))
+            .route("/heartbeat", axum::routing::post(heartbeat));
         tokio::spawn(async move { axum::serve(listener, app).await });
         addr
     }
@@ -146,5 +203,17 @@ mod tests {
         }
         assert_eq!(call(old).await.unwrap(), 7);
         assert!(!peers.seed_compact.load(Ordering::Relaxed), "JSON again after a JSON answer");
+    }
+
+    #[tokio::test]
+    async fn heartbeats_go_over_http_to_a_seed_that_does_not_speak_the_transport() {
+        let peers = Peers::new(Duration::from_secs(5), "dkv", None, 1 << 20, None);
+        let old = fake_seed(false, StatusCode::BAD_REQUEST, Arc::default()).await;
+        let req = IdRequest::id(NodeId(1));
+        for beat in 0..2 {
+            let answer = peers.seed_heartbeat(&old, &req).await.unwrap_or_else(|e| panic!("heartbeat {beat}: {e}"));
+            assert_eq!(answer.epoch, 7);
+            assert!(!peers.seed_line_on(), "heartbeat {beat}: HTTP for a while");
+        }
     }
 }

@@ -1,0 +1,125 @@
+//! A line: one connection whose calls go one at a time, written and read by the calling task.
+//!
+//! [`Client`](crate::Client) is built for many calls at once: a writer task gathers the frames of
+//! many callers into one write, and a reader task hands each answer to its caller. For a call
+//! made once a second by one task (a node's heartbeat to the seed), those two tasks cost more than
+//! the call: each call wakes both of them and then the caller. On a line the caller writes its
+//! frame and reads its answer itself, so an idle heartbeat wakes the process once, for the answer,
+//! which is as little as a TCP round trip can cost. A call made while another is in flight waits
+//! for it (within its own deadline).
+//!
+//! The frames, the handshake and the errors are the client's. A call that fails on the
+//! connection (lost, timed out, a malformed answer) closes it, and the next call connects again:
+//! nothing can be left half-read. A connection that the server closed while it sat idle (a seed
+//! that restarted) is noticed before it is used, so the next call does not fail on it.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{FutureExt, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+
+use crate::client::{self, ClientConfig, Dialed, STATUS_TOO_LARGE};
+use crate::error::CallError;
+use crate::frame::{self, Codec};
+use crate::io::Wrapped;
+
+/// A connection to one address at a time, for calls made one after the other.
+pub struct Line {
+    config: ClientConfig,
+    open: tokio::sync::Mutex<Option<Open>>,
+}
+
+/// A connection that passed the handshake.
+struct Open {
+    addr: String,
+    frames: FramedRead<Wrapped, Codec>,
+    next_id: u64,
+    /// The frame being sent, kept for the next one.
+    out: BytesMut,
+}
+
+impl Line {
+    pub fn new(config: ClientConfig) -> Self {
+        Line { config, open: tokio::sync::Mutex::new(None) }
+    }
+
+    /// Send a request of `kind` whose body `body` writes to `addr`, and read its answer's body,
+    /// all within `timeout` (connecting first if need be).
+    pub async fn call(
+        &self,
+        addr: &str,
+        kind: u8,
+        body: impl FnOnce(&mut BytesMut),
+        timeout: Duration,
+    ) -> Result<Bytes, CallError> {
+        debug_assert!((1..=frame::MAX_REQUEST_KIND).contains(&kind));
+        let deadline = Instant::now() + timeout;
+        let timed_out = || CallError::Timeout { addr: addr.to_string(), ms: timeout.as_millis() };
+        let mut open = tokio::time::timeout_at(deadline, self.open.lock()).await.map_err(|_| timed_out())?;
+        if open.as_mut().is_some_and(|o| o.addr != addr || o.closed()) {
+            *open = None;
+        }
+        if open.is_none() {
+            let conn = tokio::time::timeout_at(deadline, connect(addr, &self.config)).await;
+            *open = Some(conn.map_err(|_| timed_out())??);
+        }
+        let conn = open.as_mut().expect("connected above");
+        let id = conn.next_id;
+        conn.next_id += 1;
+        conn.out.clear();
+        if let Err(e) = frame::encode_within(&mut conn.out, self.config.max_frame, kind, id, body) {
+            let message = format!("request not sent: {e}");
+            return Err(CallError::Refused { addr: addr.to_string(), status: STATUS_TOO_LARGE, message });
+        }
+        let exchanged = tokio::time::timeout_at(deadline, conn.exchange(id)).await;
+        let answer = match exchanged {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(reason)) => {
+                *open = None;
+                return Err(CallError::Lost { addr: addr.to_string(), reason });
+            }
+            Err(_) => {
+                *open = None; // its answer may still come: the connection cannot be reused
+                return Err(timed_out());
+            }
+        };
+        client::answer_body(addr, answer)
+    }
+}
+
+impl Open {
+    /// Write the frame in `out` and read the answer with `id`.
+    async fn exchange(&mut self, id: u64) -> Result<frame::Frame, String> {
+        self.frames.get_mut().write_all(&self.out).await.map_err(|e| format!("write failed: {e}"))?;
+        match self.frames.next().await {
+            Some(Ok(f)) if f.id == id => Ok(f),
+            Some(Ok(f)) => Err(format!("an answer to call {} where call {id} was waiting", f.id)),
+            Some(Err(e)) => Err(format!("bad frame from the peer: {e}")),
+            None => Err("closed by the peer".into()),
+        }
+    }
+
+    /// Whether the server closed the connection (or sent something unasked) while it was idle.
+    /// Looks only at what already arrived: it never waits.
+    fn closed(&mut self) -> bool {
+        self.frames.next().now_or_never().is_some()
+    }
+}
+
+/// Connect, present the hello and wait for the welcome.
+async fn connect(addr: &str, config: &ClientConfig) -> Result<Open, CallError> {
+    let attempt = async {
+        let mut stream: Wrapped = match client::dial(addr, config).await? {
+            Dialed::Plain(tcp) => Box::new(tcp),
+            Dialed::Wrapped(stream) => stream,
+        };
+        client::send_hello(addr, config, &mut stream).await?;
+        let mut frames = FramedRead::new(stream, Codec { max: config.max_frame });
+        client::await_welcome(addr, &mut frames).await?;
+        Ok(Open { addr: addr.to_string(), frames, next_id: 1, out: BytesMut::new() })
+    };
+    client::within_connect_timeout(addr, config, attempt).await
+}
