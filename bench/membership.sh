@@ -10,8 +10,8 @@
 #   which the nodes' CPU stays, for 3 s, within 2x their idle CPU + 1% of a core;
 # * idle CPU over WINDOW seconds (default 30) once quiet, as % of one core: the seed alone,
 #   all N nodes together, and per node; and again over WINDOW seconds from STEADY seconds after
-#   the start (default 60; 0 skips it), once the anti-entropy rounds that the start-up's changes
-#   set off are done;
+#   the start (default 60; 0 skips it), a window that may hold the anti-entropy rounds that
+#   failed during the start-up, run again an interval (60 s) later;
 # * a join: one more node starts; from the seed's epoch moving (it registered) to every one of
 #   the N nodes reporting that epoch or a later one (each node's GET /health, polled in turn:
 #   /cluster says the same epoch but carries the whole view), and the same for the epoch at
@@ -140,8 +140,9 @@ try:
     upto = max((s for s in samples if s[0] <= quiet_at + 0.5), key=lambda s: s[0])
     start_cpu = (upto[2] - samples[0][2]) / hz
     rss_mib = 0
-    # Idle again from STEADY seconds after the start: past the rounds of anti-entropy that the
-    # start-up's changes set off (retried within seconds while peers still held older views).
+    # Idle again from STEADY seconds after the start: past the start-up's own rounds of
+    # anti-entropy, though a round that failed while peers still held older views runs again an
+    # interval (60 s) later, which this window may hold.
     steady = None
     if steady_at > 0:
         time.sleep(max(0.0, t0 + steady_at - time.monotonic()))

@@ -347,20 +347,12 @@ pub async fn anti_entropy_loop(node: Node, mut stop: watch::Receiver<bool>) {
     // The first round runs as soon as the node serves: a node restarted on its data directory
     // catches up there on what it missed while it was down.
     let mut first = true;
-    // Rounds in a row with a peer that failed (most often one still at an older view, after a
-    // burst of changes): the next is sooner than the interval, so the node settles (and trusts
-    // its own "not found" again) within seconds, not a whole interval later.
-    let mut failed_rounds = 0u32;
     loop {
-        let wait = match failed_rounds {
-            0 => node.config.anti_entropy_interval,
-            n => node.config.heartbeat_interval.saturating_mul(1 << (n - 1).min(6)),
-        };
         let changed = std::mem::take(&mut first)
             || tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
                 r = changes.changed() => if r.is_err() { return } else { true },
-                _ = tokio::time::sleep(wait.min(node.config.anti_entropy_interval)) => false,
+                _ = tokio::time::sleep(node.config.anti_entropy_interval) => false,
             };
         if changed {
             // Let the other nodes adopt the same view, so both sides of a pair agree.
@@ -376,7 +368,9 @@ pub async fn anti_entropy_loop(node: Node, mut stop: watch::Receiver<bool>) {
         if r.buckets > 0 || r.failed > 0 {
             tracing::info!(peers = r.peers, buckets = r.buckets, sent = r.sent, received = r.received, failed = r.failed, took = ?started.elapsed(), "anti-entropy round");
         }
-        failed_rounds = if r.failed > 0 { failed_rounds.saturating_add(1) } else { 0 };
+        if r.failed > 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 
