@@ -5,9 +5,9 @@
 //! view is current, with none); a timer expires members that stopped heart-beating. It speaks
 //! JSON, and to nodes that ask for it a compact binary encoding (`format.rs`); nodes send their
 //! heartbeats over dkv's binary transport, on the same port (`transport.rs`). The seed keeps no
-//! data and no disk state — if it restarts, nodes keep
-//! serving with the membership they last saw and re-register with their own ids, tokens and last
-//! view, so the same membership is back within one heartbeat (see the registry's docs).
+//! data and no disk state — if it restarts, nodes keep serving with the membership they last saw
+//! and re-register with their own ids, tokens and last view, so the same membership is back
+//! within one heartbeat (see the registry's docs).
 
 mod dashboard;
 mod format;

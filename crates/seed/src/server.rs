@@ -45,7 +45,7 @@ pub(crate) struct Seed {
     /// The ring as the dashboard draws it, for the view of this epoch and digest.
     drawing: Arc<crate::dashboard::Cache>,
     /// Heartbeats answered, by what they carried and in which encoding (see [`Told`]).
-    heartbeats: Arc<[std::sync::atomic::AtomicU64; 9]>,
+    heartbeats: Arc<[std::sync::atomic::AtomicU64; Told::ALL.len() * Via::ALL.len()]>,
     /// The members' readings of this seed's clock, and the cluster's clock from them.
     clocks: Arc<Mutex<ClockCensus>>,
 }
@@ -98,18 +98,6 @@ fn now_ms() -> u64 {
 }
 
 impl Seed {
-    fn with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
-        let mut r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut r)
-    }
-}
-
-pub fn router(config: &SeedConfig) -> (Router, impl Future<Output = ()> + Send + 'static) {
-    let seed = Seed::new(config);
-    (routes(seed.clone(), config), expire_loop(seed, config.node_ttl))
-}
-
-impl Seed {
     fn new(config: &SeedConfig) -> Seed {
         let ttl_ms = config.node_ttl.as_millis() as u64;
         Seed {
@@ -121,6 +109,16 @@ impl Seed {
             registry: Arc::new(Mutex::new(Registry::new(now_ms(), ttl_ms).for_cluster(&config.cluster_name))),
         }
     }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        let mut r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut r)
+    }
+}
+
+pub fn router(config: &SeedConfig) -> (Router, impl Future<Output = ()> + Send + 'static) {
+    let seed = Seed::new(config);
+    (routes(seed.clone(), config), expire_loop(seed, config.node_ttl))
 }
 
 fn routes(seed: Seed, config: &SeedConfig) -> Router {

@@ -26,7 +26,8 @@ use crate::error::CallError;
 use crate::frame::{self, Codec};
 use crate::io::Wrapped;
 
-/// A connection to one address at a time, for calls made one after the other.
+/// A connection to one address at a time, for calls made one after the other. Of its
+/// [`ClientConfig`], `max_in_flight` does not apply: one call is in flight at a time.
 pub struct Line {
     config: ClientConfig,
     open: tokio::sync::Mutex<Option<Open>>,

@@ -8,8 +8,8 @@
 //! the call is made again in JSON and JSON is kept until the seed answers compact again.
 //!
 //! Heartbeats, the one call made all the time, go over the binary transport instead, on a
-//! [`dkv_transport::Line`] kept open to the seed: it costs the node and the seed about half of an
-//! HTTP call (README, "Membership at scale"). A seed that refuses the transport's handshake (one
+//! [`dkv_transport::Line`] kept open to the seed: it costs the node and the seed a third less
+//! than an HTTP call (README, "Membership at scale"). A seed that refuses the transport's handshake (one
 //! of an older release, which answers it as bad HTTP) gets its heartbeats over HTTP, and the
 //! transport is tried again after [`LINE_RETRY`]. A wrong secret or cluster name is refused by
 //! both, so the HTTP answer says what is wrong, as it always did.
@@ -136,9 +136,10 @@ mod tests {
 
     use super::*;
 
-    /// A seed that answers `POST /leave` with a view (and `POST /heartbeat` with epoch 7, in JSON): compact when `compact` and asked for,
+    /// A seed that answers `POST /leave` with a view: compact when `compact` and asked for,
     /// refusing compact bodies with `refuse` (a seed of another release, or of an older one).
-    /// Counts the compact bodies it was sent.
+    /// Counts the compact bodies it was sent. It answers `POST /heartbeat` with epoch 7, in
+    /// JSON, and knows nothing of the transport.
     async fn fake_seed(compact: bool, refuse: StatusCode, bodies: Arc<AtomicUsize>) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
