@@ -9,8 +9,8 @@
 //! for it (within its own deadline).
 //!
 //! The frames, the handshake and the errors are the client's. A call that fails on the
-//! connection (lost, timed out, a malformed answer) closes it, and the next call connects again:
-//! nothing can be left half-read. A connection that the server closed while it sat idle (a seed
+//! connection (lost, timed out, a malformed answer), or that its caller abandons, closes it, and
+//! the next call connects again: nothing can be left half-read. A connection that the server closed while it sat idle (a seed
 //! that restarted) is noticed before it is used, so the next call does not fail on it.
 
 use std::time::Duration;
@@ -59,34 +59,33 @@ impl Line {
         debug_assert!((1..=frame::MAX_REQUEST_KIND).contains(&kind));
         let deadline = Instant::now() + timeout;
         let timed_out = || CallError::Timeout { addr: addr.to_string(), ms: timeout.as_millis() };
-        let mut open = tokio::time::timeout_at(deadline, self.open.lock()).await.map_err(|_| timed_out())?;
-        if open.as_mut().is_some_and(|o| o.addr != addr || o.closed()) {
-            *open = None;
-        }
-        if open.is_none() {
-            let conn = tokio::time::timeout_at(deadline, connect(addr, &self.config)).await;
-            *open = Some(conn.map_err(|_| timed_out())??);
-        }
-        let conn = open.as_mut().expect("connected above");
+        let mut slot = tokio::time::timeout_at(deadline, self.open.lock()).await.map_err(|_| timed_out())?;
+        // Taken out of its slot for the call, and put back only once the call is done with it: a
+        // call abandoned halfway (its caller dropped it) takes the connection with it, rather than
+        // leave an answer owed on it for the next call to misread.
+        let reusable = match slot.take() {
+            Some(mut conn) if conn.addr == addr => (!conn.closed()).then_some(conn),
+            _ => None,
+        };
+        let mut conn = match reusable {
+            Some(conn) => conn,
+            None => tokio::time::timeout_at(deadline, connect(addr, &self.config)).await.map_err(|_| timed_out())??,
+        };
         let id = conn.next_id;
         conn.next_id += 1;
         conn.out.clear();
         if let Err(e) = frame::encode_within(&mut conn.out, self.config.max_frame, kind, id, body) {
+            *slot = Some(conn);
             let message = format!("request not sent: {e}");
             return Err(CallError::Refused { addr: addr.to_string(), status: STATUS_TOO_LARGE, message });
         }
-        let exchanged = tokio::time::timeout_at(deadline, conn.exchange(id)).await;
-        let answer = match exchanged {
+        let answer = match tokio::time::timeout_at(deadline, conn.exchange(id)).await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(reason)) => {
-                *open = None;
-                return Err(CallError::Lost { addr: addr.to_string(), reason });
-            }
-            Err(_) => {
-                *open = None; // its answer may still come: the connection cannot be reused
-                return Err(timed_out());
-            }
+            Ok(Err(reason)) => return Err(CallError::Lost { addr: addr.to_string(), reason }),
+            // Its answer may still come: the connection cannot be reused.
+            Err(_) => return Err(timed_out()),
         };
+        *slot = Some(conn);
         client::answer_body(addr, answer)
     }
 }

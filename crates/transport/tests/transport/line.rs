@@ -111,3 +111,17 @@ async fn a_line_is_refused_with_the_reason_by_another_cluster_or_by_a_server_tha
         other => panic!("an HTTP server: {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_its_caller_abandons_leaves_no_answer_for_the_next_one() {
+    let server = TestServer::start(Arc::new(TestHandler::default()), server_config()).await;
+    let (addr, line) = (server.addr(), line());
+    line_echo(&line, &addr, 1, Duration::from_secs(5)).await.unwrap();
+    // Dropped while it waits for a 300 ms answer, well within its own deadline.
+    let slow = line.call(&addr, SLOW, |b| b.extend_from_slice(&300u64.to_le_bytes()), Duration::from_secs(5));
+    assert!(timeout(Duration::from_millis(50), slow).await.is_err(), "the slow call should still be waiting");
+    let answer = line_echo(&line, &addr, 2, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(&answer[..], &echo_answer(2)[..], "the next call gets its own answer");
+    assert_eq!(server.accepts(), 2, "on a new connection");
+    server.stop().await;
+}
