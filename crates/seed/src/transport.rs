@@ -87,21 +87,7 @@ async fn accept_loop(
     server: Arc<ServerConfig>,
     mut stop: watch::Receiver<bool>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(conn) => conn,
-            Err(e) => {
-                // Out of descriptors, say: wait rather than spin.
-                tracing::warn!("accepting a connection failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, peer)) = dkv_transport::accept_until_stopped(&listener, &mut stop, "seed").await {
         let (http, handler, server, stop) = (http.clone(), handler.clone(), server.clone(), stop.clone());
         tokio::spawn(async move {
             let mut first = [0u8; 1];

@@ -19,6 +19,7 @@
 //! The crate knows nothing of dkv's messages: a request is a kind byte and a body, an answer a
 //! body or a [`Refusal`]. The node crate defines the messages.
 
+mod accept;
 mod client;
 mod error;
 pub mod frame;
@@ -27,6 +28,7 @@ mod line;
 mod outbox;
 mod server;
 
+pub use accept::{accept_until_stopped, stopped};
 pub use client::{Client, ClientConfig, STATUS_TOO_LARGE};
 pub use error::CallError;
 pub use frame::{put_postcard, Refusal};

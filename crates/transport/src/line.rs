@@ -10,8 +10,9 @@
 //!
 //! The frames, the handshake and the errors are the client's. A call that fails on the
 //! connection (lost, timed out, a malformed answer), or that its caller abandons, closes it, and
-//! the next call connects again: nothing can be left half-read. A connection that the server closed while it sat idle (a seed
-//! that restarted) is noticed before it is used, so the next call does not fail on it.
+//! the next call connects again: nothing can be left half-read. A connection that the server
+//! closed while it sat idle (a seed that restarted) is noticed before it is used, so the next
+//! call does not fail on it.
 
 use std::time::Duration;
 

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use axum::response::Response;
+use dkv_transport::stopped;
 use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -83,9 +84,4 @@ pub async fn serve<S>(
     }
     tracker.close();
     tracker.wait().await;
-}
-
-/// Resolves once `stop` is set.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }

@@ -39,9 +39,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::front::limits::{human, Charge, Guard, Listener, Refusal};
 use crate::life::state::Node;
-use crate::transport::listener::{accept_until_stopped, answer_and_close};
+use crate::transport::listener::answer_and_close;
 use crate::transport::tls::{ClientStream, Prefixed};
 use commands::Touches;
+use dkv_transport::{accept_until_stopped, stopped};
 use frame::{Limits, Reply};
 
 /// Serve RESP on `listener` until `stop`, then wait for the connections to close.
@@ -281,9 +282,4 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
     }
-}
-
-/// Resolves once `stop` is set (without holding the channel's lock guard across awaits).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
