@@ -13,8 +13,11 @@
 //! drain that waited for the other, until the request timeout. Here entering never waits: writes
 //! are counted per generation, a drain starts a new generation and waits only for the older ones
 //! to empty. A drain therefore ends even under a steady stream of writes.
+//!
+//! Every write enters and leaves, so both stay cheap: a short lock, no allocation once the list
+//! of generations has its room, and no wake-up unless a drain began since the write entered.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
@@ -30,8 +33,9 @@ pub struct Fence {
 struct State {
     /// The generation a write entering now joins.
     current: u64,
-    /// Writes in flight by the generation they entered in (no empty generations kept).
-    active: BTreeMap<u64, usize>,
+    /// Writes in flight by the generation they entered in, oldest first (no empty generations
+    /// kept). Writes enter only the newest generation, so the order keeps itself.
+    active: VecDeque<(u64, usize)>,
 }
 
 /// A write in flight; leaving the fence on drop.
@@ -50,7 +54,10 @@ impl Fence {
     pub fn enter(&self) -> Entered<'_> {
         let mut s = self.lock();
         let generation = s.current;
-        *s.active.entry(generation).or_default() += 1;
+        match s.active.back_mut() {
+            Some((g, n)) if *g == generation => *n += 1,
+            _ => s.active.push_back((generation, 1)),
+        }
         Entered { fence: self, generation }
     }
 
@@ -68,7 +75,7 @@ impl Fence {
             tokio::pin!(emptied);
             // Registered before the check, so a generation emptying right after it still wakes us.
             emptied.as_mut().enable();
-            if self.lock().active.range(..=before).next().is_none() {
+            if self.lock().active.front().is_none_or(|&(g, _)| g > before) {
                 return;
             }
             emptied.await;
@@ -77,23 +84,25 @@ impl Fence {
 
     /// Writes in flight now.
     pub fn in_flight(&self) -> usize {
-        self.lock().active.values().sum()
+        self.lock().active.iter().map(|(_, n)| n).sum()
     }
 }
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        let emptied = {
+        let wake = {
             let mut s = self.fence.lock();
-            let n = s.active.get_mut(&self.generation).expect("an entered generation is active");
-            *n -= 1;
-            let emptied = *n == 0;
+            let at = s.active.iter().position(|&(g, _)| g == self.generation);
+            let at = at.expect("an entered generation is active");
+            s.active[at].1 -= 1;
+            let emptied = s.active[at].1 == 0;
             if emptied {
-                s.active.remove(&self.generation);
+                s.active.remove(at);
             }
-            emptied
+            // Only a drain begun since this write entered (it moved `current` on) waits for it.
+            emptied && self.generation < s.current
         };
-        if emptied {
+        if wake {
             self.fence.emptied.notify_waiters();
         }
     }

@@ -8,11 +8,12 @@
 //! future decides that).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use dkv_membership::NodeId;
-use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::error::PeerError;
 
@@ -79,13 +80,13 @@ where
     F: Fn(NodeId) -> Fut,
     Fut: Future<Output = Result<T, PeerError>> + Send + 'static,
 {
-    let mut running = Running(FuturesUnordered::new());
+    let mut running = Running(Vec::with_capacity(targets.len()));
     let mut launched = 0;
     let launch = |launched: &mut usize, running: &mut Running<_>| {
         let Some(&id) = targets.get(*launched) else { return false };
         *launched += 1;
         let fut = call(id);
-        running.0.push(async move { (id, fut.await) });
+        running.0.push(Box::pin(async move { (id, fut.await) }));
         true
     };
     let first = hedge.as_ref().map_or(targets.len(), |h| h.first.max(needed));
@@ -102,8 +103,8 @@ where
     tokio::pin!(timer, hedge_timer);
     while counted < needed && ok.len() + failures.len() < launched {
         tokio::select! {
-            next = running.0.next() => match next {
-                Some((id, Ok(v))) => {
+            next = running.next(), if !running.0.is_empty() => match next {
+                (id, Ok(v)) => {
                     let d = decisive(&v);
                     counted += usize::from(d);
                     ok.push((id, v));
@@ -111,14 +112,13 @@ where
                         launch(&mut launched, &mut running); // a weak answer: ask another replica
                     }
                 }
-                Some((id, Err(e))) => {
+                (id, Err(e)) => {
                     failures.push((id, e));
                     if targets.len() - failures.len() < needed {
                         break;
                     }
                     launch(&mut launched, &mut running); // ask another in its place
                 }
-                None => break,
             },
             _ = &mut hedge_timer, if launched < targets.len() => {
                 if let Some(h) = &hedge {
@@ -146,13 +146,33 @@ where
 
 /// The calls of one quorum. They are polled by the caller rather than spawned: most end before
 /// the quorum does, and polling them in place saves a task, a channel message and a wake-up per
-/// replica on the hottest path. The calls still running when the caller is done with them (the
-/// quorum reached, the deadline passed, or the caller itself dropped, as when a client hangs up)
-/// go to a task of their own on drop, so a write still reaches every replica, or leaves its hint,
-/// as it did when every call was spawned from the start.
-struct Running<S: Future + Send + 'static>(FuturesUnordered<S>)
+/// replica on the hottest path. There are a handful (the key's replicas), so each wake-up polls
+/// them all: cheaper than `FuturesUnordered`'s shared ready queue and a waker per call. The calls
+/// still running when the caller is done with them (the quorum reached, the deadline passed, or
+/// the caller itself dropped, as when a client hangs up) go to a task of their own on drop, so a
+/// write still reaches every replica, or leaves its hint, as it did when every call was spawned
+/// from the start.
+struct Running<S: Future + Send + 'static>(Vec<Pin<Box<S>>>)
 where
     S::Output: Send;
+
+impl<S: Future + Send + 'static> Running<S>
+where
+    S::Output: Send,
+{
+    /// The next call to finish (pending forever when none runs: the caller checks first).
+    fn next(&mut self) -> impl Future<Output = S::Output> + '_ {
+        std::future::poll_fn(move |cx| {
+            for i in 0..self.0.len() {
+                if let Poll::Ready(out) = self.0[i].as_mut().poll(cx) {
+                    drop(self.0.swap_remove(i));
+                    return Poll::Ready(out);
+                }
+            }
+            Poll::Pending
+        })
+    }
+}
 
 impl<S: Future + Send + 'static> Drop for Running<S>
 where
@@ -162,10 +182,21 @@ where
         if self.0.is_empty() {
             return;
         }
+        // All polled at each wake-up, not awaited in turn: a call still connecting must not hold
+        // up the others.
+        let left = self.0.len();
         let mut rest = std::mem::take(&mut self.0);
+        let all_done = std::future::poll_fn(move |cx| {
+            rest.retain_mut(|call| call.as_mut().poll(cx).is_pending());
+            if rest.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn(async move { while rest.next().await.is_some() {} })),
-            Err(_) => tracing::warn!("{} replica calls dropped: no runtime to finish them on", rest.len()),
+            Ok(runtime) => drop(runtime.spawn(all_done)),
+            Err(_) => tracing::warn!("{left} replica calls dropped: no runtime to finish them on"),
         }
     }
 }
