@@ -280,7 +280,7 @@ mod tests {
         let mut index = Index::new(PREFIX, shard);
         let base = shard << (64 - PREFIX);
         let crowded: Vec<u64> =
-            (0..3_000u64).map(|i| base | (i * 7)).chain((0..50).map(|i| base | (u64::MAX >> 8) - i)).collect();
+            (0..3_000u64).map(|i| base | (i * 7)).chain((0..50).map(|i| base | ((u64::MAX >> 8) - i))).collect();
         for (i, &h) in crowded.iter().enumerate() {
             index.insert(h, i as u32);
         }
