@@ -73,6 +73,15 @@ pub fn byte_size(s: &str) -> Result<usize, String> {
     n.checked_mul(mult).ok_or_else(|| format!("{s} is too large"))
 }
 
+/// A `--max-key-size`: a size no engine refuses.
+fn key_size(s: &str) -> Result<usize, String> {
+    let n = byte_size(s)?;
+    if n > dkv_storage::MAX_KEY_BYTES {
+        return Err(format!("{s} is over the largest key dkv stores, {} KiB", dkv_storage::MAX_KEY_BYTES >> 10));
+    }
+    Ok(n)
+}
+
 #[derive(Args, Debug)]
 pub struct SeedArgs {
     /// Address to listen on.
@@ -132,7 +141,7 @@ pub struct NodeArgs {
     #[arg(long, env = "DKV_MAX_CLOCK_OFFSET", default_value = "500ms", value_parser = duration)]
     pub max_clock_offset: Duration,
     /// Largest key accepted.
-    #[arg(long, env = "DKV_MAX_KEY_SIZE", default_value = "8KiB", value_parser = byte_size)]
+    #[arg(long, env = "DKV_MAX_KEY_SIZE", default_value = "8KiB", value_parser = key_size)]
     pub max_key_size: usize,
     /// Largest value accepted.
     #[arg(long, env = "DKV_MAX_VALUE_SIZE", default_value = "16MiB", value_parser = byte_size)]
@@ -533,6 +542,8 @@ mod tests {
         assert_eq!(byte_size("100"), Ok(100));
         assert!(byte_size("8XB").unwrap_err().contains("unit"));
         assert!(byte_size("big").is_err());
+        assert_eq!(key_size("32KiB"), Ok(32 << 10));
+        assert!(key_size("33KiB").unwrap_err().contains("largest key"));
         assert_eq!(duration("200ms"), Ok(Duration::from_millis(200)));
         assert_eq!(duration("1m"), Ok(Duration::from_secs(60)));
         assert!(duration("5").is_err());

@@ -16,9 +16,9 @@
 //! shards); the number of buckets never shrinks. A bucket grows four entries at a time, so
 //! it wastes about two entries' room, not the quarter to half that doubling a `Vec` wastes.
 //!
-//! Memory: 12 bytes an entry (the hash and a 4-byte slot, packed), plus its share of the bucket
-//! handles (24 bytes over 8 to 16 entries) and of the spare room: about 15 bytes, against about
-//! 21 for the `BTreeMap` (nodes of 11 entries about two thirds full, plus the inner nodes).
+//! Memory: an entry is the hash and what it holds (for the memory engine, its record's pointer and
+//! length: 24 bytes), plus its share of the bucket handles (24 bytes over 8 to 16 entries) and of
+//! the spare room, about a sixth more.
 
 use std::ops::Bound;
 
@@ -29,34 +29,34 @@ const FIRST_BITS: u32 = 4;
 /// Room a full bucket grows by.
 const GROW_BY: usize = 4;
 
-/// One entry, packed to 12 bytes: the hash and the number of its slot.
-#[derive(Clone, Copy, Debug)]
-#[repr(C, packed(4))]
-struct Pair {
+/// One entry: a hash and what is stored under it.
+struct Pair<T> {
     hash: u64,
-    slot: u32,
+    value: T,
 }
 
-impl Pair {
+impl<T> Pair<T> {
     fn hash(&self) -> u64 {
         self.hash
     }
 }
 
-pub(crate) struct Index {
+/// Hashes in order, each with a `T`. A hash may appear more than once (keys whose hashes
+/// collide); its entries sit together, in the order [`Index::insert`] was told.
+pub(crate) struct Index<T> {
     /// Bits of the hash above the bucket bits, the same for every hash in this index.
     prefix: u32,
     /// Those bits' value: the shard's number.
     shard: u64,
     /// log2 of the number of buckets.
     bits: u32,
-    buckets: Vec<Vec<Pair>>,
+    buckets: Vec<Vec<Pair<T>>>,
     len: usize,
 }
 
-impl Index {
+impl<T> Index<T> {
     /// An empty index for hashes whose top `prefix` bits are `shard`.
-    pub fn new(prefix: u32, shard: u64) -> Index {
+    pub fn new(prefix: u32, shard: u64) -> Index<T> {
         assert!(prefix > 0 && prefix + FIRST_BITS < 64, "a prefix of {prefix} bits leaves no bits for buckets");
         let buckets = (0..1 << FIRST_BITS).map(|_| Vec::new()).collect();
         Index { prefix, shard, bits: FIRST_BITS, buckets, len: 0 }
@@ -82,17 +82,12 @@ impl Index {
         }
     }
 
-    pub fn get(&self, hash: u64) -> Option<u32> {
-        let b = &self.buckets[self.bucket(hash)];
-        Self::search(b, hash, self.prefix + self.bits).ok().map(|i| b[i].slot)
-    }
-
-    /// Where `hash` is in bucket `b`, or where it would go, as `binary_search` says it. The
-    /// hashes are uniform, so the bits below the bucket's say where in the bucket a hash falls:
-    /// the search starts there and steps to it, usually within the cache line it started in,
-    /// where a binary search touches two or three of the bucket's lines.
-    /// `used` is the number of the hash's top bits that chose the bucket (prefix and bucket bits).
-    fn search(b: &[Pair], hash: u64, used: u32) -> Result<usize, usize> {
+    /// Where the entries of `hash` begin in bucket `b` (or where they would go). The hashes are
+    /// uniform, so the bits below the bucket's say where in the bucket a hash falls: the search
+    /// starts there and steps to it, usually within the cache line it started in, where a binary
+    /// search touches two or three of the bucket's lines. `used` is the number of the hash's top
+    /// bits that chose the bucket (prefix and bucket bits).
+    fn first_of(b: &[Pair<T>], hash: u64, used: u32) -> usize {
         let below = hash.checked_shl(used).unwrap_or(0);
         let mut i = ((u128::from(below) * b.len() as u128) >> 64) as usize;
         if b.get(i).is_some_and(|p| p.hash() < hash) {
@@ -104,45 +99,62 @@ impl Index {
                 i -= 1;
             }
         }
-        if b.get(i).is_some_and(|p| p.hash() == hash) {
-            Ok(i)
-        } else {
-            Err(i)
-        }
+        i
     }
 
-    /// Add `hash` (which must be absent) pointing at `slot`.
-    pub fn insert(&mut self, hash: u64, slot: u32) {
-        let (i, used) = (self.bucket(hash), self.prefix + self.bits);
+    /// The entries of `hash`: the bucket, and the range of them in it.
+    fn entries_of(&self, hash: u64) -> (usize, std::ops::Range<usize>) {
+        let i = self.bucket(hash);
+        let b = &self.buckets[i];
+        let first = Self::first_of(b, hash, self.prefix + self.bits);
+        let end = first + b[first..].iter().take_while(|p| p.hash() == hash).count();
+        (i, first..end)
+    }
+
+    /// The entry of `hash` for which `is` holds.
+    pub fn find(&self, hash: u64, mut is: impl FnMut(&T) -> bool) -> Option<&T> {
+        let (b, at) = self.entries_of(hash);
+        self.buckets[b][at].iter().map(|p| &p.value).find(|v| is(v))
+    }
+
+    /// [`Index::find`], to change it in place.
+    pub fn find_mut(&mut self, hash: u64, mut is: impl FnMut(&T) -> bool) -> Option<&mut T> {
+        let (b, at) = self.entries_of(hash);
+        self.buckets[b][at].iter_mut().map(|p| &mut p.value).find(|v| is(v))
+    }
+
+    /// Add `value` under `hash`, after the entries of the same hash for which `goes_after`
+    /// holds (for keys that share a hash, kept in key order).
+    pub fn insert(&mut self, hash: u64, value: T, mut goes_after: impl FnMut(&T) -> bool) {
+        let (i, at) = self.entries_of(hash);
         let b = &mut self.buckets[i];
-        let at = Self::search(b, hash, used).unwrap_or_else(|at| at);
-        debug_assert!(b.get(at).is_none_or(|p| p.hash() != hash), "hash {hash:#x} is in the index already");
+        let at = at.start + b[at].iter().take_while(|p| goes_after(&p.value)).count();
         if b.len() == b.capacity() {
             b.reserve_exact(GROW_BY);
         }
-        b.insert(at, Pair { hash, slot });
+        b.insert(at, Pair { hash, value });
         self.len += 1;
         if self.len > self.buckets.len() * MAX_AVERAGE && self.prefix + self.bits < 64 {
             self.split();
         }
     }
 
-    /// Remove `hash`; the slot it pointed at.
-    pub fn remove(&mut self, hash: u64) -> Option<u32> {
-        let (i, used) = (self.bucket(hash), self.prefix + self.bits);
+    /// Remove the entry of `hash` for which `is` holds, and return it.
+    pub fn remove(&mut self, hash: u64, mut is: impl FnMut(&T) -> bool) -> Option<T> {
+        let (i, at) = self.entries_of(hash);
         let b = &mut self.buckets[i];
-        let at = Self::search(b, hash, used).ok()?;
+        let at = at.start + b[at].iter().position(|p| is(&p.value))?;
         self.len -= 1;
-        let slot = b.remove(at).slot;
+        let gone = b.remove(at).value;
         if b.is_empty() {
             *b = Vec::new(); // no allocation for an empty bucket
         }
-        Some(slot)
+        Some(gone)
     }
 
-    /// `(hash, slot)` for the hashes within `(from, to)`, in order. The bounds may lie outside
+    /// `(hash, value)` for the hashes within `(from, to)`, in order. The bounds may lie outside
     /// this index's shard.
-    pub fn range(&self, (from, to): (Bound<u64>, Bound<u64>)) -> impl Iterator<Item = (u64, u32)> + '_ {
+    pub fn range(&self, (from, to): (Bound<u64>, Bound<u64>)) -> impl Iterator<Item = (u64, &T)> + '_ {
         let first = match from {
             Bound::Unbounded => 0,
             Bound::Included(h) | Bound::Excluded(h) => self.bucket_from(h),
@@ -162,13 +174,13 @@ impl Index {
             .flat_map(|b| b.iter())
             .skip_while(move |p| !above(p.hash()))
             .take_while(move |p| below(p.hash()))
-            .map(|p| (p.hash(), p.slot))
+            .map(|p| (p.hash(), &p.value))
     }
 
-    /// Keep only the entries for which `keep(hash, slot)` holds.
-    pub fn retain(&mut self, mut keep: impl FnMut(u64, u32) -> bool) {
+    /// Keep only the entries for which `keep(hash, value)` holds.
+    pub fn retain(&mut self, mut keep: impl FnMut(u64, &mut T) -> bool) {
         for b in &mut self.buckets {
-            b.retain(|p| keep(p.hash(), p.slot));
+            b.retain_mut(|p| keep(p.hash, &mut p.value));
             if b.is_empty() {
                 *b = Vec::new();
             } else if b.capacity() - b.len() > GROW_BY {
@@ -183,16 +195,14 @@ impl Index {
         self.bits += 1;
         let old = std::mem::take(&mut self.buckets);
         let mut buckets = Vec::with_capacity(old.len() * 2);
-        for (i, b) in old.into_iter().enumerate() {
-            let low = 2 * i;
-            let at = b.partition_point(|p| self.bucket(p.hash()) == low);
-            let half = |part: &[Pair]| {
-                let mut v = Vec::with_capacity(if part.is_empty() { 0 } else { part.len() + GROW_BY / 2 });
-                v.extend_from_slice(part);
-                v
-            };
-            buckets.push(half(&b[..at]));
-            buckets.push(half(&b[at..]));
+        for (i, mut low) in old.into_iter().enumerate() {
+            let at = low.partition_point(|p| self.bucket(p.hash()) == 2 * i);
+            let room = |n: usize| if n == 0 { 0 } else { n + GROW_BY / 2 };
+            let mut high = Vec::with_capacity(room(low.len() - at));
+            high.extend(low.drain(at..));
+            low.shrink_to(room(low.len()));
+            buckets.push(low);
+            buckets.push(high);
         }
         self.buckets = buckets;
     }
@@ -200,8 +210,8 @@ impl Index {
     /// Heap bytes the index holds (for tests and estimates).
     #[cfg(test)]
     fn heap_bytes(&self) -> usize {
-        self.buckets.capacity() * std::mem::size_of::<Vec<Pair>>()
-            + self.buckets.iter().map(|b| b.capacity() * std::mem::size_of::<Pair>()).sum::<usize>()
+        self.buckets.capacity() * std::mem::size_of::<Vec<Pair<T>>>()
+            + self.buckets.iter().map(|b| b.capacity() * std::mem::size_of::<Pair<T>>()).sum::<usize>()
     }
 }
 
@@ -234,19 +244,20 @@ mod tests {
         let all = hashes(1, 20_000, shard);
         for (i, &h) in all.iter().enumerate() {
             if model.insert(h, i as u32).is_none() {
-                index.insert(h, i as u32);
+                index.insert(h, i as u32, |_| true);
             }
         }
         assert!(index.bits > FIRST_BITS, "it grew");
         for &h in all.iter().step_by(3) {
-            assert_eq!(index.remove(h), model.remove(&h));
+            assert_eq!(index.remove(h, |_| true), model.remove(&h));
         }
-        assert_eq!(index.remove(all[0]), None, "removed already");
+        assert_eq!(index.remove(all[0], |_| true), None, "removed already");
         assert_eq!(index.len(), model.len());
         for &h in &all {
-            assert_eq!(index.get(h), model.get(&h).copied());
+            assert_eq!(index.find(h, |_| true), model.get(&h));
         }
-        let everything: Vec<(u64, u32)> = index.range((Bound::Unbounded, Bound::Unbounded)).collect();
+        let everything: Vec<(u64, u32)> =
+            index.range((Bound::Unbounded, Bound::Unbounded)).map(|(h, &s)| (h, s)).collect();
         assert_eq!(everything, model.iter().map(|(&h, &s)| (h, s)).collect::<Vec<_>>());
         // Ranges with bounds inside, below and above the shard.
         let (lo, hi) = (all[10], all[20]);
@@ -261,14 +272,15 @@ mod tests {
             (Bound::Included(above_shard), Bound::Unbounded),
             (Bound::Unbounded, Bound::Excluded(below_shard)),
         ] {
-            let got: Vec<(u64, u32)> = index.range(bounds).collect();
+            let got: Vec<(u64, u32)> = index.range(bounds).map(|(h, &s)| (h, s)).collect();
             let want: Vec<(u64, u32)> = model.range(bounds).map(|(&h, &s)| (h, s)).collect();
             assert_eq!(got, want, "{bounds:?}");
         }
         index.retain(|h, _| h % 2 == 0);
         model.retain(|h, _| h % 2 == 0);
         assert_eq!(index.len(), model.len());
-        let everything: Vec<(u64, u32)> = index.range((Bound::Unbounded, Bound::Unbounded)).collect();
+        let everything: Vec<(u64, u32)> =
+            index.range((Bound::Unbounded, Bound::Unbounded)).map(|(h, &s)| (h, s)).collect();
         assert_eq!(everything, model.iter().map(|(&h, &s)| (h, s)).collect::<Vec<_>>());
     }
 
@@ -282,29 +294,53 @@ mod tests {
         let crowded: Vec<u64> =
             (0..3_000u64).map(|i| base | (i * 7)).chain((0..50).map(|i| base | ((u64::MAX >> 8) - i))).collect();
         for (i, &h) in crowded.iter().enumerate() {
-            index.insert(h, i as u32);
+            index.insert(h, i as u32, |_| true);
         }
         for (i, &h) in crowded.iter().enumerate() {
-            assert_eq!(index.get(h), Some(i as u32), "{h:#x}");
+            assert_eq!(index.find(h, |_| true), Some(&(i as u32)), "{h:#x}");
         }
         for absent in (0..3_000u64).map(|i| base | (i * 7 + 3)) {
-            assert_eq!(index.get(absent), None, "{absent:#x} is absent");
+            assert_eq!(index.find(absent, |_| true), None, "{absent:#x} is absent");
         }
         let mut sorted = crowded.clone();
         sorted.sort_unstable();
         let walked: Vec<u64> = index.range((Bound::Unbounded, Bound::Unbounded)).map(|(h, _)| h).collect();
         assert_eq!(walked, sorted);
-        let removed = crowded.iter().step_by(2).filter(|&&h| index.remove(h).is_some()).count();
+        let removed = crowded.iter().step_by(2).filter(|&&h| index.remove(h, |_| true).is_some()).count();
         assert_eq!((removed, index.len()), (crowded.len().div_ceil(2), crowded.len() / 2));
     }
 
+    /// Several entries of one hash (keys whose hashes collide) sit together, in the order the
+    /// inserts asked for, and are found and removed one by one.
     #[test]
-    fn an_entry_costs_less_than_twenty_bytes() {
+    fn entries_sharing_a_hash_keep_their_order() {
+        let mut index = Index::new(PREFIX, 0);
+        let h = 42;
+        for v in [5u32, 1, 3] {
+            index.insert(h, v, |&other| other < v);
+        }
+        index.insert(h - 1, 0, |_| true);
+        index.insert(h + 1, 9, |_| true);
+        let walked: Vec<(u64, u32)> = index.range((Bound::Unbounded, Bound::Unbounded)).map(|(h, &v)| (h, v)).collect();
+        assert_eq!(walked, [(h - 1, 0), (h, 1), (h, 3), (h, 5), (h + 1, 9)]);
+        assert_eq!(index.find(h, |&v| v > 1), Some(&3));
+        *index.find_mut(h, |&v| v == 3).unwrap() = 4;
+        assert_eq!(index.remove(h, |&v| v == 4), Some(4));
+        assert_eq!(index.remove(h, |&v| v == 4), None);
+        assert_eq!(index.find(h, |_| true), Some(&1));
+        assert_eq!(index.len(), 4);
+    }
+
+    #[test]
+    fn handles_and_spare_room_cost_under_a_third_of_an_entry() {
+        // Entries the size of the memory engine's (a hash and a record's pointer and length).
         let mut index = Index::new(PREFIX, 3);
-        for (i, h) in hashes(2, 100_000, 3).into_iter().enumerate() {
-            index.insert(h, i as u32);
+        for h in hashes(2, 100_000, 3) {
+            index.insert(h, [h, h], |_| true);
         }
         let per_entry = index.heap_bytes() as f64 / index.len() as f64;
-        assert!(per_entry < 20.0, "{per_entry:.1} bytes an entry");
+        let pair = std::mem::size_of::<Pair<[u64; 2]>>() as f64;
+        assert_eq!(pair, 24.0);
+        assert!(per_entry < pair * 1.33, "{per_entry:.1} bytes an entry of {pair}");
     }
 }

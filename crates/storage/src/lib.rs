@@ -26,3 +26,8 @@ pub use engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, StorageE
 pub use hlc::Hlc;
 pub use memory::MemoryEngine;
 pub use version::{Entry, Version};
+
+/// The longest key any engine stores: the memory engine keeps a key's length in 16 bits, and
+/// the durable engine's LSM tree takes keys (the 8-byte hash and the key) of at most 64 KiB.
+/// `--max-key-size` may not exceed it.
+pub const MAX_KEY_BYTES: usize = 32 * 1024;

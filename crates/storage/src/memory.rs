@@ -7,21 +7,20 @@
 //! The index is keyed by the 64-bit hash itself, so a lookup compares plain integers and
 //! dereferences a key only once, to confirm the match; keying by the key bytes would chase a
 //! pointer at every comparison (measured: 11% of a PUT's CPU time at 400k keys). The rare keys
-//! that share a hash live together in one [`Slot`], sorted by key. The index (`index.rs`) is a
-//! sorted array cut into buckets by the hash's next bits: a lookup costs two cache misses at any
-//! size, where the `BTreeMap` it replaced missed once per level.
+//! that share a hash get an index entry each, side by side in key order. The index (`index.rs`)
+//! is a sorted array cut into buckets by the hash's next bits: a lookup costs two cache misses at
+//! any size, where the `BTreeMap` it replaced missed once per level.
 //!
-//! The index holds only the hash and the number of the key's slot in a dense array beside it
-//! (removed slots are reused), not the slot itself: 12 bytes an entry instead of 48, so more of
-//! the index stays in the cache. The array has no empty room.
+//! Each index entry holds its [`Record`] itself: one heap buffer with the version, the key, the
+//! value's deadline (for the keys that have one: a key without costs nothing more for expiry) and
+//! the value. A lookup therefore misses the cache three times: the bucket's handle, its entries,
+//! the record. An earlier layout kept a 40-byte record per key in an array beside the index,
+//! which cost a fourth miss (measured: 7% of a pipelined SET's CPU time, in `Slot::get_mut`).
 //!
-//! Memory: a key costs its index entry (about 15 bytes with the buckets' spare room), its
-//! 40-byte [`Record`] in the array, plus *one* heap allocation holding the key and the value
-//! together (and a value's deadline between them, for the keys that have one: a key without
-//! costs nothing more for expiry). Keeping them as a boxed key plus a `Bytes` value cost a second
-//! allocation and a 32-byte handle per key (`bench/memory.sh` measures the result against
-//! Redis). The price is a copy of the value on every read, which is small next to the HTTP work
-//! around it. An overwrite with a value of the same size reuses the record's buffer.
+//! Memory: a key costs its index entry (24 bytes plus the buckets' spare room) and its buffer,
+//! the key and value plus a 19-byte header (`bench/memory.sh` measures the result against
+//! Redis). The price of one buffer is a copy of the value on every read, which is small next to
+//! the work around it. An overwrite with a value of the same size reuses the record's buffer.
 //!
 //! Locks are std locks held for a lookup or one insert, never across an `.await`.
 
@@ -38,21 +37,22 @@ use crate::{Entry, Version};
 const SHARD_BITS: u32 = 6;
 const SHARDS: usize = 1 << SHARD_BITS;
 
-/// [`Record::flags`]: a tombstone (the buffer holds no value).
+/// [`Record`]'s flags: a tombstone (the buffer holds no value).
 const TOMBSTONE: u8 = 1;
-/// [`Record::flags`]: the buffer holds a deadline after the key.
+/// [`Record`]'s flags: the buffer holds a deadline after the key.
 const DEADLINE: u8 = 2;
 /// Bytes of a deadline in the buffer.
 const DEADLINE_LEN: usize = 8;
+/// The buffer's header: the version's timestamp and node (8 bytes each), the key's length (2) and
+/// the flags (1), all little-endian. Every byte counts: with the header, a 9-byte key and a
+/// 100-byte value fill a 128-byte allocation exactly, and two bytes more would take 160.
+const HEADER: usize = 19;
+const KEY_LEN_AT: usize = 16;
+const FLAGS_AT: usize = 18;
 
-/// One stored key: its key, deadline (if any) and value bytes in a single allocation, in that
-/// order, its version, and what the buffer holds.
-struct Record {
-    version: Version,
-    buf: Box<[u8]>,
-    key_len: u32,
-    flags: u8,
-}
+/// One stored key, in a single allocation: the header, the key, the deadline (if any) and the
+/// value, in that order.
+struct Record(Box<[u8]>);
 
 /// What a record of `entry` holds after its key: the deadline's bytes if any, the value, the
 /// flags, and the length of its buffer for a key of `key_len` bytes.
@@ -63,68 +63,84 @@ fn contents(key_len: usize, entry: &Entry) -> (Option<[u8; DEADLINE_LEN]>, &[u8]
     if deadline.is_some() {
         flags |= DEADLINE;
     }
-    (deadline, value, flags, key_len + deadline.map_or(0, |d| d.len()) + value.len())
+    (deadline, value, flags, HEADER + key_len + deadline.map_or(0, |d| d.len()) + value.len())
+}
+
+/// The 8 bytes at `at`, as a little-endian number.
+fn u64_at(buf: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"))
 }
 
 impl Record {
     fn new(key: &[u8], entry: &Entry) -> Record {
         let (deadline, value, flags, len) = contents(key.len(), entry);
+        let key_len = u16::try_from(key.len()).expect("key lengths are checked in apply");
         let mut buf = Vec::with_capacity(len);
+        buf.extend_from_slice(&entry.version.ts.to_le_bytes());
+        buf.extend_from_slice(&entry.version.node.to_le_bytes());
+        buf.extend_from_slice(&key_len.to_le_bytes());
+        buf.push(flags);
         buf.extend_from_slice(key);
         if let Some(d) = &deadline {
             buf.extend_from_slice(d);
         }
         buf.extend_from_slice(value);
-        Record {
-            version: entry.version,
-            buf: buf.into_boxed_slice(),
-            key_len: u32::try_from(key.len()).expect("key lengths are checked in apply"),
-            flags,
-        }
+        Record(buf.into_boxed_slice())
     }
 
     /// Hold `entry` instead, for the same key. When the new contents are as long as the old
     /// (an overwrite with a value of the same size, the common case) the buffer is reused: no
     /// allocation, and no free of a buffer that is cold in the cache.
     fn overwrite(&mut self, key: &[u8], entry: &Entry) {
-        let key_len = self.key_len as usize;
-        let (deadline, value, flags, len) = contents(key_len, entry);
-        if len != self.buf.len() {
+        let (deadline, value, flags, len) = contents(key.len(), entry);
+        if len != self.0.len() {
             *self = Record::new(key, entry);
             return;
         }
-        let mut at = key_len;
+        let buf = &mut self.0;
+        buf[..8].copy_from_slice(&entry.version.ts.to_le_bytes());
+        buf[8..KEY_LEN_AT].copy_from_slice(&entry.version.node.to_le_bytes());
+        buf[FLAGS_AT] = flags;
+        let mut at = HEADER + key.len();
         if let Some(d) = &deadline {
-            self.buf[at..at + DEADLINE_LEN].copy_from_slice(d);
+            buf[at..at + DEADLINE_LEN].copy_from_slice(d);
             at += DEADLINE_LEN;
         }
-        self.buf[at..].copy_from_slice(value);
-        self.version = entry.version;
-        self.flags = flags;
+        buf[at..].copy_from_slice(value);
+    }
+
+    fn version(&self) -> Version {
+        Version { ts: u64_at(&self.0, 0), node: u64_at(&self.0, 8) }
+    }
+
+    fn key_len(&self) -> usize {
+        usize::from(u16::from_le_bytes(self.0[KEY_LEN_AT..FLAGS_AT].try_into().expect("2 bytes")))
+    }
+
+    fn flags(&self) -> u8 {
+        self.0[FLAGS_AT]
     }
 
     fn key(&self) -> &[u8] {
-        &self.buf[..self.key_len as usize]
+        &self.0[HEADER..HEADER + self.key_len()]
     }
 
     fn is_tombstone(&self) -> bool {
-        self.flags & TOMBSTONE != 0
+        self.flags() & TOMBSTONE != 0
     }
 
     fn deadline(&self) -> Option<u64> {
-        let at = self.key_len as usize;
-        (self.flags & DEADLINE != 0)
-            .then(|| u64::from_le_bytes(self.buf[at..at + DEADLINE_LEN].try_into().expect("a deadline is 8 bytes")))
+        (self.flags() & DEADLINE != 0).then(|| u64_at(&self.0, HEADER + self.key_len()))
     }
 
     fn value(&self) -> &[u8] {
-        let skip = if self.flags & DEADLINE != 0 { DEADLINE_LEN } else { 0 };
-        &self.buf[self.key_len as usize + skip..]
+        let skip = if self.flags() & DEADLINE != 0 { DEADLINE_LEN } else { 0 };
+        &self.0[HEADER + self.key_len() + skip..]
     }
 
     /// Key and value bytes, what a scan's byte bound counts.
     fn size(&self) -> usize {
-        self.key_len as usize + self.value().len()
+        self.key_len() + self.value().len()
     }
 
     fn is_expired_at(&self, now_ms: u64) -> bool {
@@ -133,13 +149,13 @@ impl Record {
 
     /// The entry without its value: what [`Entry::dead_since`] needs.
     fn head(&self) -> Entry {
-        Entry { version: self.version, value: (!self.is_tombstone()).then(Bytes::new), expires: self.deadline() }
+        Entry { version: self.version(), value: (!self.is_tombstone()).then(Bytes::new), expires: self.deadline() }
     }
 
     /// The entry, with its value copied out.
     fn entry(&self) -> Entry {
         let value = (!self.is_tombstone()).then(|| Bytes::copy_from_slice(self.value()));
-        Entry { version: self.version, value, expires: self.deadline() }
+        Entry { version: self.version(), value, expires: self.deadline() }
     }
 }
 
@@ -151,122 +167,15 @@ enum Step {
     Stop,
 }
 
-/// The keys stored under one hash: almost always one.
-enum Slot {
-    One(Record),
-    /// Sorted by key.
-    Many(Vec<Record>),
-}
-
-impl Slot {
-    fn records(&self) -> &[Record] {
-        match self {
-            Slot::One(r) => std::slice::from_ref(r),
-            Slot::Many(v) => v,
-        }
-    }
-
-    fn get(&self, key: &[u8]) -> Option<&Record> {
-        self.records().iter().find(|r| r.key() == key)
-    }
-
-    fn get_mut(&mut self, key: &[u8]) -> Option<&mut Record> {
-        match self {
-            Slot::One(r) => (r.key() == key).then_some(r),
-            Slot::Many(v) => v.iter_mut().find(|r| r.key() == key),
-        }
-    }
-
-    fn insert(&mut self, record: Record) {
-        let mut all = match std::mem::replace(self, Slot::Many(Vec::new())) {
-            Slot::One(r) => vec![r],
-            Slot::Many(v) => v,
-        };
-        let at = all.partition_point(|r| r.key() < record.key());
-        all.insert(at, record);
-        *self = Slot::Many(all);
-    }
-
-    /// Remove `key` if stored at `version`; returns the removed record and whether the slot is
-    /// now empty (an emptied `One` is left in place for the caller to drop).
-    fn remove_if(&mut self, key: &[u8], version: Version) -> (Option<Record>, bool) {
-        match self {
-            Slot::One(r) if r.key() == key && r.version == version => {
-                let gone = std::mem::replace(r, Record { version, buf: Box::default(), key_len: 0, flags: TOMBSTONE });
-                (Some(gone), true)
-            }
-            Slot::One(..) => (None, false),
-            Slot::Many(v) => match v.iter().position(|r| r.key() == key && r.version == version) {
-                Some(i) => {
-                    let gone = v.remove(i);
-                    (Some(gone), v.is_empty())
-                }
-                None => (None, false),
-            },
-        }
-    }
-}
-
-/// One shard: `index` orders the hashes and points into `slots`; `free` lists the slots whose
-/// keys are gone, reused first.
+/// One shard: its records by hash, and their counts.
 struct Shard {
-    index: Index,
-    slots: Vec<Slot>,
-    free: Vec<u32>,
+    index: Index<Record>,
     stats: EngineStats,
 }
 
-/// What a freed slot holds: nothing, and no allocation.
-const VACANT: Slot = Slot::Many(Vec::new());
-
 impl Shard {
     fn new(number: usize) -> Shard {
-        Shard {
-            index: Index::new(SHARD_BITS, number as u64),
-            slots: Vec::new(),
-            free: Vec::new(),
-            stats: EngineStats::default(),
-        }
-    }
-
-    fn slot(&self, hash: u64) -> Option<&Slot> {
-        self.index.get(hash).map(|i| &self.slots[i as usize])
-    }
-
-    fn slot_mut(&mut self, hash: u64) -> Option<&mut Slot> {
-        self.index.get(hash).map(|i| &mut self.slots[i as usize])
-    }
-
-    /// Forget `hash`, whose slot is empty.
-    fn vacate(&mut self, hash: u64) {
-        if let Some(i) = self.index.remove(hash) {
-            release(&mut self.slots, &mut self.free, i);
-        }
-    }
-
-    /// The slots of the hashes in `range`, in order.
-    fn range(&self, range: (Bound<u64>, Bound<u64>)) -> impl Iterator<Item = (u64, &Slot)> {
-        self.index.range(range).map(|(hash, i)| (hash, &self.slots[i as usize]))
-    }
-}
-
-/// Empty slot `i` (its hash already out of the index) and keep it for reuse.
-fn release(slots: &mut [Slot], free: &mut Vec<u32>, i: u32) {
-    slots[i as usize] = VACANT;
-    free.push(i);
-}
-
-/// Put `slot` in a free place of `slots`; its index.
-fn place(slots: &mut Vec<Slot>, free: &mut Vec<u32>, slot: Slot) -> u32 {
-    match free.pop() {
-        Some(i) => {
-            slots[i as usize] = slot;
-            i
-        }
-        None => {
-            slots.push(slot);
-            u32::try_from(slots.len() - 1).expect("a shard holds fewer than 4 billion hashes")
-        }
+        Shard { index: Index::new(SHARD_BITS, number as u64), stats: EngineStats::default() }
     }
 }
 
@@ -335,12 +244,16 @@ macro_rules! write {
 
 impl Engine for MemoryEngine {
     fn get(&self, hash: u64, key: &[u8]) -> StorageResult<Option<Entry>> {
-        Ok(read!(self.shard(hash)).slot(hash).and_then(|slot| slot.get(key)).map(Record::entry))
+        Ok(read!(self.shard(hash)).index.find(hash, |r| r.key() == key).map(Record::entry))
     }
 
     fn apply(&self, hash: u64, key: &[u8], entry: Entry) -> StorageResult<Applied> {
-        if u32::try_from(key.len()).is_err() {
-            return Err(StorageError(format!("a key of {} bytes is over the engine's limit of 4 GiB", key.len())));
+        if key.len() > crate::MAX_KEY_BYTES {
+            return Err(StorageError(format!(
+                "a key of {} bytes is over the limit of {} bytes",
+                key.len(),
+                crate::MAX_KEY_BYTES
+            )));
         }
         let applied = self.apply_infallible(hash, key, &entry);
         if applied == Applied::Stored {
@@ -397,7 +310,7 @@ impl Engine for MemoryEngine {
         out: &mut Vec<(u64, Version)>,
     ) -> StorageResult<Option<Cursor>> {
         Ok(self.walk(start, end_hash, limit, &mut |hash, record| {
-            out.push((hash, record.version));
+            out.push((hash, record.version()));
             Step::Next
         }))
     }
@@ -423,7 +336,7 @@ impl Engine for MemoryEngine {
         let mut due = Vec::new();
         let next = self.walk(start, u64::MAX, limit, &mut |hash, record| {
             if record.is_expired_at(now_ms) {
-                due.push((hash, Bytes::copy_from_slice(record.key()), record.version));
+                due.push((hash, Bytes::copy_from_slice(record.key()), record.version()));
             }
             Step::Next
         });
@@ -455,18 +368,9 @@ impl Engine for MemoryEngine {
 impl MemoryEngine {
     fn apply_infallible(&self, hash: u64, key: &[u8], entry: &Entry) -> Applied {
         let mut guard = write!(self.shard(hash));
-        let Shard { index, slots, free, stats } = &mut *guard;
-        let slot = match index.get(hash) {
-            None => {
-                let record = Record::new(key, entry);
-                account(stats, &record, 1);
-                index.insert(hash, place(slots, free, Slot::One(record)));
-                return Applied::Stored;
-            }
-            Some(i) => &mut slots[i as usize],
-        };
-        match slot.get_mut(key) {
-            Some(old) if entry.version > old.version => {
+        let Shard { index, stats } = &mut *guard;
+        match index.find_mut(hash, |r| r.key() == key) {
+            Some(old) if entry.version > old.version() => {
                 account(stats, old, -1);
                 old.overwrite(key, entry);
                 account(stats, old, 1);
@@ -476,7 +380,7 @@ impl MemoryEngine {
             None => {
                 let record = Record::new(key, entry);
                 account(stats, &record, 1);
-                slot.insert(record);
+                index.insert(hash, record, |r| r.key() < key);
                 Applied::Stored
             }
         }
@@ -484,10 +388,9 @@ impl MemoryEngine {
 
     fn expire_if_infallible(&self, hash: u64, key: &[u8], version: Version) -> bool {
         let mut guard = write!(self.shard(hash));
-        let Shard { index, slots, stats, .. } = &mut *guard;
-        let slot = index.get(hash).map(|i| &mut slots[i as usize]);
-        let Some(record) = slot.and_then(|slot| slot.get_mut(key)) else { return false };
-        if record.version != version || record.is_tombstone() {
+        let Shard { index, stats } = &mut *guard;
+        let Some(record) = index.find_mut(hash, |r| r.key() == key) else { return false };
+        if record.version() != version || record.is_tombstone() {
             return false;
         }
         let tombstone = Entry { version, value: None, expires: record.deadline() };
@@ -499,15 +402,10 @@ impl MemoryEngine {
 
     fn remove_if_infallible(&self, hash: u64, key: &[u8], version: Version) -> bool {
         let mut guard = write!(self.shard(hash));
-        let shard = &mut *guard;
-        let Some(slot) = shard.slot_mut(hash) else { return false };
-        let (removed, empty) = slot.remove_if(key, version);
-        if empty {
-            shard.vacate(hash);
-        }
-        match removed {
+        let Shard { index, stats } = &mut *guard;
+        match index.remove(hash, |r| r.key() == key && r.version() == version) {
             Some(old) => {
-                account(&mut shard.stats, &old, -1);
+                account(stats, &old, -1);
                 true
             }
             None => false,
@@ -546,23 +444,21 @@ impl MemoryEngine {
             let shard = read!(shard);
             let mut last: Option<(u64, &Record)> = None;
             let lower = start.map_or(Bound::Unbounded, |c| Bound::Included(c.hash));
-            for (hash, slot) in shard.range((lower, Bound::Included(end_hash))) {
-                for record in slot.records() {
-                    if start.is_some_and(|c| hash == c.hash && record.key() <= &c.key[..]) {
-                        continue;
-                    }
-                    if visit(hash, record) == Step::Stop {
-                        return match last {
-                            Some((h, r)) => Some(cursor(h, r)),
-                            None => before.or_else(|| start.cloned()),
-                        };
-                    }
-                    looked += 1;
-                    if looked == limit {
-                        return Some(cursor(hash, record));
-                    }
-                    last = Some((hash, record));
+            for (hash, record) in shard.index.range((lower, Bound::Included(end_hash))) {
+                if start.is_some_and(|c| hash == c.hash && record.key() <= &c.key[..]) {
+                    continue;
                 }
+                if visit(hash, record) == Step::Stop {
+                    return match last {
+                        Some((h, r)) => Some(cursor(h, r)),
+                        None => before.or_else(|| start.cloned()),
+                    };
+                }
+                looked += 1;
+                if looked == limit {
+                    return Some(cursor(hash, record));
+                }
+                last = Some((hash, record));
             }
             if let Some((h, r)) = last {
                 before = Some(cursor(h, r));
@@ -576,27 +472,12 @@ impl MemoryEngine {
         let mut purged = 0;
         for shard in &self.shards {
             let mut guard = write!(shard);
-            let Shard { index, slots, free, stats } = &mut *guard;
-            index.retain(|_, i| {
-                let slot = &mut slots[i as usize];
-                let keep = match slot {
-                    Slot::One(r) if old(r) => {
-                        purged += 1;
-                        stats.tombstones -= 1;
-                        false
-                    }
-                    Slot::One(..) => true,
-                    Slot::Many(v) => {
-                        let before = v.len();
-                        v.retain(|r| !old(r));
-                        let gone = (before - v.len()) as u64;
-                        purged += gone;
-                        stats.tombstones -= gone;
-                        !v.is_empty()
-                    }
-                };
+            let Shard { index, stats } = &mut *guard;
+            index.retain(|_, r| {
+                let keep = !old(r);
                 if !keep {
-                    release(slots, free, i);
+                    purged += 1;
+                    stats.tombstones -= 1;
                 }
                 keep
             });
@@ -727,29 +608,26 @@ mod tests {
 }
 
 #[cfg(test)]
-mod slot_tests {
+mod record_tests {
     use super::*;
 
     #[test]
-    fn freed_slots_are_reused_and_the_index_stays_consistent() {
+    fn removals_and_purges_keep_the_index_consistent() {
         let e = MemoryEngine::new();
         let v = |ts| Version { ts, node: 1 };
-        // All in shard 0 (top bits zero), so one shard's array is watched.
+        // All in shard 0 (top bits zero).
         for h in 0..100u64 {
             e.apply(h, format!("k{h}").as_bytes(), val1(v(1))).unwrap();
         }
         for h in (0..100u64).step_by(2) {
             assert!(e.remove_if(h, format!("k{h}").as_bytes(), v(1)).unwrap());
         }
-        e.apply(1000, b"t", Entry::tombstone(v(1))).unwrap(); // purged below: its slot is freed too
+        e.apply(1000, b"t", Entry::tombstone(v(1))).unwrap(); // purged below
         assert_eq!(e.purge_tombstones(2).unwrap(), 1);
         for h in 200..251u64 {
             e.apply(h, format!("k{h}").as_bytes(), val1(v(1))).unwrap();
         }
-        let shard = read!(e.shards[0]);
-        assert_eq!(shard.slots.len(), 101, "51 new keys took the 51 freed slots");
-        assert!(shard.free.is_empty());
-        drop(shard);
+        assert_eq!(read!(e.shards[0]).stats.keys, 50 + 51);
         for h in (1..100u64).step_by(2).chain(200..251) {
             assert!(e.get(h, format!("k{h}").as_bytes()).unwrap().is_some(), "{h}");
         }
@@ -763,14 +641,94 @@ mod slot_tests {
         assert_eq!(hashes, want, "scans still walk hash order");
     }
 
+    /// Random applies, removals, expiries and purges over few hashes (so keys share them),
+    /// checked against a map of `(hash, key)` after every step, and by paged scans at the end.
+    #[test]
+    fn random_operations_on_colliding_hashes_match_a_model() {
+        use std::collections::BTreeMap;
+        let e = MemoryEngine::new();
+        let mut model: BTreeMap<(u64, Vec<u8>), Entry> = BTreeMap::new();
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for step in 1..=20_000u64 {
+            // 40 hashes (some in the last shard) over 200 keys: most hashes hold several keys.
+            let k = next(200);
+            let hash = (k % 40).wrapping_mul(0x0400_0000_0000_0001) | if k % 3 == 0 { u64::MAX << 58 } else { 0 };
+            let key = format!("k{k}").into_bytes();
+            let version = Version { ts: next(50), node: next(2) };
+            let held = model.get(&(hash, key.clone())).cloned();
+            match next(10) {
+                0..=5 => {
+                    let entry = match next(4) {
+                        0 => Entry::tombstone(version),
+                        1 => Entry { expires: Some(next(100)), ..val1(version) },
+                        n => Entry::value(version, Bytes::from(vec![b'v'; n as usize * 7])),
+                    };
+                    let newer = held.as_ref().is_none_or(|h| entry.version > h.version);
+                    let want = if newer { Applied::Stored } else { Applied::Stale };
+                    assert_eq!(e.apply(hash, &key, entry.clone()).unwrap(), want, "step {step}");
+                    if newer {
+                        model.insert((hash, key.clone()), entry);
+                    }
+                }
+                6 | 7 => {
+                    let at = held.as_ref().map_or(version, |h| if next(2) == 0 { h.version } else { version });
+                    let gone = held.as_ref().is_some_and(|h| h.version == at);
+                    assert_eq!(e.remove_if(hash, &key, at).unwrap(), gone, "step {step}");
+                    if gone {
+                        model.remove(&(hash, key.clone()));
+                    }
+                }
+                8 => {
+                    let at = held.as_ref().map_or(version, |h| h.version);
+                    let expired = held.as_ref().is_some_and(|h| h.version == at && !h.is_tombstone());
+                    assert_eq!(e.expire_if(hash, &key, at).unwrap(), expired, "step {step}");
+                    if expired {
+                        let h = held.clone().unwrap();
+                        model.insert((hash, key.clone()), Entry { value: None, ..h });
+                    }
+                }
+                _ => {
+                    let before = next(30) << 16;
+                    let old: Vec<_> = model
+                        .iter()
+                        .filter(|(_, en)| en.is_tombstone() && en.dead_since().is_some_and(|ts| ts < before))
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    assert_eq!(e.purge_tombstones(before).unwrap(), old.len() as u64, "step {step}");
+                    for k in old {
+                        model.remove(&k);
+                    }
+                }
+            }
+            assert_eq!(e.get(hash, &key).unwrap(), model.get(&(hash, key.clone())).cloned(), "step {step}");
+        }
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let mut page = Vec::new();
+            cursor = e.scan(cursor.as_ref(), u64::MAX, 13, &mut page).unwrap();
+            seen.extend(page.into_iter().map(|(h, k, en)| ((h, k.to_vec()), en)));
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert_eq!(seen, model.into_iter().collect::<Vec<_>>(), "scans walk (hash, key) order");
+    }
+
     fn val1(version: Version) -> Entry {
         Entry::value(version, Bytes::from_static(b"v"))
     }
 
     #[test]
-    fn a_slot_is_one_record_wide() {
-        // The array holds a Slot per hash: keep it from growing unnoticed.
-        assert_eq!(std::mem::size_of::<Slot>(), 40);
+    fn a_record_is_one_pointer_wide() {
+        // The index holds a record per key: keep it from growing unnoticed.
+        assert_eq!(std::mem::size_of::<Record>(), 16);
     }
 
     #[test]
