@@ -1,4 +1,4 @@
-//! The hash index of one memory-engine shard: placement hash → slot number, in hash order.
+//! The hash index of one memory-engine shard: placement hashes in order, each with its record.
 //!
 //! Placement hashes are uniform, so the next bits of a hash say where it falls in the sorted
 //! order. The index is a sorted array cut into buckets by those bits: bucket `b` holds, sorted,
