@@ -1,5 +1,5 @@
-//! The memory engine alone, without a node around it: the time of an overwrite and of a read of
-//! one key, picked at random among a store of N keys (`key:000000000000`… with 100-byte values,
+//! The memory engine alone, without a node around it: the time of an insert while it fills, then
+//! of an overwrite and of a read of one key, picked at random among a store of N keys (`key:000000000000`… with 100-byte values,
 //! as `bench/` writes them). Pinned to one CPU it is steadier than any benchmark over sockets,
 //! and the way to compare two versions of the engine:
 //!
@@ -36,7 +36,9 @@ fn main() {
         let entry = Entry::value(Version { ts, node: 1 }, value.clone());
         engine.apply(hashes[i], &names[i], entry).expect("the memory engine does not fail");
     };
+    let started = Instant::now();
     (0..keys).for_each(&mut write);
+    println!("{keys} keys, filled: {:.0} ns a new key", started.elapsed().as_nanos() as f64 / keys as f64);
     // xorshift: a fixed order, the same for every build compared.
     let mut x = 0x9e37_79b9_7f4a_7c15_u64;
     let order: Vec<usize> = (0..OPS)
