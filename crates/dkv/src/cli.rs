@@ -96,6 +96,11 @@ pub struct SeedArgs {
     /// Name of the cluster; nodes started for another cluster are refused.
     #[arg(long, env = "DKV_CLUSTER_NAME", default_value = "dkv")]
     pub cluster_name: String,
+    /// Connections open at once (each member keeps one for its heartbeats, and HTTP clients
+    /// come and go); more are refused until some close.
+    #[arg(long, env = "DKV_MAX_CONNECTIONS", default_value_t = dkv_seed::SeedConfig::MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 }
 
 /// `--fsync`: when a write on a node with a data directory counts as stored.

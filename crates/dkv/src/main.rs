@@ -138,6 +138,7 @@ async fn run(cli: Cli) -> i32 {
                         node_ttl: a.node_ttl,
                         cluster_secret: a.cluster_secret,
                         cluster_name: a.cluster_name,
+                        max_connections: a.max_connections as usize,
                     };
                     exit_code("seed", dkv_seed::run(config, listener, terminated()).await)
                 }

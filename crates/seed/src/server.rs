@@ -32,6 +32,15 @@ pub struct SeedConfig {
     pub cluster_secret: Option<String>,
     /// Name of the cluster; nodes registering with another name are refused (409).
     pub cluster_name: String,
+    /// Connections open at once, HTTP and transport together; more are refused (`503` over
+    /// HTTP, a goodbye over the transport).
+    pub max_connections: usize,
+}
+
+impl SeedConfig {
+    /// The default of `--max-connections`: two per member (its heartbeat line and an HTTP
+    /// connection) of a cluster of 10 000.
+    pub const MAX_CONNECTIONS: usize = 20_000;
 }
 
 #[derive(Clone)]

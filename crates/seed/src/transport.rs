@@ -11,17 +11,25 @@
 //! consumed) and handed to the transport or to axum. The transport checks the cluster name and
 //! secret once per connection, in its handshake. Only heartbeats travel this way; registering,
 //! ready, leave and the whole view stay HTTP, where people and older nodes find them.
+//!
+//! Connections of both kinds count against `--max-connections` from the moment they are accepted
+//! until they close. One over the bound is told so, in its own protocol (an HTTP `503`, or a
+//! transport goodbye that the node logs), and closed; at most [`MAX_REFUSING`] are being told at
+//! once, and past that they are closed at once.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use dkv_membership::api::{IdRequest, SEED_HEARTBEAT_KIND};
 use dkv_membership::compact;
 use dkv_transport::{Auth, Handler, Refusal, ServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::format::VERSION;
 use crate::server::{status_of, Seed, SeedConfig, Via};
@@ -35,17 +43,61 @@ const MAX_REQUEST: usize = 64 << 10;
 /// Largest answer sent: a whole view for a node far behind, at 10 000 members and 128 tokens.
 const MAX_ANSWER: usize = 64 << 20;
 
+/// Connections over `--max-connections` being told so at once.
+const MAX_REFUSING: usize = 256;
+
+/// How long a connection over the bound may take to show which protocol it speaks.
+const REFUSAL_SNIFF_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// An accepted connection with its place under `--max-connections`, given back when it closes.
+pub(crate) struct Counted {
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
 /// The HTTP connections of the seed's port, for `axum::serve`.
 pub(crate) struct HttpConnections {
-    rx: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    rx: mpsc::Receiver<(Counted, SocketAddr)>,
     local: SocketAddr,
 }
 
 impl axum::serve::Listener for HttpConnections {
-    type Io = TcpStream;
+    type Io = Counted;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+    async fn accept(&mut self) -> (Counted, SocketAddr) {
         match self.rx.recv().await {
             Some(conn) => conn,
             // The accept loop ended (stopping): no more connections.
@@ -76,32 +128,75 @@ pub(crate) fn split(
         max_concurrent: 16,
         handshake_timeout: FIRST_BYTE_TIMEOUT,
     });
-    tokio::spawn(accept_loop(listener, tx, handler, server, stop));
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    tokio::spawn(accept_loop(listener, tx, handler, server, slots, stop));
     Ok(HttpConnections { rx, local })
 }
 
 async fn accept_loop(
     listener: TcpListener,
-    http: mpsc::Sender<(TcpStream, SocketAddr)>,
+    http: mpsc::Sender<(Counted, SocketAddr)>,
     handler: Arc<Heartbeats>,
     server: Arc<ServerConfig>,
+    slots: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let (max, refusing) = (slots.available_permits(), Arc::new(Semaphore::new(MAX_REFUSING)));
     while let Some((stream, peer)) = dkv_transport::accept_until_stopped(&listener, &mut stop, "seed").await {
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if let Ok(refusing) = refusing.clone().try_acquire_owned() {
+                tokio::spawn(refuse(stream, peer, server.clone(), max, refusing));
+            }
+            continue;
+        };
         let (http, handler, server, stop) = (http.clone(), handler.clone(), server.clone(), stop.clone());
         tokio::spawn(async move {
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await {
-                Ok(Ok(1..)) if first[0] == dkv_transport::frame::MAGIC[0] => {
-                    dkv_transport::serve(stream, handler, server, stop).await
+            match first_byte(&stream, FIRST_BYTE_TIMEOUT).await {
+                Some(b) if b == dkv_transport::frame::MAGIC[0] => {
+                    dkv_transport::serve(stream, handler, server, stop).await;
+                    drop(slot);
                 }
-                Ok(Ok(1..)) => {
-                    let _ = http.send((stream, peer)).await;
+                Some(_) => {
+                    let _ = http.send((Counted { stream, _slot: slot }, peer)).await;
                 }
                 // Closed, failed, or silent: nothing to answer.
-                _ => {}
+                None => {}
             }
         });
+    }
+}
+
+/// The first byte `stream` sends, without taking it; `None` if it closes, fails or stays silent
+/// for `within`.
+async fn first_byte(stream: &TcpStream, within: Duration) -> Option<u8> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(within, stream.peek(&mut first)).await {
+        Ok(Ok(1..)) => Some(first[0]),
+        _ => None,
+    }
+}
+
+/// Tell a connection over `--max-connections` so, in its protocol, and close it.
+async fn refuse(
+    stream: TcpStream,
+    peer: SocketAddr,
+    server: Arc<ServerConfig>,
+    max: usize,
+    _refusing: OwnedSemaphorePermit,
+) {
+    let why = format!("the seed serves at most {max} connections at once (--max-connections); retry later");
+    tracing::warn!(%peer, "refused a connection: {why}");
+    match first_byte(&stream, REFUSAL_SNIFF_TIMEOUT).await {
+        Some(b) if b == dkv_transport::frame::MAGIC[0] => dkv_transport::refuse(stream, &server, &why).await,
+        Some(_) => {
+            let body = format!("too many connections: {why}\n");
+            let answer = format!(
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{body}",
+                body.len()
+            );
+            dkv_transport::answer_and_close(stream, answer.as_bytes()).await;
+        }
+        None => {}
     }
 }
 

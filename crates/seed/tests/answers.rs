@@ -15,10 +15,18 @@ struct Answer {
 }
 
 async fn seed() -> String {
+    seed_with(dkv_seed::SeedConfig::MAX_CONNECTIONS).await
+}
+
+async fn seed_with(max_connections: usize) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let config =
-        dkv_seed::SeedConfig { node_ttl: Duration::from_secs(60), cluster_secret: None, cluster_name: "dkv".into() };
+    let config = dkv_seed::SeedConfig {
+        node_ttl: Duration::from_secs(60),
+        cluster_secret: None,
+        cluster_name: "dkv".into(),
+        max_connections,
+    };
     tokio::spawn(dkv_seed::run(config, listener, std::future::pending()));
     addr
 }
@@ -175,5 +183,50 @@ async fn nodes_that_ask_get_the_compact_encoding_and_everyone_else_json() {
         assert_eq!((status, ct.as_str()), (200, "application/json"));
         let json: View = serde_json::from_slice(&body).unwrap();
         assert!(json.same_placement(&view));
+    }
+}
+
+/// Connections count from the moment they are accepted: with two open (silent ones), a third is
+/// answered `503` and closed, and once one of the two closes the seed serves again.
+#[tokio::test]
+async fn connections_over_the_bound_are_refused_until_one_closes() {
+    let addr = seed_with(2).await;
+    let first = TcpStream::connect(&addr).await.unwrap();
+    let _second = TcpStream::connect(&addr).await.unwrap();
+    let refused = call(&addr, "GET", "/health", "").await;
+    assert_one_line(&refused, 503);
+    assert!(refused.body.contains("--max-connections"), "{}", refused.body);
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = call(&addr, "GET", "/health", "").await;
+        if answer.status == 200 {
+            break;
+        }
+        assert_eq!(answer.status, 503, "{:?}", answer.body);
+        assert!(tokio::time::Instant::now() < deadline, "the closed connection's place was never given back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A node's heartbeat line over the bound is refused in the transport's handshake, with the
+/// reason, which the node logs as it logs any refused handshake.
+#[tokio::test]
+async fn a_transport_connection_over_the_bound_is_told_why() {
+    let addr = seed_with(1).await;
+    let _held = TcpStream::connect(&addr).await.unwrap();
+    let line = dkv_transport::Line::new(dkv_transport::ClientConfig {
+        auth: dkv_transport::Auth { cluster: "dkv".into(), secret: None },
+        connect_timeout: Duration::from_secs(5),
+        max_frame: 1 << 20,
+        max_in_flight: 1,
+        wrap: None,
+    });
+    let kind = dkv_membership::api::SEED_HEARTBEAT_KIND;
+    match line.call(&addr, kind, |_| {}, Duration::from_secs(5)).await {
+        Err(dkv_transport::CallError::Handshake { reason, .. }) => {
+            assert!(reason.contains("--max-connections"), "{reason}")
+        }
+        other => panic!("expected a refused handshake, got {other:?}"),
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dkv_transport::{accept_until_stopped, ServerConfig};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -212,28 +212,7 @@ async fn refuse_http<S: AsyncRead + AsyncWrite + Unpin>(stream: S, guard: &Guard
     answer_and_close(stream, answer.as_bytes()).await;
 }
 
-/// Send a refused client its last answer and close the connection, reading (and dropping) what
-/// it still sends for a moment first. Closing a socket with unread input makes the kernel reset
-/// the connection, and a reset can destroy the answer before the client reads it.
-pub async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, answer: &[u8]) {
-    const LINGER: Duration = Duration::from_secs(1);
-    const LINGER_BYTES: usize = 16 << 20;
-    if tokio::time::timeout(LINGER * 2, stream.write_all(answer)).await.is_err() {
-        return; // the client does not read: no answer will reach it
-    }
-    let _ = stream.shutdown().await;
-    let mut sink = [0u8; 16 * 1024];
-    let mut drained = 0;
-    let _ = tokio::time::timeout(LINGER, async {
-        while drained < LINGER_BYTES {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => drained += n,
-            }
-        }
-    })
-    .await;
-}
+pub use dkv_transport::answer_and_close;
 
 /// Connections the kernel may hold for a listener before they are accepted. Tokio's default is
 /// 1024; a burst of clients larger than that would have its handshakes dropped and retried for
