@@ -45,7 +45,7 @@ const DEADLINE: u8 = 2;
 const DEADLINE_LEN: usize = 8;
 /// The buffer's header: the version's timestamp and node (8 bytes each), the key's length (2) and
 /// the flags (1), all little-endian. Every byte counts: with the header, a 9-byte key and a
-/// 100-byte value fill a 128-byte allocation exactly, and two bytes more would take 160.
+/// 100-byte value fill a 128-byte allocation exactly, and a byte more would take 160.
 const HEADER: usize = 19;
 const KEY_LEN_AT: usize = 16;
 const FLAGS_AT: usize = 18;
