@@ -211,11 +211,7 @@ async fn expire_loop(seed: Seed, ttl: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let (removed, epoch) = seed.with(|r| (r.expire(now_ms()), r.epoch()));
-        seed.expired.fetch_add(removed.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        for m in removed {
-            tracing::warn!(id = %m.id, addr = %m.addr, epoch, "node expired: no heartbeat within the TTL");
-        }
+        seed.expire();
     }
 }
 
@@ -317,6 +313,34 @@ async fn heartbeat(State(seed): State<Seed>, headers: HeaderMap, body: Result<By
 }
 
 impl Seed {
+    /// Remove the members whose heartbeats stopped for the TTL.
+    fn expire(&self) {
+        let (removed, epoch) = self.with(|r| (r.expire(now_ms()), r.epoch()));
+        self.expired.fetch_add(removed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.forget_reports(removed.iter().map(|m| m.id));
+        for m in removed {
+            tracing::warn!(id = %m.id, addr = %m.addr, epoch, "node expired: no heartbeat within the TTL");
+        }
+    }
+
+    /// A member leaving, or (`done`) gone.
+    fn leave(&self, id: dkv_membership::NodeId, done: bool) -> Result<dkv_membership::View, RegistryError> {
+        let view = self.with(|r| r.leave(id, done, now_ms()))?;
+        if done {
+            self.forget_reports([id]);
+        }
+        Ok(view)
+    }
+
+    /// Drop what former members reported: only members' reports are kept, so churn of node ids
+    /// does not grow the map whether or not anyone opens the dashboard.
+    fn forget_reports(&self, gone: impl IntoIterator<Item = dkv_membership::NodeId>) {
+        let mut reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        for id in gone {
+            reports.remove(&id);
+        }
+    }
+
     /// Answer a heartbeat that came `via` HTTP or the transport.
     pub(crate) fn heartbeat(&self, mut req: IdRequest, via: Via) -> Result<HeartbeatAnswer, RegistryError> {
         let id = req.id;
@@ -352,7 +376,7 @@ async fn ready(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes,
 async fn leave(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     match parse::<LeaveRequest>(&headers, body) {
         Ok(req) => {
-            let res = seed.with(|r| r.leave(req.id, req.done, now_ms()));
+            let res = seed.leave(req.id, req.done);
             if let Ok(v) = &res {
                 let what = if req.done { "node left" } else { "node is leaving" };
                 tracing::info!(id = %req.id, epoch = v.epoch, "{what}");
@@ -438,4 +462,48 @@ async fn metrics(State(seed): State<Seed>) -> Response {
     let mut out = String::new();
     prometheus_text::encode(&mut out, &registry).expect("writing to a String");
     ([(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], out).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use dkv_membership::api::RegisterRequest;
+
+    use super::*;
+
+    /// What a member reported goes with it, when it leaves and when it expires.
+    #[test]
+    fn reports_of_former_members_are_forgotten() {
+        let config = SeedConfig {
+            node_ttl: Duration::from_millis(100),
+            cluster_secret: None,
+            cluster_name: "dkv".into(),
+            max_connections: 10,
+        };
+        let seed = Seed::new(&config);
+        let register = |addr: &str| {
+            let req = RegisterRequest { addr: addr.into(), ..Default::default() };
+            seed.with(|r| r.register(req, now_ms())).unwrap().id
+        };
+        let (leaving, expiring) = (register("h:1"), register("h:2"));
+        for id in [leaving, expiring] {
+            seed.heartbeat(IdRequest { keys: Some(7), ..IdRequest::id(id) }, Via::Json).unwrap();
+        }
+        let reported = || {
+            let mut ids: Vec<_> = seed.reports.lock().unwrap().keys().copied().collect();
+            ids.sort();
+            ids
+        };
+        let mut both = vec![leaving, expiring];
+        both.sort();
+        assert_eq!(reported(), both);
+        seed.leave(leaving, true).unwrap();
+        assert_eq!(reported(), vec![expiring]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !reported().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the silent member never expired");
+            std::thread::sleep(Duration::from_millis(20));
+            seed.expire();
+        }
+        assert_eq!(seed.with(|r| r.len()), 0);
+    }
 }
