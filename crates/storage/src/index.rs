@@ -41,12 +41,6 @@ struct Pair<T> {
     value: T,
 }
 
-impl<T> Pair<T> {
-    fn hash(&self) -> u64 {
-        self.hash
-    }
-}
-
 /// Hashes in order, each with a `T`. A hash may appear more than once (keys whose hashes
 /// collide); its entries sit together, in the order [`Index::insert`] was told.
 pub(crate) struct Index<T> {
@@ -96,14 +90,12 @@ impl<T> Index<T> {
     fn first_of(b: &[Pair<T>], hash: u64, used: u32) -> usize {
         let below = hash.checked_shl(used).unwrap_or(0);
         let mut i = ((u128::from(below) * b.len() as u128) >> 64) as usize;
-        if b.get(i).is_some_and(|p| p.hash() < hash) {
-            while b.get(i).is_some_and(|p| p.hash() < hash) {
-                i += 1;
-            }
-        } else {
-            while i > 0 && b[i - 1].hash() >= hash {
-                i -= 1;
-            }
+        // Forward past smaller hashes, or else back over hashes not smaller.
+        while b.get(i).is_some_and(|p| p.hash < hash) {
+            i += 1;
+        }
+        while i > 0 && b[i - 1].hash >= hash {
+            i -= 1;
         }
         i
     }
@@ -113,7 +105,7 @@ impl<T> Index<T> {
         let i = self.bucket(hash);
         let b = &self.buckets[i];
         let first = Self::first_of(b, hash, self.prefix + self.bits);
-        let end = first + b[first..].iter().take_while(|p| p.hash() == hash).count();
+        let end = first + b[first..].iter().take_while(|p| p.hash == hash).count();
         (i, first..end)
     }
 
@@ -178,9 +170,9 @@ impl<T> Index<T> {
         self.buckets[first..]
             .iter()
             .flat_map(|b| b.iter())
-            .skip_while(move |p| !above(p.hash()))
-            .take_while(move |p| below(p.hash()))
-            .map(|p| (p.hash(), &p.value))
+            .skip_while(move |p| !above(p.hash))
+            .take_while(move |p| below(p.hash))
+            .map(|p| (p.hash, &p.value))
     }
 
     /// Keep only the entries for which `keep(hash, value)` holds.
@@ -202,7 +194,7 @@ impl<T> Index<T> {
         let old = std::mem::take(&mut self.buckets);
         let mut buckets = Vec::with_capacity(old.len() * 2);
         for (i, mut low) in old.into_iter().enumerate() {
-            let at = low.partition_point(|p| self.bucket(p.hash()) == 2 * i);
+            let at = low.partition_point(|p| self.bucket(p.hash) == 2 * i);
             let room = |n: usize| if n == 0 { 0 } else { n + GROW_BY / 2 };
             let mut high = Vec::with_capacity(room(low.len() - at));
             high.extend(low.drain(at..));
