@@ -190,10 +190,7 @@ async fn refuse(
         Some(b) if b == dkv_transport::frame::MAGIC[0] => dkv_transport::refuse(stream, &server, &why).await,
         Some(_) => {
             let body = format!("too many connections: {why}\n");
-            let answer = format!(
-                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{body}",
-                body.len()
-            );
+            let answer = dkv_transport::closing_http_answer("503 Service Unavailable", &[("retry-after", "1")], &body);
             dkv_transport::answer_and_close(stream, answer.as_bytes()).await;
         }
         None => {}

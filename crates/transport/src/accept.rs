@@ -38,6 +38,22 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// A whole HTTP/1.1 answer with a one-line text body that closes the connection: what a
+/// listener says to an HTTP client it turns away before any HTTP server sees it. `headers` follow
+/// the standard ones.
+pub fn closing_http_answer(status: &str, headers: &[(&str, &str)], body: &str) -> String {
+    let mut answer = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        answer.push_str(&format!("{name}: {value}\r\n"));
+    }
+    answer.push_str("\r\n");
+    answer.push_str(body);
+    answer
+}
+
 /// Send a refused client its last answer and close the connection, reading (and dropping) what
 /// it still sends for a moment first. Closing a socket with unread input makes the kernel reset
 /// the connection, and a reset can destroy the answer before the client reads it.
@@ -59,4 +75,17 @@ pub async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, 
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_closing_answer_counts_its_body_and_ends_its_headers() {
+        let answer = super::closing_http_answer("503 Service Unavailable", &[("retry-after", "1")], "full\n");
+        assert_eq!(
+            answer,
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 5\r\n\
+             connection: close\r\nretry-after: 1\r\n\r\nfull\n"
+        );
+    }
 }

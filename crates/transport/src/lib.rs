@@ -28,7 +28,7 @@ mod line;
 mod outbox;
 mod server;
 
-pub use accept::{accept_until_stopped, answer_and_close, stopped};
+pub use accept::{accept_until_stopped, answer_and_close, closing_http_answer, stopped};
 pub use client::{Client, ClientConfig, STATUS_TOO_LARGE};
 pub use error::CallError;
 pub use frame::{put_postcard, Refusal};

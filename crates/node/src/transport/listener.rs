@@ -191,11 +191,7 @@ async fn tls_connection(
 
 /// A whole HTTP/1.1 answer that closes the connection.
 fn http_answer(status: &str, body: &str, me: dkv_membership::NodeId) -> String {
-    format!(
-        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n{}: {me}\r\n\r\n{body}",
-        body.len(),
-        dkv_membership::api::NODE_HEADER,
-    )
+    dkv_transport::closing_http_answer(status, &[(dkv_membership::api::NODE_HEADER, &me.to_string())], body)
 }
 
 /// Answer an HTTP client that came over `--max-connections` with a `503`, and close.
@@ -204,11 +200,8 @@ async fn refuse_http<S: AsyncRead + AsyncWrite + Unpin>(stream: S, guard: &Guard
         "too many connections: this node serves at most {} HTTP clients at once (--max-connections); retry later\n",
         guard.limits.max_connections
     );
-    let answer = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n{}: {me}\r\n\r\n{body}",
-        body.len(),
-        dkv_membership::api::NODE_HEADER,
-    );
+    let headers = [("retry-after", "1"), (dkv_membership::api::NODE_HEADER, &me.to_string())];
+    let answer = dkv_transport::closing_http_answer("503 Service Unavailable", &headers, &body);
     answer_and_close(stream, answer.as_bytes()).await;
 }
 
