@@ -34,7 +34,7 @@ def measure(mode):
     procs = []
     try:
         addr = f"127.0.0.1:{20000 + os.getpid() % 9000}"
-        if mode == "rpc":
+        if mode in ("rpc", "tick-rpc", "tick-send"):
             procs.append(subprocess.Popen([binary, "server", addr]))
             time.sleep(0.5)  # the server binds before the clients connect; not a measurement
         clients = [subprocess.Popen([binary, mode, addr]) for _ in range(n)]
@@ -57,4 +57,6 @@ def measure(mode):
 measure("sleep")
 measure("timerfd")
 measure("rpc")
+measure("tick-rpc")
+measure("tick-send")
 PY

@@ -5,7 +5,10 @@
 //! loop. `idle-floor timerfd`: the same, paced by a kernel timer on the runtime's epoll, as a
 //! node's heartbeat is (`crates/node/src/life/ticker.rs`). `idle-floor rpc ADDR`: sleeping, and
 //! after each sleep it sends 200 bytes over a kept TCP connection to `idle-floor server ADDR`,
-//! which echoes them, and reads them back: a heartbeat with nothing in it.
+//! which echoes them, and reads them back: a heartbeat with nothing in it. `idle-floor tick-rpc
+//! ADDR` makes that round trip paced by the kernel timer, as a node's heartbeat is now, and
+//! `idle-floor tick-send ADDR` only sends, unanswered: a heartbeat the seed answers only when it
+//! has something to say.
 
 use std::time::Duration;
 
@@ -24,7 +27,8 @@ async fn main() {
             tokio::spawn(async move {
                 let mut buf = [0u8; 256];
                 while let Ok(n @ 1..) = s.read(&mut buf).await {
-                    if s.write_all(&buf[..n]).await.is_err() {
+                    // Bytes of 2 are one-way (`tick-send`): nothing goes back.
+                    if buf[0] != 2 && s.write_all(&buf[..n]).await.is_err() {
                         break;
                     }
                 }
@@ -32,20 +36,24 @@ async fn main() {
         }
     }
     let mut conn = match mode {
-        "rpc" => {
+        "rpc" | "tick-rpc" | "tick-send" => {
             let s = tokio::net::TcpStream::connect(&addr).await.expect("connect");
             s.set_nodelay(true).expect("nodelay");
             Some(s)
         }
         _ => None,
     };
-    let mut timerfd = (mode == "timerfd").then(TimerFd::every_second);
+    let mut timerfd = mode.starts_with("t").then(TimerFd::every_second);
     loop {
         match &mut timerfd {
             Some(t) => t.tick().await,
             None => tokio::time::sleep(Duration::from_secs(1)).await,
         }
-        if let Some(s) = &mut conn {
+        if let Some(s) = conn.as_mut().filter(|_| mode == "tick-send") {
+            if s.write_all(&[2u8; 200]).await.is_err() {
+                return;
+            }
+        } else if let Some(s) = &mut conn {
             let mut back = [0u8; 200];
             if s.write_all(&[1u8; 200]).await.is_err() || s.read_exact(&mut back).await.is_err() {
                 return; // the server is gone: the run is over

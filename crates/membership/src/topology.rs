@@ -1,6 +1,7 @@
 //! What a view means for placement, as seen from one node.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use dkv_placement::Ring;
 
@@ -24,8 +25,10 @@ pub struct Topology {
     pub me: NodeId,
     /// Replication factor N: copies of each key.
     pub replicas: usize,
-    read: Ring<NodeId>,
-    future: Ring<NodeId>,
+    /// Shared with the topologies before and after as long as the ring does not change: a
+    /// join changes only the future ring, and its end only the read ring.
+    read: Arc<Ring<NodeId>>,
+    future: Arc<Ring<NodeId>>,
     index: HashMap<NodeId, usize>,
     /// The view's digest, which every heartbeat sends: computed once here.
     digest: Digest,
@@ -33,14 +36,53 @@ pub struct Topology {
 
 impl Topology {
     pub fn new(view: View, me: NodeId, replicas: usize) -> Self {
-        let ring_of = |keep: fn(NodeState) -> bool| {
-            Ring::new(view.nodes.iter().filter(|m| keep(m.state)).map(|m| (m.id, m.tokens.iter().copied())))
+        let ring_of = |on: fn(NodeState) -> bool| {
+            Arc::new(Ring::new(view.nodes.iter().filter(|m| on(m.state)).map(|m| (m.id, m.tokens.iter().copied()))))
         };
-        let read = ring_of(|s| s != NodeState::Joining);
-        let future = ring_of(|s| s != NodeState::Leaving);
-        let index = view.nodes.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
+        let (read, future) = (ring_of(on_read_ring), ring_of(on_future_ring));
+        let index = index_of(&view);
         let digest = view.digest();
         Topology { view, me, replicas: replicas.max(1), read, future, index, digest }
+    }
+
+    /// The topology of `view`, a later view seen by the same node: what [`Topology::new`]
+    /// builds, with each ring changed from this one's by the members that came, went or changed
+    /// tokens on it ([`Ring::changed`]) rather than sorted again whole.
+    pub fn next(&self, view: View) -> Self {
+        let index = index_of(&view);
+        if index.len() != view.nodes.len() || self.index.len() != self.view.nodes.len() {
+            // A member listed twice has the union of its tokens on the ring: build it whole.
+            return Topology::new(view, self.me, self.replicas);
+        }
+        let read = self.ring_for(&self.read, &view, &index, on_read_ring);
+        let future = self.ring_for(&self.future, &view, &index, on_future_ring);
+        let digest = view.digest();
+        Topology { view, me: self.me, replicas: self.replicas, read, future, index, digest }
+    }
+
+    /// `ring` (this topology's ring of the members `on` places there) changed for `view`.
+    fn ring_for(
+        &self,
+        ring: &Arc<Ring<NodeId>>,
+        view: &View,
+        index: &HashMap<NodeId, usize>,
+        on: fn(NodeState) -> bool,
+    ) -> Arc<Ring<NodeId>> {
+        // A member's tokens if it is on the ring.
+        fn placed(m: Option<&Member>, on: fn(NodeState) -> bool) -> Option<&Vec<u64>> {
+            m.filter(|m| on(m.state)).map(|m| &m.tokens)
+        }
+        let gone: Vec<NodeId> = (self.view.nodes.iter())
+            .filter(|old| on(old.state) && placed(index.get(&old.id).map(|&i| &view.nodes[i]), on) != Some(&old.tokens))
+            .map(|old| old.id)
+            .collect();
+        let coming: Vec<&Member> = (view.nodes.iter())
+            .filter(|new| on(new.state) && placed(self.member(new.id), on) != Some(&new.tokens))
+            .collect();
+        if gone.is_empty() && coming.is_empty() {
+            return ring.clone();
+        }
+        Arc::new(ring.changed(&gone, coming.iter().map(|new| (new.id, new.tokens.iter().copied()))))
     }
 
     pub fn epoch(&self) -> u64 {
@@ -115,6 +157,20 @@ impl Topology {
     pub fn data_holders(&self) -> Vec<&Member> {
         self.view.nodes.iter().filter(|m| m.state != NodeState::Joining && m.id != self.me).collect()
     }
+}
+
+/// Members that hold their ranges now: reads go to them.
+fn on_read_ring(s: NodeState) -> bool {
+    s != NodeState::Joining
+}
+
+/// Members that will hold their ranges once the joins and leaves in progress are done.
+fn on_future_ring(s: NodeState) -> bool {
+    s != NodeState::Leaving
+}
+
+fn index_of(view: &View) -> HashMap<NodeId, usize> {
+    view.nodes.iter().enumerate().map(|(i, m)| (m.id, i)).collect()
 }
 
 #[cfg(test)]
@@ -202,5 +258,57 @@ mod tests {
             let p = t.placement(h);
             assert_eq!(t.sole_replica(h).is_some(), p.write.len() == 1, "{p:?}");
         }
+    }
+
+    /// A run of random views, each a step from the last (members come, go, change state or
+    /// tokens), checked at every step: the rings `next` derives are the rings `new` builds.
+    #[test]
+    fn next_builds_the_rings_new_builds() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let states = [NodeState::Joining, NodeState::Normal, NodeState::Leaving];
+        let mut members: Vec<Member> = Vec::new();
+        let mut last = topo(members.clone(), 3);
+        for step in 0..400u64 {
+            match rng.random_range(0..5) {
+                0 | 1 => {
+                    let id = rng.random_range(1..40);
+                    if members.iter().all(|m| m.id != NodeId(id)) {
+                        members.push(member(id, states[rng.random_range(0..3)]));
+                    }
+                }
+                2 if !members.is_empty() => {
+                    members.remove(rng.random_range(0..members.len()));
+                }
+                3 if !members.is_empty() => {
+                    let i = rng.random_range(0..members.len());
+                    members[i].state = states[rng.random_range(0..3)];
+                }
+                _ if !members.is_empty() => {
+                    // New tokens, some shared with another member: ties must order as in `new`.
+                    let i = rng.random_range(0..members.len());
+                    let other = members[rng.random_range(0..members.len())].tokens.clone();
+                    members[i].tokens = tokens_for(step + 1000, 8);
+                    members[i].tokens.extend(other.iter().take(rng.random_range(0..4)));
+                }
+                _ => {}
+            }
+            let view = View { epoch: step + 2, nodes: members.clone() };
+            let next = last.next(view.clone());
+            let whole = Topology::new(view, NodeId(1), 3);
+            assert_eq!(next.read, whole.read, "read ring at step {step}");
+            assert_eq!(next.future, whole.future, "future ring at step {step}");
+            assert_eq!((&next.index, next.digest), (&whole.index, whole.digest), "step {step}");
+            last = next;
+        }
+    }
+
+    #[test]
+    fn next_merges_the_tokens_of_a_member_listed_twice_as_new_does() {
+        let t = topo(vec![member(1, NodeState::Normal)], 1);
+        let mut again = member(1, NodeState::Normal);
+        again.tokens = tokens_for(99, 8);
+        let view = View { epoch: 2, nodes: vec![member(1, NodeState::Normal), again] };
+        assert_eq!(t.next(view.clone()).read, Topology::new(view, NodeId(1), 1).read);
     }
 }

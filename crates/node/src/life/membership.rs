@@ -109,7 +109,7 @@ impl Node {
                 return false;
             }
             // Built outside the channel's lock: readers of the topology never wait for a ring.
-            let next = Arc::new(Topology::new(view.clone(), self.me, self.config.replicas));
+            let next = Arc::new(current.next(view.clone()));
             let installed = self.topo.send_if_modified(|topo| {
                 if !Arc::ptr_eq(topo, &current) {
                     return false; // another view came in since we looked: decide again
@@ -128,7 +128,8 @@ impl Node {
             if moved {
                 tracing::info!(
                     epoch = next.epoch(),
-                    members = %next.view.nodes.iter().map(|m| format!("{}={}", m.addr, m.state)).collect::<Vec<_>>().join(","),
+                    members = next.view.nodes.len(),
+                    changes = %what_changed(&current.view, &next.view),
                     "membership changed"
                 );
             }
@@ -295,6 +296,27 @@ impl Node {
     }
 }
 
+/// The members that came, went or changed state from `old` to `new`, for the log: at most
+/// [`CHANGES_LOGGED`] of them, so a change in a large cluster logs a line, not the membership.
+fn what_changed(old: &View, new: &View) -> String {
+    let before: std::collections::HashMap<_, _> = old.nodes.iter().map(|m| (m.id, m)).collect();
+    let after: std::collections::HashSet<_> = new.nodes.iter().map(|m| m.id).collect();
+    let came_or_moved = new.nodes.iter().filter_map(|m| match before.get(&m.id) {
+        None => Some(format!("+{}={}", m.addr, m.state)),
+        Some(was) if was.state != m.state || was.addr != m.addr => Some(format!("{}={}", m.addr, m.state)),
+        Some(_) => None,
+    });
+    let went = old.nodes.iter().filter(|m| !after.contains(&m.id)).map(|m| format!("-{}", m.addr));
+    let all: Vec<String> = came_or_moved.chain(went).collect();
+    let mut line = all[..all.len().min(CHANGES_LOGGED)].join(",");
+    if all.len() > CHANGES_LOGGED {
+        line.push_str(&format!(" and {} more", all.len() - CHANGES_LOGGED));
+    }
+    line
+}
+
+const CHANGES_LOGGED: usize = 8;
+
 /// What a heartbeat found.
 #[derive(Debug, PartialEq, Eq)]
 enum Beat {
@@ -367,6 +389,24 @@ mod tests {
             v.nodes[1].state = NodeState::Leaving;
         }
         v
+    }
+
+    #[test]
+    fn what_changed_names_who_came_went_and_moved_and_stops_at_a_bound() {
+        let member = |id: u64, state| dkv_membership::Member {
+            id: NodeId(id),
+            addr: format!("h:{id}"),
+            tokens: vec![id],
+            state,
+            last_seen_ms: 0,
+        };
+        let old = View { epoch: 1, nodes: vec![member(1, NodeState::Normal), member(2, NodeState::Joining)] };
+        let new = View { epoch: 2, nodes: vec![member(2, NodeState::Normal), member(3, NodeState::Joining)] };
+        assert_eq!(what_changed(&old, &new), "h:2=normal,+h:3=joining,-h:1");
+        let many = View { epoch: 3, nodes: (10..30).map(|i| member(i, NodeState::Joining)).collect() };
+        let line = what_changed(&new, &many);
+        assert!(line.ends_with(" and 14 more"), "{line}");
+        assert_eq!(line.matches(',').count(), CHANGES_LOGGED - 1, "{line}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
