@@ -156,10 +156,12 @@ impl<N: Copy + Ord + Eq + Hash + Debug> Ring<N> {
     /// The node owning `hash`: the first node of its preference list, `None` on an empty ring.
     #[inline]
     pub fn primary(&self, hash: u64) -> Option<N> {
-        if self.entries.is_empty() {
-            return None;
+        match self.nodes[..] {
+            [] => None,
+            // One node owns every range: no search (a one-node cluster asks for every request).
+            [only] => Some(only),
+            _ => Some(self.entries[self.owner_index(hash)].1),
         }
-        Some(self.entries[self.owner_index(hash)].1)
     }
 
     /// The last hash position (inclusive) of the run of ranges that starts with the one holding
