@@ -125,18 +125,30 @@ pub fn encode(out: &mut BytesMut, kind: u8, id: u64, body: impl FnOnce(&mut Byte
 
 /// Append `value` to `out` in postcard.
 pub fn put_postcard<T: serde::Serialize + ?Sized>(out: &mut BytesMut, value: &T) {
-    let mut w = Extend(out);
-    postcard::to_io(value, &mut w).expect("encoding into memory cannot fail");
+    postcard::serialize_with_flavor(value, Append(out)).expect("encoding into memory cannot fail");
 }
 
-struct Extend<'a>(&'a mut BytesMut);
+/// Postcard's output straight into a buffer. Its `io::Write` output (`to_io`) writes each byte of
+/// a varint with a `write_all` of its own: encoding an anti-entropy summary (1 024 varints) that
+/// way was a twentieth of a 200-node cluster's start-up CPU.
+struct Append<'a>(&'a mut BytesMut);
 
-impl std::io::Write for Extend<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
-        Ok(buf.len())
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.put_u8(byte);
+        Ok(())
     }
-    fn flush(&mut self) -> std::io::Result<()> {
+
+    #[inline]
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
         Ok(())
     }
 }
