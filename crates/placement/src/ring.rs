@@ -1,9 +1,10 @@
 //! The token ring and preference lists.
 //!
 //! The ring is a single sorted `Vec<(Token, N)>`: a lookup is one binary search plus a short
-//! clockwise walk, with no pointer chasing, and the whole ring is rebuilt (cheaply) whenever
-//! membership changes rather than mutated in place. That keeps it an immutable value that the
-//! layers above can share behind an `Arc` and swap atomically.
+//! clockwise walk, with no pointer chasing. A membership change makes a new ring rather than
+//! mutate this one: from the one before, by one merge of the nodes that came into the nodes that
+//! stayed ([`Ring::changed`]). That keeps it an immutable value that the layers above can share
+//! behind an `Arc` and swap atomically.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Debug;

@@ -17,7 +17,8 @@
 //!
 //! Rounds run after every membership change, once it settles ([`settle`]) — which is how the
 //! replicas that take over a crashed node's ranges get them back to N copies, and how a returning
-//! node catches up — and every `anti_entropy_interval` otherwise. Each pair is synced by the node with the lower id.
+//! node catches up — and every `anti_entropy_interval` otherwise. Each pair is synced by the node
+//! with the lower id.
 //!
 //! A round after a change compares everything. A periodic round compares only the entries
 //! written before a *horizon* twice the request timeout back ([`SyncSummarySettled`]): a newer
