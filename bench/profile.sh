@@ -32,7 +32,8 @@ if [ "$OP" = get ]; then
   PRELOAD=100000 taskset -c 0 wrk -t1 -c32 -d20s -s bench/wrk/preload.lua "http://$R1" >/dev/null
 fi
 # Warm the connections and let the anti-entropy rounds that follow the joins finish (they run a
-# heartbeat interval after each change), then profile a fixed window of steady state.
+# heartbeat interval after the last change, a little later if the joins came during that
+# interval: `settle` in antientropy.rs), then profile a fixed window of steady state.
 taskset -c 0 wrk -t2 -c64 -d12s -s "bench/wrk/kv_$OP.lua" "http://$R1" >/dev/null
 pids=$(IFS=,; echo "${NODES[*]}")
 before=$(cpu_ticks "${NODES[@]}")
