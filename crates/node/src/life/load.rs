@@ -62,9 +62,17 @@ impl Window {
 
     /// Empty the window: the requests counted and their 99th percentile in µs. A request that
     /// finishes meanwhile lands in this report or the next, never in none.
+    ///
+    /// A window that counted nothing leaves its buckets alone: an idle node reports every
+    /// heartbeat, and emptying 160 buckets it did not fill was a twentieth of its CPU. A request
+    /// counted just before this report but filed in its bucket just after waits in that bucket
+    /// for the next report that has any requests.
     fn take(&self) -> (u64, Option<u64>) {
-        let counts: Vec<u64> = self.buckets.iter().map(|b| b.swap(0, Ordering::Relaxed)).collect();
         let count = self.count.swap(0, Ordering::Relaxed);
+        if count == 0 {
+            return (0, None);
+        }
+        let counts: [u64; BUCKETS] = std::array::from_fn(|i| self.buckets[i].swap(0, Ordering::Relaxed));
         (count, percentile(&counts, 0.99))
     }
 }
@@ -266,6 +274,15 @@ mod tests {
         assert_eq!(count, 1);
         assert!((50_000..=62_500).contains(&p99.unwrap()));
         assert_eq!(w.take(), (0, None));
+
+        // A request counted before a report and filed in its bucket after it: the next report
+        // with requests has it.
+        w.buckets[bucket(50_000)].fetch_add(1, Ordering::Relaxed);
+        assert_eq!(w.take(), (0, None));
+        w.observe(Duration::from_micros(100));
+        let (count, p99) = w.take();
+        assert_eq!(count, 1);
+        assert!((50_000..=62_500).contains(&p99.unwrap()), "the late one is in: p99 {p99:?}");
     }
 
     #[test]

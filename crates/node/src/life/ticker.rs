@@ -94,10 +94,12 @@ mod linux {
                 let mut expirations = 0u64;
                 // SAFETY: reads at most 8 bytes into a u64 that lives across the call.
                 let n = unsafe { libc::read(self.0.as_raw_fd(), (&raw mut expirations).cast(), 8) };
+                // A read empties the timer, so it is not readable again until it expires again,
+                // which the runtime's epoll reports: no read that would block at the next tick.
+                ready.clear_ready();
                 if n == 8 {
                     return;
                 }
-                ready.clear_ready(); // would block: not expired yet
             }
         }
     }

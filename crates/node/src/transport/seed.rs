@@ -46,7 +46,7 @@ impl Peers {
     /// speak it.
     pub async fn seed_heartbeat(&self, addr: &str, req: &IdRequest) -> Result<HeartbeatAnswer, PeerError> {
         if self.seed_line_on() {
-            let body = |b: &mut bytes::BytesMut| b.extend_from_slice(&compact::encode(req, VERSION));
+            let body = |b: &mut bytes::BytesMut| compact::encode_into(req, VERSION, b);
             match self.seed_line.call(addr, SEED_HEARTBEAT_KIND, body, self.timeout()).await {
                 Ok(answer) => return compact::decode(&answer, VERSION).map_err(|e| protocol(addr, e)),
                 Err(e @ CallError::Handshake { .. }) => {
