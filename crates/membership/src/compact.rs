@@ -81,7 +81,7 @@ pub fn encode<T: Compact>(value: &T, version: u8) -> Vec<u8> {
 }
 
 /// [`encode`] appended to `out`, say a frame being built: nothing allocated on the way (a
-/// heartbeat's own buffer was a twentieth of an idle node's CPU).
+/// heartbeat's own buffer, allocated, grown and copied, was 3% of an idle node's CPU).
 pub fn encode_into<T: Compact>(value: &T, version: u8, out: &mut impl Extend<u8>) {
     /// Postcard takes its output by value; this lends it ours.
     struct Lent<'a, E>(&'a mut E);
