@@ -28,26 +28,37 @@ pub fn copies(nodes: u64) -> u64 {
 }
 
 /// A port free now, below the kernel's ephemeral range (32768 and up here), so no client socket
-/// of another test takes it between now and the moment a node binds it, and never one this test
-/// process was given before (the kernel's own choice of a free port may hand the same one out
-/// twice before the first is bound).
+/// of another test takes it between now and the moment a node binds it, and never one that this
+/// or another test process of the run was given (see [`claim`]).
 pub fn free_port() -> u16 {
     free_port_run(1)
 }
 
 /// `n` consecutive free ports, chosen as [`free_port`] chooses one.
 pub fn free_port_run(n: u16) -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<(u16, u16)>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    static CLAIMED: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
     for _ in 0..1000 {
         let base = 20_000 + rand::random::<u16>() % 12_000;
-        let overlaps = given.iter().any(|&(b, m)| base < b + m && b < base + n);
-        if !overlaps && (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
-            given.push((base, n));
+        let claims: Option<Vec<_>> = (base..base + n).map(claim).collect();
+        let Some(claims) = claims else { continue };
+        if (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            CLAIMED.lock().unwrap_or_else(|e| e.into_inner()).extend(claims);
             return base;
         }
     }
     panic!("no run of {n} free ports found");
+}
+
+/// A lock on `port` for as long as this process runs, or `None` if a test process holds it.
+/// Nextest runs each test in a process of its own, so without it two tests running at once could
+/// both find a port free and both be given it, in the moment before either binds it: a lock
+/// file per port (`flock`, released by the kernel when the process ends) keeps them apart.
+fn claim(port: u16) -> Option<std::fs::File> {
+    let dir = std::env::temp_dir().join("dkv-test-ports");
+    std::fs::create_dir_all(&dir).expect("a directory for the ports' lock files");
+    let file = std::fs::File::create(dir.join(port.to_string())).expect("a port's lock file");
+    file.try_lock().ok()?;
+    Some(file)
 }
 
 pub fn dkv() -> Command {
