@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Where the CPU of a replicated request goes: a CPU profile of 3 nodes with N=3 W=2 R=2 under
-# `wrk -t2 -c64`, taken with `perf record -e cpu-clock -g` over every node process.
+# `wrk -t2 -c64` (or, for resp-*, `redis-benchmark -c64 -d100 -r100000` through the first node's
+# RESP port, as in bench/compare.sh), taken with `perf record -e cpu-clock -g` over every node
+# process.
 #
-#   bench/profile.sh [put|get] [SECONDS]     (defaults: put, 8)
+#   bench/profile.sh [put|get|resp-set|resp-get] [SECONDS]     (defaults: put, 8)
 #
-# Nodes on CPU 1, wrk on CPU 0, as in bench/http.sh. Prints the CPU per request over the profiled
+# Nodes on CPU 1, the load on CPU 0, as in bench/http.sh. Prints the CPU per request over the profiled
 # window, the share of samples by DSO (dkv, kernel, libc), and the heaviest symbols; the full
 # report, with call graphs, stays in target/profile-OP.txt and perf.data in target/profile-OP.data.
 # Build with frame pointers for call graphs that name dkv's callers:
@@ -23,27 +25,46 @@ P=$((26000 + RANDOM % 3000))
 S=127.0.0.1:$P R1=127.0.0.1:$((P + 1)) R2=127.0.0.1:$((P + 2)) R3=127.0.0.1:$((P + 3))
 start "$DKV" seed --listen "$S"
 wait_http "http://$S/health"
-start "$DKV" node --listen "$R1" --seed "$S" --replication 3
+RESP=$((P + 4))
+start "$DKV" node --listen "$R1" --seed "$S" --replication 3 --resp-listen "127.0.0.1:$RESP"
 NODES=("${PIDS[-1]}")
 wait_http "http://$R1/health"
 for r in "$R2" "$R3"; do start "$DKV" node --listen "$r" --seed "$S" --replication 3; NODES+=("${PIDS[-1]}"); done
 for r in "$R2" "$R3"; do wait_http "http://$r/health"; done
-if [ "$OP" = get ]; then
-  PRELOAD=100000 taskset -c 0 wrk -t1 -c32 -d20s -s bench/wrk/preload.lua "http://$R1" >/dev/null
-fi
+case "$OP" in
+  put | get)
+    load() { taskset -c 0 wrk -t2 -c64 -d"$1" -s "bench/wrk/kv_$OP.lua" "http://$R1"; }
+    rate() { awk '/Requests\/sec/ {print $2}'; }
+    count() { awk '/requests in/ {print $1}'; }
+    [ "$OP" = put ] || PRELOAD=100000 taskset -c 0 wrk -t1 -c32 -d20s -s bench/wrk/preload.lua "http://$R1" >/dev/null
+    ;;
+  resp-set | resp-get)
+    need "redis-tools" redis-benchmark
+    # A fixed count, about SECONDS at the last measured rate (44 000 SETs/s); `timeout` bounds it.
+    load() {
+      local n=$(( ${1%s} * 44000 ))
+      echo "requests $n"
+      timeout 120 taskset -c 0 redis-benchmark -p "$RESP" -c 64 -d 100 -r 100000 -n "$n" -t "${OP#resp-}" -q
+    }
+    rate() { tr '\r' '\n' | awk '/requests per second/ {v = $2} END {print v}'; }
+    count() { awk '/^requests / {print $2}'; }
+    taskset -c 0 redis-benchmark -p "$RESP" -c 64 -P 16 -d 100 -r 100000 -n 400000 -t set -q >/dev/null
+    ;;
+  *) echo "bench: profile.sh put|get|resp-set|resp-get [SECONDS]" >&2; exit 2 ;;
+esac
 # Warm the connections and let the anti-entropy rounds that follow the joins finish (they run a
 # heartbeat interval after the last change, a little later if the joins came during that
 # interval: `settle` in antientropy.rs), then profile a fixed window of steady state.
-taskset -c 0 wrk -t2 -c64 -d12s -s "bench/wrk/kv_$OP.lua" "http://$R1" >/dev/null
+load 12s >/dev/null
 pids=$(IFS=,; echo "${NODES[*]}")
 before=$(cpu_ticks "${NODES[@]}")
 perf record -q -e cpu-clock -g -p "$pids" -o "target/profile-$OP.data" -- sleep "$((SECS + 1))" 2>/dev/null &
 PERF=$!
-out=$(taskset -c 0 wrk -t2 -c64 -d"$DUR" -s "bench/wrk/kv_$OP.lua" "http://$R1")
+out=$(load "$DUR")
 wait "$PERF" || true
 after=$(cpu_ticks "${NODES[@]}")
-n=$(awk '/requests in/ {print $1}' <<<"$out")
-echo "3 nodes N=3 $OP: $(awk '/Requests\/sec/ {print $2}' <<<"$out") req/s, $(us_per $((after - before)) "$n") µs CPU per request (all nodes, perf running)"
+n=$(count <<<"$out")
+echo "3 nodes N=3 $OP: $(rate <<<"$out") req/s, $(us_per $((after - before)) "$n") µs CPU per request (all nodes, perf running)"
 perf report -q -i "target/profile-$OP.data" --no-children --sort sym --percent-limit 0.3 \
   >"target/profile-$OP.txt" 2>/dev/null || true
 echo "samples by DSO:"
