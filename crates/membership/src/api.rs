@@ -180,7 +180,7 @@ mod tests {
         let reg: RegisterRequest = serde_json::from_str(reg).expect("integral floats everywhere");
         assert_eq!((reg.tokens, reg.vnodes), (Some(vec![287404, 5]), Some(16)));
         let view = reg.view.expect("a view");
-        assert_eq!((view.epoch, view.nodes[0].tokens.clone(), view.nodes[0].last_seen_ms), (3, vec![1000], 2802));
+        assert_eq!((view.epoch, view.nodes[0].tokens.to_vec(), view.nodes[0].last_seen_ms), (3, vec![1000], 2802));
         assert!(serde_json::from_str::<IdRequest>(r#"{"id": "1", "keys": 1.5}"#).is_err());
 
         let answer = HeartbeatAnswer {
@@ -208,8 +208,13 @@ mod tests {
         let old_request = r#"{"id": "2a", "keys": 3}"#;
         let req: IdRequest = serde_json::from_str(old_request).unwrap();
         assert_eq!(req.known(), None, "says nothing of its view: gets the whole view");
-        let m =
-            Member { id: NodeId(0x2a), addr: "h:1".into(), tokens: vec![5], state: NodeState::Normal, last_seen_ms: 1 };
+        let m = Member {
+            id: NodeId(0x2a),
+            addr: "h:1".into(),
+            tokens: [5].into(),
+            state: NodeState::Normal,
+            last_seen_ms: 1,
+        };
         let answer = HeartbeatAnswer {
             epoch: 6,
             digest: Some(Digest(1)),

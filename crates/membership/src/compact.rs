@@ -16,6 +16,8 @@
 //! The messages are mirrored by wire structs here rather than given a second serde personality:
 //! the JSON types skip absent fields, which a positional format cannot do.
 
+use std::sync::Arc;
+
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -132,7 +134,7 @@ fn end(rest: &[u8]) -> Result<(), CompactError> {
 
 /// Tokens as one byte string of 8-byte little-endian integers.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tokens(Vec<u64>);
+pub struct Tokens(Arc<[u64]>);
 
 impl Serialize for Tokens {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -364,7 +366,7 @@ impl Compact for RegisterRequest {
         WireRegisterRequest {
             addr: self.addr.clone(),
             id: self.id.map(|id| id.0),
-            tokens: self.tokens.clone().map(Tokens),
+            tokens: self.tokens.clone().map(|t| Tokens(t.into())),
             state: self.state,
             vnodes: self.vnodes.map(|v| v as u64),
             view: self.view.as_ref().map(View::to_wire),
@@ -375,7 +377,7 @@ impl Compact for RegisterRequest {
         RegisterRequest {
             addr: w.addr,
             id: w.id.map(NodeId),
-            tokens: w.tokens.map(|t| t.0),
+            tokens: w.tokens.map(|t| t.0.to_vec()),
             state: w.state,
             // Out of range on a 32-bit machine: the registry refuses it like any vnodes too large.
             vnodes: w.vnodes.map(|v| usize::try_from(v).unwrap_or(usize::MAX)),

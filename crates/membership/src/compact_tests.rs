@@ -6,7 +6,7 @@ fn member(id: u64, state: NodeState) -> Member {
     Member {
         id: NodeId(id),
         addr: format!("10.0.0.{id}:8080"),
-        tokens: dkv_placement::tokens_for(id, 128),
+        tokens: dkv_placement::tokens_for(id, 128).into(),
         state,
         last_seen_ms: 1_700_000_000_000 + id,
     }
@@ -117,7 +117,7 @@ fn other_versions_and_malformed_bodies_are_refused() {
             addr: "h:1".into(),
             state: NodeState::Normal,
             last_seen_ms: 0,
-            tokens: Tokens(vec![]),
+            tokens: Tokens([].into()),
         }],
     };
     let mut odd = postcard::to_allocvec(&wire).unwrap();

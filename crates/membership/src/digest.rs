@@ -19,6 +19,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::member::same_tokens;
 use crate::{Member, NodeState, View};
 
 /// Written as 16 hex digits in JSON, like a node id (a JSON number would lose bits in JavaScript).
@@ -31,6 +32,24 @@ impl Digest {
         let mut bytes = Vec::new();
         Digest(members.iter().fold(0, |d, m| d ^ hash_in(m, &mut bytes)))
     }
+}
+
+impl Digest {
+    /// This digest, of a view that holds `old` (or not, for `None`), for the view with `new` in
+    /// its place (or without it, for `None`): O(tokens) for a member that changed, O(1) for one
+    /// that did not, where [`Digest::of`] hashes every member.
+    pub(crate) fn replace(self, old: Option<&Member>, new: Option<&Member>) -> Digest {
+        match (old, new) {
+            (Some(old), Some(new)) if same_share(old, new) => self,
+            _ => Digest(self.0 ^ old.map_or(0, member_hash) ^ new.map_or(0, member_hash)),
+        }
+    }
+}
+
+/// Whether two versions of a member have the same share of the digest: the same id, address,
+/// state and tokens. Tokens shared between views compare by pointer.
+pub(crate) fn same_share(a: &Member, b: &Member) -> bool {
+    a.id == b.id && a.state == b.state && a.addr == b.addr && same_tokens(&a.tokens, &b.tokens)
 }
 
 /// One member's share of the digest.
@@ -49,7 +68,7 @@ fn hash_in(m: &Member, bytes: &mut Vec<u8>) -> u64 {
     // every view it takes in, 128 tokens a member.
     let head = bytes.len();
     bytes.resize(head + 8 * m.tokens.len(), 0);
-    for (out, t) in bytes[head..].chunks_exact_mut(8).zip(&m.tokens) {
+    for (out, t) in bytes[head..].chunks_exact_mut(8).zip(m.tokens.iter()) {
         out.copy_from_slice(&t.to_le_bytes());
     }
     xxh3_64(bytes)
@@ -105,7 +124,7 @@ mod tests {
     use crate::NodeId;
 
     fn m(id: u64, state: NodeState) -> Member {
-        Member { id: NodeId(id), addr: format!("h:{id}"), tokens: vec![id, id * 7], state, last_seen_ms: id }
+        Member { id: NodeId(id), addr: format!("h:{id}"), tokens: [id, id * 7].into(), state, last_seen_ms: id }
     }
 
     #[test]
@@ -118,8 +137,8 @@ mod tests {
         for change in [
             |m: &mut Member| m.state = NodeState::Normal,
             |m: &mut Member| m.addr.push('0'),
-            |m: &mut Member| m.tokens[1] += 1,
-            |m: &mut Member| m.tokens.push(3),
+            |m: &mut Member| m.tokens = [m.tokens[0], m.tokens[1] + 1].into(),
+            |m: &mut Member| m.tokens = [&m.tokens[..], &[3]].concat().into(),
         ] {
             let mut c = a.clone();
             change(&mut c.nodes[1]);

@@ -119,6 +119,10 @@ pub fn vec_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
     Vec::<U64>::deserialize(d).map(|v| v.into_iter().map(|v| v.0).collect())
 }
 
+pub fn shared_u64s<'de, D: Deserializer<'de>>(d: D) -> Result<std::sync::Arc<[u64]>, D::Error> {
+    vec_u64(d).map(Into::into)
+}
+
 pub fn opt_vec_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u64>>, D::Error> {
     Option::<Vec<U64>>::deserialize(d).map(|v| v.map(|v| v.into_iter().map(|v| v.0).collect()))
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -71,12 +72,20 @@ pub struct Member {
     /// `host:port` other nodes use to reach this one.
     pub addr: String,
     /// Ring positions, chosen once and kept for the node's life so its placement never changes.
-    #[serde(deserialize_with = "crate::json_int::vec_u64")]
-    pub tokens: Vec<u64>,
+    /// Shared between the views that hold the member: a node builds a new view for every change,
+    /// and copying 128 tokens for every member was most of the cost (`view_change_bench`).
+    #[serde(deserialize_with = "crate::json_int::shared_u64s")]
+    pub tokens: Arc<[u64]>,
     pub state: NodeState,
     /// Unix time in milliseconds of the last registration or heartbeat the seed received.
     #[serde(default, deserialize_with = "crate::json_int::u64")]
     pub last_seen_ms: u64,
+}
+
+/// Whether two members' tokens are the same: by pointer when they are shared (a member that did
+/// not change between two views), else by value. `Arc`'s own `==` compares slices by value.
+pub(crate) fn same_tokens(a: &Arc<[u64]>, b: &Arc<[u64]>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }
 
 /// A membership snapshot: the seed's `{"epoch","nodes"}`.
@@ -95,8 +104,8 @@ impl View {
     /// Whether two views place keys identically (same members, tokens, states and addresses);
     /// heartbeat times do not count.
     pub fn same_placement(&self, other: &View) -> bool {
-        fn key(v: &View) -> Vec<(NodeId, &String, &Vec<u64>, NodeState)> {
-            let mut m: Vec<_> = v.nodes.iter().map(|m| (m.id, &m.addr, &m.tokens, m.state)).collect();
+        fn key(v: &View) -> Vec<(NodeId, &String, &[u64], NodeState)> {
+            let mut m: Vec<_> = v.nodes.iter().map(|m| (m.id, &m.addr, &*m.tokens, m.state)).collect();
             m.sort_by_key(|x| x.0);
             m
         }

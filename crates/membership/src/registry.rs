@@ -24,12 +24,13 @@
 //!   lookup, whatever the size of the cluster.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use dkv_placement::{choose_tokens, DEFAULT_VNODES, TOKEN_CANDIDATES};
 
 use crate::api::{HeartbeatAnswer, RegisterRequest, RegisterResponse};
 use crate::changes::{ChangeLog, Changes, LOG_ENTRIES};
-use crate::digest::member_hash;
+use crate::digest::{member_hash, same_share};
 use crate::{Digest, Member, NodeId, NodeState, View};
 
 /// Most virtual nodes a member may ask for; bounds the ring size a client can impose.
@@ -125,9 +126,9 @@ impl Registry {
             Some(id) => id,
             None => self.fresh_id(),
         };
-        let tokens = req.tokens.clone().unwrap_or_else(|| match self.members.get(&id) {
+        let tokens = req.tokens.clone().map(Into::into).unwrap_or_else(|| match self.members.get(&id) {
             Some(m) => m.tokens.clone(),
-            None => self.new_tokens(id, vnodes),
+            None => self.new_tokens(id, vnodes).into(),
         });
         let state = req.state.unwrap_or_else(|| match self.members.get(&id) {
             Some(m) => m.state,
@@ -268,7 +269,7 @@ impl Registry {
     /// new member, or another address, state or tokens).
     fn put(&mut self, member: Member) -> bool {
         match self.members.get_mut(&member.id) {
-            Some(m) if m.addr == member.addr && m.tokens == member.tokens && m.state == member.state => {
+            Some(m) if same_share(m, &member) => {
                 m.last_seen_ms = member.last_seen_ms;
                 false
             }
@@ -306,8 +307,8 @@ impl Registry {
     }
 
     /// The members that will remain, with their tokens, sorted by id.
-    fn staying(&self, id: NodeId) -> Vec<(NodeId, Vec<u64>)> {
-        let mut staying: Vec<(NodeId, Vec<u64>)> = self
+    fn staying(&self, id: NodeId) -> Vec<(NodeId, Arc<[u64]>)> {
+        let mut staying: Vec<(NodeId, Arc<[u64]>)> = self
             .members
             .values()
             .filter(|m| m.state != NodeState::Leaving && m.id != id)
@@ -334,7 +335,7 @@ impl Registry {
 /// choice a little less balanced.
 pub struct JoinPlan {
     pub id: NodeId,
-    staying: Vec<(NodeId, Vec<u64>)>,
+    staying: Vec<(NodeId, Arc<[u64]>)>,
     vnodes: usize,
 }
 

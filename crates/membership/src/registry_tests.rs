@@ -40,7 +40,7 @@ fn expiry_removes_silent_members_and_reregistration_keeps_identity() {
     assert_eq!(r.expire(TTL + 1).len(), 1);
     assert!(r.view().nodes.is_empty());
     let again =
-        RegisterRequest { id: Some(a.id), tokens: Some(tokens.clone()), state: Some(NodeState::Normal), ..reg("h:1") };
+        RegisterRequest { id: Some(a.id), tokens: Some(tokens.to_vec()), state: Some(NodeState::Normal), ..reg("h:1") };
     let back = r.register(again, TTL + 2).unwrap();
     assert_eq!(back.id, a.id);
     assert_eq!(r.view().member(a.id).unwrap().tokens, tokens);
@@ -58,7 +58,7 @@ fn restarted_seed_adopts_a_returning_nodes_view_once() {
     let me = view.member(a.id).unwrap().clone();
     let req = RegisterRequest {
         id: Some(me.id),
-        tokens: Some(me.tokens.clone()),
+        tokens: Some(me.tokens.to_vec()),
         state: Some(me.state),
         view: Some(view.clone()),
         ..reg("h:1")
@@ -139,7 +139,7 @@ fn a_presented_view_near_the_end_of_the_epochs_is_refused_not_overflowed() {
     let member = |id: u64, addr: &str| Member {
         id: NodeId(id),
         addr: addr.into(),
-        tokens: vec![id],
+        tokens: [id].into(),
         state: NodeState::Normal,
         last_seen_ms: 0,
     };
@@ -160,7 +160,7 @@ fn a_presented_view_with_a_member_the_seed_would_refuse_is_refused() {
     let member = |addr: &str, tokens: Vec<u64>| Member {
         id: NodeId(9),
         addr: addr.into(),
-        tokens,
+        tokens: tokens.into(),
         state: NodeState::Normal,
         last_seen_ms: 0,
     };
@@ -262,7 +262,7 @@ fn an_adopted_view_keeps_its_epoch_only_if_the_seed_ends_up_with_exactly_it() {
     let me = view.member(a.id).unwrap().clone();
     let back = RegisterRequest {
         id: Some(me.id),
-        tokens: Some(me.tokens.clone()),
+        tokens: Some(me.tokens.to_vec()),
         state: Some(me.state),
         view: Some(view.clone()),
         ..reg("h:1")
@@ -294,7 +294,7 @@ fn a_planned_join_registers_as_a_new_node_with_the_planned_tokens() {
     let joined = r.register(req, 2).unwrap();
     assert_eq!(joined.id, plan.id);
     let m = r.view().member(plan.id).unwrap().clone();
-    assert_eq!((m.tokens, m.state), (tokens, NodeState::Joining), "as any new node next to a normal one");
+    assert_eq!((m.tokens.to_vec(), m.state), (tokens, NodeState::Joining), "as any new node next to a normal one");
     assert_eq!(r.digest(), r.view().digest());
 
     // Registrations that choose no tokens, or that the registry refuses, are not planned.

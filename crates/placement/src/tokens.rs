@@ -20,7 +20,13 @@ pub const TOKEN_CANDIDATES: usize = 64;
 /// Tokens for `new` (whose stable identity is `seed`) joining a ring of `members`: the most
 /// balanced of `candidates` draws. Deterministic for the same inputs. Candidate 0 is
 /// `tokens_for(seed, count)`, so with one candidate this is exactly the plain scheme.
-pub fn choose_tokens<N>(members: &[(N, Vec<Token>)], new: N, seed: u64, count: usize, candidates: usize) -> Vec<Token>
+pub fn choose_tokens<N, T: AsRef<[Token]>>(
+    members: &[(N, T)],
+    new: N,
+    seed: u64,
+    count: usize,
+    candidates: usize,
+) -> Vec<Token>
 where
     N: Copy + Ord + Eq + Hash + std::fmt::Debug,
 {
@@ -38,8 +44,9 @@ where
     let mut best: Option<(f64, Vec<Token>)> = None;
     for i in 0..candidates {
         let tokens = draw(i);
-        let ring =
-            Ring::new(members.iter().map(|(n, t)| (*n, t.iter().copied())).chain([(new, tokens.iter().copied())]));
+        let ring = Ring::new(
+            members.iter().map(|(n, t)| (*n, t.as_ref().iter().copied())).chain([(new, tokens.iter().copied())]),
+        );
         let worst = ring.ownership().values().map(|share| (share - ideal).abs()).fold(0.0, f64::max);
         if best.as_ref().is_none_or(|(w, _)| worst < *w) {
             best = Some((worst, tokens));
@@ -74,7 +81,7 @@ mod tests {
 
     #[test]
     fn first_node_and_single_candidate_use_the_plain_scheme() {
-        assert_eq!(choose_tokens::<u64>(&[], 1, 1, 16, 64), tokens_for(1, 16));
+        assert_eq!(choose_tokens::<u64, Vec<Token>>(&[], 1, 1, 16, 64), tokens_for(1, 16));
         let members = vec![(1u64, tokens_for(1, 16))];
         assert_eq!(choose_tokens(&members, 2, 2, 16, 1), tokens_for(2, 16));
     }

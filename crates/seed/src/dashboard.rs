@@ -200,7 +200,13 @@ mod tests {
     use super::*;
 
     fn member(id: u64, tokens: Vec<u64>) -> Member {
-        Member { id: NodeId(id), addr: format!("h:{id}"), tokens, state: NodeState::Normal, last_seen_ms: 0 }
+        Member {
+            id: NodeId(id),
+            addr: format!("h:{id}"),
+            tokens: tokens.into(),
+            state: NodeState::Normal,
+            last_seen_ms: 0,
+        }
     }
 
     #[test]

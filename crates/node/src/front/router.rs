@@ -44,7 +44,7 @@ mod tests {
             .map(|&(id, state)| Member {
                 id: NodeId(id),
                 addr: format!("h:{id}"),
-                tokens: tokens_for(id, 32),
+                tokens: tokens_for(id, 32).into(),
                 state,
                 last_seen_ms: 0,
             })

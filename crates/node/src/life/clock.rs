@@ -270,7 +270,7 @@ mod tests {
         let m = |id| Member {
             id: NodeId(id),
             addr: format!("h:{id}"),
-            tokens: vec![id],
+            tokens: vec![id].into(),
             state: dkv_membership::NodeState::Normal,
             last_seen_ms: 0,
         };

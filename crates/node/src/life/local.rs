@@ -273,7 +273,7 @@ mod tests {
         let m = Member {
             id: NodeId(1),
             addr: "127.0.0.1:1".into(),
-            tokens: vec![1],
+            tokens: vec![1].into(),
             state: dkv_membership::NodeState::Normal,
             last_seen_ms: 0,
         };

@@ -201,7 +201,7 @@ impl Node {
             (Some(nodes), _) => View { epoch: answer.epoch, nodes },
             (None, Some(changes)) => {
                 let view = changes.apply(&sent.view, answer.epoch);
-                if answer.digest.is_some_and(|d| d != view.digest()) {
+                if answer.digest.is_some_and(|d| d != sent.digest_of(&view)) {
                     // Not where the seed is: ask for the whole view.
                     tracing::warn!(
                         epoch = answer.epoch,
@@ -245,7 +245,7 @@ impl Node {
         let req = RegisterRequest {
             addr: self.addr.clone(),
             id: Some(self.me),
-            tokens: me.map(|m| m.tokens.clone()),
+            tokens: me.map(|m| m.tokens.to_vec()),
             state: Some(me.map_or(self.life_state(), |m| m.state)),
             vnodes: Some(self.config.vnodes),
             view: Some(topo.view.clone()),
@@ -399,7 +399,7 @@ mod tests {
         let member = |id: u64, state| dkv_membership::Member {
             id: NodeId(id),
             addr: format!("h:{id}"),
-            tokens: vec![id],
+            tokens: vec![id].into(),
             state,
             last_seen_ms: 0,
         };
@@ -467,7 +467,7 @@ mod tests {
             let m = |id, state| dkv_membership::Member {
                 id: NodeId(id),
                 addr: format!("127.0.0.1:{id}"),
-                tokens: vec![id],
+                tokens: vec![id].into(),
                 state,
                 last_seen_ms: 0,
             };
