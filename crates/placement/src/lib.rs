@@ -27,6 +27,7 @@
 //! so that it knows nothing about membership.
 
 mod hash;
+mod ownership;
 mod ring;
 mod tokens;
 

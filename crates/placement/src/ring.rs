@@ -25,9 +25,9 @@ const LINEAR_SEEN_LIMIT: usize = 16;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ring<N> {
     /// `(token, node)` sorted ascending, exact duplicates removed.
-    entries: Vec<(Token, N)>,
+    pub(crate) entries: Vec<(Token, N)>,
     /// Distinct nodes that hold at least one token, sorted.
-    nodes: Vec<N>,
+    pub(crate) nodes: Vec<N>,
 }
 
 impl<N: Copy + Ord + Eq + Hash + Debug> Ring<N> {
@@ -223,21 +223,32 @@ impl<N: Copy + Ord + Eq + Hash + Debug> Ring<N> {
         let (Some(&(first, _)), Some(&(last, _))) = (self.entries.first(), self.entries.last()) else {
             return BTreeMap::new();
         };
-        const SPACE: u128 = 1 << 64;
         let mut prev: Option<Token> = None;
         for &(token, node) in &self.entries {
-            // Entry i owns (token[i-1], token[i]]; entry 0 also owns the wrap-around arc
-            // (last, u64::MAX], so its share is 2^64 - (last - first). A token tied with the
-            // previous one owns an empty range.
-            let size = match prev {
-                None => SPACE - u128::from(last - first),
-                Some(p) => u128::from(token - p),
-            };
-            *owned.entry(node).or_default() += size;
+            *owned.entry(node).or_default() += owned_range(prev, token, (first, last));
             prev = Some(token);
         }
-        owned.into_iter().map(|(n, size)| (n, size as f64 / SPACE as f64)).collect()
+        owned.into_iter().map(|(n, size)| (n, share(size))).collect()
     }
+}
+
+/// The size of the hash space.
+pub(crate) const SPACE: u128 = 1 << 64;
+
+/// What the entry at `token` owns on a ring whose first and last tokens are `ends`, after the
+/// entry at `prev` (none for the first entry): `(prev, token]`; the first entry also owns the
+/// wrap-around arc `(last, u64::MAX]`, so its range is 2^64 - (last - first). A token tied with
+/// the previous one owns an empty range.
+pub(crate) fn owned_range(prev: Option<Token>, token: Token, (first, last): (Token, Token)) -> u128 {
+    match prev {
+        None => SPACE - u128::from(last - first),
+        Some(p) => u128::from(token - p),
+    }
+}
+
+/// A part of the hash space as a fraction of it.
+pub(crate) fn share(owned: u128) -> f64 {
+    owned as f64 / SPACE as f64
 }
 
 /// Every node's `(token, node)` entries, unsorted, and the nodes that have at least one.
