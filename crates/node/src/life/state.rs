@@ -89,6 +89,9 @@ pub struct Inner {
     pub(crate) topo: watch::Sender<Arc<Topology>>,
     /// Serialises refreshes from the seed so a burst of stale-epoch answers causes one fetch.
     pub(crate) refresh_lock: Mutex<()>,
+    /// The highest epoch a peer's notice announced while a fetch for notices waits (0: none
+    /// waits); see `refresh_noticed`.
+    pub(crate) noticed: std::sync::atomic::AtomicU64,
     /// Writes and hand-offs enter it; a data move drains it once, after adopting a new view, to
     /// wait until every write planned under an older view has landed (see `fence.rs`).
     pub(crate) fence: Fence,
@@ -149,6 +152,7 @@ impl Node {
             expiring_stored: tokio::sync::Notify::new(),
             topo: watch::channel(topo).0,
             refresh_lock: Mutex::new(()),
+            noticed: Default::default(),
             fence: Fence::default(),
             digests: Default::default(),
             life: AtomicU8::new(life as u8),

@@ -170,7 +170,7 @@ async fn scan(node: &Node, req: wire::ScanRequest) -> Answer {
 
 fn refresh(node: &Node, req: RefreshRequest) -> Answer {
     let refreshing = node.clone();
-    node.tasks.spawn(async move { refreshing.refresh_to(req.epoch).await });
+    node.tasks.spawn(async move { refreshing.refresh_noticed(req.epoch).await });
     Ok(Vec::new())
 }
 
