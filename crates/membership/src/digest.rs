@@ -32,9 +32,7 @@ impl Digest {
         let mut bytes = Vec::new();
         Digest(members.iter().fold(0, |d, m| d ^ hash_in(m, &mut bytes)))
     }
-}
 
-impl Digest {
     /// This digest, of a view that holds `old` (or not, for `None`), for the view with `new` in
     /// its place (or without it, for `None`): O(tokens) for a member that changed, O(1) for one
     /// that did not, where [`Digest::of`] hashes every member.
