@@ -103,13 +103,16 @@ impl View {
 
     /// Whether two views place keys identically (same members, tokens, states and addresses);
     /// heartbeat times do not count.
+    /// A node asks this of every view it takes in; members that did not change share their
+    /// tokens with the view before and compare by pointer.
     pub fn same_placement(&self, other: &View) -> bool {
-        fn key(v: &View) -> Vec<(NodeId, &String, &[u64], NodeState)> {
-            let mut m: Vec<_> = v.nodes.iter().map(|m| (m.id, &m.addr, &*m.tokens, m.state)).collect();
-            m.sort_by_key(|x| x.0);
+        fn by_id(v: &View) -> Vec<&Member> {
+            let mut m: Vec<&Member> = v.nodes.iter().collect();
+            m.sort_by_key(|m| m.id); // stable, and views come sorted by id
             m
         }
-        key(self) == key(other)
+        let (a, b) = (by_id(self), by_id(other));
+        a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| crate::digest::same_share(x, y))
     }
 }
 
@@ -125,5 +128,33 @@ mod tests {
         assert_eq!(serde_json::from_str::<NodeId>(&json).unwrap(), id);
         assert!("xyz".parse::<NodeId>().is_err());
         assert!("".parse::<NodeId>().is_err());
+    }
+
+    #[test]
+    fn the_same_placement_ignores_order_heartbeat_times_and_where_tokens_are_kept() {
+        let m = |id: u64, state| Member {
+            id: NodeId(id),
+            addr: format!("h:{id}"),
+            tokens: [id, id + 10].into(),
+            state,
+            last_seen_ms: id,
+        };
+        let view = View { epoch: 1, nodes: vec![m(1, NodeState::Normal), m(2, NodeState::Joining)] };
+        let mut same = View { epoch: 2, nodes: vec![view.nodes[1].clone(), view.nodes[0].clone()] };
+        same.nodes[0].last_seen_ms = 99;
+        same.nodes[1].tokens = same.nodes[1].tokens.to_vec().into(); // equal, not shared
+        assert!(view.same_placement(&same));
+        let changes: [fn(&mut View); 5] = [
+            |v| v.nodes[0].state = NodeState::Normal,
+            |v| v.nodes[0].addr.push('0'),
+            |v| v.nodes[0].tokens = [2, 13].into(),
+            |v| drop(v.nodes.pop()),
+            |v| v.nodes.push(v.nodes[0].clone()),
+        ];
+        for change in changes {
+            let mut other = same.clone();
+            change(&mut other);
+            assert!(!view.same_placement(&other), "{other:?}");
+        }
     }
 }
