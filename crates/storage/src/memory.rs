@@ -262,6 +262,10 @@ impl Engine for MemoryEngine {
         Ok(applied)
     }
 
+    fn prefetch(&self, hash: u64) {
+        read!(self.shard(hash)).index.prefetch(hash);
+    }
+
     fn remove_if(&self, hash: u64, key: &[u8], version: Version) -> StorageResult<bool> {
         let removed = self.remove_if_infallible(hash, key, version);
         if removed {

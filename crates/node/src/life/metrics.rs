@@ -250,6 +250,8 @@ pub fn render(node: &Node) -> String {
         ),
         ("anti_entropy_entries", "Entries exchanged by anti-entropy rounds this node started", s.repaired_by_sync),
         ("expired", "Values past their deadline turned into tombstones by the expiry sweep", s.expired),
+        ("replica_write_batches", "Calls that carried client writes to a replica", s.write_batches),
+        ("replica_batched_writes", "Client writes those calls carried (several per call under load)", s.batched_writes),
     ];
     for (name, help, v) in counters {
         r.register(name, help, ConstCounter::new(v));

@@ -32,6 +32,10 @@ pub struct Counters {
     pub repaired_by_sync: AtomicU64,
     /// Values past their deadline that the expiry sweep turned into tombstones.
     pub expired: AtomicU64,
+    /// Calls that carried client writes to a replica, and the writes they carried: under load a
+    /// call carries many (see `replication/batch.rs`).
+    pub write_batches: AtomicU64,
+    pub batched_writes: AtomicU64,
 }
 
 pub fn bump(c: &AtomicU64) {
@@ -58,6 +62,8 @@ pub struct CountersSnapshot {
     pub hints_delivered: u64,
     pub repaired_by_sync: u64,
     pub expired: u64,
+    pub write_batches: u64,
+    pub batched_writes: u64,
 }
 
 impl Counters {
@@ -78,6 +84,8 @@ impl Counters {
             hints_delivered: r(&self.hints_delivered),
             repaired_by_sync: r(&self.repaired_by_sync),
             expired: r(&self.expired),
+            write_batches: r(&self.write_batches),
+            batched_writes: r(&self.batched_writes),
         }
     }
 }

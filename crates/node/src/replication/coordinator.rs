@@ -52,11 +52,14 @@ use crate::replication::consistency::Level;
 use crate::replication::quorum::{quorum, quorum_hedged, Hedge, QuorumError};
 use crate::transport::peer::is_stale_epoch;
 use crate::transport::wire::{
-    self, ApplyKind, ApplyReply, ApplyRequest, Found, KeyEntry, Kind, ReadRequest, ReadResponse,
+    self, ApplyKind, ApplyReply, ApplyRequest, Found, KeyEntry, Kind, ReadRequest, ReadResponse, WriteOutcome,
 };
 
 /// Key and value bytes from which a batch is stored off the async runtime.
 const BLOCKING_BATCH: usize = 256 << 10;
+/// How far ahead of the entry being stored a batch's lookups are started (see `store_and_wait`):
+/// enough to cover a cache miss, few enough that what was prefetched is still cached when used.
+const PREFETCH_AHEAD: usize = 8;
 /// Re-plans after a "stale epoch" answer before giving up.
 const STALE_RETRIES: usize = 3;
 /// Re-stamps after "superseded" answers before giving up (each one stamps above every version
@@ -169,43 +172,70 @@ impl Node {
     /// A client write on node `id` (locally when it is us): `Some` with the version it holds if
     /// that is newer, in which case it did not apply this one.
     async fn write_on(&self, topo: &Topology, id: NodeId, kv: KeyEntry) -> Result<Option<Version>, PeerError> {
+        let here = |status, message| PeerError::Refused { addr: "this node".into(), status, message };
         if id == self.me {
-            return self.apply_write(kv).await.map_err(|e| PeerError::Refused {
-                addr: "this node".into(),
-                status: e.status().as_u16(),
-                message: e.to_string(),
-            });
+            return match self.apply_write(kv).await {
+                Ok(outcome) => outcome.into_result().map_err(|(status, message)| here(status, message)),
+                Err(e) => Err(here(e.status().as_u16(), e.to_string())),
+            };
         }
         let addr = self.addr_of(topo, id)?;
-        let req = ApplyRequest { epoch: topo.epoch(), kind: ApplyKind::Write, entries: vec![kv] };
         // No latency sample here: writes go to every replica and are never hedged, and a sample
         // costs a lock on the hottest path.
-        let reply: ApplyReply = self.peers.call(addr, Kind::Apply, &req).await?;
-        Ok(reply.superseded)
+        self.batches.write(self, addr, topo.epoch(), kv).await
     }
 
     /// Apply a client write here, unless this node holds a newer version of the key: then answer
     /// that version, so the coordinator stamps the write above it. (Hints, repairs, anti-entropy
     /// and movement carry versions that were already acknowledged: they keep "newest wins".)
-    pub async fn apply_write(&self, kv: KeyEntry) -> Result<Option<Version>, NodeError> {
-        let (hash, key, version) = (key_hash(&kv.key), kv.key.clone(), kv.entry.version);
-        // A version far ahead of our clock would drag it (and every clock it reaches) ahead.
-        let (stamped, mine) = (Hlc::ms_of(version.ts), self.hlc.wall_ms());
+    pub async fn apply_write(&self, kv: KeyEntry) -> Result<WriteOutcome, NodeError> {
+        let mut outcomes = self.apply_writes(vec![kv]).await?;
+        Ok(outcomes.pop().expect("one outcome per write"))
+    }
+
+    /// [`Node::apply_write`] for each of `entries`, stored together: one outcome per entry, in
+    /// order. An error is one that concerns them all (the store failed).
+    pub async fn apply_writes(&self, entries: Vec<KeyEntry>) -> Result<Vec<WriteOutcome>, NodeError> {
+        let mut outcomes = Vec::with_capacity(entries.len());
+        // What each accepted write was, to find a newer version held instead when it was not stored.
+        let mut accepted = Vec::with_capacity(entries.len());
+        let mine = self.hlc.wall_ms();
         let max = self.config.max_clock_offset.as_millis() as u64;
-        if stamped > mine + max {
-            bump(&self.stats.clock_refusals);
-            return Err(NodeError::ClockAhead(format!(
-                "write version {} ms ahead of this replica's clock (more than --max-clock-offset {max} ms): \
-                 the coordinator's clock is off",
-                stamped - mine
-            )));
+        let entries: Vec<KeyEntry> = entries
+            .into_iter()
+            .filter(|kv| {
+                // A version far ahead of our clock would drag it (and every clock it reaches) ahead.
+                let stamped = Hlc::ms_of(kv.entry.version.ts);
+                if stamped > mine + max {
+                    bump(&self.stats.clock_refusals);
+                    let e = NodeError::ClockAhead(format!(
+                        "write version {} ms ahead of this replica's clock (more than --max-clock-offset {max} ms): \
+                         the coordinator's clock is off",
+                        stamped - mine
+                    ));
+                    outcomes.push(WriteOutcome::Refused { status: e.status().as_u16(), message: e.to_string() });
+                    return false;
+                }
+                accepted.push((outcomes.len(), kv.key.clone(), kv.entry.version));
+                outcomes.push(WriteOutcome::Applied);
+                true
+            })
+            .collect();
+        let mut stored = Vec::with_capacity(entries.len());
+        self.store_and_wait(entries, |s| stored.push(s)).await?;
+        for ((at, key, version), stored) in accepted.into_iter().zip(stored) {
+            if stored {
+                continue;
+            }
+            // Not stored: an equal version (the same write again) is applied already; a tombstone
+            // past the grace period is dropped on purpose.
+            if let Some(held) = self.engine.get(key_hash(&key), &key)?.map(|held| held.version) {
+                if held > version {
+                    outcomes[at] = WriteOutcome::Superseded(held);
+                }
+            }
         }
-        if self.apply_local(vec![kv]).await? == 1 {
-            return Ok(None);
-        }
-        // Not stored: an equal version (the same write again) is applied already; a tombstone
-        // past the grace period is dropped on purpose.
-        Ok(self.engine.get(hash, &key)?.map(|held| held.version).filter(|&held| held > version))
+        Ok(outcomes)
     }
 
     /// The newest live value of `key` with its deadline, or `None` if absent, deleted or expired
@@ -302,18 +332,35 @@ impl Node {
     /// durable under the `--fsync` policy (see `durability.rs`), with how many were newer than
     /// what was stored.
     pub async fn apply_local(&self, entries: Vec<KeyEntry>) -> Result<usize, NodeError> {
+        let mut stored = 0;
+        self.store_and_wait(entries, |s| stored += usize::from(s)).await?;
+        Ok(stored)
+    }
+
+    /// [`Node::apply_local`], telling `each` for every entry, in order, whether it was stored.
+    async fn store_and_wait(&self, entries: Vec<KeyEntry>, mut each: impl FnMut(bool)) -> Result<(), NodeError> {
         if entries.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
-        let store = |entries: Vec<KeyEntry>| -> Result<usize, NodeError> {
-            let mut stored = 0;
+        // In a batch, the lookup of the entry `PREFETCH_AHEAD` on is started while this one is
+        // stored, so their cache misses overlap instead of following one another.
+        let hashes: Vec<u64> =
+            if entries.len() > 1 { entries.iter().map(|kv| key_hash(&kv.key)).collect() } else { Vec::new() };
+        let store = |entries: Vec<KeyEntry>, each: &mut dyn FnMut(bool)| -> Result<(), NodeError> {
+            for &hash in hashes.iter().take(PREFETCH_AHEAD) {
+                self.engine.prefetch(hash);
+            }
             // Read the clock only for an entry that may be past its grace period.
             let mut purge_before = None;
-            for KeyEntry { key, entry } in entries {
+            for (i, KeyEntry { key, entry }) in entries.into_iter().enumerate() {
+                if let Some(&ahead) = hashes.get(i + PREFETCH_AHEAD) {
+                    self.engine.prefetch(ahead);
+                }
                 if let Some(dead) = entry.dead_since() {
                     if dead < *purge_before.get_or_insert_with(|| self.purge_horizon()) {
                         // A tombstone (or a value expired) past its grace period: already purged
                         // here or about to be, storing it again would only delay that.
+                        each(false);
                         continue;
                     }
                 }
@@ -321,23 +368,25 @@ impl Node {
                 // No copy of the value: `key` and the value may be slices of a larger network
                 // buffer, but every engine stores its own copy (see `Engine::apply`).
                 let deadline = entry.expires.is_some() && entry.value.is_some();
-                if self.engine.apply(key_hash(&key), &key, entry)? == Applied::Stored {
-                    stored += 1;
-                    if deadline {
-                        // Wakes the sweep if it waits for a value with a deadline.
-                        self.expiring_stored.notify_one();
-                    }
+                let hash = hashes.get(i).copied().unwrap_or_else(|| key_hash(&key));
+                let stored = self.engine.apply(hash, &key, entry)? == Applied::Stored;
+                if stored && deadline {
+                    // Wakes the sweep if it waits for a value with a deadline.
+                    self.expiring_stored.notify_one();
                 }
+                each(stored);
             }
-            Ok(stored)
+            Ok(())
         };
         // A batch (a pulled page, a hand-off, hints, an anti-entropy bucket) is megabytes of
         // copying and journal writes: off the runtime. One client write is not worth the switch.
         let bytes: usize = entries.iter().map(|kv| kv.key.len() + kv.entry.value_len()).sum();
-        let stored =
-            if bytes >= BLOCKING_BATCH { tokio::task::block_in_place(|| store(entries))? } else { store(entries)? };
-        self.durability.wait().await?;
-        Ok(stored)
+        if bytes >= BLOCKING_BATCH {
+            tokio::task::block_in_place(|| store(entries, &mut each))?
+        } else {
+            store(entries, &mut each)?
+        }
+        self.durability.wait().await
     }
 
     /// Tombstones with versions below this are past their grace period.

@@ -1,7 +1,7 @@
 //! Replication: every key on N nodes, coordinated by whichever replica a request reaches.
 //!
 //! [`coordinator`] reads and writes one key across its replicas through the one quorum helper
-//! ([`quorum`]); [`consistency`] resolves per-request `w=`/`r=`; [`hints`] keeps and delivers
+//! ([`quorum`]), its writes to each replica sent together ([`batch`]); [`consistency`] resolves per-request `w=`/`r=`; [`hints`] keeps and delivers
 //! writes a replica missed; [`antientropy`] compares bucket digests between replicas and
 //! exchanges only the differences; [`movement`] moves ranges when members join, leave or die;
 //! both ship entries in [`pages`] bounded by bytes; [`latency`] says how long to wait for a
@@ -9,6 +9,7 @@
 //! [`scan`] walks every key of the cluster in hash order (with [`glob`] patterns).
 
 pub mod antientropy;
+pub mod batch;
 pub mod consistency;
 pub mod coordinator;
 pub mod expiry;

@@ -18,7 +18,7 @@ use crate::life::stats::add;
 use crate::replication::{antientropy, pages};
 use crate::transport::wire::{
     self, ApplyKind, ApplyReply, ApplyRequest, ClockReply, ForwardRequest, Kind, RangePage, RangeRequest, ReadRequest,
-    ReadResponse, RefreshRequest, SyncBucket, SyncDiff, SyncSummary,
+    ReadResponse, RefreshRequest, SyncBucket, SyncDiff, SyncSummary, WritesReply, WritesRequest,
 };
 
 /// Most entries one range request looks at, so a page over a range this node mostly does not
@@ -37,6 +37,7 @@ impl Handler for Internal {
         // a whole coordination.
         match Kind::from_u8(kind) {
             Some(Kind::Apply) => apply(node, decode(&body)?).await,
+            Some(Kind::Writes) => writes(node, decode(&body)?).await,
             Some(Kind::Read) => read(node, decode(&body)?).await,
             Some(Kind::Forward) => Box::pin(forward(node, decode(&body)?)).await,
             Some(Kind::Range) => Box::pin(range(node, decode(&body)?)).await,
@@ -90,7 +91,8 @@ async fn apply(node: &Node, req: ApplyRequest) -> Answer {
     }
     if req.kind == ApplyKind::Write && req.entries.len() == 1 {
         let kv = req.entries.into_iter().next().expect("one entry");
-        let superseded = node.apply_write(kv).await.map_err(refused)?;
+        let outcome = node.apply_write(kv).await.map_err(refused)?;
+        let superseded = outcome.into_result().map_err(|(status, message)| Refusal::new(status, message))?;
         return encode(&ApplyReply { superseded });
     }
     let stored = node.apply_local(req.entries).await.map_err(refused)?;
@@ -100,6 +102,14 @@ async fn apply(node: &Node, req: ApplyRequest) -> Answer {
         add(&node.stats.moved_in, stored as u64);
     }
     encode(&ApplyReply::default())
+}
+
+/// Client writes a coordinator sent together: each judged as a single write would be.
+async fn writes(node: &Node, req: WritesRequest) -> Answer {
+    check_epoch(node, req.epoch).await?;
+    let _writes = node.fence.enter();
+    let outcomes = node.apply_writes(req.entries).await.map_err(refused)?;
+    encode(&WritesReply { outcomes })
 }
 
 async fn read(node: &Node, req: ReadRequest) -> Answer {

@@ -60,12 +60,15 @@ pub enum Kind {
     /// [`SyncSummarySettled`] → [`SyncDiff`]. A node of a release before it refuses it as
     /// unknown; the sender then sends a [`SyncSummary`].
     SyncSummarySettled = 11,
+    /// [`WritesRequest`] → [`WritesReply`]. A node of a release before it refuses it as unknown;
+    /// the sender then sends each write as an [`ApplyRequest`].
+    Writes = 12,
 }
 
 impl Kind {
     pub fn from_u8(k: u8) -> Option<Kind> {
         use Kind::*;
-        [Apply, Read, Range, SyncSummary, SyncBucket, Refresh, Forward, Clock, Scan, SyncSummarySettled]
+        [Apply, Read, Range, SyncSummary, SyncBucket, Refresh, Forward, Clock, Scan, SyncSummarySettled, Writes]
             .into_iter()
             .find(|x| *x as u8 == k)
     }
@@ -110,6 +113,44 @@ pub struct ApplyRequest {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ApplyReply {
     pub superseded: Option<Version>,
+}
+
+/// Client writes a coordinator sends one replica together (see `replication/batch.rs`): each is
+/// judged as an [`ApplyKind::Write`] alone would be, and answered in [`WritesReply`], in order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WritesRequest {
+    pub epoch: u64,
+    pub entries: Vec<KeyEntry>,
+}
+
+/// One outcome per entry of a [`WritesRequest`], in its order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WritesReply {
+    pub outcomes: Vec<WriteOutcome>,
+}
+
+/// What a replica did with one client write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteOutcome {
+    /// Stored (or already held at this version).
+    Applied,
+    /// Not applied: the replica holds this newer version (see [`ApplyReply`]).
+    Superseded(Version),
+    /// Not applied, for this reason (a version too far ahead of the replica's clock, say); the
+    /// status and message are what a refused [`ApplyRequest`] would have answered.
+    Refused { status: u16, message: String },
+}
+
+impl WriteOutcome {
+    /// `Ok` with the newer version held instead, if any; `Err` with the refusal's status and
+    /// message.
+    pub fn into_result(self) -> Result<Option<Version>, (u16, String)> {
+        match self {
+            WriteOutcome::Applied => Ok(None),
+            WriteOutcome::Superseded(v) => Ok(Some(v)),
+            WriteOutcome::Refused { status, message } => Err((status, message)),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
