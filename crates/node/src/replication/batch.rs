@@ -1,27 +1,30 @@
-//! Client writes on their way to one replica, sent together.
+//! Calls to one replica, sent together: client writes, and reads.
 //!
-//! Under load a coordinator has many writes for each replica at once: every client request ready
-//! in one turn of the runtime fans out to the same two or so peers. Sent as calls of their own,
-//! each costs a frame, a request id, an answer channel and a deadline timer here, and a task, an
-//! epoch check and an answer frame on the replica. The transport already writes them to the
+//! Under load a coordinator has many writes and reads for each replica at once: every client
+//! request ready in one turn of the runtime fans out to the same two or so peers. Sent as calls
+//! of their own, each costs a frame, a request id, an answer channel and a deadline timer here,
+//! and a task and an epoch check on the replica. The transport already writes them to the
 //! socket together, so those per-call costs were most of what a replica call cost. Here the
-//! writes queued for a replica while the coordinator's other requests run leave as one
-//! [`WritesRequest`], answered with one [`WriteOutcome`] per entry.
+//! writes (or reads) queued for a replica while the coordinator's other requests run leave as one
+//! message, [`WritesRequest`] (or [`ReadsRequest`]), answered with one outcome per entry.
 //!
-//! The first write queued for a replica spawns the task that sends the batch, and that task
-//! yields once before taking it, so the requests ready in the same turn queue theirs too (the
-//! transport's outbox does the same for frames). A write waits for nothing else: no timer, no
-//! batch size to reach. Each batch is one call with the request timeout, so a write's own wait
-//! is bounded by it; writes of different membership epochs, or more than [`BATCH_BYTES`] of
-//! them, go in separate calls.
+//! The first one queued for a replica spawns the task that sends the batch, and that task yields
+//! once before taking it, so the requests ready in the same turn queue theirs too (the transport's
+//! outbox does the same for frames). A call waits for nothing else: no timer, no batch size to
+//! reach. Each batch is one call with the request timeout, so a caller's own wait is bounded by
+//! it; entries of different membership epochs, or more than [`BATCH_BYTES`] of them, go in
+//! separate calls. A replica answers a batch of reads with as many values as fit in
+//! [`BATCH_BYTES`] (at least one), and the rest are asked again.
 //!
-//! A replica of a release before batches refuses the message kind as unknown; the writes then
-//! go to it one by one, as that release expects.
+//! A replica of a release before batches refuses their message kinds as unknown; the writes
+//! and reads then go to it one by one, as that release expects.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
 
-use dkv_storage::Version;
+use bytes::Bytes;
+use dkv_storage::{Engine, Version};
 use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
@@ -30,40 +33,65 @@ use crate::life::state::Node;
 use crate::life::stats::{add, bump};
 use crate::transport::peer::protocol;
 use crate::transport::wire::{
-    ApplyKind, ApplyReply, ApplyRequest, KeyEntry, Kind, WritesReply, WritesRequest, BATCH_BYTES,
+    ApplyKind, ApplyReply, ApplyRequest, KeyEntry, Kind, ReadRequest, ReadResponse, ReadsReply, ReadsRequest,
+    WritesReply, WritesRequest, BATCH_BYTES,
 };
 
-/// What a write to a replica comes to: the newer version it holds instead, if any.
-type Outcome = Result<Option<Version>, PeerError>;
+/// How far ahead of the entry at hand a batch's lookups are started (see [`prefetching`]): enough
+/// to cover a cache miss, few enough that what was prefetched is still cached when used.
+const PREFETCH_AHEAD: usize = 8;
 
-struct Queued {
+/// One kind of call that goes in batches.
+pub trait Batch: Sized + Send + 'static {
+    /// One caller's part of a call.
+    type Item: Send + 'static;
+    /// What one caller gets back.
+    type Outcome: Send + 'static;
+    /// The node's queue of this kind.
+    fn queue(node: &Node) -> &Batches<Self>;
+    /// The bytes an item adds to a call.
+    fn bytes(item: &Self::Item) -> usize;
+    /// Send `items` of membership `epoch` to `addr`: one outcome per item, in order.
+    fn call(
+        node: &Node,
+        addr: &str,
+        epoch: u64,
+        items: Vec<Self::Item>,
+    ) -> impl Future<Output = Vec<Result<Self::Outcome, PeerError>>> + Send;
+}
+
+struct Queued<B: Batch> {
     epoch: u64,
-    kv: KeyEntry,
-    done: oneshot::Sender<Outcome>,
+    item: B::Item,
+    done: oneshot::Sender<Result<B::Outcome, PeerError>>,
 }
 
-/// Writes waiting to be sent, by replica address. An address is present while a task is on its
+/// Items waiting to be sent, by replica address. An address is present while a task is on its
 /// way to send what is queued for it.
-#[derive(Default)]
-pub struct WriteBatches {
-    queued: Mutex<HashMap<String, Vec<Queued>>>,
+pub struct Batches<B: Batch> {
+    queued: Mutex<HashMap<String, Vec<Queued<B>>>>,
 }
 
-impl WriteBatches {
-    /// Send a client write of membership `epoch` to the replica at `addr`, with the other writes
-    /// queued for it meanwhile: `Some` with the newer version it holds instead, if it did not
-    /// apply this one.
-    pub async fn write(&self, node: &Node, addr: &str, epoch: u64, kv: KeyEntry) -> Outcome {
+impl<B: Batch> Default for Batches<B> {
+    fn default() -> Self {
+        Batches { queued: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<B: Batch> Batches<B> {
+    /// Send `item` of membership `epoch` to the replica at `addr`, with the other items queued
+    /// for it meanwhile, and wait for its outcome.
+    pub async fn send(&self, node: &Node, addr: &str, epoch: u64, item: B::Item) -> Result<B::Outcome, PeerError> {
         let (done, outcome) = oneshot::channel();
         let first = {
-            let mut queued = self.queued.lock().expect("write batches lock");
+            let mut queued = self.queued.lock().expect("batches lock");
             match queued.get_mut(addr) {
                 Some(waiting) => {
-                    waiting.push(Queued { epoch, kv, done });
+                    waiting.push(Queued { epoch, item, done });
                     false
                 }
                 None => {
-                    queued.insert(addr.to_string(), vec![Queued { epoch, kv, done }]);
+                    queued.insert(addr.to_string(), vec![Queued { epoch, item, done }]);
                     true
                 }
             }
@@ -71,21 +99,21 @@ impl WriteBatches {
         if first {
             let (node, addr) = (node.clone(), addr.to_string());
             node.tasks.clone().spawn(async move {
-                // Let the other requests ready now queue their writes too.
+                // Let the other requests ready now queue theirs too.
                 tokio::task::yield_now().await;
-                let batch = node.batches.queued.lock().expect("write batches lock").remove(&addr).unwrap_or_default();
+                let batch = B::queue(&node).queued.lock().expect("batches lock").remove(&addr).unwrap_or_default();
                 send(&node, &addr, batch).await;
             });
         }
         outcome.await.unwrap_or_else(|_| {
-            Err(PeerError::Unreachable { addr: addr.to_string(), reason: "the write was dropped unsent".into() })
+            Err(PeerError::Unreachable { addr: addr.to_string(), reason: "the call was dropped unsent".into() })
         })
     }
 }
 
-/// Send `batch` in as few calls as epochs and size allow, all at once, and answer every write.
-async fn send(node: &Node, addr: &str, mut batch: Vec<Queued>) {
-    batch.sort_by_key(|q| q.epoch); // stable: each epoch's writes keep their order
+/// Send `batch` in as few calls as epochs and size allow, all at once, and answer every caller.
+async fn send<B: Batch>(node: &Node, addr: &str, mut batch: Vec<Queued<B>>) {
+    batch.sort_by_key(|q| q.epoch); // stable: each epoch's items keep their order
     let mut calls = Vec::new();
     while !batch.is_empty() {
         let epoch = batch[0].epoch;
@@ -93,56 +121,145 @@ async fn send(node: &Node, addr: &str, mut batch: Vec<Queued>) {
         let n = batch
             .iter()
             .take_while(|q| {
-                bytes += q.kv.key.len() + q.kv.entry.value_len();
+                bytes += B::bytes(&q.item);
                 q.epoch == epoch && bytes <= BATCH_BYTES
             })
             .count()
-            .max(1); // one write larger than a batch goes alone
+            .max(1); // one item larger than a batch goes alone
         let rest = batch.split_off(n);
-        calls.push(call(node, addr, epoch, std::mem::replace(&mut batch, rest)));
+        let (items, done): (Vec<B::Item>, Vec<_>) =
+            std::mem::replace(&mut batch, rest).into_iter().map(|q| (q.item, q.done)).unzip();
+        calls.push(async move {
+            let outcomes = B::call(node, addr, epoch, items).await;
+            debug_assert_eq!(outcomes.len(), done.len(), "one outcome per item");
+            for (done, outcome) in done.into_iter().zip(outcomes) {
+                let _ = done.send(outcome); // a caller that left is answered to no one
+            }
+        });
     }
     join_all(calls).await;
 }
 
-/// One call carrying `writes`, all of membership `epoch`.
-async fn call(node: &Node, addr: &str, epoch: u64, writes: Vec<Queued>) {
-    let (entries, done): (Vec<KeyEntry>, Vec<_>) = writes.into_iter().map(|q| (q.kv, q.done)).unzip();
-    bump(&node.stats.write_batches);
-    add(&node.stats.batched_writes, entries.len() as u64);
-    let req = WritesRequest { epoch, entries };
-    let outcomes: Vec<Outcome> = match node.peers.call::<_, WritesReply>(addr, Kind::Writes, &req).await {
-        Ok(reply) if reply.outcomes.len() == done.len() => reply
-            .outcomes
-            .into_iter()
-            .map(|o| {
-                o.into_result().map_err(|(status, message)| PeerError::Refused {
-                    addr: addr.to_string(),
-                    status,
-                    message,
+/// `hashes` in order, each one's lookup started [`PREFETCH_AHEAD`] items before it is yielded,
+/// so the cache misses of a batch's lookups overlap instead of following one another.
+pub fn prefetching<'a>(engine: &'a dyn Engine, hashes: &'a [u64]) -> impl Iterator<Item = u64> + 'a {
+    for &hash in hashes.iter().take(PREFETCH_AHEAD) {
+        engine.prefetch(hash);
+    }
+    hashes.iter().enumerate().map(move |(i, &hash)| {
+        if let Some(&ahead) = hashes.get(i + PREFETCH_AHEAD) {
+            engine.prefetch(ahead);
+        }
+        hash
+    })
+}
+
+/// Whether a peer refused a message kind as one it does not know (it is of an older release).
+fn unknown_kind(e: &PeerError) -> bool {
+    e.status() == Some(400) && e.to_string().contains("unknown message kind")
+}
+
+/// Client writes: the outcome is the newer version the replica holds instead, if it did not
+/// apply the write.
+pub struct Writes;
+
+impl Batch for Writes {
+    type Item = KeyEntry;
+    type Outcome = Option<Version>;
+
+    fn queue(node: &Node) -> &Batches<Self> {
+        &node.write_batches
+    }
+
+    fn bytes(kv: &KeyEntry) -> usize {
+        kv.key.len() + kv.entry.value_len()
+    }
+
+    async fn call(
+        node: &Node,
+        addr: &str,
+        epoch: u64,
+        entries: Vec<KeyEntry>,
+    ) -> Vec<Result<Option<Version>, PeerError>> {
+        let n = entries.len();
+        bump(&node.stats.write_batches);
+        add(&node.stats.batched_writes, n as u64);
+        let req = WritesRequest { epoch, entries };
+        match node.peers.call::<_, WritesReply>(addr, Kind::Writes, &req).await {
+            Ok(reply) if reply.outcomes.len() == n => reply
+                .outcomes
+                .into_iter()
+                .map(|o| {
+                    o.into_result().map_err(|(status, message)| PeerError::Refused {
+                        addr: addr.to_string(),
+                        status,
+                        message,
+                    })
                 })
-            })
-            .collect(),
-        Ok(reply) => {
-            let e = protocol(addr, format!("{} outcomes for {} writes", reply.outcomes.len(), done.len()));
-            vec![Err(e); done.len()]
+                .collect(),
+            Ok(reply) => vec![Err(protocol(addr, format!("{} outcomes for {n} writes", reply.outcomes.len()))); n],
+            Err(e) if unknown_kind(&e) => {
+                join_all(req.entries.into_iter().map(|kv| async move {
+                    let req = ApplyRequest { epoch, kind: ApplyKind::Write, entries: vec![kv] };
+                    node.peers.call::<_, ApplyReply>(addr, Kind::Apply, &req).await.map(|r| r.superseded)
+                }))
+                .await
+            }
+            Err(e) => vec![Err(e); n],
         }
-        Err(e) if e.status() == Some(400) && e.to_string().contains("unknown message kind") => {
-            one_by_one(node, addr, epoch, req.entries).await
-        }
-        Err(e) => vec![Err(e); done.len()],
-    };
-    for (done, outcome) in done.into_iter().zip(outcomes) {
-        let _ = done.send(outcome); // a write whose caller left is answered to no one
     }
 }
 
-/// The writes as single applies, for a replica of a release without batches.
-async fn one_by_one(node: &Node, addr: &str, epoch: u64, entries: Vec<KeyEntry>) -> Vec<Outcome> {
-    join_all(entries.into_iter().map(|kv| async move {
-        let req = ApplyRequest { epoch, kind: ApplyKind::Write, entries: vec![kv] };
-        node.peers.call::<_, ApplyReply>(addr, Kind::Apply, &req).await.map(|r| r.superseded)
-    }))
-    .await
+/// Reads of one key each: the outcome is what the replica holds.
+pub struct Reads;
+
+impl Batch for Reads {
+    type Item = Bytes;
+    type Outcome = ReadResponse;
+
+    fn queue(node: &Node) -> &Batches<Self> {
+        &node.read_batches
+    }
+
+    fn bytes(key: &Bytes) -> usize {
+        key.len()
+    }
+
+    async fn call(node: &Node, addr: &str, epoch: u64, keys: Vec<Bytes>) -> Vec<Result<ReadResponse, PeerError>> {
+        let mut out = Vec::with_capacity(keys.len());
+        let mut rest = keys;
+        while !rest.is_empty() {
+            let req = ReadsRequest { epoch, keys: rest };
+            match node.peers.call::<_, ReadsReply>(addr, Kind::Reads, &req).await {
+                // The replica answers as many as fit in a frame, at least one; the rest go again.
+                Ok(reply) if (1..=req.keys.len()).contains(&reply.entries.len()) => {
+                    let settled = reply.settled;
+                    rest = req.keys;
+                    rest.drain(..reply.entries.len());
+                    out.extend(reply.entries.into_iter().map(|entry| Ok(ReadResponse { entry, settled })));
+                }
+                Ok(reply) => {
+                    let e = protocol(addr, format!("{} answers for {} reads", reply.entries.len(), req.keys.len()));
+                    out.extend(std::iter::repeat_n(Err(e), req.keys.len()));
+                    break;
+                }
+                Err(e) if unknown_kind(&e) => {
+                    out.extend(
+                        join_all(req.keys.into_iter().map(|key| async move {
+                            node.peers.call(addr, Kind::Read, &ReadRequest { epoch, key }).await
+                        }))
+                        .await,
+                    );
+                    break;
+                }
+                Err(e) => {
+                    out.extend(std::iter::repeat_n(Err(e), req.keys.len()));
+                    break;
+                }
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +275,7 @@ mod tests {
 
     use super::*;
     use crate::testing;
+    use crate::transport::wire::ReadRequest;
 
     fn kv(key: &str, ts: u64) -> KeyEntry {
         KeyEntry { key: Bytes::copy_from_slice(key.as_bytes()), entry: testing::value(ts, 8) }
@@ -177,7 +295,7 @@ mod tests {
         let ahead = Hlc::ts_at_ms(b.hlc.wall_ms() + 3_600_000);
         let writes =
             [kv("fresh", now), kv("held", now), kv("ahead", ahead), kv("twice", now + 20), kv("twice", now + 10)];
-        let outcomes = join_all(writes.iter().map(|w| a.batches.write(a, &addr, 1, w.clone()))).await;
+        let outcomes = join_all(writes.iter().map(|w| a.write_batches.send(a, &addr, 1, w.clone()))).await;
 
         assert_eq!(a.stats.write_batches.load(Ordering::Relaxed), 1, "one call for the writes queued together");
         assert_eq!(a.stats.batched_writes.load(Ordering::Relaxed), 5);
@@ -203,7 +321,8 @@ mod tests {
         let addr = b.topology().member(b.me).expect("b is a member").addr.clone();
         let now = Hlc::ts_at_ms(b.hlc.wall_ms());
         let (current, stale) = (kv("current", now), kv("stale", now));
-        let (current, stale) = tokio::join!(a.batches.write(a, &addr, 1, current), a.batches.write(a, &addr, 0, stale));
+        let (current, stale) =
+            tokio::join!(a.write_batches.send(a, &addr, 1, current), a.write_batches.send(a, &addr, 0, stale));
         assert_eq!(current.ok(), Some(None));
         assert!(matches!(&stale, Err(e) if crate::transport::peer::is_stale_epoch(e)), "{stale:?}");
         assert_eq!(a.stats.write_batches.load(Ordering::Relaxed), 2);
@@ -211,31 +330,58 @@ mod tests {
         assert_eq!(testing::local(b, b"stale"), None);
     }
 
-    /// A replica of the release before batches: it refuses their message kind as unknown and
-    /// takes single applies.
+    /// Reads queued together each get what the replica holds, in one call; values that together
+    /// would not fit in a frame come back over several calls, each whole.
+    #[tokio::test]
+    async fn reads_queued_together_each_get_what_the_replica_holds() {
+        let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
+        let (a, b) = (&nodes[0].node, &nodes[1].node);
+        let addr = b.topology().member(b.me).expect("b is a member").addr.clone();
+        testing::put_local(b, b"small", testing::value(7, 10));
+        let big = 8 << 20; // three of them are more than the largest frame (17 MiB by default)
+        for (i, key) in ["big1", "big2", "big3"].iter().enumerate() {
+            testing::put_local(b, key.as_bytes(), testing::value(10 + i as u64, big));
+        }
+        let keys = ["small", "absent", "big1", "big2", "big3"];
+        let reads = keys.map(|k| a.read_batches.send(a, &addr, 1, Bytes::from_static(k.as_bytes())));
+        let answers: Vec<_> = join_all(reads).await.into_iter().map(|r| r.expect("answered").entry).collect();
+        assert_eq!(answers[0], Some(testing::value(7, 10)));
+        assert_eq!(answers[1], None);
+        for (i, answer) in answers[2..].iter().enumerate() {
+            assert_eq!(answer.as_ref(), Some(&testing::value(10 + i as u64, big)), "big{}", i + 1);
+        }
+    }
+
+    /// A replica of the release before batches: it refuses their message kinds as unknown and
+    /// takes single applies and reads.
     struct OldRelease {
-        applies: AtomicUsize,
+        calls: AtomicUsize,
     }
 
     impl Handler for OldRelease {
         async fn handle(&self, kind: u8, body: Bytes) -> Result<Vec<u8>, Refusal> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if kind == Kind::Read as u8 {
+                let req: ReadRequest = postcard::from_bytes(&body).expect("a read");
+                let entry = (req.key == "x").then(|| testing::value(5, 8));
+                return Ok(postcard::to_allocvec(&ReadResponse { entry, settled: true }).expect("encodes"));
+            }
             if kind != Kind::Apply as u8 {
                 return Err(Refusal::new(400, format!("unknown message kind {kind}: is the peer of another release?")));
             }
             let req: ApplyRequest = postcard::from_bytes(&body).expect("an apply");
             assert_eq!((req.kind, req.entries.len()), (ApplyKind::Write, 1), "one write per apply");
-            self.applies.fetch_add(1, Ordering::Relaxed);
             Ok(postcard::to_allocvec(&ApplyReply::default()).expect("encodes"))
         }
     }
 
     #[tokio::test]
-    async fn a_replica_of_the_release_before_gets_the_writes_one_by_one() {
+    async fn a_replica_of_the_release_before_gets_writes_and_reads_one_by_one() {
         let nodes = testing::cluster(&[NodeState::Normal], testing::config()).await;
         let a = &nodes[0].node;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let old = Arc::new(OldRelease { applies: AtomicUsize::new(0) });
+        let old = Arc::new(OldRelease { calls: AtomicUsize::new(0) });
         let config = Arc::new(dkv_transport::ServerConfig {
             auth: dkv_transport::Auth { cluster: a.config.cluster_name.clone(), secret: None },
             max_frame: 1 << 20,
@@ -251,10 +397,16 @@ mod tests {
                 dkv_transport::serve(stream, old, config, stopped).await;
             }
         });
-        let writes = ["x", "y", "z"].map(|k| a.batches.write(a, &addr, 1, kv(k, 5)));
+        let writes = ["x", "y", "z"].map(|k| a.write_batches.send(a, &addr, 1, kv(k, 5)));
         for outcome in join_all(writes).await {
             assert_eq!(outcome.ok(), Some(None));
         }
-        assert_eq!(old.applies.load(Ordering::Relaxed), 3);
+        // Each kind refused once, then sent as three single calls.
+        assert_eq!(old.calls.load(Ordering::Relaxed), 1 + 3);
+        let reads = ["x", "y"].map(|k| a.read_batches.send(a, &addr, 1, Bytes::from_static(k.as_bytes())));
+        let [x, y] = join_all(reads).await.try_into().expect("two answers");
+        assert_eq!(x.expect("read x").entry, Some(testing::value(5, 8)));
+        assert_eq!(y.expect("read y").entry, None);
+        assert_eq!(old.calls.load(Ordering::Relaxed), 4 + 1 + 2);
     }
 }

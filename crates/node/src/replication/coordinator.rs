@@ -48,18 +48,16 @@ use dkv_storage::{Applied, Entry, Hlc, Version};
 use crate::error::{NodeError, PeerError};
 use crate::life::state::Node;
 use crate::life::stats::bump;
+use crate::replication::batch::prefetching;
 use crate::replication::consistency::Level;
 use crate::replication::quorum::{quorum, quorum_hedged, Hedge, QuorumError};
 use crate::transport::peer::is_stale_epoch;
 use crate::transport::wire::{
-    self, ApplyKind, ApplyReply, ApplyRequest, Found, KeyEntry, Kind, ReadRequest, ReadResponse, WriteOutcome,
+    self, ApplyKind, ApplyReply, ApplyRequest, Found, KeyEntry, Kind, ReadResponse, WriteOutcome,
 };
 
 /// Key and value bytes from which a batch is stored off the async runtime.
 const BLOCKING_BATCH: usize = 256 << 10;
-/// How far ahead of the entry being stored a batch's lookups are started (see `store_and_wait`):
-/// enough to cover a cache miss, few enough that what was prefetched is still cached when used.
-const PREFETCH_AHEAD: usize = 8;
 /// Re-plans after a "stale epoch" answer before giving up.
 const STALE_RETRIES: usize = 3;
 /// Re-stamps after "superseded" answers before giving up (each one stamps above every version
@@ -182,7 +180,7 @@ impl Node {
         let addr = self.addr_of(topo, id)?;
         // No latency sample here: writes go to every replica and are never hedged, and a sample
         // costs a lock on the hottest path.
-        self.batches.write(self, addr, topo.epoch(), kv).await
+        self.write_batches.send(self, addr, topo.epoch(), kv).await
     }
 
     /// Apply a client write here, unless this node holds a newer version of the key: then answer
@@ -342,20 +340,15 @@ impl Node {
         if entries.is_empty() {
             return Ok(());
         }
-        // In a batch, the lookup of the entry `PREFETCH_AHEAD` on is started while this one is
-        // stored, so their cache misses overlap instead of following one another.
+        // A batch's lookups are prefetched a few entries ahead; one entry is hashed as it is stored.
         let hashes: Vec<u64> =
             if entries.len() > 1 { entries.iter().map(|kv| key_hash(&kv.key)).collect() } else { Vec::new() };
         let store = |entries: Vec<KeyEntry>, each: &mut dyn FnMut(bool)| -> Result<(), NodeError> {
-            for &hash in hashes.iter().take(PREFETCH_AHEAD) {
-                self.engine.prefetch(hash);
-            }
+            let mut hashes = prefetching(&*self.engine, &hashes);
             // Read the clock only for an entry that may be past its grace period.
             let mut purge_before = None;
-            for (i, KeyEntry { key, entry }) in entries.into_iter().enumerate() {
-                if let Some(&ahead) = hashes.get(i + PREFETCH_AHEAD) {
-                    self.engine.prefetch(ahead);
-                }
+            for KeyEntry { key, entry } in entries {
+                let hash = hashes.next().unwrap_or_else(|| key_hash(&key));
                 if let Some(dead) = entry.dead_since() {
                     if dead < *purge_before.get_or_insert_with(|| self.purge_horizon()) {
                         // A tombstone (or a value expired) past its grace period: already purged
@@ -368,7 +361,6 @@ impl Node {
                 // No copy of the value: `key` and the value may be slices of a larger network
                 // buffer, but every engine stores its own copy (see `Engine::apply`).
                 let deadline = entry.expires.is_some() && entry.value.is_some();
-                let hash = hashes.get(i).copied().unwrap_or_else(|| key_hash(&key));
                 let stored = self.engine.apply(hash, &key, entry)? == Applied::Stored;
                 if stored && deadline {
                     // Wakes the sweep if it waits for a value with a deadline.
@@ -428,7 +420,7 @@ impl Node {
         }
         let addr = self.addr_of(&topo, id)?;
         let started = Instant::now();
-        let answer = self.peers.call(addr, Kind::Read, &ReadRequest { epoch: topo.epoch(), key }).await?;
+        let answer = self.read_batches.send(&self, addr, topo.epoch(), key).await?;
         self.latencies.observe(id, started.elapsed());
         Ok(answer)
     }

@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 use dkv_membership::NodeId;
+use dkv_storage::Entry;
 use dkv_transport::{Handler, Refusal};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -15,10 +16,12 @@ use serde::Serialize;
 use crate::error::NodeError;
 use crate::life::state::{Life, Node};
 use crate::life::stats::add;
+use crate::replication::batch::prefetching;
 use crate::replication::{antientropy, pages};
 use crate::transport::wire::{
     self, ApplyKind, ApplyReply, ApplyRequest, ClockReply, ForwardRequest, Kind, RangePage, RangeRequest, ReadRequest,
-    ReadResponse, RefreshRequest, SyncBucket, SyncDiff, SyncSummary, WritesReply, WritesRequest,
+    ReadResponse, ReadsReply, ReadsRequest, RefreshRequest, SyncBucket, SyncDiff, SyncSummary, WritesReply,
+    WritesRequest,
 };
 
 /// Most entries one range request looks at, so a page over a range this node mostly does not
@@ -39,6 +42,7 @@ impl Handler for Internal {
             Some(Kind::Apply) => apply(node, decode(&body)?).await,
             Some(Kind::Writes) => writes(node, decode(&body)?).await,
             Some(Kind::Read) => read(node, decode(&body)?).await,
+            Some(Kind::Reads) => reads(node, decode(&body)?).await,
             Some(Kind::Forward) => Box::pin(forward(node, decode(&body)?)).await,
             Some(Kind::Range) => Box::pin(range(node, decode(&body)?)).await,
             Some(Kind::SyncSummary) => Box::pin(sync_summary(node, decode(&body)?, None)).await,
@@ -116,6 +120,24 @@ async fn read(node: &Node, req: ReadRequest) -> Answer {
     check_epoch(node, req.epoch).await?;
     let entry = node.engine.get(dkv_placement::key_hash(&req.key), &req.key).map_err(|e| refused(e.into()))?;
     encode(&ReadResponse { entry, settled: node.settled() })
+}
+
+/// Reads a coordinator sent together: what this node holds for as many of the keys as fit in a
+/// batch's bytes (at least one); the sender asks again for the rest.
+async fn reads(node: &Node, req: ReadsRequest) -> Answer {
+    check_epoch(node, req.epoch).await?;
+    let hashes: Vec<u64> = req.keys.iter().map(|k| dkv_placement::key_hash(k)).collect();
+    let mut entries = Vec::with_capacity(req.keys.len());
+    let mut bytes = 0;
+    for (key, hash) in req.keys.iter().zip(prefetching(&*node.engine, &hashes)) {
+        if bytes > wire::BATCH_BYTES {
+            break;
+        }
+        let entry = node.engine.get(hash, key).map_err(|e| refused(e.into()))?;
+        bytes += key.len() + entry.as_ref().map_or(0, Entry::value_len);
+        entries.push(entry);
+    }
+    encode(&ReadsReply { entries, settled: node.settled() })
 }
 
 /// One page of the entries whose future replicas include the requesting (joining) node.

@@ -63,12 +63,15 @@ pub enum Kind {
     /// [`WritesRequest`] → [`WritesReply`]. A node of a release before it refuses it as unknown;
     /// the sender then sends each write as an [`ApplyRequest`].
     Writes = 12,
+    /// [`ReadsRequest`] → [`ReadsReply`]. A node of a release before it refuses it as unknown;
+    /// the sender then sends each read as a [`ReadRequest`].
+    Reads = 13,
 }
 
 impl Kind {
     pub fn from_u8(k: u8) -> Option<Kind> {
         use Kind::*;
-        [Apply, Read, Range, SyncSummary, SyncBucket, Refresh, Forward, Clock, Scan, SyncSummarySettled, Writes]
+        [Apply, Read, Range, SyncSummary, SyncBucket, Refresh, Forward, Clock, Scan, SyncSummarySettled, Writes, Reads]
             .into_iter()
             .find(|x| *x as u8 == k)
     }
@@ -157,6 +160,22 @@ impl WriteOutcome {
 pub struct ReadRequest {
     pub epoch: u64,
     pub key: Bytes,
+}
+
+/// Reads a coordinator sends one replica together (see `replication/batch.rs`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReadsRequest {
+    pub epoch: u64,
+    pub keys: Vec<Bytes>,
+}
+
+/// What the replica holds for the first `entries.len()` keys of a [`ReadsRequest`], in order:
+/// all of them, or as many as fit in [`BATCH_BYTES`] of values (at least one), the sender asking
+/// again for the rest. `settled` as in [`ReadResponse`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReadsReply {
+    pub entries: Vec<Option<Entry>>,
+    pub settled: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
