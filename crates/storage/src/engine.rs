@@ -87,8 +87,8 @@ pub trait Engine: Send + Sync + 'static {
     fn apply(&self, hash: u64, key: &[u8], entry: Entry) -> StorageResult<Applied>;
 
     /// A hint that `hash` is about to be looked up or applied: an engine may start bringing what
-    /// the lookup reads into the cache. A caller with many keys at hand (a batch of writes) hints
-    /// them all before applying any, so their cache misses overlap.
+    /// the lookup reads into the cache. A caller with many keys at hand (a batch) hints each a few
+    /// keys before it gets to it, so their cache misses overlap.
     fn prefetch(&self, _hash: u64) {}
 
     /// Remove the key only if its stored version is still `version` — used after a key was handed

@@ -122,8 +122,8 @@ impl<T> Index<T> {
     }
 
     /// Start bringing where the entries of `hash` are into the cache, for a lookup soon. Callers
-    /// with many hashes at hand (a batch of writes) prefetch them all first, so the cache misses
-    /// of their lookups overlap instead of following one another.
+    /// with many hashes at hand (a batch) prefetch a few ahead of the one they look up, so the
+    /// cache misses of their lookups overlap instead of following one another.
     pub fn prefetch(&self, hash: u64) {
         let b = &self.buckets[self.bucket(hash)];
         if !b.is_empty() {
