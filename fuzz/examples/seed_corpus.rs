@@ -109,6 +109,9 @@ fn wire_message(dir: &Path) -> std::io::Result<()> {
     let apply = wire::ApplyRequest { epoch: 7, kind: wire::ApplyKind::Write, entries: entries.clone() };
     write(dir, "apply", &req(Kind::Apply, &apply))?;
     write(dir, "read", &req(Kind::Read, &wire::ReadRequest { epoch: 7, key: Bytes::from_static(b"user:1") }))?;
+    write(dir, "writes", &req(Kind::Writes, &wire::WritesRequest { epoch: 7, entries: entries.clone() }))?;
+    let keys = vec![Bytes::from_static(b"user:1"), Bytes::new(), Bytes::from_static(b"\x00\xff")];
+    write(dir, "reads", &req(Kind::Reads, &wire::ReadsRequest { epoch: 7, keys }))?;
     let range = wire::RangeRequest { epoch: 7, for_node: 2, after: Some((42, Bytes::from_static(b"k"))) };
     write(dir, "range", &req(Kind::Range, &range))?;
     write(
@@ -154,6 +157,14 @@ fn wire_message(dir: &Path) -> std::io::Result<()> {
     let found = wire::Found { value: Bytes::from_static(b"v"), expires: Some(1_764_585_000_123) };
     let forward_ok: wire::ForwardReply = Ok(Some(found));
     write(dir, "forward-reply", &answer(6, &forward_ok))?;
+    let outcomes = vec![
+        wire::WriteOutcome::Applied,
+        wire::WriteOutcome::Superseded(v),
+        wire::WriteOutcome::Refused { status: 422, message: "write version 5000 ms ahead".into() },
+    ];
+    write(dir, "writes-reply", &answer(8, &wire::WritesReply { outcomes }))?;
+    let entries_read = vec![Some(Entry::value(v, Bytes::from_static(b"1"))), None, Some(Entry::tombstone(v))];
+    write(dir, "reads-reply", &answer(9, &wire::ReadsReply { entries: entries_read, settled: false }))?;
     Ok(())
 }
 
@@ -201,7 +212,7 @@ fn seed_request(dir: &Path) -> std::io::Result<()> {
     let member = |n: u64, state| Member {
         id: NodeId(n),
         addr: format!("10.0.0.{n}:7000"),
-        tokens: vec![n << 60, (n << 60) + 1],
+        tokens: vec![n << 60, (n << 60) + 1].into(),
         state,
         last_seen_ms: 5,
     };

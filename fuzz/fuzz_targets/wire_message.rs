@@ -3,7 +3,7 @@
 //! each answer as the calling node decodes it.
 //!
 //! Input: one byte that picks the message (a request kind `1..=0x7f` as on the wire, or an answer
-//! at `0x80 + n`), then the postcard body. Asserts, beyond "no panic":
+//! at `0x80 + n`, `n` below 11), then the postcard body. Asserts, beyond "no panic":
 //! * a kind byte is read as the `Kind` whose byte it is;
 //! * a body that decodes re-encodes to bytes that decode again, to a value that encodes the same
 //!   (postcard accepts some non-canonical inputs, so the first encoding may differ from the input,
@@ -38,7 +38,13 @@ fn request(kind: u8, body: &[u8]) {
                 batches(req.entries);
             }
         }
+        Kind::Writes => {
+            if let Some(req) = round_trip::<wire::WritesRequest>(body) {
+                batches(req.entries);
+            }
+        }
         Kind::Read => drop(round_trip::<wire::ReadRequest>(body)),
+        Kind::Reads => drop(round_trip::<wire::ReadsRequest>(body)),
         Kind::Range => {
             if let Some(req) = round_trip::<wire::RangeRequest>(body) {
                 if let Some(after) = req.after.clone() {
@@ -62,7 +68,7 @@ fn request(kind: u8, body: &[u8]) {
 
 /// As `transport::peer::Peers::call` decodes the answer to each request.
 fn answer(which: u8, body: &[u8]) {
-    match which % 9 {
+    match which % 11 {
         0 => drop(round_trip::<wire::ApplyReply>(body)),
         1 => drop(round_trip::<wire::ReadResponse>(body)),
         2 => {
@@ -79,6 +85,14 @@ fn answer(which: u8, body: &[u8]) {
         5 => drop(round_trip::<wire::ClockReply>(body)),
         6 => drop(round_trip::<wire::ForwardReply>(body)),
         7 => drop(round_trip::<wire::ScanReply>(body)),
+        8 => {
+            if let Some(reply) = round_trip::<wire::WritesReply>(body) {
+                for outcome in reply.outcomes {
+                    let _ = outcome.into_result();
+                }
+            }
+        }
+        9 => drop(round_trip::<wire::ReadsReply>(body)),
         _ => drop(round_trip::<()>(body)),
     }
 }
