@@ -187,8 +187,15 @@ impl Node {
     /// that version, so the coordinator stamps the write above it. (Hints, repairs, anti-entropy
     /// and movement carry versions that were already acknowledged: they keep "newest wins".)
     pub async fn apply_write(&self, kv: KeyEntry) -> Result<WriteOutcome, NodeError> {
-        let mut outcomes = self.apply_writes(vec![kv]).await?;
-        Ok(outcomes.pop().expect("one outcome per write"))
+        // One write, the coordinator's own share of every client write: no vectors of outcomes.
+        if let Some(refused) = self.ahead_of_clock(kv.entry.version, self.hlc.wall_ms()) {
+            return Ok(refused);
+        }
+        let (key, version) = (kv.key.clone(), kv.entry.version);
+        if self.apply_local(vec![kv]).await? == 1 {
+            return Ok(WriteOutcome::Applied);
+        }
+        self.held_instead(&key, version)
     }
 
     /// [`Node::apply_write`] for each of `entries`, stored together: one outcome per entry, in
@@ -198,42 +205,55 @@ impl Node {
         // What each accepted write was, to find a newer version held instead when it was not stored.
         let mut accepted = Vec::with_capacity(entries.len());
         let mine = self.hlc.wall_ms();
-        let max = self.config.max_clock_offset.as_millis() as u64;
         let entries: Vec<KeyEntry> = entries
             .into_iter()
-            .filter(|kv| {
-                // A version far ahead of our clock would drag it (and every clock it reaches) ahead.
-                let stamped = Hlc::ms_of(kv.entry.version.ts);
-                if stamped > mine + max {
-                    bump(&self.stats.clock_refusals);
-                    let e = NodeError::ClockAhead(format!(
-                        "write version {} ms ahead of this replica's clock (more than --max-clock-offset {max} ms): \
-                         the coordinator's clock is off",
-                        stamped - mine
-                    ));
-                    outcomes.push(WriteOutcome::Refused { status: e.status().as_u16(), message: e.to_string() });
-                    return false;
+            .filter(|kv| match self.ahead_of_clock(kv.entry.version, mine) {
+                Some(refused) => {
+                    outcomes.push(refused);
+                    false
                 }
-                accepted.push((outcomes.len(), kv.key.clone(), kv.entry.version));
-                outcomes.push(WriteOutcome::Applied);
-                true
+                None => {
+                    accepted.push((outcomes.len(), kv.key.clone(), kv.entry.version));
+                    outcomes.push(WriteOutcome::Applied);
+                    true
+                }
             })
             .collect();
         let mut stored = Vec::with_capacity(entries.len());
         self.store_and_wait(entries, |s| stored.push(s)).await?;
         for ((at, key, version), stored) in accepted.into_iter().zip(stored) {
-            if stored {
-                continue;
-            }
-            // Not stored: an equal version (the same write again) is applied already; a tombstone
-            // past the grace period is dropped on purpose.
-            if let Some(held) = self.engine.get(key_hash(&key), &key)?.map(|held| held.version) {
-                if held > version {
-                    outcomes[at] = WriteOutcome::Superseded(held);
-                }
+            if !stored {
+                outcomes[at] = self.held_instead(&key, version)?;
             }
         }
         Ok(outcomes)
+    }
+
+    /// The refusal of a write stamped `version`, if that is too far ahead of our clock (`mine`,
+    /// ms): it would drag our clock, and every clock it reaches, ahead.
+    fn ahead_of_clock(&self, version: Version, mine: u64) -> Option<WriteOutcome> {
+        let stamped = Hlc::ms_of(version.ts);
+        let max = self.config.max_clock_offset.as_millis() as u64;
+        if stamped <= mine + max {
+            return None;
+        }
+        bump(&self.stats.clock_refusals);
+        let e = NodeError::ClockAhead(format!(
+            "write version {} ms ahead of this replica's clock (more than --max-clock-offset {max} ms): \
+             the coordinator's clock is off",
+            stamped - mine
+        ));
+        Some(WriteOutcome::Refused { status: e.status().as_u16(), message: e.to_string() })
+    }
+
+    /// The outcome of a write of `key` at `version` that was not stored: superseded by the newer
+    /// version held, or applied already (an equal version: the same write again). A tombstone
+    /// past the grace period is dropped on purpose, and counts as applied too.
+    fn held_instead(&self, key: &[u8], version: Version) -> Result<WriteOutcome, NodeError> {
+        Ok(match self.engine.get(key_hash(key), key)?.map(|held| held.version) {
+            Some(held) if held > version => WriteOutcome::Superseded(held),
+            _ => WriteOutcome::Applied,
+        })
     }
 
     /// The newest live value of `key` with its deadline, or `None` if absent, deleted or expired
