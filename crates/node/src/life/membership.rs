@@ -185,8 +185,19 @@ impl Node {
         }
     }
 
-    /// One heartbeat: report to the seed, read its clock, learn what changed.
+    /// One heartbeat, within the request timeout.
     async fn beat(&self) -> Result<Beat, PeerError> {
+        let within = self.peers.timeout();
+        self.beat_until(tokio::time::sleep(within), within).await
+    }
+
+    /// One heartbeat: report to the seed, read its clock, learn what changed. The call to the
+    /// seed is given up when `until` resolves (`after` is how long that is).
+    async fn beat_until(
+        &self,
+        until: impl std::future::Future<Output = ()>,
+        after: Duration,
+    ) -> Result<Beat, PeerError> {
         let topo = self.topology();
         let seed_clock = self.offsets.seed_reading(Instant::now());
         let req = IdRequest {
@@ -201,7 +212,7 @@ impl Node {
             ..IdRequest::id(self.me)
         };
         let sent = self.hlc.wall_ms();
-        let answer = self.peers.seed_heartbeat(&self.config.seed, &req).await?;
+        let answer = self.peers.seed_heartbeat(&self.config.seed, &req, until, after).await?;
         if let Some(seed_ms) = answer.now_ms {
             self.offsets.record(Source::Seed, sent, self.hlc.wall_ms(), seed_ms, Instant::now());
         }
@@ -339,6 +350,12 @@ const CHANGES_LOGGED: usize = 8;
 /// A peer's notice is acted on this fraction of a heartbeat interval later (100 ms at 1 s).
 const NOTICE_WAIT_PER_INTERVAL: u32 = 10;
 
+/// Ticks of `interval` that last at least `timeout`, and at least one.
+fn ticks_within(timeout: Duration, interval: Duration) -> u32 {
+    let ticks = timeout.as_nanos().div_ceil(interval.as_nanos().max(1));
+    u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
+}
+
 /// What a heartbeat found.
 #[derive(Debug, PartialEq, Eq)]
 enum Beat {
@@ -349,15 +366,33 @@ enum Beat {
 }
 
 /// Heartbeat the seed every interval and adopt what it says, until `stop`.
+///
+/// A heartbeat's deadline is counted in ticks of the timer that sends them: it is given up at the
+/// first tick at least `--request-timeout` after it was sent (the next tick, at the default 5 s
+/// interval), and the next one leaves at once. So waiting for the seed's answer arms no timer:
+/// arming one wakes the runtime's driver to take the earlier deadline, which was a seventh of an
+/// idle node's CPU (`Line::call_until`).
 pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
     let mut failures = 0u32;
-    let mut ticker = crate::life::ticker::Ticker::every(node.config.heartbeat_interval);
+    let interval = node.config.heartbeat_interval;
+    let mut ticker = crate::life::ticker::Ticker::every(interval);
+    let patience = ticks_within(node.peers.timeout(), interval);
+    let mut due = false;
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
+        if !due {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
         }
-        let beat = node.beat().await;
+        due = false;
+        let until = async {
+            for _ in 0..patience {
+                ticker.tick().await;
+            }
+            due = true;
+        };
+        let beat = node.beat_until(until, interval * patience).await;
         crate::life::clock::after_heartbeat(&node);
         match beat {
             Ok(Beat::Behind) => {
@@ -411,6 +446,18 @@ mod tests {
             v.nodes[1].state = NodeState::Leaving;
         }
         v
+    }
+
+    #[test]
+    fn a_heartbeat_waits_the_ticks_that_cover_the_request_timeout() {
+        let s = Duration::from_secs;
+        assert_eq!(ticks_within(s(5), s(5)), 1, "the defaults: until the next tick");
+        assert_eq!(ticks_within(s(5), s(1)), 5);
+        assert_eq!(ticks_within(s(5), s(2)), 3, "at least the timeout: rounded up");
+        assert_eq!(ticks_within(s(1), s(5)), 1, "at least one tick");
+        assert_eq!(ticks_within(Duration::ZERO, s(1)), 1);
+        assert_eq!(ticks_within(s(5), Duration::from_millis(100)), 50);
+        assert_eq!(ticks_within(Duration::MAX, Duration::from_nanos(1)), u32::MAX);
     }
 
     #[test]
@@ -525,6 +572,80 @@ mod tests {
         node.refresh_noticed(1).await;
         assert_eq!(beats.load(Ordering::SeqCst), 2, "an epoch we hold already: none");
         assert_eq!(node.noticed.load(Ordering::SeqCst), 0, "nothing left waiting");
+    }
+
+    /// A seed that speaks the transport: it notes when each heartbeat arrives, never answers the
+    /// first, and answers the others with the node's own epoch and no view.
+    struct HangingFirst {
+        arrived: std::sync::Mutex<Vec<std::time::Instant>>,
+        epoch: u64,
+    }
+
+    impl dkv_transport::Handler for HangingFirst {
+        fn handle(
+            &self,
+            _kind: u8,
+            _body: bytes::Bytes,
+        ) -> impl std::future::Future<Output = Result<Vec<u8>, dkv_transport::Refusal>> + Send {
+            let first = {
+                let mut arrived = self.arrived.lock().unwrap();
+                arrived.push(std::time::Instant::now());
+                arrived.len() == 1
+            };
+            let (digest, nodes, changes, now_ms, clock) = (None, None, None, None, None);
+            let answer = HeartbeatAnswer { epoch: self.epoch, digest, nodes, changes, now_ms, clock };
+            async move {
+                if first {
+                    std::future::pending::<()>().await;
+                }
+                Ok(dkv_membership::compact::encode(&answer, crate::transport::seed::VERSION))
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_heartbeat_without_an_answer_is_given_up_at_the_tick_after_the_timeout_and_the_next_leaves_then() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let seed = listener.local_addr().unwrap().to_string();
+        // Given up at the third tick (1.2 s, the first at least the timeout), where the next
+        // heartbeat leaves at once rather than a tick later (1.6 s).
+        let (heartbeat_interval, request_timeout) = (Duration::from_millis(400), Duration::from_secs(1));
+        let config = crate::config::NodeConfig { seed, heartbeat_interval, request_timeout, ..testing::config() };
+        let nodes = testing::cluster(&[NodeState::Normal], config).await;
+        let node = nodes[0].node.clone();
+        let handler = Arc::new(HangingFirst { arrived: Default::default(), epoch: node.epoch() });
+        let server = Arc::new(dkv_transport::ServerConfig {
+            auth: dkv_transport::Auth { cluster: node.config.cluster_name.clone(), secret: None },
+            max_frame: 1 << 20,
+            max_answer: 1 << 20,
+            max_concurrent: 16,
+            handshake_timeout: request_timeout,
+        });
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn({
+            let (handler, stopped) = (handler.clone(), stopped.clone());
+            async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(dkv_transport::serve(stream, handler.clone(), server.clone(), stopped.clone()));
+                }
+            }
+        });
+        let beating = tokio::spawn(heartbeat_loop(node, stopped));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while handler.arrived.lock().unwrap().len() < 3 {
+            assert!(std::time::Instant::now() < deadline, "heartbeats stopped after the hung one");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send_replace(true);
+        beating.await.unwrap();
+        let arrived = handler.arrived.lock().unwrap().clone();
+        let (gap, then) = (arrived[1] - arrived[0], arrived[2] - arrived[1]);
+        assert!(gap >= request_timeout, "the hung heartbeat given up after {gap:?}, before the timeout");
+        assert!(
+            gap < heartbeat_interval * 3 + heartbeat_interval * 3 / 4,
+            "the next heartbeat left {gap:?} after the hung one"
+        );
+        assert!(then >= heartbeat_interval / 2, "answered heartbeats an interval apart: {then:?}");
     }
 
     #[test]

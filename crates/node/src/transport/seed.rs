@@ -42,12 +42,19 @@ static ACCEPT: LazyLock<HeaderValue> = LazyLock::new(|| {
 const LINE_RETRY: Duration = Duration::from_secs(60);
 
 impl Peers {
-    /// Heartbeat the seed at `addr`: over the transport, or over HTTP while the seed does not
-    /// speak it.
-    pub async fn seed_heartbeat(&self, addr: &str, req: &IdRequest) -> Result<HeartbeatAnswer, PeerError> {
+    /// Heartbeat the seed at `addr`: over the transport, given up when `until` resolves (`after`
+    /// says how long that is, for the error), or over HTTP, within the request timeout, while the
+    /// seed does not speak the transport.
+    pub async fn seed_heartbeat(
+        &self,
+        addr: &str,
+        req: &IdRequest,
+        until: impl std::future::Future<Output = ()>,
+        after: Duration,
+    ) -> Result<HeartbeatAnswer, PeerError> {
         if self.seed_line_on() {
             let body = |b: &mut bytes::BytesMut| compact::encode_into(req, VERSION, b);
-            match self.seed_line.call(addr, SEED_HEARTBEAT_KIND, body, self.timeout()).await {
+            match self.seed_line.call_until(addr, SEED_HEARTBEAT_KIND, body, until, after).await {
                 Ok(answer) => return compact::decode(&answer, VERSION).map_err(|e| protocol(addr, e)),
                 Err(e @ CallError::Handshake { .. }) => {
                     tracing::info!(
@@ -212,7 +219,11 @@ mod tests {
         let old = fake_seed(false, StatusCode::BAD_REQUEST, Arc::default()).await;
         let req = IdRequest::id(NodeId(1));
         for beat in 0..2 {
-            let answer = peers.seed_heartbeat(&old, &req).await.unwrap_or_else(|e| panic!("heartbeat {beat}: {e}"));
+            let within = Duration::from_secs(5);
+            let answer = peers
+                .seed_heartbeat(&old, &req, tokio::time::sleep(within), within)
+                .await
+                .unwrap_or_else(|e| panic!("heartbeat {beat}: {e}"));
             assert_eq!(answer.epoch, 7);
             assert!(!peers.seed_line_on(), "heartbeat {beat}: HTTP for a while");
         }

@@ -125,3 +125,31 @@ async fn a_call_its_caller_abandons_leaves_no_answer_for_the_next_one() {
     assert_eq!(server.accepts(), 2, "on a new connection");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_until_waits_for_its_bound_alone_and_is_given_up_when_it_resolves() {
+    let server = TestServer::start(Arc::new(TestHandler::default()), server_config()).await;
+    let (addr, line) = (server.addr(), line());
+    // A bound that never resolves: the answer decides.
+    let body = |b: &mut BytesMut| b.extend_from_slice(&5u64.to_le_bytes());
+    let answer = line.call_until(&addr, ECHO, body, std::future::pending(), Duration::MAX).await.unwrap();
+    assert_eq!(&answer[..], &echo_answer(5)[..]);
+
+    // A hung call is given up when its bound resolves, not before, and its connection with it.
+    let (resolve, resolved) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let _ = resolve.send(());
+    });
+    let started = Instant::now();
+    let bound = async {
+        let _ = resolved.await;
+    };
+    let hung = line.call_until(&addr, HANG, |_| {}, bound, Duration::from_millis(150)).await;
+    assert!(matches!(hung, Err(CallError::Timeout { ms: 150, .. })), "{hung:?}");
+    assert!(started.elapsed() >= Duration::from_millis(150), "given up after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(2), "given up after {:?}", started.elapsed());
+    line_echo(&line, &addr, 6, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(server.accepts(), 2, "the next call on a new connection");
+    server.stop().await;
+}
