@@ -369,7 +369,8 @@ enum Beat {
 ///
 /// A heartbeat's deadline is counted in ticks of the timer that sends them: it is given up at the
 /// first tick at least `--request-timeout` after it was sent (the next tick, at the default 5 s
-/// interval), and the next one leaves at once. So waiting for the seed's answer arms no timer:
+/// interval). After a tick has passed during a heartbeat, answered or not, the next one leaves at
+/// once, as it would if the timer had not been read. So waiting for the seed's answer arms no timer:
 /// arming one wakes the runtime's driver to take the earlier deadline, which was a seventh of an
 /// idle node's CPU (`Line::call_until`).
 pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
@@ -385,14 +386,17 @@ pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
-        due = false;
+        // Ticks that pass while the heartbeat waits: the next one leaves at once after any, as it
+        // would if the timer had not been read.
+        let mut passed = 0;
         let until = async {
-            for _ in 0..patience {
+            while passed < patience {
                 ticker.tick().await;
+                passed += 1;
             }
-            due = true;
         };
         let beat = node.beat_until(until, interval * patience).await;
+        due = passed > 0;
         crate::life::clock::after_heartbeat(&node);
         match beat {
             Ok(Beat::Behind) => {
@@ -574,14 +578,16 @@ mod tests {
         assert_eq!(node.noticed.load(Ordering::SeqCst), 0, "nothing left waiting");
     }
 
-    /// A seed that speaks the transport: it notes when each heartbeat arrives, never answers the
-    /// first, and answers the others with the node's own epoch and no view.
-    struct HangingFirst {
+    /// A seed that speaks the transport: it notes when each heartbeat arrives, answers the first
+    /// after `first` (never if `None`), and the others at once, with the node's own epoch and no
+    /// view.
+    struct SlowFirst {
         arrived: std::sync::Mutex<Vec<std::time::Instant>>,
         epoch: u64,
+        first: Option<Duration>,
     }
 
-    impl dkv_transport::Handler for HangingFirst {
+    impl dkv_transport::Handler for SlowFirst {
         fn handle(
             &self,
             _kind: u8,
@@ -594,26 +600,30 @@ mod tests {
             };
             let (digest, nodes, changes, now_ms, clock) = (None, None, None, None, None);
             let answer = HeartbeatAnswer { epoch: self.epoch, digest, nodes, changes, now_ms, clock };
+            let wait = self.first;
             async move {
-                if first {
-                    std::future::pending::<()>().await;
+                match (first, wait) {
+                    (true, Some(wait)) => tokio::time::sleep(wait).await,
+                    (true, None) => std::future::pending().await,
+                    (false, _) => {}
                 }
                 Ok(dkv_membership::compact::encode(&answer, crate::transport::seed::VERSION))
             }
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_heartbeat_without_an_answer_is_given_up_at_the_tick_after_the_timeout_and_the_next_leaves_then() {
+    /// When the first three heartbeats of a node reach a seed whose first answer takes `first`.
+    async fn heartbeats_after_a_slow_one(
+        heartbeat_interval: Duration,
+        request_timeout: Duration,
+        first: Option<Duration>,
+    ) -> Vec<std::time::Instant> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let seed = listener.local_addr().unwrap().to_string();
-        // Given up at the third tick (1.2 s, the first at least the timeout), where the next
-        // heartbeat leaves at once rather than a tick later (1.6 s).
-        let (heartbeat_interval, request_timeout) = (Duration::from_millis(400), Duration::from_secs(1));
         let config = crate::config::NodeConfig { seed, heartbeat_interval, request_timeout, ..testing::config() };
         let nodes = testing::cluster(&[NodeState::Normal], config).await;
         let node = nodes[0].node.clone();
-        let handler = Arc::new(HangingFirst { arrived: Default::default(), epoch: node.epoch() });
+        let handler = Arc::new(SlowFirst { arrived: Default::default(), epoch: node.epoch(), first });
         let server = Arc::new(dkv_transport::ServerConfig {
             auth: dkv_transport::Auth { cluster: node.config.cluster_name.clone(), secret: None },
             max_frame: 1 << 20,
@@ -639,6 +649,15 @@ mod tests {
         stop.send_replace(true);
         beating.await.unwrap();
         let arrived = handler.arrived.lock().unwrap().clone();
+        arrived
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_heartbeat_without_an_answer_is_given_up_at_the_tick_after_the_timeout_and_the_next_leaves_then() {
+        // Given up at the third tick (1.2 s, the first at least the timeout), where the next
+        // heartbeat leaves at once rather than a tick later (1.6 s).
+        let (heartbeat_interval, request_timeout) = (Duration::from_millis(400), Duration::from_secs(1));
+        let arrived = heartbeats_after_a_slow_one(heartbeat_interval, request_timeout, None).await;
         let (gap, then) = (arrived[1] - arrived[0], arrived[2] - arrived[1]);
         assert!(gap >= request_timeout, "the hung heartbeat given up after {gap:?}, before the timeout");
         assert!(
@@ -646,6 +665,18 @@ mod tests {
             "the next heartbeat left {gap:?} after the hung one"
         );
         assert!(then >= heartbeat_interval / 2, "answered heartbeats an interval apart: {then:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_heartbeat_answered_after_a_tick_is_followed_by_the_next_at_once() {
+        // Answered 1.3 s after it left, a tick (1 s) having passed: the next leaves with the
+        // answer, not at the next tick (2 s).
+        let (heartbeat_interval, request_timeout) = (Duration::from_secs(1), Duration::from_secs(5));
+        let first = Duration::from_millis(1300);
+        let arrived = heartbeats_after_a_slow_one(heartbeat_interval, request_timeout, Some(first)).await;
+        let gap = arrived[1] - arrived[0];
+        assert!(gap >= first, "the second heartbeat left {gap:?} after the first, before its answer");
+        assert!(gap < first + Duration::from_millis(400), "the second heartbeat left {gap:?} after the first");
     }
 
     #[test]
