@@ -64,7 +64,7 @@ impl Line {
     /// connection attempt is still bounded by the config's `connect_timeout`. A caller that
     /// already waits on a timer (a heartbeat's next tick) passes it, and the call then arms no
     /// timer: arming one wakes the runtime's driver to take the earlier deadline, a system call
-    /// and a pass of the event loop each time, which was a seventh of an idle node's CPU.
+    /// and a pass of the event loop each time, about a tenth of an idle node's CPU.
     /// `after` is how long `until` waits, for the timeout's message.
     pub async fn call_until(
         &self,

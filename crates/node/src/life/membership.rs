@@ -371,8 +371,8 @@ enum Beat {
 /// first tick at least `--request-timeout` after it was sent (the next tick, at the default 5 s
 /// interval). After a tick has passed during a heartbeat, answered or not, the next one leaves at
 /// once, as it would if the timer had not been read. So waiting for the seed's answer arms no timer:
-/// arming one wakes the runtime's driver to take the earlier deadline, which was a seventh of an
-/// idle node's CPU (`Line::call_until`).
+/// arming one wakes the runtime's driver to take the earlier deadline, about a tenth of an idle
+/// node's CPU (`Line::call_until`).
 pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
     let mut failures = 0u32;
     let interval = node.config.heartbeat_interval;
@@ -395,7 +395,7 @@ pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
                 passed += 1;
             }
         };
-        let beat = node.beat_until(until, interval * patience).await;
+        let beat = node.beat_until(until, interval.saturating_mul(patience)).await;
         due = passed > 0;
         crate::life::clock::after_heartbeat(&node);
         match beat {
