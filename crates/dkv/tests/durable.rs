@@ -132,6 +132,7 @@ async fn sigterm_stops_a_durable_node_and_dkv_leave_removes_it_for_good() {
     let mut c = Cluster::start_durable(3, &[], "30s").await;
     let data = dataset("keep", 60);
     write_all(&c, &[0, 1, 2], &data).await;
+    c.wait_total_keys(&[0, 1, 2], 3 * 60).await; // acknowledged at W=2: the third copies may lag
     let id = c.client(2).json("/health").await.expect("health")["id"].as_str().expect("id").to_string();
 
     // SIGTERM: a stop, not a leave: the node exits and stays a member, and comes back as itself.

@@ -42,6 +42,8 @@ async fn join_of_a_sixth_node_moves_only_its_share_and_loses_nothing() {
     let mut c = Cluster::start(5).await;
     let data = dataset("user_", 800);
     write_all(&c, &[0, 1, 2, 3, 4], &data).await;
+    // A write is acknowledged at W=2; the third copy may still be on its way.
+    c.wait_total_keys(&[0, 1, 2, 3, 4], 800 * N).await;
     let mut before = Vec::new();
     for i in 0..5 {
         before.push(c.keys_on(i).await);
