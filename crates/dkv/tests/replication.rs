@@ -265,25 +265,20 @@ async fn tombstones_are_purged_everywhere_after_the_grace_period_and_keys_stay_d
         let client = c.client(i);
         async move { client.json("/stats").await.ok()?["tombstones"].as_u64() }
     };
+    let on_every_node = |n: u64| {
+        let tombstones = &tombstones;
+        async move {
+            for i in 0..3 {
+                if tombstones(i).await? != n {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    };
     // A delete is acknowledged at W=2; the third tombstone may still be on its way.
-    eventually(Duration::from_secs(5), "a delete leaves a tombstone on each replica", || async {
-        for i in 0..3 {
-            if tombstones(i).await? != 10 {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
-    eventually(Duration::from_secs(15), "tombstones purged on every node", || async {
-        for i in 0..3 {
-            if tombstones(i).await? != 0 {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
+    eventually(Duration::from_secs(5), "a delete leaves a tombstone on each replica", || on_every_node(10)).await;
+    eventually(Duration::from_secs(15), "tombstones purged on every node", || on_every_node(0)).await;
     // Anti-entropy keeps running: nothing brings the deleted values back.
     let bad = read_all(&c, &[0, 1, 2], kept, "&r=all").await;
     assert!(bad.is_empty(), "{bad:?}");
