@@ -8,6 +8,8 @@
 //! * a body that decodes re-encodes to bytes that decode again, to a value that encodes the same
 //!   (postcard accepts some non-canonical inputs, so the first encoding may differ from the input,
 //!   but it must then be stable);
+//! * a batch of writes read in place (`WritesRequest::decode_shared`, as a replica reads it) is
+//!   the batch the owned decoding reads, and refused where that one is;
 //! * entries that arrive in a batch stay within the batch limit when a node splits them again
 //!   (`split_batches`), and none is lost.
 
@@ -39,8 +41,20 @@ fn request(kind: u8, body: &[u8]) {
             }
         }
         Kind::Writes => {
-            if let Some(req) = round_trip::<wire::WritesRequest>(body) {
-                batches(req.entries);
+            // The replica reads this kind in place (`decode_shared`): it must read what the
+            // owned decoding reads, and refuse what it refuses.
+            let shared = wire::WritesRequest::decode_shared(&bytes::Bytes::copy_from_slice(body));
+            match round_trip::<wire::WritesRequest>(body) {
+                Some(req) => {
+                    let shared = shared.expect("read in place, refused where decoded whole");
+                    assert_eq!(shared.epoch, req.epoch);
+                    assert_eq!(shared.entries.len(), req.entries.len());
+                    for (a, b) in shared.entries.iter().zip(&req.entries) {
+                        assert_eq!((&a.key, &a.entry), (&b.key, &b.entry));
+                    }
+                    batches(req.entries);
+                }
+                None => assert!(shared.is_err(), "read in place, refused when decoded whole"),
             }
         }
         Kind::Read => drop(round_trip::<wire::ReadRequest>(body)),

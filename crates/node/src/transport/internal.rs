@@ -40,7 +40,7 @@ impl Handler for Internal {
         // a whole coordination.
         match Kind::from_u8(kind) {
             Some(Kind::Apply) => apply(node, decode(&body)?).await,
-            Some(Kind::Writes) => writes(node, decode(&body)?).await,
+            Some(Kind::Writes) => writes(node, WritesRequest::decode_shared(&body).map_err(undecodable)?).await,
             Some(Kind::Read) => read(node, decode(&body)?).await,
             Some(Kind::Reads) => reads(node, decode(&body)?).await,
             Some(Kind::Forward) => Box::pin(forward(node, decode(&body)?)).await,
@@ -60,7 +60,11 @@ impl Handler for Internal {
 }
 
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
-    postcard::from_bytes(body).map_err(|e| Refusal::new(400, format!("undecodable internal message: {e}")))
+    postcard::from_bytes(body).map_err(undecodable)
+}
+
+fn undecodable(e: postcard::Error) -> Refusal {
+    Refusal::new(400, format!("undecodable internal message: {e}"))
 }
 
 fn encode<T: Serialize>(msg: &T) -> Answer {

@@ -126,6 +126,48 @@ pub struct WritesRequest {
     pub entries: Vec<KeyEntry>,
 }
 
+impl WritesRequest {
+    /// The request in `body` as a replica reads it: its keys and values stay slices of `body`,
+    /// where [`decode`] copies each into an allocation of its own (two per write, on the
+    /// replica's hottest path, and each one a cache miss in the allocator). Nothing keeps `body`
+    /// alive past the batch: an engine stores its own copy of what it applies (`Engine::apply`).
+    /// The bytes are those [`decode`] reads: postcard writes a `Bytes` and a `&[u8]` alike.
+    pub fn decode_shared(body: &Bytes) -> Result<WritesRequest, postcard::Error> {
+        #[derive(Deserialize)]
+        struct Writes<'a> {
+            epoch: u64,
+            #[serde(borrow)]
+            entries: Vec<Write<'a>>,
+        }
+        #[derive(Deserialize)]
+        struct Write<'a> {
+            key: &'a [u8],
+            #[serde(borrow)]
+            entry: Stamped<'a>,
+        }
+        #[derive(Deserialize)]
+        struct Stamped<'a> {
+            version: Version,
+            #[serde(borrow)]
+            value: Option<&'a [u8]>,
+            expires: Option<u64>,
+        }
+        let Writes { epoch, entries } = postcard::from_bytes(body)?;
+        let entries = entries
+            .into_iter()
+            .map(|w| KeyEntry {
+                key: body.slice_ref(w.key),
+                entry: Entry {
+                    version: w.entry.version,
+                    value: w.entry.value.map(|v| body.slice_ref(v)),
+                    expires: w.entry.expires,
+                },
+            })
+            .collect();
+        Ok(WritesRequest { epoch, entries })
+    }
+}
+
 /// One outcome per entry of a [`WritesRequest`], in its order.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WritesReply {
@@ -430,5 +472,37 @@ mod batch_tests {
         let lens: Vec<usize> = batches.iter().map(Vec::len).collect();
         assert_eq!(lens, vec![1, 2, 1, 1]);
         assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 5, "nothing lost");
+    }
+
+    #[test]
+    fn writes_read_in_place_are_the_writes_sent() {
+        let v = |ts| Version { ts, node: 7 };
+        let entries = vec![
+            KeyEntry { key: Bytes::from_static(b"k1"), entry: Entry::value(v(1), Bytes::from(vec![9; 300])) },
+            KeyEntry { key: Bytes::from_static(b""), entry: Entry::value(v(2), Bytes::new()) },
+            KeyEntry { key: Bytes::from_static(b"gone"), entry: Entry::tombstone(v(3)) },
+            KeyEntry {
+                key: Bytes::from_static(b"ttl"),
+                entry: Entry { version: v(u64::MAX), value: Some(Bytes::from_static(b"x")), expires: Some(1 << 40) },
+            },
+        ];
+        let sent = WritesRequest { epoch: 42, entries };
+        let body = Bytes::from(postcard::to_allocvec(&sent).unwrap());
+        let read = WritesRequest::decode_shared(&body).unwrap();
+        let owned: WritesRequest = postcard::from_bytes(&body).unwrap();
+        assert_eq!(read.epoch, 42);
+        for got in [&read.entries, &owned.entries] {
+            assert_eq!(got.len(), sent.entries.len());
+            for (a, b) in got.iter().zip(&sent.entries) {
+                assert_eq!((&a.key, &a.entry), (&b.key, &b.entry));
+            }
+        }
+        // In place: the value is a slice of the body, not a copy of it.
+        let value = read.entries[0].entry.value.as_ref().unwrap();
+        assert!(body.as_ptr_range().contains(&value.as_ptr()), "the value was copied");
+        // A body cut short is refused as `decode` refuses it.
+        let cut = body.slice(..body.len() - 1);
+        assert!(WritesRequest::decode_shared(&cut).is_err());
+        assert!(postcard::from_bytes::<WritesRequest>(&cut).is_err());
     }
 }
