@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use dkv_placement::Ring;
+use dkv_placement::{Replicas, Ring};
 
 use crate::member::same_tokens;
 use crate::{Digest, Member, NodeId, NodeState, View};
@@ -13,10 +13,10 @@ use crate::{Digest, Member, NodeId, NodeState, View};
 pub struct Placement {
     /// Replicas on the read ring, in preference order: they hold the data now. `read[0]` is the
     /// key's coordinator.
-    pub read: Vec<NodeId>,
+    pub read: Replicas<NodeId>,
     /// Every node a write must reach: `read` followed by the future-ring replicas not already in
     /// it (nodes joining into the key's range, or taking it over from a leaving node).
-    pub write: Vec<NodeId>,
+    pub write: Replicas<NodeId>,
 }
 
 /// A view turned into rings, built once per membership change and shared read-only.
@@ -152,7 +152,7 @@ impl Topology {
         self.read.preference_list_into(hash, self.replicas, &mut p.read);
         self.future.preference_list_into(hash, self.replicas, &mut p.write);
         p.write.retain(|id| !p.read.contains(id));
-        p.write.splice(0..0, p.read.iter().copied());
+        p.write.insert_many(0, p.read.iter().copied());
         p
     }
 
@@ -211,10 +211,10 @@ mod tests {
         let mut saw_join = false;
         for i in 0..500 {
             let p = t.placement(key_hash(format!("k{i}").as_bytes()));
-            assert_eq!(p.read, vec![NodeId(1)]);
+            assert_eq!(p.read.as_slice(), [NodeId(1)]);
             if p.write.contains(&NodeId(2)) {
                 saw_join = true;
-                assert_eq!(p.write, vec![NodeId(1), NodeId(2)]);
+                assert_eq!(p.write.as_slice(), [NodeId(1), NodeId(2)]);
             }
         }
         assert!(saw_join);
@@ -228,8 +228,8 @@ mod tests {
             let p = t.placement(h);
             assert!(p.write.contains(&NodeId(2)), "the future owner always gets the write");
             assert_eq!(t.future_replicas(h), vec![NodeId(2)]);
-            if p.read == vec![NodeId(1)] {
-                assert_eq!(p.write, vec![NodeId(1), NodeId(2)]);
+            if p.read.as_slice() == [NodeId(1)] {
+                assert_eq!(p.write.as_slice(), [NodeId(1), NodeId(2)]);
             }
         }
     }
@@ -259,8 +259,8 @@ mod tests {
         let mut pos = 0u64;
         loop {
             let (holders, end) = t.read_span(pos);
-            assert_eq!(holders, t.placement(pos).read, "the read replicas of the span's start");
-            assert_eq!(t.placement(end).read, holders, "and of its end");
+            assert_eq!(holders, t.placement(pos).read.as_slice(), "the read replicas of the span's start");
+            assert_eq!(t.placement(end).read.as_slice(), holders, "and of its end");
             assert!(!holders.contains(&NodeId(2)), "a joining node holds nothing yet");
             if end == u64::MAX {
                 break;

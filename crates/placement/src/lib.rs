@@ -32,5 +32,5 @@ mod ring;
 mod tokens;
 
 pub use hash::{key_hash, tokens_for, Token, DEFAULT_VNODES};
-pub use ring::Ring;
+pub use ring::{Replicas, Ring, INLINE_REPLICAS};
 pub use tokens::{choose_tokens, TOKEN_CANDIDATES};

@@ -10,7 +10,16 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt::Debug;
 use std::hash::Hash;
 
+use smallvec::SmallVec;
+
 use crate::hash::Token;
+
+/// A preference list in a buffer of the caller's that holds this many nodes without allocating:
+/// every replication factor in use, and the joining nodes of a write set besides.
+pub const INLINE_REPLICAS: usize = 6;
+
+/// The nodes of one preference list, in order.
+pub type Replicas<N> = SmallVec<[N; INLINE_REPLICAS]>;
 
 /// Above this many wanted replicas, the walk tracks seen nodes in a `HashSet` instead of scanning
 /// `out`; below it a linear scan of a few elements is faster and allocates nothing.
@@ -122,10 +131,10 @@ impl<N: Copy + Ord + Eq + Hash + Debug> Ring<N> {
     /// the first token `>= hash` (wrapping), the first `n` *distinct* nodes, or every node if the
     /// ring has fewer.
     ///
-    /// This runs on every request, so it takes a caller-owned buffer and allocates nothing beyond
-    /// it for ordinary replication factors: one binary search, then a walk that usually stops
+    /// This runs on every request, so it takes a caller-owned buffer, which holds
+    /// [`INLINE_REPLICAS`] nodes without allocating: one binary search, then a walk that usually stops
     /// after a few entries.
-    pub fn preference_list_into(&self, hash: u64, n: usize, out: &mut Vec<N>) {
+    pub fn preference_list_into(&self, hash: u64, n: usize, out: &mut Replicas<N>) {
         out.clear();
         if n == 0 || self.entries.is_empty() {
             return;
@@ -162,9 +171,9 @@ impl<N: Copy + Ord + Eq + Hash + Debug> Ring<N> {
 
     /// Allocating convenience over [`Ring::preference_list_into`].
     pub fn preference_list(&self, hash: u64, n: usize) -> Vec<N> {
-        let mut out = Vec::new();
+        let mut out = Replicas::new();
         self.preference_list_into(hash, n, &mut out);
-        out
+        out.into_vec()
     }
 
     /// The node owning `hash`: the first node of its preference list, `None` on an empty ring.
@@ -389,11 +398,11 @@ mod tests {
     #[test]
     fn into_reuses_and_clears_the_buffer() {
         let r = ring(&[(1, &[10]), (2, &[20]), (3, &[30])]);
-        let mut out = vec![9, 9, 9, 9];
+        let mut out: Replicas<u32> = [9; 8].into_iter().collect();
         r.preference_list_into(15, 2, &mut out);
-        assert_eq!(out, vec![2, 3]);
+        assert_eq!(out.as_slice(), [2, 3]);
         r.preference_list_into(15, 1, &mut out);
-        assert_eq!(out, vec![2]);
+        assert_eq!(out.as_slice(), [2]);
     }
 
     #[test]
