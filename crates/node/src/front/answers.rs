@@ -63,6 +63,10 @@ pub fn params(path: &str) -> &'static [&'static str] {
     endpoints().find(|e| e.path == path).map_or(&[], |e| e.params)
 }
 
+/// The `x-dkv-node` header's name, made once: inserting it by its text copies the name into a
+/// new allocation for every answer (`http` keeps only its standard names static).
+pub static NODE_HEADER: header::HeaderName = header::HeaderName::from_static(dkv_membership::api::NODE_HEADER);
+
 /// The `x-dkv-node` value of node `id`.
 pub fn node_header(id: impl std::fmt::Display) -> HeaderValue {
     HeaderValue::from_str(&id.to_string()).unwrap_or_else(|_| HeaderValue::from_static("node"))
@@ -81,7 +85,7 @@ pub async fn stamp(State(node): State<HeaderValue>, req: Request, next: Next) ->
             }
         }
     }
-    answer.headers_mut().insert(dkv_membership::api::NODE_HEADER, node);
+    answer.headers_mut().insert(NODE_HEADER.clone(), node);
     answer
 }
 

@@ -105,7 +105,7 @@ impl Service<hyper::Request<Incoming>> for Front {
                 Some(refused) => refused,
                 None => key_request(node, op, req.map(Body::new), ttl).await,
             };
-            answer.headers_mut().insert(dkv_membership::api::NODE_HEADER, stamp);
+            answer.headers_mut().insert(answers::NODE_HEADER.clone(), stamp);
             Ok(answer)
         }))
     }
