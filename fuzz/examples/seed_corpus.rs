@@ -128,6 +128,15 @@ fn wire_message(dir: &Path) -> std::io::Result<()> {
         entries: entries.clone(),
     };
     write(dir, "sync-bucket", &req(Kind::SyncBucket, &bucket))?;
+    let versions = wire::SyncVersions {
+        epoch: 7,
+        from: 1,
+        bucket: 9,
+        after: Some((40, Bytes::from_static(b"a"))),
+        upto: Some((90, Bytes::from_static(b"z"))),
+        versions: entries.iter().map(|kv| (kv.key.clone(), kv.entry.version)).collect(),
+    };
+    write(dir, "sync-versions", &req(Kind::SyncVersions, &versions))?;
     write(dir, "refresh", &req(Kind::Refresh, &wire::RefreshRequest { epoch: 8 }))?;
     let forward = wire::ForwardRequest {
         epoch: 7,
@@ -165,6 +174,12 @@ fn wire_message(dir: &Path) -> std::io::Result<()> {
     write(dir, "writes-reply", &answer(8, &wire::WritesReply { outcomes }))?;
     let entries_read = vec![Some(Entry::value(v, Bytes::from_static(b"1"))), None, Some(Entry::tombstone(v))];
     write(dir, "reads-reply", &answer(9, &wire::ReadsReply { entries: entries_read, settled: false }))?;
+    let versions_reply = wire::SyncVersionsReply {
+        entries: entries.clone(),
+        stopped: Some((41, Bytes::from_static(b"b"))),
+        wanted: vec![Bytes::from_static(b"a"), Bytes::new()],
+    };
+    write(dir, "sync-versions-reply", &answer(10, &versions_reply))?;
     Ok(())
 }
 

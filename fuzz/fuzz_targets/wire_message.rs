@@ -3,7 +3,7 @@
 //! each answer as the calling node decodes it.
 //!
 //! Input: one byte that picks the message (a request kind `1..=0x7f` as on the wire, or an answer
-//! at `0x80 + n`, `n` below 11), then the postcard body. Asserts, beyond "no panic":
+//! at `0x80 + n`, `n` below 12), then the postcard body. Asserts, beyond "no panic":
 //! * a kind byte is read as the `Kind` whose byte it is;
 //! * a body that decodes re-encodes to bytes that decode again, to a value that encodes the same
 //!   (postcard accepts some non-canonical inputs, so the first encoding may differ from the input,
@@ -73,6 +73,7 @@ fn request(kind: u8, body: &[u8]) {
                 batches(req.entries);
             }
         }
+        Kind::SyncVersions => drop(round_trip::<wire::SyncVersions>(body)),
         Kind::Refresh => drop(round_trip::<wire::RefreshRequest>(body)),
         Kind::Forward => drop(round_trip::<wire::ForwardRequest>(body)),
         Kind::Clock => drop(round_trip::<wire::ClockRequest>(body)),
@@ -82,7 +83,7 @@ fn request(kind: u8, body: &[u8]) {
 
 /// As `transport::peer::Peers::call` decodes the answer to each request.
 fn answer(which: u8, body: &[u8]) {
-    match which % 11 {
+    match which % 12 {
         0 => drop(round_trip::<wire::ApplyReply>(body)),
         1 => drop(round_trip::<wire::ReadResponse>(body)),
         2 => {
@@ -107,6 +108,11 @@ fn answer(which: u8, body: &[u8]) {
             }
         }
         9 => drop(round_trip::<wire::ReadsReply>(body)),
+        10 => {
+            if let Some(reply) = round_trip::<wire::SyncVersionsReply>(body) {
+                batches(reply.entries);
+            }
+        }
         _ => drop(round_trip::<()>(body)),
     }
 }

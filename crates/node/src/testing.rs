@@ -53,6 +53,16 @@ pub(crate) fn config() -> NodeConfig {
 
 /// One member per state in `states`, ids 1, 2, ..., tokens interleaved so each owns an equal share.
 pub(crate) async fn cluster(states: &[NodeState], config: NodeConfig) -> Vec<TestNode> {
+    cluster_of_releases(states, config, &[]).await
+}
+
+/// [`cluster`], where the nodes refuse the message kinds `unknown` as a node of a release before
+/// them does.
+pub(crate) async fn cluster_of_releases(
+    states: &[NodeState],
+    config: NodeConfig,
+    unknown: &[wire::Kind],
+) -> Vec<TestNode> {
     let mut listeners = Vec::new();
     for _ in states {
         listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind a test node"));
@@ -84,13 +94,31 @@ pub(crate) async fn cluster(states: &[NodeState], config: NodeConfig) -> Vec<Tes
         let node =
             Node::new(config.clone(), m.id, m.addr, engine, None, peers, hints, topo, life, watch::channel(None).0);
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(serve(node.clone(), listener, max_frame, stopped));
+        let handler = Arc::new(Release { current: Internal(node.clone()), unknown: unknown.to_vec() });
+        tokio::spawn(serve(handler, listener, max_frame, stopped));
         out.push(TestNode { node, stop });
     }
     out
 }
 
-async fn serve(node: Node, listener: TcpListener, max_frame: usize, mut stop: watch::Receiver<bool>) {
+/// A node's transport handler, without the message kinds of a later release than its own.
+struct Release {
+    current: Internal,
+    unknown: Vec<wire::Kind>,
+}
+
+impl dkv_transport::Handler for Release {
+    async fn handle(&self, kind: u8, body: Bytes) -> Result<Vec<u8>, dkv_transport::Refusal> {
+        if self.unknown.iter().any(|k| *k as u8 == kind) {
+            let why = format!("unknown message kind {kind}: is the peer of another release?");
+            return Err(dkv_transport::Refusal::new(400, why));
+        }
+        self.current.handle(kind, body).await
+    }
+}
+
+async fn serve(handler: Arc<Release>, listener: TcpListener, max_frame: usize, mut stop: watch::Receiver<bool>) {
+    let node = &handler.current.0;
     let config = Arc::new(dkv_transport::ServerConfig {
         auth: dkv_transport::Auth { cluster: node.config.cluster_name.clone(), secret: None },
         max_frame,
@@ -98,7 +126,6 @@ async fn serve(node: Node, listener: TcpListener, max_frame: usize, mut stop: wa
         max_concurrent: 1024,
         handshake_timeout: node.config.request_timeout,
     });
-    let handler = Arc::new(Internal(node));
     loop {
         let stream = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,

@@ -27,7 +27,7 @@
 //! entries in one round after a pipelined SET load on three nodes, and the next SET run at 0.8×
 //! its speed). What the horizon leaves out is compared by the next round.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,9 +41,11 @@ use crate::error::{NodeError, PeerError};
 use crate::life::load::Moving;
 use crate::life::state::{Life, Node};
 use crate::life::stats::add;
+use crate::replication::batch::unknown_kind;
 use crate::replication::pages;
 use crate::transport::wire::{
-    self, KeyEntry, Kind, SyncBucket, SyncBucketReply, SyncDiff, SyncSummary, SyncSummarySettled,
+    self, ApplyKind, ApplyReply, ApplyRequest, KeyEntry, Kind, SyncBucket, SyncBucketReply, SyncDiff, SyncSummary,
+    SyncSummarySettled, SyncVersions, SyncVersionsReply,
 };
 
 const BUCKET_BITS: u32 = 10;
@@ -265,7 +267,7 @@ async fn sync_with(
             let req = SyncSummarySettled { summary, horizon };
             match node.peers.call(addr, Kind::SyncSummarySettled, &req).await {
                 // A peer of an earlier release knows no horizon: compare everything with it.
-                Err(e) if e.status() == Some(400) && e.to_string().contains("unknown message kind") => {
+                Err(e) if unknown_kind(&e) => {
                     let all = tokio::task::block_in_place(|| summaries(node, topo, None));
                     let digests = all.get(&peer).cloned().unwrap_or_else(|| vec![0; BUCKETS]);
                     let summary = SyncSummary { epoch: topo.epoch(), from: node.me.0, digests };
@@ -279,6 +281,8 @@ async fn sync_with(
         + diff.buckets.len() as u64;
     let here = |e: NodeError| PeerError::Refused { addr: "this node".into(), status: 500, message: e.to_string() };
     let (mut sent, mut received) = (0, 0);
+    // A peer of a release before `SyncVersions` gets each page's entries whole.
+    let mut whole = false;
     for (i, &bucket) in diff.buckets.iter().enumerate() {
         progress.moving.progress((progress.done + i as u64) as f64, planned as f64);
         // Page by page: each message carries at most about `BATCH_BYTES` either way.
@@ -289,22 +293,58 @@ async fn sync_with(
                     .map_err(here)?;
             let upto = page.next.clone();
             let entries = page.into_key_entries();
-            sent += entries.len() as u64;
-            progress.moving.moved(entries.len() as u64, entries_bytes(&entries));
-            let msg = SyncBucket {
-                epoch: topo.epoch(),
-                from: node.me.0,
-                bucket,
-                after: after.map(wire::cursor_to_wire),
-                upto: upto.clone().map(wire::cursor_to_wire),
-                entries,
+            let (after_wire, upto_wire) = (after.map(wire::cursor_to_wire), upto.clone().map(wire::cursor_to_wire));
+            // Keys and versions first; the values of only those the peer lacks or holds older.
+            let versions = if whole {
+                None
+            } else {
+                let versions = entries.iter().map(|kv| (kv.key.clone(), kv.entry.version)).collect();
+                let msg = SyncVersions {
+                    epoch: topo.epoch(),
+                    from: node.me.0,
+                    bucket,
+                    after: after_wire.clone(),
+                    upto: upto_wire.clone(),
+                    versions,
+                };
+                match node.peers.call::<_, SyncVersionsReply>(addr, Kind::SyncVersions, &msg).await {
+                    Err(e) if unknown_kind(&e) => None,
+                    other => Some(other?),
+                }
             };
-            let reply: SyncBucketReply = node.peers.call(addr, Kind::SyncBucket, &msg).await?;
-            received += reply.entries.len() as u64;
-            progress.moving.moved(reply.entries.len() as u64, entries_bytes(&reply.entries));
-            node.apply_local(reply.entries).await.map_err(here)?;
+            whole = versions.is_none();
+            let (theirs, stopped) = match versions {
+                Some(SyncVersionsReply { entries: theirs, stopped, wanted }) => {
+                    let wanted: HashSet<Bytes> = wanted.into_iter().collect();
+                    let give: Vec<KeyEntry> = entries.into_iter().filter(|kv| wanted.contains(&kv.key)).collect();
+                    if !give.is_empty() {
+                        sent += give.len() as u64;
+                        progress.moving.moved(give.len() as u64, entries_bytes(&give));
+                        let req = ApplyRequest { epoch: topo.epoch(), kind: ApplyKind::Repair, entries: give };
+                        node.peers.call::<_, ApplyReply>(addr, Kind::Apply, &req).await?;
+                    }
+                    (theirs, stopped)
+                }
+                None => {
+                    sent += entries.len() as u64;
+                    progress.moving.moved(entries.len() as u64, entries_bytes(&entries));
+                    let msg = SyncBucket {
+                        epoch: topo.epoch(),
+                        from: node.me.0,
+                        bucket,
+                        after: after_wire,
+                        upto: upto_wire,
+                        entries,
+                    };
+                    let reply: SyncBucketReply = node.peers.call(addr, Kind::SyncBucket, &msg).await?;
+                    (reply.entries, reply.stopped)
+                }
+            };
+            received += theirs.len() as u64;
+            progress.moving.moved(theirs.len() as u64, entries_bytes(&theirs));
+            node.apply_local(theirs).await.map_err(here)?;
             // Compared up to where the peer stopped, else up to where this page ended.
-            after = match reply.stopped.map(wire::cursor_from_wire).or(upto) {
+            after = match stopped.map(wire::cursor_from_wire).or(upto) {
                 Some(c) => Some(c),
                 None => break,
             };
@@ -337,6 +377,44 @@ pub async fn answer_bucket(node: &Node, topo: &Topology, msg: SyncBucket) -> Res
         .map(|(_, key, entry)| KeyEntry { key, entry })
         .collect();
     Ok(SyncBucketReply { entries, stopped: stopped.map(wire::cursor_to_wire) })
+}
+
+/// Receiver side of step 2, keys and versions first ([`SyncVersions`]): what the sender lacks or
+/// holds older of this part of the bucket, as [`answer_bucket`] answers, and which of the
+/// sender's keys this node lacks or holds older, among those its page compared (up to where it
+/// stopped: the sender's next page starts there and sends the rest again).
+pub async fn answer_versions(node: &Node, topo: &Topology, msg: SyncVersions) -> Result<SyncVersionsReply, NodeError> {
+    let (after, upto) = (msg.after.map(wire::cursor_from_wire), msg.upto.map(wire::cursor_from_wire));
+    let end_hash = upto.as_ref().map_or(u64::MAX, |c| c.hash);
+    let peer = NodeId(msg.from);
+    let page = tokio::task::block_in_place(|| bucket_page(node, topo, peer, msg.bucket as usize, after, end_hash))?;
+    let within = |hash: u64, key: &Bytes| upto.as_ref().is_none_or(|u| (hash, key) <= (u.hash, &u.key));
+    let stopped = page.next.clone().filter(|c| within(c.hash, &c.key) && upto.as_ref() != Some(c));
+    let compared =
+        |hash: u64, key: &Bytes| within(hash, key) && stopped.as_ref().is_none_or(|s| (hash, key) <= (s.hash, &s.key));
+    let wanted = {
+        let mine: HashMap<&Bytes, Version> = page
+            .entries
+            .iter()
+            .filter(|(hash, key, _)| within(*hash, key))
+            .map(|(_, key, e)| (key, e.version))
+            .collect();
+        msg.versions
+            .iter()
+            .filter(|(key, version)| {
+                compared(dkv_placement::key_hash(key), key) && mine.get(key).is_none_or(|held| held < version)
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    };
+    let theirs: HashMap<&Bytes, Version> = msg.versions.iter().map(|(key, version)| (key, *version)).collect();
+    let entries = page
+        .entries
+        .into_iter()
+        .filter(|(hash, key, entry)| within(*hash, key) && theirs.get(key).is_none_or(|v| *v < entry.version))
+        .map(|(_, key, entry)| KeyEntry { key, entry })
+        .collect();
+    Ok(SyncVersionsReply { entries, stopped: stopped.map(wire::cursor_to_wire), wanted })
 }
 
 /// Run a round after each membership change (once it settles) and every interval.
@@ -495,6 +573,58 @@ mod round_tests {
         let r = round(a, true).await;
         assert_eq!(r.failed, 0, "{r:?}");
         assert_eq!(testing::local(b, b"new"), Some(recent(now)), "a settling round compares everything");
+    }
+
+    /// A bucket of many equal keys and a few different ones, on `a` and `b`; what each must end
+    /// up holding.
+    fn a_bucket_that_differs_by_two_keys(a: &Node, b: &Node) -> Vec<String> {
+        let keys = keys_in_bucket("same-", 5, 300);
+        for k in &keys {
+            testing::put_local(a, k.as_bytes(), testing::value(3, 100));
+            testing::put_local(b, k.as_bytes(), testing::value(3, 100));
+        }
+        // One key only `a` holds, one that `b` holds newer.
+        testing::put_local(a, keys[7].as_bytes(), testing::value(4, 100));
+        testing::put_local(b, keys[9].as_bytes(), testing::value(6, 100));
+        let only_a = keys_in_bucket("only-a-", 5, 1).remove(0);
+        testing::put_local(a, only_a.as_bytes(), testing::value(5, 100));
+        let mut all = keys;
+        all.push(only_a);
+        all
+    }
+
+    /// Under a steady write load every bucket differs by the few keys overwritten between the two
+    /// nodes' scans; a differing bucket goes as keys and versions, and only what differs goes
+    /// with its value.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_differing_bucket_ships_only_the_entries_that_differ() {
+        let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
+        let (a, b) = (&nodes[0], &nodes[1]);
+        let keys = a_bucket_that_differs_by_two_keys(a, b);
+        let r = round(a, true).await;
+        assert_eq!(r.failed, 0, "{r:?}");
+        assert_eq!((r.buckets, r.sent, r.received), (1, 2, 1), "only the three keys that differ: {r:?}");
+        for k in &keys {
+            assert_eq!(testing::local(a, k.as_bytes()), testing::local(b, k.as_bytes()), "{k}");
+        }
+        assert_eq!(testing::local(b, keys[7].as_bytes()), Some(testing::value(4, 100)));
+        assert_eq!(testing::local(a, keys[9].as_bytes()), Some(testing::value(6, 100)));
+    }
+
+    /// A peer of the release before keys-and-versions refuses them as unknown: it gets the
+    /// bucket's entries whole, as before, and ends up the same.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_of_the_release_before_gets_buckets_whole() {
+        let states = [NodeState::Normal, NodeState::Normal];
+        let nodes = testing::cluster_of_releases(&states, testing::config(), &[Kind::SyncVersions]).await;
+        let (a, b) = (&nodes[0], &nodes[1]);
+        let keys = a_bucket_that_differs_by_two_keys(a, b);
+        let r = round(a, true).await;
+        assert_eq!(r.failed, 0, "{r:?}");
+        assert_eq!((r.buckets, r.sent), (1, 301), "the bucket whole: {r:?}");
+        for k in &keys {
+            assert_eq!(testing::local(a, k.as_bytes()), testing::local(b, k.as_bytes()), "{k}");
+        }
     }
 
     /// Issue 11: a bucket's entries went in one message whatever their size, so a bucket holding

@@ -155,7 +155,7 @@ pub fn prefetching<'a>(engine: &'a dyn Engine, hashes: &'a [u64]) -> impl Iterat
 }
 
 /// Whether a peer refused a message kind as one it does not know (it is of an older release).
-fn unknown_kind(e: &PeerError) -> bool {
+pub(crate) fn unknown_kind(e: &PeerError) -> bool {
     e.status() == Some(400) && e.to_string().contains("unknown message kind")
 }
 

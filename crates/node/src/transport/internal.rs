@@ -51,6 +51,7 @@ impl Handler for Internal {
                 Box::pin(sync_summary(node, req.summary, Some(req.horizon))).await
             }
             Some(Kind::SyncBucket) => Box::pin(sync_bucket(node, decode(&body)?)).await,
+            Some(Kind::SyncVersions) => Box::pin(sync_versions(node, decode(&body)?)).await,
             Some(Kind::Refresh) => refresh(node, decode(&body)?),
             Some(Kind::Clock) => encode(&ClockReply { now_ms: node.hlc.wall_ms() }),
             Some(Kind::Scan) => Box::pin(scan(node, decode(&body)?)).await,
@@ -191,6 +192,16 @@ async fn sync_bucket(node: &Node, req: SyncBucket) -> Answer {
     let _writes = node.fence.enter();
     let topo = node.topology();
     let reply = antientropy::answer_bucket(node, &topo, req).await.map_err(refused)?;
+    encode(&reply)
+}
+
+async fn sync_versions(node: &Node, req: wire::SyncVersions) -> Answer {
+    check_epoch(node, req.epoch).await?;
+    if req.bucket as usize >= antientropy::BUCKETS {
+        return Err(Refusal::new(400, "no such bucket"));
+    }
+    let topo = node.topology();
+    let reply = antientropy::answer_versions(node, &topo, req).await.map_err(refused)?;
     encode(&reply)
 }
 

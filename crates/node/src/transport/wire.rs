@@ -66,14 +66,31 @@ pub enum Kind {
     /// [`ReadsRequest`] → [`ReadsReply`]. A node of a release before it refuses it as unknown;
     /// the sender then sends each read as a [`ReadRequest`].
     Reads = 13,
+    /// [`SyncVersions`] → [`SyncVersionsReply`]. A node of a release before it refuses it as
+    /// unknown; the sender then sends its entries whole, as a [`SyncBucket`].
+    SyncVersions = 14,
 }
 
 impl Kind {
     pub fn from_u8(k: u8) -> Option<Kind> {
         use Kind::*;
-        [Apply, Read, Range, SyncSummary, SyncBucket, Refresh, Forward, Clock, Scan, SyncSummarySettled, Writes, Reads]
-            .into_iter()
-            .find(|x| *x as u8 == k)
+        [
+            Apply,
+            Read,
+            Range,
+            SyncSummary,
+            SyncBucket,
+            Refresh,
+            Forward,
+            Clock,
+            Scan,
+            SyncSummarySettled,
+            Writes,
+            Reads,
+            SyncVersions,
+        ]
+        .into_iter()
+        .find(|x| *x as u8 == k)
     }
 }
 
@@ -299,6 +316,29 @@ pub struct SyncBucket {
 pub struct SyncBucketReply {
     pub entries: Vec<KeyEntry>,
     pub stopped: Option<(u64, Bytes)>,
+}
+
+/// A page of a differing bucket as [`SyncBucket`] would carry it, but keys and versions only:
+/// the receiver says which of them it needs ([`SyncVersionsReply::wanted`]), and only those go
+/// with their values. Under a steady write load every bucket differs by a few keys (those
+/// overwritten between the two nodes' scans), and shipping whole buckets shipped the store.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncVersions {
+    pub epoch: u64,
+    pub from: u64,
+    pub bucket: u32,
+    pub after: Option<(u64, Bytes)>,
+    pub upto: Option<(u64, Bytes)>,
+    pub versions: Vec<(Bytes, Version)>,
+}
+
+/// The receiver's entries the sender lacks or holds older ([`SyncBucketReply::entries`], and
+/// `stopped` as there), and the sender's keys it lacks or holds older, of the part it compared.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncVersionsReply {
+    pub entries: Vec<KeyEntry>,
+    pub stopped: Option<(u64, Bytes)>,
+    pub wanted: Vec<Bytes>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
