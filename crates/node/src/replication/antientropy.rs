@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dkv_membership::{NodeId, NodeState, Topology};
-use dkv_storage::{Cursor, Version};
+use dkv_storage::{Cursor, Entry, Version};
 use tokio::sync::watch;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -358,25 +358,62 @@ fn entries_bytes(entries: &[KeyEntry]) -> u64 {
     entries.iter().map(|e| (e.key.len() + e.entry.value_len()) as u64).sum()
 }
 
+/// This node's entries of the part of a bucket that a sender's page covered (after `after`, up
+/// to `upto`), as far as a page of its own holds them: the receiver's side of both exchanges.
+struct Part {
+    entries: Vec<(u64, Bytes, Entry)>,
+    upto: Option<Cursor>,
+    /// Where this node's page stopped short of `upto`: the sender's next page starts there.
+    stopped: Option<Cursor>,
+}
+
+impl Part {
+    fn of(
+        node: &Node,
+        topo: &Topology,
+        from: u64,
+        bucket: u32,
+        after: Option<(u64, Bytes)>,
+        upto: Option<(u64, Bytes)>,
+    ) -> Result<Part, NodeError> {
+        let (after, upto) = (after.map(wire::cursor_from_wire), upto.map(wire::cursor_from_wire));
+        let end_hash = upto.as_ref().map_or(u64::MAX, |c| c.hash);
+        let page =
+            tokio::task::block_in_place(|| bucket_page(node, topo, NodeId(from), bucket as usize, after, end_hash))?;
+        let within = |hash: u64, key: &Bytes| upto.as_ref().is_none_or(|u| (hash, key) <= (u.hash, &u.key));
+        // The page may end past `upto` (keys after it under the same hash): those are the next part's.
+        let stopped = page.next.clone().filter(|c| within(c.hash, &c.key) && upto.as_ref() != Some(c));
+        let entries = page.entries.into_iter().filter(|(hash, key, _)| within(*hash, key)).collect();
+        Ok(Part { entries, upto, stopped })
+    }
+
+    /// Whether this node's page compared the key at `hash`: within `upto`, and up to where it stopped.
+    fn compared(&self, hash: u64, key: &Bytes) -> bool {
+        let upto = |c: &Option<Cursor>| c.as_ref().is_none_or(|c| (hash, key) <= (c.hash, &c.key));
+        upto(&self.upto) && upto(&self.stopped)
+    }
+
+    /// The entries the sender lacks or holds older (`theirs`: the version it holds), and where
+    /// this node stopped.
+    fn newer_than(self, theirs: impl Fn(&Bytes) -> Option<Version>) -> (Vec<KeyEntry>, Option<(u64, Bytes)>) {
+        let entries = self
+            .entries
+            .into_iter()
+            .filter(|(_, key, entry)| theirs(key).is_none_or(|v| v < entry.version))
+            .map(|(_, key, entry)| KeyEntry { key, entry })
+            .collect();
+        (entries, self.stopped.map(wire::cursor_to_wire))
+    }
+}
+
 /// Receiver side of step 2: apply what the sender has, answer with what it lacks or has older in
 /// the same part of the bucket — as much of it as a page holds.
 pub async fn answer_bucket(node: &Node, topo: &Topology, msg: SyncBucket) -> Result<SyncBucketReply, NodeError> {
     let theirs: HashMap<Bytes, Version> = msg.entries.iter().map(|kv| (kv.key.clone(), kv.entry.version)).collect();
     node.apply_local(msg.entries).await?;
-    let (after, upto) = (msg.after.map(wire::cursor_from_wire), msg.upto.map(wire::cursor_from_wire));
-    let end_hash = upto.as_ref().map_or(u64::MAX, |c| c.hash);
-    let peer = NodeId(msg.from);
-    let page = tokio::task::block_in_place(|| bucket_page(node, topo, peer, msg.bucket as usize, after, end_hash))?;
-    let within = |hash: u64, key: &Bytes| upto.as_ref().is_none_or(|u| (hash, key) <= (u.hash, &u.key));
-    // The page may end past `upto` (keys after it under the same hash): those are the next part's.
-    let stopped = page.next.clone().filter(|c| within(c.hash, &c.key) && upto.as_ref() != Some(c));
-    let entries = page
-        .entries
-        .into_iter()
-        .filter(|(hash, key, entry)| within(*hash, key) && theirs.get(key).is_none_or(|v| *v < entry.version))
-        .map(|(_, key, entry)| KeyEntry { key, entry })
-        .collect();
-    Ok(SyncBucketReply { entries, stopped: stopped.map(wire::cursor_to_wire) })
+    let part = Part::of(node, topo, msg.from, msg.bucket, msg.after, msg.upto)?;
+    let (entries, stopped) = part.newer_than(|key| theirs.get(key).copied());
+    Ok(SyncBucketReply { entries, stopped })
 }
 
 /// Receiver side of step 2, keys and versions first ([`SyncVersions`]): what the sender lacks or
@@ -384,37 +421,20 @@ pub async fn answer_bucket(node: &Node, topo: &Topology, msg: SyncBucket) -> Res
 /// sender's keys this node lacks or holds older, among those its page compared (up to where it
 /// stopped: the sender's next page starts there and sends the rest again).
 pub async fn answer_versions(node: &Node, topo: &Topology, msg: SyncVersions) -> Result<SyncVersionsReply, NodeError> {
-    let (after, upto) = (msg.after.map(wire::cursor_from_wire), msg.upto.map(wire::cursor_from_wire));
-    let end_hash = upto.as_ref().map_or(u64::MAX, |c| c.hash);
-    let peer = NodeId(msg.from);
-    let page = tokio::task::block_in_place(|| bucket_page(node, topo, peer, msg.bucket as usize, after, end_hash))?;
-    let within = |hash: u64, key: &Bytes| upto.as_ref().is_none_or(|u| (hash, key) <= (u.hash, &u.key));
-    let stopped = page.next.clone().filter(|c| within(c.hash, &c.key) && upto.as_ref() != Some(c));
-    let compared =
-        |hash: u64, key: &Bytes| within(hash, key) && stopped.as_ref().is_none_or(|s| (hash, key) <= (s.hash, &s.key));
+    let part = Part::of(node, topo, msg.from, msg.bucket, msg.after, msg.upto)?;
     let wanted = {
-        let mine: HashMap<&Bytes, Version> = page
-            .entries
-            .iter()
-            .filter(|(hash, key, _)| within(*hash, key))
-            .map(|(_, key, e)| (key, e.version))
-            .collect();
+        let mine: HashMap<&Bytes, Version> = part.entries.iter().map(|(_, key, e)| (key, e.version)).collect();
         msg.versions
             .iter()
             .filter(|(key, version)| {
-                compared(dkv_placement::key_hash(key), key) && mine.get(key).is_none_or(|held| held < version)
+                part.compared(dkv_placement::key_hash(key), key) && mine.get(key).is_none_or(|held| held < version)
             })
             .map(|(key, _)| key.clone())
             .collect()
     };
     let theirs: HashMap<&Bytes, Version> = msg.versions.iter().map(|(key, version)| (key, *version)).collect();
-    let entries = page
-        .entries
-        .into_iter()
-        .filter(|(hash, key, entry)| within(*hash, key) && theirs.get(key).is_none_or(|v| *v < entry.version))
-        .map(|(_, key, entry)| KeyEntry { key, entry })
-        .collect();
-    Ok(SyncVersionsReply { entries, stopped: stopped.map(wire::cursor_to_wire), wanted })
+    let (entries, stopped) = part.newer_than(|key| theirs.get(key).copied());
+    Ok(SyncVersionsReply { entries, stopped, wanted })
 }
 
 /// Run a round after each membership change (once it settles) and every interval.
