@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use tokio::process::{Child, Command};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::Instant;
 
 use clap::ValueEnum;
@@ -298,8 +299,16 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
         return Err(e);
     }
 
+    // Listen for Ctrl-C before saying that it stops the cluster: one pressed at once is heard.
+    let signals = match Signals::listen() {
+        Ok(signals) => signals,
+        Err(e) => {
+            stop_all(&mut nodes, &mut seed).await;
+            return Err(format!("listening for signals: {e}"));
+        }
+    };
     summary(&args, &seed, &nodes, logs.as_deref());
-    let result = watch(&mut nodes, &mut seed).await;
+    let result = watch(signals, &mut nodes, &mut seed).await;
     stop_all(&mut nodes, &mut seed).await;
     result
 }
@@ -329,20 +338,36 @@ fn summary(args: &UpArgs, seed: &Proc, nodes: &[Proc], logs: Option<&Path>) {
     say!("Ctrl-C stops the whole cluster.");
 }
 
+/// The signals `dkv up` answers. Each is a stream made once, before the summary: a signal that
+/// arrives while nothing awaits it is kept for the next `recv`, where a `ctrl_c()` future made
+/// anew at each turn of the loop would miss one that fell between two turns (and, before the
+/// first, leave SIGINT's default action to kill `dkv up` without stopping its children).
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+    /// A child's exit is seen at once, not at the next poll.
+    child: Signal,
+}
+
+impl Signals {
+    fn listen() -> std::io::Result<Signals> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            child: signal(SignalKind::child())?,
+        })
+    }
+}
+
 /// Until Ctrl-C or SIGTERM, report each child that exits (and reap it). Ends with an error once
 /// every child has exited, as there is nothing left to run.
-async fn watch(nodes: &mut [Proc], seed: &mut Proc) -> Result<(), String> {
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
-    // A child's exit is seen at once (SIGCHLD), not at the next poll.
-    let mut child_exit =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).map_err(|e| e.to_string())?;
+async fn watch(mut signals: Signals, nodes: &mut [Proc], seed: &mut Proc) -> Result<(), String> {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
-            _ = child_exit.recv() => {}
+            _ = signals.interrupt.recv() => break,
+            _ = signals.terminate.recv() => break,
+            _ = signals.child.recv() => {}
             _ = tick.tick() => {}
         }
         if let Some(status) = seed.check_exit() {

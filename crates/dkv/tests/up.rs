@@ -92,6 +92,8 @@ struct Up {
     proc: Proc,
     out: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     err: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The threads that read its stdout and stderr into `out` and `err`, until the pipes close.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Up {
@@ -100,16 +102,17 @@ impl Up {
         let collect = |r: Box<dyn std::io::Read + Send>| {
             let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
             let sink = lines.clone();
-            std::thread::spawn(move || {
+            let reader = std::thread::spawn(move || {
                 for line in BufReader::new(r).lines() {
                     sink.lock().unwrap().push(line.unwrap_or_default());
                 }
             });
-            lines
+            (lines, reader)
         };
-        let out = collect(Box::new(child.stdout.take().unwrap()));
-        let err = collect(Box::new(child.stderr.take().unwrap()));
-        Up { proc: Proc { child, addr: "dkv up".into(), args: Vec::new(), resp: None }, out, err }
+        let (out, out_reader) = collect(Box::new(child.stdout.take().unwrap()));
+        let (err, err_reader) = collect(Box::new(child.stderr.take().unwrap()));
+        let proc = Proc { child, addr: "dkv up".into(), args: Vec::new(), resp: None };
+        Up { proc, out, err, readers: vec![out_reader, err_reader] }
     }
 
     fn said(&self, what: &str) -> bool {
@@ -118,6 +121,22 @@ impl Up {
 
     fn stdout(&self) -> Vec<String> {
         self.out.lock().unwrap().clone()
+    }
+
+    /// Wait for `dkv up` to exit and its output to be read; its exit code. Panics after `timeout`
+    /// with what it printed.
+    async fn exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            // Its output is all read once the pipes close: every process that held them is gone.
+            if let Some(status) = self.proc.child.try_wait().unwrap() {
+                if self.readers.iter().all(|r| r.is_finished()) {
+                    return status.code();
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "dkv up still runs after {timeout:?}: {}", self.transcript());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     fn transcript(&self) -> String {
@@ -138,7 +157,7 @@ async fn up_refuses_overlapping_ports_and_ports_another_process_holds() {
     // The seed's port is also node 0's.
     let port = free_port_run(2);
     let mut up = Up::start(&up_flags(2, port, port));
-    assert_eq!(up.proc.wait_exit(Duration::from_secs(10)).await, Some(1), "{}", up.transcript());
+    assert_eq!(up.exit(Duration::from_secs(10)).await, Some(1), "{}", up.transcript());
     assert!(up.said(&format!("port {port} would be used by both the seed")), "{}", up.transcript());
     assert!(!up.said("cluster is up"), "{}", up.transcript());
 
@@ -150,7 +169,7 @@ async fn up_refuses_overlapping_ports_and_ports_another_process_holds() {
     })
     .await;
     let mut up = Up::start(&up_flags(2, free_port(), base));
-    assert_eq!(up.proc.wait_exit(Duration::from_secs(20)).await, Some(1), "{}", up.transcript());
+    assert_eq!(up.exit(Duration::from_secs(20)).await, Some(1), "{}", up.transcript());
     assert!(up.said(&format!("port {}, for node 1 (--base-port + 1), is not free", base + 1)), "{}", up.transcript());
     assert!(!up.said("cluster is up"), "{}", up.transcript());
 }
@@ -218,7 +237,7 @@ async fn up_reports_a_child_that_exits_with_its_log_and_leaves_no_process_behind
         .find_map(|l| l.trim().strip_prefix("seed ")?.split("(pid ").nth(1)?.trim_end_matches(')').parse::<u32>().ok());
     let seed_pid = seed_pid.unwrap_or_else(|| panic!("the seed's pid in the summary: {}", up.transcript()));
     up.proc.signal(libc::SIGINT);
-    assert_eq!(up.proc.wait_exit(Duration::from_secs(20)).await, Some(0), "{}", up.transcript());
+    assert_eq!(up.exit(Duration::from_secs(20)).await, Some(0), "{}", up.transcript());
     for pid in [seed_pid, nodes[0].1, nodes[1].1, nodes[2].1] {
         assert!(!alive(pid), "pid {pid} of the cluster is still there after dkv up exited: {}", up.transcript());
     }
@@ -235,7 +254,7 @@ async fn up_verbose_shows_the_logs_on_the_terminal() {
     let logged = |what: &str| up.err.lock().unwrap().iter().any(|l| l.contains(what));
     assert!(logged("seed listening") && logged("registered with the seed"), "{}", up.transcript());
     up.proc.signal(libc::SIGINT);
-    assert_eq!(up.proc.wait_exit(Duration::from_secs(20)).await, Some(0), "{}", up.transcript());
+    assert_eq!(up.exit(Duration::from_secs(20)).await, Some(0), "{}", up.transcript());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +266,7 @@ async fn up_reports_a_node_that_fails_to_start_with_the_end_of_its_log() {
     let mut flags = up_flags(1, free_port(), free_port_run(1));
     flags.extend(["--data-dir".to_string(), data.display().to_string()]);
     let mut up = Up::start(&flags);
-    assert_eq!(up.proc.wait_exit(Duration::from_secs(20)).await, Some(1), "{}", up.transcript());
+    assert_eq!(up.exit(Duration::from_secs(20)).await, Some(1), "{}", up.transcript());
     let log = data.join("logs/node-0.log");
     assert!(up.said("dkv up: node 0 (http://127.0.0.1:"), "{}", up.transcript());
     assert!(
