@@ -29,7 +29,8 @@ cleanup() {
   rm -f "$RESULTS"
 }
 trap cleanup EXIT
-start() { taskset -c 1 "$@" >/dev/null 2>&1 & PIDS+=($!); }
+# BENCH_LOG=FILE keeps the servers' logs (appended, all in one file); they go nowhere otherwise.
+start() { taskset -c 1 "$@" >>"${BENCH_LOG:-/dev/null}" 2>&1 & PIDS+=($!); }
 wait_http() {
   for _ in $(seq 1 3000); do curl -fs -o /dev/null "$1" && return 0; sleep 0.01; done
   echo "bench: $1 did not come up" >&2; exit 1

@@ -156,6 +156,12 @@ impl Topology {
         p
     }
 
+    /// Whether every hash from `lo` to `hi` has the placement of `lo`: true when no token of
+    /// either ring lies in `[lo, hi)` (a run without one may still be uniform; this says false).
+    pub fn same_placement_over(&self, lo: u64, hi: u64) -> bool {
+        !self.read.has_token_in(lo, hi) && !self.future.has_token_in(lo, hi)
+    }
+
     /// The nodes that hold `hash` now (its read replicas, in preference order) and the last hash
     /// position up to which every position is held by the same nodes: one step of a walk over
     /// the hash space in order (a key scan), never wrapping past `u64::MAX`.

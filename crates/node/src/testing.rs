@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dkv_membership::{Member, NodeId, NodeState, Topology, View};
-use dkv_storage::{Entry, MemoryEngine, Version};
+use dkv_storage::{Applied, Cursor, Engine, EngineStats, Entry, MemoryEngine, StorageResult, Version};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -63,6 +63,21 @@ pub(crate) async fn cluster_of_releases(
     config: NodeConfig,
     unknown: &[wire::Kind],
 ) -> Vec<TestNode> {
+    build(states, config, unknown, || Arc::new(MemoryEngine::new())).await
+}
+
+/// [`cluster`], with engines that keep no digests, as an engine of another kind might: their
+/// anti-entropy scans.
+pub(crate) async fn cluster_scanning(states: &[NodeState], config: NodeConfig) -> Vec<TestNode> {
+    build(states, config, &[], || Arc::new(Unkept(MemoryEngine::new()))).await
+}
+
+async fn build(
+    states: &[NodeState],
+    config: NodeConfig,
+    unknown: &[wire::Kind],
+    engine: fn() -> Arc<dyn Engine>,
+) -> Vec<TestNode> {
     let mut listeners = Vec::new();
     for _ in states {
         listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind a test node"));
@@ -90,15 +105,51 @@ pub(crate) async fn cluster_of_releases(
         let life = if m.state == NodeState::Joining { Life::Joining } else { Life::Normal };
         let peers = Peers::new(config.request_timeout, &config.cluster_name, None, max_frame, None);
         let hints = Hints::new(config.max_hints, config.hint_max_age);
-        let engine = Arc::new(MemoryEngine::new());
         let node =
-            Node::new(config.clone(), m.id, m.addr, engine, None, peers, hints, topo, life, watch::channel(None).0);
+            Node::new(config.clone(), m.id, m.addr, engine(), None, peers, hints, topo, life, watch::channel(None).0);
         let (stop, stopped) = watch::channel(false);
         let handler = Arc::new(Release { current: Internal(node.clone()), unknown: unknown.to_vec() });
         tokio::spawn(serve(handler, listener, max_frame, stopped));
         out.push(TestNode { node, stop });
     }
     out
+}
+
+/// A memory engine that keeps no digests (`Engine::digests` is `None`): the required methods
+/// and the generation, as `dkv_storage`'s own tests wrap one to run the trait's defaults.
+struct Unkept(MemoryEngine);
+
+impl Engine for Unkept {
+    fn get(&self, hash: u64, key: &[u8]) -> StorageResult<Option<Entry>> {
+        self.0.get(hash, key)
+    }
+    fn apply(&self, hash: u64, key: &[u8], entry: Entry) -> StorageResult<Applied> {
+        self.0.apply(hash, key, entry)
+    }
+    fn remove_if(&self, hash: u64, key: &[u8], version: Version) -> StorageResult<bool> {
+        self.0.remove_if(hash, key, version)
+    }
+    fn scan(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        out: &mut Vec<(u64, Bytes, Entry)>,
+    ) -> StorageResult<Option<Cursor>> {
+        self.0.scan(start, end_hash, limit, out)
+    }
+    fn purge_tombstones(&self, before_ts: u64) -> StorageResult<u64> {
+        self.0.purge_tombstones(before_ts)
+    }
+    fn expire_if(&self, hash: u64, key: &[u8], version: Version) -> StorageResult<bool> {
+        self.0.expire_if(hash, key, version)
+    }
+    fn stats(&self) -> EngineStats {
+        self.0.stats()
+    }
+    fn generation(&self) -> Option<u64> {
+        self.0.generation()
+    }
 }
 
 /// A node's transport handler, without the message kinds of a later release than its own.

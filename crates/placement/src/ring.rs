@@ -127,6 +127,13 @@ impl<N: Copy + Ord + Eq + Hash + Debug> Ring<N> {
         }
     }
 
+    /// Whether a token lies in `[lo, hi)`. When none does, every hash from `lo` to `hi` has the
+    /// same first token at or after it, so the same preference list.
+    pub fn has_token_in(&self, lo: u64, hi: u64) -> bool {
+        let i = self.entries.partition_point(|&(t, _)| t < lo);
+        self.entries.get(i).is_some_and(|&(t, _)| t < hi)
+    }
+
     /// Writes the preference list of `hash` into `out` (cleared first): walking clockwise from
     /// the first token `>= hash` (wrapping), the first `n` *distinct* nodes, or every node if the
     /// ring has fewer.
@@ -294,6 +301,18 @@ mod tests {
         assert_eq!(r.primary(5), None);
         assert!(r.preference_list(5, 3).is_empty());
         assert!(r.ownership().is_empty());
+    }
+
+    #[test]
+    fn a_run_without_a_token_has_one_preference_list() {
+        let r = ring(&[(1, &[100, 300]), (2, &[200])]);
+        assert!(r.has_token_in(100, 101) && r.has_token_in(50, 250) && r.has_token_in(250, u64::MAX));
+        assert!(!r.has_token_in(101, 200) && !r.has_token_in(301, u64::MAX) && !r.has_token_in(0, 100));
+        for (lo, hi) in [(101, 200), (301, u64::MAX), (0, 100)] {
+            assert_eq!(r.preference_list(lo, 2), r.preference_list(hi, 2), "{lo}..{hi}");
+        }
+        assert_ne!(r.preference_list(100, 2), r.preference_list(101, 2));
+        assert!(!ring(&[]).has_token_in(0, u64::MAX));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::codec::{
     store_key,
 };
 use crate::engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, StorageError, StorageResult};
-use crate::{Entry, Version};
+use crate::{Digests, Entry, Version};
 
 const STRIPES: usize = 256;
 
@@ -52,6 +52,8 @@ pub struct DurableEngine {
     expiring: AtomicU64,
     /// See [`Engine::generation`]; bumped after each insert or removal.
     generation: AtomicU64,
+    /// See [`Engine::digests`]; changed under the key's stripe, with the entry.
+    digests: Digests,
 }
 
 impl DurableEngine {
@@ -70,6 +72,7 @@ impl DurableEngine {
             tombstones: AtomicU64::new(0),
             expiring: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            digests: Digests::default(),
         };
         engine.count()?;
         Ok(engine)
@@ -84,9 +87,10 @@ impl DurableEngine {
     fn count(&self) -> StorageResult<()> {
         for item in self.data.iter() {
             let (k, v) = item.into_inner().map_err(|e| self.err("reading", e))?;
-            let (_, key) = decode_store_key(&k).map_err(|e| self.err("decoding a key", e))?;
+            let (hash, key) = decode_store_key(&k).map_err(|e| self.err("decoding a key", e))?;
             let entry = decode_entry(&v).map_err(|e| self.err("decoding a value", e))?;
             self.account(key.len(), &entry, true);
+            self.digests.add(hash, entry.version);
         }
         Ok(())
     }
@@ -179,8 +183,10 @@ impl Engine for DurableEngine {
         self.data.insert(sk, encode_entry(&entry)).map_err(|e| self.err("writing", e))?;
         if let Some(old) = &old {
             self.account(key.len(), old, false);
+            self.digests.remove(hash, old.version);
         }
         self.account(key.len(), &entry, true);
+        self.digests.add(hash, entry.version);
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(Applied::Stored)
     }
@@ -192,6 +198,7 @@ impl Engine for DurableEngine {
             Some(old) if old.version == version => {
                 self.data.remove(sk).map_err(|e| self.err("removing", e))?;
                 self.account(key.len(), &old, false);
+                self.digests.remove(hash, old.version);
                 self.generation.fetch_add(1, Ordering::AcqRel);
                 Ok(true)
             }
@@ -301,6 +308,10 @@ impl Engine for DurableEngine {
             expired += u64::from(self.expire_if(hash, &key, version)?);
         }
         Ok(Expired { expired, next })
+    }
+
+    fn digests(&self) -> Option<&Digests> {
+        Some(&self.digests)
     }
 
     fn stats(&self) -> EngineStats {

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::{Entry, Version};
+use crate::{Digests, Entry, Version};
 
 /// Position in an engine's `(hash, key)` order: scanning resumes strictly after it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -193,6 +193,12 @@ pub trait Engine: Send + Sync + 'static {
     /// visible to scans), so what was computed from a scan can be reused while it stays the same.
     /// `None`: the engine does not keep one, and nothing computed from it is reused.
     fn generation(&self) -> Option<u64> {
+        None
+    }
+
+    /// The digests of the store's segments, kept up to date with every entry stored or removed
+    /// (see [`crate::digests`]). `None`: the engine keeps none, and anti-entropy scans instead.
+    fn digests(&self) -> Option<&Digests> {
         None
     }
 
@@ -395,6 +401,68 @@ mod generation_tests {
         let dir = std::env::temp_dir().join(format!("dkv-generation-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         changes_with_every_store_and_removal(&crate::DurableEngine::open(&dir).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::*;
+    use crate::digests::{entry_digest, segment_of, SEGMENTS};
+
+    /// The digests a scan of `e` computes: what the kept ones must equal.
+    fn scanned(e: &dyn Engine) -> Vec<u64> {
+        let mut out = vec![0u64; SEGMENTS];
+        let mut page = Vec::new();
+        e.scan_versions(None, u64::MAX, usize::MAX, &mut page).unwrap();
+        for (hash, version) in page {
+            out[segment_of(hash)] = out[segment_of(hash)].wrapping_add(entry_digest(hash, version));
+        }
+        out
+    }
+
+    fn kept(e: &dyn Engine) -> Vec<u64> {
+        let d = e.digests().expect("kept");
+        (0..SEGMENTS).map(|s| d.segment(s)).collect()
+    }
+
+    /// Stores, overwrites, stale writes, expiry, removals and purges, over keys that share
+    /// segments and hashes: after each, the kept digests are those of a scan.
+    fn follow_every_change(e: &dyn Engine) {
+        let v = |ts| Version { ts, node: 1 };
+        let far = u64::MAX - 3;
+        type Change<'a> = Box<dyn Fn(&dyn Engine) + 'a>;
+        let steps: Vec<Change<'_>> = vec![
+            Box::new(|e| drop(e.apply(1, b"a", Entry::value(v(2), "x".into())))),
+            Box::new(|e| drop(e.apply(1, b"b", Entry::value(v(3), "y".into())))),
+            Box::new(move |e| drop(e.apply(far, b"c", Entry { expires: Some(10), ..Entry::value(v(4), "z".into()) }))),
+            Box::new(|e| drop(e.apply(1, b"a", Entry::value(v(1), "stale".into())))),
+            Box::new(|e| drop(e.apply(1, b"a", Entry::value(v(5), "newer".into())))),
+            Box::new(|e| drop(e.expire(None, 100, 1_000))),
+            Box::new(|e| drop(e.apply(2, b"d", Entry::tombstone(v(1))))),
+            Box::new(|e| drop(e.remove_if(1, b"b", v(2)))),
+            Box::new(|e| drop(e.remove_if(1, b"b", v(3)))),
+            Box::new(|e| drop(e.purge_tombstones(5))),
+        ];
+        assert_eq!(kept(e), scanned(e));
+        for (i, step) in steps.iter().enumerate() {
+            step(e);
+            assert_eq!(kept(e), scanned(e), "after step {i}");
+        }
+        assert_ne!(kept(e), vec![0; SEGMENTS], "entries remain");
+    }
+
+    #[test]
+    fn both_engines_keep_their_digests_with_every_change() {
+        follow_every_change(&crate::MemoryEngine::new());
+        let dir = std::env::temp_dir().join(format!("dkv-digests-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        follow_every_change(&crate::DurableEngine::open(&dir).unwrap());
+        // Counted again from the store when it opens.
+        let e = crate::DurableEngine::open(&dir).unwrap();
+        assert_eq!(kept(&e), scanned(&e));
+        assert_ne!(kept(&e), vec![0; SEGMENTS]);
+        drop(e);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

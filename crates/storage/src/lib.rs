@@ -13,6 +13,7 @@
 
 mod codec;
 mod datadir;
+pub mod digests;
 mod durable;
 mod engine;
 mod hlc;
@@ -21,6 +22,7 @@ mod memory;
 mod version;
 
 pub use datadir::{DataDir, DataDirError, Identity, FORMAT_VERSION};
+pub use digests::Digests;
 pub use durable::DurableEngine;
 pub use engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, StorageError, StorageResult};
 pub use hlc::Hlc;

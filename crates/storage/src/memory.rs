@@ -32,7 +32,7 @@ use bytes::Bytes;
 
 use crate::engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, StorageError, StorageResult};
 use crate::index::Index;
-use crate::{Entry, Version};
+use crate::{Digests, Entry, Version};
 
 const SHARD_BITS: u32 = 6;
 const SHARDS: usize = 1 << SHARD_BITS;
@@ -199,6 +199,8 @@ pub struct MemoryEngine {
     shards: Vec<RwLock<Shard>>,
     /// See [`Engine::generation`].
     generation: AtomicU64,
+    /// See [`Engine::digests`]; changed under the shard's lock, with the record.
+    digests: Digests,
 }
 
 impl Default for MemoryEngine {
@@ -206,6 +208,7 @@ impl Default for MemoryEngine {
         MemoryEngine {
             shards: (0..SHARDS).map(|i| RwLock::new(Shard::new(i))).collect(),
             generation: AtomicU64::new(0),
+            digests: Digests::default(),
         }
     }
 }
@@ -351,6 +354,10 @@ impl Engine for MemoryEngine {
         Ok(Expired { expired, next })
     }
 
+    fn digests(&self) -> Option<&Digests> {
+        Some(&self.digests)
+    }
+
     fn generation(&self) -> Option<u64> {
         Some(self.generation.load(Ordering::Acquire))
     }
@@ -375,6 +382,8 @@ impl MemoryEngine {
         let Shard { index, stats } = &mut *guard;
         match index.find_mut(hash, |r| r.key() == key) {
             Some(old) if entry.version > old.version() => {
+                self.digests.remove(hash, old.version());
+                self.digests.add(hash, entry.version);
                 account(stats, old, -1);
                 old.overwrite(key, entry);
                 account(stats, old, 1);
@@ -383,6 +392,7 @@ impl MemoryEngine {
             Some(_) => Applied::Stale,
             None => {
                 let record = Record::new(key, entry);
+                self.digests.add(hash, entry.version);
                 account(stats, &record, 1);
                 index.insert(hash, record, |r| r.key() < key);
                 Applied::Stored
@@ -409,6 +419,7 @@ impl MemoryEngine {
         let Shard { index, stats } = &mut *guard;
         match index.remove(hash, |r| r.key() == key && r.version() == version) {
             Some(old) => {
+                self.digests.remove(hash, old.version());
                 account(stats, &old, -1);
                 true
             }
@@ -477,9 +488,10 @@ impl MemoryEngine {
         for shard in &self.shards {
             let mut guard = write!(shard);
             let Shard { index, stats } = &mut *guard;
-            index.retain(|_, r| {
+            index.retain(|hash, r| {
                 let keep = !old(r);
                 if !keep {
+                    self.digests.remove(hash, r.version());
                     purged += 1;
                     stats.tombstones -= 1;
                 }

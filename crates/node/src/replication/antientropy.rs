@@ -2,7 +2,7 @@
 //!
 //! The hash space is cut into [`BUCKETS`] buckets (the top bits of the key hash, so a bucket is a
 //! contiguous range of the engine's hash-ordered store). For a pair of nodes, a bucket's digest
-//! sums a hash of `(key, version)` over the keys in it that *both* nodes replicate (under the
+//! sums a hash of each key's hash and version over the keys in it that *both* nodes replicate (under the
 //! same membership epoch, so both sides pick the same keys). One message carries all digests;
 //! only the buckets whose digests differ are then exchanged, entry by entry, in both directions,
 //! and applied with "newest version wins" — the same rule as every other transfer, so a round can
@@ -11,21 +11,30 @@
 //! A bucket is exchanged in pages of at most about `BATCH_BYTES` each way (see `pages.rs`): the
 //! sender's page says which part of the bucket it covers, the receiver answers with its entries
 //! of that part, and stops early — saying where — when those would not fit in a page. So a bucket
-//! of any size, values of megabytes included, fits in frames. Digests are computed from a scan of
-//! hashes and versions only (no values copied), and reused while neither the store nor the view
-//! changed, so the peers asking one after the other in a round cost one scan ([`DigestCache`]).
+//! of any size, values of megabytes included, fits in frames. A differing bucket goes as keys and
+//! versions first, and only the entries that differ go with their values ([`SyncVersions`]).
+//!
+//! The digests come from the engine's kept segment digests (`dkv_storage::digests`), changed with
+//! every write, so both nodes of a pair read theirs within a round trip of each other; only the
+//! few segments that a ring token cuts are scanned. An engine that keeps none is scanned (hashes
+//! and versions only, no values copied). Either way the result is reused while neither the store
+//! nor the view changed, so the peers asking one after the other in a round cost one computation
+//! ([`DigestCache`]).
 //!
 //! Rounds run after every membership change, once it settles ([`settle`]) — which is how the
 //! replicas that take over a crashed node's ranges get them back to N copies, and how a returning
 //! node catches up — and every `anti_entropy_interval` otherwise. Each pair is synced by the node
 //! with the lower id.
 //!
-//! A round after a change compares everything. A periodic round compares only the entries
-//! written before a *horizon* twice the request timeout back ([`SyncSummarySettled`]): a newer
-//! write may still be on its way to a replica, and under a steady write load those made nearly
-//! every bucket differ, so each periodic round exchanged most of the store (measured: 390 000
-//! entries in one round after a pipelined SET load on three nodes, and the next SET run at 0.8×
-//! its speed). What the horizon leaves out is compared by the next round.
+//! Under a steady write load, digests computed by scans differed in nearly every bucket: the two
+//! nodes scan at different moments, a million keys apart, and a key written in between counts on
+//! one side only. Each round then exchanged most of the store (measured: 2.5 M entries in one
+//! periodic round with 970 000 keys under 50 000 PUTs/s, and that 5 s window at a quarter of the
+//! speed). Kept digests differ only by the writes in flight as they are read. Where an engine
+//! keeps none, a periodic round compares only the entries written before a *horizon* twice the
+//! request timeout back ([`SyncSummarySettled`]), which helps while overwrites between the scans
+//! are rare; what it leaves out is compared by the next round. A round after a change compares
+//! everything.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -33,9 +42,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dkv_membership::{NodeId, NodeState, Topology};
-use dkv_storage::{Cursor, Entry, Version};
+use dkv_storage::digests::{entry_digest, segment_range, SEGMENTS};
+use dkv_storage::{Cursor, Digests, Entry, Version};
 use tokio::sync::watch;
-use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::error::{NodeError, PeerError};
 use crate::life::load::Moving;
@@ -54,6 +63,9 @@ pub const BUCKETS: usize = 1 << BUCKET_BITS;
 /// Entries scanned per page.
 const PAGE: usize = 1024;
 
+// A segment of the kept digests lies in one bucket.
+const _: () = assert!(dkv_storage::digests::SEGMENT_BITS >= BUCKET_BITS);
+
 pub fn bucket_of(hash: u64) -> usize {
     (hash >> (64 - BUCKET_BITS)) as usize
 }
@@ -61,14 +73,6 @@ pub fn bucket_of(hash: u64) -> usize {
 fn bucket_range(bucket: usize) -> (u64, u64) {
     let lo = (bucket as u64) << (64 - BUCKET_BITS);
     (lo, lo | (u64::MAX >> BUCKET_BITS))
-}
-
-/// One key's contribution to its bucket's digest.
-fn digest(hash: u64, version: Version) -> u64 {
-    let mut v = [0u8; 16];
-    v[..8].copy_from_slice(&version.ts.to_le_bytes());
-    v[8..].copy_from_slice(&version.node.to_le_bytes());
-    xxh3_64_with_seed(&v, hash)
 }
 
 /// Digests of the keys this node shares with each peer.
@@ -87,6 +91,79 @@ pub type Summaries = HashMap<NodeId, Vec<u64>>;
 #[derive(Default)]
 pub struct DigestCache {
     last: Mutex<Option<Cached>>,
+    /// Where each kept segment digest goes under the current view ([`Layout`]).
+    layout: Mutex<Option<Arc<Layout>>>,
+}
+
+/// Where each segment's kept digest goes under one view, in runs of segments that go to the same
+/// peers: computed once per view (65 536 placements), so that reading the digests and summing
+/// them into a summary takes well under a millisecond. The two nodes of a pair read their kept
+/// digests within that and a round trip of each other, and the writes of that moment are all
+/// that can tell them apart: read over the tens of milliseconds the placements take, they
+/// differed in a third of the buckets under 15 000 writes a second.
+struct Layout {
+    epoch: u64,
+    /// `(first segment, share)`, in order; each run lasts until the next one's first segment.
+    runs: Vec<(usize, Share)>,
+}
+
+#[derive(Clone, PartialEq)]
+enum Share {
+    /// Keys this node does not replicate.
+    NotMine,
+    /// Keys this node replicates with these peers.
+    With(dkv_placement::Replicas<NodeId>),
+    /// A token of either ring cuts the segment: its keys are scanned.
+    Cut,
+}
+
+impl Layout {
+    fn of(topo: &Topology) -> Layout {
+        let mut runs: Vec<(usize, Share)> = Vec::new();
+        for segment in 0..SEGMENTS {
+            let (lo, hi) = segment_range(segment);
+            // A placement per run of segments between tokens, not per segment: with no token from
+            // the previous segment's start to this one's end, this one is as the previous.
+            let previous = segment.checked_sub(1).map(|p| segment_range(p).0);
+            let share = if !topo.same_placement_over(lo, hi) {
+                Share::Cut
+            } else if let Some((_, last)) = runs
+                .last()
+                .filter(|(_, last)| *last != Share::Cut && previous.is_some_and(|p| topo.same_placement_over(p, hi)))
+            {
+                last.clone()
+            } else {
+                let mut write = topo.placement(lo).write;
+                match write.iter().position(|&p| p == topo.me) {
+                    Some(me) => {
+                        write.remove(me);
+                        Share::With(write)
+                    }
+                    None => Share::NotMine,
+                }
+            };
+            if runs.last().is_none_or(|(_, last)| *last != share) {
+                runs.push((segment, share));
+            }
+        }
+        Layout { epoch: topo.epoch(), runs }
+    }
+
+    /// The runs as `(segments, share)`.
+    fn iter(&self) -> impl Iterator<Item = (std::ops::Range<usize>, &Share)> {
+        let ends = self.runs.iter().skip(1).map(|(first, _)| *first).chain([SEGMENTS]);
+        self.runs.iter().zip(ends).map(|((first, share), end)| (*first..end, share))
+    }
+}
+
+impl DigestCache {
+    fn layout(&self, topo: &Topology) -> Arc<Layout> {
+        let mut layout = self.layout.lock().unwrap_or_else(|e| e.into_inner());
+        match &*layout {
+            Some(l) if l.epoch == topo.epoch() => l.clone(),
+            _ => layout.insert(Arc::new(Layout::of(topo))).clone(),
+        }
+    }
 }
 
 struct Cached {
@@ -99,7 +176,9 @@ struct Cached {
 }
 
 /// The digests of the keys this node shares with each peer under `topo`, of the entries whose
-/// version timestamp is at most `horizon` if one is given (blocking: a scan).
+/// version timestamp is at most `horizon` if one is given (blocking: it may scan). Without a
+/// horizon they come from the engine's kept digests when it keeps them ([`from_kept`]), else
+/// from a scan; with one, from a scan.
 pub fn summaries(node: &Node, topo: &Topology, horizon: Option<u64>) -> Arc<Summaries> {
     // Held while computing: concurrent requests wait for one scan instead of each making their own.
     let mut last = node.digests.last.lock().unwrap_or_else(|e| e.into_inner());
@@ -113,7 +192,11 @@ pub fn summaries(node: &Node, topo: &Topology, horizon: Option<u64>) -> Arc<Summ
             return c.summaries.clone();
         }
     }
-    let (s, newest) = summarize(node, topo, horizon);
+    let (s, newest) = match (horizon, node.engine.digests()) {
+        // The newest entry is not known: this result answers only requests without a horizon.
+        (None, Some(kept)) => (from_kept(node, topo, kept), u64::MAX),
+        _ => summarize(node, topo, horizon),
+    };
     let s = Arc::new(s);
     *last =
         generation.map(|generation| Cached { epoch: topo.epoch(), generation, horizon, newest, summaries: s.clone() });
@@ -124,11 +207,25 @@ pub fn summaries(node: &Node, topo: &Topology, horizon: Option<u64>) -> Arc<Summ
 /// hashes and versions; and the newest version timestamp seen.
 fn summarize(node: &Node, topo: &Topology, horizon: Option<u64>) -> (Summaries, u64) {
     let mut out: Summaries = HashMap::new();
+    let newest = scan_into(node, topo, None, u64::MAX, horizon, &mut out);
+    (out, newest)
+}
+
+/// Add the entries with hashes after `after` up to `end_hash` (up to `horizon`) to the digests
+/// of the peers that share them with this node; the newest version timestamp seen.
+fn scan_into(
+    node: &Node,
+    topo: &Topology,
+    after: Option<Cursor>,
+    end_hash: u64,
+    horizon: Option<u64>,
+    out: &mut Summaries,
+) -> u64 {
     let mut newest = 0;
-    let (mut cursor, mut page) = (None, Vec::with_capacity(PAGE));
+    let (mut cursor, mut page) = (after, Vec::with_capacity(PAGE));
     loop {
         page.clear();
-        cursor = match node.engine.scan_versions(cursor.as_ref(), u64::MAX, PAGE, &mut page) {
+        cursor = match node.engine.scan_versions(cursor.as_ref(), end_hash, PAGE, &mut page) {
             Ok(c) => c,
             Err(e) => {
                 // The digests come out different, so the pair exchanges the rest entry by entry:
@@ -149,14 +246,49 @@ fn summarize(node: &Node, topo: &Topology, horizon: Option<u64>) -> (Summaries, 
             for peer in write.into_iter().filter(|&p| p != node.me) {
                 let d = out.entry(peer).or_insert_with(|| vec![0; BUCKETS]);
                 if counted {
-                    d[bucket_of(hash)] = d[bucket_of(hash)].wrapping_add(digest(hash, version));
+                    d[bucket_of(hash)] = d[bucket_of(hash)].wrapping_add(entry_digest(hash, version));
                 }
             }
         }
         if cursor.is_none() {
-            return (out, newest);
+            return newest;
         }
     }
+}
+
+/// Digests of the keys this node shares with each peer, from the engine's kept segment digests
+/// (the same numbers a scan without a horizon gives). A segment that lies under one placement
+/// adds its digest to the buckets of that placement's peers; one that a token of either ring
+/// cuts (a few hundred of the 65 536 in a cluster of three) is scanned. A peer that shares a
+/// range with this node gets a summary even when neither holds a key of it.
+fn from_kept(node: &Node, topo: &Topology, kept: &Digests) -> Summaries {
+    let layout = node.digests.layout(topo);
+    // Read all at once, first: see [`Layout`].
+    let digests: Vec<u64> = (0..SEGMENTS).map(|s| kept.segment(s)).collect();
+    let mut out: Summaries = HashMap::new();
+    let mut cut = Vec::new();
+    for (segments, share) in layout.iter() {
+        match share {
+            Share::NotMine => {}
+            Share::Cut => cut.push(segments),
+            Share::With(peers) => {
+                for &peer in peers {
+                    let d = out.entry(peer).or_insert_with(|| vec![0; BUCKETS]);
+                    for segment in segments.clone() {
+                        let bucket = bucket_of(segment_range(segment).0);
+                        d[bucket] = d[bucket].wrapping_add(digests[segment]);
+                    }
+                }
+            }
+        }
+    }
+    for segments in cut {
+        let (lo, hi) = (segment_range(segments.start).0, segment_range(segments.end - 1).1);
+        // Strictly after (lo - 1, ""): from the first key whose hash is lo (keys are not empty).
+        let after = (lo > 0).then(|| Cursor { hash: lo - 1, key: Bytes::new() });
+        scan_into(node, topo, after, hi, None, &mut out);
+    }
+    out
 }
 
 /// The horizon of a periodic round: twice the request timeout back, past which every write has
@@ -203,13 +335,20 @@ pub struct Round {
 /// `coordinator.rs`).
 pub async fn round(node: &Node, settle: bool) -> Round {
     let topo = node.topology();
-    let horizon = (!settle).then(|| horizon(node));
-    let mut summaries = (*tokio::task::block_in_place(|| summaries(node, &topo, horizon))).clone();
+    // Kept digests are read by both nodes of a pair within a round trip: only the writes of that
+    // moment differ, and a periodic round compares everything as one after a change does.
+    // A periodic round leaves the entries written after its horizon to a later round: they may
+    // still be on their way to a replica. Kept digests are read by both nodes of a pair within a
+    // round trip: they compare everything, and the horizon applies to the entries exchanged.
+    // Digests from scans compare only the entries before it.
+    let exchanged = (!settle).then(|| horizon(node));
+    let horizon = exchanged.filter(|_| node.engine.digests().is_none());
+    let mut first = (*tokio::task::block_in_place(|| summaries(node, &topo, horizon))).clone();
     if settle {
         // Peers with which this node shares nothing yet (a range it newly replicates and has not
         // received) must be asked too.
         for m in topo.view.nodes.iter().filter(|m| m.id != node.me && m.state != NodeState::Joining) {
-            summaries.entry(m.id).or_insert_with(|| vec![0; BUCKETS]);
+            first.entry(m.id).or_insert_with(|| vec![0; BUCKETS]);
         }
     }
     let mut report = Round::default();
@@ -217,13 +356,23 @@ pub async fn round(node: &Node, settle: bool) -> Round {
     let moving = node.moves.begin(dkv_membership::load::MoveKind::Repair, None, None);
     let buckets = std::sync::atomic::AtomicU64::new(0);
     let progress = Progress { moving: &moving, planned: &buckets, done: report.buckets as u64 };
-    for (peer, digests) in summaries {
+    for (peer, digests) in first {
         if peer <= node.me && !settle {
             continue;
         }
         report.peers += 1;
+        // Kept digests are read again just before they go: the syncs with the peers before may
+        // have taken seconds, and the writes of those seconds would make buckets differ.
+        let digests = match report.peers > 1 && node.engine.digests().is_some() {
+            true => {
+                let now = tokio::task::block_in_place(|| summaries(node, &topo, horizon));
+                now.get(&peer).cloned().unwrap_or(digests)
+            }
+            false => digests,
+        };
         let progress = Progress { done: report.buckets as u64, ..progress };
-        match sync_with(node, &topo, peer, digests, horizon, &progress).await {
+        let horizons = Horizons { digests: horizon, exchanged };
+        match sync_with(node, &topo, peer, digests, horizons, &progress).await {
             Ok((buckets, sent, received)) => {
                 report.buckets += buckets;
                 report.sent += sent;
@@ -242,6 +391,14 @@ pub async fn round(node: &Node, settle: bool) -> Round {
     report
 }
 
+/// The horizons of a periodic round (`None`: everything): the digests compare the entries up to
+/// `digests`, and the entries exchanged are those up to `exchanged`.
+#[derive(Clone, Copy)]
+struct Horizons {
+    digests: Option<u64>,
+    exchanged: Option<u64>,
+}
+
 /// Where a round is, for the heartbeat's report: buckets exchanged before this peer's, and found
 /// different in all (this peer's included once its diff came).
 #[derive(Clone, Copy)]
@@ -256,12 +413,14 @@ async fn sync_with(
     topo: &Topology,
     peer: NodeId,
     digests: Vec<u64>,
-    horizon: Option<u64>,
+    horizons: Horizons,
     progress: &Progress<'_>,
 ) -> Result<(usize, u64, u64), PeerError> {
     let addr = node.addr_of(topo, peer)?;
     let summary = SyncSummary { epoch: topo.epoch(), from: node.me.0, digests };
-    let diff: SyncDiff = match horizon {
+    // Neither sent nor taken: entries written after the horizon of the exchange.
+    let settled = |e: &KeyEntry| horizons.exchanged.is_none_or(|h| e.entry.version.ts <= h);
+    let diff: SyncDiff = match horizons.digests {
         None => node.peers.call(addr, Kind::SyncSummary, &summary).await?,
         Some(horizon) => {
             let req = SyncSummarySettled { summary, horizon };
@@ -316,7 +475,8 @@ async fn sync_with(
             let (theirs, stopped) = match versions {
                 Some(SyncVersionsReply { entries: theirs, stopped, wanted }) => {
                     let wanted: HashSet<Bytes> = wanted.into_iter().collect();
-                    let give: Vec<KeyEntry> = entries.into_iter().filter(|kv| wanted.contains(&kv.key)).collect();
+                    let give: Vec<KeyEntry> =
+                        entries.into_iter().filter(|kv| wanted.contains(&kv.key) && settled(kv)).collect();
                     if !give.is_empty() {
                         sent += give.len() as u64;
                         progress.moving.moved(give.len() as u64, entries_bytes(&give));
@@ -326,6 +486,7 @@ async fn sync_with(
                     (theirs, stopped)
                 }
                 None => {
+                    let entries: Vec<KeyEntry> = entries.into_iter().filter(settled).collect();
                     sent += entries.len() as u64;
                     progress.moving.moved(entries.len() as u64, entries_bytes(&entries));
                     let msg = SyncBucket {
@@ -340,6 +501,7 @@ async fn sync_with(
                     (reply.entries, reply.stopped)
                 }
             };
+            let theirs: Vec<KeyEntry> = theirs.into_iter().filter(settled).collect();
             received += theirs.len() as u64;
             progress.moving.moved(theirs.len() as u64, entries_bytes(&theirs));
             node.apply_local(theirs).await.map_err(here)?;
@@ -542,6 +704,7 @@ mod round_tests {
     use dkv_storage::Entry;
 
     use super::*;
+    use crate::config::NodeConfig;
     use crate::testing;
 
     /// `count` keys named `{prefix}N` whose hashes fall in bucket `bucket`.
@@ -555,7 +718,7 @@ mod round_tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn summaries_are_reused_until_the_store_or_the_view_changes() {
-        let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
+        let nodes = testing::cluster_scanning(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
         let a = &nodes[0];
         testing::put_local(a, b"k", testing::value(2, 10));
         let topo = a.topology();
@@ -576,11 +739,78 @@ mod round_tests {
         assert!(!Arc::ptr_eq(&second, &summaries(a, &a.topology(), None)), "another view, another scan");
     }
 
-    /// A periodic round leaves out what was written after its horizon (it may be in flight to the
-    /// other replica); a round after a change compares everything.
+    /// The digests a node's kept segment digests give are those a scan gives, for every peer:
+    /// with replicas on some nodes only, a node joining (a future ring unlike the read ring), and
+    /// keys in the segments that tokens cut, which are scanned.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kept_digests_give_the_summaries_a_scan_gives() {
+        let states = [NodeState::Normal, NodeState::Normal, NodeState::Normal, NodeState::Joining];
+        let config = NodeConfig { replicas: 2, ..testing::config() };
+        let nodes = testing::cluster(&states, config).await;
+        let topo = nodes[0].topology();
+        let cut = |k: &String| {
+            let (lo, hi) = segment_range(dkv_storage::digests::segment_of(key_hash(k.as_bytes())));
+            !topo.same_placement_over(lo, hi)
+        };
+        let keys: Vec<String> = (0..40_000).map(|i| format!("key-{i}")).collect();
+        assert!(keys.iter().filter(|k| cut(k)).count() >= 10, "some keys lie in segments a token cuts");
+        for (i, k) in keys.iter().enumerate() {
+            for node in topo.placement(key_hash(k.as_bytes())).write {
+                // Most copies the same, some older, some missing.
+                match i % 7 {
+                    0 if node == NodeId(2) => continue,
+                    1 if node == NodeId(1) => testing::put_local(&nodes[0], k.as_bytes(), testing::value(1, 10)),
+                    _ => testing::put_local(&nodes[node.0 as usize - 1], k.as_bytes(), testing::value(2, 10)),
+                }
+            }
+        }
+        for node in &nodes {
+            let topo = node.topology();
+            let kept = from_kept(node, &topo, node.engine.digests().expect("a memory engine keeps them"));
+            let (scanned, _) = summarize(node, &topo, None);
+            let none = vec![0; BUCKETS];
+            let peers: HashSet<&NodeId> = kept.keys().chain(scanned.keys()).collect();
+            assert!(peers.len() >= 2, "{peers:?}");
+            for peer in peers {
+                let (k, s) = (kept.get(peer).unwrap_or(&none), scanned.get(peer).unwrap_or(&none));
+                assert!(
+                    k == s,
+                    "node {} and its peer {peer}: {} buckets differ",
+                    node.me,
+                    (0..BUCKETS).filter(|&b| k[b] != s[b]).count()
+                );
+            }
+        }
+    }
+
+    /// With kept digests, a periodic round compares everything, but exchanges only the entries
+    /// written before its horizon, either way: a newer one may be on its way to the replica.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_periodic_round_with_kept_digests_exchanges_only_entries_before_its_horizon() {
+        let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
+        let (a, b) = (&nodes[0], &nodes[1]);
+        let now = dkv_storage::Hlc::ts_at_ms(a.hlc.wall_ms());
+        let recent = |node| Entry::value(Version { ts: now, node }, Bytes::from_static(b"recent"));
+        testing::put_local(a, b"old-a", testing::value(5, 10));
+        testing::put_local(b, b"old-b", testing::value(5, 10));
+        testing::put_local(a, b"new-a", recent(1));
+        testing::put_local(b, b"new-b", recent(2));
+        let r = round(a, false).await;
+        assert_eq!((r.failed, r.sent, r.received), (0, 1, 1), "{r:?}");
+        assert!(r.buckets >= 3, "the recent entries' buckets differ too: {r:?}");
+        assert_eq!(testing::local(b, b"old-a"), Some(testing::value(5, 10)));
+        assert_eq!(testing::local(a, b"old-b"), Some(testing::value(5, 10)));
+        assert_eq!((testing::local(b, b"new-a"), testing::local(a, b"new-b")), (None, None));
+        let r = round(a, true).await;
+        assert_eq!((r.failed, r.sent, r.received), (0, 1, 1), "a round after a change takes them: {r:?}");
+        assert_eq!((testing::local(b, b"new-a"), testing::local(a, b"new-b")), (Some(recent(1)), Some(recent(2))));
+    }
+
+    /// Without kept digests, a periodic round leaves out what was written after its horizon (it
+    /// may be in flight to the other replica); a round after a change compares everything.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_periodic_round_compares_only_entries_before_its_horizon() {
-        let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
+        let nodes = testing::cluster_scanning(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
         let (a, b) = (&nodes[0], &nodes[1]);
         let now = dkv_storage::Hlc::ts_at_ms(a.hlc.wall_ms());
         let recent = |ts| Entry::value(Version { ts, node: 1 }, Bytes::from_static(b"recent"));
