@@ -30,11 +30,13 @@
 //! nodes scan at different moments, a million keys apart, and a key written in between counts on
 //! one side only. Each round then exchanged most of the store (measured: 2.5 M entries in one
 //! periodic round with 970 000 keys under 50 000 PUTs/s, and that 5 s window at a quarter of the
-//! speed). Kept digests differ only by the writes in flight as they are read. Where an engine
-//! keeps none, a periodic round compares only the entries written before a *horizon* twice the
-//! request timeout back ([`SyncSummarySettled`]), which helps while overwrites between the scans
-//! are rare; what it leaves out is compared by the next round. A round after a change compares
-//! everything.
+//! speed). Kept digests differ only by the writes in flight as they are read.
+//!
+//! A periodic round sends and takes only the entries written before a *horizon* twice the request
+//! timeout back: a newer write may still be on its way to a replica, and the next round sees it.
+//! Where an engine keeps no digests, its periodic digests also count only the entries before the
+//! horizon ([`SyncSummarySettled`]), which helps while overwrites between the two scans are rare.
+//! A round after a change compares and exchanges everything.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -96,11 +98,12 @@ pub struct DigestCache {
 }
 
 /// Where each segment's kept digest goes under one view, in runs of segments that go to the same
-/// peers: computed once per view (65 536 placements), so that reading the digests and summing
-/// them into a summary takes well under a millisecond. The two nodes of a pair read their kept
-/// digests within that and a round trip of each other, and the writes of that moment are all
-/// that can tell them apart: read over the tens of milliseconds the placements take, they
-/// differed in a third of the buckets under 15 000 writes a second.
+/// peers: computed once per view (a placement per run of segments between ring tokens), so that
+/// reading the digests and summing them into a summary takes well under a millisecond. The two
+/// nodes of a pair read their kept digests within that and a round trip of each other, and the
+/// writes of that moment are all that can tell them apart: read over the tens of milliseconds
+/// that a placement per segment took, they differed in a third of the buckets under 15 000
+/// writes a second.
 struct Layout {
     epoch: u64,
     /// `(first segment, share)`, in order; each run lasts until the next one's first segment.
@@ -335,8 +338,6 @@ pub struct Round {
 /// `coordinator.rs`).
 pub async fn round(node: &Node, settle: bool) -> Round {
     let topo = node.topology();
-    // Kept digests are read by both nodes of a pair within a round trip: only the writes of that
-    // moment differ, and a periodic round compares everything as one after a change does.
     // A periodic round leaves the entries written after its horizon to a later round: they may
     // still be on their way to a replica. Kept digests are read by both nodes of a pair within a
     // round trip: they compare everything, and the horizon applies to the entries exchanged.
