@@ -807,6 +807,22 @@ mod round_tests {
         assert_eq!((testing::local(b, b"new-a"), testing::local(a, b"new-b")), (Some(recent(1)), Some(recent(2))));
     }
 
+    /// An entry stamped a year ahead by a node whose clock is off (a write its replicas refused)
+    /// is taken by a round after a change, as everything is, but drags no clock with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_entry_a_year_ahead_is_taken_and_drags_no_clock() {
+        let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
+        let (a, b) = (&nodes[0], &nodes[1]);
+        let year = 365 * 86_400_000;
+        let far = Entry::value(Version { ts: dkv_storage::Hlc::ts_at_ms(a.hlc.wall_ms() + year), node: 2 }, "x".into());
+        testing::put_local(b, b"far", far.clone());
+        let r = round(a, true).await;
+        assert_eq!((r.failed, r.received), (0, 1), "{r:?}");
+        assert_eq!(testing::local(a, b"far"), Some(far));
+        let clock = dkv_storage::Hlc::ms_of(a.hlc.now());
+        assert!(clock < a.hlc.wall_ms() + year / 2, "the clock stays near the wall clock, not a year ahead");
+    }
+
     /// Without kept digests, a periodic round leaves out what was written after its horizon (it
     /// may be in flight to the other replica); a round after a change compares everything.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -367,6 +367,11 @@ impl Node {
             let mut hashes = prefetching(&*self.engine, &hashes);
             // Read the clock only for an entry that may be past its grace period.
             let mut purge_before = None;
+            // The clock follows what it stores (a later write here is stamped above it), but not
+            // past --max-clock-offset ahead of this node's own: an entry stamped by a node whose
+            // clock is off (a write its replicas refused, brought by a hint, a move or
+            // anti-entropy) is stored, and drags no clock ahead, as a client write is refused.
+            let mut follow_up_to = None;
             for KeyEntry { key, entry } in entries {
                 let hash = hashes.next().unwrap_or_else(|| key_hash(&key));
                 if let Some(dead) = entry.dead_since() {
@@ -377,7 +382,12 @@ impl Node {
                         continue;
                     }
                 }
-                self.hlc.observe(entry.version.ts);
+                let limit = *follow_up_to.get_or_insert_with(|| {
+                    Hlc::ts_at_ms(self.hlc.wall_ms() + self.config.max_clock_offset.as_millis() as u64)
+                });
+                if entry.version.ts <= limit {
+                    self.hlc.observe(entry.version.ts);
+                }
                 // No copy of the value: `key` and the value may be slices of a larger network
                 // buffer, but every engine stores its own copy (see `Engine::apply`).
                 let deadline = entry.expires.is_some() && entry.value.is_some();
