@@ -49,12 +49,12 @@ impl Hlc {
         ms << COUNTER_BITS
     }
 
-    /// Wall-clock milliseconds now, as this clock reads them.
     /// The wall-clock milliseconds of a timestamp.
     pub fn ms_of(ts: u64) -> u64 {
         ts >> COUNTER_BITS
     }
 
+    /// Wall-clock milliseconds now, as this clock reads them.
     pub fn wall_ms(&self) -> u64 {
         (self.wall_ms)()
     }
@@ -62,6 +62,27 @@ impl Hlc {
     /// Fold in a timestamp seen from elsewhere, so later `now()` values exceed it.
     pub fn observe(&self, ts: u64) {
         self.last.fetch_max(ts, Ordering::AcqRel);
+    }
+
+    /// How many milliseconds `ts` is ahead of the wall clock reading `wall_ms`, if that is more
+    /// than `max_ahead_ms`: a timestamp this far ahead came from a clock that is off.
+    pub fn too_far_ahead(ts: u64, wall_ms: u64, max_ahead_ms: u64) -> Option<u64> {
+        let ms = Self::ms_of(ts);
+        (ms > wall_ms.saturating_add(max_ahead_ms)).then(|| ms - wall_ms)
+    }
+
+    /// [`Hlc::observe`] `ts` unless it is more than `max_ahead_ms` ahead of the wall clock
+    /// reading `wall_ms`; then the clock is left as it was and the error says by how many
+    /// milliseconds `ts` is ahead. Following a timestamp that far ahead would drag this clock,
+    /// and every clock its writes reach, as far ahead as the clock that is off.
+    pub fn follow(&self, ts: u64, wall_ms: u64, max_ahead_ms: u64) -> Result<(), u64> {
+        match Self::too_far_ahead(ts, wall_ms, max_ahead_ms) {
+            Some(ahead) => Err(ahead),
+            None => {
+                self.observe(ts);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -84,5 +105,17 @@ mod tests {
         let remote = 5_000 << COUNTER_BITS;
         clock.observe(remote);
         assert!(clock.now() > remote);
+    }
+
+    #[test]
+    fn a_timestamp_past_the_bound_is_not_followed() {
+        let clock = Hlc::with_clock(|| 1_000);
+        let at = |ms: u64| ms << COUNTER_BITS;
+        assert_eq!(clock.follow(at(1_500), 1_000, 500), Ok(()), "at the bound: followed");
+        assert!(clock.now() > at(1_500));
+        assert_eq!(clock.follow(at(1_501), 1_000, 500), Err(501), "past it: says how far ahead");
+        assert!(clock.now() < at(1_501), "and the clock did not move");
+        assert_eq!(Hlc::too_far_ahead(at(900), 1_000, 0), None, "behind the wall clock");
+        assert_eq!(Hlc::too_far_ahead(u64::MAX, u64::MAX >> COUNTER_BITS, u64::MAX), None, "no overflow");
     }
 }

@@ -18,9 +18,13 @@
 //!   takes the median of those readings, the seed's and its own. Idle nodes that all read each
 //!   other every interval woke each other up several times a second for it: with 100 nodes at
 //!   1 s heartbeats that was most of their idle CPU.
+//!
+//!   With no other clock read lately, or as many on one side of the bound as on the other (one
+//!   peer against our own), the verdict stays as it was ([`Verdict::Undecided`]).
 //! * a replica refuses a client write whose version lies more than the bound ahead of its own
 //!   clock, and counts it. Hints, repairs and movement carry versions that were already accepted
-//!   and are exempt.
+//!   and are stored, but no clock follows a version that far ahead (`Hlc::follow`), and a
+//!   coordinator does not stamp a write above one.
 //!
 //! [`Offsets`] is pure: the caller passes the measurements and the time.
 
@@ -137,35 +141,64 @@ impl Offsets {
     /// dropped here, so the map holds the few members read lately, not every member ever read: a
     /// heartbeat, which reports the estimate, costs the same at any size.
     pub fn estimate(&self, now: Instant) -> Estimate {
+        self.middle(now).0
+    }
+
+    /// [`Offsets::estimate`], and when the clocks are an even count (ours among them), the other
+    /// of the two middle ones: the median lies between them.
+    fn middle(&self, now: Instant) -> (Estimate, Option<Estimate>) {
         let mut readings = self.readings.lock().expect("offsets lock");
         if let Some(e) = self.cluster_estimate(&readings, now) {
-            return e;
+            return (e, None);
         }
         readings.by.retain(|_, r| self.is_fresh(r.at, now));
         let mut all: Vec<(i64, i64)> = readings.by.values().map(|r| (r.offset_ms, r.error_ms)).collect();
         let clocks = all.len();
         all.push((0, 0));
         all.sort_unstable();
-        let (median, error) = all[all.len() / 2];
-        Estimate { offset_ms: median.saturating_neg(), error_ms: error, clocks }
+        let at = |i: usize| {
+            let (median, error) = all[i];
+            Estimate { offset_ms: median.saturating_neg(), error_ms: error, clocks }
+        };
+        let upper = all.len() / 2;
+        (at(upper), all.len().is_multiple_of(2).then(|| at(upper - 1)))
     }
 
-    /// Why this node must not coordinate writes, if it must not.
-    pub fn out_of_bounds(&self, max: Duration, now: Instant) -> Option<String> {
-        let e = self.estimate(now);
+    /// Whether this node may coordinate writes, by the clocks it knows of now.
+    pub fn verdict(&self, max: Duration, now: Instant) -> Verdict {
         let max_ms = max.as_millis() as i64;
-        (e.offset_ms.saturating_abs().saturating_sub(e.error_ms) > max_ms).then(|| {
-            format!(
-                "this node's clock is {} ms {} the cluster's (±{} ms, against {} clocks), more than --max-clock-offset {} ms: \
-                 it coordinates no writes until its clock is back within the bound; fix its time (NTP) or send writes to another node",
-                e.offset_ms.saturating_abs(),
-                if e.offset_ms > 0 { "ahead of" } else { "behind" },
-                e.error_ms,
-                e.clocks,
-                max_ms
-            )
-        })
+        let beyond = |e: &Estimate| e.offset_ms.saturating_abs().saturating_sub(e.error_ms) > max_ms;
+        let (e, other) = self.middle(now);
+        if e.clocks == 0 || other.is_some_and(|o| beyond(&o) != beyond(&e)) {
+            // No other clock read lately (the seed just went, and no peer was read yet), or as many
+            // clocks on one side of the bound as on the other: nothing new is known.
+            return Verdict::Undecided;
+        }
+        if !beyond(&e) {
+            return Verdict::Within;
+        }
+        Verdict::Beyond(format!(
+            "this node's clock is {} ms {} the cluster's (±{} ms, against {} clocks), more than --max-clock-offset {} ms: \
+             it coordinates no writes until its clock is back within the bound; fix its time (NTP) or send writes to another node",
+            e.offset_ms.saturating_abs(),
+            if e.offset_ms > 0 { "ahead of" } else { "behind" },
+            e.error_ms,
+            e.clocks,
+            max_ms
+        ))
     }
+}
+
+/// What the clocks a node knows of say of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Within,
+    /// Off by more than the bound: why, to log and to tell clients.
+    Beyond(String),
+    /// Too little to tell: the verdict before stands. A node that judged itself fine when its
+    /// only clock left was its own flapped: its clock off by a year, it coordinated a write in
+    /// the moment between the seed's death and its first reading of a peer.
+    Undecided,
 }
 
 /// Clocks read per round. Reading every member every round costs a cluster n² calls per
@@ -198,7 +231,11 @@ pub fn after_heartbeat(node: &Node) {
 
 /// Refuse or resume coordinating writes by the estimate; log when that changes.
 fn judge(node: &Node) {
-    let why = node.offsets.out_of_bounds(node.config.max_clock_offset, Instant::now());
+    let why = match node.offsets.verdict(node.config.max_clock_offset, Instant::now()) {
+        Verdict::Within => None,
+        Verdict::Beyond(why) => Some(why),
+        Verdict::Undecided => return,
+    };
     match (&why, node.clock_refusal().is_some()) {
         (Some(why), false) => tracing::error!("{why}"),
         (None, true) => tracing::info!("clock back within --max-clock-offset: coordinating writes again"),
@@ -256,12 +293,12 @@ mod tests {
         on_1.record(Source::Node(NodeId(2)), t, t + 2, t + 1, now);
         on_1.record(Source::Node(NodeId(3)), t, t + 2, t + 1 + year, now);
         assert_eq!(on_1.estimate(now).offset_ms, 0);
-        assert!(on_1.out_of_bounds(MAX, now).is_none());
+        assert_eq!(on_1.verdict(MAX, now), Verdict::Within);
         let on_3 = Offsets::new(fresh);
         on_3.record(Source::Node(NodeId(1)), t + year, t + year + 2, t + 1, now);
         on_3.record(Source::Node(NodeId(2)), t + year, t + year + 2, t + 1, now);
         assert_eq!(on_3.estimate(now).offset_ms, year as i64);
-        let why = on_3.out_of_bounds(MAX, now).expect("node 3 is off");
+        let Verdict::Beyond(why) = on_3.verdict(MAX, now) else { panic!("node 3 is off") };
         assert!(why.contains("ahead of the cluster's") && why.contains("--max-clock-offset 500 ms"), "{why}");
     }
 
@@ -307,11 +344,11 @@ mod tests {
         offsets.record(Source::Node(NodeId(2)), 1000, 1400, 1800, now);
         offsets.record(Source::Node(NodeId(3)), 1000, 1400, 1800, now);
         assert_eq!(offsets.estimate(now), Estimate { offset_ms: -600, error_ms: 200, clocks: 2 });
-        assert!(offsets.out_of_bounds(MAX, now).is_none(), "within the error");
+        assert_eq!(offsets.verdict(MAX, now), Verdict::Within, "within the error");
         // Readings from peers that stopped answering are not used.
         let later = now + Duration::from_secs(11);
         assert_eq!(offsets.estimate(later).clocks, 0);
-        assert!(offsets.out_of_bounds(MAX, later).is_none());
+        assert_eq!(offsets.verdict(MAX, later), Verdict::Undecided, "no clock but ours: nothing is known");
     }
 
     #[test]
@@ -327,7 +364,7 @@ mod tests {
         offsets.record_cluster(ClusterClock { offset_ms: 700, error_ms: 3, clocks: 101 }, now);
         assert!(offsets.from_seed(now));
         assert_eq!(offsets.estimate(now), Estimate { offset_ms: -660, error_ms: 5, clocks: 101 });
-        let why = offsets.out_of_bounds(MAX, now).expect("660 ms behind, ±5");
+        let Verdict::Beyond(why) = offsets.verdict(MAX, now) else { panic!("660 ms behind, ±5") };
         assert!(why.contains("660 ms behind the cluster's") && why.contains("101 clocks"), "{why}");
         // A peer read meanwhile does not move a fresh estimate from the seed.
         offsets.record(Source::Node(NodeId(2)), t, t + 2, t + 1, now);
@@ -344,6 +381,29 @@ mod tests {
         offsets.record_cluster(ClusterClock { offset_ms: i64::MAX, error_ms: i64::MAX, clocks: u64::MAX }, later);
         let e = offsets.estimate(later);
         assert_eq!((e.offset_ms, e.error_ms), (i64::MIN, i64::MAX));
-        assert!(offsets.out_of_bounds(MAX, later).is_none(), "an error that large says nothing");
+        assert_eq!(offsets.verdict(MAX, later), Verdict::Within, "an error that large says nothing");
+    }
+
+    /// A node a year ahead that the seed's cluster clock found off stays off when the seed goes:
+    /// neither its own clock alone nor one peer against it (a tie) clears it; two peers confirm.
+    #[test]
+    fn with_the_seed_gone_too_few_clocks_leave_the_verdict_as_it_was() {
+        let now = Instant::now();
+        let offsets = Offsets::new(Duration::from_secs(3));
+        let year = 365 * 24 * 3600 * 1000u64;
+        let t = 1_000_000u64;
+        offsets.record(Source::Seed, t + year, t + year + 2, t + 1, now);
+        offsets.record_cluster(ClusterClock { offset_ms: 0, error_ms: 1, clocks: 3 }, now);
+        assert!(matches!(offsets.verdict(MAX, now), Verdict::Beyond(_)));
+        let later = now + Duration::from_secs(4);
+        assert_eq!(offsets.verdict(MAX, later), Verdict::Undecided, "the seed's readings aged out, no peer read yet");
+        offsets.record(Source::Node(NodeId(1)), t + year, t + year + 2, t + 1, later);
+        assert_eq!(offsets.verdict(MAX, later), Verdict::Undecided, "one peer against ours: a tie");
+        offsets.record(Source::Node(NodeId(2)), t + year, t + year + 2, t + 1, later);
+        assert!(matches!(offsets.verdict(MAX, later), Verdict::Beyond(_)), "two peers against ours");
+        // A correct node that reads one correct peer: a tie too, but both middles are within.
+        let right = Offsets::new(Duration::from_secs(3));
+        right.record(Source::Node(NodeId(1)), t, t + 2, t + 1, later);
+        assert_eq!(right.verdict(MAX, later), Verdict::Within);
     }
 }

@@ -204,6 +204,12 @@ impl Node {
         self.clock_refusal.read().expect("clock refusal lock").clone()
     }
 
+    /// `--max-clock-offset` in milliseconds: how far ahead of this node's wall clock a version
+    /// may be stamped for its clock to follow it (or, for a client write, to be applied here).
+    pub fn max_clock_offset_ms(&self) -> u64 {
+        self.config.max_clock_offset.as_millis() as u64
+    }
+
     pub fn set_clock_refusal(&self, why: Option<String>) {
         *self.clock_refusal.write().expect("clock refusal lock") = why;
     }

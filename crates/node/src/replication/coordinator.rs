@@ -122,6 +122,18 @@ impl Node {
                     // write above the newest of them and send it again, so the client is told
                     // of a version that W replicas applied (see the module doc).
                     let newest = answers.iter().filter_map(|(_, held)| *held).max().expect("a superseded answer");
+                    let max = self.max_clock_offset_ms();
+                    if let Err(ahead) = self.hlc.follow(newest.ts, self.hlc.wall_ms(), max) {
+                        // Stamped by a clock that is off (stored by a hint, a move or anti-entropy,
+                        // which take such entries). Stamping above it would drag this clock that far
+                        // ahead, and the replicas would refuse the write as too far ahead anyway.
+                        bump(&self.stats.clock_refusals);
+                        return Err(NodeError::ClockAhead(format!(
+                            "a replica holds a version of this key {ahead} ms ahead of this node's clock (more than \
+                             --max-clock-offset {max} ms), written by a node whose clock was off: no write stamped \
+                             by a correct clock can supersede it until that time"
+                        )));
+                    }
                     if superseded_left == 0 {
                         return Err(NodeError::Unavailable(format!(
                             "write kept being superseded by newer versions of the key ({newest:?}); retry"
@@ -129,7 +141,6 @@ impl Node {
                     }
                     superseded_left -= 1;
                     bump(&self.stats.restamped);
-                    self.hlc.observe(newest.ts);
                     kv.entry.version = Version { ts: self.hlc.now(), node: self.me.0 };
                     continue;
                 }
@@ -232,16 +243,12 @@ impl Node {
     /// The refusal of a write stamped `version`, if that is too far ahead of our clock (`mine`,
     /// ms): it would drag our clock, and every clock it reaches, ahead.
     fn ahead_of_clock(&self, version: Version, mine: u64) -> Option<WriteOutcome> {
-        let stamped = Hlc::ms_of(version.ts);
-        let max = self.config.max_clock_offset.as_millis() as u64;
-        if stamped <= mine + max {
-            return None;
-        }
+        let max = self.max_clock_offset_ms();
+        let ahead = Hlc::too_far_ahead(version.ts, mine, max)?;
         bump(&self.stats.clock_refusals);
         let e = NodeError::ClockAhead(format!(
-            "write version {} ms ahead of this replica's clock (more than --max-clock-offset {max} ms): \
-             the coordinator's clock is off",
-            stamped - mine
+            "write version {ahead} ms ahead of this replica's clock (more than --max-clock-offset {max} ms): \
+             the coordinator's clock is off"
         ));
         Some(WriteOutcome::Refused { status: e.status().as_u16(), message: e.to_string() })
     }
@@ -371,7 +378,7 @@ impl Node {
             // past --max-clock-offset ahead of this node's own: an entry stamped by a node whose
             // clock is off (a write its replicas refused, brought by a hint, a move or
             // anti-entropy) is stored, and drags no clock ahead, as a client write is refused.
-            let mut follow_up_to = None;
+            let mut wall = None;
             for KeyEntry { key, entry } in entries {
                 let hash = hashes.next().unwrap_or_else(|| key_hash(&key));
                 if let Some(dead) = entry.dead_since() {
@@ -382,12 +389,9 @@ impl Node {
                         continue;
                     }
                 }
-                let limit = *follow_up_to.get_or_insert_with(|| {
-                    Hlc::ts_at_ms(self.hlc.wall_ms() + self.config.max_clock_offset.as_millis() as u64)
-                });
-                if entry.version.ts <= limit {
-                    self.hlc.observe(entry.version.ts);
-                }
+                let wall = *wall.get_or_insert_with(|| self.hlc.wall_ms());
+                // Stored either way: it was acknowledged somewhere, and newest wins.
+                let _ = self.hlc.follow(entry.version.ts, wall, self.max_clock_offset_ms());
                 // No copy of the value: `key` and the value may be slices of a larger network
                 // buffer, but every engine stores its own copy (see `Engine::apply`).
                 let deadline = entry.expires.is_some() && entry.value.is_some();
@@ -474,4 +478,32 @@ fn resolve(level: Option<Level>, default: usize, replicas: usize, name: &str) ->
 
 fn stale(e: &QuorumError) -> bool {
     e.failures.iter().any(|(_, f)| is_stale_epoch(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use dkv_membership::NodeState;
+    use dkv_storage::{Entry, Hlc, Version};
+
+    use crate::error::NodeError;
+    use crate::testing;
+
+    /// A replica that holds a version a year ahead (stamped by a node whose clock was off, brought
+    /// by anti-entropy) supersedes a client write. The coordinator refuses at once and says why,
+    /// rather than stamping above it: that would drag its clock a year ahead.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_superseded_by_a_version_a_year_ahead_is_refused_and_drags_no_clock() {
+        let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
+        let (a, b) = (&nodes[0], &nodes[1]);
+        let year = 365 * 86_400_000;
+        let far = Entry::value(Version { ts: Hlc::ts_at_ms(a.hlc.wall_ms() + year), node: 2 }, "x".into());
+        testing::put_local(b, b"far", far.clone());
+        let err = a.coordinate_write("far".into(), Some("y".into()), None, None).await.unwrap_err();
+        assert!(matches!(err, NodeError::ClockAhead(_)), "{err:?}");
+        assert!(err.to_string().contains("ahead of this node's clock"), "{err}");
+        let clock = Hlc::ms_of(a.hlc.now());
+        assert!(clock < a.hlc.wall_ms() + year / 2, "the clock stays near the wall clock, not a year ahead");
+        assert_eq!(testing::local(b, b"far"), Some(far), "the version ahead stays");
+        assert_eq!(a.stats.restamped.load(std::sync::atomic::Ordering::Relaxed), 0, "nothing re-stamped");
+    }
 }
