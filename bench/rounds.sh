@@ -7,6 +7,7 @@
 #   bench/rounds.sh [WINDOWS] [OP]        (defaults: 16 windows of 5 s, put)
 #   NODE_ARGS="--anti-entropy-interval 0s" bench/rounds.sh     (the same with rounds off)
 #   BENCH_LOG=/tmp/log bench/rounds.sh; grep "anti-entropy round" /tmp/log   (each round: buckets found different, time)
+#   VALUE_SIZE=2048 bench/rounds.sh 8     (PUTs of 2 KiB values rather than 100 bytes; mind the memory)
 #
 # Nodes on CPU 1, wrk on CPU 0, as in bench/http.sh. Bounded: WINDOWS × 5 s of load.
 set -euo pipefail

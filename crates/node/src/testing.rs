@@ -4,12 +4,15 @@
 //! process per node. Nothing runs in the background but the transport: no heartbeats, no
 //! rebalance, no anti-entropy loop; a test calls the piece it is about.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use dkv_membership::{Member, NodeId, NodeState, Topology, View};
-use dkv_storage::{Applied, Cursor, Engine, EngineStats, Entry, MemoryEngine, StorageResult, Version};
+use dkv_storage::{
+    Applied, Cursor, Digests, Engine, EngineStats, Entry, KeyVersion, MemoryEngine, StorageResult, Version,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -63,20 +66,32 @@ pub(crate) async fn cluster_of_releases(
     config: NodeConfig,
     unknown: &[wire::Kind],
 ) -> Vec<TestNode> {
-    build(states, config, unknown, || Arc::new(MemoryEngine::new())).await
+    build(states, config, unknown, &|| Arc::new(MemoryEngine::new())).await
 }
 
 /// [`cluster`], with engines that keep no digests, as an engine of another kind might: their
 /// anti-entropy scans.
 pub(crate) async fn cluster_scanning(states: &[NodeState], config: NodeConfig) -> Vec<TestNode> {
-    build(states, config, &[], || Arc::new(Unkept(MemoryEngine::new()))).await
+    build(states, config, &[], &|| Arc::new(Unkept(MemoryEngine::new()))).await
+}
+
+/// [`cluster`], with engines that count the value bytes they hand out, one per node in order.
+pub(crate) async fn cluster_counting(states: &[NodeState], config: NodeConfig) -> (Vec<TestNode>, Vec<Arc<Counting>>) {
+    let made = Mutex::new(Vec::new());
+    let engine = || {
+        let e = Arc::new(Counting::new());
+        made.lock().expect("engines").push(e.clone());
+        e as Arc<dyn Engine>
+    };
+    let nodes = build(states, config, &[], &engine).await;
+    (nodes, made.into_inner().expect("engines"))
 }
 
 async fn build(
     states: &[NodeState],
     config: NodeConfig,
     unknown: &[wire::Kind],
-    engine: fn() -> Arc<dyn Engine>,
+    engine: &(dyn Fn() -> Arc<dyn Engine> + Sync),
 ) -> Vec<TestNode> {
     let mut listeners = Vec::new();
     for _ in states {
@@ -149,6 +164,99 @@ impl Engine for Unkept {
     }
     fn generation(&self) -> Option<u64> {
         self.0.generation()
+    }
+}
+
+/// A memory engine, whole (kept digests, keys-only scans), that counts the value bytes its
+/// lookups and scans hand out: to show which passes read values they do not need.
+pub(crate) struct Counting {
+    inner: MemoryEngine,
+    pub value_bytes: AtomicU64,
+}
+
+impl Counting {
+    pub(crate) fn new() -> Counting {
+        Counting { inner: MemoryEngine::new(), value_bytes: AtomicU64::new(0) }
+    }
+
+    fn count<'a>(&self, entries: impl Iterator<Item = &'a Entry>) {
+        let bytes: usize = entries.map(Entry::value_len).sum();
+        self.value_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
+
+impl Engine for Counting {
+    fn get(&self, hash: u64, key: &[u8]) -> StorageResult<Option<Entry>> {
+        let entry = self.inner.get(hash, key)?;
+        self.count(entry.iter());
+        Ok(entry)
+    }
+    fn apply(&self, hash: u64, key: &[u8], entry: Entry) -> StorageResult<Applied> {
+        self.inner.apply(hash, key, entry)
+    }
+    fn remove_if(&self, hash: u64, key: &[u8], version: Version) -> StorageResult<bool> {
+        self.inner.remove_if(hash, key, version)
+    }
+    fn scan(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        out: &mut Vec<(u64, Bytes, Entry)>,
+    ) -> StorageResult<Option<Cursor>> {
+        let from = out.len();
+        let next = self.inner.scan(start, end_hash, limit, out)?;
+        self.count(out[from..].iter().map(|(_, _, e)| e));
+        Ok(next)
+    }
+    fn scan_where(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        max_bytes: usize,
+        keep: &mut dyn FnMut(u64) -> bool,
+        out: &mut Vec<(u64, Bytes, Entry)>,
+    ) -> StorageResult<Option<Cursor>> {
+        let from = out.len();
+        let next = self.inner.scan_where(start, end_hash, limit, max_bytes, keep, out)?;
+        self.count(out[from..].iter().map(|(_, _, e)| e));
+        Ok(next)
+    }
+    fn scan_keys(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        max_bytes: usize,
+        keep: &mut dyn FnMut(u64) -> bool,
+        out: &mut Vec<KeyVersion>,
+    ) -> StorageResult<Option<Cursor>> {
+        self.inner.scan_keys(start, end_hash, limit, max_bytes, keep, out)
+    }
+    fn scan_versions(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        out: &mut Vec<(u64, Version)>,
+    ) -> StorageResult<Option<Cursor>> {
+        self.inner.scan_versions(start, end_hash, limit, out)
+    }
+    fn purge_tombstones(&self, before_ts: u64) -> StorageResult<u64> {
+        self.inner.purge_tombstones(before_ts)
+    }
+    fn expire_if(&self, hash: u64, key: &[u8], version: Version) -> StorageResult<bool> {
+        self.inner.expire_if(hash, key, version)
+    }
+    fn stats(&self) -> EngineStats {
+        self.inner.stats()
+    }
+    fn generation(&self) -> Option<u64> {
+        self.inner.generation()
+    }
+    fn digests(&self) -> Option<&Digests> {
+        self.inner.digests()
     }
 }
 

@@ -22,16 +22,18 @@ use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::codec::{
-    decode_deadline, decode_entry, decode_store_key, decode_version, encode_entry, encoded_value_len, hash_upper_bound,
-    store_key,
+    decode_deadline, decode_entry, decode_store_key, decode_stub, decode_version, encode_entry, encoded_value_len,
+    hash_upper_bound, store_key,
 };
-use crate::engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, StorageError, StorageResult};
+use crate::engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, KeyVersion, StorageError, StorageResult};
 use crate::{Digests, Entry, Version};
 
 const STRIPES: usize = 256;
 
 /// What a scan shows each record: its hash, key and encoded entry.
 type Visit<'a> = dyn FnMut(u64, &[u8], &[u8]) -> StorageResult<Step> + 'a;
+/// What [`DurableEngine::walk_kept`] hands each record it keeps: hash, key, encoded entry.
+type Take<'a> = dyn FnMut(u64, &[u8], &[u8]) -> StorageResult<()> + 'a;
 
 /// What a scan does after showing a record to its visitor.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -116,6 +118,30 @@ impl DurableEngine {
 
     fn stripe(&self, hash: u64) -> std::sync::MutexGuard<'_, ()> {
         self.stripes[(hash as usize) % STRIPES].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`DurableEngine::walk`] for the scans bounded by bytes: `take` gets the records whose hash
+    /// `keep` accepts while their key and value bytes fit in `max_bytes` (the first always does).
+    fn walk_kept(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        max_bytes: usize,
+        keep: &mut dyn FnMut(u64) -> bool,
+        take: &mut Take<'_>,
+    ) -> StorageResult<Option<Cursor>> {
+        let mut budget = Budget::new(max_bytes);
+        self.walk(start, end_hash, limit, &mut |hash, key, v| {
+            if !keep(hash) {
+                return Ok(Step::Next);
+            }
+            if !budget.take(key.len() + encoded_value_len(v)) {
+                return Ok(Step::Stop);
+            }
+            take(hash, key, v)?;
+            Ok(Step::Next)
+        })
     }
 
     /// Show `visit` the records (hash, key, encoded entry) after `start` up to `end_hash` in
@@ -229,17 +255,27 @@ impl Engine for DurableEngine {
         keep: &mut dyn FnMut(u64) -> bool,
         out: &mut Vec<(u64, Bytes, Entry)>,
     ) -> StorageResult<Option<Cursor>> {
-        let mut budget = Budget::new(max_bytes);
-        self.walk(start, end_hash, limit, &mut |hash, key, v| {
-            if !keep(hash) {
-                return Ok(Step::Next);
-            }
-            if !budget.take(key.len() + encoded_value_len(v)) {
-                return Ok(Step::Stop);
-            }
+        self.walk_kept(start, end_hash, limit, max_bytes, keep, &mut |hash, key, v| {
             let entry = decode_entry(v).map_err(|e| self.err("decoding a value", e))?;
             out.push((hash, Bytes::copy_from_slice(key), entry));
-            Ok(Step::Next)
+            Ok(())
+        })
+    }
+
+    fn scan_keys(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        max_bytes: usize,
+        keep: &mut dyn FnMut(u64) -> bool,
+        out: &mut Vec<KeyVersion>,
+    ) -> StorageResult<Option<Cursor>> {
+        self.walk_kept(start, end_hash, limit, max_bytes, keep, &mut |hash, key, v| {
+            let (version, tombstone, expires) = decode_stub(v).map_err(|e| self.err("decoding a value", e))?;
+            let value_len = encoded_value_len(v);
+            out.push(KeyVersion { hash, key: Bytes::copy_from_slice(key), version, value_len, tombstone, expires });
+            Ok(())
         })
     }
 

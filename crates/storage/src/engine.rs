@@ -39,6 +39,35 @@ pub struct EngineStats {
     pub expiring: u64,
 }
 
+/// An entry as [`Engine::scan_keys`] sees it: where it is, its version, whether it is live and
+/// how large its value is, with no value copied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyVersion {
+    pub hash: u64,
+    pub key: Bytes,
+    pub version: Version,
+    /// Bytes of the value (0 for a tombstone): what the scan's byte bound counted.
+    pub value_len: usize,
+    /// A delete, or a value turned into its tombstone at its deadline.
+    pub tombstone: bool,
+    /// A value's deadline (ms since the Unix epoch), if it has one.
+    pub expires: Option<u64>,
+}
+
+impl KeyVersion {
+    /// The entry's key and version, without its value.
+    pub fn of(hash: u64, key: Bytes, entry: &Entry) -> KeyVersion {
+        let (tombstone, value_len) = (entry.is_tombstone(), entry.value_len());
+        let expires = entry.expires.filter(|_| !tombstone);
+        KeyVersion { hash, key, version: entry.version, value_len, tombstone, expires }
+    }
+
+    /// Whether a client sees the key at `now_ms`, as [`Entry::live_value`] says.
+    pub fn is_live_at(&self, now_ms: u64) -> bool {
+        !self.tombstone && self.expires.is_none_or(|t| now_ms <= t)
+    }
+}
+
 /// What one page of [`Engine::expire`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Expired {
@@ -161,6 +190,27 @@ pub trait Engine: Send + Sync + 'static {
         Ok(cursor)
     }
 
+    /// Like [`Engine::scan_where`], but keys and versions without their values: what comparing
+    /// two stores needs before it knows which values must go (anti-entropy reads the few values
+    /// that differ afterwards, with [`Engine::get`]). `max_bytes` bounds the key and value bytes
+    /// of the entries kept, as in [`Engine::scan_where`], so the values a page's comparison asks
+    /// for fit in a message as a page of entries does.
+    fn scan_keys(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        max_bytes: usize,
+        keep: &mut dyn FnMut(u64) -> bool,
+        out: &mut Vec<KeyVersion>,
+    ) -> StorageResult<Option<Cursor>> {
+        // Generic: the values are copied, then dropped.
+        let mut page = Vec::new();
+        let cursor = self.scan_where(start, end_hash, limit, max_bytes, keep, &mut page)?;
+        out.extend(page.into_iter().map(|(hash, key, entry)| KeyVersion::of(hash, key, &entry)));
+        Ok(cursor)
+    }
+
     /// Drop tombstones that count as gone since before `before_ts` (see [`Entry::dead_since`]:
     /// a delete's version, an expiry's deadline); returns how many.
     fn purge_tombstones(&self, before_ts: u64) -> StorageResult<u64>;
@@ -248,6 +298,25 @@ pub(crate) mod contract {
         }
         assert_eq!(got, want);
         assert!(pages.contains(&vec![4000]), "the 1000-byte entry comes alone: {pages:?}");
+        // Keys and versions alone: the same pages, each entry's version and value length.
+        let (mut cursor, mut key_pages) = (None, Vec::new());
+        loop {
+            let mut page = Vec::new();
+            cursor = e.scan_keys(cursor.as_ref(), u64::MAX, 100, 120, &mut |h| keep(h), &mut page).unwrap();
+            for kv in &page {
+                let i = (kv.hash / 1000) as usize;
+                assert_eq!(
+                    (&kv.key[..], kv.version, kv.value_len),
+                    (format!("k{i}").as_bytes(), v(i as u64), sizes[i])
+                );
+                assert_eq!(kv.tombstone, sizes[i] == 0, "entry {i}");
+            }
+            key_pages.push(page.iter().map(|kv| kv.hash).collect::<Vec<_>>());
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert_eq!(key_pages, pages, "keys alone are paged as entries are");
         // Pages end on the entries looked at, too.
         let mut page = Vec::new();
         let c = e.scan_where(None, u64::MAX, 2, usize::MAX, &mut |h| h > 5000, &mut page).unwrap();
@@ -369,6 +438,18 @@ pub(crate) mod contract {
         assert!(!e.expire_if(1, b"a", v(1)).unwrap(), "already a tombstone");
         assert!(!e.expire_if(9, b"none", v(1)).unwrap());
         assert_eq!(e.stats(), EngineStats { keys: 3, bytes: 7, tombstones: 2, expiring: 1 });
+        // Keys alone say what the entries say: tombstones, deadlines, and so what a client sees.
+        let (mut entries, mut keys) = (Vec::new(), Vec::new());
+        e.scan(None, u64::MAX, 100, &mut entries).unwrap();
+        e.scan_keys(None, u64::MAX, 100, usize::MAX, &mut |_| true, &mut keys).unwrap();
+        let want: Vec<KeyVersion> = entries.iter().map(|(h, k, entry)| KeyVersion::of(*h, k.clone(), entry)).collect();
+        assert_eq!(keys, want);
+        assert!(keys.iter().any(|k| k.expires.is_some()) && keys.iter().filter(|k| k.tombstone).count() == 2);
+        for now in [1_000, 2_000, 2_001] {
+            for ((_, key, entry), kv) in entries.iter().zip(&keys) {
+                assert_eq!(kv.is_live_at(now), entry.live_value(now).is_some(), "{key:?} at {now}");
+            }
+        }
     }
 }
 

@@ -24,7 +24,7 @@ mod version;
 pub use datadir::{DataDir, DataDirError, Identity, FORMAT_VERSION};
 pub use digests::Digests;
 pub use durable::DurableEngine;
-pub use engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, StorageError, StorageResult};
+pub use engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, KeyVersion, StorageError, StorageResult};
 pub use hlc::Hlc;
 pub use memory::MemoryEngine;
 pub use version::{Entry, Version};

@@ -30,7 +30,7 @@ use std::sync::RwLock;
 
 use bytes::Bytes;
 
-use crate::engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, StorageError, StorageResult};
+use crate::engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, KeyVersion, StorageError, StorageResult};
 use crate::index::Index;
 use crate::{Digests, Entry, Version};
 
@@ -296,16 +296,30 @@ impl Engine for MemoryEngine {
         keep: &mut dyn FnMut(u64) -> bool,
         out: &mut Vec<(u64, Bytes, Entry)>,
     ) -> StorageResult<Option<Cursor>> {
-        let mut budget = Budget::new(max_bytes);
-        Ok(self.walk(start, end_hash, limit, &mut |hash, record| {
-            if !keep(hash) {
-                return Step::Next;
-            }
-            if !budget.take(record.size()) {
-                return Step::Stop;
-            }
+        Ok(self.walk_kept(start, end_hash, limit, max_bytes, keep, &mut |hash, record| {
             out.push((hash, Bytes::copy_from_slice(record.key()), record.entry()));
-            Step::Next
+        }))
+    }
+
+    fn scan_keys(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        max_bytes: usize,
+        keep: &mut dyn FnMut(u64) -> bool,
+        out: &mut Vec<KeyVersion>,
+    ) -> StorageResult<Option<Cursor>> {
+        Ok(self.walk_kept(start, end_hash, limit, max_bytes, keep, &mut |hash, record| {
+            let tombstone = record.is_tombstone();
+            out.push(KeyVersion {
+                hash,
+                key: Bytes::copy_from_slice(record.key()),
+                version: record.version(),
+                value_len: record.value().len(),
+                tombstone,
+                expires: record.deadline().filter(|_| !tombstone),
+            });
         }))
     }
 
@@ -436,6 +450,30 @@ impl MemoryEngine {
     ) -> Option<Cursor> {
         self.walk(start, end_hash, limit, &mut |hash, record| {
             out.push((hash, Bytes::copy_from_slice(record.key()), record.entry()));
+            Step::Next
+        })
+    }
+
+    /// [`MemoryEngine::walk`] for the scans bounded by bytes: `take` gets the records whose hash
+    /// `keep` accepts while their key and value bytes fit in `max_bytes` (the first always does).
+    fn walk_kept(
+        &self,
+        start: Option<&Cursor>,
+        end_hash: u64,
+        limit: usize,
+        max_bytes: usize,
+        keep: &mut dyn FnMut(u64) -> bool,
+        take: &mut dyn FnMut(u64, &Record),
+    ) -> Option<Cursor> {
+        let mut budget = Budget::new(max_bytes);
+        self.walk(start, end_hash, limit, &mut |hash, record| {
+            if !keep(hash) {
+                return Step::Next;
+            }
+            if !budget.take(record.size()) {
+                return Step::Stop;
+            }
+            take(hash, record);
             Step::Next
         })
     }

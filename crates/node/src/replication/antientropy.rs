@@ -12,7 +12,10 @@
 //! sender's page says which part of the bucket it covers, the receiver answers with its entries
 //! of that part, and stops early — saying where — when those would not fit in a page. So a bucket
 //! of any size, values of megabytes included, fits in frames. A differing bucket goes as keys and
-//! versions first, and only the entries that differ go with their values ([`SyncVersions`]).
+//! versions first, and only the entries that differ go with their values ([`SyncVersions`]). Both
+//! sides scan keys and versions alone (`Engine::scan_keys`) and read the values of only the
+//! entries that go: a differing bucket of values of megabytes used to be copied whole on both
+//! sides, page by page, to compare its versions.
 //!
 //! The digests come from the engine's kept segment digests (`dkv_storage::digests`), changed with
 //! every write, so both nodes of a pair read theirs within a round trip of each other; only the
@@ -45,7 +48,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use dkv_membership::{NodeId, NodeState, Topology};
 use dkv_storage::digests::{entry_digest, segment_range, SEGMENTS};
-use dkv_storage::{Cursor, Digests, Entry, Version};
+use dkv_storage::{Cursor, Digests, KeyVersion, Version};
 use tokio::sync::watch;
 
 use crate::error::{NodeError, PeerError};
@@ -301,8 +304,8 @@ fn horizon(node: &Node) -> u64 {
     dkv_storage::Hlc::ts_at_ms(node.hlc.wall_ms().saturating_sub(settle))
 }
 
-/// One page of this node's entries of `bucket` that it shares with `peer`, after `after` (from
-/// the bucket's start when `None`) and up to the hash `end_hash` (blocking: a scan).
+/// One page of this node's keys and versions of `bucket` that it shares with `peer`, after
+/// `after` (from the bucket's start when `None`) and up to the hash `end_hash` (blocking: a scan).
 fn bucket_page(
     node: &Node,
     topo: &Topology,
@@ -310,7 +313,7 @@ fn bucket_page(
     bucket: usize,
     after: Option<Cursor>,
     end_hash: u64,
-) -> Result<pages::Page, NodeError> {
+) -> Result<pages::Page<KeyVersion>, NodeError> {
     let (lo, hi) = bucket_range(bucket);
     // From the bucket's start: strictly after (lo - 1, ""), and every stored key is non-empty, so
     // this starts at the first entry whose hash is lo - 1 or more; `keep` drops those below lo.
@@ -319,7 +322,19 @@ fn bucket_page(
         let write = topo.placement(hash).write;
         hash >= lo && write.contains(&node.me) && write.contains(&peer)
     };
-    Ok(pages::page(&*node.engine, after, end_hash.min(hi), PAGE, &mut keep)?)
+    Ok(pages::key_page(&*node.engine, after, end_hash.min(hi), PAGE, &mut keep)?)
+}
+
+/// What this node stores now under each of `keys` (blocking: lookups). A key gone since the scan
+/// (purged, or handed off) is left out; one written since comes at its newer version.
+fn values_of<'a>(node: &Node, keys: impl Iterator<Item = &'a KeyVersion>) -> Result<Vec<KeyEntry>, NodeError> {
+    let mut out = Vec::new();
+    for kv in keys {
+        if let Some(entry) = node.engine.get(kv.hash, &kv.key)? {
+            out.push(KeyEntry { key: kv.key.clone(), entry });
+        }
+    }
+    Ok(out)
 }
 
 /// Outcome of one round.
@@ -452,13 +467,13 @@ async fn sync_with(
                 tokio::task::block_in_place(|| bucket_page(node, topo, peer, bucket as usize, after.clone(), u64::MAX))
                     .map_err(here)?;
             let upto = page.next.clone();
-            let entries = page.into_key_entries();
+            let keys = page.entries;
             let (after_wire, upto_wire) = (after.map(wire::cursor_to_wire), upto.clone().map(wire::cursor_to_wire));
             // Keys and versions first; the values of only those the peer lacks or holds older.
             let versions = if whole {
                 None
             } else {
-                let versions = entries.iter().map(|kv| (kv.key.clone(), kv.entry.version)).collect();
+                let versions = keys.iter().map(|kv| (kv.key.clone(), kv.version)).collect();
                 let msg = SyncVersions {
                     epoch: topo.epoch(),
                     from: node.me.0,
@@ -476,17 +491,23 @@ async fn sync_with(
             let (theirs, stopped) = match versions {
                 Some(SyncVersionsReply { entries: theirs, stopped, wanted }) => {
                     let wanted: HashSet<Bytes> = wanted.into_iter().collect();
-                    let give: Vec<KeyEntry> =
-                        entries.into_iter().filter(|kv| wanted.contains(&kv.key) && settled(kv)).collect();
-                    if !give.is_empty() {
-                        sent += give.len() as u64;
-                        progress.moving.moved(give.len() as u64, entries_bytes(&give));
-                        let req = ApplyRequest { epoch: topo.epoch(), kind: ApplyKind::Repair, entries: give };
+                    let give = tokio::task::block_in_place(|| {
+                        values_of(node, keys.iter().filter(|kv| wanted.contains(&kv.key)))
+                    })
+                    .map_err(here)?;
+                    let give: Vec<KeyEntry> = give.into_iter().filter(settled).collect();
+                    sent += give.len() as u64;
+                    progress.moving.moved(give.len() as u64, entries_bytes(&give));
+                    // The page's bound counted the values as scanned; one written since may be
+                    // larger, so the values go in messages of the page's bound.
+                    for entries in in_batches(give) {
+                        let req = ApplyRequest { epoch: topo.epoch(), kind: ApplyKind::Repair, entries };
                         node.peers.call::<_, ApplyReply>(addr, Kind::Apply, &req).await?;
                     }
                     (theirs, stopped)
                 }
                 None => {
+                    let entries = tokio::task::block_in_place(|| values_of(node, keys.iter())).map_err(here)?;
                     let entries: Vec<KeyEntry> = entries.into_iter().filter(settled).collect();
                     sent += entries.len() as u64;
                     progress.moving.moved(entries.len() as u64, entries_bytes(&entries));
@@ -521,10 +542,35 @@ fn entries_bytes(entries: &[KeyEntry]) -> u64 {
     entries.iter().map(|e| (e.key.len() + e.entry.value_len()) as u64).sum()
 }
 
+/// `entries` in order, cut into batches of about [`wire::BATCH_BYTES`] of keys and values (a
+/// larger entry alone).
+fn in_batches(entries: Vec<KeyEntry>) -> Vec<Vec<KeyEntry>> {
+    let mut batches: Vec<Vec<KeyEntry>> = Vec::new();
+    let mut bytes = 0;
+    for kv in entries {
+        let size = kv.key.len() + kv.entry.value_len();
+        match batches.last_mut() {
+            Some(batch) if bytes + size <= wire::BATCH_BYTES => {
+                bytes += size;
+                batch.push(kv);
+            }
+            _ => {
+                bytes = size;
+                batches.push(vec![kv]);
+            }
+        }
+    }
+    batches
+}
+
+/// A receiver's answer to a page: the entries the sender lacks or holds older, and where the
+/// receiver stopped (as a wire cursor).
+type Answer = (Vec<KeyEntry>, Option<(u64, Bytes)>);
+
 /// This node's entries of the part of a bucket that a sender's page covered (after `after`, up
 /// to `upto`), as far as a page of its own holds them: the receiver's side of both exchanges.
 struct Part {
-    entries: Vec<(u64, Bytes, Entry)>,
+    keys: Vec<KeyVersion>,
     upto: Option<Cursor>,
     /// Where this node's page stopped short of `upto`: the sender's next page starts there.
     stopped: Option<Cursor>,
@@ -546,8 +592,8 @@ impl Part {
         let within = |hash: u64, key: &Bytes| upto.as_ref().is_none_or(|u| (hash, key) <= (u.hash, &u.key));
         // The page may end past `upto` (keys after it under the same hash): those are the next part's.
         let stopped = page.next.clone().filter(|c| within(c.hash, &c.key) && upto.as_ref() != Some(c));
-        let entries = page.entries.into_iter().filter(|(hash, key, _)| within(*hash, key)).collect();
-        Ok(Part { entries, upto, stopped })
+        let keys = page.entries.into_iter().filter(|kv| within(kv.hash, &kv.key)).collect();
+        Ok(Part { keys, upto, stopped })
     }
 
     /// Whether this node's page compared the key at `hash`: within `upto`, and up to where it stopped.
@@ -556,16 +602,12 @@ impl Part {
         upto(&self.upto) && upto(&self.stopped)
     }
 
-    /// The entries the sender lacks or holds older (`theirs`: the version it holds), and where
-    /// this node stopped.
-    fn newer_than(self, theirs: impl Fn(&Bytes) -> Option<Version>) -> (Vec<KeyEntry>, Option<(u64, Bytes)>) {
-        let entries = self
-            .entries
-            .into_iter()
-            .filter(|(_, key, entry)| theirs(key).is_none_or(|v| v < entry.version))
-            .map(|(_, key, entry)| KeyEntry { key, entry })
-            .collect();
-        (entries, self.stopped.map(wire::cursor_to_wire))
+    /// The entries the sender lacks or holds older (`theirs`: the version it holds), with their
+    /// values, and where this node stopped.
+    fn newer_than(self, node: &Node, theirs: impl Fn(&Bytes) -> Option<Version>) -> Result<Answer, NodeError> {
+        let newer = self.keys.iter().filter(|kv| theirs(&kv.key).is_none_or(|v| v < kv.version));
+        let entries = tokio::task::block_in_place(|| values_of(node, newer))?;
+        Ok((entries, self.stopped.map(wire::cursor_to_wire)))
     }
 }
 
@@ -575,7 +617,7 @@ pub async fn answer_bucket(node: &Node, topo: &Topology, msg: SyncBucket) -> Res
     let theirs: HashMap<Bytes, Version> = msg.entries.iter().map(|kv| (kv.key.clone(), kv.entry.version)).collect();
     node.apply_local(msg.entries).await?;
     let part = Part::of(node, topo, msg.from, msg.bucket, msg.after, msg.upto)?;
-    let (entries, stopped) = part.newer_than(|key| theirs.get(key).copied());
+    let (entries, stopped) = part.newer_than(node, |key| theirs.get(key).copied())?;
     Ok(SyncBucketReply { entries, stopped })
 }
 
@@ -586,7 +628,7 @@ pub async fn answer_bucket(node: &Node, topo: &Topology, msg: SyncBucket) -> Res
 pub async fn answer_versions(node: &Node, topo: &Topology, msg: SyncVersions) -> Result<SyncVersionsReply, NodeError> {
     let part = Part::of(node, topo, msg.from, msg.bucket, msg.after, msg.upto)?;
     let wanted = {
-        let mine: HashMap<&Bytes, Version> = part.entries.iter().map(|(_, key, e)| (key, e.version)).collect();
+        let mine: HashMap<&Bytes, Version> = part.keys.iter().map(|kv| (&kv.key, kv.version)).collect();
         msg.versions
             .iter()
             .filter(|(key, version)| {
@@ -596,7 +638,7 @@ pub async fn answer_versions(node: &Node, topo: &Topology, msg: SyncVersions) ->
             .collect()
     };
     let theirs: HashMap<&Bytes, Version> = msg.versions.iter().map(|(key, version)| (key, *version)).collect();
-    let (entries, stopped) = part.newer_than(|key| theirs.get(key).copied());
+    let (entries, stopped) = part.newer_than(node, |key| theirs.get(key).copied())?;
     Ok(SyncVersionsReply { entries, stopped, wanted })
 }
 
@@ -685,6 +727,17 @@ pub async fn purge_loop(node: Node, mut stop: watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_go_in_batches_of_the_page_bound() {
+        let kv = |len| KeyEntry { key: "k".into(), entry: crate::testing::value(1, len) };
+        let half = wire::BATCH_BYTES / 2;
+        let lens = |batches: Vec<Vec<KeyEntry>>| batches.iter().map(Vec::len).collect::<Vec<_>>();
+        // Key and value bytes: two halves fill a batch; a larger entry goes alone.
+        let entries = vec![kv(half - 1), kv(half - 1), kv(10), kv(3 * half), kv(1)];
+        assert_eq!(lens(in_batches(entries)), [2, 1, 1, 1]);
+        assert!(in_batches(Vec::new()).is_empty());
+    }
 
     #[test]
     fn buckets_tile_the_hash_space_in_order() {
@@ -876,6 +929,30 @@ mod round_tests {
         }
         assert_eq!(testing::local(b, keys[7].as_bytes()), Some(testing::value(4, 100)));
         assert_eq!(testing::local(a, keys[9].as_bytes()), Some(testing::value(6, 100)));
+    }
+
+    /// Both sides compare a differing bucket by keys and versions, and read the values of only
+    /// the entries that go: 300 equal entries of 10 KB were copied on both sides to compare them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_differing_bucket_reads_the_values_of_only_the_entries_that_go() {
+        let (nodes, engines) =
+            testing::cluster_counting(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
+        let (a, b) = (&nodes[0], &nodes[1]);
+        let keys = keys_in_bucket("same-", 5, 300);
+        for k in &keys {
+            testing::put_local(a, k.as_bytes(), testing::value(3, 10_000));
+            testing::put_local(b, k.as_bytes(), testing::value(3, 10_000));
+        }
+        // One newer on each side.
+        testing::put_local(a, keys[7].as_bytes(), testing::value(4, 10_000));
+        testing::put_local(b, keys[9].as_bytes(), testing::value(6, 10_000));
+        let r = round(a, true).await;
+        assert_eq!((r.failed, r.buckets, r.sent, r.received), (0, 1, 1, 1), "{r:?}");
+        let read: Vec<u64> = engines.iter().map(|e| e.value_bytes.load(std::sync::atomic::Ordering::Relaxed)).collect();
+        assert_eq!(read, [10_000, 10_000], "each side read the one value it gave");
+        for k in [&keys[7], &keys[9]] {
+            assert_eq!(testing::local(a, k.as_bytes()), testing::local(b, k.as_bytes()), "{k}");
+        }
     }
 
     /// A peer of the release before keys-and-versions refuses them as unknown: it gets the

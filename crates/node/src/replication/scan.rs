@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dkv_membership::{NodeId, Topology};
 use dkv_placement::key_hash;
-use dkv_storage::{Cursor, Engine, Entry, StorageResult, Version};
+use dkv_storage::{Cursor, Engine, Entry, KeyVersion, StorageResult, Version};
 
 use crate::error::{NodeError, PeerError};
 use crate::life::state::Node;
@@ -91,23 +91,24 @@ pub fn local_page(engine: &dyn Engine, req: &ScanRequest, now_ms: u64) -> Storag
     // Keys are never empty, so (from, "") is just before every key of hash `from`.
     let start = (req.from > 0).then(|| Cursor { hash: req.from, key: Bytes::new() });
     let (limit, max_bytes) = ((req.limit as usize).max(1), (req.max_bytes as usize).max(1));
-    let mut found: Vec<(u64, Bytes, Entry)> = Vec::new();
+    // Keys and versions alone: no value is copied (the byte bound still counts the values).
+    let mut found: Vec<KeyVersion> = Vec::new();
     let mut all = |_| true;
-    let stopped = engine.scan_where(start.as_ref(), req.end, limit, max_bytes, &mut all, &mut found)?;
+    let stopped = engine.scan_keys(start.as_ref(), req.end, limit, max_bytes, &mut all, &mut found)?;
     let next = match stopped {
         None => None,
         Some(c) => {
             // End on a hash boundary: the rest of the keys that share the last hash (a 64-bit
             // collision, almost never more than the one key).
-            engine.scan_where(Some(&c), c.hash, usize::MAX, usize::MAX, &mut all, &mut found)?;
+            engine.scan_keys(Some(&c), c.hash, usize::MAX, usize::MAX, &mut all, &mut found)?;
             (c.hash < req.end).then(|| c.hash + 1)
         }
     };
     let looked = found.len() as u32;
     let entries = found
         .into_iter()
-        .filter(|(_, key, _)| filter.matches(key))
-        .map(|(_, key, entry)| ScanEntry { live: is_live(&entry, now_ms), version: entry.version, key })
+        .filter(|kv| filter.matches(&kv.key))
+        .map(|kv| ScanEntry { live: kv.is_live_at(now_ms), version: kv.version, key: kv.key })
         .collect();
     Ok(ScanReply { entries, next, looked, settled: false })
 }

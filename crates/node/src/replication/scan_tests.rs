@@ -49,6 +49,21 @@ fn a_replica_page_ends_on_a_hash_boundary_and_the_next_starts_there() {
     assert_eq!((keys(&p), p.next), (vec!["e".to_string()], None), "stopped at the range's last hash");
 }
 
+/// A page is keys and versions: it copies no value, and tells live keys from deleted and
+/// expired ones by what the store keeps beside the value.
+#[test]
+fn a_replica_page_copies_no_value() {
+    let e = testing::Counting::new();
+    e.apply(1, b"plain", Entry::value(v(1), vec![7; 5000].into())).unwrap();
+    e.apply(2, b"soon", Entry::expiring(v(1), vec![7; 5000].into(), Some(1_000))).unwrap();
+    e.apply(3, b"gone", Entry::tombstone(v(2))).unwrap();
+    let live =
+        |now| local_page(&e, &req(0, u64::MAX, 100), now).unwrap().entries.iter().map(|x| x.live).collect::<Vec<_>>();
+    assert_eq!(live(1_000), [true, true, false]);
+    assert_eq!(live(1_001), [true, false, false], "past its deadline");
+    assert_eq!(e.value_bytes.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
 #[test]
 fn a_replica_page_filters_keys_but_counts_what_it_looked_at() {
     let e = MemoryEngine::new();
