@@ -605,6 +605,9 @@ impl Part {
     /// The entries the sender lacks or holds older (`theirs`: the version it holds), with their
     /// values, and where this node stopped.
     fn newer_than(self, node: &Node, theirs: impl Fn(&Bytes) -> Option<Version>) -> Result<Answer, NodeError> {
+        // Values written since the scan may make the answer larger than the page's bound; a frame
+        // holds four times that and more, and an answer past it fails this round, which the next
+        // one runs again.
         let newer = self.keys.iter().filter(|kv| theirs(&kv.key).is_none_or(|v| v < kv.version));
         let entries = tokio::task::block_in_place(|| values_of(node, newer))?;
         Ok((entries, self.stopped.map(wire::cursor_to_wire)))
