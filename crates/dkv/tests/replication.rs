@@ -218,6 +218,61 @@ async fn anti_entropy_brings_a_stale_replica_up_to_date() {
     assert!(synced >= 20, "anti-entropy exchanged {synced} entries");
 }
 
+/// An idle cluster's periodic rounds compare nothing: every pair was found equal, and no store
+/// changed since. A newer version that one replica alone holds still reaches the others, from the
+/// replica with the highest id, which compares only when its store changed and the others stay
+/// quiet (`replication/pairs.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_rounds_compare_nothing_and_a_change_on_the_highest_id_still_spreads() {
+    let flags = ["--anti-entropy-interval", "300ms", "--max-hints", "0"];
+    let c = Cluster::start_full(3, &flags, "60s").await;
+    let data = dataset("idle_", 50);
+    write_all(&c, &[0], &data).await;
+    let at = eventually(Duration::from_secs(20), "/stats", || pair_counts(&c)).await;
+    // Every node skips both its peers, twice: the pairs were found equal. Then again, while no
+    // node compares with any peer.
+    let settled = after_four_more_skips(&c, &at).await;
+    let later = after_four_more_skips(&c, &settled).await;
+    for (i, (s, l)) in settled.iter().zip(&later).enumerate() {
+        assert_eq!(s.1, l.1, "node {i} compared with a peer while every store stayed as it was");
+    }
+    // The highest id alone takes a newer version; no hint, no read repair.
+    let hi = (0..3).max_by_key(|&i| &later[i].0).expect("three nodes");
+    let key = data[0].0.as_bytes();
+    let v = newer_version(&c, hi, key).await;
+    apply_on_one(&c, hi, key, dkv_storage::Entry::value(v, Bytes::from_static(b"newer"))).await;
+    eventually(Duration::from_secs(20), "the newer version on every replica", || async {
+        for i in 0..3 {
+            if c.local_entry(i, key).await?.value.as_deref() != Some(&b"newer"[..]) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
+/// Each node's id, and the peers its anti-entropy rounds compared with and skipped.
+async fn pair_counts(c: &Cluster) -> Option<Vec<(String, u64, u64)>> {
+    let mut out = Vec::new();
+    for i in 0..c.nodes.len() {
+        let s = c.client(i).json("/stats").await.ok()?;
+        let n = |k: &str| s["requests"][k].as_u64();
+        // Ids are 16 hex digits: ordered as strings as they are as numbers.
+        out.push((s["id"].as_str()?.to_string(), n("pairs_compared")?, n("pairs_skipped")?));
+    }
+    Some(out)
+}
+
+/// [`pair_counts`] once every node has skipped four more peers than in `base`.
+async fn after_four_more_skips(c: &Cluster, base: &[(String, u64, u64)]) -> Vec<(String, u64, u64)> {
+    eventually(Duration::from_secs(20), "four more skipped peers on every node", || async {
+        let now = pair_counts(c).await?;
+        now.iter().zip(base).all(|(n, b)| n.2 >= b.2 + 4).then_some(now)
+    })
+    .await
+}
+
 async fn futures_sum(c: &Cluster, counter: &str) -> u64 {
     let mut t = 0;
     for i in 0..c.nodes.len() {

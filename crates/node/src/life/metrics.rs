@@ -249,6 +249,12 @@ pub fn render(node: &Node) -> String {
             hints.evicted,
         ),
         ("anti_entropy_entries", "Entries exchanged by anti-entropy rounds this node started", s.repaired_by_sync),
+        ("anti_entropy_pairs_compared", "Peers anti-entropy rounds of this node compared with", s.pairs_compared),
+        (
+            "anti_entropy_pairs_skipped",
+            "Peers periodic anti-entropy rounds left out: found equal, and this node's store unchanged since",
+            s.pairs_skipped,
+        ),
         ("expired", "Values past their deadline turned into tombstones by the expiry sweep", s.expired),
         ("replica_write_batches", "Calls that carried client writes to a replica", s.write_batches),
         ("replica_batched_writes", "Client writes those calls carried (several per call under load)", s.batched_writes),

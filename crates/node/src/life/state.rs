@@ -100,6 +100,8 @@ pub struct Inner {
     pub(crate) fence: Fence,
     /// The last anti-entropy digests, while the store and the view stay as they were.
     pub(crate) digests: crate::replication::antientropy::DigestCache,
+    /// The pairs of this node and a peer found equal by anti-entropy, and when each was compared.
+    pub(crate) pairs: crate::replication::pairs::Pairs,
     life: AtomicU8,
     /// The membership epoch at which this node last finished an anti-entropy round with every
     /// peer (0: never). See [`Node::settled`].
@@ -160,6 +162,7 @@ impl Node {
             noticed: Default::default(),
             fence: Fence::default(),
             digests: Default::default(),
+            pairs: Default::default(),
             life: AtomicU8::new(life as u8),
             settled_epoch: AtomicU64::new(0),
             stop,

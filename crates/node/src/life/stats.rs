@@ -30,6 +30,10 @@ pub struct Counters {
     pub hints_delivered: AtomicU64,
     /// Entries exchanged by anti-entropy rounds this node started.
     pub repaired_by_sync: AtomicU64,
+    /// Peers this node's anti-entropy rounds compared with, and peers its periodic rounds left
+    /// out (found equal, and this store unchanged since: `replication/pairs.rs`).
+    pub pairs_compared: AtomicU64,
+    pub pairs_skipped: AtomicU64,
     /// Values past their deadline that the expiry sweep turned into tombstones.
     pub expired: AtomicU64,
     /// Calls that carried client writes to a replica, and the writes they carried: under load a
@@ -61,6 +65,8 @@ pub struct CountersSnapshot {
     pub read_repairs: u64,
     pub hints_delivered: u64,
     pub repaired_by_sync: u64,
+    pub pairs_compared: u64,
+    pub pairs_skipped: u64,
     pub expired: u64,
     pub write_batches: u64,
     pub batched_writes: u64,
@@ -83,6 +89,8 @@ impl Counters {
             read_repairs: r(&self.read_repairs),
             hints_delivered: r(&self.hints_delivered),
             repaired_by_sync: r(&self.repaired_by_sync),
+            pairs_compared: r(&self.pairs_compared),
+            pairs_skipped: r(&self.pairs_skipped),
             expired: r(&self.expired),
             write_batches: r(&self.write_batches),
             batched_writes: r(&self.batched_writes),

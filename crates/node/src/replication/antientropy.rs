@@ -27,7 +27,9 @@
 //! Rounds run after every membership change, once it settles ([`settle`]) — which is how the
 //! replicas that take over a crashed node's ranges get them back to N copies, and how a returning
 //! node catches up — and every `anti_entropy_interval` otherwise. Each pair is synced by the node
-//! with the lower id.
+//! with the lower id. A periodic round skips a pair found equal while this node's store has not
+//! changed since, and the higher id syncs when its store changed and the lower one stays quiet
+//! ([`pairs`](crate::replication::pairs)): an idle cluster's periodic rounds send nothing.
 //!
 //! Under a steady write load, digests computed by scans differed in nearly every bucket: the two
 //! nodes scan at different moments, a million keys apart, and a key written in between counts on
@@ -188,16 +190,12 @@ struct Cached {
 pub fn summaries(node: &Node, topo: &Topology, horizon: Option<u64>) -> Arc<Summaries> {
     // Held while computing: concurrent requests wait for one scan instead of each making their own.
     let mut last = node.digests.last.lock().unwrap_or_else(|e| e.into_inner());
-    let generation = node.engine.generation();
-    if let (Some(c), Some(now)) = (&*last, generation) {
-        let covers = |h: Option<u64>| h.is_none_or(|h| h >= c.newest);
-        if c.epoch == topo.epoch()
-            && c.generation == now
-            && (c.horizon == horizon || covers(c.horizon) && covers(horizon))
-        {
-            return c.summaries.clone();
-        }
+    if let Some(c) = last.as_ref().filter(|c| c.serves(node, topo, horizon)) {
+        return c.summaries.clone();
     }
+    // Read before the digests: a write during the computation moves it, and the next caller
+    // computes again.
+    let generation = node.engine.generation();
     let (s, newest) = match (horizon, node.engine.digests()) {
         // The newest entry is not known: this result answers only requests without a horizon.
         (None, Some(kept)) => (from_kept(node, topo, kept), u64::MAX),
@@ -207,6 +205,30 @@ pub fn summaries(node: &Node, topo: &Topology, horizon: Option<u64>) -> Arc<Summ
     *last =
         generation.map(|generation| Cached { epoch: topo.epoch(), generation, horizon, newest, summaries: s.clone() });
     s
+}
+
+/// [`summaries`], from a task: the last ones as they are while they serve, else computed in
+/// place of the worker (`block_in_place`). Handing the worker's other tasks to another thread is
+/// a thread's wake-up (and, after a quiet spell, its creation), which a round of a quiet store
+/// paid once per peer for summaries it already had.
+pub fn summaries_now(node: &Node, topo: &Topology, horizon: Option<u64>) -> Arc<Summaries> {
+    let last = node.digests.last.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = last.as_ref().filter(|c| c.serves(node, topo, horizon)) {
+        return c.summaries.clone();
+    }
+    drop(last);
+    tokio::task::block_in_place(|| summaries(node, topo, horizon))
+}
+
+impl Cached {
+    /// Whether these summaries are those `topo` and `horizon` would give now: the same view, the
+    /// store unchanged, and the same horizon or none that leaves an entry out.
+    fn serves(&self, node: &Node, topo: &Topology, horizon: Option<u64>) -> bool {
+        let covers = |h: Option<u64>| h.is_none_or(|h| h >= self.newest);
+        self.epoch == topo.epoch()
+            && node.engine.generation() == Some(self.generation)
+            && (self.horizon == horizon || covers(self.horizon) && covers(horizon))
+    }
 }
 
 /// Digests of the keys this node shares with each peer (up to `horizon`), from one scan of
@@ -341,6 +363,8 @@ fn values_of<'a>(node: &Node, keys: impl Iterator<Item = &'a KeyVersion>) -> Res
 #[derive(Debug, Default)]
 pub struct Round {
     pub peers: usize,
+    /// Peers a periodic round left out: found equal, and this store unchanged since.
+    pub skipped: usize,
     pub buckets: usize,
     pub sent: u64,
     pub received: u64,
@@ -358,8 +382,11 @@ pub async fn round(node: &Node, settle: bool) -> Round {
     // round trip: they compare everything, and the horizon applies to the entries exchanged.
     // Digests from scans compare only the entries before it.
     let exchanged = (!settle).then(|| horizon(node));
-    let horizon = exchanged.filter(|_| node.engine.digests().is_none());
-    let mut first = (*tokio::task::block_in_place(|| summaries(node, &topo, horizon))).clone();
+    let kept = node.engine.digests().is_some();
+    let horizon = exchanged.filter(|_| !kept);
+    // Read before the digests, as every generation recorded with a comparison is (`pairs.rs`).
+    let generation_first = node.engine.generation();
+    let mut first = (*summaries_now(node, &topo, horizon)).clone();
     if settle {
         // Peers with which this node shares nothing yet (a range it newly replicates and has not
         // received) must be asked too.
@@ -372,23 +399,24 @@ pub async fn round(node: &Node, settle: bool) -> Round {
     let moving = node.moves.begin(dkv_membership::load::MoveKind::Repair, None, None);
     let buckets = std::sync::atomic::AtomicU64::new(0);
     let progress = Progress { moving: &moving, planned: &buckets, done: report.buckets as u64 };
+    let interval = node.config.anti_entropy_interval;
     for (peer, digests) in first {
-        if peer <= node.me && !settle {
+        let generation = node.engine.generation();
+        if !settle && !node.pairs.compares(node.me, peer, topo.epoch(), generation, interval) {
+            report.skipped += 1;
             continue;
         }
         report.peers += 1;
+        node.pairs.comparing(peer);
         // Kept digests are read again just before they go: the syncs with the peers before may
         // have taken seconds, and the writes of those seconds would make buckets differ.
-        let digests = match report.peers > 1 && node.engine.digests().is_some() {
-            true => {
-                let now = tokio::task::block_in_place(|| summaries(node, &topo, horizon));
-                now.get(&peer).cloned().unwrap_or(digests)
-            }
-            false => digests,
+        let (digests, generation) = match kept {
+            true => (summaries_now(node, &topo, horizon).get(&peer).cloned().unwrap_or(digests), generation),
+            false => (digests, generation_first),
         };
         let progress = Progress { done: report.buckets as u64, ..progress };
         let horizons = Horizons { digests: horizon, exchanged };
-        match sync_with(node, &topo, peer, digests, horizons, &progress).await {
+        match sync_with(node, &topo, peer, (digests, generation), horizons, &progress).await {
             Ok((buckets, sent, received)) => {
                 report.buckets += buckets;
                 report.sent += sent;
@@ -404,6 +432,8 @@ pub async fn round(node: &Node, settle: bool) -> Round {
         node.mark_settled(topo.epoch());
     }
     add(&node.stats.repaired_by_sync, report.sent + report.received);
+    add(&node.stats.pairs_compared, report.peers as u64);
+    add(&node.stats.pairs_skipped, report.skipped as u64);
     report
 }
 
@@ -424,11 +454,14 @@ struct Progress<'a> {
     done: u64,
 }
 
+/// Sync with `peer`: compare this node's `digests` for it (read after this store's generation
+/// was `.1`), then exchange the buckets that differ. Returns the buckets, and the entries sent
+/// and received.
 async fn sync_with(
     node: &Node,
     topo: &Topology,
     peer: NodeId,
-    digests: Vec<u64>,
+    (digests, generation): (Vec<u64>, Option<u64>),
     horizons: Horizons,
     progress: &Progress<'_>,
 ) -> Result<(usize, u64, u64), PeerError> {
@@ -436,22 +469,10 @@ async fn sync_with(
     let summary = SyncSummary { epoch: topo.epoch(), from: node.me.0, digests };
     // Neither sent nor taken: entries written after the horizon of the exchange.
     let settled = |e: &KeyEntry| horizons.exchanged.is_none_or(|h| e.entry.version.ts <= h);
-    let diff: SyncDiff = match horizons.digests {
-        None => node.peers.call(addr, Kind::SyncSummary, &summary).await?,
-        Some(horizon) => {
-            let req = SyncSummarySettled { summary, horizon };
-            match node.peers.call(addr, Kind::SyncSummarySettled, &req).await {
-                // A peer of an earlier release knows no horizon: compare everything with it.
-                Err(e) if unknown_kind(&e) => {
-                    let all = tokio::task::block_in_place(|| summaries(node, topo, None));
-                    let digests = all.get(&peer).cloned().unwrap_or_else(|| vec![0; BUCKETS]);
-                    let summary = SyncSummary { epoch: topo.epoch(), from: node.me.0, digests };
-                    node.peers.call(addr, Kind::SyncSummary, &summary).await?
-                }
-                other => other?,
-            }
-        }
-    };
+    let (diff, tracked) = diff_with(node, topo, addr, peer, summary, horizons).await?;
+    if let (true, true, Some(generation)) = (tracked, diff.buckets.is_empty(), generation) {
+        node.pairs.found_equal(peer, topo.epoch(), generation);
+    }
     let planned = progress.planned.fetch_add(diff.buckets.len() as u64, std::sync::atomic::Ordering::Relaxed)
         + diff.buckets.len() as u64;
     let here = |e: NodeError| PeerError::Refused { addr: "this node".into(), status: 500, message: e.to_string() };
@@ -536,6 +557,55 @@ async fn sync_with(
     }
     progress.moving.progress((progress.done + diff.buckets.len() as u64) as f64, planned as f64);
     Ok((diff.buckets.len(), sent, received))
+}
+
+/// Step 1: the buckets whose digests differ, and whether the peer took the summary as tracked
+/// (it records the pair too when none differ, see `pairs.rs`): a comparison of everything, with
+/// a peer of this release.
+async fn diff_with(
+    node: &Node,
+    topo: &Topology,
+    addr: &str,
+    peer: NodeId,
+    summary: SyncSummary,
+    horizons: Horizons,
+) -> Result<(SyncDiff, bool), PeerError> {
+    let Some(horizon) = horizons.digests else {
+        return match node.peers.call(addr, Kind::SyncSummaryTracked, &summary).await {
+            // A peer of an earlier release: the same comparison, recorded by neither side.
+            Err(e) if unknown_kind(&e) => Ok((node.peers.call(addr, Kind::SyncSummary, &summary).await?, false)),
+            other => Ok((other?, true)),
+        };
+    };
+    let req = SyncSummarySettled { summary, horizon };
+    match node.peers.call(addr, Kind::SyncSummarySettled, &req).await {
+        // A peer of an earlier release knows no horizon: compare everything with it.
+        Err(e) if unknown_kind(&e) => {
+            let all = summaries_now(node, topo, None);
+            let digests = all.get(&peer).cloned().unwrap_or_else(|| vec![0; BUCKETS]);
+            let summary = SyncSummary { epoch: topo.epoch(), from: node.me.0, digests };
+            Ok((node.peers.call(addr, Kind::SyncSummary, &summary).await?, false))
+        }
+        other => Ok((other?, false)),
+    }
+}
+
+/// The receiver's side of step 1: which buckets differ between the sender's digests and this
+/// node's (of the entries up to `horizon`, when given). A `tracked` summary (of everything) that
+/// finds none records the pair as equal, as its sender does (`pairs.rs`).
+pub fn answer_summary(node: &Node, req: &SyncSummary, horizon: Option<u64>, tracked: bool) -> SyncDiff {
+    let topo = node.topology();
+    let peer = NodeId(req.from);
+    node.pairs.comparing(peer);
+    let generation = node.engine.generation();
+    let all = summaries_now(node, &topo, horizon);
+    let none = vec![0; BUCKETS];
+    let mine = all.get(&peer).unwrap_or(&none);
+    let buckets: Vec<u32> = (0..BUCKETS as u32).filter(|&b| mine[b as usize] != req.digests[b as usize]).collect();
+    if let (true, None, true, Some(generation)) = (tracked, horizon, buckets.is_empty(), generation) {
+        node.pairs.found_equal(peer, topo.epoch(), generation);
+    }
+    SyncDiff { buckets }
 }
 
 fn entries_bytes(entries: &[KeyEntry]) -> u64 {
@@ -972,6 +1042,67 @@ mod round_tests {
         for k in &keys {
             assert_eq!(testing::local(a, k.as_bytes()), testing::local(b, k.as_bytes()), "{k}");
         }
+    }
+
+    /// A pair found equal is compared again only once a store changes, by the side whose store
+    /// changed: the lower id at its next round, the higher id once the lower one has been quiet
+    /// for a window. An idle cluster's periodic rounds send nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_equal_pair_is_compared_again_only_by_a_side_whose_store_changed() {
+        let interval = Duration::from_millis(300);
+        let config = NodeConfig { anti_entropy_interval: interval, ..testing::config() };
+        let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], config).await;
+        let (a, b) = (&nodes[0], &nodes[1]);
+        for k in keys_in_bucket("same-", 3, 50) {
+            testing::put_local(a, k.as_bytes(), testing::value(3, 100));
+            testing::put_local(b, k.as_bytes(), testing::value(3, 100));
+        }
+        let counts = |r: &Round| (r.failed, r.peers, r.skipped, r.buckets);
+        assert_eq!(counts(&round(a, false).await), (0, 1, 0, 0), "nothing known of the pair yet");
+        assert_eq!(counts(&round(a, false).await), (0, 0, 1, 0), "found equal, nothing changed");
+        assert_eq!(counts(&round(b, false).await), (0, 0, 1, 0));
+        assert!(b.pairs.get(a.me).is_some_and(|p| p.equal.is_some()), "the side that answered knows it too");
+
+        // Only the higher id's store changes: the lower id has nothing new to compare.
+        let key = keys_in_bucket("only-b-", 3, 1).remove(0);
+        testing::put_local(b, key.as_bytes(), testing::value(4, 100));
+        assert_eq!(counts(&round(a, false).await), (0, 0, 1, 0));
+        let started = std::time::Instant::now();
+        let first = round(b, false).await;
+        if started.elapsed() < interval {
+            assert_eq!(counts(&first), (0, 0, 1, 0), "the lower id compared within the window");
+        }
+        let deadline = started + Duration::from_secs(20);
+        let mut r = first;
+        while r.peers == 0 {
+            assert!(std::time::Instant::now() < deadline, "the higher id never compared: {r:?}");
+            tokio::time::sleep(interval / 10).await;
+            r = round(b, false).await;
+        }
+        assert_eq!((r.failed, r.buckets, r.sent), (0, 1, 1), "{r:?}");
+        assert_eq!(testing::local(a, key.as_bytes()), Some(testing::value(4, 100)));
+
+        // The entry `a` took changed its store: it compares, finds the pair equal, and both rest.
+        assert_eq!(counts(&round(a, false).await), (0, 1, 0, 0));
+        assert_eq!(counts(&round(a, false).await), (0, 0, 1, 0));
+        assert_eq!(counts(&round(b, false).await), (0, 0, 1, 0));
+        assert_eq!(a.stats.pairs_skipped.load(std::sync::atomic::Ordering::Relaxed), 3);
+    }
+
+    /// A peer of the release before skips nothing and never compares as the higher id, so a pair
+    /// with it is compared at every round, as before.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pair_with_a_peer_of_the_release_before_is_compared_every_round() {
+        let states = [NodeState::Normal, NodeState::Normal];
+        let nodes = testing::cluster_of_releases(&states, testing::config(), &[Kind::SyncSummaryTracked]).await;
+        let (a, b) = (&nodes[0], &nodes[1]);
+        testing::put_local(a, b"k", testing::value(3, 100));
+        testing::put_local(b, b"k", testing::value(3, 100));
+        for _ in 0..3 {
+            let r = round(a, false).await;
+            assert_eq!((r.failed, r.peers, r.skipped, r.buckets), (0, 1, 0, 0), "{r:?}");
+        }
+        assert!(a.pairs.get(b.me).is_some_and(|p| p.equal.is_none()), "nothing recorded");
     }
 
     /// Issue 11: a bucket's entries went in one message whatever their size, so a bucket holding

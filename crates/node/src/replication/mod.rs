@@ -1,10 +1,11 @@
 //! Replication: every key on N nodes, coordinated by whichever replica a request reaches.
 //!
 //! [`coordinator`] reads and writes one key across its replicas through the one quorum helper
-//! ([`quorum`]), its writes to each replica sent together ([`batch`]); [`consistency`] resolves per-request `w=`/`r=`; [`hints`] keeps and delivers
-//! writes a replica missed; [`antientropy`] compares bucket digests between replicas and
-//! exchanges only the differences; [`movement`] moves ranges when members join, leave or die;
-//! both ship entries in [`pages`] bounded by bytes; [`latency`] says how long to wait for a
+//! ([`quorum`]), its writes to each replica sent together ([`batch`]); [`consistency`] resolves
+//! per-request `w=`/`r=`; [`hints`] keeps and delivers writes a replica missed; [`antientropy`]
+//! compares bucket digests between replicas and exchanges only the differences, skipping the
+//! pairs that [`pairs`] knows to be equal; [`movement`] moves ranges when members join, leave or
+//! die; both ship entries in [`pages`] bounded by bytes; [`latency`] says how long to wait for a
 //! replica before asking another as well; [`expiry`] reclaims values past their deadline;
 //! [`scan`] walks every key of the cluster in hash order (with [`glob`] patterns).
 
@@ -18,5 +19,6 @@ pub mod hints;
 pub mod latency;
 pub mod movement;
 pub mod pages;
+pub mod pairs;
 pub mod quorum;
 pub mod scan;

@@ -20,8 +20,7 @@ use crate::replication::batch::prefetching;
 use crate::replication::{antientropy, pages};
 use crate::transport::wire::{
     self, ApplyKind, ApplyReply, ApplyRequest, ClockReply, ForwardRequest, Kind, RangePage, RangeRequest, ReadRequest,
-    ReadResponse, ReadsReply, ReadsRequest, RefreshRequest, SyncBucket, SyncDiff, SyncSummary, WritesReply,
-    WritesRequest,
+    ReadResponse, ReadsReply, ReadsRequest, RefreshRequest, SyncBucket, SyncSummary, WritesReply, WritesRequest,
 };
 
 /// Most entries one range request looks at, so a page over a range this node mostly does not
@@ -45,10 +44,11 @@ impl Handler for Internal {
             Some(Kind::Reads) => reads(node, decode(&body)?).await,
             Some(Kind::Forward) => Box::pin(forward(node, decode(&body)?)).await,
             Some(Kind::Range) => Box::pin(range(node, decode(&body)?)).await,
-            Some(Kind::SyncSummary) => Box::pin(sync_summary(node, decode(&body)?, None)).await,
+            Some(Kind::SyncSummary) => Box::pin(sync_summary(node, decode(&body)?, None, false)).await,
+            Some(Kind::SyncSummaryTracked) => Box::pin(sync_summary(node, decode(&body)?, None, true)).await,
             Some(Kind::SyncSummarySettled) => {
                 let req: wire::SyncSummarySettled = decode(&body)?;
-                Box::pin(sync_summary(node, req.summary, Some(req.horizon))).await
+                Box::pin(sync_summary(node, req.summary, Some(req.horizon), false)).await
             }
             Some(Kind::SyncBucket) => Box::pin(sync_bucket(node, decode(&body)?)).await,
             Some(Kind::SyncVersions) => Box::pin(sync_versions(node, decode(&body)?)).await,
@@ -169,18 +169,13 @@ async fn range(node: &Node, req: RangeRequest) -> Answer {
 }
 
 /// Anti-entropy step 1: which buckets differ between the sender's digests and ours (of the entries
-/// up to `horizon`, when given).
-async fn sync_summary(node: &Node, req: SyncSummary, horizon: Option<u64>) -> Answer {
+/// up to `horizon`, when given; a `tracked` summary records the pair when none do).
+async fn sync_summary(node: &Node, req: SyncSummary, horizon: Option<u64>, tracked: bool) -> Answer {
     check_epoch(node, req.epoch).await?;
     if req.digests.len() != antientropy::BUCKETS {
         return Err(Refusal::new(400, "summary with the wrong number of buckets"));
     }
-    let topo = node.topology();
-    let all = tokio::task::block_in_place(|| antientropy::summaries(node, &topo, horizon));
-    let none = vec![0; antientropy::BUCKETS];
-    let mine = all.get(&NodeId(req.from)).unwrap_or(&none);
-    let buckets = (0..antientropy::BUCKETS as u32).filter(|&b| mine[b as usize] != req.digests[b as usize]).collect();
-    encode(&SyncDiff { buckets })
+    encode(&antientropy::answer_summary(node, &req, horizon, tracked))
 }
 
 /// Anti-entropy step 2: take the sender's entries of a bucket, answer with ours it lacks.

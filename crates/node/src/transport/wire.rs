@@ -69,6 +69,11 @@ pub enum Kind {
     /// [`SyncVersions`] → [`SyncVersionsReply`]. A node of a release before it refuses it as
     /// unknown; the sender then sends its entries whole, as a [`SyncBucket`].
     SyncVersions = 14,
+    /// [`SyncSummary`] → [`SyncDiff`], from a node that skips rounds with peers it was found
+    /// equal with while its store is unchanged: a receiver that knows it records the pair's
+    /// equality too and takes the same duty (`replication/pairs.rs`). A node of a release before
+    /// it refuses it as unknown; the sender then sends a [`SyncSummary`] and records nothing.
+    SyncSummaryTracked = 15,
 }
 
 impl Kind {
@@ -88,6 +93,7 @@ impl Kind {
             Writes,
             Reads,
             SyncVersions,
+            SyncSummaryTracked,
         ]
         .into_iter()
         .find(|x| *x as u8 == k)
