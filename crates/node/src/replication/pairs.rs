@@ -12,7 +12,10 @@
 //!   compared the buckets itself. Each records the membership epoch and its own store's
 //!   generation, read *before* its digests, so a write that raced the digests moves it.
 //! * A periodic round skips a peer while that record holds: the same epoch, and this store's
-//!   generation unchanged. Whatever the peer stored since moved the peer's own generation.
+//!   generation unchanged. Whatever the peer stored since moved the peer's own generation. So
+//!   does a round after a membership change that runs again because a peer failed it (one still
+//!   held the older view): the pair was compared whole under this view, so only the peers that
+//!   failed are asked again, where every peer was.
 //! * A side whose store changed compares: the lower id, as every round did before; the higher id
 //!   only when the lower one has not compared with it within [`QUIET_WINDOW`] intervals (it
 //!   skipped: its own store is as it was). So a pair whose stores both change, under writes, is
@@ -61,23 +64,24 @@ pub struct Equal {
     pub generation: u64,
 }
 
-/// Whether a periodic round of `me` compares with `peer`, given what it knows of the pair, the
-/// epoch, its store's generation now (`None`: an engine that keeps none, always compared as
-/// before), and the round's `window` (the interval times [`QUIET_WINDOW`]).
+/// Whether a round of `me` compares with `peer`, given what it knows of the pair, the epoch, its
+/// store's generation now (`None`: an engine that keeps none, compared as before), whether the
+/// round is `settling` (after a membership change: every peer but those already found equal
+/// under it), and the round's `window` (the interval times [`QUIET_WINDOW`]).
 pub fn compares(
     me: NodeId,
     peer: NodeId,
     pair: Option<&Pair>,
-    epoch: u64,
-    generation: Option<u64>,
+    (epoch, generation): (u64, Option<u64>),
+    settling: bool,
     now: Instant,
     window: Duration,
 ) -> bool {
-    let Some(generation) = generation else { return me < peer };
+    let Some(generation) = generation else { return settling || me < peer };
     if pair.and_then(|p| p.equal) == Some(Equal { epoch, generation }) {
         return false; // nothing changed here since the pair was equal
     }
-    if me < peer {
+    if settling || me < peer {
         return true;
     }
     // The higher id: the lower one compares while its own store changes.
@@ -85,11 +89,17 @@ pub fn compares(
 }
 
 impl Pairs {
-    /// Whether a periodic round compares with `peer` now (see [`compares`]).
-    pub fn compares(&self, me: NodeId, peer: NodeId, epoch: u64, generation: Option<u64>, interval: Duration) -> bool {
+    /// Whether a round compares with `peer` now (see [`compares`]).
+    pub fn compares(
+        &self,
+        (me, peer): (NodeId, NodeId),
+        now: (u64, Option<u64>),
+        settling: bool,
+        interval: Duration,
+    ) -> bool {
         let window = interval.mul_f64(QUIET_WINDOW);
         let by_peer = self.by_peer.lock().unwrap_or_else(|e| e.into_inner());
-        compares(me, peer, by_peer.get(&peer), epoch, generation, Instant::now(), window)
+        compares(me, peer, by_peer.get(&peer), now, settling, Instant::now(), window)
     }
 
     /// A comparison with `peer` begins, in either direction.
@@ -129,9 +139,9 @@ mod tests {
         let (low, high) = (NodeId(1), NodeId(2));
         let pair = Pair { equal: equal(7, 40), compared_at: Some(now) };
         for (me, peer) in [(low, high), (high, low)] {
-            assert!(!compares(me, peer, Some(&pair), 7, Some(40), now, WINDOW), "{me} unchanged");
-            assert!(compares(me, peer, Some(&pair), 8, Some(40), now + WINDOW, WINDOW), "{me}: another epoch");
-            assert!(compares(me, peer, Some(&pair), 7, Some(41), now + WINDOW, WINDOW), "{me}: a write since");
+            assert!(!compares(me, peer, Some(&pair), (7, Some(40)), false, now, WINDOW), "{me} unchanged");
+            assert!(compares(me, peer, Some(&pair), (8, Some(40)), false, now + WINDOW, WINDOW), "{me}: another epoch");
+            assert!(compares(me, peer, Some(&pair), (7, Some(41)), false, now + WINDOW, WINDOW), "{me}: a write since");
         }
     }
 
@@ -140,24 +150,39 @@ mod tests {
         let now = Instant::now();
         let (low, high) = (NodeId(1), NodeId(2));
         let never = Pair::default();
-        assert!(compares(low, high, Some(&never), 7, Some(1), now, WINDOW), "nothing known: the lower id");
-        assert!(compares(low, high, None, 7, Some(1), now, WINDOW));
-        assert!(compares(high, low, None, 7, Some(1), now, WINDOW), "no comparison yet at all");
+        assert!(compares(low, high, Some(&never), (7, Some(1)), false, now, WINDOW), "nothing known: the lower id");
+        assert!(compares(low, high, None, (7, Some(1)), false, now, WINDOW));
+        assert!(compares(high, low, None, (7, Some(1)), false, now, WINDOW), "no comparison yet at all");
         // The lower id compared a moment ago: the higher one leaves it to it.
         let lately = Pair { equal: equal(7, 40), compared_at: Some(now) };
-        assert!(!compares(high, low, Some(&lately), 7, Some(41), now + WINDOW / 2, WINDOW));
+        assert!(!compares(high, low, Some(&lately), (7, Some(41)), false, now + WINDOW / 2, WINDOW));
         // It has not compared for a window: its store is as it was, so the higher id compares.
-        assert!(compares(high, low, Some(&lately), 7, Some(41), now + WINDOW, WINDOW));
+        assert!(compares(high, low, Some(&lately), (7, Some(41)), false, now + WINDOW, WINDOW));
         // The lower id compares whenever its store changed, however lately.
-        assert!(compares(low, high, Some(&lately), 7, Some(41), now, WINDOW));
+        assert!(compares(low, high, Some(&lately), (7, Some(41)), false, now, WINDOW));
+    }
+
+    #[test]
+    fn a_settling_round_compares_with_every_peer_not_found_equal_under_this_view() {
+        let now = Instant::now();
+        let lately = Pair { equal: equal(7, 40), compared_at: Some(now) };
+        for (me, peer) in [(NodeId(1), NodeId(2)), (NodeId(2), NodeId(1))] {
+            assert!(!compares(me, peer, Some(&lately), (7, Some(40)), true, now, WINDOW), "{me}: equal, unchanged");
+            assert!(
+                compares(me, peer, Some(&lately), (7, Some(41)), true, now, WINDOW),
+                "{me}: changed, however lately"
+            );
+            assert!(compares(me, peer, Some(&lately), (8, Some(40)), true, now, WINDOW), "{me}: another view");
+            assert!(compares(me, peer, None, (7, None), true, now, WINDOW), "{me}: no generation");
+        }
     }
 
     #[test]
     fn an_engine_without_a_generation_compares_as_before() {
         let now = Instant::now();
         let pair = Pair { equal: equal(7, 40), compared_at: Some(now) };
-        assert!(compares(NodeId(1), NodeId(2), Some(&pair), 7, None, now, WINDOW));
-        assert!(!compares(NodeId(2), NodeId(1), None, 7, None, now, WINDOW));
+        assert!(compares(NodeId(1), NodeId(2), Some(&pair), (7, None), false, now, WINDOW));
+        assert!(!compares(NodeId(2), NodeId(1), None, (7, None), false, now, WINDOW));
     }
 
     #[test]
@@ -169,7 +194,7 @@ mod tests {
         assert!(pairs.get(NodeId(2)).is_some_and(|p| p.compared_at.is_none()));
         assert!(pairs.get(NodeId(3)).is_some_and(|p| p.equal.is_none() && p.compared_at.is_some()));
         let interval = Duration::from_secs(60);
-        assert!(!pairs.compares(NodeId(1), NodeId(2), 7, Some(40), interval));
-        assert!(pairs.compares(NodeId(1), NodeId(3), 7, Some(40), interval));
+        assert!(!pairs.compares((NodeId(1), NodeId(2)), (7, Some(40)), false, interval));
+        assert!(pairs.compares((NodeId(1), NodeId(3)), (7, Some(40)), false, interval));
     }
 }
