@@ -9,6 +9,7 @@
 #   BENCH_LOG=/tmp/log bench/rounds.sh; grep "anti-entropy round" /tmp/log   (each round: buckets found different, time)
 #   VALUE_SIZE=2048 bench/rounds.sh 8     (PUTs of 2 KiB values rather than 100 bytes; mind the memory)
 #
+# At the end, the peers each node's rounds compared with and left out (`pairs.rs`).
 # Nodes on CPU 1, wrk on CPU 0, as in bench/http.sh. Bounded: WINDOWS × 5 s of load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,4 +43,10 @@ for w in $(seq 1 "$WINDOWS"); do
   printf "%6d  %-8s %-11s %-31s %s\n" "$w" "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")" \
     "$(us_per $((t1 - t0)) "$n")" "$((s1 - s0))" "$(stat_of "http://127.0.0.1:$((P + 1))" keys)"
   s0=$s1
+done
+# Peers each node's rounds compared with and left out (found equal with its store unchanged
+# since, or left to the lower id of the pair, which compared lately).
+for i in 1 2 3; do
+  curl -fs "http://127.0.0.1:$((P + i))/stats" |
+    python3 -c "import json,sys; s=json.load(sys.stdin); r=s['requests']; print(f\"node {s['id']}: peers compared {r['pairs_compared']}, skipped {r['pairs_skipped']}\")"
 done

@@ -252,7 +252,7 @@ pub fn render(node: &Node) -> String {
         ("anti_entropy_pairs_compared", "Peers anti-entropy rounds of this node compared with", s.pairs_compared),
         (
             "anti_entropy_pairs_skipped",
-            "Peers periodic anti-entropy rounds left out: found equal, and this node's store unchanged since",
+            "Peers anti-entropy rounds left out: found equal with this store unchanged since, or left to the lower id of the pair",
             s.pairs_skipped,
         ),
         ("expired", "Values past their deadline turned into tombstones by the expiry sweep", s.expired),

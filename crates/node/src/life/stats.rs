@@ -31,7 +31,8 @@ pub struct Counters {
     /// Entries exchanged by anti-entropy rounds this node started.
     pub repaired_by_sync: AtomicU64,
     /// Peers this node's anti-entropy rounds compared with, and peers its periodic rounds left
-    /// out (found equal, and this store unchanged since: `replication/pairs.rs`).
+    /// out: found equal with this store unchanged since, or left to the lower id of the pair,
+    /// which compared lately (`replication/pairs.rs`).
     pub pairs_compared: AtomicU64,
     pub pairs_skipped: AtomicU64,
     /// Values past their deadline that the expiry sweep turned into tombstones.

@@ -363,7 +363,8 @@ fn values_of<'a>(node: &Node, keys: impl Iterator<Item = &'a KeyVersion>) -> Res
 #[derive(Debug, Default)]
 pub struct Round {
     pub peers: usize,
-    /// Peers the round left out: found equal under this view, and this store unchanged since.
+    /// Peers the round left out: found equal under this view with this store unchanged since, or
+    /// (the higher id of the pair) left to the lower one, which compared lately.
     pub skipped: usize,
     pub buckets: usize,
     pub sent: u64,
