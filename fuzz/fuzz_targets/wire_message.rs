@@ -66,7 +66,7 @@ fn request(kind: u8, body: &[u8]) {
                 }
             }
         }
-        Kind::SyncSummary => drop(round_trip::<wire::SyncSummary>(body)),
+        Kind::SyncSummary | Kind::SyncSummaryTracked => drop(round_trip::<wire::SyncSummary>(body)),
         Kind::SyncSummarySettled => drop(round_trip::<wire::SyncSummarySettled>(body)),
         Kind::SyncBucket => {
             if let Some(req) = round_trip::<wire::SyncBucket>(body) {
