@@ -12,10 +12,11 @@
 //!   compared the buckets itself. Each records the membership epoch and its own store's
 //!   generation, read *before* its digests, so a write that raced the digests moves it.
 //! * A periodic round skips a peer while that record holds: the same epoch, and this store's
-//!   generation unchanged. Whatever the peer stored since moved the peer's own generation. So
-//!   does a round after a membership change that runs again because a peer failed it (one still
-//!   held the older view): the pair was compared whole under this view, so only the peers that
-//!   failed are asked again, where every peer was.
+//!   generation unchanged. Whatever the peer stored since moved the peer's own generation. A
+//!   round after a membership change compares with every peer regardless. Letting one that runs
+//!   again (a peer failed it) skip the peers already found equal was tried and taken out: a
+//!   200-node cold start then spent 150–190% of a core from 30 to 60 s after the start, against
+//!   35–70% without it, for a reason not found yet (README, "Idle pairs left alone").
 //! * A side whose store changed compares: the lower id, as every round did before; the higher id
 //!   only when the lower one has not compared with it within [`QUIET_WINDOW`] intervals (it
 //!   skipped: its own store is as it was). So a pair whose stores both change, under writes, is
@@ -66,8 +67,8 @@ pub struct Equal {
 
 /// Whether a round of `me` compares with `peer`, given what it knows of the pair, the epoch, its
 /// store's generation now (`None`: an engine that keeps none, compared as before), whether the
-/// round is `settling` (after a membership change: every peer but those already found equal
-/// under it), and the round's `window` (the interval times [`QUIET_WINDOW`]).
+/// round is `settling` (after a membership change: every peer), and the round's `window` (the
+/// interval times [`QUIET_WINDOW`]).
 pub fn compares(
     me: NodeId,
     peer: NodeId,
@@ -77,11 +78,14 @@ pub fn compares(
     now: Instant,
     window: Duration,
 ) -> bool {
-    let Some(generation) = generation else { return settling || me < peer };
+    if settling {
+        return true;
+    }
+    let Some(generation) = generation else { return me < peer };
     if pair.and_then(|p| p.equal) == Some(Equal { epoch, generation }) {
         return false; // nothing changed here since the pair was equal
     }
-    if settling || me < peer {
+    if me < peer {
         return true;
     }
     // The higher id: the lower one compares while its own store changes.
@@ -163,11 +167,11 @@ mod tests {
     }
 
     #[test]
-    fn a_settling_round_compares_with_every_peer_not_found_equal_under_this_view() {
+    fn a_settling_round_compares_with_every_peer() {
         let now = Instant::now();
         let lately = Pair { equal: equal(7, 40), compared_at: Some(now) };
         for (me, peer) in [(NodeId(1), NodeId(2)), (NodeId(2), NodeId(1))] {
-            assert!(!compares(me, peer, Some(&lately), (7, Some(40)), true, now, WINDOW), "{me}: equal, unchanged");
+            assert!(compares(me, peer, Some(&lately), (7, Some(40)), true, now, WINDOW), "{me}: equal, unchanged");
             assert!(
                 compares(me, peer, Some(&lately), (7, Some(41)), true, now, WINDOW),
                 "{me}: changed, however lately"
