@@ -44,15 +44,17 @@ async fn curl_session_works_through_three_different_nodes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_is_not_a_replica_forwards_to_one() {
+async fn a_node_that_is_not_a_replica_coordinates_writes_and_forwards_reads() {
     let c = Cluster::start_with(3, &["--replication", "1"]).await;
     let data = dataset("f", 60);
     write_all(&c, &[0], &data).await;
-    let stats = c.client(0).json("/stats").await.unwrap();
-    let forwarded = stats["requests"]["forwarded"].as_u64().unwrap();
-    assert!(forwarded > 0 && forwarded < 60, "node 0 owns part of 60 keys and forwards the rest: {stats}");
-    assert!(missing(&c, &[1, 2], &data).await.is_empty());
+    let forwarded = || async { c.client(0).json("/stats").await.unwrap()["requests"]["forwarded"].as_u64().unwrap() };
+    assert_eq!(forwarded().await, 0, "node 0 sends writes to the owner itself, never as a forward");
     assert_eq!(c.keys_on(0).await + c.keys_on(1).await + c.keys_on(2).await, 60, "one copy each with N=1");
+    assert!(missing(&c, &[0], &data).await.is_empty());
+    let reads = forwarded().await;
+    assert!(reads > 0 && reads < 60, "node 0 owns part of 60 keys and forwards reads of the rest: {reads}");
+    assert!(missing(&c, &[1, 2], &data).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

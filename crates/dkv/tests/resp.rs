@@ -243,8 +243,9 @@ fn pipelined(addr: &str, pipeline: &str, replies: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_of_mixed_commands_over_keys_on_different_nodes_answers_in_order() {
-    // N=1 on 3 nodes: each key lives on one node, so the pipeline's commands are served here and
-    // forwarded to both other nodes, and finish in whatever order their owners answer.
+    // N=1 on 3 nodes: each key lives on one node, so the pipeline's commands are served here or
+    // go to both other nodes (writes as replica calls, reads as forwards), and finish in whatever
+    // order their owners answer.
     let c = Cluster::start_resp(3, &["--replication", "1"]).await;
     let r = c.nodes[0].resp.clone().expect("resp");
     let keys: Vec<String> = (0..60).map(|i| format!("pipe-{i}")).collect();

@@ -8,6 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use dkv_membership::{Topology, View};
+use dkv_placement::key_hash;
 
 /// Requests through healthy nodes while one replica is paused: p99 must stay under this, far
 /// below the 5 s request timeout (the hedge waits 20 ms, or a few times a peer's usual latency).
@@ -57,5 +59,64 @@ async fn requests_through_other_nodes_do_not_wait_for_a_paused_replica() {
     for k in &keys {
         let got = c.client(4).get(k.as_bytes()).await.expect("get after the pause");
         assert_eq!(got.as_deref(), Some(&b"during"[..]), "{k}");
+    }
+}
+
+/// A write through a node that is not a replica of its key, while the key's first replica is
+/// paused, must not be run by that replica once it wakes. Stamped then, it would be newer than a
+/// write acknowledged after it, and an old value would come back. (It happened: the write was
+/// forwarded to the paused replica and hedged to the next one; the paused one ran it on waking.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_held_up_by_a_paused_replica_does_not_come_back_over_a_later_one() {
+    let flags = ["--request-timeout", "5s", "--hedge-after", "20ms"];
+    let mut c = Cluster::start_full(5, &flags, "120s").await;
+    let view: View = serde_json::from_value(c.wait_normal(5).await).unwrap();
+    let id = |i: usize| view.nodes.iter().find(|m| m.addr == c.nodes[i].addr).expect("a member").id;
+    let ring = Topology::new(view.clone(), id(0), 3);
+    // Keys whose first replica is node 4, each with a node that is not a replica (`via`) and one
+    // that is (`other`), neither of them node 4.
+    let mut cases = Vec::new();
+    for k in (0..).map(|i| format!("late-{i}")) {
+        let replicas = ring.placement(key_hash(k.as_bytes())).read;
+        if replicas[0] != id(4) {
+            continue;
+        }
+        let via = (0..4).find(|&i| !replicas.contains(&id(i))).expect("two of five nodes are not replicas");
+        let other = (0..4).find(|&i| replicas.contains(&id(i))).expect("two replicas besides node 4");
+        cases.push((k, via, other));
+        if cases.len() == 12 {
+            break;
+        }
+    }
+    for (k, _, _) in &cases {
+        c.client(0).put(k.as_bytes(), "first").await.expect("put before the pause");
+    }
+    let forwarded = |i: usize| {
+        let client = c.client(i);
+        async move { client.json("/stats").await.unwrap()["requests"]["forwarded"].as_u64().unwrap() }
+    };
+    let forwarded_before: Vec<u64> = futures_util::future::join_all((0..4).map(forwarded)).await;
+    c.nodes[4].signal(libc::SIGSTOP);
+    for (k, via, other) in &cases {
+        c.client(*via).put(k.as_bytes(), "second").await.expect("put through a node that is no replica");
+        c.client(*other).put(k.as_bytes(), "third").await.expect("put through a replica");
+    }
+    let forwarded_after: Vec<u64> = futures_util::future::join_all((0..4).map(forwarded)).await;
+    c.nodes[4].signal(libc::SIGCONT);
+    assert_eq!(forwarded_after, forwarded_before, "writes are coordinated where they arrive, never forwarded");
+    // Node 4 catches up (the writes it missed come back to it, as hints or as the late replica
+    // calls themselves); then every replica holds the last write, and reads answer it.
+    for (k, _, _) in &cases {
+        eventually(Duration::from_secs(20), "node 4 to hold the last write", || async {
+            let e = c.local_entry(4, k.as_bytes()).await?;
+            (e.value.as_deref() == Some(&b"third"[..])).then_some(())
+        })
+        .await;
+    }
+    for (k, _, _) in &cases {
+        for i in 0..5 {
+            let got = c.client(i).get(k.as_bytes()).await.expect("get after the pause");
+            assert_eq!(got.as_deref(), Some(&b"third"[..]), "{k} through node {i}");
+        }
     }
 }

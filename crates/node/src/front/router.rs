@@ -1,12 +1,21 @@
-//! Where a public request goes. Pure: a topology, a key hash and the hop count in, a decision out.
+//! Where a public request goes. Pure: a topology, a key hash, the operation and the hop count in,
+//! a decision out.
 //!
-//! Any replica of the key on the read ring coordinates a request itself; any other node forwards
-//! it to the key's first replica. (With one copy per key that is always the owner, so one node's
-//! hybrid clock orders all writes of a key.) Two nodes whose views disagree (one saw a membership
-//! change the other did not yet) could pass a request back and forth, so forwards are counted in a
-//! header and bounded by [`MAX_HOPS`], after which the client gets a 503 to retry.
+//! A write is coordinated by the node the client asked, whether or not it holds a copy: it stamps
+//! the version and sends it to the key's replicas itself. Forwarding a write is not safe. A
+//! forward to a stalled replica is hedged to the next one (or retried there after a timeout),
+//! and the stalled one still runs its copy once it wakes; stamped then, that copy would be newer
+//! than writes acknowledged in between and overwrite them.
+//!
+//! A read is served by any replica of the key on the read ring; any other node forwards it to
+//! the key's first replica. Reads can be hedged and run twice: they change nothing. Two nodes
+//! whose views disagree (one saw a membership change the other did not yet) could pass a read
+//! back and forth, so forwards are counted in a header and bounded by [`MAX_HOPS`], after which
+//! the client gets a 503 to retry.
 
 use dkv_membership::{NodeId, Topology};
+
+use crate::transport::wire::Op;
 
 /// Forwards a request may take before it is refused.
 pub const MAX_HOPS: u8 = 2;
@@ -15,16 +24,16 @@ pub const MAX_HOPS: u8 = 2;
 pub enum Route {
     /// This node coordinates the request.
     Local,
-    /// Pass the request on to the key's coordinator.
+    /// Pass the read on to the key's first replica.
     Forward(NodeId),
     /// Nobody can serve it now; the text says why.
     Unavailable(String),
 }
 
-pub fn route(topo: &Topology, hash: u64, hops: u8) -> Route {
+pub fn route(topo: &Topology, hash: u64, op: Op, hops: u8) -> Route {
     match topo.coordinator(hash) {
         None => Route::Unavailable("no node owns data yet: the cluster has no serving members".into()),
-        Some(_) if topo.is_read_replica(topo.me, hash) => Route::Local,
+        Some(_) if op != Op::Get || topo.is_read_replica(topo.me, hash) => Route::Local,
         Some(_) if hops >= MAX_HOPS => Route::Unavailable(format!(
             "request forwarded {hops} times without reaching its owner: nodes disagree about membership; retry shortly"
         )),
@@ -53,17 +62,32 @@ mod tests {
     }
 
     #[test]
+    fn writes_are_coordinated_wherever_they_arrive() {
+        let a = topo(1, &[(1, NodeState::Normal), (2, NodeState::Normal)]);
+        let mut forwarded_reads = 0;
+        for i in 0..100 {
+            let h = key_hash(format!("k{i}").as_bytes());
+            forwarded_reads += usize::from(matches!(route(&a, h, Op::Get, 0), Route::Forward(_)));
+            for op in [Op::Put, Op::Delete] {
+                assert_eq!(route(&a, h, op, 0), Route::Local);
+                assert_eq!(route(&a, h, op, MAX_HOPS), Route::Local, "a write forwarded by a release before");
+            }
+        }
+        assert!(forwarded_reads > 0, "node 2 owns some keys");
+    }
+
+    #[test]
     fn owner_serves_others_forward_and_forwarding_is_bounded() {
         let a = topo(1, &[(1, NodeState::Normal), (2, NodeState::Normal)]);
         let mut local = 0;
         for i in 0..100 {
             let h = key_hash(format!("k{i}").as_bytes());
-            match route(&a, h, 0) {
+            match route(&a, h, Op::Get, 0) {
                 Route::Local => local += 1,
                 Route::Forward(id) => {
                     assert_eq!(id, NodeId(2));
-                    assert!(matches!(route(&a, h, MAX_HOPS), Route::Unavailable(_)));
-                    assert_eq!(route(&a, h, MAX_HOPS - 1), Route::Forward(NodeId(2)));
+                    assert!(matches!(route(&a, h, Op::Get, MAX_HOPS), Route::Unavailable(_)));
+                    assert_eq!(route(&a, h, Op::Get, MAX_HOPS - 1), Route::Forward(NodeId(2)));
                 }
                 Route::Unavailable(e) => panic!("{e}"),
             }
@@ -80,7 +104,7 @@ mod tests {
         let h = key_hash(b"k");
         loop {
             let t = if at == 1 { &one } else { &two };
-            match route(t, h, hops) {
+            match route(t, h, Op::Get, hops) {
                 Route::Forward(id) => {
                     at = id.0;
                     hops += 1;
@@ -95,6 +119,6 @@ mod tests {
     #[test]
     fn joining_only_cluster_is_unavailable() {
         let t = topo(1, &[(1, NodeState::Joining)]);
-        assert!(matches!(route(&t, 5, 0), Route::Unavailable(_)));
+        assert!(matches!(route(&t, 5, Op::Put, 0), Route::Unavailable(_)));
     }
 }

@@ -7,10 +7,15 @@
 //!
 //! HTTP and RESP parse their protocol, call one of these and render the answer; nothing here
 //! knows either protocol. Each call checks the key and value against the limits, counts itself,
-//! then goes where the router says: coordinated here when this node is a replica of the key, else
-//! forwarded as a message to a replica (the first that answers), which serves it as if it had come
-//! there. Errors stay typed all the way ([`NodeError`], a quorum failure with each replica's
-//! answer, even across a forward) until the front end renders them.
+//! then goes where the router says: coordinated here, or, for a read of a key this node holds no
+//! copy of, forwarded as a message to a replica (the first that answers), which serves it as if
+//! it had come there. Errors stay typed all the way ([`NodeError`], a quorum failure with each
+//! replica's answer, even across a forward) until the front end renders them.
+//!
+//! A write is always coordinated by the node the client asked, replica or not (see `router.rs`
+//! for why a forwarded write is not safe). The replica calls a coordinator sends all carry the
+//! version it stamped once, so a copy that arrives late is older than what followed it, and
+//! loses.
 
 use std::time::{Duration, Instant};
 
@@ -110,7 +115,7 @@ impl Node {
             Op::Delete => &self.stats.deletes,
         });
         let hash = key_hash(&req.key);
-        match self.with_topology(|t| route(t, hash, hops)) {
+        match self.with_topology(|t| route(t, hash, req.op, hops)) {
             Route::Unavailable(why) => Err(NodeError::Unavailable(why)),
             Route::Local => self.coordinate(req).await,
             // The cold path: boxed, so the local path's future stays small.
@@ -151,16 +156,17 @@ impl Node {
         }
     }
 
-    /// Pass the request to one of the key's replicas, the first that answers: a replica that is
-    /// down (crashed, not yet declared dead) or stalled must not make its keys unavailable. If
-    /// none answers, refresh the view once and route again.
+    /// Pass a read to one of the key's replicas, the first that answers: a replica that is down
+    /// (crashed, not yet declared dead) or stalled must not make its keys unavailable. If none
+    /// answers, refresh the view once and route again. (Writes are never forwarded, since a copy
+    /// run late would be stamped late: see the module doc.)
     async fn forward(&self, req: KeyRequest, hash: u64, hops: u8) -> Result<Option<Found>, NodeError> {
         let mut errors = Vec::new();
         let (op, key, value, expires, level) = (req.op, req.key, req.value, req.expires, req.level);
         let mut msg = ForwardRequest { epoch: 0, hops: hops + 1, op, key, value, expires, level };
         for attempt in 0..2 {
             let topo = self.topology();
-            match route(&topo, hash, hops) {
+            match route(&topo, hash, msg.op, hops) {
                 Route::Unavailable(why) => return Err(NodeError::Unavailable(why)),
                 Route::Local => {
                     let (op, key, value, expires, level) = (msg.op, msg.key, msg.value, msg.expires, msg.level);

@@ -230,7 +230,7 @@ pub fn render(node: &Node) -> String {
     let s = node.stats.snapshot();
     let hints = node.hints.stats();
     let counters = [
-        ("forwarded", "Requests passed on to a replica of the key", s.forwarded),
+        ("forwarded", "Reads passed on to a replica of the key (writes are never forwarded)", s.forwarded),
         ("restamped_writes", "Client writes stamped again above a newer version a replica held", s.restamped),
         (
             "clock_refusals",
