@@ -1,6 +1,7 @@
 //! Delivering hints: every heartbeat interval, each replica's kept writes go to it while it is a
-//! member, or, once it has left the membership, to each key's current replicas. A batch that
-//! fails goes back to the store for the next round.
+//! member, or, once it has left the membership, to each key's current replicas. A batch stays
+//! in the store while it is out (counted as pending, saved with the others); one that fails goes
+//! back in the queue for the next round.
 
 use std::collections::HashMap;
 
@@ -39,11 +40,10 @@ pub async fn deliver_hints_loop(node: Node, mut stop: watch::Receiver<bool>) {
 
 async fn deliver_hints(node: &Node, target: NodeId) {
     loop {
-        let hints = node.hints.take(target, HINT_BATCH, std::time::Instant::now());
-        if hints.is_empty() {
+        let batch = node.hints.take(target, HINT_BATCH, std::time::Instant::now());
+        if batch.is_empty() {
             return;
         }
-        let batch: Vec<KeyEntry> = hints.iter().map(|h| h.kv.clone()).collect();
         let topo = node.topology();
         let result = if topo.member(target).is_some() {
             node.apply_on(&topo, target, ApplyKind::Hint, batch).await
@@ -51,10 +51,10 @@ async fn deliver_hints(node: &Node, target: NodeId) {
             redirect(node, &topo, batch).await
         };
         match result {
-            Ok(()) => add(&node.stats.hints_delivered, hints.len() as u64),
+            Ok(()) => add(&node.stats.hints_delivered, node.hints.delivered(target) as u64),
             Err(e) => {
-                tracing::debug!(hints = hints.len(), "delivering hints for node {target} failed: {e}");
-                node.hints.put_back(target, hints);
+                tracing::debug!("delivering hints for node {target} failed: {e}");
+                node.hints.put_back(target);
                 return;
             }
         }

@@ -12,6 +12,11 @@
 //!   so hints for a replica that stays unreachable do expire.
 //!
 //! A hint is a versioned entry, so delivering it can never overwrite a newer value.
+//!
+//! Hints out for delivery stay here until the delivery ends (`delivered` or `put_back`): they
+//! still count as pending in `/stats`, and a node that saves its hints while one is out saves
+//! it too. A delivery to a paused replica waits out its whole timeout, and the count used to
+//! drop to zero for all that time.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -42,8 +47,14 @@ impl Hint {
 #[derive(Default)]
 struct Inner {
     by_target: HashMap<NodeId, VecDeque<Hint>>,
+    /// Taken for delivery and not yet delivered or put back, by target.
+    out: HashMap<NodeId, Vec<Hint>>,
+    /// Hints in `by_target`, and their bytes: what the bounds apply to.
     total: usize,
     bytes: usize,
+    /// Hints in `out`, and their bytes.
+    out_total: usize,
+    out_bytes: usize,
     /// Refused (store full) or expired.
     dropped: u64,
     /// The oldest, dropped to stay under the byte bound.
@@ -143,14 +154,16 @@ impl Hints {
         self.lock().by_target.iter().filter(|(_, q)| !q.is_empty()).map(|(id, _)| *id).collect()
     }
 
-    /// Take up to `max` hints for `target`, oldest first, discarding expired ones.
-    pub fn take(&self, target: NodeId, max: usize, now: Instant) -> Vec<Hint> {
+    /// Take up to `max` hints for `target` out for delivery, oldest first, discarding expired
+    /// ones. They stay counted until [`Hints::delivered`] or [`Hints::put_back`].
+    pub fn take(&self, target: NodeId, max: usize, now: Instant) -> Vec<KeyEntry> {
         let mut g = self.lock();
         let inner = &mut *g;
         let Some(q) = inner.by_target.get_mut(&target) else { return Vec::new() };
         inner.generation += 1;
-        let mut out = Vec::new();
-        while out.len() < max {
+        let out = inner.out.entry(target).or_default();
+        let mut batch = Vec::new();
+        while batch.len() < max {
             let Some(h) = q.pop_front() else { break };
             inner.total -= 1;
             inner.bytes -= h.bytes();
@@ -158,20 +171,31 @@ impl Hints {
                 inner.dropped += 1;
                 continue;
             }
+            inner.out_total += 1;
+            inner.out_bytes += h.bytes();
+            batch.push(h.kv.clone());
             out.push(h);
         }
         if q.is_empty() {
             inner.by_target.remove(&target);
         }
-        out
+        batch
     }
 
-    /// Put back hints whose delivery failed: at the front, with the age they had.
-    pub fn put_back(&self, target: NodeId, batch: Vec<Hint>) {
+    /// The hints out for `target` were delivered: forget them. Returns how many there were.
+    pub fn delivered(&self, target: NodeId) -> usize {
         let mut g = self.lock();
+        let done = self.take_out(&mut g, target);
+        done.len()
+    }
+
+    /// The delivery of the hints out for `target` failed: back at the front of its queue, with
+    /// the age they had.
+    pub fn put_back(&self, target: NodeId) {
+        let mut g = self.lock();
+        let batch = self.take_out(&mut g, target);
         g.total += batch.len();
         g.bytes += batch.iter().map(Hint::bytes).sum::<usize>();
-        g.generation += 1;
         let q = g.by_target.entry(target).or_default();
         for h in batch.into_iter().rev() {
             q.push_front(h);
@@ -180,22 +204,31 @@ impl Hints {
         self.evict_oldest(&mut g);
     }
 
+    fn take_out(&self, g: &mut Inner, target: NodeId) -> Vec<Hint> {
+        let batch = g.out.remove(&target).unwrap_or_default();
+        g.out_total -= batch.len();
+        g.out_bytes -= batch.iter().map(Hint::bytes).sum::<usize>();
+        g.generation += 1;
+        batch
+    }
+
     pub fn generation(&self) -> u64 {
         self.lock().generation
     }
 
-    /// Every pending hint, with its age turned into wall-clock time, for saving.
+    /// Every pending hint, out for delivery or not, with its age turned into wall-clock time, for
+    /// saving.
     pub fn snapshot(&self) -> Vec<SavedHint> {
         let (now, now_ms) = (Instant::now(), wall_ms());
         let g = self.lock();
-        g.by_target
-            .iter()
-            .flat_map(|(target, q)| {
-                q.iter().map(move |h| SavedHint {
-                    target: target.0,
-                    at_ms: now_ms.saturating_sub(now.duration_since(h.at).as_millis() as u64),
-                    kv: h.kv.clone(),
-                })
+        let queued = g.by_target.iter().flat_map(|(target, q)| q.iter().map(move |h| (target, h)));
+        let out = g.out.iter().flat_map(|(target, hs)| hs.iter().map(move |h| (target, h)));
+        queued
+            .chain(out)
+            .map(|(target, h)| SavedHint {
+                target: target.0,
+                at_ms: now_ms.saturating_sub(now.duration_since(h.at).as_millis() as u64),
+                kv: h.kv.clone(),
             })
             .collect()
     }
@@ -208,7 +241,8 @@ impl Hints {
 
     pub fn stats(&self) -> HintCounts {
         let g = self.lock();
-        HintCounts { pending: g.total, bytes: g.bytes, dropped: g.dropped, evicted: g.evicted }
+        let (pending, bytes) = (g.total + g.out_total, g.bytes + g.out_bytes);
+        HintCounts { pending, bytes, dropped: g.dropped, evicted: g.evicted }
     }
 }
 
@@ -234,8 +268,9 @@ mod tests {
         assert_eq!(h.counts(), (3, 1));
         let batch = h.take(a, 10, t0 + Duration::from_secs(12));
         assert_eq!(batch.len(), 1, "the hint older than max_age is dropped");
-        assert_eq!(batch[0].kv.key, Bytes::from_static(b"b"));
-        h.put_back(a, batch);
+        assert_eq!(batch[0].key, Bytes::from_static(b"b"));
+        assert_eq!(h.counts(), (2, 2), "a hint out for delivery is still pending");
+        h.put_back(a);
         assert_eq!(h.counts(), (2, 2));
         let mut targets = h.targets();
         targets.sort();
@@ -249,9 +284,28 @@ mod tests {
         assert!(h.add(NodeId(1), kv("a"), t0));
         let batch = h.take(NodeId(1), 10, t0 + Duration::from_secs(5));
         assert_eq!(batch.len(), 1);
-        h.put_back(NodeId(1), batch);
+        h.put_back(NodeId(1));
         assert!(h.take(NodeId(1), 10, t0 + Duration::from_secs(12)).is_empty(), "12 s old: expired");
         assert_eq!(h.counts(), (0, 1));
+    }
+
+    /// A delivery to a paused replica takes its whole timeout: meanwhile its hints are still
+    /// counted, and saved, and they are gone only once delivered.
+    #[test]
+    fn hints_out_for_delivery_stay_pending_and_saved_until_delivered() {
+        let t0 = Instant::now();
+        let h = Hints::new(10, Duration::from_secs(10));
+        assert!(h.add(NodeId(1), kv("a"), t0));
+        assert!(h.add(NodeId(1), kv("b"), t0));
+        assert!(h.add(NodeId(2), kv("c"), t0));
+        assert_eq!(h.take(NodeId(1), 10, t0).len(), 2);
+        assert_eq!(h.stats().pending, 3);
+        assert_eq!(h.snapshot().len(), 3, "saved while out");
+        assert!(h.targets() == vec![NodeId(2)], "not taken twice");
+        assert_eq!(h.delivered(NodeId(1)), 2);
+        assert_eq!(h.stats().pending, 1);
+        assert_eq!(h.snapshot().len(), 1);
+        assert_eq!(h.delivered(NodeId(1)), 0, "nothing out any more");
     }
 
     fn big(k: &'static str, len: usize) -> KeyEntry {
@@ -273,15 +327,17 @@ mod tests {
         // 1200 bytes: the oldest of all ("a", for node 1) goes, whichever node the new one is for.
         assert!(h.add(NodeId(2), big("d", 299), at(4)));
         assert_eq!(h.stats(), HintCounts { pending: 3, bytes: 900, dropped: 0, evicted: 1 });
-        let keys = |hs: Vec<Hint>| hs.into_iter().map(|h| h.kv.key).collect::<Vec<_>>();
+        let keys = |hs: Vec<KeyEntry>| hs.into_iter().map(|kv| kv.key).collect::<Vec<_>>();
         // Taken out for delivery, a new hint meanwhile, then the failed batch comes back with its
         // old ages: the oldest ("b", then "c") go.
-        let batch = h.take(NodeId(2), 10, at(5));
+        assert_eq!(h.take(NodeId(2), 10, at(5)).len(), 2);
         assert!(h.add(NodeId(1), big("e", 599), at(6)));
-        h.put_back(NodeId(2), batch);
+        h.put_back(NodeId(2));
         assert_eq!(h.stats().bytes, 900);
         assert_eq!(keys(h.take(NodeId(2), 10, at(7))), vec![Bytes::from_static(b"d")]);
         assert_eq!(keys(h.take(NodeId(1), 10, at(7))), vec![Bytes::from_static(b"e")]);
+        assert_eq!(h.stats(), HintCounts { pending: 2, bytes: 900, dropped: 0, evicted: 3 }, "out for delivery");
+        assert_eq!(h.delivered(NodeId(2)) + h.delivered(NodeId(1)), 2);
         assert_eq!(h.stats(), HintCounts { pending: 0, bytes: 0, dropped: 0, evicted: 3 });
         // A hint alone over the bound is refused.
         assert!(!h.add(NodeId(1), big("f", 1000), at(8)));
