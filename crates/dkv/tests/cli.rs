@@ -37,14 +37,14 @@ async fn r_and_w_reach_the_node() {
     assert!(err.contains("not a level"), "{err}");
 
     // One replica paused: w=all cannot be acknowledged, w=2 can; r=all cannot answer.
-    c.nodes[2].signal(libc::SIGSTOP);
+    c.nodes[2].pause().await;
     let (code, _, err) = run(&node, &["put", "k", "v2", "--w", "all"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("503") && err.contains("3 needed"), "{err}");
     assert_eq!(run(&node, &["put", "k", "v3", "--w", "2"]).0, Some(0));
     assert_eq!(run(&node, &["get", "k", "--r", "one"]).1, "v3");
     assert_eq!(run(&node, &["del", "k", "--w", "quorum"]).0, Some(0));
-    c.nodes[2].signal(libc::SIGCONT);
+    c.nodes[2].resume();
     let (code, out, _) = run(&node, &["get", "k", "--r", "all"]);
     assert_eq!((code, out.as_str()), (Some(1), ""), "deleted");
     c.wait_normal(3).await;

@@ -255,7 +255,7 @@ async fn an_expired_key_stays_gone_after_a_hint_is_delivered() {
     let c = Cluster::start_full(3, &["--anti-entropy-interval", "0s"], "60s").await;
     c.client(0).raw(Method::PUT, "/put?key=k&w=all", Some("old".into())).await.unwrap();
     // Paused, node 2 still holds the old value; the write times out on it and leaves a hint.
-    c.nodes[2].signal(libc::SIGSTOP);
+    c.nodes[2].pause().await;
     c.client(0).put_with_ttl(b"k", "new", Some(Duration::from_millis(800))).await.unwrap();
     let written = c.local_entry(0, b"k").await.unwrap();
     eventually(Duration::from_secs(15), "a hint for node 2", || async {
@@ -267,7 +267,7 @@ async fn an_expired_key_stays_gone_after_a_hint_is_delivered() {
         (c.client(0).get(b"k").await.unwrap().is_none()).then_some(())
     })
     .await;
-    c.nodes[2].signal(libc::SIGCONT);
+    c.nodes[2].resume();
     eventually(Duration::from_secs(20), "the hint to be delivered", || async {
         let stats = c.client(0).json("/stats").await.ok()?;
         (stats["requests"]["hints_delivered"].as_u64()? > 0).then_some(())

@@ -123,7 +123,7 @@ async fn a_node_killed_and_restarted_empty_is_refilled() {
 async fn hinted_handoff_delivers_writes_a_paused_replica_missed() {
     // Long TTL: the paused node stays a member; anti-entropy off: only hints can help.
     let c = Cluster::start_full(3, &["--anti-entropy-interval", "0s", "--request-timeout", "1s"], "60s").await;
-    c.nodes[2].signal(libc::SIGSTOP);
+    c.nodes[2].pause().await;
     let data = dataset("h_", 50);
     write_all(&c, &[0, 1], &data).await;
     let (a, b) = (c.client(0), c.client(1));
@@ -133,7 +133,7 @@ async fn hinted_handoff_delivers_writes_a_paused_replica_missed() {
         (pending >= 50).then_some(())
     })
     .await;
-    c.nodes[2].signal(libc::SIGCONT);
+    c.nodes[2].resume();
     eventually(Duration::from_secs(20), "the resumed node to receive its 50 writes", || async {
         (c.client(2).json("/stats").await.ok()?["keys"].as_u64()? == 50).then_some(())
     })

@@ -97,14 +97,14 @@ async fn a_node_unseen_for_the_ttl_is_removed_and_comes_back_with_its_identity()
     let mut c = Cluster::start(2).await;
     let before = ids_and_tokens(&c.wait_normal(2).await);
     // Pause node 1 past the seed's TTL: the seed expires it.
-    c.nodes[1].signal(libc::SIGSTOP);
+    c.nodes[1].pause().await;
     let seed = c.seed_client();
     eventually(Duration::from_secs(10), "the paused node to expire", || {
         let seed = seed.clone();
         async move { (seed.json("/nodes").await.ok()?["nodes"].as_array()?.len() == 1).then_some(()) }
     })
     .await;
-    c.nodes[1].signal(libc::SIGCONT);
+    c.nodes[1].resume();
     let after = ids_and_tokens(&c.wait_normal(2).await);
     assert_eq!(after, before, "the node re-registered with its own id and tokens");
 }

@@ -25,7 +25,7 @@ async fn requests_through_other_nodes_do_not_wait_for_a_paused_replica() {
     for k in &keys {
         c.client(0).put(k.as_bytes(), "before").await.expect("put before the pause");
     }
-    c.nodes[4].signal(libc::SIGSTOP);
+    c.nodes[4].pause().await;
     let mut took = Vec::new();
     for (i, k) in keys.iter().enumerate() {
         let via = c.client(i % 4);
@@ -46,7 +46,7 @@ async fn requests_through_other_nodes_do_not_wait_for_a_paused_replica() {
         }
         n
     };
-    c.nodes[4].signal(libc::SIGCONT);
+    c.nodes[4].resume();
     eprintln!(
         "{} requests with a paused replica: p50 {:?}, p99 {p99:?}, max {:?}, {hedged} hedged",
         took.len(),
@@ -96,13 +96,13 @@ async fn a_write_held_up_by_a_paused_replica_does_not_come_back_over_a_later_one
         async move { client.json("/stats").await.unwrap()["requests"]["forwarded"].as_u64().unwrap() }
     };
     let forwarded_before: Vec<u64> = futures_util::future::join_all((0..4).map(forwarded)).await;
-    c.nodes[4].signal(libc::SIGSTOP);
+    c.nodes[4].pause().await;
     for (k, via, other) in &cases {
         c.client(*via).put(k.as_bytes(), "second").await.expect("put through a node that is no replica");
         c.client(*other).put(k.as_bytes(), "third").await.expect("put through a replica");
     }
     let forwarded_after: Vec<u64> = futures_util::future::join_all((0..4).map(forwarded)).await;
-    c.nodes[4].signal(libc::SIGCONT);
+    c.nodes[4].resume();
     assert_eq!(forwarded_after, forwarded_before, "writes are coordinated where they arrive, never forwarded");
     // Node 4 catches up (the writes it missed come back to it, as hints or as the late replica
     // calls themselves); then every replica holds the last write, and reads answer it.

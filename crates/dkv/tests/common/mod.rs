@@ -102,6 +102,30 @@ impl Proc {
         unsafe { libc::kill(self.pid(), sig) };
     }
 
+    /// Stop the process (SIGSTOP) and wait until every one of its threads has stopped. kill(2)
+    /// returns before that: the stop takes effect in each thread as it next runs, so on a loaded
+    /// machine a thread of a node "paused" this way went on to apply a write a few milliseconds
+    /// later.
+    pub async fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+        let tasks = format!("/proc/{}/task", self.pid());
+        eventually(Duration::from_secs(10), "every thread of the process to stop", || async {
+            let threads = std::fs::read_dir(&tasks).ok()?;
+            let stopped = |t: std::fs::DirEntry| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                // The state follows the command name, which is in parentheses and may hold spaces.
+                stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['T', 't']))
+            };
+            threads.flatten().all(stopped).then_some(())
+        })
+        .await;
+    }
+
+    /// Let a paused process go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
