@@ -19,7 +19,8 @@
 # Every run is bounded (LIMIT seconds, default 240; it also stops below 2 GiB of free memory);
 # only the processes it started are killed. dkv turns transparent huge pages off for itself
 # (with them an idle node held 2.5x the memory; README, "Membership at scale").
-# DKV=path uses that binary and builds nothing.
+# DKV=path uses that binary and builds nothing. LOGS=dir keeps each process's log there (the seed
+# in 0.log; RUST_LOG says what they log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=("$@")
@@ -41,7 +42,10 @@ signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
 
 def spawn(*args):
-    p = subprocess.Popen([dkv, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = subprocess.DEVNULL
+    if os.environ.get("LOGS"):
+        err = open(os.path.join(os.environ["LOGS"], f"{len(procs)}.log"), "w")
+    p = subprocess.Popen([dkv, *args], stdout=subprocess.DEVNULL, stderr=err)
     procs.append(p)
     return p
 
