@@ -11,7 +11,7 @@
 #   reference kv (axum + DashMap)             GET, PUT
 #   reference proxy -> reference kv           GET        (the cost of one bare extra hop)
 #   dkv, 1 node                               GET, PUT
-#   dkv, 2 nodes N=1, all requests to node A  GET, PUT   (about half are forwarded to B)
+#   dkv, 2 nodes N=1, all requests to node A  GET, PUT   (about half go to B: GETs forwarded, PUTs as replica calls)
 #   dkv, 3 nodes N=3 W=2 R=2, requests to A   GET, PUT   (every request touches 2-3 replicas)
 #                                             GET with half the keys absent (404s)
 # CPU per request: utime + stime from /proc/PID/stat of every server process of the row (all
@@ -86,7 +86,7 @@ for label in runs:
 b, a = (json.loads(x)["requests"] for x in sys.argv[2:4])
 reqs = (a["gets"] - b["gets"]) + (a["puts"] - b["puts"])
 fwd = a["forwarded"] - b["forwarded"]
-print(f"node A forwarded {fwd} of {reqs} requests ({100 * fwd / max(reqs, 1):.0f}%) to node B")
+print(f"node A forwarded {fwd} of {reqs} requests ({100 * fwd / max(reqs, 1):.0f}%) to node B: reads of its keys (writes go to it as replica calls)")
 print("ratios of medians, against the targets of issue 9:")
 for op in ("GET", "PUT"):
     one, three = f"dkv 1 node {op}", f"dkv 3 nodes N=3 {op}"
