@@ -63,6 +63,17 @@ struct Inner {
     generation: u64,
 }
 
+impl Inner {
+    /// The hints out for `target`, no longer counted as out.
+    fn take_out(&mut self, target: NodeId) -> Vec<Hint> {
+        let batch = self.out.remove(&target).unwrap_or_default();
+        self.out_total -= batch.len();
+        self.out_bytes -= batch.iter().map(Hint::bytes).sum::<usize>();
+        self.generation += 1;
+        batch
+    }
+}
+
 /// What the store holds and has let go, for `/stats` and `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HintCounts {
@@ -185,15 +196,14 @@ impl Hints {
     /// The hints out for `target` were delivered: forget them. Returns how many there were.
     pub fn delivered(&self, target: NodeId) -> usize {
         let mut g = self.lock();
-        let done = self.take_out(&mut g, target);
-        done.len()
+        g.take_out(target).len()
     }
 
     /// The delivery of the hints out for `target` failed: back at the front of its queue, with
     /// the age they had.
     pub fn put_back(&self, target: NodeId) {
         let mut g = self.lock();
-        let batch = self.take_out(&mut g, target);
+        let batch = g.take_out(target);
         g.total += batch.len();
         g.bytes += batch.iter().map(Hint::bytes).sum::<usize>();
         let q = g.by_target.entry(target).or_default();
@@ -202,14 +212,6 @@ impl Hints {
         }
         // Hints added while these were out may have filled the store.
         self.evict_oldest(&mut g);
-    }
-
-    fn take_out(&self, g: &mut Inner, target: NodeId) -> Vec<Hint> {
-        let batch = g.out.remove(&target).unwrap_or_default();
-        g.out_total -= batch.len();
-        g.out_bytes -= batch.iter().map(Hint::bytes).sum::<usize>();
-        g.generation += 1;
-        batch
     }
 
     pub fn generation(&self) -> u64 {
