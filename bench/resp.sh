@@ -11,7 +11,10 @@
 # medians of req/s and of the servers' CPU per request (/proc/PID/stat), and the ratios to Redis.
 # Without pipelining, redis-benchmark itself uses all of CPU 0 (measured: 4.38 s of CPU in a
 # 4.47 s run), so the -P1 rows are bounded by the load generator: CPU per request is the figure
-# that tells the servers apart there.
+# that tells the servers apart there. The rows "-P1 dkv-bench" load the servers with
+# `dkv bench --protocol resp` instead (REQUESTS GETs or SETs over its own 100 000 keys, written
+# first to every server), which costs less per request: with it the servers, not the load
+# generator, bound req/s (README, "Figures of 2026-12-03 midday").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200000}
@@ -33,8 +36,12 @@ for bin in "$DKV" ${B:+"$B"}; do
   SERVERS+=("dkv$i") PORTS+=($((P + 10 * i + 2))) SPIDS+=("${PIDS[-1]}")
 done
 for _ in $(seq 1 200); do redis-cli -p $((P + 1)) ping >/dev/null 2>&1 && break; sleep 0.05; done
+dkv_bench() {
+  taskset -c 0 "$DKV" bench --node "http://127.0.0.1:$1" --protocol resp --resp-port "$1" -c 64 --keys 100000 "${@:2}"
+}
 for port in "${PORTS[@]}"; do
   taskset -c 0 redis-benchmark -p "$port" -c 64 -P 16 -d 100 -r 100000 -n 400000 -t set -q >/dev/null 2>&1
+  dkv_bench "$port" --load >/dev/null
 done
 for r in $(seq 1 "$ROUNDS"); do
   echo "round $r/$ROUNDS" >&2
@@ -50,9 +57,18 @@ for r in $(seq 1 "$ROUNDS"); do
       done
     done
   done
+  for t in get set; do
+    for s in "${!SERVERS[@]}"; do
+      c=$(cpu_ticks "${SPIDS[$s]}")
+      out=$(dkv_bench "${PORTS[$s]}" -n "$N" -d 60s --read-ratio "$([ $t = get ] && echo 1 || echo 0)")
+      c=$(($(cpu_ticks "${SPIDS[$s]}") - c))
+      rps=$(awk '$1 == "throughput" {print $2}' <<<"$out")
+      record "$t -P1 dkv-bench|${SERVERS[$s]}" "$rps" "$(us_per "$c" "$N")"
+    done
+  done
 done
 summarize <<'PY'
-works = sorted({l.split("|")[0] for l in runs}, key=lambda w: (int(w.split("-P")[1]), w))
+works = sorted({l.split("|")[0] for l in runs}, key=lambda w: (int(w.split("-P")[1].split()[0]), w))
 servers = [s for s in ("redis", "dkv1", "dkv2") if any(l.endswith("|" + s) for l in runs)]
 print("medians of each server's rounds; in brackets the server's CPU per request")
 for w in works:
@@ -61,5 +77,5 @@ for w in works:
     for s in servers[1:]:
         rps = med(f"{w}|{s}")
         cells.append(f"{s} {fmt(rps):>7} ({fmt(med(f'{w}|{s}', 1), '.2f')} µs) {fmt(rps / redis, '.2f')}x Redis")
-    print(f"{w:8} " + "   ".join(cells))
+    print(f"{w:18} " + "   ".join(cells))
 PY
