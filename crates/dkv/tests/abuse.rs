@@ -284,6 +284,35 @@ async fn slow_and_silent_clients_time_out_and_busy_ones_do_not() {
     assert_eq!(c.client(0).get(b"slow").await.expect("get"), None, "nothing of the slow body was stored");
 }
 
+/// The read timeout runs from when a command begins to arrive, not from the command before it:
+/// a client that was quiet for longer than the read timeout, then sends a command in two pieces,
+/// is served. And once that command is whole, its timeout no longer applies: with no idle
+/// timeout the connection stays open however long it is quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_after_a_quiet_spell_gets_the_whole_read_timeout() {
+    let c = Cluster::start_resp(1, &["--read-timeout", "1s", "--idle-timeout", "0s"]).await;
+    let resp = c.nodes[0].resp.clone().expect("resp");
+    let mut s = TcpStream::connect(&resp).await.expect("connect");
+    let mut buf = [0u8; 64];
+    s.write_all(b"PING\r\n").await.expect("write");
+    let n = s.read(&mut buf).await.expect("read");
+    assert_eq!(&buf[..n], b"+PONG\r\n");
+    // Quiet for longer than the read timeout: the scenario under test, not a wait for a state.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.write_all(b"*2\r\n$3\r\nGET\r\n").await.expect("the first half");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write_all(b"$4\r\nnone\r\n").await.expect("the connection is still open for the second half");
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("an answer").expect("read");
+    assert_eq!(&buf[..n], b"$-1\r\n", "{}", String::from_utf8_lossy(&buf[..n]));
+    // Quiet again, past the deadline the split command had.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.write_all(b"PING\r\n").await.expect("write");
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("an answer").expect("read");
+    assert_eq!(&buf[..n], b"+PONG\r\n", "the connection was not closed");
+    assert_eq!(metric(&c, 0, "dkv_client_refusals_total", "read_timeout").await, 0);
+    assert_eq!(metric(&c, 0, "dkv_client_refusals_total", "idle").await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_bytes_on_every_listener_and_malformed_json_change_nothing() {
     let c = Cluster::start_resp(1, &[]).await;

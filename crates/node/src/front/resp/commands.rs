@@ -119,15 +119,22 @@ fn auth(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
 /// Longer than any command name this file knows.
 const NAME_MAX: usize = 16;
 
-/// A command name in lower case, without allocating; a name no command has reads as "".
+/// A command name in lower case, without allocating; a name no command has reads as "". Every
+/// command's name goes through here (twice: for the session, then to run it), so it checks
+/// the bytes as it lowers them instead of handing them to the UTF-8 validator after.
 fn lower<'b>(name: &[u8], buf: &'b mut [u8; NAME_MAX]) -> &'b str {
     if name.len() > buf.len() {
         return "";
     }
     for (b, c) in buf.iter_mut().zip(name) {
+        if !c.is_ascii_alphabetic() {
+            return ""; // every command name is letters
+        }
         *b = c.to_ascii_lowercase();
     }
-    std::str::from_utf8(&buf[..name.len()]).unwrap_or("")
+    let name = &buf[..name.len()];
+    // SAFETY: every byte of `name` is an ASCII letter (checked above), so it is valid UTF-8.
+    unsafe { std::str::from_utf8_unchecked(name) }
 }
 
 fn wrong_arity(cmd: &str) -> Reply {

@@ -37,9 +37,11 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, 
         return parse_inline(buf, limits);
     }
     let Some((count, mut at)) = header(buf, 0, b'*', limits.max_args)? else { return Ok(None) };
-    // Not sized from `count`: that is the client's claim, and most of it may never come.
-    let mut spans = Vec::with_capacity(count.min(16));
-    for _ in 0..count {
+    // Where each argument is: on the stack for the usual few, and not sized from `count` for
+    // more (that is the client's claim, and most of it may never come).
+    let mut few = [(0, 0); FEW];
+    let mut more = Vec::new();
+    for i in 0..count {
         if at >= buf.len() {
             return Ok(None);
         }
@@ -54,12 +56,22 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, 
         if &buf[end..end + 2] != b"\r\n" {
             return Err(ProtocolError("bulk string not followed by CRLF".into()));
         }
-        spans.push((data, len));
+        match few.get_mut(i) {
+            Some(span) => *span = (data, len),
+            None => more.push((data, len)),
+        }
         at = end + 2;
     }
     let frame = buf.split_to(at).freeze();
-    Ok(Some(spans.into_iter().map(|(start, len)| frame.slice(start..start + len)).collect()))
+    let mut args = Vec::with_capacity(count);
+    for &(start, len) in few[..count.min(FEW)].iter().chain(&more) {
+        args.push(frame.slice(start..start + len));
+    }
+    Ok(Some(args))
 }
+
+/// Arguments whose places [`parse`] keeps on the stack.
+const FEW: usize = 8;
 
 /// How many bytes the command starting `buf` takes in all, as far as its headers announce it
 /// (an array command whose next bulk string has not fully arrived); `None` when that is not
@@ -85,29 +97,43 @@ pub fn announced(buf: &[u8], limits: &Limits) -> Option<usize> {
 }
 
 /// Parse `<kind><number>\r\n` at `at`: the number (0..=max) and where the data after it starts.
+/// One pass over the bytes, reading the number as it looks for the line's end: every argument
+/// of every command has such a header.
 fn header(buf: &[u8], at: usize, kind: u8, max: usize) -> Result<Option<(usize, usize)>, ProtocolError> {
     let rest = &buf[at + 1..];
-    let Some(cr) = rest.iter().take(MAX_HEADER).position(|&b| b == b'\r') else {
-        if rest.len() >= MAX_HEADER {
-            return Err(ProtocolError("header line too long".into()));
-        }
-        return Ok(None);
-    };
-    if rest.len() < cr + 2 {
-        return Ok(None);
+    let what = || ProtocolError(format!("invalid {}", if kind == b'*' { "multibulk length" } else { "bulk length" }));
+    let negative = rest.first() == Some(&b'-');
+    let start = usize::from(negative || rest.first() == Some(&b'+'));
+    let (mut i, mut n) = (start, 0u64);
+    while let Some(d) = rest.get(i).filter(|d| d.is_ascii_digit()) {
+        // Saturating: a number this large is over any limit, and refused below.
+        n = n.saturating_mul(10).saturating_add(u64::from(d - b'0'));
+        i += 1;
     }
-    if rest[cr + 1] != b'\n' {
+    if i >= MAX_HEADER {
+        return Err(ProtocolError("header line too long".into()));
+    }
+    if i + 2 > rest.len() {
+        return match rest.get(i) {
+            None | Some(b'\r') => Ok(None),
+            Some(_) => Err(what()),
+        };
+    }
+    if rest[i] != b'\r' || i == start {
+        return Err(what());
+    }
+    if rest[i + 1] != b'\n' {
         return Err(ProtocolError("header not ended by CRLF".into()));
     }
-    let what = if kind == b'*' { "multibulk length" } else { "bulk length" };
-    let text = std::str::from_utf8(&rest[..cr]).map_err(|_| ProtocolError(format!("invalid {what}")))?;
-    let n: i64 = text.parse().map_err(|_| ProtocolError(format!("invalid {what}")))?;
-    // `*-1` (a null array) carries no command; treat it like `*0`.
-    let n = if kind == b'*' && n == -1 { 0 } else { n };
-    if n < 0 || n as u64 > max as u64 {
-        return Err(ProtocolError(format!("invalid {what}")));
+    let data = at + 1 + i + 2;
+    match (negative, n) {
+        // `*-1` (a null array) carries no command; treat it like `*0`.
+        (true, 1) if kind == b'*' => Ok(Some((0, data))),
+        (true, 0) => Ok(Some((0, data))),
+        (true, _) => Err(what()),
+        (false, n) if n > max as u64 => Err(what()),
+        (false, n) => Ok(Some((n as usize, data))),
     }
-    Ok(Some((n as usize, at + 1 + cr + 2)))
 }
 
 fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ProtocolError> {
@@ -154,15 +180,16 @@ impl Reply {
             Reply::Simple(s) => line(out, b'+', s.as_bytes()),
             // An error text must stay on one line.
             Reply::Error(e) => line(out, b'-', e.replace(['\r', '\n'], " ").as_bytes()),
-            Reply::Int(n) => line(out, b':', n.to_string().as_bytes()),
+            Reply::Int(n) => line(out, b':', itoa::Buffer::new().format(*n).as_bytes()),
             Reply::Bulk(b) => {
-                line(out, b'$', b.len().to_string().as_bytes());
+                out.reserve(b.len() + 16);
+                line(out, b'$', itoa::Buffer::new().format(b.len()).as_bytes());
                 out.put_slice(b);
                 out.put_slice(b"\r\n");
             }
             Reply::Nil => out.put_slice(b"$-1\r\n"),
             Reply::Array(items) => {
-                line(out, b'*', items.len().to_string().as_bytes());
+                line(out, b'*', itoa::Buffer::new().format(items.len()).as_bytes());
                 for item in items {
                     item.write(out);
                 }
@@ -248,6 +275,46 @@ mod tests {
         let mut whole = BytesMut::from(&b"*1\r\n$4\r\nPING\r\n"[..]);
         assert_eq!(announced(&whole, &big), Some(whole.len()));
         assert!(parse(&mut whole, &big).unwrap().is_some());
+    }
+
+    #[test]
+    fn headers_read_their_number_and_refuse_what_is_not_one() {
+        let h = |text: &str| header(text.as_bytes(), 0, b'$', 100);
+        assert_eq!(h("$0\r\n"), Ok(Some((0, 4))));
+        assert_eq!(h("$42\r\nxx"), Ok(Some((42, 5))));
+        assert_eq!(h("$+7\r\n"), Ok(Some((7, 5))));
+        assert_eq!(h("$-0\r\n"), Ok(Some((0, 5))));
+        assert_eq!(header(b"*-1\r\n", 0, b'*', 100), Ok(Some((0, 5))), "a null array");
+        for more in ["$", "$1", "$12\r", "$-", "$+"] {
+            assert_eq!(h(more), Ok(None), "{more:?} may go on");
+        }
+        for bad in [
+            "$-1\r\n",
+            "$101\r\n",
+            "$1x\r\n",
+            "$ 1\r\n",
+            "$\r\n",
+            "$-\r\n",
+            "$--1\r\n",
+            "$1\rx",
+            "$99999999999999999999999\r\n",
+        ] {
+            assert!(h(bad).is_err(), "{bad:?}");
+        }
+        assert!(h(&format!("${}", "1".repeat(40))).is_err(), "a header line with no end in sight");
+    }
+
+    #[test]
+    fn commands_with_many_arguments_keep_them_all_in_order() {
+        let big = Limits { max_bulk: 16, max_args: 64, max_inline: 32 };
+        let words: Vec<String> = (0..20).map(|i| format!("a{i}")).collect();
+        let mut frame = format!("*{}\r\n", words.len());
+        for w in &words {
+            frame += &format!("${}\r\n{w}\r\n", w.len());
+        }
+        let mut buf = BytesMut::from(frame.as_bytes());
+        let want: Vec<&str> = words.iter().map(String::as_str).collect();
+        assert_eq!(parse(&mut buf, &big).unwrap(), Some(args(&want)));
     }
 
     #[test]

@@ -27,7 +27,7 @@ mod expiry;
 pub mod frame;
 mod scan;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::{ready, Either, FutureExt};
@@ -128,9 +128,13 @@ async fn connection(
     // Keys touched by the commands running now, and a parsed command waiting for them to finish.
     let mut wave = Touches::none();
     let mut held: Option<Vec<Bytes>> = None;
-    // When the last command was taken from the input: a command that has begun must be whole
-    // within --read-timeout of it.
-    let mut progress = Instant::now();
+    let mut clock = Clock::new(guard.limits.idle_timeout, guard.limits.read_timeout);
+    // Armed once per connection, not once per wait: a wait that ends with a read (nearly all of
+    // them) then leaves no timer to take down and no stop signal to unsubscribe from.
+    let mut check = stop.clone();
+    let mut stopping = std::pin::pin!(async move { stopped(&mut stop).await });
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(clock.now.into()));
+    let mut timer_at: Option<Instant> = None;
     loop {
         // Start every complete command in the buffer, up to the bound.
         let (mut malformed, mut at_bound, mut took) = (None, false, false);
@@ -181,11 +185,9 @@ async fn connection(
             wave.absorb(touches);
             running.push_back(Either::Right(command));
         }
-        if took {
-            progress = Instant::now();
-        }
+        clock.parsed(took, input.is_empty());
         // Their replies, in order, written out as they pile up.
-        while let Some(reply) = running.next().await {
+        while let Some(reply) = if running.is_empty() { None } else { running.next().await } {
             reply.write(&mut output);
             if output.len() >= OUTPUT_FLUSH {
                 stream.write_all(&output).await?;
@@ -214,27 +216,40 @@ async fn connection(
             return refuse(stream, &why).await;
         }
         // Wait for more: a command that has begun must be whole within --read-timeout; an idle
-        // connection may wait --idle-timeout.
-        let (deadline, why) = if input.is_empty() {
-            (guard.limits.idle_timeout.map(|t| Instant::now() + t), Refusal::Idle)
-        } else {
-            (Some(progress + guard.limits.read_timeout), Refusal::ReadTimeout)
-        };
-        let read = tokio::select! {
-            _ = stopped(&mut stop) => return Ok(()),
-            _ = sleep_until(deadline) => {
-                guard.refused(why);
-                if why == Refusal::Idle {
-                    return Ok(()); // as Redis's `timeout` does: closed without a word
-                }
-                let text = format!(
-                    "ERR a command was not received whole within {} (--read-timeout)",
-                    humantime::format_duration(guard.limits.read_timeout)
-                );
-                return refuse(stream, &text).await;
+        // connection may wait --idle-timeout. The timer is moved only to an earlier deadline;
+        // one that rings early (the client was busy meanwhile) is set again, to the real one.
+        if check.has_changed().unwrap_or(true) && *check.borrow_and_update() {
+            return Ok(());
+        }
+        let (deadline, why) = clock.deadline(input.is_empty());
+        let read = loop {
+            if let Some(d) = deadline.filter(|&d| timer_at.is_none_or(|t| d < t)) {
+                timer.as_mut().reset(d.into());
+                timer_at = Some(d);
             }
-            r = stream.read_buf(&mut input) => r?,
+            tokio::select! {
+                biased;
+                r = stream.read_buf(&mut input) => break r?,
+                _ = &mut stopping => return Ok(()),
+                _ = &mut timer, if timer_at.is_some() => {
+                    timer_at = None;
+                    // Rung for an earlier deadline than today's (or for one there is no longer).
+                    if deadline.is_none_or(|d| Instant::now() < d) {
+                        continue;
+                    }
+                    guard.refused(why);
+                    if why == Refusal::Idle {
+                        return Ok(()); // as Redis's `timeout` does: closed without a word
+                    }
+                    let text = format!(
+                        "ERR a command was not received whole within {} (--read-timeout)",
+                        humantime::format_duration(guard.limits.read_timeout)
+                    );
+                    return refuse(stream, &text).await;
+                }
+            }
         };
+        clock.read();
         if read == 0 {
             return Ok(());
         }
@@ -276,10 +291,42 @@ async fn refuse(stream: ClientStream, text: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Resolves at `deadline`; never when there is none.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
+/// The two deadlines a connection waits under: --idle-timeout from its last read while nothing
+/// is pending, --read-timeout from when the command still arriving began.
+struct Clock {
+    idle: Option<Duration>,
+    partial: Duration,
+    /// When the last read returned.
+    now: Instant,
+    /// When the command still incomplete in the input began to arrive: at the read that brought
+    /// its first bytes, or at the read that completed the command before it.
+    began: Option<Instant>,
+}
+
+impl Clock {
+    fn new(idle: Option<Duration>, partial: Duration) -> Clock {
+        Clock { idle, partial, now: Instant::now(), began: None }
+    }
+
+    /// A read returned (one clock read per read, and none per command).
+    fn read(&mut self) {
+        self.now = Instant::now();
+    }
+
+    /// The commands of the input were taken (`took`: at least one), leaving it `empty` or not.
+    fn parsed(&mut self, took: bool, empty: bool) {
+        if empty {
+            self.began = None;
+        } else if took || self.began.is_none() {
+            self.began = Some(self.now);
+        }
+    }
+
+    /// When the wait for more input ends, and why.
+    fn deadline(&self, empty: bool) -> (Option<Instant>, Refusal) {
+        match self.began {
+            Some(began) if !empty => (Some(began + self.partial), Refusal::ReadTimeout),
+            _ => (self.idle.map(|t| self.now + t), Refusal::Idle),
+        }
     }
 }
