@@ -15,7 +15,7 @@ use bytes::Bytes;
 use dkv_membership::View;
 
 use super::expiry;
-use super::frame::Reply;
+use super::frame::{Args, Reply};
 use crate::front::auth::{self, Access, Failure};
 use crate::life::metrics::Api;
 use crate::life::state::Node;
@@ -196,7 +196,7 @@ pub fn touches(args: &[Bytes]) -> Touches {
 }
 
 /// Run any command but those of [`session_command`].
-pub async fn run(node: &Node, args: Vec<Bytes>) -> Reply {
+pub async fn run(node: &Node, args: Args) -> Reply {
     let Some(name) = args.first() else { return Reply::Nil };
     let mut buf = [0; NAME_MAX];
     let cmd = lower(name, &mut buf);

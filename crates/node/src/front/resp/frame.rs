@@ -8,6 +8,11 @@
 //! the data must actually be in the buffer before it is sliced out.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use smallvec::SmallVec;
+
+/// A command's name and arguments, slices of the frame they came in. Up to three (`GET k`,
+/// `SET k v`) sit in place, so the usual command costs no allocation of its own.
+pub type Args = SmallVec<[Bytes; 3]>;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -29,7 +34,7 @@ const MAX_HEADER: usize = 32;
 
 /// The next complete command in `buf`, removing it; `Ok(None)` when more bytes are needed. An
 /// empty command (a blank inline line, `*0`) is returned as an empty vector.
-pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Args>, ProtocolError> {
     if buf.is_empty() {
         return Ok(None);
     }
@@ -63,7 +68,7 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, 
         at = end + 2;
     }
     let frame = buf.split_to(at).freeze();
-    let mut args = Vec::with_capacity(count);
+    let mut args = Args::with_capacity(count);
     for &(start, len) in few[..count.min(FEW)].iter().chain(&more) {
         args.push(frame.slice(start..start + len));
     }
@@ -136,7 +141,7 @@ fn header(buf: &[u8], at: usize, kind: u8, max: usize) -> Result<Option<(usize, 
     }
 }
 
-fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Args>, ProtocolError> {
     let Some(nl) = buf.iter().take(limits.max_inline + 1).position(|&b| b == b'\n') else {
         if buf.len() > limits.max_inline {
             return Err(ProtocolError("too big inline request".into()));
@@ -146,7 +151,7 @@ fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>
     let line = buf.split_to(nl + 1).freeze();
     let text = line.slice(..nl);
     let text = text.strip_suffix(b"\r").map_or(text.clone(), |t| text.slice(..t.len()));
-    let args: Vec<Bytes> =
+    let args: Args =
         text.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).map(|w| text.slice_ref(w)).collect();
     if args.len() > limits.max_args {
         return Err(ProtocolError("too many arguments".into()));
@@ -215,7 +220,7 @@ mod tests {
 
     const L: Limits = Limits { max_bulk: 16, max_args: 4, max_inline: 32 };
 
-    fn args(v: &[&str]) -> Vec<Bytes> {
+    fn args(v: &[&str]) -> Args {
         v.iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect()
     }
 
@@ -225,7 +230,7 @@ mod tests {
         assert_eq!(parse(&mut buf, &L).unwrap(), Some(args(&["GET", "k"])));
         assert_eq!(parse(&mut buf, &L).unwrap(), Some(args(&["PING"])));
         assert_eq!(parse(&mut buf, &L).unwrap(), Some(args(&["SET", "a", "b"])));
-        assert_eq!(parse(&mut buf, &L).unwrap(), Some(vec![]));
+        assert_eq!(parse(&mut buf, &L).unwrap(), Some(Args::new()));
         assert_eq!(parse(&mut buf, &L).unwrap(), None, "incomplete: wait for more");
         buf.extend_from_slice(b"\r\n$1\r\nk\r\n$2\r\n\r\n\r\n");
         assert_eq!(parse(&mut buf, &L).unwrap(), Some(args(&["SET", "k", "\r\n"])), "binary-safe bulk");

@@ -29,7 +29,7 @@ mod scan;
 
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_util::future::{ready, Either, FutureExt};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -127,7 +127,7 @@ async fn connection(
     let mut running = FuturesOrdered::new();
     // Keys touched by the commands running now, and a parsed command waiting for them to finish.
     let mut wave = Touches::none();
-    let mut held: Option<Vec<Bytes>> = None;
+    let mut held: Option<frame::Args> = None;
     let mut clock = Clock::new(guard.limits.idle_timeout, guard.limits.read_timeout);
     // Armed once per connection, not once per wait: a wait that ends with a read (nearly all of
     // them) then leaves no timer to take down and no stop signal to unsubscribe from.
