@@ -30,7 +30,7 @@ mod scan;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use futures_util::future::{ready, Either, FutureExt};
+use futures_util::future::{ready, Either, FutureExt, OptionFuture};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -125,6 +125,8 @@ async fn connection(
     let mut output = BytesMut::with_capacity(READ_CHUNK);
     let mut session = commands::Session::default();
     let mut running = FuturesOrdered::new();
+    // The box a command starts in, kept for the next one while each is done at its first poll.
+    let mut spare = None;
     // Keys touched by the commands running now, and a parsed command waiting for them to finish.
     let mut wave = Touches::none();
     let mut held: Option<frame::Args> = None;
@@ -158,7 +160,7 @@ async fn connection(
             };
             took = true;
             if let Some(reply) = commands::session_command(&node, &mut session, &args) {
-                running.push_back(Either::Left(ready(reply)));
+                running.push_back(Either::Left(ready(Some(reply))));
                 continue;
             }
             if running.is_empty() && input.is_empty() {
@@ -174,21 +176,23 @@ async fn connection(
             // Most commands of a one-node pipeline are done at their first poll: with nothing
             // running before it, such a reply goes straight to the output, and the ordered set
             // (a task allocated per command, a wake and a heap per reply) is kept for those that
-            // wait on another node.
-            let mut command = Box::pin(commands::run(&node, args));
+            // wait on another node. Their box is used again for the next command.
+            let command = spare.get_or_insert_with(|| Box::pin(OptionFuture::from(None)));
+            command.set(Some(commands::run(&node, args)).into());
             if running.is_empty() {
-                if let Some(reply) = (&mut command).now_or_never() {
+                if let Some(Some(reply)) = command.as_mut().now_or_never() {
                     reply.write(&mut output);
                     continue;
                 }
             }
             wave.absorb(touches);
-            running.push_back(Either::Right(command));
+            running.extend(spare.take().map(Either::Right));
         }
         clock.parsed(took, input.is_empty());
         // Their replies, in order, written out as they pile up.
         while let Some(reply) = if running.is_empty() { None } else { running.next().await } {
-            reply.write(&mut output);
+            // (Always `Some`: a command is set in its box before the box runs.)
+            reply.unwrap_or(Reply::Nil).write(&mut output);
             if output.len() >= OUTPUT_FLUSH {
                 stream.write_all(&output).await?;
                 output.clear();
