@@ -57,9 +57,12 @@ fn raise_open_files(wanted: u64) {
             lim.rlim_cur = lim.rlim_max;
         }
     }
-    if (lim.rlim_cur as u64) < wanted {
+    // `rlim_t` is a u64 on the targets dkv is built for; the cast keeps others compiling.
+    #[allow(clippy::unnecessary_cast)]
+    let open_files = lim.rlim_cur as u64;
+    if open_files < wanted {
         tracing::warn!(
-            open_files = lim.rlim_cur as u64,
+            open_files,
             wanted,
             "the open-file limit is below what --max-connections allows; raise it (ulimit -n) or lower --max-connections"
         );
