@@ -12,13 +12,13 @@
 #![no_main]
 
 use bytes::{BufMut, Bytes, BytesMut};
-use dkv_node::front::resp::frame::{parse, Limits};
+use dkv_node::front::resp::frame::{parse, Args, Limits};
 use libfuzzer_sys::fuzz_target;
 
 /// What one parse of a buffer came to: the commands, then an error or a wait for more bytes.
 #[derive(Debug, PartialEq)]
 struct Outcome {
-    commands: Vec<Vec<Bytes>>,
+    commands: Vec<Args>,
     error: bool,
 }
 
