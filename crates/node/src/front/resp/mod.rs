@@ -237,7 +237,7 @@ async fn connection(
                 _ = &mut stopping => return Ok(()),
                 _ = &mut timer, if timer_at.is_some() => {
                     timer_at = None;
-                    // Rung for an earlier deadline than today's (or for one there is no longer).
+                    // Rung for an earlier deadline than the current one (or for one that is gone).
                     if deadline.is_none_or(|d| Instant::now() < d) {
                         continue;
                     }
