@@ -20,7 +20,7 @@ PL=${2:-1}
 need "valgrind" valgrind callgrind_control callgrind_annotate
 need "redis-server redis-tools" redis-server redis-benchmark redis-cli
 if [ -z "${DKV:-}" ]; then cargo build --release -q -p dkv; DKV=target/release/dkv; fi
-TMP=$(mktemp -d)
+OUT=$(mktemp -d /var/tmp/dkv-resp-instructions.XXXXXX) # kept, for callgrind_annotate
 N=20000; [ "$PL" -gt 1 ] && N=200000
 load() { # PORT: the keys, then the counted commands
   if [ "$PL" -gt 1 ]; then
@@ -46,22 +46,23 @@ count() { # NAME OUT: instructions per command, once the dump is written
   printf '%-8s %s -P%s: %6d instructions per command (%s in all)\n' "$1" "${OP^^}" "$PL" $((total / N)) "$total"
 }
 P=$((23000 + RANDOM % 3000))
-valgrind --tool=callgrind --callgrind-out-file="$TMP/redis" --instr-atstart=no \
+valgrind --tool=callgrind --callgrind-out-file="$OUT/redis" --instr-atstart=no \
   redis-server --port "$P" --save '' --appendonly no >/dev/null 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 600); do redis-cli -p "$P" ping >/dev/null 2>&1 && break; sleep 0.1; done
 load "$P" "${PIDS[-1]}"
-count redis "$TMP/redis"
+count redis "$OUT/redis"
 i=0
 for bin in "$DKV" ${B:+"$B"}; do
   i=$((i + 1))
   start "$bin" seed --listen 127.0.0.1:$((P + 10 * i))
   wait_http "http://127.0.0.1:$((P + 10 * i))/health"
-  valgrind --tool=callgrind --callgrind-out-file="$TMP/dkv$i" --instr-atstart=no "$bin" node \
+  valgrind --tool=callgrind --callgrind-out-file="$OUT/dkv$i" --instr-atstart=no "$bin" node \
     --listen 127.0.0.1:$((P + 10 * i + 1)) --resp-listen 127.0.0.1:$((P + 10 * i + 2)) \
     --seed 127.0.0.1:$((P + 10 * i)) >/dev/null 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 600); do curl -fs -o /dev/null "http://127.0.0.1:$((P + 10 * i + 1))/health" && break; sleep 0.1; done
   load $((P + 10 * i + 2)) "${PIDS[-1]}"
-  count "dkv$i" "$TMP/dkv$i"
+  count "dkv$i" "$OUT/dkv$i"
 done
+echo "callgrind files: $OUT (callgrind_annotate FILE.1 | head -40 names the heaviest functions)"

@@ -1,9 +1,9 @@
 //! Redis commands in terms of dkv's operations.
 //!
-//! Every key goes through [`crate::front::http::execute`], the same path as an HTTP request: served here
-//! when this node is a replica of the key (quorum reads and writes), else forwarded to one. So a
-//! `SET` through one node and a `GET` through another behave exactly like `PUT` and `GET` over
-//! HTTP, with the node's default W and R.
+//! Every key goes through the key service (`front/service.rs`), the same path as an HTTP request:
+//! served here when this node is a replica of the key (quorum reads and writes), else forwarded
+//! to one. So a `SET` through one node and a `GET` through another behave exactly like `PUT` and
+//! `GET` over HTTP, with the node's default W and R.
 //!
 //! What dkv cannot honour is refused with an error that says so: `SET NX/XX` (dkv has no atomic
 //! compare-and-set across replicas). `SET` and the expiry commands are in `expiry.rs`.
@@ -35,10 +35,8 @@ pub struct Session {
 /// with the others (see `resp/mod.rs`). So does any command the session may not run (no `AUTH`
 /// yet, or a write with the read-only password): its refusal is its reply. `None` for every
 /// other command.
-pub fn session_command(node: &Node, session: &mut Session, args: &[Bytes]) -> Option<Reply> {
-    let mut buf = [0; NAME_MAX];
+pub fn session_command(node: &Node, session: &mut Session, cmd: &str, args: &[Bytes]) -> Option<Reply> {
     let a = &args[1..];
-    let cmd = lower(args.first()?, &mut buf);
     match cmd {
         "auth" => return Some(auth(node, session, a)),
         "hello" => return Some(hello(node, session, a)),
@@ -120,22 +118,33 @@ fn auth(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
 /// Longer than any command name this file knows.
 const NAME_MAX: usize = 16;
 
-/// A command name in lower case, without allocating; a name no command has reads as "". Every
-/// command's name goes through here (twice: for the session, then to run it), so it checks
-/// the bytes as it lowers them instead of handing them to the UTF-8 validator after.
-fn lower<'b>(name: &[u8], buf: &'b mut [u8; NAME_MAX]) -> &'b str {
-    if name.len() > buf.len() {
-        return "";
-    }
-    for (b, c) in buf.iter_mut().zip(name) {
-        if !c.is_ascii_alphabetic() {
-            return ""; // every command name is letters
+/// A command's name in lower case, read once per command and without allocating; a name no
+/// command has reads as "". It checks the bytes as it lowers them, so there is no pass of the
+/// UTF-8 validator after.
+#[derive(Clone, Copy)]
+pub struct Name {
+    buf: [u8; NAME_MAX],
+    len: u8,
+}
+
+impl Name {
+    pub fn of(name: &[u8]) -> Name {
+        let mut lowered = Name { buf: [0; NAME_MAX], len: 0 };
+        // Every command name is letters.
+        if name.len() <= NAME_MAX && name.iter().all(u8::is_ascii_alphabetic) {
+            for (b, c) in lowered.buf.iter_mut().zip(name) {
+                *b = c.to_ascii_lowercase();
+            }
+            lowered.len = name.len() as u8;
         }
-        *b = c.to_ascii_lowercase();
+        lowered
     }
-    let name = &buf[..name.len()];
-    // SAFETY: every byte of `name` is an ASCII letter (checked above), so it is valid UTF-8.
-    unsafe { std::str::from_utf8_unchecked(name) }
+
+    pub fn as_str(&self) -> &str {
+        let name = &self.buf[..usize::from(self.len)];
+        // SAFETY: every byte of `name` is an ASCII letter (checked in `of`), so it is valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(name) }
+    }
 }
 
 fn wrong_arity(cmd: &str) -> Reply {
@@ -181,12 +190,11 @@ impl Touches {
 /// The keys a command reads, or writes: their placement hashes.
 pub type Keys = smallvec::SmallVec<[u64; 2]>;
 
-pub fn touches(args: &[Bytes]) -> Touches {
+pub fn touches(cmd: &str, args: &[Bytes]) -> Touches {
     let a = &args[1..];
     let first = || a.iter().take(1).map(|k| key_hash(k)).collect::<Keys>();
     let all = || a.iter().map(|k| key_hash(k)).collect::<Keys>();
-    let mut buf = [0; NAME_MAX];
-    let (reads, writes) = match lower(&args[0], &mut buf) {
+    let (reads, writes) = match cmd {
         "get" | "strlen" => (first(), Keys::new()),
         "exists" | "mget" => (all(), Keys::new()),
         "set" | "getdel" => (first(), first()),
@@ -201,10 +209,8 @@ pub fn touches(args: &[Bytes]) -> Touches {
 }
 
 /// Run any command but those of [`session_command`].
-pub async fn run(node: &Node, args: Args) -> Reply {
-    let Some(name) = args.first() else { return Reply::Nil };
-    let mut buf = [0; NAME_MAX];
-    let cmd = lower(name, &mut buf);
+pub async fn run(node: &Node, name: Name, args: Args) -> Reply {
+    let cmd = name.as_str();
     let a = &args[1..];
     let arity = |ok: bool| if ok { None } else { Some(wrong_arity(cmd)) };
     let checked = match cmd {
@@ -270,7 +276,7 @@ pub async fn run(node: &Node, args: Args) -> Reply {
             b"0" => Reply::ok(),
             _ => Reply::err("DB index is out of range: dkv has one keyspace, database 0"),
         },
-        _ => unknown(&String::from_utf8_lossy(name).to_ascii_lowercase(), a),
+        _ => unknown(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase(), a),
     }
 }
 
@@ -475,10 +481,15 @@ mod tests {
         s.split(' ').map(|a| Bytes::copy_from_slice(a.as_bytes())).collect()
     }
 
+    fn touches_of(command: &str) -> Touches {
+        let args = cmd(command);
+        touches(Name::of(&args[0]).as_str(), &args)
+    }
+
     fn running(cmds: &[&str]) -> Touches {
         let mut t = Touches::none();
         for c in cmds {
-            t.absorb(touches(&cmd(c)));
+            t.absorb(touches_of(c));
         }
         t
     }
@@ -486,13 +497,13 @@ mod tests {
     #[test]
     fn only_commands_that_could_see_each_other_wait() {
         let wave = running(&["SET a 1", "GET b", "MGET c d"]);
-        assert!(touches(&cmd("GET a")).conflicts_with(&wave), "reads a key being written");
-        assert!(touches(&cmd("SET b 2")).conflicts_with(&wave), "writes a key being read");
-        assert!(touches(&cmd("DEL d")).conflicts_with(&wave), "deletes a key being read");
-        assert!(touches(&cmd("DBSIZE")).conflicts_with(&wave), "reads everything");
-        assert!(!touches(&cmd("GET b")).conflicts_with(&wave), "reads of one key run together");
-        assert!(!touches(&cmd("SET e 1")).conflicts_with(&wave));
-        assert!(!touches(&cmd("PING")).conflicts_with(&wave));
-        assert!(touches(&cmd("GET x")).conflicts_with(&running(&["INFO"])), "after a command that runs alone");
+        assert!(touches_of("GET a").conflicts_with(&wave), "reads a key being written");
+        assert!(touches_of("SET b 2").conflicts_with(&wave), "writes a key being read");
+        assert!(touches_of("DEL d").conflicts_with(&wave), "deletes a key being read");
+        assert!(touches_of("DBSIZE").conflicts_with(&wave), "reads everything");
+        assert!(!touches_of("GET b").conflicts_with(&wave), "reads of one key run together");
+        assert!(!touches_of("SET e 1").conflicts_with(&wave));
+        assert!(!touches_of("PING").conflicts_with(&wave));
+        assert!(touches_of("GET x").conflicts_with(&running(&["INFO"])), "after a command that runs alone");
     }
 }

@@ -25,8 +25,11 @@
 mod commands;
 mod expiry;
 pub mod frame;
+mod interrupts;
 mod scan;
 
+use std::future::Future;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -132,11 +135,13 @@ async fn connection(
     let mut held: Option<frame::Args> = None;
     let mut clock = Clock::new(guard.limits.idle_timeout, guard.limits.read_timeout);
     // Armed once per connection, not once per wait: a wait that ends with a read (nearly all of
-    // them) then leaves no timer to take down and no stop signal to unsubscribe from.
+    // them) then leaves no timer to take down and no stop signal to unsubscribe from. And they
+    // are polled only when one of them has woken the task (`interrupts.rs`).
     let mut check = stop.clone();
     let mut stopping = std::pin::pin!(async move { stopped(&mut stop).await });
     let mut timer = std::pin::pin!(tokio::time::sleep_until(clock.now.into()));
     let mut timer_at: Option<Instant> = None;
+    let interrupts = interrupts::Interrupts::new();
     loop {
         // Start every complete command in the buffer, up to the bound.
         let (mut malformed, mut at_bound, mut took) = (None, false, false);
@@ -159,16 +164,17 @@ async fn connection(
                 },
             };
             took = true;
-            if let Some(reply) = commands::session_command(&node, &mut session, &args) {
+            let name = commands::Name::of(&args[0]);
+            if let Some(reply) = commands::session_command(&node, &mut session, name.as_str(), &args) {
                 running.push_back(Either::Left(ready(Some(reply))));
                 continue;
             }
             if running.is_empty() && input.is_empty() {
                 // The only command of this read (no pipeline): nothing to order it against.
-                commands::run(&node, args).await.write(&mut output);
+                commands::run(&node, name, args).await.write(&mut output);
                 continue;
             }
-            let touches = commands::touches(&args);
+            let touches = commands::touches(name.as_str(), &args);
             if !running.is_empty() && touches.conflicts_with(&wave) {
                 held = Some(args); // starts once the commands before it have finished
                 break;
@@ -178,7 +184,7 @@ async fn connection(
             // (a task allocated per command, a wake and a heap per reply) is kept for those that
             // wait on another node. Their box is used again for the next command.
             let command = spare.get_or_insert_with(|| Box::pin(OptionFuture::from(None)));
-            command.set(Some(commands::run(&node, args)).into());
+            command.set(Some(commands::run(&node, name, args)).into());
             if running.is_empty() {
                 if let Some(Some(reply)) = command.as_mut().now_or_never() {
                     reply.write(&mut output);
@@ -230,12 +236,26 @@ async fn connection(
             if let Some(d) = deadline.filter(|&d| timer_at.is_none_or(|t| d < t)) {
                 timer.as_mut().reset(d.into());
                 timer_at = Some(d);
+                interrupts.rearm();
             }
+            let interrupted = std::future::poll_fn(|cx| {
+                interrupts.poll(cx, |cx| {
+                    if stopping.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(false);
+                    }
+                    match timer_at.is_some() && timer.as_mut().poll(cx).is_ready() {
+                        true => Poll::Ready(true),
+                        false => Poll::Pending,
+                    }
+                })
+            });
             tokio::select! {
                 biased;
                 r = stream.read_buf(&mut input) => break r?,
-                _ = &mut stopping => return Ok(()),
-                _ = &mut timer, if timer_at.is_some() => {
+                rung = interrupted => {
+                    if !rung {
+                        return Ok(()); // the node is stopping
+                    }
                     timer_at = None;
                     // Rung for an earlier deadline than the current one (or for one that is gone).
                     if deadline.is_none_or(|d| Instant::now() < d) {
