@@ -59,6 +59,12 @@ impl Hlc {
         (self.wall_ms)()
     }
 
+    /// Whether this clock has produced or observed `ts` or a later timestamp: then folding `ts`
+    /// in would change nothing.
+    pub fn has_reached(&self, ts: u64) -> bool {
+        self.last.load(Ordering::Acquire) >= ts
+    }
+
     /// Fold in a timestamp seen from elsewhere, so later `now()` values exceed it.
     pub fn observe(&self, ts: u64) {
         self.last.fetch_max(ts, Ordering::AcqRel);
@@ -105,6 +111,16 @@ mod tests {
         let remote = 5_000 << COUNTER_BITS;
         clock.observe(remote);
         assert!(clock.now() > remote);
+    }
+
+    #[test]
+    fn a_clock_has_reached_what_it_stamped_and_observed_only() {
+        let clock = Hlc::with_clock(|| 1_000);
+        let stamped = clock.now();
+        assert!(clock.has_reached(stamped) && clock.has_reached(stamped - 1));
+        assert!(!clock.has_reached(stamped + 1));
+        clock.observe(stamped + 10);
+        assert!(clock.has_reached(stamped + 10) && !clock.has_reached(stamped + 11));
     }
 
     #[test]

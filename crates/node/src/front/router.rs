@@ -22,6 +22,10 @@ pub const MAX_HOPS: u8 = 2;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
+    /// A read of a key whose only copy is this node's, with no move of it under way: answered
+    /// from the local store, without the replica machinery. (Writes are never routed here: that
+    /// check must be made under the write fence, see `coordinator.rs`.)
+    Alone,
     /// This node coordinates the request.
     Local,
     /// Pass the read on to the key's first replica.
@@ -31,6 +35,9 @@ pub enum Route {
 }
 
 pub fn route(topo: &Topology, hash: u64, op: Op, hops: u8) -> Route {
+    if op == Op::Get && topo.sole_replica(hash) == Some(topo.me) {
+        return Route::Alone;
+    }
     match topo.coordinator(hash) {
         None => Route::Unavailable("no node owns data yet: the cluster has no serving members".into()),
         Some(_) if op != Op::Get || topo.is_read_replica(topo.me, hash) => Route::Local,
@@ -83,7 +90,9 @@ mod tests {
         for i in 0..100 {
             let h = key_hash(format!("k{i}").as_bytes());
             match route(&a, h, Op::Get, 0) {
-                Route::Local => local += 1,
+                // One copy per key (N = 1): its owner reads it from its own store.
+                Route::Alone => local += 1,
+                Route::Local => panic!("a read of a key with one copy, here, is served alone"),
                 Route::Forward(id) => {
                     assert_eq!(id, NodeId(2));
                     assert!(matches!(route(&a, h, Op::Get, MAX_HOPS), Route::Unavailable(_)));
@@ -93,6 +102,21 @@ mod tests {
             }
         }
         assert!(local > 0 && local < 100);
+    }
+
+    #[test]
+    fn only_a_read_of_the_only_copy_with_nothing_moving_is_served_alone() {
+        let one = topo(1, &[(1, NodeState::Normal)]);
+        assert_eq!(route(&one, 5, Op::Get, 0), Route::Alone);
+        assert_eq!(route(&one, 5, Op::Put, 0), Route::Local, "a write checks under the fence");
+        let normal = [(1, NodeState::Normal), (2, NodeState::Normal), (3, NodeState::Normal)];
+        let three = Topology::new(topo(1, &normal).view.clone(), NodeId(1), 3);
+        assert_eq!(route(&three, 5, Op::Get, 0), Route::Local, "three copies: a quorum read");
+        // Node 2 joins: the keys it takes over are moving, and read with the full path.
+        let joining = topo(1, &[(1, NodeState::Normal), (2, NodeState::Joining)]);
+        let routes: Vec<Route> =
+            (0..100).map(|i| route(&joining, key_hash(format!("k{i}").as_bytes()), Op::Get, 0)).collect();
+        assert!(routes.contains(&Route::Alone) && routes.contains(&Route::Local), "{routes:?}");
     }
 
     #[test]
@@ -110,7 +134,7 @@ mod tests {
                     hops += 1;
                 }
                 Route::Unavailable(_) => break,
-                Route::Local => panic!("neither node owns the key in its own view"),
+                Route::Alone | Route::Local => panic!("neither node owns the key in its own view"),
             }
         }
         assert_eq!(hops, MAX_HOPS);

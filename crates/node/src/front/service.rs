@@ -117,7 +117,9 @@ impl Node {
         let hash = key_hash(&req.key);
         match self.with_topology(|t| route(t, hash, req.op, hops)) {
             Route::Unavailable(why) => Err(NodeError::Unavailable(why)),
-            Route::Local => self.coordinate(req).await,
+            // A consistency level given is checked against the replicas: the full path.
+            Route::Alone if req.level.is_none() => self.read_alone(hash, &req.key),
+            Route::Alone | Route::Local => self.coordinate(req).await,
             // The cold path: boxed, so the local path's future stays small.
             Route::Forward(_) => Box::pin(self.forward(req, hash, hops)).await,
         }
@@ -168,7 +170,7 @@ impl Node {
             let topo = self.topology();
             match route(&topo, hash, msg.op, hops) {
                 Route::Unavailable(why) => return Err(NodeError::Unavailable(why)),
-                Route::Local => {
+                Route::Alone | Route::Local => {
                     let (op, key, value, expires, level) = (msg.op, msg.key, msg.value, msg.expires, msg.level);
                     let req = KeyRequest { op, key, value, expires, level };
                     return self.coordinate(req).await;

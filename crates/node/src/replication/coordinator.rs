@@ -64,6 +64,13 @@ const STALE_RETRIES: usize = 3;
 /// seen, so only a stream of concurrent writers to the same key can use them up).
 const SUPERSEDED_RETRIES: usize = 5;
 
+/// Clock readings a batch of stores takes at most once each, and only if an entry needs them.
+#[derive(Default)]
+struct Readings {
+    purge_before: Option<u64>,
+    wall: Option<u64>,
+}
+
 impl Node {
     /// Write `value` (or a tombstone for `None`) under a fresh version, expiring at `expires` (ms
     /// since the Unix epoch) if given; `w` overrides the default write quorum.
@@ -85,7 +92,7 @@ impl Node {
             let _writes = self.fence.enter();
             if self.with_topology(|t| t.sole_replica(hash)) == Some(self.me) {
                 // One copy, nothing moving: no fan-out machinery on the hot path.
-                self.apply_local(vec![kv]).await?;
+                self.apply_one(hash, kv).await?;
                 return Ok(());
             }
         }
@@ -203,7 +210,7 @@ impl Node {
             return Ok(refused);
         }
         let (key, version) = (kv.key.clone(), kv.entry.version);
-        if self.apply_local(vec![kv]).await? == 1 {
+        if self.apply_one(key_hash(&key), kv).await? {
             return Ok(WriteOutcome::Applied);
         }
         self.held_instead(&key, version)
@@ -268,9 +275,14 @@ impl Node {
     pub async fn coordinate_read(&self, key: Bytes, r: Option<Level>) -> Result<Option<Found>, NodeError> {
         let hash = key_hash(&key);
         if r.is_none() && self.with_topology(|t| t.sole_replica(hash)) == Some(self.me) {
-            return Ok(self.engine.get(hash, &key)?.and_then(|e| self.live(e)));
+            return self.read_alone(hash, &key);
         }
         Box::pin(self.read_from_replicas(hash, key, r)).await
+    }
+
+    /// The read of a key whose only copy is this node's, nothing moving (the router said so).
+    pub fn read_alone(&self, hash: u64, key: &[u8]) -> Result<Option<Found>, NodeError> {
+        Ok(self.engine.get(hash, key)?.and_then(|e| self.live(e)))
     }
 
     /// What a read answers for `entry`: its value and deadline, unless it is deleted or expired.
@@ -362,6 +374,14 @@ impl Node {
         Ok(stored)
     }
 
+    /// [`Node::apply_local`] of one entry whose key hashes to `hash`, without a vector: a client
+    /// write's own copy, on its coordinator or a replica. Whether it was stored.
+    pub async fn apply_one(&self, hash: u64, kv: KeyEntry) -> Result<bool, NodeError> {
+        let stored = self.store_entry(hash, kv, &mut Readings::default())?;
+        self.durability.wait().await?;
+        Ok(stored)
+    }
+
     /// [`Node::apply_local`], telling `each` for every entry, in order, whether it was stored.
     async fn store_and_wait(&self, entries: Vec<KeyEntry>, mut each: impl FnMut(bool)) -> Result<(), NodeError> {
         if entries.is_empty() {
@@ -372,35 +392,10 @@ impl Node {
             if entries.len() > 1 { entries.iter().map(|kv| key_hash(&kv.key)).collect() } else { Vec::new() };
         let store = |entries: Vec<KeyEntry>, each: &mut dyn FnMut(bool)| -> Result<(), NodeError> {
             let mut hashes = prefetching(&*self.engine, &hashes);
-            // Read the clock only for an entry that may be past its grace period.
-            let mut purge_before = None;
-            // The clock follows what it stores (a later write here is stamped above it), but not
-            // past --max-clock-offset ahead of this node's own: an entry stamped by a node whose
-            // clock is off (a write its replicas refused, brought by a hint, a move or
-            // anti-entropy) is stored, and drags no clock ahead, as a client write is refused.
-            let mut wall = None;
-            for KeyEntry { key, entry } in entries {
-                let hash = hashes.next().unwrap_or_else(|| key_hash(&key));
-                if let Some(dead) = entry.dead_since() {
-                    if dead < *purge_before.get_or_insert_with(|| self.purge_horizon()) {
-                        // A tombstone (or a value expired) past its grace period: already purged
-                        // here or about to be, storing it again would only delay that.
-                        each(false);
-                        continue;
-                    }
-                }
-                let wall = *wall.get_or_insert_with(|| self.hlc.wall_ms());
-                // Stored either way: it was acknowledged somewhere, and newest wins.
-                let _ = self.hlc.follow(entry.version.ts, wall, self.max_clock_offset_ms());
-                // No copy of the value: `key` and the value may be slices of a larger network
-                // buffer, but every engine stores its own copy (see `Engine::apply`).
-                let deadline = entry.expires.is_some() && entry.value.is_some();
-                let stored = self.engine.apply(hash, &key, entry)? == Applied::Stored;
-                if stored && deadline {
-                    // Wakes the sweep if it waits for a value with a deadline.
-                    self.expiring_stored.notify_one();
-                }
-                each(stored);
+            let mut readings = Readings::default();
+            for kv in entries {
+                let hash = hashes.next().unwrap_or_else(|| key_hash(&kv.key));
+                each(self.store_entry(hash, kv, &mut readings)?);
             }
             Ok(())
         };
@@ -413,6 +408,36 @@ impl Node {
             store(entries, &mut each)?
         }
         self.durability.wait().await
+    }
+
+    /// Store one entry in the engine, unless it is a tombstone (or an expired value) past its
+    /// grace period: already purged here or about to be, storing it again would only delay that.
+    /// Whether it was stored (newer than the copy held).
+    fn store_entry(&self, hash: u64, kv: KeyEntry, readings: &mut Readings) -> Result<bool, NodeError> {
+        let KeyEntry { key, entry } = kv;
+        if let Some(dead) = entry.dead_since() {
+            if dead < *readings.purge_before.get_or_insert_with(|| self.purge_horizon()) {
+                return Ok(false);
+            }
+        }
+        // The clock follows what it stores (a later write here is stamped above it), but not
+        // past --max-clock-offset ahead of this node's own: an entry stamped by a node whose
+        // clock is off (a write its replicas refused, brought by a hint, a move or anti-entropy)
+        // is stored, and drags no clock ahead, as a client write is refused. A version the clock
+        // has reached already (every write stamped here) needs no wall-clock reading.
+        if !self.hlc.has_reached(entry.version.ts) {
+            let wall = *readings.wall.get_or_insert_with(|| self.hlc.wall_ms());
+            let _ = self.hlc.follow(entry.version.ts, wall, self.max_clock_offset_ms());
+        }
+        // No copy of the value: `key` and the value may be slices of a larger network buffer,
+        // but every engine stores its own copy (see `Engine::apply`).
+        let deadline = entry.expires.is_some() && entry.value.is_some();
+        let stored = self.engine.apply(hash, &key, entry)? == Applied::Stored;
+        if stored && deadline {
+            // Wakes the sweep if it waits for a value with a deadline.
+            self.expiring_stored.notify_one();
+        }
+        Ok(stored)
     }
 
     /// Tombstones with versions below this are past their grace period.
