@@ -271,13 +271,10 @@ impl Node {
     }
 
     /// The newest live value of `key` with its deadline, or `None` if absent, deleted or expired
-    /// (by this node's clock); `r` overrides the default read quorum.
+    /// (by this node's clock); `r` overrides the default read quorum. A read of a key whose only
+    /// copy is here does not come this way: the router sends it to [`Node::read_alone`].
     pub async fn coordinate_read(&self, key: Bytes, r: Option<Level>) -> Result<Option<Found>, NodeError> {
-        let hash = key_hash(&key);
-        if r.is_none() && self.with_topology(|t| t.sole_replica(hash)) == Some(self.me) {
-            return self.read_alone(hash, &key);
-        }
-        Box::pin(self.read_from_replicas(hash, key, r)).await
+        Box::pin(self.read_from_replicas(key_hash(&key), key, r)).await
     }
 
     /// The read of a key whose only copy is this node's, nothing moving (the router said so).
