@@ -30,10 +30,8 @@ load() { # URL PID: the keys, then the counted requests
   callgrind_control -d "$2" >/dev/null 2>&1
 }
 count() { # NAME OUT: instructions per request, once the dump is written
-  for _ in $(seq 1 100); do [ -s "$2.1" ] && break; sleep 0.1; done
-  sleep 1
   local total
-  total=$(callgrind_annotate "$2.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' || true)
+  total=$(callgrind_total "$2.1")
   printf '%-10s %s: %6d instructions per request (%s in all)\n' "$1" "${OP^^}" $((total / N)) "$total"
 }
 P=$((26000 + RANDOM % 3000))

@@ -11,6 +11,7 @@
 #   us_per TICKS N                those ticks as microseconds per request, for N requests
 #   run_wrk URL SCRIPT [VAR=V]... wrk -t2 -c64 --latency for $DUR on CPU 0, bench/wrk/SCRIPT;
 #                                 prints "req/s requests p50_ms p99_ms", tab-separated
+#   callgrind_total FILE          the instructions a callgrind dump counted, once it is written
 #   RESULTS / record LABEL X...   one measurement per line, tab-separated; `summarize` runs the
 #                                 Python on its stdin after bench/lib.py, which reads RESULTS
 need() {
@@ -56,6 +57,11 @@ run_wrk() {
   awk 'function ms(v, u) { u = v; sub(/^[0-9.]+/, "", u); return (u == "us" ? v / 1000 : u == "s" ? v * 1000 : v + 0) }
        / requests in / { n = $1 } /^Requests\/sec/ { r = $2 } $1 == "50%" { p50 = ms($2) } $1 == "99%" { p99 = ms($2) }
        END { printf "%s\t%s\t%s\t%s\n", r, n, p50, p99 }' <<<"$out"
+}
+callgrind_total() {
+  for _ in $(seq 1 100); do [ -s "$1" ] && break; sleep 0.1; done
+  sleep 1
+  callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' || true
 }
 record() { local IFS=$'\t'; echo "$*" >> "$RESULTS"; echo "  $*" >&2; }
 summarize() { python3 - "$RESULTS" "$@" < <(cat bench/lib.py -); }
