@@ -5,7 +5,8 @@
 #
 # All servers run at once (pinned to CPU 1; wrk on CPU 0), and every round measures each
 # configuration once, in turn (the reference and dkv in alternating order), so slow drift of this
-# shared machine hits all of them alike.
+# shared machine hits all of them alike. A measurement during which the host took more than 3%
+# of this VM's CPU time is taken again (`steady` in bench/lib.sh; STEAL_MAX, STEAL_TRIES).
 # The table shows medians over the rounds; ratios are of medians. Workload: wrk -t2 -c64,
 # 100-byte values, GET over 100k preloaded keys, PUT over a 1M key space.
 #   reference kv (axum + DashMap)             GET, PUT
@@ -27,7 +28,8 @@ build
 
 preload() { PRELOAD=100000 taskset -c 0 wrk -t1 -c32 -d"$1" -s bench/wrk/preload.lua "$2" >/dev/null; }
 # shellcheck disable=SC2086  # $4 is a list of PIDs, split on purpose
-measure() { # label url script "server PIDs" [seed PID]
+measure() { steady measure_once "$@"; }
+measure_once() { # label url script "server PIDs" [seed PID]
   local out rps n p50 p99 t s
   t=$(cpu_ticks $4) s=$(cpu_ticks ${5:-})
   out=$(run_wrk "$2" "$3")

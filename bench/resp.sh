@@ -7,7 +7,8 @@
 #   B=path bench/resp.sh                   also measure that dkv build (an A/B of two builds)
 #
 # redis-benchmark -c64 -d100 -r100000, -P1 and -P16 (16 x REQUESTS), GET and SET; servers on
-# CPU 1, redis-benchmark on CPU 0; every round measures each server once, in turn. Prints the
+# CPU 1, redis-benchmark on CPU 0; every round measures each server once, in turn, again while
+# the host takes more than 3% of this VM's CPU time (`steady` in bench/lib.sh). Prints the
 # medians of req/s and of the servers' CPU per request (/proc/PID/stat), and the ratios to Redis.
 # Without pipelining, redis-benchmark itself uses all of CPU 0 (measured: 4.38 s of CPU in a
 # 4.47 s run), so the -P1 rows are bounded by the load generator: CPU per request is the figure
@@ -39,6 +40,22 @@ for _ in $(seq 1 200); do redis-cli -p $((P + 1)) ping >/dev/null 2>&1 && break;
 dkv_bench() {
   taskset -c 0 "$DKV" bench --node "http://127.0.0.1:$1" --protocol resp --resp-port "$1" -c 64 --keys 100000 "${@:2}"
 }
+redis_benchmark() { # server-index get|set pipeline requests
+  local c out rps
+  c=$(cpu_ticks "${SPIDS[$1]}")
+  out=$(taskset -c 0 redis-benchmark -p "${PORTS[$1]}" -c 64 -P "$3" -d 100 -r 100000 -n "$4" -t "$2" -q --csv 2>/dev/null)
+  c=$(($(cpu_ticks "${SPIDS[$1]}") - c))
+  rps=$(awk -F, -v t="\"${2^^}\"" '$1 == t {gsub(/"/, "", $2); print $2}' <<<"$out")
+  record "$2 -P$3|${SERVERS[$1]}" "$rps" "$(us_per "$c" "$4")"
+}
+with_dkv_bench() { # server-index get|set
+  local c out rps
+  c=$(cpu_ticks "${SPIDS[$1]}")
+  out=$(dkv_bench "${PORTS[$1]}" -n "$N" -d 60s --read-ratio "$([ "$2" = get ] && echo 1 || echo 0)")
+  c=$(($(cpu_ticks "${SPIDS[$1]}") - c))
+  rps=$(awk '$1 == "throughput" {print $2}' <<<"$out")
+  record "$2 -P1 dkv-bench|${SERVERS[$1]}" "$rps" "$(us_per "$c" "$N")"
+}
 for port in "${PORTS[@]}"; do
   taskset -c 0 redis-benchmark -p "$port" -c 64 -P 16 -d 100 -r 100000 -n 400000 -t set -q >/dev/null 2>&1
   dkv_bench "$port" --load >/dev/null
@@ -48,23 +65,11 @@ for r in $(seq 1 "$ROUNDS"); do
   for pl in 1 16; do
     n=$N; [ $pl = 16 ] && n=$((N * 16))
     for t in get set; do
-      for s in "${!SERVERS[@]}"; do
-        c=$(cpu_ticks "${SPIDS[$s]}")
-        out=$(taskset -c 0 redis-benchmark -p "${PORTS[$s]}" -c 64 -P $pl -d 100 -r 100000 -n $n -t $t -q --csv 2>/dev/null)
-        c=$(($(cpu_ticks "${SPIDS[$s]}") - c))
-        rps=$(awk -F, -v t="\"${t^^}\"" '$1 == t {gsub(/"/, "", $2); print $2}' <<<"$out")
-        record "$t -P$pl|${SERVERS[$s]}" "$rps" "$(us_per "$c" "$n")"
-      done
+      for s in "${!SERVERS[@]}"; do steady redis_benchmark "$s" "$t" "$pl" "$n"; done
     done
   done
   for t in get set; do
-    for s in "${!SERVERS[@]}"; do
-      c=$(cpu_ticks "${SPIDS[$s]}")
-      out=$(dkv_bench "${PORTS[$s]}" -n "$N" -d 60s --read-ratio "$([ $t = get ] && echo 1 || echo 0)")
-      c=$(($(cpu_ticks "${SPIDS[$s]}") - c))
-      rps=$(awk '$1 == "throughput" {print $2}' <<<"$out")
-      record "$t -P1 dkv-bench|${SERVERS[$s]}" "$rps" "$(us_per "$c" "$N")"
-    done
+    for s in "${!SERVERS[@]}"; do steady with_dkv_bench "$s" "$t"; done
   done
 done
 summarize <<'PY'
