@@ -66,10 +66,10 @@ callgrind_total() {
   callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' || true
 }
 record() { local IFS=$'\t'; echo "$*" >> "$RESULTS"; echo "  $*" >&2; }
-# This machine is a VM whose two CPUs share their host with others. While the host runs someone
-# else, a CPU of ours that has work waits ("steal" in /proc/stat), and every figure of the run
-# moves: measured on 2026-12-03, Redis's GETs went from 102 602 req/s (9.2 µs of CPU each) with
-# 2% of the time stolen to 26 266 (14.1 µs) with half of it stolen, a minute apart. So `steady`
+# This machine is a VM whose two CPUs share their host. While the host runs something else, a
+# CPU of ours that has work waits ("steal" in /proc/stat), and every figure of the run moves:
+# measured on 2026-12-03, Redis's GETs went from 102 602 req/s (9.2 µs of CPU each) with 2% of
+# the time stolen to 26 266 (14.1 µs) with 42% of it stolen, a minute apart. So `steady`
 # measures again, up to STEAL_TRIES times (default 5), while more than STEAL_MAX percent
 # (default 3) of the CPU time was stolen during the measurement, and says so on stderr; after
 # the last try it keeps what it has, marked.

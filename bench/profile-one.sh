@@ -8,9 +8,9 @@
 #   bench/profile-one.sh [get|put|resp-get|resp-set] [SECONDS]     (defaults: get, 6)
 #
 # Servers on CPU 1, the load on CPU 0, as in bench/http.sh; dkv holds 100 000 preloaded keys, as
-# the reference (or Redis) does. Prints each side's req/s, CPU per request over the profiled window and samples
-# by DSO, then the heaviest user-space symbols of each; perf.data stays in
-# target/profile-one-{ref,dkv}.data for `perf report` or `perf annotate`. Build with frame
+# the reference (or Redis) does. Prints each side's req/s, CPU per request over the profiled
+# window and samples by DSO, then the heaviest user-space symbols of each; perf.data stays in
+# target/profile-one-{ref,redis,dkv}.data for `perf report` or `perf annotate`. Build with frame
 # pointers for call graphs that name dkv's callers:
 #   RUSTFLAGS="-C force-frame-pointers=yes" CARGO_TARGET_DIR=target/fp cargo build --release -p dkv
 #   DKV=target/fp/release/dkv bench/profile-one.sh put
