@@ -123,8 +123,20 @@ mod tests {
         tokio::spawn(async move { fence.drain().await })
     }
 
+    /// Give the other tasks time to do what they would: for checks that something did *not*
+    /// happen. (What must happen is polled for: [`began`].)
     async fn settle() {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    /// Wait until a drain has moved the fence on to `generation`, polling with a deadline.
+    async fn began(fence: &Fence, generation: u64) {
+        let waited = async {
+            while fence.generation.load(SeqCst) < generation {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), waited).await.expect("the drain begins");
     }
 
     #[tokio::test]
@@ -132,7 +144,7 @@ mod tests {
         let fence = Arc::new(Fence::default());
         let early = fence.enter();
         let drain = spawn_drain(&fence);
-        settle().await;
+        began(&fence, 1).await;
         // A write entering during the drain is not held up, and the drain does not wait for it.
         let late = fence.enter();
         assert_eq!(fence.in_flight(), 2);
@@ -149,7 +161,7 @@ mod tests {
         let fence = Arc::new(Fence::default());
         let early = fence.enter();
         let cancelled = spawn_drain(&fence);
-        settle().await;
+        began(&fence, 1).await;
         cancelled.abort(); // it moved the generation on, and waited for `early`
         assert!(cancelled.await.unwrap_err().is_cancelled());
         let late = fence.enter();
