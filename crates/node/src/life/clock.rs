@@ -25,6 +25,9 @@
 //!   clock, and counts it. Hints, repairs and movement carry versions that were already accepted
 //!   and are stored, but no clock follows a version that far ahead (`Hlc::follow`), and a
 //!   coordinator does not stamp a write above one.
+//! * a node judged off counts tombstones' grace periods by the cluster's clock, its own less the
+//!   offset measured ([`Node::cluster_wall_ms`]): a node a year ahead would drop every delete it
+//!   is sent as long past its grace.
 //!
 //! [`Offsets`] is pure: the caller passes the measurements and the time.
 
@@ -177,7 +180,7 @@ impl Offsets {
         if !beyond(&e) {
             return Verdict::Within;
         }
-        Verdict::Beyond(format!(
+        let why = format!(
             "this node's clock is {} ms {} the cluster's (±{} ms, against {} clocks), more than --max-clock-offset {} ms: \
              it coordinates no writes until its clock is back within the bound; fix its time (NTP) or send writes to another node",
             e.offset_ms.saturating_abs(),
@@ -185,7 +188,8 @@ impl Offsets {
             e.error_ms,
             e.clocks,
             max_ms
-        ))
+        );
+        Verdict::Beyond(Off { why, offset_ms: e.offset_ms })
     }
 }
 
@@ -193,12 +197,20 @@ impl Offsets {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Within,
-    /// Off by more than the bound: why, to log and to tell clients.
-    Beyond(String),
+    /// Off by more than the bound.
+    Beyond(Off),
     /// Too little to tell: the verdict before stands. A node that judged itself fine when its
     /// only clock left was its own flapped: its clock off by a year, it coordinated a write in
     /// the moment between the seed's death and its first reading of a peer.
     Undecided,
+}
+
+/// A clock off by more than the bound: why, to log and to tell clients, and by how much.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Off {
+    pub why: String,
+    /// This node's clock minus the cluster's, in ms.
+    pub offset_ms: i64,
 }
 
 /// Clocks read per round. Reading every member every round costs a cluster n² calls per
@@ -231,17 +243,17 @@ pub fn after_heartbeat(node: &Node) {
 
 /// Refuse or resume coordinating writes by the estimate; log when that changes.
 fn judge(node: &Node) {
-    let why = match node.offsets.verdict(node.config.max_clock_offset, Instant::now()) {
+    let off = match node.offsets.verdict(node.config.max_clock_offset, Instant::now()) {
         Verdict::Within => None,
-        Verdict::Beyond(why) => Some(why),
+        Verdict::Beyond(off) => Some(off),
         Verdict::Undecided => return,
     };
-    match (&why, node.clock_refusal().is_some()) {
-        (Some(why), false) => tracing::error!("{why}"),
+    match (&off, node.clock_refusal().is_some()) {
+        (Some(off), false) => tracing::error!("{}", off.why),
         (None, true) => tracing::info!("clock back within --max-clock-offset: coordinating writes again"),
         _ => {}
     }
-    node.set_clock_refusal(why);
+    node.set_clock_off(off);
 }
 
 /// Each time a heartbeat asks (see [`after_heartbeat`]), read some members' clocks (see
@@ -298,7 +310,7 @@ mod tests {
         on_3.record(Source::Node(NodeId(1)), t + year, t + year + 2, t + 1, now);
         on_3.record(Source::Node(NodeId(2)), t + year, t + year + 2, t + 1, now);
         assert_eq!(on_3.estimate(now).offset_ms, year as i64);
-        let Verdict::Beyond(why) = on_3.verdict(MAX, now) else { panic!("node 3 is off") };
+        let Verdict::Beyond(Off { why, .. }) = on_3.verdict(MAX, now) else { panic!("node 3 is off") };
         assert!(why.contains("ahead of the cluster's") && why.contains("--max-clock-offset 500 ms"), "{why}");
     }
 
@@ -364,7 +376,7 @@ mod tests {
         offsets.record_cluster(ClusterClock { offset_ms: 700, error_ms: 3, clocks: 101 }, now);
         assert!(offsets.from_seed(now));
         assert_eq!(offsets.estimate(now), Estimate { offset_ms: -660, error_ms: 5, clocks: 101 });
-        let Verdict::Beyond(why) = offsets.verdict(MAX, now) else { panic!("660 ms behind, ±5") };
+        let Verdict::Beyond(Off { why, .. }) = offsets.verdict(MAX, now) else { panic!("660 ms behind, ±5") };
         assert!(why.contains("660 ms behind the cluster's") && why.contains("101 clocks"), "{why}");
         // A peer read meanwhile does not move a fresh estimate from the seed.
         offsets.record(Source::Node(NodeId(2)), t, t + 2, t + 1, now);

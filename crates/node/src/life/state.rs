@@ -83,8 +83,9 @@ pub struct Inner {
     pub latencies: Latencies,
     /// This node's clock against the other members' (see `clock.rs`).
     pub offsets: Offsets,
-    /// Set while the clock is off by more than `--max-clock-offset`: why no write is coordinated.
-    clock_refusal: std::sync::RwLock<Option<String>>,
+    /// Set while the clock is off by more than `--max-clock-offset`: why no write is coordinated,
+    /// and by how much (see [`Node::cluster_wall_ms`]).
+    clock_off: std::sync::RwLock<Option<crate::life::clock::Off>>,
     /// Asks `clock::clock_loop` to read peers' clocks (see `clock::after_heartbeat`).
     pub clock_probe: tokio::sync::Notify,
     /// Woken when a value with a deadline is stored (see `expiry::expiry_loop`).
@@ -154,7 +155,7 @@ impl Node {
             auth: Arc::new(crate::front::auth::Auth::new(config.client_auth.clone())),
             latencies: Latencies::new(config.hedge_after, config.request_timeout),
             offsets: Offsets::new(config.heartbeat_interval * 3),
-            clock_refusal: std::sync::RwLock::new(None),
+            clock_off: std::sync::RwLock::new(None),
             clock_probe: tokio::sync::Notify::new(),
             expiring_stored: tokio::sync::Notify::new(),
             topo: watch::channel(topo).0,
@@ -204,7 +205,20 @@ impl Node {
 
     /// Why this node coordinates no writes now (its clock is off), if it does not.
     pub fn clock_refusal(&self) -> Option<String> {
-        self.clock_refusal.read().expect("clock refusal lock").clone()
+        self.clock_off.read().expect("clock lock").as_ref().map(|off| off.why.clone())
+    }
+
+    /// The cluster's wall clock by this node's reckoning, in ms since the Unix epoch: its own,
+    /// less its measured offset while that is past `--max-clock-offset`. Deadlines that must not
+    /// come early on one node, as a tombstone's grace period, are counted by it: by its own
+    /// clock, a node a year ahead dropped every delete it received at once as long past its
+    /// grace, kept the value, and anti-entropy brought the value back once the others purged.
+    pub fn cluster_wall_ms(&self) -> u64 {
+        let wall = self.hlc.wall_ms();
+        match self.clock_off.read().expect("clock lock").as_ref() {
+            Some(off) => wall.saturating_add_signed(off.offset_ms.saturating_neg()),
+            None => wall,
+        }
     }
 
     /// `--max-clock-offset` in milliseconds: how far ahead of this node's wall clock a version
@@ -213,8 +227,8 @@ impl Node {
         self.config.max_clock_offset.as_millis() as u64
     }
 
-    pub fn set_clock_refusal(&self, why: Option<String>) {
-        *self.clock_refusal.write().expect("clock refusal lock") = why;
+    pub fn set_clock_off(&self, off: Option<crate::life::clock::Off>) {
+        *self.clock_off.write().expect("clock lock") = off;
     }
 
     pub fn mark_settled(&self, epoch: u64) {

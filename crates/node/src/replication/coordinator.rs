@@ -408,13 +408,18 @@ impl Node {
     }
 
     /// Store one entry in the engine, unless it is a tombstone (or an expired value) past its
-    /// grace period: already purged here or about to be, storing it again would only delay that.
-    /// Whether it was stored (newer than the copy held).
+    /// grace period that replaces no live value here: already purged here or about to be,
+    /// storing it again would only delay that. One that does replace a live value is stored, so
+    /// the value goes (and the tombstone with the next purge). Whether it was stored (newer than
+    /// the copy held).
     fn store_entry(&self, hash: u64, kv: KeyEntry, readings: &mut Readings) -> Result<bool, NodeError> {
         let KeyEntry { key, entry } = kv;
         if let Some(dead) = entry.dead_since() {
             if dead < *readings.purge_before.get_or_insert_with(|| self.purge_horizon()) {
-                return Ok(false);
+                let held = self.engine.get(hash, &key)?;
+                if !held.is_some_and(|held| held.value.is_some() && entry.supersedes(&held)) {
+                    return Ok(false);
+                }
             }
         }
         // The clock follows what it stores (a later write here is stamped above it), but not
@@ -437,10 +442,11 @@ impl Node {
         Ok(stored)
     }
 
-    /// Tombstones with versions below this are past their grace period.
+    /// Tombstones with versions below this are past their grace period, by the cluster's clock
+    /// (see [`Node::cluster_wall_ms`]).
     pub fn purge_horizon(&self) -> u64 {
         let grace = self.config.tombstone_grace.as_millis() as u64;
-        Hlc::ts_at_ms(self.hlc.wall_ms().saturating_sub(grace))
+        Hlc::ts_at_ms(self.cluster_wall_ms().saturating_sub(grace))
     }
 
     /// Apply entries on node `id` (locally when it is us).
@@ -509,6 +515,7 @@ mod tests {
 
     use crate::error::NodeError;
     use crate::testing;
+    use crate::transport::wire::KeyEntry;
 
     /// A replica that holds a version a year ahead (stamped by a node whose clock was off, brought
     /// by anti-entropy) supersedes a client write. The coordinator refuses at once and says why,
@@ -527,5 +534,43 @@ mod tests {
         assert!(clock < a.hlc.wall_ms() + year / 2, "the clock stays near the wall clock, not a year ahead");
         assert_eq!(testing::local(b, b"far"), Some(far), "the version ahead stays");
         assert_eq!(a.stats.restamped.load(std::sync::atomic::Ordering::Relaxed), 0, "nothing re-stamped");
+    }
+
+    /// A tombstone past its grace period is dropped where it would replace nothing live (it is
+    /// purged there or about to be), but still deletes an older value: kept, that value would
+    /// come back through anti-entropy once the others purged the tombstone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tombstone_past_its_grace_still_deletes_an_older_value() {
+        let nodes = testing::cluster(&[NodeState::Normal], testing::config()).await;
+        let a = &nodes[0];
+        let long_ago = a.hlc.wall_ms() - 2 * a.config.tombstone_grace.as_millis() as u64;
+        let at = |ms| Version { ts: Hlc::ts_at_ms(ms), node: 1 };
+        testing::put_local(a, b"old", Entry::value(at(long_ago), "v".into()));
+        let tombstone = |key: &str| KeyEntry { key: key.to_string().into(), entry: Entry::tombstone(at(long_ago + 1)) };
+        assert_eq!(a.apply_local(vec![tombstone("old"), tombstone("none")]).await.unwrap(), 1);
+        assert!(testing::local(a, b"old").is_some_and(|e| e.value.is_none()), "the value is deleted");
+        assert_eq!(testing::local(a, b"none"), None, "nothing stored where nothing lived");
+    }
+
+    /// While this node's clock is off, grace periods are counted by the cluster's clock: a node a
+    /// year ahead keeps a fresh delete, as the others do.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_whose_clock_is_off_counts_grace_periods_by_the_clusters_clock() {
+        let nodes = testing::cluster(&[NodeState::Normal], testing::config()).await;
+        let a = &nodes[0];
+        let year: i64 = 365 * 86_400_000;
+        let now = a.hlc.wall_ms();
+        let fresh = KeyEntry {
+            key: "k".into(),
+            entry: Entry::tombstone(Version { ts: Hlc::ts_at_ms(now - year as u64), node: 1 }),
+        };
+        // A year behind this node's clock: past any grace period.
+        assert_eq!(a.apply_local(vec![fresh.clone()]).await.unwrap(), 0);
+        // Judged a year ahead of the cluster, the node counts from the cluster's time.
+        a.set_clock_off(Some(crate::life::clock::Off { why: "a year ahead".into(), offset_ms: year }));
+        assert!(a.cluster_wall_ms().abs_diff(now - year as u64) < 60_000);
+        assert_eq!(a.apply_local(vec![fresh]).await.unwrap(), 1, "a delete of now in the cluster's time is kept");
+        a.set_clock_off(None);
+        assert!(a.cluster_wall_ms() >= now);
     }
 }
