@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Where the CPU of a replicated request goes: a CPU profile of 3 nodes with N=3 W=2 R=2 under
+# Where the CPU of a request goes: a CPU profile of 3 nodes with N=3 W=2 R=2 (or of one node) under
 # `wrk -t2 -c64` (or, for resp-*, `redis-benchmark -c64 -d100 -r100000` through the first node's
 # RESP port, as in bench/compare.sh), taken with `perf record -e cpu-clock -g` over every node
 # process.
 #
 #   bench/profile.sh [put|get|resp-set|resp-get] [SECONDS]     (defaults: put, 8)
+#   NODES=1 bench/profile.sh put     (one node, N=1: what the replicated rows are measured against)
 #
 # Nodes on CPU 1, the load on CPU 0, as in bench/http.sh. Prints the CPU per request over the profiled
 # window, the share of samples by DSO (dkv, kernel, libc), and the heaviest symbols; the full
@@ -26,11 +27,15 @@ S=127.0.0.1:$P R1=127.0.0.1:$((P + 1)) R2=127.0.0.1:$((P + 2)) R3=127.0.0.1:$((P
 start "$DKV" seed --listen "$S"
 wait_http "http://$S/health"
 RESP=$((P + 4))
-start "$DKV" node --listen "$R1" --seed "$S" --replication 3 --resp-listen "127.0.0.1:$RESP"
-NODES=("${PIDS[-1]}")
+COUNT=${NODES:-3}
+[ "$COUNT" = 1 ] || [ "$COUNT" = 3 ] || { echo "bench: NODES is 1 or 3" >&2; exit 2; }
+start "$DKV" node --listen "$R1" --seed "$S" --replication "$COUNT" --resp-listen "127.0.0.1:$RESP"
+NODE_PIDS=("${PIDS[-1]}")
 wait_http "http://$R1/health"
-for r in "$R2" "$R3"; do start "$DKV" node --listen "$r" --seed "$S" --replication 3; NODES+=("${PIDS[-1]}"); done
-for r in "$R2" "$R3"; do wait_http "http://$r/health"; done
+if [ "$COUNT" = 3 ]; then
+  for r in "$R2" "$R3"; do start "$DKV" node --listen "$r" --seed "$S" --replication 3; NODE_PIDS+=("${PIDS[-1]}"); done
+  for r in "$R2" "$R3"; do wait_http "http://$r/health"; done
+fi
 case "$OP" in
   put | get)
     load() { taskset -c 0 wrk -t2 -c64 -d"$1" -s "bench/wrk/kv_$OP.lua" "http://$R1"; }
@@ -56,15 +61,15 @@ esac
 # heartbeat interval after the last change, a little later if the joins came during that
 # interval: `settle` in antientropy.rs), then profile a fixed window of steady state.
 load 12s >/dev/null
-pids=$(IFS=,; echo "${NODES[*]}")
-before=$(cpu_ticks "${NODES[@]}")
+pids=$(IFS=,; echo "${NODE_PIDS[*]}")
+before=$(cpu_ticks "${NODE_PIDS[@]}")
 perf record -q -e cpu-clock -g -p "$pids" -o "target/profile-$OP.data" -- sleep "$((SECS + 1))" 2>/dev/null &
 PERF=$!
 out=$(load "$DUR")
 wait "$PERF" || true
-after=$(cpu_ticks "${NODES[@]}")
+after=$(cpu_ticks "${NODE_PIDS[@]}")
 n=$(count <<<"$out")
-echo "3 nodes N=3 $OP: $(rate <<<"$out") req/s, $(us_per $((after - before)) "$n") µs CPU per request (all nodes, perf running)"
+echo "$COUNT node(s) N=$COUNT $OP: $(rate <<<"$out") req/s, $(us_per $((after - before)) "$n") µs CPU per request (all nodes, perf running)"
 perf report -q -i "target/profile-$OP.data" --no-children --sort sym --percent-limit 0.3 \
   >"target/profile-$OP.txt" 2>/dev/null || true
 echo "samples by DSO:"
