@@ -10,7 +10,8 @@
 # Servers are pinned to CPU 1 and load generators to CPU 0 (2-core machine); only the ratios
 # within one run mean anything. 100-byte values; GETs read keys that exist (etcd's excepted:
 # its GETs pick random keys of which its PUT run wrote a part). Every round runs every workload
-# once (the RESP stores in reverse order every other round); the table gives the medians. A
+# once on every server, the servers a row compares back to back and in reverse order every
+# other round; the table gives the medians, and each ratio is the median of the rounds' own. A
 # measurement during which the host took more than 3% of this VM's CPU time is taken again
 # (`steady` in bench/lib.sh; STEAL_MAX, STEAL_TRIES).
 #   HTTP (wrk -t2 -c64):     reference kv, dkv 1 node (N=1), dkv 3 nodes (N=3 W=2 R=2) via one
@@ -104,14 +105,22 @@ PY
   echo "  Redis topped up to $want keys, as many as the one-node dkv holds" >&2
 }
 
+# Each workload is measured on the servers it compares back to back, in reverse order every other
+# round (whichever goes first in a row measured a little faster here), and a ratio is the median
+# of each round's own (`paired` in bench/lib.py): the host's speed drifts over the minutes a
+# round takes, so a row measured far apart compares two hosts.
 for r in $(seq 1 "$ROUNDS"); do
   echo "round $r/$ROUNDS: HTTP ($DUR each)" >&2
-  wrk_rps "reference PUT" "$REF_PID" http://127.0.0.1:$((P + 4)) kv_put.lua
-  wrk_rps "reference GET" "$REF_PID" http://127.0.0.1:$((P + 4)) kv_get.lua
-  wrk_rps "dkv 1 node HTTP PUT" "$ONE_PID" $ONE kv_put.lua
-  wrk_rps "dkv 1 node HTTP GET" "$ONE_PID" $ONE kv_get.lua
-  wrk_rps "dkv 3 nodes HTTP PUT" "$THREE_PIDS" $THREE kv_put.lua
-  wrk_rps "dkv 3 nodes HTTP GET" "$THREE_PIDS" $THREE kv_get.lua
+  for op in PUT GET; do
+    script=kv_${op,,}.lua
+    servers=("reference|$REF_PID|http://127.0.0.1:$((P + 4))" "dkv 1 node HTTP|$ONE_PID|$ONE"
+      "dkv 3 nodes HTTP|$THREE_PIDS|$THREE")
+    [ $((r % 2)) = 1 ] || servers=("${servers[2]}" "${servers[1]}" "${servers[0]}")
+    for server in "${servers[@]}"; do
+      IFS='|' read -r name pids url <<<"$server"
+      wrk_rps "$name $op" "$pids" "$url" "$script"
+    done
+  done
   wrk_rps "etcd PUT" "$ETCD_PID" $ETCD etcd.lua ETCD_OP=put
   wrk_rps "etcd GET" "$ETCD_PID" $ETCD etcd.lua ETCD_OP=range
 
@@ -119,12 +128,13 @@ for r in $(seq 1 "$ROUNDS"); do
   match_redis
   stores=("redis:$((P + 1)):$REDIS_PID" "dkv 1 node:$((P + 12)):$ONE_PID" "dkv 3 nodes:$((P + 22)):$THREE_PIDS")
   [ $((r % 2)) = 1 ] || stores=("${stores[2]}" "${stores[1]}" "${stores[0]}")
-  for store in "${stores[@]}"; do
-    IFS=: read -r name port pids <<<"$store"
-    rb_rps "$name SET P16" "$pids" "$port" 16 $((NREQ * 16)) set
-    rb_rps "$name SET" "$pids" "$port" 1 "$NREQ" set
-    rb_rps "$name GET" "$pids" "$port" 1 "$NREQ" get
-    rb_rps "$name GET P16" "$pids" "$port" 16 $((NREQ * 16)) get
+  # The pipelined SET first: it covers redis-benchmark's whole key space before anything reads it.
+  for workload in "SET P16:16:set" "SET:1:set" "GET:1:get" "GET P16:16:get"; do
+    IFS=: read -r what pipeline test <<<"$workload"
+    for store in "${stores[@]}"; do
+      IFS=: read -r name port pids <<<"$store"
+      rb_rps "$name $what" "$pids" "$port" "$pipeline" $((NREQ * pipeline)) "$test"
+    done
   done
 done
 
@@ -145,18 +155,17 @@ rows = [
     ("RESP GET -P16, 3 nodes N=3", "dkv 3 nodes GET P16", "dkv 1 node GET P16", None),
     ("RESP SET -P16, 3 nodes N=3", "dkv 3 nodes SET P16", "dkv 1 node SET P16", None),
 ]
-print(f"medians of {len(runs['redis GET'])} rounds; Redis held as many keys as the one-node dkv")
+print(f"medians of {len(runs['redis GET'])} rounds; ratios are medians of each round's own; Redis held as many keys as the one-node dkv")
 print("CPU: µs of server CPU time per request, dkv's / the other side's (their ratio: below 1, dkv spends less)")
 print("| workload | dkv req/s | compared with | req/s | ratio | target | CPU µs | CPU ratio |")
 print("|---|---|---|---|---|---|---|---|")
 for name, a, b, target in rows:
-    x, y = med(a), med(b)
-    ok = x is not None and y
-    ratio = f"{x / y:.2f}" if ok else "n/a"
-    verdict = f"{target}: {meets(x / y, target)}" if ok and target else target or ""
-    cx, cy = med(a, 1), med(b, 1)
+    x, y, r = med(a), med(b), paired(a, b)
+    ratio = fmt(r, ".2f") if r is not None else "n/a"
+    verdict = f"{target}: {meets(r, target)}" if r is not None and target else target or ""
+    cx, cy, cr = med(a, 1), med(b, 1), paired(a, b, 1)
     cpu = f"{fmt(cx, '.1f')} / {fmt(cy, '.1f')}"
-    cpu_ratio = f"{cx / cy:.2f}" if cx is not None and cy else "n/a"
+    cpu_ratio = fmt(cr, ".2f") if cr is not None else "n/a"
     print(f"| {name} | {fmt(x)} | {b} | {fmt(y)} | {ratio} | {verdict} | {cpu} | {cpu_ratio} |")
 print()
 print("each round (req/s; CPU µs per request):")

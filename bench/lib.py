@@ -15,6 +15,20 @@ def med(label, col=0):
     return statistics.median(xs) if xs else None
 
 
+def paired(a, b, col=0):
+    """The median over the rounds of a's field over b's in the same round; None if no round has
+    both. The two of a round were measured back to back, under the same load of the host. A
+    ratio of medians can set a's fast round against b's slow one: on 2026-12-03 the host slowed
+    between Redis's SET and dkv's of one round, and the ratio of medians said 0.77 where each
+    round's own ratio said 0.98, 0.97 and 0.72."""
+    xs = [
+        float(x[col]) / float(y[col])
+        for x, y in zip(runs.get(a, []), runs.get(b, []))
+        if col < len(x) and col < len(y) and x[col] and y[col] and float(y[col])
+    ]
+    return statistics.median(xs) if xs else None
+
+
 def rounds(label, col=0, spec=".0f"):
     """Each round's value of one field."""
     return " ".join(format(float(f[col]), spec) if f[col] else "-" for f in runs.get(label, []))
