@@ -83,6 +83,13 @@ async fn a_node_a_year_ahead_stops_coordinating_writes_and_drags_no_clock_with_i
     c.client(0).put(b"near", "y").await.expect("a write through a correct node");
     assert_eq!(c.client(2).get(b"near").await.unwrap().as_deref(), Some(&b"y"[..]));
     assert!(c.client(0).json("/stats").await.unwrap()["coordinating_writes"] == true);
+    // It judges deadlines by the cluster's clock, not its own: a value with a TTL of an hour,
+    // long expired by its clock, reads through it with about an hour left.
+    let (status, _) = c.client(0).raw(http::Method::PUT, "/put?key=lasting&ttl=1h", Some("z".into())).await.unwrap();
+    assert!(status.is_success(), "{status}");
+    assert_eq!(c.client(2).get(b"lasting").await.unwrap().as_deref(), Some(&b"z"[..]), "read through the node ahead");
+    let left = c.client(2).json("/ttl?key=lasting").await.unwrap()["ttl_ms"].as_u64().unwrap();
+    assert!((3_000_000..=3_600_000).contains(&left), "{left} ms left through the node ahead");
     // The offsets came from the seed's heartbeat answers: idle nodes read no peer's clock.
     for i in [0, 2] {
         assert_eq!(c.client(i).json("/stats").await.unwrap()["clock_measured_by"], "seed", "node {i}");

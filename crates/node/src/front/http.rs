@@ -154,7 +154,7 @@ async fn key_request(node: Node, op: Op, req: Request, ttl: bool) -> Response {
         // A relative TTL becomes a deadline here, on this node's clock (see `expiry.rs`).
         let expires = match params.ttl()? {
             Some(ttl) => Some(
-                expiry::deadline_after(node.hlc.wall_ms(), ttl)
+                expiry::deadline_after(node.cluster_wall_ms(), ttl)
                     .ok_or_else(|| NodeError::BadRequest("ttl too large: keep it under 290 million years".into()))?,
             ),
             None => None,
@@ -187,7 +187,7 @@ async fn key_request(node: Node, op: Op, req: Request, ttl: bool) -> Response {
 /// A live key's deadline as JSON: `ttl_ms` left and `expires_at_ms` (ms since the Unix epoch),
 /// both `null` for a key that does not expire.
 fn ttl_answer(node: &Node, expires: Option<u64>) -> Response {
-    let left = expires.map(|t| expiry::ms_left(t, node.hlc.wall_ms()));
+    let left = expires.map(|t| expiry::ms_left(t, node.cluster_wall_ms()));
     Json(json!({ "ttl_ms": left, "expires_at_ms": expires })).into_response()
 }
 

@@ -85,7 +85,7 @@ pub async fn local(State(node): State<Node>, uri: Uri) -> Response {
 
 fn local_json(node: &Node, hash: u64, entry: Option<&Entry>) -> Value {
     let topo = node.topology();
-    let now = node.hlc.wall_ms();
+    let now = node.cluster_wall_ms();
     let state = match entry {
         None => "absent",
         Some(e) if is_live(e, now) => "value",

@@ -150,7 +150,7 @@ impl Node {
         match req.op {
             Op::Get => self.coordinate_read(req.key, req.level).await,
             // A deadline already past (`EXPIREAT` in the past, say) is a delete, as in Redis.
-            Op::Put if req.expires.is_some_and(|t| t < self.hlc.wall_ms()) => {
+            Op::Put if req.expires.is_some_and(|t| t < self.cluster_wall_ms()) => {
                 self.coordinate_write(req.key, None, None, req.level).await.map(|()| None)
             }
             Op::Put => self.coordinate_write(req.key, req.value, req.expires, req.level).await.map(|()| None),

@@ -86,6 +86,8 @@ pub struct Inner {
     /// Set while the clock is off by more than `--max-clock-offset`: why no write is coordinated,
     /// and by how much (see [`Node::cluster_wall_ms`]).
     clock_off: std::sync::RwLock<Option<crate::life::clock::Off>>,
+    /// Its offset, in ms (0 while within the bound), for [`Node::cluster_wall_ms`].
+    clock_ahead_ms: std::sync::atomic::AtomicI64,
     /// Asks `clock::clock_loop` to read peers' clocks (see `clock::after_heartbeat`).
     pub clock_probe: tokio::sync::Notify,
     /// Woken when a value with a deadline is stored (see `expiry::expiry_loop`).
@@ -156,6 +158,7 @@ impl Node {
             latencies: Latencies::new(config.hedge_after, config.request_timeout),
             offsets: Offsets::new(config.heartbeat_interval * 3),
             clock_off: std::sync::RwLock::new(None),
+            clock_ahead_ms: std::sync::atomic::AtomicI64::new(0),
             clock_probe: tokio::sync::Notify::new(),
             expiring_stored: tokio::sync::Notify::new(),
             topo: watch::channel(topo).0,
@@ -209,16 +212,14 @@ impl Node {
     }
 
     /// The cluster's wall clock by this node's reckoning, in ms since the Unix epoch: its own,
-    /// less its measured offset while that is past `--max-clock-offset`. Deadlines that must not
-    /// come early on one node, as a tombstone's grace period, are counted by it: by its own
-    /// clock, a node a year ahead dropped every delete it received at once as long past its
-    /// grace, kept the value, and anti-entropy brought the value back once the others purged.
+    /// less its measured offset while that is past `--max-clock-offset`. Every deadline is judged
+    /// by it: tombstones' grace periods and values' TTLs. By its own clock, a node a year ahead
+    /// dropped every delete it received as long past its grace, kept the value, and anti-entropy
+    /// brought the value back once the others purged; and every value with a TTL read as absent
+    /// through it. (Read on every read of a value with a TTL: an atomic, not the lock.)
     pub fn cluster_wall_ms(&self) -> u64 {
-        let wall = self.hlc.wall_ms();
-        match self.clock_off.read().expect("clock lock").as_ref() {
-            Some(off) => wall.saturating_add_signed(off.offset_ms.saturating_neg()),
-            None => wall,
-        }
+        let ahead = self.clock_ahead_ms.load(Ordering::Relaxed);
+        self.hlc.wall_ms().saturating_add_signed(ahead.saturating_neg())
     }
 
     /// `--max-clock-offset` in milliseconds: how far ahead of this node's wall clock a version
@@ -228,7 +229,9 @@ impl Node {
     }
 
     pub fn set_clock_off(&self, off: Option<crate::life::clock::Off>) {
-        *self.clock_off.write().expect("clock lock") = off;
+        let mut held = self.clock_off.write().expect("clock lock");
+        self.clock_ahead_ms.store(off.as_ref().map_or(0, |off| off.offset_ms), Ordering::Relaxed);
+        *held = off;
     }
 
     pub fn mark_settled(&self, epoch: u64) {

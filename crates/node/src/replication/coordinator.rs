@@ -285,7 +285,7 @@ impl Node {
     /// What a read answers for `entry`: its value and deadline, unless it is deleted or expired.
     fn live(&self, entry: Entry) -> Option<Found> {
         // The clock is read only for a value with a deadline: most have none.
-        match entry.expires.is_some() && entry.is_expired_at(self.hlc.wall_ms()) {
+        match entry.expires.is_some() && entry.is_expired_at(self.cluster_wall_ms()) {
             true => None,
             false => entry.value.map(|value| Found { value, expires: entry.expires }),
         }
@@ -339,7 +339,7 @@ impl Node {
     /// Read repair: send `newest` to every answering replica that returned something older.
     fn repair(&self, topo: &Arc<Topology>, key: &Bytes, newest: &Entry, answers: &[(NodeId, Option<Entry>)]) {
         let expired;
-        let newest = match newest.expires.is_some() && newest.is_expired_at(self.hlc.wall_ms()) {
+        let newest = match newest.expires.is_some() && newest.is_expired_at(self.cluster_wall_ms()) {
             true => {
                 // The replica's own sweep would make this of the value anyway: send no bytes.
                 expired = newest.clone().expired();
@@ -572,5 +572,21 @@ mod tests {
         assert_eq!(a.apply_local(vec![fresh]).await.unwrap(), 1, "a delete of now in the cluster's time is kept");
         a.set_clock_off(None);
         assert!(a.cluster_wall_ms() >= now);
+    }
+
+    /// A read judges a value's deadline by the cluster's clock too: through a node judged two
+    /// hours behind, a value with an hour left has expired.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_judges_deadlines_by_the_clusters_clock() {
+        let nodes = testing::cluster(&[NodeState::Normal], testing::config()).await;
+        let a = &nodes[0];
+        let now = a.hlc.wall_ms();
+        let mut entry = Entry::value(Version { ts: Hlc::ts_at_ms(now), node: 1 }, "v".into());
+        entry.expires = Some(now + 3_600_000);
+        testing::put_local(a, b"k", entry);
+        let hash = dkv_placement::key_hash(b"k");
+        assert!(a.read_alone(hash, b"k").unwrap().is_some(), "an hour left");
+        a.set_clock_off(Some(crate::life::clock::Off { why: "behind".into(), offset_ms: -7_200_000 }));
+        assert!(a.read_alone(hash, b"k").unwrap().is_none(), "expired an hour ago in the cluster's time");
     }
 }

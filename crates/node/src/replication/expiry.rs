@@ -22,12 +22,13 @@
 //! tombstone. An exchange between them for other reasons applies "newer version wins", and equal
 //! versions change nothing.
 //!
-//! **Clocks.** Each node judges deadlines by its own wall clock, and the cluster keeps clocks
+//! **Clocks.** Each node judges deadlines by its wall clock, and the cluster keeps clocks
 //! within `--max-clock-offset` of each other (500 ms by default, `life/clock.rs`): through
 //! different nodes, a key can read as expired up to that much earlier or later, and `TTL`
-//! differs by as much. A node whose clock is beyond the bound sweeps nothing until it is back
-//! within it (it also coordinates no writes then), so a node whose clock jumped a day ahead does
-//! not destroy its copies of every value with a TTL; it still serves reads, judged by that clock.
+//! differs by as much. A node whose clock is beyond the bound (it coordinates no writes then)
+//! judges deadlines by the cluster's clock instead, its own less the offset it measured
+//! (`Node::cluster_wall_ms`): a node whose clock jumped a day ahead neither destroys its copies
+//! of every value with a TTL with its sweep nor reads them as expired.
 
 use std::time::Duration;
 
@@ -95,13 +96,11 @@ pub async fn expiry_loop(node: Node, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(pause) => {}
         }
-        if node.clock_refusal().is_some() {
-            continue; // this clock is not to be trusted with deadlines now
-        }
         if cursor.is_none() && node.engine.stats().expiring == 0 {
             continue; // no value has a deadline: no pass
         }
-        let now = node.hlc.wall_ms();
+        // By the cluster's clock: a node whose own is a year ahead would expire every value.
+        let now = node.cluster_wall_ms();
         cursor = tokio::task::block_in_place(|| sweep_page(&node, cursor.as_ref(), now));
     }
 }

@@ -270,7 +270,7 @@ impl Node {
             return Err(PeerError::Refused { addr: self.addr.clone(), status: 400, message: e.to_string() });
         }
         let settled = self.settled();
-        let now_ms = self.hlc.wall_ms();
+        let now_ms = self.cluster_wall_ms();
         let page = tokio::task::block_in_place(|| local_page(&*self.engine, req, now_ms));
         let mut page =
             page.map_err(|e| PeerError::Refused { addr: self.addr.clone(), status: 500, message: e.to_string() })?;

@@ -192,7 +192,7 @@ async fn write(node: &Node, key: &Bytes, value: &Bytes, expires: Option<u64>) ->
 pub async fn set(node: &Node, a: &[Bytes]) -> Reply {
     let (key, value) = (&a[0], &a[1]);
     // The clock only for options that need it: a plain SET reads none.
-    let now = if a.len() > 2 { node.hlc.wall_ms() } else { 0 };
+    let now = if a.len() > 2 { node.cluster_wall_ms() } else { 0 };
     let opts = match set_options(&a[2..], now) {
         Ok(o) => o,
         Err(e) => return e,
@@ -226,7 +226,7 @@ pub async fn expire(node: &Node, cmd: &str, a: &[Bytes]) -> Reply {
         Ok(c) => c,
         Err(e) => return e,
     };
-    let now = node.hlc.wall_ms();
+    let now = node.cluster_wall_ms();
     let when = match expire_deadline(&a[1], form, now, cmd) {
         Ok(t) => t,
         Err(e) => return e,
@@ -257,7 +257,7 @@ pub async fn ttl(node: &Node, cmd: &str, key: &Bytes) -> Reply {
     };
     let Some(deadline) = found.expires else { return Reply::Int(-1) };
     let absolute = cmd.ends_with("expiretime");
-    let ms = if absolute { deadline } else { deadline.saturating_sub(node.hlc.wall_ms()) };
+    let ms = if absolute { deadline } else { deadline.saturating_sub(node.cluster_wall_ms()) };
     let millis = cmd.starts_with('p');
     Reply::Int(if millis { ms } else { ms.saturating_add(500) / 1000 } as i64)
 }
@@ -276,7 +276,7 @@ pub async fn persist(node: &Node, key: &Bytes) -> Reply {
 /// `GETEX key [EX s|PX ms|EXAT ts|PXAT ts-ms|PERSIST]`: the value, its deadline changed.
 pub async fn getex(node: &Node, a: &[Bytes]) -> Reply {
     let key = &a[0];
-    let option = match getex_option(&a[1..], node.hlc.wall_ms()) {
+    let option = match getex_option(&a[1..], node.cluster_wall_ms()) {
         Ok(o) => o,
         Err(e) => return e,
     };
