@@ -83,10 +83,9 @@ pub struct Inner {
     pub latencies: Latencies,
     /// This node's clock against the other members' (see `clock.rs`).
     pub offsets: Offsets,
-    /// Set while the clock is off by more than `--max-clock-offset`: why no write is coordinated,
-    /// and by how much (see [`Node::cluster_wall_ms`]).
-    clock_off: std::sync::RwLock<Option<crate::life::clock::Off>>,
-    /// Its offset, in ms (0 while within the bound), for [`Node::cluster_wall_ms`].
+    /// Set while the clock is off by more than `--max-clock-offset`: why no write is coordinated.
+    clock_refusal: std::sync::RwLock<Option<String>>,
+    /// By how much, in ms (0 while within the bound), for [`Node::cluster_wall_ms`].
     clock_ahead_ms: std::sync::atomic::AtomicI64,
     /// Asks `clock::clock_loop` to read peers' clocks (see `clock::after_heartbeat`).
     pub clock_probe: tokio::sync::Notify,
@@ -157,7 +156,7 @@ impl Node {
             auth: Arc::new(crate::front::auth::Auth::new(config.client_auth.clone())),
             latencies: Latencies::new(config.hedge_after, config.request_timeout),
             offsets: Offsets::new(config.heartbeat_interval * 3),
-            clock_off: std::sync::RwLock::new(None),
+            clock_refusal: std::sync::RwLock::new(None),
             clock_ahead_ms: std::sync::atomic::AtomicI64::new(0),
             clock_probe: tokio::sync::Notify::new(),
             expiring_stored: tokio::sync::Notify::new(),
@@ -208,7 +207,7 @@ impl Node {
 
     /// Why this node coordinates no writes now (its clock is off), if it does not.
     pub fn clock_refusal(&self) -> Option<String> {
-        self.clock_off.read().expect("clock lock").as_ref().map(|off| off.why.clone())
+        self.clock_refusal.read().expect("clock refusal lock").clone()
     }
 
     /// The cluster's wall clock by this node's reckoning, in ms since the Unix epoch: its own,
@@ -229,9 +228,9 @@ impl Node {
     }
 
     pub fn set_clock_off(&self, off: Option<crate::life::clock::Off>) {
-        let mut held = self.clock_off.write().expect("clock lock");
+        let mut why = self.clock_refusal.write().expect("clock refusal lock");
         self.clock_ahead_ms.store(off.as_ref().map_or(0, |off| off.offset_ms), Ordering::Relaxed);
-        *held = off;
+        *why = off.map(|off| off.why);
     }
 
     pub fn mark_settled(&self, epoch: u64) {
