@@ -151,7 +151,8 @@ async fn key_request(node: Node, op: Op, req: Request, ttl: bool) -> Response {
         let mut params = query::parse(parts.uri.query(), parts.uri.path(), answers::params(parts.uri.path()))?;
         let key = params.key(node.config.max_key_bytes)?;
         let level = params.level(if op == Op::Get { "r" } else { "w" })?;
-        // A relative TTL becomes a deadline here, on this node's clock (see `expiry.rs`).
+        // A relative TTL becomes a deadline here, on the cluster's clock as this node knows it
+        // (`Node::cluster_wall_ms`; see `expiry.rs`).
         let expires = match params.ttl()? {
             Some(ttl) => Some(
                 expiry::deadline_after(node.cluster_wall_ms(), ttl)

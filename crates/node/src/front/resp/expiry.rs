@@ -7,7 +7,8 @@
 //! `SET … KEEPTTL` read the key, then write it back with the new deadline. Each step is a quorum
 //! operation, but the pair is not atomic, as `SET … GET` is not: a write of the key by another
 //! client between the two steps can be overwritten by the value read before it. A deadline
-//! already past deletes the key, as in Redis. Relative times count from this node's clock.
+//! already past deletes the key, as in Redis. Relative times count from the cluster's clock as
+//! this node knows it (`Node::cluster_wall_ms`: its own, unless it is judged off).
 //!
 //! The parsing is pure (explicit `now`), so it is tested without a cluster.
 
