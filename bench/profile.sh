@@ -6,6 +6,8 @@
 #
 #   bench/profile.sh [put|get|resp-set|resp-get] [SECONDS]     (defaults: put, 8)
 #   NODES=1 bench/profile.sh put     (one node, N=1: what the replicated rows are measured against)
+#   PIPELINE=16 RATE=120000 bench/profile.sh resp-get
+#                                    (resp-*: redis-benchmark -P PIPELINE, about RATE commands/s)
 #
 # Nodes on CPU 1, the load on CPU 0, as in bench/http.sh. Prints the CPU per request over the profiled
 # window, the share of samples by DSO (dkv, kernel, libc), and the heaviest symbols; the full
@@ -45,11 +47,13 @@ case "$OP" in
     ;;
   resp-set | resp-get)
     need "redis-tools" redis-benchmark
-    # A fixed count, about SECONDS at the last measured rate (44 000 SETs/s); `timeout` bounds it.
+    # A fixed count, about SECONDS at RATE (default: the last measured rate without pipelining,
+    # 44 000 SETs/s); `timeout` bounds it.
     load() {
-      local n=$(( ${1%s} * 44000 ))
+      local n=$(( ${1%s} * ${RATE:-44000} ))
       echo "requests $n"
-      timeout 120 taskset -c 0 redis-benchmark -p "$RESP" -c 64 -d 100 -r 100000 -n "$n" -t "${OP#resp-}" -q
+      timeout 120 taskset -c 0 redis-benchmark -p "$RESP" -c 64 -P "${PIPELINE:-1}" -d 100 -r 100000 -n "$n" \
+        -t "${OP#resp-}" -q
     }
     rate() { tr '\r' '\n' | awk '/requests per second/ {v = $2} END {print v}'; }
     count() { awk '/^requests / {print $2}'; }

@@ -311,23 +311,27 @@ impl Node {
             let call = |id| self.tasks.track_future(self.clone().read_on(topo.clone(), id, key.clone()));
             // Ask R replicas; ask another when one fails, answers a "not found" that does not
             // decide, or takes much longer than it usually does (it may be stalled).
-            let others: Vec<NodeId> = replicas[..needed].iter().copied().filter(|&id| id != self.me).collect();
+            let others = replicas[..needed].iter().copied().filter(|&id| id != self.me);
             let hedge =
-                Hedge { first: needed, after: self.latencies.hedge_after_all(&others), counter: &self.stats.hedged };
+                Hedge { first: needed, after: self.latencies.hedge_after_all(others), counter: &self.stats.hedged };
             let timeout = self.config.request_timeout;
             let result = quorum_hedged(&replicas, needed, timeout, Some(hedge), decides, call).await;
             match result {
                 Ok(answers) => {
-                    let answers: Vec<(NodeId, Option<Entry>)> =
+                    let mut answers: Vec<(NodeId, Option<Entry>)> =
                         answers.into_iter().map(|(id, a)| (id, a.entry)).collect();
                     // Of equal versions, a value before its own tombstone: a replica whose clock
                     // runs a little ahead may have swept it already, and this clock decides.
-                    let newest =
-                        answers.iter().filter_map(|(_, e)| e.clone()).max_by_key(|e| (e.version, e.value.is_some()));
-                    if let Some(newest) = &newest {
-                        self.repair(&topo, &key, newest, &answers);
-                    }
-                    return Ok(newest.and_then(|e| self.live(e)));
+                    // Found by its place and then moved out: a clone of a value read from the
+                    // wire or the store would allocate its reference count.
+                    let newest = (answers.iter().enumerate())
+                        .filter_map(|(i, (_, e))| e.as_ref().map(|e| (i, e)))
+                        .max_by_key(|(_, e)| (e.version, e.value.is_some()))
+                        .map(|(i, e)| {
+                            self.repair(&topo, &key, e, &answers);
+                            i
+                        });
+                    return Ok(newest.and_then(|i| answers.swap_remove(i).1).and_then(|e| self.live(e)));
                 }
                 Err(e) if attempt < STALE_RETRIES && stale(&e) => self.refresh().await,
                 Err(error) => return Err(NodeError::Quorum { what: "read failed".into(), error }),

@@ -60,8 +60,8 @@ impl Latencies {
 
     /// The longest of [`Latencies::hedge_after`] over `peers`: a request that asked all of them
     /// waits that long for them before asking another.
-    pub fn hedge_after_all(&self, peers: &[NodeId]) -> Duration {
-        peers.iter().map(|&p| self.hedge_after(p)).max().unwrap_or(self.floor)
+    pub fn hedge_after_all(&self, peers: impl IntoIterator<Item = NodeId>) -> Duration {
+        peers.into_iter().map(|p| self.hedge_after(p)).max().unwrap_or(self.floor)
     }
 }
 
@@ -84,7 +84,7 @@ mod tests {
         }
         let slow = l.hedge_after(NodeId(2));
         assert!(slow > 30 * MS && slow < 100 * MS, "mean 20 ms, deviation 10 ms: {slow:?}");
-        assert_eq!(l.hedge_after_all(&[NodeId(1), NodeId(2)]), slow);
+        assert_eq!(l.hedge_after_all([NodeId(1), NodeId(2)]), slow);
     }
 
     #[test]

@@ -93,14 +93,19 @@ where
     while launched < first.min(targets.len()) {
         launch(&mut launched, &mut running);
     }
-    let far = Duration::from_secs(24 * 3600);
-    let hedge_after = hedge.as_ref().map_or(far, |h| h.after);
     let mut ok = Vec::with_capacity(needed);
     let mut failures = Vec::new();
     let mut counted = 0;
-    let timer = tokio::time::sleep(deadline);
-    let hedge_timer = tokio::time::sleep(hedge_after);
-    tokio::pin!(timer, hedge_timer);
+    // One timer for both the deadline and the next hedge, whichever comes first: each timer
+    // armed is an insertion into Tokio's wheel and a removal, on every quorum operation.
+    let started = tokio::time::Instant::now();
+    let give_up = started.checked_add(deadline).unwrap_or(started + Duration::from_secs(365 * 24 * 3600));
+    let alarm_at = |from: tokio::time::Instant, launched: usize| match &hedge {
+        Some(h) if launched < targets.len() => give_up.min(from + h.after),
+        _ => give_up,
+    };
+    let alarm = tokio::time::sleep_until(alarm_at(started, launched));
+    tokio::pin!(alarm);
     while counted < needed && ok.len() + failures.len() < launched {
         tokio::select! {
             next = running.next(), if !running.0.is_empty() => match next {
@@ -120,20 +125,24 @@ where
                     launch(&mut launched, &mut running); // ask another in its place
                 }
             },
-            _ = &mut hedge_timer, if launched < targets.len() => {
-                if let Some(h) = &hedge {
-                    if launch(&mut launched, &mut running) {
-                        h.counter.fetch_add(1, Ordering::Relaxed);
+            () = &mut alarm => {
+                let now = tokio::time::Instant::now();
+                if now < give_up {
+                    // A hedge: the replicas asked are taking much longer than they usually do.
+                    if let Some(h) = &hedge {
+                        if launch(&mut launched, &mut running) {
+                            h.counter.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
+                    alarm.as_mut().reset(alarm_at(now, launched));
+                } else {
+                    let answered: Vec<NodeId> =
+                        ok.iter().map(|(id, _)| *id).chain(failures.iter().map(|(id, _)| *id)).collect();
+                    for &id in targets[..launched].iter().filter(|id| !answered.contains(id)) {
+                        failures.push((id, PeerError::Timeout { addr: id.to_string(), ms: deadline.as_millis() }));
+                    }
+                    break;
                 }
-                hedge_timer.as_mut().reset(tokio::time::Instant::now() + hedge_after);
-            }
-            _ = &mut timer => {
-                let answered: Vec<NodeId> = ok.iter().map(|(id, _)| *id).chain(failures.iter().map(|(id, _)| *id)).collect();
-                for &id in targets[..launched].iter().filter(|id| !answered.contains(id)) {
-                    failures.push((id, PeerError::Timeout { addr: id.to_string(), ms: deadline.as_millis() }));
-                }
-                break;
             }
         }
     }
@@ -359,6 +368,43 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(1), "waited {:?}", started.elapsed());
         assert_eq!(counter.load(Ordering::Relaxed), 1);
         assert_eq!(*asked.lock().unwrap(), vec![NodeId(1), NodeId(2)], "node 3 was never needed");
+    }
+
+    #[tokio::test]
+    async fn hedges_and_the_deadline_share_one_timer_without_losing_either() {
+        // Every replica silent: a hedge every 20 ms until all three are asked, then the deadline.
+        let targets = [NodeId(1), NodeId(2), NodeId(3)];
+        let counter = AtomicU64::new(0);
+        let hedge = Hedge { first: 1, after: Duration::from_millis(20), counter: &counter };
+        let deadline = Duration::from_millis(200);
+        let started = std::time::Instant::now();
+        let r = quorum_hedged(
+            &targets,
+            1,
+            deadline,
+            Some(hedge),
+            |_| true,
+            |_| std::future::pending::<Result<(), PeerError>>(),
+        );
+        let e = tokio::time::timeout(Duration::from_secs(5), r).await.expect("the deadline was lost").unwrap_err();
+        assert!(started.elapsed() >= deadline, "gave up early, after {:?}", started.elapsed());
+        assert_eq!(counter.load(Ordering::Relaxed), 2, "one hedge for each replica not asked at first");
+        assert_eq!(e.failures.len(), 3, "every silent replica is named: {e}");
+        assert!(e.failures.iter().all(|(_, f)| matches!(f, PeerError::Timeout { ms: 200, .. })), "{e}");
+
+        // A hedge due after the deadline never comes.
+        let counter = AtomicU64::new(0);
+        let hedge = Hedge { first: 1, after: Duration::from_secs(10), counter: &counter };
+        let r = quorum_hedged(
+            &targets,
+            1,
+            Duration::from_millis(50),
+            Some(hedge),
+            |_| true,
+            |_| std::future::pending::<Result<(), PeerError>>(),
+        );
+        let e = tokio::time::timeout(Duration::from_secs(5), r).await.expect("the deadline was lost").unwrap_err();
+        assert_eq!((counter.load(Ordering::Relaxed), e.failures.len()), (0, 1), "{e}");
     }
 
     #[tokio::test]
