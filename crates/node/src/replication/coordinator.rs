@@ -326,12 +326,10 @@ impl Node {
                     // wire or the store would allocate its reference count.
                     let newest = (answers.iter().enumerate())
                         .filter_map(|(i, (_, e))| e.as_ref().map(|e| (i, e)))
-                        .max_by_key(|(_, e)| (e.version, e.value.is_some()))
-                        .map(|(i, e)| {
-                            self.repair(&topo, &key, e, &answers);
-                            i
-                        });
-                    return Ok(newest.and_then(|i| answers.swap_remove(i).1).and_then(|e| self.live(e)));
+                        .max_by_key(|(_, e)| (e.version, e.value.is_some()));
+                    let Some((i, newest)) = newest else { return Ok(None) };
+                    self.repair(&topo, &key, newest, &answers);
+                    return Ok(answers.swap_remove(i).1.and_then(|e| self.live(e)));
                 }
                 Err(e) if attempt < STALE_RETRIES && stale(&e) => self.refresh().await,
                 Err(error) => return Err(NodeError::Quorum { what: "read failed".into(), error }),
