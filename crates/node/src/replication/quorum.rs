@@ -370,16 +370,13 @@ mod tests {
         assert_eq!(*asked.lock().unwrap(), vec![NodeId(1), NodeId(2)], "node 3 was never needed");
     }
 
-    #[tokio::test]
-    async fn hedges_and_the_deadline_share_one_timer_without_losing_either() {
-        // Every replica silent: a hedge every 20 ms until all three are asked, then the deadline.
-        let targets = [NodeId(1), NodeId(2), NodeId(3)];
+    /// A hedged quorum of one over three silent replicas, a hedge due every `after`: the hedges
+    /// asked and the error, once the deadline has passed.
+    async fn all_silent(after: Duration, deadline: Duration) -> (u64, QuorumError) {
         let counter = AtomicU64::new(0);
-        let hedge = Hedge { first: 1, after: Duration::from_millis(20), counter: &counter };
-        let deadline = Duration::from_millis(200);
-        let started = std::time::Instant::now();
+        let hedge = Hedge { first: 1, after, counter: &counter };
         let r = quorum_hedged(
-            &targets,
+            &[NodeId(1), NodeId(2), NodeId(3)],
             1,
             deadline,
             Some(hedge),
@@ -387,24 +384,23 @@ mod tests {
             |_| std::future::pending::<Result<(), PeerError>>(),
         );
         let e = tokio::time::timeout(Duration::from_secs(5), r).await.expect("the deadline was lost").unwrap_err();
+        (counter.load(Ordering::Relaxed), e)
+    }
+
+    #[tokio::test]
+    async fn hedges_and_the_deadline_share_one_timer_without_losing_either() {
+        // Every replica silent: a hedge every 20 ms until all three are asked, then the deadline.
+        let deadline = Duration::from_millis(200);
+        let started = std::time::Instant::now();
+        let (hedges, e) = all_silent(Duration::from_millis(20), deadline).await;
         assert!(started.elapsed() >= deadline, "gave up early, after {:?}", started.elapsed());
-        assert_eq!(counter.load(Ordering::Relaxed), 2, "one hedge for each replica not asked at first");
+        assert_eq!(hedges, 2, "one hedge for each replica not asked at first");
         assert_eq!(e.failures.len(), 3, "every silent replica is named: {e}");
         assert!(e.failures.iter().all(|(_, f)| matches!(f, PeerError::Timeout { ms: 200, .. })), "{e}");
 
         // A hedge due after the deadline never comes.
-        let counter = AtomicU64::new(0);
-        let hedge = Hedge { first: 1, after: Duration::from_secs(10), counter: &counter };
-        let r = quorum_hedged(
-            &targets,
-            1,
-            Duration::from_millis(50),
-            Some(hedge),
-            |_| true,
-            |_| std::future::pending::<Result<(), PeerError>>(),
-        );
-        let e = tokio::time::timeout(Duration::from_secs(5), r).await.expect("the deadline was lost").unwrap_err();
-        assert_eq!((counter.load(Ordering::Relaxed), e.failures.len()), (0, 1), "{e}");
+        let (hedges, e) = all_silent(Duration::from_secs(10), Duration::from_millis(50)).await;
+        assert_eq!((hedges, e.failures.len()), (0, 1), "{e}");
     }
 
     #[tokio::test]
