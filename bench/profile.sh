@@ -63,7 +63,7 @@ case "$OP" in
 esac
 # Warm the connections and let the anti-entropy rounds that follow the joins finish (they run a
 # heartbeat interval after the last change, a little later if the joins came during that
-# interval: `settle` in antientropy.rs), then profile a fixed window of steady state.
+# interval: `settle` in replication/antientropy/mod.rs), then profile a fixed window of steady state.
 load 12s >/dev/null
 pids=$(IFS=,; echo "${NODE_PIDS[*]}")
 before=$(cpu_ticks "${NODE_PIDS[@]}")
