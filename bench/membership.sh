@@ -18,7 +18,7 @@
 #   which it became normal.
 # Every run is bounded (LIMIT seconds, default 240; it also stops below 2 GiB of free memory);
 # only the processes it started are killed. dkv turns transparent huge pages off for itself
-# (with them an idle node held 2.5x the memory; README, "Membership at scale").
+# (with them an idle node held 2.5x the memory; docs/performance-log.md, "Membership at scale").
 # DKV=path uses that binary and builds nothing. LOGS=dir keeps each process's log there (the seed
 # in 0.log; RUST_LOG says what they log).
 set -euo pipefail

@@ -15,7 +15,7 @@
 # that tells the servers apart there. The rows "-P1 dkv-bench" load the servers with
 # `dkv bench --protocol resp` instead (REQUESTS GETs or SETs over its own 100 000 keys, written
 # first to every server), which costs less per request: with it the servers, not the load
-# generator, bound req/s (README, "Figures of 2026-12-03 midday").
+# generator, bound req/s (docs/performance-log.md, "Figures of 2026-12-03 midday").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200000}

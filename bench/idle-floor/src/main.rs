@@ -1,5 +1,5 @@
 //! The least an idle process that heartbeats can cost: the floor `bench/idle-floor.sh` measures
-//! dkv's idle nodes against (README, "Membership at scale").
+//! dkv's idle nodes against (docs/performance-log.md, "Membership at scale").
 //!
 //! `idle-floor sleep`: a Tokio runtime like a node's (two workers) whose one task sleeps 1 s in a
 //! loop. `idle-floor timerfd`: the same, paced by a kernel timer on the runtime's epoll, as a

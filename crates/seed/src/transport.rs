@@ -4,7 +4,7 @@
 //! second in a large cluster, and an idle node spends most of its CPU on its own. Over HTTP each
 //! one runs hyper's and axum's request machinery at both ends; over dkv's transport it is a
 //! frame of a few hundred bytes each way on a connection the node keeps (its [`dkv_transport::Line`]),
-//! which costs both sides a third less (README, "Membership at scale").
+//! which costs both sides a third less (docs/performance-log.md, "Membership at scale").
 //!
 //! The port stays one port: a transport connection starts with a zero byte, which no HTTP
 //! request does, so each new connection is told apart by peeking at its first byte (nothing is

@@ -2,7 +2,7 @@
 //!
 //! An idle cluster's periodic rounds found every pair equal and still cost a summary and its
 //! answer per pair, each a wake-up on both sides: 100 idle nodes at the default 60 s interval
-//! compared about 5 000 pairs a minute, which doubled what the idle nodes cost (README,
+//! compared about 5 000 pairs a minute, which doubled what the idle nodes cost (docs/performance-log.md,
 //! "Membership at scale"). A pair found equal has nothing to compare until one of its two stores
 //! changes, and each side knows whether its own store changed: the engine's generation moves
 //! with every entry stored or removed. So:
@@ -16,7 +16,7 @@
 //!   round after a membership change compares with every peer regardless. Letting one that runs
 //!   again (a peer failed it) skip the peers already found equal was tried and taken out: a
 //!   200-node cold start then spent 150–190% of a core from 30 to 60 s after the start, against
-//!   35–70% without it, for a reason not found yet (README, "Idle pairs left alone").
+//!   35–70% without it, for a reason not found yet (docs/performance-log.md, "Idle pairs left alone").
 //! * A side whose store changed compares: the lower id, as every round did before; the higher id
 //!   only when the lower one has not compared with it within [`QUIET_WINDOW`] intervals (it
 //!   skipped: its own store is as it was). So a pair whose stores both change, under writes, is

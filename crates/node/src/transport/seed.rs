@@ -9,7 +9,7 @@
 //!
 //! Heartbeats, the one call made all the time, go over the binary transport instead, on a
 //! [`dkv_transport::Line`] kept open to the seed: it costs the node and the seed a third less
-//! than an HTTP call (README, "Membership at scale"). A seed that refuses the transport's handshake (one
+//! than an HTTP call (docs/performance-log.md, "Membership at scale"). A seed that refuses the transport's handshake (one
 //! of an older release, which answers it as bad HTTP) gets its heartbeats over HTTP, and the
 //! transport is tried again after [`LINE_RETRY`]. A wrong secret or cluster name is refused by
 //! both, so the HTTP answer says what is wrong, as it always did.
