@@ -57,7 +57,7 @@ mod round;
 mod tests;
 
 pub use answer::{answer_bucket, answer_summary, answer_versions};
-pub use digests::{summaries, summaries_now, DigestCache, Summaries};
+pub use digests::DigestCache;
 pub use round::{round, Round};
 
 use std::sync::Arc;

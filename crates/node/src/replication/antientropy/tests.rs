@@ -8,7 +8,7 @@ use dkv_placement::key_hash;
 use dkv_storage::digests::segment_range;
 use dkv_storage::{Entry, Version};
 
-use super::digests::{from_kept, summarize};
+use super::digests::{from_kept, summaries, summarize};
 use super::*;
 use crate::config::NodeConfig;
 use crate::testing;
