@@ -26,7 +26,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::error::NodeError;
 use crate::front::router::{route, Route};
-use crate::life::metrics::Api;
+use crate::life::metrics::{Api, Started};
 use crate::life::state::Node;
 use crate::life::stats::bump;
 use crate::replication::consistency::Level;
@@ -87,7 +87,7 @@ impl Node {
 
     /// Check, count and run one request from a front end; record its outcome in the metrics.
     pub async fn serve(&self, api: Api, req: KeyRequest) -> Result<Option<Found>, NodeError> {
-        let started = Instant::now();
+        let started = Started::now();
         let op = req.op;
         let result = self.run(req, 0).await;
         let status = match &result {

@@ -17,6 +17,7 @@ use dkv_placement::key_hash;
 
 use super::expiry;
 use super::frame::{Args, Reply};
+use super::table::{Cmd, Effect};
 use crate::front::auth::{self, Access, Failure};
 use crate::life::metrics::Api;
 use crate::life::state::Node;
@@ -35,13 +36,13 @@ pub struct Session {
 /// with the others (see `resp/mod.rs`). So does any command the session may not run (no `AUTH`
 /// yet, or a write with the read-only password): its refusal is its reply. `None` for every
 /// other command.
-pub fn session_command(node: &Node, session: &mut Session, cmd: &str, args: &[Bytes]) -> Option<Reply> {
+pub fn session_command(node: &Node, session: &mut Session, cmd: Cmd, args: &[Bytes]) -> Option<Reply> {
     let a = &args[1..];
     match cmd {
-        "auth" => return Some(auth(node, session, a)),
-        "hello" => return Some(hello(node, session, a)),
-        "quit" if !a.is_empty() => return Some(wrong_arity("quit")),
-        "quit" => {
+        Cmd::Auth => return Some(auth(node, session, a)),
+        Cmd::Hello => return Some(hello(node, session, a)),
+        Cmd::Quit if !cmd.arity().allows(a.len()) => return Some(wrong_arity(cmd)),
+        Cmd::Quit => {
             session.quit = true;
             return Some(Reply::ok());
         }
@@ -52,50 +53,27 @@ pub fn session_command(node: &Node, session: &mut Session, cmd: &str, args: &[By
             node.auth.refused(Api::Resp, Failure::Missing);
             return Some(Reply::Error(auth::NOAUTH.into()));
         }
-        if session.access == Access::ReadOnly && !reads_only(cmd) {
+        if session.access == Access::ReadOnly && cmd.effect() == Effect::Writes {
             node.auth.refused(Api::Resp, Failure::ReadOnly);
-            let name = if cmd.is_empty() { String::from_utf8_lossy(&args[0]).to_ascii_lowercase() } else { cmd.into() };
+            let name = match cmd {
+                Cmd::Unknown => String::from_utf8_lossy(&args[0]).to_ascii_lowercase(),
+                _ => cmd.name().into(),
+            };
             return Some(Reply::Error(auth::noperm(&name)));
         }
     }
     match cmd {
-        "client" if a.is_empty() => Some(wrong_arity("client")),
-        "client" => Some(client(session, a)),
+        Cmd::Client if !cmd.arity().allows(a.len()) => Some(wrong_arity(cmd)),
+        Cmd::Client => Some(client(session, a)),
         _ => None,
     }
-}
-
-/// Commands the read-only password may run: they change no key. Any other command, including
-/// one this list does not know yet, is refused to it.
-fn reads_only(cmd: &str) -> bool {
-    matches!(
-        cmd,
-        "get"
-            | "strlen"
-            | "exists"
-            | "mget"
-            | "ping"
-            | "echo"
-            | "command"
-            | "select"
-            | "dbsize"
-            | "info"
-            | "client"
-            | "ttl"
-            | "pttl"
-            | "expiretime"
-            | "pexpiretime"
-            | "type"
-            | "scan"
-            | "keys"
-    )
 }
 
 /// `AUTH password` or `AUTH user password` (the user name is not checked: see `front/auth.rs`).
 fn auth(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
     let password = match a {
         [p] | [_, p] => p,
-        _ => return wrong_arity("auth"),
+        _ => return wrong_arity(Cmd::Auth),
     };
     if !node.auth.required() {
         // Redis's answer: a client configured with a password is pointed at the wrong server.
@@ -115,40 +93,8 @@ fn auth(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
     }
 }
 
-/// Longer than any command name this file knows.
-const NAME_MAX: usize = 16;
-
-/// A command's name in lower case, read once per command and without allocating; a name no
-/// command has reads as "". It checks the bytes as it lowers them, so there is no pass of the
-/// UTF-8 validator after.
-#[derive(Clone, Copy)]
-pub struct Name {
-    buf: [u8; NAME_MAX],
-    len: u8,
-}
-
-impl Name {
-    pub fn of(name: &[u8]) -> Name {
-        let mut lowered = Name { buf: [0; NAME_MAX], len: 0 };
-        // Every command name is letters.
-        if name.len() <= NAME_MAX && name.iter().all(u8::is_ascii_alphabetic) {
-            for (b, c) in lowered.buf.iter_mut().zip(name) {
-                *b = c.to_ascii_lowercase();
-            }
-            lowered.len = name.len() as u8;
-        }
-        lowered
-    }
-
-    pub fn as_str(&self) -> &str {
-        let name = &self.buf[..usize::from(self.len)];
-        // SAFETY: every byte of `name` is an ASCII letter (checked in `of`), so it is valid UTF-8.
-        unsafe { std::str::from_utf8_unchecked(name) }
-    }
-}
-
-fn wrong_arity(cmd: &str) -> Reply {
-    Reply::err(format!("wrong number of arguments for '{cmd}' command"))
+fn wrong_arity(cmd: Cmd) -> Reply {
+    Reply::err(format!("wrong number of arguments for '{}' command", cmd.name()))
 }
 
 /// What a command reads and writes, so a pipeline runs at once only commands that cannot see
@@ -190,64 +136,51 @@ impl Touches {
 /// The keys a command reads, or writes: their placement hashes.
 pub type Keys = smallvec::SmallVec<[u64; 2]>;
 
-pub fn touches(cmd: &str, args: &[Bytes]) -> Touches {
+pub fn touches(cmd: Cmd, args: &[Bytes]) -> Touches {
     let a = &args[1..];
     let first = || a.iter().take(1).map(|k| key_hash(k)).collect::<Keys>();
     let all = || a.iter().map(|k| key_hash(k)).collect::<Keys>();
     let (reads, writes) = match cmd {
-        "get" | "strlen" => (first(), Keys::new()),
-        "exists" | "mget" => (all(), Keys::new()),
-        "set" | "getdel" => (first(), first()),
-        "ttl" | "pttl" | "expiretime" | "pexpiretime" => (first(), Keys::new()),
-        "expire" | "pexpire" | "expireat" | "pexpireat" | "persist" | "getex" => (first(), first()),
-        "del" => (all(), all()),
-        "mset" => (Keys::new(), a.iter().step_by(2).map(|k| key_hash(k)).collect()),
-        "ping" | "echo" | "command" | "select" => (Keys::new(), Keys::new()),
-        _ => return Touches::Everything,
+        Cmd::Get | Cmd::Strlen => (first(), Keys::new()),
+        Cmd::Exists | Cmd::Mget => (all(), Keys::new()),
+        Cmd::Set | Cmd::Getdel => (first(), first()),
+        Cmd::Ttl | Cmd::Pttl | Cmd::Expiretime | Cmd::Pexpiretime => (first(), Keys::new()),
+        Cmd::Expire | Cmd::Pexpire | Cmd::Expireat | Cmd::Pexpireat | Cmd::Persist | Cmd::Getex => (first(), first()),
+        Cmd::Del => (all(), all()),
+        Cmd::Mset => (Keys::new(), a.iter().step_by(2).map(|k| key_hash(k)).collect()),
+        Cmd::Ping | Cmd::Echo | Cmd::Command | Cmd::Select => (Keys::new(), Keys::new()),
+        // The whole keyspace, the server's state, or not known here: alone.
+        Cmd::Dbsize | Cmd::Scan | Cmd::Keys | Cmd::Info | Cmd::Unknown => return Touches::Everything,
+        // Answered in their place before any command runs (`session_command`).
+        Cmd::Auth | Cmd::Hello | Cmd::Quit | Cmd::Client => return Touches::Everything,
     };
     Touches::Keys { reads, writes }
 }
 
 /// Run any command but those of [`session_command`].
-pub async fn run(node: &Node, name: Name, args: Args) -> Reply {
-    let cmd = name.as_str();
+pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
     let a = &args[1..];
-    let arity = |ok: bool| if ok { None } else { Some(wrong_arity(cmd)) };
-    let checked = match cmd {
-        "ping" | "command" | "info" => arity(a.len() <= 1 || cmd == "command"),
-        "echo" | "get" | "getdel" | "strlen" | "select" => arity(a.len() == 1),
-        "set" => arity(a.len() >= 2),
-        "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" => arity(a.len() == 1),
-        "expire" | "pexpire" | "expireat" | "pexpireat" => arity(a.len() >= 2),
-        "getex" => arity(!a.is_empty()),
-        "del" | "exists" | "mget" => arity(!a.is_empty()),
-        "mset" => arity(!a.is_empty() && a.len().is_multiple_of(2)),
-        "dbsize" => arity(a.is_empty()),
-        "scan" => arity(!a.is_empty()),
-        "keys" => arity(a.len() == 1),
-        _ => None,
-    };
-    if let Some(err) = checked {
-        return err;
+    if !cmd.arity().allows(a.len()) {
+        return wrong_arity(cmd);
     }
     match cmd {
-        "ping" => a.first().map_or(Reply::Simple("PONG"), |m| Reply::Bulk(m.clone())),
-        "echo" => Reply::Bulk(a[0].clone()),
-        "get" => get(node, &a[0]).await.map_or_else(|e| e, |v| v.map_or(Reply::Nil, Reply::Bulk)),
-        "set" => expiry::set(node, a).await,
-        "expire" | "pexpire" | "expireat" | "pexpireat" => expiry::expire(node, cmd, a).await,
-        "ttl" | "pttl" | "expiretime" | "pexpiretime" => expiry::ttl(node, cmd, &a[0]).await,
-        "persist" => expiry::persist(node, &a[0]).await,
-        "getex" => expiry::getex(node, a).await,
-        "getdel" => match get(node, &a[0]).await {
+        Cmd::Ping => a.first().map_or(Reply::Simple("PONG"), |m| Reply::Bulk(m.clone())),
+        Cmd::Echo => Reply::Bulk(a[0].clone()),
+        Cmd::Get => get(node, &a[0]).await.map_or_else(|e| e, |v| v.map_or(Reply::Nil, Reply::Bulk)),
+        Cmd::Set => expiry::set(node, a).await,
+        Cmd::Expire | Cmd::Pexpire | Cmd::Expireat | Cmd::Pexpireat => expiry::expire(node, cmd, a).await,
+        Cmd::Ttl | Cmd::Pttl | Cmd::Expiretime | Cmd::Pexpiretime => expiry::ttl(node, cmd, &a[0]).await,
+        Cmd::Persist => expiry::persist(node, &a[0]).await,
+        Cmd::Getex => expiry::getex(node, a).await,
+        Cmd::Getdel => match get(node, &a[0]).await {
             Ok(Some(v)) => write(node, &a[0], None).await.map_or_else(|e| e, |()| Reply::Bulk(v)),
             Ok(None) => Reply::Nil,
             Err(e) => e,
         },
-        "strlen" => get(node, &a[0]).await.map_or_else(|e| e, |v| Reply::Int(v.map_or(0, |v| v.len() as i64))),
-        "del" => count(node, a, true).await,
-        "exists" => count(node, a, false).await,
-        "mget" => {
+        Cmd::Strlen => get(node, &a[0]).await.map_or_else(|e| e, |v| Reply::Int(v.map_or(0, |v| v.len() as i64))),
+        Cmd::Del => count(node, a, true).await,
+        Cmd::Exists => count(node, a, false).await,
+        Cmd::Mget => {
             // The keys live on different replicas: ask for all of them at once.
             let answers = futures_util::future::join_all(a.iter().map(|k| get(node, k))).await;
             let mut out = Vec::with_capacity(a.len());
@@ -259,7 +192,7 @@ pub async fn run(node: &Node, name: Name, args: Args) -> Reply {
             }
             Reply::Array(out)
         }
-        "mset" => {
+        Cmd::Mset => {
             for kv in a.chunks(2) {
                 if let Err(e) = write(node, &kv[0], Some(kv[1].clone())).await {
                     return e;
@@ -267,16 +200,18 @@ pub async fn run(node: &Node, name: Name, args: Args) -> Reply {
             }
             Reply::ok()
         }
-        "dbsize" => dbsize(node).await,
-        "scan" => super::scan::scan(node, a).await,
-        "keys" => super::scan::keys(node, &a[0]).await,
-        "info" => Reply::Bulk(info(node, a.first()).await.into()),
-        "command" => command(a),
-        "select" => match &a[0][..] {
+        Cmd::Dbsize => dbsize(node).await,
+        Cmd::Scan => super::scan::scan(node, a).await,
+        Cmd::Keys => super::scan::keys(node, &a[0]).await,
+        Cmd::Info => Reply::Bulk(info(node, a.first()).await.into()),
+        Cmd::Command => command(a),
+        Cmd::Select => match &a[0][..] {
             b"0" => Reply::ok(),
             _ => Reply::err("DB index is out of range: dkv has one keyspace, database 0"),
         },
-        _ => unknown(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase(), a),
+        // Answered before they could get here (`session_command`).
+        Cmd::Auth | Cmd::Hello | Cmd::Quit | Cmd::Client => Reply::err("a session command ran as a key command"),
+        Cmd::Unknown => unknown(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase(), a),
     }
 }
 
@@ -389,13 +324,10 @@ fn command(a: &[Bytes]) -> Reply {
     match a.first().map(|s| s.to_ascii_uppercase()) {
         None => Reply::Array(Vec::new()),
         Some(s) if s == b"DOCS" || s == b"INFO" => Reply::Array(Vec::new()),
-        Some(s) if s == b"COUNT" => Reply::Int(COMMANDS as i64),
+        Some(s) if s == b"COUNT" => Reply::Int(Cmd::KNOWN as i64),
         Some(s) => Reply::err(format!("unknown subcommand '{}' for COMMAND", String::from_utf8_lossy(&s))),
     }
 }
-
-/// Commands `run` serves, for `COMMAND COUNT`.
-const COMMANDS: usize = 32;
 
 fn client(session: &mut Session, a: &[Bytes]) -> Reply {
     match a[0].to_ascii_uppercase().as_slice() {
@@ -483,7 +415,7 @@ mod tests {
 
     fn touches_of(command: &str) -> Touches {
         let args = cmd(command);
-        touches(Name::of(&args[0]).as_str(), &args)
+        touches(Cmd::of(&args[0]), &args)
     }
 
     fn running(cmds: &[&str]) -> Touches {

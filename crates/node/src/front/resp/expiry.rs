@@ -15,6 +15,7 @@
 use bytes::Bytes;
 
 use super::frame::Reply;
+use super::table::Cmd;
 use crate::life::metrics::Api;
 use crate::life::state::Node;
 use crate::replication::expiry::MAX_DEADLINE_MS;
@@ -216,11 +217,11 @@ pub async fn set(node: &Node, a: &[Bytes]) -> Reply {
 /// `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT key time [NX|XX|GT|LT]`: 1 if the deadline was
 /// set (or the key deleted, for a time already past), 0 if the key is absent or a condition
 /// did not hold.
-pub async fn expire(node: &Node, cmd: &str, a: &[Bytes]) -> Reply {
+pub async fn expire(node: &Node, cmd: Cmd, a: &[Bytes]) -> Reply {
     let form = match cmd {
-        "expire" => Form { seconds: true, relative: true },
-        "pexpire" => Form { seconds: false, relative: true },
-        "expireat" => Form { seconds: true, relative: false },
+        Cmd::Expire => Form { seconds: true, relative: true },
+        Cmd::Pexpire => Form { seconds: false, relative: true },
+        Cmd::Expireat => Form { seconds: true, relative: false },
         _ => Form { seconds: false, relative: false },
     };
     let condition = match Condition::parse(&a[2..]) {
@@ -228,7 +229,7 @@ pub async fn expire(node: &Node, cmd: &str, a: &[Bytes]) -> Reply {
         Err(e) => return e,
     };
     let now = node.cluster_wall_ms();
-    let when = match expire_deadline(&a[1], form, now, cmd) {
+    let when = match expire_deadline(&a[1], form, now, cmd.name()) {
         Ok(t) => t,
         Err(e) => return e,
     };
@@ -250,16 +251,16 @@ pub async fn expire(node: &Node, cmd: &str, a: &[Bytes]) -> Reply {
 
 /// `TTL`, `PTTL`, `EXPIRETIME`, `PEXPIRETIME key`: -2 for an absent key, -1 for one without a
 /// deadline, else the time left (or the deadline), in seconds rounded as Redis does, or in ms.
-pub async fn ttl(node: &Node, cmd: &str, key: &Bytes) -> Reply {
+pub async fn ttl(node: &Node, cmd: Cmd, key: &Bytes) -> Reply {
     let found = match read(node, key).await {
         Ok(Some(f)) => f,
         Ok(None) => return Reply::Int(-2),
         Err(e) => return e,
     };
     let Some(deadline) = found.expires else { return Reply::Int(-1) };
-    let absolute = cmd.ends_with("expiretime");
+    let absolute = matches!(cmd, Cmd::Expiretime | Cmd::Pexpiretime);
     let ms = if absolute { deadline } else { deadline.saturating_sub(node.cluster_wall_ms()) };
-    let millis = cmd.starts_with('p');
+    let millis = matches!(cmd, Cmd::Pttl | Cmd::Pexpiretime);
     Reply::Int(if millis { ms } else { ms.saturating_add(500) / 1000 } as i64)
 }
 

@@ -42,8 +42,8 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Args>, Protoc
         return parse_inline(buf, limits);
     }
     let Some((count, mut at)) = header(buf, 0, b'*', limits.max_args)? else { return Ok(None) };
-    // Where each argument is: on the stack for the usual few, and not sized from `count` for
-    // more (that is the client's claim, and most of it may never come).
+    // Where each argument is: on the stack for the usual few; in a vector not sized from
+    // `count` for more (that is the client's claim, and most of it may never come).
     let mut few = [(0, 0); FEW];
     let mut more = Vec::new();
     for i in 0..count {
@@ -61,15 +61,16 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Args>, Protoc
         if &buf[end..end + 2] != b"\r\n" {
             return Err(ProtocolError("bulk string not followed by CRLF".into()));
         }
-        match few.get_mut(i) {
+        match few.get_mut(i).filter(|_| count <= FEW) {
             Some(span) => *span = (data, len),
             None => more.push((data, len)),
         }
         at = end + 2;
     }
     let frame = buf.split_to(at).freeze();
+    let spans = if count <= FEW { &few[..count] } else { &more[..] };
     let mut args = Args::with_capacity(count);
-    for &(start, len) in few[..count.min(FEW)].iter().chain(&more) {
+    for &(start, len) in spans {
         args.push(frame.slice(start..start + len));
     }
     Ok(Some(args))
@@ -102,9 +103,32 @@ pub fn announced(buf: &[u8], limits: &Limits) -> Option<usize> {
 }
 
 /// Parse `<kind><number>\r\n` at `at`: the number (0..=max) and where the data after it starts.
-/// One pass over the bytes, reading the number as it looks for the line's end: every argument
-/// of every command has such a header.
+/// Every argument of every command has such a header, so the usual one (digits, no sign, whole
+/// and within `max`) is read here in a few instructions; anything else, [`header_in_full`].
+#[inline]
 fn header(buf: &[u8], at: usize, kind: u8, max: usize) -> Result<Option<(usize, usize)>, ProtocolError> {
+    let rest = &buf[at + 1..];
+    // At most 18 digits: their number fits a u64 without checks.
+    let (mut digits, mut n) = (0, 0u64);
+    while digits < rest.len().min(18) {
+        let d = rest[digits].wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        n = n * 10 + u64::from(d);
+        digits += 1;
+    }
+    if digits > 0 && n <= max as u64 && rest.get(digits..digits + 2) == Some(b"\r\n") {
+        return Ok(Some((n as usize, at + 1 + digits + 2)));
+    }
+    header_in_full(buf, at, kind, max)
+}
+
+/// [`header`] for every case: a sign, a number over `max`, a line not yet whole, or not a
+/// number at all. One pass over the bytes, reading the number as it looks for the line's end.
+#[cold]
+#[inline(never)]
+fn header_in_full(buf: &[u8], at: usize, kind: u8, max: usize) -> Result<Option<(usize, usize)>, ProtocolError> {
     let rest = &buf[at + 1..];
     let what = || ProtocolError(format!("invalid {}", if kind == b'*' { "multibulk length" } else { "bulk length" }));
     let negative = rest.first() == Some(&b'-');
@@ -307,6 +331,27 @@ mod tests {
             assert!(h(bad).is_err(), "{bad:?}");
         }
         assert!(h(&format!("${}", "1".repeat(40))).is_err(), "a header line with no end in sight");
+    }
+
+    #[test]
+    fn the_quick_header_reads_every_line_as_the_full_reader_does() {
+        // Every line of up to five characters over digits, signs, CR, LF and a letter.
+        let alphabet = b"019-+\r\nx";
+        let (mut lines, mut longest): (Vec<Vec<u8>>, Vec<Vec<u8>>) = (vec![Vec::new()], vec![Vec::new()]);
+        for _ in 0..5 {
+            longest = longest.iter().flat_map(|l| alphabet.iter().map(move |&c| [&l[..], &[c]].concat())).collect();
+            lines.extend(longest.iter().cloned());
+        }
+        let digits = ["9".repeat(17), "9".repeat(18), "9".repeat(19), "1".repeat(20)];
+        lines.extend(digits.iter().map(|d| format!("{d}\r\n").into_bytes()));
+        for line in &lines {
+            let text = [&b"$"[..], line].concat();
+            for max in [0, 10, 100, usize::MAX] {
+                let (quick, full) = (header(&text, 0, b'$', max), header_in_full(&text, 0, b'$', max));
+                assert_eq!(quick, full, "{:?} within {max}", text.escape_ascii().to_string());
+            }
+        }
+        assert!(lines.len() > 30_000, "{} lines", lines.len());
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod expiry;
 pub mod frame;
 mod interrupts;
 mod scan;
+mod table;
 
 use std::future::Future;
 use std::task::Poll;
@@ -47,6 +48,7 @@ use crate::transport::tls::{ClientStream, Prefixed};
 use commands::Touches;
 use dkv_transport::{accept_until_stopped, stopped};
 use frame::{Limits, Reply};
+use table::Cmd;
 
 /// Serve RESP on `listener` until `stop`, then wait for the connections to close.
 pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<bool>) {
@@ -164,17 +166,17 @@ async fn connection(
                 },
             };
             took = true;
-            let name = commands::Name::of(&args[0]);
-            if let Some(reply) = commands::session_command(&node, &mut session, name.as_str(), &args) {
+            let cmd = Cmd::of(&args[0]);
+            if let Some(reply) = commands::session_command(&node, &mut session, cmd, &args) {
                 running.push_back(Either::Left(ready(Some(reply))));
                 continue;
             }
             if running.is_empty() && input.is_empty() {
                 // The only command of this read (no pipeline): nothing to order it against.
-                commands::run(&node, name, args).await.write(&mut output);
+                commands::run(&node, cmd, args).await.write(&mut output);
                 continue;
             }
-            let touches = commands::touches(name.as_str(), &args);
+            let touches = commands::touches(cmd, &args);
             if !running.is_empty() && touches.conflicts_with(&wave) {
                 held = Some(args); // starts once the commands before it have finished
                 break;
@@ -184,7 +186,7 @@ async fn connection(
             // (a task allocated per command, a wake and a heap per reply) is kept for those that
             // wait on another node. Their box is used again for the next command.
             let command = spare.get_or_insert_with(|| Box::pin(OptionFuture::from(None)));
-            command.set(Some(commands::run(&node, name, args)).into());
+            command.set(Some(commands::run(&node, cmd, args)).into());
             if running.is_empty() {
                 if let Some(Some(reply)) = command.as_mut().now_or_never() {
                     reply.write(&mut output);

@@ -1,0 +1,175 @@
+//! The command table: every command this node knows, with how many arguments it takes and
+//! whether it changes keys. A command's name is read once, into a [`Cmd`], and every place that
+//! tells commands apart (the session commands, the read-only password, what a pipelined command
+//! must wait for, running it) matches on that enum: no string comparisons per place, and the
+//! compiler points at each place a new command must be added to.
+
+/// How many arguments (after the name) a command takes.
+#[derive(Clone, Copy, Debug)]
+pub enum Arity {
+    Exactly(usize),
+    AtLeast(usize),
+    AtMost(usize),
+    /// Key and value pairs, at least one (`MSET`).
+    Pairs,
+    /// Any number: the command checks its own (`AUTH`, `HELLO`, `COMMAND`).
+    Any,
+}
+
+impl Arity {
+    pub fn allows(self, n: usize) -> bool {
+        match self {
+            Arity::Exactly(k) => n == k,
+            Arity::AtLeast(k) => n >= k,
+            Arity::AtMost(k) => n <= k,
+            Arity::Pairs => n > 0 && n.is_multiple_of(2),
+            Arity::Any => true,
+        }
+    }
+}
+
+/// Whether the read-only password may run a command: one that changes no key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    Reads,
+    Writes,
+}
+
+/// One row per command: its variant, its name in lower case, its arity, its effect.
+macro_rules! table {
+    ($($cmd:ident $name:literal $arity:expr, $effect:ident;)*) => {
+        /// A command, by name; [`Cmd::Unknown`] for a name no command has.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Cmd {
+            $($cmd,)*
+            Unknown,
+        }
+
+        impl Cmd {
+            /// How many commands the table knows (`COMMAND COUNT`).
+            pub const KNOWN: usize = [$($name),*].len();
+
+            fn of_lower(name: &str) -> Cmd {
+                match name {
+                    $($name => Cmd::$cmd,)*
+                    _ => Cmd::Unknown,
+                }
+            }
+
+            /// The name in lower case, as Redis's error texts give it; "" for an unknown one.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Cmd::$cmd => $name,)*
+                    Cmd::Unknown => "",
+                }
+            }
+
+            pub fn arity(self) -> Arity {
+                match self {
+                    $(Cmd::$cmd => $arity,)*
+                    Cmd::Unknown => Arity::Any,
+                }
+            }
+
+            /// What it does to keys; an unknown command counts as a write (it is refused to
+            /// the read-only password rather than told it does not exist).
+            pub fn effect(self) -> Effect {
+                match self {
+                    $(Cmd::$cmd => Effect::$effect,)*
+                    Cmd::Unknown => Effect::Writes,
+                }
+            }
+        }
+    };
+}
+
+use Arity::{AtLeast, AtMost, Exactly, Pairs};
+
+table! {
+    // Keys.
+    Get "get" Exactly(1), Reads;
+    Set "set" AtLeast(2), Writes;
+    Del "del" AtLeast(1), Writes;
+    Exists "exists" AtLeast(1), Reads;
+    Mget "mget" AtLeast(1), Reads;
+    Mset "mset" Pairs, Writes;
+    Getdel "getdel" Exactly(1), Writes;
+    Strlen "strlen" Exactly(1), Reads;
+    // Expiry (`expiry.rs`).
+    Getex "getex" AtLeast(1), Writes;
+    Expire "expire" AtLeast(2), Writes;
+    Pexpire "pexpire" AtLeast(2), Writes;
+    Expireat "expireat" AtLeast(2), Writes;
+    Pexpireat "pexpireat" AtLeast(2), Writes;
+    Persist "persist" Exactly(1), Writes;
+    Ttl "ttl" Exactly(1), Reads;
+    Pttl "pttl" Exactly(1), Reads;
+    Expiretime "expiretime" Exactly(1), Reads;
+    Pexpiretime "pexpiretime" Exactly(1), Reads;
+    // The keyspace (`scan.rs`).
+    Dbsize "dbsize" Exactly(0), Reads;
+    Scan "scan" AtLeast(1), Reads;
+    Keys "keys" Exactly(1), Reads;
+    // The server.
+    Ping "ping" AtMost(1), Reads;
+    Echo "echo" Exactly(1), Reads;
+    Command "command" Arity::Any, Reads;
+    Info "info" AtMost(1), Reads;
+    Select "select" Exactly(1), Reads;
+    // The connection's session.
+    Auth "auth" Arity::Any, Reads;
+    Hello "hello" Arity::Any, Reads;
+    Quit "quit" Exactly(0), Reads;
+    Client "client" AtLeast(1), Reads;
+}
+
+/// Longer than any command name in the table.
+const NAME_MAX: usize = 16;
+
+impl Cmd {
+    /// The command `name` names, in any case, without allocating.
+    pub fn of(name: &[u8]) -> Cmd {
+        if name.len() > NAME_MAX || !name.iter().all(u8::is_ascii_alphabetic) {
+            return Cmd::Unknown; // every command's name is letters
+        }
+        let mut lowered = [0; NAME_MAX];
+        for (b, c) in lowered.iter_mut().zip(name) {
+            *b = c.to_ascii_lowercase();
+        }
+        // SAFETY: every byte is an ASCII letter (checked above), so the bytes are valid UTF-8.
+        // (The checked conversion cost more instructions than the rest of the lookup.)
+        Cmd::of_lower(unsafe { std::str::from_utf8_unchecked(&lowered[..name.len()]) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_read_in_any_case_and_only_whole() {
+        assert_eq!(Cmd::of(b"GET"), Cmd::Get);
+        assert_eq!(Cmd::of(b"pExpireAt"), Cmd::Pexpireat);
+        for unknown in [&b"GETS"[..], b"ge", b"", b"g\xc3\xa9t", b"get ", b"flushall", b"expiretimeexpiretime"] {
+            assert_eq!(Cmd::of(unknown), Cmd::Unknown, "{}", unknown.escape_ascii());
+        }
+    }
+
+    #[test]
+    fn names_read_back_as_themselves() {
+        for name in ["get", "set", "mset", "client", "pexpiretime", "command"] {
+            assert_eq!(Cmd::of(name.as_bytes()).name(), name);
+        }
+        assert_eq!(Cmd::KNOWN, 30);
+    }
+
+    #[test]
+    fn arities_and_effects_are_those_of_redis() {
+        assert!(Cmd::Get.arity().allows(1) && !Cmd::Get.arity().allows(0) && !Cmd::Get.arity().allows(2));
+        assert!(Cmd::Mset.arity().allows(4) && !Cmd::Mset.arity().allows(3) && !Cmd::Mset.arity().allows(0));
+        assert!(Cmd::Ping.arity().allows(0) && Cmd::Ping.arity().allows(1) && !Cmd::Ping.arity().allows(2));
+        assert_eq!(Cmd::Getdel.effect(), Effect::Writes);
+        assert_eq!(Cmd::Scan.effect(), Effect::Reads);
+        assert_eq!(Cmd::Unknown.effect(), Effect::Writes, "refused to the read-only password");
+    }
+}
