@@ -179,7 +179,10 @@ impl Charge {
     /// Make this charge `bytes` in total (more or less than now); refused, with nothing changed,
     /// when growing would go over the budget.
     pub fn grow_to(&mut self, bytes: usize) -> Result<(), Refused> {
-        if bytes <= self.bytes {
+        if bytes == self.bytes {
+            return Ok(()); // the shared counter untouched
+        }
+        if bytes < self.bytes {
             self.guard.charged.fetch_sub(self.bytes - bytes, Ordering::AcqRel);
             self.bytes = bytes;
             return Ok(());

@@ -306,7 +306,15 @@ fn make_room(input: &mut BytesMut, charge: &mut Charge, limits: &Limits, guard: 
         charge.grow_to(room).map_err(|refused| format!("ERR {}", refused.0))?;
         input.reserve(room - input.len());
     }
-    charge.grow_to(input.capacity()).map_err(|refused| format!("ERR {}", refused.0))
+    // The charge follows the buffer's capacity, which shrinks by each command taken from its
+    // front and comes back when `reserve` reuses the allocation those commands were in. Kept
+    // while the capacity is at least half of it (the allocation is still held), the charge
+    // leaves the counter every connection shares alone on nearly every command.
+    let capacity = input.capacity();
+    if capacity > charge.bytes() || capacity < charge.bytes() / 2 {
+        charge.grow_to(capacity).map_err(|refused| format!("ERR {}", refused.0))?;
+    }
+    Ok(())
 }
 
 /// Tell the client why it is being disconnected, and close.
