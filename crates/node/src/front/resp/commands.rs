@@ -10,6 +10,9 @@
 //! `SET ... GET`, `GETDEL`, `DEL`'s count, `EXPIRE`, `PERSIST` and `GETEX` read the key first
 //! and then write: each step is a quorum operation, but the pair is not atomic against another
 //! writer of the same key.
+//!
+//! A command arrives here as a [`Cmd`], read once from its name (`table.rs`, where each
+//! command's arity and whether it writes are too).
 
 use bytes::Bytes;
 use dkv_membership::View;

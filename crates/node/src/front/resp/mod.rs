@@ -2,6 +2,7 @@
 //! talk to any node (DESIGN §8).
 //!
 //! * [`frame`]: parsing commands and encoding replies, pure;
+//! * [`table`]: the commands this node knows, with their arity and whether they write, pure;
 //! * [`commands`]: each command in terms of the key service, the same as the HTTP API's, and
 //!   [`expiry`], the commands that set and read a key's expiry;
 //! * this file: the TCP side. Each connection reads into one buffer and starts every complete
