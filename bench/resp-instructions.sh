@@ -7,6 +7,7 @@
 #
 #   bench/resp-instructions.sh [get|set] [PIPELINE]     (defaults: get, 1)
 #   B=path bench/resp-instructions.sh                   also count that dkv build (an A/B)
+#   FLOOR=1 bench/resp-instructions.sh                  also count bench/resp-floor's two servers
 #
 # Each server runs under `valgrind --tool=callgrind`, counting only while the load runs: after
 # 20 000 keys of 100 bytes are written, 20 000 commands (`dkv bench --protocol resp -c 16`) or,
@@ -41,7 +42,7 @@ load() { # PORT: the keys, then the counted commands
 count() { # NAME OUT: instructions per command, once the dump is written
   local total
   total=$(callgrind_total "$2.1")
-  printf '%-8s %s -P%s: %6d instructions per command (%s in all)\n' "$1" "${OP^^}" "$PL" $((total / N)) "$total"
+  printf '%-11s %s -P%s: %6d instructions per command (%s in all)\n' "$1" "${OP^^}" "$PL" $((total / N)) "$total"
 }
 P=$((23000 + RANDOM % 3000))
 valgrind --tool=callgrind --callgrind-out-file="$OUT/redis" --instr-atstart=no \
@@ -63,4 +64,16 @@ for bin in "$DKV" ${B:+"$B"}; do
   load $((P + 10 * i + 2)) "${PIDS[-1]}"
   count "dkv$i" "$OUT/dkv$i"
 done
+if [ -n "${FLOOR:-}" ]; then
+  CARGO_TARGET_DIR=target/bench-resp-floor cargo build --release -q --manifest-path bench/resp-floor/Cargo.toml
+  for mode in mio tokio; do
+    i=$((i + 1))
+    valgrind --tool=callgrind --callgrind-out-file="$OUT/floor-$mode" --instr-atstart=no \
+      target/bench-resp-floor/release/resp-floor "$mode" $((P + 10 * i)) >/dev/null 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 1 600); do redis-cli -p $((P + 10 * i)) ping >/dev/null 2>&1 && break; sleep 0.1; done
+    load $((P + 10 * i)) "${PIDS[-1]}"
+    count "floor-$mode" "$OUT/floor-$mode"
+  done
+fi
 echo "callgrind files: $OUT (callgrind_annotate FILE.1 | head -40 names the heaviest functions)"

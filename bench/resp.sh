@@ -5,6 +5,10 @@
 #
 #   bench/resp.sh [REQUESTS] [ROUNDS]      (defaults: 200000 per unpipelined run, 3 rounds)
 #   B=path bench/resp.sh                   also measure that dkv build (an A/B of two builds)
+#   FLOOR=1 bench/resp.sh                  also measure bench/resp-floor, a RESP server that does
+#                                          nothing but parse, look up and answer, on its own epoll
+#                                          loop (floor-mio) and on Tokio (floor-tokio): the least a
+#                                          command can cost here
 #
 # redis-benchmark -c64 -d100 -r100000, -P1 and -P16 (16 x REQUESTS), GET and SET; servers on
 # CPU 1, redis-benchmark on CPU 0; every round measures each server once, in turn, again while
@@ -36,7 +40,17 @@ for bin in "$DKV" ${B:+"$B"}; do
   wait_http "http://127.0.0.1:$((P + 10 * i + 1))/health"
   SERVERS+=("dkv$i") PORTS+=($((P + 10 * i + 2))) SPIDS+=("${PIDS[-1]}")
 done
-for _ in $(seq 1 200); do redis-cli -p $((P + 1)) ping >/dev/null 2>&1 && break; sleep 0.05; done
+if [ -n "${FLOOR:-}" ]; then
+  CARGO_TARGET_DIR=target/bench-resp-floor cargo build --release -q --manifest-path bench/resp-floor/Cargo.toml
+  for mode in mio tokio; do
+    i=$((i + 1))
+    start target/bench-resp-floor/release/resp-floor "$mode" $((P + 10 * i))
+    SERVERS+=("floor-$mode") PORTS+=($((P + 10 * i))) SPIDS+=("${PIDS[-1]}")
+  done
+fi
+for port in "${PORTS[@]}"; do
+  for _ in $(seq 1 200); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+done
 dkv_bench() {
   taskset -c 0 "$DKV" bench --node "http://127.0.0.1:$1" --protocol resp --resp-port "$1" -c 64 --keys 100000 "${@:2}"
 }
@@ -74,7 +88,7 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 summarize <<'PY'
 works = sorted({l.split("|")[0] for l in runs}, key=lambda w: (int(w.split("-P")[1].split()[0]), w))
-servers = [s for s in ("redis", "dkv1", "dkv2") if any(l.endswith("|" + s) for l in runs)]
+servers = [s for s in ("redis", "dkv1", "dkv2", "floor-mio", "floor-tokio") if any(l.endswith("|" + s) for l in runs)]
 print("medians of each server's rounds; in brackets the server's CPU per request")
 for w in works:
     redis = med(f"{w}|redis")

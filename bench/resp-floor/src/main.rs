@@ -1,0 +1,217 @@
+//! The least a RESP server can cost per unpipelined `GET` or `SET` on this machine: the floor that
+//! `FLOOR=1 bench/resp.sh` sets beside Redis and dkv (docs/performance-log.md, "Figures of
+//! 2026-12-04 afternoon").
+//!
+//! It parses only well-formed arrays of bulk strings, keeps keys in one `HashMap`, answers `GET`,
+//! `SET` and `PING`, and refuses anything else. It has no limits, no expiry, no metrics, no
+//! timeouts and no replication: none of what a store must do. Two ways to run it:
+//! - `resp-floor mio PORT`: one thread on its own epoll loop (mio, edge-triggered), as Redis runs;
+//! - `resp-floor tokio PORT`: a task per connection on Tokio's multi-thread runtime, as a dkv
+//!   node runs; the map sits behind a `Mutex`, which is never contended when the process is
+//!   pinned to one CPU.
+//!
+//! Whatever the floor costs per command is what the kernel's TCP path and the event loop cost;
+//! the distance from it to a real server is that server's own work.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::sync::{Arc, Mutex};
+
+type Map = HashMap<Vec<u8>, Vec<u8>>;
+
+const READ_SIZE: usize = 16 * 1024;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(mode), Some(port)) = (args.get(1), args.get(2).and_then(|p| p.parse::<u16>().ok())) else {
+        eprintln!("usage: resp-floor mio|tokio PORT");
+        std::process::exit(2);
+    };
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    match mode.as_str() {
+        "mio" => run_mio(addr),
+        "tokio" => run_tokio(addr),
+        _ => {
+            eprintln!("resp-floor: the mode is mio or tokio, not {mode}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// One command's arguments, as ranges into the input buffer.
+type Args = Vec<std::ops::Range<usize>>;
+
+/// A decimal length and the CRLF after it, from the start of `b`: (the number, bytes used).
+fn length(b: &[u8]) -> Option<(usize, usize)> {
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || digits > 9 || b.get(digits..digits + 2) != Some(b"\r\n") {
+        return None;
+    }
+    let n = b[..digits].iter().fold(0, |n, c| n * 10 + usize::from(c - b'0'));
+    Some((n, digits + 2))
+}
+
+/// One whole command from the start of `b`, its arguments in `args`: the bytes it takes, or
+/// `None` while it is not all here (or is not an array of bulk strings: the floor trusts its load).
+fn parse(b: &[u8], args: &mut Args) -> Option<usize> {
+    args.clear();
+    if b.first() != Some(&b'*') {
+        return None;
+    }
+    let (count, used) = length(&b[1..])?;
+    let mut at = 1 + used;
+    for _ in 0..count {
+        if b.get(at) != Some(&b'$') {
+            return None;
+        }
+        let (len, used) = length(&b[at + 1..])?;
+        let start = at + 1 + used;
+        if b.len() < start + len + 2 {
+            return None;
+        }
+        args.push(start..start + len);
+        at = start + len + 2;
+    }
+    Some(at)
+}
+
+/// Runs every whole command at the front of `input`, appends the replies to `out`, and returns
+/// the bytes used.
+fn serve(input: &[u8], map: &mut Map, args: &mut Args, out: &mut Vec<u8>) -> usize {
+    let mut at = 0;
+    while let Some(used) = parse(&input[at..], args) {
+        let cmd = &input[at..at + used];
+        let arg = |i: usize| args.get(i).map(|r| &cmd[r.clone()]);
+        match (arg(0), args.len()) {
+            (Some(name), 2) if name.eq_ignore_ascii_case(b"GET") => match map.get(arg(1).unwrap_or_default()) {
+                Some(v) => {
+                    out.push(b'$');
+                    out.extend_from_slice(v.len().to_string().as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                    out.extend_from_slice(v);
+                    out.extend_from_slice(b"\r\n");
+                }
+                None => out.extend_from_slice(b"$-1\r\n"),
+            },
+            (Some(name), 3) if name.eq_ignore_ascii_case(b"SET") => {
+                let (k, v) = (arg(1).unwrap_or_default(), arg(2).unwrap_or_default());
+                map.insert(k.to_vec(), v.to_vec());
+                out.extend_from_slice(b"+OK\r\n");
+            }
+            (Some(name), 1) if name.eq_ignore_ascii_case(b"PING") => out.extend_from_slice(b"+PONG\r\n"),
+            _ => out.extend_from_slice(b"-ERR the floor serves GET, SET and PING only\r\n"),
+        }
+        at += used;
+    }
+    at
+}
+
+struct Conn {
+    socket: mio::net::TcpStream,
+    input: Vec<u8>,
+}
+
+fn run_mio(addr: std::net::SocketAddr) {
+    use mio::{Events, Interest, Poll, Token};
+    const LISTENER: Token = Token(usize::MAX);
+    let mut poll = Poll::new().expect("epoll");
+    let mut listener = mio::net::TcpListener::bind(addr).expect("bind");
+    poll.registry().register(&mut listener, LISTENER, Interest::READABLE).expect("register");
+    let (mut conns, mut map) = (Vec::<Option<Conn>>::new(), Map::new());
+    let (mut events, mut args, mut out) = (Events::with_capacity(256), Args::new(), Vec::new());
+    let mut chunk = vec![0u8; READ_SIZE];
+    loop {
+        if let Err(e) = poll.poll(&mut events, None) {
+            assert_eq!(e.kind(), ErrorKind::Interrupted, "epoll_wait: {e}");
+            continue;
+        }
+        for event in events.iter() {
+            if event.token() == LISTENER {
+                while let Ok((mut socket, _)) = listener.accept() {
+                    socket.set_nodelay(true).expect("nodelay");
+                    let slot = conns.iter().position(Option::is_none).unwrap_or_else(|| {
+                        conns.push(None);
+                        conns.len() - 1
+                    });
+                    poll.registry().register(&mut socket, Token(slot), Interest::READABLE).expect("register");
+                    conns[slot] = Some(Conn { socket, input: Vec::new() });
+                }
+                continue;
+            }
+            let slot = event.token().0;
+            let Some(conn) = conns[slot].as_mut() else { continue };
+            let mut open = true;
+            loop {
+                match conn.socket.read(&mut chunk) {
+                    Ok(0) => open = false,
+                    Ok(n) => {
+                        conn.input.extend_from_slice(&chunk[..n]);
+                        if n == chunk.len() {
+                            continue;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => open = false,
+                }
+                break;
+            }
+            let used = serve(&conn.input, &mut map, &mut args, &mut out);
+            conn.input.drain(..used);
+            // The load sends one command and waits for its reply, so a reply never fills the
+            // socket's buffer; a blocking write keeps the floor simple.
+            if !out.is_empty() && write_blocking(&mut conn.socket, &out).is_err() {
+                open = false;
+            }
+            out.clear();
+            if !open {
+                if let Some(mut conn) = conns[slot].take() {
+                    let _ = poll.registry().deregister(&mut conn.socket);
+                }
+            }
+        }
+    }
+}
+
+fn write_blocking(socket: &mut mio::net::TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        match socket.write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => std::thread::yield_now(),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn run_tokio(addr: std::net::SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_io().build().expect("runtime");
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        let map = Arc::new(Mutex::new(Map::new()));
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { continue };
+            socket.set_nodelay(true).expect("nodelay");
+            let map = map.clone();
+            tokio::spawn(async move {
+                let (mut input, mut args, mut out) = (Vec::with_capacity(READ_SIZE), Args::new(), Vec::new());
+                loop {
+                    if input.capacity() - input.len() < READ_SIZE / 2 {
+                        input.reserve(READ_SIZE);
+                    }
+                    match socket.read_buf(&mut input).await {
+                        Ok(1..) => {}
+                        _ => return,
+                    }
+                    let used = serve(&input, &mut map.lock().expect("map"), &mut args, &mut out);
+                    input.drain(..used);
+                    if !out.is_empty() && socket.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    out.clear();
+                }
+            });
+        }
+    });
+}
