@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The one test command: every Rust test of the workspace (the abuse suite among them), 30 s of
-# fuzzing per parser (scripts/fuzz-test.sh), the Kubernetes manifests' validation (scripts/k8s-validate.sh), the OpenAPI check
+# The one test command: every Rust test of the workspace (the abuse suite among them), the code's
+# documentation built with warnings as errors, 30 s of fuzzing per parser (scripts/fuzz-test.sh),
+# the Kubernetes manifests' validation (scripts/k8s-validate.sh), the OpenAPI check
 # (scripts/api-schema-test.sh), then the Docker tests (scripts/compose-test.sh,
 # scripts/compose-restart-test.sh, scripts/compose-partition-test.sh, scripts/swarm-test.sh).
 #     scripts/test.sh                # everything (what CI runs)
@@ -15,7 +16,7 @@ COMPOSE=1
 for arg in "$@"; do
     case "$arg" in
         --no-compose) COMPOSE=0 ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
         *) echo "usage: $0 [--no-compose]" >&2; exit 2 ;;
     esac
 done
@@ -29,64 +30,36 @@ fi
 
 status=0
 summary=()
-t0=$SECONDS
-if cargo nextest --version >/dev/null 2>&1; then
-    echo "== cargo nextest run --workspace --no-fail-fast"
-    # --no-tests=warn: a workspace without tests yet is not a failure
-    cargo nextest run --workspace --no-fail-fast --no-tests=warn; rc=$?
-    name="cargo nextest"
-else
-    echo "== cargo-nextest not installed; cargo test --workspace --no-fail-fast"
-    cargo test --workspace --no-fail-fast; rc=$?
-    name="cargo test"
-fi
-summary+=("$name: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
-[ "$rc" -eq 0 ] || status=1
+# step NAME CMD...: run one part, note its outcome and time for the summary, go on either way.
+step() {
+    local name=$1 t0=$SECONDS rc
+    shift
+    echo "== $*"
+    "$@"; rc=$?
+    summary+=("$name: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
+    [ "$rc" -eq 0 ] || status=1
+}
 
+if cargo nextest --version >/dev/null 2>&1; then
+    # --no-tests=warn: a workspace without tests yet is not a failure
+    step "cargo nextest" cargo nextest run --workspace --no-fail-fast --no-tests=warn
+else
+    echo "== cargo-nextest is not installed (scripts/setup.sh installs it); falling back to cargo test"
+    step "cargo test" cargo test --workspace --no-fail-fast
+fi
+# The code's documentation, private items included: a broken or ambiguous link is an error.
+step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --quiet
+step "fuzzing" scripts/fuzz-test.sh
+step "Kubernetes manifests" scripts/k8s-validate.sh
 # The OpenAPI descriptions against a live seed and nodes (schemathesis, installed into a venv
 # under target/ on first use), with the binary the cargo tests just built.
-t0=$SECONDS
-echo "== scripts/fuzz-test.sh"
-scripts/fuzz-test.sh; rc=$?
-summary+=("fuzzing: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
-[ "$rc" -eq 0 ] || status=1
-
-t0=$SECONDS
-echo "== scripts/k8s-validate.sh"
-scripts/k8s-validate.sh; rc=$?
-summary+=("Kubernetes manifests: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
-[ "$rc" -eq 0 ] || status=1
-
-t0=$SECONDS
-echo "== scripts/api-schema-test.sh"
-DKV_BIN=target/debug/dkv scripts/api-schema-test.sh; rc=$?
-summary+=("API schema test: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
-[ "$rc" -eq 0 ] || status=1
+step "API schema test" env DKV_BIN=target/debug/dkv scripts/api-schema-test.sh
 
 if [ "$COMPOSE" = 1 ]; then
-    t0=$SECONDS
-    echo "== scripts/compose-test.sh"
-    scripts/compose-test.sh; rc=$?
-    summary+=("compose test: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
-    [ "$rc" -eq 0 ] || status=1
-
-    t0=$SECONDS
-    echo "== scripts/compose-restart-test.sh"
-    scripts/compose-restart-test.sh; rc=$?
-    summary+=("compose restart test: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
-    [ "$rc" -eq 0 ] || status=1
-
-    t0=$SECONDS
-    echo "== scripts/compose-partition-test.sh"
-    scripts/compose-partition-test.sh; rc=$?
-    summary+=("compose partition test: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
-    [ "$rc" -eq 0 ] || status=1
-
-    t0=$SECONDS
-    echo "== scripts/swarm-test.sh"
-    scripts/swarm-test.sh; rc=$?
-    summary+=("swarm test: $([ "$rc" -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - t0))s")
-    [ "$rc" -eq 0 ] || status=1
+    step "compose test" scripts/compose-test.sh
+    step "compose restart test" scripts/compose-restart-test.sh
+    step "compose partition test" scripts/compose-partition-test.sh
+    step "swarm test" scripts/swarm-test.sh
 else
     summary+=("compose tests: skipped (--no-compose)")
 fi

@@ -492,6 +492,8 @@ pub struct ScanArgs {
     #[arg(long)]
     pub prefix: Option<String>,
     /// Only keys that match this Redis glob pattern (*, ?, [abc], [^a], [a-z], \ to escape).
+    // The text is also `--help`'s, where brackets show as they are: `[abc]` is not a doc link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long = "match", value_name = "GLOB")]
     pub pattern: Option<String>,
     /// Entries each page looks at (1 to 10000).

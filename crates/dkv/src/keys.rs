@@ -85,7 +85,7 @@ pub async fn where_is(args: WhereArgs) -> i32 {
     }
 }
 
-/// Where `args.key` lives and what each of its nodes holds, as JSON (printed by [`print`]).
+/// Where `args.key` lives and what each of its nodes holds, as JSON (printed by [`print()`]).
 async fn locate(args: &WhereArgs) -> Result<Value, crate::client::ClientError> {
     let client = client(&args.client);
     let key = args.key.as_bytes();

@@ -58,11 +58,7 @@ pub fn session_command(node: &Node, session: &mut Session, cmd: Cmd, args: &[Byt
         }
         if session.access == Access::ReadOnly && cmd.effect() == Effect::Writes {
             node.auth.refused(Api::Resp, Failure::ReadOnly);
-            let name = match cmd {
-                Cmd::Unknown => String::from_utf8_lossy(&args[0]).to_ascii_lowercase(),
-                _ => cmd.name().into(),
-            };
-            return Some(Reply::Error(auth::noperm(&name)));
+            return Some(Reply::Error(auth::noperm(&shown_name(cmd, &args[0]))));
         }
     }
     match cmd {
@@ -214,7 +210,15 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
         },
         // Answered before they could get here (`session_command`).
         Cmd::Auth | Cmd::Hello | Cmd::Quit | Cmd::Client => Reply::err("a session command ran as a key command"),
-        Cmd::Unknown => unknown(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase(), a),
+        Cmd::Unknown => unknown(&shown_name(cmd, &args[0]), a),
+    }
+}
+
+/// The command's name as Redis's error texts give it: in lower case, an unknown one as it was sent.
+fn shown_name(cmd: Cmd, sent: &[u8]) -> String {
+    match cmd {
+        Cmd::Unknown => String::from_utf8_lossy(sent).to_ascii_lowercase(),
+        _ => cmd.name().into(),
     }
 }
 

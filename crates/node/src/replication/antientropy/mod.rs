@@ -46,7 +46,7 @@
 //! A round after a change compares and exchanges everything.
 //!
 //! The files: [`digests`] computes a node's summaries (kept digests, or scans) and keeps the last
-//! ones; [`round`] is the side that starts a comparison, one peer after another; [`answer`] is
+//! ones; [`round`](mod@round) is the side that starts a comparison, one peer after another; [`answer`] is
 //! the peer's side of each message (`transport/internal.rs` hands them over). The loops that run
 //! rounds, and the purge of old tombstones, are here.
 
