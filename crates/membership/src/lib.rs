@@ -16,10 +16,6 @@
 //! No I/O here: the seed server and the node feed messages and clock readings in and act on the
 //! decisions that come out.
 
-// The module docs are written for the engineers who work on the crate, and name its private
-// parts (`cargo doc --document-private-items` shows them, as `scripts/test.sh` builds it).
-#![allow(rustdoc::private_intra_doc_links)]
-
 pub mod api;
 mod changes;
 pub mod clocks;

@@ -15,10 +15,6 @@
 //!   (`server`), membership and heartbeats, its data directory (`local`), the `--fsync` policy
 //!   (`durability`), counters and Prometheus metrics.
 
-// The module docs are written for the engineers who work on the crate, and name its private
-// parts (`cargo doc --document-private-items` shows them, as `scripts/test.sh` builds it).
-#![allow(rustdoc::private_intra_doc_links)]
-
 pub mod config;
 pub mod error;
 pub mod front;

@@ -11,10 +11,6 @@
 //! of one ring range are contiguous and a range can be streamed without a full scan.
 //! The layer knows nothing of HTTP, membership or the ring's members.
 
-// The module docs are written for the engineers who work on the crate, and name its private
-// parts (`cargo doc --document-private-items` shows them, as `scripts/test.sh` builds it).
-#![allow(rustdoc::private_intra_doc_links)]
-
 mod codec;
 mod datadir;
 pub mod digests;

@@ -19,10 +19,6 @@
 //! The crate knows nothing of dkv's messages: a request is a kind byte and a body, an answer a
 //! body or a [`Refusal`]. The node crate defines the messages.
 
-// The module docs are written for the engineers who work on the crate, and name its private
-// parts (`cargo doc --document-private-items` shows them, as `scripts/test.sh` builds it).
-#![allow(rustdoc::private_intra_doc_links)]
-
 mod accept;
 mod client;
 mod error;
