@@ -21,6 +21,10 @@ type Map = HashMap<Vec<u8>, Vec<u8>>;
 
 const READ_SIZE: usize = 16 * 1024;
 
+/// Unparsed input one connection may hold: a client that sends more without a whole command
+/// (or sends something the floor does not parse) is closed.
+const MAX_INPUT: usize = 1 << 20;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(port)) = (args.get(1), args.get(2).and_then(|p| p.parse::<u16>().ok())) else {
@@ -52,7 +56,8 @@ fn length(b: &[u8]) -> Option<(usize, usize)> {
 }
 
 /// One whole command from the start of `b`, its arguments in `args`: the bytes it takes, or
-/// `None` while it is not all here (or is not an array of bulk strings: the floor trusts its load).
+/// `None` while it is not all here, or if it is not an array of bulk strings (the connection
+/// then waits until it holds `MAX_INPUT` bytes and is closed: the floor trusts its load).
 fn parse(b: &[u8], args: &mut Args) -> Option<usize> {
     args.clear();
     if b.first() != Some(&b'*') {
@@ -158,6 +163,7 @@ fn run_mio(addr: std::net::SocketAddr) {
             }
             let used = serve(&conn.input, &mut map, &mut args, &mut out);
             conn.input.drain(..used);
+            open &= conn.input.len() <= MAX_INPUT;
             // The load sends one command and waits for its reply, so a reply never fills the
             // socket's buffer; a blocking write keeps the floor simple.
             if !out.is_empty() && write_blocking(&mut conn.socket, &out).is_err() {
@@ -206,6 +212,9 @@ fn run_tokio(addr: std::net::SocketAddr) {
                     }
                     let used = serve(&input, &mut map.lock().expect("map"), &mut args, &mut out);
                     input.drain(..used);
+                    if input.len() > MAX_INPUT {
+                        return;
+                    }
                     if !out.is_empty() && socket.write_all(&out).await.is_err() {
                         return;
                     }
