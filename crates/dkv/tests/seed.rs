@@ -1,5 +1,6 @@
 //! The seed's state is soft: killing and restarting it changes no id, no token and no key, and
-//! the nodes keep serving every request meanwhile.
+//! the nodes keep serving every request meanwhile. A node new to a restarted seed does not answer
+//! for keys it has not copied.
 
 mod common;
 
@@ -107,4 +108,75 @@ async fn a_node_unseen_for_the_ttl_is_removed_and_comes_back_with_its_identity()
     c.nodes[1].resume();
     let after = ids_and_tokens(&c.wait_normal(2).await);
     assert_eq!(after, before, "the node re-registered with its own id and tokens");
+}
+
+/// The seed restarts while the members are paused, and a brand-new node reaches it first: alone,
+/// it is made `normal`. When the members that hold the keys return, no read may go to it before
+/// it has copied their keys: with N=1 a key has one replica, so the newcomer would answer "not
+/// found" for a key that exists. The newcomer is paused while the members return, so a read sent
+/// to it fails for sure, and nothing can be handed to it before it copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_new_to_a_restarted_seed_copies_the_members_keys_before_serving_them() {
+    // A TTL of 10 s: the members come back well within the restarted seed's first TTL.
+    let mut c = Cluster::start_full(3, &["--replication", "1"], "10s").await;
+    let data = dataset("n_", 300);
+    write_all(&c, &[0, 1, 2], &data).await;
+
+    for i in 0..3 {
+        c.nodes[i].pause().await;
+    }
+    c.seed.signal(libc::SIGKILL);
+    c.seed.wait_exit(Duration::from_secs(5)).await;
+    c.restart_seed();
+    c.wait_seed().await;
+    let newcomer = c.add_node();
+    let (seed, fresh) = (c.seed_client(), c.client(newcomer));
+    eventually(Duration::from_secs(10), "the newcomer registered alone, as normal", || {
+        let (seed, fresh) = (seed.clone(), fresh.clone());
+        async move {
+            let view = seed.json("/nodes").await.ok()?;
+            let nodes = view["nodes"].as_array()?;
+            let alone = nodes.len() == 1 && nodes[0]["state"] == "normal";
+            (alone && fresh.json("/health").await.ok()?["status"] == "normal").then_some(())
+        }
+    })
+    .await;
+    c.nodes[newcomer].pause().await;
+    for i in 0..3 {
+        c.nodes[i].resume();
+    }
+
+    // The members are back and every one of them holds the seed's view, the newcomer in it.
+    let old: Vec<_> = (0..3).map(|i| c.client(i)).collect();
+    eventually(Duration::from_secs(10), "the members to hold the view with the newcomer", || {
+        let (seed, old) = (seed.clone(), old.clone());
+        async move {
+            let view = seed.json("/nodes").await.ok()?;
+            if view["nodes"].as_array()?.len() != 4 {
+                return None;
+            }
+            for client in &old {
+                if client.json("/health").await.ok()?["epoch"] != view["epoch"] {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    // Every key reads back through them, though the newcomer is paused: no read goes to it.
+    for (i, (k, v)) in data.iter().enumerate() {
+        let got = tokio::time::timeout(Duration::from_secs(5), old[i % 3].get(k.as_bytes())).await;
+        assert!(
+            matches!(&got, Ok(Ok(Some(value))) if value == v.as_bytes()),
+            "{k} through node {} while the newcomer was paused: {got:?}",
+            i % 3
+        );
+    }
+
+    // Let go, it copies its ranges and serves them.
+    c.nodes[newcomer].resume();
+    c.wait_normal(4).await;
+    let bad = missing(&c, &[0, 1, 2, newcomer], &data).await;
+    assert!(bad.is_empty(), "missing once the newcomer serves: {bad:?}");
 }

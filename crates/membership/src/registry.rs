@@ -18,6 +18,11 @@
 //!   node has re-registered and an old view could only resurrect departed members. If what it
 //!   ends up with differs from the presented view (it already had members of its own), the epoch
 //!   is one past the view's, so an epoch never names two memberships;
+//! * a node that a fresh seed made `normal` on arrival, because no member was, owns ranges it has
+//!   not copied when the members that held them return. So while the seed is fresh, the first
+//!   `normal` member to come back (in a presented view, or registering with its own id) sends
+//!   such nodes back to `joining`: they copy their ranges, then report ready, as any joining node
+//!   does, and no read goes to them before;
 //! * a heartbeat tells the seed which view the node holds (epoch and [`Digest`]); the answer is
 //!   "unchanged" when that is the current view, the members touched since when the
 //!   [`ChangeLog`] passed through it, else the whole view. The unchanged answer costs one map
@@ -64,6 +69,9 @@ pub struct Registry {
     ttl_ms: u64,
     started_ms: u64,
     cluster: String,
+    /// Members this seed made `normal` on arrival, while fresh, because no member was: see the
+    /// module's rules.
+    unpulled: Vec<NodeId>,
 }
 
 impl Registry {
@@ -77,6 +85,7 @@ impl Registry {
             ttl_ms,
             started_ms: now_ms,
             cluster: "dkv".into(),
+            unpulled: Vec::new(),
         }
     }
 
@@ -118,27 +127,36 @@ impl Registry {
         if matches!(&req.tokens, Some(t) if t.is_empty() || t.len() > MAX_VNODES) {
             return Err(RegistryError::BadRequest(format!("tokens must hold 1..={MAX_VNODES} entries")));
         }
+        let mut owners_returned = false;
         if let Some(view) = &req.view {
             validate_view(view)?;
-            self.adopt_if_fresh(view, now_ms);
+            owners_returned = self.adopt_if_fresh(view, now_ms);
         }
         let id = match req.id {
             Some(id) => id,
             None => self.fresh_id(),
         };
+        let arriving = !self.members.contains_key(&id);
+        owners_returned |= arriving && req.state == Some(NodeState::Normal);
+        let mut touched = if owners_returned { self.send_back_unpulled(now_ms) } else { Vec::new() };
+        let no_owner = !self.members.values().any(|m| m.state == NodeState::Normal);
+        if arriving && req.state.is_none() && no_owner && self.fresh(now_ms) {
+            self.unpulled.push(id);
+        }
         let tokens = req.tokens.clone().map(Into::into).unwrap_or_else(|| match self.members.get(&id) {
             Some(m) => m.tokens.clone(),
             None => self.new_tokens(id, vnodes).into(),
         });
         let state = req.state.unwrap_or_else(|| match self.members.get(&id) {
             Some(m) => m.state,
-            None if self.members.values().any(|m| m.state == NodeState::Normal) => NodeState::Joining,
-            None => NodeState::Normal,
+            None if no_owner => NodeState::Normal,
+            None => NodeState::Joining,
         });
-        let mut touched: Vec<NodeId> =
+        let replaced: Vec<NodeId> =
             self.members.values().filter(|m| m.addr == req.addr && m.id != id).map(|m| m.id).collect();
-        for old in &touched {
-            self.take(*old);
+        for old in replaced {
+            self.take(old);
+            touched.push(old);
         }
         if self.put(Member { id, addr: req.addr, tokens, state, last_seen_ms: now_ms }) {
             touched.push(id);
@@ -242,13 +260,21 @@ impl Registry {
         Ok(self.view())
     }
 
-    fn adopt_if_fresh(&mut self, view: &View, now_ms: u64) {
-        let fresh = now_ms.saturating_sub(self.started_ms) <= self.ttl_ms;
-        if !fresh || view.epoch <= self.epoch {
-            return;
+    /// Within one TTL of the seed's start, when every live node has not re-registered yet.
+    fn fresh(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.started_ms) <= self.ttl_ms
+    }
+
+    /// Adopt a returning node's view if the seed is fresh and the view newer; returns whether a
+    /// `normal` member came back with it.
+    fn adopt_if_fresh(&mut self, view: &View, now_ms: u64) -> bool {
+        if !self.fresh(now_ms) || view.epoch <= self.epoch {
+            return false;
         }
+        let mut owners_returned = false;
         for m in &view.nodes {
             if !self.members.contains_key(&m.id) {
+                owners_returned |= m.state == NodeState::Normal;
                 self.put(Member { last_seen_ms: now_ms, ..m.clone() });
             }
         }
@@ -256,6 +282,25 @@ impl Registry {
         let same = self.digest == view.digest();
         self.epoch = if same { view.epoch } else { view.epoch + 1 };
         self.log.reset(self.epoch, self.digest);
+        owners_returned
+    }
+
+    /// Members that hold data came back: every member this seed made `normal` without a copy of
+    /// its ranges goes back to `joining` (while the seed is fresh; after, they are owners like
+    /// any other). Returns the members changed.
+    fn send_back_unpulled(&mut self, now_ms: u64) -> Vec<NodeId> {
+        let unpulled = std::mem::take(&mut self.unpulled);
+        if !self.fresh(now_ms) {
+            return Vec::new();
+        }
+        let mut sent_back = Vec::new();
+        for id in unpulled {
+            let Some(m) = self.members.get(&id).filter(|m| m.state == NodeState::Normal) else { continue };
+            let joining = Member { state: NodeState::Joining, ..m.clone() };
+            self.put(joining);
+            sent_back.push(id);
+        }
+        sent_back
     }
 
     /// Every member, sorted by id.

@@ -6,6 +6,27 @@ fn reg(addr: &str) -> RegisterRequest {
     RegisterRequest { addr: addr.into(), ..Default::default() }
 }
 
+/// The view of a seed with two `normal` members, at h:1 and h:2 (their ids after it).
+fn two_normal_members() -> (View, NodeId, NodeId) {
+    let mut old = Registry::new(0, TTL);
+    let a = old.register(reg("h:1"), 0).unwrap().id;
+    let b = old.register(reg("h:2"), 0).unwrap().id;
+    old.ready(b, 0).unwrap();
+    (old.view(), a, b)
+}
+
+/// What a node of `view` presents when it comes back to a restarted seed.
+fn returning(view: &View, id: NodeId, addr: &str) -> RegisterRequest {
+    let me = view.member(id).unwrap().clone();
+    RegisterRequest {
+        id: Some(me.id),
+        tokens: Some(me.tokens.to_vec()),
+        state: Some(me.state),
+        view: Some(view.clone()),
+        ..reg(addr)
+    }
+}
+
 #[test]
 fn first_node_is_normal_later_ones_join() {
     let mut r = Registry::new(0, TTL);
@@ -48,29 +69,17 @@ fn expiry_removes_silent_members_and_reregistration_keeps_identity() {
 
 #[test]
 fn restarted_seed_adopts_a_returning_nodes_view_once() {
-    let mut old = Registry::new(0, TTL);
-    let a = old.register(reg("h:1"), 0).unwrap();
-    let b = old.register(reg("h:2"), 0).unwrap();
-    old.ready(b.id, 0).unwrap();
-    let view = old.view();
+    let (view, a, b) = two_normal_members();
 
     let mut fresh = Registry::new(5_000, TTL);
-    let me = view.member(a.id).unwrap().clone();
-    let req = RegisterRequest {
-        id: Some(me.id),
-        tokens: Some(me.tokens.to_vec()),
-        state: Some(me.state),
-        view: Some(view.clone()),
-        ..reg("h:1")
-    };
-    fresh.register(req, 5_001).unwrap();
+    fresh.register(returning(&view, a, "h:1"), 5_001).unwrap();
     assert!(fresh.view().same_placement(&view), "whole membership rebuilt from one node");
     assert_eq!(fresh.epoch(), view.epoch, "no spurious epoch change");
-    fresh.heartbeat(b.id, 5_002).expect("the other node is known without re-registering");
+    fresh.heartbeat(b, 5_002).expect("the other node is known without re-registering");
 
     // Too late: an old view is not adopted after one TTL.
     let mut late = Registry::new(0, TTL);
-    late.register(RegisterRequest { id: Some(a.id), view: Some(view), ..reg("h:1") }, TTL + 1).unwrap();
+    late.register(RegisterRequest { id: Some(a), view: Some(view), ..reg("h:1") }, TTL + 1).unwrap();
     assert_eq!(late.view().nodes.len(), 1);
 }
 
@@ -259,21 +268,14 @@ fn an_adopted_view_keeps_its_epoch_only_if_the_seed_ends_up_with_exactly_it() {
     let a = old.register(reg("h:1"), 0).unwrap();
     old.register(reg("h:2"), 0).unwrap();
     let view = old.view();
-    let me = view.member(a.id).unwrap().clone();
-    let back = RegisterRequest {
-        id: Some(me.id),
-        tokens: Some(me.tokens.to_vec()),
-        state: Some(me.state),
-        view: Some(view.clone()),
-        ..reg("h:1")
-    };
+    let back = returning(&view, a.id, "h:1");
 
     // A brand-new node reached the restarted seed first: the seed's membership is the presented
-    // view plus that node, which must not go by the view's epoch.
+    // view plus that node (sent back to joining), which must not go by the view's epoch.
     let mut fresh = Registry::new(5_000, TTL);
     let newcomer = fresh.register(reg("h:9"), 5_000).unwrap();
     let answer = fresh.register(back, 5_001).unwrap();
-    assert_eq!(answer.epoch, view.epoch + 1);
+    assert!(answer.epoch > view.epoch);
     assert!(answer.nodes.iter().any(|m| m.id == newcomer.id));
     // A node still holding the presented view learns of the newcomer at its next heartbeat.
     let other = view.nodes.iter().find(|m| m.id != a.id).unwrap().id;
@@ -306,4 +308,70 @@ fn a_planned_join_registers_as_a_new_node_with_the_planned_tokens() {
     assert!(r.plan_join(&RegisterRequest { cluster: Some("other".into()), ..reg("h:4") }).is_none());
     assert!(r.plan_join(&reg("no port")).is_none());
     assert!(r.plan_join(&RegisterRequest { vnodes: Some(16), ..reg("h:4") }).is_some_and(|p| p.tokens().len() == 16));
+}
+
+#[test]
+fn a_newcomer_made_normal_by_a_restarted_seed_joins_when_the_owners_return() {
+    let (view, a, b) = two_normal_members();
+
+    // The seed restarts and a brand-new node reaches it first: alone, it is made normal.
+    let mut fresh = Registry::new(5_000, TTL);
+    let newcomer = fresh.register(reg("h:9"), 5_000).unwrap();
+    assert_eq!(fresh.view().member(newcomer.id).unwrap().state, NodeState::Normal);
+
+    // The old owners come back, with their view: the newcomer has copied nothing, so it joins.
+    let answer = fresh.register(returning(&view, a, "h:1"), 5_001).unwrap();
+    let now = fresh.view();
+    assert_eq!(now.member(newcomer.id).unwrap().state, NodeState::Joining);
+    assert_eq!(now.member(a).unwrap().state, NodeState::Normal);
+    assert_eq!(now.member(b).unwrap().state, NodeState::Normal);
+    assert!(answer.epoch > view.epoch, "a membership the presented view's epoch does not name");
+    assert_eq!(fresh.digest(), now.digest());
+    // A node that holds the presented view hears of the change at its next heartbeat.
+    let hb = fresh.heartbeat_since(b, holds(&view), 5_002).unwrap();
+    let members = hb.nodes.or(hb.changes.map(|c| c.members)).expect("the view changed");
+    assert!(members.iter().any(|m| m.id == newcomer.id && m.state == NodeState::Joining));
+
+    // It copies its ranges and reports ready, as any joining node; the next owner to come back
+    // changes nothing.
+    fresh.ready(newcomer.id, 5_003).unwrap();
+    let again = RegisterRequest { view: None, ..returning(&view, b, "h:2") };
+    fresh.register(again, 5_004).unwrap();
+    assert_eq!(fresh.view().member(newcomer.id).unwrap().state, NodeState::Normal);
+}
+
+#[test]
+fn an_owner_registering_with_its_id_alone_sends_the_newcomer_back_too() {
+    let mut old = Registry::new(0, TTL);
+    let a = old.register(reg("h:1"), 0).unwrap();
+    let view = old.view();
+    let mut fresh = Registry::new(5_000, TTL);
+    let newcomer = fresh.register(reg("h:9"), 5_000).unwrap();
+    // The owner's view is no newer than the restarted seed's (both at epoch 1): not adopted, and
+    // the owner still returns as normal.
+    fresh.register(returning(&view, a.id, "h:1"), 5_001).unwrap();
+    assert_eq!(fresh.view().member(newcomer.id).unwrap().state, NodeState::Joining);
+    assert_eq!(fresh.view().member(a.id).unwrap().state, NodeState::Normal);
+}
+
+#[test]
+fn newcomers_are_sent_back_only_while_the_seed_is_fresh_and_only_by_returning_owners() {
+    // A first start: the first node is normal, the next joins, and nobody is sent back.
+    let mut r = Registry::new(0, TTL);
+    let first = r.register(reg("h:1"), 0).unwrap();
+    let second = r.register(reg("h:2"), 1).unwrap();
+    r.ready(second.id, 2).unwrap();
+    let third = r.register(reg("h:3"), 3).unwrap();
+    assert_eq!(r.view().member(first.id).unwrap().state, NodeState::Normal);
+    assert_eq!(r.view().member(third.id).unwrap().state, NodeState::Joining);
+
+    // After one TTL the first node is an owner like any other: a member that was expired and
+    // comes back with its id does not send it back.
+    let mut old = Registry::new(0, TTL);
+    let gone = old.register(reg("h:5"), 0).unwrap();
+    let view = old.view();
+    let mut r = Registry::new(0, TTL);
+    let first = r.register(reg("h:1"), 0).unwrap();
+    r.register(returning(&view, gone.id, "h:5"), TTL + 1).unwrap();
+    assert_eq!(r.view().member(first.id).unwrap().state, NodeState::Normal);
 }

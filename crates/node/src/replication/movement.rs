@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use dkv_membership::load::MoveKind;
-use dkv_membership::NodeId;
+use dkv_membership::{NodeId, NodeState};
 use dkv_placement::key_hash;
 use tokio::sync::watch;
 
@@ -81,11 +81,29 @@ struct PassReport {
     failed_batches: u64,
 }
 
-/// If this node starts as `joining`: copy its future ranges, then become `normal`.
+/// Whenever this node is `joining`, copy its future ranges, then become `normal`: at start, and
+/// again if the seed sends it back to joining. A restarted seed does that to a node it made
+/// `normal` on arrival, because no member was, once the members that hold the data return
+/// (`dkv_membership::registry`): until it has copied their keys, it must not answer reads for them.
 pub async fn join(node: Node, mut stop: watch::Receiver<bool>) {
-    if node.life() != Life::Joining {
-        return;
+    let mut changes = node.topo.subscribe();
+    loop {
+        if node.life() == Life::Normal && node.topology().my_state() == Some(NodeState::Joining) {
+            tracing::warn!("the seed sent this node back to joining: members that hold data returned after it was made normal alone; copying its ranges from them");
+            node.set_life(Life::Joining);
+        }
+        if node.life() == Life::Joining {
+            copy_ranges_then_serve(node.clone(), stop.clone()).await;
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            r = changes.changed() => if r.is_err() { return },
+        }
     }
+}
+
+/// Copy this joining node's future ranges from every holder, tell the seed, become `normal`.
+async fn copy_ranges_then_serve(node: Node, mut stop: watch::Receiver<bool>) {
     let mut done: Vec<NodeId> = Vec::new();
     let started = tokio::time::Instant::now();
     let moving = node.moves.begin(MoveKind::Join, None, None);
