@@ -224,9 +224,17 @@ impl Registry {
         Ok(answer)
     }
 
-    /// A joining node has copied its ranges and now owns them.
+    /// A joining node has copied its ranges and now owns them. A node that started leaving
+    /// meanwhile stays `leaving`: its ready crossed its leave (a leave may start during a join),
+    /// and a leaving node must not be given reads again.
     pub fn ready(&mut self, id: NodeId, now_ms: u64) -> Result<View, RegistryError> {
-        self.set_state(id, NodeState::Normal, now_ms)
+        match self.members.get(&id).map(|m| m.state) {
+            Some(NodeState::Leaving) => {
+                self.heartbeat(id, now_ms)?;
+                Ok(self.view())
+            }
+            _ => self.set_state(id, NodeState::Normal, now_ms),
+        }
     }
 
     /// `done == false`: the node starts handing off; `done == true`: it has, and is removed.

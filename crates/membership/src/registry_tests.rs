@@ -114,6 +114,20 @@ fn leave_then_done_removes_and_bad_input_changes_nothing() {
 }
 
 #[test]
+fn a_ready_that_crossed_a_leave_leaves_the_node_leaving() {
+    let mut r = Registry::new(0, TTL);
+    r.register(reg("h:1"), 0).unwrap();
+    let b = r.register(reg("h:2"), 0).unwrap();
+    // Asked to leave during its join: the leave reaches the seed first, then the join's ready.
+    r.leave(b.id, false, 1).unwrap();
+    let e = r.epoch();
+    r.ready(b.id, 2).unwrap();
+    assert_eq!(r.view().member(b.id).unwrap().state, NodeState::Leaving);
+    assert_eq!(r.epoch(), e, "nothing changed");
+    assert_eq!(r.ready(NodeId(42), 3), Err(RegistryError::UnknownNode(NodeId(42))));
+}
+
+#[test]
 fn nodes_of_another_cluster_are_refused() {
     let mut r = Registry::new(0, 1000).for_cluster("blue");
     let req = |cluster: Option<&str>| RegisterRequest {

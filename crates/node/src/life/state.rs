@@ -241,6 +241,13 @@ impl Node {
         self.life.store(life as u8, Ordering::Release);
     }
 
+    /// `joining` becomes `normal`; returns false, changing nothing, if the node is no longer
+    /// joining (a leave began meanwhile).
+    pub fn finish_join(&self) -> bool {
+        let (joining, normal) = (Life::Joining as u8, Life::Normal as u8);
+        self.life.compare_exchange(joining, normal, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
     /// Ask the node to stop (from an admin endpoint).
     pub fn request_stop(&self, how: Stop) {
         self.stop.send_if_modified(|s| {

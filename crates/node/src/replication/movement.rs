@@ -168,6 +168,12 @@ async fn copy_ranges_then_serve(node: Node, mut stop: watch::Receiver<bool>) {
         node.refresh().await;
     }
     loop {
+        // A leave may start during a join (SIGTERM, `dkv leave`): it goes on, and the node does
+        // not report ready. The seed also keeps a leaving node leaving if the two cross.
+        if node.life() != Life::Joining {
+            tracing::info!(life = ?node.life(), "the join copied its ranges after the node stopped joining; not reporting ready");
+            return;
+        }
         match node.seed_ready().await {
             Ok(()) => break,
             Err(e) => {
@@ -179,7 +185,9 @@ async fn copy_ranges_then_serve(node: Node, mut stop: watch::Receiver<bool>) {
             }
         }
     }
-    node.set_life(Life::Normal);
+    if !node.finish_join() {
+        return; // a leave began while the seed took the ready
+    }
     let (keys, bytes) = moving.so_far();
     moving.plan(Some(keys), Some(bytes));
     moving.progress(1.0, 1.0);
@@ -425,6 +433,20 @@ mod tests {
 
     use super::*;
     use crate::testing;
+
+    /// A leave may begin while a join copies (SIGTERM, `dkv leave`): the join's end must not
+    /// make the node `normal` again. The seed side of the same crossing is in `registry_tests.rs`.
+    #[tokio::test]
+    async fn the_end_of_a_join_does_not_undo_a_leave_begun_during_it() {
+        let nodes = testing::cluster(&[NodeState::Joining], testing::config()).await;
+        let node = &nodes[0];
+        node.set_life(Life::Leaving);
+        assert!(!node.finish_join());
+        assert_eq!(node.life(), Life::Leaving);
+        node.set_life(Life::Joining);
+        assert!(node.finish_join());
+        assert_eq!(node.life(), Life::Normal);
+    }
 
     /// Issue 11: a range page was bounded by entries (512 per scan step), so values of megabytes
     /// made pages larger than a frame may be, and a join retried the same page forever.
