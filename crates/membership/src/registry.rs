@@ -268,7 +268,7 @@ impl Registry {
         Ok(self.view())
     }
 
-    /// Within one TTL of the seed's start, when every live node has not re-registered yet.
+    /// Within one TTL of the seed's start: live nodes may not all have re-registered yet.
     fn fresh(&self, now_ms: u64) -> bool {
         now_ms.saturating_sub(self.started_ms) <= self.ttl_ms
     }

@@ -241,11 +241,10 @@ impl Node {
         self.life.store(life as u8, Ordering::Release);
     }
 
-    /// `joining` becomes `normal`; returns false, changing nothing, if the node is no longer
-    /// joining (a leave began meanwhile).
-    pub fn finish_join(&self) -> bool {
-        let (joining, normal) = (Life::Joining as u8, Life::Normal as u8);
-        self.life.compare_exchange(joining, normal, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    /// `from` becomes `to`; returns false, changing nothing, if the node is no longer `from`
+    /// (for a join's end or start, a leave that began meanwhile: the leave wins).
+    pub fn change_life(&self, from: Life, to: Life) -> bool {
+        self.life.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// Ask the node to stop (from an admin endpoint).

@@ -88,9 +88,9 @@ struct PassReport {
 pub async fn join(node: Node, mut stop: watch::Receiver<bool>) {
     let mut changes = node.topo.subscribe();
     loop {
-        if node.life() == Life::Normal && node.topology().my_state() == Some(NodeState::Joining) {
+        let sent_back = node.topology().my_state() == Some(NodeState::Joining);
+        if sent_back && node.change_life(Life::Normal, Life::Joining) {
             tracing::warn!("the seed sent this node back to joining: members that hold data returned after it was made normal alone; copying its ranges from them");
-            node.set_life(Life::Joining);
         }
         if node.life() == Life::Joining {
             copy_ranges_then_serve(node.clone(), stop.clone()).await;
@@ -185,7 +185,7 @@ async fn copy_ranges_then_serve(node: Node, mut stop: watch::Receiver<bool>) {
             }
         }
     }
-    if !node.finish_join() {
+    if !node.change_life(Life::Joining, Life::Normal) {
         return; // a leave began while the seed took the ready
     }
     let (keys, bytes) = moving.so_far();
@@ -441,10 +441,11 @@ mod tests {
         let nodes = testing::cluster(&[NodeState::Joining], testing::config()).await;
         let node = &nodes[0];
         node.set_life(Life::Leaving);
-        assert!(!node.finish_join());
+        assert!(!node.change_life(Life::Joining, Life::Normal));
+        assert!(!node.change_life(Life::Normal, Life::Joining), "nor does being sent back to joining");
         assert_eq!(node.life(), Life::Leaving);
         node.set_life(Life::Joining);
-        assert!(node.finish_join());
+        assert!(node.change_life(Life::Joining, Life::Normal));
         assert_eq!(node.life(), Life::Normal);
     }
 
