@@ -228,9 +228,9 @@ impl Registry {
     /// meanwhile stays `leaving`: its ready crossed its leave (a leave may start during a join),
     /// and a leaving node must not be given reads again.
     pub fn ready(&mut self, id: NodeId, now_ms: u64) -> Result<View, RegistryError> {
-        match self.members.get(&id).map(|m| m.state) {
-            Some(NodeState::Leaving) => {
-                self.heartbeat(id, now_ms)?;
+        match self.members.get_mut(&id) {
+            Some(m) if m.state == NodeState::Leaving => {
+                m.last_seen_ms = now_ms;
                 Ok(self.view())
             }
             _ => self.set_state(id, NodeState::Normal, now_ms),
