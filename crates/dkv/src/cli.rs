@@ -101,6 +101,32 @@ pub struct SeedArgs {
     #[arg(long, env = "DKV_MAX_CONNECTIONS", default_value_t = dkv_seed::SeedConfig::MAX_CONNECTIONS as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// The seed's certificate chain (PEM), signed by the cluster CA: its port then speaks only
+    /// TLS, and members call it with `--seed https://HOST:PORT`. SIGHUP reloads it.
+    #[arg(long, env = "DKV_TLS_CERT", requires_all = ["tls_key", "tls_peer_ca"])]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "DKV_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// The cluster CA (PEM): membership changes and heartbeat lines need a member's
+    /// certificate it signed.
+    #[arg(long, env = "DKV_TLS_PEER_CA", requires = "tls_cert")]
+    pub tls_peer_ca: Option<std::path::PathBuf>,
+}
+
+impl SeedArgs {
+    /// The TLS files, when the seed speaks TLS.
+    pub fn tls_files(&self) -> Option<dkv_node::config::TlsFiles> {
+        let (Some(cert), Some(key), Some(peer_ca)) = (&self.tls_cert, &self.tls_key, &self.tls_peer_ca) else {
+            return None;
+        };
+        Some(dkv_node::config::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            peer_ca: peer_ca.clone(),
+            client_ca: None,
+        })
+    }
 }
 
 /// `--fsync`: when a write on a node with a data directory counts as stored.
@@ -121,7 +147,8 @@ pub struct NodeArgs {
     /// else this host's address toward the seed with the listen port].
     #[arg(long, env = "DKV_ADVERTISE")]
     pub advertise: Option<String>,
-    /// host:port of the seed.
+    /// host:port of the seed; `https://host:port` for a seed started with --tls-cert (the node
+    /// then shows it --tls-cert and checks its certificate against --tls-peer-ca).
     #[arg(long, env = "DKV_SEED", default_value = "127.0.0.1:9000")]
     pub seed: String,
     /// How often to heartbeat the seed.
@@ -261,6 +288,30 @@ pub struct NodeArgs {
 }
 
 impl NodeArgs {
+    /// The seed's `host:port`, and whether it is called over TLS (`https://`).
+    pub fn seed_address(&self) -> Result<(String, bool), String> {
+        let (addr, tls) = match self.seed.split_once("://") {
+            None => (self.seed.as_str(), false),
+            Some(("http", addr)) => (addr, false),
+            Some(("https", addr)) => (addr, true),
+            Some((scheme, _)) => {
+                return Err(format!("--seed {}: the scheme is http:// or https://, not {scheme}://", self.seed))
+            }
+        };
+        let addr = addr.trim_end_matches('/');
+        if addr.is_empty() || addr.contains('/') {
+            return Err(format!("--seed {}: give the seed as host:port or https://host:port", self.seed));
+        }
+        if tls && self.tls_cert.is_none() {
+            return Err(format!(
+                "--seed {}: a seed over TLS needs --tls-cert, --tls-key and --tls-peer-ca: the node shows the seed its \
+                 certificate, and checks the seed's against the cluster CA",
+                self.seed
+            ));
+        }
+        Ok((addr.to_string(), tls))
+    }
+
     /// The TLS files, when the node speaks TLS.
     pub fn tls_files(&self) -> Result<Option<dkv_node::config::TlsFiles>, String> {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else { return Ok(None) };

@@ -86,6 +86,20 @@ fn load_tls(a: &dkv::cli::NodeArgs) -> Result<Option<Arc<Tls>>, String> {
     }
 }
 
+/// The seed's certificates, loaded and reloaded as a node's are (`dkv_node::config::Tls`).
+#[derive(Debug)]
+struct SeedCerts(Arc<Tls>);
+
+impl dkv_seed::SeedTls for SeedCerts {
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        self.0.shared_acceptor()
+    }
+
+    fn is_member(&self, certs: Option<&[tokio_rustls::rustls::pki_types::CertificateDer<'_>]>) -> bool {
+        self.0.is_peer(certs)
+    }
+}
+
 /// SIGHUP reads the certificate files again: new connections use the new ones. A file that
 /// does not load keeps the old ones, and says why. Without TLS a SIGHUP is only logged (it
 /// would otherwise end the process).
@@ -135,6 +149,14 @@ async fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Seed(a) => {
             init_logs("info");
+            let tls = match a.tls_files().map(Tls::load).transpose() {
+                Ok(tls) => tls.map(Arc::new),
+                Err(e) => {
+                    dkv::errln!("dkv seed: TLS: {e}");
+                    return 1;
+                }
+            };
+            reload_on_hangup(tls.clone());
             match bind(a.listen).await {
                 Ok(listener) => {
                     let config = dkv_seed::SeedConfig {
@@ -142,6 +164,7 @@ async fn run(cli: Cli) -> i32 {
                         cluster_secret: a.cluster_secret,
                         cluster_name: a.cluster_name,
                         max_connections: a.max_connections as usize,
+                        tls: tls.map(|tls| Arc::new(SeedCerts(tls)) as Arc<dyn dkv_seed::SeedTls>),
                     };
                     exit_code("seed", dkv_seed::run(config, listener, terminated()).await)
                 }
@@ -151,9 +174,9 @@ async fn run(cli: Cli) -> i32 {
         Command::Node(a) => {
             // The storage engine's own progress lines (flushes, compactions) are debug detail.
             init_logs("info,fjall=warn,lsm_tree=warn");
-            let (client_auth, tls) = match (a.client_auth(), load_tls(&a)) {
-                (Ok(auth), Ok(tls)) => (auth, tls),
-                (Err(e), _) | (_, Err(e)) => {
+            let (client_auth, tls, (seed, seed_tls)) = match (a.client_auth(), load_tls(&a), a.seed_address()) {
+                (Ok(auth), Ok(tls), Ok(seed)) => (auth, tls, seed),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                     dkv::errln!("dkv node: {e}");
                     std::process::exit(1);
                 }
@@ -162,7 +185,8 @@ async fn run(cli: Cli) -> i32 {
             let config = NodeConfig {
                 listen: a.listen,
                 advertise: a.advertise,
-                seed: a.seed,
+                seed,
+                seed_tls,
                 heartbeat_interval: a.heartbeat_interval,
                 leave_timeout: a.leave_timeout,
                 join_timeout: a.join_timeout,

@@ -289,3 +289,109 @@ async fn with_a_client_ca_clients_need_a_certificate_it_signed() {
     assert_eq!((ok, out.as_str()), (true, "v"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Sum of the seed's heartbeat counters answered over `encoding`, from its `/metrics`.
+async fn heartbeats_via(seed: &dkv::client::Client, encoding: &str) -> Option<u64> {
+    let (status, body) = seed.raw(http::Method::GET, "/metrics", None).await.ok()?;
+    assert_eq!(status, 200);
+    let label = format!("encoding=\"{encoding}\"");
+    let lines = String::from_utf8_lossy(&body).into_owned();
+    let counts = lines.lines().filter(|l| l.starts_with("dkv_seed_heartbeats_total{") && l.contains(&label));
+    Some(counts.filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_over_tls_takes_members_only_over_tls_and_only_with_the_cluster_cas_certificates() {
+    let dir = temp_root("tls-seed");
+    let ca = Ca::new(&dir, "cluster");
+    let (cert, key) = ca.sign("node");
+    let (seed_cert, seed_key) = ca.sign("seed");
+    let secret = ["--cluster-secret", "s3cret"].map(String::from);
+    let node_flags = [tls_flags(&cert, &key, &ca.cert_file()), secret.to_vec()].concat();
+    let seed_flags = [tls_flags(&seed_cert, &seed_key, &ca.cert_file()), secret.to_vec()].concat();
+    let mut c = Cluster::launch_tls_seed(2, &strs(&node_flags), &strs(&seed_flags), &ca.cert_file(), &dir).await;
+    assert!(c.seed.addr.starts_with("https://"), "the nodes are given --seed {}", c.seed.addr);
+    c.wait_normal(2).await;
+    c.client(0).put(b"k", "v").await.unwrap();
+    assert_eq!(c.client(1).get(b"k").await.unwrap().as_deref(), Some(&b"v"[..]));
+
+    // The members' heartbeats travel over the transport, inside TLS.
+    let seed = c.seed_client();
+    eventually(Duration::from_secs(10), "heartbeats over the transport", || async {
+        (heartbeats_via(&seed, "transport").await? > 0).then_some(())
+    })
+    .await;
+
+    // Anyone who trusts the cluster CA may read the membership; changing it takes a member's
+    // certificate as well as the secret. In the clear, the port answers nothing.
+    let host = c.seed.addr.trim_start_matches("https://").to_string();
+    let cafile = ca.cert_file().display().to_string();
+    let (ok, out) = output(tool("curl").args(["-sS", "--cacert", &cafile]).arg(format!("https://{host}/nodes")));
+    assert!(ok && out.contains("\"normal\""), "{out}");
+    let (ok, out) = output(tool("curl").args(["-sS", "--cacert", &cafile, "-w", "\n%{http_code}"]).args([
+        "-X",
+        "POST",
+        "-H",
+        "x-dkv-secret: s3cret",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        "{\"addr\":\"127.0.0.1:1\"}",
+        &format!("https://{host}/register"),
+    ]));
+    assert!(ok && out.ends_with("403") && out.contains("only from members"), "{}", &out[..out.len().min(300)]);
+    let (ok, out) = output(tool("curl").args(["-sS", "--max-time", "5"]).arg(format!("http://{host}/nodes")));
+    assert!(!ok, "plain HTTP on the seed's TLS port must fail: {out}");
+    // A heartbeat line opened without a member's certificate is refused (its hello is not
+    // waited for here: the refusal is logged as soon as the first byte says "transport").
+    let script = r#"
+import socket, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+with socket.create_connection((host, int(port)), timeout=15) as s:
+    with ctx.wrap_socket(s, server_hostname=host) as t:
+        t.sendall(b"\0DKV")
+print("sent")
+"#;
+    let (ok, out) = output(Command::new("/usr/bin/python3").args(["-c", script, &host, &cafile]));
+    assert!(ok && out.ends_with("sent"), "{out}");
+    eventually(Duration::from_secs(10), "the seed to refuse a heartbeat line without a certificate", || async {
+        log(&dir, "seed.log").contains("refused a heartbeat line").then_some(())
+    })
+    .await;
+
+    // A node that calls the seed in the clear, and one whose certificate another CA signed, are
+    // both refused at the handshake and never join; each log says why.
+    let other = Ca::new(&dir, "other");
+    let (bad_cert, bad_key) = other.sign("intruder");
+    let callers = [
+        ("plain", host.clone(), node_flags.clone()),
+        ("intruder", c.seed.addr.clone(), [tls_flags(&bad_cert, &bad_key, &ca.cert_file()), secret.to_vec()].concat()),
+    ];
+    for (name, seed_arg, flags) in callers {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut args: Vec<String> =
+            ["node", "--listen", &addr, "--advertise", &addr, "--seed", &seed_arg].map(String::from).to_vec();
+        args.extend(["--heartbeat-interval", HEARTBEAT, "--request-timeout", "1s"].map(String::from));
+        args.extend(flags);
+        let log_file = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        let child = dkv().args(&args).stderr(log_file).spawn().unwrap();
+        c.nodes.push(Proc { child, addr, args, resp: None });
+    }
+    eventually(Duration::from_secs(10), "both refusals in the logs", || async {
+        let (plain, intruder, seed_log) = (log(&dir, "plain.log"), log(&dir, "intruder.log"), log(&dir, "seed.log"));
+        let refused = "registering with the seed failed";
+        (plain.contains(refused) && intruder.contains(refused) && seed_log.contains("UnknownIssuer")).then_some(())
+    })
+    .await;
+    let view = seed.json("/nodes").await.unwrap();
+    assert_eq!(view["nodes"].as_array().unwrap().len(), 2, "{view}");
+
+    // A node told to call the seed over TLS without certificates of its own stops at once.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (ok, out) = output(dkv().args(["node", "--listen", &addr, "--seed", &c.seed.addr]));
+    assert!(!ok && out.contains("needs --tls-cert"), "{out}");
+    let (ok, out) = output(dkv().args(["node", "--listen", &addr, "--seed", &format!("ftp://{host}")]));
+    assert!(!ok && out.contains("http:// or https://"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -19,6 +19,8 @@ pub struct NodeConfig {
     pub advertise: Option<String>,
     /// `host:port` of the seed.
     pub seed: String,
+    /// Whether the seed is called over TLS, with `tls`'s certificates (`--seed https://`).
+    pub seed_tls: bool,
     /// How often to heartbeat the seed (and learn the membership).
     pub heartbeat_interval: Duration,
     /// Longest a graceful leave may take before the node exits anyway, so stopping every node at
@@ -100,6 +102,7 @@ impl Default for NodeConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             advertise: None,
             seed: "127.0.0.1:9000".into(),
+            seed_tls: false,
             heartbeat_interval: Duration::from_secs(5),
             leave_timeout: Duration::from_secs(30),
             join_timeout: Duration::from_secs(30),

@@ -118,7 +118,7 @@ async fn build(
     for (m, listener) in nodes.into_iter().zip(listeners) {
         let topo = Arc::new(Topology::new(view.clone(), m.id, config.replicas));
         let life = if m.state == NodeState::Joining { Life::Joining } else { Life::Normal };
-        let peers = Peers::new(config.request_timeout, &config.cluster_name, None, max_frame, None);
+        let peers = Peers::new(config.request_timeout, &config.cluster_name, None, max_frame, None, false);
         let hints = Hints::new(config.max_hints, config.hint_max_age);
         let node =
             Node::new(config.clone(), m.id, m.addr, engine(), None, peers, hints, topo, life, watch::channel(None).0);

@@ -4,7 +4,8 @@
 //! one pure state transition and answers with the resulting view (a heartbeat from a node whose
 //! view is current, with none); a timer expires members that stopped heart-beating. It speaks
 //! JSON, and to nodes that ask for it a compact binary encoding (`format.rs`); nodes send their
-//! heartbeats over dkv's binary transport, on the same port (`transport.rs`). The seed keeps no
+//! heartbeats over dkv's binary transport, on the same port (`transport.rs`), which speaks only
+//! TLS when the seed has a certificate (`tls.rs`). The seed keeps no
 //! data and no disk state — if it restarts, nodes keep serving with the membership they last saw
 //! and re-register with their own ids, tokens and last view, so the same membership is back
 //! within one heartbeat (see the registry's docs).
@@ -13,6 +14,8 @@ mod dashboard;
 mod format;
 mod openapi;
 mod server;
+mod tls;
 mod transport;
 
 pub use server::{router, run, SeedConfig};
+pub use tls::SeedTls;

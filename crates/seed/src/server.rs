@@ -35,6 +35,8 @@ pub struct SeedConfig {
     /// Connections open at once, HTTP and transport together; more are refused (`503` over
     /// HTTP, a goodbye over the transport).
     pub max_connections: usize,
+    /// The seed's certificates, when its port speaks only TLS (`tls.rs`).
+    pub tls: Option<std::sync::Arc<dyn crate::SeedTls>>,
 }
 
 impl SeedConfig {
@@ -138,6 +140,7 @@ fn routes(seed: Seed, config: &SeedConfig) -> Router {
         .route("/ready", post(ready))
         .route("/leave", post(leave))
         .route_layer(middleware::from_fn_with_state(secret, require_secret))
+        .route_layer(middleware::from_fn(require_member))
         .route("/", get(dashboard))
         .route("/health", get(health))
         .route("/nodes", get(nodes))
@@ -168,6 +171,7 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
+    let app = app.into_make_service_with_connect_info::<crate::transport::Caller>();
     let result = axum::serve(http, app).with_graceful_shutdown(shutdown).await;
     expirer.abort();
     result
@@ -202,8 +206,27 @@ async fn require_secret(State(secret): State<Option<Arc<str>>>, req: Request, ne
     if secret_matches(secret.as_deref(), given) {
         return next.run(req).await;
     }
-    (StatusCode::FORBIDDEN, "missing or wrong cluster secret: start the node with the seed's --cluster-secret\n")
-        .into_response()
+    forbidden(req, "missing or wrong cluster secret: start the node with the seed's --cluster-secret\n").await
+}
+
+/// Over TLS, membership changes only from members: connections that presented a certificate the
+/// cluster CA signed (`tls.rs`). In the clear there is no certificate to ask for.
+async fn require_member(req: Request, next: Next) -> Response {
+    let caller = req.extensions().get::<axum::extract::ConnectInfo<crate::transport::Caller>>();
+    if caller.is_none_or(|c| c.0.member != Some(false)) {
+        return next.run(req).await;
+    }
+    let text = "over TLS, the seed takes membership changes only from members: start the node with a --tls-cert \
+                that the seed's --tls-peer-ca signed\n";
+    forbidden(req, text).await
+}
+
+/// A `403`, sent once the request's body has been read (within the seed's limit): over HTTP/2
+/// an answer that leaves the body unread resets the stream, and a client such as curl then shows
+/// a framing error instead of the reason.
+async fn forbidden(req: Request, text: &'static str) -> Response {
+    let _ = axum::body::to_bytes(req.into_body(), MAX_BODY).await;
+    (StatusCode::FORBIDDEN, text).into_response()
 }
 
 async fn expire_loop(seed: Seed, ttl: Duration) {
@@ -478,6 +501,7 @@ mod tests {
             cluster_secret: None,
             cluster_name: "dkv".into(),
             max_connections: 10,
+            tls: None,
         };
         let seed = Seed::new(&config);
         let register = |addr: &str| {

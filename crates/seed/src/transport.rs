@@ -12,6 +12,10 @@
 //! secret once per connection, in its handshake. Only heartbeats travel this way; registering,
 //! ready, leave and the whole view stay HTTP, where people and older nodes find them.
 //!
+//! With `--tls-cert` (`tls.rs`) the port speaks only TLS: the first byte is read after the
+//! handshake, decrypted, and handed back before the rest (`Prefixed`), and a transport connection
+//! must have presented a member's certificate.
+//!
 //! Connections of both kinds count against `--max-connections` from the moment they are accepted
 //! until they close. One over the bound is told so, in its own protocol (an HTTP `503`, or a
 //! transport goodbye that the node logs), and closed; at most [`MAX_REFUSING`] are being told at
@@ -26,13 +30,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use dkv_membership::api::{IdRequest, SEED_HEARTBEAT_KIND};
 use dkv_membership::compact;
-use dkv_transport::{Auth, Handler, Refusal, ServerConfig};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use dkv_transport::{Auth, Handler, Io, Prefixed, Refusal, ServerConfig, Split};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::format::VERSION;
 use crate::server::{status_of, Seed, SeedConfig, Via};
+use crate::SeedTls;
 
 /// How long a new connection may take to send its first byte before it is closed.
 const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,21 +54,37 @@ const MAX_REFUSING: usize = 256;
 /// How long a connection over the bound may take to show which protocol it speaks.
 const REFUSAL_SNIFF_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// An accepted connection with its place under `--max-connections`, given back when it closes.
+/// An accepted connection with its place under `--max-connections`, given back when it closes:
+/// a TCP stream, or a TLS session over one.
 pub(crate) struct Counted {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
+    /// Over TLS, whether it presented a member's certificate; `None` in the clear.
+    member: Option<bool>,
     _slot: OwnedSemaphorePermit,
+}
+
+/// What the seed's HTTP handlers know of the connection a request came on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Caller {
+    /// As [`Counted::member`].
+    pub member: Option<bool>,
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, HttpConnections>> for Caller {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, HttpConnections>) -> Caller {
+        Caller { member: stream.io().member }
+    }
 }
 
 impl AsyncRead for Counted {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        Pin::new(&mut *self.get_mut().stream).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Counted {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        Pin::new(&mut *self.get_mut().stream).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -71,7 +92,7 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        Pin::new(&mut *self.get_mut().stream).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -79,11 +100,11 @@ impl AsyncWrite for Counted {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        Pin::new(&mut *self.get_mut().stream).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        Pin::new(&mut *self.get_mut().stream).poll_shutdown(cx)
     }
 }
 
@@ -129,40 +150,95 @@ pub(crate) fn split(
         handshake_timeout: FIRST_BYTE_TIMEOUT,
     });
     let slots = Arc::new(Semaphore::new(config.max_connections));
-    tokio::spawn(accept_loop(listener, tx, handler, server, slots, stop));
+    let onward = Onward { http: tx, handler, server, stop: stop.clone() };
+    tokio::spawn(accept_loop(listener, onward, config.tls.clone(), slots, stop));
     Ok(HttpConnections { rx, local })
+}
+
+/// Where an accepted connection goes once its first byte says which protocol it speaks.
+#[derive(Clone)]
+struct Onward {
+    http: mpsc::Sender<(Counted, SocketAddr)>,
+    handler: Arc<Heartbeats>,
+    server: Arc<ServerConfig>,
+    stop: watch::Receiver<bool>,
 }
 
 async fn accept_loop(
     listener: TcpListener,
-    http: mpsc::Sender<(Counted, SocketAddr)>,
-    handler: Arc<Heartbeats>,
-    server: Arc<ServerConfig>,
+    onward: Onward,
+    tls: Option<Arc<dyn SeedTls>>,
     slots: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
     let (max, refusing) = (slots.available_permits(), Arc::new(Semaphore::new(MAX_REFUSING)));
     while let Some((stream, peer)) = dkv_transport::accept_until_stopped(&listener, &mut stop, "seed").await {
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            if let Ok(refusing) = refusing.clone().try_acquire_owned() {
-                tokio::spawn(refuse(stream, peer, server.clone(), max, refusing));
+            // A TLS connection is closed without a word: telling it would cost a handshake.
+            if tls.is_none() {
+                if let Ok(refusing) = refusing.clone().try_acquire_owned() {
+                    tokio::spawn(refuse(stream, peer, onward.server.clone(), max, refusing));
+                }
             }
             continue;
         };
-        let (http, handler, server, stop) = (http.clone(), handler.clone(), server.clone(), stop.clone());
+        let (onward, tls) = (onward.clone(), tls.clone());
         tokio::spawn(async move {
+            if let Some(tls) = tls {
+                return open_tls(stream, peer, &*tls, slot, onward).await;
+            }
             match first_byte(&stream, FIRST_BYTE_TIMEOUT).await {
                 Some(b) if b == dkv_transport::frame::MAGIC[0] => {
-                    dkv_transport::serve(stream, handler, server, stop).await;
+                    dkv_transport::serve(stream, onward.handler, onward.server, onward.stop).await;
                     drop(slot);
                 }
                 Some(_) => {
-                    let _ = http.send((Counted { stream, _slot: slot }, peer)).await;
+                    let conn = Counted { stream: Box::new(stream), member: None, _slot: slot };
+                    let _ = onward.http.send((conn, peer)).await;
                 }
                 // Closed, failed, or silent: nothing to answer.
                 None => {}
             }
         });
+    }
+}
+
+/// A connection to a seed that speaks TLS: the handshake and the first decrypted byte within
+/// [`FIRST_BYTE_TIMEOUT`], then the transport (for members only) or HTTP, as in the clear.
+async fn open_tls(stream: TcpStream, peer: SocketAddr, tls: &dyn SeedTls, slot: OwnedSemaphorePermit, onward: Onward) {
+    let _ = stream.set_nodelay(true);
+    let opened = tokio::time::timeout(FIRST_BYTE_TIMEOUT, async {
+        let mut s = tls.acceptor().accept(stream).await?;
+        let mut first = [0u8; 1];
+        let n = s.read(&mut first).await?;
+        Ok::<_, std::io::Error>((s, (n == 1).then_some(first[0])))
+    })
+    .await;
+    let (s, first) = match opened {
+        Ok(Ok((s, Some(first)))) => (s, first),
+        Ok(Ok((_, None))) | Err(_) => return, // closed or silent: nothing to answer
+        Ok(Err(e)) => {
+            // A client that does not trust the seed's certificate, or speaks no TLS: worth a
+            // line, since a member with the wrong CA or `--seed` without https ends up here.
+            tracing::warn!(%peer, "TLS handshake failed: {e}");
+            return;
+        }
+    };
+    let member = tls.is_member(s.get_ref().1.peer_certificates());
+    let stream = Prefixed::new(Some(first), s);
+    if first != dkv_transport::frame::MAGIC[0] {
+        let conn = Counted { stream: Box::new(stream), member: Some(member), _slot: slot };
+        let _ = onward.http.send((conn, peer)).await;
+        return;
+    }
+    let conn = Split { stream, peer: peer.to_string() };
+    if member {
+        dkv_transport::serve(conn, onward.handler, onward.server, onward.stop).await;
+    } else {
+        let reason = "heartbeats over TLS need a member's certificate signed by the cluster CA: check the node's \
+                      --tls-cert and --tls-peer-ca";
+        tracing::warn!(%peer, "refused a heartbeat line: {reason}");
+        dkv_transport::refuse(conn, &onward.server, reason).await;
     }
 }
 

@@ -26,6 +26,7 @@ async fn seed_with(max_connections: usize) -> String {
         cluster_secret: None,
         cluster_name: "dkv".into(),
         max_connections,
+        tls: None,
     };
     tokio::spawn(dkv_seed::run(config, listener, std::future::pending()));
     addr

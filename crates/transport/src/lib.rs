@@ -32,7 +32,7 @@ pub use accept::{accept_until_stopped, answer_and_close, closing_http_answer, st
 pub use client::{Client, ClientConfig, STATUS_TOO_LARGE};
 pub use error::CallError;
 pub use frame::{put_postcard, Refusal};
-pub use io::{Connection, Io, Split, Wrap, Wrapped, Wrapper};
+pub use io::{Connection, Io, Prefixed, Split, Wrap, Wrapped, Wrapper};
 pub use line::Line;
 pub use server::{refuse, serve, Handler, ServerConfig};
 

@@ -236,8 +236,31 @@ impl Cluster {
     /// [`Cluster::start_tls`] without waiting for the nodes (whose `/health` a client without a
     /// certificate cannot read when they require client certificates).
     pub async fn launch_tls(n: usize, node_flags: &[&str], ca: &std::path::Path, log_dir: &std::path::Path) -> Cluster {
+        Self::launch_tls_seed(n, node_flags, &[], ca, log_dir).await
+    }
+
+    /// [`Cluster::launch_tls`] with `seed_flags` given to the seed. With `--tls-cert` among them
+    /// the seed speaks TLS, logs to `log_dir/seed.log`, and its address is `https://…` (what the
+    /// nodes' `--seed` and [`Cluster::seed_client`] then use).
+    pub async fn launch_tls_seed(
+        n: usize,
+        node_flags: &[&str],
+        seed_flags: &[&str],
+        ca: &std::path::Path,
+        log_dir: &std::path::Path,
+    ) -> Cluster {
         let seed_addr = format!("127.0.0.1:{}", free_port());
-        let seed = spawn_seed_with_ttl(&seed_addr, NODE_TTL);
+        let seed = if seed_flags.contains(&"--tls-cert") {
+            let mut args: Vec<String> =
+                ["seed", "--listen", &seed_addr, "--node-ttl", NODE_TTL].map(String::from).to_vec();
+            args.extend(seed_flags.iter().map(|s| s.to_string()));
+            let log = std::fs::File::create(log_dir.join("seed.log")).expect("create the seed's log");
+            let child = dkv().args(&args).stderr(log).spawn().expect("spawn dkv seed");
+            Proc { child, addr: format!("https://{seed_addr}"), args, resp: None }
+        } else {
+            assert!(seed_flags.is_empty(), "seed flags without --tls-cert are not passed on");
+            spawn_seed_with_ttl(&seed_addr, NODE_TTL)
+        };
         let node_flags = node_flags.iter().map(|s| s.to_string()).collect();
         let mut c = Cluster {
             seed,
@@ -280,8 +303,12 @@ impl Cluster {
         self.nodes[i].child = child;
     }
 
+    /// A client for the seed: over TLS, trusting the cluster's CA, when its address is `https://`.
     pub fn seed_client(&self) -> Client {
-        Client::new(&self.seed.addr)
+        match (&self.tls_ca, self.seed.addr.starts_with("https://")) {
+            (Some(ca), true) => Client::new(&self.seed.addr).with_cacert(Some(ca)).expect("the test CA loads"),
+            _ => Client::new(&self.seed.addr),
+        }
     }
 
     pub async fn wait_seed(&self) {

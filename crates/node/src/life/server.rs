@@ -49,6 +49,7 @@ pub async fn run(
         config.cluster_secret.as_deref(),
         crate::transport::wire::frame_limit(config.max_key_bytes, config.max_value_bytes),
         config.tls.clone(),
+        config.seed_tls,
     );
     let (stop_tx, mut stop_rx) = watch::channel(None);
     tokio::spawn({

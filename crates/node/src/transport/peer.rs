@@ -4,6 +4,8 @@
 //! peer, many calls in flight on it, each with a deadline. The seed is called over HTTP/1.1,
 //! through a pooled client with TCP_NODELAY, in its compact encoding when it speaks it and JSON
 //! otherwise, except heartbeats, which go over the transport when the seed speaks it (`seed.rs`).
+//! Both run over TLS when `--seed https://` says so, with the node's certificates: it shows its
+//! own, and takes the seed's only if the cluster CA signed it, as it takes a peer's.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,8 +33,8 @@ use crate::transport::wire::{self, Kind};
 const MAX_SEED_ANSWER: usize = 64 << 20;
 
 pub struct Peers {
-    /// Calls to the seed (HTTP/1.1).
-    seed: HttpClient<HttpConnector, Body>,
+    /// Calls to the seed (HTTP/1.1, over TLS with `--seed https://`).
+    seed: HttpClient<SeedConnector, Body>,
     /// Calls to other nodes.
     nodes: Client,
     /// Heartbeats to the seed, over the transport when it speaks it (`seed.rs`).
@@ -44,6 +46,8 @@ pub struct Peers {
     secret: Option<http::HeaderValue>,
     /// The node's certificates, when nodes talk TLS (`tls.rs`).
     tls: Option<Arc<Tls>>,
+    /// `https` when the seed is called over TLS, else `http`.
+    seed_scheme: &'static str,
     /// Whether the seed last answered in the compact encoding, so request bodies go in it too
     /// (see `seed.rs`).
     pub(crate) seed_compact: std::sync::atomic::AtomicBool,
@@ -56,14 +60,19 @@ impl Peers {
         secret: Option<&str>,
         max_frame: usize,
         tls: Option<Arc<Tls>>,
+        seed_tls: bool,
     ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
+        connector.enforce_http(false); // https:// is the SeedConnector's to handle
+                                       // The seed is called over TLS only when `--seed https://` says so: a node never falls
+                                       // back to the clear on its own, where its secret would show.
+        let seed_certs = tls.clone().filter(|_| seed_tls);
         let seed = HttpClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(16)
-            .build(connector);
+            .build(SeedConnector { http: connector, tls: seed_certs.clone() });
         let auth = Auth { cluster: cluster.to_string(), secret: secret.map(str::to_string) };
         let nodes = Client::new(ClientConfig {
             auth: auth.clone(),
@@ -72,14 +81,13 @@ impl Peers {
             max_in_flight: 4096,
             wrap: tls.clone().map(|tls| Wrapper(Arc::new(TlsWrap(tls)))),
         });
-        // The seed speaks plain TCP (it has no certificates), and its answers can carry a whole
-        // view.
+        // The seed's answers can carry a whole view.
         let seed_line = dkv_transport::Line::new(ClientConfig {
             auth,
             connect_timeout: timeout,
             max_frame: MAX_SEED_ANSWER,
             max_in_flight: 1,
-            wrap: None,
+            wrap: seed_certs.map(|tls| Wrapper(Arc::new(TlsWrap(tls)))),
         });
         let secret = secret.and_then(|s| http::HeaderValue::from_str(s).ok());
         Peers {
@@ -90,6 +98,7 @@ impl Peers {
             timeout,
             secret,
             tls,
+            seed_scheme: if seed_tls { "https" } else { "http" },
             seed_compact: Default::default(),
         }
     }
@@ -153,7 +162,7 @@ impl Peers {
     ) -> Result<(Option<http::HeaderValue>, Bytes), PeerError> {
         let mut req = Request::builder()
             .method(method)
-            .uri(format!("http://{addr}{path}"))
+            .uri(format!("{}://{addr}{path}", self.seed_scheme))
             .header(header::CONTENT_TYPE, content_type)
             .body(body.map_or_else(Body::empty, Body::from))
             .map_err(|e| protocol(addr, e))?;
@@ -231,6 +240,40 @@ impl Wrap for TlsWrap {
     }
 }
 
+/// Connects the seed's HTTP client: plain TCP, or TLS for `https://` with the node's member
+/// certificate, checking the seed's against the cluster CA (as a peer's is checked).
+#[derive(Clone)]
+struct SeedConnector {
+    http: HttpConnector,
+    tls: Option<Arc<Tls>>,
+}
+
+impl tower_service::Service<http::Uri> for SeedConnector {
+    type Response = TokioIo<tls::Outgoing>;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: http::Uri) -> Self::Future {
+        let https = dst.scheme_str() == Some("https");
+        let addr = dst.authority().map(|a| a.to_string()).unwrap_or_default();
+        let tls = self.tls.as_ref().map(|t| t.peer_connector());
+        let connecting = self.http.call(dst);
+        Box::pin(async move {
+            let tcp = connecting.await?.into_inner();
+            let io = match (https, tls) {
+                (false, _) => tls::Outgoing::Plain(tcp),
+                (true, Some(tls)) => tls::Outgoing::Tls(Box::new(tls.connect(tls::server_name(&addr)?, tcp).await?)),
+                (true, None) => return Err("a seed over TLS needs the node's certificates (--tls-cert)".into()),
+            };
+            Ok(TokioIo::new(io))
+        })
+    }
+}
+
 async fn read_limited(addr: &str, resp: Response<Incoming>) -> Result<Bytes, PeerError> {
     Limited::new(resp.into_body(), MAX_SEED_ANSWER)
         .collect()
@@ -298,12 +341,12 @@ mod tests {
     /// or in time (the request timeout covers the body too).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn seed_answers_are_bounded_in_size_and_in_time() {
-        let peers = Peers::new(Duration::from_secs(10), "dkv", None, 1 << 20, None);
+        let peers = Peers::new(Duration::from_secs(10), "dkv", None, 1 << 20, None, false);
         let endless = fake_seed("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n", Some(b' ')).await;
         let e = peers.json::<(), serde_json::Value>(&endless, Method::GET, "/nodes", None).await.unwrap_err();
         assert!(e.to_string().contains("reading the answer"), "{e}");
 
-        let peers = Peers::new(Duration::from_millis(300), "dkv", None, 1 << 20, None);
+        let peers = Peers::new(Duration::from_millis(300), "dkv", None, 1 << 20, None, false);
         let silent = fake_seed("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{", None).await;
         let started = Instant::now();
         let e = peers.json::<(), serde_json::Value>(&silent, Method::GET, "/nodes", None).await.unwrap_err();

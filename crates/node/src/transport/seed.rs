@@ -185,7 +185,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_seed_is_spoken_to_in_the_encoding_it_answers_in() {
-        let peers = Peers::new(Duration::from_secs(5), "dkv", None, 1 << 20, None);
+        let peers = Peers::new(Duration::from_secs(5), "dkv", None, 1 << 20, None, false);
         let req = LeaveRequest { id: NodeId(1), done: false };
         let call = |addr: String| {
             let (peers, req) = (&peers, &req);
@@ -215,7 +215,7 @@ mod tests {
 
     #[tokio::test]
     async fn heartbeats_go_over_http_to_a_seed_that_does_not_speak_the_transport() {
-        let peers = Peers::new(Duration::from_secs(5), "dkv", None, 1 << 20, None);
+        let peers = Peers::new(Duration::from_secs(5), "dkv", None, 1 << 20, None, false);
         let old = fake_seed(false, StatusCode::BAD_REQUEST, Arc::default()).await;
         let req = IdRequest::id(NodeId(1));
         for beat in 0..2 {

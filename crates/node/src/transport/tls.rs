@@ -21,6 +21,10 @@
 //! `redis-cli --tls --cacert`, `dkv --cacert`). With `--tls-client-ca` they must also present a
 //! certificate signed by that CA, on both the HTTP and the RESP port.
 //!
+//! **The seed.** A seed started with `--tls-cert` uses this module's certificates too (the
+//! binary hands them to `dkv_seed::SeedTls`), and a node called with `--seed https://` calls it
+//! with [`Tls::peer_connector`], as it calls a peer.
+//!
 //! **Reload.** [`Tls::reload`] reads the files again and swaps the configurations in one step;
 //! connections made from then on use the new certificates, open ones keep theirs. A file that
 //! does not load (missing, unparsable, a key that does not match) leaves the old certificates in
@@ -307,60 +311,7 @@ pub fn is_certificate_error(e: &io::Error) -> bool {
     )
 }
 
-/// A stream whose first byte was read to tell the protocol, then handed back before the rest.
-pub struct Prefixed<S> {
-    first: Option<u8>,
-    inner: S,
-}
-
-impl<S> Prefixed<S> {
-    pub fn new(first: Option<u8>, inner: S) -> Self {
-        Prefixed { first, inner }
-    }
-
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        if let Some(b) = self.first {
-            if buf.remaining() > 0 {
-                buf.put_slice(&[b]);
-                self.first = None;
-                return Poll::Ready(Ok(()));
-            }
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
+pub use dkv_transport::Prefixed;
 
 /// A client's connection to a public listener: in the clear, or TLS (its first byte, read to
 /// tell the protocol, handed back first).
