@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
+use dkv_node::transport::tls::{self, Outgoing};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use crate::cli::{BenchArgs, Protocol};
 use crate::client::Client;
@@ -48,6 +49,7 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
         return Err(format!("--read-ratio must be between 0 and 1, got {}", args.read_ratio));
     }
     let targets = targets(&args).await?;
+    let tls = connector(&args)?;
     let prefix: Arc<str> = Arc::from(args.prefix.as_str());
     let value = Bytes::from(vec![b'v'; args.value_size]);
     let tally = Arc::new(Tally::default());
@@ -61,7 +63,8 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
         let (tally, stop, value) = (tally.clone(), stop.clone(), value.clone());
         let order = args.load.then_some((c as u64, args.connections as u64));
         let prefix = prefix.clone();
-        let cfg = Load { keys: args.keys, read_ratio, limit: per_conn, protocol: args.protocol, order, prefix };
+        let protocol = args.protocol;
+        let cfg = Load { keys: args.keys, read_ratio, limit: per_conn, protocol, order, prefix, tls: tls.clone() };
         let password = args.password.clone();
         tasks.push(tokio::spawn(async move {
             let result = connection(addr, cfg, password, value, tally, stop, c as u64).await;
@@ -147,7 +150,10 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
 /// The addresses to load: `--node`, or with `--all-nodes` every member it lists. For RESP, each
 /// node's RESP port comes from its `/stats` (`resp_port`), or `--resp-port` for `--node` itself.
 async fn targets(args: &BenchArgs) -> Result<Vec<String>, String> {
-    let base = Client::new(&args.node).with_password(args.password.as_deref());
+    let base = Client::new(&args.node)
+        .with_password(args.password.as_deref())
+        .with_tls(&args.tls)
+        .map_err(|e| e.to_string())?;
     let host_port = base.base().split("://").nth(1).unwrap_or(base.base()).to_string();
     let mut http = vec![host_port.clone()];
     if args.all_nodes {
@@ -190,18 +196,34 @@ struct Load {
     order: Option<(u64, u64)>,
     /// `--prefix`: every key is this and a number.
     prefix: Arc<str>,
+    /// For an `https://` node: both its ports speak TLS.
+    tls: Option<TlsConnector>,
+}
+
+/// TLS for the connections when `--node` is `https://`, with `--cacert` (and `--client-cert`).
+fn connector(args: &BenchArgs) -> Result<Option<TlsConnector>, String> {
+    if !args.node.starts_with("https://") {
+        return Ok(None);
+    }
+    let ca = args
+        .tls
+        .cacert
+        .as_deref()
+        .ok_or("an https:// node needs --cacert FILE (the CA that signed its certificate)")?;
+    let identity = args.tls.client_cert.as_deref().zip(args.tls.client_key.as_deref());
+    let config = dkv_node::transport::tls::client_config(ca, identity).map_err(|e| e.to_string())?;
+    Ok(Some(TlsConnector::from(config)))
 }
 
 enum Conn {
     /// With the `Authorization` header of `--password`.
     Http(http1::SendRequest<Full<Bytes>>, Option<http::HeaderValue>),
-    Resp(TcpStream, BytesMut),
+    Resp(Outgoing, BytesMut),
 }
 
-async fn connect(addr: &str, protocol: Protocol, password: Option<&str>) -> Result<Conn, String> {
-    let mut stream = TcpStream::connect(addr).await.map_err(|e| format!("connecting to {addr}: {e}"))?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    match protocol {
+async fn connect(addr: &str, load: &Load, password: Option<&str>) -> Result<Conn, String> {
+    let mut stream = tls::connect(addr, load.tls.as_ref()).await.map_err(|e| format!("connecting to {addr}: {e}"))?;
+    match load.protocol {
         Protocol::Resp => {
             let mut buf = BytesMut::with_capacity(4096);
             if let Some(p) = password {
@@ -244,7 +266,7 @@ async fn connection(
 ) -> Result<Histogram<u64>, String> {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15);
-    let mut conn = connect(&addr, load.protocol, password.as_deref()).await?;
+    let mut conn = connect(&addr, &load, password.as_deref()).await?;
     let mut sent = 0u64;
     while !stop.load(Ordering::Relaxed) && load.limit.is_none_or(|l| sent < l) {
         let n = match load.order {
@@ -276,7 +298,7 @@ async fn connection(
                 // The connection broke: count it and reconnect once per failure.
                 tally.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("{addr}: {e}; reconnecting");
-                conn = connect(&addr, load.protocol, password.as_deref()).await?;
+                conn = connect(&addr, &load, password.as_deref()).await?;
             }
         }
         let _ = hist.record((t0.elapsed().as_micros() as u64).max(1));
@@ -318,7 +340,7 @@ async fn http_request(
 }
 
 async fn resp_request(
-    stream: &mut TcpStream,
+    stream: &mut Outgoing,
     buf: &mut BytesMut,
     key: &str,
     value: Option<&Bytes>,

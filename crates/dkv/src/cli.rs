@@ -442,6 +442,9 @@ pub struct BenchArgs {
     /// The nodes' client password, sent with every HTTP request or once per RESP connection.
     #[arg(long, env = "DKV_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+    // With an https:// --node, both ports are loaded over TLS.
+    #[command(flatten)]
+    pub tls: ClientTls,
 }
 
 #[derive(Args, Debug)]
@@ -452,9 +455,22 @@ pub struct LeaveArgs {
     /// The cluster's secret, if it has one.
     #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
-    /// The CA certificate (PEM) that signed the node's certificate, for an https:// node.
+    #[command(flatten)]
+    pub tls: ClientTls,
+}
+
+/// How the client commands talk to `https://` nodes.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ClientTls {
+    /// The CA certificate (PEM) that signed the nodes' certificates, for https:// nodes.
     #[arg(long, env = "DKV_CACERT")]
     pub cacert: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) to show nodes started with --tls-client-ca.
+    #[arg(long, env = "DKV_CLIENT_CERT", requires_all = ["client_key", "cacert"])]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// The private key of --client-cert (PEM).
+    #[arg(long, env = "DKV_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -465,9 +481,8 @@ pub struct ClientArgs {
     /// The node's client password (its --client-password or --client-readonly-password).
     #[arg(long, env = "DKV_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
-    /// The CA certificate (PEM) that signed the nodes' certificates, for https:// nodes.
-    #[arg(long, env = "DKV_CACERT")]
-    pub cacert: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub tls: ClientTls,
 }
 
 #[derive(Args, Debug)]
@@ -584,9 +599,8 @@ pub struct PutArgs {
 pub struct HealthArgs {
     #[arg(long, env = "DKV_HEALTH_URL", default_value = "http://127.0.0.1:8080/health")]
     pub url: String,
-    /// The CA certificate (PEM) that signed the node's certificate, for an https:// URL.
-    #[arg(long, env = "DKV_CACERT")]
-    pub cacert: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub tls: ClientTls,
 }
 
 #[cfg(test)]

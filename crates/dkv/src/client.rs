@@ -38,7 +38,7 @@ pub enum ClientError {
     Status { url: String, status: StatusCode, message: String },
     #[error("bad URL {0:?}: write it like http://127.0.0.1:8080")]
     BadUrl(String),
-    #[error("--cacert: {0}")]
+    #[error("--cacert / --client-cert: {0}")]
     Tls(String),
     /// `--node` names the seed.
     #[error("{base} is the dkv seed, not a node: point --node at a node (the seed lists them at {base}/nodes)")]
@@ -132,9 +132,16 @@ impl Client {
     }
 
     /// Trust the CA certificates in `cacert` (PEM) for `https://` nodes.
-    pub fn with_cacert(mut self, cacert: Option<&Path>) -> Result<Self, ClientError> {
-        let Some(path) = cacert else { return Ok(self) };
-        let config = dkv_node::transport::tls::client_config(path).map_err(|e| ClientError::Tls(e.to_string()))?;
+    pub fn with_cacert(self, cacert: Option<&Path>) -> Result<Self, ClientError> {
+        self.with_tls(&crate::cli::ClientTls { cacert: cacert.map(Path::to_path_buf), ..Default::default() })
+    }
+
+    /// TLS as `tls` says: the CA for `https://` nodes, and the client certificate to show them.
+    pub fn with_tls(mut self, tls: &crate::cli::ClientTls) -> Result<Self, ClientError> {
+        let Some(path) = &tls.cacert else { return Ok(self) };
+        let identity = tls.client_cert.as_deref().zip(tls.client_key.as_deref());
+        let config =
+            dkv_node::transport::tls::client_config(path, identity).map_err(|e| ClientError::Tls(e.to_string()))?;
         let tls = TlsConnector::from(config);
         self.http = http_client(Some(tls.clone()));
         self.tls = Some(tls);
@@ -350,7 +357,7 @@ fn http_client(tls: Option<TlsConnector>) -> HyperClient<LenientConnector, Full<
 impl crate::cli::ClientArgs {
     /// The client for `--node`, with `--password` and `--cacert`.
     pub fn client(&self) -> Result<Client, ClientError> {
-        Client::new(&self.node).with_password(self.password.as_deref()).with_cacert(self.cacert.as_deref())
+        Client::new(&self.node).with_password(self.password.as_deref()).with_tls(&self.tls)
     }
 }
 

@@ -92,7 +92,7 @@ pub async fn health(args: HealthArgs) -> i32 {
         Some(split) => (&args.url[..split], &args.url[split..]),
         None => (args.url.as_str(), "/health"),
     };
-    let client = match Client::new(base).with_cacert(args.cacert.as_deref()) {
+    let client = match Client::new(base).with_tls(&args.tls) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
@@ -108,7 +108,7 @@ pub async fn health(args: HealthArgs) -> i32 {
 /// Ask a node to leave the cluster for good (`POST /admin/leave`); it hands its keys to the
 /// remaining members and exits.
 pub async fn leave(args: LeaveArgs) -> i32 {
-    let client = match Client::new(&args.node).with_secret(args.cluster_secret).with_cacert(args.cacert.as_deref()) {
+    let client = match Client::new(&args.node).with_secret(args.cluster_secret).with_tls(&args.tls) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };

@@ -127,6 +127,14 @@ print("ok")
     assert!(!ok && out.contains("--cacert"), "{out}");
     let (ok, out) = output(dkv().args(["status", "--node", &node, "--cacert", &cafile]));
     assert!(ok && out.matches("normal").count() == 3, "{out}");
+    // dkv bench over TLS, on both ports.
+    for protocol in [&["--protocol", "http"][..], &["--protocol", "resp", "--resp-port", port]] {
+        let load = ["bench", "--node", &node, "--cacert", &cafile, "-c", "4", "-n", "200", "--keys", "50"];
+        let (ok, out) = output(dkv().args(load).args(protocol));
+        assert!(ok && out.contains("(200 in") && out.contains("errors      0"), "{protocol:?}: {out}");
+    }
+    let (ok, out) = output(dkv().args(["bench", "--node", &node, "-n", "10"]));
+    assert!(!ok && out.contains("--cacert"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -287,6 +295,36 @@ async fn with_a_client_ca_clients_need_a_certificate_it_signed() {
     let (app, app_key) = (app.display().to_string(), app_key.display().to_string());
     let (ok, out) = output(tool("redis-cli").args(tls).args(["--cert", &app, "--key", &app_key, "GET", "k"]));
     assert_eq!((ok, out.as_str()), (true, "v"));
+    // The dkv client: refused without a certificate, served with one.
+    let node = format!("https://{}", c.nodes[1].addr);
+    let (ok, out) = output(dkv().args(["get", "k", "--node", &node, "--cacert", &cafile]));
+    assert!(!ok && out.contains("certificate"), "{out}");
+    let mine = ["--client-cert", &app, "--client-key", &app_key];
+    let (ok, out) = output(dkv().args(["get", "k", "--node", &node, "--cacert", &cafile]).args(mine));
+    assert_eq!((ok, out.as_str()), (true, "v"));
+    let (ok, out) = output(dkv().args(["status", "--node", &node, "--cacert", &cafile]).args(mine));
+    assert!(ok && out.matches("normal").count() == 2, "{out}");
+    let load = [
+        "bench",
+        "--node",
+        &node,
+        "--cacert",
+        &cafile,
+        "-c",
+        "4",
+        "-n",
+        "100",
+        "--protocol",
+        "resp",
+        "--resp-port",
+        port,
+    ];
+    let (ok, out) = output(dkv().args(load).args(mine));
+    assert!(ok && out.contains("(100 in") && out.contains("errors      0"), "{out}");
+    let (ok, out) = output(dkv().args(["health", "--url", &format!("{node}/health"), "--cacert", &cafile]).args(mine));
+    assert!(ok, "{out}");
+    let (ok, out) = output(dkv().args(["get", "k", "--node", &node, "--cacert", &cafile, "--client-cert", &app]));
+    assert!(!ok && out.contains("--client-key"), "a certificate without its key: {out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -233,14 +233,25 @@ fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
     Ok(Loaded { shared, resp, peers: TlsConnector::from(Arc::new(peers)), peer_verifier, client_verifier })
 }
 
-/// A client configuration that trusts the CAs in `ca` (the `dkv` client's `--cacert`).
-pub fn client_config(ca: &Path) -> Result<Arc<ClientConfig>, TlsError> {
+/// A client configuration that trusts the CAs in `ca` (the `dkv` client's `--cacert`), showing
+/// the certificate and key files of `identity` when given (its `--client-cert`, for nodes that
+/// require one).
+pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Arc<ClientConfig>, TlsError> {
     let roots = read_roots(ca)?;
-    let mut c = ClientConfig::builder_with_provider(provider())
+    let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut c = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = read_certs(cert)?;
+            let private = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error(key, e))?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| TlsError::Config(format!("{} with {}: {e}", cert.display(), key.display())))?
+        }
+    };
     c.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(c))
 }
