@@ -425,6 +425,26 @@ print("sent")
     let view = seed.json("/nodes").await.unwrap();
     assert_eq!(view["nodes"].as_array().unwrap().len(), 2, "{view}");
 
+    // SIGHUP reloads the seed's certificate for new connections; the members stay.
+    assert_eq!(served_name(&host, &ca.cert_file()), "seed");
+    let (next, next_key) = ca.sign("seed-renewed");
+    std::fs::copy(&next, &seed_cert).unwrap();
+    std::fs::copy(&next_key, &seed_key).unwrap();
+    c.seed.signal(libc::SIGHUP);
+    eventually(Duration::from_secs(10), "the renewed certificate on a new connection", || async {
+        (served_name(&host, &ca.cert_file()) == "seed-renewed").then_some(())
+    })
+    .await;
+    assert!(log(&dir, "seed.log").contains("TLS certificates reloaded"));
+    let before = heartbeats_via(&seed, "transport").await.unwrap();
+    eventually(Duration::from_secs(10), "heartbeats after the reload", || async {
+        (heartbeats_via(&seed, "transport").await? > before).then_some(())
+    })
+    .await;
+    let view = seed.json("/nodes").await.unwrap();
+    let members = view["nodes"].as_array().unwrap();
+    assert!(members.len() == 2 && members.iter().all(|m| m["state"] == "normal"), "{view}");
+
     // A node told to call the seed over TLS without certificates of its own stops at once.
     let addr = format!("127.0.0.1:{}", free_port());
     let (ok, out) = output(dkv().args(["node", "--listen", &addr, "--seed", &c.seed.addr]));
