@@ -6,7 +6,8 @@
 # nothing (and does not call apt-get at all). Runs as root, or as a user with sudo.
 #
 #   Debian packages   curl (compose and API tests), file (the static-binary check), python3 and
-#                     diffutils (the compose tests), redis-tools and python3-redis (the RESP
+#                     diffutils (the compose tests), openssl (certificates for the compose TLS
+#                     test), redis-tools and python3-redis (the RESP
 #                     tests), chromium (the dashboard test), faketime (the clock-skew test),
 #                     python3-venv (the schemathesis and kubernetes-validate venvs), g++ if there
 #                     is no C++ compiler (libFuzzer), docker-compose if there is no Compose tool
@@ -24,7 +25,7 @@ CHECK=0
 for arg in "$@"; do
     case "$arg" in
         --check) CHECK=1 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "usage: $0 [--check]" >&2; exit 2 ;;
     esac
 done
@@ -46,6 +47,7 @@ command -v curl >/dev/null || need+=(curl)
 command -v file >/dev/null || need+=(file)
 [ -x /usr/bin/python3 ] || need+=(python3)            # the tests call /usr/bin/python3 itself
 command -v cmp >/dev/null || need+=(diffutils)
+command -v openssl >/dev/null || need+=(openssl)
 { command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null; } || need+=(redis-tools)
 /usr/bin/python3 -c 'import redis' 2>/dev/null || need+=(python3-redis)
 command -v chromium >/dev/null || need+=(chromium)
@@ -59,7 +61,7 @@ if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1 \
 fi
 
 if [ "${#need[@]}" -eq 0 ]; then
-    say "Debian packages: all present (curl, file, python3, diffutils, redis-tools, python3-redis, chromium, faketime, python3-venv)"
+    say "Debian packages: all present (curl, file, python3, diffutils, openssl, redis-tools, python3-redis, chromium, faketime, python3-venv)"
 elif [ "$CHECK" = 1 ]; then
     say "Debian packages missing: ${need[*]}"
     missing_any=1

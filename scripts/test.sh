@@ -3,7 +3,8 @@
 # documentation built with warnings as errors, 30 s of fuzzing per parser (scripts/fuzz-test.sh),
 # the Kubernetes manifests' validation (scripts/k8s-validate.sh), the OpenAPI check
 # (scripts/api-schema-test.sh), then the Docker tests (scripts/compose-test.sh,
-# scripts/compose-restart-test.sh, scripts/compose-partition-test.sh, scripts/swarm-test.sh).
+# scripts/compose-restart-test.sh, scripts/compose-partition-test.sh,
+# scripts/compose-tls-test.sh, scripts/swarm-test.sh).
 #     scripts/test.sh                # everything (what CI runs)
 #     scripts/test.sh --no-compose   # without the Docker tests (quick local run)
 # On a fresh machine, first install what the tests need: scripts/setup.sh && scripts/test.sh
@@ -59,6 +60,7 @@ if [ "$COMPOSE" = 1 ]; then
     step "compose test" scripts/compose-test.sh
     step "compose restart test" scripts/compose-restart-test.sh
     step "compose partition test" scripts/compose-partition-test.sh
+    step "compose TLS test" scripts/compose-tls-test.sh
     step "swarm test" scripts/swarm-test.sh
 else
     summary+=("compose tests: skipped (--no-compose)")

@@ -24,7 +24,9 @@
 #   TIMEOUT        seconds allowed for the cluster of 3 to form
 #   POLL           seconds between two tries of wait_for
 #   MEMBERS_DESC   how wait_for's timeout message names what seed_members printed
-#   and exports DKV_SEED_PORT, DKV_NODE_PORTS and any other DKV_* setting of its own.
+#   and exports DKV_SEED_PORT, DKV_NODE_PORTS and any other DKV_* setting of its own; and may set
+#   COMPOSE_FILES  the compose files, as -f arguments (default: -f compose.yaml)
+#   SCHEME         how the seed and the nodes are reached from the host (default: http)
 # and defines, before calling cluster_is (or start_cluster):
 #   seed_members SEED_URL   prints "TOTAL NORMAL ..." of the seed's /nodes, fails if it cannot
 : "${TEST_NAME:?}" "${SUMMARY_LABEL:?}" "${KEEP_VAR:?}" "${PROJECT:?}" "${TOTAL:?}" \
@@ -50,7 +52,10 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/dkv-$TEST_NAME.XXXXXX")"
 say() { printf '[%s %4ds] %s\n' "$TEST_NAME" "$((SECONDS - START))" "$*"; }
 pass() { PASSED=$((PASSED + 1)); printf 'PASS  %s\n' "$*"; }
 fail() { FAILED=$((FAILED + 1)); printf 'FAIL  %s\n' "$*"; }
-compose() { scripts/compose.sh -f compose.yaml -p "$PROJECT" "$@"; }
+COMPOSE_FILES="${COMPOSE_FILES:--f compose.yaml}"
+SCHEME="${SCHEME:-http}"
+# shellcheck disable=SC2086  # COMPOSE_FILES is a list of arguments, split on purpose
+compose() { scripts/compose.sh $COMPOSE_FILES -p "$PROJECT" "$@"; }
 abort() {  # the remaining checks cannot run: count them as failed and stop
     FAILED=$((TOTAL - PASSED))
     printf 'FAIL  %s (%d check(s) not run)\n' "$*" "$FAILED"
@@ -154,7 +159,7 @@ NODE_IDS=()    # container ids, same order
 seed_url() {
     local hp
     hp="$(compose port seed 9000 2>/dev/null | grep -m1 -E '^0\.0\.0\.0:[0-9]+$' || true)"
-    [ -n "$hp" ] && SEED_URL="http://127.0.0.1:${hp##*:}"
+    [ -n "$hp" ] && SEED_URL="$SCHEME://127.0.0.1:${hp##*:}"
 }
 
 # Published IPv4 host port of a container's 8080. Docker allocates the IPv4 and IPv6
@@ -164,7 +169,7 @@ seed_url() {
 host_url() {
     local hp
     hp="$(docker port "$1" 8080/tcp 2>/dev/null | grep -m1 -E '^0\.0\.0\.0:[0-9]+$' || true)"
-    [ -n "$hp" ] && echo "http://127.0.0.1:${hp##*:}"
+    [ -n "$hp" ] && echo "$SCHEME://127.0.0.1:${hp##*:}"
 }
 
 # kv-node containers in container-number order, with their published IPv4 port for 8080.
