@@ -390,6 +390,10 @@ pub struct UpArgs {
     /// Show the seed's and the nodes' logs on this terminal instead of writing them to files.
     #[arg(long, short)]
     pub verbose: bool,
+    /// TLS everywhere (clients, between nodes, to the seed) with the certificates in DIR, as
+    /// scripts/make-certs.sh writes them: ca.pem, seed.pem, seed.key, node.pem, node.key.
+    #[arg(long, env = "DKV_UP_TLS", value_name = "DIR")]
+    pub tls: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

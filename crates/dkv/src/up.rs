@@ -153,8 +153,9 @@ enum Serving {
 
 /// The seed must answer `/health` as the seed; a node must answer `/health` as a node whose id
 /// the seed (`seed`) registered for its address.
-async fn serving(url: &str, seed: Option<&Client>) -> Serving {
-    let Ok(answer) = Client::new(url).send(Method::GET, "/health", None).await else { return Serving::NotYet };
+async fn serving(url: &str, seed: Option<&Client>, ca: Option<&Path>) -> Serving {
+    let Ok(client) = Client::new(url).with_cacert(ca) else { return Serving::NotYet };
+    let Ok(answer) = client.send(Method::GET, "/health", None).await else { return Serving::NotYet };
     let (wanted, what) = if seed.is_some() { (Server::Node, "node") } else { (Server::Seed, "seed") };
     if answer.server != wanted {
         return Serving::Wrong(format!("{url} answers, but not as the {what} dkv up started"));
@@ -165,7 +166,7 @@ async fn serving(url: &str, seed: Option<&Client>) -> Serving {
     let registered = async {
         let id = serde_json::from_slice::<serde_json::Value>(&answer.body).ok()?["id"].clone();
         let view = seed.json("/nodes").await.ok()?;
-        let addr = url.trim_start_matches("http://");
+        let addr = url.split_once("://").map_or(url, |(_, addr)| addr);
         view["nodes"].as_array()?.iter().find(|m| m["addr"] == addr && m["id"] == id).map(|_| ())
     };
     match answer.status == StatusCode::OK && registered.await.is_some() {
@@ -176,7 +177,12 @@ async fn serving(url: &str, seed: Option<&Client>) -> Serving {
 
 /// Wait until every process in `procs` serves as what it should; an exit or a wrong answer is
 /// an error.
-async fn wait_serving(procs: &mut [Proc], seed: Option<&Client>, deadline: Instant) -> Result<(), String> {
+async fn wait_serving(
+    procs: &mut [Proc],
+    seed: Option<&Client>,
+    ca: Option<&Path>,
+    deadline: Instant,
+) -> Result<(), String> {
     let mut waiting: Vec<usize> = (0..procs.len()).collect();
     while !waiting.is_empty() {
         for p in procs.iter_mut() {
@@ -191,7 +197,7 @@ async fn wait_serving(procs: &mut [Proc], seed: Option<&Client>, deadline: Insta
         }
         let mut still = Vec::new();
         for &i in &waiting {
-            match serving(&procs[i].url, seed).await {
+            match serving(&procs[i].url, seed, ca).await {
                 Serving::Yes => {}
                 Serving::NotYet => still.push(i),
                 Serving::Wrong(why) => return Err(why),
@@ -248,15 +254,19 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
         }
     };
     let log = |name: &str| logs.as_ref().map(|dir| dir.join(format!("{name}.log")));
+    let tls = args.tls.as_deref().map(Certificates::in_dir).transpose()?;
+    let ca = tls.as_ref().map(|t| t.ca.as_path());
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let seed_addr = format!("127.0.0.1:{}", args.seed_port);
     let hb = humantime::format_duration(args.heartbeat_interval).to_string();
     let ttl = humantime::format_duration(args.node_ttl).to_string();
-    let seed_args = ["seed".into(), "--listen".into(), seed_addr.clone(), "--node-ttl".into(), ttl];
-    let seed = Proc::start("the seed".into(), format!("http://{seed_addr}"), &seed_args, log("seed"))?;
+    let mut seed_args = vec!["seed".into(), "--listen".into(), seed_addr.clone(), "--node-ttl".into(), ttl];
+    seed_args.extend(tls.iter().flat_map(|t| t.flags("seed")));
+    let seed = Proc::start("the seed".into(), format!("{scheme}://{seed_addr}"), &seed_args, log("seed"))?;
     let mut seed = [seed];
     let deadline = Instant::now() + Duration::from_secs(30);
-    if let Err(e) = wait_serving(&mut seed, None, deadline).await {
-        stop_all(&mut [], &mut seed[0]).await;
+    if let Err(e) = wait_serving(&mut seed, None, ca, deadline).await {
+        stop_all(&mut [], &mut seed[0], ca).await;
         return Err(e);
     }
     let [mut seed] = seed;
@@ -271,10 +281,11 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
             "--advertise".into(),
             addr.clone(),
             "--seed".into(),
-            seed_addr.clone(),
+            format!("{scheme}://{seed_addr}"),
             "--heartbeat-interval".into(),
             hb.clone(),
         ];
+        argv.extend(tls.iter().flat_map(|t| t.flags("node")));
         if let Some(base) = args.resp_base_port {
             argv.extend(["--resp-listen".into(), format!("127.0.0.1:{}", base + i)]);
         }
@@ -285,17 +296,23 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
             // `dkv up --nodes N` asks for N nodes: one that left (`dkv leave`) comes back as new.
             argv.push("--rejoin".into());
         }
-        match Proc::start(format!("node {i}"), format!("http://{addr}"), &argv, log(&format!("node-{i}"))) {
+        match Proc::start(format!("node {i}"), format!("{scheme}://{addr}"), &argv, log(&format!("node-{i}"))) {
             Ok(p) => nodes.push(p),
             Err(e) => {
-                stop_all(&mut nodes, &mut seed).await;
+                stop_all(&mut nodes, &mut seed, ca).await;
                 return Err(e);
             }
         }
     }
-    let seed_client = Client::new(&seed.url);
-    if let Err(e) = wait_serving(&mut nodes, Some(&seed_client), deadline).await {
-        stop_all(&mut nodes, &mut seed).await;
+    let seed_client = match Client::new(&seed.url).with_cacert(ca) {
+        Ok(client) => client,
+        Err(e) => {
+            stop_all(&mut nodes, &mut seed, ca).await;
+            return Err(e.to_string());
+        }
+    };
+    if let Err(e) = wait_serving(&mut nodes, Some(&seed_client), ca, deadline).await {
+        stop_all(&mut nodes, &mut seed, ca).await;
         return Err(e);
     }
 
@@ -303,14 +320,49 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
     let signals = match Signals::listen() {
         Ok(signals) => signals,
         Err(e) => {
-            stop_all(&mut nodes, &mut seed).await;
+            stop_all(&mut nodes, &mut seed, ca).await;
             return Err(format!("listening for signals: {e}"));
         }
     };
     summary(&args, &seed, &nodes, logs.as_deref());
     let result = watch(signals, &mut nodes, &mut seed).await;
-    stop_all(&mut nodes, &mut seed).await;
+    stop_all(&mut nodes, &mut seed, ca).await;
     result
+}
+
+/// The certificate files of `--tls DIR`, as `scripts/make-certs.sh` names them.
+struct Certificates {
+    dir: PathBuf,
+    ca: PathBuf,
+}
+
+impl Certificates {
+    /// The files of `dir`, each checked to be there before anything starts.
+    fn in_dir(dir: &Path) -> Result<Certificates, String> {
+        for name in ["ca.pem", "seed.pem", "seed.key", "node.pem", "node.key"] {
+            if !dir.join(name).is_file() {
+                return Err(format!(
+                    "--tls {}: no {name} there; scripts/make-certs.sh {} makes a set",
+                    dir.display(),
+                    dir.display()
+                ));
+            }
+        }
+        Ok(Certificates { dir: dir.to_path_buf(), ca: dir.join("ca.pem") })
+    }
+
+    /// The TLS flags of the seed (`who`: "seed") or of a node ("node").
+    fn flags(&self, who: &str) -> [String; 6] {
+        let file = |name: String| self.dir.join(name).display().to_string();
+        [
+            "--tls-cert".into(),
+            file(format!("{who}.pem")),
+            "--tls-key".into(),
+            file(format!("{who}.key")),
+            "--tls-peer-ca".into(),
+            file("ca.pem".into()),
+        ]
+    }
 }
 
 /// What a user needs once the cluster is up: printed last, nothing is written to the terminal
@@ -334,7 +386,8 @@ fn summary(args: &UpArgs, seed: &Proc, nodes: &[Proc], logs: Option<&Path>) {
         None => say!("  logs       on this terminal (--verbose)"),
     }
     let (a, b) = (&nodes[0].url, &nodes[nodes.len().min(2) - 1].url);
-    say!("try:\n  curl -X PUT -d 'John Doe' '{a}/put?key=user_123'\n  curl '{b}/get?key=user_123'");
+    let ca = args.tls.as_ref().map(|dir| format!("--cacert {} ", dir.join("ca.pem").display())).unwrap_or_default();
+    say!("try:\n  curl {ca}-X PUT -d 'John Doe' '{a}/put?key=user_123'\n  curl {ca}'{b}/get?key=user_123'");
     say!("Ctrl-C stops the whole cluster.");
 }
 
@@ -389,11 +442,14 @@ async fn watch(mut signals: Signals, nodes: &mut [Proc], seed: &mut Proc) -> Res
     Ok(())
 }
 
-/// Stop every child still running and reap all of them: nodes first (`POST /admin/stop`, then
-/// SIGKILL after 10 s), then the seed (SIGTERM, then SIGKILL after 5 s).
-async fn stop_all(nodes: &mut [Proc], seed: &mut Proc) {
+/// Stop every child still running and reap all of them: nodes first (`POST /admin/stop`, over
+/// TLS trusting `ca` with `--tls`, then SIGKILL after 10 s), then the seed (SIGTERM, then
+/// SIGKILL after 5 s).
+async fn stop_all(nodes: &mut [Proc], seed: &mut Proc, ca: Option<&Path>) {
     for p in nodes.iter_mut().filter(|p| p.exited.is_none()) {
-        let _ = Client::new(&p.url).raw(Method::POST, "/admin/stop", None).await;
+        if let Ok(client) = Client::new(&p.url).with_cacert(ca) {
+            let _ = client.raw(Method::POST, "/admin/stop", None).await;
+        }
     }
     for p in nodes.iter_mut().filter(|p| p.exited.is_none()) {
         match tokio::time::timeout(Duration::from_secs(10), p.child.wait()).await {

@@ -278,3 +278,46 @@ async fn up_reports_a_node_that_fails_to_start_with_the_end_of_its_log() {
     assert!(!up.said("cluster is up"), "{}", up.transcript());
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_with_tls_starts_a_cluster_that_speaks_only_tls() {
+    let certs = temp_root("up-tls");
+    let make = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-certs.sh");
+    let made = std::process::Command::new(make).arg(&certs).output().expect("run scripts/make-certs.sh");
+    assert!(made.status.success(), "make-certs.sh: {}", String::from_utf8_lossy(&made.stderr));
+    let ca = certs.join("ca.pem");
+    let seed_port = free_port();
+    let mut flags = up_flags(2, seed_port, free_port_run(2));
+    flags.extend(["--tls".to_string(), certs.display().to_string()]);
+    let mut up = Up::start(&flags);
+    eventually(Duration::from_secs(30), "the cluster to be up", || async { up.said("Ctrl-C").then_some(()) }).await;
+    let lines = up.stdout();
+    let urls: Vec<String> = summary_nodes(&lines).into_iter().map(|(url, _)| url).collect();
+    assert!(urls.len() == 2 && urls.iter().all(|u| u.starts_with("https://")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains(&format!("curl --cacert {}", ca.display()))), "{lines:?}");
+
+    let node = |i: usize| Client::new(&urls[i]).with_cacert(Some(&ca)).unwrap();
+    node(0).put(b"user_123", "John Doe").await.unwrap();
+    assert_eq!(node(1).get(b"user_123").await.unwrap().as_deref(), Some(&b"John Doe"[..]));
+    let seed = Client::new(&format!("https://127.0.0.1:{seed_port}")).with_cacert(Some(&ca)).unwrap();
+    let view = seed.json("/nodes").await.unwrap();
+    assert_eq!(view["nodes"].as_array().unwrap().len(), 2, "{view}");
+    assert!(
+        Client::new(&format!("http://127.0.0.1:{seed_port}")).json("/health").await.is_err(),
+        "the seed in the clear"
+    );
+
+    // SAFETY: kill(2) on the child this test started; SIGINT is what Ctrl-C sends.
+    unsafe { libc::kill(up.proc.child.id() as i32, libc::SIGINT) };
+    assert_eq!(up.exit(Duration::from_secs(20)).await, Some(0), "{}", up.transcript());
+
+    // A directory without the certificates is refused before anything starts.
+    let empty = temp_root("up-tls-empty");
+    let mut flags = up_flags(1, free_port(), free_port());
+    flags.extend(["--tls".to_string(), empty.display().to_string()]);
+    let mut up = Up::start(&flags);
+    assert_eq!(up.exit(Duration::from_secs(10)).await, Some(1), "{}", up.transcript());
+    assert!(up.said("no ca.pem there") && up.said("make-certs.sh"), "{}", up.transcript());
+    let _ = std::fs::remove_dir_all(&certs);
+    let _ = std::fs::remove_dir_all(&empty);
+}
