@@ -205,14 +205,8 @@ fn connector(args: &BenchArgs) -> Result<Option<TlsConnector>, String> {
     if !args.node.starts_with("https://") {
         return Ok(None);
     }
-    let ca = args
-        .tls
-        .cacert
-        .as_deref()
-        .ok_or("an https:// node needs --cacert FILE (the CA that signed its certificate)")?;
-    let identity = args.tls.client_cert.as_deref().zip(args.tls.client_key.as_deref());
-    let config = dkv_node::transport::tls::client_config(ca, identity).map_err(|e| e.to_string())?;
-    Ok(Some(TlsConnector::from(config)))
+    let tls = args.tls.connector().map_err(|e| e.to_string())?;
+    tls.map(Some).ok_or_else(|| "an https:// node needs --cacert FILE (the CA that signed its certificate)".into())
 }
 
 enum Conn {

@@ -138,11 +138,7 @@ impl Client {
 
     /// TLS as `tls` says: the CA for `https://` nodes, and the client certificate to show them.
     pub fn with_tls(mut self, tls: &crate::cli::ClientTls) -> Result<Self, ClientError> {
-        let Some(path) = &tls.cacert else { return Ok(self) };
-        let identity = tls.client_cert.as_deref().zip(tls.client_key.as_deref());
-        let config =
-            dkv_node::transport::tls::client_config(path, identity).map_err(|e| ClientError::Tls(e.to_string()))?;
-        let tls = TlsConnector::from(config);
+        let Some(tls) = tls.connector()? else { return Ok(self) };
         self.http = http_client(Some(tls.clone()));
         self.tls = Some(tls);
         Ok(self)
@@ -352,6 +348,17 @@ fn http_client(tls: Option<TlsConnector>) -> HyperClient<LenientConnector, Full<
     connector.set_nodelay(true);
     connector.enforce_http(false); // https:// is ours to handle
     HyperClient::builder(TokioExecutor::new()).build(LenientConnector { http: connector, tls })
+}
+
+impl crate::cli::ClientTls {
+    /// The TLS connector these flags make: `None` without `--cacert`.
+    pub fn connector(&self) -> Result<Option<TlsConnector>, ClientError> {
+        let Some(ca) = &self.cacert else { return Ok(None) };
+        let identity = self.client_cert.as_deref().zip(self.client_key.as_deref());
+        let config =
+            dkv_node::transport::tls::client_config(ca, identity).map_err(|e| ClientError::Tls(e.to_string()))?;
+        Ok(Some(TlsConnector::from(config)))
+    }
 }
 
 impl crate::cli::ClientArgs {
