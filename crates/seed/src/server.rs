@@ -221,13 +221,18 @@ async fn require_member(req: Request, next: Next) -> Response {
     forbidden(req, text).await
 }
 
-/// A `403`, sent once the request's body has been read (within the seed's limit): over HTTP/2
-/// an answer that leaves the body unread resets the stream, and a client such as curl then shows
+/// A `403`, sent once the request's body has been read, within the seed's limit and
+/// [`REFUSED_BODY_TIMEOUT`]. Over HTTP/2, an answer that leaves the body unread is followed by
+/// RST_STREAM(NO_ERROR), as RFC 9113 §8.1 allows, and curl 7.88 then drops the answer and shows
 /// a framing error instead of the reason.
 async fn forbidden(req: Request, text: &'static str) -> Response {
-    let _ = axum::body::to_bytes(req.into_body(), MAX_BODY).await;
+    let read = axum::body::to_bytes(req.into_body(), MAX_BODY);
+    let _ = tokio::time::timeout(REFUSED_BODY_TIMEOUT, read).await;
     (StatusCode::FORBIDDEN, text).into_response()
 }
+
+/// Longest the seed waits for the body of a request it refuses, before it answers anyway.
+const REFUSED_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn expire_loop(seed: Seed, ttl: Duration) {
     let mut tick = tokio::time::interval((ttl / 4).max(Duration::from_millis(10)));
