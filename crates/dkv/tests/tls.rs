@@ -380,6 +380,25 @@ async fn a_seed_over_tls_takes_members_only_over_tls_and_only_with_the_cluster_c
     assert!(ok && out.ends_with("403") && out.contains("only from members"), "{}", &out[..out.len().min(300)]);
     let (ok, out) = output(tool("curl").args(["-sS", "--max-time", "5"]).arg(format!("http://{host}/nodes")));
     assert!(!ok, "plain HTTP on the seed's TLS port must fail: {out}");
+    // Each such connection is worth a line in the seed's log, but whoever connects sets their
+    // rate: a flood of them gets one line a second, the next one saying how many were left out.
+    let plain_hello = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&host).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /nodes HTTP/1.1\r\nhost: seed\r\n\r\n").unwrap();
+        let _ = s.read(&mut [0u8; 64]); // the seed closes the connection: the attempt is over
+    };
+    for _ in 0..40 {
+        plain_hello();
+    }
+    eventually(Duration::from_secs(10), "a line saying how many failed handshakes were not logged", || async {
+        plain_hello();
+        log(&dir, "seed.log").contains("more like it in the last").then_some(())
+    })
+    .await;
+    let failed = log(&dir, "seed.log").matches("TLS handshake failed").count();
+    assert!(failed < 12, "{failed} lines for about 45 failed handshakes: the log is not bounded");
     // A heartbeat line opened without a member's certificate is refused (its hello is not
     // waited for here: the refusal is logged as soon as the first byte says "transport").
     let script = r#"

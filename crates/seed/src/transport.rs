@@ -30,7 +30,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use dkv_membership::api::{IdRequest, SEED_HEARTBEAT_KIND};
 use dkv_membership::compact;
-use dkv_transport::{Auth, Handler, Io, Prefixed, Refusal, ServerConfig, Split};
+use dkv_transport::{Auth, Handler, Io, Prefixed, Refusal, ServerConfig, Split, Throttle};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -220,7 +220,11 @@ async fn open_tls(stream: TcpStream, peer: SocketAddr, tls: &dyn SeedTls, slot: 
         Ok(Err(e)) => {
             // A client that does not trust the seed's certificate, or speaks no TLS: worth a
             // line, since a member with the wrong CA or `--seed` without https ends up here.
-            tracing::warn!(%peer, "TLS handshake failed: {e}");
+            static FAILED: Throttle = Throttle::new();
+            let e = e.to_string();
+            if let Some(more) = FAILED.allow(&e) {
+                tracing::warn!(%peer, "TLS handshake failed: {e}{more}");
+            }
             return;
         }
     };
@@ -237,7 +241,10 @@ async fn open_tls(stream: TcpStream, peer: SocketAddr, tls: &dyn SeedTls, slot: 
     } else {
         let reason = "heartbeats over TLS need a member's certificate signed by the cluster CA: check the node's \
                       --tls-cert and --tls-peer-ca";
-        tracing::warn!(%peer, "refused a heartbeat line: {reason}");
+        static REFUSED: Throttle = Throttle::new();
+        if let Some(more) = REFUSED.allow("") {
+            tracing::warn!(%peer, "refused a heartbeat line: {reason}{more}");
+        }
         dkv_transport::refuse(conn, &onward.server, reason).await;
     }
 }

@@ -8,6 +8,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::Throttle;
+
 /// The next connection on `listener`, with TCP_NODELAY set, or `None` once `stop` is set. A
 /// failed accept (out of file descriptors and the like) is logged and retried after a moment
 /// rather than in a spin.
@@ -25,7 +27,10 @@ pub async fn accept_until_stopped(
                     return Some((stream, peer));
                 }
                 Err(e) => {
-                    tracing::warn!("{what} accept failed: {e}");
+                    static FAILED: Throttle = Throttle::new();
+                    if let Some(more) = FAILED.allow(&e.to_string()) {
+                        tracing::warn!("{what} accept failed: {e}{more}");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },

@@ -27,6 +27,7 @@ mod io;
 mod line;
 mod outbox;
 mod server;
+mod throttle;
 
 pub use accept::{accept_until_stopped, answer_and_close, closing_http_answer, stopped};
 pub use client::{Client, ClientConfig, STATUS_TOO_LARGE};
@@ -35,6 +36,7 @@ pub use frame::{put_postcard, Refusal};
 pub use io::{Connection, Io, Prefixed, Split, Wrap, Wrapped, Wrapper};
 pub use line::Line;
 pub use server::{refuse, serve, Handler, ServerConfig};
+pub use throttle::{LeftOut, Throttle};
 
 /// What both sides of a connection must agree on.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use tokio_util::codec::FramedRead;
 use crate::frame::{self, Codec, Hello, Refusal};
 use crate::io::Connection;
 use crate::outbox::Outbox;
-use crate::Auth;
+use crate::{Auth, Throttle};
 
 /// Answers requests. `kind` is the application's request kind; the answer is the response body.
 pub trait Handler: Send + Sync + 'static {
@@ -144,7 +144,10 @@ pub async fn refuse<C: Connection>(stream: C, config: &ServerConfig, reason: &st
 
 /// Log a refused connection and tell the peer why.
 async fn goodbye<W: AsyncWrite + Unpin>(write: &mut W, peer: &str, reason: &str) {
-    tracing::warn!(%peer, "refused an internal connection: {reason}");
+    static REFUSED: Throttle = Throttle::new();
+    if let Some(more) = REFUSED.allow(reason) {
+        tracing::warn!(%peer, "refused an internal connection: {reason}{more}");
+    }
     let mut answer = BytesMut::new();
     frame::encode(&mut answer, frame::KIND_GOODBYE, 0, |b| b.extend_from_slice(reason.as_bytes()));
     let _ = tokio::time::timeout(Duration::from_secs(1), async {

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dkv_transport::{accept_until_stopped, ServerConfig};
+use dkv_transport::{accept_until_stopped, ServerConfig, Throttle};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -148,7 +148,11 @@ async fn tls_connection(
             return;
         }
         Ok(Err(e)) if tls::is_certificate_error(&e) => {
-            tracing::warn!(%peer, "TLS handshake refused: {e}");
+            static REFUSED: Throttle = Throttle::new();
+            let e = e.to_string();
+            if let Some(more) = REFUSED.allow(&e) {
+                tracing::warn!(%peer, "TLS handshake refused: {e}{more}");
+            }
             return;
         }
         Ok(Err(e)) => {
@@ -175,7 +179,10 @@ async fn tls_connection(
     let stream = ClientStream::Tls(Box::new(stream));
     match slot {
         Some(_) if !(tls.is_client(certs.as_deref()) || tls.is_peer(certs.as_deref())) => {
-            tracing::warn!(%peer, "refused an HTTPS client without a certificate signed by --tls-client-ca");
+            static REFUSED: Throttle = Throttle::new();
+            if let Some(more) = REFUSED.allow("") {
+                tracing::warn!(%peer, "refused an HTTPS client without a certificate signed by --tls-client-ca{more}");
+            }
             let body = "a client certificate signed by the node's --tls-client-ca is needed\n";
             answer_and_close(stream, http_answer("403 Forbidden", body, handler.0.me).as_bytes()).await;
         }

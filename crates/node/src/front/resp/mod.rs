@@ -47,7 +47,7 @@ use crate::life::state::Node;
 use crate::transport::listener::answer_and_close;
 use crate::transport::tls::{ClientStream, Prefixed};
 use commands::Touches;
-use dkv_transport::{accept_until_stopped, stopped};
+use dkv_transport::{accept_until_stopped, stopped, Throttle};
 use frame::{Limits, Reply};
 use table::Cmd;
 
@@ -93,7 +93,11 @@ async fn open(node: &Node, stream: TcpStream, peer: std::net::SocketAddr) -> Opt
     match tokio::time::timeout(node.guard.limits.read_timeout, tls.resp_acceptor().accept(stream)).await {
         Ok(Ok(s)) => Some(ClientStream::Tls(Box::new(Prefixed::new(None, s)))),
         Ok(Err(e)) if crate::transport::tls::is_certificate_error(&e) => {
-            tracing::warn!(%peer, "RESP TLS handshake refused: {e}");
+            static REFUSED: Throttle = Throttle::new();
+            let e = e.to_string();
+            if let Some(more) = REFUSED.allow(&e) {
+                tracing::warn!(%peer, "RESP TLS handshake refused: {e}{more}");
+            }
             None
         }
         Ok(Err(e)) => {
