@@ -17,13 +17,17 @@
 #      completes without a rollback, every task is new, and every node is back as itself (same
 #      ids and tokens: its slot's volume kept its data directory)
 #  10. every write acknowledged during the update, and the 300 keys, read back exact
+#  11. a second stack with deploy/swarm/tls.yml over it (certificates from scripts/make-certs.sh,
+#      as Swarm secrets): 3 normal members listed by the seed over https, every task healthy
+#      (their health checks go over TLS), a PUT and GETs through three nodes with
+#      `curl --cacert`, and plain HTTP refused on a node's port and on the seed's
 #
 # It needs an engine that can run Swarm services. If the engine is not in a swarm, the test
 # makes it a single-node swarm (`docker swarm init --advertise-addr 127.0.0.1`) and leaves that
 # swarm at the end; a swarm it finds is used and left as it was (this host must be a manager).
 # Where the engine cannot do Swarm at all, the test says why and exits 0 ("swarm: skipped").
 #
-# Its own stack name, image tag and seed port (19300), short timings (heartbeat 200ms,
+# Its own stack names, image tag and seed ports (19300, and 19301 for TLS), short timings (heartbeat 200ms,
 # healthcheck every 1s, update monitor 5s); nodes publish on host ports the engine picks. It
 # always removes what it created: the stack, its volumes, its network, its image, the swarm.
 # Ends with "swarm: P passed, F failed"; exit status 0 only when F is 0.
@@ -49,7 +53,7 @@ IMAGE="dkv-swarmtest:$$"
 KEYS=300
 TIMEOUT="${SWARM_TEST_TIMEOUT:-120}"
 POLL=0.5
-TOTAL=10     # checks below; a check that cannot run counts as failed
+TOTAL=11     # checks below; a check that cannot run counts as failed
 DKV_BIN="target/x86_64-unknown-linux-gnu/release/dkv"
 
 # Read by deploy/swarm/stack.yml when the stack is deployed; its defaults are the production ones.
@@ -77,6 +81,8 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/dkv-$TEST_NAME.XXXXXX")"
 CREATED_SWARM=0
 CREATED_GWBRIDGE=0
 DEPLOYED=0
+TLS_STACK="${STACK}tls"
+TLS_DEPLOYED=0
 BUILT_IMAGE=0
 WRITER_PID=""
 
@@ -120,16 +126,20 @@ enter_swarm() {
 }
 
 # ---------------------------------------------------------------- teardown
-stack_containers() { docker ps -aq --filter "label=com.docker.stack.namespace=$STACK"; }
-stack_networks() { docker network ls -q --filter "label=com.docker.stack.namespace=$STACK"; }
+stack_containers() { docker ps -aq --filter "label=com.docker.stack.namespace=$1"; }
+stack_networks() { docker network ls -q --filter "label=com.docker.stack.namespace=$1"; }
 gone() { [ -z "$("$@" 2>/dev/null)" ]; }
 
 dump_logs() {
-    [ "$DEPLOYED" = 1 ] || return 0
-    echo "---- docker service ps ($STACK) ----"
+    [ "$DEPLOYED" = 1 ] && dump_stack "$STACK"
+    [ "$TLS_DEPLOYED" = 1 ] && dump_stack "$TLS_STACK"
+    return 0
+}
+dump_stack() {
+    echo "---- docker service ps ($1) ----"
     docker service ps --no-trunc --format '{{.Name}} {{.CurrentState}} {{.DesiredState}} {{.Error}}' \
-        "$SEED_SERVICE" "$NODE_SERVICE" 2>&1 || true
-    for s in "$SEED_SERVICE" "$NODE_SERVICE"; do
+        "$1_seed" "$1_node" 2>&1 || true
+    for s in "$1_seed" "$1_node"; do
         echo "---- docker service logs --tail 60 $s ----"
         docker service logs --no-trunc --tail 60 "$s" 2>&1 || true
     done
@@ -147,6 +157,26 @@ stop_writer() {
     fi
 }
 
+# Remove stack $1 with its volumes, network and secrets.
+remove_stack() {
+    say "removing stack $1, its volumes and network"
+    docker stack rm "$1" >"$WORK/rm.log" 2>&1 || cat "$WORK/rm.log"
+    # Services go at once, their containers shortly after; volumes in use cannot be removed.
+    wait_for 60 "the stack's containers to go" gone stack_containers "$1" >/dev/null \
+        || say "warning: containers of $1 still exist: $(stack_containers "$1" | tr '\n' ' ')"
+    if ! wait_for 30 "the stack's network to go" gone stack_networks "$1" >/dev/null; then
+        # shellcheck disable=SC2046 # one network id per word
+        docker network rm $(stack_networks "$1") >/dev/null 2>&1 \
+            || say "warning: network of $1 not removed"
+    fi
+    local vols
+    vols="$(docker volume ls -q --filter "label=com.docker.stack.namespace=$1")"
+    if [ -n "$vols" ]; then
+        # shellcheck disable=SC2086 # one volume name per word
+        docker volume rm $vols >/dev/null || say "warning: volumes not removed: $vols"
+    fi
+}
+
 teardown() {
     stop_writer
     if [ "${SWARM_TEST_KEEP:-0}" = 1 ]; then
@@ -155,24 +185,8 @@ teardown() {
         [ "$CREATED_SWARM" = 0 ] || say "  docker swarm leave --force   (this test made the swarm)"
         return
     fi
-    if [ "$DEPLOYED" = 1 ]; then
-        say "removing stack $STACK, its volumes and network"
-        docker stack rm "$STACK" >"$WORK/rm.log" 2>&1 || cat "$WORK/rm.log"
-        # Services go at once, their containers shortly after; volumes in use cannot be removed.
-        wait_for 60 "the stack's containers to go" gone stack_containers >/dev/null \
-            || say "warning: containers of $STACK still exist: $(stack_containers | tr '\n' ' ')"
-        if ! wait_for 30 "the stack's network to go" gone stack_networks >/dev/null; then
-            # shellcheck disable=SC2046 # one network id per word
-            docker network rm $(stack_networks) >/dev/null 2>&1 \
-                || say "warning: network of $STACK not removed"
-        fi
-        local vols
-        vols="$(docker volume ls -q --filter "label=com.docker.stack.namespace=$STACK")"
-        if [ -n "$vols" ]; then
-            # shellcheck disable=SC2086 # one volume name per word
-            docker volume rm $vols >/dev/null || say "warning: volumes not removed: $vols"
-        fi
-    fi
+    [ "$DEPLOYED" = 0 ] || remove_stack "$STACK"
+    [ "$TLS_DEPLOYED" = 0 ] || remove_stack "$TLS_STACK"
     if [ "$BUILT_IMAGE" = 1 ]; then
         docker image rm "$IMAGE" >/dev/null 2>&1 || say "warning: image $IMAGE not removed"
     fi
@@ -353,10 +367,10 @@ node_urls() {
     [ "${#NODE_URLS[@]}" -gt 0 ]
 }
 
-# The stack's running containers, all healthy (sets LAST_HEALTH to the others).
+# The running containers of the stack (default $STACK), all healthy (sets LAST_HEALTH to the others).
 all_healthy() {
     local ids out
-    ids="$(docker ps -q --filter "label=com.docker.stack.namespace=$STACK")"
+    ids="$(docker ps -q --filter "label=com.docker.stack.namespace=${1:-$STACK}")"
     [ -n "$ids" ] || { LAST_HEALTH="no running containers"; return 1; }
     # shellcheck disable=SC2086 # one id per word
     out="$(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}no-healthcheck{{end}}' $ids)" || return 1
@@ -606,6 +620,58 @@ if [ "${#NODE_URLS[@]}" -gt 0 ] && sw read-acked "$WORK/acked" "${NODE_URLS[@]}"
     pass "after the rolling update: every acknowledged write ($(acked_count)) and all $KEYS keys read back exact"
 else
     fail "after the rolling update: every acknowledged write and all $KEYS keys read back exact"
+fi
+
+# 11: the same stack with TLS everywhere (deploy/swarm/tls.yml), its certificates as secrets
+TLS_SEED_PORT=$((DKV_SEED_PORT + 1))
+TLS_URLS=()
+tls_curl() { curl -sS -m 10 --cacert "$WORK/tls/ca.pem" "$@"; }
+# 3 normal members listed by the seed over https, every task healthy, the nodes' https URLs known.
+tls_cluster_up() {
+    local id hp
+    LAST_MEMBERS="$(tls_curl "https://127.0.0.1:$TLS_SEED_PORT/nodes" 2>&1 | python3 -c '
+import json, sys
+try:
+    nodes = json.load(sys.stdin)["nodes"]
+except Exception as e:
+    sys.exit("no membership from the seed: %s" % e)
+print(len(nodes), sum(m["state"] == "normal" for m in nodes))')" || return 1
+    [ "$LAST_MEMBERS" = "3 3" ] && all_healthy "$TLS_STACK" || return 1
+    TLS_URLS=()
+    for id in $(docker ps -q --filter "label=com.docker.swarm.service.name=${TLS_STACK}_node"); do
+        hp="$(docker port "$id" 8080/tcp 2>/dev/null | grep -m1 -E '^0\.0\.0\.0:[0-9]+$')" || return 1
+        TLS_URLS+=("https://127.0.0.1:${hp##*:}")
+    done
+    [ "${#TLS_URLS[@]}" -eq 3 ]
+}
+deploy_tls() {
+    TLS_DEPLOYED=1 # from here on, the teardown removes whatever part of it was made
+    DKV_NODES=3 DKV_SEED_PORT=$TLS_SEED_PORT DKV_TLS_DIR="$WORK/tls" docker stack deploy --resolve-image never \
+        -c deploy/swarm/stack.yml -c deploy/swarm/tls.yml "$TLS_STACK" >"$WORK/deploy-tls.log" 2>&1
+}
+say "docker stack deploy $TLS_STACK with deploy/swarm/tls.yml (seed :$TLS_SEED_PORT)"
+if ! scripts/make-certs.sh "$WORK/tls" >"$WORK/certs.log" 2>&1; then
+    cat "$WORK/certs.log"
+    fail "TLS stack: scripts/make-certs.sh failed"
+elif ! deploy_tls; then
+    cat "$WORK/deploy-tls.log"
+    fail "TLS stack: docker stack deploy failed"
+elif ! wait_for "$TIMEOUT" "3 normal members over TLS, all tasks healthy" tls_cluster_up; then
+    fail "TLS stack: 3 normal members and healthy tasks not seen within ${TIMEOUT}s (seed: ${LAST_MEMBERS:-?})"
+else
+    T1="${TLS_URLS[0]}" T2="${TLS_URLS[1]}" T3="${TLS_URLS[2]}"
+    s1="$(tls_curl -o /dev/null -w '%{http_code}' -X PUT --data-binary "over TLS" "$T1/put?key=tls_key" 2>&1)"
+    v2="$(tls_curl "$T2/get?key=tls_key" 2>&1)"
+    v3="$(tls_curl "$T3/get?key=tls_key" 2>&1)"
+    plain_node="$(curl -sS -m 5 -o /dev/null -w '%{http_code}' "http://${T1#https://}/health" 2>/dev/null)"
+    plain_seed="$(curl -sS -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TLS_SEED_PORT/nodes" 2>/dev/null)"
+    detail="PUT ${T1##*:} $s1, GET ${T2##*:} '$v2', GET ${T3##*:} '$v3', plain HTTP to a node ${plain_node:-none}, to the seed ${plain_seed:-none}"
+    if [ "$s1" = 204 ] && [ "$v2" = "over TLS" ] && [ "$v3" = "over TLS" ] \
+        && { [ -z "$plain_node" ] || [ "$plain_node" = 000 ]; } && { [ -z "$plain_seed" ] || [ "$plain_seed" = 000 ]; }; then
+        pass "TLS stack: 3 normal members over https, tasks healthy over TLS, $detail"
+    else
+        fail "TLS stack: want PUT 204, both GETs 'over TLS' and no answer in plain HTTP; got $detail"
+    fi
 fi
 
 finish
