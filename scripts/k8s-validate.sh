@@ -8,6 +8,11 @@
 #      their pods; a StatefulSet's serviceName is a headless Service; named ports exist; every
 #      pod runs as non-root with seccomp RuntimeDefault, and every container has a read-only root
 #      filesystem, no privilege escalation, all capabilities dropped, requests and a memory limit
+#   3. the TLS component (deploy/k8s/tls): its strategic-merge patches applied to the manifests
+#      here (by a small merge of this script's own: maps merged, lists of named items merged by
+#      name, other lists replaced, as kustomize does for these fields), and the result validated
+#      as in 1; then every TLS file the containers are given is in the Secret volume mounted
+#      there, the nodes call the seed over https://, and every HTTP probe asks over HTTPS
 #
 # kubernetes-validate is installed, if missing, into a virtualenv under target/ (reused by the
 # next runs; needs python3 with venv and access to PyPI the first time).
@@ -160,6 +165,92 @@ PY
     pass "cross-checks: $(tail -1 <<<"$out") (kustomization, selectors, ports, security contexts, resources)"
 else
     fail "cross-checks:"
+    echo "$out"
+fi
+
+# ---------------------------------------------------------------- 3: the TLS component
+TLS_OUT="$(mktemp -d "${TMPDIR:-/tmp}/k8s-validate-tls.XXXXXX")"
+trap 'rm -rf "$TLS_OUT"' EXIT
+if out="$("$VENV/bin/python" - "$DIR/tls" "$TLS_OUT" "${MANIFESTS[@]}" <<'PY' 2>&1
+import os, sys, yaml
+
+cdir, out_dir, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+comp = yaml.safe_load(open(os.path.join(cdir, "kustomization.yaml")))
+assert comp.get("kind") == "Component", "deploy/k8s/tls/kustomization.yaml is not a Component"
+
+def merge(base, patch):
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for k, v in patch.items():
+            out[k] = merge(base[k], v) if k in base else v
+        return out
+    named = lambda l: all(isinstance(x, dict) and "name" in x for x in l)
+    if isinstance(base, list) and isinstance(patch, list) and named(base) and named(patch):
+        out = list(base)
+        for p in patch:
+            i = next((i for i, b in enumerate(out) if b["name"] == p["name"]), None)
+            if i is None:
+                out.append(p)
+            else:
+                out[i] = merge(out[i], p)
+        return out
+    return patch
+
+key = lambda d: (d["kind"], d["metadata"]["name"])
+docs = [d for f in files for d in yaml.safe_load_all(open(f)) if d]
+patches = [yaml.safe_load(open(os.path.join(cdir, p["path"]))) for p in comp.get("patches", [])]
+problems = []
+for p in patches:
+    hits = [i for i, d in enumerate(docs) if key(d) == key(p)]
+    if len(hits) != 1:
+        problems.append("patch %s/%s matches %d resources" % (key(p) + (len(hits),)))
+        continue
+    docs[hits[0]] = merge(docs[hits[0]], {k: v for k, v in p.items() if k not in ("apiVersion", "kind", "metadata")})
+with open(os.path.join(out_dir, "patched.yaml"), "w") as f:
+    yaml.safe_dump_all(docs, f, sort_keys=False)
+
+for d in docs:
+    if d["kind"] not in ("Deployment", "StatefulSet"):
+        continue
+    pod = d["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for c in pod["containers"]:
+        where = "%s/%s container %s" % (key(d) + (c["name"],))
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        files = [env.get(n) for n in ("DKV_TLS_CERT", "DKV_TLS_KEY", "DKV_TLS_PEER_CA")]
+        if not all(files):
+            problems.append("%s: DKV_TLS_CERT, DKV_TLS_KEY and DKV_TLS_PEER_CA are not all set" % where)
+            continue
+        for path in files:
+            mount = next((m for m in c.get("volumeMounts", []) if path.startswith(m["mountPath"].rstrip("/") + "/")), None)
+            secret = (volumes.get(mount["name"], {}).get("secret") or {}) if mount else {}
+            items = {i["path"] for i in secret.get("items", [])}
+            if secret.get("secretName") != "dkv-tls" or os.path.relpath(path, mount["mountPath"]) not in items:
+                problems.append("%s: %s is not a file of the Secret dkv-tls mounted there" % (where, path))
+        if "DKV_SEED" in env and not env["DKV_SEED"].startswith("https://"):
+            problems.append("%s: DKV_SEED %s does not call the seed over https://" % (where, env["DKV_SEED"]))
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            get = c.get(probe, {}).get("httpGet")
+            if get is not None and get.get("scheme") != "HTTPS":
+                problems.append("%s: %s asks over %s, the port speaks only TLS" % (where, probe, get.get("scheme", "HTTP")))
+for p in problems:
+    print("      " + p)
+print("%d patches applied, %d problem(s)" % (len(patches), len(problems)))
+sys.exit(1 if problems else 0)
+PY
+)"; then
+    pass "TLS component: $(tail -1 <<<"$out") (Secret files mounted, https:// to the seed, HTTPS probes)"
+    for v in $VERSIONS; do
+        if vout="$("$KV" --strict --kubernetes-version "$v" "$TLS_OUT/patched.yaml" 2>&1)" \
+            && ! grep -qE '^(ERROR|WARN)' <<<"$vout"; then
+            pass "TLS component: the patched resources against the schemas of Kubernetes $v (strict)"
+        else
+            fail "TLS component: the patched resources against the schemas of Kubernetes $v (strict):"
+            grep -vE '^INFO' <<<"$vout" | sed 's/^/      /'
+        fi
+    done
+else
+    fail "TLS component:"
     echo "$out"
 fi
 
