@@ -16,6 +16,9 @@ const EVERY: Duration = Duration::from_secs(1);
 /// Reasons counted apart; any further ones share one more slot. This bounds both the memory and
 /// the lines a second, whatever reasons a peer makes up (an error text may carry its words).
 const REASONS: usize = 16;
+/// A reason with nothing left unreported and no line for this long gives its slot to a new one,
+/// so reasons seen once long ago do not push new ones into the shared slot for good.
+const IDLE: Duration = Duration::from_secs(60);
 
 /// The lines of one call site: see the module doc.
 ///
@@ -72,10 +75,15 @@ impl Throttle {
     fn allow_at(&self, reason: &str, now: Instant) -> Option<LeftOut> {
         let mut reasons = self.reasons.lock().unwrap_or_else(|e| e.into_inner());
         let found = reasons.iter().position(|r| r.text.as_deref() == Some(reason));
+        let idle = |r: &Reason| r.text.is_some() && r.left_out == 0 && now.saturating_duration_since(r.logged) >= IDLE;
         let slot = match found {
             Some(i) => i,
-            None if reasons.len() < REASONS => {
-                reasons.push(Reason { text: Some(reason.to_string()), logged: now, left_out: 0 });
+            None if reasons.len() < REASONS || reasons.iter().any(idle) => {
+                let fresh = Reason { text: Some(reason.to_string()), logged: now, left_out: 0 };
+                match reasons.iter().position(idle) {
+                    Some(i) => reasons[i] = fresh,
+                    None => reasons.push(fresh),
+                }
                 return Some(LeftOut { count: 0, over: Duration::ZERO });
             }
             None => match reasons.iter().position(|r| r.text.is_none()) {
@@ -132,5 +140,22 @@ mod tests {
         assert_eq!(t.reasons.lock().unwrap().len(), REASONS + 1, "memory stays bounded");
         let later = t.allow_at("yet another", now + EVERY).expect("a second later");
         assert_eq!(later.count, 1);
+    }
+
+    #[test]
+    fn a_reason_idle_for_a_minute_gives_its_slot_to_a_new_one() {
+        let t = Throttle::new();
+        let start = Instant::now();
+        for i in 0..REASONS {
+            assert!(t.allow_at(&format!("reason {i}"), start).is_some());
+        }
+        // Reason 0 is still being left out: its count must not be lost, so it keeps its slot.
+        assert_eq!(t.allow_at("reason 0", start + Duration::from_millis(10)), None);
+        let later = start + IDLE;
+        assert!(t.allow_at("new", later).is_some(), "takes the slot of an idle reason");
+        assert!(t.allow_at("newer", later).is_some(), "and another idle one's");
+        let reasons = t.reasons.lock().unwrap();
+        assert_eq!(reasons.len(), REASONS, "no shared slot was needed");
+        assert!(reasons.iter().any(|r| r.text.as_deref() == Some("reason 0")), "the reason with a count kept");
     }
 }
