@@ -62,15 +62,21 @@ mapfile -t MANIFESTS < <(find "$DIR" -maxdepth 1 -name '*.yaml' ! -name kustomiz
 [ "${#MANIFESTS[@]}" -gt 0 ] || die "no manifests in $DIR"
 
 # ---------------------------------------------------------------- 1: the schemas
-for v in $VERSIONS; do
-    if out="$("$KV" --strict --kubernetes-version "$v" "${MANIFESTS[@]}" 2>&1)" \
-        && ! grep -qE '^(ERROR|WARN)' <<<"$out"; then
-        pass "schemas of Kubernetes $v (strict): $(grep -c '^INFO .* passed' <<<"$out") resources in ${#MANIFESTS[@]} files"
-    else
-        fail "schemas of Kubernetes $v (strict):"
-        grep -vE '^INFO' <<<"$out" | sed 's/^/      /'
-    fi
-done
+# schemas WHAT FILE...: every resource in the files against each version's schema, strictly.
+schemas() {
+    local what=$1 v out
+    shift
+    for v in $VERSIONS; do
+        if out="$("$KV" --strict --kubernetes-version "$v" "$@" 2>&1)" \
+            && ! grep -qE '^(ERROR|WARN)' <<<"$out"; then
+            pass "$what against the schemas of Kubernetes $v (strict): $(grep -c '^INFO .* passed' <<<"$out") resources in $# files"
+        else
+            fail "$what against the schemas of Kubernetes $v (strict):"
+            grep -vE '^INFO' <<<"$out" | sed 's/^/      /'
+        fi
+    done
+}
+schemas "$DIR" "${MANIFESTS[@]}"
 
 # ---------------------------------------------------------------- 2: what the schemas cannot see
 # PyYAML comes with kubernetes-validate.
@@ -240,15 +246,7 @@ sys.exit(1 if problems else 0)
 PY
 )"; then
     pass "TLS component: $(tail -1 <<<"$out") (Secret files mounted, https:// to the seed, HTTPS probes)"
-    for v in $VERSIONS; do
-        if vout="$("$KV" --strict --kubernetes-version "$v" "$TLS_OUT/patched.yaml" 2>&1)" \
-            && ! grep -qE '^(ERROR|WARN)' <<<"$vout"; then
-            pass "TLS component: the patched resources against the schemas of Kubernetes $v (strict)"
-        else
-            fail "TLS component: the patched resources against the schemas of Kubernetes $v (strict):"
-            grep -vE '^INFO' <<<"$vout" | sed 's/^/      /'
-        fi
-    done
+    schemas "TLS component, patched" "$TLS_OUT/patched.yaml"
 else
     fail "TLS component:"
     echo "$out"
