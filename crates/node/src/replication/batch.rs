@@ -7,6 +7,9 @@
 //! socket together, so those per-call costs were most of what a replica call cost. Here the
 //! writes (or reads) queued for a replica while the coordinator's other requests run leave as one
 //! message, [`WritesRequest`] (or [`ReadsRequest`]), answered with one outcome per entry.
+//! Each outcome goes where its caller said ([`Batch::Done`]): a read's to an answer channel its
+//! caller awaits, a write's into the [`Votes`](super::votes::Votes) of that write, which also
+//! keeps a hint when the replica failed.
 //!
 //! The first one queued for a replica spawns the task that sends the batch, and that task yields
 //! once before taking it, so the requests ready in the same turn queue theirs too (the transport's
@@ -31,6 +34,7 @@ use tokio::sync::oneshot;
 use crate::error::PeerError;
 use crate::life::state::Node;
 use crate::life::stats::{add, bump};
+use crate::replication::votes::{Answer, Ballot};
 use crate::transport::peer::protocol;
 use crate::transport::wire::{
     ApplyKind, ApplyReply, ApplyRequest, KeyEntry, Kind, ReadRequest, ReadResponse, ReadsReply, ReadsRequest,
@@ -47,6 +51,10 @@ pub trait Batch: Sized + Send + 'static {
     type Item: Send + 'static;
     /// What one caller gets back.
     type Outcome: Send + 'static;
+    /// Where one caller's outcome goes.
+    type Done: Send + 'static;
+    /// Hand `outcome` to the caller waiting at `done`.
+    fn finish(node: &Node, done: Self::Done, outcome: Result<Self::Outcome, PeerError>);
     /// The node's queue of this kind.
     fn queue(node: &Node) -> &Batches<Self>;
     /// The bytes an item adds to a call.
@@ -63,7 +71,7 @@ pub trait Batch: Sized + Send + 'static {
 struct Queued<B: Batch> {
     epoch: u64,
     item: B::Item,
-    done: oneshot::Sender<Result<B::Outcome, PeerError>>,
+    done: B::Done,
 }
 
 /// Items waiting to be sent, by replica address. An address is present while a task is on its
@@ -79,10 +87,9 @@ impl<B: Batch> Default for Batches<B> {
 }
 
 impl<B: Batch> Batches<B> {
-    /// Send `item` of membership `epoch` to the replica at `addr`, with the other items queued
-    /// for it meanwhile, and wait for its outcome.
-    pub async fn send(&self, node: &Node, addr: &str, epoch: u64, item: B::Item) -> Result<B::Outcome, PeerError> {
-        let (done, outcome) = oneshot::channel();
+    /// Queue `item` of membership `epoch` for the replica at `addr`, to be sent with the other
+    /// items queued for it meanwhile; its outcome goes to `done`.
+    pub fn queue(&self, node: &Node, addr: &str, epoch: u64, item: B::Item, done: B::Done) {
         let first = {
             let mut queued = self.queued.lock().expect("batches lock");
             match queued.get_mut(addr) {
@@ -105,6 +112,14 @@ impl<B: Batch> Batches<B> {
                 send(&node, &addr, batch).await;
             });
         }
+    }
+}
+
+impl<O: Send + 'static, B: Batch<Outcome = O, Done = oneshot::Sender<Result<O, PeerError>>>> Batches<B> {
+    /// [`Batches::queue`] `item`, and wait for its outcome.
+    pub async fn send(&self, node: &Node, addr: &str, epoch: u64, item: B::Item) -> Result<O, PeerError> {
+        let (done, outcome) = oneshot::channel();
+        self.queue(node, addr, epoch, item, done);
         outcome.await.unwrap_or_else(|_| {
             Err(PeerError::Unreachable { addr: addr.to_string(), reason: "the call was dropped unsent".into() })
         })
@@ -133,7 +148,7 @@ async fn send<B: Batch>(node: &Node, addr: &str, mut batch: Vec<Queued<B>>) {
             let outcomes = B::call(node, addr, epoch, items).await;
             debug_assert_eq!(outcomes.len(), done.len(), "one outcome per item");
             for (done, outcome) in done.into_iter().zip(outcomes) {
-                let _ = done.send(outcome); // a caller that left is answered to no one
+                B::finish(node, done, outcome);
             }
         });
     }
@@ -166,6 +181,11 @@ pub struct Writes;
 impl Batch for Writes {
     type Item = KeyEntry;
     type Outcome = Option<Version>;
+    type Done = Ballot;
+
+    fn finish(node: &Node, ballot: Ballot, outcome: Answer) {
+        ballot.cast(node, outcome);
+    }
 
     fn queue(node: &Node) -> &Batches<Self> {
         &node.write_batches
@@ -216,6 +236,11 @@ pub struct Reads;
 impl Batch for Reads {
     type Item = Bytes;
     type Outcome = ReadResponse;
+    type Done = oneshot::Sender<Result<ReadResponse, PeerError>>;
+
+    fn finish(_: &Node, done: Self::Done, outcome: Result<ReadResponse, PeerError>) {
+        let _ = done.send(outcome); // a caller that left is answered to no one
+    }
 
     fn queue(node: &Node) -> &Batches<Self> {
         &node.read_batches
@@ -274,11 +299,22 @@ mod tests {
     use futures_util::future::join_all;
 
     use super::*;
+    use crate::replication::votes::Votes;
     use crate::testing;
     use crate::transport::wire::ReadRequest;
 
     fn kv(key: &str, ts: u64) -> KeyEntry {
         KeyEntry { key: Bytes::copy_from_slice(key.as_bytes()), entry: testing::value(ts, 8) }
+    }
+
+    /// Queue one write for the replica at `addr` and wait for its answer, as a coordinator does.
+    async fn write(a: &Node, addr: &str, epoch: u64, kv: KeyEntry) -> Answer {
+        let (votes, replica) = (Votes::new(kv.clone()), dkv_membership::NodeId(99));
+        a.write_batches.queue(a, addr, epoch, kv, Ballot::new(votes.clone(), replica));
+        match votes.count(None::<std::future::Pending<()>>, &[replica], 1, a.config.request_timeout).await {
+            Ok(mut answers) => Ok(answers.pop().expect("one answer").1),
+            Err(mut e) => Err(e.failures.pop().expect("one failure").1),
+        }
     }
 
     /// Writes queued in one turn leave in one call, and each is answered with its own outcome:
@@ -295,7 +331,7 @@ mod tests {
         let ahead = Hlc::ts_at_ms(b.hlc.wall_ms() + 3_600_000);
         let writes =
             [kv("fresh", now), kv("held", now), kv("ahead", ahead), kv("twice", now + 20), kv("twice", now + 10)];
-        let outcomes = join_all(writes.iter().map(|w| a.write_batches.send(a, &addr, 1, w.clone()))).await;
+        let outcomes = join_all(writes.iter().map(|w| write(a, &addr, 1, w.clone()))).await;
 
         assert_eq!(a.stats.write_batches.load(Ordering::Relaxed), 1, "one call for the writes queued together");
         assert_eq!(a.stats.batched_writes.load(Ordering::Relaxed), 5);
@@ -321,8 +357,7 @@ mod tests {
         let addr = b.topology().member(b.me).expect("b is a member").addr.clone();
         let now = Hlc::ts_at_ms(b.hlc.wall_ms());
         let (current, stale) = (kv("current", now), kv("stale", now));
-        let (current, stale) =
-            tokio::join!(a.write_batches.send(a, &addr, 1, current), a.write_batches.send(a, &addr, 0, stale));
+        let (current, stale) = tokio::join!(write(a, &addr, 1, current), write(a, &addr, 0, stale));
         assert_eq!(current.ok(), Some(None));
         assert!(matches!(&stale, Err(e) if crate::transport::peer::is_stale_epoch(e)), "{stale:?}");
         assert_eq!(a.stats.write_batches.load(Ordering::Relaxed), 2);
@@ -397,7 +432,7 @@ mod tests {
                 dkv_transport::serve(stream, old, config, stopped).await;
             }
         });
-        let writes = ["x", "y", "z"].map(|k| a.write_batches.send(a, &addr, 1, kv(k, 5)));
+        let writes = ["x", "y", "z"].map(|k| write(a, &addr, 1, kv(k, 5)));
         for outcome in join_all(writes).await {
             assert_eq!(outcome.ok(), Some(None));
         }

@@ -50,7 +50,8 @@ use crate::life::state::Node;
 use crate::life::stats::bump;
 use crate::replication::batch::prefetching;
 use crate::replication::consistency::Level;
-use crate::replication::quorum::{quorum, quorum_hedged, Hedge, QuorumError};
+use crate::replication::quorum::{quorum_hedged, Hedge, QuorumError};
+use crate::replication::votes::{Ballot, Votes};
 use crate::transport::peer::is_stale_epoch;
 use crate::transport::wire::{
     self, ApplyKind, ApplyReply, ApplyRequest, Found, KeyEntry, Kind, ReadResponse, WriteOutcome,
@@ -100,11 +101,9 @@ impl Node {
     }
 
     async fn write_to_replicas(&self, hash: u64, kv: KeyEntry, w: Option<Level>) -> Result<(), NodeError> {
-        // Copied: the key and value may be slices of a client's read buffer, and the replica calls
-        // still running when the quorum is reached outlive the request (up to the request timeout,
-        // for a stalled replica), which would pin that buffer whole.
-        let value = kv.entry.value.as_deref().map(Bytes::copy_from_slice);
-        let mut kv = KeyEntry { key: Bytes::copy_from_slice(&kv.key), entry: Entry { value, ..kv.entry } };
+        // Copied: the replica calls still running when the quorum is reached outlive the request
+        // (up to the request timeout, for a stalled replica).
+        let mut kv = kv.detached();
         let (mut stale_left, mut superseded_left) = (STALE_RETRIES, SUPERSEDED_RETRIES);
         loop {
             let (result, needed, pending) = {
@@ -117,9 +116,7 @@ impl Node {
                     ));
                 }
                 let needed = resolve(w, self.config.write_quorum, p.read.len(), "w")? + (p.write.len() - p.read.len());
-                let call = |id| self.tasks.track_future(self.clone().replicate(topo.clone(), id, kv.clone()));
-                let applied = |held: &Option<Version>| held.is_none();
-                let result = quorum(&p.write, needed, self.config.request_timeout, applied, call).await;
+                let result = self.send_write(&topo, &p.write, needed, &kv).await;
                 (result, needed, p.write[p.read.len()..].to_vec())
             };
             let error = match result {
@@ -171,34 +168,35 @@ impl Node {
         }
     }
 
-    /// Send one write to one replica; if it fails, keep a hint to deliver it later. `Some` is
-    /// the newer version the replica holds instead (it did not apply this one).
-    async fn replicate(self, topo: Arc<Topology>, id: NodeId, kv: KeyEntry) -> Result<Option<Version>, PeerError> {
-        let result = self.write_on(&topo, id, kv.clone()).await;
-        if let Err(e) = &result {
-            // A version refused as too far ahead must not come back later as a hint.
-            let clock = e.status() == Some(http::StatusCode::UNPROCESSABLE_ENTITY.as_u16());
-            if !is_stale_epoch(e) && !clock && self.hints.add(id, kv, Instant::now()) {
-                tracing::debug!("write to node {id} failed, kept as a hint: {e}");
+    /// Send `kv` to every node of `targets`, its own copy applied here when this node is one,
+    /// and count their answers (see `votes.rs`).
+    async fn send_write(
+        &self,
+        topo: &Topology,
+        targets: &[NodeId],
+        needed: usize,
+        kv: &KeyEntry,
+    ) -> Result<Vec<(NodeId, Option<Version>)>, QuorumError> {
+        let votes = Votes::new(kv.clone());
+        for &id in targets.iter().filter(|&&id| id != self.me) {
+            // No latency sample here: writes go to every replica and are never hedged, and a
+            // sample costs a lock on the hottest path.
+            match self.addr_of(topo, id) {
+                Ok(addr) => {
+                    self.write_batches.queue(self, addr, topo.epoch(), kv.clone(), Ballot::new(votes.clone(), id))
+                }
+                Err(e) => votes.cast(self, id, Err(e)),
             }
         }
-        result
-    }
-
-    /// A client write on node `id` (locally when it is us): `Some` with the version it holds if
-    /// that is newer, in which case it did not apply this one.
-    async fn write_on(&self, topo: &Topology, id: NodeId, kv: KeyEntry) -> Result<Option<Version>, PeerError> {
-        let here = |status, message| PeerError::Refused { addr: "this node".into(), status, message };
-        if id == self.me {
-            return match self.apply_write(kv).await {
+        let here = targets.contains(&self.me).then_some(async {
+            let here = |status, message| PeerError::Refused { addr: "this node".into(), status, message };
+            let answer = match self.apply_write(votes.write().clone()).await {
                 Ok(outcome) => outcome.into_result().map_err(|(status, message)| here(status, message)),
                 Err(e) => Err(here(e.status().as_u16(), e.to_string())),
             };
-        }
-        let addr = self.addr_of(topo, id)?;
-        // No latency sample here: writes go to every replica and are never hedged, and a sample
-        // costs a lock on the hottest path.
-        self.write_batches.send(self, addr, topo.epoch(), kv).await
+            votes.cast(self, self.me, answer);
+        });
+        votes.count(here, targets, needed, self.config.request_timeout).await
     }
 
     /// Apply a client write here, unless this node holds a newer version of the key: then answer
@@ -536,6 +534,31 @@ mod tests {
         assert!(clock < a.hlc.wall_ms() + year / 2, "the clock stays near the wall clock, not a year ahead");
         assert_eq!(testing::local(b, b"far"), Some(far), "the version ahead stays");
         assert_eq!(a.stats.restamped.load(std::sync::atomic::Ordering::Relaxed), 0, "nothing re-stamped");
+    }
+
+    /// A write answered at its quorum still reaches the replica that had not answered by then,
+    /// and one to a replica that is down leaves a hint for it: the batches carry them to the end,
+    /// with no task of the coordinator's (see `votes.rs`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_reaches_every_replica_after_its_quorum_and_leaves_a_hint_for_one_that_is_down() {
+        let mut nodes = testing::cluster(&[NodeState::Normal; 3], testing::config()).await;
+        let until = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !done() {
+                assert!(std::time::Instant::now() < deadline, "{what}: not within 10 s");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        };
+        nodes[0].coordinate_write("k".into(), Some("v".into()), None, None).await.expect("written");
+        until("all three replicas hold the write", &|| nodes.iter().all(|n| testing::local(n, b"k").is_some()));
+        assert!(nodes[0].hints.targets().is_empty(), "no hint while every replica answers");
+
+        let down = nodes.pop().expect("three nodes");
+        let down_id = down.me;
+        drop(down);
+        nodes[0].coordinate_write("j".into(), Some("w".into()), None, None).await.expect("two of three");
+        assert!(testing::local(&nodes[1], b"j").is_some());
+        until("a hint kept for the node that is down", &|| nodes[0].hints.targets() == [down_id]);
     }
 
     /// A tombstone past its grace period is dropped where it would replace nothing live (it is

@@ -1,7 +1,8 @@
 //! Replication: every key on N nodes, coordinated by whichever replica a request reaches.
 //!
-//! [`coordinator`] reads and writes one key across its replicas through the one quorum helper
-//! ([`quorum`]), its writes to each replica sent together ([`batch`]); [`consistency`] resolves
+//! [`coordinator`] reads one key across its replicas through the quorum helper ([`quorum`]) and
+//! writes it by gathering the replicas' answers in one place ([`votes`]), its calls to each
+//! replica sent together ([`batch`]); [`consistency`] resolves
 //! per-request `w=`/`r=`; [`hints`] keeps and delivers writes a replica missed; [`antientropy`]
 //! compares bucket digests between replicas and exchanges only the differences, skipping the
 //! pairs that [`pairs`] knows to be equal; [`movement`] moves ranges when members join, leave or
@@ -22,3 +23,4 @@ pub mod pages;
 pub mod pairs;
 pub mod quorum;
 pub mod scan;
+pub mod votes;

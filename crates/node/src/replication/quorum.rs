@@ -1,5 +1,6 @@
-//! One helper for "send to these replicas in parallel and wait for enough answers". Every quorum
-//! operation goes through it, so every such error reads the same way: how many answered, how many
+//! One helper for "send to these replicas in parallel and wait for enough answers": reads and
+//! scans go through it. Client writes gather their answers with less machinery (`votes.rs`) into
+//! the same [`QuorumError`], so every such error reads the same way: how many answered, how many
 //! were needed, and what each of the others said.
 //!
 //! The replicas that have not answered when the quorum is reached still get the request: their

@@ -114,6 +114,23 @@ pub struct KeyEntry {
     pub entry: Entry,
 }
 
+impl KeyEntry {
+    /// This entry with its key and value copied into one buffer of their own. The key and value
+    /// may be slices of a client's read buffer or a peer's frame, which anything kept past the
+    /// request (a replica call still running, a hint) would otherwise pin whole. One buffer,
+    /// not two: each costs an allocation, and another one for its count of owners.
+    pub fn detached(&self) -> KeyEntry {
+        let value = self.entry.value.as_deref().unwrap_or_default();
+        let mut buf = bytes::BytesMut::with_capacity(self.key.len() + value.len());
+        buf.extend_from_slice(&self.key);
+        buf.extend_from_slice(value);
+        let buf = buf.freeze();
+        let key = buf.slice(..self.key.len());
+        let value = self.entry.value.as_ref().map(|_| buf.slice(self.key.len()..));
+        KeyEntry { key, entry: Entry { version: self.entry.version, value, expires: self.entry.expires } }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ApplyKind {
     /// A coordinated client write to a replica.

@@ -24,7 +24,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dkv_membership::NodeId;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::transport::wire::KeyEntry;
@@ -116,11 +115,8 @@ impl Hints {
     /// Keep `kv` for `target`; false (and counted as dropped) when the store is full or the
     /// hint alone is over the byte bound.
     pub fn add(&self, target: NodeId, kv: KeyEntry, now: Instant) -> bool {
-        // Copied: the key and value may be slices of a client's read buffer or a peer's frame,
-        // which a hint kept for minutes would pin whole.
-        let value = kv.entry.value.as_deref().map(Bytes::copy_from_slice);
-        let kv = KeyEntry { key: Bytes::copy_from_slice(&kv.key), entry: dkv_storage::Entry { value, ..kv.entry } };
-        let hint = Hint { kv, at: now };
+        // Copied: a hint is kept for minutes.
+        let hint = Hint { kv: kv.detached(), at: now };
         let mut g = self.lock();
         if g.total >= self.max_count || hint.bytes() > self.max_bytes {
             g.dropped += 1;
