@@ -115,11 +115,11 @@ impl<B: Batch> Batches<B> {
     }
 }
 
-impl<O: Send + 'static, B: Batch<Outcome = O, Done = oneshot::Sender<Result<O, PeerError>>>> Batches<B> {
-    /// [`Batches::queue`] `item`, and wait for its outcome.
-    pub async fn send(&self, node: &Node, addr: &str, epoch: u64, item: B::Item) -> Result<O, PeerError> {
+impl Batches<Reads> {
+    /// [`Batches::queue`] a read of `key`, and wait for what the replica holds.
+    pub async fn send(&self, node: &Node, addr: &str, epoch: u64, key: Bytes) -> Result<ReadResponse, PeerError> {
         let (done, outcome) = oneshot::channel();
-        self.queue(node, addr, epoch, item, done);
+        self.queue(node, addr, epoch, key, done);
         outcome.await.unwrap_or_else(|_| {
             Err(PeerError::Unreachable { addr: addr.to_string(), reason: "the call was dropped unsent".into() })
         })
