@@ -46,6 +46,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT" || exit 2
 
 TEST_NAME=swarm-test
+SUMMARY_LABEL=swarm
 STACK="dkvswarm$$"
 SEED_SERVICE="${STACK}_seed"
 NODE_SERVICE="${STACK}_node"
@@ -66,18 +67,9 @@ export DKV_NODE_TTL=10s
 export DKV_UPDATE_DELAY=1s
 export DKV_UPDATE_MONITOR=5s
 
-for tool in docker curl python3; do
-    command -v "$tool" >/dev/null || {
-        [ "$tool" = docker ] && pkg="Docker (docker.io)" || pkg="$tool"
-        echo "$TEST_NAME: error: '$tool' is not installed: install $pkg (scripts/setup.sh installs what the tests need)" >&2
-        exit 2
-    }
-done
+# shellcheck source=scripts/lib/harness.sh
+. "$ROOT/scripts/lib/harness.sh" || exit 2
 
-PASSED=0
-FAILED=0
-START=$SECONDS
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/dkv-$TEST_NAME.XXXXXX")"
 CREATED_SWARM=0
 CREATED_GWBRIDGE=0
 DEPLOYED=0
@@ -86,14 +78,6 @@ TLS_DEPLOYED=0
 BUILT_IMAGE=0
 WRITER_PID=""
 
-say() { printf '[%s %4ds] %s\n' "$TEST_NAME" "$((SECONDS - START))" "$*"; }
-pass() { PASSED=$((PASSED + 1)); printf 'PASS  %s\n' "$*"; }
-fail() { FAILED=$((FAILED + 1)); printf 'FAIL  %s\n' "$*"; }
-abort() {  # the remaining checks cannot run: count them as failed and stop
-    FAILED=$((TOTAL - PASSED))
-    printf 'FAIL  %s (%d check(s) not run)\n' "$*" "$FAILED"
-    finish
-}
 skip() {
     FINISHED=1
     say "SKIP: $*"
@@ -200,68 +184,11 @@ teardown() {
     fi
 }
 
-FINISHED=0
-finish() {
-    FINISHED=1
-    [ "$FAILED" -eq 0 ] || dump_logs
-    teardown
-    say "done in $((SECONDS - START))s"
-    echo "swarm: $PASSED passed, $FAILED failed"
-    [ "$FAILED" -eq 0 ]
-    exit
-}
-on_exit() {
-    local rc=$?
-    if [ "$FINISHED" = 0 ]; then
-        dump_logs
-        teardown
-        echo "$TEST_NAME: interrupted (exit $rc)"
-    fi
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap on_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# ---------------------------------------------------------------- python helpers
-# The HTTP client shared by both helpers, as in scripts/lib/compose-common.sh.
-node_client() {
-    cat <<'PY'
-import http.client, json, urllib.parse
-
-class Node:
-    def __init__(self, url):
-        u = urllib.parse.urlsplit(url)
-        self.url, self.host, self.port = url, u.hostname, u.port
-        self.conn = None
-    def req(self, method, path, body=None):
-        for attempt in (0, 1):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=15)
-            try:
-                self.conn.request(method, path, body=body)
-                resp = self.conn.getresponse()
-                data = resp.read()
-                if resp.getheader("connection", "").lower() == "close":
-                    self.conn.close(); self.conn = None
-                return resp.status, data
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                # a kept-alive connection the server had closed: reconnect once
-                self.conn.close(); self.conn = None
-                if attempt:
-                    raise
-            except Exception:
-                self.conn.close(); self.conn = None
-                raise
-
-PY
-}
-{ node_client; cat "$ROOT/scripts/lib/ct.py"; } >"$WORK/ct.py"
+py_helper "$WORK/ct.py" <"$ROOT/scripts/lib/ct.py"
 ct() { python3 "$WORK/ct.py" "$@"; }
 
 # sw.py: the writer that runs through the rolling update, and the read-back of what it wrote.
-{ node_client; cat <<'PY'; } >"$WORK/sw.py"
+py_helper "$WORK/sw.py" <<'PY'
 import collections, os, random, subprocess, sys, time
 
 def docker(*args):

@@ -1,15 +1,12 @@
 # shellcheck shell=bash
-# The framework shared by the Docker Compose tests (scripts/compose-test.sh and
-# scripts/compose-partition-test.sh). Sourced, not run: each test keeps only its scenario.
+# The framework shared by the Docker Compose tests (scripts/compose-test.sh,
+# compose-partition-test.sh, compose-restart-test.sh and compose-tls-test.sh). Sourced, not run:
+# each test keeps only its scenario.
 #
-# What it provides:
-#   - the short timings both tests use (heartbeat 200ms, healthcheck every 1s), the tool checks
-#     (docker, curl, python3), PASSED/FAILED/START and a work directory $WORK
-#   - say / pass / fail / abort, compose (this project), dump_logs, teardown, finish, and the
-#     EXIT/INT/TERM traps: the project is torn down on every exit path, the logs dumped on a
-#     failure, and the last line is "$SUMMARY_LABEL: P passed, F failed"
-#   - py_helper FILE: writes a Python helper, the shared HTTP client (class Node) followed by
-#     the script's own code from stdin
+# What it provides, on top of scripts/lib/harness.sh (say / pass / fail / abort / finish, the
+# traps, $WORK, py_helper):
+#   - the short timings the tests use (heartbeat 200ms, healthcheck every 1s)
+#   - compose (this project), and the dump_logs and teardown the harness calls at exit
 #   - SEED_URL/seed_url, NODE_URLS/NODE_IDS/node_urls, host_url, all_healthy, cluster_is and
 #     wait_for (polling with a deadline)
 #   - start_cluster: build the static binary, `compose up --build --scale kv-node=3`, and the
@@ -36,33 +33,14 @@
 export DKV_HEARTBEAT_INTERVAL=200ms
 export DKV_HEALTHCHECK_INTERVAL=1s
 
-for tool in docker curl python3; do
-    command -v "$tool" >/dev/null || {
-        [ "$tool" = docker ] && pkg="Docker (docker.io)" || pkg="$tool"
-        echo "$TEST_NAME: error: '$tool' is not installed: install $pkg (scripts/setup.sh installs what the tests need)" >&2
-        exit 2
-    }
-done
+# shellcheck source=scripts/lib/harness.sh
+. "$(dirname "${BASH_SOURCE[0]}")/harness.sh" || exit 2
 
-PASSED=0
-FAILED=0
-START=$SECONDS
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/dkv-$TEST_NAME.XXXXXX")"
-
-say() { printf '[%s %4ds] %s\n' "$TEST_NAME" "$((SECONDS - START))" "$*"; }
-pass() { PASSED=$((PASSED + 1)); printf 'PASS  %s\n' "$*"; }
-fail() { FAILED=$((FAILED + 1)); printf 'FAIL  %s\n' "$*"; }
 COMPOSE_FILES="${COMPOSE_FILES:--f compose.yaml}"
 SCHEME="${SCHEME:-http}"
 # shellcheck disable=SC2086  # COMPOSE_FILES is a list of arguments, split on purpose
 compose() { scripts/compose.sh $COMPOSE_FILES -p "$PROJECT" "$@"; }
-abort() {  # the remaining checks cannot run: count them as failed and stop
-    FAILED=$((TOTAL - PASSED))
-    printf 'FAIL  %s (%d check(s) not run)\n' "$*" "$FAILED"
-    finish
-}
 
-FINISHED=0
 dump_logs() {
     echo "---- compose ps ($PROJECT) ----"
     compose ps 2>&1 || true
@@ -83,72 +61,6 @@ teardown() {
         # only those (the label is set in the Dockerfile).
         docker image prune -f --filter "label=org.opencontainers.image.title=dkv" >/dev/null 2>&1 || true
     fi
-}
-# The normal end: logs on failure, teardown, then the summary as the very last line.
-finish() {
-    FINISHED=1
-    [ "$FAILED" -eq 0 ] || dump_logs
-    teardown
-    say "done in $((SECONDS - START))s"
-    echo "$SUMMARY_LABEL: $PASSED passed, $FAILED failed"
-    [ "$FAILED" -eq 0 ]
-    exit
-}
-# Any other exit (Ctrl-C, an unexpected error): still tear down.
-on_exit() {
-    local rc=$?
-    if [ "$FINISHED" = 0 ]; then
-        dump_logs
-        teardown
-        echo "$TEST_NAME: interrupted (exit $rc)"
-    fi
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap on_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# ---------------------------------------------------------------- python helper
-# py_helper FILE: FILE gets the shared HTTP client, then the script's own Python from stdin.
-py_helper() {
-    {
-        cat <<'PY'
-import http.client, json, urllib.parse
-
-class Node:
-    def __init__(self, url):
-        u = urllib.parse.urlsplit(url)
-        self.url, self.host, self.port = url, u.hostname, u.port
-        self.conn = None
-    def req(self, method, path, body=None):
-        for attempt in (0, 1):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=15)
-            try:
-                self.conn.request(method, path, body=body)
-                resp = self.conn.getresponse()
-                data = resp.read()
-                if resp.getheader("connection", "").lower() == "close":
-                    self.conn.close(); self.conn = None
-                return resp.status, data
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                # a kept-alive connection the server had closed: reconnect once
-                self.conn.close(); self.conn = None
-                if attempt:
-                    raise
-            except Exception:
-                self.conn.close(); self.conn = None
-                raise
-    def stats(self):
-        st, body = self.req("GET", "/stats")
-        if st != 200:
-            raise RuntimeError("%s/stats: status %d" % (self.url, st))
-        return json.loads(body)
-
-PY
-        cat
-    } >"$1"
 }
 
 # ---------------------------------------------------------------- helpers
