@@ -57,9 +57,6 @@ ct() { python3 "$WORK/ct.py" "$@"; }
 # ---------------------------------------------------------------- helpers
 seed_members() { ct members "$@"; }   # "total normal"
 
-http_code() {  # http_code OUTFILE CURL-ARGS... -> prints the status code
-    curl -sS -m 10 -o "$1" -w '%{http_code}' "${@:2}" 2>"$WORK/curl.err" || true
-}
 
 expected_sum_ok() {
     local got
@@ -91,20 +88,7 @@ fi
 start_cluster
 
 # 2: the seed system's curl session, each request through a different node
-N1="${NODE_URLS[0]}" N2="${NODE_URLS[1]}" N3="${NODE_URLS[2]}"
-s1="$(http_code "$WORK/b1" -X PUT --data-binary "John Doe" "$N1/put?key=user_123")"
-s2="$(http_code "$WORK/b2" "$N2/get?key=user_123")"
-s3="$(http_code "$WORK/b3" -X DELETE "$N3/delete?key=user_123")"
-s4="$(http_code "$WORK/b4" "$N1/get?key=user_123")"
-printf 'John Doe' >"$WORK/want"
-v2="$(head -c 100 "$WORK/b2" 2>/dev/null | tr -c '[:print:]' '.')"
-detail="PUT ${N1##*:} $s1, GET ${N2##*:} $s2 '$v2', DELETE ${N3##*:} $s3, GET ${N1##*:} $s4"
-if [ "$s1" = 204 ] && [ "$s2" = 200 ] && cmp -s "$WORK/b2" "$WORK/want" \
-    && [ "$s3" = 204 ] && [ "$s4" = 404 ]; then
-    pass "curl session through 3 nodes ($detail)"
-else
-    fail "curl session through 3 nodes ($detail; want 204, 200 'John Doe', 204, 404)"
-fi
+check_curl_session "3 nodes"
 
 # 3: the Redis protocol through the published 6379 of two different containers
 resp_port() { docker port "$1" 6379/tcp 2>/dev/null | grep -m1 -E '^0\.0\.0\.0:[0-9]+$' | cut -d: -f2; }

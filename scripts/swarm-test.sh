@@ -305,41 +305,7 @@ all_healthy() {
     [ -z "$LAST_HEALTH" ]
 }
 
-# Exactly N members, all normal; N node containers running, all healthy, with known ports.
-cluster_is() {
-    local n="$1" got normal
-    got="$(ct members "$SEED_URL" 2>/dev/null)" || { LAST_MEMBERS="seed not answering"; return 1; }
-    LAST_MEMBERS="$got"
-    read -r _ normal _ <<<"$got"
-    [ "${got%% *}" = "$n" ] || return 1
-    [ "$normal" = "$n" ] || return 1
-    all_healthy || return 1
-    node_urls || return 1
-    [ "${#NODE_URLS[@]}" -eq "$n" ]
-}
-
-# wait_for SECONDS DESCRIPTION COMMAND...: poll every $POLL s until COMMAND succeeds; on a
-# timeout say what was last seen (LAST_MEMBERS, LAST_HEALTH, LAST_OUT).
-wait_for() {
-    local limit="$1" what="$2"; shift 2
-    local deadline=$((SECONDS + limit)) t0=$SECONDS
-    LAST_MEMBERS=""; LAST_HEALTH=""; LAST_OUT=""
-    until "$@"; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            say "timed out after ${limit}s waiting for $what"
-            [ -z "$LAST_MEMBERS" ] || say "  last seen: seed members total/normal = $LAST_MEMBERS"
-            [ -z "$LAST_HEALTH" ] || say "  last seen: not healthy: $(tr '\n' ';' <<<"$LAST_HEALTH")"
-            [ -z "$LAST_OUT" ] || say "  last seen: $LAST_OUT"
-            return 1
-        fi
-        sleep "$POLL"
-    done
-    say "$what: after $((SECONDS - t0))s"
-}
-
-http_code() {  # http_code OUTFILE CURL-ARGS... -> prints the status code
-    curl -sS -m 10 -o "$1" -w '%{http_code}' "${@:2}" 2>"$WORK/curl.err" || true
-}
+seed_members() { ct members "$@"; }   # "total normal"
 
 # The slots of the node service's tasks, "1 2 3 ": those Swarm wants running, or all it keeps.
 running_slots() { task_slots --filter desired-state=running; }
@@ -411,20 +377,7 @@ else
 fi
 
 # 2: the seed system's curl session, each request through a different node
-N1="${NODE_URLS[0]}" N2="${NODE_URLS[1]}" N3="${NODE_URLS[2]}"
-s1="$(http_code "$WORK/b1" -X PUT --data-binary "John Doe" "$N1/put?key=user_123")"
-s2="$(http_code "$WORK/b2" "$N2/get?key=user_123")"
-s3="$(http_code "$WORK/b3" -X DELETE "$N3/delete?key=user_123")"
-s4="$(http_code "$WORK/b4" "$N1/get?key=user_123")"
-printf 'John Doe' >"$WORK/want"
-v2="$(head -c 100 "$WORK/b2" 2>/dev/null | tr -c '[:print:]' '.')"
-detail="PUT ${N1##*:} $s1, GET ${N2##*:} $s2 '$v2', DELETE ${N3##*:} $s3, GET ${N1##*:} $s4"
-if [ "$s1" = 204 ] && [ "$s2" = 200 ] && cmp -s "$WORK/b2" "$WORK/want" \
-    && [ "$s3" = 204 ] && [ "$s4" = 404 ]; then
-    pass "curl session through 3 nodes' host ports ($detail)"
-else
-    fail "curl session through 3 nodes' host ports ($detail; want 204, 200 'John Doe', 204, 404)"
-fi
+check_curl_session "3 nodes' host ports"
 
 # 3
 if ct write "$KEYS" "${NODE_URLS[@]}"; then

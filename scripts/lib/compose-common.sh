@@ -7,8 +7,8 @@
 # traps, $WORK, py_helper):
 #   - the short timings the tests use (heartbeat 200ms, healthcheck every 1s)
 #   - compose (this project), and the dump_logs and teardown the harness calls at exit
-#   - SEED_URL/seed_url, NODE_URLS/NODE_IDS/node_urls, host_url, all_healthy, cluster_is and
-#     wait_for (polling with a deadline)
+#   - seed_url, node_urls (with NODE_IDS), host_url and all_healthy, which the harness's
+#     cluster_is asks
 #   - start_cluster: build the static binary, `compose up --build --scale kv-node=3`, and the
 #     first check (3 normal members, all containers healthy)
 #
@@ -26,6 +26,7 @@
 #   SCHEME         how the seed and the nodes are reached from the host (default: http)
 # and defines, before calling cluster_is (or start_cluster):
 #   seed_members SEED_URL   prints "TOTAL NORMAL ..." of the seed's /nodes, fails if it cannot
+# (see harness.sh).
 : "${TEST_NAME:?}" "${SUMMARY_LABEL:?}" "${KEEP_VAR:?}" "${PROJECT:?}" "${TOTAL:?}" \
   "${TIMEOUT:?}" "${POLL:?}" "${MEMBERS_DESC:?}" "${DKV_SEED_PORT:?}" "${DKV_NODE_PORTS:?}"
 
@@ -64,9 +65,7 @@ teardown() {
 }
 
 # ---------------------------------------------------------------- helpers
-SEED_URL=""
-NODE_URLS=()   # in container-number order
-NODE_IDS=()    # container ids, same order
+NODE_IDS=()    # container ids, in the order of NODE_URLS (container numbers)
 
 seed_url() {
     local hp
@@ -107,40 +106,6 @@ all_healthy() {
     [ -z "$LAST_HEALTH" ]
 }
 
-# exactly N members, all normal, and N kv-node containers, all healthy, with known ports
-cluster_is() {
-    local n="$1" got normal
-    [ -n "$SEED_URL" ] || seed_url || return 1
-    got="$(seed_members "$SEED_URL" 2>/dev/null)" || { LAST_MEMBERS="seed not answering"; return 1; }
-    LAST_MEMBERS="$got"
-    [ "${got%% *}" = "$n" ] || return 1
-    read -r _ normal _ <<<"$got"
-    [ "$normal" = "$n" ] || return 1
-    all_healthy || return 1
-    node_urls || return 1
-    [ "${#NODE_URLS[@]}" -eq "$n" ]
-}
-
-# wait_for SECONDS DESCRIPTION COMMAND...: poll every $POLL s until COMMAND succeeds.
-# On a timeout it says what it last saw: LAST_MEMBERS and LAST_HEALTH (set by cluster_is)
-# and LAST_OUT (set by the script's own commands). WAITED: the seconds it took.
-wait_for() {
-    local limit="$1" what="$2"; shift 2
-    local deadline=$((SECONDS + limit)) t0=$SECONDS
-    LAST_MEMBERS=""; LAST_HEALTH=""; LAST_OUT=""
-    until "$@"; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            say "timed out after ${limit}s waiting for $what"
-            [ -z "$LAST_MEMBERS" ] || say "  last seen: seed members $MEMBERS_DESC = $LAST_MEMBERS"
-            [ -z "$LAST_HEALTH" ] || say "  last seen: not healthy: $(tr '\n' ';' <<<"$LAST_HEALTH")"
-            [ -z "$LAST_OUT" ] || say "  last seen: $LAST_OUT"
-            return 1
-        fi
-        sleep "$POLL"
-    done
-    WAITED=$((SECONDS - t0))
-    say "$what: after ${WAITED}s"
-}
 
 # start_cluster [DETAIL]: build the static binary, start the project with 3 nodes (DETAIL is
 # added to the progress line), then the first check: the seed lists 3 normal members and
