@@ -43,34 +43,22 @@ use std::time::Instant;
 use bytes::Bytes;
 use dkv_membership::{NodeId, Topology};
 use dkv_placement::key_hash;
-use dkv_storage::{Applied, Entry, Hlc, Version};
+use dkv_storage::{Entry, Version};
 
 use crate::error::{NodeError, PeerError};
 use crate::life::state::Node;
 use crate::life::stats::bump;
-use crate::replication::batch::prefetching;
 use crate::replication::consistency::Level;
 use crate::replication::quorum::{quorum_hedged, Hedge, QuorumError};
 use crate::replication::votes::{Ballot, Votes};
 use crate::transport::peer::is_stale_epoch;
-use crate::transport::wire::{
-    self, ApplyKind, ApplyReply, ApplyRequest, Found, KeyEntry, Kind, ReadResponse, WriteOutcome,
-};
+use crate::transport::wire::{ApplyKind, Found, KeyEntry, ReadResponse};
 
-/// Key and value bytes from which a batch is stored off the async runtime.
-const BLOCKING_BATCH: usize = 256 << 10;
 /// Re-plans after a "stale epoch" answer before giving up.
 const STALE_RETRIES: usize = 3;
 /// Re-stamps after "superseded" answers before giving up (each one stamps above every version
 /// seen, so only a stream of concurrent writers to the same key can use them up).
 const SUPERSEDED_RETRIES: usize = 5;
-
-/// Clock readings a batch of stores takes at most once each, and only if an entry needs them.
-#[derive(Default)]
-struct Readings {
-    purge_before: Option<u64>,
-    wall: Option<u64>,
-}
 
 impl Node {
     /// Write `value` (or a tombstone for `None`) under a fresh version, expiring at `expires` (ms
@@ -199,75 +187,6 @@ impl Node {
         votes.count(here, targets, needed, self.config.request_timeout).await
     }
 
-    /// Apply a client write here, unless this node holds a newer version of the key: then answer
-    /// that version, so the coordinator stamps the write above it. (Hints, repairs, anti-entropy
-    /// and movement carry versions that were already acknowledged: they keep "newest wins".)
-    pub async fn apply_write(&self, kv: KeyEntry) -> Result<WriteOutcome, NodeError> {
-        // One write, the coordinator's own share of every client write: no vectors of outcomes.
-        if let Some(refused) = self.ahead_of_clock(kv.entry.version, self.hlc.wall_ms()) {
-            return Ok(refused);
-        }
-        let (key, version) = (kv.key.clone(), kv.entry.version);
-        if self.apply_one(key_hash(&key), kv).await? {
-            return Ok(WriteOutcome::Applied);
-        }
-        self.held_instead(&key, version)
-    }
-
-    /// [`Node::apply_write`] for each of `entries`, stored together: one outcome per entry, in
-    /// order. An error is one that concerns them all (the store failed).
-    pub async fn apply_writes(&self, entries: Vec<KeyEntry>) -> Result<Vec<WriteOutcome>, NodeError> {
-        let mut outcomes = Vec::with_capacity(entries.len());
-        // What each accepted write was, to find a newer version held instead when it was not stored.
-        let mut accepted = Vec::with_capacity(entries.len());
-        let mine = self.hlc.wall_ms();
-        let entries: Vec<KeyEntry> = entries
-            .into_iter()
-            .filter(|kv| match self.ahead_of_clock(kv.entry.version, mine) {
-                Some(refused) => {
-                    outcomes.push(refused);
-                    false
-                }
-                None => {
-                    accepted.push((outcomes.len(), kv.key.clone(), kv.entry.version));
-                    outcomes.push(WriteOutcome::Applied);
-                    true
-                }
-            })
-            .collect();
-        let mut stored = Vec::with_capacity(entries.len());
-        self.store_and_wait(entries, |s| stored.push(s)).await?;
-        for ((at, key, version), stored) in accepted.into_iter().zip(stored) {
-            if !stored {
-                outcomes[at] = self.held_instead(&key, version)?;
-            }
-        }
-        Ok(outcomes)
-    }
-
-    /// The refusal of a write stamped `version`, if that is too far ahead of our clock (`mine`,
-    /// ms): it would drag our clock, and every clock it reaches, ahead.
-    fn ahead_of_clock(&self, version: Version, mine: u64) -> Option<WriteOutcome> {
-        let max = self.max_clock_offset_ms();
-        let ahead = Hlc::too_far_ahead(version.ts, mine, max)?;
-        bump(&self.stats.clock_refusals);
-        let e = NodeError::ClockAhead(format!(
-            "write version {ahead} ms ahead of this replica's clock (more than --max-clock-offset {max} ms): \
-             the coordinator's clock is off"
-        ));
-        Some(WriteOutcome::Refused { status: e.status().as_u16(), message: e.to_string() })
-    }
-
-    /// The outcome of a write of `key` at `version` that was not stored: superseded by the newer
-    /// version held, or applied already (an equal version: the same write again). A tombstone
-    /// past the grace period is dropped on purpose, and counts as applied too.
-    fn held_instead(&self, key: &[u8], version: Version) -> Result<WriteOutcome, NodeError> {
-        Ok(match self.engine.get(key_hash(key), key)?.map(|held| held.version) {
-            Some(held) if held > version => WriteOutcome::Superseded(held),
-            _ => WriteOutcome::Applied,
-        })
-    }
-
     /// The newest live value of `key` with its deadline, or `None` if absent, deleted or expired
     /// (by this node's clock); `r` overrides the default read quorum. A read of a key whose only
     /// copy is here does not come this way: the router sends it to [`Node::read_alone`].
@@ -362,117 +281,6 @@ impl Node {
         }
     }
 
-    /// Store entries locally, folding their versions into our clock; returns once they are
-    /// durable under the `--fsync` policy (see `durability.rs`), with how many were newer than
-    /// what was stored.
-    pub async fn apply_local(&self, entries: Vec<KeyEntry>) -> Result<usize, NodeError> {
-        let mut stored = 0;
-        self.store_and_wait(entries, |s| stored += usize::from(s)).await?;
-        Ok(stored)
-    }
-
-    /// [`Node::apply_local`] of one entry whose key hashes to `hash`, without a vector: a client
-    /// write's own copy, on its coordinator or a replica. Whether it was stored.
-    pub async fn apply_one(&self, hash: u64, kv: KeyEntry) -> Result<bool, NodeError> {
-        let stored = self.store_entry(hash, kv, &mut Readings::default())?;
-        self.durability.wait().await?;
-        Ok(stored)
-    }
-
-    /// [`Node::apply_local`], telling `each` for every entry, in order, whether it was stored.
-    async fn store_and_wait(&self, entries: Vec<KeyEntry>, mut each: impl FnMut(bool)) -> Result<(), NodeError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        // A batch's lookups are prefetched a few entries ahead; one entry is hashed as it is stored.
-        let hashes: Vec<u64> =
-            if entries.len() > 1 { entries.iter().map(|kv| key_hash(&kv.key)).collect() } else { Vec::new() };
-        let store = |entries: Vec<KeyEntry>, each: &mut dyn FnMut(bool)| -> Result<(), NodeError> {
-            let mut hashes = prefetching(&*self.engine, &hashes);
-            let mut readings = Readings::default();
-            for kv in entries {
-                let hash = hashes.next().unwrap_or_else(|| key_hash(&kv.key));
-                each(self.store_entry(hash, kv, &mut readings)?);
-            }
-            Ok(())
-        };
-        // A batch (a pulled page, a hand-off, hints, an anti-entropy bucket) is megabytes of
-        // copying and journal writes: off the runtime. One client write is not worth the switch.
-        let bytes: usize = entries.iter().map(|kv| kv.key.len() + kv.entry.value_len()).sum();
-        if bytes >= BLOCKING_BATCH {
-            tokio::task::block_in_place(|| store(entries, &mut each))?
-        } else {
-            store(entries, &mut each)?
-        }
-        self.durability.wait().await
-    }
-
-    /// Store one entry in the engine, unless it is a tombstone (or an expired value) past its
-    /// grace period that replaces no live value here: already purged here or about to be,
-    /// storing it again would only delay that. One that does replace a live value is stored, so
-    /// the value goes (and the tombstone with the next purge). Whether it was stored (newer than
-    /// the copy held).
-    fn store_entry(&self, hash: u64, kv: KeyEntry, readings: &mut Readings) -> Result<bool, NodeError> {
-        let KeyEntry { key, entry } = kv;
-        if let Some(dead) = entry.dead_since() {
-            if dead < *readings.purge_before.get_or_insert_with(|| self.purge_horizon()) {
-                let held = self.engine.get(hash, &key)?;
-                if !held.is_some_and(|held| held.value.is_some() && entry.supersedes(&held)) {
-                    return Ok(false);
-                }
-            }
-        }
-        // The clock follows what it stores (a later write here is stamped above it), but not
-        // past --max-clock-offset ahead of this node's own: an entry stamped by a node whose
-        // clock is off (a write its replicas refused, brought by a hint, a move or anti-entropy)
-        // is stored, and drags no clock ahead, as a client write is refused. A version the clock
-        // has reached already (every write stamped here) needs no wall-clock reading.
-        if !self.hlc.has_reached(entry.version.ts) {
-            let wall = *readings.wall.get_or_insert_with(|| self.hlc.wall_ms());
-            let _ = self.hlc.follow(entry.version.ts, wall, self.max_clock_offset_ms());
-        }
-        // No copy of the value: `key` and the value may be slices of a larger network buffer,
-        // but every engine stores its own copy (see `Engine::apply`).
-        let deadline = entry.expires.is_some() && entry.value.is_some();
-        let stored = self.engine.apply(hash, &key, entry)? == Applied::Stored;
-        if stored && deadline {
-            // Wakes the sweep if it waits for a value with a deadline.
-            self.expiring_stored.notify_one();
-        }
-        Ok(stored)
-    }
-
-    /// Tombstones with versions below this are past their grace period, by the cluster's clock
-    /// (see [`Node::cluster_wall_ms`]).
-    pub fn purge_horizon(&self) -> u64 {
-        let grace = self.config.tombstone_grace.as_millis() as u64;
-        Hlc::ts_at_ms(self.cluster_wall_ms().saturating_sub(grace))
-    }
-
-    /// Apply entries on node `id` (locally when it is us).
-    pub async fn apply_on(
-        &self,
-        topo: &Topology,
-        id: NodeId,
-        kind: ApplyKind,
-        entries: Vec<KeyEntry>,
-    ) -> Result<(), PeerError> {
-        if id == self.me {
-            return self.apply_local(entries).await.map(|_| ()).map_err(|e| PeerError::Refused {
-                addr: "this node".into(),
-                status: 500,
-                message: e.to_string(),
-            });
-        }
-        let addr = self.addr_of(topo, id)?;
-        // Large batches (hand-offs, hints of big values) go in pieces the receiver accepts.
-        for entries in wire::split_batches(entries) {
-            let req = ApplyRequest { epoch: topo.epoch(), kind, entries };
-            self.peers.call::<_, ApplyReply>(addr, Kind::Apply, &req).await?;
-        }
-        Ok(())
-    }
-
     async fn read_on(self, topo: Arc<Topology>, id: NodeId, key: Bytes) -> Result<ReadResponse, PeerError> {
         if id == self.me {
             return match self.engine.get(key_hash(&key), &key) {
@@ -515,7 +323,6 @@ mod tests {
 
     use crate::error::NodeError;
     use crate::testing;
-    use crate::transport::wire::KeyEntry;
 
     /// A replica that holds a version a year ahead (stamped by a node whose clock was off, brought
     /// by anti-entropy) supersedes a client write. The coordinator refuses at once and says why,
@@ -559,44 +366,6 @@ mod tests {
         nodes[0].coordinate_write("j".into(), Some("w".into()), None, None).await.expect("two of three");
         assert!(testing::local(&nodes[1], b"j").is_some());
         until("a hint kept for the node that is down", &|| nodes[0].hints.targets() == [down_id]);
-    }
-
-    /// A tombstone past its grace period is dropped where it would replace nothing live (it is
-    /// purged there or about to be), but still deletes an older value: kept, that value would
-    /// come back through anti-entropy once the others purged the tombstone.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_tombstone_past_its_grace_still_deletes_an_older_value() {
-        let nodes = testing::cluster(&[NodeState::Normal], testing::config()).await;
-        let a = &nodes[0];
-        let long_ago = a.hlc.wall_ms() - 2 * a.config.tombstone_grace.as_millis() as u64;
-        let at = |ms| Version { ts: Hlc::ts_at_ms(ms), node: 1 };
-        testing::put_local(a, b"old", Entry::value(at(long_ago), "v".into()));
-        let tombstone = |key: &str| KeyEntry { key: key.to_string().into(), entry: Entry::tombstone(at(long_ago + 1)) };
-        assert_eq!(a.apply_local(vec![tombstone("old"), tombstone("none")]).await.unwrap(), 1);
-        assert!(testing::local(a, b"old").is_some_and(|e| e.value.is_none()), "the value is deleted");
-        assert_eq!(testing::local(a, b"none"), None, "nothing stored where nothing lived");
-    }
-
-    /// While this node's clock is off, grace periods are counted by the cluster's clock: a node a
-    /// year ahead keeps a fresh delete, as the others do.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_node_whose_clock_is_off_counts_grace_periods_by_the_clusters_clock() {
-        let nodes = testing::cluster(&[NodeState::Normal], testing::config()).await;
-        let a = &nodes[0];
-        let year: i64 = 365 * 86_400_000;
-        let now = a.hlc.wall_ms();
-        let fresh = KeyEntry {
-            key: "k".into(),
-            entry: Entry::tombstone(Version { ts: Hlc::ts_at_ms(now - year as u64), node: 1 }),
-        };
-        // A year behind this node's clock: past any grace period.
-        assert_eq!(a.apply_local(vec![fresh.clone()]).await.unwrap(), 0);
-        // Judged a year ahead of the cluster, the node counts from the cluster's time.
-        a.set_clock_off(Some(crate::life::clock::Off { why: "a year ahead".into(), offset_ms: year }));
-        assert!(a.cluster_wall_ms().abs_diff(now - year as u64) < 60_000);
-        assert_eq!(a.apply_local(vec![fresh]).await.unwrap(), 1, "a delete of now in the cluster's time is kept");
-        a.set_clock_off(None);
-        assert!(a.cluster_wall_ms() >= now);
     }
 
     /// A read judges a value's deadline by the cluster's clock too: through a node judged two

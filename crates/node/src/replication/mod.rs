@@ -2,15 +2,17 @@
 //!
 //! [`coordinator`] reads one key across its replicas through the quorum helper ([`quorum`]) and
 //! writes it by gathering the replicas' answers in one place ([`votes`]), its calls to each
-//! replica sent together ([`batch`]); [`consistency`] resolves
-//! per-request `w=`/`r=`; [`hints`] keeps and delivers writes a replica missed; [`antientropy`]
-//! compares bucket digests between replicas and exchanges only the differences, skipping the
-//! pairs that [`pairs`] knows to be equal; [`movement`] moves ranges when members join, leave or
-//! die; both ship entries in [`pages`] bounded by bytes; [`latency`] says how long to wait for a
-//! replica before asking another as well; [`expiry`] reclaims values past their deadline;
-//! [`scan`] walks every key of the cluster in hash order (with [`glob`] patterns).
+//! replica sent together ([`batch`]); [`apply`] is the replica's side, storing what it is sent;
+//! [`consistency`] resolves per-request `w=`/`r=`; [`hints`] keeps and delivers writes a replica
+//! missed; [`antientropy`] compares bucket digests between replicas and exchanges only the
+//! differences, skipping the pairs that [`pairs`] knows to be equal; [`movement`] moves ranges
+//! when members join, leave or die; both ship entries in [`pages`] bounded by bytes; [`latency`]
+//! says how long to wait for a replica before asking another as well; [`expiry`] reclaims values
+//! past their deadline; [`scan`] walks every key of the cluster in hash order (with [`glob`]
+//! patterns).
 
 pub mod antientropy;
+pub mod apply;
 pub mod batch;
 pub mod consistency;
 pub mod coordinator;
