@@ -3,9 +3,9 @@
 //! A replicated write asks every node of the key's write set and waits for W of them. The general
 //! quorum helper ([`quorum`](super::quorum)) gives each call a future of its own, boxed, with an
 //! answer channel per remote call and a task that finishes the calls still running when the
-//! quorum is reached. On the hottest path of a replicated store that machinery costs more than
-//! the work: the coordinator spent twice a single node's CPU on a PUT, and allocated 26 times
-//! where a single node allocates 11.
+//! quorum is reached. On the hottest path of a replicated store that machinery weighed: the
+//! coordinator of a PUT allocated 26–27 times where a single node allocates 11, and with this
+//! module 19 (`docs/performance-log.md`, "Figures of 2026-12-04 night").
 //!
 //! So a write's remote calls are not futures here. The coordinator queues the write for each
 //! replica's batch ([`batch`](super::batch)) with a [`Ballot`], applies its own copy, and waits
