@@ -120,10 +120,13 @@ impl Batches<Reads> {
     pub async fn send(&self, node: &Node, addr: &str, epoch: u64, key: Bytes) -> Result<ReadResponse, PeerError> {
         let (done, outcome) = oneshot::channel();
         self.queue(node, addr, epoch, key, done);
-        outcome.await.unwrap_or_else(|_| {
-            Err(PeerError::Unreachable { addr: addr.to_string(), reason: "the call was dropped unsent".into() })
-        })
+        outcome.await.unwrap_or_else(|_| Err(dropped_unsent(addr)))
     }
+}
+
+/// The outcome of an item whose batch was dropped before it was sent (the runtime shut down).
+pub(crate) fn dropped_unsent(addr: &str) -> PeerError {
+    PeerError::Unreachable { addr: addr.to_string(), reason: "the call was dropped unsent".into() }
 }
 
 /// Send `batch` in as few calls as epochs and size allow, all at once, and answer every caller.

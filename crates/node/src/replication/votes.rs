@@ -25,6 +25,7 @@ use smallvec::SmallVec;
 
 use crate::error::PeerError;
 use crate::life::state::Node;
+use crate::replication::batch::dropped_unsent;
 use crate::replication::quorum::QuorumError;
 use crate::transport::peer::is_stale_epoch;
 use crate::transport::wire::KeyEntry;
@@ -172,8 +173,7 @@ impl Ballot {
 impl Drop for Ballot {
     fn drop(&mut self) {
         if let Some(votes) = self.votes.take() {
-            let reason = "the call was dropped unsent".into();
-            votes.record(self.id, Err(PeerError::Unreachable { addr: self.id.to_string(), reason }));
+            votes.record(self.id, Err(dropped_unsent(&self.id.to_string())));
         }
     }
 }
