@@ -17,14 +17,9 @@ fn auth_flags() -> [&'static str; 4] {
     ["--client-password", FULL, "--client-readonly-password", READ_ONLY]
 }
 
-/// redis-cli's output (stdout and stderr), whatever its exit status.
-fn redis_cli(addr: &str, args: &[&str]) -> String {
-    let (host, port) = addr.rsplit_once(':').expect("host:port");
-    let out = tool("redis-cli")
-        .args(["-h", host, "-p", port, "--no-auth-warning"])
-        .args(args)
-        .output()
-        .expect("redis-cli is needed for this test: apt-get install redis-tools");
+/// What redis-cli printed (stdout and stderr), whatever its exit status.
+fn redis_cli_said(addr: &str, args: &[&str]) -> String {
+    let out = redis_cli_run(addr, &[&["--no-auth-warning"], args].concat());
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)).trim().to_string()
 }
 
@@ -62,20 +57,20 @@ async fn resp_clients_need_the_password_and_the_read_only_one_cannot_write() {
     let r: Vec<String> = c.nodes.iter().map(|n| n.resp.clone().expect("resp")).collect();
 
     // No password: Redis's words, and nothing runs.
-    assert_eq!(redis_cli(&r[0], &["SET", "k", "v"]), "NOAUTH Authentication required.");
-    assert_eq!(redis_cli(&r[0], &["PING"]), "NOAUTH Authentication required.");
+    assert_eq!(redis_cli_said(&r[0], &["SET", "k", "v"]), "NOAUTH Authentication required.");
+    assert_eq!(redis_cli_said(&r[0], &["PING"]), "NOAUTH Authentication required.");
     // redis-cli -a sends AUTH first; --user sends AUTH default <password>.
-    assert_eq!(redis_cli(&r[0], &["-a", FULL, "SET", "k", "v1"]), "OK");
-    assert_eq!(redis_cli(&r[1], &["--user", "default", "--pass", FULL, "GET", "k"]), "v1");
-    assert!(redis_cli(&r[0], &["-a", "wrong", "GET", "k"]).contains("WRONGPASS"));
+    assert_eq!(redis_cli_said(&r[0], &["-a", FULL, "SET", "k", "v1"]), "OK");
+    assert_eq!(redis_cli_said(&r[1], &["--user", "default", "--pass", FULL, "GET", "k"]), "v1");
+    assert!(redis_cli_said(&r[0], &["-a", "wrong", "GET", "k"]).contains("WRONGPASS"));
     // The read-only password reads, but every write is refused and changes nothing.
-    assert_eq!(redis_cli(&r[0], &["-a", READ_ONLY, "GET", "k"]), "v1");
-    assert_eq!(redis_cli(&r[0], &["-a", READ_ONLY, "EXISTS", "k"]), "1");
+    assert_eq!(redis_cli_said(&r[0], &["-a", READ_ONLY, "GET", "k"]), "v1");
+    assert_eq!(redis_cli_said(&r[0], &["-a", READ_ONLY, "EXISTS", "k"]), "1");
     for write in [&["SET", "k", "v2"][..], &["DEL", "k"], &["MSET", "k", "v3"], &["GETDEL", "k"], &["FLUSHALL"]] {
-        let answer = redis_cli(&r[0], &[&["-a", READ_ONLY][..], write].concat());
+        let answer = redis_cli_said(&r[0], &[&["-a", READ_ONLY][..], write].concat());
         assert!(answer.starts_with("NOPERM"), "{write:?}: {answer}");
     }
-    assert_eq!(redis_cli(&r[1], &["-a", FULL, "GET", "k"]), "v1");
+    assert_eq!(redis_cli_said(&r[1], &["-a", FULL, "GET", "k"]), "v1");
 
     // HELLO 2 AUTH on a raw connection; a wrong one leaves the connection unauthenticated.
     let got = raw(&r[1], b"HELLO 2 AUTH default wrong\r\nGET k\r\nHELLO 2 AUTH default look-only\r\nGET k\r\nSET k x\r\nAUTH s3cret pass\r\nGET k\r\n");

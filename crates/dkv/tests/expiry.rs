@@ -10,17 +10,6 @@ use std::time::Duration;
 use common::*;
 use http::{Method, StatusCode};
 
-fn redis_cli(addr: &str, args: &[&str]) -> String {
-    let (host, port) = addr.rsplit_once(':').expect("host:port");
-    let out = tool("redis-cli")
-        .args(["-h", host, "-p", port])
-        .args(args)
-        .output()
-        .expect("redis-cli is needed for this test: apt-get install redis-tools");
-    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8").trim_end_matches('\n').to_string()
-}
-
 fn int(s: &str) -> i64 {
     s.parse().unwrap_or_else(|_| panic!("not an integer reply: {s:?}"))
 }

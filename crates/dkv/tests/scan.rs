@@ -246,13 +246,9 @@ async fn a_scan_returns_every_key_while_a_node_leaves() {
     assert_eq!(seen.len(), 600, "nothing else");
 }
 
-fn redis_cli(addr: &str, args: &[&str]) -> (bool, String) {
-    let (host, port) = addr.rsplit_once(':').expect("host:port");
-    let out = tool("redis-cli")
-        .args(["-h", host, "-p", port])
-        .args(args)
-        .output()
-        .expect("redis-cli is needed for this test: apt-get install redis-tools");
+/// Whether `redis-cli` succeeded, and what it printed.
+fn redis_cli_status(addr: &str, args: &[&str]) -> (bool, String) {
+    let out = redis_cli_run(addr, args);
     (out.status.success(), String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_string())
 }
 
@@ -264,31 +260,31 @@ async fn redis_cli_scans_and_keys_is_refused_on_a_large_keyspace() {
     write_all(&c, &[0, 2], &data).await;
 
     // redis-cli --scan pages with SCAN until the cursor is 0.
-    let (ok, out) = redis_cli(&r, &["--scan"]);
+    let (ok, out) = redis_cli_status(&r, &["--scan"]);
     assert!(ok, "{out}");
     let got: BTreeSet<String> = out.lines().map(String::from).collect();
     assert_eq!(got, data.iter().map(|(k, _)| k.clone()).collect(), "every key once");
     assert_eq!(out.lines().count(), 60);
-    let (_, out) = redis_cli(&r, &["--scan", "--pattern", "r1*"]);
+    let (_, out) = redis_cli_status(&r, &["--scan", "--pattern", "r1*"]);
     let got: BTreeSet<String> = out.lines().map(String::from).collect();
     let want: BTreeSet<String> = data.iter().map(|(k, _)| k.clone()).filter(|k| k.starts_with("r1")).collect();
     assert_eq!(got, want);
-    let (_, out) = redis_cli(&r, &["SCAN", "0", "COUNT", "10000", "MATCH", "r5?"]);
+    let (_, out) = redis_cli_status(&r, &["SCAN", "0", "COUNT", "10000", "MATCH", "r5?"]);
     let mut lines = out.lines().map(String::from);
     assert_eq!(lines.next().as_deref(), Some("0"), "one page: {out}");
     assert_eq!(lines.collect::<BTreeSet<_>>(), (50..60).map(|i| format!("r{i}")).collect());
-    assert_eq!(redis_cli(&r, &["SCAN", "0", "TYPE", "hash"]).1, "0", "no hashes here");
-    assert!(redis_cli(&r, &["SCAN", "x"]).1.contains("invalid cursor"));
+    assert_eq!(redis_cli_status(&r, &["SCAN", "0", "TYPE", "hash"]).1, "0", "no hashes here");
+    assert!(redis_cli_status(&r, &["SCAN", "x"]).1.contains("invalid cursor"));
 
     // 60 keys, over the limit of 50: KEYS refuses and says why, whatever the pattern.
-    let (_, out) = redis_cli(&r, &["KEYS", "r1*"]);
+    let (_, out) = redis_cli_status(&r, &["KEYS", "r1*"]);
     assert!(out.contains("KEYS is refused on a cluster of more than 50 keys") && out.contains("SCAN"), "{out}");
     for (k, _) in &data[..20] {
         c.client(0).delete(k.as_bytes()).await.unwrap();
     }
-    let (ok, out) = redis_cli(&r, &["KEYS", "r1*"]);
+    let (ok, out) = redis_cli_status(&r, &["KEYS", "r1*"]);
     assert!(ok && out.is_empty(), "r1 and r10..r19 were deleted: {out:?}");
-    let (_, out) = redis_cli(&r, &["KEYS", "r4*"]);
+    let (_, out) = redis_cli_status(&r, &["KEYS", "r4*"]);
     assert_eq!(out.lines().map(String::from).collect::<BTreeSet<_>>(), (40..50).map(|i| format!("r{i}")).collect());
 
     // redis-py's scan_iter, which reads the cursor as an integer.

@@ -33,6 +33,20 @@ pub fn tool(program: &str) -> Command {
     Command::new(program)
 }
 
+/// Run `redis-cli -h HOST -p PORT` for `addr` (host:port) with `args`, whatever its exit status.
+pub fn redis_cli_run(addr: &str, args: &[&str]) -> std::process::Output {
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    tool("redis-cli").args(["-h", host, "-p", port]).args(args).output().expect("run redis-cli")
+}
+
+/// What `redis-cli` prints for `args` against `addr`, without the last newline; the call must
+/// succeed.
+pub fn redis_cli(addr: &str, args: &[&str]) -> String {
+    let out = redis_cli_run(addr, args);
+    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8").trim_end_matches('\n').to_string()
+}
+
 /// `/usr/bin/python3`, checked to import redis-py (Debian's `python3-redis`; the system Python,
 /// not a venv, so that the package is the one apt installs).
 pub fn python3_redis() -> Command {
