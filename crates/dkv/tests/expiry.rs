@@ -33,6 +33,14 @@ async fn redis_expiry_commands_answer_as_redis_does() {
     assert_eq!(cli(1, &["TTL", "plain"]), "-1");
     assert_eq!(cli(1, &["EXPIRETIME", "plain"]), "-1");
     assert_eq!(cli(1, &["PEXPIRETIME", "nope"]), "-2");
+    assert_eq!(cli(2, &["SETEX", "sx", "100", "v"]), "OK");
+    assert!((99..=100).contains(&int(&cli(0, &["TTL", "sx"]))));
+    assert_eq!(cli(1, &["PSETEX", "sx", "100000", "w"]), "OK");
+    assert!((99_000..=100_000).contains(&int(&cli(2, &["PTTL", "sx"]))));
+    assert_eq!(cli(0, &["GET", "sx"]), "w");
+    assert_eq!(cli(0, &["SETEX", "sx", "0", "v"]), "ERR invalid expire time in 'setex' command");
+    assert_eq!(cli(0, &["PSETEX", "sx", "x", "v"]), "ERR value is not an integer or out of range");
+    assert_eq!(cli(0, &["GET", "sx"]), "w", "a refused SETEX changes nothing");
 
     // EXPIRE and friends: 1 when set, 0 for an absent key or a condition that does not hold.
     assert_eq!(cli(2, &["EXPIRE", "plain", "50"]), "1");

@@ -25,8 +25,15 @@ async fn redis_cli_through_different_nodes_and_every_supported_command() {
     assert_eq!(redis_cli(&r[0], &["GET", "a"]), "");
     assert_eq!(redis_cli(&r[1], &["STRLEN", "user_123"]), "8");
     assert_eq!(redis_cli(&r[2], &["SET", "user_123", "Jane", "GET"]), "John Doe");
-    assert_eq!(redis_cli(&r[0], &["GETDEL", "user_123"]), "Jane");
+    assert_eq!(redis_cli(&r[0], &["GETSET", "user_123", "Joan"]), "Jane");
+    assert_eq!(redis_cli(&r[1], &["TYPE", "user_123"]), "string");
+    assert_eq!(redis_cli(&r[1], &["TYPE", "nope"]), "none");
+    assert_eq!(redis_cli(&r[0], &["GETDEL", "user_123"]), "Joan");
     assert_eq!(redis_cli(&r[1], &["GET", "user_123"]), "");
+    assert_eq!(redis_cli(&r[2], &["MSET", "u1", "1", "u2", "2"]), "OK");
+    assert_eq!(redis_cli(&r[0], &["TOUCH", "u1", "u2", "nope"]), "2");
+    assert_eq!(redis_cli(&r[1], &["UNLINK", "u1", "u2", "nope"]), "2");
+    assert_eq!(redis_cli(&r[2], &["EXISTS", "u1", "u2"]), "0");
     assert_eq!(redis_cli(&r[2], &["DBSIZE"]), "2", "b and c, counted over the whole cluster");
     assert_eq!(redis_cli(&r[0], &["PING"]), "PONG");
     assert_eq!(redis_cli(&r[0], &["ECHO", "hi there"]), "hi there");
@@ -34,6 +41,12 @@ async fn redis_cli_through_different_nodes_and_every_supported_command() {
     assert!(redis_cli(&r[0], &["SELECT", "1"]).contains("out of range"));
     assert_eq!(redis_cli(&r[0], &["CLIENT", "SETNAME", "t"]), "OK");
     assert!(redis_cli(&r[0], &["SET", "k", "v", "NX"]).contains("cannot honour SET NX/XX"));
+    assert_eq!(
+        redis_cli(&r[0], &["incr", "b"]),
+        "ERR dkv cannot honour INCR: it has no atomic read-modify-write across replicas"
+    );
+    assert!(redis_cli(&r[0], &["SETNX", "k", "v"]).contains("cannot honour SETNX: it has no atomic compare-and-set"));
+    assert_eq!(redis_cli(&r[1], &["GET", "b"]), "2", "a refused INCR changes nothing");
     assert_eq!(redis_cli(&r[0], &["SET", "k", "v", "EX", "0"]), "ERR invalid expire time in 'set' command");
     assert!(redis_cli(&r[0], &["FLUSHALL"]).starts_with("ERR unknown command 'flushall'"));
     assert!(redis_cli(&r[0], &["GET"]).contains("wrong number of arguments"));

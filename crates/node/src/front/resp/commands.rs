@@ -5,11 +5,12 @@
 //! to one. So a `SET` through one node and a `GET` through another behave exactly like `PUT` and
 //! `GET` over HTTP, with the node's default W and R.
 //!
-//! What dkv cannot honour is refused with an error that says so: `SET NX/XX` (dkv has no atomic
-//! compare-and-set across replicas). `SET` and the expiry commands are in `expiry.rs`.
-//! `SET ... GET`, `GETDEL`, `DEL`'s count, `EXPIRE`, `PERSIST` and `GETEX` read the key first
-//! and then write: each step is a quorum operation, but the pair is not atomic against another
-//! writer of the same key.
+//! What dkv cannot honour is refused with an error that says so: `SET NX/XX`, `SETNX`, `INCR`,
+//! `APPEND` and the like (`table::cannot_honour`: dkv has no atomic compare-and-set across
+//! replicas). `SET` and the expiry commands are in `expiry.rs`. `SET ... GET`, `GETSET`,
+//! `GETDEL`, `DEL`'s count, `EXPIRE`, `PERSIST` and `GETEX` read the key first and then write:
+//! each step is a quorum operation, but the pair is not atomic against another writer of the
+//! same key.
 //!
 //! A command arrives here as a [`Cmd`], read once from its name (`table.rs`, where each
 //! command's arity and whether it writes are too).
@@ -20,7 +21,7 @@ use dkv_placement::key_hash;
 
 use super::expiry;
 use super::frame::{Args, Reply};
-use super::table::{Cmd, Effect};
+use super::table::{self, Cmd, Effect};
 use crate::front::auth::{self, Access, Failure};
 use crate::life::metrics::Api;
 use crate::life::state::Node;
@@ -140,12 +141,12 @@ pub fn touches(cmd: Cmd, args: &[Bytes]) -> Touches {
     let first = || a.iter().take(1).map(|k| key_hash(k)).collect::<Keys>();
     let all = || a.iter().map(|k| key_hash(k)).collect::<Keys>();
     let (reads, writes) = match cmd {
-        Cmd::Get | Cmd::Strlen => (first(), Keys::new()),
-        Cmd::Exists | Cmd::Mget => (all(), Keys::new()),
-        Cmd::Set | Cmd::Getdel => (first(), first()),
+        Cmd::Get | Cmd::Strlen | Cmd::Type => (first(), Keys::new()),
+        Cmd::Exists | Cmd::Touch | Cmd::Mget => (all(), Keys::new()),
+        Cmd::Set | Cmd::Getset | Cmd::Getdel | Cmd::Setex | Cmd::Psetex => (first(), first()),
         Cmd::Ttl | Cmd::Pttl | Cmd::Expiretime | Cmd::Pexpiretime => (first(), Keys::new()),
         Cmd::Expire | Cmd::Pexpire | Cmd::Expireat | Cmd::Pexpireat | Cmd::Persist | Cmd::Getex => (first(), first()),
-        Cmd::Del => (all(), all()),
+        Cmd::Del | Cmd::Unlink => (all(), all()),
         Cmd::Mset => (Keys::new(), a.iter().step_by(2).map(|k| key_hash(k)).collect()),
         Cmd::Ping | Cmd::Echo | Cmd::Command | Cmd::Select => (Keys::new(), Keys::new()),
         // The whole keyspace, the server's state, or not known here: alone.
@@ -167,6 +168,9 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
         Cmd::Echo => Reply::Bulk(a[0].clone()),
         Cmd::Get => get(node, &a[0]).await.map_or_else(|e| e, |v| v.map_or(Reply::Nil, Reply::Bulk)),
         Cmd::Set => expiry::set(node, a).await,
+        // `SET key value GET`, as Redis has had it since `GETSET` was deprecated.
+        Cmd::Getset => expiry::set(node, &[a[0].clone(), a[1].clone(), Bytes::from_static(b"GET")]).await,
+        Cmd::Setex | Cmd::Psetex => expiry::setex(node, cmd, a).await,
         Cmd::Expire | Cmd::Pexpire | Cmd::Expireat | Cmd::Pexpireat => expiry::expire(node, cmd, a).await,
         Cmd::Ttl | Cmd::Pttl | Cmd::Expiretime | Cmd::Pexpiretime => expiry::ttl(node, cmd, &a[0]).await,
         Cmd::Persist => expiry::persist(node, &a[0]).await,
@@ -177,8 +181,11 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
             Err(e) => e,
         },
         Cmd::Strlen => get(node, &a[0]).await.map_or_else(|e| e, |v| Reply::Int(v.map_or(0, |v| v.len() as i64))),
-        Cmd::Del => count(node, a, true).await,
-        Cmd::Exists => count(node, a, false).await,
+        // `UNLINK` frees nothing in the background that `DEL` would not, and `TOUCH` has no
+        // access time to set: they count as `DEL` and `EXISTS` do.
+        Cmd::Del | Cmd::Unlink => count(node, a, true).await,
+        Cmd::Exists | Cmd::Touch => count(node, a, false).await,
+        Cmd::Type => get(node, &a[0]).await.map_or_else(|e| e, |v| Reply::Simple(v.map_or("none", |_| "string"))),
         Cmd::Mget => {
             // The keys live on different replicas: ask for all of them at once.
             let answers = futures_util::future::join_all(a.iter().map(|k| get(node, k))).await;
@@ -210,7 +217,12 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
         },
         // Answered before they could get here (`session_command`).
         Cmd::Auth | Cmd::Hello | Cmd::Quit | Cmd::Client => Reply::err("a session command ran as a key command"),
-        Cmd::Unknown => unknown(&shown_name(cmd, &args[0]), a),
+        Cmd::Unknown => match table::cannot_honour(&args[0]) {
+            Some(why) => {
+                Reply::err(format!("dkv cannot honour {}: {why}", args[0].to_ascii_uppercase().escape_ascii()))
+            }
+            None => unknown(&shown_name(cmd, &args[0]), a),
+        },
     }
 }
 
@@ -439,6 +451,10 @@ mod tests {
         assert!(touches_of("GET a").conflicts_with(&wave), "reads a key being written");
         assert!(touches_of("SET b 2").conflicts_with(&wave), "writes a key being read");
         assert!(touches_of("DEL d").conflicts_with(&wave), "deletes a key being read");
+        assert!(touches_of("UNLINK d").conflicts_with(&wave), "deletes a key being read");
+        assert!(touches_of("GETSET c 1").conflicts_with(&wave), "writes a key being read");
+        assert!(touches_of("TYPE a").conflicts_with(&wave), "reads a key being written");
+        assert!(!touches_of("TOUCH b c").conflicts_with(&wave), "reads keys being read");
         assert!(touches_of("DBSIZE").conflicts_with(&wave), "reads everything");
         assert!(!touches_of("GET b").conflicts_with(&wave), "reads of one key run together");
         assert!(!touches_of("SET e 1").conflicts_with(&wave));

@@ -1,5 +1,5 @@
 //! The Redis commands that set, read and drop a key's expiry: `SET … EX|PX|EXAT|PXAT|KEEPTTL`,
-//! `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT` (with `NX|XX|GT|LT`), `TTL`, `PTTL`,
+//! `SETEX`, `PSETEX`, `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT` (with `NX|XX|GT|LT`), `TTL`, `PTTL`,
 //! `EXPIRETIME`, `PEXPIRETIME`, `PERSIST` and `GETEX`, with Redis's replies and error texts.
 //!
 //! A deadline is stored with the value (see `replication/expiry.rs`), so changing it is a write
@@ -211,6 +211,15 @@ pub async fn set(node: &Node, a: &[Bytes]) -> Reply {
         Err(e) => e,
         Ok(()) if opts.get => old.map_or(Reply::Nil, |f| Reply::Bulk(f.value)),
         Ok(()) => Reply::ok(),
+    }
+}
+
+/// `SETEX key seconds value` and `PSETEX key milliseconds value`: `SET key value EX|PX time`.
+pub async fn setex(node: &Node, cmd: Cmd, a: &[Bytes]) -> Reply {
+    let form = Form { seconds: cmd == Cmd::Setex, relative: true };
+    match option_deadline(&a[1], form, node.cluster_wall_ms(), cmd.name()) {
+        Ok(deadline) => write(node, &a[0], &a[2], Some(deadline)).await.map_or_else(|e| e, |()| Reply::ok()),
+        Err(e) => e,
     }
 }
 

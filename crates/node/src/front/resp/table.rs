@@ -95,8 +95,14 @@ table! {
     Mset "mset" Pairs, Writes;
     Getdel "getdel" Exactly(1), Writes;
     Strlen "strlen" Exactly(1), Reads;
+    Getset "getset" Exactly(2), Writes;
+    Unlink "unlink" AtLeast(1), Writes;
+    Touch "touch" AtLeast(1), Reads;
+    Type "type" Exactly(1), Reads;
     // Expiry (`expiry.rs`).
     Getex "getex" AtLeast(1), Writes;
+    Setex "setex" Exactly(3), Writes;
+    Psetex "psetex" Exactly(3), Writes;
     Expire "expire" AtLeast(2), Writes;
     Pexpire "pexpire" AtLeast(2), Writes;
     Expireat "expireat" AtLeast(2), Writes;
@@ -129,17 +135,38 @@ const NAME_MAX: usize = 16;
 impl Cmd {
     /// The command `name` names, in any case, without allocating.
     pub fn of(name: &[u8]) -> Cmd {
-        if name.len() > NAME_MAX || !name.iter().all(u8::is_ascii_alphabetic) {
-            return Cmd::Unknown; // every command's name is letters
-        }
         let mut lowered = [0; NAME_MAX];
-        for (b, c) in lowered.iter_mut().zip(name) {
-            *b = c.to_ascii_lowercase();
-        }
-        // SAFETY: every byte is an ASCII letter (checked above), so the bytes are valid UTF-8.
-        // (The checked conversion cost more instructions than the rest of the lookup.)
-        Cmd::of_lower(unsafe { std::str::from_utf8_unchecked(&lowered[..name.len()]) })
+        lower(name, &mut lowered).map_or(Cmd::Unknown, Cmd::of_lower)
     }
+}
+
+/// Why dkv refuses a Redis command it knows of but cannot honour, by name in any case; `None`
+/// for any other name. Each of them reads a key and writes it back changed (or only if it is
+/// absent), and is worth something only if no other write can come between the two: that takes
+/// a compare-and-set across replicas, which a leaderless store does not have. Telling the
+/// client so beats "unknown command", which reads like a missing feature of the client.
+pub fn cannot_honour(name: &[u8]) -> Option<&'static str> {
+    let mut lowered = [0; NAME_MAX];
+    match lower(name, &mut lowered)? {
+        "setnx" | "msetnx" => Some("it has no atomic compare-and-set across replicas"),
+        "incr" | "incrby" | "incrbyfloat" | "decr" | "decrby" | "append" | "setrange" => {
+            Some("it has no atomic read-modify-write across replicas")
+        }
+        _ => None,
+    }
+}
+
+/// `name` in lower case in `into`, if it can be a command's name (letters, at most `NAME_MAX`).
+fn lower<'a>(name: &[u8], into: &'a mut [u8; NAME_MAX]) -> Option<&'a str> {
+    if name.len() > NAME_MAX || !name.iter().all(u8::is_ascii_alphabetic) {
+        return None; // every command's name is letters
+    }
+    for (b, c) in into.iter_mut().zip(name) {
+        *b = c.to_ascii_lowercase();
+    }
+    // SAFETY: every byte is an ASCII letter (checked above), so the bytes are valid UTF-8.
+    // (The checked conversion cost more instructions than the rest of the lookup.)
+    Some(unsafe { std::str::from_utf8_unchecked(&into[..name.len()]) })
 }
 
 #[cfg(test)]
@@ -160,7 +187,16 @@ mod tests {
         for name in ["get", "set", "mset", "client", "pexpiretime", "command"] {
             assert_eq!(Cmd::of(name.as_bytes()).name(), name);
         }
-        assert_eq!(Cmd::KNOWN, 30);
+        assert_eq!(Cmd::KNOWN, 36);
+    }
+
+    #[test]
+    fn commands_that_need_an_atomic_step_are_refused_by_name() {
+        assert_eq!(cannot_honour(b"INCR"), Some("it has no atomic read-modify-write across replicas"));
+        assert_eq!(cannot_honour(b"setNX"), Some("it has no atomic compare-and-set across replicas"));
+        for other in [&b"GET"[..], b"incrs", b"", b"flushall", b"incr "] {
+            assert_eq!(cannot_honour(other), None, "{}", other.escape_ascii());
+        }
     }
 
     #[test]
@@ -168,7 +204,10 @@ mod tests {
         assert!(Cmd::Get.arity().allows(1) && !Cmd::Get.arity().allows(0) && !Cmd::Get.arity().allows(2));
         assert!(Cmd::Mset.arity().allows(4) && !Cmd::Mset.arity().allows(3) && !Cmd::Mset.arity().allows(0));
         assert!(Cmd::Ping.arity().allows(0) && Cmd::Ping.arity().allows(1) && !Cmd::Ping.arity().allows(2));
+        assert!(Cmd::Setex.arity().allows(3) && !Cmd::Setex.arity().allows(2));
         assert_eq!(Cmd::Getdel.effect(), Effect::Writes);
+        assert_eq!(Cmd::Unlink.effect(), Effect::Writes);
+        assert_eq!(Cmd::Touch.effect(), Effect::Reads);
         assert_eq!(Cmd::Scan.effect(), Effect::Reads);
         assert_eq!(Cmd::Unknown.effect(), Effect::Writes, "refused to the read-only password");
     }
