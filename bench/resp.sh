@@ -7,8 +7,10 @@
 #   B=path bench/resp.sh                   also measure that dkv build (an A/B of two builds)
 #   FLOOR=1 bench/resp.sh                  also measure bench/resp-floor, a RESP server that does
 #                                          nothing but parse, look up and answer, on its own epoll
-#                                          loop (floor-mio) and on Tokio (floor-tokio): the least a
-#                                          command can cost here
+#                                          loop (floor-mio; floor-mio-deferred writes the replies
+#                                          after every ready connection was read, as Redis does)
+#                                          and on Tokio (floor-tokio): the least a command can
+#                                          cost here
 #
 # redis-benchmark -c64 -d100 -r100000, -P1 and -P16 (16 x REQUESTS), GET and SET; servers on
 # CPU 1, redis-benchmark on CPU 0; every round measures each server once, in turn, again while
@@ -42,7 +44,7 @@ for bin in "$DKV" ${B:+"$B"}; do
 done
 if [ -n "${FLOOR:-}" ]; then
   CARGO_TARGET_DIR=target/bench-resp-floor cargo build --release -q --manifest-path bench/resp-floor/Cargo.toml
-  for mode in mio tokio; do
+  for mode in mio mio-deferred tokio; do
     i=$((i + 1))
     start target/bench-resp-floor/release/resp-floor "$mode" $((P + 10 * i))
     SERVERS+=("floor-$mode") PORTS+=($((P + 10 * i))) SPIDS+=("${PIDS[-1]}")
@@ -88,7 +90,7 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 summarize <<'PY'
 works = sorted({l.split("|")[0] for l in runs}, key=lambda w: (int(w.split("-P")[1].split()[0]), w))
-servers = [s for s in ("redis", "dkv1", "dkv2", "floor-mio", "floor-tokio") if any(l.endswith("|" + s) for l in runs)]
+servers = [s for s in ("redis", "dkv1", "dkv2", "floor-mio", "floor-mio-deferred", "floor-tokio") if any(l.endswith("|" + s) for l in runs)]
 print("medians of each server's rounds; in brackets the server's CPU per request")
 for w in works:
     redis = med(f"{w}|redis")

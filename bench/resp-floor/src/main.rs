@@ -5,7 +5,12 @@
 //! It parses only well-formed arrays of bulk strings, keeps keys in one `HashMap`, answers `GET`,
 //! `SET` and `PING`, and refuses anything else. It has no limits, no expiry, no metrics, no
 //! timeouts and no replication: none of what a store must do. Two ways to run it:
-//! - `resp-floor mio PORT`: one thread on its own epoll loop (mio, edge-triggered), as Redis runs;
+//! - `resp-floor mio PORT`: one thread on its own epoll loop (mio, edge-triggered), as Redis runs,
+//!   each reply written as soon as its command ran;
+//! - `resp-floor mio-deferred PORT`: the same loop, writing replies in Redis's order: every ready
+//!   connection is read and its commands run, then every reply is written before the next wait
+//!   (Redis's `beforeSleep`), so a client woken by the first reply of a burst finds the others
+//!   already there;
 //! - `resp-floor tokio PORT`: a task per connection on Tokio's multi-thread runtime, as a dkv
 //!   node runs; the map sits behind a `Mutex`, which is never contended when the process is
 //!   pinned to one CPU.
@@ -28,15 +33,16 @@ const MAX_INPUT: usize = 1 << 20;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(port)) = (args.get(1), args.get(2).and_then(|p| p.parse::<u16>().ok())) else {
-        eprintln!("usage: resp-floor mio|tokio PORT");
+        eprintln!("usage: resp-floor mio|mio-deferred|tokio PORT");
         std::process::exit(2);
     };
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     match mode.as_str() {
-        "mio" => run_mio(addr),
+        "mio" => run_mio(addr, false),
+        "mio-deferred" => run_mio(addr, true),
         "tokio" => run_tokio(addr),
         _ => {
-            eprintln!("resp-floor: the mode is mio or tokio, not {mode}");
+            eprintln!("resp-floor: the mode is mio, mio-deferred or tokio, not {mode}");
             std::process::exit(2);
         }
     }
@@ -114,9 +120,11 @@ fn serve(input: &[u8], map: &mut Map, args: &mut Args, out: &mut Vec<u8>) -> usi
 struct Conn {
     socket: mio::net::TcpStream,
     input: Vec<u8>,
+    /// Replies not yet written (`deferred` only).
+    output: Vec<u8>,
 }
 
-fn run_mio(addr: std::net::SocketAddr) {
+fn run_mio(addr: std::net::SocketAddr, deferred: bool) {
     use mio::{Events, Interest, Poll, Token};
     const LISTENER: Token = Token(usize::MAX);
     let mut poll = Poll::new().expect("epoll");
@@ -125,6 +133,8 @@ fn run_mio(addr: std::net::SocketAddr) {
     let (mut conns, mut map) = (Vec::<Option<Conn>>::new(), Map::new());
     let (mut events, mut args, mut out) = (Events::with_capacity(256), Args::new(), Vec::new());
     let mut chunk = vec![0u8; READ_SIZE];
+    // Connections with replies to write once every ready one was read (`deferred`).
+    let mut pending = Vec::new();
     loop {
         if let Err(e) = poll.poll(&mut events, None) {
             assert_eq!(e.kind(), ErrorKind::Interrupted, "epoll_wait: {e}");
@@ -139,7 +149,7 @@ fn run_mio(addr: std::net::SocketAddr) {
                         conns.len() - 1
                     });
                     poll.registry().register(&mut socket, Token(slot), Interest::READABLE).expect("register");
-                    conns[slot] = Some(Conn { socket, input: Vec::new() });
+                    conns[slot] = Some(Conn { socket, input: Vec::new(), output: Vec::new() });
                 }
                 continue;
             }
@@ -161,21 +171,42 @@ fn run_mio(addr: std::net::SocketAddr) {
                 }
                 break;
             }
-            let used = serve(&conn.input, &mut map, &mut args, &mut out);
-            conn.input.drain(..used);
-            open &= conn.input.len() <= MAX_INPUT;
-            // The load sends one command and waits for its reply, so a reply never fills the
-            // socket's buffer; a blocking write keeps the floor simple.
-            if !out.is_empty() && write_blocking(&mut conn.socket, &out).is_err() {
-                open = false;
-            }
-            out.clear();
-            if !open {
-                if let Some(mut conn) = conns[slot].take() {
-                    let _ = poll.registry().deregister(&mut conn.socket);
+            if deferred {
+                let had = conn.output.len();
+                let used = serve(&conn.input, &mut map, &mut args, &mut conn.output);
+                conn.input.drain(..used);
+                if had == 0 && !conn.output.is_empty() {
+                    pending.push(slot);
                 }
+            } else {
+                let used = serve(&conn.input, &mut map, &mut args, &mut out);
+                conn.input.drain(..used);
+                // The load sends one command and waits for its reply, so a reply never fills
+                // the socket's buffer; a blocking write keeps the floor simple.
+                if !out.is_empty() && write_blocking(&mut conn.socket, &out).is_err() {
+                    open = false;
+                }
+                out.clear();
+            }
+            open &= conn.input.len() <= MAX_INPUT;
+            if !open {
+                close(&poll, &mut conns, slot);
             }
         }
+        for slot in pending.drain(..) {
+            let Some(conn) = conns[slot].as_mut() else { continue };
+            let written = write_blocking(&mut conn.socket, &conn.output);
+            conn.output.clear();
+            if written.is_err() {
+                close(&poll, &mut conns, slot);
+            }
+        }
+    }
+}
+
+fn close(poll: &mio::Poll, conns: &mut [Option<Conn>], slot: usize) {
+    if let Some(mut conn) = conns[slot].take() {
+        let _ = poll.registry().deregister(&mut conn.socket);
     }
 }
 

@@ -52,12 +52,15 @@ async fn redis_cli_through_different_nodes_and_every_supported_command() {
     assert!(redis_cli(&r[0], &["GET"]).contains("wrong number of arguments"));
     let info = redis_cli(&r[1], &["INFO"]);
     for needle in
-        ["# Server", "redis_version:", "# Keyspace", "db0:keys=2", "# Replication", "dkv_replication_factor:1"]
+        ["# Server", "redis_version:", "redis_mode:standalone", "cluster_enabled:0", "# Keyspace", "db0:keys=2"]
+            .into_iter()
+            .chain(["# Replication", "dkv_replication_factor:1"])
     {
         assert!(info.contains(needle), "INFO lacks {needle:?}: {info}");
     }
     assert!(redis_cli(&r[0], &["HELLO", "3"]).contains("NOPROTO"));
-    assert!(redis_cli(&r[0], &["HELLO", "2"]).contains("dkv"));
+    let hello = redis_cli(&r[0], &["HELLO", "2"]);
+    assert!(hello.contains("dkv") && hello.contains("mode\nstandalone"), "{hello}");
     assert_eq!(redis_cli(&r[0], &["COMMAND", "DOCS"]), "");
 }
 

@@ -308,14 +308,21 @@ async fn info(node: &Node, section: Option<&Bytes>) -> String {
     let topo = node.topology();
     let mut out = String::new();
     if want("server") {
+        // `standalone`, though dkv is a cluster: to a client every node is a whole server, with
+        // no Redis Cluster protocol (slots, `MOVED`); a client that reads `cluster` here or in
+        // `HELLO` switches to cluster mode and asks for `CLUSTER SLOTS`.
         out += &format!(
-            "# Server\r\nredis_version:7.0.0\r\ndkv_version:{}\r\nredis_mode:cluster\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nrun_id:{}\r\n\r\n",
+            "# Server\r\nredis_version:7.0.0\r\ndkv_version:{}\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nrun_id:{}\r\n\r\n",
             env!("CARGO_PKG_VERSION"),
             std::env::consts::OS,
             std::process::id(),
             node.config.resp_listen.map_or(0, |a| a.port()),
             node.me,
         );
+    }
+    if want("cluster") {
+        // For the reason `redis_mode` says `standalone` (above).
+        out += "# Cluster\r\ncluster_enabled:0\r\n\r\n";
     }
     if want("keyspace") {
         let (keys, expires) = cluster_keys(node).await;
@@ -413,8 +420,10 @@ fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
         Reply::Int(2),
         s("id"),
         Reply::Int(0),
+        // As `INFO`'s `redis_mode`: a client that reads "cluster" asks for `CLUSTER SLOTS` and
+        // expects `MOVED` redirects, neither of which dkv has; every node serves every key.
         s("mode"),
-        s("cluster"),
+        s("standalone"),
         s("role"),
         s("master"),
         s("modules"),
