@@ -34,6 +34,20 @@ async fn redis_cli_through_different_nodes_and_every_supported_command() {
     assert_eq!(redis_cli(&r[0], &["TOUCH", "u1", "u2", "nope"]), "2");
     assert_eq!(redis_cli(&r[1], &["UNLINK", "u1", "u2", "nope"]), "2");
     assert_eq!(redis_cli(&r[2], &["EXISTS", "u1", "u2"]), "0");
+    // Multi-key commands ask for their keys at once; a key named twice is still Redis's.
+    assert_eq!(redis_cli(&r[2], &["MSET", "d", "1", "e", "1", "d", "2"]), "OK");
+    assert_eq!(redis_cli(&r[0], &["MGET", "d", "e"]), "2\n1", "the last value of a key given twice");
+    assert_eq!(redis_cli(&r[1], &["EXISTS", "d", "d", "e"]), "3", "counted as often as named");
+    assert_eq!(redis_cli(&r[1], &["DEL", "d", "d", "e"]), "2", "deleted once");
+    // 300 keys over the three nodes, each with its number as its value.
+    let (keys, values): (Vec<String>, Vec<String>) = (0..300).map(|i| (format!("many:{i}"), i.to_string())).unzip();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let with_keys = |command: &[&'static str]| [command, &keys[..]].concat();
+    let pairs: Vec<&str> = keys.iter().zip(&values).flat_map(|(k, v)| [*k, v.as_str()]).collect();
+    assert_eq!(redis_cli(&r[0], &[&["MSET"], &pairs[..]].concat()), "OK");
+    assert_eq!(redis_cli(&r[1], &with_keys(&["EXISTS"])), "300");
+    assert_eq!(redis_cli(&r[2], &with_keys(&["MGET", "nope"])), format!("\n{}", values.join("\n")), "in order");
+    assert_eq!(redis_cli(&r[0], &with_keys(&["DEL"])), "300");
     assert_eq!(redis_cli(&r[2], &["DBSIZE"]), "2", "b and c, counted over the whole cluster");
     assert_eq!(redis_cli(&r[0], &["PING"]), "PONG");
     assert_eq!(redis_cli(&r[0], &["ECHO", "hi there"]), "hi there");

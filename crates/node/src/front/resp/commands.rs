@@ -18,6 +18,7 @@
 use bytes::Bytes;
 use dkv_membership::View;
 use dkv_placement::key_hash;
+use futures_util::stream::{self, StreamExt};
 
 use super::expiry;
 use super::frame::{Args, Reply};
@@ -187,10 +188,12 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
         Cmd::Exists | Cmd::Touch => count(node, a, false).await,
         Cmd::Type => get(node, &a[0]).await.map_or_else(|e| e, |v| Reply::Simple(v.map_or("none", |_| "string"))),
         Cmd::Mget => {
-            // The keys live on different replicas: ask for all of them at once.
-            let answers = futures_util::future::join_all(a.iter().map(|k| get(node, k))).await;
+            // (Collected first: the futures' type is then concrete, which the check that a
+            // connection's task is `Send` needs.)
+            let gets: Vec<_> = a.iter().map(|k| get(node, k)).collect();
+            let mut answers = stream::iter(gets).buffered(MULTI_KEY_IN_FLIGHT);
             let mut out = Vec::with_capacity(a.len());
-            for answer in answers {
+            while let Some(answer) = answers.next().await {
                 match answer {
                     Ok(v) => out.push(v.map_or(Reply::Nil, Reply::Bulk)),
                     Err(e) => return e,
@@ -199,8 +202,13 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
             Reply::Array(out)
         }
         Cmd::Mset => {
-            for kv in a.chunks(2) {
-                if let Err(e) = write(node, &kv[0], Some(kv[1].clone())).await {
+            // Each key once, with the last value it was given: writes at once would otherwise
+            // leave whichever happened to land last.
+            let pairs = last_of_each(a.chunks(2).rev(), |kv| &kv[0]);
+            let writes: Vec<_> = pairs.into_iter().map(|kv| write(node, &kv[0], Some(kv[1].clone()))).collect();
+            let mut writes = stream::iter(writes).buffer_unordered(MULTI_KEY_IN_FLIGHT);
+            while let Some(written) = writes.next().await {
+                if let Err(e) = written {
                     return e;
                 }
             }
@@ -253,24 +261,45 @@ async fn write(node: &Node, key: &Bytes, value: Option<Bytes>) -> Result<(), Rep
     result.map_err(Reply::err)
 }
 
-/// `EXISTS` (and, with `delete`, `DEL`): how many of the keys exist.
+/// Keys of one multi-key command (`MGET`, `MSET`, `DEL`, `EXISTS`) asked at once, at most: they
+/// live on different replicas, and one after the other their round trips would add up.
+const MULTI_KEY_IN_FLIGHT: usize = 64;
+
+/// `EXISTS` (and, with `delete`, `DEL`): how many of the keys exist. `EXISTS a a` counts `a`
+/// twice and `DEL a a` deletes it once, as in Redis.
 async fn count(node: &Node, keys: &[Bytes], delete: bool) -> Reply {
+    let keys: Vec<&Bytes> = match delete {
+        true => last_of_each(keys.iter().rev(), |k| k),
+        false => keys.iter().collect(),
+    };
+    let each: Vec<_> = keys.into_iter().map(|k| count_one(node, k, delete)).collect();
+    let mut counted = stream::iter(each).buffer_unordered(MULTI_KEY_IN_FLIGHT);
     let mut n = 0;
-    for k in keys {
-        match get(node, k).await {
-            Ok(Some(_)) => {
-                n += 1;
-                if delete {
-                    if let Err(e) = write(node, k, None).await {
-                        return e;
-                    }
-                }
-            }
-            Ok(None) => {}
+    while let Some(one) = counted.next().await {
+        match one {
+            Ok(one) => n += one,
             Err(e) => return e,
         }
     }
     Reply::Int(n)
+}
+
+/// 1 if `key` exists (deleting it, with `delete`), else 0.
+async fn count_one(node: &Node, key: &Bytes, delete: bool) -> Result<i64, Reply> {
+    match get(node, key).await? {
+        Some(_) if delete => write(node, key, None).await.map(|()| 1),
+        Some(_) => Ok(1),
+        None => Ok(0),
+    }
+}
+
+/// The items of `from_last` (a command's keys or pairs, last first) whose key appears in no
+/// later item, in their order; bounded by the command's arguments, and linear in them.
+fn last_of_each<'a, T: ?Sized>(from_last: impl Iterator<Item = &'a T>, key: impl Fn(&'a T) -> &'a Bytes) -> Vec<&'a T> {
+    let mut seen = std::collections::HashSet::new();
+    let mut kept: Vec<&T> = from_last.filter(|item| seen.insert(key(item))).collect();
+    kept.reverse();
+    kept
 }
 
 async fn dbsize(node: &Node) -> Reply {
@@ -452,6 +481,14 @@ mod tests {
             t.absorb(touches_of(c));
         }
         t
+    }
+
+    #[test]
+    fn a_key_named_twice_is_kept_at_its_last_place() {
+        let pairs = cmd("a 1 b 2 a 3");
+        assert_eq!(last_of_each(pairs.chunks(2).rev(), |kv| &kv[0]), [&pairs[2..4], &pairs[4..6]]);
+        let keys = cmd("x y x z y");
+        assert_eq!(last_of_each(keys.iter().rev(), |k| k), [&keys[2], &keys[3], &keys[4]]);
     }
 
     #[test]
