@@ -188,10 +188,7 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
         Cmd::Exists | Cmd::Touch => count(node, a, false).await,
         Cmd::Type => get(node, &a[0]).await.map_or_else(|e| e, |v| Reply::Simple(v.map_or("none", |_| "string"))),
         Cmd::Mget => {
-            // (Collected first: the futures' type is then concrete, which the check that a
-            // connection's task is `Send` needs.)
-            let gets: Vec<_> = a.iter().map(|k| get(node, k)).collect();
-            let mut answers = stream::iter(gets).buffered(MULTI_KEY_IN_FLIGHT);
+            let mut answers = stream::iter(0..a.len()).map(|i| get(node, &a[i])).buffered(MULTI_KEY_IN_FLIGHT);
             let mut out = Vec::with_capacity(a.len());
             while let Some(answer) = answers.next().await {
                 match answer {
@@ -205,8 +202,8 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
             // Each key once, with the last value it was given: writes at once would otherwise
             // leave whichever happened to land last.
             let pairs = last_of_each(a.chunks(2).rev(), |kv| &kv[0]);
-            let writes: Vec<_> = pairs.into_iter().map(|kv| write(node, &kv[0], Some(kv[1].clone()))).collect();
-            let mut writes = stream::iter(writes).buffer_unordered(MULTI_KEY_IN_FLIGHT);
+            let write_pair = |i: usize| write(node, &pairs[i][0], Some(pairs[i][1].clone()));
+            let mut writes = stream::iter(0..pairs.len()).map(write_pair).buffer_unordered(MULTI_KEY_IN_FLIGHT);
             while let Some(written) = writes.next().await {
                 if let Err(e) = written {
                     return e;
@@ -262,7 +259,10 @@ async fn write(node: &Node, key: &Bytes, value: Option<Bytes>) -> Result<(), Rep
 }
 
 /// Keys of one multi-key command (`MGET`, `MSET`, `DEL`, `EXISTS`) asked at once, at most: they
-/// live on different replicas, and one after the other their round trips would add up.
+/// live on different replicas, and one after the other their round trips would add up. Each
+/// key's request is made only when it starts (streams over the keys' places: a closure over a
+/// `&Bytes` would not prove the connection's task `Send`), so a command of 65 536 keys holds 64
+/// requests, not 65 536.
 const MULTI_KEY_IN_FLIGHT: usize = 64;
 
 /// `EXISTS` (and, with `delete`, `DEL`): how many of the keys exist. `EXISTS a a` counts `a`
@@ -272,8 +272,8 @@ async fn count(node: &Node, keys: &[Bytes], delete: bool) -> Reply {
         true => last_of_each(keys.iter().rev(), |k| k),
         false => keys.iter().collect(),
     };
-    let each: Vec<_> = keys.into_iter().map(|k| count_one(node, k, delete)).collect();
-    let mut counted = stream::iter(each).buffer_unordered(MULTI_KEY_IN_FLIGHT);
+    let mut counted =
+        stream::iter(0..keys.len()).map(|i| count_one(node, keys[i], delete)).buffer_unordered(MULTI_KEY_IN_FLIGHT);
     let mut n = 0;
     while let Some(one) = counted.next().await {
         match one {
