@@ -288,3 +288,30 @@ async fn a_pipeline_of_mixed_commands_over_keys_on_different_nodes_answers_in_or
     }
     assert!(counts.iter().filter(|&&n| n > 0).count() >= 2, "keys on one node only: {counts:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_longer_than_the_commands_in_flight_with_large_replies_is_answered_whole() {
+    // N=1 on 3 nodes: most GETs wait on another node, so the connection reaches its bound of
+    // commands in flight, and their replies (2 KiB each) pass the size at which they are written
+    // out before the rest of the pipeline is started. The client sends everything and only
+    // then reads: the node must go on with the commands already in its buffer, not wait for
+    // more input.
+    let c = Cluster::start_resp(3, &["--replication", "1"]).await;
+    let r = c.nodes[0].resp.clone().expect("resp");
+    let value = "x".repeat(2048);
+    let keys: Vec<String> = (0..400).map(|i| format!("long-{i}")).collect();
+    let sets: String = keys.iter().map(|k| format!("SET {k} {value}\r\n")).collect();
+    assert!(pipelined(&r, &sets, keys.len()).iter().all(|reply| reply == "+OK"));
+    let gets: String = keys.iter().map(|k| format!("GET {k}\r\n")).collect();
+    let got = pipelined(&r, &gets, keys.len());
+    assert_eq!(got.len(), keys.len());
+    assert!(got.iter().all(|v| *v == value), "every GET answered with its value");
+    // Multi-key commands count each key they ask for at once against the same bound: four
+    // MGETs of 100 keys, two at a time at most, each answered whole and in its place.
+    let mgets: String = keys.chunks(100).map(|ks| format!("MGET {}\r\n", ks.join(" "))).collect();
+    let got = pipelined(&r, &mgets, 4 * 101);
+    for (i, reply) in got.chunks(101).enumerate() {
+        assert_eq!(reply[0], "*100", "MGET {i}");
+        assert!(reply[1..].iter().all(|v| *v == value), "MGET {i}");
+    }
+}

@@ -158,6 +158,19 @@ pub fn touches(cmd: Cmd, args: &[Bytes]) -> Touches {
     Touches::Keys { reads, writes }
 }
 
+/// How many key operations `cmd` has running at once: the keys a multi-key command asks for
+/// together (up to [`MULTI_KEY_IN_FLIGHT`]), else one. A connection bounds their sum over the
+/// commands of its pipeline (`resp/mod.rs`).
+pub fn key_operations(cmd: Cmd, args: &[Bytes]) -> usize {
+    let keys = args.len().saturating_sub(1);
+    let n = match cmd {
+        Cmd::Mget | Cmd::Del | Cmd::Unlink | Cmd::Exists | Cmd::Touch => keys,
+        Cmd::Mset => keys / 2,
+        _ => 1,
+    };
+    n.clamp(1, MULTI_KEY_IN_FLIGHT)
+}
+
 /// Run any command but those of [`session_command`].
 pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
     let a = &args[1..];
@@ -481,6 +494,19 @@ mod tests {
             t.absorb(touches_of(c));
         }
         t
+    }
+
+    #[test]
+    fn multi_key_commands_count_the_keys_they_ask_for_at_once() {
+        let operations = |c: &str| {
+            let args = cmd(c);
+            key_operations(Cmd::of(&args[0]), &args)
+        };
+        assert_eq!(operations("GET a"), 1);
+        assert_eq!(operations("PING"), 1);
+        assert_eq!(operations("MGET a b c"), 3);
+        assert_eq!(operations("MSET a 1 b 2"), 2);
+        assert_eq!(operations(&format!("DEL {}", vec!["k"; 100].join(" "))), MULTI_KEY_IN_FLIGHT);
     }
 
     #[test]

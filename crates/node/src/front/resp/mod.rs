@@ -6,8 +6,10 @@
 //! * [`commands`]: each command in terms of the key service, the same as the HTTP API's, and
 //!   [`expiry`], the commands that set and read a key's expiry;
 //! * this file: the TCP side. Each connection reads into one buffer and starts every complete
-//!   command in it (pipelining) at once, up to [`MAX_IN_FLIGHT`]: their keys live on different
-//!   replicas, and running them one after the other would add up their round trips. Replies are
+//!   command in it (pipelining) at once, up to [`MAX_IN_FLIGHT`] key operations (a multi-key
+//!   command counts the keys it asks for at once): their keys live on different replicas, and
+//!   running them one after the other would add up their round trips. Commands past the bound
+//!   start as soon as those before them have finished, without waiting for more input. Replies are
 //!   collected in command order and all written with one write. Commands that touch the
 //!   connection's session (`CLIENT`, `HELLO`, `QUIT`) answer at once, in their place in the order.
 //!   Running at once must not change what a client sees: a command that writes a key an earlier
@@ -111,7 +113,9 @@ async fn open(node: &Node, stream: TcpStream, peer: std::net::SocketAddr) -> Opt
     }
 }
 
-/// Commands of one connection running at once; more wait in the input buffer (and TCP).
+/// Key operations of one connection's commands running at once: a command for one key counts
+/// one, a multi-key command the keys it asks for at once (at most 64, `commands.rs`). More
+/// commands wait in the input buffer (and TCP).
 pub const MAX_IN_FLIGHT: usize = 128;
 
 /// Room kept free in a connection's input buffer for the next read.
@@ -150,13 +154,11 @@ async fn connection(
     let mut timer_at: Option<Instant> = None;
     let interrupts = interrupts::Interrupts::new();
     loop {
-        // Start every complete command in the buffer, up to the bound.
+        // Start every complete command in the buffer, up to the bound: `MAX_IN_FLIGHT` key
+        // operations (a multi-key command counts each key it asks for at once).
         let (mut malformed, mut at_bound, mut took) = (None, false, false);
+        let mut in_flight = 0;
         while !session.quit {
-            if running.len() == MAX_IN_FLIGHT {
-                at_bound = true;
-                break;
-            }
             let args = match held.take() {
                 Some(args) => args,
                 None => match frame::parse(&mut input, &limits) {
@@ -172,8 +174,15 @@ async fn connection(
             };
             took = true;
             let cmd = Cmd::of(&args[0]);
+            let operations = commands::key_operations(cmd, &args);
+            if !running.is_empty() && in_flight + operations > MAX_IN_FLIGHT {
+                held = Some(args); // starts once the commands before it have finished
+                at_bound = true;
+                break;
+            }
             if let Some(reply) = commands::session_command(&node, &mut session, cmd, &args) {
                 running.push_back(Either::Left(ready(Some(reply))));
+                in_flight += 1;
                 continue;
             }
             if running.is_empty() && input.is_empty() {
@@ -199,6 +208,7 @@ async fn connection(
                 }
             }
             wave.absorb(touches);
+            in_flight += operations;
             running.extend(spare.take().map(Either::Right));
         }
         clock.parsed(took, input.is_empty());
@@ -219,12 +229,16 @@ async fn connection(
             stream.write_all(&output).await?;
             return Ok(());
         }
-        if (at_bound || held.is_some()) && output.len() < 64 * 1024 {
-            continue; // more complete commands are waiting in the buffer
-        }
-        if !output.is_empty() {
+        // Complete commands still wait in the buffer: their replies join these, unless these
+        // are many already. Either way they are started next, not after more input: a client
+        // that sent its whole pipeline waits for every reply before it sends anything else.
+        let more = at_bound || held.is_some();
+        if !output.is_empty() && (!more || output.len() >= 64 * 1024) {
             stream.write_all(&output).await?;
             output.clear();
+        }
+        if more {
+            continue;
         }
         if output.capacity() > OUTPUT_FLUSH * 2 {
             output = BytesMut::with_capacity(READ_CHUNK); // give back what one large reply took
