@@ -1,6 +1,7 @@
 //! The Redis commands that set, read and drop a key's expiry: `SET … EX|PX|EXAT|PXAT|KEEPTTL`,
-//! `SETEX`, `PSETEX`, `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT` (with `NX|XX|GT|LT`), `TTL`, `PTTL`,
-//! `EXPIRETIME`, `PEXPIRETIME`, `PERSIST` and `GETEX`, with Redis's replies and error texts.
+//! `SETEX`, `PSETEX`, `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT` (with `NX|XX|GT|LT`), `TTL`,
+//! `PTTL`, `EXPIRETIME`, `PEXPIRETIME`, `PERSIST` and `GETEX`, with Redis's replies and error
+//! texts.
 //!
 //! A deadline is stored with the value (see `replication/expiry.rs`), so changing it is a write
 //! of the whole value under a new version: `EXPIRE`, `PERSIST`, `GETEX` with an option and
