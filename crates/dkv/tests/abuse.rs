@@ -60,9 +60,18 @@ async fn closed_by(conns: Vec<TcpStream>, deadline: Instant) -> Vec<Option<Vec<u
 
 /// Resident memory of process `pid`, in MiB.
 fn rss_mib(pid: i32) -> u64 {
+    status_mib(pid, "VmRSS:")
+}
+
+/// The most resident memory process `pid` has had since it started, in MiB.
+fn peak_rss_mib(pid: i32) -> u64 {
+    status_mib(pid, "VmHWM:")
+}
+
+fn status_mib(pid: i32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
-    let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS value");
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} line"));
+    let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a value in KiB");
     kib / 1024
 }
 
@@ -175,6 +184,37 @@ async fn connections_over_the_bound_are_refused_with_a_reason_and_peers_still_ge
     .await;
     assert!(metric(&c, 0, "dkv_client_refusals_total", "connections").await >= 2);
     intact(&c, &data).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_pipeline_of_large_replies_does_not_pile_them_up() {
+    // 400 GETs of a 1 MiB value are 3.6 KB to send and 400 MiB to answer. On one node each GET
+    // is done at once; its reply must go out with the others every megabyte, not after all.
+    let c = Cluster::start_resp(1, &[]).await;
+    let pid = c.nodes[0].pid();
+    let mut s = TcpStream::connect(c.nodes[0].resp.as_deref().expect("resp")).await.expect("connect");
+    let value = vec![b'v'; 1 << 20];
+    let mut set = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n", value.len()).into_bytes();
+    set.extend_from_slice(&value);
+    set.extend_from_slice(b"\r\n");
+    s.write_all(&set).await.unwrap();
+    let mut ok = [0u8; 5];
+    s.read_exact(&mut ok).await.unwrap();
+    assert_eq!(&ok, b"+OK\r\n");
+    let peak_before = peak_rss_mib(pid);
+
+    s.write_all("GET big\r\n".repeat(400).as_bytes()).await.unwrap();
+    let reply_len = format!("${}\r\n", value.len()).len() + value.len() + 2;
+    let mut got = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    while got < 400 * reply_len {
+        let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await.expect("replies").unwrap();
+        assert!(n > 0, "closed after {got} bytes");
+        got += n;
+    }
+    let peak = peak_rss_mib(pid);
+    eprintln!("peak RSS {peak_before} MiB before the pipeline, {peak} MiB after");
+    assert!(peak < peak_before + 64, "400 MiB of replies were held at once: peak RSS {peak_before} -> {peak} MiB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

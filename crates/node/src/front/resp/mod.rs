@@ -156,9 +156,16 @@ async fn connection(
     loop {
         // Start every complete command in the buffer, up to the bound: `MAX_IN_FLIGHT` key
         // operations (a multi-key command counts each key it asks for at once).
-        let (mut malformed, mut at_bound, mut took) = (None, false, false);
+        // `paused`: stopped with complete commands left in the buffer, at the bound or with a
+        // megabyte of replies to write out first (commands done at once write theirs straight
+        // to the output, and a pipeline of GETs of a large value must not pile them all up).
+        let (mut malformed, mut paused, mut took) = (None, false, false);
         let mut in_flight = 0;
         while !session.quit {
+            if output.len() >= OUTPUT_FLUSH {
+                paused = true;
+                break;
+            }
             let args = match held.take() {
                 Some(args) => args,
                 None => match frame::parse(&mut input, &limits) {
@@ -177,7 +184,7 @@ async fn connection(
             let operations = commands::key_operations(cmd, &args);
             if !running.is_empty() && in_flight + operations > MAX_IN_FLIGHT {
                 held = Some(args); // starts once the commands before it have finished
-                at_bound = true;
+                paused = true;
                 break;
             }
             if let Some(reply) = commands::session_command(&node, &mut session, cmd, &args) {
@@ -232,7 +239,7 @@ async fn connection(
         // Complete commands still wait in the buffer: their replies join these, unless these
         // are many already. Either way they are started next, not after more input: a client
         // that sent its whole pipeline waits for every reply before it sends anything else.
-        let more = at_bound || held.is_some();
+        let more = paused || held.is_some();
         if !output.is_empty() && (!more || output.len() >= 64 * 1024) {
             stream.write_all(&output).await?;
             output.clear();
