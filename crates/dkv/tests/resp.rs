@@ -315,3 +315,31 @@ async fn a_pipeline_longer_than_the_commands_in_flight_with_large_replies_is_ans
         assert!(reply[1..].iter().all(|v| *v == value), "MGET {i}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_its_whole_pipeline_before_reading_is_not_stuck() {
+    // 300 GETs of a 64 KiB value (19 MB of replies), then 16 SETs of 1 MiB, all written before
+    // a single reply is read, as redis-py's pipeline does. The replies fill the socket's buffers
+    // long before the SETs are all sent: the node must go on reading them while its replies
+    // wait, or each side waits on the other for ever.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = Cluster::start_resp(1, &[]).await;
+    let mut s = tokio::net::TcpStream::connect(c.nodes[0].resp.as_deref().expect("resp")).await.expect("connect");
+    let bulk = |v: &[u8]| [format!("${}\r\n", v.len()).into_bytes(), v.to_vec(), b"\r\n".to_vec()].concat();
+    let set = |k: &str, v: &[u8]| [b"*3\r\n$3\r\nSET\r\n".to_vec(), bulk(k.as_bytes()), bulk(v)].concat();
+    let value = vec![b'g'; 64 << 10];
+    s.write_all(&set("g", &value)).await.unwrap();
+    let mut ok = [0u8; 5];
+    s.read_exact(&mut ok).await.unwrap();
+    let mut pipeline = "GET g\r\n".repeat(300).into_bytes();
+    for i in 0..16 {
+        pipeline.extend(set(&format!("big-{i}"), &vec![b's'; 1 << 20]));
+    }
+    let sent = tokio::time::timeout(Duration::from_secs(20), s.write_all(&pipeline)).await;
+    assert!(sent.is_ok(), "the pipeline's 17 MB were not taken in 20 s: the node stopped reading");
+    sent.unwrap().unwrap();
+    let want = [bulk(&value).repeat(300), b"+OK\r\n".repeat(16)].concat();
+    let mut got = vec![0u8; want.len()];
+    tokio::time::timeout(Duration::from_secs(20), s.read_exact(&mut got)).await.expect("replies").unwrap();
+    assert!(got == want, "every reply, in order");
+}

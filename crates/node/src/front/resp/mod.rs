@@ -36,10 +36,10 @@ use std::future::Future;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use futures_util::future::{ready, Either, FutureExt, OptionFuture};
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -136,6 +136,8 @@ async fn connection(
         Ok(charge) => charge,
         Err(refused) => return refuse(stream, &format!("ERR {}", refused.0)).await,
     };
+    // Room for the next read, charged; or why there is none.
+    let mut grow = |input: &mut BytesMut| make_room(input, &mut charge, &limits, &guard);
     let mut output = BytesMut::with_capacity(READ_CHUNK);
     let mut session = commands::Session::default();
     let mut running = FuturesOrdered::new();
@@ -224,8 +226,9 @@ async fn connection(
             // (Always `Some`: a command is set in its box before the box runs.)
             reply.unwrap_or(Reply::Nil).write(&mut output);
             if output.len() >= OUTPUT_FLUSH {
-                stream.write_all(&output).await?;
-                output.clear();
+                if let Err(why) = write_reading(&mut stream, &mut output, &mut input, &mut clock, &mut grow).await? {
+                    return refuse(stream, &why).await;
+                }
             }
         }
         wave = Touches::none();
@@ -241,8 +244,9 @@ async fn connection(
         // that sent its whole pipeline waits for every reply before it sends anything else.
         let more = paused || held.is_some();
         if !output.is_empty() && (!more || output.len() >= 64 * 1024) {
-            stream.write_all(&output).await?;
-            output.clear();
+            if let Err(why) = write_reading(&mut stream, &mut output, &mut input, &mut clock, &mut grow).await? {
+                return refuse(stream, &why).await;
+            }
         }
         if more {
             continue;
@@ -250,7 +254,7 @@ async fn connection(
         if output.capacity() > OUTPUT_FLUSH * 2 {
             output = BytesMut::with_capacity(READ_CHUNK); // give back what one large reply took
         }
-        if let Err(why) = make_room(&mut input, &mut charge, &limits, &guard) {
+        if let Err(why) = grow(&mut input) {
             return refuse(stream, &why).await;
         }
         // Wait for more: a command that has begun must be whole within --read-timeout; an idle
@@ -306,6 +310,61 @@ async fn connection(
             return Ok(());
         }
     }
+}
+
+/// Write out `output` (and clear it), reading more input meanwhile whenever the write has to
+/// wait: a client that sends its whole pipeline before it reads a reply (redis-py's pipeline
+/// does) is blocked on its own write while the node's write waits for it to read, and neither
+/// would move. So the node takes in what it sends, within the connection's limits (`grow`
+/// makes room, or says why there is none: then the connection is refused), as Redis does.
+/// `Ok(Err(why))` for such a refusal.
+async fn write_reading(
+    stream: &mut ClientStream,
+    output: &mut BytesMut,
+    input: &mut BytesMut,
+    clock: &mut Clock,
+    grow: &mut impl FnMut(&mut BytesMut) -> Result<(), String>,
+) -> std::io::Result<Result<(), String>> {
+    // Nearly always the socket takes it all at once.
+    if let Some(Ok(n)) = stream.write(output).now_or_never() {
+        if n == output.len() {
+            output.clear();
+            return Ok(Ok(()));
+        }
+        output.advance(n);
+    }
+    let (mut written, mut read, mut closed) = (0, false, false);
+    let done = std::future::poll_fn(|cx| loop {
+        while written < output.len() {
+            match std::pin::Pin::new(&mut *stream).poll_write(cx, &output[written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => break,
+            }
+        }
+        if written == output.len() {
+            return Poll::Ready(Ok(Ok(())));
+        }
+        if closed {
+            return Poll::Pending; // the client sends no more; its write end is shut
+        }
+        if let Err(why) = grow(input) {
+            return Poll::Ready(Ok(Err(why)));
+        }
+        match std::pin::pin!(stream.read_buf(input)).poll(cx) {
+            Poll::Ready(Ok(0)) => closed = true,
+            Poll::Ready(Ok(_)) => read = true,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+    })
+    .await;
+    if read {
+        clock.read();
+    }
+    output.clear();
+    done
 }
 
 /// Make sure `input` has room for the next read, within the connection's limit and the shared
