@@ -23,7 +23,9 @@
 //!   that has begun must arrive whole within `--read-timeout`, and a connection that sends
 //!   nothing is closed after `--idle-timeout`. With TLS the handshake is bounded by
 //!   `--read-timeout` and holds the connection's slot. Replies are written out every
-//!   [`OUTPUT_FLUSH`] bytes, so a pipeline of large values does not pile up its answers.
+//!   [`OUTPUT_FLUSH`] bytes, so a pipeline of large values does not pile up its answers, and
+//!   while a write waits for the client to read, the connection goes on reading its commands
+//!   ([`write_reading`]): a client that sends its whole pipeline before it reads is not stuck.
 
 mod commands;
 mod expiry;
