@@ -218,6 +218,32 @@ async fn a_small_pipeline_of_large_replies_does_not_pile_them_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_neither_reads_nor_sends_is_let_go_after_the_idle_timeout() {
+    // 300 GETs of a 64 KiB value: 19 MB of replies, far more than the sockets hold, and the
+    // client reads none of them and sends nothing more. Its connection waits on a write, not a
+    // read, and must still end after --idle-timeout, as a silent one does.
+    let c = Cluster::start_resp(1, &["--idle-timeout", "1s"]).await;
+    let mut s = TcpStream::connect(c.nodes[0].resp.as_deref().expect("resp")).await.expect("connect");
+    let value = vec![b'g'; 64 << 10];
+    let mut set = format!("*3\r\n$3\r\nSET\r\n$1\r\ng\r\n${}\r\n", value.len()).into_bytes();
+    set.extend_from_slice(&value);
+    set.extend_from_slice(b"\r\n");
+    s.write_all(&set).await.unwrap();
+    let mut ok = [0u8; 5];
+    s.read_exact(&mut ok).await.unwrap();
+    let idle_before = metric(&c, 0, "dkv_client_refusals_total", "idle").await;
+    s.write_all("GET g\r\n".repeat(300).as_bytes()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&c, 0, "dkv_client_refusals_total", "idle").await == idle_before {
+        assert!(Instant::now() < deadline, "the connection was not let go within 10 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = until_closed(s, Instant::now() + Duration::from_secs(10)).await.expect("closed");
+    assert!(got.len() < 300 * (value.len() + 10), "closed before all {} bytes of replies", got.len());
+    served(&c, 0, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resp_buffers_are_bounded_per_connection_and_in_total() {
     let c = Cluster::start_resp(
         1,

@@ -149,6 +149,7 @@ async fn connection(
     let mut wave = Touches::none();
     let mut held: Option<frame::Args> = None;
     let mut clock = Clock::new(guard.limits.idle_timeout, guard.limits.read_timeout);
+    let idle = guard.limits.idle_timeout;
     // Armed once per connection, not once per wait: a wait that ends with a read (nearly all of
     // them) then leaves no timer to take down and no stop signal to unsubscribe from. And they
     // are polled only when one of them has woken the task (`interrupts.rs`).
@@ -228,8 +229,10 @@ async fn connection(
             // (Always `Some`: a command is set in its box before the box runs.)
             reply.unwrap_or(Reply::Nil).write(&mut output);
             if output.len() >= OUTPUT_FLUSH {
-                if let Err(why) = write_reading(&mut stream, &mut output, &mut input, &mut clock, &mut grow).await? {
-                    return refuse(stream, &why).await;
+                if let Err(end) =
+                    write_reading(&mut stream, &mut output, &mut input, &mut clock, &mut grow, idle).await?
+                {
+                    return end.close(stream, &guard).await;
                 }
             }
         }
@@ -246,8 +249,8 @@ async fn connection(
         // that sent its whole pipeline waits for every reply before it sends anything else.
         let more = paused || held.is_some();
         if !output.is_empty() && (!more || output.len() >= 64 * 1024) {
-            if let Err(why) = write_reading(&mut stream, &mut output, &mut input, &mut clock, &mut grow).await? {
-                return refuse(stream, &why).await;
+            if let Err(end) = write_reading(&mut stream, &mut output, &mut input, &mut clock, &mut grow, idle).await? {
+                return end.close(stream, &guard).await;
             }
         }
         if more {
@@ -314,19 +317,40 @@ async fn connection(
     }
 }
 
+/// Why a connection ends while its replies wait to be written.
+enum Ending {
+    /// Its input is over a limit: the client is told why (`write_reading`).
+    Refused(String),
+    /// The client neither read nor sent anything for `--idle-timeout`.
+    Idle,
+}
+
+impl Ending {
+    async fn close(self, stream: ClientStream, guard: &Guard) -> std::io::Result<()> {
+        match self {
+            Ending::Refused(why) => refuse(stream, &why).await,
+            Ending::Idle => {
+                guard.refused(Refusal::Idle);
+                Ok(()) // closed without a word, as a connection that sends nothing is
+            }
+        }
+    }
+}
+
 /// Write out `output` (and clear it), reading more input meanwhile whenever the write has to
 /// wait: a client that sends its whole pipeline before it reads a reply (redis-py's pipeline
 /// does) is blocked on its own write while the node's write waits for it to read, and neither
 /// would move. So the node takes in what it sends, within the connection's limits (`grow`
-/// makes room, or says why there is none: then the connection is refused), as Redis does.
-/// `Ok(Err(why))` for such a refusal.
+/// makes room, or says why there is none: then the connection is refused), as Redis does. A
+/// client that neither reads nor sends for `idle` is let go, as an idle one is.
 async fn write_reading(
     stream: &mut ClientStream,
     output: &mut BytesMut,
     input: &mut BytesMut,
     clock: &mut Clock,
     grow: &mut impl FnMut(&mut BytesMut) -> Result<(), String>,
-) -> std::io::Result<Result<(), String>> {
+    idle: Option<Duration>,
+) -> std::io::Result<Result<(), Ending>> {
     // Nearly always the socket takes it all at once.
     if let Some(Ok(n)) = stream.write(output).now_or_never() {
         if n == output.len() {
@@ -336,7 +360,10 @@ async fn write_reading(
         output.advance(n);
     }
     let (mut written, mut read, mut closed) = (0, false, false);
+    // Rings once nothing moved either way for `idle`; set again at every step.
+    let mut stalled = idle.map(|t| (t, Box::pin(tokio::time::sleep(t))));
     let done = std::future::poll_fn(|cx| loop {
+        let before = written;
         while written < output.len() {
             match std::pin::Pin::new(&mut *stream).poll_write(cx, &output[written..]) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
@@ -348,18 +375,30 @@ async fn write_reading(
         if written == output.len() {
             return Poll::Ready(Ok(Ok(())));
         }
-        if closed {
-            return Poll::Pending; // the client sends no more; its write end is shut
+        let mut moved = written > before;
+        if !closed {
+            if let Err(why) = grow(input) {
+                return Poll::Ready(Ok(Err(Ending::Refused(why))));
+            }
+            match std::pin::pin!(stream.read_buf(input)).poll(cx) {
+                Poll::Ready(Ok(0)) => closed = true, // the client sends no more
+                Poll::Ready(Ok(_)) => (read, moved) = (true, true),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
         }
-        if let Err(why) = grow(input) {
-            return Poll::Ready(Ok(Err(why)));
+        if moved {
+            if let Some((t, sleep)) = &mut stalled {
+                sleep.as_mut().reset(tokio::time::Instant::now() + *t);
+            }
+            continue;
         }
-        match std::pin::pin!(stream.read_buf(input)).poll(cx) {
-            Poll::Ready(Ok(0)) => closed = true,
-            Poll::Ready(Ok(_)) => read = true,
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => return Poll::Pending,
+        if let Some((_, sleep)) = &mut stalled {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(Err(Ending::Idle)));
+            }
         }
+        return Poll::Pending;
     })
     .await;
     if read {
