@@ -68,6 +68,22 @@ fn peak_rss_mib(pid: i32) -> u64 {
     status_mib(pid, "VmHWM:")
 }
 
+/// `SET key value` as a RESP frame.
+fn resp_set(key: &str, value: &[u8]) -> Vec<u8> {
+    let mut frame = format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n", key.len(), value.len()).into_bytes();
+    frame.extend_from_slice(value);
+    frame.extend_from_slice(b"\r\n");
+    frame
+}
+
+/// Store `key` through the RESP connection `s` and check the answer.
+async fn resp_stored(s: &mut TcpStream, key: &str, value: &[u8]) {
+    s.write_all(&resp_set(key, value)).await.unwrap();
+    let mut ok = [0u8; 5];
+    s.read_exact(&mut ok).await.unwrap();
+    assert_eq!(&ok, b"+OK\r\n");
+}
+
 fn status_mib(pid: i32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
     let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} line"));
@@ -194,13 +210,7 @@ async fn a_small_pipeline_of_large_replies_does_not_pile_them_up() {
     let pid = c.nodes[0].pid();
     let mut s = TcpStream::connect(c.nodes[0].resp.as_deref().expect("resp")).await.expect("connect");
     let value = vec![b'v'; 1 << 20];
-    let mut set = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n", value.len()).into_bytes();
-    set.extend_from_slice(&value);
-    set.extend_from_slice(b"\r\n");
-    s.write_all(&set).await.unwrap();
-    let mut ok = [0u8; 5];
-    s.read_exact(&mut ok).await.unwrap();
-    assert_eq!(&ok, b"+OK\r\n");
+    resp_stored(&mut s, "big", &value).await;
     let peak_before = peak_rss_mib(pid);
 
     s.write_all("GET big\r\n".repeat(400).as_bytes()).await.unwrap();
@@ -225,12 +235,7 @@ async fn a_client_that_neither_reads_nor_sends_is_let_go_after_the_idle_timeout(
     let c = Cluster::start_resp(1, &["--idle-timeout", "1s"]).await;
     let mut s = TcpStream::connect(c.nodes[0].resp.as_deref().expect("resp")).await.expect("connect");
     let value = vec![b'g'; 64 << 10];
-    let mut set = format!("*3\r\n$3\r\nSET\r\n$1\r\ng\r\n${}\r\n", value.len()).into_bytes();
-    set.extend_from_slice(&value);
-    set.extend_from_slice(b"\r\n");
-    s.write_all(&set).await.unwrap();
-    let mut ok = [0u8; 5];
-    s.read_exact(&mut ok).await.unwrap();
+    resp_stored(&mut s, "g", &value).await;
     let idle_before = metric(&c, 0, "dkv_client_refusals_total", "idle").await;
     s.write_all("GET g\r\n".repeat(300).as_bytes()).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -240,6 +245,29 @@ async fn a_client_that_neither_reads_nor_sends_is_let_go_after_the_idle_timeout(
     }
     let got = until_closed(s, Instant::now() + Duration::from_secs(10)).await.expect("closed");
     assert!(got.len() < 300 * (value.len() + 10), "closed before all {} bytes of replies", got.len());
+    served(&c, 0, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_past_the_query_buffer_while_its_replies_wait_is_closed() {
+    // The node reads on while its replies wait for the client, but only up to the query buffer:
+    // 19 MB of replies pending, then 8 MB of SETs against a 2 MiB buffer. The connection ends
+    // (counted as a query-buffer refusal) instead of holding ever more input.
+    let c = Cluster::start_resp(1, &["--max-query-buffer", "2MiB", "--max-value-size", "1MiB"]).await;
+    let mut s = TcpStream::connect(c.nodes[0].resp.as_deref().expect("resp")).await.expect("connect");
+    let value = vec![b'g'; 64 << 10];
+    resp_stored(&mut s, "g", &value).await;
+    let refused_before = metric(&c, 0, "dkv_client_refusals_total", "query_buffer").await;
+    let mut pipeline = "GET g\r\n".repeat(300).into_bytes();
+    for i in 0..8 {
+        pipeline.extend(resp_set(&format!("big-{i}"), &vec![b's'; 1 << 20]));
+    }
+    let sent = tokio::time::timeout(Duration::from_secs(20), s.write_all(&pipeline)).await;
+    assert!(sent.is_ok(), "neither taken nor refused within 20 s");
+    if sent.unwrap().is_ok() {
+        until_closed(s, Instant::now() + Duration::from_secs(10)).await.expect("the node closes the connection");
+    }
+    assert!(metric(&c, 0, "dkv_client_refusals_total", "query_buffer").await > refused_before);
     served(&c, 0, 0).await;
 }
 

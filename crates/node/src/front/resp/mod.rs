@@ -232,7 +232,7 @@ async fn connection(
                 if let Err(end) =
                     write_reading(&mut stream, &mut output, &mut input, &mut clock, &mut grow, idle).await?
                 {
-                    return end.close(stream, &guard).await;
+                    return end.close(&guard);
                 }
             }
         }
@@ -250,7 +250,7 @@ async fn connection(
         let more = paused || held.is_some();
         if !output.is_empty() && (!more || output.len() >= 64 * 1024) {
             if let Err(end) = write_reading(&mut stream, &mut output, &mut input, &mut clock, &mut grow, idle).await? {
-                return end.close(stream, &guard).await;
+                return end.close(&guard);
             }
         }
         if more {
@@ -319,21 +319,21 @@ async fn connection(
 
 /// Why a connection ends while its replies wait to be written.
 enum Ending {
-    /// Its input is over a limit: the client is told why (`write_reading`).
+    /// What the client sent meanwhile is over a limit (`make_room` counted the refusal). The
+    /// client is not told: a reply is half written, and words after it would read as its rest.
     Refused(String),
     /// The client neither read nor sent anything for `--idle-timeout`.
     Idle,
 }
 
 impl Ending {
-    async fn close(self, stream: ClientStream, guard: &Guard) -> std::io::Result<()> {
+    /// End the connection; closed without a word either way.
+    fn close(self, guard: &Guard) -> std::io::Result<()> {
         match self {
-            Ending::Refused(why) => refuse(stream, &why).await,
-            Ending::Idle => {
-                guard.refused(Refusal::Idle);
-                Ok(()) // closed without a word, as a connection that sends nothing is
-            }
+            Ending::Refused(why) => tracing::debug!("RESP connection closed with a reply half written: {why}"),
+            Ending::Idle => guard.refused(Refusal::Idle), // as a connection that sends nothing
         }
+        Ok(())
     }
 }
 
@@ -341,7 +341,7 @@ impl Ending {
 /// wait: a client that sends its whole pipeline before it reads a reply (redis-py's pipeline
 /// does) is blocked on its own write while the node's write waits for it to read, and neither
 /// would move. So the node takes in what it sends, within the connection's limits (`grow`
-/// makes room, or says why there is none: then the connection is refused), as Redis does. A
+/// makes room, or says why there is none: then the connection is closed), as Redis does. A
 /// client that neither reads nor sends for `idle` is let go, as an idle one is.
 async fn write_reading(
     stream: &mut ClientStream,
