@@ -241,7 +241,11 @@ async fn connection(
             reply.write(&mut output);
         }
         if malformed.is_some() || session.quit {
-            stream.write_all(&output).await?;
+            // The last replies, under the same bound in time as any (what is read meanwhile is
+            // never run).
+            if let Err(end) = write_reading(&mut stream, &mut output, &mut input, &mut clock, &mut grow, idle).await? {
+                return end.close(&guard);
+            }
             return Ok(());
         }
         // Complete commands still wait in the buffer: their replies join these, unless these
