@@ -11,6 +11,10 @@
 //!   connection is read and its commands run, then every reply is written before the next wait
 //!   (Redis's `beforeSleep`), so a client woken by the first reply of a burst finds the others
 //!   already there;
+//! - `resp-floor mio-spin PORT`: the first loop, but it waits for events with a zero timeout
+//!   (busy polling) until nothing happened for [`SPIN`], and only then sleeps in `epoll_wait`:
+//!   a client's command then finds the server awake, and the client's own system call does not
+//!   have to wake it (the experiment of docs/performance-log.md, "Figures of 2026-12-05");
 //! - `resp-floor tokio PORT`: a task per connection on Tokio's multi-thread runtime, as a dkv
 //!   node runs; the map sits behind a `Mutex`, which is never contended when the process is
 //!   pinned to one CPU.
@@ -33,16 +37,18 @@ const MAX_INPUT: usize = 1 << 20;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(port)) = (args.get(1), args.get(2).and_then(|p| p.parse::<u16>().ok())) else {
-        eprintln!("usage: resp-floor mio|mio-deferred|tokio PORT");
+        eprintln!("usage: resp-floor mio|mio-deferred|mio-spin|tokio PORT");
         std::process::exit(2);
     };
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     match mode.as_str() {
-        "mio" => run_mio(addr, false),
-        "mio-deferred" => run_mio(addr, true),
-        "tokio" => run_tokio(addr),
+        "mio" => run_mio(addr, false, false),
+        "mio-deferred" => run_mio(addr, true, false),
+        "mio-spin" => run_mio(addr, false, true),
+        "tokio" => run_tokio(addr, false),
+        "tokio-spin" => run_tokio(addr, true),
         _ => {
-            eprintln!("resp-floor: the mode is mio, mio-deferred or tokio, not {mode}");
+            eprintln!("resp-floor: the mode is mio, mio-deferred, mio-spin or tokio, not {mode}");
             std::process::exit(2);
         }
     }
@@ -124,7 +130,10 @@ struct Conn {
     output: Vec<u8>,
 }
 
-fn run_mio(addr: std::net::SocketAddr, deferred: bool) {
+/// How long `mio-spin` keeps polling without sleeping once nothing happens.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+fn run_mio(addr: std::net::SocketAddr, deferred: bool, spin: bool) {
     use mio::{Events, Interest, Poll, Token};
     const LISTENER: Token = Token(usize::MAX);
     let mut poll = Poll::new().expect("epoll");
@@ -135,10 +144,18 @@ fn run_mio(addr: std::net::SocketAddr, deferred: bool) {
     let mut chunk = vec![0u8; READ_SIZE];
     // Connections with replies to write once every ready one was read (`deferred`).
     let mut pending = Vec::new();
+    let mut last_event = std::time::Instant::now();
     loop {
-        if let Err(e) = poll.poll(&mut events, None) {
+        let timeout = match spin && last_event.elapsed() < SPIN {
+            true => Some(std::time::Duration::ZERO),
+            false => None,
+        };
+        if let Err(e) = poll.poll(&mut events, timeout) {
             assert_eq!(e.kind(), ErrorKind::Interrupted, "epoll_wait: {e}");
             continue;
+        }
+        if spin && !events.is_empty() {
+            last_event = std::time::Instant::now();
         }
         for event in events.iter() {
             if event.token() == LISTENER {
@@ -221,10 +238,37 @@ fn write_blocking(socket: &mut mio::net::TcpStream, mut bytes: &[u8]) -> std::io
     Ok(())
 }
 
-fn run_tokio(addr: std::net::SocketAddr) {
+/// Reads done by every connection (`tokio-spin`), and whether the spinning task sleeps.
+static READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static ASLEEP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static WAKE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+fn run_tokio(addr: std::net::SocketAddr, spin: bool) {
+    use std::sync::atomic::Ordering::Relaxed;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_io().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async move {
+        if spin {
+            // Keeps the worker polling its events with a zero timeout while reads keep coming.
+            tokio::spawn(async {
+                let (mut seen, mut since) = (0, std::time::Instant::now());
+                loop {
+                    let reads = READS.load(Relaxed);
+                    if reads != seen {
+                        (seen, since) = (reads, std::time::Instant::now());
+                    } else if since.elapsed() >= SPIN {
+                        let woken = WAKE.notified();
+                        ASLEEP.store(true, Relaxed);
+                        if READS.load(Relaxed) == seen {
+                            woken.await;
+                        }
+                        ASLEEP.store(false, Relaxed);
+                        since = std::time::Instant::now();
+                    }
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let map = Arc::new(Mutex::new(Map::new()));
         loop {
@@ -240,6 +284,12 @@ fn run_tokio(addr: std::net::SocketAddr) {
                     match socket.read_buf(&mut input).await {
                         Ok(1..) => {}
                         _ => return,
+                    }
+                    if spin {
+                        READS.fetch_add(1, Relaxed);
+                        if ASLEEP.load(Relaxed) {
+                            WAKE.notify_one();
+                        }
                     }
                     let used = serve(&input, &mut map.lock().expect("map"), &mut args, &mut out);
                     input.drain(..used);

@@ -222,6 +222,7 @@ async fn run(cli: Cli) -> i32 {
                     max_client_memory: a.max_client_memory,
                 },
                 keys_limit: a.keys_limit,
+                busy_poll: a.busy_poll,
                 client_auth,
                 tls,
             };

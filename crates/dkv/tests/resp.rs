@@ -78,6 +78,41 @@ async fn redis_cli_through_different_nodes_and_every_supported_command() {
     assert_eq!(redis_cli(&r[0], &["COMMAND", "DOCS"]), "");
 }
 
+/// `--busy-poll`: nodes that keep polling after each request serve replicated writes and reads as
+/// any node does, and stop polling once the requests stop: an idle node spends next to no CPU.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_polling_nodes_serve_and_go_back_to_sleep_when_idle() {
+    let c = Cluster::start_resp(3, &["--busy-poll", "2ms"]).await;
+    let r: Vec<String> = c.nodes.iter().map(|n| n.resp.clone().expect("resp")).collect();
+    let (host, port) = r[0].rsplit_once(':').unwrap();
+    let out = tool("redis-benchmark")
+        .args(["-h", host, "-p", port, "-t", "set", "-n", "2000", "-c", "8", "-r", "1000", "-q"])
+        .output()
+        .expect("redis-benchmark is needed for this test: apt-get install redis-tools");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("SET: ") && !text.to_lowercase().contains("error"), "{text}");
+    // Written through node 0 (N=3), read through the other two, over both protocols.
+    assert_eq!(redis_cli(&r[0], &["SET", "polled", "yes"]), "OK");
+    assert_eq!(redis_cli(&r[1], &["GET", "polled"]), "yes");
+    assert_eq!(c.client(2).get(b"polled").await.unwrap().as_deref(), Some(&b"yes"[..]));
+
+    // Idle: each node's CPU over half a second, until every one is well under a core's worth (a
+    // node that kept polling would spend the whole half second).
+    let ticks = |pid: i32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+        let fields: Vec<&str> = stat.rsplit_once(')').expect("stat").1.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap() // utime + stime
+    };
+    let pids: Vec<i32> = c.nodes.iter().map(Proc::pid).collect();
+    eventually(Duration::from_secs(20), "every node idle, not polling", || async {
+        let before: Vec<u64> = pids.iter().map(|&p| ticks(p)).collect();
+        tokio::time::sleep(Duration::from_millis(500)).await; // the window measured
+        let spent: Vec<u64> = pids.iter().zip(&before).map(|(&p, b)| ticks(p) - b).collect();
+        spent.iter().all(|&t| t < 10).then_some(()) // under 100 ms of CPU in 500 ms
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_benchmark_and_a_client_library_run_without_errors() {
     let c = Cluster::start_resp(3, &[]).await;

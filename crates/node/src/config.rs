@@ -88,6 +88,9 @@ pub struct NodeConfig {
     /// `KEYS` walks every key: it is refused on a cluster of more keys than this
     /// (`--keys-limit`; see `front/resp/scan.rs`).
     pub keys_limit: usize,
+    /// How long the event loop keeps polling without sleeping after a request
+    /// (`--busy-poll`; zero, the default: never; see `life/busy_poll.rs`).
+    pub busy_poll: Duration,
     /// Client passwords (`--client-password`, `--client-readonly-password`); none by default, and
     /// never the cluster secret (see `front/auth.rs`).
     pub client_auth: ClientAuth,
@@ -129,6 +132,7 @@ impl Default for NodeConfig {
             resp_listen: None,
             limits: ClientLimits::default(),
             keys_limit: 10_000,
+            busy_poll: Duration::ZERO,
             client_auth: ClientAuth::default(),
             tls: None,
         }

@@ -108,6 +108,7 @@ impl Node {
     }
 
     async fn run(&self, req: KeyRequest, hops: u8) -> Result<Option<Found>, NodeError> {
+        self.busy_poll.noticed();
         self.check(&req)?;
         bump(match req.op {
             Op::Get => &self.stats.gets,

@@ -126,6 +126,10 @@ pub async fn run(
         tokio::spawn(crate::replication::expiry::expiry_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(save_hints_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::life::clock::clock_loop(node.clone(), tasks_stop_rx.clone())),
+        tokio::spawn({
+            let (node, stop) = (node.clone(), tasks_stop_rx.clone());
+            async move { node.busy_poll.run(stop).await }
+        }),
     ];
 
     let how =

@@ -34,6 +34,7 @@ type Answer = Result<Vec<u8>, Refusal>;
 impl Handler for Internal {
     async fn handle(&self, kind: u8, body: Bytes) -> Answer {
         let node = &self.0;
+        node.busy_poll.noticed();
         // Every request runs as a task holding this future, so its size is paid (allocated and
         // moved) per request: the hot kinds run inline, the others are boxed. A forward holds
         // a whole coordination.
