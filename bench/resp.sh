@@ -116,7 +116,7 @@ print("redis-benchmark the load generator's after it; each ratio the median of t
 for w in works:
     def cell(s):
         cpu = f"{fmt(med(f'{w}|{s}', 1), '.2f')} µs"
-        if med(f"{w}|{s}", 2) is not None and "-P1" in w and "dkv-bench" not in w:
+        if med(f"{w}|{s}", 2) is not None and w.split("-P")[1].split()[0] == "1" and "dkv-bench" not in w:
             cpu += f", load {fmt(med(f'{w}|{s}', 2), '.2f')} µs"
         ratio = "" if s == "redis" else f" {fmt(paired(f'{w}|{s}', f'{w}|redis'), '.2f')}x Redis"
         return f"{s} {fmt(med(f'{w}|{s}')):>7} ({cpu}){ratio}"

@@ -14,7 +14,7 @@
 //! - `resp-floor mio-spin PORT`: the first loop, but it waits for events with a zero timeout
 //!   (busy polling) until nothing happened for [`SPIN`], and only then sleeps in `epoll_wait`:
 //!   a client's command then finds the server awake, and the client's own system call does not
-//!   have to wake it (the experiment of docs/performance-log.md, "Figures of 2026-12-05");
+//!   have to wake it (the experiment of docs/performance-log.md, "Figures of 2026-12-05 early morning");
 //! - `resp-floor tokio PORT`: a task per connection on Tokio's multi-thread runtime, as a dkv
 //!   node runs; the map sits behind a `Mutex`, which is never contended when the process is
 //!   pinned to one CPU.

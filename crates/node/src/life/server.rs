@@ -116,7 +116,7 @@ pub async fn run(
         tokio::spawn(crate::front::resp::serve(node.clone(), l, server_stop_rx))
     });
     let (tasks_stop_tx, tasks_stop_rx) = watch::channel(false);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(membership::heartbeat_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::replication::movement::rebalance_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::replication::movement::join(node.clone(), tasks_stop_rx.clone())),
@@ -126,11 +126,8 @@ pub async fn run(
         tokio::spawn(crate::replication::expiry::expiry_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(save_hints_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::life::clock::clock_loop(node.clone(), tasks_stop_rx.clone())),
-        tokio::spawn({
-            let (node, stop) = (node.clone(), tasks_stop_rx.clone());
-            async move { node.busy_poll.run(stop).await }
-        }),
     ];
+    tasks.extend(crate::life::busy_poll::BusyPoll::start(&node, &tasks_stop_rx));
 
     let how =
         *stop_rx.wait_for(|s| s.is_some()).await.expect("stop sender lives in the node").as_ref().expect("checked");
