@@ -78,19 +78,27 @@ async fn redis_cli_through_different_nodes_and_every_supported_command() {
     assert_eq!(redis_cli(&r[0], &["COMMAND", "DOCS"]), "");
 }
 
+/// A short `redis-benchmark` run of `tests` against the RESP address `addr` (2 000 requests from
+/// 8 connections over 1 000 keys): what it printed, once it exited successfully.
+fn redis_benchmark(addr: &str, tests: &str) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = tool("redis-benchmark")
+        .args(["-h", host, "-p", port, "-t", tests, "-n", "2000", "-c", "8", "-r", "1000", "-q"])
+        .output()
+        .expect("redis-benchmark is needed for this test: apt-get install redis-tools");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "redis-benchmark failed: {text}");
+    text
+}
+
 /// `--busy-poll`: nodes that keep polling after each request serve replicated writes and reads as
 /// any node does, and stop polling once the requests stop: an idle node spends next to no CPU.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_polling_nodes_serve_and_go_back_to_sleep_when_idle() {
     let c = Cluster::start_resp(3, &["--busy-poll", "2ms"]).await;
     let r: Vec<String> = c.nodes.iter().map(|n| n.resp.clone().expect("resp")).collect();
-    let (host, port) = r[0].rsplit_once(':').unwrap();
-    let out = tool("redis-benchmark")
-        .args(["-h", host, "-p", port, "-t", "set", "-n", "2000", "-c", "8", "-r", "1000", "-q"])
-        .output()
-        .expect("redis-benchmark is needed for this test: apt-get install redis-tools");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.contains("SET: ") && !text.to_lowercase().contains("error"), "{text}");
+    let text = redis_benchmark(&r[0], "set");
+    assert!(text.contains("SET: ") && !text.to_lowercase().contains("error"), "{text}");
     // Written through node 0 (N=3), read through the other two, over both protocols.
     assert_eq!(redis_cli(&r[0], &["SET", "polled", "yes"]), "OK");
     assert_eq!(redis_cli(&r[1], &["GET", "polled"]), "yes");
@@ -117,13 +125,7 @@ async fn busy_polling_nodes_serve_and_go_back_to_sleep_when_idle() {
 async fn redis_benchmark_and_a_client_library_run_without_errors() {
     let c = Cluster::start_resp(3, &[]).await;
     let r: Vec<String> = c.nodes.iter().map(|n| n.resp.clone().expect("resp")).collect();
-    let (host, port) = r[0].rsplit_once(':').unwrap();
-    let out = tool("redis-benchmark")
-        .args(["-h", host, "-p", port, "-t", "set,get", "-n", "2000", "-c", "8", "-r", "1000", "-q"])
-        .output()
-        .expect("redis-benchmark is needed for this test: apt-get install redis-tools");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "redis-benchmark failed: {text}");
+    let text = redis_benchmark(&r[0], "set,get");
     assert!(text.contains("SET: ") && text.contains("GET: "), "both tests ran to the end: {text}");
     assert!(!text.to_lowercase().contains("error"), "no errors: {text}");
 
