@@ -87,7 +87,7 @@ pub struct Inner {
     clock_refusal: std::sync::RwLock<Option<String>>,
     /// By how much, in ms (0 while within the bound), for [`Node::cluster_wall_ms`].
     clock_ahead_ms: std::sync::atomic::AtomicI64,
-    /// Keeps the event loop awake between client requests (`--busy-poll`, see `busy_poll.rs`).
+    /// Keeps the event loop awake between requests (`--busy-poll`, see `busy_poll.rs`).
     pub busy_poll: crate::life::busy_poll::BusyPoll,
     /// Asks `clock::clock_loop` to read peers' clocks (see `clock::after_heartbeat`).
     pub clock_probe: tokio::sync::Notify,
