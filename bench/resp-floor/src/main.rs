@@ -4,7 +4,7 @@
 //!
 //! It parses only well-formed arrays of bulk strings, keeps keys in one `HashMap`, answers `GET`,
 //! `SET` and `PING`, and refuses anything else. It has no limits, no expiry, no metrics, no
-//! timeouts and no replication: none of what a store must do. Two ways to run it:
+//! timeouts and no replication: none of what a store must do. Five ways to run it:
 //! - `resp-floor mio PORT`: one thread on its own epoll loop (mio, edge-triggered), as Redis runs,
 //!   each reply written as soon as its command ran;
 //! - `resp-floor mio-deferred PORT`: the same loop, writing replies in Redis's order: every ready
@@ -17,7 +17,9 @@
 //!   have to wake it (the experiment of docs/performance-log.md, "Figures of 2026-12-05 early morning");
 //! - `resp-floor tokio PORT`: a task per connection on Tokio's multi-thread runtime, as a dkv
 //!   node runs; the map sits behind a `Mutex`, which is never contended when the process is
-//!   pinned to one CPU.
+//!   pinned to one CPU;
+//! - `resp-floor tokio-spin PORT`: the same, with a task that yields in a loop while reads keep
+//!   coming and sleeps once none came for [`SPIN`], as a dkv node's `--busy-poll` does.
 //!
 //! Whatever the floor costs per command is what the kernel's TCP path and the event loop cost;
 //! the distance from it to a real server is that server's own work.
@@ -37,7 +39,7 @@ const MAX_INPUT: usize = 1 << 20;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(port)) = (args.get(1), args.get(2).and_then(|p| p.parse::<u16>().ok())) else {
-        eprintln!("usage: resp-floor mio|mio-deferred|mio-spin|tokio PORT");
+        eprintln!("usage: resp-floor mio|mio-deferred|mio-spin|tokio|tokio-spin PORT");
         std::process::exit(2);
     };
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -48,7 +50,7 @@ fn main() {
         "tokio" => run_tokio(addr, false),
         "tokio-spin" => run_tokio(addr, true),
         _ => {
-            eprintln!("resp-floor: the mode is mio, mio-deferred, mio-spin or tokio, not {mode}");
+            eprintln!("resp-floor: the mode is mio, mio-deferred, mio-spin, tokio or tokio-spin, not {mode}");
             std::process::exit(2);
         }
     }
@@ -130,7 +132,7 @@ struct Conn {
     output: Vec<u8>,
 }
 
-/// How long `mio-spin` keeps polling without sleeping once nothing happens.
+/// How long `mio-spin` and `tokio-spin` keep polling without sleeping once nothing happens.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 fn run_mio(addr: std::net::SocketAddr, deferred: bool, spin: bool) {
