@@ -25,6 +25,18 @@ async fn curl_session_works_through_three_different_nodes() {
     for i in 0..3 {
         assert_eq!(c.client(i).get(key).await.unwrap(), Some(value.clone()), "via node {i}");
     }
+    // `HEAD /get`: the length, no value; a 404 for an absent key.
+    for (k, answer) in [(&key[..], "200 OK"), (b"user_123", "404 Not Found")] {
+        let pq = format!("/get?key={}", dkv::client::encode_key(k));
+        let request = format!("HEAD {pq} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let (_, text) = exchange(&c.nodes[2].addr, request.into_bytes()).await;
+        assert!(text.starts_with(&format!("HTTP/1.1 {answer}\r\n")), "{text}");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a whole answer");
+        assert_eq!(body, "", "a HEAD answer has no body");
+        if answer == "200 OK" {
+            assert!(head.contains("\r\ncontent-length: 70000\r\n"), "{head}");
+        }
+    }
 
     let stats = a.json("/stats").await.unwrap();
     assert_eq!(stats["replicas"], 3);

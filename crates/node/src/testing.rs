@@ -27,6 +27,14 @@ use crate::transport::wire;
 pub(crate) struct TestNode {
     pub node: Node,
     stop: watch::Sender<bool>,
+    answered: Arc<AtomicU64>,
+}
+
+impl TestNode {
+    /// The bytes of the answers this node sent its peers so far.
+    pub(crate) fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for TestNode {
@@ -123,9 +131,14 @@ async fn build(
         let node =
             Node::new(config.clone(), m.id, m.addr, engine(), None, peers, hints, topo, life, watch::channel(None).0);
         let (stop, stopped) = watch::channel(false);
-        let handler = Arc::new(Release { current: Internal(node.clone()), unknown: unknown.to_vec() });
+        let answered = Arc::new(AtomicU64::new(0));
+        let handler = Arc::new(Release {
+            current: Internal(node.clone()),
+            unknown: unknown.to_vec(),
+            answered: answered.clone(),
+        });
         tokio::spawn(serve(handler, listener, max_frame, stopped));
-        out.push(TestNode { node, stop });
+        out.push(TestNode { node, stop, answered });
     }
     out
 }
@@ -260,10 +273,12 @@ impl Engine for Counting {
     }
 }
 
-/// A node's transport handler, without the message kinds of a later release than its own.
+/// A node's transport handler, without the message kinds of a later release than its own; it
+/// counts the bytes it answers.
 struct Release {
     current: Internal,
     unknown: Vec<wire::Kind>,
+    answered: Arc<AtomicU64>,
 }
 
 impl dkv_transport::Handler for Release {
@@ -272,7 +287,11 @@ impl dkv_transport::Handler for Release {
             let why = format!("unknown message kind {kind}: is the peer of another release?");
             return Err(dkv_transport::Refusal::new(400, why));
         }
-        self.current.handle(kind, body).await
+        let answer = self.current.handle(kind, body).await;
+        if let Ok(bytes) = &answer {
+            self.answered.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+        answer
     }
 }
 

@@ -37,7 +37,7 @@ use crate::life::metrics::Api;
 use crate::life::state::{Life, Node, Stop};
 use crate::replication::expiry;
 use crate::transport::listener::HttpConn;
-use crate::transport::wire::Op;
+use crate::transport::wire::{Head, Op};
 
 pub async fn serve(node: Node, conns: mpsc::Receiver<HttpConn>, stop: watch::Receiver<bool>) {
     let guard = node.guard.clone();
@@ -49,7 +49,7 @@ pub async fn serve(node: Node, conns: mpsc::Receiver<HttpConn>, stop: watch::Rec
         .route("/admin/leave", post(admin_leave))
         .route_layer(middleware::from_fn_with_state(secret, require_secret))
         .route("/put", put(put_key))
-        .route("/get", get(get_key))
+        .route("/get", get(get_key).head(head_key))
         .route("/delete", delete(delete_key))
         .route("/scan", get(crate::front::keyspace::scan))
         .route("/local", get(crate::front::keyspace::local))
@@ -91,11 +91,12 @@ impl Service<hyper::Request<Incoming>> for Front {
     type Future = Either<BoxFuture<'static, Result<Response, Infallible>>, Routed>;
 
     fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
-        let (op, ttl) = match (req.method(), req.uri().path()) {
-            (&Method::GET, "/get") => (Op::Get, false),
-            (&Method::PUT, "/put") => (Op::Put, false),
-            (&Method::DELETE, "/delete") => (Op::Delete, false),
-            (&Method::GET, "/ttl") => (Op::Get, true),
+        let (op, wanted) = match (req.method(), req.uri().path()) {
+            (&Method::GET, "/get") => (Op::Get, Wanted::Value),
+            (&Method::HEAD, "/get") => (Op::Get, Wanted::Length),
+            (&Method::PUT, "/put") => (Op::Put, Wanted::Value),
+            (&Method::DELETE, "/delete") => (Op::Delete, Wanted::Value),
+            (&Method::GET, "/ttl") => (Op::Get, Wanted::Deadline),
             _ => return Either::Right(self.router.call(req)),
         };
         let (node, stamp) = (self.node.clone(), self.stamp.clone());
@@ -103,7 +104,7 @@ impl Service<hyper::Request<Incoming>> for Front {
             let refused = crate::front::auth::http_refusal(&node.auth, req.method(), req.uri().path(), req.headers());
             let mut answer = match refused {
                 Some(refused) => refused,
-                None => key_request(node, op, req.map(Body::new), ttl).await,
+                None => key_request(node, op, req.map(Body::new), wanted).await,
             };
             answer.headers_mut().insert(answers::NODE_HEADER.clone(), stamp);
             Ok(answer)
@@ -128,24 +129,41 @@ impl IntoResponse for NodeError {
 }
 
 async fn put_key(State(node): State<Node>, req: Request) -> Response {
-    key_request(node, Op::Put, req, false).await
+    key_request(node, Op::Put, req, Wanted::Value).await
 }
 
 async fn get_key(State(node): State<Node>, req: Request) -> Response {
-    key_request(node, Op::Get, req, false).await
+    key_request(node, Op::Get, req, Wanted::Value).await
 }
 
 async fn delete_key(State(node): State<Node>, req: Request) -> Response {
-    key_request(node, Op::Delete, req, false).await
+    key_request(node, Op::Delete, req, Wanted::Value).await
+}
+
+/// `HEAD /get`: a read that answers the value's length instead of the value.
+async fn head_key(State(node): State<Node>, req: Request) -> Response {
+    key_request(node, Op::Get, req, Wanted::Length).await
 }
 
 /// `GET /ttl`: a read that answers the key's deadline instead of its value.
 async fn ttl_key(State(node): State<Node>, req: Request) -> Response {
-    key_request(node, Op::Get, req, true).await
+    key_request(node, Op::Get, req, Wanted::Deadline).await
 }
 
-/// One key request; with `ttl`, a read answered with [`ttl_answer`].
-async fn key_request(node: Node, op: Op, req: Request, ttl: bool) -> Response {
+/// What a key request answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    /// A read's value; a write's `204`.
+    Value,
+    /// A read's deadline ([`ttl_answer`]): `GET /ttl`.
+    Deadline,
+    /// A read's length as `Content-Length`, without the value: `HEAD /get`.
+    Length,
+}
+
+/// One key request, answered as `wanted` says. A read of a deadline or a length reads the
+/// entries' heads, not their values (see `replication/shape.rs`).
+async fn key_request(node: Node, op: Op, req: Request, wanted: Wanted) -> Response {
     let (parts, body) = req.into_parts();
     let parsed = async {
         let mut params = query::parse(parts.uri.query(), parts.uri.path(), answers::params(parts.uri.path()))?;
@@ -169,17 +187,32 @@ async fn key_request(node: Node, op: Op, req: Request, ttl: bool) -> Response {
         };
         Ok::<_, NodeError>((KeyRequest { op, key, value, expires, level }, charge))
     };
-    let answer = match parsed.await {
-        Ok((req, _charge)) => node.serve(Api::Http, req).await,
+    let (req, _charge) = match parsed.await {
+        Ok(parsed) => parsed,
         Err(e) => {
             node.metrics.observe(Api::Http, op, e.status().as_u16(), std::time::Duration::ZERO);
-            Err(e)
+            return e.into_response();
         }
     };
-    match answer {
-        Ok(Some(found)) if ttl => ttl_answer(&node, found.expires),
+    let not_found = || (StatusCode::NOT_FOUND, "key not found\n").into_response();
+    if wanted != Wanted::Value {
+        // Only the deadline or the length is needed: the value stays on the replicas.
+        return match node.serve_shaped::<Head>(Api::Http, req).await {
+            Ok(Some(length)) if wanted == Wanted::Deadline => ttl_answer(&node, length.expires),
+            Ok(Some(length)) => {
+                let headers = [
+                    (header::CONTENT_TYPE, "application/octet-stream".into()),
+                    (header::CONTENT_LENGTH, length.len.to_string()),
+                ];
+                (headers, Body::empty()).into_response()
+            }
+            Ok(None) => not_found(),
+            Err(e) => e.into_response(),
+        };
+    }
+    match node.serve(Api::Http, req).await {
         Ok(Some(v)) => ([(header::CONTENT_TYPE, "application/octet-stream")], v.value).into_response(),
-        Ok(None) if op == Op::Get => (StatusCode::NOT_FOUND, "key not found\n").into_response(),
+        Ok(None) if op == Op::Get => not_found(),
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
     }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dkv_membership::NodeId;
 use dkv_placement::key_hash;
+use dkv_storage::Entry;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::error::NodeError;
@@ -29,8 +30,10 @@ use crate::front::router::{route, Route};
 use crate::life::metrics::{Api, Started};
 use crate::life::state::Node;
 use crate::life::stats::bump;
+use crate::replication::batch::unknown_kind;
 use crate::replication::consistency::Level;
-use crate::transport::wire::{ForwardReply, ForwardRequest, Found, Kind, Op};
+use crate::replication::shape::Shape;
+use crate::transport::wire::{ForwardReply, ForwardRequest, Found, Head, Kind, Length, Op};
 
 /// One key request, as a front end parsed it.
 pub struct KeyRequest {
@@ -85,11 +88,22 @@ impl Node {
         self.serve(api, KeyRequest::new(Op::Delete, key, None, level)).await.map(drop)
     }
 
+    /// The length and deadline of `key`'s value, `None` when absent, deleted or expired: a read
+    /// that asks the replicas for the entry's head, not its value (see `replication/shape.rs`).
+    pub async fn length(&self, api: Api, key: Bytes, level: Option<Level>) -> Result<Option<Length>, NodeError> {
+        self.serve_shaped::<Head>(api, KeyRequest::new(Op::Get, key, None, level)).await
+    }
+
     /// Check, count and run one request from a front end; record its outcome in the metrics.
     pub async fn serve(&self, api: Api, req: KeyRequest) -> Result<Option<Found>, NodeError> {
+        self.serve_shaped::<Entry>(api, req).await
+    }
+
+    /// [`Node::serve`], a read answering the shape `S`.
+    pub async fn serve_shaped<S: Shape>(&self, api: Api, req: KeyRequest) -> Result<Option<S::Live>, NodeError> {
         let started = Started::now();
         let op = req.op;
-        let result = self.run(req, 0).await;
+        let result = self.run::<S>(req, 0).await;
         let status = match &result {
             Ok(Some(_)) => 200,
             Ok(None) if op == Op::Get => 404,
@@ -100,14 +114,14 @@ impl Node {
         result
     }
 
-    /// A request another node forwarded here.
-    pub async fn serve_forwarded(&self, req: ForwardRequest) -> ForwardReply {
+    /// A request another node forwarded here, a read answering the shape `S`.
+    pub async fn serve_forwarded<S: Shape>(&self, req: ForwardRequest) -> ForwardReply<S::Live> {
         let hops = req.hops;
         let (op, key, value, expires, level) = (req.op, req.key, req.value, req.expires, req.level);
-        self.run(KeyRequest { op, key, value, expires, level }, hops).await
+        self.run::<S>(KeyRequest { op, key, value, expires, level }, hops).await
     }
 
-    async fn run(&self, req: KeyRequest, hops: u8) -> Result<Option<Found>, NodeError> {
+    async fn run<S: Shape>(&self, req: KeyRequest, hops: u8) -> Result<Option<S::Live>, NodeError> {
         self.busy_poll.noticed();
         self.check(&req)?;
         bump(match req.op {
@@ -119,10 +133,10 @@ impl Node {
         match self.with_topology(|t| route(t, hash, req.op, hops)) {
             Route::Unavailable(why) => Err(NodeError::Unavailable(why)),
             // A consistency level given is checked against the replicas: the full path.
-            Route::Alone if req.level.is_none() => self.read_alone(hash, &req.key),
-            Route::Alone | Route::Local => self.coordinate(req).await,
+            Route::Alone if req.level.is_none() => self.read_alone::<S>(hash, &req.key),
+            Route::Alone | Route::Local => self.coordinate::<S>(req).await,
             // The cold path: boxed, so the local path's future stays small.
-            Route::Forward(_) => Box::pin(self.forward(req, hash, hops)).await,
+            Route::Forward(_) => Box::pin(self.forward::<S>(req, hash, hops)).await,
         }
     }
 
@@ -147,9 +161,9 @@ impl Node {
         }
     }
 
-    async fn coordinate(&self, req: KeyRequest) -> Result<Option<Found>, NodeError> {
+    async fn coordinate<S: Shape>(&self, req: KeyRequest) -> Result<Option<S::Live>, NodeError> {
         match req.op {
-            Op::Get => self.coordinate_read(req.key, req.level).await,
+            Op::Get => self.coordinate_read::<S>(req.key, req.level).await,
             // A deadline already past (`EXPIREAT` in the past, say) is a delete, as in Redis.
             Op::Put if req.expires.is_some_and(|t| t < self.cluster_wall_ms()) => {
                 self.coordinate_write(req.key, None, None, req.level).await.map(|()| None)
@@ -163,7 +177,7 @@ impl Node {
     /// (crashed, not yet declared dead) or stalled must not make its keys unavailable. If none
     /// answers, refresh the view once and route again. (Writes are never forwarded, since a copy
     /// run late would be stamped late: see the module doc.)
-    async fn forward(&self, req: KeyRequest, hash: u64, hops: u8) -> Result<Option<Found>, NodeError> {
+    async fn forward<S: Shape>(&self, req: KeyRequest, hash: u64, hops: u8) -> Result<Option<S::Live>, NodeError> {
         let mut errors = Vec::new();
         let (op, key, value, expires, level) = (req.op, req.key, req.value, req.expires, req.level);
         let mut msg = ForwardRequest { epoch: 0, hops: hops + 1, op, key, value, expires, level };
@@ -174,7 +188,7 @@ impl Node {
                 Route::Alone | Route::Local => {
                     let (op, key, value, expires, level) = (msg.op, msg.key, msg.value, msg.expires, msg.level);
                     let req = KeyRequest { op, key, value, expires, level };
-                    return self.coordinate(req).await;
+                    return self.coordinate::<S>(req).await;
                 }
                 Route::Forward(_) => {}
             }
@@ -185,7 +199,7 @@ impl Node {
                 .into_iter()
                 .filter_map(|id| topo.member(id).map(|m| (id, m.addr.as_str())))
                 .collect();
-            if let Some(reply) = self.forward_to(&replicas, &msg, &mut errors).await {
+            if let Some(reply) = self.forward_to::<S>(&replicas, &msg, &mut errors).await {
                 return reply;
             }
             if attempt == 0 {
@@ -198,17 +212,22 @@ impl Node {
     /// Send `msg` to the first of `replicas`; ask the next one as well when one fails, or when it
     /// takes much longer than it usually does (it may be stalled: see `latency.rs`). The first
     /// answer wins; `None` when none answered, with their errors in `errors`.
-    async fn forward_to<'r>(
+    async fn forward_to<'r, S: Shape>(
         &self,
         replicas: &[(NodeId, &'r str)],
         msg: &ForwardRequest,
         errors: &mut Vec<String>,
-    ) -> Option<ForwardReply> {
+    ) -> Option<ForwardReply<S::Live>> {
         let timeout = self.forward_timeout();
         let call = |(id, addr): (NodeId, &'r str)| async move {
             bump(&self.stats.forwarded);
             let started = Instant::now();
-            let answer = self.peers.call_within::<_, ForwardReply>(addr, Kind::Forward, msg, timeout).await;
+            let mut answer = self.peers.call_within::<_, ForwardReply<S::Live>>(addr, S::FORWARD, msg, timeout).await;
+            if S::FORWARD != Kind::Forward && answer.as_ref().is_err_and(unknown_kind) {
+                // A replica of a release before reads of heads: it answers the whole value.
+                let whole = self.peers.call_within::<_, ForwardReply>(addr, Kind::Forward, msg, timeout).await;
+                answer = whole.map(|reply| reply.map(|found| found.map(S::of_found)));
+            }
             if answer.is_ok() {
                 self.latencies.observe(id, started.elapsed());
             }

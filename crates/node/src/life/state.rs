@@ -69,9 +69,12 @@ pub struct Inner {
     /// Joins, leaves, rebalances and repairs in progress, for the heartbeat's report.
     pub moves: crate::life::load::Moves,
     pub hints: Hints,
-    /// Client writes and reads queued for each replica, sent together (see `batch.rs`).
+    /// Client writes and reads queued for each replica, sent together (see `batch.rs`): reads
+    /// of whole entries, and of heads only (see `shape.rs`).
     pub write_batches: crate::replication::batch::Batches<crate::replication::batch::Writes>,
     pub read_batches: crate::replication::batch::Batches<crate::replication::batch::Reads>,
+    pub head_batches:
+        crate::replication::batch::Batches<crate::replication::batch::Reads<crate::transport::wire::Head>>,
     /// Work a request starts that may outlive it: the rest of a quorum's replica calls, read
     /// repairs, view refreshes. Shutdown waits for it (bounded), so none is cut off unseen.
     pub tasks: tokio_util::task::TaskTracker,
@@ -153,6 +156,7 @@ impl Node {
             hints,
             write_batches: Default::default(),
             read_batches: Default::default(),
+            head_batches: Default::default(),
             tasks: tokio_util::task::TaskTracker::new(),
             guard: Arc::new(crate::front::limits::Guard::new(config.limits.clone())),
             auth: Arc::new(crate::front::auth::Auth::new(config.client_auth.clone())),

@@ -24,21 +24,23 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use dkv_storage::{Engine, Version};
+use dkv_storage::{Engine, Entry, Version};
 use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
 use crate::error::PeerError;
 use crate::life::state::Node;
 use crate::life::stats::{add, bump};
+use crate::replication::shape::Shape;
 use crate::replication::votes::{Answer, Ballot};
 use crate::transport::peer::protocol;
 use crate::transport::wire::{
-    ApplyKind, ApplyReply, ApplyRequest, KeyEntry, Kind, ReadRequest, ReadResponse, ReadsReply, ReadsRequest,
-    WritesReply, WritesRequest, BATCH_BYTES,
+    ApplyKind, ApplyReply, ApplyRequest, KeyEntry, Kind, ReadResponse, ReadsReply, ReadsRequest, WritesReply,
+    WritesRequest, BATCH_BYTES,
 };
 
 /// How far ahead of the entry at hand a batch's lookups are started (see [`prefetching`]): enough
@@ -115,9 +117,9 @@ impl<B: Batch> Batches<B> {
     }
 }
 
-impl Batches<Reads> {
+impl<S: Shape> Batches<Reads<S>> {
     /// [`Batches::queue`] a read of `key`, and wait for what the replica holds.
-    pub async fn send(&self, node: &Node, addr: &str, epoch: u64, key: Bytes) -> Result<ReadResponse, PeerError> {
+    pub async fn send(&self, node: &Node, addr: &str, epoch: u64, key: Bytes) -> Result<ReadResponse<S>, PeerError> {
         let (done, outcome) = oneshot::channel();
         self.queue(node, addr, epoch, key, done);
         outcome.await.unwrap_or_else(|_| Err(dropped_unsent(addr)))
@@ -233,32 +235,33 @@ impl Batch for Writes {
     }
 }
 
-/// Reads of one key each: the outcome is what the replica holds.
-pub struct Reads;
+/// Reads of one key each, whole entries or their heads (see `shape.rs`): the outcome is what
+/// the replica holds.
+pub struct Reads<S = Entry>(PhantomData<S>);
 
-impl Batch for Reads {
+impl<S: Shape> Batch for Reads<S> {
     type Item = Bytes;
-    type Outcome = ReadResponse;
-    type Done = oneshot::Sender<Result<ReadResponse, PeerError>>;
+    type Outcome = ReadResponse<S>;
+    type Done = oneshot::Sender<Result<ReadResponse<S>, PeerError>>;
 
-    fn finish(_: &Node, done: Self::Done, outcome: Result<ReadResponse, PeerError>) {
+    fn finish(_: &Node, done: Self::Done, outcome: Result<ReadResponse<S>, PeerError>) {
         let _ = done.send(outcome); // a caller that left is answered to no one
     }
 
     fn queue(node: &Node) -> &Batches<Self> {
-        &node.read_batches
+        S::batches(node)
     }
 
     fn bytes(key: &Bytes) -> usize {
         key.len()
     }
 
-    async fn call(node: &Node, addr: &str, epoch: u64, keys: Vec<Bytes>) -> Vec<Result<ReadResponse, PeerError>> {
+    async fn call(node: &Node, addr: &str, epoch: u64, keys: Vec<Bytes>) -> Vec<Result<ReadResponse<S>, PeerError>> {
         let mut out = Vec::with_capacity(keys.len());
         let mut rest = keys;
         while !rest.is_empty() {
             let req = ReadsRequest { epoch, keys: rest };
-            match node.peers.call::<_, ReadsReply>(addr, Kind::Reads, &req).await {
+            match node.peers.call::<_, ReadsReply<S>>(addr, S::READS, &req).await {
                 // The replica answers as many as fit in a frame, at least one; the rest go again.
                 Ok(reply) if (1..=req.keys.len()).contains(&reply.entries.len()) => {
                     let settled = reply.settled;
@@ -272,12 +275,7 @@ impl Batch for Reads {
                     break;
                 }
                 Err(e) if unknown_kind(&e) => {
-                    out.extend(
-                        join_all(req.keys.into_iter().map(|key| async move {
-                            node.peers.call(addr, Kind::Read, &ReadRequest { epoch, key }).await
-                        }))
-                        .await,
-                    );
+                    out.extend(S::older_release(node, addr, epoch, req.keys).await);
                     break;
                 }
                 Err(e) => {
@@ -304,7 +302,7 @@ mod tests {
     use super::*;
     use crate::replication::votes::Votes;
     use crate::testing;
-    use crate::transport::wire::ReadRequest;
+    use crate::transport::wire::{Head, ReadRequest};
 
     fn kv(key: &str, ts: u64) -> KeyEntry {
         KeyEntry { key: Bytes::copy_from_slice(key.as_bytes()), entry: testing::value(ts, 8) }
@@ -388,6 +386,15 @@ mod tests {
         for (i, answer) in answers[2..].iter().enumerate() {
             assert_eq!(answer.as_ref(), Some(&testing::value(10 + i as u64, big)), "big{}", i + 1);
         }
+
+        // Their heads: the versions and lengths, all in one answer of a few bytes.
+        let before = nodes[1].answered();
+        let heads = keys.map(|k| a.head_batches.send(a, &addr, 1, Bytes::from_static(k.as_bytes())));
+        let heads: Vec<_> = join_all(heads).await.into_iter().map(|r| r.expect("answered").entry).collect();
+        let expected: Vec<_> = keys.iter().map(|k| testing::local(b, k.as_bytes()).as_ref().map(Head::of)).collect();
+        assert_eq!(heads, expected);
+        assert_eq!(heads[2].and_then(|h| h.len), Some(big as u64));
+        assert!(nodes[1].answered() - before < 200, "{} bytes answered", nodes[1].answered() - before);
     }
 
     /// A replica of the release before batches: it refuses their message kinds as unknown and
@@ -446,5 +453,11 @@ mod tests {
         assert_eq!(x.expect("read x").entry, Some(testing::value(5, 8)));
         assert_eq!(y.expect("read y").entry, None);
         assert_eq!(old.calls.load(Ordering::Relaxed), 4 + 1 + 2);
+        // Heads: refused, then reads of whole entries refused, then single reads.
+        let heads = ["x", "y"].map(|k| a.head_batches.send(a, &addr, 1, Bytes::from_static(k.as_bytes())));
+        let [x, y] = join_all(heads).await.try_into().expect("two answers");
+        assert_eq!(x.expect("head of x").entry, Some(Head::of(&testing::value(5, 8))));
+        assert_eq!(y.expect("head of y").entry, None);
+        assert_eq!(old.calls.load(Ordering::Relaxed), 7 + 2 + 2);
     }
 }

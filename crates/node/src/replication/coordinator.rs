@@ -50,9 +50,10 @@ use crate::life::state::Node;
 use crate::life::stats::bump;
 use crate::replication::consistency::Level;
 use crate::replication::quorum::{quorum_hedged, Hedge, QuorumError};
+use crate::replication::shape::Shape;
 use crate::replication::votes::{Ballot, Votes};
 use crate::transport::peer::is_stale_epoch;
-use crate::transport::wire::{ApplyKind, Found, KeyEntry, ReadResponse};
+use crate::transport::wire::{ApplyKind, KeyEntry, ReadResponse};
 
 /// Re-plans after a "stale epoch" answer before giving up.
 const STALE_RETRIES: usize = 3;
@@ -188,27 +189,36 @@ impl Node {
     }
 
     /// The newest live value of `key` with its deadline, or `None` if absent, deleted or expired
-    /// (by this node's clock); `r` overrides the default read quorum. A read of a key whose only
-    /// copy is here does not come this way: the router sends it to [`Node::read_alone`].
-    pub async fn coordinate_read(&self, key: Bytes, r: Option<Level>) -> Result<Option<Found>, NodeError> {
-        Box::pin(self.read_from_replicas(key_hash(&key), key, r)).await
+    /// (by this node's clock); `r` overrides the default read quorum. Of the shape `S`: the value
+    /// ([`Found`](crate::transport::wire::Found), `S` = [`Entry`]) or only its length ([`Length`](crate::transport::wire::Length),
+    /// `S` = [`Head`](crate::transport::wire::Head)). A read of a key whose only copy is here does
+    /// not come this way: the router sends it to [`Node::read_alone`].
+    pub async fn coordinate_read<S: Shape>(&self, key: Bytes, r: Option<Level>) -> Result<Option<S::Live>, NodeError> {
+        Box::pin(self.read_from_replicas::<S>(key_hash(&key), key, r)).await
     }
 
     /// The read of a key whose only copy is this node's, nothing moving (the router said so).
-    pub fn read_alone(&self, hash: u64, key: &[u8]) -> Result<Option<Found>, NodeError> {
-        Ok(self.engine.get(hash, key)?.and_then(|e| self.live(e)))
+    pub fn read_alone<S: Shape>(&self, hash: u64, key: &[u8]) -> Result<Option<S::Live>, NodeError> {
+        Ok(self.engine.get(hash, key)?.and_then(|e| self.live(S::of(e))))
     }
 
-    /// What a read answers for `entry`: its value and deadline, unless it is deleted or expired.
-    fn live(&self, entry: Entry) -> Option<Found> {
-        // The clock is read only for a value with a deadline: most have none.
-        match entry.expires.is_some() && entry.is_expired_at(self.cluster_wall_ms()) {
+    /// What a read answers for `held`: its value (or length) and deadline, unless it is deleted
+    /// or expired.
+    fn live<S: Shape>(&self, held: S) -> Option<S::Live> {
+        // The clock is read only for a value with a deadline: most have none. Expired as
+        // `Entry::is_expired_at` says: once the clock is past the deadline.
+        match held.expires().is_some_and(|t| self.cluster_wall_ms() > t) {
             true => None,
-            false => entry.value.map(|value| Found { value, expires: entry.expires }),
+            false => held.live(),
         }
     }
 
-    async fn read_from_replicas(&self, hash: u64, key: Bytes, r: Option<Level>) -> Result<Option<Found>, NodeError> {
+    async fn read_from_replicas<S: Shape>(
+        &self,
+        hash: u64,
+        key: Bytes,
+        r: Option<Level>,
+    ) -> Result<Option<S::Live>, NodeError> {
         // Copied, as in `write_to_replicas`: hedged reads and repairs may outlive the request.
         let key = Bytes::copy_from_slice(&key);
         for attempt in 1..=STALE_RETRIES {
@@ -224,8 +234,8 @@ impl Node {
                 replicas[..=i].rotate_right(1);
             }
             let strong = needed + self.config.write_quorum.min(replicas.len()) > replicas.len();
-            let decides = |a: &ReadResponse| a.entry.is_some() || (strong && a.settled);
-            let call = |id| self.tasks.track_future(self.clone().read_on(topo.clone(), id, key.clone()));
+            let decides = |a: &ReadResponse<S>| a.entry.is_some() || (strong && a.settled);
+            let call = |id| self.tasks.track_future(self.clone().read_on::<S>(topo.clone(), id, key.clone()));
             // Ask R replicas; ask another when one fails, answers a "not found" that does not
             // decide, or takes much longer than it usually does (it may be stalled).
             let others = replicas[..needed].iter().copied().filter(|&id| id != self.me);
@@ -235,18 +245,19 @@ impl Node {
             let result = quorum_hedged(&replicas, needed, timeout, Some(hedge), decides, call).await;
             match result {
                 Ok(answers) => {
-                    let mut answers: Vec<(NodeId, Option<Entry>)> =
-                        answers.into_iter().map(|(id, a)| (id, a.entry)).collect();
+                    let seen: Vec<(NodeId, Option<Version>)> =
+                        answers.iter().map(|(id, a)| (*id, a.entry.as_ref().map(S::version))).collect();
                     // Of equal versions, a value before its own tombstone: a replica whose clock
                     // runs a little ahead may have swept it already, and this clock decides.
                     // Found by its place and then moved out: a clone of a value read from the
                     // wire or the store would allocate its reference count.
                     let newest = (answers.iter().enumerate())
-                        .filter_map(|(i, (_, e))| e.as_ref().map(|e| (i, e)))
-                        .max_by_key(|(_, e)| (e.version, e.value.is_some()));
+                        .filter_map(|(i, (_, a))| a.entry.as_ref().map(|e| (i, e)))
+                        .max_by_key(|(_, e)| (e.version(), e.is_value()));
                     let Some((i, newest)) = newest else { return Ok(None) };
-                    self.repair(&topo, &key, newest, &answers);
-                    return Ok(answers.swap_remove(i).1.and_then(|e| self.live(e)));
+                    S::repair(self, &topo, &key, answers[i].0, newest, seen);
+                    let mut answers = answers;
+                    return Ok(answers.swap_remove(i).1.entry.and_then(|e| self.live(e)));
                 }
                 Err(e) if attempt < STALE_RETRIES && stale(&e) => self.refresh().await,
                 Err(error) => return Err(NodeError::Quorum { what: "read failed".into(), error }),
@@ -255,8 +266,8 @@ impl Node {
         unreachable!("the last attempt returns")
     }
 
-    /// Read repair: send `newest` to every answering replica that returned something older.
-    fn repair(&self, topo: &Arc<Topology>, key: &Bytes, newest: &Entry, answers: &[(NodeId, Option<Entry>)]) {
+    /// Read repair: send `newest` to every replica in `seen` that answered something older.
+    pub(crate) fn repair(&self, topo: &Arc<Topology>, key: &Bytes, newest: &Entry, seen: &[(NodeId, Option<Version>)]) {
         let expired;
         let newest = match newest.expires.is_some() && newest.is_expired_at(self.cluster_wall_ms()) {
             true => {
@@ -266,12 +277,12 @@ impl Node {
             }
             false => newest,
         };
-        for (id, seen) in answers {
-            if seen.as_ref().is_some_and(|e| e.version >= newest.version) {
+        for &(id, version) in seen {
+            if version.is_some_and(|v| v >= newest.version) {
                 continue;
             }
             bump(&self.stats.read_repairs);
-            let (node, topo, id) = (self.clone(), topo.clone(), *id);
+            let (node, topo) = (self.clone(), topo.clone());
             let kv = KeyEntry { key: key.clone(), entry: newest.clone() };
             self.tasks.spawn(async move {
                 if let Err(e) = node.apply_on(&topo, id, ApplyKind::Repair, vec![kv]).await {
@@ -281,16 +292,22 @@ impl Node {
         }
     }
 
-    async fn read_on(self, topo: Arc<Topology>, id: NodeId, key: Bytes) -> Result<ReadResponse, PeerError> {
+    /// What replica `id` holds for `key`, of the shape `S`.
+    pub(crate) async fn read_on<S: Shape>(
+        self,
+        topo: Arc<Topology>,
+        id: NodeId,
+        key: Bytes,
+    ) -> Result<ReadResponse<S>, PeerError> {
         if id == self.me {
             return match self.engine.get(key_hash(&key), &key) {
-                Ok(entry) => Ok(ReadResponse { entry, settled: self.settled() }),
+                Ok(entry) => Ok(ReadResponse { entry: entry.map(S::of), settled: self.settled() }),
                 Err(e) => Err(PeerError::Refused { addr: "this node".into(), status: 500, message: e.to_string() }),
             };
         }
         let addr = self.addr_of(&topo, id)?;
         let started = Instant::now();
-        let answer = self.read_batches.send(&self, addr, topo.epoch(), key).await?;
+        let answer = S::batches(&self).send(&self, addr, topo.epoch(), key).await?;
         self.latencies.observe(id, started.elapsed());
         Ok(answer)
     }
@@ -323,6 +340,7 @@ mod tests {
 
     use crate::error::NodeError;
     use crate::testing;
+    use crate::transport::wire::Head;
 
     /// A replica that holds a version a year ahead (stamped by a node whose clock was off, brought
     /// by anti-entropy) supersedes a client write. The coordinator refuses at once and says why,
@@ -379,8 +397,10 @@ mod tests {
         entry.expires = Some(now + 3_600_000);
         testing::put_local(a, b"k", entry);
         let hash = dkv_placement::key_hash(b"k");
-        assert!(a.read_alone(hash, b"k").unwrap().is_some(), "an hour left");
+        assert!(a.read_alone::<Entry>(hash, b"k").unwrap().is_some(), "an hour left");
+        assert!(a.read_alone::<Head>(hash, b"k").unwrap().is_some(), "an hour left, by the head");
         a.set_clock_off(Some(crate::life::clock::Off { why: "behind".into(), offset_ms: -7_200_000 }));
-        assert!(a.read_alone(hash, b"k").unwrap().is_none(), "expired an hour ago in the cluster's time");
+        assert!(a.read_alone::<Entry>(hash, b"k").unwrap().is_none(), "expired an hour ago in the cluster's time");
+        assert!(a.read_alone::<Head>(hash, b"k").unwrap().is_none(), "expired, by the head too");
     }
 }

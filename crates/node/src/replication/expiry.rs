@@ -159,9 +159,12 @@ mod tests {
         testing::put_local(c, b"k", Entry::value(older, Bytes::from_static(b"old")));
         for n in [a, b, c] {
             assert_eq!(
-                n.coordinate_read(Bytes::from_static(b"k"), Some(crate::replication::consistency::Level::All))
-                    .await
-                    .unwrap(),
+                n.coordinate_read::<dkv_storage::Entry>(
+                    Bytes::from_static(b"k"),
+                    Some(crate::replication::consistency::Level::All)
+                )
+                .await
+                .unwrap(),
                 None
             );
         }

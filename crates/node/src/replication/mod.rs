@@ -1,6 +1,7 @@
 //! Replication: every key on N nodes, coordinated by whichever replica a request reaches.
 //!
-//! [`coordinator`] reads one key across its replicas through the quorum helper ([`quorum`]) and
+//! [`coordinator`] reads one key across its replicas through the quorum helper ([`quorum`]),
+//! whole or only its head ([`shape`]), and
 //! writes it by gathering the replicas' answers in one place ([`votes`]), its calls to each
 //! replica sent together ([`batch`]); [`apply`] is the replica's side, storing what it is sent;
 //! [`consistency`] resolves per-request `w=`/`r=`; [`hints`] keeps and delivers writes a replica
@@ -25,4 +26,5 @@ pub mod pages;
 pub mod pairs;
 pub mod quorum;
 pub mod scan;
+pub mod shape;
 pub mod votes;

@@ -17,10 +17,12 @@ use crate::error::NodeError;
 use crate::life::state::{Life, Node};
 use crate::life::stats::add;
 use crate::replication::batch::prefetching;
+use crate::replication::shape::Shape;
 use crate::replication::{antientropy, pages};
 use crate::transport::wire::{
-    self, ApplyKind, ApplyReply, ApplyRequest, ClockReply, ForwardRequest, Kind, RangePage, RangeRequest, ReadRequest,
-    ReadResponse, ReadsReply, ReadsRequest, RefreshRequest, SyncBucket, SyncSummary, WritesReply, WritesRequest,
+    self, ApplyKind, ApplyReply, ApplyRequest, ClockReply, ForwardRequest, Head, Kind, RangePage, RangeRequest,
+    ReadRequest, ReadResponse, ReadsReply, ReadsRequest, RefreshRequest, SyncBucket, SyncSummary, WritesReply,
+    WritesRequest,
 };
 
 /// Most entries one range request looks at, so a page over a range this node mostly does not
@@ -42,8 +44,10 @@ impl Handler for Internal {
             Some(Kind::Apply) => apply(node, decode(&body)?).await,
             Some(Kind::Writes) => writes(node, WritesRequest::decode_shared(&body).map_err(undecodable)?).await,
             Some(Kind::Read) => read(node, decode(&body)?).await,
-            Some(Kind::Reads) => reads(node, decode(&body)?).await,
-            Some(Kind::Forward) => Box::pin(forward(node, decode(&body)?)).await,
+            Some(Kind::Reads) => reads::<Entry>(node, decode(&body)?).await,
+            Some(Kind::Heads) => reads::<Head>(node, decode(&body)?).await,
+            Some(Kind::Forward) => Box::pin(forward::<Entry>(node, decode(&body)?)).await,
+            Some(Kind::ForwardHead) => Box::pin(forward::<Head>(node, decode(&body)?)).await,
             Some(Kind::Range) => Box::pin(range(node, decode(&body)?)).await,
             Some(Kind::SyncSummary) => Box::pin(sync_summary(node, decode(&body)?, None, false)).await,
             Some(Kind::SyncSummaryTracked) => Box::pin(sync_summary(node, decode(&body)?, None, true)).await,
@@ -129,8 +133,8 @@ async fn read(node: &Node, req: ReadRequest) -> Answer {
 }
 
 /// Reads a coordinator sent together: what this node holds for as many of the keys as fit in a
-/// batch's bytes (at least one); the sender asks again for the rest.
-async fn reads(node: &Node, req: ReadsRequest) -> Answer {
+/// batch's bytes (at least one), whole or their heads; the sender asks again for the rest.
+async fn reads<S: Shape>(node: &Node, req: ReadsRequest) -> Answer {
     check_epoch(node, req.epoch).await?;
     let hashes: Vec<u64> = req.keys.iter().map(|k| dkv_placement::key_hash(k)).collect();
     let mut entries = Vec::with_capacity(req.keys.len());
@@ -139,8 +143,8 @@ async fn reads(node: &Node, req: ReadsRequest) -> Answer {
         if bytes > wire::BATCH_BYTES {
             break;
         }
-        let entry = node.engine.get(hash, key).map_err(|e| refused(e.into()))?;
-        bytes += key.len() + entry.as_ref().map_or(0, Entry::value_len);
+        let entry = node.engine.get(hash, key).map_err(|e| refused(e.into()))?.map(S::of);
+        bytes += key.len() + entry.as_ref().map_or(0, S::bytes);
         entries.push(entry);
     }
     encode(&ReadsReply { entries, settled: node.settled() })
@@ -218,11 +222,11 @@ fn refresh(node: &Node, req: RefreshRequest) -> Answer {
 }
 
 /// A client request another node passed on: serve it as if it had come here.
-async fn forward(node: &Node, req: ForwardRequest) -> Answer {
+async fn forward<S: Shape>(node: &Node, req: ForwardRequest) -> Answer {
     if req.epoch > node.epoch() {
         node.refresh_to(req.epoch).await;
     }
-    let reply: wire::ForwardReply = node.serve_forwarded(req).await;
+    let reply: wire::ForwardReply<S::Live> = node.serve_forwarded::<S>(req).await;
     encode(&reply)
 }
 

@@ -74,6 +74,12 @@ pub enum Kind {
     /// equality too and takes the same duty (`replication/pairs.rs`). A node of a release before
     /// it refuses it as unknown; the sender then sends a [`SyncSummary`] and records nothing.
     SyncSummaryTracked = 15,
+    /// [`ReadsRequest`] → [`ReadsReply<Head>`]: the entries' heads, without their values. A node
+    /// of a release before it refuses it as unknown; the sender then sends a [`ReadsRequest`].
+    Heads = 16,
+    /// [`ForwardRequest`] of a read → [`ForwardReply<Length>`]. A node of a release before it
+    /// refuses it as unknown; the sender then sends a [`Kind::Forward`].
+    ForwardHead = 17,
 }
 
 impl Kind {
@@ -94,6 +100,8 @@ impl Kind {
             Reads,
             SyncVersions,
             SyncSummaryTracked,
+            Heads,
+            ForwardHead,
         ]
         .into_iter()
         .find(|x| *x as u8 == k)
@@ -253,16 +261,18 @@ pub struct ReadsRequest {
 
 /// What the replica holds for the first `entries.len()` keys of a [`ReadsRequest`], in order:
 /// all of them, or as many as fit in [`BATCH_BYTES`] of values (at least one), the sender asking
-/// again for the rest. `settled` as in [`ReadResponse`].
+/// again for the rest. `settled` as in [`ReadResponse`]. Whole entries ([`Kind::Reads`]), or
+/// their heads ([`Kind::Heads`]).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ReadsReply {
-    pub entries: Vec<Option<Entry>>,
+pub struct ReadsReply<T = Entry> {
+    pub entries: Vec<Option<T>>,
     pub settled: bool,
 }
 
+/// What a replica holds for one key: its entry, or (a read of heads) the entry's [`Head`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ReadResponse {
-    pub entry: Option<Entry>,
+pub struct ReadResponse<T = Entry> {
+    pub entry: Option<T>,
     /// The replica holds every key it should for the current view (it is serving and a full
     /// anti-entropy round ran since the view last changed), so its "not found" can be trusted.
     pub settled: bool,
@@ -445,9 +455,37 @@ pub struct Found {
     pub expires: Option<u64>,
 }
 
+/// An entry without its value: what `EXISTS`, `STRLEN`, `TYPE`, `TTL` and `DEL`'s count need of
+/// a key. A replica answers reads of heads with these, so a number about a value of megabytes
+/// does not bring the value over from R replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    pub version: Version,
+    /// The value's length in bytes; `None` for a tombstone.
+    pub len: Option<u64>,
+    /// As [`Entry::expires`].
+    pub expires: Option<u64>,
+}
+
+impl Head {
+    pub fn of(entry: &Entry) -> Head {
+        Head { version: entry.version, len: entry.value.as_ref().map(|v| v.len() as u64), expires: entry.expires }
+    }
+}
+
+/// A live value's length and deadline: a read of a head answers this where a read answers
+/// [`Found`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Length {
+    pub len: u64,
+    /// When the value expires, ms since the Unix epoch; `None`: never.
+    pub expires: Option<u64>,
+}
+
 /// The replica's answer, errors with their structure (a quorum failure keeps its per-replica
-/// reasons), so the node the client talks to renders it as if it had coordinated itself.
-pub type ForwardReply = Result<Option<Found>, NodeError>;
+/// reasons), so the node the client talks to renders it as if it had coordinated itself. A
+/// [`Kind::Forward`] answers a [`Found`], a [`Kind::ForwardHead`] a [`Length`].
+pub type ForwardReply<T = Found> = Result<Option<T>, NodeError>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {

@@ -26,6 +26,7 @@ use super::table::{self, Cmd, Effect};
 use crate::front::auth::{self, Access, Failure};
 use crate::life::metrics::Api;
 use crate::life::state::Node;
+use crate::transport::wire::Length;
 
 /// What a connection remembers between commands.
 #[derive(Default)]
@@ -194,12 +195,12 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
             Ok(None) => Reply::Nil,
             Err(e) => e,
         },
-        Cmd::Strlen => get(node, &a[0]).await.map_or_else(|e| e, |v| Reply::Int(v.map_or(0, |v| v.len() as i64))),
+        Cmd::Strlen => length(node, &a[0]).await.map_or_else(|e| e, |l| Reply::Int(l.map_or(0, |l| l.len as i64))),
         // `UNLINK` frees nothing in the background that `DEL` would not, and `TOUCH` has no
         // access time to set: they count as `DEL` and `EXISTS` do.
         Cmd::Del | Cmd::Unlink => count(node, a, true).await,
         Cmd::Exists | Cmd::Touch => count(node, a, false).await,
-        Cmd::Type => get(node, &a[0]).await.map_or_else(|e| e, |v| Reply::Simple(v.map_or("none", |_| "string"))),
+        Cmd::Type => length(node, &a[0]).await.map_or_else(|e| e, |l| Reply::Simple(l.map_or("none", |_| "string"))),
         Cmd::Mget => {
             let mut answers = stream::iter(0..a.len()).map(|i| get(node, &a[i])).buffered(MULTI_KEY_IN_FLIGHT);
             let mut out = Vec::with_capacity(a.len());
@@ -261,6 +262,11 @@ async fn get(node: &Node, key: &Bytes) -> Result<Option<Bytes>, Reply> {
     node.get(Api::Resp, key.clone(), None).await.map_err(Reply::err)
 }
 
+/// The length and deadline of `key`'s value: read without the value (see `Node::length`).
+pub(super) async fn length(node: &Node, key: &Bytes) -> Result<Option<Length>, Reply> {
+    node.length(Api::Resp, key.clone(), None).await.map_err(Reply::err)
+}
+
 async fn write(node: &Node, key: &Bytes, value: Option<Bytes>) -> Result<(), Reply> {
     let result = match value {
         // The value is a slice of the connection's read buffer: whatever keeps it beyond the
@@ -299,7 +305,7 @@ async fn count(node: &Node, keys: &[Bytes], delete: bool) -> Reply {
 
 /// 1 if `key` exists (deleting it, with `delete`), else 0.
 async fn count_one(node: &Node, key: &Bytes, delete: bool) -> Result<i64, Reply> {
-    match get(node, key).await? {
+    match length(node, key).await? {
         Some(_) if delete => write(node, key, None).await.map(|()| 1),
         Some(_) => Ok(1),
         None => Ok(0),

@@ -262,7 +262,8 @@ pub async fn expire(node: &Node, cmd: Cmd, a: &[Bytes]) -> Reply {
 /// `TTL`, `PTTL`, `EXPIRETIME`, `PEXPIRETIME key`: -2 for an absent key, -1 for one without a
 /// deadline, else the time left (or the deadline), in seconds rounded as Redis does, or in ms.
 pub async fn ttl(node: &Node, cmd: Cmd, key: &Bytes) -> Reply {
-    let found = match read(node, key).await {
+    // Only the deadline is needed: the value stays on the replicas.
+    let found = match super::commands::length(node, key).await {
         Ok(Some(f)) => f,
         Ok(None) => return Reply::Int(-2),
         Err(e) => return e,
