@@ -194,21 +194,9 @@ async fn key_request(node: Node, op: Op, req: Request, wanted: Wanted) -> Respon
             return e.into_response();
         }
     };
-    let not_found = || (StatusCode::NOT_FOUND, "key not found\n").into_response();
     if wanted != Wanted::Value {
-        // Only the deadline or the length is needed: the value stays on the replicas.
-        return match node.serve_shaped::<Head>(Api::Http, req).await {
-            Ok(Some(length)) if wanted == Wanted::Deadline => ttl_answer(&node, length.expires),
-            Ok(Some(length)) => {
-                let headers = [
-                    (header::CONTENT_TYPE, "application/octet-stream".into()),
-                    (header::CONTENT_LENGTH, length.len.to_string()),
-                ];
-                (headers, Body::empty()).into_response()
-            }
-            Ok(None) => not_found(),
-            Err(e) => e.into_response(),
-        };
+        // The cold path, boxed: the future of the hot one stays as small as it was.
+        return Box::pin(head_request(&node, req, wanted)).await;
     }
     match node.serve(Api::Http, req).await {
         Ok(Some(v)) => ([(header::CONTENT_TYPE, "application/octet-stream")], v.value).into_response(),
@@ -216,6 +204,26 @@ async fn key_request(node: Node, op: Op, req: Request, wanted: Wanted) -> Respon
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// A read of which only the deadline or the length is needed: the value stays on the replicas.
+async fn head_request(node: &Node, req: KeyRequest, wanted: Wanted) -> Response {
+    match node.serve_shaped::<Head>(Api::Http, req).await {
+        Ok(Some(length)) if wanted == Wanted::Deadline => ttl_answer(node, length.expires),
+        Ok(Some(length)) => {
+            let headers = [
+                (header::CONTENT_TYPE, "application/octet-stream".into()),
+                (header::CONTENT_LENGTH, length.len.to_string()),
+            ];
+            (headers, Body::empty()).into_response()
+        }
+        Ok(None) => not_found(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "key not found\n").into_response()
 }
 
 /// A live key's deadline as JSON: `ttl_ms` left and `expires_at_ms` (ms since the Unix epoch),
