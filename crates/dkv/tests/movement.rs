@@ -260,3 +260,78 @@ async fn a_joining_node_its_peers_refuse_gives_up_and_writes_go_on() {
         assert!(missing(&c, &[0, 1, 2], set).await.is_empty(), "every acknowledged write reads back");
     }
 }
+
+/// The state the seed lists node `addr` in, `None` once it is no member.
+async fn seed_state(c: &Cluster, addr: &str) -> Option<String> {
+    let view = c.seed_view().await?;
+    let member = view["nodes"].as_array()?.iter().find(|m| m["addr"] == addr)?;
+    member["state"].as_str().map(str::to_string)
+}
+
+/// A durable node killed during its leave and started again before the seed's TTL is still
+/// `leaving` at the seed, which would never make it normal again: it finishes the leave and
+/// exits, rather than joining and holding its ranges for good beside their new owners (as it
+/// did until 2026-12-05: the cluster never got back to all members normal, and its keys kept a
+/// fourth copy). A paused receiver holds the hand-off up, so the kill lands inside the leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_during_its_leave_finishes_it_when_started_again() {
+    let mut c = Cluster::start_durable(4, &[], "30s").await;
+    let data = dataset("lk_", 300);
+    write_all(&c, &[0, 1, 2, 3], &data).await;
+    c.wait_total_keys(&[0, 1, 2, 3], 300 * copies(4)).await;
+    let leaver = 3;
+    c.nodes[0].pause().await;
+    c.client(leaver).to_node(http::Method::POST, "/admin/leave", None, &[http::StatusCode::ACCEPTED]).await.unwrap();
+    // Killed once it has saved the view in which it is leaving: what it registers with again.
+    let view_file = c.data_dir(leaver).join("view.json");
+    eventually(Duration::from_secs(10), "the leaver to save its leaving view", || async {
+        std::fs::read_to_string(&view_file).ok()?.contains("leaving").then_some(())
+    })
+    .await;
+    c.kill_node(leaver).await;
+    c.nodes[0].resume();
+    assert_eq!(seed_state(&c, &c.nodes[leaver].addr).await.as_deref(), Some("leaving"));
+
+    c.restart_node(leaver);
+    let code = c.nodes[leaver].wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0), "started again, the leaving node finishes its leave and exits");
+    c.wait_normal(3).await;
+    let bad = missing(&c, &[0, 1, 2], &data).await;
+    assert!(bad.is_empty(), "lost in a leave cut by a kill: {bad:?}");
+    c.wait_total_keys(&[0, 1, 2], 300 * copies(3)).await;
+}
+
+/// A leaving node paused past the seed's TTL is expired by it. Resumed, it must not come back
+/// as a member; it takes the seed's view, in which it is absent, and hands its keys to their
+/// current replicas at once. Until 2026-12-05 it kept its old view: its hand-offs (and the
+/// writes it coordinated) were refused as of a stale epoch until `--leave-timeout` (60 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaving_node_the_seed_expired_hands_off_by_the_seeds_view() {
+    let mut c = Cluster::start_with(4, &["--leave-timeout", "60s"]).await;
+    let data = dataset("lp_", 300);
+    write_all(&c, &[0, 1, 2, 3], &data).await;
+    let leaver = 3;
+    // A paused receiver holds the hand-off up, so the leaver is paused inside its leave.
+    c.nodes[0].pause().await;
+    c.client(leaver).to_node(http::Method::POST, "/admin/leave", None, &[http::StatusCode::ACCEPTED]).await.unwrap();
+    let addr = c.nodes[leaver].addr.clone();
+    eventually(Duration::from_secs(10), "the seed to list the leaver as leaving", || async {
+        (seed_state(&c, &addr).await.as_deref() == Some("leaving")).then_some(())
+    })
+    .await;
+    c.nodes[leaver].pause().await;
+    eventually(Duration::from_secs(10), "the seed to expire the paused leaver", || async {
+        seed_state(&c, &addr).await.is_none().then_some(())
+    })
+    .await;
+    c.nodes[0].resume();
+    c.nodes[leaver].resume();
+    let resumed = tokio::time::Instant::now();
+    let code = c.nodes[leaver].wait_exit(Duration::from_secs(20)).await;
+    assert_eq!(code, Some(0), "the expired leaver finishes its leave well within --leave-timeout");
+    println!("the expired leaver exited {:?} after it was resumed", resumed.elapsed());
+    assert_eq!(seed_state(&c, &addr).await, None, "it did not come back as a member");
+    c.wait_normal(3).await;
+    let bad = missing(&c, &[0, 1, 2], &data).await;
+    assert!(bad.is_empty(), "lost: {bad:?}");
+}

@@ -284,6 +284,12 @@ pub(crate) async fn await_welcome<R: AsyncRead + Unpin>(
         Some(Ok(f)) if f.kind == frame::KIND_WELCOME => Ok(()),
         Some(Ok(f)) if f.kind == frame::KIND_GOODBYE => Err(lost(String::from_utf8_lossy(&f.body).into_owned())),
         Some(Ok(f)) => Err(lost(format!("unexpected first frame of kind {:#x}", f.kind))),
+        // A reset or an abort: the peer stopped or restarted mid-handshake, not a refusal (which
+        // says why in a goodbye), so no error line that reads like a wrong secret or cluster.
+        Some(Err(e)) if e.kind() != std::io::ErrorKind::InvalidData => Err(CallError::Unreachable {
+            addr: addr.to_string(),
+            reason: format!("the connection failed during the handshake: {e}"),
+        }),
         Some(Err(e)) => Err(lost(e.to_string())),
         None => Err(lost("closed during the handshake (not a dkv node, or it refused us)".into())),
     }

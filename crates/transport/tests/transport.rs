@@ -751,6 +751,31 @@ async fn another_format_version_is_refused_with_the_reason() {
     server.stop().await;
 }
 
+/// A peer that resets the connection during the handshake (it stopped, or restarted) is
+/// unreachable, not a refusal: the error must not read like a wrong secret or cluster name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_reset_during_the_handshake_is_unreachable_not_refused() {
+    let fake = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake_addr = fake.local_addr().unwrap().to_string();
+    let fake_peer = tokio::spawn(async move {
+        let (mut stream, _) = fake.accept().await.unwrap();
+        let mut magic = [0u8; 4];
+        stream.read_exact(&mut magic).await.unwrap();
+        read_frame(&mut stream).await.unwrap().expect("a hello");
+        // Closed with a linger of zero: a reset, as from a process killed mid-handshake.
+        stream.set_zero_linger().unwrap();
+        drop(stream);
+    });
+    match echo(&client(), &fake_addr, 1).await {
+        Err(CallError::Unreachable { addr, reason }) => {
+            assert_eq!(addr, fake_addr);
+            assert!(reason.contains("during the handshake"), "{reason}");
+        }
+        other => panic!("a reset during the handshake: {other:?}"),
+    }
+    timeout(Duration::from_secs(10), fake_peer).await.expect("the fake peer ends").unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7. Deadlines.
 

@@ -181,7 +181,30 @@ impl Node {
     pub async fn refresh(&self) {
         match self.beat().await {
             Ok(_) => {} // Behind: a restarted seed behind us; the heartbeat loop re-registers
+            Err(e) if status_is(&e, StatusCode::NOT_FOUND) && self.is_leaving() => self.forgotten_while_leaving().await,
             Err(e) => tracing::warn!("refreshing membership from the seed failed: {e}"),
+        }
+    }
+
+    fn is_leaving(&self) -> bool {
+        matches!(self.life(), Life::Leaving | Life::Left)
+    }
+
+    /// The seed no longer knows this leaving node: its leave is done, or the seed expired it
+    /// (paused past the TTL, say) before the leave could finish. Either way it must not come
+    /// back as a member: a leaving member still serves reads, and this one would serve them with
+    /// the writes it missed while the cluster had replaced it. It takes the seed's view instead,
+    /// in which it is absent, so what is left of its hand-off goes to the keys' current
+    /// replicas, with the current epoch (an older one is refused as stale, and the leave would
+    /// retry until its timeout).
+    async fn forgotten_while_leaving(&self) {
+        match self.fetch_view().await {
+            Ok(view) => {
+                if self.adopt(view) {
+                    tracing::info!(epoch = self.epoch(), "the seed no longer lists this leaving node; took its view");
+                }
+            }
+            Err(e) => tracing::warn!("the seed no longer lists this leaving node, and its view could not be read: {e}"),
         }
     }
 
@@ -413,10 +436,11 @@ pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
                 }
                 failures = 0;
             }
-            Err(e) if status_is(&e, StatusCode::NOT_FOUND) && matches!(node.life(), Life::Leaving | Life::Left) => {
-                // The seed dropped us because our leave is done: coming back would make us a
-                // member again, one that is about to exit.
+            Err(e) if status_is(&e, StatusCode::NOT_FOUND) && node.is_leaving() => {
+                // The seed dropped us (our leave is done, or it expired us during it): coming
+                // back would make us a member again, one that is about to exit.
                 tracing::debug!("the seed no longer knows this leaving node: {e}");
+                node.forgotten_while_leaving().await;
             }
             Err(e) if status_is(&e, StatusCode::NOT_FOUND) => {
                 if let Err(e) = node.reregister().await {

@@ -88,8 +88,20 @@ pub async fn run(
     }
     let hints = Hints::new(config.max_hints, config.hint_max_age).with_max_bytes(config.max_hint_bytes);
     crate::replication::hints::restore(&hints, opened.hints);
-    let life = if state == NodeState::Normal { Life::Normal } else { Life::Joining };
+    let life = match state {
+        NodeState::Normal => Life::Normal,
+        NodeState::Joining => Life::Joining,
+        NodeState::Leaving => Life::Leaving,
+    };
     let node = Node::new(config, me, addr, opened.engine, opened.local, peers, hints, topo, life, stop_tx);
+    if life == Life::Leaving {
+        // Stopped during its leave (killed, say) and restarted before the seed's TTL: the seed
+        // still lists it as leaving and would never make it normal again (a ready that crosses a
+        // leave stays leaving), so as a join it would hold its ranges beside their new owners
+        // for good. The leave was asked for; it is finished now.
+        tracing::warn!("the seed lists this node as leaving: it stopped during its leave; finishing the leave");
+        node.request_stop(Stop::Leave);
+    }
 
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let max_frame = crate::transport::wire::frame_limit(node.config.max_key_bytes, node.config.max_value_bytes);
