@@ -2,7 +2,8 @@
 # The one test command: every Rust test of the workspace (the abuse suite among them), the code's
 # documentation built with warnings as errors, 30 s of fuzzing per parser (scripts/fuzz-test.sh),
 # the Kubernetes manifests' validation (scripts/k8s-validate.sh), the OpenAPI check
-# (scripts/api-schema-test.sh), then the Docker tests (scripts/compose-test.sh,
+# (scripts/api-schema-test.sh), fault injection with a history checker (scripts/nemesis-test.sh),
+# then the Docker tests (scripts/compose-test.sh,
 # scripts/compose-restart-test.sh, scripts/compose-partition-test.sh,
 # scripts/compose-tls-test.sh, scripts/swarm-test.sh).
 #     scripts/test.sh                # everything (what CI runs)
@@ -55,6 +56,8 @@ step "Kubernetes manifests" scripts/k8s-validate.sh
 # The OpenAPI descriptions against a live seed and nodes (schemathesis, installed into a venv
 # under target/ on first use), with the binary the cargo tests just built.
 step "API schema test" env DKV_BIN=target/debug/dkv scripts/api-schema-test.sh
+# 90 s of faults on a cluster of 5 with a history checker: no acknowledged write lost, no stale read.
+step "fault injection" env DKV_BIN=target/debug/dkv scripts/nemesis-test.sh
 
 if [ "$COMPOSE" = 1 ]; then
     step "compose test" scripts/compose-test.sh
