@@ -673,6 +673,8 @@ def main():
         log("copies per node", per_node, "total", total, "want", want, "hints", hints)
         if total != want:
             anomalies.append({"type": "copies-not-converged", "per_node": per_node, "total": total, "want": want})
+        if any(h for h in hints.values()):
+            anomalies.append({"type": "hints-pending", "hints": hints})
         # Final reads: r=all and default quorum through every node; plus /local on every node.
         finals = {}
         locals_ = {}
