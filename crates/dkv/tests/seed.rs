@@ -110,6 +110,34 @@ async fn a_node_unseen_for_the_ttl_is_removed_and_comes_back_with_its_identity()
     assert_eq!(after, before, "the node re-registered with its own id and tokens");
 }
 
+/// A seed paused past the TTL heard no heartbeat meanwhile: resumed, it expires no member. It
+/// used to expire them all at once, and the first to register again served every key alone, in a
+/// view of one, for a few milliseconds (found by fault injection: reads older than acknowledged
+/// writes, through that node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_paused_past_the_ttl_expires_no_member_when_it_runs_again() {
+    let mut c = Cluster::start(3).await;
+    let before = c.wait_normal(3).await;
+    c.seed.pause().await;
+    // The fault itself: three TTLs (1 s each) without the seed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.seed.resume();
+    // For two TTLs after it runs again (time for every pass of its expiry to come round, and for
+    // a node it expired to register again), the membership stays what it was.
+    let seed = c.seed_client();
+    let watch_until = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut looks = 0;
+    while tokio::time::Instant::now() < watch_until {
+        if let Ok(view) = seed.json("/nodes").await {
+            assert_eq!(view["epoch"], before["epoch"], "the membership changed after the seed's pause: {view}");
+            looks += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(looks > 10, "the seed answered {looks} times in 2 s");
+    c.wait_normal(3).await;
+}
+
 /// The seed restarts while the members are paused, and a brand-new node reaches it first: alone,
 /// it is made `normal`. When the members that hold the keys return, no read may go to it before
 /// it has copied their keys: with N=1 a key has one replica, so the newcomer would answer "not

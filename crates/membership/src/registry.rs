@@ -10,7 +10,10 @@
 //!   [`JoinPlan`]); it starts `joining` if some
 //!   member is already `normal` (it must first copy its ranges), else `normal` (nothing to copy);
 //! * a node that re-registers with an id keeps that id and its tokens;
-//! * a member unseen for `ttl_ms` is removed (it crashed or was cut off; it will re-register);
+//! * a member unseen for `ttl_ms` is removed (it crashed or was cut off; it will re-register),
+//!   unless the seed itself did not run meanwhile (the seed server then calls
+//!   [`Registry::seen_all`]);
+//! * a member the seed lists as `leaving` stays so when it registers again (its leave stands);
 //! * one address belongs to one member: a new registration from an address removes the old
 //!   member there (a process that restarted without its data and got a new id);
 //! * a seed that has just started adopts the view a returning node presents if it is newer than
@@ -147,11 +150,16 @@ impl Registry {
             Some(m) => m.tokens.clone(),
             None => self.new_tokens(id, vnodes).into(),
         });
-        let state = req.state.unwrap_or_else(|| match self.members.get(&id) {
-            Some(m) => m.state,
-            None if no_owner => NodeState::Normal,
-            None => NodeState::Joining,
-        });
+        let state = match (req.state, self.members.get(&id)) {
+            // A leave the seed recorded stands: a node stopped right after it asked to leave may
+            // not have saved the view that says so, and registers as it was. It finishes the
+            // leave (as a ready that crosses a leave leaves the node leaving).
+            (_, Some(m)) if m.state == NodeState::Leaving => NodeState::Leaving,
+            (Some(state), _) => state,
+            (None, Some(m)) => m.state,
+            (None, None) if no_owner => NodeState::Normal,
+            (None, None) => NodeState::Joining,
+        };
         let replaced: Vec<NodeId> =
             self.members.values().filter(|m| m.addr == req.addr && m.id != id).map(|m| m.id).collect();
         for old in replaced {
@@ -247,6 +255,16 @@ impl Registry {
             self.changed(vec![id]);
         }
         Ok(self.view())
+    }
+
+    /// Count every member as heard from at `now_ms`. For a seed that did not run for a while
+    /// (paused, or its machine frozen): it heard no heartbeat meanwhile, so the members' silence
+    /// says nothing of them, and expiring them all at once would leave the first to register
+    /// again alone in a view of one, serving every key by itself.
+    pub fn seen_all(&mut self, now_ms: u64) {
+        for m in self.members.values_mut() {
+            m.last_seen_ms = m.last_seen_ms.max(now_ms);
+        }
     }
 
     /// Remove members unseen for longer than the TTL; returns who was removed.

@@ -389,3 +389,36 @@ fn newcomers_are_sent_back_only_while_the_seed_is_fresh_and_only_by_returning_ow
     r.register(returning(&view, gone.id, "h:5"), TTL + 1).unwrap();
     assert_eq!(r.view().member(first.id).unwrap().state, NodeState::Normal);
 }
+
+/// A node stopped right after it asked to leave may register again with the state of the view it
+/// saved before: the leave the seed recorded stands, and the node finishes it.
+#[test]
+fn a_leaving_member_that_registers_again_stays_leaving() {
+    let mut r = Registry::new(0, TTL);
+    let a = r.register(reg("h:1"), 0).unwrap().id;
+    r.register(reg("h:2"), 0).unwrap();
+    r.leave(a, false, 1).unwrap();
+    let epoch = r.epoch();
+    for state in [Some(NodeState::Normal), Some(NodeState::Joining), None] {
+        let back = RegisterRequest { id: Some(a), state, ..reg("h:1") };
+        let answer = r.register(back, 2).unwrap();
+        assert_eq!(answer.nodes.iter().find(|m| m.id == a).unwrap().state, NodeState::Leaving, "{state:?}");
+    }
+    assert_eq!(r.epoch(), epoch, "nothing changed");
+}
+
+/// A seed that did not run for longer than the TTL counts every member as heard from when it
+/// runs again: none expires for the silence of the stall, and one that stays silent after it
+/// expires a TTL later.
+#[test]
+fn after_a_stall_every_member_gets_a_full_ttl() {
+    let mut r = Registry::new(0, TTL);
+    let a = r.register(reg("h:1"), 0).unwrap().id;
+    let b = r.register(reg("h:2"), 0).unwrap().id;
+    let resumed = 5 * TTL;
+    r.seen_all(resumed);
+    assert!(r.expire(resumed + 1).is_empty(), "no member expires for the seed's own stall");
+    r.heartbeat(a, resumed + TTL / 2).unwrap();
+    let expired: Vec<NodeId> = r.expire(resumed + TTL + 1).into_iter().map(|m| m.id).collect();
+    assert_eq!(expired, vec![b], "the member that stayed silent after the stall expires");
+}

@@ -234,11 +234,29 @@ async fn forbidden(req: Request, text: &'static str) -> Response {
 /// Longest the seed waits for the body of a request it refuses, before it answers anyway.
 const REFUSED_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Expire silent members every quarter of the TTL. A pass that comes more than half a TTL after
+/// the one before means the seed itself did not run meanwhile (paused, its machine frozen) and
+/// heard no heartbeat: it then counts every member as heard from instead (`Registry::seen_all`).
+/// Expiring them all at once, it left the first to register again alone in a view of one,
+/// serving every key by itself, until the others came back a few milliseconds later.
 async fn expire_loop(seed: Seed, ttl: Duration) {
-    let mut tick = tokio::time::interval((ttl / 4).max(Duration::from_millis(10)));
+    let every = (ttl / 4).max(Duration::from_millis(10));
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = now_ms();
     loop {
         tick.tick().await;
+        let now = now_ms();
+        let stalled = now.saturating_sub(last);
+        last = now;
+        if stalled > (ttl / 2).max(every * 2).as_millis() as u64 {
+            tracing::warn!(
+                stalled_ms = stalled,
+                "the seed did not run for {stalled} ms (paused, or its machine frozen): it heard no heartbeat meanwhile, so every member gets a full TTL before any expires"
+            );
+            seed.with(|r| r.seen_all(now));
+            continue;
+        }
         seed.expire();
     }
 }
