@@ -444,13 +444,26 @@ class Nemesis:
                 self.ev("kill-leaver", node=p.name, still_running=p.running())
                 p.signal(signal.SIGKILL)
                 p.wait_exit(10)
+                # Whether the seed had recorded the leave when the node died (read after the kill:
+                # nothing can change it back meanwhile but the node itself).
+                view = http_json(self.c.seed_addr, "/nodes") or {}
+                recorded = [m.get("state") for m in view.get("nodes", []) if m.get("addr") == p.addr] == ["leaving"]
                 time.sleep(self.rng.uniform(0.2, 2.0))
                 pid = p.start()
                 self.ev("restart-leaver", node=p.name, pid=pid)
                 # Started again, a node the seed still lists as leaving finishes its leave and
                 # exits (one whose leave was done refuses to start); one killed before the seed
-                # heard of its leave (or before it saved that view) comes back as a member.
+                # heard of its leave comes back as a member. One whose leave the seed had recorded
+                # must not come back as a member: its leave would be dropped without a word.
                 rc = p.wait_exit(5.0)
+                if rc is None and recorded:
+                    rc = p.wait_exit(30)
+                    if rc is None:
+                        self.anomalies.append({"type": "recorded-leave-dropped", "node": p.name,
+                                               "health": http_json(p.addr, "/health"), "t": time.monotonic()})
+                        p.signal(signal.SIGKILL)
+                        p.wait_exit(10)
+                        rc = -9
                 view = http_json(self.c.seed_addr, "/nodes") or {}
                 states = [m.get("state") for m in view.get("nodes", []) if m.get("addr") == p.addr]
                 if rc is None and states == ["leaving"]:
