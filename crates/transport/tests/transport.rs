@@ -725,12 +725,7 @@ async fn another_format_version_is_refused_with_the_reason() {
     let fake = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fake_addr = fake.local_addr().unwrap().to_string();
     let fake_peer = tokio::spawn(async move {
-        let (mut stream, _) = fake.accept().await.unwrap();
-        let mut magic = [0u8; 4];
-        stream.read_exact(&mut magic).await.unwrap();
-        assert_eq!(magic, MAGIC);
-        let hello = read_frame(&mut stream).await.unwrap().expect("a hello");
-        assert_eq!(hello.kind, KIND_HELLO);
+        let mut stream = accept_hello(&fake).await;
         let mut welcome = BytesMut::new();
         encode(&mut welcome, KIND_WELCOME, 0, |_| {});
         welcome[4] = VERSION + 1;
@@ -751,6 +746,18 @@ async fn another_format_version_is_refused_with_the_reason() {
     server.stop().await;
 }
 
+/// A fake peer's side of a handshake's start: accept one connection, read the magic bytes and
+/// the hello.
+async fn accept_hello(listener: &TcpListener) -> TcpStream {
+    let (mut stream, _) = listener.accept().await.unwrap();
+    let mut magic = [0u8; 4];
+    stream.read_exact(&mut magic).await.unwrap();
+    assert_eq!(magic, MAGIC);
+    let hello = read_frame(&mut stream).await.unwrap().expect("a hello");
+    assert_eq!(hello.kind, KIND_HELLO);
+    stream
+}
+
 /// A peer that resets the connection during the handshake (it stopped, or restarted) is
 /// unreachable, not a refusal: the error must not read like a wrong secret or cluster name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -758,10 +765,7 @@ async fn a_connection_reset_during_the_handshake_is_unreachable_not_refused() {
     let fake = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fake_addr = fake.local_addr().unwrap().to_string();
     let fake_peer = tokio::spawn(async move {
-        let (mut stream, _) = fake.accept().await.unwrap();
-        let mut magic = [0u8; 4];
-        stream.read_exact(&mut magic).await.unwrap();
-        read_frame(&mut stream).await.unwrap().expect("a hello");
+        let stream = accept_hello(&fake).await;
         // Closed with a linger of zero: a reset, as from a process killed mid-handshake.
         stream.set_zero_linger().unwrap();
         drop(stream);
