@@ -58,7 +58,7 @@ fn request(kind: u8, body: &[u8]) {
             }
         }
         Kind::Read => drop(round_trip::<wire::ReadRequest>(body)),
-        Kind::Reads => drop(round_trip::<wire::ReadsRequest>(body)),
+        Kind::Reads | Kind::Heads => drop(round_trip::<wire::ReadsRequest>(body)),
         Kind::Range => {
             if let Some(req) = round_trip::<wire::RangeRequest>(body) {
                 if let Some(after) = req.after.clone() {
@@ -75,7 +75,7 @@ fn request(kind: u8, body: &[u8]) {
         }
         Kind::SyncVersions => drop(round_trip::<wire::SyncVersions>(body)),
         Kind::Refresh => drop(round_trip::<wire::RefreshRequest>(body)),
-        Kind::Forward => drop(round_trip::<wire::ForwardRequest>(body)),
+        Kind::Forward | Kind::ForwardHead => drop(round_trip::<wire::ForwardRequest>(body)),
         Kind::Clock => drop(round_trip::<wire::ClockRequest>(body)),
         Kind::Scan => drop(round_trip::<wire::ScanRequest>(body)),
     }
@@ -83,7 +83,7 @@ fn request(kind: u8, body: &[u8]) {
 
 /// As `transport::peer::Peers::call` decodes the answer to each request.
 fn answer(which: u8, body: &[u8]) {
-    match which % 12 {
+    match which % 14 {
         0 => drop(round_trip::<wire::ApplyReply>(body)),
         1 => drop(round_trip::<wire::ReadResponse>(body)),
         2 => {
@@ -113,6 +113,8 @@ fn answer(which: u8, body: &[u8]) {
                 batches(reply.entries);
             }
         }
+        11 => drop(round_trip::<wire::ReadsReply<wire::Head>>(body)),
+        12 => drop(round_trip::<wire::ForwardReply<wire::Length>>(body)),
         _ => drop(round_trip::<()>(body)),
     }
 }

@@ -14,6 +14,9 @@
 //!   unless the seed itself did not run meanwhile (the seed server then calls
 //!   [`Registry::seen_all`]);
 //! * a member the seed lists as `leaving` stays so when it registers again (its leave stands);
+//! * a `normal` member that registers again after the seed expired it (after the seed's first
+//!   TTL, while some member is `normal`) comes back `joining`: it copies its ranges before any
+//!   read goes to it, since it missed the writes of its absence;
 //! * one address belongs to one member: a new registration from an address removes the old
 //!   member there (a process that restarted without its data and got a new id);
 //! * a seed that has just started adopts the view a returning node presents if it is newer than
@@ -155,6 +158,16 @@ impl Registry {
             // not have saved the view that says so, and registers as it was. It finishes the
             // leave (as a ready that crosses a leave leaves the node leaving).
             (_, Some(m)) if m.state == NodeState::Leaving => NodeState::Leaving,
+            // A member back after this seed expired it (not one returning to a seed that just
+            // restarted) missed every write since: the others took it out of their views. As
+            // `normal` it would answer reads at once with what it holds, and a read of it and
+            // one replica that has not yet got a write acknowledged by the others returns the
+            // value before that write. So it joins again: it copies its ranges, written to all
+            // the while, and only then serves reads. Unless no member is `normal`: then it is
+            // the one that holds the data.
+            (Some(NodeState::Normal), None) if req.id.is_some() && !self.fresh(now_ms) && !no_owner => {
+                NodeState::Joining
+            }
             (Some(state), _) => state,
             (None, Some(m)) => m.state,
             (None, None) if no_owner => NodeState::Normal,

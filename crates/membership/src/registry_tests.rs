@@ -422,3 +422,37 @@ fn after_a_stall_every_member_gets_a_full_ttl() {
     let expired: Vec<NodeId> = r.expire(resumed + TTL + 1).into_iter().map(|m| m.id).collect();
     assert_eq!(expired, vec![b], "the member that stayed silent after the stall expires");
 }
+
+/// A `normal` member the seed expired comes back `joining`, with its id and tokens: it missed the
+/// writes of its absence, so it copies its ranges before any read goes to it. To a seed that
+/// just restarted (within its first TTL) members come back as they were, and so does the only
+/// holder of the data (no member `normal`).
+#[test]
+fn a_member_back_after_its_expiry_joins_again() {
+    let mut r = Registry::new(0, TTL);
+    let a = r.register(reg("h:1"), 0).unwrap().id;
+    let b = r.register(reg("h:2"), 0).unwrap().id;
+    r.ready(b, 0).unwrap();
+    let view = r.view();
+    let t = 3 * TTL;
+    r.heartbeat(b, t).unwrap();
+    let expired: Vec<NodeId> = r.expire(t + 1).into_iter().map(|m| m.id).collect();
+    assert_eq!(expired, vec![a]);
+    let answer = r.register(returning(&view, a, "h:1"), t + 2).unwrap();
+    let back = answer.nodes.iter().find(|m| m.id == a).unwrap();
+    assert_eq!((back.state, &back.tokens), (NodeState::Joining, &view.member(a).unwrap().tokens));
+
+    // To a seed within its first TTL: as it was.
+    let mut fresh = Registry::new(t, TTL);
+    fresh.register(returning(&view, b, "h:2"), t + 1).unwrap();
+    let answer = fresh.register(returning(&view, a, "h:1"), t + 2).unwrap();
+    assert_eq!(answer.nodes.iter().find(|m| m.id == a).unwrap().state, NodeState::Normal);
+
+    // The only holder of the data, every other member gone: `normal`.
+    let mut alone = Registry::new(0, TTL);
+    let c = alone.register(reg("h:3"), 0).unwrap().id;
+    let view = alone.view();
+    assert_eq!(alone.expire(t).len(), 1);
+    let answer = alone.register(returning(&view, c, "h:3"), t + 1).unwrap();
+    assert_eq!(answer.nodes[0].state, NodeState::Normal);
+}
