@@ -6,10 +6,12 @@ from a few writers, each write a unique value, and reads, every one recorded wit
 end on one monotonic clock. Meanwhile a nemesis injects one fault at a time, from a random seed
 it prints: SIGKILL and restart on the same data directory, SIGSTOP for 1-5 s, SIGTERM and
 restart, a leave and then a brand-new node (its join sometimes cut by a SIGKILL), the seed killed
-and restarted; with --extra also the seed paused, and a leave cut by a SIGKILL or by a pause
-past the seed's TTL. After each fault it waits, with a deadline, until the seed lists every node
-`normal` and every node has taken that view. So at most one node is down at a time: within what
-N=3, W=2 tolerate. At the end it checks:
+and restarted; with --extra also the seed paused, a leave cut by a SIGKILL or by a pause past
+the seed's TTL, and a majority of the nodes paused past the TTL at once (beyond what N=3, W=2
+keep available, not beyond what they keep correct: requests may fail, none may answer wrong).
+After each fault it waits, with a deadline, until the seed lists every node
+`normal` and every node has taken that view. So, but for the majority pause, at most one node is
+down at a time: within what N=3, W=2 tolerate. At the end it checks:
   - no read returned a value older than a write acknowledged before the read started (stale),
     "not found" for a key acknowledged before, or a value nobody wrote;
   - every key reads back, through every node with r=all and with the default quorum, as its
@@ -123,6 +125,7 @@ class Cluster:
         self.seed = Proc("seed", [DKV, "seed", "--listen", self.seed_addr, "--node-ttl", node_ttl],
                          os.path.join(self.logdir, "seed.log"))
         self.fsync = fsync
+        self.ttl_s = float(node_ttl[:-2]) / 1000 if node_ttl.endswith("ms") else float(node_ttl.rstrip("s"))
         self.nodes = {}  # slot -> Proc (with .addr)
         self.next_slot = 0
         self.lock = threading.Lock()
@@ -303,9 +306,9 @@ def reader(rid, cluster, keys, stop, out, rng, deadline):
 
 
 class Nemesis:
-    def __init__(self, cluster, rng, events, anomalies, extra=False):
+    def __init__(self, cluster, rng, events, anomalies, extra=False, only=None):
         self.c, self.rng, self.events, self.anomalies = cluster, rng, events, anomalies
-        self.extra = extra
+        self.extra, self.only = extra, only
         self.counts = {}
 
     def ev(self, what, **kw):
@@ -330,8 +333,10 @@ class Nemesis:
         kinds = ["kill", "pause", "term", "leave_join", "seed_restart"]
         weights = [35, 30, 10, 15, 10]
         if self.extra:
-            kinds += ["seed_pause", "leave_kill", "leave_pause"]
-            weights += [10, 8, 8]
+            kinds += ["seed_pause", "leave_kill", "leave_pause", "majority_pause"]
+            weights += [10, 8, 8, 6]
+        if self.only:
+            weights = [w if k in self.only else 0 for k, w in zip(kinds, weights)]
         kind = self.rng.choices(kinds, weights=weights)[0]
         self.counts[kind] = self.counts.get(kind, 0) + 1
         n = len(self.c.nodes)
@@ -410,6 +415,24 @@ class Nemesis:
             time.sleep(dur)
             self.c.seed.signal(signal.SIGCONT)
             self.ev("seed-resume")
+        elif kind == "majority_pause":
+            # More than half the nodes paused past the TTL: beyond what N=3, W=2 keep available,
+            # not beyond what they keep correct. The seed hears from too few to tell this from
+            # its own isolation, so it must expire none: no read may say "not found" through the
+            # nodes left, nor return a value older than an acknowledged write.
+            with self.c.lock:
+                procs = list(self.c.nodes.values())
+            paused = self.rng.sample(procs, len(procs) // 2 + 1)
+            dur = self.rng.uniform(1.2, 2.5) * self.c.ttl_s
+            self.ev("majority-pause", nodes=[p.name for p in paused], dur_s=round(dur, 2))
+            for p in paused:
+                p.signal(signal.SIGSTOP)
+            for p in paused:
+                wait_stopped(p.p.pid)
+            time.sleep(dur)
+            for p in paused:
+                p.signal(signal.SIGCONT)
+            self.ev("majority-resume")
         elif kind in ("leave_kill", "leave_pause"):
             p = self.pick()
             self.ev("leave", node=p.name, addr=p.addr, pid=p.p.pid, variant=kind)
@@ -590,6 +613,8 @@ def main():
     ap.add_argument("--check-only", default=None)
     ap.add_argument("--gap", type=float, default=2.5, help="max pause between faults (s)")
     ap.add_argument("--extra", action="store_true", help="also seed pauses, kills and pauses during a leave")
+    ap.add_argument("--only", default=None, help="these faults only, comma-separated (kill, pause, term, "
+                    "leave_join, seed_restart; with --extra also seed_pause, leave_kill, leave_pause, majority_pause)")
     ap.add_argument("--think-ms", type=float, default=3)
     ap.add_argument("--dkv", default=os.environ.get("DKV_BIN", "target/release/dkv"), help="the dkv binary (default $DKV_BIN, else target/release/dkv)")
     ap.add_argument("--root", default=None, help="where the run's logs, data and history go (default: a new directory under /tmp)")
@@ -606,12 +631,18 @@ def main():
         print(json.dumps(an, indent=1, default=str)[:20000])
         print("anomalies:", len(an))
         sys.exit(1 if an else 0)
+    known = {"kill", "pause", "term", "leave_join", "seed_restart", "seed_pause", "leave_kill", "leave_pause",
+             "majority_pause"}
+    unknown = set((a.only or "").split(",")) - known - {""}
+    if unknown:
+        sys.exit(f"nemesis: no such fault {', '.join(sorted(unknown))}: --only takes {', '.join(sorted(known))}")
     if not os.access(DKV, os.X_OK):
         sys.exit(f"nemesis: {DKV} is not an executable dkv binary: build it (cargo build --release -p dkv) or pass --dkv")
 
     seed = a.seed if a.seed is not None else random.randrange(1 << 30)
     log(f"RANDOM SEED {seed}  (the same faults again: scripts/nemesis.py --seed {seed} --duration {a.duration} "
-        f"--node-ttl {a.node_ttl} --fsync {a.fsync} --gap {a.gap}{' --extra' if a.extra else ''})")
+        f"--node-ttl {a.node_ttl} --fsync {a.fsync} --gap {a.gap}{' --extra' if a.extra else ''}"
+        f"{' --only ' + a.only if a.only else ''})")
     rng = random.Random(seed)
     random.seed(seed ^ 0x5EED)
     root = a.root or f"/tmp/dkv-nemesis-{seed}"
@@ -645,7 +676,7 @@ def main():
         for t in threads:
             t.daemon = True
             t.start()
-        nem = Nemesis(c, rng, events, anomalies, extra=a.extra)
+        nem = Nemesis(c, rng, events, anomalies, extra=a.extra, only=a.only and a.only.split(","))
         time.sleep(3)
         nfault = 0
         while time.monotonic() - t_begin < a.duration and nfault < a.max_faults:

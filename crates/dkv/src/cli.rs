@@ -41,6 +41,10 @@ pub enum Command {
     Bench(BenchArgs),
     /// Make a node leave the cluster for good: it hands its keys to the others and exits.
     Leave(LeaveArgs),
+    /// Take members that are gone for good out of the membership, at the seed: the seed expires
+    /// none while more than half are silent at once, so this is how a cluster that lost most of
+    /// its nodes shrinks. A live member is refused (make it leave instead) unless --force.
+    Remove(RemoveArgs),
     /// Exit 0 if a health URL answers 200 (container health checks; the image has no curl).
     Health(HealthArgs),
 }
@@ -472,6 +476,25 @@ pub struct LeaveArgs {
     /// The node that leaves.
     #[arg(long, env = "DKV_NODE", default_value = "http://127.0.0.1:8080")]
     pub node: String,
+    /// The cluster's secret, if it has one.
+    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    #[command(flatten)]
+    pub tls: ClientTls,
+}
+
+#[derive(Args, Debug)]
+pub struct RemoveArgs {
+    /// The ids of the members to remove (`dkv status` or the seed's `GET /nodes` lists them).
+    #[arg(required = true, value_name = "ID")]
+    pub ids: Vec<dkv_membership::NodeId>,
+    /// The seed: host:port, or https://host:port for a seed that speaks TLS (give --cacert, and
+    /// a member's certificate with --client-cert and --client-key).
+    #[arg(long, env = "DKV_SEED", default_value = "127.0.0.1:9000")]
+    pub seed: String,
+    /// Remove a member even if the seed heard from it within half its TTL.
+    #[arg(long)]
+    pub force: bool,
     /// The cluster's secret, if it has one.
     #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,

@@ -6,7 +6,7 @@ use std::io::Read;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 
-use crate::cli::{ClientArgs, DelArgs, GetArgs, HealthArgs, KeyArgs, LeaveArgs, PutArgs};
+use crate::cli::{ClientArgs, DelArgs, GetArgs, HealthArgs, KeyArgs, LeaveArgs, PutArgs, RemoveArgs};
 use crate::client::{Client, KeyTtl};
 use crate::{errln, outln};
 use dkv_node::front::keyspace::key_json;
@@ -107,6 +107,32 @@ pub async fn health(args: HealthArgs) -> i32 {
 
 /// Ask a node to leave the cluster for good (`POST /admin/leave`); it hands its keys to the
 /// remaining members and exits.
+/// `dkv remove`: each member out at the seed, in turn; stops at the first refusal.
+pub async fn remove(args: RemoveArgs) -> i32 {
+    let client = match Client::new(&args.seed).with_secret(args.cluster_secret).with_tls(&args.tls) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    for id in &args.ids {
+        let body = serde_json::json!({ "id": id, "force": args.force }).to_string();
+        match client.raw(Method::POST, "/remove", Some(body.into())).await {
+            Ok((StatusCode::OK, view)) => {
+                let members = serde_json::from_slice::<serde_json::Value>(&view)
+                    .ok()
+                    .and_then(|v| v["nodes"].as_array().map(Vec::len))
+                    .map_or_else(|| "?".to_string(), |n| n.to_string());
+                outln!("removed {id}: {members} members left; they take over its ranges from the replicas left");
+            }
+            Ok((status, line)) => {
+                let line = String::from_utf8_lossy(&line);
+                return fail(format!("{}/remove of {id}: {status}: {}", client.base(), line.trim()));
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    0
+}
+
 pub async fn leave(args: LeaveArgs) -> i32 {
     let client = match Client::new(&args.node).with_secret(args.cluster_secret).with_tls(&args.tls) {
         Ok(c) => c,

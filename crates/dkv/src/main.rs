@@ -255,6 +255,7 @@ async fn run(cli: Cli) -> i32 {
         Command::Where(a) => dkv::keys::where_is(a).await,
         Command::Health(a) => dkv::commands::health(a).await,
         Command::Leave(a) => dkv::commands::leave(a).await,
+        Command::Remove(a) => dkv::commands::remove(a).await,
         Command::Bench(a) => {
             init_logs("warn");
             dkv::bench::run(a).await

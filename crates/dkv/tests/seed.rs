@@ -208,3 +208,113 @@ async fn a_node_new_to_a_restarted_seed_copies_the_members_keys_before_serving_t
     let bad = missing(&c, &[0, 1, 2, newcomer], &data).await;
     assert!(bad.is_empty(), "missing once the newcomer serves: {bad:?}");
 }
+
+/// Three members of five go quiet at once (paused past the TTL): the seed hears from fewer than
+/// half of them, which looks like the seed cut off, so it expires none. It used to expire all
+/// three, and the two it still heard from then owned every range and answered "not found" for
+/// the keys they did not hold. Kept in the view, the quiet members are unreachable replicas: a
+/// read through a live node returns the value or fails for want of a quorum, never "not found".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_half_the_members_quiet_at_once_expire_none_and_no_read_says_not_found() {
+    let mut c = Cluster::start(5).await;
+    let before = c.wait_normal(5).await;
+    let data = dataset("q_", 100);
+    write_all(&c, &[0, 1, 2, 3, 4], &data).await;
+    for i in 2..5 {
+        c.nodes[i].pause().await;
+    }
+    // The fault: three TTLs (1 s each) in which the seed hears from two members of five.
+    let seed = c.seed_client();
+    let watch_until = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut looks = 0;
+    while tokio::time::Instant::now() < watch_until {
+        if let Ok(view) = seed.json("/nodes").await {
+            assert_eq!(view["epoch"], before["epoch"], "the seed changed the membership: {view}");
+            looks += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(looks > 10, "the seed answered {looks} times in 3 s");
+    let (_, metrics) = seed.raw(http::Method::GET, "/metrics", None).await.expect("the seed's metrics");
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(metrics.contains("dkv_seed_expiry_withheld 3"), "{metrics}");
+
+    // Through the two live nodes, all at once (a read waits on its quiet replicas until its
+    // deadline): the value or an error, never "not found".
+    let reads = data.iter().enumerate().map(|(i, (k, v))| {
+        let client = c.client(i % 2);
+        async move { (k, v, client.get(k.as_bytes()).await) }
+    });
+    let mut found = 0;
+    for (k, v, got) in futures_util::future::join_all(reads).await {
+        match got {
+            Ok(Some(got)) => {
+                assert_eq!(got, v.as_bytes(), "{k}");
+                found += 1;
+            }
+            Ok(None) => panic!("{k} read as not found through a live node, three members of five quiet"),
+            Err(_) => {}
+        }
+    }
+    assert!(found > 0, "no key had both live nodes among its replicas");
+
+    for i in 2..5 {
+        c.nodes[i].resume();
+    }
+    c.wait_normal(5).await;
+    let bad = missing(&c, &[0, 1, 2, 3, 4], &data).await;
+    assert!(bad.is_empty(), "missing once the quiet members were back: {bad:?}");
+}
+
+/// Two members of three killed for good: the seed expires neither (more than half silent), so
+/// the operator removes them with `dkv remove`. A live member is refused, with what to do
+/// instead; the dead go, and the one left serves every key alone, written before and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dkv_remove_takes_out_members_gone_for_good_and_refuses_a_live_one() {
+    let mut c = Cluster::start(3).await;
+    let view = c.wait_normal(3).await;
+    let id_of = |addr: &str| {
+        let nodes = view["nodes"].as_array().unwrap();
+        nodes.iter().find(|m| m["addr"] == addr).unwrap()["id"].as_str().unwrap().to_string()
+    };
+    let ids: Vec<String> = (0..3).map(|i| id_of(&c.nodes[i].addr)).collect();
+    let data = dataset("r_", 100);
+    write_all(&c, &[0, 1, 2], &data).await;
+    c.kill_node(1).await;
+    c.kill_node(2).await;
+    let seed = c.seed_client();
+    eventually(Duration::from_secs(10), "the seed to withhold the expiry of the dead", || {
+        let seed = seed.clone();
+        async move {
+            let (_, metrics) = seed.raw(http::Method::GET, "/metrics", None).await.ok()?;
+            String::from_utf8_lossy(&metrics).contains("dkv_seed_expiry_withheld 2").then_some(())
+        }
+    })
+    .await;
+    assert_eq!(seed.json("/nodes").await.unwrap()["nodes"].as_array().unwrap().len(), 3);
+
+    let remove = |args: &[&str]| {
+        let out = dkv().arg("remove").args(["--seed", &c.seed.addr]).args(args).output().expect("run dkv");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, _, err) = remove(&[&ids[0]]);
+    assert_eq!(code, Some(1), "a live member is refused: {err}");
+    assert!(err.contains("409") && err.contains("is alive") && err.contains("dkv leave"), "{err}");
+    let (code, _, err) = remove(&["not-an-id"]);
+    assert_eq!(code, Some(2), "a malformed id is a usage error: {err}");
+    let (code, out, err) = remove(&[&ids[1], &ids[2]]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&format!("removed {}", ids[2])) && out.contains("1 members left"), "{out}");
+    let (code, _, err) = remove(&[&ids[1]]);
+    assert!(code == Some(1) && err.contains("404") && err.contains("no member"), "{err}");
+
+    c.wait_normal(1).await;
+    let bad = missing(&c, &[0], &data).await;
+    assert!(bad.is_empty(), "keys the survivor held read as missing: {bad:?}");
+    c.client(0).put(b"after", b"the removal".to_vec()).await.expect("a write through the one member left");
+    assert_eq!(c.client(0).get(b"after").await.unwrap().as_deref(), Some(&b"the removal"[..]));
+}

@@ -124,6 +124,18 @@ pub struct LeaveRequest {
     pub done: bool,
 }
 
+/// `POST /remove`: an operator takes a member that is gone for good out of the membership
+/// (`dkv remove`). The seed expires no member while more than half are silent at once (see
+/// [`crate::Expiry`]), so when most of a cluster really died, this is how it shrinks. Refused
+/// for a member the seed heard from within half a TTL, unless `force`: a live member should
+/// leave instead, which hands its keys over before it goes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RemoveRequest {
+    pub id: NodeId,
+    #[serde(default)]
+    pub force: bool,
+}
+
 /// Every successful membership call answers with the current view.
 pub type ViewResponse = View;
 

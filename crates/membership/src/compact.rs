@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::api::{HeartbeatAnswer, IdRequest, LeaveRequest, RegisterRequest, RegisterResponse};
+use crate::api::{HeartbeatAnswer, IdRequest, LeaveRequest, RegisterRequest, RegisterResponse, RemoveRequest};
 use crate::clocks::ClusterClock;
 use crate::{Changes, Digest, Member, NodeId, NodeState, View};
 
@@ -417,6 +417,22 @@ impl Compact for LeaveRequest {
     }
     fn from_wire(w: WireLeaveRequest) -> LeaveRequest {
         LeaveRequest { id: NodeId(w.id), done: w.done }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct WireRemoveRequest {
+    id: u64,
+    force: bool,
+}
+
+impl Compact for RemoveRequest {
+    type Wire = WireRemoveRequest;
+    fn to_wire(&self) -> WireRemoveRequest {
+        WireRemoveRequest { id: self.id.0, force: self.force }
+    }
+    fn from_wire(w: WireRemoveRequest) -> RemoveRequest {
+        RemoveRequest { id: NodeId(w.id), force: w.force }
     }
 }
 

@@ -88,6 +88,7 @@ fn every_message_round_trips() {
     round_trip(RegisterRequest { addr: "h:1".into(), ..Default::default() });
     round_trip(RegisterResponse { id: NodeId(8), epoch: 2, nodes: v.nodes.clone() });
     round_trip(LeaveRequest { id: NodeId(8), done: true });
+    round_trip(RemoveRequest { id: NodeId(8), force: true });
 }
 
 #[test]

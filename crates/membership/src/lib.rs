@@ -31,5 +31,5 @@ mod topology;
 pub use changes::{ChangeLog, Changes};
 pub use digest::Digest;
 pub use member::{Member, NodeId, NodeState, ParseNodeIdError, View};
-pub use registry::{JoinPlan, Registry, RegistryError};
+pub use registry::{Expiry, JoinPlan, Registry, RegistryError};
 pub use topology::{Placement, Topology};

@@ -12,7 +12,8 @@
 //! * a node that re-registers with an id keeps that id and its tokens;
 //! * a member unseen for `ttl_ms` is removed (it crashed or was cut off; it will re-register),
 //!   unless the seed itself did not run meanwhile (the seed server then calls
-//!   [`Registry::seen_all`]);
+//!   [`Registry::seen_all`]), or more than half the members are silent at once (the seed is
+//!   likelier cut off than they all down; see [`Expiry`]);
 //! * a member the seed lists as `leaving` stays so when it registers again (its leave stands);
 //! * a `normal` member that registers again after the seed expired it (after the seed's first
 //!   TTL, while some member is `normal`) comes back `joining`: it copies its ranges before any
@@ -59,8 +60,39 @@ pub enum RegistryError {
     UnknownNode(NodeId),
     #[error("bad registration: {0}")]
     BadRequest(String),
+    #[error("no member {0}: GET /nodes on the seed lists the members and their ids")]
+    NoSuchMember(NodeId),
+    #[error(
+        "member {id} at {addr} sent a heartbeat {unseen_ms} ms ago: it is alive, so make it leave instead \
+         (dkv leave --node http://{addr}), which hands its keys over first; remove only a member that is gone for \
+         good (--force removes it anyway)"
+    )]
+    Alive { id: NodeId, addr: String, unseen_ms: u64 },
     #[error("this seed serves cluster {seed:?}, the node belongs to cluster {node:?}; point the node at its own cluster's seed, or give both the same --cluster-name")]
     ForeignCluster { seed: String, node: String },
+}
+
+/// What one expiry pass did.
+///
+/// A member is quiet when the seed has not heard from it for half a TTL (a heartbeat or more
+/// missed), and expires after a whole TTL. When more than half the members are quiet at once,
+/// and at least two, the seed expires none of them: so many failing together looks like the
+/// seed cut off from them, not them all down. Expiring them would leave the few it still hears
+/// from owning every range, serving keys they do not hold (reads answering "not found") and
+/// acknowledging writes at one copy. Kept in the view, the quiet members are what they are to
+/// their peers: unreachable replicas, whose writes wait as hints and whose reads are answered
+/// by the others or fail for want of a quorum. So the cluster stays correct across a
+/// partition of the seed, at the cost of availability if a majority really died; an operator
+/// then removes the dead (`POST /leave` with `"done": true`). One member alone expires as ever.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Expiry {
+    /// The members removed.
+    pub removed: Vec<Member>,
+    /// Members past the TTL kept in the view, because more than half the members are quiet.
+    pub withheld: Vec<NodeId>,
+    /// Members unheard from for half a TTL or more, and the members in all.
+    pub quiet: usize,
+    pub members: usize,
 }
 
 pub struct Registry {
@@ -270,6 +302,20 @@ impl Registry {
         Ok(self.view())
     }
 
+    /// An operator takes out a member that is gone for good ([`crate::api::RemoveRequest`]):
+    /// refused for one heard from within half a TTL, unless `force`. The others then take over
+    /// its ranges, as after an expiry.
+    pub fn remove(&mut self, id: NodeId, force: bool, now_ms: u64) -> Result<(Member, View), RegistryError> {
+        let m = self.members.get(&id).ok_or(RegistryError::NoSuchMember(id))?;
+        let unseen_ms = now_ms.saturating_sub(m.last_seen_ms);
+        if !force && unseen_ms <= self.ttl_ms / 2 {
+            return Err(RegistryError::Alive { id, addr: m.addr.clone(), unseen_ms });
+        }
+        let removed = self.take(id).expect("a member");
+        self.changed(vec![id]);
+        Ok((removed, self.view()))
+    }
+
     /// Count every member as heard from at `now_ms`. For a seed that did not run for a while
     /// (paused, or its machine frozen): it heard no heartbeat meanwhile, so the members' silence
     /// says nothing of them, and expiring them all at once would leave the first to register
@@ -280,14 +326,19 @@ impl Registry {
         }
     }
 
-    /// Remove members unseen for longer than the TTL; returns who was removed.
-    pub fn expire(&mut self, now_ms: u64) -> Vec<Member> {
-        let ttl = self.ttl_ms;
-        let dead: Vec<NodeId> =
-            self.members.values().filter(|m| now_ms.saturating_sub(m.last_seen_ms) > ttl).map(|m| m.id).collect();
+    /// Remove members unseen for longer than the TTL, unless more than half the members are
+    /// quiet at once (see [`Expiry`]); says who was removed and who was kept.
+    pub fn expire(&mut self, now_ms: u64) -> Expiry {
+        let unseen = |m: &Member| now_ms.saturating_sub(m.last_seen_ms);
+        let quiet = self.members.values().filter(|m| unseen(m) > self.ttl_ms / 2).count();
+        let dead: Vec<NodeId> = self.members.values().filter(|m| unseen(m) > self.ttl_ms).map(|m| m.id).collect();
+        let members = self.members.len();
+        if quiet >= 2 && 2 * quiet > members {
+            return Expiry { removed: Vec::new(), withheld: dead, quiet, members };
+        }
         let removed: Vec<Member> = dead.iter().filter_map(|id| self.take(*id)).collect();
         self.changed(removed.iter().map(|m| m.id).collect());
-        removed
+        Expiry { removed, withheld: Vec::new(), quiet, members }
     }
 
     fn set_state(&mut self, id: NodeId, state: NodeState, now_ms: u64) -> Result<View, RegistryError> {

@@ -57,8 +57,8 @@ fn expiry_removes_silent_members_and_reregistration_keeps_identity() {
     let mut r = Registry::new(0, TTL);
     let a = r.register(reg("h:1"), 0).unwrap();
     let tokens = r.view().member(a.id).unwrap().tokens.clone();
-    assert!(r.expire(TTL).is_empty(), "exactly TTL is still alive");
-    assert_eq!(r.expire(TTL + 1).len(), 1);
+    assert!(r.expire(TTL).removed.is_empty(), "exactly TTL is still alive");
+    assert_eq!(r.expire(TTL + 1).removed.len(), 1, "a member alone expires");
     assert!(r.view().nodes.is_empty());
     let again =
         RegisterRequest { id: Some(a.id), tokens: Some(tokens.to_vec()), state: Some(NodeState::Normal), ..reg("h:1") };
@@ -271,8 +271,10 @@ fn the_digest_is_kept_through_every_change() {
     let back = RegisterRequest { id: Some(ids[4]), state: Some(NodeState::Leaving), ..reg("h:5") };
     r.register(back, 11).unwrap();
     check(&r);
-    r.heartbeat(ids[5], 11 + TTL).unwrap();
-    assert!(!r.expire(12 + TTL).is_empty());
+    for m in r.view().nodes.iter().skip(1) {
+        r.heartbeat(m.id, 11 + TTL).unwrap();
+    }
+    assert_eq!(r.expire(12 + TTL).removed.len(), 1);
     check(&r);
 }
 
@@ -417,9 +419,9 @@ fn after_a_stall_every_member_gets_a_full_ttl() {
     let b = r.register(reg("h:2"), 0).unwrap().id;
     let resumed = 5 * TTL;
     r.seen_all(resumed);
-    assert!(r.expire(resumed + 1).is_empty(), "no member expires for the seed's own stall");
-    r.heartbeat(a, resumed + TTL / 2).unwrap();
-    let expired: Vec<NodeId> = r.expire(resumed + TTL + 1).into_iter().map(|m| m.id).collect();
+    assert!(r.expire(resumed + 1).removed.is_empty(), "no member expires for the seed's own stall");
+    r.heartbeat(a, resumed + TTL).unwrap();
+    let expired: Vec<NodeId> = r.expire(resumed + TTL + 1).removed.into_iter().map(|m| m.id).collect();
     assert_eq!(expired, vec![b], "the member that stayed silent after the stall expires");
 }
 
@@ -436,7 +438,7 @@ fn a_member_back_after_its_expiry_joins_again() {
     let view = r.view();
     let t = 3 * TTL;
     r.heartbeat(b, t).unwrap();
-    let expired: Vec<NodeId> = r.expire(t + 1).into_iter().map(|m| m.id).collect();
+    let expired: Vec<NodeId> = r.expire(t + 1).removed.into_iter().map(|m| m.id).collect();
     assert_eq!(expired, vec![a]);
     let answer = r.register(returning(&view, a, "h:1"), t + 2).unwrap();
     let back = answer.nodes.iter().find(|m| m.id == a).unwrap();
@@ -452,7 +454,82 @@ fn a_member_back_after_its_expiry_joins_again() {
     let mut alone = Registry::new(0, TTL);
     let c = alone.register(reg("h:3"), 0).unwrap().id;
     let view = alone.view();
-    assert_eq!(alone.expire(t).len(), 1);
+    assert_eq!(alone.expire(t).removed.len(), 1);
     let answer = alone.register(returning(&view, c, "h:3"), t + 1).unwrap();
     assert_eq!(answer.nodes[0].state, NodeState::Normal);
+}
+
+/// More than half the members quiet at once (half a TTL without a heartbeat) looks like the seed
+/// cut off from them: it expires none, and the view stays as it was. Once it hears from most
+/// again, the members still silent expire as ever. A lone quiet member, or a minority, expires.
+#[test]
+fn more_than_half_the_members_quiet_at_once_expire_none() {
+    let mut r = Registry::new(0, TTL);
+    let ids: Vec<NodeId> = (1..=5).map(|i| r.register(reg(&format!("h:{i}")), 0).unwrap().id).collect();
+    let (epoch, t) = (r.epoch(), 3 * TTL);
+
+    // The seed hears from nobody: a partition of the seed, not five failures.
+    let none_heard = r.expire(t);
+    assert_eq!((none_heard.removed.len(), none_heard.withheld.len(), none_heard.quiet), (0, 5, 5));
+    assert_eq!(r.epoch(), epoch);
+
+    // From two of five: still more than half quiet.
+    r.heartbeat(ids[0], t).unwrap();
+    r.heartbeat(ids[1], t).unwrap();
+    let two_heard = r.expire(t + 1);
+    assert!(two_heard.removed.is_empty());
+    assert_eq!((two_heard.withheld.len(), two_heard.quiet, two_heard.members), (3, 3, 5));
+    assert_eq!(r.epoch(), epoch);
+
+    // Quiet counts from half a TTL: three quiet, only one of them past the TTL, keeps that one.
+    let u = t + 2 * TTL;
+    for (i, id) in ids.iter().enumerate() {
+        let seen = [u, u, u - TTL + 1, u - TTL + 1, u - 2 * TTL][i];
+        r.heartbeat(*id, seen).unwrap();
+    }
+    let one_dead = r.expire(u);
+    assert_eq!((one_dead.removed.len(), one_dead.withheld, one_dead.quiet), (0, vec![ids[4]], 3));
+
+    // Most heard again: the two still silent expire, as a minority.
+    let v = u + TTL / 2 + 1;
+    for id in &ids[..3] {
+        r.heartbeat(*id, v).unwrap();
+    }
+    let minority = r.expire(v);
+    let mut removed: Vec<NodeId> = minority.removed.iter().map(|m| m.id).collect();
+    removed.sort();
+    let mut silent = vec![ids[3], ids[4]];
+    silent.sort();
+    assert_eq!((removed, minority.withheld.len()), (silent, 0));
+    assert_eq!(r.len(), 3);
+
+    // Two members both quiet: kept; one of two: expires.
+    let mut pair = Registry::new(0, TTL);
+    let a = pair.register(reg("h:1"), 0).unwrap().id;
+    pair.register(reg("h:2"), 0).unwrap();
+    assert_eq!(pair.expire(t).withheld.len(), 2);
+    pair.heartbeat(a, t).unwrap();
+    assert_eq!(pair.expire(t).removed.len(), 1);
+}
+
+/// An operator removes a member gone for good; one heard from within half a TTL only by force,
+/// and an unknown id is an error that says where the ids are.
+#[test]
+fn remove_takes_out_a_silent_member_and_a_live_one_only_by_force() {
+    let mut r = Registry::new(0, TTL);
+    let a = r.register(reg("h:1"), 0).unwrap().id;
+    let b = r.register(reg("h:2"), 0).unwrap().id;
+    let epoch = r.epoch();
+    r.heartbeat(a, TTL).unwrap();
+    match r.remove(a, false, TTL + TTL / 2) {
+        Err(RegistryError::Alive { id, unseen_ms, .. }) => assert_eq!((id, unseen_ms), (a, TTL / 2)),
+        other => panic!("a live member removed: {other:?}"),
+    }
+    assert_eq!(r.epoch(), epoch, "a refusal changes nothing");
+    let (gone, view) = r.remove(b, false, TTL + TTL / 2).unwrap();
+    assert_eq!(gone.id, b);
+    assert_eq!((view.nodes.len(), view.epoch), (1, epoch + 1));
+    assert_eq!(r.remove(b, false, TTL + TTL / 2).unwrap_err(), RegistryError::NoSuchMember(b));
+    let (gone, view) = r.remove(a, true, TTL).unwrap();
+    assert_eq!((gone.id, view.nodes.len()), (a, 0));
 }

@@ -14,7 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dkv_membership::api::{
-    secret_matches, HeartbeatAnswer, IdRequest, LeaveRequest, RegisterRequest, SeedHealth, SECRET_HEADER, SEED_HEADER,
+    secret_matches, HeartbeatAnswer, IdRequest, LeaveRequest, RegisterRequest, RemoveRequest, SeedHealth,
+    SECRET_HEADER, SEED_HEADER,
 };
 use dkv_membership::clocks::ClockCensus;
 use dkv_membership::compact::Compact;
@@ -28,7 +29,7 @@ use crate::format::{self, Format};
 pub struct SeedConfig {
     /// A member unseen for this long is removed from the membership.
     pub node_ttl: Duration,
-    /// When set, register/heartbeat/ready/leave require it in the `x-dkv-secret` header.
+    /// When set, register/heartbeat/ready/leave/remove require it in the `x-dkv-secret` header.
     pub cluster_secret: Option<String>,
     /// Name of the cluster; nodes registering with another name are refused (409).
     pub cluster_name: String,
@@ -50,6 +51,9 @@ pub(crate) struct Seed {
     registry: Arc<Mutex<Registry>>,
     /// Members removed for missing their heartbeats, since start.
     expired: Arc<std::sync::atomic::AtomicU64>,
+    /// Members past the TTL that the last expiry pass kept, because more than half the members
+    /// were quiet at once (see [`dkv_membership::Expiry`]); 0 when it kept none.
+    withheld: Arc<std::sync::atomic::AtomicU64>,
     /// What each member reported with its last heartbeat: key copies, clock offset, requests,
     /// hints, data movements (for the dashboard only; bounded, see `Load::bounded`).
     reports: Arc<Mutex<std::collections::HashMap<dkv_membership::NodeId, IdRequest>>>,
@@ -113,6 +117,7 @@ impl Seed {
         let ttl_ms = config.node_ttl.as_millis() as u64;
         Seed {
             expired: Arc::default(),
+            withheld: Arc::default(),
             reports: Arc::default(),
             drawing: Arc::default(),
             heartbeats: Arc::default(),
@@ -139,6 +144,7 @@ fn routes(seed: Seed, config: &SeedConfig) -> Router {
         .route("/heartbeat", post(heartbeat))
         .route("/ready", post(ready))
         .route("/leave", post(leave))
+        .route("/remove", post(remove))
         .route_layer(middleware::from_fn_with_state(secret, require_secret))
         .route_layer(middleware::from_fn(require_member))
         .route("/", get(dashboard))
@@ -187,7 +193,7 @@ async fn sign(mut answer: Response) -> Response {
 async fn unknown_path(uri: axum::http::Uri) -> Response {
     let text = format!(
         "no such path {} on the seed: it serves GET /, /health, /nodes, /dashboard.json, /metrics, /openapi.json \
-         and POST /register, /heartbeat, /ready, /leave; keys are read and written through a node (GET /nodes lists them)\n",
+         and POST /register, /heartbeat, /ready, /leave, /remove; keys are read and written through a node (GET /nodes lists them)\n",
         uri.path()
     );
     (StatusCode::NOT_FOUND, text).into_response()
@@ -195,7 +201,7 @@ async fn unknown_path(uri: axum::http::Uri) -> Response {
 
 async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
     let path = uri.path();
-    let right = if ["/register", "/heartbeat", "/ready", "/leave"].contains(&path) { "POST" } else { "GET" };
+    let right = if ["/register", "/heartbeat", "/ready", "/leave", "/remove"].contains(&path) { "POST" } else { "GET" };
     (StatusCode::METHOD_NOT_ALLOWED, format!("method {method} not allowed on {path} of the seed: use {right}\n"))
         .into_response()
 }
@@ -308,7 +314,8 @@ fn reply<T: serde::Serialize + Compact>(format: Format, result: Result<T, Regist
 /// The status a registry error is answered with, over HTTP and over the transport.
 pub(crate) fn status_of(e: &RegistryError) -> StatusCode {
     match e {
-        RegistryError::UnknownNode(_) => StatusCode::NOT_FOUND,
+        RegistryError::UnknownNode(_) | RegistryError::NoSuchMember(_) => StatusCode::NOT_FOUND,
+        RegistryError::Alive { .. } => StatusCode::CONFLICT,
         RegistryError::BadRequest(_) => StatusCode::BAD_REQUEST,
         RegistryError::ForeignCluster { .. } => StatusCode::CONFLICT,
     }
@@ -359,10 +366,27 @@ async fn heartbeat(State(seed): State<Seed>, headers: HeaderMap, body: Result<By
 }
 
 impl Seed {
-    /// Remove the members whose heartbeats stopped for the TTL.
+    /// Remove the members whose heartbeats stopped for the TTL, unless more than half the
+    /// members are quiet at once (then say so when it starts and when it ends).
     fn expire(&self) {
-        let (removed, epoch) = self.with(|r| (r.expire(now_ms()), r.epoch()));
-        self.expired.fetch_add(removed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        use std::sync::atomic::Ordering::Relaxed;
+        let (expiry, epoch) = self.with(|r| (r.expire(now_ms()), r.epoch()));
+        let dkv_membership::Expiry { removed, withheld, quiet, members } = expiry;
+        let was = self.withheld.swap(withheld.len() as u64, Relaxed);
+        if was == 0 && !withheld.is_empty() {
+            tracing::warn!(
+                quiet,
+                members,
+                withheld = withheld.len(),
+                "{quiet} of {members} members sent no heartbeat for half the TTL: more than half at once looks like \
+                 this seed cut off from them, not them all down, so it expires none of them (they stay in the view, \
+                 unreachable to their peers) until it hears from most again; if they are gone for good, remove \
+                 each with `dkv remove --seed SEED ID` (POST /remove)"
+            );
+        } else if was > 0 && withheld.is_empty() {
+            tracing::info!(quiet, members, "the seed hears from most members again: expiry resumes");
+        }
+        self.expired.fetch_add(removed.len() as u64, Relaxed);
         self.forget_reports(removed.iter().map(|m| m.id));
         for m in removed {
             tracing::warn!(id = %m.id, addr = %m.addr, epoch, "node expired: no heartbeat within the TTL");
@@ -433,6 +457,22 @@ async fn leave(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes,
     }
 }
 
+/// An operator takes out a member that is gone for good (`dkv remove`; see the registry).
+async fn remove(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let req = match parse::<RemoveRequest>(&headers, body) {
+        Ok(req) => req,
+        Err(resp) => return resp,
+    };
+    let res = seed.with(|r| r.remove(req.id, req.force, now_ms()));
+    let res = res.map(|(m, view)| {
+        seed.forget_reports([m.id]);
+        tracing::warn!(id = %m.id, addr = %m.addr, epoch = view.epoch, force = req.force,
+            "member removed by an operator: the others take over its ranges");
+        view
+    });
+    reply(Format::answer(&headers), res)
+}
+
 /// The whole view: JSON for people and the dashboard, compact for nodes that ask for it.
 async fn nodes(State(seed): State<Seed>, headers: HeaderMap) -> Response {
     format::encode(Format::answer(&headers), &seed.with(|r| r.view()))
@@ -492,6 +532,12 @@ async fn metrics(State(seed): State<Seed>) -> Response {
     registry.register("epoch", "Membership epoch", ConstGauge::new(view.epoch as i64));
     let expired = seed.expired.load(std::sync::atomic::Ordering::Relaxed);
     registry.register("expired", "Members removed for missing heartbeats", ConstCounter::new(expired));
+    let withheld = seed.withheld.load(std::sync::atomic::Ordering::Relaxed);
+    registry.register(
+        "expiry_withheld",
+        "Members past the TTL kept in the view, because more than half the members are quiet at once",
+        ConstGauge::new(withheld as i64),
+    );
     let heartbeats = Family::<HeartbeatLabels, prometheus_client::metrics::counter::Counter>::default();
     for (told, answer) in Told::ALL {
         for (via, encoding) in Via::ALL {

@@ -85,12 +85,14 @@ struct PassReport {
 /// again if the seed sends it back to joining. A restarted seed does that to a node it made
 /// `normal` on arrival, because no member was, once the members that hold the data return
 /// (`dkv_membership::registry`): until it has copied their keys, it must not answer reads for them.
+/// It does the same to a `normal` member back after it expired it: that one missed the writes of
+/// its absence.
 pub async fn join(node: Node, mut stop: watch::Receiver<bool>) {
     let mut changes = node.topo.subscribe();
     loop {
         let sent_back = node.topology().my_state() == Some(NodeState::Joining);
         if sent_back && node.change_life(Life::Normal, Life::Joining) {
-            tracing::warn!("the seed sent this node back to joining: members that hold data returned after it was made normal alone; copying its ranges from them");
+            tracing::warn!("the seed sent this node back to joining: it had expired this node, which missed the writes since, or members that hold data returned after a restarted seed made it normal alone; copying its ranges before it serves reads again");
         }
         if node.life() == Life::Joining {
             copy_ranges_then_serve(node.clone(), stop.clone()).await;
