@@ -7,8 +7,10 @@ end on one monotonic clock. Meanwhile a nemesis injects one fault at a time, fro
 it prints: SIGKILL and restart on the same data directory, SIGSTOP for 1-5 s, SIGTERM and
 restart, a leave and then a brand-new node (its join sometimes cut by a SIGKILL), the seed killed
 and restarted; with --extra also the seed paused, a leave cut by a SIGKILL or by a pause past
-the seed's TTL, and a majority of the nodes paused past the TTL at once (beyond what N=3, W=2
-keep available, not beyond what they keep correct: requests may fail, none may answer wrong).
+the seed's TTL, a majority of the nodes paused past the TTL at once (beyond what N=3, W=2
+keep available, not beyond what they keep correct: requests may fail, none may answer wrong),
+and a node restarted with its wall clock off by 50 ms to 3 s (libfaketime), within the
+cluster's clock bound or past it.
 After each fault it waits, with a deadline, until the seed lists every node
 `normal` and every node has taken that view. So, but for the majority pause, at most one node is
 down at a time: within what N=3, W=2 tolerate. At the end it checks:
@@ -43,6 +45,7 @@ DKV = None  # the binary, from --dkv
 INF = float("inf")
 THINK = 0.003
 N = 3
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"  # Debian's faketime
 
 
 def log(*a):
@@ -91,12 +94,13 @@ class Proc:
     def __init__(self, name, args, logpath):
         self.name, self.args, self.logpath = name, args, logpath
         self.p = None
+        self.env = {}  # added to the environment at every start (the skew fault's libfaketime)
 
     def start(self):
         with open(self.logpath, "a") as f:
             f.write(f"\n===== chaos: start {self.name} at {time.strftime('%H:%M:%S')} =====\n")
         lf = open(self.logpath, "a")
-        env = dict(os.environ, RUST_LOG="info")
+        env = dict(os.environ, RUST_LOG="info", **self.env)
         self.p = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf, env=env)
         lf.close()
         return self.p.pid
@@ -333,8 +337,8 @@ class Nemesis:
         kinds = ["kill", "pause", "term", "leave_join", "seed_restart"]
         weights = [35, 30, 10, 15, 10]
         if self.extra:
-            kinds += ["seed_pause", "leave_kill", "leave_pause", "majority_pause"]
-            weights += [10, 8, 8, 6]
+            kinds += ["seed_pause", "leave_kill", "leave_pause", "majority_pause", "skew"]
+            weights += [10, 8, 8, 6, 8]
         if self.only:
             weights = [w if k in self.only else 0 for k, w in zip(kinds, weights)]
         kind = self.rng.choices(kinds, weights=weights)[0]
@@ -415,6 +419,26 @@ class Nemesis:
             time.sleep(dur)
             self.c.seed.signal(signal.SIGCONT)
             self.ev("seed-resume")
+        elif kind == "skew":
+            # A node restarted with its wall clock off (libfaketime; its monotonic clock left
+            # alone), for the rest of the run or until the next skew of it: within the cluster's
+            # --max-clock-offset (500 ms) it coordinates writes with that clock, and a write it
+            # stamps below an acknowledged one must be stamped above it; past the bound it must
+            # refuse to coordinate writes. Sometimes the clock is set right again.
+            p = self.pick()
+            if p.env and self.rng.random() < 0.3:
+                p.env = {}
+                offset = None
+            else:
+                size = self.rng.uniform(0.05, 0.45) if self.rng.random() < 0.6 else self.rng.uniform(1.0, 3.0)
+                offset = f"{self.rng.choice('+-')}{size:.3f}s"
+                p.env = {"LD_PRELOAD": LIBFAKETIME, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+                         "FAKETIME_NO_CACHE": "1"}
+            self.ev("skew", node=p.name, addr=p.addr, pid=p.p.pid, offset=offset)
+            p.signal(signal.SIGKILL)
+            p.wait_exit(10)
+            pid = p.start()
+            self.ev("restart-skewed", node=p.name, pid=pid, offset=offset)
         elif kind == "majority_pause":
             # More than half the nodes paused past the TTL: beyond what N=3, W=2 keep available,
             # not beyond what they keep correct. The seed hears from too few to tell this from
@@ -471,7 +495,11 @@ class Nemesis:
                 # nothing can change it back meanwhile but the node itself).
                 view = http_json(self.c.seed_addr, "/nodes") or {}
                 recorded = [m.get("state") for m in view.get("nodes", []) if m.get("addr") == p.addr] == ["leaving"]
-                time.sleep(self.rng.uniform(0.2, 2.0))
+                # Mostly back within the TTL; sometimes after the seed expired it.
+                ttl = self.c.ttl_s
+                down = self.rng.uniform(0.2, 0.9 * ttl) if self.rng.random() < 0.7 else self.rng.uniform(1.2 * ttl, 2 * ttl)
+                self.ev("leaver-down", node=p.name, down_s=round(down, 2))
+                time.sleep(down)
                 pid = p.start()
                 self.ev("restart-leaver", node=p.name, pid=pid)
                 # Started again, a node the seed still lists as leaving finishes its leave and
@@ -614,7 +642,7 @@ def main():
     ap.add_argument("--gap", type=float, default=2.5, help="max pause between faults (s)")
     ap.add_argument("--extra", action="store_true", help="also seed pauses, kills and pauses during a leave")
     ap.add_argument("--only", default=None, help="these faults only, comma-separated (kill, pause, term, "
-                    "leave_join, seed_restart; with --extra also seed_pause, leave_kill, leave_pause, majority_pause)")
+                    "leave_join, seed_restart; with --extra also seed_pause, leave_kill, leave_pause, majority_pause, skew)")
     ap.add_argument("--think-ms", type=float, default=3)
     ap.add_argument("--dkv", default=os.environ.get("DKV_BIN", "target/release/dkv"), help="the dkv binary (default $DKV_BIN, else target/release/dkv)")
     ap.add_argument("--root", default=None, help="where the run's logs, data and history go (default: a new directory under /tmp)")
@@ -632,10 +660,12 @@ def main():
         print("anomalies:", len(an))
         sys.exit(1 if an else 0)
     known = {"kill", "pause", "term", "leave_join", "seed_restart", "seed_pause", "leave_kill", "leave_pause",
-             "majority_pause"}
+             "majority_pause", "skew"}
     unknown = set((a.only or "").split(",")) - known - {""}
     if unknown:
         sys.exit(f"nemesis: no such fault {', '.join(sorted(unknown))}: --only takes {', '.join(sorted(known))}")
+    if a.extra and not os.path.exists(LIBFAKETIME) and "skew" in (a.only or "skew"):
+        sys.exit(f"nemesis: the skew fault of --extra needs libfaketime ({LIBFAKETIME}): apt-get install faketime")
     if not os.access(DKV, os.X_OK):
         sys.exit(f"nemesis: {DKV} is not an executable dkv binary: build it (cargo build --release -p dkv) or pass --dkv")
 

@@ -301,6 +301,51 @@ async fn a_node_killed_during_its_leave_finishes_it_when_started_again() {
     c.wait_total_keys(&[0, 1, 2], 300 * copies(3)).await;
 }
 
+/// A durable node killed during its leave and started again after the seed expired it is not
+/// taken back: as `leaving` it would serve reads again with what it held before its absence,
+/// beside the members that took over its ranges. It is answered the view without it, hands its
+/// keys over by that view and exits. Until 2026-12-05 the seed listed it `leaving` again for the
+/// length of its hand-off (held up here by a paused receiver, so the test sees it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_during_its_leave_and_expired_finishes_it_without_coming_back() {
+    let mut c = Cluster::start_durable(4, &[], "2s").await;
+    let data = dataset("le_", 300);
+    write_all(&c, &[0, 1, 2, 3], &data).await;
+    c.wait_total_keys(&[0, 1, 2, 3], 300 * copies(4)).await;
+    let leaver = 3;
+    let addr = c.nodes[leaver].addr.clone();
+    c.nodes[0].pause().await;
+    c.client(leaver).to_node(http::Method::POST, "/admin/leave", None, &[http::StatusCode::ACCEPTED]).await.unwrap();
+    let view_file = c.data_dir(leaver).join("view.json");
+    eventually(Duration::from_secs(10), "the leaver to save its leaving view", || async {
+        std::fs::read_to_string(&view_file).ok()?.contains("leaving").then_some(())
+    })
+    .await;
+    c.kill_node(leaver).await;
+    c.nodes[0].resume();
+    eventually(Duration::from_secs(10), "the seed to expire the killed leaver", || async {
+        seed_state(&c, &addr).await.is_none().then_some(())
+    })
+    .await;
+
+    // A paused receiver holds the restarted leaver's hand-off up: for that long, the seed must
+    // not list it.
+    c.nodes[0].pause().await;
+    c.restart_node(leaver);
+    let watch_until = tokio::time::Instant::now() + Duration::from_millis(700);
+    while tokio::time::Instant::now() < watch_until {
+        assert_eq!(seed_state(&c, &addr).await, None, "the seed took the expired leaver back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.nodes[0].resume();
+    let code = c.nodes[leaver].wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0), "the expired leaver finishes its leave and exits");
+    c.wait_normal(3).await;
+    let bad = missing(&c, &[0, 1, 2], &data).await;
+    assert!(bad.is_empty(), "lost in a leave cut by a kill and an expiry: {bad:?}");
+    c.wait_total_keys(&[0, 1, 2], 300 * copies(3)).await;
+}
+
 /// A leaving node paused past the seed's TTL is expired by it. Resumed, it must not come back
 /// as a member; it takes the seed's view, in which it is absent, and hands its keys to their
 /// current replicas at once. Until 2026-12-05 it kept its old view: its hand-offs (and the

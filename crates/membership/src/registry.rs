@@ -15,6 +15,8 @@
 //!   [`Registry::seen_all`]), or more than half the members are silent at once (the seed is
 //!   likelier cut off than they all down; see [`Expiry`]);
 //! * a member the seed lists as `leaving` stays so when it registers again (its leave stands);
+//!   one it expired while leaving is not taken back (after the seed's first TTL): it is
+//!   answered the view without it, by which it finishes its leave;
 //! * a `normal` member that registers again after the seed expired it (after the seed's first
 //!   TTL, while some member is `normal`) comes back `joining`: it copies its ranges before any
 //!   read goes to it, since it missed the writes of its absence;
@@ -175,6 +177,14 @@ impl Registry {
             None => self.fresh_id(),
         };
         let arriving = !self.members.contains_key(&id);
+        // A leaving member this seed expired (after its first TTL) is not taken back: as
+        // `leaving` it would serve reads again, with what it held before its absence, beside
+        // the members that took over its ranges meanwhile. It is answered the view without it,
+        // and hands its keys over by that view before it exits (the node's
+        // `forgotten_while_leaving`).
+        if arriving && req.state == Some(NodeState::Leaving) && req.id.is_some() && !self.fresh(now_ms) {
+            return Ok(RegisterResponse { id, epoch: self.epoch, nodes: self.listed() });
+        }
         owners_returned |= arriving && req.state == Some(NodeState::Normal);
         let mut touched = if owners_returned { self.send_back_unpulled(now_ms) } else { Vec::new() };
         let no_owner = !self.members.values().any(|m| m.state == NodeState::Normal);

@@ -533,3 +533,27 @@ fn remove_takes_out_a_silent_member_and_a_live_one_only_by_force() {
     let (gone, view) = r.remove(a, true, TTL).unwrap();
     assert_eq!((gone.id, view.nodes.len()), (a, 0));
 }
+
+/// A leaving member the seed expired is not taken back when it registers again as leaving: it
+/// is answered the view without it, and the epoch does not move. To a seed within its first TTL
+/// (a restart) it returns as it was, `leaving`.
+#[test]
+fn a_leaving_member_back_after_its_expiry_is_not_taken_back() {
+    let mut r = Registry::new(0, TTL);
+    let a = r.register(reg("h:1"), 0).unwrap().id;
+    let b = r.register(reg("h:2"), 0).unwrap().id;
+    r.ready(b, 0).unwrap();
+    r.leave(a, false, 0).unwrap();
+    let view = r.view();
+    let t = 3 * TTL;
+    r.heartbeat(b, t).unwrap();
+    assert_eq!(r.expire(t + 1).removed.len(), 1);
+    let epoch = r.epoch();
+    let answer = r.register(returning(&view, a, "h:1"), t + 2).unwrap();
+    assert!(answer.nodes.iter().all(|m| m.id != a), "taken back: {:?}", answer.nodes);
+    assert_eq!((answer.id, answer.epoch, r.epoch(), r.len()), (a, epoch, epoch, 1));
+
+    let mut fresh = Registry::new(t, TTL);
+    let answer = fresh.register(returning(&view, a, "h:1"), t + 1).unwrap();
+    assert_eq!(answer.nodes.iter().find(|m| m.id == a).unwrap().state, NodeState::Leaving);
+}

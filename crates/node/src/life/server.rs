@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dkv_membership::{NodeState, Topology};
+use dkv_membership::{NodeId, NodeState, Topology};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -70,6 +70,11 @@ pub async fn run(
         }
     });
 
+    // Stopped during its leave, by what it saved: it registers as leaving.
+    let was_leaving = match (&opened.identity, &opened.view) {
+        (Some(me), Some(view)) => view.member(NodeId(me.id)).is_some_and(|m| m.state == NodeState::Leaving),
+        _ => false,
+    };
     let registered = tokio::select! {
         r = membership::register_until_accepted(&peers, &config, &addr, opened.identity.as_ref(), opened.view.as_ref()) => r?,
         _ = stop_rx.wait_for(|s| s.is_some()) => {
@@ -80,7 +85,10 @@ pub async fn run(
     let me = registered.id;
     let view = dkv_membership::View { epoch: registered.epoch, nodes: registered.nodes };
     let topo = Arc::new(Topology::new(view, me, config.replicas));
-    let state = topo.my_state().unwrap_or(NodeState::Joining);
+    // Absent from the answer: the seed expired this leaving node while it was down, and does not
+    // take it back (see `dkv_membership::registry`); it finishes its leave by this view.
+    let forgotten_leaver = was_leaving && topo.my_state().is_none();
+    let state = topo.my_state().unwrap_or(if forgotten_leaver { NodeState::Leaving } else { NodeState::Joining });
     tracing::info!(id = %me, %addr, ?state, epoch = topo.epoch(), members = topo.view.nodes.len(), "registered with the seed");
     if let (Some(local), Some(m)) = (&opened.local, topo.member(me)) {
         local.save_identity(me, &m.tokens)?;
@@ -99,7 +107,14 @@ pub async fn run(
         // still lists it as leaving and would never make it normal again (a ready that crosses a
         // leave stays leaving), so as a join it would hold its ranges beside their new owners
         // for good. The leave was asked for; it is finished now.
-        tracing::warn!("the seed lists this node as leaving: it stopped during its leave; finishing the leave");
+        if forgotten_leaver {
+            tracing::warn!(
+                "this node stopped during its leave, and the seed expired it meanwhile: it is no longer a member; \
+                 handing its keys to their replicas by the seed's view, then exiting"
+            );
+        } else {
+            tracing::warn!("the seed lists this node as leaving: it stopped during its leave; finishing the leave");
+        }
         node.request_stop(Stop::Leave);
     }
 
