@@ -85,14 +85,16 @@ pub enum RegistryError {
 /// their peers: unreachable replicas, whose writes wait as hints and whose reads are answered
 /// by the others or fail for want of a quorum. So the cluster stays correct across a
 /// partition of the seed, at the cost of availability if a majority really died; an operator
-/// then removes the dead (`POST /leave` with `"done": true`). One member alone expires as ever.
+/// then removes the dead (`dkv remove`, `POST /remove`). One member alone expires as ever, and
+/// so does a `leaving` one, counted in neither number: silent, it most likely finished its leave
+/// and could not say so; if it did not, it hands off by the seed's view when it is heard again.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Expiry {
     /// The members removed.
     pub removed: Vec<Member>,
     /// Members past the TTL kept in the view, because more than half the members are quiet.
     pub withheld: Vec<NodeId>,
-    /// Members unheard from for half a TTL or more, and the members in all.
+    /// Members not `leaving` unheard from for half a TTL or more, and the members not `leaving`.
     pub quiet: usize,
     pub members: usize,
 }
@@ -340,15 +342,18 @@ impl Registry {
     /// quiet at once (see [`Expiry`]); says who was removed and who was kept.
     pub fn expire(&mut self, now_ms: u64) -> Expiry {
         let unseen = |m: &Member| now_ms.saturating_sub(m.last_seen_ms);
-        let quiet = self.members.values().filter(|m| unseen(m) > self.ttl_ms / 2).count();
-        let dead: Vec<NodeId> = self.members.values().filter(|m| unseen(m) > self.ttl_ms).map(|m| m.id).collect();
-        let members = self.members.len();
-        if quiet >= 2 && 2 * quiet > members {
-            return Expiry { removed: Vec::new(), withheld: dead, quiet, members };
+        let staying = || self.members.values().filter(|m| m.state != NodeState::Leaving);
+        let quiet = staying().filter(|m| unseen(m) > self.ttl_ms / 2).count();
+        let members = staying().count();
+        let hold_back = quiet >= 2 && 2 * quiet > members;
+        let (mut dead, mut withheld) = (Vec::new(), Vec::new());
+        for m in self.members.values().filter(|m| unseen(m) > self.ttl_ms) {
+            let kept = hold_back && m.state != NodeState::Leaving;
+            if kept { &mut withheld } else { &mut dead }.push(m.id);
         }
         let removed: Vec<Member> = dead.iter().filter_map(|id| self.take(*id)).collect();
         self.changed(removed.iter().map(|m| m.id).collect());
-        Expiry { removed, withheld: Vec::new(), quiet, members }
+        Expiry { removed, withheld, quiet, members }
     }
 
     fn set_state(&mut self, id: NodeId, state: NodeState, now_ms: u64) -> Result<View, RegistryError> {

@@ -503,6 +503,14 @@ fn more_than_half_the_members_quiet_at_once_expire_none() {
     assert_eq!((removed, minority.withheld.len()), (silent, 0));
     assert_eq!(r.len(), 3);
 
+    // A `leaving` member expires whatever the others do, and counts in neither number.
+    let mut leaving = Registry::new(0, TTL);
+    let ids: Vec<NodeId> = (1..=3).map(|i| leaving.register(reg(&format!("h:{i}")), 0).unwrap().id).collect();
+    leaving.leave(ids[2], false, 0).unwrap();
+    let all_quiet = leaving.expire(t);
+    let removed: Vec<NodeId> = all_quiet.removed.iter().map(|m| m.id).collect();
+    assert_eq!((removed, all_quiet.withheld.len(), all_quiet.quiet, all_quiet.members), (vec![ids[2]], 2, 2, 2));
+
     // Two members both quiet: kept; one of two: expires.
     let mut pair = Registry::new(0, TTL);
     let a = pair.register(reg("h:1"), 0).unwrap().id;
