@@ -233,6 +233,13 @@ pub fn render(summary: &Value, limit: Option<usize>) -> String {
     }
     let _ = writeln!(out, "key copies: {} ({} per key)", summary["key_copies"], summary["copies_per_key"]);
     let _ = writeln!(out, "keys: {} (key copies / {})", summary["keys"], summary["copies_per_key"]);
+    if let Some(n) = summary["states"]["unreachable"].as_u64().filter(|n| *n > 0) {
+        let _ = writeln!(
+            out,
+            "{n} unreachable: the seed expires a silent member after its TTL, but none while more than half are \
+             silent at once; members gone for good go with `dkv remove --seed SEED ID...`"
+        );
+    }
     out
 }
 
