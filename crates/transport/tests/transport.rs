@@ -665,6 +665,32 @@ async fn calls_fail_fast_while_the_peer_is_down_and_reconnect_after_it_restarts(
     server.stop().await;
 }
 
+/// A peer whose port refuses connections (its process down) is tried again within 100 ms
+/// however long it has been down, so a restarted peer is found at once; the backoff's answers
+/// say when the next attempt is. It used to double up to a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_peer_is_tried_again_within_a_tenth_of_a_second_however_long_it_is_down() {
+    let server = TestServer::start(Arc::new(TestHandler::default()), server_config()).await;
+    let addr = server.addr();
+    let client = client();
+    assert_echo_works(&client, &addr, 1).await;
+    server.stop().await;
+    // Calls for a second and a half: long enough for a doubling backoff to reach its cap.
+    let (mut longest, mut waits) = (0u64, 0);
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        if let Err(CallError::Unreachable { reason, .. }) = echo(&client, &addr, 1).await {
+            if let Some(ms) = reason.split("next attempt in ").nth(1).and_then(|r| r.split(' ').next()) {
+                longest = longest.max(ms.parse().unwrap());
+                waits += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(waits > 10, "only {waits} calls met the backoff");
+    assert!(longest <= 100, "a refusing peer's next attempt was {longest} ms away");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. Handshake refusals say what was wrong.
 
