@@ -485,9 +485,10 @@ pub struct LeaveArgs {
 
 #[derive(Args, Debug)]
 pub struct RemoveArgs {
-    /// The ids of the members to remove (`dkv status` or the seed's `GET /nodes` lists them).
-    #[arg(required = true, value_name = "ID")]
-    pub ids: Vec<dkv_membership::NodeId>,
+    /// The members to remove, each by its id or its address (host:port), as `dkv status` and
+    /// the seed's `GET /nodes` list them.
+    #[arg(required = true, value_name = "ID|ADDR", value_parser = member)]
+    pub members: Vec<Member>,
     /// The seed: host:port, or https://host:port for a seed that speaks TLS (give --cacert, and
     /// a member's certificate with --client-cert and --client-key).
     #[arg(long, env = "DKV_SEED", default_value = "127.0.0.1:9000")]
@@ -500,6 +501,23 @@ pub struct RemoveArgs {
     pub cluster_secret: Option<String>,
     #[command(flatten)]
     pub tls: ClientTls,
+}
+
+/// A member named on the command line: by its id, or by its address (which has a `:`, and an
+/// id never does).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Member {
+    Id(dkv_membership::NodeId),
+    Addr(String),
+}
+
+fn member(s: &str) -> Result<Member, String> {
+    if s.contains(':') {
+        return Ok(Member::Addr(s.to_string()));
+    }
+    s.parse()
+        .map(Member::Id)
+        .map_err(|_| format!("{s:?} is neither a member id (up to 16 hex digits) nor an address (host:port)"))
 }
 
 /// How the client commands talk to `https://` nodes.

@@ -107,13 +107,28 @@ pub async fn health(args: HealthArgs) -> i32 {
 
 /// Ask a node to leave the cluster for good (`POST /admin/leave`); it hands its keys to the
 /// remaining members and exits.
+/// The id of the member the seed lists at `addr`.
+async fn member_at(seed: &Client, addr: &str) -> Result<dkv_membership::NodeId, String> {
+    let view = seed.json("/nodes").await.map_err(|e| e.to_string())?;
+    let nodes = view["nodes"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let id = nodes.iter().find(|m| m["addr"] == addr).and_then(|m| m["id"].as_str()?.parse().ok());
+    id.ok_or_else(|| format!("no member at {addr}: {}/nodes lists the members and their addresses", seed.base()))
+}
+
 /// `dkv remove`: each member out at the seed, in turn; stops at the first refusal.
 pub async fn remove(args: RemoveArgs) -> i32 {
     let client = match Client::new(&args.seed).with_secret(args.cluster_secret).with_tls(&args.tls) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    for id in &args.ids {
+    for who in &args.members {
+        let id = match who {
+            crate::cli::Member::Id(id) => *id,
+            crate::cli::Member::Addr(addr) => match member_at(&client, addr).await {
+                Ok(id) => id,
+                Err(e) => return fail(e),
+            },
+        };
         let body = serde_json::json!({ "id": id, "force": args.force }).to_string();
         match client.raw(Method::POST, "/remove", Some(body.into())).await {
             Ok((StatusCode::OK, view)) => {

@@ -268,7 +268,8 @@ async fn more_than_half_the_members_quiet_at_once_expire_none_and_no_read_says_n
 
 /// Two members of three killed for good: the seed expires neither (more than half silent), so
 /// the operator removes them with `dkv remove`. A live member is refused, with what to do
-/// instead; the dead go, and the one left serves every key alone, written before and after.
+/// instead; the dead go (named by id or by address), and the one left serves every key alone,
+/// written before and after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dkv_remove_takes_out_members_gone_for_good_and_refuses_a_live_one() {
     let mut c = Cluster::start(3).await;
@@ -309,7 +310,10 @@ async fn dkv_remove_takes_out_members_gone_for_good_and_refuses_a_live_one() {
     assert!(err.contains("409") && err.contains("is alive") && err.contains("dkv leave"), "{err}");
     let (code, _, err) = remove(&["not-an-id"]);
     assert_eq!(code, Some(2), "a malformed id is a usage error: {err}");
-    let (code, out, err) = remove(&[&ids[1], &ids[2]]);
+    let (code, _, err) = remove(&["127.0.0.1:1"]);
+    assert!(code == Some(1) && err.contains("no member at 127.0.0.1:1"), "{err}");
+    // One by its id, one by its address.
+    let (code, out, err) = remove(&[&ids[1], &c.nodes[2].addr.clone()]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains(&format!("removed {}", ids[2])) && out.contains("1 members left"), "{out}");
     let (code, _, err) = remove(&[&ids[1]]);
