@@ -268,6 +268,29 @@ async fn seed_state(c: &Cluster, addr: &str) -> Option<String> {
     member["state"].as_str().map(str::to_string)
 }
 
+/// The node that leaves in the tests below.
+const LEAVER: usize = 3;
+
+/// A durable cluster of 4 holding 300 keys, whose node [`LEAVER`] was killed during its leave,
+/// once it had saved the view in which it is leaving (what it registers with again). A paused
+/// receiver held the hand-off up, so the kill landed inside the leave.
+async fn killed_during_its_leave(node_ttl: &str, prefix: &str) -> (Cluster, Vec<(String, String)>) {
+    let mut c = Cluster::start_durable(4, &[], node_ttl).await;
+    let data = dataset(prefix, 300);
+    write_all(&c, &[0, 1, 2, 3], &data).await;
+    c.wait_total_keys(&[0, 1, 2, 3], 300 * copies(4)).await;
+    c.nodes[0].pause().await;
+    c.client(LEAVER).to_node(http::Method::POST, "/admin/leave", None, &[http::StatusCode::ACCEPTED]).await.unwrap();
+    let view_file = c.data_dir(LEAVER).join("view.json");
+    eventually(Duration::from_secs(10), "the leaver to save its leaving view", || async {
+        std::fs::read_to_string(&view_file).ok()?.contains("leaving").then_some(())
+    })
+    .await;
+    c.kill_node(LEAVER).await;
+    c.nodes[0].resume();
+    (c, data)
+}
+
 /// A durable node killed during its leave and started again before the seed's TTL is still
 /// `leaving` at the seed, which would never make it normal again: it finishes the leave and
 /// exits, rather than joining and holding its ranges for good beside their new owners (as it
@@ -275,21 +298,8 @@ async fn seed_state(c: &Cluster, addr: &str) -> Option<String> {
 /// fourth copy). A paused receiver holds the hand-off up, so the kill lands inside the leave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_during_its_leave_finishes_it_when_started_again() {
-    let mut c = Cluster::start_durable(4, &[], "30s").await;
-    let data = dataset("lk_", 300);
-    write_all(&c, &[0, 1, 2, 3], &data).await;
-    c.wait_total_keys(&[0, 1, 2, 3], 300 * copies(4)).await;
-    let leaver = 3;
-    c.nodes[0].pause().await;
-    c.client(leaver).to_node(http::Method::POST, "/admin/leave", None, &[http::StatusCode::ACCEPTED]).await.unwrap();
-    // Killed once it has saved the view in which it is leaving: what it registers with again.
-    let view_file = c.data_dir(leaver).join("view.json");
-    eventually(Duration::from_secs(10), "the leaver to save its leaving view", || async {
-        std::fs::read_to_string(&view_file).ok()?.contains("leaving").then_some(())
-    })
-    .await;
-    c.kill_node(leaver).await;
-    c.nodes[0].resume();
+    let (mut c, data) = killed_during_its_leave("30s", "lk_").await;
+    let leaver = LEAVER;
     assert_eq!(seed_state(&c, &c.nodes[leaver].addr).await.as_deref(), Some("leaving"));
 
     c.restart_node(leaver);
@@ -308,21 +318,9 @@ async fn a_node_killed_during_its_leave_finishes_it_when_started_again() {
 /// length of its hand-off (held up here by a paused receiver, so the test sees it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_during_its_leave_and_expired_finishes_it_without_coming_back() {
-    let mut c = Cluster::start_durable(4, &[], "2s").await;
-    let data = dataset("le_", 300);
-    write_all(&c, &[0, 1, 2, 3], &data).await;
-    c.wait_total_keys(&[0, 1, 2, 3], 300 * copies(4)).await;
-    let leaver = 3;
+    let (mut c, data) = killed_during_its_leave("2s", "le_").await;
+    let leaver = LEAVER;
     let addr = c.nodes[leaver].addr.clone();
-    c.nodes[0].pause().await;
-    c.client(leaver).to_node(http::Method::POST, "/admin/leave", None, &[http::StatusCode::ACCEPTED]).await.unwrap();
-    let view_file = c.data_dir(leaver).join("view.json");
-    eventually(Duration::from_secs(10), "the leaver to save its leaving view", || async {
-        std::fs::read_to_string(&view_file).ok()?.contains("leaving").then_some(())
-    })
-    .await;
-    c.kill_node(leaver).await;
-    c.nodes[0].resume();
     eventually(Duration::from_secs(10), "the seed to expire the killed leaver", || async {
         seed_state(&c, &addr).await.is_none().then_some(())
     })
