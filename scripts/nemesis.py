@@ -640,7 +640,8 @@ def main():
     ap.add_argument("--max-faults", type=int, default=200)
     ap.add_argument("--check-only", default=None)
     ap.add_argument("--gap", type=float, default=2.5, help="max pause between faults (s)")
-    ap.add_argument("--extra", action="store_true", help="also seed pauses, kills and pauses during a leave")
+    ap.add_argument("--extra", action="store_true", help="also seed pauses, kills and pauses during a leave, "
+                    "majority pauses and skewed clocks")
     ap.add_argument("--only", default=None, help="these faults only, comma-separated (kill, pause, term, "
                     "leave_join, seed_restart; with --extra also seed_pause, leave_kill, leave_pause, majority_pause, skew)")
     ap.add_argument("--think-ms", type=float, default=3)
@@ -659,11 +660,14 @@ def main():
         print(json.dumps(an, indent=1, default=str)[:20000])
         print("anomalies:", len(an))
         sys.exit(1 if an else 0)
-    known = {"kill", "pause", "term", "leave_join", "seed_restart", "seed_pause", "leave_kill", "leave_pause",
-             "majority_pause", "skew"}
-    unknown = set((a.only or "").split(",")) - known - {""}
-    if unknown:
-        sys.exit(f"nemesis: no such fault {', '.join(sorted(unknown))}: --only takes {', '.join(sorted(known))}")
+    basic = {"kill", "pause", "term", "leave_join", "seed_restart"}
+    extra = {"seed_pause", "leave_kill", "leave_pause", "majority_pause", "skew"}
+    only = set((a.only or "").split(",")) - {""}
+    if only - basic - extra:
+        sys.exit(f"nemesis: no such fault {', '.join(sorted(only - basic - extra))}: "
+                 f"--only takes {', '.join(sorted(basic | extra))}")
+    if only & extra and not a.extra:
+        sys.exit(f"nemesis: {', '.join(sorted(only & extra))} run only with --extra")
     if a.extra and not os.path.exists(LIBFAKETIME) and "skew" in (a.only or "skew"):
         sys.exit(f"nemesis: the skew fault of --extra needs libfaketime ({LIBFAKETIME}): apt-get install faketime")
     if not os.access(DKV, os.X_OK):

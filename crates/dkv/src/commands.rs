@@ -105,8 +105,6 @@ pub async fn health(args: HealthArgs) -> i32 {
     }
 }
 
-/// Ask a node to leave the cluster for good (`POST /admin/leave`); it hands its keys to the
-/// remaining members and exits.
 /// The id of the member the seed lists at `addr`.
 async fn member_at(seed: &Client, addr: &str) -> Result<dkv_membership::NodeId, String> {
     let view = seed.json("/nodes").await.map_err(|e| e.to_string())?;
@@ -148,6 +146,8 @@ pub async fn remove(args: RemoveArgs) -> i32 {
     0
 }
 
+/// Ask a node to leave the cluster for good (`POST /admin/leave`); it hands its keys to the
+/// remaining members and exits.
 pub async fn leave(args: LeaveArgs) -> i32 {
     let client = match Client::new(&args.node).with_secret(args.cluster_secret).with_tls(&args.tls) {
         Ok(c) => c,

@@ -237,7 +237,7 @@ pub fn render(summary: &Value, limit: Option<usize>) -> String {
         let _ = writeln!(
             out,
             "{n} unreachable: the seed expires a silent member after its TTL, but none while more than half are \
-             silent at once; members gone for good go with `dkv remove --seed SEED ID...`"
+             silent at once; members gone for good go with `dkv remove --seed SEED ID|ADDR...`"
         );
     }
     out

@@ -381,7 +381,7 @@ impl Seed {
                 "{quiet} of {members} members sent no heartbeat for half the TTL: more than half at once looks like \
                  this seed cut off from them, not them all down, so it expires none of them (they stay in the view, \
                  unreachable to their peers) until it hears from most again; if they are gone for good, remove \
-                 each with `dkv remove --seed SEED ID` (POST /remove)"
+                 each with `dkv remove --seed SEED ID|ADDR` (POST /remove)"
             );
         } else if was > 0 && withheld.is_empty() {
             tracing::info!(quiet, members, "the seed hears from most members again: expiry resumes");
