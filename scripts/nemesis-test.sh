@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fault injection with a history checker (scripts/nemesis.py) as a test: 90 s of faults, one at a
 # time, on a seed and 5 durable nodes on 127.0.0.1, with the leave cut by a kill or a pause past
-# the seed's TTL, a majority paused past it, and skewed clocks among them (--extra; the skew needs
-# Debian's faketime), from a random seed it prints. It fails on any lost
+# the seed's TTL, a majority paused past it, skewed clocks, and network partitions among them
+# (--extra; the skew needs Debian's faketime, the partitions root and iptables), from a random
+# seed it prints. It fails on any lost
 # acknowledged write, stale read, key not back at N copies, or node that does not come back.
 #     scripts/nemesis-test.sh                  # with target/debug/dkv (what the cargo tests built)
 #     DKV_BIN=path scripts/nemesis-test.sh     # another build

@@ -9,10 +9,12 @@ restart, a leave and then a brand-new node (its join sometimes cut by a SIGKILL)
 and restarted; with --extra also the seed paused, a leave cut by a SIGKILL or by a pause past
 the seed's TTL, a majority of the nodes paused past the TTL at once (beyond what N=3, W=2
 keep available, not beyond what they keep correct: requests may fail, none may answer wrong),
-and a node restarted with its wall clock off by 50 ms to 3 s (libfaketime), within the
-cluster's clock bound or past it.
+a node restarted with its wall clock off by 50 ms to 3 s (libfaketime), within the
+cluster's clock bound or past it, and network partitions: one or two nodes cut off from the
+others (the seed on either side, or reached by both), or nodes cut off from the seed alone, past
+its TTL or not (see `Partitions`: needs root, iptables and cgroup v2, else skipped with a line).
 After each fault it waits, with a deadline, until the seed lists every node
-`normal` and every node has taken that view. So, but for the majority pause, at most one node is
+`normal` and every node has taken that view, and still so after the seed's next expiry pass. So, but for the majority pause, at most one node is
 down at a time: within what N=3, W=2 tolerate. At the end it checks:
   - no read returned a value older than a write acknowledged before the read started (stale),
     "not found" for a key acknowledged before, or a value nobody wrote;
@@ -95,13 +97,18 @@ class Proc:
         self.name, self.args, self.logpath = name, args, logpath
         self.p = None
         self.env = {}  # added to the environment at every start (the skew fault's libfaketime)
+        self.cgroup = None  # a cgroup v2 directory it starts in (the partition faults' handle on its sockets)
 
     def start(self):
         with open(self.logpath, "a") as f:
             f.write(f"\n===== chaos: start {self.name} at {time.strftime('%H:%M:%S')} =====\n")
         lf = open(self.logpath, "a")
         env = dict(os.environ, RUST_LOG="info", **self.env)
-        self.p = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf, env=env)
+        args = self.args
+        if self.cgroup:
+            # Into its cgroup before exec, so every socket it opens belongs to it; same PID.
+            args = ["sh", "-c", 'echo $$ > "$0" && exec "$@"', os.path.join(self.cgroup, "cgroup.procs"), *args]
+        self.p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf, env=env)
         lf.close()
         return self.p.pid
 
@@ -119,9 +126,89 @@ class Proc:
             return None
 
 
+class Partitions:
+    """Network partitions between processes that all listen on 127.0.0.1.
+
+    Each node runs in a cgroup (v2) of its own, and an iptables chain of this run drops the
+    packets that a node's sockets send to the port of a node (or of the seed) on the other side.
+    Dropped, not refused: a peer across the cut hangs, as across a real partition, until the
+    caller's deadline. The load generator stays in its own cgroup and reaches every node, as
+    clients on both sides of a partition would. Needs root, iptables and a cgroup v2 hierarchy;
+    `available()` says what is missing. Everything it adds is removed in `close()`.
+    """
+
+    def __init__(self):
+        self.cg_root = None
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 2 and parts[2] == "cgroup2":
+                    self.cg_root = parts[1]
+                    break
+        self.name = f"dkv-nemesis-{os.getpid()}"
+        self.chain = f"DKVNEM{os.getpid()}"[:28]
+        self.ready = False
+        self.cgroups = []
+
+    def available(self):
+        if os.geteuid() != 0:
+            return "not root"
+        if self.cg_root is None:
+            return "no cgroup2 hierarchy mounted"
+        if subprocess.run(["iptables", "-w", "-L", "OUTPUT", "-n"], capture_output=True).returncode != 0:
+            return "iptables does not work here"
+        return None
+
+    def ipt(self, *args):
+        r = subprocess.run(["iptables", "-w", *args], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"iptables {' '.join(args)}: {r.stderr.strip()}")
+
+    def open(self):
+        os.makedirs(os.path.join(self.cg_root, self.name), exist_ok=True)
+        self.ipt("-N", self.chain)
+        self.ipt("-I", "OUTPUT", "-o", "lo", "-j", self.chain)
+        self.ready = True
+
+    def cgroup(self, name):
+        path = os.path.join(self.cg_root, self.name, name)
+        os.makedirs(path, exist_ok=True)
+        self.cgroups.append(path)
+        return path
+
+    def drop(self, proc, port):
+        """Drop what `proc`'s sockets send to `port` on 127.0.0.1."""
+        rel = os.path.relpath(proc.cgroup, self.cg_root)
+        self.ipt("-A", self.chain, "-p", "tcp", "-m", "cgroup", "--path", rel, "--dport", str(port), "-j", "DROP")
+
+    def heal(self):
+        if self.ready:
+            self.ipt("-F", self.chain)
+
+    def close(self):
+        """Remove the rules, the chain and the cgroups (once their processes are gone)."""
+        if self.ready:
+            for args in (("-F", self.chain), ("-D", "OUTPUT", "-o", "lo", "-j", self.chain), ("-X", self.chain)):
+                try:
+                    self.ipt(*args)
+                except RuntimeError as e:
+                    log("partitions: cleanup:", e)
+            self.ready = False
+        for path in self.cgroups + [os.path.join(self.cg_root or "/nonexistent", self.name)]:
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+
+
+def port_of(addr):
+    return int(addr.rsplit(":", 1)[1])
+
+
 class Cluster:
-    def __init__(self, root, node_ttl, fsync):
+    def __init__(self, root, node_ttl, fsync, partitions=None):
         self.root = root
+        self.partitions = partitions  # Partitions, or None: nodes then run in the caller's cgroup
         self.logdir = os.path.join(root, "logs")
         os.makedirs(self.logdir, exist_ok=True)
         self.used = set()
@@ -155,6 +242,8 @@ class Cluster:
         p = Proc(f"node-{slot}", args, os.path.join(self.logdir, f"node-{slot}.log"))
         p.addr = addr
         p.slot = slot
+        if self.partitions:
+            p.cgroup = self.partitions.cgroup(f"node-{slot}")
         p.start()
         with self.lock:
             self.nodes[slot] = p
@@ -321,7 +410,18 @@ class Nemesis:
         log("NEMESIS", what, kw)
 
     def settle(self, n):
-        ok, why = self.c.wait_normal(n, timeout=60)
+        # Normal, and still so at the same epoch after the seed's next expiry pass (a quarter
+        # TTL): a node cut off just long enough may be expired a moment after the view looked
+        # settled, and the next fault would then overlap that change.
+        deadline = time.monotonic() + 60
+        while True:
+            ok, why = self.c.wait_normal(n, timeout=max(1, deadline - time.monotonic()))
+            if not ok or time.monotonic() > deadline:
+                break
+            time.sleep(self.c.ttl_s / 4 + 0.1)
+            again, epoch = self.c.is_normal(n)
+            if again and epoch == why:
+                break
         if not ok:
             self.ev("NOT-NORMAL", why=str(why))
             self.anomalies.append({"type": "cluster-not-normal", "t": time.monotonic(), "why": str(why)})
@@ -337,8 +437,10 @@ class Nemesis:
         kinds = ["kill", "pause", "term", "leave_join", "seed_restart"]
         weights = [35, 30, 10, 15, 10]
         if self.extra:
-            kinds += ["seed_pause", "leave_kill", "leave_pause", "majority_pause", "skew"]
-            weights += [10, 8, 8, 6, 8]
+            kinds += ["seed_pause", "leave_kill", "leave_pause", "majority_pause", "skew", "partition", "seed_cut"]
+            weights += [10, 8, 8, 6, 8, 12, 8]
+            if not self.c.partitions:
+                weights[-2:] = [0, 0]
         if self.only:
             weights = [w if k in self.only else 0 for k, w in zip(kinds, weights)]
         kind = self.rng.choices(kinds, weights=weights)[0]
@@ -535,6 +637,43 @@ class Nemesis:
                         return
                     slot = self.c.add_node()
                     self.ev("join", node=self.c.nodes[slot].name, addr=self.c.nodes[slot].addr)
+        elif kind == "partition":
+            # The nodes split in two, each side still reached by the clients. The seed is reached
+            # by both sides, by the larger side only, or by the smaller side only. Requests that
+            # need a replica across the cut time out; none may answer wrong. A side the seed cannot
+            # hear for its TTL is expired by it if it is the smaller one (and must then serve no
+            # request with its old view), kept if it is the larger (see majority_pause).
+            with self.c.lock:
+                procs = list(self.c.nodes.values())
+            small = self.rng.sample(procs, self.rng.randint(1, len(procs) // 2))
+            large = [p for p in procs if p not in small]
+            seed_with = self.rng.choice(["both", "large", "small"])
+            dur = self.rng.uniform(0.5, 2.5) * self.c.ttl_s
+            self.ev("partition", small=[p.name for p in small], large=[p.name for p in large],
+                    seed_with=seed_with, dur_s=round(dur, 2))
+            net = self.c.partitions
+            for a in small:
+                for b in large:
+                    net.drop(a, port_of(b.addr))
+                    net.drop(b, port_of(a.addr))
+            for p in {"both": [], "large": small, "small": large}[seed_with]:
+                net.drop(p, port_of(self.c.seed_addr))
+            time.sleep(dur)
+            net.heal()
+            self.ev("healed")
+        elif kind == "seed_cut":
+            # Some nodes cut off from the seed alone, past its TTL or not, while they still reach
+            # each other and the clients: a minority is expired while it keeps running.
+            with self.c.lock:
+                procs = list(self.c.nodes.values())
+            cut = self.rng.sample(procs, self.rng.randint(1, len(procs) - 1))
+            dur = self.rng.uniform(0.5, 2.5) * self.c.ttl_s
+            self.ev("seed-cut", nodes=[p.name for p in cut], dur_s=round(dur, 2))
+            for p in cut:
+                self.c.partitions.drop(p, port_of(self.c.seed_addr))
+            time.sleep(dur)
+            self.c.partitions.heal()
+            self.ev("healed")
         elif kind == "seed_restart":
             down = self.rng.uniform(0.2, 3.0)
             self.ev("seed-kill", pid=self.c.seed.p.pid, down_s=round(down, 2))
@@ -641,9 +780,10 @@ def main():
     ap.add_argument("--check-only", default=None)
     ap.add_argument("--gap", type=float, default=2.5, help="max pause between faults (s)")
     ap.add_argument("--extra", action="store_true", help="also seed pauses, kills and pauses during a leave, "
-                    "majority pauses and skewed clocks")
+                    "majority pauses, skewed clocks and network partitions (these need root, iptables and cgroup v2)")
     ap.add_argument("--only", default=None, help="these faults only, comma-separated (kill, pause, term, "
-                    "leave_join, seed_restart; with --extra also seed_pause, leave_kill, leave_pause, majority_pause, skew)")
+                    "leave_join, seed_restart; with --extra also seed_pause, leave_kill, leave_pause, majority_pause, skew, "
+                    "partition, seed_cut)")
     ap.add_argument("--think-ms", type=float, default=3)
     ap.add_argument("--dkv", default=os.environ.get("DKV_BIN", "target/release/dkv"), help="the dkv binary (default $DKV_BIN, else target/release/dkv)")
     ap.add_argument("--root", default=None, help="where the run's logs, data and history go (default: a new directory under /tmp)")
@@ -661,7 +801,7 @@ def main():
         print("anomalies:", len(an))
         sys.exit(1 if an else 0)
     basic = {"kill", "pause", "term", "leave_join", "seed_restart"}
-    extra = {"seed_pause", "leave_kill", "leave_pause", "majority_pause", "skew"}
+    extra = {"seed_pause", "leave_kill", "leave_pause", "majority_pause", "skew", "partition", "seed_cut"}
     only = set((a.only or "").split(",")) - {""}
     if only - basic - extra:
         sys.exit(f"nemesis: no such fault {', '.join(sorted(only - basic - extra))}: "
@@ -670,6 +810,15 @@ def main():
         sys.exit(f"nemesis: {', '.join(sorted(only & extra))} run only with --extra")
     if a.extra and not os.path.exists(LIBFAKETIME) and "skew" in (a.only or "skew"):
         sys.exit(f"nemesis: the skew fault of --extra needs libfaketime ({LIBFAKETIME}): apt-get install faketime")
+    partitions = None
+    if a.extra and (not only or only & {"partition", "seed_cut"}):
+        partitions = Partitions()
+        missing = partitions.available()
+        if missing:
+            if only & {"partition", "seed_cut"}:
+                sys.exit(f"nemesis: the partition faults need root, iptables and cgroup v2: {missing}")
+            log(f"nemesis: NO PARTITION FAULTS in this run: {missing}")
+            partitions = None
     if not os.access(DKV, os.X_OK):
         sys.exit(f"nemesis: {DKV} is not an executable dkv binary: build it (cargo build --release -p dkv) or pass --dkv")
 
@@ -683,7 +832,13 @@ def main():
     if os.path.exists(root) and os.listdir(root):
         raise SystemExit(f"nemesis: {root} exists and is not empty: pass another --root")
     os.makedirs(root, exist_ok=True)
-    c = Cluster(root, a.node_ttl, a.fsync)
+    if partitions:
+        partitions.open()
+
+        def terminated(signum, frame):
+            raise SystemExit(f"nemesis: signal {signum}")
+        signal.signal(signal.SIGTERM, terminated)  # so `finally` removes the rules
+    c = Cluster(root, a.node_ttl, a.fsync, partitions)
     keys = [f"k{i}" for i in range(a.keys)]
     writes, reads, events, anomalies = [], [], [], []
     stop = threading.Event()
@@ -793,6 +948,8 @@ def main():
     finally:
         stop.set()
         c.kill_all()
+        if partitions:
+            partitions.close()
         try:
             result["logs"] = grep_logs(c.logdir)
         except Exception as e:

@@ -77,13 +77,14 @@ fn request(kind: u8, body: &[u8]) {
         Kind::Refresh => drop(round_trip::<wire::RefreshRequest>(body)),
         Kind::Forward | Kind::ForwardHead => drop(round_trip::<wire::ForwardRequest>(body)),
         Kind::Clock => drop(round_trip::<wire::ClockRequest>(body)),
+        Kind::Lease => drop(round_trip::<wire::LeaseRequest>(body)),
         Kind::Scan => drop(round_trip::<wire::ScanRequest>(body)),
     }
 }
 
 /// As `transport::peer::Peers::call` decodes the answer to each request.
 fn answer(which: u8, body: &[u8]) {
-    match which % 14 {
+    match which % 15 {
         0 => drop(round_trip::<wire::ApplyReply>(body)),
         1 => drop(round_trip::<wire::ReadResponse>(body)),
         2 => {
@@ -115,6 +116,7 @@ fn answer(which: u8, body: &[u8]) {
         }
         11 => drop(round_trip::<wire::ReadsReply<wire::Head>>(body)),
         12 => drop(round_trip::<wire::ForwardReply<wire::Length>>(body)),
+        13 => drop(round_trip::<wire::LeaseReply>(body)),
         _ => drop(round_trip::<()>(body)),
     }
 }

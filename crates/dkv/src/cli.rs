@@ -42,7 +42,7 @@ pub enum Command {
     /// Make a node leave the cluster for good: it hands its keys to the others and exits.
     Leave(LeaveArgs),
     /// Take members that are gone for good out of the membership, at the seed: the seed expires
-    /// none while more than half are silent at once, so this is how a cluster that lost most of
+    /// none while two or more are silent at once, so this is how a cluster that lost several of
     /// its nodes shrinks. A live member is refused (make it leave instead) unless --force.
     Remove(RemoveArgs),
     /// Exit 0 if a health URL answers 200 (container health checks; the image has no curl).

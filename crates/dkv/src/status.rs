@@ -236,7 +236,7 @@ pub fn render(summary: &Value, limit: Option<usize>) -> String {
     if let Some(n) = summary["states"]["unreachable"].as_u64().filter(|n| *n > 0) {
         let _ = writeln!(
             out,
-            "{n} unreachable: the seed expires a silent member after its TTL, but none while more than half are \
+            "{n} unreachable: the seed expires a silent member after its TTL, but none while two or more are \
              silent at once; members gone for good go with `dkv remove --seed SEED ID|ADDR...`"
         );
     }

@@ -262,7 +262,7 @@ async fn more_than_half_the_members_quiet_at_once_expire_none_and_no_read_says_n
     assert!(bad.is_empty(), "missing once the quiet members were back: {bad:?}");
 }
 
-/// Two members of three killed for good: the seed expires neither (more than half silent), so
+/// Two members of three killed for good: the seed expires neither (two silent at once), so
 /// the operator removes them with `dkv remove`. A live member is refused, with what to do
 /// instead; the dead go (named by id or by address), and the one left serves every key alone,
 /// written before and after.

@@ -125,8 +125,8 @@ pub struct LeaveRequest {
 }
 
 /// `POST /remove`: an operator takes a member that is gone for good out of the membership
-/// (`dkv remove`). The seed expires no member while more than half are silent at once (see
-/// [`crate::Expiry`]), so when most of a cluster really died, this is how it shrinks. Refused
+/// (`dkv remove`). The seed expires no member while two or more are silent at once (see
+/// [`crate::Expiry`]), so when several nodes of a cluster really died, this is how it shrinks. Refused
 /// for a member the seed heard from within half a TTL, unless `force`: a live member should
 /// leave instead, which hands its keys over before it goes.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -246,4 +246,9 @@ pub struct SeedHealth {
     pub status: String,
     pub epoch: u64,
     pub members: usize,
+    /// How long a member may go unheard before the seed expires it (`--node-ttl`), in ms. Nodes
+    /// stop coordinating well before that when they lose the seed alone (their lease). Absent
+    /// from a seed of an earlier release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_ttl_ms: Option<u64>,
 }

@@ -12,8 +12,8 @@
 //! * a node that re-registers with an id keeps that id and its tokens;
 //! * a member unseen for `ttl_ms` is removed (it crashed or was cut off; it will re-register),
 //!   unless the seed itself did not run meanwhile (the seed server then calls
-//!   [`Registry::seen_all`]), or more than half the members are silent at once (the seed is
-//!   likelier cut off than they all down; see [`Expiry`]);
+//!   [`Registry::seen_all`]), or two or more members are silent at once (they may hold the only
+//!   copies of writes, or the seed may be cut off from them; see [`Expiry`]);
 //! * a member the seed lists as `leaving` stays so when it registers again (its leave stands);
 //!   one it expired while leaving is not taken back (after the seed's first TTL): it is
 //!   answered the view without it, by which it finishes its leave;
@@ -77,22 +77,33 @@ pub enum RegistryError {
 /// What one expiry pass did.
 ///
 /// A member is quiet when the seed has not heard from it for half a TTL (a heartbeat or more
-/// missed), and expires after a whole TTL. When more than half the members are quiet at once,
-/// and at least two, the seed expires none of them: so many failing together looks like the
-/// seed cut off from them, not them all down. Expiring them would leave the few it still hears
-/// from owning every range, serving keys they do not hold (reads answering "not found") and
-/// acknowledging writes at one copy. Kept in the view, the quiet members are what they are to
-/// their peers: unreachable replicas, whose writes wait as hints and whose reads are answered
-/// by the others or fail for want of a quorum. So the cluster stays correct across a
-/// partition of the seed, at the cost of availability if a majority really died; an operator
-/// then removes the dead (`dkv remove`, `POST /remove`). One member alone expires as ever, and
-/// so does a `leaving` one, counted in neither number: silent, it most likely finished its leave
-/// and could not say so; if it did not, it hands off by the seed's view when it is heard again.
+/// missed), and expires after a whole TTL. When two or more members are quiet at once, the seed
+/// expires none of them:
+/// * they may hold the only copies of acknowledged writes: at `w=2`, a write needs two copies,
+///   and two members cut off together (a partition, or the seed cut off from them) took writes
+///   from each other. Expiring both would hand their ranges to members that never saw those
+///   writes, and reads would answer with older values, or "not found";
+/// * more than half of them failing together looks like the seed cut off from them, not them
+///   all down. Expiring them would leave the few it still hears from owning every range (the
+///   rule was this one alone until 2026-12-05 afternoon).
+///
+/// Kept in the view, the quiet members are what they are to their peers: unreachable replicas,
+/// whose writes wait as hints and whose reads are answered by the others or fail for want of a
+/// quorum. So the cluster stays correct, at the cost of availability for the keys they share if
+/// they really died; an operator then removes the dead (`dkv remove`, `POST /remove`). One
+/// member alone expires as ever, and so does a `leaving` one, counted in neither number: silent,
+/// it most likely finished its leave and could not say so; if it did not, it hands off by the
+/// seed's view when it is heard again.
+///
+/// When the seed stops holding back (the others are heard again), a member still quiet gets
+/// half a TTL more before it expires, however long it was silent: it may have kept serving
+/// while the others were quiet too, and needs that long to find out they are not (its lease,
+/// `life/lease.rs` in the node crate).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Expiry {
     /// The members removed.
     pub removed: Vec<Member>,
-    /// Members past the TTL kept in the view, because more than half the members are quiet.
+    /// Members past the TTL kept in the view, because two or more members are quiet.
     pub withheld: Vec<NodeId>,
     /// Members not `leaving` unheard from for half a TTL or more, and the members not `leaving`.
     pub quiet: usize,
@@ -114,6 +125,8 @@ pub struct Registry {
     /// Members this seed made `normal` on arrival, while fresh, because no member was: see the
     /// module's rules.
     unpulled: Vec<NodeId>,
+    /// Whether the last expiry pass held back (see [`Expiry`]).
+    holding: bool,
 }
 
 impl Registry {
@@ -128,6 +141,7 @@ impl Registry {
             started_ms: now_ms,
             cluster: "dkv".into(),
             unpulled: Vec::new(),
+            holding: false,
         }
     }
 
@@ -338,14 +352,23 @@ impl Registry {
         }
     }
 
-    /// Remove members unseen for longer than the TTL, unless more than half the members are
-    /// quiet at once (see [`Expiry`]); says who was removed and who was kept.
+    /// Remove members unseen for longer than the TTL, unless two or more members are quiet at
+    /// once (see [`Expiry`]); says who was removed and who was kept.
     pub fn expire(&mut self, now_ms: u64) -> Expiry {
+        let quiet_after = self.ttl_ms / 2;
+        let staying = |m: &Member| m.state != NodeState::Leaving;
         let unseen = |m: &Member| now_ms.saturating_sub(m.last_seen_ms);
-        let staying = || self.members.values().filter(|m| m.state != NodeState::Leaving);
-        let quiet = staying().filter(|m| unseen(m) > self.ttl_ms / 2).count();
-        let members = staying().count();
-        let hold_back = quiet >= 2 && 2 * quiet > members;
+        let quiet = self.members.values().filter(|m| staying(m) && unseen(m) > quiet_after).count();
+        let members = self.members.values().filter(|m| staying(m)).count();
+        let hold_back = quiet >= 2;
+        if self.holding && !hold_back {
+            // Holding back ends: whoever is still quiet gets half a TTL more (see [`Expiry`]).
+            let floor = now_ms.saturating_sub(quiet_after);
+            for m in self.members.values_mut().filter(|m| staying(m)) {
+                m.last_seen_ms = m.last_seen_ms.max(floor);
+            }
+        }
+        self.holding = hold_back;
         let (mut dead, mut withheld) = (Vec::new(), Vec::new());
         for m in self.members.values().filter(|m| unseen(m) > self.ttl_ms) {
             let kept = hold_back && m.state != NodeState::Leaving;
@@ -363,6 +386,11 @@ impl Registry {
             self.changed(vec![id]);
         }
         Ok(self.view())
+    }
+
+    /// How long a member may go unheard before it expires, in ms.
+    pub fn ttl_ms(&self) -> u64 {
+        self.ttl_ms
     }
 
     /// Within one TTL of the seed's start: live nodes may not all have re-registered yet.

@@ -51,8 +51,8 @@ pub(crate) struct Seed {
     registry: Arc<Mutex<Registry>>,
     /// Members removed for missing their heartbeats, since start.
     expired: Arc<std::sync::atomic::AtomicU64>,
-    /// Members past the TTL that the last expiry pass kept, because more than half the members
-    /// were quiet at once (see [`dkv_membership::Expiry`]); 0 when it kept none.
+    /// Members past the TTL that the last expiry pass kept, because two or more members were
+    /// quiet at once (see [`dkv_membership::Expiry`]); 0 when it kept none.
     withheld: Arc<std::sync::atomic::AtomicU64>,
     /// What each member reported with its last heartbeat: key copies, clock offset, requests,
     /// hints, data movements (for the dashboard only; bounded, see `Load::bounded`).
@@ -366,8 +366,8 @@ async fn heartbeat(State(seed): State<Seed>, headers: HeaderMap, body: Result<By
 }
 
 impl Seed {
-    /// Remove the members whose heartbeats stopped for the TTL, unless more than half the
-    /// members are quiet at once (then say so when it starts and when it ends).
+    /// Remove the members whose heartbeats stopped for the TTL, unless two or more members are
+    /// quiet at once (then say so when it starts and when it ends).
     fn expire(&self) {
         use std::sync::atomic::Ordering::Relaxed;
         let (expiry, epoch) = self.with(|r| (r.expire(now_ms()), r.epoch()));
@@ -378,13 +378,17 @@ impl Seed {
                 quiet,
                 members,
                 withheld = withheld.len(),
-                "{quiet} of {members} members sent no heartbeat for half the TTL: more than half at once looks like \
-                 this seed cut off from them, not them all down, so it expires none of them (they stay in the view, \
-                 unreachable to their peers) until it hears from most again; if they are gone for good, remove \
-                 each with `dkv remove --seed SEED ID|ADDR` (POST /remove)"
+                "{quiet} of {members} members sent no heartbeat for half the TTL: two or more silent at once may \
+                 hold the only copies of writes they took from each other, or this seed may be cut off from them, \
+                 so it expires none of them (they stay in the view, unreachable to their peers) until at most one \
+                 is silent; if they are gone for good, remove each with `dkv remove --seed SEED ID|ADDR` (POST /remove)"
             );
         } else if was > 0 && withheld.is_empty() {
-            tracing::info!(quiet, members, "the seed hears from most members again: expiry resumes");
+            tracing::info!(
+                quiet,
+                members,
+                "the seed hears from all members but one at most again: expiry resumes, half a TTL from now for one still silent"
+            );
         }
         self.expired.fetch_add(removed.len() as u64, Relaxed);
         self.forget_reports(removed.iter().map(|m| m.id));
@@ -479,8 +483,8 @@ async fn nodes(State(seed): State<Seed>, headers: HeaderMap) -> Response {
 }
 
 async fn health(State(seed): State<Seed>) -> Response {
-    let (epoch, members) = seed.with(|r| (r.epoch(), r.len()));
-    Json(SeedHealth { status: "ok".into(), epoch, members }).into_response()
+    let (epoch, members, ttl_ms) = seed.with(|r| (r.epoch(), r.len(), r.ttl_ms()));
+    Json(SeedHealth { status: "ok".into(), epoch, members, node_ttl_ms: Some(ttl_ms) }).into_response()
 }
 
 /// `GET /`: the live dashboard, one self-contained page (no external assets) that polls
@@ -535,7 +539,7 @@ async fn metrics(State(seed): State<Seed>) -> Response {
     let withheld = seed.withheld.load(std::sync::atomic::Ordering::Relaxed);
     registry.register(
         "expiry_withheld",
-        "Members past the TTL kept in the view, because more than half the members are quiet at once",
+        "Members past the TTL kept in the view, because two or more members are quiet at once",
         ConstGauge::new(withheld as i64),
     );
     let heartbeats = Family::<HeartbeatLabels, prometheus_client::metrics::counter::Counter>::default();

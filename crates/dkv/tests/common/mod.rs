@@ -327,9 +327,15 @@ impl Cluster {
 
     /// [`Cluster::add_node`] with extra environment variables (for example libfaketime's).
     pub fn add_node_with_env(&mut self, env: &[(&str, &str)]) -> usize {
+        let seed = self.seed.addr.clone();
+        self.add_node_via(&seed, env)
+    }
+
+    /// [`Cluster::add_node`] reaching the seed at `seed` (a [`Link`] to it, say).
+    pub fn add_node_via(&mut self, seed: &str, env: &[(&str, &str)]) -> usize {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut args: Vec<String> =
-            ["node", "--listen", &addr, "--advertise", &addr, "--seed", &self.seed.addr].map(String::from).to_vec();
+            ["node", "--listen", &addr, "--advertise", &addr, "--seed", seed].map(String::from).to_vec();
         let defaults = [
             ("--heartbeat-interval", HEARTBEAT),
             ("--request-timeout", "2s"),
@@ -572,4 +578,52 @@ pub async fn internal_call<Req: serde::Serialize, Resp: serde::de::DeserializeOw
         .await?;
     postcard::from_bytes(&body)
         .map_err(|e| dkv_transport::CallError::Protocol { addr: addr.into(), reason: e.to_string() })
+}
+
+/// A TCP link to `target` that the test can cut: the way one node reaches the seed, so that the
+/// node alone loses the seed while everything else goes on. Cut, it closes every connection it
+/// carries and drops each new one at once; mended, it carries them again.
+pub struct Link {
+    pub addr: String,
+    cut: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Link {
+    pub async fn start(target: &str) -> Link {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a link");
+        let addr = listener.local_addr().expect("link address").to_string();
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        let target = target.to_string();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if *watch.borrow() {
+                    continue;
+                }
+                let (target, mut watch) = (target.clone(), watch.clone());
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watch.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Link { addr, cut, task }
+    }
+
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    pub fn mend(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

@@ -289,7 +289,10 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, NodeError>
 async fn health(State(node): State<Node>) -> Response {
     let life = node.life();
     let status = if life == Life::Normal { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = json!({ "status": life.name(), "id": node.me, "epoch": node.epoch() });
+    // `coordinating`: false while the node may have been removed by a seed it cannot reach
+    // (see `life/lease.rs`); it then refuses client requests, and says why in `/stats`.
+    let coordinating = node.lease.refusal().is_none();
+    let body = json!({ "status": life.name(), "id": node.me, "epoch": node.epoch(), "coordinating": coordinating });
     (status, Json(body)).into_response()
 }
 
@@ -321,6 +324,9 @@ async fn stats(State(node): State<Node>) -> Response {
         "clock_offset_ms": node.offsets.estimate(std::time::Instant::now()).offset_ms,
         "clock_measured_by": if node.offsets.from_seed(std::time::Instant::now()) { "seed" } else { "peers" },
         "coordinating_writes": node.clock_refusal().is_none(),
+        "coordinating": node.lease.refusal().is_none(),
+        "lease_refusal": node.lease.refusal(),
+        "seed_unheard_ms": node.lease.unheard(std::time::Instant::now()).map(|d| d.as_millis() as u64),
         "requests": node.stats.snapshot(),
         "load": node.last_load(),
     }))

@@ -235,7 +235,9 @@ impl Node {
             ..IdRequest::id(self.me)
         };
         let sent = self.hlc.wall_ms();
+        let sent_at = Instant::now();
         let answer = self.peers.seed_heartbeat(&self.config.seed, &req, until, after).await?;
+        self.lease.heard(sent_at);
         if let Some(seed_ms) = answer.now_ms {
             self.offsets.record(Source::Seed, sent, self.hlc.wall_ms(), seed_ms, Instant::now());
         }
@@ -301,8 +303,10 @@ impl Node {
             view: Some(topo.view.clone()),
             cluster: Some(self.config.cluster_name.clone()),
         };
+        let sent_at = Instant::now();
         let resp: RegisterResponse =
             self.peers.seed_call(&self.config.seed, Method::POST, "/register", Some(&req)).await?;
+        self.lease.heard(sent_at);
         tracing::info!(epoch = resp.epoch, "registered again with the seed under the same id");
         self.adopt_after_reregistering(View { epoch: resp.epoch, nodes: resp.nodes }, topo.epoch());
         Ok(())

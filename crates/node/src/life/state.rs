@@ -90,6 +90,8 @@ pub struct Inner {
     clock_refusal: std::sync::RwLock<Option<String>>,
     /// By how much, in ms (0 while within the bound), for [`Node::cluster_wall_ms`].
     clock_ahead_ms: std::sync::atomic::AtomicI64,
+    /// Whether this node may coordinate, by its contact with the seed (see `lease.rs`).
+    pub lease: crate::life::lease::Lease,
     /// Keeps the event loop awake between requests (`--busy-poll`, see `busy_poll.rs`).
     pub busy_poll: crate::life::busy_poll::BusyPoll,
     /// Asks `clock::clock_loop` to read peers' clocks (see `clock::after_heartbeat`).
@@ -164,6 +166,7 @@ impl Node {
             offsets: Offsets::new(config.heartbeat_interval * 3),
             clock_refusal: std::sync::RwLock::new(None),
             clock_ahead_ms: std::sync::atomic::AtomicI64::new(0),
+            lease: crate::life::lease::Lease::new(config.heartbeat_interval),
             busy_poll: crate::life::busy_poll::BusyPoll::new(config.busy_poll),
             clock_probe: tokio::sync::Notify::new(),
             expiring_stored: tokio::sync::Notify::new(),

@@ -71,7 +71,7 @@ impl Node {
         expires: Option<u64>,
         w: Option<Level>,
     ) -> Result<(), NodeError> {
-        if let Some(why) = self.clock_refusal() {
+        if let Some(why) = self.clock_refusal().or_else(|| self.lease.refusal()) {
             return Err(NodeError::Unavailable(why));
         }
         let hash = key_hash(&key);
@@ -194,12 +194,23 @@ impl Node {
     /// `S` = [`Head`](crate::transport::wire::Head)). A read of a key whose only copy is here does
     /// not come this way: the router sends it to [`Node::read_alone`].
     pub async fn coordinate_read<S: Shape>(&self, key: Bytes, r: Option<Level>) -> Result<Option<S::Live>, NodeError> {
+        self.lease_held()?;
         Box::pin(self.read_from_replicas::<S>(key_hash(&key), key, r)).await
     }
 
     /// The read of a key whose only copy is this node's, nothing moving (the router said so).
     pub fn read_alone<S: Shape>(&self, hash: u64, key: &[u8]) -> Result<Option<S::Live>, NodeError> {
+        self.lease_held()?;
         Ok(self.engine.get(hash, key)?.and_then(|e| self.live(S::of(e))))
+    }
+
+    /// An error while this node may have been removed by the seed without knowing it (see
+    /// `life/lease.rs`): its view may give keys to it that are no longer its.
+    pub fn lease_held(&self) -> Result<(), NodeError> {
+        match self.lease.refusal() {
+            None => Ok(()),
+            Some(why) => Err(NodeError::Unavailable(why)),
+        }
     }
 
     /// What a read answers for `held`: its value (or length) and deadline, unless it is deleted

@@ -160,6 +160,7 @@ impl Node {
     /// looked at, the keys among them that pass `filter`. See the module doc.
     pub async fn scan(&self, cursor: u64, count: usize, filter: &KeyFilter) -> Result<ScanPage, NodeError> {
         check_pattern(filter.pattern.as_deref())?;
+        self.lease_held()?;
         let count = count.clamp(1, MAX_COUNT);
         let started = Instant::now();
         let mut page = ScanPage::default();

@@ -59,6 +59,10 @@ impl Handler for Internal {
             Some(Kind::SyncVersions) => Box::pin(sync_versions(node, decode(&body)?)).await,
             Some(Kind::Refresh) => refresh(node, decode(&body)?),
             Some(Kind::Clock) => encode(&ClockReply { now_ms: node.hlc.wall_ms() }),
+            Some(Kind::Lease) => encode(&wire::LeaseReply {
+                epoch: node.epoch(),
+                unheard_ms: node.lease.unheard(std::time::Instant::now()).map(|d| d.as_millis() as u64),
+            }),
             Some(Kind::Scan) => Box::pin(scan(node, decode(&body)?)).await,
             None => Err(Refusal::new(400, format!("unknown message kind {kind}: is the peer of another release?"))),
         }

@@ -69,6 +69,14 @@ impl Peers {
         self.seed_call(addr, Method::POST, "/heartbeat", Some(req)).await
     }
 
+    /// The seed's node TTL, from its `GET /health` (`None` from a seed that does not say).
+    pub async fn seed_ttl(&self, addr: &str) -> Result<Option<Duration>, PeerError> {
+        let json = HeaderValue::from_static("application/json");
+        let (_, body) = self.http(addr, Method::GET, "/health", json, None, None).await?;
+        let health: dkv_membership::api::SeedHealth = serde_json::from_slice(&body).map_err(|e| protocol(addr, e))?;
+        Ok(health.node_ttl_ms.filter(|ms| *ms > 0).map(Duration::from_millis))
+    }
+
     fn seed_line_on(&self) -> bool {
         let mut off = self.seed_line_off.lock().expect("seed line lock");
         match *off {

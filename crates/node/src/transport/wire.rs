@@ -80,6 +80,10 @@ pub enum Kind {
     /// [`ForwardRequest`] of a read → [`ForwardReply<Length>`]. A node of a release before it
     /// refuses it as unknown; the sender then sends a [`Kind::Forward`].
     ForwardHead = 17,
+    /// [`LeaseRequest`] → [`LeaseReply`]: how long since the peer last heard from the seed
+    /// (`life/lease.rs`). Answered at any epoch. A node of a release before it refuses it as
+    /// unknown, and counts as one that still reaches the seed.
+    Lease = 18,
 }
 
 impl Kind {
@@ -102,6 +106,7 @@ impl Kind {
             SyncSummaryTracked,
             Heads,
             ForwardHead,
+            Lease,
         ]
         .into_iter()
         .find(|x| *x as u8 == k)
@@ -387,6 +392,18 @@ pub struct ClockRequest {}
 pub struct ClockReply {
     /// The answering node's wall clock, in ms since the Unix epoch.
     pub now_ms: u64,
+}
+
+/// "Do you still hear from the seed?" (see `life/lease.rs`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LeaseRequest {}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LeaseReply {
+    /// The epoch of the answering node's view.
+    pub epoch: u64,
+    /// How long it has gone without an answer from the seed, in ms (`None`: it never had one).
+    pub unheard_ms: Option<u64>,
 }
 
 /// Which keys a scan wants: those that start with `prefix` and match the Redis glob `pattern`

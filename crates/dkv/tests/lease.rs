@@ -1,0 +1,122 @@
+//! The membership lease (`life/lease.rs`): a node cut off from the seed, while it still reaches
+//! its peers and its clients, stops coordinating before the seed could expire it, unless another
+//! member is cut off too (then the seed expires neither, and both go on). Each node that loses
+//! the seed here reaches it through a [`Link`] the test cuts; nothing else is cut.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const TTL: &str = "2s";
+
+/// Whether node `i` says it coordinates (`/health`), if it answers.
+async fn coordinating(c: &Cluster, i: usize) -> Option<bool> {
+    c.client(i).json("/health").await.ok()?["coordinating"].as_bool()
+}
+
+/// Whether the seed lists the node at `addr`.
+async fn listed(c: &Cluster, addr: &str) -> bool {
+    let view = c.seed_view().await.expect("the seed answers");
+    view["nodes"].as_array().expect("nodes").iter().any(|m| m["addr"] == addr)
+}
+
+async fn wait_stops_coordinating(c: &Cluster, i: usize) {
+    eventually(Duration::from_secs(10), &format!("node {i} to stop coordinating"), || async move {
+        (coordinating(c, i).await == Some(false)).then_some(())
+    })
+    .await;
+}
+
+async fn wait_unlisted(c: &Cluster, addr: &str) {
+    eventually(Duration::from_secs(15), &format!("the seed to expire {addr}"), || async move {
+        (!listed(c, addr).await).then_some(())
+    })
+    .await;
+}
+
+/// One node loses the seed. Before the seed expires it, it refuses every request it would
+/// coordinate (503, saying why), while the others go on. Expired, then back in reach of the
+/// seed, it returns and serves every key written before and during its absence. Without the
+/// lease it went on coordinating with its old view (and two such nodes acknowledged writes to
+/// each other that the members of the new view never saw).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_seed_alone_stops_coordinating_before_the_seed_expires_it() {
+    let mut c = Cluster::start_full(2, &[], TTL).await;
+    let link = Link::start(&c.seed.addr).await;
+    let cut_off = c.add_node_via(&link.addr.clone(), &[]);
+    c.wait_normal(3).await;
+    let addr = c.nodes[cut_off].addr.clone();
+    assert_eq!(coordinating(&c, cut_off).await, Some(true));
+    let before = dataset("l_", 60);
+    write_all(&c, &[0, 1, cut_off], &before).await;
+
+    link.cut();
+    wait_stops_coordinating(&c, cut_off).await;
+    assert!(listed(&c, &addr).await, "the node stopped only after the seed had expired it");
+    let err = c.client(cut_off).put(b"l_refused", b"x".to_vec()).await.expect_err("a write it would coordinate");
+    assert!(err.to_string().contains("503") && err.to_string().contains("no answer from the seed"), "{err}");
+    let err = c.client(cut_off).get(b"l_0").await.expect_err("a read it would coordinate");
+    assert!(err.to_string().contains("no answer from the seed"), "{err}");
+    c.client(0).put(b"l_during", b"the others go on".to_vec()).await.expect("a write through another node");
+
+    wait_unlisted(&c, &addr).await;
+    let during = dataset("l_during_", 40);
+    write_all(&c, &[0, 1], &during).await;
+
+    link.mend();
+    c.wait_normal(3).await;
+    eventually(Duration::from_secs(10), "the node to coordinate again", || async {
+        (coordinating(&c, cut_off).await == Some(true)).then_some(())
+    })
+    .await;
+    let all: Vec<(String, String)> = before.into_iter().chain(during).collect();
+    let bad = missing(&c, &[0, 1, cut_off], &all).await;
+    assert!(bad.is_empty(), "missing once the node was back: {bad:?}");
+    assert!(c.client(cut_off).get(b"l_refused").await.unwrap().is_none(), "the refused write changed nothing");
+}
+
+/// Two nodes lose the seed together, past its TTL: the seed expires neither (they may hold the
+/// only copies of writes they took), and both go on coordinating, since each hears from the
+/// other that it is cut off too. When one reaches the seed again, the other is alone: it stops
+/// coordinating within the half TTL the seed then gives it, before its expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_cut_off_from_the_seed_go_on_and_the_last_one_stops_before_its_expiry() {
+    let mut c = Cluster::start_full(3, &[], TTL).await;
+    let (a, b) = (Link::start(&c.seed.addr).await, Link::start(&c.seed.addr).await);
+    let x = c.add_node_via(&a.addr.clone(), &[]);
+    let y = c.add_node_via(&b.addr.clone(), &[]);
+    c.wait_normal(5).await;
+    let data = dataset("t_", 60);
+    write_all(&c, &[0, x, y], &data).await;
+
+    a.cut();
+    b.cut();
+    let seed = c.seed_client();
+    eventually(Duration::from_secs(15), "the seed to withhold the expiry of both", || {
+        let seed = seed.clone();
+        async move {
+            let (_, metrics) = seed.raw(http::Method::GET, "/metrics", None).await.ok()?;
+            String::from_utf8_lossy(&metrics).contains("dkv_seed_expiry_withheld 2").then_some(())
+        }
+    })
+    .await;
+    for i in [x, y] {
+        assert_eq!(coordinating(&c, i).await, Some(true), "node {i}, past the TTL, with another node cut off too");
+    }
+    c.client(x).put(b"t_both_out", b"acknowledged".to_vec()).await.expect("a write through a node cut off");
+    assert_eq!(c.client(y).get(b"t_both_out").await.unwrap().as_deref(), Some(&b"acknowledged"[..]));
+
+    b.mend();
+    wait_stops_coordinating(&c, x).await;
+    assert!(listed(&c, &c.nodes[x].addr).await, "the node stopped only after the seed had expired it");
+    wait_unlisted(&c, &c.nodes[x].addr.clone()).await;
+
+    a.mend();
+    c.wait_normal(5).await;
+    let mut all = data;
+    all.push(("t_both_out".into(), "acknowledged".into()));
+    let bad = missing(&c, &[0, 1, 2, x, y], &all).await;
+    assert!(bad.is_empty(), "missing once both were back: {bad:?}");
+}

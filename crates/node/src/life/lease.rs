@@ -1,0 +1,426 @@
+//! The membership lease: a node the seed may have removed serves no client request.
+//!
+//! Why: the seed expires a member it has not heard from for its TTL, and the others then take
+//! over its ranges. A member cut off from the seed, but not dead, does not learn of its removal:
+//! it keeps its last view and goes on coordinating with it. Two such members (a partition that
+//! leaves them together, away from the seed and the rest) acknowledged writes to each other at
+//! `w=2` that the new owners never saw, and answered reads with values older than writes the
+//! others had acknowledged. Fault injection found both (`scripts/nemesis.py`, the `partition` and
+//! `seed_cut` faults: 18 stale or "not found" reads in 120 s before this lease).
+//!
+//! The rule mirrors the seed's own (`dkv_membership::Expiry`): it expires a member unseen for its
+//! TTL, unless two or more members are quiet at once, unseen for half the TTL. So a node that has
+//! not had an answer from the seed for half the TTL, and one heartbeat interval more, coordinates
+//! only while it knows that another member cannot reach the seed either: then the seed, if it
+//! runs at all, expires neither. It learns that from its peers, whom it asks while its own
+//! contact is old ([`wire::Kind::Lease`](crate::transport::wire::Kind::Lease)). A seed that is
+//! down is the common case of that: every node lost it at once, and they all go on serving with
+//! the view they have, as before. A node cut off alone stops coordinating half a TTL before the
+//! seed could expire it, and serves again once it reaches the seed: it is either still a member,
+//! or told it is not and comes back `joining`. When the others reach the seed again, a node still
+//! cut off learns it within two rounds of asking, well within the half TTL the seed then gives it.
+//!
+//! It still serves as a replica: its peers coordinate, and they hold the current view.
+//!
+//! The lease needs the seed's TTL, which the seed reports in its `GET /health`; with a seed that
+//! does not, or a cluster of one member, the node serves as before. [`Judge`] is pure: the caller
+//! passes the time, the view and what the peers said.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use dkv_membership::{NodeId, NodeState, View};
+use tokio::sync::watch;
+
+use crate::life::state::Node;
+use crate::transport::wire::{Kind, LeaseReply, LeaseRequest};
+
+/// What a peer said of its own contact with the seed.
+#[derive(Clone, Copy, Debug)]
+pub struct Report {
+    /// How long it had gone without an answer from the seed (`None`: it never had one).
+    pub unheard: Option<Duration>,
+    /// The epoch of its view.
+    pub epoch: u64,
+    /// When its answer arrived.
+    pub at: Instant,
+}
+
+/// The verdict on whether this node may coordinate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It may; judge again at `recheck`, if given (sooner if anything changes).
+    Holds { recheck: Option<Instant> },
+    /// It may not, for this reason.
+    Lost(String),
+}
+
+/// The lease's inputs, and the rule.
+#[derive(Debug)]
+pub struct Judge {
+    /// The seed's TTL, once known.
+    ttl: Option<Duration>,
+    /// The heartbeat interval: how often peers are asked, and the slack of every deadline.
+    interval: Duration,
+    /// When the heartbeat that the seed last answered was sent.
+    heard: Option<Instant>,
+    reports: HashMap<NodeId, Report>,
+}
+
+impl Judge {
+    pub fn new(interval: Duration) -> Judge {
+        Judge { ttl: None, interval, heard: None, reports: HashMap::new() }
+    }
+
+    pub fn set_ttl(&mut self, ttl: Duration) {
+        self.ttl = Some(ttl);
+    }
+
+    pub fn ttl(&self) -> Option<Duration> {
+        self.ttl
+    }
+
+    /// The seed answered a heartbeat (or a registration) sent at `sent`.
+    pub fn heard(&mut self, sent: Instant) {
+        if self.heard.is_none_or(|h| sent > h) {
+            self.heard = Some(sent);
+        }
+    }
+
+    /// How long this node has gone without an answer from the seed, at `now`.
+    pub fn unheard(&self, now: Instant) -> Option<Duration> {
+        self.heard.map(|h| now.saturating_duration_since(h))
+    }
+
+    pub fn report(&mut self, peer: NodeId, report: Report) {
+        self.reports.insert(peer, report);
+    }
+
+    /// After how long without the seed a member is quiet to it: half its TTL, as the seed counts.
+    fn quiet_after(&self) -> Option<Duration> {
+        self.ttl.map(|t| t / 2)
+    }
+
+    /// How often to ask the peers while the seed is silent: every heartbeat interval, and at
+    /// least eight times a TTL. When the seed stops holding back, a member still quiet has half
+    /// a TTL before it expires ([`dkv_membership::Expiry`]); this node learns within two rounds
+    /// that the others are heard again, and stops.
+    pub fn ask_every(&self) -> Duration {
+        self.ttl.map_or(self.interval, |ttl| self.interval.min(ttl / 8))
+    }
+
+    /// How long a peer's report counts: two rounds of asking.
+    fn report_lasts(&self) -> Duration {
+        self.ask_every() * 2
+    }
+
+    /// From when to ask the peers: once this node's own answer from the seed is half way to its
+    /// deadline, so their answers are in before it needs them (`None`: the TTL is not known).
+    pub fn reports_due(&self) -> Option<Instant> {
+        Some(self.heard? + self.quiet_after()? / 2)
+    }
+
+    /// May this node, `me` in `view`, coordinate at `now`?
+    pub fn verdict(&self, now: Instant, me: NodeId, view: &View) -> Verdict {
+        let (Some(quiet_after), Some(heard)) = (self.quiet_after(), self.heard) else {
+            return Verdict::Holds { recheck: None };
+        };
+        // Quiet to the seed from `quiet_after` on; with one interval's slack, since peers that
+        // lost it at the same moment had their last answer up to an interval before ours.
+        let own_deadline = heard + quiet_after + self.interval;
+        if now < own_deadline {
+            return Verdict::Holds { recheck: Some(own_deadline) };
+        }
+        let staying: Vec<NodeId> = view.nodes.iter().filter(|m| m.state != NodeState::Leaving).map(|m| m.id).collect();
+        if staying.len() <= 1 {
+            // Alone, nobody else could take its ranges from a view with it in.
+            return Verdict::Holds { recheck: Some(now + self.ask_every()) };
+        }
+        let mut quiet = usize::from(staying.contains(&me));
+        let mut recheck = now + self.ask_every();
+        for id in staying.iter().filter(|id| **id != me) {
+            let Some(r) = self.reports.get(id) else { continue };
+            let age = now.saturating_duration_since(r.at);
+            if age > self.report_lasts() || r.epoch > view.epoch {
+                continue;
+            }
+            if r.unheard.is_none_or(|u| u + age >= quiet_after) {
+                quiet += 1;
+                recheck = recheck.min(r.at + self.report_lasts());
+            }
+        }
+        let members = staying.len();
+        if quiet >= 2 {
+            return Verdict::Holds { recheck: Some(recheck) };
+        }
+        let unheard = now.saturating_duration_since(heard);
+        Verdict::Lost(format!(
+            "no answer from the seed for {} ms, while the {} other members still reach it: the seed may have removed \
+             this node, so it coordinates no request until the seed answers it again; send requests to another node",
+            unheard.as_millis(),
+            members - quiet,
+        ))
+    }
+}
+
+/// The lease as the node holds it: the judge, and the verdict read on every request.
+pub struct Lease {
+    judge: Mutex<Judge>,
+    lost: AtomicBool,
+    why: std::sync::RwLock<Option<String>>,
+    /// Wakes [`lease_loop`] when an input changed that may change the verdict soon.
+    changed: tokio::sync::Notify,
+}
+
+impl Lease {
+    pub fn new(interval: Duration) -> Lease {
+        Lease {
+            judge: Mutex::new(Judge::new(interval)),
+            lost: AtomicBool::new(false),
+            why: std::sync::RwLock::new(None),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Why this node may not coordinate now, if it may not. On the request path: one load.
+    #[inline]
+    pub fn refusal(&self) -> Option<String> {
+        if !self.lost.load(Ordering::Acquire) {
+            return None;
+        }
+        self.why.read().expect("lease lock").clone()
+    }
+
+    /// How long this node has gone without an answer from the seed (`None`: never had one).
+    pub fn unheard(&self, now: Instant) -> Option<Duration> {
+        self.judge().unheard(now)
+    }
+
+    /// The seed answered a heartbeat or a registration sent at `sent`. While the lease holds,
+    /// that only moves the next deadline, and the loop need not wake for it (an idle node's
+    /// heartbeats wake nothing more).
+    pub fn heard(&self, sent: Instant) {
+        self.judge().heard(sent);
+        if self.lost.load(Ordering::Acquire) {
+            self.changed.notify_one();
+        }
+    }
+
+    fn set_ttl(&self, ttl: Duration) {
+        self.judge().set_ttl(ttl);
+        self.changed.notify_one();
+    }
+
+    fn report(&self, peer: NodeId, report: Report) {
+        self.judge().report(peer, report);
+        self.changed.notify_one();
+    }
+
+    fn judge(&self) -> std::sync::MutexGuard<'_, Judge> {
+        self.judge.lock().expect("lease lock")
+    }
+
+    /// Judge again; returns when to judge next.
+    fn rejudge(&self, now: Instant, me: NodeId, view: &View) -> Option<Instant> {
+        let verdict = self.judge().verdict(now, me, view);
+        let (why, recheck) = match verdict {
+            Verdict::Holds { recheck } => (None, recheck),
+            Verdict::Lost(why) => (Some(why), None),
+        };
+        match (&why, self.lost.load(Ordering::Acquire)) {
+            (Some(why), false) => tracing::error!("{why}"),
+            (None, true) => {
+                tracing::warn!("coordinating again: the seed answers, or most members cannot reach it either")
+            }
+            _ => {}
+        }
+        *self.why.write().expect("lease lock") = why.clone();
+        self.lost.store(why.is_some(), Ordering::Release);
+        recheck
+    }
+}
+
+/// Keep the verdict, until `stop`: learn the seed's TTL, and judge again whenever an input
+/// changed, the view moved or a deadline passed.
+pub async fn lease_loop(node: Node, mut stop: watch::Receiver<bool>) {
+    let interval = node.config.heartbeat_interval;
+    // It registered a moment ago.
+    node.lease.heard(Instant::now());
+    let mut views = node.topo.subscribe();
+    let mut ttl_asked: Option<Instant> = None;
+    loop {
+        if node.lease.judge().ttl().is_none() && ttl_asked.is_none_or(|at| at.elapsed() >= interval) {
+            ttl_asked = Some(Instant::now());
+            match node.peers.seed_ttl(&node.config.seed).await {
+                Ok(Some(ttl)) => node.lease.set_ttl(ttl),
+                Ok(None) => {
+                    tracing::info!("the seed does not report its TTL (an earlier release): no membership lease")
+                }
+                Err(e) => tracing::debug!("reading the seed's TTL: {e}"),
+            }
+        }
+        let now = Instant::now();
+        let recheck = node.lease.rejudge(now, node.me, &node.topology().view);
+        // Without a deadline (no TTL yet, or lost), look again within an interval.
+        let wake = recheck.unwrap_or(now + interval);
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = node.lease.changed.notified() => {}
+            _ = views.changed() => {}
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+    }
+}
+
+/// Ask every staying peer how long it has gone without the seed, every [`Judge::ask_every`]
+/// while this node's own answer from it is old (from a quarter of the TTL on), until `stop`.
+/// Each round waits at most that long: a peer across a partition does not hold up the next.
+/// While the seed answers, it sleeps until the moment it would start asking.
+pub async fn ask_peers_loop(node: Node, mut stop: watch::Receiver<bool>) {
+    let interval = node.config.heartbeat_interval;
+    loop {
+        let now = Instant::now();
+        let (due, every) = {
+            let judge = node.lease.judge();
+            (judge.reports_due(), judge.ask_every())
+        };
+        let next = match due {
+            Some(due) if due > now => due,
+            Some(_) => {
+                ask_peers(&node, every).await;
+                now + every
+            }
+            None => now + interval.max(Duration::from_secs(1)),
+        };
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep_until(next.into()) => {}
+        }
+    }
+}
+
+async fn ask_peers(node: &Node, within: Duration) {
+    let topo = node.topology();
+    let asks =
+        topo.view.nodes.iter().filter(|m| m.id != node.me && m.state != NodeState::Leaving).map(|m| async move {
+            match node.peers.call_within::<_, LeaseReply>(&m.addr, Kind::Lease, &LeaseRequest {}, within).await {
+                Ok(r) => node.lease.report(
+                    m.id,
+                    Report { unheard: r.unheard_ms.map(Duration::from_millis), epoch: r.epoch, at: Instant::now() },
+                ),
+                Err(e) => tracing::debug!("asking {} whether it hears the seed: {e}", m.addr),
+            }
+        });
+    futures_util::future::join_all(asks).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dkv_membership::{Member, View};
+
+    fn view(states: &[NodeState]) -> View {
+        let nodes = states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Member {
+                id: NodeId(i as u64 + 1),
+                addr: format!("h:{}", i + 1),
+                tokens: vec![i as u64].into(),
+                state: *s,
+                last_seen_ms: 0,
+            })
+            .collect();
+        View { epoch: 7, nodes }
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// TTL 2 s (quiet after 1 s), heartbeats every 100 ms, last heard at `t0`.
+    fn judge(t0: Instant) -> Judge {
+        let mut j = Judge::new(100 * MS);
+        j.set_ttl(2000 * MS);
+        j.heard(t0);
+        j
+    }
+
+    fn quiet_report(at: Instant) -> Report {
+        Report { unheard: Some(1500 * MS), epoch: 7, at }
+    }
+
+    #[test]
+    fn without_the_seeds_ttl_or_a_first_answer_it_holds() {
+        let t0 = Instant::now();
+        let v = view(&[NodeState::Normal; 3]);
+        let mut j = Judge::new(100 * MS);
+        j.heard(t0);
+        assert_eq!(j.verdict(t0 + 60_000 * MS, NodeId(1), &v), Verdict::Holds { recheck: None });
+        let mut j = Judge::new(100 * MS);
+        j.set_ttl(2000 * MS);
+        assert_eq!(j.verdict(t0 + 60_000 * MS, NodeId(1), &v), Verdict::Holds { recheck: None });
+    }
+
+    #[test]
+    fn it_holds_until_half_the_ttl_and_an_interval_without_the_seed() {
+        let t0 = Instant::now();
+        let j = judge(t0);
+        let v = view(&[NodeState::Normal; 5]);
+        assert_eq!(j.verdict(t0 + 1099 * MS, NodeId(1), &v), Verdict::Holds { recheck: Some(t0 + 1100 * MS) });
+        let Verdict::Lost(why) = j.verdict(t0 + 1100 * MS, NodeId(1), &v) else { panic!("lost") };
+        assert!(why.contains("no answer from the seed for 1100 ms, while the 4 other members still reach it"), "{why}");
+        assert_eq!(j.reports_due(), Some(t0 + 500 * MS), "asks peers from a quarter TTL");
+        assert_eq!(j.ask_every(), 100 * MS, "every interval, at most an eighth of the TTL");
+    }
+
+    #[test]
+    fn it_holds_while_another_member_reports_the_seed_silent_as_the_seed_then_expires_neither() {
+        let t0 = Instant::now();
+        let now = t0 + 1500 * MS;
+        let v = view(&[NodeState::Normal; 5]);
+        let mut j = judge(t0);
+        j.report(NodeId(2), quiet_report(now - 150 * MS));
+        assert_eq!(j.verdict(now, NodeId(1), &v), Verdict::Holds { recheck: Some(now + 50 * MS) });
+        // A report older than two rounds of asking no longer counts.
+        assert!(matches!(j.verdict(now + 51 * MS, NodeId(1), &v), Verdict::Lost(_)));
+        // Nor one of a peer at a newer epoch (the seed moved on), nor one whose contact is fresh.
+        j.report(NodeId(2), Report { epoch: 8, ..quiet_report(now) });
+        assert!(matches!(j.verdict(now, NodeId(1), &v), Verdict::Lost(_)));
+        j.report(NodeId(2), Report { unheard: Some(100 * MS), ..quiet_report(now) });
+        assert!(matches!(j.verdict(now, NodeId(1), &v), Verdict::Lost(_)));
+        // Silent for 800 ms when it answered 150 ms ago: not yet half the TTL. For 850: it is.
+        j.report(NodeId(2), Report { unheard: Some(800 * MS), ..quiet_report(now - 150 * MS) });
+        assert!(matches!(j.verdict(now, NodeId(1), &v), Verdict::Lost(_)));
+        j.report(NodeId(2), Report { unheard: Some(850 * MS), ..quiet_report(now - 150 * MS) });
+        assert!(matches!(j.verdict(now, NodeId(1), &v), Verdict::Holds { .. }));
+        // It never heard the seed: silent.
+        j.report(NodeId(2), Report { unheard: None, ..quiet_report(now) });
+        assert!(matches!(j.verdict(now, NodeId(1), &v), Verdict::Holds { .. }));
+    }
+
+    #[test]
+    fn leaving_members_do_not_count_and_a_lone_member_holds() {
+        let t0 = Instant::now();
+        let now = t0 + 1500 * MS;
+        let v = view(&[NodeState::Normal, NodeState::Normal, NodeState::Normal, NodeState::Leaving]);
+        let mut j = judge(t0);
+        j.report(NodeId(4), quiet_report(now));
+        assert!(matches!(j.verdict(now, NodeId(1), &v), Verdict::Lost(_)), "a leaving peer's silence does not count");
+        j.report(NodeId(2), quiet_report(now));
+        assert!(matches!(j.verdict(now, NodeId(1), &v), Verdict::Holds { .. }));
+        let one = view(&[NodeState::Normal]);
+        assert!(matches!(judge(t0).verdict(now, NodeId(1), &one), Verdict::Holds { .. }));
+    }
+
+    #[test]
+    fn an_answer_from_the_seed_renews_it_and_an_older_one_does_not_undo_that() {
+        let t0 = Instant::now();
+        let v = view(&[NodeState::Normal; 3]);
+        let mut j = judge(t0);
+        assert!(matches!(j.verdict(t0 + 2000 * MS, NodeId(1), &v), Verdict::Lost(_)));
+        j.heard(t0 + 1900 * MS);
+        j.heard(t0 + 100 * MS);
+        assert_eq!(j.verdict(t0 + 2000 * MS, NodeId(1), &v), Verdict::Holds { recheck: Some(t0 + 3000 * MS) });
+    }
+}
