@@ -93,15 +93,7 @@ async fn two_nodes_cut_off_from_the_seed_go_on_and_the_last_one_stops_before_its
 
     a.cut();
     b.cut();
-    let seed = c.seed_client();
-    eventually(Duration::from_secs(15), "the seed to withhold the expiry of both", || {
-        let seed = seed.clone();
-        async move {
-            let (_, metrics) = seed.raw(http::Method::GET, "/metrics", None).await.ok()?;
-            String::from_utf8_lossy(&metrics).contains("dkv_seed_expiry_withheld 2").then_some(())
-        }
-    })
-    .await;
+    c.wait_withheld(2).await;
     for i in [x, y] {
         assert_eq!(coordinating(&c, i).await, Some(true), "node {i}, past the TTL, with another node cut off too");
     }

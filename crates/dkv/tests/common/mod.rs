@@ -376,6 +376,20 @@ impl Cluster {
     }
 
     /// The seed's current view.
+    /// Wait until the seed keeps `n` members past its TTL in the view (`dkv_seed_expiry_withheld`).
+    pub async fn wait_withheld(&self, n: usize) {
+        let seed = self.seed_client();
+        let gauge = format!("dkv_seed_expiry_withheld {n}");
+        eventually(Duration::from_secs(15), &format!("the seed to withhold the expiry of {n} members"), || {
+            let (seed, gauge) = (seed.clone(), gauge.clone());
+            async move {
+                let (_, metrics) = seed.raw(http::Method::GET, "/metrics", None).await.ok()?;
+                String::from_utf8_lossy(&metrics).contains(&gauge).then_some(())
+            }
+        })
+        .await;
+    }
+
     pub async fn seed_view(&self) -> Option<Value> {
         self.seed_client().json("/nodes").await.ok()
     }
