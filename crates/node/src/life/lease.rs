@@ -116,20 +116,26 @@ impl Judge {
         self.ask_every() * 2
     }
 
-    /// From when to ask the peers: once this node's own answer from the seed is half way to its
-    /// deadline, so their answers are in before it needs them (`None`: the TTL is not known).
+    /// When this node stops coordinating unless other members are cut off too: half the TTL
+    /// after the seed's last answer, and an interval more, since peers that lost the seed at the
+    /// same moment had their last answer up to an interval before this one.
+    fn own_deadline(&self) -> Option<Instant> {
+        Some(self.heard? + self.quiet_after()? + self.interval)
+    }
+
+    /// From when to ask the peers: two rounds before this node's own deadline, so their answers
+    /// are in when it needs them (`None`: the TTL is not known).
     pub fn reports_due(&self) -> Option<Instant> {
-        Some(self.heard? + self.quiet_after()? / 2)
+        Some(self.own_deadline()? - self.ask_every() * 2)
     }
 
     /// May this node, `me` in `view`, coordinate at `now`?
     pub fn verdict(&self, now: Instant, me: NodeId, view: &View) -> Verdict {
-        let (Some(quiet_after), Some(heard)) = (self.quiet_after(), self.heard) else {
+        let (Some(quiet_after), Some(heard), Some(own_deadline)) =
+            (self.quiet_after(), self.heard, self.own_deadline())
+        else {
             return Verdict::Holds { recheck: None };
         };
-        // Quiet to the seed from `quiet_after` on; with one interval's slack, since peers that
-        // lost it at the same moment had their last answer up to an interval before ours.
-        let own_deadline = heard + quiet_after + self.interval;
         if now < own_deadline {
             return Verdict::Holds { recheck: Some(own_deadline) };
         }
@@ -169,6 +175,9 @@ impl Judge {
 pub struct Lease {
     judge: Mutex<Judge>,
     lost: AtomicBool,
+    /// Since when it is lost, and whether that was logged (only once it lasts an interval: a
+    /// node resumed after a pause is lost for the few milliseconds until its heartbeat's answer).
+    lost_since: Mutex<Option<(Instant, bool)>>,
     why: std::sync::RwLock<Option<String>>,
     /// Wakes [`lease_loop`] when an input changed that may change the verdict soon.
     changed: tokio::sync::Notify,
@@ -179,6 +188,7 @@ impl Lease {
         Lease {
             judge: Mutex::new(Judge::new(interval)),
             lost: AtomicBool::new(false),
+            lost_since: Mutex::new(None),
             why: std::sync::RwLock::new(None),
             changed: tokio::sync::Notify::new(),
         }
@@ -229,27 +239,49 @@ impl Lease {
             Verdict::Holds { recheck } => (None, recheck),
             Verdict::Lost(why) => (Some(why), None),
         };
-        match (&why, self.lost.load(Ordering::Acquire)) {
-            (Some(why), false) => tracing::error!("{why}"),
-            (None, true) => {
-                tracing::warn!("coordinating again: the seed answers, or most members cannot reach it either")
+        let interval = self.judge().interval;
+        let mut since = self.lost_since.lock().expect("lease lock");
+        match (&why, &mut *since) {
+            (Some(why), None) => {
+                tracing::debug!("{why}");
+                *since = Some((now, false));
+            }
+            (Some(why), Some((at, logged))) if !*logged && now.saturating_duration_since(*at) >= interval => {
+                tracing::error!("{why}");
+                *logged = true;
+            }
+            (None, Some((at, logged))) => {
+                let after = now.saturating_duration_since(*at);
+                match logged {
+                    true => tracing::warn!(
+                        ?after,
+                        "coordinating again: the seed answers, or another member cannot reach it either"
+                    ),
+                    false => tracing::debug!(?after, "coordinating again"),
+                }
+                *since = None;
             }
             _ => {}
         }
+        drop(since);
         *self.why.write().expect("lease lock") = why.clone();
         self.lost.store(why.is_some(), Ordering::Release);
         recheck
     }
 }
 
-/// Keep the verdict, until `stop`: learn the seed's TTL, and judge again whenever an input
-/// changed, the view moved or a deadline passed.
+/// Keep the verdict, until `stop`: learn the seed's TTL, ask the peers while the seed is silent
+/// (every [`Judge::ask_every`], each round in a task of its own and given up after that long, so
+/// a peer across a partition holds up neither the verdict nor the next round), and judge again
+/// whenever an input changed, the view moved or a deadline passed. While the seed answers, it
+/// wakes once in a while to find its deadlines moved: one task, not a timer per heartbeat.
 pub async fn lease_loop(node: Node, mut stop: watch::Receiver<bool>) {
     let interval = node.config.heartbeat_interval;
     // It registered a moment ago.
     node.lease.heard(Instant::now());
     let mut views = node.topo.subscribe();
     let mut ttl_asked: Option<Instant> = None;
+    let mut next_round = Instant::now();
     loop {
         if node.lease.judge().ttl().is_none() && ttl_asked.is_none_or(|at| at.elapsed() >= interval) {
             ttl_asked = Some(Instant::now());
@@ -263,40 +295,25 @@ pub async fn lease_loop(node: Node, mut stop: watch::Receiver<bool>) {
         }
         let now = Instant::now();
         let recheck = node.lease.rejudge(now, node.me, &node.topology().view);
+        let (due, every) = {
+            let judge = node.lease.judge();
+            (judge.reports_due(), judge.ask_every())
+        };
+        if due.is_some_and(|due| due <= now) && next_round <= now {
+            next_round = now + every;
+            let node = node.clone();
+            node.tasks.clone().spawn(async move { ask_peers(&node, every).await });
+        }
         // Without a deadline (no TTL yet, or lost), look again within an interval.
-        let wake = recheck.unwrap_or(now + interval);
+        let mut wake = recheck.unwrap_or(now + interval);
+        if let Some(due) = due {
+            wake = wake.min(due.max(next_round));
+        }
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = node.lease.changed.notified() => {}
             _ = views.changed() => {}
             _ = tokio::time::sleep_until(wake.into()) => {}
-        }
-    }
-}
-
-/// Ask every staying peer how long it has gone without the seed, every [`Judge::ask_every`]
-/// while this node's own answer from it is old (from a quarter of the TTL on), until `stop`.
-/// Each round waits at most that long: a peer across a partition does not hold up the next.
-/// While the seed answers, it sleeps until the moment it would start asking.
-pub async fn ask_peers_loop(node: Node, mut stop: watch::Receiver<bool>) {
-    let interval = node.config.heartbeat_interval;
-    loop {
-        let now = Instant::now();
-        let (due, every) = {
-            let judge = node.lease.judge();
-            (judge.reports_due(), judge.ask_every())
-        };
-        let next = match due {
-            Some(due) if due > now => due,
-            Some(_) => {
-                ask_peers(&node, every).await;
-                now + every
-            }
-            None => now + interval.max(Duration::from_secs(1)),
-        };
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep_until(next.into()) => {}
         }
     }
 }
@@ -370,7 +387,7 @@ mod tests {
         assert_eq!(j.verdict(t0 + 1099 * MS, NodeId(1), &v), Verdict::Holds { recheck: Some(t0 + 1100 * MS) });
         let Verdict::Lost(why) = j.verdict(t0 + 1100 * MS, NodeId(1), &v) else { panic!("lost") };
         assert!(why.contains("no answer from the seed for 1100 ms, while the 4 other members still reach it"), "{why}");
-        assert_eq!(j.reports_due(), Some(t0 + 500 * MS), "asks peers from a quarter TTL");
+        assert_eq!(j.reports_due(), Some(t0 + 900 * MS), "asks peers two rounds before its deadline");
         assert_eq!(j.ask_every(), 100 * MS, "every interval, at most an eighth of the TTL");
     }
 

@@ -154,7 +154,6 @@ pub async fn run(
         tokio::spawn(save_hints_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::life::clock::clock_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::life::lease::lease_loop(node.clone(), tasks_stop_rx.clone())),
-        tokio::spawn(crate::life::lease::ask_peers_loop(node.clone(), tasks_stop_rx.clone())),
     ];
     tasks.extend(crate::life::busy_poll::BusyPoll::start(&node, &tasks_stop_rx));
 
