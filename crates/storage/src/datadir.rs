@@ -75,6 +75,11 @@ struct Meta {
     /// node's (deleted keys whose tombstones were since purged would otherwise reappear).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     left: bool,
+    /// The node began to leave (its leave was accepted): started again, it registers as
+    /// `leaving`, whatever the last view it saved says (that view is saved a moment later, and a
+    /// crash in between lost the leave).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    leaving: bool,
 }
 
 pub struct DataDir {
@@ -112,8 +117,14 @@ impl DataDir {
                 if path.join(STORE).exists() {
                     return Err(DataDirError::MissingMeta(path.to_path_buf()));
                 }
-                let meta =
-                    Meta { format: FORMAT_VERSION, cluster: cluster.to_string(), id: None, tokens: None, left: false };
+                let meta = Meta {
+                    format: FORMAT_VERSION,
+                    cluster: cluster.to_string(),
+                    id: None,
+                    tokens: None,
+                    left: false,
+                    leaving: false,
+                };
                 write_atomic(path, META, &to_json(&meta)).map_err(io_err)?;
                 meta
             }
@@ -143,7 +154,7 @@ impl DataDir {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(DataDirError::Io { path: store, source: e }),
             _ => {}
         }
-        let meta = Meta { id: None, tokens: None, left: false, ..self.meta.clone() };
+        let meta = Meta { id: None, tokens: None, left: false, leaving: false, ..self.meta.clone() };
         write_atomic(&self.path, META, &to_json(&meta))
             .map_err(|source| DataDirError::Io { path: self.path.clone(), source })?;
         self.meta = meta;
@@ -185,8 +196,24 @@ impl DataDir {
 
     /// Record that this node left the cluster: its identity is dropped now and its data at the
     /// next open.
+    /// Record that the node began to leave (see [`Meta`]'s `leaving`), before it tells anyone.
+    pub fn mark_leaving(&mut self) -> io::Result<()> {
+        if self.meta.leaving {
+            return Ok(());
+        }
+        let meta = Meta { leaving: true, ..self.meta.clone() };
+        write_atomic(&self.path, META, &to_json(&meta))?;
+        self.meta = meta;
+        Ok(())
+    }
+
+    /// Whether the node began to leave and did not finish.
+    pub fn is_leaving(&self) -> bool {
+        self.meta.leaving && !self.meta.left
+    }
+
     pub fn mark_left(&mut self) -> io::Result<()> {
-        let meta = Meta { id: None, tokens: None, left: true, ..self.meta.clone() };
+        let meta = Meta { id: None, tokens: None, left: true, leaving: false, ..self.meta.clone() };
         write_atomic(&self.path, META, &to_json(&meta))?;
         self.meta = meta;
         Ok(())
@@ -265,10 +292,19 @@ mod tests {
         d.set_identity(Some(&id)).unwrap();
         drop(d);
         let mut d = DataDir::open(&p, "c1").unwrap();
+        assert_eq!(d.identity().unwrap(), Some(id.clone()));
+
+        // A leave begun is remembered, with the identity, until it is done.
+        assert!(!d.is_leaving());
+        d.mark_leaving().unwrap();
+        drop(d);
+        let mut d = DataDir::open(&p, "c1").unwrap();
+        assert!(d.is_leaving() && !d.has_left());
         assert_eq!(d.identity().unwrap(), Some(id));
 
         fs::create_dir(d.store_path()).unwrap();
         d.mark_left().unwrap();
+        assert!(!d.is_leaving(), "done");
         drop(d);
         // The leave is remembered, and nothing is removed until the node is told to rejoin.
         let d = DataDir::open(&p, "c1").unwrap();

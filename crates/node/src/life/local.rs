@@ -44,6 +44,8 @@ pub struct Opened {
     pub identity: Option<Identity>,
     pub view: Option<View>,
     pub hints: Vec<SavedHint>,
+    /// The node began to leave before it stopped (see [`Local::mark_leaving`]).
+    pub leaving: bool,
 }
 
 /// Open the data directory and engine named by the config (or a memory engine without one).
@@ -55,6 +57,7 @@ pub fn open(config: &NodeConfig) -> Result<Opened, NodeError> {
             identity: None,
             view: None,
             hints: Vec::new(),
+            leaving: false,
         });
     };
     let fatal = |e: String| NodeError::BadRequest(e);
@@ -100,7 +103,8 @@ pub fn open(config: &NodeConfig) -> Result<Opened, NodeError> {
         id = ?identity.as_ref().map(|i| NodeId(i.id).to_string()),
         "opened the data directory"
     );
-    Ok(Opened { engine: Arc::new(engine), local: Some(Local::new(dir)), identity, view, hints })
+    let leaving = dir.is_leaving();
+    Ok(Opened { engine: Arc::new(engine), local: Some(Local::new(dir)), identity, view, hints, leaving })
 }
 
 fn lock_dir(dir: &Mutex<DataDir>) -> std::sync::MutexGuard<'_, DataDir> {
@@ -165,6 +169,17 @@ impl Local {
         let result = if hints.is_empty() { dir.remove(HINTS) } else { dir.write(HINTS, &wire::encode(&hints)) };
         if let Err(e) = result {
             tracing::warn!("saving {} pending hints in {}: {e}", hints.len(), dir.path().display());
+        }
+    }
+
+    /// The node begins to leave: recorded before the seed hears of it, in the directory's own
+    /// file and at once, so that a node stopped a moment later registers as `leaving` when it
+    /// starts again. (The view that says so is saved a moment later, by the saver thread: a node
+    /// killed in between came back as a member, its accepted leave dropped without a word.)
+    pub fn mark_leaving(&self) {
+        let mut dir = self.dir();
+        if let Err(e) = dir.mark_leaving() {
+            tracing::warn!("recording the start of the leave in {}: {e}", dir.path().display());
         }
     }
 

@@ -34,7 +34,7 @@ pub async fn run(
     listener: TcpListener,
     signal: impl Future<Output = Stop> + Send + 'static,
 ) -> Result<(), NodeError> {
-    let opened = local::open(&config)?;
+    let mut opened = local::open(&config)?;
     let resp_listener = match config.resp_listen {
         Some(addr) => Some(crate::transport::listener::bind(addr).map_err(|e| {
             NodeError::Unavailable(format!("cannot listen for RESP on {addr}: {e}; pick another --resp-listen"))
@@ -71,6 +71,11 @@ pub async fn run(
     });
 
     // Stopped during its leave, by what it saved: it registers as leaving.
+    if let (true, Some(me), Some(view)) = (opened.leaving, &opened.identity, &mut opened.view) {
+        for m in view.nodes.iter_mut().filter(|m| m.id == NodeId(me.id)) {
+            m.state = NodeState::Leaving;
+        }
+    }
     let was_leaving = match (&opened.identity, &opened.view) {
         (Some(me), Some(view)) => view.member(NodeId(me.id)).is_some_and(|m| m.state == NodeState::Leaving),
         _ => false,

@@ -294,6 +294,9 @@ pub async fn rebalance_loop(node: Node, mut stop: watch::Receiver<bool>) {
 pub async fn leave(node: &Node) -> bool {
     let started = tokio::time::Instant::now();
     node.set_life(Life::Leaving);
+    if let Some(local) = &node.local {
+        local.mark_leaving();
+    }
     let stored = node.engine.stats();
     let keys = stored.keys;
     let moving = node.moves.begin(MoveKind::Leave, Some(keys), Some(stored.bytes));
