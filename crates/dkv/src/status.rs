@@ -122,6 +122,7 @@ fn member_row(m: &Value, stats: Option<&Value>) -> Value {
         "tokens": m["tokens"].as_array().map_or(0, Vec::len),
         "clock_offset_ms": s("clock_offset_ms"),
         "coordinating_writes": s("coordinating_writes"),
+        "coordinating": s("coordinating"),
         "requests_per_s": rate,
         "p99_us": load["p99_us"],
         "moves": load["moves"].as_array().cloned().unwrap_or_default(),
@@ -210,12 +211,14 @@ pub fn render(summary: &Value, limit: Option<usize>) -> String {
             |ms| format!("{ms:+}ms{}", if r["coordinating_writes"] == false { " OFF" } else { "" }),
         );
         let state = if r["reachable"] == true { r["state"].as_str().unwrap_or("?") } else { "unreachable" };
+        // Cut off from the seed: it refuses client requests (its lease).
+        let state = if r["coordinating"] == false { format!("{state} CUT") } else { state.to_string() };
         let rate = r["requests_per_s"].as_f64().map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
         let moves: Vec<String> = r["moves"].as_array().into_iter().flatten().map(move_text).collect();
         let cells = [
             r["id"].as_str().unwrap_or("?"),
             r["addr"].as_str().unwrap_or("?"),
-            state,
+            &state,
             &n("key_copies"),
             &n("bytes"),
             &n("hints_pending"),
@@ -233,6 +236,14 @@ pub fn render(summary: &Value, limit: Option<usize>) -> String {
     }
     let _ = writeln!(out, "key copies: {} ({} per key)", summary["key_copies"], summary["copies_per_key"]);
     let _ = writeln!(out, "keys: {} (key copies / {})", summary["keys"], summary["copies_per_key"]);
+    let cut = rows.iter().filter(|r| r["coordinating"] == false).count();
+    if cut > 0 {
+        let _ = writeln!(
+            out,
+            "{cut} cut off from the seed (CUT): they refuse client requests (503) until the seed answers them, since \
+             it may have removed them; send requests to the others"
+        );
+    }
     if let Some(n) = summary["states"]["unreachable"].as_u64().filter(|n| *n > 0) {
         let _ = writeln!(
             out,
@@ -305,6 +316,19 @@ mod tests {
             })
             .collect();
         summarize(&json!({ "epoch": 9 }), None, rows, "http://10.0.0.0:8080")
+    }
+
+    #[test]
+    fn a_member_cut_off_from_the_seed_is_marked_and_counted() {
+        let cluster = json!({ "id": "00000000000000aa", "addr": "10.0.0.1:8080", "state": "normal", "tokens": [1] });
+        let stats = |coordinating: bool| {
+            json!({ "keys": 1, "bytes": 10, "hints_pending": 0, "clock_offset_ms": 0, "coordinating_writes": true,
+                "coordinating": coordinating, "requests": { "moved_in": 0 }, "load": {} })
+        };
+        let rows = vec![member_row(&cluster, Some(&stats(false))), member_row(&cluster, Some(&stats(true)))];
+        let text = render(&summarize(&json!({ "epoch": 3 }), None, rows, "http://10.0.0.1:8080"), None);
+        assert_eq!(text.matches(" normal CUT ").count(), 1, "{text}");
+        assert!(text.contains("1 cut off from the seed (CUT): they refuse client requests (503)"), "{text}");
     }
 
     #[test]

@@ -55,6 +55,12 @@ async fn a_node_cut_off_from_the_seed_alone_stops_coordinating_before_the_seed_e
     link.cut();
     wait_stops_coordinating(&c, cut_off).await;
     assert!(listed(&c, &addr).await, "the node stopped only after the seed had expired it");
+    let status = dkv().args(["status", "--node", &c.nodes[0].addr]).output().expect("run dkv status");
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains(&addr) && status.contains(" CUT ") && status.contains("1 cut off from the seed"),
+        "{status}"
+    );
     let err = c.client(cut_off).put(b"l_refused", b"x".to_vec()).await.expect_err("a write it would coordinate");
     assert!(err.to_string().contains("503") && err.to_string().contains("no answer from the seed"), "{err}");
     let err = c.client(cut_off).get(b"l_0").await.expect_err("a read it would coordinate");
