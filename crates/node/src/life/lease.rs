@@ -175,9 +175,6 @@ impl Judge {
 pub struct Lease {
     judge: Mutex<Judge>,
     lost: AtomicBool,
-    /// Since when it is lost, and whether that was logged (only once it lasts an interval: a
-    /// node resumed after a pause is lost for the few milliseconds until its heartbeat's answer).
-    lost_since: Mutex<Option<(Instant, bool)>>,
     why: std::sync::RwLock<Option<String>>,
     /// Wakes [`lease_loop`] when an input changed that may change the verdict soon.
     changed: tokio::sync::Notify,
@@ -188,7 +185,6 @@ impl Lease {
         Lease {
             judge: Mutex::new(Judge::new(interval)),
             lost: AtomicBool::new(false),
-            lost_since: Mutex::new(None),
             why: std::sync::RwLock::new(None),
             changed: tokio::sync::Notify::new(),
         }
@@ -232,41 +228,52 @@ impl Lease {
         self.judge.lock().expect("lease lock")
     }
 
-    /// Judge again; returns when to judge next.
-    fn rejudge(&self, now: Instant, me: NodeId, view: &View) -> Option<Instant> {
+    /// Judge again, and let requests see the verdict.
+    fn rejudge(&self, now: Instant, me: NodeId, view: &View) -> Verdict {
         let verdict = self.judge().verdict(now, me, view);
-        let (why, recheck) = match verdict {
-            Verdict::Holds { recheck } => (None, recheck),
-            Verdict::Lost(why) => (Some(why), None),
+        let why = match &verdict {
+            Verdict::Holds { .. } => None,
+            Verdict::Lost(why) => Some(why.clone()),
         };
-        let interval = self.judge().interval;
-        let mut since = self.lost_since.lock().expect("lease lock");
-        match (&why, &mut *since) {
-            (Some(why), None) => {
-                tracing::debug!("{why}");
-                *since = Some((now, false));
-            }
-            (Some(why), Some((at, logged))) if !*logged && now.saturating_duration_since(*at) >= interval => {
-                tracing::error!("{why}");
-                *logged = true;
-            }
-            (None, Some((at, logged))) => {
-                let after = now.saturating_duration_since(*at);
-                match logged {
-                    true => tracing::warn!(
-                        ?after,
-                        "coordinating again: the seed answers, or another member cannot reach it either"
-                    ),
-                    false => tracing::debug!(?after, "coordinating again"),
-                }
-                *since = None;
-            }
-            _ => {}
+        // The reason first: a request that sees `lost` set reads it.
+        let lost = why.is_some();
+        *self.why.write().expect("lease lock") = why;
+        self.lost.store(lost, Ordering::Release);
+        verdict
+    }
+}
+
+/// Log a change of verdict. `since`: since when the lease is lost, and whether that was logged
+/// as an error, which it is only once it lasts an interval (a node resumed after a pause is
+/// lost for the few milliseconds until its heartbeat's answer). Returns the new `since`.
+fn log_change(
+    since: Option<(Instant, bool)>,
+    verdict: &Verdict,
+    now: Instant,
+    interval: Duration,
+) -> Option<(Instant, bool)> {
+    match (verdict, since) {
+        (Verdict::Lost(why), None) => {
+            tracing::debug!("{why}");
+            Some((now, false))
         }
-        drop(since);
-        *self.why.write().expect("lease lock") = why.clone();
-        self.lost.store(why.is_some(), Ordering::Release);
-        recheck
+        (Verdict::Lost(why), Some((at, false))) if now.saturating_duration_since(at) >= interval => {
+            tracing::error!("{why}");
+            Some((at, true))
+        }
+        (Verdict::Lost(_), since) => since,
+        (Verdict::Holds { .. }, Some((at, logged))) => {
+            let after = now.saturating_duration_since(at);
+            match logged {
+                true => tracing::warn!(
+                    ?after,
+                    "coordinating again: the seed answers, or another member cannot reach it either"
+                ),
+                false => tracing::debug!(?after, "coordinating again"),
+            }
+            None
+        }
+        (Verdict::Holds { .. }, None) => None,
     }
 }
 
@@ -281,20 +288,28 @@ pub async fn lease_loop(node: Node, mut stop: watch::Receiver<bool>) {
     node.lease.heard(Instant::now());
     let mut views = node.topo.subscribe();
     let mut ttl_asked: Option<Instant> = None;
+    let mut old_seed_said = false;
+    let mut lost_since = None;
     let mut next_round = Instant::now();
     loop {
         if node.lease.judge().ttl().is_none() && ttl_asked.is_none_or(|at| at.elapsed() >= interval) {
             ttl_asked = Some(Instant::now());
             match node.peers.seed_ttl(&node.config.seed).await {
                 Ok(Some(ttl)) => node.lease.set_ttl(ttl),
-                Ok(None) => {
+                Ok(None) if !std::mem::replace(&mut old_seed_said, true) => {
                     tracing::info!("the seed does not report its TTL (an earlier release): no membership lease")
                 }
+                Ok(None) => {}
                 Err(e) => tracing::debug!("reading the seed's TTL: {e}"),
             }
         }
         let now = Instant::now();
-        let recheck = node.lease.rejudge(now, node.me, &node.topology().view);
+        let verdict = node.lease.rejudge(now, node.me, &node.topology().view);
+        lost_since = log_change(lost_since, &verdict, now, interval);
+        let recheck = match verdict {
+            Verdict::Holds { recheck } => recheck,
+            Verdict::Lost(_) => None,
+        };
         let (due, every) = {
             let judge = node.lease.judge();
             (judge.reports_due(), judge.ask_every())
