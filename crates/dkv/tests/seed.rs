@@ -277,6 +277,10 @@ async fn dkv_remove_takes_out_members_gone_for_good_and_refuses_a_live_one() {
     let ids: Vec<String> = (0..3).map(|i| id_of(&c.nodes[i].addr)).collect();
     let data = dataset("r_", 100);
     write_all(&c, &[0, 1, 2], &data).await;
+    // Every key on the survivor before the others die: a write acknowledged by the two that die
+    // reaches the third a moment later, and killing both first would lose it (two failures of
+    // three replicas: beyond N=3, W=2). CI caught that once.
+    c.wait_total_keys(&[0], data.len() as u64).await;
     c.kill_node(1).await;
     c.kill_node(2).await;
     c.wait_withheld(2).await;
