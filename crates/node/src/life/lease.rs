@@ -74,8 +74,9 @@ impl Judge {
         Judge { ttl: None, interval, heard: None, reports: HashMap::new() }
     }
 
-    pub fn set_ttl(&mut self, ttl: Duration) {
-        self.ttl = Some(ttl);
+    /// The seed's TTL is `ttl`; returns the one known before.
+    pub fn set_ttl(&mut self, ttl: Duration) -> Option<Duration> {
+        self.ttl.replace(ttl)
     }
 
     pub fn ttl(&self) -> Option<Duration> {
@@ -214,8 +215,22 @@ impl Lease {
         }
     }
 
-    fn set_ttl(&self, ttl: Duration) {
-        self.judge().set_ttl(ttl);
+    /// The seed said its TTL: the first time, or again (said when it changed, and when the
+    /// heartbeat interval is too long for it).
+    fn learned_ttl(&self, ttl: Duration) {
+        let (before, interval) = {
+            let mut judge = self.judge();
+            (judge.set_ttl(ttl), judge.interval)
+        };
+        if before == Some(ttl) {
+            return;
+        }
+        if let Some(before) = before {
+            tracing::info!(?before, now = ?ttl, "the seed's TTL changed");
+        }
+        if let Some(why) = interval_too_long(interval, ttl) {
+            tracing::error!("{why}");
+        }
         self.changed.notify_one();
     }
 
@@ -287,22 +302,10 @@ pub async fn lease_loop(node: Node, mut stop: watch::Receiver<bool>) {
     // It registered a moment ago.
     node.lease.heard(Instant::now());
     let mut views = node.topo.subscribe();
-    let mut ttl_asked: Option<Instant> = None;
-    let mut old_seed_said = false;
+    node.tasks.spawn(ttl_loop(node.clone(), stop.clone()));
     let mut lost_since = None;
     let mut next_round = Instant::now();
     loop {
-        if node.lease.judge().ttl().is_none() && ttl_asked.is_none_or(|at| at.elapsed() >= interval) {
-            ttl_asked = Some(Instant::now());
-            match node.peers.seed_ttl(&node.config.seed).await {
-                Ok(Some(ttl)) => node.lease.set_ttl(ttl),
-                Ok(None) if !std::mem::replace(&mut old_seed_said, true) => {
-                    tracing::info!("the seed does not report its TTL (an earlier release): no membership lease")
-                }
-                Ok(None) => {}
-                Err(e) => tracing::debug!("reading the seed's TTL: {e}"),
-            }
-        }
         let now = Instant::now();
         let verdict = node.lease.rejudge(now, node.me, &node.topology().view);
         lost_since = log_change(lost_since, &verdict, now, interval);
@@ -331,6 +334,52 @@ pub async fn lease_loop(node: Node, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
     }
+}
+
+/// How often the seed's TTL is read again once known: a seed restarted with another
+/// `--node-ttl` changes it.
+const TTL_REREAD: Duration = Duration::from_secs(60);
+
+/// Keep the seed's TTL known, until `stop`: read every interval until the seed answers, then
+/// every [`TTL_REREAD`]. A task of its own, so a seed that does not answer holds up these reads,
+/// never the verdict.
+async fn ttl_loop(node: Node, mut stop: watch::Receiver<bool>) {
+    let interval = node.config.heartbeat_interval;
+    let mut old_seed_said = false;
+    loop {
+        let wait = match node.peers.seed_ttl(&node.config.seed).await {
+            Ok(Some(ttl)) => {
+                node.lease.learned_ttl(ttl);
+                TTL_REREAD.max(interval)
+            }
+            Ok(None) => {
+                if !std::mem::replace(&mut old_seed_said, true) {
+                    tracing::info!("the seed does not report its TTL (an earlier release): no membership lease");
+                }
+                TTL_REREAD.max(interval)
+            }
+            Err(e) => {
+                tracing::debug!("reading the seed's TTL: {e}");
+                interval
+            }
+        };
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// What is wrong with a heartbeat `interval` under the seed's `ttl`, if anything: a node stops
+/// coordinating half a TTL and an interval after the seed's last answer, which must come before
+/// the seed can expire it, a TTL after.
+pub fn interval_too_long(interval: Duration, ttl: Duration) -> Option<String> {
+    (interval >= ttl / 2).then(|| {
+        format!(
+            "--heartbeat-interval {interval:?} is not under half the seed's --node-ttl ({ttl:?}): the seed could expire this node before it stops coordinating, cut off from the seed (see the README's Membership); use an interval under {:?}",
+            ttl / 2
+        )
+    })
 }
 
 async fn ask_peers(node: &Node, within: Duration) {
@@ -392,6 +441,25 @@ mod tests {
         let mut j = Judge::new(100 * MS);
         j.set_ttl(2000 * MS);
         assert_eq!(j.verdict(t0 + 60_000 * MS, NodeId(1), &v), Verdict::Holds { recheck: None });
+    }
+
+    #[test]
+    fn a_heartbeat_interval_of_half_the_ttl_or_more_is_said_to_be_too_long() {
+        assert_eq!(interval_too_long(100 * MS, 2000 * MS), None);
+        assert_eq!(interval_too_long(999 * MS, 2000 * MS), None);
+        let why = interval_too_long(1000 * MS, 2000 * MS).expect("half the TTL");
+        assert!(why.contains("--heartbeat-interval 1s is not under half the seed's --node-ttl (2s)"), "{why}");
+        assert!(why.contains("use an interval under 1s"), "{why}");
+        assert!(interval_too_long(5000 * MS, 2000 * MS).is_some());
+    }
+
+    #[test]
+    fn a_new_ttl_from_a_restarted_seed_moves_the_deadline() {
+        let t0 = Instant::now();
+        let mut j = judge(t0);
+        assert_eq!(j.set_ttl(4000 * MS), Some(2000 * MS), "the TTL known before");
+        let v = view(&[NodeState::Normal; 5]);
+        assert_eq!(j.verdict(t0 + 1100 * MS, NodeId(1), &v), Verdict::Holds { recheck: Some(t0 + 2100 * MS) });
     }
 
     #[test]
