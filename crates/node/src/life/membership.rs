@@ -116,6 +116,7 @@ impl Node {
                     return false; // another view came in since we looked: decide again
                 }
                 *topo = next.clone();
+                self.record_adopted(next.clone());
                 // Queued under the channel's lock, so views are saved in the order installed.
                 if let Some(local) = &self.local {
                     local.save_view(&next.view);

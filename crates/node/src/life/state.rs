@@ -17,6 +17,7 @@ use crate::life::local::Local;
 use crate::life::stats::Counters;
 use crate::replication::hints::Hints;
 use crate::replication::latency::Latencies;
+use crate::replication::settled::SettledViews;
 use crate::transport::peer::Peers;
 
 /// How a node is asked to stop.
@@ -115,6 +116,9 @@ pub struct Inner {
     /// The membership epoch at which this node last finished an anti-entropy round with every
     /// peer (0: never). See [`Node::settled`].
     settled_epoch: AtomicU64,
+    /// The views adopted since that round, for the keys whose answers are complete meanwhile
+    /// (see [`Node::settled_for`]).
+    settled_views: SettledViews,
     stop: watch::Sender<Option<Stop>>,
 }
 
@@ -170,6 +174,7 @@ impl Node {
             busy_poll: crate::life::busy_poll::BusyPoll::new(config.busy_poll),
             clock_probe: tokio::sync::Notify::new(),
             expiring_stored: tokio::sync::Notify::new(),
+            settled_views: SettledViews::new(topo.clone()),
             topo: watch::channel(topo).0,
             refresh_lock: Mutex::new(()),
             noticed: Default::default(),
@@ -243,8 +248,23 @@ impl Node {
         *why = off.map(|off| off.why);
     }
 
-    pub fn mark_settled(&self, epoch: u64) {
-        self.settled_epoch.store(epoch, Ordering::Release);
+    /// Whether this node's answer for the key `hash` is complete: it is [`settled`](Self::settled),
+    /// or, while a view change is not settled yet, it replicated the key in the view it last
+    /// settled under and in every view since (see `replication/settled.rs`). Only a complete
+    /// answer counts towards a read's R.
+    pub fn settled_for(&self, hash: u64) -> bool {
+        self.settled() || (self.life() == Life::Normal && self.settled_views.complete_for(self.me, hash))
+    }
+
+    /// An anti-entropy round with every peer ended under `topo`.
+    pub fn mark_settled(&self, topo: &Arc<Topology>) {
+        self.settled_views.settled_under(topo);
+        self.settled_epoch.store(topo.epoch(), Ordering::Release);
+    }
+
+    /// `topo` was installed (called in the order views are).
+    pub(crate) fn record_adopted(&self, topo: Arc<Topology>) {
+        self.settled_views.adopted(topo);
     }
 
     pub fn set_life(&self, life: Life) {

@@ -8,13 +8,16 @@
 //! coordinator for later delivery.
 //!
 //! A read asks R of the key's replicas (itself first, when it is one) and answers with the highest
-//! version among them. A replica's "not found" is weak in general: one that missed a write says
-//! "not found", and R = 1 must still find an acknowledged write. It is strong when R + W > N (any
-//! R replicas include one that acknowledged every acknowledged write) and the replica is settled
-//! (serving, and a full anti-entropy round ran since the view last changed, so it is not still
-//! filling a range it newly replicates). R answers that are values or strong "not found"s decide;
-//! otherwise the read asks all replicas and takes the first R answers that hold the key, a "not
-//! found" deciding only once every replica has answered. A replica that takes much longer than it
+//! version among them. An answer counts towards R only if it is complete: its replica holds every
+//! acknowledged write of the key. It does once a full anti-entropy round ran since the view last
+//! changed; before that, if it replicated the key in the view of its last such round and in every
+//! view since. A replica that gained the key through the change does not (the next node on the
+//! ring, when the seed expires a member, copies the key only in its round): see `settled.rs`.
+//! A complete "not found" is still weak in general: one that missed a write says "not found", and
+//! R = 1 must still find an acknowledged write. It is strong when R + W > N (any R replicas
+//! include one that acknowledged every acknowledged write). R complete answers that are values or
+//! strong "not found"s decide; otherwise the read asks all replicas and decides once every one
+//! has answered. A replica that takes much longer than it
 //! usually does (see `latency.rs`) gets company: the read asks the next replica too, so a paused
 //! node costs a read a few milliseconds, not the request timeout. Any answering replica that
 //! returned an older version or nothing is repaired in the background.
@@ -71,9 +74,10 @@ impl Node {
         expires: Option<u64>,
         w: Option<Level>,
     ) -> Result<(), NodeError> {
-        if let Some(why) = self.clock_refusal().or_else(|| self.lease.refusal()) {
+        if let Some(why) = self.clock_refusal() {
             return Err(NodeError::Unavailable(why));
         }
+        self.lease_held()?;
         let hash = key_hash(&key);
         let expires = expires.filter(|_| value.is_some());
         let entry = Entry { version: Version { ts: self.hlc.now(), node: self.me.0 }, value, expires };
@@ -245,7 +249,7 @@ impl Node {
                 replicas[..=i].rotate_right(1);
             }
             let strong = needed + self.config.write_quorum.min(replicas.len()) > replicas.len();
-            let decides = |a: &ReadResponse<S>| a.entry.is_some() || (strong && a.settled);
+            let decides = |a: &ReadResponse<S>| a.settled && (a.entry.is_some() || strong);
             let call = |id| self.tasks.track_future(self.clone().read_on::<S>(topo.clone(), id, key.clone()));
             // Ask R replicas; ask another when one fails, answers a "not found" that does not
             // decide, or takes much longer than it usually does (it may be stalled).
@@ -311,8 +315,9 @@ impl Node {
         key: Bytes,
     ) -> Result<ReadResponse<S>, PeerError> {
         if id == self.me {
-            return match self.engine.get(key_hash(&key), &key) {
-                Ok(entry) => Ok(ReadResponse { entry: entry.map(S::of), settled: self.settled() }),
+            let hash = key_hash(&key);
+            return match self.engine.get(hash, &key) {
+                Ok(entry) => Ok(ReadResponse { entry: entry.map(S::of), settled: self.settled_for(hash) }),
                 Err(e) => Err(PeerError::Refused { addr: "this node".into(), status: 500, message: e.to_string() }),
             };
         }
@@ -346,7 +351,7 @@ fn stale(e: &QuorumError) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use dkv_membership::NodeState;
+    use dkv_membership::{NodeId, NodeState, Topology};
     use dkv_storage::{Entry, Hlc, Version};
 
     use crate::error::NodeError;
@@ -413,5 +418,51 @@ mod tests {
         a.set_clock_off(Some(crate::life::clock::Off { why: "behind".into(), offset_ms: -7_200_000 }));
         assert!(a.read_alone::<Entry>(hash, b"k").unwrap().is_none(), "expired an hour ago in the cluster's time");
         assert!(a.read_alone::<Head>(hash, b"k").unwrap().is_none(), "expired, by the head too");
+    }
+
+    /// The seed expired node 1. Node 4, next on the ring, replicates its keys from then on, with
+    /// none of their data yet (it holds an older copy of one, as a node that replicated it before
+    /// may). Node 2 missed the last write of that key, acknowledged by nodes 1 and 3. Node 4's
+    /// answer must not count towards R until a round settles it: with node 2's, which it asks
+    /// first, it would make R = 2 answers that both hold the older value.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_that_gained_a_key_by_an_expiry_counts_towards_r_only_once_settled() {
+        let mut nodes = testing::cluster(&[NodeState::Normal; 4], testing::config()).await;
+        for n in &nodes {
+            n.mark_settled(&n.topology());
+        }
+        let before = nodes[0].topology();
+        let mut view = before.view.clone();
+        view.epoch += 1;
+        view.nodes.retain(|m| m.id != NodeId(1));
+        let after = Topology::new(view.clone(), NodeId(4), 3);
+        // A key of nodes 1, 2 and 3 before, which node 4 asks with node 2 first after.
+        let key = (0..10_000)
+            .map(|i| format!("k{i}"))
+            .find(|k| {
+                let hash = dkv_placement::key_hash(k.as_bytes());
+                let read = after.placement(hash).read;
+                !before.is_read_replica(NodeId(4), hash) && read.iter().find(|&&id| id != NodeId(4)) == Some(&NodeId(2))
+            })
+            .expect("such a key");
+        let hash = dkv_placement::key_hash(key.as_bytes());
+        let (older, newer) = (testing::value(10, 8), testing::value(20, 8));
+        testing::put_local(&nodes[0], key.as_bytes(), newer.clone());
+        testing::put_local(&nodes[1], key.as_bytes(), older.clone());
+        testing::put_local(&nodes[2], key.as_bytes(), newer.clone());
+        testing::put_local(&nodes[3], key.as_bytes(), older);
+        drop(nodes.remove(0));
+        for n in &nodes {
+            n.adopt(view.clone());
+        }
+        let (replica, gained) = (&nodes[0], &nodes[2]);
+        assert!(replica.settled_for(hash), "node 2 replicated the key all along");
+        assert!(!gained.settled_for(hash), "node 4 gained it by the expiry");
+
+        let read = gained.coordinate_read::<Entry>(key.clone().into(), None).await.expect("a read");
+        assert_eq!(read.map(|f| f.value), newer.value, "the acknowledged write, from node 3");
+
+        gained.mark_settled(&gained.topology());
+        assert!(gained.settled_for(hash), "a round under the new view settles it");
     }
 }

@@ -26,5 +26,6 @@ pub mod pages;
 pub mod pairs;
 pub mod quorum;
 pub mod scan;
+pub mod settled;
 pub mod shape;
 pub mod votes;

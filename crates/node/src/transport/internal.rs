@@ -132,8 +132,9 @@ async fn writes(node: &Node, req: WritesRequest) -> Answer {
 
 async fn read(node: &Node, req: ReadRequest) -> Answer {
     check_epoch(node, req.epoch).await?;
-    let entry = node.engine.get(dkv_placement::key_hash(&req.key), &req.key).map_err(|e| refused(e.into()))?;
-    encode(&ReadResponse { entry, settled: node.settled() })
+    let hash = dkv_placement::key_hash(&req.key);
+    let entry = node.engine.get(hash, &req.key).map_err(|e| refused(e.into()))?;
+    encode(&ReadResponse { entry, settled: node.settled_for(hash) })
 }
 
 /// Reads a coordinator sent together: what this node holds for as many of the keys as fit in a
@@ -151,7 +152,9 @@ async fn reads<S: Shape>(node: &Node, req: ReadsRequest) -> Answer {
         bytes += key.len() + entry.as_ref().map_or(0, S::bytes);
         entries.push(entry);
     }
-    encode(&ReadsReply { entries, settled: node.settled() })
+    // One flag for the batch: complete only if it is for every key answered.
+    let settled = node.settled() || hashes[..entries.len()].iter().all(|&h| node.settled_for(h));
+    encode(&ReadsReply { entries, settled })
 }
 
 /// One page of the entries whose future replicas include the requesting (joining) node.

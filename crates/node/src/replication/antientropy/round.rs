@@ -113,7 +113,7 @@ pub async fn round(node: &Node, settle: bool) -> Round {
         }
     }
     if settle && report.failed == 0 && !report.stopped {
-        node.mark_settled(topo.epoch());
+        node.mark_settled(&topo);
     }
     add(&node.stats.repaired_by_sync, report.sent + report.received);
     add(&node.stats.pairs_compared, report.peers as u64);

@@ -1,0 +1,180 @@
+//! For which keys a replica's answer to a read is complete while the membership is changing.
+//!
+//! A read decides on R answers only when each comes from a replica that holds every write of the
+//! key that was acknowledged before (see `coordinator.rs`). A node that finished an anti-entropy
+//! round with every peer under the current view does, for all its keys ([`Node::settled`]).
+//! Between a view change and the end of that round, which takes a heartbeat interval and the
+//! round itself, a replica still does for a key it replicated in the view it last settled under
+//! and in every view it adopted since: it received the key's writes all along.
+//!
+//! A replica that gained the key through a change does not. When the seed expires a member, the
+//! next node on the ring takes over its ranges at once, with none of their data: nothing can be
+//! pulled from a dead node, so the new replica gets the keys in its next full round. Until then
+//! its answer, a value or "not found", may be older than a write acknowledged by the member it
+//! replaced and one other replica. Counted as one of R = 2 answers beside a replica that missed
+//! that write, it made a read return the value before an acknowledged write (found by the fault
+//! injection, `scripts/nemesis.py`, with a partition on top of an expiry).
+//!
+//! So a node keeps the views it adopted, the last few, and which of them it last settled under.
+//! A view dropped from the few, a restart, or a join all mean "not complete" until the next round
+//! settles: the answer is then weak, and the read asks the other replicas as well.
+//!
+//! [`Node::settled`]: crate::life::state::Node::settled
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use dkv_membership::{NodeId, Topology};
+
+/// Views kept: a node adopts one per membership change, and settles within a few of them
+/// unless the membership keeps changing, when no answer of its own is trusted beyond them.
+const KEPT: usize = 8;
+
+/// The views a node adopted, oldest first, and the one it last settled under.
+#[derive(Default)]
+struct Chain {
+    views: VecDeque<Arc<Topology>>,
+    /// Index in `views` of the view of the last full round, if still kept.
+    settled: Option<usize>,
+}
+
+impl Chain {
+    fn adopted(&mut self, topo: Arc<Topology>) {
+        self.views.push_back(topo);
+        if self.views.len() > KEPT {
+            self.views.pop_front();
+            self.settled = self.settled.and_then(|i| i.checked_sub(1));
+        }
+    }
+
+    /// A full round ended under `topo` (one of the views adopted, or none is trusted). Views
+    /// before it no longer matter.
+    fn settled_under(&mut self, topo: &Arc<Topology>) {
+        match self.views.iter().rposition(|v| Arc::ptr_eq(v, topo)) {
+            Some(i) => {
+                self.views.drain(..i);
+                self.settled = Some(0);
+            }
+            None => self.settled = None,
+        }
+    }
+
+    /// Whether `me` replicated `hash` in the settled view and every view since.
+    fn complete_for(&self, me: NodeId, hash: u64) -> bool {
+        let Some(i) = self.settled else { return false };
+        self.views.iter().skip(i).all(|t| t.is_read_replica(me, hash))
+    }
+}
+
+/// [`Chain`], shared: views are recorded as they are installed, rounds mark where they settled,
+/// and replicas ask on their read path, only while the node is not settled.
+pub struct SettledViews(Mutex<Chain>);
+
+impl SettledViews {
+    /// Starting with `topo`, the view a node starts with, not settled under.
+    pub fn new(topo: Arc<Topology>) -> SettledViews {
+        let mut chain = Chain::default();
+        chain.adopted(topo);
+        SettledViews(Mutex::new(chain))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Chain> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `topo` was installed, after every view recorded so far.
+    pub fn adopted(&self, topo: Arc<Topology>) {
+        self.lock().adopted(topo);
+    }
+
+    /// A round with every peer ended under `topo`.
+    pub fn settled_under(&self, topo: &Arc<Topology>) {
+        self.lock().settled_under(topo);
+    }
+
+    /// Whether `me` holds every acknowledged write of `hash`, by the views alone (the caller
+    /// checks the node's life: a node joining holds nothing yet).
+    pub fn complete_for(&self, me: NodeId, hash: u64) -> bool {
+        self.lock().complete_for(me, hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dkv_membership::{Member, NodeState, View};
+
+    use super::*;
+
+    const ME: NodeId = NodeId(1);
+
+    /// A view of the members `ids` at `epoch`, every one `normal`, each with tokens spread
+    /// evenly, seen by node 1 with N = 2.
+    fn view(epoch: u64, ids: &[u64]) -> Arc<Topology> {
+        let nodes = ids
+            .iter()
+            .map(|&id| Member {
+                id: NodeId(id),
+                addr: format!("127.0.0.1:{id}"),
+                tokens: (0..16u64).map(|v| (v * 8 + id) * (u64::MAX / 128)).collect(),
+                state: NodeState::Normal,
+                last_seen_ms: 0,
+            })
+            .collect();
+        Arc::new(Topology::new(View { epoch, nodes }, ME, 2))
+    }
+
+    /// Hashes node 1 replicates in `a` and not in `b`, and in both.
+    fn split(a: &Topology, b: &Topology) -> (Vec<u64>, Vec<u64>) {
+        let hashes = (0..4096u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mine: Vec<u64> = hashes.filter(|&h| b.is_read_replica(ME, h)).collect();
+        mine.into_iter().partition(|&h| !a.is_read_replica(ME, h))
+    }
+
+    #[test]
+    fn after_a_change_only_the_keys_replicated_all_along_are_complete() {
+        let (before, after) = (view(1, &[1, 2, 3, 4]), view(2, &[1, 2, 3]));
+        let (gained, kept) = split(&before, &after);
+        assert!(!gained.is_empty() && !kept.is_empty(), "node 4's expiry gives node 1 keys");
+        let chain = SettledViews::new(before.clone());
+        assert!(!chain.complete_for(ME, kept[0]), "nothing is complete before a round settles");
+        chain.settled_under(&before);
+        chain.adopted(after.clone());
+        assert!(kept.iter().all(|&h| chain.complete_for(ME, h)), "replicated before and after");
+        assert!(gained.iter().all(|&h| !chain.complete_for(ME, h)), "gained with node 4's expiry");
+        chain.settled_under(&after);
+        assert!(gained.iter().all(|&h| chain.complete_for(ME, h)), "a round settled them");
+    }
+
+    #[test]
+    fn a_key_lost_and_gained_back_since_the_round_is_not_complete() {
+        let (three, four) = (view(1, &[1, 2, 3]), view(2, &[1, 2, 3, 4]));
+        let (lost_then_back, kept) = split(&four, &three);
+        assert!(!lost_then_back.is_empty() && !kept.is_empty(), "node 4's join takes keys from node 1");
+        let chain = SettledViews::new(three.clone());
+        chain.settled_under(&three);
+        chain.adopted(four);
+        chain.adopted(view(3, &[1, 2, 3])); // node 4 gone again: the keys come back
+        assert!(lost_then_back.iter().all(|&h| !chain.complete_for(ME, h)), "writes went elsewhere meanwhile");
+        assert!(kept.iter().all(|&h| chain.complete_for(ME, h)));
+    }
+
+    #[test]
+    fn a_round_under_a_view_no_longer_kept_settles_nothing() {
+        let first = view(1, &[1, 2, 3]);
+        let mine = (0..u64::MAX).step_by(1 << 40).find(|&h| first.is_read_replica(ME, h)).expect("a key of node 1");
+        let chain = SettledViews::new(first.clone());
+        for epoch in 2..=KEPT as u64 + 1 {
+            chain.adopted(view(epoch, &[1, 2, 3]));
+        }
+        chain.settled_under(&first);
+        assert!(!chain.complete_for(ME, mine), "the round's view was dropped: which views came since is unknown");
+        let last = view(KEPT as u64 + 2, &[1, 2, 3]);
+        chain.adopted(last.clone());
+        chain.settled_under(&last);
+        assert!(chain.complete_for(ME, mine));
+        for epoch in 0..=KEPT as u64 {
+            chain.adopted(view(KEPT as u64 + 3 + epoch, &[1, 2, 3]));
+        }
+        assert!(!chain.complete_for(ME, mine), "the settled view was dropped after more than the kept views");
+    }
+}
