@@ -35,6 +35,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -157,6 +158,8 @@ class Partitions:
             return "no cgroup2 hierarchy mounted"
         if subprocess.run(["iptables", "-w", "-L", "OUTPUT", "-n"], capture_output=True).returncode != 0:
             return "iptables does not work here"
+        if shutil.which("iptables-restore") is None:
+            return "iptables-restore is not installed"
         return None
 
     def ipt(self, *args):
@@ -176,10 +179,19 @@ class Partitions:
         self.cgroups.append(path)
         return path
 
-    def drop(self, proc, port):
-        """Drop what `proc`'s sockets send to `port` on 127.0.0.1."""
-        rel = os.path.relpath(proc.cgroup, self.cg_root)
-        self.ipt("-A", self.chain, "-p", "tcp", "-m", "cgroup", "--path", rel, "--dport", str(port), "-j", "DROP")
+    def cut(self, drops):
+        """For each (proc, port) of `drops`, drop what `proc`'s sockets send to `port` on
+        127.0.0.1: all in one iptables-restore, so the cut begins whole. Added one call at a time
+        (about 20 ms each), a cut was partial and one-way for up to a quarter of a second."""
+        lines = ["*filter"]
+        for proc, port in drops:
+            rel = os.path.relpath(proc.cgroup, self.cg_root)
+            lines.append(f"-A {self.chain} -p tcp -m cgroup --path {rel} --dport {port} -j DROP")
+        lines.append("COMMIT")
+        r = subprocess.run(["iptables-restore", "-w", "--noflush"], input="\n".join(lines) + "\n",
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"iptables-restore --noflush: {r.stderr.strip()}")
 
     def heal(self):
         if self.ready:
@@ -652,12 +664,10 @@ class Nemesis:
             self.ev("partition", small=[p.name for p in small], large=[p.name for p in large],
                     seed_with=seed_with, dur_s=round(dur, 2))
             net = self.c.partitions
-            for a in small:
-                for b in large:
-                    net.drop(a, port_of(b.addr))
-                    net.drop(b, port_of(a.addr))
-            for p in {"both": [], "large": small, "small": large}[seed_with]:
-                net.drop(p, port_of(self.c.seed_addr))
+            drops = [(a, port_of(b.addr)) for a in small for b in large]
+            drops += [(b, port_of(a.addr)) for a in small for b in large]
+            drops += [(p, port_of(self.c.seed_addr)) for p in {"both": [], "large": small, "small": large}[seed_with]]
+            net.cut(drops)
             time.sleep(dur)
             net.heal()
             self.ev("healed")
@@ -669,8 +679,7 @@ class Nemesis:
             cut = self.rng.sample(procs, self.rng.randint(1, len(procs) - 1))
             dur = self.rng.uniform(0.5, 2.5) * self.c.ttl_s
             self.ev("seed-cut", nodes=[p.name for p in cut], dur_s=round(dur, 2))
-            for p in cut:
-                self.c.partitions.drop(p, port_of(self.c.seed_addr))
+            self.c.partitions.cut([(p, port_of(self.c.seed_addr)) for p in cut])
             time.sleep(dur)
             self.c.partitions.heal()
             self.ev("healed")
