@@ -88,6 +88,15 @@ async fn acknowledged_writes_survive_two_sigkills_and_return_to_n_copies() {
         let via = c.live()[0];
         let exist = existing_keys(&c, via, &acked, &failed).await;
         wait_n_copies(&mut c, exist).await;
+        // Every node ran its round under the view without the node killed: all its answers
+        // count towards R again (until then, those for the keys it gained did not).
+        for i in c.live() {
+            let client = c.client(i);
+            eventually(Duration::from_secs(30), &format!("node {i} settled"), || async {
+                client.json("/stats").await.ok()?["settled"].as_bool()?.then_some(())
+            })
+            .await;
+        }
         println!(
             "phase {phase}: {exist} keys back at {N} copies {:?} after the kill (node TTL {NODE_TTL}, heartbeat {HEARTBEAT})",
             killed_at.elapsed()
