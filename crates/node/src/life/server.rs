@@ -106,7 +106,14 @@ pub async fn run(
         NodeState::Joining => Life::Joining,
         NodeState::Leaving => Life::Leaving,
     };
+    let fresh = opened.identity.is_none();
     let node = Node::new(config, me, addr, opened.engine, opened.local, peers, hints, topo, life, stop_tx);
+    if fresh && life == Life::Normal {
+        // A new node made `normal` at once: the first member of a new cluster, with nothing to
+        // copy. (A node restarted on its data directory is complete only after its first round:
+        // views may have changed while it was down.)
+        node.mark_complete();
+    }
     if life == Life::Leaving {
         // Stopped during its leave (killed, say) and restarted before the seed's TTL: the seed
         // still lists it as leaving and would never make it normal again (a ready that crosses a

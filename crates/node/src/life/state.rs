@@ -262,6 +262,17 @@ impl Node {
         self.settled_epoch.store(topo.epoch(), Ordering::Release);
     }
 
+    /// This node holds every acknowledged write of its ranges in the current view: it finished
+    /// its join, or it is the first member of a new cluster (see `replication/settled.rs`).
+    pub fn mark_complete(&self) {
+        self.settled_views.complete_now();
+    }
+
+    /// This node was sent back to joining: none of its answers is complete until a round.
+    pub fn forget_complete(&self) {
+        self.settled_views.forget();
+    }
+
     /// `topo` was installed (called in the order views are).
     pub(crate) fn record_adopted(&self, topo: Arc<Topology>) {
         self.settled_views.adopted(topo);

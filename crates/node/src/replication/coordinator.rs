@@ -17,9 +17,9 @@
 //! R = 1 must still find an acknowledged write. It is strong when R + W > N (any R replicas
 //! include one that acknowledged every acknowledged write). R complete answers that are values or
 //! strong "not found"s decide; otherwise the read asks all replicas and decides once every one
-//! has answered. A replica that takes much longer than it
-//! usually does (see `latency.rs`) gets company: the read asks the next replica too, so a paused
-//! node costs a read a few milliseconds, not the request timeout. Any answering replica that
+//! has answered. A replica that takes much longer than it usually does (see `latency.rs`) gets
+//! company: the read asks the next replica too, so a paused node costs a read a few
+//! milliseconds, not the request timeout. Any answering replica that
 //! returned an older version or nothing is repaired in the background.
 //!
 //! Versions come from hybrid clocks, so a coordinator whose wall clock lags can stamp a write

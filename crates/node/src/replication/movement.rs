@@ -92,6 +92,7 @@ pub async fn join(node: Node, mut stop: watch::Receiver<bool>) {
     loop {
         let sent_back = node.topology().my_state() == Some(NodeState::Joining);
         if sent_back && node.change_life(Life::Normal, Life::Joining) {
+            node.forget_complete();
             tracing::warn!("the seed sent this node back to joining: it had expired this node, which missed the writes since, or members that hold data returned after a restarted seed made it normal alone; copying its ranges before it serves reads again");
         }
         if node.life() == Life::Joining {
@@ -190,6 +191,7 @@ async fn copy_ranges_then_serve(node: Node, mut stop: watch::Receiver<bool>) {
     if !node.change_life(Life::Joining, Life::Normal) {
         return; // a leave began while the seed took the ready
     }
+    node.mark_complete();
     let (keys, bytes) = moving.so_far();
     moving.plan(Some(keys), Some(bytes));
     moving.progress(1.0, 1.0);

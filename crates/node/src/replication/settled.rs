@@ -15,9 +15,14 @@
 //! that write, it made a read return the value before an acknowledged write (found by the fault
 //! injection, `scripts/nemesis.py`, with a partition on top of an expiry).
 //!
-//! So a node keeps the views it adopted, the last few, and which of them it last settled under.
-//! A view dropped from the few, a restart, or a join all mean "not complete" until the next round
-//! settles: the answer is then weak, and the read asks the other replicas as well.
+//! So a node keeps the views it adopted, the last few, and the one from which it is complete: the
+//! view of its last full round, the view in which it finished its join (it copied its ranges then,
+//! and received their writes while it copied), or, for the first member of a new cluster, the
+//! view it started with. A view dropped from the few, a restart on a data directory, or being sent
+//! back to joining mean "not complete" until the next round settles: the answer is then weak, and
+//! the read asks the other replicas as well. Without the join's base, every answer of a cluster
+//! that just started was weak until its first round, which a stalled member holds up: each read
+//! then waited the request timeout for it.
 //!
 //! [`Node::settled`]: crate::life::state::Node::settled
 
@@ -26,9 +31,10 @@ use std::sync::{Arc, Mutex};
 
 use dkv_membership::{NodeId, Topology};
 
-/// Views kept: a node adopts one per membership change, and settles within a few of them
-/// unless the membership keeps changing, when no answer of its own is trusted beyond them.
-const KEPT: usize = 8;
+/// Views kept: a node adopts one per membership change (two per join: its start and its end),
+/// and settles within a few of them unless the membership keeps changing, when no answer of its
+/// own is trusted beyond them. Consecutive views share their unchanged rings.
+const KEPT: usize = 16;
 
 /// The views a node adopted, oldest first, and the one it last settled under.
 #[derive(Default)]
@@ -59,10 +65,27 @@ impl Chain {
         }
     }
 
-    /// Whether `me` replicated `hash` in the settled view and every view since.
+    /// The node holds every acknowledged write of its ranges in the newest view: it just copied
+    /// them (a join's end), or there were none (the first member of a new cluster).
+    fn complete_now(&mut self) {
+        let last = self.views.len() - 1;
+        self.views.drain(..last);
+        self.settled = Some(0);
+    }
+
+    /// Whether `me` held `hash` in the settled view and every view since.
     fn complete_for(&self, me: NodeId, hash: u64) -> bool {
         let Some(i) = self.settled else { return false };
-        self.views.iter().skip(i).all(|t| t.is_read_replica(me, hash))
+        self.views.iter().skip(i).all(|t| holds(t, me, hash))
+    }
+}
+
+/// Whether `me` receives every write of `hash` in the view `t`: as one of its replicas, or,
+/// while it joins, as one of its future replicas (a joining node is in the key's write set).
+fn holds(t: &Topology, me: NodeId, hash: u64) -> bool {
+    match t.my_state() {
+        Some(dkv_membership::NodeState::Joining) => t.is_future_replica(me, hash),
+        _ => t.is_read_replica(me, hash),
     }
 }
 
@@ -90,6 +113,18 @@ impl SettledViews {
     /// A round with every peer ended under `topo`.
     pub fn settled_under(&self, topo: &Arc<Topology>) {
         self.lock().settled_under(topo);
+    }
+
+    /// The node holds every acknowledged write of its ranges in the newest view (see
+    /// [`Chain::complete_now`]).
+    pub fn complete_now(&self) {
+        self.lock().complete_now();
+    }
+
+    /// Nothing of this node is complete until its next round (sent back to joining: it missed
+    /// writes while it was not a member).
+    pub fn forget(&self) {
+        self.lock().settled = None;
     }
 
     /// Whether `me` holds every acknowledged write of `hash`, by the views alone (the caller
@@ -156,6 +191,33 @@ mod tests {
         chain.adopted(view(3, &[1, 2, 3])); // node 4 gone again: the keys come back
         assert!(lost_then_back.iter().all(|&h| !chain.complete_for(ME, h)), "writes went elsewhere meanwhile");
         assert!(kept.iter().all(|&h| chain.complete_for(ME, h)));
+    }
+
+    /// Node 1 `joining` in a view of nodes 1 to 4 (N = 2), the others `normal`.
+    fn joining(epoch: u64) -> Arc<Topology> {
+        let mut t = view(epoch, &[1, 2, 3, 4]).view.clone();
+        t.nodes[0].state = NodeState::Joining;
+        Arc::new(Topology::new(t, ME, 2))
+    }
+
+    #[test]
+    fn a_join_that_ended_is_complete_for_the_ranges_it_copied_and_a_node_sent_back_for_none() {
+        let (during, after) = (joining(2), view(3, &[1, 2, 3, 4]));
+        let mine: Vec<u64> = (0..4096u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .filter(|&h| after.is_read_replica(ME, h))
+            .collect();
+        let not_mine =
+            (0..4096u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).find(|&h| !after.is_read_replica(ME, h));
+        let chain = SettledViews::new(view(1, &[2, 3, 4]));
+        chain.adopted(during);
+        assert!(!chain.complete_for(ME, mine[0]), "copying");
+        chain.complete_now();
+        chain.adopted(after);
+        assert!(mine.iter().all(|&h| chain.complete_for(ME, h)), "copied while joining, a replica since");
+        assert!(!chain.complete_for(ME, not_mine.expect("a key of the others")));
+        chain.forget();
+        assert!(!chain.complete_for(ME, mine[0]), "sent back to joining");
     }
 
     #[test]
