@@ -116,8 +116,8 @@ pub struct Inner {
     /// The membership epoch at which this node last finished an anti-entropy round with every
     /// peer (0: never). See [`Node::settled`].
     settled_epoch: AtomicU64,
-    /// The views adopted since that round, for the keys whose answers are complete meanwhile
-    /// (see [`Node::settled_for`]).
+    /// The views adopted since that round (or since the join's end), for the keys whose answers
+    /// are complete meanwhile (see [`Node::settled_for`]).
     settled_views: SettledViews,
     stop: watch::Sender<Option<Stop>>,
 }
@@ -249,9 +249,10 @@ impl Node {
     }
 
     /// Whether this node's answer for the key `hash` is complete: it is [`settled`](Self::settled),
-    /// or, while a view change is not settled yet, it replicated the key in the view it last
-    /// settled under and in every view since (see `replication/settled.rs`). Only a complete
-    /// answer counts towards a read's R.
+    /// or, while a view change is not settled yet, it held the key in the view from which it is
+    /// complete (its last round's, its join's end, its start as a new cluster's first member)
+    /// and in every view since (see `replication/settled.rs`). Only a complete answer counts
+    /// towards a read's R.
     pub fn settled_for(&self, hash: u64) -> bool {
         self.settled() || (self.life() == Life::Normal && self.settled_views.complete_for(self.me, hash))
     }

@@ -53,15 +53,13 @@ impl Chain {
         }
     }
 
-    /// A full round ended under `topo` (one of the views adopted, or none is trusted). Views
-    /// before it no longer matter.
+    /// A full round ended under `topo`: complete from it, and views before it no longer matter.
+    /// A round under a view no longer kept tells nothing (which views came since is unknown),
+    /// and leaves the base as it was.
     fn settled_under(&mut self, topo: &Arc<Topology>) {
-        match self.views.iter().rposition(|v| Arc::ptr_eq(v, topo)) {
-            Some(i) => {
-                self.views.drain(..i);
-                self.settled = Some(0);
-            }
-            None => self.settled = None,
+        if let Some(i) = self.views.iter().rposition(|v| Arc::ptr_eq(v, topo)) {
+            self.views.drain(..i);
+            self.settled = Some(0);
         }
     }
 
