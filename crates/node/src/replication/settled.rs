@@ -15,10 +15,10 @@
 //! that write, it made a read return the value before an acknowledged write (found by the fault
 //! injection, `scripts/nemesis.py`, with a partition on top of an expiry).
 //!
-//! So a node keeps the views it adopted, the last few, and the one from which it is complete: the
-//! view of its last full round, the view in which it finished its join (it copied its ranges then,
-//! and received their writes while it copied), or, for the first member of a new cluster, the
-//! view it started with. A view dropped from the few, a restart on a data directory, or being sent
+//! So a node keeps the views it adopted since the one from which it is complete, a few at most:
+//! the view of its last full round, the view in which it finished its join (it copied its ranges
+//! then, and received their writes while it copied), or, for the first member of a new cluster,
+//! the view it started with. A view dropped from the few, a restart on a data directory, or being sent
 //! back to joining mean "not complete" until the next round settles: the answer is then weak, and
 //! the read asks the other replicas as well. Without the join's base, every answer of a cluster
 //! that just started was weak until its first round, which a stalled member holds up: each read
@@ -31,12 +31,13 @@ use std::sync::{Arc, Mutex};
 
 use dkv_membership::{NodeId, Topology};
 
-/// Views kept: a node adopts one per membership change (two per join: its start and its end),
-/// and settles within a few of them unless the membership keeps changing, when no answer of its
-/// own is trusted beyond them. Consecutive views share their unchanged rings.
+/// Views kept since the base: a node adopts one per membership change (two per join: its start
+/// and its end), and settles within a few of them unless the membership keeps changing, when no
+/// answer of its own is trusted beyond them. Consecutive views share their unchanged rings.
 const KEPT: usize = 16;
 
-/// The views a node adopted, oldest first, and the one it last settled under.
+/// The views a node adopted since the one it is complete from, oldest first (only the newest
+/// while it is complete from none).
 #[derive(Default)]
 struct Chain {
     views: VecDeque<Arc<Topology>>,
@@ -46,6 +47,11 @@ struct Chain {
 
 impl Chain {
     fn adopted(&mut self, topo: Arc<Topology>) {
+        if self.settled.is_none() {
+            // Nothing to check against: only the newest view matters, for a round that ends
+            // under it. (A node that never settles, a member being down for good, holds one.)
+            self.views.clear();
+        }
         self.views.push_back(topo);
         if self.views.len() > KEPT {
             self.views.pop_front();
