@@ -41,7 +41,8 @@ const KEPT: usize = 16;
 #[derive(Default)]
 struct Chain {
     views: VecDeque<Arc<Topology>>,
-    /// Index in `views` of the view of the last full round, if still kept.
+    /// Index in `views` of the view the node is complete from (its last full round's, its
+    /// join's end, or its start as a new cluster's first member), if it has one.
     settled: Option<usize>,
 }
 
@@ -77,7 +78,7 @@ impl Chain {
         self.settled = Some(0);
     }
 
-    /// Whether `me` held `hash` in the settled view and every view since.
+    /// Whether `me` held `hash` in the view it is complete from and in every view since.
     fn complete_for(&self, me: NodeId, hash: u64) -> bool {
         let Some(i) = self.settled else { return false };
         self.views.iter().skip(i).all(|t| holds(t, me, hash))
