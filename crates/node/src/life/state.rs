@@ -254,7 +254,13 @@ impl Node {
     /// and in every view since (see `replication/settled.rs`). Only a complete answer counts
     /// towards a read's R.
     pub fn settled_for(&self, hash: u64) -> bool {
-        self.settled() || (self.life() == Life::Normal && self.settled_views.complete_for(self.me, hash))
+        self.settled_for_all(&[hash])
+    }
+
+    /// [`settled_for`](Self::settled_for) every one of `hashes` (a batch of reads answered with
+    /// one flag): the node's state read once, the views locked once.
+    pub fn settled_for_all(&self, hashes: &[u64]) -> bool {
+        self.settled() || (self.life() == Life::Normal && self.settled_views.complete_for_all(self.me, hashes))
     }
 
     /// An anti-entropy round with every peer ended under `topo`.

@@ -10,9 +10,10 @@
 //! A read asks R of the key's replicas (itself first, when it is one) and answers with the highest
 //! version among them. An answer counts towards R only if it is complete: its replica holds every
 //! acknowledged write of the key. It does once a full anti-entropy round ran since the view last
-//! changed; before that, if it replicated the key in the view of its last such round and in every
-//! view since. A replica that gained the key through the change does not (the next node on the
-//! ring, when the seed expires a member, copies the key only in its round): see `settled.rs`.
+//! changed; before that, if it held the key in the view it is complete from (its last such
+//! round's, its join's end, or its start as a new cluster's first member) and in every view
+//! since. A replica that gained the key through the change does not (the next node on the ring,
+//! when the seed expires a member, copies the key only in its round): see `settled.rs`.
 //! A complete "not found" is still weak in general: one that missed a write says "not found", and
 //! R = 1 must still find an acknowledged write. It is strong when R + W > N (any R replicas
 //! include one that acknowledged every acknowledged write). R complete answers that are values or
@@ -251,8 +252,9 @@ impl Node {
             let strong = needed + self.config.write_quorum.min(replicas.len()) > replicas.len();
             let decides = |a: &ReadResponse<S>| a.settled && (a.entry.is_some() || strong);
             let call = |id| self.tasks.track_future(self.clone().read_on::<S>(topo.clone(), id, key.clone()));
-            // Ask R replicas; ask another when one fails, answers a "not found" that does not
-            // decide, or takes much longer than it usually does (it may be stalled).
+            // Ask R replicas; ask another when one fails, answers what does not decide (an
+            // incomplete answer, or a weak "not found"), or takes much longer than it usually
+            // does (it may be stalled).
             let others = replicas[..needed].iter().copied().filter(|&id| id != self.me);
             let hedge =
                 Hedge { first: needed, after: self.latencies.hedge_after_all(others), counter: &self.stats.hedged };

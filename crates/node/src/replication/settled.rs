@@ -137,6 +137,12 @@ impl SettledViews {
     pub fn complete_for(&self, me: NodeId, hash: u64) -> bool {
         self.lock().complete_for(me, hash)
     }
+
+    /// [`complete_for`](Self::complete_for) every one of `hashes` (a batch of reads), under one lock.
+    pub fn complete_for_all(&self, me: NodeId, hashes: &[u64]) -> bool {
+        let chain = self.lock();
+        hashes.iter().all(|&h| chain.complete_for(me, h))
+    }
 }
 
 #[cfg(test)]

@@ -153,7 +153,7 @@ async fn reads<S: Shape>(node: &Node, req: ReadsRequest) -> Answer {
         entries.push(entry);
     }
     // One flag for the batch: complete only if it is for every key answered.
-    let settled = node.settled() || hashes[..entries.len()].iter().all(|&h| node.settled_for(h));
+    let settled = node.settled_for_all(&hashes[..entries.len()]);
     encode(&ReadsReply { entries, settled })
 }
 
