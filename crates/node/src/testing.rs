@@ -130,6 +130,11 @@ async fn build(
         let hints = Hints::new(config.max_hints, config.hint_max_age);
         let node =
             Node::new(config.clone(), m.id, m.addr, engine(), None, peers, hints, topo, life, watch::channel(None).0);
+        if life == Life::Normal {
+            // As a member of a real cluster is once its join ended (or it started the cluster):
+            // complete for its ranges (see `replication/settled.rs`).
+            node.mark_complete();
+        }
         let (stop, stopped) = watch::channel(false);
         let answered = Arc::new(AtomicU64::new(0));
         let handler = Arc::new(Release {

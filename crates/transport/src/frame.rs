@@ -21,8 +21,9 @@ use tokio_util::codec::Decoder;
 pub const MAGIC: [u8; 4] = *b"\0DKV";
 
 /// Format of frames and handshake; bump on any incompatible change, of the frames or of what the
-/// application sends in them (2: dkv's entries carry an expiry deadline).
-pub const VERSION: u8 = 2;
+/// application sends in them (2: dkv's entries carry an expiry deadline; 3: a replica's
+/// answer to a client write says whether it counts towards W).
+pub const VERSION: u8 = 3;
 
 /// Bytes after the length prefix that every frame has: version, kind, id.
 pub const HEADER: usize = 1 + 1 + 8;

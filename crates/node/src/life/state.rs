@@ -252,7 +252,9 @@ impl Node {
     /// or, while a view change is not settled yet, it held the key in the view from which it is
     /// complete (its last round's, its join's end, its start as a new cluster's first member)
     /// and in every view since (see `replication/settled.rs`). Only a complete answer counts
-    /// towards a read's R.
+    /// towards a read's R, and only a complete acknowledgement towards a write's W. A node
+    /// joining is complete for nothing yet; one leaving still holds its ranges, on the read ring,
+    /// until it has left.
     pub fn settled_for(&self, hash: u64) -> bool {
         self.settled_for_all(&[hash])
     }
@@ -260,7 +262,9 @@ impl Node {
     /// [`settled_for`](Self::settled_for) every one of `hashes` (a batch of reads answered with
     /// one flag): the node's state read once, the views locked once.
     pub fn settled_for_all(&self, hashes: &[u64]) -> bool {
-        self.settled() || (self.life() == Life::Normal && self.settled_views.complete_for_all(self.me, hashes))
+        self.settled()
+            || (matches!(self.life(), Life::Normal | Life::Leaving)
+                && self.settled_views.complete_for_all(self.me, hashes))
     }
 
     /// An anti-entropy round with every peer ended under `topo`.

@@ -3,7 +3,11 @@
 //! A client write (`apply_write`, or `apply_writes` for a coordinator's batch) is judged before it
 //! is stored: a version too far ahead of this node's clock is refused (it would drag every clock
 //! it reaches ahead), and one older than the version held answers "superseded" with that version,
-//! so the coordinator stamps the write above it (see `coordinator.rs`). Entries that were already
+//! so the coordinator stamps the write above it (see `coordinator.rs`). One it applied says whether
+//! this node holds every acknowledged write of the key (`settled.rs`): only then does it count
+//! towards W, since only then would an older version have been answered "superseded" (asked
+//! before and after the store, so that a round ending in between vouches for nothing it did not
+//! hold when it judged). Entries that were already
 //! acknowledged — hints, read repairs, range movement, anti-entropy — go through `apply_local` and
 //! keep plain "newest wins".
 //!
@@ -42,18 +46,22 @@ impl Node {
         if let Some(refused) = self.ahead_of_clock(kv.entry.version, self.hlc.wall_ms()) {
             return Ok(refused);
         }
-        let (key, version) = (kv.key.clone(), kv.entry.version);
-        if self.apply_one(key_hash(&key), kv).await? {
-            return Ok(WriteOutcome::Applied);
+        let (key, version, hash) = (kv.key.clone(), kv.entry.version, key_hash(&kv.key));
+        let complete = self.settled_for(hash);
+        let stored = self.apply_one(hash, kv).await?;
+        let complete = complete && self.settled_for(hash);
+        match stored {
+            true => Ok(WriteOutcome::Applied { complete }),
+            false => self.held_instead(&key, version, complete),
         }
-        self.held_instead(&key, version)
     }
 
     /// [`Node::apply_write`] for each of `entries`, stored together: one outcome per entry, in
     /// order. An error is one that concerns them all (the store failed).
     pub async fn apply_writes(&self, entries: Vec<KeyEntry>) -> Result<Vec<WriteOutcome>, NodeError> {
         let mut outcomes = Vec::with_capacity(entries.len());
-        // What each accepted write was, to find a newer version held instead when it was not stored.
+        // What each accepted write was, to find a newer version held instead when it was not
+        // stored, and whether this node was complete for its key before the store.
         let mut accepted = Vec::with_capacity(entries.len());
         let mine = self.hlc.wall_ms();
         let entries: Vec<KeyEntry> = entries
@@ -64,20 +72,29 @@ impl Node {
                     false
                 }
                 None => {
-                    accepted.push((outcomes.len(), kv.key.clone(), kv.entry.version));
-                    outcomes.push(WriteOutcome::Applied);
+                    let complete = self.complete_for_key(&kv.key);
+                    accepted.push((outcomes.len(), kv.key.clone(), kv.entry.version, complete));
+                    outcomes.push(WriteOutcome::Applied { complete });
                     true
                 }
             })
             .collect();
         let mut stored = Vec::with_capacity(entries.len());
         self.store_and_wait(entries, |s| stored.push(s)).await?;
-        for ((at, key, version), stored) in accepted.into_iter().zip(stored) {
-            if !stored {
-                outcomes[at] = self.held_instead(&key, version)?;
-            }
+        for ((at, key, version, before), stored) in accepted.into_iter().zip(stored) {
+            let complete = before && self.complete_for_key(&key);
+            outcomes[at] = match stored {
+                true => WriteOutcome::Applied { complete },
+                false => self.held_instead(&key, version, complete)?,
+            };
         }
         Ok(outcomes)
+    }
+
+    /// [`Node::settled_for`] the key, its hash computed only while the node is not settled (the
+    /// steady state asks one atomic).
+    fn complete_for_key(&self, key: &[u8]) -> bool {
+        self.settled() || self.settled_for(key_hash(key))
     }
 
     /// The refusal of a write stamped `version`, if that is too far ahead of our clock (`mine`,
@@ -95,11 +112,12 @@ impl Node {
 
     /// The outcome of a write of `key` at `version` that was not stored: superseded by the newer
     /// version held, or applied already (an equal version: the same write again). A tombstone
-    /// past the grace period is dropped on purpose, and counts as applied too.
-    fn held_instead(&self, key: &[u8], version: Version) -> Result<WriteOutcome, NodeError> {
+    /// past the grace period is dropped on purpose, and counts as applied too; `complete` as
+    /// for a write that was stored.
+    fn held_instead(&self, key: &[u8], version: Version, complete: bool) -> Result<WriteOutcome, NodeError> {
         Ok(match self.engine.get(key_hash(key), key)?.map(|held| held.version) {
             Some(held) if held > version => WriteOutcome::Superseded(held),
-            _ => WriteOutcome::Applied,
+            _ => WriteOutcome::Applied { complete },
         })
     }
 

@@ -28,7 +28,7 @@ use std::marker::PhantomData;
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use dkv_storage::{Engine, Entry, Version};
+use dkv_storage::{Engine, Entry};
 use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
@@ -39,7 +39,7 @@ use crate::replication::shape::Shape;
 use crate::replication::votes::{Answer, Ballot};
 use crate::transport::peer::protocol;
 use crate::transport::wire::{
-    ApplyKind, ApplyReply, ApplyRequest, KeyEntry, Kind, ReadResponse, ReadsReply, ReadsRequest, WritesReply,
+    Ack, ApplyKind, ApplyReply, ApplyRequest, KeyEntry, Kind, ReadResponse, ReadsReply, ReadsRequest, WritesReply,
     WritesRequest, BATCH_BYTES,
 };
 
@@ -179,13 +179,13 @@ pub(crate) fn unknown_kind(e: &PeerError) -> bool {
     e.status() == Some(400) && e.to_string().contains("unknown message kind")
 }
 
-/// Client writes: the outcome is the newer version the replica holds instead, if it did not
-/// apply the write.
+/// Client writes: the outcome is what the replica did (applied, complete or not, or superseded
+/// by the newer version it holds instead).
 pub struct Writes;
 
 impl Batch for Writes {
     type Item = KeyEntry;
-    type Outcome = Option<Version>;
+    type Outcome = Ack;
     type Done = Ballot;
 
     fn finish(node: &Node, ballot: Ballot, outcome: Answer) {
@@ -200,12 +200,7 @@ impl Batch for Writes {
         kv.key.len() + kv.entry.value_len()
     }
 
-    async fn call(
-        node: &Node,
-        addr: &str,
-        epoch: u64,
-        entries: Vec<KeyEntry>,
-    ) -> Vec<Result<Option<Version>, PeerError>> {
+    async fn call(node: &Node, addr: &str, epoch: u64, entries: Vec<KeyEntry>) -> Vec<Answer> {
         let n = entries.len();
         bump(&node.stats.write_batches);
         add(&node.stats.batched_writes, n as u64);
@@ -226,7 +221,7 @@ impl Batch for Writes {
             Err(e) if unknown_kind(&e) => {
                 join_all(req.entries.into_iter().map(|kv| async move {
                     let req = ApplyRequest { epoch, kind: ApplyKind::Write, entries: vec![kv] };
-                    node.peers.call::<_, ApplyReply>(addr, Kind::Apply, &req).await.map(|r| r.superseded)
+                    node.peers.call::<_, ApplyReply>(addr, Kind::Apply, &req).await.map(Ack::from)
                 }))
                 .await
             }
@@ -295,7 +290,7 @@ mod tests {
 
     use bytes::Bytes;
     use dkv_membership::NodeState;
-    use dkv_storage::{Entry, Hlc};
+    use dkv_storage::{Entry, Hlc, Version};
     use dkv_transport::{Handler, Refusal};
     use futures_util::future::join_all;
 
@@ -312,10 +307,11 @@ mod tests {
     async fn write(a: &Node, addr: &str, epoch: u64, kv: KeyEntry) -> Answer {
         let (votes, replica) = (Votes::new(kv.clone()), dkv_membership::NodeId(99));
         a.write_batches.queue(a, addr, epoch, kv, Ballot::new(votes.clone(), replica));
-        match votes.count(None::<std::future::Pending<()>>, &[replica], 1, a.config.request_timeout).await {
-            Ok(mut answers) => Ok(answers.pop().expect("one answer").1),
-            Err(mut e) => Err(e.failures.pop().expect("one failure").1),
-        }
+        tokio::time::timeout(a.config.request_timeout, votes.first()).await.expect("an answer in time")
+    }
+
+    fn applied(answer: &Answer) -> bool {
+        matches!(answer, Ok(Ack::Applied { .. }))
     }
 
     /// Writes queued in one turn leave in one call, and each is answered with its own outcome:
@@ -336,12 +332,16 @@ mod tests {
 
         assert_eq!(a.stats.write_batches.load(Ordering::Relaxed), 1, "one call for the writes queued together");
         assert_eq!(a.stats.batched_writes.load(Ordering::Relaxed), 5);
-        assert_eq!(outcomes[0].as_ref().ok(), Some(&None), "{:?}", outcomes[0]);
-        assert_eq!(outcomes[1].as_ref().ok(), Some(&Some(newer)), "{:?}", outcomes[1]);
+        assert!(applied(&outcomes[0]), "{:?}", outcomes[0]);
+        assert_eq!(outcomes[1].as_ref().ok(), Some(&Ack::Superseded(newer)), "{:?}", outcomes[1]);
         assert!(matches!(&outcomes[2], Err(e) if e.status() == Some(422)), "{:?}", outcomes[2]);
-        assert_eq!(outcomes[3].as_ref().ok(), Some(&None), "{:?}", outcomes[3]);
+        assert!(applied(&outcomes[3]), "{:?}", outcomes[3]);
         let first = Version { ts: now + 20, node: 1 };
-        assert_eq!(outcomes[4].as_ref().ok(), Some(&Some(first)), "the older write of a key lost to the newer one");
+        assert_eq!(
+            outcomes[4].as_ref().ok(),
+            Some(&Ack::Superseded(first)),
+            "the older write of a key lost to the newer one"
+        );
 
         assert_eq!(testing::local(b, b"fresh").map(|e| e.version.ts), Some(now));
         assert_eq!(testing::local(b, b"held").map(|e| e.version), Some(newer), "the newer version stays");
@@ -359,7 +359,7 @@ mod tests {
         let now = Hlc::ts_at_ms(b.hlc.wall_ms());
         let (current, stale) = (kv("current", now), kv("stale", now));
         let (current, stale) = tokio::join!(write(a, &addr, 1, current), write(a, &addr, 0, stale));
-        assert_eq!(current.ok(), Some(None));
+        assert!(applied(&current), "{current:?}");
         assert!(matches!(&stale, Err(e) if crate::transport::peer::is_stale_epoch(e)), "{stale:?}");
         assert_eq!(a.stats.write_batches.load(Ordering::Relaxed), 2);
         assert!(testing::local(b, b"current").is_some());
@@ -444,7 +444,7 @@ mod tests {
         });
         let writes = ["x", "y", "z"].map(|k| write(a, &addr, 1, kv(k, 5)));
         for outcome in join_all(writes).await {
-            assert_eq!(outcome.ok(), Some(None));
+            assert!(applied(&outcome), "{outcome:?}");
         }
         // Each kind refused once, then sent as three single calls.
         assert_eq!(old.calls.load(Ordering::Relaxed), 1 + 3);

@@ -30,7 +30,9 @@
 //! applying it, and the coordinator stamps the write above it and sends it again; a write counts
 //! as acknowledged only once W replicas applied the version it ends with. With W + W > N, any
 //! write quorum shares a replica with the earlier write's, so a write that starts after another
-//! was acknowledged always ends above it, whatever the clocks say.
+//! was acknowledged always ends above it, whatever the clocks say. That needs each of the W to
+//! have held the key all along: a replica that gained it through a view change may lack the
+//! earlier write, so only complete replicas count towards W, as towards R (`votes.rs`).
 //!
 //! A value may carry an expiry deadline. Replicas answer what they store, expired or not, and the
 //! coordinator judges the newest version by its own wall clock: an expired value reads as
@@ -55,7 +57,7 @@ use crate::life::stats::bump;
 use crate::replication::consistency::Level;
 use crate::replication::quorum::{quorum_hedged, Hedge, QuorumError};
 use crate::replication::shape::Shape;
-use crate::replication::votes::{Ballot, Votes};
+use crate::replication::votes::{Ballot, Counted, Needed, Votes};
 use crate::transport::peer::is_stale_epoch;
 use crate::transport::wire::{ApplyKind, KeyEntry, ReadResponse};
 
@@ -100,7 +102,7 @@ impl Node {
         let mut kv = kv.detached();
         let (mut stale_left, mut superseded_left) = (STALE_RETRIES, SUPERSEDED_RETRIES);
         loop {
-            let (result, needed, pending) = {
+            let (result, pending) = {
                 let _writes = self.fence.enter();
                 let topo = self.topology();
                 let p = topo.placement(hash);
@@ -109,17 +111,17 @@ impl Node {
                         "no node owns this key: the cluster has no serving members".into(),
                     ));
                 }
-                let needed = resolve(w, self.config.write_quorum, p.read.len(), "w")? + (p.write.len() - p.read.len());
+                let w = resolve(w, self.config.write_quorum, p.read.len(), "w")?;
+                let needed = Needed { applied: w + (p.write.len() - p.read.len()), complete: w };
                 let result = self.send_write(&topo, &p.write, needed, &kv).await;
-                (result, needed, p.write[p.read.len()..].to_vec())
+                (result, p.write[p.read.len()..].to_vec())
             };
             let error = match result {
-                Ok(answers) if answers.iter().filter(|(_, held)| held.is_none()).count() >= needed => return Ok(()),
-                Ok(answers) => {
+                Ok(Counted::Acknowledged) => return Ok(()),
+                Ok(Counted::Superseded(newest)) => {
                     // Fewer than W replicas took this version: some hold a newer one. Stamp the
                     // write above the newest of them and send it again, so the client is told
                     // of a version that W replicas applied (see the module doc).
-                    let newest = answers.iter().filter_map(|(_, held)| *held).max().expect("a superseded answer");
                     let max = self.max_clock_offset_ms();
                     if let Err(ahead) = self.hlc.follow(newest.ts, self.hlc.wall_ms(), max) {
                         // Stamped by a clock that is off (stored by a hint, a move or anti-entropy,
@@ -168,9 +170,9 @@ impl Node {
         &self,
         topo: &Topology,
         targets: &[NodeId],
-        needed: usize,
+        needed: Needed,
         kv: &KeyEntry,
-    ) -> Result<Vec<(NodeId, Option<Version>)>, QuorumError> {
+    ) -> Result<Counted, QuorumError> {
         let votes = Votes::new(kv.clone());
         for &id in targets.iter().filter(|&&id| id != self.me) {
             // No latency sample here: writes go to every replica and are never hedged, and a
@@ -466,5 +468,49 @@ mod tests {
 
         gained.mark_settled(&gained.topology());
         assert!(gained.settled_for(hash), "a round under the new view settles it");
+    }
+
+    /// The seed expired node 1. Node 4, next on the ring, replicates its keys from then on, with
+    /// none of their data yet. The last write of a key, acknowledged by nodes 1 and 3, was stamped
+    /// by a clock running ahead; node 2 missed it. A write through node 4, whose clock lags,
+    /// stamps below it: nodes 4 and 2 apply it, and only node 3 can say "superseded". Node 4's
+    /// acknowledgement must not count towards W until a round settles it, or the write would be
+    /// acknowledged and then lose to the earlier one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_acknowledged_by_a_replica_that_gained_the_key_counts_towards_w_only_once_settled() {
+        let mut nodes = testing::cluster(&[NodeState::Normal; 4], testing::config()).await;
+        for n in &nodes {
+            n.mark_settled(&n.topology());
+        }
+        let before = nodes[0].topology();
+        let mut view = before.view.clone();
+        view.epoch += 1;
+        view.nodes.retain(|m| m.id != NodeId(1));
+        let after = Topology::new(view.clone(), NodeId(4), 3);
+        let key = (0..10_000)
+            .map(|i| format!("k{i}"))
+            .find(|k| {
+                let hash = dkv_placement::key_hash(k.as_bytes());
+                let was = before.placement(hash).read;
+                was.contains(&NodeId(1)) && !was.contains(&NodeId(4)) && after.is_read_replica(NodeId(4), hash)
+            })
+            .expect("such a key");
+        let ahead = Hlc::ts_at_ms(nodes[3].hlc.wall_ms() + 200); // within --max-clock-offset
+        let acknowledged = Entry::value(Version { ts: ahead, node: 1 }, "acknowledged".into());
+        testing::put_local(&nodes[0], key.as_bytes(), acknowledged.clone());
+        testing::put_local(&nodes[2], key.as_bytes(), acknowledged);
+        drop(nodes.remove(0));
+        for n in &nodes {
+            n.adopt(view.clone());
+        }
+        let gained = &nodes[2];
+        assert!(!gained.settled_for(dkv_placement::key_hash(key.as_bytes())), "node 4 gained the key");
+
+        gained.coordinate_write(key.clone().into(), Some("later".into()), None, None).await.expect("written");
+        let restamped = gained.stats.restamped.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(restamped, 1, "stamped above the version node 3 holds, once node 3 answered");
+        assert_eq!(testing::local(&nodes[1], key.as_bytes()).and_then(|e| e.value), Some("later".into()));
+        let read = gained.coordinate_read::<Entry>(key.into(), None).await.expect("a read");
+        assert_eq!(read.map(|f| f.value), Some("later".into()), "the acknowledged write reads back");
     }
 }

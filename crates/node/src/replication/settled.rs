@@ -1,7 +1,9 @@
-//! For which keys a replica's answer to a read is complete while the membership is changing.
+//! For which keys a replica's answer is complete while the membership is changing.
 //!
 //! A read decides on R answers only when each comes from a replica that holds every write of the
-//! key that was acknowledged before (see `coordinator.rs`). A node that finished an anti-entropy
+//! key that was acknowledged before (see `coordinator.rs`), and a write is acknowledged by W
+//! only such replicas: one that lacks an earlier write cannot answer "superseded" to a write
+//! stamped below it (`votes.rs`). A node that finished an anti-entropy
 //! round with every peer under the current view does, for all its keys ([`Node::settled`]).
 //! Between a view change and the end of that round, which takes a heartbeat interval and the
 //! round itself, a replica still does for a key it replicated in the view it last settled under

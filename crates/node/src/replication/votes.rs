@@ -13,6 +13,21 @@
 //! The batch task runs to the end whether or not the coordinator still waits, so a write
 //! acknowledged by W replicas still reaches the others, and a replica that fails leaves a hint
 //! (cast here), as it did when every call ran to its end in a task of its own.
+//!
+//! An acknowledgement counts towards W only if its replica is complete for the key (see
+//! `settled.rs`): a replica that gained the key in a membership change, before its anti-entropy
+//! round, may lack an acknowledged write stamped above this one, and so cannot answer
+//! "superseded" to it. Two such acknowledgements — the new replica's and one from a replica that
+//! missed that write — would otherwise acknowledge a write that the older one then overwrites.
+//! The write set's other members (nodes joining) never count towards W; they count towards the
+//! acknowledgements the write set needs in all.
+//!
+//! Too few complete acknowledgements make the write wait for the other replicas, not fail: once
+//! every target answered or failed, or at the deadline, a write that enough applied and none
+//! answered "superseded" is acknowledged, complete or not, as a read decides on incomplete
+//! answers once every replica answered. Only a second fault (a complete replica unreachable
+//! while another gained the key) gets it there; without that, after a restart of every replica
+//! (none is complete until its round), a write would fail until each finished a round.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -28,11 +43,28 @@ use crate::life::state::Node;
 use crate::replication::batch::dropped_unsent;
 use crate::replication::quorum::QuorumError;
 use crate::transport::peer::is_stale_epoch;
-use crate::transport::wire::KeyEntry;
+use crate::transport::wire::{Ack, KeyEntry};
 
-/// One replica's answer to a write: `Some` with the newer version it holds instead (it did not
-/// apply this one).
-pub type Answer = Result<Option<Version>, PeerError>;
+/// One replica's answer to a write.
+pub type Answer = Result<Ack, PeerError>;
+
+/// How many answers acknowledge a write.
+#[derive(Clone, Copy, Debug)]
+pub struct Needed {
+    /// Applied by this many of the write set (W, plus each node joining into the range).
+    pub applied: usize,
+    /// Of them, applied by this many replicas complete for the key (W).
+    pub complete: usize,
+}
+
+/// How a write that was decided ended, short of failing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    Acknowledged,
+    /// Too few applied it, and this is the newest version held instead: stamp above it and send
+    /// it again.
+    Superseded(Version),
+}
 
 /// The answers to one client write, by replica, as they come.
 pub struct Votes {
@@ -55,6 +87,22 @@ impl Votes {
     /// The write these votes are about.
     pub fn write(&self) -> &KeyEntry {
         &self.kv
+    }
+
+    /// The first answer cast, once there is one (for tests of what carries the votes).
+    #[cfg(test)]
+    pub async fn first(&self) -> Answer {
+        std::future::poll_fn(|cx| {
+            let mut tally = self.lock();
+            match tally.answers.first() {
+                Some((_, answer)) => Poll::Ready(answer.clone()),
+                None => {
+                    tally.waiting = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tally> {
@@ -83,19 +131,20 @@ impl Votes {
         }
     }
 
-    /// Wait until `needed` of `targets` applied the write, and return every answer that is not a
-    /// failure; or, failing that, until every target answered, if at least `needed` did (some
-    /// hold a newer version instead). Errors as soon as so many failed that `needed` cannot be
-    /// reached, or at `deadline`: the same answers and errors as [`quorum`](super::quorum::quorum)
-    /// with "applied" as the decisive answer. `here` is this node's own share, which casts its
-    /// vote itself: polled here, so that the deadline bounds it too, without a task or a box.
+    /// Wait until the write is acknowledged (`needed`), and say so; or, failing that, until every
+    /// target answered or failed, or `deadline`: then the newest version held instead if some
+    /// did, else acknowledged if enough applied, complete or not. Errors as soon as so many
+    /// failed that `needed` cannot be reached, or at `deadline`: the same answers and errors as
+    /// [`quorum`](super::quorum::quorum), with a complete "applied" as the decisive answer.
+    /// `here` is this node's own share, which casts its vote itself: polled here, so that the
+    /// deadline bounds it too, without a task or a box.
     pub async fn count(
         &self,
         here: Option<impl Future<Output = ()>>,
         targets: &[NodeId],
-        needed: usize,
+        needed: Needed,
         deadline: Duration,
-    ) -> Result<Vec<(NodeId, Option<Version>)>, QuorumError> {
+    ) -> Result<Counted, QuorumError> {
         let timer = tokio::time::sleep(deadline);
         tokio::pin!(timer);
         let mut here = std::pin::pin!(here);
@@ -120,34 +169,48 @@ impl Votes {
         })
         .await;
         let answers = std::mem::take(&mut self.lock().answers);
-        let mut ok = Vec::with_capacity(answers.len());
-        let mut failures = Vec::new();
-        for (id, answer) in answers {
-            match answer {
-                Ok(held) => ok.push((id, held)),
-                Err(e) => failures.push((id, e)),
-            }
+        if acknowledged(&answers, needed) {
+            return Ok(Counted::Acknowledged);
         }
+        // Every target answered, failed or was waited for until the deadline: the write is
+        // decided by who applied it and who holds a newer version, complete or not.
+        let applied = answers.iter().filter(|(_, a)| matches!(a, Ok(Ack::Applied { .. }))).count();
+        let held = || {
+            answers.iter().filter_map(|(_, a)| match a {
+                Ok(Ack::Superseded(v)) => Some(*v),
+                _ => None,
+            })
+        };
+        let answered = applied + held().count();
+        match held().max() {
+            Some(newest) if answered >= needed.applied => return Ok(Counted::Superseded(newest)),
+            None if applied >= needed.applied => return Ok(Counted::Acknowledged),
+            _ => {}
+        }
+        let mut failures: Vec<(NodeId, PeerError)> =
+            answers.iter().filter_map(|(id, a)| a.as_ref().err().map(|e| (*id, e.clone()))).collect();
         if timed_out {
-            for &id in targets.iter().filter(|t| !ok.iter().any(|(id, _)| id == *t)) {
-                if !failures.iter().any(|(f, _)| *f == id) {
-                    failures.push((id, PeerError::Timeout { addr: id.to_string(), ms: deadline.as_millis() }));
-                }
+            for &id in targets.iter().filter(|&&t| !answers.iter().any(|(id, _)| *id == t)) {
+                failures.push((id, PeerError::Timeout { addr: id.to_string(), ms: deadline.as_millis() }));
             }
         }
-        match ok.len() >= needed {
-            true => Ok(ok),
-            false => Err(QuorumError { needed, answered: ok.len(), failures }),
-        }
+        Err(QuorumError { needed: needed.applied, answered, failures })
     }
 }
 
-/// Whether `answers` from `targets` settle a write that needs `needed` applied: enough applied,
-/// too many failed for that, or everyone answered.
-fn decided(answers: &[(NodeId, Answer)], targets: usize, needed: usize) -> bool {
-    let applied = answers.iter().filter(|(_, a)| matches!(a, Ok(None))).count();
+/// Whether `answers` acknowledge a write before every target answered: enough applied, and
+/// enough of them complete (see the module doc).
+fn acknowledged(answers: &[(NodeId, Answer)], needed: Needed) -> bool {
+    let applied = answers.iter().filter(|(_, a)| matches!(a, Ok(Ack::Applied { .. }))).count();
+    let complete = answers.iter().filter(|(_, a)| matches!(a, Ok(Ack::Applied { complete: true }))).count();
+    applied >= needed.applied && complete >= needed.complete
+}
+
+/// Whether `answers` from `targets` settle a write: acknowledged, too many failed for that, or
+/// everyone answered.
+fn decided(answers: &[(NodeId, Answer)], targets: usize, needed: Needed) -> bool {
     let failed = answers.iter().filter(|(_, a)| a.is_err()).count();
-    applied >= needed || targets - failed < needed || answers.len() >= targets
+    acknowledged(answers, needed) || targets - failed < needed.applied || answers.len() >= targets
 }
 
 /// One replica's place in a write's [`Votes`], carried in the batch that sends the write to it.
@@ -190,57 +253,104 @@ mod tests {
         Err(PeerError::Unreachable { addr: "h".into(), reason: "down".into() })
     }
 
+    const W2: Needed = Needed { applied: 2, complete: 2 };
+    const NEWER: Version = Version { ts: 9, node: 1 };
+
+    fn applied(id: u64) -> (NodeId, Answer) {
+        (NodeId(id), Ok(Ack::Applied { complete: true }))
+    }
+
+    fn incomplete(id: u64) -> (NodeId, Answer) {
+        (NodeId(id), Ok(Ack::Applied { complete: false }))
+    }
+
+    fn superseded(id: u64) -> (NodeId, Answer) {
+        (NodeId(id), Ok(Ack::Superseded(NEWER)))
+    }
+
+    fn votes_with(answers: Vec<(NodeId, Answer)>) -> Arc<Votes> {
+        let kv = KeyEntry { key: "k".into(), entry: dkv_storage::Entry::tombstone(Version { ts: 1, node: 1 }) };
+        let votes = Votes::new(kv);
+        for (id, answer) in answers {
+            votes.record(id, answer);
+        }
+        votes
+    }
+
+    async fn count(votes: &Votes, targets: u64, needed: Needed, deadline_ms: u64) -> Result<Counted, QuorumError> {
+        let here = None::<std::future::Pending<()>>;
+        votes.count(here, &ids(targets), needed, Duration::from_millis(deadline_ms)).await
+    }
+
     #[test]
     fn a_write_is_decided_by_enough_applied_too_many_failed_or_everyone() {
-        let applied = |id| (NodeId(id), Ok(None));
-        let superseded = |id| (NodeId(id), Ok(Some(Version { ts: 9, node: 1 })));
-        assert!(!decided(&[applied(1)], 3, 2));
-        assert!(decided(&[applied(1), applied(2)], 3, 2));
-        assert!(!decided(&[applied(1), superseded(2)], 3, 2), "the third may still apply it");
-        assert!(decided(&[applied(1), superseded(2), superseded(3)], 3, 2), "everyone answered");
-        assert!(!decided(&[(NodeId(1), failed())], 3, 2));
-        assert!(decided(&[(NodeId(1), failed()), (NodeId(2), failed())], 3, 2), "two of three failed");
+        assert!(!decided(&[applied(1)], 3, W2));
+        assert!(decided(&[applied(1), applied(2)], 3, W2));
+        assert!(!decided(&[applied(1), superseded(2)], 3, W2), "the third may still apply it");
+        assert!(decided(&[applied(1), superseded(2), superseded(3)], 3, W2), "everyone answered");
+        assert!(!decided(&[(NodeId(1), failed())], 3, W2));
+        assert!(decided(&[(NodeId(1), failed()), (NodeId(2), failed())], 3, W2), "two of three failed");
+    }
+
+    /// An incomplete replica's "applied" counts towards the write set's acknowledgements, not
+    /// towards W: until every target answered, a write needs W complete ones.
+    #[test]
+    fn only_complete_replicas_make_w_before_everyone_answered() {
+        assert!(!acknowledged(&[incomplete(1), applied(2)], W2), "one complete of W = 2");
+        assert!(!decided(&[incomplete(1), applied(2)], 3, W2), "the third may still answer");
+        assert!(acknowledged(&[incomplete(1), applied(2), applied(3)], W2));
+        assert!(decided(&[incomplete(1), applied(2), (NodeId(3), failed())], 3, W2), "everyone answered");
+        let joining = Needed { applied: 3, complete: 2 };
+        assert!(acknowledged(&[incomplete(4), applied(1), applied(2)], joining), "the joining node and W");
+        assert!(!acknowledged(&[applied(1), applied(2)], joining), "W, but too few of the write set");
     }
 
     #[tokio::test]
     async fn the_count_returns_at_the_quorum_and_names_the_silent_at_the_deadline() {
-        let kv = KeyEntry { key: "k".into(), entry: dkv_storage::Entry::tombstone(Version { ts: 1, node: 1 }) };
-        let votes = Votes::new(kv.clone());
-        let targets = ids(3);
-        votes.record(NodeId(1), Ok(None));
+        let votes = votes_with(vec![applied(1)]);
         let late = votes.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(5)).await;
-            late.record(NodeId(3), Ok(None));
+            late.record(NodeId(3), Ok(Ack::Applied { complete: true }));
         });
-        let ok = votes
-            .count(None::<std::future::Pending<()>>, &targets, 2, Duration::from_secs(1))
-            .await
-            .expect("two applied");
-        assert_eq!(ok.iter().map(|(id, _)| id.0).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(count(&votes, 3, W2, 1_000).await.expect("two applied"), Counted::Acknowledged);
 
-        let votes = Votes::new(kv);
-        votes.record(NodeId(2), Ok(None));
-        let e = votes
-            .count(None::<std::future::Pending<()>>, &targets, 2, Duration::from_millis(50))
-            .await
-            .expect_err("one of two");
+        let votes = votes_with(vec![applied(2)]);
+        let e = count(&votes, 3, W2, 50).await.expect_err("one of two");
         assert_eq!((e.needed, e.answered), (2, 1));
         let silent: Vec<u64> = e.failures.iter().map(|(id, _)| id.0).collect();
         assert_eq!(silent, [1, 3], "{e}");
         assert!(e.to_string().contains("did not answer"), "{e}");
     }
 
+    /// A replica that gained the key, and one that missed the newest write, both apply a write
+    /// stamped below it; the third holds it. The write is not acknowledged until the third
+    /// answers: then it is stamped again, above the version held. A third that failed, or did
+    /// not answer by the deadline, leaves the write to those that applied it, as a read is left
+    /// to the answers it got.
+    #[tokio::test]
+    async fn an_incomplete_acknowledgement_waits_for_the_other_replicas() {
+        let votes = votes_with(vec![incomplete(1), applied(2)]);
+        let late = votes.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            late.record(NodeId(3), Ok(Ack::Superseded(NEWER)));
+        });
+        assert_eq!(count(&votes, 3, W2, 60_000).await.expect("decided"), Counted::Superseded(NEWER));
+
+        let votes = votes_with(vec![incomplete(1), applied(2), (NodeId(3), failed())]);
+        assert_eq!(count(&votes, 3, W2, 60_000).await.expect("decided"), Counted::Acknowledged);
+        let votes = votes_with(vec![incomplete(1), applied(2)]);
+        let started = std::time::Instant::now();
+        assert_eq!(count(&votes, 3, W2, 50).await.expect("decided"), Counted::Acknowledged);
+        assert!(started.elapsed() >= Duration::from_millis(50), "waited for the third until the deadline");
+    }
+
     #[tokio::test]
     async fn a_ballot_dropped_unsent_counts_as_a_failure() {
-        let kv = KeyEntry { key: "k".into(), entry: dkv_storage::Entry::tombstone(Version { ts: 1, node: 1 }) };
-        let votes = Votes::new(kv);
+        let votes = votes_with(vec![applied(1)]);
         drop(Ballot::new(votes.clone(), NodeId(2)));
-        votes.record(NodeId(1), Ok(None));
-        let e = votes
-            .count(None::<std::future::Pending<()>>, &ids(2), 2, Duration::from_secs(60))
-            .await
-            .expect_err("one failed");
+        let e = count(&votes, 2, W2, 60_000).await.expect_err("one failed");
         assert!(e.to_string().contains("dropped unsent"), "{e}");
     }
 }

@@ -14,7 +14,8 @@
 //! that changed the encoding of every message holding an entry, so the transport's frame format
 //! went to 2 (`dkv_transport::frame::VERSION`: a node of the previous release is refused at the
 //! handshake, saying why) and [`WIRE_VERSION`] to 2 (hints saved by the previous release still
-//! load: see `replication/hints/store.rs`).
+//! load: see `replication/hints/store.rs`). The frame format went to 3 when a replica's answer
+//! to a client write began to say whether it is complete ([`WriteOutcome::Applied`]).
 
 use bytes::Bytes;
 use dkv_storage::{Cursor, Entry, Version};
@@ -165,10 +166,12 @@ pub struct ApplyRequest {
 
 /// A replica's answer to an apply. For a client write ([`ApplyKind::Write`]), `superseded` is
 /// the newer version the replica holds instead: it did not apply the write, and the coordinator
-/// stamps it above that version and sends it again. Other kinds always apply "newest wins".
+/// stamps it above that version and sends it again; `complete` says whether a write it applied
+/// counts towards W (see [`WriteOutcome::Applied`]). Other kinds always apply "newest wins".
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ApplyReply {
     pub superseded: Option<Version>,
+    pub complete: bool,
 }
 
 /// Client writes a coordinator sends one replica together (see `replication/batch.rs`): each is
@@ -230,8 +233,12 @@ pub struct WritesReply {
 /// What a replica did with one client write.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriteOutcome {
-    /// Stored (or already held at this version).
-    Applied,
+    /// Stored (or already held at this version). `complete` when the replica holds every
+    /// acknowledged write of the key (`Node::settled_for`): only then could it have answered
+    /// "superseded" to a write stamped below an earlier one, so only then does its
+    /// acknowledgement count towards W. A replica that gained the key in a membership change
+    /// and has not finished an anti-entropy round since may lack the newest write.
+    Applied { complete: bool },
     /// Not applied: the replica holds this newer version (see [`ApplyReply`]).
     Superseded(Version),
     /// Not applied, for this reason (a version too far ahead of the replica's clock, say); the
@@ -239,14 +246,31 @@ pub enum WriteOutcome {
     Refused { status: u16, message: String },
 }
 
+/// A replica's answer to a client write that it did not refuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ack {
+    /// Applied; `complete` as in [`WriteOutcome::Applied`].
+    Applied { complete: bool },
+    /// Not applied: the replica holds this newer version.
+    Superseded(Version),
+}
+
 impl WriteOutcome {
-    /// `Ok` with the newer version held instead, if any; `Err` with the refusal's status and
-    /// message.
-    pub fn into_result(self) -> Result<Option<Version>, (u16, String)> {
+    /// `Ok` with what the replica did; `Err` with the refusal's status and message.
+    pub fn into_result(self) -> Result<Ack, (u16, String)> {
         match self {
-            WriteOutcome::Applied => Ok(None),
-            WriteOutcome::Superseded(v) => Ok(Some(v)),
+            WriteOutcome::Applied { complete } => Ok(Ack::Applied { complete }),
+            WriteOutcome::Superseded(v) => Ok(Ack::Superseded(v)),
             WriteOutcome::Refused { status, message } => Err((status, message)),
+        }
+    }
+}
+
+impl From<ApplyReply> for Ack {
+    fn from(reply: ApplyReply) -> Ack {
+        match reply.superseded {
+            Some(v) => Ack::Superseded(v),
+            None => Ack::Applied { complete: reply.complete },
         }
     }
 }
