@@ -355,7 +355,7 @@ fn stale(e: &QuorumError) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use dkv_membership::{NodeId, NodeState, Topology};
+    use dkv_membership::{NodeId, NodeState, Topology, View};
     use dkv_storage::{Entry, Hlc, Version};
 
     use crate::error::NodeError;
@@ -424,14 +424,10 @@ mod tests {
         assert!(a.read_alone::<Head>(hash, b"k").unwrap().is_none(), "expired, by the head too");
     }
 
-    /// The seed expired node 1. Node 4, next on the ring, replicates its keys from then on, with
-    /// none of their data yet (it holds an older copy of one, as a node that replicated it before
-    /// may). Node 2 missed the last write of that key, acknowledged by nodes 1 and 3. Node 4's
-    /// answer must not count towards R until a round settles it: with node 2's, which it asks
-    /// first, it would make R = 2 answers that both hold the older value.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_replica_that_gained_a_key_by_an_expiry_counts_towards_r_only_once_settled() {
-        let mut nodes = testing::cluster(&[NodeState::Normal; 4], testing::config()).await;
+    /// Four settled nodes, and a key of nodes 1, 2 and 3 that node 4 gains once the seed expires
+    /// node 1 (of the other replicas, node 4 then asks node 2 first); with the view without node 1.
+    async fn a_key_node_4_gains_by_an_expiry() -> (Vec<testing::TestNode>, String, View) {
+        let nodes = testing::cluster(&[NodeState::Normal; 4], testing::config()).await;
         for n in &nodes {
             n.mark_settled(&n.topology());
         }
@@ -440,7 +436,6 @@ mod tests {
         view.epoch += 1;
         view.nodes.retain(|m| m.id != NodeId(1));
         let after = Topology::new(view.clone(), NodeId(4), 3);
-        // A key of nodes 1, 2 and 3 before, which node 4 asks with node 2 first after.
         let key = (0..10_000)
             .map(|i| format!("k{i}"))
             .find(|k| {
@@ -449,16 +444,32 @@ mod tests {
                 !before.is_read_replica(NodeId(4), hash) && read.iter().find(|&&id| id != NodeId(4)) == Some(&NodeId(2))
             })
             .expect("such a key");
+        (nodes, key, view)
+    }
+
+    /// Node 1 goes, and the others adopt `view`, which the seed made without it.
+    fn expire_node_1(nodes: &mut Vec<testing::TestNode>, view: &View) {
+        drop(nodes.remove(0));
+        for n in nodes.iter() {
+            n.adopt(view.clone());
+        }
+    }
+
+    /// The seed expired node 1. Node 4, next on the ring, replicates its keys from then on, with
+    /// none of their data yet (it holds an older copy of one, as a node that replicated it before
+    /// may). Node 2 missed the last write of that key, acknowledged by nodes 1 and 3. Node 4's
+    /// answer must not count towards R until a round settles it: with node 2's, which it asks
+    /// first, it would make R = 2 answers that both hold the older value.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_that_gained_a_key_by_an_expiry_counts_towards_r_only_once_settled() {
+        let (mut nodes, key, view) = a_key_node_4_gains_by_an_expiry().await;
         let hash = dkv_placement::key_hash(key.as_bytes());
         let (older, newer) = (testing::value(10, 8), testing::value(20, 8));
         testing::put_local(&nodes[0], key.as_bytes(), newer.clone());
         testing::put_local(&nodes[1], key.as_bytes(), older.clone());
         testing::put_local(&nodes[2], key.as_bytes(), newer.clone());
         testing::put_local(&nodes[3], key.as_bytes(), older);
-        drop(nodes.remove(0));
-        for n in &nodes {
-            n.adopt(view.clone());
-        }
+        expire_node_1(&mut nodes, &view);
         let (replica, gained) = (&nodes[0], &nodes[2]);
         assert!(replica.settled_for(hash), "node 2 replicated the key all along");
         assert!(!gained.settled_for(hash), "node 4 gained it by the expiry");
@@ -478,31 +489,12 @@ mod tests {
     /// acknowledged and then lose to the earlier one.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_acknowledged_by_a_replica_that_gained_the_key_counts_towards_w_only_once_settled() {
-        let mut nodes = testing::cluster(&[NodeState::Normal; 4], testing::config()).await;
-        for n in &nodes {
-            n.mark_settled(&n.topology());
-        }
-        let before = nodes[0].topology();
-        let mut view = before.view.clone();
-        view.epoch += 1;
-        view.nodes.retain(|m| m.id != NodeId(1));
-        let after = Topology::new(view.clone(), NodeId(4), 3);
-        let key = (0..10_000)
-            .map(|i| format!("k{i}"))
-            .find(|k| {
-                let hash = dkv_placement::key_hash(k.as_bytes());
-                let was = before.placement(hash).read;
-                was.contains(&NodeId(1)) && !was.contains(&NodeId(4)) && after.is_read_replica(NodeId(4), hash)
-            })
-            .expect("such a key");
+        let (mut nodes, key, view) = a_key_node_4_gains_by_an_expiry().await;
         let ahead = Hlc::ts_at_ms(nodes[3].hlc.wall_ms() + 200); // within --max-clock-offset
         let acknowledged = Entry::value(Version { ts: ahead, node: 1 }, "acknowledged".into());
         testing::put_local(&nodes[0], key.as_bytes(), acknowledged.clone());
         testing::put_local(&nodes[2], key.as_bytes(), acknowledged);
-        drop(nodes.remove(0));
-        for n in &nodes {
-            n.adopt(view.clone());
-        }
+        expire_node_1(&mut nodes, &view);
         let gained = &nodes[2];
         assert!(!gained.settled_for(dkv_placement::key_hash(key.as_bytes())), "node 4 gained the key");
 
