@@ -259,6 +259,11 @@ pub fn render(node: &Node) -> String {
         ("forwarded", "Reads passed on to a replica of the key (writes are never forwarded)", s.forwarded),
         ("restamped_writes", "Client writes stamped again above a newer version a replica held", s.restamped),
         (
+            "incomplete_acks",
+            "Client writes acknowledged though fewer than W of the replicas that applied them were complete for the key",
+            s.incomplete_acks,
+        ),
+        (
             "clock_refusals",
             "Client writes refused: their version was too far ahead of this node's clock",
             s.clock_refusals,

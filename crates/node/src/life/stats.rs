@@ -15,6 +15,11 @@ pub struct Counters {
     pub hedged: AtomicU64,
     /// Client writes stamped again above a newer version a replica held.
     pub restamped: AtomicU64,
+    /// Client writes acknowledged though fewer than W of the replicas that applied them held
+    /// every earlier write of the key: every replica had answered or failed, or the request
+    /// timeout passed, while one that gained the key had not finished its round (see
+    /// `replication/votes.rs`). A second fault on top of a membership change gets a write here.
+    pub incomplete_acks: AtomicU64,
     /// Client writes refused because their version was too far ahead of this node's clock.
     pub clock_refusals: AtomicU64,
     /// Keys this node handed to new owners (rebalance and leave).
@@ -59,6 +64,7 @@ pub struct CountersSnapshot {
     pub forwarded: u64,
     pub hedged: u64,
     pub restamped: u64,
+    pub incomplete_acks: u64,
     pub clock_refusals: u64,
     pub moved_out: u64,
     pub moved_in: u64,
@@ -83,6 +89,7 @@ impl Counters {
             forwarded: r(&self.forwarded),
             hedged: r(&self.hedged),
             restamped: r(&self.restamped),
+            incomplete_acks: r(&self.incomplete_acks),
             clock_refusals: r(&self.clock_refusals),
             moved_out: r(&self.moved_out),
             moved_in: r(&self.moved_in),

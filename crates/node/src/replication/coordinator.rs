@@ -118,6 +118,10 @@ impl Node {
             };
             let error = match result {
                 Ok(Counted::Acknowledged) => return Ok(()),
+                Ok(Counted::AcknowledgedIncomplete) => {
+                    bump(&self.stats.incomplete_acks);
+                    return Ok(());
+                }
                 Ok(Counted::Superseded(newest)) => {
                     // Fewer than W replicas took this version: some hold a newer one. Stamp the
                     // write above the newest of them and send it again, so the client is told
@@ -501,6 +505,8 @@ mod tests {
         gained.coordinate_write(key.clone().into(), Some("later".into()), None, None).await.expect("written");
         let restamped = gained.stats.restamped.load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!(restamped, 1, "stamped above the version node 3 holds, once node 3 answered");
+        let incomplete = gained.stats.incomplete_acks.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(incomplete, 0, "acknowledged by nodes 2 and 3, both complete");
         assert_eq!(testing::local(&nodes[1], key.as_bytes()).and_then(|e| e.value), Some("later".into()));
         let read = gained.coordinate_read::<Entry>(key.into(), None).await.expect("a read");
         assert_eq!(read.map(|f| f.value), Some("later".into()), "the acknowledged write reads back");

@@ -60,7 +60,11 @@ pub struct Needed {
 /// How a write that was decided ended, short of failing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counted {
+    /// Applied by W complete replicas (and by enough of the write set).
     Acknowledged,
+    /// Applied by enough of the write set once every target answered or failed, or at the
+    /// deadline, but by fewer than W complete replicas (see the module doc).
+    AcknowledgedIncomplete,
     /// Too few applied it, and this is the newest version held instead: stamp above it and send
     /// it again.
     Superseded(Version),
@@ -184,7 +188,7 @@ impl Votes {
         let answered = applied + held().count();
         match held().max() {
             Some(newest) if answered >= needed.applied => return Ok(Counted::Superseded(newest)),
-            None if applied >= needed.applied => return Ok(Counted::Acknowledged),
+            None if applied >= needed.applied => return Ok(Counted::AcknowledgedIncomplete),
             _ => {}
         }
         let mut failures: Vec<(NodeId, PeerError)> =
@@ -339,10 +343,10 @@ mod tests {
         assert_eq!(count(&votes, 3, W2, 60_000).await.expect("decided"), Counted::Superseded(NEWER));
 
         let votes = votes_with(vec![incomplete(1), applied(2), (NodeId(3), failed())]);
-        assert_eq!(count(&votes, 3, W2, 60_000).await.expect("decided"), Counted::Acknowledged);
+        assert_eq!(count(&votes, 3, W2, 60_000).await.expect("decided"), Counted::AcknowledgedIncomplete);
         let votes = votes_with(vec![incomplete(1), applied(2)]);
         let started = std::time::Instant::now();
-        assert_eq!(count(&votes, 3, W2, 50).await.expect("decided"), Counted::Acknowledged);
+        assert_eq!(count(&votes, 3, W2, 50).await.expect("decided"), Counted::AcknowledgedIncomplete);
         assert!(started.elapsed() >= Duration::from_millis(50), "waited for the third until the deadline");
     }
 
