@@ -182,6 +182,48 @@ async fn sigterm_stops_a_durable_node_and_dkv_leave_removes_it_for_good() {
     assert!(missing(&c, &[0, 1, 2], &data).await.is_empty());
 }
 
+/// Whether node `i` says it is settled (`None` while it does not answer).
+async fn settled(c: &Cluster, i: usize) -> Option<bool> {
+    c.client(i).json("/stats").await.ok()?["settled"].as_bool()
+}
+
+/// A node stopped with SIGTERM while settled, and started again under the same view, is settled
+/// at once: its answers count before its first anti-entropy round, which a paused member holds
+/// up (a round needs every peer). Killed with SIGKILL instead, it waits for that round. (Not
+/// while the seed is within its first TTL: its view may then be one a returning node presented.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_stopped_cleanly_while_settled_returns_settled_and_one_killed_does_not() {
+    let mut c = Cluster::start_durable(3, &[], "4s").await;
+    let data = dataset("settled", 30);
+    write_all(&c, &[0, 1, 2], &data).await;
+    eventually(Duration::from_secs(30), "node 2 settled", || async { settled(&c, 2).await?.then_some(()) }).await;
+    eventually(Duration::from_secs(10), "the seed past its first TTL", || async {
+        (!c.seed_client().json("/health").await.ok()?["fresh"].as_bool()?).then_some(())
+    })
+    .await;
+    let record = c.data_dir(2).join("settled.json");
+
+    c.nodes[2].signal(libc::SIGTERM);
+    assert_eq!(c.nodes[2].wait_exit(Duration::from_secs(10)).await, Some(0));
+    assert!(record.exists(), "the clean stop recorded the view it was settled under");
+    c.nodes[0].pause().await;
+    c.restart_node(2);
+    let first = eventually(Duration::from_secs(10), "node 2 serving", || settled(&c, 2)).await;
+    assert!(first, "settled at once, with node 0 paused and no round possible");
+    assert!(!record.exists(), "the record is removed as it is read");
+    assert!(missing(&c, &[2], &data).await.is_empty(), "reads through node 2 with node 0 paused");
+
+    c.kill_node(2).await;
+    c.restart_node(2);
+    let first = eventually(Duration::from_secs(10), "node 2 serving", || settled(&c, 2)).await;
+    assert!(!first, "killed, it waits for its round, which paused node 0 holds up");
+    c.nodes[0].resume();
+    eventually(Duration::from_secs(30), "node 2 settled by its round once node 0 is back", || async {
+        settled(&c, 2).await?.then_some(())
+    })
+    .await;
+}
+
 /// Run `dkv node` on `dir` against a seed that is not there: it must fail before it needs one.
 fn node_on(dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
     let addr = format!("127.0.0.1:{}", free_port());

@@ -32,6 +32,16 @@ pub struct RegisterResponse {
     pub id: NodeId,
     pub epoch: u64,
     pub nodes: Vec<Member>,
+    /// The seed started less than one TTL ago: its membership may have been taken from a view a
+    /// returning node presented, so that view being the seed's tells that node nothing about
+    /// what changed while it was down. Absent from a seed of an earlier release (read as true:
+    /// the node assumes the least).
+    #[serde(default = "assume_fresh")]
+    pub seed_fresh: bool,
+}
+
+fn assume_fresh() -> bool {
+    true
 }
 
 /// `POST /heartbeat`, `POST /ready`.
@@ -251,4 +261,8 @@ pub struct SeedHealth {
     /// from a seed of an earlier release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_ttl_ms: Option<u64>,
+    /// The seed started less than one TTL ago (see [`RegisterResponse::seed_fresh`]). Absent
+    /// from a seed of an earlier release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fresh: Option<bool>,
 }

@@ -392,15 +392,27 @@ pub struct WireRegisterResponse {
     id: u64,
     epoch: u64,
     nodes: Vec<WireMember>,
+    /// Since format 3.
+    seed_fresh: bool,
 }
 
 impl Compact for RegisterResponse {
     type Wire = WireRegisterResponse;
     fn to_wire(&self) -> WireRegisterResponse {
-        WireRegisterResponse { id: self.id.0, epoch: self.epoch, nodes: members_to_wire(&self.nodes) }
+        WireRegisterResponse {
+            id: self.id.0,
+            epoch: self.epoch,
+            nodes: members_to_wire(&self.nodes),
+            seed_fresh: self.seed_fresh,
+        }
     }
     fn from_wire(w: WireRegisterResponse) -> RegisterResponse {
-        RegisterResponse { id: NodeId(w.id), epoch: w.epoch, nodes: members_from_wire(w.nodes) }
+        RegisterResponse {
+            id: NodeId(w.id),
+            epoch: w.epoch,
+            nodes: members_from_wire(w.nodes),
+            seed_fresh: w.seed_fresh,
+        }
     }
 }
 

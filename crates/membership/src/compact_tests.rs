@@ -86,7 +86,7 @@ fn every_message_round_trips() {
         cluster: Some("dkv".into()),
     });
     round_trip(RegisterRequest { addr: "h:1".into(), ..Default::default() });
-    round_trip(RegisterResponse { id: NodeId(8), epoch: 2, nodes: v.nodes.clone() });
+    round_trip(RegisterResponse { id: NodeId(8), epoch: 2, nodes: v.nodes.clone(), seed_fresh: false });
     round_trip(LeaveRequest { id: NodeId(8), done: true });
     round_trip(RemoveRequest { id: NodeId(8), force: true });
 }

@@ -199,7 +199,12 @@ impl Registry {
         // and hands its keys over by that view before it exits (the node's
         // `forgotten_while_leaving`).
         if arriving && req.state == Some(NodeState::Leaving) && req.id.is_some() && !self.fresh(now_ms) {
-            return Ok(RegisterResponse { id, epoch: self.epoch, nodes: self.listed() });
+            return Ok(RegisterResponse {
+                id,
+                epoch: self.epoch,
+                nodes: self.listed(),
+                seed_fresh: self.fresh(now_ms),
+            });
         }
         owners_returned |= arriving && req.state == Some(NodeState::Normal);
         let mut touched = if owners_returned { self.send_back_unpulled(now_ms) } else { Vec::new() };
@@ -241,7 +246,7 @@ impl Registry {
             touched.push(id);
         }
         self.changed(touched);
-        Ok(RegisterResponse { id, epoch: self.epoch, nodes: self.listed() })
+        Ok(RegisterResponse { id, epoch: self.epoch, nodes: self.listed(), seed_fresh: self.fresh(now_ms) })
     }
 
     /// For the registration of a new node (no id, no tokens): a fresh id and what choosing its
@@ -396,6 +401,12 @@ impl Registry {
     /// Within one TTL of the seed's start: live nodes may not all have re-registered yet.
     fn fresh(&self, now_ms: u64) -> bool {
         now_ms.saturating_sub(self.started_ms) <= self.ttl_ms
+    }
+
+    /// Whether the seed is within its first TTL, when it adopts the views returning nodes
+    /// present (see the module doc).
+    pub fn is_fresh(&self, now_ms: u64) -> bool {
+        self.fresh(now_ms)
     }
 
     /// Adopt a returning node's view if the seed is fresh and the view newer; returns whether a

@@ -72,15 +72,17 @@ fn restarted_seed_adopts_a_returning_nodes_view_once() {
     let (view, a, b) = two_normal_members();
 
     let mut fresh = Registry::new(5_000, TTL);
-    fresh.register(returning(&view, a, "h:1"), 5_001).unwrap();
+    let answer = fresh.register(returning(&view, a, "h:1"), 5_001).unwrap();
+    assert!(answer.seed_fresh, "the node is told its view may be the seed's only because it presented it");
     assert!(fresh.view().same_placement(&view), "whole membership rebuilt from one node");
     assert_eq!(fresh.epoch(), view.epoch, "no spurious epoch change");
     fresh.heartbeat(b, 5_002).expect("the other node is known without re-registering");
 
     // Too late: an old view is not adopted after one TTL.
     let mut late = Registry::new(0, TTL);
-    late.register(RegisterRequest { id: Some(a), view: Some(view), ..reg("h:1") }, TTL + 1).unwrap();
+    let answer = late.register(RegisterRequest { id: Some(a), view: Some(view), ..reg("h:1") }, TTL + 1).unwrap();
     assert_eq!(late.view().nodes.len(), 1);
+    assert!(!answer.seed_fresh && !late.is_fresh(TTL + 1));
 }
 
 #[test]

@@ -483,8 +483,9 @@ async fn nodes(State(seed): State<Seed>, headers: HeaderMap) -> Response {
 }
 
 async fn health(State(seed): State<Seed>) -> Response {
-    let (epoch, members, ttl_ms) = seed.with(|r| (r.epoch(), r.len(), r.ttl_ms()));
-    Json(SeedHealth { status: "ok".into(), epoch, members, node_ttl_ms: Some(ttl_ms) }).into_response()
+    let (epoch, members, ttl_ms, fresh) = seed.with(|r| (r.epoch(), r.len(), r.ttl_ms(), r.is_fresh(now_ms())));
+    Json(SeedHealth { status: "ok".into(), epoch, members, node_ttl_ms: Some(ttl_ms), fresh: Some(fresh) })
+        .into_response()
 }
 
 /// `GET /`: the live dashboard, one self-contained page (no external assets) that polls

@@ -119,12 +119,17 @@ impl Durability {
         }
     }
 
-    /// Sync what is left and stop the syncer thread (called once, at shutdown).
-    pub fn shutdown(&self) {
+    /// Sync what is left and stop the syncer thread (called once, at shutdown); whether the
+    /// store is synced.
+    pub fn shutdown(&self) -> bool {
         self.tickets.lock().unwrap_or_else(|e| e.into_inner()).stopping = true;
         self.wake.notify_all();
-        if let Err(e) = self.engine.sync() {
-            tracing::error!("final fsync failed: {e}");
+        match self.engine.sync() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("final fsync failed: {e}");
+                false
+            }
         }
     }
 }

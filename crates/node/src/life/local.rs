@@ -1,5 +1,6 @@
 //! What a node keeps in its data directory besides the keys: its identity (in `dkv.json`), the
-//! last membership view it adopted (`view.json`) and its pending hints (`hints.bin`).
+//! last membership view it adopted (`view.json`), its pending hints (`hints.bin`), and, from a
+//! clean stop to the next start, the view it was settled under (`settled.json`).
 //!
 //! With these a restarted node registers as itself — same id, same tokens, same place on the
 //! ring, so nothing moves — and, if the seed restarted too, hands it the view to rebuild the
@@ -9,6 +10,15 @@
 //!
 //! Anti-entropy keeps no state of its own to save: its digests are recomputed from the store,
 //! and a restarted node runs a round as soon as it is serving.
+//!
+//! A node restarted on its directory does not know which views it missed while it was down, so
+//! none of its answers is complete until that round (`replication/settled.rs`), and the round
+//! needs every peer. A node that stopped cleanly, settled, records the view it was settled under
+//! once its store is synced ([`Local::save_settled`]); started again under that same view (no
+//! member came, went or changed meanwhile), it is a replica of the same keys that missed some
+//! writes while down, as any replica may, and holds every write it acknowledged: it is settled
+//! at once. Start-up removes the record, so a crash later never finds it. A node killed, or
+//! stopped unsettled, waits for its round as before.
 //!
 //! A view is saved by a thread of its own ([`ViewSaver`]), not by the caller: views are adopted
 //! on the request and heartbeat paths, and a save is a write, an fsync and a rename. The saver
@@ -28,6 +38,21 @@ use crate::transport::wire::{self};
 
 const VIEW: &str = "view.json";
 const HINTS: &str = "hints.bin";
+const SETTLED: &str = "settled.json";
+
+/// The view a node was settled under when it stopped cleanly: its epoch and digest, which name
+/// one membership (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SettledAt {
+    pub epoch: u64,
+    pub digest: u64,
+}
+
+impl SettledAt {
+    pub fn of(topo: &dkv_membership::Topology) -> SettledAt {
+        SettledAt { epoch: topo.epoch(), digest: topo.digest().0 }
+    }
+}
 
 /// The data directory of a running node (absent for an in-memory node).
 pub struct Local {
@@ -46,6 +71,8 @@ pub struct Opened {
     pub hints: Vec<SavedHint>,
     /// The node began to leave before it stopped (see [`Local::mark_leaving`]).
     pub leaving: bool,
+    /// The view the node was settled under when it stopped cleanly (see the module doc).
+    pub settled: Option<SettledAt>,
 }
 
 /// Open the data directory and engine named by the config (or a memory engine without one).
@@ -58,6 +85,7 @@ pub fn open(config: &NodeConfig) -> Result<Opened, NodeError> {
             view: None,
             hints: Vec::new(),
             leaving: false,
+            settled: None,
         });
     };
     let fatal = |e: String| NodeError::BadRequest(e);
@@ -104,7 +132,29 @@ pub fn open(config: &NodeConfig) -> Result<Opened, NodeError> {
         "opened the data directory"
     );
     let leaving = dir.is_leaving();
-    Ok(Opened { engine: Arc::new(engine), local: Some(Local::new(dir)), identity, view, hints, leaving })
+    let settled = take_settled(&dir);
+    Ok(Opened { engine: Arc::new(engine), local: Some(Local::new(dir)), identity, view, hints, leaving, settled })
+}
+
+/// The record of a clean, settled stop, removed as it is read: only the start right after that
+/// stop may use it. One unreadable, or that cannot be removed, is not used.
+fn take_settled(dir: &DataDir) -> Option<SettledAt> {
+    let bytes = match dir.read(SETTLED) {
+        Ok(bytes) => bytes?,
+        Err(e) => {
+            tracing::warn!("reading {SETTLED}: {e}; this node waits for its first anti-entropy round");
+            return None;
+        }
+    };
+    if let Err(e) = dir.remove(SETTLED) {
+        tracing::warn!("removing {SETTLED}: {e}; this node waits for its first anti-entropy round");
+        return None;
+    }
+    serde_json::from_slice(&bytes)
+        .inspect_err(|e| {
+            tracing::warn!("{SETTLED} is unreadable ({e}); this node waits for its first anti-entropy round")
+        })
+        .ok()
 }
 
 fn lock_dir(dir: &Mutex<DataDir>) -> std::sync::MutexGuard<'_, DataDir> {
@@ -161,6 +211,18 @@ impl Local {
         let mut p = self.views.lock();
         while p.started && (p.view.is_some() || p.saving) {
             p = self.views.wake.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Record that this node stopped cleanly, settled under `at`: call once its store is synced.
+    pub fn save_settled(&self, at: SettledAt) {
+        let dir = self.dir();
+        let bytes = serde_json::to_vec(&at).expect("two integers encode");
+        if let Err(e) = dir.write(SETTLED, &bytes) {
+            tracing::warn!(
+                "saving {SETTLED} in {}: {e}; the next start waits for its first round",
+                dir.path().display()
+            );
         }
     }
 
@@ -298,6 +360,22 @@ mod tests {
     fn saved(path: &std::path::Path) -> Option<u64> {
         let bytes = std::fs::read(path.join(VIEW)).ok()?;
         Some(serde_json::from_slice::<View>(&bytes).unwrap().epoch)
+    }
+
+    /// The record of a clean, settled stop is read once: the start after it removes it, so a
+    /// crash after that start finds none. One that does not parse is not used.
+    #[test]
+    fn the_record_of_a_settled_stop_is_read_once() {
+        let (local, path) = temp_local("settled");
+        let at = SettledAt { epoch: 7, digest: 0xfeed };
+        local.save_settled(at);
+        assert_eq!(take_settled(&local.dir()), Some(at));
+        assert_eq!(take_settled(&local.dir()), None, "removed as it was read");
+        local.dir().write(SETTLED, b"{\"epoch\": 7").unwrap();
+        assert_eq!(take_settled(&local.dir()), None, "unreadable: not used");
+        assert!(!path.join(SETTLED).exists(), "and removed");
+        drop(local);
+        std::fs::remove_dir_all(&path).unwrap();
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::config::NodeConfig;
 use crate::error::NodeError;
-use crate::life::local;
+use crate::life::local::{self, SettledAt};
 use crate::life::membership;
 use crate::life::state::{Life, Node, Stop};
 use crate::replication::hints::Hints;
@@ -114,6 +114,13 @@ pub async fn run(
         // views may have changed while it was down.)
         node.mark_complete();
     }
+    let topo = node.topology();
+    let same_view = opened.settled.is_some_and(|at| at == SettledAt::of(&topo)) && !registered.seed_fresh;
+    if same_view && life == Life::Normal {
+        // Stopped cleanly and settled, and back under the same view: see `life/local.rs`.
+        node.mark_settled(&topo);
+        tracing::info!(epoch = topo.epoch(), "stopped settled under this same view: settled at once");
+    }
     if life == Life::Leaving {
         // Stopped during its leave (killed, say) and restarted before the seed's TTL: the seed
         // still lists it as leaving and would never make it normal again (a ready that crosses a
@@ -182,6 +189,9 @@ pub async fn run(
     } else if how == Stop::Now {
         tracing::info!("stopping without handing data off");
     }
+    // Settled now, and staying a member: the next start under this same view is settled at once
+    // (see `life/local.rs`). Taken before the node stops serving, which unsettles it.
+    let settled_at = (!left && how == Stop::Now && node.settled()).then(|| SettledAt::of(&node.topology()));
     node.set_life(Life::Left);
     tasks_stop_tx.send_replace(true);
     for t in tasks {
@@ -212,7 +222,10 @@ pub async fn run(
                 local.flush_views();
             }
         }
-        node.durability.shutdown();
+        let synced = node.durability.shutdown();
+        if let (Some(local), Some(at), true) = (&node.local, settled_at, synced) {
+            local.save_settled(at);
+        }
     });
     tracing::info!("node stopped");
     if how == Stop::JoinFailed {
