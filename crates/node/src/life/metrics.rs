@@ -264,6 +264,11 @@ pub fn render(node: &Node) -> String {
             s.incomplete_acks,
         ),
         (
+            "incomplete_reads",
+            "Reads decided with fewer than R answers from replicas complete for the key",
+            s.incomplete_reads,
+        ),
+        (
             "clock_refusals",
             "Client writes refused: their version was too far ahead of this node's clock",
             s.clock_refusals,

@@ -20,6 +20,10 @@ pub struct Counters {
     /// timeout passed, while one that gained the key had not finished its round (see
     /// `replication/votes.rs`). A second fault on top of a membership change gets a write here.
     pub incomplete_acks: AtomicU64,
+    /// Reads decided with fewer than R complete answers: every replica had answered or failed,
+    /// or the request timeout passed (see `replication/coordinator.rs`). The reads' side of
+    /// `incomplete_acks`.
+    pub incomplete_reads: AtomicU64,
     /// Client writes refused because their version was too far ahead of this node's clock.
     pub clock_refusals: AtomicU64,
     /// Keys this node handed to new owners (rebalance and leave).
@@ -65,6 +69,7 @@ pub struct CountersSnapshot {
     pub hedged: u64,
     pub restamped: u64,
     pub incomplete_acks: u64,
+    pub incomplete_reads: u64,
     pub clock_refusals: u64,
     pub moved_out: u64,
     pub moved_in: u64,
@@ -90,6 +95,7 @@ impl Counters {
             hedged: r(&self.hedged),
             restamped: r(&self.restamped),
             incomplete_acks: r(&self.incomplete_acks),
+            incomplete_reads: r(&self.incomplete_reads),
             clock_refusals: r(&self.clock_refusals),
             moved_out: r(&self.moved_out),
             moved_in: r(&self.moved_in),

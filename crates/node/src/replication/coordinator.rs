@@ -268,6 +268,10 @@ impl Node {
             let result = quorum_hedged(&replicas, needed, timeout, Some(hedge), decides, call).await;
             match result {
                 Ok(answers) => {
+                    if answers.iter().filter(|(_, a)| a.settled).count() < needed {
+                        // Decided once every replica answered or failed, or at the deadline.
+                        bump(&self.stats.incomplete_reads);
+                    }
                     let seen: Vec<(NodeId, Option<Version>)> =
                         answers.iter().map(|(id, a)| (*id, a.entry.as_ref().map(S::version))).collect();
                     // Of equal versions, a value before its own tombstone: a replica whose clock
@@ -363,6 +367,7 @@ mod tests {
     use dkv_storage::{Entry, Hlc, Version};
 
     use crate::error::NodeError;
+    use crate::life::state::Node;
     use crate::testing;
     use crate::transport::wire::Head;
 
@@ -474,12 +479,21 @@ mod tests {
         testing::put_local(&nodes[2], key.as_bytes(), newer.clone());
         testing::put_local(&nodes[3], key.as_bytes(), older);
         expire_node_1(&mut nodes, &view);
-        let (replica, gained) = (&nodes[0], &nodes[2]);
-        assert!(replica.settled_for(hash), "node 2 replicated the key all along");
-        assert!(!gained.settled_for(hash), "node 4 gained it by the expiry");
+        assert!(nodes[0].settled_for(hash), "node 2 replicated the key all along");
+        assert!(!nodes[2].settled_for(hash), "node 4 gained it by the expiry");
+        let incomplete = |n: &Node| n.stats.incomplete_reads.load(std::sync::atomic::Ordering::Relaxed);
 
-        let read = gained.coordinate_read::<Entry>(key.clone().into(), None).await.expect("a read");
+        let read = nodes[2].coordinate_read::<Entry>(key.clone().into(), None).await.expect("a read");
         assert_eq!(read.map(|f| f.value), newer.value, "the acknowledged write, from node 3");
+        assert_eq!(incomplete(&nodes[2]), 0, "decided by nodes 2 and 3, both complete");
+
+        // A second fault: node 3 goes too. The read is decided once every replica answered or
+        // failed, on node 2's complete answer and node 4's incomplete one, and counted.
+        drop(nodes.remove(1));
+        let gained = &nodes[1];
+        let read = gained.coordinate_read::<Entry>(key.clone().into(), None).await;
+        assert!(read.is_ok(), "{read:?}");
+        assert_eq!(incomplete(gained), 1);
 
         gained.mark_settled(&gained.topology());
         assert!(gained.settled_for(hash), "a round under the new view settles it");
