@@ -22,7 +22,8 @@
 //! then, and received their writes while it copied), or, for the first member of a new cluster,
 //! the view it started with. A view dropped from the few, a restart on a data directory, or being sent
 //! back to joining mean "not complete" until the next round settles: the answer is then weak, and
-//! the read asks the other replicas as well. Without the join's base, every answer of a cluster
+//! the read asks the other replicas as well. (A node that stopped cleanly while settled and
+//! starts again under the same view is settled at once: see `life/local.rs`.) Without the join's base, every answer of a cluster
 //! that just started was weak until its first round, which a stalled member holds up: each read
 //! then waited the request timeout for it.
 //!

@@ -176,8 +176,8 @@ impl Votes {
         if acknowledged(&answers, needed) {
             return Ok(Counted::Acknowledged);
         }
-        // Every target answered, failed or was waited for until the deadline: the write is
-        // decided by who applied it and who holds a newer version, complete or not.
+        // Decided short of that (every target answered or failed, too many failed, or the
+        // deadline passed): by who applied it and who holds a newer version, complete or not.
         let applied = answers.iter().filter(|(_, a)| matches!(a, Ok(Ack::Applied { .. }))).count();
         let held = || {
             answers.iter().filter_map(|(_, a)| match a {
