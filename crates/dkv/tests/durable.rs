@@ -187,13 +187,10 @@ async fn settled(c: &Cluster, i: usize) -> Option<bool> {
     c.client(i).json("/stats").await.ok()?["settled"].as_bool()
 }
 
-/// A node stopped with SIGTERM while settled, and started again under the same view, is settled
-/// at once: its answers count before its first anti-entropy round, which a paused member holds
-/// up (a round needs every peer). Killed with SIGKILL instead, it waits for that round. (Not
-/// while the seed is within its first TTL: its view may then be one a returning node presented.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_node_stopped_cleanly_while_settled_returns_settled_and_one_killed_does_not() {
-    let mut c = Cluster::start_durable(3, &[], "4s").await;
+/// A cluster of 3 durable nodes with `flags`, node 2 settled, the seed past its first TTL (a
+/// fresh seed's view may be the one a returning node presented: nothing is settled at once then).
+async fn settled_cluster(flags: &[&str]) -> (Cluster, Vec<(String, String)>) {
+    let c = Cluster::start_durable(3, flags, "4s").await;
     let data = dataset("settled", 30);
     write_all(&c, &[0, 1, 2], &data).await;
     eventually(Duration::from_secs(30), "node 2 settled", || async { settled(&c, 2).await?.then_some(()) }).await;
@@ -201,15 +198,29 @@ async fn a_node_stopped_cleanly_while_settled_returns_settled_and_one_killed_doe
         (!c.seed_client().json("/health").await.ok()?["fresh"].as_bool()?).then_some(())
     })
     .await;
-    let record = c.data_dir(2).join("settled.json");
+    (c, data)
+}
 
+/// Whether node 2, started again with node 0 paused (so that no anti-entropy round can end: a
+/// round needs every peer), is settled at its first answer.
+async fn settled_on_return(c: &mut Cluster) -> bool {
+    c.nodes[0].pause().await;
+    c.restart_node(2);
+    eventually(Duration::from_secs(10), "node 2 serving", || settled(c, 2)).await
+}
+
+/// A node stopped with SIGTERM while settled, and started again under the same view, is settled
+/// at once: its answers count before its first anti-entropy round, which a paused member holds
+/// up. Killed with SIGKILL instead, it waits for that round (with `--fsync periodic` its last
+/// writes may be lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_stopped_cleanly_while_settled_returns_settled_and_one_killed_does_not() {
+    let (mut c, data) = settled_cluster(&[]).await;
+    let record = c.data_dir(2).join("settled.json");
     c.nodes[2].signal(libc::SIGTERM);
     assert_eq!(c.nodes[2].wait_exit(Duration::from_secs(10)).await, Some(0));
     assert!(record.exists(), "the clean stop recorded the view it was settled under");
-    c.nodes[0].pause().await;
-    c.restart_node(2);
-    let first = eventually(Duration::from_secs(10), "node 2 serving", || settled(&c, 2)).await;
-    assert!(first, "settled at once, with node 0 paused and no round possible");
+    assert!(settled_on_return(&mut c).await, "settled at once, with node 0 paused and no round possible");
     assert!(!record.exists(), "the record is removed as it is read");
     assert!(missing(&c, &[2], &data).await.is_empty(), "reads through node 2 with node 0 paused");
 
@@ -222,6 +233,19 @@ async fn a_node_stopped_cleanly_while_settled_returns_settled_and_one_killed_doe
         settled(&c, 2).await?.then_some(())
     })
     .await;
+}
+
+/// With `--fsync always`, every write a node acknowledged is on its disk: it records the view it
+/// settled under at once, and killed with SIGKILL it is settled at once when it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_fsync_always_a_node_killed_while_settled_returns_settled() {
+    let (mut c, data) = settled_cluster(&["--fsync", "always"]).await;
+    let record = c.data_dir(2).join("settled.json");
+    eventually(Duration::from_secs(10), "the view recorded", || async { record.exists().then_some(()) }).await;
+    c.kill_node(2).await;
+    assert!(settled_on_return(&mut c).await, "settled at once, with node 0 paused and no round possible");
+    assert!(missing(&c, &[2], &data).await.is_empty(), "reads through node 2 with node 0 paused");
+    c.nodes[0].resume();
 }
 
 /// Run `dkv node` on `dir` against a seed that is not there: it must fail before it needs one.

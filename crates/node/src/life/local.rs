@@ -17,8 +17,11 @@
 //! once its store is synced ([`Local::save_settled`]); started again under that same view (no
 //! member came, went or changed meanwhile), it is a replica of the same keys that missed some
 //! writes while down, as any replica may, and holds every write it acknowledged: it is settled
-//! at once. Start-up removes the record, so a crash later never finds it. A node killed, or
-//! stopped unsettled, waits for its round as before.
+//! at once. Start-up removes the record, so a crash later never finds it. With `--fsync always`
+//! every acknowledged write is on disk when it is acknowledged, so the node records the view
+//! the first time it settles under it, and a node killed and started again is settled at once
+//! too. Otherwise a node killed (its last writes may be lost), or one stopped unsettled, waits
+//! for its round as before.
 //!
 //! A view is saved by a thread of its own ([`ViewSaver`]), not by the caller: views are adopted
 //! on the request and heartbeat paths, and a save is a write, an fsync and a rename. The saver
@@ -257,6 +260,7 @@ impl Local {
         let mut dir = self.dir();
         let _ = dir.remove(VIEW);
         let _ = dir.remove(HINTS);
+        let _ = dir.remove(SETTLED);
         if let Err(e) = dir.mark_left() {
             tracing::warn!("recording the leave in {}: {e}", dir.path().display());
         }

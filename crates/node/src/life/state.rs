@@ -11,7 +11,7 @@ use tokio::sync::{watch, Mutex};
 
 use crate::config::NodeConfig;
 use crate::life::clock::Offsets;
-use crate::life::durability::Durability;
+use crate::life::durability::{Durability, Fsync};
 use crate::life::fence::Fence;
 use crate::life::local::Local;
 use crate::life::stats::Counters;
@@ -267,10 +267,23 @@ impl Node {
                 && self.settled_views.complete_for_all(self.me, hashes))
     }
 
-    /// An anti-entropy round with every peer ended under `topo`.
+    /// An anti-entropy round with every peer ended under `topo`. The first time under a view,
+    /// a node that syncs every write before acknowledging it (`--fsync always`) records that view
+    /// in its data directory: killed and started again under it, it is settled at once (see
+    /// `life/local.rs`).
     pub fn mark_settled(&self, topo: &Arc<Topology>) {
         self.settled_views.settled_under(topo);
-        self.settled_epoch.store(topo.epoch(), Ordering::Release);
+        let before = self.settled_epoch.swap(topo.epoch(), Ordering::AcqRel);
+        if before != topo.epoch() && self.local.is_some() && self.config.fsync == Fsync::Always {
+            let (node, at) = (self.clone(), crate::life::local::SettledAt::of(topo));
+            // A write and an fsync, off the runtime; one that lands after a later view's only
+            // names a view the node no longer holds, which a restart does not match.
+            tokio::task::spawn_blocking(move || {
+                if let Some(local) = &node.local {
+                    local.save_settled(at);
+                }
+            });
+        }
     }
 
     /// This node holds every acknowledged write of its ranges in the current view: it finished
