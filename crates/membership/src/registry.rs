@@ -399,14 +399,8 @@ impl Registry {
     }
 
     /// Within one TTL of the seed's start: live nodes may not all have re-registered yet.
-    fn fresh(&self, now_ms: u64) -> bool {
+    pub fn fresh(&self, now_ms: u64) -> bool {
         now_ms.saturating_sub(self.started_ms) <= self.ttl_ms
-    }
-
-    /// Whether the seed is within its first TTL, when it adopts the views returning nodes
-    /// present (see the module doc).
-    pub fn is_fresh(&self, now_ms: u64) -> bool {
-        self.fresh(now_ms)
     }
 
     /// Adopt a returning node's view if the seed is fresh and the view newer; returns whether a

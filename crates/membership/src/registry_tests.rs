@@ -82,7 +82,7 @@ fn restarted_seed_adopts_a_returning_nodes_view_once() {
     let mut late = Registry::new(0, TTL);
     let answer = late.register(RegisterRequest { id: Some(a), view: Some(view), ..reg("h:1") }, TTL + 1).unwrap();
     assert_eq!(late.view().nodes.len(), 1);
-    assert!(!answer.seed_fresh && !late.is_fresh(TTL + 1));
+    assert!(!answer.seed_fresh && !late.fresh(TTL + 1));
 }
 
 #[test]

@@ -483,7 +483,7 @@ async fn nodes(State(seed): State<Seed>, headers: HeaderMap) -> Response {
 }
 
 async fn health(State(seed): State<Seed>) -> Response {
-    let (epoch, members, ttl_ms, fresh) = seed.with(|r| (r.epoch(), r.len(), r.ttl_ms(), r.is_fresh(now_ms())));
+    let (epoch, members, ttl_ms, fresh) = seed.with(|r| (r.epoch(), r.len(), r.ttl_ms(), r.fresh(now_ms())));
     Json(SeedHealth { status: "ok".into(), epoch, members, node_ttl_ms: Some(ttl_ms), fresh: Some(fresh) })
         .into_response()
 }
