@@ -43,8 +43,8 @@ const VIEW: &str = "view.json";
 const HINTS: &str = "hints.bin";
 const SETTLED: &str = "settled.json";
 
-/// The view a node was settled under when it stopped cleanly: its epoch and digest, which name
-/// one membership (see the module doc).
+/// The view a node was settled under (when it stopped cleanly, or with `--fsync always` when it
+/// settled): its epoch and digest, which name one membership (see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SettledAt {
     pub epoch: u64,
@@ -217,7 +217,8 @@ impl Local {
         }
     }
 
-    /// Record that this node stopped cleanly, settled under `at`: call once its store is synced.
+    /// Record that this node is settled under `at` with every write it acknowledged on disk: at
+    /// a clean stop once its store is synced, or with `--fsync always` when it settles.
     pub fn save_settled(&self, at: SettledAt) {
         let dir = self.dir();
         let bytes = serde_json::to_vec(&at).expect("two integers encode");

@@ -20,7 +20,7 @@ use crate::replication::batch::prefetching;
 use crate::replication::shape::Shape;
 use crate::replication::{antientropy, pages};
 use crate::transport::wire::{
-    self, Ack, ApplyKind, ApplyReply, ApplyRequest, ClockReply, ForwardRequest, Head, Kind, RangePage, RangeRequest,
+    self, ApplyKind, ApplyReply, ApplyRequest, ClockReply, ForwardRequest, Head, Kind, RangePage, RangeRequest,
     ReadRequest, ReadResponse, ReadsReply, ReadsRequest, RefreshRequest, SyncBucket, SyncSummary, WritesReply,
     WritesRequest,
 };
@@ -110,11 +110,8 @@ async fn apply(node: &Node, req: ApplyRequest) -> Answer {
     if req.kind == ApplyKind::Write && req.entries.len() == 1 {
         let kv = req.entries.into_iter().next().expect("one entry");
         let outcome = node.apply_write(kv).await.map_err(refused)?;
-        let reply = match outcome.into_result().map_err(|(status, message)| Refusal::new(status, message))? {
-            Ack::Applied { complete } => ApplyReply { superseded: None, complete },
-            Ack::Superseded(held) => ApplyReply { superseded: Some(held), complete: false },
-        };
-        return encode(&reply);
+        let ack = outcome.into_result().map_err(|(status, message)| Refusal::new(status, message))?;
+        return encode(&ApplyReply::from(ack));
     }
     let stored = node.apply_local(req.entries).await.map_err(refused)?;
     if req.kind == ApplyKind::Handoff {

@@ -266,6 +266,15 @@ impl WriteOutcome {
     }
 }
 
+impl From<Ack> for ApplyReply {
+    fn from(ack: Ack) -> ApplyReply {
+        match ack {
+            Ack::Applied { complete } => ApplyReply { superseded: None, complete },
+            Ack::Superseded(held) => ApplyReply { superseded: Some(held), complete: false },
+        }
+    }
+}
+
 impl From<ApplyReply> for Ack {
     fn from(reply: ApplyReply) -> Ack {
         match reply.superseded {
