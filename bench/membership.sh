@@ -20,7 +20,8 @@
 # only the processes it started are killed. dkv turns transparent huge pages off for itself
 # (with them an idle node held 2.5x the memory; docs/performance-log.md, "Membership at scale").
 # DKV=path uses that binary and builds nothing. LOGS=dir keeps each process's log there (the seed
-# in 0.log; RUST_LOG says what they log).
+# in 0.log; RUST_LOG says what they log). SEED_RECORD=1 gives the seed a record of the membership
+# (`--data-dir`, a temporary directory), written at every change of the start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=("$@")
@@ -88,8 +89,12 @@ def pct(dt_ticks, seconds):
     return 100.0 * dt_ticks / hz / seconds
 
 
+record = []
 try:
-    seed = spawn("seed", "--listen", f"127.0.0.1:{port}")
+    if os.environ.get("SEED_RECORD") == "1":
+        import tempfile
+        record = ["--data-dir", tempfile.mkdtemp(prefix="dkv-seed-record-")]
+    seed = spawn("seed", "--listen", f"127.0.0.1:{port}", *record)
     for _ in range(300):
         try:
             get(port, "/health")
@@ -230,5 +235,8 @@ finally:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+    if record:
+        import shutil
+        shutil.rmtree(record[1], ignore_errors=True)
 PY
 done

@@ -13,6 +13,8 @@ a node restarted with its wall clock off by 50 ms to 3 s (libfaketime), within t
 cluster's clock bound or past it, and network partitions: one or two nodes cut off from the
 others (the seed on either side, or reached by both), or nodes cut off from the seed alone, past
 its TTL or not (see `Partitions`: needs root, iptables and cgroup v2, else skipped with a line).
+With --seed-record the seed keeps its record of the membership (`dkv seed --data-dir`), so
+each restart of the seed restores it instead of rebuilding it from the members.
 After each fault it waits, with a deadline, until the seed lists every node
 `normal` and every node has taken that view, and still so after the seed's next expiry pass. So, but for the majority pause, at most one node is
 down at a time: within what N=3, W=2 tolerate. At the end it checks:
@@ -218,14 +220,15 @@ def port_of(addr):
 
 
 class Cluster:
-    def __init__(self, root, node_ttl, fsync, partitions=None):
+    def __init__(self, root, node_ttl, fsync, partitions=None, seed_record=False):
         self.root = root
         self.partitions = partitions  # Partitions, or None: nodes then run in the caller's cgroup
         self.logdir = os.path.join(root, "logs")
         os.makedirs(self.logdir, exist_ok=True)
         self.used = set()
         self.seed_addr = f"127.0.0.1:{free_port(self.used)}"
-        self.seed = Proc("seed", [DKV, "seed", "--listen", self.seed_addr, "--node-ttl", node_ttl],
+        record = ["--data-dir", os.path.join(root, "seed")] if seed_record else []
+        self.seed = Proc("seed", [DKV, "seed", "--listen", self.seed_addr, "--node-ttl", node_ttl] + record,
                          os.path.join(self.logdir, "seed.log"))
         self.fsync = fsync
         self.ttl_s = float(node_ttl[:-2]) / 1000 if node_ttl.endswith("ms") else float(node_ttl.rstrip("s"))
@@ -793,6 +796,8 @@ def main():
     ap.add_argument("--only", default=None, help="these faults only, comma-separated (kill, pause, term, "
                     "leave_join, seed_restart; with --extra also seed_pause, leave_kill, leave_pause, majority_pause, skew, "
                     "partition, seed_cut)")
+    ap.add_argument("--seed-record", action="store_true", help="the seed keeps its record of the membership "
+                    "(--data-dir), so its restarts restore it")
     ap.add_argument("--think-ms", type=float, default=3)
     ap.add_argument("--dkv", default=os.environ.get("DKV_BIN", "target/release/dkv"), help="the dkv binary (default $DKV_BIN, else target/release/dkv)")
     ap.add_argument("--root", default=None, help="where the run's logs, data and history go (default: a new directory under /tmp)")
@@ -834,7 +839,7 @@ def main():
     seed = a.seed if a.seed is not None else random.randrange(1 << 30)
     log(f"RANDOM SEED {seed}  (the same faults again: scripts/nemesis.py --seed {seed} --duration {a.duration} "
         f"--node-ttl {a.node_ttl} --fsync {a.fsync} --gap {a.gap}{' --extra' if a.extra else ''}"
-        f"{' --only ' + a.only if a.only else ''})")
+        f"{' --only ' + a.only if a.only else ''}{' --seed-record' if a.seed_record else ''})")
     rng = random.Random(seed)
     random.seed(seed ^ 0x5EED)
     root = a.root or f"/tmp/dkv-nemesis-{seed}"
@@ -847,7 +852,7 @@ def main():
         def terminated(signum, frame):
             raise SystemExit(f"nemesis: signal {signum}")
         signal.signal(signal.SIGTERM, terminated)  # so `finally` removes the rules
-    c = Cluster(root, a.node_ttl, a.fsync, partitions)
+    c = Cluster(root, a.node_ttl, a.fsync, partitions, a.seed_record)
     keys = [f"k{i}" for i in range(a.keys)]
     writes, reads, events, anomalies = [], [], [], []
     stop = threading.Event()

@@ -126,6 +126,11 @@ pub struct SeedArgs {
     /// certificate it signed.
     #[arg(long, env = "DKV_TLS_PEER_CA", requires = "tls_cert")]
     pub tls_peer_ca: Option<std::path::PathBuf>,
+    /// Keep a record of the membership here, written before every answer that changes it: a
+    /// restarted seed then knows its members however late they come back (without it, only
+    /// those back within one TTL).
+    #[arg(long, env = "DKV_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl SeedArgs {
@@ -394,7 +399,8 @@ pub struct UpArgs {
     /// Passed to the seed.
     #[arg(long, env = "DKV_NODE_TTL", default_value = "15s", value_parser = duration)]
     pub node_ttl: Duration,
-    /// Keep each node's data in DIR/node-I, so the cluster comes back with its data next time.
+    /// Keep each node's data in DIR/node-I and the seed's record of the membership in DIR/seed,
+    /// so the cluster comes back with its data and members next time.
     #[arg(long, env = "DKV_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
     /// Passed to every node (with --data-dir).

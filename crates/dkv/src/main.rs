@@ -165,6 +165,7 @@ async fn run(cli: Cli) -> i32 {
                         cluster_name: a.cluster_name,
                         max_connections: a.max_connections as usize,
                         tls: tls.map(|tls| Arc::new(SeedCerts(tls)) as Arc<dyn dkv_seed::SeedTls>),
+                        data_dir: a.data_dir,
                     };
                     exit_code("seed", dkv_seed::run(config, listener, terminated()).await)
                 }

@@ -1,6 +1,7 @@
 //! The seed's state is soft: killing and restarting it changes no id, no token and no key, and
 //! the nodes keep serving every request meanwhile. A node new to a restarted seed does not answer
-//! for keys it has not copied.
+//! for keys it has not copied. With `--data-dir`, a restarted seed knows its members however late
+//! they come back.
 
 mod common;
 
@@ -212,6 +213,80 @@ async fn a_node_new_to_a_restarted_seed_copies_the_members_keys_before_serving_t
     c.wait_normal(4).await;
     let bad = missing(&c, &[0, 1, 2, newcomer], &data).await;
     assert!(bad.is_empty(), "missing once the newcomer serves: {bad:?}");
+}
+
+/// A seed with `--data-dir` restarted while its members are away, and come back after its first
+/// TTL, is where it was: a brand-new node that reaches it first joins beside the recorded owners
+/// (a seed without the record makes it the only `normal` member, and keys it does not hold read
+/// "not found" through it), and the members come back as they were, with every key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_restarted_from_its_record_keeps_its_members_however_late_they_come_back() {
+    let mut c = Cluster::start_full(3, &["--replication", "1"], "2s").await;
+    let record = temp_root("seed-record");
+    c.add_seed_flags(&["--data-dir", record.to_str().unwrap()]);
+    c.seed.signal(libc::SIGKILL);
+    c.seed.wait_exit(Duration::from_secs(5)).await;
+    c.restart_seed();
+    c.wait_normal(3).await;
+    let before = ids_and_tokens(&c.seed_view().await.unwrap());
+    eventually(Duration::from_secs(10), "the seed to record its view", || async {
+        let bytes = std::fs::read(record.join("membership.json")).ok()?;
+        (serde_json::from_slice::<Value>(&bytes).ok()?["nodes"].as_array()?.len() == 3).then_some(())
+    })
+    .await;
+    let data = dataset("r_", 300);
+    write_all(&c, &[0, 1, 2], &data).await;
+
+    // The members go away; the seed restarts, and they stay away past its TTL.
+    for i in 0..3 {
+        c.nodes[i].pause().await;
+    }
+    c.seed.signal(libc::SIGKILL);
+    c.seed.wait_exit(Duration::from_secs(5)).await;
+    c.restart_seed();
+    c.wait_seed().await;
+    assert_eq!(ids_and_tokens(&c.seed_view().await.unwrap()), before, "the recorded members, restored");
+    let health = c.seed_client().json("/health").await.unwrap();
+    assert_eq!(health["fresh"], false, "a restored seed is not fresh: {health}");
+    c.wait_withheld(3).await;
+
+    let newcomer = c.add_node();
+    let seed = c.seed_client();
+    eventually(Duration::from_secs(10), "the newcomer to register", || {
+        let seed = seed.clone();
+        async move { (seed.json("/nodes").await.ok()?["nodes"].as_array()?.len() == 4).then_some(()) }
+    })
+    .await;
+    let view = c.seed_view().await.unwrap();
+    let states: Vec<_> = view["nodes"].as_array().unwrap().iter().map(|m| m["state"].clone()).collect();
+    assert_eq!(states.iter().filter(|s| **s == "normal").count(), 3, "the members stay the owners: {view}");
+    for i in 0..3 {
+        c.nodes[i].resume();
+    }
+
+    // Every key reads back through the members, with the newcomer in the view and joining.
+    let old: Vec<_> = (0..3).map(|i| c.client(i)).collect();
+    eventually(Duration::from_secs(10), "the members to hold the view with the newcomer", || {
+        let (seed, old) = (seed.clone(), old.clone());
+        async move {
+            let view = seed.json("/nodes").await.ok()?;
+            for client in &old {
+                if client.json("/health").await.ok()?["epoch"] != view["epoch"] {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    let bad = missing(&c, &[0, 1, 2], &data).await;
+    assert!(bad.is_empty(), "missing through the members: {bad:?}");
+    c.wait_normal(4).await;
+    let after = ids_and_tokens(&c.seed_view().await.unwrap());
+    assert!(before.iter().all(|(id, m)| after.get(id) == Some(m)), "same ids, addresses and tokens");
+    let bad = missing(&c, &[0, 1, 2, newcomer], &data).await;
+    assert!(bad.is_empty(), "missing once the newcomer serves: {bad:?}");
+    let _ = std::fs::remove_dir_all(&record);
 }
 
 /// Three members of five go quiet at once (paused past the TTL): the seed hears from fewer than

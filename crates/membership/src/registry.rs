@@ -127,6 +127,9 @@ pub struct Registry {
     unpulled: Vec<NodeId>,
     /// Whether the last expiry pass held back (see [`Expiry`]).
     holding: bool,
+    /// Started from the seed's own record of the membership ([`Registry::restore`]): never
+    /// fresh, since it knows every member and every departure.
+    restored: bool,
 }
 
 impl Registry {
@@ -142,6 +145,7 @@ impl Registry {
             cluster: "dkv".into(),
             unpulled: Vec::new(),
             holding: false,
+            restored: false,
         }
     }
 
@@ -398,9 +402,31 @@ impl Registry {
         self.ttl_ms
     }
 
-    /// Within one TTL of the seed's start: live nodes may not all have re-registered yet.
+    /// Within one TTL of the seed's start: live nodes may not all have re-registered yet. A seed
+    /// restored from its record is never fresh: it knows its members already.
     pub fn fresh(&self, now_ms: u64) -> bool {
-        now_ms.saturating_sub(self.started_ms) <= self.ttl_ms
+        !self.restored && now_ms.saturating_sub(self.started_ms) <= self.ttl_ms
+    }
+
+    /// Start from the view this seed recorded before it stopped (the seed's `--data-dir`): its
+    /// members, each as heard from at `now_ms`, at its epoch. Called once, on a new registry.
+    ///
+    /// The record holds every view the seed answered with (it is written before the answer), so
+    /// it is the newest view any node holds, and it says who left or was expired. So the seed is
+    /// not fresh (see [`Registry::fresh`]): it adopts no view a node presents, a member it
+    /// expired comes back `joining` and a newcomer `joining` beside the recorded owners, whenever
+    /// they arrive. Members that do not come back are expired as silent ones always are: one
+    /// alone after a TTL, two or more not at all (see [`Expiry`]).
+    pub fn restore(&mut self, view: &View, now_ms: u64) -> Result<(), RegistryError> {
+        validate_view(view)?;
+        debug_assert!(self.members.is_empty(), "restored once, on a new registry");
+        for m in &view.nodes {
+            self.put(Member { last_seen_ms: now_ms, ..m.clone() });
+        }
+        self.epoch = view.epoch;
+        self.log.reset(self.epoch, self.digest);
+        self.restored = true;
+        Ok(())
     }
 
     /// Adopt a returning node's view if the seed is fresh and the view newer; returns whether a

@@ -584,3 +584,51 @@ fn a_leaving_member_back_after_its_expiry_is_not_taken_back() {
     let answer = fresh.register(returning(&view, a, "h:1"), t + 1).unwrap();
     assert_eq!(answer.nodes.iter().find(|m| m.id == a).unwrap().state, NodeState::Leaving);
 }
+
+#[test]
+fn a_restored_seed_knows_its_members_and_who_left_whenever_they_come_back() {
+    // Three members; the third is expired, then the seed stops with its record.
+    let (mut view, a, b) = two_normal_members();
+    let mut before = Registry::new(0, TTL);
+    before.restore(&view, 0).unwrap();
+    let c = before.register(reg("h:3"), 0).unwrap().id;
+    before.ready(c, 0).unwrap();
+    before.heartbeat(a, TTL).unwrap();
+    before.heartbeat(b, TTL).unwrap();
+    assert_eq!(before.expire(TTL + 1).removed.len(), 1, "c alone is silent");
+    view = before.view();
+
+    // Restored long after its start, as a seed whose members come back slowly.
+    let start = 10 * TTL;
+    let mut r = Registry::new(start, TTL);
+    r.restore(&view, start).unwrap();
+    assert_eq!((r.epoch(), r.digest()), (view.epoch, view.digest()), "the recorded view, at its epoch");
+    assert!(!r.fresh(start), "never fresh: it adopts no presented view and tells nodes so");
+
+    // A brand-new node first, a TTL later: it joins beside the recorded owners (a seed without a
+    // record would make it the only `normal` member, and keys read "not found" through it).
+    let newcomer = r.register(reg("h:9"), start + 2 * TTL).unwrap();
+    assert_eq!(r.view().member(newcomer.id).unwrap().state, NodeState::Joining);
+    assert!(!newcomer.seed_fresh);
+
+    // The members held back from expiry meanwhile (two silent at once), and come back as they were.
+    assert!(r.expire(start + 2 * TTL).removed.is_empty());
+    r.heartbeat(a, start + 2 * TTL).expect("a known member heart-beats without registering");
+    let answer = r.register(returning(&view, b, "h:2"), start + 2 * TTL).unwrap();
+    assert_eq!(answer.epoch, r.epoch(), "the older view it presents is not adopted");
+    assert_eq!(r.view().member(b).unwrap().state, NodeState::Normal);
+
+    // The member the seed expired before it stopped comes back `joining`, as it would have
+    // without the restart: it missed the writes of its absence.
+    let gone = RegisterRequest { id: Some(c), state: Some(NodeState::Normal), ..reg("h:3") };
+    r.register(gone, start + 2 * TTL + 1).unwrap();
+    assert_eq!(r.view().member(c).unwrap().state, NodeState::Joining);
+}
+
+#[test]
+fn a_restored_seed_refuses_a_record_it_would_refuse_from_a_node() {
+    let (mut view, _, _) = two_normal_members();
+    view.nodes[0].tokens = Vec::new().into();
+    let mut r = Registry::new(0, TTL);
+    assert!(matches!(r.restore(&view, 0), Err(RegistryError::BadRequest(_))));
+}

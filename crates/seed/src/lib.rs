@@ -6,13 +6,16 @@
 //! JSON, and to nodes that ask for it a compact binary encoding (`format.rs`); nodes send their
 //! heartbeats over dkv's binary transport, on the same port (`transport.rs`), which speaks only
 //! TLS when the seed has a certificate (`tls.rs`). The seed keeps no
-//! data and no disk state — if it restarts, nodes keep serving with the membership they last saw
-//! and re-register with their own ids, tokens and last view, so the same membership is back
-//! within one heartbeat (see the registry's docs).
+//! data. By default it keeps no disk state either — if it restarts, nodes keep serving with the
+//! membership they last saw and re-register with their own ids, tokens and last view, so the same
+//! membership is back within one heartbeat (see the registry's docs) — but only members back
+//! within its first TTL are told from newcomers. With `--data-dir` it records the membership
+//! before every answer that changes it, and starts again from that record (`record.rs`).
 
 mod dashboard;
 mod format;
 mod openapi;
+mod record;
 mod server;
 mod tls;
 mod transport;

@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 
 use crate::format::{self, Format};
+use crate::record::Record;
 
 #[derive(Clone, Debug)]
 pub struct SeedConfig {
@@ -38,6 +39,9 @@ pub struct SeedConfig {
     pub max_connections: usize,
     /// The seed's certificates, when its port speaks only TLS (`tls.rs`).
     pub tls: Option<std::sync::Arc<dyn crate::SeedTls>>,
+    /// Where the seed keeps its record of the membership (`record.rs`); none: its state is
+    /// soft.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl SeedConfig {
@@ -63,6 +67,8 @@ pub(crate) struct Seed {
     heartbeats: Arc<[std::sync::atomic::AtomicU64; Told::ALL.len() * Via::ALL.len()]>,
     /// The members' readings of this seed's clock, and the cluster's clock from them.
     clocks: Arc<Mutex<ClockCensus>>,
+    /// The record of the membership, with `--data-dir`; locked only while the registry is.
+    record: Option<Arc<Mutex<Record>>>,
 }
 
 /// What a heartbeat answer carried of the membership.
@@ -123,12 +129,41 @@ impl Seed {
             heartbeats: Arc::default(),
             clocks: Arc::new(Mutex::new(ClockCensus::new(ttl_ms, CLOCK_MEDIAN_EVERY_MS))),
             registry: Arc::new(Mutex::new(Registry::new(now_ms(), ttl_ms).for_cluster(&config.cluster_name))),
+            record: None,
         }
     }
 
+    /// A seed with its record of the membership, started from the view recorded there (see
+    /// `record.rs`); without `--data-dir`, [`Seed::new`].
+    fn open(config: &SeedConfig) -> Result<Seed, String> {
+        let mut seed = Seed::new(config);
+        let Some(path) = &config.data_dir else { return Ok(seed) };
+        let (record, view) = Record::open(path, &config.cluster_name)?;
+        if let Some(view) = view {
+            seed.with(|r| r.restore(&view, now_ms()))
+                .map_err(|e| format!("{}/membership.json: {e}; remove it to start afresh", path.display()))?;
+            let normal = view.nodes.iter().filter(|m| m.state == dkv_membership::NodeState::Normal).count();
+            tracing::info!(
+                epoch = view.epoch,
+                members = view.nodes.len(),
+                normal,
+                "membership restored from {}: each member has a TTL from now to come back",
+                path.display()
+            );
+        }
+        seed.record = Some(Arc::new(Mutex::new(record)));
+        Ok(seed)
+    }
+
+    /// Run `f` on the registry; with a record, the view it leaves is written before the
+    /// registry is let go, so before any answer that carries it (see `record.rs`).
     fn with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
         let mut r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut r)
+        let out = f(&mut r);
+        if let Some(record) = &self.record {
+            record.lock().unwrap_or_else(|e| e.into_inner()).keep(&r);
+        }
+        out
     }
 }
 
@@ -167,7 +202,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let seed = Seed::new(&config);
+    let seed = Seed::open(&config).map_err(std::io::Error::other)?;
     let app = routes(seed.clone(), &config);
     let expirer = tokio::spawn(expire_loop(seed.clone(), config.node_ttl));
     tracing::info!(addr = %listener.local_addr()?, ttl = ?config.node_ttl, "seed listening");
@@ -576,6 +611,7 @@ mod tests {
             cluster_name: "dkv".into(),
             max_connections: 10,
             tls: None,
+            data_dir: None,
         };
         let seed = Seed::new(&config);
         let register = |addr: &str| {

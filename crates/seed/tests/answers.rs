@@ -27,6 +27,7 @@ async fn seed_with(max_connections: usize) -> String {
         cluster_name: "dkv".into(),
         max_connections,
         tls: None,
+        data_dir: None,
     };
     tokio::spawn(dkv_seed::run(config, listener, std::future::pending()));
     addr

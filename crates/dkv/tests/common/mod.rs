@@ -375,7 +375,6 @@ impl Cluster {
         (0..self.nodes.len()).filter(|&i| self.nodes[i].is_running()).collect()
     }
 
-    /// The seed's current view.
     /// Wait until the seed keeps `n` members past its TTL in the view (`dkv_seed_expiry_withheld`).
     pub async fn wait_withheld(&self, n: usize) {
         let seed = self.seed_client();
@@ -390,6 +389,7 @@ impl Cluster {
         .await;
     }
 
+    /// The seed's current view.
     pub async fn seed_view(&self) -> Option<Value> {
         self.seed_client().json("/nodes").await.ok()
     }
@@ -457,6 +457,11 @@ impl Cluster {
     }
 
     /// Start the seed again with the arguments it had (after it was killed).
+    /// Give the seed `flags` too, from its next start ([`Cluster::restart_seed`]) on.
+    pub fn add_seed_flags(&mut self, flags: &[&str]) {
+        self.seed.args.extend(flags.iter().map(|s| s.to_string()));
+    }
+
     pub fn restart_seed(&mut self) {
         let args = self.seed.args.clone();
         let child = dkv().args(&args).spawn().expect("spawn dkv seed");
