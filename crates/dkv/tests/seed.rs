@@ -39,6 +39,38 @@ async fn assert_epoch_stays(seed: &dkv::client::Client, epoch: &Value, watch: Du
     assert!(looks > 10, "the seed answered {looks} times in {watch:?}");
 }
 
+/// Pause nodes `0..members`, then kill the seed and start it again with its arguments.
+async fn pause_members_and_restart_seed(c: &mut Cluster, members: usize) {
+    for i in 0..members {
+        c.nodes[i].pause().await;
+    }
+    kill_and_restart_seed(c).await;
+}
+
+async fn kill_and_restart_seed(c: &mut Cluster) {
+    c.seed.signal(libc::SIGKILL);
+    c.seed.wait_exit(Duration::from_secs(5)).await;
+    c.restart_seed();
+    c.wait_seed().await;
+}
+
+/// Wait until the seed lists `members` members and every one of `clients` holds its view.
+async fn wait_view_held(seed: &dkv::client::Client, clients: &[dkv::client::Client], members: usize, what: &str) {
+    eventually(Duration::from_secs(10), what, || async move {
+        let view = seed.json("/nodes").await.ok()?;
+        if view["nodes"].as_array()?.len() != members {
+            return None;
+        }
+        for client in clients {
+            if client.json("/health").await.ok()?["epoch"] != view["epoch"] {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_restart_keeps_ids_tokens_and_every_key_with_no_failed_request() {
     let mut c = Cluster::start(3).await;
@@ -156,13 +188,7 @@ async fn a_node_new_to_a_restarted_seed_copies_the_members_keys_before_serving_t
     let data = dataset("n_", 300);
     write_all(&c, &[0, 1, 2], &data).await;
 
-    for i in 0..3 {
-        c.nodes[i].pause().await;
-    }
-    c.seed.signal(libc::SIGKILL);
-    c.seed.wait_exit(Duration::from_secs(5)).await;
-    c.restart_seed();
-    c.wait_seed().await;
+    pause_members_and_restart_seed(&mut c, 3).await;
     let newcomer = c.add_node();
     let (seed, fresh) = (c.seed_client(), c.client(newcomer));
     eventually(Duration::from_secs(10), "the newcomer registered alone, as normal", || {
@@ -182,22 +208,7 @@ async fn a_node_new_to_a_restarted_seed_copies_the_members_keys_before_serving_t
 
     // The members are back and every one of them holds the seed's view, the newcomer in it.
     let old: Vec<_> = (0..3).map(|i| c.client(i)).collect();
-    eventually(Duration::from_secs(10), "the members to hold the view with the newcomer", || {
-        let (seed, old) = (seed.clone(), old.clone());
-        async move {
-            let view = seed.json("/nodes").await.ok()?;
-            if view["nodes"].as_array()?.len() != 4 {
-                return None;
-            }
-            for client in &old {
-                if client.json("/health").await.ok()?["epoch"] != view["epoch"] {
-                    return None;
-                }
-            }
-            Some(())
-        }
-    })
-    .await;
+    wait_view_held(&seed, &old, 4, "the members to hold the view with the newcomer").await;
     // Every key reads back through them, though the newcomer is paused: no read goes to it.
     for (i, (k, v)) in data.iter().enumerate() {
         let got = tokio::time::timeout(Duration::from_secs(5), old[i % 3].get(k.as_bytes())).await;
@@ -224,9 +235,7 @@ async fn a_seed_restarted_from_its_record_keeps_its_members_however_late_they_co
     let mut c = Cluster::start_full(3, &["--replication", "1"], "2s").await;
     let record = temp_root("seed-record");
     c.add_seed_flags(&["--data-dir", record.to_str().unwrap()]);
-    c.seed.signal(libc::SIGKILL);
-    c.seed.wait_exit(Duration::from_secs(5)).await;
-    c.restart_seed();
+    kill_and_restart_seed(&mut c).await;
     c.wait_normal(3).await;
     let before = ids_and_tokens(&c.seed_view().await.unwrap());
     eventually(Duration::from_secs(10), "the seed to record its view", || async {
@@ -238,13 +247,7 @@ async fn a_seed_restarted_from_its_record_keeps_its_members_however_late_they_co
     write_all(&c, &[0, 1, 2], &data).await;
 
     // The members go away; the seed restarts, and they stay away past its TTL.
-    for i in 0..3 {
-        c.nodes[i].pause().await;
-    }
-    c.seed.signal(libc::SIGKILL);
-    c.seed.wait_exit(Duration::from_secs(5)).await;
-    c.restart_seed();
-    c.wait_seed().await;
+    pause_members_and_restart_seed(&mut c, 3).await;
     assert_eq!(ids_and_tokens(&c.seed_view().await.unwrap()), before, "the recorded members, restored");
     let health = c.seed_client().json("/health").await.unwrap();
     assert_eq!(health["fresh"], false, "a restored seed is not fresh: {health}");
@@ -266,19 +269,7 @@ async fn a_seed_restarted_from_its_record_keeps_its_members_however_late_they_co
 
     // Every key reads back through the members, with the newcomer in the view and joining.
     let old: Vec<_> = (0..3).map(|i| c.client(i)).collect();
-    eventually(Duration::from_secs(10), "the members to hold the view with the newcomer", || {
-        let (seed, old) = (seed.clone(), old.clone());
-        async move {
-            let view = seed.json("/nodes").await.ok()?;
-            for client in &old {
-                if client.json("/health").await.ok()?["epoch"] != view["epoch"] {
-                    return None;
-                }
-            }
-            Some(())
-        }
-    })
-    .await;
+    wait_view_held(&seed, &old, 4, "the members to hold the view with the newcomer").await;
     let bad = missing(&c, &[0, 1, 2], &data).await;
     assert!(bad.is_empty(), "missing through the members: {bad:?}");
     c.wait_normal(4).await;
