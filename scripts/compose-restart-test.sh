@@ -12,6 +12,11 @@
 #   5. `compose kill kv-node` (SIGKILL, all three at once), then `compose up -d` with the same
 #      containers: 3 normal members again, the same ids and tokens
 #   6. every key reads back exact through each node
+#   7. `compose stop kv-node`, then `compose restart seed` while they are down: the seed, restored
+#      from its record of the membership in its own /data volume, lists the same ids and tokens
+#      with no node running (a seed without the record lists none)
+#   8. `compose start kv-node`: 3 normal members again, the same ids and tokens, and every key
+#      reads back exact through each node
 #
 # Short timings (heartbeat 200ms) and a node TTL (20s) longer than a restart, so the seed keeps
 # the members while their containers are down and nothing has to move. Its own project name and
@@ -31,7 +36,7 @@ cd "$ROOT"
 PROJECT="dkvrestart$$"
 KEYS=300
 TIMEOUT="${RESTART_TEST_TIMEOUT:-120}"
-TOTAL=6      # checks below; a check that cannot run counts as failed
+TOTAL=9      # checks below; a check that cannot run counts as failed
 
 # Read by compose.yaml; the defaults there are the production ones.
 export DKV_NODE_TTL=20s
@@ -109,6 +114,33 @@ if [ "${#NODE_URLS[@]}" -gt 0 ] && ct read-each "$KEYS" "${NODE_URLS[@]}"; then
     pass "after compose kill and up: all $KEYS keys read back exact through each node"
 else
     fail "after compose kill and up: all $KEYS keys read back exact through each node"
+fi
+
+# 7
+say "compose stop kv-node, then compose restart seed"
+if compose stop kv-node >"$WORK/stop.log" 2>&1 && compose restart seed >"$WORK/seed.log" 2>&1; then
+    if wait_for "$TIMEOUT" "the seed to list the same ids and tokens" same_ring; then
+        pass "seed restarted with every node down: its record lists the same ids and tokens ($RING)"
+    else
+        fail "seed restarted with every node down: it lists ${LAST_OUT:-nothing}, not the recorded $RING"
+    fi
+else
+    cat "$WORK/stop.log" "$WORK/seed.log"
+    fail "compose stop kv-node / restart seed failed"
+fi
+
+# 8
+say "compose start kv-node"
+if compose start kv-node >"$WORK/start.log" 2>&1; then
+    back_as_before "after the seed's restart"
+else
+    cat "$WORK/start.log"
+    fail "compose start kv-node failed"
+fi
+if [ "${#NODE_URLS[@]}" -gt 0 ] && ct read-each "$KEYS" "${NODE_URLS[@]}"; then
+    pass "after the seed's restart: all $KEYS keys read back exact through each node"
+else
+    fail "after the seed's restart: all $KEYS keys read back exact through each node"
 fi
 
 finish

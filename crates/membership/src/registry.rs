@@ -32,6 +32,11 @@
 //!   `normal` member to come back (in a presented view, or registering with its own id) sends
 //!   such nodes back to `joining`: they copy their ranges, then report ready, as any joining node
 //!   does, and no read goes to them before;
+//! * a seed restored from its record of the membership ([`Registry::restore`]) is never fresh:
+//!   it knows its members and who left, whenever they come back. If a member holds a newer view
+//!   than the record (which a seed that writes before it answers never lets happen, so the record
+//!   was put back from an older copy), it drops the record and rebuilds as a seed that just
+//!   started without one;
 //! * a heartbeat tells the seed which view the node holds (epoch and [`Digest`]); the answer is
 //!   "unchanged" when that is the current view, the members touched since when the
 //!   [`ChangeLog`] passed through it, else the whole view. The unchanged answer costs one map
@@ -130,6 +135,9 @@ pub struct Registry {
     /// Started from the seed's own record of the membership ([`Registry::restore`]): never
     /// fresh, since it knows every member and every departure.
     restored: bool,
+    /// The restored record turned out older than the cluster and was dropped: its epoch, and the
+    /// newer one a member held (see [`Registry::take_dropped_record`]).
+    dropped: Option<(u64, u64)>,
 }
 
 impl Registry {
@@ -146,6 +154,7 @@ impl Registry {
             unpulled: Vec::new(),
             holding: false,
             restored: false,
+            dropped: None,
         }
     }
 
@@ -190,6 +199,7 @@ impl Registry {
         let mut owners_returned = false;
         if let Some(view) = &req.view {
             validate_view(view)?;
+            self.drop_record_if_behind(view.epoch, now_ms);
             owners_returned = self.adopt_if_fresh(view, now_ms);
         }
         let id = match req.id {
@@ -283,6 +293,9 @@ impl Registry {
         known: Option<(u64, Digest)>,
         now_ms: u64,
     ) -> Result<HeartbeatAnswer, RegistryError> {
+        if let Some((epoch, _)) = known {
+            self.drop_record_if_behind(epoch, now_ms);
+        }
         let m = self.members.get_mut(&id).ok_or(RegistryError::UnknownNode(id))?;
         m.last_seen_ms = now_ms;
         let mut answer = HeartbeatAnswer {
@@ -416,7 +429,8 @@ impl Registry {
     /// not fresh (see [`Registry::fresh`]): it adopts no view a node presents, a member it
     /// expired comes back `joining` and a newcomer `joining` beside the recorded owners, whenever
     /// they arrive. Members that do not come back are expired as silent ones always are: one
-    /// alone after a TTL, two or more not at all (see [`Expiry`]).
+    /// alone after a TTL, two or more not at all (see [`Expiry`]). A record older than the
+    /// cluster is dropped at the first member that shows it (`drop_record_if_behind`).
     pub fn restore(&mut self, view: &View, now_ms: u64) -> Result<(), RegistryError> {
         validate_view(view)?;
         debug_assert!(self.members.is_empty(), "restored once, on a new registry");
@@ -427,6 +441,27 @@ impl Registry {
         self.log.reset(self.epoch, self.digest);
         self.restored = true;
         Ok(())
+    }
+
+    /// A member holds a view of epoch `held`, newer than this seed's: if the seed was restored
+    /// from its record, the record is older than the cluster (a backup put back, an old volume
+    /// the seed was moved to), since a seed writes every view before it answers with it. The
+    /// seed then forgets it and starts again as a seed without a record: empty and fresh, so
+    /// every member is told it is unknown, registers again with its view, and the membership is
+    /// rebuilt from the views they present. Said once by [`Registry::take_dropped_record`].
+    fn drop_record_if_behind(&mut self, held: u64, now_ms: u64) {
+        if !self.restored || held <= self.epoch {
+            return;
+        }
+        let dropped = (self.epoch, held);
+        *self = Registry::new(now_ms, self.ttl_ms).for_cluster(&self.cluster);
+        self.dropped = Some(dropped);
+    }
+
+    /// The record dropped by the last call, if one was: the record's epoch and the newer one a
+    /// member held (for the seed to say so).
+    pub fn take_dropped_record(&mut self) -> Option<(u64, u64)> {
+        self.dropped.take()
     }
 
     /// Adopt a returning node's view if the seed is fresh and the view newer; returns whether a

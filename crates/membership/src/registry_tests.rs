@@ -632,3 +632,36 @@ fn a_restored_seed_refuses_a_record_it_would_refuse_from_a_node() {
     let mut r = Registry::new(0, TTL);
     assert!(matches!(r.restore(&view, 0), Err(RegistryError::BadRequest(_))));
 }
+
+#[test]
+fn a_record_older_than_the_cluster_is_dropped_and_the_membership_rebuilt_from_the_members() {
+    // The record (a backup) was taken at two members; the cluster moved on to three.
+    let (old, a, b) = two_normal_members();
+    let mut later = Registry::new(0, TTL);
+    later.restore(&old, 0).unwrap();
+    let c = later.register(reg("h:3"), 0).unwrap().id;
+    later.ready(c, 0).unwrap();
+    let now = later.view();
+
+    let mut r = Registry::new(10 * TTL, TTL);
+    r.restore(&old, 10 * TTL).unwrap();
+    // A member that holds the record's view, or an older one, changes nothing.
+    r.heartbeat_since(a, Some((old.epoch, old.digest())), 10 * TTL).unwrap();
+    assert_eq!(r.take_dropped_record(), None);
+    // One that holds a newer view: the record is dropped, and the member told to register again.
+    let hb = r.heartbeat_since(b, Some((now.epoch, now.digest())), 10 * TTL + 1);
+    assert_eq!(hb.unwrap_err(), RegistryError::UnknownNode(b));
+    assert_eq!(r.take_dropped_record(), Some((old.epoch, now.epoch)));
+    assert_eq!(r.take_dropped_record(), None, "said once");
+    assert!(r.is_empty() && r.fresh(10 * TTL + 1), "as a seed without a record that just started");
+    let answer = r.register(returning(&now, b, "h:2"), 10 * TTL + 2).unwrap();
+    assert!(answer.seed_fresh);
+    assert_eq!((r.epoch(), r.digest()), (now.epoch, now.digest()), "the members' view, whole");
+
+    // Registering with a newer view drops it too.
+    let mut r = Registry::new(0, TTL);
+    r.restore(&old, 0).unwrap();
+    r.register(returning(&now, c, "h:3"), 1).unwrap();
+    assert_eq!(r.take_dropped_record(), Some((old.epoch, now.epoch)));
+    assert_eq!((r.epoch(), r.digest()), (now.epoch, now.digest()));
+}

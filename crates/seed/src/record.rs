@@ -23,7 +23,10 @@
 //! view of 100 members, 270 KB, 6.7 ms for 1 000 here); heartbeats that change nothing write
 //! nothing. If a write fails, the record is removed, so
 //! that a restart cannot bring back an older view, and the seed says so: it then restarts as one
-//! without a record would, until a write succeeds again.
+//! without a record would, until a write succeeds again. A record older than the cluster all the
+//! same (a backup put back, an old volume the seed was moved to) shows at the first member that
+//! holds a newer view: the registry drops it and rebuilds from the members' views, and the seed
+//! logs an error (`Registry::restore`).
 
 use std::path::Path;
 

@@ -160,6 +160,13 @@ impl Seed {
     fn with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
         let mut r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         let out = f(&mut r);
+        if let Some((recorded, held)) = r.take_dropped_record() {
+            tracing::error!(
+                recorded,
+                held,
+                "a member holds the view of epoch {held}, newer than this seed's record of the membership (epoch                  {recorded}): the record is older than the cluster (a backup put back, an old volume), so the seed                  dropped it and rebuilds the membership from the members' own views, as a seed without --data-dir does"
+            );
+        }
         if let Some(record) = &self.record {
             record.lock().unwrap_or_else(|e| e.into_inner()).keep(&r);
         }
