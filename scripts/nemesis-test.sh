@@ -8,14 +8,17 @@
 #     scripts/nemesis-test.sh                  # with target/debug/dkv (what the cargo tests built)
 #     DKV_BIN=path scripts/nemesis-test.sh     # another build
 #     NEMESIS_SEED=S scripts/nemesis-test.sh   # the faults of an earlier run again
+# Every other run (by the random seed's parity) gives the seed its record of the membership
+# (--seed-record), so the test covers both kinds of seed; the printed command says which.
 # The run's logs, data and history stay in the directory it prints when it fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DKV_BIN=${DKV_BIN:-target/debug/dkv}
 [ -x "$DKV_BIN" ] || cargo build -q -p dkv
 root=$(mktemp -d /tmp/dkv-nemesis.XXXXXX)
-seed_args=()
-[ -z "${NEMESIS_SEED:-}" ] || seed_args=(--seed "$NEMESIS_SEED")
+seed="${NEMESIS_SEED:-$((RANDOM * 32768 + RANDOM))}"
+seed_args=(--seed "$seed")
+[ $((seed % 2)) -eq 0 ] || seed_args+=(--seed-record)
 if python3 scripts/nemesis.py --dkv "$DKV_BIN" --root "$root" --duration "${NEMESIS_SECONDS:-90}" \
     --node-ttl 2s --gap 1 --extra "${seed_args[@]}"; then
     rm -rf "$root"
