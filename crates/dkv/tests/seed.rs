@@ -226,23 +226,35 @@ async fn a_node_new_to_a_restarted_seed_copies_the_members_keys_before_serving_t
     assert!(bad.is_empty(), "missing once the newcomer serves: {bad:?}");
 }
 
+/// `n` nodes whose seed keeps its record of the membership (in the directory returned), a TTL
+/// of 2 s: the seed is restarted with `--data-dir`, and this returns once it recorded them.
+async fn with_seed_record(n: usize, node_flags: &[&str]) -> (Cluster, std::path::PathBuf) {
+    let mut c = Cluster::start_full(n, node_flags, "2s").await;
+    let record = temp_root("seed-record");
+    c.add_seed_flags(&["--data-dir", record.to_str().unwrap()]);
+    kill_and_restart_seed(&mut c).await;
+    c.wait_normal(n).await;
+    wait_recorded(&record, n).await;
+    (c, record)
+}
+
+/// Wait until the seed's record lists `members` members.
+async fn wait_recorded(record: &std::path::Path, members: usize) {
+    eventually(Duration::from_secs(10), "the seed to record its view", || async {
+        let bytes = std::fs::read(record.join("membership.json")).ok()?;
+        (serde_json::from_slice::<Value>(&bytes).ok()?["nodes"].as_array()?.len() == members).then_some(())
+    })
+    .await;
+}
+
 /// A seed with `--data-dir` restarted while its members are away, and come back after its first
 /// TTL, is where it was: a brand-new node that reaches it first joins beside the recorded owners
 /// (a seed without the record makes it the only `normal` member, and keys it does not hold read
 /// "not found" through it), and the members come back as they were, with every key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seed_restarted_from_its_record_keeps_its_members_however_late_they_come_back() {
-    let mut c = Cluster::start_full(3, &["--replication", "1"], "2s").await;
-    let record = temp_root("seed-record");
-    c.add_seed_flags(&["--data-dir", record.to_str().unwrap()]);
-    kill_and_restart_seed(&mut c).await;
-    c.wait_normal(3).await;
+    let (mut c, record) = with_seed_record(3, &["--replication", "1"]).await;
     let before = ids_and_tokens(&c.seed_view().await.unwrap());
-    eventually(Duration::from_secs(10), "the seed to record its view", || async {
-        let bytes = std::fs::read(record.join("membership.json")).ok()?;
-        (serde_json::from_slice::<Value>(&bytes).ok()?["nodes"].as_array()?.len() == 3).then_some(())
-    })
-    .await;
     let data = dataset("r_", 300);
     write_all(&c, &[0, 1, 2], &data).await;
 
@@ -277,6 +289,34 @@ async fn a_seed_restarted_from_its_record_keeps_its_members_however_late_they_co
     assert!(before.iter().all(|(id, m)| after.get(id) == Some(m)), "same ids, addresses and tokens");
     let bad = missing(&c, &[0, 1, 2, newcomer], &data).await;
     assert!(bad.is_empty(), "missing once the newcomer serves: {bad:?}");
+    let _ = std::fs::remove_dir_all(&record);
+}
+
+/// A record older than the cluster (put back from a copy taken before two members left) is
+/// dropped at the first member that holds a newer view, and the membership rebuilt from the
+/// members' views. Without the guard the seed takes the copy as it is: the two members that left
+/// are back in its view, silent, and two silent members are never expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_record_older_than_the_cluster_is_dropped_and_the_membership_rebuilt() {
+    let (mut c, record) = with_seed_record(5, &[]).await;
+    let copy = std::fs::read(record.join("membership.json")).unwrap();
+    for leaver in [3, 4] {
+        let client = c.client(leaver);
+        client.to_node(http::Method::POST, "/admin/leave", None, &[http::StatusCode::ACCEPTED]).await.unwrap();
+        c.nodes[leaver].wait_exit(Duration::from_secs(20)).await;
+    }
+    wait_recorded(&record, 3).await;
+    let before = ids_and_tokens(&c.seed_view().await.unwrap());
+
+    c.seed.signal(libc::SIGKILL);
+    c.seed.wait_exit(Duration::from_secs(5)).await;
+    std::fs::write(record.join("membership.json"), &copy).unwrap();
+    c.restart_seed();
+    c.wait_seed().await;
+
+    let members: Vec<_> = (0..3).map(|i| c.client(i)).collect();
+    wait_view_held(&c.seed_client(), &members, 3, "the members to hold the seed's rebuilt view of 3").await;
+    assert_eq!(ids_and_tokens(&c.seed_view().await.unwrap()), before, "the members' view, whole");
     let _ = std::fs::remove_dir_all(&record);
 }
 

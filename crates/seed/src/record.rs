@@ -69,6 +69,11 @@ impl Record {
         Ok((Record { dir, written, failing: false }, view))
     }
 
+    /// The record's file.
+    pub fn file(&self) -> std::path::PathBuf {
+        self.dir.path().join(RECORD)
+    }
+
     /// Write the registry's view unless it is the one written last. Called with the registry
     /// held, after every call that may change it.
     pub fn keep(&mut self, registry: &Registry) {
@@ -88,7 +93,7 @@ impl Record {
                 let removed = self.dir.remove(RECORD);
                 self.written = None;
                 if !std::mem::replace(&mut self.failing, true) {
-                    let path = self.dir.path().join(RECORD);
+                    let path = self.file();
                     match removed {
                         Ok(()) => tracing::error!(
                             "writing {}: {e}; it was removed, so a restart of this seed now rebuilds the membership \

@@ -141,14 +141,14 @@ impl Seed {
         let (record, view) = Record::open(path, &config.cluster_name)?;
         if let Some(view) = view {
             seed.with(|r| r.restore(&view, now_ms()))
-                .map_err(|e| format!("{}/membership.json: {e}; remove it to start afresh", path.display()))?;
+                .map_err(|e| format!("{}: {e}; remove it to start afresh", record.file().display()))?;
             let normal = view.nodes.iter().filter(|m| m.state == dkv_membership::NodeState::Normal).count();
             tracing::info!(
                 epoch = view.epoch,
                 members = view.nodes.len(),
                 normal,
                 "membership restored from {}: each member has a TTL from now to come back",
-                path.display()
+                record.file().display()
             );
         }
         seed.record = Some(Arc::new(Mutex::new(record)));
@@ -164,7 +164,9 @@ impl Seed {
             tracing::error!(
                 recorded,
                 held,
-                "a member holds the view of epoch {held}, newer than this seed's record of the membership (epoch                  {recorded}): the record is older than the cluster (a backup put back, an old volume), so the seed                  dropped it and rebuilds the membership from the members' own views, as a seed without --data-dir does"
+                "a member holds the view of epoch {held}, newer than this seed's record of the membership (epoch \
+                 {recorded}): the record is older than the cluster (a backup put back, an old volume), so the seed \
+                 dropped it and rebuilds the membership from the members' own views, as a seed without --data-dir does"
             );
         }
         if let Some(record) = &self.record {
