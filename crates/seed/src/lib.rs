@@ -10,12 +10,14 @@
 //! membership they last saw and re-register with their own ids, tokens and last view, so the same
 //! membership is back within one heartbeat (see the registry's docs) — but only members back
 //! within its first TTL are told from newcomers. With `--data-dir` it records the membership
-//! before every answer that changes it, and starts again from that record (`record.rs`).
+//! before every answer that carries a change, and starts again from that record (`record.rs`,
+//! written off the registry's lock by `recorder.rs`).
 
 mod dashboard;
 mod format;
 mod openapi;
 mod record;
+mod recorder;
 mod server;
 mod tls;
 mod transport;

@@ -9,7 +9,7 @@
 //! did not hold read "not found" through it, and the members came back `joining` and copied
 //! their ranges again. With its record, a restarted seed is where it was when it stopped: the
 //! same members at the same epoch, each given a TTL from the restart, and the ordinary rules
-//! apply (see [`Registry::restore`]).
+//! apply (see [`dkv_membership::Registry::restore`]).
 //!
 //! ```text
 //! DIR/LOCK             held while the seed runs: two seeds never share one directory
@@ -17,11 +17,12 @@
 //! DIR/membership.json  the view: {"epoch":…,"nodes":[…]}, replaced atomically
 //! ```
 //!
-//! The view is written after every change and before any answer that carries it leaves: the seed
-//! writes it while it still holds the registry, so the record is never older than a view some
-//! node holds. A write is an encoding, a write, an fsync and a rename of the file (0.8 ms for a
-//! view of 100 members, 270 KB, 6.7 ms for 1 000 here); heartbeats that change nothing write
-//! nothing. If a write fails, the record is removed, so
+//! The view is written after every change and before any answer that carries it leaves, so the
+//! record is never older than a view some node holds: answers wait for the write, which happens
+//! off the registry's lock, one write for all the changes made meanwhile (`recorder.rs`). A
+//! write is an encoding, a write, an fsync and a rename of the file (0.8 ms for a view of 100
+//! members, 270 KB, 6.7 ms for 1 000 here); heartbeats that change nothing write nothing. If a
+//! write fails, the record is removed, so
 //! that a restart cannot bring back an older view, and the seed says so: it then restarts as one
 //! without a record would, until a write succeeds again. A record older than the cluster all the
 //! same (a backup put back, an old volume the seed was moved to) shows at the first member that
@@ -30,15 +31,13 @@
 
 use std::path::Path;
 
-use dkv_membership::{Digest, Registry, View};
+use dkv_membership::View;
 use dkv_storage::DataDir;
 
 const RECORD: &str = "membership.json";
 
 pub(crate) struct Record {
     dir: DataDir,
-    /// The view last written (its epoch and digest); `None` before the first write.
-    written: Option<(u64, Digest)>,
     /// The last write failed (said once, until one succeeds).
     failing: bool,
 }
@@ -65,8 +64,7 @@ impl Record {
             })?),
             Err(e) => return Err(format!("reading {}: {e}", file.display())),
         };
-        let written = view.as_ref().map(|v| (v.epoch, v.digest()));
-        Ok((Record { dir, written, failing: false }, view))
+        Ok((Record { dir, failing: false }, view))
     }
 
     /// The record's file.
@@ -74,42 +72,37 @@ impl Record {
         self.dir.path().join(RECORD)
     }
 
-    /// Write the registry's view unless it is the one written last. Called with the registry
-    /// held, after every call that may change it.
-    pub fn keep(&mut self, registry: &Registry) {
-        let now = (registry.epoch(), registry.digest());
-        if self.written == Some(now) {
-            return;
-        }
-        let bytes = serde_json::to_vec(&registry.view()).expect("a view encodes");
-        match self.dir.write(RECORD, &bytes) {
+    /// Write `view` over the record. If that fails, remove the record, so that a restart cannot
+    /// bring back an older view, and say so once, until a write succeeds again. Whether it was
+    /// written.
+    pub fn write(&mut self, view: &View) -> bool {
+        let bytes = serde_json::to_vec(view).expect("a view encodes");
+        let e = match self.dir.write(RECORD, &bytes) {
             Ok(()) => {
                 if std::mem::take(&mut self.failing) {
-                    tracing::info!(epoch = now.0, "the membership record is written again");
+                    tracing::info!(epoch = view.epoch, "the membership record is written again");
                 }
-                self.written = Some(now);
+                return true;
             }
-            Err(e) => {
-                let removed = self.dir.remove(RECORD);
-                self.written = None;
-                if !std::mem::replace(&mut self.failing, true) {
-                    let path = self.file();
-                    match removed {
-                        Ok(()) => tracing::error!(
-                            "writing {}: {e}; it was removed, so a restart of this seed now rebuilds the membership \
-                             from the members' views, as a seed without --data-dir does; free the disk or fix its \
-                             permissions",
-                            path.display()
-                        ),
-                        Err(r) => tracing::error!(
-                            "writing {}: {e}, and removing it: {r}; it holds an older view that a restart of this seed \
-                             would take: remove it by hand before restarting, and fix the disk",
-                            path.display()
-                        ),
-                    }
-                }
+            Err(e) => e,
+        };
+        let removed = self.dir.remove(RECORD);
+        if !std::mem::replace(&mut self.failing, true) {
+            let path = self.file();
+            match removed {
+                Ok(()) => tracing::error!(
+                    "writing {}: {e}; it was removed, so a restart of this seed now rebuilds the membership from \
+                     the members' views, as a seed without --data-dir does; free the disk or fix its permissions",
+                    path.display()
+                ),
+                Err(r) => tracing::error!(
+                    "writing {}: {e}, and removing it: {r}; it holds an older view that a restart of this seed \
+                     would take: remove it by hand before restarting, and fix the disk",
+                    path.display()
+                ),
             }
         }
+        false
     }
 }
 
@@ -117,6 +110,7 @@ impl Record {
 mod tests {
     use super::*;
     use dkv_membership::api::RegisterRequest;
+    use dkv_membership::Registry;
 
     fn tmp(name: &str) -> std::path::PathBuf {
         let p = std::env::temp_dir().join(format!("dkv-seed-record-{name}-{}", std::process::id()));
@@ -136,25 +130,16 @@ mod tests {
     }
 
     #[test]
-    fn every_change_is_recorded_and_read_back_and_heartbeats_write_nothing() {
+    fn a_view_written_is_read_back_and_another_clusters_directory_refused() {
         let p = tmp("changes");
         let (mut record, view) = Record::open(&p, "c1").unwrap();
         assert_eq!(view, None, "a new directory holds no view");
         let mut r = Registry::new(0, 1_000).for_cluster("c1");
-        let a = r.register(reg("h:1"), 0).unwrap().id;
-        record.keep(&r);
+        r.register(reg("h:1"), 0).unwrap();
+        assert!(record.write(&r.view()));
         r.register(reg("h:2"), 0).unwrap();
-        record.keep(&r);
-        let file = p.join(RECORD);
-        let written = std::fs::metadata(&file).unwrap().modified().unwrap();
-        r.heartbeat(a, 5).unwrap();
-        std::fs::remove_file(&file).unwrap();
-        record.keep(&r);
-        assert!(!file.exists(), "an unchanged view is not written again");
-        r.register(reg("h:3"), 6).unwrap();
-        record.keep(&r);
-        assert!(std::fs::metadata(&file).unwrap().modified().unwrap() >= written);
         let expected = r.view();
+        assert!(record.write(&expected));
         drop(record);
 
         let (_, view) = Record::open(&p, "c1").unwrap();
@@ -189,17 +174,17 @@ mod tests {
         let (mut record, _) = Record::open(&p, "c1").unwrap();
         let mut r = Registry::new(0, 1_000).for_cluster("c1");
         r.register(reg("h:1"), 0).unwrap();
-        record.keep(&r);
+        assert!(record.write(&r.view()));
         assert!(p.join(RECORD).exists());
         // The write's temporary file cannot be created: a directory stands in its way.
         let blocker = p.join(format!(".{RECORD}.tmp"));
         std::fs::create_dir(&blocker).unwrap();
         r.register(reg("h:2"), 1).unwrap();
-        record.keep(&r);
+        assert!(!record.write(&r.view()));
         assert!(!p.join(RECORD).exists(), "the older view is gone");
         std::fs::remove_dir(&blocker).unwrap();
         r.register(reg("h:3"), 2).unwrap();
-        record.keep(&r);
+        assert!(record.write(&r.view()));
         drop(record);
         let (_, view) = Record::open(&p, "c1").unwrap();
         assert_eq!(view.map(|v| v.nodes.len()), Some(3), "written again once it can be");

@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 
 use crate::format::{self, Format};
 use crate::record::Record;
+use crate::recorder::Recorder;
 
 #[derive(Clone, Debug)]
 pub struct SeedConfig {
@@ -67,8 +68,8 @@ pub(crate) struct Seed {
     heartbeats: Arc<[std::sync::atomic::AtomicU64; Told::ALL.len() * Via::ALL.len()]>,
     /// The members' readings of this seed's clock, and the cluster's clock from them.
     clocks: Arc<Mutex<ClockCensus>>,
-    /// The record of the membership, with `--data-dir`; locked only while the registry is.
-    record: Option<Arc<Mutex<Record>>>,
+    /// The writer of the record of the membership, with `--data-dir`.
+    record: Option<Arc<Recorder>>,
 }
 
 /// What a heartbeat answer carried of the membership.
@@ -140,7 +141,8 @@ impl Seed {
         let Some(path) = &config.data_dir else { return Ok(seed) };
         let (record, view) = Record::open(path, &config.cluster_name)?;
         if let Some(view) = view {
-            seed.with(|r| r.restore(&view, now_ms()))
+            seed.locked(|r| r.restore(&view, now_ms()))
+                .0
                 .map_err(|e| format!("{}: {e}; remove it to start afresh", record.file().display()))?;
             let normal = view.nodes.iter().filter(|m| m.state == dkv_membership::NodeState::Normal).count();
             tracing::info!(
@@ -151,13 +153,26 @@ impl Seed {
                 record.file().display()
             );
         }
-        seed.record = Some(Arc::new(Mutex::new(record)));
+        let recorder = Recorder::start(record, &seed.registry)
+            .map_err(|e| format!("starting the writer of the membership record: {e}"))?;
+        seed.record = Some(Arc::new(recorder));
         Ok(seed)
     }
 
-    /// Run `f` on the registry; with a record, the view it leaves is written before the
-    /// registry is let go, so before any answer that carries it (see `record.rs`).
-    fn with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+    /// Run `f` on the registry; with a record, return once the record covers the view `f` saw
+    /// or left, so before any answer drawn from it leaves (see `recorder.rs`).
+    async fn with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        let (out, changes) = self.locked(f);
+        if let Some(record) = &self.record {
+            record.covered(changes).await;
+        }
+        out
+    }
+
+    /// Run `f` on the registry, and count what it changed for the record: what `f` returns and
+    /// the changes the record must cover before an answer drawn from it may leave. Only
+    /// [`Seed::with`] may answer with what this returns.
+    fn locked<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> (T, u64) {
         let mut r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         let out = f(&mut r);
         if let Some((recorded, held)) = r.take_dropped_record() {
@@ -169,10 +184,8 @@ impl Seed {
                  dropped it and rebuilds the membership from the members' own views, as a seed without --data-dir does"
             );
         }
-        if let Some(record) = &self.record {
-            record.lock().unwrap_or_else(|e| e.into_inner()).keep(&r);
-        }
-        out
+        let changes = self.record.as_ref().map_or(0, |record| record.notice(&r));
+        (out, changes)
     }
 }
 
@@ -304,10 +317,10 @@ async fn expire_loop(seed: Seed, ttl: Duration) {
                 stalled_ms = stalled,
                 "the seed did not run for {stalled} ms (paused, or its machine frozen): it heard no heartbeat meanwhile, so every member gets a full TTL before any expires"
             );
-            seed.with(|r| r.seen_all(now));
+            seed.with(|r| r.seen_all(now)).await;
             continue;
         }
-        seed.expire();
+        seed.expire().await;
     }
 }
 
@@ -372,18 +385,20 @@ async fn register(State(seed): State<Seed>, headers: HeaderMap, body: Result<Byt
     };
     // A new node's tokens are chosen without holding the registry: the choice takes half a
     // second at 1 000 members, and heartbeats must not wait for it (see `JoinPlan`).
-    if let Some(plan) = seed.with(|r| r.plan_join(&req)) {
+    if let Some(plan) = seed.locked(|r| r.plan_join(&req)).0 {
         let id = plan.id;
         match tokio::task::spawn_blocking(move || plan.tokens()).await {
             Ok(tokens) => (req.id, req.tokens) = (Some(id), Some(tokens)),
             Err(e) => return error_line(StatusCode::INTERNAL_SERVER_ERROR, format!("choosing tokens: {e}")),
         }
     }
-    let result = seed.with(|r| {
-        let before = r.epoch();
-        let res = r.register(req, now_ms());
-        (res, before)
-    });
+    let result = seed
+        .with(|r| {
+            let before = r.epoch();
+            let res = r.register(req, now_ms());
+            (res, before)
+        })
+        .await;
     if let (Ok(resp), before) = &result {
         if resp.epoch != *before {
             let m = resp.nodes.iter().find(|m| m.id == resp.id);
@@ -403,7 +418,7 @@ async fn heartbeat(State(seed): State<Seed>, headers: HeaderMap, body: Result<By
                 Format::Json => Via::Json,
                 Format::Compact => Via::Compact,
             };
-            reply(format, seed.heartbeat(req, via))
+            reply(format, seed.heartbeat(req, via).await)
         }
         Err(resp) => resp,
     }
@@ -412,9 +427,9 @@ async fn heartbeat(State(seed): State<Seed>, headers: HeaderMap, body: Result<By
 impl Seed {
     /// Remove the members whose heartbeats stopped for the TTL, unless two or more members are
     /// quiet at once (then say so when it starts and when it ends).
-    fn expire(&self) {
+    async fn expire(&self) {
         use std::sync::atomic::Ordering::Relaxed;
-        let (expiry, epoch) = self.with(|r| (r.expire(now_ms()), r.epoch()));
+        let (expiry, epoch) = self.with(|r| (r.expire(now_ms()), r.epoch())).await;
         let dkv_membership::Expiry { removed, withheld, quiet, members } = expiry;
         let was = self.withheld.swap(withheld.len() as u64, Relaxed);
         if was == 0 && !withheld.is_empty() {
@@ -442,8 +457,8 @@ impl Seed {
     }
 
     /// A member leaving, or (`done`) gone.
-    fn leave(&self, id: dkv_membership::NodeId, done: bool) -> Result<dkv_membership::View, RegistryError> {
-        let view = self.with(|r| r.leave(id, done, now_ms()))?;
+    async fn leave(&self, id: dkv_membership::NodeId, done: bool) -> Result<dkv_membership::View, RegistryError> {
+        let view = self.with(|r| r.leave(id, done, now_ms())).await?;
         if done {
             self.forget_reports([id]);
         }
@@ -460,11 +475,11 @@ impl Seed {
     }
 
     /// Answer a heartbeat that came `via` HTTP or the transport.
-    pub(crate) fn heartbeat(&self, mut req: IdRequest, via: Via) -> Result<HeartbeatAnswer, RegistryError> {
+    pub(crate) async fn heartbeat(&self, mut req: IdRequest, via: Via) -> Result<HeartbeatAnswer, RegistryError> {
         let id = req.id;
         req.load = req.load.map(dkv_membership::load::Load::bounded);
         let now = now_ms();
-        let answer = self.with(|r| r.heartbeat_since(id, req.known(), now))?;
+        let answer = self.with(|r| r.heartbeat_since(id, req.known(), now)).await?;
         // A member that reports its reading of this seed's clock gets the cluster's.
         let clock = req.seed_clock_offset_ms.map(|offset| {
             let mut clocks = self.clocks.lock().unwrap_or_else(|e| e.into_inner());
@@ -481,7 +496,7 @@ impl Seed {
 async fn ready(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     match parse::<IdRequest>(&headers, body) {
         Ok(req) => {
-            let res = seed.with(|r| r.ready(req.id, now_ms()));
+            let res = seed.with(|r| r.ready(req.id, now_ms())).await;
             if let Ok(v) = &res {
                 tracing::info!(id = %req.id, epoch = v.epoch, "node is ready (normal)");
             }
@@ -494,7 +509,7 @@ async fn ready(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes,
 async fn leave(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     match parse::<LeaveRequest>(&headers, body) {
         Ok(req) => {
-            let res = seed.leave(req.id, req.done);
+            let res = seed.leave(req.id, req.done).await;
             if let Ok(v) = &res {
                 let what = if req.done { "node left" } else { "node is leaving" };
                 tracing::info!(id = %req.id, epoch = v.epoch, "{what}");
@@ -511,7 +526,7 @@ async fn remove(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes
         Ok(req) => req,
         Err(resp) => return resp,
     };
-    let res = seed.with(|r| r.remove(req.id, req.force, now_ms()));
+    let res = seed.with(|r| r.remove(req.id, req.force, now_ms())).await;
     let res = res.map(|(m, view)| {
         seed.forget_reports([m.id]);
         tracing::warn!(id = %m.id, addr = %m.addr, epoch = view.epoch, force = req.force,
@@ -523,11 +538,11 @@ async fn remove(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes
 
 /// The whole view: JSON for people and the dashboard, compact for nodes that ask for it.
 async fn nodes(State(seed): State<Seed>, headers: HeaderMap) -> Response {
-    format::encode(Format::answer(&headers), &seed.with(|r| r.view()))
+    format::encode(Format::answer(&headers), &seed.with(|r| r.view()).await)
 }
 
 async fn health(State(seed): State<Seed>) -> Response {
-    let (epoch, members, ttl_ms, fresh) = seed.with(|r| (r.epoch(), r.len(), r.ttl_ms(), r.fresh(now_ms())));
+    let (epoch, members, ttl_ms, fresh) = seed.with(|r| (r.epoch(), r.len(), r.ttl_ms(), r.fresh(now_ms()))).await;
     Json(SeedHealth { status: "ok".into(), epoch, members, node_ttl_ms: Some(ttl_ms), fresh: Some(fresh) })
         .into_response()
 }
@@ -542,7 +557,7 @@ async fn dashboard() -> Response {
 /// last heartbeat, totals, the ring as a bounded list of arcs, and the seed's clock (so the page
 /// shows heartbeat ages without trusting the browser's clock).
 async fn dashboard_json(State(seed): State<Seed>) -> Response {
-    let (view, digest) = seed.with(|r| (r.view(), r.digest()));
+    let (view, digest) = seed.with(|r| (r.view(), r.digest())).await;
     let drawing = seed.drawing.get(&view, digest);
     let reports = {
         let mut reports = seed.reports.lock().unwrap_or_else(|e| e.into_inner());
@@ -570,7 +585,7 @@ async fn metrics(State(seed): State<Seed>) -> Response {
         answer: String,
         encoding: String,
     }
-    let view = seed.with(|r| r.view());
+    let view = seed.with(|r| r.view()).await;
     let mut registry = prometheus_client::registry::Registry::with_prefix("dkv_seed");
     let members = Family::<StateLabel, Gauge>::default();
     for state in ["joining", "normal", "leaving"] {
@@ -611,25 +626,28 @@ mod tests {
 
     use super::*;
 
-    /// What a member reported goes with it, when it leaves and when it expires.
-    #[test]
-    fn reports_of_former_members_are_forgotten() {
-        let config = SeedConfig {
+    fn config(data_dir: Option<std::path::PathBuf>) -> SeedConfig {
+        SeedConfig {
             node_ttl: Duration::from_millis(100),
             cluster_secret: None,
             cluster_name: "dkv".into(),
             max_connections: 10,
             tls: None,
-            data_dir: None,
-        };
-        let seed = Seed::new(&config);
+            data_dir,
+        }
+    }
+
+    /// What a member reported goes with it, when it leaves and when it expires.
+    #[tokio::test]
+    async fn reports_of_former_members_are_forgotten() {
+        let seed = Seed::new(&config(None));
         let register = |addr: &str| {
             let req = RegisterRequest { addr: addr.into(), ..Default::default() };
-            seed.with(|r| r.register(req, now_ms())).unwrap().id
+            seed.locked(|r| r.register(req, now_ms())).0.unwrap().id
         };
         let (leaving, expiring) = (register("h:1"), register("h:2"));
         for id in [leaving, expiring] {
-            seed.heartbeat(IdRequest { keys: Some(7), ..IdRequest::id(id) }, Via::Json).unwrap();
+            seed.heartbeat(IdRequest { keys: Some(7), ..IdRequest::id(id) }, Via::Json).await.unwrap();
         }
         let reported = || {
             let mut ids: Vec<_> = seed.reports.lock().unwrap().keys().copied().collect();
@@ -639,14 +657,46 @@ mod tests {
         let mut both = vec![leaving, expiring];
         both.sort();
         assert_eq!(reported(), both);
-        seed.leave(leaving, true).unwrap();
+        seed.leave(leaving, true).await.unwrap();
         assert_eq!(reported(), vec![expiring]);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !reported().is_empty() {
             assert!(std::time::Instant::now() < deadline, "the silent member never expired");
-            std::thread::sleep(Duration::from_millis(20));
-            seed.expire();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            seed.expire().await;
         }
-        assert_eq!(seed.with(|r| r.len()), 0);
+        assert_eq!(seed.with(|r| r.len()).await, 0);
+    }
+
+    /// With a record, no answer carries a view that the record does not hold yet, although the
+    /// record is written off the registry's lock: registrations from many tasks at once, each
+    /// checked against the file as soon as it is answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_answer_carries_a_view_the_record_does_not_hold() {
+        let dir = std::env::temp_dir().join(format!("dkv-seed-answers-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let seed = Seed::open(&config(Some(dir.clone()))).unwrap();
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let (seed, file) = (seed.clone(), dir.join("membership.json"));
+                tokio::spawn(async move {
+                    let req = RegisterRequest { addr: format!("h:{}", 1 + i), ..Default::default() };
+                    let answer = seed.with(|r| r.register(req, now_ms())).await.unwrap();
+                    let bytes = std::fs::read(&file).expect("an answer left before the record was written");
+                    let recorded: dkv_membership::View = serde_json::from_slice(&bytes).unwrap();
+                    assert!(
+                        recorded.epoch >= answer.epoch,
+                        "an answer of epoch {} left with the record at {}",
+                        answer.epoch,
+                        recorded.epoch
+                    );
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        drop(seed);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

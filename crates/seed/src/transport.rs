@@ -285,24 +285,23 @@ struct Heartbeats(Seed);
 
 impl Handler for Heartbeats {
     fn handle(&self, kind: u8, body: Bytes) -> impl std::future::Future<Output = Result<Vec<u8>, Refusal>> + Send {
-        std::future::ready(self.answer(kind, &body))
+        answer(self.0.clone(), kind, body)
     }
 }
 
-impl Heartbeats {
-    fn answer(&self, kind: u8, body: &[u8]) -> Result<Vec<u8>, Refusal> {
-        if kind != SEED_HEARTBEAT_KIND {
-            return Err(Refusal::new(
-                400,
-                format!(
-                    "the seed answers only heartbeats (kind {SEED_HEARTBEAT_KIND}) over the transport, not kind {kind}"
-                ),
-            ));
-        }
-        let req: IdRequest = compact::decode(body, VERSION).map_err(|e| Refusal::new(400, e.to_string()))?;
-        match self.0.heartbeat(req, Via::Transport) {
-            Ok(answer) => Ok(compact::encode(&answer, VERSION)),
-            Err(e) => Err(Refusal::new(status_of(&e).as_u16(), e.to_string())),
-        }
+/// A heartbeat's answer, or why there is none.
+async fn answer(seed: Seed, kind: u8, body: Bytes) -> Result<Vec<u8>, Refusal> {
+    if kind != SEED_HEARTBEAT_KIND {
+        return Err(Refusal::new(
+            400,
+            format!(
+                "the seed answers only heartbeats (kind {SEED_HEARTBEAT_KIND}) over the transport, not kind {kind}"
+            ),
+        ));
+    }
+    let req: IdRequest = compact::decode(&body, VERSION).map_err(|e| Refusal::new(400, e.to_string()))?;
+    match seed.heartbeat(req, Via::Transport).await {
+        Ok(answer) => Ok(compact::encode(&answer, VERSION)),
+        Err(e) => Err(Refusal::new(status_of(&e).as_u16(), e.to_string())),
     }
 }
