@@ -21,15 +21,20 @@
 #      as Swarm secrets): 3 normal members listed by the seed over https, every task healthy
 #      (their health checks go over TLS), a PUT and GETs through three nodes with
 #      `curl --cacert`, and plain HTTP refused on a node's port and on the seed's
+#  12. a third stack with deploy/swarm/hosts.yml over it, this host labelled dkv.seed and
+#      dkv.node (labels it added are removed at the end), 1 node: the seed's record in its
+#      volume names the member, and the seed restarted by `docker service update --force`
+#      lists the same member and tokens at once and is not fresh (it restored its record)
 #
 # It needs an engine that can run Swarm services. If the engine is not in a swarm, the test
 # makes it a single-node swarm (`docker swarm init --advertise-addr 127.0.0.1`) and leaves that
 # swarm at the end; a swarm it finds is used and left as it was (this host must be a manager).
 # Where the engine cannot do Swarm at all, the test says why and exits 0 ("swarm: skipped").
 #
-# Its own stack names, image tag and seed ports (19300, and 19301 for TLS), short timings (heartbeat 200ms,
-# healthcheck every 1s, update monitor 5s); nodes publish on host ports the engine picks. It
-# always removes what it created: the stack, its volumes, its network, its image, the swarm.
+# Its own stack names, image tag and seed ports (19300, 19301 for TLS, 19302 for the pinned
+# stack), short timings (heartbeat 200ms, healthcheck every 1s, update monitor 5s); nodes
+# publish on host ports the engine picks. It always removes what it created: the stacks, their
+# volumes and networks, its image, the labels it added, the swarm.
 # Ends with "swarm: P passed, F failed"; exit status 0 only when F is 0.
 #
 # Environment (all optional):
@@ -54,7 +59,7 @@ IMAGE="dkv-swarmtest:$$"
 KEYS=300
 TIMEOUT="${SWARM_TEST_TIMEOUT:-120}"
 POLL=0.5
-TOTAL=11     # checks below; a check that cannot run counts as failed
+TOTAL=12     # checks below; a check that cannot run counts as failed
 DKV_BIN="target/x86_64-unknown-linux-gnu/release/dkv"
 
 # Read by deploy/swarm/stack.yml when the stack is deployed; its defaults are the production ones.
@@ -75,6 +80,9 @@ CREATED_GWBRIDGE=0
 DEPLOYED=0
 TLS_STACK="${STACK}tls"
 TLS_DEPLOYED=0
+HOSTS_STACK="${STACK}hosts"
+HOSTS_DEPLOYED=0
+LABELS_ADDED=""   # the placement labels this test put on the engine's swarm node (removed again)
 BUILT_IMAGE=0
 WRITER_PID=""
 
@@ -117,6 +125,7 @@ gone() { [ -z "$("$@" 2>/dev/null)" ]; }
 dump_logs() {
     [ "$DEPLOYED" = 1 ] && dump_stack "$STACK"
     [ "$TLS_DEPLOYED" = 1 ] && dump_stack "$TLS_STACK"
+    [ "$HOSTS_DEPLOYED" = 1 ] && dump_stack "$HOSTS_STACK"
     return 0
 }
 dump_stack() {
@@ -171,6 +180,11 @@ teardown() {
     fi
     [ "$DEPLOYED" = 0 ] || remove_stack "$STACK"
     [ "$TLS_DEPLOYED" = 0 ] || remove_stack "$TLS_STACK"
+    [ "$HOSTS_DEPLOYED" = 0 ] || remove_stack "$HOSTS_STACK"
+    local label
+    for label in $LABELS_ADDED; do
+        docker node update --label-rm "$label" "$SELF_NODE" >/dev/null 2>&1 || say "warning: label $label not removed"
+    done
     if [ "$BUILT_IMAGE" = 1 ]; then
         docker image rm "$IMAGE" >/dev/null 2>&1 || say "warning: image $IMAGE not removed"
     fi
@@ -551,6 +565,61 @@ else
         pass "TLS stack: 3 normal members over https, tasks healthy over TLS, $detail"
     else
         fail "TLS stack: want PUT 204, both GETs 'over TLS' and no answer in plain HTTP; got $detail"
+    fi
+fi
+
+# 12: the stack pinned to hosts (deploy/swarm/hosts.yml) on this one host, labelled as both the
+# seed's host and a node's: the seed keeps its record of the membership in its volume there, so
+# the seed restarted by an update comes back with the member at once, not fresh (a seed without
+# a record is fresh for a TTL, and lists only the members that registered again)
+HOSTS_SEED_PORT=$((DKV_SEED_PORT + 2))
+HOSTS_SEED="http://127.0.0.1:$HOSTS_SEED_PORT"
+hosts_seed_task() { docker ps -q --filter "label=com.docker.swarm.service.name=${HOSTS_STACK}_seed"; }
+hosts_up() { LAST_MEMBERS="$(ct members "$HOSTS_SEED" 2>/dev/null)" && [ "$LAST_MEMBERS" = "1 1" ] && all_healthy "$HOSTS_STACK"; }
+# A new seed task answers; sets SEED_FRESH to the first "fresh" it gave and SEED_RING to its ring.
+restarted_seed_answers() {
+    local task
+    task="$(hosts_seed_task)"
+    LAST_OUT="seed task ${task:-none} (before: $OLD_SEED)"
+    [ -n "$task" ] && [ "$task" != "$OLD_SEED" ] || return 1
+    [ -n "$SEED_FRESH" ] || SEED_FRESH="$(ct field "$HOSTS_SEED" /health fresh 2>/dev/null)"
+    [ -n "$SEED_FRESH" ] || return 1
+    SEED_RING="$(ct ring "$HOSTS_SEED" 2>&1)"
+    [ "$SEED_RING" = "$RING" ] || [ "$SEED_FRESH" = True ]
+}
+SELF_NODE=""   # this engine's node in the swarm (`docker node update` does not take "self")
+label_self() {
+    local label
+    SELF_NODE="$(docker info --format '{{.Swarm.NodeID}}')" && [ -n "$SELF_NODE" ] || return 1
+    for label in dkv.seed dkv.node; do
+        if [ -z "$(docker node inspect -f "{{index .Spec.Labels \"$label\"}}" "$SELF_NODE" 2>/dev/null)" ]; then
+            docker node update --label-add "$label=true" "$SELF_NODE" >/dev/null || return 1
+            LABELS_ADDED="$LABELS_ADDED $label"
+        fi
+    done
+}
+say "docker stack deploy $HOSTS_STACK with deploy/swarm/hosts.yml (seed :$HOSTS_SEED_PORT, 1 node)"
+HOSTS_DEPLOYED=1
+if ! label_self; then
+    fail "pinned stack: could not label this host dkv.seed and dkv.node"
+elif ! DKV_NODES=1 DKV_SEED_PORT=$HOSTS_SEED_PORT docker stack deploy --resolve-image never \
+    -c deploy/swarm/stack.yml -c deploy/swarm/hosts.yml "$HOSTS_STACK" >"$WORK/deploy-hosts.log" 2>&1; then
+    cat "$WORK/deploy-hosts.log"
+    fail "pinned stack: docker stack deploy failed"
+elif ! wait_for "$TIMEOUT" "the pinned stack's member normal, tasks healthy" hosts_up; then
+    fail "pinned stack: 1 normal member and healthy tasks not seen within ${TIMEOUT}s (seed: ${LAST_MEMBERS:-?}; ${LAST_HEALTH:-})"
+else
+    RING="$(ct ring "$HOSTS_SEED" 2>&1)" OLD_SEED="$(hosts_seed_task)" SEED_FRESH="" SEED_RING=""
+    record="$(docker volume inspect -f '{{.Mountpoint}}' "${HOSTS_STACK}_seed-record" 2>/dev/null)/membership.json"
+    recorded="$(python3 -c 'import json, sys; print(" ".join(str(m["id"]) for m in json.load(open(sys.argv[1]))["nodes"]))' "$record" 2>&1)"
+    timeout 120 docker service update -q --force "${HOSTS_STACK}_seed" >"$WORK/update-seed.log" 2>&1 \
+        || say "docker service update of the seed: $(tr '\n' ' ' <"$WORK/update-seed.log")"
+    if ! wait_for "$TIMEOUT" "the restarted seed to answer" restarted_seed_answers; then
+        fail "pinned stack: the seed restarted by an update did not answer within ${TIMEOUT}s (${LAST_OUT:-})"
+    elif [ "$SEED_FRESH" = False ] && [ "$SEED_RING" = "$RING" ] && [ "${RING%%:*}" = "$recorded" ]; then
+        pass "pinned stack: the seed's record in its volume names the member ($recorded), and the seed restarted by an update lists it at once, not fresh"
+    else
+        fail "pinned stack: want the record naming the member and the restarted seed not fresh with the same ring; record: $recorded; fresh: $SEED_FRESH; ring: $SEED_RING (before: $RING)"
     fi
 fi
 
