@@ -611,7 +611,12 @@ elif ! wait_for "$TIMEOUT" "the pinned stack's member normal, tasks healthy" hos
 else
     RING="$(ct ring "$HOSTS_SEED" 2>&1)" OLD_SEED="$(hosts_seed_task)" SEED_FRESH="" SEED_RING=""
     record="$(docker volume inspect -f '{{.Mountpoint}}' "${HOSTS_STACK}_seed-record" 2>/dev/null)/membership.json"
-    recorded="$(python3 -c 'import json, sys; print(" ".join(str(m["id"]) for m in json.load(open(sys.argv[1]))["nodes"]))' "$record" 2>&1)"
+    recorded="$(python3 -c '
+import json, sys
+try:
+    print(" ".join(str(m["id"]) for m in json.load(open(sys.argv[1]))["nodes"]))
+except Exception as e:
+    print("none (%s)" % e)' "$record")"
     timeout 120 docker service update -q --force "${HOSTS_STACK}_seed" >"$WORK/update-seed.log" 2>&1 \
         || say "docker service update of the seed: $(tr '\n' ' ' <"$WORK/update-seed.log")"
     if ! wait_for "$TIMEOUT" "the restarted seed to answer" restarted_seed_answers; then
