@@ -82,6 +82,50 @@ async fn a_node_killed_mid_write_with_fsync_always_restarts_as_itself_with_every
     .await;
 }
 
+/// The hints a node kept for a replica that is down are in its data directory within a
+/// heartbeat interval (`hints.log`), so a crash of that node loses none of them: started again,
+/// it delivers them once the replica is back, with anti-entropy off. And the file goes once they
+/// are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hints_outlive_a_crash_of_the_node_that_kept_them() {
+    use dkv_node::life::hint_file;
+    let mut c = Cluster::start_durable(3, &["--anti-entropy-interval", "0s"], "60s").await;
+    let (keeper, down) = (0, 2);
+    c.kill_node(down).await;
+    let data = dataset("hinted", 200);
+    write_all(&c, &[keeper], &data).await;
+    let file = c.data_dir(keeper).join(hint_file::FILE);
+    let saved = || {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        hint_file::parse(&bytes).0.len()
+    };
+    eventually(Duration::from_secs(10), "the keeper's hints log to hold a hint per write", || async {
+        (saved() >= data.len()).then_some(())
+    })
+    .await;
+    assert_eq!(stat(&c, keeper, "hints_pending").await, data.len() as u64);
+    c.kill_node(keeper).await;
+    c.restart_node(keeper);
+    eventually(Duration::from_secs(20), "the keeper to serve again", || async {
+        c.client(keeper).json("/health").await.ok()
+    })
+    .await;
+    c.restart_node(down);
+    eventually(Duration::from_secs(30), "the restored hints to reach the replica that was down", || async {
+        let held = c.client(down).json("/stats").await.ok()?["keys"].as_u64()?;
+        (held == data.len() as u64).then_some(())
+    })
+    .await;
+    for (k, v) in &data {
+        let entry = c.local_entry(down, k.as_bytes()).await;
+        assert_eq!(entry.and_then(|e| e.value).as_deref(), Some(v.as_bytes()), "{k} on the replica that was down");
+    }
+    eventually(Duration::from_secs(10), "the keeper's hints log to go once delivered", || async {
+        (!file.exists()).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_every_node_and_the_seed_loses_no_acknowledged_write() {
     let mut c = Cluster::start_durable(3, &["--fsync", "always"], "5s").await;

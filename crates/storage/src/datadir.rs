@@ -233,6 +233,29 @@ impl DataDir {
         write_atomic(&self.path, name, bytes)
     }
 
+    /// Append `bytes` to a state file (made if absent), durably. A failure may leave part of
+    /// them at the end: the caller writes the file whole next ([`DataDir::write`]).
+    pub fn append(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let path = self.path.join(name);
+        let new = !path.exists();
+        let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
+        f.write_all(bytes)?;
+        f.sync_data()?;
+        if new {
+            File::open(&self.path)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// The size of a state file, 0 if it does not exist.
+    pub fn size(&self, name: &str) -> io::Result<u64> {
+        match fs::metadata(self.path.join(name)) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn remove(&self, name: &str) -> io::Result<()> {
         match fs::remove_file(self.path.join(name)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),

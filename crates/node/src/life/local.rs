@@ -1,12 +1,13 @@
 //! What a node keeps in its data directory besides the keys: its identity (in `dkv.json`), the
-//! last membership view it adopted (`view.json`), its pending hints (`hints.bin`), and, from a
+//! last membership view it adopted (`view.json`), its pending hints (`hints.log`, see
+//! [`super::hint_file`]), and, from a
 //! clean stop to the next start, the view it was settled under (`settled.json`).
 //!
 //! With these a restarted node registers as itself — same id, same tokens, same place on the
 //! ring, so nothing moves — and, if the seed restarted too, hands it the view to rebuild the
-//! membership from. Hints are written every heartbeat interval while they change and at shutdown;
-//! a crash loses at most the hints of the last interval, and anti-entropy repairs what those
-//! would have carried.
+//! membership from. Hints kept since the last save are appended every heartbeat interval and
+//! at shutdown; a crash loses at most the hints of the last interval, and anti-entropy repairs
+//! what those would have carried.
 //!
 //! Anti-entropy keeps no state of its own to save: its digests are recomputed from the store,
 //! and a restarted node runs a round as soon as it is serving.
@@ -34,13 +35,12 @@ use std::time::Instant;
 use dkv_membership::{NodeId, View};
 use dkv_storage::{DataDir, DurableEngine, Engine, Identity, MemoryEngine};
 
+use super::hint_file;
 use crate::config::NodeConfig;
 use crate::error::NodeError;
-use crate::replication::hints::SavedHint;
-use crate::transport::wire::{self};
+use crate::replication::hints::{Hints, Save, SavedHint};
 
 const VIEW: &str = "view.json";
-const HINTS: &str = "hints.bin";
 const SETTLED: &str = "settled.json";
 
 /// The view a node was settled under (when it stopped cleanly, or with `--fsync always` when it
@@ -63,6 +63,8 @@ pub struct Local {
     views: Arc<ViewSaver>,
     /// The saver thread, once started; joined when the `Local` goes.
     saver: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The bytes the hints files take on disk (see [`hint_file`]).
+    hint_bytes: Mutex<u64>,
 }
 
 /// What start-up finds: the engine to serve from and what the node knew before it stopped.
@@ -114,15 +116,7 @@ pub fn open(config: &NodeConfig) -> Result<Opened, NodeError> {
         })?),
         None => None,
     };
-    let hints = match dir.read(HINTS).map_err(|e| fatal(format!("reading {HINTS}: {e}")))? {
-        Some(bytes) => crate::replication::hints::decode_saved(&bytes).map_err(|e| {
-            fatal(format!(
-                "{} is unreadable ({e}); move it away to start without it (anti-entropy repairs what the hints carried)",
-                dir.path().join(HINTS).display()
-            ))
-        })?,
-        None => Vec::new(),
-    };
+    let (hints, hint_bytes) = hint_file::read(&dir).map_err(fatal)?;
     let started = Instant::now();
     let engine = DurableEngine::open(&dir.store_path()).map_err(|e| fatal(e.to_string()))?;
     let stats = engine.stats();
@@ -136,7 +130,8 @@ pub fn open(config: &NodeConfig) -> Result<Opened, NodeError> {
     );
     let leaving = dir.is_leaving();
     let settled = take_settled(&dir);
-    Ok(Opened { engine: Arc::new(engine), local: Some(Local::new(dir)), identity, view, hints, leaving, settled })
+    let local = Some(Local::new(dir, hint_bytes));
+    Ok(Opened { engine: Arc::new(engine), local, identity, view, hints, leaving, settled })
 }
 
 /// The record of a clean, settled stop, removed as it is read: only the start right after that
@@ -165,8 +160,9 @@ fn lock_dir(dir: &Mutex<DataDir>) -> std::sync::MutexGuard<'_, DataDir> {
 }
 
 impl Local {
-    fn new(dir: DataDir) -> Local {
-        Local { dir: Arc::new(Mutex::new(dir)), views: Arc::default(), saver: Mutex::default() }
+    fn new(dir: DataDir, hint_bytes: u64) -> Local {
+        let (views, saver, hint_bytes) = (Arc::default(), Mutex::default(), Mutex::new(hint_bytes));
+        Local { dir: Arc::new(Mutex::new(dir)), views, saver, hint_bytes }
     }
 
     fn dir(&self) -> std::sync::MutexGuard<'_, DataDir> {
@@ -230,12 +226,30 @@ impl Local {
         }
     }
 
-    pub fn save_hints(&self, hints: &[SavedHint]) {
+    /// What saving `hints` now would write (see [`Save`]); counted as saved once asked. Cheap:
+    /// the saver asks every heartbeat interval, and writes only when there is something.
+    pub fn hints_to_save(&self, hints: &Hints) -> Save {
+        hints.to_save(*self.hint_bytes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Write `save`, from [`Local::hints_to_save`]. Blocking. If it fails, the next save
+    /// writes every pending hint.
+    pub fn write_hints(&self, save: &Save, hints: &Hints) {
+        let mut on_disk = self.hint_bytes.lock().unwrap_or_else(|e| e.into_inner());
         let dir = self.dir();
-        let result = if hints.is_empty() { dir.remove(HINTS) } else { dir.write(HINTS, &wire::encode(&hints)) };
-        if let Err(e) = result {
-            tracing::warn!("saving {} pending hints in {}: {e}", hints.len(), dir.path().display());
+        if let Err(e) = hint_file::write(&dir, save, &mut on_disk) {
+            hints.save_whole();
+            tracing::warn!(
+                "saving pending hints in {}: {e}; tried again whole at the next heartbeat interval",
+                dir.path().display()
+            );
         }
+    }
+
+    /// Save what is new of `hints` now (at shutdown). Blocking.
+    pub fn save_hints(&self, hints: &Hints) {
+        let save = self.hints_to_save(hints);
+        self.write_hints(&save, hints);
     }
 
     /// The node begins to leave: recorded before the seed hears of it, in the directory's own
@@ -260,7 +274,8 @@ impl Local {
         self.views.wake.notify_all();
         let mut dir = self.dir();
         let _ = dir.remove(VIEW);
-        let _ = dir.remove(HINTS);
+        let _ = dir.remove(hint_file::FILE);
+        let _ = dir.remove(hint_file::OLD_FILE);
         let _ = dir.remove(SETTLED);
         if let Err(e) = dir.mark_left() {
             tracing::warn!("recording the leave in {}: {e}", dir.path().display());
@@ -348,7 +363,7 @@ mod tests {
     fn temp_local(name: &str) -> (Local, std::path::PathBuf) {
         let path = std::env::temp_dir().join(format!("dkv-local-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
-        (Local::new(DataDir::open(&path, "dkv").unwrap()), path)
+        (Local::new(DataDir::open(&path, "dkv").unwrap(), 0), path)
     }
 
     fn view(epoch: u64) -> View {

@@ -9,6 +9,7 @@ pub mod busy_poll;
 pub mod clock;
 pub mod durability;
 pub mod fence;
+pub mod hint_file;
 pub mod lease;
 pub mod load;
 pub mod local;

@@ -24,7 +24,7 @@ use crate::error::NodeError;
 use crate::life::local::{self, SettledAt};
 use crate::life::membership;
 use crate::life::state::{Life, Node, Stop};
-use crate::replication::hints::Hints;
+use crate::replication::hints::{Hints, Save};
 use crate::transport::peer::Peers;
 
 /// Run a node on `listener` until `signal` (SIGTERM / Ctrl-C, mapped by the caller) or an admin
@@ -218,7 +218,7 @@ pub async fn run(
             if left {
                 local.mark_left();
             } else {
-                local.save_hints(&node.hints.snapshot());
+                local.save_hints(&node.hints);
                 local.flush_views();
             }
         }
@@ -237,21 +237,30 @@ pub async fn run(
     Ok(())
 }
 
-/// Save pending hints to the data directory whenever they changed, once per heartbeat interval.
+/// Save what is new of the pending hints, once per heartbeat interval (see `life/hint_file.rs`):
+/// what to write is decided here, and written by a blocking thread only when there is
+/// something, so an idle node wakes no thread for it and a large write holds no runtime worker.
 async fn save_hints_loop(node: Node, mut stop: watch::Receiver<bool>) {
-    let Some(local) = &node.local else { return };
-    let mut saved = node.hints.generation();
+    if node.local.is_none() {
+        return;
+    }
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(node.config.heartbeat_interval) => {}
         }
-        let now = node.hints.generation();
-        if now != saved {
-            let snapshot = node.hints.snapshot();
-            tokio::task::block_in_place(|| local.save_hints(&snapshot));
-            saved = now;
+        let Some(local) = &node.local else { return };
+        let save = local.hints_to_save(&node.hints);
+        if matches!(save, Save::Nothing) {
+            continue;
         }
+        let node = node.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(local) = &node.local {
+                local.write_hints(&save, &node.hints);
+            }
+        })
+        .await;
     }
 }
 

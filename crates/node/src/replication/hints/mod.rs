@@ -6,4 +6,4 @@ mod saved;
 mod store;
 
 pub use saved::decode_saved;
-pub use store::{restore, Hints, SavedHint};
+pub use store::{restore, Hints, Save, SavedHint};

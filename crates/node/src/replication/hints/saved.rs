@@ -1,6 +1,7 @@
-//! Reading `hints.bin`, of this release's format or of the one before.
+//! Reading saved hints (a chunk of `hints.log`, or the `hints.bin` of the releases before), of
+//! this release's format or of the one before.
 //!
-//! The file is a `wire::encode`d list of [`SavedHint`]s, its first byte the wire format. Format 1
+//! Each is a `wire::encode`d list of [`SavedHint`]s, its first byte the wire format. Format 1
 //! (the release before expiry) held entries without a deadline; postcard is not self-describing,
 //! so those bytes are read with the old shape of an entry and given no deadline. A node upgraded
 //! with hints pending thus still delivers them.
