@@ -146,7 +146,8 @@ impl Hints {
         // Copied: a hint is kept for minutes.
         let hint = Hint { kv: kv.detached(), at: now };
         let mut g = self.lock();
-        if g.total >= self.max_count || hint.bytes() > self.max_bytes {
+        // Hints out for delivery count: they come back if the delivery fails.
+        if g.total + g.out_total >= self.max_count || hint.bytes() > self.max_bytes {
             g.dropped += 1;
             return false;
         }
@@ -348,6 +349,20 @@ mod tests {
         let mut targets = h.targets();
         targets.sort();
         assert_eq!(targets, vec![NodeId(1), NodeId(2)]);
+    }
+
+    /// The count bound holds with hints out for delivery: they come back if it fails (a
+    /// coordinator showed 100 039 hints pending under a bound of 100 000).
+    #[test]
+    fn hints_out_for_delivery_count_towards_the_bound() {
+        let t0 = Instant::now();
+        let h = Hints::new(2, Duration::from_secs(10));
+        assert!(h.add(NodeId(1), kv("a"), t0));
+        assert!(h.add(NodeId(1), kv("b"), t0));
+        assert_eq!(h.take(NodeId(1), 10, t0).len(), 2);
+        assert!(!h.add(NodeId(1), kv("c"), t0), "full, two of them out");
+        h.put_back(NodeId(1));
+        assert_eq!(h.stats().pending, 2);
     }
 
     #[test]
