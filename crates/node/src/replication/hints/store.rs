@@ -278,7 +278,9 @@ impl Hints {
         (g.unsaved, g.unsaved_bytes) = (None, 0);
     }
 
-    /// Every pending hint, out for delivery or not, with its age turned into wall-clock time.
+    /// Every pending hint, out for delivery or not, with its age turned into wall-clock time: what
+    /// a save that writes the file whole holds (for tests; the saver goes through `to_save`).
+    #[cfg(test)]
     pub fn snapshot(&self) -> Vec<SavedHint> {
         snapshot(&self.lock())
     }
