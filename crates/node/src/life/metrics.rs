@@ -281,7 +281,7 @@ pub fn render(node: &Node) -> String {
         ("hints_delivered", "Hinted writes delivered to the replica that missed them", s.hints_delivered),
         (
             "hints_evicted",
-            "Oldest hints dropped to keep pending hints under their byte bound; anti-entropy repairs them",
+            "Oldest hints dropped to keep pending hints under their bounds (count, bytes); anti-entropy repairs them",
             hints.evicted,
         ),
         ("anti_entropy_entries", "Entries exchanged by anti-entropy rounds this node started", s.repaired_by_sync),
@@ -307,7 +307,11 @@ pub fn render(node: &Node) -> String {
         ("expiring_keys", "Live key copies on this node that have a deadline", e.expiring as i64),
         ("hints_pending", "Writes kept for replicas that missed them", hints.pending as i64),
         ("hints_pending_bytes", "Key and value bytes of the writes kept for replicas", hints.bytes as i64),
-        ("hints_dropped", "Hints dropped (store full or too old); anti-entropy repairs them", hints.dropped as i64),
+        (
+            "hints_dropped",
+            "Hints dropped: too old, or one alone over the byte bound; anti-entropy repairs them",
+            hints.dropped as i64,
+        ),
         ("membership_epoch", "Epoch of the membership view this node uses", topo.epoch() as i64),
         ("members", "Members in this node's view", topo.view.nodes.len() as i64),
     ];

@@ -2,11 +2,12 @@
 //! take them. Pure bookkeeping with explicit time; `delivery.rs` delivers.
 //!
 //! Bounded three ways, and anti-entropy repairs whatever a bound drops:
-//! * at most `max_count` hints in all: a newer hint beyond that is refused and counted as
-//!   dropped;
-//! * at most `max_bytes` of keys and values in all (a hint may carry a value of megabytes): past
-//!   that the *oldest* hints go, counted as evicted — the newest writes are the likeliest to be
-//!   still missing when the replica comes back;
+//! * at most `max_count` hints and `max_bytes` of keys and values in all (a hint may carry a
+//!   value of megabytes), hints out for delivery included: past either, the *oldest* hints go,
+//!   counted as evicted — the newest writes are the likeliest to be still missing when the
+//!   replica comes back, and the oldest the likeliest to have been repaired meanwhile. A hint
+//!   alone over the byte bound is refused, counted as dropped. (Until 2026-12-06 the count bound
+//!   refused the newest hint instead, against what the README's limits said.)
 //! * at most `max_age` old: a replica away for longer is refilled by anti-entropy instead.
 //!   A hint's age is the time its write was made; a failed delivery puts it back with that age,
 //!   so hints for a replica that stays unreachable do expire.
@@ -62,9 +63,9 @@ struct Inner {
     /// Hints in `out`, and their bytes.
     out_total: usize,
     out_bytes: usize,
-    /// Refused (store full) or expired.
+    /// Refused (alone over the byte bound) or expired.
     dropped: u64,
-    /// The oldest, dropped to stay under the byte bound.
+    /// The oldest, dropped to stay under the bounds.
     evicted: u64,
     /// Hints kept since the saver last took them, to be appended to the file; `None` when the
     /// file is to be written whole instead (at start, after restored hints, after a failed
@@ -140,14 +141,15 @@ impl Hints {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keep `kv` for `target`; false (and counted as dropped) when the store is full or the
-    /// hint alone is over the byte bound.
+    /// Keep `kv` for `target`, dropping the oldest hints if the store is full. False when it is
+    /// not kept: no hint may be, or it alone is over the byte bound (counted as dropped), or
+    /// every older hint is out for delivery and the bounds leave it no room (counted as
+    /// evicted).
     pub fn add(&self, target: NodeId, kv: KeyEntry, now: Instant) -> bool {
         // Copied: a hint is kept for minutes.
         let hint = Hint { kv: kv.detached(), at: now };
         let mut g = self.lock();
-        // Hints out for delivery count: they come back if the delivery fails.
-        if g.total + g.out_total >= self.max_count || hint.bytes() > self.max_bytes {
+        if self.max_count == 0 || hint.bytes() > self.max_bytes {
             g.dropped += 1;
             return false;
         }
@@ -164,10 +166,11 @@ impl Hints {
             }
         }
         g.by_target.entry(target).or_default().push_back(hint);
-        self.evict_oldest(&mut g);
+        let emptied = self.evict_oldest(&mut g);
         drop(g);
         self.added.notify_one();
-        true
+        // The new hint is the last of its queue: the queue was emptied only if it went too.
+        !emptied.contains(&target)
     }
 
     /// Until a hint is kept: returns at once when one was kept since the last call returned.
@@ -175,24 +178,30 @@ impl Hints {
         self.added.notified().await
     }
 
-    /// Drop the oldest hints, whoever they are for, until the store is under the byte bound.
-    fn evict_oldest(&self, g: &mut Inner) {
-        while g.bytes > self.max_bytes {
+    /// Drop the oldest hints, whoever they are for, until the store is under its bounds. Hints
+    /// out for delivery count (they come back if the delivery fails) but stay: the oldest of
+    /// those waiting go.
+    /// Returns the targets whose queues it emptied.
+    fn evict_oldest(&self, g: &mut Inner) -> Vec<NodeId> {
+        let mut emptied = Vec::new();
+        while g.total + g.out_total > self.max_count || g.bytes + g.out_bytes > self.max_bytes {
             // Each queue is oldest first; the oldest of all is at the front of one of them.
             let Some(target) =
                 g.by_target.iter().filter_map(|(t, q)| q.front().map(|h| (h.at, *t))).min().map(|(_, t)| t)
             else {
-                return;
+                break;
             };
             let q = g.by_target.get_mut(&target).expect("a target just found");
             let h = q.pop_front().expect("a front just found");
             if q.is_empty() {
                 g.by_target.remove(&target);
+                emptied.push(target);
             }
             g.total -= 1;
             g.bytes -= h.bytes();
             g.evicted += 1;
         }
+        emptied
     }
 
     pub fn targets(&self) -> Vec<NodeId> {
@@ -340,8 +349,9 @@ mod tests {
         assert!(h.add(a, kv("a"), t0));
         assert!(h.add(a, kv("b"), t0 + Duration::from_secs(5)));
         assert!(h.add(NodeId(2), kv("c"), t0));
-        assert!(!h.add(a, kv("d"), t0), "full");
-        assert_eq!(h.counts(), (3, 1));
+        assert!(h.add(a, kv("d"), t0), "full: the oldest goes");
+        assert_eq!(h.stats(), HintCounts { pending: 3, bytes: 3, dropped: 0, evicted: 1 });
+        // "a" went ("c" is as old, but node 1 comes first among equals): node 1 holds "b", "d".
         let batch = h.take(a, 10, t0 + Duration::from_secs(12));
         assert_eq!(batch.len(), 1, "the hint older than max_age is dropped");
         assert_eq!(batch[0].key, Bytes::from_static(b"b"));
@@ -354,17 +364,24 @@ mod tests {
     }
 
     /// The count bound holds with hints out for delivery: they come back if it fails (a
-    /// coordinator showed 100 039 hints pending under a bound of 100 000).
+    /// coordinator showed 100 039 hints pending under a bound of 100 000). The oldest of those
+    /// waiting go, not the ones out.
     #[test]
     fn hints_out_for_delivery_count_towards_the_bound() {
         let t0 = Instant::now();
-        let h = Hints::new(2, Duration::from_secs(10));
-        assert!(h.add(NodeId(1), kv("a"), t0));
-        assert!(h.add(NodeId(1), kv("b"), t0));
-        assert_eq!(h.take(NodeId(1), 10, t0).len(), 2);
-        assert!(!h.add(NodeId(1), kv("c"), t0), "full, two of them out");
+        let at = |s| t0 + Duration::from_secs(s);
+        let h = Hints::new(3, Duration::from_secs(100));
+        assert!(h.add(NodeId(1), kv("a"), at(1)));
+        assert!(h.add(NodeId(1), kv("b"), at(2)));
+        assert!(h.add(NodeId(2), kv("c"), at(3)));
+        assert_eq!(h.take(NodeId(1), 10, at(4)).len(), 2);
+        assert!(h.add(NodeId(2), kv("d"), at(5)), "\"c\" goes, the oldest waiting");
+        assert!(h.add(NodeId(2), kv("e"), at(6)), "then \"d\"");
+        assert_eq!(h.stats(), HintCounts { pending: 3, bytes: 3, dropped: 0, evicted: 2 });
         h.put_back(NodeId(1));
-        assert_eq!(h.stats().pending, 2);
+        assert_eq!(h.stats().pending, 3);
+        let keys: Vec<_> = h.take(NodeId(2), 10, at(7)).into_iter().map(|kv| kv.key).collect();
+        assert_eq!(keys, vec![Bytes::from_static(b"e")]);
     }
 
     #[test]
@@ -418,20 +435,25 @@ mod tests {
         assert!(h.add(NodeId(2), big("d", 299), at(4)));
         assert_eq!(h.stats(), HintCounts { pending: 3, bytes: 900, dropped: 0, evicted: 1 });
         let keys = |hs: Vec<KeyEntry>| hs.into_iter().map(|kv| kv.key).collect::<Vec<_>>();
-        // Taken out for delivery, a new hint meanwhile, then the failed batch comes back with its
-        // old ages: the oldest ("b", then "c") go.
+        // Taken out for delivery ("b", "d"), their bytes still count: a new hint makes the oldest
+        // one waiting ("c") go. The failed batch comes back with its old ages, and the next hint
+        // makes the oldest of all ("b") go.
         assert_eq!(h.take(NodeId(2), 10, at(5)).len(), 2);
-        assert!(h.add(NodeId(1), big("e", 599), at(6)));
+        assert!(h.add(NodeId(1), big("e", 299), at(6)));
+        assert_eq!(h.stats(), HintCounts { pending: 3, bytes: 900, dropped: 0, evicted: 2 });
         h.put_back(NodeId(2));
-        assert_eq!(h.stats().bytes, 900);
-        assert_eq!(keys(h.take(NodeId(2), 10, at(7))), vec![Bytes::from_static(b"d")]);
-        assert_eq!(keys(h.take(NodeId(1), 10, at(7))), vec![Bytes::from_static(b"e")]);
-        assert_eq!(h.stats(), HintCounts { pending: 2, bytes: 900, dropped: 0, evicted: 3 }, "out for delivery");
-        assert_eq!(h.delivered(NodeId(2)) + h.delivered(NodeId(1)), 2);
-        assert_eq!(h.stats(), HintCounts { pending: 0, bytes: 0, dropped: 0, evicted: 3 });
+        assert!(h.add(NodeId(1), big("f", 299), at(7)));
+        assert_eq!(keys(h.take(NodeId(2), 10, at(8))), vec![Bytes::from_static(b"d")]);
+        assert_eq!(keys(h.take(NodeId(1), 10, at(8))), vec![Bytes::from_static(b"e"), Bytes::from_static(b"f")]);
+        assert_eq!(h.stats(), HintCounts { pending: 3, bytes: 900, dropped: 0, evicted: 3 }, "out for delivery");
+        // With every older hint out, a new one finds no room.
+        assert!(!h.add(NodeId(1), big("g", 299), at(9)));
+        assert_eq!(h.stats(), HintCounts { pending: 3, bytes: 900, dropped: 0, evicted: 4 });
+        assert_eq!(h.delivered(NodeId(2)) + h.delivered(NodeId(1)), 3);
+        assert_eq!(h.stats(), HintCounts { pending: 0, bytes: 0, dropped: 0, evicted: 4 });
         // A hint alone over the bound is refused.
-        assert!(!h.add(NodeId(1), big("f", 1000), at(8)));
-        assert_eq!(h.counts(), (0, 4));
+        assert!(!h.add(NodeId(1), big("h", 1000), at(10)));
+        assert_eq!(h.counts(), (0, 5));
     }
 }
 
