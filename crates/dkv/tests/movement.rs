@@ -344,6 +344,41 @@ async fn a_node_killed_during_its_leave_and_expired_finishes_it_without_coming_b
     c.wait_total_keys(&[0, 1, 2], 300 * copies(3)).await;
 }
 
+/// A durable node stopped after its leave ended at the seed, but before it recorded the end, is
+/// not taken back as a new member. Its data directory still holds the mark of the leave, and the
+/// last view it saved no longer lists it. It registers as leaving, is answered the view without
+/// it, hands its keys over by that view and exits, recording that it left. Until 2026-12-06 it
+/// registered as a new node and joined, and at its next restart the mark made it leave again,
+/// unasked (found by `scripts/nemesis.py`: a `leave_kill` whose kill landed after the leave,
+/// then a `kill` of the same node a minute later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_after_its_leave_ended_does_not_come_back_as_a_member() {
+    let (mut c, data) = killed_during_its_leave("2s", "la_").await;
+    let leaver = LEAVER;
+    let addr = c.nodes[leaver].addr.clone();
+    eventually(Duration::from_secs(10), "the seed to drop the killed leaver", || async {
+        seed_state(&c, &addr).await.is_none().then_some(())
+    })
+    .await;
+    // What a kill between the seed's removal and the node's own record of it leaves behind: the
+    // mark of the leave, and a last view in which the node is no member.
+    let view_file = c.data_dir(leaver).join("view.json");
+    let mut view: serde_json::Value = serde_json::from_slice(&std::fs::read(&view_file).unwrap()).unwrap();
+    view["nodes"].as_array_mut().expect("a view lists its nodes").retain(|m| m["addr"] != addr.as_str());
+    std::fs::write(&view_file, serde_json::to_vec(&view).unwrap()).unwrap();
+
+    c.restart_node(leaver);
+    let code = c.nodes[leaver].wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0), "the node whose leave ended finishes it and exits, rather than joining");
+    assert_eq!(seed_state(&c, &addr).await, None, "it did not come back as a member");
+    let meta = std::fs::read_to_string(c.data_dir(leaver).join("dkv.json")).unwrap();
+    assert!(meta.contains(r#""left": true"#) || meta.contains(r#""left":true"#), "the leave is recorded: {meta}");
+    c.wait_normal(3).await;
+    let bad = missing(&c, &[0, 1, 2], &data).await;
+    assert!(bad.is_empty(), "lost: {bad:?}");
+    c.wait_total_keys(&[0, 1, 2], 300 * copies(3)).await;
+}
+
 /// A leaving node paused past the seed's TTL is expired by it. Resumed, it must not come back
 /// as a member; it takes the seed's view, in which it is absent, and hands its keys to their
 /// current replicas at once. Until 2026-12-05 it kept its old view: its hand-offs (and the

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dkv_membership::api::{HeartbeatAnswer, IdRequest, LeaveRequest, RegisterRequest, RegisterResponse};
-use dkv_membership::{NodeId, Topology, View};
+use dkv_membership::{NodeId, NodeState, Topology, View};
 use dkv_storage::Identity;
 use http::{Method, StatusCode};
 use tokio::sync::watch;
@@ -40,7 +40,8 @@ use crate::transport::wire::{Kind, RefreshRequest};
 
 /// Register, retrying until the seed answers: as a new node, or — with an identity from the data
 /// directory — as the node we were, with our tokens, our last state and the last view we knew
-/// (which a seed that restarted too rebuilds the membership from). A refusal that retrying cannot
+/// (which a seed that restarted too rebuilds the membership from); `leaving` when it stopped during
+/// its leave, whatever that view says. A refusal that retrying cannot
 /// fix (another cluster's seed, a malformed request) is an error.
 pub async fn register_until_accepted(
     peers: &Peers,
@@ -48,6 +49,7 @@ pub async fn register_until_accepted(
     addr: &str,
     identity: Option<&Identity>,
     last_view: Option<&View>,
+    leaving: bool,
 ) -> Result<RegisterResponse, NodeError> {
     let mut req = RegisterRequest {
         addr: addr.to_string(),
@@ -59,7 +61,10 @@ pub async fn register_until_accepted(
         let id = NodeId(me.id);
         req.id = Some(id);
         req.tokens = Some(me.tokens.clone());
-        req.state = last_view.and_then(|v| v.nodes.iter().find(|m| m.id == id)).map(|m| m.state);
+        req.state = match leaving {
+            true => Some(NodeState::Leaving),
+            false => last_view.and_then(|v| v.nodes.iter().find(|m| m.id == id)).map(|m| m.state),
+        };
         req.view = last_view.cloned();
         tracing::info!(%id, "registering under the identity kept in the data directory");
     }
