@@ -353,6 +353,20 @@ impl NodeArgs {
 }
 
 impl NodeArgs {
+    /// Lifetimes that must nest: a hint outliving the tombstone grace could be delivered after the
+    /// replica purged the delete it should lose to, and bring the deleted value back.
+    pub fn check_lifetimes(&self) -> Result<(), String> {
+        if self.max_hints > 0 && self.hint_max_age >= self.tombstone_grace {
+            return Err(format!(
+                "--hint-max-age {:?} is not shorter than --tombstone-grace {:?}: a hint delivered after its key's \
+                 tombstone was purged would bring a deleted value back; give a shorter --hint-max-age (or \
+                 --max-hints 0) or a longer --tombstone-grace",
+                self.hint_max_age, self.tombstone_grace
+            ));
+        }
+        Ok(())
+    }
+
     /// The client passwords, read from their files where given, checked for what would lock
     /// clients out or mean nothing.
     pub fn client_auth(&self) -> Result<dkv_node::config::ClientAuth, String> {

@@ -175,9 +175,10 @@ async fn run(cli: Cli) -> i32 {
         Command::Node(a) => {
             // The storage engine's own progress lines (flushes, compactions) are debug detail.
             init_logs("info,fjall=warn,lsm_tree=warn");
-            let (client_auth, tls, (seed, seed_tls)) = match (a.client_auth(), load_tls(&a), a.seed_address()) {
-                (Ok(auth), Ok(tls), Ok(seed)) => (auth, tls, seed),
-                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            let checked = a.check_lifetimes().and_then(|()| Ok((a.client_auth()?, load_tls(&a)?, a.seed_address()?)));
+            let (client_auth, tls, (seed, seed_tls)) = match checked {
+                Ok(checked) => checked,
+                Err(e) => {
                     dkv::errln!("dkv node: {e}");
                     std::process::exit(1);
                 }

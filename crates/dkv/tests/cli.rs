@@ -1,6 +1,6 @@
 //! The client commands against real clusters: `--r`/`--w`, `--json`, `dkv where`, what
 //! `dkv status` counts, `dkv get` on a terminal, `dkv bench --prefix`, and `dkv scan` into a
-//! closed pipe.
+//! closed pipe; and a node refusing lifetimes that do not nest.
 
 mod common;
 
@@ -203,4 +203,18 @@ async fn scan_into_a_closed_pipe_exits_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.is_empty(), "quietly: {err}");
+}
+
+/// A hint kept longer than a tombstone could be delivered after the delete it should lose to was
+/// purged, and bring the deleted value back: a node refuses lifetimes that do not nest, before it
+/// binds or registers anything.
+#[test]
+fn a_node_refuses_hints_that_outlive_tombstones() {
+    let out = dkv()
+        .args(["node", "--listen", "127.0.0.1:0", "--seed", "127.0.0.1:1", "--tombstone-grace", "1h"])
+        .output()
+        .expect("run dkv");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--hint-max-age") && err.contains("--tombstone-grace"), "{err}");
 }

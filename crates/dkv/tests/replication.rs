@@ -317,7 +317,7 @@ async fn a_key_deleted_while_a_replica_was_away_does_not_come_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tombstones_are_purged_everywhere_after_the_grace_period_and_keys_stay_deleted() {
-    let flags = ["--tombstone-grace", "1s", "--anti-entropy-interval", "300ms"];
+    let flags = ["--tombstone-grace", "1s", "--hint-max-age", "500ms", "--anti-entropy-interval", "300ms"];
     let c = Cluster::start_with(3, &flags).await;
     let data = dataset("t_", 20);
     write_all(&c, &[0, 1, 2], &data).await;

@@ -64,7 +64,7 @@ async fn a_node_a_year_ahead_stops_coordinating_writes_and_drags_no_clock_with_i
     // The grace period must outlast every hint and repair of the delete (as in production, where
     // it is a day): under a loaded test machine a replica's apply can take seconds, and a
     // tombstone purged before the slow replica has it would let anti-entropy bring the value back.
-    let mut c = Cluster::start_full(2, &["--tombstone-grace", "4s"], "60s").await;
+    let mut c = Cluster::start_full(2, &["--tombstone-grace", "4s", "--hint-max-age", "3s"], "60s").await;
     let ahead = clock("+365d");
     let env: Vec<(&str, &str)> = ahead.iter().map(|(k, v)| (*k, v.as_str())).collect();
     c.add_node_with_env(&env);
