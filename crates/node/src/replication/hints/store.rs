@@ -155,22 +155,31 @@ impl Hints {
         }
         g.total += 1;
         g.bytes += hint.bytes();
-        let max_count = self.max_count;
-        let inner = &mut *g;
-        if let Some(unsaved) = &mut inner.unsaved {
-            if unsaved.len() < max_count {
-                inner.unsaved_bytes += hint.bytes() + SAVED_OVERHEAD;
-                unsaved.push((target, Hint { kv: hint.kv.clone(), at: hint.at }));
-            } else {
-                (inner.unsaved, inner.unsaved_bytes) = (None, 0);
-            }
-        }
         g.by_target.entry(target).or_default().push_back(hint);
-        let emptied = self.evict_oldest(&mut g);
+        // The new hint is the last of its queue: the queue was emptied only if it went too.
+        let kept = !self.evict_oldest(&mut g).contains(&target);
+        if kept {
+            self.note_unsaved(&mut g, target);
+        }
         drop(g);
         self.added.notify_one();
-        // The new hint is the last of its queue: the queue was emptied only if it went too.
-        !emptied.contains(&target)
+        kept
+    }
+
+    /// Add the hint just kept for `target` (the last of its queue) to those the next save
+    /// appends; past what the store itself may hold, the next save writes the file whole
+    /// instead, so the list stays bounded as the store is.
+    fn note_unsaved(&self, g: &mut Inner, target: NodeId) {
+        let Inner { unsaved, unsaved_bytes, by_target, .. } = g;
+        let (Some(list), Some(hint)) = (unsaved.as_mut(), by_target.get(&target).and_then(|q| q.back())) else {
+            return;
+        };
+        if list.len() < self.max_count && *unsaved_bytes + hint.bytes() <= self.max_bytes {
+            *unsaved_bytes += hint.bytes() + SAVED_OVERHEAD;
+            list.push((target, Hint { kv: hint.kv.clone(), at: hint.at }));
+        } else {
+            (*unsaved, *unsaved_bytes) = (None, 0);
+        }
     }
 
     /// Until a hint is kept: returns at once when one was kept since the last call returned.
@@ -415,10 +424,42 @@ mod tests {
         assert_eq!(h.delivered(NodeId(1)), 0, "nothing out any more");
     }
 
+    /// A file written whole while a batch was out holds that batch after the rest, though it is
+    /// older: restored, each queue is oldest first again, so the bounds drop the oldest.
+    #[test]
+    fn restored_hints_are_oldest_first_whatever_the_files_order() {
+        let h = Hints::new(2, Duration::from_secs(1000));
+        let now_ms = wall_ms();
+        let saved = |k: &'static str, ago_ms: u64| SavedHint { target: 1, at_ms: now_ms - ago_ms, kv: kv(k) };
+        restore(&h, vec![saved("newer", 3_000), saved("older", 10_000)]);
+        assert!(h.add(NodeId(1), kv("new"), Instant::now()));
+        let keys: Vec<_> = h.take(NodeId(1), 10, Instant::now()).into_iter().map(|kv| kv.key).collect();
+        assert_eq!(keys, vec![Bytes::from_static(b"newer"), Bytes::from_static(b"new")], "the older went");
+    }
+
     fn big(k: &'static str, len: usize) -> KeyEntry {
         KeyEntry {
             key: Bytes::from_static(k.as_bytes()),
             entry: Entry::value(Version { ts: 1, node: 1 }, Bytes::from(vec![0; len])),
+        }
+    }
+
+    /// What the next save appends is bounded as the store is: past the byte bound the file is
+    /// written whole instead, with the pending hints alone (not those evicted meanwhile).
+    #[test]
+    fn the_hints_to_append_are_bounded_by_bytes_too() {
+        let t0 = Instant::now();
+        let h = Hints::new(100, Duration::from_secs(1000)).with_max_bytes(1000);
+        assert!(h.add(NodeId(1), big("a", 299), t0));
+        assert!(matches!(h.to_save(0), Save::Replace(s) if s.len() == 1), "the first save writes the file whole");
+        assert!(h.add(NodeId(1), big("b", 299), t0));
+        assert!(matches!(h.to_save(400), Save::Append(s) if s.len() == 1));
+        for k in ["c", "d", "e", "f"] {
+            assert!(h.add(NodeId(1), big(k, 299), t0));
+        }
+        match h.to_save(800) {
+            Save::Replace(s) => assert_eq!(s.len(), 3, "the pending hints, not the evicted ones"),
+            _ => panic!("1 200 bytes kept since the last save, over the bound: the file is written whole"),
         }
     }
 
@@ -471,8 +512,11 @@ pub fn wall_ms() -> u64 {
 
 /// Put saved hints back in the store, with the age they had; the file is written whole at the
 /// next save (it may hold hints delivered since it was last written whole).
-pub fn restore(hints: &Hints, saved: Vec<SavedHint>) {
+pub fn restore(hints: &Hints, mut saved: Vec<SavedHint>) {
     let (now, now_ms) = (Instant::now(), wall_ms());
+    // Oldest first, as each target's queue must be (the bounds drop from its front): a file
+    // written whole holds the hints out for delivery after the rest, though they are older.
+    saved.sort_by_key(|h| h.at_ms);
     for h in saved {
         let age = Duration::from_millis(now_ms.saturating_sub(h.at_ms));
         hints.add(NodeId(h.target), h.kv, now.checked_sub(age).unwrap_or(now));
