@@ -291,6 +291,18 @@ async fn killed_during_its_leave(node_ttl: &str, prefix: &str) -> (Cluster, Vec<
     (c, data)
 }
 
+/// [`killed_during_its_leave`] with a TTL of 2 s, once the seed expired the leaver: also its
+/// address.
+async fn killed_during_its_leave_and_expired(prefix: &str) -> (Cluster, Vec<(String, String)>, String) {
+    let (c, data) = killed_during_its_leave("2s", prefix).await;
+    let addr = c.nodes[LEAVER].addr.clone();
+    eventually(Duration::from_secs(10), "the seed to expire the killed leaver", || async {
+        seed_state(&c, &addr).await.is_none().then_some(())
+    })
+    .await;
+    (c, data, addr)
+}
+
 /// A durable node killed during its leave and started again before the seed's TTL is still
 /// `leaving` at the seed, which would never make it normal again: it finishes the leave and
 /// exits, rather than joining and holding its ranges for good beside their new owners (as it
@@ -318,13 +330,8 @@ async fn a_node_killed_during_its_leave_finishes_it_when_started_again() {
 /// length of its hand-off (held up here by a paused receiver, so the test sees it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_during_its_leave_and_expired_finishes_it_without_coming_back() {
-    let (mut c, data) = killed_during_its_leave("2s", "le_").await;
+    let (mut c, data, addr) = killed_during_its_leave_and_expired("le_").await;
     let leaver = LEAVER;
-    let addr = c.nodes[leaver].addr.clone();
-    eventually(Duration::from_secs(10), "the seed to expire the killed leaver", || async {
-        seed_state(&c, &addr).await.is_none().then_some(())
-    })
-    .await;
 
     // A paused receiver holds the restarted leaver's hand-off up: for that long, the seed must
     // not list it.
@@ -353,13 +360,8 @@ async fn a_node_killed_during_its_leave_and_expired_finishes_it_without_coming_b
 /// then a `kill` of the same node a minute later).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_stopped_after_its_leave_ended_does_not_come_back_as_a_member() {
-    let (mut c, data) = killed_during_its_leave("2s", "la_").await;
+    let (mut c, data, addr) = killed_during_its_leave_and_expired("la_").await;
     let leaver = LEAVER;
-    let addr = c.nodes[leaver].addr.clone();
-    eventually(Duration::from_secs(10), "the seed to drop the killed leaver", || async {
-        seed_state(&c, &addr).await.is_none().then_some(())
-    })
-    .await;
     // What a kill between the seed's removal and the node's own record of it leaves behind: the
     // mark of the leave, and a last view in which the node is no member.
     let view_file = c.data_dir(leaver).join("view.json");
