@@ -126,6 +126,27 @@ async fn hints_outlive_a_crash_of_the_node_that_kept_them() {
     .await;
 }
 
+/// Hints are saved soon after they are kept, not at the next heartbeat: with 20 s heartbeats,
+/// the keeper's `hints.log` holds every hint within 10 s of the writes (in about a tenth of a
+/// second). Until 2026-12-06 the file was written once per heartbeat interval, so a crash lost
+/// up to an interval's hints (5 s by default); this test then waited for the first interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hints_are_saved_without_waiting_for_a_heartbeat() {
+    use dkv_node::life::hint_file;
+    let flags = ["--anti-entropy-interval", "0s", "--heartbeat-interval", "20s"];
+    let mut c = Cluster::start_durable(3, &flags, "60s").await;
+    let (keeper, down) = (0, 2);
+    c.kill_node(down).await;
+    let data = dataset("soon", 50);
+    write_all(&c, &[keeper], &data).await;
+    let file = c.data_dir(keeper).join(hint_file::FILE);
+    eventually(Duration::from_secs(10), "the keeper's hints log to hold a hint per write", || async {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        (hint_file::parse(&bytes).0.len() >= data.len()).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_every_node_and_the_seed_loses_no_acknowledged_write() {
     let mut c = Cluster::start_durable(3, &["--fsync", "always"], "5s").await;

@@ -4,12 +4,13 @@
 //!
 //! Why a log: a replica that is down while writes go on gets a hint for each of them, up to
 //! 100 000 (or 256 MiB) per coordinator. Writing them all at every save, as `hints.bin` was,
-//! costs a coordinator the whole set each heartbeat interval; appending costs what is new.
+//! costs a coordinator the whole set at each save; appending costs what is new.
 //!
 //! The file is a run of chunks, each `[length: u32 LE][hints as wire::encode writes them]`. A
 //! crash in the middle of an append leaves a torn chunk at the end: reading stops there and
-//! keeps the chunks before it (the hints of that last save are lost, as a crash loses those of
-//! the last interval anyway, and anti-entropy repairs what they carried). The file may hold hints
+//! keeps the chunks before it (the hints of that last save are lost, as a crash loses those kept
+//! since the last save anyway, and anti-entropy repairs what they carried). A save of more than
+//! [`CHUNK_BYTES`] is cut into several chunks, so that no length outgrows its 32 bits. The file may hold hints
 //! delivered or dropped since it was last written whole: restored, they are delivered again,
 //! which changes nothing (a hint is a versioned write), and the file is written whole at the
 //! first save after a start. `hints.bin`, the whole-set file of the release before, is read too,
@@ -76,12 +77,25 @@ fn chunks(bytes: &[u8], hints: &mut Vec<SavedHint>) -> (usize, usize) {
     (n, at)
 }
 
-/// One chunk of the log.
-fn chunk(hints: &[SavedHint]) -> Vec<u8> {
-    let body = wire::encode(&hints);
-    let mut out = Vec::with_capacity(4 + body.len());
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&body);
+/// Most key and value bytes in one chunk: far under what its 32-bit length can say, whatever
+/// `--max-hint-bytes` allows in all.
+const CHUNK_BYTES: usize = 64 << 20;
+
+/// `hints` as chunks of the log, each of about `max_bytes` of keys and values at most (or one
+/// hint, if larger).
+fn chunks_of(hints: &[SavedHint], max_bytes: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, h) in hints.iter().enumerate() {
+        bytes += h.kv.key.len() + h.kv.entry.value_len();
+        let next = hints.get(i + 1).map_or(0, |n| n.kv.key.len() + n.kv.entry.value_len());
+        if i + 1 == hints.len() || bytes + next > max_bytes {
+            let body = wire::encode(&&hints[start..=i]);
+            out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            out.extend_from_slice(&body);
+            (start, bytes) = (i + 1, 0);
+        }
+    }
     out
 }
 
@@ -95,12 +109,12 @@ pub fn write(dir: &DataDir, save: &Save, on_disk: &mut u64) -> io::Result<()> {
             *on_disk = 0;
         }
         Save::Append(new) => {
-            let bytes = chunk(new);
+            let bytes = chunks_of(new, CHUNK_BYTES);
             dir.append(FILE, &bytes)?;
             *on_disk += bytes.len() as u64;
         }
         Save::Replace(all) => {
-            let bytes = chunk(all);
+            let bytes = chunks_of(all, CHUNK_BYTES);
             dir.write(FILE, &bytes)?;
             dir.remove(OLD_FILE)?;
             *on_disk = bytes.len() as u64;
@@ -190,6 +204,19 @@ mod tests {
         assert_eq!(save(&dir, &again, &mut on_disk), "append", "a new file, from its first hint");
         assert_eq!(keys(&read_all(&dir)), vec!["later".to_string()]);
         std::fs::remove_dir_all(dir.path()).unwrap();
+    }
+
+    /// A save larger than a chunk's bound is cut into several chunks, read back as one run.
+    #[test]
+    fn a_large_save_is_cut_into_chunks() {
+        let hints: Vec<_> = (0..10).map(|i| SavedHint { target: 1, at_ms: 1, kv: kv(format!("k{i}")) }).collect();
+        // 102 or 103 bytes of key and value each: 3 to a chunk of at most 310.
+        let bytes = chunks_of(&hints, 310);
+        let mut read = Vec::new();
+        assert_eq!(chunks(&bytes, &mut read), (4, bytes.len()), "chunks of 3, 3, 3 and 1");
+        assert_eq!(keys(&read), keys(&hints));
+        let one = chunks_of(&hints, 50);
+        assert_eq!(chunks(&one, &mut Vec::new()).0, 10, "a hint over the bound alone in its chunk");
     }
 
     fn read_all(dir: &DataDir) -> Vec<SavedHint> {

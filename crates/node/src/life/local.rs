@@ -227,29 +227,33 @@ impl Local {
     }
 
     /// What saving `hints` now would write (see [`Save`]); counted as saved once asked. Cheap:
-    /// the saver asks every heartbeat interval, and writes only when there is something.
+    /// the saver asks after hints changed, and writes only when there is something.
     pub fn hints_to_save(&self, hints: &Hints) -> Save {
         hints.to_save(*self.hint_bytes.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Write `save`, from [`Local::hints_to_save`]. Blocking. If it fails, the next save
+    /// Write `save`, from [`Local::hints_to_save`]. Blocking. If it fails (false), the next save
     /// writes every pending hint.
-    pub fn write_hints(&self, save: &Save, hints: &Hints) {
+    pub fn write_hints(&self, save: &Save, hints: &Hints) -> bool {
         let mut on_disk = self.hint_bytes.lock().unwrap_or_else(|e| e.into_inner());
         let dir = self.dir();
-        if let Err(e) = hint_file::write(&dir, save, &mut on_disk) {
-            hints.save_whole();
-            tracing::warn!(
-                "saving pending hints in {}: {e}; tried again whole at the next heartbeat interval",
-                dir.path().display()
-            );
+        match hint_file::write(&dir, save, &mut on_disk) {
+            Ok(()) => true,
+            Err(e) => {
+                hints.save_whole();
+                tracing::warn!(
+                    "saving pending hints in {}: {e}; tried again whole in a heartbeat interval",
+                    dir.path().display()
+                );
+                false
+            }
         }
     }
 
     /// Save what is new of `hints` now (at shutdown). Blocking.
     pub fn save_hints(&self, hints: &Hints) {
         let save = self.hints_to_save(hints);
-        self.write_hints(&save, hints);
+        let _ = self.write_hints(&save, hints);
     }
 
     /// The node begins to leave: recorded before the seed hears of it, in the directory's own

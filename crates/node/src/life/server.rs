@@ -240,30 +240,44 @@ pub async fn run(
     Ok(())
 }
 
-/// Save what is new of the pending hints, once per heartbeat interval (see `life/hint_file.rs`):
-/// what to write is decided here, and written by a blocking thread only when there is
-/// something, so an idle node wakes no thread for it and a large write holds no runtime worker.
+/// How long the hints file's saver gathers changes before it saves them: what a crash of the
+/// node can lose of its hints (anti-entropy repairs what they would have carried).
+const HINT_SAVE_DELAY: Duration = Duration::from_millis(100);
+
+/// Save what is new of the pending hints (see `life/hint_file.rs`) within [`HINT_SAVE_DELAY`] of
+/// a hint kept or delivered: what to write is decided here, and written by a blocking thread
+/// only when there is something, so a node with no hints moving sleeps, and a large write holds
+/// no runtime worker. (Until 2026-12-06 it saved once per heartbeat interval, and woke for it
+/// with nothing to save: a crash lost up to an interval's hints, 5 s by default.)
 async fn save_hints_loop(node: Node, mut stop: watch::Receiver<bool>) {
     if node.local.is_none() {
         return;
     }
+    let delay = HINT_SAVE_DELAY.min(node.config.heartbeat_interval);
+    let mut failed = false;
     loop {
+        // After a failed write, again in a heartbeat interval whether or not hints changed.
+        if !failed {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = node.hints.changed() => {}
+            }
+        }
+        let wait = if failed { node.config.heartbeat_interval } else { delay };
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(node.config.heartbeat_interval) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         let Some(local) = &node.local else { return };
         let save = local.hints_to_save(&node.hints);
         if matches!(save, Save::Nothing) {
+            failed = false;
             continue;
         }
         let node = node.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Some(local) = &node.local {
-                local.write_hints(&save, &node.hints);
-            }
-        })
-        .await;
+        let written =
+            tokio::task::spawn_blocking(move || node.local.as_ref().is_none_or(|l| l.write_hints(&save, &node.hints)));
+        failed = !written.await.unwrap_or(false);
     }
 }
 

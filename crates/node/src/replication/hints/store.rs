@@ -115,6 +115,9 @@ pub struct Hints {
     inner: Mutex<Inner>,
     /// Woken by every hint kept, so delivery sleeps while there is none (see [`Hints::kept`]).
     added: tokio::sync::Notify,
+    /// Woken by every hint kept or delivered, so the saver sleeps while nothing changed (see
+    /// [`Hints::changed`]).
+    changes: tokio::sync::Notify,
     max_count: usize,
     max_bytes: usize,
     max_age: Duration,
@@ -125,6 +128,7 @@ impl Hints {
         Hints {
             inner: Mutex::default(),
             added: tokio::sync::Notify::new(),
+            changes: tokio::sync::Notify::new(),
             max_count,
             max_bytes: DEFAULT_MAX_BYTES,
             max_age,
@@ -163,6 +167,7 @@ impl Hints {
         }
         drop(g);
         self.added.notify_one();
+        self.changes.notify_one();
         kept
     }
 
@@ -185,6 +190,12 @@ impl Hints {
     /// Until a hint is kept: returns at once when one was kept since the last call returned.
     pub async fn kept(&self) {
         self.added.notified().await
+    }
+
+    /// Until a hint is kept or delivered: returns at once when one was since the last call
+    /// returned. What the hints file's saver waits for.
+    pub async fn changed(&self) {
+        self.changes.notified().await
     }
 
     /// Drop the oldest hints, whoever they are for, until the store is under its bounds. Hints
@@ -246,8 +257,11 @@ impl Hints {
 
     /// The hints out for `target` were delivered: forget them. Returns how many there were.
     pub fn delivered(&self, target: NodeId) -> usize {
-        let mut g = self.lock();
-        g.take_out(target).len()
+        let n = self.lock().take_out(target).len();
+        if n > 0 {
+            self.changes.notify_one();
+        }
+        n
     }
 
     /// The delivery of the hints out for `target` failed: back at the front of its queue, with
