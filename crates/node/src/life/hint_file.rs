@@ -10,11 +10,11 @@
 //! crash in the middle of an append leaves a torn chunk at the end: reading stops there and
 //! keeps the chunks before it (the hints of that last save are lost, as a crash loses those kept
 //! since the last save anyway, and anti-entropy repairs what they carried). A save of more than
-//! [`CHUNK_BYTES`] is cut into several chunks, so that no length outgrows its 32 bits. The file may hold hints
-//! delivered or dropped since it was last written whole: restored, they are delivered again,
-//! which changes nothing (a hint is a versioned write), and the file is written whole at the
-//! first save after a start. `hints.bin`, the whole-set file of the release before, is read too,
-//! and removed once the log is written.
+//! [`CHUNK_BYTES`] is cut into several chunks, so that no length outgrows its 32 bits. The file
+//! may hold hints delivered or dropped since it was last written whole: restored, they are
+//! delivered again, which changes nothing (a hint is a versioned write), and the file is written
+//! whole at the first save after a start. `hints.bin`, the whole-set file of the release
+//! before, is read too, and removed once the log is written.
 
 use std::io;
 

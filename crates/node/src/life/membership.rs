@@ -40,8 +40,8 @@ use crate::transport::wire::{Kind, RefreshRequest};
 
 /// Register, retrying until the seed answers: as a new node, or — with an identity from the data
 /// directory — as the node we were, with our tokens, our last state and the last view we knew
-/// (which a seed that restarted too rebuilds the membership from); `leaving` when it stopped during
-/// its leave, whatever that view says. A refusal that retrying cannot
+/// (which a seed that restarted too rebuilds the membership from). The state is `leaving` when
+/// the node stopped during its leave, whatever that view says. A refusal that retrying cannot
 /// fix (another cluster's seed, a malformed request) is an error.
 pub async fn register_until_accepted(
     peers: &Peers,

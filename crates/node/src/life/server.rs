@@ -257,13 +257,13 @@ async fn save_hints_loop(node: Node, mut stop: watch::Receiver<bool>) {
     let mut failed = false;
     loop {
         // After a failed write, again in a heartbeat interval whether or not hints changed.
-        if !failed {
-            tokio::select! {
+        let wait = match failed {
+            true => node.config.heartbeat_interval,
+            false => tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
-                _ = node.hints.changed() => {}
-            }
-        }
-        let wait = if failed { node.config.heartbeat_interval } else { delay };
+                _ = node.hints.changed() => delay,
+            },
+        };
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(wait) => {}
