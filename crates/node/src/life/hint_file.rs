@@ -84,12 +84,12 @@ const CHUNK_BYTES: usize = 64 << 20;
 /// `hints` as chunks of the log, each of about `max_bytes` of keys and values at most (or one
 /// hint, if larger).
 fn chunks_of(hints: &[SavedHint], max_bytes: usize) -> Vec<u8> {
+    let size = |h: &SavedHint| h.kv.key.len() + h.kv.entry.value_len();
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, h) in hints.iter().enumerate() {
-        bytes += h.kv.key.len() + h.kv.entry.value_len();
-        let next = hints.get(i + 1).map_or(0, |n| n.kv.key.len() + n.kv.entry.value_len());
-        if i + 1 == hints.len() || bytes + next > max_bytes {
+        bytes += size(h);
+        if hints.get(i + 1).is_none_or(|next| bytes + size(next) > max_bytes) {
             let body = wire::encode(&&hints[start..=i]);
             out.extend_from_slice(&(body.len() as u32).to_le_bytes());
             out.extend_from_slice(&body);
