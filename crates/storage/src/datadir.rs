@@ -194,8 +194,6 @@ impl DataDir {
         Ok(())
     }
 
-    /// Record that this node left the cluster: its identity is dropped now and its data at the
-    /// next open.
     /// Record that the node began to leave (see [`Meta`]'s `leaving`), before it tells anyone.
     pub fn mark_leaving(&mut self) -> io::Result<()> {
         if self.meta.leaving {
@@ -212,6 +210,8 @@ impl DataDir {
         self.meta.leaving && !self.meta.left
     }
 
+    /// Record that this node left the cluster: its identity is dropped now and its data at the
+    /// next open.
     pub fn mark_left(&mut self) -> io::Result<()> {
         let meta = Meta { id: None, tokens: None, left: true, leaving: false, ..self.meta.clone() };
         write_atomic(&self.path, META, &to_json(&meta))?;
@@ -256,10 +256,15 @@ impl DataDir {
         }
     }
 
+    /// Remove a state file, durably: once this returns, a crash cannot bring it back. A file
+    /// that is already gone is not an error. Files are removed to retract what they said (a
+    /// settled stop already used, hints delivered, a record that could not be rewritten), so a
+    /// removal that a crash undid would say it again.
     pub fn remove(&self, name: &str) -> io::Result<()> {
         match fs::remove_file(self.path.join(name)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+            Ok(()) => File::open(&self.path)?.sync_all(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }

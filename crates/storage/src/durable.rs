@@ -200,6 +200,8 @@ impl Engine for DurableEngine {
     }
 
     fn apply(&self, hash: u64, key: &[u8], entry: Entry) -> StorageResult<Applied> {
+        // Also the store's own bound: its journal records a key's length in 16 bits.
+        crate::engine::check_key(key)?;
         let sk = store_key(hash, key);
         let _stripe = self.stripe(hash);
         let old = self.read(&sk)?;

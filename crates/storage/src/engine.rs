@@ -28,6 +28,19 @@ pub struct StorageError(pub String);
 
 pub type StorageResult<T> = Result<T, StorageError>;
 
+/// Refuse a key over [`crate::MAX_KEY_BYTES`]: every engine checks it before it stores, so a key
+/// no front end would take (one from a peer, say) is refused rather than stored wrong.
+pub(crate) fn check_key(key: &[u8]) -> StorageResult<()> {
+    if key.len() > crate::MAX_KEY_BYTES {
+        return Err(StorageError(format!(
+            "a key of {} bytes is over the limit of {} bytes",
+            key.len(),
+            crate::MAX_KEY_BYTES
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineStats {
     /// Keys with a live value (tombstones not counted).
@@ -275,6 +288,18 @@ pub(crate) mod contract {
     /// Pages bounded by bytes (a larger entry alone), resuming where they stopped, in order;
     /// versions alone walk the same entries.
     pub fn byte_bounded_scans(e: &dyn Engine) {
+        // A key over the limit is refused, and nothing stored.
+        let long = vec![b'k'; crate::MAX_KEY_BYTES + 1];
+        let err = e.apply(5, &long, Entry::value(v(1), "x".into())).unwrap_err();
+        assert!(err.0.contains("over the limit"), "{err}");
+        assert_eq!(e.get(5, &long).unwrap(), None);
+        assert!(e.apply(5, &long[1..], Entry::value(v(1), "x".into())).is_ok(), "a key at the limit is stored");
+        assert!(e.remove_if(5, &long[1..], v(1)).unwrap());
+        // An empty range, its start past its end (a peer may ask for one): nothing, no panic.
+        let past = Cursor { hash: u64::MAX, key: Bytes::new() };
+        let mut page = Vec::new();
+        assert_eq!(e.scan_where(Some(&past), 0, 10, usize::MAX, &mut |_| true, &mut page).unwrap(), None);
+        assert!(page.is_empty());
         let sizes = [10usize, 10, 100, 10, 1000, 10, 10, 50, 10, 10, 0];
         for (i, &len) in sizes.iter().enumerate() {
             let entry =

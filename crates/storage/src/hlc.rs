@@ -45,8 +45,11 @@ impl Hlc {
     }
 
     /// The smallest timestamp of wall-clock millisecond `ms` (to compare versions with times).
+    /// A millisecond past what a timestamp holds (from 2^48 ms, the year 10889: deadlines such as
+    /// `PXAT 9223372036854775807` are that far) saturates to the last timestamp rather than wrap
+    /// round to one long past, which would make a value that never expires look long dead.
     pub fn ts_at_ms(ms: u64) -> u64 {
-        ms << COUNTER_BITS
+        ms.saturating_mul(1 << COUNTER_BITS)
     }
 
     /// The wall-clock milliseconds of a timestamp.

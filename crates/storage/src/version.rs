@@ -132,4 +132,17 @@ mod tests {
         assert_eq!(Entry::tombstone(Version { ts: at(100), node: 1 }).dead_since(), Some(at(100)));
         assert_eq!(Entry::value(Version { ts: at(100), node: 1 }, Bytes::new()).dead_since(), None);
     }
+
+    /// Deadlines a client may give reach `i64::MAX` ms, past what a timestamp holds: such a value
+    /// is dead far in the future, not at a wrapped-round time long past.
+    #[test]
+    fn a_deadline_past_the_clocks_range_is_never_dead() {
+        let at = |ms| crate::Hlc::ts_at_ms(ms);
+        for deadline in [i64::MAX as u64, (1 << 48) - 1, 1 << 48, u64::MAX] {
+            let e = Entry::expiring(Version { ts: at(100), node: 1 }, Bytes::from_static(b"a"), Some(deadline));
+            assert_eq!(e.dead_since(), Some(u64::MAX), "deadline {deadline}");
+            assert_eq!(e.expired().dead_since(), Some(u64::MAX), "deadline {deadline}");
+        }
+        assert!(at(1 << 47) < at((1 << 48) - 2), "within the range, times keep their order");
+    }
 }

@@ -257,6 +257,21 @@ mod tests {
         assert_eq!(testing::local(a, b"none"), None, "nothing stored where nothing lived");
     }
 
+    /// A value written long ago with a deadline at the end of the range a client may give
+    /// (`PXAT 9223372036854775807`) is live: a move, a hint or anti-entropy must store it, not
+    /// take it for one dead since a wrapped-round time and drop it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_value_that_expires_at_the_end_of_time_is_stored_however_old() {
+        let nodes = testing::cluster(&[NodeState::Normal], testing::config()).await;
+        let a = &nodes[0];
+        let long_ago = a.hlc.wall_ms() - 2 * a.config.tombstone_grace.as_millis() as u64;
+        let version = Version { ts: Hlc::ts_at_ms(long_ago), node: 1 };
+        let entry = Entry::expiring(version, "v".into(), Some(i64::MAX as u64));
+        let kv = KeyEntry { key: "forever".into(), entry: entry.clone() };
+        assert_eq!(a.apply_local(vec![kv]).await.unwrap(), 1);
+        assert_eq!(testing::local(a, b"forever"), Some(entry));
+    }
+
     /// While this node's clock is off, grace periods are counted by the cluster's clock: a node a
     /// year ahead keeps a fresh delete, as the others do.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

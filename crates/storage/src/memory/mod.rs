@@ -33,7 +33,7 @@ use std::sync::RwLock;
 
 use bytes::Bytes;
 
-use crate::engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, KeyVersion, StorageError, StorageResult};
+use crate::engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, KeyVersion, StorageResult};
 use crate::index::Index;
 use crate::{Digests, Entry, Version};
 
@@ -134,13 +134,7 @@ impl Engine for MemoryEngine {
     }
 
     fn apply(&self, hash: u64, key: &[u8], entry: Entry) -> StorageResult<Applied> {
-        if key.len() > crate::MAX_KEY_BYTES {
-            return Err(StorageError(format!(
-                "a key of {} bytes is over the limit of {} bytes",
-                key.len(),
-                crate::MAX_KEY_BYTES
-            )));
-        }
+        crate::engine::check_key(key)?;
         let applied = self.apply_infallible(hash, key, &entry);
         if applied == Applied::Stored {
             self.changed();
@@ -373,6 +367,10 @@ impl MemoryEngine {
     ) -> Option<Cursor> {
         let cursor = |hash, record: &Record| Cursor { hash, key: Bytes::copy_from_slice(record.key()) };
         let first_shard = start.map_or(0, |c| shard_of(c.hash));
+        if start.is_some_and(|c| c.hash > end_hash) {
+            // An empty range (a peer's request may ask for one): nothing to walk.
+            return None;
+        }
         let mut looked = 0;
         // The last record looked at in an earlier shard (copied once per shard, not per record).
         let mut before: Option<Cursor> = None;
