@@ -39,6 +39,13 @@ async fn redis_cli_through_different_nodes_and_every_supported_command() {
     assert_eq!(redis_cli(&r[0], &["MGET", "d", "e"]), "2\n1", "the last value of a key given twice");
     assert_eq!(redis_cli(&r[1], &["EXISTS", "d", "d", "e"]), "3", "counted as often as named");
     assert_eq!(redis_cli(&r[1], &["DEL", "d", "d", "e"]), "2", "deleted once");
+    // A bad key or value refuses a multi-key write whole: nothing of it is applied.
+    assert!(redis_cli(&r[0], &["MSET", "x", "1", "", "2"]).contains("empty key"));
+    assert_eq!(redis_cli(&r[1], &["EXISTS", "x"]), "0", "no part of a refused MSET is written");
+    assert_eq!(redis_cli(&r[2], &["SET", "y", "1"]), "OK");
+    assert!(redis_cli(&r[0], &["DEL", "y", ""]).contains("empty key"));
+    assert_eq!(redis_cli(&r[1], &["EXISTS", "y"]), "1", "no key of a refused DEL is deleted");
+    assert_eq!(redis_cli(&r[2], &["DEL", "y"]), "1");
     // 300 keys over the three nodes, each with its number as its value.
     let (keys, values): (Vec<String>, Vec<String>) = (0..300).map(|i| (format!("many:{i}"), i.to_string())).unzip();
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();

@@ -141,22 +141,28 @@ impl Node {
     }
 
     fn check(&self, req: &KeyRequest) -> Result<(), NodeError> {
+        self.check_parts(req.op, &req.key, req.value.as_ref())
+    }
+
+    /// Whether a request of `op` on `key` (with `value`) would be refused before it ran, and why:
+    /// what a command over many keys checks of all of them before it changes any.
+    pub(crate) fn check_parts(&self, op: Op, key: &[u8], value: Option<&Bytes>) -> Result<(), NodeError> {
         let max_key = self.config.max_key_bytes;
-        if req.key.is_empty() {
+        if key.is_empty() {
             return Err(NodeError::BadRequest("empty key: keys must be at least one byte".into()));
         }
-        if req.key.len() > max_key {
+        if key.len() > max_key {
             return Err(NodeError::TooLarge(format!(
                 "key of {} bytes is over the limit of {max_key} bytes",
-                req.key.len()
+                key.len()
             )));
         }
         let max_value = self.config.max_value_bytes;
-        match &req.value {
+        match value {
             Some(v) if v.len() > max_value => {
                 Err(NodeError::TooLarge(format!("value larger than the limit of {max_value} bytes")))
             }
-            None if req.op == Op::Put => Err(NodeError::BadRequest("a put needs a value".into())),
+            None if op == Op::Put => Err(NodeError::BadRequest("a put needs a value".into())),
             _ => Ok(()),
         }
     }

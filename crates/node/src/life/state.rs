@@ -267,6 +267,15 @@ impl Node {
                 && self.settled_views.complete_for_all(self.me, hashes))
     }
 
+    /// Run `read` of the keys `hashes` and say whether what it read is complete: complete before
+    /// the read and still after it. Asked only after, a round that ended in between (the key
+    /// copied in just after the read found it absent) would vouch for an answer read before it.
+    pub fn read_complete<T>(&self, hashes: &[u64], read: impl FnOnce() -> T) -> (T, bool) {
+        let before = self.settled_for_all(hashes);
+        let out = read();
+        (out, before && self.settled_for_all(hashes))
+    }
+
     /// An anti-entropy round with every peer ended under `topo`. The first time under a view,
     /// a node that syncs every write before acknowledging it (`--fsync always`) records that view
     /// in its data directory: killed and started again under it, it is settled at once (see
@@ -290,6 +299,17 @@ impl Node {
     /// its join, or it is the first member of a new cluster (see `replication/settled.rs`).
     pub fn mark_complete(&self) {
         self.settled_views.complete_now();
+    }
+
+    /// A join begins to copy this node's ranges, under the current view.
+    pub fn join_began(&self) {
+        self.settled_views.join_began();
+    }
+
+    /// The join copied every range: answers are complete for the keys this node replicated in
+    /// the view the copies began under and in every view since (see `replication/settled.rs`).
+    pub fn joined(&self) {
+        self.settled_views.joined();
     }
 
     /// This node was sent back to joining: none of its answers is complete until a round.

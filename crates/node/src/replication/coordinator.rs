@@ -88,9 +88,13 @@ impl Node {
         if w.is_none() {
             let _writes = self.fence.enter();
             if self.with_topology(|t| t.sole_replica(hash)) == Some(self.me) {
-                // One copy, nothing moving: no fan-out machinery on the hot path.
-                self.apply_one(hash, kv).await?;
-                return Ok(());
+                // One copy, nothing moving: no fan-out machinery on the hot path. A fresh version
+                // is not stored only below one held (stamped by a clock ahead of this one, or
+                // before a restart on a clock since stepped back): the write goes the replicated
+                // way, which stamps it above the one held, rather than be acknowledged and lost.
+                if self.apply_one(hash, kv.clone()).await? {
+                    return Ok(());
+                }
             }
         }
         Box::pin(self.write_to_replicas(hash, kv, w)).await
@@ -328,8 +332,9 @@ impl Node {
     ) -> Result<ReadResponse<S>, PeerError> {
         if id == self.me {
             let hash = key_hash(&key);
-            return match self.engine.get(hash, &key) {
-                Ok(entry) => Ok(ReadResponse { entry: entry.map(S::of), settled: self.settled_for(hash) }),
+            let (read, settled) = self.read_complete(&[hash], || self.engine.get(hash, &key));
+            return match read {
+                Ok(entry) => Ok(ReadResponse { entry: entry.map(S::of), settled }),
                 Err(e) => Err(PeerError::Refused { addr: "this node".into(), status: 500, message: e.to_string() }),
             };
         }
@@ -388,6 +393,31 @@ mod tests {
         assert!(clock < a.hlc.wall_ms() + year / 2, "the clock stays near the wall clock, not a year ahead");
         assert_eq!(testing::local(b, b"far"), Some(far), "the version ahead stays");
         assert_eq!(a.stats.restamped.load(std::sync::atomic::Ordering::Relaxed), 0, "nothing re-stamped");
+    }
+
+    /// The sole replica of a key holds a version above this node's clock: one within
+    /// --max-clock-offset ahead, or one from before a restart on a clock since stepped back. A
+    /// write through the one-copy path is stamped above it and stored, not acknowledged and
+    /// dropped as older; one a year ahead is refused, as on the replicated path.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sole_replica_holding_a_newer_version_does_not_drop_a_write_it_acknowledges() {
+        let nodes = testing::cluster(&[NodeState::Normal], testing::config()).await;
+        let a = &nodes[0];
+        let hash = dkv_placement::key_hash(b"k");
+        assert_eq!(a.with_topology(|t| t.sole_replica(hash)), Some(a.me), "the one-copy path");
+        let ahead = Entry::value(Version { ts: Hlc::ts_at_ms(a.hlc.wall_ms() + 200), node: 2 }, "old".into());
+        testing::put_local(a, b"k", ahead.clone());
+        a.coordinate_write("k".into(), Some("new".into()), None, None).await.expect("written");
+        let held = testing::local(a, b"k").expect("held");
+        assert_eq!(held.value.as_deref(), Some(&b"new"[..]), "the acknowledged write is what the key holds");
+        assert!(held.version > ahead.version);
+
+        let year = 365 * 86_400_000;
+        let far = Entry::value(Version { ts: Hlc::ts_at_ms(a.hlc.wall_ms() + year), node: 2 }, "far".into());
+        testing::put_local(a, b"k", far.clone());
+        let err = a.coordinate_write("k".into(), Some("y".into()), None, None).await.unwrap_err();
+        assert!(matches!(err, NodeError::ClockAhead(_)), "{err:?}");
+        assert_eq!(testing::local(a, b"k"), Some(far));
     }
 
     /// A write answered at its quorum still reaches the replica that had not answered by then,
@@ -462,6 +492,20 @@ mod tests {
         for n in nodes.iter() {
             n.adopt(view.clone());
         }
+    }
+
+    /// A round that ends while a read runs vouches for nothing the read found before it ended:
+    /// the key it copied in may have been absent when the read looked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_round_that_ends_during_a_read_does_not_vouch_for_it() {
+        let (mut nodes, key, view) = a_key_node_4_gains_by_an_expiry().await;
+        let hash = dkv_placement::key_hash(key.as_bytes());
+        expire_node_1(&mut nodes, &view);
+        let gained = &nodes[2];
+        assert!(!gained.settled_for(hash), "node 4 gained the key by the expiry");
+        let (_, complete) = gained.read_complete(&[hash], || gained.mark_settled(&gained.topology()));
+        assert!(!complete, "the round ended during the read");
+        assert!(gained.read_complete(&[hash], || ()).1, "a read after the round is complete");
     }
 
     /// The seed expired node 1. Node 4, next on the ring, replicates its keys from then on, with

@@ -108,6 +108,10 @@ pub async fn join(node: Node, mut stop: watch::Receiver<bool>) {
 /// Copy this joining node's future ranges from every holder, tell the seed, become `normal`.
 async fn copy_ranges_then_serve(node: Node, mut stop: watch::Receiver<bool>) {
     let mut done: Vec<NodeId> = Vec::new();
+    // Holders are asked once each, under the view of the moment; ranges this node gains later
+    // (a member expired meanwhile) come with its first anti-entropy round, and until then its
+    // answers for them are not complete.
+    node.join_began();
     let started = tokio::time::Instant::now();
     let moving = node.moves.begin(MoveKind::Join, None, None);
     let mut failed_rounds: u32 = 0;
@@ -191,7 +195,7 @@ async fn copy_ranges_then_serve(node: Node, mut stop: watch::Receiver<bool>) {
     if !node.change_life(Life::Joining, Life::Normal) {
         return; // a leave began while the seed took the ready
     }
-    node.mark_complete();
+    node.joined();
     let (keys, bytes) = moving.so_far();
     moving.plan(Some(keys), Some(bytes));
     moving.progress(1.0, 1.0);

@@ -18,9 +18,10 @@
 //! injection, `scripts/nemesis.py`, with a partition on top of an expiry).
 //!
 //! So a node keeps the views it adopted since the one from which it is complete, a few at most:
-//! the view of its last full round, the view in which it finished its join (it copied its ranges
-//! then, and received their writes while it copied), or, for the first member of a new cluster,
-//! the view it started with. A view dropped from the few, a restart on a data directory, or being sent
+//! the view of its last full round, the view its join began its copies under (it copied its
+//! ranges of that view, and received their writes while it copied; a range it gained during the
+//! join, from a member expired meanwhile, waits for its first round), or, for the first member
+//! of a new cluster, the view it started with. A view dropped from the few, a restart on a data directory, or being sent
 //! back to joining mean "not complete" until the next round settles: the answer is then weak, and
 //! the read asks the other replicas as well. (A node that stopped cleanly while settled and
 //! starts again under the same view is settled at once: see `life/local.rs`.) Without the join's base, every answer of a cluster
@@ -45,13 +46,19 @@ const KEPT: usize = 16;
 struct Chain {
     views: VecDeque<Arc<Topology>>,
     /// Index in `views` of the view the node is complete from (its last full round's, its
-    /// join's end, or its start as a new cluster's first member), if it has one.
+    /// join's start once the join ended, or its start as a new cluster's first member), if it
+    /// has one.
     settled: Option<usize>,
+    /// While the node joins: index in `views` of the view its join started under. Its copies
+    /// hold every key it replicated in that view and in every view since (it received their
+    /// writes while it copied), but not a key it gained in a later one: a member expired
+    /// meanwhile handed nothing over, and a holder already copied from is not asked again.
+    join_base: Option<usize>,
 }
 
 impl Chain {
     fn adopted(&mut self, topo: Arc<Topology>) {
-        if self.settled.is_none() {
+        if self.settled.is_none() && self.join_base.is_none() {
             // Nothing to check against: only the newest view matters, for a round that ends
             // under it. (A node that never settles, a member being down for good, holds one.)
             self.views.clear();
@@ -60,6 +67,7 @@ impl Chain {
         if self.views.len() > KEPT {
             self.views.pop_front();
             self.settled = self.settled.and_then(|i| i.checked_sub(1));
+            self.join_base = self.join_base.and_then(|i| i.checked_sub(1));
         }
     }
 
@@ -70,11 +78,25 @@ impl Chain {
         if let Some(i) = self.views.iter().rposition(|v| Arc::ptr_eq(v, topo)) {
             self.views.drain(..i);
             self.settled = Some(0);
+            self.join_base = self.join_base.map(|b| b.saturating_sub(i));
         }
     }
 
-    /// The node holds every acknowledged write of its ranges in the newest view: it just copied
-    /// them (a join's end), or there were none (the first member of a new cluster).
+    /// A join begins its copies under the newest view.
+    fn join_began(&mut self) {
+        self.join_base = Some(self.views.len() - 1);
+    }
+
+    /// The join's copies ended: complete from the view they began under, if still kept (else
+    /// from none, until a round).
+    fn joined(&mut self) {
+        if let Some(base) = self.join_base.take() {
+            self.settled = Some(base);
+        }
+    }
+
+    /// The node holds every acknowledged write of its ranges in the newest view: there were
+    /// none (the first member of a new cluster).
     fn complete_now(&mut self) {
         let last = self.views.len() - 1;
         self.views.drain(..last);
@@ -132,7 +154,21 @@ impl SettledViews {
     /// Nothing of this node is complete until its next round (sent back to joining: it missed
     /// writes while it was not a member).
     pub fn forget(&self) {
-        self.lock().settled = None;
+        let mut chain = self.lock();
+        chain.settled = None;
+        chain.join_base = None;
+    }
+
+    /// The node begins to copy its ranges for a join, under the newest view (see
+    /// [`Chain::join_base`]).
+    pub fn join_began(&self) {
+        self.lock().join_began();
+    }
+
+    /// The join's copies ended: the node is complete for the keys it replicated in the view
+    /// they began under and in every view since, not for ones it gained in between.
+    pub fn joined(&self) {
+        self.lock().joined();
     }
 
     /// Whether `me` holds every acknowledged write of `hash`, by the views alone (the caller
@@ -209,9 +245,37 @@ mod tests {
 
     /// Node 1 `joining` in a view of nodes 1 to 4 (N = 2), the others `normal`.
     fn joining(epoch: u64) -> Arc<Topology> {
-        let mut t = view(epoch, &[1, 2, 3, 4]).view.clone();
+        joining_among(epoch, &[1, 2, 3, 4])
+    }
+
+    /// Node 1 `joining` in a view of the members `ids` (node 1 first), the others `normal`.
+    fn joining_among(epoch: u64, ids: &[u64]) -> Arc<Topology> {
+        let mut t = view(epoch, ids).view.clone();
         t.nodes[0].state = NodeState::Joining;
         Arc::new(Topology::new(t, ME, 2))
+    }
+
+    /// Node 1 joins a cluster of 2 to 5; node 5 expires while it copies. Its keys were never
+    /// handed over, and the holders node 1 had copied from are not asked again: the ranges node 1
+    /// gained from it are not complete at the join's end, the ones it copied are.
+    #[test]
+    fn a_join_is_not_complete_for_ranges_gained_while_it_copied() {
+        let (began, expired, after) =
+            (joining_among(2, &[1, 2, 3, 4, 5]), joining_among(3, &[1, 2, 3, 4]), view(4, &[1, 2, 3, 4]));
+        let hashes = (0..4096u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mine = hashes.filter(|&h| after.is_read_replica(ME, h));
+        let (kept, gained): (Vec<u64>, Vec<u64>) = mine.partition(|&h| holds(&began, ME, h));
+        assert!(!gained.is_empty() && !kept.is_empty(), "node 5's expiry gives node 1 keys");
+        let chain = SettledViews::new(view(1, &[2, 3, 4, 5]));
+        chain.adopted(began);
+        chain.join_began();
+        chain.adopted(expired);
+        chain.joined();
+        chain.adopted(after.clone());
+        assert!(kept.iter().all(|&h| chain.complete_for(ME, h)), "copied, and a replica since");
+        assert!(gained.iter().all(|&h| !chain.complete_for(ME, h)), "gained by the expiry during the copies");
+        chain.settled_under(&after);
+        assert!(gained.iter().all(|&h| chain.complete_for(ME, h)), "a round settled them");
     }
 
     #[test]
@@ -225,8 +289,9 @@ mod tests {
             (0..4096u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).find(|&h| !after.is_read_replica(ME, h));
         let chain = SettledViews::new(view(1, &[2, 3, 4]));
         chain.adopted(during);
+        chain.join_began();
         assert!(!chain.complete_for(ME, mine[0]), "copying");
-        chain.complete_now();
+        chain.joined();
         chain.adopted(after);
         assert!(mine.iter().all(|&h| chain.complete_for(ME, h)), "copied while joining, a replica since");
         assert!(!chain.complete_for(ME, not_mine.expect("a key of the others")));

@@ -85,8 +85,10 @@ fn refused(e: NodeError) -> Refusal {
     Refusal::new(e.status().as_u16(), e.to_string())
 }
 
-/// Bring our view up to the sender's epoch, or refuse a sender that is behind ours.
-async fn check_epoch(node: &Node, epoch: u64) -> Result<(), Refusal> {
+/// Bring our view up to the sender's epoch, or refuse a sender that is behind ours. Whether our
+/// view is now the sender's: when the seed could not be asked, it stays older, and this node may
+/// have gained keys in the sender's view that it does not know it lacks.
+async fn check_epoch(node: &Node, epoch: u64) -> Result<Current, Refusal> {
     node.refresh_to(epoch).await;
     let mine = node.epoch();
     if epoch < mine {
@@ -95,11 +97,32 @@ async fn check_epoch(node: &Node, epoch: u64) -> Result<(), Refusal> {
             format!("stale epoch {epoch}: this node is at epoch {mine}; refresh and retry"),
         ));
     }
-    Ok(())
+    Ok(Current(epoch == mine))
+}
+
+/// Whether this node's view is the sender's ([`check_epoch`]). A node behind still answers
+/// (what it holds is still worth having), but vouches for no answer as complete: whether it is,
+/// it judges by its own view, and in the sender's newer one it may replicate keys it never held.
+#[derive(Clone, Copy)]
+struct Current(bool);
+
+impl Current {
+    fn vouches(self, complete: bool) -> bool {
+        self.0 && complete
+    }
+
+    fn outcome(self, outcome: wire::WriteOutcome) -> wire::WriteOutcome {
+        match outcome {
+            wire::WriteOutcome::Applied { complete } => {
+                wire::WriteOutcome::Applied { complete: self.vouches(complete) }
+            }
+            other => other,
+        }
+    }
 }
 
 async fn apply(node: &Node, req: ApplyRequest) -> Answer {
-    check_epoch(node, req.epoch).await?;
+    let current = check_epoch(node, req.epoch).await?;
     let _writes = node.fence.enter();
     if matches!(req.kind, ApplyKind::Handoff | ApplyKind::Hint) && matches!(node.life(), Life::Leaving | Life::Left) {
         return Err(Refusal::new(
@@ -109,7 +132,7 @@ async fn apply(node: &Node, req: ApplyRequest) -> Answer {
     }
     if req.kind == ApplyKind::Write && req.entries.len() == 1 {
         let kv = req.entries.into_iter().next().expect("one entry");
-        let outcome = node.apply_write(kv).await.map_err(refused)?;
+        let outcome = current.outcome(node.apply_write(kv).await.map_err(refused)?);
         let ack = outcome.into_result().map_err(|(status, message)| Refusal::new(status, message))?;
         return encode(&ApplyReply::from(ack));
     }
@@ -124,37 +147,43 @@ async fn apply(node: &Node, req: ApplyRequest) -> Answer {
 
 /// Client writes a coordinator sent together: each judged as a single write would be.
 async fn writes(node: &Node, req: WritesRequest) -> Answer {
-    check_epoch(node, req.epoch).await?;
+    let current = check_epoch(node, req.epoch).await?;
     let _writes = node.fence.enter();
     let outcomes = node.apply_writes(req.entries).await.map_err(refused)?;
+    let outcomes = outcomes.into_iter().map(|o| current.outcome(o)).collect();
     encode(&WritesReply { outcomes })
 }
 
 async fn read(node: &Node, req: ReadRequest) -> Answer {
-    check_epoch(node, req.epoch).await?;
+    let current = check_epoch(node, req.epoch).await?;
     let hash = dkv_placement::key_hash(&req.key);
-    let entry = node.engine.get(hash, &req.key).map_err(|e| refused(e.into()))?;
-    encode(&ReadResponse { entry, settled: node.settled_for(hash) })
+    let (read, settled) = node.read_complete(&[hash], || node.engine.get(hash, &req.key));
+    let entry = read.map_err(|e| refused(e.into()))?;
+    encode(&ReadResponse { entry, settled: current.vouches(settled) })
 }
 
 /// Reads a coordinator sent together: what this node holds for as many of the keys as fit in a
 /// batch's bytes (at least one), whole or their heads; the sender asks again for the rest.
 async fn reads<S: Shape>(node: &Node, req: ReadsRequest) -> Answer {
-    check_epoch(node, req.epoch).await?;
+    let current = check_epoch(node, req.epoch).await?;
     let hashes: Vec<u64> = req.keys.iter().map(|k| dkv_placement::key_hash(k)).collect();
-    let mut entries = Vec::with_capacity(req.keys.len());
-    let mut bytes = 0;
-    for (key, hash) in req.keys.iter().zip(prefetching(&*node.engine, &hashes)) {
-        if bytes > wire::BATCH_BYTES {
-            break;
+    // One flag for the batch: complete only if it is for every key asked (a batch cut short by
+    // its bytes answers fewer; the sender asks again for the rest).
+    let (read, settled) = node.read_complete(&hashes, || {
+        let mut entries = Vec::with_capacity(req.keys.len());
+        let mut bytes = 0;
+        for (key, hash) in req.keys.iter().zip(prefetching(&*node.engine, &hashes)) {
+            if bytes > wire::BATCH_BYTES {
+                break;
+            }
+            let entry = node.engine.get(hash, key)?.map(S::of);
+            bytes += key.len() + entry.as_ref().map_or(0, S::bytes);
+            entries.push(entry);
         }
-        let entry = node.engine.get(hash, key).map_err(|e| refused(e.into()))?.map(S::of);
-        bytes += key.len() + entry.as_ref().map_or(0, S::bytes);
-        entries.push(entry);
-    }
-    // One flag for the batch: complete only if it is for every key answered.
-    let settled = node.settled_for_all(&hashes[..entries.len()]);
-    encode(&ReadsReply { entries, settled })
+        Ok::<_, dkv_storage::StorageError>(entries)
+    });
+    let entries = read.map_err(|e| refused(e.into()))?;
+    encode(&ReadsReply { entries, settled: current.vouches(settled) })
 }
 
 /// One page of the entries whose future replicas include the requesting (joining) node.
@@ -277,5 +306,35 @@ mod tests {
         assert!(!drain.is_finished(), "the drain waits for the write that started before it");
         drop(in_flight);
         tokio::time::timeout(Duration::from_secs(1), drain).await.expect("the drain ends").unwrap();
+    }
+
+    /// A replica whose view stays behind the sender's (the seed could not be asked) still
+    /// answers and stores, but vouches for no answer as complete: in the newer view it may
+    /// replicate keys it never held.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_behind_the_senders_view_vouches_for_nothing() {
+        let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
+        let node = nodes[0].node.clone();
+        node.mark_settled(&node.topology());
+        let handler = Internal(node.clone());
+        for (epoch, current) in [(node.epoch(), true), (node.epoch() + 1, false)] {
+            let read = ReadRequest { epoch, key: Bytes::from_static(b"k") };
+            let body = Bytes::from(postcard::to_allocvec(&read).unwrap());
+            let answer = handler.handle(Kind::Read as u8, body).await.expect("answered");
+            let answer: ReadResponse<Entry> = postcard::from_bytes(&answer).unwrap();
+            assert_eq!(answer.settled, current, "a read at epoch {epoch}");
+
+            let write = ApplyRequest {
+                epoch,
+                kind: ApplyKind::Write,
+                entries: vec![KeyEntry { key: Bytes::from_static(b"k"), entry: testing::value(epoch, 10) }],
+            };
+            let body = Bytes::from(postcard::to_allocvec(&write).unwrap());
+            let answer = handler.handle(Kind::Apply as u8, body).await.expect("stored");
+            let answer: ApplyReply = postcard::from_bytes(&answer).unwrap();
+            assert_eq!((answer.superseded, answer.complete), (None, current), "a write at epoch {epoch}");
+        }
+        let stored = testing::local(&nodes[0], b"k").expect("stored");
+        assert_eq!(stored.version.ts, node.epoch() + 1, "the write from the newer view was stored all the same");
     }
 }

@@ -26,7 +26,7 @@ use super::table::{self, Cmd, Effect};
 use crate::front::auth::{self, Access, Failure};
 use crate::life::metrics::Api;
 use crate::life::state::Node;
-use crate::transport::wire::Length;
+use crate::transport::wire::{Length, Op};
 
 /// What a connection remembers between commands.
 #[derive(Default)]
@@ -213,6 +213,11 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
             Reply::Array(out)
         }
         Cmd::Mset => {
+            // Every pair checked before any is written: a bad one refuses the command whole,
+            // as Redis never applies part of an `MSET`.
+            if let Some(e) = a.chunks(2).find_map(|kv| node.check_parts(Op::Put, &kv[0], Some(&kv[1])).err()) {
+                return Reply::err(e);
+            }
             // Each key once, with the last value it was given: writes at once would otherwise
             // leave whichever happened to land last.
             let pairs = last_of_each(a.chunks(2).rev(), |kv| &kv[0]);
@@ -287,6 +292,10 @@ const MULTI_KEY_IN_FLIGHT: usize = 64;
 /// `EXISTS` (and, with `delete`, `DEL`): how many of the keys exist. `EXISTS a a` counts `a`
 /// twice and `DEL a a` deletes it once, as in Redis.
 async fn count(node: &Node, keys: &[Bytes], delete: bool) -> Reply {
+    // Every key checked first: a bad one refuses the command before any key is deleted.
+    if let Some(e) = keys.iter().find_map(|k| node.check_parts(Op::Get, k, None).err()) {
+        return Reply::err(e);
+    }
     let keys: Vec<&Bytes> = match delete {
         true => last_of_each(keys.iter().rev(), |k| k),
         false => keys.iter().collect(),

@@ -1,7 +1,13 @@
-//! Delivering hints: every heartbeat interval, each replica's kept writes go to it while it is a
-//! member, or, once it has left the membership, to each key's current replicas. A batch stays
-//! in the store while it is out (counted as pending, saved with the others); one that fails goes
-//! back in the queue for the next round.
+//! Delivering hints: every heartbeat interval, each replica's kept writes go to it while it
+//! still replicates their keys, or else (it left the membership, or a join took the key's range
+//! from it meanwhile) to each key's current replicas. A batch stays in the store while it is out
+//! (counted as pending, saved with the others); one that fails goes back in the queue for the
+//! next round.
+//!
+//! A hint is not delivered to a member that no longer replicates its key: nothing would ever read
+//! it there, anti-entropy compares no such copy, and the next membership change would hand it to
+//! the key's replicas as a misplaced key, however old by then: a delete of the key, its
+//! tombstone purged since, would be undone.
 
 use std::collections::HashMap;
 
@@ -17,8 +23,8 @@ use crate::transport::wire::{ApplyKind, KeyEntry};
 /// Hints per delivery batch.
 const HINT_BATCH: usize = 512;
 
-/// Deliver kept hints every heartbeat interval: to the replica that missed them while it is a
-/// member, or — once it is gone from the membership — to the key's current replicas. While
+/// Deliver kept hints every heartbeat interval: to the replica that missed them while it still
+/// replicates their keys, or else to the keys' current replicas. While
 /// there are none, wait for one instead: an idle node has no timer to wake it for nothing.
 pub async fn deliver_hints_loop(node: Node, mut stop: watch::Receiver<bool>) {
     loop {
@@ -45,11 +51,17 @@ async fn deliver_hints(node: &Node, target: NodeId) {
             return;
         }
         let topo = node.topology();
-        let result = if topo.member(target).is_some() {
-            node.apply_on(&topo, target, ApplyKind::Hint, batch).await
-        } else {
-            redirect(node, &topo, batch).await
+        let (its, moved): (Vec<KeyEntry>, Vec<KeyEntry>) = match topo.member(target) {
+            Some(_) => batch.into_iter().partition(|kv| topo.placement(key_hash(&kv.key)).write.contains(&target)),
+            None => (Vec::new(), batch),
         };
+        let mut result = Ok(());
+        if !its.is_empty() {
+            result = node.apply_on(&topo, target, ApplyKind::Hint, its).await;
+        }
+        if result.is_ok() && !moved.is_empty() {
+            result = redirect(node, &topo, moved).await;
+        }
         match result {
             Ok(()) => add(&node.stats.hints_delivered, node.hints.delivered(target) as u64),
             Err(e) => {
@@ -61,7 +73,7 @@ async fn deliver_hints(node: &Node, target: NodeId) {
     }
 }
 
-/// Hints for a node that left the membership go to each key's current replicas.
+/// Hints for a node that no longer replicates their keys go to each key's current replicas.
 async fn redirect(node: &Node, topo: &dkv_membership::Topology, batch: Vec<KeyEntry>) -> Result<(), PeerError> {
     let mut by_dest: HashMap<NodeId, Vec<KeyEntry>> = HashMap::new();
     for kv in batch {
@@ -73,4 +85,34 @@ async fn redirect(node: &Node, topo: &dkv_membership::Topology, batch: Vec<KeyEn
         node.apply_on(topo, id, ApplyKind::Hint, kvs).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use dkv_membership::NodeState;
+
+    use super::*;
+    use crate::testing;
+
+    /// A hint for a member that no longer replicates its key (a join took the range from it
+    /// after the hint was kept) goes to the key's replicas, not to that member.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hint_goes_to_the_keys_replicas_once_its_target_no_longer_replicates_it() {
+        let nodes = testing::cluster(&[NodeState::Normal; 4], testing::config()).await;
+        let (holder, target) = (&nodes[0], nodes[1].me);
+        let topo = holder.topology();
+        let key = (0..10_000)
+            .map(|i| format!("k{i}"))
+            .find(|k| !topo.placement(key_hash(k.as_bytes())).write.contains(&target))
+            .expect("a key node 2 does not replicate");
+        let replicas = topo.placement(key_hash(key.as_bytes())).write;
+        let kv = KeyEntry { key: key.clone().into(), entry: testing::value(7, 8) };
+        assert!(holder.hints.add(target, kv, std::time::Instant::now()));
+        deliver_hints(holder, target).await;
+        assert!(holder.hints.targets().is_empty(), "delivered");
+        assert_eq!(testing::local(&nodes[1], key.as_bytes()), None, "not to node 2");
+        for n in nodes.iter().filter(|n| replicas.contains(&n.me)) {
+            assert_eq!(testing::local(n, key.as_bytes()), Some(testing::value(7, 8)), "to replica {}", n.me);
+        }
+    }
 }
