@@ -391,6 +391,12 @@ impl NodeArgs {
         if readonly.is_some() && readonly == full {
             return Err("--client-readonly-password is the same as --client-password: give it a different one".into());
         }
+        if full.is_some() && self.cluster_secret.is_none() {
+            return Err("--client-password needs --cluster-secret: without it anyone who reaches the node's port can \
+                 speak the node-to-node protocol or call /admin/*, with no password; give every member the same \
+                 --cluster-secret"
+                .into());
+        }
         use dkv_node::config::{ClientAuth, Password};
         Ok(ClientAuth { password: full.map(Password::new), readonly_password: readonly.map(Password::new) })
     }

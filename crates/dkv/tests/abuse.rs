@@ -190,6 +190,19 @@ async fn connections_over_the_bound_are_refused_with_a_reason_and_peers_still_ge
     let req = ReadRequest { epoch, key: Bytes::from(data[0].0.clone()) };
     let read: ReadResponse = internal_call(&addr, None, Kind::Read, &req).await.expect("a peer's read gets in");
     assert!(read.entry.is_some(), "the peer read found the key");
+    // Connections that claim to be a member's (a leading zero byte) are bounded too, counted
+    // apart from clients: --max-connections of them fill the peers' slots, and the next
+    // transport connection is closed at once, until they go (within the handshake timeout).
+    let claims = connect_many(&addr, 50, b"\0").await;
+    eventually(Duration::from_secs(5), "a transport connection past the peers' bound is closed", || async {
+        internal_call::<_, ReadResponse>(&addr, None, Kind::Read, &req).await.err()
+    })
+    .await;
+    drop(claims);
+    eventually(Duration::from_secs(10), "a peer's call gets in again once the claims closed", || async {
+        internal_call::<_, ReadResponse>(&addr, None, Kind::Read, &req).await.ok()
+    })
+    .await;
 
     drop(idle_http);
     drop(idle_resp);
@@ -225,6 +238,31 @@ async fn a_small_pipeline_of_large_replies_does_not_pile_them_up() {
     let peak = peak_rss_mib(pid);
     eprintln!("peak RSS {peak_before} MiB before the pipeline, {peak} MiB after");
     assert!(peak < peak_before + 64, "400 MiB of replies were held at once: peak RSS {peak_before} -> {peak} MiB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mget_naming_a_large_value_over_and_over_is_refused_not_held() {
+    // One MGET naming a 1 MiB value 400 times: 1.6 KB to send, 400 MiB in one reply, which is
+    // held whole before it is written. It is refused once its values pass --max-query-buffer.
+    let c = Cluster::start_resp(1, &["--max-query-buffer", "32MiB"]).await;
+    let pid = c.nodes[0].pid();
+    let mut s = TcpStream::connect(c.nodes[0].resp.as_deref().expect("resp")).await.expect("connect");
+    resp_stored(&mut s, "big", &vec![b'v'; 1 << 20]).await;
+    let peak_before = peak_rss_mib(pid);
+    s.write_all(format!("MGET{}\r\nPING\r\n", " big".repeat(400)).as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"+PONG\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await.expect("replies").unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        assert!(got.len() < 4096, "a reply of values came: {} bytes", got.len());
+    }
+    let reply = String::from_utf8_lossy(&got);
+    assert!(reply.starts_with("-ERR the values of this MGET come to more than 33554432 bytes"), "{reply}");
+    assert!(reply.contains("--max-query-buffer"), "{reply}");
+    let peak = peak_rss_mib(pid);
+    assert!(peak < peak_before + 100, "the reply was held: peak RSS {peak_before} -> {peak} MiB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,8 +13,8 @@ use common::*;
 const FULL: &str = "s3cret pass";
 const READ_ONLY: &str = "look-only";
 
-fn auth_flags() -> [&'static str; 4] {
-    ["--client-password", FULL, "--client-readonly-password", READ_ONLY]
+fn auth_flags() -> [&'static str; 6] {
+    ["--client-password", FULL, "--client-readonly-password", READ_ONLY, "--cluster-secret", "members only"]
 }
 
 /// What redis-cli printed (stdout and stderr), whatever its exit status.
@@ -209,8 +209,9 @@ async fn http_clients_need_the_password_as_bearer_or_basic() {
 async fn password_flags_that_mean_nothing_are_refused_at_start() {
     let file = std::env::temp_dir().join(format!("dkv-test-pw-{}", std::process::id()));
     std::fs::write(&file, "").unwrap();
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
         (&["--client-readonly-password", "x"], "needs --client-password"),
+        (&["--client-password", "x"], "needs --cluster-secret"),
         (&["--client-password", "x", "--client-readonly-password", "x"], "the same as --client-password"),
         (&["--client-password-file", file.to_str().unwrap()], "empty"),
     ];

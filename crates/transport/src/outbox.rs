@@ -21,6 +21,8 @@ const KEEP_CAPACITY: usize = 8 << 20;
 pub(crate) struct Outbox {
     state: Mutex<State>,
     wake: Notify,
+    /// Woken each time the writer takes what was queued.
+    taken: Notify,
 }
 
 #[derive(Default)]
@@ -44,10 +46,34 @@ impl Outbox {
         Some(r)
     }
 
+    /// Bytes queued and not yet taken by the writer.
+    pub fn queued(&self) -> usize {
+        self.state.lock().expect("outbox lock").buf.len()
+    }
+
+    /// Wait until fewer than `max` bytes are queued, or the outbox is closed: a reader that
+    /// queues answers stops reading meanwhile, so a peer that sends requests and does not read
+    /// the answers is held back by TCP rather than by this process's memory.
+    pub async fn room_below(&self, max: usize) {
+        loop {
+            let taken = self.taken.notified();
+            tokio::pin!(taken);
+            taken.as_mut().enable();
+            {
+                let s = self.state.lock().expect("outbox lock");
+                if s.buf.len() < max || s.closed {
+                    return;
+                }
+            }
+            taken.await;
+        }
+    }
+
     /// Refuse further frames; the writer finishes what is queued and stops.
     pub fn close(&self) {
         self.state.lock().expect("outbox lock").closed = true;
         self.wake.notify_one();
+        self.taken.notify_waiters();
     }
 
     /// Write queued frames to `w` until the outbox is closed and empty, or a write fails.
@@ -73,6 +99,7 @@ impl Outbox {
                         false
                     }
                 };
+                self.taken.notify_waiters();
                 if finished {
                     let _ = w.shutdown().await;
                     return Ok(());

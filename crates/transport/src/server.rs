@@ -45,6 +45,10 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
 }
 
+/// Bytes of answers queued on one connection from which its reader waits (or one largest answer,
+/// if that is more).
+const MAX_QUEUED_ANSWERS: usize = 8 << 20;
+
 /// Serve one accepted connection until the peer closes it, it breaks the protocol, or `stop`.
 pub async fn serve<C: Connection, H: Handler>(
     stream: C,
@@ -81,14 +85,20 @@ pub async fn serve<C: Connection, H: Handler>(
         async move { outbox.write_to(write).await }
     });
     let max_answer = config.max_answer;
+    // Answers queued and not yet written, from which the reader stops reading: one largest
+    // answer, or a few megabytes' worth of small ones.
+    let max_queued = max_answer.max(MAX_QUEUED_ANSWERS);
     let mut running = FuturesUnordered::new();
     let reason = loop {
-        // At `max_concurrent` requests running the reader stops reading, and TCP pushes back.
+        // At `max_concurrent` requests running, or with answers piling up unread, the reader
+        // stops reading, and TCP pushes back.
         let room = running.len() < config.max_concurrent;
+        let backlog = outbox.queued() >= max_queued;
         let next = tokio::select! {
             _ = stop.wait_for(|s| *s) => break "node stopping".to_string(),
             Some(()) = running.next(), if !running.is_empty() => continue,
-            f = frames.next(), if room => f,
+            _ = outbox.room_below(max_queued), if backlog => continue,
+            f = frames.next(), if room && !backlog => f,
         };
         let f = match next {
             Some(Ok(f)) => f,

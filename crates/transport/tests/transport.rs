@@ -96,6 +96,8 @@ struct TestHandler {
     hanging: AtomicUsize,
     /// SLOW requests answered.
     slow_done: AtomicUsize,
+    /// BIG requests answered.
+    big_done: AtomicUsize,
 }
 
 impl Handler for TestHandler {
@@ -119,7 +121,10 @@ impl Handler for TestHandler {
             }
             REFUSE => Err(Refusal::new(REFUSAL_STATUS, REFUSAL_MESSAGE)),
             SIZE => Ok((body.len() as u64).to_le_bytes().to_vec()),
-            BIG => Ok(vec![0xcd; u64_body(&body) as usize]),
+            BIG => {
+                self.big_done.fetch_add(1, Ordering::SeqCst);
+                Ok(vec![0xcd; u64_body(&body) as usize])
+            }
             k => Err(Refusal::new(400, format!("unknown kind {k}"))),
         }
     }
@@ -316,7 +321,7 @@ async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Option<Frame>> {
         Err(e) => return Err(e),
     }
     let len = u32::from_le_bytes(len) as usize;
-    assert!((HEADER..=MAX_FRAME).contains(&len), "a frame of {len} bytes from the server");
+    assert!((HEADER..=8 << 20).contains(&len), "a frame of {len} bytes from the server");
     let mut rest = vec![0u8; len];
     stream.read_exact(&mut rest).await?;
     let id = u64::from_le_bytes(rest[2..10].try_into().unwrap());
@@ -931,3 +936,44 @@ async fn a_request_sent_right_behind_the_hello_is_answered() {
 
 #[path = "transport/line.rs"]
 mod line;
+
+/// A peer that sends requests for large answers and reads none of them: the server stops
+/// reading its requests once a few megabytes of answers wait to be written (TCP pushes back),
+/// rather than answer them all into its memory; and once the peer reads, every answer comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_reads_no_answers_is_held_back_not_buffered_for() {
+    const ANSWER: usize = 1 << 20;
+    const REQUESTS: u64 = 200;
+    let handler = Arc::new(TestHandler::default());
+    let config = ServerConfig { max_frame: 2 * ANSWER, max_answer: 2 * ANSWER, ..server_config() };
+    let server = TestServer::start(handler.clone(), config).await;
+    let mut raw = raw_welcomed(&server.addr()).await;
+    let mut requests = Vec::new();
+    for id in 1..=REQUESTS {
+        requests.extend_from_slice(&request(BIG, id, &(ANSWER as u64).to_le_bytes()));
+    }
+    raw.write_all(&requests).await.unwrap();
+    // Nothing more happens once the server holds back: so poll until the count of answers made
+    // stays the same over 300 ms, within 10 s, and then check it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = usize::MAX;
+    loop {
+        let now = handler.big_done.load(Ordering::SeqCst);
+        if now == seen && now > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the answers made never stopped growing ({now})");
+        seen = now;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(seen < 64, "{seen} answers of 1 MiB made for a peer that read none of them");
+    // Reading, the peer gets every answer.
+    let mut answered = 0;
+    while answered < REQUESTS {
+        let f = timeout(Duration::from_secs(10), read_frame(&mut raw)).await.expect("an answer within 10 s");
+        let f = f.unwrap().expect("an answer, not the end of the stream");
+        assert_eq!((f.kind, f.body.len()), (KIND_OK, ANSWER));
+        answered += 1;
+    }
+    assert_eq!(handler.big_done.load(Ordering::SeqCst), REQUESTS as usize);
+}

@@ -51,12 +51,18 @@ impl Default for ClientLimits {
     }
 }
 
-/// Which listener a connection came in on.
+/// Which listener a connection came in on (peers' transport connections arrive on the HTTP
+/// port, and are counted apart from its clients).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Listener {
     Http,
     Resp,
+    Peer,
 }
+
+/// Connections refused at once with a word (a `503`, Redis's `max number of clients reached`)
+/// and still being answered; past it, the rest are closed without one.
+const MAX_REFUSING: usize = 256;
 
 /// Why a client was refused or disconnected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +100,12 @@ pub struct Guard {
     pub limits: ClientLimits,
     http_slots: Arc<Semaphore>,
     resp_slots: Arc<Semaphore>,
+    /// Transport connections on the HTTP port, from their first byte: as many as clients may
+    /// be, counted apart, so that clients do not crowd the members out, nor connections that
+    /// claim to be a member's (a leading zero byte) get round `--max-connections`.
+    peer_slots: Arc<Semaphore>,
+    /// Refusals being answered (see [`MAX_REFUSING`]).
+    refusing: Arc<Semaphore>,
     /// Client bytes charged now, out of `limits.max_client_memory`.
     charged: AtomicUsize,
     refusals: [AtomicU64; Refusal::ALL.len()],
@@ -104,6 +116,8 @@ impl Guard {
         Guard {
             http_slots: Arc::new(Semaphore::new(limits.max_connections)),
             resp_slots: Arc::new(Semaphore::new(limits.max_connections)),
+            peer_slots: Arc::new(Semaphore::new(limits.max_connections)),
+            refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
             charged: AtomicUsize::new(0),
             refusals: Default::default(),
             limits,
@@ -114,20 +128,26 @@ impl Guard {
     /// when the listener is full (the caller counts the refusal: a peer's connection on the
     /// shared port is not one).
     pub fn admit(&self, listener: Listener) -> Option<OwnedSemaphorePermit> {
-        let slots = match listener {
-            Listener::Http => &self.http_slots,
-            Listener::Resp => &self.resp_slots,
-        };
-        slots.clone().try_acquire_owned().ok()
+        self.slots(listener).clone().try_acquire_owned().ok()
     }
 
     /// Clients connected now on `listener`.
     pub fn connected(&self, listener: Listener) -> usize {
-        let slots = match listener {
+        self.limits.max_connections - self.slots(listener).available_permits()
+    }
+
+    fn slots(&self, listener: Listener) -> &Arc<Semaphore> {
+        match listener {
             Listener::Http => &self.http_slots,
             Listener::Resp => &self.resp_slots,
-        };
-        self.limits.max_connections - slots.available_permits()
+            Listener::Peer => &self.peer_slots,
+        }
+    }
+
+    /// A place to answer one more refused connection with a word, held while it is answered;
+    /// `None` when [`MAX_REFUSING`] are (the caller closes the connection without one).
+    pub fn refusing(&self) -> Option<OwnedSemaphorePermit> {
+        self.refusing.clone().try_acquire_owned().ok()
     }
 
     pub fn refused(&self, why: Refusal) {

@@ -222,7 +222,7 @@ fn client_limits(r: &mut Registry, guard: &Guard) {
     }
     r.register("client_refusals", "Clients refused or disconnected by a limit, by reason", refusals);
     let connected: Family<ListenerLabel, Gauge> = Family::default();
-    for (listener, name) in [(Listener::Http, "http"), (Listener::Resp, "resp")] {
+    for (listener, name) in [(Listener::Http, "http"), (Listener::Resp, "resp"), (Listener::Peer, "peer")] {
         connected.get_or_create(&ListenerLabel { listener: name }).set(guard.connected(listener) as i64);
     }
     r.register("client_connections", "Client connections open, by listener", connected);

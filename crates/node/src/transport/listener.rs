@@ -90,14 +90,15 @@ async fn accept_loop(
             (handler.clone(), config.clone(), http.clone(), guard.clone(), stop.clone());
         let tls = handler.0.config.tls.clone();
         tracker.spawn(async move {
-            let _waiting = waiting;
+            let slots = Slots { client: slot, waiting };
             if let Some(tls) = tls {
-                return tls_connection(stream, peer, &tls, slot, sniff, handler, config, http, guard, stop).await;
+                return tls_connection(stream, peer, &tls, slots, sniff, handler, config, http, guard, stop).await;
             }
+            let Slots { client: slot, waiting } = slots;
             let mut first = [0u8; 1];
             match tokio::time::timeout(sniff, stream.peek(&mut first)).await {
                 Ok(Ok(1)) if first[0] == dkv_transport::frame::MAGIC[0] => {
-                    drop(slot);
+                    let Some(_peer_slot) = as_peer(&guard, slot, waiting) else { return };
                     dkv_transport::serve(stream, handler, config, stop).await
                 }
                 Ok(Ok(1)) => match slot {
@@ -118,6 +119,36 @@ async fn accept_loop(
     tracker.wait().await;
 }
 
+/// What a connection holds while it is told apart: an HTTP slot, or a place among those that
+/// arrived while the HTTP side was full.
+struct Slots {
+    client: Option<OwnedSemaphorePermit>,
+    waiting: Option<OwnedSemaphorePermit>,
+}
+
+/// A connection that showed it is a transport connection gives up what it held while it was
+/// told apart, for a peer's slot: `None`, closing it, when `--max-connections` transport
+/// connections are open.
+fn as_peer(
+    guard: &Guard,
+    client: Option<OwnedSemaphorePermit>,
+    waiting: Option<OwnedSemaphorePermit>,
+) -> Option<OwnedSemaphorePermit> {
+    drop((client, waiting));
+    let slot = guard.admit(Listener::Peer);
+    if slot.is_none() {
+        guard.refused(Refusal::Connections);
+        static REFUSED: Throttle = Throttle::new();
+        if let Some(more) = REFUSED.allow("") {
+            tracing::warn!(
+                "closed a transport connection: {} are open, as many as --max-connections allows{more}",
+                guard.limits.max_connections
+            );
+        }
+    }
+    slot
+}
+
 /// A connection on a TLS port: the handshake and the first decrypted byte within `sniff` (the
 /// same bound, and the same slot, as a plain connection's first byte), then a peer's transport
 /// connection (only with a member's certificate) or a client's HTTP.
@@ -126,7 +157,7 @@ async fn tls_connection(
     stream: TcpStream,
     peer: SocketAddr,
     tls: &Tls,
-    slot: Option<OwnedSemaphorePermit>,
+    slots: Slots,
     sniff: Duration,
     handler: Arc<Internal>,
     config: Arc<ServerConfig>,
@@ -134,6 +165,7 @@ async fn tls_connection(
     guard: Arc<Guard>,
     stop: watch::Receiver<bool>,
 ) {
+    let Slots { client: slot, waiting } = slots;
     let acceptor = tls.shared_acceptor();
     let opened = tokio::time::timeout(sniff, async {
         let mut s = acceptor.accept(stream).await?;
@@ -165,7 +197,7 @@ async fn tls_connection(
     let certs = s.get_ref().1.peer_certificates().map(|c| c.to_vec());
     let stream = Prefixed::new(first, s);
     if first == Some(dkv_transport::frame::MAGIC[0]) {
-        drop(slot);
+        let Some(_peer_slot) = as_peer(&guard, slot, waiting) else { return };
         let conn = dkv_transport::Split { stream, peer: peer.to_string() };
         if tls.is_peer(certs.as_deref()) {
             dkv_transport::serve(conn, handler, config, stop).await;

@@ -204,9 +204,21 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
         Cmd::Mget => {
             let mut answers = stream::iter(0..a.len()).map(|i| get(node, &a[i])).buffered(MULTI_KEY_IN_FLIGHT);
             let mut out = Vec::with_capacity(a.len());
+            // The reply is held whole before it is written: a few bytes of keys naming one large
+            // value again and again would otherwise make it any size.
+            let (mut bytes, max) = (0, node.guard.limits.max_query_buffer);
             while let Some(answer) = answers.next().await {
                 match answer {
-                    Ok(v) => out.push(v.map_or(Reply::Nil, Reply::Bulk)),
+                    Ok(v) => {
+                        bytes += v.as_ref().map_or(0, Bytes::len);
+                        if bytes > max {
+                            return Reply::err(format!(
+                                "the values of this MGET come to more than {max} bytes, the most one reply holds \
+                                 (--max-query-buffer); ask for fewer keys at once"
+                            ));
+                        }
+                        out.push(v.map_or(Reply::Nil, Reply::Bulk));
+                    }
                     Err(e) => return e,
                 }
             }

@@ -72,8 +72,14 @@ pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<
             node.guard.refused(Refusal::Connections);
             if node.config.tls.is_none() {
                 // Redis's own words, which client libraries recognise. (A TLS client is closed
-                // without them: telling it would cost a handshake.)
-                tracker.spawn(answer_and_close(stream, b"-ERR max number of clients reached\r\n"));
+                // without them: telling it would cost a handshake; so is any client past the
+                // refusals being answered already.)
+                if let Some(refusing) = node.guard.refusing() {
+                    tracker.spawn(async move {
+                        answer_and_close(stream, b"-ERR max number of clients reached\r\n").await;
+                        drop(refusing);
+                    });
+                }
             }
             continue;
         };
