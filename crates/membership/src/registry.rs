@@ -245,6 +245,11 @@ impl Registry {
             (Some(NodeState::Normal), None) if req.id.is_some() && !self.fresh(now_ms) && !no_owner => {
                 NodeState::Joining
             }
+            // Only its `ready` makes a joining member normal, never a registration: the one
+            // above may be sent again (its answer lost, the node retrying as it was), and a
+            // member sent back to joining may register from a saved view that says `normal`.
+            // Either way it has not copied its ranges yet.
+            (Some(NodeState::Normal), Some(m)) if m.state == NodeState::Joining && !no_owner => NodeState::Joining,
             (Some(state), _) => state,
             (None, Some(m)) => m.state,
             (None, None) if no_owner => NodeState::Normal,

@@ -445,6 +445,12 @@ fn a_member_back_after_its_expiry_joins_again() {
     let answer = r.register(returning(&view, a, "h:1"), t + 2).unwrap();
     let back = answer.nodes.iter().find(|m| m.id == a).unwrap();
     assert_eq!((back.state, &back.tokens), (NodeState::Joining, &view.member(a).unwrap().tokens));
+    // The same registration again (its answer lost, the node retrying): still joining. Only its
+    // ready makes it normal.
+    let answer = r.register(returning(&view, a, "h:1"), t + 3).unwrap();
+    assert_eq!(answer.nodes.iter().find(|m| m.id == a).unwrap().state, NodeState::Joining, "a retry");
+    r.ready(a, t + 4).unwrap();
+    assert_eq!(r.view().member(a).unwrap().state, NodeState::Normal);
 
     // To a seed within its first TTL: as it was.
     let mut fresh = Registry::new(t, TTL);

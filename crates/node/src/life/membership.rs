@@ -314,8 +314,22 @@ impl Node {
             self.peers.seed_call(&self.config.seed, Method::POST, "/register", Some(&req)).await?;
         self.lease.heard(sent_at);
         tracing::info!(epoch = resp.epoch, "registered again with the seed under the same id");
+        self.registered_again();
         self.adopt_after_reregistering(View { epoch: resp.epoch, nodes: resp.nodes }, topo.epoch());
         Ok(())
+    }
+
+    /// The seed took this node back under its id (it had expired it, or restarted). One that
+    /// was joining was expired while it copied (paused, cut off): the writes of that time did
+    /// not come here, also to ranges it had copied, and its join goes on from where it was. So
+    /// its answers are complete for nothing until its first anti-entropy round brings them.
+    fn registered_again(&self) {
+        if self.life() == crate::life::state::Life::Joining {
+            self.forget_complete();
+            tracing::warn!(
+                "this node was expired while joining: its answers count as complete only after its first anti-entropy round"
+            );
+        }
     }
 
     fn life_state(&self) -> dkv_membership::NodeState {

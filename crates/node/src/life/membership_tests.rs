@@ -264,3 +264,22 @@ fn choose_takes_newer_views_and_older_ones_only_to_replace_the_view_we_reregiste
     assert!(!choose(&current, &v(4, true), Some(3)), "older, but we moved on since re-registering");
     assert!(!choose(&current, &v(5, false), Some(5)), "nothing to change");
 }
+
+/// A joining node the seed expired while it copied, and took back: the writes of its absence
+/// did not reach it, so the join's end makes it complete for nothing until a round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_the_seed_expired_midway_ends_complete_for_nothing() {
+    let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
+    let node = &nodes[0].node;
+    let mine = (0..u64::MAX).step_by(1 << 40).find(|&h| node.topology().is_read_replica(node.me, h)).unwrap();
+    for expired in [false, true] {
+        node.set_life(crate::life::state::Life::Joining);
+        node.join_began();
+        if expired {
+            node.registered_again();
+        }
+        node.joined();
+        node.set_life(crate::life::state::Life::Normal);
+        assert_eq!(node.settled_for(mine), !expired, "expired midway: {expired}");
+    }
+}
