@@ -145,10 +145,15 @@ async fn stopping_every_node_at_once_finishes_within_the_leave_bound() {
     for n in &c.nodes {
         n.signal(libc::SIGTERM);
     }
+    let mut codes = Vec::new();
     for i in 0..3 {
-        c.nodes[i].wait_exit(Duration::from_secs(15)).await;
+        codes.push(c.nodes[i].wait_exit(Duration::from_secs(15)).await);
     }
-    println!("all nodes stopped in {:?}", started.elapsed());
+    println!("all nodes stopped in {:?}, exit codes {codes:?}", started.elapsed());
+    // Each leaving node takes no hand-offs, so at least the last to go kept keys it could hand
+    // to no one: it says so by its exit code (a node that left exits 0).
+    assert!(codes.iter().all(|c| matches!(c, Some(0 | 1))), "{codes:?}");
+    assert!(codes.contains(&Some(1)), "every leave ended, though no member was left to take keys: {codes:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,6 +62,9 @@ pub async fn run(
             stop_tx.send_if_modified(|s| {
                 if *s == Some(Stop::Leave) {
                     tracing::warn!("signal received during a leave: the leave finishes first (up to --leave-timeout)");
+                }
+                // A stop already under way (a leave, a stop-now, a join given up) is not replaced.
+                if s.is_some() {
                     return false;
                 }
                 *s = Some(how);
@@ -182,11 +185,21 @@ pub async fn run(
     let how =
         *stop_rx.wait_for(|s| s.is_some()).await.expect("stop sender lives in the node").as_ref().expect("checked");
     let mut left = false;
+    // Why a leave did not end, when it did not and no stop-now cut it short.
+    let mut unfinished = None;
     if how == Stop::Leave {
         let deadline = node.config.leave_timeout;
         tokio::select! {
-            all_handed_off = crate::replication::movement::leave(&node) => left = all_handed_off,
-            _ = tokio::time::sleep(deadline) => tracing::warn!(?deadline, "leave timed out; exiting with data not handed off"),
+            all_handed_off = crate::replication::movement::leave(&node) => {
+                left = all_handed_off;
+                if !left {
+                    unfinished = Some("no member could take some of its keys".to_string());
+                }
+            }
+            _ = tokio::time::sleep(deadline) => {
+                tracing::warn!(?deadline, "leave timed out; exiting with data not handed off");
+                unfinished = Some(format!("it did not end within {deadline:?} (--leave-timeout)"));
+            }
             _ = stop_rx.wait_for(|s| *s == Some(Stop::Now)) => tracing::warn!("stop requested during leave; exiting now"),
         }
     } else if how == Stop::Now {
@@ -236,6 +249,15 @@ pub async fn run(
             "the join pulled nothing for {:?} (--join-timeout) and was given up; the log above says why",
             node.config.join_timeout
         )));
+    }
+    if let Some(why) = unfinished {
+        // Not a clean exit: an orchestrator that restarts failed tasks starts a durable node
+        // again, and it finishes the leave from its directory.
+        let after = match &node.local {
+            Some(_) => "start it again on its data directory to finish the leave",
+            None => "its copies of those keys go with it: only their replicas that stay members keep them",
+        };
+        return Err(NodeError::Unavailable(format!("the leave did not end: {why}; {after}")));
     }
     Ok(())
 }
