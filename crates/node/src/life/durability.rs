@@ -7,10 +7,13 @@
 //!
 //! `periodic`: writes are acknowledged once in the engine's log (handed to the OS, so they
 //! survive the process being killed), and a timer fsyncs every interval, bounding what a machine
-//! crash can lose to that interval.
+//! crash can lose to that interval. A failed fsync ends that bound (after one, the kernel may
+//! have dropped the pages it could not write and call them clean, so a later fsync that succeeds
+//! proves nothing): from then on the node acknowledges no write, as under `always`.
 //!
 //! A memory engine has nothing to sync; then [`Durability::wait`] returns at once.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -41,6 +44,8 @@ pub struct Durability {
     wake: Condvar,
     /// Highest ticket made durable, or the error that stopped the syncer.
     synced: watch::Sender<Result<u64, String>>,
+    /// A periodic fsync failed: no write is acknowledged any more.
+    failed: AtomicBool,
 }
 
 impl Durability {
@@ -52,6 +57,7 @@ impl Durability {
             tickets: Mutex::default(),
             wake: Condvar::new(),
             synced: watch::channel(Ok(0)).0,
+            failed: AtomicBool::new(false),
         });
         if d.engine.is_durable() {
             match mode {
@@ -77,6 +83,13 @@ impl Durability {
     /// Return once every write this task applied before calling is durable under the policy.
     pub async fn wait(&self) -> Result<(), NodeError> {
         if !self.needs_wait() {
+            if self.failed.load(Ordering::Relaxed) {
+                return Err(NodeError::Internal(
+                    "write not durable: a periodic fsync failed, and this node acknowledges no write since; \
+                     restart it on a working disk"
+                        .into(),
+                ));
+            }
             return Ok(());
         }
         let mut synced = self.synced.subscribe();
@@ -141,7 +154,11 @@ async fn periodic(d: std::sync::Weak<Durability>, every: Duration) {
         let engine = d.engine.clone();
         match tokio::task::spawn_blocking(move || engine.sync()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!("periodic fsync failed: {e}"),
+            Ok(Err(e)) => {
+                tracing::error!("periodic fsync failed; this node can no longer acknowledge writes: {e}");
+                d.failed.store(true, Ordering::Relaxed);
+                return;
+            }
             Err(e) => tracing::error!("periodic fsync task failed: {e}"),
         }
     }
@@ -153,8 +170,8 @@ mod tests {
     use dkv_storage::{DurableEngine, Entry, Version};
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    /// Counts syncs, to show that concurrent waiters share them.
-    struct Counting(DurableEngine, AtomicU64);
+    /// Counts syncs, to show that concurrent waiters share them; fails them once told to.
+    struct Counting(DurableEngine, AtomicU64, std::sync::atomic::AtomicBool);
 
     impl Engine for Counting {
         fn get(&self, h: u64, k: &[u8]) -> dkv_storage::StorageResult<Option<Entry>> {
@@ -189,6 +206,9 @@ mod tests {
         }
         fn sync(&self) -> dkv_storage::StorageResult<()> {
             self.1.fetch_add(1, Ordering::Relaxed);
+            if self.2.load(Ordering::Relaxed) {
+                return Err(dkv_storage::StorageError("an I/O error, as the test asked".into()));
+            }
             self.0.sync()
         }
     }
@@ -197,7 +217,7 @@ mod tests {
     async fn concurrent_writers_share_fsyncs() {
         let dir = std::env::temp_dir().join(format!("dkv-group-commit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let engine = Arc::new(Counting(DurableEngine::open(&dir).unwrap(), AtomicU64::new(0)));
+        let engine = Arc::new(Counting(DurableEngine::open(&dir).unwrap(), AtomicU64::new(0), Default::default()));
         let d = Durability::start(engine.clone(), Fsync::Always);
         let writers: Vec<_> = (0..200u64)
             .map(|i| {
@@ -215,6 +235,27 @@ mod tests {
         let syncs = engine.1.load(Ordering::Relaxed);
         assert!((1..200).contains(&syncs), "200 writers should share fsyncs, got {syncs}");
         d.shutdown();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Under `periodic`, writes are acknowledged without waiting for an fsync, until one fails:
+    /// from then on none is, as under `always`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_periodic_fsync_stops_acknowledging_writes() {
+        let dir = std::env::temp_dir().join(format!("dkv-periodic-failure-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let engine = Arc::new(Counting(DurableEngine::open(&dir).unwrap(), AtomicU64::new(0), Default::default()));
+        let d = Durability::start(engine.clone(), Fsync::Periodic(Duration::from_millis(10)));
+        d.wait().await.expect("acknowledged while fsyncs succeed");
+        engine.2.store(true, Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while d.wait().await.is_ok() {
+            assert!(std::time::Instant::now() < deadline, "writes still acknowledged 10 s after a failed fsync");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        engine.2.store(false, Ordering::Relaxed);
+        let err = d.wait().await.unwrap_err();
+        assert!(err.to_string().contains("periodic fsync failed"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
