@@ -242,6 +242,10 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
     if args.nodes == 0 {
         return Err("--nodes must be at least 1".into());
     }
+    // Each node would only log it, in its own file; here both timings are known.
+    if let Some(why) = dkv_node::life::lease::interval_too_long(args.heartbeat_interval, args.node_ttl) {
+        return Err(why);
+    }
     check_free(&plan_ports(&args)?)?;
     let logs = match args.verbose {
         true => None,

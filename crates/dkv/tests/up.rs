@@ -172,6 +172,16 @@ async fn up_refuses_overlapping_ports_and_ports_another_process_holds() {
     assert_eq!(up.exit(Duration::from_secs(20)).await, Some(1), "{}", up.transcript());
     assert!(up.said(&format!("port {}, for node 1 (--base-port + 1), is not free", base + 1)), "{}", up.transcript());
     assert!(!up.said("cluster is up"), "{}", up.transcript());
+
+    // Heartbeats too slow for the TTL: the seed could expire a node cut off from it before the
+    // node stops coordinating. Each node would only log it, in its own file.
+    let mut flags = up_flags(2, free_port(), free_port_run(2));
+    let hb = flags.iter().position(|f| f == "--heartbeat-interval").expect("the flag") + 1;
+    flags[hb] = "1s".into();
+    let mut up = Up::start(&flags);
+    assert_eq!(up.exit(Duration::from_secs(10)).await, Some(1), "{}", up.transcript());
+    assert!(up.said("is not under half the seed's --node-ttl"), "{}", up.transcript());
+    assert!(!up.said("cluster is up"), "{}", up.transcript());
 }
 
 /// Children of `pid` that have exited but were not reaped.

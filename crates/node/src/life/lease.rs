@@ -373,7 +373,7 @@ async fn ttl_loop(node: Node, mut stop: watch::Receiver<bool>) {
 /// What is wrong with a heartbeat `interval` under the seed's `ttl`, if anything: a node stops
 /// coordinating half a TTL and an interval after the seed's last answer, which must come before
 /// the seed can expire it, a TTL after.
-fn interval_too_long(interval: Duration, ttl: Duration) -> Option<String> {
+pub fn interval_too_long(interval: Duration, ttl: Duration) -> Option<String> {
     (interval >= ttl / 2).then(|| {
         format!(
             "--heartbeat-interval {interval:?} is not under half the seed's --node-ttl ({ttl:?}): the seed could expire this node before it stops coordinating, cut off from the seed (see the README's Membership); use an interval under {:?}",
