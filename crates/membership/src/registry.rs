@@ -26,7 +26,11 @@
 //!   its own (see [`RegisterRequest`]); after one TTL it no longer does, since by then every live
 //!   node has re-registered and an old view could only resurrect departed members. If what it
 //!   ends up with differs from the presented view (it already had members of its own), the epoch
-//!   is one past the view's, so an epoch never names two memberships;
+//!   is one past the view's, so an epoch never names two memberships. A newer view adopted over
+//!   an older one is the later word on the members the older one brought: those it lacks left or
+//!   were expired in between, and go (unless they spoke to this seed themselves: a `normal` one
+//!   then comes back `joining`, as after an expiry); those it lists take its state, address and
+//!   tokens;
 //! * a node that a fresh seed made `normal` on arrival, because no member was, owns ranges it has
 //!   not copied when the members that held them return. So while the seed is fresh, the first
 //!   `normal` member to come back (in a presented view, or registering with its own id) sends
@@ -42,7 +46,7 @@
 //!   [`ChangeLog`] passed through it, else the whole view. The unchanged answer costs one map
 //!   lookup, whatever the size of the cluster.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use dkv_placement::{choose_tokens, DEFAULT_VNODES, TOKEN_CANDIDATES};
@@ -138,6 +142,9 @@ pub struct Registry {
     /// The restored record turned out older than the cluster and was dropped: its epoch, and the
     /// newer one a member held (see [`Registry::take_dropped_record`]).
     dropped: Option<(u64, u64)>,
+    /// Members this fresh seed holds only because an adopted view listed them: not heard from
+    /// themselves since (see [`Registry::adopt_if_fresh`]).
+    adopted: HashSet<NodeId>,
 }
 
 impl Registry {
@@ -155,6 +162,7 @@ impl Registry {
             holding: false,
             restored: false,
             dropped: None,
+            adopted: HashSet::new(),
         }
     }
 
@@ -206,6 +214,7 @@ impl Registry {
             Some(id) => id,
             None => self.fresh_id(),
         };
+        self.heard_from(id);
         let arriving = !self.members.contains_key(&id);
         // A leaving member this seed expired (after its first TTL) is not taken back: as
         // `leaving` it would serve reads again, with what it held before its absence, beside
@@ -283,9 +292,17 @@ impl Registry {
     }
 
     pub fn heartbeat(&mut self, id: NodeId, now_ms: u64) -> Result<View, RegistryError> {
+        self.heard_from(id);
         let m = self.members.get_mut(&id).ok_or(RegistryError::UnknownNode(id))?;
         m.last_seen_ms = now_ms;
         Ok(self.view())
+    }
+
+    /// `id` spoke to this seed itself: it is no longer a member only an adopted view vouched for.
+    fn heard_from(&mut self, id: NodeId) {
+        if !self.adopted.is_empty() {
+            self.adopted.remove(&id);
+        }
     }
 
     /// A heartbeat from a node that holds the view `known` (epoch and digest; `None` from a node
@@ -301,6 +318,7 @@ impl Registry {
         if let Some((epoch, _)) = known {
             self.drop_record_if_behind(epoch, now_ms);
         }
+        self.heard_from(id);
         let m = self.members.get_mut(&id).ok_or(RegistryError::UnknownNode(id))?;
         m.last_seen_ms = now_ms;
         let mut answer = HeartbeatAnswer {
@@ -334,6 +352,7 @@ impl Registry {
     /// meanwhile stays `leaving`: its ready crossed its leave (a leave may start during a join),
     /// and a leaving node must not be given reads again.
     pub fn ready(&mut self, id: NodeId, now_ms: u64) -> Result<View, RegistryError> {
+        self.heard_from(id);
         match self.members.get_mut(&id) {
             Some(m) if m.state == NodeState::Leaving => {
                 m.last_seen_ms = now_ms;
@@ -346,6 +365,7 @@ impl Registry {
     /// `done == false`: the node starts handing off; `done == true`: it has, and is removed.
     /// Finishing a leave that the seed already forgot (expired, seed restarted) is not an error.
     pub fn leave(&mut self, id: NodeId, done: bool, now_ms: u64) -> Result<View, RegistryError> {
+        self.heard_from(id);
         if !done {
             return self.set_state(id, NodeState::Leaving, now_ms);
         }
@@ -476,10 +496,24 @@ impl Registry {
             return false;
         }
         let mut owners_returned = false;
+        // What an older adopted view said of members it lists that this one does not: they
+        // left or were expired since. Brought only by that view, they go; back themselves, a
+        // `normal` one missed the writes since it was expired, and joins again.
+        let departed: Vec<NodeId> = self.members.keys().filter(|id| view.member(**id).is_none()).copied().collect();
+        for id in departed {
+            if self.adopted.contains(&id) {
+                self.take(id);
+            } else if let Some(m) = self.members.get(&id).filter(|m| m.state == NodeState::Normal) {
+                let joining = Member { state: NodeState::Joining, ..m.clone() };
+                self.put(joining);
+            }
+        }
         for m in &view.nodes {
-            if !self.members.contains_key(&m.id) {
-                owners_returned |= m.state == NodeState::Normal;
+            let adopted_before = self.adopted.contains(&m.id);
+            if adopted_before || !self.members.contains_key(&m.id) {
+                owners_returned |= m.state == NodeState::Normal && !adopted_before;
                 self.put(Member { last_seen_ms: now_ms, ..m.clone() });
+                self.adopted.insert(m.id);
             }
         }
         // Nodes that hold the presented view must not take this one for it.
@@ -536,6 +570,7 @@ impl Registry {
     }
 
     fn take(&mut self, id: NodeId) -> Option<Member> {
+        self.heard_from(id);
         let m = self.members.remove(&id)?;
         self.digest.0 ^= member_hash(&m);
         Some(m)

@@ -85,6 +85,43 @@ fn restarted_seed_adopts_a_returning_nodes_view_once() {
     assert!(!answer.seed_fresh && !late.fresh(TTL + 1));
 }
 
+/// A seed restarted without its record adopts an old view first (a node stopped for a while
+/// came back first), then a newer one. The newer one is the later word: members of the old view
+/// it lacks left or were expired in between. Those only the old view brought go; one that came
+/// back itself, `normal` in the old view, missed the writes since it was expired, and joins again.
+#[test]
+fn a_newer_adopted_view_drops_members_an_older_one_brought_back() {
+    let mut r = Registry::new(0, TTL);
+    let ids: Vec<NodeId> = (1..=5).map(|i| r.register(reg(&format!("h:{i}")), 0).unwrap().id).collect();
+    for &id in &ids[1..] {
+        r.ready(id, 0).unwrap();
+    }
+    let old = r.view();
+    // Since: node 5 left, node 4 expired (alone silent), node 3 is leaving.
+    r.leave(ids[4], false, 1).unwrap();
+    r.leave(ids[4], true, 2).unwrap();
+    for &id in &ids[..3] {
+        r.heartbeat(id, 3 * TTL).unwrap();
+    }
+    assert_eq!(r.expire(3 * TTL + 1).removed.into_iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[3]]);
+    r.leave(ids[2], false, 3 * TTL + 2).unwrap();
+    let newer = r.view();
+
+    let mut fresh = Registry::new(10 * TTL, TTL);
+    fresh.register(returning(&old, ids[0], "h:1"), 10 * TTL + 1).unwrap();
+    assert_eq!(fresh.view().nodes.len(), 5, "the old view, whole");
+    // Node 4 comes back itself, before the newer view: as it was, to a fresh seed.
+    fresh.register(returning(&old, ids[3], "h:4"), 10 * TTL + 2).unwrap();
+    fresh.register(returning(&newer, ids[1], "h:2"), 10 * TTL + 3).unwrap();
+    let view = fresh.view();
+    let state = |id: NodeId| view.member(id).map(|m| m.state);
+    assert_eq!(state(ids[4]), None, "node 5 left: brought back by the old view alone, it goes");
+    assert_eq!(state(ids[3]), Some(NodeState::Joining), "node 4 was expired: back itself, it joins again");
+    assert_eq!(state(ids[2]), Some(NodeState::Leaving), "node 3 takes the newer view's state");
+    assert_eq!((state(ids[0]), state(ids[1])), (Some(NodeState::Normal), Some(NodeState::Normal)));
+    assert!(view.epoch > newer.epoch, "not the newer view: an epoch past it");
+}
+
 #[test]
 fn new_process_on_an_old_address_replaces_the_old_member() {
     let mut r = Registry::new(0, TTL);
