@@ -56,6 +56,9 @@ use crate::changes::{ChangeLog, Changes, LOG_ENTRIES};
 use crate::digest::{member_hash, same_share};
 use crate::{Digest, Member, NodeId, NodeState, View};
 
+/// Longest member address: a host name of 253 bytes, a colon and a port.
+pub const MAX_ADDR_BYTES: usize = 253 + 6;
+
 /// Most virtual nodes a member may ask for; bounds the ring size a client can impose.
 pub const MAX_VNODES: usize = 4096;
 
@@ -634,6 +637,14 @@ impl JoinPlan {
 /// always is; anything else (a newline in the host, `h:+80`) could only break the peers that
 /// try to reach it.
 fn validate_addr(addr: &str) -> Result<(), RegistryError> {
+    // An address rides in every view and every change list: one of megabytes would make each
+    // of them megabytes.
+    if addr.len() > MAX_ADDR_BYTES {
+        return Err(RegistryError::BadRequest(format!(
+            "addr of {} bytes is over {MAX_ADDR_BYTES} (a host name holds at most 253)",
+            addr.len()
+        )));
+    }
     let bad = || RegistryError::BadRequest(format!("addr must be host:port, got {addr:?}"));
     let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
     let host_ok = !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic());

@@ -146,10 +146,14 @@ fn leave_then_done_removes_and_bad_input_changes_nothing() {
     for bad in ["", "nohost", ":80", "h:0", "h:99999", "h:x"] {
         assert!(matches!(r.register(reg(bad), 4), Err(RegistryError::BadRequest(_))), "{bad}");
     }
+    let long = format!("{}:80", "h".repeat(MAX_ADDR_BYTES));
+    let Err(RegistryError::BadRequest(why)) = r.register(reg(&long), 4) else { panic!("a long address taken") };
+    assert!(why.contains("over") && why.len() < 200, "{why}");
     let too_many = RegisterRequest { vnodes: Some(MAX_VNODES + 1), ..reg("h:2") };
     assert!(r.register(too_many, 4).is_err());
     assert_eq!(r.epoch(), e);
     assert!(r.view().nodes.is_empty());
+    assert!(r.register(reg(&format!("{}:80", "h".repeat(253))), 4).is_ok(), "the longest host name");
 }
 
 #[test]
