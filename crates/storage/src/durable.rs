@@ -295,22 +295,32 @@ impl Engine for DurableEngine {
     }
 
     fn purge_tombstones(&self, before_ts: u64) -> StorageResult<u64> {
-        let mut old = Vec::new();
+        // Removed a batch at a time as the scan finds them (the scan reads a snapshot), so a
+        // mass delete's millions of tombstones are never held at once.
+        const BATCH: usize = 4096;
+        let mut old = Vec::with_capacity(BATCH);
+        let mut purged = 0;
+        let mut remove = |old: &mut Vec<(u64, Vec<u8>, Version)>| -> StorageResult<()> {
+            for (hash, key, version) in old.drain(..) {
+                // Re-checked under the stripe: a newer write may have landed since the scan.
+                if self.remove_if(hash, &key, version)? {
+                    purged += 1;
+                }
+            }
+            Ok(())
+        };
         for item in self.data.iter() {
             let (k, v) = item.into_inner().map_err(|e| self.err("scanning", e))?;
             let entry = decode_entry(&v).map_err(|e| self.err("decoding a value", e))?;
             if entry.is_tombstone() && entry.dead_since().is_some_and(|ts| ts < before_ts) {
                 let (hash, key) = decode_store_key(&k).map_err(|e| self.err("decoding a key", e))?;
                 old.push((hash, key.to_vec(), entry.version));
+                if old.len() == BATCH {
+                    remove(&mut old)?;
+                }
             }
         }
-        let mut purged = 0;
-        for (hash, key, version) in old {
-            // Re-checked under the stripe: a newer write may have landed since the scan.
-            if self.remove_if(hash, &key, version)? {
-                purged += 1;
-            }
-        }
+        remove(&mut old)?;
         Ok(purged)
     }
 
@@ -380,6 +390,27 @@ mod tests {
 
     fn v(ts: u64) -> Version {
         Version { ts, node: 1 }
+    }
+
+    /// Tombstones are purged a batch at a time as the scan finds them: more than one batch, with
+    /// values and fresh tombstones among them, which stay.
+    #[test]
+    fn a_purge_of_many_tombstones_takes_every_old_one_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("dkv-durable-purge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let e = DurableEngine::open(&dir).unwrap();
+        for i in 0..10_000u64 {
+            let entry = match i % 10 {
+                0 => Entry::value(v(1), Bytes::from_static(b"x")),
+                1 => Entry::tombstone(v(1_000_000)),
+                _ => Entry::tombstone(v(1)),
+            };
+            e.apply(i.wrapping_mul(0x9E37_79B9_7F4A_7C15), &i.to_be_bytes(), entry).unwrap();
+        }
+        assert_eq!(e.purge_tombstones(1_000).unwrap(), 8_000);
+        assert_eq!(e.stats(), EngineStats { keys: 1_000, bytes: 9_000, tombstones: 1_000, expiring: 0 });
+        drop(e);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

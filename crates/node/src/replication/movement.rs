@@ -270,9 +270,13 @@ async fn pull(
 }
 
 /// After every membership change, hand misplaced keys to their owners; retry failed passes.
+/// Also once a heartbeat interval after the node starts (under the seed's view, which it
+/// registered for): a pass cut short by a stop or a crash leaves keys that no change may come to
+/// move for days, and a change that finally moves one brings back a value deleted meanwhile,
+/// once the delete's tombstone was purged.
 pub async fn rebalance_loop(node: Node, mut stop: watch::Receiver<bool>) {
     let mut changes = node.topo.subscribe();
-    let mut retry = false;
+    let mut retry = true;
     loop {
         let wait = if retry { node.config.heartbeat_interval } else { Duration::from_secs(3600) };
         tokio::select! {

@@ -90,6 +90,14 @@ fn refused(e: NodeError) -> Refusal {
 /// have gained keys in the sender's view that it does not know it lacks.
 async fn check_epoch(node: &Node, epoch: u64) -> Result<Current, Refusal> {
     node.refresh_to(epoch).await;
+    not_stale(node, epoch)?;
+    Ok(Current(epoch == node.epoch()))
+}
+
+/// Refuse a sender whose epoch is behind ours. Checked again once a write holds the fence: a
+/// view installed between the first check and the fence starts a drain that would not wait for
+/// this write, and the hand-off pass after it would not see it.
+fn not_stale(node: &Node, epoch: u64) -> Result<(), Refusal> {
     let mine = node.epoch();
     if epoch < mine {
         return Err(Refusal::new(
@@ -97,7 +105,22 @@ async fn check_epoch(node: &Node, epoch: u64) -> Result<Current, Refusal> {
             format!("stale epoch {epoch}: this node is at epoch {mine}; refresh and retry"),
         ));
     }
-    Ok(Current(epoch == mine))
+    Ok(())
+}
+
+/// Refuse to answer what this node decides by its own view while that view is behind the
+/// sender's (the seed could not be asked): a range page for a joiner it may not know of, an
+/// anti-entropy comparison over ranges it does not know it shares. Answered from the older view,
+/// the joiner would count the holder done, and the round would settle the sender, short of keys.
+fn behind(node: &Node, epoch: u64) -> Result<(), Refusal> {
+    let mine = node.epoch();
+    if mine < epoch {
+        return Err(Refusal::new(
+            503,
+            format!("this node's view (epoch {mine}) is behind the sender's (epoch {epoch}) and the seed did not answer; try again later"),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether this node's view is the sender's ([`check_epoch`]). A node behind still answers
@@ -124,6 +147,7 @@ impl Current {
 async fn apply(node: &Node, req: ApplyRequest) -> Answer {
     let current = check_epoch(node, req.epoch).await?;
     let _writes = node.fence.enter();
+    not_stale(node, req.epoch)?;
     if matches!(req.kind, ApplyKind::Handoff | ApplyKind::Hint) && matches!(node.life(), Life::Leaving | Life::Left) {
         return Err(Refusal::new(
             wire::STATUS_LEAVING,
@@ -149,6 +173,7 @@ async fn apply(node: &Node, req: ApplyRequest) -> Answer {
 async fn writes(node: &Node, req: WritesRequest) -> Answer {
     let current = check_epoch(node, req.epoch).await?;
     let _writes = node.fence.enter();
+    not_stale(node, req.epoch)?;
     let outcomes = node.apply_writes(req.entries).await.map_err(refused)?;
     let outcomes = outcomes.into_iter().map(|o| current.outcome(o)).collect();
     encode(&WritesReply { outcomes })
@@ -189,6 +214,7 @@ async fn reads<S: Shape>(node: &Node, req: ReadsRequest) -> Answer {
 /// One page of the entries whose future replicas include the requesting (joining) node.
 async fn range(node: &Node, req: RangeRequest) -> Answer {
     node.refresh_to(req.epoch).await;
+    behind(node, req.epoch)?;
     if req.after.is_none() {
         // Writes planned before we knew of the newcomer did not go to it; let them land first so
         // the scan sees them.
@@ -213,6 +239,7 @@ async fn range(node: &Node, req: RangeRequest) -> Answer {
 /// up to `horizon`, when given; a `tracked` summary records the pair when none do).
 async fn sync_summary(node: &Node, req: SyncSummary, horizon: Option<u64>, tracked: bool) -> Answer {
     check_epoch(node, req.epoch).await?;
+    behind(node, req.epoch)?;
     if req.digests.len() != antientropy::BUCKETS {
         return Err(Refusal::new(400, "summary with the wrong number of buckets"));
     }
@@ -222,10 +249,12 @@ async fn sync_summary(node: &Node, req: SyncSummary, horizon: Option<u64>, track
 /// Anti-entropy step 2: take the sender's entries of a bucket, answer with ours it lacks.
 async fn sync_bucket(node: &Node, req: SyncBucket) -> Answer {
     check_epoch(node, req.epoch).await?;
+    behind(node, req.epoch)?;
     if req.bucket as usize >= antientropy::BUCKETS {
         return Err(Refusal::new(400, "no such bucket"));
     }
     let _writes = node.fence.enter();
+    not_stale(node, req.epoch)?;
     let topo = node.topology();
     let reply = antientropy::answer_bucket(node, &topo, req).await.map_err(refused)?;
     encode(&reply)
@@ -233,6 +262,7 @@ async fn sync_bucket(node: &Node, req: SyncBucket) -> Answer {
 
 async fn sync_versions(node: &Node, req: wire::SyncVersions) -> Answer {
     check_epoch(node, req.epoch).await?;
+    behind(node, req.epoch)?;
     if req.bucket as usize >= antientropy::BUCKETS {
         return Err(Refusal::new(400, "no such bucket"));
     }
@@ -333,6 +363,19 @@ mod tests {
             let answer = handler.handle(Kind::Apply as u8, body).await.expect("stored");
             let answer: ApplyReply = postcard::from_bytes(&answer).unwrap();
             assert_eq!((answer.superseded, answer.complete), (None, current), "a write at epoch {epoch}");
+        }
+        // What it would decide by its own view it refuses to answer: a joiner's range page, an
+        // anti-entropy comparison.
+        let ahead = node.epoch() + 1;
+        let range = RangeRequest { epoch: ahead, for_node: 2, after: None };
+        let summary = SyncSummary { epoch: ahead, from: 2, digests: vec![0; antientropy::BUCKETS] };
+        for (kind, body) in [
+            (Kind::Range, postcard::to_allocvec(&range).unwrap()),
+            (Kind::SyncSummary, postcard::to_allocvec(&summary).unwrap()),
+        ] {
+            let refusal = handler.handle(kind as u8, Bytes::from(body)).await.expect_err("refused");
+            assert_eq!(refusal.status, 503, "{kind:?}: {}", refusal.message);
+            assert!(refusal.message.contains("behind the sender's"), "{}", refusal.message);
         }
         let stored = testing::local(&nodes[0], b"k").expect("stored");
         assert_eq!(stored.version.ts, node.epoch() + 1, "the write from the newer view was stored all the same");
