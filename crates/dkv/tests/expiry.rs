@@ -96,6 +96,7 @@ async fn redis_expiry_commands_answer_as_redis_does() {
     assert_eq!(cli(0, &["SET", "k", "v", "EX", "1", "KEEPTTL"]), "ERR syntax error");
     assert_eq!(cli(0, &["SET", "k", "v", "EX"]), "ERR syntax error");
     assert_eq!(cli(0, &["GETEX", "s", "EX", "0"]), "ERR invalid expire time in 'getex' command");
+    assert_eq!(cli(0, &["GETEX", "nope", "EX", "0"]), "", "Redis looks the key up before the time");
     assert_eq!(cli(0, &["GETEX", "s", "PERSIST", "EX", "1"]), "ERR syntax error");
     assert_eq!(
         cli(0, &["EXPIRE", "s", "1", "NX", "XX"]),

@@ -168,12 +168,15 @@ enum GetEx {
     At(u64),
 }
 
-fn getex_option(options: &[Bytes], now_ms: u64) -> Result<GetEx, Reply> {
+/// The option of a `GETEX`: a syntax error at once (the outer error), an invalid time only
+/// once the key turns out to exist (the inner one), as in Redis, where `GETEX missing EX 0`
+/// answers nil.
+fn getex_option(options: &[Bytes], now_ms: u64) -> Result<Result<GetEx, Reply>, Reply> {
     match options {
-        [] => Ok(GetEx::Leave),
-        [o] if o.eq_ignore_ascii_case(b"PERSIST") => Ok(GetEx::Persist),
+        [] => Ok(Ok(GetEx::Leave)),
+        [o] if o.eq_ignore_ascii_case(b"PERSIST") => Ok(Ok(GetEx::Persist)),
         [o, arg] => match form(o) {
-            Some(f) => option_deadline(arg, f, now_ms, "getex").map(GetEx::At),
+            Some(f) => Ok(option_deadline(arg, f, now_ms, "getex").map(GetEx::At)),
             None => Err(syntax_error()),
         },
         _ => Err(syntax_error()),
@@ -298,6 +301,10 @@ pub async fn getex(node: &Node, a: &[Bytes]) -> Reply {
         Ok(None) => return Reply::Nil,
         Err(e) => return e,
     };
+    let option = match option {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
     let result = match option {
         GetEx::Leave => Ok(()),
         GetEx::Persist if found.expires.is_none() => Ok(()),
@@ -379,13 +386,14 @@ mod tests {
     #[test]
     fn getex_takes_one_option() {
         let g = |s: &str| getex_option(&args(s), NOW);
-        assert_eq!(g("").unwrap(), GetEx::Leave);
-        assert_eq!(g("persist").unwrap(), GetEx::Persist);
-        assert_eq!(g("EX 2").unwrap(), GetEx::At(NOW + 2000));
-        assert_eq!(g("PXAT 7").unwrap(), GetEx::At(7));
+        assert_eq!(g("").unwrap().unwrap(), GetEx::Leave);
+        assert_eq!(g("persist").unwrap().unwrap(), GetEx::Persist);
+        assert_eq!(g("EX 2").unwrap().unwrap(), GetEx::At(NOW + 2000));
+        assert_eq!(g("PXAT 7").unwrap().unwrap(), GetEx::At(7));
         for bad in ["PERSIST EX 1", "EX", "EX 1 PX 1", "KEEPTTL", "FOO 1"] {
             assert_eq!(error(g(bad)), "ERR syntax error", "{bad}");
         }
-        assert_eq!(error(g("EX 0")), "ERR invalid expire time in 'getex' command");
+        // An invalid time is said only once the key is found (the inner error).
+        assert_eq!(error(g("EX 0").unwrap()), "ERR invalid expire time in 'getex' command");
     }
 }
