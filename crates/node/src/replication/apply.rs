@@ -19,13 +19,19 @@
 
 use dkv_membership::{NodeId, Topology};
 use dkv_placement::key_hash;
-use dkv_storage::{Applied, Hlc, Version};
+use dkv_storage::{Applied, Entry, Hlc, Version};
 
 use crate::error::{NodeError, PeerError};
 use crate::life::state::Node;
 use crate::life::stats::bump;
 use crate::replication::batch::prefetching;
 use crate::transport::wire::{self, ApplyKind, ApplyReply, ApplyRequest, KeyEntry, Kind, WriteOutcome};
+
+/// Whether `held` is `written` stored: the same contents, or, for a value with a deadline, the
+/// tombstone it became once expired (which keeps the deadline; a delete's has none).
+fn same_write(held: &Entry, written: &Entry) -> bool {
+    held.expires == written.expires && (held.value == written.value || (held.value.is_none() && held.expires.is_some()))
+}
 
 /// Key and value bytes from which a batch is stored off the async runtime.
 const BLOCKING_BATCH: usize = 256 << 10;
@@ -46,13 +52,13 @@ impl Node {
         if let Some(refused) = self.ahead_of_clock(kv.entry.version, self.hlc.wall_ms()) {
             return Ok(refused);
         }
-        let (key, version, hash) = (kv.key.clone(), kv.entry.version, key_hash(&kv.key));
+        let (key, written, hash) = (kv.key.clone(), kv.entry.clone(), key_hash(&kv.key));
         let complete = self.settled_for(hash);
         let stored = self.apply_one(hash, kv).await?;
         let complete = complete && self.settled_for(hash);
         match stored {
             true => Ok(WriteOutcome::Applied { complete }),
-            false => self.held_instead(&key, version, complete),
+            false => self.held_instead(&key, &written, complete),
         }
     }
 
@@ -73,7 +79,7 @@ impl Node {
                 }
                 None => {
                     let complete = self.complete_for_key(&kv.key);
-                    accepted.push((outcomes.len(), kv.key.clone(), kv.entry.version, complete));
+                    accepted.push((outcomes.len(), kv.key.clone(), kv.entry.clone(), complete));
                     outcomes.push(WriteOutcome::Applied { complete });
                     true
                 }
@@ -81,11 +87,11 @@ impl Node {
             .collect();
         let mut stored = Vec::with_capacity(entries.len());
         self.store_and_wait(entries, |s| stored.push(s)).await?;
-        for ((at, key, version, before), stored) in accepted.into_iter().zip(stored) {
+        for ((at, key, written, before), stored) in accepted.into_iter().zip(stored) {
             let complete = before && self.complete_for_key(&key);
             outcomes[at] = match stored {
                 true => WriteOutcome::Applied { complete },
-                false => self.held_instead(&key, version, complete)?,
+                false => self.held_instead(&key, &written, complete)?,
             };
         }
         Ok(outcomes)
@@ -110,13 +116,21 @@ impl Node {
         Some(WriteOutcome::Refused { status: e.status().as_u16(), message: e.to_string() })
     }
 
-    /// The outcome of a write of `key` at `version` that was not stored: superseded by the newer
-    /// version held, or applied already (an equal version: the same write again). A tombstone
-    /// past the grace period is dropped on purpose, and counts as applied too; `complete` as
-    /// for a write that was stored.
-    fn held_instead(&self, key: &[u8], version: Version, complete: bool) -> Result<WriteOutcome, NodeError> {
-        Ok(match self.engine.get(key_hash(key), key)?.map(|held| held.version) {
-            Some(held) if held > version => WriteOutcome::Superseded(held),
+    /// The outcome of a write of `key` that was not stored: superseded by the newer version held,
+    /// or applied already (the same write again). A tombstone past the grace period is dropped on
+    /// purpose, and counts as applied too; `complete` as for a write that was stored.
+    ///
+    /// An equal version held with other contents is another write that got the same stamp: a
+    /// coordinator restarted on a clock behind its last one (its clock had followed a peer's up
+    /// to `--max-clock-offset` ahead, or the wall clock was stepped back) stamps again what it
+    /// stamped before the restart. Answered "applied", the write was acknowledged and stored
+    /// nowhere that held the first; so it is "superseded", and the coordinator stamps it above.
+    fn held_instead(&self, key: &[u8], written: &Entry, complete: bool) -> Result<WriteOutcome, NodeError> {
+        Ok(match self.engine.get(key_hash(key), key)? {
+            Some(held) if held.version > written.version => WriteOutcome::Superseded(held.version),
+            Some(held) if held.version == written.version && !same_write(&held, written) => {
+                WriteOutcome::Superseded(held.version)
+            }
             _ => WriteOutcome::Applied { complete },
         })
     }
@@ -239,7 +253,7 @@ mod tests {
     use dkv_storage::{Entry, Hlc, Version};
 
     use crate::testing;
-    use crate::transport::wire::KeyEntry;
+    use crate::transport::wire::{KeyEntry, WriteOutcome};
 
     /// A tombstone past its grace period is dropped where it would replace nothing live (it is
     /// purged there or about to be), but still deletes an older value: kept, that value would
@@ -270,6 +284,34 @@ mod tests {
         let kv = KeyEntry { key: "forever".into(), entry: entry.clone() };
         assert_eq!(a.apply_local(vec![kv]).await.unwrap(), 1);
         assert_eq!(testing::local(a, b"forever"), Some(entry));
+    }
+
+    /// A coordinator restarted on a clock behind its last one stamps a write with a version it
+    /// stamped before: a replica that holds that version with other contents answers
+    /// "superseded", so the write is stamped above it, not acknowledged and stored nowhere. The
+    /// same write again (a retry, or the value expired since) is "applied".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_stamped_with_a_version_held_for_other_contents_is_superseded() {
+        let nodes = testing::cluster(&[NodeState::Normal], testing::config()).await;
+        let a = &nodes[0];
+        let now = a.hlc.wall_ms();
+        let at = Version { ts: Hlc::ts_at_ms(now), node: 1 };
+        let write = |entry: Entry| KeyEntry { key: "k".into(), entry };
+        let first = Entry::value(at, "A".into());
+        testing::put_local(a, b"k", first.clone());
+        let outcome = a.apply_write(write(Entry::value(at, "B".into()))).await.unwrap();
+        assert!(matches!(outcome, WriteOutcome::Superseded(v) if v == at), "{outcome:?}");
+        assert_eq!(testing::local(a, b"k"), Some(first.clone()), "B is not taken for A");
+        let outcome = a.apply_write(write(first)).await.unwrap();
+        assert!(matches!(outcome, WriteOutcome::Applied { .. }), "the same write again: {outcome:?}");
+        let deleted = Entry::tombstone(at);
+        testing::put_local(a, b"d", deleted);
+        let outcome = a.apply_write(KeyEntry { key: "d".into(), entry: Entry::value(at, "B".into()) }).await.unwrap();
+        assert!(matches!(outcome, WriteOutcome::Superseded(_)), "a delete's tombstone at that version: {outcome:?}");
+        let expiring = Entry::expiring(at, "E".into(), Some(now - 1));
+        testing::put_local(a, b"e", expiring.clone().expired());
+        let outcome = a.apply_write(KeyEntry { key: "e".into(), entry: expiring }).await.unwrap();
+        assert!(matches!(outcome, WriteOutcome::Applied { .. }), "the value expired since: {outcome:?}");
     }
 
     /// While this node's clock is off, grace periods are counted by the cluster's clock: a node a
