@@ -133,20 +133,24 @@ async fn idle_and_half_sent_http_connections_are_closed_after_the_read_timeout()
     let opened = Instant::now();
     let mut conns = connect_many(&addr, 2000, b"GET /get?key=a HTTP/1.1\r\nHost: x\r\n").await;
     conns.extend(connect_many(&addr, 1000, b"").await);
+    // What may be the start of HTTP/2's preface: the protocol is not known yet, and hyper's
+    // timers do not run (until 2026-12-06 these held their places for good).
+    conns.extend(connect_many(&addr, 50, b"P").await);
+    conns.extend(connect_many(&addr, 50, b"PRI * HTTP/2.0\r\n").await);
     served(&c, 0, 0).await;
     let rss = rss_mib(pid);
-    eprintln!("RSS {rss_before} MiB before, {rss} MiB with 3000 idle or half-sent connections");
-    assert!(rss < rss_before + 100, "3000 idle connections took the node from {rss_before} to {rss} MiB");
+    eprintln!("RSS {rss_before} MiB before, {rss} MiB with 3100 idle or half-sent connections");
+    assert!(rss < rss_before + 100, "3100 idle connections took the node from {rss_before} to {rss} MiB");
 
     // The read timeout (2 s) closes every one of them, with nothing served.
     let answers = closed_by(conns, opened + Duration::from_secs(20)).await;
     let open = answers.iter().filter(|a| a.is_none()).count();
-    assert_eq!(open, 0, "{open} of 3000 idle or half-sent connections still open 20 s after a 2 s read timeout");
+    assert_eq!(open, 0, "{open} of 3100 idle or half-sent connections still open 20 s after a 2 s read timeout");
     assert!(
         answers.iter().flatten().all(|a| !a.starts_with(b"HTTP/1.1 200")),
         "a half-sent request was answered as if it were whole"
     );
-    assert!(metric(&c, 0, "dkv_client_refusals_total", "read_timeout").await >= 3000);
+    assert!(metric(&c, 0, "dkv_client_refusals_total", "read_timeout").await >= 3100);
     served(&c, 0, 1).await;
     intact(&c, &data).await;
 }

@@ -6,6 +6,12 @@
 //! the node starts waiting for the next request, so an idle keep-alive connection is closed after
 //! it too), HTTP/2 gets a bound on streams and a keep-alive ping, and every connection task is
 //! tracked so a shutdown waits for the requests in flight and no longer.
+//!
+//! hyper's own timer starts only once it knows the protocol, and to know it, it waits for up
+//! to 24 bytes that may be the start of HTTP/2's preface, with no timeout: a client that sent
+//! `P` and nothing more held its connection, and its place under `--max-connections`, for good.
+//! So a connection must also make its first request within `--read-timeout` of being handed
+//! here, whatever its protocol.
 
 use std::time::Duration;
 
@@ -21,6 +27,7 @@ use tokio_util::task::TaskTracker;
 use crate::front::limits::{Guard, Refusal};
 use crate::front::parse_errors::Explained;
 use crate::transport::listener::HttpConn;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Streams one HTTP/2 client may have open at once.
@@ -60,18 +67,31 @@ pub async fn serve<S>(
                 None => break,
             },
         };
-        let service = app.clone();
+        let requested = Arc::new(AtomicBool::new(false));
+        let service = FirstRequest { inner: app.clone(), requested: requested.clone() };
         let (builder, guard, mut stop) = (builder.clone(), guard.clone(), stop.clone());
         tracker.spawn(async move {
             let _slot = conn.slot; // held until the connection closes
             let io = TokioIo::new(Explained::new(conn.stream, node));
             let served = builder.serve_connection_with_upgrades(io, service);
             tokio::pin!(served);
+            let read_timeout = guard.limits.read_timeout;
+            let silent = async {
+                tokio::time::sleep(read_timeout).await;
+                if requested.load(Ordering::Relaxed) {
+                    std::future::pending::<()>().await;
+                }
+            };
             let result = tokio::select! {
                 r = served.as_mut() => r,
                 _ = stopped(&mut stop) => {
                     served.as_mut().graceful_shutdown();
                     served.await
+                }
+                () = silent => {
+                    guard.refused(Refusal::ReadTimeout);
+                    tracing::debug!(peer = %conn.peer, "HTTP connection closed: no request within {read_timeout:?} (--read-timeout)");
+                    return;
                 }
             };
             if let Err(e) = result {
@@ -84,4 +104,25 @@ pub async fn serve<S>(
     }
     tracker.close();
     tracker.wait().await;
+}
+
+/// The router, noting that a connection made a request (see the module doc).
+#[derive(Clone)]
+struct FirstRequest<S> {
+    inner: S,
+    requested: Arc<AtomicBool>,
+}
+
+impl<S, B> Service<hyper::Request<B>> for FirstRequest<S>
+where
+    S: Service<hyper::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, req: hyper::Request<B>) -> Self::Future {
+        self.requested.store(true, Ordering::Relaxed);
+        self.inner.call(req)
+    }
 }
