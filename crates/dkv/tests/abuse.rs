@@ -288,6 +288,24 @@ async fn a_client_that_neither_reads_nor_sends_is_let_go_after_the_idle_timeout(
     let got = until_closed(s, Instant::now() + Duration::from_secs(10)).await.expect("closed");
     assert!(got.len() < 300 * (value.len() + 10), "closed before all {} bytes of replies", got.len());
     served(&c, 0, 0).await;
+
+    // The same over HTTP: 100 GETs of a 1 MiB value sent at once, none of the answers read.
+    // hyper holds the answer it writes for as long as the connection is open; the connection
+    // moves no bytes, and goes after --idle-timeout.
+    let (status, _) =
+        c.client(0).raw(Method::PUT, "/put?key=big", Some(Bytes::from(vec![b'b'; 1 << 20]))).await.unwrap();
+    assert_eq!(status, http::StatusCode::NO_CONTENT);
+    let idle_before = metric(&c, 0, "dkv_client_refusals_total", "idle").await;
+    let mut h = TcpStream::connect(&c.nodes[0].addr).await.expect("connect");
+    h.write_all("GET /get?key=big HTTP/1.1\r\nHost: x\r\n\r\n".repeat(100).as_bytes()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&c, 0, "dkv_client_refusals_total", "idle").await == idle_before {
+        assert!(Instant::now() < deadline, "the HTTP connection was not let go within 10 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = until_closed(h, Instant::now() + Duration::from_secs(10)).await.expect("closed");
+    assert!(got.len() < 100 << 20, "closed before all the answers: {} bytes", got.len());
+    served(&c, 0, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

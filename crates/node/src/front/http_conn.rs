@@ -11,7 +11,8 @@
 //! to 24 bytes that may be the start of HTTP/2's preface, with no timeout: a client that sent
 //! `P` and nothing more held its connection, and its place under `--max-connections`, for good.
 //! So a connection must also make its first request within `--read-timeout` of being handed
-//! here, whatever its protocol.
+//! here, whatever its protocol. And one that moves no bytes either way for `--idle-timeout` is
+//! closed (see `progress.rs`): a client that never reads an answer would hold it in the node.
 
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::front::limits::{Guard, Refusal};
 use crate::front::parse_errors::Explained;
+use crate::front::progress::{stalled, Progress, Stamp};
 use crate::transport::listener::HttpConn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -72,7 +74,8 @@ pub async fn serve<S>(
         let (builder, guard, mut stop) = (builder.clone(), guard.clone(), stop.clone());
         tracker.spawn(async move {
             let _slot = conn.slot; // held until the connection closes
-            let io = TokioIo::new(Explained::new(conn.stream, node));
+            let stamp = Stamp::new();
+            let io = TokioIo::new(Explained::new(Progress::new(conn.stream, stamp.clone()), node));
             let served = builder.serve_connection_with_upgrades(io, service);
             tokio::pin!(served);
             let read_timeout = guard.limits.read_timeout;
@@ -93,6 +96,11 @@ pub async fn serve<S>(
                     tracing::debug!(peer = %conn.peer, "HTTP connection closed: no request within {read_timeout:?} (--read-timeout)");
                     return;
                 }
+                () = idle_for(&stamp, guard.limits.idle_timeout) => {
+                    guard.refused(Refusal::Idle);
+                    tracing::debug!(peer = %conn.peer, "HTTP connection closed: it moved no bytes for --idle-timeout");
+                    return;
+                }
             };
             if let Err(e) = result {
                 if e.downcast_ref::<hyper::Error>().is_some_and(|e| e.is_timeout()) {
@@ -104,6 +112,14 @@ pub async fn serve<S>(
     }
     tracker.close();
     tracker.wait().await;
+}
+
+/// Ends once the connection moved no bytes for `idle` (never, without an idle timeout).
+async fn idle_for(stamp: &Stamp, idle: Option<Duration>) {
+    match idle {
+        Some(idle) => stalled(stamp, idle).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The router, noting that a connection made a request (see the module doc).

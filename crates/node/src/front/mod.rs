@@ -4,6 +4,7 @@
 //! answers. [`router`] is the pure routing decision, [`query`] the HTTP query-string parsing.
 //! [`limits`] bounds what clients may hold (connections, buffered bytes, time), and [`http_conn`]
 //! serves HTTP connections under those bounds.
+//! [`progress`] notes when a connection last moved bytes, so one that stopped is let go.
 //! [`answers`] is what every HTTP answer carries (the node's header, a line for every error,
 //! hints for wrong paths and methods); [`parse_errors`] gives hyper's own error answers theirs.
 //! [`auth`] checks client passwords (`--client-password`, read-only ones too) on both protocols.
@@ -18,6 +19,7 @@ pub mod keyspace;
 pub mod limits;
 pub mod openapi;
 pub mod parse_errors;
+pub mod progress;
 pub mod query;
 pub mod resp;
 pub mod router;

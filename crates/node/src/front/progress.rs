@@ -1,0 +1,139 @@
+//! When a client connection last moved bytes, to let go of one that has stopped.
+//!
+//! A client that asks for a large value and never reads the answer holds the answer in the
+//! node (hyper keeps the body until it is written) for as long as the connection stays open.
+//! [`Progress`] counts every read and write that moves bytes, and [`stalled`] ends once the
+//! connection has moved none for a whole idle timeout (so between one and two of them after the
+//! last): the HTTP server then closes it, as the RESP server closes a connection that neither
+//! sends nor reads while its replies wait. A client that reads slowly, or an HTTP/2 client that
+//! only answers pings, keeps moving bytes and stays. A count rather than a time: a request's
+//! reads and writes then cost no reading of the clock.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// How many times a connection moved bytes, shared between its stream and its watchdog.
+#[derive(Clone, Default)]
+pub struct Stamp(Arc<AtomicU64>);
+
+impl Stamp {
+    pub fn new() -> Stamp {
+        Stamp::default()
+    }
+
+    fn touch(&self) {
+        // One task drives the stream: no read-modify-write needed.
+        self.0.store(self.count().wrapping_add(1), Ordering::Relaxed);
+    }
+
+    fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Ends once the connection stamped by `stamp` has moved no bytes for a whole `idle`.
+pub async fn stalled(stamp: &Stamp, idle: Duration) {
+    loop {
+        let before = stamp.count();
+        tokio::time::sleep(idle).await;
+        if stamp.count() == before {
+            return;
+        }
+    }
+}
+
+/// A stream that stamps every read and write that moves bytes.
+pub struct Progress<T> {
+    inner: T,
+    stamp: Stamp,
+}
+
+impl<T> Progress<T> {
+    pub fn new(inner: T, stamp: Stamp) -> Self {
+        Progress { inner, stamp }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Progress<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        if buf.filled().len() > before {
+            self.stamp.touch();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Progress<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
+        if n > 0 {
+            self.stamp.touch();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
+        if n > 0 {
+            self.stamp.touch();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Bytes moved either way put the watchdog off; none for the idle time end it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_that_moves_no_bytes_is_stalled_after_the_idle_time() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let stamp = Stamp::new();
+        let mut a = Progress::new(a, stamp.clone());
+        let idle = Duration::from_millis(300);
+        let started = std::time::Instant::now();
+        let watching = tokio::spawn({
+            let stamp = stamp.clone();
+            async move { stalled(&stamp, idle).await }
+        });
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            a.write_all(b"x").await.unwrap();
+            let mut one = [0u8; 1];
+            b.read_exact(&mut one).await.unwrap();
+            b.write_all(b"y").await.unwrap();
+            a.read_exact(&mut one).await.unwrap();
+        }
+        assert!(!watching.is_finished(), "stalled while it was moving bytes");
+        watching.await.unwrap();
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(400) + idle, "stalled after {took:?}, while it was moving bytes");
+        assert!(took < Duration::from_millis(400) + 3 * idle, "not stalled {took:?} after it stopped");
+    }
+}
