@@ -686,6 +686,10 @@ pub struct PutArgs {
 pub struct HealthArgs {
     #[arg(long, env = "DKV_HEALTH_URL", default_value = "http://127.0.0.1:8080/health")]
     pub url: String,
+    /// Also pass for a node that is leaving (its /health answers 503 with status "leaving"): an
+    /// orchestrator that replaces unhealthy tasks would otherwise kill a leave half way.
+    #[arg(long, env = "DKV_HEALTH_LEAVING_OK")]
+    pub leaving_ok: bool,
     #[command(flatten)]
     pub tls: ClientTls,
 }

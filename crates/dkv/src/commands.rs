@@ -98,11 +98,17 @@ pub async fn health(args: HealthArgs) -> i32 {
     };
     match client.raw(Method::GET, path, None).await {
         Ok((StatusCode::OK, _)) => 0,
+        Ok((StatusCode::SERVICE_UNAVAILABLE, body)) if args.leaving_ok && says_leaving(&body) => 0,
         Ok((status, body)) => {
             fail(format!("{} answered {status}: {}", args.url, String::from_utf8_lossy(&body).trim()))
         }
         Err(e) => fail(e),
     }
+}
+
+/// Whether a node's `/health` answer says it is leaving.
+fn says_leaving(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v["status"] == "leaving")
 }
 
 /// The id of the member the seed lists at `addr`.

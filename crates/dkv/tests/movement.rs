@@ -291,6 +291,16 @@ async fn killed_during_its_leave(node_ttl: &str, prefix: &str) -> (Cluster, Vec<
         std::fs::read_to_string(&view_file).ok()?.contains("leaving").then_some(())
     })
     .await;
+    // Meanwhile `dkv health` fails for it (it no longer serves as a member), unless told a leave
+    // is fine: the Swarm stack's healthcheck, so that Swarm does not kill the leave half way.
+    let url = format!("http://{}/health", c.nodes[LEAVER].addr);
+    let health = |more: &[&str]| dkv().args(["health", "--url", &url]).args(more).output().unwrap();
+    let plain = health(&[]);
+    assert_eq!(plain.status.code(), Some(1), "{}", String::from_utf8_lossy(&plain.stderr));
+    let said = format!("{}{}", String::from_utf8_lossy(&plain.stdout), String::from_utf8_lossy(&plain.stderr));
+    assert!(said.contains("leaving"), "{said}");
+    let leaving_ok = health(&["--leaving-ok"]);
+    assert_eq!(leaving_ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&leaving_ok.stderr));
     c.kill_node(LEAVER).await;
     c.nodes[0].resume();
     (c, data)
