@@ -177,8 +177,10 @@ impl Peer {
         if let Some(e) = self.backing_off() {
             return Err(e);
         }
-        let began = Instant::now();
-        match connect(addr, config).await {
+        let mut attempt = Attempt { peer: self, addr, began: Instant::now(), over: false };
+        let result = connect(addr, config).await;
+        attempt.over = true;
+        match result {
             Ok(c) => {
                 *self.conn.lock().expect("conn lock") = Some(c.clone());
                 *self.backoff.lock().expect("backoff lock") = Backoff::default();
@@ -188,15 +190,42 @@ impl Peer {
                 if matches!(e, CallError::Handshake { .. }) {
                     tracing::error!("{e}");
                 }
-                let mut b = self.backoff.lock().expect("backoff lock");
-                let refused = matches!(e, CallError::Unreachable { .. }) && began.elapsed() < REFUSED_WITHIN;
-                let cap = if refused { REFUSED_MAX_BACKOFF } else { MAX_BACKOFF };
-                let wait = FIRST_BACKOFF.saturating_mul(1 << b.failures.min(10)).min(cap);
-                b.failures += 1;
-                b.until = Some(Instant::now() + wait);
-                b.last = Some(e.clone());
+                self.failed(e.clone(), attempt.began);
                 Err(e)
             }
+        }
+    }
+
+    /// An attempt begun at `began` failed with `e`: back off before the next.
+    fn failed(&self, e: CallError, began: Instant) {
+        let mut b = self.backoff.lock().expect("backoff lock");
+        let refused = matches!(e, CallError::Unreachable { .. }) && began.elapsed() < REFUSED_WITHIN;
+        let cap = if refused { REFUSED_MAX_BACKOFF } else { MAX_BACKOFF };
+        let wait = FIRST_BACKOFF.saturating_mul(1 << b.failures.min(10)).min(cap);
+        b.failures += 1;
+        b.until = Some(Instant::now() + wait);
+        b.last = Some(e);
+    }
+}
+
+/// A connection attempt under way. Dropped before it ended (its caller's deadline came first:
+/// a peer whose host drops packets answers nothing until the connect timeout), it counts as a
+/// failure: unrecorded, the next caller waited out its whole deadline in turn, and every call to
+/// such a peer took its full timeout, one after the other, where calls to a peer that is down
+/// fail at once.
+struct Attempt<'a> {
+    peer: &'a Peer,
+    addr: &'a str,
+    began: Instant,
+    over: bool,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.over {
+            let waited = self.began.elapsed().as_millis();
+            let reason = format!("no connection within {waited} ms, as long as its caller could wait");
+            self.peer.failed(CallError::Unreachable { addr: self.addr.to_string(), reason }, self.began);
         }
     }
 }
@@ -403,6 +432,11 @@ impl Conn {
         deadline: Instant,
     ) -> Option<Result<Frame, Failed>> {
         let _slot = tokio::time::timeout_at(deadline, self.slots.acquire()).await.ok()?.ok()?;
+        // A peer that stopped reading (paused, its host gone with the connection still up) fills
+        // its socket and then the outbox: a call waits for room rather than queue without bound,
+        // and fails at its deadline with nothing left behind to send.
+        let max_queued = self.max_frame.max(MAX_QUEUED_REQUESTS);
+        tokio::time::timeout_at(deadline, self.outbox.room_below(max_queued)).await.ok()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
@@ -412,21 +446,42 @@ impl Conn {
             }
             p.calls.insert(id, tx);
         }
+        // Until an answer or an error comes: a call whose caller drops it (the loser of a
+        // "first answer wins") takes its id out of the waiting calls.
+        let mut waiting = Waiting { conn: self, id: Some(id) };
         let queued = self.outbox.push(|b| frame::encode_within(b, self.max_frame, kind, id, body));
         if !matches!(queued, Some(Ok(()))) {
-            self.pending.lock().expect("pending lock").calls.remove(&id);
             return Some(Err(match queued {
                 Some(Err(e)) => Failed::TooLarge(e),
                 _ => Failed::Lost("connection closed".into()),
             }));
         }
         match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(answer)) => Some(answer.map_err(Failed::Lost)),
-            Ok(Err(_)) => Some(Err(Failed::Lost("connection closed".into()))),
-            Err(_) => {
-                self.pending.lock().expect("pending lock").calls.remove(&id);
-                None
+            Ok(Ok(answer)) => {
+                waiting.id = None; // taken out by the reader that delivered it
+                Some(answer.map_err(Failed::Lost))
             }
+            Ok(Err(_)) => Some(Err(Failed::Lost("connection closed".into()))),
+            Err(_) => None,
+        }
+    }
+}
+
+/// Bytes of requests queued on one connection from which a call waits (or one largest frame,
+/// if that is more).
+const MAX_QUEUED_REQUESTS: usize = 8 << 20;
+
+/// A call's id among the connection's waiting calls, taken out when the call ends without its
+/// answer (a deadline, an error, its caller gone).
+struct Waiting<'a> {
+    conn: &'a Conn,
+    id: Option<u64>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.conn.pending.lock().expect("pending lock").calls.remove(&id);
         }
     }
 }

@@ -55,6 +55,9 @@ impl Outbox {
     /// queues answers stops reading meanwhile, so a peer that sends requests and does not read
     /// the answers is held back by TCP rather than by this process's memory.
     pub async fn room_below(&self, max: usize) {
+        if self.queued() < max {
+            return; // the common case, without a waiter registered
+        }
         loop {
             let taken = self.taken.notified();
             tokio::pin!(taken);

@@ -977,3 +977,78 @@ async fn a_peer_that_reads_no_answers_is_held_back_not_buffered_for() {
     }
     assert_eq!(handler.big_done.load(Ordering::SeqCst), REQUESTS as usize);
 }
+
+/// A listener that completes the handshake and then reads nothing (a paused peer whose
+/// connection stays up): what it received once `read_after` has passed, in frames of requests.
+async fn stalled_peer(read_after: Duration) -> (String, JoinHandle<usize>) {
+    let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let task = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut magic = [0u8; 4];
+        s.read_exact(&mut magic).await.unwrap();
+        let hello = read_frame(&mut s).await.unwrap().expect("a hello");
+        assert_eq!(hello.kind, KIND_HELLO);
+        let mut welcome = BytesMut::new();
+        encode(&mut welcome, KIND_WELCOME, 0, |_| {});
+        s.write_all(&welcome).await.unwrap();
+        tokio::time::sleep(read_after).await;
+        let mut frames = 0;
+        while let Ok(Ok(Some(_))) = timeout(Duration::from_millis(500), read_frame(&mut s)).await {
+            frames += 1;
+        }
+        frames
+    });
+    (addr, task)
+}
+
+/// Calls to a peer that stopped reading fail at their deadline without queueing their
+/// requests beyond a few megabytes: once it reads again, it does not get all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_a_peer_that_stopped_reading_do_not_queue_without_bound() {
+    let (addr, peer) = stalled_peer(Duration::from_secs(2)).await;
+    let client = Arc::new(Client::new(ClientConfig { max_frame: 2 << 20, ..client_config() }));
+    let body = vec![0u8; 1 << 20];
+    let mut calls = JoinSet::new();
+    for _ in 0..100 {
+        let (client, addr, body) = (client.clone(), addr.clone(), body.clone());
+        calls.spawn(async move {
+            client.call(&addr, SIZE, |b| b.extend_from_slice(&body), Duration::from_millis(500)).await
+        });
+    }
+    while let Some(call) = calls.join_next().await {
+        assert!(call.unwrap().is_err(), "nothing is answered");
+    }
+    let received = peer.await.unwrap();
+    assert!(received < 40, "{received} requests of 1 MiB queued for a peer that read none");
+}
+
+/// A connection attempt its caller gave up on (a peer that accepts and never welcomes, as a host
+/// that drops packets never answers) counts as a failure: the next call fails at once instead of
+/// waiting out its own deadline in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_attempt_its_caller_gave_up_on_backs_off_the_next() {
+    let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let holding = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s); // accepted, never welcomed
+        }
+    });
+    let client = client();
+    let first =
+        client.call(&addr, ECHO, |b| b.extend_from_slice(&1u64.to_le_bytes()), Duration::from_millis(300)).await;
+    assert!(matches!(first, Err(CallError::Timeout { .. })), "{first:?}");
+    let began = Instant::now();
+    let next = client.call(&addr, ECHO, |b| b.extend_from_slice(&2u64.to_le_bytes()), Duration::from_millis(300)).await;
+    let took = began.elapsed();
+    assert!(took < Duration::from_millis(100), "the next call waited {took:?}: {next:?}");
+    match next {
+        Err(CallError::Unreachable { reason, .. }) => {
+            assert!(reason.contains("as long as its caller could wait"), "{reason}")
+        }
+        other => panic!("expected the attempt's failure again, got {other:?}"),
+    }
+    holding.abort();
+}
