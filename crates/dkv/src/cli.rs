@@ -115,6 +115,10 @@ pub struct SeedArgs {
     #[arg(long, env = "DKV_MAX_CONNECTIONS", default_value_t = dkv_seed::SeedConfig::MAX_CONNECTIONS as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// How long an HTTP connection's read or write may wait without moving a byte: a client
+    /// that sent part of a request, or keeps a connection idle, is closed after it.
+    #[arg(long, env = "DKV_READ_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub read_timeout: Duration,
     /// The seed's certificate chain (PEM), signed by the cluster CA: its port then speaks only
     /// TLS, and members call it with `--seed https://HOST:PORT`. SIGHUP reloads it.
     #[arg(long, env = "DKV_TLS_CERT", requires_all = ["tls_key", "tls_peer_ca"])]

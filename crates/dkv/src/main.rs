@@ -166,6 +166,7 @@ async fn run(cli: Cli) -> i32 {
                         max_connections: a.max_connections as usize,
                         tls: tls.map(|tls| Arc::new(SeedCerts(tls)) as Arc<dyn dkv_seed::SeedTls>),
                         data_dir: a.data_dir,
+                        read_timeout: a.read_timeout,
                     };
                     exit_code("seed", dkv_seed::run(config, listener, terminated()).await)
                 }

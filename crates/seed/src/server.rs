@@ -43,12 +43,18 @@ pub struct SeedConfig {
     /// Where the seed keeps its record of the membership (`record.rs`); none: its state is
     /// soft.
     pub data_dir: Option<std::path::PathBuf>,
+    /// How long an HTTP connection's read or write may wait without moving a byte before the
+    /// connection is closed (a half-sent request, an idle keep-alive connection, an answer not
+    /// read).
+    pub read_timeout: Duration,
 }
 
 impl SeedConfig {
     /// The default of `--max-connections`: two per member (its heartbeat line and an HTTP
     /// connection) of a cluster of 10 000.
     pub const MAX_CONNECTIONS: usize = 20_000;
+    /// The default of `--read-timeout`, as on the nodes.
+    pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
 #[derive(Clone)]
@@ -634,6 +640,7 @@ mod tests {
             max_connections: 10,
             tls: None,
             data_dir,
+            read_timeout: SeedConfig::READ_TIMEOUT,
         }
     }
 

@@ -21,6 +21,7 @@
 //! transport goodbye that the node logs), and closed; at most [`MAX_REFUSING`] are being told at
 //! once, and past that they are closed at once.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -61,6 +62,45 @@ pub(crate) struct Counted {
     /// Over TLS, whether it presented a member's certificate; `None` in the clear.
     member: Option<bool>,
     _slot: OwnedSemaphorePermit,
+    /// Since when a read, and a write, has waited without moving a byte (`--read-timeout`):
+    /// axum gives hyper no timer, so hyper's own header timeout never runs, and a client that
+    /// sent one byte of a request, or kept a connection idle, held its place under
+    /// `--max-connections` for good (until 2026-12-06): 20 000 of them shut out every member.
+    reading: Stall,
+    writing: Stall,
+}
+
+impl Counted {
+    fn new(stream: Box<dyn Io>, member: Option<bool>, slot: OwnedSemaphorePermit, timeout: Duration) -> Counted {
+        let stall = || Stall { timeout, timer: None };
+        Counted { stream, member, _slot: slot, reading: stall(), writing: stall() }
+    }
+}
+
+/// A timer that runs while an operation waits and is dropped as soon as it moves bytes.
+struct Stall {
+    timeout: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Stall {
+    /// `polled` is the operation's result; past `timeout` of waiting it becomes an error.
+    fn check<T>(&mut self, cx: &mut Context<'_>, polled: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        if polled.is_ready() {
+            self.timer = None;
+            return polled;
+        }
+        let timeout = self.timeout;
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.timer = None;
+                let why = format!("no byte moved for {timeout:?} (--read-timeout)");
+                Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// What the seed's HTTP handlers know of the connection a request came on.
@@ -78,13 +118,17 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Http
 
 impl AsyncRead for Counted {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.get_mut().stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut *this.stream).poll_read(cx, buf);
+        this.reading.check(cx, polled)
     }
 }
 
 impl AsyncWrite for Counted {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut *self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut *this.stream).poll_write(cx, buf);
+        this.writing.check(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -92,7 +136,9 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut *self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut *this.stream).poll_write_vectored(cx, bufs);
+        this.writing.check(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -150,7 +196,7 @@ pub(crate) fn split(
         handshake_timeout: FIRST_BYTE_TIMEOUT,
     });
     let slots = Arc::new(Semaphore::new(config.max_connections));
-    let onward = Onward { http: tx, handler, server, stop: stop.clone() };
+    let onward = Onward { http: tx, handler, server, stop: stop.clone(), read_timeout: config.read_timeout };
     tokio::spawn(accept_loop(listener, onward, config.tls.clone(), slots, stop));
     Ok(HttpConnections { rx, local })
 }
@@ -162,6 +208,8 @@ struct Onward {
     handler: Arc<Heartbeats>,
     server: Arc<ServerConfig>,
     stop: watch::Receiver<bool>,
+    /// `--read-timeout`, for [`Counted`].
+    read_timeout: Duration,
 }
 
 async fn accept_loop(
@@ -193,7 +241,7 @@ async fn accept_loop(
                     drop(slot);
                 }
                 Some(_) => {
-                    let conn = Counted { stream: Box::new(stream), member: None, _slot: slot };
+                    let conn = Counted::new(Box::new(stream), None, slot, onward.read_timeout);
                     let _ = onward.http.send((conn, peer)).await;
                 }
                 // Closed, failed, or silent: nothing to answer.
@@ -231,7 +279,7 @@ async fn open_tls(stream: TcpStream, peer: SocketAddr, tls: &dyn SeedTls, slot: 
     let member = tls.is_member(s.get_ref().1.peer_certificates());
     let stream = Prefixed::new(Some(first), s);
     if first != dkv_transport::frame::MAGIC[0] {
-        let conn = Counted { stream: Box::new(stream), member: Some(member), _slot: slot };
+        let conn = Counted::new(Box::new(stream), Some(member), slot, onward.read_timeout);
         let _ = onward.http.send((conn, peer)).await;
         return;
     }

@@ -28,6 +28,7 @@ async fn seed_with(max_connections: usize) -> String {
         max_connections,
         tls: None,
         data_dir: None,
+        read_timeout: Duration::from_secs(1),
     };
     tokio::spawn(dkv_seed::run(config, listener, std::future::pending()));
     addr
@@ -230,5 +231,30 @@ async fn a_transport_connection_over_the_bound_is_told_why() {
             assert!(reason.contains("--max-connections"), "{reason}")
         }
         other => panic!("expected a refused handshake, got {other:?}"),
+    }
+}
+
+/// Connections that sent part of a request (one byte, or the start of HTTP/2's preface) are
+/// closed after `--read-timeout` (1 s here), giving their places back: before 2026-12-06 the
+/// seed's hyper had no timer, and they held them for good.
+#[tokio::test]
+async fn half_sent_requests_are_closed_after_the_read_timeout() {
+    let addr = seed_with(2).await;
+    let mut held = Vec::new();
+    for start in [&b"G"[..], b"PRI * HTTP/2.0\r\n"] {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(start).await.unwrap();
+        held.push(s);
+    }
+    assert_eq!(call(&addr, "GET", "/health", "").await.status, 503, "both places taken");
+    for mut s in held {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "a half-sent request still open 10 s after a 1 s read timeout");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while call(&addr, "GET", "/health", "").await.status != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "the places were never given back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
