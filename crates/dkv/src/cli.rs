@@ -72,6 +72,22 @@ pub fn busy_poll_window(s: &str) -> Result<Duration, String> {
     Ok(window)
 }
 
+/// A cluster secret: printable ASCII, since it travels in an HTTP header (`x-dkv-secret`). One
+/// with a control character (a trailing newline from `echo` into a file) was dropped from every
+/// call to the seed, which then refused them all with a 403 that did not say why.
+fn cluster_secret(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("an empty cluster secret: give a non-empty one, or none".into());
+    }
+    if let Some(c) = s.chars().find(|c| !(' '..='~').contains(c)) {
+        return Err(format!(
+            "the cluster secret holds {c:?}: it must be printable ASCII (it travels in an HTTP header); \
+             a trailing newline from `echo` into a file is the usual cause"
+        ));
+    }
+    Ok(s.to_string())
+}
+
 pub fn byte_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -105,7 +121,7 @@ pub struct SeedArgs {
     #[arg(long, env = "DKV_NODE_TTL", default_value = "15s", value_parser = duration)]
     pub node_ttl: Duration,
     /// Require this secret from nodes on register/heartbeat/ready/leave.
-    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true)]
+    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true, value_parser = cluster_secret)]
     pub cluster_secret: Option<String>,
     /// Name of the cluster; nodes started for another cluster are refused.
     #[arg(long, env = "DKV_CLUSTER_NAME", default_value = "dkv")]
@@ -232,7 +248,7 @@ pub struct NodeArgs {
     #[arg(long, env = "DKV_MOVE_RATE", default_value = "0", value_parser = byte_size)]
     pub move_rate: usize,
     /// Secret shared by the seed and the nodes; required on internal and admin endpoints.
-    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true)]
+    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true, value_parser = cluster_secret)]
     pub cluster_secret: Option<String>,
     /// Virtual nodes (ring tokens) for this node when it first joins.
     #[arg(long, env = "DKV_VNODES", default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..=4096))]
@@ -507,7 +523,7 @@ pub struct LeaveArgs {
     #[arg(long, env = "DKV_NODE", default_value = "http://127.0.0.1:8080")]
     pub node: String,
     /// The cluster's secret, if it has one.
-    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true)]
+    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true, value_parser = cluster_secret)]
     pub cluster_secret: Option<String>,
     #[command(flatten)]
     pub tls: ClientTls,
@@ -527,7 +543,7 @@ pub struct RemoveArgs {
     #[arg(long)]
     pub force: bool,
     /// The cluster's secret, if it has one.
-    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true)]
+    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true, value_parser = cluster_secret)]
     pub cluster_secret: Option<String>,
     #[command(flatten)]
     pub tls: ClientTls,
@@ -701,6 +717,16 @@ pub struct HealthArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_secret_is_printable_ascii() {
+        assert_eq!(cluster_secret("s3cret pass~"), Ok("s3cret pass~".to_string()));
+        assert!(cluster_secret("s3cret\n").unwrap_err().contains("trailing newline"));
+        assert!(cluster_secret("sécret").unwrap_err().contains("printable ASCII"));
+        assert!(cluster_secret("").unwrap_err().contains("empty"));
+        let parsed = Cli::try_parse_from(["dkv", "seed", "--cluster-secret", "a\tb"]);
+        assert!(parsed.is_err(), "refused at start");
+    }
 
     #[test]
     fn sizes_and_durations_parse_or_explain() {

@@ -316,7 +316,10 @@ async fn refuse(
     _refusing: OwnedSemaphorePermit,
 ) {
     let why = format!("the seed serves at most {max} connections at once (--max-connections); retry later");
-    tracing::warn!(%peer, "refused a connection: {why}");
+    static REFUSED: Throttle = Throttle::new();
+    if let Some(more) = REFUSED.allow("") {
+        tracing::warn!(%peer, "refused a connection: {why}{more}");
+    }
     match first_byte(&stream, REFUSAL_SNIFF_TIMEOUT).await {
         Some(b) if b == dkv_transport::frame::MAGIC[0] => dkv_transport::refuse(stream, &server, &why).await,
         Some(_) => {
