@@ -54,7 +54,9 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
     let value = Bytes::from(vec![b'v'; args.value_size]);
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let per_conn = args.requests.map(|n| n.div_ceil(args.connections as u64));
+    // `-n` exactly: the first `n % connections` connections send one more.
+    let share =
+        |c: u64| args.requests.map(|n| n / args.connections as u64 + u64::from(c < n % args.connections as u64));
     let read_ratio = if args.load { 0.0 } else { args.read_ratio };
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -64,7 +66,8 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
         let order = args.load.then_some((c as u64, args.connections as u64));
         let prefix = prefix.clone();
         let protocol = args.protocol;
-        let cfg = Load { keys: args.keys, read_ratio, limit: per_conn, protocol, order, prefix, tls: tls.clone() };
+        let limit = share(c as u64);
+        let cfg = Load { keys: args.keys, read_ratio, limit, protocol, order, prefix, tls: tls.clone() };
         let password = args.password.clone();
         tasks.push(tokio::spawn(async move {
             let result = connection(addr, cfg, password, value, tally, stop, c as u64).await;
@@ -138,6 +141,13 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
         tally.errors.load(Ordering::Relaxed),
         tally.misses.load(Ordering::Relaxed)
     );
+    if args.load && done < args.keys && tally.errors.load(Ordering::Relaxed) == 0 {
+        errln!(
+            "--load wrote {done} of the {} keys within --duration {:?}: give a longer --duration to write them all",
+            args.keys,
+            args.duration
+        );
+    }
     if let Some(e) = first_error {
         return Err(format!("a connection gave up: {e}"));
     }
@@ -215,7 +225,16 @@ enum Conn {
     Resp(Outgoing, BytesMut),
 }
 
+/// The longest one request (or a connection's setup) may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn connect(addr: &str, load: &Load, password: Option<&str>) -> Result<Conn, String> {
+    tokio::time::timeout(REQUEST_TIMEOUT, connect_within(addr, load, password))
+        .await
+        .unwrap_or_else(|_| Err(format!("connecting to {addr}: no answer within {REQUEST_TIMEOUT:?}")))
+}
+
+async fn connect_within(addr: &str, load: &Load, password: Option<&str>) -> Result<Conn, String> {
     let mut stream = tls::connect(addr, load.tls.as_ref()).await.map_err(|e| format!("connecting to {addr}: {e}"))?;
     match load.protocol {
         Protocol::Resp => {
@@ -273,12 +292,21 @@ async fn connection(
         let key = format!("{}{n}", load.prefix);
         let read = rng.random_bool(load.read_ratio);
         let t0 = Instant::now();
-        let outcome = match &mut conn {
-            Conn::Http(send, auth) => {
-                http_request(send, auth.as_ref(), &addr, &key, if read { None } else { Some(value.clone()) }).await
+        let request = async {
+            match &mut conn {
+                Conn::Http(send, auth) => {
+                    http_request(send, auth.as_ref(), &addr, &key, if read { None } else { Some(value.clone()) }).await
+                }
+                Conn::Resp(stream, buf) => {
+                    resp_request(stream, buf, &key, if read { None } else { Some(&value) }).await
+                }
             }
-            Conn::Resp(stream, buf) => resp_request(stream, buf, &key, if read { None } else { Some(&value) }).await,
         };
+        // A node that stops answering (paused, cut off) must not hold the run past its end: a
+        // request unanswered for REQUEST_TIMEOUT counts as failed, and the connection is made again.
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, request)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")));
         sent += 1;
         match outcome {
             Ok(Outcome::Ok) => {}
@@ -316,6 +344,7 @@ async fn http_request(
     value: Option<Bytes>,
 ) -> Result<Outcome, String> {
     let (method, path) = if value.is_some() { ("PUT", "put") } else { ("GET", "get") };
+    let key = crate::client::encode_key(key.as_bytes());
     let mut req =
         http::Request::builder().method(method).uri(format!("/{path}?key={key}")).header(http::header::HOST, addr);
     if let Some(auth) = auth {

@@ -106,7 +106,8 @@ pub fn encode_key(key: &[u8]) -> String {
 impl Client {
     /// `node` is a base URL such as `http://127.0.0.1:8080` (a bare `host:port` works too).
     pub fn new(node: &str) -> Self {
-        let base = if node.contains("://") { node.trim_end_matches('/').to_string() } else { format!("http://{node}") };
+        let node = node.trim_end_matches('/');
+        let base = if node.contains("://") { node.to_string() } else { format!("http://{node}") };
         Client {
             http: http_client(None),
             base,
@@ -201,7 +202,10 @@ impl Client {
             Server::Seed => return Err(ClientError::Seed { base: self.base.clone() }),
             Server::Other => return Err(ClientError::NotANode { base: self.base.clone(), status: answer.status }),
         }
-        if ok.contains(&answer.status) {
+        // A node's 404 for a path it does not serve (`--node http://host:8080/prefix`) is not
+        // the 404 of a missing key: said as it is, not as "key not found".
+        let wrong_path = answer.status == StatusCode::NOT_FOUND && answer.body.starts_with(b"no such path");
+        if ok.contains(&answer.status) && !wrong_path {
             return Ok((answer.status, answer.body));
         }
         let message = String::from_utf8_lossy(&answer.body).trim().to_string();

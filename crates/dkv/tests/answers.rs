@@ -95,6 +95,12 @@ async fn the_cli_tells_a_node_from_the_seed_and_from_other_servers() {
     let (code, _, err) = cli(&["get", "absent", "--node", &c.nodes[0].addr]);
     assert_eq!(code, Some(1));
     assert!(err.contains("key \"absent\" not found"), "{err}");
+    // A node URL with a path is a wrong path, not a missing key; a bare one with a slash works.
+    let (code, _, err) = cli(&["get", "absent", "--node", &format!("http://{}/dkv", c.nodes[0].addr)]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no such path /dkv/get") && !err.contains("not found"), "{err}");
+    let (code, _, err) = cli(&["put", "k", "v", "--node", &format!("{}/", c.nodes[0].addr)]);
+    assert_eq!(code, Some(0), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

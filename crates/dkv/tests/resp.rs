@@ -272,6 +272,19 @@ async fn dkv_bench_smoke_run_over_http_and_resp() {
     }
     let out = dkv().args(["bench", "--node", &node, "--read-ratio", "2"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--read-ratio"));
+    // -n is exact when the connections do not divide it, and keys with a space, `%`, `&` or `+`
+    // in them reach the node whole over HTTP, the same keys RESP writes.
+    let out = dkv()
+        .args(["bench", "--node", &node, "-n", "101", "-c", "4", "-d", "30s", "--keys", "10"])
+        .args(["--prefix", "a b%&+", "--read-ratio", "0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("101 over"), "{text}");
+    assert!(text.contains("errors      0"), "{text}");
+    let r = c.nodes[0].resp.clone().expect("resp");
+    assert_eq!(redis_cli(&r, &["EXISTS", "a b%&+3"]), "1", "the key as RESP names it");
 }
 
 /// Send every command of `pipeline` in one write and read exactly `replies` replies back.
