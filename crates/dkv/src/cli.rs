@@ -62,6 +62,16 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e}: write durations like 200ms, 5s or 1m"))
 }
 
+/// A key's `--ttl`: whole milliseconds, the node's unit, and at least one (`500us` became `0ms`
+/// on the wire, and the node's refusal quoted a value the user never typed).
+pub fn key_ttl(s: &str) -> Result<Duration, String> {
+    let ttl = duration(s)?;
+    if ttl < Duration::from_millis(1) || ttl.subsec_nanos() % 1_000_000 != 0 {
+        return Err(format!("{s}: a TTL is whole milliseconds, at least 1ms"));
+    }
+    Ok(ttl)
+}
+
 /// A `--busy-poll` window: a duration of at most a second (a longer one keeps a core busy long
 /// after the requests stopped, for no request's gain).
 pub fn busy_poll_window(s: &str) -> Result<Duration, String> {
@@ -692,7 +702,7 @@ pub struct PutArgs {
     /// The value; `-` reads it from standard input.
     pub value: String,
     /// Expire the key this long after the write, e.g. 10s, 10m or 1h 30m [default: never].
-    #[arg(long, value_parser = duration)]
+    #[arg(long, value_parser = key_ttl)]
     pub ttl: Option<Duration>,
     /// Replica acknowledgements the write waits for: a number, one, quorum or all [default:
     /// the node's --write-quorum].
@@ -717,6 +727,15 @@ pub struct HealthArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_ttl_is_whole_milliseconds() {
+        assert_eq!(key_ttl("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(key_ttl("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(key_ttl("500us").unwrap_err().contains("at least 1ms"));
+        assert!(key_ttl("0s").is_err());
+        assert!(key_ttl("1500us").is_err(), "not whole milliseconds");
+    }
 
     #[test]
     fn a_cluster_secret_is_printable_ascii() {

@@ -183,7 +183,13 @@ impl Client {
             .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?
             .map_err(|e| unreachable(dkv_node::transport::peer::error_chain(&e)))?;
         let (status, server) = (resp.status(), Server::of(resp.headers()));
-        let body = resp.into_body().collect().await.map_err(|e| unreachable(e.to_string()))?.to_bytes();
+        // The body too is bounded in time: a node that stalls halfway through a value would
+        // otherwise hold the command for good.
+        let body = tokio::time::timeout(self.timeout, resp.into_body().collect())
+            .await
+            .map_err(|_| unreachable(format!("the answer's body did not arrive within {:?}", self.timeout)))?
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
         Ok(Answer { status, server, body })
     }
 

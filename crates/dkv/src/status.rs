@@ -76,7 +76,12 @@ async fn gather(client: &Client) -> Result<Value, crate::client::ClientError> {
     let members = cluster["members"].as_array().cloned().unwrap_or_default();
     let addrs: Vec<String> = members.iter().map(|m| m["addr"].as_str().unwrap_or("?").to_string()).collect();
     let stats = ask_all(client, addrs).await;
-    let mine = stats.iter().flatten().find(|s| s["id"] == cluster["id"]).cloned();
+    // N comes from the asked node's own `/stats`: through its advertised address with the
+    // others, or else as asked (its advertised address may not be reachable from here).
+    let mine = match stats.iter().flatten().find(|s| s["id"] == cluster["id"]).cloned() {
+        Some(mine) => Some(mine),
+        None => client.node_json("/stats").await.ok(),
+    };
     let rows = members.iter().zip(&stats).map(|(m, s)| member_row(m, s.as_ref())).collect();
     Ok(summarize(&cluster, mine.as_ref(), rows, client.base()))
 }

@@ -17,6 +17,10 @@ impl Level {
             "one" => Ok(Level::One),
             "quorum" => Ok(Level::Quorum),
             "all" => Ok(Level::All),
+            // Digits only, no leading zero: `+2` and `002` are refused, as `count=` is.
+            n if n.starts_with('0') || !n.bytes().all(|b| b.is_ascii_digit()) => {
+                Err(NodeError::BadRequest(format!("{name}= must be a number from 1, or one, quorum or all; got {s:?}")))
+            }
             n => match n.parse::<usize>() {
                 Ok(k) if k >= 1 => Ok(Level::Count(k)),
                 _ => Err(NodeError::BadRequest(format!(
@@ -55,5 +59,8 @@ mod tests {
         assert!(Level::parse("4", "w").unwrap().needed(3, "w").is_err());
         assert!(Level::parse("0", "w").is_err());
         assert!(Level::parse("most", "w").is_err());
+        for loose in ["+2", "02", " 2", "2 ", "", "-1"] {
+            assert!(Level::parse(loose, "w").is_err(), "{loose:?}");
+        }
     }
 }
