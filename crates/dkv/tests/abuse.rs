@@ -269,6 +269,16 @@ async fn an_mget_naming_a_large_value_over_and_over_is_refused_not_held() {
     assert!(peak < peak_before + 100, "the reply was held: peak RSS {peak_before} -> {peak} MiB");
 }
 
+/// Wait, 10 s at most, until node 0 has let one more connection go for idleness than `before`.
+/// (Polled by the metric: reading the connection itself would be the progress it lacks.)
+async fn let_go_for_idleness(c: &Cluster, before: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(c, 0, "dkv_client_refusals_total", "idle").await == before {
+        assert!(Instant::now() < deadline, "{what} was not let go within 10 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_neither_reads_nor_sends_is_let_go_after_the_idle_timeout() {
     // 300 GETs of a 64 KiB value: 19 MB of replies, far more than the sockets hold, and the
@@ -280,11 +290,7 @@ async fn a_client_that_neither_reads_nor_sends_is_let_go_after_the_idle_timeout(
     resp_stored(&mut s, "g", &value).await;
     let idle_before = metric(&c, 0, "dkv_client_refusals_total", "idle").await;
     s.write_all("GET g\r\n".repeat(300).as_bytes()).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&c, 0, "dkv_client_refusals_total", "idle").await == idle_before {
-        assert!(Instant::now() < deadline, "the connection was not let go within 10 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let_go_for_idleness(&c, idle_before, "the RESP connection").await;
     let got = until_closed(s, Instant::now() + Duration::from_secs(10)).await.expect("closed");
     assert!(got.len() < 300 * (value.len() + 10), "closed before all {} bytes of replies", got.len());
     served(&c, 0, 0).await;
@@ -298,11 +304,7 @@ async fn a_client_that_neither_reads_nor_sends_is_let_go_after_the_idle_timeout(
     let idle_before = metric(&c, 0, "dkv_client_refusals_total", "idle").await;
     let mut h = TcpStream::connect(&c.nodes[0].addr).await.expect("connect");
     h.write_all("GET /get?key=big HTTP/1.1\r\nHost: x\r\n\r\n".repeat(100).as_bytes()).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&c, 0, "dkv_client_refusals_total", "idle").await == idle_before {
-        assert!(Instant::now() < deadline, "the HTTP connection was not let go within 10 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let_go_for_idleness(&c, idle_before, "the HTTP connection").await;
     let got = until_closed(h, Instant::now() + Duration::from_secs(10)).await.expect("closed");
     assert!(got.len() < 100 << 20, "closed before all the answers: {} bytes", got.len());
     served(&c, 0, 1).await;

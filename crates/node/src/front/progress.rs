@@ -58,6 +58,15 @@ impl<T> Progress<T> {
     pub fn new(inner: T, stamp: Stamp) -> Self {
         Progress { inner, stamp }
     }
+
+    /// A write's result, stamped if it moved bytes.
+    fn counted(&self, written: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        let n = ready!(written)?;
+        if n > 0 {
+            self.stamp.touch();
+        }
+        Poll::Ready(Ok(n))
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Progress<T> {
@@ -73,11 +82,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for Progress<T> {
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Progress<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let n = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
-        if n > 0 {
-            self.stamp.touch();
-        }
-        Poll::Ready(Ok(n))
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.counted(written)
     }
 
     fn poll_write_vectored(
@@ -85,11 +91,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Progress<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
-        if n > 0 {
-            self.stamp.touch();
-        }
-        Poll::Ready(Ok(n))
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.counted(written)
     }
 
     fn is_write_vectored(&self) -> bool {
