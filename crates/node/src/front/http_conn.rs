@@ -11,8 +11,9 @@
 //! to 24 bytes that may be the start of HTTP/2's preface, with no timeout: a client that sent
 //! `P` and nothing more held its connection, and its place under `--max-connections`, for good.
 //! So a connection must also make its first request within `--read-timeout` of being handed
-//! here, whatever its protocol. And one that moves no bytes either way for `--idle-timeout` is
-//! closed (see `progress.rs`): a client that never reads an answer would hold it in the node.
+//! here, whatever its protocol. And one whose answer waits for the client with no byte moved
+//! for `--idle-timeout` is closed (see `progress.rs`): a client that never reads an answer would
+//! hold it in the node.
 
 use std::time::Duration;
 
@@ -98,7 +99,7 @@ pub async fn serve<S>(
                 }
                 () = idle_for(&stamp, guard.limits.idle_timeout) => {
                     guard.refused(Refusal::Idle);
-                    tracing::debug!(peer = %conn.peer, "HTTP connection closed: it moved no bytes for --idle-timeout");
+                    tracing::debug!(peer = %conn.peer, "HTTP connection closed: its answer waited unread for --idle-timeout");
                     return;
                 }
             };
@@ -114,7 +115,7 @@ pub async fn serve<S>(
     tracker.wait().await;
 }
 
-/// Ends once the connection moved no bytes for `idle` (never, without an idle timeout).
+/// Ends once the connection's answer waited unread for `idle` (never, without an idle timeout).
 async fn idle_for(stamp: &Stamp, idle: Option<Duration>) {
     match idle {
         Some(idle) => stalled(stamp, idle).await,

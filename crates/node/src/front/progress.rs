@@ -2,25 +2,27 @@
 //!
 //! A client that asks for a large value and never reads the answer holds the answer in the
 //! node (hyper keeps the body until it is written) for as long as the connection stays open.
-//! [`Progress`] counts every read and write that moves bytes, and [`stalled`] ends once the
-//! connection has moved none for a whole idle timeout (so between one and two of them after the
-//! last): the HTTP server then closes it, as the RESP server closes a connection that neither
-//! sends nor reads while its replies wait. A client that reads slowly, or an HTTP/2 client that
-//! only answers pings, keeps moving bytes and stays. A count rather than a time: a request's
+//! [`Progress`] counts every read and write that moves bytes and notes whether a write waits for
+//! the client, and [`stalled`] ends once an answer has waited a whole idle timeout with no byte
+//! moved (so between one and two of them after the last): the HTTP server then closes the
+//! connection, as the RESP server closes one that neither sends nor reads while its replies
+//! wait. A client that reads slowly keeps moving bytes and stays; one that is slow to send its
+//! request is the read timeout's (a `408`), not this. A count rather than a time: a request's
 //! reads and writes then cost no reading of the clock.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// How many times a connection moved bytes, shared between its stream and its watchdog.
+/// How many times a connection moved bytes, and whether a write waits for the client, shared
+/// between its stream and its watchdog.
 #[derive(Clone, Default)]
-pub struct Stamp(Arc<AtomicU64>);
+pub struct Stamp(Arc<(AtomicU64, AtomicBool)>);
 
 impl Stamp {
     pub fn new() -> Stamp {
@@ -29,20 +31,29 @@ impl Stamp {
 
     fn touch(&self) {
         // One task drives the stream: no read-modify-write needed.
-        self.0.store(self.count().wrapping_add(1), Ordering::Relaxed);
+        self.0 .0.store(self.count().wrapping_add(1), Ordering::Relaxed);
     }
 
     fn count(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0 .0.load(Ordering::Relaxed)
+    }
+
+    fn writing(&self, waits: bool) {
+        self.0 .1.store(waits, Ordering::Relaxed);
+    }
+
+    fn write_waits(&self) -> bool {
+        self.0 .1.load(Ordering::Relaxed)
     }
 }
 
-/// Ends once the connection stamped by `stamp` has moved no bytes for a whole `idle`.
+/// Ends once a write of the connection stamped by `stamp` has waited for the client, with no
+/// byte moved either way, for a whole `idle`.
 pub async fn stalled(stamp: &Stamp, idle: Duration) {
     loop {
         let before = stamp.count();
         tokio::time::sleep(idle).await;
-        if stamp.count() == before {
+        if stamp.count() == before && stamp.write_waits() {
             return;
         }
     }
@@ -59,8 +70,9 @@ impl<T> Progress<T> {
         Progress { inner, stamp }
     }
 
-    /// A write's result, stamped if it moved bytes.
+    /// A write's result, stamped if it moved bytes, and noted if it waits for the client.
     fn counted(&self, written: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        self.stamp.writing(written.is_pending());
         let n = ready!(written)?;
         if n > 0 {
             self.stamp.touch();
@@ -113,14 +125,15 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// Bytes moved either way put the watchdog off; none for the idle time end it.
+    /// Bytes moved either way put the watchdog off; a quiet connection with nothing to write is
+    /// not its business (a slow request is the read timeout's); a write that waits for the
+    /// client, with no byte moved for the idle time, ends it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_connection_that_moves_no_bytes_is_stalled_after_the_idle_time() {
+    async fn a_write_that_waits_with_no_byte_moved_is_stalled_after_the_idle_time() {
         let (a, mut b) = tokio::io::duplex(64);
         let stamp = Stamp::new();
         let mut a = Progress::new(a, stamp.clone());
         let idle = Duration::from_millis(300);
-        let started = std::time::Instant::now();
         let watching = tokio::spawn({
             let stamp = stamp.clone();
             async move { stalled(&stamp, idle).await }
@@ -133,10 +146,17 @@ mod tests {
             b.write_all(b"y").await.unwrap();
             a.read_exact(&mut one).await.unwrap();
         }
-        assert!(!watching.is_finished(), "stalled while it was moving bytes");
+        tokio::time::sleep(3 * idle).await;
+        assert!(!watching.is_finished(), "stalled while it moved bytes, or was quiet with nothing to write");
+        // An answer the client does not read: the write waits once the pipe's 64 bytes are full.
+        let started = std::time::Instant::now();
+        let writer = tokio::spawn(async move {
+            let _ = a.write_all(&[0u8; 1024]).await;
+        });
         watching.await.unwrap();
         let took = started.elapsed();
-        assert!(took >= Duration::from_millis(400) + idle, "stalled after {took:?}, while it was moving bytes");
-        assert!(took < Duration::from_millis(400) + 3 * idle, "not stalled {took:?} after it stopped");
+        assert!(took >= idle && took < 3 * idle, "stalled {took:?} after the write began to wait");
+        writer.abort();
+        drop(b);
     }
 }
