@@ -425,8 +425,8 @@ class Nemesis:
         log("NEMESIS", what, kw)
 
     def settle(self, n):
-        # Normal, and still so at the same epoch after the seed's next expiry pass (a quarter
-        # TTL): a node cut off just long enough may be expired a moment after the view looked
+        # Normal, and still so at the same epoch a quarter TTL later (the seed's expiry passes
+        # come every sixteenth of it since 2026-12-06): a node cut off just long enough may be expired a moment after the view looked
         # settled, and the next fault would then overlap that change.
         deadline = time.monotonic() + 60
         while True:

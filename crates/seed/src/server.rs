@@ -303,13 +303,16 @@ async fn forbidden(req: Request, text: &'static str) -> Response {
 /// Longest the seed waits for the body of a request it refuses, before it answers anyway.
 const REFUSED_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Expire silent members every quarter of the TTL. A pass that comes more than half a TTL after
+/// Expire silent members every sixteenth of the TTL: a node that has lost the seed counts on it
+/// holding back once a peer has been quiet a sixteenth of the TTL past half of it (the node
+/// crate's `life/lease.rs`), so a pass must come within that. A pass costs a walk over the
+/// members (a few microseconds for a thousand). A pass that comes more than half a TTL after
 /// the one before means the seed itself did not run meanwhile (paused, its machine frozen) and
 /// heard no heartbeat: it then counts every member as heard from instead (`Registry::seen_all`).
 /// Expiring them all at once, it left the first to register again alone in a view of one,
 /// serving every key by itself, until the others came back a few milliseconds later.
 async fn expire_loop(seed: Seed, ttl: Duration) {
-    let every = (ttl / 4).max(Duration::from_millis(10));
+    let every = (ttl / 16).max(Duration::from_millis(10));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = now_ms();

@@ -20,6 +20,11 @@
 //! or told it is not and comes back `joining`. When the others reach the seed again, a node still
 //! cut off learns it within two rounds of asking, well within the half TTL the seed then gives it.
 //!
+//! Whether a peer counts as cut off too is the peer's own word: how long it has gone without an
+//! answer from the seed. Until the seed could have expired this node, a report is aged by the
+//! time since it came; after, it counts only if it said enough on its own ([`Judge::surely_quiet`]),
+//! since the peer may have heard the seed a moment after it answered.
+//!
 //! It still serves as a replica: its peers coordinate, and they hold the current view.
 //!
 //! The lease needs the seed's TTL, which the seed reports in its `GET /health`; with a seed that
@@ -130,6 +135,29 @@ impl Judge {
         Some(self.own_deadline()? - self.ask_every() * 2)
     }
 
+    /// From when the seed may have expired this node, less a round of asking: a TTL after the
+    /// heartbeat it last answered was sent (the seed heard it no earlier). Before, the seed
+    /// cannot have removed this node whatever its peers say, and a peer's report may be aged by
+    /// the time since it came; from then on, only what a peer said counts ([`Judge::surely_quiet`]).
+    fn expiry_possible(&self) -> Option<Instant> {
+        Some(self.heard? + self.ttl?.saturating_sub(self.ask_every()))
+    }
+
+    /// How long a peer must have gone without the seed, by its own report, for this node to count
+    /// on the seed holding back: half the TTL, and a sixteenth more for the seed's expiry pass
+    /// (every sixteenth of the TTL: `expire_loop` in the seed) to have seen it quiet, and a
+    /// sixteenth for its last heartbeat's way to the seed. Once the seed held back, it gives
+    /// every member still quiet half a TTL after it stops (`dkv_membership::Expiry`), more than
+    /// a report lasts ([`Judge::report_lasts`]: two rounds, at most a quarter of the TTL).
+    ///
+    /// A report is not aged on from here: a peer that had gone a while without an answer when
+    /// it reported may have had one a moment later, and never been quiet to the seed (with
+    /// heartbeats every third of the TTL, the defaults, a healthy peer's report taken just
+    /// before its next heartbeat passes for a cut-off one once aged by two rounds).
+    fn surely_quiet(&self) -> Option<Duration> {
+        Some(self.quiet_after()? + self.ttl? / 8)
+    }
+
     /// May this node, `me` in `view`, coordinate at `now`?
     pub fn verdict(&self, now: Instant, me: NodeId, view: &View) -> Verdict {
         let (Some(quiet_after), Some(heard), Some(own_deadline)) =
@@ -147,15 +175,27 @@ impl Judge {
         }
         let mut quiet = usize::from(staying.contains(&me));
         let mut recheck = now + self.ask_every();
+        let expiry_possible = self.expiry_possible().unwrap_or(now);
+        let said_enough = self.surely_quiet().unwrap_or(quiet_after);
         for id in staying.iter().filter(|id| **id != me) {
             let Some(r) = self.reports.get(id) else { continue };
             let age = now.saturating_duration_since(r.at);
             if age > self.report_lasts() || r.epoch > view.epoch {
                 continue;
             }
-            if r.unheard.is_none_or(|u| u + age >= quiet_after) {
+            let counts = if now < expiry_possible {
+                // The seed cannot have expired this node yet: aged, the report guesses well
+                // enough whether to go on.
+                r.unheard.is_none_or(|u| u + age >= quiet_after)
+            } else {
+                r.unheard.is_some_and(|u| u >= said_enough)
+            };
+            if counts {
                 quiet += 1;
                 recheck = recheck.min(r.at + self.report_lasts());
+                if now < expiry_possible {
+                    recheck = recheck.min(expiry_possible);
+                }
             }
         }
         let members = staying.len();
@@ -497,6 +537,35 @@ mod tests {
         // It never heard the seed: silent.
         j.report(NodeId(2), Report { unheard: None, ..quiet_report(now) });
         assert!(matches!(j.verdict(now, NodeId(1), &v), Verdict::Holds { .. }));
+    }
+
+    /// The default heartbeats (every third of the TTL) and a healthy peer: its report, taken
+    /// just before its next heartbeat was answered and aged by two rounds of asking, passed for
+    /// a cut-off peer's, and a node cut off alone went on coordinating after the seed could have
+    /// expired it (found by reading, 2026-12-06).
+    #[test]
+    fn once_the_seed_may_have_expired_it_a_peer_counts_only_on_what_it_said() {
+        let t0 = Instant::now();
+        let v = view(&[NodeState::Normal; 3]);
+        let j = |r: Report| {
+            let mut j = judge(t0);
+            j.report(NodeId(2), r);
+            j
+        };
+        // Until a TTL after the last answer, less a round: aged as before, and judged again then.
+        let now = t0 + 1850 * MS;
+        let healthy = Report { unheard: Some(900 * MS), epoch: 7, at: now - 150 * MS };
+        assert_eq!(j(healthy).verdict(now, NodeId(1), &v), Verdict::Holds { recheck: Some(t0 + 1900 * MS) });
+        // From then on, only a peer that said it had gone half a TTL and an eighth without the seed.
+        let now = t0 + 1900 * MS;
+        let healthy = Report { at: now - 150 * MS, ..healthy };
+        assert!(matches!(j(healthy).verdict(now, NodeId(1), &v), Verdict::Lost(_)), "aged, it would count");
+        let short = Report { unheard: Some(1249 * MS), ..healthy };
+        assert!(matches!(j(short).verdict(now, NodeId(1), &v), Verdict::Lost(_)));
+        let never = Report { unheard: None, ..healthy };
+        assert!(matches!(j(never).verdict(now, NodeId(1), &v), Verdict::Lost(_)), "what it did is unknown");
+        let quiet = Report { unheard: Some(1250 * MS), ..healthy };
+        assert_eq!(j(quiet).verdict(now, NodeId(1), &v), Verdict::Holds { recheck: Some(now + 50 * MS) });
     }
 
     #[test]
