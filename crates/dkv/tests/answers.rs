@@ -165,7 +165,9 @@ async fn query_parameters_are_parsed_strictly() {
         ("PUT", "/put?key=k&wr=all", "unknown parameter \"wr\""),
         ("GET", "/get?key=k&w=1", "unknown parameter \"w\""),
         ("DELETE", "/delete?key=k&r=1", "unknown parameter \"r\""),
-        ("GET", "/health?verbose=1", "/health takes no parameters"),
+        ("GET", "/health?verbose=1", "/health takes only ready"),
+        ("GET", "/health?ready=yes", "bad ready \"yes\""),
+        ("GET", "/cluster?verbose=1", "/cluster takes no parameters"),
         ("GET", "/stats?x", "/stats takes no parameters"),
         ("PUT", "/put?key=%ZZ", "percent-encoding \"%ZZ\""),
         ("GET", "/get?key=k%", "percent-encoding"),
@@ -187,6 +189,7 @@ async fn query_parameters_are_parsed_strictly() {
         ("PUT", "/put?key=a%20b+c&w=1", 204),
         ("DELETE", "/delete?key=k&w=quorum", 204),
         ("GET", "/health?", 200),
+        ("GET", "/health?ready=1", 200),
     ] {
         let a = exchange(node, method, target, "", "v").await;
         assert_eq!(a.status, want, "{method} {target}: {}", a.body);

@@ -8,12 +8,18 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use http::{Method, StatusCode};
 
 const TTL: &str = "2s";
 
 /// Whether node `i` says it coordinates (`/health`), if it answers.
 async fn coordinating(c: &Cluster, i: usize) -> Option<bool> {
     c.client(i).json("/health").await.ok()?["coordinating"].as_bool()
+}
+
+/// The status of node `i`'s `GET /health?ready=1`.
+async fn ready(c: &Cluster, i: usize) -> StatusCode {
+    c.client(i).raw(Method::GET, "/health?ready=1", None).await.expect("the node answers").0
 }
 
 /// Whether the seed lists the node at `addr`.
@@ -52,9 +58,13 @@ async fn a_node_cut_off_from_the_seed_alone_stops_coordinating_before_the_seed_e
     let before = dataset("l_", 60);
     write_all(&c, &[0, 1, cut_off], &before).await;
 
+    assert_eq!(ready(&c, cut_off).await, StatusCode::OK);
     link.cut();
     wait_stops_coordinating(&c, cut_off).await;
     assert!(listed(&c, &addr).await, "the node stopped only after the seed had expired it");
+    // A readiness check sends clients elsewhere; a health check does not replace the node.
+    assert_eq!(ready(&c, cut_off).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(c.client(cut_off).json("/health").await.is_ok(), "a normal member, still healthy");
     let status = dkv().args(["status", "--node", &c.nodes[0].addr]).output().expect("run dkv status");
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(

@@ -45,7 +45,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         usage: "/scan[?cursor=C&count=N&prefix=P&match=GLOB]",
     },
     Endpoint { method: Method::GET, path: "/local", params: &["key"], usage: "/local?key=K" },
-    Endpoint { method: Method::GET, path: "/health", params: &[], usage: "/health" },
+    Endpoint { method: Method::GET, path: "/health", params: &["ready"], usage: "/health[?ready=1]" },
     Endpoint { method: Method::GET, path: "/cluster", params: &[], usage: "/cluster" },
     Endpoint { method: Method::GET, path: "/stats", params: &[], usage: "/stats" },
     Endpoint { method: Method::GET, path: "/metrics", params: &[], usage: "/metrics" },

@@ -12,7 +12,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -286,12 +286,22 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, NodeError>
         .transpose()
 }
 
-async fn health(State(node): State<Node>) -> Response {
+/// `GET /health`: 200 for a normal member, 503 for one joining, leaving or gone. With `ready=1`
+/// also 503 for a member that does not coordinate (cut off from the seed, which may have removed
+/// it: `life/lease.rs`), which refuses every client request: a load balancer's readiness check
+/// then sends clients elsewhere. Not the default: an orchestrator that replaces unhealthy
+/// tasks (Swarm) would replace a node that waits for the seed, and with it its copies.
+async fn health(State(node): State<Node>, uri: Uri) -> Response {
+    let ready = match query::parse(uri.query(), uri.path(), answers::params(uri.path())).and_then(|p| p.ready()) {
+        Ok(ready) => ready,
+        Err(e) => return e.into_response(),
+    };
     let life = node.life();
-    let status = if life == Life::Normal { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     // `coordinating`: false while the node may have been removed by a seed it cannot reach
     // (see `life/lease.rs`); it then refuses client requests, and says why in `/stats`.
     let coordinating = node.lease.refusal().is_none();
+    let serves = life == Life::Normal && (coordinating || !ready);
+    let status = if serves { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({ "status": life.name(), "id": node.me, "epoch": node.epoch(), "coordinating": coordinating });
     (status, Json(body)).into_response()
 }

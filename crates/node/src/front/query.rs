@@ -69,6 +69,19 @@ impl Params {
         Ok(Bytes::from(key))
     }
 
+    /// The `ready` parameter of `/health`: `1` or `true` asks whether the node serves clients,
+    /// not only whether it is a normal member; `0`, `false` or none does not.
+    pub fn ready(&self) -> Result<bool, NodeError> {
+        match self.get("ready") {
+            None | Some(b"0" | b"false") => Ok(false),
+            Some(b"1" | b"true") => Ok(true),
+            Some(other) => Err(NodeError::BadRequest(format!(
+                "bad ready {:?}: give ready=1 (or true), or leave it out",
+                String::from_utf8_lossy(other)
+            ))),
+        }
+    }
+
     /// The `ttl` parameter in milliseconds, if given: whole numbers of `ms`, `s`, `m`, `h` or `d`,
     /// such as `10s`, `500ms`, `1h` or `1h 30m` (see [`ttl_ms`]).
     pub fn ttl(&self) -> Result<Option<u64>, NodeError> {
@@ -205,6 +218,16 @@ mod tests {
     }
 
     #[test]
+    fn ready_is_one_or_true_or_left_out() {
+        let ready = |q| parse(Some(q), "/health", &["ready"]).and_then(|p| p.ready());
+        assert!(ready("ready=1").unwrap() && ready("ready=true").unwrap());
+        assert!(!ready("").unwrap() && !ready("ready=0").unwrap() && !ready("ready=false").unwrap());
+        let m = bad_request(ready("ready=yes"));
+        assert!(m.contains("bad ready \"yes\": give ready=1"), "{m}");
+        assert!(bad_request(ready("ready")).contains("bad ready \"\""), "a bare name is not a yes");
+    }
+
+    #[test]
     fn a_repeated_parameter_is_refused() {
         assert!(bad_request(key(Some("key=a&key=b"), 10)).contains("key given twice"));
         assert!(bad_request(key(Some("key=a&w=1&w=all"), 10)).contains("w given twice"));
@@ -217,10 +240,10 @@ mod tests {
         assert!(m.contains("\"wr\"") && m.contains("/put takes only key, w"), "{m}");
         assert!(bad_request(key(Some("keys=a"), 10)).contains("unknown parameter"));
         assert!(bad_request(parse(Some("key=a&r=1"), "/put", PUT)).contains("\"r\""), "r is for reads");
-        let m = bad_request(parse(Some("verbose"), "/health", &[]));
-        assert!(m.contains("/health takes no parameters"), "{m}");
-        assert!(parse(Some(""), "/health", &[]).is_ok());
-        assert!(parse(None, "/health", &[]).is_ok());
+        let m = bad_request(parse(Some("verbose"), "/cluster", &[]));
+        assert!(m.contains("/cluster takes no parameters"), "{m}");
+        assert!(parse(Some(""), "/cluster", &[]).is_ok());
+        assert!(parse(None, "/cluster", &[]).is_ok());
     }
 
     #[test]
