@@ -400,3 +400,33 @@ async fn a_client_that_sends_its_whole_pipeline_before_reading_is_not_stuck() {
     tokio::time::timeout(Duration::from_secs(20), s.read_exact(&mut got)).await.expect("replies").unwrap();
     assert!(got == want, "every reply, in order");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_sent_while_a_large_reply_is_written_is_answered() {
+    // Replies larger than the sockets' buffers: the node writes them while the client reads, and
+    // takes in what the client sends meanwhile. A PING sent then sat unparsed once the replies
+    // were out, until the idle timeout closed the connection (found by reading, 2026-12-06).
+    // N=1 on 2 nodes, so about half the GETs wait on the other node and their replies are
+    // written as they come, not all at once.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = Cluster::start_resp(2, &["--replication", "1"]).await;
+    let value = vec![b'v'; 512 << 10];
+    let keys: Vec<String> = (0..40).map(|i| format!("big-{i}")).collect();
+    for k in &keys {
+        c.client(1).put(k.as_bytes(), value.clone()).await.expect("put");
+    }
+    let mut s = tokio::net::TcpStream::connect(c.nodes[0].resp.as_deref().expect("resp")).await.expect("connect");
+    let gets: String = keys.iter().map(|k| format!("GET {k}\r\n")).collect();
+    s.write_all(gets.as_bytes()).await.unwrap();
+    let mut first = [0u8; 1];
+    s.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"$", "the replies have begun, and wait for the client to read them");
+    s.write_all(b"PING\r\n").await.unwrap();
+    let bulk = [format!("${}\r\n", value.len()).into_bytes(), value, b"\r\n".to_vec()].concat();
+    let want = [bulk.repeat(keys.len())[1..].to_vec(), b"+PONG\r\n".to_vec()].concat();
+    let mut got = vec![0u8; want.len()];
+    let read = tokio::time::timeout(Duration::from_secs(20), s.read_exact(&mut got)).await;
+    assert!(read.is_ok(), "the PING sent during the replies was never answered");
+    read.unwrap().unwrap();
+    assert!(got == want, "the GETs' replies whole, then the PING's");
+}

@@ -111,9 +111,18 @@ async fn clients_and_peers_talk_tls_with_curl_redis_cli_redis_py_and_dkv() {
     .await;
     let script = r#"
 import sys, redis
-r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]), ssl=True, ssl_ca_certs=sys.argv[2])
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]), ssl=True, ssl_ca_certs=sys.argv[2], socket_timeout=20)
 assert r.get("r") == b"via resp"
 assert r.set("py", "tls") is True
+# Replies beyond what the socket takes at once: each one's end must leave the TLS session's
+# buffer too (it stayed there, unflushed, until 2026-12-06).
+big = b"x" * (1 << 20)
+assert r.set("big", big) is True
+p = r.pipeline(transaction=False)
+for _ in range(24):
+    p.get("big")
+assert all(v == big for v in p.execute())
+r.delete("big")
 print("ok")
 "#;
     let (ok, out) = output(python3_redis().args(["-c", script, port, &cafile]));

@@ -68,7 +68,11 @@ pub async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, 
     if tokio::time::timeout(LINGER * 2, stream.write_all(answer)).await.is_err() {
         return; // the client does not read: no answer will reach it
     }
-    let _ = stream.shutdown().await;
+    // Bounded too: over TLS the answer may still wait in the session's buffer, and a shutdown
+    // writes it out first, for as long as the client does not read.
+    if tokio::time::timeout(LINGER * 2, stream.shutdown()).await.is_err() {
+        return;
+    }
     let mut sink = [0u8; 16 * 1024];
     let mut drained = 0;
     let _ = tokio::time::timeout(LINGER, async {

@@ -230,6 +230,9 @@ async fn connection(
             running.extend(spare.take().map(Either::Right));
         }
         clock.parsed(took, input.is_empty());
+        // What the writes below read meanwhile (`write_reading`) may hold whole commands: they
+        // are parsed next, not left waiting for more input that may never come.
+        let unparsed = input.len();
         // Their replies, in order, written out as they pile up.
         while let Some(reply) = if running.is_empty() { None } else { running.next().await } {
             // (Always `Some`: a command is set in its box before the box runs.)
@@ -263,7 +266,7 @@ async fn connection(
                 return end.close(&guard);
             }
         }
-        if more {
+        if more || input.len() > unparsed {
             continue;
         }
         if output.capacity() > OUTPUT_FLUSH * 2 {
@@ -361,13 +364,13 @@ async fn write_reading(
     grow: &mut impl FnMut(&mut BytesMut) -> Result<(), String>,
     idle: Option<Duration>,
 ) -> std::io::Result<Result<(), Ending>> {
-    // Nearly always the socket takes it all at once.
+    // Nearly always the socket takes it all at once (a TLS session takes it into its buffer,
+    // and the flush writes that out).
     if let Some(Ok(n)) = stream.write(output).now_or_never() {
-        if n == output.len() {
-            output.clear();
+        output.advance(n);
+        if output.is_empty() && matches!(stream.flush().now_or_never(), Some(Ok(()))) {
             return Ok(Ok(()));
         }
-        output.advance(n);
     }
     let (mut written, mut read, mut closed) = (0, false, false);
     // Rings once nothing moved either way for `idle`; set again at every step.
@@ -383,7 +386,13 @@ async fn write_reading(
             }
         }
         if written == output.len() {
-            return Poll::Ready(Ok(Ok(())));
+            // Written into a TLS session is not yet sent: what its buffer holds goes out by the
+            // flush (a plain socket's is at once), while input is read as for a write.
+            match std::pin::Pin::new(&mut *stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => return Poll::Ready(Ok(Ok(()))),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
         }
         let mut moved = written > before;
         if !closed {
@@ -411,7 +420,9 @@ async fn write_reading(
         return Poll::Pending;
     })
     .await;
-    if read {
+    if read || written > 0 {
+        // A client that reads its replies is not idle: the wait for its next command counts
+        // from here (a large reply to a slow reader may take longer than --idle-timeout).
         clock.read();
     }
     output.clear();
