@@ -32,7 +32,7 @@
 //! passes the time, the view and what the peers said.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -158,6 +158,28 @@ impl Judge {
         Some(self.quiet_after()? + self.ttl? / 8)
     }
 
+    /// Whether a peer whose last answer from the seed came for a heartbeat sent at `theirs` lost
+    /// the seed close enough to when this node did (its last answer's heartbeat sent at `heard`)
+    /// for the seed to have seen both quiet at once before it could expire either: within half
+    /// the TTL less an eighth (the seed's pass and a heartbeat's way, as in
+    /// [`Judge::surely_quiet`]). A peer cut off half a TTL after this node was not quiet when the
+    /// seed expired this node; one cut off half a TTL before may have been expired before this
+    /// node was quiet; and neither learns it, cut off, so their views still list each other.
+    /// Nodes cut off together are within a heartbeat interval of each other, under half the TTL.
+    fn lost_together(&self, heard: Instant, theirs: Option<Instant>) -> bool {
+        let (Some(ttl), Some(theirs)) = (self.ttl, theirs) else { return false };
+        let apart = if theirs > heard { theirs - heard } else { heard - theirs };
+        apart <= ttl / 2 - ttl / 8
+    }
+
+    /// How long past a verdict's recheck requests still take it, should the loop that judges
+    /// again be late: an interval, or an eighth of the TTL if longer, but at most half the room
+    /// between this node's own deadline and the seed's earliest expiry of it.
+    fn slack(&self) -> Duration {
+        let Some(ttl) = self.ttl else { return self.interval };
+        self.interval.max(ttl / 8).min((ttl / 2).saturating_sub(self.interval) / 2)
+    }
+
     /// May this node, `me` in `view`, coordinate at `now`?
     pub fn verdict(&self, now: Instant, me: NodeId, view: &View) -> Verdict {
         let (Some(quiet_after), Some(heard), Some(own_deadline)) =
@@ -188,7 +210,7 @@ impl Judge {
                 // enough whether to go on.
                 r.unheard.is_none_or(|u| u + age >= quiet_after)
             } else {
-                r.unheard.is_some_and(|u| u >= said_enough)
+                r.unheard.is_some_and(|u| u >= said_enough && self.lost_together(heard, r.at.checked_sub(u)))
             };
             if counts {
                 quiet += 1;
@@ -216,6 +238,13 @@ impl Judge {
 pub struct Lease {
     judge: Mutex<Judge>,
     lost: AtomicBool,
+    /// Until when the verdict that holds was given for, in µs from `base`, with some slack for
+    /// the loop's own delays ([`Judge::slack`]) (`u64::MAX`: no deadline). A node resumed after a pause
+    /// past it (SIGSTOP, a frozen VM) refuses until [`lease_loop`] has judged again: a request
+    /// its socket held could otherwise be polled before the loop, and answered from a view the
+    /// seed may have replaced meanwhile.
+    holds_until: AtomicU64,
+    base: Instant,
     why: std::sync::RwLock<Option<String>>,
     /// Wakes [`lease_loop`] when an input changed that may change the verdict soon.
     changed: tokio::sync::Notify,
@@ -226,18 +255,33 @@ impl Lease {
         Lease {
             judge: Mutex::new(Judge::new(interval)),
             lost: AtomicBool::new(false),
+            holds_until: AtomicU64::new(u64::MAX),
+            base: Instant::now(),
             why: std::sync::RwLock::new(None),
             changed: tokio::sync::Notify::new(),
         }
     }
 
-    /// Why this node may not coordinate now, if it may not. On the request path: one load.
+    /// Why this node may not coordinate now, if it may not. On the request path: two loads and
+    /// a read of the monotonic clock.
     #[inline]
     pub fn refusal(&self) -> Option<String> {
         if !self.lost.load(Ordering::Acquire) {
-            return None;
+            let until = self.holds_until.load(Ordering::Acquire);
+            if until == u64::MAX || self.micros(Instant::now()) <= until {
+                return None;
+            }
+            return Some(
+                "this node's lease ran out before it could judge it again (it was paused, or is overloaded): \
+                 it coordinates no request until it has; retry, or send requests to another node"
+                    .to_string(),
+            );
         }
         self.why.read().expect("lease lock").clone()
+    }
+
+    fn micros(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_micros()).unwrap_or(u64::MAX - 1)
     }
 
     /// How long this node has gone without an answer from the seed (`None`: never had one).
@@ -293,6 +337,11 @@ impl Lease {
         // The reason first: a request that sees `lost` set reads it.
         let lost = why.is_some();
         *self.why.write().expect("lease lock") = why;
+        let until = match &verdict {
+            Verdict::Holds { recheck: Some(at) } => self.micros(*at + self.judge().slack()),
+            _ => u64::MAX,
+        };
+        self.holds_until.store(until, Ordering::Release);
         self.lost.store(lost, Ordering::Release);
         verdict
     }
@@ -566,6 +615,52 @@ mod tests {
         assert!(matches!(j(never).verdict(now, NodeId(1), &v), Verdict::Lost(_)), "what it did is unknown");
         let quiet = Report { unheard: Some(1250 * MS), ..healthy };
         assert_eq!(j(quiet).verdict(now, NodeId(1), &v), Verdict::Holds { recheck: Some(now + 50 * MS) });
+    }
+
+    /// Two nodes cut off from the seed at different times (found by review, 2026-12-06): the
+    /// seed expires the first while the second still reaches it, or the second before the first
+    /// is quiet, and neither learns it. Each one's report of the other, however quiet, does not
+    /// count: their last answers are more than half the TTL less an eighth apart.
+    #[test]
+    fn a_peer_that_lost_the_seed_much_later_or_much_earlier_does_not_count() {
+        let t0 = Instant::now();
+        let v = view(&[NodeState::Normal; 3]);
+        let verdict = |theirs: Instant, now: Instant| {
+            let mut j = judge(t0);
+            let unheard = now.saturating_duration_since(theirs);
+            j.report(NodeId(2), Report { unheard: Some(unheard), epoch: 7, at: now });
+            j.verdict(now, NodeId(1), &v)
+        };
+        // Cut off 1.5 s later: quiet by its own word from 2.75 s, when the seed (its pass at
+        // 2.125 s seeing only this node quiet) may have expired this one.
+        assert!(matches!(verdict(t0 + 1500 * MS, t0 + 2750 * MS), Verdict::Lost(_)));
+        // Cut off 2 s before, and expired alone before this node's last answer.
+        assert!(matches!(verdict(t0 - 2000 * MS, t0 + 1950 * MS), Verdict::Lost(_)));
+        // Within 750 ms either way: cut off together, as far as the seed can tell.
+        assert!(matches!(verdict(t0 + 750 * MS, t0 + 2000 * MS), Verdict::Holds { .. }));
+        assert!(matches!(verdict(t0 - 750 * MS, t0 + 1950 * MS), Verdict::Holds { .. }));
+        assert!(matches!(verdict(t0 + 751 * MS, t0 + 2001 * MS), Verdict::Lost(_)));
+    }
+
+    #[test]
+    fn a_node_resumed_past_its_verdicts_deadline_refuses_until_judged_again() {
+        let lease = Lease::new(100 * MS);
+        let t0 = Instant::now();
+        lease.judge().set_ttl(2000 * MS);
+        lease.heard(t0);
+        let v = view(&[NodeState::Normal; 3]);
+        assert_eq!(lease.rejudge(t0, NodeId(1), &v), Verdict::Holds { recheck: Some(t0 + 1100 * MS) });
+        assert_eq!(lease.judge().slack(), 250 * MS, "an eighth of the TTL, at most (1000 - 100) / 2 ms");
+        assert_eq!(lease.refusal(), None);
+        assert_eq!(lease.holds_until.load(Ordering::Acquire), lease.micros(t0 + 1350 * MS));
+        // Paused past the deadline and its slack (here: the deadline moved to the start):
+        // refused until the loop judges again.
+        lease.holds_until.store(0, Ordering::Release);
+        let why = lease.refusal().expect("refused");
+        assert!(why.contains("lease ran out before it could judge it again"), "{why}");
+        lease.heard(Instant::now());
+        assert!(matches!(lease.rejudge(Instant::now(), NodeId(1), &v), Verdict::Holds { .. }));
+        assert_eq!(lease.refusal(), None);
     }
 
     #[test]
