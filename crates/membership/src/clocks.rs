@@ -3,8 +3,8 @@
 //! A node must know how far its wall clock is from the cluster's (see the node's `life/clock.rs`
 //! for why). Every node already reads the seed's clock with every heartbeat, NTP-style, and can
 //! report that reading back with the next one. The seed then holds every member's offset from its
-//! own clock, and the median of those offsets, the seed's own (zero) among them, is the cluster's
-//! clock in the seed's terms. A node's offset from the cluster is its offset from the seed minus
+//! own clock, and the median of those offsets, with the seed's own (zero) among them to break a
+//! tie between an even number of members, is the cluster's clock in the seed's terms. A node's offset from the cluster is its offset from the seed minus
 //! that median. So nodes learn their offset from their heartbeats alone, and idle nodes need not
 //! read each other's clocks every interval: with 100 nodes at 1 s heartbeats those reads were
 //! most of the nodes' idle wake-ups (`bench/membership.sh`).
@@ -31,7 +31,8 @@ pub struct ClusterClock {
     /// The error of the reading that decided the median (half its round trip), in ms.
     #[serde(deserialize_with = "json_int::i64")]
     pub error_ms: i64,
-    /// Clocks the median is over: the members with a fresh report, and the seed.
+    /// Clocks the median is over: the members with a fresh report, and the seed when they are
+    /// an even number.
     #[serde(deserialize_with = "json_int::u64")]
     pub clocks: u64,
 }
@@ -76,12 +77,23 @@ impl ClockCensus {
         }
     }
 
-    /// The median of the fresh reports and the seed's own clock; stale reports are dropped.
+    /// The median of the fresh reports, and of the seed's own clock when they are an even
+    /// number (none, or two members: the seed breaks the tie); stale reports are dropped.
+    ///
+    /// Always an odd count, so the median is one clock with as many on either side. With the
+    /// seed's clock among an even count (three members and the seed, one member and the seed) the
+    /// median was the upper of the two middle ones, which sided with the clocks ahead: with the
+    /// seed and one member a year ahead of two others, the two were told they were a year behind
+    /// and counted deadlines a year on, so their expiry sweep ended every value with a deadline
+    /// (found by reading, 2026-12-06). One member alone is now its own median: nothing tells
+    /// which of it and the seed is off, and a node that trusts its own clock loses nothing.
     fn median(&mut self, now_ms: u64) -> ClusterClock {
         let ttl = self.ttl_ms;
         self.reports.retain(|_, r| now_ms.saturating_sub(r.at_ms) <= ttl);
         let mut all: Vec<(i64, i64)> = self.reports.values().map(|r| (r.offset_ms, r.error_ms)).collect();
-        all.push((0, 0));
+        if all.len().is_multiple_of(2) {
+            all.push((0, 0));
+        }
         let mid = all.len() / 2;
         let (offset_ms, error_ms) = *all.select_nth_unstable(mid).1;
         ClusterClock { offset_ms, error_ms, clocks: all.len() as u64 }
@@ -100,13 +112,28 @@ mod tests {
         c.report(NodeId(1), 40, 2, 100);
         c.report(NodeId(2), 50, 3, 100);
         c.report(NodeId(3), year, 1, 100);
-        // Sorted: 0 (the seed), 40, 50, a year: the median is 50.
-        assert_eq!(c.cluster(1_000), ClusterClock { offset_ms: 50, error_ms: 3, clocks: 4 });
+        // Sorted: 40, 50, a year (three members: the seed's clock left out): the median is 50.
+        assert_eq!(c.cluster(1_000), ClusterClock { offset_ms: 50, error_ms: 3, clocks: 3 });
         // Two clocks, one a year ahead: the one behind, with the seed, decides.
         let mut two = ClockCensus::new(10_000, 250);
         two.report(NodeId(1), 0, 1, 0);
         two.report(NodeId(2), year, 1, 0);
         assert_eq!(two.cluster(0).offset_ms, 0);
+    }
+
+    #[test]
+    fn an_even_count_of_members_takes_the_seed_as_tie_breaker_and_an_odd_one_does_not() {
+        let year = 365 * 24 * 3600 * 1000i64;
+        // The seed and one member a year ahead of two others: the two decide, not the seed.
+        let mut c = ClockCensus::new(10_000, 0);
+        c.report(NodeId(1), 0, 1, 0);
+        c.report(NodeId(2), -year, 1, 0);
+        c.report(NodeId(3), -year, 1, 0);
+        assert_eq!(c.cluster(0), ClusterClock { offset_ms: -year, error_ms: 1, clocks: 3 });
+        // One member: its own clock, not the seed's.
+        let mut one = ClockCensus::new(10_000, 0);
+        one.report(NodeId(1), year, 1, 0);
+        assert_eq!(one.cluster(0), ClusterClock { offset_ms: year, error_ms: 1, clocks: 1 });
     }
 
     #[test]

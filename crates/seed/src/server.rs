@@ -1,8 +1,8 @@
 //! HTTP routes of the seed (DESIGN §3).
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -121,8 +121,22 @@ impl Via {
 /// [`ClockCensus`]).
 const CLOCK_MEDIAN_EVERY_MS: u64 = 250;
 
+/// The seed's clock, in ms since the Unix epoch: the wall clock as read at the first call, moved
+/// on by the monotonic clock since, so never stepped. Every time the seed keeps is on it: when
+/// members were last heard from, and the clock it gives them to measure theirs against. The
+/// wall clock stepped (NTP, an operator, a restored VM) expired every member at once or none for
+/// as long as the step, and moved each member's reading of the seed while the median of their
+/// earlier ones stayed: every member took itself to be off by the step, refused writes, and
+/// counted deadlines by it, so its expiry sweep ended every value due within the step (found by
+/// reading, 2026-12-06). How far the seed's clock is from true time matters to nobody: members
+/// measure themselves against the median of their clocks, not the seed's
+/// (`dkv_membership::clocks`).
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    static START: OnceLock<(Instant, u64)> = OnceLock::new();
+    let (at, wall) = *START.get_or_init(|| {
+        (Instant::now(), SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
+    });
+    wall.saturating_add(u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Seed {

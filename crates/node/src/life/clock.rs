@@ -178,7 +178,10 @@ impl Offsets {
             return Verdict::Undecided;
         }
         if !beyond(&e) {
-            return Verdict::Within;
+            // Within the bound only as far as the error allows: an error past the bound itself
+            // (one member's slow reading of the seed decided the median) says nothing, and must
+            // not clear a refusal (found by reading, 2026-12-06).
+            return if e.error_ms > max_ms { Verdict::Undecided } else { Verdict::Within };
         }
         let why = format!(
             "this node's clock is {} ms {} the cluster's (±{} ms, against {} clocks), more than --max-clock-offset {} ms: \
@@ -393,7 +396,11 @@ mod tests {
         offsets.record_cluster(ClusterClock { offset_ms: i64::MAX, error_ms: i64::MAX, clocks: u64::MAX }, later);
         let e = offsets.estimate(later);
         assert_eq!((e.offset_ms, e.error_ms), (i64::MIN, i64::MAX));
-        assert_eq!(offsets.verdict(MAX, later), Verdict::Within, "an error that large says nothing");
+        assert_eq!(offsets.verdict(MAX, later), Verdict::Undecided, "an error that large says nothing");
+        offsets.record_cluster(ClusterClock { offset_ms: -600, error_ms: 501, clocks: 3 }, later);
+        offsets.record(Source::Seed, t, t, t, later);
+        assert_eq!(offsets.estimate(later).error_ms, 501);
+        assert_eq!(offsets.verdict(MAX, later), Verdict::Undecided, "an error past the bound: nothing known");
     }
 
     /// A node a year ahead that the seed's cluster clock found off stays off when the seed goes:
