@@ -222,7 +222,14 @@ impl Node {
         Hlc::ts_at_ms(self.cluster_wall_ms().saturating_sub(grace))
     }
 
-    /// Apply entries on node `id` (locally when it is us).
+    /// Apply entries on node `id` (locally when it is us), as a member of `topo`.
+    ///
+    /// Here as on a peer ([`internal.rs`](crate::transport::internal)), only while this node's
+    /// view is `topo`'s, and inside the write fence: a hint a node delivered to itself by a view
+    /// it had just left was stored after the drain of the new view and its hand-off pass, a copy
+    /// of a key it no longer replicates, which nothing reads or compares and the next change,
+    /// maybe days later, would hand on over a delete whose tombstone was purged meanwhile (found
+    /// by reading, 2026-12-06).
     pub async fn apply_on(
         &self,
         topo: &Topology,
@@ -231,11 +238,13 @@ impl Node {
         entries: Vec<KeyEntry>,
     ) -> Result<(), PeerError> {
         if id == self.me {
-            return self.apply_local(entries).await.map(|_| ()).map_err(|e| PeerError::Refused {
-                addr: "this node".into(),
-                status: 500,
-                message: e.to_string(),
-            });
+            let refused = |status, message| PeerError::Refused { addr: "this node".into(), status, message };
+            let _writes = self.fence.enter();
+            if self.epoch() != topo.epoch() {
+                let message = format!("this node's view moved from epoch {} to {}", topo.epoch(), self.epoch());
+                return Err(refused(wire::STATUS_STALE_EPOCH, message));
+            }
+            return self.apply_local(entries).await.map(|_| ()).map_err(|e| refused(500, e.to_string()));
         }
         let addr = self.addr_of(topo, id)?;
         // Large batches (hand-offs, hints of big values) go in pieces the receiver accepts.

@@ -445,6 +445,24 @@ mod tests {
         until("a hint kept for the node that is down", &|| nodes[0].hints.targets() == [down_id]);
     }
 
+    /// A replica that refuses a write as of a view it has left, while the others acknowledge it,
+    /// gets a hint: it may still replicate the key in its newer view (here: the same members).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_ahead_of_the_coordinators_view_gets_a_hint_for_the_write_it_refused() {
+        let nodes = testing::cluster(&[NodeState::Normal; 3], testing::config()).await;
+        let mut view = nodes[2].topology().view.clone();
+        view.epoch += 1;
+        nodes[2].adopt(view);
+        assert_eq!(nodes[2].epoch(), nodes[0].epoch() + 1);
+        nodes[0].coordinate_write("k".into(), Some("v".into()), None, None).await.expect("two of three");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while nodes[0].hints.targets() != [nodes[2].me] {
+            assert!(std::time::Instant::now() < deadline, "no hint for the replica that refused");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(testing::local(&nodes[2], b"k"), None, "refused as stale");
+    }
+
     /// A read judges a value's deadline by the cluster's clock too: through a node judged two
     /// hours behind, a value with an hour left has expired.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,7 +42,6 @@ use crate::error::PeerError;
 use crate::life::state::Node;
 use crate::replication::batch::dropped_unsent;
 use crate::replication::quorum::QuorumError;
-use crate::transport::peer::is_stale_epoch;
 use crate::transport::wire::{Ack, KeyEntry};
 
 /// One replica's answer to a write.
@@ -114,12 +113,16 @@ impl Votes {
     }
 
     /// Record node `id`'s answer. A failure leaves a hint with `node` for later delivery, unless
-    /// the replica left the range (a stale epoch: the write is planned again) or refused the
-    /// version as too far ahead of its clock (it must not come back later as a hint).
+    /// the replica refused the version as too far ahead of its clock (it must not come back later
+    /// as a hint). A stale epoch leaves one too: the write is planned again only when it fails,
+    /// and one acknowledged by the others left that replica, which may still replicate the key
+    /// in its newer view, a copy short until anti-entropy (found by reading, 2026-12-06).
+    /// Delivery goes by the view of its time: to the replica if it still has the key, else to
+    /// the key's replicas.
     pub fn cast(&self, node: &Node, id: NodeId, answer: Answer) {
         if let Err(e) = &answer {
             let clock = e.status() == Some(http::StatusCode::UNPROCESSABLE_ENTITY.as_u16());
-            if !is_stale_epoch(e) && !clock && node.hints.add(id, self.kv.clone(), Instant::now()) {
+            if !clock && node.hints.add(id, self.kv.clone(), Instant::now()) {
                 tracing::debug!("write to node {id} failed, kept as a hint: {e}");
             }
         }

@@ -115,4 +115,24 @@ mod tests {
             assert_eq!(testing::local(n, key.as_bytes()), Some(testing::value(7, 8)), "to replica {}", n.me);
         }
     }
+
+    /// A node stores entries in its own store by the view they were planned under only while it
+    /// still holds that view, as a peer does: a hint delivered to itself by a view it had just
+    /// left would land after that view's hand-off pass, a copy nothing reads.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_applies_to_itself_only_under_the_view_it_holds() {
+        let nodes = testing::cluster(&[NodeState::Normal; 3], testing::config()).await;
+        let node = &nodes[0];
+        let before = node.topology();
+        let mut view = before.view.clone();
+        view.epoch += 1;
+        view.nodes.retain(|m| m.id != nodes[2].me);
+        assert!(node.adopt(view));
+        let kv = KeyEntry { key: b"k".to_vec().into(), entry: testing::value(7, 8) };
+        let err = node.apply_on(&before, node.me, ApplyKind::Hint, vec![kv.clone()]).await.expect_err("an older view");
+        assert!(err.to_string().contains("view moved"), "{err}");
+        assert_eq!(testing::local(node, b"k"), None, "nothing stored");
+        node.apply_on(&node.topology(), node.me, ApplyKind::Hint, vec![kv]).await.expect("the view it holds");
+        assert_eq!(testing::local(node, b"k"), Some(testing::value(7, 8)));
+    }
 }
