@@ -98,6 +98,29 @@ fn cluster_secret(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// [`cluster_secret`] as clap's parser, whose error leaves the value out: clap's own says
+/// "invalid value '<value>'", and a secret refused at start went whole into the logs.
+#[derive(Clone)]
+struct SecretParser;
+
+impl clap::builder::TypedValueParser for SecretParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        let refused = |why: String| {
+            let text = format!("--cluster-secret (DKV_CLUSTER_SECRET) refused, its value not shown: {why}\n");
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, text).with_cmd(cmd)
+        };
+        let s = value.to_str().ok_or_else(|| refused("it is not UTF-8: it must be printable ASCII".into()))?;
+        cluster_secret(s).map_err(refused)
+    }
+}
+
 pub fn byte_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -131,7 +154,7 @@ pub struct SeedArgs {
     #[arg(long, env = "DKV_NODE_TTL", default_value = "15s", value_parser = duration)]
     pub node_ttl: Duration,
     /// Require this secret from nodes on register/heartbeat/ready/leave.
-    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true, value_parser = cluster_secret)]
+    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true, value_parser = SecretParser)]
     pub cluster_secret: Option<String>,
     /// Name of the cluster; nodes started for another cluster are refused.
     #[arg(long, env = "DKV_CLUSTER_NAME", default_value = "dkv")]
@@ -258,7 +281,7 @@ pub struct NodeArgs {
     #[arg(long, env = "DKV_MOVE_RATE", default_value = "0", value_parser = byte_size)]
     pub move_rate: usize,
     /// Secret shared by the seed and the nodes; required on internal and admin endpoints.
-    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true, value_parser = cluster_secret)]
+    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true, value_parser = SecretParser)]
     pub cluster_secret: Option<String>,
     /// Virtual nodes (ring tokens) for this node when it first joins.
     #[arg(long, env = "DKV_VNODES", default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..=4096))]
@@ -533,7 +556,7 @@ pub struct LeaveArgs {
     #[arg(long, env = "DKV_NODE", default_value = "http://127.0.0.1:8080")]
     pub node: String,
     /// The cluster's secret, if it has one.
-    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true, value_parser = cluster_secret)]
+    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true, value_parser = SecretParser)]
     pub cluster_secret: Option<String>,
     #[command(flatten)]
     pub tls: ClientTls,
@@ -553,7 +576,7 @@ pub struct RemoveArgs {
     #[arg(long)]
     pub force: bool,
     /// The cluster's secret, if it has one.
-    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true, value_parser = cluster_secret)]
+    #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true, value_parser = SecretParser)]
     pub cluster_secret: Option<String>,
     #[command(flatten)]
     pub tls: ClientTls,

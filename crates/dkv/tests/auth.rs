@@ -83,6 +83,21 @@ async fn resp_clients_need_the_password_and_the_read_only_one_cannot_write() {
     // "AUTH s3cret pass" is AUTH <user> <password> with the password "pass": wrong.
     assert!(got.matches("-WRONGPASS").count() == 2, "{got}");
 
+    // Before AUTH only small commands, as in Redis: a 16 MiB value announced (and so reserved
+    // and charged to every client's budget) or 11 arguments close the connection.
+    let got = raw(&r[0], b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$16777216\r\nxx");
+    assert!(got.starts_with("-ERR Protocol error: invalid bulk length"), "{got}");
+    let got = raw(&r[0], format!("{}\r\n", ["MGET"; 11].join(" ")).as_bytes());
+    assert!(got.starts_with("-ERR Protocol error"), "{got}");
+    // After it, the same value is taken.
+    let auth = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{FULL}\r\n", FULL.len());
+    let set = [
+        format!("{auth}*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n", 1 << 20).into_bytes(),
+        vec![b'b'; 1 << 20],
+        b"\r\n".to_vec(),
+    ];
+    assert_eq!(raw(&r[0], &set.concat()), "+OK\r\n+OK\r\n");
+
     // redis-py with a password, a wrong one, and the read-only one.
     let script = r#"
 import sys, redis
@@ -223,4 +238,27 @@ async fn password_flags_that_mean_nothing_are_refused_at_start() {
         assert!(err.contains(why), "{flags:?}: {err}");
     }
     let _ = std::fs::remove_file(file);
+    // A cluster secret refused (here from the environment, with `echo`'s newline) is not
+    // printed: clap's own error quoted it whole into the logs.
+    let out = dkv()
+        .args(["node", "--listen", "127.0.0.1:0", "--seed", "127.0.0.1:1"])
+        .env("DKV_CLUSTER_SECRET", "very-s3cret\n")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("trailing newline") && !err.contains("very-s3cret"), "{err}");
+}
+
+/// Without a password, `AUTH default <anything>` is `+OK`, as Redis's default user without a
+/// password takes any (clients given `redis://default:pw@host` connect), while `AUTH <password>`
+/// says no password is set, in Redis's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_password_auth_with_a_user_name_is_ok_as_in_redis() {
+    let c = Cluster::start_resp(1, &[]).await;
+    let got = raw(c.nodes[0].resp.as_deref().expect("resp"), b"AUTH default anything\r\nAUTH anything\r\nPING\r\n");
+    let lines: Vec<&str> = got.split("\r\n").collect();
+    assert_eq!(lines[0], "+OK", "{got}");
+    assert!(lines[1].starts_with("-ERR AUTH <password> called without any password configured"), "{got}");
+    assert_eq!(lines[2], "+PONG", "{got}");
 }

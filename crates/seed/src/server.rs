@@ -308,9 +308,22 @@ async fn require_member(req: Request, next: Next) -> Response {
 /// [`REFUSED_BODY_TIMEOUT`]. Over HTTP/2, an answer that leaves the body unread is followed by
 /// RST_STREAM(NO_ERROR), as RFC 9113 §8.1 allows, and curl 7.88 then drops the answer and shows
 /// a framing error instead of the reason.
+///
+/// The body is read and dropped piece by piece, not gathered: a refused caller must not make the
+/// seed hold what it sends (8 MiB a request, on each of thousands of connections and streams).
 async fn forbidden(req: Request, text: &'static str) -> Response {
-    let read = axum::body::to_bytes(req.into_body(), MAX_BODY);
-    let _ = tokio::time::timeout(REFUSED_BODY_TIMEOUT, read).await;
+    use axum::body::HttpBody;
+    let mut body = req.into_body();
+    let drain = async {
+        let mut read = 0;
+        while let Some(Ok(frame)) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+            read += frame.data_ref().map_or(0, |piece| piece.len());
+            if read > MAX_BODY {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSED_BODY_TIMEOUT, drain).await;
     (StatusCode::FORBIDDEN, text).into_response()
 }
 

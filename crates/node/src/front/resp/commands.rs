@@ -77,6 +77,11 @@ fn auth(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
         [p] | [_, p] => p,
         _ => return wrong_arity(Cmd::Auth),
     };
+    if !node.auth.required() && a.len() == 2 {
+        // Redis's default user without a password takes any: `redis://default:pw@host` URLs
+        // and `--user default --pass pw` connect (as `HELLO 2 AUTH` already did here).
+        return Reply::ok();
+    }
     if !node.auth.required() {
         // Redis's answer: a client configured with a password is pointed at the wrong server.
         return Reply::err(

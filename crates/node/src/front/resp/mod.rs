@@ -46,6 +46,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use crate::front::auth::Access;
 use crate::front::limits::{human, Charge, Guard, Listener, Refusal};
 use crate::life::state::Node;
 use crate::transport::listener::answer_and_close;
@@ -53,6 +54,7 @@ use crate::transport::tls::{ClientStream, Prefixed};
 use commands::Touches;
 use dkv_transport::{accept_until_stopped, stopped, Throttle};
 use frame::{Limits, Reply};
+use std::sync::atomic::Ordering::Relaxed;
 use table::Cmd;
 
 /// Serve RESP on `listener` until `stop`, then wait for the connections to close.
@@ -144,8 +146,20 @@ async fn connection(
         Ok(charge) => charge,
         Err(refused) => return refuse(stream, &format!("ERR {}", refused.0)).await,
     };
+    // Until a client that needs a password has given it, it may send only small commands, as
+    // Redis's unauthenticated clients may (bulk strings of 16 KiB, 10 arguments): one that
+    // announced a 16 MiB value had that much reserved and charged to the budget every client
+    // shares, with no password (found by reading, 2026-12-06).
+    let before_auth = Limits {
+        max_bulk: limits.max_bulk.min(16 << 10),
+        max_args: limits.max_args.min(10),
+        max_inline: limits.max_inline.min(16 << 10),
+    };
+    // (An atomic only because the connection's future must be `Send`: one task touches it.)
+    let authenticated = std::sync::atomic::AtomicBool::new(!node.auth.required());
+    let limits_now = || if authenticated.load(Relaxed) { &limits } else { &before_auth };
     // Room for the next read, charged; or why there is none.
-    let mut grow = |input: &mut BytesMut| make_room(input, &mut charge, &limits, &guard);
+    let mut grow = |input: &mut BytesMut| make_room(input, &mut charge, limits_now(), &guard);
     let mut output = BytesMut::with_capacity(READ_CHUNK);
     let mut session = commands::Session::default();
     let mut running = FuturesOrdered::new();
@@ -179,7 +193,7 @@ async fn connection(
             }
             let args = match held.take() {
                 Some(args) => args,
-                None => match frame::parse(&mut input, &limits) {
+                None => match frame::parse(&mut input, limits_now()) {
                     Ok(Some(args)) if args.is_empty() => continue,
                     Ok(Some(args)) => args,
                     Ok(None) => break,
@@ -199,6 +213,7 @@ async fn connection(
                 break;
             }
             if let Some(reply) = commands::session_command(&node, &mut session, cmd, &args) {
+                authenticated.store(!node.auth.required() || session.access != Access::None, Relaxed);
                 running.push_back(Either::Left(ready(Some(reply))));
                 in_flight += 1;
                 continue;
