@@ -233,14 +233,21 @@ impl DataDir {
         write_atomic(&self.path, name, bytes)
     }
 
-    /// Append `bytes` to a state file (made if absent), durably. A failure may leave part of
-    /// them at the end: the caller writes the file whole next ([`DataDir::write`]).
+    /// Append `bytes` to a state file (made if absent), durably. A failure cuts the file back to
+    /// its length before, as far as it can; the caller writes the file whole next
+    /// ([`DataDir::write`]) if it has anything to write.
     pub fn append(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         let path = self.path.join(name);
         let new = !path.exists();
         let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
-        f.write_all(bytes)?;
-        f.sync_data()?;
+        let before = f.metadata()?.len();
+        if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_data()) {
+            // Part of `bytes` may be in the file (a disk that filled up midway): cut it off, or
+            // the next append would follow a torn record, and a reader would take the records
+            // after it for the torn one's rest (found by reading, 2026-12-06).
+            let _ = f.set_len(before).and_then(|()| f.sync_data());
+            return Err(e);
+        }
         if new {
             File::open(&self.path)?.sync_all()?;
         }
