@@ -299,6 +299,19 @@ impl Lease {
         }
     }
 
+    /// The seed's TTL, once known.
+    pub fn ttl(&self) -> Option<Duration> {
+        self.judge().ttl()
+    }
+
+    /// [`Lease::heard`], unless an answer is already known.
+    fn heard_if_unknown(&self, sent: Instant) {
+        let mut judge = self.judge();
+        if judge.heard.is_none() {
+            judge.heard(sent);
+        }
+    }
+
     /// The seed said its TTL: the first time, or again (said when it changed, and when the
     /// heartbeat interval is too long for it).
     fn learned_ttl(&self, ttl: Duration) {
@@ -388,8 +401,9 @@ fn log_change(
 /// wakes once in a while to find its deadlines moved: one task, not a timer per heartbeat.
 pub async fn lease_loop(node: Node, mut stop: watch::Receiver<bool>) {
     let interval = node.config.heartbeat_interval;
-    // It registered a moment ago.
-    node.lease.heard(Instant::now());
+    // It registered a moment ago: when exactly, its start said (`Lease::heard`); a node started
+    // otherwise (tests) counts from now.
+    node.lease.heard_if_unknown(Instant::now());
     let mut views = node.topo.subscribe();
     node.tasks.spawn(ttl_loop(node.clone(), stop.clone()));
     let mut lost_since = None;

@@ -50,7 +50,7 @@ pub async fn register_until_accepted(
     identity: Option<&Identity>,
     last_view: Option<&View>,
     leaving: bool,
-) -> Result<RegisterResponse, NodeError> {
+) -> Result<(RegisterResponse, Instant), NodeError> {
     let mut req = RegisterRequest {
         addr: addr.to_string(),
         vnodes: Some(config.vnodes),
@@ -70,8 +70,11 @@ pub async fn register_until_accepted(
     }
     let mut delay = Duration::from_millis(100);
     loop {
+        // The answer says the seed heard this node at some moment after this (the lease counts
+        // from here: `life/lease.rs`).
+        let sent = Instant::now();
         match peers.seed_call(&config.seed, Method::POST, "/register", Some(&req)).await {
-            Ok(resp) => return Ok(resp),
+            Ok(resp) => return Ok((resp, sent)),
             Err(e) if status_is(&e, StatusCode::CONFLICT) || status_is(&e, StatusCode::BAD_REQUEST) => {
                 return Err(NodeError::BadRequest(format!("the seed {} refused this node: {e}", config.seed)));
             }
@@ -435,9 +438,14 @@ pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
     let mut failures = 0u32;
     let interval = node.config.heartbeat_interval;
     let mut ticker = crate::life::ticker::Ticker::every(interval);
-    let patience = ticks_within(node.peers.timeout(), interval);
     let mut due = false;
     loop {
+        // Given up within the request timeout, and within a quarter of the seed's TTL once
+        // known: one heartbeat stuck on a connection that lost packets (a cut that healed, TCP
+        // retransmitting at its backoff) held up every other for the whole timeout, which with
+        // short TTLs was the whole TTL, and the seed expired a node whose network was fine.
+        let within = node.lease.ttl().map_or(node.peers.timeout(), |ttl| node.peers.timeout().min(ttl / 4));
+        let patience = ticks_within(within, interval);
         if !due {
             tokio::select! {
                 _ = ticker.tick() => {}

@@ -86,7 +86,7 @@ pub async fn run(
         opened.leaving
             || opened.view.as_ref().and_then(|v| v.member(NodeId(me.id))).is_some_and(|m| m.state == NodeState::Leaving)
     });
-    let registered = tokio::select! {
+    let (registered, registered_at) = tokio::select! {
         r = membership::register_until_accepted(&peers, &config, &addr, opened.identity.as_ref(), opened.view.as_ref(), was_leaving) => r?,
         _ = stop_rx.wait_for(|s| s.is_some()) => {
             tracing::info!("stopped before the seed answered");
@@ -167,6 +167,7 @@ pub async fn run(
         tracing::info!(addr = ?l.local_addr().ok(), "RESP listening");
         tokio::spawn(crate::front::resp::serve(node.clone(), l, server_stop_rx))
     });
+    node.lease.heard(registered_at);
     let (tasks_stop_tx, tasks_stop_rx) = watch::channel(false);
     let mut tasks = vec![
         tokio::spawn(membership::heartbeat_loop(node.clone(), tasks_stop_rx.clone())),
