@@ -99,7 +99,7 @@ fn cluster_secret(s: &str) -> Result<String, String> {
 }
 
 /// [`cluster_secret`] as clap's parser, whose error leaves the value out: clap's own says
-/// "invalid value '<value>'", and a secret refused at start went whole into the logs.
+/// `invalid value '<value>'`, and a secret refused at start went whole into the logs.
 #[derive(Clone)]
 struct SecretParser;
 

@@ -398,14 +398,20 @@ mod tests {
         assert!(lines.len() > 30_000, "{} lines", lines.len());
     }
 
-    #[test]
-    fn commands_with_many_arguments_keep_them_all_in_order() {
-        let big = Limits { max_bulk: 16, max_args: 64, max_inline: 32 };
+    /// A command of 20 arguments `a0` to `a19`, as a frame, and its arguments.
+    fn twenty_arguments() -> (String, Vec<String>) {
         let words: Vec<String> = (0..20).map(|i| format!("a{i}")).collect();
         let mut frame = format!("*{}\r\n", words.len());
         for w in &words {
             frame += &format!("${}\r\n{w}\r\n", w.len());
         }
+        (frame, words)
+    }
+
+    #[test]
+    fn commands_with_many_arguments_keep_them_all_in_order() {
+        let big = Limits { max_bulk: 16, max_args: 64, max_inline: 32 };
+        let (frame, words) = twenty_arguments();
         let mut buf = BytesMut::from(frame.as_bytes());
         let want: Vec<&str> = words.iter().map(String::as_str).collect();
         assert_eq!(parse(&mut buf, &big).unwrap(), Some(args(&want)));
@@ -417,11 +423,7 @@ mod tests {
     #[test]
     fn a_long_command_arriving_in_pieces_is_parsed_on_from_where_it_stopped() {
         let big = Limits { max_bulk: 16, max_args: 64, max_inline: 32 };
-        let words: Vec<String> = (0..20).map(|i| format!("a{i}")).collect();
-        let mut frame = format!("*{}\r\n", words.len());
-        for w in &words {
-            frame += &format!("${}\r\n{w}\r\n", w.len());
-        }
+        let (frame, words) = twenty_arguments();
         let want: Vec<&str> = words.iter().map(String::as_str).collect();
         let mut buf = BytesMut::new();
         let mut resume = Resume::default();
