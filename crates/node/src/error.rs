@@ -18,7 +18,7 @@ pub enum NodeError {
     /// Retrying later may succeed.
     #[error("{0}")]
     Unavailable(String),
-    /// A client write whose version is too far ahead of this replica's clock (422): its
+    /// A client write whose version is too far ahead of the cluster's clock as the replica measured it (422): its
     /// coordinator's clock is off. Never kept as a hint.
     #[error("{0}")]
     ClockAhead(String),

@@ -246,11 +246,13 @@ pub fn after_heartbeat(node: &Node) {
 
 /// Refuse or resume coordinating writes by the estimate; log when that changes.
 fn judge(node: &Node) {
-    let off = match node.offsets.verdict(node.config.max_clock_offset, Instant::now()) {
+    let now = Instant::now();
+    let off = match node.offsets.verdict(node.config.max_clock_offset, now) {
         Verdict::Within => None,
         Verdict::Beyond(off) => Some(off),
         Verdict::Undecided => return,
     };
+    node.set_measured_offset(node.offsets.estimate(now).offset_ms);
     match (&off, node.clock_refusal().is_some()) {
         (Some(off), false) => tracing::error!("{}", off.why),
         (None, true) => tracing::info!("clock back within --max-clock-offset: coordinating writes again"),

@@ -91,6 +91,9 @@ pub struct Inner {
     clock_refusal: std::sync::RwLock<Option<String>>,
     /// By how much, in ms (0 while within the bound), for [`Node::cluster_wall_ms`].
     clock_ahead_ms: std::sync::atomic::AtomicI64,
+    /// This node's clock minus the cluster's as last measured, within the bound or not (0 until
+    /// measured), for [`Node::cluster_clock_ms`].
+    measured_ahead_ms: std::sync::atomic::AtomicI64,
     /// Whether this node may coordinate, by its contact with the seed (see `lease.rs`).
     pub lease: crate::life::lease::Lease,
     /// Keeps the event loop awake between requests (`--busy-poll`, see `busy_poll.rs`).
@@ -170,6 +173,7 @@ impl Node {
             offsets: Offsets::new(config.heartbeat_interval * 3),
             clock_refusal: std::sync::RwLock::new(None),
             clock_ahead_ms: std::sync::atomic::AtomicI64::new(0),
+            measured_ahead_ms: std::sync::atomic::AtomicI64::new(0),
             lease: crate::life::lease::Lease::new(config.heartbeat_interval),
             busy_poll: crate::life::busy_poll::BusyPoll::new(config.busy_poll),
             clock_probe: tokio::sync::Notify::new(),
@@ -236,8 +240,26 @@ impl Node {
         self.hlc.wall_ms().saturating_add_signed(ahead.saturating_neg())
     }
 
-    /// `--max-clock-offset` in milliseconds: how far ahead of this node's wall clock a version
-    /// may be stamped for its clock to follow it (or, for a client write, to be applied here).
+    /// The cluster's clock as this node last measured it, in ms: its wall clock less its measured
+    /// offset, whether within the bound or not. Versions are bounded by it, not by the wall
+    /// clock (see [`Node::max_clock_offset_ms`]).
+    pub fn cluster_clock_ms(&self) -> u64 {
+        let ahead = self.measured_ahead_ms.load(Ordering::Relaxed);
+        self.hlc.wall_ms().saturating_add_signed(ahead.saturating_neg())
+    }
+
+    /// This node's clock was measured `ahead_ms` ahead of the cluster's (behind, if negative).
+    pub fn set_measured_offset(&self, ahead_ms: i64) {
+        self.measured_ahead_ms.store(ahead_ms, Ordering::Relaxed);
+    }
+
+    /// `--max-clock-offset` in milliseconds: how far ahead of the cluster's clock, as this node
+    /// measured it ([`Node::cluster_clock_ms`]), a version may be stamped for its clock to follow
+    /// it (or, for a client write, to be applied here). Of the cluster's clock, not this node's:
+    /// every node coordinates within the bound of the cluster's, so two within it on either side
+    /// (−400 and +450 ms) are up to twice the bound apart, and judged by their own wall clocks
+    /// they refused each other's writes (no hint kept); and a node judged off, right to refuse to
+    /// coordinate, refused every correct write as a replica too (found by reading, 2026-12-06).
     pub fn max_clock_offset_ms(&self) -> u64 {
         self.config.max_clock_offset.as_millis() as u64
     }

@@ -49,7 +49,7 @@ impl Node {
     /// and movement carry versions that were already acknowledged: they keep "newest wins".)
     pub async fn apply_write(&self, kv: KeyEntry) -> Result<WriteOutcome, NodeError> {
         // One write, the coordinator's own share of every client write: no vectors of outcomes.
-        if let Some(refused) = self.ahead_of_clock(kv.entry.version, self.hlc.wall_ms()) {
+        if let Some(refused) = self.ahead_of_clock(kv.entry.version, self.cluster_clock_ms()) {
             return Ok(refused);
         }
         let (key, written, hash) = (kv.key.clone(), kv.entry.clone(), key_hash(&kv.key));
@@ -69,7 +69,7 @@ impl Node {
         // What each accepted write was, to find a newer version held instead when it was not
         // stored, and whether this node was complete for its key before the store.
         let mut accepted = Vec::with_capacity(entries.len());
-        let mine = self.hlc.wall_ms();
+        let mine = self.cluster_clock_ms();
         let entries: Vec<KeyEntry> = entries
             .into_iter()
             .filter(|kv| match self.ahead_of_clock(kv.entry.version, mine) {
@@ -103,14 +103,15 @@ impl Node {
         self.settled() || self.settled_for(key_hash(key))
     }
 
-    /// The refusal of a write stamped `version`, if that is too far ahead of our clock (`mine`,
-    /// ms): it would drag our clock, and every clock it reaches, ahead.
+    /// The refusal of a write stamped `version`, if that is too far ahead of the cluster's clock
+    /// as we measured it (`mine`, ms: [`Node::cluster_clock_ms`]): it would drag our clock, and
+    /// every clock it reaches, ahead.
     fn ahead_of_clock(&self, version: Version, mine: u64) -> Option<WriteOutcome> {
         let max = self.max_clock_offset_ms();
         let ahead = Hlc::too_far_ahead(version.ts, mine, max)?;
         bump(&self.stats.clock_refusals);
         let e = NodeError::ClockAhead(format!(
-            "write version {ahead} ms ahead of this replica's clock (more than --max-clock-offset {max} ms): \
+            "write version {ahead} ms ahead of the cluster's clock as this replica measured it (more than --max-clock-offset {max} ms): \
              the coordinator's clock is off"
         ));
         Some(WriteOutcome::Refused { status: e.status().as_u16(), message: e.to_string() })
@@ -201,7 +202,7 @@ impl Node {
         // is stored, and drags no clock ahead, as a client write is refused. A version the clock
         // has reached already (every write stamped here) needs no wall-clock reading.
         if !self.hlc.has_reached(entry.version.ts) {
-            let wall = *readings.wall.get_or_insert_with(|| self.hlc.wall_ms());
+            let wall = *readings.wall.get_or_insert_with(|| self.cluster_clock_ms());
             let _ = self.hlc.follow(entry.version.ts, wall, self.max_clock_offset_ms());
         }
         // No copy of the value: `key` and the value may be slices of a larger network buffer,
@@ -343,5 +344,25 @@ mod tests {
         assert_eq!(a.apply_local(vec![fresh]).await.unwrap(), 1, "a delete of now in the cluster's time is kept");
         a.set_clock_off(None);
         assert!(a.cluster_wall_ms() >= now);
+    }
+
+    /// A replica bounds a write's version by the cluster's clock as it measured it, not by its
+    /// own: measured 400 ms behind, it takes a write stamped 850 ms ahead of its wall clock (a
+    /// coordinator 450 ms ahead of the cluster, within the bound), and refuses one past the
+    /// cluster's clock and the bound.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_bounds_versions_by_the_clusters_clock_not_its_own() {
+        let nodes = testing::cluster(&[NodeState::Normal], testing::config()).await;
+        let a = &nodes[0];
+        let at = |ahead: u64, key: &str| KeyEntry {
+            key: key.to_string().into(),
+            entry: Entry::value(Version { ts: Hlc::ts_at_ms(a.hlc.wall_ms() + ahead), node: 2 }, "v".into()),
+        };
+        let refused = |o: &WriteOutcome| matches!(o, WriteOutcome::Refused { status: 422, .. });
+        assert!(refused(&a.apply_write(at(850, "k")).await.unwrap()), "by its own clock: 850 ms ahead");
+        a.set_measured_offset(-400);
+        assert!(!refused(&a.apply_write(at(850, "k")).await.unwrap()), "within the cluster's clock and the bound");
+        assert!(refused(&a.apply_write(at(1_000, "j")).await.unwrap()), "past them");
+        assert!(a.hlc.now() > Hlc::ts_at_ms(a.hlc.wall_ms() + 800), "and the clock followed the write it took");
     }
 }

@@ -131,7 +131,7 @@ impl Node {
                     // write above the newest of them and send it again, so the client is told
                     // of a version that W replicas applied (see the module doc).
                     let max = self.max_clock_offset_ms();
-                    if let Err(ahead) = self.hlc.follow(newest.ts, self.hlc.wall_ms(), max) {
+                    if let Err(ahead) = self.hlc.follow(newest.ts, self.cluster_clock_ms(), max) {
                         // Stamped by a clock that is off (stored by a hint, a move or anti-entropy,
                         // which take such entries). Stamping above it would drag this clock that far
                         // ahead, and the replicas would refuse the write as too far ahead anyway.

@@ -92,10 +92,11 @@ fn bucket_range(bucket: usize) -> (u64, u64) {
 }
 
 /// The horizon of a periodic round: twice the request timeout back, past which every write has
-/// reached its replicas or left a hint.
+/// reached its replicas or left a hint. By the cluster's clock as this node measured it: by its
+/// own, a node lagging far behind left out every write since (`Node::cluster_clock_ms`).
 fn horizon(node: &Node) -> u64 {
     let settle = 2 * node.config.request_timeout.as_millis() as u64;
-    dkv_storage::Hlc::ts_at_ms(node.hlc.wall_ms().saturating_sub(settle))
+    dkv_storage::Hlc::ts_at_ms(node.cluster_clock_ms().saturating_sub(settle))
 }
 
 /// One page of this node's keys and versions of `bucket` that it shares with `peer`, after
