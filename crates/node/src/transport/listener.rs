@@ -197,15 +197,18 @@ async fn tls_connection(
     let certs = s.get_ref().1.peer_certificates().map(|c| c.to_vec());
     let stream = Prefixed::new(first, s);
     if first == Some(dkv_transport::frame::MAGIC[0]) {
-        let Some(_peer_slot) = as_peer(&guard, slot, waiting) else { return };
         let conn = dkv_transport::Split { stream, peer: peer.to_string() };
-        if tls.is_peer(certs.as_deref()) {
-            dkv_transport::serve(conn, handler, config, stop).await;
-        } else {
+        if !tls.is_peer(certs.as_deref()) {
+            // Refused with the place it was told apart in, not a peer's: connections without a
+            // member's certificate took peers' places while they were refused, and enough of
+            // them shut members out (found by reading, 2026-12-06).
             let reason =
                 "TLS between nodes needs a certificate signed by the cluster CA: check --tls-cert and --tls-peer-ca";
             dkv_transport::refuse(conn, &config, reason).await;
+            return;
         }
+        let Some(_peer_slot) = as_peer(&guard, slot, waiting) else { return };
+        dkv_transport::serve(conn, handler, config, stop).await;
         return;
     }
     let stream = ClientStream::Tls(Box::new(stream));
