@@ -327,6 +327,8 @@ impl Lease {
         }
         if let Some(why) = interval_too_long(interval, ttl) {
             tracing::error!("{why}");
+        } else if let Some(why) = interval_too_long_for_pairs(interval, ttl) {
+            tracing::warn!("{why}");
         }
         self.changed.notify_one();
     }
@@ -485,6 +487,21 @@ pub fn interval_too_long(interval: Duration, ttl: Duration) -> Option<String> {
     })
 }
 
+/// What is wrong with a heartbeat `interval` over three eighths of the seed's `ttl`: nodes cut
+/// off from the seed together lost it within an interval of each other, and each counts the
+/// other only within half a TTL less an eighth ([`Judge::lost_together`]), so two such nodes may
+/// both stop coordinating a TTL after their last answers, where the seed keeps them both.
+pub fn interval_too_long_for_pairs(interval: Duration, ttl: Duration) -> Option<String> {
+    (interval > ttl / 2 - ttl / 8).then(|| {
+        format!(
+            "--heartbeat-interval {interval:?} is over three eighths of the seed's --node-ttl ({ttl:?}): nodes cut off \
+             from the seed together may not count on each other, and may stop coordinating a TTL after their last \
+             answer (see the README's Membership); an interval up to {:?} keeps them going",
+            ttl / 2 - ttl / 8
+        )
+    })
+}
+
 async fn ask_peers(node: &Node, within: Duration) {
     let topo = node.topology();
     let asks =
@@ -554,6 +571,14 @@ mod tests {
         assert!(why.contains("--heartbeat-interval 1s is not under half the seed's --node-ttl (2s)"), "{why}");
         assert!(why.contains("use an interval under 1s"), "{why}");
         assert!(interval_too_long(5000 * MS, 2000 * MS).is_some());
+    }
+
+    #[test]
+    fn an_interval_over_three_eighths_of_the_ttl_is_said_to_risk_pairs_cut_off_together() {
+        assert_eq!(interval_too_long_for_pairs(5000 * MS, 15_000 * MS), None, "the defaults");
+        assert_eq!(interval_too_long_for_pairs(750 * MS, 2000 * MS), None);
+        let why = interval_too_long_for_pairs(751 * MS, 2000 * MS).expect("over 750 ms");
+        assert!(why.contains("an interval up to 750ms keeps them going"), "{why}");
     }
 
     #[test]
