@@ -40,7 +40,8 @@ const BLOCKING_BATCH: usize = 256 << 10;
 #[derive(Default)]
 struct Readings {
     purge_before: Option<u64>,
-    wall: Option<u64>,
+    /// The cluster's clock as this node measured it ([`Node::cluster_clock_ms`]).
+    cluster_clock: Option<u64>,
 }
 
 impl Node {
@@ -197,13 +198,13 @@ impl Node {
             }
         }
         // The clock follows what it stores (a later write here is stamped above it), but not
-        // past --max-clock-offset ahead of this node's own: an entry stamped by a node whose
+        // past --max-clock-offset ahead of the cluster's clock as this node measured it: an entry stamped by a node whose
         // clock is off (a write its replicas refused, brought by a hint, a move or anti-entropy)
         // is stored, and drags no clock ahead, as a client write is refused. A version the clock
         // has reached already (every write stamped here) needs no wall-clock reading.
         if !self.hlc.has_reached(entry.version.ts) {
-            let wall = *readings.wall.get_or_insert_with(|| self.cluster_clock_ms());
-            let _ = self.hlc.follow(entry.version.ts, wall, self.max_clock_offset_ms());
+            let cluster_clock = *readings.cluster_clock.get_or_insert_with(|| self.cluster_clock_ms());
+            let _ = self.hlc.follow(entry.version.ts, cluster_clock, self.max_clock_offset_ms());
         }
         // No copy of the value: `key` and the value may be slices of a larger network buffer,
         // but every engine stores its own copy (see `Engine::apply`).
