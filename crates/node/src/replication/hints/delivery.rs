@@ -1,21 +1,19 @@
 //! Delivering hints: every heartbeat interval, each replica's kept writes go to it while it
-//! still replicates their keys, or else (it left the membership, or a join took the key's range
-//! from it meanwhile) to each key's current replicas. A batch stays in the store while it is out
-//! (counted as pending, saved with the others); one that fails goes back in the queue for the
-//! next round.
+//! still replicates their keys; the others (it left the membership, or a join took the key's
+//! range from it meanwhile) join the queues of each key's current replicas, with their age, and
+//! go with those. A batch stays in the store while it is out (counted as pending, saved with the
+//! others); one that fails goes back in its queue for the next round, and holds back no other
+//! replica's hints.
 //!
 //! A hint is not delivered to a member that no longer replicates its key: nothing would ever read
 //! it there, anti-entropy compares no such copy, and the next membership change would hand it to
 //! the key's replicas as a misplaced key, however old by then: a delete of the key, its
 //! tombstone purged since, would be undone.
 
-use std::collections::HashMap;
-
 use dkv_membership::NodeId;
 use dkv_placement::key_hash;
 use tokio::sync::watch;
 
-use crate::error::PeerError;
 use crate::life::state::Node;
 use crate::life::stats::add;
 use crate::transport::wire::{ApplyKind, KeyEntry};
@@ -50,19 +48,19 @@ async fn deliver_hints(node: &Node, target: NodeId) {
         if batch.is_empty() {
             return;
         }
+        // Hints for keys `target` no longer replicates join their replicas' own queues, to go
+        // with those (a replica that cannot take them holds back its queue alone). Until
+        // 2026-12-06 they were sent from here, and one paused replica held back the batch, and
+        // every other replica's share of it, until the hints aged out.
         let topo = node.topology();
-        let (its, moved): (Vec<KeyEntry>, Vec<KeyEntry>) = match topo.member(target) {
-            Some(_) => batch.into_iter().partition(|kv| topo.placement(key_hash(&kv.key)).write.contains(&target)),
-            None => (Vec::new(), batch),
-        };
-        let mut result = Ok(());
-        if !its.is_empty() {
-            result = node.apply_on(&topo, target, ApplyKind::Hint, its).await;
+        let replicates =
+            |kv: &KeyEntry| topo.member(target).is_some() && topo.placement(key_hash(&kv.key)).write.contains(&target);
+        node.hints.hand_over(target, |kv| (!replicates(kv)).then(|| topo.placement(key_hash(&kv.key)).write));
+        let its: Vec<KeyEntry> = batch.into_iter().filter(|kv| replicates(kv)).collect();
+        if its.is_empty() {
+            continue;
         }
-        if result.is_ok() && !moved.is_empty() {
-            result = redirect(node, &topo, moved).await;
-        }
-        match result {
+        match node.apply_on(&topo, target, ApplyKind::Hint, its).await {
             Ok(()) => add(&node.stats.hints_delivered, node.hints.delivered(target) as u64),
             Err(e) => {
                 tracing::debug!("delivering hints for node {target} failed: {e}");
@@ -73,26 +71,21 @@ async fn deliver_hints(node: &Node, target: NodeId) {
     }
 }
 
-/// Hints for a node that no longer replicates their keys go to each key's current replicas.
-async fn redirect(node: &Node, topo: &dkv_membership::Topology, batch: Vec<KeyEntry>) -> Result<(), PeerError> {
-    let mut by_dest: HashMap<NodeId, Vec<KeyEntry>> = HashMap::new();
-    for kv in batch {
-        for id in topo.placement(key_hash(&kv.key)).write {
-            by_dest.entry(id).or_default().push(kv.clone());
-        }
-    }
-    for (id, kvs) in by_dest {
-        node.apply_on(topo, id, ApplyKind::Hint, kvs).await?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use dkv_membership::NodeState;
 
     use super::*;
     use crate::testing;
+
+    /// Deliver every queue until none is left, or `rounds` passes over them.
+    async fn deliver_all(holder: &Node, rounds: usize) {
+        for _ in 0..rounds {
+            for target in holder.hints.targets() {
+                deliver_hints(holder, target).await;
+            }
+        }
+    }
 
     /// A hint for a member that no longer replicates its key (a join took the range from it
     /// after the hint was kept) goes to the key's replicas, not to that member.
@@ -108,12 +101,44 @@ mod tests {
         let replicas = topo.placement(key_hash(key.as_bytes())).write;
         let kv = KeyEntry { key: key.clone().into(), entry: testing::value(7, 8) };
         assert!(holder.hints.add(target, kv, std::time::Instant::now()));
-        deliver_hints(holder, target).await;
+        deliver_all(holder, 2).await;
         assert!(holder.hints.targets().is_empty(), "delivered");
         assert_eq!(testing::local(&nodes[1], key.as_bytes()), None, "not to node 2");
         for n in nodes.iter().filter(|n| replicas.contains(&n.me)) {
             assert_eq!(testing::local(n, key.as_bytes()), Some(testing::value(7, 8)), "to replica {}", n.me);
         }
+    }
+
+    /// Hints for a member that left go to each key's replicas, and one replica that cannot
+    /// take them holds back its own share alone: more than a batch of hints, with one of the
+    /// three replicas stopped, all reach the other two. (Sent from the left member's batch,
+    /// the first failure held back the batch and every one after it, for every replica.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_that_cannot_take_hints_holds_back_only_its_own() {
+        let mut nodes = testing::cluster(&[NodeState::Normal; 4], testing::config()).await;
+        let gone = nodes[1].me;
+        let mut view = nodes[0].topology().view.clone();
+        view.epoch += 1;
+        view.nodes.retain(|m| m.id != gone);
+        for n in &nodes {
+            assert!(n.adopt(view.clone()));
+        }
+        let stopped = nodes.pop().expect("node 4");
+        let stopped_id = stopped.me;
+        drop(stopped);
+        let holder = &nodes[0];
+        let keys: Vec<String> = (0..HINT_BATCH + 100).map(|i| format!("k{i}")).collect();
+        for k in &keys {
+            let kv = KeyEntry { key: k.clone().into(), entry: testing::value(7, 8) };
+            assert!(holder.hints.add(gone, kv, std::time::Instant::now()));
+        }
+        deliver_all(holder, 2).await;
+        for n in [&nodes[0], &nodes[2]] {
+            let missing = keys.iter().filter(|k| testing::local(n, k.as_bytes()).is_none()).count();
+            assert_eq!(missing, 0, "node {} is missing {missing} of {} hinted keys", n.me, keys.len());
+        }
+        assert_eq!(holder.hints.targets(), vec![stopped_id], "the stopped replica's share waits");
+        assert_eq!(holder.hints.stats().pending, keys.len());
     }
 
     /// A node stores entries in its own store by the view they were planned under only while it

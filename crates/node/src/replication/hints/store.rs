@@ -159,11 +159,12 @@ impl Hints {
         }
         g.total += 1;
         g.bytes += hint.bytes();
+        let saved = Hint { kv: hint.kv.clone(), at: hint.at };
         g.by_target.entry(target).or_default().push_back(hint);
         // The new hint is the last of its queue: the queue was emptied only if it went too.
         let kept = !self.evict_oldest(&mut g).contains(&target);
         if kept {
-            self.note_unsaved(&mut g, target);
+            self.note_unsaved(&mut g, target, &saved);
         }
         drop(g);
         self.added.notify_one();
@@ -171,19 +172,16 @@ impl Hints {
         kept
     }
 
-    /// Add the hint just kept for `target` (the last of its queue) to those the next save
-    /// appends; past what the store itself may hold, the next save writes the file whole
-    /// instead, so the list stays bounded as the store is.
-    fn note_unsaved(&self, g: &mut Inner, target: NodeId) {
-        let Inner { unsaved, unsaved_bytes, by_target, .. } = g;
-        let (Some(list), Some(hint)) = (unsaved.as_mut(), by_target.get(&target).and_then(|q| q.back())) else {
-            return;
-        };
-        if list.len() < self.max_count && *unsaved_bytes + hint.bytes() <= self.max_bytes {
-            *unsaved_bytes += hint.bytes() + SAVED_OVERHEAD;
+    /// Add a hint just queued for `target` to those the next save appends; past what the store
+    /// itself may hold, the next save writes the file whole instead, so the list stays bounded
+    /// as the store is.
+    fn note_unsaved(&self, g: &mut Inner, target: NodeId, hint: &Hint) {
+        let Some(list) = g.unsaved.as_mut() else { return };
+        if list.len() < self.max_count && g.unsaved_bytes + hint.bytes() <= self.max_bytes {
+            g.unsaved_bytes += hint.bytes() + SAVED_OVERHEAD;
             list.push((target, Hint { kv: hint.kv.clone(), at: hint.at }));
         } else {
-            (*unsaved, *unsaved_bytes) = (None, 0);
+            (g.unsaved, g.unsaved_bytes) = (None, 0);
         }
     }
 
@@ -279,6 +277,52 @@ impl Hints {
         self.evict_oldest(&mut g);
     }
 
+    /// Of the hints out for `from`, those `route` gives other destinations for (the keys `from`
+    /// no longer replicates, or all of them once it left) are queued for each of those instead,
+    /// with the age they had: a destination that cannot take them then holds only its own
+    /// queue, not `from`'s batch and every other destination's share of it. Returns how many
+    /// hints were handed over; the rest stay out for `from`.
+    pub fn hand_over<D: IntoIterator<Item = NodeId>>(
+        &self,
+        from: NodeId,
+        route: impl Fn(&KeyEntry) -> Option<D>,
+    ) -> usize {
+        let mut g = self.lock();
+        let Some(out) = g.out.get_mut(&from) else { return 0 };
+        let mut moved: HashMap<NodeId, Vec<Hint>> = HashMap::new();
+        let (mut handed, mut gone_bytes) = (0, 0);
+        out.retain(|h| {
+            let Some(dests) = route(&h.kv) else { return true };
+            for dest in dests {
+                moved.entry(dest).or_default().push(Hint { kv: h.kv.clone(), at: h.at });
+            }
+            handed += 1;
+            gone_bytes += h.bytes();
+            false
+        });
+        if handed == 0 {
+            return 0;
+        }
+        g.out_total -= handed;
+        g.out_bytes -= gone_bytes;
+        for (dest, mut hints) in moved {
+            g.total += hints.len();
+            g.bytes += hints.iter().map(Hint::bytes).sum::<usize>();
+            for h in &hints {
+                self.note_unsaved(&mut g, dest, h);
+            }
+            // Each queue stays oldest first, as the bounds and `take` expect.
+            hints.sort_by_key(|h| h.at);
+            let q = g.by_target.entry(dest).or_default();
+            *q = merge_by_age(std::mem::take(q), hints);
+        }
+        self.evict_oldest(&mut g);
+        drop(g);
+        self.added.notify_one();
+        self.changes.notify_one();
+        handed
+    }
+
     /// What to write to a hints file of `file_bytes` now (see [`Save`]); what it returns counts
     /// as saved. The first call writes the file whole.
     pub fn to_save(&self, file_bytes: u64) -> Save {
@@ -327,6 +371,24 @@ impl Hints {
         let g = self.lock();
         let (pending, bytes) = (g.total + g.out_total, g.bytes + g.out_bytes);
         HintCounts { pending, bytes, dropped: g.dropped, evicted: g.evicted }
+    }
+}
+
+/// Two queues of hints, each oldest first, as one.
+fn merge_by_age(a: VecDeque<Hint>, b: Vec<Hint>) -> VecDeque<Hint> {
+    let mut merged = VecDeque::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x.at <= y.at => a.next(),
+            (Some(_), Some(_)) => b.next(),
+            (Some(_), None) => a.next(),
+            (None, _) => b.next(),
+        };
+        match next {
+            Some(h) => merged.push_back(h),
+            None => return merged,
+        }
     }
 }
 
@@ -417,6 +479,29 @@ mod tests {
         h.put_back(NodeId(1));
         assert!(h.take(NodeId(1), 10, t0 + Duration::from_secs(12)).is_empty(), "12 s old: expired");
         assert_eq!(h.counts(), (0, 1));
+    }
+
+    /// Hints handed over from one target's batch join each destination's queue with their
+    /// age, in age order among that queue's own; those not handed over stay out.
+    #[test]
+    fn hints_handed_over_keep_their_age_and_each_queue_its_order() {
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let h = Hints::new(100, Duration::from_secs(10));
+        let (left, a, b) = (NodeId(1), NodeId(2), NodeId(3));
+        assert!(h.add(left, kv("old"), at(1)));
+        assert!(h.add(left, kv("stays"), at(2)));
+        assert!(h.add(left, kv("newer"), at(4)));
+        assert!(h.add(a, kv("a's own"), at(3)));
+        assert_eq!(h.take(left, 10, at(5)).len(), 3);
+        let moved = h.hand_over(left, |kv| (kv.key != "stays").then(|| vec![a, b]));
+        assert_eq!(moved, 2);
+        assert_eq!(h.stats().pending, 1 + 2 * 2 + 1, "one out, two for each of a and b, a's own");
+        let keys = |hs: Vec<KeyEntry>| hs.into_iter().map(|kv| kv.key).collect::<Vec<_>>();
+        assert_eq!(keys(h.take(a, 10, at(6))), vec!["old", "a's own", "newer"], "oldest first");
+        assert_eq!(h.delivered(left), 1, "the one left out");
+        // Their age came with them: 11 s after the first was made, it has expired.
+        assert_eq!(keys(h.take(b, 10, at(12))), vec!["newer"]);
     }
 
     /// A delivery to a paused replica takes its whole timeout: meanwhile its hints are still
