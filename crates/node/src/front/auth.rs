@@ -31,6 +31,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use dkv_transport::same_secret;
 
 use crate::life::metrics::Api;
 
@@ -111,8 +112,8 @@ impl Auth {
 
     /// What `password` grants; `None` for a wrong one (or when no password is configured).
     pub fn check(&self, password: &[u8]) -> Option<Access> {
-        let full = self.config.password.as_ref().is_some_and(|p| same(&p.0, password));
-        let readonly = self.config.readonly_password.as_ref().is_some_and(|p| same(&p.0, password));
+        let full = self.config.password.as_ref().is_some_and(|p| same_secret(&p.0, password));
+        let readonly = self.config.readonly_password.as_ref().is_some_and(|p| same_secret(&p.0, password));
         match (full, readonly) {
             (true, _) => Some(Access::Full),
             (false, true) => Some(Access::ReadOnly),
@@ -139,17 +140,6 @@ fn api_index(api: Api) -> usize {
         Api::Http => 0,
         Api::Resp => 1,
     }
-}
-
-/// Whether `given` is `expected`, in time that depends only on `expected`'s length: every byte of
-/// it is compared whatever `given` holds, and a length difference is folded in, not returned early.
-fn same(expected: &[u8], given: &[u8]) -> bool {
-    let mut diff = u8::from(expected.len() != given.len());
-    for (i, e) in expected.iter().enumerate() {
-        let g = given.get(i).copied().unwrap_or(!e);
-        diff |= std::hint::black_box(e ^ g);
-    }
-    diff == 0
 }
 
 // ---------------------------------------------------------------------------------------- RESP
@@ -252,13 +242,13 @@ mod tests {
 
     #[test]
     fn comparison_is_exact_whatever_the_lengths() {
-        assert!(same(b"abc", b"abc"));
-        assert!(!same(b"abc", b"abcd"));
-        assert!(!same(b"abc", b"ab"));
-        assert!(!same(b"", b"a"));
-        assert!(same(b"", b""));
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abcd"));
+        assert!(!same_secret(b"abc", b"ab"));
+        assert!(!same_secret(b"", b"a"));
+        assert!(same_secret(b"", b""));
         // A given byte that equals `!e` where `given` ran out must not make a short one match.
-        assert!(!same(&[0xff], &[]));
+        assert!(!same_secret(&[0xff], &[]));
     }
 
     #[test]
