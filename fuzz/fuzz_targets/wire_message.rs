@@ -78,6 +78,7 @@ fn request(kind: u8, body: &[u8]) {
         Kind::Forward | Kind::ForwardHead => drop(round_trip::<wire::ForwardRequest>(body)),
         Kind::Clock => drop(round_trip::<wire::ClockRequest>(body)),
         Kind::Lease => drop(round_trip::<wire::LeaseRequest>(body)),
+        Kind::KeepHints => drop(round_trip::<wire::KeepHintsRequest>(body)),
         Kind::Scan => drop(round_trip::<wire::ScanRequest>(body)),
     }
 }

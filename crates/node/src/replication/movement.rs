@@ -331,6 +331,9 @@ pub async fn leave(node: &Node) -> bool {
         tokio::time::sleep(Duration::from_millis(100)).await;
         node.refresh().await;
     }
+    // Its hints last: the keys are with their next owners now, and a hint handed on may name
+    // one of them.
+    crate::replication::hints::delivery::hand_on(node).await;
     if total.homeless > 0 {
         tracing::warn!(
             keys = total.homeless,

@@ -63,6 +63,7 @@ impl Handler for Internal {
                 epoch: node.epoch(),
                 unheard_ms: node.lease.unheard(std::time::Instant::now()).map(|d| d.as_millis() as u64),
             }),
+            Some(Kind::KeepHints) => keep_hints(node, decode(&body)?),
             Some(Kind::Scan) => Box::pin(scan(node, decode(&body)?)).await,
             None => Err(Refusal::new(400, format!("unknown message kind {kind}: is the peer of another release?"))),
         }
@@ -284,6 +285,21 @@ async fn scan(node: &Node, req: wire::ScanRequest) -> Answer {
 fn refresh(node: &Node, req: RefreshRequest) -> Answer {
     let refreshing = node.clone();
     node.tasks.spawn(async move { refreshing.refresh_noticed(req.epoch).await });
+    Ok(Vec::new())
+}
+
+/// Hints a leaving node could not deliver: kept here with their age, delivered as this node's
+/// own (bounded as those are). A node that is leaving too takes none.
+fn keep_hints(node: &Node, req: wire::KeepHintsRequest) -> Answer {
+    if matches!(node.life(), Life::Leaving | Life::Left) {
+        return Err(Refusal::new(
+            wire::STATUS_LEAVING,
+            "this node is leaving and keeps no hints; send them to another member",
+        ));
+    }
+    let now = std::time::Instant::now();
+    let aged = |age_ms| now.checked_sub(std::time::Duration::from_millis(age_ms)).unwrap_or(now);
+    node.hints.adopt(req.hints.into_iter().map(|h| (dkv_membership::NodeId(h.target), h.kv, aged(h.age_ms))));
     Ok(Vec::new())
 }
 

@@ -85,6 +85,10 @@ pub enum Kind {
     /// (`life/lease.rs`). Answered at any epoch. A node of a release before it refuses it as
     /// unknown, and counts as one that still reaches the seed.
     Lease = 18,
+    /// [`KeepHintsRequest`] → nothing: hints a leaving node could not deliver, for a member that
+    /// stays to keep and deliver as its own. A node of a release before it refuses it as
+    /// unknown; the leaving node then tries another member.
+    KeepHints = 19,
 }
 
 impl Kind {
@@ -108,6 +112,7 @@ impl Kind {
             Heads,
             ForwardHead,
             Lease,
+            KeepHints,
         ]
         .into_iter()
         .find(|x| *x as u8 == k)
@@ -415,6 +420,20 @@ pub struct SyncVersionsReply {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RefreshRequest {
     pub epoch: u64,
+}
+
+/// Hints a leaving node hands to a member that stays (`replication/hints/delivery.rs`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeepHintsRequest {
+    pub hints: Vec<HandedHint>,
+}
+
+/// A hint as handed on: for whom, how old (its age counts from the write), and the write.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HandedHint {
+    pub target: u64,
+    pub age_ms: u64,
+    pub kv: KeyEntry,
 }
 
 /// "What time is it?" (see `life/clock.rs`).

@@ -10,13 +10,13 @@
 //! the key's replicas as a misplaced key, however old by then: a delete of the key, its
 //! tombstone purged since, would be undone.
 
-use dkv_membership::NodeId;
+use dkv_membership::{NodeId, NodeState};
 use dkv_placement::key_hash;
 use tokio::sync::watch;
 
 use crate::life::state::Node;
 use crate::life::stats::add;
-use crate::transport::wire::{ApplyKind, KeyEntry};
+use crate::transport::wire::{ApplyKind, HandedHint, KeepHintsRequest, KeyEntry, Kind};
 
 /// Hints per delivery batch.
 const HINT_BATCH: usize = 512;
@@ -71,9 +71,63 @@ async fn deliver_hints(node: &Node, target: NodeId) {
     }
 }
 
+/// A leaving node's hints: delivered once more, and what cannot be (its replica is down or
+/// paused) handed on to a member that stays, which keeps them with their age and delivers them
+/// as its own. Until 2026-12-06 they went with the node and its `hints.log`, and the replicas
+/// stayed a copy short until anti-entropy. Returns how many hints no member took (dropped).
+pub async fn hand_on(node: &Node) -> usize {
+    for target in node.hints.targets() {
+        deliver_hints(node, target).await;
+    }
+    let topo = node.topology();
+    let mut dropped = 0;
+    for target in node.hints.targets() {
+        // Members that stay and are not the hints' target, in the order of the view.
+        let keepers: Vec<_> = topo
+            .view
+            .nodes
+            .iter()
+            .filter(|m| m.state == NodeState::Normal && m.id != node.me && m.id != target)
+            .collect();
+        loop {
+            let batch = node.hints.take_aged(target, HINT_BATCH, std::time::Instant::now());
+            if batch.is_empty() {
+                break;
+            }
+            let hints = batch
+                .into_iter()
+                .map(|(kv, age)| HandedHint { target: target.0, age_ms: age.as_millis() as u64, kv })
+                .collect();
+            let req = KeepHintsRequest { hints };
+            let mut kept_by = None;
+            for keeper in &keepers {
+                match node.peers.call::<_, ()>(&keeper.addr, Kind::KeepHints, &req).await {
+                    Ok(()) => {
+                        kept_by = Some(keeper.id);
+                        break;
+                    }
+                    Err(e) => tracing::debug!("node {} did not keep hints for node {target}: {e}", keeper.id),
+                }
+            }
+            let n = node.hints.delivered(target);
+            match kept_by {
+                Some(keeper) => tracing::debug!("{n} hints for node {target} handed to node {keeper}"),
+                None => {
+                    dropped += n;
+                    tracing::warn!(
+                        "no remaining member took {n} hints for node {target}: they go with this node \
+                         (anti-entropy repairs what they carried)"
+                    );
+                }
+            }
+        }
+    }
+    dropped
+}
+
 #[cfg(test)]
 mod tests {
-    use dkv_membership::NodeState;
+    use std::time::Duration;
 
     use super::*;
     use crate::testing;
@@ -139,6 +193,67 @@ mod tests {
         }
         assert_eq!(holder.hints.targets(), vec![stopped_id], "the stopped replica's share waits");
         assert_eq!(holder.hints.stats().pending, keys.len());
+    }
+
+    /// A leaving node delivers what hints it can and hands the rest, with their age, to a
+    /// member that stays, which delivers them once their replica is back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leaving_node_hands_its_hints_on_to_a_member_that_stays() {
+        let mut nodes = testing::cluster(&[NodeState::Normal; 4], testing::config()).await;
+        let down = nodes.pop().expect("node 4");
+        let (holder, up, down_id) = (&nodes[0], nodes[1].me, down.me);
+        drop(down);
+        let t0 = std::time::Instant::now();
+        let made = t0.checked_sub(Duration::from_secs(60)).expect("a minute ago");
+        let kv = |k: &str| KeyEntry { key: k.to_string().into(), entry: testing::value(7, 8) };
+        // Keys each target replicates, so the hints go to it and nowhere else.
+        let topo = holder.topology();
+        let replicated_by = |id| {
+            (0..10_000)
+                .map(|i| format!("k{i}"))
+                .filter(|k| topo.placement(key_hash(k.as_bytes())).write.contains(&id))
+                .take(HINT_BATCH + 10)
+                .collect::<Vec<_>>()
+        };
+        let (for_up, for_down) = (replicated_by(up), replicated_by(down_id));
+        for k in &for_up {
+            assert!(holder.hints.add(up, kv(k), made));
+        }
+        for k in &for_down {
+            assert!(holder.hints.add(down_id, kv(k), made));
+        }
+        assert_eq!(hand_on(holder).await, 0, "none dropped");
+        assert_eq!(holder.hints.stats().pending, 0, "nothing left with the leaving node");
+        assert!(for_up.iter().all(|k| testing::local(&nodes[1], k.as_bytes()).is_some()), "delivered to node {up}");
+        let kept: usize = nodes[1..].iter().map(|n| n.hints.stats().pending).sum();
+        assert_eq!(kept, for_down.len(), "the stopped node's hints are kept by a member that stays");
+        let keeper = nodes[1..].iter().find(|n| n.hints.stats().pending > 0).expect("a keeper");
+        assert_eq!(keeper.hints.targets(), vec![down_id]);
+        let ages = keeper.hints.take_aged(down_id, usize::MAX, std::time::Instant::now());
+        assert!(ages.iter().all(|(_, age)| *age >= Duration::from_secs(60)), "their age came with them");
+    }
+
+    /// A member that is leaving too keeps no hints: the next one is asked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leaving_member_keeps_no_hints() {
+        let nodes = testing::cluster(&[NodeState::Normal; 3], testing::config()).await;
+        nodes[1].set_life(crate::life::state::Life::Leaving);
+        let req = KeepHintsRequest {
+            hints: vec![HandedHint {
+                target: 3,
+                age_ms: 0,
+                kv: KeyEntry { key: "k".into(), entry: testing::value(7, 8) },
+            }],
+        };
+        let refused =
+            nodes[0].peers.call::<_, ()>(&nodes[1].topology().view.nodes[1].addr, Kind::KeepHints, &req).await;
+        assert!(refused.expect_err("leaving").to_string().contains("keeps no hints"));
+        nodes[0]
+            .peers
+            .call::<_, ()>(&nodes[2].topology().view.nodes[2].addr, Kind::KeepHints, &req)
+            .await
+            .expect("kept");
+        assert_eq!(nodes[2].hints.targets(), vec![NodeId(3)]);
     }
 
     /// A node stores entries in its own store by the view they were planned under only while it

@@ -229,6 +229,11 @@ impl Hints {
     /// Take up to `max` hints for `target` out for delivery, oldest first, discarding expired
     /// ones. They stay counted until [`Hints::delivered`] or [`Hints::put_back`].
     pub fn take(&self, target: NodeId, max: usize, now: Instant) -> Vec<KeyEntry> {
+        self.take_aged(target, max, now).into_iter().map(|(kv, _)| kv).collect()
+    }
+
+    /// [`Hints::take`], with each hint's age.
+    pub fn take_aged(&self, target: NodeId, max: usize, now: Instant) -> Vec<(KeyEntry, Duration)> {
         let mut g = self.lock();
         let inner = &mut *g;
         let Some(q) = inner.by_target.get_mut(&target) else { return Vec::new() };
@@ -238,13 +243,14 @@ impl Hints {
             let Some(h) = q.pop_front() else { break };
             inner.total -= 1;
             inner.bytes -= h.bytes();
-            if now.duration_since(h.at) > self.max_age {
+            let age = now.saturating_duration_since(h.at);
+            if age > self.max_age {
                 inner.dropped += 1;
                 continue;
             }
             inner.out_total += 1;
             inner.out_bytes += h.bytes();
-            batch.push(h.kv.clone());
+            batch.push((h.kv.clone(), age));
             out.push(h);
         }
         if q.is_empty() {
@@ -300,27 +306,42 @@ impl Hints {
             gone_bytes += h.bytes();
             false
         });
-        if handed == 0 {
-            return 0;
-        }
         g.out_total -= handed;
         g.out_bytes -= gone_bytes;
-        for (dest, mut hints) in moved {
+        self.queue_aged(g, moved);
+        handed
+    }
+
+    /// Keep hints another node handed on (a leaving one), each with the time its write was made.
+    pub fn adopt(&self, hints: impl IntoIterator<Item = (NodeId, KeyEntry, Instant)>) {
+        let mut by_target: HashMap<NodeId, Vec<Hint>> = HashMap::new();
+        for (target, kv, at) in hints {
+            // Copied: a slice of the frame they came in would pin it whole.
+            by_target.entry(target).or_default().push(Hint { kv: kv.detached(), at });
+        }
+        self.queue_aged(self.lock(), by_target);
+    }
+
+    /// Queue hints of any age, each queue kept oldest first (as the bounds and `take` expect),
+    /// then drop the oldest of all past the bounds.
+    fn queue_aged(&self, mut g: std::sync::MutexGuard<'_, Inner>, hints: HashMap<NodeId, Vec<Hint>>) {
+        if hints.is_empty() {
+            return;
+        }
+        for (target, mut hints) in hints {
             g.total += hints.len();
             g.bytes += hints.iter().map(Hint::bytes).sum::<usize>();
             for h in &hints {
-                self.note_unsaved(&mut g, dest, h);
+                self.note_unsaved(&mut g, target, h);
             }
-            // Each queue stays oldest first, as the bounds and `take` expect.
             hints.sort_by_key(|h| h.at);
-            let q = g.by_target.entry(dest).or_default();
+            let q = g.by_target.entry(target).or_default();
             *q = merge_by_age(std::mem::take(q), hints);
         }
         self.evict_oldest(&mut g);
         drop(g);
         self.added.notify_one();
         self.changes.notify_one();
-        handed
     }
 
     /// What to write to a hints file of `file_bytes` now (see [`Save`]); what it returns counts
