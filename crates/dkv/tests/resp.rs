@@ -430,3 +430,83 @@ async fn a_command_sent_while_a_large_reply_is_written_is_answered() {
     read.unwrap().unwrap();
     assert!(got == want, "the GETs' replies whole, then the PING's");
 }
+
+/// `MULTI`/`EXEC` as Redis answers them (`front/resp/multi.rs`), over keys on different nodes,
+/// and redis-py's default pipeline, which is a transaction: its writes were applied one by one,
+/// and then its `EXEC` failed as an unknown command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_queue_their_commands_and_run_them_in_order_at_exec() {
+    let c = Cluster::start_resp(3, &["--replication", "1"]).await;
+    let r: Vec<String> = c.nodes.iter().map(|n| n.resp.clone().expect("resp")).collect();
+    let mut pipeline = String::from("MULTI\r\n");
+    let mut want = vec!["+OK".to_string()];
+    for i in 0..20 {
+        pipeline += &format!("SET tx-{i} v{i}\r\nGET tx-{i}\r\n");
+        want.extend(["+QUEUED".to_string(), "+QUEUED".to_string()]);
+    }
+    pipeline += "EXEC\r\nGET tx-7\r\n";
+    want.push("*40".to_string());
+    for i in 0..20 {
+        want.extend(["+OK".to_string(), format!("v{i}")]);
+    }
+    want.push("v7".to_string());
+    assert_eq!(pipelined(&r[0], &pipeline, want.len()), want, "each queued command sees the writes before it");
+    // Errors as Redis's: a refusal while queued discards the transaction; the rest need one.
+    let pipeline = "EXEC\r\nDISCARD\r\nMULTI\r\nMULTI\r\nSET tx-a 1\r\nGET\r\nEXEC\r\nGET tx-a\r\n\
+                    MULTI\r\nSET tx-a 2\r\nDISCARD\r\nGET tx-a\r\nWATCH tx-a\r\nUNWATCH\r\nMULTI\r\nINCR tx-a\r\nEXEC\r\n\
+                    MULTI\r\nSET tx-a 3\r\nRESET\r\nEXEC\r\nGET tx-a\r\n";
+    let want = [
+        "-ERR EXEC without MULTI",
+        "-ERR DISCARD without MULTI",
+        "+OK",
+        "-ERR MULTI calls can not be nested",
+        "+QUEUED",
+        "-ERR wrong number of arguments for 'get' command",
+        "-EXECABORT Transaction discarded because of previous errors.",
+        "$-1",
+        "+OK",
+        "+QUEUED",
+        "+OK",
+        "$-1",
+        "-ERR dkv cannot honour WATCH: it has no compare-and-set across replicas",
+        "+OK",
+        "+OK",
+        "-ERR dkv cannot honour INCR: it has no atomic read-modify-write across replicas",
+        "-EXECABORT Transaction discarded because of previous errors.",
+        "+OK",
+        "+QUEUED",
+        "+RESET",
+        "-ERR EXEC without MULTI",
+        "$-1",
+    ];
+    assert_eq!(pipelined(&r[1], pipeline, want.len()), want);
+    assert_eq!(redis_cli(&r[2], &["QUIT", "now"]), "OK", "QUIT takes arguments, as in Redis 7");
+
+    let script = r#"
+import sys, redis
+a = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]))
+p = a.pipeline()
+for i in range(50):
+    p.set("pytx:%d" % i, "v%d" % i)
+    p.get("pytx:%d" % i)
+assert p.execute() == [x for i in range(50) for x in (True, b"v%d" % i)]
+p = a.pipeline()
+p.set("pytx:0", "again")
+p.incr("pytx:1")
+try:
+    p.execute()
+    raise SystemExit("a transaction with INCR must be discarded")
+except redis.ResponseError as e:
+    assert "INCR" in str(e) or "EXECABORT" in str(e), str(e)
+assert a.get("pytx:0") == b"v0", "nothing of a discarded transaction is applied"
+print("ok")
+"#;
+    let port = r[0].rsplit_once(':').unwrap().1.to_string();
+    let out = python3_redis().args(["-c", script, &port]).output().expect("python3 with python3-redis");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
+        "redis-py: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -22,6 +22,7 @@ use futures_util::stream::{self, StreamExt};
 
 use super::expiry;
 use super::frame::{Args, Reply};
+use super::multi::{Queue, Transaction};
 use super::table::{self, Cmd, Effect};
 use crate::front::auth::{self, Access, Failure};
 use crate::life::metrics::Api;
@@ -36,38 +37,101 @@ pub struct Session {
     pub quit: bool,
     /// What `AUTH` (or `HELLO … AUTH`) proved, when the node needs a password.
     pub access: Access,
+    /// Since `MULTI`, until `EXEC` or `DISCARD` (`multi.rs`).
+    pub transaction: Option<Transaction>,
+}
+
+/// What a session command comes to.
+pub enum Answer {
+    /// This reply, in its place.
+    Now(Reply),
+    /// `EXEC`: these commands, run in order (`multi::exec`), in its place.
+    Exec(Vec<(Cmd, Args)>),
 }
 
 /// The commands that read or change the connection's [`Session`]; they answer at once, in order
 /// with the others (see `resp/mod.rs`). So does any command the session may not run (no `AUTH`
-/// yet, or a write with the read-only password): its refusal is its reply. `None` for every
-/// other command.
-pub fn session_command(node: &Node, session: &mut Session, cmd: Cmd, args: &[Bytes]) -> Option<Reply> {
+/// yet, or a write with the read-only password): its refusal is its reply; and so does every
+/// command sent inside a transaction (`multi.rs`): it is queued, or refused. `None` for every
+/// other command. `max_queued`: the bound on what a transaction holds.
+pub fn session_command(node: &Node, session: &mut Session, cmd: Cmd, args: &Args, max_queued: usize) -> Option<Answer> {
     let a = &args[1..];
+    let now = |reply| Some(Answer::Now(reply));
     match cmd {
-        Cmd::Auth => return Some(auth(node, session, a)),
-        Cmd::Hello => return Some(hello(node, session, a)),
-        Cmd::Quit if !cmd.arity().allows(a.len()) => return Some(wrong_arity(cmd)),
+        Cmd::Auth => return now(auth(node, session, a)),
+        Cmd::Hello if session.transaction.is_none() => return now(hello(node, session, a)),
+        // Redis 7 takes (and ignores) arguments to `QUIT`.
         Cmd::Quit => {
             session.quit = true;
-            return Some(Reply::ok());
+            return now(Reply::ok());
+        }
+        // As a new connection: no name, no transaction, and no access proved.
+        Cmd::Reset if cmd.arity().allows(a.len()) => {
+            *session = Session::default();
+            return now(Reply::Simple("RESET"));
         }
         _ => {}
     }
-    if node.auth.required() {
-        if session.access == Access::None {
-            node.auth.refused(Api::Resp, Failure::Missing);
-            return Some(Reply::Error(auth::NOAUTH.into()));
-        }
-        if session.access == Access::ReadOnly && cmd.effect() == Effect::Writes {
-            node.auth.refused(Api::Resp, Failure::ReadOnly);
-            return Some(Reply::Error(auth::noperm(&shown_name(cmd, &args[0]))));
-        }
+    if let Some(refusal) = refusal(node, session, cmd, &args[0]) {
+        return now(match &mut session.transaction {
+            Some(tx) => refused_in(tx, refusal),
+            None => refusal,
+        });
     }
+    let in_transaction = session.transaction.is_some();
     match cmd {
-        Cmd::Client if !cmd.arity().allows(a.len()) => Some(wrong_arity(cmd)),
-        Cmd::Client => Some(client(session, a)),
-        _ => None,
+        _ if !cmd.arity().allows(a.len()) && !in_transaction => now(wrong_arity(cmd)),
+        Cmd::Multi if in_transaction => now(Reply::err("MULTI calls can not be nested")),
+        Cmd::Multi => {
+            session.transaction = Some(Transaction::default());
+            now(Reply::ok())
+        }
+        Cmd::Exec => match session.transaction.take().map(Transaction::exec) {
+            None => now(Reply::err("EXEC without MULTI")),
+            Some(Ok(queued)) => Some(Answer::Exec(queued)),
+            Some(Err(discarded)) => now(discarded),
+        },
+        Cmd::Discard => match session.transaction.take() {
+            None => now(Reply::err("DISCARD without MULTI")),
+            Some(_) => now(Reply::ok()),
+        },
+        Cmd::Watch if in_transaction => now(Reply::err("WATCH inside MULTI is not allowed")),
+        Cmd::Watch => now(Reply::err("dkv cannot honour WATCH: it has no compare-and-set across replicas")),
+        Cmd::Client | Cmd::Hello | Cmd::Reset => match &mut session.transaction {
+            Some(tx) => now(refused_in(tx, Reply::err(format!("{} is not allowed inside a transaction", cmd.name())))),
+            None => now(client(session, a)),
+        },
+        _ => match &mut session.transaction {
+            Some(tx) => match tx.queue(cmd, args, max_queued) {
+                Queue::Queued => now(Reply::Simple("QUEUED")),
+                Queue::Refused(reply) => now(reply),
+            },
+            None => None,
+        },
+    }
+}
+
+/// Why this session may not run `cmd`: no `AUTH` yet, or a write with the read-only password.
+fn refusal(node: &Node, session: &Session, cmd: Cmd, name: &[u8]) -> Option<Reply> {
+    if !node.auth.required() {
+        return None;
+    }
+    if session.access == Access::None {
+        node.auth.refused(Api::Resp, Failure::Missing);
+        return Some(Reply::Error(auth::NOAUTH.into()));
+    }
+    if session.access == Access::ReadOnly && cmd.effect() == Effect::Writes {
+        node.auth.refused(Api::Resp, Failure::ReadOnly);
+        return Some(Reply::Error(auth::noperm(&shown_name(cmd, name))));
+    }
+    None
+}
+
+/// A refusal inside a transaction: the transaction fails with it.
+fn refused_in(tx: &mut Transaction, reply: Reply) -> Reply {
+    match tx.refuse(reply) {
+        Queue::Refused(reply) => reply,
+        Queue::Queued => unreachable!("a refusal is not queued"),
     }
 }
 
@@ -100,7 +164,7 @@ fn auth(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
     }
 }
 
-fn wrong_arity(cmd: Cmd) -> Reply {
+pub(super) fn wrong_arity(cmd: Cmd) -> Reply {
     Reply::err(format!("wrong number of arguments for '{}' command", cmd.name()))
 }
 
@@ -155,11 +219,20 @@ pub fn touches(cmd: Cmd, args: &[Bytes]) -> Touches {
         Cmd::Expire | Cmd::Pexpire | Cmd::Expireat | Cmd::Pexpireat | Cmd::Persist | Cmd::Getex => (first(), first()),
         Cmd::Del | Cmd::Unlink => (all(), all()),
         Cmd::Mset => (Keys::new(), a.iter().step_by(2).map(|k| key_hash(k)).collect()),
-        Cmd::Ping | Cmd::Echo | Cmd::Command | Cmd::Select => (Keys::new(), Keys::new()),
+        Cmd::Ping | Cmd::Echo | Cmd::Command | Cmd::Select | Cmd::Unwatch => (Keys::new(), Keys::new()),
         // The whole keyspace, the server's state, or not known here: alone.
         Cmd::Dbsize | Cmd::Scan | Cmd::Keys | Cmd::Info | Cmd::Unknown => return Touches::Everything,
         // Answered in their place before any command runs (`session_command`).
-        Cmd::Auth | Cmd::Hello | Cmd::Quit | Cmd::Client => return Touches::Everything,
+        // A transaction's commands run alone too, in their place.
+        Cmd::Auth
+        | Cmd::Hello
+        | Cmd::Quit
+        | Cmd::Client
+        | Cmd::Reset
+        | Cmd::Multi
+        | Cmd::Exec
+        | Cmd::Discard
+        | Cmd::Watch => return Touches::Everything,
     };
     Touches::Keys { reads, writes }
 }
@@ -256,14 +329,28 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
             b"0" => Reply::ok(),
             _ => Reply::err("DB index is out of range: dkv has one keyspace, database 0"),
         },
+        // Nothing is watched (`multi.rs`); queued in a transaction, it runs here.
+        Cmd::Unwatch => Reply::ok(),
         // Answered before they could get here (`session_command`).
-        Cmd::Auth | Cmd::Hello | Cmd::Quit | Cmd::Client => Reply::err("a session command ran as a key command"),
-        Cmd::Unknown => match table::cannot_honour(&args[0]) {
-            Some(why) => {
-                Reply::err(format!("dkv cannot honour {}: {why}", args[0].to_ascii_uppercase().escape_ascii()))
-            }
-            None => unknown(&shown_name(cmd, &args[0]), a),
-        },
+        Cmd::Auth
+        | Cmd::Hello
+        | Cmd::Quit
+        | Cmd::Client
+        | Cmd::Reset
+        | Cmd::Multi
+        | Cmd::Exec
+        | Cmd::Discard
+        | Cmd::Watch => Reply::err("a session command ran as a key command"),
+        Cmd::Unknown => unknown_command(&args[0], a),
+    }
+}
+
+/// The reply to a command this node does not know: why it cannot honour it, for the ones it
+/// knows of (`table::cannot_honour`), or Redis's words.
+pub(super) fn unknown_command(name: &Bytes, a: &[Bytes]) -> Reply {
+    match table::cannot_honour(name) {
+        Some(why) => Reply::err(format!("dkv cannot honour {}: {why}", name.to_ascii_uppercase().escape_ascii())),
+        None => unknown(&shown_name(Cmd::Unknown, name), a),
     }
 }
 

@@ -11,7 +11,9 @@
 //!   running them one after the other would add up their round trips. Commands past the bound
 //!   start as soon as those before them have finished, without waiting for more input. Replies are
 //!   collected in command order and all written with one write. Commands that touch the
-//!   connection's session (`CLIENT`, `HELLO`, `QUIT`) answer at once, in their place in the order.
+//!   connection's session (`CLIENT`, `HELLO`, `QUIT`, `RESET`, `MULTI` and the commands it
+//!   queues) answer at once, in their place in the order; an `EXEC` ([`multi`]) runs alone,
+//!   once the commands before it have finished, and the commands after it wait for it.
 //!   Running at once must not change what a client sees: a command that writes a key an earlier
 //!   running command reads or writes, or reads a key one of them writes (`SET k` then `GET k`),
 //!   or reads the whole keyspace (`DBSIZE`), waits until the commands before it have finished,
@@ -31,6 +33,7 @@ mod commands;
 mod expiry;
 pub mod frame;
 mod interrupts;
+mod multi;
 mod scan;
 mod table;
 
@@ -51,7 +54,7 @@ use crate::front::limits::{human, Charge, Guard, Listener, Refusal};
 use crate::life::state::Node;
 use crate::transport::listener::answer_and_close;
 use crate::transport::tls::{ClientStream, Prefixed};
-use commands::Touches;
+use commands::{Answer, Touches};
 use dkv_transport::{accept_until_stopped, stopped, Throttle};
 use frame::{Limits, Reply};
 use std::sync::atomic::Ordering::Relaxed;
@@ -215,11 +218,24 @@ async fn connection(
                 paused = true;
                 break;
             }
-            if let Some(reply) = commands::session_command(&node, &mut session, cmd, &args) {
-                authenticated.store(!node.auth.required() || session.access != Access::None, Relaxed);
-                running.push_back(Either::Left(ready(Some(reply))));
-                in_flight += 1;
-                continue;
+            if matches!(cmd, Cmd::Exec) && !running.is_empty() {
+                held = Some(args); // a transaction runs alone: once the commands before it finished
+                break;
+            }
+            match commands::session_command(&node, &mut session, cmd, &args, guard.limits.max_query_buffer) {
+                Some(Answer::Now(reply)) => {
+                    authenticated.store(!node.auth.required() || session.access != Access::None, Relaxed);
+                    running.push_back(Either::Left(Either::Left(ready(Some(reply)))));
+                    in_flight += 1;
+                    continue;
+                }
+                Some(Answer::Exec(queued)) => {
+                    running.push_back(Either::Left(Either::Right(Box::pin(multi::exec(&node, queued).map(Some)))));
+                    wave = Touches::Everything; // and the commands after it wait for it
+                    in_flight += 1;
+                    continue;
+                }
+                None => {}
             }
             if running.is_empty() && input.is_empty() {
                 // The only command of this read (no pipeline): nothing to order it against.

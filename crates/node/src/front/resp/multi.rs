@@ -1,0 +1,151 @@
+//! Transactions: `MULTI` queues the commands after it, `EXEC` runs them in order and answers
+//! with their replies in one array, `DISCARD` drops them. redis-py's `pipeline()` is one by
+//! default, and so are many clients' batches: without it their writes were applied, one by one,
+//! and then the `EXEC` failed as an unknown command.
+//!
+//! As in Redis: a command refused while it is queued (unknown, the wrong number of arguments,
+//! one dkv cannot honour, a write to the read-only password, past the transaction's bound) is
+//! answered with its error at once and makes `EXEC` discard the transaction (`EXECABORT`); a
+//! command that fails while it runs does not stop the others (there is no rollback); `QUIT`
+//! ends the connection, `RESET` drops the transaction.
+//!
+//! Unlike Redis, the commands of a transaction are **not isolated** from other clients': dkv
+//! has no lock across replicas, so another client may read or write between two of them, as
+//! it may between two commands of a pipeline or two keys of one `MSET`. They run one after the
+//! other, each seeing the writes before it. `WATCH`, whose whole worth is a compare-and-set at
+//! `EXEC`, is refused for that reason, as `INCR` is (`table::cannot_honour`); `UNWATCH` has
+//! nothing to undo.
+//!
+//! A transaction's queued commands are held in memory until `EXEC`: at most
+//! `--max-query-buffer` bytes of them, as Redis bounds what a client sends.
+
+use bytes::Bytes;
+
+use super::commands;
+use super::frame::{Args, Reply};
+use super::table::Cmd;
+use crate::life::state::Node;
+
+/// What a connection in a transaction holds.
+#[derive(Default)]
+pub struct Transaction {
+    queued: Vec<(Cmd, Args)>,
+    /// What the queued arguments take, with a little for each: what the bound counts.
+    bytes: usize,
+    /// A command was refused while queued: `EXEC` discards the transaction.
+    failed: bool,
+}
+
+/// What a command sent inside a transaction comes to.
+pub enum Queue {
+    /// Queued: answered `+QUEUED`.
+    Queued,
+    /// Refused, with this reply; the transaction is then discarded at `EXEC`.
+    Refused(Reply),
+}
+
+/// About what a queued argument takes besides its bytes.
+const PER_ARG: usize = 16;
+
+impl Transaction {
+    /// Queue `cmd`, or say why not (`max_bytes`: the bound on what a transaction holds).
+    pub fn queue(&mut self, cmd: Cmd, args: &Args, max_bytes: usize) -> Queue {
+        let refusal = match cmd {
+            Cmd::Unknown => Some(commands::unknown_command(&args[0], &args[1..])),
+            _ if !cmd.arity().allows(args.len() - 1) => Some(commands::wrong_arity(cmd)),
+            _ => None,
+        };
+        if let Some(reply) = refusal {
+            return self.refuse(reply);
+        }
+        let bytes = args.iter().map(|a| a.len() + PER_ARG).sum::<usize>();
+        if self.bytes + bytes > max_bytes {
+            return self.refuse(Reply::err(format!(
+                "a transaction holds at most {} of queued commands (--max-query-buffer); EXEC will discard this one",
+                crate::front::limits::human(max_bytes)
+            )));
+        }
+        self.bytes += bytes;
+        // Copied: held until `EXEC`, a slice would pin the connection's whole read buffer.
+        self.queued.push((cmd, args.iter().map(|a| Bytes::copy_from_slice(a)).collect()));
+        Queue::Queued
+    }
+
+    /// A command refused while queued: answered with `reply`, and the transaction fails.
+    pub fn refuse(&mut self, reply: Reply) -> Queue {
+        self.failed = true;
+        Queue::Refused(reply)
+    }
+
+    /// The commands to run at `EXEC`, or the reply that discards them.
+    pub fn exec(self) -> Result<Vec<(Cmd, Args)>, Reply> {
+        match self.failed {
+            true => Err(Reply::Error("EXECABORT Transaction discarded because of previous errors.".into())),
+            false => Ok(self.queued),
+        }
+    }
+}
+
+/// Run a transaction's commands one after the other, each seeing the writes before it; their
+/// replies, in order, in one array.
+pub async fn exec(node: &Node, queued: Vec<(Cmd, Args)>) -> Reply {
+    let mut replies = Vec::with_capacity(queued.len());
+    for (cmd, args) in queued {
+        replies.push(commands::run(node, cmd, args).await);
+    }
+    Reply::Array(replies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Args {
+        words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect()
+    }
+
+    fn cmd(words: &[&str]) -> (Cmd, Args) {
+        (Cmd::of(words[0].as_bytes()), args(words))
+    }
+
+    fn queue(tx: &mut Transaction, words: &[&str], max: usize) -> Queue {
+        let (c, a) = cmd(words);
+        tx.queue(c, &a, max)
+    }
+
+    #[test]
+    fn queued_commands_run_at_exec_in_order() {
+        let mut tx = Transaction::default();
+        assert!(matches!(queue(&mut tx, &["SET", "a", "1"], 1 << 20), Queue::Queued));
+        assert!(matches!(queue(&mut tx, &["get", "a"], 1 << 20), Queue::Queued));
+        let Ok(queued) = tx.exec() else { panic!("nothing refused") };
+        let names: Vec<_> = queued.iter().map(|(c, _)| *c).collect();
+        assert_eq!(names, vec![Cmd::Set, Cmd::Get]);
+    }
+
+    /// As in Redis, a command refused while queued discards the whole transaction at `EXEC`.
+    #[test]
+    fn a_command_refused_while_queued_discards_the_transaction() {
+        for bad in [&["GET"][..], &["FOO", "x"], &["SET", "a"]] {
+            let mut tx = Transaction::default();
+            assert!(matches!(queue(&mut tx, &["SET", "a", "1"], 1 << 20), Queue::Queued));
+            assert!(matches!(queue(&mut tx, bad, 1 << 20), Queue::Refused(Reply::Error(_))), "{bad:?}");
+            match tx.exec() {
+                Err(Reply::Error(e)) => assert!(e.starts_with("EXECABORT"), "{e}"),
+                _ => panic!("{bad:?} must discard the transaction"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_transaction_holds_at_most_its_bound() {
+        let mut tx = Transaction::default();
+        let big = "v".repeat(600);
+        assert!(matches!(queue(&mut tx, &["SET", "a", &big], 1000), Queue::Queued));
+        match queue(&mut tx, &["SET", "b", &big], 1000) {
+            Queue::Refused(Reply::Error(e)) => assert!(e.contains("--max-query-buffer"), "{e}"),
+            _ => panic!("over the bound"),
+        }
+        assert!(tx.exec().is_err());
+    }
+}
