@@ -647,7 +647,9 @@ fn validate_addr(addr: &str) -> Result<(), RegistryError> {
     }
     let bad = || RegistryError::BadRequest(format!("addr must be host:port, got {addr:?}"));
     let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
-    let host_ok = !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic());
+    // No `/`: `http://10.0.0.5:8080` was taken for host `http://10.0.0.5`, a member nothing
+    // reached (and no `@`, `?` or `#`, which would read as parts of a URL where it is dialled).
+    let host_ok = !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic() && !b"/@?#".contains(&b));
     let port_ok = !port.starts_with('0') && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok();
     if !host_ok || !port_ok {
         return Err(bad());

@@ -191,7 +191,9 @@ fn addresses_are_host_port_as_peers_dial_them() {
         assert!(r.register(reg(good), 0).is_ok(), "{good}");
     }
     let e = r.epoch();
-    for bad in ["h:+80", "h:080", "h:", "h:65536", "a b:80", "h\n:80", "h\u{e9}:80", "\t:80", "h:8 0"] {
+    for bad in
+        ["h:+80", "h:080", "h:", "h:65536", "a b:80", "h\n:80", "h\u{e9}:80", "\t:80", "h:8 0", "http://h:80", "u@h:80"]
+    {
         assert!(matches!(r.register(reg(bad), 1), Err(RegistryError::BadRequest(_))), "{bad:?} was accepted");
     }
     assert_eq!(r.epoch(), e, "refused registrations change nothing");
