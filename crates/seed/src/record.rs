@@ -34,7 +34,7 @@ use std::path::Path;
 use dkv_membership::View;
 use dkv_storage::DataDir;
 
-const RECORD: &str = "membership.json";
+const RECORD: &str = dkv_storage::SEED_RECORD;
 
 pub(crate) struct Record {
     dir: DataDir,

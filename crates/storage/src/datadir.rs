@@ -34,6 +34,9 @@ pub const FORMAT_VERSION: u32 = 2;
 pub const READS_FORMATS: [u32; 2] = [1, 2];
 
 const META: &str = "dkv.json";
+/// The seed's record of the membership, in a seed's data directory (`dkv seed --data-dir`): a
+/// node refuses a directory that holds one, as the seed refuses a node's.
+pub const SEED_RECORD: &str = "membership.json";
 const LOCK: &str = "LOCK";
 const STORE: &str = "store";
 
@@ -51,6 +54,8 @@ pub enum DataDirError {
     ForeignCluster { path: PathBuf, found: String, wanted: String },
     #[error("{0} holds data but no dkv.json; dkv will not guess whose data it is: restore dkv.json, or move the directory away")]
     MissingMeta(PathBuf),
+    #[error("data directory {0} is a file, not a directory: give a directory (it is made if missing)")]
+    NotADirectory(PathBuf),
 }
 
 /// The node's identity as kept on disk: its id and ring tokens, once the seed assigned them.
@@ -93,6 +98,9 @@ impl DataDir {
     /// Open (creating if needed) the data directory of a node of `cluster`.
     pub fn open(path: &Path, cluster: &str) -> Result<DataDir, DataDirError> {
         let io_err = |source| DataDirError::Io { path: path.to_path_buf(), source };
+        if path.exists() && !path.is_dir() {
+            return Err(DataDirError::NotADirectory(path.to_path_buf()));
+        }
         fs::create_dir_all(path).map_err(io_err)?;
         let lock = OpenOptions::new().create(true).truncate(false).write(true).open(path.join(LOCK)).map_err(io_err)?;
         match lock.try_lock() {
@@ -315,6 +323,16 @@ mod tests {
         let p = std::env::temp_dir().join(format!("dkv-datadir-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&p);
         p
+    }
+
+    /// A file given as the directory: said plainly, not as "File exists (os error 17)".
+    #[test]
+    fn a_file_is_refused_as_a_data_directory() {
+        let p = tmp("file");
+        fs::write(&p, b"x").unwrap();
+        let Err(err) = DataDir::open(&p, "c1") else { panic!("a file taken as a directory") };
+        assert!(err.to_string().contains("is a file, not a directory"), "{err}");
+        fs::remove_file(&p).unwrap();
     }
 
     #[test]

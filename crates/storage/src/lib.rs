@@ -21,7 +21,7 @@ mod index;
 mod memory;
 mod version;
 
-pub use datadir::{DataDir, DataDirError, Identity, FORMAT_VERSION};
+pub use datadir::{DataDir, DataDirError, Identity, FORMAT_VERSION, SEED_RECORD};
 pub use digests::Digests;
 pub use durable::DurableEngine;
 pub use engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, KeyVersion, StorageError, StorageResult};

@@ -95,6 +95,14 @@ pub fn open(config: &NodeConfig) -> Result<Opened, NodeError> {
     };
     let fatal = |e: String| NodeError::BadRequest(e);
     let mut dir = DataDir::open(path, &config.cluster_name).map_err(|e| fatal(e.to_string()))?;
+    if dir.path().join(dkv_storage::SEED_RECORD).exists() {
+        // Written into, it would be lost to the seed, which then refuses it as a node's.
+        return Err(fatal(format!(
+            "{} is a seed's data directory (it holds {}): give the node a directory of its own",
+            path.display(),
+            dkv_storage::SEED_RECORD
+        )));
+    }
     if dir.has_left() {
         // Restarted by an orchestrator (a StatefulSet, a restart policy) after `dkv leave`: coming
         // back as a new member would pull ranges only to be scaled away.
@@ -384,6 +392,20 @@ mod tests {
     fn saved(path: &std::path::Path) -> Option<u64> {
         let bytes = std::fs::read(path.join(VIEW)).ok()?;
         Some(serde_json::from_slice::<View>(&bytes).unwrap().epoch)
+    }
+
+    /// A seed's directory is refused: written into, the seed would refuse it afterwards as a
+    /// node's, and its record of the membership would be lost.
+    #[test]
+    fn a_seeds_data_directory_is_refused() {
+        let path = std::env::temp_dir().join(format!("dkv-local-seeds-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        drop(DataDir::open(&path, "dkv").unwrap());
+        std::fs::write(path.join(dkv_storage::SEED_RECORD), b"{}").unwrap();
+        let config = NodeConfig { data_dir: Some(path.clone()), ..NodeConfig::default() };
+        let err = open(&config).err().expect("refused");
+        assert!(err.to_string().contains("a seed's data directory"), "{err}");
+        std::fs::remove_dir_all(&path).unwrap();
     }
 
     /// The record of a clean, settled stop is read once: the start after it removes it, so a
