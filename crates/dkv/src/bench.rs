@@ -41,9 +41,23 @@ pub async fn run(args: BenchArgs) -> i32 {
     }
 }
 
+/// Connections one bench opens at most.
+const MAX_CONNECTIONS: usize = 10_000;
+
 async fn run_inner(args: BenchArgs) -> Result<(), String> {
     if args.connections == 0 || args.keys == 0 {
         return Err("--connections and --keys must be at least 1".into());
+    }
+    // Each connection is a task with a socket and buffers: 100 000 of them took 6 GB and ran
+    // nothing for seconds.
+    if args.connections > MAX_CONNECTIONS {
+        return Err(format!(
+            "--connections {} is over {MAX_CONNECTIONS}: a node serves 10000 clients by default",
+            args.connections
+        ));
+    }
+    if args.requests == Some(0) {
+        return Err("--requests 0 sends nothing: give at least 1, or leave it out to run for --duration".into());
     }
     if !(0.0..=1.0).contains(&args.read_ratio) {
         return Err(format!("--read-ratio must be between 0 and 1, got {}", args.read_ratio));

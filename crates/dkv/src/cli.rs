@@ -62,12 +62,36 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e}: write durations like 200ms, 5s or 1m"))
 }
 
+/// A duration a process waits between steps or for an answer: at least 10 ms. `0s` made a
+/// heartbeat loop spin on a core, every peer call fail at once ("no connection within 0 ms"), or a
+/// leave end before it began (found by trying, 2026-12-06).
+fn at_least_10ms(s: &str) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d < Duration::from_millis(10) {
+        return Err(format!("{s} is shorter than 10ms: give a duration like 100ms, 5s or 1m"));
+    }
+    Ok(d)
+}
+
+/// A seed's `--node-ttl`: at least 100 ms, the shortest heartbeat interval worth running under it.
+fn node_ttl(s: &str) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d < Duration::from_millis(100) {
+        return Err(format!("{s} is shorter than 100ms: a node must heartbeat several times within it (default 15s)"));
+    }
+    Ok(d)
+}
+
 /// A key's `--ttl`: whole milliseconds, the node's unit, and at least one (`500us` became `0ms`
 /// on the wire, and the node's refusal quoted a value the user never typed).
 pub fn key_ttl(s: &str) -> Result<Duration, String> {
     let ttl = duration(s)?;
     if ttl < Duration::from_millis(1) || ttl.subsec_nanos() % 1_000_000 != 0 {
         return Err(format!("{s}: a TTL is whole milliseconds, at least 1ms"));
+    }
+    // The node reads `ttl=` in milliseconds of at most 15 digits (`front/query.rs`).
+    if ttl.as_millis() > 999_999_999_999_999 {
+        return Err(format!("{s} is longer than the longest TTL a node takes, 999999999999999ms (about 31 000 years)"));
     }
     Ok(ttl)
 }
@@ -94,6 +118,12 @@ fn cluster_secret(s: &str) -> Result<String, String> {
             "the cluster secret holds {c:?}: it must be printable ASCII (it travels in an HTTP header); \
              a trailing newline from `echo` into a file is the usual cause"
         ));
+    }
+    if s.trim() != s {
+        // HTTP trims a header's value: the seed read another secret than the one given.
+        return Err("the cluster secret begins or ends with a space: HTTP drops those from the header it travels in; \
+                    give one without"
+            .into());
     }
     Ok(s.to_string())
 }
@@ -136,9 +166,40 @@ pub fn byte_size(s: &str) -> Result<usize, String> {
     n.checked_mul(mult).ok_or_else(|| format!("{s} is too large"))
 }
 
+/// A size that must hold at least a byte (`--max-value-size 0` refused every value but the empty one).
+fn positive_size(s: &str) -> Result<usize, String> {
+    match byte_size(s)? {
+        0 => Err(format!("{s}: give at least 1 byte")),
+        n => Ok(n),
+    }
+}
+
+/// A `--move-rate`: 0 (no limit) or at least 64 KiB/s. `1` (a byte a second, for `1MiB`) let a join
+/// copy its first batch and then stay at 100% for days, joining.
+fn move_rate(s: &str) -> Result<usize, String> {
+    match byte_size(s)? {
+        n @ 1..65_536 => Err(format!("{s} is {n} bytes a second: give 0 (no limit) or at least 64KiB, e.g. 50MiB")),
+        n => Ok(n),
+    }
+}
+
+/// A `host:port` other processes dial: a port from 1 to 65535, a host without spaces or slashes.
+pub fn host_port(s: &str) -> Result<(), String> {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("{s:?} has no port: give host:port, e.g. 10.0.0.5:9000"));
+    };
+    if port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(format!("{s:?}: the port is a number from 1 to 65535"));
+    }
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
+        return Err(format!("{s:?}: give the host as a name or an address, e.g. 10.0.0.5:9000"));
+    }
+    Ok(())
+}
+
 /// A `--max-key-size`: a size no engine refuses.
 fn key_size(s: &str) -> Result<usize, String> {
-    let n = byte_size(s)?;
+    let n = positive_size(s)?;
     if n > dkv_storage::MAX_KEY_BYTES {
         return Err(format!("{s} is over the largest key dkv stores, {} KiB", dkv_storage::MAX_KEY_BYTES >> 10));
     }
@@ -151,7 +212,7 @@ pub struct SeedArgs {
     #[arg(long, env = "DKV_LISTEN", default_value = "0.0.0.0:9000")]
     pub listen: SocketAddr,
     /// A node that has not heart-beaten for this long is removed from the membership.
-    #[arg(long, env = "DKV_NODE_TTL", default_value = "15s", value_parser = duration)]
+    #[arg(long, env = "DKV_NODE_TTL", default_value = "15s", value_parser = node_ttl)]
     pub node_ttl: Duration,
     /// Require this secret from nodes on register/heartbeat/ready/leave.
     #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true, value_parser = SecretParser)]
@@ -166,7 +227,7 @@ pub struct SeedArgs {
     pub max_connections: u32,
     /// How long an HTTP connection's read or write may wait without moving a byte: a client
     /// that sent part of a request, or keeps a connection idle, is closed after it.
-    #[arg(long, env = "DKV_READ_TIMEOUT", default_value = "30s", value_parser = duration)]
+    #[arg(long, env = "DKV_READ_TIMEOUT", default_value = "30s", value_parser = at_least_10ms)]
     pub read_timeout: Duration,
     /// The seed's certificate chain (PEM), signed by the cluster CA: its port then speaks only
     /// TLS, and members call it with `--seed https://HOST:PORT`. SIGHUP reloads it.
@@ -224,17 +285,17 @@ pub struct NodeArgs {
     #[arg(long, env = "DKV_SEED", default_value = "127.0.0.1:9000")]
     pub seed: String,
     /// How often to heartbeat the seed.
-    #[arg(long, env = "DKV_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = duration)]
+    #[arg(long, env = "DKV_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = at_least_10ms)]
     pub heartbeat_interval: Duration,
     /// Longest a graceful leave (SIGTERM) may take before the node exits anyway.
-    #[arg(long, env = "DKV_LEAVE_TIMEOUT", default_value = "30s", value_parser = duration)]
+    #[arg(long, env = "DKV_LEAVE_TIMEOUT", default_value = "30s", value_parser = at_least_10ms)]
     pub leave_timeout: Duration,
     /// Longest a join may go without pulling anything from its holders before the node gives up:
     /// it leaves the membership (writes to its ranges stop waiting for it) and exits with an error.
-    #[arg(long, env = "DKV_JOIN_TIMEOUT", default_value = "30s", value_parser = duration)]
+    #[arg(long, env = "DKV_JOIN_TIMEOUT", default_value = "30s", value_parser = at_least_10ms)]
     pub join_timeout: Duration,
     /// Timeout of one request to a peer or the seed.
-    #[arg(long, env = "DKV_REQUEST_TIMEOUT", default_value = "5s", value_parser = duration)]
+    #[arg(long, env = "DKV_REQUEST_TIMEOUT", default_value = "5s", value_parser = at_least_10ms)]
     pub request_timeout: Duration,
     /// Shortest wait for a replica before a read or a forward also asks the next one (a hedged
     /// request); above it the wait follows the replica's observed latency.
@@ -248,17 +309,19 @@ pub struct NodeArgs {
     #[arg(long, env = "DKV_MAX_KEY_SIZE", default_value = "8KiB", value_parser = key_size)]
     pub max_key_size: usize,
     /// Largest value accepted.
-    #[arg(long, env = "DKV_MAX_VALUE_SIZE", default_value = "16MiB", value_parser = byte_size)]
+    #[arg(long, env = "DKV_MAX_VALUE_SIZE", default_value = "16MiB", value_parser = positive_size)]
     pub max_value_size: usize,
     /// Copies of each key (N), capped at the number of nodes.
     #[arg(long, env = "DKV_REPLICATION", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub replication: u16,
-    /// Replica acknowledgements a write waits for (W); a request may say `w=`.
-    #[arg(long, env = "DKV_WRITE_QUORUM", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
-    pub write_quorum: u16,
-    /// Replica answers a read waits for (R); a request may say `r=`.
-    #[arg(long, env = "DKV_READ_QUORUM", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
-    pub read_quorum: u16,
+    /// Replica acknowledgements a write waits for (W); a request may say `w=` [default: 2, or
+    /// N when --replication is 1]. Over --replication is refused.
+    #[arg(long, env = "DKV_WRITE_QUORUM", value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub write_quorum: Option<u16>,
+    /// Replica answers a read waits for (R); a request may say `r=` [default: 2, or N when
+    /// --replication is 1]. Over --replication is refused.
+    #[arg(long, env = "DKV_READ_QUORUM", value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub read_quorum: Option<u16>,
     /// Most hints (writes kept for a replica that missed them) held at once.
     #[arg(long, env = "DKV_MAX_HINTS", default_value_t = 100_000)]
     pub max_hints: usize,
@@ -278,7 +341,7 @@ pub struct NodeArgs {
     /// Bytes per second a join copies and a rebalance hands off (e.g. 50MiB); 0: no limit.
     /// Leaves room for client requests while data moves. A leave is not paced (it must end
     /// within --leave-timeout).
-    #[arg(long, env = "DKV_MOVE_RATE", default_value = "0", value_parser = byte_size)]
+    #[arg(long, env = "DKV_MOVE_RATE", default_value = "0", value_parser = move_rate)]
     pub move_rate: usize,
     /// Secret shared by the seed and the nodes; required on internal and admin endpoints.
     #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true, value_parser = SecretParser)]
@@ -293,15 +356,15 @@ pub struct NodeArgs {
     #[arg(long, env = "DKV_FSYNC", value_enum, default_value = "periodic")]
     pub fsync: FsyncPolicy,
     /// Time between fsyncs with --fsync periodic (what a machine crash can lose at most).
-    #[arg(long, env = "DKV_FSYNC_INTERVAL", default_value = "1s", value_parser = duration)]
+    #[arg(long, env = "DKV_FSYNC_INTERVAL", default_value = "1s", value_parser = at_least_10ms)]
     pub fsync_interval: Duration,
     /// With --data-dir, make SIGTERM a leave (hand keys off, forget the identity) instead of a
     /// stop; for containers that are scaled down rather than restarted.
-    #[arg(long, env = "DKV_LEAVE_ON_STOP")]
+    #[arg(long, env = "DKV_LEAVE_ON_STOP", value_parser = clap::builder::BoolishValueParser::new())]
     pub leave_on_stop: bool,
     /// Start even though the data directory records that this node left the cluster (`dkv
     /// leave`): empty it and join as a new node. Without it such a node refuses to start.
-    #[arg(long, env = "DKV_REJOIN")]
+    #[arg(long, env = "DKV_REJOIN", value_parser = clap::builder::BoolishValueParser::new())]
     pub rejoin: bool,
     /// Name of the cluster; a data directory or seed of another cluster is refused.
     #[arg(long, env = "DKV_CLUSTER_NAME", default_value = "dkv")]
@@ -315,7 +378,7 @@ pub struct NodeArgs {
     pub max_connections: u32,
     /// How long a request that has begun may take to arrive whole (HTTP headers and body, a
     /// RESP command); an idle HTTP/1.1 connection is closed after this long too.
-    #[arg(long, env = "DKV_READ_TIMEOUT", default_value = "30s", value_parser = duration)]
+    #[arg(long, env = "DKV_READ_TIMEOUT", default_value = "30s", value_parser = at_least_10ms)]
     pub read_timeout: Duration,
     /// How long a RESP connection may send nothing before it is closed; 0s: forever.
     #[arg(long, env = "DKV_IDLE_TIMEOUT", default_value = "300s", value_parser = duration)]
@@ -380,6 +443,7 @@ impl NodeArgs {
         if addr.is_empty() || addr.contains('/') {
             return Err(format!("--seed {}: give the seed as host:port or https://host:port", self.seed));
         }
+        host_port(addr).map_err(|e| format!("--seed {e}"))?;
         if tls && self.tls_cert.is_none() {
             return Err(format!(
                 "--seed {}: a seed over TLS needs --tls-cert, --tls-key and --tls-peer-ca: the node shows the seed its \
@@ -406,9 +470,50 @@ impl NodeArgs {
 }
 
 impl NodeArgs {
+    /// Flags that must agree with each other, checked before the node starts.
+    pub fn check(&self) -> Result<(), String> {
+        self.check_lifetimes()?;
+        let needs_dir = [
+            (self.fsync == FsyncPolicy::Always, "--fsync always: a write is fsynced to the node's data directory"),
+            (self.rejoin, "--rejoin: it empties a data directory that records a leave"),
+            (self.leave_on_stop, "--leave-on-stop: without a data directory SIGTERM is a leave already"),
+        ];
+        if let (None, Some((_, why))) = (&self.data_dir, needs_dir.iter().find(|(given, _)| *given)) {
+            return Err(format!("{why}; give --data-dir (without it the node keeps its keys in memory only)"));
+        }
+        let n = self.replication;
+        for (flag, q) in [("--write-quorum", self.write_quorum), ("--read-quorum", self.read_quorum)] {
+            if let Some(q) = q.filter(|&q| q > n) {
+                return Err(format!("{flag} {q} is over --replication {n}: a key has {n} replicas to answer"));
+            }
+        }
+        let largest = self.max_value_size.saturating_add(self.max_key_size);
+        for (flag, bound) in
+            [("--max-client-memory", self.max_client_memory), ("--max-query-buffer", self.max_query_buffer)]
+        {
+            if bound < largest {
+                return Err(format!(
+                    "{flag} {bound} is under --max-value-size {} with --max-key-size {}: a write of the largest \
+                     value would be refused every time; give a larger {flag} or a smaller --max-value-size",
+                    self.max_value_size, self.max_key_size
+                ));
+            }
+        }
+        if let Some(advertise) = &self.advertise {
+            host_port(advertise).map_err(|e| format!("--advertise {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// W and R: as given (no more than N, [`NodeArgs::check`]), or 2, or N when N is 1.
+    pub fn quorums(&self) -> (usize, usize) {
+        let default = 2.min(self.replication);
+        (self.write_quorum.unwrap_or(default).into(), self.read_quorum.unwrap_or(default).into())
+    }
+
     /// Lifetimes that must nest: a hint outliving the tombstone grace could be delivered after the
     /// replica purged the delete it should lose to, and bring the deleted value back.
-    pub fn check_lifetimes(&self) -> Result<(), String> {
+    fn check_lifetimes(&self) -> Result<(), String> {
         if self.max_hints > 0 && self.hint_max_age >= self.tombstone_grace {
             return Err(format!(
                 "--hint-max-age {:?} is not shorter than --tombstone-grace {:?}: a hint delivered after its key's \
@@ -461,16 +566,16 @@ pub struct UpArgs {
     #[arg(long, env = "DKV_NODES", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub nodes: u16,
     /// Port of the seed on 127.0.0.1.
-    #[arg(long, env = "DKV_SEED_PORT", default_value_t = 9000)]
+    #[arg(long, env = "DKV_SEED_PORT", default_value_t = 9000, value_parser = clap::value_parser!(u16).range(1..))]
     pub seed_port: u16,
     /// Node i (from 0) listens on 127.0.0.1:BASE_PORT+i.
-    #[arg(long, env = "DKV_BASE_PORT", default_value_t = 8080)]
+    #[arg(long, env = "DKV_BASE_PORT", default_value_t = 8080, value_parser = clap::value_parser!(u16).range(1..))]
     pub base_port: u16,
     /// Passed to every node.
-    #[arg(long, env = "DKV_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = duration)]
+    #[arg(long, env = "DKV_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = at_least_10ms)]
     pub heartbeat_interval: Duration,
     /// Passed to the seed.
-    #[arg(long, env = "DKV_NODE_TTL", default_value = "15s", value_parser = duration)]
+    #[arg(long, env = "DKV_NODE_TTL", default_value = "15s", value_parser = node_ttl)]
     pub node_ttl: Duration,
     /// Keep each node's data in DIR/node-I and the seed's record of the membership in DIR/seed,
     /// so the cluster comes back with its data and members next time.
@@ -480,7 +585,7 @@ pub struct UpArgs {
     #[arg(long, env = "DKV_FSYNC", value_enum, default_value = "periodic")]
     pub fsync: FsyncPolicy,
     /// Node i (from 0) also serves the Redis protocol on 127.0.0.1:RESP_BASE_PORT+i.
-    #[arg(long, env = "DKV_RESP_BASE_PORT")]
+    #[arg(long, env = "DKV_RESP_BASE_PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub resp_base_port: Option<u16>,
     /// Where the seed and the nodes write their logs (seed.log, node-I.log, replaced at each
     /// start) [default: DATA_DIR/logs with --data-dir, else $TMPDIR/dkv-up-SEED_PORT].
@@ -520,7 +625,7 @@ pub struct BenchArgs {
     #[arg(long, short = 'c', default_value_t = 64)]
     pub connections: usize,
     /// How long to run.
-    #[arg(long, short = 'd', default_value = "10s", value_parser = duration)]
+    #[arg(long, short = 'd', default_value = "10s", value_parser = at_least_10ms)]
     pub duration: Duration,
     /// Stop after this many requests instead (if it comes before --duration).
     #[arg(long, short = 'n')]
@@ -532,8 +637,8 @@ pub struct BenchArgs {
     /// application's (and `dkv scan --prefix dkv-bench:` finds them).
     #[arg(long, default_value = "dkv-bench:key")]
     pub prefix: String,
-    /// Bytes per value written.
-    #[arg(long, default_value_t = 100)]
+    /// Bytes per value written (e.g. 100, 4KiB).
+    #[arg(long, default_value = "100", value_parser = byte_size)]
     pub value_size: usize,
     /// Share of reads, 0 to 1 (the rest are writes).
     #[arg(long, default_value_t = 0.5)]
@@ -802,6 +907,49 @@ mod tests {
         assert!(matches!(cli.command, Command::Put(PutArgs { w: Some(ref w), .. }) if w == "1"));
         assert!(Cli::try_parse_from(["dkv", "del", "k", "--w", "some"]).is_err());
         assert!(Cli::try_parse_from(["dkv", "scan", "--count", "0"]).is_err());
+    }
+
+    /// Found by trying flags one by one (2026-12-06): each of these started a node that then
+    /// spun, refused every request, lost what it was told to keep, or dialled nowhere forever.
+    #[test]
+    fn flags_that_would_start_a_broken_node_are_refused() {
+        let node = |extra: &[&str]| {
+            let cli = Cli::try_parse_from([&["dkv", "node"], extra].concat()).map_err(|e| e.to_string())?;
+            let Command::Node(a) = cli.command else { unreachable!("a node") };
+            a.check().and_then(|()| a.seed_address().map(drop))
+        };
+        assert_eq!(node(&[]), Ok(()));
+        for (flags, says) in [
+            (&["--heartbeat-interval", "0s"][..], "shorter than 10ms"),
+            (&["--request-timeout", "1ns"], "shorter than 10ms"),
+            (&["--leave-timeout", "0s"], "shorter than 10ms"),
+            (&["--read-timeout", "0s"], "shorter than 10ms"),
+            (&["--max-key-size", "0"], "at least 1 byte"),
+            (&["--max-value-size", "0"], "at least 1 byte"),
+            (&["--move-rate", "1"], "at least 64KiB"),
+            (&["--fsync", "always"], "give --data-dir"),
+            (&["--rejoin"], "give --data-dir"),
+            (&["--write-quorum", "5"], "over --replication 3"),
+            (&["--replication", "1", "--read-quorum", "2"], "over --replication 1"),
+            (&["--max-client-memory", "1MiB"], "--max-client-memory"),
+            (&["--max-value-size", "2GiB"], "--max-client-memory"),
+            (&["--max-query-buffer", "1MiB"], "--max-query-buffer"),
+            (&["--seed", "127.0.0.1"], "no port"),
+            (&["--seed", "127.0.0.1:99999"], "1 to 65535"),
+            (&["--seed", " :9000"], "give the host"),
+            (&["--advertise", "http://127.0.0.1:8080"], "give the host"),
+        ] {
+            let refused = node(flags).expect_err(&format!("{flags:?} refused"));
+            assert!(refused.contains(says), "{flags:?}: {refused}");
+        }
+        assert_eq!(node(&["--move-rate", "0"]), Ok(()), "no limit");
+        assert_eq!(node(&["--replication", "1"]), Ok(()), "the default quorums follow N down");
+        assert_eq!(node(&["--replication", "1", "--write-quorum", "1", "--read-quorum", "1"]), Ok(()));
+        assert!(Cli::try_parse_from(["dkv", "seed", "--node-ttl", "0s"]).is_err());
+        assert!(Cli::try_parse_from(["dkv", "up", "--seed-port", "0"]).is_err());
+        assert!(cluster_secret(" s3cret ").unwrap_err().contains("space"));
+        assert!(key_ttl("100000y").unwrap_err().contains("longest TTL"));
+        assert_eq!(key_ttl("1000y").map(|d| d.as_secs() / 31_557_600), Ok(1000));
     }
 
     #[test]

@@ -176,7 +176,7 @@ async fn run(cli: Cli) -> i32 {
         Command::Node(a) => {
             // The storage engine's own progress lines (flushes, compactions) are debug detail.
             init_logs("info,fjall=warn,lsm_tree=warn");
-            let checked = a.check_lifetimes().and_then(|()| Ok((a.client_auth()?, load_tls(&a)?, a.seed_address()?)));
+            let checked = a.check().and_then(|()| Ok((a.client_auth()?, load_tls(&a)?, a.seed_address()?)));
             let (client_auth, tls, (seed, seed_tls)) = match checked {
                 Ok(checked) => checked,
                 Err(e) => {
@@ -185,6 +185,7 @@ async fn run(cli: Cli) -> i32 {
                 }
             };
             reload_on_hangup(tls.clone());
+            let (write_quorum, read_quorum) = a.quorums();
             let config = NodeConfig {
                 listen: a.listen,
                 advertise: a.advertise,
@@ -200,8 +201,8 @@ async fn run(cli: Cli) -> i32 {
                 max_value_bytes: a.max_value_size,
                 vnodes: a.vnodes.into(),
                 replicas: a.replication.into(),
-                write_quorum: a.write_quorum.into(),
-                read_quorum: a.read_quorum.into(),
+                write_quorum,
+                read_quorum,
                 max_hints: a.max_hints,
                 max_hint_bytes: a.max_hint_bytes,
                 hint_max_age: a.hint_max_age,
