@@ -79,6 +79,7 @@ fn request(kind: u8, body: &[u8]) {
         Kind::Clock => drop(round_trip::<wire::ClockRequest>(body)),
         Kind::Lease => drop(round_trip::<wire::LeaseRequest>(body)),
         Kind::KeepHints => drop(round_trip::<wire::KeepHintsRequest>(body)),
+        Kind::Settings => drop(round_trip::<wire::SettingsRequest>(body)),
         Kind::Scan => drop(round_trip::<wire::ScanRequest>(body)),
     }
 }

@@ -36,7 +36,48 @@ use crate::error::{NodeError, PeerError};
 use crate::life::clock::Source;
 use crate::life::state::{Life, Node};
 use crate::transport::peer::{status_is, Peers};
-use crate::transport::wire::{Kind, RefreshRequest};
+use crate::transport::wire::{Kind, RefreshRequest, Settings, SettingsRequest};
+
+/// The settings this node must share with every member (see [`Settings`]).
+pub fn settings(config: &NodeConfig) -> Settings {
+    Settings { replicas: config.replicas as u64 }
+}
+
+/// Before registering: ask a few of the seed's members what they run with, and refuse to join
+/// a cluster whose members run with another `--replication`. Nodes that disagree on N pick
+/// different replicas for a key: a write through one was acknowledged by replicas the other
+/// never reads, and read back as missing (found by trying, 2026-12-06: both were taken without
+/// a word). Best effort: a seed or members that cannot be reached, or that are of a release
+/// before the question, leave it unchecked.
+pub async fn check_settings(
+    peers: &Peers,
+    config: &NodeConfig,
+    addr: &str,
+    me: Option<NodeId>,
+) -> Result<(), NodeError> {
+    let Ok(view) = peers.seed_call::<(), View>(&config.seed, Method::GET, "/nodes", None).await else {
+        return Ok(());
+    };
+    let mine = settings(config);
+    let others = view.nodes.iter().filter(|m| m.addr != addr && Some(m.id) != me && m.state == NodeState::Normal);
+    for m in others.take(3) {
+        let within = config.request_timeout.min(Duration::from_secs(2));
+        let Ok(theirs) = peers.call_within::<_, Settings>(&m.addr, Kind::Settings, &SettingsRequest {}, within).await
+        else {
+            continue;
+        };
+        if theirs.replicas != mine.replicas {
+            return Err(NodeError::BadRequest(format!(
+                "member {} at {} runs with --replication {}, this node with {}: give every node of the cluster the \
+                 same --replication (nodes that disagree on N pick different replicas for a key, and do not find \
+                 each other's copies)",
+                m.id, m.addr, theirs.replicas, mine.replicas
+            )));
+        }
+        return Ok(());
+    }
+    Ok(())
+}
 
 /// Register, retrying until the seed answers: as a new node, or — with an identity from the data
 /// directory — as the node we were, with our tokens, our last state and the last view we knew

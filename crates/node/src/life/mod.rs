@@ -1,10 +1,12 @@
-//! The node's own life: its shared [`state`], start-up and shutdown ([`server`]), an event loop
+//! The node's own life: its shared [`state`], start-up and shutdown ([`server`]), the address it
+//! gives its peers ([`advertise`]), an event loop
 //! kept awake between requests on request ([`busy_poll`]), registration
 //! and heartbeats with the seed ([`membership`], paced by a [`ticker`]), its clock against the others' ([`clock`]), what it keeps in its data directory
 //! ([`local`]), when a write counts as stored ([`durability`]), how a data move waits for the
 //! writes planned before it ([`fence`]), and what it reports
 //! ([`stats`], [`metrics`], and with each heartbeat [`load`]).
 
+pub mod advertise;
 pub mod busy_poll;
 pub mod clock;
 pub mod durability;

@@ -11,7 +11,6 @@
 //! handing data to nodes that are stopping too would only delay the shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +41,7 @@ pub async fn run(
         None => None,
     };
     let bound = listener.local_addr().map_err(|e| NodeError::Internal(format!("listener address: {e}")))?;
-    let addr = advertise_addr(&config, bound).await?;
+    let addr = crate::life::advertise::address(&config, bound, &listener).await?;
     let peers = Peers::new(
         config.request_timeout,
         &config.cluster_name,
@@ -86,6 +85,7 @@ pub async fn run(
         opened.leaving
             || opened.view.as_ref().and_then(|v| v.member(NodeId(me.id))).is_some_and(|m| m.state == NodeState::Leaving)
     });
+    membership::check_settings(&peers, &config, &addr, opened.identity.as_ref().map(|i| NodeId(i.id))).await?;
     let (registered, registered_at) = tokio::select! {
         r = membership::register_until_accepted(&peers, &config, &addr, opened.identity.as_ref(), opened.view.as_ref(), was_leaving) => r?,
         _ = stop_rx.wait_for(|s| s.is_some()) => {
@@ -302,43 +302,4 @@ async fn save_hints_loop(node: Node, mut stop: watch::Receiver<bool>) {
             tokio::task::spawn_blocking(move || node.local.as_ref().is_none_or(|l| l.write_hints(&save, &node.hints)));
         failed = !written.await.unwrap_or(false);
     }
-}
-
-/// The address peers must use: `--advertise` if given; the listen address if it is specific;
-/// otherwise this host's own address on the route to the seed (in a container, its address on
-/// the cluster network) with the listen port.
-async fn advertise_addr(config: &NodeConfig, local: SocketAddr) -> Result<String, NodeError> {
-    if let Some(a) = &config.advertise {
-        return Ok(a.clone());
-    }
-    if !local.ip().is_unspecified() {
-        return Ok(local.to_string());
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        match route_ip_toward(&config.seed).await {
-            Ok(ip) => return Ok(SocketAddr::new(ip, local.port()).to_string()),
-            Err(e) if tokio::time::Instant::now() > deadline => {
-                return Err(NodeError::Unavailable(format!(
-                    "cannot find this host's address toward the seed {}: {e}; pass --advertise HOST:PORT",
-                    config.seed
-                )))
-            }
-            Err(e) => {
-                tracing::warn!(seed = %config.seed, "resolving the seed to pick an advertise address: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-}
-
-async fn route_ip_toward(seed: &str) -> std::io::Result<std::net::IpAddr> {
-    let target = tokio::net::lookup_host(seed)
-        .await?
-        .next()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
-    let bind: SocketAddr = if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { "[::]:0".parse().expect("literal") };
-    let sock = tokio::net::UdpSocket::bind(bind).await?;
-    sock.connect(target).await?;
-    Ok(sock.local_addr()?.ip())
 }

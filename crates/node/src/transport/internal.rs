@@ -64,6 +64,7 @@ impl Handler for Internal {
                 unheard_ms: node.lease.unheard(std::time::Instant::now()).map(|d| d.as_millis() as u64),
             }),
             Some(Kind::KeepHints) => keep_hints(node, decode(&body)?),
+            Some(Kind::Settings) => encode(&crate::life::membership::settings(&node.config)),
             Some(Kind::Scan) => Box::pin(scan(node, decode(&body)?)).await,
             None => Err(Refusal::new(400, format!("unknown message kind {kind}: is the peer of another release?"))),
         }

@@ -89,6 +89,10 @@ pub enum Kind {
     /// stays to keep and deliver as its own. A node of a release before it refuses it as
     /// unknown; the leaving node then tries another member.
     KeepHints = 19,
+    /// [`SettingsRequest`] → [`Settings`]: the settings every member must share, asked by a
+    /// node before it registers (`life/membership.rs`). A node of a release before it refuses
+    /// it as unknown, and is not compared.
+    Settings = 20,
 }
 
 impl Kind {
@@ -113,6 +117,7 @@ impl Kind {
             ForwardHead,
             Lease,
             KeepHints,
+            Settings,
         ]
         .into_iter()
         .find(|x| *x as u8 == k)
@@ -420,6 +425,18 @@ pub struct SyncVersionsReply {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RefreshRequest {
     pub epoch: u64,
+}
+
+/// "What do you run with?", before a node registers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SettingsRequest {}
+
+/// The settings every member must share: nodes that disagree on N pick different replicas for
+/// a key, and neither finds the copies the other wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// `--replication`.
+    pub replicas: u64,
 }
 
 /// Hints a leaving node hands to a member that stays (`replication/hints/delivery.rs`).
