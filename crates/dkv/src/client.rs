@@ -48,6 +48,21 @@ pub enum ClientError {
     NotANode { base: String, status: StatusCode },
 }
 
+/// `reason`, with what to do when it reads as a TLS port called in the clear or the other way
+/// round: hyper's own words ("invalid HTTP version parsed", "InvalidContentType") do not say.
+fn with_scheme_hint(base: &str, reason: String) -> String {
+    let tls = base.starts_with("https://");
+    let plain_to_tls = !tls
+        && (reason.contains("invalid HTTP version") || reason.contains("connection closed before message completed"));
+    let tls_to_plain = tls
+        && (reason.contains("InvalidContentType") || reason.contains("corrupt message") || reason.contains("HTTP/1"));
+    match (plain_to_tls, tls_to_plain) {
+        (true, _) => format!("{reason} (if the node speaks TLS, use https:// with --cacert)"),
+        (_, true) => format!("{reason} (if the node does not speak TLS, use http://)"),
+        _ => reason,
+    }
+}
+
 /// What sort of server answered, from the header it signs its answers with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Server {
@@ -181,7 +196,7 @@ impl Client {
         let resp = tokio::time::timeout(self.timeout, self.http.request(req))
             .await
             .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?
-            .map_err(|e| unreachable(dkv_node::transport::peer::error_chain(&e)))?;
+            .map_err(|e| unreachable(with_scheme_hint(&self.base, dkv_node::transport::peer::error_chain(&e))))?;
         let (status, server) = (resp.status(), Server::of(resp.headers()));
         // The body too is bounded in time: a node that stalls halfway through a value would
         // otherwise hold the command for good.
@@ -510,6 +525,17 @@ mod tests {
         assert_eq!(Server::of(&h), Server::Seed);
         h.insert(NODE_HEADER, "00ab".parse().unwrap());
         assert_eq!(Server::of(&h), Server::Node);
+    }
+
+    /// hyper's words for a TLS port called in the clear, and the other way round, come with
+    /// what to do (found by trying, 2026-12-06).
+    #[test]
+    fn a_scheme_that_does_not_match_the_port_is_named() {
+        let plain = with_scheme_hint("http://h:1", "invalid HTTP version parsed".into());
+        assert!(plain.ends_with("use https:// with --cacert)"), "{plain}");
+        let tls = with_scheme_hint("https://h:1", "received corrupt message of type InvalidContentType".into());
+        assert!(tls.ends_with("use http://)"), "{tls}");
+        assert_eq!(with_scheme_hint("http://h:1", "Connection refused".into()), "Connection refused");
     }
 
     #[test]

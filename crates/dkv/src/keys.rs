@@ -112,6 +112,13 @@ async fn locate(args: &WhereArgs) -> Result<Value, crate::client::ClientError> {
             Ok(c) => {
                 json!({ "state": c["state"], "version": c["version"], "bytes": c["bytes"], "expires_at_ms": c["expires_at_ms"] })
             }
+            // Refused for the key itself (empty, too long): no replica is unreachable, the key is
+            // wrong, and the node says why.
+            Err(e @ crate::client::ClientError::Status { status, .. })
+                if status == http::StatusCode::BAD_REQUEST || status == http::StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                return Err(e)
+            }
             Err(e) => json!({ "state": "unreachable", "error": e.to_string() }),
         };
         nodes.push(json!({ "id": id, "addr": m.addr, "member_state": m.state, "role": role, "copy": copy }));

@@ -112,6 +112,10 @@ async fn where_shows_each_replica_and_its_copy() {
     for h in holders {
         assert!(text.contains(h), "{h} in {text}");
     }
+    // A key the nodes refuse is an error that says why, not three unreachable replicas.
+    let (code, _, err) = run(&node, &["where", ""]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("empty key") && !err.contains("unreachable"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
