@@ -419,8 +419,9 @@ pub struct NodeArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long, env = "DKV_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
-    /// The cluster CA (PEM): peers must present certificates it signed, both ways
-    /// [default: --tls-client-ca].
+    /// The cluster CA (PEM): peers must present certificates it signed, both ways. Required
+    /// with --tls-cert; it is what tells a member from a client, so give the members a CA of
+    /// their own, not the clients' (--tls-client-ca).
     #[arg(long, env = "DKV_TLS_PEER_CA", requires = "tls_cert")]
     pub tls_peer_ca: Option<std::path::PathBuf>,
     /// Clients must present a certificate this CA (PEM) signed [default: clients need none].
@@ -457,7 +458,9 @@ impl NodeArgs {
     /// The TLS files, when the node speaks TLS.
     pub fn tls_files(&self) -> Result<Option<dkv_node::config::TlsFiles>, String> {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else { return Ok(None) };
-        let peer_ca = self.tls_peer_ca.clone().or_else(|| self.tls_client_ca.clone()).ok_or(
+        // Not --tls-client-ca in its place: every client certificate that CA signed would then
+        // pass for a member's (until 2026-12-06 it did, when --tls-peer-ca was left out).
+        let peer_ca = self.tls_peer_ca.clone().ok_or(
             "--tls-cert needs --tls-peer-ca: the CA that signs the members' certificates, which peers must present",
         )?;
         Ok(Some(dkv_node::config::TlsFiles {
@@ -944,6 +947,15 @@ mod tests {
         }
         assert_eq!(node(&["--move-rate", "0"]), Ok(()), "no limit");
         assert_eq!(node(&["--replication", "1"]), Ok(()), "the default quorums follow N down");
+        let tls = |extra: &[&str]| {
+            let base = ["dkv", "node", "--tls-cert", "c.pem", "--tls-key", "k.pem"];
+            let cli = Cli::try_parse_from([&base[..], extra].concat()).expect("parsed");
+            let Command::Node(a) = cli.command else { unreachable!("a node") };
+            a.tls_files().map(|f| f.map(|f| f.peer_ca))
+        };
+        let refused = tls(&["--tls-client-ca", "clients.pem"]).expect_err("no peer CA");
+        assert!(refused.contains("needs --tls-peer-ca"), "the clients' CA is not the members': {refused}");
+        assert_eq!(tls(&["--tls-peer-ca", "ca.pem"]), Ok(Some("ca.pem".into())));
         assert_eq!(node(&["--replication", "1", "--write-quorum", "1", "--read-quorum", "1"]), Ok(()));
         assert!(Cli::try_parse_from(["dkv", "seed", "--node-ttl", "0s"]).is_err());
         assert!(Cli::try_parse_from(["dkv", "up", "--seed-port", "0"]).is_err());
