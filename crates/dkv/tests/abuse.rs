@@ -546,3 +546,42 @@ async fn random_bytes_on_every_listener_and_malformed_json_change_nothing() {
     assert_eq!(view["nodes"][0]["state"], "normal", "the member is still normal: {view}");
     let _ = &seed;
 }
+
+/// Answers of large values that clients do not read are charged to `--max-client-memory` until
+/// the connection has taken them, piece by piece: past the budget a GET of a large value gets a
+/// `503` that says so, small ones are still served, and the budget comes back once the readers
+/// that would not read are gone. (Until 2026-12-06 such answers were bounded in time alone.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_answers_nobody_reads_are_charged_to_the_client_memory_budget() {
+    let c = Cluster::start_resp(1, &["--max-client-memory", "64MiB"]).await;
+    let (status, _) =
+        c.client(0).raw(Method::PUT, "/put?key=big", Some(Bytes::from(vec![b'b'; 8 << 20]))).await.unwrap();
+    assert_eq!(status, http::StatusCode::NO_CONTENT);
+    // Each asks for 8 MiB and reads nothing: far more than the sockets hold. Large charges may
+    // take three quarters of the budget, 48 MiB: six such answers.
+    let readers_that_do_not_read =
+        connect_many(&c.nodes[0].addr, 12, b"GET /get?key=big HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let (status, body) = c.client(0).raw(Method::GET, "/get?key=big", None).await.expect("answered");
+        if status == http::StatusCode::SERVICE_UNAVAILABLE {
+            break String::from_utf8_lossy(&body).to_string();
+        }
+        assert!(Instant::now() < deadline, "large answers were not charged: still served ({status})");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(refused.contains("values being received or sent") && refused.contains("--max-client-memory"), "{refused}");
+    assert!(metric(&c, 0, "dkv_client_refusals_total", "memory").await > 0);
+    served(&c, 0, 0).await;
+    drop(readers_that_do_not_read);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = c.client(0).raw(Method::GET, "/get?key=big", None).await.expect("answered");
+        if status == http::StatusCode::OK {
+            assert_eq!(body.len(), 8 << 20, "the whole value");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the budget did not come back once the connections closed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -166,28 +166,9 @@ pub const NODE_HEADER: &str = "x-dkv-node";
 /// instead of a node can say so.
 pub const SEED_HEADER: &str = "x-dkv-seed";
 
-/// Whether a request may use an internal or membership-changing endpoint: always when no secret
-/// is configured, else only with the same secret (compared in constant time).
-pub fn secret_matches(expected: Option<&str>, given: Option<&[u8]>) -> bool {
-    let Some(expected) = expected else { return true };
-    let Some(given) = given else { return false };
-    let expected = expected.as_bytes();
-    expected.len() == given.len() && expected.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secret_is_required_only_when_configured() {
-        assert!(secret_matches(None, None));
-        assert!(secret_matches(None, Some(b"anything")));
-        assert!(secret_matches(Some("s3cret"), Some(b"s3cret")));
-        assert!(!secret_matches(Some("s3cret"), Some(b"s3creT")));
-        assert!(!secret_matches(Some("s3cret"), Some(b"s3cre")));
-        assert!(!secret_matches(Some("s3cret"), None));
-    }
 
     #[test]
     fn integers_written_as_floats_are_read() {

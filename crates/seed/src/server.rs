@@ -14,12 +14,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dkv_membership::api::{
-    secret_matches, HeartbeatAnswer, IdRequest, LeaveRequest, RegisterRequest, RemoveRequest, SeedHealth,
-    SECRET_HEADER, SEED_HEADER,
+    HeartbeatAnswer, IdRequest, LeaveRequest, RegisterRequest, RemoveRequest, SeedHealth, SECRET_HEADER, SEED_HEADER,
 };
 use dkv_membership::clocks::ClockCensus;
 use dkv_membership::compact::Compact;
 use dkv_membership::{Registry, RegistryError};
+use dkv_transport::secret_matches;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 

@@ -199,16 +199,18 @@ fn check(hello: &Hello, auth: &Auth) -> Option<String> {
             hello.cluster, auth.cluster
         ));
     }
-    if !secret_matches(auth.secret.as_deref(), hello.secret.as_deref()) {
+    if !secret_matches(auth.secret.as_deref(), hello.secret.as_deref().map(str::as_bytes)) {
         return Some("missing or wrong cluster secret: check --cluster-secret".into());
     }
     None
 }
 
-/// Whether the secret given matches the one expected (none expected: any).
-fn secret_matches(expected: Option<&str>, given: Option<&str>) -> bool {
+/// Whether a caller may go on: always when no secret is configured, else only with the same
+/// secret ([`same_secret`]). The transport's handshake, and the node's and the seed's HTTP
+/// endpoints for members (the secret in a header), check with this.
+pub fn secret_matches(expected: Option<&str>, given: Option<&[u8]>) -> bool {
     let Some(expected) = expected else { return true };
-    given.is_some_and(|given| same_secret(expected.as_bytes(), given.as_bytes()))
+    given.is_some_and(|given| same_secret(expected.as_bytes(), given))
 }
 
 /// Whether `given` is `expected`, in time that depends only on `expected`'s length: every byte of
@@ -222,4 +224,20 @@ pub fn same_secret(expected: &[u8], given: &[u8]) -> bool {
         diff |= std::hint::black_box(e ^ g);
     }
     diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_is_required_only_when_configured() {
+        assert!(secret_matches(None, None));
+        assert!(secret_matches(None, Some(b"anything")));
+        assert!(secret_matches(Some("s3cret"), Some(b"s3cret")));
+        assert!(!secret_matches(Some("s3cret"), Some(b"s3creT")));
+        assert!(!secret_matches(Some("s3cret"), Some(b"s3cre")));
+        assert!(!secret_matches(Some("s3cret"), None));
+        assert!(!same_secret(b"", b"a") && same_secret(b"", b""));
+    }
 }

@@ -17,7 +17,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use dkv_membership::api::{secret_matches, SECRET_HEADER};
+use dkv_membership::api::SECRET_HEADER;
+use dkv_transport::secret_matches;
 use futures_util::future::{BoxFuture, Either};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -30,7 +31,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::NodeError;
 use crate::front::answers;
-use crate::front::limits::{Charge, Refusal};
+use crate::front::limits::{Charge, Refusal, SMALL_CHARGE};
 use crate::front::query;
 use crate::front::service::KeyRequest;
 use crate::life::metrics::Api;
@@ -199,11 +200,38 @@ async fn key_request(node: Node, op: Op, req: Request, wanted: Wanted) -> Respon
         return Box::pin(head_request(&node, req, wanted)).await;
     }
     match node.serve(Api::Http, req).await {
-        Ok(Some(v)) => ([(header::CONTENT_TYPE, "application/octet-stream")], v.value).into_response(),
+        Ok(Some(v)) if v.value.len() <= SMALL_CHARGE => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], v.value).into_response()
+        }
+        Ok(Some(v)) => charged_value(&node, v.value),
         Ok(None) if op == Op::Get => not_found(),
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// A large value's answer, charged to the client memory budget (`--max-client-memory`) until it
+/// has been handed to the connection, and handed over a piece at a time, as the connection takes
+/// them: a client that asks and does not read holds its share of the budget, not memory outside
+/// it. Until 2026-12-06 such answers were bounded in time alone (`--idle-timeout`), and an HTTP/2
+/// client could leave 256 answers of 16 MiB unread on one connection. Over the budget, a `503`
+/// that says so, as for a large write.
+fn charged_value(node: &Node, value: Bytes) -> Response {
+    /// What the connection is handed at once: its write buffer, or an HTTP/2 stream's window,
+    /// holds about this much past what it has sent.
+    const PIECE: usize = 64 * 1024;
+    let len = value.len();
+    let charge = match node.guard.charge(len) {
+        Ok(charge) => charge,
+        Err(refused) => return NodeError::Unavailable(refused.0).into_response(),
+    };
+    let pieces = (0..len).step_by(PIECE).map(move |at| {
+        let _held = &charge; // given back when the last piece has gone, or the answer was dropped
+        Ok::<_, Infallible>(http_body::Frame::data(value.slice(at..(at + PIECE).min(len))))
+    });
+    let headers =
+        [(header::CONTENT_TYPE, "application/octet-stream".to_string()), (header::CONTENT_LENGTH, len.to_string())];
+    (headers, Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(pieces)))).into_response()
 }
 
 /// A read of which only the deadline or the length is needed: the value stays on the replicas.

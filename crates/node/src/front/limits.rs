@@ -210,7 +210,7 @@ impl Charge {
         if !self.guard.try_take(bytes - self.bytes, bytes) {
             self.guard.refused(Refusal::Memory);
             return Err(Refused(format!(
-                "the node holds {} of client data not yet stored, its limit (--max-client-memory {}); retry later",
+                "the node holds {} of client data (values being received or sent), its limit (--max-client-memory {}); retry later",
                 human(self.guard.charged()),
                 human(self.guard.limits.max_client_memory)
             )));
