@@ -219,12 +219,104 @@ fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Args>, Pro
     let line = buf.split_to(nl + 1).freeze();
     let text = line.slice(..nl);
     let text = text.strip_suffix(b"\r").map_or(text.clone(), |t| text.slice(..t.len()));
-    let args: Args =
-        text.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).map(|w| text.slice_ref(w)).collect();
+    let args: Args = if text.iter().any(|&b| b == b'"' || b == b'\'') {
+        split_quoted(&text)
+            .ok_or_else(|| ProtocolError("unbalanced quotes in request".into()))?
+            .into_iter()
+            .map(Bytes::from)
+            .collect()
+    } else {
+        text.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).map(|w| text.slice_ref(w)).collect()
+    };
     if args.len() > limits.max_args {
         return Err(ProtocolError("too many arguments".into()));
     }
     Ok(Some(args))
+}
+
+/// An inline line's words as Redis splits them (`sdssplitargs`): `"…"` with the escapes `\xHH`,
+/// `\n`, `\r`, `\t`, `\b`, `\a` and `\` before any other byte, `'…'` with `\'`, and a closing
+/// quote followed by a space or the end; `None` for quotes that do not close so (Redis's
+/// "unbalanced quotes"). `SET "a b" 'it''s'` was three words too many before 2026-12-06.
+fn split_quoted(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut words = Vec::new();
+    let mut i = 0;
+    let at = |i: usize| line.get(i).copied();
+    loop {
+        while at(i).is_some_and(|b| b.is_ascii_whitespace() || b == 0x0b) {
+            i += 1;
+        }
+        let Some(first) = at(i) else { return Some(words) };
+        let mut word = Vec::new();
+        match first {
+            b'"' => {
+                i += 1;
+                loop {
+                    match (at(i)?, at(i + 1)) {
+                        (b'\\', Some(b'x'))
+                            if at(i + 2).is_some_and(|h| h.is_ascii_hexdigit())
+                                && at(i + 3).is_some_and(|h| h.is_ascii_hexdigit()) =>
+                        {
+                            let hex = std::str::from_utf8(&line[i + 2..i + 4]).ok()?;
+                            word.push(u8::from_str_radix(hex, 16).ok()?);
+                            i += 4;
+                        }
+                        (b'\\', Some(c)) => {
+                            word.push(match c {
+                                b'n' => b'\n',
+                                b'r' => b'\r',
+                                b't' => b'\t',
+                                b'b' => 0x08,
+                                b'a' => 0x07,
+                                other => other,
+                            });
+                            i += 2;
+                        }
+                        (b'"', _) => {
+                            i += 1;
+                            break;
+                        }
+                        (b, _) => {
+                            word.push(b);
+                            i += 1;
+                        }
+                    }
+                }
+            }
+            b'\'' => {
+                i += 1;
+                loop {
+                    match (at(i)?, at(i + 1)) {
+                        (b'\\', Some(b'\'')) => {
+                            word.push(b'\'');
+                            i += 2;
+                        }
+                        (b'\'', _) => {
+                            i += 1;
+                            break;
+                        }
+                        (b, _) => {
+                            word.push(b);
+                            i += 1;
+                        }
+                    }
+                }
+            }
+            _ => {
+                while let Some(b) = at(i).filter(|b| !b.is_ascii_whitespace()) {
+                    word.push(b);
+                    i += 1;
+                }
+                words.push(word);
+                continue;
+            }
+        }
+        // A closing quote must end the word.
+        if at(i).is_some_and(|b| !b.is_ascii_whitespace()) {
+            return None;
+        }
+        words.push(word);
+    }
 }
 
 /// A reply, encoded as RESP2.
@@ -290,6 +382,28 @@ mod tests {
 
     fn args(v: &[&str]) -> Args {
         v.iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect()
+    }
+
+    #[test]
+    fn inline_words_in_quotes_are_split_as_redis_splits_them() {
+        let words = |line: &str| {
+            split_quoted(line.as_bytes())
+                .map(|w| w.into_iter().map(|w| String::from_utf8_lossy(&w).into_owned()).collect::<Vec<_>>())
+        };
+        assert_eq!(words(r#"SET "a b" 'c\'d'"#), Some(vec!["SET".into(), "a b".into(), "c'd".into()]));
+        assert_eq!(words(r#"GET "\x41\n\q""#), Some(vec!["GET".into(), "A\nq".into()]));
+        assert_eq!(words(r#"SET "" x"#), Some(vec!["SET".into(), "".into(), "x".into()]));
+        assert_eq!(
+            words(r#"SET a"b c"#),
+            Some(vec!["SET".into(), "a\"b".into(), "c".into()]),
+            "a quote inside a word is a byte"
+        );
+        for unbalanced in [r#"GET "open"#, r#"GET 'open"#, r#"GET "a"b"#, r#"GET "a\"#] {
+            assert_eq!(words(unbalanced), None, "{unbalanced}");
+        }
+        let mut buf = BytesMut::from(&b"SET \"a b\" v\r\nGET \"x\r\n"[..]);
+        assert_eq!(parse(&mut buf, &L).unwrap().unwrap().len(), 3);
+        assert!(parse(&mut buf, &L).unwrap_err().0.contains("unbalanced quotes"));
     }
 
     #[test]
