@@ -79,6 +79,8 @@ async fn redis_cli_through_different_nodes_and_every_supported_command() {
     {
         assert!(info.contains(needle), "INFO lacks {needle:?}: {info}");
     }
+    let two = redis_cli(&r[1], &["INFO", "server", "keyspace"]);
+    assert!(two.contains("# Server") && two.contains("# Keyspace") && !two.contains("# Replication"), "{two}");
     assert!(redis_cli(&r[0], &["HELLO", "3"]).contains("NOPROTO"));
     let hello = redis_cli(&r[0], &["HELLO", "2"]);
     assert!(hello.contains("dkv") && hello.contains("mode\nstandalone"), "{hello}");

@@ -323,7 +323,7 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
         Cmd::Dbsize => dbsize(node).await,
         Cmd::Scan => super::scan::scan(node, a).await,
         Cmd::Keys => super::scan::keys(node, &a[0]).await,
-        Cmd::Info => Reply::Bulk(info(node, a.first()).await.into()),
+        Cmd::Info => Reply::Bulk(info(node, a).await.into()),
         Cmd::Command => command(a),
         Cmd::Select => match &a[0][..] {
             b"0" => Reply::ok(),
@@ -462,10 +462,11 @@ fn serving(view: &View) -> usize {
     view.nodes.iter().filter(|m| m.state != dkv_membership::NodeState::Joining).count()
 }
 
-async fn info(node: &Node, section: Option<&Bytes>) -> String {
-    let section = section.map(|s| String::from_utf8_lossy(s).to_ascii_lowercase());
-    let want =
-        |name: &str| section.as_deref().is_none_or(|s| s == name || s == "all" || s == "default" || s == "everything");
+/// `INFO [section ...]`: the sections named (any of them, as Redis 7 takes several), or all.
+async fn info(node: &Node, sections: &[Bytes]) -> String {
+    let sections: Vec<String> = sections.iter().map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect();
+    let all = sections.is_empty() || sections.iter().any(|s| ["all", "default", "everything"].contains(&s.as_str()));
+    let want = |name: &str| all || sections.iter().any(|s| s == name);
     let topo = node.topology();
     let mut out = String::new();
     if want("server") {

@@ -146,8 +146,9 @@ fn set_options(options: &[Bytes], now_ms: u64) -> Result<SetOptions, Reply> {
             b"NX" | b"XX" => {
                 return Err(Reply::err("dkv cannot honour SET NX/XX: it has no atomic compare-and-set across replicas"))
             }
+            // The same form again is Redis's too (`EX 10 EX 20`): the last one counts.
             _ => match (form(o), rest.as_slice().first()) {
-                (Some(f), Some(arg)) if !keep && expiry.is_none() => {
+                (Some(f), Some(arg)) if !keep && expiry.is_none_or(|(was, _)| was == f) => {
                     expiry = Some((f, arg));
                     rest.next();
                 }
@@ -170,17 +171,26 @@ enum GetEx {
 
 /// The option of a `GETEX`: a syntax error at once (the outer error), an invalid time only
 /// once the key turns out to exist (the inner one), as in Redis, where `GETEX missing EX 0`
-/// answers nil.
+/// answers nil. An option given again counts once (`PERSIST PERSIST`), a time given again in
+/// the same form counts the last (`EX 10 EX 30`), as in Redis; two kinds are a syntax error.
 fn getex_option(options: &[Bytes], now_ms: u64) -> Result<Result<GetEx, Reply>, Reply> {
-    match options {
-        [] => Ok(Ok(GetEx::Leave)),
-        [o] if o.eq_ignore_ascii_case(b"PERSIST") => Ok(Ok(GetEx::Persist)),
-        [o, arg] => match form(o) {
-            Some(f) => Ok(option_deadline(arg, f, now_ms, "getex").map(GetEx::At)),
-            None => Err(syntax_error()),
-        },
-        _ => Err(syntax_error()),
+    let (mut persist, mut expiry) = (false, None);
+    let mut rest = options.iter();
+    while let Some(o) = rest.next() {
+        match (form(o), rest.as_slice().first()) {
+            (None, _) if o.eq_ignore_ascii_case(b"PERSIST") && expiry.is_none() => persist = true,
+            (Some(f), Some(arg)) if !persist && expiry.is_none_or(|(was, _)| was == f) => {
+                expiry = Some((f, arg));
+                rest.next();
+            }
+            _ => return Err(syntax_error()),
+        }
     }
+    Ok(match (persist, expiry) {
+        (true, _) => Ok(GetEx::Persist),
+        (false, Some((f, arg))) => option_deadline(arg, f, now_ms, "getex").map(GetEx::At),
+        (false, None) => Ok(GetEx::Leave),
+    })
 }
 
 async fn read(node: &Node, key: &Bytes) -> Result<Option<Found>, Reply> {
@@ -340,9 +350,16 @@ mod tests {
         assert_eq!(set("EXAT 1800000000").unwrap().expires, Some(1_800_000_000_000));
         assert_eq!(set("pxat 5").unwrap().expires, Some(5), "a deadline in the past is allowed (it deletes)");
         assert_eq!(set("KEEPTTL GET").unwrap(), SetOptions { get: true, keep: true, expires: None });
-        for bad in ["EX", "EX 10 PX 10", "KEEPTTL EX 10", "EX 10 KEEPTTL", "FOO", "EX 10 10"] {
+        for bad in ["EX", "EX 10 PX 10", "KEEPTTL EX 10", "EX 10 KEEPTTL", "FOO", "EX 10 10", "EX 10 EXAT 10"] {
             assert_eq!(error(set(bad)), "ERR syntax error", "{bad}");
         }
+        // An option given again, as Redis 7.0.15 takes it: the last time counts.
+        assert_eq!(set("EX 10 EX 20").unwrap().expires, Some(NOW + 20_000));
+        assert_eq!(
+            set("EX 0 EX 20 GET GET").unwrap(),
+            SetOptions { get: true, keep: false, expires: Some(NOW + 20_000) }
+        );
+        assert_eq!(set("KEEPTTL KEEPTTL").unwrap(), SetOptions { get: false, keep: true, expires: None });
         for bad in ["EX 0", "EX -1", "PX 0", "EXAT 0", "EX 9223372036854775", "PX 9223372036854775807"] {
             assert_eq!(error(set(bad)), "ERR invalid expire time in 'set' command", "{bad}");
         }
@@ -384,15 +401,17 @@ mod tests {
     }
 
     #[test]
-    fn getex_takes_one_option() {
+    fn getex_takes_one_kind_of_option() {
         let g = |s: &str| getex_option(&args(s), NOW);
         assert_eq!(g("").unwrap().unwrap(), GetEx::Leave);
         assert_eq!(g("persist").unwrap().unwrap(), GetEx::Persist);
         assert_eq!(g("EX 2").unwrap().unwrap(), GetEx::At(NOW + 2000));
         assert_eq!(g("PXAT 7").unwrap().unwrap(), GetEx::At(7));
-        for bad in ["PERSIST EX 1", "EX", "EX 1 PX 1", "KEEPTTL", "FOO 1"] {
+        for bad in ["PERSIST EX 1", "EX 1 PERSIST", "EX", "EX 1 PX 1", "KEEPTTL", "FOO 1"] {
             assert_eq!(error(g(bad)), "ERR syntax error", "{bad}");
         }
+        assert_eq!(g("PERSIST persist").unwrap().unwrap(), GetEx::Persist);
+        assert_eq!(g("EX 10 EX 30").unwrap().unwrap(), GetEx::At(NOW + 30_000), "the last time counts");
         // An invalid time is said only once the key is found (the inner error).
         assert_eq!(error(g("EX 0").unwrap()), "ERR invalid expire time in 'getex' command");
     }

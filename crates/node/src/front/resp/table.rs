@@ -120,7 +120,7 @@ table! {
     Ping "ping" AtMost(1), Reads;
     Echo "echo" Exactly(1), Reads;
     Command "command" Arity::Any, Reads;
-    Info "info" AtMost(1), Reads;
+    Info "info" Arity::Any, Reads;
     Select "select" Exactly(1), Reads;
     // The connection's session.
     Auth "auth" Arity::Any, Reads;
