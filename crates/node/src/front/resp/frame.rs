@@ -340,6 +340,15 @@ impl Reply {
         Reply::Error(format!("ERR {text}"))
     }
 
+    /// The bytes of the values it carries.
+    pub fn value_bytes(&self) -> usize {
+        match self {
+            Reply::Bulk(b) => b.len(),
+            Reply::Array(items) => items.iter().map(Reply::value_bytes).sum(),
+            _ => 0,
+        }
+    }
+
     pub fn write(&self, out: &mut BytesMut) {
         match self {
             Reply::Simple(s) => line(out, b'+', s.as_bytes()),

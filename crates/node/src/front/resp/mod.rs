@@ -54,7 +54,7 @@ use crate::front::limits::{human, Charge, Guard, Listener, Refusal};
 use crate::life::state::Node;
 use crate::transport::listener::answer_and_close;
 use crate::transport::tls::{ClientStream, Prefixed};
-use commands::{Answer, Touches};
+use commands::{Answer, Held, Touches};
 use dkv_transport::{accept_until_stopped, stopped, Throttle};
 use frame::{Limits, Reply};
 use std::sync::atomic::Ordering::Relaxed;
@@ -225,12 +225,14 @@ async fn connection(
             match commands::session_command(&node, &mut session, cmd, &args, guard.limits.max_query_buffer) {
                 Some(Answer::Now(reply)) => {
                     authenticated.store(!node.auth.required() || session.access != Access::None, Relaxed);
-                    running.push_back(Either::Left(Either::Left(ready(Some(reply)))));
+                    running.push_back(Either::Left(Either::Left(ready(Some(Held::small(reply))))));
                     in_flight += 1;
                     continue;
                 }
                 Some(Answer::Exec(queued)) => {
-                    running.push_back(Either::Left(Either::Right(Box::pin(multi::exec(&node, queued).map(Some)))));
+                    let node = &node;
+                    let exec = multi::exec(node, queued).map(move |reply| Some(Held::of(node, reply)));
+                    running.push_back(Either::Left(Either::Right(Box::pin(exec))));
                     wave = Touches::Everything; // and the commands after it wait for it
                     in_flight += 1;
                     continue;
@@ -252,10 +254,10 @@ async fn connection(
             // (a task allocated per command, a wake and a heap per reply) is kept for those that
             // wait on another node. Their box is used again for the next command.
             let command = spare.get_or_insert_with(|| Box::pin(OptionFuture::from(None)));
-            command.set(Some(commands::run(&node, cmd, args)).into());
+            command.set(Some(commands::run_held(&node, cmd, args)).into());
             if running.is_empty() {
-                if let Some(Some(reply)) = command.as_mut().now_or_never() {
-                    reply.write(&mut output);
+                if let Some(Some(held)) = command.as_mut().now_or_never() {
+                    held.reply.write(&mut output);
                     continue;
                 }
             }
@@ -268,9 +270,12 @@ async fn connection(
         // are parsed next, not left waiting for more input that may never come.
         let unparsed = input.len();
         // Their replies, in order, written out as they pile up.
-        while let Some(reply) = if running.is_empty() { None } else { running.next().await } {
-            // (Always `Some`: a command is set in its box before the box runs.)
-            reply.unwrap_or(Reply::Nil).write(&mut output);
+        while let Some(held) = if running.is_empty() { None } else { running.next().await } {
+            // (Always `Some`: a command is set in its box before the box runs.) Its charge is
+            // given back once its reply is in the output.
+            let held = held.unwrap_or_else(|| Held::small(Reply::Nil));
+            held.reply.write(&mut output);
+            drop(held);
             if output.len() >= OUTPUT_FLUSH {
                 if let Err(end) =
                     write_reading(&mut stream, &mut output, &mut input, &resume, &mut clock, &mut grow, idle).await?
