@@ -84,7 +84,7 @@ const CHUNK_BYTES: usize = 64 << 20;
 /// `hints` as chunks of the log, each of about `max_bytes` of keys and values at most (or one
 /// hint, if larger).
 fn chunks_of(hints: &[SavedHint], max_bytes: usize) -> Vec<u8> {
-    let size = |h: &SavedHint| h.kv.key.len() + h.kv.entry.value_len();
+    let size = |h: &SavedHint| h.kv.bytes();
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, h) in hints.iter().enumerate() {

@@ -173,7 +173,7 @@ impl Node {
         };
         // A batch (a pulled page, a hand-off, hints, an anti-entropy bucket) is megabytes of
         // copying and journal writes: off the runtime. One client write is not worth the switch.
-        let bytes: usize = entries.iter().map(|kv| kv.key.len() + kv.entry.value_len()).sum();
+        let bytes: usize = entries.iter().map(KeyEntry::bytes).sum();
         if bytes >= BLOCKING_BATCH {
             tokio::task::block_in_place(|| store(entries, &mut each))?
         } else {

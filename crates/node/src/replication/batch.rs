@@ -197,7 +197,7 @@ impl Batch for Writes {
     }
 
     fn bytes(kv: &KeyEntry) -> usize {
-        kv.key.len() + kv.entry.value_len()
+        kv.bytes()
     }
 
     async fn call(node: &Node, addr: &str, epoch: u64, entries: Vec<KeyEntry>) -> Vec<Answer> {

@@ -249,7 +249,7 @@ async fn pull(
     let mut pace = Pace::new(node, stop);
     loop {
         n += page.entries.len() as u64;
-        let bytes = page.entries.iter().map(|e| (e.key.len() + e.entry.value_len()) as u64).sum();
+        let bytes = page.entries.iter().map(|e| e.bytes() as u64).sum();
         on_page(page.entries.len() as u64, bytes, page.next.as_ref().map_or(1.0, |(hash, _)| share_below(*hash)));
         pace.after(bytes).await;
         let store = node.apply_local(std::mem::take(&mut page.entries));
@@ -443,7 +443,7 @@ async fn handoff_pass(node: &Node, pass: Pass, moving: &Moving<'_>, stop: Option
             }
             report.moved += batch.len() as u64;
             add(&node.stats.moved_out, batch.len() as u64);
-            let bytes = batch.iter().map(|e| (e.key.len() + e.entry.value_len()) as u64).sum();
+            let bytes = batch.iter().map(|e| e.bytes() as u64).sum();
             moving.moved(batch.len() as u64, bytes);
             pace.after(bytes).await;
             if pass == Pass::Misplaced {

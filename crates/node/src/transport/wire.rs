@@ -139,6 +139,11 @@ pub struct KeyEntry {
 }
 
 impl KeyEntry {
+    /// Its key and value bytes: what a batch is bounded by.
+    pub fn bytes(&self) -> usize {
+        self.key.len() + self.entry.value_len()
+    }
+
     /// This entry with its key and value copied into one buffer of their own. The key and value
     /// may be slices of a client's read buffer or a peer's frame, which anything kept past the
     /// request (a replica call still running, a hint) would otherwise pin whole. One buffer,
@@ -625,16 +630,22 @@ pub fn frame_limit(max_key_bytes: usize, max_value_bytes: usize) -> usize {
 
 /// Split `entries` into batches of at most [`BATCH_BYTES`] of keys and values each.
 pub fn split_batches(entries: Vec<KeyEntry>) -> Vec<Vec<KeyEntry>> {
+    split_by_bytes(entries, KeyEntry::bytes)
+}
+
+/// Split `items` into batches of at most [`BATCH_BYTES`] each, by `size`; an item over it goes
+/// alone.
+pub fn split_by_bytes<T>(items: Vec<T>, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
     let mut out = Vec::new();
     let (mut batch, mut bytes) = (Vec::new(), 0);
-    for kv in entries {
-        let size = kv.key.len() + kv.entry.value_len();
+    for item in items {
+        let size = size(&item);
         if !batch.is_empty() && bytes + size > BATCH_BYTES {
             out.push(std::mem::take(&mut batch));
             bytes = 0;
         }
         bytes += size;
-        batch.push(kv);
+        batch.push(item);
     }
     if !batch.is_empty() {
         out.push(batch);

@@ -275,7 +275,7 @@ async fn diff_with(
 }
 
 fn entries_bytes(entries: &[KeyEntry]) -> u64 {
-    entries.iter().map(|e| (e.key.len() + e.entry.value_len()) as u64).sum()
+    entries.iter().map(|e| e.bytes() as u64).sum()
 }
 
 /// `entries` in order, cut into batches of about [`wire::BATCH_BYTES`] of keys and values (a
@@ -284,7 +284,7 @@ fn in_batches(entries: Vec<KeyEntry>) -> Vec<Vec<KeyEntry>> {
     let mut batches: Vec<Vec<KeyEntry>> = Vec::new();
     let mut bytes = 0;
     for kv in entries {
-        let size = kv.key.len() + kv.entry.value_len();
+        let size = kv.bytes();
         match batches.last_mut() {
             Some(batch) if bytes + size <= wire::BATCH_BYTES => {
                 bytes += size;

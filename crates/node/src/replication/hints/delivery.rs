@@ -10,13 +10,13 @@
 //! the key's replicas as a misplaced key, however old by then: a delete of the key, its
 //! tombstone purged since, would be undone.
 
-use dkv_membership::{NodeId, NodeState};
+use dkv_membership::{Member, NodeId, NodeState};
 use dkv_placement::key_hash;
 use tokio::sync::watch;
 
 use crate::life::state::Node;
 use crate::life::stats::add;
-use crate::transport::wire::{ApplyKind, HandedHint, KeepHintsRequest, KeyEntry, Kind};
+use crate::transport::wire::{split_by_bytes, ApplyKind, HandedHint, KeepHintsRequest, KeyEntry, Kind};
 
 /// Hints per delivery batch.
 const HINT_BATCH: usize = 512;
@@ -98,31 +98,36 @@ pub async fn hand_on(node: &Node) -> usize {
                 .into_iter()
                 .map(|(kv, age)| HandedHint { target: target.0, age_ms: age.as_millis() as u64, kv })
                 .collect();
-            let req = KeepHintsRequest { hints };
-            let mut kept_by = None;
-            for keeper in &keepers {
-                match node.peers.call::<_, ()>(&keeper.addr, Kind::KeepHints, &req).await {
-                    Ok(()) => {
-                        kept_by = Some(keeper.id);
-                        break;
-                    }
-                    Err(e) => tracing::debug!("node {} did not keep hints for node {target}: {e}", keeper.id),
-                }
-            }
-            let n = node.hints.delivered(target);
-            match kept_by {
-                Some(keeper) => tracing::debug!("{n} hints for node {target} handed to node {keeper}"),
-                None => {
-                    dropped += n;
+            // In frames a member takes (a batch of hints of large values is over one).
+            for hints in split_by_bytes(hints, |h: &HandedHint| h.kv.bytes()) {
+                let req = KeepHintsRequest { hints };
+                if !hand_to_a_keeper(node, &keepers, target, &req).await {
+                    dropped += req.hints.len();
                     tracing::warn!(
-                        "no remaining member took {n} hints for node {target}: they go with this node \
-                         (anti-entropy repairs what they carried)"
+                        "no remaining member took {} hints for node {target}: they go with this node \
+                         (anti-entropy repairs what they carried)",
+                        req.hints.len()
                     );
                 }
             }
+            node.hints.delivered(target);
         }
     }
     dropped
+}
+
+/// Send hints for `target` to the first of `keepers` that takes them; whether one did.
+async fn hand_to_a_keeper(node: &Node, keepers: &[&Member], target: NodeId, req: &KeepHintsRequest) -> bool {
+    for keeper in keepers {
+        match node.peers.call::<_, ()>(&keeper.addr, Kind::KeepHints, req).await {
+            Ok(()) => {
+                tracing::debug!("{} hints for node {target} handed to node {}", req.hints.len(), keeper.id);
+                return true;
+            }
+            Err(e) => tracing::debug!("node {} did not keep hints for node {target}: {e}", keeper.id),
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -231,6 +236,23 @@ mod tests {
         assert_eq!(keeper.hints.targets(), vec![down_id]);
         let ages = keeper.hints.take_aged(down_id, usize::MAX, std::time::Instant::now());
         assert!(ages.iter().all(|(_, age)| *age >= Duration::from_secs(60)), "their age came with them");
+    }
+
+    /// Hints of large values are handed on in frames a member takes: 20 hints of 1 MiB are over
+    /// one frame together.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hints_of_large_values_are_handed_on_in_frames_a_member_takes() {
+        let mut nodes = testing::cluster(&[NodeState::Normal; 3], testing::config()).await;
+        let down = nodes.pop().expect("node 3");
+        let down_id = down.me;
+        drop(down);
+        let holder = &nodes[0];
+        for i in 0..20 {
+            let kv = KeyEntry { key: format!("big-{i}").into(), entry: testing::value(7, 1 << 20) };
+            assert!(holder.hints.add(down_id, kv, std::time::Instant::now()));
+        }
+        assert_eq!(hand_on(holder).await, 0, "none dropped");
+        assert_eq!(nodes[1].hints.stats().pending, 20, "all kept by the member that stays");
     }
 
     /// A member that is leaving too keeps no hints: the next one is asked.

@@ -48,7 +48,7 @@ pub struct Hint {
 
 impl Hint {
     fn bytes(&self) -> usize {
-        self.kv.key.len() + self.kv.entry.value_len()
+        self.kv.bytes()
     }
 }
 
