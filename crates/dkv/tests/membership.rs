@@ -75,6 +75,25 @@ async fn a_heartbeat_with_the_current_view_gets_no_view_and_a_join_still_reaches
     assert!(now.same_placement(&after));
 }
 
+/// Start `dkv` with `args`, wait for it to exit with code 1 (killed and failed after 20 s:
+/// `running`), and return its stderr.
+async fn refused_at_start(args: &[&str], running: &str) -> String {
+    let child = dkv().args(args).stderr(std::process::Stdio::piped()).spawn().expect("spawn");
+    let pid = child.id();
+    let out =
+        tokio::time::timeout(Duration::from_secs(20), tokio::task::spawn_blocking(move || child.wait_with_output()))
+            .await
+            .unwrap_or_else(|_| {
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                panic!("{running}")
+            })
+            .expect("joined")
+            .expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
 /// A node started with another `--replication` than the cluster's members is refused before it
 /// registers: it would pick other replicas for a key than they do, and a write through it read
 /// back as missing through them. The cluster does not change.
@@ -84,19 +103,7 @@ async fn a_node_with_another_replication_factor_than_the_members_is_refused_befo
     let epoch = c.seed_view().await.expect("view")["epoch"].clone();
     let addr = format!("127.0.0.1:{}", free_port());
     let args = ["node", "--listen", &addr, "--advertise", &addr, "--seed", &c.seed.addr, "--replication", "1"];
-    let child = dkv().args(args).stderr(std::process::Stdio::piped()).spawn().expect("spawn");
-    let pid = child.id();
-    let out =
-        tokio::time::timeout(Duration::from_secs(20), tokio::task::spawn_blocking(move || child.wait_with_output()))
-            .await
-            .unwrap_or_else(|_| {
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                panic!("the node with --replication 1 kept running beside members with 3")
-            })
-            .expect("joined")
-            .expect("output");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = refused_at_start(&args, "the node with --replication 1 kept running beside members with 3").await;
     assert!(stderr.contains("runs with --replication 3, this node with 1"), "{stderr}");
     let view = c.seed_view().await.expect("view");
     assert_eq!(
@@ -117,19 +124,7 @@ async fn a_node_that_advertises_a_members_address_is_refused_and_the_member_stay
     let taken = view["nodes"][0]["addr"].as_str().expect("addr").to_string();
     let listen = format!("127.0.0.1:{}", free_port());
     let args = ["node", "--listen", &listen, "--advertise", &taken, "--seed", &c.seed.addr];
-    let child = dkv().args(args).stderr(std::process::Stdio::piped()).spawn().expect("spawn");
-    let pid = child.id();
-    let out =
-        tokio::time::timeout(Duration::from_secs(20), tokio::task::spawn_blocking(move || child.wait_with_output()))
-            .await
-            .unwrap_or_else(|_| {
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                panic!("the node advertising a member's address kept running")
-            })
-            .expect("joined")
-            .expect("output");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = refused_at_start(&args, "the node advertising a member's address kept running").await;
     assert!(stderr.contains("reaches another server, not this node"), "{stderr}");
     let members = |v: &Value| (v["epoch"].clone(), v["nodes"][0]["id"].clone(), v["nodes"].as_array().map(Vec::len));
     assert_eq!(members(&c.seed_view().await.expect("view")), members(&view), "the member stays, the view unchanged");
