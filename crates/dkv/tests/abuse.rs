@@ -557,18 +557,25 @@ async fn large_answers_nobody_reads_are_charged_to_the_client_memory_budget() {
     let (status, _) =
         c.client(0).raw(Method::PUT, "/put?key=big", Some(Bytes::from(vec![b'b'; 8 << 20]))).await.unwrap();
     assert_eq!(status, http::StatusCode::NO_CONTENT);
-    // Each asks for 8 MiB and reads nothing: far more than the sockets hold. Large charges may
-    // take three quarters of the budget, 48 MiB: six such answers.
-    let readers_that_do_not_read =
-        connect_many(&c.nodes[0].addr, 12, b"GET /get?key=big HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    // Each asks for 8 MiB and reads nothing: more than the sockets take (their windows do not
+    // grow while nothing is read). Large charges may take three quarters of the budget, 48 MiB:
+    // six such answers. One that finds no room gets its 503 and never asks again, so more come
+    // until the budget is taken.
+    let mut readers_that_do_not_read = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     let refused = loop {
+        readers_that_do_not_read
+            .extend(connect_many(&c.nodes[0].addr, 1, b"GET /get?key=big HTTP/1.1\r\nHost: x\r\n\r\n").await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let (status, body) = c.client(0).raw(Method::GET, "/get?key=big", None).await.expect("answered");
         if status == http::StatusCode::SERVICE_UNAVAILABLE {
             break String::from_utf8_lossy(&body).to_string();
         }
-        assert!(Instant::now() < deadline, "large answers were not charged: still served ({status})");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let held = readers_that_do_not_read.len();
+        assert!(
+            held < 40 && Instant::now() < deadline,
+            "large answers were not charged: still served ({status}) beside {held}"
+        );
     };
     assert!(refused.contains("values being received or sent") && refused.contains("--max-client-memory"), "{refused}");
     assert!(metric(&c, 0, "dkv_client_refusals_total", "memory").await > 0);
