@@ -56,10 +56,12 @@ async fn reaches_this_node(advertised: &str, listener: &TcpListener) -> Result<(
             }
         }
     }
-    // Not at our listener. Another server answering there is the mistake this is for.
+    // Not at our listener. Another server answering there (over HTTP, or a TLS alert, or any
+    // byte) is the mistake this is for; one that closes without a word (a proxy that is cut)
+    // tells nothing.
     let mut answer = [0u8; 64];
     match tokio::time::timeout(WITHIN, out.read(&mut answer)).await {
-        Ok(Ok(n)) if answer[..n].starts_with(b"HTTP/") => Err(NodeError::BadRequest(format!(
+        Ok(Ok(n)) if n > 0 => Err(NodeError::BadRequest(format!(
             "--advertise {advertised} reaches another server, not this node (it answered this node's own request \
              there): give this node its own address. The seed keeps one member per address, and would put this \
              node in the place of the member already there"

@@ -75,7 +75,7 @@ pub fn session_command(node: &Node, session: &mut Session, cmd: Cmd, args: &Args
     }
     if let Some(refusal) = refusal(node, session, cmd, &args[0]) {
         return now(match &mut session.transaction {
-            Some(tx) => refused_in(tx, refusal),
+            Some(tx) => tx.refuse(refusal),
             None => refusal,
         });
     }
@@ -98,10 +98,14 @@ pub fn session_command(node: &Node, session: &mut Session, cmd: Cmd, args: &Args
         },
         Cmd::Watch if in_transaction => now(Reply::err("WATCH inside MULTI is not allowed")),
         Cmd::Watch => now(Reply::err("dkv cannot honour WATCH: it has no compare-and-set across replicas")),
-        Cmd::Client | Cmd::Hello | Cmd::Reset => match &mut session.transaction {
-            Some(tx) => now(refused_in(tx, Reply::err(format!("{} is not allowed inside a transaction", cmd.name())))),
-            None => now(client(session, a)),
-        },
+        Cmd::Client | Cmd::Hello | Cmd::Reset if in_transaction => {
+            let refusal = Reply::err(format!("{} is not allowed inside a transaction", cmd.name()));
+            match &mut session.transaction {
+                Some(tx) => now(tx.refuse(refusal)),
+                None => now(refusal),
+            }
+        }
+        Cmd::Client => now(client(session, a)),
         _ => match &mut session.transaction {
             Some(tx) => match tx.queue(cmd, args, max_queued) {
                 Queue::Queued => now(Reply::Simple("QUEUED")),
@@ -126,14 +130,6 @@ fn refusal(node: &Node, session: &Session, cmd: Cmd, name: &[u8]) -> Option<Repl
         return Some(Reply::Error(auth::noperm(&shown_name(cmd, name))));
     }
     None
-}
-
-/// A refusal inside a transaction: the transaction fails with it.
-fn refused_in(tx: &mut Transaction, reply: Reply) -> Reply {
-    match tx.refuse(reply) {
-        Queue::Refused(reply) => reply,
-        Queue::Queued => unreachable!("a refusal is not queued"),
-    }
 }
 
 /// `AUTH password` or `AUTH user password` (the user name is not checked: see `front/auth.rs`).

@@ -56,14 +56,14 @@ impl Transaction {
             _ => None,
         };
         if let Some(reply) = refusal {
-            return self.refuse(reply);
+            return Queue::Refused(self.refuse(reply));
         }
         let bytes = args.iter().map(|a| a.len() + PER_ARG).sum::<usize>();
         if self.bytes + bytes > max_bytes {
-            return self.refuse(Reply::err(format!(
+            return Queue::Refused(self.refuse(Reply::err(format!(
                 "a transaction holds at most {} of queued commands (--max-query-buffer); EXEC will discard this one",
                 crate::front::limits::human(max_bytes)
-            )));
+            ))));
         }
         self.bytes += bytes;
         // Copied: held until `EXEC`, a slice would pin the connection's whole read buffer.
@@ -72,9 +72,9 @@ impl Transaction {
     }
 
     /// A command refused while queued: answered with `reply`, and the transaction fails.
-    pub fn refuse(&mut self, reply: Reply) -> Queue {
+    pub fn refuse(&mut self, reply: Reply) -> Reply {
         self.failed = true;
-        Queue::Refused(reply)
+        reply
     }
 
     /// The commands to run at `EXEC`, or the reply that discards them.
