@@ -197,6 +197,35 @@ pub fn host_port(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A client's `--node`: `http://` or `https://` with a host and, if given, a port from 1 to
+/// 65535, or a bare `host:port` (taken as `http://`). Anything else was dialed as it came: an
+/// `ftp://` URL over HTTP, port 99999 as a refused connection (found by trying, 2026-12-06).
+fn node_url(s: &str) -> Result<String, String> {
+    let example = "e.g. http://127.0.0.1:8080";
+    let Some((scheme, rest)) = s.split_once("://") else {
+        host_port(s).map_err(|e| format!("{e} (or a URL, {example})"))?;
+        return Ok(s.to_string());
+    };
+    if scheme != "http" && scheme != "https" {
+        return Err(format!("{s:?}: a node speaks http:// or https://, not {scheme}://: {example}"));
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.rsplit_once(':') {
+        // `[::1]` alone has colons but no port.
+        Some((host, port)) if !port.contains(']') => {
+            if port.parse::<u16>().map_or(true, |p| p == 0) {
+                return Err(format!("{s:?}: the port is a number from 1 to 65535"));
+            }
+            host
+        }
+        _ => authority,
+    };
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@') {
+        return Err(format!("{s:?}: give the node's host, {example}"));
+    }
+    Ok(s.to_string())
+}
+
 /// A `--max-key-size`: a size no engine refuses.
 fn key_size(s: &str) -> Result<usize, String> {
     let n = positive_size(s)?;
@@ -612,7 +641,7 @@ pub enum Protocol {
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// The node to load (its HTTP address; with --all-nodes, where to find the members).
-    #[arg(long, env = "DKV_NODE", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "DKV_NODE", default_value = "http://127.0.0.1:8080", value_parser = node_url)]
     pub node: String,
     /// Spread the connections over every member of the cluster.
     #[arg(long)]
@@ -661,7 +690,7 @@ pub struct BenchArgs {
 #[derive(Args, Debug)]
 pub struct LeaveArgs {
     /// The node that leaves.
-    #[arg(long, env = "DKV_NODE", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "DKV_NODE", default_value = "http://127.0.0.1:8080", value_parser = node_url)]
     pub node: String,
     /// The cluster's secret, if it has one.
     #[arg(long, env = "DKV_CLUSTER_SECRET", hide_env_values = true, value_parser = SecretParser)]
@@ -724,7 +753,7 @@ pub struct ClientTls {
 #[derive(Args, Debug)]
 pub struct ClientArgs {
     /// Any node of the cluster.
-    #[arg(long, env = "DKV_NODE", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "DKV_NODE", default_value = "http://127.0.0.1:8080", value_parser = node_url)]
     pub node: String,
     /// The node's client password (its --client-password or --client-readonly-password).
     #[arg(long, env = "DKV_PASSWORD", hide_env_values = true)]
@@ -958,6 +987,20 @@ mod tests {
         assert_eq!(tls(&["--tls-peer-ca", "ca.pem"]), Ok(Some("ca.pem".into())));
         assert_eq!(node(&["--replication", "1", "--write-quorum", "1", "--read-quorum", "1"]), Ok(()));
         assert!(Cli::try_parse_from(["dkv", "seed", "--node-ttl", "0s"]).is_err());
+        for (url, says) in [
+            ("ftp://127.0.0.1:1", "not ftp://"),
+            ("http://127.0.0.1:99999", "1 to 65535"),
+            ("http://127.0.0.1:0/", "1 to 65535"),
+            ("127.0.0.1", "no port"),
+            ("http://:8080", "host"),
+            ("", "no port"),
+        ] {
+            assert!(node_url(url).is_err_and(|e| e.contains(says)), "{url:?}: {:?}", node_url(url));
+        }
+        for url in ["http://127.0.0.1:8080", "https://node-1", "http://[::1]:8080/", "http://[::1]", "10.0.0.5:8080"] {
+            assert_eq!(node_url(url), Ok(url.to_string()));
+        }
+        assert!(Cli::try_parse_from(["dkv", "get", "k", "--node", "ftp://h:1"]).is_err());
         assert!(Cli::try_parse_from(["dkv", "up", "--seed-port", "0"]).is_err());
         assert!(cluster_secret(" s3cret ").unwrap_err().contains("space"));
         assert!(key_ttl("100000y").unwrap_err().contains("longest TTL"));

@@ -103,12 +103,31 @@ async fn a_node_with_another_replication_factor_than_the_members_is_refused_befo
     let epoch = c.seed_view().await.expect("view")["epoch"].clone();
     let addr = format!("127.0.0.1:{}", free_port());
     let args = ["node", "--listen", &addr, "--advertise", &addr, "--seed", &c.seed.addr, "--replication", "1"];
+    let args = [&args[..], &["--heartbeat-interval", HEARTBEAT]].concat();
     let stderr = refused_at_start(&args, "the node with --replication 1 kept running beside members with 3").await;
     assert!(stderr.contains("runs with --replication 3, this node with 1"), "{stderr}");
     let view = c.seed_view().await.expect("view");
     assert_eq!(
         (view["epoch"].clone(), view["nodes"].as_array().map(Vec::len)),
         (epoch, Some(2)),
+        "it never registered"
+    );
+}
+
+/// A node whose heartbeats are too slow for the seed's TTL is refused before it registers: the
+/// seed could expire it before its lease ran out, and it flapped between member and expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_heartbeats_too_slow_for_the_seeds_ttl_is_refused_before_it_registers() {
+    let c = Cluster::start(1).await;
+    let epoch = c.seed_view().await.expect("view")["epoch"].clone();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let args = ["node", "--listen", &addr, "--seed", &c.seed.addr, "--heartbeat-interval", NODE_TTL];
+    let stderr = refused_at_start(&args, "the node with heartbeats as long as the TTL kept running").await;
+    assert!(stderr.contains("is not under half the seed's --node-ttl"), "{stderr}");
+    let view = c.seed_view().await.expect("view");
+    assert_eq!(
+        (view["epoch"].clone(), view["nodes"].as_array().map(Vec::len)),
+        (epoch, Some(1)),
         "it never registered"
     );
 }
@@ -123,7 +142,8 @@ async fn a_node_that_advertises_a_members_address_is_refused_and_the_member_stay
     let view = c.seed_view().await.expect("view");
     let taken = view["nodes"][0]["addr"].as_str().expect("addr").to_string();
     let listen = format!("127.0.0.1:{}", free_port());
-    let args = ["node", "--listen", &listen, "--advertise", &taken, "--seed", &c.seed.addr];
+    let args =
+        ["node", "--listen", &listen, "--advertise", &taken, "--seed", &c.seed.addr, "--heartbeat-interval", HEARTBEAT];
     let stderr = refused_at_start(&args, "the node advertising a member's address kept running").await;
     assert!(stderr.contains("reaches another server, not this node"), "{stderr}");
     let members = |v: &Value| (v["epoch"].clone(), v["nodes"][0]["id"].clone(), v["nodes"].as_array().map(Vec::len));

@@ -43,18 +43,30 @@ pub fn settings(config: &NodeConfig) -> Settings {
     Settings { replicas: config.replicas as u64 }
 }
 
-/// Before registering: ask a few of the seed's members what they run with, and refuse to join
-/// a cluster whose members run with another `--replication`. Nodes that disagree on N pick
-/// different replicas for a key: a write through one was acknowledged by replicas the other
-/// never reads, and read back as missing (found by trying, 2026-12-06: both were taken without
-/// a word). Best effort: a seed or members that cannot be reached, or that are of a release
-/// before the question, leave it unchecked.
+/// Before registering: refuse a heartbeat interval the seed's TTL does not leave room for, and
+/// ask a few of the seed's members what they run with, refusing to join a cluster whose members
+/// run with another `--replication`.
+///
+/// - With an interval of half the TTL or more, the seed could expire this node before its lease
+///   ran out (`life/lease.rs`): such a node used to start, log an error and flap between
+///   `normal` and expired (found by reading, 2026-12-06); `dkv up` already refused it.
+/// - Nodes that disagree on N pick different replicas for a key: a write through one was
+///   acknowledged by replicas the other never reads, and read back as missing (found by trying,
+///   2026-12-06: both were taken without a word).
+///
+/// Best effort: a seed or members that cannot be reached, or that are of a release before the
+/// question, leave it unchecked (the lease loop still logs a TTL it learns later).
 pub async fn check_settings(
     peers: &Peers,
     config: &NodeConfig,
     addr: &str,
     me: Option<NodeId>,
 ) -> Result<(), NodeError> {
+    if let Ok(Some(ttl)) = peers.seed_ttl(&config.seed).await {
+        if let Some(why) = crate::life::lease::interval_too_long(config.heartbeat_interval, ttl) {
+            return Err(NodeError::BadRequest(why));
+        }
+    }
     let Ok(view) = peers.seed_call::<(), View>(&config.seed, Method::GET, "/nodes", None).await else {
         return Ok(());
     };
