@@ -1,7 +1,8 @@
 //! Hybrid logical clock.
 //!
 //! A timestamp is `(wall-clock milliseconds << 16) | counter`. `now()` never goes backwards and
-//! never repeats on one node, even if the wall clock steps back; `observe()` folds in timestamps
+//! never repeats on one node, even if the wall clock steps back (unless the node sets it back
+//! with `rewind_if_ahead`, for stamps made while its wall clock was off); `observe()` folds in timestamps
 //! seen from other nodes, so a write made after seeing another write always gets a higher
 //! version (causality within the cluster) while timestamps stay close to real time.
 
@@ -80,6 +81,16 @@ impl Hlc {
         (ms > wall_ms.saturating_add(max_ahead_ms)).then(|| ms - wall_ms)
     }
 
+    /// Set the clock back to `wall_ms` if it is more than `max_ahead_ms` ahead of it, and say by
+    /// how many milliseconds it was. Only for a clock that stamped while its wall clock was off
+    /// (see `life/clock.rs` of the node): `now()` is then no longer above every earlier stamp,
+    /// which the node's writes allow for (a write below a version held is stamped above it).
+    pub fn rewind_if_ahead(&self, wall_ms: u64, max_ahead_ms: u64) -> Option<u64> {
+        let ahead = Self::too_far_ahead(self.last.load(Ordering::Acquire), wall_ms, max_ahead_ms)?;
+        self.last.fetch_min(Self::ts_at_ms(wall_ms), Ordering::AcqRel);
+        Some(ahead)
+    }
+
     /// [`Hlc::observe`] `ts` unless it is more than `max_ahead_ms` ahead of the wall clock
     /// reading `wall_ms`; then the clock is left as it was and the error says by how many
     /// milliseconds `ts` is ahead. Following a timestamp that far ahead would drag this clock,
@@ -124,6 +135,18 @@ mod tests {
         assert!(!clock.has_reached(stamped + 1));
         clock.observe(stamped + 10);
         assert!(clock.has_reached(stamped + 10) && !clock.has_reached(stamped + 11));
+    }
+
+    #[test]
+    fn a_clock_past_the_bound_is_set_back_and_one_within_it_is_not() {
+        let c = Hlc::with_clock(|| 1_000_000);
+        c.observe(Hlc::ts_at_ms(1_000_400));
+        assert_eq!(c.rewind_if_ahead(1_000_000, 500), None, "within the bound");
+        assert!(c.now() > Hlc::ts_at_ms(1_000_400));
+        c.observe(Hlc::ts_at_ms(4_600_000));
+        assert_eq!(c.rewind_if_ahead(1_000_000, 500), Some(3_600_000));
+        let after = c.now();
+        assert!(after > Hlc::ts_at_ms(1_000_000) && after < Hlc::ts_at_ms(1_000_001), "back at the wall clock");
     }
 
     #[test]

@@ -258,7 +258,30 @@ fn judge(node: &Node) {
         (None, true) => tracing::info!("clock back within --max-clock-offset: coordinating writes again"),
         _ => {}
     }
+    if off.is_none() {
+        rewind_if_ahead(node);
+    }
     node.set_clock_off(off);
+}
+
+/// With the node's clock judged within the bound, a hybrid clock still more than the bound ahead
+/// of the cluster's holds stamps made while the wall clock was ahead: after a forward step,
+/// before a heartbeat measured it, or at start, before the first measurement. Every replica would
+/// refuse the writes it stamps (`422`) until real time caught up with it; it is set back to the
+/// cluster's clock instead (found by reading, 2026-12-06).
+///
+/// Nothing acknowledged is lost by it: a write stamped below a version a replica holds is
+/// superseded there and stamped above that version (`coordinator.rs`), as after a restart on a
+/// clock stepped back. Keys written while the clock was ahead keep those versions, and a write of
+/// one is refused as superseded by a version ahead, until real time reaches it.
+fn rewind_if_ahead(node: &Node) {
+    let max = node.max_clock_offset_ms();
+    if let Some(ahead) = node.hlc.rewind_if_ahead(node.cluster_clock_ms(), max) {
+        tracing::warn!(
+            "this node's hybrid clock was {ahead} ms ahead of the cluster's (more than --max-clock-offset {max} ms), from \
+             writes stamped while its wall clock was ahead: set back to the cluster's clock"
+        );
+    }
 }
 
 /// Each time a heartbeat asks (see [`after_heartbeat`]), read some members' clocks (see
@@ -296,6 +319,36 @@ pub async fn clock_loop(node: Node, mut stop: watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dkv_membership::NodeState;
+    use dkv_storage::Hlc;
+
+    /// A node that stamped writes while its wall clock was an hour ahead, and whose clock is then
+    /// measured within the bound: its hybrid clock is set back, and its writes are taken again.
+    /// Before, every replica refused them until real time caught up (found by reading).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hybrid_clock_left_ahead_by_a_forward_step_is_set_back_once_the_clock_is_within() {
+        let nodes = crate::testing::cluster(&[NodeState::Normal, NodeState::Normal], crate::testing::config()).await;
+        let a = &nodes[0];
+        let hour = 3_600_000;
+        a.hlc.observe(Hlc::ts_at_ms(a.hlc.wall_ms() + hour));
+        let put = || a.coordinate_write("k".into(), Some("v".into()), None, None);
+        assert!(put().await.is_err(), "stamped an hour ahead, the other replica refuses it");
+        // Judged off, the clock is left as it is.
+        let t = a.hlc.wall_ms();
+        let now = Instant::now();
+        a.offsets.record(Source::Node(NodeId(8)), t, t + 2, t + 1 - hour, now);
+        a.offsets.record(Source::Node(NodeId(9)), t, t + 2, t + 1 - hour, now);
+        judge(a);
+        assert!(Hlc::ms_of(a.hlc.now()) > t + hour / 2, "not set back while the clock is judged off");
+        // Measured within the bound.
+        a.offsets.record(Source::Node(NodeId(8)), t, t + 2, t + 1, now);
+        a.offsets.record(Source::Node(NodeId(9)), t, t + 2, t + 1, now);
+        judge(a);
+        assert!(Hlc::ms_of(a.hlc.now()) < a.hlc.wall_ms() + 500, "set back to the cluster's clock");
+        put().await.expect("the write is taken again");
+        let held = crate::testing::local(&nodes[1], b"k").expect("the other replica holds it");
+        assert_eq!(held.value.as_deref(), Some(&b"v"[..]));
+    }
 
     const MAX: Duration = Duration::from_millis(500);
 
