@@ -67,8 +67,7 @@ pub async fn ttl(args: KeyArgs) -> i32 {
     match client(&args.client).ttl(args.key.as_bytes()).await {
         Ok(Some(KeyTtl { ttl_ms: Some(ms), expires_at_ms: Some(at) })) => {
             let left = humantime::format_duration(std::time::Duration::from_millis(ms));
-            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at);
-            outln!("{left} (at {})", humantime::format_rfc3339_millis(at));
+            outln!("{left} (at {})", utc(at));
             0
         }
         Ok(Some(_)) => {
@@ -78,6 +77,19 @@ pub async fn ttl(args: KeyArgs) -> i32 {
         Ok(None) => fail(format!("key {:?} not found", args.key)),
         Err(e) => fail(e),
     }
+}
+
+/// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z).
+const LAST_RFC3339_MS: u64 = 253_402_300_799_999;
+
+/// A time in ms since the Unix epoch (a deadline, a version's), in UTC; one past the year 9999 (a
+/// TTL of thousands of years, `PXAT` far ahead, a version stamped by a clock that far off) in ms,
+/// which RFC 3339 cannot write (`dkv ttl` panicked on it, found by trying, 2026-12-06).
+pub fn utc(at_ms: u64) -> String {
+    if at_ms > LAST_RFC3339_MS {
+        return format!("{at_ms} ms since the Unix epoch, after the year 9999");
+    }
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(at_ms)).to_string()
 }
 
 pub async fn del(args: DelArgs) -> i32 {
@@ -165,5 +177,18 @@ pub async fn leave(args: LeaveArgs) -> i32 {
             0
         }
         Err(e) => fail(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_past_the_year_9999_are_written_in_ms() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(utc(LAST_RFC3339_MS), "9999-12-31T23:59:59.999Z");
+        assert!(utc(LAST_RFC3339_MS + 1).contains("after the year 9999"));
+        assert!(utc(u64::MAX).starts_with(&u64::MAX.to_string()));
     }
 }

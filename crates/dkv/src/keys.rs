@@ -161,13 +161,11 @@ fn print(report: &Value) {
         let c = &n["copy"];
         let version = match c["version"]["ts"].as_u64() {
             Some(ts) => {
-                let at = std::time::UNIX_EPOCH
-                    + std::time::Duration::from_millis(c["version"]["time_ms"].as_u64().unwrap_or(0));
                 let mark = if c["newest"] == true { "" } else { "  (older)" };
                 format!(
                     "{ts} by {} ({}){mark}",
                     c["version"]["node"].as_str().unwrap_or("?"),
-                    humantime::format_rfc3339_millis(at)
+                    crate::commands::utc(c["version"]["time_ms"].as_u64().unwrap_or(0))
                 )
             }
             None => "-".into(),
