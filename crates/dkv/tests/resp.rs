@@ -85,6 +85,17 @@ async fn redis_cli_through_different_nodes_and_every_supported_command() {
     let hello = redis_cli(&r[0], &["HELLO", "2"]);
     assert!(hello.contains("dkv") && hello.contains("mode\nstandalone"), "{hello}");
     assert_eq!(redis_cli(&r[0], &["COMMAND", "DOCS"]), "");
+    // A member that does not answer: DBSIZE says so rather than count without its keys.
+    c.nodes[2].pause().await;
+    let refused = redis_cli(&r[0], &["DBSIZE"]);
+    assert!(refused.contains("1 of 3 members did not answer"), "{refused}");
+    c.nodes[2].resume();
+    let r0 = r[0].clone();
+    eventually(Duration::from_secs(20), "DBSIZE to count both keys again", || {
+        let r0 = r0.clone();
+        async move { (redis_cli(&r0, &["DBSIZE"]) == "2").then_some(()) }
+    })
+    .await;
 }
 
 /// A short `redis-benchmark` run of `tests` against the RESP address `addr` (2 000 requests from
@@ -456,7 +467,8 @@ async fn transactions_queue_their_commands_and_run_them_in_order_at_exec() {
     // Errors as Redis's: a refusal while queued discards the transaction; the rest need one.
     let pipeline = "EXEC\r\nDISCARD\r\nMULTI\r\nMULTI\r\nSET tx-a 1\r\nGET\r\nEXEC\r\nGET tx-a\r\n\
                     MULTI\r\nSET tx-a 2\r\nDISCARD\r\nGET tx-a\r\nWATCH tx-a\r\nUNWATCH\r\nMULTI\r\nINCR tx-a\r\nEXEC\r\n\
-                    MULTI\r\nSET tx-a 3\r\nRESET\r\nEXEC\r\nGET tx-a\r\n";
+                    MULTI\r\nSET tx-a 3\r\nRESET\r\nEXEC\r\nGET tx-a\r\n\
+                    MULTI\r\nSET tx-a 4\r\nSET tx-b 1 NX\r\nEXEC\r\nGET tx-a\r\n";
     let want = [
         "-ERR EXEC without MULTI",
         "-ERR DISCARD without MULTI",
@@ -479,6 +491,12 @@ async fn transactions_queue_their_commands_and_run_them_in_order_at_exec() {
         "+QUEUED",
         "+RESET",
         "-ERR EXEC without MULTI",
+        "$-1",
+        // SET NX is refused while queued, as SETNX is: the write before it is not applied.
+        "+OK",
+        "+QUEUED",
+        "-ERR dkv cannot honour SET NX/XX: it has no atomic compare-and-set across replicas",
+        "-EXECABORT Transaction discarded because of previous errors.",
         "$-1",
     ];
     assert_eq!(pipelined(&r[1], pipeline, want.len()), want);

@@ -136,16 +136,50 @@ struct SetOptions {
     expires: Option<u64>,
 }
 
+/// Whether `SET`'s options (`a[3..]`) name `NX` and `XX`, skipping the times of `EX` and the
+/// like.
+fn nx_xx(options: &[Bytes]) -> (bool, bool) {
+    let (mut nx, mut xx) = (false, false);
+    let mut rest = options.iter();
+    while let Some(o) = rest.next() {
+        if o.eq_ignore_ascii_case(b"NX") {
+            nx = true;
+        } else if o.eq_ignore_ascii_case(b"XX") {
+            xx = true;
+        } else if form(o).is_some() {
+            rest.next(); // its time, whatever it says
+        }
+    }
+    (nx, xx)
+}
+
+/// The refusal of a `SET` whose options ask for `NX` or `XX`, a compare-and-set, which dkv
+/// cannot honour. Checked when a `SET` is queued in a transaction too, as `SETNX` is: refused
+/// only when `EXEC` ran it, it let the transaction's other writes through where Redis would
+/// have run them all (found by trying, 2026-12-06). Both at once are a syntax error when it
+/// runs, as in Redis.
+pub fn cannot_honour_set(options: &[Bytes]) -> Option<Reply> {
+    match nx_xx(options) {
+        (true, false) | (false, true) => {
+            Some(Reply::err("dkv cannot honour SET NX/XX: it has no atomic compare-and-set across replicas"))
+        }
+        _ => None,
+    }
+}
+
 fn set_options(options: &[Bytes], now_ms: u64) -> Result<SetOptions, Reply> {
+    if nx_xx(options) == (true, true) {
+        return Err(syntax_error());
+    }
+    if let Some(refusal) = cannot_honour_set(options) {
+        return Err(refusal);
+    }
     let (mut get, mut keep, mut expiry) = (false, false, None);
     let mut rest = options.iter();
     while let Some(o) = rest.next() {
         match o.to_ascii_uppercase().as_slice() {
             b"GET" => get = true,
             b"KEEPTTL" if expiry.is_none() => keep = true,
-            b"NX" | b"XX" => {
-                return Err(Reply::err("dkv cannot honour SET NX/XX: it has no atomic compare-and-set across replicas"))
-            }
             // The same form again is Redis's too (`EX 10 EX 20`): the last one counts.
             _ => match (form(o), rest.as_slice().first()) {
                 (Some(f), Some(arg)) if !keep && expiry.is_none_or(|(was, _)| was == f) => {
@@ -367,6 +401,8 @@ mod tests {
             assert_eq!(error(set(bad)), "ERR value is not an integer or out of range", "{bad}");
         }
         assert!(error(set("NX")).contains("cannot honour SET NX/XX"));
+        assert!(error(set("xx EX 10")).contains("cannot honour SET NX/XX"));
+        assert!(error(set("NX XX")).contains("syntax error"), "both at once, as in Redis");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! and then the `EXEC` failed as an unknown command.
 //!
 //! As in Redis: a command refused while it is queued (unknown, the wrong number of arguments,
-//! one dkv cannot honour, a write to the read-only password, past the transaction's bound) is
+//! one dkv cannot honour, `SET` with `NX` or `XX` among them, a write to the read-only password, past the transaction's bound) is
 //! answered with its error at once and makes `EXEC` discard the transaction (`EXECABORT`); a
 //! command that fails while it runs does not stop the others (there is no rollback); `QUIT`
 //! ends the connection, `RESET` drops the transaction.
@@ -53,6 +53,7 @@ impl Transaction {
         let refusal = match cmd {
             Cmd::Unknown => Some(commands::unknown_command(&args[0], &args[1..])),
             _ if !cmd.arity().allows(args.len() - 1) => Some(commands::wrong_arity(cmd)),
+            Cmd::Set => super::expiry::cannot_honour_set(&args[3..]),
             _ => None,
         };
         if let Some(reply) = refusal {
@@ -126,7 +127,7 @@ mod tests {
     /// As in Redis, a command refused while queued discards the whole transaction at `EXEC`.
     #[test]
     fn a_command_refused_while_queued_discards_the_transaction() {
-        for bad in [&["GET"][..], &["FOO", "x"], &["SET", "a"]] {
+        for bad in [&["GET"][..], &["FOO", "x"], &["SET", "a"], &["SET", "b", "1", "EX", "9", "nx"]] {
             let mut tx = Transaction::default();
             assert!(matches!(queue(&mut tx, &["SET", "a", "1"], 1 << 20), Queue::Queued));
             assert!(matches!(queue(&mut tx, bad, 1 << 20), Queue::Refused(Reply::Error(_))), "{bad:?}");
@@ -135,6 +136,17 @@ mod tests {
                 _ => panic!("{bad:?} must discard the transaction"),
             }
         }
+    }
+
+    /// A `SET` whose options are wrong is queued, and fails when it runs, as in Redis: only one
+    /// dkv cannot honour is refused at once.
+    #[test]
+    fn a_set_with_wrong_options_is_queued() {
+        let mut tx = Transaction::default();
+        for set in [&["SET", "a", "1", "NX", "XX"][..], &["SET", "a", "1", "EX"], &["SET", "a", "1", "EX", "nx"]] {
+            assert!(matches!(queue(&mut tx, set, 1 << 20), Queue::Queued), "{set:?}");
+        }
+        assert!(tx.exec().is_ok());
     }
 
     #[test]
