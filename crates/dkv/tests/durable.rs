@@ -247,6 +247,26 @@ async fn sigterm_stops_a_durable_node_and_dkv_leave_removes_it_for_good() {
     assert!(missing(&c, &[0, 1, 2], &data).await.is_empty());
 }
 
+/// The last member cannot leave: `dkv leave` is refused (`409`) and the node serves on, and
+/// SIGTERM with `--leave-on-stop` stops it without a leave, so it comes back with its keys.
+/// Before, the leave never ended, and every restart began it again and exited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_member_is_refused_a_leave_and_a_stop_that_asks_for_one_keeps_its_keys() {
+    let mut c = Cluster::start_durable(1, &["--leave-on-stop", "--replication", "1"], "30s").await;
+    let data = dataset("last", 20);
+    write_all(&c, &[0], &data).await;
+    let out = dkv().args(["leave", "--node", &c.nodes[0].addr]).output().expect("run dkv leave");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("last normal member"), "dkv leave: {stderr}");
+    assert!(missing(&c, &[0], &data).await.is_empty(), "it serves on");
+
+    c.nodes[0].signal(libc::SIGTERM);
+    assert_eq!(c.nodes[0].wait_exit(Duration::from_secs(10)).await, Some(0));
+    c.restart_node(0);
+    c.wait_normal(1).await;
+    assert!(missing(&c, &[0], &data).await.is_empty(), "back with its keys, not leaving again");
+}
+
 /// Whether node `i` says it is settled (`None` while it does not answer).
 async fn settled(c: &Cluster, i: usize) -> Option<bool> {
     c.client(i).json("/stats").await.ok()?["settled"].as_bool()

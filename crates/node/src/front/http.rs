@@ -378,8 +378,12 @@ async fn admin_stop(State(node): State<Node>) -> Response {
     (StatusCode::ACCEPTED, "stopping\n").into_response()
 }
 
-/// `POST /admin/leave`: hand every key to the remaining members, then exit.
+/// `POST /admin/leave`: hand every key to the remaining members, then exit; `409` from the
+/// last normal member, which nobody could take them from.
 async fn admin_leave(State(node): State<Node>) -> Response {
+    if let Some(why) = node.cannot_leave() {
+        return (StatusCode::CONFLICT, format!("{why}\n")).into_response();
+    }
     node.request_stop(Stop::Leave);
     (StatusCode::ACCEPTED, "leaving: handing keys to the remaining members, then exiting\n").into_response()
 }

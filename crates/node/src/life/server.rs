@@ -183,8 +183,14 @@ pub async fn run(
     ];
     tasks.extend(crate::life::busy_poll::BusyPoll::start(&node, &tasks_stop_rx));
 
-    let how =
+    let mut how =
         *stop_rx.wait_for(|s| s.is_some()).await.expect("stop sender lives in the node").as_ref().expect("checked");
+    // A signal that asks for a leave (`--leave-on-stop`, or no data directory) on the last
+    // member stops it without one; a leave recorded before a restart is finished as it was.
+    if let (Stop::Leave, Life::Normal, Some(why)) = (how, node.life(), node.cannot_leave()) {
+        tracing::warn!("stopping without a leave: {why}");
+        how = Stop::Now;
+    }
     let mut left = false;
     // Why a leave did not end, when it did not and no stop-now cut it short.
     let mut unfinished = None;

@@ -354,6 +354,21 @@ impl Node {
         self.life.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
+    /// Why this node cannot leave, if it cannot: no other `normal` member would take its keys.
+    /// The last member's leave never ended, and since it is recorded in the data directory, every
+    /// restart began it again and exited (found by trying, 2026-12-06).
+    pub fn cannot_leave(&self) -> Option<String> {
+        let alone = self.with_topology(|t| {
+            !t.view.nodes.iter().any(|m| m.id != self.me && m.state == dkv_membership::NodeState::Normal)
+        });
+        alone.then(|| {
+            "this node is the cluster's last normal member: no member could take its keys; add a node first and \
+             leave once it is normal, or stop this one without a leave (POST /admin/stop; with --data-dir its keys \
+             stay there)"
+                .to_string()
+        })
+    }
+
     /// Ask the node to stop (from an admin endpoint).
     pub fn request_stop(&self, how: Stop) {
         self.stop.send_if_modified(|s| {
