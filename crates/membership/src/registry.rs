@@ -105,7 +105,11 @@ pub enum RegistryError {
 /// they really died; an operator then removes the dead (`dkv remove`, `POST /remove`). One
 /// member alone expires as ever, and so does a `leaving` one, counted in neither number: silent,
 /// it most likely finished its leave and could not say so; if it did not, it hands off by the
-/// seed's view when it is heard again.
+/// seed's view when it is heard again. So does a `joining` one: every write it took was
+/// acknowledged by W `normal` replicas besides it, so it holds no write nobody else does, and it
+/// joins again when heard. Until 2026-12-06 joining members held expiry back too: two
+/// registrations that never sent a heartbeat (or two joins that died) stopped every write to
+/// their ranges until an operator removed them (found by trying).
 ///
 /// When the seed stops holding back (the others are heard again), a member still quiet gets
 /// half a TTL more before it expires, however long it was silent: it may have kept serving
@@ -117,7 +121,7 @@ pub struct Expiry {
     pub removed: Vec<Member>,
     /// Members past the TTL kept in the view, because two or more members are quiet.
     pub withheld: Vec<NodeId>,
-    /// Members not `leaving` unheard from for half a TTL or more, and the members not `leaving`.
+    /// `normal` members unheard from for half a TTL or more, and the `normal` members.
     pub quiet: usize,
     pub members: usize,
 }
@@ -206,6 +210,13 @@ impl Registry {
         }
         if matches!(&req.tokens, Some(t) if t.is_empty() || t.len() > MAX_VNODES) {
             return Err(RegistryError::BadRequest(format!("tokens must hold 1..={MAX_VNODES} entries")));
+        }
+        if let Some(t) = req.tokens.as_ref().filter(|t| !distinct(t)) {
+            return Err(RegistryError::BadRequest(format!(
+                "tokens must be distinct: {} of {} are repeats",
+                repeats(t),
+                t.len()
+            )));
         }
         let mut owners_returned = false;
         if let Some(view) = &req.view {
@@ -406,7 +417,7 @@ impl Registry {
     /// once (see [`Expiry`]); says who was removed and who was kept.
     pub fn expire(&mut self, now_ms: u64) -> Expiry {
         let quiet_after = self.ttl_ms / 2;
-        let staying = |m: &Member| m.state != NodeState::Leaving;
+        let staying = |m: &Member| m.state == NodeState::Normal;
         let unseen = |m: &Member| now_ms.saturating_sub(m.last_seen_ms);
         let quiet = self.members.values().filter(|m| staying(m) && unseen(m) > quiet_after).count();
         let members = self.members.values().filter(|m| staying(m)).count();
@@ -421,7 +432,7 @@ impl Registry {
         self.holding = hold_back;
         let (mut dead, mut withheld) = (Vec::new(), Vec::new());
         for m in self.members.values().filter(|m| unseen(m) > self.ttl_ms) {
-            let kept = hold_back && m.state != NodeState::Leaving;
+            let kept = hold_back && m.state == NodeState::Normal;
             if kept { &mut withheld } else { &mut dead }.push(m.id);
         }
         let removed: Vec<Member> = dead.iter().filter_map(|id| self.take(*id)).collect();
@@ -672,8 +683,23 @@ fn validate_view(view: &View) -> Result<(), RegistryError> {
                 m.tokens.len()
             )));
         }
+        if !distinct(&m.tokens) {
+            return Err(RegistryError::BadRequest(format!("view member {} has tokens given twice", m.id)));
+        }
     }
     Ok(())
+}
+
+/// Whether no token is given twice: a member's tokens are its places on the ring, and one place
+/// twice is a registration no node sends (the seed took `[1, 1, 1]`, found by trying, 2026-12-06).
+fn distinct(tokens: &[u64]) -> bool {
+    repeats(tokens) == 0
+}
+
+/// How many of `tokens` repeat an earlier one.
+fn repeats(tokens: &[u64]) -> usize {
+    let mut seen = HashSet::with_capacity(tokens.len());
+    tokens.iter().filter(|t| !seen.insert(**t)).count()
 }
 
 #[cfg(test)]

@@ -518,6 +518,9 @@ fn a_member_back_after_its_expiry_joins_again() {
 fn two_or_more_members_quiet_at_once_expire_none() {
     let mut r = Registry::new(0, TTL);
     let ids: Vec<NodeId> = (1..=5).map(|i| r.register(reg(&format!("h:{i}")), 0).unwrap().id).collect();
+    for id in &ids {
+        r.ready(*id, 0).unwrap();
+    }
     let (epoch, t) = (r.epoch(), 3 * TTL);
 
     // The seed hears from nobody: a partition of the seed, not five failures.
@@ -572,6 +575,9 @@ fn two_or_more_members_quiet_at_once_expire_none() {
     // A `leaving` member expires whatever the others do, and counts in neither number.
     let mut leaving = Registry::new(0, TTL);
     let ids: Vec<NodeId> = (1..=3).map(|i| leaving.register(reg(&format!("h:{i}")), 0).unwrap().id).collect();
+    for id in &ids {
+        leaving.ready(*id, 0).unwrap();
+    }
     leaving.leave(ids[2], false, 0).unwrap();
     let all_quiet = leaving.expire(t);
     let removed: Vec<NodeId> = all_quiet.removed.iter().map(|m| m.id).collect();
@@ -580,7 +586,8 @@ fn two_or_more_members_quiet_at_once_expire_none() {
     // Two members both quiet: kept; one of two: expires, half a TTL after the other is back.
     let mut pair = Registry::new(0, TTL);
     let a = pair.register(reg("h:1"), 0).unwrap().id;
-    pair.register(reg("h:2"), 0).unwrap();
+    let b = pair.register(reg("h:2"), 0).unwrap().id;
+    pair.ready(b, 0).unwrap();
     assert_eq!(pair.expire(t).withheld.len(), 2);
     pair.heartbeat(a, t).unwrap();
     assert_eq!(pair.expire(t).removed.len(), 0);
@@ -713,4 +720,34 @@ fn a_record_older_than_the_cluster_is_dropped_and_the_membership_rebuilt_from_th
     r.register(returning(&now, c, "h:3"), 1).unwrap();
     assert_eq!(r.take_dropped_record(), Some((old.epoch, now.epoch)));
     assert_eq!((r.epoch(), r.digest()), (now.epoch, now.digest()));
+}
+
+/// Joining members hold no write that W normal replicas do not hold too: silent, they expire
+/// after a TTL however many are silent, and hold back nobody's expiry. Two registrations that
+/// never sent a heartbeat stopped every write to their ranges until an operator removed them.
+#[test]
+fn silent_joining_members_expire_however_many_are_silent() {
+    let mut r = Registry::new(0, TTL);
+    let first = r.register(reg("h:1"), 0).unwrap().id;
+    let joiners: Vec<NodeId> = (2..=3).map(|i| r.register(reg(&format!("h:{i}")), 0).unwrap().id).collect();
+    assert!(joiners.iter().all(|id| r.view().member(*id).is_some_and(|m| m.state == NodeState::Joining)));
+    r.heartbeat(first, 2 * TTL).unwrap();
+    let expired = r.expire(2 * TTL);
+    let mut removed: Vec<NodeId> = expired.removed.iter().map(|m| m.id).collect();
+    removed.sort();
+    let mut want = joiners.clone();
+    want.sort();
+    assert_eq!((removed, expired.withheld, expired.quiet), (want, vec![], 0));
+}
+
+#[test]
+fn tokens_given_twice_are_refused() {
+    let mut r = Registry::new(0, TTL);
+    let mut req = reg("h:1");
+    req.tokens = Some(vec![1, 1, 1]);
+    match r.register(req, 0) {
+        Err(RegistryError::BadRequest(why)) => assert!(why.contains("distinct: 2 of 3"), "{why}"),
+        other => panic!("refused, not {other:?}"),
+    }
+    assert!(r.view().nodes.is_empty());
 }
