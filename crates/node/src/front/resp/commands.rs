@@ -387,14 +387,24 @@ pub(super) fn unknown_command(name: &Bytes, a: &[Bytes]) -> Reply {
 /// The command's name as Redis's error texts give it: in lower case, an unknown one as it was sent.
 fn shown_name(cmd: Cmd, sent: &[u8]) -> String {
     match cmd {
-        Cmd::Unknown => String::from_utf8_lossy(sent).to_ascii_lowercase(),
+        Cmd::Unknown => String::from_utf8_lossy(&sent[..sent.len().min(SHOWN)]).into_owned(),
         _ => cmd.name().into(),
     }
 }
 
+/// How much of an unknown command's name, and of its arguments together, its error shows, as
+/// in Redis: a 4 MB argument made a 4 MB error line (found by trying, 2026-12-06).
+const SHOWN: usize = 128;
+
+/// Redis's text for an unknown command: each argument quoted and followed by a space, cut so
+/// that no more than [`SHOWN`] bytes of them are shown.
 fn unknown(cmd: &str, a: &[Bytes]) -> Reply {
-    let shown: Vec<String> = a.iter().take(3).map(|x| format!("'{}'", String::from_utf8_lossy(x))).collect();
-    Reply::err(format!("unknown command '{cmd}', with args beginning with: {}", shown.join(" ")))
+    let mut shown = String::new();
+    for x in a {
+        let Some(room) = SHOWN.checked_sub(shown.len()).filter(|r| *r > 0) else { break };
+        shown += &format!("'{}' ", String::from_utf8_lossy(&x[..x.len().min(room)]));
+    }
+    Reply::err(format!("unknown command '{cmd}', with args beginning with: {shown}"))
 }
 
 async fn get(node: &Node, key: &Bytes) -> Result<Option<Bytes>, Reply> {
@@ -668,6 +678,29 @@ fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An unknown command's error is Redis's: its name as sent, and no more than 128 bytes of its
+    /// arguments, however long they are.
+    #[test]
+    fn an_unknown_commands_error_shows_what_redis_shows() {
+        let text = |name: &[u8], a: &[&[u8]]| match unknown_command(
+            &Bytes::copy_from_slice(name),
+            &a.iter().map(|x| Bytes::copy_from_slice(x)).collect::<Vec<_>>(),
+        ) {
+            Reply::Error(e) => e.to_string(),
+            other => panic!("an error, not {other:?}"),
+        };
+        assert_eq!(text(b"FoO", &[b"a"]), "ERR unknown command 'FoO', with args beginning with: 'a' ");
+        let (x, y, z) = (vec![b'x'; 200], vec![b'y'; 100], vec![b'z'; 4 << 20]);
+        let long = text(&x, &[&y, &z, b"w"]);
+        let want = format!(
+            "ERR unknown command '{}', with args beginning with: '{}' '{}' ",
+            "x".repeat(128),
+            "y".repeat(100),
+            "z".repeat(25)
+        );
+        assert_eq!(long, want);
+    }
 
     /// A large reply waiting to be written holds its bytes of the client memory budget until it
     /// is dropped; past the budget it is an error that says so, and holds nothing.

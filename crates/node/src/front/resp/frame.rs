@@ -237,85 +237,93 @@ fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Args>, Pro
 /// An inline line's words as Redis splits them (`sdssplitargs`): `"…"` with the escapes `\xHH`,
 /// `\n`, `\r`, `\t`, `\b`, `\a` and `\` before any other byte, `'…'` with `\'`, and a closing
 /// quote followed by a space or the end; `None` for quotes that do not close so (Redis's
-/// "unbalanced quotes"). `SET "a b" 'it''s'` was three words too many before 2026-12-06.
+/// "unbalanced quotes"). A quote inside a word opens a quoted part of that word, as in Redis
+/// (`SET in"l" v` names the key `inl`; it was `in"l"` until 2026-12-06, found by trying).
+/// `SET "a b" 'it''s'` was three words too many before that morning.
 fn split_quoted(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    // Redis skips `isspace` before a word, and ends an unquoted part at these alone.
+    let ends_word = |b: u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0);
+    let space = |b: &u8| b.is_ascii_whitespace() || *b == 0x0b;
     let mut words = Vec::new();
     let mut i = 0;
-    let at = |i: usize| line.get(i).copied();
     loop {
-        while at(i).is_some_and(|b| b.is_ascii_whitespace() || b == 0x0b) {
+        while line.get(i).is_some_and(space) {
             i += 1;
         }
-        let Some(first) = at(i) else { return Some(words) };
-        let mut word = Vec::new();
-        match first {
-            b'"' => {
-                i += 1;
-                loop {
-                    match (at(i)?, at(i + 1)) {
-                        (b'\\', Some(b'x'))
-                            if at(i + 2).is_some_and(|h| h.is_ascii_hexdigit())
-                                && at(i + 3).is_some_and(|h| h.is_ascii_hexdigit()) =>
-                        {
-                            let hex = std::str::from_utf8(&line[i + 2..i + 4]).ok()?;
-                            word.push(u8::from_str_radix(hex, 16).ok()?);
-                            i += 4;
-                        }
-                        (b'\\', Some(c)) => {
-                            word.push(match c {
-                                b'n' => b'\n',
-                                b'r' => b'\r',
-                                b't' => b'\t',
-                                b'b' => 0x08,
-                                b'a' => 0x07,
-                                other => other,
-                            });
-                            i += 2;
-                        }
-                        (b'"', _) => {
-                            i += 1;
-                            break;
-                        }
-                        (b, _) => {
-                            word.push(b);
-                            i += 1;
-                        }
-                    }
-                }
-            }
-            b'\'' => {
-                i += 1;
-                loop {
-                    match (at(i)?, at(i + 1)) {
-                        (b'\\', Some(b'\'')) => {
-                            word.push(b'\'');
-                            i += 2;
-                        }
-                        (b'\'', _) => {
-                            i += 1;
-                            break;
-                        }
-                        (b, _) => {
-                            word.push(b);
-                            i += 1;
-                        }
-                    }
-                }
-            }
-            _ => {
-                while let Some(b) = at(i).filter(|b| !b.is_ascii_whitespace()) {
-                    word.push(b);
-                    i += 1;
-                }
-                words.push(word);
-                continue;
-            }
+        if i == line.len() {
+            return Some(words);
         }
-        // A closing quote must end the word.
-        if at(i).is_some_and(|b| !b.is_ascii_whitespace()) {
-            return None;
+        let mut word = Vec::new();
+        while let Some(&b) = line.get(i).filter(|b| !ends_word(**b)) {
+            let quoted = match b {
+                b'"' => Some(double_quoted(line, i + 1, &mut word)?),
+                b'\'' => Some(single_quoted(line, i + 1, &mut word)?),
+                _ => None,
+            };
+            let Some(after) = quoted else {
+                word.push(b);
+                i += 1;
+                continue;
+            };
+            // A closing quote must end the word.
+            if line.get(after).is_some_and(|b| !space(b)) {
+                return None;
+            }
+            i = after;
+            break;
         }
         words.push(word);
+    }
+}
+
+/// The bytes of a `"…"` part from `i` (after its opening quote) into `word`; where its closing
+/// quote ends, or `None` without one.
+fn double_quoted(line: &[u8], mut i: usize, word: &mut Vec<u8>) -> Option<usize> {
+    let at = |i: usize| line.get(i).copied();
+    loop {
+        match (at(i)?, at(i + 1)) {
+            (b'\\', Some(b'x'))
+                if at(i + 2).is_some_and(|h| h.is_ascii_hexdigit())
+                    && at(i + 3).is_some_and(|h| h.is_ascii_hexdigit()) =>
+            {
+                let hex = std::str::from_utf8(&line[i + 2..i + 4]).ok()?;
+                word.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 4;
+            }
+            (b'\\', Some(c)) => {
+                word.push(match c {
+                    b'n' => b'\n',
+                    b'r' => b'\r',
+                    b't' => b'\t',
+                    b'b' => 0x08,
+                    b'a' => 0x07,
+                    other => other,
+                });
+                i += 2;
+            }
+            (b'"', _) => return Some(i + 1),
+            (b, _) => {
+                word.push(b);
+                i += 1;
+            }
+        }
+    }
+}
+
+/// [`double_quoted`] for a `'…'` part, where `\'` is the one escape.
+fn single_quoted(line: &[u8], mut i: usize, word: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        match (*line.get(i)?, line.get(i + 1)) {
+            (b'\\', Some(b'\'')) => {
+                word.push(b'\'');
+                i += 2;
+            }
+            (b'\'', _) => return Some(i + 1),
+            (b, _) => {
+                word.push(b);
+                i += 1;
+            }
+        }
     }
 }
 
@@ -402,12 +410,12 @@ mod tests {
         assert_eq!(words(r#"SET "a b" 'c\'d'"#), Some(vec!["SET".into(), "a b".into(), "c'd".into()]));
         assert_eq!(words(r#"GET "\x41\n\q""#), Some(vec!["GET".into(), "A\nq".into()]));
         assert_eq!(words(r#"SET "" x"#), Some(vec!["SET".into(), "".into(), "x".into()]));
-        assert_eq!(
-            words(r#"SET a"b c"#),
-            Some(vec!["SET".into(), "a\"b".into(), "c".into()]),
-            "a quote inside a word is a byte"
-        );
-        for unbalanced in [r#"GET "open"#, r#"GET 'open"#, r#"GET "a"b"#, r#"GET "a\"#] {
+        // A quote inside a word opens a quoted part of it, as in Redis.
+        assert_eq!(words(r#"SET in"l" x"y""#), Some(vec!["SET".into(), "inl".into(), "xy".into()]));
+        assert_eq!(words(r#"SET k a"b c""#), Some(vec!["SET".into(), "k".into(), "ab c".into()]));
+        assert_eq!(words("SET k a'b'\tz"), Some(vec!["SET".into(), "k".into(), "ab".into(), "z".into()]));
+        for unbalanced in [r#"GET "open"#, r#"GET 'open"#, r#"GET "a"b"#, r#"GET "a\"#, r#"SET a"b c"#, r#"GET x"y"z"#]
+        {
             assert_eq!(words(unbalanced), None, "{unbalanced}");
         }
         let mut buf = BytesMut::from(&b"SET \"a b\" v\r\nGET \"x\r\n"[..]);
