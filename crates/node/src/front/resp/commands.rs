@@ -33,6 +33,9 @@ use crate::transport::wire::{Length, Op};
 /// What a connection remembers between commands.
 #[derive(Default)]
 pub struct Session {
+    /// `CLIENT ID`: this node's count of the RESP connections before it, from 1 (always 0 until
+    /// 2026-12-06, so connections could not be told apart).
+    pub id: u64,
     pub name: Option<Bytes>,
     /// Set by `QUIT`: reply, then close.
     pub quit: bool,
@@ -40,6 +43,14 @@ pub struct Session {
     pub access: Access,
     /// Since `MULTI`, until `EXEC` or `DISCARD` (`multi.rs`).
     pub transaction: Option<Transaction>,
+}
+
+impl Session {
+    /// A new connection's session, with the next id.
+    pub fn new() -> Self {
+        static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Session { id: CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, ..Session::default() }
+    }
 }
 
 /// What a session command comes to.
@@ -68,7 +79,7 @@ pub fn session_command(node: &Node, session: &mut Session, cmd: Cmd, args: &Args
         }
         // As a new connection: no name, no transaction, and no access proved.
         Cmd::Reset if cmd.arity().allows(a.len()) => {
-            *session = Session::default();
+            *session = Session { id: session.id, ..Session::default() };
             return now(Reply::Simple("RESET"));
         }
         _ => {}
@@ -592,25 +603,40 @@ fn command(a: &[Bytes]) -> Reply {
     match a.first().map(|s| s.to_ascii_uppercase()) {
         None => Reply::Array(Vec::new()),
         Some(s) if s == b"DOCS" || s == b"INFO" => Reply::Array(Vec::new()),
-        Some(s) if s == b"COUNT" => Reply::Int(Cmd::KNOWN as i64),
+        Some(s) if s == b"COUNT" && a.len() == 1 => Reply::Int(Cmd::KNOWN as i64),
+        Some(s) if s == b"COUNT" => Reply::err("wrong number of arguments for 'command|count' command"),
         Some(s) => Reply::err(format!("unknown subcommand '{}' for COMMAND", String::from_utf8_lossy(&s))),
     }
 }
 
+/// `CLIENT SETNAME`, `GETNAME`, `ID` and `SETINFO`, with Redis's checks and errors.
 fn client(session: &mut Session, a: &[Bytes]) -> Reply {
-    match a[0].to_ascii_uppercase().as_slice() {
-        b"SETNAME" if a.len() == 2 => {
-            session.name = Some(a[1].clone());
-            Reply::ok()
-        }
-        b"SETINFO" if a.len() == 3 => Reply::ok(),
-        b"GETNAME" => session.name.clone().map_or(Reply::Nil, Reply::Bulk),
-        b"ID" => Reply::Int(0),
-        other => Reply::err(format!(
-            "unknown subcommand or wrong number of arguments for CLIENT {}",
-            String::from_utf8_lossy(other)
-        )),
+    let sub = a[0].to_ascii_lowercase();
+    let arity = |n: usize| {
+        (a.len() != n).then(|| {
+            Reply::err(format!("wrong number of arguments for 'client|{}' command", String::from_utf8_lossy(&sub)))
+        })
+    };
+    match sub.as_slice() {
+        b"setname" => arity(2).unwrap_or_else(|| match set_name(session, &a[1]) {
+            Ok(()) => Reply::ok(),
+            Err(e) => e,
+        }),
+        b"setinfo" => arity(3).unwrap_or_else(Reply::ok),
+        b"getname" => arity(1).unwrap_or_else(|| session.name.clone().map_or(Reply::Nil, Reply::Bulk)),
+        b"id" => arity(1).unwrap_or(Reply::Int(session.id as i64)),
+        _ => Reply::err(format!("unknown subcommand '{}'. Try CLIENT HELP.", String::from_utf8_lossy(&a[0]))),
     }
+}
+
+/// Name the connection, as Redis does: an empty name clears it, and one with a space, a
+/// newline or another byte outside `!`..`~` is refused.
+fn set_name(session: &mut Session, name: &Bytes) -> Result<(), Reply> {
+    if name.iter().any(|b| !(b'!'..=b'~').contains(b)) {
+        return Err(Reply::err("Client names cannot contain spaces, newlines or special characters."));
+    }
+    session.name = (!name.is_empty()).then(|| name.clone());
+    Ok(())
 }
 
 /// `HELLO [2 [...]]` answers the server's properties; `HELLO 3` is refused with `NOPROTO`, which
@@ -619,14 +645,20 @@ fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
     match a.first().map(|v| &v[..]) {
         None | Some(b"2") => {}
         Some(b"3") => return Reply::Error("NOPROTO this server speaks RESP2 only; use HELLO 2 or no HELLO".into()),
-        Some(_) => return Reply::Error("NOPROTO unsupported protocol version".into()),
+        Some(v) if std::str::from_utf8(v).is_ok_and(|v| v.parse::<i64>().is_ok()) => {
+            return Reply::Error("NOPROTO unsupported protocol version".into())
+        }
+        Some(_) => return Reply::err("Protocol version is not an integer or out of range"),
     }
     let mut rest = a.iter().skip(1);
     let mut name = None;
     let mut authed = None;
     while let Some(opt) = rest.next() {
         match opt.to_ascii_uppercase().as_slice() {
-            b"SETNAME" => name = rest.next().cloned(),
+            b"SETNAME" => match rest.next() {
+                Some(n) => name = Some(n.clone()),
+                None => return Reply::err(format!("Syntax error in HELLO option '{}'", String::from_utf8_lossy(opt))),
+            },
             b"AUTH" => match (rest.next(), rest.next()) {
                 (Some(_user), Some(password)) if node.auth.required() => match node.auth.check(password) {
                     Some(access) => authed = Some(access),
@@ -649,8 +681,10 @@ fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
             "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into(),
         );
     }
-    if name.is_some() {
-        session.name = name;
+    if let Some(name) = name {
+        if let Err(e) = set_name(session, &name) {
+            return e;
+        }
     }
     let s = |v: &str| Reply::Bulk(Bytes::from(v.to_string()));
     Reply::Array(vec![
@@ -661,7 +695,7 @@ fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
         s("proto"),
         Reply::Int(2),
         s("id"),
-        Reply::Int(0),
+        Reply::Int(session.id as i64),
         // As `INFO`'s `redis_mode`: a client that reads "cluster" asks for `CLUSTER SLOTS` and
         // expects `MOVED` redirects, neither of which dkv has; every node serves every key.
         s("mode"),
@@ -678,6 +712,37 @@ fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `CLIENT` as Redis answers it: an id per connection, names checked, an empty name clears
+    /// it, arities checked.
+    #[test]
+    fn client_names_ids_and_arities_are_redis_s() {
+        let args = |words: &[&str]| words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect::<Vec<_>>();
+        let text = |r: Reply| match r {
+            Reply::Error(e) => e.to_string(),
+            Reply::Simple(s) => s.to_string(),
+            Reply::Int(n) => n.to_string(),
+            Reply::Bulk(b) => String::from_utf8_lossy(&b).into_owned(),
+            Reply::Nil => "nil".into(),
+            other => panic!("{other:?}"),
+        };
+        let (mut a, mut b) = (Session::new(), Session::new());
+        let (ida, idb) = (text(client(&mut a, &args(&["ID"]))), text(client(&mut b, &args(&["id"]))));
+        assert!(ida != idb && ida != "0", "{ida} {idb}");
+        assert_eq!(text(client(&mut a, &args(&["SETNAME", "worker-1"]))), "OK");
+        assert_eq!(text(client(&mut a, &args(&["GETNAME"]))), "worker-1");
+        for bad in ["a b", "a\nb", "ü"] {
+            let refused = text(client(&mut a, &args(&["SETNAME", bad])));
+            assert!(refused.contains("cannot contain spaces"), "{bad:?}: {refused}");
+        }
+        assert_eq!(text(client(&mut a, &args(&["GETNAME"]))), "worker-1", "a refused name changes nothing");
+        assert_eq!(text(client(&mut a, &args(&["SETNAME", ""]))), "OK");
+        assert_eq!(text(client(&mut a, &args(&["GETNAME"]))), "nil", "an empty name clears it");
+        assert!(text(client(&mut a, &args(&["ID", "x"]))).contains("wrong number of arguments for 'client|id'"));
+        assert!(text(client(&mut a, &args(&["GETNAME", "x"]))).contains("'client|getname'"));
+        assert!(text(client(&mut a, &args(&["FOO"]))).contains("unknown subcommand 'FOO'"));
+        assert!(text(command(&args(&["COUNT", "x"]))).contains("'command|count'"));
+    }
 
     /// An unknown command's error is Redis's: its name as sent, and no more than 128 bytes of its
     /// arguments, however long they are.

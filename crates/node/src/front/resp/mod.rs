@@ -167,7 +167,7 @@ async fn connection(
     // Where the parse of a long command not yet whole stopped (see `frame::Resume`).
     let mut resume = frame::Resume::default();
     let mut output = BytesMut::with_capacity(READ_CHUNK);
-    let mut session = commands::Session::default();
+    let mut session = commands::Session::new();
     let mut running = FuturesOrdered::new();
     // The box a command starts in, kept for the next one while each is done at its first poll.
     let mut spare = None;
