@@ -86,9 +86,9 @@ impl Params {
     /// such as `10s`, `500ms`, `1h` or `1h 30m` (see [`ttl_ms`]).
     pub fn ttl(&self) -> Result<Option<u64>, NodeError> {
         let Some(raw) = self.get("ttl") else { return Ok(None) };
-        ttl_ms(raw).map(Some).ok_or_else(|| {
+        ttl_ms(raw).map(Some).map_err(|why| {
             NodeError::BadRequest(format!(
-                "bad ttl {:?}: write a duration like 10s, 500ms, 1h or 1h 30m (units ms, s, m, h, d)",
+                "bad ttl {:?}: {why}; write a duration like 10s, 500ms, 1h or 1h 30m (units ms, s, m, h, d)",
                 String::from_utf8_lossy(raw)
             ))
         })
@@ -124,9 +124,12 @@ impl Params {
 /// zero and at most 15, 12, 10, 9 or 8 digits for those units, so a TTL is at least 1 ms and a
 /// deadline always fits in 63 bits. This is exactly what the pattern of `ttl` in `openapi.json`
 /// says, so a client can check a TTL before sending it.
-fn ttl_ms(text: &[u8]) -> Option<u64> {
-    if text.is_empty() || text.len() > 64 {
-        return None;
+fn ttl_ms(text: &[u8]) -> Result<u64, &'static str> {
+    if text.is_empty() {
+        return Err("it is empty");
+    }
+    if text.len() > 64 {
+        return Err("it is over 64 characters");
     }
     let (mut total, mut i) = (0u64, 0);
     loop {
@@ -139,24 +142,33 @@ fn ttl_ms(text: &[u8]) -> Option<u64> {
         while text.get(i).is_some_and(u8::is_ascii_alphabetic) {
             i += 1;
         }
-        let (ms, max_digits) = match &text[unit..i] {
-            b"ms" => (1, 15),
-            b"s" => (1_000, 12),
-            b"m" => (60_000, 10),
-            b"h" => (3_600_000, 9),
-            b"d" => (86_400_000, 8),
-            _ => return None,
-        };
-        if number.first().is_none_or(|&d| d == b'0') || number.len() > max_digits {
-            return None;
+        if number.is_empty() {
+            return Err("each part is a number and a unit");
         }
-        let n: u64 = std::str::from_utf8(number).ok()?.parse().ok()?;
-        total = total.checked_add(n.checked_mul(ms)?)?;
+        // Said apart, so a client learns which rule it broke (found by trying, 2026-12-06: `1h 0m`
+        // and `99999999999999999ms` got the same words as `ten`).
+        let (ms, max_digits, too_long) = match &text[unit..i] {
+            b"ms" => (1, 15, "a part is at most 999999999999999ms"),
+            b"s" => (1_000, 12, "a part is at most 999999999999s"),
+            b"m" => (60_000, 10, "a part is at most 9999999999m"),
+            b"h" => (3_600_000, 9, "a part is at most 999999999h"),
+            b"d" => (86_400_000, 8, "a part is at most 99999999d"),
+            b"" => return Err("a number needs a unit"),
+            _ => return Err("the units are ms, s, m, h and d, in lower case"),
+        };
+        if number[0] == b'0' {
+            return Err("a part starts with a digit from 1: no zero parts, no leading zeros (1h 0m is 1h)");
+        }
+        if number.len() > max_digits {
+            return Err(too_long);
+        }
+        let n: u64 = std::str::from_utf8(number).ok().and_then(|n| n.parse().ok()).ok_or("a number is digits")?;
+        total = n.checked_mul(ms).and_then(|p| total.checked_add(p)).ok_or("it is too long")?;
         match text.get(i) {
-            None => return Some(total),
+            None => return Ok(total),
             Some(b' ') if text.get(i + 1).is_some_and(u8::is_ascii_digit) => i += 1,
             Some(c) if c.is_ascii_digit() => {}
-            Some(_) => return None,
+            Some(_) => return Err("parts are separated by one space or none"),
         }
     }
 }
@@ -281,6 +293,19 @@ mod tests {
         let long = format!("key=a&ttl={}", ["1s"; 33].join("+"));
         assert!(bad_request(ttl(&long)).contains("bad ttl"), "over 64 characters");
         assert!(bad_request(ttl("key=a&ttl=10")).contains("write a duration like 10s"));
+        for (bad, says) in [
+            ("10", "needs a unit"),
+            ("1h+0m", "no zero parts"),
+            ("01s", "leading zeros"),
+            ("1000000000000000ms", "at most 999999999999999ms"),
+            ("100000000d", "at most 99999999d"),
+            ("10us", "units are ms"),
+            ("1h++30m", "one space or none"),
+            ("", "empty"),
+        ] {
+            let m = bad_request(ttl(&format!("key=a&ttl={bad}")));
+            assert!(m.contains(says), "{bad}: {m}");
+        }
         assert!(bad_request(parse(Some("key=a&ttl=1s"), "/get", &["key", "r"])).contains("\"ttl\""));
     }
 
