@@ -126,7 +126,10 @@ pub fn explain(status: StatusCode) -> String {
         408 => "the request did not arrive in time: send it whole, without pauses",
         411 => "a body needs a Content-Length or chunked transfer encoding",
         413 => "request too large: keys and values have size limits (--max-key-size, --max-value-size)",
-        414 => "URL too long: keys are limited by --max-key-size (8 KiB by default); send a shorter key",
+        414 => {
+            "URL too long: its query holds a key (at most --max-key-size, 8 KiB by default), a prefix or a pattern; \
+             send a shorter one"
+        }
         415 => "unsupported content type",
         431 => "request headers too large: send fewer or smaller headers",
         s if s >= 500 => "the node could not answer: retry shortly, and see the node's log if it persists",
