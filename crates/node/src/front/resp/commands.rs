@@ -594,6 +594,11 @@ async fn info(node: &Node, sections: &[Bytes]) -> String {
             node.hints.counts().0,
         );
     }
+    // Sections end in a blank line, as Redis separates them, but the last: Redis's text ends
+    // with its last line.
+    if out.ends_with("\r\n\r\n") {
+        out.truncate(out.len() - 2);
+    }
     out
 }
 

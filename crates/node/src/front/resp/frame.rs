@@ -162,7 +162,11 @@ fn header(buf: &[u8], at: usize, kind: u8, max: usize) -> Result<Option<(usize, 
         n = n * 10 + u64::from(d);
         digits += 1;
     }
-    if digits > 0 && n <= max as u64 && rest.get(digits..digits + 2) == Some(b"\r\n") {
+    if digits > 0
+        && (digits == 1 || rest[0] != b'0')
+        && n <= max as u64
+        && rest.get(digits..digits + 2) == Some(b"\r\n")
+    {
         return Ok(Some((n as usize, at + 1 + digits + 2)));
     }
     header_in_full(buf, at, kind, max)
@@ -175,8 +179,9 @@ fn header(buf: &[u8], at: usize, kind: u8, max: usize) -> Result<Option<(usize, 
 fn header_in_full(buf: &[u8], at: usize, kind: u8, max: usize) -> Result<Option<(usize, usize)>, ProtocolError> {
     let rest = &buf[at + 1..];
     let what = || ProtocolError(format!("invalid {}", if kind == b'*' { "multibulk length" } else { "bulk length" }));
+    // As Redis reads them (`string2ll`): no `+`, no leading zero, no `-0`.
     let negative = rest.first() == Some(&b'-');
-    let start = usize::from(negative || rest.first() == Some(&b'+'));
+    let start = usize::from(negative);
     let (mut i, mut n) = (start, 0u64);
     while let Some(d) = rest.get(i).filter(|d| d.is_ascii_digit()) {
         // Saturating: a number this large is over any limit, and refused below.
@@ -192,7 +197,7 @@ fn header_in_full(buf: &[u8], at: usize, kind: u8, max: usize) -> Result<Option<
             Some(_) => Err(what()),
         };
     }
-    if rest[i] != b'\r' || i == start {
+    if rest[i] != b'\r' || i == start || (rest[start] == b'0' && (i - start > 1 || negative)) {
         return Err(what());
     }
     if rest[i + 1] != b'\n' {
@@ -202,7 +207,6 @@ fn header_in_full(buf: &[u8], at: usize, kind: u8, max: usize) -> Result<Option<
     match (negative, n) {
         // `*-1` (a null array) carries no command; treat it like `*0`.
         (true, 1) if kind == b'*' => Ok(Some((0, data))),
-        (true, 0) => Ok(Some((0, data))),
         (true, _) => Err(what()),
         (false, n) if n > max as u64 => Err(what()),
         (false, n) => Ok(Some((n as usize, data))),
@@ -486,10 +490,8 @@ mod tests {
         let h = |text: &str| header(text.as_bytes(), 0, b'$', 100);
         assert_eq!(h("$0\r\n"), Ok(Some((0, 4))));
         assert_eq!(h("$42\r\nxx"), Ok(Some((42, 5))));
-        assert_eq!(h("$+7\r\n"), Ok(Some((7, 5))));
-        assert_eq!(h("$-0\r\n"), Ok(Some((0, 5))));
         assert_eq!(header(b"*-1\r\n", 0, b'*', 100), Ok(Some((0, 5))), "a null array");
-        for more in ["$", "$1", "$12\r", "$-", "$+"] {
+        for more in ["$", "$1", "$12\r", "$-", "$0"] {
             assert_eq!(h(more), Ok(None), "{more:?} may go on");
         }
         for bad in [
@@ -502,6 +504,12 @@ mod tests {
             "$--1\r\n",
             "$1\rx",
             "$99999999999999999999999\r\n",
+            // As Redis reads numbers: no sign, no leading zero (found by trying, 2026-12-06).
+            "$+7\r\n",
+            "$+",
+            "$-0\r\n",
+            "$07\r\n",
+            "$00\r\n",
         ] {
             assert!(h(bad).is_err(), "{bad:?}");
         }
