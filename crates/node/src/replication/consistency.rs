@@ -19,12 +19,12 @@ impl Level {
             "all" => Ok(Level::All),
             // Digits only, no leading zero: `+2` and `002` are refused, as `count=` is.
             n if n.starts_with('0') || !n.bytes().all(|b| b.is_ascii_digit()) => {
-                Err(NodeError::BadRequest(format!("{name}= must be a number from 1, or one, quorum or all; got {s:?}")))
+                Err(NodeError::BadRequest(format!("{name}= must be a number from 1 to the replicas the key has (--replication), or one, quorum or all; got {s:?}")))
             }
             n => match n.parse::<usize>() {
                 Ok(k) if k >= 1 => Ok(Level::Count(k)),
                 _ => Err(NodeError::BadRequest(format!(
-                    "{name}= must be a number from 1, or one, quorum or all; got {s:?}"
+                    "{name}= must be a number from 1 to the replicas the key has (--replication), or one, quorum or all; got {s:?}"
                 ))),
             },
         }
