@@ -203,7 +203,8 @@ pub fn host_port(s: &str) -> Result<(), String> {
 fn node_url(s: &str) -> Result<String, String> {
     let example = "e.g. http://127.0.0.1:8080";
     let Some((scheme, rest)) = s.split_once("://") else {
-        host_port(s).map_err(|e| format!("{e} (or a URL, {example})"))?;
+        let authority = s.split('/').next().unwrap_or_default();
+        host_port(authority).map_err(|e| format!("{e} (or a URL, {example})"))?;
         return Ok(s.to_string());
     };
     if scheme != "http" && scheme != "https" {
@@ -997,7 +998,9 @@ mod tests {
         ] {
             assert!(node_url(url).is_err_and(|e| e.contains(says)), "{url:?}: {:?}", node_url(url));
         }
-        for url in ["http://127.0.0.1:8080", "https://node-1", "http://[::1]:8080/", "http://[::1]", "10.0.0.5:8080"] {
+        for url in
+            ["http://127.0.0.1:8080", "https://node-1", "http://[::1]:8080/", "http://[::1]", "10.0.0.5:8080", "h:1/"]
+        {
             assert_eq!(node_url(url), Ok(url.to_string()));
         }
         assert!(Cli::try_parse_from(["dkv", "get", "k", "--node", "ftp://h:1"]).is_err());

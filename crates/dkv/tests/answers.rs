@@ -131,7 +131,7 @@ async fn every_node_answer_is_signed_and_every_error_has_a_line() {
         }
     }
     let a = exchange(node, "GET", &format!("/get?key={long_key}"), "", "").await;
-    assert!(a.body.contains("shorter key"), "{}", a.body);
+    assert!(a.body.contains("a key (at most --max-key-size"), "{}", a.body);
     let a = exchange(node, "GET", "/nope", "", "").await;
     for endpoint in ["PUT /put?key=K", "GET /get?key=K", "DELETE /delete?key=K", "GET /health"] {
         assert!(a.body.contains(endpoint), "the hint names {endpoint}: {}", a.body);

@@ -91,7 +91,8 @@ async fn a_body_over_the_limit_is_refused_with_one_line() {
     let a = call(&addr, "POST", "/register", &" ".repeat(9 << 20)).await;
     assert_one_line(&a, 413);
     // A returning member presents the view of a 1000-member cluster, 2.5 MB of JSON.
-    let tokens = vec!["12345678901234567890"; 128].join(",");
+    let tokens: Vec<String> = (0..128u64).map(|j| (12_345_678_901_234_567_000 + j).to_string()).collect();
+    let tokens = tokens.join(",");
     let members: Vec<String> = (1..=1000)
         .map(|i| format!(r#"{{"id":"{i:x}","addr":"h:{i}","tokens":[{tokens}],"state":"normal"}}"#))
         .collect();

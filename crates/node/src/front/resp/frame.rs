@@ -245,8 +245,8 @@ fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Args>, Pro
 /// (`SET in"l" v` names the key `inl`; it was `in"l"` until 2026-12-06, found by trying).
 /// `SET "a b" 'it''s'` was three words too many before that morning.
 fn split_quoted(line: &[u8]) -> Option<Vec<Vec<u8>>> {
-    // Redis skips `isspace` before a word, and ends an unquoted part at these alone.
-    let ends_word = |b: u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0);
+    // What ends a word is what is skipped before one, as where the line has no quote: a byte
+    // that ended a word but was not skipped (Redis's NUL) began an empty word forever.
     let space = |b: &u8| b.is_ascii_whitespace() || *b == 0x0b;
     let mut words = Vec::new();
     let mut i = 0;
@@ -258,7 +258,7 @@ fn split_quoted(line: &[u8]) -> Option<Vec<Vec<u8>>> {
             return Some(words);
         }
         let mut word = Vec::new();
-        while let Some(&b) = line.get(i).filter(|b| !ends_word(**b)) {
+        while let Some(&b) = line.get(i).filter(|b| !space(b)) {
             let quoted = match b {
                 b'"' => Some(double_quoted(line, i + 1, &mut word)?),
                 b'\'' => Some(single_quoted(line, i + 1, &mut word)?),
@@ -418,6 +418,7 @@ mod tests {
         assert_eq!(words(r#"SET in"l" x"y""#), Some(vec!["SET".into(), "inl".into(), "xy".into()]));
         assert_eq!(words(r#"SET k a"b c""#), Some(vec!["SET".into(), "k".into(), "ab c".into()]));
         assert_eq!(words("SET k a'b'\tz"), Some(vec!["SET".into(), "k".into(), "ab".into(), "z".into()]));
+        assert_eq!(words("SET \0k\x0b'v'\x0c\0"), Some(vec!["SET".into(), "\0k".into(), "v".into(), "\0".into()]));
         for unbalanced in [r#"GET "open"#, r#"GET 'open"#, r#"GET "a"b"#, r#"GET "a\"#, r#"SET a"b c"#, r#"GET x"y"z"#]
         {
             assert_eq!(words(unbalanced), None, "{unbalanced}");
