@@ -765,9 +765,31 @@ pub struct ClientArgs {
 
 #[derive(Args, Debug)]
 pub struct KeyArgs {
-    pub key: String,
+    #[command(flatten)]
+    pub key: KeyName,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// A key on the command line: as typed, or with `--escaped` as `dkv scan` prints keys, so a key
+/// that is not UTF-8 can be named (it could not: found by trying, 2026-12-06).
+#[derive(Args, Debug)]
+pub struct KeyName {
+    /// The key.
+    pub key: String,
+    /// KEY is written as dkv scan prints keys: \xNN for a byte, \\ for a backslash, \n, \r, \t.
+    #[arg(long)]
+    pub escaped: bool,
+}
+
+impl KeyName {
+    /// The key's bytes, or why `--escaped` could not read it.
+    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+        match self.escaped {
+            true => crate::keys::unescape(&self.key),
+            false => Ok(self.key.clone().into_bytes()),
+        }
+    }
 }
 
 /// `r=` / `w=`: a number of replicas from 1, or `one`, `quorum`, `all` (checked here so a typo
@@ -782,7 +804,8 @@ pub fn level(s: &str) -> Result<String, String> {
 
 #[derive(Args, Debug)]
 pub struct GetArgs {
-    pub key: String,
+    #[command(flatten)]
+    pub key: KeyName,
     /// Replica answers the read waits for: a number, one, quorum or all [default: the node's
     /// --read-quorum].
     #[arg(long = "r", value_name = "R", value_parser = level)]
@@ -797,7 +820,8 @@ pub struct GetArgs {
 
 #[derive(Args, Debug)]
 pub struct DelArgs {
-    pub key: String,
+    #[command(flatten)]
+    pub key: KeyName,
     /// Replica acknowledgements the delete waits for: a number, one, quorum or all [default:
     /// the node's --write-quorum].
     #[arg(long = "w", value_name = "W", value_parser = level)]
@@ -849,7 +873,8 @@ pub struct ScanArgs {
 
 #[derive(Args, Debug)]
 pub struct WhereArgs {
-    pub key: String,
+    #[command(flatten)]
+    pub key: KeyName,
     /// Print the replicas and their copies as JSON.
     #[arg(long)]
     pub json: bool,
@@ -859,7 +884,8 @@ pub struct WhereArgs {
 
 #[derive(Args, Debug)]
 pub struct PutArgs {
-    pub key: String,
+    #[command(flatten)]
+    pub key: KeyName,
     /// The value; `-` reads it from standard input.
     pub value: String,
     /// Expire the key this long after the write, e.g. 10s, 10m or 1h 30m [default: never].

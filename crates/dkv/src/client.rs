@@ -40,6 +40,9 @@ pub enum ClientError {
     BadUrl(String),
     #[error("--cacert / --client-cert: {0}")]
     Tls(String),
+    /// A command line that cannot be sent as it is (a key `--escaped` cannot read).
+    #[error("{0}")]
+    Usage(String),
     /// `--node` names the seed.
     #[error("{base} is the dkv seed, not a node: point --node at a node (the seed lists them at {base}/nodes)")]
     Seed { base: String },

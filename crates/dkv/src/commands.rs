@@ -25,10 +25,14 @@ pub(crate) fn client(args: &ClientArgs) -> Client {
 /// Print the value; with `--json`, `{"key", "found", "value"}`. A missing key is exit code 1.
 /// On a terminal the output ends with a newline, so the prompt does not follow the value.
 pub async fn get(args: GetArgs) -> i32 {
-    let found = client(&args.client).get_at(args.key.as_bytes(), args.r.as_deref()).await;
+    let key = match args.key.bytes() {
+        Ok(key) => key,
+        Err(e) => return fail(e),
+    };
+    let found = client(&args.client).get_at(&key, args.r.as_deref()).await;
     match found {
         Ok(v) if args.json => {
-            let key = key_json(args.key.as_bytes());
+            let key = key_json(&key);
             let json = serde_json::json!({ "key": key, "found": v.is_some(), "value": v.as_deref().map(key_json) });
             outln!("{json}");
             i32::from(v.is_none())
@@ -40,12 +44,16 @@ pub async fn get(args: GetArgs) -> i32 {
             }
             0
         }
-        Ok(None) => fail(format!("key {:?} not found", args.key)),
+        Ok(None) => fail(format!("key {:?} not found", args.key.key)),
         Err(e) => fail(e),
     }
 }
 
 pub async fn put(args: PutArgs) -> i32 {
+    let key = match args.key.bytes() {
+        Ok(key) => key,
+        Err(e) => return fail(e),
+    };
     let value = if args.value == "-" {
         let mut buf = Vec::new();
         if let Err(e) = std::io::stdin().read_to_end(&mut buf) {
@@ -55,7 +63,7 @@ pub async fn put(args: PutArgs) -> i32 {
     } else {
         Bytes::from(args.value.into_bytes())
     };
-    match client(&args.client).put_at(args.key.as_bytes(), value, args.ttl, args.w.as_deref()).await {
+    match client(&args.client).put_at(&key, value, args.ttl, args.w.as_deref()).await {
         Ok(()) => 0,
         Err(e) => fail(e),
     }
@@ -64,7 +72,11 @@ pub async fn put(args: PutArgs) -> i32 {
 /// Print how long the key has left (`9m 59s 873ms`, then its deadline in UTC), or `no expiry`;
 /// a missing key is an error, as for `get`.
 pub async fn ttl(args: KeyArgs) -> i32 {
-    match client(&args.client).ttl(args.key.as_bytes()).await {
+    let key = match args.key.bytes() {
+        Ok(key) => key,
+        Err(e) => return fail(e),
+    };
+    match client(&args.client).ttl(&key).await {
         Ok(Some(KeyTtl { ttl_ms: Some(ms), expires_at_ms: Some(at) })) => {
             let left = humantime::format_duration(std::time::Duration::from_millis(ms));
             outln!("{left} (at {})", utc(at));
@@ -74,7 +86,7 @@ pub async fn ttl(args: KeyArgs) -> i32 {
             outln!("no expiry");
             0
         }
-        Ok(None) => fail(format!("key {:?} not found", args.key)),
+        Ok(None) => fail(format!("key {:?} not found", args.key.key)),
         Err(e) => fail(e),
     }
 }
@@ -93,7 +105,11 @@ pub fn utc(at_ms: u64) -> String {
 }
 
 pub async fn del(args: DelArgs) -> i32 {
-    match client(&args.client).delete_at(args.key.as_bytes(), args.w.as_deref()).await {
+    let key = match args.key.bytes() {
+        Ok(key) => key,
+        Err(e) => return fail(e),
+    };
+    match client(&args.client).delete_at(&key, args.w.as_deref()).await {
         Ok(()) => 0,
         Err(e) => fail(e),
     }

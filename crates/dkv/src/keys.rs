@@ -47,6 +47,40 @@ pub fn escape(key: &[u8]) -> String {
     out
 }
 
+/// The key a line of [`escape`] stands for: `\\`, `\n`, `\r`, `\t` and `\xNN` read back to their
+/// bytes; any other backslash is an error, so a mistyped key is not sent as another one.
+pub fn unescape(line: &str) -> Result<Vec<u8>, String> {
+    let bytes = line.as_bytes();
+    let mut key = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            key.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        let hex = |at: usize| bytes.get(at).and_then(|b| (*b as char).to_digit(16));
+        let (byte, len) = match bytes.get(i + 1) {
+            Some(b'\\') => (b'\\', 2),
+            Some(b'n') => (b'\n', 2),
+            Some(b'r') => (b'\r', 2),
+            Some(b't') => (b'\t', 2),
+            Some(b'x') => match (hex(i + 2), hex(i + 3)) {
+                (Some(hi), Some(lo)) => ((hi * 16 + lo) as u8, 4),
+                _ => return Err(format!("{line:?}: \\x takes two hex digits (\\x0a)")),
+            },
+            _ => {
+                return Err(format!(
+                    "{line:?}: with --escaped a backslash starts \\\\, \\n, \\r, \\t or \\xNN, as dkv scan prints keys"
+                ))
+            }
+        };
+        key.push(byte);
+        i += len;
+    }
+    Ok(key)
+}
+
 pub async fn scan(args: ScanArgs) -> i32 {
     let client = client(&args.client);
     let (prefix, pattern) = (args.prefix.as_deref().map(str::as_bytes), args.pattern.as_deref().map(str::as_bytes));
@@ -88,7 +122,7 @@ pub async fn where_is(args: WhereArgs) -> i32 {
 /// Where `args.key` lives and what each of its nodes holds, as JSON (printed by [`print()`]).
 async fn locate(args: &WhereArgs) -> Result<Value, crate::client::ClientError> {
     let client = client(&args.client);
-    let key = args.key.as_bytes();
+    let key = &args.key.bytes().map_err(crate::client::ClientError::Usage)?[..];
     let cluster = client.node_json("/cluster").await?;
     let stats = client.node_json("/stats").await?;
     let replicas = stats["replicas"].as_u64().unwrap_or(3) as usize;
@@ -195,6 +229,11 @@ mod tests {
         assert_eq!(escape(b"a\nb\tc\r"), "a\\nb\\tc\\r");
         assert_eq!(escape(b"back\\slash"), "back\\\\slash", "a backslash is escaped, so \\x41 reads back");
         assert_eq!(escape(b"\x00\x7f\xff"), "\\x00\\x7f\\xff");
+        for key in [&b"caf\xe9"[..], b"a\nb\tc\r", b"back\\slash", b"\x00\x7f\xff", "\u{85}\u{e9}x".as_bytes(), b""] {
+            assert_eq!(unescape(&escape(key)).as_deref(), Ok(key), "{}", escape(key));
+        }
+        assert!(unescape("a\\qb").unwrap_err().contains("--escaped"));
+        assert!(unescape("a\\x4").unwrap_err().contains("two hex digits"));
         assert_eq!(escape("\u{85}".as_bytes()), "\\xc2\\x85", "a C1 control character, as its bytes");
     }
 
