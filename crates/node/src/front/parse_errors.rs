@@ -178,7 +178,7 @@ mod tests {
         assert!(head.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{head}");
         assert!(head.contains("\r\nx-dkv-node: 00ab") && head.contains("\r\ndate: Mon"), "{head}");
         assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())), "{head}");
-        assert!(body.ends_with('\n') && body.trim().lines().count() == 1 && body.contains("shorter key"), "{body}");
+        assert!(body.ends_with('\n') && body.trim().lines().count() == 1 && body.contains("send a shorter one"), "{body}");
         let bad = explain(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n", "n").unwrap();
         assert!(String::from_utf8(bad).unwrap().contains("connection: close\r\n"));
     }
@@ -202,7 +202,7 @@ mod tests {
         conn.shutdown().await.unwrap();
         let mut got = String::new();
         b.read_to_string(&mut got).await.unwrap();
-        assert!(got.contains("x-dkv-node: 7") && got.contains("shorter key"), "{got}");
+        assert!(got.contains("x-dkv-node: 7") && got.contains("send a shorter one"), "{got}");
 
         // The same bytes in the middle of a value are data: never touched.
         let (a, mut b) = tokio::io::duplex(8);
