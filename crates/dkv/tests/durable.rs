@@ -267,6 +267,92 @@ async fn the_last_member_is_refused_a_leave_and_a_stop_that_asks_for_one_keeps_i
     assert!(missing(&c, &[0], &data).await.is_empty(), "back with its keys, not leaving again");
 }
 
+/// A tmpfs of `size` mounted at `dir` for the life of the value (root only).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mounting a tmpfs at {} (this test needs root)", dir.display());
+        SmallDisk(dir.to_path_buf())
+    }
+
+    fn grow(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "remounting {}", self.0.display());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A full disk stops the node: fjall takes no write after one it could not finish, so the node
+/// answered 500 to every write and 200 to `/health` for good (found by trying, 2026-12-06). It
+/// now exits with code 1, and started again once the disk has room, it serves every write it
+/// acknowledged and takes new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_the_node_and_it_comes_back_with_every_acknowledged_write() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: mounting a small disk needs root");
+        return;
+    }
+    let mut c = Cluster::start_durable(1, &["--fsync", "always", "--replication", "1"], "30s").await;
+    c.kill_node(0).await;
+    let disk = SmallDisk::mount(&c.data_dir(0).with_extension("small"), "4m");
+    let at = c.nodes[0].args.iter().position(|a| a == "--data-dir").expect("--data-dir") + 1;
+    c.nodes[0].args[at] = disk.0.to_string_lossy().into_owned();
+    c.restart_node(0);
+    c.wait_normal(1).await;
+
+    // Bytes that do not compress: the store compresses its blocks.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let value: bytes::Bytes = (0..32 << 10)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect::<Vec<u8>>()
+        .into();
+    let mut acknowledged = Vec::new();
+    let mut refusal = None;
+    for i in 0..1000 {
+        let key = format!("full-{i}");
+        match c.client(0).put(key.as_bytes(), value.clone()).await {
+            Ok(()) => acknowledged.push(key),
+            Err(e) => {
+                refusal = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let refusal = refusal.expect("a 4 MB disk fills within 1000 writes of 32 KiB");
+    assert!(acknowledged.len() > 10, "{} writes taken before the disk was full", acknowledged.len());
+    assert_eq!(c.nodes[0].wait_exit(Duration::from_secs(15)).await, Some(1), "the node stops: {refusal}");
+
+    disk.grow("64m");
+    c.restart_node(0);
+    c.wait_normal(1).await;
+    for key in &acknowledged {
+        let got = c.client(0).get(key.as_bytes()).await.expect("get");
+        assert_eq!(got.as_deref(), Some(&value[..]), "{key}, acknowledged before the disk was full");
+    }
+    c.client(0).put(&b"after"[..], &b"room again"[..]).await.expect("writes are taken again");
+}
+
 /// Whether node `i` says it is settled (`None` while it does not answer).
 async fn settled(c: &Cluster, i: usize) -> Option<bool> {
     c.client(i).json("/stats").await.ok()?["settled"].as_bool()

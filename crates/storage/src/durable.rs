@@ -16,7 +16,7 @@
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -56,6 +56,8 @@ pub struct DurableEngine {
     generation: AtomicU64,
     /// See [`Engine::digests`]; changed under the key's stripe, with the entry.
     digests: Digests,
+    /// The first write the store failed (see [`Engine::failed`]).
+    failed: OnceLock<String>,
 }
 
 impl DurableEngine {
@@ -75,6 +77,7 @@ impl DurableEngine {
             expiring: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             digests: Digests::default(),
+            failed: OnceLock::new(),
         };
         engine.count()?;
         Ok(engine)
@@ -82,6 +85,15 @@ impl DurableEngine {
 
     fn err(&self, what: &str, e: impl std::fmt::Display) -> StorageError {
         StorageError(format!("{what} in {}: {e}", self.path.display()))
+    }
+
+    /// The error of a write, a removal or a sync of the journal, which fjall answers by taking no
+    /// write again ("poisoned": its journal may hold a record it could not finish, and it asks to
+    /// be reopened). The first such error is kept (a full disk, a directory it may not write) and
+    /// every later one says it, since fjall's own only says "Poisoned".
+    fn write_failed(&self, what: &str, e: impl std::fmt::Display) -> StorageError {
+        let first = self.failed.get_or_init(|| format!("{what} in {}: {e}", self.path.display()));
+        StorageError(format!("the store takes no writes since {first}"))
     }
 
     /// One pass over the store to rebuild the counters (and to find corruption at open, not at
@@ -208,7 +220,7 @@ impl Engine for DurableEngine {
         if old.as_ref().is_some_and(|old| !entry.supersedes(old)) {
             return Ok(Applied::Stale);
         }
-        self.data.insert(sk, encode_entry(&entry)).map_err(|e| self.err("writing", e))?;
+        self.data.insert(sk, encode_entry(&entry)).map_err(|e| self.write_failed("writing", e))?;
         if let Some(old) = &old {
             self.account(key.len(), old, false);
             self.digests.remove(hash, old.version);
@@ -224,7 +236,7 @@ impl Engine for DurableEngine {
         let _stripe = self.stripe(hash);
         match self.read(&sk)? {
             Some(old) if old.version == version => {
-                self.data.remove(sk).map_err(|e| self.err("removing", e))?;
+                self.data.remove(sk).map_err(|e| self.write_failed("removing", e))?;
                 self.account(key.len(), &old, false);
                 self.digests.remove(hash, old.version);
                 self.generation.fetch_add(1, Ordering::AcqRel);
@@ -330,7 +342,7 @@ impl Engine for DurableEngine {
         match self.read(&sk)? {
             Some(old) if old.version == version && !old.is_tombstone() => {
                 let tombstone = old.clone().expired();
-                self.data.insert(sk, encode_entry(&tombstone)).map_err(|e| self.err("writing", e))?;
+                self.data.insert(sk, encode_entry(&tombstone)).map_err(|e| self.write_failed("writing", e))?;
                 self.account(key.len(), &old, false);
                 self.account(key.len(), &tombstone, true);
                 self.generation.fetch_add(1, Ordering::AcqRel);
@@ -379,8 +391,12 @@ impl Engine for DurableEngine {
         true
     }
 
+    fn failed(&self) -> Option<String> {
+        self.failed.get().cloned()
+    }
+
     fn sync(&self) -> StorageResult<()> {
-        self.db.persist(PersistMode::SyncData).map_err(|e| self.err("syncing the journal", e))
+        self.db.persist(PersistMode::SyncData).map_err(|e| self.write_failed("syncing the journal", e))
     }
 }
 

@@ -265,6 +265,13 @@ pub trait Engine: Send + Sync + 'static {
         None
     }
 
+    /// Why the store takes no more writes, once a write, removal or sync failed in a way it does
+    /// not recover from without being reopened (a full disk, a directory it may no longer
+    /// write): the first failure. The node then stops, to be started again (`life/store_watch.rs`).
+    fn failed(&self) -> Option<String> {
+        None
+    }
+
     /// Whether writes survive a crash of the process (and, after [`Engine::sync`], of the machine).
     fn is_durable(&self) -> bool {
         false

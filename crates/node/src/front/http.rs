@@ -328,9 +328,14 @@ async fn health(State(node): State<Node>, uri: Uri) -> Response {
     // `coordinating`: false while the node may have been removed by a seed it cannot reach
     // (see `life/lease.rs`); it then refuses client requests, and says why in `/stats`.
     let coordinating = node.lease.refusal().is_none();
-    let serves = life == Life::Normal && (coordinating || !ready);
+    // A store that takes no writes: unhealthy at once, and the node stops (`life/store_watch.rs`).
+    let store_failed = node.engine.failed();
+    let serves = life == Life::Normal && (coordinating || !ready) && store_failed.is_none();
     let status = if serves { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = json!({ "status": life.name(), "id": node.me, "epoch": node.epoch(), "coordinating": coordinating });
+    let mut body = json!({ "status": life.name(), "id": node.me, "epoch": node.epoch(), "coordinating": coordinating });
+    if let Some(why) = store_failed {
+        body["store_failed"] = why.into();
+    }
     (status, Json(body)).into_response()
 }
 

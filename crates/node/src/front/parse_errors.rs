@@ -178,7 +178,10 @@ mod tests {
         assert!(head.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{head}");
         assert!(head.contains("\r\nx-dkv-node: 00ab") && head.contains("\r\ndate: Mon"), "{head}");
         assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())), "{head}");
-        assert!(body.ends_with('\n') && body.trim().lines().count() == 1 && body.contains("send a shorter one"), "{body}");
+        assert!(
+            body.ends_with('\n') && body.trim().lines().count() == 1 && body.contains("send a shorter one"),
+            "{body}"
+        );
         let bad = explain(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n", "n").unwrap();
         assert!(String::from_utf8(bad).unwrap().contains("connection: close\r\n"));
     }

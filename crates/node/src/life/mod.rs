@@ -2,7 +2,8 @@
 //! gives its peers ([`advertise`]), an event loop
 //! kept awake between requests on request ([`busy_poll`]), registration
 //! and heartbeats with the seed ([`membership`], paced by a [`ticker`]), its clock against the others' ([`clock`]), what it keeps in its data directory
-//! ([`local`]), when a write counts as stored ([`durability`]), how a data move waits for the
+//! ([`local`]), when a write counts as stored ([`durability`]) and when its store no longer
+//! takes any ([`store_watch`]), how a data move waits for the
 //! writes planned before it ([`fence`]), and what it reports
 //! ([`stats`], [`metrics`], and with each heartbeat [`load`]).
 
@@ -20,4 +21,5 @@ pub mod metrics;
 pub mod server;
 pub mod state;
 pub mod stats;
+pub mod store_watch;
 pub mod ticker;

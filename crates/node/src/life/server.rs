@@ -180,6 +180,7 @@ pub async fn run(
         tokio::spawn(save_hints_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::life::clock::clock_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::life::lease::lease_loop(node.clone(), tasks_stop_rx.clone())),
+        tokio::spawn(crate::life::store_watch::store_watch_loop(node.clone(), tasks_stop_rx.clone())),
     ];
     tasks.extend(crate::life::busy_poll::BusyPoll::start(&node, &tasks_stop_rx));
 
@@ -251,6 +252,12 @@ pub async fn run(
         }
     });
     tracing::info!("node stopped");
+    if let (Stop::StoreFailed, Some(why)) = (how, node.engine.failed()) {
+        return Err(NodeError::Unavailable(format!(
+            "{why}; give the data directory room (or write access) and start the node again: it opens its store \
+             from the journal, and its replicas bring back the writes it missed"
+        )));
+    }
     if how == Stop::JoinFailed {
         return Err(NodeError::Unavailable(format!(
             "the join pulled nothing for {:?} (--join-timeout) and was given up; the log above says why",

@@ -30,6 +30,9 @@ pub enum Stop {
     /// Exit without handing data off, with an error: the join gave up (it had left the
     /// membership already; everything it held is held by the old owners too).
     JoinFailed,
+    /// Exit without handing data off, with an error: the store takes no more writes
+    /// (`life/store_watch.rs`).
+    StoreFailed,
 }
 
 /// This node's own view of where it is in its life; set locally *before* the seed hears of it,
@@ -376,6 +379,7 @@ impl Node {
             let next = match (*s, how) {
                 (Some(Stop::Now), _) => Stop::Now,
                 (Some(Stop::JoinFailed), _) => Stop::JoinFailed,
+                (Some(Stop::StoreFailed), _) | (_, Stop::StoreFailed) => Stop::StoreFailed,
                 (_, h) => h,
             };
             let changed = *s != Some(next);
