@@ -56,6 +56,8 @@ pub enum DataDirError {
     MissingMeta(PathBuf),
     #[error("data directory {0} is a file, not a directory: give a directory (it is made if missing)")]
     NotADirectory(PathBuf),
+    #[error("data directory {path} is a symbolic link to {target}, which does not exist: make that directory, or give another")]
+    DanglingLink { path: PathBuf, target: PathBuf },
 }
 
 /// The node's identity as kept on disk: its id and ring tokens, once the seed assigned them.
@@ -100,6 +102,10 @@ impl DataDir {
         let io_err = |source| DataDirError::Io { path: path.to_path_buf(), source };
         if path.exists() && !path.is_dir() {
             return Err(DataDirError::NotADirectory(path.to_path_buf()));
+        }
+        // A link to nowhere: `create_dir_all` said "File exists (os error 17)" (found by trying).
+        if let (false, Ok(target)) = (path.exists(), fs::read_link(path)) {
+            return Err(DataDirError::DanglingLink { path: path.to_path_buf(), target });
         }
         fs::create_dir_all(path).map_err(io_err)?;
         let lock = OpenOptions::new().create(true).truncate(false).write(true).open(path.join(LOCK)).map_err(io_err)?;
@@ -332,6 +338,15 @@ mod tests {
         fs::write(&p, b"x").unwrap();
         let Err(err) = DataDir::open(&p, "c1") else { panic!("a file taken as a directory") };
         assert!(err.to_string().contains("is a file, not a directory"), "{err}");
+        fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn a_link_to_nowhere_is_refused_as_a_data_directory() {
+        let p = tmp("dangling");
+        std::os::unix::fs::symlink(p.with_extension("gone"), &p).unwrap();
+        let Err(err) = DataDir::open(&p, "c1") else { panic!("a dangling link taken as a directory") };
+        assert!(err.to_string().contains("which does not exist"), "{err}");
         fs::remove_file(&p).unwrap();
     }
 

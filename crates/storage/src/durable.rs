@@ -63,7 +63,18 @@ pub struct DurableEngine {
 impl DurableEngine {
     /// Open (or create) the store at `path` and count what it holds.
     pub fn open(path: &Path) -> StorageResult<DurableEngine> {
-        let err = |e: fjall::Error| StorageError(format!("opening the store in {}: {e}", path.display()));
+        // fjall's words (`Unrecoverable`, `InvalidVersion(None)`) name no file and no way out.
+        let err = |e: fjall::Error| {
+            if let fjall::Error::Io(e) = e {
+                return StorageError(format!("opening the store in {}: {e}", path.display()));
+            }
+            StorageError(format!(
+                "opening the store in {}: {e}: its files are damaged or not a dkv store's; move the data directory \
+                 aside and start the node on an empty one: it joins as a new member and copies its ranges from \
+                 their replicas",
+                path.display()
+            ))
+        };
         let db = Database::builder(path).cache_size(64 << 20).open().map_err(err)?;
         let data = db.keyspace("data", KeyspaceCreateOptions::default).map_err(err)?;
         let engine = DurableEngine {
