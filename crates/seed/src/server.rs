@@ -233,6 +233,7 @@ fn routes(seed: Seed, config: &SeedConfig) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .method_not_allowed_fallback(wrong_method)
         .fallback(unknown_path)
+        .layer(middleware::from_fn(no_query))
         .layer(middleware::map_response(sign))
         .with_state(seed)
 }
@@ -265,6 +266,20 @@ pub async fn run(
 async fn sign(mut answer: Response) -> Response {
     answer.headers_mut().insert(SEED_HEADER, header::HeaderValue::from_static(env!("CARGO_PKG_VERSION")));
     answer
+}
+
+/// No endpoint of the seed takes query parameters: one given is refused, as a node refuses the
+/// ones its endpoints do not take, rather than ignored (`GET /nodes?x=1` was answered as
+/// `/nodes`, found by trying, 2026-12-06).
+async fn no_query(req: Request, next: Next) -> Response {
+    match req.uri().query().filter(|q| !q.is_empty()) {
+        None => next.run(req).await,
+        Some(q) => {
+            let q: String = q.chars().take(200).map(|c| if c.is_control() { '?' } else { c }).collect();
+            (StatusCode::BAD_REQUEST, format!("the seed's endpoints take no query parameters; got {q:?}\n"))
+                .into_response()
+        }
+    }
 }
 
 async fn unknown_path(uri: axum::http::Uri) -> Response {

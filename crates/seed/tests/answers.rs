@@ -81,6 +81,11 @@ async fn errors_are_one_line_even_when_they_quote_the_request() {
     assert_one_line(&a, 409);
     let a = call(&addr, "POST", "/register", r#"{"addr":"a\tb:1"}"#).await;
     assert_one_line(&a, 400);
+    // No endpoint takes a query parameter: refused, not ignored.
+    let a = call(&addr, "GET", "/nodes?x=1", "").await;
+    assert_one_line(&a, 400);
+    assert!(a.body.contains("take no query parameters"), "{:?}", a.body);
+    assert_eq!(call(&addr, "GET", "/health?", "").await.status, 200, "an empty query is none");
 }
 
 #[tokio::test]
