@@ -89,12 +89,16 @@ pub fn key_ttl(s: &str) -> Result<Duration, String> {
     if ttl < Duration::from_millis(1) || ttl.subsec_nanos() % 1_000_000 != 0 {
         return Err(format!("{s}: a TTL is whole milliseconds, at least 1ms"));
     }
-    // The node reads `ttl=` in milliseconds of at most 15 digits (`front/query.rs`).
-    if ttl.as_millis() > 999_999_999_999_999 {
-        return Err(format!("{s} is longer than the longest TTL a node takes, 999999999999999ms (about 31 000 years)"));
+    // A node reads a `ttl=` part of days in at most 8 digits (`front/query.rs`); the client sends
+    // days and the rest in parts (`client::ttl_param`).
+    if ttl.as_millis() >= u128::from(MAX_TTL_DAYS + 1) * 86_400_000 {
+        return Err(format!("{s} is longer than the longest TTL a node takes, {MAX_TTL_DAYS}d (about 273 000 years)"));
     }
     Ok(ttl)
 }
+
+/// The most days a node takes in a TTL.
+pub const MAX_TTL_DAYS: u64 = 99_999_999;
 
 /// A `--busy-poll` window: a duration of at most a second (a longer one keeps a core busy long
 /// after the requests stopped, for no request's gain).
@@ -1032,7 +1036,14 @@ mod tests {
         assert!(Cli::try_parse_from(["dkv", "get", "k", "--node", "ftp://h:1"]).is_err());
         assert!(Cli::try_parse_from(["dkv", "up", "--seed-port", "0"]).is_err());
         assert!(cluster_secret(" s3cret ").unwrap_err().contains("space"));
-        assert!(key_ttl("100000y").unwrap_err().contains("longest TTL"));
+        assert!(key_ttl("300000y").unwrap_err().contains("longest TTL"));
+        assert!(key_ttl("99999999d 23h").is_ok() && key_ttl("100000000d").is_err(), "as far as a node takes");
+        let param = |ms: u64| crate::client::ttl_param(Duration::from_millis(ms));
+        assert_eq!(
+            (param(1500), param(5_400_000), param(86_400_001)),
+            ("1s+500ms".into(), "1h+30m".into(), "1d+1ms".into())
+        );
+        assert_eq!(param(MAX_TTL_DAYS * 86_400_000), "99999999d");
         assert_eq!(key_ttl("1000y").map(|d| d.as_secs() / 31_557_600), Ok(1000));
     }
 

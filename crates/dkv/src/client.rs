@@ -117,6 +117,22 @@ pub struct Client {
     tls: Option<TlsConnector>,
 }
 
+/// A TTL as `ttl=` takes it: days, hours, minutes, seconds and ms, each part that is not zero,
+/// with `+` (a space) between them (`1h+30m`). The longest it writes is the node's,
+/// [`crate::cli::MAX_TTL_DAYS`] days: sent in ms alone, anything over 999999999999999 ms was
+/// refused by the client though the node takes it (found by trying, 2026-12-06).
+pub fn ttl_param(ttl: Duration) -> String {
+    let mut ms = ttl.as_millis();
+    let mut parts = Vec::new();
+    for (unit, name) in [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s"), (1, "ms")] {
+        if ms >= unit {
+            parts.push(format!("{}{name}", ms / unit));
+            ms %= unit;
+        }
+    }
+    parts.join("+")
+}
+
 pub fn encode_key(key: &[u8]) -> String {
     dkv_node::front::query::encode_key(key)
 }
@@ -249,7 +265,7 @@ impl Client {
     ) -> Result<(), ClientError> {
         let mut pq = format!("/put?key={}", encode_key(key));
         if let Some(ttl) = ttl {
-            pq += &format!("&ttl={}ms", ttl.as_millis());
+            pq += &format!("&ttl={}", ttl_param(ttl));
         }
         self.to_node(Method::PUT, &pq, Some(value.into()), &[StatusCode::NO_CONTENT]).await.map(|_| ())
     }
@@ -295,7 +311,7 @@ impl Client {
     ) -> Result<(), ClientError> {
         let mut pq = format!("/put?key={}{}", encode_key(key), level("w", w));
         if let Some(ttl) = ttl {
-            pq += &format!("&ttl={}ms", ttl.as_millis());
+            pq += &format!("&ttl={}", ttl_param(ttl));
         }
         self.to_node(Method::PUT, &pq, Some(value.into()), &[StatusCode::NO_CONTENT]).await.map(|_| ())
     }

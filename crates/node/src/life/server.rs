@@ -255,7 +255,8 @@ pub async fn run(
     if let (Stop::StoreFailed, Some(why)) = (how, node.engine.failed()) {
         return Err(NodeError::Unavailable(format!(
             "{why}; give the data directory room (or write access) and start the node again: it opens its store \
-             from the journal, and its replicas bring back the writes it missed"
+             from the journal with every write it acknowledged, and the other replicas of its keys (with N over 1) \
+             bring back the writes it missed"
         )));
     }
     if how == Stop::JoinFailed {

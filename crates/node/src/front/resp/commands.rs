@@ -403,6 +403,13 @@ fn shown_name(cmd: Cmd, sent: &[u8]) -> String {
     }
 }
 
+/// Redis's text for an unknown subcommand of `cmd`: as sent, cut at [`SHOWN`] bytes (a 4 MB one
+/// made a 4 MB error line).
+fn unknown_subcommand(cmd: &str, sub: &[u8]) -> Reply {
+    let sub = String::from_utf8_lossy(&sub[..sub.len().min(SHOWN)]);
+    Reply::err(format!("unknown subcommand '{sub}'. Try {cmd} HELP."))
+}
+
 /// How much of an unknown command's name, and of its arguments together, its error shows, as
 /// in Redis: a 4 MB argument made a 4 MB error line (found by trying, 2026-12-06).
 const SHOWN: usize = 128;
@@ -610,7 +617,7 @@ fn command(a: &[Bytes]) -> Reply {
         Some(s) if s == b"DOCS" || s == b"INFO" => Reply::Array(Vec::new()),
         Some(s) if s == b"COUNT" && a.len() == 1 => Reply::Int(Cmd::KNOWN as i64),
         Some(s) if s == b"COUNT" => Reply::err("wrong number of arguments for 'command|count' command"),
-        Some(s) => Reply::err(format!("unknown subcommand '{}' for COMMAND", String::from_utf8_lossy(&s))),
+        Some(_) => unknown_subcommand("COMMAND", &a[0]),
     }
 }
 
@@ -630,7 +637,7 @@ fn client(session: &mut Session, a: &[Bytes]) -> Reply {
         b"setinfo" => arity(3).unwrap_or_else(Reply::ok),
         b"getname" => arity(1).unwrap_or_else(|| session.name.clone().map_or(Reply::Nil, Reply::Bulk)),
         b"id" => arity(1).unwrap_or(Reply::Int(session.id as i64)),
-        _ => Reply::err(format!("unknown subcommand '{}'. Try CLIENT HELP.", String::from_utf8_lossy(&a[0]))),
+        _ => unknown_subcommand("CLIENT", &a[0]),
     }
 }
 
@@ -747,6 +754,10 @@ mod tests {
         assert!(text(client(&mut a, &args(&["GETNAME", "x"]))).contains("'client|getname'"));
         assert!(text(client(&mut a, &args(&["FOO"]))).contains("unknown subcommand 'FOO'"));
         assert!(text(command(&args(&["COUNT", "x"]))).contains("'command|count'"));
+        let long = "y".repeat(4 << 20);
+        for (reply, cmd) in [(client(&mut a, &args(&[&long])), "CLIENT"), (command(&args(&[&long])), "COMMAND")] {
+            assert_eq!(text(reply), format!("ERR unknown subcommand '{}'. Try {cmd} HELP.", "y".repeat(128)));
+        }
     }
 
     /// An unknown command's error is Redis's: its name as sent, and no more than 128 bytes of its
