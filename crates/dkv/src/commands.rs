@@ -6,7 +6,7 @@ use std::io::Read;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 
-use crate::cli::{ClientArgs, DelArgs, GetArgs, HealthArgs, KeyArgs, LeaveArgs, PutArgs, RemoveArgs};
+use crate::cli::{ClientArgs, DelArgs, GetArgs, HealthArgs, KeyArgs, KeyName, LeaveArgs, PutArgs, RemoveArgs};
 use crate::client::{Client, KeyTtl};
 use crate::{errln, outln};
 use dkv_node::front::keyspace::key_json;
@@ -22,13 +22,15 @@ pub(crate) fn client(args: &ClientArgs) -> Client {
     args.client().unwrap_or_else(|e| std::process::exit(fail(e)))
 }
 
+/// The key's bytes, or the process exits with why `--escaped` could not read it.
+fn key_bytes(name: &KeyName) -> Vec<u8> {
+    name.bytes().unwrap_or_else(|e| std::process::exit(fail(e)))
+}
+
 /// Print the value; with `--json`, `{"key", "found", "value"}`. A missing key is exit code 1.
 /// On a terminal the output ends with a newline, so the prompt does not follow the value.
 pub async fn get(args: GetArgs) -> i32 {
-    let key = match args.key.bytes() {
-        Ok(key) => key,
-        Err(e) => return fail(e),
-    };
+    let key = key_bytes(&args.key);
     let found = client(&args.client).get_at(&key, args.r.as_deref()).await;
     match found {
         Ok(v) if args.json => {
@@ -50,10 +52,7 @@ pub async fn get(args: GetArgs) -> i32 {
 }
 
 pub async fn put(args: PutArgs) -> i32 {
-    let key = match args.key.bytes() {
-        Ok(key) => key,
-        Err(e) => return fail(e),
-    };
+    let key = key_bytes(&args.key);
     let value = if args.value == "-" {
         let mut buf = Vec::new();
         if let Err(e) = std::io::stdin().read_to_end(&mut buf) {
@@ -72,10 +71,7 @@ pub async fn put(args: PutArgs) -> i32 {
 /// Print how long the key has left (`9m 59s 873ms`, then its deadline in UTC), or `no expiry`;
 /// a missing key is an error, as for `get`.
 pub async fn ttl(args: KeyArgs) -> i32 {
-    let key = match args.key.bytes() {
-        Ok(key) => key,
-        Err(e) => return fail(e),
-    };
+    let key = key_bytes(&args.key);
     match client(&args.client).ttl(&key).await {
         Ok(Some(KeyTtl { ttl_ms: Some(ms), expires_at_ms: Some(at) })) => {
             let left = humantime::format_duration(std::time::Duration::from_millis(ms));
@@ -105,10 +101,7 @@ pub fn utc(at_ms: u64) -> String {
 }
 
 pub async fn del(args: DelArgs) -> i32 {
-    let key = match args.key.bytes() {
-        Ok(key) => key,
-        Err(e) => return fail(e),
-    };
+    let key = key_bytes(&args.key);
     match client(&args.client).delete_at(&key, args.w.as_deref()).await {
         Ok(()) => 0,
         Err(e) => fail(e),

@@ -406,6 +406,38 @@ async fn a_node_stopped_cleanly_while_settled_returns_settled_and_one_killed_doe
     .await;
 }
 
+/// A store that changed while its node was stopped (here a key removed from it, as a journal cut
+/// short or a file restored from an older backup would) is not the store of that clean stop:
+/// the node waits for its first anti-entropy round, which brings the key back, instead of
+/// counting its answers at once (found by cutting the journal of a stopped node, 2026-12-06).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_whose_store_changed_while_it_was_stopped_waits_for_its_round() {
+    let (mut c, data) = settled_cluster(&[]).await;
+    c.nodes[2].signal(libc::SIGTERM);
+    assert_eq!(c.nodes[2].wait_exit(Duration::from_secs(10)).await, Some(0));
+    assert!(c.data_dir(2).join("settled.json").exists(), "the clean stop recorded the view it was settled under");
+    let (key, _) = &data[0];
+    {
+        use dkv_storage::Engine;
+        let store = dkv_storage::DurableEngine::open(&c.data_dir(2).join("store")).expect("the stopped node's store");
+        let hash = dkv_placement::key_hash(key.as_bytes());
+        let entry = store.get(hash, key.as_bytes()).expect("read").expect("node 2 replicates every key");
+        assert!(store.remove_if(hash, key.as_bytes(), entry.version).expect("remove"));
+        store.sync().expect("sync");
+    }
+    assert!(!settled_on_return(&mut c).await, "its answers wait for a round, which paused node 0 holds up");
+    c.nodes[0].resume();
+    eventually(Duration::from_secs(30), "node 2 settled by its round once node 0 is back", || async {
+        settled(&c, 2).await?.then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the removed key back on node 2", || async {
+        let local = c.client(2).json(&format!("/local?key={key}")).await.ok()?;
+        (local["state"] == "value").then_some(())
+    })
+    .await;
+}
+
 /// With `--fsync always`, every write a node acknowledged is on its disk: it records the view it
 /// settled under at once, and killed with SIGKILL it is settled at once when it returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

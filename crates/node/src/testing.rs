@@ -43,6 +43,13 @@ impl Drop for TestNode {
     }
 }
 
+/// Stops the last node of `nodes` and returns its id: a member the others still list that
+/// answers none of them, as one that went down and has not expired yet.
+pub(crate) fn stop_last(nodes: &mut Vec<TestNode>) -> NodeId {
+    let stopped = nodes.pop().expect("a node to stop");
+    stopped.me
+}
+
 impl std::ops::Deref for TestNode {
     type Target = Node;
     fn deref(&self) -> &Node {

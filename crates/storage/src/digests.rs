@@ -69,6 +69,12 @@ impl Digests {
     pub fn segment(&self, segment: usize) -> u64 {
         self.segments[segment].load(Ordering::Relaxed)
     }
+
+    /// The digest of the whole store: the wrapping sum of every segment's. Equal for two stores
+    /// holding the same entries; read while writes land, it mixes before and after.
+    pub fn total(&self) -> u64 {
+        self.segments.iter().fold(0u64, |sum, s| sum.wrapping_add(s.load(Ordering::Relaxed)))
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@
 //! once its store is synced ([`Local::save_settled`]); started again under that same view (no
 //! member came, went or changed meanwhile), it is a replica of the same keys that missed some
 //! writes while down, as any replica may, and holds every write it acknowledged: it is settled
-//! at once. Start-up removes the record, so a crash later never finds it. With `--fsync always`
+//! at once, provided its store opens holding what it held at that stop ([`StoreMark`]; a
+//! journal cut short while it was stopped is not a replica that merely missed writes). Start-up
+//! removes the record, so a crash later never finds it. With `--fsync always`
 //! every acknowledged write is on disk when it is acknowledged, so the node records the view
 //! the first time it settles under it, and a node killed and started again is settled at once
 //! too. Otherwise a node killed (its last writes may be lost), or one stopped unsettled, waits
@@ -44,17 +46,77 @@ const VIEW: &str = "view.json";
 const SETTLED: &str = "settled.json";
 
 /// The view a node was settled under (when it stopped cleanly, or with `--fsync always` when it
-/// settled): its epoch and digest, which name one membership (see the module doc).
+/// settled): its epoch and digest, which name one membership (see the module doc), and, from a
+/// clean stop, what its store held then.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SettledAt {
     pub epoch: u64,
     pub digest: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreMark>,
 }
 
 impl SettledAt {
     pub fn of(topo: &dkv_membership::Topology) -> SettledAt {
-        SettledAt { epoch: topo.epoch(), digest: topo.digest().0 }
+        SettledAt { epoch: topo.epoch(), digest: topo.digest().0, store: None }
     }
+
+    /// Whether this names the view `topo`.
+    pub fn names(&self, topo: &dkv_membership::Topology) -> bool {
+        (self.epoch, self.digest) == (topo.epoch(), topo.digest().0)
+    }
+
+    /// This record, with what `engine` holds now: taken at a clean stop, once no write lands.
+    pub fn with_store(self, engine: &dyn Engine) -> SettledAt {
+        SettledAt { store: StoreMark::of(engine), ..self }
+    }
+}
+
+/// What a store held at a clean stop: its counts and the digest of every entry's hash and
+/// version ([`dkv_storage::Digests::total`]). A store that opens holding anything else changed
+/// while the node was stopped — a journal cut short, a file restored from a backup or deleted —
+/// and may lack writes this node acknowledged: its record of a settled stop is not used (found
+/// by cutting the journal of a stopped node, 2026-12-06).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoreMark {
+    pub keys: u64,
+    pub tombstones: u64,
+    pub digest: u64,
+}
+
+impl StoreMark {
+    /// `None` for an engine that keeps no digests.
+    fn of(engine: &dyn Engine) -> Option<StoreMark> {
+        let stats = engine.stats();
+        let digest = engine.digests()?.total();
+        Some(StoreMark { keys: stats.keys, tombstones: stats.tombstones, digest })
+    }
+}
+
+/// The record of a settled stop, if the store opened as it was at that stop. A record without
+/// a mark (written with `--fsync always` as the node settled, or by a release before marks)
+/// cannot be checked, and is used as before.
+fn unless_store_changed(at: Option<SettledAt>, engine: &dyn Engine) -> Option<SettledAt> {
+    let (at, then) = match at {
+        Some(SettledAt { store: Some(then), .. }) => (at, then),
+        at => return at,
+    };
+    let now = StoreMark::of(engine);
+    if now == Some(then) {
+        return at;
+    }
+    let now = now.unwrap_or(StoreMark { keys: 0, tombstones: 0, digest: 0 });
+    tracing::warn!(
+        keys_then = then.keys,
+        keys_now = now.keys,
+        tombstones_then = then.tombstones,
+        tombstones_now = now.tombstones,
+        "the store does not hold what it held at the node's last clean stop: one of its files changed while the node \
+         was stopped (a journal cut short, a file restored or removed), and writes this node acknowledged may be \
+         missing; its answers count as incomplete until its first anti-entropy round with every peer, which brings \
+         back what the other replicas hold"
+    );
+    None
 }
 
 /// The data directory of a running node (absent for an in-memory node).
@@ -137,7 +199,7 @@ pub fn open(config: &NodeConfig) -> Result<Opened, NodeError> {
         "opened the data directory"
     );
     let leaving = dir.is_leaving();
-    let settled = take_settled(&dir);
+    let settled = unless_store_changed(take_settled(&dir), &engine);
     let local = Some(Local::new(dir, hint_bytes));
     Ok(Opened { engine: Arc::new(engine), local, identity, view, hints, leaving, settled })
 }
@@ -225,7 +287,7 @@ impl Local {
     /// a clean stop once its store is synced, or with `--fsync always` when it settles.
     pub fn save_settled(&self, at: SettledAt) {
         let dir = self.dir();
-        let bytes = serde_json::to_vec(&at).expect("two integers encode");
+        let bytes = serde_json::to_vec(&at).expect("integers encode");
         if let Err(e) = dir.write(SETTLED, &bytes) {
             tracing::warn!(
                 "saving {SETTLED} in {}: {e}; the next start waits for its first round",
@@ -413,7 +475,7 @@ mod tests {
     #[test]
     fn the_record_of_a_settled_stop_is_read_once() {
         let (local, path) = temp_local("settled");
-        let at = SettledAt { epoch: 7, digest: 0xfeed };
+        let at = SettledAt { epoch: 7, digest: 0xfeed, store: None };
         local.save_settled(at);
         assert_eq!(take_settled(&local.dir()), Some(at));
         assert_eq!(take_settled(&local.dir()), None, "removed as it was read");

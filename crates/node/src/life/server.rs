@@ -121,7 +121,7 @@ pub async fn run(
         node.mark_complete();
     }
     let topo = node.topology();
-    let same_view = opened.settled.is_some_and(|at| at == SettledAt::of(&topo)) && !registered.seed_fresh;
+    let same_view = opened.settled.is_some_and(|at| at.names(&topo)) && !registered.seed_fresh;
     if same_view && life == Life::Normal {
         // Stopped cleanly and settled, and back under the same view: see `life/local.rs`.
         node.mark_settled(&topo);
@@ -248,7 +248,7 @@ pub async fn run(
         }
         let synced = node.durability.shutdown();
         if let (Some(local), Some(at), true) = (&node.local, settled_at, synced) {
-            local.save_settled(at);
+            local.save_settled(at.with_store(&*node.engine));
         }
     });
     tracing::info!("node stopped");

@@ -437,9 +437,7 @@ mod tests {
         until("all three replicas hold the write", &|| nodes.iter().all(|n| testing::local(n, b"k").is_some()));
         assert!(nodes[0].hints.targets().is_empty(), "no hint while every replica answers");
 
-        let down = nodes.pop().expect("three nodes");
-        let down_id = down.me;
-        drop(down);
+        let down_id = testing::stop_last(&mut nodes);
         nodes[0].coordinate_write("j".into(), Some("w".into()), None, None).await.expect("two of three");
         assert!(testing::local(&nodes[1], b"j").is_some());
         until("a hint kept for the node that is down", &|| nodes[0].hints.targets() == [down_id]);

@@ -473,9 +473,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_pass_tries_a_destination_that_failed_once() {
         let mut nodes = testing::cluster(&[NodeState::Normal; 5], testing::config()).await;
-        let dead = nodes.pop().expect("node 5");
-        let dead_id = dead.me;
-        drop(dead);
+        let dead_id = testing::stop_last(&mut nodes);
         let node = &nodes[0];
         let topo = node.topology();
         // Keys node 1 does not replicate, over several pages (so several batches for each set of

@@ -612,7 +612,8 @@ async fn info(node: &Node, sections: &[Bytes]) -> String {
 /// Enough of `COMMAND` for redis-cli and client libraries: no command table (an empty list,
 /// which clients accept), and the count of the commands served here.
 fn command(a: &[Bytes]) -> Reply {
-    match a.first().map(|s| s.to_ascii_uppercase()) {
+    // Uppercased only if it is short enough to be one (as in `client`).
+    match a.first().map(|s| if s.len() <= 5 { s.to_ascii_uppercase() } else { Vec::new() }) {
         None => Reply::Array(Vec::new()),
         Some(s) if s == b"DOCS" || s == b"INFO" => Reply::Array(Vec::new()),
         Some(s) if s == b"COUNT" && a.len() == 1 => Reply::Int(Cmd::KNOWN as i64),
@@ -623,7 +624,11 @@ fn command(a: &[Bytes]) -> Reply {
 
 /// `CLIENT SETNAME`, `GETNAME`, `ID` and `SETINFO`, with Redis's checks and errors.
 fn client(session: &mut Session, a: &[Bytes]) -> Reply {
-    let sub = a[0].to_ascii_lowercase();
+    // Lowercased only if it is short enough to be one: an unknown one is shown cut, not copied.
+    let sub = match a[0].len() {
+        0..=7 => a[0].to_ascii_lowercase(),
+        _ => return unknown_subcommand("CLIENT", &a[0]),
+    };
     let arity = |n: usize| {
         (a.len() != n).then(|| {
             Reply::err(format!("wrong number of arguments for 'client|{}' command", String::from_utf8_lossy(&sub)))

@@ -182,9 +182,7 @@ mod tests {
         for n in &nodes {
             assert!(n.adopt(view.clone()));
         }
-        let stopped = nodes.pop().expect("node 4");
-        let stopped_id = stopped.me;
-        drop(stopped);
+        let stopped_id = testing::stop_last(&mut nodes);
         let holder = &nodes[0];
         let keys: Vec<String> = (0..HINT_BATCH + 100).map(|i| format!("k{i}")).collect();
         for k in &keys {
@@ -205,9 +203,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_leaving_node_hands_its_hints_on_to_a_member_that_stays() {
         let mut nodes = testing::cluster(&[NodeState::Normal; 4], testing::config()).await;
-        let down = nodes.pop().expect("node 4");
-        let (holder, up, down_id) = (&nodes[0], nodes[1].me, down.me);
-        drop(down);
+        let down_id = testing::stop_last(&mut nodes);
+        let (holder, up) = (&nodes[0], nodes[1].me);
         let t0 = std::time::Instant::now();
         let made = t0.checked_sub(Duration::from_secs(60)).expect("a minute ago");
         let kv = |k: &str| KeyEntry { key: k.to_string().into(), entry: testing::value(7, 8) };
@@ -243,9 +240,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hints_of_large_values_are_handed_on_in_frames_a_member_takes() {
         let mut nodes = testing::cluster(&[NodeState::Normal; 3], testing::config()).await;
-        let down = nodes.pop().expect("node 3");
-        let down_id = down.me;
-        drop(down);
+        let down_id = testing::stop_last(&mut nodes);
         let holder = &nodes[0];
         for i in 0..20 {
             let kv = KeyEntry { key: format!("big-{i}").into(), entry: testing::value(7, 1 << 20) };
