@@ -267,6 +267,34 @@ async fn the_last_member_is_refused_a_leave_and_a_stop_that_asks_for_one_keeps_i
     assert!(missing(&c, &[0], &data).await.is_empty(), "back with its keys, not leaving again");
 }
 
+/// A leave accepted while the only other member was dead, but not expired yet, finds nobody to
+/// take its keys once the seed expires that member: it is taken back. The node stays a normal
+/// member serving its keys, its directory no longer says it is leaving, and a restart on it
+/// does not begin the leave again. Before, the leave ended with the keys going nowhere, and
+/// every restart began it again and exited (found by trying, 2026-12-06).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_with_nobody_left_to_take_the_keys_is_taken_back() {
+    let mut c = Cluster::start_durable(2, &["--replication", "2"], "2s").await;
+    let data = dataset("alone", 20);
+    write_all(&c, &[0], &data).await;
+    c.kill_node(1).await;
+    c.client(0)
+        .to_node(http::Method::POST, "/admin/leave", None, &[http::StatusCode::ACCEPTED])
+        .await
+        .expect("accepted: node 1 is still listed as normal");
+    let view = c.wait_normal(1).await;
+    assert_eq!(view["nodes"][0]["addr"].as_str(), Some(c.nodes[0].addr.trim_start_matches("http://")), "{view}");
+    assert!(missing(&c, &[0], &data).await.is_empty(), "it serves its keys");
+    let meta: Value = serde_json::from_slice(&std::fs::read(c.data_dir(0).join("dkv.json")).unwrap()).unwrap();
+    assert!(meta.get("leaving").is_none(), "no longer recorded as leaving: {meta}");
+
+    c.nodes[0].signal(libc::SIGTERM);
+    assert_eq!(c.nodes[0].wait_exit(Duration::from_secs(10)).await, Some(0));
+    c.restart_node(0);
+    c.wait_normal(1).await;
+    assert!(missing(&c, &[0], &data).await.is_empty(), "back with its keys, not leaving again");
+}
+
 /// A tmpfs of `size` mounted at `dir` for the life of the value (root only).
 struct SmallDisk(std::path::PathBuf);
 

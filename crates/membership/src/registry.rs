@@ -389,6 +389,18 @@ impl Registry {
         Ok(self.view())
     }
 
+    /// A leaving member takes its leave back and is `normal` again: its leave found no member
+    /// left to take its keys (every other one left, expired or is leaving), so it keeps them and
+    /// serves them. A member that is not leaving is left as it is.
+    pub fn withdraw_leave(&mut self, id: NodeId, now_ms: u64) -> Result<View, RegistryError> {
+        self.heard_from(id);
+        let m = self.members.get(&id).ok_or(RegistryError::UnknownNode(id))?;
+        if m.state != NodeState::Leaving {
+            return Ok(self.view());
+        }
+        self.set_state(id, NodeState::Normal, now_ms)
+    }
+
     /// An operator takes out a member that is gone for good ([`crate::api::RemoveRequest`]):
     /// refused for one heard from within half a TTL, unless `force`. The others then take over
     /// its ranges, as after an expiry.

@@ -156,6 +156,23 @@ fn leave_then_done_removes_and_bad_input_changes_nothing() {
     assert!(r.register(reg(&format!("{}:80", "h".repeat(253))), 4).is_ok(), "the longest host name");
 }
 
+/// A leave that found no member left to take its keys is taken back: the member is `normal`
+/// again. Withdrawing from a member that is not leaving changes nothing.
+#[test]
+fn a_leave_withdrawn_makes_the_member_normal_again() {
+    let mut r = Registry::new(0, TTL);
+    let a = r.register(reg("h:1"), 0).unwrap().id;
+    r.ready(a, 0).unwrap();
+    let e = r.epoch();
+    r.withdraw_leave(a, 1).expect("a member that is not leaving");
+    assert_eq!(r.epoch(), e, "nothing changed");
+    r.leave(a, false, 2).unwrap();
+    r.withdraw_leave(a, 3).unwrap();
+    assert_eq!(r.view().member(a).unwrap().state, NodeState::Normal);
+    assert!(r.epoch() > e, "a change the members learn of");
+    assert!(matches!(r.withdraw_leave(NodeId(99), 4), Err(RegistryError::UnknownNode(_))));
+}
+
 #[test]
 fn a_ready_that_crossed_a_leave_leaves_the_node_leaving() {
     let mut r = Registry::new(0, TTL);

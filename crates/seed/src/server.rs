@@ -221,6 +221,7 @@ fn routes(seed: Seed, config: &SeedConfig) -> Router {
         .route("/heartbeat", post(heartbeat))
         .route("/ready", post(ready))
         .route("/leave", post(leave))
+        .route("/leave/withdraw", post(withdraw_leave))
         .route("/remove", post(remove))
         .route_layer(middleware::from_fn_with_state(secret, require_secret))
         .route_layer(middleware::from_fn(require_member))
@@ -285,7 +286,7 @@ async fn no_query(req: Request, next: Next) -> Response {
 async fn unknown_path(uri: axum::http::Uri) -> Response {
     let text = format!(
         "no such path {} on the seed: it serves GET /, /health, /nodes, /dashboard.json, /metrics, /openapi.json \
-         and POST /register, /heartbeat, /ready, /leave, /remove; keys are read and written through a node (GET /nodes lists them)\n",
+         and POST /register, /heartbeat, /ready, /leave, /leave/withdraw, /remove; keys are read and written through a node (GET /nodes lists them)\n",
         uri.path()
     );
     (StatusCode::NOT_FOUND, text).into_response()
@@ -293,7 +294,11 @@ async fn unknown_path(uri: axum::http::Uri) -> Response {
 
 async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
     let path = uri.path();
-    let right = if ["/register", "/heartbeat", "/ready", "/leave", "/remove"].contains(&path) { "POST" } else { "GET" };
+    let right = if ["/register", "/heartbeat", "/ready", "/leave", "/leave/withdraw", "/remove"].contains(&path) {
+        "POST"
+    } else {
+        "GET"
+    };
     (StatusCode::METHOD_NOT_ALLOWED, format!("method {method} not allowed on {path} of the seed: use {right}\n"))
         .into_response()
 }
@@ -564,6 +569,20 @@ async fn leave(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes,
             if let Ok(v) = &res {
                 let what = if req.done { "node left" } else { "node is leaving" };
                 tracing::info!(id = %req.id, epoch = v.epoch, "{what}");
+            }
+            reply(Format::answer(&headers), res)
+        }
+        Err(resp) => resp,
+    }
+}
+
+/// A leaving member takes its leave back (see the registry): `normal` again.
+async fn withdraw_leave(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    match parse::<IdRequest>(&headers, body) {
+        Ok(req) => {
+            let res = seed.with(|r| r.withdraw_leave(req.id, now_ms())).await;
+            if let Ok(v) = &res {
+                tracing::warn!(id = %req.id, epoch = v.epoch, "node withdrew its leave: no member was left to take its keys");
             }
             reply(Format::answer(&headers), res)
         }

@@ -208,12 +208,13 @@ impl DataDir {
         Ok(())
     }
 
-    /// Record that the node began to leave (see [`Meta`]'s `leaving`), before it tells anyone.
-    pub fn mark_leaving(&mut self) -> io::Result<()> {
-        if self.meta.leaving {
+    /// Record that the node began to leave (see [`Meta`]'s `leaving`), before it tells anyone;
+    /// or (`false`) that it took its leave back.
+    pub fn set_leaving(&mut self, leaving: bool) -> io::Result<()> {
+        if self.meta.leaving == leaving {
             return Ok(());
         }
-        let meta = Meta { leaving: true, ..self.meta.clone() };
+        let meta = Meta { leaving, ..self.meta.clone() };
         write_atomic(&self.path, META, &to_json(&meta))?;
         self.meta = meta;
         Ok(())
@@ -364,10 +365,15 @@ mod tests {
 
         // A leave begun is remembered, with the identity, until it is done.
         assert!(!d.is_leaving());
-        d.mark_leaving().unwrap();
+        d.set_leaving(true).unwrap();
         drop(d);
         let mut d = DataDir::open(&p, "c1").unwrap();
         assert!(d.is_leaving() && !d.has_left());
+        d.set_leaving(false).unwrap();
+        drop(d);
+        let mut d = DataDir::open(&p, "c1").unwrap();
+        assert!(!d.is_leaving(), "a leave taken back");
+        d.set_leaving(true).unwrap();
         assert_eq!(d.identity().unwrap(), Some(id));
 
         fs::create_dir(d.store_path()).unwrap();

@@ -332,8 +332,19 @@ impl Local {
     /// killed in between came back as a member, its accepted leave dropped without a word.)
     pub fn mark_leaving(&self) {
         let mut dir = self.dir();
-        if let Err(e) = dir.mark_leaving() {
+        if let Err(e) = dir.set_leaving(true) {
             tracing::warn!("recording the start of the leave in {}: {e}", dir.path().display());
+        }
+    }
+
+    /// The node took its leave back (`replication/movement.rs`): a start from here is a member's.
+    pub fn unmark_leaving(&self) {
+        let mut dir = self.dir();
+        if let Err(e) = dir.set_leaving(false) {
+            tracing::warn!(
+                "recording in {} that the leave was taken back: {e}; a restart would begin the leave again",
+                dir.path().display()
+            );
         }
     }
 

@@ -422,6 +422,15 @@ impl Node {
         }
     }
 
+    /// Take this node's leave back at the seed: it is `normal` again (see `movement::leave`).
+    pub async fn seed_withdraw_leave(&self) -> Result<(), PeerError> {
+        let req = IdRequest::id(self.me);
+        let view =
+            self.peers.seed_call::<_, View>(&self.config.seed, Method::POST, "/leave/withdraw", Some(&req)).await?;
+        self.adopt(view);
+        Ok(())
+    }
+
     /// Tell every other member that the membership changed, so they fetch it now instead of at
     /// their next heartbeat. Best effort, bounded by the request timeout.
     pub async fn notify_peers(&self) {

@@ -11,6 +11,7 @@
 //! handing data to nodes that are stopping too would only delay the shutdown.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use crate::life::local::{self, SettledAt};
 use crate::life::membership;
 use crate::life::state::{Life, Node, Stop};
 use crate::replication::hints::{Hints, Save};
+use crate::replication::movement::LeaveEnd;
 use crate::transport::peer::Peers;
 
 /// Run a node on `listener` until `signal` (SIGTERM / Ctrl-C, mapped by the caller) or an admin
@@ -51,14 +53,18 @@ pub async fn run(
         config.seed_tls,
     );
     let (stop_tx, mut stop_rx) = watch::channel(None);
+    // Set under the stop's lock when the signal came, so that a leave taken back serves again
+    // only if no signal asked the process to stop meanwhile.
+    let signalled = Arc::new(AtomicBool::new(false));
     tokio::spawn({
-        let stop_tx = stop_tx.clone();
+        let (stop_tx, signalled) = (stop_tx.clone(), signalled.clone());
         async move {
             let how = signal.await;
             // A signal during a leave (an orchestrator stopping a node that `dkv leave` already
             // asked to go) lets the leave finish, bounded by --leave-timeout: cutting it short
             // would exit with keys not handed off. `POST /admin/stop` still ends it at once.
             stop_tx.send_if_modified(|s| {
+                signalled.store(true, Ordering::SeqCst);
                 if *s == Some(Stop::Leave) {
                     tracing::warn!("signal received during a leave: the leave finishes first (up to --leave-timeout)");
                 }
@@ -184,35 +190,43 @@ pub async fn run(
     ];
     tasks.extend(crate::life::busy_poll::BusyPoll::start(&node, &tasks_stop_rx));
 
-    let mut how =
-        *stop_rx.wait_for(|s| s.is_some()).await.expect("stop sender lives in the node").as_ref().expect("checked");
-    // A signal that asks for a leave (`--leave-on-stop`, or no data directory) on the last
-    // member stops it without one; a leave recorded before a restart is finished as it was.
-    if let (Stop::Leave, Life::Normal, Some(why)) = (how, node.life(), node.cannot_leave()) {
-        tracing::warn!("stopping without a leave: {why}");
-        how = Stop::Now;
-    }
-    let mut left = false;
-    // Why a leave did not end, when it did not and no stop-now cut it short.
-    let mut unfinished = None;
-    if how == Stop::Leave {
-        let deadline = node.config.leave_timeout;
-        tokio::select! {
-            all_handed_off = crate::replication::movement::leave(&node) => {
-                left = all_handed_off;
-                if !left {
-                    unfinished = Some("no member could take some of its keys".to_string());
-                }
-            }
-            _ = tokio::time::sleep(deadline) => {
-                tracing::warn!(?deadline, "leave timed out; exiting with data not handed off");
-                unfinished = Some(format!("it did not end within {deadline:?} (--leave-timeout)"));
-            }
-            _ = stop_rx.wait_for(|s| *s == Some(Stop::Now)) => tracing::warn!("stop requested during leave; exiting now"),
+    let (how, left, unfinished) = loop {
+        let mut how =
+            *stop_rx.wait_for(|s| s.is_some()).await.expect("stop sender lives in the node").as_ref().expect("checked");
+        // A signal that asks for a leave (`--leave-on-stop`, or no data directory) on the last
+        // member stops it without one; a leave recorded before a restart is finished as it was.
+        if let (Stop::Leave, Life::Normal, Some(why)) = (how, node.life(), node.cannot_leave()) {
+            tracing::warn!("stopping without a leave: {why}");
+            how = Stop::Now;
         }
-    } else if how == Stop::Now {
-        tracing::info!("stopping without handing data off");
-    }
+        let mut left = false;
+        // Why a leave did not end, when it did not and no stop-now cut it short.
+        let mut unfinished = None;
+        if how == Stop::Leave {
+            let deadline = node.config.leave_timeout;
+            tokio::select! {
+                end = crate::replication::movement::leave(&node) => match end {
+                    LeaveEnd::Left => left = true,
+                    LeaveEnd::Homeless => unfinished = Some("no member could take some of its keys".to_string()),
+                    LeaveEnd::Withdrawn => match node.serve_again(&signalled) {
+                        true => continue,
+                        false => {
+                            tracing::warn!("the leave was taken back; stopping without one, as asked meanwhile");
+                            how = Stop::Now;
+                        }
+                    },
+                },
+                _ = tokio::time::sleep(deadline) => {
+                    tracing::warn!(?deadline, "leave timed out; exiting with data not handed off");
+                    unfinished = Some(format!("it did not end within {deadline:?} (--leave-timeout)"));
+                }
+                _ = stop_rx.wait_for(|s| *s == Some(Stop::Now)) => tracing::warn!("stop requested during leave; exiting now"),
+            }
+        } else if how == Stop::Now {
+            tracing::info!("stopping without handing data off");
+        }
+        break (how, left, unfinished);
+    };
     // Settled now, and staying a member: the next start under this same view is settled at once
     // (see `life/local.rs`). Taken before the node stops serving, which unsettles it.
     let settled_at = (!left && how == Stop::Now && node.settled()).then(|| SettledAt::of(&node.topology()));

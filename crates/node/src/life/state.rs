@@ -388,6 +388,21 @@ impl Node {
         });
     }
 
+    /// After a leave was taken back (`movement::leave`): serve again, and wait for the next stop
+    /// (true), unless a stop-now came meanwhile, or a signal (`signalled`, set under this same
+    /// lock when it came): the node then stops without a leave (false).
+    pub fn serve_again(&self, signalled: &std::sync::atomic::AtomicBool) -> bool {
+        let mut again = false;
+        self.stop.send_if_modified(|s| {
+            again = *s == Some(Stop::Leave) && !signalled.load(Ordering::SeqCst);
+            if again {
+                *s = None;
+            }
+            again
+        });
+        again
+    }
+
     /// Wait until every write that started before now has finished; new writes go on meanwhile.
     pub async fn drain_writes(&self) {
         self.fence.drain().await;

@@ -299,10 +299,28 @@ pub async fn rebalance_loop(node: Node, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// How a leave ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaveEnd {
+    /// Every key reached another member, and the node is out of the membership.
+    Left,
+    /// No member was left to take its keys (every other one left, expired or is leaving): the
+    /// node took its leave back at the seed and is a `normal` member again, with all its keys.
+    Withdrawn,
+    /// No member was left to take its keys, and the seed did not answer the withdrawal: the
+    /// node is out of the membership, and its keys go with it.
+    Homeless,
+}
+
 /// Leave the cluster: mark leaving, hand every key to the remaining members, mark done.
 /// The caller bounds it in time.
-/// Returns whether every key reached another node (false when no member could take some).
-pub async fn leave(node: &Node) -> bool {
+///
+/// A leave accepted while another member looked normal may find none left: that member was
+/// dead and expired meanwhile, or left, or is leaving too. Finishing it would take the only
+/// copies of its keys out of the cluster, and with a data directory every restart began the
+/// leave again and exited, so the node never served again (found by trying, 2026-12-06). It is
+/// taken back instead ([`LeaveEnd::Withdrawn`]).
+pub async fn leave(node: &Node) -> LeaveEnd {
     let started = tokio::time::Instant::now();
     node.set_life(Life::Leaving);
     if let Some(local) = &node.local {
@@ -332,15 +350,30 @@ pub async fn leave(node: &Node) -> bool {
         tokio::time::sleep(Duration::from_millis(100)).await;
         node.refresh().await;
     }
+    if total.homeless > 0 {
+        if retry_seed(node, "taking the leave back", patience, |n| Box::pin(n.seed_withdraw_leave())).await {
+            node.change_life(Life::Leaving, Life::Normal);
+            if let Some(local) = &node.local {
+                local.unmark_leaving();
+            }
+            drop(moving);
+            node.notify_peers().await;
+            tracing::warn!(
+                keys = total.homeless,
+                "the leave is taken back: no member is left to take this node's keys (the others left, expired or \
+                 are leaving); it stays a normal member and serves them. Add a node, and leave once it is normal"
+            );
+            return LeaveEnd::Withdrawn;
+        }
+        tracing::warn!(
+            keys = total.homeless,
+            "no remaining member can take these keys, and the seed did not answer taking the leave back; they go \
+             with this node"
+        );
+    }
     // Its hints last: the keys are with their next owners now, and a hint handed on may name
     // one of them.
     crate::replication::hints::delivery::hand_on(node).await;
-    if total.homeless > 0 {
-        tracing::warn!(
-            keys = total.homeless,
-            "no remaining member can take these keys (every node is leaving); they go with this node"
-        );
-    }
     if !retry_seed(node, "finishing the leave", patience, |n| Box::pin(n.seed_leave(true))).await {
         tracing::warn!("the seed is unreachable; it will drop this node when its TTL passes");
     }
@@ -348,7 +381,10 @@ pub async fn leave(node: &Node) -> bool {
     drop(moving);
     node.notify_peers().await;
     tracing::info!(handed_off = total.moved, took = ?started.elapsed(), "leave complete");
-    total.homeless == 0
+    match total.homeless {
+        0 => LeaveEnd::Left,
+        _ => LeaveEnd::Homeless,
+    }
 }
 
 type SeedCall<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), PeerError>> + Send + 'a>>;
