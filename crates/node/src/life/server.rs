@@ -204,8 +204,9 @@ pub async fn run(
         let mut unfinished = None;
         if how == Stop::Leave {
             let deadline = node.config.leave_timeout;
+            let stopping = || signalled.load(Ordering::SeqCst);
             tokio::select! {
-                end = crate::replication::movement::leave(&node) => match end {
+                end = crate::replication::movement::leave(&node, &stopping) => match end {
                     LeaveEnd::Left => left = true,
                     LeaveEnd::Homeless => unfinished = Some("no member could take some of its keys".to_string()),
                     LeaveEnd::Withdrawn => match node.serve_again(&signalled) {

@@ -319,8 +319,10 @@ pub enum LeaveEnd {
 /// dead and expired meanwhile, or left, or is leaving too. Finishing it would take the only
 /// copies of its keys out of the cluster, and with a data directory every restart began the
 /// leave again and exited, so the node never served again (found by trying, 2026-12-06). It is
-/// taken back instead ([`LeaveEnd::Withdrawn`]).
-pub async fn leave(node: &Node) -> LeaveEnd {
+/// taken back instead ([`LeaveEnd::Withdrawn`]), unless the node has no data directory and
+/// `stopping` says it is asked to stop meanwhile (every node of a cluster stopped at once): its
+/// keys go with it either way, and a member taken back only to stop would stay listed.
+pub async fn leave(node: &Node, stopping: &(dyn Fn() -> bool + Sync)) -> LeaveEnd {
     let started = tokio::time::Instant::now();
     node.set_life(Life::Leaving);
     if let Some(local) = &node.local {
@@ -351,7 +353,9 @@ pub async fn leave(node: &Node) -> LeaveEnd {
         node.refresh().await;
     }
     if total.homeless > 0 {
-        if retry_seed(node, "taking the leave back", patience, |n| Box::pin(n.seed_withdraw_leave())).await {
+        let take_back = node.local.is_some() || !stopping();
+        if take_back && retry_seed(node, "taking the leave back", patience, |n| Box::pin(n.seed_withdraw_leave())).await
+        {
             node.change_life(Life::Leaving, Life::Normal);
             if let Some(local) = &node.local {
                 local.unmark_leaving();
@@ -367,8 +371,7 @@ pub async fn leave(node: &Node) -> LeaveEnd {
         }
         tracing::warn!(
             keys = total.homeless,
-            "no remaining member can take these keys, and the seed did not answer taking the leave back; they go \
-             with this node"
+            "no remaining member can take these keys (the others left, expired or are leaving); they go with this node"
         );
     }
     // Its hints last: the keys are with their next owners now, and a hint handed on may name
