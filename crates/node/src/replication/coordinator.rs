@@ -52,6 +52,7 @@ use dkv_placement::key_hash;
 use dkv_storage::{Entry, Version};
 
 use crate::error::{NodeError, PeerError};
+use crate::front::limits::{Charge, SMALL_CHARGE};
 use crate::life::state::Node;
 use crate::life::stats::bump;
 use crate::replication::consistency::Level;
@@ -260,8 +261,8 @@ impl Node {
                 replicas[..=i].rotate_right(1);
             }
             let strong = needed + self.config.write_quorum.min(replicas.len()) > replicas.len();
-            let decides = |a: &ReadResponse<S>| a.settled && (a.entry.is_some() || strong);
-            let call = |id| self.tasks.track_future(self.clone().read_on::<S>(topo.clone(), id, key.clone()));
+            let decides = |a: &Charged<ReadResponse<S>>| a.settled && (a.entry.is_some() || strong);
+            let call = |id| self.tasks.track_future(self.clone().read_charged::<S>(topo.clone(), id, key.clone()));
             // Ask R replicas; ask another when one fails, answers what does not decide (an
             // incomplete answer, or a weak "not found"), or takes much longer than it usually
             // does (it may be stalled).
@@ -288,7 +289,7 @@ impl Node {
                     let Some((i, newest)) = newest else { return Ok(None) };
                     S::repair(self, &topo, &key, answers[i].0, newest, seen);
                     let mut answers = answers;
-                    return Ok(answers.swap_remove(i).1.entry.and_then(|e| self.live(e)));
+                    return Ok(answers.swap_remove(i).1.answer.entry.and_then(|e| self.live(e)));
                 }
                 Err(e) if attempt < STALE_RETRIES && stale(&e) => self.refresh().await,
                 Err(error) => return Err(NodeError::Quorum { what: "read failed".into(), error }),
@@ -323,6 +324,34 @@ impl Node {
         }
     }
 
+    /// [`Node::read_on`], a large value from another node charged to `--max-client-memory` while
+    /// the read holds it: a read holds up to N copies of its value until it decides, and a client
+    /// that pipelines reads of large values without reading the replies had 128 reads in flight
+    /// on one connection. Charged only once the replies were written, 300 GETs of a 16 MiB value
+    /// took a node to 2.95 GB with a budget of 1 GiB (found by trying, 2026-12-06). Over the
+    /// budget, the answer counts as the replica's failure, which says so. A value read from this
+    /// node's own store shares the store's bytes, and holds nothing more.
+    async fn read_charged<S: Shape>(
+        self,
+        topo: Arc<Topology>,
+        id: NodeId,
+        key: Bytes,
+    ) -> Result<Charged<ReadResponse<S>>, PeerError> {
+        let here = id == self.me;
+        let guard = self.guard.clone();
+        let answer = self.read_on::<S>(topo, id, key).await?;
+        let bytes = answer.entry.as_ref().map_or(0, S::bytes);
+        let charge = match here || bytes <= SMALL_CHARGE {
+            true => None,
+            false => Some(guard.charge(bytes).map_err(|refused| PeerError::Refused {
+                addr: id.to_string(),
+                status: 503,
+                message: format!("its answer of {bytes} bytes was dropped here: {}", refused.0),
+            })?),
+        };
+        Ok(Charged { answer, _charge: charge })
+    }
+
     /// What replica `id` holds for `key`, of the shape `S`.
     pub(crate) async fn read_on<S: Shape>(
         self,
@@ -353,6 +382,19 @@ impl Node {
     }
 }
 
+/// A replica's answer, with what it holds charged to the client memory budget until dropped.
+struct Charged<A> {
+    answer: A,
+    _charge: Option<Charge>,
+}
+
+impl<A> std::ops::Deref for Charged<A> {
+    type Target = A;
+    fn deref(&self) -> &A {
+        &self.answer
+    }
+}
+
 /// Answers needed: an explicit level (an error if it exceeds the replicas), else the configured
 /// default capped at the replicas the key has.
 fn resolve(level: Option<Level>, default: usize, replicas: usize, name: &str) -> Result<usize, NodeError> {
@@ -375,6 +417,28 @@ mod tests {
     use crate::life::state::Node;
     use crate::testing;
     use crate::transport::wire::Head;
+
+    /// A large value read from another replica is charged to the client memory budget while the
+    /// read holds it: with the budget taken, the read fails and says so, and it holds nothing
+    /// once it ends (a client's pipelined reads of 16 MiB values held GBs beside a 1 GiB budget).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_value_read_from_a_replica_is_charged_to_the_client_memory_budget() {
+        let mut config = testing::config();
+        config.limits.max_client_memory = 8 << 20;
+        let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], config).await;
+        let big = testing::value(7, 3 << 20);
+        for n in &nodes {
+            testing::put_local(n, b"big", big.clone());
+        }
+        let a = &nodes[0];
+        let held = a.guard.charge(4 << 20).expect("room");
+        let err = a.coordinate_read::<Entry>("big".into(), None).await.expect_err("no room for the replica's answer");
+        assert!(err.to_string().contains("--max-client-memory"), "{err}");
+        drop(held);
+        let found = a.coordinate_read::<Entry>("big".into(), None).await.expect("room again").expect("found");
+        assert_eq!(found.value.len(), 3 << 20);
+        assert_eq!(a.guard.charged(), 0, "nothing held once the read ended");
+    }
 
     /// A replica that holds a version a year ahead (stamped by a node whose clock was off, brought
     /// by anti-entropy) supersedes a client write. The coordinator refuses at once and says why,
