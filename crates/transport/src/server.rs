@@ -195,14 +195,28 @@ fn check(hello: &Hello, auth: &Auth) -> Option<String> {
     }
     if hello.cluster != auth.cluster {
         return Some(format!(
-            "cluster name {:?} but this node belongs to {:?}: check --cluster-name",
-            hello.cluster, auth.cluster
+            "cluster name {} but this node belongs to {:?}: check --cluster-name",
+            shown(&hello.cluster),
+            auth.cluster
         ));
     }
     if !secret_matches(auth.secret.as_deref(), hello.secret.as_deref().map(str::as_bytes)) {
         return Some("missing or wrong cluster secret: check --cluster-secret".into());
     }
     None
+}
+
+/// A name a caller sent, as a refusal shows it (logged here, and sent back): quoted, and cut
+/// after 64 bytes. A caller with no secret sent hellos naming a different cluster of 60 KB each,
+/// and every refusal logged it whole: 78 KB of log a second from one client (found by trying,
+/// 2026-12-06).
+fn shown(name: &str) -> String {
+    const SHOWN: usize = 64;
+    if name.len() <= SHOWN {
+        return format!("{name:?}");
+    }
+    let cut = (0..=SHOWN).rev().find(|&i| name.is_char_boundary(i)).unwrap_or(0);
+    format!("{:?}… ({} bytes)", &name[..cut], name.len())
 }
 
 /// Whether a caller may go on: always when no secret is configured, else only with the same
@@ -239,5 +253,15 @@ mod tests {
         assert!(!secret_matches(Some("s3cret"), Some(b"s3cre")));
         assert!(!secret_matches(Some("s3cret"), None));
         assert!(!same_secret(b"", b"a") && same_secret(b"", b""));
+    }
+
+    /// A refusal shows at most 64 bytes of the cluster name a caller sent, however long.
+    #[test]
+    fn a_refusal_shows_a_long_cluster_name_cut() {
+        let auth = Auth { cluster: "dkv".into(), secret: None };
+        let hello = |cluster: String| Hello { version: frame::VERSION, cluster, secret: None };
+        let why = check(&hello("é".repeat(30_000)), &auth).expect("refused");
+        assert!(why.len() < 200 && why.contains("(60000 bytes)"), "{why}");
+        assert!(check(&hello("other".into()), &auth).expect("refused").contains("\"other\" but"));
     }
 }

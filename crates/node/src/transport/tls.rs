@@ -165,10 +165,35 @@ fn file_error(path: &Path, reason: impl std::fmt::Display) -> TlsError {
     TlsError::File { path: path.to_path_buf(), reason: reason.to_string() }
 }
 
+/// The largest PEM file read: a chain of a few certificates is a few KiB.
+const MAX_PEM_BYTES: u64 = 1 << 20;
+
+/// A PEM file's bytes: a regular file of at most [`MAX_PEM_BYTES`]. A path that named
+/// `/dev/zero` at a SIGHUP made the node read until the machine's OOM killer ended it (found by
+/// trying, 2026-12-06); a FIFO would block the reload.
+fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
+    let meta = file.metadata().map_err(|e| file_error(path, e))?;
+    if !meta.is_file() {
+        return Err(file_error(path, "not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_PEM_BYTES + 1).read_to_end(&mut bytes).map_err(|e| file_error(path, e))?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        return Err(file_error(path, format!("over {} KiB: not a certificate or key file", MAX_PEM_BYTES >> 10)));
+    }
+    Ok(bytes)
+}
+
+/// The private key of a PEM file.
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(&read_pem(path)?).map_err(|e| file_error(path, e))
+}
+
 /// Certificates from a PEM file; at least one.
 pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_error(path, e))?
+    let certs = CertificateDer::pem_slice_iter(&read_pem(path)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| file_error(path, e))?;
     if certs.is_empty() {
@@ -190,7 +215,7 @@ fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
     let provider = provider();
     let config = |e: rustls::Error| TlsError::Config(e.to_string());
     let chain = read_certs(&files.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_error(&files.key, e))?;
+    let key = read_key(&files.key)?;
     let peer_roots = read_roots(&files.peer_ca)?;
     let client_roots = files.client_ca.as_deref().map(read_roots).transpose()?;
 
@@ -246,7 +271,7 @@ pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Arc<
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
             let chain = read_certs(cert)?;
-            let private = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error(key, e))?;
+            let private = read_key(key)?;
             builder
                 .with_client_auth_cert(chain, private)
                 .map_err(|e| TlsError::Config(format!("{} with {}: {e}", cert.display(), key.display())))?
@@ -431,6 +456,23 @@ mod tests {
 
     fn rand_suffix() -> u64 {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    }
+
+    /// A certificate or key path that names no regular file, or a file far larger than any
+    /// chain, is refused without reading it whole (SIGHUP with `node.pem` linked to `/dev/zero`
+    /// read until the OOM killer came).
+    #[test]
+    fn files_that_are_no_pem_files_are_refused_unread() {
+        let d = dir("unread");
+        let huge = d.0.join("huge.pem");
+        std::fs::write(&huge, vec![b'A'; 2 << 20]).unwrap();
+        let dev_zero = Path::new("/dev/zero");
+        for (path, why) in [(dev_zero, "not a regular file"), (&d.0, "not a regular file"), (&huge, "over 1024 KiB")] {
+            let err = read_certs(path).expect_err("refused").to_string();
+            assert!(err.contains(why), "{}: {err}", path.display());
+            let err = read_key(path).expect_err("refused").to_string();
+            assert!(err.contains(why), "{}: {err}", path.display());
+        }
     }
 
     fn ca(dir: &Path, name: &str) -> CertifiedIssuer<'static, KeyPair> {

@@ -136,7 +136,8 @@ fn refusal(node: &Node, session: &Session, cmd: Cmd, name: &[u8]) -> Option<Repl
         node.auth.refused(Api::Resp, Failure::Missing);
         return Some(Reply::Error(auth::NOAUTH.into()));
     }
-    if session.access == Access::ReadOnly && cmd.effect() == Effect::Writes {
+    // An unknown command is not refused as a write: it is answered as unknown, as Redis does.
+    if session.access == Access::ReadOnly && cmd.effect() == Effect::Writes && cmd != Cmd::Unknown {
         node.auth.refused(Api::Resp, Failure::ReadOnly);
         return Some(Reply::Error(auth::noperm(&shown_name(cmd, name))));
     }
