@@ -68,12 +68,33 @@ pub(crate) struct Counted {
     /// `--max-connections` for good (until 2026-12-06): 20 000 of them shut out every member.
     reading: Stall,
     writing: Stall,
+    /// Since the first byte of a request (the first read after the last answer written): all
+    /// of it must arrive within `--read-timeout`. A wait's own timer restarts with every byte,
+    /// so a client that sent one byte every 10 s held its place for good, and 100 of them kept
+    /// a seed with `--max-connections 100` from every member (found by trying, 2026-12-06).
+    request: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Counted {
     fn new(stream: Box<dyn Io>, member: Option<bool>, slot: OwnedSemaphorePermit, timeout: Duration) -> Counted {
         let stall = || Stall { timeout, timer: None };
-        Counted { stream, member, _slot: slot, reading: stall(), writing: stall() }
+        Counted { stream, member, _slot: slot, reading: stall(), writing: stall(), request: None }
+    }
+
+    /// An error once the request under way has taken longer than `--read-timeout` to arrive.
+    fn request_late(&mut self, cx: &mut Context<'_>) -> Option<std::io::Error> {
+        let timer = self.request.as_mut()?;
+        timer.as_mut().poll(cx).is_ready().then(|| {
+            let why = format!("a request did not arrive whole within {:?} (--read-timeout)", self.reading.timeout);
+            std::io::Error::new(std::io::ErrorKind::TimedOut, why)
+        })
+    }
+
+    /// Bytes were written: the answer to the request under way.
+    fn answered<T>(&mut self, polled: &Poll<std::io::Result<T>>) {
+        if matches!(polled, Poll::Ready(Ok(_))) {
+            self.request = None;
+        }
     }
 }
 
@@ -119,7 +140,14 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Http
 impl AsyncRead for Counted {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
         let polled = Pin::new(&mut *this.stream).poll_read(cx, buf);
+        if buf.filled().len() > before && this.request.is_none() {
+            this.request = Some(Box::pin(tokio::time::sleep(this.reading.timeout)));
+        }
+        if let Some(late) = this.request_late(cx) {
+            return Poll::Ready(Err(late));
+        }
         this.reading.check(cx, polled)
     }
 }
@@ -128,6 +156,7 @@ impl AsyncWrite for Counted {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut *this.stream).poll_write(cx, buf);
+        this.answered(&polled);
         this.writing.check(cx, polled)
     }
 
@@ -138,6 +167,7 @@ impl AsyncWrite for Counted {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut *this.stream).poll_write_vectored(cx, bufs);
+        this.answered(&polled);
         this.writing.check(cx, polled)
     }
 

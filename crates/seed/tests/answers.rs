@@ -240,6 +240,31 @@ async fn a_transport_connection_over_the_bound_is_told_why() {
     }
 }
 
+/// A request trickled a byte at a time, each within the read timeout (1 s here), is closed once
+/// the whole of it has taken longer than that: until 2026-12-06 each byte restarted the timer,
+/// and such clients held their places for good.
+#[tokio::test]
+async fn a_request_trickled_a_byte_at_a_time_is_closed_after_the_read_timeout() {
+    let addr = seed_with(2).await;
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut closed = false;
+    for b in b"GET /health HTTP/1.1\r\nHost: seed\r\nX-Slow: ".iter().chain([b'x'; 100].iter()) {
+        if s.write_all(&[*b]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut one = [0u8; 1];
+        if let Ok(read) = tokio::time::timeout(Duration::from_millis(300), s.read(&mut one)).await {
+            closed = matches!(read, Ok(0) | Err(_));
+            assert!(closed, "an answer before the request was whole");
+            break;
+        }
+    }
+    assert!(closed, "still open after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(5), "closed only after {:?}", started.elapsed());
+}
+
 /// Connections that sent part of a request (one byte, or the start of HTTP/2's preface) are
 /// closed after `--read-timeout` (1 s here), giving their places back: before 2026-12-06 the
 /// seed's hyper had no timer, and they held them for good.
