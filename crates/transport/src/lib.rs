@@ -35,7 +35,7 @@ pub use error::CallError;
 pub use frame::{put_postcard, Refusal};
 pub use io::{Connection, Io, Prefixed, Split, Wrap, Wrapped, Wrapper};
 pub use line::Line;
-pub use server::{refuse, same_secret, secret_matches, serve, Handler, ServerConfig};
+pub use server::{refuse, same_secret, secret_matches, serve, serve_admitted, Handler, ServerConfig};
 pub use throttle::{LeftOut, Throttle};
 
 /// What both sides of a connection must agree on.

@@ -54,7 +54,22 @@ pub async fn serve<C: Connection, H: Handler>(
     stream: C,
     handler: Arc<H>,
     config: Arc<ServerConfig>,
+    stop: watch::Receiver<bool>,
+) {
+    serve_admitted(stream, handler, config, stop, || Ok(())).await
+}
+
+/// [`serve`], where a connection whose hello passed is served only if `admit` lets it: what
+/// `admit` returns is held while it is served, and its refusal is the goodbye's reason. A node
+/// gives a connection a peer's place only once its hello carried the cluster's name and secret:
+/// one byte of the magic took such a place before, for as long as the hello was awaited, and
+/// enough of them shut members out (found by trying, 2026-12-06).
+pub async fn serve_admitted<C: Connection, H: Handler, A>(
+    stream: C,
+    handler: Arc<H>,
+    config: Arc<ServerConfig>,
     mut stop: watch::Receiver<bool>,
+    admit: impl FnOnce() -> Result<A, String>,
 ) {
     let peer = stream.peer();
     let (read, mut write) = stream.into_halves();
@@ -69,10 +84,17 @@ pub async fn serve<C: Connection, H: Handler>(
         Ok(Ok(h)) => check(&h, &config.auth),
     };
     let mut answer = BytesMut::new();
-    if let Some(reason) = refusal {
-        goodbye(&mut write, &peer, &reason).await;
-        return;
-    }
+    let admitted = match refusal {
+        Some(reason) => Err(reason),
+        None => admit(),
+    };
+    let _admitted = match admitted {
+        Ok(held) => held,
+        Err(reason) => {
+            goodbye(&mut write, &peer, &reason).await;
+            return;
+        }
+    };
     frame::encode(&mut answer, frame::KIND_WELCOME, 0, |_| {});
     if write.write_all(&answer).await.is_err() {
         return;

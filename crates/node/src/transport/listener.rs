@@ -98,8 +98,9 @@ async fn accept_loop(
             let mut first = [0u8; 1];
             match tokio::time::timeout(sniff, stream.peek(&mut first)).await {
                 Ok(Ok(1)) if first[0] == dkv_transport::frame::MAGIC[0] => {
-                    let Some(_peer_slot) = as_peer(&guard, slot, waiting) else { return };
-                    dkv_transport::serve(stream, handler, config, stop).await
+                    let config = hello_bound(config, &waiting);
+                    let admit = || as_peer(&guard, slot, waiting);
+                    dkv_transport::serve_admitted(stream, handler, config, stop, admit).await
                 }
                 Ok(Ok(1)) => match slot {
                     Some(slot) => {
@@ -126,14 +127,26 @@ struct Slots {
     waiting: Option<OwnedSemaphorePermit>,
 }
 
-/// A connection that showed it is a transport connection gives up what it held while it was
-/// told apart, for a peer's slot: `None`, closing it, when `--max-connections` transport
-/// connections are open.
+/// The server configuration for a transport connection's hello: one that holds a place among
+/// those that came while the HTTP side was full has [`FULL_SNIFF_TIMEOUT`] for it, as for its
+/// first byte, so connections that say nothing more cannot hold those places for long.
+fn hello_bound(config: Arc<ServerConfig>, waiting: &Option<OwnedSemaphorePermit>) -> Arc<ServerConfig> {
+    match waiting {
+        Some(_) if config.handshake_timeout > FULL_SNIFF_TIMEOUT => {
+            Arc::new(ServerConfig { handshake_timeout: FULL_SNIFF_TIMEOUT, ..(*config).clone() })
+        }
+        _ => config,
+    }
+}
+
+/// A transport connection whose hello passed (the cluster's name and secret) gives up what it
+/// held while it was told apart and said hello, for a peer's slot: refused, closing it, when
+/// `--max-connections` transport connections are open.
 fn as_peer(
     guard: &Guard,
     client: Option<OwnedSemaphorePermit>,
     waiting: Option<OwnedSemaphorePermit>,
-) -> Option<OwnedSemaphorePermit> {
+) -> Result<OwnedSemaphorePermit, String> {
     drop((client, waiting));
     let slot = guard.admit(Listener::Peer);
     if slot.is_none() {
@@ -146,7 +159,9 @@ fn as_peer(
             );
         }
     }
-    slot
+    slot.ok_or_else(|| {
+        format!("{} transport connections are open, as many as --max-connections allows", guard.limits.max_connections)
+    })
 }
 
 /// A connection on a TLS port: the handshake and the first decrypted byte within `sniff` (the
@@ -207,8 +222,9 @@ async fn tls_connection(
             dkv_transport::refuse(conn, &config, reason).await;
             return;
         }
-        let Some(_peer_slot) = as_peer(&guard, slot, waiting) else { return };
-        dkv_transport::serve(conn, handler, config, stop).await;
+        let config = hello_bound(config, &waiting);
+        let admit = || as_peer(&guard, slot, waiting);
+        dkv_transport::serve_admitted(conn, handler, config, stop, admit).await;
         return;
     }
     let stream = ClientStream::Tls(Box::new(stream));
