@@ -618,9 +618,9 @@ pub struct UpArgs {
     /// so the cluster comes back with its data and members next time.
     #[arg(long, env = "DKV_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
-    /// Passed to every node (with --data-dir).
-    #[arg(long, env = "DKV_FSYNC", value_enum, default_value = "periodic")]
-    pub fsync: FsyncPolicy,
+    /// Passed to every node; needs --data-dir [default: periodic].
+    #[arg(long, env = "DKV_FSYNC", value_enum, requires = "data_dir")]
+    pub fsync: Option<FsyncPolicy>,
     /// Node i (from 0) also serves the Redis protocol on 127.0.0.1:RESP_BASE_PORT+i.
     #[arg(long, env = "DKV_RESP_BASE_PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub resp_base_port: Option<u16>,

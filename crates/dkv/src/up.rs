@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use clap::ValueEnum;
 
-use crate::cli::UpArgs;
+use crate::cli::{FsyncPolicy, UpArgs};
 use crate::client::{Client, Server};
 use crate::errln;
 
@@ -38,12 +38,34 @@ macro_rules! say {
     }};
 }
 
+/// Settings of one process each that `dkv up` gives its children itself, or leaves out on
+/// purpose: inherited from its environment, `DKV_RESP_LISTEN` made every node bind one port,
+/// `DKV_DATA_DIR` gave them one directory, and `DKV_FSYNC=always` without `--data-dir` stopped
+/// every node at start (found by trying, 2026-12-06). The rest of the environment's `DKV_*`
+/// settings (the replication factor, the cluster secret, passwords, limits) reach every child.
+const PER_PROCESS: &[&str] = &[
+    "DKV_LISTEN",
+    "DKV_RESP_LISTEN",
+    "DKV_ADVERTISE",
+    "DKV_SEED",
+    "DKV_DATA_DIR",
+    "DKV_FSYNC",
+    "DKV_REJOIN",
+    "DKV_TLS_CERT",
+    "DKV_TLS_KEY",
+    "DKV_TLS_PEER_CA",
+    "DKV_TLS_CLIENT_CA",
+];
+
 /// Start `dkv ARGS` as a child of the cluster; its stdout and stderr go to `log` (truncated), or
 /// to ours without one.
 fn spawn(args: &[String], log: Option<&Path>) -> std::io::Result<Child> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
     cmd.args(args).stdin(Stdio::null()).process_group(0).kill_on_drop(true);
+    for var in PER_PROCESS {
+        cmd.env_remove(var);
+    }
     if let Some(path) = log {
         let file = std::fs::File::create(path)
             .map_err(|e| std::io::Error::new(e.kind(), format!("creating its log {}: {e}", path.display())))?;
@@ -299,7 +321,8 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
             argv.extend(["--resp-listen".into(), format!("127.0.0.1:{}", base + i)]);
         }
         if let Some(dir) = &args.data_dir {
-            let fsync = args.fsync.to_possible_value().expect("no skipped variants").get_name().to_string();
+            let fsync = args.fsync.unwrap_or(FsyncPolicy::Periodic);
+            let fsync = fsync.to_possible_value().expect("no skipped variants").get_name().to_string();
             argv.extend(["--data-dir".into(), dir.join(format!("node-{i}")).display().to_string()]);
             argv.extend(["--fsync".into(), fsync]);
             // `dkv up --nodes N` asks for N nodes: one that left (`dkv leave`) comes back as new.
@@ -452,11 +475,13 @@ async fn watch(mut signals: Signals, nodes: &mut [Proc], seed: &mut Proc) -> Res
 }
 
 /// Stop every child still running and reap all of them: nodes first (`POST /admin/stop`, over
-/// TLS trusting `ca` with `--tls`, then SIGKILL after 10 s), then the seed (SIGTERM, then
-/// SIGKILL after 5 s).
+/// TLS trusting `ca` with `--tls`, with the cluster secret the children got from the environment,
+/// then SIGKILL after 10 s), then the seed (SIGTERM, then SIGKILL after 5 s). Without the secret
+/// each node refused the stop (`403`), and was killed 10 s later (found by trying, 2026-12-06).
 async fn stop_all(nodes: &mut [Proc], seed: &mut Proc, ca: Option<&Path>) {
+    let secret = std::env::var("DKV_CLUSTER_SECRET").ok();
     for p in nodes.iter_mut().filter(|p| p.exited.is_none()) {
-        if let Ok(client) = Client::new(&p.url).with_cacert(ca) {
+        if let Ok(client) = Client::new(&p.url).with_cacert(ca).map(|c| c.with_secret(secret.clone())) {
             let _ = client.raw(Method::POST, "/admin/stop", None).await;
         }
     }

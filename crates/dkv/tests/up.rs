@@ -98,7 +98,14 @@ struct Up {
 
 impl Up {
     fn start(flags: &[String]) -> Up {
-        let mut child = dkv().arg("up").args(flags).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        Up::start_with(flags, &[])
+    }
+
+    /// [`Up::start`], with `env` set in its environment.
+    fn start_with(flags: &[String], env: &[(&str, &str)]) -> Up {
+        let mut cmd = dkv();
+        cmd.envs(env.iter().copied());
+        let mut child = cmd.arg("up").args(flags).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let collect = |r: Box<dyn std::io::Read + Send>| {
             let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
             let sink = lines.clone();
@@ -150,6 +157,30 @@ fn up_flags(nodes: u16, seed_port: u16, base_port: u16) -> Vec<String> {
         .chain(["--heartbeat-interval", "100ms", "--node-ttl", "2s"])
         .map(String::from)
         .collect()
+}
+
+/// The environment's `DKV_*` settings reach the children, but not the ones of one process each
+/// (here `DKV_RESP_LISTEN`, which made every node bind one port), and Ctrl-C stops nodes that
+/// require the environment's cluster secret at once (it asked them without it, was refused, and
+/// killed each one 10 s later). `--fsync` without `--data-dir` is refused, not ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_passes_the_environment_on_but_not_one_processs_settings() {
+    let (seed_port, base) = (free_port(), free_port_run(2));
+    let env = [("DKV_CLUSTER_SECRET", "s3cret-s3cret"), ("DKV_RESP_LISTEN", "127.0.0.1:1")];
+    let mut up = Up::start_with(&up_flags(2, seed_port, base), &env);
+    eventually(Duration::from_secs(30), "the cluster up", || async { up.said("Ctrl-C").then_some(()) }).await;
+    let admin = Client::new(&format!("http://127.0.0.1:{base}")).raw(http::Method::POST, "/admin/stop", None).await;
+    assert_eq!(admin.expect("answered").0, http::StatusCode::FORBIDDEN, "the nodes got the secret");
+    let stopping = std::time::Instant::now();
+    // SAFETY: kill(2) on the child this test started; SIGINT is what Ctrl-C sends.
+    unsafe { libc::kill(up.proc.child.id() as i32, libc::SIGINT) };
+    assert_eq!(up.exit(Duration::from_secs(20)).await, Some(0), "{}", up.transcript());
+    assert!(stopping.elapsed() < Duration::from_secs(8), "stopped in {:?}: {}", stopping.elapsed(), up.transcript());
+    assert!(!up.said("killing it"), "{}", up.transcript());
+
+    let mut up = Up::start(&[up_flags(1, free_port(), free_port()), vec!["--fsync".into(), "always".into()]].concat());
+    assert_eq!(up.exit(Duration::from_secs(10)).await, Some(2), "{}", up.transcript());
+    assert!(up.said("--data-dir"), "{}", up.transcript());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
