@@ -248,6 +248,7 @@ fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
     let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(peer_roots), provider.clone())
         .build()
         .map_err(|e| TlsError::Config(format!("peer certificate verifier: {e}")))?;
+    within_its_dates(&verifier, &chain, &files.cert)?;
     let peers = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(config)?
@@ -256,6 +257,29 @@ fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
         .with_client_auth_cert(chain.clone(), key.clone_key())
         .map_err(|e| TlsError::Config(format!("{} as a client certificate: {e}", files.cert.display())))?;
     Ok(Loaded { shared, resp, peers: TlsConnector::from(Arc::new(peers)), peer_verifier, client_verifier })
+}
+
+/// Refuse a certificate out of its validity dates: loaded (at start, or by SIGHUP), every
+/// handshake that showed it then failed, and the node or seed served nobody (found by trying,
+/// 2026-12-06). Its issuer is not judged here: peers judge it, and say so in their logs.
+fn within_its_dates(
+    verifier: &Arc<WebPkiServerVerifier>,
+    chain: &[CertificateDer<'static>],
+    path: &Path,
+) -> Result<(), TlsError> {
+    let name = ServerName::try_from("dkv-member").expect("a DNS name");
+    let checked = verifier.verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now());
+    match checked {
+        Err(
+            e @ rustls::Error::InvalidCertificate(
+                CertificateError::Expired
+                | CertificateError::ExpiredContext { .. }
+                | CertificateError::NotValidYet
+                | CertificateError::NotValidYetContext { .. },
+            ),
+        ) => Err(file_error(path, format!("{e}: a certificate outside its validity dates fails every handshake"))),
+        _ => Ok(()),
+    }
 }
 
 /// A client configuration that trusts the CAs in `ca` (the `dkv` client's `--cacert`), showing
@@ -544,5 +568,34 @@ mod tests {
         tls.reload().unwrap();
         assert_ne!(Arc::as_ptr(&tls.current()), before);
         assert!(Tls::load(TlsFiles { peer_ca: d.0.join("missing.pem"), ..files(&d.0, "a") }).is_err());
+    }
+
+    /// A certificate out of its validity dates is refused at start and by a reload, which keeps
+    /// the one in use: loaded, it failed every handshake.
+    #[test]
+    fn a_certificate_out_of_its_dates_is_refused_and_a_reload_keeps_the_one_in_use() {
+        let d = dir("dates");
+        let cluster = ca(&d.0, "ca");
+        leaf(&d.0, "a", &["127.0.0.1"], &cluster);
+        let tls = Tls::load(files(&d.0, "a")).unwrap();
+        let before = Arc::as_ptr(&tls.current());
+        let day = std::time::Duration::from_secs(86_400);
+        let now = std::time::SystemTime::now();
+        for (name, from, to, why) in
+            [("old", now - 10 * day, now - day, "expired"), ("new", now + day, now + 10 * day, "not valid yet")]
+        {
+            let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+            (p.not_before, p.not_after) = (from.into(), to.into());
+            let key = KeyPair::generate().unwrap();
+            std::fs::write(d.0.join(format!("{name}.pem")), p.signed_by(&key, &cluster).unwrap().pem()).unwrap();
+            std::fs::write(d.0.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+            let err = Tls::load(files(&d.0, name)).expect_err("refused at start").to_string();
+            assert!(err.contains(why) && err.contains(&format!("{name}.pem")), "{err}");
+            std::fs::copy(d.0.join(format!("{name}.pem")), d.0.join("a.pem")).unwrap();
+            std::fs::copy(d.0.join(format!("{name}.key")), d.0.join("a.key")).unwrap();
+            assert!(tls.reload().is_err(), "{name}: refused by a reload");
+            assert_eq!(Arc::as_ptr(&tls.current()), before, "the certificate in use stays");
+        }
     }
 }
