@@ -33,6 +33,7 @@ use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
 use crate::error::PeerError;
+use crate::front::limits::{Charge, SMALL_CHARGE};
 use crate::life::state::Node;
 use crate::life::stats::{add, bump};
 use crate::replication::shape::Shape;
@@ -119,7 +120,13 @@ impl<B: Batch> Batches<B> {
 
 impl<S: Shape> Batches<Reads<S>> {
     /// [`Batches::queue`] a read of `key`, and wait for what the replica holds.
-    pub async fn send(&self, node: &Node, addr: &str, epoch: u64, key: Bytes) -> Result<ReadResponse<S>, PeerError> {
+    pub async fn send(
+        &self,
+        node: &Node,
+        addr: &str,
+        epoch: u64,
+        key: Bytes,
+    ) -> Result<Charged<ReadResponse<S>>, PeerError> {
         let (done, outcome) = oneshot::channel();
         self.queue(node, addr, epoch, key, done);
         outcome.await.unwrap_or_else(|_| Err(dropped_unsent(addr)))
@@ -230,16 +237,71 @@ impl Batch for Writes {
     }
 }
 
+/// A replica's answer, with what it holds charged to the client memory budget
+/// (`--max-client-memory`) from its arrival (or its copy out of this node's store) until it is
+/// dropped. A read holds up to N copies of its value until it decides, and the answers of a
+/// connection's reads wait, received, until the connection's task polls them: one that
+/// pipelined 300 GETs of a 16 MiB value and read no reply took a node to 3.4 GB with a budget
+/// of 1 GiB, three such connections to 5 GB (found by trying, 2026-12-06). Over the budget, the
+/// answer is the replica's failure, which says so, and its value goes at once.
+pub struct Charged<A> {
+    pub answer: A,
+    _charge: Option<Charge>,
+}
+
+impl<A> Charged<A> {
+    /// An answer that holds nothing worth charging.
+    pub fn free(answer: A) -> Charged<A> {
+        Charged { answer, _charge: None }
+    }
+
+    /// `answer` from `addr`, holding `bytes`: charged if it is large.
+    pub fn of(node: &Node, addr: &str, answer: A, bytes: usize) -> Result<Charged<A>, PeerError> {
+        if bytes <= SMALL_CHARGE {
+            return Ok(Charged::free(answer));
+        }
+        match node.guard.charge(bytes) {
+            Ok(charge) => Ok(Charged { answer, _charge: Some(charge) }),
+            Err(refused) => Err(PeerError::Refused {
+                addr: addr.to_string(),
+                status: 503,
+                message: format!("its answer of {bytes} bytes was dropped here: {}", refused.0),
+            }),
+        }
+    }
+}
+
+impl<A: std::fmt::Debug> std::fmt::Debug for Charged<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.answer.fmt(f)
+    }
+}
+
+impl<A> std::ops::Deref for Charged<A> {
+    type Target = A;
+    fn deref(&self) -> &A {
+        &self.answer
+    }
+}
+
 /// Reads of one key each, whole entries or their heads (see `shape.rs`): the outcome is what
 /// the replica holds.
 pub struct Reads<S = Entry>(PhantomData<S>);
 
+impl<S: Shape> Reads<S> {
+    /// What replica `addr` answered for one key, charged as it arrives (see [`Charged`]).
+    fn arrived(node: &Node, addr: &str, read: ReadResponse<S>) -> Result<Charged<ReadResponse<S>>, PeerError> {
+        let bytes = read.entry.as_ref().map_or(0, S::bytes);
+        Charged::of(node, addr, read, bytes)
+    }
+}
+
 impl<S: Shape> Batch for Reads<S> {
     type Item = Bytes;
-    type Outcome = ReadResponse<S>;
-    type Done = oneshot::Sender<Result<ReadResponse<S>, PeerError>>;
+    type Outcome = Charged<ReadResponse<S>>;
+    type Done = oneshot::Sender<Result<Charged<ReadResponse<S>>, PeerError>>;
 
-    fn finish(_: &Node, done: Self::Done, outcome: Result<ReadResponse<S>, PeerError>) {
+    fn finish(_: &Node, done: Self::Done, outcome: Result<Charged<ReadResponse<S>>, PeerError>) {
         let _ = done.send(outcome); // a caller that left is answered to no one
     }
 
@@ -251,7 +313,12 @@ impl<S: Shape> Batch for Reads<S> {
         key.len()
     }
 
-    async fn call(node: &Node, addr: &str, epoch: u64, keys: Vec<Bytes>) -> Vec<Result<ReadResponse<S>, PeerError>> {
+    async fn call(
+        node: &Node,
+        addr: &str,
+        epoch: u64,
+        keys: Vec<Bytes>,
+    ) -> Vec<Result<Charged<ReadResponse<S>>, PeerError>> {
         let mut out = Vec::with_capacity(keys.len());
         let mut rest = keys;
         while !rest.is_empty() {
@@ -262,19 +329,21 @@ impl<S: Shape> Batch for Reads<S> {
                     let settled = reply.settled;
                     rest = req.keys;
                     rest.drain(..reply.entries.len());
-                    out.extend(reply.entries.into_iter().map(|entry| Ok(ReadResponse { entry, settled })));
+                    let arrived = reply.entries.into_iter().map(|entry| ReadResponse { entry, settled });
+                    out.extend(arrived.map(|read| Reads::arrived(node, addr, read)));
                 }
                 Ok(reply) => {
                     let e = protocol(addr, format!("{} answers for {} reads", reply.entries.len(), req.keys.len()));
-                    out.extend(std::iter::repeat_n(Err(e), req.keys.len()));
+                    out.extend(std::iter::repeat_n(e, req.keys.len()).map(Err));
                     break;
                 }
                 Err(e) if unknown_kind(&e) => {
-                    out.extend(S::older_release(node, addr, epoch, req.keys).await);
+                    let reads = S::older_release(node, addr, epoch, req.keys).await;
+                    out.extend(reads.into_iter().map(|read| read.and_then(|read| Reads::arrived(node, addr, read))));
                     break;
                 }
                 Err(e) => {
-                    out.extend(std::iter::repeat_n(Err(e), req.keys.len()));
+                    out.extend(std::iter::repeat_n(e, req.keys.len()).map(Err));
                     break;
                 }
             }
@@ -380,7 +449,7 @@ mod tests {
         }
         let keys = ["small", "absent", "big1", "big2", "big3"];
         let reads = keys.map(|k| a.read_batches.send(a, &addr, 1, Bytes::from_static(k.as_bytes())));
-        let answers: Vec<_> = join_all(reads).await.into_iter().map(|r| r.expect("answered").entry).collect();
+        let answers: Vec<_> = join_all(reads).await.into_iter().map(|r| r.expect("answered").answer.entry).collect();
         assert_eq!(answers[0], Some(testing::value(7, 10)));
         assert_eq!(answers[1], None);
         for (i, answer) in answers[2..].iter().enumerate() {
@@ -390,7 +459,7 @@ mod tests {
         // Their heads: the versions and lengths, all in one answer of a few bytes.
         let before = nodes[1].answered();
         let heads = keys.map(|k| a.head_batches.send(a, &addr, 1, Bytes::from_static(k.as_bytes())));
-        let heads: Vec<_> = join_all(heads).await.into_iter().map(|r| r.expect("answered").entry).collect();
+        let heads: Vec<_> = join_all(heads).await.into_iter().map(|r| r.expect("answered").answer.entry).collect();
         let expected: Vec<_> = keys.iter().map(|k| testing::local(b, k.as_bytes()).as_ref().map(Head::of)).collect();
         assert_eq!(heads, expected);
         assert_eq!(heads[2].and_then(|h| h.len), Some(big as u64));

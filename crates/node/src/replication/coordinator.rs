@@ -52,10 +52,10 @@ use dkv_placement::key_hash;
 use dkv_storage::{Entry, Version};
 
 use crate::error::{NodeError, PeerError};
-use crate::front::limits::{Charge, SMALL_CHARGE};
 use crate::life::state::Node;
 use crate::life::stats::bump;
 use crate::replication::consistency::Level;
+use crate::replication::batch::Charged;
 use crate::replication::quorum::{quorum_hedged, Hedge, QuorumError};
 use crate::replication::shape::Shape;
 use crate::replication::votes::{Ballot, Counted, Needed, Votes};
@@ -262,7 +262,7 @@ impl Node {
             }
             let strong = needed + self.config.write_quorum.min(replicas.len()) > replicas.len();
             let decides = |a: &Charged<ReadResponse<S>>| a.settled && (a.entry.is_some() || strong);
-            let call = |id| self.tasks.track_future(self.clone().read_charged::<S>(topo.clone(), id, key.clone()));
+            let call = |id| self.tasks.track_future(self.clone().read_on::<S>(topo.clone(), id, key.clone()));
             // Ask R replicas; ask another when one fails, answers what does not decide (an
             // incomplete answer, or a weak "not found"), or takes much longer than it usually
             // does (it may be stalled).
@@ -324,46 +324,24 @@ impl Node {
         }
     }
 
-    /// [`Node::read_on`], a large value from another node charged to `--max-client-memory` while
-    /// the read holds it: a read holds up to N copies of its value until it decides, and a client
-    /// that pipelines reads of large values without reading the replies had 128 reads in flight
-    /// on one connection. Charged only once the replies were written, 300 GETs of a 16 MiB value
-    /// took a node to 2.95 GB with a budget of 1 GiB (found by trying, 2026-12-06). Over the
-    /// budget, the answer counts as the replica's failure, which says so. A value read from this
-    /// node's own store shares the store's bytes, and holds nothing more.
-    async fn read_charged<S: Shape>(
-        self,
-        topo: Arc<Topology>,
-        id: NodeId,
-        key: Bytes,
-    ) -> Result<Charged<ReadResponse<S>>, PeerError> {
-        let here = id == self.me;
-        let guard = self.guard.clone();
-        let answer = self.read_on::<S>(topo, id, key).await?;
-        let bytes = answer.entry.as_ref().map_or(0, S::bytes);
-        let charge = match here || bytes <= SMALL_CHARGE {
-            true => None,
-            false => Some(guard.charge(bytes).map_err(|refused| PeerError::Refused {
-                addr: id.to_string(),
-                status: 503,
-                message: format!("its answer of {bytes} bytes was dropped here: {}", refused.0),
-            })?),
-        };
-        Ok(Charged { answer, _charge: charge })
-    }
-
-    /// What replica `id` holds for `key`, of the shape `S`.
+    /// What replica `id` holds for `key`, of the shape `S`, a large value charged to
+    /// `--max-client-memory` from its arrival (or its copy out of this node's store) until the
+    /// answer is dropped: see [`Charged`].
     pub(crate) async fn read_on<S: Shape>(
         self,
         topo: Arc<Topology>,
         id: NodeId,
         key: Bytes,
-    ) -> Result<ReadResponse<S>, PeerError> {
+    ) -> Result<Charged<ReadResponse<S>>, PeerError> {
         if id == self.me {
             let hash = key_hash(&key);
             let (read, settled) = self.read_complete(&[hash], || self.engine.get(hash, &key));
             return match read {
-                Ok(entry) => Ok(ReadResponse { entry: entry.map(S::of), settled }),
+                Ok(entry) => {
+                    let read = ReadResponse { entry: entry.map(S::of), settled };
+                    let bytes = read.entry.as_ref().map_or(0, S::bytes);
+                    Charged::of(&self, "this node", read, bytes)
+                }
                 Err(e) => Err(PeerError::Refused { addr: "this node".into(), status: 500, message: e.to_string() }),
             };
         }
@@ -379,19 +357,6 @@ impl Node {
             addr: id.to_string(),
             reason: "not a member of the current view".into(),
         })
-    }
-}
-
-/// A replica's answer, with what it holds charged to the client memory budget until dropped.
-struct Charged<A> {
-    answer: A,
-    _charge: Option<Charge>,
-}
-
-impl<A> std::ops::Deref for Charged<A> {
-    type Target = A;
-    fn deref(&self) -> &A {
-        &self.answer
     }
 }
 
@@ -418,11 +383,12 @@ mod tests {
     use crate::testing;
     use crate::transport::wire::Head;
 
-    /// A large value read from another replica is charged to the client memory budget while the
-    /// read holds it: with the budget taken, the read fails and says so, and it holds nothing
-    /// once it ends (a client's pipelined reads of 16 MiB values held GBs beside a 1 GiB budget).
+    /// A large value read from a replica (this node's copy of it too) is charged to the client
+    /// memory budget while the read holds it: with the budget taken, the read fails and says so,
+    /// and it holds nothing once it ends (a client's pipelined reads of 16 MiB values held GBs
+    /// beside a 1 GiB budget).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_large_value_read_from_a_replica_is_charged_to_the_client_memory_budget() {
+    async fn a_large_value_read_from_the_replicas_is_charged_to_the_client_memory_budget() {
         let mut config = testing::config();
         config.limits.max_client_memory = 8 << 20;
         let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], config).await;

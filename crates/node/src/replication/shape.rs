@@ -171,7 +171,7 @@ impl Shape for Head {
     ) -> Vec<Result<ReadResponse<Head>, PeerError>> {
         let whole = <Reads as Batch>::call(node, addr, epoch, keys).await;
         let head = |r: ReadResponse| ReadResponse { entry: r.entry.as_ref().map(Head::of), settled: r.settled };
-        whole.into_iter().map(|answer| answer.map(head)).collect()
+        whole.into_iter().map(|answer| answer.map(|read| head(read.answer))).collect()
     }
 
     fn repair(
@@ -189,8 +189,11 @@ impl Shape for Head {
         node.tasks.clone().spawn(async move {
             match node.clone().read_on::<Entry>(topo.clone(), from, key.clone()).await {
                 // What `from` holds now: the head's version, or a newer one written since.
-                Ok(ReadResponse { entry: Some(entry), .. }) => node.repair(&topo, &key, &entry, &seen),
-                Ok(_) => {}
+                Ok(read) => {
+                    if let Some(entry) = &read.entry {
+                        node.repair(&topo, &key, entry, &seen);
+                    }
+                }
                 Err(e) => tracing::debug!("read repair could not read the newest copy from node {from}: {e}"),
             }
         });
