@@ -47,11 +47,18 @@ pub async fn status(args: StatusArgs) -> i32 {
     let mut shown = 0u64;
     loop {
         tick.tick().await;
-        let frame = match gather(&client).await {
+        // A failure goes to stderr: stdout holds tables, or one JSON document a line, only
+        // (an error line there broke the documents, found by trying, 2026-12-06).
+        let gathered = gather(&client).await;
+        let failed = gathered.is_err();
+        let frame = match gathered {
             // One JSON document per line, for a program to read as they come.
             Ok(s) if args.json => format!("{s}\n"),
             Ok(s) => render(&s, limit),
-            Err(e) => format!("dkv: {e}\n"),
+            Err(e) => {
+                crate::errln!("dkv: {e}");
+                String::new()
+            }
         };
         let when = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
         let head = if args.json {
@@ -65,7 +72,8 @@ pub async fn status(args: StatusArgs) -> i32 {
         crate::out::stdout(format!("{head}{frame}").as_bytes());
         shown += 1;
         if args.count.is_some_and(|n| shown >= n) {
-            return 0;
+            // As without --watch: 1 when the last table could not be gathered.
+            return i32::from(failed);
         }
     }
 }
