@@ -30,11 +30,19 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio_rustls::TlsConnector;
 
+/// What a `dkv` command's user does about a `401`: the node's own words are for curl.
+fn password_hint(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED => "; give dkv the password with --password or DKV_PASSWORD",
+        _ => "",
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot reach {url}: {reason}")]
     Unreachable { url: String, reason: String },
-    #[error("{url} answered {status}: {}", if message.is_empty() { "(with an empty body)" } else { message })]
+    #[error("{url} answered {status}: {}{}", if message.is_empty() { "(with an empty body)" } else { message }, password_hint(*status))]
     Status { url: String, status: StatusCode, message: String },
     #[error("bad URL {0:?}: write it like http://127.0.0.1:8080")]
     BadUrl(String),

@@ -148,8 +148,13 @@ async fn locate(args: &WhereArgs) -> Result<Value, crate::client::ClientError> {
             }
             // Refused for the key itself (empty, too long): no replica is unreachable, the key is
             // wrong, and the node says why.
+            // So is a password missing or wrong (every replica said "unreachable", exit code 0,
+            // found by trying, 2026-12-06).
             Err(e @ crate::client::ClientError::Status { status, .. })
-                if status == http::StatusCode::BAD_REQUEST || status == http::StatusCode::PAYLOAD_TOO_LARGE =>
+                if status == http::StatusCode::BAD_REQUEST
+                    || status == http::StatusCode::PAYLOAD_TOO_LARGE
+                    || status == http::StatusCode::UNAUTHORIZED
+                    || status == http::StatusCode::FORBIDDEN =>
             {
                 return Err(e)
             }

@@ -222,6 +222,13 @@ async fn http_clients_need_the_password_as_bearer_or_basic() {
     assert_eq!(failures(&c, 0, "http", "read_only").await, 2);
     assert_eq!(failures(&c, 1, "http", "missing").await, 1, "dkv get without --password");
     assert_eq!(failures(&c, 0, "resp", "missing").await, 0);
+
+    // `dkv where` without the password: the 401 and what to do about it (every replica showed
+    // as "unreachable", exit code 0).
+    let out = dkv().args(["where", "cli", "--node", &a]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("401") && err.contains("--password or DKV_PASSWORD"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
