@@ -550,16 +550,7 @@ impl Seed {
 }
 
 async fn ready(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    match parse::<IdRequest>(&headers, body) {
-        Ok(req) => {
-            let res = seed.with(|r| r.ready(req.id, now_ms())).await;
-            if let Ok(v) = &res {
-                tracing::info!(id = %req.id, epoch = v.epoch, "node is ready (normal)");
-            }
-            reply(Format::answer(&headers), res)
-        }
-        Err(resp) => resp,
-    }
+    by_id(&seed, &headers, body, Registry::ready, "node is ready (normal)").await
 }
 
 async fn leave(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
@@ -578,13 +569,26 @@ async fn leave(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes,
 
 /// A leaving member takes its leave back (see the registry): `normal` again.
 async fn withdraw_leave(State(seed): State<Seed>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    match parse::<IdRequest>(&headers, body) {
+    let said = "node took its leave back (normal): no member was left to take its keys";
+    by_id(&seed, &headers, body, Registry::withdraw_leave, said).await
+}
+
+/// A change a member asks for by its id alone (`/ready`, `/leave/withdraw`): `change` made in the
+/// registry, `said` logged once it is, and the membership answered.
+async fn by_id(
+    seed: &Seed,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    change: fn(&mut Registry, dkv_membership::NodeId, u64) -> Result<dkv_membership::View, RegistryError>,
+    said: &str,
+) -> Response {
+    match parse::<IdRequest>(headers, body) {
         Ok(req) => {
-            let res = seed.with(|r| r.withdraw_leave(req.id, now_ms())).await;
+            let res = seed.with(|r| change(r, req.id, now_ms())).await;
             if let Ok(v) = &res {
-                tracing::warn!(id = %req.id, epoch = v.epoch, "node withdrew its leave: no member was left to take its keys");
+                tracing::info!(id = %req.id, epoch = v.epoch, "{said}");
             }
-            reply(Format::answer(&headers), res)
+            reply(Format::answer(headers), res)
         }
         Err(resp) => resp,
     }
