@@ -33,7 +33,7 @@ pub enum Command {
     /// Show the members: state, key copies, hints, requests, p99 and data moving (--watch: live).
     Status(StatusArgs),
     /// List every key of the cluster, one per line (non-UTF-8 bytes and control characters
-    /// escaped as \xNN, a backslash as \\).
+    /// escaped as \xNN, or \n, \r, \t; a backslash as \\).
     Scan(ScanArgs),
     /// Show which nodes hold a key, and the version each one has.
     Where(WhereArgs),
