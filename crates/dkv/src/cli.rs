@@ -909,7 +909,7 @@ pub struct HealthArgs {
     pub url: String,
     /// Also pass for a node that is leaving (its /health answers 503 with status "leaving"): an
     /// orchestrator that replaces unhealthy tasks would otherwise kill a leave half way.
-    #[arg(long, env = "DKV_HEALTH_LEAVING_OK")]
+    #[arg(long, env = "DKV_HEALTH_LEAVING_OK", value_parser = clap::builder::BoolishValueParser::new())]
     pub leaving_ok: bool,
     #[command(flatten)]
     pub tls: ClientTls,
