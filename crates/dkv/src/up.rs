@@ -400,11 +400,20 @@ impl Certificates {
 /// What a user needs once the cluster is up: printed last, nothing is written to the terminal
 /// after it but the report of a child that exits.
 fn summary(args: &UpArgs, seed: &Proc, nodes: &[Proc], logs: Option<&Path>) {
-    say!("dkv cluster is up: seed {}, {} nodes", seed.url, nodes.len());
+    let count = match nodes.len() {
+        1 => "1 node".to_string(),
+        n => format!("{n} nodes"),
+    };
+    say!("dkv cluster is up: seed {}, {count}", seed.url);
     say!("  seed       {}  (pid {})", seed.url, seed.pid);
+    // Over TLS, redis-cli needs to be told so, and the CA.
+    let tls =
+        args.tls.as_ref().map(|dir| format!("--tls --cacert {} ", dir.join("ca.pem").display())).unwrap_or_default();
     for (i, p) in nodes.iter().enumerate() {
         match args.resp_base_port {
-            Some(base) => say!("  node {i:<4}  {}  (pid {}, RESP: redis-cli -p {})", p.url, p.pid, base + i as u16),
+            Some(base) => {
+                say!("  node {i:<4}  {}  (pid {}, RESP: redis-cli {tls}-p {})", p.url, p.pid, base + i as u16)
+            }
             None => say!("  node {i:<4}  {}  (pid {})", p.url, p.pid),
         }
     }

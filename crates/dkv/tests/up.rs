@@ -330,12 +330,15 @@ async fn up_with_tls_starts_a_cluster_that_speaks_only_tls() {
     let seed_port = free_port();
     let mut flags = up_flags(2, seed_port, free_port_run(2));
     flags.extend(["--tls".to_string(), certs.display().to_string()]);
+    flags.extend(["--resp-base-port".to_string(), free_port_run(2).to_string()]);
     let mut up = Up::start(&flags);
     eventually(Duration::from_secs(30), "the cluster to be up", || async { up.said("Ctrl-C").then_some(()) }).await;
     let lines = up.stdout();
     let urls: Vec<String> = summary_nodes(&lines).into_iter().map(|(url, _)| url).collect();
     assert!(urls.len() == 2 && urls.iter().all(|u| u.starts_with("https://")), "{lines:?}");
     assert!(lines.iter().any(|l| l.contains(&format!("curl --cacert {}", ca.display()))), "{lines:?}");
+    let resp_hint = format!("RESP: redis-cli --tls --cacert {} -p", ca.display());
+    assert_eq!(lines.iter().filter(|l| l.contains(&resp_hint)).count(), 2, "{lines:?}");
 
     let node = |i: usize| Client::new(&urls[i]).with_cacert(Some(&ca)).unwrap();
     node(0).put(b"user_123", "John Doe").await.unwrap();
