@@ -205,14 +205,25 @@ pub fn host_port(s: &str) -> Result<(), String> {
 /// 65535, or a bare `host:port` (taken as `http://`). Anything else was dialed as it came: an
 /// `ftp://` URL over HTTP, port 99999 as a refused connection (found by trying, 2026-12-06).
 fn node_url(s: &str) -> Result<String, String> {
-    let example = "e.g. http://127.0.0.1:8080";
+    server_url(s, "node", "e.g. http://127.0.0.1:8080")
+}
+
+/// `dkv remove --seed`: as [`node_url`], for the seed (it took `ftp://` as `http://`, and a bare
+/// host as port 80, until 2026-12-06).
+fn seed_url(s: &str) -> Result<String, String> {
+    server_url(s, "seed", "e.g. 127.0.0.1:9000 or https://seed:9000")
+}
+
+/// A server's URL (`http://` or `https://` with a host, and a port from 1 to 65535 if one is
+/// given) or a bare `host:port`: what `what` is told in an error that shows `example`.
+fn server_url(s: &str, what: &str, example: &str) -> Result<String, String> {
     let Some((scheme, rest)) = s.split_once("://") else {
         let authority = s.split('/').next().unwrap_or_default();
         host_port(authority).map_err(|e| format!("{e} (or a URL, {example})"))?;
         return Ok(s.to_string());
     };
     if scheme != "http" && scheme != "https" {
-        return Err(format!("{s:?}: a node speaks http:// or https://, not {scheme}://: {example}"));
+        return Err(format!("{s:?}: a {what} speaks http:// or https://, not {scheme}://: {example}"));
     }
     let authority = rest.split('/').next().unwrap_or_default();
     let host = match authority.rsplit_once(':') {
@@ -226,7 +237,7 @@ fn node_url(s: &str) -> Result<String, String> {
         _ => authority,
     };
     if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@') {
-        return Err(format!("{s:?}: give the node's host, {example}"));
+        return Err(format!("{s:?}: give the {what}'s host, {example}"));
     }
     Ok(s.to_string())
 }
@@ -712,7 +723,7 @@ pub struct RemoveArgs {
     pub members: Vec<Member>,
     /// The seed: host:port, or https://host:port for a seed that speaks TLS (give --cacert, and
     /// a member's certificate with --client-cert and --client-key).
-    #[arg(long, env = "DKV_SEED", default_value = "127.0.0.1:9000")]
+    #[arg(long, env = "DKV_SEED", default_value = "127.0.0.1:9000", value_parser = seed_url)]
     pub seed: String,
     /// Remove a member even if the seed heard from it within half its TTL.
     #[arg(long)]
@@ -1034,6 +1045,9 @@ mod tests {
             assert_eq!(node_url(url), Ok(url.to_string()));
         }
         assert!(Cli::try_parse_from(["dkv", "get", "k", "--node", "ftp://h:1"]).is_err());
+        assert!(seed_url("ftp://h:1").is_err_and(|e| e.contains("a seed speaks")));
+        assert!(seed_url("seed").is_err_and(|e| e.contains("no port")), "a bare host is not port 80");
+        assert!(Cli::try_parse_from(["dkv", "remove", "1", "--seed", "https://seed:9000"]).is_ok());
         assert!(Cli::try_parse_from(["dkv", "up", "--seed-port", "0"]).is_err());
         assert!(cluster_secret(" s3cret ").unwrap_err().contains("space"));
         assert!(key_ttl("300000y").unwrap_err().contains("longest TTL"));
