@@ -95,7 +95,7 @@ pub fn session_command(node: &Node, session: &mut Session, cmd: Cmd, args: &Args
         _ if !cmd.arity().allows(a.len()) && !in_transaction => now(wrong_arity(cmd)),
         Cmd::Multi if in_transaction => now(Reply::err("MULTI calls can not be nested")),
         Cmd::Multi => {
-            session.transaction = Some(Transaction::default());
+            session.transaction = Some(Transaction::charged(&node.guard));
             now(Reply::ok())
         }
         Cmd::Exec => match session.transaction.take().map(Transaction::exec) {
