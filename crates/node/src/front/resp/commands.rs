@@ -648,14 +648,23 @@ fn client(session: &mut Session, a: &[Bytes]) -> Reply {
 }
 
 /// Name the connection, as Redis does: an empty name clears it, and one with a space, a
-/// newline or another byte outside `!`..`~` is refused.
+/// newline or another byte outside `!`..`~` is refused. Unlike Redis, a name is at most
+/// [`MAX_CLIENT_NAME`] bytes, and copied: a connection kept a 16 MB name for its life, outside
+/// the client memory budget (found by trying, 2026-12-06), and a slice of the read buffer would
+/// keep all of that buffer.
 fn set_name(session: &mut Session, name: &Bytes) -> Result<(), Reply> {
+    if name.len() > MAX_CLIENT_NAME {
+        return Err(Reply::err(format!("Client names are at most {MAX_CLIENT_NAME} bytes here; got {}", name.len())));
+    }
     if name.iter().any(|b| !(b'!'..=b'~').contains(b)) {
         return Err(Reply::err("Client names cannot contain spaces, newlines or special characters."));
     }
-    session.name = (!name.is_empty()).then(|| name.clone());
+    session.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
     Ok(())
 }
+
+/// The longest name `CLIENT SETNAME` takes.
+const MAX_CLIENT_NAME: usize = 4096;
 
 /// `HELLO [2 [...]]` answers the server's properties; `HELLO 3` is refused with `NOPROTO`, which
 /// clients take as "stay on RESP2".
@@ -753,6 +762,8 @@ mod tests {
             let refused = text(client(&mut a, &args(&["SETNAME", bad])));
             assert!(refused.contains("cannot contain spaces"), "{bad:?}: {refused}");
         }
+        let long = "n".repeat(MAX_CLIENT_NAME + 1);
+        assert!(text(client(&mut a, &args(&["SETNAME", &long]))).contains("at most 4096 bytes"));
         assert_eq!(text(client(&mut a, &args(&["GETNAME"]))), "worker-1", "a refused name changes nothing");
         assert_eq!(text(client(&mut a, &args(&["SETNAME", ""]))), "OK");
         assert_eq!(text(client(&mut a, &args(&["GETNAME"]))), "nil", "an empty name clears it");
