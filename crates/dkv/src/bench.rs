@@ -29,6 +29,19 @@ struct Tally {
     done: AtomicU64,
     errors: AtomicU64,
     misses: AtomicU64,
+    /// What the first failed request was answered: the run's error shows it (it said "see
+    /// errors above", above which there were none, found by trying, 2026-12-06).
+    first_failure: std::sync::Mutex<Option<String>>,
+}
+
+impl Tally {
+    fn failed(&self, why: impl FnOnce() -> String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_failure.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(why());
+        }
+    }
 }
 
 pub async fn run(args: BenchArgs) -> i32 {
@@ -166,7 +179,8 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
         return Err(format!("a connection gave up: {e}"));
     }
     if tally.errors.load(Ordering::Relaxed) > 0 {
-        return Err("some requests failed (see errors above)".into());
+        let first = tally.first_failure.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+        return Err(format!("some requests failed; the first: {first}"));
     }
     Ok(())
 }
@@ -327,12 +341,10 @@ async fn connection(
             Ok(Outcome::Miss) => {
                 tally.misses.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(Outcome::Failed) => {
-                tally.errors.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(Outcome::Failed(why)) => tally.failed(|| format!("{addr} answered {why}")),
             Err(e) => {
                 // The connection broke: count it and reconnect once per failure.
-                tally.errors.fetch_add(1, Ordering::Relaxed);
+                tally.failed(|| format!("{addr}: {e}"));
                 tracing::debug!("{addr}: {e}; reconnecting");
                 conn = connect(&addr, &load, password.as_deref()).await?;
             }
@@ -347,7 +359,8 @@ enum Outcome {
     Ok,
     /// A read of a key that does not exist (not an error: the key space starts empty).
     Miss,
-    Failed,
+    /// What the server answered instead.
+    Failed(String),
 }
 
 async fn http_request(
@@ -368,11 +381,17 @@ async fn http_request(
     send.ready().await.map_err(|e| e.to_string())?;
     let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();
-    resp.into_body().collect().await.map_err(|e| e.to_string())?;
+    // A 404 is a miss only from a node: the seed, or a server that is not dkv, answers one too.
+    let from_a_node = resp.headers().contains_key(dkv_membership::api::NODE_HEADER);
+    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok(match status.as_u16() {
         200 | 204 => Outcome::Ok,
-        404 => Outcome::Miss,
-        _ => Outcome::Failed,
+        404 if from_a_node => Outcome::Miss,
+        _ => {
+            let said = String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string();
+            let who = if from_a_node { "" } else { " (not as a dkv node: no x-dkv-node header)" };
+            Outcome::Failed(format!("{status}{who}: {said}"))
+        }
     })
 }
 
@@ -409,7 +428,7 @@ fn parse_reply(buf: &mut BytesMut) -> Result<Option<Outcome>, String> {
     let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else { return Ok(None) };
     let outcome = match buf[0] {
         b'+' => Outcome::Ok,
-        b'-' => Outcome::Failed,
+        b'-' => Outcome::Failed(String::from_utf8_lossy(&buf[1..eol.min(201)]).to_string()),
         b'$' => {
             let len: i64 =
                 std::str::from_utf8(&buf[1..eol]).ok().and_then(|s| s.parse().ok()).ok_or("bad bulk header")?;

@@ -285,6 +285,13 @@ async fn dkv_bench_smoke_run_over_http_and_resp() {
     }
     let out = dkv().args(["bench", "--node", &node, "--read-ratio", "2"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--read-ratio"));
+    // Failed requests say why: here, pointed at the seed, whose 404s are no misses (it said
+    // "see errors above", with none above, and counted a non-node's 404s as reads of absent keys).
+    let seed = format!("http://{}", c.seed.addr);
+    let out = dkv().args(["bench", "--node", &seed, "-n", "20", "-c", "1", "-d", "10s"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("the first:") && err.contains("not as a dkv node"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reads of absent keys: 0"));
     // -n is exact when the connections do not divide it, and keys with a space, `%`, `&` or `+`
     // in them reach the node whole over HTTP, the same keys RESP writes.
     let out = dkv()
