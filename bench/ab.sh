@@ -28,7 +28,7 @@ for side in A B; do
   bin=BIN_$side; bin=${!bin}
   base=$P
   [ "$side" = B ] && base=$((P + 10))
-  start "$bin" seed --listen "127.0.0.1:$base"
+  start "$bin" seed --new-cluster --listen "127.0.0.1:$base"
   wait_http "http://127.0.0.1:$base/health"
   pids=""
   for i in $(seq 1 "$NODES"); do

@@ -62,8 +62,8 @@ start etcd --data-dir "$TMP/etcd" --listen-client-urls http://127.0.0.1:$((P + 2
 ETCD_PID=${PIDS[-1]}
 start "$REF" kv $((P + 4)) 100000; REF_PID=${PIDS[-1]}
 # dkv: one node with N=1, and three nodes with N=3 W=2 R=2, each with RESP.
-start "$DKV" seed --listen 127.0.0.1:$((P + 10))
-start "$DKV" seed --listen 127.0.0.1:$((P + 20))
+start "$DKV" seed --new-cluster --listen 127.0.0.1:$((P + 10))
+start "$DKV" seed --new-cluster --listen 127.0.0.1:$((P + 20))
 wait_http http://127.0.0.1:$((P + 10))/health; wait_http http://127.0.0.1:$((P + 20))/health
 start "$DKV" node --listen 127.0.0.1:$((P + 11)) --seed 127.0.0.1:$((P + 10)) --replication 1 --resp-listen 127.0.0.1:$((P + 12))
 ONE_PID=${PIDS[-1]} THREE_PIDS=""

@@ -21,7 +21,7 @@ DKV=target/release/dkv
 TMP=$(mktemp -d /var/tmp/dkv-bench-durable.XXXXXX)
 P=$((21000 + RANDOM % 4000))
 SEED=127.0.0.1:$P
-taskset -c 1 $DKV seed --listen $SEED >/dev/null 2>&1 & PIDS+=($!)
+taskset -c 1 $DKV seed --new-cluster --listen $SEED >/dev/null 2>&1 & PIDS+=($!)
 wait_http http://$SEED/health
 declare -A RESULT=()
 RUNS=0

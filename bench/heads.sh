@@ -21,7 +21,7 @@ build
 measure() { # label dkv-binary port-offset
   local label=$1 bin=$2 off=$3 seed pids="" i
   seed=127.0.0.1:$((19400 + off))
-  start "$bin" seed --listen "$seed"
+  start "$bin" seed --new-cluster --listen "$seed"
   for i in 0 1 2; do
     start "$bin" node --listen 127.0.0.1:$((18400 + off + i)) --resp-listen 127.0.0.1:$((16400 + off + i)) \
       --seed "$seed" --replication 3

@@ -25,7 +25,7 @@ WINDOWS=${1:-2} IDLE=${2:-10} VS=${VALUE_SIZE:-1024} DUR=5s
 if [ -z "${DKV:-}" ]; then cargo build --release -q -p dkv; DKV=target/release/dkv; fi
 TMP=$(mktemp -d)
 P=$((20000 + RANDOM % 10000))
-"$DKV" seed --listen 127.0.0.1:$P --node-ttl 300s >/dev/null 2>&1 & PIDS+=($!)
+"$DKV" seed --new-cluster --listen 127.0.0.1:$P --node-ttl 300s >/dev/null 2>&1 & PIDS+=($!)
 for i in 1 2 3; do
   start "$DKV" node --listen 127.0.0.1:$((P + i)) --seed 127.0.0.1:$P --data-dir "$TMP/n$i" --heartbeat-interval 1s \
     --replication 3 --write-quorum 2 --read-quorum 2 --fsync periodic

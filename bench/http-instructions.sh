@@ -43,7 +43,7 @@ count reference "$OUT/reference"
 i=0
 for bin in "$DKV" ${B:+"$B"}; do
   i=$((i + 1))
-  start "$bin" seed --listen 127.0.0.1:$((P + 10 * i))
+  start "$bin" seed --new-cluster --listen 127.0.0.1:$((P + 10 * i))
   wait_http "http://127.0.0.1:$((P + 10 * i))/health"
   valgrind --tool=callgrind --callgrind-out-file="$OUT/dkv$i" --instr-atstart=no "$bin" node \
     --listen 127.0.0.1:$((P + 10 * i + 1)) --seed 127.0.0.1:$((P + 10 * i)) >/dev/null 2>&1 &

@@ -47,7 +47,7 @@ S3=127.0.0.1:$((P+30)) R1=http://127.0.0.1:$((P+31)) R2=127.0.0.1:$((P+32)) R3=1
 start "$REF" kv $P 100000; REF_PID=${PIDS[-1]}
 start "$REF" proxy $((P+1)) 127.0.0.1:$P; PROXY_PIDS="${PIDS[-1]} $REF_PID"
 SEED_PIDS=()
-for s in "$S" "$S2" "$S3"; do start "$DKV" seed --listen "$s"; SEED_PIDS+=("${PIDS[-1]}"); done
+for s in "$S" "$S2" "$S3"; do start "$DKV" seed --new-cluster --listen "$s"; SEED_PIDS+=("${PIDS[-1]}"); done
 wait_http "$REFKV/get?key=key1"; for s in "$S" "$S2" "$S3"; do wait_http "http://$s/health"; done
 start "$DKV" node --listen "${ONE#http://}" --seed "$S"; ONE_PIDS=${PIDS[-1]}
 start "$DKV" node --listen "${A#http://}" --seed "$S2" --replication 1; TWO_PIDS=${PIDS[-1]}

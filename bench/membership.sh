@@ -94,7 +94,7 @@ try:
     if os.environ.get("SEED_RECORD") == "1":
         import tempfile
         record = ["--data-dir", tempfile.mkdtemp(prefix="dkv-seed-record-")]
-    seed = spawn("seed", "--listen", f"127.0.0.1:{port}", *record)
+    seed = spawn("seed", "--new-cluster", "--listen", f"127.0.0.1:{port}", *record)
     for _ in range(300):
         try:
             get(port, "/health")

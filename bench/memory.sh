@@ -35,7 +35,7 @@ r_rss1=$(rss_kb $RPID)
 
 # --- dkv, one node, memory engine
 SPORT=19390; NPORT=19391
-$DKV seed --listen 127.0.0.1:$SPORT >/dev/null 2>&1 & PIDS+=($!)
+$DKV seed --new-cluster --listen 127.0.0.1:$SPORT >/dev/null 2>&1 & PIDS+=($!)
 wait_http http://127.0.0.1:$SPORT/health
 $DKV node --listen 127.0.0.1:$NPORT --seed 127.0.0.1:$SPORT --replication 1 >/dev/null 2>&1 & PIDS+=($!); NPID=$!
 wait_http http://127.0.0.1:$NPORT/health

@@ -35,7 +35,7 @@ case $OP in
     ;;
   *) echo "usage: bench/profile-one.sh [get|put|resp-get|resp-set] [SECONDS]" >&2; exit 2 ;;
 esac
-start "$DKV" seed --listen 127.0.0.1:$((P + 1))
+start "$DKV" seed --new-cluster --listen 127.0.0.1:$((P + 1))
 wait_http "http://127.0.0.1:$((P + 1))/health"
 start "$DKV" node --listen 127.0.0.1:$((P + 2)) --seed 127.0.0.1:$((P + 1)) --resp-listen 127.0.0.1:$((P + 3))
 DKV_PID=${PIDS[-1]}

@@ -26,7 +26,7 @@ build
 
 P=$((26000 + RANDOM % 3000))
 S=127.0.0.1:$P R1=127.0.0.1:$((P + 1)) R2=127.0.0.1:$((P + 2)) R3=127.0.0.1:$((P + 3))
-start "$DKV" seed --listen "$S"
+start "$DKV" seed --new-cluster --listen "$S"
 wait_http "http://$S/health"
 RESP=$((P + 4))
 COUNT=${NODES:-3}

@@ -26,7 +26,7 @@ seed = f"127.0.0.1:{port()}"
 procs = []
 def start(args):
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); procs.append(p); return p
-start([dkv, "seed", "--listen", seed, "--node-ttl", "30s"])
+start([dkv, "seed", "--new-cluster", "--listen", seed, "--node-ttl", "30s"])
 time.sleep(0.3)
 nodes = []
 for i in range(3):

@@ -15,7 +15,7 @@ need wrk wrk
 cargo build --release -q -p dkv
 DKV=target/release/dkv
 P=$((26000 + RANDOM % 3000))
-"$DKV" seed --listen 127.0.0.1:$P --node-ttl "$TTL" >/dev/null 2>&1 & PIDS+=($!)
+"$DKV" seed --new-cluster --listen 127.0.0.1:$P --node-ttl "$TTL" >/dev/null 2>&1 & PIDS+=($!)
 for i in 1 2 3 4; do
   "$DKV" node --listen 127.0.0.1:$((P+i)) --seed 127.0.0.1:$P --heartbeat-interval 200ms >/dev/null 2>&1 & PIDS+=($!)
 done

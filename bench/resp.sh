@@ -40,7 +40,7 @@ SERVERS=(redis) PORTS=($((P + 1))) SPIDS=("${PIDS[-1]}")
 i=0
 for bin in "$DKV" ${B:+"$B"}; do
   i=$((i + 1))
-  start "$bin" seed --listen 127.0.0.1:$((P + 10 * i))
+  start "$bin" seed --new-cluster --listen 127.0.0.1:$((P + 10 * i))
   wait_http "http://127.0.0.1:$((P + 10 * i))/health"
   start "$bin" node --listen 127.0.0.1:$((P + 10 * i + 1)) --resp-listen 127.0.0.1:$((P + 10 * i + 2)) \
     --seed 127.0.0.1:$((P + 10 * i))
@@ -49,7 +49,7 @@ for bin in "$DKV" ${B:+"$B"}; do
 done
 if [ -n "${BUSY:-}" ]; then
   i=$((i + 1))
-  start "$DKV" seed --listen 127.0.0.1:$((P + 10 * i))
+  start "$DKV" seed --new-cluster --listen 127.0.0.1:$((P + 10 * i))
   wait_http "http://127.0.0.1:$((P + 10 * i))/health"
   start "$DKV" node --listen 127.0.0.1:$((P + 10 * i + 1)) --resp-listen 127.0.0.1:$((P + 10 * i + 2)) \
     --seed 127.0.0.1:$((P + 10 * i)) --busy-poll "$BUSY"

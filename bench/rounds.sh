@@ -20,7 +20,7 @@ need wrk wrk
 build
 P=$((26000 + RANDOM % 3000))
 S=127.0.0.1:$P
-start "$DKV" seed --listen "$S"
+start "$DKV" seed --new-cluster --listen "$S"
 wait_http "http://$S/health"
 NODES=()
 # shellcheck disable=SC2086 # NODE_ARGS is a list of flags

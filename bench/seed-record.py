@@ -39,7 +39,7 @@ def free_port():
 
 def run(record):
     port = free_port()
-    args = [dkv, "seed", "--listen", f"127.0.0.1:{port}", "--node-ttl", "600s"]
+    args = [dkv, "seed", "--new-cluster", "--listen", f"127.0.0.1:{port}", "--node-ttl", "600s"]
     tmp = tempfile.mkdtemp(prefix="dkv-seed-record-") if record else None
     if tmp:
         args += ["--data-dir", tmp]

@@ -16,7 +16,7 @@ if [ -z "${DKV:-}" ]; then cargo build --release -q -p dkv; DKV=target/release/d
 P=$((23000 + RANDOM % 3000))
 SEED=127.0.0.1:$P A=127.0.0.1:$((P + 1)) B=127.0.0.1:$((P + 2))
 FLAGS=(--seed $SEED --replication 1 --heartbeat-interval 200ms --max-value-size 1MiB)
-$DKV seed --listen $SEED >/dev/null 2>&1 & PIDS+=($!)
+$DKV seed --new-cluster --listen $SEED >/dev/null 2>&1 & PIDS+=($!)
 wait_http http://$SEED/health
 $DKV node --listen $A "${FLAGS[@]}" >/dev/null 2>&1 & PIDS+=($!)
 wait_http http://$A/health

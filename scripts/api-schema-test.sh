@@ -144,7 +144,7 @@ cluster_normal() {  # the seed lists $NODES normal members and every node says i
 }
 
 say "starting a seed and $NODES nodes on 127.0.0.1 (logs in $WORK)"
-start seed seed --listen "$CLUSTER_SEED" --node-ttl 2s --cluster-secret "$SECRET"
+start seed seed --new-cluster --listen "$CLUSTER_SEED" --node-ttl 2s --cluster-secret "$SECRET"
 wait_until 20 "the seed at $CLUSTER_SEED" curl -fsS "http://$CLUSTER_SEED/health"
 for i in $(seq 1 "$NODES"); do
     addr="127.0.0.1:${PORTS[$((i + 1))]}"
@@ -201,7 +201,7 @@ run_schemathesis node "http://${NODE_ADDRS[0]}/openapi.json" --generation-codec 
 
 # The membership calls run against a seed of their own, started now: it is fresh, so it also
 # adopts presented views (which a seed does only within one TTL of starting).
-start fuzz-seed seed --listen "$FUZZ_SEED" --node-ttl 10s
+start fuzz-seed seed --new-cluster --listen "$FUZZ_SEED" --node-ttl 10s
 wait_until 20 "the seed at $FUZZ_SEED" curl -fsS "http://$FUZZ_SEED/health"
 run_schemathesis seed "http://$FUZZ_SEED/openapi.json"
 

@@ -102,12 +102,12 @@ class Proc:
         self.env = {}  # added to the environment at every start (the skew fault's libfaketime)
         self.cgroup = None  # a cgroup v2 directory it starts in (the partition faults' handle on its sockets)
 
-    def start(self):
+    def start(self, extra=()):
         with open(self.logpath, "a") as f:
             f.write(f"\n===== chaos: start {self.name} at {time.strftime('%H:%M:%S')} =====\n")
         lf = open(self.logpath, "a")
         env = dict(os.environ, RUST_LOG="info", **self.env)
-        args = self.args
+        args = self.args + list(extra)
         if self.cgroup:
             # Into its cgroup before exec, so every socket it opens belongs to it; same PID.
             args = ["sh", "-c", 'echo $$ > "$0" && exec "$@"', os.path.join(self.cgroup, "cgroup.procs"), *args]
@@ -237,8 +237,9 @@ class Cluster:
         self.lock = threading.Lock()
         self.all_procs = [self.seed]
 
-    def start_seed(self):
-        pid = self.seed.start()
+    def start_seed(self, first=False):
+        # The first start begins a new cluster; a restart (the nemesis's) is a restart.
+        pid = self.seed.start(["--new-cluster"] if first else [])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if http_json(self.seed_addr, "/health") is not None:
@@ -859,7 +860,7 @@ def main():
     threads = []
     result = {}
     try:
-        c.start_seed()
+        c.start_seed(first=True)
         for _ in range(a.nodes):
             c.add_node()
         ok, why = c.wait_normal(a.nodes, timeout=30)

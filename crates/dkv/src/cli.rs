@@ -290,6 +290,13 @@ pub struct SeedArgs {
     /// those back within one TTL).
     #[arg(long, env = "DKV_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
+    /// This seed starts a new cluster: the first new node is its first member at once. Without
+    /// it, a seed without --data-dir cannot tell a new cluster from a restart under a live one,
+    /// and new nodes wait up to one --node-ttl for members to come back first. Never give it to a
+    /// seed that replaces a running cluster's. (A --data-dir without a record starts a new
+    /// cluster anyway.)
+    #[arg(long, env = "DKV_NEW_CLUSTER", value_parser = clap::builder::BoolishValueParser::new())]
+    pub new_cluster: bool,
 }
 
 impl SeedArgs {

@@ -167,6 +167,7 @@ async fn run(cli: Cli) -> i32 {
                         tls: tls.map(|tls| Arc::new(SeedCerts(tls)) as Arc<dyn dkv_seed::SeedTls>),
                         data_dir: a.data_dir,
                         read_timeout: a.read_timeout,
+                        new_cluster: a.new_cluster,
                     };
                     exit_code("seed", dkv_seed::run(config, listener, terminated()).await)
                 }

@@ -288,10 +288,13 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
     let ttl = humantime::format_duration(args.node_ttl).to_string();
     let mut seed_args = vec!["seed".into(), "--listen".into(), seed_addr.clone(), "--node-ttl".into(), ttl];
     seed_args.extend(tls.iter().flat_map(|t| t.flags("seed")));
-    if let Some(dir) = &args.data_dir {
+    match &args.data_dir {
         // The seed's record of the membership, beside the nodes' data (see `record.rs` in the
         // seed crate): a cluster started again finds its members however slowly they come back.
-        seed_args.extend(["--data-dir".into(), dir.join("seed").display().to_string()]);
+        Some(dir) => seed_args.extend(["--data-dir".into(), dir.join("seed").display().to_string()]),
+        // Nodes without data: every `dkv up` starts a new cluster, whose first node need not wait
+        // a TTL for members to come back.
+        None => seed_args.push("--new-cluster".into()),
     }
     let seed = Proc::start("the seed".into(), format!("{scheme}://{seed_addr}"), &seed_args, log("seed"))?;
     let mut seed = [seed];

@@ -215,7 +215,11 @@ async fn chunked_put(addr: &str, pq: &str, size: usize) -> (u16, String) {
 async fn the_cluster_secret_guards_internal_and_membership_endpoints() {
     let seed_addr = format!("127.0.0.1:{}", free_port());
     let node_addr = format!("127.0.0.1:{}", free_port());
-    let child = dkv().env("DKV_CLUSTER_SECRET", "s3cret").args(["seed", "--listen", &seed_addr]).spawn().unwrap();
+    let child = dkv()
+        .env("DKV_CLUSTER_SECRET", "s3cret")
+        .args(["seed", "--new-cluster", "--listen", &seed_addr])
+        .spawn()
+        .unwrap();
     let _seed = Proc { child, addr: seed_addr.clone(), args: Vec::new(), resp: None };
     let child = dkv()
         .env("DKV_CLUSTER_SECRET", "s3cret")

@@ -31,6 +31,12 @@
 //!   were expired in between, and go (unless they spoke to this seed themselves: a `normal` one
 //!   then comes back `joining`, as after an expiry); those it lists take its state, address and
 //!   tokens;
+//! * a new node that finds no `normal` member at a fresh seed is made `normal` on arrival, as the
+//!   first member of a new cluster, only when the seed knows it starts one (`--new-cluster`, or
+//!   a `--data-dir` without a record). Otherwise the seed may have restarted under a live
+//!   cluster whose members have not come back yet, and such a node, `normal`, answered "not
+//!   found" for their keys and acknowledged writes it alone held (found by trying, 2026-12-06):
+//!   it waits ([`RegistryError::NotYet`]) until a member has come back, or one TTL has passed;
 //! * a node that a fresh seed made `normal` on arrival, because no member was, owns ranges it has
 //!   not copied when the members that held them return. So while the seed is fresh, the first
 //!   `normal` member to come back (in a presented view, or registering with its own id) sends
@@ -84,6 +90,12 @@ pub enum RegistryError {
     Alive { id: NodeId, addr: String, unseen_ms: u64 },
     #[error("this seed serves cluster {seed:?}, the node belongs to cluster {node:?}; point the node at its own cluster's seed, or give both the same --cluster-name")]
     ForeignCluster { seed: String, node: String },
+    #[error(
+        "this seed started {since_ms} ms ago without a record of its members, and none has come back yet: a new \
+         node waits until one has, or until one TTL ({ttl_ms} ms) has passed, lest it serve alone keys the members \
+         hold; retry (a seed with --data-dir, or one started with --new-cluster, does not wait)"
+    )]
+    NotYet { since_ms: u64, ttl_ms: u64 },
 }
 
 /// What one expiry pass did.
@@ -152,6 +164,10 @@ pub struct Registry {
     /// Members this fresh seed holds only because an adopted view listed them: not heard from
     /// themselves since (see [`Registry::adopt_if_fresh`]).
     adopted: HashSet<NodeId>,
+    /// This seed may have restarted under a live cluster (no `--new-cluster`, no record): while
+    /// fresh, a new node that finds no member waits ([`RegistryError::NotYet`]; see the
+    /// module's rules). Otherwise it is the first member of a new cluster at once.
+    holds_new_nodes: bool,
 }
 
 impl Registry {
@@ -170,7 +186,20 @@ impl Registry {
             restored: false,
             dropped: None,
             adopted: HashSet::new(),
+            holds_new_nodes: false,
         }
+    }
+
+    /// This seed may have restarted under a live cluster: while it is fresh, a new node that
+    /// finds no member waits (see the module's rules).
+    pub fn hold_new_nodes_while_fresh(&mut self) {
+        self.holds_new_nodes = true;
+    }
+
+    /// This seed starts a new cluster: a new node that finds no member is its first member at
+    /// once, also while the seed is fresh.
+    pub fn start_a_new_cluster(&mut self) {
+        self.holds_new_nodes = false;
     }
 
     /// Serve the cluster called `name` instead.
@@ -247,6 +276,10 @@ impl Registry {
         let mut touched = if owners_returned { self.send_back_unpulled(now_ms) } else { Vec::new() };
         let no_owner = !self.members.values().any(|m| m.state == NodeState::Normal);
         if arriving && req.state.is_none() && no_owner && self.fresh(now_ms) {
+            if self.holds_new_nodes {
+                let since_ms = now_ms.saturating_sub(self.started_ms);
+                return Err(RegistryError::NotYet { since_ms, ttl_ms: self.ttl_ms });
+            }
             self.unpulled.push(id);
         }
         let tokens = req.tokens.clone().map(Into::into).unwrap_or_else(|| match self.members.get(&id) {

@@ -768,3 +768,31 @@ fn tokens_given_twice_are_refused() {
     }
     assert!(r.view().nodes.is_empty());
 }
+
+/// A seed that may have restarted under a live cluster (no record, no `--new-cluster`) keeps a
+/// new node out while it is fresh and no member has come back: made `normal` alone, such a node
+/// answered "not found" for the members' keys and acknowledged writes only it held. Once a
+/// member is back, the new node joins; after a TTL with none, it is the first member.
+#[test]
+fn a_seed_that_may_have_restarted_keeps_new_nodes_out_until_a_member_is_back() {
+    let (old, a, _) = two_normal_members();
+    let mut r = Registry::new(10 * TTL, TTL);
+    r.hold_new_nodes_while_fresh();
+    assert!(matches!(r.register(reg("h:9"), 10 * TTL + 1), Err(RegistryError::NotYet { .. })));
+    assert!(r.is_empty(), "nothing registered");
+    r.register(returning(&old, a, "h:1"), 10 * TTL + 2).expect("a member is back");
+    let new = r.register(reg("h:9"), 10 * TTL + 3).expect("then a new node joins");
+    assert_eq!(r.view().member(new.id).unwrap().state, NodeState::Joining);
+
+    let mut alone = Registry::new(0, TTL);
+    alone.hold_new_nodes_while_fresh();
+    assert!(alone.register(reg("h:9"), 1).is_err());
+    let first = alone.register(reg("h:9"), TTL + 1).expect("a TTL later, nobody came back");
+    assert_eq!(alone.view().member(first.id).unwrap().state, NodeState::Normal);
+
+    let mut new_cluster = Registry::new(0, TTL);
+    new_cluster.hold_new_nodes_while_fresh();
+    new_cluster.start_a_new_cluster();
+    let first = new_cluster.register(reg("h:9"), 1).expect("--new-cluster: the first member at once");
+    assert_eq!(new_cluster.view().member(first.id).unwrap().state, NodeState::Normal);
+}

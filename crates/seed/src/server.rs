@@ -47,6 +47,11 @@ pub struct SeedConfig {
     /// connection is closed (a half-sent request, an idle keep-alive connection, an answer not
     /// read).
     pub read_timeout: Duration,
+    /// This seed starts a new cluster (`--new-cluster`): the first new node to register is its
+    /// first member at once. Without it, a seed without `--data-dir` may have restarted under a
+    /// live cluster, and a new node waits until a member has come back or a TTL has passed (see
+    /// the registry). A `--data-dir` without a record in it starts a new cluster too.
+    pub new_cluster: bool,
 }
 
 impl SeedConfig {
@@ -142,7 +147,7 @@ fn now_ms() -> u64 {
 impl Seed {
     fn new(config: &SeedConfig) -> Seed {
         let ttl_ms = config.node_ttl.as_millis() as u64;
-        Seed {
+        let seed = Seed {
             expired: Arc::default(),
             withheld: Arc::default(),
             reports: Arc::default(),
@@ -151,7 +156,11 @@ impl Seed {
             clocks: Arc::new(Mutex::new(ClockCensus::new(ttl_ms, CLOCK_MEDIAN_EVERY_MS))),
             registry: Arc::new(Mutex::new(Registry::new(now_ms(), ttl_ms).for_cluster(&config.cluster_name))),
             record: None,
+        };
+        if !config.new_cluster {
+            seed.locked(Registry::hold_new_nodes_while_fresh);
         }
+        seed
     }
 
     /// A seed with its record of the membership, started from the view recorded there (see
@@ -160,6 +169,11 @@ impl Seed {
         let mut seed = Seed::new(config);
         let Some(path) = &config.data_dir else { return Ok(seed) };
         let (record, view) = Record::open(path, &config.cluster_name)?;
+        if view.is_none() {
+            // A data directory with no record in it: no member was ever recorded here, so this
+            // seed starts a new cluster.
+            seed.locked(Registry::start_a_new_cluster);
+        }
         if let Some(view) = view {
             seed.locked(|r| r.restore(&view, now_ms()))
                 .0
@@ -431,6 +445,7 @@ pub(crate) fn status_of(e: &RegistryError) -> StatusCode {
         RegistryError::Alive { .. } => StatusCode::CONFLICT,
         RegistryError::BadRequest(_) => StatusCode::BAD_REQUEST,
         RegistryError::ForeignCluster { .. } => StatusCode::CONFLICT,
+        RegistryError::NotYet { .. } => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -709,6 +724,7 @@ mod tests {
             tls: None,
             data_dir,
             read_timeout: SeedConfig::READ_TIMEOUT,
+            new_cluster: true,
         }
     }
 

@@ -29,6 +29,7 @@ async fn seed_with(max_connections: usize) -> String {
         tls: None,
         data_dir: None,
         read_timeout: Duration::from_secs(1),
+        new_cluster: true,
     };
     tokio::spawn(dkv_seed::run(config, listener, std::future::pending()));
     addr

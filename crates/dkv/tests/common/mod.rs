@@ -255,7 +255,7 @@ impl Cluster {
                 ["seed", "--listen", &seed_addr, "--node-ttl", NODE_TTL].map(String::from).to_vec();
             args.extend(seed_flags.iter().map(|s| s.to_string()));
             let log = std::fs::File::create(log_dir.join("seed.log")).expect("create the seed's log");
-            let child = dkv().args(&args).stderr(log).spawn().expect("spawn dkv seed");
+            let child = dkv().args(&args).arg("--new-cluster").stderr(log).spawn().expect("spawn dkv seed");
             Proc { child, addr: format!("https://{seed_addr}"), args, resp: None }
         } else {
             assert!(seed_flags.is_empty(), "seed flags without --tls-cert are not passed on");
@@ -473,9 +473,11 @@ pub fn spawn_seed(addr: &str) -> Proc {
     spawn_seed_with_ttl(addr, NODE_TTL)
 }
 
+/// A seed that starts a new cluster (`--new-cluster`: its first node is its first member at once);
+/// [`Cluster::restart_seed`] starts it again as a restart, without the flag.
 pub fn spawn_seed_with_ttl(addr: &str, ttl: &str) -> Proc {
     let args: Vec<String> = ["seed", "--listen", addr, "--node-ttl", ttl].map(String::from).to_vec();
-    let child = dkv().args(&args).spawn().expect("spawn dkv seed");
+    let child = dkv().args(&args).arg("--new-cluster").spawn().expect("spawn dkv seed");
     Proc { child, addr: addr.to_string(), args, resp: None }
 }
 
