@@ -857,9 +857,10 @@ pub struct StatusArgs {
     /// Print the members and totals as JSON (with --watch, one document per line).
     #[arg(long)]
     pub json: bool,
-    /// Members listed, the busiest first (the others are counted by state).
-    #[arg(long, default_value_t = 30)]
-    pub limit: usize,
+    /// Members listed, the busiest first (the others are counted by state) [default: 30 in the
+    /// table; every member with --json].
+    #[arg(long)]
+    pub limit: Option<usize>,
     /// List every member.
     #[arg(long, conflicts_with = "limit")]
     pub all: bool,

@@ -59,6 +59,20 @@ pub enum ClientError {
     NotANode { base: String, status: StatusCode },
 }
 
+impl ClientError {
+    /// The process's exit code for it ([`exit`](crate::commands::exit)): refused when the same
+    /// command cannot succeed (it was never sent, or the node refused it with a `4xx`),
+    /// unavailable when it may succeed later.
+    pub fn exit_code(&self) -> i32 {
+        use crate::commands::exit;
+        match self {
+            ClientError::Unreachable { .. } => exit::UNAVAILABLE,
+            ClientError::Status { status, .. } if !status.is_client_error() => exit::UNAVAILABLE,
+            _ => exit::REFUSED,
+        }
+    }
+}
+
 /// `reason`, with what to do when it reads as a TLS port called in the clear or the other way
 /// round: hyper's own words ("invalid HTTP version parsed", "InvalidContentType") do not say.
 fn with_scheme_hint(base: &str, reason: String) -> String {

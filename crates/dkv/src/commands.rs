@@ -7,13 +7,36 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 
 use crate::cli::{ClientArgs, DelArgs, GetArgs, HealthArgs, KeyArgs, KeyName, LeaveArgs, PutArgs, RemoveArgs};
-use crate::client::{Client, KeyTtl};
+use crate::client::{Client, ClientError, KeyTtl};
 use crate::{errln, outln};
 use dkv_node::front::keyspace::key_json;
 
-pub(crate) fn fail(e: impl std::fmt::Display) -> i32 {
+/// The exit codes of the client commands, so that a script can tell a missing key from a
+/// command that cannot succeed as written and from one worth trying again (until 2026-12-06 all
+/// three were 1). `dkv health` keeps 1 for "not healthy", as container health checks expect.
+pub mod exit {
+    /// `get` and `ttl`: the key does not exist (or has expired).
+    pub const NOT_FOUND: i32 = 1;
+    /// The command cannot succeed as written, so trying it again is no use: a bad flag or value
+    /// (clap's own code), a `--node` that is no URL or no node, a `--cacert` that does not load,
+    /// or a request the node refused (a `4xx`: a key too long, a value over the limit, `r=` over
+    /// N, no password or a wrong one).
+    pub const REFUSED: i32 = 2;
+    /// The cluster could not do it now, so it may succeed later: no node answered, or one failed
+    /// the request (a `5xx`, such as a quorum that did not answer in time).
+    pub const UNAVAILABLE: i32 = 3;
+}
+
+/// Print why, and return `code`.
+pub(crate) fn fail_with(code: i32, e: impl std::fmt::Display) -> i32 {
     errln!("dkv: {e}");
-    1
+    code
+}
+
+/// Print why a request failed; the code says whether trying again may help ([`exit`]).
+pub(crate) fn fail(e: ClientError) -> i32 {
+    let code = e.exit_code();
+    fail_with(code, e)
 }
 
 /// The client for `--node` with `--password` and `--cacert`; a `--cacert` that does not load
@@ -24,10 +47,11 @@ pub(crate) fn client(args: &ClientArgs) -> Client {
 
 /// The key's bytes, or the process exits with why `--escaped` could not read it.
 fn key_bytes(name: &KeyName) -> Vec<u8> {
-    name.bytes().unwrap_or_else(|e| std::process::exit(fail(e)))
+    name.bytes().unwrap_or_else(|e| std::process::exit(fail_with(exit::REFUSED, e)))
 }
 
-/// Print the value; with `--json`, `{"key", "found", "value"}`. A missing key is exit code 1.
+/// Print the value; with `--json`, `{"key", "found", "value"}`. A missing key is
+/// [`exit::NOT_FOUND`].
 /// On a terminal the output ends with a newline, so the prompt does not follow the value.
 pub async fn get(args: GetArgs) -> i32 {
     let key = key_bytes(&args.key);
@@ -37,7 +61,7 @@ pub async fn get(args: GetArgs) -> i32 {
             let key = key_json(&key);
             let json = serde_json::json!({ "key": key, "found": v.is_some(), "value": v.as_deref().map(key_json) });
             outln!("{json}");
-            i32::from(v.is_none())
+            if v.is_some() { 0 } else { exit::NOT_FOUND }
         }
         Ok(Some(v)) => {
             crate::out::stdout(&v);
@@ -46,7 +70,7 @@ pub async fn get(args: GetArgs) -> i32 {
             }
             0
         }
-        Ok(None) => fail(format!("key {:?} not found", args.key.key)),
+        Ok(None) => fail_with(exit::NOT_FOUND, format!("key {:?} not found", args.key.key)),
         Err(e) => fail(e),
     }
 }
@@ -56,7 +80,7 @@ pub async fn put(args: PutArgs) -> i32 {
     let value = if args.value == "-" {
         let mut buf = Vec::new();
         if let Err(e) = std::io::stdin().read_to_end(&mut buf) {
-            return fail(format!("reading the value from stdin: {e}"));
+            return fail_with(exit::UNAVAILABLE, format!("reading the value from stdin: {e}"));
         }
         Bytes::from(buf)
     } else {
@@ -82,7 +106,7 @@ pub async fn ttl(args: KeyArgs) -> i32 {
             outln!("no expiry");
             0
         }
-        Ok(None) => fail(format!("key {:?} not found", args.key.key)),
+        Ok(None) => fail_with(exit::NOT_FOUND, format!("key {:?} not found", args.key.key)),
         Err(e) => fail(e),
     }
 }
@@ -117,13 +141,14 @@ pub async fn health(args: HealthArgs) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    // 1 for anything but healthy: Docker reserves 2 in a health check.
     match client.raw(Method::GET, path, None).await {
         Ok((StatusCode::OK, _)) => 0,
         Ok((StatusCode::SERVICE_UNAVAILABLE, body)) if args.leaving_ok && says_leaving(&body) => 0,
         Ok((status, body)) => {
-            fail(format!("{} answered {status}: {}", args.url, String::from_utf8_lossy(&body).trim()))
+            fail_with(1, format!("{} answered {status}: {}", args.url, String::from_utf8_lossy(&body).trim()))
         }
-        Err(e) => fail(e),
+        Err(e) => fail_with(1, e),
     }
 }
 
@@ -133,11 +158,13 @@ fn says_leaving(body: &[u8]) -> bool {
 }
 
 /// The id of the member the seed lists at `addr`.
-async fn member_at(seed: &Client, addr: &str) -> Result<dkv_membership::NodeId, String> {
-    let view = seed.json("/nodes").await.map_err(|e| e.to_string())?;
+async fn member_at(seed: &Client, addr: &str) -> Result<dkv_membership::NodeId, ClientError> {
+    let view = seed.json("/nodes").await?;
     let nodes = view["nodes"].as_array().map(Vec::as_slice).unwrap_or_default();
     let id = nodes.iter().find(|m| m["addr"] == addr).and_then(|m| m["id"].as_str()?.parse().ok());
-    id.ok_or_else(|| format!("no member at {addr}: {}/nodes lists the members and their addresses", seed.base()))
+    id.ok_or_else(|| {
+        ClientError::Usage(format!("no member at {addr}: {}/nodes lists the members and their addresses", seed.base()))
+    })
 }
 
 /// `dkv remove`: each member out at the seed, in turn; stops at the first refusal.
@@ -165,7 +192,8 @@ pub async fn remove(args: RemoveArgs) -> i32 {
             }
             Ok((status, line)) => {
                 let line = String::from_utf8_lossy(&line);
-                return fail(format!("{}/remove of {id}: {status}: {}", client.base(), line.trim()));
+                let code = if status.is_client_error() { exit::REFUSED } else { exit::UNAVAILABLE };
+                return fail_with(code, format!("{}/remove of {id}: {status}: {}", client.base(), line.trim()));
             }
             Err(e) => return fail(e),
         }

@@ -27,7 +27,7 @@ pub fn stdout(bytes: &[u8]) {
             std::process::exit(0);
         }
         stderr(format!("dkv: writing to stdout: {e}\n").as_bytes());
-        std::process::exit(1);
+        std::process::exit(crate::commands::exit::UNAVAILABLE);
     }
 }
 

@@ -27,10 +27,17 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub async fn status(args: StatusArgs) -> i32 {
     let client = client(&args.client);
-    let limit = if args.all { None } else { Some(args.limit) };
+    // The table shows the 30 busiest by default; JSON, for a program, every member unless told.
+    let limit = match (args.all, args.limit) {
+        (true, _) => None,
+        (false, Some(n)) => Some(n),
+        (false, None) if args.json => None,
+        (false, None) => Some(TABLE_ROWS),
+    };
     if !args.watch {
         return match gather(&client).await {
             Ok(s) if args.json => {
+                let s = limited(s, limit);
                 outln!("{s:#}");
                 0
             }
@@ -50,10 +57,10 @@ pub async fn status(args: StatusArgs) -> i32 {
         // A failure goes to stderr: stdout holds tables, or one JSON document a line, only
         // (an error line there broke the documents, found by trying, 2026-12-06).
         let gathered = gather(&client).await;
-        let failed = gathered.is_err();
+        let code = gathered.as_ref().map_or_else(crate::client::ClientError::exit_code, |_| 0);
         let frame = match gathered {
             // One JSON document per line, for a program to read as they come.
-            Ok(s) if args.json => format!("{s}\n"),
+            Ok(s) if args.json => format!("{}\n", limited(s, limit)),
             Ok(s) => render(&s, limit),
             Err(e) => {
                 crate::errln!("dkv: {e}");
@@ -72,8 +79,9 @@ pub async fn status(args: StatusArgs) -> i32 {
         crate::out::stdout(format!("{head}{frame}").as_bytes());
         shown += 1;
         if args.count.is_some_and(|n| shown >= n) {
-            // As without --watch: 1 when the last table could not be gathered.
-            return i32::from(failed);
+            // As without --watch: the last table's, with its error's code if it could not be
+            // gathered.
+            return code;
         }
     }
 }
@@ -178,6 +186,36 @@ fn busy(r: &Value) -> bool {
     r["moves"].as_array().is_some_and(|ms| ms.iter().any(|m| m["active"] == true))
 }
 
+/// Members listed in the table when neither `--limit` nor `--all` says.
+const TABLE_ROWS: usize = 30;
+
+/// Moving data first, then unreachable, then not `normal`, then the rest; by address within each.
+fn busiest_first(mut rows: Vec<&Value>) -> Vec<&Value> {
+    let rank = |r: &Value| match (busy(r), r["reachable"] == true, r["state"].as_str()) {
+        (true, _, _) => 0,
+        (_, false, _) => 1,
+        (_, _, Some("normal")) => 3,
+        _ => 2,
+    };
+    rows.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a["addr"].as_str().cmp(&b["addr"].as_str())));
+    rows
+}
+
+/// The JSON summary with at most `limit` members, the busiest first, and `members_left_out`
+/// counting the others (their states stay counted in `states`, the totals cover them all).
+/// Until 2026-12-06 `--json` ignored `--limit`.
+fn limited(mut summary: Value, limit: Option<usize>) -> Value {
+    let Some(limit) = limit else { return summary };
+    let rows: Vec<Value> = summary["members"].as_array().cloned().unwrap_or_default();
+    if rows.len() <= limit {
+        return summary;
+    }
+    let kept: Vec<Value> = busiest_first(rows.iter().collect()).into_iter().take(limit).cloned().collect();
+    summary["members_left_out"] = json!(rows.len() - kept.len());
+    summary["members"] = Value::Array(kept);
+    summary
+}
+
 /// The table: a header, `limit` rows (all with `None`), the busiest first, and the totals.
 pub fn render(summary: &Value, limit: Option<usize>) -> String {
     use std::fmt::Write;
@@ -214,15 +252,7 @@ pub fn render(summary: &Value, limit: Option<usize>) -> String {
     let head =
         ["ID", "ADDR", "STATE", "COPIES", "BYTES", "HINTS", "MOVED-IN", "REQ/S", "P99", "TOKENS", "CLOCK", "MOVING"];
     let _ = writeln!(out, "{}", line(head).trim_end());
-    let mut order: Vec<&Value> = rows.clone();
-    let rank = |r: &Value| match (busy(r), r["reachable"] == true, r["state"].as_str()) {
-        (true, _, _) => 0,
-        (_, false, _) => 1,
-        (_, _, Some("normal")) => 3,
-        _ => 2,
-    };
-    order.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a["addr"].as_str().cmp(&b["addr"].as_str())));
-    for r in order.iter().take(shown) {
+    for r in busiest_first(rows.clone()).iter().take(shown) {
         let n = |f: &str| r[f].as_u64().map_or_else(|| "-".to_string(), |v| v.to_string());
         // The node's clock against the others', and a mark when it is too far off to write.
         let clock = r["clock_offset_ms"].as_i64().map_or_else(
@@ -374,6 +404,22 @@ mod tests {
         assert!(text.contains("keys: 330000 (key copies of the members not joining / 3)"), "{text}");
         assert!(lines[3].contains(" 500.0 ") && lines[3].contains("1.8ms"), "rate and p99: {}", lines[3]);
         assert_eq!(render(&summary, None).lines().count(), 1 + 1 + 1000 + 2);
+    }
+
+    #[test]
+    fn json_with_a_limit_keeps_the_busiest_members_and_counts_the_others() {
+        let summary = fake(1000);
+        let page = limited(summary.clone(), Some(5));
+        let members = page["members"].as_array().unwrap();
+        assert_eq!(members.len(), 5);
+        assert_eq!(page["members_left_out"], 995);
+        assert_eq!(members[0]["id"], format!("{:016x}", 500), "the member moving data first");
+        assert!(members[1..].iter().all(|m| m["state"] != "normal"), "{page:#}");
+        // The counts and totals still cover every member.
+        assert_eq!(page["states"], summary["states"]);
+        assert_eq!(page["key_copies"], summary["key_copies"]);
+        assert_eq!(limited(summary.clone(), None), summary);
+        assert_eq!(limited(summary.clone(), Some(1000)), summary);
     }
 
     #[test]

@@ -80,14 +80,14 @@ async fn the_cli_tells_a_node_from_the_seed_and_from_other_servers() {
     let seed = format!("http://{}", c.seed.addr);
     for args in [vec!["get", "k"], vec!["put", "k", "v"], vec!["del", "k"], vec!["status"]] {
         let (code, _, err) = cli(&[&args[..], &["--node", &seed]].concat());
-        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(err.contains("is the dkv seed, not a node"), "{args:?} against the seed: {err}");
         assert!(!err.contains("not found"), "{args:?}: {err}");
     }
     let other = format!("http://{}", plain_404_server().await);
     for args in [vec!["get", "k"], vec!["put", "k", "v"], vec!["del", "k"], vec!["status"]] {
         let (code, _, err) = cli(&[&args[..], &["--node", &other]].concat());
-        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(err.contains(&format!("{other} is not a dkv node")), "{args:?} against a plain server: {err}");
         assert!(!err.trim_end().ends_with(':'), "{args:?}: {err}");
     }
@@ -97,7 +97,7 @@ async fn the_cli_tells_a_node_from_the_seed_and_from_other_servers() {
     assert!(err.contains("key \"absent\" not found"), "{err}");
     // A node URL with a path is a wrong path, not a missing key; a bare one with a slash works.
     let (code, _, err) = cli(&["get", "absent", "--node", &format!("http://{}/dkv", c.nodes[0].addr)]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(err.contains("no such path /dkv/get") && !err.contains("not found"), "{err}");
     let (code, _, err) = cli(&["put", "k", "v", "--node", &format!("{}/", c.nodes[0].addr)]);
     assert_eq!(code, Some(0), "{err}");
@@ -216,7 +216,7 @@ async fn a_value_over_the_limit_is_reported_with_the_servers_413() {
         .unwrap();
     let _ = std::fs::remove_file(&file);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "refused: {err}");
     assert!(err.contains("413 Payload Too Large: value larger than the limit"), "{err}");
     assert_eq!(c.client(0).get(b"huge").await.unwrap(), None);
 }
@@ -237,7 +237,7 @@ async fn commands_whose_reader_is_gone_exit_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
         assert!(err.is_empty(), "{args:?} should exit quietly: {err}");
     }
-    // stderr closed too: an error it cannot print is still exit code 1, not a panic.
+    // stderr closed too: a missing key it cannot print is still exit code 1, not a panic.
     let mut child =
         dkv().args(["get", "absent", "--node", &node]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     drop(child.stdout.take());

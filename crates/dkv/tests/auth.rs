@@ -211,7 +211,7 @@ async fn http_clients_need_the_password_as_bearer_or_basic() {
     let out = dkv().args(["get", "cli", "--node", &b]).env("DKV_PASSWORD", READ_ONLY).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "yes");
     let out = dkv().args(["get", "cli", "--node", &b]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "refused, not missing");
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
     let out = dkv().args(["status", "--node", &a, "--password", FULL]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -227,7 +227,7 @@ async fn http_clients_need_the_password_as_bearer_or_basic() {
     // as "unreachable", exit code 0).
     let out = dkv().args(["where", "cli", "--node", &a]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("401") && err.contains("--password or DKV_PASSWORD"), "{err}");
 }
 

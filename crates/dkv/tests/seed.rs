@@ -388,18 +388,18 @@ async fn dkv_remove_takes_out_members_gone_for_good_and_refuses_a_live_one() {
         )
     };
     let (code, _, err) = remove(&[&ids[0]]);
-    assert_eq!(code, Some(1), "a live member is refused: {err}");
+    assert_eq!(code, Some(2), "a live member is refused: {err}");
     assert!(err.contains("409") && err.contains("is alive") && err.contains("dkv leave"), "{err}");
     let (code, _, err) = remove(&["not-an-id"]);
     assert_eq!(code, Some(2), "a malformed id is a usage error: {err}");
     let (code, _, err) = remove(&["127.0.0.1:1"]);
-    assert!(code == Some(1) && err.contains("no member at 127.0.0.1:1"), "{err}");
+    assert!(code == Some(2) && err.contains("no member at 127.0.0.1:1"), "{err}");
     // One by its id, one by its address.
     let (code, out, err) = remove(&[&ids[1], &c.nodes[2].addr.clone()]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains(&format!("removed {}", ids[2])) && out.contains("1 members left"), "{out}");
     let (code, _, err) = remove(&[&ids[1]]);
-    assert!(code == Some(1) && err.contains("404") && err.contains("no member"), "{err}");
+    assert!(code == Some(2) && err.contains("404") && err.contains("no member"), "{err}");
 
     c.wait_normal(1).await;
     let bad = missing(&c, &[0], &data).await;

@@ -58,10 +58,11 @@ async fn status_watch_flags_are_checked() {
     let (code, _, err) = run(&["status", "--count", "2", "--node", "127.0.0.1:1"]).await;
     assert_eq!(code, Some(2), "--count needs --watch: {err}");
     // A node that does not answer: each failure on stderr, nothing but documents on stdout, and
-    // exit code 1, as without --watch (the errors were on stdout, and the exit code 0).
+    // exit code 3 (unavailable), as without --watch (the errors were on stdout, and the exit
+    // code 0).
     let down = format!("127.0.0.1:{}", free_port());
     let (code, out, err) =
         run(&["status", "--watch", "--json", "--interval", "100ms", "--count", "2", "--node", &down]).await;
-    assert_eq!((code, out.as_str()), (Some(1), ""), "{err}");
+    assert_eq!((code, out.as_str()), (Some(3), ""), "{err}");
     assert_eq!(err.matches("cannot reach").count(), 2, "{err}");
 }
