@@ -36,6 +36,14 @@ use std::sync::Arc;
 /// Streams one HTTP/2 client may have open at once.
 const MAX_H2_STREAMS: u32 = 256;
 
+/// The most a request head may take: the longest URL hyper takes (64 KiB, enough for a key of
+/// 8 KiB whose every byte is percent-encoded) and 32 KiB of headers. It bounds what a connection
+/// holds while its head arrives, which `--max-client-memory` does not count: hyper's default
+/// HTTP/1 buffer of about 400 KB let 1 000 unfinished heads hold 340 MB (found by trying,
+/// 2026-12-06). And HTTP/2's default list of 16 KiB refused a key of 8 KiB percent-encoded (24
+/// KiB of path) with a broken connection, where HTTP/1.1 took it.
+const MAX_HEAD_BYTES: usize = 96 << 10;
+
 /// Serve `app` on the connections `conns` delivers until `stop`, then let the requests in
 /// flight finish (graceful shutdown) and return once every connection is closed.
 /// `node` is the node's id, for the answers hyper writes itself (`parse_errors.rs`).
@@ -54,10 +62,15 @@ pub async fn serve<S>(
     S::Future: Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(guard.limits.read_timeout);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(guard.limits.read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
         .max_concurrent_streams(MAX_H2_STREAMS)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
