@@ -61,7 +61,11 @@ pub async fn get(args: GetArgs) -> i32 {
             let key = key_json(&key);
             let json = serde_json::json!({ "key": key, "found": v.is_some(), "value": v.as_deref().map(key_json) });
             outln!("{json}");
-            if v.is_some() { 0 } else { exit::NOT_FOUND }
+            if v.is_some() {
+                0
+            } else {
+                exit::NOT_FOUND
+            }
         }
         Ok(Some(v)) => {
             crate::out::stdout(&v);

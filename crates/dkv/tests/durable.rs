@@ -299,6 +299,64 @@ async fn a_leave_with_nobody_left_to_take_the_keys_is_taken_back() {
     assert!(missing(&c, &[0], &data).await.is_empty(), "back with its keys, not leaving again");
 }
 
+/// A second process started on a copy of a member's data directory registers with the member's
+/// id: the seed moved the member to its address, and the first went on serving, unlisted, and
+/// acknowledging writes that reads through the member did not find (found by trying,
+/// 2026-12-06). Now the seed refuses it, with the reason, while it hears from the first; once
+/// the first is silent for half a TTL (here paused), the second is taken, as a node started
+/// again at a new address is, and the first, back, finds its id listed elsewhere and exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_a_copy_of_a_data_directory_is_refused_while_the_first_lives() {
+    let mut c = Cluster::start_durable(3, &[], "2s").await;
+    let data = dataset("copied", 20);
+    write_all(&c, &[0], &data).await;
+    // A copy taken while node 2 is stopped, so that it is a whole directory.
+    c.kill_node(2).await;
+    let copy = c.data_root.clone().unwrap().join("copy-of-node-2");
+    assert!(std::process::Command::new("cp").arg("-a").arg(c.data_dir(2)).arg(&copy).status().unwrap().success());
+    c.restart_node(2);
+    c.wait_normal(3).await;
+
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut args = c.nodes[2].args.clone();
+    for (flag, value) in
+        [("--listen", addr.clone()), ("--advertise", addr.clone()), ("--data-dir", copy.display().to_string())]
+    {
+        let at = args.iter().position(|a| a == flag).expect(flag) + 1;
+        args[at] = value;
+    }
+    let log = c.data_root.clone().unwrap().join("second.log");
+    let second = dkv().args(&args).stderr(std::fs::File::create(&log).unwrap()).spawn().expect("spawn");
+    let mut second = Proc { child: second, addr: addr.clone(), args, resp: None };
+    eventually(Duration::from_secs(20), "the seed's refusal in the second process's log", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        async move { text.contains("another process is this node").then_some(()) }
+    })
+    .await;
+    let first = c.nodes[2].addr.trim_start_matches("http://").to_string();
+    let view = c.seed_view().await.expect("view");
+    let addrs: Vec<&str> = view["nodes"].as_array().unwrap().iter().filter_map(|m| m["addr"].as_str()).collect();
+    assert!(addrs.contains(&first.as_str()) && !addrs.contains(&addr.as_str()), "{view}");
+    assert!(second.is_running(), "it waits, as a node moved to a new address would");
+
+    // The first silent: after half a TTL the second is the member, at its address, with the keys.
+    c.nodes[2].pause().await;
+    eventually(Duration::from_secs(30), "the member at the second process's address", || {
+        let seed = c.seed_client();
+        let addr = addr.clone();
+        async move {
+            let view = seed.json("/nodes").await.ok()?;
+            view["nodes"].as_array()?.iter().any(|m| m["addr"] == addr.as_str() && m["state"] == "normal").then_some(())
+        }
+    })
+    .await;
+    c.nodes[2].resume();
+    assert_eq!(c.nodes[2].wait_exit(Duration::from_secs(20)).await, Some(1), "the first, replaced, stops");
+    c.nodes[2] = second;
+    c.wait_normal(3).await;
+    assert!(missing(&c, &[2], &data).await.is_empty(), "the second serves every key");
+}
+
 /// A tmpfs of `size` mounted at `dir` for the life of the value (root only).
 struct SmallDisk(std::path::PathBuf);
 

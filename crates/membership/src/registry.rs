@@ -96,6 +96,12 @@ pub enum RegistryError {
          hold; retry (a seed with --data-dir, or one started with --new-cluster, does not wait)"
     )]
     NotYet { since_ms: u64, ttl_ms: u64 },
+    #[error(
+        "member {id} is at {addr}, which sent a heartbeat {unseen_ms} ms ago: another process is this node (two \
+         processes on copies of one data directory?); stop one. A node moved to a new address registers once the \
+         old one has been silent for half a TTL ({half_ttl_ms} ms); retry"
+    )]
+    InUse { id: NodeId, addr: String, unseen_ms: u64, half_ttl_ms: u64 },
 }
 
 /// What one expiry pass did.
@@ -257,6 +263,7 @@ impl Registry {
             Some(id) => id,
             None => self.fresh_id(),
         };
+        self.refuse_a_second_process(id, &req.addr, now_ms)?;
         self.heard_from(id);
         let arriving = !self.members.contains_key(&id);
         // A leaving member this seed expired (after its first TTL) is not taken back: as
@@ -346,6 +353,25 @@ impl Registry {
     }
 
     /// `id` spoke to this seed itself: it is no longer a member only an adopted view vouched for.
+    /// A member registering from another address while the seed still hears from it at its
+    /// own is a second process with its id (a copy of its data directory, or the same one
+    /// started twice): taken, it moved the member to its address, and the first one went on
+    /// serving, unlisted, acknowledging writes that reads through the member did not find (found
+    /// by trying, 2026-12-06). It is refused until the member has been silent for half a TTL, the
+    /// bound `remove` also counts as alive, which is also what a node started again at a new
+    /// address waits. A member only taken from a view presented to this fresh seed has not been
+    /// heard from, and does not count.
+    fn refuse_a_second_process(&self, id: NodeId, addr: &str, now_ms: u64) -> Result<(), RegistryError> {
+        let Some(m) = self.members.get(&id).filter(|m| m.addr != addr && !self.adopted.contains(&id)) else {
+            return Ok(());
+        };
+        let unseen_ms = now_ms.saturating_sub(m.last_seen_ms);
+        if unseen_ms > self.ttl_ms / 2 {
+            return Ok(());
+        }
+        Err(RegistryError::InUse { id, addr: m.addr.clone(), unseen_ms, half_ttl_ms: self.ttl_ms / 2 })
+    }
+
     fn heard_from(&mut self, id: NodeId) {
         if !self.adopted.is_empty() {
             self.adopted.remove(&id);

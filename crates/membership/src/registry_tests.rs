@@ -173,6 +173,39 @@ fn a_leave_withdrawn_makes_the_member_normal_again() {
     assert!(matches!(r.withdraw_leave(NodeId(99), 4), Err(RegistryError::UnknownNode(_))));
 }
 
+/// A second process with a member's id, at another address, is refused while the member is
+/// heard from at its own; once the member has been silent for half a TTL (a node started again
+/// at a new address), the registration moves it.
+#[test]
+fn a_second_process_with_a_members_id_is_refused_while_the_member_is_heard_from() {
+    let mut r = Registry::new(0, TTL);
+    let a = r.register(reg("h:1"), 0).unwrap();
+    r.ready(a.id, 0).unwrap();
+    let tokens = r.view().member(a.id).unwrap().tokens.to_vec();
+    let copy = |addr: &str| RegisterRequest {
+        id: Some(a.id),
+        tokens: Some(tokens.clone()),
+        state: Some(NodeState::Normal),
+        ..reg(addr)
+    };
+    let second = copy("h:9");
+    r.heartbeat(a.id, 400).unwrap();
+    let e = r.epoch();
+    match r.register(second.clone(), 800) {
+        Err(RegistryError::InUse { id, addr, unseen_ms: 400, half_ttl_ms: 500 }) => {
+            assert_eq!((id, addr.as_str()), (a.id, "h:1"));
+        }
+        other => panic!("a second process taken: {other:?}"),
+    }
+    assert_eq!((r.epoch(), r.view().member(a.id).unwrap().addr.as_str()), (e, "h:1"), "nothing changed");
+    // The first one registering again, at its own address, is not a second process.
+    r.register(copy("h:1"), 850).expect("the member itself");
+    // Silent for over half a TTL: the node moved.
+    let moved = r.register(second, 1_351).expect("a node started again at a new address");
+    assert_eq!(moved.id, a.id);
+    assert_eq!(r.view().member(a.id).unwrap().addr, "h:9");
+}
+
 #[test]
 fn a_ready_that_crossed_a_leave_leaves_the_node_leaving() {
     let mut r = Registry::new(0, TTL);

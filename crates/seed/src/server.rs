@@ -445,7 +445,7 @@ pub(crate) fn status_of(e: &RegistryError) -> StatusCode {
         RegistryError::Alive { .. } => StatusCode::CONFLICT,
         RegistryError::BadRequest(_) => StatusCode::BAD_REQUEST,
         RegistryError::ForeignCluster { .. } => StatusCode::CONFLICT,
-        RegistryError::NotYet { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        RegistryError::NotYet { .. } | RegistryError::InUse { .. } => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
