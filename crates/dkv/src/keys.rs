@@ -119,6 +119,9 @@ pub async fn where_is(args: WhereArgs) -> i32 {
     }
 }
 
+/// How long one replica may take to show its copy.
+const ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Where `args.key` lives and what each of its nodes holds, as JSON (printed by [`print()`]).
 async fn locate(args: &WhereArgs) -> Result<Value, crate::client::ClientError> {
     let client = client(&args.client);
@@ -135,13 +138,25 @@ async fn locate(args: &WhereArgs) -> Result<Value, crate::client::ClientError> {
     let epoch = cluster["epoch"].as_u64().unwrap_or(0);
     let topo = Topology::new(View { epoch, nodes: members }, NodeId(0), replicas);
     let placement = topo.placement(dkv_placement::key_hash(key));
+    // Every replica asked at once, each for ASK_TIMEOUT at most: one after the other, a paused
+    // replica held the answer for the client's 10 s (found by trying, 2026-12-06).
+    let holders: Vec<_> =
+        placement.write.iter().enumerate().filter_map(|(i, &id)| Some((i, id, topo.member(id)?))).collect();
+    let asked = holders.iter().map(|(_, _, m)| {
+        let replica = client.sibling(&m.addr);
+        async move {
+            tokio::time::timeout(ASK_TIMEOUT, replica.local(key)).await.unwrap_or_else(|_| {
+                let (url, reason) = (format!("{}/local", replica.base()), format!("no answer within {ASK_TIMEOUT:?}"));
+                Err(crate::client::ClientError::Unreachable { url, reason })
+            })
+        }
+    });
+    let copies = futures_util::future::join_all(asked).await;
     let mut nodes = Vec::new();
-    for (i, &id) in placement.write.iter().enumerate() {
-        let Some(m) = topo.member(id) else { continue };
+    for ((i, id, m), copy) in holders.into_iter().zip(copies) {
         // Read replicas hold the key now; the others (joining, or taking over from a leaving
         // node) get its writes and will hold it once the move is done.
         let role = if i < placement.read.len() { "replica" } else { "incoming" };
-        let copy = client.sibling(&m.addr).local(key).await;
         let copy = match copy {
             Ok(c) => {
                 json!({ "state": c["state"], "version": c["version"], "bytes": c["bytes"], "expires_at_ms": c["expires_at_ms"] })

@@ -109,9 +109,20 @@ async fn where_shows_each_replica_and_its_copy() {
     let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("replica")).collect();
     assert_eq!(rows.len(), 3, "{text}");
     assert!(rows.iter().all(|r| r.contains("tombstone") && !r.contains("(older)")), "{text}");
-    for h in holders {
+    for h in &holders {
         assert!(text.contains(h), "{h} in {text}");
     }
+    // A replica that does not answer (paused) is shown as such after 3 s, beside the others
+    // (asked one after the other, it held the answer for the client's 10 s).
+    let paused = c.nodes.iter().position(|p| p.addr != node && holders.contains(&p.addr.as_str())).expect("a holder");
+    c.nodes[paused].pause().await;
+    let report = json(&node, &["where", "user:1", "--json"]);
+    let rows = report["nodes"].as_array().unwrap();
+    let silent: Vec<&Value> = rows.iter().filter(|n| n["copy"]["state"] == "unreachable").collect();
+    assert_eq!(silent.len(), 1, "{report:#}");
+    assert!(silent[0]["copy"]["error"].as_str().unwrap().contains("no answer within 3s"), "{report:#}");
+    c.nodes[paused].resume();
+
     // A key the nodes refuse is an error that says why, not three unreachable replicas.
     let (code, _, err) = run(&node, &["where", ""]);
     assert_eq!(code, Some(2), "{err}");
