@@ -442,6 +442,10 @@ fn summary(args: &UpArgs, seed: &Proc, nodes: &[Proc], logs: Option<&Path>) {
 struct Signals {
     interrupt: Signal,
     terminate: Signal,
+    /// The terminal went away (its window closed, the SSH session dropped): a stop as Ctrl-C's.
+    /// Its default action ended `dkv up` at once, and the kernel then killed every child, so
+    /// durable nodes stopped as if they had crashed (found by trying, 2026-12-06).
+    hangup: Signal,
     /// A child's exit is seen at once, not at the next poll.
     child: Signal,
 }
@@ -451,12 +455,13 @@ impl Signals {
         Ok(Signals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
             child: signal(SignalKind::child())?,
         })
     }
 }
 
-/// Until Ctrl-C or SIGTERM, report each child that exits (and reap it). Ends with an error once
+/// Until Ctrl-C, SIGTERM or SIGHUP, report each child that exits (and reap it). Ends with an error once
 /// every child has exited, as there is nothing left to run.
 async fn watch(mut signals: Signals, nodes: &mut [Proc], seed: &mut Proc) -> Result<(), String> {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -464,6 +469,7 @@ async fn watch(mut signals: Signals, nodes: &mut [Proc], seed: &mut Proc) -> Res
         tokio::select! {
             _ = signals.interrupt.recv() => break,
             _ = signals.terminate.recv() => break,
+            _ = signals.hangup.recv() => break,
             _ = signals.child.recv() => {}
             _ = tick.tick() => {}
         }

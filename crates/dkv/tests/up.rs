@@ -365,3 +365,18 @@ async fn up_with_tls_starts_a_cluster_that_speaks_only_tls() {
     let _ = std::fs::remove_dir_all(&certs);
     let _ = std::fs::remove_dir_all(&empty);
 }
+
+/// SIGHUP (the terminal closed) stops the cluster as Ctrl-C does: each node stops cleanly, and
+/// `dkv up` exits 0. Its default action ended `dkv up` at once, and the parent-death signal
+/// then killed the children (found by trying, 2026-12-06).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hangup_stops_the_cluster_as_ctrl_c_does() {
+    let mut flags = up_flags(2, free_port(), free_port_run(2));
+    flags.push("--verbose".into());
+    let mut up = Up::start(&flags);
+    eventually(Duration::from_secs(30), "the cluster to be up", || async { up.said("Ctrl-C").then_some(()) }).await;
+    up.proc.signal(libc::SIGHUP);
+    assert_eq!(up.exit(Duration::from_secs(20)).await, Some(0), "{}", up.transcript());
+    let stopped = up.err.lock().unwrap().iter().filter(|l| l.contains("node stopped")).count();
+    assert_eq!(stopped, 2, "each node stopped cleanly: {}", up.transcript());
+}
