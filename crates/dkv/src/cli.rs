@@ -160,12 +160,14 @@ pub fn byte_size(s: &str) -> Result<usize, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: usize = num.parse().map_err(|_| format!("{s:?} is not a size: write e.g. 8192, 8KiB or 16MiB"))?;
-    let mult = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" | "K" | "KB" => 1 << 10,
-        "MiB" | "M" | "MB" => 1 << 20,
-        "GiB" | "G" | "GB" => 1 << 30,
-        other => return Err(format!("unknown size unit {other:?}: use B, KiB, MiB or GiB")),
+    // Units in any case, each a power of two (`1kB` was refused where `1KB` was taken, found by
+    // trying, 2026-12-06): 8k, 8kb, 8KB and 8KiB are all 8 192 bytes.
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" | "kb" => 1 << 10,
+        "mib" | "m" | "mb" => 1 << 20,
+        "gib" | "g" | "gb" => 1 << 30,
+        _ => return Err(format!("unknown size unit {:?}: use B, KiB, MiB or GiB", unit.trim())),
     };
     n.checked_mul(mult).ok_or_else(|| format!("{s} is too large"))
 }
@@ -962,6 +964,10 @@ mod tests {
         assert_eq!(byte_size("8KiB"), Ok(8192));
         assert_eq!(byte_size("16MiB"), Ok(16 << 20));
         assert_eq!(byte_size("100"), Ok(100));
+        for same in ["8k", "8K", "8kb", "8kB", "8KB", "8KiB", "8kib"] {
+            assert_eq!(byte_size(same), Ok(8192), "{same}");
+        }
+        assert_eq!(byte_size("1gb"), Ok(1 << 30));
         assert!(byte_size("8XB").unwrap_err().contains("unit"));
         assert!(byte_size("big").is_err());
         assert_eq!(key_size("32KiB"), Ok(32 << 10));
