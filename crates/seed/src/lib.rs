@@ -18,6 +18,7 @@ mod format;
 mod openapi;
 mod record;
 mod recorder;
+mod serve;
 mod server;
 mod tls;
 mod transport;

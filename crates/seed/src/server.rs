@@ -270,10 +270,10 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
-    let app = app.into_make_service_with_connect_info::<crate::transport::Caller>();
-    let result = axum::serve(http, app).with_graceful_shutdown(shutdown).await;
+    tokio::spawn(shutdown);
+    crate::serve::serve(app, http, stop).await;
     expirer.abort();
-    result
+    Ok(())
 }
 
 /// Every answer says it comes from the seed, so a client pointed here instead of at a node can

@@ -131,12 +131,6 @@ pub(crate) struct Caller {
     pub member: Option<bool>,
 }
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, HttpConnections>> for Caller {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, HttpConnections>) -> Caller {
-        Caller { member: stream.io().member }
-    }
-}
-
 impl AsyncRead for Counted {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
@@ -184,26 +178,25 @@ impl AsyncWrite for Counted {
     }
 }
 
-/// The HTTP connections of the seed's port, for `axum::serve`.
+/// The HTTP connections of the seed's port, for `serve.rs`.
 pub(crate) struct HttpConnections {
     rx: mpsc::Receiver<(Counted, SocketAddr)>,
-    local: SocketAddr,
 }
 
-impl axum::serve::Listener for HttpConnections {
-    type Io = Counted;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Counted, SocketAddr) {
+impl HttpConnections {
+    /// The next connection; never, once the accept loop has ended (stopping).
+    pub(crate) async fn next(&mut self) -> Counted {
         match self.rx.recv().await {
-            Some(conn) => conn,
-            // The accept loop ended (stopping): no more connections.
+            Some((conn, _)) => conn,
             None => std::future::pending().await,
         }
     }
+}
 
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
+impl Counted {
+    /// Over TLS, whether it presented a member's certificate; `None` in the clear.
+    pub(crate) fn member(&self) -> Option<bool> {
+        self.member
     }
 }
 
@@ -215,7 +208,6 @@ pub(crate) fn split(
     listener: TcpListener,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<HttpConnections> {
-    let local = listener.local_addr()?;
     let (tx, rx) = mpsc::channel(256);
     let handler = Arc::new(Heartbeats(seed));
     let server = Arc::new(ServerConfig {
@@ -228,7 +220,7 @@ pub(crate) fn split(
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let onward = Onward { http: tx, handler, server, stop: stop.clone(), read_timeout: config.read_timeout };
     tokio::spawn(accept_loop(listener, onward, config.tls.clone(), slots, stop));
-    Ok(HttpConnections { rx, local })
+    Ok(HttpConnections { rx })
 }
 
 /// Where an accepted connection goes once its first byte says which protocol it speaks.
