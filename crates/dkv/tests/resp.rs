@@ -227,6 +227,14 @@ async fn malformed_frames_get_an_error_and_a_closed_connection_and_the_node_keep
     let (reply, _) =
         exchange(&r, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\nQUIT\r\n", t);
     assert_eq!(reply, "+OK\r\n$1\r\nv\r\n+OK\r\n");
+    // What a browser sends when a web page posts to this port (cross-protocol scripting): the
+    // connection is closed at the request line, as Redis does, and the body's command never
+    // runs (it did, with the headers answered as unknown commands). A GET's `Host:` line too.
+    let post = b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 18\r\n\r\nSET xproto pwned\r\n";
+    assert_eq!(exchange(&r, post, t), (String::new(), true));
+    let (reply, closed) = exchange(&r, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nSET xproto pwned\r\n", t);
+    assert!(closed && !reply.contains("+OK"), "{reply:?}");
+    assert_eq!(redis_cli(&r, &["EXISTS", "xproto"]), "0", "nothing written");
     assert_eq!(redis_cli(&r, &["PING"]), "PONG", "the node still serves");
 }
 

@@ -212,6 +212,18 @@ async fn connection(
             };
             took = true;
             let cmd = Cmd::of(&args[0]);
+            if cmd == Cmd::Unknown && table::is_http(&args[0]) {
+                static ATTACKS: Throttle = Throttle::new();
+                if let Some(more) = ATTACKS.allow("http") {
+                    tracing::warn!(
+                        "a RESP connection sent an HTTP request ({}): a web page may be trying to run commands on \
+                         this node through a browser (cross-protocol scripting); closed without running it. Give \
+                         the node a --client-password, and keep its RESP port off networks browsers reach{more}",
+                        String::from_utf8_lossy(&args[0])
+                    );
+                }
+                return Ok(());
+            }
             let operations = commands::key_operations(cmd, &args);
             if !running.is_empty() && in_flight + operations > MAX_IN_FLIGHT {
                 held = Some(args); // starts once the commands before it have finished

@@ -163,6 +163,16 @@ pub fn cannot_honour(name: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// Whether a command named `name` is the first line of an HTTP request (`POST / HTTP/1.1`) or one
+/// of its headers (`Host:`): a web page made a browser send an HTTP request to this port, which
+/// a browser lets any page do with a `text/plain` body, and the lines of that body would run as
+/// commands (cross-protocol scripting). As Redis does, the connection is closed at once, before
+/// anything after it runs (until 2026-12-06 the headers were answered as unknown commands and
+/// the body ran: a page could write any key of a node without a password, found by trying).
+pub fn is_http(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:")
+}
+
 /// `name` in lower case in `into`, if it can be a command's name (letters, at most `NAME_MAX`).
 fn lower<'a>(name: &[u8], into: &'a mut [u8; NAME_MAX]) -> Option<&'a str> {
     if name.len() > NAME_MAX || !name.iter().all(u8::is_ascii_alphabetic) {
