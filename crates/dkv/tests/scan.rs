@@ -102,6 +102,27 @@ async fn a_scan_returns_every_key_exactly_once_on_a_static_cluster() {
     }
 }
 
+/// Two replicas of three paused (members still: a long TTL): a scan page fails with the
+/// quorum's reason after one request timeout (2 s here), as a read does. Each of its three
+/// attempts waited the whole timeout, though the view had not changed (found by trying,
+/// 2026-12-06: 15 s at the default 5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_without_a_quorum_fails_after_one_request_timeout() {
+    let c = Cluster::start_full(3, &[], "60s").await;
+    c.client(0).put(b"k", "v").await.unwrap();
+    c.nodes[1].pause().await;
+    c.nodes[2].pause().await;
+    let started = std::time::Instant::now();
+    let (status, body) = c.client(0).raw(Method::GET, "/scan", None).await.unwrap();
+    let took = started.elapsed();
+    c.nodes[1].resume();
+    c.nodes[2].resume();
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("did not answer within 2000 ms"), "{text}");
+    assert!(took < Duration::from_secs(4), "failed after {took:?}, not one request timeout: {text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_that_are_not_utf8_come_back_exactly() {
     let c = Cluster::start(1).await;
