@@ -17,6 +17,7 @@ use std::time::Duration;
 use dkv_membership::NodeId;
 
 use crate::error::PeerError;
+use crate::transport::peer::is_stale_epoch;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct QuorumError {
@@ -119,8 +120,14 @@ where
                     }
                 }
                 (id, Err(e)) => {
+                    // A replica with a newer view than this plan's: the caller refreshes and plans
+                    // again, now rather than after the others. Waiting on, a read that asked a
+                    // replica just expired (paused: its call hangs) and one that had taken the new
+                    // view already waited the whole deadline, 5 s, for the expired one (found by
+                    // trying, 2026-12-06).
+                    let outdated = is_stale_epoch(&e);
                     failures.push((id, e));
-                    if targets.len() - failures.len() < needed {
+                    if outdated || targets.len() - failures.len() < needed {
                         break;
                     }
                     launch(&mut launched, &mut running); // ask another in its place
@@ -231,7 +238,7 @@ mod tests {
                 match id {
                     NodeId(1) => Ok(1),
                     NodeId(2) => Err(PeerError::Timeout { addr: "h:2".into(), ms: 5 }),
-                    _ => Err(PeerError::Refused { addr: "h:3".into(), status: 409, message: "stale epoch".into() }),
+                    _ => Err(PeerError::Refused { addr: "h:3".into(), status: 500, message: "disk full".into() }),
                 }
             },
         )
@@ -241,7 +248,7 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("replicas answered, 2 needed"), "{text}");
         assert!(text.contains("node 0000000000000002: h:2 did not answer"), "{text}");
-        assert!(text.contains("node 0000000000000003: h:3 answered 409: stale epoch"), "{text}");
+        assert!(text.contains("node 0000000000000003: h:3 answered 500: disk full"), "{text}");
     }
 
     #[tokio::test]
@@ -338,6 +345,29 @@ mod tests {
         .await;
         let e = r.unwrap_err();
         assert_eq!(e.failures.len(), 3, "every silent replica is named: {e}");
+    }
+
+    /// A replica with a newer view ends the quorum at once, while another still hangs: the caller
+    /// plans again under that view (it waited for the hung one until the deadline).
+    #[tokio::test]
+    async fn a_replica_with_a_newer_view_ends_the_quorum_at_once() {
+        let targets = [NodeId(1), NodeId(2), NodeId(3)];
+        let r = quorum(
+            &targets,
+            2,
+            LONG,
+            |_| true,
+            |id| async move {
+                match id {
+                    NodeId(1) => Ok(1),
+                    NodeId(2) => std::future::pending().await,
+                    _ => Err(PeerError::Refused { addr: "h:3".into(), status: 409, message: "stale epoch".into() }),
+                }
+            },
+        );
+        let e = tokio::time::timeout(Duration::from_secs(1), r).await.expect("did not wait for the hung replica");
+        let e = e.unwrap_err();
+        assert!(e.failures.iter().any(|(_, f)| is_stale_epoch(f)), "{e}");
     }
 
     #[tokio::test]
