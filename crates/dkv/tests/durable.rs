@@ -299,6 +299,60 @@ async fn a_leave_with_nobody_left_to_take_the_keys_is_taken_back() {
     assert!(missing(&c, &[0], &data).await.is_empty(), "back with its keys, not leaving again");
 }
 
+/// A directory made immutable (`chattr +i`: no file in it can be created, replaced or removed)
+/// for the life of the value; root only.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn make(dir: &std::path::Path) -> Immutable {
+        let ok = std::process::Command::new("chattr").arg("+i").arg(dir).status().is_ok_and(|s| s.success());
+        assert!(ok, "chattr +i on {}", dir.display());
+        Immutable(dir.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// A leave its data directory cannot record does not begin: the node stays a member with its
+/// keys, and says why. It went on with a warning, and once it had left, a restart on that
+/// directory (which still named it) brought it back as a member with its old store (found by
+/// trying, 2026-12-06, with the directory made immutable, as here; root only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_the_data_directory_cannot_record_does_not_begin() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: chattr +i needs root");
+        return;
+    }
+    let mut c = Cluster::start_durable(3, &[], "2s").await;
+    let data = dataset("unrecorded", 20);
+    write_all(&c, &[0], &data).await;
+    // Node 2 again, its log in a file.
+    c.kill_node(2).await;
+    let log = c.data_root.clone().unwrap().join("node-2.log");
+    let child = dkv().args(&c.nodes[2].args).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
+    c.nodes[2].child = child;
+    c.wait_normal(3).await;
+    let immutable = Immutable::make(&c.data_dir(2));
+    let asked =
+        c.client(2).to_node(http::Method::POST, "/admin/leave", None, &[http::StatusCode::ACCEPTED]).await.map(|_| ());
+    let said = eventually(Duration::from_secs(20), "the node to say why it does not leave", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        async move { text.contains("the leave does not begin").then_some(text) }
+    })
+    .await;
+    drop(immutable);
+    asked.expect("the leave was asked");
+    assert!(said.contains("Operation not permitted"), "{said}");
+    assert!(c.nodes[2].is_running());
+    let view = c.wait_normal(3).await;
+    assert!(view["nodes"].as_array().unwrap().iter().all(|m| m["state"] == "normal"), "{view}");
+    assert!(missing(&c, &[2], &data).await.is_empty(), "it serves every key");
+}
+
 /// A second process started on a copy of a member's data directory registers with the member's
 /// id: the seed moved the member to its address, and the first went on serving, unlisted, and
 /// acknowledging writes that reads through the member did not find (found by trying,

@@ -330,11 +330,12 @@ impl Local {
     /// file and at once, so that a node stopped a moment later registers as `leaving` when it
     /// starts again. (The view that says so is saved a moment later, by the saver thread: a node
     /// killed in between came back as a member, its accepted leave dropped without a word.)
-    pub fn mark_leaving(&self) {
+    /// A leave that cannot be recorded does not begin: a node stopped during it, or after it,
+    /// would come back as a member with its old store (until 2026-12-06 it went on with a
+    /// warning, found by trying with a data directory made immutable).
+    pub fn mark_leaving(&self) -> Result<(), String> {
         let mut dir = self.dir();
-        if let Err(e) = dir.set_leaving(true) {
-            tracing::warn!("recording the start of the leave in {}: {e}", dir.path().display());
-        }
+        dir.set_leaving(true).map_err(|e| format!("recording the start of the leave in {}: {e}", dir.path().display()))
     }
 
     /// The node took its leave back (`replication/movement.rs`): a start from here is a member's.
@@ -348,8 +349,9 @@ impl Local {
         }
     }
 
-    /// The node left for good: forget its identity; its data goes at the next start.
-    pub fn mark_left(&self) {
+    /// The node left for good: forget its identity; its data goes at the next start. An error
+    /// says that the directory still names the node (the caller makes the process fail with it).
+    pub fn mark_left(&self) -> Result<(), String> {
         // No view is saved after this (the saver checks under the directory lock taken below).
         {
             let mut p = self.views.lock();
@@ -362,9 +364,13 @@ impl Local {
         let _ = dir.remove(hint_file::FILE);
         let _ = dir.remove(hint_file::OLD_FILE);
         let _ = dir.remove(SETTLED);
-        if let Err(e) = dir.mark_left() {
-            tracing::warn!("recording the leave in {}: {e}", dir.path().display());
-        }
+        dir.mark_left().map_err(|e| {
+            format!(
+                "the leave ended, but recording it in {} failed: {e}; that directory still names this node, so do \
+                 not start a node on it again as it is: remove it, or start with --rejoin to join as a new, empty node",
+                dir.path().display()
+            )
+        })
     }
 }
 
@@ -505,7 +511,7 @@ mod tests {
         }
         local.flush_views();
         assert_eq!(saved(&path), Some(200));
-        local.mark_left();
+        local.mark_left().unwrap();
         local.save_view(&view(201));
         local.flush_views();
         assert_eq!(saved(&path), None, "no view is saved once the node left");

@@ -209,10 +209,10 @@ pub async fn run(
                 end = crate::replication::movement::leave(&node, &stopping) => match end {
                     LeaveEnd::Left => left = true,
                     LeaveEnd::Homeless => unfinished = Some("no member could take some of its keys".to_string()),
-                    LeaveEnd::Withdrawn => match node.serve_again(&signalled) {
+                    LeaveEnd::Withdrawn | LeaveEnd::Unrecorded => match node.serve_again(&signalled) {
                         true => continue,
                         false => {
-                            tracing::warn!("the leave was taken back; stopping without one, as asked meanwhile");
+                            tracing::warn!("the leave did not happen; stopping without one, as asked meanwhile");
                             how = Stop::Now;
                         }
                     },
@@ -252,10 +252,11 @@ pub async fn run(
         tracing::warn!(left = node.tasks.len(), "stopping with replica calls still in flight");
     }
     // The last files: hints (or the mark that this node left), the last view, an fsync.
+    let mut unrecorded = None;
     tokio::task::block_in_place(|| {
         if let Some(local) = &node.local {
             if left {
-                local.mark_left();
+                unrecorded = local.mark_left().err();
             } else {
                 local.save_hints(&node.hints);
                 local.flush_views();
@@ -267,6 +268,9 @@ pub async fn run(
         }
     });
     tracing::info!("node stopped");
+    if let Some(why) = unrecorded {
+        return Err(NodeError::Unavailable(why));
+    }
     if let (Stop::StoreFailed, Some(why)) = (how, node.engine.failed()) {
         return Err(NodeError::Unavailable(format!(
             "{why}; give the data directory room (or write access) and start the node again: it opens its store \

@@ -310,6 +310,9 @@ pub enum LeaveEnd {
     /// No member was left to take its keys, and the seed did not answer the withdrawal: the
     /// node is out of the membership, and its keys go with it.
     Homeless,
+    /// The data directory could not record the start of the leave, so it did not begin: the
+    /// node is still a `normal` member with all its keys.
+    Unrecorded,
 }
 
 /// Leave the cluster: mark leaving, hand every key to the remaining members, mark done.
@@ -324,10 +327,15 @@ pub enum LeaveEnd {
 /// keys go with it either way, and a member taken back only to stop would stay listed.
 pub async fn leave(node: &Node, stopping: &(dyn Fn() -> bool + Sync)) -> LeaveEnd {
     let started = tokio::time::Instant::now();
-    node.set_life(Life::Leaving);
-    if let Some(local) = &node.local {
-        local.mark_leaving();
+    if let Some(Err(why)) = node.local.as_ref().map(|local| local.mark_leaving()) {
+        tracing::error!(
+            "{why}: the leave does not begin, and the node stays a member with its keys (a node stopped during an \
+             unrecorded leave, or after it, would come back as a member with its old store); make the data \
+             directory writable and ask again"
+        );
+        return LeaveEnd::Unrecorded;
     }
+    node.set_life(Life::Leaving);
     let stored = node.engine.stats();
     let keys = stored.keys;
     let moving = node.moves.begin(MoveKind::Leave, Some(keys), Some(stored.bytes));
