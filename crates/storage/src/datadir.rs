@@ -24,6 +24,34 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// The first `max` bytes of the regular file at `path`, and its whole length.
+fn read_prefix(path: &Path, max: usize) -> io::Result<(Vec<u8>, u64)> {
+    use std::io::Read;
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other("it is not a regular file: dkv writes only regular files there"));
+    }
+    let mut bytes = Vec::with_capacity(meta.len().min(max as u64) as usize);
+    file.take(max as u64).read_to_end(&mut bytes)?;
+    Ok((bytes, meta.len()))
+}
+
+/// A small state file whole, at most [`MAX_STATE_FILE`]: one larger is an error.
+fn read_whole(path: &Path) -> io::Result<Vec<u8>> {
+    let (bytes, len) = read_prefix(path, MAX_STATE_FILE)?;
+    if len > MAX_STATE_FILE as u64 || bytes.len() >= MAX_STATE_FILE {
+        return Err(io::Error::other(format!(
+            "it holds more than the {MAX_STATE_FILE} bytes such a file may: dkv did not write it"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The most a small state file (`view.json`, `settled.json`, `dkv.json`) may hold: a view of
+/// 1 000 members of 128 tokens each is about 4 MB.
+pub const MAX_STATE_FILE: usize = 256 << 20;
+
 /// Version of the on-disk layout (this file and the engine's key/value encoding). Bump it on any
 /// incompatible change; a node refuses directories of any version it cannot read
 /// ([`READS_FORMATS`]) and upgrades those of an older one it can.
@@ -115,7 +143,7 @@ impl DataDir {
             Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
         }
         let meta_path = path.join(META);
-        let meta = match fs::read(&meta_path) {
+        let meta = match read_whole(&meta_path) {
             Ok(bytes) => {
                 let meta = parse_meta(&meta_path, &bytes)?;
                 if meta.cluster != cluster {
@@ -235,9 +263,24 @@ impl DataDir {
     }
 
     /// Contents of a small state file, `None` if it does not exist.
+    /// A small state file whole, if there is one. One that is not a regular file, or holds
+    /// more than [`MAX_STATE_FILE`], is an error: read whole, a `view.json` linked to
+    /// `/dev/zero` grew the node until the machine ran out of memory.
     pub fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
-        match fs::read(self.path.join(name)) {
+        match read_whole(&self.path.join(name)) {
             Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The first `max` bytes of a file, and its whole length, if there is one; a file that is
+    /// not a regular file is an error (`/dev/zero` never ends). For `hints.log`, whose good
+    /// part comes first (found by trying, 2026-12-06: one linked to `/dev/zero` was read until
+    /// memory ran out, and one with a gigabyte of zeros after its hints held a gigabyte).
+    pub fn read_at_most(&self, name: &str, max: usize) -> io::Result<Option<(Vec<u8>, u64)>> {
+        match read_prefix(&self.path.join(name), max) {
+            Ok(read) => Ok(Some(read)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -340,6 +383,22 @@ mod tests {
         let Err(err) = DataDir::open(&p, "c1") else { panic!("a file taken as a directory") };
         assert!(err.to_string().contains("is a file, not a directory"), "{err}");
         fs::remove_file(&p).unwrap();
+    }
+
+    /// A state file that is no regular file (linked to `/dev/zero`) is an error, not read until
+    /// memory runs out; so is `dkv.json` at open.
+    #[test]
+    fn state_files_that_never_end_are_refused_unread() {
+        let p = tmp("endless");
+        let d = DataDir::open(&p, "c").unwrap();
+        std::os::unix::fs::symlink("/dev/zero", p.join("view.json")).unwrap();
+        let e = d.read("view.json").unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        drop(d);
+        fs::remove_file(p.join(META)).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", p.join(META)).unwrap();
+        assert!(DataDir::open(&p, "c").is_err());
+        fs::remove_dir_all(&p).unwrap();
     }
 
     #[test]

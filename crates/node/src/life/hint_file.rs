@@ -28,11 +28,13 @@ pub const FILE: &str = "hints.log";
 pub const OLD_FILE: &str = "hints.bin";
 
 /// The hints in the directory's files, and the bytes those take on disk. A torn or unreadable
-/// chunk ends the log with a warning; an unreadable old file is an error.
-pub fn read(dir: &DataDir) -> Result<(Vec<SavedHint>, u64), String> {
+/// chunk ends the log with a warning; an unreadable old file is an error. Of the log, at most
+/// `max_bytes` are read (see [`read_bound`]): the rest is left with a warning.
+pub fn read(dir: &DataDir, max_bytes: usize) -> Result<(Vec<SavedHint>, u64), String> {
     let mut hints = Vec::new();
     let old = dir.path().join(OLD_FILE);
-    if let Some(bytes) = dir.read(OLD_FILE).map_err(|e| format!("reading {}: {e}", old.display()))? {
+    let read = dir.read_at_most(OLD_FILE, max_bytes).map_err(|e| format!("reading {}: {e}", old.display()))?;
+    if let Some((bytes, _)) = read {
         hints = decode_saved(&bytes).map_err(|e| {
             format!(
                 "{} is unreadable ({e}); move it away to start without it (anti-entropy repairs what the hints carried)",
@@ -41,19 +43,30 @@ pub fn read(dir: &DataDir) -> Result<(Vec<SavedHint>, u64), String> {
         })?;
     }
     let file = dir.path().join(FILE);
-    if let Some(bytes) = dir.read(FILE).map_err(|e| format!("reading {}: {e}", file.display()))? {
+    let read = dir.read_at_most(FILE, max_bytes).map_err(|e| format!("reading {}: {e}", file.display()))?;
+    if let Some((bytes, len)) = read {
         let (chunks, end) = chunks(&bytes, &mut hints);
-        if end < bytes.len() {
+        if (end as u64) < len {
             tracing::warn!(
-                "{}: the {} bytes after its first {chunks} saves are torn or unreadable (a crash in the middle of \
-                 a save): the hints before them are kept, anti-entropy repairs what the rest carried",
+                "{}: the {} bytes after its first {chunks} saves are torn, damaged, or past the {max_bytes} bytes \
+                 read of it (a crash in the middle of a save, a damaged disk, a file dkv did not write): the hints \
+                 before them are kept, anti-entropy repairs what the rest carried",
                 file.display(),
-                bytes.len() - end
+                len - end as u64
             );
         }
     }
     let on_disk = dir.size(OLD_FILE).unwrap_or(0) + dir.size(FILE).unwrap_or(0);
     Ok((hints, on_disk))
+}
+
+/// How much of the log a start reads, for a node that keeps at most `max_hint_bytes` of hints:
+/// a log is written anew once it holds twice what is pending, so one that a node wrote is
+/// within three times the bound (what was pending, and one save of as much more). (Read whole, one linked to `/dev/zero` grew the node until
+/// memory ran out, and one with a gigabyte of zeros after its hints held a gigabyte: found by
+/// trying, 2026-12-06.)
+pub fn read_bound(max_hint_bytes: usize) -> usize {
+    max_hint_bytes.saturating_mul(3).saturating_add(2 * CHUNK_BYTES)
 }
 
 /// The hints in the whole chunks at the start of a log's `bytes`, and where those end (for
@@ -184,7 +197,7 @@ mod tests {
         assert_eq!(hints.take(a, 100, t0).len(), 15);
         hints.put_back(a);
         assert_eq!(save(&dir, &hints, &mut on_disk), "nothing", "out and back is no change");
-        let (read, size) = read(&dir).unwrap();
+        let (read, size) = read(&dir, usize::MAX).unwrap();
         assert_eq!(size, on_disk);
         assert_eq!(keys(&read), keys(&hints.snapshot()));
         assert_eq!(read.len(), 15);
@@ -220,7 +233,7 @@ mod tests {
     }
 
     fn read_all(dir: &DataDir) -> Vec<SavedHint> {
-        read(dir).unwrap().0
+        read(dir, usize::MAX).unwrap().0
     }
 
     /// Once the file holds more than twice what is pending (and the slack), it is written anew
@@ -275,7 +288,7 @@ mod tests {
             wire::encode(&vec![SavedHint { target: 9, at_ms: 1, kv: kv("old".into()) }]),
         )
         .unwrap();
-        let (read, _) = read(&dir).unwrap();
+        let (read, _) = read(&dir, usize::MAX).unwrap();
         assert_eq!(keys(&read), vec!["first", "old", "second", "third"]);
         let again = Hints::new(1_000, Duration::from_secs(600));
         restore(&again, read);
@@ -283,6 +296,26 @@ mod tests {
         assert_eq!(save(&dir, &again, &mut on_disk), "replace");
         assert!(!dir.path().join(OLD_FILE).exists(), "the old file goes once the log holds its hints");
         assert_eq!(read_all(&dir).len(), 4);
+        std::fs::remove_dir_all(dir.path()).unwrap();
+    }
+
+    /// Of a log followed by a long run of zeros, at most the bound is read, and its hints are
+    /// kept; a log that is no regular file (linked to `/dev/zero`) is refused, not read forever.
+    #[test]
+    fn a_log_is_read_within_its_bound_and_only_from_a_regular_file() {
+        let (dir, hints, t0, a) = setup("bound");
+        let mut on_disk = 0;
+        hints.add(a, kv("kept".into()), t0);
+        assert_eq!(save(&dir, &hints, &mut on_disk), "replace");
+        let path = dir.path().join(FILE);
+        let file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        file.set_len(on_disk + (8 << 20)).unwrap(); // 8 MiB of zeros after the hints
+        let (kept, size) = read(&dir, 1 << 20).unwrap();
+        assert_eq!((keys(&kept), size), (vec!["kept".to_string()], on_disk + (8 << 20)));
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        let refused = read(&dir, 1 << 20).err().expect("refused");
+        assert!(refused.contains("not a regular file"), "{refused}");
         std::fs::remove_dir_all(dir.path()).unwrap();
     }
 }
