@@ -103,7 +103,20 @@ impl DurableEngine {
     /// be reopened). The first such error is kept (a full disk, a directory it may not write) and
     /// every later one says it, since fjall's own only says "Poisoned".
     fn write_failed(&self, what: &str, e: impl std::fmt::Display) -> StorageError {
-        let first = self.failed.get_or_init(|| format!("{what} in {}: {e}", self.path.display()));
+        let first = self.failed.get_or_init(|| {
+            // The store failed in fjall's own background work (a flush of its memtable hit a full
+            // disk, say) before any write of ours did: ours then meets only "Poisoned", and the
+            // reason is in fjall's log lines (found by trying, 2026-12-06).
+            let e = e.to_string();
+            let why = match e.contains("Poisoned") {
+                true => format!(
+                    "{e} (fjall failed an earlier write of its own, such as a flush: its ERROR line in this log says \
+                     why; usually a full disk or a directory it may no longer write)"
+                ),
+                false => e,
+            };
+            format!("{what} in {}: {why}", self.path.display())
+        });
         StorageError(format!("the store takes no writes since {first}"))
     }
 

@@ -274,8 +274,9 @@ pub async fn run(
     if let (Stop::StoreFailed, Some(why)) = (how, node.engine.failed()) {
         return Err(NodeError::Unavailable(format!(
             "{why}; give the data directory room (or write access) and start the node again: it opens its store \
-             from the journal with every write it acknowledged, and the other replicas of its keys (with N over 1) \
-             bring back the writes it missed"
+             from the journal, with every write it acknowledged under --fsync always (under --fsync periodic, a \
+             disk that failed its writes may have lost those of the last --fsync-interval), and the other replicas \
+             of its keys (with N over 1) bring back the writes it missed or lost"
         )));
     }
     if how == Stop::Replaced {

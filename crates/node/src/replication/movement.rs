@@ -240,9 +240,12 @@ async fn pull(
         let req = RangeRequest { epoch, for_node, after };
         node.peers.call::<_, RangePage>(addr, Kind::Range, &req).await
     };
-    let storing = |e: crate::error::NodeError| PeerError::Protocol {
-        addr: addr.to_string(),
-        reason: format!("storing pulled keys: {e}"),
+    // This node's own failure (its disk full, say), not the holder's: it was reported as "HOLDER
+    // sent a malformed answer" (found by trying, 2026-12-06).
+    let storing = |e: crate::error::NodeError| PeerError::Refused {
+        addr: "this node".to_string(),
+        status: 500,
+        message: format!("storing the keys pulled from {addr}: {e}"),
     };
     let mut page = fetch(None).await?;
     let mut n = 0;
