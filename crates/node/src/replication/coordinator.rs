@@ -162,12 +162,15 @@ impl Node {
             }
             // A node moving into the range must take every write, so one that fails fails the
             // write however many replicas took it: say so, or the error reads like a lost quorum.
+            // Not acknowledged is not undone: the replicas that applied it keep it, and a later
+            // read may return it (found surprising by trying, 2026-12-06). Retrying is safe.
             let what = match error.failures.iter().find(|(id, _)| pending.contains(id)) {
                 Some((id, _)) => format!(
-                    "write not acknowledged: node {id} is taking over this key's range and must take every write \
-                     until it has; a joining node that cannot be reached gives up after its --join-timeout"
+                    "write not acknowledged (the replicas that took it keep it; a retry is safe): node {id} is taking \
+                     over this key's range and must take every write until it has; a joining node that cannot be \
+                     reached gives up after its --join-timeout"
                 ),
-                None => "write not acknowledged".into(),
+                None => "write not acknowledged (the replicas that took it keep it; a retry is safe)".into(),
             };
             return Err(NodeError::Quorum { what, error });
         }
