@@ -545,3 +545,34 @@ print("ok")
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A value over the limit, sent by a client library that writes it whole before it reads: the
+/// client reads the protocol error, with the limit, not "connection reset by peer" (the node
+/// closed with the rest of the value unread, and the socket reset; found by trying with
+/// redis-py, 2026-12-06). The node drains what the client still sends before it closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_over_the_limit_from_a_client_library_gets_the_error_not_a_reset() {
+    let c = Cluster::start_resp(1, &["--max-value-size", "1MiB"]).await;
+    let r = c.nodes[0].resp.clone().unwrap();
+    let script = r#"
+import sys, redis
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]))
+try:
+    r.set("big", b"x" * (4 << 20))
+    print("stored")
+except redis.exceptions.ResponseError as e:
+    print("error:", e)
+except redis.exceptions.ConnectionError as e:
+    print("connection:", e)
+print(r.get("big"))
+"#;
+    let port = r.rsplit_once(':').unwrap().1;
+    let out = python3_redis()
+        .args(["-c", script, port])
+        .output()
+        .expect("/usr/bin/python3 with python3-redis is needed: apt-get install python3-redis");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("error: Protocol error: invalid bulk length (4194304 bytes"), "{text}");
+    assert!(text.trim_end().ends_with("None"), "nothing stored, and the client connects again: {text}");
+}

@@ -208,7 +208,11 @@ fn header_in_full(buf: &[u8], at: usize, kind: u8, max: usize) -> Result<Option<
         // `*-1` (a null array) carries no command; treat it like `*0`.
         (true, 1) if kind == b'*' => Ok(Some((0, data))),
         (true, _) => Err(what()),
-        (false, n) if n > max as u64 => Err(what()),
+        // Redis's words, then the limit: the client may show them to a person.
+        (false, n) if n > max as u64 => Err(ProtocolError(match kind {
+            b'*' => format!("invalid multibulk length ({n} arguments, at most {max})"),
+            _ => format!("invalid bulk length ({n} bytes: a string is at most {max} bytes here)"),
+        })),
         (false, n) => Ok(Some((n as usize, data))),
     }
 }

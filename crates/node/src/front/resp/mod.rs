@@ -308,6 +308,11 @@ async fn connection(
             {
                 return end.close(&guard);
             }
+            // Closed with unread input (the rest of a value over the limit, say), the socket
+            // resets, and the client saw "connection reset" instead of the error (found by trying
+            // with redis-py, 2026-12-06): what it still sends is read and dropped, for a second
+            // and 16 MiB at most.
+            answer_and_close(stream, b"").await;
             return Ok(());
         }
         // Complete commands still wait in the buffer: their replies join these, unless these
