@@ -59,7 +59,8 @@ async fn redis_cli_through_different_nodes_and_every_supported_command() {
     assert_eq!(redis_cli(&r[0], &["PING"]), "PONG");
     assert_eq!(redis_cli(&r[0], &["ECHO", "hi there"]), "hi there");
     assert_eq!(redis_cli(&r[0], &["SELECT", "0"]), "OK");
-    assert!(redis_cli(&r[0], &["SELECT", "1"]).contains("out of range"));
+    assert!(redis_cli(&r[0], &["SELECT", "1"]).contains("DB index is out of range"));
+    assert!(redis_cli(&r[0], &["SELECT", "abc"]).contains("value is not an integer"), "Redis's error first");
     assert_eq!(redis_cli(&r[0], &["CLIENT", "SETNAME", "t"]), "OK");
     assert!(redis_cli(&r[0], &["SET", "k", "v", "NX"]).contains("cannot honour SET NX/XX"));
     assert_eq!(

@@ -367,9 +367,11 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
         Cmd::Keys => super::scan::keys(node, &a[0]).await,
         Cmd::Info => Reply::Bulk(info(node, a).await.into()),
         Cmd::Command => command(a),
-        Cmd::Select => match &a[0][..] {
-            b"0" => Reply::ok(),
-            _ => Reply::err("DB index is out of range: dkv has one keyspace, database 0"),
+        // As Redis: a number that is not one is its own error, then the range.
+        Cmd::Select => match std::str::from_utf8(&a[0]).ok().and_then(|s| s.parse::<i64>().ok()) {
+            Some(0) => Reply::ok(),
+            Some(_) => Reply::err("DB index is out of range: dkv has one keyspace, database 0"),
+            None => Reply::err("value is not an integer or out of range"),
         },
         // Nothing is watched (`multi.rs`); queued in a transaction, it runs here.
         Cmd::Unwatch => Reply::ok(),
@@ -643,6 +645,23 @@ fn client(session: &mut Session, a: &[Bytes]) -> Reply {
         b"setinfo" => arity(3).unwrap_or_else(Reply::ok),
         b"getname" => arity(1).unwrap_or_else(|| session.name.clone().map_or(Reply::Nil, Reply::Bulk)),
         b"id" => arity(1).unwrap_or(Reply::Int(session.id as i64)),
+        // What the unknown subcommand's error says to ask (it answered that same error).
+        b"help" => arity(1).unwrap_or_else(|| {
+            let lines = [
+                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GETNAME",
+                "    Return the name of the current connection.",
+                "ID",
+                "    Return the ID of the current connection.",
+                "SETINFO <option> <value>",
+                "    Taken and not kept (dkv has no CLIENT LIST to show it).",
+                "SETNAME <name>",
+                "    Assign the name <name> to the current connection.",
+                "HELP",
+                "    Print this help.",
+            ];
+            Reply::Array(lines.iter().map(|l| Reply::Simple((*l).into())).collect())
+        }),
         _ => unknown_subcommand("CLIENT", &a[0]),
     }
 }
@@ -764,6 +783,11 @@ mod tests {
         }
         let long = "n".repeat(MAX_CLIENT_NAME + 1);
         assert!(text(client(&mut a, &args(&["SETNAME", &long]))).contains("at most 4096 bytes"));
+        // What the unknown subcommand's error says to ask answers (it was that error again).
+        match client(&mut a, &args(&["help"])) {
+            Reply::Array(lines) => assert!(lines.len() > 4 && text(lines[0].clone()).starts_with("CLIENT <subcommand>")),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(text(client(&mut a, &args(&["GETNAME"]))), "worker-1", "a refused name changes nothing");
         assert_eq!(text(client(&mut a, &args(&["SETNAME", ""]))), "OK");
         assert_eq!(text(client(&mut a, &args(&["GETNAME"]))), "nil", "an empty name clears it");
