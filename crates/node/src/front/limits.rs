@@ -109,6 +109,8 @@ pub struct Guard {
     /// Client bytes charged now, out of `limits.max_client_memory`.
     charged: AtomicUsize,
     refusals: [AtomicU64; Refusal::ALL.len()],
+    /// RESP connections admitted since the start (`INFO`'s `total_connections_received`).
+    resp_admitted: AtomicU64,
 }
 
 impl Guard {
@@ -120,6 +122,7 @@ impl Guard {
             refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
             charged: AtomicUsize::new(0),
             refusals: Default::default(),
+            resp_admitted: AtomicU64::new(0),
             limits,
         }
     }
@@ -128,7 +131,16 @@ impl Guard {
     /// when the listener is full (the caller counts the refusal: a peer's connection on the
     /// shared port is not one).
     pub fn admit(&self, listener: Listener) -> Option<OwnedSemaphorePermit> {
-        self.slots(listener).clone().try_acquire_owned().ok()
+        let slot = self.slots(listener).clone().try_acquire_owned().ok()?;
+        if listener == Listener::Resp {
+            self.resp_admitted.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(slot)
+    }
+
+    /// RESP connections admitted since the node started.
+    pub fn resp_admitted(&self) -> u64 {
+        self.resp_admitted.load(Ordering::Relaxed)
     }
 
     /// Clients connected now on `listener`.

@@ -604,12 +604,55 @@ async fn info(node: &Node, sections: &[Bytes]) -> String {
             node.hints.counts().0,
         );
     }
+    // The figures dashboards and exporters read (`connected_clients`, `used_memory`,
+    // `total_commands_processed`; redis_exporter, `redis-cli --stat`), as far as dkv has them:
+    // until 2026-12-06 these sections were empty, and `redis-cli --stat` printed i64::MIN.
+    if want("clients") {
+        use crate::front::limits::Listener;
+        out += &format!(
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\ndkv_http_clients:{}\r\n\r\n",
+            node.guard.connected(Listener::Resp),
+            node.guard.limits.max_connections,
+            node.guard.connected(Listener::Http),
+        );
+    }
+    if want("memory") {
+        let rss = resident_bytes();
+        out += &format!(
+            "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\ndkv_stored_bytes:{}\r\ndkv_client_buffered_bytes:{}\r\n\r\n",
+            crate::front::limits::human(rss as usize),
+            node.engine.stats().bytes,
+            node.guard.charged(),
+        );
+    }
+    if want("stats") {
+        use std::sync::atomic::Ordering::Relaxed;
+        let st = &node.stats;
+        let refused = node.guard.refusals().find(|(why, _)| *why == crate::front::limits::Refusal::Connections);
+        out += &format!(
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\n\r\n",
+            node.guard.resp_admitted(),
+            st.gets.load(Relaxed) + st.puts.load(Relaxed) + st.deletes.load(Relaxed),
+            refused.map_or(0, |(_, n)| n),
+            st.expired.load(Relaxed),
+        );
+    }
     // Sections end in a blank line, as Redis separates them, but the last: Redis's text ends
     // with its last line.
     if out.ends_with("\r\n\r\n") {
         out.truncate(out.len() - 2);
     }
     out
+}
+
+/// This process's resident memory, in bytes (`used_memory`: dkv's allocator keeps no count of
+/// its own), from `/proc/self/statm`; 0 where there is none.
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf with a valid name reads a constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
 }
 
 /// Enough of `COMMAND` for redis-cli and client libraries: no command table (an empty list,
