@@ -77,7 +77,12 @@ async fn redis_cli_through_different_nodes_and_every_supported_command() {
         ["# Server", "redis_version:", "redis_mode:standalone", "cluster_enabled:0", "# Keyspace", "db0:keys=2"]
             .into_iter()
             .chain(["# Replication", "dkv_replication_factor:1"])
-            .chain(["# Clients\r\nconnected_clients:1", "# Memory\r\nused_memory:", "# Stats", "total_commands_processed:"])
+            .chain([
+                "# Clients\r\nconnected_clients:1",
+                "# Memory\r\nused_memory:",
+                "# Stats",
+                "total_commands_processed:",
+            ])
     {
         assert!(info.contains(needle), "INFO lacks {needle:?}: {info}");
     }

@@ -703,7 +703,7 @@ fn client(session: &mut Session, a: &[Bytes]) -> Reply {
                 "HELP",
                 "    Print this help.",
             ];
-            Reply::Array(lines.iter().map(|l| Reply::Simple((*l).into())).collect())
+            Reply::Array(lines.iter().map(|l| Reply::Simple(l)).collect())
         }),
         _ => unknown_subcommand("CLIENT", &a[0]),
     }
@@ -828,7 +828,9 @@ mod tests {
         assert!(text(client(&mut a, &args(&["SETNAME", &long]))).contains("at most 4096 bytes"));
         // What the unknown subcommand's error says to ask answers (it was that error again).
         match client(&mut a, &args(&["help"])) {
-            Reply::Array(lines) => assert!(lines.len() > 4 && text(lines[0].clone()).starts_with("CLIENT <subcommand>")),
+            Reply::Array(lines) => {
+                assert!(lines.len() > 4 && text(lines[0].clone()).starts_with("CLIENT <subcommand>"))
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(text(client(&mut a, &args(&["GETNAME"]))), "worker-1", "a refused name changes nothing");
