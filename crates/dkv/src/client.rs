@@ -68,6 +68,14 @@ impl ClientError {
         match self {
             ClientError::Unreachable { .. } => exit::UNAVAILABLE,
             ClientError::Status { status, .. } if !status.is_client_error() => exit::UNAVAILABLE,
+            // Refusals of the moment: the body came too slowly, the coordinator's clock is off
+            // (another node may take it), too many requests.
+            ClientError::Status { status, .. }
+                if [StatusCode::REQUEST_TIMEOUT, StatusCode::UNPROCESSABLE_ENTITY, StatusCode::TOO_MANY_REQUESTS]
+                    .contains(status) =>
+            {
+                exit::UNAVAILABLE
+            }
             _ => exit::REFUSED,
         }
     }

@@ -23,7 +23,8 @@ pub mod exit {
     /// N, no password or a wrong one).
     pub const REFUSED: i32 = 2;
     /// The cluster could not do it now, so it may succeed later: no node answered, or one failed
-    /// the request (a `5xx`, such as a quorum that did not answer in time).
+    /// the request (a `5xx`, such as a quorum that did not answer in time) or refused it for the
+    /// moment (`408`, `422` from a coordinator whose clock is off, `429`).
     pub const UNAVAILABLE: i32 = 3;
 }
 

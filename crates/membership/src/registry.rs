@@ -170,6 +170,11 @@ pub struct Registry {
     /// Members this fresh seed holds only because an adopted view listed them: not heard from
     /// themselves since (see [`Registry::adopt_if_fresh`]).
     adopted: HashSet<NodeId>,
+    /// Members whose address this seed took from a view another node presented, not from their
+    /// own registration: a member's heartbeats carry its id alone, so they vouch for the member
+    /// but not for that address, which may be one it has since left (see
+    /// [`Registry::refuse_a_second_process`]).
+    hearsay: HashSet<NodeId>,
     /// This seed may have restarted under a live cluster (no `--new-cluster`, no record): while
     /// fresh, a new node that finds no member waits ([`RegistryError::NotYet`]; see the
     /// module's rules). Otherwise it is the first member of a new cluster at once.
@@ -192,6 +197,7 @@ impl Registry {
             restored: false,
             dropped: None,
             adopted: HashSet::new(),
+            hearsay: HashSet::new(),
             holds_new_nodes: false,
         }
     }
@@ -253,6 +259,11 @@ impl Registry {
                 t.len()
             )));
         }
+        // Before the presented view changes anything: a registration refused must leave the
+        // membership as it was (it adopted the view first, found by review, 2026-12-06).
+        if let Some(id) = req.id {
+            self.refuse_a_second_process(id, &req.addr, now_ms)?;
+        }
         let mut owners_returned = false;
         if let Some(view) = &req.view {
             validate_view(view)?;
@@ -263,7 +274,6 @@ impl Registry {
             Some(id) => id,
             None => self.fresh_id(),
         };
-        self.refuse_a_second_process(id, &req.addr, now_ms)?;
         self.heard_from(id);
         let arriving = !self.members.contains_key(&id);
         // A leaving member this seed expired (after its first TTL) is not taken back: as
@@ -327,6 +337,7 @@ impl Registry {
         if self.put(Member { id, addr: req.addr, tokens, state, last_seen_ms: now_ms }) {
             touched.push(id);
         }
+        self.hearsay.remove(&id); // its address is its own word now
         self.changed(touched);
         Ok(RegisterResponse { id, epoch: self.epoch, nodes: self.listed(), seed_fresh: self.fresh(now_ms) })
     }
@@ -359,10 +370,12 @@ impl Registry {
     /// serving, unlisted, acknowledging writes that reads through the member did not find (found
     /// by trying, 2026-12-06). It is refused until the member has been silent for half a TTL, the
     /// bound `remove` also counts as alive, which is also what a node started again at a new
-    /// address waits. A member only taken from a view presented to this fresh seed has not been
-    /// heard from, and does not count.
+    /// address waits. Only an address the member registered itself counts: one taken from a
+    /// view another node presented to this fresh seed may be one the member has left since, and
+    /// its own heartbeats (which carry no address) would have kept it out for good, the cluster
+    /// sending its ranges to the old address (found by review, 2026-12-06).
     fn refuse_a_second_process(&self, id: NodeId, addr: &str, now_ms: u64) -> Result<(), RegistryError> {
-        let Some(m) = self.members.get(&id).filter(|m| m.addr != addr && !self.adopted.contains(&id)) else {
+        let Some(m) = self.members.get(&id).filter(|m| m.addr != addr && !self.hearsay.contains(&id)) else {
             return Ok(());
         };
         let unseen_ms = now_ms.saturating_sub(m.last_seen_ms);
@@ -599,6 +612,7 @@ impl Registry {
                 owners_returned |= m.state == NodeState::Normal && !adopted_before;
                 self.put(Member { last_seen_ms: now_ms, ..m.clone() });
                 self.adopted.insert(m.id);
+                self.hearsay.insert(m.id);
             }
         }
         // Nodes that hold the presented view must not take this one for it.
@@ -656,6 +670,7 @@ impl Registry {
 
     fn take(&mut self, id: NodeId) -> Option<Member> {
         self.heard_from(id);
+        self.hearsay.remove(&id);
         let m = self.members.remove(&id)?;
         self.digest.0 ^= member_hash(&m);
         Some(m)

@@ -206,6 +206,48 @@ fn a_second_process_with_a_members_id_is_refused_while_the_member_is_heard_from(
     assert_eq!(r.view().member(a.id).unwrap().addr, "h:9");
 }
 
+/// An address a fresh seed took from a view another node presented is not the member's own
+/// word: the member's heartbeats (which carry no address) keep it alive, and its registration
+/// from the address it moved to is taken, not refused for good. And a registration refused
+/// changes nothing, not even by the view it presents.
+#[test]
+fn an_address_from_another_nodes_view_does_not_keep_the_member_out() {
+    let (old, a, b) = two_normal_members();
+    let mut r = Registry::new(10_000, TTL);
+    // b presents a view that lists a at h:1; a has moved to h:7 since.
+    let b_back = RegisterRequest {
+        id: Some(b),
+        tokens: Some(old.member(b).unwrap().tokens.to_vec()),
+        state: Some(NodeState::Normal),
+        view: Some(old.clone()),
+        ..reg("h:2")
+    };
+    r.register(b_back, 10_000).unwrap();
+    r.heartbeat(a, 10_100).unwrap(); // a, at h:7, heartbeats: its id alone
+    let a_moved = RegisterRequest {
+        id: Some(a),
+        tokens: Some(old.member(a).unwrap().tokens.to_vec()),
+        state: Some(NodeState::Normal),
+        ..reg("h:7")
+    };
+    r.register(a_moved, 10_150).expect("its own word on its address");
+    assert_eq!(r.view().member(a).unwrap().addr, "h:7");
+
+    // Now h:7 is a's own: a copy at h:8 presenting a view is refused, and the view changes nothing.
+    let e = r.epoch();
+    let mut newer = old.clone();
+    newer.epoch = e + 10;
+    let copy = RegisterRequest {
+        id: Some(a),
+        tokens: Some(old.member(a).unwrap().tokens.to_vec()),
+        state: Some(NodeState::Normal),
+        view: Some(newer),
+        ..reg("h:8")
+    };
+    assert!(matches!(r.register(copy, 10_200), Err(RegistryError::InUse { .. })));
+    assert_eq!((r.epoch(), r.view().member(a).unwrap().addr.as_str()), (e, "h:7"), "nothing changed");
+}
+
 #[test]
 fn a_ready_that_crossed_a_leave_leaves_the_node_leaving() {
     let mut r = Registry::new(0, TTL);

@@ -27,6 +27,10 @@ use serde::{Deserialize, Serialize};
 /// The first `max` bytes of the regular file at `path`, and its whole length.
 fn read_prefix(path: &Path, max: usize) -> io::Result<(Vec<u8>, u64)> {
     use std::io::Read;
+    // Looked at before it is opened: opening a FIFO waits for a writer.
+    if !fs::metadata(path)?.is_file() {
+        return Err(io::Error::other("it is not a regular file: dkv writes only regular files there"));
+    }
     let file = File::open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {

@@ -33,7 +33,8 @@ pub const OLD_FILE: &str = "hints.bin";
 pub fn read(dir: &DataDir, max_bytes: usize) -> Result<(Vec<SavedHint>, u64), String> {
     let mut hints = Vec::new();
     let old = dir.path().join(OLD_FILE);
-    let read = dir.read_at_most(OLD_FILE, max_bytes).map_err(|e| format!("reading {}: {e}", old.display()))?;
+    // The release before's file, whole (a regular file only): cut, it could not be decoded.
+    let read = dir.read_at_most(OLD_FILE, usize::MAX).map_err(|e| format!("reading {}: {e}", old.display()))?;
     if let Some((bytes, _)) = read {
         hints = decode_saved(&bytes).map_err(|e| {
             format!(
@@ -65,8 +66,10 @@ pub fn read(dir: &DataDir, max_bytes: usize) -> Result<(Vec<SavedHint>, u64), St
 /// within three times the bound (what was pending, and one save of as much more). (Read whole, one linked to `/dev/zero` grew the node until
 /// memory ran out, and one with a gigabyte of zeros after its hints held a gigabyte: found by
 /// trying, 2026-12-06.)
-pub fn read_bound(max_hint_bytes: usize) -> usize {
-    max_hint_bytes.saturating_mul(3).saturating_add(2 * CHUNK_BYTES)
+pub fn read_bound(max_hint_bytes: usize, max_hints: usize) -> usize {
+    // Each hint also carries its target, age and lengths beside its key and value.
+    let pending = max_hint_bytes.saturating_add(max_hints.saturating_mul(64));
+    pending.saturating_mul(3).saturating_add(2 * CHUNK_BYTES)
 }
 
 /// The hints in the whole chunks at the start of a log's `bytes`, and where those end (for

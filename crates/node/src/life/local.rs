@@ -186,7 +186,8 @@ pub fn open(config: &NodeConfig) -> Result<Opened, NodeError> {
         })?),
         None => None,
     };
-    let (hints, hint_bytes) = hint_file::read(&dir, hint_file::read_bound(config.max_hint_bytes)).map_err(fatal)?;
+    let (hints, hint_bytes) =
+        hint_file::read(&dir, hint_file::read_bound(config.max_hint_bytes, config.max_hints)).map_err(fatal)?;
     let started = Instant::now();
     let engine = DurableEngine::open(&dir.store_path()).map_err(|e| fatal(e.to_string()))?;
     let stats = engine.stats();

@@ -190,7 +190,6 @@ impl Node {
                 view = Arc::try_unwrap(next).map_or_else(|shared| shared.view.clone(), |t| t.view);
                 continue;
             }
-            self.stop_if_replaced(&next.view);
             let moved = !next.view.same_placement(&current.view);
             if moved {
                 tracing::info!(
@@ -202,26 +201,6 @@ impl Node {
             }
             return moved;
         }
-    }
-
-    /// Stop this process when `view` lists its id at another address: another process registered
-    /// as this node (a copy of its data directory, or the same one started twice) after this one
-    /// went silent at the seed for half a TTL (paused, cut off), and the members now send this
-    /// node's ranges there. Serving on, unlisted, it would acknowledge writes that reads through
-    /// the member do not find. Every view installed here came from the seed after this node's
-    /// registration, whose answer listed it at its own address.
-    fn stop_if_replaced(&self, view: &View) {
-        let Some(elsewhere) = view.member(self.me).map(|m| &m.addr).filter(|a| **a != self.addr) else {
-            return;
-        };
-        tracing::error!(
-            "the membership (epoch {}) lists this node's id {} at {elsewhere}, not at {}: another process registered \
-             as this node; stopping",
-            view.epoch,
-            self.me,
-            self.addr
-        );
-        self.request_stop(crate::life::state::Stop::Replaced);
     }
 
     /// Mark this node `leaving` in our own view only (the seed cannot be told).

@@ -279,14 +279,6 @@ pub async fn run(
              of its keys (with N over 1) bring back the writes it missed or lost"
         )));
     }
-    if how == Stop::Replaced {
-        let elsewhere = node.topology().view.member(node.me).map_or_else(|| "?".to_string(), |m| m.addr.clone());
-        return Err(NodeError::Unavailable(format!(
-            "the seed lists this node's id {} at {elsewhere}: another process registered as this node (a copy of its \
-             data directory, or the same one started twice), and this one stopped; keep one of them",
-            node.me
-        )));
-    }
     if how == Stop::JoinFailed {
         return Err(NodeError::Unavailable(format!(
             "the join pulled nothing for {:?} (--join-timeout) and was given up; the log above says why",

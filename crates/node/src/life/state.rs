@@ -33,10 +33,6 @@ pub enum Stop {
     /// Exit without handing data off, with an error: the store takes no more writes
     /// (`life/store_watch.rs`).
     StoreFailed,
-    /// Exit without handing data off, with an error: the membership lists this node's id at
-    /// another address, so another process registered as this node (see
-    /// `membership::Node::install`).
-    Replaced,
 }
 
 /// This node's own view of where it is in its life; set locally *before* the seed hears of it,
@@ -383,7 +379,6 @@ impl Node {
             let next = match (*s, how) {
                 (Some(Stop::Now), _) => Stop::Now,
                 (Some(Stop::JoinFailed), _) => Stop::JoinFailed,
-                (Some(Stop::Replaced), _) | (_, Stop::Replaced) => Stop::Replaced,
                 (Some(Stop::StoreFailed), _) | (_, Stop::StoreFailed) => Stop::StoreFailed,
                 (_, h) => h,
             };

@@ -312,7 +312,9 @@ async fn connection(
             // resets, and the client saw "connection reset" instead of the error (found by trying
             // with redis-py, 2026-12-06): what it still sends is read and dropped, for a second
             // and 16 MiB at most.
-            answer_and_close(stream, b"").await;
+            if malformed.is_some() {
+                answer_and_close(stream, b"").await;
+            }
             return Ok(());
         }
         // Complete commands still wait in the buffer: their replies join these, unless these
