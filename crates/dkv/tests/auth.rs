@@ -131,10 +131,7 @@ except redis.ResponseError as e:
 print("ok")
 "#;
     let port = r[0].rsplit_once(':').unwrap().1;
-    let out = python3_redis()
-        .args(["-c", script, port, FULL, READ_ONLY])
-        .output()
-        .expect("/usr/bin/python3 with python3-redis is needed: apt-get install python3-redis");
+    let out = redis_py(script, &[port, FULL, READ_ONLY]);
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
         "redis-py: {}{}",

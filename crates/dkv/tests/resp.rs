@@ -179,10 +179,7 @@ except redis.ResponseError as e:
 print("ok")
 "#;
     let port = |i: usize| r[i].rsplit_once(':').unwrap().1.to_string();
-    let out = python3_redis()
-        .args(["-c", script, &port(0), &port(1)])
-        .output()
-        .expect("/usr/bin/python3 with python3-redis is needed: apt-get install python3-redis");
+    let out = redis_py(script, &[&port(0), &port(1)]);
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
         "redis-py: {}{}",
@@ -544,7 +541,7 @@ assert a.get("pytx:0") == b"v0", "nothing of a discarded transaction is applied"
 print("ok")
 "#;
     let port = r[0].rsplit_once(':').unwrap().1.to_string();
-    let out = python3_redis().args(["-c", script, &port]).output().expect("python3 with python3-redis");
+    let out = redis_py(script, &[&port]);
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
         "redis-py: {}{}",
@@ -574,10 +571,7 @@ except redis.exceptions.ConnectionError as e:
 print(r.get("big"))
 "#;
     let port = r.rsplit_once(':').unwrap().1;
-    let out = python3_redis()
-        .args(["-c", script, port])
-        .output()
-        .expect("/usr/bin/python3 with python3-redis is needed: apt-get install python3-redis");
+    let out = redis_py(script, &[port]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("error: Protocol error: invalid bulk length (4194304 bytes"), "{text}");

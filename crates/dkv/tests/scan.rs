@@ -316,10 +316,7 @@ keys = sorted(k.decode() for k in r.scan_iter(match="r2*", count=7))
 print(",".join(keys))
 "#;
     let port = r.rsplit_once(':').unwrap().1;
-    let out = python3_redis()
-        .args(["-c", script, port])
-        .output()
-        .expect("/usr/bin/python3 with python3-redis is needed: apt-get install python3-redis");
+    let out = redis_py(script, &[port]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let want: Vec<String> = (20..30).map(|i| format!("r{i}")).collect(); // r2 was deleted
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want.join(","));

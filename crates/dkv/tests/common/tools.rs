@@ -65,6 +65,16 @@ pub fn python3_redis() -> Command {
     Command::new("/usr/bin/python3")
 }
 
+/// Run a redis-py `script` with `args` (its `sys.argv[1..]`) and return what it did.
+pub fn redis_py(script: &str, args: &[&str]) -> std::process::Output {
+    python3_redis()
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("/usr/bin/python3 with python3-redis is needed: apt-get install python3-redis")
+}
+
 /// The path of libfaketime; panics naming `faketime` if it is not installed.
 pub fn libfaketime() -> &'static str {
     if !std::path::Path::new(LIBFAKETIME).exists() {
