@@ -97,12 +97,16 @@ pub enum RegistryError {
     )]
     NotYet { since_ms: u64, ttl_ms: u64 },
     #[error(
-        "member {id} is at {addr}, which sent a heartbeat {unseen_ms} ms ago: another process is this node (two \
-         processes on copies of one data directory?); stop one. A node moved to a new address registers once the \
-         old one has been silent for half a TTL ({half_ttl_ms} ms); retry"
+        "member {id} is at {addr}, which sent a heartbeat {unseen_ms} ms ago: {IN_USE} (two processes on copies \
+         of one data directory?); stop one. A node moved to a new address registers once the old one has been \
+         silent for half a TTL ({half_ttl_ms} ms); retry"
     )]
     InUse { id: NodeId, addr: String, unseen_ms: u64, half_ttl_ms: u64 },
 }
+
+/// The words of [`RegistryError::InUse`] that tell it from the seed's other `409`s: a node
+/// retries it (a node moved to a new address waits for its old one to fall silent).
+pub const IN_USE: &str = "another process is this node";
 
 /// What one expiry pass did.
 ///
@@ -259,6 +263,9 @@ impl Registry {
                 t.len()
             )));
         }
+        if let Some(view) = &req.view {
+            validate_view(view)?;
+        }
         // Before the presented view changes anything: a registration refused must leave the
         // membership as it was (it adopted the view first, found by review, 2026-12-06).
         if let Some(id) = req.id {
@@ -266,7 +273,6 @@ impl Registry {
         }
         let mut owners_returned = false;
         if let Some(view) = &req.view {
-            validate_view(view)?;
             self.drop_record_if_behind(view.epoch, now_ms);
             owners_returned = self.adopt_if_fresh(view, now_ms);
         }

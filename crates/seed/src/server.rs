@@ -445,7 +445,10 @@ pub(crate) fn status_of(e: &RegistryError) -> StatusCode {
         RegistryError::Alive { .. } => StatusCode::CONFLICT,
         RegistryError::BadRequest(_) => StatusCode::BAD_REQUEST,
         RegistryError::ForeignCluster { .. } => StatusCode::CONFLICT,
-        RegistryError::NotYet { .. } | RegistryError::InUse { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        RegistryError::NotYet { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        // The id is held by a live process: the request conflicts with the membership (not a
+        // 5xx: the seed is fine). A node tells it from the other 409s by its words, and retries.
+        RegistryError::InUse { .. } => StatusCode::CONFLICT,
     }
 }
 

@@ -128,7 +128,10 @@ pub async fn register_until_accepted(
         let sent = Instant::now();
         match peers.seed_call(&config.seed, Method::POST, "/register", Some(&req)).await {
             Ok(resp) => return Ok((resp, sent)),
-            Err(e) if status_is(&e, StatusCode::CONFLICT) || status_is(&e, StatusCode::BAD_REQUEST) => {
+            Err(e)
+                if !e.to_string().contains(dkv_membership::registry::IN_USE)
+                    && (status_is(&e, StatusCode::CONFLICT) || status_is(&e, StatusCode::BAD_REQUEST)) =>
+            {
                 return Err(NodeError::BadRequest(format!("the seed {} refused this node: {e}", config.seed)));
             }
             Err(e) => {
