@@ -369,7 +369,6 @@ impl Registry {
         Ok(self.view())
     }
 
-    /// `id` spoke to this seed itself: it is no longer a member only an adopted view vouched for.
     /// A member registering from another address while the seed still hears from it at its
     /// own is a second process with its id (a copy of its data directory, or the same one
     /// started twice): taken, it moved the member to its address, and the first one went on
@@ -391,6 +390,7 @@ impl Registry {
         Err(RegistryError::InUse { id, addr: m.addr.clone(), unseen_ms, half_ttl_ms: self.ttl_ms / 2 })
     }
 
+    /// `id` spoke to this seed itself: it is no longer a member only an adopted view vouched for.
     fn heard_from(&mut self, id: NodeId) {
         if !self.adopted.is_empty() {
             self.adopted.remove(&id);
