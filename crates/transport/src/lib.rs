@@ -26,6 +26,7 @@ pub mod frame;
 mod io;
 mod line;
 mod outbox;
+pub mod pacing;
 mod server;
 mod throttle;
 

@@ -43,6 +43,9 @@ pub struct Session {
     pub access: Access,
     /// Since `MULTI`, until `EXEC` or `DISCARD` (`multi.rs`).
     pub transaction: Option<Transaction>,
+    /// Set by a wrong password: its answer goes out then, and nothing after it runs before
+    /// (`dkv_transport::pacing`).
+    pub paced: Option<std::time::Instant>,
 }
 
 impl Session {
@@ -167,7 +170,7 @@ fn auth(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
             Reply::ok()
         }
         None => {
-            node.auth.refused(Api::Resp, Failure::Wrong);
+            session.paced = Some(node.auth.wrong_password(Api::Resp));
             Reply::Error(auth::WRONGPASS.into())
         }
     }
@@ -752,7 +755,7 @@ fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
                 (Some(_user), Some(password)) if node.auth.required() => match node.auth.check(password) {
                     Some(access) => authed = Some(access),
                     None => {
-                        node.auth.refused(Api::Resp, Failure::Wrong);
+                        session.paced = Some(node.auth.wrong_password(Api::Resp));
                         return Reply::Error(auth::WRONGPASS.into());
                     }
                 },
