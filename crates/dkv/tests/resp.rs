@@ -24,6 +24,15 @@ async fn redis_cli_through_different_nodes_and_every_supported_command() {
     assert_eq!(redis_cli(&r[2], &["DEL", "a", "nope"]), "1");
     assert_eq!(redis_cli(&r[0], &["GET", "a"]), "");
     assert_eq!(redis_cli(&r[1], &["STRLEN", "user_123"]), "8");
+    // Its name, its value and the store's 64 bytes per entry (what `redis-cli --memkeys` asks).
+    assert_eq!(redis_cli(&r[2], &["MEMORY", "USAGE", "user_123"]), "80");
+    assert_eq!(redis_cli(&r[0], &["memory", "usage", "user_123", "SAMPLES", "0"]), "80");
+    assert_eq!(redis_cli(&r[1], &["MEMORY", "USAGE", "nope"]), "");
+    assert!(redis_cli(&r[1], &["MEMORY", "USAGE", "user_123", "SAMPLES"]).contains("syntax error"));
+    assert!(redis_cli(&r[1], &["MEMORY", "DOCTOR"]).contains("unknown subcommand 'DOCTOR'. Try MEMORY HELP."));
+    assert!(redis_cli(&r[1], &["MEMORY", "HELP"]).contains("USAGE <key>"));
+    // A negative cursor wraps, as Redis's strtoul reads it: 2^64 - 1, past every key.
+    assert_eq!(redis_cli(&r[2], &["SCAN", "-1"]), "0");
     assert_eq!(redis_cli(&r[2], &["SET", "user_123", "Jane", "GET"]), "John Doe");
     assert_eq!(redis_cli(&r[0], &["GETSET", "user_123", "Joan"]), "Jane");
     assert_eq!(redis_cli(&r[1], &["TYPE", "user_123"]), "string");
@@ -576,4 +585,60 @@ print(r.get("big"))
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("error: Protocol error: invalid bulk length (4194304 bytes"), "{text}");
     assert!(text.trim_end().ends_with("None"), "nothing stored, and the client connects again: {text}");
+}
+
+/// `CLIENT LIST`, `CLIENT INFO` and `CLIENT KILL` as redis-py calls them (its `client_list()`
+/// failed until 2026-12-06): a node lists its own connections with their names, kills by id and
+/// by address, and a connection that kills itself gets its reply first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_list_info_and_kill_as_redis_py_calls_them() {
+    let c = Cluster::start_resp(1, &[]).await;
+    let r = c.nodes[0].resp.clone().unwrap();
+    let script = r#"
+import sys, time, redis
+port = int(sys.argv[1])
+a = redis.Redis(host="127.0.0.1", port=port, client_name="watcher")
+b = redis.Redis(host="127.0.0.1", port=port)
+b.client_setname("worker-1")
+listed = a.client_list()
+assert sorted(c["name"] for c in listed) == ["watcher", "worker-1"], listed
+me = a.client_info()
+assert me["name"] == "watcher" and int(me["id"]) == a.client_id() and me["laddr"].endswith(":%d" % port), me
+bid = b.client_id()
+assert [c["name"] for c in a.client_list(client_id=[str(bid)])] == ["worker-1"]
+assert a.client_list(_type="pubsub") == []
+
+def gone(name):
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if name not in [c["name"] for c in a.client_list()]:
+            return
+        time.sleep(0.02)
+    raise SystemExit(name + " still listed after its kill")
+
+assert a.client_kill_filter(_id=bid) == 1
+gone("worker-1")
+assert b.client_id() != bid, "redis-py found its connection closed and made another"
+b.client_setname("worker-2")
+addr = [c["addr"] for c in a.client_list() if c["name"] == "worker-2"][0]
+assert a.client_kill(addr) is True
+gone("worker-2")
+try:
+    a.client_kill("127.0.0.1:1")
+    raise SystemExit("no such client must be an error")
+except redis.exceptions.ResponseError as e:
+    assert "No such client" in str(e), str(e)
+assert a.client_kill_filter(_id=a.client_id()) == 0, "SKIPME yes by default"
+assert a.execute_command("CLIENT", "KILL", "ID", a.client_id(), "SKIPME", "no") == 1, "its reply first"
+print("ok")
+"#;
+    let port = r.rsplit_once(':').unwrap().1;
+    let out = redis_py(script, &[port]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("ok"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    // The last connection closed itself after its reply: the node lists nobody but the caller.
+    let listed = redis_cli(&r, &["CLIENT", "LIST"]);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(redis_cli(&r, &["CLIENT", "KILL", "ID", "x"]).contains("client-id should be greater than 0"));
+    assert!(redis_cli(&r, &["CLIENT", "LIST", "TYPE", "odd"]).contains("Unknown client type 'odd'"));
 }

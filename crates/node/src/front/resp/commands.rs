@@ -15,11 +15,14 @@
 //! A command arrives here as a [`Cmd`], read once from its name (`table.rs`, where each
 //! command's arity and whether it writes are too).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use dkv_membership::View;
 use dkv_placement::key_hash;
 use futures_util::stream::{self, StreamExt};
 
+use super::clients::{Client, Clients, Filter};
 use super::expiry;
 use super::frame::{Args, Reply};
 use super::multi::{Queue, Transaction};
@@ -31,13 +34,16 @@ use crate::life::state::Node;
 use crate::transport::wire::{Length, Op};
 
 /// What a connection remembers between commands.
-#[derive(Default)]
 pub struct Session {
     /// `CLIENT ID`: this node's count of the RESP connections before it, from 1 (always 0 until
     /// 2026-12-06, so connections could not be told apart).
     pub id: u64,
-    pub name: Option<Bytes>,
-    /// Set by `QUIT`: reply, then close.
+    /// How the node's other connections see this one (`clients.rs`); its name is kept there.
+    pub me: Arc<Client>,
+    /// The node's connections, for `CLIENT LIST` and `CLIENT KILL`; `None` for a session made
+    /// without a connection (unit tests).
+    pub clients: Option<Arc<Clients>>,
+    /// Set by `QUIT` (and by a `CLIENT KILL` of itself): reply, then close.
     pub quit: bool,
     /// What `AUTH` (or `HELLO … AUTH`) proved, when the node needs a password.
     pub access: Access,
@@ -49,10 +55,27 @@ pub struct Session {
 }
 
 impl Session {
-    /// A new connection's session, with the next id.
+    /// A session with the next id, not in any list.
+    #[cfg(test)]
     pub fn new() -> Self {
+        Session::blank(Arc::new(Client::new(Session::next_id(), None, None)), None)
+    }
+
+    /// A new connection's session, listed in `clients` as `me` (made with [`Session::next_id`]).
+    pub fn listed(me: Arc<Client>, clients: Arc<Clients>) -> Self {
+        Session::blank(me, Some(clients))
+    }
+
+    /// The next connection's id.
+    pub fn next_id() -> u64 {
         static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        Session { id: CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, ..Session::default() }
+        CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+
+    /// As a new connection: no name, no transaction, and no access proved (`RESET`).
+    fn blank(me: Arc<Client>, clients: Option<Arc<Clients>>) -> Self {
+        me.set_name(None);
+        Session { id: me.id, me, clients, quit: false, access: Access::None, transaction: None, paced: None }
     }
 }
 
@@ -82,7 +105,7 @@ pub fn session_command(node: &Node, session: &mut Session, cmd: Cmd, args: &Args
         }
         // As a new connection: no name, no transaction, and no access proved.
         Cmd::Reset if cmd.arity().allows(a.len()) => {
-            *session = Session { id: session.id, ..Session::default() };
+            *session = Session::blank(session.me.clone(), session.clients.clone());
             return now(Reply::Simple("RESET"));
         }
         _ => {}
@@ -225,6 +248,8 @@ pub fn touches(cmd: Cmd, args: &[Bytes]) -> Touches {
     let all = || a.iter().map(|k| key_hash(k)).collect::<Keys>();
     let (reads, writes) = match cmd {
         Cmd::Get | Cmd::Strlen | Cmd::Type => (first(), Keys::new()),
+        // `MEMORY USAGE key`: the key after the subcommand.
+        Cmd::Memory => (a.iter().skip(1).take(1).map(|k| key_hash(k)).collect(), Keys::new()),
         Cmd::Exists | Cmd::Touch | Cmd::Mget => (all(), Keys::new()),
         Cmd::Set | Cmd::Getset | Cmd::Getdel | Cmd::Setex | Cmd::Psetex => (first(), first()),
         Cmd::Ttl | Cmd::Pttl | Cmd::Expiretime | Cmd::Pexpiretime => (first(), Keys::new()),
@@ -324,6 +349,7 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
         Cmd::Del | Cmd::Unlink => count(node, a, true).await,
         Cmd::Exists | Cmd::Touch => count(node, a, false).await,
         Cmd::Type => length(node, &a[0]).await.map_or_else(|e| e, |l| Reply::Simple(l.map_or("none", |_| "string"))),
+        Cmd::Memory => memory(node, a).await,
         Cmd::Mget => {
             let mut answers = stream::iter(0..a.len()).map(|i| get(node, &a[i])).buffered(MULTI_KEY_IN_FLIGHT);
             let mut out = Vec::with_capacity(a.len());
@@ -436,6 +462,48 @@ async fn get(node: &Node, key: &Bytes) -> Result<Option<Bytes>, Reply> {
 }
 
 /// The length and deadline of `key`'s value: read without the value (see `Node::length`).
+/// `MEMORY USAGE key [SAMPLES n]`: about how many bytes the key takes in one replica's store
+/// (each of its N replicas holds a copy): its name, its value and [`ENTRY_OVERHEAD`], the
+/// store's own per entry. Found by a read of heads, as `STRLEN`'s. `redis-cli --memkeys` asks
+/// this (it reported 0 bytes for every key until 2026-12-06). `MEMORY HELP` lists it; the other
+/// subcommands (`STATS`, `DOCTOR`, `PURGE`, `MALLOC-STATS`) are Redis's allocator's, and refused.
+async fn memory(node: &Node, a: &[Bytes]) -> Reply {
+    let sub = a[0].to_ascii_lowercase();
+    match (sub.as_slice(), &a[1..]) {
+        (b"usage", [key] | [key, _, _]) => {
+            if let [_, opt, n] = &a[1..] {
+                if !opt.eq_ignore_ascii_case(b"samples") {
+                    return Reply::err("syntax error");
+                }
+                if std::str::from_utf8(n).ok().and_then(|n| n.parse::<i64>().ok()).is_none() {
+                    return Reply::err("value is not an integer or out of range");
+                }
+            }
+            match length(node, key).await {
+                Ok(Some(l)) => Reply::Int((key.len() as u64 + l.len + ENTRY_OVERHEAD) as i64),
+                Ok(None) => Reply::Nil,
+                Err(e) => e,
+            }
+        }
+        (b"usage", _) => Reply::err("syntax error"),
+        (b"help", []) => {
+            let lines = [
+                "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "USAGE <key> [SAMPLES <count>]",
+                "    Return about how many bytes <key> takes in one replica's store.",
+                "HELP",
+                "    Print this help.",
+            ];
+            Reply::Array(lines.iter().map(|l| Reply::Simple(l)).collect())
+        }
+        _ => unknown_subcommand("MEMORY", &a[0]),
+    }
+}
+
+/// What a node's store takes per entry besides its key and value: 175 bytes of resident memory
+/// per key of 100 bytes and a name of about 9 (`bench/memory.sh`, the memory engine, 2026-12-04).
+const ENTRY_OVERHEAD: u64 = 64;
+
 pub(super) async fn length(node: &Node, key: &Bytes) -> Result<Option<Length>, Reply> {
     node.length(Api::Resp, key.clone(), None).await.map_err(Reply::err)
 }
@@ -689,8 +757,19 @@ fn client(session: &mut Session, a: &[Bytes]) -> Reply {
             Err(e) => e,
         }),
         b"setinfo" => arity(3).unwrap_or_else(Reply::ok),
-        b"getname" => arity(1).unwrap_or_else(|| session.name.clone().map_or(Reply::Nil, Reply::Bulk)),
+        b"getname" => arity(1).unwrap_or_else(|| session.me.name().map_or(Reply::Nil, Reply::Bulk)),
         b"id" => arity(1).unwrap_or(Reply::Int(session.id as i64)),
+        b"info" => arity(1).unwrap_or_else(|| {
+            let mut line = String::new();
+            session.me.line(std::time::Instant::now(), &mut line);
+            Reply::Bulk(line.into())
+        }),
+        b"list" => client_list(session, &a[1..]),
+        b"kill" if session.access == Access::ReadOnly => {
+            Reply::Error(auth::noperm("client|kill").replace("may not write", "may not kill connections"))
+        }
+        b"kill" if a.len() < 2 => arity(2).unwrap_or_else(|| Reply::err("syntax error")),
+        b"kill" => client_kill(session, &a[1..]),
         // What the unknown subcommand's error says to ask (it answered that same error).
         b"help" => arity(1).unwrap_or_else(|| {
             let lines = [
@@ -699,8 +778,17 @@ fn client(session: &mut Session, a: &[Bytes]) -> Reply {
                 "    Return the name of the current connection.",
                 "ID",
                 "    Return the ID of the current connection.",
+                "INFO",
+                "    Return information about the current client connection.",
+                "KILL <ip:port>",
+                "    Kill connection made from <ip:port>.",
+                "KILL <option> <value> [<option> <value> [...]]",
+                "    Kill connections. Options are: ID <client-id>, ADDR <ip:port>, LADDR <ip:port>,",
+                "    TYPE normal, USER default, SKIPME (YES|NO) (default YES), MAXAGE <seconds>.",
+                "LIST [TYPE normal] [ID <client-id> [<client-id> ...]]",
+                "    Return information about this node's client connections.",
                 "SETINFO <option> <value>",
-                "    Taken and not kept (dkv has no CLIENT LIST to show it).",
+                "    Taken and not kept.",
                 "SETNAME <name>",
                 "    Assign the name <name> to the current connection.",
                 "HELP",
@@ -710,6 +798,105 @@ fn client(session: &mut Session, a: &[Bytes]) -> Reply {
         }),
         _ => unknown_subcommand("CLIENT", &a[0]),
     }
+}
+
+/// `CLIENT LIST [TYPE type] [ID id ...]`: this node's connections (`clients.rs`).
+fn client_list(session: &Session, a: &[Bytes]) -> Reply {
+    let mut ids = Vec::new();
+    let mut none = false;
+    let mut rest = a.iter();
+    while let Some(opt) = rest.next() {
+        match opt.to_ascii_uppercase().as_slice() {
+            b"TYPE" => match rest.next().map(|t| t.to_ascii_lowercase()) {
+                Some(t) if t == b"normal" => {}
+                Some(t) if [&b"master"[..], b"replica", b"slave", b"pubsub"].contains(&t.as_slice()) => none = true,
+                Some(t) => {
+                    return Reply::err(format!(
+                        "Unknown client type '{}'",
+                        String::from_utf8_lossy(&t[..t.len().min(SHOWN)])
+                    ))
+                }
+                None => return Reply::err("syntax error"),
+            },
+            b"ID" => {
+                for id in rest.by_ref() {
+                    match client_id(id) {
+                        Ok(id) => ids.push(id),
+                        Err(e) => return e,
+                    }
+                }
+                if ids.is_empty() {
+                    return Reply::err("syntax error");
+                }
+            }
+            _ => return Reply::err("syntax error"),
+        }
+    }
+    let text = match (&session.clients, none) {
+        (_, true) => String::new(),
+        (Some(clients), false) => clients.list(&ids),
+        (None, false) => {
+            let mut line = String::new();
+            session.me.line(std::time::Instant::now(), &mut line);
+            line
+        }
+    };
+    Reply::Bulk(text.into())
+}
+
+/// `CLIENT KILL ip:port` (`+OK`, or an error if there is none) or `CLIENT KILL <filter> <value>
+/// ...` (how many were killed), as Redis 7 takes them.
+fn client_kill(session: &mut Session, a: &[Bytes]) -> Reply {
+    let text = |v: &Bytes| String::from_utf8_lossy(v).into_owned();
+    let old_form = a.len() == 1;
+    let mut filter = Filter::default();
+    if old_form {
+        filter.addr = Some(text(&a[0]));
+        filter.include_me = true;
+    } else {
+        if !a.len().is_multiple_of(2) {
+            return Reply::err("syntax error");
+        }
+        for pair in a.chunks(2) {
+            let value = &pair[1];
+            match pair[0].to_ascii_uppercase().as_slice() {
+                b"ID" => match client_id(value) {
+                    Ok(id) => filter.ids.push(id),
+                    Err(e) => return e,
+                },
+                b"ADDR" => filter.addr = Some(text(value)),
+                b"LADDR" => filter.laddr = Some(text(value)),
+                b"TYPE" if value.eq_ignore_ascii_case(b"normal") => {}
+                b"TYPE" => filter.none = true,
+                b"USER" => filter.none |= value.as_ref() != b"default",
+                b"SKIPME" if value.eq_ignore_ascii_case(b"yes") => filter.include_me = false,
+                b"SKIPME" if value.eq_ignore_ascii_case(b"no") => filter.include_me = true,
+                b"MAXAGE" => match std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok()) {
+                    Some(age) => filter.max_age = Some(age),
+                    None => return Reply::err("value is not an integer or out of range"),
+                },
+                _ => return Reply::err("syntax error"),
+            }
+        }
+    }
+    let (killed, me) = match &session.clients {
+        Some(clients) => clients.kill(&filter, session.id),
+        None => (0, false),
+    };
+    session.quit |= me;
+    match (old_form, killed) {
+        (true, 0) => Reply::err("No such client"),
+        (true, _) => Reply::ok(),
+        (false, n) => Reply::Int(n as i64),
+    }
+}
+
+fn client_id(id: &Bytes) -> Result<u64, Reply> {
+    std::str::from_utf8(id)
+        .ok()
+        .and_then(|id| id.parse::<u64>().ok())
+        .filter(|&id| id > 0)
+        .ok_or_else(|| Reply::err("client-id should be greater than 0"))
 }
 
 /// Name the connection, as Redis does: an empty name clears it, and one with a space, a
@@ -724,7 +911,7 @@ fn set_name(session: &mut Session, name: &Bytes) -> Result<(), Reply> {
     if name.iter().any(|b| !(b'!'..=b'~').contains(b)) {
         return Err(Reply::err("Client names cannot contain spaces, newlines or special characters."));
     }
-    session.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
+    session.me.set_name((!name.is_empty()).then(|| Bytes::copy_from_slice(name)));
     Ok(())
 }
 

@@ -29,6 +29,7 @@
 //!   while a write waits for the client to read, the connection goes on reading its commands
 //!   ([`write_reading`]): a client that sends its whole pipeline before it reads is not stuck.
 
+mod clients;
 mod commands;
 mod expiry;
 pub mod frame;
@@ -38,6 +39,7 @@ mod scan;
 mod table;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -54,6 +56,7 @@ use crate::front::limits::{human, Charge, Guard, Listener, Refusal};
 use crate::life::state::Node;
 use crate::transport::listener::answer_and_close;
 use crate::transport::tls::{ClientStream, Prefixed};
+use clients::{Client, Clients, Listed};
 use commands::{Answer, Held, Touches};
 use dkv_transport::{accept_until_stopped, stopped, Throttle};
 use frame::{Limits, Reply};
@@ -71,6 +74,7 @@ pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<
         max_inline: 64 * 1024,
     };
     let tracker = TaskTracker::new();
+    let clients = Arc::new(Clients::default());
     loop {
         let Some((stream, peer)) = accept_until_stopped(&listener, &mut stop, "RESP").await else { break };
         let Some(slot) = node.guard.admit(Listener::Resp) else {
@@ -88,11 +92,13 @@ pub async fn serve(node: Node, listener: TcpListener, mut stop: watch::Receiver<
             }
             continue;
         };
-        let (node, stop) = (node.clone(), stop.clone());
+        let (node, stop, clients) = (node.clone(), stop.clone(), clients.clone());
         tracker.spawn(async move {
             let _slot = slot;
+            let me = Client::new(commands::Session::next_id(), Some(peer), stream.local_addr().ok());
             let Some(stream) = open(&node, stream, peer).await else { return };
-            if let Err(e) = connection(node, stream, limits, stop).await {
+            let listed = clients.open(me);
+            if let Err(e) = connection(node, stream, limits, stop, &listed).await {
                 tracing::debug!(%peer, "RESP connection ended: {e}");
             }
         });
@@ -142,6 +148,7 @@ async fn connection(
     mut stream: ClientStream,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
+    listed: &Listed,
 ) -> std::io::Result<()> {
     let guard = node.guard.clone();
     let mut input = BytesMut::with_capacity(READ_CHUNK);
@@ -162,12 +169,23 @@ async fn connection(
     let authenticated = std::sync::atomic::AtomicBool::new(!node.auth.required());
     let limits_now = || if authenticated.load(Relaxed) { &limits } else { &before_auth };
     // Room for the next read, charged; or why there is none.
-    let mut grow =
-        |input: &mut BytesMut, resume: &frame::Resume| make_room(input, resume, &mut charge, limits_now(), &guard);
+    // And their unparsed input may hold one such command (32 KiB), not `--max-query-buffer`: a
+    // client with no password that pipelined small commands and never read the `-NOAUTH`
+    // replies had the node read on while its replies waited, up to 64 MiB a connection charged
+    // to the shared budget; 19 of them filled 805 MB of it and every large write was refused
+    // (found by trying, 2026-12-06).
+    let max_input = |authenticated: bool| match authenticated {
+        true => guard.limits.max_query_buffer.max(limits.max_bulk + READ_CHUNK),
+        false => before_auth.max_bulk + READ_CHUNK,
+    };
+    let mut grow = |input: &mut BytesMut, resume: &frame::Resume| {
+        let authenticated = authenticated.load(Relaxed);
+        make_room(input, resume, &mut charge, limits_now(), max_input(authenticated), &guard)
+    };
     // Where the parse of a long command not yet whole stopped (see `frame::Resume`).
     let mut resume = frame::Resume::default();
     let mut output = BytesMut::with_capacity(READ_CHUNK);
-    let mut session = commands::Session::new();
+    let mut session = commands::Session::listed(listed.client.clone(), listed.clients.clone());
     let mut running = FuturesOrdered::new();
     // The box a command starts in, kept for the next one while each is done at its first poll.
     let mut spare = None;
@@ -180,7 +198,14 @@ async fn connection(
     // them) then leaves no timer to take down and no stop signal to unsubscribe from. And they
     // are polled only when one of them has woken the task (`interrupts.rs`).
     let mut check = stop.clone();
-    let mut stopping = std::pin::pin!(async move { stopped(&mut stop).await });
+    // (The node's stop, or a `CLIENT KILL` of this connection.)
+    let me = listed.client.clone();
+    let mut stopping = std::pin::pin!(async move {
+        tokio::select! {
+            _ = stopped(&mut stop) => {}
+            _ = me.killed() => {}
+        }
+    });
     let mut timer = std::pin::pin!(tokio::time::sleep_until(clock.now.into()));
     let mut timer_at: Option<Instant> = None;
     let interrupts = interrupts::Interrupts::new();
@@ -399,6 +424,7 @@ async fn connection(
             }
         };
         clock.read();
+        listed.client.active(clock.now);
         if read == 0 {
             return Ok(());
         }
@@ -514,6 +540,7 @@ fn make_room(
     resume: &frame::Resume,
     charge: &mut Charge,
     limits: &Limits,
+    max: usize,
     guard: &Guard,
 ) -> Result<(), String> {
     if input.is_empty() && input.capacity() > 4 * READ_CHUNK {
@@ -521,15 +548,21 @@ fn make_room(
     }
     let want = frame::announced_from(input, limits, resume).unwrap_or(0).max(input.len() + READ_CHUNK / 4);
     if want > input.capacity() {
-        // Always room for one command with the largest value.
-        let max = guard.limits.max_query_buffer.max(limits.max_bulk + READ_CHUNK);
+        // `max`: always room for one command with the largest value.
         if want > max {
             guard.refused(Refusal::QueryBuffer);
-            return Err(format!(
-                "ERR this connection's pipeline needs {} not yet parsed, over the query buffer limit (--max-query-buffer {}); send smaller pipelines",
-                human(want),
-                human(max)
-            ));
+            return Err(match max < guard.limits.max_query_buffer {
+                true => format!(
+                    "ERR this connection's pipeline needs {} not yet parsed, over the {} a connection may hold before AUTH; authenticate first",
+                    human(want),
+                    human(max)
+                ),
+                false => format!(
+                    "ERR this connection's pipeline needs {} not yet parsed, over the query buffer limit (--max-query-buffer {}); send smaller pipelines",
+                    human(want),
+                    human(max)
+                ),
+            });
         }
         let room = want.max(input.len() + READ_CHUNK);
         charge.grow_to(room).map_err(|refused| format!("ERR {}", refused.0))?;

@@ -34,7 +34,8 @@ struct Args {
 fn parse(a: &[Bytes]) -> Result<Args, Reply> {
     let cursor = std::str::from_utf8(&a[0])
         .ok()
-        .and_then(|s| s.parse::<u64>().ok())
+        // A negative one wraps, as C's `strtoul` does in Redis: `SCAN -1` is 2^64 − 1.
+        .and_then(|s| s.parse::<u64>().ok().or_else(|| s.parse::<i64>().ok().map(|c| c as u64)))
         .ok_or_else(|| Reply::err("invalid cursor"))?;
     let mut args = Args { cursor, pattern: None, count: DEFAULT_COUNT, other_type: false };
     let mut rest = a[1..].iter();
@@ -117,7 +118,9 @@ mod tests {
         assert_eq!(parse(&args("5 COUNT 1000000")).unwrap().count, MAX_COUNT, "COUNT is capped");
         assert!(parse(&args("0 TYPE hash")).unwrap().other_type);
         assert_eq!(error(parse(&args("abc"))), "ERR invalid cursor");
-        assert_eq!(error(parse(&args("-1"))), "ERR invalid cursor");
+        assert_eq!(parse(&args("-1")).unwrap().cursor, u64::MAX, "as Redis's strtoul reads it");
+        assert_eq!(error(parse(&args("-x"))), "ERR invalid cursor");
+        assert_eq!(error(parse(&args("99999999999999999999"))), "ERR invalid cursor");
         assert_eq!(error(parse(&args("0 COUNT"))), "ERR syntax error");
         assert_eq!(error(parse(&args("0 COUNT 0"))), "ERR syntax error");
         assert_eq!(error(parse(&args("0 COUNT x"))), "ERR value is not an integer or out of range");

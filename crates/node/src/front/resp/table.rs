@@ -99,6 +99,7 @@ table! {
     Unlink "unlink" AtLeast(1), Writes;
     Touch "touch" AtLeast(1), Reads;
     Type "type" Exactly(1), Reads;
+    Memory "memory" AtLeast(1), Reads;
     // Expiry (`expiry.rs`).
     Getex "getex" AtLeast(1), Writes;
     Setex "setex" Exactly(3), Writes;
@@ -204,7 +205,7 @@ mod tests {
         for name in ["get", "set", "mset", "client", "pexpiretime", "command"] {
             assert_eq!(Cmd::of(name.as_bytes()).name(), name);
         }
-        assert_eq!(Cmd::KNOWN, 42);
+        assert_eq!(Cmd::KNOWN, 43);
     }
 
     #[test]

@@ -1,0 +1,231 @@
+//! The node's RESP connections, as `CLIENT LIST`, `CLIENT INFO` and `CLIENT KILL` see them.
+//!
+//! Operators find a leaking connection pool or a stuck worker with `CLIENT LIST` (its address,
+//! name, age and idle time), and end it with `CLIENT KILL`; redis-py's `client_list()` failed
+//! here until 2026-12-06. Each connection is listed from its start to its end, with what the
+//! others may read of it: its id, addresses, name, when it began and when it last sent
+//! something. Its own session (`commands::Session`) keeps the rest.
+//!
+//! The list is per node: a client sees the connections of the node it is connected to, as with
+//! one Redis server. A killed connection closes at its next wait for input (a connection in the
+//! middle of a command finishes it first); one that kills itself gets its reply first.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+/// Every open RESP connection of a node, by id.
+#[derive(Debug, Default)]
+pub struct Clients {
+    open: Mutex<HashMap<u64, Arc<Client>>>,
+}
+
+/// One connection, as the others see it.
+#[derive(Debug)]
+pub struct Client {
+    pub id: u64,
+    /// The client's address; `None` for a session made without a connection (unit tests).
+    addr: Option<SocketAddr>,
+    /// The node's address it connected to.
+    laddr: Option<SocketAddr>,
+    began: Instant,
+    /// When it last sent something, in ms since `began`.
+    active_ms: AtomicU64,
+    name: Mutex<Option<Bytes>>,
+    killed: AtomicBool,
+    kill: Notify,
+}
+
+impl Client {
+    pub fn new(id: u64, addr: Option<SocketAddr>, laddr: Option<SocketAddr>) -> Client {
+        Client {
+            id,
+            addr,
+            laddr,
+            began: Instant::now(),
+            active_ms: AtomicU64::new(0),
+            name: Mutex::new(None),
+            killed: AtomicBool::new(false),
+            kill: Notify::new(),
+        }
+    }
+
+    /// It sent something at `now`.
+    pub fn active(&self, now: Instant) {
+        self.active_ms.store(now.saturating_duration_since(self.began).as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn name(&self) -> Option<Bytes> {
+        self.name.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_name(&self, name: Option<Bytes>) {
+        *self.name.lock().unwrap_or_else(|p| p.into_inner()) = name;
+    }
+
+    /// Ends once the connection was killed (at once if it already was).
+    pub async fn killed(&self) {
+        if !self.killed.load(Ordering::Acquire) {
+            self.kill.notified().await;
+        }
+    }
+
+    fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
+        self.kill.notify_one(); // kept for the wait if none is waiting yet
+    }
+
+    /// Its line in `CLIENT LIST`: Redis 7's fields, in its order (redis-py splits it on spaces
+    /// and `=`, and reads `multi`, the buffers' and memory fields as numbers). dkv charges a
+    /// connection's buffers to `--max-client-memory` but keeps no figures per connection: those
+    /// fields are 0, `multi` is -1 and `cmd` is `NULL`.
+    pub fn line(&self, now: Instant, out: &mut String) {
+        let shown = |a: Option<SocketAddr>| a.map_or(String::new(), |a| a.to_string());
+        let age = now.saturating_duration_since(self.began);
+        let idle = age.as_millis().saturating_sub(u128::from(self.active_ms.load(Ordering::Relaxed))) / 1000;
+        let name = self.name().map(|n| String::from_utf8_lossy(&n).into_owned()).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "id={} addr={} laddr={} fd=-1 name={name} age={} idle={idle} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 \
+             qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=NULL \
+             user=default redir=-1 resp=2",
+            self.id,
+            shown(self.addr),
+            shown(self.laddr),
+            age.as_secs(),
+        );
+    }
+}
+
+/// What `CLIENT KILL` picks, by Redis's filters: every given one must match.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub ids: Vec<u64>,
+    pub addr: Option<String>,
+    pub laddr: Option<String>,
+    /// Older than this many seconds.
+    pub max_age: Option<u64>,
+    /// `TYPE` other than `normal`, or `USER` other than `default`: dkv has no such clients.
+    pub none: bool,
+    /// `SKIPME no`: the caller may be among them (by default it is not).
+    pub include_me: bool,
+}
+
+impl Filter {
+    fn matches(&self, c: &Client, me: u64, now: Instant) -> bool {
+        !self.none
+            && (self.include_me || c.id != me)
+            && (self.ids.is_empty() || self.ids.contains(&c.id))
+            && self.addr.as_ref().is_none_or(|a| c.addr.is_some_and(|x| x.to_string() == *a))
+            && self.laddr.as_ref().is_none_or(|a| c.laddr.is_some_and(|x| x.to_string() == *a))
+            && self.max_age.is_none_or(|s| now.saturating_duration_since(c.began).as_secs() >= s)
+    }
+}
+
+impl Clients {
+    /// List a new connection; it leaves the list when the returned handle is dropped.
+    pub fn open(self: &Arc<Self>, client: Client) -> Listed {
+        let client = Arc::new(client);
+        self.lock().insert(client.id, client.clone());
+        Listed { clients: self.clone(), client }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Client>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `CLIENT LIST [ID id ...]`: a line per connection, by id.
+    pub fn list(&self, ids: &[u64]) -> String {
+        let now = Instant::now();
+        let mut listed: Vec<Arc<Client>> =
+            self.lock().values().filter(|c| ids.is_empty() || ids.contains(&c.id)).cloned().collect();
+        listed.sort_by_key(|c| c.id);
+        let mut out = String::new();
+        for c in listed {
+            c.line(now, &mut out);
+        }
+        out
+    }
+
+    /// Kill the connections `filter` picks, `me` being the caller's; how many, and whether the
+    /// caller is one of them (it closes after its reply).
+    pub fn kill(&self, filter: &Filter, me: u64) -> (usize, bool) {
+        let now = Instant::now();
+        let picked: Vec<Arc<Client>> = self.lock().values().filter(|c| filter.matches(c, me, now)).cloned().collect();
+        let mut killed_me = false;
+        for c in &picked {
+            if c.id == me {
+                killed_me = true;
+            } else {
+                c.kill();
+            }
+        }
+        (picked.len(), killed_me)
+    }
+}
+
+/// A connection's place in the list, for as long as it is open.
+pub struct Listed {
+    pub clients: Arc<Clients>,
+    pub client: Arc<Client>,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.clients.lock().remove(&self.client.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> Option<SocketAddr> {
+        Some(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    #[test]
+    fn connections_are_listed_while_open_and_killed_by_filter() {
+        let clients = Arc::new(Clients::default());
+        let a = clients.open(Client::new(1, addr(5001), addr(6379)));
+        let b = clients.open(Client::new(2, addr(5002), addr(6379)));
+        b.client.set_name(Some(Bytes::from_static(b"worker")));
+        let list = clients.list(&[]);
+        let lines: Vec<&str> = list.lines().collect();
+        assert_eq!(lines.len(), 2, "{list}");
+        assert!(
+            lines[0].starts_with("id=1 addr=127.0.0.1:5001 laddr=127.0.0.1:6379 fd=-1 name= age=0 idle=0"),
+            "{list}"
+        );
+        assert!(lines[1].contains(" name=worker "), "{list}");
+        assert_eq!(clients.list(&[2]).lines().count(), 1);
+
+        // By address; the caller is skipped unless it asks not to be.
+        let by_addr = Filter { addr: Some("127.0.0.1:5002".into()), ..Filter::default() };
+        assert_eq!(clients.kill(&by_addr, 1), (1, false));
+        assert!(b.client.killed.load(Ordering::Relaxed) && !a.client.killed.load(Ordering::Relaxed));
+        let all = Filter { laddr: Some("127.0.0.1:6379".into()), ..Filter::default() };
+        assert_eq!(clients.kill(&all, 1), (1, false), "SKIPME yes by default");
+        let all = Filter { include_me: true, ..all };
+        assert_eq!(clients.kill(&all, 1), (2, true));
+        assert!(!a.client.killed.load(Ordering::Relaxed), "the caller closes after its reply, not before");
+        assert_eq!(clients.kill(&Filter { none: true, include_me: true, ..Filter::default() }, 1), (0, false));
+        assert_eq!(clients.kill(&Filter { ids: vec![9], ..Filter::default() }, 1), (0, false));
+
+        drop(b);
+        assert_eq!(clients.list(&[]).lines().count(), 1, "a closed connection leaves the list");
+    }
+
+    #[tokio::test]
+    async fn a_kill_before_the_wait_is_not_lost() {
+        let c = Client::new(1, None, None);
+        c.kill();
+        tokio::time::timeout(std::time::Duration::from_secs(5), c.killed()).await.expect("ends at once");
+    }
+}
