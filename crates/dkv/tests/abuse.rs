@@ -551,6 +551,11 @@ async fn large_answers_nobody_reads_are_charged_to_the_client_memory_budget() {
     let (status, _) =
         c.client(0).raw(Method::PUT, "/put?key=big", Some(Bytes::from(vec![b'b'; 8 << 20]))).await.unwrap();
     assert_eq!(status, http::StatusCode::NO_CONTENT);
+    // And keys with long names, for a scan page of 100 KiB.
+    for i in 0..100 {
+        let key = format!("{i:03}{}", "k".repeat(1000));
+        c.client(0).put(key.as_bytes(), Bytes::from_static(b"v")).await.expect("put");
+    }
     // Each asks for 8 MiB and reads nothing: more than the sockets take (their windows do not
     // grow while nothing is read). Large charges may take three quarters of the budget, 48 MiB:
     // six such answers. One that finds no room gets its 503 and never asks again, so more come
@@ -573,6 +578,15 @@ async fn large_answers_nobody_reads_are_charged_to_the_client_memory_budget() {
     };
     assert!(refused.contains("values being received or sent") && refused.contains("--max-client-memory"), "{refused}");
     assert!(metric(&c, 0, "dkv_client_refusals_total", "memory").await > 0);
+    // A scan page is such an answer too (2 HTTP/2 connections with 256 unread pages each held
+    // 1.5 GB outside the budget until 2026-12-06, found by trying).
+    let (status, body) = c.client(0).raw(Method::GET, "/scan?count=1000", None).await.expect("answered");
+    assert_eq!(
+        status,
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        String::from_utf8_lossy(&body[..body.len().min(200)])
+    );
     served(&c, 0, 0).await;
     drop(readers_that_do_not_read);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -580,9 +594,41 @@ async fn large_answers_nobody_reads_are_charged_to_the_client_memory_budget() {
         let (status, body) = c.client(0).raw(Method::GET, "/get?key=big", None).await.expect("answered");
         if status == http::StatusCode::OK {
             assert_eq!(body.len(), 8 << 20, "the whole value");
+            let page = c.client(0).json("/scan?count=1000").await.expect("a scan page once the budget is back");
+            assert_eq!(page["keys"].as_array().map(Vec::len), Some(102), "the 100, big and served()'s");
             break;
         }
         assert!(Instant::now() < deadline, "the budget did not come back once the connections closed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The same over RESP, on a node that holds the key alone: its reply, read from this node's store
+/// with no replica call to charge it, waits in the connection's output for a client that does
+/// not read, and is charged while it waits (30 connections held 470 MB outside a 64 MiB budget
+/// until 2026-12-06, found by trying): past the budget, a large answer over HTTP gets its `503`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resp_replies_nobody_reads_are_charged_to_the_client_memory_budget() {
+    let c = Cluster::start_resp(1, &["--max-client-memory", "64MiB"]).await;
+    let resp = c.nodes[0].resp.clone().expect("resp");
+    let (status, _) =
+        c.client(0).raw(Method::PUT, "/put?key=big", Some(Bytes::from(vec![b'b'; 8 << 20]))).await.unwrap();
+    assert_eq!(status, http::StatusCode::NO_CONTENT);
+    let mut readers_that_do_not_read = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        readers_that_do_not_read.extend(connect_many(&resp, 1, b"GET big\r\n").await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (status, body) = c.client(0).raw(Method::GET, "/get?key=big", None).await.expect("answered");
+        if status == http::StatusCode::SERVICE_UNAVAILABLE {
+            break String::from_utf8_lossy(&body).to_string();
+        }
+        let held = readers_that_do_not_read.len();
+        assert!(
+            held < 40 && Instant::now() < deadline,
+            "RESP replies were not charged: still served ({status}) beside {held}"
+        );
+    };
+    assert!(refused.contains("--max-client-memory"), "{refused}");
+    served(&c, 0, 0).await;
 }

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::NodeError;
 use crate::front::answers;
-use crate::front::limits::{Charge, Refusal, SMALL_CHARGE};
+use crate::front::limits::{Charge, Refusal, CHARGE_FROM};
 use crate::front::query;
 use crate::front::service::KeyRequest;
 use crate::life::metrics::Api;
@@ -203,7 +203,7 @@ async fn key_request(node: Node, op: Op, req: Request, wanted: Wanted) -> Respon
         return Box::pin(head_request(&node, req, wanted)).await;
     }
     match node.serve(Api::Http, req).await {
-        Ok(Some(v)) if v.value.len() <= SMALL_CHARGE => {
+        Ok(Some(v)) if v.value.len() < CHARGE_FROM => {
             ([(header::CONTENT_TYPE, "application/octet-stream")], v.value).into_response()
         }
         Ok(Some(v)) => charged_value(&node, v.value),
@@ -220,6 +220,12 @@ async fn key_request(node: Node, op: Op, req: Request, wanted: Wanted) -> Respon
 /// client could leave 256 answers of 16 MiB unread on one connection. Over the budget, a `503`
 /// that says so, as for a large write.
 fn charged_value(node: &Node, value: Bytes) -> Response {
+    charged_body(node, value, "application/octet-stream")
+}
+
+/// An answer's body charged to the client memory budget until the connection has taken it, as
+/// [`charged_value`]'s (a scan page's too).
+pub fn charged_body(node: &Node, value: Bytes, content_type: &'static str) -> Response {
     /// What the connection is handed at once: its write buffer, or an HTTP/2 stream's window,
     /// holds about this much past what it has sent.
     const PIECE: usize = 64 * 1024;
@@ -232,8 +238,7 @@ fn charged_value(node: &Node, value: Bytes) -> Response {
         let _held = &charge; // given back when the last piece has gone, or the answer was dropped
         Ok::<_, Infallible>(http_body::Frame::data(value.slice(at..(at + PIECE).min(len))))
     });
-    let headers =
-        [(header::CONTENT_TYPE, "application/octet-stream".to_string()), (header::CONTENT_LENGTH, len.to_string())];
+    let headers = [(header::CONTENT_TYPE, content_type.to_string()), (header::CONTENT_LENGTH, len.to_string())];
     (headers, Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(pieces)))).into_response()
 }
 

@@ -182,6 +182,13 @@ impl Guard {
         Ok(held)
     }
 
+    /// Count `bytes` the node holds already (a reply waiting for a client to read it): never
+    /// refused, since they are there, but counted while they are, so new requests are refused.
+    pub fn hold(self: &Arc<Self>, bytes: usize) -> Charge {
+        self.charged.fetch_add(bytes, Ordering::AcqRel);
+        Charge { guard: self.clone(), bytes }
+    }
+
     /// Take `bytes` for a charge that will then hold `total`. A charge holding more than
     /// [`SMALL_CHARGE`] may only use three quarters of the budget: the rest is kept for small
     /// requests, so clients sending large values cannot crowd out the ones sending small ones.
@@ -196,6 +203,14 @@ impl Guard {
 
 /// A connection holding at most this much is a small client (see [`Guard::try_take`]).
 pub const SMALL_CHARGE: usize = 64 * 1024;
+
+/// An answer that waits for its client (RESP replies behind a pipeline's earlier ones, HTTP
+/// bodies, scan pages) is charged from this size on. It was [`SMALL_CHARGE`], and what a
+/// connection may have in flight at once multiplied it past the budget unseen: 80 RESP
+/// connections pipelining GETs of 65 000-byte values and never reading held 1.2 GB, 20 HTTP/2
+/// connections with 256 unread streams each 550 MB (found by trying, 2026-12-06). Under it, a
+/// RESP connection holds at most 128 × 4 KiB uncharged, an HTTP/2 one 256 × 4 KiB.
+pub const CHARGE_FROM: usize = 4 * 1024;
 
 /// The budget was used up; the message says which flag to raise.
 #[derive(Debug, Clone, PartialEq, Eq)]

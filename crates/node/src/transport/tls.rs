@@ -170,14 +170,25 @@ const MAX_PEM_BYTES: u64 = 1 << 20;
 
 /// A PEM file's bytes: a regular file of at most [`MAX_PEM_BYTES`]. A path that named
 /// `/dev/zero` at a SIGHUP made the node read until the machine's OOM killer ended it (found by
-/// trying, 2026-12-06); a FIFO would block the reload.
+/// trying, 2026-12-06). A FIFO blocked the `open` itself, before the file could be looked at:
+/// a SIGHUP with the certificate's path on one stopped the node's runtime thread, its
+/// heartbeats and every request for good (found by trying, 2026-12-06). So the path is looked
+/// at before it is opened, and opened without waiting (what a path swapped in between would
+/// need; a regular file's reads do not change).
 fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
-    let meta = file.metadata().map_err(|e| file_error(path, e))?;
-    if !meta.is_file() {
-        return Err(file_error(path, "not a regular file"));
-    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let regular = |meta: std::fs::Metadata| match meta.is_file() {
+        true => Ok(()),
+        false => Err(file_error(path, "not a regular file")),
+    };
+    regular(std::fs::metadata(path).map_err(|e| file_error(path, e))?)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| file_error(path, e))?;
+    regular(file.metadata().map_err(|e| file_error(path, e))?)?;
     let mut bytes = Vec::new();
     file.take(MAX_PEM_BYTES + 1).read_to_end(&mut bytes).map_err(|e| file_error(path, e))?;
     if bytes.len() as u64 > MAX_PEM_BYTES {
@@ -491,7 +502,12 @@ mod tests {
         let huge = d.0.join("huge.pem");
         std::fs::write(&huge, vec![b'A'; 2 << 20]).unwrap();
         let dev_zero = Path::new("/dev/zero");
-        for (path, why) in [(dev_zero, "not a regular file"), (&d.0, "not a regular file"), (&huge, "over 1024 KiB")] {
+        // A FIFO nobody writes to: its open blocked the reload for good.
+        let fifo = d.0.join("fifo.pem");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+        assert!(made.success());
+        let cases = [(dev_zero, "not a regular file"), (&d.0, "not a regular file"), (&huge, "over 1024 KiB")];
+        for (path, why) in cases.into_iter().chain([(fifo.as_path(), "not a regular file")]) {
             let err = read_certs(path).expect_err("refused").to_string();
             assert!(err.contains(why), "{}: {err}", path.display());
             let err = read_key(path).expect_err("refused").to_string();

@@ -28,7 +28,7 @@ use super::frame::{Args, Reply};
 use super::multi::{Queue, Transaction};
 use super::table::{self, Cmd, Effect};
 use crate::front::auth::{self, Access, Failure};
-use crate::front::limits::{Charge, SMALL_CHARGE};
+use crate::front::limits::{Charge, CHARGE_FROM};
 use crate::life::metrics::Api;
 use crate::life::state::Node;
 use crate::transport::wire::{Length, Op};
@@ -290,7 +290,7 @@ pub fn key_operations(cmd: Cmd, args: &[Bytes]) -> usize {
 /// A reply, with what it holds charged to `--max-client-memory` while it waits to be written.
 /// A pipeline's commands finish in any order and their replies wait for the ones before them:
 /// 128 key operations of 16 MiB values were 2 GiB held outside the budget for one connection
-/// (until 2026-12-06, bounded in time alone). A reply over [`SMALL_CHARGE`] that the budget
+/// (until 2026-12-06, bounded in time alone). A reply of [`CHARGE_FROM`] or more that the budget
 /// has no room for is an error that says so, as a large write is; the value goes at once.
 pub struct Held {
     pub reply: Reply,
@@ -305,7 +305,7 @@ impl Held {
 
     pub fn of(node: &Node, reply: Reply) -> Held {
         let bytes = reply.value_bytes();
-        if bytes <= SMALL_CHARGE {
+        if bytes < CHARGE_FROM {
             return Held::small(reply);
         }
         match node.guard.charge(bytes) {

@@ -52,7 +52,7 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use crate::front::auth::Access;
-use crate::front::limits::{human, Charge, Guard, Listener, Refusal};
+use crate::front::limits::{human, Charge, Guard, Listener, Refusal, SMALL_CHARGE};
 use crate::life::state::Node;
 use crate::transport::listener::answer_and_close;
 use crate::transport::tls::{ClientStream, Prefixed};
@@ -193,7 +193,6 @@ async fn connection(
     let mut wave = Touches::none();
     let mut held: Option<frame::Args> = None;
     let mut clock = Clock::new(guard.limits.idle_timeout, guard.limits.read_timeout);
-    let idle = guard.limits.idle_timeout;
     // Armed once per connection, not once per wait: a wait that ends with a read (nearly all of
     // them) then leaves no timer to take down and no stop signal to unsubscribe from. And they
     // are polled only when one of them has woken the task (`interrupts.rs`).
@@ -328,7 +327,7 @@ async fn connection(
             drop(held);
             if output.len() >= OUTPUT_FLUSH {
                 if let Err(end) =
-                    write_reading(&mut stream, &mut output, &mut input, &resume, &mut clock, &mut grow, idle).await?
+                    write_reading(&mut stream, &mut output, &mut input, &resume, &mut clock, &mut grow, &guard).await?
                 {
                     return end.close(&guard);
                 }
@@ -342,7 +341,7 @@ async fn connection(
             // The last replies, under the same bound in time as any (what is read meanwhile is
             // never run).
             if let Err(end) =
-                write_reading(&mut stream, &mut output, &mut input, &resume, &mut clock, &mut grow, idle).await?
+                write_reading(&mut stream, &mut output, &mut input, &resume, &mut clock, &mut grow, &guard).await?
             {
                 return end.close(&guard);
             }
@@ -361,7 +360,7 @@ async fn connection(
         let more = paused || held.is_some();
         if !output.is_empty() && (!more || paced.is_some() || output.len() >= 64 * 1024) {
             if let Err(end) =
-                write_reading(&mut stream, &mut output, &mut input, &resume, &mut clock, &mut grow, idle).await?
+                write_reading(&mut stream, &mut output, &mut input, &resume, &mut clock, &mut grow, &guard).await?
             {
                 return end.close(&guard);
             }
@@ -456,7 +455,8 @@ impl Ending {
 /// does) is blocked on its own write while the node's write waits for it to read, and neither
 /// would move. So the node takes in what it sends, within the connection's limits (`grow`
 /// makes room, or says why there is none: then the connection is closed), as Redis does. A
-/// client that neither reads nor sends for `idle` is let go, as an idle one is.
+/// client that neither reads nor sends for `--idle-timeout` is let go, as an idle one is. What
+/// waits to be written is charged to the client memory budget meanwhile.
 async fn write_reading(
     stream: &mut ClientStream,
     output: &mut BytesMut,
@@ -464,8 +464,9 @@ async fn write_reading(
     resume: &frame::Resume,
     clock: &mut Clock,
     grow: &mut impl FnMut(&mut BytesMut, &frame::Resume) -> Result<(), String>,
-    idle: Option<Duration>,
+    guard: &Arc<Guard>,
 ) -> std::io::Result<Result<(), Ending>> {
+    let idle = guard.limits.idle_timeout;
     // Nearly always the socket takes it all at once (a TLS session takes it into its buffer,
     // and the flush writes that out).
     if let Some(Ok(n)) = stream.write(output).now_or_never() {
@@ -474,6 +475,11 @@ async fn write_reading(
             return Ok(Ok(()));
         }
     }
+    // What waits for the client to read it is counted in the budget while it waits: replies of
+    // a key read from this node's store alone (one replica) were not, and 30 connections that
+    // asked for a 15 MB value and never read held 470 MB outside a 64 MiB budget (found by
+    // trying, 2026-12-06).
+    let _waiting = (output.len() > SMALL_CHARGE).then(|| guard.hold(output.len()));
     let (mut written, mut read, mut closed) = (0, false, false);
     // Rings once nothing moved either way for `idle`; set again at every step.
     let mut stalled = idle.map(|t| (t, Box::pin(tokio::time::sleep(t))));
