@@ -241,16 +241,11 @@ async fn the_cluster_secret_guards_internal_and_membership_endpoints() {
     use dkv_node::transport::wire::{Kind, RefreshRequest};
     let refresh = RefreshRequest { epoch: 0 };
     for secret in [None, Some("wrong")] {
-        let asked = std::time::Instant::now();
         let e = common::internal_call::<_, ()>(&node_addr, secret, Kind::Refresh, &refresh).await.unwrap_err();
         assert!(
             matches!(&e, dkv_transport::CallError::Handshake { reason, .. } if reason.contains("cluster secret")),
             "{e}"
         );
-        if secret.is_some() {
-            // A wrong secret is refused slowly, so that guessing it is slow (`pacing.rs`).
-            assert!(asked.elapsed() >= dkv_transport::pacing::DELAY, "{:?}", asked.elapsed());
-        }
     }
     common::internal_call::<_, ()>(&node_addr, Some("s3cret"), Kind::Refresh, &refresh).await.expect("with the secret");
     let seed = dkv::client::Client::new(&seed_addr);

@@ -323,9 +323,6 @@ async fn require_secret(State(secret): State<Option<Arc<str>>>, req: Request, ne
     if secret_matches(secret.as_deref(), given) {
         return next.run(req).await;
     }
-    if given.is_some() {
-        dkv_transport::pacing::after_wrong_secret().await; // guessing it is slow (`pacing.rs`)
-    }
     forbidden(req, "missing or wrong cluster secret: start the node with the seed's --cluster-secret\n").await
 }
 

@@ -26,7 +26,6 @@ pub mod frame;
 mod io;
 mod line;
 mod outbox;
-pub mod pacing;
 mod server;
 mod throttle;
 

@@ -81,16 +81,7 @@ pub async fn serve_admitted<C: Connection, H: Handler, A>(
     let refusal = match hello {
         Err(_) => Some(format!("no hello within {} ms", config.handshake_timeout.as_millis())),
         Ok(Err(e)) => Some(e),
-        Ok(Ok(h)) => {
-            let why = check(&h, &config.auth);
-            if why.is_some()
-                && h.secret.is_some()
-                && !secret_matches(config.auth.secret.as_deref(), h.secret.as_deref().map(str::as_bytes))
-            {
-                crate::pacing::after_wrong_secret().await; // guessing it is slow (`pacing.rs`)
-            }
-            why
-        }
+        Ok(Ok(h)) => check(&h, &config.auth),
     };
     let mut answer = BytesMut::new();
     let admitted = match refusal {

@@ -12,10 +12,6 @@
 //! where it differs nor its length (the given one is never compared with a shorter loop), and
 //! both passwords are always compared, so timing tells nothing of which one nearly matched.
 //!
-//! A wrong password is answered no sooner than 200 ms after it came, and the process answers at
-//! most 100 wrong passwords a second: guessing one is slow (`dkv_transport::pacing`). A RESP
-//! connection runs nothing more until that answer is out.
-//!
 //! Every refusal is counted by API and reason, `dkv_auth_failures_total{api,reason}`. What each
 //! protocol answers is Redis's own words (`-NOAUTH Authentication required.`, `-WRONGPASS …`,
 //! `-NOPERM …`) and, over HTTP, `401` with `WWW-Authenticate` or `403` for a read-only password
@@ -29,14 +25,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use dkv_transport::pacing::WRONG_SECRETS;
 use dkv_transport::same_secret;
 
 use crate::life::metrics::Api;
@@ -131,13 +125,6 @@ impl Auth {
         self.failures[api_index(api)][why as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A wrong password: counted, and when its answer may go out (`dkv_transport::pacing`:
-    /// 200 ms at least, and at most 100 such answers a second for the whole process).
-    pub fn wrong_password(&self, api: Api) -> Instant {
-        self.refused(api, Failure::Wrong);
-        WRONG_SECRETS.answer_at(Instant::now())
-    }
-
     /// Refusals so far, for `/metrics`.
     pub fn failures(&self) -> impl Iterator<Item = (Api, Failure, u64)> + '_ {
         [Api::Http, Api::Resp].into_iter().flat_map(move |api| {
@@ -190,35 +177,14 @@ pub fn header_password(value: &[u8]) -> Option<Vec<u8>> {
 /// The middleware in front of every route: the password, where one is needed.
 pub async fn http_check(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
     match http_refusal(&auth, req.method(), req.uri().path(), req.headers()) {
-        Some(refused) => refused.answer().await,
+        Some(refused) => refused,
         None => next.run(req).await,
     }
 }
 
-/// A request refused for want of the right password.
-pub struct Refused {
-    answer: Response,
-    /// For a wrong password: not before this (`dkv_transport::pacing`).
-    not_before: Option<Instant>,
-}
-
-impl Refused {
-    fn now(answer: Response) -> Refused {
-        Refused { answer, not_before: None }
-    }
-
-    /// The answer, once it may go out.
-    pub async fn answer(self) -> Response {
-        if let Some(at) = self.not_before {
-            tokio::time::sleep_until(at.into()).await;
-        }
-        self.answer
-    }
-}
-
-/// The refusal of a request to `path` for want of the right password; `None` lets it through.
-/// Writes (any method but GET, HEAD and OPTIONS) need the full password.
-pub fn http_refusal(auth: &Auth, method: &Method, path: &str, headers: &HeaderMap) -> Option<Refused> {
+/// The answer that refuses a request to `path` for want of the right password; `None` lets it
+/// through. Writes (any method but GET, HEAD and OPTIONS) need the full password.
+pub fn http_refusal(auth: &Auth, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response> {
     if !auth.required() || OPEN_PATHS.contains(&path) || path.starts_with("/admin/") {
         return None;
     }
@@ -226,9 +192,9 @@ pub fn http_refusal(auth: &Auth, method: &Method, path: &str, headers: &HeaderMa
     let access = match given {
         None => {
             auth.refused(Api::Http, Failure::Missing);
-            return Some(Refused::now(unauthorized(
+            return Some(unauthorized(
                 "authentication required: send the client password as Authorization: Bearer <password> or Basic (curl -u default:<password>)\n",
-            )));
+            ));
         }
         Some(p) => p.and_then(|p| auth.check(&p)),
     };
@@ -239,12 +205,12 @@ pub fn http_refusal(auth: &Auth, method: &Method, path: &str, headers: &HeaderMa
         Some(_) => {
             auth.refused(Api::Http, Failure::ReadOnly);
             let line = format!("the read-only password may not write: {method} {path} needs the client password\n");
-            Some(Refused::now((StatusCode::FORBIDDEN, line).into_response()))
+            Some((StatusCode::FORBIDDEN, line).into_response())
         }
-        None => Some(Refused {
-            answer: unauthorized("invalid username-password pair: wrong client password\n"),
-            not_before: Some(auth.wrong_password(Api::Http)),
-        }),
+        None => {
+            auth.refused(Api::Http, Failure::Wrong);
+            Some(unauthorized("invalid username-password pair: wrong client password\n"))
+        }
     }
 }
 

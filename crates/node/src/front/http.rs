@@ -104,7 +104,7 @@ impl Service<hyper::Request<Incoming>> for Front {
         Either::Left(Box::pin(async move {
             let refused = crate::front::auth::http_refusal(&node.auth, req.method(), req.uri().path(), req.headers());
             let mut answer = match refused {
-                Some(refused) => refused.answer().await,
+                Some(refused) => refused,
                 None => key_request(node, op, req.map(Body::new), wanted).await,
             };
             answer.headers_mut().insert(answers::NODE_HEADER.clone(), stamp);
@@ -118,9 +118,6 @@ async fn require_secret(State(secret): State<Option<Arc<str>>>, req: Request, ne
     let given = req.headers().get(SECRET_HEADER).map(|v| v.as_bytes());
     if secret_matches(secret.as_deref(), given) {
         return next.run(req).await;
-    }
-    if given.is_some() {
-        dkv_transport::pacing::after_wrong_secret().await; // guessing it is slow (`pacing.rs`)
     }
     (StatusCode::FORBIDDEN, "missing or wrong cluster secret: internal endpoints need --cluster-secret\n")
         .into_response()

@@ -49,9 +49,6 @@ pub struct Session {
     pub access: Access,
     /// Since `MULTI`, until `EXEC` or `DISCARD` (`multi.rs`).
     pub transaction: Option<Transaction>,
-    /// Set by a wrong password: its answer goes out then, and nothing after it runs before
-    /// (`dkv_transport::pacing`).
-    pub paced: Option<std::time::Instant>,
 }
 
 impl Session {
@@ -75,7 +72,7 @@ impl Session {
     /// As a new connection: no name, no transaction, and no access proved (`RESET`).
     fn blank(me: Arc<Client>, clients: Option<Arc<Clients>>) -> Self {
         me.set_name(None);
-        Session { id: me.id, me, clients, quit: false, access: Access::None, transaction: None, paced: None }
+        Session { id: me.id, me, clients, quit: false, access: Access::None, transaction: None }
     }
 }
 
@@ -193,7 +190,7 @@ fn auth(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
             Reply::ok()
         }
         None => {
-            session.paced = Some(node.auth.wrong_password(Api::Resp));
+            node.auth.refused(Api::Resp, Failure::Wrong);
             Reply::Error(auth::WRONGPASS.into())
         }
     }
@@ -942,7 +939,7 @@ fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
                 (Some(_user), Some(password)) if node.auth.required() => match node.auth.check(password) {
                     Some(access) => authed = Some(access),
                     None => {
-                        session.paced = Some(node.auth.wrong_password(Api::Resp));
+                        node.auth.refused(Api::Resp, Failure::Wrong);
                         return Reply::Error(auth::WRONGPASS.into());
                     }
                 },

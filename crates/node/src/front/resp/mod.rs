@@ -263,10 +263,6 @@ async fn connection(
                     authenticated.store(!node.auth.required() || session.access != Access::None, Relaxed);
                     running.push_back(Either::Left(Either::Left(ready(Some(Held::small(reply))))));
                     in_flight += 1;
-                    if session.paced.is_some() {
-                        paused = true; // a wrong password: nothing after it runs before its answer
-                        break;
-                    }
                     continue;
                 }
                 Some(Answer::Exec(queued)) => {
@@ -306,15 +302,6 @@ async fn connection(
             running.extend(spare.take().map(Either::Right));
         }
         clock.parsed(took, input.is_empty());
-        // A wrong password's answer waits its turn (`dkv_transport::pacing`), and so the next
-        // guess on this connection: one at a time, however many were pipelined.
-        let paced = session.paced.take();
-        if let Some(at) = paced {
-            tokio::select! {
-                _ = tokio::time::sleep_until(at.into()) => {}
-                _ = check.changed() => return Ok(()), // the node is stopping
-            }
-        }
         // What the writes below read meanwhile (`write_reading`) may hold whole commands: they
         // are parsed next, not left waiting for more input that may never come.
         let unparsed = input.len();
@@ -358,7 +345,7 @@ async fn connection(
         // are many already. Either way they are started next, not after more input: a client
         // that sent its whole pipeline waits for every reply before it sends anything else.
         let more = paused || held.is_some();
-        if !output.is_empty() && (!more || paced.is_some() || output.len() >= 64 * 1024) {
+        if !output.is_empty() && (!more || output.len() >= 64 * 1024) {
             if let Err(end) =
                 write_reading(&mut stream, &mut output, &mut input, &resume, &mut clock, &mut grow, &guard).await?
             {
