@@ -639,6 +639,45 @@ print("ok")
     // The last connection closed itself after its reply: the node lists nobody but the caller.
     let listed = redis_cli(&r, &["CLIENT", "LIST"]);
     assert_eq!(listed.lines().count(), 1, "{listed}");
-    assert!(redis_cli(&r, &["CLIENT", "KILL", "ID", "x"]).contains("client-id should be greater than 0"));
+    assert!(redis_cli(&r, &["CLIENT", "KILL", "ID", "0"]).contains("client-id should be greater than 0"));
+    assert!(redis_cli(&r, &["CLIENT", "KILL", "ID", "x"]).contains("value is not an integer"));
+    assert!(redis_cli(&r, &["CLIENT", "LIST", "ID", "x"]).contains("Invalid client ID"));
+    assert!(redis_cli(&r, &["MEMORY", "USAGE"]).contains("wrong number of arguments for 'memory|usage'"));
     assert!(redis_cli(&r, &["CLIENT", "LIST", "TYPE", "odd"]).contains("Unknown client type 'odd'"));
+}
+
+/// A connection that does not read its replies is what `CLIENT KILL` is for: it closes at once,
+/// not at the idle timeout (its write's wait did not watch for the kill until 2026-12-06, found
+/// by review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_kill_ends_a_connection_that_does_not_read() {
+    use tokio::io::AsyncWriteExt;
+    let c = Cluster::start_resp(1, &[]).await;
+    let r = c.nodes[0].resp.clone().unwrap();
+    let (status, _) = c
+        .client(0)
+        .raw(http::Method::PUT, "/put?key=big", Some(bytes::Bytes::from(vec![b'b'; 8 << 20])))
+        .await
+        .unwrap();
+    assert_eq!(status, http::StatusCode::NO_CONTENT);
+    let mut slow = tokio::net::TcpStream::connect(&r).await.unwrap();
+    slow.write_all(b"CLIENT SETNAME slow\r\nGET big\r\nGET big\r\n").await.unwrap();
+    let r0 = r.clone();
+    let id = eventually(Duration::from_secs(10), "the slow reader listed", || {
+        let r0 = r0.clone();
+        async move {
+            let list = redis_cli(&r0, &["CLIENT", "LIST"]);
+            let line = list.lines().find(|l| l.contains(" name=slow "))?.to_string();
+            line.strip_prefix("id=")?.split(' ').next().map(str::to_string)
+        }
+    })
+    .await;
+    assert_eq!(redis_cli(&r, &["CLIENT", "KILL", "ID", &id]), "1");
+    let r0 = r.clone();
+    eventually(Duration::from_secs(10), "the killed connection gone", || {
+        let r0 = r0.clone();
+        async move { (!redis_cli(&r0, &["CLIENT", "LIST"]).contains(" name=slow ")).then_some(()) }
+    })
+    .await;
+    drop(slow);
 }

@@ -7,8 +7,9 @@
 //! something. Its own session (`commands::Session`) keeps the rest.
 //!
 //! The list is per node: a client sees the connections of the node it is connected to, as with
-//! one Redis server. A killed connection closes at its next wait for input (a connection in the
-//! middle of a command finishes it first); one that kills itself gets its reply first.
+//! one Redis server. A killed connection closes at once while it waits for input or for its
+//! client to read (a connection in the middle of a command finishes it first); one that kills
+//! itself gets its reply first.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -69,16 +70,19 @@ impl Client {
         *self.name.lock().unwrap_or_else(|p| p.into_inner()) = name;
     }
 
-    /// Ends once the connection was killed (at once if it already was).
+    /// Ends once the connection was killed (at once if it already was). Several may wait: the
+    /// wait for input and a write's.
     pub async fn killed(&self) {
+        // Made before the flag is read: a kill after that reaches it, polled or not.
+        let notified = self.kill.notified();
         if !self.killed.load(Ordering::Acquire) {
-            self.kill.notified().await;
+            notified.await;
         }
     }
 
     fn kill(&self) {
         self.killed.store(true, Ordering::Release);
-        self.kill.notify_one(); // kept for the wait if none is waiting yet
+        self.kill.notify_waiters();
     }
 
     /// Its line in `CLIENT LIST`: Redis 7's fields, in its order (redis-py splits it on spaces
@@ -223,9 +227,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_kill_before_the_wait_is_not_lost() {
-        let c = Client::new(1, None, None);
+    async fn a_kill_reaches_every_wait_and_one_made_after_it() {
+        let c = Arc::new(Client::new(1, None, None));
+        let waits: Vec<_> = (0..2)
+            .map(|_| {
+                let c = c.clone();
+                tokio::spawn(async move { c.killed().await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
         c.kill();
+        for w in waits {
+            tokio::time::timeout(std::time::Duration::from_secs(5), w).await.expect("both woken").unwrap();
+        }
         tokio::time::timeout(std::time::Duration::from_secs(5), c.killed()).await.expect("ends at once");
     }
 }

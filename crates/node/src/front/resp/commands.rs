@@ -458,7 +458,6 @@ async fn get(node: &Node, key: &Bytes) -> Result<Option<Bytes>, Reply> {
     node.get(Api::Resp, key.clone(), None).await.map_err(Reply::err)
 }
 
-/// The length and deadline of `key`'s value: read without the value (see `Node::length`).
 /// `MEMORY USAGE key [SAMPLES n]`: about how many bytes the key takes in one replica's store
 /// (each of its N replicas holds a copy): its name, its value and [`ENTRY_OVERHEAD`], the
 /// store's own per entry. Found by a read of heads, as `STRLEN`'s. `redis-cli --memkeys` asks
@@ -482,6 +481,7 @@ async fn memory(node: &Node, a: &[Bytes]) -> Reply {
                 Err(e) => e,
             }
         }
+        (b"usage", []) => Reply::err("wrong number of arguments for 'memory|usage' command"),
         (b"usage", _) => Reply::err("syntax error"),
         (b"help", []) => {
             let lines = [
@@ -501,6 +501,7 @@ async fn memory(node: &Node, a: &[Bytes]) -> Reply {
 /// per key of 100 bytes and a name of about 9 (`bench/memory.sh`, the memory engine, 2026-12-04).
 const ENTRY_OVERHEAD: u64 = 64;
 
+/// The length and deadline of `key`'s value: read without the value (see `Node::length`).
 pub(super) async fn length(node: &Node, key: &Bytes) -> Result<Option<Length>, Reply> {
     node.length(Api::Resp, key.clone(), None).await.map_err(Reply::err)
 }
@@ -817,7 +818,7 @@ fn client_list(session: &Session, a: &[Bytes]) -> Reply {
             },
             b"ID" => {
                 for id in rest.by_ref() {
-                    match client_id(id) {
+                    match client_id(id, "Invalid client ID") {
                         Ok(id) => ids.push(id),
                         Err(e) => return e,
                     }
@@ -857,7 +858,7 @@ fn client_kill(session: &mut Session, a: &[Bytes]) -> Reply {
         for pair in a.chunks(2) {
             let value = &pair[1];
             match pair[0].to_ascii_uppercase().as_slice() {
-                b"ID" => match client_id(value) {
+                b"ID" => match client_id(value, "value is not an integer or out of range") {
                     Ok(id) => filter.ids.push(id),
                     Err(e) => return e,
                 },
@@ -888,12 +889,12 @@ fn client_kill(session: &mut Session, a: &[Bytes]) -> Reply {
     }
 }
 
-fn client_id(id: &Bytes) -> Result<u64, Reply> {
-    std::str::from_utf8(id)
-        .ok()
-        .and_then(|id| id.parse::<u64>().ok())
-        .filter(|&id| id > 0)
-        .ok_or_else(|| Reply::err("client-id should be greater than 0"))
+/// A client id of `CLIENT LIST ID` or `CLIENT KILL ID`: `not_a_number` is the subcommand's
+/// error for one that is no integer, as Redis words it.
+fn client_id(id: &Bytes, not_a_number: &str) -> Result<u64, Reply> {
+    let n =
+        std::str::from_utf8(id).ok().and_then(|id| id.parse::<i64>().ok()).ok_or_else(|| Reply::err(not_a_number))?;
+    u64::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| Reply::err("client-id should be greater than 0"))
 }
 
 /// Name the connection, as Redis does: an empty name clears it, and one with a space, a

@@ -313,8 +313,17 @@ async fn connection(
             held.reply.write(&mut output);
             drop(held);
             if output.len() >= OUTPUT_FLUSH {
-                if let Err(end) =
-                    write_reading(&mut stream, &mut output, &mut input, &resume, &mut clock, &mut grow, &guard).await?
+                if let Err(end) = write_reading(
+                    &mut stream,
+                    &mut output,
+                    &mut input,
+                    &resume,
+                    &mut clock,
+                    &mut grow,
+                    &guard,
+                    &listed.client,
+                )
+                .await?
                 {
                     return end.close(&guard);
                 }
@@ -327,8 +336,17 @@ async fn connection(
         if malformed.is_some() || session.quit {
             // The last replies, under the same bound in time as any (what is read meanwhile is
             // never run).
-            if let Err(end) =
-                write_reading(&mut stream, &mut output, &mut input, &resume, &mut clock, &mut grow, &guard).await?
+            if let Err(end) = write_reading(
+                &mut stream,
+                &mut output,
+                &mut input,
+                &resume,
+                &mut clock,
+                &mut grow,
+                &guard,
+                &listed.client,
+            )
+            .await?
             {
                 return end.close(&guard);
             }
@@ -346,8 +364,17 @@ async fn connection(
         // that sent its whole pipeline waits for every reply before it sends anything else.
         let more = paused || held.is_some();
         if !output.is_empty() && (!more || output.len() >= 64 * 1024) {
-            if let Err(end) =
-                write_reading(&mut stream, &mut output, &mut input, &resume, &mut clock, &mut grow, &guard).await?
+            if let Err(end) = write_reading(
+                &mut stream,
+                &mut output,
+                &mut input,
+                &resume,
+                &mut clock,
+                &mut grow,
+                &guard,
+                &listed.client,
+            )
+            .await?
             {
                 return end.close(&guard);
             }
@@ -424,6 +451,8 @@ enum Ending {
     Refused(String),
     /// The client neither read nor sent anything for `--idle-timeout`.
     Idle,
+    /// `CLIENT KILL` named it.
+    Killed,
 }
 
 impl Ending {
@@ -432,6 +461,7 @@ impl Ending {
         match self {
             Ending::Refused(why) => tracing::debug!("RESP connection closed with a reply half written: {why}"),
             Ending::Idle => guard.refused(Refusal::Idle), // as a connection that sends nothing
+            Ending::Killed => {}
         }
         Ok(())
     }
@@ -444,6 +474,7 @@ impl Ending {
 /// makes room, or says why there is none: then the connection is closed), as Redis does. A
 /// client that neither reads nor sends for `--idle-timeout` is let go, as an idle one is. What
 /// waits to be written is charged to the client memory budget meanwhile.
+#[allow(clippy::too_many_arguments)]
 async fn write_reading(
     stream: &mut ClientStream,
     output: &mut BytesMut,
@@ -452,6 +483,7 @@ async fn write_reading(
     clock: &mut Clock,
     grow: &mut impl FnMut(&mut BytesMut, &frame::Resume) -> Result<(), String>,
     guard: &Arc<Guard>,
+    me: &Client,
 ) -> std::io::Result<Result<(), Ending>> {
     let idle = guard.limits.idle_timeout;
     // Nearly always the socket takes it all at once (a TLS session takes it into its buffer,
@@ -470,7 +502,13 @@ async fn write_reading(
     let (mut written, mut read, mut closed) = (0, false, false);
     // Rings once nothing moved either way for `idle`; set again at every step.
     let mut stalled = idle.map(|t| (t, Box::pin(tokio::time::sleep(t))));
+    // A `CLIENT KILL` ends it too: a client that does not read is what one kills (it went
+    // unnoticed until the idle timeout, found by review, 2026-12-06).
+    let mut killed = std::pin::pin!(me.killed());
     let done = std::future::poll_fn(|cx| loop {
+        if killed.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(Err(Ending::Killed)));
+        }
         let before = written;
         while written < output.len() {
             match std::pin::Pin::new(&mut *stream).poll_write(cx, &output[written..]) {
