@@ -541,6 +541,28 @@ async fn random_bytes_on_every_listener_and_malformed_json_change_nothing() {
     let _ = &seed;
 }
 
+/// Open connections to `addr` that each send `request` (a read of the 8 MiB value `big`) and
+/// never read, one every 100 ms, until a GET of `big` over HTTP gets its `503`: that `503`'s
+/// body, and the connections. Fails if 40 of them did not take the budget within 10 s (their
+/// answers were not charged).
+async fn until_the_budget_is_taken(c: &Cluster, addr: &str, request: &'static [u8]) -> (String, Vec<TcpStream>) {
+    let mut readers_that_do_not_read = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        readers_that_do_not_read.extend(connect_many(addr, 1, request).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (status, body) = c.client(0).raw(Method::GET, "/get?key=big", None).await.expect("answered");
+        if status == http::StatusCode::SERVICE_UNAVAILABLE {
+            return (String::from_utf8_lossy(&body).to_string(), readers_that_do_not_read);
+        }
+        let held = readers_that_do_not_read.len();
+        assert!(
+            held < 40 && Instant::now() < deadline,
+            "answers were not charged: still served ({status}) beside {held}"
+        );
+    }
+}
+
 /// Answers of large values that clients do not read are charged to `--max-client-memory` until
 /// the connection has taken them, piece by piece: past the budget a GET of a large value gets a
 /// `503` that says so, small ones are still served, and the budget comes back once the readers
@@ -560,22 +582,9 @@ async fn large_answers_nobody_reads_are_charged_to_the_client_memory_budget() {
     // grow while nothing is read). Large charges may take three quarters of the budget, 48 MiB:
     // six such answers. One that finds no room gets its 503 and never asks again, so more come
     // until the budget is taken.
-    let mut readers_that_do_not_read = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let refused = loop {
-        readers_that_do_not_read
-            .extend(connect_many(&c.nodes[0].addr, 1, b"GET /get?key=big HTTP/1.1\r\nHost: x\r\n\r\n").await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let (status, body) = c.client(0).raw(Method::GET, "/get?key=big", None).await.expect("answered");
-        if status == http::StatusCode::SERVICE_UNAVAILABLE {
-            break String::from_utf8_lossy(&body).to_string();
-        }
-        let held = readers_that_do_not_read.len();
-        assert!(
-            held < 40 && Instant::now() < deadline,
-            "large answers were not charged: still served ({status}) beside {held}"
-        );
-    };
+    let addr = c.nodes[0].addr.clone();
+    let (refused, readers_that_do_not_read) =
+        until_the_budget_is_taken(&c, &addr, b"GET /get?key=big HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(refused.contains("values being received or sent") && refused.contains("--max-client-memory"), "{refused}");
     assert!(metric(&c, 0, "dkv_client_refusals_total", "memory").await > 0);
     // A scan page is such an answer too (2 HTTP/2 connections with 256 unread pages each held
@@ -614,21 +623,7 @@ async fn resp_replies_nobody_reads_are_charged_to_the_client_memory_budget() {
     let (status, _) =
         c.client(0).raw(Method::PUT, "/put?key=big", Some(Bytes::from(vec![b'b'; 8 << 20]))).await.unwrap();
     assert_eq!(status, http::StatusCode::NO_CONTENT);
-    let mut readers_that_do_not_read = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let refused = loop {
-        readers_that_do_not_read.extend(connect_many(&resp, 1, b"GET big\r\n").await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let (status, body) = c.client(0).raw(Method::GET, "/get?key=big", None).await.expect("answered");
-        if status == http::StatusCode::SERVICE_UNAVAILABLE {
-            break String::from_utf8_lossy(&body).to_string();
-        }
-        let held = readers_that_do_not_read.len();
-        assert!(
-            held < 40 && Instant::now() < deadline,
-            "RESP replies were not charged: still served ({status}) beside {held}"
-        );
-    };
+    let (refused, _readers_that_do_not_read) = until_the_budget_is_taken(&c, &resp, b"GET big\r\n").await;
     assert!(refused.contains("--max-client-memory"), "{refused}");
     served(&c, 0, 0).await;
 }

@@ -208,6 +208,26 @@ async fn connection(
     let mut timer = std::pin::pin!(tokio::time::sleep_until(clock.now.into()));
     let mut timer_at: Option<Instant> = None;
     let interrupts = interrupts::Interrupts::new();
+    // Write out the replies gathered, reading on meanwhile (`write_reading`); the connection
+    // ends here if it ended there.
+    macro_rules! write_out {
+        () => {
+            if let Err(end) = write_reading(
+                &mut stream,
+                &mut output,
+                &mut input,
+                &resume,
+                &mut clock,
+                &mut grow,
+                &guard,
+                &listed.client,
+            )
+            .await?
+            {
+                return end.close(&guard);
+            }
+        };
+    }
     loop {
         // Start every complete command in the buffer, up to the bound: `MAX_IN_FLIGHT` key
         // operations (a multi-key command counts each key it asks for at once).
@@ -313,20 +333,7 @@ async fn connection(
             held.reply.write(&mut output);
             drop(held);
             if output.len() >= OUTPUT_FLUSH {
-                if let Err(end) = write_reading(
-                    &mut stream,
-                    &mut output,
-                    &mut input,
-                    &resume,
-                    &mut clock,
-                    &mut grow,
-                    &guard,
-                    &listed.client,
-                )
-                .await?
-                {
-                    return end.close(&guard);
-                }
+                write_out!();
             }
         }
         wave = Touches::none();
@@ -336,20 +343,7 @@ async fn connection(
         if malformed.is_some() || session.quit {
             // The last replies, under the same bound in time as any (what is read meanwhile is
             // never run).
-            if let Err(end) = write_reading(
-                &mut stream,
-                &mut output,
-                &mut input,
-                &resume,
-                &mut clock,
-                &mut grow,
-                &guard,
-                &listed.client,
-            )
-            .await?
-            {
-                return end.close(&guard);
-            }
+            write_out!();
             // Closed with unread input (the rest of a value over the limit, say), the socket
             // resets, and the client saw "connection reset" instead of the error (found by trying
             // with redis-py, 2026-12-06): what it still sends is read and dropped, for a second
@@ -364,20 +358,7 @@ async fn connection(
         // that sent its whole pipeline waits for every reply before it sends anything else.
         let more = paused || held.is_some();
         if !output.is_empty() && (!more || output.len() >= 64 * 1024) {
-            if let Err(end) = write_reading(
-                &mut stream,
-                &mut output,
-                &mut input,
-                &resume,
-                &mut clock,
-                &mut grow,
-                &guard,
-                &listed.client,
-            )
-            .await?
-            {
-                return end.close(&guard);
-            }
+            write_out!();
         }
         if more || input.len() > unparsed {
             continue;
