@@ -39,6 +39,18 @@ fn raw(addr: &str, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
+/// Once an address gave a wrong password, no password from it is checked for a while
+/// (`guesses.rs`): poll the node at RESP `addr` with the right one until it is checked again,
+/// which also forgets the address's count.
+async fn until_checked_again(addr: &str) {
+    let addr = addr.to_string();
+    eventually(Duration::from_secs(15), "the right password checked again", || {
+        let addr = addr.clone();
+        async move { (redis_cli_said(&addr, &["-a", FULL, "PING"]) == "PONG").then_some(()) }
+    })
+    .await;
+}
+
 /// `dkv_auth_failures_total{api,reason}` of a node's `/metrics` (open without a password).
 async fn failures(c: &Cluster, i: usize, api: &str, reason: &str) -> u64 {
     let text =
@@ -63,6 +75,7 @@ async fn resp_clients_need_the_password_and_the_read_only_one_cannot_write() {
     assert_eq!(redis_cli_said(&r[0], &["-a", FULL, "SET", "k", "v1"]), "OK");
     assert_eq!(redis_cli_said(&r[1], &["--user", "default", "--pass", FULL, "GET", "k"]), "v1");
     assert!(redis_cli_said(&r[0], &["-a", "wrong", "GET", "k"]).contains("WRONGPASS"));
+    until_checked_again(&r[0]).await;
     // The read-only password reads, but every write is refused and changes nothing.
     assert_eq!(redis_cli_said(&r[0], &["-a", READ_ONLY, "GET", "k"]), "v1");
     assert_eq!(redis_cli_said(&r[0], &["-a", READ_ONLY, "EXISTS", "k"]), "1");
@@ -81,15 +94,19 @@ async fn resp_clients_need_the_password_and_the_read_only_one_cannot_write() {
     assert_eq!(redis_cli_said(&r[1], &["-a", FULL, "GET", "k"]), "v1");
 
     // HELLO 2 AUTH on a raw connection; a wrong one leaves the connection unauthenticated.
-    let got = raw(&r[1], b"HELLO 2 AUTH default wrong\r\nGET k\r\nHELLO 2 AUTH default look-only\r\nGET k\r\nSET k x\r\nAUTH s3cret pass\r\nGET k\r\n");
+    let got = raw(&r[1], b"HELLO 2 AUTH default wrong\r\nGET k\r\n");
     let replies: Vec<&str> =
         got.split("\r\n").filter(|l| l.starts_with(['-', '+', '$']) && !l.starts_with("$-")).collect();
     assert!(replies[0].starts_with("-WRONGPASS"), "{got}");
     assert_eq!(replies[1], "-NOAUTH Authentication required.", "{got}");
+    until_checked_again(&r[1]).await;
+    let got = raw(&r[1], b"HELLO 2 AUTH default look-only\r\nGET k\r\nSET k x\r\nAUTH s3cret pass\r\nGET k\r\n");
     assert!(got.contains("dkv_node") && got.contains("\r\nv1\r\n"), "HELLO answered, then GET: {got}");
     assert!(got.contains("-NOPERM"), "{got}");
-    // "AUTH s3cret pass" is AUTH <user> <password> with the password "pass": wrong.
-    assert!(got.matches("-WRONGPASS").count() == 2, "{got}");
+    // "AUTH s3cret pass" is AUTH <user> <password> with the password "pass": wrong, and the
+    // read-only access the connection had stays, as in Redis.
+    assert!(got.matches("-WRONGPASS").count() == 1 && got.ends_with("$2\r\nv1\r\n"), "{got}");
+    until_checked_again(&r[1]).await;
 
     // Before AUTH only small commands, as in Redis: a 16 MiB value announced (and so reserved
     // and charged to every client's budget) or 11 arguments close the connection.
@@ -126,7 +143,7 @@ async fn resp_clients_need_the_password_and_the_read_only_one_cannot_write() {
 
     // redis-py with a password, a wrong one, and the read-only one.
     let script = r#"
-import sys, redis
+import sys, time, redis
 port = int(sys.argv[1])
 a = redis.Redis(host="127.0.0.1", port=port, password=sys.argv[2])
 assert a.set("py:k", b"\x00\xff") is True
@@ -136,8 +153,16 @@ try:
     raise SystemExit("a wrong password must fail")
 except redis.ResponseError as e:  # redis-py 4 raises WRONGPASS as a ResponseError, from Redis too
     assert "WRONGPASS" in str(e), str(e)
+# No password from this address is checked for a while: what a client sees meanwhile.
 ro = redis.Redis(host="127.0.0.1", port=port, password=sys.argv[3])
-assert ro.get("py:k") == b"\x00\xff"
+deadline = time.time() + 10
+while True:
+    try:
+        assert ro.get("py:k") == b"\x00\xff"
+        break
+    except redis.ResponseError as e:
+        assert "too many wrong passwords from 127.0.0.1" in str(e) and time.time() < deadline, str(e)
+        time.sleep(0.02)
 try:
     ro.set("py:k", "x")
     raise SystemExit("the read-only password must not write")
@@ -180,6 +205,64 @@ print("ok")
     }
 }
 
+/// Guessing is slow: once an address gave a wrong password, none from it is checked for a while,
+/// the right one neither, so a guesser learns nothing faster by pipelining or by giving up on
+/// slow answers (100 000 pipelined wrong `AUTH`s were all checked, as fast as `GET`s, until
+/// 2026-12-06). Another address is not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_makes_its_address_wait_before_the_next_is_checked() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let c = Cluster::start_resp(1, &auth_flags()).await;
+    let r = c.nodes[0].resp.clone().expect("resp");
+    let right = format!("*3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n${}\r\n{FULL}\r\n", FULL.len());
+
+    // 1 000 wrong ones pipelined, then the right one: a few are checked at most.
+    let got = raw(&r, &[b"AUTH wrong\r\n".repeat(1000), right.clone().into_bytes()].concat());
+    let checked = got.matches("-WRONGPASS").count();
+    let unchecked = got.matches("-ERR too many wrong passwords from 127.0.0.1 lately").count();
+    assert!((1..=3).contains(&checked) && checked + unchecked == 1001, "{checked} checked, {unchecked} not");
+    assert!(!got.contains("+OK"), "the right one after them was not checked either");
+    until_checked_again(&r).await;
+
+    // From 127.0.0.1 a wrong one, then from 127.0.0.2 and from 127.0.0.1 the right one: the
+    // other address is checked, this one not.
+    let from = |ip: [u8; 4]| {
+        let r = r.clone();
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(std::net::SocketAddr::from((ip, 0))).unwrap();
+            BufReader::new(socket.connect(r.parse().unwrap()).await.expect("connect"))
+        }
+    };
+    let (mut one, mut two) = (from([127, 0, 0, 1]).await, from([127, 0, 0, 2]).await);
+    let say = async |conn: &mut BufReader<tokio::net::TcpStream>, what: &[u8]| {
+        conn.get_mut().write_all(what).await.unwrap();
+        let mut line = String::new();
+        conn.read_line(&mut line).await.unwrap();
+        line.trim_end().to_string()
+    };
+    assert!(say(&mut one, b"AUTH wrong\r\n").await.starts_with("-WRONGPASS"));
+    assert_eq!(say(&mut two, right.as_bytes()).await, "+OK", "another address");
+    let refused = say(&mut one, right.as_bytes()).await;
+    assert!(
+        refused.starts_with("-ERR too many wrong passwords from 127.0.0.1 lately: none is checked for the next"),
+        "{refused}"
+    );
+    until_checked_again(&r).await;
+    assert_eq!(say(&mut one, right.as_bytes()).await, "+OK");
+    assert!(failures(&c, 0, "resp", "too_soon").await >= 998);
+}
+
+/// As [`until_checked_again`], over HTTP at `addr` with the `Authorization` header `bearer`.
+async fn until_checked_again_over_http(addr: &str, bearer: &str) {
+    let (addr, bearer) = (addr.to_string(), bearer.to_string());
+    eventually(Duration::from_secs(15), "the right password checked again", || {
+        let (addr, bearer) = (addr.clone(), bearer.clone());
+        async move { (curl(&["-H", &bearer, &format!("http://{addr}/get?key=k")]).0 == 200).then_some(()) }
+    })
+    .await;
+}
+
 /// curl's status, headers and body.
 fn curl(args: &[&str]) -> (u16, String, String) {
     let out = tool("curl").args(["-s", "-D", "-", "-o", "/dev/stderr"]).args(args).output().expect("curl");
@@ -207,7 +290,15 @@ async fn http_clients_need_the_password_as_bearer_or_basic() {
     let (status, _, body) = curl(&["-u", "default:wrong", &format!("http://{a}/get?key=k")]);
     assert_eq!(status, 401);
     assert!(body.contains("invalid username-password pair"), "{body}");
+    // No password from this address is checked for a while, the right one neither: a `429`
+    // that says when (guessing is slow, `guesses.rs`).
+    let (status, head, body) = curl(&["-H", &bearer, &format!("http://{a}/get?key=k")]);
+    assert_eq!(status, 429, "{head}");
+    assert!(head.to_lowercase().contains("retry-after: 1"), "{head}");
+    assert!(body.contains("too many wrong passwords from 127.0.0.1 lately"), "{body}");
+    until_checked_again_over_http(&a, &bearer).await;
     assert_eq!(curl(&["-H", "Authorization: Bearer wrong", &format!("http://{a}/get?key=k")]).0, 401);
+    until_checked_again_over_http(&a, &bearer).await;
     assert_eq!(curl(&[&format!("http://{a}/no-such-path")]).0, 401, "a path nobody listed needs the password too");
 
     // The read-only password: reads yes, writes 403 and nothing changes.
@@ -238,6 +329,7 @@ async fn http_clients_need_the_password_as_bearer_or_basic() {
     // Node 0 saw two requests without a password (the first PUT, the unknown path), node 1 one.
     assert_eq!(failures(&c, 0, "http", "missing").await, 2);
     assert_eq!(failures(&c, 0, "http", "wrong_password").await, 2);
+    assert!(failures(&c, 0, "http", "too_soon").await >= 1);
     assert_eq!(failures(&c, 0, "http", "read_only").await, 2);
     assert_eq!(failures(&c, 1, "http", "missing").await, 1, "dkv get without --password");
     assert_eq!(failures(&c, 0, "resp", "missing").await, 0);

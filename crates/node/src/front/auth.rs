@@ -23,8 +23,10 @@
 //! monitoring reads, never a key or a value) and `/openapi.json`. The admin endpoints keep the
 //! cluster secret instead. A path added later needs the password unless it is listed here.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -33,6 +35,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use dkv_transport::same_secret;
 
+use crate::front::guesses::Guesses;
 use crate::life::metrics::Api;
 
 /// A password, kept out of `Debug` output (the node's configuration is logged on errors).
@@ -79,18 +82,31 @@ pub enum Failure {
     Wrong,
     /// A write with the read-only password.
     ReadOnly,
+    /// A password not checked: its source gave a wrong one lately and waits (`guesses.rs`).
+    TooSoon,
 }
 
 impl Failure {
-    const ALL: [Failure; 3] = [Failure::Missing, Failure::Wrong, Failure::ReadOnly];
+    const ALL: [Failure; 4] = [Failure::Missing, Failure::Wrong, Failure::ReadOnly, Failure::TooSoon];
 
     pub fn name(self) -> &'static str {
         match self {
             Failure::Missing => "missing",
             Failure::Wrong => "wrong_password",
             Failure::ReadOnly => "read_only",
+            Failure::TooSoon => "too_soon",
         }
     }
+}
+
+/// What a password given from an address came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checked {
+    Granted(Access),
+    /// Neither password (counted, and its source waits).
+    Wrong,
+    /// Not checked: its source must wait this long more (counted).
+    TooSoon(Duration),
 }
 
 /// The passwords and the count of refusals; one per node.
@@ -98,11 +114,36 @@ impl Failure {
 pub struct Auth {
     config: ClientAuth,
     failures: [[AtomicU64; Failure::ALL.len()]; 2],
+    guesses: Guesses,
 }
 
 impl Auth {
     pub fn new(config: ClientAuth) -> Auth {
-        Auth { config, failures: Default::default() }
+        Auth { config, failures: Default::default(), guesses: Guesses::default() }
+    }
+
+    /// What `password`, sent over `api` from `from`, grants: checked only when its source may be
+    /// checked now (`guesses.rs`); `from` is `None` where no address is known (never held up).
+    pub fn check_from(&self, api: Api, from: Option<IpAddr>, password: &[u8]) -> Checked {
+        let now = Instant::now();
+        if let Some(Err(left)) = from.map(|ip| self.guesses.may_check(ip, now)) {
+            self.refused(api, Failure::TooSoon);
+            return Checked::TooSoon(left);
+        }
+        match (self.check(password), from) {
+            (Some(access), Some(ip)) => {
+                self.guesses.right(ip, now);
+                Checked::Granted(access)
+            }
+            (Some(access), None) => Checked::Granted(access),
+            (None, from) => {
+                self.refused(api, Failure::Wrong);
+                if let Some(ip) = from {
+                    self.guesses.wrong(ip, now);
+                }
+                Checked::Wrong
+            }
+        }
     }
 
     /// Whether clients must authenticate at all.
@@ -148,6 +189,15 @@ fn api_index(api: Api) -> usize {
 pub const NOAUTH: &str = "NOAUTH Authentication required.";
 pub const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
+/// The line for a password not checked because its source waits (RESP's, after `-ERR `; HTTP's).
+pub fn too_soon(from: Option<IpAddr>, left: Duration) -> String {
+    let from = from.map_or_else(|| "this address".to_string(), |ip| ip.to_string());
+    format!(
+        "too many wrong passwords from {from} lately: none is checked for the next {} ms; retry then",
+        left.as_millis().max(1)
+    )
+}
+
 pub fn noperm(cmd: &str) -> String {
     format!("NOPERM this user has no permissions to run the '{cmd}' command: the read-only password may not write")
 }
@@ -176,7 +226,8 @@ pub fn header_password(value: &[u8]) -> Option<Vec<u8>> {
 
 /// The middleware in front of every route: the password, where one is needed.
 pub async fn http_check(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
-    match http_refusal(&auth, req.method(), req.uri().path(), req.headers()) {
+    let from = req.extensions().get::<ClientAddr>().map(|a| a.0);
+    match http_refusal(&auth, from, req.method(), req.uri().path(), req.headers()) {
         Some(refused) => refused,
         None => next.run(req).await,
     }
@@ -184,7 +235,13 @@ pub async fn http_check(State(auth): State<Arc<Auth>>, req: Request, next: Next)
 
 /// The answer that refuses a request to `path` for want of the right password; `None` lets it
 /// through. Writes (any method but GET, HEAD and OPTIONS) need the full password.
-pub fn http_refusal(auth: &Auth, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response> {
+pub fn http_refusal(
+    auth: &Auth,
+    from: Option<IpAddr>,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Option<Response> {
     if !auth.required() || OPEN_PATHS.contains(&path) || path.starts_with("/admin/") {
         return None;
     }
@@ -196,23 +253,31 @@ pub fn http_refusal(auth: &Auth, method: &Method, path: &str, headers: &HeaderMa
                 "authentication required: send the client password as Authorization: Bearer <password> or Basic (curl -u default:<password>)\n",
             ));
         }
-        Some(p) => p.and_then(|p| auth.check(&p)),
+        // A header that is neither scheme counts as a wrong password.
+        Some(p) => auth.check_from(Api::Http, from, p.as_deref().unwrap_or_default()),
     };
     let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     match access {
-        Some(Access::Full) => None,
-        Some(Access::ReadOnly) if reads => None,
-        Some(_) => {
+        Checked::Granted(Access::Full) => None,
+        Checked::Granted(Access::ReadOnly) if reads => None,
+        Checked::Granted(_) => {
             auth.refused(Api::Http, Failure::ReadOnly);
             let line = format!("the read-only password may not write: {method} {path} needs the client password\n");
             Some((StatusCode::FORBIDDEN, line).into_response())
         }
-        None => {
-            auth.refused(Api::Http, Failure::Wrong);
-            Some(unauthorized("invalid username-password pair: wrong client password\n"))
+        Checked::Wrong => Some(unauthorized("invalid username-password pair: wrong client password\n")),
+        Checked::TooSoon(left) => {
+            let retry = HeaderValue::from(left.as_secs() + u64::from(left.subsec_nanos() > 0));
+            let line = format!("{}\n", too_soon(from, left));
+            Some((StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, retry)], line).into_response())
         }
     }
 }
+
+/// The address an HTTP request came from, for the password check (`guesses.rs`): put in the
+/// extensions of the requests the router serves (`http.rs`; the key endpoints pass it along).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub IpAddr);
 
 fn unauthorized(line: &'static str) -> Response {
     let challenge = HeaderValue::from_static("Basic realm=\"dkv\", charset=\"UTF-8\", Bearer realm=\"dkv\"");

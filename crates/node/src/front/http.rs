@@ -66,8 +66,9 @@ pub async fn serve(node: Node, conns: mpsc::Receiver<HttpConn>, stop: watch::Rec
         .layer(middleware::from_fn_with_state(auth, crate::front::auth::http_check))
         .layer(middleware::from_fn_with_state(answers::node_header(node.me), answers::stamp))
         .with_state(node.clone());
-    let front = Front { stamp: answers::node_header(node.me), node, router: TowerToHyperService::new(app) };
-    crate::front::http_conn::serve(front, conns, guard, stop, me).await;
+    let front = Front { stamp: answers::node_header(node.me), node, router: TowerToHyperService::new(app), peer: None };
+    let for_connection = move |peer: std::net::SocketAddr| Front { peer: Some(peer.ip()), ..front.clone() };
+    crate::front::http_conn::serve(for_connection, conns, guard, stop, me).await;
 }
 
 /// The service hyper calls for each request. The key endpoints (`/get`, `/put`, `/delete`,
@@ -82,6 +83,8 @@ struct Front {
     node: Node,
     stamp: HeaderValue,
     router: TowerToHyperService<Router>,
+    /// The connection's client, for the password check (`guesses.rs`).
+    peer: Option<std::net::IpAddr>,
 }
 
 type Routed = <TowerToHyperService<Router> as Service<hyper::Request<Incoming>>>::Future;
@@ -98,11 +101,18 @@ impl Service<hyper::Request<Incoming>> for Front {
             (&Method::PUT, "/put") => (Op::Put, Wanted::Value),
             (&Method::DELETE, "/delete") => (Op::Delete, Wanted::Value),
             (&Method::GET, "/ttl") => (Op::Get, Wanted::Deadline),
-            _ => return Either::Right(self.router.call(req)),
+            _ => {
+                let mut req = req;
+                if let Some(ip) = self.peer {
+                    req.extensions_mut().insert(crate::front::auth::ClientAddr(ip));
+                }
+                return Either::Right(self.router.call(req));
+            }
         };
-        let (node, stamp) = (self.node.clone(), self.stamp.clone());
+        let (node, stamp, peer) = (self.node.clone(), self.stamp.clone(), self.peer);
         Either::Left(Box::pin(async move {
-            let refused = crate::front::auth::http_refusal(&node.auth, req.method(), req.uri().path(), req.headers());
+            let refused =
+                crate::front::auth::http_refusal(&node.auth, peer, req.method(), req.uri().path(), req.headers());
             let mut answer = match refused {
                 Some(refused) => refused,
                 None => key_request(node, op, req.map(Body::new), wanted).await,

@@ -48,17 +48,13 @@ const MAX_HEAD_BYTES: usize = 96 << 10;
 /// flight finish (graceful shutdown) and return once every connection is closed.
 /// `node` is the node's id, for the answers hyper writes itself (`parse_errors.rs`).
 pub async fn serve<S>(
-    app: S,
+    app: impl Fn(std::net::SocketAddr) -> S,
     mut conns: mpsc::Receiver<HttpConn>,
     guard: Arc<Guard>,
     mut stop: watch::Receiver<bool>,
     node: dkv_membership::NodeId,
 ) where
-    S: Service<hyper::Request<Incoming>, Response = Response, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: Service<hyper::Request<Incoming>, Response = Response, Error = std::convert::Infallible> + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -84,7 +80,7 @@ pub async fn serve<S>(
             },
         };
         let requested = Arc::new(AtomicBool::new(false));
-        let service = FirstRequest { inner: app.clone(), requested: requested.clone() };
+        let service = FirstRequest { inner: app(conn.peer), requested: requested.clone() };
         let (builder, guard, mut stop) = (builder.clone(), guard.clone(), stop.clone());
         tracker.spawn(async move {
             let _slot = conn.slot; // held until the connection closes

@@ -7,12 +7,14 @@
 //! [`progress`] notes when a connection last moved bytes, so one that stopped is let go.
 //! [`answers`] is what every HTTP answer carries (the node's header, a line for every error,
 //! hints for wrong paths and methods); [`parse_errors`] gives hyper's own error answers theirs.
-//! [`auth`] checks client passwords (`--client-password`, read-only ones too) on both protocols.
+//! [`auth`] checks client passwords (`--client-password`, read-only ones too) on both protocols,
+//! and [`guesses`] slows down guessing them, per source address.
 //! [`keyspace`] serves key scans (`GET /scan`) and a node's own copy of a key (`GET /local`).
 //! [`openapi`] serves the OpenAPI description of the HTTP API (`GET /openapi.json`).
 
 pub mod answers;
 pub mod auth;
+pub mod guesses;
 pub mod http;
 pub mod http_conn;
 pub mod keyspace;

@@ -57,6 +57,11 @@ impl Client {
         }
     }
 
+    /// The client's address, if it came over a connection.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
     /// It sent something at `now`.
     pub fn active(&self, now: Instant) {
         self.active_ms.store(now.saturating_duration_since(self.began).as_millis() as u64, Ordering::Relaxed);

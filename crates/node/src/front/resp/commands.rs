@@ -27,7 +27,7 @@ use super::expiry;
 use super::frame::{Args, Reply};
 use super::multi::{Queue, Transaction};
 use super::table::{self, Cmd, Effect};
-use crate::front::auth::{self, Access, Failure};
+use crate::front::auth::{self, Access, Checked, Failure};
 use crate::front::limits::{Charge, CHARGE_FROM};
 use crate::life::metrics::Api;
 use crate::life::state::Node;
@@ -184,15 +184,14 @@ fn auth(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
             "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
         );
     }
-    match node.auth.check(password) {
-        Some(access) => {
+    let from = session.me.addr().map(|a| a.ip());
+    match node.auth.check_from(Api::Resp, from, password) {
+        Checked::Granted(access) => {
             session.access = access;
             Reply::ok()
         }
-        None => {
-            node.auth.refused(Api::Resp, Failure::Wrong);
-            Reply::Error(auth::WRONGPASS.into())
-        }
+        Checked::Wrong => Reply::Error(auth::WRONGPASS.into()),
+        Checked::TooSoon(left) => Reply::err(auth::too_soon(from, left)),
     }
 }
 
@@ -937,13 +936,14 @@ fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
                 None => return Reply::err(format!("Syntax error in HELLO option '{}'", String::from_utf8_lossy(opt))),
             },
             b"AUTH" => match (rest.next(), rest.next()) {
-                (Some(_user), Some(password)) if node.auth.required() => match node.auth.check(password) {
-                    Some(access) => authed = Some(access),
-                    None => {
-                        node.auth.refused(Api::Resp, Failure::Wrong);
-                        return Reply::Error(auth::WRONGPASS.into());
+                (Some(_user), Some(password)) if node.auth.required() => {
+                    let from = session.me.addr().map(|a| a.ip());
+                    match node.auth.check_from(Api::Resp, from, password) {
+                        Checked::Granted(access) => authed = Some(access),
+                        Checked::Wrong => return Reply::Error(auth::WRONGPASS.into()),
+                        Checked::TooSoon(left) => return Reply::err(auth::too_soon(from, left)),
                     }
-                },
+                }
                 (Some(_), Some(_)) => {}
                 _ => return Reply::err("syntax error in HELLO option"),
             },
