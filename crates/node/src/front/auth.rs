@@ -126,21 +126,22 @@ impl Auth {
     /// checked now (`guesses.rs`); `from` is `None` where no address is known (never held up).
     pub fn check_from(&self, api: Api, from: Option<IpAddr>, password: &[u8]) -> Checked {
         let now = Instant::now();
-        if let Some(Err(left)) = from.map(|ip| self.guesses.may_check(ip, now)) {
-            self.refused(api, Failure::TooSoon);
-            return Checked::TooSoon(left);
-        }
-        match (self.check(password), from) {
-            (Some(access), Some(ip)) => {
-                self.guesses.right(ip, now);
-                Checked::Granted(access)
+        let turn = match from.map(|ip| (ip, self.guesses.may_check(ip, now))) {
+            Some((_, Err(left))) => {
+                self.refused(api, Failure::TooSoon);
+                return Checked::TooSoon(left);
             }
-            (Some(access), None) => Checked::Granted(access),
-            (None, from) => {
+            Some((ip, Ok(turn))) => Some((ip, turn)),
+            None => None,
+        };
+        let checked = self.check(password);
+        if let Some((ip, turn)) = turn {
+            self.guesses.checked(ip, turn, checked.is_some(), now);
+        }
+        match checked {
+            Some(access) => Checked::Granted(access),
+            None => {
                 self.refused(api, Failure::Wrong);
-                if let Some(ip) = from {
-                    self.guesses.wrong(ip, now);
-                }
                 Checked::Wrong
             }
         }
