@@ -284,9 +284,19 @@ pub fn render(summary: &Value, limit: Option<usize>) -> String {
         let _ = writeln!(out, "... {} more members (--all lists them, --limit N shows N)", rows.len() - shown);
     }
     let _ = writeln!(out, "key copies: {} ({} per key)", summary["key_copies"], summary["copies_per_key"]);
+    // An estimate while some copies are not counted (unreachable members) or counted twice (a
+    // join copies keys their owners drop only once it ends): it read 600 for 1 000 keys with 2 of
+    // 5 members down, 3 616 for 3 000 after a join, and did not say so (found by trying, 2026-12-06).
+    let unreachable = summary["states"]["unreachable"].as_u64().unwrap_or(0);
+    let rebalancing = rows.iter().any(|r| r["state"] == "joining" || busy(r));
+    let estimate = match (unreachable, rebalancing) {
+        (0, false) => String::new(),
+        (0, true) => ", an estimate: data is moving, and old owners keep copies until it ends".to_string(),
+        (n, _) => format!(", an estimate: the copies of {n} unreachable member(s) are not counted"),
+    };
     let _ = writeln!(
         out,
-        "keys: {} (key copies of the members not joining / {})",
+        "keys: {} (key copies of the members not joining / {}{estimate})",
         summary["keys"], summary["copies_per_key"]
     );
     let cut = rows.iter().filter(|r| r["coordinating"] == false).count();
@@ -295,6 +305,15 @@ pub fn render(summary: &Value, limit: Option<usize>) -> String {
             out,
             "{cut} cut off from the seed (CUT): they refuse client requests (503) until the seed answers them, since \
              it may have removed them; send requests to the others"
+        );
+    }
+    let stopped_leaving = rows.iter().filter(|r| r["reachable"] != true && r["state"] == "leaving").count();
+    if stopped_leaving > 0 {
+        let _ = writeln!(
+            out,
+            "{stopped_leaving} unreachable while leaving: a leave that stopped before it handed every key on (its \
+             --leave-timeout ran out, or it was killed); keys whose every copy it holds cannot be read once the seed \
+             drops it: start it again on its data directory, and it finishes the leave"
         );
     }
     if let Some(n) = summary["states"]["unreachable"].as_u64().filter(|n| *n > 0) {
@@ -384,6 +403,24 @@ mod tests {
         assert!(text.contains("1 cut off from the seed (CUT): they refuse client requests (503)"), "{text}");
     }
 
+    /// A leaver that stopped before its leave ended, and the estimate it makes of `keys:`.
+    #[test]
+    fn a_member_unreachable_while_leaving_is_explained() {
+        let member = |state: &str| json!({ "id": "00000000000000aa", "addr": "10.0.0.1:8080", "state": state });
+        let stats = json!({ "keys": 10, "bytes": 10, "hints_pending": 0, "requests": { "moved_in": 0 }, "load": {} });
+        let rows = vec![member_row(&member("normal"), Some(&stats)), member_row(&member("leaving"), None)];
+        let text = render(&summarize(&json!({ "epoch": 3 }), None, rows, "http://10.0.0.1:8080"), None);
+        assert!(text.contains("1 unreachable while leaving: a leave that stopped before"), "{text}");
+        assert!(text.contains("start it again on its data directory"), "{text}");
+        assert!(text.contains("an estimate: the copies of 1 unreachable member(s) are not counted"), "{text}");
+        let rows = vec![member_row(&member("normal"), Some(&stats)), member_row(&member("normal"), None)];
+        let text = render(&summarize(&json!({ "epoch": 3 }), None, rows, "http://10.0.0.1:8080"), None);
+        assert!(!text.contains("while leaving"), "{text}");
+        let rows = vec![member_row(&member("normal"), Some(&stats))];
+        let text = render(&summarize(&json!({ "epoch": 3 }), None, rows, "http://10.0.0.1:8080"), None);
+        assert!(!text.contains("estimate"), "{text}");
+    }
+
     #[test]
     fn a_thousand_members_show_a_page_under_a_count_by_state() {
         let summary = fake(1000);
@@ -401,7 +438,10 @@ mod tests {
         assert!(text.contains("... 980 more members"), "{text}");
         assert!(text.contains("key copies: 1000000 (3 per key)"), "{text}");
         // The 10 joining members' copies are their owners' too: not counted as keys.
-        assert!(text.contains("keys: 330000 (key copies of the members not joining / 3)"), "{text}");
+        assert!(
+            text.contains("keys: 330000 (key copies of the members not joining / 3, an estimate: data is moving"),
+            "{text}"
+        );
         assert!(lines[3].contains(" 500.0 ") && lines[3].contains("1.8ms"), "rate and p99: {}", lines[3]);
         assert_eq!(render(&summary, None).lines().count(), 1 + 1 + 1000 + 2);
     }

@@ -526,7 +526,18 @@ impl Seed {
         self.expired.fetch_add(removed.len() as u64, Relaxed);
         self.forget_reports(removed.iter().map(|m| m.id));
         for m in removed {
-            tracing::warn!(id = %m.id, addr = %m.addr, epoch, "node expired: no heartbeat within the TTL");
+            if m.state == dkv_membership::NodeState::Leaving {
+                tracing::warn!(
+                    id = %m.id,
+                    addr = %m.addr,
+                    epoch,
+                    "node expired while leaving: no heartbeat within the TTL, so its leave stopped before it ended \
+                     (--leave-timeout, or killed); keys whose every copy it held cannot be read until it is started \
+                     again on its data directory, which finishes the leave"
+                );
+            } else {
+                tracing::warn!(id = %m.id, addr = %m.addr, epoch, "node expired: no heartbeat within the TTL");
+            }
         }
     }
 
