@@ -66,10 +66,23 @@ async fn redis_cli_through_different_nodes_and_every_supported_command() {
     assert_eq!(redis_cli(&r[0], &with_keys(&["DEL"])), "300");
     assert_eq!(redis_cli(&r[2], &["DBSIZE"]), "2", "b and c, counted over the whole cluster");
     assert_eq!(redis_cli(&r[0], &["PING"]), "PONG");
+    assert_eq!(redis_cli(&r[1], &["SET", "range", "Hello World"]), "OK");
+    assert_eq!(redis_cli(&r[2], &["GETRANGE", "range", "-5", "-1"]), "World", "read through another node");
+    assert_eq!(redis_cli(&r[0], &["SUBSTR", "range", "0", "4"]), "Hello");
+    assert_eq!(redis_cli(&r[0], &["GETRANGE", "nope", "0", "4"]), "", "a missing key reads as empty");
+    assert_eq!(redis_cli(&r[0], &["DEL", "range"]), "1");
+    let time = redis_cli(&r[0], &["TIME"]);
+    let secs: u64 = time.lines().next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("TIME: {time}"));
+    assert!(secs > 1_700_000_000, "{time}");
     assert_eq!(redis_cli(&r[0], &["ECHO", "hi there"]), "hi there");
     assert_eq!(redis_cli(&r[0], &["SELECT", "0"]), "OK");
     assert!(redis_cli(&r[0], &["SELECT", "1"]).contains("DB index is out of range"));
     assert!(redis_cli(&r[0], &["SELECT", "abc"]).contains("value is not an integer"), "Redis's error first");
+    for loose in ["00", "+0", "-0", " 0"] {
+        let refused = redis_cli(&r[0], &["SELECT", loose]);
+        assert!(refused.contains("value is not an integer"), "SELECT {loose:?}: {refused}");
+    }
+    assert!(redis_cli(&r[0], &["SCAN", "0", "COUNT", "010"]).contains("value is not an integer"));
     assert_eq!(redis_cli(&r[0], &["CLIENT", "SETNAME", "t"]), "OK");
     assert!(redis_cli(&r[0], &["SET", "k", "v", "NX"]).contains("cannot honour SET NX/XX"));
     assert_eq!(
@@ -91,6 +104,8 @@ async fn redis_cli_through_different_nodes_and_every_supported_command() {
                 "# Memory\r\nused_memory:",
                 "# Stats",
                 "total_commands_processed:",
+                "# Persistence\r\nloading:0\r\n",
+                "# CPU\r\nused_cpu_sys:",
             ])
     {
         assert!(info.contains(needle), "INFO lacks {needle:?}: {info}");
@@ -101,6 +116,10 @@ async fn redis_cli_through_different_nodes_and_every_supported_command() {
     let hello = redis_cli(&r[0], &["HELLO", "2"]);
     assert!(hello.contains("dkv") && hello.contains("mode\nstandalone"), "{hello}");
     assert_eq!(redis_cli(&r[0], &["COMMAND", "DOCS"]), "");
+    // Where the keys are, for clients that route by `COMMAND` (it answered nothing before).
+    assert_eq!(redis_cli(&r[0], &["COMMAND", "GETKEYS", "MSET", "a", "1", "b", "2"]), "a\nb");
+    let info = redis_cli(&r[0], &["COMMAND", "INFO", "get", "nosuch"]);
+    assert!(info.starts_with("get\n2\nreadonly\n1\n1\n1\n"), "{info}");
     // A member that does not answer: DBSIZE says so rather than count without its keys.
     c.nodes[2].pause().await;
     let refused = redis_cli(&r[0], &["DBSIZE"]);
@@ -496,7 +515,10 @@ async fn transactions_queue_their_commands_and_run_them_in_order_at_exec() {
     let pipeline = "EXEC\r\nDISCARD\r\nMULTI\r\nMULTI\r\nSET tx-a 1\r\nGET\r\nEXEC\r\nGET tx-a\r\n\
                     MULTI\r\nSET tx-a 2\r\nDISCARD\r\nGET tx-a\r\nWATCH tx-a\r\nUNWATCH\r\nMULTI\r\nINCR tx-a\r\nEXEC\r\n\
                     MULTI\r\nSET tx-a 3\r\nRESET\r\nEXEC\r\nGET tx-a\r\n\
-                    MULTI\r\nSET tx-a 4\r\nSET tx-b 1 NX\r\nEXEC\r\nGET tx-a\r\n";
+                    MULTI\r\nSET tx-a 4\r\nSET tx-b 1 NX\r\nEXEC\r\nGET tx-a\r\n\
+                    MULTI\r\nSET tx-a 5\r\nEXEC now\r\nGET tx-a\r\n\
+                    MULTI\r\nSET tx-a 6\r\nMULTI x\r\nEXEC\r\nMULTI\r\nSET tx-a 7\r\nDISCARD x\r\nEXEC\r\n\
+                    MULTI\r\nAUTH pw\r\nSET tx-a 8\r\nEXEC\r\nGET tx-a\r\n";
     let want = [
         "-ERR EXEC without MULTI",
         "-ERR DISCARD without MULTI",
@@ -524,6 +546,26 @@ async fn transactions_queue_their_commands_and_run_them_in_order_at_exec() {
         "+OK",
         "+QUEUED",
         "-ERR dkv cannot honour SET NX/XX: it has no atomic compare-and-set across replicas",
+        "-EXECABORT Transaction discarded because of previous errors.",
+        "$-1",
+        // An `EXEC` with arguments discards the transaction (it committed it until 2026-12-06),
+        // and a `MULTI` or `DISCARD` with arguments fails it, as in Redis.
+        "+OK",
+        "+QUEUED",
+        "-EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command",
+        "$-1",
+        "+OK",
+        "+QUEUED",
+        "-ERR wrong number of arguments for 'multi' command",
+        "-EXECABORT Transaction discarded because of previous errors.",
+        "+OK",
+        "+QUEUED",
+        "-ERR wrong number of arguments for 'discard' command",
+        "-EXECABORT Transaction discarded because of previous errors.",
+        // `AUTH` changes the session, which a queued command cannot: refused, as `CLIENT` is.
+        "+OK",
+        "-ERR auth is not allowed inside a transaction",
+        "+QUEUED",
         "-EXECABORT Transaction discarded because of previous errors.",
         "$-1",
     ];

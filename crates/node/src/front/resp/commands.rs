@@ -24,7 +24,7 @@ use futures_util::stream::{self, StreamExt};
 
 use super::clients::{Client, Clients, Filter};
 use super::expiry;
-use super::frame::{Args, Reply};
+use super::frame::{self, Args, Reply};
 use super::multi::{Queue, Transaction};
 use super::table::{self, Cmd, Effect};
 use crate::front::auth::{self, Access, Checked, Failure};
@@ -93,7 +93,7 @@ pub fn session_command(node: &Node, session: &mut Session, cmd: Cmd, args: &Args
     let a = &args[1..];
     let now = |reply| Some(Answer::Now(reply));
     match cmd {
-        Cmd::Auth => return now(auth(node, session, a)),
+        Cmd::Auth if session.transaction.is_none() => return now(auth(node, session, a)),
         Cmd::Hello if session.transaction.is_none() => return now(hello(node, session, a)),
         // Redis 7 takes (and ignores) arguments to `QUIT`.
         Cmd::Quit => {
@@ -114,8 +114,19 @@ pub fn session_command(node: &Node, session: &mut Session, cmd: Cmd, args: &Args
         });
     }
     let in_transaction = session.transaction.is_some();
+    let arity_fits = cmd.arity().allows(a.len());
     match cmd {
-        _ if !cmd.arity().allows(a.len()) && !in_transaction => now(wrong_arity(cmd)),
+        _ if !arity_fits && !in_transaction => now(wrong_arity(cmd)),
+        // As Redis: a transaction's own commands with the wrong arguments fail it, and `EXEC`
+        // then discards it at once (it committed the transaction, found by trying, 2026-12-06).
+        Cmd::Exec if !arity_fits => {
+            session.transaction = None;
+            now(Reply::Error(format!("EXECABORT Transaction discarded because of: {}", arity_text(cmd))))
+        }
+        Cmd::Multi | Cmd::Discard | Cmd::Watch if !arity_fits => match &mut session.transaction {
+            Some(tx) => now(tx.refuse(wrong_arity(cmd))),
+            None => now(wrong_arity(cmd)),
+        },
         Cmd::Multi if in_transaction => now(Reply::err("MULTI calls can not be nested")),
         Cmd::Multi => {
             session.transaction = Some(Transaction::charged(&node.guard));
@@ -132,7 +143,9 @@ pub fn session_command(node: &Node, session: &mut Session, cmd: Cmd, args: &Args
         },
         Cmd::Watch if in_transaction => now(Reply::err("WATCH inside MULTI is not allowed")),
         Cmd::Watch => now(Reply::err("dkv cannot honour WATCH: it has no compare-and-set across replicas")),
-        Cmd::Client | Cmd::Hello | Cmd::Reset if in_transaction => {
+        // They change the session, which a queued command cannot (Redis queues `AUTH`; here it
+        // answered at once, and `EXEC`'s array was one reply short).
+        Cmd::Auth | Cmd::Client | Cmd::Hello | Cmd::Reset if in_transaction => {
             let refusal = Reply::err(format!("{} is not allowed inside a transaction", cmd.name()));
             match &mut session.transaction {
                 Some(tx) => now(tx.refuse(refusal)),
@@ -196,7 +209,11 @@ fn auth(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
 }
 
 pub(super) fn wrong_arity(cmd: Cmd) -> Reply {
-    Reply::err(format!("wrong number of arguments for '{}' command", cmd.name()))
+    Reply::err(arity_text(cmd))
+}
+
+fn arity_text(cmd: Cmd) -> String {
+    format!("wrong number of arguments for '{}' command", cmd.name())
 }
 
 /// What a command reads and writes, so a pipeline runs at once only commands that cannot see
@@ -243,7 +260,7 @@ pub fn touches(cmd: Cmd, args: &[Bytes]) -> Touches {
     let first = || a.iter().take(1).map(|k| key_hash(k)).collect::<Keys>();
     let all = || a.iter().map(|k| key_hash(k)).collect::<Keys>();
     let (reads, writes) = match cmd {
-        Cmd::Get | Cmd::Strlen | Cmd::Type => (first(), Keys::new()),
+        Cmd::Get | Cmd::Strlen | Cmd::Type | Cmd::Getrange | Cmd::Substr => (first(), Keys::new()),
         // `MEMORY USAGE key`: the key after the subcommand.
         Cmd::Memory => (a.iter().skip(1).take(1).map(|k| key_hash(k)).collect(), Keys::new()),
         Cmd::Exists | Cmd::Touch | Cmd::Mget => (all(), Keys::new()),
@@ -252,7 +269,7 @@ pub fn touches(cmd: Cmd, args: &[Bytes]) -> Touches {
         Cmd::Expire | Cmd::Pexpire | Cmd::Expireat | Cmd::Pexpireat | Cmd::Persist | Cmd::Getex => (first(), first()),
         Cmd::Del | Cmd::Unlink => (all(), all()),
         Cmd::Mset => (Keys::new(), a.iter().step_by(2).map(|k| key_hash(k)).collect()),
-        Cmd::Ping | Cmd::Echo | Cmd::Command | Cmd::Select | Cmd::Unwatch => (Keys::new(), Keys::new()),
+        Cmd::Ping | Cmd::Echo | Cmd::Command | Cmd::Select | Cmd::Time | Cmd::Unwatch => (Keys::new(), Keys::new()),
         // The whole keyspace, the server's state, or not known here: alone.
         Cmd::Dbsize | Cmd::Scan | Cmd::Keys | Cmd::Info | Cmd::Unknown => return Touches::Everything,
         // Answered in their place before any command runs (`session_command`).
@@ -340,6 +357,18 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
             Err(e) => e,
         },
         Cmd::Strlen => length(node, &a[0]).await.map_or_else(|e| e, |l| Reply::Int(l.map_or(0, |l| l.len as i64))),
+        Cmd::Getrange | Cmd::Substr => match (frame::integer(&a[1]), frame::integer(&a[2])) {
+            (Some(start), Some(end)) => match get(node, &a[0]).await {
+                Ok(value) => Reply::Bulk(value.map_or_else(Bytes::new, |v| v.slice(range(v.len(), start, end)))),
+                Err(e) => e,
+            },
+            _ => frame::not_an_integer(),
+        },
+        Cmd::Time => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let bulk = |n: u64| Reply::Bulk(n.to_string().into());
+            Reply::Array(vec![bulk(now.as_secs()), bulk(u64::from(now.subsec_micros()))])
+        }
         // `UNLINK` frees nothing in the background that `DEL` would not, and `TOUCH` has no
         // access time to set: they count as `DEL` and `EXISTS` do.
         Cmd::Del | Cmd::Unlink => count(node, a, true).await,
@@ -391,12 +420,12 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
         Cmd::Scan => super::scan::scan(node, a).await,
         Cmd::Keys => super::scan::keys(node, &a[0]).await,
         Cmd::Info => Reply::Bulk(info(node, a).await.into()),
-        Cmd::Command => command(a),
+        Cmd::Command => super::introspection::command(a),
         // As Redis: a number that is not one is its own error, then the range.
-        Cmd::Select => match std::str::from_utf8(&a[0]).ok().and_then(|s| s.parse::<i64>().ok()) {
+        Cmd::Select => match frame::integer(&a[0]) {
             Some(0) => Reply::ok(),
             Some(_) => Reply::err("DB index is out of range: dkv has one keyspace, database 0"),
-            None => Reply::err("value is not an integer or out of range"),
+            None => frame::not_an_integer(),
         },
         // Nothing is watched (`multi.rs`); queued in a transaction, it runs here.
         Cmd::Unwatch => Reply::ok(),
@@ -433,7 +462,7 @@ fn shown_name(cmd: Cmd, sent: &[u8]) -> String {
 
 /// Redis's text for an unknown subcommand of `cmd`: as sent, cut at [`SHOWN`] bytes (a 4 MB one
 /// made a 4 MB error line).
-fn unknown_subcommand(cmd: &str, sub: &[u8]) -> Reply {
+pub(super) fn unknown_subcommand(cmd: &str, sub: &[u8]) -> Reply {
     let sub = String::from_utf8_lossy(&sub[..sub.len().min(SHOWN)]);
     Reply::err(format!("unknown subcommand '{sub}'. Try {cmd} HELP."))
 }
@@ -453,6 +482,21 @@ fn unknown(cmd: &str, a: &[Bytes]) -> Reply {
     Reply::err(format!("unknown command '{cmd}', with args beginning with: {shown}"))
 }
 
+/// The bytes of a value of `len` bytes that `GETRANGE start end` answers, as Redis counts
+/// them: inclusive, negative from the end, clamped to the value.
+fn range(len: usize, start: i64, end: i64) -> std::ops::Range<usize> {
+    let len = len as i64;
+    if start < 0 && end < 0 && start > end {
+        return 0..0;
+    }
+    let from_end = |i: i64| if i < 0 { (len + i).max(0) } else { i };
+    let (start, end) = (from_end(start), from_end(end).min(len - 1));
+    if start > end || len == 0 {
+        return 0..0;
+    }
+    start as usize..end as usize + 1
+}
+
 async fn get(node: &Node, key: &Bytes) -> Result<Option<Bytes>, Reply> {
     node.get(Api::Resp, key.clone(), None).await.map_err(Reply::err)
 }
@@ -470,8 +514,8 @@ async fn memory(node: &Node, a: &[Bytes]) -> Reply {
                 if !opt.eq_ignore_ascii_case(b"samples") {
                     return Reply::err("syntax error");
                 }
-                if std::str::from_utf8(n).ok().and_then(|n| n.parse::<i64>().ok()).is_none() {
-                    return Reply::err("value is not an integer or out of range");
+                if frame::integer(n).is_none() {
+                    return frame::not_an_integer();
                 }
             }
             match length(node, key).await {
@@ -688,10 +732,22 @@ async fn info(node: &Node, sections: &[Bytes]) -> String {
         let rss = resident_bytes();
         out += &format!(
             "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\ndkv_stored_bytes:{}\r\ndkv_client_buffered_bytes:{}\r\n\r\n",
-            crate::front::limits::human(rss as usize),
+            memory_human(rss),
             node.engine.stats().bytes,
             node.guard.charged(),
         );
+    }
+    // What exporters look for before they trust the rest (`loading`); dkv's journal plays the
+    // part of Redis's append-only file, when the node has a data directory.
+    if want("persistence") {
+        out += &format!(
+            "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_bgsave_in_progress:0\r\nrdb_last_bgsave_status:ok\r\naof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_last_write_status:ok\r\n\r\n",
+            u8::from(node.local.is_some()),
+        );
+    }
+    if want("cpu") {
+        let (system, user) = cpu_seconds();
+        out += &format!("# CPU\r\nused_cpu_sys:{system:.6}\r\nused_cpu_user:{user:.6}\r\n\r\n");
     }
     if want("stats") {
         use std::sync::atomic::Ordering::Relaxed;
@@ -713,6 +769,28 @@ async fn info(node: &Node, sections: &[Bytes]) -> String {
     out
 }
 
+/// Bytes as Redis's `used_memory_human` gives them: `912B`, `1.00K`, `3.11M`, `2.50G`.
+fn memory_human(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n}B"),
+        1024..1_048_576 => format!("{:.2}K", n as f64 / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.2}M", n as f64 / 1_048_576.0),
+        _ => format!("{:.2}G", n as f64 / 1_073_741_824.0),
+    }
+}
+
+/// CPU time this process has used, system and user, in seconds.
+fn cpu_seconds() -> (f64, f64) {
+    // SAFETY: getrusage writes one rusage into the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(usage.ru_stime), secs(usage.ru_utime))
+}
+
 /// This process's resident memory, in bytes (`used_memory`: dkv's allocator keeps no count of
 /// its own), from `/proc/self/statm`; 0 where there is none.
 fn resident_bytes() -> u64 {
@@ -721,19 +799,6 @@ fn resident_bytes() -> u64 {
     // SAFETY: sysconf with a valid name reads a constant.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     pages * u64::try_from(page).unwrap_or(4096)
-}
-
-/// Enough of `COMMAND` for redis-cli and client libraries: no command table (an empty list,
-/// which clients accept), and the count of the commands served here.
-fn command(a: &[Bytes]) -> Reply {
-    // Uppercased only if it is short enough to be one (as in `client`).
-    match a.first().map(|s| if s.len() <= 5 { s.to_ascii_uppercase() } else { Vec::new() }) {
-        None => Reply::Array(Vec::new()),
-        Some(s) if s == b"DOCS" || s == b"INFO" => Reply::Array(Vec::new()),
-        Some(s) if s == b"COUNT" && a.len() == 1 => Reply::Int(Cmd::KNOWN as i64),
-        Some(s) if s == b"COUNT" => Reply::err("wrong number of arguments for 'command|count' command"),
-        Some(_) => unknown_subcommand("COMMAND", &a[0]),
-    }
 }
 
 /// `CLIENT SETNAME`, `GETNAME`, `ID` and `SETINFO`, with Redis's checks and errors.
@@ -868,9 +933,9 @@ fn client_kill(session: &mut Session, a: &[Bytes]) -> Reply {
                 b"USER" => filter.none |= value.as_ref() != b"default",
                 b"SKIPME" if value.eq_ignore_ascii_case(b"yes") => filter.include_me = false,
                 b"SKIPME" if value.eq_ignore_ascii_case(b"no") => filter.include_me = true,
-                b"MAXAGE" => match std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok()) {
+                b"MAXAGE" => match frame::integer(value).and_then(|v| u64::try_from(v).ok()) {
                     Some(age) => filter.max_age = Some(age),
-                    None => return Reply::err("value is not an integer or out of range"),
+                    None => return frame::not_an_integer(),
                 },
                 _ => return Reply::err("syntax error"),
             }
@@ -891,8 +956,7 @@ fn client_kill(session: &mut Session, a: &[Bytes]) -> Reply {
 /// A client id of `CLIENT LIST ID` or `CLIENT KILL ID`: `not_a_number` is the subcommand's
 /// error for one that is no integer, as Redis words it.
 fn client_id(id: &Bytes, not_a_number: &str) -> Result<u64, Reply> {
-    let n =
-        std::str::from_utf8(id).ok().and_then(|id| id.parse::<i64>().ok()).ok_or_else(|| Reply::err(not_a_number))?;
+    let n = frame::integer(id).ok_or_else(|| Reply::err(not_a_number))?;
     u64::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| Reply::err("client-id should be greater than 0"))
 }
 
@@ -921,9 +985,7 @@ fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
     match a.first().map(|v| &v[..]) {
         None | Some(b"2") => {}
         Some(b"3") => return Reply::Error("NOPROTO this server speaks RESP2 only; use HELLO 2 or no HELLO".into()),
-        Some(v) if std::str::from_utf8(v).is_ok_and(|v| v.parse::<i64>().is_ok()) => {
-            return Reply::Error("NOPROTO unsupported protocol version".into())
-        }
+        Some(v) if frame::integer(v).is_some() => return Reply::Error("NOPROTO unsupported protocol version".into()),
         Some(_) => return Reply::err("Protocol version is not an integer or out of range"),
     }
     let mut rest = a.iter().skip(1);
@@ -1027,11 +1089,35 @@ mod tests {
         assert!(text(client(&mut a, &args(&["ID", "x"]))).contains("wrong number of arguments for 'client|id'"));
         assert!(text(client(&mut a, &args(&["GETNAME", "x"]))).contains("'client|getname'"));
         assert!(text(client(&mut a, &args(&["FOO"]))).contains("unknown subcommand 'FOO'"));
+        let command = super::super::introspection::command;
         assert!(text(command(&args(&["COUNT", "x"]))).contains("'command|count'"));
         let long = "y".repeat(4 << 20);
         for (reply, cmd) in [(client(&mut a, &args(&[&long])), "CLIENT"), (command(&args(&[&long])), "COMMAND")] {
             assert_eq!(text(reply), format!("ERR unknown subcommand '{}'. Try {cmd} HELP.", "y".repeat(128)));
         }
+    }
+
+    /// Redis 7.0.15's answers for "Hello World" (and an empty value).
+    #[test]
+    fn getrange_cuts_as_redis_does() {
+        let v = b"Hello World";
+        let cut = |s, e| String::from_utf8_lossy(&v[range(v.len(), s, e)]).into_owned();
+        assert_eq!(cut(0, 4), "Hello");
+        assert_eq!(cut(-5, -1), "World");
+        assert_eq!(cut(0, -1), "Hello World");
+        assert_eq!(cut(6, 1000), "World");
+        assert_eq!(cut(-100, 2), "Hel");
+        assert_eq!(cut(5, 3), "");
+        assert_eq!(cut(-1, -5), "");
+        assert_eq!(cut(20, 30), "");
+        assert_eq!(cut(i64::MIN, i64::MAX), "Hello World");
+        assert_eq!(range(0, 0, -1), 0..0);
+    }
+
+    #[test]
+    fn memory_reads_as_redis_writes_it() {
+        let shown: Vec<String> = [912, 1024, 3_261_071, 2_684_354_560].into_iter().map(memory_human).collect();
+        assert_eq!(shown, ["912B", "1.00K", "3.11M", "2.50G"]);
     }
 
     /// An unknown command's error is Redis's: its name as sent, and no more than 128 bytes of its

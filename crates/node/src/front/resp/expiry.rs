@@ -15,7 +15,7 @@
 
 use bytes::Bytes;
 
-use super::frame::Reply;
+use super::frame::{self, Reply};
 use super::table::Cmd;
 use crate::life::metrics::Api;
 use crate::life::state::Node;
@@ -48,16 +48,8 @@ fn invalid_time(cmd: &str) -> Reply {
     Reply::err(format!("invalid expire time in '{cmd}' command"))
 }
 
-/// A Redis integer argument, as Redis reads one: `0`, or an optional `-` and digits without a
-/// leading zero, within 64 bits.
 fn integer(arg: &[u8]) -> Result<i64, Reply> {
-    let digits = arg.strip_prefix(b"-").unwrap_or(arg);
-    let canonical = arg == b"0" || (digits.first().is_some_and(|d| (b'1'..=b'9').contains(d)));
-    std::str::from_utf8(arg)
-        .ok()
-        .filter(|_| canonical && digits.iter().all(u8::is_ascii_digit))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Reply::err("value is not an integer or out of range"))
+    frame::integer(arg).ok_or_else(frame::not_an_integer)
 }
 
 /// The deadline (ms since the epoch) of `SET`'s and `GETEX`'s expiry argument: a positive time

@@ -34,6 +34,7 @@ mod commands;
 mod expiry;
 pub mod frame;
 mod interrupts;
+mod introspection;
 mod multi;
 mod scan;
 mod table;

@@ -44,10 +44,7 @@ fn parse(a: &[Bytes]) -> Result<Args, Reply> {
         match opt.to_ascii_uppercase().as_slice() {
             b"MATCH" => args.pattern = Some(value.clone()),
             b"COUNT" => {
-                let n = std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|s| s.parse::<i64>().ok())
-                    .ok_or_else(|| Reply::err("value is not an integer or out of range"))?;
+                let n = super::frame::integer(value).ok_or_else(super::frame::not_an_integer)?;
                 if n < 1 {
                     return Err(Reply::err("syntax error"));
                 }

@@ -35,9 +35,25 @@ pub enum Effect {
     Writes,
 }
 
-/// One row per command: its variant, its name in lower case, its arity, its effect.
+/// Where a command's keys are among its arguments, as `COMMAND` tells clients: the first, the
+/// last (`-1`: the last argument) and the step between two, counting the name as 0; all 0 for a
+/// command of no keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyPositions {
+    pub first: i64,
+    pub last: i64,
+    pub step: i64,
+}
+
+const NO_KEYS: KeyPositions = KeyPositions { first: 0, last: 0, step: 0 };
+const KEY: KeyPositions = KeyPositions { first: 1, last: 1, step: 1 };
+const EVERY: KeyPositions = KeyPositions { first: 1, last: -1, step: 1 };
+const PAIRED: KeyPositions = KeyPositions { first: 1, last: -1, step: 2 };
+
+/// One row per command: its variant, its name in lower case, its arity, its effect, where its
+/// keys are.
 macro_rules! table {
-    ($($cmd:ident $name:literal $arity:expr, $effect:ident;)*) => {
+    ($($cmd:ident $name:literal $arity:expr, $effect:ident, $keys:expr;)*) => {
         /// A command, by name; [`Cmd::Unknown`] for a name no command has.
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum Cmd {
@@ -71,6 +87,16 @@ macro_rules! table {
                 }
             }
 
+            /// Every command the table knows, in its order (`COMMAND`).
+            pub const ALL: [Cmd; Cmd::KNOWN] = [$(Cmd::$cmd),*];
+
+            pub fn keys(self) -> KeyPositions {
+                match self {
+                    $(Cmd::$cmd => $keys,)*
+                    Cmd::Unknown => NO_KEYS,
+                }
+            }
+
             /// What it does to keys; an unknown command counts as a write (it is refused to
             /// the read-only password rather than told it does not exist).
             pub fn effect(self) -> Effect {
@@ -87,54 +113,57 @@ use Arity::{AtLeast, AtMost, Exactly, Pairs};
 
 table! {
     // Keys.
-    Get "get" Exactly(1), Reads;
-    Set "set" AtLeast(2), Writes;
-    Del "del" AtLeast(1), Writes;
-    Exists "exists" AtLeast(1), Reads;
-    Mget "mget" AtLeast(1), Reads;
-    Mset "mset" Pairs, Writes;
-    Getdel "getdel" Exactly(1), Writes;
-    Strlen "strlen" Exactly(1), Reads;
-    Getset "getset" Exactly(2), Writes;
-    Unlink "unlink" AtLeast(1), Writes;
-    Touch "touch" AtLeast(1), Reads;
-    Type "type" Exactly(1), Reads;
-    Memory "memory" AtLeast(1), Reads;
+    Get "get" Exactly(1), Reads, KEY;
+    Set "set" AtLeast(2), Writes, KEY;
+    Del "del" AtLeast(1), Writes, EVERY;
+    Exists "exists" AtLeast(1), Reads, EVERY;
+    Mget "mget" AtLeast(1), Reads, EVERY;
+    Mset "mset" Pairs, Writes, PAIRED;
+    Getdel "getdel" Exactly(1), Writes, KEY;
+    Strlen "strlen" Exactly(1), Reads, KEY;
+    Getset "getset" Exactly(2), Writes, KEY;
+    Unlink "unlink" AtLeast(1), Writes, EVERY;
+    Touch "touch" AtLeast(1), Reads, EVERY;
+    Type "type" Exactly(1), Reads, KEY;
+    Memory "memory" AtLeast(1), Reads, NO_KEYS;
+    Getrange "getrange" Exactly(3), Reads, KEY;
+    Substr "substr" Exactly(3), Reads, KEY;
     // Expiry (`expiry.rs`).
-    Getex "getex" AtLeast(1), Writes;
-    Setex "setex" Exactly(3), Writes;
-    Psetex "psetex" Exactly(3), Writes;
-    Expire "expire" AtLeast(2), Writes;
-    Pexpire "pexpire" AtLeast(2), Writes;
-    Expireat "expireat" AtLeast(2), Writes;
-    Pexpireat "pexpireat" AtLeast(2), Writes;
-    Persist "persist" Exactly(1), Writes;
-    Ttl "ttl" Exactly(1), Reads;
-    Pttl "pttl" Exactly(1), Reads;
-    Expiretime "expiretime" Exactly(1), Reads;
-    Pexpiretime "pexpiretime" Exactly(1), Reads;
+    Getex "getex" AtLeast(1), Writes, KEY;
+    Setex "setex" Exactly(3), Writes, KEY;
+    Psetex "psetex" Exactly(3), Writes, KEY;
+    Expire "expire" AtLeast(2), Writes, KEY;
+    Pexpire "pexpire" AtLeast(2), Writes, KEY;
+    Expireat "expireat" AtLeast(2), Writes, KEY;
+    Pexpireat "pexpireat" AtLeast(2), Writes, KEY;
+    Persist "persist" Exactly(1), Writes, KEY;
+    Ttl "ttl" Exactly(1), Reads, KEY;
+    Pttl "pttl" Exactly(1), Reads, KEY;
+    Expiretime "expiretime" Exactly(1), Reads, KEY;
+    Pexpiretime "pexpiretime" Exactly(1), Reads, KEY;
     // The keyspace (`scan.rs`).
-    Dbsize "dbsize" Exactly(0), Reads;
-    Scan "scan" AtLeast(1), Reads;
-    Keys "keys" Exactly(1), Reads;
+    Dbsize "dbsize" Exactly(0), Reads, NO_KEYS;
+    Scan "scan" AtLeast(1), Reads, NO_KEYS;
+    Keys "keys" Exactly(1), Reads, NO_KEYS;
     // The server.
-    Ping "ping" AtMost(1), Reads;
-    Echo "echo" Exactly(1), Reads;
-    Command "command" Arity::Any, Reads;
-    Info "info" Arity::Any, Reads;
-    Select "select" Exactly(1), Reads;
+    Ping "ping" AtMost(1), Reads, NO_KEYS;
+    Echo "echo" Exactly(1), Reads, NO_KEYS;
+    Command "command" Arity::Any, Reads, NO_KEYS;
+    Info "info" Arity::Any, Reads, NO_KEYS;
+    Select "select" Exactly(1), Reads, NO_KEYS;
+    Time "time" Exactly(0), Reads, NO_KEYS;
     // The connection's session.
-    Auth "auth" Arity::Any, Reads;
-    Hello "hello" Arity::Any, Reads;
-    Quit "quit" Arity::Any, Reads;
-    Client "client" AtLeast(1), Reads;
-    Reset "reset" Exactly(0), Reads;
+    Auth "auth" Arity::Any, Reads, NO_KEYS;
+    Hello "hello" Arity::Any, Reads, NO_KEYS;
+    Quit "quit" Arity::Any, Reads, NO_KEYS;
+    Client "client" AtLeast(1), Reads, NO_KEYS;
+    Reset "reset" Exactly(0), Reads, NO_KEYS;
     // Transactions (`multi.rs`): the commands they queue are judged one by one.
-    Multi "multi" Exactly(0), Reads;
-    Exec "exec" Exactly(0), Reads;
-    Discard "discard" Exactly(0), Reads;
-    Watch "watch" AtLeast(1), Reads;
-    Unwatch "unwatch" Exactly(0), Reads;
+    Multi "multi" Exactly(0), Reads, NO_KEYS;
+    Exec "exec" Exactly(0), Reads, NO_KEYS;
+    Discard "discard" Exactly(0), Reads, NO_KEYS;
+    Watch "watch" AtLeast(1), Reads, EVERY;
+    Unwatch "unwatch" Exactly(0), Reads, NO_KEYS;
 }
 
 /// Longer than any command name in the table.
@@ -205,7 +234,7 @@ mod tests {
         for name in ["get", "set", "mset", "client", "pexpiretime", "command"] {
             assert_eq!(Cmd::of(name.as_bytes()).name(), name);
         }
-        assert_eq!(Cmd::KNOWN, 43);
+        assert_eq!(Cmd::KNOWN, 46);
     }
 
     #[test]
