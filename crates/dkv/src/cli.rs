@@ -73,6 +73,16 @@ fn at_least_10ms(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A RESP `--idle-timeout`: 0 (never), or at least a second, as Redis's `timeout` counts in
+/// seconds. `1ms` was taken, and closed every client between two commands (found by trying,
+/// 2026-12-06).
+fn idle_timeout(s: &str) -> Result<Duration, String> {
+    match duration(s)? {
+        d if d.is_zero() || d >= Duration::from_secs(1) => Ok(d),
+        _ => Err(format!("{s} is shorter than a second: give 0s (never) or a duration like 300s or 10m")),
+    }
+}
+
 /// A seed's `--node-ttl`: at least 100 ms, the shortest heartbeat interval worth running under it.
 fn node_ttl(s: &str) -> Result<Duration, String> {
     let d = duration(s)?;
@@ -167,7 +177,12 @@ pub fn byte_size(s: &str) -> Result<usize, String> {
         "kib" | "k" | "kb" => 1 << 10,
         "mib" | "m" | "mb" => 1 << 20,
         "gib" | "g" | "gb" => 1 << 30,
-        _ => return Err(format!("unknown size unit {:?}: use B, KiB, MiB or GiB", unit.trim())),
+        _ => {
+            return Err(format!(
+                "unknown size unit {:?}: use B, K (KB, KiB), M (MB, MiB) or G (GB, GiB), each a power of two",
+                unit.trim()
+            ))
+        }
     };
     n.checked_mul(mult).ok_or_else(|| format!("{s} is too large"))
 }
@@ -183,7 +198,9 @@ fn positive_size(s: &str) -> Result<usize, String> {
 /// A `--move-rate`: 0 (no limit) or at least 64 KiB/s. `1` (a byte a second, for `1MiB`) let a join
 /// copy its first batch and then stay at 100% for days, joining.
 fn move_rate(s: &str) -> Result<usize, String> {
-    match byte_size(s)? {
+    // A rate may say so: `50MiB/s` (refused as an unknown unit, found by trying, 2026-12-06).
+    let per_second = s.strip_suffix("/s").unwrap_or(s);
+    match byte_size(per_second)? {
         n @ 1..65_536 => Err(format!("{s} is {n} bytes a second: give 0 (no limit) or at least 64KiB, e.g. 50MiB")),
         n => Ok(n),
     }
@@ -435,7 +452,7 @@ pub struct NodeArgs {
     #[arg(long, env = "DKV_READ_TIMEOUT", default_value = "30s", value_parser = at_least_10ms)]
     pub read_timeout: Duration,
     /// How long a RESP connection may send nothing before it is closed; 0s: forever.
-    #[arg(long, env = "DKV_IDLE_TIMEOUT", default_value = "300s", value_parser = duration)]
+    #[arg(long, env = "DKV_IDLE_TIMEOUT", default_value = "300s", value_parser = idle_timeout)]
     pub idle_timeout: Duration,
     /// After each request (a client's or a peer's), keep polling the sockets without sleeping for this long, so
     /// the next request finds the node awake: lower latency and less CPU for the clients, at
@@ -566,6 +583,28 @@ impl NodeArgs {
     pub fn quorums(&self) -> (usize, usize) {
         let default = 2.min(self.replication);
         (self.write_quorum.unwrap_or(default).into(), self.read_quorum.unwrap_or(default).into())
+    }
+
+    /// Settings that are allowed but may not do what was meant: one line each, logged at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut said = Vec::new();
+        let (w, r) = self.quorums();
+        let n = usize::from(self.replication);
+        if r + w <= n {
+            said.push(format!(
+                "--read-quorum {r} + --write-quorum {w} is not more than --replication {n}: a read may miss a write \
+                 that was acknowledged (no replica it asks need hold it); give R + W > N where reads must see \
+                 every acknowledged write"
+            ));
+        }
+        let fsync_set = self.fsync != FsyncPolicy::Periodic || self.fsync_interval != Duration::from_secs(1);
+        if self.data_dir.is_none() && fsync_set {
+            said.push(
+                "--fsync and --fsync-interval do nothing without --data-dir: this node keeps its keys in memory only"
+                    .to_string(),
+            );
+        }
+        said
     }
 
     /// Lifetimes that must nest: a hint outliving the tombstone grace could be delivered after the
@@ -979,6 +1018,12 @@ mod tests {
         assert_eq!(busy_poll_window("1s"), Ok(Duration::from_secs(1)));
         assert!(busy_poll_window("2s").unwrap_err().contains("longer than 1s"));
         assert!(busy_poll_window("fast").is_err());
+        assert_eq!(move_rate("50MiB/s"), Ok(50 << 20));
+        assert_eq!(move_rate("10MB"), Ok(10 << 20));
+        assert!(move_rate("10Mbit/s").unwrap_err().contains("K (KB, KiB)"));
+        assert_eq!(idle_timeout("0s"), Ok(Duration::ZERO));
+        assert_eq!(idle_timeout("300s"), Ok(Duration::from_secs(300)));
+        assert!(idle_timeout("300ms").unwrap_err().contains("shorter than a second"));
     }
 
     #[test]

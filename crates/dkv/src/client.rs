@@ -90,7 +90,11 @@ fn with_scheme_hint(base: &str, reason: String) -> String {
     let tls_to_plain = tls
         && (reason.contains("InvalidContentType") || reason.contains("corrupt message") || reason.contains("HTTP/1"));
     match (plain_to_tls, tls_to_plain) {
-        (true, _) => format!("{reason} (if the node speaks TLS, use https:// with --cacert)"),
+        // A RESP port answers an HTTP request with `-ERR …` and closes: the same words.
+        (true, _) => format!(
+            "{reason} (is this the node's HTTP port? a RESP port (--resp-listen) closes HTTP requests; and if the \
+             node speaks TLS, use https:// with --cacert)"
+        ),
         (_, true) => format!("{reason} (if the node does not speak TLS, use http://)"),
         _ => reason,
     }

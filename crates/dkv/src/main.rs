@@ -186,6 +186,9 @@ async fn run(cli: Cli) -> i32 {
                 }
             };
             reload_on_hangup(tls.clone());
+            for warning in a.warnings() {
+                tracing::warn!("{warning}");
+            }
             let (write_quorum, read_quorum) = a.quorums();
             let config = NodeConfig {
                 listen: a.listen,

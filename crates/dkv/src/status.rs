@@ -144,6 +144,8 @@ fn member_row(m: &Value, stats: Option<&Value>) -> Value {
         "clock_offset_ms": s("clock_offset_ms"),
         "coordinating_writes": s("coordinating_writes"),
         "coordinating": s("coordinating"),
+        "seed_unheard_ms": s("seed_unheard_ms"),
+        "heartbeat_interval_ms": s("heartbeat_interval_ms"),
         "requests_per_s": rate,
         "p99_us": load["p99_us"],
         "moves": load["moves"].as_array().cloned().unwrap_or_default(),
@@ -237,9 +239,10 @@ pub fn render(summary: &Value, limit: Option<usize>) -> String {
     let moving = if moving > 0 { format!("; {moving} moving data") } else { String::new() };
     let _ = writeln!(
         out,
-        "epoch {}  ({} members{by_state}{moving}, as seen by {}; N = {})",
+        "epoch {}  ({} member{}{by_state}{moving}, as seen by {}; N = {})",
         summary["epoch"],
         rows.len(),
+        if rows.len() == 1 { "" } else { "s" },
         summary["via"].as_str().unwrap_or("?"),
         summary["replicas"]
     );
@@ -316,6 +319,19 @@ pub fn render(summary: &Value, limit: Option<usize>) -> String {
              drops it: start it again on its data directory, and it finishes the leave"
         );
     }
+    // A seed that does not answer freezes the membership: nothing below about expiry or
+    // `dkv remove` happens until it does, and the table alone did not say so (found by trying,
+    // 2026-12-06).
+    let unanswered: Vec<u64> = rows.iter().filter_map(|r| seed_silent_ms(r)).collect();
+    if let Some(longest) = unanswered.iter().max() {
+        let _ = writeln!(
+            out,
+            "the seed has not answered {} member(s) for up to {}: no join, leave, expiry or `dkv remove` takes effect \
+             until it does; check the seed",
+            unanswered.len(),
+            micros(longest * 1000)
+        );
+    }
     if let Some(n) = summary["states"]["unreachable"].as_u64().filter(|n| *n > 0) {
         let _ = writeln!(
             out,
@@ -324,6 +340,14 @@ pub fn render(summary: &Value, limit: Option<usize>) -> String {
         );
     }
     out
+}
+
+/// How long the seed has not answered this member, when that is well past its heartbeat interval
+/// (two intervals and a second): a seed that is down, or cut off from it.
+fn seed_silent_ms(r: &Value) -> Option<u64> {
+    let unheard = r["seed_unheard_ms"].as_u64()?;
+    let beat = r["heartbeat_interval_ms"].as_u64()?;
+    (unheard > 2 * beat + 1000).then_some(unheard)
 }
 
 fn micros(us: u64) -> String {
@@ -350,16 +374,20 @@ fn move_text(m: &Value) -> String {
     let kind = m["kind"].as_str().unwrap_or("?");
     let active = m["active"] == true;
     let (keys, size) = (m["keys"].as_u64().unwrap_or(0), bytes(m["bytes"].as_u64().unwrap_or(0)));
+    // A join pulls each key from every member that holds it: what it counts are the copies that
+    // came, each key once per holder (a rejoined node of 138 keys showed "414 keys", found by
+    // trying, 2026-12-06).
+    let unit = if kind == "join" { "key copies" } else { "keys" };
     let planned = match m["planned_keys"].as_u64() {
         Some(p) => {
             let about = if kind == "join" && active { "~" } else { "" };
             let b = m["planned_bytes"].as_u64().map_or_else(String::new, |b| format!(" {}", bytes(b)));
-            format!(" of {about}{p} keys{b}")
+            format!(" of {about}{p} {unit}{b}")
         }
         None => String::new(),
     };
     let done = if active { format!("{}%", permille / 10) } else { "done".to_string() };
-    format!("{kind} [{}{}] {done} {keys} keys {size}{planned}", "#".repeat(filled), "-".repeat(10 - filled))
+    format!("{kind} [{}{}] {done} {keys} {unit} {size}{planned}", "#".repeat(filled), "-".repeat(10 - filled))
 }
 
 #[cfg(test)]
@@ -403,6 +431,21 @@ mod tests {
         assert!(text.contains("1 cut off from the seed (CUT): they refuse client requests (503)"), "{text}");
     }
 
+    #[test]
+    fn a_seed_that_does_not_answer_is_said() {
+        let member = json!({ "id": "00000000000000aa", "addr": "10.0.0.1:8080", "state": "normal" });
+        let stats = |unheard: u64| {
+            json!({ "keys": 1, "bytes": 1, "hints_pending": 0, "requests": { "moved_in": 0 }, "load": {},
+                "seed_unheard_ms": unheard, "heartbeat_interval_ms": 1000 })
+        };
+        let rows = vec![member_row(&member, Some(&stats(8059))), member_row(&member, Some(&stats(900)))];
+        let text = render(&summarize(&json!({ "epoch": 3 }), None, rows, "http://10.0.0.1:8080"), None);
+        assert!(text.contains("the seed has not answered 1 member(s) for up to 8.06s"), "{text}");
+        let rows = vec![member_row(&member, Some(&stats(2900)))];
+        let text = render(&summarize(&json!({ "epoch": 3 }), None, rows, "http://10.0.0.1:8080"), None);
+        assert!(!text.contains("has not answered"), "within two heartbeats and a second: {text}");
+    }
+
     /// A leaver that stopped before its leave ended, and the estimate it makes of `keys:`.
     #[test]
     fn a_member_unreachable_while_leaving_is_explained() {
@@ -432,7 +475,8 @@ mod tests {
         assert!(lines[0].contains("1000 members: 980 normal, 10 joining, 10 leaving; 1 moving data"), "{}", lines[0]);
         // The member moving data comes first, then the ones that are not normal.
         assert!(
-            lines[2].contains("joining") && lines[2].contains("join [###-------] 30% 120 keys 4.0KiB of ~400 keys")
+            lines[2].contains("joining")
+                && lines[2].contains("join [###-------] 30% 120 key copies 4.0KiB of ~400 key copies")
         );
         assert!(lines[3..21].iter().all(|l| !l.contains(" normal ")), "{text}");
         assert!(text.contains("... 980 more members"), "{text}");

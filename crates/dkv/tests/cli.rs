@@ -1,6 +1,7 @@
 //! The client commands against real clusters: `--r`/`--w`, `--json`, `dkv where`, what
 //! `dkv status` counts, `dkv get` on a terminal, `dkv bench --prefix`, and `dkv scan` into a
-//! closed pipe; and a node refusing lifetimes that do not nest.
+//! closed pipe; a node refusing lifetimes that do not nest, and one that answers while it waits for
+//! its seed.
 
 mod common;
 
@@ -236,4 +237,53 @@ fn a_node_refuses_hints_that_outlive_tombstones() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("--hint-max-age") && err.contains("--tombstone-grace"), "{err}");
+}
+
+/// A node that cannot register (no seed there) answers while it retries: HTTP `503` saying why,
+/// RESP `-LOADING`. Both hung until the seed came (found by trying, 2026-12-06): a load
+/// balancer's health check timed out instead of reading a reason.
+#[tokio::test]
+async fn a_node_waiting_for_its_seed_answers_503_and_loading_rather_than_hanging() {
+    use std::io::{Read, Write};
+    let (port, resp_port, seed_port) = (free_port(), free_port(), free_port());
+    let child = dkv()
+        .args(["node", "--listen", &format!("127.0.0.1:{port}"), "--seed", &format!("127.0.0.1:{seed_port}")])
+        .args(["--resp-listen", &format!("127.0.0.1:{resp_port}"), "--heartbeat-interval", "100ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run dkv node");
+    let _node = Proc { child, addr: format!("127.0.0.1:{port}"), args: Vec::new(), resp: None };
+    let ask = |port: u16, request: &'static [u8]| async move {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(request).ok()?;
+        let mut got = String::new();
+        s.read_to_string(&mut got).ok()?;
+        Some(got)
+    };
+    let health = eventually(Duration::from_secs(20), "the node to answer /health", || {
+        ask(port, b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+    })
+    .await;
+    assert!(health.starts_with("HTTP/1.1 503 "), "{health}");
+    assert!(health.contains(&format!("not registered with the seed at 127.0.0.1:{seed_port}")), "{health}");
+    let ping = ask(resp_port, b"PING\r\n").await.expect("the RESP port answers");
+    assert!(ping.starts_with("-LOADING this node is starting"), "{ping}");
+}
+
+/// `--advertise` a loopback address where nothing listens: no one could reach the node, which
+/// joined and stayed a member that every write to its ranges waited for (found by trying,
+/// 2026-12-06). It refuses to start.
+#[test]
+fn a_node_refuses_to_advertise_a_loopback_address_nothing_listens_on() {
+    let (port, nowhere) = (free_port(), free_port());
+    let out = dkv()
+        .args(["node", "--listen", &format!("127.0.0.1:{port}"), "--seed", "127.0.0.1:1"])
+        .args(["--advertise", &format!("127.0.0.1:{nowhere}")])
+        .output()
+        .expect("run dkv");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("nothing listens there (connection refused)"), "{err}");
 }

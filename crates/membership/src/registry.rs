@@ -88,6 +88,12 @@ pub enum RegistryError {
          good (--force removes it anyway)"
     )]
     Alive { id: NodeId, addr: String, unseen_ms: u64 },
+    #[error(
+        "member {id} at {addr} is leaving and sent a heartbeat {unseen_ms} ms ago: its leave is under way, and it \
+         goes once it has handed its keys over; wait for that (--force removes it now, and with it the keys it has \
+         not handed over yet)"
+    )]
+    Leaving { id: NodeId, addr: String, unseen_ms: u64 },
     #[error("this seed serves cluster {seed:?}, the node belongs to cluster {node:?}; point the node at its own cluster's seed, or give both the same --cluster-name")]
     ForeignCluster { seed: String, node: String },
     #[error(
@@ -486,7 +492,11 @@ impl Registry {
         let m = self.members.get(&id).ok_or(RegistryError::NoSuchMember(id))?;
         let unseen_ms = now_ms.saturating_sub(m.last_seen_ms);
         if !force && unseen_ms <= self.ttl_ms / 2 {
-            return Err(RegistryError::Alive { id, addr: m.addr.clone(), unseen_ms });
+            let (id, addr) = (id, m.addr.clone());
+            return Err(match m.state {
+                NodeState::Leaving => RegistryError::Leaving { id, addr, unseen_ms },
+                _ => RegistryError::Alive { id, addr, unseen_ms },
+            });
         }
         let removed = self.take(id).expect("a member");
         self.changed(vec![id]);

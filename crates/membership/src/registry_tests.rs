@@ -701,6 +701,15 @@ fn remove_takes_out_a_silent_member_and_a_live_one_only_by_force() {
         other => panic!("a live member removed: {other:?}"),
     }
     assert_eq!(r.epoch(), epoch, "a refusal changes nothing");
+    // A leaving one is told to wait for its leave, not to leave (found by trying, 2026-12-06).
+    let c = r.register(reg("h:3"), TTL).unwrap().id;
+    r.leave(c, false, TTL).unwrap();
+    match r.remove(c, false, TTL + TTL / 4) {
+        Err(e @ RegistryError::Leaving { .. }) => assert!(e.to_string().contains("its leave is under way"), "{e}"),
+        other => panic!("a leaving member removed, or told to leave: {other:?}"),
+    }
+    r.remove(c, true, TTL + TTL / 4).unwrap();
+    let epoch = r.epoch();
     let (gone, view) = r.remove(b, false, TTL + TTL / 2).unwrap();
     assert_eq!(gone.id, b);
     assert_eq!((view.nodes.len(), view.epoch), (1, epoch + 1));

@@ -323,7 +323,12 @@ async fn require_secret(State(secret): State<Option<Arc<str>>>, req: Request, ne
     if secret_matches(secret.as_deref(), given) {
         return next.run(req).await;
     }
-    forbidden(req, "missing or wrong cluster secret: start the node with the seed's --cluster-secret\n").await
+    forbidden(
+        req,
+        "missing or wrong cluster secret: nodes need the seed's --cluster-secret, and so does `dkv remove` \
+         (its --cluster-secret, or DKV_CLUSTER_SECRET)\n",
+    )
+    .await
 }
 
 /// Over TLS, membership changes only from members: connections that presented a certificate the
@@ -442,7 +447,7 @@ fn reply<T: serde::Serialize + Compact>(format: Format, result: Result<T, Regist
 pub(crate) fn status_of(e: &RegistryError) -> StatusCode {
     match e {
         RegistryError::UnknownNode(_) | RegistryError::NoSuchMember(_) => StatusCode::NOT_FOUND,
-        RegistryError::Alive { .. } => StatusCode::CONFLICT,
+        RegistryError::Alive { .. } | RegistryError::Leaving { .. } => StatusCode::CONFLICT,
         RegistryError::BadRequest(_) => StatusCode::BAD_REQUEST,
         RegistryError::ForeignCluster { .. } => StatusCode::CONFLICT,
         RegistryError::NotYet { .. } => StatusCode::SERVICE_UNAVAILABLE,

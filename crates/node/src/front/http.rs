@@ -385,6 +385,7 @@ async fn stats(State(node): State<Node>) -> Response {
         "coordinating": node.lease.refusal().is_none(),
         "lease_refusal": node.lease.refusal(),
         "seed_unheard_ms": node.lease.unheard(std::time::Instant::now()).map(|d| d.as_millis() as u64),
+        "heartbeat_interval_ms": node.config.heartbeat_interval.as_millis() as u64,
         "settled": node.settled(),
         "requests": node.stats.snapshot(),
         "load": node.last_load(),

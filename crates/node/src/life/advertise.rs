@@ -8,8 +8,11 @@
 //! one-node cluster took its place empty, its keys read as missing (found by trying,
 //! 2026-12-06). Before it registers, a node given `--advertise` connects to it and sends a
 //! request that names a nonce: its own listener must take it. If another server answers there
-//! instead, the node refuses to start. If nothing can be reached (an address this host cannot
-//! dial itself, a name not yet in DNS), it says so and starts: peers may still reach it there.
+//! instead, the node refuses to start; so it does when the address is a loopback one where
+//! nothing listens (a typo: no one could ever reach the node, and it stayed a member for good,
+//! its heartbeats going out while no peer could reach it, found by trying, 2026-12-06). If
+//! nothing can be reached otherwise (an address this host cannot dial itself, a name not yet in
+//! DNS), it says so and starts: peers may still reach it there.
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
@@ -29,6 +32,13 @@ async fn reaches_this_node(advertised: &str, listener: &TcpListener) -> Result<(
     let nonce = format!("{:016x}", RandomState::new().hash_one(Instant::now()));
     let mut out = match tokio::time::timeout(WITHIN, TcpStream::connect(advertised)).await {
         Ok(Ok(s)) => s,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused && is_loopback(advertised) => {
+            return Err(NodeError::BadRequest(format!(
+                "--advertise {advertised}: nothing listens there (connection refused), and a loopback address is \
+                 reached from this host alone, so no peer or client could ever reach this node; advertise the \
+                 address it listens on (--listen), or leave --advertise out"
+            )))
+        }
         Ok(Err(e)) => return unchecked(advertised, &e.to_string()),
         Err(_) => return unchecked(advertised, "no connection within 2s"),
     };
@@ -67,6 +77,17 @@ async fn reaches_this_node(advertised: &str, listener: &TcpListener) -> Result<(
              node in the place of the member already there"
         ))),
         _ => unchecked(advertised, "what answers there did not pass this node's request on"),
+    }
+}
+
+/// Whether `addr` names a loopback address (`127.0.0.1:9000`, `[::1]:9000`, `localhost:9000`).
+/// Refused there, the address is refused to everyone: it can only be this host's, and the kernel
+/// answered for it. Elsewhere a refusal may be this host's alone (a port forwarded only for
+/// traffic from outside), so the node starts and says it could not check.
+fn is_loopback(addr: &str) -> bool {
+    match addr.parse::<SocketAddr>() {
+        Ok(a) => a.ip().is_loopback(),
+        Err(_) => addr.rsplit_once(':').is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
     }
 }
 

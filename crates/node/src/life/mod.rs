@@ -19,6 +19,7 @@ pub mod local;
 pub mod membership;
 pub mod metrics;
 pub mod server;
+pub mod starting;
 pub mod state;
 pub mod stats;
 pub mod store_watch;

@@ -92,8 +92,15 @@ pub async fn run(
             || opened.view.as_ref().and_then(|v| v.member(NodeId(me.id))).is_some_and(|m| m.state == NodeState::Leaving)
     });
     membership::check_settings(&peers, &config, &addr, opened.identity.as_ref().map(|i| NodeId(i.id))).await?;
+    let answering = crate::life::starting::answer_until_registered(
+        &listener,
+        resp_listener.as_ref(),
+        &config.seed,
+        config.tls.is_some(),
+    );
     let (registered, registered_at) = tokio::select! {
         r = membership::register_until_accepted(&peers, &config, &addr, opened.identity.as_ref(), opened.view.as_ref(), was_leaving) => r?,
+        _ = answering => unreachable!("answers until the node registers"),
         _ = stop_rx.wait_for(|s| s.is_some()) => {
             tracing::info!("stopped before the seed answered");
             return Ok(());
@@ -102,6 +109,16 @@ pub async fn run(
     let me = registered.id;
     let view = dkv_membership::View { epoch: registered.epoch, nodes: registered.nodes };
     let topo = Arc::new(Topology::new(view, me, config.replicas));
+    // A returning member keeps its tokens: `--vnodes` counts only for a new one. It changed
+    // nothing without a word (found by trying, 2026-12-06).
+    if let Some(m) = topo.view.member(me).filter(|m| m.tokens.len() != config.vnodes) {
+        tracing::warn!(
+            tokens = m.tokens.len(),
+            vnodes = config.vnodes,
+            "--vnodes does not apply: this member keeps the tokens it registered with; a node with a new data \
+             directory (a new member) takes --vnodes"
+        );
+    }
     // Absent from the answer: the seed expired this leaving node while it was down, and does not
     // take it back (see `dkv_membership::registry`); it finishes its leave by this view.
     let forgotten_leaver = was_leaving && topo.my_state().is_none();
