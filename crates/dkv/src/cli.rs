@@ -73,6 +73,15 @@ fn at_least_10ms(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A count that must be at least one (`--limit 0` listed no member and said nothing of it).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("0 lists nothing: give at least 1, or --all".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{s:?}: {e}")),
+    }
+}
+
 /// A RESP `--idle-timeout`: 0 (never), or at least a second, as Redis's `timeout` counts in
 /// seconds. `1ms` was taken, and closed every client between two commands (found by trying,
 /// 2026-12-06).
@@ -199,7 +208,10 @@ fn positive_size(s: &str) -> Result<usize, String> {
 /// copy its first batch and then stay at 100% for days, joining.
 fn move_rate(s: &str) -> Result<usize, String> {
     // A rate may say so: `50MiB/s` (refused as an unknown unit, found by trying, 2026-12-06).
-    let per_second = s.strip_suffix("/s").unwrap_or(s);
+    let per_second = match s.len().checked_sub(2).filter(|&i| s.is_char_boundary(i)) {
+        Some(i) if s[i..].eq_ignore_ascii_case("/s") => &s[..i],
+        _ => s,
+    };
     match byte_size(per_second)? {
         n @ 1..65_536 => Err(format!("{s} is {n} bytes a second: give 0 (no limit) or at least 64KiB, e.g. 50MiB")),
         n => Ok(n),
@@ -900,7 +912,7 @@ pub struct StatusArgs {
     pub json: bool,
     /// Members listed, the busiest first (the others are counted by state) [default: 30 in the
     /// table; every member with --json].
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub limit: Option<usize>,
     /// List every member.
     #[arg(long, conflicts_with = "limit")]
@@ -1019,6 +1031,7 @@ mod tests {
         assert!(busy_poll_window("2s").unwrap_err().contains("longer than 1s"));
         assert!(busy_poll_window("fast").is_err());
         assert_eq!(move_rate("50MiB/s"), Ok(50 << 20));
+        assert_eq!(move_rate("50mib/S"), Ok(50 << 20));
         assert_eq!(move_rate("10MB"), Ok(10 << 20));
         assert!(move_rate("10Mbit/s").unwrap_err().contains("K (KB, KiB)"));
         assert_eq!(idle_timeout("0s"), Ok(Duration::ZERO));

@@ -40,9 +40,9 @@ fn password_hint(status: StatusCode) -> &'static str {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach {url}: {reason}")]
+    #[error("cannot reach {}: {reason}", shown(url))]
     Unreachable { url: String, reason: String },
-    #[error("{url} answered {status}: {}{}", if message.is_empty() { "(with an empty body)" } else { message }, password_hint(*status))]
+    #[error("{} answered {status}: {}{}", shown(url), if message.is_empty() { "(with an empty body)" } else { message }, password_hint(*status))]
     Status { url: String, status: StatusCode, message: String },
     #[error("bad URL {0:?}: write it like http://127.0.0.1:8080")]
     BadUrl(String),
@@ -58,6 +58,18 @@ pub enum ClientError {
     #[error("{base} is not a dkv node: it answered {status} without the {NODE_HEADER} header every node sends; point --node at a node, such as http://127.0.0.1:8080")]
     NotANode { base: String, status: StatusCode },
 }
+
+/// A URL as an error shows it: a key of 9 000 bytes made a 9 000-byte error line (found by
+/// trying, 2026-12-06), so past [`URL_SHOWN`] bytes it is cut, saying how much was left out.
+fn shown(url: &str) -> std::borrow::Cow<'_, str> {
+    if url.len() <= URL_SHOWN {
+        return url.into();
+    }
+    let cut = (0..=URL_SHOWN).rev().find(|&i| url.is_char_boundary(i)).unwrap_or(0);
+    format!("{}… ({} more bytes)", &url[..cut], url.len() - cut).into()
+}
+
+const URL_SHOWN: usize = 200;
 
 impl ClientError {
     /// The process's exit code for it ([`exit`](crate::commands::exit)): refused when the same
@@ -578,6 +590,17 @@ mod tests {
         assert_eq!(Server::of(&h), Server::Seed);
         h.insert(NODE_HEADER, "00ab".parse().unwrap());
         assert_eq!(Server::of(&h), Server::Node);
+    }
+
+    #[test]
+    fn a_long_url_is_cut_in_errors() {
+        let url = format!("http://h:1/put?key={}", "k".repeat(9000));
+        let e =
+            ClientError::Status { url: url.clone(), status: StatusCode::PAYLOAD_TOO_LARGE, message: "too big".into() };
+        let text = e.to_string();
+        assert!(text.len() < 400 && text.contains("(8819 more bytes) answered 413"), "{text}");
+        let short = ClientError::Unreachable { url: "http://h:1/get?key=a".into(), reason: "refused".into() };
+        assert_eq!(short.to_string(), "cannot reach http://h:1/get?key=a: refused");
     }
 
     /// hyper's words for a TLS port called in the clear, and the other way round, come with

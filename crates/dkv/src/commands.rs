@@ -172,7 +172,8 @@ async fn member_at(seed: &Client, addr: &str) -> Result<dkv_membership::NodeId, 
     })
 }
 
-/// `dkv remove`: each member out at the seed, in turn; stops at the first refusal.
+/// `dkv remove`: each member out at the seed, in turn, whatever became of the ones before; the
+/// worst exit code of them.
 pub async fn remove(args: RemoveArgs) -> i32 {
     let client = match Client::new(&args.seed).with_secret(args.cluster_secret).with_tls(&args.tls) {
         Ok(c) => c,
@@ -180,13 +181,14 @@ pub async fn remove(args: RemoveArgs) -> i32 {
     };
     // Each member is tried, whatever became of the ones before it: stopping at the first that
     // failed left the rest in the membership without a word (found by trying, 2026-12-06).
-    let mut code = 0;
+    let (mut code, mut failed) = (0, 0);
     for who in &args.members {
-        let failed = remove_one(&client, who, args.force).await;
-        code = code.max(failed);
+        let this = remove_one(&client, who, args.force).await;
+        (code, failed) = (code.max(this), failed + usize::from(this != 0));
     }
-    if code != 0 && args.members.len() > 1 {
-        errln!("dkv: not every member named was removed (see above); the others were");
+    let named = args.members.len();
+    if failed > 0 && named > 1 {
+        errln!("dkv: {failed} of the {named} members named were not removed (see above); the others were");
     }
     code
 }

@@ -314,9 +314,10 @@ pub fn render(summary: &Value, limit: Option<usize>) -> String {
     if stopped_leaving > 0 {
         let _ = writeln!(
             out,
-            "{stopped_leaving} unreachable while leaving: a leave that stopped before it handed every key on (its \
-             --leave-timeout ran out, or it was killed); keys whose every copy it holds cannot be read once the seed \
-             drops it: start it again on its data directory, and it finishes the leave"
+            "{stopped_leaving} unreachable while leaving: a leave that stopped or stalls before it handed every key on \
+             (killed, paused, or its --leave-timeout ran out); keys whose every copy it holds cannot be read once the \
+             seed drops it, until it is started again on its data directory, which finishes the leave (a node \
+             without one took them with it)"
         );
     }
     // A seed that does not answer freezes the membership: nothing below about expiry or
@@ -453,8 +454,8 @@ mod tests {
         let stats = json!({ "keys": 10, "bytes": 10, "hints_pending": 0, "requests": { "moved_in": 0 }, "load": {} });
         let rows = vec![member_row(&member("normal"), Some(&stats)), member_row(&member("leaving"), None)];
         let text = render(&summarize(&json!({ "epoch": 3 }), None, rows, "http://10.0.0.1:8080"), None);
-        assert!(text.contains("1 unreachable while leaving: a leave that stopped before"), "{text}");
-        assert!(text.contains("start it again on its data directory"), "{text}");
+        assert!(text.contains("1 unreachable while leaving: a leave that stopped or stalls before"), "{text}");
+        assert!(text.contains("until it is started again on its data directory"), "{text}");
         assert!(text.contains("an estimate: the copies of 1 unreachable member(s) are not counted"), "{text}");
         let rows = vec![member_row(&member("normal"), Some(&stats)), member_row(&member("normal"), None)];
         let text = render(&summarize(&json!({ "epoch": 3 }), None, rows, "http://10.0.0.1:8080"), None);

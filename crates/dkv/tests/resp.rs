@@ -518,7 +518,8 @@ async fn transactions_queue_their_commands_and_run_them_in_order_at_exec() {
                     MULTI\r\nSET tx-a 4\r\nSET tx-b 1 NX\r\nEXEC\r\nGET tx-a\r\n\
                     MULTI\r\nSET tx-a 5\r\nEXEC now\r\nGET tx-a\r\n\
                     MULTI\r\nSET tx-a 6\r\nMULTI x\r\nEXEC\r\nMULTI\r\nSET tx-a 7\r\nDISCARD x\r\nEXEC\r\n\
-                    MULTI\r\nAUTH pw\r\nSET tx-a 8\r\nEXEC\r\nGET tx-a\r\n";
+                    MULTI\r\nAUTH pw\r\nSET tx-a 8\r\nEXEC\r\nGET tx-a\r\n\
+                    MULTI\r\nRESET x\r\nEXEC\r\n";
     let want = [
         "-ERR EXEC without MULTI",
         "-ERR DISCARD without MULTI",
@@ -568,6 +569,9 @@ async fn transactions_queue_their_commands_and_run_them_in_order_at_exec() {
         "+QUEUED",
         "-EXECABORT Transaction discarded because of previous errors.",
         "$-1",
+        "+OK",
+        "-ERR wrong number of arguments for 'reset' command",
+        "-EXECABORT Transaction discarded because of previous errors.",
     ];
     assert_eq!(pipelined(&r[1], pipeline, want.len()), want);
     assert_eq!(redis_cli(&r[2], &["QUIT", "now"]), "OK", "QUIT takes arguments, as in Redis 7");

@@ -536,8 +536,9 @@ impl Seed {
                     id = %m.id,
                     addr = %m.addr,
                     epoch,
-                    "node expired while leaving: no heartbeat within the TTL, so its leave stopped before it ended \
-                     (--leave-timeout, or killed); keys whose every copy it held cannot be read until it is started \
+                    "node expired while leaving: no heartbeat within the TTL before the leave was done (its \
+                     --leave-timeout ran out, it was killed or paused, or its last word to the seed was lost); keys \
+                     whose every copy it held, if it had not handed them on, cannot be read until it is started \
                      again on its data directory, which finishes the leave"
                 );
             } else {

@@ -91,15 +91,27 @@ pub async fn run(
         opened.leaving
             || opened.view.as_ref().and_then(|v| v.member(NodeId(me.id))).is_some_and(|m| m.state == NodeState::Leaving)
     });
-    membership::check_settings(&peers, &config, &addr, opened.identity.as_ref().map(|i| NodeId(i.id))).await?;
+    // Answered while it checks its settings with the seed and registers, which may take long.
     let answering = crate::life::starting::answer_until_registered(
         &listener,
         resp_listener.as_ref(),
         &config.seed,
         config.tls.is_some(),
     );
+    let registering = async {
+        membership::check_settings(&peers, &config, &addr, opened.identity.as_ref().map(|i| NodeId(i.id))).await?;
+        membership::register_until_accepted(
+            &peers,
+            &config,
+            &addr,
+            opened.identity.as_ref(),
+            opened.view.as_ref(),
+            was_leaving,
+        )
+        .await
+    };
     let (registered, registered_at) = tokio::select! {
-        r = membership::register_until_accepted(&peers, &config, &addr, opened.identity.as_ref(), opened.view.as_ref(), was_leaving) => r?,
+        r = registering => r?,
         _ = answering => unreachable!("answers until the node registers"),
         _ = stop_rx.wait_for(|s| s.is_some()) => {
             tracing::info!("stopped before the seed answered");

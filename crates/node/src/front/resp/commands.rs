@@ -123,7 +123,7 @@ pub fn session_command(node: &Node, session: &mut Session, cmd: Cmd, args: &Args
             session.transaction = None;
             now(Reply::Error(format!("EXECABORT Transaction discarded because of: {}", arity_text(cmd))))
         }
-        Cmd::Multi | Cmd::Discard | Cmd::Watch if !arity_fits => match &mut session.transaction {
+        Cmd::Multi | Cmd::Discard | Cmd::Watch | Cmd::Reset if !arity_fits => match &mut session.transaction {
             Some(tx) => now(tx.refuse(wrong_arity(cmd))),
             None => now(wrong_arity(cmd)),
         },
@@ -514,8 +514,10 @@ async fn memory(node: &Node, a: &[Bytes]) -> Reply {
                 if !opt.eq_ignore_ascii_case(b"samples") {
                     return Reply::err("syntax error");
                 }
-                if frame::integer(n).is_none() {
-                    return frame::not_an_integer();
+                match frame::integer(n) {
+                    None => return frame::not_an_integer(),
+                    Some(..0) => return Reply::err("syntax error"),
+                    Some(_) => {}
                 }
             }
             match length(node, key).await {

@@ -26,12 +26,14 @@ pub fn command(a: &[Bytes]) -> Reply {
     match sub.as_slice() {
         b"COUNT" if rest.is_empty() => Reply::Int(Cmd::KNOWN as i64),
         b"LIST" if rest.is_empty() => Reply::Array(Cmd::ALL.iter().map(|c| bulk(c.name())).collect()),
+        // Redis's `FILTERBY` options: not served.
+        b"LIST" => Reply::err("syntax error"),
         b"INFO" if rest.is_empty() => Reply::Array(Cmd::ALL.iter().map(|&c| entry(c)).collect()),
         b"INFO" => Reply::Array(rest.iter().map(|name| known(name).map_or(Reply::Nil, entry)).collect()),
         b"DOCS" => Reply::Array(Vec::new()),
         b"HELP" if rest.is_empty() => Reply::Array(HELP.iter().map(|&l| Reply::Simple(l)).collect()),
-        b"GETKEYS" if !rest.is_empty() => getkeys(rest),
-        b"COUNT" | b"LIST" | b"GETKEYS" | b"HELP" => {
+        b"GETKEYS" if rest.len() >= 2 => getkeys(rest),
+        b"COUNT" | b"GETKEYS" | b"HELP" => {
             let sub = String::from_utf8_lossy(&sub).to_ascii_lowercase();
             Reply::err(format!("wrong number of arguments for 'command|{sub}' command"))
         }
@@ -65,10 +67,14 @@ fn bulk(s: &'static str) -> Reply {
 /// One command's entry, as `COMMAND INFO` gives it.
 fn entry(cmd: Cmd) -> Reply {
     let keys = cmd.keys();
-    let (flags, categories): (&[&'static str], &[&'static str]) = match (cmd.effect(), keys.first > 0) {
-        (Effect::Writes, _) => (&["write"], &["@write", "@keyspace"]),
-        (Effect::Reads, true) => (&["readonly"], &["@read", "@keyspace"]),
-        (Effect::Reads, false) => (&[], &["@connection"]),
+    // Commands that read the keyspace without naming keys in fixed places are `readonly` too.
+    let reads_data = keys.first > 0 || matches!(cmd, Cmd::Dbsize | Cmd::Scan | Cmd::Keys | Cmd::Memory);
+    let (flags, categories): (&[&'static str], &[&'static str]) = match (cmd.effect(), reads_data, cmd) {
+        (Effect::Writes, _, _) => (&["write"], &["@write", "@keyspace"]),
+        (Effect::Reads, true, _) => (&["readonly"], &["@read", "@keyspace"]),
+        (_, _, Cmd::Info) => (&[], &["@slow", "@dangerous"]),
+        (_, _, Cmd::Time) => (&[], &["@fast"]),
+        (Effect::Reads, false, _) => (&[], &["@connection"]),
     };
     let simple = |s: &[&'static str]| Reply::Array(s.iter().map(|&s| Reply::Simple(s)).collect());
     Reply::Array(vec![
@@ -98,6 +104,10 @@ fn arity(a: Arity) -> i64 {
 /// `COMMAND GETKEYS cmd arg ...`: the keys of that command line, where the table says they are.
 fn getkeys(line: &[Bytes]) -> Reply {
     let Some(cmd) = known(&line[0]) else { return Reply::err("Invalid command specified") };
+    // `MEMORY USAGE key`: the key of a subcommand, as Redis's key specifications place it.
+    if cmd == Cmd::Memory && line.len() >= 3 && line[1].eq_ignore_ascii_case(b"usage") {
+        return Reply::Array(vec![Reply::Bulk(line[2].clone())]);
+    }
     let keys = cmd.keys();
     if keys.first == 0 {
         return Reply::err("The command has no key arguments");
@@ -160,10 +170,13 @@ mod tests {
             Reply::Error(e) => e,
             other => panic!("{other:?}"),
         };
-        assert_eq!(err(&["GETKEYS", "PING"]), "ERR The command has no key arguments");
+        assert_eq!(err(&["GETKEYS", "PING", "x"]), "ERR The command has no key arguments");
         assert_eq!(err(&["GETKEYS", "nosuch", "k"]), "ERR Invalid command specified");
-        assert_eq!(err(&["GETKEYS", "GET"]), "ERR Invalid number of arguments specified for command");
+        assert_eq!(err(&["GETKEYS", "GET", "a", "b"]), "ERR Invalid number of arguments specified for command");
         assert_eq!(err(&["GETKEYS"]), "ERR wrong number of arguments for 'command|getkeys' command");
+        assert_eq!(err(&["GETKEYS", "GET"]), "ERR wrong number of arguments for 'command|getkeys' command");
+        assert_eq!(err(&["LIST", "x"]), "ERR syntax error");
+        assert_eq!(names(&command(&args(&["GETKEYS", "MEMORY", "USAGE", "k"]))), ["k"]);
         assert_eq!(err(&["COUNT", "x"]), "ERR wrong number of arguments for 'command|count' command");
         assert!(err(&["NOPE"]).starts_with("ERR unknown subcommand 'NOPE'"));
     }

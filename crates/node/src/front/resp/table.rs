@@ -153,7 +153,7 @@ table! {
     Select "select" Exactly(1), Reads, NO_KEYS;
     Time "time" Exactly(0), Reads, NO_KEYS;
     // The connection's session.
-    Auth "auth" Arity::Any, Reads, NO_KEYS;
+    Auth "auth" AtLeast(1), Reads, NO_KEYS;
     Hello "hello" Arity::Any, Reads, NO_KEYS;
     Quit "quit" Arity::Any, Reads, NO_KEYS;
     Client "client" AtLeast(1), Reads, NO_KEYS;
