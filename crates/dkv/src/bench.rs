@@ -69,6 +69,9 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
             args.connections
         ));
     }
+    if args.resp_port.is_some() && args.protocol != crate::cli::Protocol::Resp {
+        return Err("--resp-port is the RESP port to load: it goes with --protocol resp".into());
+    }
     if args.requests == Some(0) {
         return Err("--requests 0 sends nothing: give at least 1, or leave it out to run for --duration".into());
     }

@@ -235,6 +235,12 @@ fn print(report: &Value) {
             version
         );
     }
+    // Why a replica could not be asked: only `--json` said it (found by trying, 2026-12-06).
+    for n in report["nodes"].as_array().into_iter().flatten() {
+        if let Some(e) = n["copy"]["error"].as_str() {
+            outln!("{} ({}): {e}", n["id"].as_str().unwrap_or("?"), n["addr"].as_str().unwrap_or("?"));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -76,7 +76,11 @@ pub async fn status(args: StatusArgs) -> i32 {
         } else {
             format!("--- {when}\n")
         };
-        crate::out::stdout(format!("{head}{frame}").as_bytes());
+        // Into a pipe, a round that could not be gathered writes nothing to stdout (a `---` line
+        // with no table under it, found by trying, 2026-12-06); its error is on stderr.
+        if code == 0 || terminal {
+            crate::out::stdout(format!("{head}{frame}").as_bytes());
+        }
         shown += 1;
         if args.count.is_some_and(|n| shown >= n) {
             // As without --watch: the last table's, with its error's code if it could not be

@@ -287,3 +287,15 @@ fn a_node_refuses_to_advertise_a_loopback_address_nothing_listens_on() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("nothing listens there (connection refused)"), "{err}");
 }
+
+/// `dkv bench` refuses what it would silently ignore, before it sends anything.
+#[test]
+fn bench_refuses_a_resp_port_without_the_resp_protocol() {
+    let out = dkv()
+        .args(["bench", "--node", "http://127.0.0.1:1", "--protocol", "http", "--resp-port", "6379"])
+        .output()
+        .expect("run dkv bench");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--resp-port is the RESP port to load: it goes with --protocol resp"), "{err}");
+}
