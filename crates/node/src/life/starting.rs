@@ -32,7 +32,7 @@ const HEAD_MAX: usize = 16 * 1024;
 
 /// Answer on `http` (and `resp`) as the module says, until the future is dropped (the node
 /// registered, and serves the listeners itself). `seed` is named in the answers; `tls`: close
-/// HTTP connections unanswered.
+/// every connection unanswered.
 pub async fn answer_until_registered(http: &TcpListener, resp: Option<&TcpListener>, seed: &str, tls: bool) {
     let why = format!("this node is starting: it has not registered with the seed at {seed} yet (its log says why)");
     let http_answer: Arc<[u8]> = http_503(&why).into();
