@@ -550,7 +550,8 @@ async fn newer_view(node: &Node, epoch: u64) -> bool {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        node.refresh().await;
+        // No call when a newer view came meanwhile (a peer's notice), and one at a time.
+        node.refresh_to(epoch + 1).await;
         if node.epoch() > epoch {
             return true;
         }
