@@ -128,3 +128,67 @@ async fn two_nodes_cut_off_from_the_seed_go_on_and_the_last_one_stops_before_its
     let bad = missing(&c, &[0, 1, 2, x, y], &all).await;
     assert!(bad.is_empty(), "missing once both were back: {bad:?}");
 }
+
+/// How long node `i` has gone without an answer from the seed, by its `/stats`.
+async fn unheard(c: &Cluster, i: usize) -> Option<Duration> {
+    c.client(i).json("/stats").await.ok()?["seed_unheard_ms"].as_u64().map(Duration::from_millis)
+}
+
+/// A node whose heartbeats are due less often than its peers' hears from them that a restarted
+/// seed answers before the seed has answered it. It asks the seed at once then, rather than
+/// refusing the requests it would coordinate until its next heartbeat: no request through it
+/// fails across the restart. The seed comes back just after the node's heartbeat was refused,
+/// so without asking at once it refused requests for most of its interval (about 0.8 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_rarer_heartbeats_serves_on_across_a_seed_restart() {
+    const TTL: Duration = Duration::from_secs(4);
+    const SLOW: Duration = Duration::from_millis(1500);
+    let mut c = Cluster::start_full(2, &[], "4s").await;
+    c.node_flags = vec!["--heartbeat-interval".into(), "1500ms".into()];
+    let slow = c.add_node();
+    c.node_flags.clear();
+    c.wait_normal(3).await;
+
+    // Its heartbeats leave on a tick every SLOW, from the one the seed last answered.
+    let read_at = tokio::time::Instant::now();
+    let since = unheard(&c, slow).await.expect("the node has heard the seed");
+    let first_tick = read_at - since;
+    c.seed.signal(libc::SIGKILL);
+    c.seed.wait_exit(Duration::from_secs(5)).await;
+    // Past its own deadline (half the TTL and an interval): every node has lost the seed, so
+    // each still coordinates, counting on the others' word.
+    eventually(Duration::from_secs(10), "the node to go past its own deadline", || async {
+        unheard(&c, slow).await.filter(|u| *u > TTL / 2 + SLOW + Duration::from_millis(300)).map(|_| ())
+    })
+    .await;
+    assert_eq!(coordinating(&c, slow).await, Some(true), "every node lost the seed: the lease holds");
+
+    // The seed comes back 100 ms after one of the node's ticks.
+    let ticks = first_tick.elapsed().as_millis() / SLOW.as_millis() + 1;
+    let back_at = first_tick + SLOW * u32::try_from(ticks).unwrap() + Duration::from_millis(100);
+    tokio::time::sleep_until(back_at).await;
+    c.restart_seed();
+    let restarted = tokio::time::Instant::now();
+    c.wait_seed().await;
+
+    let (mut ok, mut failed) = (0u32, Vec::new());
+    let mut i = 0;
+    while restarted.elapsed() < SLOW + Duration::from_millis(500) {
+        match c.client(slow).put(format!("r_{i}").as_bytes(), b"v".to_vec()).await {
+            Ok(()) => ok += 1,
+            Err(e) => failed.push(e.to_string()),
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} writes failed: {:?}",
+        failed.len(),
+        ok as usize + failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(ok > 50, "the load ran ({ok} writes)");
+    let u = unheard(&c, slow).await.expect("the node heard the seed again");
+    assert!(u < SLOW * 2, "the node hears the restarted seed ({u:?} unheard)");
+}

@@ -514,6 +514,7 @@ pub async fn heartbeat_loop(node: Node, mut stop: watch::Receiver<bool>) {
         if !due {
             tokio::select! {
                 _ = ticker.tick() => {}
+                _ = node.lease.beat_wanted() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
