@@ -478,3 +478,38 @@ async fn misplaced_keys_left_by_a_stop_are_handed_off_when_the_node_starts_again
     c.wait_total_keys(&[0, 1, 2], keys.len() as u64).await;
     assert_eq!(c.keys_on(0).await, (keys.len() - owned_elsewhere.len()) as u64);
 }
+
+/// `--move-rate` bounds all that a node moves in the background, together: a joiner's share
+/// arrives no faster than its own copy and the others' anti-entropy rounds allow at that rate.
+/// Before, the rounds that the join started pushed the joiner's ranges to it at full speed: at
+/// 64 KiB/s, the 3.6 MB it owns here arrived within half a second, while its own copy kept to
+/// the rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_under_move_rate_takes_its_keys_at_that_rate_anti_entropy_included() {
+    const RATE: u64 = 64 * 1024;
+    let mut c = Cluster::start_with(3, &["--move-rate", "64KiB", "--anti-entropy-interval", "1s"]).await;
+    let value = "v".repeat(4096);
+    let data: Vec<(String, String)> = (0..1200).map(|i| (format!("mr_{i}"), value.clone())).collect();
+    write_all(&c, &[0, 1, 2], &data).await;
+
+    let started = tokio::time::Instant::now();
+    let joiner = c.add_node();
+    let watch = Duration::from_secs(2);
+    eventually(Duration::from_secs(10), "the joiner to answer", || async {
+        c.client(joiner).json("/stats").await.ok().map(|_| ())
+    })
+    .await;
+    tokio::time::sleep_until(started + watch).await;
+    let stats = c.client(joiner).json("/stats").await.expect("the joiner answers");
+    assert_eq!(stats["state"], "joining", "still copying after {watch:?} at 64 KiB/s: {stats}");
+    // Four nodes move data towards it, each within its own budget (and a tenth of a second of
+    // credit); twice that bound leaves room for what a page carries beyond its values.
+    let elapsed = started.elapsed().as_secs_f64() + 0.1;
+    let bound = 2.0 * 4.0 * RATE as f64 * elapsed;
+    let held = stats["bytes"].as_u64().expect("bytes") as f64;
+    assert!(held > 0.0, "the join moves something");
+    assert!(
+        held <= bound,
+        "the joiner held {held} bytes {elapsed:.1} s after it started, over {bound:.0} at 64 KiB/s a node (its share is ~3.6 MB)"
+    );
+}

@@ -72,6 +72,8 @@ pub struct Inner {
     pub metrics: crate::life::metrics::Metrics,
     /// Joins, leaves, rebalances and repairs in progress, for the heartbeat's report.
     pub moves: crate::life::load::Moves,
+    /// `--move-rate`: what joins, rebalances and anti-entropy move, together.
+    pub move_rate: crate::replication::pace::MoveRate,
     pub hints: Hints,
     /// Client writes and reads queued for each replica, sent together (see `batch.rs`): reads
     /// of whole entries, and of heads only (see `shape.rs`).
@@ -165,6 +167,7 @@ impl Node {
             stats: Counters::default(),
             metrics: crate::life::metrics::Metrics::default(),
             moves: Default::default(),
+            move_rate: crate::replication::pace::MoveRate::new(config.move_rate),
             hints,
             write_batches: Default::default(),
             read_batches: Default::default(),

@@ -7,7 +7,8 @@
 //! [`consistency`] resolves per-request `w=`/`r=`; [`hints`] keeps and delivers writes a replica
 //! missed; [`antientropy`] compares bucket digests between replicas and exchanges only the
 //! differences, skipping the pairs that [`pairs`] knows to be equal; [`movement`] moves ranges
-//! when members join, leave or die; both ship entries in [`pages`] bounded by bytes; [`latency`]
+//! when members join, leave or die; both ship entries in [`pages`] bounded by bytes, within the node's
+//! one budget of `--move-rate` ([`pace`]); [`latency`]
 //! says how long to wait for a replica before asking another as well; [`expiry`] reclaims values
 //! past their deadline; [`scan`] walks every key of the cluster in hash order (with [`glob`]
 //! patterns).
@@ -22,6 +23,7 @@ pub mod glob;
 pub mod hints;
 pub mod latency;
 pub mod movement;
+pub mod pace;
 pub mod pages;
 pub mod pairs;
 pub mod quorum;

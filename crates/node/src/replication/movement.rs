@@ -28,6 +28,7 @@ use crate::error::PeerError;
 use crate::life::load::{share_below, Moving};
 use crate::life::state::{Life, Node, Stop};
 use crate::life::stats::{add, bump};
+use crate::replication::pace::Pace;
 use crate::replication::pages;
 use crate::transport::peer::is_stale_epoch;
 use crate::transport::wire::{ApplyKind, KeyEntry, Kind, RangePage, RangeRequest, STATUS_LEAVING};
@@ -41,37 +42,6 @@ enum Pass {
     Misplaced,
     /// Hand off every key (this node is leaving); keep serving them until gone.
     Leave,
-}
-
-/// Holds a data movement to `--move-rate` bytes per second: after each page it waits until the
-/// bytes moved so far could have been moved at that rate (at most one page's worth of waiting).
-/// Joins and rebalances are paced; a leave is not, since it must end within `--leave-timeout`
-/// and a node that leaves for good takes what it did not hand off with it. Once the node stops,
-/// nothing waits: shutdown is not held up by a pace.
-struct Pace {
-    rate: u64,
-    started: tokio::time::Instant,
-    bytes: u64,
-    stop: Option<watch::Receiver<bool>>,
-}
-
-impl Pace {
-    fn new(node: &Node, stop: Option<watch::Receiver<bool>>) -> Pace {
-        Pace { rate: node.config.move_rate, started: tokio::time::Instant::now(), bytes: 0, stop }
-    }
-
-    async fn after(&mut self, bytes: u64) {
-        if self.rate == 0 {
-            return;
-        }
-        self.bytes += bytes;
-        let due = self.started + Duration::from_secs_f64(self.bytes as f64 / self.rate as f64);
-        let Some(stop) = &mut self.stop else { return tokio::time::sleep_until(due).await };
-        tokio::select! {
-            _ = tokio::time::sleep_until(due) => {}
-            _ = stop.wait_for(|s| *s) => self.rate = 0,
-        }
-    }
 }
 
 /// Outcome of one pass over the local keys.
@@ -250,7 +220,7 @@ async fn pull(
     };
     let mut page = fetch(None).await?;
     let mut n = 0;
-    let mut pace = Pace::new(node, stop);
+    let mut pace = Pace::new(&node.move_rate, stop);
     loop {
         n += page.entries.len() as u64;
         let bytes = page.entries.iter().map(|e| e.bytes() as u64).sum();
@@ -442,13 +412,14 @@ const VIEW_REDOS: u32 = 8;
 async fn handoff_pass(node: &Node, pass: Pass, moving: &Moving<'_>, stop: Option<watch::Receiver<bool>>) -> PassReport {
     let mut report = PassReport::default();
     let mut cursor = None;
-    let mut pace = Pace::new(node, stop);
+    // A leave is not paced: it must end within `--leave-timeout`.
+    let mut pace = match pass {
+        Pass::Leave => Pace::unpaced(&node.move_rate),
+        Pass::Misplaced => Pace::new(&node.move_rate, stop),
+    };
     // Destinations that failed in this pass: the rest of their batches wait for the next one.
     let mut unreachable = HashSet::new();
     let mut redos = 0;
-    if pass == Pass::Leave {
-        pace.rate = 0;
-    }
     loop {
         // The misplaced pass copies only the entries it hands off (few, after a change).
         let topo = node.topology();

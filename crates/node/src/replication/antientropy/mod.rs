@@ -156,7 +156,12 @@ pub async fn anti_entropy_loop(node: Node, mut stop: watch::Receiver<bool>) {
         }
         let started = tokio::time::Instant::now();
         // Until a round with every peer succeeds under the current view, every round is one.
-        let r = round(&node, changed || !node.settled()).await;
+        // A round paced by `--move-rate` may be waiting when the node stops: dropped, it is
+        // redone whole at the next start, as any round may be.
+        let r = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            r = round(&node, changed || !node.settled()) => r,
+        };
         if r.buckets > 0 || r.failed > 0 || r.stopped {
             tracing::info!(peers = r.peers, buckets = r.buckets, sent = r.sent, received = r.received, failed = r.failed, stopped = r.stopped, took = ?started.elapsed(), "anti-entropy round");
         }

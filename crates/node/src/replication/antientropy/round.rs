@@ -14,6 +14,7 @@ use crate::life::load::Moving;
 use crate::life::state::Node;
 use crate::life::stats::add;
 use crate::replication::batch::unknown_kind;
+use crate::replication::pace::Pace;
 use crate::transport::peer::is_stale_epoch;
 use crate::transport::wire::{
     self, ApplyKind, ApplyReply, ApplyRequest, KeyEntry, Kind, SyncBucket, SyncBucketReply, SyncDiff, SyncSummary,
@@ -68,6 +69,9 @@ pub async fn round(node: &Node, settle: bool) -> Round {
     let buckets = std::sync::atomic::AtomicU64::new(0);
     let progress = Progress { moving: &moving, planned: &buckets, done: report.buckets as u64 };
     let interval = node.config.anti_entropy_interval;
+    // Within the node's `--move-rate`, with its joins and rebalances: the round after a join
+    // pushed the joiner's ranges at full speed while the join's own copy kept to the rate.
+    let mut pace = Pace::new(&node.move_rate, None);
     for peer in peers {
         // A view older than the newest: every peer that holds the newer one refuses (the
         // placement compared may have moved, too). While 200 nodes started, views changed
@@ -94,7 +98,7 @@ pub async fn round(node: &Node, settle: bool) -> Round {
         let digests = digests.unwrap_or_else(|| vec![0; BUCKETS]);
         let progress = Progress { done: report.buckets as u64, ..progress };
         let horizons = Horizons { digests: horizon, exchanged };
-        match sync_with(node, &topo, peer, (digests, generation), horizons, &progress).await {
+        match sync_with(node, &topo, peer, (digests, generation), horizons, &progress, &mut pace).await {
             Ok((buckets, sent, received)) => {
                 report.buckets += buckets;
                 report.sent += sent;
@@ -148,6 +152,7 @@ async fn sync_with(
     (digests, generation): (Vec<u64>, Option<u64>),
     horizons: Horizons,
     progress: &Progress<'_>,
+    pace: &mut Pace<'_>,
 ) -> Result<(usize, u64, u64), PeerError> {
     let addr = node.addr_of(topo, peer)?;
     let summary = SyncSummary { epoch: topo.epoch(), from: node.me.0, digests };
@@ -173,6 +178,8 @@ async fn sync_with(
                     .map_err(here)?;
             let upto = page.next.clone();
             let keys = page.entries;
+            // The values that went either way.
+            let mut page_bytes = 0;
             let (after_wire, upto_wire) = (after.map(wire::cursor_to_wire), upto.clone().map(wire::cursor_to_wire));
             // Keys and versions first; the values of only those the peer lacks or holds older.
             let versions = if whole {
@@ -202,6 +209,7 @@ async fn sync_with(
                     .map_err(here)?;
                     let give: Vec<KeyEntry> = give.into_iter().filter(settled).collect();
                     sent += give.len() as u64;
+                    page_bytes += entries_bytes(&give);
                     progress.moving.moved(give.len() as u64, entries_bytes(&give));
                     // The page's bound counted the values as scanned; one written since may be
                     // larger, so the values go in messages of the page's bound.
@@ -215,6 +223,7 @@ async fn sync_with(
                     let entries = tokio::task::block_in_place(|| values_of(node, keys.iter())).map_err(here)?;
                     let entries: Vec<KeyEntry> = entries.into_iter().filter(settled).collect();
                     sent += entries.len() as u64;
+                    page_bytes += entries_bytes(&entries);
                     progress.moving.moved(entries.len() as u64, entries_bytes(&entries));
                     let msg = SyncBucket {
                         epoch: topo.epoch(),
@@ -230,8 +239,10 @@ async fn sync_with(
             };
             let theirs: Vec<KeyEntry> = theirs.into_iter().filter(settled).collect();
             received += theirs.len() as u64;
+            page_bytes += entries_bytes(&theirs);
             progress.moving.moved(theirs.len() as u64, entries_bytes(&theirs));
             node.apply_local(theirs).await.map_err(here)?;
+            pace.after(page_bytes).await;
             // Compared up to where the peer stopped, else up to where this page ended.
             after = match stopped.map(wire::cursor_from_wire).or(upto) {
                 Some(c) => Some(c),
