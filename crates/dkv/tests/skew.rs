@@ -241,3 +241,30 @@ async fn concurrent_clients_through_skewed_nodes_never_read_a_value_older_than_a
         &violations[..violations.len().min(5)]
     );
 }
+
+/// A node started with its clock a year ahead knows it before it serves: from its first answer
+/// it coordinates no write, and keeps no copy of one. Its first verdict used to come with its
+/// first heartbeat, an interval after the start: meanwhile it coordinated writes, kept its own
+/// copies of those its replicas refused as ahead, and anti-entropy spread them, so an
+/// unacknowledged value replaced acknowledged ones (found by a hunt, 2026-12-07).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_a_year_ahead_coordinates_no_write_from_its_first_answer() {
+    let mut c = Cluster::start_full(2, &[], "60s").await;
+    let ahead = clock("+365d");
+    let env: Vec<(&str, &str)> = ahead.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Heartbeats every 3 s: without a verdict before it serves, it had 3 s to coordinate.
+    c.node_flags = vec!["--heartbeat-interval".into(), "3s".into()];
+    let skewed = c.add_node_with_env(&env);
+    c.node_flags.clear();
+    let stats = eventually(Duration::from_secs(10), "the node to answer", || async {
+        let stats = c.client(skewed).json("/stats").await.ok()?;
+        (stats["state"] != "starting").then_some(stats)
+    })
+    .await;
+    assert_eq!(stats["coordinating_writes"], false, "{stats}");
+    let (status, body) = c.client(skewed).raw(http::Method::PUT, "/put?key=early", Some("x".into())).await.unwrap();
+    assert_eq!(status.as_u16(), 503, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("--max-clock-offset"));
+    let local = c.client(skewed).json("/local?key=early").await.expect("what the node holds");
+    assert_eq!(local["state"], "absent", "the refused write left a copy on the node ahead: {local}");
+}

@@ -273,6 +273,13 @@ impl Node {
         }
     }
 
+    /// A heartbeat before the node serves, for the seed's clock ([`crate::life::clock::first_verdict`]):
+    /// what it learns of the membership is taken as any heartbeat's; one the loop would act on
+    /// (the seed behind, or not knowing this node) waits for the loop's first.
+    pub(crate) async fn first_heartbeat(&self) -> Result<(), PeerError> {
+        self.beat().await.map(|_| ())
+    }
+
     /// One heartbeat, within the request timeout.
     async fn beat(&self) -> Result<Beat, PeerError> {
         let within = self.peers.timeout();

@@ -178,6 +178,9 @@ pub async fn run(
         node.request_stop(Stop::Leave);
     }
 
+    // Whether this node's clock lets it coordinate writes, known before it serves.
+    crate::life::clock::first_verdict(&node).await;
+
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let max_frame = crate::transport::wire::frame_limit(node.config.max_key_bytes, node.config.max_value_bytes);
     let server_config = dkv_transport::ServerConfig {
