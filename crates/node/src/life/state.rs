@@ -167,7 +167,7 @@ impl Node {
             stats: Counters::default(),
             metrics: crate::life::metrics::Metrics::default(),
             moves: Default::default(),
-            move_rate: crate::replication::pace::MoveRate::new(config.move_rate),
+            move_rate: crate::replication::pace::MoveRate::new(config.move_rate, config.tombstone_grace),
             hints,
             write_batches: Default::default(),
             read_batches: Default::default(),
