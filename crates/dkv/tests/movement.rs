@@ -543,7 +543,7 @@ async fn a_paced_hand_off_gives_way_to_the_tombstone_grace_and_no_deleted_key_co
     // Every hand-off over, and every tombstone purged.
     eventually(Duration::from_secs(60), "the hand-offs to end and the tombstones to be purged", || async {
         for i in 0..5 {
-            (moving(&c, i).await? == false).then_some(())?;
+            (!moving(&c, i).await?).then_some(())?;
             (c.client(i).json("/stats").await.ok()?["tombstones"] == 0).then_some(())?;
         }
         Some(())
