@@ -202,13 +202,53 @@ async fn settle(node: &Node, changes: &mut watch::Receiver<Arc<Topology>>, stop:
 /// Most heartbeat intervals a change-triggered round waits for the membership to hold still.
 const SETTLE_LIMIT: u32 = 10;
 
-/// Purge tombstones past the grace period, a few times per grace period.
+/// Purge tombstones past the grace period, a few times per grace period, each time right after
+/// a round of anti-entropy with every peer; none while a peer cannot be compared with.
+///
+/// Why the round: a replica down when a delete was made, whose hint was dropped (by age, or by
+/// `--max-hints`), gets the tombstone from a round only. Purged by time alone, the tombstones were
+/// gone when it came back, and its old value went back to the others: a replica killed for
+/// longer than the grace, not yet expired by the seed, brought back 200 of 200 deleted keys, and
+/// so did a whole cluster started again after a stop longer than the grace with one replica a
+/// moment late (found by a hunt, 2026-12-07). A round before the purge hands the tombstones to
+/// every replica that can be reached, and a replica that cannot holds the purge back until it
+/// is compared with, or expired (its ranges then go to others, by a round). So a member down for
+/// good keeps its peers' tombstones until the seed expires it or `dkv remove` takes it out.
+///
+/// With anti-entropy off (`--anti-entropy-interval 0s`, for tests) tombstones are purged by time
+/// alone, as before; the node warns at start that deleted keys may come back then.
 pub async fn purge_loop(node: Node, mut stop: watch::Receiver<bool>) {
     let every = (node.config.tombstone_grace / 4).clamp(Duration::from_millis(100), Duration::from_secs(600));
+    let compare_first = !node.config.anti_entropy_interval.is_zero();
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(every) => {}
+        }
+        if node.engine.stats().tombstones == 0 {
+            continue;
+        }
+        if compare_first {
+            if node.life() != Life::Normal || node.topology().my_state() != Some(NodeState::Normal) {
+                continue;
+            }
+            let r = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                r = round(&node, true) => r,
+            };
+            if r.failed > 0 || r.stopped {
+                static KEPT: dkv_transport::Throttle = dkv_transport::Throttle::new();
+                if let Some(more) = KEPT.allow("not compared") {
+                    tracing::warn!(
+                        failed = r.failed,
+                        "tombstones past --tombstone-grace are kept: the anti-entropy round before the purge could \
+                         not compare with every peer, and one that missed a delete would bring its value back once \
+                         the tombstone is gone; they are purged once every member is compared with (a member gone \
+                         for good: `dkv remove`){more}"
+                    );
+                }
+                continue;
+            }
         }
         let before = node.purge_horizon();
         match tokio::task::block_in_place(|| node.engine.purge_tombstones(before)) {
