@@ -88,6 +88,14 @@ impl Offsets {
         Offsets { fresh, readings: Mutex::default() }
     }
 
+    /// Forget the readings of peers `member` says are no longer members.
+    pub fn retain(&self, member: impl Fn(NodeId) -> bool) {
+        self.readings.lock().expect("offsets lock").by.retain(|source, _| match source {
+            Source::Seed => true,
+            Source::Node(id) => member(*id),
+        });
+    }
+
     /// The cluster's clock from a heartbeat answer.
     pub fn record_cluster(&self, clock: ClusterClock, now: Instant) {
         self.readings.lock().expect("offsets lock").cluster = Some((clock, now));

@@ -368,6 +368,11 @@ impl Lease {
         self.changed.notify_one();
     }
 
+    /// Forget the reports of peers `member` says are no longer members.
+    pub fn retain(&self, member: impl Fn(NodeId) -> bool) {
+        self.judge().reports.retain(|id, _| member(*id));
+    }
+
     fn report(&self, peer: NodeId, report: Report) {
         self.judge().report(peer, report);
         self.changed.notify_one();

@@ -194,6 +194,9 @@ impl Node {
                 continue;
             }
             let moved = !next.view.same_placement(&current.view);
+            if next.view.nodes.len() < current.view.nodes.len() || moved {
+                self.forget_departed(&next.view);
+            }
             if moved {
                 tracing::info!(
                     epoch = next.epoch(),
@@ -204,6 +207,18 @@ impl Node {
             }
             return moved;
         }
+    }
+
+    /// Drop what this node keeps per peer (latencies, pair records, clock readings, lease
+    /// reports) for the peers `view` no longer lists: each in-memory node that joins and leaves
+    /// comes with a new id, and these tables kept every one for good (found by reading, in a
+    /// soak hunt, 2026-12-07).
+    fn forget_departed(&self, view: &View) {
+        let member = |id: NodeId| view.member(id).is_some();
+        self.latencies.retain(member);
+        self.pairs.retain(member);
+        self.offsets.retain(member);
+        self.lease.retain(member);
     }
 
     /// Mark this node `leaving` in our own view only (the seed cannot be told).

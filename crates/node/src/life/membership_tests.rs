@@ -283,3 +283,19 @@ async fn a_join_the_seed_expired_midway_ends_complete_for_nothing() {
         assert_eq!(node.settled_for(mine), !expired, "expired midway: {expired}");
     }
 }
+
+/// What a node keeps per peer goes with the peer: each in-memory node that joins and leaves has
+/// a new id, and the tables kept every one for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_departed_member_leaves_nothing_behind_in_the_per_peer_tables() {
+    let nodes = testing::cluster(&[NodeState::Normal, NodeState::Normal], testing::config()).await;
+    let (node, peer) = (&nodes[0].node, nodes[1].node.me);
+    let floor = node.latencies.hedge_after(NodeId(u64::MAX));
+    node.latencies.observe(peer, Duration::from_secs(1));
+    assert!(node.latencies.hedge_after(peer) > floor);
+    let mut view = node.topology().view.clone();
+    view.epoch += 1;
+    view.nodes.retain(|m| m.id != peer);
+    assert!(node.adopt(view), "the peer went");
+    assert_eq!(node.latencies.hedge_after(peer), floor, "its latency is forgotten");
+}

@@ -74,6 +74,8 @@ pub struct Inner {
     pub moves: crate::life::load::Moves,
     /// `--move-rate`: what joins, rebalances and anti-entropy move, together.
     pub move_rate: crate::replication::pace::MoveRate,
+    /// Scan pages of the local store served at once (see `replication/scan.rs`).
+    pub scans: tokio::sync::Semaphore,
     pub hints: Hints,
     /// Client writes and reads queued for each replica, sent together (see `batch.rs`): reads
     /// of whole entries, and of heads only (see `shape.rs`).
@@ -168,6 +170,7 @@ impl Node {
             metrics: crate::life::metrics::Metrics::default(),
             moves: Default::default(),
             move_rate: crate::replication::pace::MoveRate::new(config.move_rate, config.tombstone_grace),
+            scans: tokio::sync::Semaphore::new(crate::replication::scan::SCANS_AT_ONCE),
             hints,
             write_batches: Default::default(),
             read_batches: Default::default(),

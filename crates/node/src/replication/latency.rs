@@ -36,6 +36,11 @@ impl Latencies {
         Latencies { floor, ceiling: ceiling.max(floor), peers: Mutex::new(HashMap::new()) }
     }
 
+    /// Forget the peers `member` says are no longer members.
+    pub fn retain(&self, member: impl Fn(NodeId) -> bool) {
+        self.peers.lock().expect("latencies lock").retain(|id, _| member(*id));
+    }
+
     /// One answer from `peer` that took `took`.
     pub fn observe(&self, peer: NodeId, took: Duration) {
         let sample = took.as_secs_f64() * 1e6;

@@ -93,6 +93,11 @@ pub fn compares(
 }
 
 impl Pairs {
+    /// Forget the peers `member` says are no longer members.
+    pub fn retain(&self, member: impl Fn(NodeId) -> bool) {
+        self.by_peer.lock().expect("pairs lock").retain(|id, _| member(*id));
+    }
+
     /// Whether a round compares with `peer` now (see [`compares`]).
     pub fn compares(
         &self,

@@ -197,3 +197,15 @@ fn a_costly_pattern_ends_a_page_early_and_the_scan_goes_on() {
     assert_eq!(looked, 64, "every key looked at once");
     assert!(pages > 1, "the pattern's cost ended pages early");
 }
+
+#[test]
+fn keys_is_refused_at_once_only_when_the_local_share_says_so_for_sure() {
+    // 3 members, N = 3: each holds every key.
+    assert!(surely_over(20_000, 3, 3, 10_000));
+    assert!(!surely_over(10_001, 3, 3, 10_000), "a little over: walked, then refused by count");
+    // 10 members, N = 3: each holds about 3 in 10 of the keys.
+    assert!(surely_over(4_600, 10, 3, 10_000), "about 15 300 keys");
+    assert!(!surely_over(3_000, 10, 3, 10_000), "about 10 000 keys");
+    // One member, N = 3: it holds each key once.
+    assert!(!surely_over(9_000, 1, 3, 10_000));
+}
