@@ -297,7 +297,7 @@ impl Node {
     /// One replica's page (this node's own, when it is one).
     async fn scan_on(self, topo: Arc<Topology>, id: NodeId, req: ScanRequest) -> Result<ScanReply, PeerError> {
         if id == self.me {
-            return self.serve_scan(&req);
+            return self.serve_scan_in_turn(&req).await;
         }
         let addr = self.addr_of(&topo, id)?;
         self.peers.call(addr, Kind::Scan, &req).await
@@ -305,6 +305,14 @@ impl Node {
 
     /// Answer a scan page of `req` from this node's store, if its view is still the one the
     /// request was planned with, before and after the scan (see the module doc).
+    /// [`Node::serve_scan`], once a turn is free: a page is a blocking walk of the store on a
+    /// thread of its own, so at most [`SCANS_AT_ONCE`] run at once, the others waiting (within
+    /// the asker's deadline).
+    pub async fn serve_scan_in_turn(&self, req: &ScanRequest) -> Result<ScanReply, PeerError> {
+        let _turn = self.scans.acquire().await.expect("the scan turns are never closed");
+        self.serve_scan(req)
+    }
+
     pub fn serve_scan(&self, req: &ScanRequest) -> Result<ScanReply, PeerError> {
         let moved = |mine: u64| PeerError::Refused {
             addr: self.addr.clone(),

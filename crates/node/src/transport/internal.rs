@@ -276,10 +276,7 @@ async fn sync_versions(node: &Node, req: wire::SyncVersions) -> Answer {
 /// One page of a key scan from this node's store (see `replication/scan.rs`).
 async fn scan(node: &Node, req: wire::ScanRequest) -> Answer {
     check_epoch(node, req.epoch).await?;
-    // A page is a blocking walk of the store on a thread of its own: a few at a time, the
-    // others waiting their turn (within the asker's deadline).
-    let _turn = node.scans.acquire().await.map_err(|_| Refusal::new(503, "this node is stopping"))?;
-    match node.serve_scan(&req) {
+    match node.serve_scan_in_turn(&req).await {
         Ok(page) => encode(&page),
         Err(crate::error::PeerError::Refused { status, message, .. }) => Err(Refusal::new(status, message)),
         Err(e) => Err(Refusal::new(500, e.to_string())),
