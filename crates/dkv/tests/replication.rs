@@ -392,3 +392,39 @@ async fn tombstones_wait_for_a_replica_down_past_the_grace_and_no_deleted_key_co
         assert_eq!(status, StatusCode::NOT_FOUND, "{k} came back");
     }
 }
+
+/// Only the members a node shares keys with hold its purges back: with N = 1 two members killed
+/// hold back nobody's, where every node of the cluster kept its tombstones while any member was
+/// out of reach (found by the review, 2026-12-07).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_down_holds_back_only_the_purges_of_the_members_it_shares_keys_with() {
+    let flags = [
+        "--replication",
+        "1",
+        "--tombstone-grace",
+        "1s",
+        "--hint-max-age",
+        "500ms",
+        "--anti-entropy-interval",
+        "500ms",
+    ];
+    let mut c = Cluster::start_full(4, &flags, "60s").await;
+    c.kill_node(2).await;
+    c.kill_node(3).await;
+    // The keys that nodes 0 and 1 own (the others' fail, with N = 1), then deleted.
+    let mut deleted = 0;
+    for (k, v) in dataset("n1_", 200) {
+        if c.client(0).put(k.as_bytes(), v.into_bytes()).await.is_ok() {
+            c.client(0).delete(k.as_bytes()).await.expect("a delete of a key a live node owns");
+            deleted += 1;
+        }
+    }
+    assert!(deleted > 20, "{deleted} keys on the live nodes");
+    eventually(Duration::from_secs(20), "the live nodes to purge their tombstones", || async {
+        for i in [0, 1] {
+            (c.client(i).json("/stats").await.ok()?["tombstones"] == 0).then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+}

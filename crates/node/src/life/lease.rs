@@ -248,10 +248,8 @@ pub struct Lease {
     why: std::sync::RwLock<Option<String>>,
     /// Wakes [`lease_loop`] when an input changed that may change the verdict soon.
     changed: tokio::sync::Notify,
-    /// Asks the heartbeat loop for a heartbeat now, not at its next tick ([`Lease::try_seed`]).
+    /// Asks the heartbeat loop for a heartbeat now, not at its next tick ([`lease_loop`]).
     beat_now: tokio::sync::Notify,
-    /// Wakes whoever waits for the seed's next answer ([`Lease::try_seed`]).
-    answered: tokio::sync::Notify,
 }
 
 impl Lease {
@@ -264,7 +262,6 @@ impl Lease {
             why: std::sync::RwLock::new(None),
             changed: tokio::sync::Notify::new(),
             beat_now: tokio::sync::Notify::new(),
-            answered: tokio::sync::Notify::new(),
         }
     }
 
@@ -300,7 +297,6 @@ impl Lease {
     /// heartbeats wake nothing more).
     pub fn heard(&self, sent: Instant) {
         self.judge().heard(sent);
-        self.answered.notify_waiters();
         if self.lost.load(Ordering::Acquire) {
             self.changed.notify_one();
         }
@@ -309,29 +305,6 @@ impl Lease {
     /// Resolves when [`lease_loop`] wants a heartbeat sooner than the next tick.
     pub async fn beat_wanted(&self) {
         self.beat_now.notified().await
-    }
-
-    /// Before a lease that holds is given up: ask for a heartbeat now, and wait up to `within`
-    /// for the seed's answer. A node whose heartbeats are due less often than the peers ask
-    /// each other (a longer `--heartbeat-interval` than theirs, or its tick just missed a seed
-    /// that came back) learns from a peer that the seed answers before the seed answered it,
-    /// and would refuse requests until its next tick: a seed restarted under load had nodes
-    /// refuse a few requests each for 45–65 ms. Waiting serves nothing past the verdict that
-    /// holds ([`Lease::refusal`] reads its deadline), so it moves no safety margin.
-    async fn try_seed(&self, within: Duration) {
-        let answered = self.answered.notified();
-        tokio::pin!(answered);
-        answered.as_mut().enable();
-        self.beat_now.notify_one();
-        let _ = tokio::time::timeout(within, answered).await;
-    }
-
-    /// How long the verdict that holds still lets requests in, at `now`.
-    fn holds_for(&self, now: Instant) -> Duration {
-        match self.holds_until.load(Ordering::Acquire) {
-            u64::MAX => Duration::MAX,
-            until => Duration::from_micros(until.saturating_sub(self.micros(now))),
-        }
     }
 
     /// The seed's TTL, once known.
@@ -383,28 +356,22 @@ impl Lease {
     }
 
     /// Judge again, and let requests see the verdict.
-    #[cfg(test)]
     fn rejudge(&self, now: Instant, me: NodeId, view: &View) -> Verdict {
         let verdict = self.judge().verdict(now, me, view);
-        self.publish(&verdict);
-        verdict
-    }
-
-    /// Let requests see `verdict`.
-    fn publish(&self, verdict: &Verdict) {
-        let why = match verdict {
+        let why = match &verdict {
             Verdict::Holds { .. } => None,
             Verdict::Lost(why) => Some(why.clone()),
         };
         // The reason first: a request that sees `lost` set reads it.
         let lost = why.is_some();
         *self.why.write().expect("lease lock") = why;
-        let until = match verdict {
+        let until = match &verdict {
             Verdict::Holds { recheck: Some(at) } => self.micros(*at + self.judge().slack()),
             _ => u64::MAX,
         };
         self.holds_until.store(until, Ordering::Release);
         self.lost.store(lost, Ordering::Release);
+        verdict
     }
 }
 
@@ -456,25 +423,17 @@ pub async fn lease_loop(node: Node, mut stop: watch::Receiver<bool>) {
     node.tasks.spawn(ttl_loop(node.clone(), stop.clone()));
     let mut lost_since = None;
     let mut next_round = Instant::now();
-    // Whether the seed was tried once since the lease last held ([`Lease::try_seed`]).
-    let mut tried_seed = false;
     loop {
         let now = Instant::now();
-        let verdict = node.lease.judge().verdict(now, node.me, &node.topology().view);
-        match verdict {
-            Verdict::Holds { .. } => tried_seed = false,
-            Verdict::Lost(_) if lost_since.is_none() && !tried_seed => {
-                tried_seed = true;
-                let within = node.lease.judge().ask_every().min(node.lease.holds_for(now));
-                tokio::select! {
-                    _ = stop.wait_for(|s| *s) => return,
-                    _ = node.lease.try_seed(within) => {}
-                }
-                continue;
-            }
-            Verdict::Lost(_) => {}
+        let verdict = node.lease.rejudge(now, node.me, &node.topology().view);
+        if matches!(verdict, Verdict::Lost(_)) && lost_since.is_none() {
+            // Lost just now: ask the seed at once, not at the next heartbeat. A seed restarted
+            // after the nodes' deadlines answers the others first, and a node that heard from
+            // them that they reach it refused requests until its own next tick: 45–65 ms and a
+            // few requests per restart, most of an interval for a node whose heartbeats are
+            // rarer than its peers' (found by a hunt, 2026-12-06). Its answer wakes this loop.
+            node.lease.beat_now.notify_one();
         }
-        node.lease.publish(&verdict);
         lost_since = log_change(lost_since, &verdict, now, interval);
         let recheck = match verdict {
             Verdict::Holds { recheck } => recheck,

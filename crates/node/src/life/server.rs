@@ -178,8 +178,14 @@ pub async fn run(
         node.request_stop(Stop::Leave);
     }
 
-    // Whether this node's clock lets it coordinate writes, known before it serves.
-    crate::life::clock::first_verdict(&node).await;
+    // Whether this node's clock lets it coordinate writes, known before it serves: within 2 s
+    // (its port answers nothing meanwhile: peers' calls wait in the listen queue), or at the
+    // first heartbeat as before.
+    let within = node.config.request_timeout.min(Duration::from_secs(2));
+    tokio::select! {
+        _ = tokio::time::timeout(within, crate::life::clock::first_verdict(&node)) => {}
+        _ = stop_rx.wait_for(|s| s.is_some()) => {}
+    }
 
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let max_frame = crate::transport::wire::frame_limit(node.config.max_key_bytes, node.config.max_value_bytes);

@@ -111,7 +111,7 @@ async fn copy_ranges_then_serve(node: Node, mut stop: watch::Receiver<bool>) {
                 }
             };
             let before = moving.so_far();
-            let pulled = pull(&node, &m.addr, &on_page, Some(stop.clone())).await;
+            let pulled = pull(&node, &m.addr, &on_page, (Some(stop.clone()), started)).await;
             if moving.so_far() != before || pulled.is_ok() {
                 progressed = tokio::time::Instant::now();
             }
@@ -204,7 +204,7 @@ async fn pull(
     node: &Node,
     addr: &str,
     on_page: &(dyn Fn(u64, u64, f64) + Sync),
-    stop: Option<watch::Receiver<bool>>,
+    (stop, began): (Option<watch::Receiver<bool>>, tokio::time::Instant),
 ) -> Result<u64, PeerError> {
     let (epoch, for_node) = (node.epoch(), node.me.0);
     let fetch = |after| async move {
@@ -220,7 +220,8 @@ async fn pull(
     };
     let mut page = fetch(None).await?;
     let mut n = 0;
-    let mut pace = Pace::new(&node.move_rate, stop);
+    // Paced from the join's start, not from this holder's: see `pace.rs`.
+    let mut pace = Pace::since(&node.move_rate, stop, began);
     loop {
         n += page.entries.len() as u64;
         let bytes = page.entries.iter().map(|e| e.bytes() as u64).sum();
@@ -252,6 +253,9 @@ async fn pull(
 pub async fn rebalance_loop(node: Node, mut stop: watch::Receiver<bool>) {
     let mut changes = node.topo.subscribe();
     let mut retry = true;
+    // When the hand-off began: its first pass after a change; passes that retry count from it
+    // (a pace gives way to the tombstone grace from then, `pace.rs`).
+    let mut began = tokio::time::Instant::now();
     loop {
         let wait = if retry { node.config.heartbeat_interval } else { Duration::from_secs(3600) };
         tokio::select! {
@@ -259,12 +263,15 @@ pub async fn rebalance_loop(node: Node, mut stop: watch::Receiver<bool>) {
             r = changes.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(wait) => if !retry { continue },
         }
+        if !retry {
+            began = tokio::time::Instant::now();
+        }
         if matches!(node.life(), Life::Leaving | Life::Left) {
             continue;
         }
         node.drain_writes().await;
         let moving = node.moves.begin(MoveKind::Rebalance, None, None);
-        let report = handoff_pass(&node, Pass::Misplaced, &moving, Some(stop.clone())).await;
+        let report = handoff_pass(&node, Pass::Misplaced, &moving, Some((stop.clone(), began))).await;
         drop(moving);
         if report.moved > 0 || report.failed_batches > 0 {
             tracing::info!(moved = report.moved, failed_batches = report.failed_batches, "rebalance pass");
@@ -409,13 +416,20 @@ const VIEW_REDOS: u32 = 8;
 /// page out again by it, at once. Before, it went on scanning by the old view, skipped that
 /// destination for the rest of the pass and redid the whole pass (a leaver of 10 000 keys handed
 /// off 19 000 beside two other leavers, 2026-12-06).
-async fn handoff_pass(node: &Node, pass: Pass, moving: &Moving<'_>, stop: Option<watch::Receiver<bool>>) -> PassReport {
+/// `paced`: the node's stop, and when the hand-off began, for a pass that keeps to `--move-rate`.
+async fn handoff_pass(
+    node: &Node,
+    pass: Pass,
+    moving: &Moving<'_>,
+    paced: Option<(watch::Receiver<bool>, tokio::time::Instant)>,
+) -> PassReport {
     let mut report = PassReport::default();
     let mut cursor = None;
     // A leave is not paced: it must end within `--leave-timeout`.
-    let mut pace = match pass {
-        Pass::Leave => Pace::unpaced(&node.move_rate),
-        Pass::Misplaced => Pace::new(&node.move_rate, stop),
+    let mut pace = match (pass, paced) {
+        (Pass::Leave, _) => Pace::unpaced(&node.move_rate),
+        (Pass::Misplaced, Some((stop, began))) => Pace::since(&node.move_rate, Some(stop), began),
+        (Pass::Misplaced, None) => Pace::new(&node.move_rate, None),
     };
     // Destinations that failed in this pass: the rest of their batches wait for the next one.
     let mut unreachable = HashSet::new();
@@ -755,10 +769,13 @@ mod tests {
         for (i, &len) in sizes.iter().enumerate() {
             testing::put_local(holder, format!("big-{i}").as_bytes(), testing::value(i as u64 + 1, len));
         }
-        let pulled = tokio::time::timeout(Duration::from_secs(60), pull(joiner, &holder.addr, &|_, _, _| {}, None))
-            .await
-            .expect("the pull ends")
-            .expect("the pull succeeds");
+        let pulled = tokio::time::timeout(
+            Duration::from_secs(60),
+            pull(joiner, &holder.addr, &|_, _, _| {}, (None, tokio::time::Instant::now())),
+        )
+        .await
+        .expect("the pull ends")
+        .expect("the pull succeeds");
         assert_eq!(pulled, sizes.len() as u64);
         for (i, &len) in sizes.iter().enumerate() {
             let got = testing::local(joiner, format!("big-{i}").as_bytes()).expect("pulled");

@@ -174,14 +174,12 @@ struct Step {
 /// Local scan pages a node serves at once ([`Inner::scans`](crate::life::state::Inner::scans)).
 pub const SCANS_AT_ONCE: usize = 4;
 
-/// Whether a cluster of `members` members, `replicas` copies a key, holds more than `limit`
-/// keys for sure when this member holds `local` key copies: its share, about `replicas` in
-/// `members` of the keys (the seed balances the ring within a few percent), scaled up, with a
-/// margin of half again for a ring less even than that.
-fn surely_over(local: u64, members: usize, replicas: usize, limit: usize) -> bool {
-    let copies_per_key = replicas.min(members).max(1) as u64;
-    let estimate = local.saturating_mul(members as u64) / copies_per_key;
-    estimate > (limit as u64).saturating_mul(3) / 2
+/// Whether a cluster whose members counted `counted` keys (their copies over N, as `DBSIZE`)
+/// holds more than `limit` for sure: over half again as many. The count runs high while data
+/// moves (old owners keep their copies until their hand-off ends: a fourth more in a join of
+/// one node to three), so a count near the limit is walked, and refused by what the walk finds.
+fn surely_over(counted: u64, limit: usize) -> bool {
+    counted > (limit as u64).saturating_mul(3) / 2
 }
 
 impl Node {
@@ -210,20 +208,19 @@ impl Node {
 
     /// Every live key that matches `pattern`, for `KEYS`: refused once the cluster turns out to
     /// hold more than `limit` keys, whatever the pattern, since the whole keyspace is walked.
-    /// Refused at once when this node's own keys say the cluster holds well over `limit`: a
-    /// refusal used to walk `limit` keys first, and 300 `KEYS` at once on a cluster of 123 000
-    /// keys took a node to 945 MB and 189 threads for 10 s, and cost it its lease (found by a
-    /// hunt, 2026-12-07).
-    pub async fn all_keys(&self, pattern: &[u8], limit: usize) -> Result<Vec<Bytes>, NodeError> {
+    /// Refused at once when the members' own counts (`counted`, if they all answered) say the
+    /// cluster holds well over `limit`: a refusal used to walk `limit` keys first, and 300 `KEYS`
+    /// at once on a cluster of 123 000 keys took a node to 945 MB and 189 threads for 10 s, and
+    /// cost it its lease (found by a hunt, 2026-12-07).
+    pub async fn all_keys(&self, pattern: &[u8], limit: usize, counted: Option<u64>) -> Result<Vec<Bytes>, NodeError> {
         check_pattern(Some(pattern))?;
-        let topo = self.topology();
         let too_many = || {
             NodeError::TooLarge(format!(
                 "KEYS is refused on a cluster of more than {limit} keys (--keys-limit): it walks every key; \
                  use SCAN with MATCH, page by page"
             ))
         };
-        if surely_over(self.engine.stats().keys, topo.view.nodes.len(), self.config.replicas, limit) {
+        if counted.is_some_and(|n| surely_over(n, limit)) {
             return Err(too_many());
         }
         let glob = Glob::new(pattern);
@@ -303,16 +300,28 @@ impl Node {
         self.peers.call(addr, Kind::Scan, &req).await
     }
 
-    /// Answer a scan page of `req` from this node's store, if its view is still the one the
-    /// request was planned with, before and after the scan (see the module doc).
     /// [`Node::serve_scan`], once a turn is free: a page is a blocking walk of the store on a
-    /// thread of its own, so at most [`SCANS_AT_ONCE`] run at once, the others waiting (within
-    /// the asker's deadline).
+    /// thread of its own, so at most [`SCANS_AT_ONCE`] run at once, the others waiting up to
+    /// `--request-timeout`, the asker's own deadline (the transport does not tell a replica that
+    /// its asker gave up: a page past it would be walked for nobody).
     pub async fn serve_scan_in_turn(&self, req: &ScanRequest) -> Result<ScanReply, PeerError> {
-        let _turn = self.scans.acquire().await.expect("the scan turns are never closed");
+        let within = self.config.request_timeout;
+        let Ok(turn) = tokio::time::timeout(within, self.scans.acquire()).await else {
+            return Err(PeerError::Refused {
+                addr: self.addr.clone(),
+                status: 503,
+                message: format!(
+                    "this node is busy with {SCANS_AT_ONCE} scan pages, and this one waited --request-timeout \
+                     {within:?} for its turn; retry"
+                ),
+            });
+        };
+        let _turn = turn.expect("the scan turns are never closed");
         self.serve_scan(req)
     }
 
+    /// Answer a scan page of `req` from this node's store, if its view is still the one the
+    /// request was planned with, before and after the scan (see the module doc).
     pub fn serve_scan(&self, req: &ScanRequest) -> Result<ScanReply, PeerError> {
         let moved = |mine: u64| PeerError::Refused {
             addr: self.addr.clone(),

@@ -147,10 +147,14 @@ async fn a_scan_through_any_node_returns_every_key_exactly_once() {
     only.pattern = Some(Bytes::from_static(b"nothing*"));
     assert!(nodes[1].scan(0, MAX_COUNT, &only).await.unwrap().keys.is_empty());
 
-    let all = nodes[2].all_keys(b"key-2?", 1000).await.unwrap();
+    let all = nodes[2].all_keys(b"key-2?", 1000, None).await.unwrap();
     assert_eq!(all.len(), 9, "key-21..key-29 (key-20 deleted): {all:?}");
-    let refused = nodes[2].all_keys(b"*", 100).await.unwrap_err();
+    let refused = nodes[2].all_keys(b"*", 100, None).await.unwrap_err();
     assert!(matches!(&refused, NodeError::TooLarge(m) if m.contains("more than 100 keys")), "{refused}");
+    // The members' count well over the limit: refused without a walk; near it, walked.
+    let refused = nodes[2].all_keys(b"key-2?", 10, Some(16)).await.unwrap_err();
+    assert!(matches!(&refused, NodeError::TooLarge(m) if m.contains("more than 10 keys")), "{refused}");
+    assert_eq!(nodes[2].all_keys(b"key-2?", 1000, Some(1500)).await.unwrap().len(), 9);
 }
 
 /// A replica whose view is newer than the coordinator's refuses the page; the coordinator then
@@ -199,13 +203,8 @@ fn a_costly_pattern_ends_a_page_early_and_the_scan_goes_on() {
 }
 
 #[test]
-fn keys_is_refused_at_once_only_when_the_local_share_says_so_for_sure() {
-    // 3 members, N = 3: each holds every key.
-    assert!(surely_over(20_000, 3, 3, 10_000));
-    assert!(!surely_over(10_001, 3, 3, 10_000), "a little over: walked, then refused by count");
-    // 10 members, N = 3: each holds about 3 in 10 of the keys.
-    assert!(surely_over(4_600, 10, 3, 10_000), "about 15 300 keys");
-    assert!(!surely_over(3_000, 10, 3, 10_000), "about 10 000 keys");
-    // One member, N = 3: it holds each key once.
-    assert!(!surely_over(9_000, 1, 3, 10_000));
+fn keys_is_refused_at_once_only_when_the_count_says_so_for_sure() {
+    assert!(surely_over(15_001, 10_000));
+    assert!(!surely_over(15_000, 10_000), "near the limit: walked, then refused by what the walk finds");
+    assert!(!surely_over(12_500, 10_000), "a join's count, a fourth high");
 }

@@ -626,20 +626,20 @@ async fn dbsize(node: &Node) -> Reply {
 }
 
 /// What [`cluster_keys`] counted.
-struct KeyCount {
-    keys: u64,
+pub(super) struct KeyCount {
+    pub(super) keys: u64,
     /// Of them, with a deadline.
     expires: u64,
     members: usize,
     /// The members that did not answer, and why: their keys are not counted.
-    unanswered: Vec<(String, String)>,
+    pub(super) unanswered: Vec<(String, String)>,
 }
 
 /// Keys in the whole cluster, and how many of them have a deadline: the copies every member
 /// holds, divided by the copies per key. Exact once every key is at its N copies (a write is
 /// acknowledged at W; the last replicas apply it within milliseconds). Every member is asked at
 /// once, each within the request timeout.
-async fn cluster_keys(node: &Node) -> KeyCount {
+pub(super) async fn cluster_keys(node: &Node) -> KeyCount {
     let topo = node.topology();
     let stats = node.engine.stats();
     let asks = topo.view.nodes.iter().filter(|m| m.id != node.me).map(|m| async move {

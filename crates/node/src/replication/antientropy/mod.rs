@@ -58,7 +58,7 @@ mod tests;
 
 pub use answer::{answer_bucket, answer_summary, answer_versions};
 pub use digests::DigestCache;
-pub use round::{round, Round};
+pub use round::{round, round_for, Purpose, Round};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -203,7 +203,8 @@ async fn settle(node: &Node, changes: &mut watch::Receiver<Arc<Topology>>, stop:
 const SETTLE_LIMIT: u32 = 10;
 
 /// Purge tombstones past the grace period, a few times per grace period, each time right after
-/// a round of anti-entropy with every peer; none while a peer cannot be compared with.
+/// a round of anti-entropy with every peer it shares keys with; none while one of them cannot be
+/// compared with.
 ///
 /// Why the round: a replica down when a delete was made, whose hint was dropped (by age, or by
 /// `--max-hints`), gets the tombstone from a round only. Purged by time alone, the tombstones were
@@ -213,10 +214,16 @@ const SETTLE_LIMIT: u32 = 10;
 /// moment late (found by a hunt, 2026-12-07). A round before the purge hands the tombstones to
 /// every replica that can be reached, and a replica that cannot holds the purge back until it
 /// is compared with, or expired (its ranges then go to others, by a round). So a member down for
-/// good keeps its peers' tombstones until the seed expires it or `dkv remove` takes it out.
+/// good keeps the tombstones of the peers it shares keys with (its ring neighbours, not the whole
+/// cluster) until the seed expires it or `dkv remove` takes it out. A round cut short by a change
+/// of view is run again, a few times.
 ///
 /// With anti-entropy off (`--anti-entropy-interval 0s`, for tests) tombstones are purged by time
 /// alone, as before; the node warns at start that deleted keys may come back then.
+/// Rounds before a purge that a change of view may cut short, before the purge waits for its
+/// next turn.
+const PURGE_ROUNDS: usize = 3;
+
 pub async fn purge_loop(node: Node, mut stop: watch::Receiver<bool>) {
     let every = (node.config.tombstone_grace / 4).clamp(Duration::from_millis(100), Duration::from_secs(600));
     let compare_first = !node.config.anti_entropy_interval.is_zero();
@@ -232,17 +239,23 @@ pub async fn purge_loop(node: Node, mut stop: watch::Receiver<bool>) {
             if node.life() != Life::Normal || node.topology().my_state() != Some(NodeState::Normal) {
                 continue;
             }
-            let r = tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                r = round(&node, true) => r,
-            };
+            let mut r = Round::default();
+            for _ in 0..PURGE_ROUNDS {
+                r = tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    r = round_for(&node, Purpose::Purge) => r,
+                };
+                if !r.stopped {
+                    break;
+                }
+            }
             if r.failed > 0 || r.stopped {
                 static KEPT: dkv_transport::Throttle = dkv_transport::Throttle::new();
                 if let Some(more) = KEPT.allow("not compared") {
                     tracing::warn!(
                         failed = r.failed,
                         "tombstones past --tombstone-grace are kept: the anti-entropy round before the purge could \
-                         not compare with every peer, and one that missed a delete would bring its value back once \
+                         not compare with every peer it shares keys with, and one that missed a delete would bring its value back once \
                          the tombstone is gone; they are purged once every member is compared with (a member gone \
                          for good: `dkv remove`){more}"
                     );

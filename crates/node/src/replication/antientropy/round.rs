@@ -37,11 +37,32 @@ pub struct Round {
     pub stopped: bool,
 }
 
+/// What a round is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Every anti-entropy interval: the pairs this node compares by the rules of `pairs.rs`,
+    /// the entries written before a horizon.
+    Periodic,
+    /// After a membership change or a start: every serving peer, everything; if every sync
+    /// succeeds under an unchanged view, this node is settled.
+    Settle,
+    /// Before tombstones are purged (`purge_loop`): every peer this node shares keys with,
+    /// everything, whatever the pairs' records say.
+    Purge,
+}
+
 /// Sync with every peer whose id is above ours; with `settle`, with every serving peer, after
 /// which (if every sync succeeded under an unchanged view) this node holds everything its peers
 /// hold of the keys it replicates, and its "not found" answers can be trusted (see
 /// `coordinator.rs`).
 pub async fn round(node: &Node, settle: bool) -> Round {
+    round_for(node, if settle { Purpose::Settle } else { Purpose::Periodic }).await
+}
+
+/// A round for `purpose` (see [`Purpose`]).
+pub async fn round_for(node: &Node, purpose: Purpose) -> Round {
+    // Everything, with every peer in reach of the round, whatever the pairs' records say.
+    let settle = purpose != Purpose::Periodic;
     let topo = node.topology();
     // A periodic round leaves the entries written after its horizon to a later round: they may
     // still be on their way to a replica. Kept digests are read by both nodes of a pair within a
@@ -56,7 +77,7 @@ pub async fn round(node: &Node, settle: bool) -> Round {
     // peer, was a tenth of what 100 idle nodes spent, in rounds that then skipped every peer.
     let first = summaries_now(node, &topo, horizon);
     let mut peers: Vec<NodeId> = first.keys().copied().collect();
-    if settle {
+    if purpose == Purpose::Settle {
         // Peers with which this node shares nothing yet (a range it newly replicates and has not
         // received) must be asked too.
         let unshared = topo.view.nodes.iter().filter(|m| m.id != node.me && m.state != NodeState::Joining);
@@ -116,7 +137,7 @@ pub async fn round(node: &Node, settle: bool) -> Round {
             }
         }
     }
-    if settle && report.failed == 0 && !report.stopped {
+    if purpose == Purpose::Settle && report.failed == 0 && !report.stopped {
         node.mark_settled(&topo);
     }
     add(&node.stats.repaired_by_sync, report.sent + report.received);
