@@ -202,6 +202,10 @@ async fn settle(node: &Node, changes: &mut watch::Receiver<Arc<Topology>>, stop:
 /// Most heartbeat intervals a change-triggered round waits for the membership to hold still.
 const SETTLE_LIMIT: u32 = 10;
 
+/// Rounds before a purge that a change of view may cut short, before the purge waits for its
+/// next turn.
+const PURGE_ROUNDS: usize = 3;
+
 /// Purge tombstones past the grace period, a few times per grace period, each time right after
 /// a round of anti-entropy with every peer it shares keys with; none while one of them cannot be
 /// compared with.
@@ -220,10 +224,6 @@ const SETTLE_LIMIT: u32 = 10;
 ///
 /// With anti-entropy off (`--anti-entropy-interval 0s`, for tests) tombstones are purged by time
 /// alone, as before; the node warns at start that deleted keys may come back then.
-/// Rounds before a purge that a change of view may cut short, before the purge waits for its
-/// next turn.
-const PURGE_ROUNDS: usize = 3;
-
 pub async fn purge_loop(node: Node, mut stop: watch::Receiver<bool>) {
     let every = (node.config.tombstone_grace / 4).clamp(Duration::from_millis(100), Duration::from_secs(600));
     let compare_first = !node.config.anti_entropy_interval.is_zero();
@@ -255,9 +255,9 @@ pub async fn purge_loop(node: Node, mut stop: watch::Receiver<bool>) {
                     tracing::warn!(
                         failed = r.failed,
                         "tombstones past --tombstone-grace are kept: the anti-entropy round before the purge could \
-                         not compare with every peer it shares keys with, and one that missed a delete would bring its value back once \
-                         the tombstone is gone; they are purged once every member is compared with (a member gone \
-                         for good: `dkv remove`){more}"
+                         not compare with every peer that shares keys with this node, and one that missed a delete \
+                         would bring its value back once the tombstone is gone; they are purged once each is compared \
+                         with, or expired (a member gone for good: `dkv remove`){more}"
                     );
                 }
                 continue;
