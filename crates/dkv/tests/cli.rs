@@ -17,6 +17,14 @@ fn run(node: &str, args: &[&str]) -> (Option<i32>, String, String) {
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
+/// Run `dkv` with `args`, which it must refuse before doing anything (exit code 1); its stderr.
+fn refused(args: &[&str]) -> String {
+    let out = dkv().args(args).output().expect("run dkv");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    err
+}
+
 fn json(node: &str, args: &[&str]) -> Value {
     let (code, out, err) = run(node, args);
     assert_eq!(code, Some(0), "{args:?}: {err}");
@@ -230,12 +238,7 @@ async fn scan_into_a_closed_pipe_exits_quietly() {
 /// binds or registers anything.
 #[test]
 fn a_node_refuses_hints_that_outlive_tombstones() {
-    let out = dkv()
-        .args(["node", "--listen", "127.0.0.1:0", "--seed", "127.0.0.1:1", "--tombstone-grace", "1h"])
-        .output()
-        .expect("run dkv");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = refused(&["node", "--listen", "127.0.0.1:0", "--seed", "127.0.0.1:1", "--tombstone-grace", "1h"]);
     assert!(err.contains("--hint-max-age") && err.contains("--tombstone-grace"), "{err}");
 }
 
@@ -278,24 +281,14 @@ async fn a_node_waiting_for_its_seed_answers_503_and_loading_rather_than_hanging
 #[test]
 fn a_node_refuses_to_advertise_a_loopback_address_nothing_listens_on() {
     let (port, nowhere) = (free_port(), free_port());
-    let out = dkv()
-        .args(["node", "--listen", &format!("127.0.0.1:{port}"), "--seed", "127.0.0.1:1"])
-        .args(["--advertise", &format!("127.0.0.1:{nowhere}")])
-        .output()
-        .expect("run dkv");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (listen, advertise) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{nowhere}"));
+    let err = refused(&["node", "--listen", &listen, "--seed", "127.0.0.1:1", "--advertise", &advertise]);
     assert!(err.contains("nothing listens there (connection refused)"), "{err}");
 }
 
 /// `dkv bench` refuses what it would silently ignore, before it sends anything.
 #[test]
 fn bench_refuses_a_resp_port_without_the_resp_protocol() {
-    let out = dkv()
-        .args(["bench", "--node", "http://127.0.0.1:1", "--protocol", "http", "--resp-port", "6379"])
-        .output()
-        .expect("run dkv bench");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = refused(&["bench", "--node", "http://127.0.0.1:1", "--protocol", "http", "--resp-port", "6379"]);
     assert!(err.contains("--resp-port is the RESP port to load: it goes with --protocol resp"), "{err}");
 }
