@@ -475,6 +475,11 @@ pub struct NodeArgs {
     /// Largest unparsed input one RESP connection may hold (at least one largest value).
     #[arg(long, env = "DKV_MAX_QUERY_BUFFER", default_value = "64MiB", value_parser = byte_size)]
     pub max_query_buffer: usize,
+    /// Key operations the RESP pipelines of all connections together run at once (each runs up
+    /// to 128 of its own); a connection that finds the node at the bound runs one command at a
+    /// time until it is under it again.
+    #[arg(long, env = "DKV_MAX_PIPELINED", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pipelined: u32,
     /// Largest total of client data held before it is stored (RESP input buffers, HTTP bodies
     /// being read); a client that would go over it is refused.
     #[arg(long, env = "DKV_MAX_CLIENT_MEMORY", default_value = "1GiB", value_parser = byte_size)]

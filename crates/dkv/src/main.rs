@@ -228,6 +228,7 @@ async fn run(cli: Cli) -> i32 {
                     idle_timeout: Some(a.idle_timeout).filter(|t| !t.is_zero()),
                     max_query_buffer: a.max_query_buffer,
                     max_client_memory: a.max_client_memory,
+                    max_pipelined: a.max_pipelined as usize,
                 },
                 keys_limit: a.keys_limit,
                 busy_poll: a.busy_poll,

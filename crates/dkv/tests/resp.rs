@@ -406,6 +406,57 @@ async fn a_pipeline_of_mixed_commands_over_keys_on_different_nodes_answers_in_or
     assert!(counts.iter().filter(|&&n| n > 0).count() >= 2, "keys on one node only: {counts:?}");
 }
 
+/// A gauge of the node's `/metrics`.
+async fn gauge(c: &Cluster, i: usize, name: &str) -> f64 {
+    let (_, body) = c.client(i).raw(http::Method::GET, "/metrics", None).await.unwrap();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_of_many_connections_at_the_node_wide_bound_answer_in_order_and_give_it_back() {
+    // N=1 on 3 nodes with --max-pipelined 8: twenty connections pipelining commands over keys
+    // on every node find the node at its bound, and wait for their running commands instead of
+    // starting more. Each must still get every reply, in order.
+    let c = Cluster::start_resp(3, &["--replication", "1", "--max-pipelined", "8"]).await;
+    let r = c.nodes[0].resp.clone().expect("resp");
+    let clients: Vec<_> = (0..20)
+        .map(|n| {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                let mut pipeline = String::new();
+                let mut want = Vec::new();
+                for i in 0..40 {
+                    let k = format!("bound-{n}-{i}");
+                    pipeline += &format!("SET {k} v{i}\r\nGET {k}\r\nEXISTS {k} nope-{i}\r\nMGET {k} {k}-x\r\n");
+                    want.extend(["+OK".to_string(), format!("v{i}"), ":1".to_string(), "*2".to_string()]);
+                    want.extend([format!("v{i}"), "$-1".to_string()]);
+                }
+                (pipelined(&r, &pipeline, want.len()), want)
+            })
+        })
+        .collect();
+    for client in clients {
+        let (got, want) = client.join().unwrap();
+        assert_eq!(got, want);
+    }
+    let peak = gauge(&c, 0, "dkv_resp_pipelined_operations_peak").await;
+    assert!((2.0..=8.0).contains(&peak), "the pipelines ran {peak} key operations at once, over the bound of 8");
+    assert_eq!(gauge(&c, 0, "dkv_resp_pipelined_operations").await, 0.0, "shares not given back");
+    // Clients that send their pipeline and go without reading: their commands run to the end,
+    // and give their shares back.
+    for n in 0..20 {
+        let mut s = TcpStream::connect(&r).expect("connect");
+        let pipeline: String = (0..100).map(|i| format!("SET gone-{n}-{i} v\r\nGET gone-{n}-{i}\r\n")).collect();
+        s.write_all(pipeline.as_bytes()).unwrap();
+    }
+    eventually(Duration::from_secs(10), "the abandoned pipelines' shares given back", || async {
+        (gauge(&c, 0, "dkv_resp_pipelined_operations").await == 0.0).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_longer_than_the_commands_in_flight_with_large_replies_is_answered_whole() {
     // N=1 on 3 nodes: most GETs wait on another node, so the connection reaches its bound of

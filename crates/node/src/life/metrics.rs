@@ -231,6 +231,16 @@ fn client_limits(r: &mut Registry, guard: &Guard) {
         "Client data held before it is stored (RESP input buffers, HTTP bodies being read)",
         ConstGauge::new(guard.charged() as i64),
     );
+    r.register(
+        "resp_pipelined_operations",
+        "Key operations of RESP pipelines running now, over every connection (at most --max-pipelined)",
+        ConstGauge::new(guard.pipelined_now() as i64),
+    );
+    r.register(
+        "resp_pipelined_operations_peak",
+        "The most key operations RESP pipelines have run at once since the node started",
+        ConstGauge::new(guard.pipelined_peak() as i64),
+    );
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

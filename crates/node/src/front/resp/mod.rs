@@ -8,7 +8,9 @@
 //! * this file: the TCP side. Each connection reads into one buffer and starts every complete
 //!   command in it (pipelining) at once, up to [`MAX_IN_FLIGHT`] key operations (a multi-key
 //!   command counts the keys it asks for at once): their keys live on different replicas, and
-//!   running them one after the other would add up their round trips. Commands past the bound
+//!   running them one after the other would add up their round trips. The pipelines of all
+//!   connections together run at most `--max-pipelined` key operations (`Guard::pipelined`): a
+//!   connection that finds the node there runs one command at a time. Commands past the bound
 //!   start as soon as those before them have finished, without waiting for more input. Replies are
 //!   collected in command order and all written with one write. Commands that touch the
 //!   connection's session (`CLIENT`, `HELLO`, `QUIT`, `RESET`, `MULTI` and the commands it
@@ -193,6 +195,8 @@ async fn connection(
     // Keys touched by the commands running now, and a parsed command waiting for them to finish.
     let mut wave = Touches::none();
     let mut held: Option<frame::Args> = None;
+    // Their share of the node's bound on pipelined key operations, given back once they answered.
+    let mut shares: Option<tokio::sync::SemaphorePermit> = None;
     let mut clock = Clock::new(guard.limits.idle_timeout, guard.limits.read_timeout);
     // Armed once per connection, not once per wait: a wait that ends with a read (nearly all of
     // them) then leaves no timer to take down and no stop signal to unsubscribe from. And they
@@ -306,6 +310,20 @@ async fn connection(
                 held = Some(args); // starts once the commands before it have finished
                 break;
             }
+            // Its share of the node's bound on pipelined operations (`--max-pipelined`): with
+            // none left, it waits for this connection's running commands to answer. The first
+            // of a wave runs even without one, so every connection moves on.
+            let share = match running.is_empty() {
+                true => None,
+                false => match guard.pipelined(operations) {
+                    Some(share) => Some(share),
+                    None => {
+                        held = Some(args);
+                        paused = true;
+                        break;
+                    }
+                },
+            };
             // Most commands of a one-node pipeline are done at their first poll: with nothing
             // running before it, such a reply goes straight to the output, and the ordered set
             // (a task allocated per command, a wake and a heap per reply) is kept for those that
@@ -316,6 +334,12 @@ async fn connection(
                 if let Some(Some(held)) = command.as_mut().now_or_never() {
                     held.reply.write(&mut output);
                     continue;
+                }
+            }
+            if let Some(share) = share.or_else(|| guard.pipelined(operations)) {
+                match shares.as_mut() {
+                    Some(shares) => shares.merge(share),
+                    None => shares = Some(share),
                 }
             }
             wave.absorb(touches);
@@ -338,6 +362,7 @@ async fn connection(
             }
         }
         wave = Touches::none();
+        shares = None;
         if let Some(reply) = &malformed {
             reply.write(&mut output);
         }
