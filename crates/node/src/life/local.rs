@@ -1,6 +1,7 @@
 //! What a node keeps in its data directory besides the keys: its identity (in `dkv.json`), the
 //! last membership view it adopted (`view.json`), its pending hints (`hints.log`, see
-//! [`super::hint_file`]), and, from a
+//! [`super::hint_file`]), when it was last in service and which deletes it let go of
+//! (`service.json`, see [`super::absence`]), and, from a
 //! clean stop to the next start, the view it was settled under (`settled.json`).
 //!
 //! With these a restarted node registers as itself — same id, same tokens, same place on the
@@ -37,6 +38,7 @@ use std::time::Instant;
 use dkv_membership::{NodeId, View};
 use dkv_storage::{DataDir, DurableEngine, Engine, Identity, MemoryEngine};
 
+use super::absence::Service;
 use super::hint_file;
 use crate::config::NodeConfig;
 use crate::error::NodeError;
@@ -44,6 +46,7 @@ use crate::replication::hints::{Hints, Save, SavedHint};
 
 const VIEW: &str = "view.json";
 const SETTLED: &str = "settled.json";
+const SERVICE: &str = "service.json";
 
 /// The view a node was settled under (when it stopped cleanly, or with `--fsync always` when it
 /// settled): its epoch and digest, which name one membership (see the module doc), and, from a
@@ -140,6 +143,8 @@ pub struct Opened {
     pub leaving: bool,
     /// The view the node was settled under when it stopped cleanly (see the module doc).
     pub settled: Option<SettledAt>,
+    /// When it was last in service, and which deletes it let go of (see `absence.rs`).
+    pub service: Service,
 }
 
 /// Open the data directory and engine named by the config (or a memory engine without one).
@@ -153,6 +158,7 @@ pub fn open(config: &NodeConfig) -> Result<Opened, NodeError> {
             hints: Vec::new(),
             leaving: false,
             settled: None,
+            service: Service::default(),
         });
     };
     let fatal = |e: String| NodeError::BadRequest(e);
@@ -201,8 +207,22 @@ pub fn open(config: &NodeConfig) -> Result<Opened, NodeError> {
     );
     let leaving = dir.is_leaving();
     let settled = unless_store_changed(take_settled(&dir), &engine);
+    let service = read_service(&dir);
     let local = Some(Local::new(dir, hint_bytes));
-    Ok(Opened { engine: Arc::new(engine), local, identity, view, hints, leaving, settled })
+    Ok(Opened { engine: Arc::new(engine), local, identity, view, hints, leaving, settled, service })
+}
+
+/// The record of service; none (never in service, as far as this node knows) when absent or
+/// unreadable.
+fn read_service(dir: &DataDir) -> Service {
+    let read = dir.read(SERVICE).map_err(|e| e.to_string()).and_then(|bytes| match bytes {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+        None => Ok(Service::default()),
+    });
+    read.unwrap_or_else(|e| {
+        tracing::warn!("{SERVICE} is unreadable ({e}): this start does not know how long the node was away");
+        Service::default()
+    })
 }
 
 /// The record of a clean, settled stop, removed as it is read: only the start right after that
@@ -294,6 +314,18 @@ impl Local {
                 "saving {SETTLED} in {}: {e}; the next start waits for its first round",
                 dir.path().display()
             );
+        }
+    }
+
+    /// Record `service` (see `absence.rs`): a small write and a rename.
+    pub fn save_service(&self, service: &Service) {
+        let dir = self.dir();
+        let bytes = serde_json::to_vec(service).expect("integers encode");
+        if let Err(e) = dir.write(SERVICE, &bytes) {
+            static FAILED: dkv_transport::Throttle = dkv_transport::Throttle::new();
+            if let Some(more) = FAILED.allow("service") {
+                tracing::warn!("saving {SERVICE} in {}: {e}{more}", dir.path().display());
+            }
         }
     }
 

@@ -7,6 +7,7 @@
 //! writes planned before it ([`fence`]), and what it reports
 //! ([`stats`], [`metrics`], and with each heartbeat [`load`]).
 
+pub mod absence;
 pub mod advertise;
 pub mod busy_poll;
 pub mod clock;

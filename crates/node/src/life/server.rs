@@ -140,6 +140,10 @@ pub async fn run(
         local.save_identity(me, &m.tokens)?;
         local.save_view(&topo.view);
     }
+    // Back after longer than the grace: the others may have let go of deletes its store missed.
+    if opened.local.is_some() && forget_store_if_purged(&opened, &peers, &config, &topo.view, me).await? {
+        opened.settled = None;
+    }
     let hints = Hints::new(config.max_hints, config.hint_max_age).with_max_bytes(config.max_hint_bytes);
     crate::replication::hints::restore(&hints, opened.hints);
     let life = match state {
@@ -149,6 +153,7 @@ pub async fn run(
     };
     let fresh = opened.identity.is_none();
     let node = Node::new(config, me, addr, opened.engine, opened.local, peers, hints, topo, life, stop_tx);
+    node.purged.raise(opened.service.purged_to);
     if fresh && life == Life::Normal {
         // A new node made `normal` at once: the first member of a new cluster, with nothing to
         // copy. (A node restarted on its data directory is complete only after its first round:
@@ -222,6 +227,7 @@ pub async fn run(
         tokio::spawn(crate::replication::antientropy::purge_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::replication::expiry::expiry_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(save_hints_loop(node.clone(), tasks_stop_rx.clone())),
+        tokio::spawn(crate::life::absence::service_loop(node.clone(), opened.service, tasks_stop_rx.clone())),
         tokio::spawn(crate::life::clock::clock_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::life::lease::lease_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::life::store_watch::store_watch_loop(node.clone(), tasks_stop_rx.clone())),
@@ -333,6 +339,48 @@ pub async fn run(
         return Err(NodeError::Unavailable(format!("the leave did not end: {why}; {after}")));
     }
     Ok(())
+}
+
+/// Drop the store of a node out of service for longer than the grace when a member let go of a
+/// delete it may have missed (see `life/absence.rs`); whether it did.
+async fn forget_store_if_purged(
+    opened: &local::Opened,
+    peers: &Peers,
+    config: &NodeConfig,
+    view: &dkv_membership::View,
+    me: NodeId,
+) -> Result<bool, NodeError> {
+    use crate::life::absence;
+    let record = opened.service;
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    if !record.away_past(now_ms, config.tombstone_grace) || opened.engine.stats().keys == 0 {
+        return Ok(false);
+    }
+    let away = Duration::from_millis(now_ms.saturating_sub(record.in_service_ms));
+    let purged = absence::ask_purged(peers, view, me).await;
+    if !absence::must_drop(&record, &purged, config.anti_entropy_interval) {
+        tracing::info!(
+            ?away,
+            answered = purged.len(),
+            "this node was out of service for longer than --tombstone-grace, but no member let go of a delete it may \
+             have missed: it keeps its store"
+        );
+        return Ok(false);
+    }
+    let keys = opened.engine.stats().keys;
+    tracing::warn!(
+        ?away,
+        keys,
+        "this node was out of service for longer than --tombstone-grace, and the others purged deletes made \
+         meanwhile: its store may hold values deleted since, which nothing could tell from live ones. Dropping it; \
+         the node gets its keys back from the other replicas"
+    );
+    let engine = opened.engine.clone();
+    tokio::task::spawn_blocking(move || absence::drop_store(&*engine))
+        .await
+        .map_err(|e| NodeError::Internal(format!("dropping the old store: {e}")))?
+        .map_err(|e| NodeError::Unavailable(format!("dropping the old store: {e}; move the data directory away")))?;
+    Ok(true)
 }
 
 /// How long the hints file's saver gathers changes before it saves them: what a crash of the
