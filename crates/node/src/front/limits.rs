@@ -184,8 +184,10 @@ impl Guard {
     /// answered; `None` when the node's pipelines run `--max-pipelined` already.
     ///
     /// Each connection runs up to 128 of its pipeline's operations at once (`resp/mod.rs`); one
-    /// that finds the node at the bound runs one command at a time until it is under it again,
-    /// and reads no more meanwhile, so its client waits in TCP. Why: a running operation holds a
+    /// that finds the node at the bound runs one command at a time until it is under it again
+    /// (the first command of each of its batches runs without a share, so every connection
+    /// moves on, and is not counted), and starts no more meanwhile: the rest wait in its input
+    /// buffer, within `--max-query-buffer`, and in TCP. Shares go back as the replies go out. Why: a running operation holds a
     /// few kilobytes (its future, its peers' answers) not charged to `--max-client-memory`, and
     /// pipelines abandoned by their clients run to the end, as Redis runs a query buffer it has
     /// read: 1 000 connections that each sent 200 commands and closed without reading took a
@@ -193,7 +195,10 @@ impl Guard {
     /// what a benchmark's 64 connections with pipelines of 16 run at once (1 024).
     pub fn pipelined(&self, operations: usize) -> Option<SemaphorePermit<'_>> {
         let share = self.pipelined.try_acquire_many(operations as u32).ok()?;
-        self.pipelined_peak.fetch_max(self.pipelined_now(), Ordering::Relaxed);
+        let now = self.pipelined_now();
+        if now > self.pipelined_peak.load(Ordering::Relaxed) {
+            self.pipelined_peak.fetch_max(now, Ordering::Relaxed);
+        }
         Some(share)
     }
 

@@ -233,7 +233,7 @@ fn client_limits(r: &mut Registry, guard: &Guard) {
     );
     r.register(
         "resp_pipelined_operations",
-        "Key operations of RESP pipelines running now, over every connection (at most --max-pipelined)",
+        "Key operations of RESP pipelines holding a share of --max-pipelined now, over every connection",
         ConstGauge::new(guard.pipelined_now() as i64),
     );
     r.register(

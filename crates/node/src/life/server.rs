@@ -140,8 +140,11 @@ pub async fn run(
         local.save_identity(me, &m.tokens)?;
         local.save_view(&topo.view);
     }
-    // Back after longer than the grace: the others may have let go of deletes its store missed.
-    if opened.local.is_some() && forget_store_if_purged(&opened, &peers, &config, &topo.view, me).await? {
+    // Expired by the seed and back after longer than the grace: its old store may hold values
+    // deleted meanwhile, whose tombstones are gone (`life/absence.rs`).
+    let member_before = opened.view.as_ref().and_then(|v| v.member(me)).map(|m| m.state);
+    let expired = (state == NodeState::Joining && member_before == Some(NodeState::Normal)) || forgotten_leaver;
+    if expired && opened.local.is_some() && drop_stale_store(&opened, &config).await? {
         opened.settled = None;
     }
     let hints = Hints::new(config.max_hints, config.hint_max_age).with_max_bytes(config.max_hint_bytes);
@@ -153,7 +156,6 @@ pub async fn run(
     };
     let fresh = opened.identity.is_none();
     let node = Node::new(config, me, addr, opened.engine, opened.local, peers, hints, topo, life, stop_tx);
-    node.purged.raise(opened.service.purged_to);
     if fresh && life == Life::Normal {
         // A new node made `normal` at once: the first member of a new cluster, with nothing to
         // copy. (A node restarted on its data directory is complete only after its first round:
@@ -227,7 +229,7 @@ pub async fn run(
         tokio::spawn(crate::replication::antientropy::purge_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::replication::expiry::expiry_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(save_hints_loop(node.clone(), tasks_stop_rx.clone())),
-        tokio::spawn(crate::life::absence::service_loop(node.clone(), opened.service, tasks_stop_rx.clone())),
+        tokio::spawn(crate::life::absence::service_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::life::clock::clock_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::life::lease::lease_loop(node.clone(), tasks_stop_rx.clone())),
         tokio::spawn(crate::life::store_watch::store_watch_loop(node.clone(), tasks_stop_rx.clone())),
@@ -341,45 +343,42 @@ pub async fn run(
     Ok(())
 }
 
-/// Drop the store of a node out of service for longer than the grace when a member let go of a
-/// delete it may have missed (see `life/absence.rs`); whether it did.
-async fn forget_store_if_purged(
-    opened: &local::Opened,
-    peers: &Peers,
-    config: &NodeConfig,
-    view: &dkv_membership::View,
-    me: NodeId,
-) -> Result<bool, NodeError> {
+/// Drop the store of a member the seed expired, when it was out of service for longer than the
+/// grace (see `life/absence.rs`); whether it did.
+async fn drop_stale_store(opened: &local::Opened, config: &NodeConfig) -> Result<bool, NodeError> {
     use crate::life::absence;
     let record = opened.service;
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    if !record.away_past(now_ms, config.tombstone_grace) || opened.engine.stats().keys == 0 {
+    let (grace, interval) = (config.tombstone_grace, config.anti_entropy_interval);
+    let keys = opened.engine.stats().keys;
+    if keys == 0 || !absence::stale(&record, now_ms, grace, interval, config.max_clock_offset) {
         return Ok(false);
     }
-    let away = Duration::from_millis(now_ms.saturating_sub(record.in_service_ms));
-    let purged = absence::ask_purged(peers, view, me).await;
-    if !absence::must_drop(&record, &purged, config.anti_entropy_interval) {
-        tracing::info!(
-            ?away,
-            answered = purged.len(),
-            "this node was out of service for longer than --tombstone-grace, but no member let go of a delete it may \
-             have missed: it keeps its store"
+    let away = match record.in_service_ms {
+        0 => "never recorded in service".to_string(),
+        ms => format!("last in service {:?} ago", Duration::from_millis(now_ms.saturating_sub(ms))),
+    };
+    if config.replicas < 2 {
+        tracing::warn!(
+            keys,
+            "the seed expired this node, {away}, longer than --tombstone-grace: its store may hold values of keys \
+             deleted meanwhile, whose tombstones are purged, and they may come back; kept, as with --replication 1 \
+             it is the only copy of its keys"
         );
         return Ok(false);
     }
-    let keys = opened.engine.stats().keys;
     tracing::warn!(
-        ?away,
         keys,
-        "this node was out of service for longer than --tombstone-grace, and the others purged deletes made \
-         meanwhile: its store may hold values deleted since, which nothing could tell from live ones. Dropping it; \
-         the node gets its keys back from the other replicas"
+        "the seed expired this node, {away}, longer than --tombstone-grace: its store may hold values of keys \
+         deleted meanwhile, whose tombstones are purged, which nothing could tell from live ones. Dropping it; the \
+         node copies its ranges from the other replicas"
     );
     let engine = opened.engine.clone();
-    tokio::task::spawn_blocking(move || absence::drop_store(&*engine))
+    let dropped = tokio::task::spawn_blocking(move || absence::drop_store(&*engine))
         .await
         .map_err(|e| NodeError::Internal(format!("dropping the old store: {e}")))?
         .map_err(|e| NodeError::Unavailable(format!("dropping the old store: {e}; move the data directory away")))?;
+    tracing::info!(dropped, "dropped the old store");
     Ok(true)
 }
 

@@ -76,8 +76,6 @@ pub struct Inner {
     pub move_rate: crate::replication::pace::MoveRate,
     /// Scan pages of the local store served at once (see `replication/scan.rs`).
     pub scans: tokio::sync::Semaphore,
-    /// The newest delete this node let go of (see `life/absence.rs`).
-    pub purged: crate::life::absence::Purged,
     pub hints: Hints,
     /// Client writes and reads queued for each replica, sent together (see `batch.rs`): reads
     /// of whole entries, and of heads only (see `shape.rs`).
@@ -173,7 +171,6 @@ impl Node {
             moves: Default::default(),
             move_rate: crate::replication::pace::MoveRate::new(config.move_rate, config.tombstone_grace),
             scans: tokio::sync::Semaphore::new(crate::replication::scan::SCANS_AT_ONCE),
-            purged: Default::default(),
             hints,
             write_batches: Default::default(),
             read_batches: Default::default(),

@@ -193,8 +193,6 @@ impl Node {
             if dead < *readings.purge_before.get_or_insert_with(|| self.purge_horizon()) {
                 let held = self.engine.get(hash, &key)?;
                 if !held.is_some_and(|held| held.value.is_some() && entry.supersedes(&held)) {
-                    // Let go of: a value of it older than `dead` could come back here.
-                    self.purged.raise(dead);
                     return Ok(false);
                 }
             }

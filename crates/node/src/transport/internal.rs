@@ -65,7 +65,6 @@ impl Handler for Internal {
             }),
             Some(Kind::KeepHints) => keep_hints(node, decode(&body)?),
             Some(Kind::Settings) => encode(&crate::life::membership::settings(&node.config)),
-            Some(Kind::Purged) => encode(&wire::PurgedReply { purged_to: node.purged.get() }),
             Some(Kind::Scan) => Box::pin(scan(node, decode(&body)?)).await,
             None => Err(Refusal::new(400, format!("unknown message kind {kind}: is the peer of another release?"))),
         }

@@ -93,10 +93,6 @@ pub enum Kind {
     /// node before it registers (`life/membership.rs`). A node of a release before it refuses
     /// it as unknown, and is not compared.
     Settings = 20,
-    /// [`PurgedRequest`] → [`PurgedReply`]: the newest delete the peer let go of, asked by a
-    /// node back after an absence longer than the grace (`life/absence.rs`). Answered at any
-    /// epoch. A node of a release before it refuses it as unknown, and is not counted.
-    Purged = 21,
 }
 
 impl Kind {
@@ -122,7 +118,6 @@ impl Kind {
             Lease,
             KeepHints,
             Settings,
-            Purged,
         ]
         .into_iter()
         .find(|x| *x as u8 == k)
@@ -471,17 +466,6 @@ pub struct ClockRequest {}
 pub struct ClockReply {
     /// The answering node's wall clock, in ms since the Unix epoch.
     pub now_ms: u64,
-}
-
-/// "Which deletes did you let go of?" (see `life/absence.rs`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PurgedRequest {}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PurgedReply {
-    /// The newest delete or expiry (a hybrid-clock timestamp) whose tombstone the answering node
-    /// purged, or did not store as past the grace; 0: none.
-    pub purged_to: u64,
 }
 
 /// "Do you still hear from the seed?" (see `life/lease.rs`).

@@ -266,11 +266,7 @@ pub async fn purge_loop(node: Node, mut stop: watch::Receiver<bool>) {
         let before = node.purge_horizon();
         match tokio::task::block_in_place(|| node.engine.purge_tombstones(before)) {
             Ok(0) => {}
-            Ok(purged) => {
-                // Deletes before `before` may be gone here now (see `life/absence.rs`).
-                node.purged.raise(before);
-                tracing::info!(purged, "purged tombstones past the grace period")
-            }
+            Ok(purged) => tracing::info!(purged, "purged tombstones past the grace period"),
             Err(e) => tracing::error!("purging tombstones failed: {e}"),
         }
     }
