@@ -185,9 +185,10 @@ impl Guard {
     ///
     /// Each connection runs up to 128 of its pipeline's operations at once (`resp/mod.rs`); one
     /// that finds the node at the bound runs one command at a time until it is under it again
-    /// (the first command of each of its batches runs without a share, so every connection
-    /// moves on, and is not counted), and starts no more meanwhile: the rest wait in its input
-    /// buffer, within `--max-query-buffer`, and in TCP. Shares go back as the replies go out. Why: a running operation holds a
+    /// (the first command of each of its batches runs even without a share, so every
+    /// connection moves on), and starts no more meanwhile: the rest wait in its input
+    /// buffer, within `--max-query-buffer`, and in TCP. Shares go back once the batch is
+    /// answered, or before a write of its replies that may wait for the client. Why: a running operation holds a
     /// few kilobytes (its future, its peers' answers) not charged to `--max-client-memory`, and
     /// pipelines abandoned by their clients run to the end, as Redis runs a query buffer it has
     /// read: 1 000 connections that each sent 200 commands and closed without reading took a

@@ -13,19 +13,23 @@
 //! The seed registers such a member as `joining` (it missed every write since it was expired),
 //! and its join copies every key of its ranges from their holders. What its old store adds to
 //! that copy is only what the holders no longer have: deletes they let go of. So a node that its
-//! saved view lists as a member, that the seed registers as `joining`, and that was last in
-//! service longer ago than the grace (less two anti-entropy intervals: a delete it missed in its
-//! last interval reached it by a round only) drops its store first ([`stale`]). Its acknowledged
-//! writes are on the other replicas (W ≥ 2), or in the hints their coordinators keep; its own
-//! hints, kept apart from the store, are delivered as before. With one copy of each key
-//! (`--replication 1`) the store is the only copy, and is kept.
+//! saved view lists as a member, that the seed registers as `joining` (or, leaving when it
+//! stopped, no longer lists: it then hands its keys off), and that was last in service longer
+//! ago than the grace less two anti-entropy intervals (a delete it missed in its last interval
+//! reached it by a round only) drops its store first ([`stale`]; `life/server.rs`, emptied at
+//! once by `Local::empty_store`). "A member by its saved view", not "`normal`": the view it
+//! saved names it `joining` from the moment it registered, and a stop in the middle of the drop
+//! must not keep the rest. Its acknowledged writes are on the other replicas (W ≥ 2; a joining
+//! node's copy never counts towards W); its own hints, kept apart from the store, are
+//! delivered as before. With one copy of each key (`--replication 1`), or writes acknowledged
+//! by one replica (`--write-quorum 1`), the store may be the only copy of a write, and is kept.
 //!
 //! When it was last in service is recorded in the data directory ([`Service`], `service.json`)
-//! every [`period`] while the node is a settled member (serving, and through an anti-entropy
-//! round with every peer under the current view), by the cluster's clock. A node with no record
-//! (it never settled, or its directory comes from a release before the record) counts as away
-//! since ever. An absence shorter than the grace keeps the store: no tombstone of a delete made
-//! after it left can have been purged yet.
+//! as soon as the node is a settled member (serving, and through an anti-entropy round with
+//! every peer under the current view), and every [`period`] after, by the cluster's clock. A
+//! node with no record (it never settled, or its directory comes from a release before the
+//! record) counts from its newest write ([`newest_write_ms`]). An absence shorter than that
+//! keeps the store: no tombstone of a delete made after it left can have been purged yet.
 
 use std::time::Duration;
 
@@ -64,29 +68,48 @@ pub fn period(grace: Duration) -> Duration {
     (grace / 8).clamp(Duration::from_millis(100), Duration::from_secs(60))
 }
 
-/// Record, every [`period`], when this node was last a settled member (a data directory's
-/// `service.json`).
+/// Record, as soon as this node is a settled member and every [`period`] after, when it last
+/// was (a data directory's `service.json`). Looked at every heartbeat interval (an atomic load).
 pub async fn service_loop(node: Node, mut stop: watch::Receiver<bool>) {
     if node.local.is_none() {
         return;
     }
     let every = period(node.config.tombstone_grace);
+    let look = every.min(node.config.heartbeat_interval);
+    let mut recorded: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(look) => {}
         }
-        if !node.settled() {
+        if !node.settled() || recorded.is_some_and(|at| at.elapsed() < every) {
             continue;
         }
+        recorded = Some(tokio::time::Instant::now());
         let record = Service { in_service_ms: node.cluster_wall_ms() };
         let node = node.clone();
         let _ = tokio::task::spawn_blocking(move || node.local.as_ref().map(|l| l.save_service(&record))).await;
     }
 }
 
+/// When `engine`'s newest entry was written (ms since the Unix epoch; 0 for an empty store): for
+/// a node with no record of its service.
+pub fn newest_write_ms(engine: &dyn Engine) -> dkv_storage::StorageResult<u64> {
+    let mut newest = 0;
+    let mut cursor: Option<Cursor> = None;
+    loop {
+        let mut page = Vec::new();
+        let next = engine.scan_versions(cursor.as_ref(), u64::MAX, 4096, &mut page)?;
+        newest = page.iter().map(|(_, v)| v.ts).fold(newest, u64::max);
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(dkv_storage::Hlc::ms_of(newest)),
+        }
+    }
+}
+
 /// Remove every entry of `engine`, page by page; how many. About 7 µs an entry on the durable
-/// engine (300 000 in 2.2 s on this VM).
+/// engine (300 000 in 2.2 s on this VM): only where the store cannot be emptied at once.
 pub fn drop_store(engine: &dyn Engine) -> dkv_storage::StorageResult<u64> {
     let mut dropped = 0;
     let mut cursor: Option<Cursor> = None;
@@ -123,6 +146,19 @@ mod tests {
         assert!(!stale(&record, T + 1000, DAY, MINUTE, offset), "a restart");
         assert!(stale(&Service::default(), T, DAY, MINUTE, offset), "never recorded: away since ever");
         assert!(stale(&record, T, Duration::from_secs(1), MINUTE, offset), "intervals longer than the grace");
+    }
+
+    #[test]
+    fn the_newest_write_of_a_store() {
+        let engine = dkv_storage::MemoryEngine::new();
+        assert_eq!(newest_write_ms(&engine).unwrap(), 0);
+        for (i, ms) in [T - 5, T, T - 9].into_iter().enumerate() {
+            let version = dkv_storage::Version { ts: dkv_storage::Hlc::ts_at_ms(ms), node: 1 };
+            let key = format!("k{i}");
+            let entry = dkv_storage::Entry::value(version, bytes::Bytes::from("v"));
+            engine.apply(dkv_placement::key_hash(key.as_bytes()), key.as_bytes(), entry).unwrap();
+        }
+        assert_eq!(newest_write_ms(&engine).unwrap(), T);
     }
 
     #[test]

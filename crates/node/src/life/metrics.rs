@@ -238,7 +238,7 @@ fn client_limits(r: &mut Registry, guard: &Guard) {
     );
     r.register(
         "resp_pipelined_operations_peak",
-        "The most key operations RESP pipelines have run at once since the node started",
+        "The most key operations of RESP pipelines that held a share of --max-pipelined at once since the node started",
         ConstGauge::new(guard.pipelined_peak() as i64),
     );
 }

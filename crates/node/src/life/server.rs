@@ -141,11 +141,11 @@ pub async fn run(
         local.save_view(&topo.view);
     }
     // Expired by the seed and back after longer than the grace: its old store may hold values
-    // deleted meanwhile, whose tombstones are gone (`life/absence.rs`).
-    let member_before = opened.view.as_ref().and_then(|v| v.member(me)).map(|m| m.state);
-    let expired = (state == NodeState::Joining && member_before == Some(NodeState::Normal)) || forgotten_leaver;
-    if expired && opened.local.is_some() && drop_stale_store(&opened, &config).await? {
-        opened.settled = None;
+    // deleted meanwhile, whose tombstones are gone (`life/absence.rs`). (A member, by the view it
+    // saved: also one that joined before, whose drop a stop cut short, as it saved this view.)
+    let was_member = opened.view.as_ref().is_some_and(|v| v.member(me).is_some());
+    if ((state == NodeState::Joining && was_member) || forgotten_leaver) && opened.local.is_some() {
+        drop_stale_store(&mut opened, &config, forgotten_leaver).await?;
     }
     let hints = Hints::new(config.max_hints, config.hint_max_age).with_max_bytes(config.max_hint_bytes);
     crate::replication::hints::restore(&hints, opened.hints);
@@ -344,42 +344,69 @@ pub async fn run(
 }
 
 /// Drop the store of a member the seed expired, when it was out of service for longer than the
-/// grace (see `life/absence.rs`); whether it did.
-async fn drop_stale_store(opened: &local::Opened, config: &NodeConfig) -> Result<bool, NodeError> {
+/// grace (see `life/absence.rs`).
+async fn drop_stale_store(opened: &mut local::Opened, config: &NodeConfig, leaving: bool) -> Result<(), NodeError> {
     use crate::life::absence;
-    let record = opened.service;
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let (grace, interval) = (config.tombstone_grace, config.anti_entropy_interval);
     let keys = opened.engine.stats().keys;
-    if keys == 0 || !absence::stale(&record, now_ms, grace, interval, config.max_clock_offset) {
-        return Ok(false);
+    if keys == 0 {
+        return Ok(());
     }
-    let away = match record.in_service_ms {
-        0 => "never recorded in service".to_string(),
-        ms => format!("last in service {:?} ago", Duration::from_millis(now_ms.saturating_sub(ms))),
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let mut record = opened.service;
+    let since = match record.in_service_ms {
+        0 => {
+            // No record (it never settled, or its directory is of an earlier release): its
+            // newest write says when it last took writes.
+            let engine = opened.engine.clone();
+            record.in_service_ms = tokio::task::spawn_blocking(move || absence::newest_write_ms(&*engine))
+                .await
+                .map_err(|e| NodeError::Internal(format!("reading the store: {e}")))?
+                .map_err(|e| NodeError::Unavailable(format!("reading the store: {e}")))?;
+            "took its last write"
+        }
+        _ => "was last in service",
     };
-    if config.replicas < 2 {
+    let (grace, interval) = (config.tombstone_grace, config.anti_entropy_interval);
+    if !absence::stale(&record, now_ms, grace, interval, config.max_clock_offset) {
+        return Ok(());
+    }
+    let away = Duration::from_secs(now_ms.saturating_sub(record.in_service_ms) / 1000);
+    let why = format!(
+        "the seed expired this node, which {since} {away:?} ago, more than --tombstone-grace less two \
+         --anti-entropy-interval: its store may hold values of keys deleted meanwhile, whose tombstones are purged"
+    );
+    if config.replicas < 2 || config.write_quorum < 2 {
         tracing::warn!(
             keys,
-            "the seed expired this node, {away}, longer than --tombstone-grace: its store may hold values of keys \
-             deleted meanwhile, whose tombstones are purged, and they may come back; kept, as with --replication 1 \
-             it is the only copy of its keys"
+            "{why}, and they may come back; kept, as with --replication 1 or --write-quorum 1 it may hold the only \
+             copy of writes it acknowledged"
         );
-        return Ok(false);
+        return Ok(());
     }
-    tracing::warn!(
-        keys,
-        "the seed expired this node, {away}, longer than --tombstone-grace: its store may hold values of keys \
-         deleted meanwhile, whose tombstones are purged, which nothing could tell from live ones. Dropping it; the \
-         node copies its ranges from the other replicas"
-    );
-    let engine = opened.engine.clone();
-    let dropped = tokio::task::spawn_blocking(move || absence::drop_store(&*engine))
-        .await
-        .map_err(|e| NodeError::Internal(format!("dropping the old store: {e}")))?
-        .map_err(|e| NodeError::Unavailable(format!("dropping the old store: {e}; move the data directory away")))?;
-    tracing::info!(dropped, "dropped the old store");
-    Ok(true)
+    let then = match leaving {
+        true => "it finishes its leave with nothing to hand off",
+        false => "it copies its ranges from the other replicas",
+    };
+    tracing::warn!(keys, "{why}, which nothing could tell from live ones. Dropping it; {then}");
+    let local = opened.local.as_ref().expect("a durable node");
+    let old = std::mem::replace(&mut opened.engine, Arc::new(dkv_storage::MemoryEngine::new()));
+    let failed =
+        |e: String| NodeError::Unavailable(format!("dropping the old store: {e}; move the data directory away"));
+    opened.engine = match tokio::task::block_in_place(|| local.empty_store(old)) {
+        Ok(emptied) => emptied.map_err(failed)?,
+        Err(old) => {
+            // Still held elsewhere: key by key, then.
+            let engine = old.clone();
+            tokio::task::spawn_blocking(move || absence::drop_store(&*engine))
+                .await
+                .map_err(|e| NodeError::Internal(format!("dropping the old store: {e}")))?
+                .map_err(|e| failed(e.to_string()))?;
+            old
+        }
+    };
+    opened.settled = None;
+    tracing::info!(keys, "dropped the old store");
+    Ok(())
 }
 
 /// How long the hints file's saver gathers changes before it saves them: what a crash of the

@@ -195,10 +195,9 @@ async fn connection(
     // Keys touched by the commands running now, and a parsed command waiting for them to finish.
     let mut wave = Touches::none();
     let mut held: Option<frame::Args> = None;
-    // Their share of the node's bound on pipelined key operations, and each one's part of it (0
-    // for one that runs without), in order: given back as their replies go out.
+    // Their share of the node's bound on pipelined key operations, given back once they are
+    // answered, or before a write of their replies that may wait for the client.
     let mut shares: Option<tokio::sync::SemaphorePermit> = None;
-    let mut parts = std::collections::VecDeque::new();
     let mut clock = Clock::new(guard.limits.idle_timeout, guard.limits.read_timeout);
     // Armed once per connection, not once per wait: a wait that ends with a read (nearly all of
     // them) then leaves no timer to take down and no stop signal to unsubscribe from. And they
@@ -289,7 +288,6 @@ async fn connection(
                 Some(Answer::Now(reply)) => {
                     authenticated.store(!node.auth.required() || session.access != Access::None, Relaxed);
                     running.push_back(Either::Left(Either::Left(ready(Some(Held::small(reply))))));
-                    parts.push_back(0);
                     in_flight += 1;
                     continue;
                 }
@@ -297,7 +295,6 @@ async fn connection(
                     let node = &node;
                     let exec = multi::exec(node, queued).map(move |reply| Some(Held::of(node, reply)));
                     running.push_back(Either::Left(Either::Right(Box::pin(exec))));
-                    parts.push_back(0);
                     wave = Touches::Everything; // and the commands after it wait for it
                     in_flight += 1;
                     continue;
@@ -340,9 +337,7 @@ async fn connection(
                     continue;
                 }
             }
-            let share = share.or_else(|| guard.pipelined(operations));
-            parts.push_back(share.as_ref().map_or(0, |s| s.num_permits()));
-            if let Some(share) = share {
+            if let Some(share) = share.or_else(|| guard.pipelined(operations)) {
                 match shares.as_mut() {
                     Some(shares) => shares.merge(share),
                     None => shares = Some(share),
@@ -357,28 +352,23 @@ async fn connection(
         // are parsed next, not left waiting for more input that may never come.
         let unparsed = input.len();
         // Their replies, in order, written out as they pile up.
-        let mut answered = 0;
         while let Some(held) = if running.is_empty() { None } else { running.next().await } {
             // (Always `Some`: a command is set in its box before the box runs.) Its charge is
             // given back once its reply is in the output.
             let held = held.unwrap_or_else(|| Held::small(Reply::Nil));
             held.reply.write(&mut output);
             drop(held);
-            answered += parts.pop_front().unwrap_or(0);
             if output.len() >= OUTPUT_FLUSH {
-                // The shares of the commands answered go back before a write that may wait
-                // for the client as long as --idle-timeout: a client that does not read must
-                // not hold the node's bound.
-                if answered > 0 {
-                    drop(shares.as_mut().and_then(|s| s.split(answered)));
-                    answered = 0;
-                }
+                // The wave's shares go back before a write that may wait for the client as long
+                // as --idle-timeout: a client that does not read must not hold the node's bound.
+                // (Its commands still running then wait only to be written, and their replies
+                // over 4 KiB are charged to --max-client-memory.)
+                drop(shares.take());
                 write_out!();
             }
         }
         wave = Touches::none();
         shares = None;
-        parts.clear();
         if let Some(reply) = &malformed {
             reply.write(&mut output);
         }
