@@ -446,6 +446,54 @@ async fn a_replica_expired_and_back_after_the_grace_drops_its_old_store_and_no_d
     }
 }
 
+/// The same for a running node paused (SIGSTOP) for longer than the grace: the seed expires it,
+/// and sends it back to joining when it heartbeats again; it empties its store before its join
+/// (in memory too), where it kept every deleted key it held (200 of 200 in the hunt of
+/// 2026-12-07).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_paused_past_the_grace_empties_its_store_and_no_deleted_key_comes_back() {
+    let flags = ["--tombstone-grace", "2s", "--hint-max-age", "500ms", "--anti-entropy-interval", "500ms"];
+    let mut c = Cluster::start_full(3, &flags, "1s").await;
+    let (deleted, kept) = (dataset("gone_", 40), dataset("kept_", 20));
+    write_all(&c, &[0, 1, 2], &deleted).await;
+    write_all(&c, &[0, 1, 2], &kept).await;
+    eventually(Duration::from_secs(10), "every key on node 2", || async { (c.keys_on(2).await == 60).then_some(()) })
+        .await;
+    eventually(Duration::from_secs(10), "node 2 settled", || async {
+        (c.client(2).json("/stats").await.ok()?["settled"] == true).then_some(())
+    })
+    .await;
+    c.nodes[2].pause().await;
+    eventually(Duration::from_secs(10), "the seed to expire node 2", || async {
+        (c.seed_view().await?["nodes"].as_array()?.len() == 2).then_some(())
+    })
+    .await;
+    for (k, _) in &deleted {
+        c.client(0).delete(k.as_bytes()).await.expect("a delete, at W=2 on the two members left");
+    }
+    eventually(Duration::from_secs(20), "the members left to purge the tombstones", || async {
+        for i in [0, 1] {
+            (c.client(i).json("/stats").await.ok()?["tombstones"] == 0).then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+    c.nodes[2].resume();
+    c.wait_normal(3).await;
+    eventually(Duration::from_secs(30), "node 2 to hold the kept keys and no other", || async {
+        (c.keys_on(2).await == 20).then_some(())
+    })
+    .await;
+    for i in 0..3 {
+        for (k, _) in &deleted {
+            let (status, _) = c.client(i).raw(Method::GET, &format!("/get?key={k}&r=all"), None).await.unwrap();
+            assert_eq!(status, StatusCode::NOT_FOUND, "{k} came back, read through node {i}");
+        }
+        let stats = c.client(i).json("/stats").await.expect("stats");
+        assert_eq!(stats["keys"], 20, "node {i}: {stats}");
+    }
+}
+
 /// Only the members a node shares keys with hold its purges back: with N = 1 two members killed
 /// hold back nobody's, where every node of the cluster kept its tombstones while any member was
 /// out of reach (found by the review, 2026-12-07).

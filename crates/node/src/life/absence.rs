@@ -24,6 +24,10 @@
 //! delivered as before. With one copy of each key (`--replication 1`), or writes acknowledged
 //! by one replica (`--write-quorum 1`), the store may be the only copy of a write, and is kept.
 //!
+//! A running node the seed expired while it was paused for longer than that, and sends back to
+//! `joining` when it heartbeats again, empties its store the same way ([`empty_if_stale`]),
+//! durable or not.
+//!
 //! When it was last in service is recorded in the data directory ([`Service`], `service.json`)
 //! as soon as the node is a settled member (serving, and through an anti-entropy round with
 //! every peer under the current view), and every [`period`] after, by the cluster's clock. A
@@ -31,6 +35,7 @@
 //! record) counts from its newest write ([`newest_write_ms`]). An absence shorter than that
 //! keeps the store: no tombstone of a delete made after it left can have been purged yet.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use dkv_storage::{Cursor, Engine, KeyVersion};
@@ -68,12 +73,29 @@ pub fn period(grace: Duration) -> Duration {
     (grace / 8).clamp(Duration::from_millis(100), Duration::from_secs(60))
 }
 
-/// Record, as soon as this node is a settled member and every [`period`] after, when it last
-/// was (a data directory's `service.json`). Looked at every heartbeat interval (an atomic load).
-pub async fn service_loop(node: Node, mut stop: watch::Receiver<bool>) {
-    if node.local.is_none() {
-        return;
+/// When this node was last a settled member (by the cluster's clock, ms), and whether it is
+/// emptying a stale store now (its anti-entropy answers are refused meanwhile,
+/// `transport/internal.rs`, so its old values reach no one).
+#[derive(Debug, Default)]
+pub struct Absence {
+    in_service_ms: AtomicU64,
+    emptying: AtomicBool,
+}
+
+impl Absence {
+    pub fn in_service(&self, ms: u64) {
+        self.in_service_ms.fetch_max(ms, Ordering::Relaxed);
     }
+
+    pub fn emptying(&self) -> bool {
+        self.emptying.load(Ordering::Acquire)
+    }
+}
+
+/// Record, as soon as this node is a settled member that hears from the seed, and every
+/// [`period`] after, when it last was: in memory (for [`empty_if_stale`]), and in a data directory's `service.json`. Looked at
+/// every heartbeat interval (an atomic load).
+pub async fn service_loop(node: Node, mut stop: watch::Receiver<bool>) {
     let every = period(node.config.tombstone_grace);
     let look = every.min(node.config.heartbeat_interval);
     let mut recorded: Option<tokio::time::Instant> = None;
@@ -82,14 +104,65 @@ pub async fn service_loop(node: Node, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(look) => {}
         }
-        if !node.settled() || recorded.is_some_and(|at| at.elapsed() < every) {
+        // Settled, and heard from the seed within two heartbeats: a node that wakes from a
+        // pause still thinks itself settled until its next heartbeat says it was expired.
+        let heard =
+            node.lease.unheard(std::time::Instant::now()).is_some_and(|d| d <= 2 * node.config.heartbeat_interval);
+        if !node.settled() || !heard {
+            continue;
+        }
+        let record = Service { in_service_ms: node.cluster_wall_ms() };
+        node.absence.in_service(record.in_service_ms);
+        if node.local.is_none() || recorded.is_some_and(|at| at.elapsed() < every) {
             continue;
         }
         recorded = Some(tokio::time::Instant::now());
-        let record = Service { in_service_ms: node.cluster_wall_ms() };
         let node = node.clone();
         let _ = tokio::task::spawn_blocking(move || node.local.as_ref().map(|l| l.save_service(&record))).await;
     }
+}
+
+/// A running node the seed sent back to `joining`: when it was last in service longer ago than
+/// the grace allows (paused past it, say), empty its store before its join copies its ranges,
+/// as a durable one does at its start (`life/server.rs`), in memory or not. One a restarted seed
+/// made `normal` alone, and sent back when members that hold data returned, was in service
+/// until then, and keeps what it took meanwhile. Key by key (the store is in use): its
+/// anti-entropy answers are refused until it is done, and writes that land meanwhile are newer
+/// than what is removed, and stay.
+pub async fn empty_if_stale(node: &Node) {
+    let config = &node.config;
+    let record = Service { in_service_ms: node.absence.in_service_ms.load(Ordering::Relaxed) };
+    let (grace, interval) = (config.tombstone_grace, config.anti_entropy_interval);
+    let keys = node.engine.stats().keys;
+    if keys == 0 || !stale(&record, node.hlc.wall_ms(), grace, interval, config.max_clock_offset) {
+        return;
+    }
+    let away = Duration::from_millis(node.hlc.wall_ms().saturating_sub(record.in_service_ms));
+    if config.replicas < 2 || config.write_quorum < 2 {
+        tracing::warn!(
+            keys,
+            ?away,
+            "this node was out of service for longer than --tombstone-grace: its store may hold values of keys deleted \
+             meanwhile, and they may come back; kept, as with --replication 1 or --write-quorum 1 it may hold the \
+             only copy of writes it acknowledged"
+        );
+        return;
+    }
+    tracing::warn!(
+        keys,
+        ?away,
+        "this node was out of service for longer than --tombstone-grace less two --anti-entropy-interval: its store \
+         may hold values of keys deleted meanwhile, whose tombstones are purged. Emptying it; it copies its ranges \
+         from the other replicas"
+    );
+    node.absence.emptying.store(true, Ordering::Release);
+    let engine = node.engine.clone();
+    match tokio::task::spawn_blocking(move || drop_store(&*engine)).await {
+        Ok(Ok(dropped)) => tracing::info!(dropped, "emptied the stale store"),
+        Ok(Err(e)) => tracing::error!("emptying the stale store: {e}"),
+        Err(e) => tracing::error!("emptying the stale store: {e}"),
+    }
+    node.absence.emptying.store(false, Ordering::Release);
 }
 
 /// When `engine`'s newest entry was written (ms since the Unix epoch; 0 for an empty store): for

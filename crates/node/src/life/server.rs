@@ -156,6 +156,8 @@ pub async fn run(
     };
     let fresh = opened.identity.is_none();
     let node = Node::new(config, me, addr, opened.engine, opened.local, peers, hints, topo, life, stop_tx);
+    // Its store holds what it held when it stopped, or nothing: judged just above.
+    node.absence.in_service(node.cluster_wall_ms());
     if fresh && life == Life::Normal {
         // A new node made `normal` at once: the first member of a new cluster, with nothing to
         // copy. (A node restarted on its data directory is complete only after its first round:

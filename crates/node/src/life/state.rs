@@ -76,6 +76,9 @@ pub struct Inner {
     pub move_rate: crate::replication::pace::MoveRate,
     /// Scan pages of the local store served at once (see `replication/scan.rs`).
     pub scans: tokio::sync::Semaphore,
+    /// When this node was last a settled member, and whether it is emptying a stale store (see
+    /// `life/absence.rs`).
+    pub absence: crate::life::absence::Absence,
     pub hints: Hints,
     /// Client writes and reads queued for each replica, sent together (see `batch.rs`): reads
     /// of whole entries, and of heads only (see `shape.rs`).
@@ -171,6 +174,7 @@ impl Node {
             moves: Default::default(),
             move_rate: crate::replication::pace::MoveRate::new(config.move_rate, config.tombstone_grace),
             scans: tokio::sync::Semaphore::new(crate::replication::scan::SCANS_AT_ONCE),
+            absence: Default::default(),
             hints,
             write_batches: Default::default(),
             read_batches: Default::default(),

@@ -66,6 +66,8 @@ pub async fn join(node: Node, mut stop: watch::Receiver<bool>) {
         if sent_back && node.change_life(Life::Normal, Life::Joining) {
             node.forget_complete();
             tracing::warn!("the seed sent this node back to joining: it had expired this node, which missed the writes since, or members that hold data returned after a restarted seed made it normal alone; copying its ranges before it serves reads again");
+            // Paused for longer than the grace, say: what it holds may be deleted meanwhile.
+            crate::life::absence::empty_if_stale(&node).await;
         }
         if node.life() == Life::Joining {
             copy_ranges_then_serve(node.clone(), stop.clone()).await;

@@ -115,6 +115,13 @@ fn not_stale(node: &Node, epoch: u64) -> Result<(), Refusal> {
 /// anti-entropy comparison over ranges it does not know it shares. Answered from the older view,
 /// the joiner would count the holder done, and the round would settle the sender, short of keys.
 fn behind(node: &Node, epoch: u64) -> Result<(), Refusal> {
+    if node.absence.emptying() {
+        // Its old values must not reach the sender (`life/absence.rs`).
+        return Err(Refusal::new(
+            503,
+            "this node is emptying a stale store before it copies its ranges; try again later",
+        ));
+    }
     let mine = node.epoch();
     if mine < epoch {
         return Err(Refusal::new(
