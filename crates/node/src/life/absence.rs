@@ -28,9 +28,10 @@
 //! `joining` when it heartbeats again, empties its store the same way ([`empty_if_stale`]),
 //! durable or not.
 //!
-//! When it was last in service is recorded in the data directory ([`Service`], `service.json`)
-//! as soon as the node is a settled member (serving, and through an anti-entropy round with
-//! every peer under the current view), and every [`period`] after, by the cluster's clock. A
+//! When it was last in service is recorded, in memory and in the data directory ([`Service`],
+//! `service.json`), as soon as the node is a settled member (serving, and through an
+//! anti-entropy round with every peer under the current view) that heard from the seed within
+//! two heartbeats, and every [`period`] after, by the cluster's clock. A
 //! node with no record (it never settled, or its directory comes from a release before the
 //! record) counts from its newest write ([`newest_write_ms`]). An absence shorter than that
 //! keeps the store: no tombstone of a delete made after it left can have been purged yet.
@@ -64,7 +65,8 @@ pub fn stale(
 ) -> bool {
     let ms = |d: Duration| d.as_millis() as u64;
     let away = (now_ms + ms(max_clock_offset)).saturating_sub(record.in_service_ms);
-    away > ms(grace).saturating_sub(2 * ms(anti_entropy))
+    // Never under half the grace: intervals as long as the grace would make every absence one.
+    away > ms(grace).saturating_sub(2 * ms(anti_entropy)).max(ms(grace) / 2)
 }
 
 /// How often a settled node records that it is in service: often enough that an absence
@@ -94,7 +96,7 @@ impl Absence {
 
 /// Record, as soon as this node is a settled member that hears from the seed, and every
 /// [`period`] after, when it last was: in memory (for [`empty_if_stale`]), and in a data directory's `service.json`. Looked at
-/// every heartbeat interval (an atomic load).
+/// every heartbeat interval.
 pub async fn service_loop(node: Node, mut stop: watch::Receiver<bool>) {
     let every = period(node.config.tombstone_grace);
     let look = every.min(node.config.heartbeat_interval);
@@ -127,8 +129,10 @@ pub async fn service_loop(node: Node, mut stop: watch::Receiver<bool>) {
 /// as a durable one does at its start (`life/server.rs`), in memory or not. One a restarted seed
 /// made `normal` alone, and sent back when members that hold data returned, was in service
 /// until then, and keeps what it took meanwhile. Key by key (the store is in use): its
-/// anti-entropy answers are refused until it is done, and writes that land meanwhile are newer
-/// than what is removed, and stay.
+/// anti-entropy and range answers are refused until it is done, and its rebalance waits
+/// (`movement.rs`). A write that lands meanwhile stays if it lands after the scan passed its
+/// key, and is removed with the rest if before: its complete replicas hold it, and the join
+/// copies it back.
 pub async fn empty_if_stale(node: &Node) {
     let config = &node.config;
     let record = Service { in_service_ms: node.absence.in_service_ms.load(Ordering::Relaxed) };
@@ -142,8 +146,8 @@ pub async fn empty_if_stale(node: &Node) {
         tracing::warn!(
             keys,
             ?away,
-            "this node was out of service for longer than --tombstone-grace: its store may hold values of keys deleted \
-             meanwhile, and they may come back; kept, as with --replication 1 or --write-quorum 1 it may hold the \
+            "this node was out of service for longer than --tombstone-grace less two --anti-entropy-interval: its \
+             store may hold values of keys deleted meanwhile, and they may come back; kept, as with --replication 1 or --write-quorum 1 it may hold the \
              only copy of writes it acknowledged"
         );
         return;
@@ -218,7 +222,9 @@ mod tests {
         assert!(stale(&record, edge + 1, DAY, MINUTE, offset));
         assert!(!stale(&record, T + 1000, DAY, MINUTE, offset), "a restart");
         assert!(stale(&Service::default(), T, DAY, MINUTE, offset), "never recorded: away since ever");
-        assert!(stale(&record, T, Duration::from_secs(1), MINUTE, offset), "intervals longer than the grace");
+        let second = Duration::from_secs(1);
+        assert!(!stale(&record, T, second, MINUTE, offset), "intervals longer than the grace: half of it");
+        assert!(stale(&record, T + 1, second, MINUTE, offset));
     }
 
     #[test]

@@ -339,7 +339,7 @@ impl Local {
         if Arc::strong_count(&engine) != 1 || Arc::weak_count(&engine) != 0 {
             return Err(engine);
         }
-        drop(engine); // closes it: fjall's threads stop, its files are let go
+        drop(engine); // closes it: fjall's workers stop (on Linux a file still open is renamed and removed all the same)
         let path = self.dir().store_path();
         let aside = dropped_store(&path);
         let emptied = (|| {

@@ -271,6 +271,13 @@ pub async fn rebalance_loop(node: Node, mut stop: watch::Receiver<bool>) {
         if matches!(node.life(), Life::Leaving | Life::Left) {
             continue;
         }
+        // Sent back to joining and not yet judged by `join`, or emptying a stale store: what it
+        // holds may be deleted meanwhile, and must not be handed on (`life/absence.rs`).
+        let sent_back = node.life() == Life::Normal && node.topology().my_state() == Some(NodeState::Joining);
+        if sent_back || node.absence.emptying() {
+            retry = true;
+            continue;
+        }
         node.drain_writes().await;
         let moving = node.moves.begin(MoveKind::Rebalance, None, None);
         let report = handoff_pass(&node, Pass::Misplaced, &moving, Some((stop.clone(), began))).await;
