@@ -393,28 +393,25 @@ async fn tombstones_wait_for_a_replica_down_past_the_grace_and_no_deleted_key_co
     }
 }
 
-/// A replica the seed expired does not hold the purge back (its ranges went to the others):
-/// back after the grace with its data directory, it held the values of keys deleted meanwhile,
-/// with no tombstone left anywhere to beat them, and gave them back (200 of 200 in the hunt of
-/// 2026-12-07). It drops its old store instead (`life/absence.rs`), and keeps none of them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_expired_and_back_after_the_grace_drops_its_old_store_and_no_deleted_key_comes_back() {
-    let flags = ["--tombstone-grace", "2s", "--hint-max-age", "500ms", "--anti-entropy-interval", "500ms"];
-    let mut c = Cluster::start_durable(3, &flags, "1s").await;
+/// The flags of the tests of a replica away for longer than the grace: a 2 s grace, hints
+/// dropped after 500 ms, rounds every 500 ms (the seed's TTL is 1 s).
+const AWAY_FLAGS: [&str; 6] =
+    ["--tombstone-grace", "2s", "--hint-max-age", "500ms", "--anti-entropy-interval", "500ms"];
+
+/// 60 keys on every node of `c`, the 40 to be deleted and the 20 kept.
+async fn sixty_keys_everywhere(c: &Cluster) -> (Vec<(String, String)>, Vec<(String, String)>) {
     let (deleted, kept) = (dataset("gone_", 40), dataset("kept_", 20));
-    write_all(&c, &[0, 1, 2], &deleted).await;
-    write_all(&c, &[0, 1, 2], &kept).await;
+    write_all(c, &[0, 1, 2], &deleted).await;
+    write_all(c, &[0, 1, 2], &kept).await;
     eventually(Duration::from_secs(10), "every key on node 2", || async { (c.keys_on(2).await == 60).then_some(()) })
         .await;
-    let record = c.data_dir(2).join("service.json");
-    eventually(Duration::from_secs(10), "node 2 to record that it is in service", || async {
-        let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).ok()?).ok()?;
-        (record["in_service_ms"].as_u64()? > 0).then_some(())
-    })
-    .await;
-    c.kill_node(2).await;
-    c.wait_normal(2).await;
-    for (k, _) in &deleted {
+    (deleted, kept)
+}
+
+/// Delete `deleted` through node 0 while node 2 is away, and wait for nodes 0 and 1 to purge
+/// the tombstones.
+async fn delete_and_purge_without_node_2(c: &Cluster, deleted: &[(String, String)]) {
+    for (k, _) in deleted {
         c.client(0).delete(k.as_bytes()).await.expect("a delete, at W=2 on the two members left");
     }
     eventually(Duration::from_secs(20), "the members left to purge the tombstones", || async {
@@ -424,25 +421,50 @@ async fn a_replica_expired_and_back_after_the_grace_drops_its_old_store_and_no_d
         Some(())
     })
     .await;
-    c.restart_node(2);
-    c.wait_normal(3).await;
+}
+
+/// Node 2 back: once it holds exactly the kept keys, none of `deleted` reads back through any
+/// node, with every replica asked, and every node holds the 20 kept keys and no other.
+async fn node_2_holds_no_deleted_key(c: &Cluster, deleted: &[(String, String)]) {
     eventually(Duration::from_secs(30), "node 2 to hold the kept keys and no other", || async {
         (c.keys_on(2).await == 20).then_some(())
     })
     .await;
     for i in 0..3 {
-        for (k, _) in &deleted {
+        for (k, _) in deleted {
             let (status, _) = c.client(i).raw(Method::GET, &format!("/get?key={k}&r=all"), None).await.unwrap();
             assert_eq!(status, StatusCode::NOT_FOUND, "{k} came back, read through node {i}");
         }
+        let stats = c.client(i).json("/stats").await.expect("stats");
+        assert_eq!(stats["keys"], 20, "node {i}: {stats}");
+    }
+}
+
+/// A replica the seed expired does not hold the purge back (its ranges went to the others):
+/// back after the grace with its data directory, it held the values of keys deleted meanwhile,
+/// with no tombstone left anywhere to beat them, and gave them back (200 of 200 in the hunt of
+/// 2026-12-07). It drops its old store instead (`life/absence.rs`), and keeps none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_expired_and_back_after_the_grace_drops_its_old_store_and_no_deleted_key_comes_back() {
+    let mut c = Cluster::start_durable(3, &AWAY_FLAGS, "1s").await;
+    let (deleted, kept) = sixty_keys_everywhere(&c).await;
+    let record = c.data_dir(2).join("service.json");
+    eventually(Duration::from_secs(10), "node 2 to record that it is in service", || async {
+        let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).ok()?).ok()?;
+        (record["in_service_ms"].as_u64()? > 0).then_some(())
+    })
+    .await;
+    c.kill_node(2).await;
+    c.wait_normal(2).await;
+    delete_and_purge_without_node_2(&c, &deleted).await;
+    c.restart_node(2);
+    c.wait_normal(3).await;
+    node_2_holds_no_deleted_key(&c, &deleted).await;
+    for i in 0..3 {
         for (k, v) in &kept {
             let got = c.client(i).get(k.as_bytes()).await.expect("a kept key is read");
             assert_eq!(got.as_deref(), Some(v.as_bytes()), "{k} through node {i}");
         }
-    }
-    for i in 0..3 {
-        let stats = c.client(i).json("/stats").await.expect("stats");
-        assert_eq!(stats["keys"], 20, "node {i}: {stats}");
     }
 }
 
@@ -452,13 +474,8 @@ async fn a_replica_expired_and_back_after_the_grace_drops_its_old_store_and_no_d
 /// 2026-12-07).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_paused_past_the_grace_empties_its_store_and_no_deleted_key_comes_back() {
-    let flags = ["--tombstone-grace", "2s", "--hint-max-age", "500ms", "--anti-entropy-interval", "500ms"];
-    let mut c = Cluster::start_full(3, &flags, "1s").await;
-    let (deleted, kept) = (dataset("gone_", 40), dataset("kept_", 20));
-    write_all(&c, &[0, 1, 2], &deleted).await;
-    write_all(&c, &[0, 1, 2], &kept).await;
-    eventually(Duration::from_secs(10), "every key on node 2", || async { (c.keys_on(2).await == 60).then_some(()) })
-        .await;
+    let mut c = Cluster::start_full(3, &AWAY_FLAGS, "1s").await;
+    let (deleted, _) = sixty_keys_everywhere(&c).await;
     eventually(Duration::from_secs(10), "node 2 settled", || async {
         (c.client(2).json("/stats").await.ok()?["settled"] == true).then_some(())
     })
@@ -468,30 +485,10 @@ async fn a_replica_paused_past_the_grace_empties_its_store_and_no_deleted_key_co
         (c.seed_view().await?["nodes"].as_array()?.len() == 2).then_some(())
     })
     .await;
-    for (k, _) in &deleted {
-        c.client(0).delete(k.as_bytes()).await.expect("a delete, at W=2 on the two members left");
-    }
-    eventually(Duration::from_secs(20), "the members left to purge the tombstones", || async {
-        for i in [0, 1] {
-            (c.client(i).json("/stats").await.ok()?["tombstones"] == 0).then_some(())?;
-        }
-        Some(())
-    })
-    .await;
+    delete_and_purge_without_node_2(&c, &deleted).await;
     c.nodes[2].resume();
     c.wait_normal(3).await;
-    eventually(Duration::from_secs(30), "node 2 to hold the kept keys and no other", || async {
-        (c.keys_on(2).await == 20).then_some(())
-    })
-    .await;
-    for i in 0..3 {
-        for (k, _) in &deleted {
-            let (status, _) = c.client(i).raw(Method::GET, &format!("/get?key={k}&r=all"), None).await.unwrap();
-            assert_eq!(status, StatusCode::NOT_FOUND, "{k} came back, read through node {i}");
-        }
-        let stats = c.client(i).json("/stats").await.expect("stats");
-        assert_eq!(stats["keys"], 20, "node {i}: {stats}");
-    }
+    node_2_holds_no_deleted_key(&c, &deleted).await;
 }
 
 /// Only the members a node shares keys with hold its purges back: with N = 1 two members killed
