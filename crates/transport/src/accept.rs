@@ -60,10 +60,14 @@ pub fn closing_http_answer(status: &str, headers: &[(&str, &str)], body: &str) -
 }
 
 /// Send a refused client its last answer and close the connection, reading (and dropping) what
-/// it still sends for a moment first. Closing a socket with unread input makes the kernel reset
-/// the connection, and a reset can destroy the answer before the client reads it.
+/// it still sends first: until it is quiet for a second, for 4 s and 16 MiB at most. Closing a
+/// socket with unread input makes the kernel reset the connection, and a reset can destroy the
+/// answer before the client reads it. (Until 2026-12-07 the drain stopped after one second
+/// whatever the client was doing, and a client library still writing a 4 MB value on a busy
+/// host got the reset now and then instead of the error.)
 pub async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, answer: &[u8]) {
     const LINGER: Duration = Duration::from_secs(1);
+    const LINGER_MAX: Duration = Duration::from_secs(4);
     const LINGER_BYTES: usize = 16 << 20;
     if tokio::time::timeout(LINGER * 2, stream.write_all(answer)).await.is_err() {
         return; // the client does not read: no answer will reach it
@@ -75,11 +79,11 @@ pub async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, 
     }
     let mut sink = [0u8; 16 * 1024];
     let mut drained = 0;
-    let _ = tokio::time::timeout(LINGER, async {
+    let _ = tokio::time::timeout(LINGER_MAX, async {
         while drained < LINGER_BYTES {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => drained += n,
+            match tokio::time::timeout(LINGER, stream.read(&mut sink)).await {
+                Ok(Ok(n)) if n > 0 => drained += n,
+                _ => break, // closed, failed, or quiet for a second
             }
         }
     })

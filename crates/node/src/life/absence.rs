@@ -42,6 +42,7 @@ use std::time::Duration;
 use dkv_storage::{Cursor, Engine, KeyVersion};
 use tokio::sync::watch;
 
+use crate::config::NodeConfig;
 use crate::life::state::Node;
 
 /// What a durable node records of its service (see the module doc).
@@ -81,12 +82,20 @@ pub fn period(grace: Duration) -> Duration {
 #[derive(Debug, Default)]
 pub struct Absence {
     in_service_ms: AtomicU64,
+    /// When the last heartbeat that the seed answered as to a member was sent, by the cluster's
+    /// clock (ms).
+    seed_heard_ms: AtomicU64,
     emptying: AtomicBool,
 }
 
 impl Absence {
     pub fn in_service(&self, ms: u64) {
         self.in_service_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// The seed answered, as to a member, a heartbeat sent at `ms` (the cluster's clock).
+    pub fn heard_from_seed(&self, ms: u64) {
+        self.seed_heard_ms.fetch_max(ms, Ordering::Relaxed);
     }
 
     pub fn emptying(&self) -> bool {
@@ -113,7 +122,15 @@ pub async fn service_loop(node: Node, mut stop: watch::Receiver<bool>) {
         if !node.settled() || !heard {
             continue;
         }
-        let record = Service { in_service_ms: node.cluster_wall_ms() };
+        // In service until the last heartbeat the seed answered as to a member was sent, not
+        // until now: a suspended VM's monotonic clock stands still, so on waking it has "heard"
+        // the seed a moment ago, and would record itself in service across the suspension
+        // before its next heartbeat learns that it was expired.
+        let heard_ms = node.absence.seed_heard_ms.load(Ordering::Relaxed);
+        if heard_ms == 0 {
+            continue;
+        }
+        let record = Service { in_service_ms: node.cluster_wall_ms().min(heard_ms) };
         node.absence.in_service(record.in_service_ms);
         if node.local.is_none() || recorded.is_some_and(|at| at.elapsed() < every) {
             continue;
@@ -121,6 +138,60 @@ pub async fn service_loop(node: Node, mut stop: watch::Receiver<bool>) {
         recorded = Some(tokio::time::Instant::now());
         let node = node.clone();
         let _ = tokio::task::spawn_blocking(move || node.local.as_ref().map(|l| l.save_service(&record))).await;
+    }
+}
+
+/// What to do with the store of a member back after an absence (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not away long enough for a delete it missed to be purged, or nothing to drop.
+    Keep,
+    /// Away too long, but with `--replication 1` or `--write-quorum 1` the store may hold the
+    /// only copy of writes it acknowledged.
+    KeepOnlyCopy { away: Duration },
+    /// Away too long: empty it; its join copies its ranges from their holders.
+    Empty { away: Duration },
+}
+
+/// The verdict on a store of `keys` keys, last in service at `record`, at `now_ms` by this
+/// node's clock, pure.
+pub fn verdict(config: &NodeConfig, record: &Service, now_ms: u64, keys: u64) -> Verdict {
+    let (grace, interval) = (config.tombstone_grace, config.anti_entropy_interval);
+    if keys == 0 || !stale(record, now_ms, grace, interval, config.max_clock_offset) {
+        return Verdict::Keep;
+    }
+    let away = Duration::from_millis(now_ms.saturating_sub(record.in_service_ms));
+    match config.replicas < 2 || config.write_quorum < 2 {
+        true => Verdict::KeepOnlyCopy { away },
+        false => Verdict::Empty { away },
+    }
+}
+
+/// [`verdict`], logged: true when the store is to be emptied. `since` says what the record
+/// counts from ("was last in service"), `then` what the node does next.
+pub fn judge(config: &NodeConfig, record: &Service, now_ms: u64, keys: u64, since: &str, then: &str) -> bool {
+    let why = |away: Duration| {
+        format!(
+            "this node {since} {}s ago, more than --tombstone-grace less two --anti-entropy-interval: its store may \
+             hold values of keys deleted meanwhile, whose tombstones are purged",
+            away.as_secs()
+        )
+    };
+    match verdict(config, record, now_ms, keys) {
+        Verdict::Keep => false,
+        Verdict::KeepOnlyCopy { away } => {
+            tracing::warn!(
+                keys,
+                "{}, and they may come back; kept, as with --replication 1 or --write-quorum 1 it may hold the only \
+                 copy of writes it acknowledged",
+                why(away)
+            );
+            false
+        }
+        Verdict::Empty { away } => {
+            tracing::warn!(keys, "{}. Emptying it; {then}", why(away));
+            true
+        }
     }
 }
 
@@ -134,31 +205,12 @@ pub async fn service_loop(node: Node, mut stop: watch::Receiver<bool>) {
 /// key, and is removed with the rest if before: its complete replicas hold it, and the join
 /// copies it back.
 pub async fn empty_if_stale(node: &Node) {
-    let config = &node.config;
     let record = Service { in_service_ms: node.absence.in_service_ms.load(Ordering::Relaxed) };
-    let (grace, interval) = (config.tombstone_grace, config.anti_entropy_interval);
     let keys = node.engine.stats().keys;
-    if keys == 0 || !stale(&record, node.hlc.wall_ms(), grace, interval, config.max_clock_offset) {
+    let then = "it copies its ranges from the other replicas";
+    if !judge(&node.config, &record, node.hlc.wall_ms(), keys, "was last in service", then) {
         return;
     }
-    let away = Duration::from_millis(node.hlc.wall_ms().saturating_sub(record.in_service_ms));
-    if config.replicas < 2 || config.write_quorum < 2 {
-        tracing::warn!(
-            keys,
-            ?away,
-            "this node was out of service for longer than --tombstone-grace less two --anti-entropy-interval: its \
-             store may hold values of keys deleted meanwhile, and they may come back; kept, as with --replication 1 or --write-quorum 1 it may hold the \
-             only copy of writes it acknowledged"
-        );
-        return;
-    }
-    tracing::warn!(
-        keys,
-        ?away,
-        "this node was out of service for longer than --tombstone-grace less two --anti-entropy-interval: its store \
-         may hold values of keys deleted meanwhile, whose tombstones are purged. Emptying it; it copies its ranges \
-         from the other replicas"
-    );
     node.absence.emptying.store(true, Ordering::Release);
     let engine = node.engine.clone();
     match tokio::task::spawn_blocking(move || drop_store(&*engine)).await {
@@ -225,6 +277,28 @@ mod tests {
         let second = Duration::from_secs(1);
         assert!(!stale(&record, T, second, MINUTE, offset), "intervals longer than the grace: half of it");
         assert!(stale(&record, T + 1, second, MINUTE, offset));
+    }
+
+    #[test]
+    fn a_stale_store_is_emptied_only_where_other_replicas_hold_its_acknowledged_writes() {
+        let config = |replicas, write_quorum| NodeConfig {
+            replicas,
+            write_quorum,
+            tombstone_grace: DAY,
+            anti_entropy_interval: MINUTE,
+            max_clock_offset: Duration::from_millis(500),
+            ..NodeConfig::default()
+        };
+        let record = Service { in_service_ms: T };
+        let later = T + 2 * 86_400_000;
+        let away = Duration::from_millis(later - T);
+        assert_eq!(verdict(&config(3, 2), &record, later, 5), Verdict::Empty { away });
+        assert_eq!(verdict(&config(3, 2), &record, later, 0), Verdict::Keep, "nothing to drop");
+        assert_eq!(verdict(&config(3, 2), &record, T + 60_000, 5), Verdict::Keep, "a restart");
+        assert_eq!(verdict(&config(1, 1), &record, later, 5), Verdict::KeepOnlyCopy { away });
+        assert_eq!(verdict(&config(3, 1), &record, later, 5), Verdict::KeepOnlyCopy { away });
+        assert!(judge(&config(3, 2), &record, later, 5, "was last in service", "it copies its ranges"));
+        assert!(!judge(&config(3, 1), &record, later, 5, "was last in service", "it copies its ranges"));
     }
 
     #[test]

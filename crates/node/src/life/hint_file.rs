@@ -142,7 +142,7 @@ pub fn write(dir: &DataDir, save: &Save, on_disk: &mut u64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replication::hints::{restore, Hints};
+    use crate::replication::hints::{restore, wall_ms, Hints};
     use crate::transport::wire::KeyEntry;
     use dkv_membership::NodeId;
     use dkv_storage::{Entry, Version};
@@ -288,7 +288,8 @@ mod tests {
 
         std::fs::write(
             dir.path().join(OLD_FILE),
-            wire::encode(&vec![SavedHint { target: 9, at_ms: 1, kv: kv("old".into()) }]),
+            // Saved a second ago: a hint older than the bound on age is not restored.
+            wire::encode(&vec![SavedHint { target: 9, at_ms: wall_ms() - 1000, kv: kv("old".into()) }]),
         )
         .unwrap();
         let (read, _) = read(&dir, usize::MAX).unwrap();

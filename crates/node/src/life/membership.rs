@@ -331,7 +331,12 @@ impl Node {
         if let Some(clock) = answer.clock {
             self.offsets.record_cluster(clock, Instant::now());
         }
-        self.learn(&topo, answer).await
+        let beat = self.learn(&topo, answer).await;
+        if beat.is_ok() && self.topology().my_state() == Some(NodeState::Normal) {
+            // Still a member when the heartbeat was sent (the seed did not send it back).
+            self.absence.heard_from_seed(self.cluster_ms_of(sent));
+        }
+        beat
     }
 
     /// Act on a heartbeat answer to a heartbeat sent holding `sent`.

@@ -221,6 +221,9 @@ pub async fn run(
         tokio::spawn(crate::front::resp::serve(node.clone(), l, server_stop_rx))
     });
     node.lease.heard(registered_at);
+    if life == Life::Normal {
+        node.absence.heard_from_seed(node.cluster_wall_ms());
+    }
     let (tasks_stop_tx, tasks_stop_rx) = watch::channel(false);
     let mut tasks = vec![
         tokio::spawn(membership::heartbeat_loop(node.clone(), tasks_stop_rx.clone())),
@@ -353,7 +356,6 @@ async fn drop_stale_store(opened: &mut local::Opened, config: &NodeConfig, leavi
     if keys == 0 {
         return Ok(());
     }
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let mut record = opened.service;
     let since = match record.in_service_ms {
         0 => {
@@ -368,28 +370,13 @@ async fn drop_stale_store(opened: &mut local::Opened, config: &NodeConfig, leavi
         }
         _ => "was last in service",
     };
-    let (grace, interval) = (config.tombstone_grace, config.anti_entropy_interval);
-    if !absence::stale(&record, now_ms, grace, interval, config.max_clock_offset) {
-        return Ok(());
-    }
-    let away = Duration::from_secs(now_ms.saturating_sub(record.in_service_ms) / 1000);
-    let why = format!(
-        "the seed expired this node, which {since} {away:?} ago, more than --tombstone-grace less two \
-         --anti-entropy-interval: its store may hold values of keys deleted meanwhile, whose tombstones are purged"
-    );
-    if config.replicas < 2 || config.write_quorum < 2 {
-        tracing::warn!(
-            keys,
-            "{why}, and they may come back; kept, as with --replication 1 or --write-quorum 1 it may hold the only \
-             copy of writes it acknowledged"
-        );
-        return Ok(());
-    }
     let then = match leaving {
-        true => "it finishes its leave with nothing to hand off",
-        false => "it copies its ranges from the other replicas",
+        true => "the seed expired it; it finishes its leave with nothing to hand off",
+        false => "the seed expired it; it copies its ranges from the other replicas",
     };
-    tracing::warn!(keys, "{why}, which nothing could tell from live ones. Dropping it; {then}");
+    if !absence::judge(config, &record, crate::replication::hints::wall_ms(), keys, since, then) {
+        return Ok(());
+    }
     let local = opened.local.as_ref().expect("a durable node");
     let old = std::mem::replace(&mut opened.engine, Arc::new(dkv_storage::MemoryEngine::new()));
     let failed =

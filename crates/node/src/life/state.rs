@@ -249,8 +249,14 @@ impl Node {
     /// brought the value back once the others purged; and every value with a TTL read as absent
     /// through it. (Read on every read of a value with a TTL: an atomic, not the lock.)
     pub fn cluster_wall_ms(&self) -> u64 {
+        self.cluster_ms_of(self.hlc.wall_ms())
+    }
+
+    /// What this node's wall clock reading `wall_ms` is on the cluster's clock (see
+    /// [`Node::cluster_wall_ms`]).
+    pub fn cluster_ms_of(&self, wall_ms: u64) -> u64 {
         let ahead = self.clock_ahead_ms.load(Ordering::Relaxed);
-        self.hlc.wall_ms().saturating_add_signed(ahead.saturating_neg())
+        wall_ms.saturating_add_signed(ahead.saturating_neg())
     }
 
     /// The cluster's clock as this node last measured it, in ms: its wall clock less its measured

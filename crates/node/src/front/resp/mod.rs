@@ -378,8 +378,8 @@ async fn connection(
             write_out!();
             // Closed with unread input (the rest of a value over the limit, say), the socket
             // resets, and the client saw "connection reset" instead of the error (found by trying
-            // with redis-py, 2026-12-06): what it still sends is read and dropped, for a second
-            // and 16 MiB at most.
+            // with redis-py, 2026-12-06): what it still sends is read and dropped, until it is
+            // quiet for a second (4 s and 16 MiB at most).
             if malformed.is_some() {
                 answer_and_close(stream, b"").await;
             }

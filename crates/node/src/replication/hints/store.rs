@@ -9,8 +9,9 @@
 //!   alone over the byte bound is refused, counted as dropped. (Until 2026-12-06 the count bound
 //!   refused the newest hint instead, against what the README's limits said.)
 //! * at most `max_age` old: a replica away for longer is refilled by anti-entropy instead.
-//!   A hint's age is the time its write was made; a failed delivery puts it back with that age,
-//!   so hints for a replica that stays unreachable do expire.
+//!   A hint's age counts from when its write was made, by its version's wall time ([`age_of`]:
+//!   a write in flight across a pause of the node fails after it); a failed delivery puts it
+//!   back with that age, so hints for a replica that stays unreachable do expire.
 //!
 //! A hint is a versioned entry, so delivering it can never overwrite a newer value.
 //!
@@ -32,6 +33,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dkv_membership::NodeId;
+use dkv_storage::{Hlc, Version};
 
 use serde::{Deserialize, Serialize};
 
@@ -170,6 +172,16 @@ impl Hints {
         self.added.notify_one();
         self.changes.notify_one();
         kept
+    }
+
+    /// [`Hints::add`] a hint `age` old: dropped at once (counted as dropped) past the bound on
+    /// age, which an `Instant` may not reach back to on a host up for less than that.
+    pub fn add_aged(&self, target: NodeId, kv: KeyEntry, now: Instant, age: Duration) -> bool {
+        if age > self.max_age {
+            self.lock().dropped += 1;
+            return false;
+        }
+        self.add(target, kv, now.checked_sub(age).unwrap_or(now))
     }
 
     /// Add a hint just queued for `target` to those the next save appends; past what the store
@@ -448,6 +460,29 @@ mod tests {
     }
 
     #[test]
+    fn a_hint_is_aged_from_its_writes_version_not_from_when_it_is_kept() {
+        const NOW_MS: u64 = 1_000_000_000_000;
+        let made = |ms_ago: u64| Version { ts: Hlc::ts_at_ms(NOW_MS - ms_ago), node: 1 };
+        assert_eq!(age_of(made(5_000), NOW_MS), Duration::from_secs(5));
+        let ahead = Version { ts: Hlc::ts_at_ms(NOW_MS + 300), node: 1 };
+        assert_eq!(age_of(ahead, NOW_MS), Duration::ZERO, "a version ahead by the offset allowed");
+        let h = Hints::new(10, Duration::from_secs(60));
+        let t0 = Instant::now();
+        // A write in flight across a pause of two minutes fails when the node wakes: its hint
+        // would outlive the bound on age counted from the write, so it is not kept.
+        assert!(!h.add_aged(NodeId(1), kv("across a pause"), t0, age_of(made(120_000), NOW_MS)));
+        assert_eq!(h.stats(), HintCounts { pending: 0, bytes: 0, dropped: 1, evicted: 0 });
+        // One made 5 s ago expires 55 s after it is kept, not 60.
+        assert!(h.add_aged(NodeId(1), kv("recent"), t0, age_of(made(5_000), NOW_MS)));
+        assert!(h.take(NodeId(1), 10, t0 + Duration::from_secs(56)).is_empty());
+        assert_eq!(h.counts(), (0, 2));
+        // Saved decades ago, longer than this host is up: an `Instant` cannot reach back that
+        // far, and such a hint was restored as new until 2026-12-07.
+        restore(&h, vec![SavedHint { target: 1, at_ms: 1, kv: kv("decades old") }]);
+        assert_eq!(h.counts(), (0, 3));
+    }
+
+    #[test]
     fn bounded_by_count_and_age_and_kept_in_order() {
         let t0 = Instant::now();
         let h = Hints::new(3, Duration::from_secs(10));
@@ -630,6 +665,16 @@ pub fn wall_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// How old a write of `version` is at `now_ms`, by its version's wall time: what a hint of it is
+/// aged by when it is kept. A write in flight when this node paused fails when it wakes, maybe
+/// after the grace: a delete of its key made meanwhile may be purged everywhere, and the hint,
+/// aged from then, would bring the value back. Aged from its version, it goes first: the bound
+/// on age is under the grace (`--hint-max-age`). Never negative: a version may be ahead of this
+/// clock by the offset allowed.
+pub fn age_of(version: Version, now_ms: u64) -> Duration {
+    Duration::from_millis(now_ms.saturating_sub(Hlc::ms_of(version.ts)))
+}
+
 /// Put saved hints back in the store, with the age they had; the file is written whole at the
 /// next save (it may hold hints delivered since it was last written whole).
 pub fn restore(hints: &Hints, mut saved: Vec<SavedHint>) {
@@ -639,7 +684,7 @@ pub fn restore(hints: &Hints, mut saved: Vec<SavedHint>) {
     saved.sort_by_key(|h| h.at_ms);
     for h in saved {
         let age = Duration::from_millis(now_ms.saturating_sub(h.at_ms));
-        hints.add(NodeId(h.target), h.kv, now.checked_sub(age).unwrap_or(now));
+        hints.add_aged(NodeId(h.target), h.kv, now, age);
     }
     hints.save_whole();
 }
