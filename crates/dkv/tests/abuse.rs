@@ -627,3 +627,50 @@ async fn resp_replies_nobody_reads_are_charged_to_the_client_memory_budget() {
     assert!(refused.contains("--max-client-memory"), "{refused}");
     served(&c, 0, 0).await;
 }
+
+/// RESP GETs that a node forwards to the node holding the key, pipelined by clients that never
+/// read: each answer is charged to `--max-client-memory` as it arrives, while the connection
+/// waits for its client to read, and past the budget the reply is the budget's error. (Until
+/// 2026-12-07 such a connection polled nothing while it waited: the answers sat in the
+/// transport's channels, neither decoded nor charged, and 40 connections that pipelined 100
+/// GETs of a 500 KB value held 1.9 GB with 25 MB charged; found by a hunt.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_resp_replies_nobody_reads_are_charged_as_they_arrive() {
+    let c = Cluster::start_resp(2, &["--replication", "1", "--max-client-memory", "64MiB"]).await;
+    // A key that node 0 does not hold: its GETs there are forwarded to node 1.
+    let value = Bytes::from(vec![b'f'; 1 << 20]);
+    let mut far = None;
+    for i in 0..64 {
+        let key = format!("far{i}");
+        c.client(0).put(key.as_bytes(), value.clone()).await.expect("put");
+        if c.local_entry(0, key.as_bytes()).await.is_none() {
+            far = Some(key);
+            break;
+        }
+    }
+    let far = far.expect("a key that node 1 holds");
+    // 16 MiB of replies a connection, more than its socket takes: the first few fill it, and
+    // the rest wait for a client that never reads.
+    let request: &'static [u8] = format!("GET {far}\r\n").repeat(16).into_bytes().leak();
+    let resp = c.nodes[0].resp.clone().expect("resp");
+    let mut readers_that_do_not_read = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&c, 0, "dkv_client_refusals_total", "memory").await == 0 {
+        let held = readers_that_do_not_read.len();
+        let charged = metric(&c, 0, "dkv_client_buffered_bytes", "").await;
+        assert!(
+            held < 20 && Instant::now() < deadline,
+            "the forwarded answers were not charged: {held} connections wait with {} MiB of replies, {} MiB charged",
+            held * 16,
+            charged >> 20
+        );
+        readers_that_do_not_read.extend(connect_many(&resp, 1, request).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    served(&c, 0, 0).await;
+    drop(readers_that_do_not_read);
+    eventually(Duration::from_secs(10), "the budget back once the connections closed", || async {
+        (metric(&c, 0, "dkv_client_buffered_bytes", "").await < 8 << 20).then_some(())
+    })
+    .await;
+}

@@ -38,6 +38,7 @@ pub mod frame;
 mod interrupts;
 mod introspection;
 mod multi;
+mod replies;
 mod scan;
 mod table;
 
@@ -48,7 +49,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use futures_util::future::{ready, Either, FutureExt, OptionFuture};
-use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -189,7 +189,7 @@ async fn connection(
     let mut resume = frame::Resume::default();
     let mut output = BytesMut::with_capacity(READ_CHUNK);
     let mut session = commands::Session::listed(listed.client.clone(), listed.clients.clone());
-    let mut running = FuturesOrdered::new();
+    let mut running = replies::Replies::new();
     // The box a command starts in, kept for the next one while each is done at its first poll.
     let mut spare = None;
     // Keys touched by the commands running now, and a parsed command waiting for them to finish.
@@ -227,6 +227,7 @@ async fn connection(
                 &mut grow,
                 &guard,
                 &listed.client,
+                &mut running,
             )
             .await?
             {
@@ -352,17 +353,15 @@ async fn connection(
         // are parsed next, not left waiting for more input that may never come.
         let unparsed = input.len();
         // Their replies, in order, written out as they pile up.
-        while let Some(held) = if running.is_empty() { None } else { running.next().await } {
-            // (Always `Some`: a command is set in its box before the box runs.) Its charge is
-            // given back once its reply is in the output.
-            let held = held.unwrap_or_else(|| Held::small(Reply::Nil));
+        while let Some(held) = running.next().await {
+            // Its charge is given back once its reply is in the output.
             held.reply.write(&mut output);
             drop(held);
             if output.len() >= OUTPUT_FLUSH {
                 // The wave's shares go back before a write that may wait for the client as long
                 // as --idle-timeout: a client that does not read must not hold the node's bound.
-                // (Its commands still running then wait only to be written, and their replies
-                // over 4 KiB are charged to --max-client-memory.)
+                // (Its commands still running go on meanwhile, and their replies over 4 KiB are
+                // charged to --max-client-memory as they finish: `replies.rs`.)
                 drop(shares.take());
                 write_out!();
             }
@@ -486,9 +485,10 @@ impl Ending {
 /// would move. So the node takes in what it sends, within the connection's limits (`grow`
 /// makes room, or says why there is none: then the connection is closed), as Redis does. A
 /// client that neither reads nor sends for `--idle-timeout` is let go, as an idle one is. What
-/// waits to be written is charged to the client memory budget meanwhile.
+/// waits to be written is charged to the client memory budget meanwhile, and the commands
+/// `running` go on: their replies are charged as they finish (`replies.rs`).
 #[allow(clippy::too_many_arguments)]
-async fn write_reading(
+async fn write_reading<F: Future<Output = Option<Held>>>(
     stream: &mut ClientStream,
     output: &mut BytesMut,
     input: &mut BytesMut,
@@ -497,8 +497,11 @@ async fn write_reading(
     grow: &mut impl FnMut(&mut BytesMut, &frame::Resume) -> Result<(), String>,
     guard: &Arc<Guard>,
     me: &Client,
+    running: &mut replies::Replies<F>,
 ) -> std::io::Result<Result<(), Ending>> {
     let idle = guard.limits.idle_timeout;
+    // The buffer's whole allocation, which the write below may leave partly used.
+    let allocated = output.capacity();
     // Nearly always the socket takes it all at once (a TLS session takes it into its buffer,
     // and the flush writes that out).
     if let Some(Ok(n)) = stream.write(output).now_or_never() {
@@ -510,8 +513,10 @@ async fn write_reading(
     // What waits for the client to read it is counted in the budget while it waits: replies of
     // a key read from this node's store alone (one replica) were not, and 30 connections that
     // asked for a 15 MB value and never read held 470 MB outside a 64 MiB budget (found by
-    // trying, 2026-12-06).
-    let _waiting = (output.len() > SMALL_CHARGE).then(|| guard.hold(output.len()));
+    // trying, 2026-12-06). Its allocation, not what is left of it to write: replies grow the
+    // buffer by doubling, and 40 connections held 2 MB each charged at 0.6 (the hunt of
+    // 2026-12-07).
+    let _waiting = (output.len() > SMALL_CHARGE).then(|| guard.hold(allocated));
     let (mut written, mut read, mut closed) = (0, false, false);
     // Rings once nothing moved either way for `idle`; set again at every step.
     let mut stalled = idle.map(|t| (t, Box::pin(tokio::time::sleep(t))));
@@ -522,6 +527,7 @@ async fn write_reading(
         if killed.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Ok(Err(Ending::Killed)));
         }
+        running.poll_finished(cx);
         let before = written;
         while written < output.len() {
             match std::pin::Pin::new(&mut *stream).poll_write(cx, &output[written..]) {
