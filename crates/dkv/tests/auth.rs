@@ -74,6 +74,8 @@ async fn resp_clients_need_the_password_and_the_read_only_one_cannot_write() {
     // redis-cli -a sends AUTH first; --user sends AUTH default <password>.
     assert_eq!(redis_cli_said(&r[0], &["-a", FULL, "SET", "k", "v1"]), "OK");
     assert_eq!(redis_cli_said(&r[1], &["--user", "default", "--pass", FULL, "GET", "k"]), "v1");
+    // A user other than Redis's default one is refused, with the right password too.
+    assert!(redis_cli_said(&r[1], &["--user", "someone", "--pass", FULL, "GET", "k"]).contains("WRONGPASS"));
     assert!(redis_cli_said(&r[0], &["-a", "wrong", "GET", "k"]).contains("WRONGPASS"));
     until_checked_again(&r[0]).await;
     // The read-only password reads, but every write is refused and changes nothing.
@@ -190,7 +192,7 @@ print("ok")
     assert!(failures(&c, 0, "resp", "missing").await >= 3);
     assert!(failures(&c, 0, "resp", "wrong_password").await >= 2);
     assert!(failures(&c, 0, "resp", "read_only").await >= 5);
-    assert_eq!(failures(&c, 1, "resp", "wrong_password").await, 2, "the two on the raw connection");
+    assert_eq!(failures(&c, 1, "resp", "wrong_password").await, 3, "the two on the raw connection, the unknown user");
     assert_eq!(failures(&c, 1, "resp", "read_only").await, 1);
     assert_eq!(failures(&c, 1, "http", "missing").await, 0);
 
@@ -378,13 +380,19 @@ async fn password_flags_that_mean_nothing_are_refused_at_start() {
 
 /// Without a password, `AUTH default <anything>` is `+OK`, as Redis's default user without a
 /// password takes any (clients given `redis://default:pw@host` connect), while `AUTH <password>`
-/// says no password is set, in Redis's words.
+/// says no password is set, in Redis's words. Any other user name is Redis's `WRONGPASS`, with
+/// `AUTH` and with `HELLO … AUTH` (it was `+OK` until 2026-12-07, found by a hunt).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_password_auth_with_a_user_name_is_ok_as_in_redis() {
     let c = Cluster::start_resp(1, &[]).await;
-    let got = raw(c.nodes[0].resp.as_deref().expect("resp"), b"AUTH default anything\r\nAUTH anything\r\nPING\r\n");
+    let got = raw(
+        c.nodes[0].resp.as_deref().expect("resp"),
+        b"AUTH default anything\r\nAUTH anything\r\nPING\r\nAUTH someone x\r\nHELLO 2 AUTH someone x\r\n",
+    );
     let lines: Vec<&str> = got.split("\r\n").collect();
     assert_eq!(lines[0], "+OK", "{got}");
     assert!(lines[1].starts_with("-ERR AUTH <password> called without any password configured"), "{got}");
     assert_eq!(lines[2], "+PONG", "{got}");
+    assert_eq!(lines[3], "-WRONGPASS invalid username-password pair or user is disabled.", "{got}");
+    assert_eq!(lines[4], "-WRONGPASS invalid username-password pair or user is disabled.", "{got}");
 }

@@ -279,9 +279,13 @@ impl Charge {
         }
         if !self.guard.try_take(bytes - self.bytes, bytes) {
             self.guard.refused(Refusal::Memory);
+            // The size asked for too: "holds 1 MB" alone read as if that were past a 1 GiB limit
+            // (found by a hunt, 2026-12-07).
             return Err(Refused(format!(
-                "the node holds {} of client data (values being received or sent), its limit (--max-client-memory {}); retry later",
+                "the node holds {} of client data (values being received or sent), and {} more would pass its \
+                 limit (--max-client-memory {}); retry later",
                 human(self.guard.charged()),
+                human(bytes - self.bytes),
                 human(self.guard.limits.max_client_memory)
             )));
         }

@@ -31,7 +31,10 @@
 //! When it was last in service is recorded, in memory and in the data directory ([`Service`],
 //! `service.json`), as soon as the node is a settled member (serving, and through an
 //! anti-entropy round with every peer under the current view) that heard from the seed within
-//! two heartbeats, and every [`period`] after, by the cluster's clock. A
+//! two heartbeats, and every [`period`] after: the time, by the cluster's clock, at which the
+//! last heartbeat that the seed answered as to a member was sent (not the time of recording: a
+//! VM suspended past the grace does not advance the monotonic clock, and on waking it has
+//! "heard" the seed a moment ago until its next heartbeat learns that it was expired). A
 //! node with no record (it never settled, or its directory comes from a release before the
 //! record) counts from its newest write ([`newest_write_ms`]). An absence shorter than that
 //! keeps the store: no tombstone of a delete made after it left can have been purged yet.
@@ -167,13 +170,24 @@ pub fn verdict(config: &NodeConfig, record: &Service, now_ms: u64, keys: u64) ->
     }
 }
 
-/// [`verdict`], logged: true when the store is to be emptied. `since` says what the record
-/// counts from ("was last in service"), `then` what the node does next.
-pub fn judge(config: &NodeConfig, record: &Service, now_ms: u64, keys: u64, since: &str, then: &str) -> bool {
+/// What a [`judge`]ment logs: why the node is judged, what its record counts from, and what it
+/// does once its store is emptied.
+pub struct Context {
+    /// "the seed expired it".
+    pub cause: &'static str,
+    /// "was last in service", or "took its last write" (no record).
+    pub since: &'static str,
+    /// "it copies its ranges from the other replicas".
+    pub then: &'static str,
+}
+
+/// [`verdict`], logged: true when the store is to be emptied.
+pub fn judge(config: &NodeConfig, record: &Service, now_ms: u64, keys: u64, context: &Context) -> bool {
+    let Context { cause, since, then } = context;
     let why = |away: Duration| {
         format!(
-            "this node {since} {}s ago, more than --tombstone-grace less two --anti-entropy-interval: its store may \
-             hold values of keys deleted meanwhile, whose tombstones are purged",
+            "{cause}: this node {since} {}s ago, more than --tombstone-grace less two --anti-entropy-interval, and \
+             its store may hold values of keys deleted meanwhile, whose tombstones are purged",
             away.as_secs()
         )
     };
@@ -207,8 +221,12 @@ pub fn judge(config: &NodeConfig, record: &Service, now_ms: u64, keys: u64, sinc
 pub async fn empty_if_stale(node: &Node) {
     let record = Service { in_service_ms: node.absence.in_service_ms.load(Ordering::Relaxed) };
     let keys = node.engine.stats().keys;
-    let then = "it copies its ranges from the other replicas";
-    if !judge(&node.config, &record, node.hlc.wall_ms(), keys, "was last in service", then) {
+    let context = Context {
+        cause: "the seed sent this node back to joining",
+        since: "was last in service",
+        then: "it copies its ranges from the other replicas",
+    };
+    if !judge(&node.config, &record, node.hlc.wall_ms(), keys, &context) {
         return;
     }
     node.absence.emptying.store(true, Ordering::Release);
@@ -297,8 +315,9 @@ mod tests {
         assert_eq!(verdict(&config(3, 2), &record, T + 60_000, 5), Verdict::Keep, "a restart");
         assert_eq!(verdict(&config(1, 1), &record, later, 5), Verdict::KeepOnlyCopy { away });
         assert_eq!(verdict(&config(3, 1), &record, later, 5), Verdict::KeepOnlyCopy { away });
-        assert!(judge(&config(3, 2), &record, later, 5, "was last in service", "it copies its ranges"));
-        assert!(!judge(&config(3, 1), &record, later, 5, "was last in service", "it copies its ranges"));
+        let context = Context { cause: "expired", since: "was last in service", then: "it copies its ranges" };
+        assert!(judge(&config(3, 2), &record, later, 5, &context));
+        assert!(!judge(&config(3, 1), &record, later, 5, &context));
     }
 
     #[test]

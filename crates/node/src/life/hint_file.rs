@@ -160,7 +160,9 @@ mod tests {
     }
 
     fn kv(key: String) -> KeyEntry {
-        KeyEntry { key: key.into(), entry: Entry::value(Version { ts: 1, node: 1 }, vec![7u8; 100].into()) }
+        // Made now: hints are aged from their version too.
+        let version = Version { ts: dkv_storage::Hlc::ts_at_ms(wall_ms()), node: 1 };
+        KeyEntry { key: key.into(), entry: Entry::value(version, vec![7u8; 100].into()) }
     }
 
     fn keys(hints: &[SavedHint]) -> Vec<String> {

@@ -222,7 +222,10 @@ pub async fn run(
     });
     node.lease.heard(registered_at);
     if life == Life::Normal {
-        node.absence.heard_from_seed(node.cluster_wall_ms());
+        // When the registration was sent, not now: opening the store, restoring hints and the
+        // clock's first verdict took time since.
+        let since = registered_at.elapsed().as_millis() as u64;
+        node.absence.heard_from_seed(node.cluster_wall_ms().saturating_sub(since));
     }
     let (tasks_stop_tx, tasks_stop_rx) = watch::channel(false);
     let mut tasks = vec![
@@ -371,10 +374,11 @@ async fn drop_stale_store(opened: &mut local::Opened, config: &NodeConfig, leavi
         _ => "was last in service",
     };
     let then = match leaving {
-        true => "the seed expired it; it finishes its leave with nothing to hand off",
-        false => "the seed expired it; it copies its ranges from the other replicas",
+        true => "it finishes its leave with nothing to hand off",
+        false => "it copies its ranges from the other replicas",
     };
-    if !absence::judge(config, &record, crate::replication::hints::wall_ms(), keys, since, then) {
+    let context = absence::Context { cause: "the seed expired this node", since, then };
+    if !absence::judge(config, &record, crate::replication::hints::wall_ms(), keys, &context) {
         return Ok(());
     }
     let local = opened.local.as_ref().expect("a durable node");

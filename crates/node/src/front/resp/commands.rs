@@ -183,7 +183,9 @@ fn refusal(node: &Node, session: &Session, cmd: Cmd, name: &[u8]) -> Option<Repl
 /// `AUTH password` or `AUTH user password` (the user name is not checked: see `front/auth.rs`).
 fn auth(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
     let password = match a {
-        [p] | [_, p] => p,
+        [p] => p,
+        [user, _] if !default_user(user) => return unknown_user(node),
+        [_, p] => p,
         _ => return wrong_arity(Cmd::Auth),
     };
     if !node.auth.required() && a.len() == 2 {
@@ -206,6 +208,21 @@ fn auth(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
         Checked::Wrong => Reply::Error(auth::WRONGPASS.into()),
         Checked::TooSoon(left) => Reply::err(auth::too_soon(from, left)),
     }
+}
+
+/// Redis's one user without ACLs, the only one a node knows: any other name is Redis's
+/// `WRONGPASS`, password or not (until 2026-12-07 the name was not looked at, and `AUTH x y`
+/// succeeded on a node without a password).
+fn default_user(user: &[u8]) -> bool {
+    user == b"default"
+}
+
+/// Redis's answer to a user it does not know, counted as a wrong password where one is needed.
+fn unknown_user(node: &Node) -> Reply {
+    if node.auth.required() {
+        node.auth.refused(Api::Resp, Failure::Wrong);
+    }
+    Reply::Error(auth::WRONGPASS.into())
 }
 
 pub(super) fn wrong_arity(cmd: Cmd) -> Reply {
@@ -1000,7 +1017,8 @@ fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
                 None => return Reply::err(format!("Syntax error in HELLO option '{}'", String::from_utf8_lossy(opt))),
             },
             b"AUTH" => match (rest.next(), rest.next()) {
-                (Some(_user), Some(password)) if node.auth.required() => {
+                (Some(user), Some(_)) if !default_user(user) => return unknown_user(node),
+                (Some(_), Some(password)) if node.auth.required() => {
                     let from = session.me.addr().map(|a| a.ip());
                     match node.auth.check_from(Api::Resp, from, password) {
                         Checked::Granted(access) => authed = Some(access),

@@ -47,7 +47,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use futures_util::future::{ready, Either, FutureExt, OptionFuture};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -228,6 +228,7 @@ async fn connection(
                 &guard,
                 &listed.client,
                 &mut running,
+                &mut shares,
             )
             .await?
             {
@@ -358,11 +359,11 @@ async fn connection(
             held.reply.write(&mut output);
             drop(held);
             if output.len() >= OUTPUT_FLUSH {
-                // The wave's shares go back before a write that may wait for the client as long
-                // as --idle-timeout: a client that does not read must not hold the node's bound.
-                // (Its commands still running go on meanwhile, and their replies over 4 KiB are
-                // charged to --max-client-memory as they finish: `replies.rs`.)
-                drop(shares.take());
+                // The wave's shares go back during a write that may wait for the client as long
+                // as --idle-timeout, once its commands still running have finished (they go on
+                // meanwhile, their replies over 4 KiB charged to --max-client-memory as they
+                // finish: `replies.rs`): a client that does not read must not hold the node's
+                // bound.
                 write_out!();
             }
         }
@@ -380,6 +381,7 @@ async fn connection(
             // with redis-py, 2026-12-06): what it still sends is read and dropped, until it is
             // quiet for a second (4 s and 16 MiB at most).
             if malformed.is_some() {
+                drop((input, output, charge)); // not held while it drains
                 answer_and_close(stream, b"").await;
             }
             return Ok(());
@@ -398,6 +400,7 @@ async fn connection(
             output = BytesMut::with_capacity(READ_CHUNK); // give back what one large reply took
         }
         if let Err(why) = grow(&mut input, &resume) {
+            drop((input, output, charge)); // not held while it drains
             return refuse(stream, &why).await;
         }
         // Wait for more: a command that has begun must be whole within --read-timeout; an idle
@@ -444,6 +447,7 @@ async fn connection(
                         "ERR a command was not received whole within {} (--read-timeout)",
                         humantime::format_duration(guard.limits.read_timeout)
                     );
+                    drop((input, output, charge)); // not held while it drains
                     return refuse(stream, &text).await;
                 }
             }
@@ -486,7 +490,8 @@ impl Ending {
 /// makes room, or says why there is none: then the connection is closed), as Redis does. A
 /// client that neither reads nor sends for `--idle-timeout` is let go, as an idle one is. What
 /// waits to be written is charged to the client memory budget meanwhile, and the commands
-/// `running` go on: their replies are charged as they finish (`replies.rs`).
+/// `running` go on: their replies are charged as they finish (`replies.rs`), and their
+/// `shares` of `--max-pipelined` go back once none is left running.
 #[allow(clippy::too_many_arguments)]
 async fn write_reading<F: Future<Output = Option<Held>>>(
     stream: &mut ClientStream,
@@ -498,26 +503,28 @@ async fn write_reading<F: Future<Output = Option<Held>>>(
     guard: &Arc<Guard>,
     me: &Client,
     running: &mut replies::Replies<F>,
+    shares: &mut Option<tokio::sync::SemaphorePermit<'_>>,
 ) -> std::io::Result<Result<(), Ending>> {
     let idle = guard.limits.idle_timeout;
-    // The buffer's whole allocation, which the write below may leave partly used.
-    let allocated = output.capacity();
     // Nearly always the socket takes it all at once (a TLS session takes it into its buffer,
     // and the flush writes that out).
+    let mut written = 0;
     if let Some(Ok(n)) = stream.write(output).now_or_never() {
-        output.advance(n);
-        if output.is_empty() && matches!(stream.flush().now_or_never(), Some(Ok(()))) {
+        written = n;
+        if written == output.len() && matches!(stream.flush().now_or_never(), Some(Ok(()))) {
+            output.clear();
             return Ok(Ok(()));
         }
     }
     // What waits for the client to read it is counted in the budget while it waits: replies of
     // a key read from this node's store alone (one replica) were not, and 30 connections that
     // asked for a 15 MB value and never read held 470 MB outside a 64 MiB budget (found by
-    // trying, 2026-12-06). Its allocation, not what is left of it to write: replies grow the
-    // buffer by doubling, and 40 connections held 2 MB each charged at 0.6 (the hunt of
+    // trying, 2026-12-06). Its whole allocation, not what is left of it to write: replies grow
+    // the buffer by doubling, and 40 connections held 2 MB each charged at 0.6 (the hunt of
     // 2026-12-07).
-    let _waiting = (output.len() > SMALL_CHARGE).then(|| guard.hold(allocated));
-    let (mut written, mut read, mut closed) = (0, false, false);
+    let allocated = output.capacity();
+    let _waiting = (allocated > SMALL_CHARGE).then(|| guard.hold(allocated));
+    let (first, mut read, mut closed) = (written, false, false);
     // Rings once nothing moved either way for `idle`; set again at every step.
     let mut stalled = idle.map(|t| (t, Box::pin(tokio::time::sleep(t))));
     // A `CLIENT KILL` ends it too: a client that does not read is what one kills (it went
@@ -527,7 +534,9 @@ async fn write_reading<F: Future<Output = Option<Held>>>(
         if killed.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Ok(Err(Ending::Killed)));
         }
-        running.poll_finished(cx);
+        if running.poll_finished(cx) {
+            drop(shares.take());
+        }
         let before = written;
         while written < output.len() {
             match std::pin::Pin::new(&mut *stream).poll_write(cx, &output[written..]) {
@@ -572,7 +581,7 @@ async fn write_reading<F: Future<Output = Option<Held>>>(
         return Poll::Pending;
     })
     .await;
-    if read || written > 0 {
+    if read || written > first {
         // A client that reads its replies is not idle: the wait for its next command counts
         // from here (a large reply to a slow reader may take longer than --idle-timeout).
         clock.read();

@@ -52,11 +52,13 @@ impl<F: Future<Output = Option<Held>>> Replies<F> {
     }
 
     /// Poll the running commands, and keep the replies of those that finished, in order: what a
-    /// wait for the client does meanwhile. Wakes the task when the next one finishes.
-    pub fn poll_finished(&mut self, cx: &mut Context<'_>) {
+    /// wait for the client does meanwhile. Wakes the task when the next one finishes. True
+    /// once none is left running.
+    pub fn poll_finished(&mut self, cx: &mut Context<'_>) -> bool {
         while let Poll::Ready(Some(held)) = self.running.poll_next_unpin(cx) {
             self.finished.push_back(held.unwrap_or_else(|| Held::small(Reply::Nil)));
         }
+        self.running.is_empty()
     }
 }
 

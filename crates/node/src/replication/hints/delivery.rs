@@ -137,6 +137,14 @@ mod tests {
     use super::*;
     use crate::testing;
 
+    /// A value of `len` bytes whose version was made as this test process started: hints are
+    /// aged from their version too, so one of a made-up early version would be long expired.
+    fn recent(len: usize) -> dkv_storage::Entry {
+        static TS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let ts = *TS.get_or_init(|| dkv_storage::Hlc::ts_at_ms(crate::replication::hints::wall_ms()));
+        testing::value(ts, len)
+    }
+
     /// Deliver every queue until none is left, or `rounds` passes over them.
     async fn deliver_all(holder: &Node, rounds: usize) {
         for _ in 0..rounds {
@@ -158,13 +166,13 @@ mod tests {
             .find(|k| !topo.placement(key_hash(k.as_bytes())).write.contains(&target))
             .expect("a key node 2 does not replicate");
         let replicas = topo.placement(key_hash(key.as_bytes())).write;
-        let kv = KeyEntry { key: key.clone().into(), entry: testing::value(7, 8) };
+        let kv = KeyEntry { key: key.clone().into(), entry: recent(8) };
         assert!(holder.hints.add(target, kv, std::time::Instant::now()));
         deliver_all(holder, 2).await;
         assert!(holder.hints.targets().is_empty(), "delivered");
         assert_eq!(testing::local(&nodes[1], key.as_bytes()), None, "not to node 2");
         for n in nodes.iter().filter(|n| replicas.contains(&n.me)) {
-            assert_eq!(testing::local(n, key.as_bytes()), Some(testing::value(7, 8)), "to replica {}", n.me);
+            assert_eq!(testing::local(n, key.as_bytes()), Some(recent(8)), "to replica {}", n.me);
         }
     }
 
@@ -186,7 +194,7 @@ mod tests {
         let holder = &nodes[0];
         let keys: Vec<String> = (0..HINT_BATCH + 100).map(|i| format!("k{i}")).collect();
         for k in &keys {
-            let kv = KeyEntry { key: k.clone().into(), entry: testing::value(7, 8) };
+            let kv = KeyEntry { key: k.clone().into(), entry: recent(8) };
             assert!(holder.hints.add(gone, kv, std::time::Instant::now()));
         }
         deliver_all(holder, 2).await;
@@ -207,7 +215,7 @@ mod tests {
         let (holder, up) = (&nodes[0], nodes[1].me);
         let t0 = std::time::Instant::now();
         let made = t0.checked_sub(Duration::from_secs(60)).expect("a minute ago");
-        let kv = |k: &str| KeyEntry { key: k.to_string().into(), entry: testing::value(7, 8) };
+        let kv = |k: &str| KeyEntry { key: k.to_string().into(), entry: recent(8) };
         // Keys each target replicates, so the hints go to it and nowhere else.
         let topo = holder.topology();
         let replicated_by = |id| {
@@ -243,7 +251,7 @@ mod tests {
         let down_id = testing::stop_last(&mut nodes);
         let holder = &nodes[0];
         for i in 0..20 {
-            let kv = KeyEntry { key: format!("big-{i}").into(), entry: testing::value(7, 1 << 20) };
+            let kv = KeyEntry { key: format!("big-{i}").into(), entry: recent(1 << 20) };
             assert!(holder.hints.add(down_id, kv, std::time::Instant::now()));
         }
         assert_eq!(hand_on(holder).await, 0, "none dropped");
@@ -256,11 +264,7 @@ mod tests {
         let nodes = testing::cluster(&[NodeState::Normal; 3], testing::config()).await;
         nodes[1].set_life(crate::life::state::Life::Leaving);
         let req = KeepHintsRequest {
-            hints: vec![HandedHint {
-                target: 3,
-                age_ms: 0,
-                kv: KeyEntry { key: "k".into(), entry: testing::value(7, 8) },
-            }],
+            hints: vec![HandedHint { target: 3, age_ms: 0, kv: KeyEntry { key: "k".into(), entry: recent(8) } }],
         };
         let refused =
             nodes[0].peers.call::<_, ()>(&nodes[1].topology().view.nodes[1].addr, Kind::KeepHints, &req).await;
@@ -285,11 +289,11 @@ mod tests {
         view.epoch += 1;
         view.nodes.retain(|m| m.id != nodes[2].me);
         assert!(node.adopt(view));
-        let kv = KeyEntry { key: b"k".to_vec().into(), entry: testing::value(7, 8) };
+        let kv = KeyEntry { key: b"k".to_vec().into(), entry: recent(8) };
         let err = node.apply_on(&before, node.me, ApplyKind::Hint, vec![kv.clone()]).await.expect_err("an older view");
         assert!(err.to_string().contains("view moved"), "{err}");
         assert_eq!(testing::local(node, b"k"), None, "nothing stored");
         node.apply_on(&node.topology(), node.me, ApplyKind::Hint, vec![kv]).await.expect("the view it holds");
-        assert_eq!(testing::local(node, b"k"), Some(testing::value(7, 8)));
+        assert_eq!(testing::local(node, b"k"), Some(recent(8)));
     }
 }

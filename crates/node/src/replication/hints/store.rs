@@ -123,6 +123,8 @@ pub struct Hints {
     max_count: usize,
     max_bytes: usize,
     max_age: Duration,
+    /// The wall clock, ms since the Unix epoch ([`wall_ms`]; tests pass a fake).
+    wall: fn() -> u64,
 }
 
 impl Hints {
@@ -134,7 +136,15 @@ impl Hints {
             max_count,
             max_bytes: DEFAULT_MAX_BYTES,
             max_age,
+            wall: wall_ms,
         }
+    }
+
+    /// Read the wall clock from `wall` (ms since the Unix epoch) instead of the system's.
+    #[cfg(test)]
+    pub fn with_wall(mut self, wall: fn() -> u64) -> Self {
+        self.wall = wall;
+        self
     }
 
     /// Bound the key and value bytes of all pending hints (default [`DEFAULT_MAX_BYTES`]).
@@ -175,13 +185,16 @@ impl Hints {
     }
 
     /// [`Hints::add`] a hint `age` old: dropped at once (counted as dropped) past the bound on
-    /// age, which an `Instant` may not reach back to on a host up for less than that.
+    /// age, or where an `Instant` cannot reach back that far (on Linux it can), rather than
+    /// kept as new.
     pub fn add_aged(&self, target: NodeId, kv: KeyEntry, now: Instant, age: Duration) -> bool {
-        if age > self.max_age {
-            self.lock().dropped += 1;
-            return false;
+        match now.checked_sub(age).filter(|_| age <= self.max_age) {
+            Some(at) => self.add(target, kv, at),
+            None => {
+                self.lock().dropped += 1;
+                false
+            }
         }
-        self.add(target, kv, now.checked_sub(age).unwrap_or(now))
     }
 
     /// Add a hint just queued for `target` to those the next save appends; past what the store
@@ -239,7 +252,10 @@ impl Hints {
     }
 
     /// Take up to `max` hints for `target` out for delivery, oldest first, discarding expired
-    /// ones. They stay counted until [`Hints::delivered`] or [`Hints::put_back`].
+    /// ones: older than the bound by `now`, or by the wall clock from their write's version
+    /// ([`age_of`]; a VM suspended past the grace does not advance `Instant`, and a hint it
+    /// kept before would be young on waking). They stay counted until [`Hints::delivered`] or
+    /// [`Hints::put_back`].
     pub fn take(&self, target: NodeId, max: usize, now: Instant) -> Vec<KeyEntry> {
         self.take_aged(target, max, now).into_iter().map(|(kv, _)| kv).collect()
     }
@@ -251,11 +267,12 @@ impl Hints {
         let Some(q) = inner.by_target.get_mut(&target) else { return Vec::new() };
         let out = inner.out.entry(target).or_default();
         let mut batch = Vec::new();
+        let now_ms = (self.wall)();
         while batch.len() < max {
             let Some(h) = q.pop_front() else { break };
             inner.total -= 1;
             inner.bytes -= h.bytes();
-            let age = now.saturating_duration_since(h.at);
+            let age = now.saturating_duration_since(h.at).max(age_of(h.kv.entry.version, now_ms));
             if age > self.max_age {
                 inner.dropped += 1;
                 continue;
@@ -456,7 +473,12 @@ mod tests {
     use dkv_storage::{Entry, Version};
 
     fn kv(k: &'static str) -> KeyEntry {
-        KeyEntry { key: Bytes::from_static(k.as_bytes()), entry: Entry::tombstone(Version { ts: 1, node: 1 }) }
+        KeyEntry { key: Bytes::from_static(k.as_bytes()), entry: Entry::tombstone(fresh()) }
+    }
+
+    /// A version made now by the wall clock: hints are aged from their version too.
+    fn fresh() -> Version {
+        Version { ts: Hlc::ts_at_ms(wall_ms()), node: 1 }
     }
 
     #[test]
@@ -466,20 +488,39 @@ mod tests {
         assert_eq!(age_of(made(5_000), NOW_MS), Duration::from_secs(5));
         let ahead = Version { ts: Hlc::ts_at_ms(NOW_MS + 300), node: 1 };
         assert_eq!(age_of(ahead, NOW_MS), Duration::ZERO, "a version ahead by the offset allowed");
-        let h = Hints::new(10, Duration::from_secs(60));
+        let h = Hints::new(10, Duration::from_secs(60)).with_wall(|| NOW_MS);
         let t0 = Instant::now();
         // A write in flight across a pause of two minutes fails when the node wakes: its hint
         // would outlive the bound on age counted from the write, so it is not kept.
-        assert!(!h.add_aged(NodeId(1), kv("across a pause"), t0, age_of(made(120_000), NOW_MS)));
+        let entry = |key: &'static str, version| KeyEntry {
+            key: Bytes::from_static(key.as_bytes()),
+            entry: Entry::tombstone(version),
+        };
+        assert!(!h.add_aged(NodeId(1), entry("across a pause", made(120_000)), t0, age_of(made(120_000), NOW_MS)));
         assert_eq!(h.stats(), HintCounts { pending: 0, bytes: 0, dropped: 1, evicted: 0 });
         // One made 5 s ago expires 55 s after it is kept, not 60.
-        assert!(h.add_aged(NodeId(1), kv("recent"), t0, age_of(made(5_000), NOW_MS)));
+        assert!(h.add_aged(NodeId(1), entry("recent", made(5_000)), t0, age_of(made(5_000), NOW_MS)));
         assert!(h.take(NodeId(1), 10, t0 + Duration::from_secs(56)).is_empty());
         assert_eq!(h.counts(), (0, 2));
-        // Saved decades ago, longer than this host is up: an `Instant` cannot reach back that
-        // far, and such a hint was restored as new until 2026-12-07.
+        // Saved decades ago: dropped as it is restored, not kept until a delivery looks at it.
         restore(&h, vec![SavedHint { target: 1, at_ms: 1, kv: kv("decades old") }]);
         assert_eq!(h.counts(), (0, 3));
+    }
+
+    /// A VM suspended past the bound does not advance `Instant`: a hint kept before the
+    /// suspension is young by it on waking, and old by the wall clock and its version.
+    #[test]
+    fn a_hint_kept_before_a_suspension_is_aged_by_the_wall_clock_too() {
+        static WALL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_000_000_000_000);
+        let wall = || WALL.load(std::sync::atomic::Ordering::Relaxed);
+        let h = Hints::new(10, Duration::from_secs(60)).with_wall(wall);
+        let t0 = Instant::now();
+        let version = Version { ts: Hlc::ts_at_ms(wall()), node: 1 };
+        let kv = KeyEntry { key: Bytes::from_static(b"k"), entry: Entry::tombstone(version) };
+        assert!(h.add_aged(NodeId(1), kv, t0, Duration::ZERO));
+        WALL.fetch_add(3_600_000, std::sync::atomic::Ordering::Relaxed); // an hour suspended
+        assert!(h.take(NodeId(1), 10, t0 + Duration::from_millis(10)).is_empty(), "an hour old by its version");
+        assert_eq!(h.counts(), (0, 1));
     }
 
     #[test]
@@ -593,10 +634,7 @@ mod tests {
     }
 
     fn big(k: &'static str, len: usize) -> KeyEntry {
-        KeyEntry {
-            key: Bytes::from_static(k.as_bytes()),
-            entry: Entry::value(Version { ts: 1, node: 1 }, Bytes::from(vec![0; len])),
-        }
+        KeyEntry { key: Bytes::from_static(k.as_bytes()), entry: Entry::value(fresh(), Bytes::from(vec![0; len])) }
     }
 
     /// What the next save appends is bounded as the store is: past the byte bound the file is
