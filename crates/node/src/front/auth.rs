@@ -3,8 +3,9 @@
 //! Off by default, as in Redis. With `--client-password` every key operation needs that password:
 //! RESP clients send `AUTH [user] password` (or `HELLO 2 AUTH user password`) once per
 //! connection, HTTP clients send it with every request as `Authorization: Bearer <password>` or
-//! Basic (`curl -u user:password`). The user name is not checked (`default` is what Redis
-//! clients send): the password alone says what a client may do. A second password,
+//! Basic (`curl -u user:password`). The password alone says what a client may do: over HTTP the
+//! user name is not checked; over RESP it must be `default`, Redis's one user without ACLs (any
+//! other is Redis's `WRONGPASS`, since 2026-12-07). A second password,
 //! `--client-readonly-password`, reads but never writes, for dashboards and reporting jobs.
 //!
 //! The client passwords are not the cluster secret: they are handed to applications, the secret

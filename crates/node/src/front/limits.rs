@@ -281,9 +281,14 @@ impl Charge {
             self.guard.refused(Refusal::Memory);
             // The size asked for too: "holds 1 MB" alone read as if that were past a 1 GiB limit
             // (found by a hunt, 2026-12-07).
+            // Large charges may take three quarters of the budget (`try_take`): said so.
+            let limit = match bytes > SMALL_CHARGE {
+                true => "the three quarters of its limit that large values may take",
+                false => "its limit",
+            };
             return Err(Refused(format!(
-                "the node holds {} of client data (values being received or sent), and {} more would pass its \
-                 limit (--max-client-memory {}); retry later",
+                "the node holds {} of client data (values being received or sent), and {} more would pass {limit} \
+                 (--max-client-memory {}); retry later",
                 human(self.guard.charged()),
                 human(bytes - self.bytes),
                 human(self.guard.limits.max_client_memory)

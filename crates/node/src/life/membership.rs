@@ -91,6 +91,15 @@ pub async fn check_settings(
     Ok(())
 }
 
+/// When a registration that the seed answered was sent: by the monotonic clock (the lease
+/// counts from it) and by the wall clock (the in-service record, `life/absence.rs`: a VM
+/// suspended meanwhile does not advance the monotonic one).
+#[derive(Clone, Copy, Debug)]
+pub struct Sent {
+    pub at: Instant,
+    pub wall_ms: u64,
+}
+
 /// Register, retrying until the seed answers: as a new node, or — with an identity from the data
 /// directory — as the node we were, with our tokens, our last state and the last view we knew
 /// (which a seed that restarted too rebuilds the membership from). The state is `leaving` when
@@ -103,7 +112,7 @@ pub async fn register_until_accepted(
     identity: Option<&Identity>,
     last_view: Option<&View>,
     leaving: bool,
-) -> Result<(RegisterResponse, Instant), NodeError> {
+) -> Result<(RegisterResponse, Sent), NodeError> {
     let mut req = RegisterRequest {
         addr: addr.to_string(),
         vnodes: Some(config.vnodes),
@@ -125,7 +134,7 @@ pub async fn register_until_accepted(
     loop {
         // The answer says the seed heard this node at some moment after this (the lease counts
         // from here: `life/lease.rs`).
-        let sent = Instant::now();
+        let sent = Sent { at: Instant::now(), wall_ms: crate::replication::hints::wall_ms() };
         match peers.seed_call(&config.seed, Method::POST, "/register", Some(&req)).await {
             Ok(resp) => return Ok((resp, sent)),
             Err(e)

@@ -220,12 +220,11 @@ pub async fn run(
         tracing::info!(addr = ?l.local_addr().ok(), "RESP listening");
         tokio::spawn(crate::front::resp::serve(node.clone(), l, server_stop_rx))
     });
-    node.lease.heard(registered_at);
+    node.lease.heard(registered_at.at);
     if life == Life::Normal {
         // When the registration was sent, not now: opening the store, restoring hints and the
         // clock's first verdict took time since.
-        let since = registered_at.elapsed().as_millis() as u64;
-        node.absence.heard_from_seed(node.cluster_wall_ms().saturating_sub(since));
+        node.absence.heard_from_seed(node.cluster_ms_of(registered_at.wall_ms));
     }
     let (tasks_stop_tx, tasks_stop_rx) = watch::channel(false);
     let mut tasks = vec![

@@ -11,8 +11,8 @@
 //! 1. take the *span* that starts at the cursor: the run of ring ranges held by the same read
 //!    replicas ([`dkv_membership::Topology::read_span`]);
 //! 2. ask those replicas for their keys from the cursor to the span's end, about COUNT entries
-//!    looked at (a deleted or expired one counts as a sixteenth: [`DEAD_PER_LIVE`]) and
-//!    [`BATCH_BYTES`] read; each answers keys with versions, tombstones included, up to a hash
+//!    looked at (a deleted or expired one counts as a sixteenth: [`DEAD_PER_LIVE`]) and at most
+//!    about [`BATCH_BYTES`] read; each answers keys with versions, tombstones included, up to a hash
 //!    boundary ([`local_page`]); the same quorum rule as a read decides
 //!    how many answers are enough (R settled ones, otherwise all: see `coordinator.rs`);
 //! 3. merge them ([`merge`]): only up to the smallest position every replica reached, newest
@@ -101,14 +101,20 @@ pub fn local_page(engine: &dyn Engine, req: &ScanRequest, now_ms: u64) -> Storag
     let mut found: Vec<KeyVersion> = Vec::new();
     let mut all = |_| true;
     // Batches of `limit` entries while the page's weight (a live entry DEAD_PER_LIVE, a
-    // deleted or expired one 1) is under `limit` live entries' (see DEAD_PER_LIVE).
-    let (budget, mut weight, mut from) = (limit * DEAD_PER_LIVE, 0, start);
+    // deleted or expired one 1) is under `limit` live entries' (see DEAD_PER_LIVE), all of them
+    // within the one byte bound: keys, values and what each entry takes in the answer.
+    let (budget, mut weight, mut from, mut bytes_left) = (limit * DEAD_PER_LIVE, 0, start, max_bytes);
     let mut stopped = None;
     for _ in 0..DEAD_PER_LIVE {
         let before = found.len();
-        stopped = engine.scan_keys(from.as_ref(), req.end, limit, max_bytes, &mut all, &mut found)?;
-        weight += found[before..].iter().map(|kv| weigh(kv, now_ms)).sum::<usize>();
-        if stopped.is_none() || weight >= budget {
+        stopped = engine.scan_keys(from.as_ref(), req.end, limit, bytes_left, &mut all, &mut found)?;
+        let batch = &found[before..];
+        weight += batch.iter().map(|kv| weigh(kv, now_ms)).sum::<usize>();
+        let took: usize = batch.iter().map(|kv| kv.key.len() + kv.value_len + ENTRY_OVERHEAD).sum();
+        bytes_left = bytes_left.saturating_sub(took);
+        // Ended by the byte bound (fewer than `limit`, more to come), or it is spent.
+        let on_bytes = batch.len() < limit || bytes_left == 0;
+        if stopped.is_none() || weight >= budget || on_bytes {
             break;
         }
         from = stopped.clone();
@@ -150,6 +156,10 @@ pub fn local_page(engine: &dyn Engine, req: &ScanRequest, now_ms: u64) -> Storag
 /// COUNT entries when they are all tombstones, in batches of COUNT, stopping once their weight
 /// reaches COUNT live ones: a page of live keys costs what it did.
 const DEAD_PER_LIVE: usize = 16;
+
+/// About what a [`ScanEntry`] takes in an answer besides its key: its version and flag, and the
+/// key's length.
+const ENTRY_OVERHEAD: usize = 16;
 
 /// What `kv` weighs towards a page's COUNT, in sixteenths of a live entry.
 fn weigh(kv: &KeyVersion, now_ms: u64) -> usize {

@@ -306,8 +306,8 @@ fn keep_hints(node: &Node, req: wire::KeepHintsRequest) -> Answer {
         ));
     }
     let now = std::time::Instant::now();
-    let aged = |age_ms| now.checked_sub(std::time::Duration::from_millis(age_ms)).unwrap_or(now);
-    node.hints.adopt(req.hints.into_iter().map(|h| (dkv_membership::NodeId(h.target), h.kv, aged(h.age_ms))));
+    let aged = req.hints.into_iter().map(|h| (NodeId(h.target), h.kv, std::time::Duration::from_millis(h.age_ms)));
+    node.hints.adopt(now, aged);
     Ok(Vec::new())
 }
 

@@ -490,7 +490,8 @@ pub struct KeyFilter {
 }
 
 /// A page of a key scan (see `replication/scan.rs`): this replica's keys with hashes from `from`
-/// to `end` (both included) that pass `filter`, at most about `limit` entries looked at and
+/// to `end` (both included) that pass `filter`, about `limit` entries looked at (a deleted or
+/// expired one counting as a sixteenth: up to 16 × `limit` of those) and at most about
 /// `max_bytes` of keys and values read. Tombstones come too, with their versions, so the
 /// coordinator can tell a deleted key from one a replica missed the delete of.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -514,7 +515,9 @@ pub struct ScanEntry {
 
 /// A replica's page, in hash order. It always ends at a hash boundary: `next` is the first hash
 /// it did not look at (every key of a smaller hash in the range was looked at), `None` when it
-/// looked at the whole range. `looked` counts the entries looked at, matching or not.
+/// looked at the whole range. `looked` counts the entries looked at, matching or not, a deleted
+/// or expired one as a sixteenth (rounded up). A replica of the release before counts each as
+/// one, and looks at `limit` entries at most.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ScanReply {
     pub entries: Vec<ScanEntry>,

@@ -180,7 +180,8 @@ fn refusal(node: &Node, session: &Session, cmd: Cmd, name: &[u8]) -> Option<Repl
     None
 }
 
-/// `AUTH password` or `AUTH user password` (the user name is not checked: see `front/auth.rs`).
+/// `AUTH password` or `AUTH default password` (Redis's one user without ACLs; any other name is
+/// `WRONGPASS`: see `front/auth.rs`).
 fn auth(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
     let password = match a {
         [p] => p,

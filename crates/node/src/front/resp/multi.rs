@@ -111,31 +111,60 @@ impl Transaction {
 /// value would make it any size: 1 800 `GET`s of a 1 MiB value (30 KB sent) took a node from 63
 /// MB to 1.9 GB before the client memory budget refused the reply (found by a hunt,
 /// 2026-12-07). So once the values of the replies come to more than `--max-query-buffer`, as
-/// for one `MGET`, each later reply that carries a value is an error in its place. Every command
-/// still runs (a transaction's writes are not undone by a reply too large to hold), and an
-/// element of `EXEC`'s array may be an error in Redis too.
+/// for one `MGET`, every later reply that carries a value is an error in its place. Every
+/// command still runs (a transaction's writes are not undone by a reply too large to hold), and
+/// an element of `EXEC`'s array may be an error in Redis too. But the reply of a command that
+/// took its value out of the store (`GETDEL`, `GETSET`, `SET … GET`) is always sent: nowhere
+/// else could the client get that value back.
 pub async fn exec(node: &Node, queued: Vec<(Cmd, Args)>) -> Reply {
-    let max = node.guard.limits.max_query_buffer;
-    let (mut replies, mut bytes) = (Vec::with_capacity(queued.len()), 0);
+    let mut bound = Bound { max: node.guard.limits.max_query_buffer, bytes: 0, over: false };
+    let mut replies = Vec::with_capacity(queued.len());
     for (cmd, args) in queued {
+        let took_out = takes_value_out(cmd, &args);
         let reply = commands::run(node, cmd, args).await;
-        replies.push(within(reply, &mut bytes, max));
+        replies.push(bound.within(reply, took_out));
     }
     Reply::Array(replies)
 }
 
-/// `reply`, counted into the transaction's `bytes` of values; the error that takes its place
-/// when they would come to more than `max`.
-fn within(reply: Reply, bytes: &mut usize, max: usize) -> Reply {
-    let value = reply.value_bytes();
-    if value > 0 && *bytes + value > max {
-        return Reply::err(format!(
-            "the replies of this transaction come to more than {max} bytes of values, the most one reply holds \
-             (--max-query-buffer); this command ran, but its reply is not sent: read fewer values in one transaction"
-        ));
+/// What a transaction's replies hold of values, against `max`.
+struct Bound {
+    max: usize,
+    bytes: usize,
+    /// Past the bound once: every later value is refused, whatever its size.
+    over: bool,
+}
+
+impl Bound {
+    /// `reply`, counted in; the error that takes its place past the bound, unless it is the
+    /// value a command `took_out` of the store.
+    fn within(&mut self, reply: Reply, took_out: bool) -> Reply {
+        let value = reply.value_bytes();
+        if value == 0 || took_out {
+            self.bytes += value;
+            return reply;
+        }
+        self.over = self.over || self.bytes + value > self.max;
+        if self.over {
+            return Reply::err(format!(
+                "the replies of this transaction come to more than {} bytes of values, the most one reply holds \
+                 (--max-query-buffer); this command ran, but its reply is not sent: read fewer values in one \
+                 transaction",
+                self.max
+            ));
+        }
+        self.bytes += value;
+        reply
     }
-    *bytes += value;
-    reply
+}
+
+/// Whether the command takes its key's value out of the store as it replies with it.
+fn takes_value_out(cmd: Cmd, args: &Args) -> bool {
+    match cmd {
+        Cmd::Getdel | Cmd::Getset => true,
+        Cmd::Set => args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"GET")),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -158,18 +187,23 @@ mod tests {
     #[test]
     fn replies_past_the_bound_on_a_transactions_values_are_errors_in_their_place() {
         let bulk = |n: usize| Reply::Bulk(Bytes::from(vec![b'v'; n]));
-        let mut bytes = 0;
-        let replies: Vec<Reply> = [bulk(40), Reply::ok(), bulk(50), Reply::Int(3), bulk(10), Reply::Nil, bulk(20)]
+        let mut bound = Bound { max: 100, bytes: 0, over: false };
+        let replies: Vec<Reply> = [bulk(40), Reply::ok(), bulk(50), Reply::Int(3), bulk(20), bulk(5), Reply::Nil]
             .into_iter()
-            .map(|r| within(r, &mut bytes, 100))
+            .map(|r| bound.within(r, false))
             .collect();
         assert!(
             matches!(&replies[..4], [Reply::Bulk(a), Reply::Simple(_), Reply::Bulk(b), Reply::Int(3)] if a.len() == 40 && b.len() == 50)
         );
-        assert!(matches!(&replies[4], Reply::Bulk(c) if c.len() == 10), "within the bound still");
-        assert!(matches!(&replies[5], Reply::Nil));
-        assert!(matches!(&replies[6], Reply::Error(e) if e.contains("--max-query-buffer")), "{:?}", replies[6]);
-        assert_eq!(bytes, 100);
+        assert!(matches!(&replies[4], Reply::Error(e) if e.contains("--max-query-buffer")), "{:?}", replies[4]);
+        assert!(matches!(&replies[5], Reply::Error(_)), "once past the bound, a smaller value too");
+        assert!(matches!(&replies[6], Reply::Nil));
+        // A value taken out of the store is sent whatever the bound: it is nowhere else now.
+        assert!(matches!(bound.within(bulk(30), true), Reply::Bulk(v) if v.len() == 30));
+        let (getdel, set_get) = (cmd(&["GETDEL", "k"]), cmd(&["SET", "k", "v", "EX", "5", "get"]));
+        assert!(takes_value_out(getdel.0, &getdel.1) && takes_value_out(set_get.0, &set_get.1));
+        let (set, get) = (cmd(&["SET", "get", "get"]), cmd(&["GET", "k"]));
+        assert!(!takes_value_out(set.0, &set.1) && !takes_value_out(get.0, &get.1), "a key or value named get");
     }
 
     #[test]

@@ -341,14 +341,22 @@ impl Hints {
         handed
     }
 
-    /// Keep hints another node handed on (a leaving one), each with the time its write was made.
-    pub fn adopt(&self, hints: impl IntoIterator<Item = (NodeId, KeyEntry, Instant)>) {
+    /// Keep hints another node handed on (a leaving one), each with its age at `now`: dropped
+    /// (counted) past the bound on age, or where an `Instant` cannot reach back that far, as
+    /// [`Hints::add_aged`] does.
+    pub fn adopt(&self, now: Instant, hints: impl IntoIterator<Item = (NodeId, KeyEntry, Duration)>) {
         let mut by_target: HashMap<NodeId, Vec<Hint>> = HashMap::new();
-        for (target, kv, at) in hints {
-            // Copied: a slice of the frame they came in would pin it whole.
-            by_target.entry(target).or_default().push(Hint { kv: kv.detached(), at });
+        let mut too_old = 0;
+        for (target, kv, age) in hints {
+            match now.checked_sub(age).filter(|_| age <= self.max_age) {
+                // Copied: a slice of the frame they came in would pin it whole.
+                Some(at) => by_target.entry(target).or_default().push(Hint { kv: kv.detached(), at }),
+                None => too_old += 1,
+            }
         }
-        self.queue_aged(self.lock(), by_target);
+        let mut g = self.lock();
+        g.dropped += too_old;
+        self.queue_aged(g, by_target);
     }
 
     /// Queue hints of any age, each queue kept oldest first (as the bounds and `take` expect),
