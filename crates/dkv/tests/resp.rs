@@ -711,6 +711,32 @@ print(len(out), sum(1 for x in out if x == big), sum(1 for x in out if isinstanc
     assert_eq!(text.trim(), "21 4 16 True b'ran'", "4 values of 1 MiB within the 4 MiB, 16 errors, the SET ran");
 }
 
+/// Values a transaction takes out of the store (`GETDEL`) are sent whatever the client memory
+/// budget: 60 MiB of them through a node whose large charges may take 48 MiB. (Until 2026-12-07
+/// the whole reply was refused with the budget's error after the deletes had run, and the
+/// values were gone; found by a hunt.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_a_transaction_takes_out_are_sent_whatever_the_budget() {
+    let c = Cluster::start_resp(1, &["--max-client-memory", "64MiB", "--max-value-size", "15MiB"]).await;
+    let r = c.nodes[0].resp.clone().unwrap();
+    let script = r#"
+import sys, redis
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]))
+for i in range(4):
+    r.set("out%d" % i, bytes([65 + i]) * (15 << 20))
+p = r.pipeline(transaction=True)
+for i in range(4):
+    p.getdel("out%d" % i)
+out = p.execute()
+print([len(v) if isinstance(v, bytes) else repr(v) for v in out], all(v == bytes([65 + i]) * (15 << 20) for i, v in enumerate(out)), r.exists("out0", "out1", "out2", "out3"))
+"#;
+    let port = r.rsplit_once(':').unwrap().1;
+    let out = redis_py(script, &[port]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.trim(), "[15728640, 15728640, 15728640, 15728640] True 0", "every value taken out comes back");
+}
+
 /// `CLIENT LIST`, `CLIENT INFO` and `CLIENT KILL` as redis-py calls them (its `client_list()`
 /// failed until 2026-12-06): a node lists its own connections with their names, kills by id and
 /// by address, and a connection that kills itself gets its reply first.

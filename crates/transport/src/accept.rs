@@ -60,7 +60,7 @@ pub fn closing_http_answer(status: &str, headers: &[(&str, &str)], body: &str) -
 }
 
 /// Send a refused client its last answer and close the connection, reading (and dropping) what
-/// it still sends first: until it is quiet for a second, for 4 s and 16 MiB at most. Closing a
+/// it still sends first: until it is quiet for a second, for 4 s and 256 MiB at most. Closing a
 /// socket with unread input makes the kernel reset the connection, and a reset can destroy the
 /// answer before the client reads it. (Until 2026-12-07 the drain stopped after one second
 /// whatever the client was doing, and a client library still writing a 4 MB value on a busy
@@ -68,7 +68,9 @@ pub fn closing_http_answer(status: &str, headers: &[(&str, &str)], body: &str) -
 pub async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, answer: &[u8]) {
     const LINGER: Duration = Duration::from_secs(1);
     const LINGER_MAX: Duration = Duration::from_secs(4);
-    const LINGER_BYTES: usize = 16 << 20;
+    // Read into a small buffer and dropped: time, not memory. A value of 40 MiB over a 16 MiB
+    // limit still got a reset when this was 16 MiB (the hunt of 2026-12-07).
+    const LINGER_BYTES: usize = 256 << 20;
     if tokio::time::timeout(LINGER * 2, stream.write_all(answer)).await.is_err() {
         return; // the client does not read: no answer will reach it
     }

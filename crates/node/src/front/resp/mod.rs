@@ -295,7 +295,7 @@ async fn connection(
                 }
                 Some(Answer::Exec(queued)) => {
                     let node = &node;
-                    let exec = multi::exec(node, queued).map(move |reply| Some(Held::of(node, reply)));
+                    let exec = multi::exec(node, queued).map(move |reply| Some(Held::counted(node, reply)));
                     running.push_back(Either::Left(Either::Right(Box::pin(exec))));
                     wave = Touches::Everything; // and the commands after it wait for it
                     in_flight += 1;
@@ -379,7 +379,7 @@ async fn connection(
             // Closed with unread input (the rest of a value over the limit, say), the socket
             // resets, and the client saw "connection reset" instead of the error (found by trying
             // with redis-py, 2026-12-06): what it still sends is read and dropped, until it is
-            // quiet for a second (4 s and 16 MiB at most).
+            // quiet for a second (4 s and 256 MiB at most).
             if malformed.is_some() {
                 drop((input, output, charge)); // not held while it drains
                 answer_and_close(stream, b"").await;
