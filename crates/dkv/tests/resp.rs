@@ -656,6 +656,16 @@ print("ok")
     );
 }
 
+/// What redis-py `script` printed, run against the RESP address `addr` (its port the script's
+/// first argument); fails the test if the script failed.
+fn redis_py_printed(script: &str, addr: &str) -> String {
+    let port = addr.rsplit_once(':').expect("host:port").1;
+    let out = redis_py(script, &[port]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
 /// A value over the limit, sent by a client library that writes it whole before it reads: the
 /// client reads the protocol error, with the limit, not "connection reset by peer" (the node
 /// closed with the rest of the value unread, and the socket reset; found by trying with
@@ -676,10 +686,7 @@ except redis.exceptions.ConnectionError as e:
     print("connection:", e)
 print(r.get("big"))
 "#;
-    let port = r.rsplit_once(':').unwrap().1;
-    let out = redis_py(script, &[port]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let text = redis_py_printed(script, &r);
     assert!(text.contains("error: Protocol error: invalid bulk length (4194304 bytes"), "{text}");
     assert!(text.trim_end().ends_with("None"), "nothing stored, and the client connects again: {text}");
 }
@@ -704,10 +711,7 @@ p.set("after", "ran")
 out = p.execute(raise_on_error=False)
 print(len(out), sum(1 for x in out if x == big), sum(1 for x in out if isinstance(x, Exception) and "--max-query-buffer" in str(x)), out[-1], r.get("after"))
 "#;
-    let port = r.rsplit_once(':').unwrap().1;
-    let out = redis_py(script, &[port]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let text = redis_py_printed(script, &r);
     assert_eq!(text.trim(), "21 4 16 True b'ran'", "4 values of 1 MiB within the 4 MiB, 16 errors, the SET ran");
 }
 
@@ -730,10 +734,7 @@ for i in range(4):
 out = p.execute()
 print([len(v) if isinstance(v, bytes) else repr(v) for v in out], all(v == bytes([65 + i]) * (15 << 20) for i, v in enumerate(out)), r.exists("out0", "out1", "out2", "out3"))
 "#;
-    let port = r.rsplit_once(':').unwrap().1;
-    let out = redis_py(script, &[port]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let text = redis_py_printed(script, &r);
     assert_eq!(text.trim(), "[15728640, 15728640, 15728640, 15728640] True 0", "every value taken out comes back");
 }
 
@@ -782,10 +783,8 @@ assert a.client_kill_filter(_id=a.client_id()) == 0, "SKIPME yes by default"
 assert a.execute_command("CLIENT", "KILL", "ID", a.client_id(), "SKIPME", "no") == 1, "its reply first"
 print("ok")
 "#;
-    let port = r.rsplit_once(':').unwrap().1;
-    let out = redis_py(script, &[port]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("ok"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let text = redis_py_printed(script, &r);
+    assert!(text.contains("ok"), "{text}");
     // The last connection closed itself after its reply: the node lists nobody but the caller.
     let listed = redis_cli(&r, &["CLIENT", "LIST"]);
     assert_eq!(listed.lines().count(), 1, "{listed}");
