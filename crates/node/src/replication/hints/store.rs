@@ -188,13 +188,19 @@ impl Hints {
     /// age, or where an `Instant` cannot reach back that far (on Linux it can), rather than
     /// kept as new.
     pub fn add_aged(&self, target: NodeId, kv: KeyEntry, now: Instant, age: Duration) -> bool {
-        match now.checked_sub(age).filter(|_| age <= self.max_age) {
+        match self.made_at(now, age) {
             Some(at) => self.add(target, kv, at),
             None => {
                 self.lock().dropped += 1;
                 false
             }
         }
+    }
+
+    /// When a hint `age` old at `now` was made: `None` past the bound on age, or where an
+    /// `Instant` cannot reach back that far.
+    fn made_at(&self, now: Instant, age: Duration) -> Option<Instant> {
+        now.checked_sub(age).filter(|_| age <= self.max_age)
     }
 
     /// Add a hint just queued for `target` to those the next save appends; past what the store
@@ -348,7 +354,7 @@ impl Hints {
         let mut by_target: HashMap<NodeId, Vec<Hint>> = HashMap::new();
         let mut too_old = 0;
         for (target, kv, age) in hints {
-            match now.checked_sub(age).filter(|_| age <= self.max_age) {
+            match self.made_at(now, age) {
                 // Copied: a slice of the frame they came in would pin it whole.
                 Some(at) => by_target.entry(target).or_default().push(Hint { kv: kv.detached(), at }),
                 None => too_old += 1,
