@@ -684,11 +684,14 @@ except redis.exceptions.ResponseError as e:
     print("error:", e)
 except redis.exceptions.ConnectionError as e:
     print("connection:", e)
-print(r.get("big"))
+# A new client: the node closes the connection after a protocol error, as Redis does, and a
+# command sent on it before its close reached the client is lost with it (the value may wait in
+# the sockets' buffers, and the error come back before the node gets to close).
+print(redis.Redis(host="127.0.0.1", port=int(sys.argv[1])).get("big"))
 "#;
     let text = redis_py_printed(script, &r);
     assert!(text.contains("error: Protocol error: invalid bulk length (4194304 bytes"), "{text}");
-    assert!(text.trim_end().ends_with("None"), "nothing stored, and the client connects again: {text}");
+    assert!(text.trim_end().ends_with("None"), "nothing stored: {text}");
 }
 
 /// A transaction's replies are held whole before they are written: past `--max-query-buffer` of
