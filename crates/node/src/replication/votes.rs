@@ -122,8 +122,8 @@ impl Votes {
     pub fn cast(&self, node: &Node, id: NodeId, answer: Answer) {
         if let Err(e) = &answer {
             let clock = e.status() == Some(http::StatusCode::UNPROCESSABLE_ENTITY.as_u16());
-            let age = crate::replication::hints::age_of(self.kv.entry.version, node.hlc.wall_ms());
-            if !clock && node.hints.add_aged(id, self.kv.clone(), Instant::now(), age) {
+            // Failed now: aged by its version (a write in flight across a pause is old already).
+            if !clock && node.hints.add_aged(id, self.kv.clone(), Instant::now(), Duration::ZERO) {
                 tracing::debug!("write to node {id} failed, kept as a hint: {e}");
             }
         }

@@ -6,4 +6,4 @@ mod saved;
 mod store;
 
 pub use saved::decode_saved;
-pub use store::{age_of, restore, wall_ms, Hints, Save, SavedHint};
+pub use store::{restore, wall_ms, Hints, Save, SavedHint};

@@ -184,10 +184,11 @@ impl Hints {
         kept
     }
 
-    /// [`Hints::add`] a hint `age` old: dropped at once (counted as dropped) past the bound on
-    /// age, or where an `Instant` cannot reach back that far (on Linux it can), rather than
-    /// kept as new.
+    /// [`Hints::add`] a hint `age` old, or older by its write's version ([`age_of`], by this
+    /// store's wall clock): dropped at once (counted as dropped) past the bound on age, or where
+    /// an `Instant` cannot reach back that far (on Linux it can), rather than kept as new.
     pub fn add_aged(&self, target: NodeId, kv: KeyEntry, now: Instant, age: Duration) -> bool {
+        let age = age.max(age_of(kv.entry.version, (self.wall)()));
         match self.made_at(now, age) {
             Some(at) => self.add(target, kv, at),
             None => {
