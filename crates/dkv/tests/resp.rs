@@ -90,6 +90,12 @@ async fn redis_cli_through_different_nodes_and_every_supported_command() {
         "ERR dkv cannot honour INCR: it has no atomic read-modify-write across replicas"
     );
     assert!(redis_cli(&r[0], &["SETNX", "k", "v"]).contains("cannot honour SETNX: it has no atomic compare-and-set"));
+    // Redis's arity errors first, and its words for other bad arguments (as Redis 7.0.15 answers).
+    assert_eq!(redis_cli(&r[0], &["INCR", "b", "c"]), "ERR wrong number of arguments for 'incr' command");
+    assert_eq!(redis_cli(&r[0], &["msetnx", "a", "1", "b"]), "ERR wrong number of arguments for 'msetnx' command");
+    assert_eq!(redis_cli(&r[0], &["AUTH", "a", "b", "c"]), "ERR syntax error");
+    assert_eq!(redis_cli(&r[0], &["HELLO", "2", "FOO"]), "ERR Syntax error in HELLO option 'FOO'");
+    assert_eq!(redis_cli(&r[0], &["HELLO", "2", "AUTH", "default"]), "ERR Syntax error in HELLO option 'AUTH'");
     assert_eq!(redis_cli(&r[1], &["GET", "b"]), "2", "a refused INCR changes nothing");
     assert_eq!(redis_cli(&r[0], &["SET", "k", "v", "EX", "0"]), "ERR invalid expire time in 'set' command");
     assert!(redis_cli(&r[0], &["FLUSHALL"]).starts_with("ERR unknown command 'FLUSHALL'"));
@@ -451,7 +457,9 @@ async fn pipelines_of_many_connections_at_the_node_wide_bound_answer_in_order_an
         let pipeline: String = (0..100).map(|i| format!("SET gone-{n}-{i} v\r\nGET gone-{n}-{i}\r\n")).collect();
         s.write_all(pipeline.as_bytes()).unwrap();
     }
-    eventually(Duration::from_secs(10), "the abandoned pipelines' shares given back", || async {
+    // 4 000 commands, two thirds of them on other nodes, eight at a time at most: on a host
+    // loaded by other work that takes seconds (the deadline is not what the test measures).
+    eventually(Duration::from_secs(30), "the abandoned pipelines' shares given back", || async {
         (gauge(&c, 0, "dkv_resp_pipelined_operations").await == 0.0).then_some(())
     })
     .await;
@@ -792,7 +800,8 @@ print("ok")
     let listed = redis_cli(&r, &["CLIENT", "LIST"]);
     assert_eq!(listed.lines().count(), 1, "{listed}");
     assert!(redis_cli(&r, &["CLIENT", "KILL", "ID", "0"]).contains("client-id should be greater than 0"));
-    assert!(redis_cli(&r, &["CLIENT", "KILL", "ID", "x"]).contains("value is not an integer"));
+    // Redis 7.0.15's words for one that is no number too.
+    assert!(redis_cli(&r, &["CLIENT", "KILL", "ID", "x"]).contains("client-id should be greater than 0"));
     assert!(redis_cli(&r, &["CLIENT", "LIST", "ID", "x"]).contains("Invalid client ID"));
     assert!(redis_cli(&r, &["MEMORY", "USAGE"]).contains("wrong number of arguments for 'memory|usage'"));
     assert!(redis_cli(&r, &["CLIENT", "LIST", "TYPE", "odd"]).contains("Unknown client type 'odd'"));

@@ -187,7 +187,8 @@ fn auth(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
         [p] => p,
         [user, _] if !default_user(user) => return unknown_user(node),
         [_, p] => p,
-        _ => return wrong_arity(Cmd::Auth),
+        [] => return wrong_arity(Cmd::Auth),
+        _ => return Reply::err("syntax error"), // Redis's words for three or more
     };
     if !node.auth.required() && a.len() == 2 {
         // Redis's default user without a password takes any: `redis://default:pw@host` URLs
@@ -474,10 +475,13 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
 }
 
 /// The reply to a command this node does not know: why it cannot honour it, for the ones it
-/// knows of (`table::cannot_honour`), or Redis's words.
+/// knows of (`table::cannot_honour`) and that has Redis's number of arguments, or Redis's words.
 pub(super) fn unknown_command(name: &Bytes, a: &[Bytes]) -> Reply {
     match table::cannot_honour(name) {
-        Some(why) => Reply::err(format!("dkv cannot honour {}: {why}", name.to_ascii_uppercase().escape_ascii())),
+        Some((_, arity)) if !arity.allows(a.len()) => {
+            Reply::err(format!("wrong number of arguments for '{}' command", name.to_ascii_lowercase().escape_ascii()))
+        }
+        Some((why, _)) => Reply::err(format!("dkv cannot honour {}: {why}", name.to_ascii_uppercase().escape_ascii())),
         None => unknown(&shown_name(Cmd::Unknown, name), a),
     }
 }
@@ -954,7 +958,7 @@ fn client_kill(session: &mut Session, a: &[Bytes]) -> Reply {
         for pair in a.chunks(2) {
             let value = &pair[1];
             match pair[0].to_ascii_uppercase().as_slice() {
-                b"ID" => match client_id(value, "value is not an integer or out of range") {
+                b"ID" => match client_id(value, "client-id should be greater than 0") {
                     Ok(id) => filter.ids.push(id),
                     Err(e) => return e,
                 },
@@ -1011,6 +1015,11 @@ fn set_name(session: &mut Session, name: &Bytes) -> Result<(), Reply> {
 /// The longest name `CLIENT SETNAME` takes.
 const MAX_CLIENT_NAME: usize = 4096;
 
+/// Redis's refusal of a `HELLO` option it does not take, or of one without its arguments.
+fn hello_syntax(opt: &[u8]) -> Reply {
+    Reply::err(format!("Syntax error in HELLO option '{}'", String::from_utf8_lossy(&opt[..opt.len().min(SHOWN)])))
+}
+
 /// `HELLO [2 [...]]` answers the server's properties; `HELLO 3` is refused with `NOPROTO`, which
 /// clients take as "stay on RESP2".
 fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
@@ -1027,7 +1036,7 @@ fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
         match opt.to_ascii_uppercase().as_slice() {
             b"SETNAME" => match rest.next() {
                 Some(n) => name = Some(n.clone()),
-                None => return Reply::err(format!("Syntax error in HELLO option '{}'", String::from_utf8_lossy(opt))),
+                None => return hello_syntax(opt),
             },
             b"AUTH" => match (rest.next(), rest.next()) {
                 (Some(user), Some(_)) if !default_user(user) => return unknown_user(node),
@@ -1040,9 +1049,9 @@ fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
                     }
                 }
                 (Some(_), Some(_)) => {}
-                _ => return Reply::err("syntax error in HELLO option"),
+                _ => return hello_syntax(opt),
             },
-            _ => return Reply::err("syntax error in HELLO option"),
+            _ => return hello_syntax(opt),
         }
     }
     if let Some(access) = authed {

@@ -221,8 +221,10 @@ fn header_in_full(buf: &[u8], at: usize, kind: u8, max: usize) -> Result<Option<
     }
     let data = at + 1 + i + 2;
     match (negative, n) {
-        // `*-1` (a null array) carries no command; treat it like `*0`.
-        (true, 1) if kind == b'*' => Ok(Some((0, data))),
+        // `*-1` (a null array) carries no command; treat it like `*0`, and any other negative
+        // count that `string2ll` reads as Redis does (`*-5` closed the connection here, found by
+        // the hunt of 2026-12-07).
+        (true, n) if kind == b'*' && n <= 1 << 63 => Ok(Some((0, data))),
         (true, _) => Err(what()),
         // Redis's words, then the limit: the client may show them to a person.
         (false, n) if n > max as u64 => Err(ProtocolError(match kind {
@@ -491,7 +493,7 @@ mod tests {
             &b"*1\r\n$99999999999\r\n"[..],
             b"*1\r\n$17\r\n",
             b"*5\r\n",
-            b"*-2\r\n",
+            b"*-99999999999999999999\r\n",
             b"*x\r\n",
             b"*1\r\n+OK\r\n",
             b"*1\r\n$1\r\nab\r\n",
@@ -526,6 +528,9 @@ mod tests {
         assert_eq!(h("$0\r\n"), Ok(Some((0, 4))));
         assert_eq!(h("$42\r\nxx"), Ok(Some((42, 5))));
         assert_eq!(header(b"*-1\r\n", 0, b'*', 100), Ok(Some((0, 5))), "a null array");
+        assert_eq!(header(b"*-5\r\n", 0, b'*', 100), Ok(Some((0, 5))), "no command, as in Redis");
+        assert!(header(b"*-99999999999999999999\r\n", 0, b'*', 100).is_err(), "past what Redis reads");
+        assert!(header(b"$-5\r\n", 0, b'$', 100).is_err(), "a bulk's length is refused");
         for more in ["$", "$1", "$12\r", "$-", "$0"] {
             assert_eq!(h(more), Ok(None), "{more:?} may go on");
         }

@@ -182,15 +182,21 @@ impl Cmd {
 /// absent), and is worth something only if no other write can come between the two: that takes
 /// a compare-and-set across replicas, which a leaderless store does not have. Telling the
 /// client so beats "unknown command", which reads like a missing feature of the client.
-pub fn cannot_honour(name: &[u8]) -> Option<&'static str> {
+///
+/// With the reason comes the command's arity in Redis, checked first as Redis checks it: `INCR a
+/// b` is Redis's arity error, not this refusal (found by the hunt of 2026-12-07).
+pub fn cannot_honour(name: &[u8]) -> Option<(&'static str, Arity)> {
+    const CAS: &str = "it has no atomic compare-and-set across replicas";
+    const RMW: &str = "it has no atomic read-modify-write across replicas";
     let mut lowered = [0; NAME_MAX];
-    match lower(name, &mut lowered)? {
-        "setnx" | "msetnx" => Some("it has no atomic compare-and-set across replicas"),
-        "incr" | "incrby" | "incrbyfloat" | "decr" | "decrby" | "append" | "setrange" => {
-            Some("it has no atomic read-modify-write across replicas")
-        }
-        _ => None,
-    }
+    Some(match lower(name, &mut lowered)? {
+        "setnx" => (CAS, Arity::Exactly(2)),
+        "msetnx" => (CAS, Arity::Pairs),
+        "incr" | "decr" => (RMW, Arity::Exactly(1)),
+        "incrby" | "incrbyfloat" | "decrby" | "append" => (RMW, Arity::Exactly(2)),
+        "setrange" => (RMW, Arity::Exactly(3)),
+        _ => return None,
+    })
 }
 
 /// Whether a command named `name` is the first line of an HTTP request (`POST / HTTP/1.1`) or one
@@ -239,10 +245,14 @@ mod tests {
 
     #[test]
     fn commands_that_need_an_atomic_step_are_refused_by_name() {
-        assert_eq!(cannot_honour(b"INCR"), Some("it has no atomic read-modify-write across replicas"));
-        assert_eq!(cannot_honour(b"setNX"), Some("it has no atomic compare-and-set across replicas"));
+        assert_eq!(cannot_honour(b"INCR").map(|c| c.0), Some("it has no atomic read-modify-write across replicas"));
+        assert_eq!(cannot_honour(b"setNX").map(|c| c.0), Some("it has no atomic compare-and-set across replicas"));
+        let arity = |name: &[u8]| cannot_honour(name).expect("refused").1;
+        assert!(arity(b"incr").allows(1) && !arity(b"incr").allows(2));
+        assert!(arity(b"SETRANGE").allows(3) && !arity(b"SETRANGE").allows(2));
+        assert!(arity(b"msetnx").allows(4) && !arity(b"msetnx").allows(3));
         for other in [&b"GET"[..], b"incrs", b"", b"flushall", b"incr "] {
-            assert_eq!(cannot_honour(other), None, "{}", other.escape_ascii());
+            assert!(cannot_honour(other).is_none(), "{}", other.escape_ascii());
         }
     }
 
