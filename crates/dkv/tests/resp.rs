@@ -749,6 +749,42 @@ print([len(v) if isinstance(v, bytes) else repr(v) for v in out], all(v == bytes
     assert_eq!(text.trim(), "[15728640, 15728640, 15728640, 15728640] True 0", "every value taken out comes back");
 }
 
+/// A transaction's values are charged to the client memory budget as they come: past it, the
+/// later values are the budget's error in their place, while its writes run and a value it takes
+/// out is sent. (Until 2026-12-07 they were counted but never refused: 40 connections that each
+/// sent `MULTI`, 64 `GET`s of 1 MiB and `EXEC` and did not read held 2.7 GB charged against a
+/// 1 GiB budget, 3.6 GB of RSS.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactions_values_are_refused_past_the_client_memory_budget() {
+    let c = Cluster::start_resp(1, &["--max-client-memory", "16MiB", "--max-value-size", "1MiB"]).await;
+    let r = c.nodes[0].resp.clone().unwrap();
+    let script = r#"
+import sys, redis
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]))
+big = b"v" * (1 << 20)
+r.set("big", big)
+r.set("out", b"o" * (1 << 20))
+p = r.pipeline(transaction=True)
+for i in range(20):
+    p.get("big")
+p.getdel("out")
+p.set("after", "ran")
+out = p.execute(raise_on_error=False)
+sent = sum(1 for x in out[:20] if x == big)
+refused = sum(1 for x in out[:20] if isinstance(x, Exception) and "--max-client-memory" in str(x))
+print(sent, refused, out[20] == b"o" * (1 << 20), out[21], r.get("after"), r.exists("out"))
+"#;
+    let text = redis_py_printed(script, &r);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let (sent, refused): (usize, usize) = (words[0].parse().unwrap(), words[1].parse().unwrap());
+    // Large values may take three quarters of the 16 MiB: 12 of them at most.
+    assert!(
+        (8..=12).contains(&sent) && sent + refused == 20,
+        "{text}: values sent within the budget, the rest refused"
+    );
+    assert_eq!(words[2..], ["True", "True", "b'ran'", "0"], "{text}: the GETDEL's value sent, the SET ran");
+}
+
 /// `CLIENT LIST`, `CLIENT INFO` and `CLIENT KILL` as redis-py calls them (its `client_list()`
 /// failed until 2026-12-06): a node lists its own connections with their names, kills by id and
 /// by address, and a connection that kills itself gets its reply first.

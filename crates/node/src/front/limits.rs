@@ -266,6 +266,12 @@ pub struct Charge {
 }
 
 impl Charge {
+    /// Count `bytes` more that the node holds already, never refused (as [`Guard::hold`]).
+    pub fn include(&mut self, bytes: usize) {
+        self.guard.charged.fetch_add(bytes, Ordering::AcqRel);
+        self.bytes += bytes;
+    }
+
     /// Make this charge `bytes` in total (more or less than now); refused, with nothing changed,
     /// when growing would go over the budget.
     pub fn grow_to(&mut self, bytes: usize) -> Result<(), Refused> {

@@ -335,16 +335,9 @@ impl Held {
         Held { reply, _charge: None }
     }
 
-    /// A reply that is sent whatever the budget, counted in it while it waits: an `EXEC`'s,
-    /// which may carry values its commands took out of the store (refused, they were lost: the
-    /// hunt of 2026-12-07). Bounded all the same: the values it read are within
-    /// `--max-query-buffer` (`multi.rs`), and those it took out were in the store.
-    pub fn counted(node: &Node, reply: Reply) -> Held {
-        let bytes = reply.value_bytes();
-        match bytes < CHARGE_FROM {
-            true => Held::small(reply),
-            false => Held { reply, _charge: Some(node.guard.hold(bytes)) },
-        }
+    /// A reply whose values were charged as it was made: an `EXEC`'s (`multi.rs`).
+    pub fn charged(reply: Reply, charge: Charge) -> Held {
+        Held { reply, _charge: Some(charge) }
     }
 
     pub fn of(node: &Node, reply: Reply) -> Held {

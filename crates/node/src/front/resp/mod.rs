@@ -295,7 +295,7 @@ async fn connection(
                 }
                 Some(Answer::Exec(queued)) => {
                     let node = &node;
-                    let exec = multi::exec(node, queued).map(move |reply| Some(Held::counted(node, reply)));
+                    let exec = multi::exec(node, queued).map(Some);
                     running.push_back(Either::Left(Either::Right(Box::pin(exec))));
                     wave = Touches::Everything; // and the commands after it wait for it
                     in_flight += 1;
