@@ -388,7 +388,12 @@ async fn http_request(
     let status = resp.status();
     // A 404 is a miss only from a node: the seed, or a server that is not dkv, answers one too.
     let from_a_node = resp.headers().contains_key(dkv_membership::api::NODE_HEADER);
-    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    // Bounded as the other commands' answers are (`client::MAX_ANSWER`).
+    let body = http_body_util::Limited::new(resp.into_body(), crate::client::MAX_ANSWER)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     Ok(match status.as_u16() {
         200 | 204 => Outcome::Ok,
         404 if from_a_node => Outcome::Miss,

@@ -247,16 +247,33 @@ fn seed_url(s: &str) -> Result<String, String> {
 
 /// A server's URL (`http://` or `https://` with a host, and a port from 1 to 65535 if one is
 /// given) or a bare `host:port`: what `what` is told in an error that shows `example`.
+///
+/// A path may follow the host and port (a proxy's prefix), but no query or fragment: the
+/// commands append their own path and query to it as text, so `--node
+/// 'http://h:8080/delete?key=important#'` made `dkv del user_1` delete `important`, and exit 0
+/// (found by a hunt, 2026-12-07).
 fn server_url(s: &str, what: &str, example: &str) -> Result<String, String> {
-    let Some((scheme, rest)) = s.split_once("://") else {
-        let authority = s.split('/').next().unwrap_or_default();
-        host_port(authority).map_err(|e| format!("{e} (or a URL, {example})"))?;
-        return Ok(s.to_string());
+    let (scheme, rest) = match s.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, s),
     };
-    if scheme != "http" && scheme != "https" {
+    if let Some(scheme) = scheme.filter(|s| *s != "http" && *s != "https") {
         return Err(format!("{s:?}: a {what} speaks http:// or https://, not {scheme}://: {example}"));
     }
-    let authority = rest.split('/').next().unwrap_or_default();
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    if let Some(at) = tail.find(['?', '#']) {
+        return Err(format!(
+            "{s:?}: a {what}'s URL takes no query or fragment ({:?}): the commands add their own; {example}",
+            &tail[at..]
+        ));
+    }
+    if authority.contains('@') {
+        return Err(format!("{s:?}: a user or password does not go in the {what}'s URL: {example}"));
+    }
+    if scheme.is_none() {
+        host_port(authority).map_err(|e| format!("{e} (or a URL, {example})"))?;
+        return Ok(s.to_string());
+    }
     let host = match authority.rsplit_once(':') {
         // `[::1]` alone has colons but no port.
         Some((host, port)) if !port.contains(']') => {
@@ -267,7 +284,7 @@ fn server_url(s: &str, what: &str, example: &str) -> Result<String, String> {
         }
         _ => authority,
     };
-    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@') {
+    if host.is_empty() || host.contains(char::is_whitespace) {
         return Err(format!("{s:?}: give the {what}'s host, {example}"));
     }
     Ok(s.to_string())
@@ -850,6 +867,10 @@ pub struct ClientArgs {
     /// The node's client password (its --client-password or --client-readonly-password).
     #[arg(long, env = "DKV_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+    /// The largest value to send or read (the nodes' --max-value-size, from the same variable):
+    /// `dkv put KEY -` reads standard input up to it, and answers are read up to it.
+    #[arg(long, env = "DKV_MAX_VALUE_SIZE", default_value = "16MiB", value_parser = positive_size)]
+    pub max_value_size: usize,
     #[command(flatten)]
     pub tls: ClientTls,
 }
@@ -1133,12 +1154,24 @@ mod tests {
             ("127.0.0.1", "no port"),
             ("http://:8080", "host"),
             ("", "no port"),
+            ("http://127.0.0.1:8080/delete?key=important#", "no query or fragment (\"?key=important#\")"),
+            ("http://127.0.0.1:8080/get?key=x", "no query or fragment"),
+            ("http://127.0.0.1:8080#", "no query or fragment"),
+            ("http://127.0.0.1:8080?x", "no query or fragment"),
+            ("127.0.0.1:8080/put?key=a", "no query or fragment"),
+            ("http://u:p@127.0.0.1:8080", "a user or password"),
         ] {
             assert!(node_url(url).is_err_and(|e| e.contains(says)), "{url:?}: {:?}", node_url(url));
         }
-        for url in
-            ["http://127.0.0.1:8080", "https://node-1", "http://[::1]:8080/", "http://[::1]", "10.0.0.5:8080", "h:1/"]
-        {
+        for url in [
+            "http://127.0.0.1:8080",
+            "https://node-1",
+            "http://[::1]:8080/",
+            "http://[::1]",
+            "10.0.0.5:8080",
+            "h:1/",
+            "http://h:1/dkv",
+        ] {
             assert_eq!(node_url(url), Ok(url.to_string()));
         }
         assert!(Cli::try_parse_from(["dkv", "get", "k", "--node", "ftp://h:1"]).is_err());

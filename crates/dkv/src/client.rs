@@ -24,7 +24,7 @@ use bytes::Bytes;
 use dkv_membership::api::{NODE_HEADER, SEED_HEADER};
 use dkv_node::transport::tls::Outgoing;
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -161,7 +161,15 @@ pub struct Client {
     password: Option<http::HeaderValue>,
     /// Trusts the CA of `--cacert`, for `https://` nodes.
     tls: Option<TlsConnector>,
+    /// The most of an answer's body it reads (see [`Client::with_max_value`]).
+    max_answer: usize,
 }
+
+/// The most of an answer's body a client reads by default: every answer but a value is far
+/// smaller (a scan page covers at most 4 MiB of keys and values). A server that streamed an
+/// endless body took `dkv get` to 3 GB, and `dkv leave` to 4.5 GB, in 8 s (found by a hunt,
+/// 2026-12-07).
+pub const MAX_ANSWER: usize = 64 << 20;
 
 /// A TTL as `ttl=` takes it: days, hours, minutes, seconds and ms, each part that is not zero,
 /// with `+` (a space) between them (`1h+30m`). The longest it writes is the node's,
@@ -195,7 +203,15 @@ impl Client {
             secret: None,
             password: None,
             tls: None,
+            max_answer: MAX_ANSWER,
         }
+    }
+
+    /// Read answers of values up to `max_value` bytes (the nodes' `--max-value-size`), beside
+    /// [`MAX_ANSWER`].
+    pub fn with_max_value(mut self, max_value: usize) -> Self {
+        self.max_answer = MAX_ANSWER.max(max_value.saturating_add(1 << 20));
+        self
     }
 
     pub fn with_secret(mut self, secret: Option<String>) -> Self {
@@ -265,10 +281,17 @@ impl Client {
         let (status, server) = (resp.status(), Server::of(resp.headers()));
         // The body too is bounded in time: a node that stalls halfway through a value would
         // otherwise hold the command for good.
-        let body = tokio::time::timeout(self.timeout, resp.into_body().collect())
+        let body = tokio::time::timeout(self.timeout, Limited::new(resp.into_body(), self.max_answer).collect())
             .await
             .map_err(|_| unreachable(format!("the answer's body did not arrive within {:?}", self.timeout)))?
-            .map_err(|e| unreachable(e.to_string()))?
+            .map_err(|e| match e.is::<LengthLimitError>() {
+                true => unreachable(format!(
+                    "the answer is over {} MiB, the most this client reads: a node's value can be as large as its \
+                     --max-value-size, so give the client the same --max-value-size",
+                    self.max_answer >> 20
+                )),
+                false => unreachable(e.to_string()),
+            })?
             .to_bytes();
         Ok(Answer { status, server, body })
     }
@@ -454,7 +477,10 @@ impl crate::cli::ClientTls {
 impl crate::cli::ClientArgs {
     /// The client for `--node`, with `--password` and `--cacert`.
     pub fn client(&self) -> Result<Client, ClientError> {
-        Client::new(&self.node).with_password(self.password.as_deref()).with_tls(&self.tls)
+        Client::new(&self.node)
+            .with_password(self.password.as_deref())
+            .with_max_value(self.max_value_size)
+            .with_tls(&self.tls)
     }
 }
 

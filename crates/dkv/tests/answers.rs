@@ -247,16 +247,70 @@ async fn a_value_over_the_limit_is_reported_with_the_servers_413() {
     }
     let file = std::env::temp_dir().join(format!("dkv-huge-{}", std::process::id()));
     std::fs::File::create(&file).unwrap().write_all(&huge).unwrap();
-    let out = dkv()
-        .args(["put", "huge", "-", "--node", &c.nodes[0].addr])
-        .stdin(std::fs::File::open(&file).unwrap())
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_file(&file);
+    // A client told the nodes take 64 MiB sends it, and the node's 413 is what it reports.
+    let put = |max: &str| {
+        dkv()
+            .args(["put", "huge", "-", "--node", &c.nodes[0].addr, "--max-value-size", max])
+            .stdin(std::fs::File::open(&file).unwrap())
+            .output()
+            .unwrap()
+    };
+    let out = put("64MiB");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "refused: {err}");
     assert!(err.contains("413 Payload Too Large: value larger than the limit"), "{err}");
+    // One that keeps its own bound reads standard input up to it, and no further.
+    let out = put("16MiB");
+    let _ = std::fs::remove_file(&file);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "refused: {err}");
+    assert!(err.contains("the value on standard input is over --max-value-size (16777216 bytes)"), "{err}");
     assert_eq!(c.client(0).get(b"huge").await.unwrap(), None);
+}
+
+/// The client's bounds on what it reads: an answer past `MAX_ANSWER` is an error that says so,
+/// read no further (a server that streamed an endless body took `dkv get` to 3 GB in 8 s, found
+/// by a hunt, 2026-12-07), and a `--node` with a query or fragment is refused before anything is
+/// sent (`--node 'http://h/delete?key=important#'` made `dkv del user_1` delete `important`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reads_answers_and_node_urls_within_bounds() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endless = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = s.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\nx-dkv-node: fake\r\ntransfer-encoding: chunked\r\n\r\n";
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = [b"100000\r\n".to_vec(), vec![b'x'; 1 << 20], b"\r\n".to_vec()].concat();
+                for _ in 0..4096 {
+                    if s.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let (code, _, err) = cli(&["get", "k", "--node", &endless]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("the answer is over 64 MiB, the most this client reads"), "{err}");
+    let (code, _, err) = cli(&["get", "k", "--node", &endless, "--max-value-size", "100MiB"]);
+    assert!(code == Some(3) && err.contains("over 101 MiB"), "{err}");
+
+    let c = Cluster::start(1).await;
+    let node = &c.nodes[0].addr;
+    for key in ["important", "user_1"] {
+        assert_eq!(cli(&["put", key, "v", "--node", node]).0, Some(0));
+    }
+    let (code, _, err) = cli(&["del", "user_1", "--node", &format!("http://{node}/delete?key=important#")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("takes no query or fragment"), "{err}");
+    for key in ["important", "user_1"] {
+        assert_eq!(cli(&["get", key, "--node", node]).1.trim(), "v", "{key} untouched");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
