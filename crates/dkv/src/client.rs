@@ -171,6 +171,9 @@ pub struct Client {
 /// 2026-12-07).
 pub const MAX_ANSWER: usize = 64 << 20;
 
+/// The longest URL the `http` crate takes, the node's and the client's alike (a `u16`'s worth).
+const MAX_URL: usize = 65534;
+
 /// A TTL as `ttl=` takes it: days, hours, minutes, seconds and ms, each part that is not zero,
 /// with `+` (a space) between them (`1h+30m`). The longest it writes is the node's,
 /// [`crate::cli::MAX_TTL_DAYS`] days: sent in ms alone, anything over 999999999999999 ms was
@@ -272,7 +275,15 @@ impl Client {
         if let Some(password) = &self.password {
             req = req.header(http::header::AUTHORIZATION, password.clone());
         }
-        let req = req.body(Full::new(body.unwrap_or_default())).map_err(|_| ClientError::BadUrl(url.clone()))?;
+        let req = req.body(Full::new(body.unwrap_or_default())).map_err(|_| match url.len() > MAX_URL {
+            // A long key percent-encoded, not a bad `--node` (found by a hunt, 2026-12-07).
+            true => ClientError::Usage(format!(
+                "the request's URL would be {} bytes, over the {MAX_URL} that HTTP servers and clients take: its key, \
+                 percent-encoded, is too long for HTTP (over RESP, a key may be as long as the nodes' --max-key-size)",
+                url.len()
+            )),
+            false => ClientError::BadUrl(url.clone()),
+        })?;
         let unreachable = |reason: String| ClientError::Unreachable { url: url.clone(), reason };
         let resp = tokio::time::timeout(self.timeout, self.http.request(req))
             .await

@@ -311,6 +311,10 @@ async fn the_cli_reads_answers_and_node_urls_within_bounds() {
     for key in ["important", "user_1"] {
         assert_eq!(cli(&["get", key, "--node", node]).1.trim(), "v", "{key} untouched");
     }
+    // A key too long for a URL is said to be so, not blamed on the node's URL.
+    let (code, _, err) = cli(&["put", &"k".repeat(70_000), "v", "--node", node]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("too long for HTTP") && err.len() < 1000, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -127,8 +127,9 @@ pub fn explain(status: StatusCode) -> String {
         411 => "a body needs a Content-Length or chunked transfer encoding",
         413 => "request too large: keys and values have size limits (--max-key-size, --max-value-size)",
         414 => {
-            "URL too long: its query holds a key (at most --max-key-size, 8 KiB by default), a prefix or a pattern; \
-             send a shorter one"
+            "URL too long: over 64 KiB, the most HTTP takes here; its query holds a key (at most --max-key-size, \
+             8 KiB by default, but percent-encoded a byte may take 3: a key over about 21 KiB may not fit in a URL, \
+             and goes over RESP), a prefix or a pattern; send a shorter one"
         }
         415 => "unsupported content type",
         431 => "request headers too large: send fewer or smaller headers",
