@@ -268,6 +268,17 @@ async fn a_value_over_the_limit_is_reported_with_the_servers_413() {
     assert_eq!(c.client(0).get(b"huge").await.unwrap(), None);
 }
 
+/// `dkv bench` flags out of their range exit 2, as every command's do (they exited 1, as a failed
+/// run does, until 2026-12-07), before anything is dialed.
+#[test]
+fn bench_flags_out_of_range_exit_2() {
+    for flags in [&["-c", "0"][..], &["--keys", "0"], &["-n", "0"], &["--read-ratio", "1.5"], &["-c", "100000"]] {
+        let (code, _, err) = cli(&[&["bench", "--node", "127.0.0.1:1"][..], flags].concat());
+        assert_eq!(code, Some(2), "{flags:?}: {err}");
+        assert!(!err.contains("127.0.0.1:1"), "{flags:?} refused before dialing: {err}");
+    }
+}
+
 /// The client's bounds on what it reads: an answer past `MAX_ANSWER` is an error that says so,
 /// read no further (a server that streamed an endless body took `dkv get` to 3 GB in 8 s, found
 /// by a hunt, 2026-12-07), and a `--node` with a query or fragment is refused before anything is
