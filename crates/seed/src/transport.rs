@@ -40,7 +40,9 @@ use crate::format::VERSION;
 use crate::server::{status_of, Seed, SeedConfig, Via};
 use crate::SeedTls;
 
-/// How long a new connection may take to send its first byte before it is closed.
+/// How long a new connection may take to send its first byte before it is closed, at most:
+/// `--read-timeout` when that is shorter (a silent connection was held 10 s whatever the flag
+/// said, where a half-sent request was closed at it: found by a hunt, 2026-12-07).
 const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest heartbeat frame read: a heartbeat is a few hundred bytes (its load report is bounded).
@@ -234,6 +236,12 @@ struct Onward {
     read_timeout: Duration,
 }
 
+impl Onward {
+    fn first_byte_timeout(&self) -> Duration {
+        FIRST_BYTE_TIMEOUT.min(self.read_timeout)
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     onward: Onward,
@@ -257,7 +265,7 @@ async fn accept_loop(
             if let Some(tls) = tls {
                 return open_tls(stream, peer, &*tls, slot, onward).await;
             }
-            match first_byte(&stream, FIRST_BYTE_TIMEOUT).await {
+            match first_byte(&stream, onward.first_byte_timeout()).await {
                 Some(b) if b == dkv_transport::frame::MAGIC[0] => {
                     dkv_transport::serve(stream, onward.handler, onward.server, onward.stop).await;
                     drop(slot);
@@ -274,10 +282,10 @@ async fn accept_loop(
 }
 
 /// A connection to a seed that speaks TLS: the handshake and the first decrypted byte within
-/// [`FIRST_BYTE_TIMEOUT`], then the transport (for members only) or HTTP, as in the clear.
+/// [`Onward::first_byte_timeout`], then the transport (for members only) or HTTP, as in the clear.
 async fn open_tls(stream: TcpStream, peer: SocketAddr, tls: &dyn SeedTls, slot: OwnedSemaphorePermit, onward: Onward) {
     let _ = stream.set_nodelay(true);
-    let opened = tokio::time::timeout(FIRST_BYTE_TIMEOUT, async {
+    let opened = tokio::time::timeout(onward.first_byte_timeout(), async {
         let mut s = tls.acceptor().accept(stream).await?;
         let mut first = [0u8; 1];
         let n = s.read(&mut first).await?;

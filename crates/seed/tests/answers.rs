@@ -266,6 +266,19 @@ async fn a_request_trickled_a_byte_at_a_time_is_closed_after_the_read_timeout() 
     assert!(started.elapsed() < Duration::from_secs(5), "closed only after {:?}", started.elapsed());
 }
 
+/// A connection that sends nothing is closed after `--read-timeout` (1 s here), as a half-sent
+/// request is: it was held 10 s whatever the flag said (found by a hunt, 2026-12-07).
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_read_timeout() {
+    let addr = seed_with(4).await;
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "still open after 15 s");
+    assert!(started.elapsed() < Duration::from_secs(5), "closed only after {:?}", started.elapsed());
+}
+
 /// Connections that sent part of a request (one byte, or the start of HTTP/2's preface) are
 /// closed after `--read-timeout` (1 s here), giving their places back: before 2026-12-06 the
 /// seed's hyper had no timer, and they held them for good.
