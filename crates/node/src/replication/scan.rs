@@ -102,19 +102,29 @@ pub fn local_page(engine: &dyn Engine, req: &ScanRequest, now_ms: u64) -> Storag
     let mut all = |_| true;
     // Batches of `limit` entries while the page's weight (a live entry DEAD_PER_LIVE, a
     // deleted or expired one 1) is under `limit` live entries' (see DEAD_PER_LIVE), all of them
-    // within the one byte bound: keys, values and what each entry takes in the answer.
+    // within the one byte bound: keys, values and what each entry takes in the answer. The
+    // entry that brings the weight to `limit` live entries' ends the page, within its batch: a
+    // second batch read whole after one of 99 live keys and a tombstone held 199 live keys for
+    // a COUNT of 100 (found by a hunt, 2026-12-07).
     let (budget, mut weight, mut from, mut bytes_left) = (limit * DEAD_PER_LIVE, 0, start, max_bytes);
     let mut stopped = None;
     for _ in 0..DEAD_PER_LIVE {
         let before = found.len();
         stopped = engine.scan_keys(from.as_ref(), req.end, limit, bytes_left, &mut all, &mut found)?;
-        let batch = &found[before..];
-        weight += batch.iter().map(|kv| weigh(kv, now_ms)).sum::<usize>();
-        let took: usize = batch.iter().map(|kv| kv.key.len() + kv.value_len + ENTRY_OVERHEAD).sum();
+        let read = found.len() - before;
+        let full = found[before..].iter().position(|kv| {
+            weight += weigh(kv, now_ms);
+            weight >= budget
+        });
+        if let Some(last) = full.map(|i| before + i).filter(|last| last + 1 < found.len()) {
+            found.truncate(last + 1);
+            stopped = Some(Cursor { hash: found[last].hash, key: found[last].key.clone() });
+        }
+        let took: usize = found[before..].iter().map(|kv| kv.key.len() + kv.value_len + ENTRY_OVERHEAD).sum();
         bytes_left = bytes_left.saturating_sub(took);
         // Ended by the byte bound (fewer than `limit`, more to come), or it is spent.
-        let on_bytes = batch.len() < limit || bytes_left == 0;
-        if stopped.is_none() || weight >= budget || on_bytes {
+        let on_bytes = read < limit || bytes_left == 0;
+        if stopped.is_none() || full.is_some() || on_bytes {
             break;
         }
         from = stopped.clone();

@@ -74,6 +74,24 @@ fn a_deleted_entry_counts_as_a_sixteenth_of_a_live_one_towards_a_pages_count() {
     assert_eq!((p.entries.len(), p.next, p.looked), (2, Some(1003), 2));
 }
 
+/// A page holds at most COUNT live keys: the one that brings its weight there ends it, inside
+/// the batch it came in (a tombstone and 99 live keys, then a second batch of 100 read whole,
+/// made a page of 199 live keys for a COUNT of 100, found by a hunt, 2026-12-07).
+#[test]
+fn a_page_holds_at_most_count_live_keys_after_a_tombstone() {
+    let e = MemoryEngine::new();
+    e.apply(1, b"gone", Entry::tombstone(v(2))).unwrap();
+    for h in 2..=400u64 {
+        e.apply(h, format!("kept{h}").as_bytes(), Entry::value(v(1), "x".into())).unwrap();
+    }
+    let p = local_page(&e, &req(0, u64::MAX, 100), 0).unwrap();
+    assert_eq!(p.entries.iter().filter(|x| x.live).count(), 100);
+    assert_eq!((p.entries.len(), p.next, p.looked), (101, Some(102), 101));
+    // The next page starts where it ended: every key once.
+    let q = local_page(&e, &req(102, u64::MAX, 100), 0).unwrap();
+    assert_eq!(q.entries.first().map(|x| &x.key[..]), Some(&b"kept102"[..]));
+}
+
 /// A page is keys and versions: it copies no value, and tells live keys from deleted and
 /// expired ones by what the store keeps beside the value.
 #[test]
