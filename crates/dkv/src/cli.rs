@@ -235,7 +235,7 @@ pub fn host_port(s: &str) -> Result<(), String> {
 /// A client's `--node`: `http://` or `https://` with a host and, if given, a port from 1 to
 /// 65535, or a bare `host:port` (taken as `http://`). Anything else was dialed as it came: an
 /// `ftp://` URL over HTTP, port 99999 as a refused connection (found by trying, 2026-12-06).
-fn node_url(s: &str) -> Result<String, String> {
+pub fn node_url(s: &str) -> Result<String, String> {
     server_url(s, "node", "e.g. http://127.0.0.1:8080")
 }
 

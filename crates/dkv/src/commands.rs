@@ -154,6 +154,11 @@ pub async fn health(args: HealthArgs) -> i32 {
         Some(split) => (&args.url[..split], &args.url[split..]),
         None => (args.url.as_str(), "/health"),
     };
+    // Checked as `--node` is (an `ftp://` URL was sent as HTTP and passed, port 99999 read as a
+    // refused connection: found by a hunt, 2026-12-07); 1, not clap's 2, which Docker reserves.
+    if let Err(e) = crate::cli::node_url(base) {
+        return fail_with(1, format!("--url {e}"));
+    }
     let client = match Client::new(base).with_tls(&args.tls) {
         Ok(c) => c,
         Err(e) => return fail(e),

@@ -279,6 +279,17 @@ fn bench_flags_out_of_range_exit_2() {
     }
 }
 
+/// `dkv health --url` is checked as `--node` is, and a bad one exits 1 (Docker reserves 2): an
+/// `ftp://` URL passed, sent as HTTP, until 2026-12-07 (found by a hunt).
+#[test]
+fn health_urls_are_checked_as_node_urls() {
+    for (url, says) in [("ftp://127.0.0.1:1/health", "not ftp://"), ("http://127.0.0.1:99999/health", "1 to 65535")] {
+        let (code, _, err) = cli(&["health", "--url", url]);
+        assert_eq!(code, Some(1), "{url}: {err}");
+        assert!(err.contains(says), "{url}: {err}");
+    }
+}
+
 /// The client's bounds on what it reads: an answer past `MAX_ANSWER` is an error that says so,
 /// read no further (a server that streamed an endless body took `dkv get` to 3 GB in 8 s, found
 /// by a hunt, 2026-12-07), and a `--node` with a query or fragment is refused before anything is

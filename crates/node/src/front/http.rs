@@ -313,7 +313,13 @@ async fn read_value(node: &Node, headers: &HeaderMap, body: Body) -> Result<(Byt
             Ok((value, charge))
         }
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(NodeError::BadRequest(format!("reading the request body failed: {e}"))),
+        // With its causes: hyper's own line alone ("error reading a body from connection") was
+        // the same for a body cut short, a chunk size that overflows and a chunk extension
+        // too long (found by a hunt, 2026-12-07).
+        Err(e) => Err(NodeError::BadRequest(format!(
+            "reading the request body failed: {}; send the body whole, as its Content-Length or chunks say",
+            crate::transport::peer::error_chain(&*e)
+        ))),
     }
 }
 

@@ -39,7 +39,8 @@ impl Level {
             Level::All => Ok(n),
             Level::Count(k) if k <= n => Ok(k),
             Level::Count(k) => {
-                Err(NodeError::BadRequest(format!("{name}={k} is more than the {n} replicas this key has")))
+                let replicas = if n == 1 { "replica" } else { "replicas" };
+                Err(NodeError::BadRequest(format!("{name}={k} is more than the {n} {replicas} this key has")))
             }
         }
     }

@@ -289,11 +289,16 @@ pub(crate) fn protocol(addr: &str, e: impl std::fmt::Display) -> PeerError {
 /// The error and its causes on one line ("client error (Connect): tcp connect error: refused").
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
-    let mut src = e.source();
+    let (mut src, mut last) = (e.source(), s.clone());
     while let Some(cause) = src {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
+        // A wrapper that shows as its cause (hyper's body errors do) is said once.
+        let text = cause.to_string();
+        if text != last {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         src = cause.source();
+        last = text;
     }
     s
 }
@@ -315,6 +320,25 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
+
+    /// An error's causes follow it, each once: a wrapper that shows as its cause is not repeated.
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let e = E("reading a body", Some(Box::new(E("reading a body", Some(Box::new(E("end of file", None)))))));
+        assert_eq!(error_chain(&e), "reading a body: end of file");
+    }
 
     /// A one-connection HTTP server that answers with `head` and then `body` forever (or, with
     /// `None`, nothing more while the connection stays open).
