@@ -27,6 +27,19 @@ pub struct Params {
     given: Vec<(&'static str, Vec<u8>)>,
 }
 
+/// A value from the request as an error shows it: quoted, and past [`SHOWN`] bytes cut, saying
+/// how long it was (a 60 KB parameter made a 60 KB error line: found by a hunt, 2026-12-07).
+pub fn shown(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&raw[..raw.len().min(SHOWN)]);
+    match raw.len() > SHOWN {
+        true => format!("{text:?}… ({} bytes)", raw.len()),
+        false => format!("{text:?}"),
+    }
+}
+
+/// The most of a request's value an error shows.
+const SHOWN: usize = 64;
+
 /// Parse `query` for the route `path`, which takes the parameters `accepted`.
 pub fn parse(query: Option<&str>, path: &str, accepted: &[&'static str]) -> Result<Params, NodeError> {
     let mut params = Params::default();
@@ -38,10 +51,7 @@ pub fn parse(query: Option<&str>, path: &str, accepted: &[&'static str]) -> Resu
                 [] => "no parameters".to_string(),
                 _ => format!("only {}", accepted.join(", ")),
             };
-            return Err(NodeError::BadRequest(format!(
-                "unknown parameter {:?}: {path} takes {takes}",
-                String::from_utf8_lossy(&name)
-            )));
+            return Err(NodeError::BadRequest(format!("unknown parameter {}: {path} takes {takes}", shown(&name))));
         };
         if params.get(known).is_some() {
             return Err(NodeError::BadRequest(format!("parameter {known} given twice: give it once")));
@@ -76,8 +86,8 @@ impl Params {
             None | Some(b"0" | b"false") => Ok(false),
             Some(b"1" | b"true") => Ok(true),
             Some(other) => Err(NodeError::BadRequest(format!(
-                "bad ready {:?}: give ready=1 (or true), or leave it out",
-                String::from_utf8_lossy(other)
+                "bad ready {}: give ready=1 (or true), or ready=0 (or false), or leave it out",
+                shown(other)
             ))),
         }
     }
@@ -88,8 +98,8 @@ impl Params {
         let Some(raw) = self.get("ttl") else { return Ok(None) };
         ttl_ms(raw).map(Some).map_err(|why| {
             NodeError::BadRequest(format!(
-                "bad ttl {:?}: {why}; write a duration like 10s, 500ms, 1h or 1h 30m (units ms, s, m, h, d)",
-                String::from_utf8_lossy(raw)
+                "bad ttl {}: {why}; write a duration like 10s, 500ms, 1h or 1h 30m (units ms, s, m, h, d)",
+                shown(raw)
             ))
         })
     }
@@ -102,14 +112,15 @@ impl Params {
     /// Parameter `name` as a decimal number from `min` to `max`, if given.
     pub fn number(&self, name: &str, min: u64, max: u64) -> Result<Option<u64>, NodeError> {
         let Some(raw) = self.get(name) else { return Ok(None) };
-        let text = String::from_utf8_lossy(raw);
-        // Digits only: `parse` would also take a leading `+`.
-        let digits = !raw.is_empty() && raw.iter().all(u8::is_ascii_digit);
-        match text.parse::<u64>() {
+        // Digits only, with no leading zero: `parse` would also take `+5` and `05` (found by a
+        // hunt, 2026-12-07, as `w=` and `r=` refuse them).
+        let digits = !raw.is_empty() && raw.iter().all(u8::is_ascii_digit) && (raw.len() == 1 || raw[0] != b'0');
+        match String::from_utf8_lossy(raw).parse::<u64>() {
             Ok(n) if digits && (min..=max).contains(&n) => Ok(Some(n)),
-            _ => {
-                Err(NodeError::BadRequest(format!("{name}= must be a whole number from {min} to {max}; got {text:?}")))
-            }
+            _ => Err(NodeError::BadRequest(format!(
+                "{name}= must be a whole number from {min} to {max}, with no leading zero; got {}",
+                shown(raw)
+            ))),
         }
     }
 
@@ -328,10 +339,15 @@ mod tests {
         assert_eq!(p.number("cursor", 0, u64::MAX).unwrap(), Some(u64::MAX));
         assert_eq!(p.number("other", 0, 1).unwrap(), None);
         assert_eq!(p.bytes("prefix").as_deref(), Some(&b"a\xff"[..]));
-        for bad in ["count=0", "count=101", "count=-1", "count=ten", "count=", "count=%2B5", "count=1.0"] {
+        for bad in ["count=0", "count=101", "count=-1", "count=ten", "count=", "count=%2B5", "count=1.0", "count=05"] {
             let m = bad_request(parse(Some(bad), "/scan", &["count"]).unwrap().number("count", 1, 100));
             assert!(m.contains("count= must be a whole number from 1 to 100"), "{bad}: {m}");
         }
+        assert_eq!(parse(Some("cursor=0"), "/scan", &["cursor"]).unwrap().number("cursor", 0, 9).unwrap(), Some(0));
+        // A long value is shown cut, with its length.
+        let long = format!("count={}", "9".repeat(5000));
+        let m = bad_request(parse(Some(&long), "/scan", &["count"]).unwrap().number("count", 1, 100));
+        assert!(m.ends_with(&format!("got \"{}\"… (5000 bytes)", "9".repeat(SHOWN))), "{m}");
     }
 
     #[test]

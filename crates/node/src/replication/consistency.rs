@@ -2,6 +2,7 @@
 //! resolved against the number of replicas a key actually has (N, capped at the live nodes).
 
 use crate::error::NodeError;
+use crate::front::query::shown;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Level {
@@ -19,12 +20,13 @@ impl Level {
             "all" => Ok(Level::All),
             // Digits only, no leading zero: `+2` and `002` are refused, as `count=` is.
             n if n.starts_with('0') || !n.bytes().all(|b| b.is_ascii_digit()) => {
-                Err(NodeError::BadRequest(format!("{name}= must be a number from 1 to the replicas the key has (--replication), or one, quorum or all; got {s:?}")))
+                Err(NodeError::BadRequest(format!("{name}= must be a number from 1 to the replicas the key has (--replication), or one, quorum or all; got {}", shown(s.as_bytes()))))
             }
             n => match n.parse::<usize>() {
                 Ok(k) if k >= 1 => Ok(Level::Count(k)),
                 _ => Err(NodeError::BadRequest(format!(
-                    "{name}= must be a number from 1 to the replicas the key has (--replication), or one, quorum or all; got {s:?}"
+                    "{name}= must be a number from 1 to the replicas the key has (--replication), or one, quorum or all; got {}",
+                    shown(s.as_bytes())
                 ))),
             },
         }
