@@ -339,7 +339,9 @@ async fn connection(
         let request = async {
             match &mut conn {
                 Conn::Http(send, auth) => {
-                    http_request(send, auth.as_ref(), &addr, &key, if read { None } else { Some(value.clone()) }).await
+                    let max_answer = crate::client::MAX_ANSWER.max(value.len().saturating_add(1 << 20));
+                    let value = if read { None } else { Some(value.clone()) };
+                    http_request(send, auth.as_ref(), &addr, &key, value, max_answer).await
                 }
                 Conn::Resp(stream, buf) => {
                     resp_request(stream, buf, &key, if read { None } else { Some(&value) }).await
@@ -385,6 +387,7 @@ async fn http_request(
     addr: &str,
     key: &str,
     value: Option<Bytes>,
+    max_answer: usize,
 ) -> Result<Outcome, String> {
     let (method, path) = if value.is_some() { ("PUT", "put") } else { ("GET", "get") };
     let key = crate::client::encode_key(key.as_bytes());
@@ -399,8 +402,8 @@ async fn http_request(
     let status = resp.status();
     // A 404 is a miss only from a node: the seed, or a server that is not dkv, answers one too.
     let from_a_node = resp.headers().contains_key(dkv_membership::api::NODE_HEADER);
-    // Bounded as the other commands' answers are (`client::MAX_ANSWER`).
-    let body = http_body_util::Limited::new(resp.into_body(), crate::client::MAX_ANSWER)
+    // Bounded as the other commands' answers are (`client::MAX_ANSWER`, or a value's size).
+    let body = http_body_util::Limited::new(resp.into_body(), max_answer)
         .collect()
         .await
         .map_err(|e| e.to_string())?

@@ -54,6 +54,9 @@ pub enum ClientError {
     /// `--node` names the seed.
     #[error("{base} is the dkv seed, not a node: point --node at a node (the seed lists them at {base}/nodes)")]
     Seed { base: String },
+    /// `--seed` names a node.
+    #[error("{base} is a dkv node, not the seed: point --seed at the seed (the nodes' --seed flag names it)")]
+    NodeNotSeed { base: String },
     /// `--node` names a server that is not dkv at all.
     #[error("{base} is not a dkv node: it answered {status} without the {NODE_HEADER} header every node sends; point --node at a node, such as http://127.0.0.1:8080")]
     NotANode { base: String, status: StatusCode },
@@ -279,7 +282,8 @@ impl Client {
             // A long key percent-encoded, not a bad `--node` (found by a hunt, 2026-12-07).
             true => ClientError::Usage(format!(
                 "the request's URL would be {} bytes, over the {MAX_URL} that HTTP servers and clients take: its key, \
-                 percent-encoded, is too long for HTTP (over RESP, a key may be as long as the nodes' --max-key-size)",
+                 prefix or pattern, percent-encoded, is too long for HTTP (over RESP, a key may be as long as the \
+                 nodes' --max-key-size)",
                 url.len()
             )),
             false => ClientError::BadUrl(url.clone()),
@@ -297,11 +301,11 @@ impl Client {
             .map_err(|_| unreachable(format!("the answer's body did not arrive within {:?}", self.timeout)))?
             .map_err(|e| match e.is::<LengthLimitError>() {
                 true => unreachable(format!(
-                    "the answer is over {} MiB, the most this client reads: a node's value can be as large as its \
+                    "the answer is over {}, the most this client reads: a node's value can be as large as its \
                      --max-value-size, so give the client the same --max-value-size",
-                    self.max_answer >> 20
+                    dkv_node::front::limits::human(self.max_answer)
                 )),
-                false => unreachable(e.to_string()),
+                false => unreachable(dkv_node::transport::peer::error_chain(&*e)),
             })?
             .to_bytes();
         Ok(Answer { status, server, body })
@@ -445,6 +449,21 @@ impl Client {
             return Err(ClientError::Status { url: format!("{}{path}", self.base), status, message });
         }
         self.parse_json(path, &body)
+    }
+
+    /// Send a request to the seed: an answer from a node is an error that says so (`dkv remove
+    /// --seed <a node>` said "404 … no such path /nodes", found by a hunt, 2026-12-07).
+    pub async fn to_seed(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let answer = self.send(method, path, body).await?;
+        match answer.server {
+            Server::Node => Err(ClientError::NodeNotSeed { base: self.base.clone() }),
+            _ => Ok((answer.status, answer.body)),
+        }
     }
 
     /// `GET path` as JSON from a node; the seed or another server is an error that says so.

@@ -94,8 +94,8 @@ pub async fn put(args: PutArgs) -> i32 {
             return fail_with(
                 exit::REFUSED,
                 format!(
-                    "the value on standard input is over --max-value-size ({max} bytes), the largest a node takes \
-                     by default: give the client the nodes' --max-value-size if it is larger"
+                    "the value on standard input is over --max-value-size ({max} bytes): give the client the nodes' \
+                     --max-value-size if theirs is larger"
                 ),
             );
         }
@@ -150,7 +150,10 @@ pub async fn del(args: DelArgs) -> i32 {
 }
 
 pub async fn health(args: HealthArgs) -> i32 {
-    let (base, path) = match args.url.find("://").and_then(|i| args.url[i + 3..].find('/').map(|j| i + 3 + j)) {
+    // The path starts at the first `/` after the host, with a scheme or without one (a bare
+    // `127.0.0.1:8080/health` asked for `/health/health`: found by review, 2026-12-07).
+    let after = args.url.find("://").map_or(0, |i| i + 3);
+    let (base, path) = match args.url[after..].find('/').map(|j| after + j) {
         Some(split) => (&args.url[..split], &args.url[split..]),
         None => (args.url.as_str(), "/health"),
     };
@@ -181,7 +184,13 @@ fn says_leaving(body: &[u8]) -> bool {
 
 /// The id of the member the seed lists at `addr`.
 async fn member_at(seed: &Client, addr: &str) -> Result<dkv_membership::NodeId, ClientError> {
-    let view = seed.json("/nodes").await?;
+    let (status, body) = seed.to_seed(Method::GET, "/nodes", None).await?;
+    if status != StatusCode::OK {
+        let message = String::from_utf8_lossy(&body).trim().to_string();
+        return Err(ClientError::Status { url: format!("{}/nodes", seed.base()), status, message });
+    }
+    let view: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ClientError::Usage(format!("{}/nodes did not answer the seed's JSON: {e}", seed.base())))?;
     let nodes = view["nodes"].as_array().map(Vec::as_slice).unwrap_or_default();
     let id = nodes.iter().find(|m| m["addr"] == addr).and_then(|m| m["id"].as_str()?.parse().ok());
     id.ok_or_else(|| {
@@ -220,7 +229,7 @@ async fn remove_one(client: &Client, who: &crate::cli::Member, force: bool) -> i
         },
     };
     let body = serde_json::json!({ "id": id, "force": force }).to_string();
-    match client.raw(Method::POST, "/remove", Some(body.into())).await {
+    match client.to_seed(Method::POST, "/remove", Some(body.into())).await {
         Ok((StatusCode::OK, view)) => {
             let members = serde_json::from_slice::<serde_json::Value>(&view)
                 .ok()

@@ -289,6 +289,12 @@ fn a_node_refuses_to_advertise_a_loopback_address_nothing_listens_on() {
 /// `dkv bench` refuses what it would silently ignore, before it sends anything.
 #[test]
 fn bench_refuses_a_resp_port_without_the_resp_protocol() {
-    let err = refused(&["bench", "--node", "http://127.0.0.1:1", "--protocol", "http", "--resp-port", "6379"]);
+    let out = dkv()
+        .args(["bench", "--node", "http://127.0.0.1:1", "--protocol", "http", "--resp-port", "6379"])
+        .output()
+        .expect("run dkv");
+    let err = String::from_utf8_lossy(&out.stderr);
+    // 2, as for every flag the command refuses (1 until 2026-12-07).
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--resp-port is the RESP port to load: it goes with --protocol resp"), "{err}");
 }

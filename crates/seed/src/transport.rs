@@ -217,7 +217,8 @@ pub(crate) fn split(
         max_frame: MAX_REQUEST,
         max_answer: MAX_ANSWER,
         max_concurrent: 16,
-        handshake_timeout: FIRST_BYTE_TIMEOUT,
+        // A member's hello comes with its first byte: as long as that may take, no longer.
+        handshake_timeout: FIRST_BYTE_TIMEOUT.min(config.read_timeout),
     });
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let onward = Onward { http: tx, handler, server, stop: stop.clone(), read_timeout: config.read_timeout };

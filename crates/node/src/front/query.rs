@@ -30,7 +30,12 @@ pub struct Params {
 /// A value from the request as an error shows it: quoted, and past [`SHOWN`] bytes cut, saying
 /// how long it was (a 60 KB parameter made a 60 KB error line: found by a hunt, 2026-12-07).
 pub fn shown(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&raw[..raw.len().min(SHOWN)]);
+    // Cut before a UTF-8 character that would not fit whole (its continuation bytes are 10xxxxxx).
+    let mut cut = raw.len().min(SHOWN);
+    while cut < raw.len() && cut > 0 && raw[cut] & 0xC0 == 0x80 {
+        cut -= 1;
+    }
+    let text = String::from_utf8_lossy(&raw[..cut]);
     match raw.len() > SHOWN {
         true => format!("{text:?}… ({} bytes)", raw.len()),
         false => format!("{text:?}"),

@@ -81,7 +81,7 @@ pub enum Answer {
     /// This reply, in its place.
     Now(Reply),
     /// `EXEC`: these commands, run in order (`multi::exec`), in its place.
-    Exec(Vec<(Cmd, Args)>),
+    Exec(super::multi::Queued),
 }
 
 /// The commands that read or change the connection's [`Session`]; they answer at once, in order

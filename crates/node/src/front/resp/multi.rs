@@ -100,13 +100,21 @@ impl Transaction {
         reply
     }
 
-    /// The commands to run at `EXEC`, or the reply that discards them.
-    pub fn exec(self) -> Result<Vec<(Cmd, Args)>, Reply> {
+    /// The commands to run at `EXEC`, with their charge, or the reply that discards them.
+    pub fn exec(self) -> Result<Queued, Reply> {
         match self.failed {
             true => Err(Reply::Error("EXECABORT Transaction discarded because of previous errors.".into())),
-            false => Ok(self.queued),
+            false => Ok(Queued { commands: self.queued, _charge: self.charge }),
         }
     }
+}
+
+/// A transaction's commands at `EXEC`, still charged until they have run: they stay in memory
+/// until then, and commands that wait on other nodes may take the request timeout (found by
+/// review, 2026-12-07: the charge was given back as `EXEC` began).
+pub struct Queued {
+    pub commands: Vec<(Cmd, Args)>,
+    _charge: Option<Charge>,
 }
 
 /// Run a transaction's commands one after the other, each seeing the writes before it; their
@@ -133,10 +141,11 @@ impl Transaction {
 /// [`YIELD_EVERY`] commands: commands on this node's own keys finish at their first poll, and a
 /// transaction of a million of them held a runtime thread for seconds, other connections'
 /// `PING`s waiting 23 s (the hunt of 2026-12-07).
-pub async fn exec(node: &Node, queued: Vec<(Cmd, Args)>) -> Held {
+pub async fn exec(node: &Node, queued: Queued) -> Held {
     let mut bound = Bound::new(&node.guard);
-    let mut replies = Vec::with_capacity(queued.len());
-    for (i, (cmd, args)) in queued.into_iter().enumerate() {
+    let Queued { commands, _charge } = queued;
+    let mut replies = Vec::with_capacity(commands.len());
+    for (i, (cmd, args)) in commands.into_iter().enumerate() {
         if i % YIELD_EVERY == YIELD_EVERY - 1 {
             tokio::task::yield_now().await;
         }
@@ -287,7 +296,7 @@ mod tests {
         assert!(matches!(queue(&mut tx, &["SET", "a", "1"], 1 << 20), Queue::Queued));
         assert!(matches!(queue(&mut tx, &["get", "a"], 1 << 20), Queue::Queued));
         let Ok(queued) = tx.exec() else { panic!("nothing refused") };
-        let names: Vec<_> = queued.iter().map(|(c, _)| *c).collect();
+        let names: Vec<_> = queued.commands.iter().map(|(c, _)| *c).collect();
         assert_eq!(names, vec![Cmd::Set, Cmd::Get]);
     }
 
@@ -346,5 +355,12 @@ mod tests {
         }
         assert!(tx.exec().is_err(), "discarded");
         assert_eq!(guard.charged(), 0, "given back with the transaction");
+        // Run at EXEC, the commands stay charged until they have run.
+        let mut tx = Transaction::charged(&guard);
+        assert!(matches!(queue(&mut tx, &["SET", "a", &big], 64 << 20), Queue::Queued));
+        let Ok(queued) = tx.exec() else { panic!("queued") };
+        assert!(guard.charged() > 1 << 20, "{}", guard.charged());
+        drop(queued);
+        assert_eq!(guard.charged(), 0);
     }
 }
