@@ -91,6 +91,13 @@ async fn the_cli_tells_a_node_from_the_seed_and_from_other_servers() {
         assert!(err.contains(&format!("{other} is not a dkv node")), "{args:?} against a plain server: {err}");
         assert!(!err.trim_end().ends_with(':'), "{args:?}: {err}");
     }
+    // `dkv remove --seed` pointed at a node says so (it said "404 … no such path /nodes" until
+    // 2026-12-07, found by a hunt), by id and by address.
+    for who in ["1", "127.0.0.1:9"] {
+        let (code, _, err) = cli(&["remove", who, "--seed", &c.nodes[0].addr]);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains("is a dkv node, not the seed"), "{who}: {err}");
+    }
     // Against a node, a missing key is still a missing key.
     let (code, _, err) = cli(&["get", "absent", "--node", &c.nodes[0].addr]);
     assert_eq!(code, Some(1));
