@@ -85,6 +85,12 @@ fn check(args: &BenchArgs) -> Result<(), String> {
     if !(0.0..=1.0).contains(&args.read_ratio) {
         return Err(format!("--read-ratio must be between 0 and 1, got {}", args.read_ratio));
     }
+    // Its requests go to the node's own paths: `http://h:8080/prefix` dialed `h:8080/prefix`
+    // (found by review, 2026-12-07).
+    let node = args.node.trim_end_matches('/');
+    if node.split("://").last().is_some_and(|rest| rest.contains('/')) {
+        return Err(format!("--node {} has a path: dkv bench loads a node directly, at its own paths", args.node));
+    }
     Ok(())
 }
 
@@ -467,7 +473,8 @@ fn parse_reply(buf: &mut BytesMut) -> Result<Option<Outcome>, String> {
             buf.advance(total);
             return Ok(Some(Outcome::Ok));
         }
-        other => return Err(format!("unexpected reply type {:?}", other as char)),
+        b'H' => return Err("an HTTP answer, not a RESP reply: --resp-port is the node's HTTP port; give its RESP port (resp_port in its /stats)".into()),
+        other => return Err(format!("unexpected reply type {:?}: is that a RESP port?", other as char)),
     };
     buf.advance(eol + 2);
     Ok(Some(outcome))

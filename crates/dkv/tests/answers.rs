@@ -284,6 +284,11 @@ fn bench_flags_out_of_range_exit_2() {
         assert_eq!(code, Some(2), "{flags:?}: {err}");
         assert!(!err.contains("127.0.0.1:1"), "{flags:?} refused before dialing: {err}");
     }
+    // It loads a node at its own paths: one with a path was dialed as `h:1/prefix`.
+    for node in ["http://127.0.0.1:1/prefix", "127.0.0.1:1/x/"] {
+        let (code, _, err) = cli(&["bench", "--node", node]);
+        assert!(code == Some(2) && err.contains("has a path"), "{node}: {err}");
+    }
 }
 
 /// `dkv health --url` is checked as `--node` is, and a bad one exits 1 (Docker reserves 2): an
