@@ -255,8 +255,16 @@ pub fn http_refusal(
                 "authentication required: send the client password as Authorization: Bearer <password> or Basic (curl -u default:<password>)\n",
             ));
         }
-        // A header that is neither scheme counts as a wrong password.
-        Some(p) => auth.check_from(Api::Http, from, p.as_deref().unwrap_or_default()),
+        // A header that carries no password (another scheme, Basic that is not base64 of
+        // `user:password`) guesses none: refused as missing, it does not start the back-off on
+        // its address, as a wrong password does (it did until 2026-12-07: found by a hunt).
+        Some(None) => {
+            auth.refused(Api::Http, Failure::Missing);
+            return Some(unauthorized(
+                "the Authorization header carries no password: send Bearer <password>, or Basic with base64 of user:password (curl -u default:<password>)\n",
+            ));
+        }
+        Some(Some(p)) => auth.check_from(Api::Http, from, &p),
     };
     let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     match access {
