@@ -60,6 +60,12 @@ fn cli(args: &[&str]) -> (Option<i32>, String, String) {
 
 /// A web server that answers `404 Not Found` with an empty body to everything, as many do.
 async fn plain_404_server() -> String {
+    fake_server("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n", 0).await
+}
+
+/// A server that answers every request with `head`, then `chunks` chunks of 1 MiB (for a
+/// chunked body) as long as the client reads.
+async fn fake_server(head: &'static str, chunks: usize) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move {
@@ -67,7 +73,15 @@ async fn plain_404_server() -> String {
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 64 * 1024];
                 let _ = s.read(&mut buf).await;
-                let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = [b"100000\r\n".to_vec(), vec![b'x'; 1 << 20], b"\r\n".to_vec()].concat();
+                for _ in 0..chunks {
+                    if s.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
             });
         }
     });
@@ -308,26 +322,8 @@ fn health_urls_are_checked_as_node_urls() {
 /// sent (`--node 'http://h/delete?key=important#'` made `dkv del user_1` delete `important`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_reads_answers_and_node_urls_within_bounds() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endless = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                let _ = s.read(&mut buf).await;
-                let head = "HTTP/1.1 200 OK\r\nx-dkv-node: fake\r\ntransfer-encoding: chunked\r\n\r\n";
-                if s.write_all(head.as_bytes()).await.is_err() {
-                    return;
-                }
-                let chunk = [b"100000\r\n".to_vec(), vec![b'x'; 1 << 20], b"\r\n".to_vec()].concat();
-                for _ in 0..4096 {
-                    if s.write_all(&chunk).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    // 4 GiB at most, chunked, to a client that reads it all.
+    let endless = fake_server("HTTP/1.1 200 OK\r\nx-dkv-node: fake\r\ntransfer-encoding: chunked\r\n\r\n", 4096).await;
     let (code, _, err) = cli(&["get", "k", "--node", &endless]);
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("the answer is over 64 MiB, the most this client reads"), "{err}");

@@ -266,6 +266,14 @@ async fn until_checked_again_over_http(addr: &str, bearer: &str) {
 }
 
 /// curl's status, headers and body.
+/// Two requests to `url` with one curl, on one connection, the first with `first`'s options and
+/// the second with `second`'s: both answers, heads included, in lower case.
+fn one_connection(first: &[&str], second: &[&str], url: &str) -> String {
+    let args = [&["-s", "-i"][..], first, &[url, "--next", "-s", "-i"], second, &[url]].concat();
+    let out = tool("curl").args(args).output().expect("curl");
+    String::from_utf8_lossy(&out.stdout).to_lowercase()
+}
+
 fn curl(args: &[&str]) -> (u16, String, String) {
     let out = tool("curl").args(["-s", "-D", "-", "-o", "/dev/stderr"]).args(args).output().expect("curl");
     let head = String::from_utf8_lossy(&out.stdout).to_string();
@@ -292,12 +300,7 @@ async fn http_clients_need_the_password_as_bearer_or_basic() {
     // A wrong one; then no password from this address is checked for a while, the right one
     // neither: a `429` that says when (guessing is slow, `guesses.rs`). One curl, one
     // connection, so the second comes within the wait however slow the machine.
-    let url = format!("http://{a}/get?key=k");
-    let out = tool("curl")
-        .args(["-s", "-i", "-u", "default:wrong", &url, "--next", "-s", "-i", "-H", &bearer, &url])
-        .output()
-        .expect("curl");
-    let both = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    let both = one_connection(&["-u", "default:wrong"], &["-H", &bearer], &format!("http://{a}/get?key=k"));
     let (first, second) = both.split_once("\r\n\r\ninvalid username-password pair").expect("the 401's line");
     assert!(first.starts_with("http/1.1 401"), "{both}");
     assert!(second.contains("http/1.1 429") && second.contains("retry-after: 1"), "{both}");
@@ -319,12 +322,7 @@ async fn http_clients_need_the_password_as_bearer_or_basic() {
     // A header that carries no password guesses none: refused as missing, and the right
     // password right after it, on the same connection, is taken (it started the back-off, as
     // a wrong password does, until 2026-12-07: found by a hunt).
-    let url_b = format!("http://{b}/get?key=k");
-    let out = tool("curl")
-        .args(["-s", "-i", "-H", "Authorization: Basic !!!", &url_b, "--next", "-s", "-i", "-H", &bearer, &url_b])
-        .output()
-        .expect("curl");
-    let both = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    let both = one_connection(&["-H", "Authorization: Basic !!!"], &["-H", &bearer], &format!("http://{b}/get?key=k"));
     let (first, second) = both.split_once("\r\n\r\nthe authorization header carries no password").expect("its line");
     assert!(first.starts_with("http/1.1 401"), "{both}");
     assert!(second.contains("http/1.1 200") && second.ends_with("v1"), "{both}");
