@@ -28,8 +28,14 @@ pub struct QuorumError {
 
 impl std::fmt::Display for QuorumError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let asked = self.answered + self.failures.len();
-        write!(f, "{} of {} replicas answered, {} needed", self.answered, asked.max(self.needed), self.needed)?;
+        // Not "of how many": an error decided early (too many failed) has answers still to
+        // come, and "0 of 2 replicas answered" was read as the key's two replicas where it had
+        // three (found by a hunt, 2026-12-07).
+        let replicas = if self.answered == 1 { "replica" } else { "replicas" };
+        write!(f, "{} {replicas} answered, {} needed", self.answered, self.needed)?;
+        if !self.failures.is_empty() {
+            write!(f, ", {} failed", self.failures.len())?;
+        }
         for (id, e) in &self.failures {
             write!(f, "; node {id}: {e}")?;
         }
@@ -258,7 +264,7 @@ mod tests {
         let e = r.unwrap_err();
         assert_eq!((e.needed, e.failures.len()), (2, 2));
         let text = e.to_string();
-        assert!(text.contains("replicas answered, 2 needed"), "{text}");
+        assert!(text.starts_with("1 replica answered, 2 needed, 2 failed; node"), "{text}");
         assert!(text.contains("node 0000000000000002: h:2 did not answer"), "{text}");
         assert!(text.contains("node 0000000000000003: h:3 answered 500: disk full"), "{text}");
     }
