@@ -71,8 +71,10 @@ const STORE: &str = "store";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
-    #[error("data directory {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    /// `what` says which step failed: "Operation not permitted" alone did not (found by a hunt,
+    /// 2026-12-07).
+    #[error("data directory {path}: {what}: {source}")]
+    Io { path: PathBuf, what: &'static str, source: io::Error },
     #[error("data directory {0} is in use by another dkv process (its LOCK file is held); stop that process or pick another --data-dir")]
     Locked(PathBuf),
     #[error("{path} is unreadable ({reason}); dkv will not overwrite it: restore it, or move the directory away to start this node afresh")]
@@ -128,7 +130,7 @@ pub struct DataDir {
 impl DataDir {
     /// Open (creating if needed) the data directory of a node of `cluster`.
     pub fn open(path: &Path, cluster: &str) -> Result<DataDir, DataDirError> {
-        let io_err = |source| DataDirError::Io { path: path.to_path_buf(), source };
+        let io_err = |what| move |source| DataDirError::Io { path: path.to_path_buf(), what, source };
         if path.exists() && !path.is_dir() {
             return Err(DataDirError::NotADirectory(path.to_path_buf()));
         }
@@ -136,12 +138,17 @@ impl DataDir {
         if let (false, Ok(target)) = (path.exists(), fs::read_link(path)) {
             return Err(DataDirError::DanglingLink { path: path.to_path_buf(), target });
         }
-        fs::create_dir_all(path).map_err(io_err)?;
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(path.join(LOCK)).map_err(io_err)?;
+        fs::create_dir_all(path).map_err(io_err("making it"))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.join(LOCK))
+            .map_err(io_err("opening its LOCK file for writing"))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Err(DataDirError::Locked(path.to_path_buf())),
-            Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err("locking its LOCK file")(e)),
         }
         let meta_path = path.join(META);
         let meta = match read_whole(&meta_path) {
@@ -168,16 +175,16 @@ impl DataDir {
                     left: false,
                     leaving: false,
                 };
-                write_atomic(path, META, &to_json(&meta)).map_err(io_err)?;
+                write_atomic(path, META, &to_json(&meta)).map_err(io_err("writing dkv.json"))?;
                 meta
             }
-            Err(e) => return Err(io_err(e)),
+            Err(e) => return Err(io_err("reading dkv.json")(e)),
         };
         let mut dir = DataDir { path: path.to_path_buf(), meta, _lock: lock };
         if dir.meta.format != FORMAT_VERSION {
             // An older format this release reads: say so on disk before writing anything new.
             let meta = Meta { format: FORMAT_VERSION, ..dir.meta.clone() };
-            write_atomic(path, META, &to_json(&meta)).map_err(io_err)?;
+            write_atomic(path, META, &to_json(&meta)).map_err(io_err("writing dkv.json"))?;
             dir.meta = meta;
         }
         Ok(dir)
@@ -194,12 +201,17 @@ impl DataDir {
     pub fn rejoin_afresh(&mut self) -> Result<(), DataDirError> {
         let store = self.store_path();
         match fs::remove_dir_all(&store) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(DataDirError::Io { path: store, source: e }),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(DataDirError::Io { path: store, what: "removing the store", source: e })
+            }
             _ => {}
         }
         let meta = Meta { id: None, tokens: None, left: false, leaving: false, ..self.meta.clone() };
-        write_atomic(&self.path, META, &to_json(&meta))
-            .map_err(|source| DataDirError::Io { path: self.path.clone(), source })?;
+        write_atomic(&self.path, META, &to_json(&meta)).map_err(|source| DataDirError::Io {
+            path: self.path.clone(),
+            what: "writing dkv.json",
+            source,
+        })?;
         self.meta = meta;
         Ok(())
     }
@@ -374,6 +386,17 @@ mod tests {
         let p = std::env::temp_dir().join(format!("dkv-datadir-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&p);
         p
+    }
+
+    /// A directory that cannot be made or written says which step failed, not only the OS's
+    /// words ("Operation not permitted" alone, found by a hunt, 2026-12-07).
+    #[test]
+    fn an_io_failure_names_its_step() {
+        let file = tmp("step-file");
+        fs::write(&file, b"x").unwrap();
+        let e = DataDir::open(&file.join("below"), "dkv").err().expect("a file is in the way").to_string();
+        assert!(e.contains("below: making it: "), "{e}");
+        let _ = fs::remove_file(&file);
     }
 
     /// A file given as the directory: said plainly, not as "File exists (os error 17)".
