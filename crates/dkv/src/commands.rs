@@ -75,7 +75,7 @@ pub async fn get(args: GetArgs) -> i32 {
             }
             0
         }
-        Ok(None) => fail_with(exit::NOT_FOUND, format!("key {:?} not found", args.key.key)),
+        Ok(None) => fail_with(exit::NOT_FOUND, format!("key \"{}\" not found", crate::keys::escape(&key))),
         Err(e) => fail(e),
     }
 }
@@ -123,7 +123,7 @@ pub async fn ttl(args: KeyArgs) -> i32 {
             outln!("no expiry");
             0
         }
-        Ok(None) => fail_with(exit::NOT_FOUND, format!("key {:?} not found", args.key.key)),
+        Ok(None) => fail_with(exit::NOT_FOUND, format!("key \"{}\" not found", crate::keys::escape(&key))),
         Err(e) => fail(e),
     }
 }

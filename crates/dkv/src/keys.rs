@@ -112,7 +112,10 @@ pub async fn where_is(args: WhereArgs) -> i32 {
             0
         }
         Ok(report) => {
-            print(&report);
+            // As `dkv scan` prints keys, which `--escaped` reads back (Rust's debug form before,
+            // `"n\0b"`, which it did not: found by a hunt, 2026-12-07).
+            let shown = args.key.bytes().map(|k| escape(&k)).unwrap_or_else(|_| args.key.key.clone());
+            print(&report, &shown);
             0
         }
         Err(e) => fail(e),
@@ -201,10 +204,9 @@ fn mark_newest(nodes: &mut [Value]) {
     }
 }
 
-fn print(report: &Value) {
+fn print(report: &Value, key: &str) {
     outln!(
-        "key {}  hash {}  (epoch {}, N = {}, as seen by {})",
-        report["key"]["utf8"].as_str().map_or_else(|| report["key"].to_string(), |k| format!("{k:?}")),
+        "key \"{key}\"  hash {}  (epoch {}, N = {}, as seen by {})",
         report["hash"].as_str().unwrap_or("?"),
         report["epoch"],
         report["replicas"],

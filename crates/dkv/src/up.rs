@@ -269,6 +269,14 @@ async fn run_inner(args: UpArgs) -> Result<(), String> {
         return Err(why);
     }
     check_free(&plan_ports(&args)?)?;
+    // Said of --data-dir itself: the log directory under it failed first, and the error blamed
+    // --log-dir (found by a hunt, 2026-12-07).
+    if let Some(data) = args.data_dir.as_ref().filter(|d| d.exists() && !d.is_dir()) {
+        return Err(format!(
+            "--data-dir {} is a file, not a directory: give a directory (it is made if missing)",
+            data.display()
+        ));
+    }
     let logs = match args.verbose {
         true => None,
         false => {

@@ -116,6 +116,10 @@ async fn the_cli_tells_a_node_from_the_seed_and_from_other_servers() {
     let (code, _, err) = cli(&["get", "absent", "--node", &c.nodes[0].addr]);
     assert_eq!(code, Some(1));
     assert!(err.contains("key \"absent\" not found"), "{err}");
+    // Shown as `dkv scan` prints it, as `--escaped` takes it (`n\\x00b` doubled its backslash).
+    let (code, _, err) = cli(&["get", "--escaped", "n\\x00b", "--node", &c.nodes[0].addr]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("key \"n\\x00b\" not found"), "{err}");
     // A node URL with a path is a wrong path, not a missing key; a bare one with a slash works.
     let (code, _, err) = cli(&["get", "absent", "--node", &format!("http://{}/dkv", c.nodes[0].addr)]);
     assert_eq!(code, Some(2));

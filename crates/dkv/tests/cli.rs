@@ -115,6 +115,10 @@ async fn where_shows_each_replica_and_its_copy() {
     let (code, text, err) = run(&node, &["where", "user:1"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(text.starts_with("key \"user:1\"  hash "), "{text}");
+    // A key that is not plain text is shown as `dkv scan` prints it, which `--escaped` reads.
+    let (code, shown, err) = run(&node, &["where", "--escaped", "n\\x00b"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(shown.starts_with("key \"n\\x00b\"  hash "), "{shown}");
     let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("replica")).collect();
     assert_eq!(rows.len(), 3, "{text}");
     assert!(rows.iter().all(|r| r.contains("tombstone") && !r.contains("(older)")), "{text}");

@@ -213,6 +213,17 @@ async fn up_refuses_overlapping_ports_and_ports_another_process_holds() {
     assert_eq!(up.exit(Duration::from_secs(10)).await, Some(1), "{}", up.transcript());
     assert!(up.said("is not under half the seed's --node-ttl"), "{}", up.transcript());
     assert!(!up.said("cluster is up"), "{}", up.transcript());
+
+    // A file given as --data-dir is said to be one (the log directory under it failed first,
+    // and the error blamed --log-dir until 2026-12-07).
+    let file = std::env::temp_dir().join(format!("dkv-up-file-{}", std::process::id()));
+    std::fs::write(&file, b"x").unwrap();
+    let mut flags = up_flags(2, free_port(), free_port_run(2));
+    flags.extend(["--data-dir".to_string(), file.display().to_string()]);
+    let mut up = Up::start(&flags);
+    assert_eq!(up.exit(Duration::from_secs(10)).await, Some(1), "{}", up.transcript());
+    assert!(up.said("is a file, not a directory"), "{}", up.transcript());
+    let _ = std::fs::remove_file(&file);
 }
 
 /// Children of `pid` that have exited but were not reaped.
