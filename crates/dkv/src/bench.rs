@@ -331,6 +331,8 @@ async fn connection(
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15);
     let mut conn = connect(&addr, &load, password.as_deref()).await?;
     let mut sent = 0u64;
+    // An answer is at most a value this bench wrote (as other commands' answers, `MAX_ANSWER`).
+    let max_answer = crate::client::MAX_ANSWER.max(value.len().saturating_add(1 << 20));
     while !stop.load(Ordering::Relaxed) && load.limit.is_none_or(|l| sent < l) {
         let n = match load.order {
             Some((first, stride)) => first + sent * stride,
@@ -345,7 +347,6 @@ async fn connection(
         let request = async {
             match &mut conn {
                 Conn::Http(send, auth) => {
-                    let max_answer = crate::client::MAX_ANSWER.max(value.len().saturating_add(1 << 20));
                     let value = if read { None } else { Some(value.clone()) };
                     http_request(send, auth.as_ref(), &addr, &key, value, max_answer).await
                 }

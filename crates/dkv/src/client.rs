@@ -444,11 +444,22 @@ impl Client {
     /// `GET path` as JSON, from a node or the seed alike.
     pub async fn json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
         let (status, body) = self.raw(Method::GET, path, None).await?;
+        self.ok_json(path, status, &body)
+    }
+
+    /// `GET path` as JSON from the seed; a node is an error that says so ([`Client::to_seed`]).
+    pub async fn seed_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        let (status, body) = self.to_seed(Method::GET, path, None).await?;
+        self.ok_json(path, status, &body)
+    }
+
+    /// A `200`'s body as JSON; any other status is the error it says.
+    fn ok_json(&self, path: &str, status: StatusCode, body: &[u8]) -> Result<serde_json::Value, ClientError> {
         if status != StatusCode::OK {
-            let message = String::from_utf8_lossy(&body).trim().to_string();
+            let message = String::from_utf8_lossy(body).trim().to_string();
             return Err(ClientError::Status { url: format!("{}{path}", self.base), status, message });
         }
-        self.parse_json(path, &body)
+        self.parse_json(path, body)
     }
 
     /// Send a request to the seed: an answer from a node is an error that says so (`dkv remove

@@ -184,13 +184,7 @@ fn says_leaving(body: &[u8]) -> bool {
 
 /// The id of the member the seed lists at `addr`.
 async fn member_at(seed: &Client, addr: &str) -> Result<dkv_membership::NodeId, ClientError> {
-    let (status, body) = seed.to_seed(Method::GET, "/nodes", None).await?;
-    if status != StatusCode::OK {
-        let message = String::from_utf8_lossy(&body).trim().to_string();
-        return Err(ClientError::Status { url: format!("{}/nodes", seed.base()), status, message });
-    }
-    let view: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ClientError::Usage(format!("{}/nodes did not answer the seed's JSON: {e}", seed.base())))?;
+    let view = seed.seed_json("/nodes").await?;
     let nodes = view["nodes"].as_array().map(Vec::as_slice).unwrap_or_default();
     let id = nodes.iter().find(|m| m["addr"] == addr).and_then(|m| m["id"].as_str()?.parse().ok());
     id.ok_or_else(|| {

@@ -137,8 +137,8 @@ pub struct Queued {
 /// 2026-12-07). Values taken out of the store are counted, whatever the budget.
 ///
 /// Past the bound or the budget, a command that only reads values (`GET`, `MGET`, `GETRANGE`)
-/// is not run at all: its reply would be the error anyway. And the loop lets the node's other tasks run every
-/// [`YIELD_EVERY`] commands: commands on this node's own keys finish at their first poll, and a
+/// is not run at all: its reply would be the error anyway. And the loop lets the node's other
+/// tasks run every [`YIELD_EVERY`] commands: commands on this node's own keys finish at their first poll, and a
 /// transaction of a million of them held a runtime thread for seconds, other connections'
 /// `PING`s waiting 23 s (the hunt of 2026-12-07).
 pub async fn exec(node: &Node, queued: Queued) -> Held {
