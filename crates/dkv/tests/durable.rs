@@ -622,6 +622,49 @@ async fn with_fsync_always_a_node_killed_while_settled_returns_settled() {
     c.nodes[0].resume();
 }
 
+/// A journal damaged in its middle while its node was down loses every record after the
+/// damage, and fjall opens it without an error: with `--fsync always`, such a node killed while
+/// settled would count its answers complete at once, missing keys and all. It waits for its
+/// round instead, which brings them back (found by the durability hunt, 2026-12-07).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_fsync_always_a_node_whose_journal_was_damaged_while_down_waits_for_its_round() {
+    let (mut c, data) = settled_cluster(&["--fsync", "always"]).await;
+    let record = c.data_dir(2).join("settled.json");
+    eventually(Duration::from_secs(10), "the view recorded", || async { record.exists().then_some(()) }).await;
+    c.kill_node(2).await;
+    let written_end = |bytes: &[u8]| bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let journals = std::fs::read_dir(c.data_dir(2).join("store")).expect("the store").flatten().map(|e| e.path());
+    let journal = journals
+        .filter(|p| p.extension().is_some_and(|x| x == "jnl"))
+        .max_by_key(|p| written_end(&std::fs::read(p).unwrap()))
+        .expect("a journal");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let end = written_end(&bytes);
+    bytes[end / 3..end / 2].fill(0);
+    std::fs::write(&journal, &bytes).unwrap();
+
+    assert!(!settled_on_return(&mut c).await, "its answers wait for a round, which paused node 0 holds up");
+    let mut lost = 0;
+    for (key, _) in &data {
+        let local = c.client(2).json(&format!("/local?key={key}")).await.expect("/local");
+        lost += usize::from(local["state"] != "value");
+    }
+    assert!(lost > 0, "the damage cut records off the journal");
+    c.nodes[0].resume();
+    eventually(Duration::from_secs(30), "node 2 settled by its round once node 0 is back", || async {
+        settled(&c, 2).await?.then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "every key back on node 2", || async {
+        for (key, _) in &data {
+            let local = c.client(2).json(&format!("/local?key={key}")).await.ok()?;
+            (local["state"] == "value").then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+}
+
 /// Run `dkv node` on `dir` against a seed that is not there: it must fail before it needs one.
 fn node_on(dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
     let addr = format!("127.0.0.1:{}", free_port());

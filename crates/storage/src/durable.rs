@@ -26,6 +26,7 @@ use crate::codec::{
     hash_upper_bound, store_key,
 };
 use crate::engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, KeyVersion, StorageError, StorageResult};
+use crate::journal_cut::{self, JournalCut};
 use crate::{Digests, Entry, Version};
 
 const STRIPES: usize = 256;
@@ -58,6 +59,8 @@ pub struct DurableEngine {
     digests: Digests,
     /// The first write the store failed (see [`Engine::failed`]).
     failed: OnceLock<String>,
+    /// The journals whose written records the open cut off (see [`crate::journal_cut`]).
+    cut_at_open: Vec<JournalCut>,
 }
 
 impl DurableEngine {
@@ -75,7 +78,9 @@ impl DurableEngine {
                 path.display()
             ))
         };
+        let written = journal_cut::written_ends(path);
         let db = Database::builder(path).cache_size(64 << 20).open().map_err(err)?;
+        let cut_at_open = journal_cut::cuts(written);
         let data = db.keyspace("data", KeyspaceCreateOptions::default).map_err(err)?;
         let engine = DurableEngine {
             path: path.to_path_buf(),
@@ -89,9 +94,16 @@ impl DurableEngine {
             generation: AtomicU64::new(0),
             digests: Digests::default(),
             failed: OnceLock::new(),
+            cut_at_open,
         };
         engine.count()?;
         Ok(engine)
+    }
+
+    /// The journals that lost written records as the store opened: damage in their middle, or a
+    /// crash's torn last write (see [`crate::journal_cut`]). Empty when every record was read.
+    pub fn cut_at_open(&self) -> &[JournalCut] {
+        &self.cut_at_open
     }
 
     fn err(&self, what: &str, e: impl std::fmt::Display) -> StorageError {
@@ -479,6 +491,53 @@ mod tests {
         assert!(!e.remove_if(7, b"k", v(1)).unwrap());
         assert!(e.remove_if(7, b"k", v(2)).unwrap());
         assert_eq!(e.stats(), EngineStats { keys: 1, bytes: 6, tombstones: 1, expiring: 0 });
+        drop(e);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A journal zeroed in its middle opens without an error and without the records after the
+    /// damage (fjall stops reading there): the engine says what was cut. A clean reopen cuts
+    /// nothing (found by the durability hunt, 2026-12-07).
+    #[test]
+    fn a_journal_damaged_in_its_middle_is_reported_as_cut_at_open() {
+        let dir = std::env::temp_dir().join(format!("dkv-durable-cut-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let write = |from: u64, to: u64| {
+            let e = DurableEngine::open(&dir).unwrap();
+            assert_eq!(e.cut_at_open(), [], "every record read");
+            for i in from..to {
+                e.apply(
+                    i.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    &i.to_be_bytes(),
+                    Entry::value(v(1), vec![7; 100].into()),
+                )
+                .unwrap();
+            }
+            e.sync().unwrap();
+        };
+        write(0, 1_000);
+        write(1_000, 2_000);
+        let journal = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "jnl") && std::fs::metadata(p).unwrap().len() > 100_000);
+        let journal = journal.expect("a journal holding the writes");
+        let len = std::fs::metadata(&journal).unwrap().len();
+        std::os::unix::fs::FileExt::write_all_at(
+            &std::fs::File::options().write(true).open(&journal).unwrap(),
+            &[0; 4096],
+            len / 2,
+        )
+        .unwrap();
+        let e = DurableEngine::open(&dir).unwrap();
+        let cut = e.cut_at_open();
+        assert_eq!(cut.len(), 1, "{cut:?}");
+        assert!(cut[0].file == journal && cut[0].kept <= len / 2 && cut[0].written == len, "{cut:?}");
+        assert!(e.stats().keys < 1_500, "the records after the damage are gone: {:?}", e.stats());
+        drop(e);
+        let e = DurableEngine::open(&dir).unwrap();
+        assert_eq!(e.cut_at_open(), [], "once cut, the journal opens whole");
         drop(e);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -18,6 +18,7 @@ mod durable;
 mod engine;
 mod hlc;
 mod index;
+mod journal_cut;
 mod memory;
 mod version;
 
@@ -26,6 +27,7 @@ pub use digests::Digests;
 pub use durable::DurableEngine;
 pub use engine::{Applied, Budget, Cursor, Engine, EngineStats, Expired, KeyVersion, StorageError, StorageResult};
 pub use hlc::Hlc;
+pub use journal_cut::JournalCut;
 pub use memory::MemoryEngine;
 pub use version::{Entry, Version};
 

@@ -24,7 +24,8 @@
 //! removes the record, so a crash later never finds it. With `--fsync always`
 //! every acknowledged write is on disk when it is acknowledged, so the node records the view
 //! the first time it settles under it, and a node killed and started again is settled at once
-//! too. Otherwise a node killed (its last writes may be lost), or one stopped unsettled, waits
+//! too, provided its journal opens whole: fjall drops every record after damage in the middle
+//! of a journal without an error, and [`unless_journal_cut`] is what notices. Otherwise a node killed (its last writes may be lost), or one stopped unsettled, waits
 //! for its round as before.
 //!
 //! A view is saved by a thread of its own ([`ViewSaver`]), not by the caller: views are adopted
@@ -36,7 +37,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use dkv_membership::{NodeId, View};
-use dkv_storage::{DataDir, DurableEngine, Engine, Identity, MemoryEngine};
+use dkv_storage::{DataDir, DurableEngine, Engine, Identity, JournalCut, MemoryEngine};
 
 use super::absence::Service;
 use super::hint_file;
@@ -118,6 +119,24 @@ fn unless_store_changed(at: Option<SettledAt>, engine: &dyn Engine) -> Option<Se
          was stopped (a journal cut short, a file restored or removed), and writes this node acknowledged may be \
          missing; its answers count as incomplete until its first anti-entropy round with every peer, which brings \
          back what the other replicas hold"
+    );
+    None
+}
+
+/// The record of a settled stop, unless opening the store cut written records off its journal:
+/// a crash's torn last write, or damage in the middle of the file, after which every record is
+/// gone (see [`dkv_storage::JournalCut`]). Said either way, as fjall says nothing.
+fn unless_journal_cut(at: Option<SettledAt>, cut: &[JournalCut]) -> Option<SettledAt> {
+    if cut.is_empty() {
+        return at;
+    }
+    let cut: Vec<String> = cut.iter().map(ToString::to_string).collect();
+    tracing::warn!(
+        journals = ?cut,
+        "opening the store dropped written records from its journal: a crash's torn last write looks like this, \
+         and so does damage in the middle of the file (a disk error), after which every later record is gone, \
+         acknowledged writes too; this node's answers count as incomplete until its first anti-entropy round with \
+         every peer, which brings back what the other replicas hold"
     );
     None
 }
@@ -211,7 +230,7 @@ pub fn open(config: &NodeConfig) -> Result<Opened, NodeError> {
         "opened the data directory"
     );
     let leaving = dir.is_leaving();
-    let settled = unless_store_changed(take_settled(&dir), &engine);
+    let settled = unless_store_changed(unless_journal_cut(take_settled(&dir), engine.cut_at_open()), &engine);
     let service = read_service(&dir);
     let local = Some(Local::new(dir, hint_bytes));
     Ok(Opened { engine: Arc::new(engine), local, identity, view, hints, leaving, settled, service })
