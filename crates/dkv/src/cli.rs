@@ -972,6 +972,10 @@ pub struct ScanArgs {
     /// Only keys that start with this.
     #[arg(long)]
     pub prefix: Option<String>,
+    /// PREFIX is written as dkv scan prints keys: \xNN for a byte, \\ for a backslash, \n, \r, \t
+    /// (--match keeps its own escapes).
+    #[arg(long, requires = "prefix")]
+    pub escaped: bool,
     /// Only keys that match this Redis glob pattern (*, ?, [abc], [^a], [a-z], \ to escape).
     // The text is also `--help`'s, where brackets show as they are: `[abc]` is not a doc link.
     #[allow(rustdoc::broken_intra_doc_links)]

@@ -17,7 +17,7 @@ use dkv_membership::{Member, NodeId, Topology, View};
 use serde_json::{json, Value};
 
 use crate::cli::{ScanArgs, WhereArgs};
-use crate::commands::{client, fail};
+use crate::commands::{client, exit, fail, fail_with};
 use crate::outln;
 
 /// `key` as one line of `dkv scan`: unchanged when it is UTF-8 without control characters or
@@ -83,7 +83,15 @@ pub fn unescape(line: &str) -> Result<Vec<u8>, String> {
 
 pub async fn scan(args: ScanArgs) -> i32 {
     let client = client(&args.client);
-    let (prefix, pattern) = (args.prefix.as_deref().map(str::as_bytes), args.pattern.as_deref().map(str::as_bytes));
+    // A prefix that is not UTF-8 is given as `dkv scan` prints it (found by trying, 2026-12-07).
+    let prefix = match (&args.prefix, args.escaped) {
+        (Some(p), true) => match unescape(p) {
+            Ok(p) => Some(p),
+            Err(e) => return fail_with(exit::REFUSED, format!("--prefix: {e}")),
+        },
+        (p, _) => p.clone().map(String::into_bytes),
+    };
+    let (prefix, pattern) = (prefix.as_deref(), args.pattern.as_deref().map(str::as_bytes));
     let mut cursor = "0".to_string();
     loop {
         let (next, keys) = match client.scan_page(&cursor, args.count, prefix, pattern).await {

@@ -151,6 +151,12 @@ async fn keys_that_are_not_utf8_come_back_exactly() {
     let want: BTreeSet<String> =
         ["\\xff\\xferaw", "caf\\xe9", "Zürich", "new\\nline", "back\\\\slash"].map(String::from).into();
     assert_eq!(lines(&out.stdout), want);
+    // A prefix that is not UTF-8, written as the keys are printed (`--escaped`).
+    let out = dkv().args(["scan", "--node", &c.nodes[0].addr, "--escaped", "--prefix", "\\xff"]).output().unwrap();
+    assert_eq!(lines(&out.stdout), ["\\xff\\xferaw".to_string()].into(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = dkv().args(["scan", "--node", &c.nodes[0].addr, "--escaped", "--prefix", "\\xZ"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "a prefix --escaped cannot read is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--prefix: "), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Page slowly through a cluster with one copy per key: a third of the hash space, then the

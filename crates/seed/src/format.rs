@@ -51,7 +51,7 @@ pub fn decode<T: DeserializeOwned + Compact>(headers: &HeaderMap, body: &[u8]) -
     let compact_version =
         headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(compact::compact_version);
     match compact_version {
-        None => serde_json::from_slice(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"))),
+        None => serde_json::from_slice(body).map_err(|e| (StatusCode::BAD_REQUEST, json_error(&e, body))),
         Some(v) if v != VERSION => Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("{} version {v}: this seed speaks version {VERSION}, or JSON", compact::MEDIA_TYPE),
@@ -60,6 +60,28 @@ pub fn decode<T: DeserializeOwned + Compact>(headers: &HeaderMap, body: &[u8]) -
             CompactError::Version { .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
             e => (StatusCode::BAD_REQUEST, e.to_string()),
         }),
+    }
+}
+
+/// What is wrong with a JSON body. serde's words for JSON that is not an object name the Rust
+/// type (`expected struct RegisterRequest with 7 elements`, for `[]`): say what it is instead
+/// (found by trying, 2026-12-07).
+fn json_error(e: &serde_json::Error, body: &[u8]) -> String {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let got = match first {
+        _ if e.classify() != serde_json::error::Category::Data => None,
+        Some(b'[') => Some("an array"),
+        Some(b'"') => Some("a string"),
+        Some(b't' | b'f') => Some("a boolean"),
+        Some(b'n') => Some("null"),
+        Some(b'-' | b'0'..=b'9') => Some("a number"),
+        _ => None,
+    };
+    match got {
+        Some(got) => format!(
+            "invalid JSON body: {got}, where the seed takes an object with the fields the README's seed API lists"
+        ),
+        None => format!("invalid JSON body: {e}"),
     }
 }
 

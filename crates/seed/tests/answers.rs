@@ -82,6 +82,17 @@ async fn errors_are_one_line_even_when_they_quote_the_request() {
     assert_one_line(&a, 409);
     let a = call(&addr, "POST", "/register", r#"{"addr":"a\tb:1"}"#).await;
     assert_one_line(&a, 400);
+    // JSON that is not an object is named as what it is, not as the Rust type it missed.
+    for (body, got) in [("[]", "an array"), (" 7", "a number"), (r#""x""#, "a string"), ("null", "null")] {
+        let a = call(&addr, "POST", "/register", body).await;
+        assert_one_line(&a, 400);
+        assert!(
+            a.body.starts_with(&format!("invalid JSON body: {got}, where the seed takes an object")),
+            "{:?}",
+            a.body
+        );
+        assert!(!a.body.contains("struct"), "{:?}", a.body);
+    }
     // No endpoint takes a query parameter: refused, not ignored.
     let a = call(&addr, "GET", "/nodes?x=1", "").await;
     assert_one_line(&a, 400);

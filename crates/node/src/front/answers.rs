@@ -100,10 +100,15 @@ pub async fn no_parameters(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// `404` for a path the node does not serve.
-pub async fn unknown_path(uri: Uri) -> Response {
+/// `404` for a path the node does not serve. A request with no path at all (`CONNECT host:port`,
+/// `OPTIONS *`) is named whole: "no such path :" said nothing (found by trying, 2026-12-07).
+pub async fn unknown_path(method: Method, uri: Uri) -> Response {
     let all: Vec<String> = endpoints().map(|e| format!("{} {}", e.method, e.usage)).collect();
-    let text = format!("no such path {}: a node serves {}\n", uri.path(), all.join(", "));
+    let what = match uri.path() {
+        "" | "*" => format!("{method} {uri} names no path (a node is not a proxy)"),
+        path => format!("no such path {path}"),
+    };
+    let text = format!("{what}: a node serves {}\n", all.join(", "));
     (StatusCode::NOT_FOUND, text).into_response()
 }
 
@@ -165,10 +170,13 @@ mod tests {
             String::from_utf8(http_body_util::BodyExt::collect(r.into_body()).await.unwrap().to_bytes().to_vec())
                 .unwrap()
         };
-        let text = body(unknown_path(Uri::from_static("/nope")).await).await;
+        let text = body(unknown_path(Method::GET, Uri::from_static("/nope")).await).await;
+        assert!(text.starts_with("no such path /nope: a node serves "), "{text}");
         assert!(text.contains("PUT /put?key=K") && text.contains("GET /get?key=K"), "{text}");
         assert!(text.contains("DELETE /delete?key=K") && !text.contains("GET /put"), "{text}");
         assert_eq!(text.lines().count(), 1);
+        let text = body(unknown_path(Method::CONNECT, Uri::from_static("example.com:443")).await).await;
+        assert!(text.starts_with("CONNECT example.com:443 names no path (a node is not a proxy): "), "{text}");
         let text = body(wrong_method(Method::GET, Uri::from_static("/put?key=a")).await).await;
         assert!(text.contains("method GET not allowed on /put: use PUT /put?key=K"), "{text}");
     }

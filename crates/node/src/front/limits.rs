@@ -289,7 +289,7 @@ impl Charge {
             // (found by a hunt, 2026-12-07).
             // Large charges may take three quarters of the budget (`try_take`): said so.
             let limit = match bytes > SMALL_CHARGE {
-                true => "the three quarters of its limit that large values may take",
+                true => "the three quarters of its limit that a connection holding over 64 KiB may take",
                 false => "its limit",
             };
             return Err(Refused(format!(
