@@ -1,4 +1,5 @@
-//! The node's RESP connections, as `CLIENT LIST`, `CLIENT INFO` and `CLIENT KILL` see them.
+//! The node's RESP connections, as `CLIENT LIST`, `CLIENT INFO` and `CLIENT KILL` see them, and
+//! the `CLIENT` command itself.
 //!
 //! Operators find a leaking connection pool or a stuck worker with `CLIENT LIST` (its address,
 //! name, age and idle time), and end it with `CLIENT KILL`; redis-py's `client_list()` failed
@@ -20,6 +21,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+
+use super::commands::{unknown_subcommand, Session, SHOWN};
+use super::frame::{self, Reply};
+use crate::front::auth::{self, Access};
 
 /// Every open RESP connection of a node, by id.
 #[derive(Debug, Default)]
@@ -191,6 +196,184 @@ impl Drop for Listed {
     }
 }
 
+/// `CLIENT SETNAME`, `GETNAME`, `ID` and `SETINFO`, with Redis's checks and errors.
+pub(super) fn client(session: &mut Session, a: &[Bytes]) -> Reply {
+    // Lowercased only if it is short enough to be one: an unknown one is shown cut, not copied.
+    let sub = match a[0].len() {
+        0..=7 => a[0].to_ascii_lowercase(),
+        _ => return unknown_subcommand("CLIENT", &a[0]),
+    };
+    let arity = |n: usize| {
+        (a.len() != n).then(|| {
+            Reply::err(format!("wrong number of arguments for 'client|{}' command", String::from_utf8_lossy(&sub)))
+        })
+    };
+    match sub.as_slice() {
+        b"setname" => arity(2).unwrap_or_else(|| match set_name(session, &a[1]) {
+            Ok(()) => Reply::ok(),
+            Err(e) => e,
+        }),
+        b"setinfo" => arity(3).unwrap_or_else(Reply::ok),
+        b"getname" => arity(1).unwrap_or_else(|| session.me.name().map_or(Reply::Nil, Reply::Bulk)),
+        b"id" => arity(1).unwrap_or(Reply::Int(session.id as i64)),
+        b"info" => arity(1).unwrap_or_else(|| {
+            let mut line = String::new();
+            session.me.line(std::time::Instant::now(), &mut line);
+            Reply::Bulk(line.into())
+        }),
+        b"list" => client_list(session, &a[1..]),
+        b"kill" if session.access == Access::ReadOnly => {
+            Reply::Error(auth::noperm("client|kill").replace("may not write", "may not kill connections"))
+        }
+        b"kill" if a.len() < 2 => arity(2).unwrap_or_else(|| Reply::err("syntax error")),
+        b"kill" => client_kill(session, &a[1..]),
+        // What the unknown subcommand's error says to ask (it answered that same error).
+        b"help" => arity(1).unwrap_or_else(|| {
+            let lines = [
+                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GETNAME",
+                "    Return the name of the current connection.",
+                "ID",
+                "    Return the ID of the current connection.",
+                "INFO",
+                "    Return information about the current client connection.",
+                "KILL <ip:port>",
+                "    Kill connection made from <ip:port>.",
+                "KILL <option> <value> [<option> <value> [...]]",
+                "    Kill connections. Options are: ID <client-id>, ADDR <ip:port>, LADDR <ip:port>,",
+                "    TYPE normal, USER default, SKIPME (YES|NO) (default YES), MAXAGE <seconds>.",
+                "LIST [TYPE normal] [ID <client-id> [<client-id> ...]]",
+                "    Return information about this node's client connections.",
+                "SETINFO <option> <value>",
+                "    Taken and not kept.",
+                "SETNAME <name>",
+                "    Assign the name <name> to the current connection.",
+                "HELP",
+                "    Print this help.",
+            ];
+            Reply::Array(lines.iter().map(|l| Reply::Simple(l)).collect())
+        }),
+        _ => unknown_subcommand("CLIENT", &a[0]),
+    }
+}
+
+/// `CLIENT LIST [TYPE type] [ID id ...]`: this node's connections (`clients.rs`).
+fn client_list(session: &Session, a: &[Bytes]) -> Reply {
+    let mut ids = Vec::new();
+    let mut none = false;
+    let mut rest = a.iter();
+    while let Some(opt) = rest.next() {
+        match opt.to_ascii_uppercase().as_slice() {
+            b"TYPE" => match rest.next().map(|t| t.to_ascii_lowercase()) {
+                Some(t) if t == b"normal" => {}
+                Some(t) if [&b"master"[..], b"replica", b"slave", b"pubsub"].contains(&t.as_slice()) => none = true,
+                Some(t) => {
+                    return Reply::err(format!(
+                        "Unknown client type '{}'",
+                        String::from_utf8_lossy(&t[..t.len().min(SHOWN)])
+                    ))
+                }
+                None => return Reply::err("syntax error"),
+            },
+            b"ID" => {
+                for id in rest.by_ref() {
+                    match client_id(id, "Invalid client ID") {
+                        Ok(id) => ids.push(id),
+                        Err(e) => return e,
+                    }
+                }
+                if ids.is_empty() {
+                    return Reply::err("syntax error");
+                }
+            }
+            _ => return Reply::err("syntax error"),
+        }
+    }
+    let text = match (&session.clients, none) {
+        (_, true) => String::new(),
+        (Some(clients), false) => clients.list(&ids),
+        (None, false) => {
+            let mut line = String::new();
+            session.me.line(std::time::Instant::now(), &mut line);
+            line
+        }
+    };
+    Reply::Bulk(text.into())
+}
+
+/// `CLIENT KILL ip:port` (`+OK`, or an error if there is none) or `CLIENT KILL <filter> <value>
+/// ...` (how many were killed), as Redis 7 takes them.
+fn client_kill(session: &mut Session, a: &[Bytes]) -> Reply {
+    let text = |v: &Bytes| String::from_utf8_lossy(v).into_owned();
+    let old_form = a.len() == 1;
+    let mut filter = Filter::default();
+    if old_form {
+        filter.addr = Some(text(&a[0]));
+        filter.include_me = true;
+    } else {
+        if !a.len().is_multiple_of(2) {
+            return Reply::err("syntax error");
+        }
+        for pair in a.chunks(2) {
+            let value = &pair[1];
+            match pair[0].to_ascii_uppercase().as_slice() {
+                b"ID" => match client_id(value, "client-id should be greater than 0") {
+                    Ok(id) => filter.ids.push(id),
+                    Err(e) => return e,
+                },
+                b"ADDR" => filter.addr = Some(text(value)),
+                b"LADDR" => filter.laddr = Some(text(value)),
+                b"TYPE" if value.eq_ignore_ascii_case(b"normal") => {}
+                b"TYPE" => filter.none = true,
+                b"USER" => filter.none |= value.as_ref() != b"default",
+                b"SKIPME" if value.eq_ignore_ascii_case(b"yes") => filter.include_me = false,
+                b"SKIPME" if value.eq_ignore_ascii_case(b"no") => filter.include_me = true,
+                b"MAXAGE" => match frame::integer(value).and_then(|v| u64::try_from(v).ok()) {
+                    Some(age) => filter.max_age = Some(age),
+                    None => return frame::not_an_integer(),
+                },
+                _ => return Reply::err("syntax error"),
+            }
+        }
+    }
+    let (killed, me) = match &session.clients {
+        Some(clients) => clients.kill(&filter, session.id),
+        None => (0, false),
+    };
+    session.quit |= me;
+    match (old_form, killed) {
+        (true, 0) => Reply::err("No such client"),
+        (true, _) => Reply::ok(),
+        (false, n) => Reply::Int(n as i64),
+    }
+}
+
+/// A client id of `CLIENT LIST ID` or `CLIENT KILL ID`: `not_a_number` is the subcommand's
+/// error for one that is no integer, as Redis words it.
+fn client_id(id: &Bytes, not_a_number: &str) -> Result<u64, Reply> {
+    let n = frame::integer(id).ok_or_else(|| Reply::err(not_a_number))?;
+    u64::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| Reply::err("client-id should be greater than 0"))
+}
+
+/// Name the connection, as Redis does: an empty name clears it, and one with a space, a
+/// newline or another byte outside `!`..`~` is refused. Unlike Redis, a name is at most
+/// [`MAX_CLIENT_NAME`] bytes, and copied: a connection kept a 16 MB name for its life, outside
+/// the client memory budget (found by trying, 2026-12-06), and a slice of the read buffer would
+/// keep all of that buffer.
+pub(super) fn set_name(session: &mut Session, name: &Bytes) -> Result<(), Reply> {
+    if name.len() > MAX_CLIENT_NAME {
+        return Err(Reply::err(format!("Client names are at most {MAX_CLIENT_NAME} bytes here; got {}", name.len())));
+    }
+    if name.iter().any(|b| !(b'!'..=b'~').contains(b)) {
+        return Err(Reply::err("Client names cannot contain spaces, newlines or special characters."));
+    }
+    session.me.set_name((!name.is_empty()).then(|| Bytes::copy_from_slice(name)));
+    Ok(())
+}
+
+/// The longest name `CLIENT SETNAME` takes.
+const MAX_CLIENT_NAME: usize = 4096;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +429,50 @@ mod tests {
             tokio::time::timeout(std::time::Duration::from_secs(5), w).await.expect("both woken").unwrap();
         }
         tokio::time::timeout(std::time::Duration::from_secs(5), c.killed()).await.expect("ends at once");
+    }
+
+    /// `CLIENT` as Redis answers it: an id per connection, names checked, an empty name clears
+    /// it, arities checked.
+    #[test]
+    fn client_names_ids_and_arities_are_redis_s() {
+        let args = |words: &[&str]| words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect::<Vec<_>>();
+        let text = |r: Reply| match r {
+            Reply::Error(e) => e.to_string(),
+            Reply::Simple(s) => s.to_string(),
+            Reply::Int(n) => n.to_string(),
+            Reply::Bulk(b) => String::from_utf8_lossy(&b).into_owned(),
+            Reply::Nil => "nil".into(),
+            other => panic!("{other:?}"),
+        };
+        let (mut a, mut b) = (Session::new(), Session::new());
+        let (ida, idb) = (text(client(&mut a, &args(&["ID"]))), text(client(&mut b, &args(&["id"]))));
+        assert!(ida != idb && ida != "0", "{ida} {idb}");
+        assert_eq!(text(client(&mut a, &args(&["SETNAME", "worker-1"]))), "OK");
+        assert_eq!(text(client(&mut a, &args(&["GETNAME"]))), "worker-1");
+        for bad in ["a b", "a\nb", "ü"] {
+            let refused = text(client(&mut a, &args(&["SETNAME", bad])));
+            assert!(refused.contains("cannot contain spaces"), "{bad:?}: {refused}");
+        }
+        let long = "n".repeat(MAX_CLIENT_NAME + 1);
+        assert!(text(client(&mut a, &args(&["SETNAME", &long]))).contains("at most 4096 bytes"));
+        // What the unknown subcommand's error says to ask answers (it was that error again).
+        match client(&mut a, &args(&["help"])) {
+            Reply::Array(lines) => {
+                assert!(lines.len() > 4 && text(lines[0].clone()).starts_with("CLIENT <subcommand>"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(text(client(&mut a, &args(&["GETNAME"]))), "worker-1", "a refused name changes nothing");
+        assert_eq!(text(client(&mut a, &args(&["SETNAME", ""]))), "OK");
+        assert_eq!(text(client(&mut a, &args(&["GETNAME"]))), "nil", "an empty name clears it");
+        assert!(text(client(&mut a, &args(&["ID", "x"]))).contains("wrong number of arguments for 'client|id'"));
+        assert!(text(client(&mut a, &args(&["GETNAME", "x"]))).contains("'client|getname'"));
+        assert!(text(client(&mut a, &args(&["FOO"]))).contains("unknown subcommand 'FOO'"));
+        let command = super::super::introspection::command;
+        assert!(text(command(&args(&["COUNT", "x"]))).contains("'command|count'"));
+        let long = "y".repeat(4 << 20);
+        for (reply, cmd) in [(client(&mut a, &args(&[&long])), "CLIENT"), (command(&args(&[&long])), "COMMAND")] {
+            assert_eq!(text(reply), format!("ERR unknown subcommand '{}'. Try {cmd} HELP.", "y".repeat(128)));
+        }
     }
 }

@@ -18,15 +18,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use dkv_membership::View;
 use dkv_placement::key_hash;
 use futures_util::stream::{self, StreamExt};
 
-use super::clients::{Client, Clients, Filter};
-use super::expiry;
+use super::clients::{self, Client, Clients};
 use super::frame::{self, Args, Reply};
 use super::multi::{Queue, Transaction};
 use super::table::{self, Cmd, Effect};
+use super::{expiry, info};
 use crate::front::auth::{self, Access, Checked, Failure};
 use crate::front::limits::{Charge, CHARGE_FROM};
 use crate::life::metrics::Api;
@@ -152,7 +151,7 @@ pub fn session_command(node: &Node, session: &mut Session, cmd: Cmd, args: &Args
                 None => now(refusal),
             }
         }
-        Cmd::Client => now(client(session, a)),
+        Cmd::Client => now(clients::client(session, a)),
         _ => match &mut session.transaction {
             Some(tx) => match tx.queue(cmd, args, max_queued) {
                 Queue::Queued => now(Reply::Simple("QUEUED")),
@@ -398,7 +397,7 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
         Cmd::Del | Cmd::Unlink => count(node, a, true).await,
         Cmd::Exists | Cmd::Touch => count(node, a, false).await,
         Cmd::Type => length(node, &a[0]).await.map_or_else(|e| e, |l| Reply::Simple(l.map_or("none", |_| "string"))),
-        Cmd::Memory => memory(node, a).await,
+        Cmd::Memory => info::memory(node, a).await,
         Cmd::Mget => {
             let mut answers = stream::iter(0..a.len()).map(|i| get(node, &a[i])).buffered(MULTI_KEY_IN_FLIGHT);
             let mut out = Vec::with_capacity(a.len());
@@ -440,10 +439,10 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
             }
             Reply::ok()
         }
-        Cmd::Dbsize => dbsize(node).await,
+        Cmd::Dbsize => info::dbsize(node).await,
         Cmd::Scan => super::scan::scan(node, a).await,
         Cmd::Keys => super::scan::keys(node, &a[0]).await,
-        Cmd::Info => Reply::Bulk(info(node, a).await.into()),
+        Cmd::Info => Reply::Bulk(info::info(node, a).await.into()),
         Cmd::Command => super::introspection::command(a),
         // As Redis: a number that is not one is its own error, then the range.
         Cmd::Select => match frame::integer(&a[0]) {
@@ -496,7 +495,7 @@ pub(super) fn unknown_subcommand(cmd: &str, sub: &[u8]) -> Reply {
 
 /// How much of an unknown command's name, and of its arguments together, its error shows, as
 /// in Redis: a 4 MB argument made a 4 MB error line (found by trying, 2026-12-06).
-const SHOWN: usize = 128;
+pub(super) const SHOWN: usize = 128;
 
 /// Redis's text for an unknown command: each argument quoted and followed by a space, cut so
 /// that no more than [`SHOWN`] bytes of them are shown.
@@ -527,51 +526,6 @@ fn range(len: usize, start: i64, end: i64) -> std::ops::Range<usize> {
 async fn get(node: &Node, key: &Bytes) -> Result<Option<Bytes>, Reply> {
     node.get(Api::Resp, key.clone(), None).await.map_err(Reply::err)
 }
-
-/// `MEMORY USAGE key [SAMPLES n]`: about how many bytes the key takes in one replica's store
-/// (each of its N replicas holds a copy): its name, its value and [`ENTRY_OVERHEAD`], the
-/// store's own per entry. Found by a read of heads, as `STRLEN`'s. `redis-cli --memkeys` asks
-/// this (it reported 0 bytes for every key until 2026-12-06). `MEMORY HELP` lists it; the other
-/// subcommands (`STATS`, `DOCTOR`, `PURGE`, `MALLOC-STATS`) are Redis's allocator's, and refused.
-async fn memory(node: &Node, a: &[Bytes]) -> Reply {
-    let sub = a[0].to_ascii_lowercase();
-    match (sub.as_slice(), &a[1..]) {
-        (b"usage", [key] | [key, _, _]) => {
-            if let [_, opt, n] = &a[1..] {
-                if !opt.eq_ignore_ascii_case(b"samples") {
-                    return Reply::err("syntax error");
-                }
-                match frame::integer(n) {
-                    None => return frame::not_an_integer(),
-                    Some(..0) => return Reply::err("syntax error"),
-                    Some(_) => {}
-                }
-            }
-            match length(node, key).await {
-                Ok(Some(l)) => Reply::Int((key.len() as u64 + l.len + ENTRY_OVERHEAD) as i64),
-                Ok(None) => Reply::Nil,
-                Err(e) => e,
-            }
-        }
-        (b"usage", []) => Reply::err("wrong number of arguments for 'memory|usage' command"),
-        (b"usage", _) => Reply::err("syntax error"),
-        (b"help", []) => {
-            let lines = [
-                "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "USAGE <key> [SAMPLES <count>]",
-                "    Return about how many bytes <key> takes in one replica's store.",
-                "HELP",
-                "    Print this help.",
-            ];
-            Reply::Array(lines.iter().map(|l| Reply::Simple(l)).collect())
-        }
-        _ => unknown_subcommand("MEMORY", &a[0]),
-    }
-}
-
-/// What a node's store takes per entry besides its key and value: 175 bytes of resident memory
-/// per key of 100 bytes and a name of about 9 (`bench/memory.sh`, the memory engine, 2026-12-04).
-const ENTRY_OVERHEAD: u64 = 64;
 
 /// The length and deadline of `key`'s value: read without the value (see `Node::length`).
 pub(super) async fn length(node: &Node, key: &Bytes) -> Result<Option<Length>, Reply> {
@@ -636,378 +590,6 @@ fn last_of_each<'a, T: ?Sized>(from_last: impl Iterator<Item = &'a T>, key: impl
     kept
 }
 
-/// `DBSIZE`: an error when a member did not answer, rather than a count that leaves out its
-/// keys (with one replica of three paused, it answered two thirds of the keys; found by trying,
-/// 2026-12-06).
-async fn dbsize(node: &Node) -> Reply {
-    let count = cluster_keys(node).await;
-    match count.unanswered.first() {
-        None => Reply::Int(count.keys as i64),
-        Some((addr, reason)) => Reply::err(format!(
-            "DBSIZE counts the keys every member holds, and {} of {} members did not answer ({addr}: {reason}): \
-             retry once they are back (dkv status shows them)",
-            count.unanswered.len(),
-            count.members
-        )),
-    }
-}
-
-/// What [`cluster_keys`] counted.
-pub(super) struct KeyCount {
-    pub(super) keys: u64,
-    /// Of them, with a deadline.
-    expires: u64,
-    members: usize,
-    /// The members that did not answer, and why: their keys are not counted.
-    pub(super) unanswered: Vec<(String, String)>,
-}
-
-/// Keys in the whole cluster, and how many of them have a deadline: the copies every member
-/// holds, divided by the copies per key. Exact once every key is at its N copies (a write is
-/// acknowledged at W; the last replicas apply it within milliseconds). Every member is asked at
-/// once, each within the request timeout.
-pub(super) async fn cluster_keys(node: &Node) -> KeyCount {
-    let topo = node.topology();
-    let stats = node.engine.stats();
-    let asks = topo.view.nodes.iter().filter(|m| m.id != node.me).map(|m| async move {
-        let asked = tokio::time::timeout(
-            node.config.request_timeout,
-            node.peers.node_json::<serde_json::Value>(&m.addr, "/stats"),
-        );
-        let answer = match asked.await {
-            Ok(Ok(s)) => Ok((s["keys"].as_u64().unwrap_or(0), s["expiring"].as_u64().unwrap_or(0))),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within --request-timeout {:?}", node.config.request_timeout)),
-        };
-        (m.addr.clone(), answer)
-    });
-    let (mut copies, mut expiring, mut unanswered) = (stats.keys, stats.expiring, Vec::new());
-    for (addr, answer) in futures_util::future::join_all(asks).await {
-        match answer {
-            Ok((keys, expires)) => {
-                copies += keys;
-                expiring += expires;
-            }
-            Err(reason) => unanswered.push((addr, reason)),
-        }
-    }
-    let per_key = node.config.replicas.min(serving(&topo.view)).max(1) as u64;
-    KeyCount { keys: copies / per_key, expires: expiring / per_key, members: topo.view.nodes.len(), unanswered }
-}
-
-fn serving(view: &View) -> usize {
-    view.nodes.iter().filter(|m| m.state != dkv_membership::NodeState::Joining).count()
-}
-
-/// `INFO [section ...]`: the sections named (any of them, as Redis 7 takes several), or all.
-async fn info(node: &Node, sections: &[Bytes]) -> String {
-    let sections: Vec<String> = sections.iter().map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect();
-    let all = sections.is_empty() || sections.iter().any(|s| ["all", "default", "everything"].contains(&s.as_str()));
-    let want = |name: &str| all || sections.iter().any(|s| s == name);
-    let topo = node.topology();
-    let mut out = String::new();
-    if want("server") {
-        // `standalone`, though dkv is a cluster: to a client every node is a whole server, with
-        // no Redis Cluster protocol (slots, `MOVED`); a client that reads `cluster` here or in
-        // `HELLO` switches to cluster mode and asks for `CLUSTER SLOTS`.
-        out += &format!(
-            "# Server\r\nredis_version:7.0.0\r\ndkv_version:{}\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nrun_id:{}\r\n\r\n",
-            env!("CARGO_PKG_VERSION"),
-            std::env::consts::OS,
-            std::process::id(),
-            node.config.resp_listen.map_or(0, |a| a.port()),
-            node.me,
-        );
-    }
-    if want("cluster") {
-        // For the reason `redis_mode` says `standalone` (above).
-        out += "# Cluster\r\ncluster_enabled:0\r\n\r\n";
-    }
-    if want("keyspace") {
-        // Informational, so partial: what the members that answered hold, and how many did not.
-        let c = cluster_keys(node).await;
-        out += &format!("# Keyspace\r\ndb0:keys={},expires={},avg_ttl=0\r\n", c.keys, c.expires);
-        if !c.unanswered.is_empty() {
-            out += &format!("dkv_members_unanswered:{}\r\n", c.unanswered.len());
-        }
-        out += "\r\n";
-    }
-    if want("replication") {
-        let e = node.engine.stats();
-        out += &format!(
-            "# Replication\r\nrole:master\r\nconnected_slaves:0\r\ndkv_replication_factor:{}\r\ndkv_write_quorum:{}\r\ndkv_read_quorum:{}\r\ndkv_members:{}\r\ndkv_epoch:{}\r\ndkv_local_key_copies:{}\r\ndkv_hints_pending:{}\r\n\r\n",
-            node.config.replicas,
-            node.config.write_quorum,
-            node.config.read_quorum,
-            topo.view.nodes.len(),
-            topo.epoch(),
-            e.keys,
-            node.hints.counts().0,
-        );
-    }
-    // The figures dashboards and exporters read (`connected_clients`, `used_memory`,
-    // `total_commands_processed`; redis_exporter, `redis-cli --stat`), as far as dkv has them:
-    // until 2026-12-06 these sections were empty, and `redis-cli --stat` printed i64::MIN.
-    if want("clients") {
-        use crate::front::limits::Listener;
-        out += &format!(
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\ndkv_http_clients:{}\r\n\r\n",
-            node.guard.connected(Listener::Resp),
-            node.guard.limits.max_connections,
-            node.guard.connected(Listener::Http),
-        );
-    }
-    if want("memory") {
-        let rss = resident_bytes();
-        out += &format!(
-            "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\ndkv_stored_bytes:{}\r\ndkv_client_buffered_bytes:{}\r\n\r\n",
-            memory_human(rss),
-            node.engine.stats().bytes,
-            node.guard.charged(),
-        );
-    }
-    // What exporters look for before they trust the rest (`loading`); dkv's journal plays the
-    // part of Redis's append-only file, when the node has a data directory.
-    if want("persistence") {
-        out += &format!(
-            "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_bgsave_in_progress:0\r\nrdb_last_bgsave_status:ok\r\naof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_last_write_status:ok\r\n\r\n",
-            u8::from(node.local.is_some()),
-        );
-    }
-    if want("cpu") {
-        let (system, user) = cpu_seconds();
-        out += &format!("# CPU\r\nused_cpu_sys:{system:.6}\r\nused_cpu_user:{user:.6}\r\n\r\n");
-    }
-    if want("stats") {
-        use std::sync::atomic::Ordering::Relaxed;
-        let st = &node.stats;
-        let refused = node.guard.refusals().find(|(why, _)| *why == crate::front::limits::Refusal::Connections);
-        out += &format!(
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\n\r\n",
-            node.guard.resp_admitted(),
-            st.gets.load(Relaxed) + st.puts.load(Relaxed) + st.deletes.load(Relaxed),
-            refused.map_or(0, |(_, n)| n),
-            st.expired.load(Relaxed),
-        );
-    }
-    // Sections end in a blank line, as Redis separates them, but the last: Redis's text ends
-    // with its last line.
-    if out.ends_with("\r\n\r\n") {
-        out.truncate(out.len() - 2);
-    }
-    out
-}
-
-/// Bytes as Redis's `used_memory_human` gives them: `912B`, `1.00K`, `3.11M`, `2.50G`.
-fn memory_human(n: u64) -> String {
-    match n {
-        0..1024 => format!("{n}B"),
-        1024..1_048_576 => format!("{:.2}K", n as f64 / 1024.0),
-        1_048_576..1_073_741_824 => format!("{:.2}M", n as f64 / 1_048_576.0),
-        _ => format!("{:.2}G", n as f64 / 1_073_741_824.0),
-    }
-}
-
-/// CPU time this process has used, system and user, in seconds.
-fn cpu_seconds() -> (f64, f64) {
-    // SAFETY: getrusage writes one rusage into the zeroed struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (secs(usage.ru_stime), secs(usage.ru_utime))
-}
-
-/// This process's resident memory, in bytes (`used_memory`: dkv's allocator keeps no count of
-/// its own), from `/proc/self/statm`; 0 where there is none.
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf with a valid name reads a constant.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * u64::try_from(page).unwrap_or(4096)
-}
-
-/// `CLIENT SETNAME`, `GETNAME`, `ID` and `SETINFO`, with Redis's checks and errors.
-fn client(session: &mut Session, a: &[Bytes]) -> Reply {
-    // Lowercased only if it is short enough to be one: an unknown one is shown cut, not copied.
-    let sub = match a[0].len() {
-        0..=7 => a[0].to_ascii_lowercase(),
-        _ => return unknown_subcommand("CLIENT", &a[0]),
-    };
-    let arity = |n: usize| {
-        (a.len() != n).then(|| {
-            Reply::err(format!("wrong number of arguments for 'client|{}' command", String::from_utf8_lossy(&sub)))
-        })
-    };
-    match sub.as_slice() {
-        b"setname" => arity(2).unwrap_or_else(|| match set_name(session, &a[1]) {
-            Ok(()) => Reply::ok(),
-            Err(e) => e,
-        }),
-        b"setinfo" => arity(3).unwrap_or_else(Reply::ok),
-        b"getname" => arity(1).unwrap_or_else(|| session.me.name().map_or(Reply::Nil, Reply::Bulk)),
-        b"id" => arity(1).unwrap_or(Reply::Int(session.id as i64)),
-        b"info" => arity(1).unwrap_or_else(|| {
-            let mut line = String::new();
-            session.me.line(std::time::Instant::now(), &mut line);
-            Reply::Bulk(line.into())
-        }),
-        b"list" => client_list(session, &a[1..]),
-        b"kill" if session.access == Access::ReadOnly => {
-            Reply::Error(auth::noperm("client|kill").replace("may not write", "may not kill connections"))
-        }
-        b"kill" if a.len() < 2 => arity(2).unwrap_or_else(|| Reply::err("syntax error")),
-        b"kill" => client_kill(session, &a[1..]),
-        // What the unknown subcommand's error says to ask (it answered that same error).
-        b"help" => arity(1).unwrap_or_else(|| {
-            let lines = [
-                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "GETNAME",
-                "    Return the name of the current connection.",
-                "ID",
-                "    Return the ID of the current connection.",
-                "INFO",
-                "    Return information about the current client connection.",
-                "KILL <ip:port>",
-                "    Kill connection made from <ip:port>.",
-                "KILL <option> <value> [<option> <value> [...]]",
-                "    Kill connections. Options are: ID <client-id>, ADDR <ip:port>, LADDR <ip:port>,",
-                "    TYPE normal, USER default, SKIPME (YES|NO) (default YES), MAXAGE <seconds>.",
-                "LIST [TYPE normal] [ID <client-id> [<client-id> ...]]",
-                "    Return information about this node's client connections.",
-                "SETINFO <option> <value>",
-                "    Taken and not kept.",
-                "SETNAME <name>",
-                "    Assign the name <name> to the current connection.",
-                "HELP",
-                "    Print this help.",
-            ];
-            Reply::Array(lines.iter().map(|l| Reply::Simple(l)).collect())
-        }),
-        _ => unknown_subcommand("CLIENT", &a[0]),
-    }
-}
-
-/// `CLIENT LIST [TYPE type] [ID id ...]`: this node's connections (`clients.rs`).
-fn client_list(session: &Session, a: &[Bytes]) -> Reply {
-    let mut ids = Vec::new();
-    let mut none = false;
-    let mut rest = a.iter();
-    while let Some(opt) = rest.next() {
-        match opt.to_ascii_uppercase().as_slice() {
-            b"TYPE" => match rest.next().map(|t| t.to_ascii_lowercase()) {
-                Some(t) if t == b"normal" => {}
-                Some(t) if [&b"master"[..], b"replica", b"slave", b"pubsub"].contains(&t.as_slice()) => none = true,
-                Some(t) => {
-                    return Reply::err(format!(
-                        "Unknown client type '{}'",
-                        String::from_utf8_lossy(&t[..t.len().min(SHOWN)])
-                    ))
-                }
-                None => return Reply::err("syntax error"),
-            },
-            b"ID" => {
-                for id in rest.by_ref() {
-                    match client_id(id, "Invalid client ID") {
-                        Ok(id) => ids.push(id),
-                        Err(e) => return e,
-                    }
-                }
-                if ids.is_empty() {
-                    return Reply::err("syntax error");
-                }
-            }
-            _ => return Reply::err("syntax error"),
-        }
-    }
-    let text = match (&session.clients, none) {
-        (_, true) => String::new(),
-        (Some(clients), false) => clients.list(&ids),
-        (None, false) => {
-            let mut line = String::new();
-            session.me.line(std::time::Instant::now(), &mut line);
-            line
-        }
-    };
-    Reply::Bulk(text.into())
-}
-
-/// `CLIENT KILL ip:port` (`+OK`, or an error if there is none) or `CLIENT KILL <filter> <value>
-/// ...` (how many were killed), as Redis 7 takes them.
-fn client_kill(session: &mut Session, a: &[Bytes]) -> Reply {
-    let text = |v: &Bytes| String::from_utf8_lossy(v).into_owned();
-    let old_form = a.len() == 1;
-    let mut filter = Filter::default();
-    if old_form {
-        filter.addr = Some(text(&a[0]));
-        filter.include_me = true;
-    } else {
-        if !a.len().is_multiple_of(2) {
-            return Reply::err("syntax error");
-        }
-        for pair in a.chunks(2) {
-            let value = &pair[1];
-            match pair[0].to_ascii_uppercase().as_slice() {
-                b"ID" => match client_id(value, "client-id should be greater than 0") {
-                    Ok(id) => filter.ids.push(id),
-                    Err(e) => return e,
-                },
-                b"ADDR" => filter.addr = Some(text(value)),
-                b"LADDR" => filter.laddr = Some(text(value)),
-                b"TYPE" if value.eq_ignore_ascii_case(b"normal") => {}
-                b"TYPE" => filter.none = true,
-                b"USER" => filter.none |= value.as_ref() != b"default",
-                b"SKIPME" if value.eq_ignore_ascii_case(b"yes") => filter.include_me = false,
-                b"SKIPME" if value.eq_ignore_ascii_case(b"no") => filter.include_me = true,
-                b"MAXAGE" => match frame::integer(value).and_then(|v| u64::try_from(v).ok()) {
-                    Some(age) => filter.max_age = Some(age),
-                    None => return frame::not_an_integer(),
-                },
-                _ => return Reply::err("syntax error"),
-            }
-        }
-    }
-    let (killed, me) = match &session.clients {
-        Some(clients) => clients.kill(&filter, session.id),
-        None => (0, false),
-    };
-    session.quit |= me;
-    match (old_form, killed) {
-        (true, 0) => Reply::err("No such client"),
-        (true, _) => Reply::ok(),
-        (false, n) => Reply::Int(n as i64),
-    }
-}
-
-/// A client id of `CLIENT LIST ID` or `CLIENT KILL ID`: `not_a_number` is the subcommand's
-/// error for one that is no integer, as Redis words it.
-fn client_id(id: &Bytes, not_a_number: &str) -> Result<u64, Reply> {
-    let n = frame::integer(id).ok_or_else(|| Reply::err(not_a_number))?;
-    u64::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| Reply::err("client-id should be greater than 0"))
-}
-
-/// Name the connection, as Redis does: an empty name clears it, and one with a space, a
-/// newline or another byte outside `!`..`~` is refused. Unlike Redis, a name is at most
-/// [`MAX_CLIENT_NAME`] bytes, and copied: a connection kept a 16 MB name for its life, outside
-/// the client memory budget (found by trying, 2026-12-06), and a slice of the read buffer would
-/// keep all of that buffer.
-fn set_name(session: &mut Session, name: &Bytes) -> Result<(), Reply> {
-    if name.len() > MAX_CLIENT_NAME {
-        return Err(Reply::err(format!("Client names are at most {MAX_CLIENT_NAME} bytes here; got {}", name.len())));
-    }
-    if name.iter().any(|b| !(b'!'..=b'~').contains(b)) {
-        return Err(Reply::err("Client names cannot contain spaces, newlines or special characters."));
-    }
-    session.me.set_name((!name.is_empty()).then(|| Bytes::copy_from_slice(name)));
-    Ok(())
-}
-
-/// The longest name `CLIENT SETNAME` takes.
-const MAX_CLIENT_NAME: usize = 4096;
-
 /// Redis's refusal of a `HELLO` option it does not take, or of one without its arguments.
 fn hello_syntax(opt: &[u8]) -> Reply {
     Reply::err(format!("Syntax error in HELLO option '{}'", String::from_utf8_lossy(&opt[..opt.len().min(SHOWN)])))
@@ -1056,7 +638,7 @@ fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
         );
     }
     if let Some(name) = name {
-        if let Err(e) = set_name(session, &name) {
+        if let Err(e) = clients::set_name(session, &name) {
             return e;
         }
     }
@@ -1087,51 +669,6 @@ fn hello(node: &Node, session: &mut Session, a: &[Bytes]) -> Reply {
 mod tests {
     use super::*;
 
-    /// `CLIENT` as Redis answers it: an id per connection, names checked, an empty name clears
-    /// it, arities checked.
-    #[test]
-    fn client_names_ids_and_arities_are_redis_s() {
-        let args = |words: &[&str]| words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect::<Vec<_>>();
-        let text = |r: Reply| match r {
-            Reply::Error(e) => e.to_string(),
-            Reply::Simple(s) => s.to_string(),
-            Reply::Int(n) => n.to_string(),
-            Reply::Bulk(b) => String::from_utf8_lossy(&b).into_owned(),
-            Reply::Nil => "nil".into(),
-            other => panic!("{other:?}"),
-        };
-        let (mut a, mut b) = (Session::new(), Session::new());
-        let (ida, idb) = (text(client(&mut a, &args(&["ID"]))), text(client(&mut b, &args(&["id"]))));
-        assert!(ida != idb && ida != "0", "{ida} {idb}");
-        assert_eq!(text(client(&mut a, &args(&["SETNAME", "worker-1"]))), "OK");
-        assert_eq!(text(client(&mut a, &args(&["GETNAME"]))), "worker-1");
-        for bad in ["a b", "a\nb", "ü"] {
-            let refused = text(client(&mut a, &args(&["SETNAME", bad])));
-            assert!(refused.contains("cannot contain spaces"), "{bad:?}: {refused}");
-        }
-        let long = "n".repeat(MAX_CLIENT_NAME + 1);
-        assert!(text(client(&mut a, &args(&["SETNAME", &long]))).contains("at most 4096 bytes"));
-        // What the unknown subcommand's error says to ask answers (it was that error again).
-        match client(&mut a, &args(&["help"])) {
-            Reply::Array(lines) => {
-                assert!(lines.len() > 4 && text(lines[0].clone()).starts_with("CLIENT <subcommand>"))
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(text(client(&mut a, &args(&["GETNAME"]))), "worker-1", "a refused name changes nothing");
-        assert_eq!(text(client(&mut a, &args(&["SETNAME", ""]))), "OK");
-        assert_eq!(text(client(&mut a, &args(&["GETNAME"]))), "nil", "an empty name clears it");
-        assert!(text(client(&mut a, &args(&["ID", "x"]))).contains("wrong number of arguments for 'client|id'"));
-        assert!(text(client(&mut a, &args(&["GETNAME", "x"]))).contains("'client|getname'"));
-        assert!(text(client(&mut a, &args(&["FOO"]))).contains("unknown subcommand 'FOO'"));
-        let command = super::super::introspection::command;
-        assert!(text(command(&args(&["COUNT", "x"]))).contains("'command|count'"));
-        let long = "y".repeat(4 << 20);
-        for (reply, cmd) in [(client(&mut a, &args(&[&long])), "CLIENT"), (command(&args(&[&long])), "COMMAND")] {
-            assert_eq!(text(reply), format!("ERR unknown subcommand '{}'. Try {cmd} HELP.", "y".repeat(128)));
-        }
-    }
-
     /// Redis 7.0.15's answers for "Hello World" (and an empty value).
     #[test]
     fn getrange_cuts_as_redis_does() {
@@ -1147,12 +684,6 @@ mod tests {
         assert_eq!(cut(20, 30), "");
         assert_eq!(cut(i64::MIN, i64::MAX), "Hello World");
         assert_eq!(range(0, 0, -1), 0..0);
-    }
-
-    #[test]
-    fn memory_reads_as_redis_writes_it() {
-        let shown: Vec<String> = [912, 1024, 3_261_071, 2_684_354_560].into_iter().map(memory_human).collect();
-        assert_eq!(shown, ["912B", "1.00K", "3.11M", "2.50G"]);
     }
 
     /// An unknown command's error is Redis's: its name as sent, and no more than 128 bytes of its

@@ -35,6 +35,7 @@ mod clients;
 mod commands;
 mod expiry;
 pub mod frame;
+mod info;
 mod interrupts;
 mod introspection;
 mod multi;

@@ -83,7 +83,7 @@ pub async fn scan(node: &Node, a: &[Bytes]) -> Reply {
 /// `KEYS pattern`: the members' counts first (one `/stats` each), so that a cluster well over
 /// the limit refuses without a walk.
 pub async fn keys(node: &Node, pattern: &Bytes) -> Reply {
-    let count = super::commands::cluster_keys(node).await;
+    let count = super::info::cluster_keys(node).await;
     let counted = count.unanswered.is_empty().then_some(count.keys);
     match node.all_keys(pattern, node.config.keys_limit, counted).await {
         Ok(keys) => Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
