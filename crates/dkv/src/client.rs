@@ -182,7 +182,13 @@ const MAX_URL: usize = 65534;
 /// [`crate::cli::MAX_TTL_DAYS`] days: sent in ms alone, anything over 999999999999999 ms was
 /// refused by the client though the node takes it (found by trying, 2026-12-06).
 pub fn ttl_param(ttl: Duration) -> String {
-    let mut ms = ttl.as_millis();
+    ttl_text(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX), "+")
+}
+
+/// `ms` in the parts a node's `ttl=` takes (`1d 59m 59s 978ms`), joined by `sep`; `0ms` for 0.
+/// `dkv ttl` prints it so (humantime's `1day 59m` and `11months` were in units neither `--ttl`
+/// nor a node reads: found by a hunt, 2026-12-07).
+pub fn ttl_text(mut ms: u64, sep: &str) -> String {
     let mut parts = Vec::new();
     for (unit, name) in [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s"), (1, "ms")] {
         if ms >= unit {
@@ -190,7 +196,10 @@ pub fn ttl_param(ttl: Duration) -> String {
             ms %= unit;
         }
     }
-    parts.join("+")
+    match parts.is_empty() {
+        true => "0ms".to_string(),
+        false => parts.join(sep),
+    }
 }
 
 pub fn encode_key(key: &[u8]) -> String {

@@ -109,13 +109,13 @@ pub async fn put(args: PutArgs) -> i32 {
     }
 }
 
-/// Print how long the key has left (`9m 59s 873ms`, then its deadline in UTC), or `no expiry`;
+/// Print how long the key has left (`9m 59s 873ms`, as `--ttl` reads it, then its deadline in UTC), or `no expiry`;
 /// a missing key is an error, as for `get`.
 pub async fn ttl(args: KeyArgs) -> i32 {
     let key = key_bytes(&args.key);
     match client(&args.client).ttl(&key).await {
         Ok(Some(KeyTtl { ttl_ms: Some(ms), expires_at_ms: Some(at) })) => {
-            let left = humantime::format_duration(std::time::Duration::from_millis(ms));
+            let left = crate::client::ttl_text(ms, " ");
             outln!("{left} (at {})", utc(at));
             0
         }

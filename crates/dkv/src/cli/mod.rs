@@ -348,12 +348,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_key_ttl_is_whole_milliseconds() {
+    fn a_key_ttl_is_read_as_a_node_reads_ttl() {
         assert_eq!(key_ttl("1500ms"), Ok(Duration::from_millis(1500)));
         assert_eq!(key_ttl("1h 30m"), Ok(Duration::from_secs(5400)));
-        assert!(key_ttl("500us").unwrap_err().contains("at least 1ms"));
-        assert!(key_ttl("0s").is_err());
-        assert!(key_ttl("1500us").is_err(), "not whole milliseconds");
+        assert_eq!(key_ttl("1d2h"), Ok(Duration::from_secs(93_600)));
+        assert!(key_ttl("0s").unwrap_err().contains("no zero parts"));
+        assert!(key_ttl("500us").unwrap_err().contains("units are ms, s, m, h and d"));
+        // Forms humantime took and a node refuses (found by a hunt, 2026-12-07).
+        for other in ["1.5s", "1min", "10sec", "1y", "1month", "10"] {
+            assert!(key_ttl(other).unwrap_err().contains("(units ms, s, m, h, d)"), "{other}");
+        }
+        // What `dkv ttl` prints reads back.
+        let shown = crate::client::ttl_text(90_061_001, " ");
+        assert_eq!(shown, "1d 1h 1m 1s 1ms");
+        assert_eq!(key_ttl(&shown), Ok(Duration::from_millis(90_061_001)));
+        assert_eq!(crate::client::ttl_text(0, " "), "0ms");
     }
 
     #[test]
@@ -499,7 +508,7 @@ mod tests {
         assert!(Cli::try_parse_from(["dkv", "remove", "1", "--seed", "https://seed:9000"]).is_ok());
         assert!(Cli::try_parse_from(["dkv", "up", "--seed-port", "0"]).is_err());
         assert!(cluster_secret(" s3cret ").unwrap_err().contains("space"));
-        assert!(key_ttl("300000y").unwrap_err().contains("longest TTL"));
+        assert!(key_ttl("99999999d 48h").unwrap_err().contains("longest TTL"));
         assert!(key_ttl("99999999d 23h").is_ok() && key_ttl("100000000d").is_err(), "as far as a node takes");
         let param = |ms: u64| crate::client::ttl_param(Duration::from_millis(ms));
         assert_eq!(
@@ -507,7 +516,7 @@ mod tests {
             ("1s+500ms".into(), "1h+30m".into(), "1d+1ms".into())
         );
         assert_eq!(param(MAX_TTL_DAYS * 86_400_000), "99999999d");
-        assert_eq!(key_ttl("1000y").map(|d| d.as_secs() / 31_557_600), Ok(1000));
+        assert_eq!(key_ttl("365250d").map(|d| d.as_secs() / 31_557_600), Ok(1000));
     }
 
     #[test]

@@ -59,16 +59,17 @@ pub fn node_ttl(s: &str) -> Result<Duration, String> {
 /// A key's `--ttl`: whole milliseconds, the node's unit, and at least one (`500us` became `0ms`
 /// on the wire, and the node's refusal quoted a value the user never typed).
 pub fn key_ttl(s: &str) -> Result<Duration, String> {
-    let ttl = duration(s)?;
-    if ttl < Duration::from_millis(1) || ttl.subsec_nanos() % 1_000_000 != 0 {
-        return Err(format!("{s}: a TTL is whole milliseconds, at least 1ms"));
-    }
+    // The node's own grammar (`ttl=` of `PUT /put`): `1.5s`, `1min` or `1y` were taken here
+    // and refused over HTTP (found by a hunt, 2026-12-07).
+    let ms = dkv_node::front::query::ttl_ms(s.as_bytes()).map_err(|why| {
+        format!("{s:?} is not a TTL: {why}; write a duration like 10s, 500ms, 1h or 1h 30m (units ms, s, m, h, d)")
+    })?;
     // A node reads a `ttl=` part of days in at most 8 digits (`front/query.rs`); the client sends
     // days and the rest in parts (`client::ttl_param`).
-    if ttl.as_millis() >= u128::from(MAX_TTL_DAYS + 1) * 86_400_000 {
+    if ms >= (MAX_TTL_DAYS + 1) * 86_400_000 {
         return Err(format!("{s} is longer than the longest TTL a node takes, {MAX_TTL_DAYS}d (about 273 000 years)"));
     }
-    Ok(ttl)
+    Ok(Duration::from_millis(ms))
 }
 
 /// The most days a node takes in a TTL.

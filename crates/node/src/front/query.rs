@@ -139,8 +139,8 @@ impl Params {
 /// `h`, `d`), one space or none between them, 64 characters at most. A number has no leading
 /// zero and at most 15, 12, 10, 9 or 8 digits for those units, so a TTL is at least 1 ms and a
 /// deadline always fits in 63 bits. This is exactly what the pattern of `ttl` in `openapi.json`
-/// says, so a client can check a TTL before sending it.
-fn ttl_ms(text: &[u8]) -> Result<u64, &'static str> {
+/// says, so a client can check a TTL before sending it (the CLI's `--ttl` is read by it too).
+pub fn ttl_ms(text: &[u8]) -> Result<u64, &'static str> {
     if text.is_empty() {
         return Err("it is empty");
     }
