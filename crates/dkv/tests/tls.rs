@@ -52,6 +52,16 @@ impl Ca {
     }
 }
 
+/// One file holding the certificates of `cas`: an intruder that trusts the cluster's CA beside
+/// the one that signed its own certificate (a node whose own certificate its `--tls-peer-ca`
+/// did not sign refuses to start).
+fn bundle(dir: &Path, cas: &[&Ca]) -> PathBuf {
+    let pems: Vec<String> = cas.iter().map(|ca| std::fs::read_to_string(ca.cert_file()).unwrap()).collect();
+    let path = dir.join("bundle-ca.pem");
+    std::fs::write(&path, pems.concat()).unwrap();
+    path
+}
+
 fn tls_flags(cert: &Path, key: &Path, peer_ca: &Path) -> Vec<String> {
     let p = |p: &Path| p.display().to_string();
     ["--tls-cert".into(), p(cert), "--tls-key".into(), p(key), "--tls-peer-ca".into(), p(peer_ca)].to_vec()
@@ -165,7 +175,19 @@ async fn a_node_whose_certificate_another_ca_signed_is_refused_by_its_peers() {
         .map(|s| s.to_string())
         .collect();
     args.extend(["--heartbeat-interval", HEARTBEAT, "--request-timeout", "1s"].map(String::from));
-    args.extend(tls_flags(&bad_cert, &bad_key, &ca.cert_file()));
+    // Its own --tls-peer-ca did not sign its certificate: it refuses to start, as every peer
+    // would refuse it (it started, and failed every call: found by a hunt, 2026-12-07).
+    let alone = [args.clone(), tls_flags(&bad_cert, &bad_key, &ca.cert_file())].concat();
+    let mut child = dkv().args(&alone).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let exited = eventually(Duration::from_secs(10), "the node to refuse its certificate", || {
+        let status = child.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert_eq!(exited.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("intruder.pem") && stderr.contains("the CA in --tls-peer-ca"), "{stderr}");
+    args.extend(tls_flags(&bad_cert, &bad_key, &bundle(&dir, &[&ca, &other])));
     let bad_log = std::fs::File::create(dir.join("intruder.log")).unwrap();
     let child = dkv().args(&args).stderr(bad_log).spawn().unwrap();
     c.nodes.push(Proc { child, addr: addr.clone(), args, resp: None });
@@ -432,7 +454,11 @@ print("sent")
     let (bad_cert, bad_key) = other.sign("intruder");
     let callers = [
         ("plain", host.clone(), node_flags.clone()),
-        ("intruder", c.seed.addr.clone(), [tls_flags(&bad_cert, &bad_key, &ca.cert_file()), secret.to_vec()].concat()),
+        (
+            "intruder",
+            c.seed.addr.clone(),
+            [tls_flags(&bad_cert, &bad_key, &bundle(&dir, &[&ca, &other])), secret.to_vec()].concat(),
+        ),
     ];
     for (name, seed_arg, flags) in callers {
         let addr = format!("127.0.0.1:{}", free_port());

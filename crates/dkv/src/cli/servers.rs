@@ -70,6 +70,7 @@ impl SeedArgs {
             key: key.clone(),
             peer_ca: peer_ca.clone(),
             client_ca: None,
+            calls_peers: false,
         })
     }
 }
@@ -285,6 +286,7 @@ impl NodeArgs {
             key: key.clone(),
             peer_ca,
             client_ca: self.tls_client_ca.clone(),
+            calls_peers: true,
         }))
     }
 }

@@ -60,6 +60,9 @@ pub struct TlsFiles {
     pub peer_ca: PathBuf,
     /// When set, clients must present a certificate this CA signed.
     pub client_ca: Option<PathBuf>,
+    /// Whether the certificate is also shown as a client's, calling peers: a node's is, so it
+    /// must allow client use too; a seed's only answers.
+    pub calls_peers: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -259,7 +262,7 @@ fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
     let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(peer_roots), provider.clone())
         .build()
         .map_err(|e| TlsError::Config(format!("peer certificate verifier: {e}")))?;
-    within_its_dates(&verifier, &chain, &files.cert)?;
+    usable_by_members(&verifier, files.calls_peers.then_some(&*peer_verifier), &chain, files)?;
     let peers = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(config)?
@@ -270,27 +273,60 @@ fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
     Ok(Loaded { shared, resp, peers: TlsConnector::from(Arc::new(peers)), peer_verifier, client_verifier })
 }
 
-/// Refuse a certificate out of its validity dates: loaded (at start, or by SIGHUP), every
-/// handshake that showed it then failed, and the node or seed served nobody (found by trying,
-/// 2026-12-06). Its issuer is not judged here: peers judge it, and say so in their logs.
-fn within_its_dates(
-    verifier: &Arc<WebPkiServerVerifier>,
+/// Refuse a certificate that peers would refuse, as they would judge it: by the cluster CA, with
+/// the usage it is shown for (a server's; and a client's, for a node calling its peers), within
+/// its validity dates, whatever name it carries. Loaded (at start, or by SIGHUP), every handshake
+/// that showed it failed, and the node or seed served nobody: out of its dates (found by trying,
+/// 2026-12-06), or a server-only certificate on a node, a client-only one on the seed, or one
+/// another CA signed, each started with one line about an alert in its log, and a reload took
+/// them and said "reloaded" (found by a hunt, 2026-12-07).
+fn usable_by_members(
+    as_server: &Arc<WebPkiServerVerifier>,
+    as_client: Option<&dyn ClientCertVerifier>,
     chain: &[CertificateDer<'static>],
-    path: &Path,
+    files: &TlsFiles,
 ) -> Result<(), TlsError> {
+    let now = UnixTime::now();
     let name = ServerName::try_from("dkv-member").expect("a DNS name");
-    let checked = verifier.verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now());
-    match checked {
-        Err(
-            e @ rustls::Error::InvalidCertificate(
+    let refused = |e: rustls::Error, use_: &str| {
+        let why = match &e {
+            rustls::Error::InvalidCertificate(
                 CertificateError::Expired
                 | CertificateError::ExpiredContext { .. }
                 | CertificateError::NotValidYet
                 | CertificateError::NotValidYetContext { .. },
+            ) => "a certificate outside its validity dates fails every handshake".to_string(),
+            rustls::Error::InvalidCertificate(
+                CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. },
+            ) => format!(
+                "its extended key usage does not allow TLS {use_} use ({}), and every peer refuses it",
+                match use_ {
+                    "server" => "serverAuth",
+                    _ => "clientAuth: a node shows its certificate as a client's when it calls its peers",
+                }
             ),
-        ) => Err(file_error(path, format!("{e}: a certificate outside its validity dates fails every handshake"))),
-        _ => Ok(()),
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer | CertificateError::BadSignature) => {
+                format!(
+                    "the CA in --tls-peer-ca ({}) did not sign it, and peers, which trust that CA, refuse it",
+                    files.peer_ca.display()
+                )
+            }
+            _ => "peers would refuse it".to_string(),
+        };
+        file_error(&files.cert, format!("{e}: {why}"))
+    };
+    match as_server.verify_server_cert(&chain[0], &chain[1..], &name, &[], now) {
+        // Names are not compared between members (see the module doc).
+        Ok(_)
+        | Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        )) => {}
+        Err(e) => return Err(refused(e, "server")),
     }
+    if let Some(as_client) = as_client {
+        as_client.verify_client_cert(&chain[0], &chain[1..], now).map_err(|e| refused(e, "client"))?;
+    }
+    Ok(())
 }
 
 /// A client configuration that trusts the CAs in `ca` (the `dkv` client's `--cacert`), showing
@@ -540,6 +576,7 @@ mod tests {
             key: dir.join(format!("{name}.key")),
             peer_ca: dir.join("ca.pem"),
             client_ca: None,
+            calls_peers: true,
         }
     }
 
@@ -613,5 +650,47 @@ mod tests {
             assert!(tls.reload().is_err(), "{name}: refused by a reload");
             assert_eq!(Arc::as_ptr(&tls.current()), before, "the certificate in use stays");
         }
+    }
+
+    /// A certificate peers would refuse is refused at start and by a reload, which keeps the
+    /// one in use: a node's without client use, a seed's without server use, one another CA
+    /// signed (each started, and a reload said "reloaded": found by a hunt, 2026-12-07). A seed's
+    /// certificate needs no client use.
+    #[test]
+    fn a_certificate_peers_would_refuse_is_refused_and_a_reload_keeps_the_one_in_use() {
+        let d = dir("usage");
+        let cluster = ca(&d.0, "ca");
+        let other = ca(&d.0, "other");
+        leaf(&d.0, "a", &["127.0.0.1"], &cluster);
+        let tls = Tls::load(files(&d.0, "a")).unwrap();
+        let before = Arc::as_ptr(&tls.current());
+        let write = |name: &str, usages: Vec<ExtendedKeyUsagePurpose>, by: &CertifiedIssuer<'static, KeyPair>| {
+            let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+            p.extended_key_usages = usages;
+            let key = KeyPair::generate().unwrap();
+            std::fs::write(d.0.join(format!("{name}.pem")), p.signed_by(&key, by).unwrap().pem()).unwrap();
+            std::fs::write(d.0.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        };
+        use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+        write("server", vec![ServerAuth], &cluster);
+        write("client", vec![ClientAuth], &cluster);
+        write("foreign", vec![ServerAuth, ClientAuth], &other);
+        write("any", vec![], &cluster);
+        for (name, why) in [
+            ("server", "does not allow TLS client use (clientAuth"),
+            ("client", "does not allow TLS server use (serverAuth)"),
+            ("foreign", "the CA in --tls-peer-ca"),
+        ] {
+            let err = Tls::load(files(&d.0, name)).expect_err("refused at start").to_string();
+            assert!(err.contains(why) && err.contains(&format!("{name}.pem")), "{name}: {err}");
+            std::fs::copy(d.0.join(format!("{name}.pem")), d.0.join("a.pem")).unwrap();
+            std::fs::copy(d.0.join(format!("{name}.key")), d.0.join("a.key")).unwrap();
+            assert!(tls.reload().is_err(), "{name}: refused by a reload");
+            assert_eq!(Arc::as_ptr(&tls.current()), before, "the certificate in use stays");
+        }
+        assert!(Tls::load(files(&d.0, "any")).is_ok(), "no extended key usage allows every use");
+        let seed = |name| TlsFiles { calls_peers: false, ..files(&d.0, name) };
+        assert!(Tls::load(seed("server")).is_ok(), "a seed's certificate needs server use only");
+        assert!(Tls::load(seed("client")).unwrap_err().to_string().contains("serverAuth"));
     }
 }
