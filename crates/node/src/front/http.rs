@@ -114,9 +114,16 @@ impl Service<hyper::Request<Incoming>> for Front {
             let refused =
                 crate::front::auth::http_refusal(&node.auth, peer, req.method(), req.uri().path(), req.headers());
             let mut answer = match refused {
-                Some(refused) => refused,
+                Some(refused) => {
+                    let (parts, body) = req.into_parts();
+                    drain_small(&parts.headers, body).await;
+                    refused
+                }
                 None => key_request(node, op, req.map(Body::new), wanted).await,
             };
+            if wanted == Wanted::Length {
+                answer = without_body(answer);
+            }
             answer.headers_mut().insert(answers::NODE_HEADER.clone(), stamp);
             Ok(answer)
         }))
@@ -145,6 +152,46 @@ async fn put_key(State(node): State<Node>, req: Request) -> Response {
 
 async fn get_key(State(node): State<Node>, req: Request) -> Response {
     key_request(node, Op::Get, req, Wanted::Value).await
+}
+
+/// Read and drop the body of a request refused before its body was read, when it is small, so
+/// that the answer goes out after it. An HTTP/2 stream answered while its client still sends is
+/// reset with `NO_ERROR`, as RFC 9113 allows, and curl then reports `(92) Stream error` in place
+/// of the `401`, `403` or `400` it was sent: half the time for a PUT without a password (found by
+/// a hunt, 2026-12-07). A body over [`DRAIN`] bytes, or one that takes longer than
+/// [`DRAIN_TIME`], is left: the refusal goes out at once, as a `413`'s does.
+async fn drain_small<B: http_body::Body + Unpin>(headers: &HeaderMap, body: B) {
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > DRAIN) || body.is_end_stream() {
+        return;
+    }
+    let drained = async {
+        let mut body = body;
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| bytes::Buf::remaining(d) as u64);
+            if read > DRAIN {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drained).await;
+}
+
+/// The most of a refused request's body [`drain_small`] reads.
+const DRAIN: u64 = 64 * 1024;
+/// The longest [`drain_small`] waits for it.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A `HEAD` answer: its headers (with the `Content-Length` its body had), and no body. Over
+/// HTTP/1.1 hyper drops a `HEAD` answer's body itself; over HTTP/2 a `404`, `400` or `401` with
+/// its line of text reset the stream (`PROTOCOL_ERROR`; found by a hunt, 2026-12-07).
+fn without_body(answer: Response) -> Response {
+    let (mut parts, body) = answer.into_parts();
+    if let Some(len) = http_body::Body::size_hint(&body).exact() {
+        parts.headers.entry(header::CONTENT_LENGTH).or_insert_with(|| HeaderValue::from(len));
+    }
+    Response::from_parts(parts, Body::empty())
 }
 
 async fn delete_key(State(node): State<Node>, req: Request) -> Response {
@@ -176,7 +223,11 @@ enum Wanted {
 /// entries' heads, not their values (see `replication/shape.rs`).
 async fn key_request(node: Node, op: Op, req: Request, wanted: Wanted) -> Response {
     let (parts, body) = req.into_parts();
-    let parsed = async {
+    let refused = |e: NodeError| {
+        node.metrics.observe(Api::Http, op, e.status().as_u16(), std::time::Duration::ZERO);
+        e.into_response()
+    };
+    let asked = (|| {
         let mut params = query::parse(parts.uri.query(), parts.uri.path(), answers::params(parts.uri.path()))?;
         let key = params.key(node.config.max_key_bytes)?;
         let level = params.level(if op == Op::Get { "r" } else { "w" })?;
@@ -189,22 +240,23 @@ async fn key_request(node: Node, op: Op, req: Request, wanted: Wanted) -> Respon
             ),
             None => None,
         };
-        let (value, charge) = match op {
-            Op::Put => {
-                let (value, charge) = read_value(&node, &parts.headers, body).await?;
-                (Some(value), Some(charge))
-            }
-            _ => (None, None),
-        };
-        Ok::<_, NodeError>((KeyRequest { op, key, value, expires, level }, charge))
-    };
-    let (req, _charge) = match parsed.await {
-        Ok(parsed) => parsed,
+        Ok::<_, NodeError>((key, level, expires))
+    })();
+    let (key, level, expires) = match asked {
+        Ok(asked) => asked,
         Err(e) => {
-            node.metrics.observe(Api::Http, op, e.status().as_u16(), std::time::Duration::ZERO);
-            return e.into_response();
+            drain_small(&parts.headers, body).await;
+            return refused(e);
         }
     };
+    let (value, _charge) = match op {
+        Op::Put => match read_value(&node, &parts.headers, body).await {
+            Ok((value, charge)) => (Some(value), Some(charge)),
+            Err(e) => return refused(e),
+        },
+        _ => (None, None),
+    };
+    let req = KeyRequest { op, key, value, expires, level };
     if wanted != Wanted::Value {
         // The cold path, boxed: the future of the hot one stays as small as it was.
         return Box::pin(head_request(&node, req, wanted)).await;
