@@ -270,7 +270,21 @@ pub(crate) async fn dial(addr: &str, config: &ClientConfig) -> Result<Dialed, Ca
             .wrap(addr, stream)
             .await
             .map(Dialed::Wrapped)
-            .map_err(|e| CallError::Handshake { addr: addr.to_string(), reason: format!("TLS: {e}") }),
+            .map_err(|e| CallError::Handshake { addr: addr.to_string(), reason: tls_failure(&e) }),
+    }
+}
+
+/// A failed TLS handshake's reason, with what to do when the peer does not speak TLS: rustls
+/// says only "received corrupt message of type InvalidContentType" (found by a hunt,
+/// 2026-12-07).
+fn tls_failure(e: &std::io::Error) -> String {
+    let e = e.to_string();
+    match e.contains("InvalidContentType") {
+        true => format!(
+            "TLS: {e} (the peer answered in the clear: it runs without --tls-cert; give every member the same TLS \
+             flags, --tls-cert, --tls-key and --tls-peer-ca)"
+        ),
+        false => format!("TLS: {e}"),
     }
 }
 

@@ -177,7 +177,7 @@ impl Peers {
                 .seed
                 .request(req)
                 .await
-                .map_err(|e| PeerError::Unreachable { addr: addr.to_string(), reason: error_chain(&e) })?;
+                .map_err(|e| PeerError::Unreachable { addr: addr.to_string(), reason: self.seed_failure(&e) })?;
             let status = resp.status();
             let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
             let body = read_limited(addr, resp).await?;
@@ -196,6 +196,24 @@ impl Peers {
 }
 
 impl Peers {
+    /// Why a call to the seed failed, with what to do when one side speaks TLS and the other
+    /// not: hyper's "invalid HTTP version parsed" and rustls's "InvalidContentType" did not say
+    /// (found by a hunt, 2026-12-07).
+    fn seed_failure(&self, e: &(dyn std::error::Error + 'static)) -> String {
+        let reason = error_chain(e);
+        let hint = match self.seed_scheme {
+            "http" if reason.contains("invalid HTTP version") => {
+                " (the seed answered in TLS: give this node --seed https://… and its TLS flags)"
+            }
+            "https" if reason.contains("InvalidContentType") => {
+                " (the seed answered in the clear: it runs without --tls-cert; give this node --seed http://…, or \
+                 the seed its TLS flags)"
+            }
+            _ => "",
+        };
+        reason + hint
+    }
+
     /// `GET path` of node `addr`'s public API as JSON, over TLS when nodes talk TLS (it is the
     /// same port as the transport). One connection per call: this is for rare calls (`DBSIZE`).
     pub async fn node_json<Resp: DeserializeOwned>(&self, addr: &str, path: &str) -> Result<Resp, PeerError> {

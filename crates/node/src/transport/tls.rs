@@ -200,9 +200,25 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
     Ok(bytes)
 }
 
-/// The private key of a PEM file.
+/// The private key of a PEM file. An encrypted key, or a certificate given in its place, is
+/// named as that: pem's words were "base64 decode error: InvalidCharacter(45)" and "no items
+/// found" (found by a hunt, 2026-12-07).
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_slice(&read_pem(path)?).map_err(|e| file_error(path, e))
+    let pem = read_pem(path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        let has = |label: &[u8]| pem.windows(label.len()).any(|w| w == label);
+        if has(b"ENCRYPTED") {
+            file_error(
+                path,
+                "an encrypted private key: dkv reads unencrypted PEM keys (PKCS#8, PKCS#1 or SEC1) only; write one with \
+                 openssl pkey -in KEY -out KEY.plain, and keep it readable by the node alone",
+            )
+        } else if has(b"-----BEGIN CERTIFICATE-----") {
+            file_error(path, "a certificate, not a private key: --tls-key takes the key that goes with --tls-cert")
+        } else {
+            file_error(path, e)
+        }
+    })
 }
 
 /// Certificates from a PEM file; at least one.
@@ -313,7 +329,12 @@ fn usable_by_members(
             }
             _ => "peers would refuse it".to_string(),
         };
-        file_error(&files.cert, format!("{e}: {why}"))
+        // rustls's own words begin "invalid peer certificate", and this is the process's own.
+        let what = match &e {
+            rustls::Error::InvalidCertificate(e) => e.to_string(),
+            e => e.to_string(),
+        };
+        file_error(&files.cert, format!("this certificate: {what}: {why}"))
     };
     match as_server.verify_server_cert(&chain[0], &chain[1..], &name, &[], now) {
         // Names are not compared between members (see the module doc).
@@ -621,6 +642,26 @@ mod tests {
         tls.reload().unwrap();
         assert_ne!(Arc::as_ptr(&tls.current()), before);
         assert!(Tls::load(TlsFiles { peer_ca: d.0.join("missing.pem"), ..files(&d.0, "a") }).is_err());
+    }
+
+    /// An encrypted key, and a certificate given as the key, are named as what they are.
+    #[test]
+    fn an_encrypted_key_or_a_certificate_as_the_key_says_so() {
+        let d = dir("keys");
+        let cluster = ca(&d.0, "ca");
+        leaf(&d.0, "a", &["127.0.0.1"], &cluster);
+        let encrypted = [
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHDBOBgkqhkiG9w0BBQ0wQTApBgkqhkiG9w0BBQwwHAQI\n-----END ENCRYPTED PRIVATE KEY-----\n",
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,0011\n\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+        ];
+        for (i, text) in encrypted.iter().enumerate() {
+            let path = d.0.join(format!("enc{i}.key"));
+            std::fs::write(&path, text).unwrap();
+            let e = read_key(&path).unwrap_err().to_string();
+            assert!(e.contains("an encrypted private key") && e.contains("openssl pkey"), "{e}");
+        }
+        let e = read_key(&d.0.join("a.pem")).unwrap_err().to_string();
+        assert!(e.contains("a certificate, not a private key"), "{e}");
     }
 
     /// A certificate out of its validity dates is refused at start and by a reload, which keeps
