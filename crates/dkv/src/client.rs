@@ -81,6 +81,9 @@ impl ClientError {
     pub fn exit_code(&self) -> i32 {
         use crate::commands::exit;
         match self {
+            // A certificate refused, either way: trying again changes nothing (found by a hunt,
+            // 2026-12-07: a wrong --cacert or an expired client certificate exited 3).
+            ClientError::Unreachable { reason, .. } if is_certificate_refusal(reason) => exit::REFUSED,
             ClientError::Unreachable { .. } => exit::UNAVAILABLE,
             ClientError::Status { status, .. } if !status.is_client_error() => exit::UNAVAILABLE,
             // Refusals of the moment: the body came too slowly, the coordinator's clock is off
@@ -94,6 +97,13 @@ impl ClientError {
             _ => exit::REFUSED,
         }
     }
+}
+
+/// Whether a connection failed on a certificate: the node's, refused here ("invalid peer
+/// certificate"), or this client's, refused by the node (its alert).
+fn is_certificate_refusal(reason: &str) -> bool {
+    reason.contains("invalid peer certificate")
+        || (reason.contains("received fatal alert") && (reason.contains("Certificate") || reason.contains("UnknownCA")))
 }
 
 /// `reason`, with what to do when it reads as a TLS port called in the clear or the other way
@@ -250,7 +260,17 @@ impl Client {
 
     /// TLS as `tls` says: the CA for `https://` nodes, and the client certificate to show them.
     pub fn with_tls(mut self, tls: &crate::cli::ClientTls) -> Result<Self, ClientError> {
-        let Some(tls) = tls.connector()? else { return Ok(self) };
+        let Some(tls) = tls.connector()? else {
+            // Said before anything is sent, as a refusal: the connection's error exited 3, "may
+            // succeed later" (found by a hunt, 2026-12-07).
+            return match self.base.starts_with("https://") {
+                true => Err(ClientError::Tls(format!(
+                    "{} is https://: give --cacert FILE, the CA that signed its certificate",
+                    shown(&self.base)
+                ))),
+                false => Ok(self),
+            };
+        };
         self.http = http_client(Some(tls.clone()));
         self.tls = Some(tls);
         Ok(self)
@@ -696,5 +716,27 @@ mod tests {
         assert_eq!(e.to_string(), "u answered 404 Not Found: (with an empty body)");
         let e = ClientError::NotANode { base: "http://h:1".into(), status: StatusCode::NOT_FOUND };
         assert!(e.to_string().starts_with("http://h:1 is not a dkv node: it answered 404 Not Found"), "{e}");
+    }
+
+    /// A certificate refused either way, and an https:// node without --cacert, are refusals
+    /// (exit 2: trying again changes nothing); a node that does not answer may later (exit 3).
+    #[test]
+    fn certificate_refusals_exit_2_and_unreachable_nodes_3() {
+        let unreachable = |reason: &str| ClientError::Unreachable { url: "https://h:1".into(), reason: reason.into() };
+        for reason in [
+            "invalid peer certificate: UnknownIssuer",
+            "invalid peer certificate: certificate not valid for name \"127.0.0.1\"",
+            "received fatal alert: CertificateExpired",
+            "received fatal alert: UnknownCA",
+        ] {
+            assert_eq!(unreachable(reason).exit_code(), 2, "{reason}");
+        }
+        assert_eq!(unreachable("tcp connect error: Connection refused (os error 111)").exit_code(), 3);
+        let Err(e) = Client::new("https://h:1").with_tls(&crate::cli::ClientTls::default()) else {
+            panic!("an https:// node without --cacert taken")
+        };
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("give --cacert FILE"), "{e}");
+        assert!(Client::new("http://h:1").with_tls(&crate::cli::ClientTls::default()).is_ok());
     }
 }

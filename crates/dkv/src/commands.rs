@@ -162,11 +162,12 @@ pub async fn health(args: HealthArgs) -> i32 {
     if let Err(e) = crate::cli::node_url(base) {
         return fail_with(1, format!("--url {e}"));
     }
+    // 1 for anything but healthy: Docker reserves 2 in a health check (a --cacert that did not
+    // load exited 2: found by a hunt, 2026-12-07).
     let client = match Client::new(base).with_tls(&args.tls) {
         Ok(c) => c,
-        Err(e) => return fail(e),
+        Err(e) => return fail_with(1, e),
     };
-    // 1 for anything but healthy: Docker reserves 2 in a health check.
     match client.raw(Method::GET, path, None).await {
         Ok((StatusCode::OK, _)) => 0,
         Ok((StatusCode::SERVICE_UNAVAILABLE, body)) if args.leaving_ok && says_leaving(&body) => 0,
