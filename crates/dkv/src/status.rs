@@ -102,12 +102,22 @@ async fn gather(client: &Client) -> Result<Value, crate::client::ClientError> {
         Some(mine) => Some(mine),
         None => client.node_json("/stats").await.ok(),
     };
-    let rows = members.iter().zip(&stats).map(|(m, s)| member_row(m, s.as_ref())).collect();
+    let rows = members
+        .iter()
+        .zip(&stats)
+        .map(|(m, s)| {
+            let mut row = member_row(m, s.as_ref().ok());
+            if let Err(why) = s {
+                row["error"] = json!(why);
+            }
+            row
+        })
+        .collect();
     Ok(summarize(&cluster, mine.as_ref(), rows, client.base()))
 }
 
-/// Every member's `/stats` (`None`: it did not answer in time), [`IN_FLIGHT`] at a time.
-async fn ask_all(client: &Client, addrs: Vec<String>) -> Vec<Option<Value>> {
+/// Every member's `/stats`, or why it did not answer, [`IN_FLIGHT`] at a time.
+async fn ask_all(client: &Client, addrs: Vec<String>) -> Vec<Result<Value, String>> {
     let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut asks = tokio::task::JoinSet::new();
     let n = addrs.len();
@@ -115,10 +125,15 @@ async fn ask_all(client: &Client, addrs: Vec<String>) -> Vec<Option<Value>> {
         let (member, permits) = (client.sibling(&addr), permits.clone());
         asks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            (i, tokio::time::timeout(ASK_TIMEOUT, member.node_json("/stats")).await.ok().and_then(Result::ok))
+            let asked = tokio::time::timeout(ASK_TIMEOUT, member.node_json("/stats")).await;
+            let stats = match asked {
+                Ok(answer) => answer.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {}", micros(ASK_TIMEOUT.as_micros() as u64))),
+            };
+            (i, stats)
         });
     }
-    let mut out = vec![None; n];
+    let mut out = vec![Err("not asked".to_string()); n];
     while let Some(done) = asks.join_next().await {
         if let Ok((i, stats)) = done {
             out[i] = stats;
@@ -340,11 +355,34 @@ pub fn render(summary: &Value, limit: Option<usize>) -> String {
     if let Some(n) = summary["states"]["unreachable"].as_u64().filter(|n| *n > 0) {
         let _ = writeln!(
             out,
-            "{n} unreachable: the seed expires a silent member after its TTL, but none while two or more are \
-             silent at once; members gone for good go with `dkv remove --seed SEED ID|ADDR...`"
+            "{n} unreachable from here: the seed expires a silent member after its TTL, but none while two or more \
+             are silent at once; members gone for good go with `dkv remove --seed SEED ID|ADDR...`"
         );
+        // Why, for the first few: a member may serve its peers and be unreachable from here
+        // alone (a certificate that does not name the address it advertises, which members do
+        // not compare and this client does: `unreachable`, with no reason, until 2026-12-07).
+        let members = summary["members"].as_array().into_iter().flatten();
+        let failed: Vec<&Value> = members.filter(|r| r["reachable"] != true).collect();
+        for r in failed.iter().take(3) {
+            let why = r["error"].as_str().unwrap_or("no answer");
+            let _ = writeln!(out, "  {}: {why}{}", r["addr"].as_str().unwrap_or("?"), certificate_hint(why));
+        }
+        if failed.len() > 3 {
+            let _ = writeln!(out, "  and {} more (--json lists each one's error)", failed.len() - 3);
+        }
     }
     out
+}
+
+/// What to do when a member's certificate does not name the address it advertises.
+fn certificate_hint(why: &str) -> &'static str {
+    match why.contains("not valid for name") {
+        true => {
+            " (members do not compare names, so it may serve them; this client does: give it a certificate that \
+             names the address it advertises)"
+        }
+        false => "",
+    }
 }
 
 /// How long the seed has not answered this member, when that is well past its heartbeat interval
@@ -461,9 +499,14 @@ mod tests {
         assert!(text.contains("1 unreachable while leaving: a leave that stopped or stalls before"), "{text}");
         assert!(text.contains("until it is started again on its data directory"), "{text}");
         assert!(text.contains("an estimate: the copies of 1 unreachable member(s) are not counted"), "{text}");
-        let rows = vec![member_row(&member("normal"), Some(&stats)), member_row(&member("normal"), None)];
+        let mut silent = member_row(&member("normal"), None);
+        silent["error"] = json!("cannot reach https://10.0.0.1:8080/stats: invalid peer certificate: certificate not valid for name \"10.0.0.1\"");
+        let rows = vec![member_row(&member("normal"), Some(&stats)), silent];
         let text = render(&summarize(&json!({ "epoch": 3 }), None, rows, "http://10.0.0.1:8080"), None);
         assert!(!text.contains("while leaving"), "{text}");
+        // Why it is unreachable, and, for a certificate's name, that members may still reach it.
+        assert!(text.contains("  10.0.0.1:8080: cannot reach https://10.0.0.1:8080/stats: invalid peer"), "{text}");
+        assert!(text.contains("members do not compare names"), "{text}");
         let rows = vec![member_row(&member("normal"), Some(&stats))];
         let text = render(&summarize(&json!({ "epoch": 3 }), None, rows, "http://10.0.0.1:8080"), None);
         assert!(!text.contains("estimate"), "{text}");
