@@ -417,9 +417,13 @@ fn summary(args: &UpArgs, seed: &Proc, nodes: &[Proc], logs: Option<&Path>) {
     };
     say!("dkv cluster is up: seed {}, {count}", seed.url);
     say!("  seed       {}  (pid {})", seed.url, seed.pid);
-    // Over TLS, redis-cli needs to be told so, and the CA.
+    // Over TLS, redis-cli needs to be told so, and the CA; with a client password (the nodes
+    // take it from the environment), how to give it, without printing it (the lines as printed
+    // were refused: found by a hunt, 2026-12-07).
+    let (bearer, redis_auth) = password_hint();
     let tls =
         args.tls.as_ref().map(|dir| format!("--tls --cacert {} ", dir.join("ca.pem").display())).unwrap_or_default();
+    let tls = format!("{tls}{redis_auth}");
     for (i, p) in nodes.iter().enumerate() {
         match args.resp_base_port {
             Some(base) => {
@@ -439,8 +443,22 @@ fn summary(args: &UpArgs, seed: &Proc, nodes: &[Proc], logs: Option<&Path>) {
     }
     let (a, b) = (&nodes[0].url, &nodes[nodes.len().min(2) - 1].url);
     let ca = args.tls.as_ref().map(|dir| format!("--cacert {} ", dir.join("ca.pem").display())).unwrap_or_default();
+    let ca = format!("{ca}{bearer}");
     say!("try:\n  curl {ca}-X PUT -d 'John Doe' '{a}/put?key=user_123'\n  curl {ca}'{b}/get?key=user_123'");
     say!("Ctrl-C stops the whole cluster.");
+}
+
+/// How the summary's curl and redis-cli lines give the client password the nodes read from the
+/// environment (`DKV_CLIENT_PASSWORD` or `DKV_CLIENT_PASSWORD_FILE`), as shell that reads it
+/// there: the password itself is not printed. Empty without one.
+fn password_hint() -> (String, String) {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let from = match (var("DKV_CLIENT_PASSWORD"), var("DKV_CLIENT_PASSWORD_FILE")) {
+        (Some(_), _) => "$DKV_CLIENT_PASSWORD".to_string(),
+        (None, Some(file)) => format!("$(head -n1 {})", file.to_string_lossy()),
+        (None, None) => return (String::new(), String::new()),
+    };
+    (format!("-H \"Authorization: Bearer {from}\" "), format!("-a \"{from}\" --no-auth-warning "))
 }
 
 /// The signals `dkv up` answers. Each is a stream made once, before the summary: a signal that

@@ -364,8 +364,9 @@ async fn http_clients_need_the_password_as_bearer_or_basic() {
 async fn password_flags_that_mean_nothing_are_refused_at_start() {
     let file = std::env::temp_dir().join(format!("dkv-test-pw-{}", std::process::id()));
     std::fs::write(&file, "").unwrap();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["--client-readonly-password", "x"], "needs --client-password"),
+        (&["--client-password", "s3cret-x", "--cluster-secret", "s3cret-x"], "the same as --cluster-secret"),
         (&["--client-password", "x"], "needs --cluster-secret"),
         (&["--client-password", "x", "--client-readonly-password", "x"], "the same as --client-password"),
         (&["--client-password-file", file.to_str().unwrap()], "empty"),

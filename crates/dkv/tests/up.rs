@@ -181,6 +181,26 @@ async fn up_passes_the_environment_on_but_not_one_processs_settings() {
     let mut up = Up::start(&[up_flags(1, free_port(), free_port()), vec!["--fsync".into(), "always".into()]].concat());
     assert_eq!(up.exit(Duration::from_secs(10)).await, Some(2), "{}", up.transcript());
     assert!(up.said("--data-dir"), "{}", up.transcript());
+
+    // With a client password in the environment, the summary's lines give it as the shell reads
+    // it there, and work as printed; the password is not printed (they lacked it, and were
+    // refused: found by a hunt, 2026-12-07).
+    let (seed_port, base) = (free_port(), free_port_run(1));
+    let env = [("DKV_CLUSTER_SECRET", "s3cret-s3cret"), ("DKV_CLIENT_PASSWORD", "pw-9f3e")];
+    let mut up = Up::start_with(&up_flags(1, seed_port, base), &env);
+    eventually(Duration::from_secs(30), "the cluster up", || async { up.said("Ctrl-C").then_some(()) }).await;
+    assert!(!up.transcript().contains("pw-9f3e"), "{}", up.transcript());
+    let put = up.stdout().into_iter().find(|l| l.contains("-X PUT")).expect("the summary's PUT");
+    assert!(put.contains("Bearer $DKV_CLIENT_PASSWORD"), "{put}");
+    let out = std::process::Command::new("sh")
+        .args(["-c", &format!("{put} -s -o /dev/null -w '%{{http_code}}'")])
+        .env("DKV_CLIENT_PASSWORD", "pw-9f3e")
+        .output()
+        .expect("sh");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "204", "{put}");
+    // SAFETY: kill(2) on the child this test started.
+    unsafe { libc::kill(up.proc.child.id() as i32, libc::SIGINT) };
+    assert_eq!(up.exit(Duration::from_secs(20)).await, Some(0), "{}", up.transcript());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

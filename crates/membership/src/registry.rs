@@ -84,7 +84,8 @@ pub enum RegistryError {
     NoSuchMember(NodeId),
     #[error(
         "member {id} at {addr} sent a heartbeat {unseen_ms} ms ago: it is alive, so make it leave instead \
-         (dkv leave --node http://{addr}), which hands its keys over first; remove only a member that is gone for \
+         (dkv leave --node http://{addr}, or https:// with --cacert where nodes speak TLS), which hands its keys \
+         over first; remove only a member that is gone for \
          good (--force removes it anyway)"
     )]
     Alive { id: NodeId, addr: String, unseen_ms: u64 },

@@ -338,8 +338,8 @@ async fn require_member(req: Request, next: Next) -> Response {
     if caller.is_none_or(|c| c.0.member != Some(false)) {
         return next.run(req).await;
     }
-    let text = "over TLS, the seed takes membership changes only from members: start the node with a --tls-cert \
-                that the seed's --tls-peer-ca signed\n";
+    let text = "over TLS, the seed takes membership changes only from members, which show a certificate the seed's \
+                --tls-peer-ca signed: a node its --tls-cert, `dkv remove` its --client-cert and --client-key\n";
     forbidden(req, text).await
 }
 

@@ -385,9 +385,9 @@ impl NodeArgs {
     pub fn client_auth(&self) -> Result<dkv_node::config::ClientAuth, String> {
         let read = |value: &Option<String>, file: &Option<std::path::PathBuf>, flag: &str| match (value, file) {
             (Some(v), _) => Ok(Some(v.clone())),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|s| Some(s.lines().next().unwrap_or("").to_string()))
-                .map_err(|e| format!("{flag}-file {}: {e}", path.display())),
+            (None, Some(path)) => {
+                password_file(path).map(Some).map_err(|e| format!("{flag}-file {}: {e}", path.display()))
+            }
             (None, None) => Ok(None),
         };
         let full = read(&self.client_password, &self.client_password_file, "--client-password")?;
@@ -404,6 +404,15 @@ impl NodeArgs {
         if readonly.is_some() && readonly == full {
             return Err("--client-readonly-password is the same as --client-password: give it a different one".into());
         }
+        // A member's secret is not a client's password: a client that has it could speak the
+        // node-to-node protocol and call /admin/* (taken until 2026-12-07: found by a hunt).
+        if self.cluster_secret.is_some() && [&full, &readonly].into_iter().any(|p| *p == self.cluster_secret) {
+            return Err(
+                "a client password is the same as --cluster-secret, which lets whoever has it act as a member \
+                 (the node-to-node protocol, /admin/*): give clients a password of their own"
+                    .into(),
+            );
+        }
         if full.is_some() && self.cluster_secret.is_none() {
             return Err("--client-password needs --cluster-secret: without it anyone who reaches the node's port can \
                  speak the node-to-node protocol or call /admin/*, with no password; give every member the same \
@@ -413,6 +422,19 @@ impl NodeArgs {
         use dkv_node::config::{ClientAuth, Password};
         Ok(ClientAuth { password: full.map(Password::new), readonly_password: readonly.map(Password::new) })
     }
+}
+
+/// The password in the first line of a file: its line end (`\n` or `\r\n`) and a UTF-8 byte
+/// order mark, which editors on Windows write, are not part of it (with the mark, the password
+/// clients were given got 401: found by a hunt, 2026-12-07). Read up to 64 KiB, so a path on a
+/// device that never ends fails rather than fills memory.
+fn password_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    file.take(64 << 10).read_to_string(&mut text).map_err(|e| e.to_string())?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    Ok(text.lines().next().unwrap_or("").to_string())
 }
 
 #[derive(Args, Debug)]
@@ -453,4 +475,20 @@ pub struct UpArgs {
     /// scripts/make-certs.sh writes them: ca.pem, seed.pem, seed.key, node.pem, node.key.
     #[arg(long, env = "DKV_UP_TLS", value_name = "DIR")]
     pub tls: Option<std::path::PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_file_gives_its_first_line_without_a_byte_order_mark() {
+        let path = std::env::temp_dir().join(format!("dkv-pw-file-{}", std::process::id()));
+        for (text, want) in [("pw\n", "pw"), ("pw\r\nmore\n", "pw"), ("\u{feff}pw\r\n", "pw"), ("", "")] {
+            std::fs::write(&path, text).unwrap();
+            assert_eq!(password_file(&path).as_deref(), Ok(want), "{text:?}");
+        }
+        assert!(password_file(std::path::Path::new("/dev/zero")).is_ok_and(|p| p.len() <= 64 << 10), "bounded");
+        std::fs::remove_file(&path).unwrap();
+    }
 }

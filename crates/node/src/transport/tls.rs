@@ -248,6 +248,17 @@ fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
     let key = read_key(&files.key)?;
     let peer_roots = read_roots(&files.peer_ca)?;
     let client_roots = files.client_ca.as_deref().map(read_roots).transpose()?;
+    if let Some(client_ca) = files.client_ca.as_deref().filter(|ca| shares_a_ca(ca, &files.peer_ca)) {
+        // Taken in silence until 2026-12-07 (found by a hunt); not refused, as a deployment may
+        // mean it, but said at every load.
+        tracing::warn!(
+            "{} holds a CA that {} holds too: every client certificate it signs passes for a member's at the TLS \
+             layer (the cluster secret still guards the node-to-node protocol and /admin); give members a CA of \
+             their own",
+            client_ca.display(),
+            files.peer_ca.display()
+        );
+    }
 
     let client_verifier_of = |roots: RootCertStore, optional: bool| {
         let b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
@@ -348,6 +359,14 @@ fn usable_by_members(
         as_client.verify_client_cert(&chain[0], &chain[1..], now).map_err(|e| refused(e, "client"))?;
     }
     Ok(())
+}
+
+/// Whether the two PEM files hold a certificate in common.
+fn shares_a_ca(a: &Path, b: &Path) -> bool {
+    match (read_certs(a), read_certs(b)) {
+        (Ok(a), Ok(b)) => a.iter().any(|c| b.contains(c)),
+        _ => false,
+    }
 }
 
 /// A client configuration that trusts the CAs in `ca` (the `dkv` client's `--cacert`), showing
