@@ -455,7 +455,12 @@ fn password_hint() -> (String, String) {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
     let from = match (var("DKV_CLIENT_PASSWORD"), var("DKV_CLIENT_PASSWORD_FILE")) {
         (Some(_), _) => "$DKV_CLIENT_PASSWORD".to_string(),
-        (None, Some(file)) => format!("$(head -n1 {})", file.to_string_lossy()),
+        // As the node reads the file (`password_file`): its first line, without `\r` or a byte
+        // order mark; the path quoted for the shell.
+        (None, Some(file)) => format!(
+            "$(head -n1 '{}' | tr -d '\\r' | sed '1s/^\\xEF\\xBB\\xBF//')",
+            file.to_string_lossy().replace('\'', "'\\''")
+        ),
         (None, None) => return (String::new(), String::new()),
     };
     (format!("-H \"Authorization: Bearer {from}\" "), format!("-a \"{from}\" --no-auth-warning "))

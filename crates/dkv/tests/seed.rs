@@ -377,7 +377,12 @@ async fn dkv_remove_takes_out_members_gone_for_good_and_refuses_a_live_one() {
     assert_eq!(seed.json("/nodes").await.unwrap()["nodes"].as_array().unwrap().len(), 3);
     let status = dkv().args(["status", "--node", &c.nodes[0].addr]).output().expect("run dkv status");
     let status = String::from_utf8_lossy(&status.stdout);
-    assert!(status.contains("2 unreachable:") && status.contains("dkv remove --seed"), "{status}");
+    assert!(
+        status.contains("2 unreachable from here:")
+            && status.contains("Connection refused")
+            && status.contains("dkv remove --seed"),
+        "{status}"
+    );
 
     let remove = |args: &[&str]| {
         let out = dkv().arg("remove").args(["--seed", &c.seed.addr]).args(args).output().expect("run dkv");

@@ -133,10 +133,11 @@ fn unless_journal_cut(at: Option<SettledAt>, cut: &[JournalCut]) -> Option<Settl
     let cut: Vec<String> = cut.iter().map(ToString::to_string).collect();
     tracing::warn!(
         journals = ?cut,
-        "opening the store dropped written records from its journal: a crash's torn last write looks like this, \
-         and so does damage in the middle of the file (a disk error), after which every later record is gone, \
-         acknowledged writes too; this node's answers count as incomplete until its first anti-entropy round with \
-         every peer, which brings back what the other replicas hold"
+        "opening the store dropped written bytes from its journal: either a write torn by a crash or a kill (a \
+         value over 8 KiB goes out in several writes), which loses only that unfinished write, or damage in the \
+         middle of the file (a disk error), after which every later record is gone, acknowledged writes too; the \
+         bytes do not tell which, so this node's answers count as incomplete until its first anti-entropy round \
+         with every peer, which brings back what the other replicas hold"
     );
     None
 }
@@ -219,6 +220,10 @@ pub fn open(config: &NodeConfig) -> Result<Opened, NodeError> {
     if aside.exists() {
         std::fs::remove_dir_all(&aside).map_err(|e| fatal(format!("removing {}: {e}", aside.display())))?;
     }
+    // Taken (and removed) before the store opens: fjall cuts a damaged journal for good as it
+    // opens, so a start killed after that and before the record went would find the journal
+    // whole and the record still there (found by review, 2026-12-07).
+    let settled = take_settled(&dir);
     let engine = DurableEngine::open(&dir.store_path()).map_err(|e| fatal(e.to_string()))?;
     let stats = engine.stats();
     tracing::info!(
@@ -230,7 +235,7 @@ pub fn open(config: &NodeConfig) -> Result<Opened, NodeError> {
         "opened the data directory"
     );
     let leaving = dir.is_leaving();
-    let settled = unless_store_changed(unless_journal_cut(take_settled(&dir), engine.cut_at_open()), &engine);
+    let settled = unless_store_changed(unless_journal_cut(settled, engine.cut_at_open()), &engine);
     let service = read_service(&dir);
     let local = Some(Local::new(dir, hint_bytes));
     Ok(Opened { engine: Arc::new(engine), local, identity, view, hints, leaving, settled, service })
