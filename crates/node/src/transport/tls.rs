@@ -691,7 +691,6 @@ mod tests {
         let cluster = ca(&d.0, "ca");
         leaf(&d.0, "a", &["127.0.0.1"], &cluster);
         let tls = Tls::load(files(&d.0, "a")).unwrap();
-        let before = Arc::as_ptr(&tls.current());
         let day = std::time::Duration::from_secs(86_400);
         let now = std::time::SystemTime::now();
         for (name, from, to, why) in
@@ -700,16 +699,28 @@ mod tests {
             let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
             (p.not_before, p.not_after) = (from.into(), to.into());
-            let key = KeyPair::generate().unwrap();
-            std::fs::write(d.0.join(format!("{name}.pem")), p.signed_by(&key, &cluster).unwrap().pem()).unwrap();
-            std::fs::write(d.0.join(format!("{name}.key")), key.serialize_pem()).unwrap();
-            let err = Tls::load(files(&d.0, name)).expect_err("refused at start").to_string();
-            assert!(err.contains(why) && err.contains(&format!("{name}.pem")), "{err}");
-            std::fs::copy(d.0.join(format!("{name}.pem")), d.0.join("a.pem")).unwrap();
-            std::fs::copy(d.0.join(format!("{name}.key")), d.0.join("a.key")).unwrap();
-            assert!(tls.reload().is_err(), "{name}: refused by a reload");
-            assert_eq!(Arc::as_ptr(&tls.current()), before, "the certificate in use stays");
+            write_signed(&d.0, name, p, &cluster);
+            refused_at_start_and_by_a_reload(&tls, &d.0, name, why);
         }
+    }
+
+    /// A certificate and key made from `p`, signed by `ca`, written as `name.pem` and `name.key`.
+    fn write_signed(dir: &Path, name: &str, p: CertificateParams, ca: &CertifiedIssuer<'static, KeyPair>) {
+        let key = KeyPair::generate().unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), p.signed_by(&key, ca).unwrap().pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+
+    /// `name`'s certificate is refused at start saying `why`, and by a reload of `tls` (loaded
+    /// from `a.pem`), which keeps the certificate in use.
+    fn refused_at_start_and_by_a_reload(tls: &Tls, dir: &Path, name: &str, why: &str) {
+        let before = Arc::as_ptr(&tls.current());
+        let err = Tls::load(files(dir, name)).expect_err("refused at start").to_string();
+        assert!(err.contains(why) && err.contains(&format!("{name}.pem")), "{name}: {err}");
+        std::fs::copy(dir.join(format!("{name}.pem")), dir.join("a.pem")).unwrap();
+        std::fs::copy(dir.join(format!("{name}.key")), dir.join("a.key")).unwrap();
+        assert!(tls.reload().is_err(), "{name}: refused by a reload");
+        assert_eq!(Arc::as_ptr(&tls.current()), before, "the certificate in use stays");
     }
 
     /// A certificate peers would refuse is refused at start and by a reload, which keeps the
@@ -723,13 +734,10 @@ mod tests {
         let other = ca(&d.0, "other");
         leaf(&d.0, "a", &["127.0.0.1"], &cluster);
         let tls = Tls::load(files(&d.0, "a")).unwrap();
-        let before = Arc::as_ptr(&tls.current());
         let write = |name: &str, usages: Vec<ExtendedKeyUsagePurpose>, by: &CertifiedIssuer<'static, KeyPair>| {
             let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
             p.extended_key_usages = usages;
-            let key = KeyPair::generate().unwrap();
-            std::fs::write(d.0.join(format!("{name}.pem")), p.signed_by(&key, by).unwrap().pem()).unwrap();
-            std::fs::write(d.0.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+            write_signed(&d.0, name, p, by);
         };
         use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
         write("server", vec![ServerAuth], &cluster);
@@ -741,12 +749,7 @@ mod tests {
             ("client", "does not allow TLS server use (serverAuth)"),
             ("foreign", "the CA in --tls-peer-ca"),
         ] {
-            let err = Tls::load(files(&d.0, name)).expect_err("refused at start").to_string();
-            assert!(err.contains(why) && err.contains(&format!("{name}.pem")), "{name}: {err}");
-            std::fs::copy(d.0.join(format!("{name}.pem")), d.0.join("a.pem")).unwrap();
-            std::fs::copy(d.0.join(format!("{name}.key")), d.0.join("a.key")).unwrap();
-            assert!(tls.reload().is_err(), "{name}: refused by a reload");
-            assert_eq!(Arc::as_ptr(&tls.current()), before, "the certificate in use stays");
+            refused_at_start_and_by_a_reload(&tls, &d.0, name, why);
         }
         assert!(Tls::load(files(&d.0, "any")).is_ok(), "no extended key usage allows every use");
         let seed = |name| TlsFiles { calls_peers: false, ..files(&d.0, name) };
