@@ -62,6 +62,32 @@ async fn requests_through_other_nodes_do_not_wait_for_a_paused_replica() {
     }
 }
 
+/// A read forwarded to the one replica of its key (N=1), which is paused, fails after one
+/// forward window (1.5 × `--request-timeout`), not two: the second try, after the view was
+/// refreshed and had not changed, asked the same stalled replica again (15 s with the default
+/// 5 s: found by a hunt, 2026-12-07).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_forwarded_to_a_stalled_lone_replica_fails_after_one_window() {
+    let flags = ["--request-timeout", "1s", "--replication", "1"];
+    let c = Cluster::start_full(2, &flags, "120s").await;
+    let key = "lone";
+    c.client(0).put(key.as_bytes(), "v").await.expect("put");
+    // The node that holds it alone; the read goes through the other.
+    let holder = if c.local_entry(1, key.as_bytes()).await.is_some() { 1 } else { 0 };
+    let via = 1 - holder;
+    // Read once first, so that `via` holds a connection to the holder: the call then waits for
+    // an answer, not for a connection.
+    assert_eq!(c.client(via).get(key.as_bytes()).await.expect("get").as_deref(), Some(&b"v"[..]));
+    c.nodes[holder].pause().await;
+    let started = Instant::now();
+    let got = c.client(via).get(key.as_bytes()).await;
+    let took = started.elapsed();
+    c.nodes[holder].resume();
+    eprintln!("took {took:?}: {got:?}");
+    assert!(got.is_err(), "no replica could answer: {got:?}");
+    assert!(took < Duration::from_millis(2_600), "one 1.5 s window, not two: took {took:?}");
+}
+
 /// A write through a node that is not a replica of its key, while the key's first replica is
 /// paused, must not be run by that replica once it wakes. Stamped then, it would be newer than a
 /// write acknowledged after it, and an old value would come back. (It happened: the write was

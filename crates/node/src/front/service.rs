@@ -205,11 +205,19 @@ impl Node {
                 .into_iter()
                 .filter_map(|id| topo.member(id).map(|m| (id, m.addr.as_str())))
                 .collect();
+            let asked = Instant::now();
             if let Some(reply) = self.forward_to::<S>(&replicas, &msg, &mut errors).await {
                 return reply;
             }
             if attempt == 0 {
                 self.refresh().await;
+                // The same replicas again only when asking them was quick (a refused connection,
+                // which a restart mends) or the view changed: ones that stalled past the forward
+                // timeout held the read a second window (15 s against a paused replica with
+                // N=1, where the README says one: found by a hunt, 2026-12-07).
+                if asked.elapsed() >= self.forward_timeout() && self.topology().epoch() == topo.epoch() {
+                    break;
+                }
             }
         }
         Err(NodeError::Unavailable(format!("no replica of the key could be reached: {}", errors.join("; "))))
