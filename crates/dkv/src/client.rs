@@ -83,7 +83,7 @@ impl ClientError {
         match self {
             // A certificate refused, either way: trying again changes nothing (found by a hunt,
             // 2026-12-07: a wrong --cacert or an expired client certificate exited 3).
-            ClientError::Unreachable { reason, .. } if is_certificate_refusal(reason) => exit::REFUSED,
+            ClientError::Unreachable { reason, .. } if is_tls_mismatch(reason) => exit::REFUSED,
             ClientError::Unreachable { .. } => exit::UNAVAILABLE,
             ClientError::Status { status, .. } if !status.is_client_error() => exit::UNAVAILABLE,
             // Refusals of the moment: the body came too slowly, the coordinator's clock is off
@@ -99,11 +99,15 @@ impl ClientError {
     }
 }
 
-/// Whether a connection failed on a certificate: the node's, refused here ("invalid peer
-/// certificate"), or this client's, refused by the node (its alert).
-fn is_certificate_refusal(reason: &str) -> bool {
+/// Whether a connection failed on TLS in a way that trying again does not mend: a certificate
+/// refused, the node's here ("invalid peer certificate") or this client's by the node (its
+/// alert), or a scheme that does not match the port, `http://` to a TLS port or `https://` to a
+/// plain one (3 until a hunt, 2026-12-07).
+fn is_tls_mismatch(reason: &str) -> bool {
     reason.contains("invalid peer certificate")
         || (reason.contains("received fatal alert") && (reason.contains("Certificate") || reason.contains("UnknownCA")))
+        || reason.contains("invalid HTTP version")
+        || reason.contains("InvalidContentType")
 }
 
 /// `reason`, with what to do when it reads as a TLS port called in the clear or the other way
@@ -728,6 +732,8 @@ mod tests {
             "invalid peer certificate: certificate not valid for name \"127.0.0.1\"",
             "received fatal alert: CertificateExpired",
             "received fatal alert: UnknownCA",
+            "client error (SendRequest): invalid HTTP version parsed",
+            "received corrupt message of type InvalidContentType",
         ] {
             assert_eq!(unreachable(reason).exit_code(), 2, "{reason}");
         }
