@@ -302,7 +302,13 @@ async fn open_tls(stream: TcpStream, peer: SocketAddr, tls: &dyn SeedTls, slot: 
             static FAILED: Throttle = Throttle::new();
             let e = e.to_string();
             if let Some(more) = FAILED.allow(&e) {
-                tracing::warn!(%peer, "TLS handshake failed: {e}{more}");
+                // rustls's words for a caller in the clear say nothing of it (found by a hunt,
+                // 2026-12-07).
+                let hint = match e.contains("InvalidContentType") {
+                    true => " (the caller spoke in the clear: a node needs --seed https://… and its TLS flags)",
+                    false => "",
+                };
+                tracing::warn!(%peer, "TLS handshake failed: {e}{hint}{more}");
             }
             return;
         }

@@ -334,7 +334,8 @@ fn usable_by_members(
             ),
             rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer | CertificateError::BadSignature) => {
                 format!(
-                    "the CA in --tls-peer-ca ({}) did not sign it, and peers, which trust that CA, refuse it",
+                    "the CA in --tls-peer-ca ({}) did not sign it, or --tls-cert lacks the intermediate certificates \
+                 between them (give the chain, leaf first), and peers, which trust that CA, refuse it",
                     files.peer_ca.display()
                 )
             }
