@@ -204,7 +204,15 @@ pub fn ttl_param(ttl: Duration) -> String {
 /// nor a node reads: found by a hunt, 2026-12-07).
 pub fn ttl_text(mut ms: u64, sep: &str) -> String {
     let mut parts = Vec::new();
-    for (unit, name) in [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s"), (1, "ms")] {
+    // Days in parts of at most MAX_TTL_DAYS, the most one part may say.
+    let mut days = ms / 86_400_000;
+    ms %= 86_400_000;
+    while days > 0 {
+        let part = days.min(crate::cli::MAX_TTL_DAYS);
+        parts.push(format!("{part}d"));
+        days -= part;
+    }
+    for (unit, name) in [(3_600_000, "h"), (60_000, "m"), (1_000, "s"), (1, "ms")] {
         if ms >= unit {
             parts.push(format!("{}{name}", ms / unit));
             ms %= unit;

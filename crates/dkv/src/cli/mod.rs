@@ -508,14 +508,18 @@ mod tests {
         assert!(Cli::try_parse_from(["dkv", "remove", "1", "--seed", "https://seed:9000"]).is_ok());
         assert!(Cli::try_parse_from(["dkv", "up", "--seed-port", "0"]).is_err());
         assert!(cluster_secret(" s3cret ").unwrap_err().contains("space"));
-        assert!(key_ttl("99999999d 48h").unwrap_err().contains("longest TTL"));
-        assert!(key_ttl("99999999d 23h").is_ok() && key_ttl("100000000d").is_err(), "as far as a node takes");
+        // As far as a node takes: parts of at most 8 digits, 64 characters in all.
+        assert!(key_ttl("99999999d 48h").is_ok() && key_ttl("100000000d").is_err());
+        assert!(key_ttl("99999999d 99999999d 99999999d").is_ok());
         let param = |ms: u64| crate::client::ttl_param(Duration::from_millis(ms));
         assert_eq!(
             (param(1500), param(5_400_000), param(86_400_001)),
             ("1s+500ms".into(), "1h+30m".into(), "1d+1ms".into())
         );
         assert_eq!(param(MAX_TTL_DAYS * 86_400_000), "99999999d");
+        assert_eq!(param((MAX_TTL_DAYS + 2) * 86_400_000 + 1), "99999999d+2d+1ms", "days in parts a node reads");
+        let shown = crate::client::ttl_text(3 * MAX_TTL_DAYS * 86_400_000 + 5, " ");
+        assert_eq!(key_ttl(&shown).map(|d| d.as_millis()), Ok(3 * u128::from(MAX_TTL_DAYS) * 86_400_000 + 5));
         assert_eq!(key_ttl("365250d").map(|d| d.as_secs() / 31_557_600), Ok(1000));
     }
 
