@@ -106,8 +106,8 @@ impl ClientError {
 fn is_tls_mismatch(reason: &str) -> bool {
     reason.contains("invalid peer certificate")
         || (reason.contains("received fatal alert") && (reason.contains("Certificate") || reason.contains("UnknownCA")))
-        || reason.contains("invalid HTTP version")
-        || reason.contains("InvalidContentType")
+        || dkv_transport::mismatch::answered_in_tls(reason)
+        || dkv_transport::mismatch::answered_in_the_clear(reason)
 }
 
 /// `reason`, with what to do when it reads as a TLS port called in the clear or the other way
@@ -115,9 +115,12 @@ fn is_tls_mismatch(reason: &str) -> bool {
 fn with_scheme_hint(base: &str, reason: String) -> String {
     let tls = base.starts_with("https://");
     let plain_to_tls = !tls
-        && (reason.contains("invalid HTTP version") || reason.contains("connection closed before message completed"));
+        && (dkv_transport::mismatch::answered_in_tls(&reason)
+            || reason.contains("connection closed before message completed"));
     let tls_to_plain = tls
-        && (reason.contains("InvalidContentType") || reason.contains("corrupt message") || reason.contains("HTTP/1"));
+        && (dkv_transport::mismatch::answered_in_the_clear(&reason)
+            || reason.contains("corrupt message")
+            || reason.contains("HTTP/1"));
     match (plain_to_tls, tls_to_plain) {
         // A RESP port answers an HTTP request with `-ERR …` and closes: the same words.
         (true, _) => format!(

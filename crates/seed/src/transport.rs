@@ -304,7 +304,7 @@ async fn open_tls(stream: TcpStream, peer: SocketAddr, tls: &dyn SeedTls, slot: 
             if let Some(more) = FAILED.allow(&e) {
                 // rustls's words for a caller in the clear say nothing of it (found by a hunt,
                 // 2026-12-07).
-                let hint = match e.contains("InvalidContentType") {
+                let hint = match dkv_transport::mismatch::answered_in_the_clear(&e) {
                     true => " (the caller spoke in the clear: a node needs --seed https://… and its TLS flags)",
                     false => "",
                 };

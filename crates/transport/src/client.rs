@@ -279,7 +279,7 @@ pub(crate) async fn dial(addr: &str, config: &ClientConfig) -> Result<Dialed, Ca
 /// 2026-12-07).
 fn tls_failure(e: &std::io::Error) -> String {
     let e = e.to_string();
-    match e.contains("InvalidContentType") {
+    match crate::mismatch::answered_in_the_clear(&e) {
         true => format!(
             "TLS: {e} (the peer answered in the clear: it runs without --tls-cert; give every member the same TLS \
              flags, --tls-cert, --tls-key and --tls-peer-ca)"

@@ -25,6 +25,7 @@ mod error;
 pub mod frame;
 mod io;
 mod line;
+pub mod mismatch;
 mod outbox;
 mod server;
 mod throttle;

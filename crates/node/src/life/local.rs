@@ -25,8 +25,9 @@
 //! every acknowledged write is on disk when it is acknowledged, so the node records the view
 //! the first time it settles under it, and a node killed and started again is settled at once
 //! too, provided its journal opens whole: fjall drops every record after damage in the middle
-//! of a journal without an error, and [`unless_journal_cut`] is what notices. Otherwise a node killed (its last writes may be lost), or one stopped unsettled, waits
-//! for its round as before.
+//! of a journal without an error, and [`unless_journal_cut`] is what notices. Otherwise a node
+//! killed (its last writes may be lost), or one stopped unsettled, waits for its round as
+//! before.
 //!
 //! A view is saved by a thread of its own ([`ViewSaver`]), not by the caller: views are adopted
 //! on the request and heartbeat paths, and a save is a write, an fsync and a rename. The saver

@@ -202,10 +202,10 @@ impl Peers {
     fn seed_failure(&self, e: &(dyn std::error::Error + 'static)) -> String {
         let reason = error_chain(e);
         let hint = match self.seed_scheme {
-            "http" if reason.contains("invalid HTTP version") => {
+            "http" if dkv_transport::mismatch::answered_in_tls(&reason) => {
                 " (the seed answered in TLS: give this node --seed https://… and its TLS flags)"
             }
-            "https" if reason.contains("InvalidContentType") => {
+            "https" if dkv_transport::mismatch::answered_in_the_clear(&reason) => {
                 " (the seed answered in the clear: it runs without --tls-cert; give this node --seed http://…, or \
                  the seed its TLS flags)"
             }
