@@ -268,3 +268,41 @@ async fn a_node_started_a_year_ahead_coordinates_no_write_from_its_first_answer(
     let local = c.client(skewed).json("/local?key=early").await.expect("what the node holds");
     assert_eq!(local["state"], "absent", "the refused write left a copy on the node ahead: {local}");
 }
+
+/// A read passed on to the key's replica is judged again by the clock of the node the client
+/// asked: a replica whose clock lags finds the value live past its deadline and sends it (33–450
+/// ms late with one 450 ms behind, `PTTL` `0`: found by a hunt, 2026-12-07).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_read_is_judged_by_the_clock_of_the_node_asked() {
+    // N=1: a key lives on one node, and a read through the other is forwarded to it. The clock
+    // bound is raised above the skew, so the node behind still serves as it is.
+    let mut c = Cluster::start_full(1, &["--replication", "1", "--max-clock-offset", "30s"], "60s").await;
+    let behind = clock("-10s");
+    let env: Vec<(&str, &str)> = behind.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let lagging = c.add_node_with_env(&env);
+    c.wait_normal(2).await;
+    let mut far = None;
+    for i in 0..64 {
+        let key = format!("lag{i}");
+        c.client(0).put(key.as_bytes(), "v").await.expect("put");
+        if c.local_entry(0, key.as_bytes()).await.is_none() {
+            far = Some(key);
+            break;
+        }
+    }
+    let far = far.expect("a key that only the node behind holds");
+    let put = format!("/put?key={far}&ttl=2s");
+    let (status, _) = c.client(0).raw(http::Method::PUT, &put, Some("short".into())).await.unwrap();
+    assert!(status.is_success(), "{status}");
+
+    // Through node 0 the key is gone once node 0's clock passes the deadline, 2 s from now; the
+    // node behind holds it live for 10 s more, and it answers it itself.
+    let get = format!("/get?key={far}");
+    eventually(Duration::from_secs(6), "the key absent through node 0", || async {
+        let (status, _) = c.client(0).raw(http::Method::GET, &get, None).await.ok()?;
+        (status == http::StatusCode::NOT_FOUND).then_some(())
+    })
+    .await;
+    let (status, body) = c.client(lagging).raw(http::Method::GET, &get, None).await.unwrap();
+    assert_eq!((status.as_u16(), &body[..]), (200, &b"short"[..]), "the replica's clock is 10 s behind");
+}

@@ -257,7 +257,7 @@ impl Node {
         loop {
             tokio::select! {
                 answer = running.next() => match answer {
-                    Some((_, Ok(reply))) => return Some(reply),
+                    Some((_, Ok(reply))) => return Some(self.judged_here::<S>(reply)),
                     Some((addr, Err(e))) => {
                         tracing::debug!("forward to {addr} failed: {e}");
                         errors.push(e.to_string());
@@ -277,6 +277,18 @@ impl Node {
                     hedge.as_mut().reset(tokio::time::Instant::now() + after);
                 }
             }
+        }
+    }
+
+    /// A forwarded read's answer judged again by this node's clock. The replica judged the
+    /// deadline by its own, which may be behind by up to `--max-clock-offset`: the value then
+    /// read as present through a node whose clock was right, past its deadline (33–450 ms with a
+    /// replica 450 ms behind, and `PTTL` `0`: found by a hunt, 2026-12-07). A replica whose clock
+    /// is ahead still answers "absent" early: it sends no value it judged expired.
+    fn judged_here<S: Shape>(&self, reply: ForwardReply<S::Live>) -> ForwardReply<S::Live> {
+        match reply {
+            Ok(Some(live)) if S::live_expires(&live).is_some_and(|t| self.cluster_wall_ms() > t) => Ok(None),
+            reply => reply,
         }
     }
 

@@ -8,8 +8,9 @@
 //! same value and another deadline.
 //!
 //! **Reads never return an expired value**, whatever the sweep has done: the coordinator judges
-//! the newest version it received by its own wall clock (`coordinator.rs`). **The sweep** then
-//! reclaims the space: a background pass over the local store, a bounded page per tick, that
+//! the newest version it received by its own wall clock (`coordinator.rs`), and a node that
+//! passed a read on to a replica judges the answer again by its own (`front/service.rs`).
+//! **The sweep** then reclaims the space: a background pass over the local store, a bounded page per tick, that
 //! turns each value past its deadline into a tombstone of the *same* version that keeps the
 //! deadline ([`dkv_storage::Engine::expire`]). Same version, because a plain removal would let a replica
 //! that missed the write that set the deadline (it still holds an older value without one) hand

@@ -46,6 +46,8 @@ pub trait Shape: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     fn live(self) -> Option<Self::Live>;
     /// [`Shape::Live`] of a whole read's answer (a node that forwards to an older release).
     fn of_found(found: Found) -> Self::Live;
+    /// [`Found::expires`] of what a read answers.
+    fn live_expires(live: &Self::Live) -> Option<u64>;
     /// The node's queue of such reads.
     fn batches(node: &Node) -> &Batches<Reads<Self>>;
     /// Reads of `keys` from a replica of a release that does not know [`Shape::READS`].
@@ -98,6 +100,10 @@ impl Shape for Entry {
 
     fn of_found(found: Found) -> Found {
         found
+    }
+
+    fn live_expires(live: &Found) -> Option<u64> {
+        live.expires
     }
 
     fn batches(node: &Node) -> &Batches<Reads<Self>> {
@@ -157,6 +163,10 @@ impl Shape for Head {
 
     fn of_found(found: Found) -> Length {
         Length { len: found.value.len() as u64, expires: found.expires }
+    }
+
+    fn live_expires(live: &Length) -> Option<u64> {
+        live.expires
     }
 
     fn batches(node: &Node) -> &Batches<Reads<Self>> {

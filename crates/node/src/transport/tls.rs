@@ -43,7 +43,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, ExtendedKeyPurpose, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -343,6 +346,9 @@ fn usable_by_members(
         };
         // rustls's own words begin "invalid peer certificate", and this is the process's own.
         let what = match &e {
+            rustls::Error::InvalidCertificate(CertificateError::InvalidPurposeContext { required, presented }) => {
+                purposes_text(required, presented)
+            }
             rustls::Error::InvalidCertificate(e) => e.to_string(),
             e => e.to_string(),
         };
@@ -360,6 +366,34 @@ fn usable_by_members(
         as_client.verify_client_cert(&chain[0], &chain[1..], now).map_err(|e| refused(e, "client"))?;
     }
     Ok(())
+}
+
+/// What a certificate's extended key usage allows, against what was asked of it, in words: rustls
+/// prints a usage it has no name for as the numbers of its identifier with commas between them
+/// ("allows 1, 3, 6, 1, 5, 5, 7, 3, 3"), the separator of its list too.
+fn purposes_text(required: &ExtendedKeyPurpose, presented: &[ExtendedKeyPurpose]) -> String {
+    let name = |purpose: &ExtendedKeyPurpose| match purpose {
+        ExtendedKeyPurpose::ServerAuth => "serverAuth".to_string(),
+        ExtendedKeyPurpose::ClientAuth => "clientAuth".to_string(),
+        ExtendedKeyPurpose::Other(arcs) => {
+            let oid = arcs.iter().map(usize::to_string).collect::<Vec<_>>().join(".");
+            // The purposes RFC 5280 (4.2.1.12) names.
+            let known = match oid.as_str() {
+                "1.3.6.1.5.5.7.3.3" => "codeSigning",
+                "1.3.6.1.5.5.7.3.4" => "emailProtection",
+                "1.3.6.1.5.5.7.3.8" => "timeStamping",
+                "1.3.6.1.5.5.7.3.9" => "OCSPSigning",
+                "2.5.29.37.0" => "anyExtendedKeyUsage",
+                _ => return oid,
+            };
+            format!("{known} ({oid})")
+        }
+    };
+    let allowed = match presented {
+        [] => "none".to_string(),
+        _ => presented.iter().map(name).collect::<Vec<_>>().join(", "),
+    };
+    format!("its extended key usage allows {allowed}, not {}", name(required))
 }
 
 /// Whether the two PEM files hold a certificate in common.
@@ -727,7 +761,7 @@ mod tests {
     /// A certificate peers would refuse is refused at start and by a reload, which keeps the
     /// one in use: a node's without client use, a seed's without server use, one another CA
     /// signed (each started, and a reload said "reloaded": found by a hunt, 2026-12-07). A seed's
-    /// certificate needs no client use.
+    /// certificate needs no client use. A usage rustls has no name for is named, not numbered.
     #[test]
     fn a_certificate_peers_would_refuse_is_refused_and_a_reload_keeps_the_one_in_use() {
         let d = dir("usage");
@@ -740,8 +774,9 @@ mod tests {
             p.extended_key_usages = usages;
             write_signed(&d.0, name, p, by);
         };
-        use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+        use ExtendedKeyUsagePurpose::{ClientAuth, CodeSigning, ServerAuth};
         write("server", vec![ServerAuth], &cluster);
+        write("code", vec![CodeSigning], &cluster);
         write("client", vec![ClientAuth], &cluster);
         write("foreign", vec![ServerAuth, ClientAuth], &other);
         write("any", vec![], &cluster);
@@ -749,6 +784,7 @@ mod tests {
             ("server", "does not allow TLS client use (clientAuth"),
             ("client", "does not allow TLS server use (serverAuth)"),
             ("foreign", "the CA in --tls-peer-ca"),
+            ("code", "its extended key usage allows codeSigning (1.3.6.1.5.5.7.3.3), not serverAuth"),
         ] {
             refused_at_start_and_by_a_reload(&tls, &d.0, name, why);
         }
