@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 
 use crate::cli::{BenchArgs, Protocol};
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 use crate::{errln, outln};
 
 #[derive(Default)]
@@ -51,7 +51,17 @@ pub async fn run(args: BenchArgs) -> i32 {
         errln!("dkv bench: {e}");
         return crate::commands::exit::REFUSED;
     }
-    match run_inner(args).await {
+    // Exit codes as for every command: 2 for a `--node` that is not a node (the seed, a RESP port,
+    // another server), 3 for one that cannot be reached. Pointed at the seed it sent its requests
+    // there for the whole --duration, each answered with an error (found by a hunt, 2026-12-07).
+    let targets = match targets(&args).await {
+        Ok(targets) => targets,
+        Err(e) => {
+            errln!("dkv bench: {e}");
+            return e.exit_code();
+        }
+    };
+    match run_inner(args, targets).await {
         Ok(()) => 0,
         Err(e) => {
             errln!("dkv bench: {e}");
@@ -94,8 +104,7 @@ fn check(args: &BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn run_inner(args: BenchArgs) -> Result<(), String> {
-    let targets = targets(&args).await?;
+async fn run_inner(args: BenchArgs, targets: Vec<String>) -> Result<(), String> {
     let tls = connector(&args)?;
     let prefix: Arc<str> = Arc::from(args.prefix.as_str());
     let value = Bytes::from(vec![b'v'; args.value_size]);
@@ -114,7 +123,8 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
         let prefix = prefix.clone();
         let protocol = args.protocol;
         let limit = share(c as u64);
-        let cfg = Load { keys: args.keys, read_ratio, limit, protocol, order, prefix, tls: tls.clone() };
+        let end = started + args.duration;
+        let cfg = Load { keys: args.keys, read_ratio, limit, protocol, order, prefix, tls: tls.clone(), end };
         let password = args.password.clone();
         tasks.push(tokio::spawn(async move {
             let result = connection(addr, cfg, password, value, tally, stop, c as u64).await;
@@ -191,11 +201,15 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
         tally.misses.load(Ordering::Relaxed)
     );
     if args.load && done < args.keys && tally.errors.load(Ordering::Relaxed) == 0 {
-        errln!(
-            "--load wrote {done} of the {} keys within --duration {:?}: give a longer --duration to write them all",
-            args.keys,
-            args.duration
-        );
+        match args.requests {
+            // `-n` ended it: the message blamed --duration (found by a hunt, 2026-12-07).
+            Some(n) if done >= n => errln!("--load wrote {done} of the {} keys: -n {n} ended it first", args.keys),
+            _ => errln!(
+                "--load wrote {done} of the {} keys within --duration {:?}: give a longer --duration to write them all",
+                args.keys,
+                args.duration
+            ),
+        }
     }
     if let Some(e) = first_error {
         return Err(format!("a connection gave up: {e}"));
@@ -209,18 +223,16 @@ async fn run_inner(args: BenchArgs) -> Result<(), String> {
 
 /// The addresses to load: `--node`, or with `--all-nodes` every member it lists. For RESP, each
 /// node's RESP port comes from its `/stats` (`resp_port`), or `--resp-port` for `--node` itself.
-async fn targets(args: &BenchArgs) -> Result<Vec<String>, String> {
-    let base = Client::new(&args.node)
-        .with_password(args.password.as_deref())
-        .with_tls(&args.tls)
-        .map_err(|e| e.to_string())?;
+async fn targets(args: &BenchArgs) -> Result<Vec<String>, ClientError> {
+    let base = Client::new(&args.node).with_password(args.password.as_deref()).with_tls(&args.tls)?;
     let host_port = base.base().split("://").nth(1).unwrap_or(base.base()).to_string();
+    // Asked even of one node: it is how a `--node` that is not one is told apart.
+    let cluster = base.node_json("/cluster").await?;
     let mut http = vec![host_port.clone()];
     if args.all_nodes {
-        let cluster = base.node_json("/cluster").await.map_err(|e| e.to_string())?;
         http = cluster["members"]
             .as_array()
-            .ok_or("the node's /cluster has no members")?
+            .ok_or_else(|| ClientError::Usage("the node's /cluster has no members".into()))?
             .iter()
             .filter_map(|m| m["addr"].as_str().map(String::from))
             .collect();
@@ -233,10 +245,10 @@ async fn targets(args: &BenchArgs) -> Result<Vec<String>, String> {
         let port = match (args.resp_port, addr == &host_port) {
             (Some(p), true) => p,
             _ => {
-                let stats = base.sibling(addr).node_json("/stats").await.map_err(|e| e.to_string())?;
+                let stats = base.sibling(addr).node_json("/stats").await?;
                 let port = stats["resp_port"]
                     .as_u64()
-                    .ok_or(format!("{addr} serves no RESP (start it with --resp-listen)"))?;
+                    .ok_or_else(|| ClientError::Usage(format!("{addr} serves no RESP (start it with --resp-listen)")))?;
                 port as u16
             }
         };
@@ -258,6 +270,17 @@ struct Load {
     prefix: Arc<str>,
     /// For an `https://` node: both its ports speak TLS.
     tls: Option<TlsConnector>,
+    /// When `--duration` ends the run.
+    end: Instant,
+}
+
+impl Load {
+    /// How long a request (or a connection's setup) started now may wait for its answer: up to
+    /// [`REQUEST_TIMEOUT`], and at most [`END_GRACE`] past the run's end. A paused node held a 3 s
+    /// run for 10.5 s, its connections waiting out their timeout (found by a hunt, 2026-12-07).
+    fn wait(&self) -> Duration {
+        REQUEST_TIMEOUT.min((self.end + END_GRACE).saturating_duration_since(Instant::now()))
+    }
 }
 
 /// TLS for the connections when `--node` is `https://`, with `--cacert` (and `--client-cert`).
@@ -277,11 +300,15 @@ enum Conn {
 
 /// The longest one request (or a connection's setup) may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long past the run's end a request in flight then may still take before it counts as
+/// failed: a node that answers at all answers well within it.
+const END_GRACE: Duration = Duration::from_secs(1);
 
 async fn connect(addr: &str, load: &Load, password: Option<&str>) -> Result<Conn, String> {
-    tokio::time::timeout(REQUEST_TIMEOUT, connect_within(addr, load, password))
+    let wait = load.wait();
+    tokio::time::timeout(wait, connect_within(addr, load, password))
         .await
-        .unwrap_or_else(|_| Err(format!("connecting to {addr}: no answer within {REQUEST_TIMEOUT:?}")))
+        .unwrap_or_else(|_| Err(format!("connecting to {addr}: no answer within {wait:?}")))
 }
 
 async fn connect_within(addr: &str, load: &Load, password: Option<&str>) -> Result<Conn, String> {
@@ -356,11 +383,15 @@ async fn connection(
             }
         };
         // A node that stops answering (paused, cut off) must not hold the run past its end: a
-        // request unanswered for REQUEST_TIMEOUT counts as failed, and the connection is made again.
-        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, request)
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")));
+        // request unanswered for REQUEST_TIMEOUT, or at END_GRACE past the end, counts as failed,
+        // and the connection is made again if the run goes on.
+        let wait = load.wait();
+        let outcome = tokio::time::timeout(wait, request).await.unwrap_or_else(|_| match wait < REQUEST_TIMEOUT {
+            true => Err(format!("no answer within {:?}, {END_GRACE:?} past the end of the run", t0.elapsed())),
+            false => Err(format!("no answer within {REQUEST_TIMEOUT:?}")),
+        });
         sent += 1;
+        let mut broken = false;
         match outcome {
             Ok(Outcome::Ok) => {}
             Ok(Outcome::Miss) => {
@@ -370,12 +401,15 @@ async fn connection(
             Err(e) => {
                 // The connection broke: count it and reconnect once per failure.
                 tally.failed(|| format!("{addr}: {e}"));
-                tracing::debug!("{addr}: {e}; reconnecting");
-                conn = connect(&addr, &load, password.as_deref()).await?;
+                tracing::debug!("{addr}: {e}");
+                broken = true;
             }
         }
         let _ = hist.record((t0.elapsed().as_micros() as u64).max(1));
         tally.done.fetch_add(1, Ordering::Relaxed);
+        if broken && !stop.load(Ordering::Relaxed) {
+            conn = connect(&addr, &load, password.as_deref()).await?;
+        }
     }
     Ok(hist)
 }

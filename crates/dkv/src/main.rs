@@ -11,10 +11,33 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Logs go to stderr, and a line that cannot be written is dropped. tracing's formatter reports a
+/// failed write with `eprintln!`, which panics on the same closed stderr: a node started with
+/// `2>&1 | head -2` (or under a log collector that went away) lost whichever task was logging at
+/// the time, its heartbeats among them, and served on half working while the seed expired it
+/// (found by a hunt, 2026-12-07).
 fn init_logs(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false)
+        .init();
+}
+
+/// A panic ends a server process. Tokio catches a panic in a task and runs the others on, so a
+/// node whose heartbeat or movement task panicked would keep answering clients while the seed
+/// expired it and its keys read "not found" elsewhere. A process that ends is visible, and
+/// whatever supervises it starts it again, whole (its data directory keeps its keys).
+fn end_on_panic(role: &'static str) {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        dkv::errln!("dkv {role}: a panic ends the process: a {role} with one of its tasks gone would serve on half working");
+        std::process::abort();
+    }));
 }
 
 /// SIGTERM or Ctrl-C.
@@ -149,6 +172,7 @@ async fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Seed(a) => {
             init_logs("info");
+            end_on_panic("seed");
             let tls = match a.tls_files().map(Tls::load).transpose() {
                 Ok(tls) => tls.map(Arc::new),
                 Err(e) => {
@@ -177,6 +201,7 @@ async fn run(cli: Cli) -> i32 {
         Command::Node(a) => {
             // The storage engine's own progress lines (flushes, compactions) are debug detail.
             init_logs("info,fjall=warn,lsm_tree=warn");
+            end_on_panic("node");
             let checked = a.check().and_then(|()| Ok((a.client_auth()?, load_tls(&a)?, a.seed_address()?)));
             let (client_auth, tls, (seed, seed_tls)) = match checked {
                 Ok(checked) => checked,

@@ -214,6 +214,26 @@ async fn bench_keys_stay_apart_from_the_users() {
     assert_eq!(c.client(0).get(b"key1").await.unwrap().as_deref(), Some(&b"mine"[..]), "the user's key untouched");
 }
 
+/// A paused node holds a `dkv bench` run at most a second past `--duration`: its requests then
+/// count as failed. Its connections waited out their 10 s timeout, and a 3 s run took 10.5 s
+/// (found by a hunt, 2026-12-07). And `--load` stopped by `-n` says so, not that `--duration` did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_ends_soon_after_its_duration_with_a_node_paused() {
+    let c = Cluster::start(2).await;
+    c.nodes[1].pause().await;
+    let started = std::time::Instant::now();
+    let (code, out, err) = run(&c.nodes[0].addr, &["bench", "--all-nodes", "-d", "1s", "-c", "2", "--keys", "50"]);
+    let took = started.elapsed();
+    c.nodes[1].resume();
+    assert_eq!(code, Some(1), "the paused node's requests failed: {out}{err}");
+    assert!(err.contains("past the end of the run"), "{err}");
+    assert!(took < Duration::from_secs(8), "took {took:?}, the request timeout is 10 s: {out}{err}");
+
+    let (code, _, err) = run(&c.nodes[0].addr, &["bench", "--load", "--keys", "50", "-c", "2", "-n", "10"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("wrote 10 of the 50 keys: -n 10 ended it first"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_into_a_closed_pipe_exits_quietly() {
     let c = Cluster::start(1).await;

@@ -147,3 +147,27 @@ async fn a_node_that_advertises_a_members_address_is_refused_and_the_member_stay
     assert_eq!(members(&c.seed_view().await.expect("view")), members(&view), "the member stays, the view unchanged");
     assert_eq!(c.client(0).get(b"k").await.expect("get").as_deref(), Some(&b"v"[..]));
 }
+
+/// A node whose log cannot be written (its stderr a pipe whose reader is gone: `2>&1 | head -2`,
+/// a log collector restarted) joins, heartbeats through the next join and serves. tracing's
+/// formatter panicked on the failed write, and the panic ended the task that was logging: a node
+/// stayed `joining` for good, or stopped its heartbeats while still answering (found by a hunt,
+/// 2026-12-07).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_log_reader_is_gone_joins_heartbeats_and_serves() {
+    let mut c = Cluster::start(1).await;
+    c.stderr_closed = true;
+    let quiet = c.add_node();
+    c.stderr_closed = false;
+    c.wait_normal(2).await;
+    c.client(quiet).put(b"k", "v").await.expect("a write through it");
+    c.add_node();
+    c.wait_normal(3).await;
+    assert!(c.nodes[quiet].is_running(), "the node is still running");
+    let stats = c.client(quiet).json("/stats").await.expect("its stats");
+    assert_eq!(stats["state"], "normal", "{stats}");
+    assert!(stats["seed_unheard_ms"].as_u64().expect("seed_unheard_ms") < 1000, "it heartbeats: {stats}");
+    for i in 0..3 {
+        assert_eq!(c.client(i).get(b"k").await.expect("a read").as_deref(), Some(&b"v"[..]), "through node {i}");
+    }
+}

@@ -162,11 +162,18 @@ fn up_flags(nodes: u16, seed_port: u16, base_port: u16) -> Vec<String> {
 /// The environment's `DKV_*` settings reach the children, but not the ones of one process each
 /// (here `DKV_RESP_LISTEN`, which made every node bind one port), and Ctrl-C stops nodes that
 /// require the environment's cluster secret at once (it asked them without it, was refused, and
-/// killed each one 10 s later). `--fsync` without `--data-dir` is refused, not ignored.
+/// killed each one 10 s later). `DKV_MAX_CONNECTIONS` reaches the nodes, not the seed (whose
+/// limit it made 1: the second node was refused, found by a hunt, 2026-12-07). `--fsync always`
+/// without `--data-dir` is refused, not ignored; `periodic`, the default, is taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_passes_the_environment_on_but_not_one_processs_settings() {
     let (seed_port, base) = (free_port(), free_port_run(2));
-    let env = [("DKV_CLUSTER_SECRET", "s3cret-s3cret"), ("DKV_RESP_LISTEN", "127.0.0.1:1")];
+    let env = [
+        ("DKV_CLUSTER_SECRET", "s3cret-s3cret"),
+        ("DKV_RESP_LISTEN", "127.0.0.1:1"),
+        ("DKV_MAX_CONNECTIONS", "1"),
+        ("DKV_FSYNC", "periodic"),
+    ];
     let mut up = Up::start_with(&up_flags(2, seed_port, base), &env);
     eventually(Duration::from_secs(30), "the cluster up", || async { up.said("Ctrl-C").then_some(()) }).await;
     let admin = Client::new(&format!("http://127.0.0.1:{base}")).raw(http::Method::POST, "/admin/stop", None).await;
@@ -181,6 +188,9 @@ async fn up_passes_the_environment_on_but_not_one_processs_settings() {
     let mut up = Up::start(&[up_flags(1, free_port(), free_port()), vec!["--fsync".into(), "always".into()]].concat());
     assert_eq!(up.exit(Duration::from_secs(10)).await, Some(2), "{}", up.transcript());
     assert!(up.said("--data-dir"), "{}", up.transcript());
+    let mut up = Up::start_with(&up_flags(1, free_port(), free_port()), &[("DKV_FSYNC", "always")]);
+    assert_eq!(up.exit(Duration::from_secs(10)).await, Some(2), "{}", up.transcript());
+    assert!(up.said("--data-dir") && up.said("DKV_FSYNC"), "{}", up.transcript());
 
     // With a client password in the environment, the summary's lines give it as the shell reads
     // it there, and work as printed; the password is not printed (they lacked it, and were

@@ -245,10 +245,12 @@ fn routes(seed: Seed, config: &SeedConfig) -> Router {
         .route("/metrics", get(metrics))
         .route("/dashboard.json", get(dashboard_json))
         .route("/openapi.json", get(crate::openapi::serve))
+        // On the seed's own paths only: `/get?key=a` got "no query parameters", not the 404 that
+        // says keys go through a node (found by a hunt, 2026-12-07).
+        .route_layer(middleware::from_fn(no_query))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .method_not_allowed_fallback(wrong_method)
         .fallback(unknown_path)
-        .layer(middleware::from_fn(no_query))
         .layer(middleware::map_response(sign))
         .with_state(seed)
 }

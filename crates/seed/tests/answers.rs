@@ -98,6 +98,14 @@ async fn errors_are_one_line_even_when_they_quote_the_request() {
     assert_one_line(&a, 400);
     assert!(a.body.contains("take no query parameters"), "{:?}", a.body);
     assert_eq!(call(&addr, "GET", "/health?", "").await.status, 200, "an empty query is none");
+    let a = call(&addr, "POST", "/register?x=1", "{}").await;
+    assert!(a.body.contains("take no query parameters"), "{:?}", a.body);
+    // A node's paths, with their query, get the 404 that says keys go through a node.
+    for (method, path) in [("GET", "/get?key=a"), ("PUT", "/put?key=a"), ("DELETE", "/delete?key=a")] {
+        let a = call(&addr, method, path, "").await;
+        assert_one_line(&a, 404);
+        assert!(a.body.contains("keys are read and written through a node"), "{path}: {:?}", a.body);
+    }
 }
 
 #[tokio::test]

@@ -458,8 +458,8 @@ pub struct UpArgs {
     /// so the cluster comes back with its data and members next time.
     #[arg(long, env = "DKV_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
-    /// Passed to every node; needs --data-dir [default: periodic].
-    #[arg(long, env = "DKV_FSYNC", value_enum, requires = "data_dir")]
+    /// Passed to every node; always needs --data-dir [default: periodic].
+    #[arg(long, env = "DKV_FSYNC", value_enum)]
     pub fsync: Option<FsyncPolicy>,
     /// Node i (from 0) also serves the Redis protocol on 127.0.0.1:RESP_BASE_PORT+i.
     #[arg(long, env = "DKV_RESP_BASE_PORT", value_parser = clap::value_parser!(u16).range(1..))]

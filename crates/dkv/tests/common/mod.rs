@@ -161,6 +161,8 @@ pub struct Cluster {
     pub tls_ca: Option<std::path::PathBuf>,
     /// Node `i` writes its log to `log_dir/node-i.log` instead of the test's stderr.
     pub log_dir: Option<std::path::PathBuf>,
+    /// The nodes started while it is set write their log to a pipe whose reader is gone.
+    pub stderr_closed: bool,
 }
 
 impl Drop for Cluster {
@@ -216,7 +218,7 @@ impl Cluster {
         let seed_addr = format!("127.0.0.1:{}", free_port());
         let seed = spawn_seed_with_ttl(&seed_addr, node_ttl);
         let node_flags = node_flags.iter().map(|s| s.to_string()).collect();
-        let mut c = Cluster { seed, nodes: Vec::new(), node_flags, data_root, with_resp, tls_ca: None, log_dir: None };
+        let mut c = Cluster { seed, nodes: Vec::new(), node_flags, data_root, with_resp, tls_ca: None, log_dir: None, stderr_closed: false };
         c.wait_seed().await;
         for _ in 0..n {
             c.add_node();
@@ -270,6 +272,7 @@ impl Cluster {
             with_resp: true,
             tls_ca: Some(ca.to_path_buf()),
             log_dir: Some(log_dir.to_path_buf()),
+            stderr_closed: false,
         };
         c.wait_seed().await;
         for _ in 0..n {
@@ -361,7 +364,12 @@ impl Cluster {
             let log = std::fs::File::create(dir.join(format!("node-{}.log", self.nodes.len()))).expect("create a log");
             cmd.stderr(log);
         }
-        let child = cmd.spawn().expect("spawn dkv node");
+        if self.stderr_closed {
+            cmd.stderr(Stdio::piped());
+        }
+        let mut child = cmd.spawn().expect("spawn dkv node");
+        // Every line the node logs from now on fails to be written (EPIPE).
+        drop(child.stderr.take());
         self.nodes.push(Proc { child, addr, args, resp });
         self.nodes.len() - 1
     }
