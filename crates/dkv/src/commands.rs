@@ -208,8 +208,11 @@ pub async fn remove(args: RemoveArgs) -> i32 {
         (code, failed) = (code.max(this), failed + usize::from(this != 0));
     }
     let named = args.members.len();
-    if failed > 0 && named > 1 {
-        errln!("dkv: {failed} of the {named} members named were not removed (see above); the others were");
+    match failed {
+        0 => {}
+        _ if named == 1 => {}
+        _ if failed == named => errln!("dkv: none of the {named} members named was removed (see above)"),
+        _ => errln!("dkv: {failed} of the {named} members named were not removed (see above); the others were"),
     }
     code
 }

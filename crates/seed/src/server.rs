@@ -482,8 +482,12 @@ async fn register(State(seed): State<Seed>, headers: HeaderMap, body: Result<Byt
         .await;
     if let (Ok(resp), before) = &result {
         if resp.epoch != *before {
-            let m = resp.nodes.iter().find(|m| m.id == resp.id);
-            tracing::info!(id = %resp.id, addr = m.map(|m| m.addr.as_str()), state = ?m.map(|m| m.state), epoch = resp.epoch, "node registered");
+            match resp.nodes.iter().find(|m| m.id == resp.id) {
+                Some(m) => {
+                    tracing::info!(id = %resp.id, addr = %m.addr, state = ?m.state, epoch = resp.epoch, "node registered")
+                }
+                None => tracing::info!(id = %resp.id, epoch = resp.epoch, "node registered"),
+            }
         }
     }
     reply(Format::answer(&headers), result.0)

@@ -386,6 +386,7 @@ mod tests {
         assert_eq!(byte_size("1gb"), Ok(1 << 30));
         assert!(byte_size("8XB").unwrap_err().contains("unit"));
         assert!(byte_size("big").is_err());
+        assert!(byte_size("1.5KiB").unwrap_err().contains("a size is a whole number"));
         assert_eq!(key_size("32KiB"), Ok(32 << 10));
         assert!(key_size("33KiB").unwrap_err().contains("largest key"));
         assert_eq!(duration("200ms"), Ok(Duration::from_millis(200)));

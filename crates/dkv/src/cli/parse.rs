@@ -136,6 +136,9 @@ pub fn byte_size(s: &str) -> Result<usize, String> {
     let n: usize = num.parse().map_err(|_| format!("{s:?} is not a size: write e.g. 8192, 8KiB or 16MiB"))?;
     // Units in any case, each a power of two (`1kB` was refused where `1KB` was taken, found by
     // trying, 2026-12-06): 8k, 8kb, 8KB and 8KiB are all 8 192 bytes.
+    if unit.starts_with('.') {
+        return Err(format!("{s:?} is not a size: a size is a whole number, as 1536 or 1536B for 1.5KiB"));
+    }
     let mult = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kib" | "k" | "kb" => 1 << 10,

@@ -169,6 +169,8 @@ pub fn ttl_ms(text: &[u8]) -> Result<u64, &'static str> {
             b"m" => (60_000, 10, "a part is at most 9999999999m"),
             b"h" => (3_600_000, 9, "a part is at most 999999999h"),
             b"d" => (86_400_000, 8, "a part is at most 99999999d"),
+            // `1.5s`: the part after the point would be read as a number without its unit.
+            b"" if text.get(i) == Some(&b'.') => return Err("a part is a whole number: write 1500ms, not 1.5s"),
             b"" => return Err("a number needs a unit"),
             _ => return Err("the units are ms, s, m, h and d, in lower case"),
         };
@@ -311,6 +313,7 @@ mod tests {
         assert!(bad_request(ttl("key=a&ttl=10")).contains("write a duration like 10s"));
         for (bad, says) in [
             ("10", "needs a unit"),
+            ("1.5s", "write 1500ms, not 1.5s"),
             ("1h+0m", "no zero parts"),
             ("01s", "leading zeros"),
             ("1000000000000000ms", "at most 999999999999999ms"),

@@ -217,7 +217,10 @@ pub async fn run(
     );
     let server = tokio::spawn(crate::front::http::serve(node.clone(), http, server_stop_rx.clone()));
     let resp = resp_listener.map(|l| {
-        tracing::info!(addr = ?l.local_addr().ok(), "RESP listening");
+        match l.local_addr() {
+            Ok(addr) => tracing::info!(%addr, "RESP listening"),
+            Err(e) => tracing::info!("RESP listening (its address unknown: {e})"),
+        }
         tokio::spawn(crate::front::resp::serve(node.clone(), l, server_stop_rx))
     });
     node.lease.heard(registered_at.at);
