@@ -5,8 +5,13 @@
 //! was busy therefore leaves in a single write: under load one syscall carries dozens of frames,
 //! which is what makes a call over this transport cheaper than an HTTP request. The two buffers
 //! are reused, so a frame costs no allocation once they have grown to the working size.
+//!
+//! A peer that takes no byte for [`WRITE_STALL`] is given up on: the writer fails, and what was
+//! queued is dropped with it. Without that, a peer that stopped reading held its connection, and
+//! the answers queued for it, for as long as it stayed connected (found by a hunt, 2026-12-07).
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -16,6 +21,11 @@ use tokio::sync::Notify;
 /// enough for a range page or a hand-off batch (4 MiB) with room, so a stream of them reuses one
 /// buffer instead of faulting in fresh memory for each.
 const KEEP_CAPACITY: usize = 8 << 20;
+
+/// Longest a write may wait for the peer to take a byte. Every call between nodes has a deadline
+/// of seconds, so by then whatever was queued is of use to nobody; a paused or cut-off peer's
+/// connection is made again once it answers.
+pub(crate) const WRITE_STALL: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 pub(crate) struct Outbox {
@@ -51,6 +61,11 @@ impl Outbox {
         self.state.lock().expect("outbox lock").buf.len()
     }
 
+    /// Closed: by [`Outbox::close`], or by a write that failed.
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().expect("outbox lock").closed
+    }
+
     /// Wait until fewer than `max` bytes are queued, or the outbox is closed: a reader that
     /// queues answers stops reading meanwhile, so a peer that sends requests and does not read
     /// the answers is held back by TCP rather than by this process's memory.
@@ -77,6 +92,12 @@ impl Outbox {
         self.state.lock().expect("outbox lock").closed = true;
         self.wake.notify_one();
         self.taken.notify_waiters();
+    }
+
+    /// Close, dropping what is queued: the writer failed, and nothing queued can be sent.
+    fn abandon(&self) {
+        std::mem::take(&mut self.state.lock().expect("outbox lock").buf);
+        self.close();
     }
 
     /// Write queued frames to `w` until the outbox is closed and empty, or a write fails.
@@ -107,9 +128,8 @@ impl Outbox {
                     let _ = w.shutdown().await;
                     return Ok(());
                 }
-                let written = w.write_all(&spare).await;
-                if let Err(e) = written {
-                    self.close();
+                if let Err(e) = write_all_within(&mut w, &spare, WRITE_STALL).await {
+                    self.abandon();
                     return Err(e);
                 }
                 spare.clear();
@@ -118,5 +138,48 @@ impl Outbox {
                 }
             }
         }
+    }
+}
+
+/// `w.write_all(bytes)`, failing once a write has waited `stall` for the peer to take a byte.
+async fn write_all_within<W: AsyncWrite + Unpin>(w: &mut W, mut bytes: &[u8], stall: Duration) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    while !bytes.is_empty() {
+        match tokio::time::timeout(stall, w.write(bytes)).await {
+            Ok(Ok(0)) => return Err(ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => bytes = &bytes[n..],
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                let why = format!("the peer took no byte for {} s: given up on", stall.as_secs());
+                return Err(Error::new(ErrorKind::TimedOut, why));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that takes nothing fails the writer after the stall, and what was queued for it is
+    /// dropped, the outbox closed.
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_takes_nothing_is_given_up_on_and_the_queue_dropped() {
+        let (ours, _theirs) = tokio::io::duplex(1024);
+        let outbox = std::sync::Arc::new(Outbox::default());
+        let writer = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.write_to(ours).await }
+        });
+        outbox.push(|b| b.extend_from_slice(&[7; 64 * 1024]));
+        tokio::task::yield_now().await;
+        outbox.push(|b| b.extend_from_slice(&[8; 64 * 1024]));
+        let started = tokio::time::Instant::now();
+        let err = writer.await.unwrap().expect_err("given up on");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+        assert!(started.elapsed() >= WRITE_STALL, "{:?}", started.elapsed());
+        assert!(outbox.is_closed() && outbox.queued() == 0);
+        assert!(outbox.push(|_| ()).is_none(), "nothing more is queued");
     }
 }

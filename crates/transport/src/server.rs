@@ -45,8 +45,9 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
 }
 
-/// Bytes of answers queued on one connection from which its reader waits (or one largest answer,
-/// if that is more).
+/// Bytes of answers queued on one connection from which its reader waits. What the connection
+/// holds is at most about twice this and two answers: a write of up to this and one answer, and
+/// as much queued behind it.
 const MAX_QUEUED_ANSWERS: usize = 8 << 20;
 
 /// Serve one accepted connection until the peer closes it, it breaks the protocol, or `stop`.
@@ -107,9 +108,10 @@ pub async fn serve_admitted<C: Connection, H: Handler, A>(
         async move { outbox.write_to(write).await }
     });
     let max_answer = config.max_answer;
-    // Answers queued and not yet written, from which the reader stops reading: one largest
-    // answer, or a few megabytes' worth of small ones.
-    let max_queued = max_answer.max(MAX_QUEUED_ANSWERS);
+    // Answers queued and not yet written, from which the reader stops reading (a single larger
+    // answer passes alone). It was the largest answer, 16 MiB between nodes, if that was more:
+    // 46 MB held per connection of a peer that read nothing (found by a hunt, 2026-12-07).
+    let max_queued = MAX_QUEUED_ANSWERS;
     let mut running = FuturesUnordered::new();
     let reason = loop {
         // At `max_concurrent` requests running, or with answers piling up unread, the reader
@@ -119,7 +121,14 @@ pub async fn serve_admitted<C: Connection, H: Handler, A>(
         let next = tokio::select! {
             _ = stop.wait_for(|s| *s) => break "node stopping".to_string(),
             Some(()) = running.next(), if !running.is_empty() => continue,
-            _ = outbox.room_below(max_queued), if backlog => continue,
+            // A writer that failed (the peer reset the connection, or took nothing for a long
+            // while) closes the outbox, and there is room at once. This loop then spun at
+            // full speed without yielding, the answers still counted as queued, and the node
+            // served nobody again (found by a hunt, 2026-12-07).
+            _ = outbox.room_below(max_queued), if backlog => match outbox.is_closed() {
+                true => break "its answers could not be written (the peer went or took none)".to_string(),
+                false => continue,
+            },
             f = frames.next(), if room && !backlog => f,
         };
         let f = match next {

@@ -174,6 +174,8 @@ struct TestServer {
     /// Ends after `stop`: true if every `serve` returned within 5 s of it.
     accept_loop: JoinHandle<bool>,
     accepts: Arc<AtomicUsize>,
+    /// Connections whose `serve` returned.
+    ended: Arc<AtomicUsize>,
 }
 
 impl TestServer {
@@ -197,9 +199,10 @@ impl TestServer {
         };
         let addr = listener.local_addr().unwrap();
         let (stop, stop_rx) = watch::channel(false);
-        let accepts = Arc::new(AtomicUsize::new(0));
-        let accept_loop = tokio::spawn(accept_loop(listener, handler, Arc::new(config), stop_rx, accepts.clone()));
-        TestServer { addr, stop, accept_loop, accepts }
+        let (accepts, ended) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let config = Arc::new(config);
+        let accept_loop = tokio::spawn(accept_loop(listener, handler, config, stop_rx, accepts.clone(), ended.clone()));
+        TestServer { addr, stop, accept_loop, accepts, ended }
     }
 
     fn addr(&self) -> String {
@@ -208,6 +211,10 @@ impl TestServer {
 
     fn accepts(&self) -> usize {
         self.accepts.load(Ordering::SeqCst)
+    }
+
+    fn ended(&self) -> usize {
+        self.ended.load(Ordering::SeqCst)
     }
 
     /// Tell the accept loop and every `serve` to stop, without waiting.
@@ -240,6 +247,7 @@ async fn accept_loop<H: Handler>(
     config: Arc<ServerConfig>,
     mut stop: watch::Receiver<bool>,
     accepts: Arc<AtomicUsize>,
+    ended: Arc<AtomicUsize>,
 ) -> bool {
     let mut conns = JoinSet::new();
     let for_conns = stop.clone();
@@ -251,7 +259,10 @@ async fn accept_loop<H: Handler>(
                 accepts.fetch_add(1, Ordering::SeqCst);
                 conns.spawn(dkv_transport::serve(stream, handler.clone(), config.clone(), for_conns.clone()));
             }
-            Some(ended) = conns.join_next(), if !conns.is_empty() => ended.expect("serve() panicked"),
+            Some(served) = conns.join_next(), if !conns.is_empty() => {
+                served.expect("serve() panicked");
+                ended.fetch_add(1, Ordering::SeqCst);
+            }
         }
     }
     drop(listener);
@@ -976,6 +987,45 @@ async fn a_peer_that_reads_no_answers_is_held_back_not_buffered_for() {
         answered += 1;
     }
     assert_eq!(handler.big_done.load(Ordering::SeqCst), REQUESTS as usize);
+}
+
+/// A peer that queued requests for large answers, read none and reset the connection: its
+/// connection ends, and the server serves others. The reader, held back by the answers waiting,
+/// found room at once once the failed writer closed the queue, and spun without yielding: the
+/// connection never ended, and a node served nobody again (found by a hunt, 2026-12-07).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_resets_with_answers_waiting_ends_its_connection_alone() {
+    const ANSWER: usize = 1 << 20;
+    let handler = Arc::new(TestHandler::default());
+    let config = ServerConfig { max_frame: 2 * ANSWER, max_answer: 2 * ANSWER, ..server_config() };
+    let server = TestServer::start(handler.clone(), config).await;
+    let raw = raw_welcomed(&server.addr()).await;
+    raw.set_linger(Some(Duration::ZERO)).unwrap();
+    let (read, mut write) = raw.into_split();
+    let mut requests = Vec::new();
+    for id in 1..=200 {
+        requests.extend_from_slice(&request(BIG, id, &(ANSWER as u64).to_le_bytes()));
+    }
+    // Written until the server holds back (its reader waits on the answers queued).
+    let _ = timeout(Duration::from_secs(2), write.write_all(&requests)).await;
+    eventually_within(Duration::from_secs(10), "answers waiting to be written", || {
+        handler.big_done.load(Ordering::SeqCst) >= 8
+    })
+    .await;
+    // A close with unread data, and linger 0: a reset.
+    drop(read.reunite(write).unwrap());
+    eventually_within(Duration::from_secs(10), "the connection's serve to end", || server.ended() == 1).await;
+    let client = client();
+    assert_echo_works(&client, &server.addr(), 7).await;
+    server.stop().await;
+}
+
+async fn eventually_within(within: Duration, what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "no {what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A listener that completes the handshake and then reads nothing (a paused peer whose
