@@ -226,11 +226,16 @@ fn header_in_full(buf: &[u8], at: usize, kind: u8, max: usize) -> Result<Option<
         // the hunt of 2026-12-07).
         (true, n) if kind == b'*' && n <= 1 << 63 => Ok(Some((0, data))),
         (true, _) => Err(what()),
-        // Redis's words, then the limit: the client may show them to a person.
-        (false, n) if n > max as u64 => Err(ProtocolError(match kind {
-            b'*' => format!("invalid multibulk length ({n} arguments, at most {max})"),
-            _ => format!("invalid bulk length ({n} bytes: a string is at most {max} bytes here)"),
-        })),
+        // Redis's words, then the limit: the client may show them to a person. The count as sent
+        // (under MAX_HEADER digits): past u64 it was shown saturated, as 18446744073709551615
+        // (found by a hunt, 2026-12-07).
+        (false, n) if n > max as u64 => {
+            let n = String::from_utf8_lossy(&rest[start..i]);
+            Err(ProtocolError(match kind {
+                b'*' => format!("invalid multibulk length ({n} arguments, at most {max})"),
+                _ => format!("invalid bulk length ({n} bytes: a string is at most {max} bytes here)"),
+            }))
+        }
         (false, n) => Ok(Some((n as usize, data))),
     }
 }
@@ -554,6 +559,9 @@ mod tests {
             assert!(h(bad).is_err(), "{bad:?}");
         }
         assert!(h(&format!("${}", "1".repeat(40))).is_err(), "a header line with no end in sight");
+        // A count past u64 is shown as sent, not saturated.
+        let err = header(b"*99999999999999999999\r\n", 0, b'*', 100).unwrap_err().0;
+        assert!(err.contains("(99999999999999999999 arguments, at most 100)"), "{err}");
     }
 
     #[test]
