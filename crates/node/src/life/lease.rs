@@ -528,10 +528,20 @@ async fn ask_peers(node: &Node, within: Duration) {
     let asks =
         topo.view.nodes.iter().filter(|m| m.id != node.me && m.state != NodeState::Leaving).map(|m| async move {
             match node.peers.call_within::<_, LeaseReply>(&m.addr, Kind::Lease, &LeaseRequest {}, within).await {
-                Ok(r) => node.lease.report(
-                    m.id,
-                    Report { unheard: r.unheard_ms.map(Duration::from_millis), epoch: r.epoch, at: Instant::now() },
-                ),
+                Ok(r) => {
+                    // A report from a newer view does not count (this node may have been removed
+                    // in it): learn that view, from the seed or, while it is down, from the peers
+                    // (`peer_views.rs`). A node left behind by the seed's last change counted
+                    // every peer as reaching the seed, and stopped coordinating for the outage.
+                    if r.epoch > node.epoch() {
+                        let refreshing = node.clone();
+                        node.tasks.spawn(async move { refreshing.refresh_noticed(r.epoch).await });
+                    }
+                    node.lease.report(
+                        m.id,
+                        Report { unheard: r.unheard_ms.map(Duration::from_millis), epoch: r.epoch, at: Instant::now() },
+                    )
+                }
                 Err(e) => tracing::debug!("asking {} whether it hears the seed: {e}", m.addr),
             }
         });

@@ -271,7 +271,10 @@ impl Node {
         match self.beat().await {
             Ok(_) => {} // Behind: a restarted seed behind us; the heartbeat loop re-registers
             Err(e) if status_is(&e, StatusCode::NOT_FOUND) && self.is_leaving() => self.forgotten_while_leaving().await,
-            Err(e) => tracing::warn!("refreshing membership from the seed failed: {e}"),
+            Err(e) => {
+                tracing::warn!("refreshing membership from the seed failed: {e}");
+                self.views_from_peers().await;
+            }
         }
     }
 

@@ -118,6 +118,8 @@ pub struct Inner {
     /// The highest epoch a peer's notice announced while a fetch for notices waits (0: none
     /// waits); see `refresh_noticed`.
     pub(crate) noticed: std::sync::atomic::AtomicU64,
+    /// When it last asked its peers for a newer view, the seed not answering (`peer_views.rs`).
+    pub(crate) peer_views: crate::life::peer_views::PeerViews,
     /// Writes and hand-offs enter it; a data move drains it once, after adopting a new view, to
     /// wait until every write planned under an older view has landed (see `fence.rs`).
     pub(crate) fence: Fence,
@@ -195,6 +197,7 @@ impl Node {
             topo: watch::channel(topo).0,
             refresh_lock: Mutex::new(()),
             noticed: Default::default(),
+            peer_views: Default::default(),
             fence: Fence::default(),
             digests: Default::default(),
             pairs: Default::default(),

@@ -65,6 +65,7 @@ impl Handler for Internal {
             }),
             Some(Kind::KeepHints) => keep_hints(node, decode(&body)?),
             Some(Kind::Settings) => encode(&crate::life::membership::settings(&node.config)),
+            Some(Kind::View) => Ok(crate::life::peer_views::view_if_newer(node, decode(&body)?)),
             Some(Kind::Scan) => Box::pin(scan(node, decode(&body)?)).await,
             None => Err(Refusal::new(400, format!("unknown message kind {kind}: is the peer of another release?"))),
         }

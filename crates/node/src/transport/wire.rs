@@ -93,6 +93,10 @@ pub enum Kind {
     /// node before it registers (`life/membership.rs`). A node of a release before it refuses
     /// it as unknown, and is not compared.
     Settings = 20,
+    /// [`ViewRequest`] → the answering node's view in the seed's compact encoding if it is newer
+    /// than the asker's, else nothing: asked while the seed does not answer
+    /// (`life/peer_views.rs`). A node of a release before it refuses it as unknown.
+    View = 21,
 }
 
 impl Kind {
@@ -118,6 +122,7 @@ impl Kind {
             Lease,
             KeepHints,
             Settings,
+            View,
         ]
         .into_iter()
         .find(|x| *x as u8 == k)
@@ -466,6 +471,12 @@ pub struct ClockRequest {}
 pub struct ClockReply {
     /// The answering node's wall clock, in ms since the Unix epoch.
     pub now_ms: u64,
+}
+
+/// "Is your view newer than mine, at `epoch`?" (see `life/peer_views.rs`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ViewRequest {
+    pub epoch: u64,
 }
 
 /// "Do you still hear from the seed?" (see `life/lease.rs`).
