@@ -141,18 +141,21 @@ impl Outbox {
     }
 }
 
-/// `w.write_all(bytes)`, failing once a write has waited `stall` for the peer to take a byte.
+/// `w.write_all(bytes)`, failing once a write has waited `stall` for the peer to take a byte. A
+/// write the socket takes at once, the usual case, sets no timer.
 async fn write_all_within<W: AsyncWrite + Unpin>(w: &mut W, mut bytes: &[u8], stall: Duration) -> std::io::Result<()> {
+    use futures_util::FutureExt;
     use std::io::{Error, ErrorKind};
     while !bytes.is_empty() {
-        match tokio::time::timeout(stall, w.write(bytes)).await {
-            Ok(Ok(0)) => return Err(ErrorKind::WriteZero.into()),
-            Ok(Ok(n)) => bytes = &bytes[n..],
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
-                let why = format!("the peer took no byte for {} s: given up on", stall.as_secs());
-                return Err(Error::new(ErrorKind::TimedOut, why));
-            }
+        let written = match w.write(bytes).now_or_never() {
+            Some(written) => written,
+            None => tokio::time::timeout(stall, w.write(bytes)).await.map_err(|_| {
+                Error::new(ErrorKind::TimedOut, format!("the peer took no byte for {} s: given up on", stall.as_secs()))
+            })?,
+        };
+        match written? {
+            0 => return Err(ErrorKind::WriteZero.into()),
+            n => bytes = &bytes[n..],
         }
     }
     Ok(())
