@@ -246,9 +246,9 @@ async fn targets(args: &BenchArgs) -> Result<Vec<String>, ClientError> {
             (Some(p), true) => p,
             _ => {
                 let stats = base.sibling(addr).node_json("/stats").await?;
-                let port = stats["resp_port"]
-                    .as_u64()
-                    .ok_or_else(|| ClientError::Usage(format!("{addr} serves no RESP (start it with --resp-listen)")))?;
+                let port = stats["resp_port"].as_u64().ok_or_else(|| {
+                    ClientError::Usage(format!("{addr} serves no RESP (start it with --resp-listen)"))
+                })?;
                 port as u16
             }
         };

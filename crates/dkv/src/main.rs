@@ -35,7 +35,9 @@ fn end_on_panic(role: &'static str) {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         report(info);
-        dkv::errln!("dkv {role}: a panic ends the process: a {role} with one of its tasks gone would serve on half working");
+        dkv::errln!(
+            "dkv {role}: a panic ends the process: a {role} with one of its tasks gone would serve on half working"
+        );
         std::process::abort();
     }));
 }

@@ -229,3 +229,30 @@ async fn a_node_out_of_the_seeds_reach_takes_a_newer_view_from_its_peers() {
     assert!(bad.is_empty(), "written through the node out of the seed's reach: {bad:?}");
     link.mend();
 }
+
+/// A node the seed expired while it was cut off from it takes no view from its peers: theirs no
+/// longer lists it, and taken, it would have it hand its keys off and drop its store. It learns
+/// that it was expired from the seed, once it reaches it (found by review, 2026-12-07).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_the_seed_expired_takes_no_view_without_it_from_its_peers() {
+    let mut c = Cluster::start_full(2, &[], TTL).await;
+    let link = Link::start(&c.seed.addr).await;
+    let cut_off = c.add_node_via(&link.addr.clone(), &[]);
+    c.wait_normal(3).await;
+    let addr = c.nodes[cut_off].addr.clone();
+    write_all(&c, &[0], &dataset("pn_", 30)).await;
+    c.wait_total_keys(&[cut_off], 30).await;
+    let before = epoch(&c, cut_off).await.expect("an epoch");
+    link.cut();
+    wait_unlisted(&c, &addr).await;
+    // Its lease asks its peers, whose view is newer: it asks them for it, and refuses it.
+    eventually(Duration::from_secs(10), "a peer's view without the node refused", || async {
+        let stats = c.client(cut_off).json("/stats").await.ok()?;
+        (stats["requests"]["peer_views_not_listing"].as_u64()? >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(epoch(&c, cut_off).await, Some(before), "it kept the view that lists it");
+    assert_eq!(c.keys_on(cut_off).await, 30, "it kept its store");
+    link.mend();
+    c.wait_normal(3).await;
+}

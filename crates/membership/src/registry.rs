@@ -772,8 +772,9 @@ fn validate_addr(addr: &str) -> Result<(), RegistryError> {
 }
 
 /// A view a returning node presents is adopted wholesale by a fresh seed, so every member in it
-/// must be one the seed would have registered itself.
-fn validate_view(view: &View) -> Result<(), RegistryError> {
+/// must be one the seed would have registered itself. A node checks a view a peer sends it the
+/// same way (`peer_views.rs` in the node crate).
+pub fn validate_view(view: &View) -> Result<(), RegistryError> {
     if view.epoch > MAX_EPOCH {
         return Err(RegistryError::BadRequest(format!("view epoch {} is over {MAX_EPOCH}", view.epoch)));
     }

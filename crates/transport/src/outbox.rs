@@ -62,6 +62,7 @@ impl Outbox {
     }
 
     /// Closed: by [`Outbox::close`], or by a write that failed.
+    #[cfg(test)]
     pub fn is_closed(&self) -> bool {
         self.state.lock().expect("outbox lock").closed
     }

@@ -113,6 +113,8 @@ pub async fn serve_admitted<C: Connection, H: Handler, A>(
     // 46 MB held per connection of a peer that read nothing (found by a hunt, 2026-12-07).
     let max_queued = MAX_QUEUED_ANSWERS;
     let mut running = FuturesUnordered::new();
+    // Whether the writer ended while the connection was served: it failed, and no answer can go.
+    let mut writer_ended = false;
     let reason = loop {
         // At `max_concurrent` requests running, or with answers piling up unread, the reader
         // stops reading, and TCP pushes back.
@@ -120,15 +122,22 @@ pub async fn serve_admitted<C: Connection, H: Handler, A>(
         let backlog = outbox.queued() >= max_queued;
         let next = tokio::select! {
             _ = stop.wait_for(|s| *s) => break "node stopping".to_string(),
+            // The writer failed (the peer reset the connection, or took nothing for a long
+            // while): no answer can go, and requests must not run for nobody. Over TLS the
+            // peer did not see the connection end until this side stopped reading too.
+            ended = &mut writer => {
+                writer_ended = true;
+                break match ended {
+                    Ok(Err(e)) => format!("its answers could not be written: {e}"),
+                    _ => "its answers could not be written".to_string(),
+                };
+            }
             Some(()) = running.next(), if !running.is_empty() => continue,
-            // A writer that failed (the peer reset the connection, or took nothing for a long
-            // while) closes the outbox, and there is room at once. This loop then spun at
-            // full speed without yielding, the answers still counted as queued, and the node
-            // served nobody again (found by a hunt, 2026-12-07).
-            _ = outbox.room_below(max_queued), if backlog => match outbox.is_closed() {
-                true => break "its answers could not be written (the peer went or took none)".to_string(),
-                false => continue,
-            },
+            // A writer that failed closes the outbox and drops what was queued, and there is room
+            // at once. Before it dropped them, this loop spun at full speed without yielding, the
+            // answers still counted as queued, and the node served nobody again (found by a hunt,
+            // 2026-12-07).
+            _ = outbox.room_below(max_queued), if backlog => continue,
             f = frames.next(), if room && !backlog => f,
         };
         let f = match next {
@@ -167,7 +176,7 @@ pub async fn serve_admitted<C: Connection, H: Handler, A>(
     outbox.close();
     // The writer owns the socket's write half: one stuck on a peer that stopped reading would keep
     // the connection open after we are done with it.
-    if tokio::time::timeout(Duration::from_secs(1), &mut writer).await.is_err() {
+    if !writer_ended && tokio::time::timeout(Duration::from_secs(1), &mut writer).await.is_err() {
         writer.abort();
     }
 }

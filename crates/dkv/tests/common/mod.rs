@@ -218,7 +218,16 @@ impl Cluster {
         let seed_addr = format!("127.0.0.1:{}", free_port());
         let seed = spawn_seed_with_ttl(&seed_addr, node_ttl);
         let node_flags = node_flags.iter().map(|s| s.to_string()).collect();
-        let mut c = Cluster { seed, nodes: Vec::new(), node_flags, data_root, with_resp, tls_ca: None, log_dir: None, stderr_closed: false };
+        let mut c = Cluster {
+            seed,
+            nodes: Vec::new(),
+            node_flags,
+            data_root,
+            with_resp,
+            tls_ca: None,
+            log_dir: None,
+            stderr_closed: false,
+        };
         c.wait_seed().await;
         for _ in 0..n {
             c.add_node();

@@ -273,7 +273,11 @@ impl Node {
             Err(e) if status_is(&e, StatusCode::NOT_FOUND) && self.is_leaving() => self.forgotten_while_leaving().await,
             Err(e) => {
                 tracing::warn!("refreshing membership from the seed failed: {e}");
-                self.views_from_peers().await;
+                // Only when the seed could not be reached: an error it answered is its word
+                // (a 404 says it does not know this node, which re-registers).
+                if e.status().is_none() {
+                    self.views_from_peers().await;
+                }
             }
         }
     }

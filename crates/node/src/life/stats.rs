@@ -50,6 +50,10 @@ pub struct Counters {
     /// call carries many (see `replication/batch.rs`).
     pub write_batches: AtomicU64,
     pub batched_writes: AtomicU64,
+    /// Views taken from a peer while the seed could not be reached, and newer ones a peer sent
+    /// that did not list this node, left for the seed to say (`life/peer_views.rs`).
+    pub peer_views_taken: AtomicU64,
+    pub peer_views_not_listing: AtomicU64,
 }
 
 pub fn bump(c: &AtomicU64) {
@@ -82,6 +86,8 @@ pub struct CountersSnapshot {
     pub expired: u64,
     pub write_batches: u64,
     pub batched_writes: u64,
+    pub peer_views_taken: u64,
+    pub peer_views_not_listing: u64,
 }
 
 impl Counters {
@@ -108,6 +114,8 @@ impl Counters {
             expired: r(&self.expired),
             write_batches: r(&self.write_batches),
             batched_writes: r(&self.batched_writes),
+            peer_views_taken: r(&self.peer_views_taken),
+            peer_views_not_listing: r(&self.peer_views_not_listing),
         }
     }
 }

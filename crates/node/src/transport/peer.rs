@@ -130,9 +130,15 @@ impl Peers {
         postcard::from_bytes(&body).map_err(|e| protocol(addr, e))
     }
 
-    /// [`Peers::call`] answered in bytes, as the peer wrote them.
-    pub async fn call_raw<Req: Serialize>(&self, addr: &str, kind: Kind, req: &Req) -> Result<Bytes, PeerError> {
-        Ok(self.nodes.call(addr, kind as u8, |b| dkv_transport::put_postcard(b, req), self.timeout).await?)
+    /// [`Peers::call_within`] answered in bytes, as the peer wrote them.
+    pub async fn call_raw_within<Req: Serialize>(
+        &self,
+        addr: &str,
+        kind: Kind,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Bytes, PeerError> {
+        Ok(self.nodes.call(addr, kind as u8, |b| dkv_transport::put_postcard(b, req), timeout).await?)
     }
 
     /// Close the connection to a node that is no longer a member.
