@@ -51,9 +51,9 @@ pub async fn run(args: BenchArgs) -> i32 {
         errln!("dkv bench: {e}");
         return crate::commands::exit::REFUSED;
     }
-    // Exit codes as for every command: 2 for a `--node` that is not a node (the seed, a RESP port,
-    // another server), 3 for one that cannot be reached. Pointed at the seed it sent its requests
-    // there for the whole --duration, each answered with an error (found by a hunt, 2026-12-07).
+    // Exit codes as for every command: 2 for a `--node` that is the seed, 3 for one that cannot
+    // be reached. Pointed at the seed it sent its requests there for the whole --duration, each
+    // answered with an error (found by a hunt, 2026-12-07).
     let targets = match targets(&args).await {
         Ok(targets) => targets,
         Err(e) => {
@@ -226,10 +226,17 @@ async fn run_inner(args: BenchArgs, targets: Vec<String>) -> Result<(), String> 
 async fn targets(args: &BenchArgs) -> Result<Vec<String>, ClientError> {
     let base = Client::new(&args.node).with_password(args.password.as_deref()).with_tls(&args.tls)?;
     let host_port = base.base().split("://").nth(1).unwrap_or(base.base()).to_string();
-    // Asked even of one node: it is how a `--node` that is not one is told apart.
-    let cluster = base.node_json("/cluster").await?;
     let mut http = vec![host_port.clone()];
+    if !args.all_nodes && args.protocol == Protocol::Http {
+        // The seed, or nothing there, is refused before any load. Any other HTTP server is
+        // loaded as it is: the bench scripts load the reference server with it.
+        let probe = base.node_json("/health").await;
+        if let Err(e @ (ClientError::Seed { .. } | ClientError::Unreachable { .. })) = probe {
+            return Err(e);
+        }
+    }
     if args.all_nodes {
+        let cluster = base.node_json("/cluster").await?;
         http = cluster["members"]
             .as_array()
             .ok_or_else(|| ClientError::Usage("the node's /cluster has no members".into()))?
