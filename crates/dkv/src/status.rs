@@ -165,6 +165,7 @@ fn member_row(m: &Value, stats: Option<&Value>) -> Value {
         "coordinating": s("coordinating"),
         "seed_unheard_ms": s("seed_unheard_ms"),
         "heartbeat_interval_ms": s("heartbeat_interval_ms"),
+        "epoch": s("epoch"),
         "requests_per_s": rate,
         "p99_us": load["p99_us"],
         "moves": load["moves"].as_array().cloned().unwrap_or_default(),
@@ -329,6 +330,24 @@ pub fn render(summary: &Value, limit: Option<usize>) -> String {
              it may have removed them; send requests to the others"
         );
     }
+    // Members on another view than the asked node's: the table is that node's view, and a split
+    // of the members on two epochs (the seed killed a moment after a leave began) showed either
+    // side's, without a word (found by a hunt, 2026-12-07).
+    let epoch = summary["epoch"].as_u64();
+    let mut others: Vec<u64> = rows.iter().filter_map(|r| r["epoch"].as_u64()).filter(|e| Some(*e) != epoch).collect();
+    if !others.is_empty() {
+        let n = others.len();
+        others.sort_unstable();
+        others.dedup();
+        let list: Vec<String> = others.iter().map(u64::to_string).collect();
+        let _ = writeln!(
+            out,
+            "{n} member(s) hold another view than epoch {} (epoch {}): for a moment after each change, as it reaches \
+             every member; for longer only while the seed does not answer them and no peer holds a newer one",
+            summary["epoch"],
+            list.join(", ")
+        );
+    }
     let stopped_leaving = rows.iter().filter(|r| r["reachable"] != true && r["state"] == "leaving").count();
     if stopped_leaving > 0 {
         let _ = writeln!(
@@ -459,6 +478,18 @@ mod tests {
             })
             .collect();
         summarize(&json!({ "epoch": 9 }), None, rows, "http://10.0.0.0:8080")
+    }
+
+    #[test]
+    fn members_on_another_epoch_are_said() {
+        let member = json!({ "id": "a", "addr": "10.0.0.1:8080", "state": "normal", "tokens": [1] });
+        let stats = |epoch: u64| json!({ "keys": 1, "epoch": epoch, "requests": { "moved_in": 0 }, "load": {} });
+        let rows = vec![member_row(&member, Some(&stats(10))), member_row(&member, Some(&stats(9)))];
+        let text = render(&summarize(&json!({ "epoch": 10 }), None, rows, "http://10.0.0.1:8080"), None);
+        assert!(text.contains("1 member(s) hold another view than epoch 10 (epoch 9)"), "{text}");
+        let rows = vec![member_row(&member, Some(&stats(10)))];
+        let text = render(&summarize(&json!({ "epoch": 10 }), None, rows, "http://10.0.0.1:8080"), None);
+        assert!(!text.contains("another view"), "{text}");
     }
 
     #[test]
