@@ -3,7 +3,7 @@
 //! each answer as the calling node decodes it.
 //!
 //! Input: one byte that picks the message (a request kind `1..=0x7f` as on the wire, or an answer
-//! at `0x80 + n`, `n` below 12), then the postcard body. Asserts, beyond "no panic":
+//! at `0x80 + n`, `n` below 15), then the postcard body. Asserts, beyond "no panic":
 //! * a kind byte is read as the `Kind` whose byte it is;
 //! * a body that decodes re-encodes to bytes that decode again, to a value that encodes the same
 //!   (postcard accepts some non-canonical inputs, so the first encoding may differ from the input,
@@ -81,12 +81,13 @@ fn request(kind: u8, body: &[u8]) {
         Kind::KeepHints => drop(round_trip::<wire::KeepHintsRequest>(body)),
         Kind::Settings => drop(round_trip::<wire::SettingsRequest>(body)),
         Kind::Scan => drop(round_trip::<wire::ScanRequest>(body)),
+        Kind::View => drop(round_trip::<wire::ViewRequest>(body)),
     }
 }
 
 /// As `transport::peer::Peers::call` decodes the answer to each request.
 fn answer(which: u8, body: &[u8]) {
-    match which % 15 {
+    match which % 16 {
         0 => drop(round_trip::<wire::ApplyReply>(body)),
         1 => drop(round_trip::<wire::ReadResponse>(body)),
         2 => {
@@ -119,6 +120,14 @@ fn answer(which: u8, body: &[u8]) {
         11 => drop(round_trip::<wire::ReadsReply<wire::Head>>(body)),
         12 => drop(round_trip::<wire::ForwardReply<wire::Length>>(body)),
         13 => drop(round_trip::<wire::LeaseReply>(body)),
+        // A peer's view (`Kind::View`), in the seed's compact encoding, checked as the asker
+        // checks it before it takes it.
+        14 => {
+            let view = dkv_membership::compact::decode::<dkv_membership::View>(body, dkv_node::transport::seed::VERSION);
+            if let Ok(view) = view {
+                let _ = dkv_membership::registry::validate_view(&view);
+            }
+        }
         _ => drop(round_trip::<()>(body)),
     }
 }
