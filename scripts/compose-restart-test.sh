@@ -17,6 +17,10 @@
 #      with no node running (a seed without the record lists none)
 #   8. `compose start kv-node`: 3 normal members again, the same ids and tokens, and every key
 #      reads back exact through each node
+#   9. one node's process killed from the host (SIGKILL, as the kernel's OOM killer ends a
+#      process; a panic's abort exits non-zero the same way), not by Compose: the engine restarts
+#      its container (`restart: on-failure`), it comes back as the same member, and every key
+#      reads back exact through each node
 #
 # Short timings (heartbeat 200ms) and a node TTL (20s) longer than a restart, so the seed keeps
 # the members while their containers are down and nothing has to move. Its own project name and
@@ -36,7 +40,7 @@ cd "$ROOT"
 PROJECT="dkvrestart$$"
 KEYS=300
 TIMEOUT="${RESTART_TEST_TIMEOUT:-120}"
-TOTAL=9      # checks below; a check that cannot run counts as failed
+TOTAL=11     # checks below; a check that cannot run counts as failed
 
 # Read by compose.yaml; the defaults there are the production ones.
 export DKV_NODE_TTL=20s
@@ -141,6 +145,30 @@ if [ "${#NODE_URLS[@]}" -gt 0 ] && ct read-each "$KEYS" "${NODE_URLS[@]}"; then
     pass "after the seed's restart: all $KEYS keys read back exact through each node"
 else
     fail "after the seed's restart: all $KEYS keys read back exact through each node"
+fi
+
+# 9
+# restarts CONTAINER: how many times the engine has restarted it (sets LAST_OUT).
+restarts() { LAST_OUT="$(docker inspect -f '{{.RestartCount}}' "$1" 2>&1)"; }
+restarted_since() { restarts "$1" && [ "$LAST_OUT" -gt "$2" ] 2>/dev/null; }
+say "one node's process killed from the host, not through Compose"
+VICTIM="$(compose ps -q kv-node 2>/dev/null | head -n 1)"
+INIT_PID="$(docker inspect -f '{{.State.Pid}}' "$VICTIM" 2>/dev/null)"
+# PID 1 of the container is docker-init (compose.yaml's `init: true`); dkv is its child.
+DKV_PID="$(cat "/proc/$INIT_PID/task/$INIT_PID/children" 2>/dev/null | awk '{print $1}')"
+if [ -n "$DKV_PID" ] && restarts "$VICTIM" && BEFORE="$LAST_OUT" && kill -KILL "$DKV_PID"; then
+    if wait_for "$TIMEOUT" "the engine to restart the container" restarted_since "$VICTIM" "$BEFORE"; then
+        back_as_before "after a node's process was killed from the host (restarted by the engine)"
+    else
+        fail "a node's process killed from the host: its container was not restarted within ${TIMEOUT}s (restart count ${LAST_OUT:-?}, policy $(docker inspect -f '{{.HostConfig.RestartPolicy.Name}}' "$VICTIM" 2>&1))"
+    fi
+else
+    fail "could not kill the dkv process of container ${VICTIM:-?} from the host (docker-init pid ${INIT_PID:-?}, dkv pid ${DKV_PID:-?}; root is needed)"
+fi
+if [ "${#NODE_URLS[@]}" -gt 0 ] && ct read-each "$KEYS" "${NODE_URLS[@]}"; then
+    pass "after the engine restarted a killed node: all $KEYS keys read back exact through each node"
+else
+    fail "after the engine restarted a killed node: all $KEYS keys read back exact through each node"
 fi
 
 finish

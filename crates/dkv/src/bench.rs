@@ -115,6 +115,7 @@ async fn run_inner(args: BenchArgs, targets: Vec<String>) -> Result<(), String> 
         |c: u64| args.requests.map(|n| n / args.connections as u64 + u64::from(c < n % args.connections as u64));
     let read_ratio = if args.load { 0.0 } else { args.read_ratio };
     let started = Instant::now();
+    let deadline = started + args.duration;
     let mut tasks = Vec::new();
     for c in 0..args.connections {
         let addr = targets[c % targets.len()].clone();
@@ -123,8 +124,7 @@ async fn run_inner(args: BenchArgs, targets: Vec<String>) -> Result<(), String> 
         let prefix = prefix.clone();
         let protocol = args.protocol;
         let limit = share(c as u64);
-        let end = started + args.duration;
-        let cfg = Load { keys: args.keys, read_ratio, limit, protocol, order, prefix, tls: tls.clone(), end };
+        let cfg = Load { keys: args.keys, read_ratio, limit, protocol, order, prefix, tls: tls.clone(), end: deadline };
         let password = args.password.clone();
         tasks.push(tokio::spawn(async move {
             let result = connection(addr, cfg, password, value, tally, stop, c as u64).await;
@@ -138,7 +138,6 @@ async fn run_inner(args: BenchArgs, targets: Vec<String>) -> Result<(), String> 
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let deadline = started + args.duration;
     loop {
         // Until the next progress tick, or the deadline if it comes first: a --duration of 300ms
         // ran for 400 (found by trying, 2026-12-06).
@@ -226,24 +225,25 @@ async fn run_inner(args: BenchArgs, targets: Vec<String>) -> Result<(), String> 
 async fn targets(args: &BenchArgs) -> Result<Vec<String>, ClientError> {
     let base = Client::new(&args.node).with_password(args.password.as_deref()).with_tls(&args.tls)?;
     let host_port = base.base().split("://").nth(1).unwrap_or(base.base()).to_string();
-    let mut http = vec![host_port.clone()];
-    if !args.all_nodes && args.protocol == Protocol::Http {
-        // The seed, or nothing there, is refused before any load. Any other HTTP server is
-        // loaded as it is: the bench scripts load the reference server with it.
-        let probe = base.node_json("/health").await;
-        if let Err(e @ (ClientError::Seed { .. } | ClientError::Unreachable { .. })) = probe {
-            return Err(e);
-        }
-    }
-    if args.all_nodes {
+    let http: Vec<String> = if args.all_nodes {
         let cluster = base.node_json("/cluster").await?;
-        http = cluster["members"]
+        cluster["members"]
             .as_array()
             .ok_or_else(|| ClientError::Usage("the node's /cluster has no members".into()))?
             .iter()
             .filter_map(|m| m["addr"].as_str().map(String::from))
-            .collect();
-    }
+            .collect()
+    } else {
+        if args.protocol == Protocol::Http {
+            // The seed, or nothing there, is refused before any load. Any other HTTP server is
+            // loaded as it is: the bench scripts load the reference server with it.
+            let probe = base.node_json("/health").await;
+            if let Err(e @ (ClientError::Seed { .. } | ClientError::Unreachable { .. })) = probe {
+                return Err(e);
+            }
+        }
+        vec![host_port.clone()]
+    };
     if args.protocol == Protocol::Http {
         return Ok(http);
     }
