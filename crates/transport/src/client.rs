@@ -261,6 +261,12 @@ pub(crate) async fn dial(addr: &str, config: &ClientConfig) -> Result<Dialed, Ca
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| CallError::Unreachable { addr: addr.to_string(), reason: e.to_string() })?;
+    if connected_to_itself(&stream) {
+        // Dropped at once: held, it would keep the port from the node that should listen there.
+        let reason = "connection refused (the socket connected to itself: nothing listens there, and the kernel \
+                      gave the port as the source port, as it can for a port inside net.ipv4.ip_local_port_range)";
+        return Err(CallError::Unreachable { addr: addr.to_string(), reason: reason.into() });
+    }
     let _ = stream.set_nodelay(true);
     match &config.wrap {
         None => Ok(Dialed::Plain(stream)),
@@ -272,6 +278,15 @@ pub(crate) async fn dial(addr: &str, config: &ClientConfig) -> Result<Dialed, Ca
             .map(Dialed::Wrapped)
             .map_err(|e| CallError::Handshake { addr: addr.to_string(), reason: tls_failure(&e) }),
     }
+}
+
+/// Whether `stream` is a TCP self-connection: dialing a port on this host where nothing listens,
+/// the kernel may pick that very port as the source port (when it lies in the ephemeral range),
+/// and the connection opens to itself. A peer reconnecting every 100 ms to a stopped node's port
+/// then held that port, and the node could not listen on it again for seconds (found by a
+/// hunt on ports 45000–49999, 2026-12-07); the handshake also read its own hello as the answer.
+fn connected_to_itself(stream: &TcpStream) -> bool {
+    matches!((stream.local_addr(), stream.peer_addr()), (Ok(local), Ok(peer)) if local == peer)
 }
 
 /// A failed TLS handshake's reason, with what to do when the peer does not speak TLS: rustls
@@ -497,5 +512,25 @@ impl Drop for Waiting<'_> {
         if let Some(id) = self.id {
             self.conn.pending.lock().expect("pending lock").calls.remove(&id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket bound to a port and connected to that same port opens to itself (TCP's
+    /// simultaneous open), as a dial to a free port inside the ephemeral range can.
+    #[tokio::test]
+    async fn a_self_connection_is_told_from_a_connection_to_a_listener() {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let own = socket.local_addr().unwrap();
+        let looped = socket.connect(own).await.expect("a socket connects to its own port");
+        assert!(connected_to_itself(&looped));
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let other = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        assert!(!connected_to_itself(&other));
     }
 }

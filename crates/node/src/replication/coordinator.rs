@@ -16,9 +16,10 @@
 //! when the seed expires a member, copies the key only in its round): see `settled.rs`.
 //! A complete "not found" is still weak in general: one that missed a write says "not found", and
 //! R = 1 must still find an acknowledged write. It is strong when R + W > N (any R replicas
-//! include one that acknowledged every acknowledged write). R complete answers that are values or
-//! strong "not found"s decide; otherwise the read asks all replicas and decides once every one
-//! has answered. A replica that takes much longer than it usually does (see `latency.rs`) gets
+//! include one that acknowledged every acknowledged write). A tombstone, or a value expired by
+//! this node's clock, is a "not found" too. R complete answers that are live values or strong
+//! "not found"s decide; otherwise the read asks all replicas and decides once every one has
+//! answered. A replica that takes much longer than it usually does (see `latency.rs`) gets
 //! company: the read asks the next replica too, so a paused node costs a read a few
 //! milliseconds, not the request timeout. Any answering replica that
 //! returned an older version or nothing is repaired in the background.
@@ -264,7 +265,13 @@ impl Node {
                 replicas[..=i].rotate_right(1);
             }
             let strong = needed + self.config.write_quorum.min(replicas.len()) > replicas.len();
-            let decides = |a: &Charged<ReadResponse<S>>| a.settled && (a.entry.is_some() || strong);
+            // A tombstone or an expired value reads as "not found" and is as weak as one: the
+            // replica may have missed the write that came after it (found by reading,
+            // 2026-12-07: `r=1` through a replica holding the key's old tombstone answered 404
+            // for a value W replicas had acknowledged since).
+            let now = self.cluster_wall_ms();
+            let live = |e: &S| e.is_value() && !e.expires().is_some_and(|t| now > t);
+            let decides = |a: &Charged<ReadResponse<S>>| a.settled && (strong || a.entry.as_ref().is_some_and(live));
             let call = |id| self.tasks.track_future(self.clone().read_on::<S>(topo.clone(), id, key.clone()));
             // Ask R replicas; ask another when one fails, answers what does not decide (an
             // incomplete answer, or a weak "not found"), or takes much longer than it usually

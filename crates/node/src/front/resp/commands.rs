@@ -374,9 +374,9 @@ pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
         Cmd::Ttl | Cmd::Pttl | Cmd::Expiretime | Cmd::Pexpiretime => expiry::ttl(node, cmd, &a[0]).await,
         Cmd::Persist => expiry::persist(node, &a[0]).await,
         Cmd::Getex => expiry::getex(node, a).await,
+        // The tombstone is written whatever the read found, as for `DEL` (see `count_one`).
         Cmd::Getdel => match get(node, &a[0]).await {
-            Ok(Some(v)) => write(node, &a[0], None).await.map_or_else(|e| e, |()| Reply::Bulk(v)),
-            Ok(None) => Reply::Nil,
+            Ok(v) => write(node, &a[0], None).await.map_or_else(|e| e, |()| v.map_or(Reply::Nil, Reply::Bulk)),
             Err(e) => e,
         },
         Cmd::Strlen => length(node, &a[0]).await.map_or_else(|e| e, |l| Reply::Int(l.map_or(0, |l| l.len as i64))),
@@ -572,13 +572,17 @@ async fn count(node: &Node, keys: &[Bytes], delete: bool) -> Reply {
     Reply::Int(n)
 }
 
-/// 1 if `key` exists (deleting it, with `delete`), else 0.
+/// 1 if `key` exists, else 0; with `delete`, a tombstone is written either way, as HTTP's
+/// `DELETE` writes one. A key the read did not find may still be on a replica it did not ask (a
+/// write that failed short of W, which hints or anti-entropy would then spread): a `DEL` after
+/// a failed `SET` must keep it from coming back (found by reading, 2026-12-07: `DEL` answered 0,
+/// wrote nothing, and the value appeared 3 s later).
 async fn count_one(node: &Node, key: &Bytes, delete: bool) -> Result<i64, Reply> {
-    match length(node, key).await? {
-        Some(_) if delete => write(node, key, None).await.map(|()| 1),
-        Some(_) => Ok(1),
-        None => Ok(0),
+    let found = length(node, key).await?.is_some();
+    if delete {
+        write(node, key, None).await?;
     }
+    Ok(i64::from(found))
 }
 
 /// The items of `from_last` (a command's keys or pairs, last first) whose key appears in no
