@@ -257,6 +257,17 @@ impl Node {
         loop {
             tokio::select! {
                 answer = running.next() => match answer {
+                    // A replica that cannot coordinate now (its lease ran out while it was
+                    // paused, its view is behind) says so with a 503; another replica may well
+                    // answer. Passed on as final, it failed reads that two healthy replicas could
+                    // serve (found by a hunt, 2026-12-07). The last one's is passed on as it is.
+                    Some((addr, Ok(Err(NodeError::Unavailable(why))))) if next.len() > 0 || !running.is_empty() => {
+                        tracing::debug!("forward to {addr}: the replica cannot serve it now: {why}");
+                        errors.push(format!("{addr}: {why}"));
+                        if let Some(r) = next.next() {
+                            running.push(call(r));
+                        }
+                    }
                     Some((_, Ok(reply))) => return Some(self.judged_here::<S>(reply)),
                     Some((addr, Err(e))) => {
                         tracing::debug!("forward to {addr} failed: {e}");

@@ -214,11 +214,17 @@ fn acknowledged(answers: &[(NodeId, Answer)], needed: Needed) -> bool {
     applied >= needed.applied && complete >= needed.complete
 }
 
-/// Whether `answers` from `targets` settle a write: acknowledged, too many failed for that, or
-/// everyone answered.
+/// Whether `answers` from `targets` settle a write: acknowledged, too many failed for that,
+/// everyone answered, or enough answered "superseded" that the rest cannot make it applied by
+/// enough, while enough answered to stamp the write again. Without the last, two replicas of
+/// three holding a newer version held the write for the whole deadline when the third was
+/// stalled, before it was stamped again (5 s a write: found by a hunt, 2026-12-07).
 fn decided(answers: &[(NodeId, Answer)], targets: usize, needed: Needed) -> bool {
     let failed = answers.iter().filter(|(_, a)| a.is_err()).count();
-    acknowledged(answers, needed) || targets - failed < needed.applied || answers.len() >= targets
+    let held = answers.iter().filter(|(_, a)| matches!(a, Ok(Ack::Superseded(_)))).count();
+    let applied = answers.iter().filter(|(_, a)| matches!(a, Ok(Ack::Applied { .. }))).count();
+    let superseded = held > 0 && applied + held >= needed.applied && targets - failed - held < needed.applied;
+    acknowledged(answers, needed) || targets - failed < needed.applied || answers.len() >= targets || superseded
 }
 
 /// One replica's place in a write's [`Votes`], carried in the batch that sends the write to it.
@@ -296,6 +302,8 @@ mod tests {
         assert!(decided(&[applied(1), applied(2)], 3, W2));
         assert!(!decided(&[applied(1), superseded(2)], 3, W2), "the third may still apply it");
         assert!(decided(&[applied(1), superseded(2), superseded(3)], 3, W2), "everyone answered");
+        assert!(decided(&[superseded(1), superseded(2)], 3, W2), "the third cannot make two applied");
+        assert!(!decided(&[superseded(1), (NodeId(2), failed())], 3, W2), "too few answered to stamp again");
         assert!(!decided(&[(NodeId(1), failed())], 3, W2));
         assert!(decided(&[(NodeId(1), failed()), (NodeId(2), failed())], 3, W2), "two of three failed");
     }
@@ -352,6 +360,16 @@ mod tests {
         let started = std::time::Instant::now();
         assert_eq!(count(&votes, 3, W2, 50).await.expect("decided"), Counted::AcknowledgedIncomplete);
         assert!(started.elapsed() >= Duration::from_millis(50), "waited for the third until the deadline");
+    }
+
+    /// Two replicas of three hold a newer version, the third is silent (stalled): the write is
+    /// stamped again at once, not at the deadline.
+    #[tokio::test]
+    async fn two_superseded_of_three_decide_without_the_silent_one() {
+        let votes = votes_with(vec![superseded(1), superseded(2)]);
+        let started = std::time::Instant::now();
+        assert_eq!(count(&votes, 3, W2, 60_000).await.expect("decided"), Counted::Superseded(NEWER));
+        assert!(started.elapsed() < Duration::from_secs(10), "decided before the deadline");
     }
 
     #[tokio::test]
