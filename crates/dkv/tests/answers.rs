@@ -182,6 +182,48 @@ async fn every_node_answer_is_signed_and_every_error_has_a_line() {
     }
 }
 
+/// A value whose last bytes are exactly one of hyper's bare error answers reads back as stored,
+/// and the next answer on the same keep-alive connection is whole. The node rewrote that last
+/// piece of the body (written alone after the 128 KiB before it) as if hyper had answered a bad
+/// request, and the bytes it added broke the next answer (found by a code-reading hunt,
+/// 2026-12-07).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_that_ends_like_a_bare_error_answer_reads_back_as_stored() {
+    let c = Cluster::start(1).await;
+    let node = &c.nodes[0].addr;
+    let bare = "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+    let value = format!("{}{bare}", "a".repeat(128 * 1024));
+    let put = exchange(node, "PUT", "/put?key=smuggled", "", &value).await;
+    assert_eq!(put.status, 204, "{}", put.head);
+    assert_eq!(exchange(node, "PUT", "/put?key=plain", "", "hello").await.status, 204);
+    // Both GETs on one connection, the second sent once the first is answered.
+    let mut s = tokio::net::TcpStream::connect(node).await.expect("connect");
+    s.write_all(b"GET /get?key=smuggled HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    let first_end = loop {
+        let mut buf = [0u8; 65536];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+        if let Some(head_end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            if got.len() >= head_end + 4 + value.len() {
+                break head_end + 4 + value.len();
+            }
+        }
+    };
+    let text = String::from_utf8_lossy(&got).to_string();
+    let head_end = text.find("\r\n\r\n").unwrap() + 4;
+    assert!(text.starts_with("HTTP/1.1 200"), "{}", &text[..head_end]);
+    assert!(text[..head_end].to_ascii_lowercase().contains(&format!("content-length: {}", value.len())));
+    assert!(got[head_end..first_end] == *value.as_bytes(), "the body differs from the value stored");
+    assert_eq!(got.len(), first_end, "bytes past the first answer: {:?}", String::from_utf8_lossy(&got[first_end..]));
+    s.write_all(b"GET /get?key=plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.starts_with("HTTP/1.1 200") && rest.ends_with("\r\n\r\nhello"), "the next answer: {rest:?}");
+}
+
 /// Over HTTP/2 (what clients speak over TLS), a key as long as `--max-key-size` whose every byte
 /// is percent-encoded (a path of 24 KiB) is taken as over HTTP/1.1: h2's default of 16 KiB of
 /// headers broke the connection instead (found by trying, 2026-12-06).

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::task::TaskTracker;
 
 use crate::front::limits::{Guard, Refusal};
-use crate::front::parse_errors::Explained;
+use crate::front::parse_errors::{Explained, InFlight, Tracking};
 use crate::front::progress::{stalled, Progress, Stamp};
 use crate::transport::listener::HttpConn;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,12 +80,14 @@ pub async fn serve<S>(
             },
         };
         let requested = Arc::new(AtomicBool::new(false));
-        let service = FirstRequest { inner: app(conn.peer), requested: requested.clone() };
+        let in_flight = InFlight::default();
+        let service =
+            FirstRequest { inner: app(conn.peer), requested: requested.clone(), in_flight: in_flight.clone() };
         let (builder, guard, mut stop) = (builder.clone(), guard.clone(), stop.clone());
         tracker.spawn(async move {
             let _slot = conn.slot; // held until the connection closes
             let stamp = Stamp::new();
-            let io = TokioIo::new(Explained::new(Progress::new(conn.stream, stamp.clone()), node));
+            let io = TokioIo::new(Explained::new(Progress::new(conn.stream, stamp.clone()), node, in_flight));
             let served = builder.serve_connection_with_upgrades(io, service);
             tokio::pin!(served);
             let read_timeout = guard.limits.read_timeout;
@@ -132,23 +134,26 @@ async fn idle_for(stamp: &Stamp, idle: Option<Duration>) {
     }
 }
 
-/// The router, noting that a connection made a request (see the module doc).
+/// The router, noting that a connection made a request (see the module doc) and which of its
+/// answers are in flight (see `parse_errors.rs`).
 #[derive(Clone)]
 struct FirstRequest<S> {
     inner: S,
     requested: Arc<AtomicBool>,
+    in_flight: InFlight,
 }
 
-impl<S, B> Service<hyper::Request<B>> for FirstRequest<S>
+impl<S, B, RB> Service<hyper::Request<B>> for FirstRequest<S>
 where
-    S: Service<hyper::Request<B>>,
+    S: Service<hyper::Request<B>, Response = hyper::Response<RB>>,
 {
-    type Response = S::Response;
+    type Response = hyper::Response<crate::front::parse_errors::Tracked<RB>>;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Tracking<S::Future>;
 
     fn call(&self, req: hyper::Request<B>) -> Self::Future {
         self.requested.store(true, Ordering::Relaxed);
-        self.inner.call(req)
+        let answering = self.in_flight.begin();
+        Tracking::new(self.inner.call(req), answering)
     }
 }
