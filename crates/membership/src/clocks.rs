@@ -13,6 +13,14 @@
 //! moves every member's offset from it by the same amount, and the median with it, so the
 //! differences stay right. One member far off is outvoted, as before.
 //!
+//! The median speaks for the cluster only once it is over a majority of the members. A seed
+//! restarted with its record knows every member at once but has no report yet: the first member
+//! to report was the median alone, and a node whose clock was a year ahead was told it was within
+//! the bound and coordinated writes again until its next heartbeat, which replaced acknowledged
+//! values with year-ahead ones that refused every later write; a correct node that reported in the
+//! same moment was told it was a year behind (found by reading, 2026-12-07). Until a majority
+//! reported, the seed gives no cluster clock, and nodes fall back on reading each other's.
+//!
 //! [`ClockCensus`] is pure: the seed passes the reports and the time.
 
 use std::collections::HashMap;
@@ -52,7 +60,8 @@ pub struct ClockCensus {
     ttl_ms: u64,
     every_ms: u64,
     reports: HashMap<NodeId, Report>,
-    cached: Option<(u64, ClusterClock)>,
+    /// When the median was computed, the median, and how many members' reports it is over.
+    cached: Option<(u64, ClusterClock, usize)>,
 }
 
 impl ClockCensus {
@@ -62,19 +71,25 @@ impl ClockCensus {
 
     /// Member `id`'s clock minus the seed's is `offset_ms`, give or take `error_ms`.
     pub fn report(&mut self, id: NodeId, offset_ms: i64, error_ms: i64, now_ms: u64) {
-        self.reports.insert(id, Report { offset_ms, error_ms: error_ms.max(0), at_ms: now_ms });
+        let report = Report { offset_ms, error_ms: error_ms.max(0), at_ms: now_ms };
+        if self.reports.insert(id, report).is_none() {
+            // A member the median is not over yet: computed again at the next ask.
+            self.cached = None;
+        }
     }
 
-    /// The cluster's clock at `now_ms`.
-    pub fn cluster(&mut self, now_ms: u64) -> ClusterClock {
-        match self.cached {
-            Some((at, clock)) if now_ms.saturating_sub(at) < self.every_ms && at <= now_ms => clock,
+    /// The cluster's clock at `now_ms`, once fresh reports came from a majority of the
+    /// cluster's `members` (see the module doc).
+    pub fn cluster(&mut self, now_ms: u64, members: usize) -> Option<ClusterClock> {
+        let (clock, over) = match self.cached {
+            Some((at, clock, over)) if now_ms.saturating_sub(at) < self.every_ms && at <= now_ms => (clock, over),
             _ => {
-                let clock = self.median(now_ms);
-                self.cached = Some((now_ms, clock));
-                clock
+                let (clock, over) = self.median(now_ms);
+                self.cached = Some((now_ms, clock, over));
+                (clock, over)
             }
-        }
+        };
+        (over > members / 2).then_some(clock)
     }
 
     /// The median of the fresh reports, and of the seed's own clock when they are an even
@@ -87,16 +102,19 @@ impl ClockCensus {
     /// and counted deadlines a year on, so their expiry sweep ended every value with a deadline
     /// (found by reading, 2026-12-06). One member alone is now its own median: nothing tells
     /// which of it and the seed is off, and a node that trusts its own clock loses nothing.
-    fn median(&mut self, now_ms: u64) -> ClusterClock {
+    ///
+    /// Also how many members' reports it is over.
+    fn median(&mut self, now_ms: u64) -> (ClusterClock, usize) {
         let ttl = self.ttl_ms;
         self.reports.retain(|_, r| now_ms.saturating_sub(r.at_ms) <= ttl);
         let mut all: Vec<(i64, i64)> = self.reports.values().map(|r| (r.offset_ms, r.error_ms)).collect();
+        let over = all.len();
         if all.len().is_multiple_of(2) {
             all.push((0, 0));
         }
         let mid = all.len() / 2;
         let (offset_ms, error_ms) = *all.select_nth_unstable(mid).1;
-        ClusterClock { offset_ms, error_ms, clocks: all.len() as u64 }
+        (ClusterClock { offset_ms, error_ms, clocks: all.len() as u64 }, over)
     }
 }
 
@@ -107,18 +125,18 @@ mod tests {
     #[test]
     fn the_median_outvotes_one_clock_far_off_and_counts_the_seed() {
         let mut c = ClockCensus::new(10_000, 250);
-        assert_eq!(c.cluster(0), ClusterClock { offset_ms: 0, error_ms: 0, clocks: 1 }, "the seed alone");
+        assert_eq!(c.cluster(0, 0), None, "the seed alone: no member reported");
         let year = 365 * 24 * 3600 * 1000i64;
         c.report(NodeId(1), 40, 2, 100);
         c.report(NodeId(2), 50, 3, 100);
         c.report(NodeId(3), year, 1, 100);
         // Sorted: 40, 50, a year (three members: the seed's clock left out): the median is 50.
-        assert_eq!(c.cluster(1_000), ClusterClock { offset_ms: 50, error_ms: 3, clocks: 3 });
+        assert_eq!(c.cluster(1_000, 0).unwrap(), ClusterClock { offset_ms: 50, error_ms: 3, clocks: 3 });
         // Two clocks, one a year ahead: the one behind, with the seed, decides.
         let mut two = ClockCensus::new(10_000, 250);
         two.report(NodeId(1), 0, 1, 0);
         two.report(NodeId(2), year, 1, 0);
-        assert_eq!(two.cluster(0).offset_ms, 0);
+        assert_eq!(two.cluster(0, 0).unwrap().offset_ms, 0);
     }
 
     #[test]
@@ -129,11 +147,11 @@ mod tests {
         c.report(NodeId(1), 0, 1, 0);
         c.report(NodeId(2), -year, 1, 0);
         c.report(NodeId(3), -year, 1, 0);
-        assert_eq!(c.cluster(0), ClusterClock { offset_ms: -year, error_ms: 1, clocks: 3 });
+        assert_eq!(c.cluster(0, 0).unwrap(), ClusterClock { offset_ms: -year, error_ms: 1, clocks: 3 });
         // One member: its own clock, not the seed's.
         let mut one = ClockCensus::new(10_000, 0);
         one.report(NodeId(1), year, 1, 0);
-        assert_eq!(one.cluster(0), ClusterClock { offset_ms: year, error_ms: 1, clocks: 1 });
+        assert_eq!(one.cluster(0, 0).unwrap(), ClusterClock { offset_ms: year, error_ms: 1, clocks: 1 });
     }
 
     #[test]
@@ -141,18 +159,38 @@ mod tests {
         let mut c = ClockCensus::new(1_000, 250);
         c.report(NodeId(1), 100, 1, 0);
         c.report(NodeId(2), 100, 1, 0);
-        assert_eq!(c.cluster(0).offset_ms, 100);
+        assert_eq!(c.cluster(0, 0).unwrap().offset_ms, 100);
+        c.report(NodeId(1), -5, 1, 100);
+        assert_eq!(c.cluster(100, 0).unwrap().offset_ms, 100, "within `every_ms`: the cached median");
         c.report(NodeId(3), -5, 1, 100);
         c.report(NodeId(4), -5, 1, 100);
-        assert_eq!(c.cluster(100).offset_ms, 100, "within `every_ms`: the cached median");
-        assert_eq!(c.cluster(250), ClusterClock { offset_ms: 0, error_ms: 0, clocks: 5 });
-        // Members 1 and 2 stopped reporting: after the TTL only 3 and 4 count, with the seed.
-        assert_eq!(c.cluster(1_050), ClusterClock { offset_ms: -5, error_ms: 1, clocks: 3 });
-        assert_eq!(c.cluster(2_000).clocks, 1);
+        assert_eq!(c.cluster(100, 0).unwrap().offset_ms, -5, "new members: computed again");
+        c.report(NodeId(1), 100, 1, 100);
+        assert_eq!(c.cluster(350, 0).unwrap(), ClusterClock { offset_ms: 0, error_ms: 0, clocks: 5 });
+        // Member 2 stopped reporting: after the TTL only 1, 3 and 4 count.
+        assert_eq!(c.cluster(1_050, 0).unwrap(), ClusterClock { offset_ms: -5, error_ms: 1, clocks: 3 });
+        assert_eq!(c.cluster(2_000, 0), None, "no report left");
         // A clock that went back is no reason to keep an old median.
         c.report(NodeId(5), 7, 1, 10);
         c.report(NodeId(6), 7, 1, 10);
-        assert_eq!(c.cluster(10).offset_ms, 7);
+        assert_eq!(c.cluster(10, 0).unwrap().offset_ms, 7);
+    }
+
+    /// A seed restarted with its record knows its three members before any reported: one
+    /// report is no majority, and the clock a year ahead is not the cluster's.
+    #[test]
+    fn no_cluster_clock_until_a_majority_of_the_members_reported() {
+        let year = 365 * 24 * 3600 * 1000i64;
+        let mut c = ClockCensus::new(10_000, 250);
+        assert_eq!(c.cluster(0, 3), None, "no report");
+        c.report(NodeId(1), year, 1, 0);
+        assert_eq!(c.cluster(0, 3), None, "one of three: the clock a year ahead alone");
+        c.report(NodeId(2), 0, 1, 10);
+        let two = c.cluster(10, 3).expect("two of three, asked again at once: a new member's report is counted");
+        assert_eq!(two, ClusterClock { offset_ms: 0, error_ms: 1, clocks: 3 }, "with the seed breaking the tie");
+        c.report(NodeId(3), 5, 1, 20);
+        assert_eq!(c.cluster(20, 3).map(|c| c.offset_ms), Some(5));
+        assert_eq!(c.cluster(20, 7), None, "three of seven");
     }
 
     #[test]
@@ -160,10 +198,10 @@ mod tests {
         let mut c = ClockCensus::new(u64::MAX, 0);
         c.report(NodeId(1), i64::MIN, -4, 0);
         c.report(NodeId(2), i64::MAX, i64::MAX, 0);
-        let clock = c.cluster(0);
+        let clock = c.cluster(0, 0).unwrap();
         assert_eq!((clock.offset_ms, clock.clocks), (0, 3));
         c.report(NodeId(3), i64::MAX, 0, 0);
-        assert_eq!(c.cluster(0).offset_ms, i64::MAX);
-        assert_eq!(ClockCensus::new(0, 0).cluster(u64::MAX).clocks, 1);
+        assert_eq!(c.cluster(0, 0).unwrap().offset_ms, i64::MAX);
+        assert_eq!(ClockCensus::new(0, 0).cluster(u64::MAX, 0), None);
     }
 }

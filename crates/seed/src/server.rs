@@ -591,12 +591,14 @@ impl Seed {
         let id = req.id;
         req.load = req.load.map(dkv_membership::load::Load::bounded);
         let now = now_ms();
-        let answer = self.with(|r| r.heartbeat_since(id, req.known(), now)).await?;
-        // A member that reports its reading of this seed's clock gets the cluster's.
-        let clock = req.seed_clock_offset_ms.map(|offset| {
+        let (answer, members) = self.with(|r| (r.heartbeat_since(id, req.known(), now), r.len())).await;
+        let answer = answer?;
+        // A member that reports its reading of this seed's clock gets the cluster's, once a
+        // majority of the members reported theirs.
+        let clock = req.seed_clock_offset_ms.and_then(|offset| {
             let mut clocks = self.clocks.lock().unwrap_or_else(|e| e.into_inner());
             clocks.report(id, offset, req.seed_clock_error_ms.unwrap_or(0), now);
-            clocks.cluster(now)
+            clocks.cluster(now, members)
         });
         self.heartbeats[Told::of(&answer).slot(via)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Only members' reports are kept (and replaced at every heartbeat).
