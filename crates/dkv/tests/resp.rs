@@ -727,6 +727,38 @@ print(len(out), sum(1 for x in out if x == big), sum(1 for x in out if isinstanc
     assert_eq!(text.trim(), "21 4 16 True b'ran'", "4 values of 1 MiB within the 4 MiB, 16 errors, the SET ran");
 }
 
+/// A command sent alone has its reply charged to the client memory budget as a pipelined one's
+/// is: `KEYS` and `SCAN` replies past it are the budget's error (24 clients that each sent `KEYS *`
+/// for 80 MB and read nothing held 3 GB against a 1 GiB budget until 2026-12-07; found by a
+/// code-reading hunt), while a smaller reply, and a value `GETDEL` takes out, are sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_commands_large_reply_is_refused_past_the_client_memory_budget() {
+    let c = Cluster::start_resp(1, &["--max-client-memory", "2MiB", "--max-value-size", "1MiB"]).await;
+    let r = c.nodes[0].resp.clone().unwrap();
+    let script = r#"
+import sys, redis
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]))
+for batch in range(6):
+    p = r.pipeline(transaction=False)
+    for i in range(50):
+        p.set("%04d" % (batch * 50 + i) + "k" * 7990, "v")
+    p.execute()
+r.set("taken", b"t" * 1000000)
+def said(f):
+    try:
+        return "%d items" % len(f())
+    except redis.ResponseError as e:
+        return "budget" if "--max-client-memory" in str(e) else str(e)
+print(said(lambda: r.keys("*")), said(lambda: r.scan(0, count=1000)[1]), said(lambda: r.keys("0001*")), len(r.getdel("taken")), r.exists("taken"))
+"#;
+    let text = redis_py_printed(script, &r);
+    assert_eq!(
+        text.trim(),
+        "budget budget 1 items 1000000 0",
+        "2.4 MB of keys refused; one key and the value taken out sent"
+    );
+}
+
 /// Values a transaction takes out of the store (`GETDEL`) are sent whatever the client memory
 /// budget: 60 MiB of them through a node whose large charges may take 48 MiB. (Until 2026-12-07
 /// the whole reply was refused with the budget's error after the deletes had run, and the

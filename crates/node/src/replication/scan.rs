@@ -278,13 +278,19 @@ impl Node {
         }
         let glob = Glob::new(pattern);
         let (mut cursor, mut seen, mut out) = (0, 0usize, Vec::new());
+        // The keys gathered are charged to --max-client-memory as they come, up to 80 MB at
+        // `--keys-limit` 10 000 and keys of 8 KiB, held by no budget before (2026-12-07).
+        let (mut charge, mut bytes) = (self.guard.charge(0).map_err(|r| NodeError::Unavailable(r.0))?, 0);
         loop {
             let page = self.scan(cursor, MAX_COUNT, &KeyFilter::default()).await?;
             seen += page.keys.len();
             if seen > limit {
                 return Err(too_many());
             }
+            let first = out.len();
             out.extend(page.keys.into_iter().filter(|k| glob.matches(k)));
+            bytes += out[first..].iter().map(|k| k.len()).sum::<usize>();
+            charge.grow_to(bytes).map_err(|r| NodeError::Unavailable(r.0))?;
             if page.cursor == 0 {
                 return Ok(out);
             }

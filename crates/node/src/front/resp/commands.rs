@@ -351,9 +351,27 @@ impl Held {
     }
 }
 
-/// [`run`], its reply [`Held`].
+/// [`run`], its reply [`Held`]: refused past the client memory budget, unless the command took
+/// the value out of the store as it replied with it (refused, it would be lost).
 pub async fn run_held(node: &Node, cmd: Cmd, args: Args) -> Held {
-    Held::of(node, run(node, cmd, args).await)
+    let out = takes_value_out(cmd, &args);
+    let reply = run(node, cmd, args).await;
+    match out {
+        true => {
+            let bytes = reply.value_bytes();
+            Held { reply, _charge: Some(node.guard.hold(bytes)) }
+        }
+        false => Held::of(node, reply),
+    }
+}
+
+/// Whether the command takes its key's value out of the store as it replies with it.
+pub fn takes_value_out(cmd: Cmd, args: &Args) -> bool {
+    match cmd {
+        Cmd::Getdel | Cmd::Getset => true,
+        Cmd::Set => args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"GET")),
+        _ => false,
+    }
 }
 
 /// Run any command but those of [`session_command`]./// Run any command but those of [`session_command`].

@@ -305,8 +305,12 @@ async fn connection(
                 None => {}
             }
             if running.is_empty() && input.is_empty() {
-                // The only command of this read (no pipeline): nothing to order it against.
-                commands::run(&node, cmd, args).await.write(&mut output);
+                // The only command of this read (no pipeline): nothing to order it against. Its
+                // reply is charged as a pipelined one's is, refused past the budget: written
+                // straight out, a lone `KEYS *` of 80 MB was held uncharged, and 24 clients that
+                // sent one each and read nothing held 3 GB against a 1 GiB budget (found by a
+                // code-reading hunt, 2026-12-07).
+                commands::run_held(&node, cmd, args).await.reply.write(&mut output);
                 continue;
             }
             let touches = commands::touches(cmd, &args);

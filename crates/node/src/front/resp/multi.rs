@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::commands::{self, Held};
+use super::commands::{self, takes_value_out, Held};
 use super::frame::{Args, Reply};
 use super::table::Cmd;
 use crate::front::limits::{Charge, Guard, Refused};
@@ -212,15 +212,6 @@ impl Bound {
             Some(why) => Reply::err(why.clone()),
             None => reply,
         }
-    }
-}
-
-/// Whether the command takes its key's value out of the store as it replies with it.
-fn takes_value_out(cmd: Cmd, args: &Args) -> bool {
-    match cmd {
-        Cmd::Getdel | Cmd::Getset => true,
-        Cmd::Set => args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"GET")),
-        _ => false,
     }
 }
 
