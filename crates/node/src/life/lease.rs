@@ -190,11 +190,17 @@ impl Judge {
         if now < own_deadline {
             return Verdict::Holds { recheck: Some(own_deadline) };
         }
-        let staying: Vec<NodeId> = view.nodes.iter().filter(|m| m.state != NodeState::Leaving).map(|m| m.id).collect();
-        if staying.len() <= 1 {
+        if view.nodes.iter().all(|m| m.id == me) {
             // Alone, nobody else could take its ranges from a view with it in.
             return Verdict::Holds { recheck: Some(now + self.ask_every()) };
         }
+        // The members the seed holds back for, as it counts them (`Registry::expire`): normal
+        // ones. A joining or leaving member quiet too does not stop the seed from expiring this
+        // node, nor does this node's own silence count if it is not normal itself. Counting a
+        // joining peer, a normal node cut off with it kept coordinating after the seed had
+        // expired it, and with `--replication 1` answered 404 for keys its successor had taken
+        // (found by a code-reading hunt, 2026-12-07).
+        let staying: Vec<NodeId> = view.nodes.iter().filter(|m| m.state == NodeState::Normal).map(|m| m.id).collect();
         let mut quiet = usize::from(staying.contains(&me));
         let mut recheck = now + self.ask_every();
         let expiry_possible = self.expiry_possible().unwrap_or(now);
@@ -656,6 +662,28 @@ mod tests {
         // It never heard the seed: silent.
         j.report(NodeId(2), Report { unheard: None, ..quiet_report(now) });
         assert!(matches!(j.verdict(now, NodeId(1), &v), Verdict::Holds { .. }));
+    }
+
+    /// Only normal members count, as the seed counts them: a joining or leaving peer quiet too
+    /// does not hold the seed back from expiring this node, nor does this node's own silence
+    /// when it is not normal itself; a view of this node and members on their way in or out is
+    /// not "alone" (found by a code-reading hunt, 2026-12-07).
+    #[test]
+    fn only_normal_members_count_as_quiet_together() {
+        let t0 = Instant::now();
+        let now = t0 + 1500 * MS;
+        let mut j = judge(t0);
+        j.report(NodeId(2), quiet_report(now - 150 * MS));
+        let joining_peer = view(&[NodeState::Normal, NodeState::Joining, NodeState::Normal]);
+        assert!(matches!(j.verdict(now, NodeId(1), &joining_peer), Verdict::Lost(_)), "a joining peer");
+        let normal_peer = view(&[NodeState::Normal, NodeState::Normal, NodeState::Normal]);
+        assert!(matches!(j.verdict(now, NodeId(1), &normal_peer), Verdict::Holds { .. }), "a normal one");
+        let joining_me = view(&[NodeState::Joining, NodeState::Normal, NodeState::Normal]);
+        assert!(matches!(j.verdict(now, NodeId(1), &joining_me), Verdict::Lost(_)), "this node joining");
+        let leaving_peer = view(&[NodeState::Normal, NodeState::Leaving]);
+        assert!(matches!(j.verdict(now, NodeId(1), &leaving_peer), Verdict::Lost(_)), "not alone beside a leaver");
+        let alone = view(&[NodeState::Normal]);
+        assert!(matches!(j.verdict(now, NodeId(1), &alone), Verdict::Holds { .. }), "alone");
     }
 
     /// The default heartbeats (every third of the TTL) and a healthy peer: its report, taken
