@@ -275,6 +275,43 @@ async fn a_seed_restarted_from_its_record_keeps_its_members_however_late_they_co
     let _ = std::fs::remove_dir_all(&record);
 }
 
+/// A seed whose record is gone from a directory where a membership was recorded (removed by a
+/// failed write, or by hand as its error messages say) is a seed without a record: it holds a
+/// brand-new node back while it is fresh, rather than start a new cluster with that node as the
+/// only owner, which answered "not found" for every key until the members came back (found by
+/// a code-reading hunt, 2026-12-07). The members, paused meanwhile, come back as the owners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_whose_record_is_gone_waits_for_its_members_rather_than_start_a_new_cluster() {
+    let (mut c, record) = with_seed_record(3, &[]).await;
+    let before = ids_and_tokens(&c.seed_view().await.unwrap());
+    for i in 0..3 {
+        c.nodes[i].pause().await;
+    }
+    c.seed.signal(libc::SIGKILL);
+    c.seed.wait_exit(Duration::from_secs(5)).await;
+    std::fs::remove_file(record.join("membership.json")).unwrap();
+    c.restart_seed();
+    c.wait_seed().await;
+    let register = serde_json::json!({ "addr": "127.0.0.1:9" });
+    let (status, body) = c
+        .seed_client()
+        .raw(http::Method::POST, "/register", Some(serde_json::to_vec(&register).unwrap().into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        status,
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "a newcomer held back: {}",
+        String::from_utf8_lossy(&body)
+    );
+    for i in 0..3 {
+        c.nodes[i].resume();
+    }
+    c.wait_normal(3).await;
+    assert_eq!(ids_and_tokens(&c.seed_view().await.unwrap()), before, "the members, back as the owners");
+    let _ = std::fs::remove_dir_all(&record);
+}
+
 /// A record older than the cluster (put back from a copy taken before two members left) is
 /// dropped at the first member that holds a newer view, and the membership rebuilt from the
 /// members' views. Without the guard the seed takes the copy as it is: the two members that left

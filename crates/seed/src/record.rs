@@ -15,7 +15,15 @@
 //! DIR/LOCK             held while the seed runs: two seeds never share one directory
 //! DIR/dkv.json         {"format":…,"cluster":"…"}: a directory of another cluster is refused
 //! DIR/membership.json  the view: {"epoch":…,"nodes":[…]}, replaced atomically
+//! DIR/recorded         written with the first record: a membership was recorded here
 //! ```
+//!
+//! A directory without a record starts a new cluster only if no membership was ever recorded
+//! in it (no `recorded`). One whose record is gone, removed by a failed write or by hand, holds
+//! new nodes back for its first TTL as a seed without `--data-dir` does, so the members can
+//! register again first: it made the first brand-new node the cluster's only normal member,
+//! which answered "not found" for every key until the members came back (found by a code-reading
+//! hunt, 2026-12-07).
 //!
 //! The view is written after every change and before any answer that carries it leaves, so the
 //! record is never older than a view some node holds: answers wait for the write, which happens
@@ -36,10 +44,15 @@ use dkv_storage::DataDir;
 
 const RECORD: &str = dkv_storage::SEED_RECORD;
 
+/// The mark that a membership was recorded in the directory (see the module doc).
+const RECORDED: &str = "recorded";
+
 pub(crate) struct Record {
     dir: DataDir,
     /// The last write failed (said once, until one succeeds).
     failing: bool,
+    /// The directory bears [`RECORDED`].
+    marked: bool,
 }
 
 impl Record {
@@ -64,7 +77,28 @@ impl Record {
             })?),
             Err(e) => return Err(format!("reading {}: {e}", file.display())),
         };
-        Ok((Record { dir, failing: false }, view))
+        let marked = matches!(dir.read(RECORDED), Ok(Some(_)));
+        let mut record = Record { dir, failing: false, marked };
+        if view.is_some() {
+            record.mark(); // a directory recorded by a release before the mark
+        }
+        Ok((record, view))
+    }
+
+    /// Whether a membership was ever recorded in this directory (a record that is gone now
+    /// included).
+    pub fn recorded_before(&self) -> bool {
+        self.marked
+    }
+
+    fn mark(&mut self) {
+        if self.marked {
+            return;
+        }
+        match self.dir.write(RECORDED, b"a membership was recorded here: without membership.json, this seed waits for its members rather than start a new cluster\n") {
+            Ok(()) => self.marked = true,
+            Err(e) => tracing::warn!("writing {}: {e}", self.dir.path().join(RECORDED).display()),
+        }
     }
 
     /// The record's file.
@@ -79,6 +113,7 @@ impl Record {
         let bytes = serde_json::to_vec(view).expect("a view encodes");
         let e = match self.dir.write(RECORD, &bytes) {
             Ok(()) => {
+                self.mark();
                 if std::mem::take(&mut self.failing) {
                     tracing::info!(epoch = view.epoch, "the membership record is written again");
                 }

@@ -169,10 +169,16 @@ impl Seed {
         let mut seed = Seed::new(config);
         let Some(path) = &config.data_dir else { return Ok(seed) };
         let (record, view) = Record::open(path, &config.cluster_name)?;
-        if view.is_none() {
-            // A data directory with no record in it: no member was ever recorded here, so this
-            // seed starts a new cluster.
+        if view.is_none() && !record.recorded_before() {
+            // A data directory in which no member was ever recorded: this seed starts a new
+            // cluster.
             seed.locked(Registry::start_a_new_cluster);
+        } else if view.is_none() {
+            tracing::warn!(
+                "{} is gone, though a membership was recorded in {}: the seed rebuilds it from the members' views                  as a seed without --data-dir does, holding new nodes back for its first TTL; to start a new                  cluster instead, give it an empty directory",
+                record.file().display(),
+                path.display()
+            );
         }
         if let Some(view) = view {
             seed.locked(|r| r.restore(&view, now_ms()))
