@@ -129,6 +129,28 @@ async fn a_node_with_heartbeats_too_slow_for_the_seeds_ttl_is_refused_before_it_
     assert!(stderr.contains("is not under half the seed's --node-ttl"), "{stderr}");
 }
 
+/// The same check when the node starts before its seed is up: it waits for the seed, as it
+/// waits to register, and is refused once the seed answers (it registered unchecked and only
+/// logged the error until 2026-12-07; found by a code-reading hunt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_before_its_seed_is_checked_once_the_seed_answers() {
+    let seed_addr = format!("127.0.0.1:{}", free_port());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let args = ["node", "--listen", &addr, "--seed", &seed_addr, "--heartbeat-interval", NODE_TTL];
+    // The seed starts once the node listens (it answers clients while it waits to register).
+    let (node_addr, ttl_seed) = (addr.clone(), seed_addr.clone());
+    let seed = tokio::spawn(async move {
+        eventually(Duration::from_secs(10), "the node to listen", || async {
+            tokio::net::TcpStream::connect(&node_addr).await.ok().map(|_| ())
+        })
+        .await;
+        spawn_seed_with_ttl(&ttl_seed, NODE_TTL)
+    });
+    let stderr = refused_at_start(&args, "the node started before its seed kept running").await;
+    let _seed = seed.await.unwrap();
+    assert!(stderr.contains("is not under half the seed's --node-ttl"), "{stderr}");
+}
+
 /// A node whose `--advertise` is a live member's address is refused before it registers: the
 /// seed keeps one member per address, and took the newcomer in that member's place (in a
 /// one-node cluster, an empty node in place of the one that held every key).

@@ -252,28 +252,42 @@ fn resp_line(addr: &str, command: &[&str]) -> String {
 /// does: a `SET` that failed short of W may have left its value on a replica the read did not
 /// ask, and without the tombstone hints or anti-entropy spread it back after the `DEL`. Found by
 /// reading on 2026-12-07 (`DEL` answered 0, and the value appeared 3 s later). Node 0's read asks
-/// itself and one other replica, so of two keys left on node 1 and on node 2, one is not read.
+/// itself and the next replica in its order (no hedges: `--hedge-after 10s`); each key is left
+/// on the replica it does not ask.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resp_del_writes_the_tombstone_also_for_a_key_its_read_did_not_find() {
-    let c = Cluster::start_resp(3, &["--anti-entropy-interval", "0s", "--max-hints", "0"]).await;
+    let flags = ["--anti-entropy-interval", "0s", "--max-hints", "0", "--hedge-after", "10s"];
+    let mut c = Cluster::start_resp(3, &flags).await;
+    let view: dkv_membership::View = serde_json::from_value(c.wait_normal(3).await).unwrap();
+    let id = |i: usize| view.nodes.iter().find(|m| m.addr == c.nodes[i].addr).expect("a member").id;
+    let ring = dkv_membership::Topology::new(view.clone(), id(0), 3);
+    // The replica node 0's read does not ask: the last once node 0 is moved to the front.
+    let unasked = |key: &str| {
+        let mut order = ring.placement(dkv_placement::key_hash(key.as_bytes())).read;
+        order.retain(|r| *r != id(0));
+        (0..3).find(|&i| id(i) == order[order.len() - 1]).expect("a node")
+    };
+    let left: Vec<(usize, String)> = [1, 2]
+        .iter()
+        .map(|&i| (i, (0..).map(|n| format!("left-{n}")).find(|k| unasked(k) == i).expect("a key")))
+        .collect();
     let (status, _) = c.client(0).raw(Method::PUT, "/put?key=probe", Some(Bytes::from_static(b"p"))).await.unwrap();
     assert_eq!(status, StatusCode::NO_CONTENT);
     let v = c.local_entry(0, b"probe").await.expect("probe written").version;
-    let left = [(1, "left_on_1"), (2, "left_on_2")];
-    for (i, key) in left {
-        apply_on_one(&c, i, key.as_bytes(), dkv_storage::Entry::value(v, Bytes::from_static(b"leftover"))).await;
+    for (i, key) in &left {
+        apply_on_one(&c, *i, key.as_bytes(), dkv_storage::Entry::value(v, Bytes::from_static(b"leftover"))).await;
     }
     let resp = c.nodes[0].resp.clone().expect("RESP address");
-    let reply =
-        tokio::task::spawn_blocking(move || resp_line(&resp, &["DEL", "left_on_1", "left_on_2"])).await.unwrap();
-    assert!(reply.starts_with(':'), "DEL answered {reply}");
-    for (i, key) in left {
+    let (a, b) = (left[0].1.clone(), left[1].1.clone());
+    let reply = tokio::task::spawn_blocking(move || resp_line(&resp, &["DEL", &a, &b])).await.unwrap();
+    assert_eq!(reply, ":0", "neither leftover was read");
+    for (i, key) in &left {
         eventually(Duration::from_secs(10), &format!("node {i} to hold the tombstone of {key}"), || async {
-            c.local_entry(i, key.as_bytes()).await.filter(|e| e.is_tombstone() && e.version > v).map(|_| ())
+            c.local_entry(*i, key.as_bytes()).await.filter(|e| e.is_tombstone() && e.version > v).map(|_| ())
         })
         .await;
     }
-    for (_, key) in left {
+    for (_, key) in &left {
         let (status, _) = c.client(0).raw(Method::GET, &format!("/get?key={key}&r=all"), None).await.unwrap();
         assert_eq!(status, StatusCode::NOT_FOUND, "{key} after DEL");
     }

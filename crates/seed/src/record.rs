@@ -77,7 +77,8 @@ impl Record {
             })?),
             Err(e) => return Err(format!("reading {}: {e}", file.display())),
         };
-        let marked = matches!(dir.read(RECORDED), Ok(Some(_)));
+        // A mark that cannot be read counts as there: a new cluster here would be the worse mistake.
+        let marked = !matches!(dir.read(RECORDED), Ok(None));
         let mut record = Record { dir, failing: false, marked };
         if view.is_some() {
             record.mark(); // a directory recorded by a release before the mark

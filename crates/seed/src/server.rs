@@ -175,7 +175,9 @@ impl Seed {
             seed.locked(Registry::start_a_new_cluster);
         } else if view.is_none() {
             tracing::warn!(
-                "{} is gone, though a membership was recorded in {}: the seed rebuilds it from the members' views                  as a seed without --data-dir does, holding new nodes back for its first TTL; to start a new                  cluster instead, give it an empty directory",
+                "{} is gone, though a membership was recorded in {}: the seed rebuilds it from the members' views \
+                 as a seed without --data-dir does, holding new nodes back for its first TTL; to start a new \
+                 cluster instead, give it an empty directory",
                 record.file().display(),
                 path.display()
             );

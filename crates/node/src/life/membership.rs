@@ -54,18 +54,33 @@ pub fn settings(config: &NodeConfig) -> Settings {
 ///   acknowledged by replicas the other never reads, and read back as missing (found by trying,
 ///   2026-12-06: both were taken without a word).
 ///
-/// Best effort: a seed or members that cannot be reached, or that are of a release before the
-/// question, leave it unchecked (the lease loop still logs a TTL it learns later).
+/// The seed is waited for, as registering waits for it. Members that cannot be reached, or a
+/// seed or members of a release before the question, leave it unchecked (the lease loop still
+/// logs a TTL it learns later).
 pub async fn check_settings(
     peers: &Peers,
     config: &NodeConfig,
     addr: &str,
     me: Option<NodeId>,
 ) -> Result<(), NodeError> {
-    if let Ok(Some(ttl)) = peers.seed_ttl(&config.seed).await {
-        if let Some(why) = crate::life::lease::interval_too_long(config.heartbeat_interval, ttl) {
-            return Err(NodeError::BadRequest(why));
+    // The seed first: a node started before its seed was up registered unchecked, ran with an
+    // interval the seed's TTL cannot take, and only logged it (found by a code-reading hunt,
+    // 2026-12-07). Waited for as registering waits for it.
+    let mut delay = Duration::from_millis(100);
+    let ttl = loop {
+        match peers.seed_ttl(&config.seed).await {
+            Ok(ttl) => break ttl,
+            Err(e) if e.status().is_none() => {
+                // In the registration's words: to whoever reads the log, this is registering.
+                tracing::warn!(seed = %config.seed, "registering with the seed failed: {e}; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(_) => break None, // it answered, not as a seed of this release: left unchecked
         }
+    };
+    if let Some(why) = ttl.and_then(|ttl| crate::life::lease::interval_too_long(config.heartbeat_interval, ttl)) {
+        return Err(NodeError::BadRequest(why));
     }
     let Ok(view) = peers.seed_call::<(), View>(&config.seed, Method::GET, "/nodes", None).await else {
         return Ok(());

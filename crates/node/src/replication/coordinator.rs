@@ -269,8 +269,8 @@ impl Node {
             // replica may have missed the write that came after it (found by reading,
             // 2026-12-07: `r=1` through a replica holding the key's old tombstone answered 404
             // for a value W replicas had acknowledged since).
-            let now = self.cluster_wall_ms();
-            let live = |e: &S| e.is_value() && e.expires().is_none_or(|t| now <= t);
+            // The clock is read only for a weak read's value with a deadline, as in `live`.
+            let live = |e: &S| e.is_value() && e.expires().is_none_or(|t| self.cluster_wall_ms() <= t);
             let decides = |a: &Charged<ReadResponse<S>>| a.settled && (strong || a.entry.as_ref().is_some_and(live));
             let call = |id| self.tasks.track_future(self.clone().read_on::<S>(topo.clone(), id, key.clone()));
             // Ask R replicas; ask another when one fails, answers what does not decide (an

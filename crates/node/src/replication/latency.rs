@@ -110,7 +110,8 @@ impl Latencies {
     /// The longest of [`Latencies::hedge_after`] over `peers`: a request that asked all of them
     /// waits that long for them before asking another.
     pub fn hedge_after_all(&self, peers: impl IntoIterator<Item = NodeId>) -> Duration {
-        peers.into_iter().map(|p| self.hedge_after(p)).max().unwrap_or(self.floor)
+        let now = Instant::now();
+        peers.into_iter().map(|p| self.hedge_after_at(p, now)).max().unwrap_or(self.floor)
     }
 }
 
