@@ -33,20 +33,26 @@ async fn through_the_others(c: &Cluster, keys: &[String], before: &str, during: 
     took
 }
 
+/// 5 nodes with N=3, and 120 keys `PREFIX-i` written as `value`: some keys have node 4 among
+/// their replicas, and some requests are forwarded to it first. A long node TTL keeps a paused
+/// node a member: a gray failure, not a crash.
+async fn five_nodes_with(prefix: &str, value: &'static str) -> (Cluster, Vec<String>) {
+    let flags = ["--request-timeout", "5s", "--hedge-after", "20ms"];
+    let c = Cluster::start_full(5, &flags, "120s").await;
+    let keys: Vec<String> = (0..120).map(|i| format!("{prefix}-{i}")).collect();
+    for k in &keys {
+        c.client(0).put(k.as_bytes(), value).await.expect("put before the pause");
+    }
+    (c, keys)
+}
+
 fn p99(took: &[Duration]) -> Duration {
     took[took.len() * 99 / 100]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_through_other_nodes_do_not_wait_for_a_paused_replica() {
-    // 5 nodes with N=3: some keys have the paused node among their replicas, and some requests
-    // are forwarded to it first. A long node TTL keeps it a member: a gray failure, not a crash.
-    let flags = ["--request-timeout", "5s", "--hedge-after", "20ms"];
-    let c = Cluster::start_full(5, &flags, "120s").await;
-    let keys: Vec<String> = (0..120).map(|i| format!("stall-{i}")).collect();
-    for k in &keys {
-        c.client(0).put(k.as_bytes(), "before").await.expect("put before the pause");
-    }
+    let (c, keys) = five_nodes_with("stall", "before").await;
     c.nodes[4].pause().await;
     let took = through_the_others(&c, &keys, "before", "during").await;
     let p99 = p99(&took);
@@ -80,12 +86,7 @@ async fn requests_through_other_nodes_do_not_wait_for_a_paused_replica() {
 /// replica is silent, and a hedge waits at most a quarter of the request timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_paused_again_soon_after_a_pause_does_not_hold_reads() {
-    let flags = ["--request-timeout", "5s", "--hedge-after", "20ms"];
-    let c = Cluster::start_full(5, &flags, "120s").await;
-    let keys: Vec<String> = (0..120).map(|i| format!("again-{i}")).collect();
-    for k in &keys {
-        c.client(0).put(k.as_bytes(), "first").await.expect("put before the pauses");
-    }
+    let (c, keys) = five_nodes_with("again", "first").await;
     c.nodes[4].pause().await;
     through_the_others(&c, &keys, "first", "second").await;
     c.nodes[4].resume();
