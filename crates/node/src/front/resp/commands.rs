@@ -365,6 +365,17 @@ pub async fn run_held(node: &Node, cmd: Cmd, args: Args) -> Held {
     }
 }
 
+/// The budget's error in place of `reply`, if a reply that large would pass what
+/// `--max-client-memory` has left; for a reply written out at once (a command sent alone), whose
+/// output the connection then holds charged ([`run_held`] without keeping the charge).
+pub fn past_budget(node: &Node, reply: &Reply) -> Option<Reply> {
+    let bytes = reply.value_bytes();
+    if bytes < CHARGE_FROM {
+        return None;
+    }
+    node.guard.charge(bytes).err().map(|refused| Reply::err(refused.0))
+}
+
 /// Whether the command takes its key's value out of the store as it replies with it.
 pub fn takes_value_out(cmd: Cmd, args: &Args) -> bool {
     match cmd {

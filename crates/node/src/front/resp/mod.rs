@@ -310,7 +310,12 @@ async fn connection(
                 // straight out, a lone `KEYS *` of 80 MB was held uncharged, and 24 clients that
                 // sent one each and read nothing held 3 GB against a 1 GiB budget (found by a
                 // code-reading hunt, 2026-12-07).
-                commands::run_held(&node, cmd, args).await.reply.write(&mut output);
+                let keep = commands::takes_value_out(cmd, &args);
+                let reply = commands::run(&node, cmd, args).await;
+                match commands::past_budget(&node, &reply).filter(|_| !keep) {
+                    Some(refusal) => refusal.write(&mut output),
+                    None => reply.write(&mut output),
+                }
                 continue;
             }
             let touches = commands::touches(cmd, &args);
