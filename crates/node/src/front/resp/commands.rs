@@ -385,7 +385,7 @@ pub fn takes_value_out(cmd: Cmd, args: &Args) -> bool {
     }
 }
 
-/// Run any command but those of [`session_command`]./// Run any command but those of [`session_command`].
+/// Run any command but those of [`session_command`].
 pub async fn run(node: &Node, cmd: Cmd, args: Args) -> Reply {
     let a = &args[1..];
     if !cmd.arity().allows(a.len()) {

@@ -312,7 +312,7 @@ async fn connection(
                 // code-reading hunt, 2026-12-07).
                 let keep = commands::takes_value_out(cmd, &args);
                 let reply = commands::run(&node, cmd, args).await;
-                match commands::past_budget(&node, &reply).filter(|_| !keep) {
+                match (!keep).then(|| commands::past_budget(&node, &reply)).flatten() {
                     Some(refusal) => refusal.write(&mut output),
                     None => reply.write(&mut output),
                 }
