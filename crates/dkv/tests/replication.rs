@@ -258,9 +258,8 @@ fn resp_line(addr: &str, command: &[&str]) -> String {
 async fn a_resp_del_writes_the_tombstone_also_for_a_key_its_read_did_not_find() {
     let flags = ["--anti-entropy-interval", "0s", "--max-hints", "0", "--hedge-after", "10s"];
     let mut c = Cluster::start_resp(3, &flags).await;
-    let view: dkv_membership::View = serde_json::from_value(c.wait_normal(3).await).unwrap();
-    let id = |i: usize| view.nodes.iter().find(|m| m.addr == c.nodes[i].addr).expect("a member").id;
-    let ring = dkv_membership::Topology::new(view.clone(), id(0), 3);
+    let (ring, ids) = c.ring(3).await;
+    let id = |i: usize| ids[i];
     // The replica node 0's read does not ask: the last once node 0 is moved to the front.
     let unasked = |key: &str| {
         let mut order = ring.placement(dkv_placement::key_hash(key.as_bytes())).read;

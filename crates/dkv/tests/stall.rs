@@ -8,7 +8,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use dkv_membership::{Topology, View};
 use dkv_placement::key_hash;
 
 /// Requests through healthy nodes while one replica is paused: p99 must stay under this, far
@@ -135,9 +134,8 @@ async fn a_read_forwarded_to_a_stalled_lone_replica_fails_after_one_window() {
 async fn a_write_held_up_by_a_paused_replica_does_not_come_back_over_a_later_one() {
     let flags = ["--request-timeout", "5s", "--hedge-after", "20ms"];
     let mut c = Cluster::start_full(5, &flags, "120s").await;
-    let view: View = serde_json::from_value(c.wait_normal(5).await).unwrap();
-    let id = |i: usize| view.nodes.iter().find(|m| m.addr == c.nodes[i].addr).expect("a member").id;
-    let ring = Topology::new(view.clone(), id(0), 3);
+    let (ring, ids) = c.ring(5).await;
+    let id = |i: usize| ids[i];
     // Keys whose first replica is node 4, each with a node that is not a replica (`via`) and one
     // that is (`other`), neither of them node 4.
     let mut cases = Vec::new();
@@ -196,9 +194,8 @@ async fn a_write_held_up_by_a_paused_replica_does_not_come_back_over_a_later_one
 async fn a_forwarded_read_refused_by_a_replica_whose_lease_ran_out_asks_the_next() {
     let flags = ["--request-timeout", "5s", "--hedge-after", "10s"];
     let mut c = Cluster::start_full(5, &flags, "3s").await;
-    let view: View = serde_json::from_value(c.wait_normal(5).await).unwrap();
-    let id = |i: usize| view.nodes.iter().find(|m| m.addr == c.nodes[i].addr).expect("a member").id;
-    let ring = Topology::new(view.clone(), id(0), 3);
+    let (ring, ids) = c.ring(5).await;
+    let id = |i: usize| ids[i];
     let (key, via) = (0..)
         .map(|i| format!("leased-{i}"))
         .find_map(|k| {

@@ -411,6 +411,17 @@ impl Cluster {
         self.seed_client().json("/nodes").await.ok()
     }
 
+    /// Once the seed lists `n` normal members: the ring as node 0 places keys (N=3), and each
+    /// node's id by its index here, for tests that pick keys by where they live.
+    pub async fn ring(&mut self, n: usize) -> (dkv_membership::Topology, Vec<dkv_membership::NodeId>) {
+        let view: dkv_membership::View = serde_json::from_value(self.wait_normal(n).await).expect("a view");
+        let ids: Vec<_> = (self.nodes.iter())
+            .map(|p| view.nodes.iter().find(|m| m.addr == p.addr).map(|m| m.id))
+            .collect::<Option<_>>()
+            .expect("every node a member");
+        (dkv_membership::Topology::new(view, ids[0], N as usize), ids)
+    }
+
     /// Wait until the seed lists exactly `n` members, all `normal`, and every running node has
     /// adopted that epoch and reports itself healthy.
     pub async fn wait_normal(&mut self, n: usize) -> Value {
