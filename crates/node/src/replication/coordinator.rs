@@ -18,8 +18,10 @@
 //! R = 1 must still find an acknowledged write. It is strong when R + W > N (any R replicas
 //! include one that acknowledged every acknowledged write). A tombstone, or a value expired by
 //! this node's clock, is a "not found" too. R complete answers that are live values or strong
-//! "not found"s decide; otherwise the read asks all replicas and decides once every one has
-//! answered. A replica that takes much longer than it usually does (see `latency.rs`) gets
+//! "not found"s decide; so do N − W + 1 complete answers of any kind, which share a replica with
+//! every write quorum (R = 1 and W = 2 of 3: two complete "not found"s decide without the third
+//! replica, which may be stalled); otherwise the read asks all replicas and decides once every
+//! one has answered. A replica that takes much longer than it usually does (see `latency.rs`) gets
 //! company: the read asks the next replica too, so a paused node costs a read a few
 //! milliseconds, not the request timeout. Any answering replica that
 //! returned an older version or nothing is repaired in the background.
@@ -57,7 +59,7 @@ use crate::life::state::Node;
 use crate::life::stats::bump;
 use crate::replication::batch::Charged;
 use crate::replication::consistency::Level;
-use crate::replication::quorum::{quorum_hedged, Hedge, QuorumError};
+use crate::replication::quorum::{quorum_hedged, Enough, Hedge, QuorumError, Weight};
 use crate::replication::shape::Shape;
 use crate::replication::votes::{Ballot, Counted, Needed, Votes};
 use crate::transport::peer::is_stale_epoch;
@@ -264,14 +266,22 @@ impl Node {
             if let Some(i) = replicas.iter().position(|&id| id == self.me) {
                 replicas[..=i].rotate_right(1);
             }
-            let strong = needed + self.config.write_quorum.min(replicas.len()) > replicas.len();
+            let enough = Enough {
+                decisive: needed,
+                complete: complete_enough(needed, self.config.write_quorum, replicas.len()),
+            };
+            let strong = enough.complete <= needed;
             // A tombstone or an expired value reads as "not found" and is as weak as one: the
             // replica may have missed the write that came after it (found by reading,
             // 2026-12-07: `r=1` through a replica holding the key's old tombstone answered 404
             // for a value W replicas had acknowledged since).
             // The clock is read only for a weak read's value with a deadline, as in `live`.
             let live = |e: &S| e.is_value() && e.expires().is_none_or(|t| self.cluster_wall_ms() <= t);
-            let decides = |a: &Charged<ReadResponse<S>>| a.settled && (strong || a.entry.as_ref().is_some_and(live));
+            let decides = |a: &Charged<ReadResponse<S>>| match a.settled {
+                true if strong || a.entry.as_ref().is_some_and(live) => Weight::Decides,
+                true => Weight::Complete,
+                false => Weight::Weak,
+            };
             let call = |id| self.tasks.track_future(self.clone().read_on::<S>(topo.clone(), id, key.clone()));
             // Ask R replicas; ask another when one fails, answers what does not decide (an
             // incomplete answer, or a weak "not found"), or takes much longer than it usually
@@ -280,7 +290,7 @@ impl Node {
             let hedge =
                 Hedge { first: needed, after: self.latencies.hedge_after_all(others), counter: &self.stats.hedged };
             let timeout = self.config.request_timeout;
-            let result = quorum_hedged(&replicas, needed, timeout, Some(hedge), decides, call).await;
+            let result = quorum_hedged(&replicas, enough, timeout, Some(hedge), decides, call).await;
             match result {
                 Ok(answers) => {
                     if answers.iter().filter(|(_, a)| a.settled).count() < needed {
@@ -377,6 +387,14 @@ fn resolve(level: Option<Level>, default: usize, replicas: usize, name: &str) ->
         Some(l) => l.needed(replicas, name),
         None => Ok(default.clamp(1, replicas.max(1))),
     }
+}
+
+/// Complete answers of any kind that decide a read of `needed` answers among `replicas`, whose
+/// writes are acknowledged by `write_quorum`: as many as meet every write quorum (N − W + 1), at
+/// least `needed`. With R + W > N that is R, and every complete answer decides.
+pub(crate) fn complete_enough(needed: usize, write_quorum: usize, replicas: usize) -> usize {
+    let w = write_quorum.clamp(1, replicas.max(1));
+    needed.max(replicas + 1 - w)
 }
 
 fn stale(e: &QuorumError) -> bool {

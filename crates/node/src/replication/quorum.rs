@@ -53,41 +53,86 @@ pub struct Hedge<'a> {
     pub counter: &'a AtomicU64,
 }
 
-/// Start `call` for every target and return as soon as `needed` answers for which `decisive`
-/// holds have arrived — or, failing that, once every target answered, if at least `needed` did.
-/// Errors as soon as so many failed that `needed` cannot be reached, or at `deadline`.
+/// What one answer is worth to a quorum (see [`Enough`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weight {
+    /// It counts towards [`Enough::decisive`] (and [`Enough::complete`]).
+    Decides,
+    /// It counts towards [`Enough::complete`] only: a replica's complete "not found" for a read
+    /// whose R alone does not make it strong.
+    Complete,
+    /// It counts only as an answer.
+    Weak,
+}
+
+impl From<bool> for Weight {
+    fn from(decides: bool) -> Self {
+        if decides {
+            Weight::Decides
+        } else {
+            Weight::Weak
+        }
+    }
+}
+
+/// The answers that end a quorum: `decisive` answers that decide, or `complete` answers that
+/// decide or are complete, whichever comes first. A read with R = 1 and W = 2 of N = 3 is decided
+/// by one live value, or by two complete answers of any kind: any two replicas share one with
+/// every write quorum, so the newest of their answers is at least the last acknowledged write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enough {
+    pub decisive: usize,
+    pub complete: usize,
+}
+
+impl From<usize> for Enough {
+    /// Only decisive answers count.
+    fn from(decisive: usize) -> Self {
+        Enough { decisive, complete: usize::MAX }
+    }
+}
+
+/// Start `call` for every target and return as soon as `needed` says enough answers have
+/// arrived (see [`Enough`]; a count alone is the number of answers for which `decisive` holds) —
+/// or, failing that, once every target answered, if at least `needed.decisive` did. Errors as
+/// soon as so many failed that `needed.decisive` cannot be reached, or at `deadline`.
 ///
 /// `decisive` lets a read treat "not found" as weak: a replica that missed a write answers "not
-/// found", so such answers only decide the read when no replica has the key.
-pub async fn quorum<T, F, Fut>(
+/// found", so such answers only decide the read when no replica has the key, or when enough of
+/// them are complete ([`Weight::Complete`]).
+pub async fn quorum<T, F, Fut, W>(
     targets: &[NodeId],
-    needed: usize,
+    needed: impl Into<Enough>,
     deadline: Duration,
-    decisive: impl Fn(&T) -> bool,
+    decisive: impl Fn(&T) -> W,
     call: F,
 ) -> Result<Vec<(NodeId, T)>, QuorumError>
 where
     T: Send + 'static,
     F: Fn(NodeId) -> Fut,
     Fut: Future<Output = Result<T, PeerError>> + Send + 'static,
+    W: Into<Weight>,
 {
     quorum_hedged(targets, needed, deadline, None, decisive, call).await
 }
 
 /// [`quorum`], asking the targets in order as `hedge` says (all at once without one).
-pub async fn quorum_hedged<T, F, Fut>(
+pub async fn quorum_hedged<T, F, Fut, W>(
     targets: &[NodeId],
-    needed: usize,
+    needed: impl Into<Enough>,
     deadline: Duration,
     hedge: Option<Hedge<'_>>,
-    decisive: impl Fn(&T) -> bool,
+    decisive: impl Fn(&T) -> W,
     call: F,
 ) -> Result<Vec<(NodeId, T)>, QuorumError>
 where
     T: Send + 'static,
     F: Fn(NodeId) -> Fut,
     Fut: Future<Output = Result<T, PeerError>> + Send + 'static,
+    W: Into<Weight>,
 {
+    let enough = needed.into();
+    let needed = enough.decisive;
     let mut running = Running(Vec::with_capacity(targets.len()));
     let mut launched = 0;
     let launch = |launched: &mut usize, running: &mut Running<_>| {
@@ -104,6 +149,7 @@ where
     let mut ok = Vec::with_capacity(needed);
     let mut failures = Vec::new();
     let mut counted = 0;
+    let mut complete = 0;
     // One timer for both the deadline and the next hedge, whichever comes first: each timer
     // armed is an insertion into Tokio's wheel and a removal, on every quorum operation.
     let started = tokio::time::Instant::now();
@@ -114,14 +160,15 @@ where
     };
     let alarm = tokio::time::sleep_until(alarm_at(started, launched, give_up));
     tokio::pin!(alarm);
-    while counted < needed && ok.len() + failures.len() < launched {
+    while counted < needed && complete < enough.complete && ok.len() + failures.len() < launched {
         tokio::select! {
             next = running.next(), if !running.0.is_empty() => match next {
                 (id, Ok(v)) => {
-                    let d = decisive(&v);
-                    counted += usize::from(d);
+                    let weight = decisive(&v).into();
+                    counted += usize::from(weight == Weight::Decides);
+                    complete += usize::from(weight != Weight::Weak);
                     ok.push((id, v));
-                    if !d && hedge.is_some() {
+                    if weight != Weight::Decides && hedge.is_some() {
                         launch(&mut launched, &mut running); // a weak answer: ask another replica
                     }
                 }
@@ -436,6 +483,26 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(1), "waited {:?}", started.elapsed());
         assert_eq!(counter.load(Ordering::Relaxed), 1);
         assert_eq!(*asked.lock().unwrap(), vec![NodeId(1), NodeId(2)], "node 3 was never needed");
+    }
+
+    #[tokio::test]
+    async fn complete_answers_end_a_quorum_that_no_answer_decides() {
+        // R = 1 of three, W = 2: two complete "not found"s decide without the silent third.
+        let targets = [NodeId(1), NodeId(2), NodeId(3)];
+        let enough = Enough { decisive: 1, complete: 2 };
+        let weight = |v: &u8| if *v == 0 { Weight::Complete } else { Weight::Weak };
+        let silent_third = |id| async move {
+            if id == NodeId(3) {
+                std::future::pending::<()>().await;
+            }
+            Ok(0u8)
+        };
+        let r = quorum(&targets, enough, LONG, weight, silent_third);
+        let r = tokio::time::timeout(Duration::from_secs(1), r).await.expect("waited for the silent one").unwrap();
+        assert_eq!(r.len(), 2);
+        // Weak answers do not count towards it: every target is waited for (here, the deadline).
+        let r = quorum(&targets, enough, Duration::from_millis(50), |_: &u8| Weight::Weak, silent_third).await;
+        assert_eq!(r.unwrap().len(), 2, "the two that answered, once the third timed out");
     }
 
     /// A hedged quorum of one over three silent replicas, a hedge due every `after`: the hedges

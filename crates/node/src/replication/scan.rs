@@ -42,8 +42,9 @@ use dkv_storage::{Cursor, Engine, Entry, KeyVersion, StorageResult, Version};
 
 use crate::error::{NodeError, PeerError};
 use crate::life::state::Node;
+use crate::replication::coordinator::complete_enough;
 use crate::replication::glob::{self, Glob};
-use crate::replication::quorum::quorum;
+use crate::replication::quorum::{quorum, Enough, Weight};
 use crate::transport::wire::{KeyFilter, Kind, ScanEntry, ScanReply, ScanRequest, BATCH_BYTES, STATUS_STALE_EPOCH};
 
 /// Most entries one page looks at (`COUNT` above it is taken as this).
@@ -316,13 +317,20 @@ impl Node {
                 max_bytes: BATCH_BYTES as u32,
                 filter: filter.clone(),
             };
-            // As a read: R answers, each decisive only if its replica is settled and R + W > N;
-            // otherwise every replica's.
+            // As a read: R complete answers when R + W > N, else as many complete answers as
+            // meet every write quorum (N − W + 1), else every replica's.
             let needed = self.config.read_quorum.clamp(1, replicas.len());
-            let strong = needed + self.config.write_quorum.min(replicas.len()) > replicas.len();
+            let enough = Enough {
+                decisive: needed,
+                complete: complete_enough(needed, self.config.write_quorum, replicas.len()),
+            };
             let call = |id| self.tasks.track_future(self.clone().scan_on(topo.clone(), id, req.clone()));
-            let decisive = |a: &ScanReply| strong && a.settled;
-            match quorum(&replicas, needed, self.config.request_timeout, decisive, call).await {
+            let decisive = |a: &ScanReply| match a.settled {
+                true if enough.complete <= needed => Weight::Decides,
+                true => Weight::Complete,
+                false => Weight::Weak,
+            };
+            match quorum(&replicas, enough, self.config.request_timeout, decisive, call).await {
                 Ok(answers) => {
                     let answers: Vec<ScanReply> = answers.into_iter().map(|(_, a)| a).collect();
                     let (keys, stop, looked) = merge(&answers);
