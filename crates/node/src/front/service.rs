@@ -199,12 +199,14 @@ impl Node {
                 Route::Forward(_) => {}
             }
             msg.epoch = topo.epoch();
-            let replicas: Vec<(NodeId, &str)> = topo
+            let mut replicas: Vec<(NodeId, &str)> = topo
                 .placement(hash)
                 .read
                 .into_iter()
                 .filter_map(|id| topo.member(id).map(|m| (id, m.addr.as_str())))
                 .collect();
+            // Replicas silent for longer than they usually take go last (see `latency.rs`).
+            self.latencies.ask_last(&mut replicas, |&(id, _)| id);
             let asked = Instant::now();
             if let Some(reply) = self.forward_to::<S>(&replicas, &msg, &mut errors).await {
                 return reply;
@@ -235,7 +237,7 @@ impl Node {
         let timeout = self.forward_timeout();
         let call = |(id, addr): (NodeId, &'r str)| async move {
             bump(&self.stats.forwarded);
-            let started = Instant::now();
+            let asked = self.latencies.asked(id);
             let mut answer = self.peers.call_within::<_, ForwardReply<S::Live>>(addr, S::FORWARD, msg, timeout).await;
             if S::FORWARD != Kind::Forward && answer.as_ref().is_err_and(unknown_kind) {
                 // A replica of a release before reads of heads: it answers the whole value.
@@ -243,7 +245,7 @@ impl Node {
                 answer = whole.map(|reply| reply.map(|found| found.map(S::of_found)));
             }
             if answer.is_ok() {
-                self.latencies.observe(id, started.elapsed());
+                self.latencies.answered(id, asked);
             }
             (addr, answer)
         };

@@ -47,7 +47,6 @@
 //! the range away.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use dkv_membership::{NodeId, Topology};
@@ -263,6 +262,8 @@ impl Node {
             let needed = resolve(r, self.config.read_quorum, replicas.len(), "r")?;
             // Ask R replicas first, this node among them when it is one; only if one of them fails
             // or answers a "not found" that does not decide, ask them all.
+            // Replicas silent for longer than they usually take go last (see `latency.rs`).
+            self.latencies.ask_last(&mut replicas, |&id| id);
             if let Some(i) = replicas.iter().position(|&id| id == self.me) {
                 replicas[..=i].rotate_right(1);
             }
@@ -366,9 +367,9 @@ impl Node {
             };
         }
         let addr = self.addr_of(&topo, id)?;
-        let started = Instant::now();
+        let asked = self.latencies.asked(id);
         let answer = S::batches(&self).send(&self, addr, topo.epoch(), key).await?;
-        self.latencies.observe(id, started.elapsed());
+        self.latencies.answered(id, asked);
         Ok(answer)
     }
 

@@ -10,13 +10,25 @@
 //! machine) and a ceiling (a quarter of the request timeout, so a hedged request still has most
 //! of its time to be answered by another replica). Pure: the caller passes the measurements.
 //!
-//! The estimate fades while its peer is silent, halving every [`HALF_LIFE`] since its last
-//! answer. A stalled peer answers everything it was sent at once when it wakes, each answer
-//! seconds late, and those samples took the estimate to the ceiling: the next stall of that peer
-//! then held every read that asked it for the whole request timeout, which failed them (found by
-//! a hunt, 2026-12-07: after one 10 s pause and 10 s idle, a second pause made reads fail with
-//! 503 after 7.7 s). A peer that serves answers far more often than that, so for it the fading
-//! is nothing; a peer that went silent is hedged sooner the longer it stays so, down to the floor.
+//! The estimate fades while its peer is silent: once it has been asked and has answered nothing
+//! since, it halves every [`HALF_LIFE`]. A stalled peer answers everything it was sent at once
+//! when it wakes, each answer seconds late, and those samples took the estimate to the ceiling:
+//! the next stall of that peer then held every read that asked it for the whole request timeout,
+//! which failed them (found by a hunt, 2026-12-07: after one 10 s pause and 10 s idle, a second
+//! pause made reads fail with 503 after 7.7 s). A peer that serves answers far more often than
+//! that, so for it the fading is nothing; a peer that went silent is hedged sooner the longer it
+//! stays so, down to the floor. Only silence while it is asked counts: until 2026-12-08 the
+//! estimate faded from the peer's last answer, so a peer asked once a second, whose answers take
+//! longer than the floor, was hedged every time (a read sent twice).
+//!
+//! A peer asked and silent for longer than its (faded) hedge wait is *suspect*, and requests ask
+//! it last ([`Latencies::ask_last`]): a read or a forward that asked a paused replica first paid
+//! a hedge wait each time, two for a forwarded read (the forward's, then its coordinator's), and
+//! a mixed load through five nodes lost 80–88% of its requests per second while one was paused
+//! (found by a hunt, 2026-12-07). Asked last, a suspect may not be asked at all, so it would stay
+//! suspect: a silence is believed for one request timeout, after which the peer is asked first
+//! again, once (a probe that costs one request a hedge at the floor), and its silence counts
+//! from then.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -35,29 +47,53 @@ pub const HALF_LIFE: Duration = Duration::from_millis(250);
 struct Estimate {
     mean_us: f64,
     dev_us: f64,
-    /// When the last answer came.
-    at: Instant,
 }
 
 impl Estimate {
-    /// The estimate as it stands at `now`, faded by the silence since its last answer.
-    fn faded(self, now: Instant) -> Estimate {
-        let silent = now.saturating_duration_since(self.at).as_secs_f64();
-        let keep = 0.5f64.powf(silent / HALF_LIFE.as_secs_f64());
-        Estimate { mean_us: self.mean_us * keep, dev_us: self.dev_us * keep, at: now }
+    /// The estimate faded by `silent`, a time the peer was asked and answered nothing.
+    fn faded(self, silent: Duration) -> Estimate {
+        let keep = 0.5f64.powf(silent.as_secs_f64() / HALF_LIFE.as_secs_f64());
+        Estimate { mean_us: self.mean_us * keep, dev_us: self.dev_us * keep }
+    }
+
+    fn wait_us(self) -> f64 {
+        self.mean_us + 4.0 * self.dev_us
+    }
+}
+
+/// What is known of one peer.
+#[derive(Clone, Copy, Debug, Default)]
+struct Peer {
+    /// None until its first answer.
+    estimate: Option<Estimate>,
+    /// The first request to it since its last answer, if any.
+    quiet_since: Option<Instant>,
+}
+
+impl Peer {
+    /// How long it has been asked and silent, at `now`.
+    fn silent(&self, now: Instant) -> Duration {
+        self.quiet_since.map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+    }
+
+    fn estimate_at(&self, now: Instant) -> Option<Estimate> {
+        self.estimate.map(|e| e.faded(self.silent(now)))
     }
 }
 
 pub struct Latencies {
     floor: Duration,
     ceiling: Duration,
-    peers: Mutex<HashMap<NodeId, Estimate>>,
+    /// How long a silence is believed (see the module doc): the request timeout.
+    window: Duration,
+    peers: Mutex<HashMap<NodeId, Peer>>,
 }
 
 impl Latencies {
     /// Hedges wait at least `floor`, and at most a quarter of `request_timeout`.
     pub fn new(floor: Duration, request_timeout: Duration) -> Self {
-        Latencies { floor, ceiling: (request_timeout / 4).max(floor), peers: Mutex::new(HashMap::new()) }
+        let ceiling = (request_timeout / 4).max(floor);
+        Latencies { floor, ceiling, window: request_timeout.max(floor), peers: Mutex::new(HashMap::new()) }
     }
 
     /// Forget the peers `member` says are no longer members.
@@ -65,33 +101,65 @@ impl Latencies {
         self.peers.lock().expect("latencies lock").retain(|id, _| member(*id));
     }
 
-    /// One answer from `peer` that took `took`.
-    pub fn observe(&self, peer: NodeId, took: Duration) {
-        self.observe_at(peer, took, Instant::now());
+    /// A request to `peer` begins now (the time is returned, for [`Latencies::answered`]).
+    pub fn asked(&self, peer: NodeId) -> Instant {
+        let now = Instant::now();
+        self.ask_at(peer, now);
+        now
     }
 
-    fn observe_at(&self, peer: NodeId, took: Duration, now: Instant) {
+    fn ask_at(&self, peer: NodeId, now: Instant) {
+        let mut peers = self.peers.lock().expect("latencies lock");
+        let p = peers.entry(peer).or_default();
+        match p.quiet_since {
+            None => p.quiet_since = Some(now),
+            // Silent for a whole window: the fading so far is kept, and this request probes it.
+            Some(t) if now.saturating_duration_since(t) >= self.window => {
+                p.estimate = p.estimate_at(now);
+                p.quiet_since = Some(now);
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// `peer` answered a request begun at `started` ([`Latencies::asked`]).
+    pub fn answered(&self, peer: NodeId, started: Instant) {
+        let now = Instant::now();
+        self.answer_at(peer, now.saturating_duration_since(started));
+    }
+
+    /// An answer that took `took`: a sample of the estimate as it was before the silence (the
+    /// answer ends the silence, and its latency says how long it was).
+    fn answer_at(&self, peer: NodeId, took: Duration) {
         let sample = took.as_secs_f64() * 1e6;
         let mut peers = self.peers.lock().expect("latencies lock");
-        match peers.get_mut(&peer) {
-            Some(e) => {
-                let mut f = e.faded(now);
-                f.dev_us += DEV_GAIN * ((sample - f.mean_us).abs() - f.dev_us);
-                f.mean_us += GAIN * (sample - f.mean_us);
-                *e = self.capped(f);
+        let Some(p) = peers.get_mut(&peer) else { return }; // forgotten meanwhile: no longer a member
+        let e = match p.estimate {
+            Some(mut e) => {
+                e.dev_us += DEV_GAIN * ((sample - e.mean_us).abs() - e.dev_us);
+                e.mean_us += GAIN * (sample - e.mean_us);
+                e
             }
-            None => {
-                peers.insert(peer, self.capped(Estimate { mean_us: sample, dev_us: sample / 2.0, at: now }));
-            }
-        }
+            None => Estimate { mean_us: sample, dev_us: sample / 2.0 },
+        };
+        p.estimate = Some(self.capped(e));
+        p.quiet_since = None;
+    }
+
+    /// One request to `peer` that was answered after `took`, ending now (for tests).
+    #[cfg(test)]
+    pub(crate) fn observe(&self, peer: NodeId, took: Duration) {
+        let now = Instant::now();
+        self.ask_at(peer, now.checked_sub(took).unwrap_or(now));
+        self.answer_at(peer, took);
     }
 
     /// `e` scaled down to wait no longer than the ceiling: above it, it says no more (the hedge
     /// waits the ceiling either way), and kept there it would take longer to fade.
     fn capped(&self, e: Estimate) -> Estimate {
-        let (wait, cap) = (e.mean_us + 4.0 * e.dev_us, self.ceiling.as_secs_f64() * 1e6);
+        let (wait, cap) = (e.wait_us(), self.ceiling.as_secs_f64() * 1e6);
         match wait > cap {
-            true => Estimate { mean_us: e.mean_us * cap / wait, dev_us: e.dev_us * cap / wait, at: e.at },
+            true => Estimate { mean_us: e.mean_us * cap / wait, dev_us: e.dev_us * cap / wait },
             false => e,
         }
     }
@@ -102,9 +170,13 @@ impl Latencies {
     }
 
     fn hedge_after_at(&self, peer: NodeId, now: Instant) -> Duration {
-        let estimate = self.peers.lock().expect("latencies lock").get(&peer).copied();
-        let Some(e) = estimate.map(|e| e.faded(now)) else { return self.floor };
-        Duration::from_secs_f64((e.mean_us + 4.0 * e.dev_us) / 1e6).clamp(self.floor, self.ceiling)
+        let estimate = self.peers.lock().expect("latencies lock").get(&peer).and_then(|p| p.estimate_at(now));
+        self.wait_of(estimate)
+    }
+
+    fn wait_of(&self, estimate: Option<Estimate>) -> Duration {
+        let Some(e) = estimate else { return self.floor };
+        Duration::from_secs_f64(e.wait_us() / 1e6).clamp(self.floor, self.ceiling)
     }
 
     /// The longest of [`Latencies::hedge_after`] over `peers`: a request that asked all of them
@@ -113,6 +185,21 @@ impl Latencies {
         let now = Instant::now();
         peers.into_iter().map(|p| self.hedge_after_at(p, now)).max().unwrap_or(self.floor)
     }
+
+    /// `peers` in the same order, except that suspect ones come last (see the module doc).
+    pub fn ask_last<T>(&self, peers: &mut [T], id: impl Fn(&T) -> NodeId) {
+        let now = Instant::now();
+        let known = self.peers.lock().expect("latencies lock");
+        let suspect = |t: &T| known.get(&id(t)).is_some_and(|p| self.suspect(p, now));
+        if peers.iter().any(suspect) {
+            peers.sort_by_key(suspect); // stable: false before true
+        }
+    }
+
+    fn suspect(&self, p: &Peer, now: Instant) -> bool {
+        let silent = p.silent(now);
+        silent > self.wait_of(p.estimate_at(now)) && silent < self.window
+    }
 }
 
 #[cfg(test)]
@@ -120,6 +207,14 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    impl Latencies {
+        /// One request to `peer` at `at`, answered after `took`.
+        pub(crate) fn observe_at(&self, peer: NodeId, took: Duration, at: Instant) {
+            self.ask_at(peer, at);
+            self.answer_at(peer, took);
+        }
+    }
 
     #[test]
     fn steady_peers_are_hedged_at_the_floor_and_slow_ones_later() {
@@ -146,12 +241,12 @@ mod tests {
         for _ in 0..10 {
             l.observe_at(NodeId(1), Duration::from_secs(3), now);
         }
-        assert_eq!(l.hedge_after_at(NodeId(1), now), 200 * MS);
+        assert_eq!(l.hedge_after_at(NodeId(1), now + Duration::from_secs(3)), 200 * MS);
     }
 
     /// A peer that woke from a stall answers all it was sent, seconds late: its estimate goes to
-    /// the ceiling, and fades back to the floor while it stays silent (stalled again), instead of
-    /// holding every read that asks it for the ceiling.
+    /// the ceiling, and fades back to the floor while it is asked and stays silent (stalled
+    /// again), instead of holding every read that asks it for the ceiling.
     #[test]
     fn a_silent_peers_estimate_fades_to_the_floor() {
         let l = Latencies::new(20 * MS, 5000 * MS);
@@ -160,18 +255,72 @@ mod tests {
             l.observe_at(NodeId(1), Duration::from_micros(300), woke);
         }
         for i in 0..200 {
-            l.observe_at(NodeId(1), Duration::from_millis(10_000 - i * 40), woke);
+            l.ask_at(NodeId(1), woke);
+            l.answer_at(NodeId(1), Duration::from_millis(10_000 - i * 40));
         }
         let woken = l.hedge_after_at(NodeId(1), woke);
         assert!(woken > 1200 * MS && woken <= 1250 * MS, "the late answers: the ceiling, {woken:?}");
-        let later = |ms| l.hedge_after_at(NodeId(1), woke + ms * MS);
+        // Not asked, it does not fade: it has said nothing new.
+        assert_eq!(l.hedge_after_at(NodeId(1), woke + 5_000 * MS), woken, "idle is not silent");
+        // Asked, and silent.
+        let asked = woke + 5_000 * MS;
+        l.ask_at(NodeId(1), asked);
+        let later = |ms| l.hedge_after_at(NodeId(1), asked + ms * MS);
         assert!(later(250) < 700 * MS, "halved after one half-life: {:?}", later(250));
         assert_eq!(later(2_000), 20 * MS, "silent for 2 s: the floor");
+        // Silent for a whole window (the request timeout, 5 s): the fading so far is kept, and
+        // the next request probes it.
+        let probe = asked + 5_000 * MS;
+        l.ask_at(NodeId(1), probe);
+        assert_eq!(l.hedge_after_at(NodeId(1), probe), 20 * MS);
         // A steady peer's answers, a millisecond apart, keep its estimate where it was.
         for i in 0..50 {
             l.observe_at(NodeId(2), if i % 2 == 0 { 10 * MS } else { 30 * MS }, woke + i * MS);
         }
         let steady = l.hedge_after_at(NodeId(2), woke + 50 * MS);
         assert!(steady > 30 * MS && steady < 100 * MS, "mean 20 ms, deviation 10 ms: {steady:?}");
+    }
+
+    /// A peer asked once a second, whose answers take 50 ms, keeps its 50-odd ms wait: until
+    /// 2026-12-08 its estimate faded between requests, and every request to it was hedged at the
+    /// 20 ms floor.
+    #[test]
+    fn a_quiet_peer_is_not_hedged_below_its_latency() {
+        let l = Latencies::new(20 * MS, 5000 * MS);
+        let start = Instant::now();
+        for i in 0..20 {
+            l.observe_at(NodeId(1), 50 * MS, start + i * 1000 * MS);
+        }
+        let next = start + 20_000 * MS;
+        l.ask_at(NodeId(1), next);
+        assert!(l.hedge_after_at(NodeId(1), next) > 50 * MS, "{:?}", l.hedge_after_at(NodeId(1), next));
+    }
+
+    /// A peer asked and silent for longer than its own hedge wait is asked last; one that answers
+    /// as it usually does, or is not asked, keeps its place.
+    #[test]
+    fn a_silent_peer_is_asked_last() {
+        let l = Latencies::new(20 * MS, 5000 * MS);
+        let start = Instant::now();
+        for id in [1, 2, 3] {
+            l.observe_at(NodeId(id), MS, start);
+        }
+        let mut order = [NodeId(1), NodeId(2), NodeId(3)];
+        l.ask_last(&mut order, |&id| id);
+        assert_eq!(order, [NodeId(1), NodeId(2), NodeId(3)]);
+        // Node 1 asked 30 ms ago (past its 20 ms wait) and silent; node 2 asked just now.
+        l.ask_at(NodeId(1), Instant::now() - 30 * MS);
+        l.ask_at(NodeId(2), Instant::now());
+        l.ask_last(&mut order, |&id| id);
+        assert_eq!(order, [NodeId(2), NodeId(3), NodeId(1)]);
+        // It answers: no longer suspect.
+        l.answer_at(NodeId(1), 30 * MS);
+        let mut order = [NodeId(1), NodeId(2), NodeId(3)];
+        l.ask_last(&mut order, |&id| id);
+        assert_eq!(order, [NodeId(1), NodeId(2), NodeId(3)]);
+        // Silent for longer than the request timeout: believed no longer, asked first again.
+        l.ask_at(NodeId(1), Instant::now() - 6_000 * MS);
+        l.ask_last(&mut order, |&id| id);
+        assert_eq!(order, [NodeId(1), NodeId(2), NodeId(3)]);
     }
 }
