@@ -275,7 +275,11 @@ async fn connection(
                         String::from_utf8_lossy(&args[0])
                     );
                 }
-                return Ok(());
+                // The commands before it run to their end and are answered, as in Redis, and the
+                // connection closes as after `QUIT`: returning here dropped them mid-way, and an
+                // `MSET` before it was left partly written (found by a hunt, 2026-12-08).
+                session.quit = true;
+                break;
             }
             let operations = commands::key_operations(cmd, &args);
             if !running.is_empty() && in_flight + operations > MAX_IN_FLIGHT {
