@@ -156,14 +156,22 @@ impl DurableEngine {
         for item in self.data.iter() {
             let (k, v) = item.into_inner().map_err(|e| self.err("reading", e))?;
             let (hash, key) = decode_store_key(&k).map_err(|e| self.err("decoding a key", e))?;
-            let entry = decode_entry(&v).map_err(|e| self.err("decoding a value", e))?;
-            self.account(key.len(), &entry, true);
-            self.digests.add(hash, entry.version);
+            // Not decoded whole: that copied every value of the store at each start.
+            let (version, tombstone, expires) = decode_stub(&v).map_err(|e| self.err("decoding a value", e))?;
+            let held = Held { tombstone, value_len: encoded_value_len(&v), expiring: expires.is_some() };
+            self.account_held(key.len(), held, true);
+            self.digests.add(hash, version);
         }
         Ok(())
     }
 
     fn account(&self, key_len: usize, entry: &Entry, add: bool) {
+        let held =
+            Held { tombstone: entry.is_tombstone(), value_len: entry.value_len(), expiring: entry.expires.is_some() };
+        self.account_held(key_len, held, add);
+    }
+
+    fn account_held(&self, key_len: usize, held: Held, add: bool) {
         let change = |n: &AtomicU64, d: u64| {
             if add {
                 n.fetch_add(d, Ordering::Relaxed);
@@ -171,12 +179,12 @@ impl DurableEngine {
                 n.fetch_sub(d, Ordering::Relaxed);
             }
         };
-        if entry.is_tombstone() {
+        if held.tombstone {
             change(&self.tombstones, 1);
         } else {
             change(&self.keys, 1);
-            change(&self.bytes, (key_len + entry.value_len()) as u64);
-            if entry.expires.is_some() {
+            change(&self.bytes, (key_len + held.value_len) as u64);
+            if held.expiring {
                 change(&self.expiring, 1);
             }
         }
@@ -377,6 +385,13 @@ impl Engine for DurableEngine {
         };
         for item in self.data.iter() {
             let (k, v) = item.into_inner().map_err(|e| self.err("scanning", e))?;
+            // Only a tombstone is decoded whole (it has no value to copy): decoding every entry
+            // copied every value of the store, each time the purge ran (found by reading,
+            // 2026-12-08).
+            let (_, tombstone, _) = decode_stub(&v).map_err(|e| self.err("decoding a value", e))?;
+            if !tombstone {
+                continue;
+            }
             let entry = decode_entry(&v).map_err(|e| self.err("decoding a value", e))?;
             if entry.is_tombstone() && entry.dead_since().is_some_and(|ts| ts < before_ts) {
                 let (hash, key) = decode_store_key(&k).map_err(|e| self.err("decoding a key", e))?;
@@ -452,6 +467,14 @@ impl Engine for DurableEngine {
     fn sync(&self) -> StorageResult<()> {
         self.db.persist(PersistMode::SyncData).map_err(|e| self.write_failed("syncing the journal", e))
     }
+}
+
+/// What the counts of the store see of one entry.
+#[derive(Clone, Copy)]
+struct Held {
+    tombstone: bool,
+    value_len: usize,
+    expiring: bool,
 }
 
 #[cfg(test)]
