@@ -314,6 +314,7 @@ async fn serve(handler: Arc<Release>, listener: TcpListener, max_frame: usize, m
         max_frame,
         max_answer: max_frame,
         max_concurrent: 1024,
+        max_request_time: node.config.request_timeout * 3,
         handshake_timeout: node.config.request_timeout,
     });
     loop {

@@ -217,6 +217,8 @@ pub(crate) fn split(
         max_frame: MAX_REQUEST,
         max_answer: MAX_ANSWER,
         max_concurrent: 16,
+        // A heartbeat is answered at once; a seed's request never waits on anything remote.
+        max_request_time: Duration::from_secs(30),
         // A member's hello comes with its first byte: as long as that may take, no longer.
         handshake_timeout: FIRST_BYTE_TIMEOUT.min(config.read_timeout),
     });

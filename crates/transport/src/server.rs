@@ -41,14 +41,23 @@ pub struct ServerConfig {
     pub max_answer: usize,
     /// Requests of one connection running at once.
     pub max_concurrent: usize,
+    /// Longest a request may run: past it, it is answered with a `503` and dropped (its caller,
+    /// whose own deadline is shorter, has given up long since), so that what it holds (its body,
+    /// its place among `max_concurrent`) goes back.
+    pub max_request_time: Duration,
     /// Longest the magic and hello may take to arrive.
     pub handshake_timeout: Duration,
 }
 
-/// Bytes of answers queued on one connection from which its reader waits. What the connection
-/// holds is at most about twice this and two answers: a write of up to this and one answer, and
-/// as much queued behind it.
+/// Bytes of answers queued on one connection from which its reader waits, and its running
+/// requests wait to finish. What the connection holds is at most about twice this and two
+/// answers: a write of up to this and one answer, and as much queued behind it.
 const MAX_QUEUED_ANSWERS: usize = 8 << 20;
+
+/// Bytes of request bodies running on one connection from which its reader waits: a body is held
+/// until its request ends, and 1 024 requests of 16 MiB each, at a seed that did not answer, held
+/// 1.3 GB (found by a hunt, 2026-12-08). At most this and one frame.
+const MAX_RUNNING_BYTES: usize = 64 << 20;
 
 /// Serve one accepted connection until the peer closes it, it breaks the protocol, or `stop`.
 pub async fn serve<C: Connection, H: Handler>(
@@ -113,12 +122,17 @@ pub async fn serve_admitted<C: Connection, H: Handler, A>(
     // 46 MB held per connection of a peer that read nothing (found by a hunt, 2026-12-07).
     let max_queued = MAX_QUEUED_ANSWERS;
     let mut running = FuturesUnordered::new();
+    // Body bytes of the requests in `running`.
+    let mut running_bytes = 0;
     // Whether the writer ended while the connection was served: it failed, and no answer can go.
     let mut writer_ended = false;
     let reason = loop {
-        // At `max_concurrent` requests running, or with answers piling up unread, the reader
-        // stops reading, and TCP pushes back.
-        let room = running.len() < config.max_concurrent;
+        // At `max_concurrent` requests running (or `MAX_RUNNING_BYTES` of their bodies), or with
+        // answers piling up unread, the reader stops reading, and TCP pushes back. With answers
+        // piling up, the running requests are not driven on either: each one's answer would join
+        // the pile (only the reader waited before, and forwards, which wait on other replicas,
+        // took one connection to 918 MB of answers: found by a hunt, 2026-12-08).
+        let room = running.len() < config.max_concurrent && running_bytes < MAX_RUNNING_BYTES;
         let backlog = outbox.queued() >= max_queued;
         let next = tokio::select! {
             _ = stop.wait_for(|s| *s) => break "node stopping".to_string(),
@@ -132,7 +146,10 @@ pub async fn serve_admitted<C: Connection, H: Handler, A>(
                     _ => "its answers could not be written".to_string(),
                 };
             }
-            Some(()) = running.next(), if !running.is_empty() => continue,
+            Some(len) = running.next(), if !running.is_empty() && !backlog => {
+                running_bytes -= len;
+                continue;
+            }
             // A writer that failed closes the outbox and drops what was queued, and there is room
             // at once. Before it dropped them, this loop spun at full speed without yielding, the
             // answers still counted as queued, and the node served nobody again (found by a hunt,
@@ -149,8 +166,10 @@ pub async fn serve_admitted<C: Connection, H: Handler, A>(
             break format!("a frame of kind {:#x} where a request was expected", f.kind);
         }
         let (handler, outbox) = (&handler, &outbox);
+        let (len, limit) = (f.body.len(), config.max_request_time);
+        running_bytes += len;
         running.push(async move {
-            let result = handler.handle(f.kind, f.body).await;
+            let result = within(limit, handler.handle(f.kind, f.body)).await;
             outbox.push(|b| {
                 let refuse = |b: &mut BytesMut, r: &Refusal| {
                     frame::encode(b, frame::KIND_REFUSED, f.id, |b| frame::put_postcard(b, r))
@@ -167,6 +186,7 @@ pub async fn serve_admitted<C: Connection, H: Handler, A>(
                     Err(r) => refuse(b, &r),
                 }
             });
+            len
         });
     };
     // Requests still running when the connection ends are dropped with it: their answers could no
@@ -178,6 +198,19 @@ pub async fn serve_admitted<C: Connection, H: Handler, A>(
     // the connection open after we are done with it.
     if !writer_ended && tokio::time::timeout(Duration::from_secs(1), &mut writer).await.is_err() {
         writer.abort();
+    }
+}
+
+/// `request`'s answer, or a `503` once it has run for `limit`. Most requests finish in their first
+/// poll (an apply, a read), and get no timer: only one that waits is given one.
+async fn within<T>(limit: Duration, request: impl Future<Output = Result<T, Refusal>>) -> Result<T, Refusal> {
+    let mut request = std::pin::pin!(request);
+    if let std::task::Poll::Ready(answer) = futures_util::poll!(request.as_mut()) {
+        return answer;
+    }
+    match tokio::time::timeout(limit, request).await {
+        Ok(answer) => answer,
+        Err(_) => Err(Refusal::new(503, format!("not answered within {} ms; dropped", limit.as_millis()))),
     }
 }
 

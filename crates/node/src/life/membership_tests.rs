@@ -192,6 +192,7 @@ async fn heartbeats_after_a_slow_one(
         max_frame: 1 << 20,
         max_answer: 1 << 20,
         max_concurrent: 16,
+        max_request_time: request_timeout * 3,
         handshake_timeout: request_timeout,
     });
     let (stop, stopped) = watch::channel(false);

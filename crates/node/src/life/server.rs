@@ -206,6 +206,9 @@ pub async fn run(
         max_frame,
         max_answer: max_frame,
         max_concurrent: 1024,
+        // Twice the longest deadline of a call between nodes (a forward's): its caller has given
+        // up by then.
+        max_request_time: node.config.request_timeout * 3,
         handshake_timeout: node.config.request_timeout,
     };
     let (http, transport) = crate::transport::listener::split(

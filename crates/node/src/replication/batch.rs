@@ -501,6 +501,7 @@ mod tests {
             max_frame: 1 << 20,
             max_answer: 1 << 20,
             max_concurrent: 64,
+            max_request_time: a.config.request_timeout * 3,
             handshake_timeout: a.config.request_timeout,
         });
         let (_stop, stopped) = tokio::sync::watch::channel(false);
