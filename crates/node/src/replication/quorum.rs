@@ -154,6 +154,8 @@ where
     // armed is an insertion into Tokio's wheel and a removal, on every quorum operation.
     let started = tokio::time::Instant::now();
     let mut give_up = started.checked_add(deadline).unwrap_or(started + Duration::from_secs(365 * 24 * 3600));
+    // Whether the deadline was moved once for a timer that rang late (see `LATE`).
+    let mut woke_late = false;
     let alarm_at = |from: tokio::time::Instant, launched: usize, give_up| match &hedge {
         Some(h) if launched < targets.len() => from.checked_add(h.after).map_or(give_up, |t| t.min(give_up)),
         _ => give_up,
@@ -202,6 +204,15 @@ where
                         }
                     }
                     alarm.as_mut().reset(alarm_at(now, launched, give_up));
+                } else if !woke_late && now.saturating_duration_since(give_up) > LATE {
+                    // The deadline's timer rang long after it was due: this process was stopped
+                    // (SIGSTOP, a paused VM), and the answers that came meanwhile are still to be
+                    // read. They get a moment first: a coordinator paused past its deadline
+                    // named a healthy replica that had answered as the one that timed out (found
+                    // by a hunt, 2026-12-07).
+                    woke_late = true;
+                    give_up = now + AFTER_LATE;
+                    alarm.as_mut().reset(give_up);
                 } else {
                     let answered: Vec<NodeId> =
                         ok.iter().map(|(id, _)| *id).chain(failures.iter().map(|(id, _)| *id)).collect();
@@ -220,6 +231,11 @@ where
         Err(QuorumError { needed, answered: ok.len(), failures })
     }
 }
+
+/// A deadline timer that rings this much after it was due says the process was stopped; the
+/// answers that came meanwhile then get [`AFTER_LATE`] to be read.
+const LATE: Duration = Duration::from_millis(100);
+const AFTER_LATE: Duration = Duration::from_millis(20);
 
 /// How long the other replicas still get once one has refused the quorum's view as stale: they
 /// answer within milliseconds as a rule, and one that takes longer than this is likely the one
@@ -503,6 +519,30 @@ mod tests {
         // Weak answers do not count towards it: every target is waited for (here, the deadline).
         let r = quorum(&targets, enough, Duration::from_millis(50), |_: &u8| Weight::Weak, silent_third).await;
         assert_eq!(r.unwrap().len(), 2, "the two that answered, once the third timed out");
+    }
+
+    /// A process stopped past a quorum's deadline (here, the runtime's only thread blocked for
+    /// 300 ms, as SIGSTOP stops it) wakes with the deadline's timer and the answers that came
+    /// meanwhile both ready: the answers are read first, and the quorum succeeds. Without that,
+    /// the timer won about half the time and named the replica that had answered as timed out.
+    #[test]
+    fn answers_that_came_while_the_process_was_stopped_are_read_before_the_deadline_is_called() {
+        for round in 0..8 {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+            let r = runtime.block_on(async {
+                tokio::spawn(async {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    std::thread::sleep(Duration::from_millis(300)); // stopped
+                });
+                let targets = [NodeId(1)];
+                let answers_at = |_| async {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    Ok(7u8)
+                };
+                quorum(&targets, 1, Duration::from_millis(50), |_: &u8| true, answers_at).await
+            });
+            assert_eq!(r.map(|a| a.len()).map_err(|e| e.to_string()), Ok(1), "round {round}");
+        }
     }
 
     /// A hedged quorum of one over three silent replicas, a hedge due every `after`: the hedges
