@@ -234,8 +234,8 @@ where
 
 /// A deadline timer that rings this much after it was due says the process was stopped; the
 /// answers that came meanwhile then get [`AFTER_LATE`] to be read.
-const LATE: Duration = Duration::from_millis(100);
-const AFTER_LATE: Duration = Duration::from_millis(20);
+pub(crate) const LATE: Duration = Duration::from_millis(100);
+pub(crate) const AFTER_LATE: Duration = Duration::from_millis(20);
 
 /// How long the other replicas still get once one has refused the quorum's view as stale: they
 /// answer within milliseconds as a rule, and one that takes longer than this is likely the one

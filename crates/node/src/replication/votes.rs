@@ -41,7 +41,7 @@ use smallvec::SmallVec;
 use crate::error::PeerError;
 use crate::life::state::Node;
 use crate::replication::batch::dropped_unsent;
-use crate::replication::quorum::QuorumError;
+use crate::replication::quorum::{QuorumError, AFTER_LATE, LATE};
 use crate::transport::wire::{Ack, KeyEntry};
 
 /// One replica's answer to a write.
@@ -155,6 +155,9 @@ impl Votes {
     ) -> Result<Counted, QuorumError> {
         let timer = tokio::time::sleep(deadline);
         tokio::pin!(timer);
+        // A timer that rang long after it was due gives the answers that came meanwhile a moment
+        // (see `quorum::LATE`).
+        let mut woke_late = false;
         let mut here = std::pin::pin!(here);
         let timed_out = std::future::poll_fn(|cx| {
             if let Some(own) = here.as_mut().as_pin_mut() {
@@ -167,7 +170,13 @@ impl Votes {
                 return Poll::Ready(false);
             }
             if timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(true);
+                let now = tokio::time::Instant::now();
+                if woke_late || now.saturating_duration_since(timer.deadline()) <= LATE {
+                    return Poll::Ready(true);
+                }
+                woke_late = true;
+                timer.as_mut().reset(now + AFTER_LATE);
+                let _ = timer.as_mut().poll(cx); // registers the waker for the new deadline
             }
             match &mut tally.waiting {
                 Some(w) if w.will_wake(cx.waker()) => {}
@@ -319,6 +328,30 @@ mod tests {
         let joining = Needed { applied: 3, complete: 2 };
         assert!(acknowledged(&[incomplete(4), applied(1), applied(2)], joining), "the joining node and W");
         assert!(!acknowledged(&[applied(1), applied(2)], joining), "W, but too few of the write set");
+    }
+
+    /// A process stopped past the write's deadline (the runtime's only thread blocked for 300
+    /// ms) wakes with the deadline's timer and an acknowledgement due meanwhile both ready: the
+    /// acknowledgement is taken, not named as timed out (as `quorum.rs`'s test for reads).
+    #[test]
+    fn an_answer_that_came_while_the_process_was_stopped_counts() {
+        for round in 0..8 {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+            let counted = runtime.block_on(async {
+                let votes = votes_with(vec![applied(1)]);
+                let late = votes.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    std::thread::sleep(Duration::from_millis(300)); // stopped
+                });
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    late.record(NodeId(2), Ok(Ack::Applied { complete: true }));
+                });
+                count(&votes, 3, W2, 50).await.map_err(|e| e.to_string())
+            });
+            assert_eq!(counted, Ok(Counted::Acknowledged), "round {round}");
+        }
     }
 
     #[tokio::test]
