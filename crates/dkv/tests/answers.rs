@@ -224,6 +224,31 @@ async fn a_value_that_ends_like_a_bare_error_answer_reads_back_as_stored() {
     assert!(rest.starts_with("HTTP/1.1 200") && rest.ends_with("\r\n\r\nhello"), "the next answer: {rest:?}");
 }
 
+/// A PUT over HTTP/1 with neither `Content-Length` nor chunks has an empty body by HTTP's rules:
+/// it is refused with a 400 that says what to send, and the key keeps its value. It stored the
+/// empty value and answered 204, while the value sent after the headers was dropped (found by a
+/// hunt, 2026-12-08). `Content-Length: 0` still stores an empty value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_without_a_length_is_refused_and_changes_nothing() {
+    let c = Cluster::start(1).await;
+    let node = &c.nodes[0].addr;
+    assert_eq!(exchange(node, "PUT", "/put?key=kept", "", "important").await.status, 204);
+    for version in ["HTTP/1.0", "HTTP/1.1"] {
+        let mut s = tokio::net::TcpStream::connect(node).await.expect("connect");
+        let req = format!("PUT /put?key=kept {version}\r\nHost: x\r\nConnection: close\r\n\r\nnewvalue");
+        s.write_all(req.as_bytes()).await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        let text = String::from_utf8_lossy(&buf);
+        assert!(text.starts_with(&format!("{version} 400")), "{version}: {text}");
+        assert!(text.contains("Content-Length"), "the error says what to send: {text}");
+    }
+    assert_eq!(c.client(0).get(b"kept").await.unwrap().as_deref(), Some(&b"important"[..]));
+    assert_eq!(exchange(node, "PUT", "/put?key=empty", "", "").await.status, 204);
+    assert_eq!(c.client(0).get(b"empty").await.unwrap().as_deref(), Some(&b""[..]));
+}
+
 /// Over HTTP/2 (what clients speak over TLS), a key as long as `--max-key-size` whose every byte
 /// is percent-encoded (a path of 24 KiB) is taken as over HTTP/1.1: h2's default of 16 KiB of
 /// headers broke the connection instead (found by trying, 2026-12-06).

@@ -250,7 +250,7 @@ async fn key_request(node: Node, op: Op, req: Request, wanted: Wanted) -> Respon
         }
     };
     let (value, _charge) = match op {
-        Op::Put => match read_value(&node, &parts.headers, body).await {
+        Op::Put => match read_value(&node, &parts, body).await {
             Ok((value, charge)) => (Some(value), Some(charge)),
             Err(e) => return refused(e),
         },
@@ -336,10 +336,20 @@ async fn metrics(State(node): State<Node>) -> Response {
 /// oversized value is never buffered. The bytes it may take are charged to the client memory
 /// budget before any is read (the whole limit when the length is not declared), and the body
 /// must arrive within `--read-timeout`. The charge is held until the request is answered.
-async fn read_value(node: &Node, headers: &HeaderMap, body: Body) -> Result<(Bytes, Charge), NodeError> {
-    let max = node.config.max_value_bytes;
+async fn read_value(node: &Node, parts: &http::request::Parts, body: Body) -> Result<(Bytes, Charge), NodeError> {
+    let (headers, max) = (&parts.headers, node.config.max_value_bytes);
     let too_large = || NodeError::TooLarge(format!("value larger than the limit of {max} bytes"));
     let declared = header_u64(headers, header::CONTENT_LENGTH.as_str())?;
+    // Over HTTP/1 a body needs a length or chunks; without either, HTTP reads it as empty, and
+    // a value sent after the headers was dropped while the empty one was stored and
+    // acknowledged (found by a hunt, 2026-12-08). HTTP/2 frames carry the end of the body.
+    if declared.is_none() && parts.version < http::Version::HTTP_2 && !headers.contains_key(header::TRANSFER_ENCODING) {
+        return Err(NodeError::BadRequest(
+            "a PUT needs its value's length: send Content-Length (0 for an empty value) or a chunked body; \
+             without either, HTTP/1 reads the body as empty"
+                .into(),
+        ));
+    }
     if declared.is_some_and(|len| len > max as u64) {
         return Err(too_large());
     }

@@ -218,7 +218,9 @@ where
                         ok.iter().map(|(id, _)| *id).chain(failures.iter().map(|(id, _)| *id)).collect();
                     for &id in targets[..launched].iter().filter(|id| !answered.contains(id)) {
                         let ms = give_up.duration_since(started).as_millis();
-                        failures.push((id, PeerError::Timeout { addr: id.to_string(), ms }));
+                        // Named by the error as `node ID:` already: "node ID: it did not answer …"
+                        // (the id twice before, where a call's own timeout gives the address).
+                        failures.push((id, PeerError::Timeout { addr: "it".into(), ms }));
                     }
                     break;
                 }

@@ -208,7 +208,8 @@ impl Votes {
             answers.iter().filter_map(|(id, a)| a.as_ref().err().map(|e| (*id, e.clone()))).collect();
         if timed_out {
             for &id in targets.iter().filter(|&&t| !answers.iter().any(|(id, _)| *id == t)) {
-                failures.push((id, PeerError::Timeout { addr: id.to_string(), ms: deadline.as_millis() }));
+                // "node ID: it did not answer …", as `quorum.rs` says it.
+                failures.push((id, PeerError::Timeout { addr: "it".into(), ms: deadline.as_millis() }));
             }
         }
         Err(QuorumError { needed: needed.applied, answered, failures })
