@@ -106,8 +106,14 @@ pub fn decode_deadline(v: &[u8]) -> Result<Option<(Version, u64)>, String> {
 /// The version of an encoded entry, whether it is a tombstone, and a value's deadline: the entry
 /// without its value, as a scan of keys needs it. Copies nothing.
 pub fn decode_stub(v: &[u8]) -> Result<(Version, bool, Option<u64>), String> {
-    let (header, _) = header(v)?;
+    let (header, rest) = header(v)?;
     let expires = decode_deadline(v)?.map(|(_, t)| t);
+    // Checked as `decode_entry` checks it: the store's opening count reads every record this
+    // way, and a record of no kind dkv writes must fail it, not count as a tombstone.
+    match (header[0], rest.len()) {
+        (VALUE | EXPIRING, _) | (TOMBSTONE, 0) | (EXPIRED, DEADLINE) => {}
+        (kind, n) => return Err(format!("record kind {kind} with {n} bytes after its header is not one dkv writes")),
+    }
     Ok((version_of(header), !matches!(header[0], VALUE | EXPIRING), expires))
 }
 
@@ -136,6 +142,20 @@ pub fn decode_entry(v: &[u8]) -> Result<Entry, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record of no kind dkv writes fails the stub's decoding as the whole entry's: the store's
+    /// opening count reads records so, and counted them as tombstones (the review, 2026-12-08).
+    #[test]
+    fn a_stub_of_a_record_dkv_does_not_write_is_refused() {
+        let tombstone = encode_entry(&Entry::tombstone(Version { ts: 5, node: 1 }));
+        assert!(decode_stub(&tombstone).expect("a tombstone").1);
+        let mut bad_kind = tombstone.clone();
+        bad_kind[0] = 9;
+        assert!(decode_stub(&bad_kind).is_err() && decode_entry(&bad_kind).is_err());
+        let mut long_tombstone = tombstone;
+        long_tombstone.push(0);
+        assert!(decode_stub(&long_tombstone).is_err() && decode_entry(&long_tombstone).is_err());
+    }
 
     #[test]
     fn records_round_trip_and_order_by_hash_then_key() {

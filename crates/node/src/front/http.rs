@@ -340,14 +340,14 @@ async fn read_value(node: &Node, parts: &http::request::Parts, body: Body) -> Re
     let (headers, max) = (&parts.headers, node.config.max_value_bytes);
     let too_large = || NodeError::TooLarge(format!("value larger than the limit of {max} bytes"));
     let declared = header_u64(headers, header::CONTENT_LENGTH.as_str())?;
-    // Over HTTP/1 a body needs a length or chunks; without either, HTTP reads it as empty, and
-    // a value sent after the headers was dropped while the empty one was stored and
-    // acknowledged (found by a hunt, 2026-12-08). HTTP/2 frames carry the end of the body.
-    if declared.is_none() && parts.version < http::Version::HTTP_2 && !headers.contains_key(header::TRANSFER_ENCODING) {
+    // An HTTP/1.0 request carries its body's length (RFC 1945: it has no chunks); without it
+    // the body reads as empty, and a value sent after the headers was dropped while the empty one
+    // was stored and acknowledged (found by a hunt, 2026-12-08). An HTTP/1.1 PUT without a
+    // length or chunks has an empty body by HTTP's rules, as clients send an empty value (hyper
+    // among them): bytes after its headers are a next request, which fails to parse.
+    if declared.is_none() && parts.version < http::Version::HTTP_11 {
         return Err(NodeError::BadRequest(
-            "a PUT needs its value's length: send Content-Length (0 for an empty value) or a chunked body; \
-             without either, HTTP/1 reads the body as empty"
-                .into(),
+            "an HTTP/1.0 PUT needs a Content-Length (0 for an empty value): without it the body reads as empty".into(),
         ));
     }
     if declared.is_some_and(|len| len > max as u64) {

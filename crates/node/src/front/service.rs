@@ -23,15 +23,15 @@ use bytes::Bytes;
 use dkv_membership::NodeId;
 use dkv_placement::key_hash;
 use dkv_storage::Entry;
-use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use crate::error::NodeError;
+use crate::error::{NodeError, PeerError};
 use crate::front::router::{route, Route};
 use crate::life::metrics::{Api, Started};
 use crate::life::state::Node;
 use crate::life::stats::bump;
 use crate::replication::batch::unknown_kind;
 use crate::replication::consistency::Level;
+use crate::replication::quorum::Running;
 use crate::replication::shape::Shape;
 use crate::transport::wire::{ForwardReply, ForwardRequest, Found, Head, Kind, Length, Op};
 
@@ -205,10 +205,11 @@ impl Node {
                 .into_iter()
                 .filter_map(|id| topo.member(id).map(|m| (id, m.addr.as_str())))
                 .collect();
-            // Replicas silent for longer than they usually take go last (see `latency.rs`).
-            self.latencies.ask_last(&mut replicas, |&(id, _)| id);
+            // Replicas silent for longer than they usually take go last (see `latency.rs`), and
+            // the first is waited for as long as it usually takes before the next is asked too.
+            let after = self.latencies.plan(&mut replicas, |&(id, _)| id, 1);
             let asked = Instant::now();
-            if let Some(reply) = self.forward_to::<S>(&replicas, &msg, &mut errors).await {
+            if let Some(reply) = self.forward_to::<S>(&replicas, after, &msg, &mut errors).await {
                 return reply;
             }
             if attempt == 0 {
@@ -226,52 +227,60 @@ impl Node {
     }
 
     /// Send `msg` to the first of `replicas`; ask the next one as well when one fails, or when it
-    /// takes much longer than it usually does (it may be stalled: see `latency.rs`). The first
+    /// takes longer than `after`, what it usually takes (it may be stalled: see `latency.rs`). The first
     /// answer wins; `None` when none answered, with their errors in `errors`.
     async fn forward_to<'r, S: Shape>(
         &self,
         replicas: &[(NodeId, &'r str)],
+        after: Duration,
         msg: &ForwardRequest,
         errors: &mut Vec<String>,
     ) -> Option<ForwardReply<S::Live>> {
         let timeout = self.forward_timeout();
-        let call = |(id, addr): (NodeId, &'r str)| async move {
-            bump(&self.stats.forwarded);
-            let asked = self.latencies.asked(id);
-            let mut answer = self.peers.call_within::<_, ForwardReply<S::Live>>(addr, S::FORWARD, msg, timeout).await;
-            if S::FORWARD != Kind::Forward && answer.as_ref().is_err_and(unknown_kind) {
-                // A replica of a release before reads of heads: it answers the whole value.
-                let whole = self.peers.call_within::<_, ForwardReply>(addr, Kind::Forward, msg, timeout).await;
-                answer = whole.map(|reply| reply.map(|found| found.map(S::of_found)));
+        // Each call owns what it uses: one that loses to a hedge runs on to its end in a task of
+        // its own (see `quorum::Running`), so the peer's answer still ends its silence (see
+        // `latency.rs`). Dropped, a healthy peer that was merely slow once stayed suspect.
+        let call = |(id, addr): (NodeId, &'r str)| {
+            let (node, msg, addr) = (self.clone(), msg.clone(), addr.to_owned());
+            async move {
+                bump(&node.stats.forwarded);
+                let asked = node.latencies.asked(id);
+                let mut answer =
+                    node.peers.call_within::<_, ForwardReply<S::Live>>(&addr, S::FORWARD, &msg, timeout).await;
+                if S::FORWARD != Kind::Forward && answer.as_ref().is_err_and(unknown_kind) {
+                    // A replica of a release before reads of heads: it answers the whole value.
+                    let whole = node.peers.call_within::<_, ForwardReply>(&addr, Kind::Forward, &msg, timeout).await;
+                    answer = whole.map(|reply| reply.map(|found| found.map(S::of_found)));
+                }
+                // A refusal is an answer too: the peer is not silent.
+                if answer.is_ok() || matches!(answer, Err(PeerError::Refused { .. })) {
+                    node.latencies.answered(id, asked);
+                }
+                (addr, answer)
             }
-            if answer.is_ok() {
-                self.latencies.answered(id, asked);
-            }
-            (addr, answer)
         };
         let mut next = replicas.iter().copied();
-        let mut running = FuturesUnordered::new();
+        let mut running = Running::new();
         let first = next.next()?;
-        let after = self.latencies.hedge_after(first.0);
         running.push(call(first));
         let hedge = tokio::time::sleep(after);
         tokio::pin!(hedge);
         loop {
             tokio::select! {
-                answer = running.next() => match answer {
+                answer = running.next(), if !running.is_empty() => match answer {
                     // A replica that cannot coordinate now (its lease ran out while it was
                     // paused, its view is behind) says so with a 503; another replica may well
                     // answer. Passed on as final, it failed reads that two healthy replicas could
                     // serve (found by a hunt, 2026-12-07). The last one's is passed on as it is.
-                    Some((addr, Ok(Err(NodeError::Unavailable(why))))) if next.len() > 0 || !running.is_empty() => {
+                    (addr, Ok(Err(NodeError::Unavailable(why)))) if next.len() > 0 || !running.is_empty() => {
                         tracing::debug!("forward to {addr}: the replica cannot serve it now: {why}");
                         errors.push(format!("{addr}: {why}"));
                         if let Some(r) = next.next() {
                             running.push(call(r));
                         }
                     }
-                    Some((_, Ok(reply))) => return Some(self.judged_here::<S>(reply)),
-                    Some((addr, Err(e))) => {
+                    (_, Ok(reply)) => return Some(self.judged_here::<S>(reply)),
+                    (addr, Err(e)) => {
                         tracing::debug!("forward to {addr} failed: {e}");
                         errors.push(e.to_string());
                         match next.next() {
@@ -280,7 +289,6 @@ impl Node {
                             None => {}
                         }
                     }
-                    None => return None,
                 },
                 _ = &mut hedge, if next.len() > 0 => {
                     if let Some(r) = next.next() {
@@ -289,6 +297,7 @@ impl Node {
                     }
                     hedge.as_mut().reset(tokio::time::Instant::now() + after);
                 }
+                else => return None, // nothing running and nobody left to ask
             }
         }
     }

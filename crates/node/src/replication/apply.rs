@@ -34,7 +34,7 @@ fn same_write(held: &Entry, written: &Entry) -> bool {
 }
 
 /// Key and value bytes from which a batch is stored off the async runtime.
-pub(crate) const BLOCKING_BATCH: usize = 256 << 10;
+const BLOCKING_BATCH: usize = 256 << 10;
 
 /// Clock readings a batch of stores takes at most once each, and only if an entry needs them.
 #[derive(Default)]

@@ -262,11 +262,13 @@ impl Node {
             let needed = resolve(r, self.config.read_quorum, replicas.len(), "r")?;
             // Ask R replicas first, this node among them when it is one; only if one of them fails
             // or answers a "not found" that does not decide, ask them all.
-            // Replicas silent for longer than they usually take go last (see `latency.rs`).
-            self.latencies.ask_last(&mut replicas, |&id| id);
             if let Some(i) = replicas.iter().position(|&id| id == self.me) {
                 replicas[..=i].rotate_right(1);
             }
+            // Replicas silent for longer than they usually take go last (see `latency.rs`; never
+            // this node, which it does not time), and the hedge waits for the first R as long as
+            // the slowest of them usually takes.
+            let after = self.latencies.plan(&mut replicas, |&id| id, needed);
             let enough = Enough {
                 decisive: needed,
                 complete: complete_enough(needed, self.config.write_quorum, replicas.len()),
@@ -287,9 +289,7 @@ impl Node {
             // Ask R replicas; ask another when one fails, answers what does not decide (an
             // incomplete answer, or a weak "not found"), or takes much longer than it usually
             // does (it may be stalled).
-            let others = replicas[..needed].iter().copied().filter(|&id| id != self.me);
-            let hedge =
-                Hedge { first: needed, after: self.latencies.hedge_after_all(others), counter: &self.stats.hedged };
+            let hedge = Hedge { first: needed, after, counter: &self.stats.hedged };
             let timeout = self.config.request_timeout;
             let result = quorum_hedged(&replicas, enough, timeout, Some(hedge), decides, call).await;
             match result {
@@ -368,9 +368,12 @@ impl Node {
         }
         let addr = self.addr_of(&topo, id)?;
         let asked = self.latencies.asked(id);
-        let answer = S::batches(&self).send(&self, addr, topo.epoch(), key).await?;
-        self.latencies.answered(id, asked);
-        Ok(answer)
+        let answer = S::batches(&self).send(&self, addr, topo.epoch(), key).await;
+        // A refusal is an answer too: the peer is not silent.
+        if answer.is_ok() || matches!(answer, Err(PeerError::Refused { .. })) {
+            self.latencies.answered(id, asked);
+        }
+        answer
     }
 
     pub fn addr_of<'t>(&self, topo: &'t Topology, id: NodeId) -> Result<&'t str, PeerError> {

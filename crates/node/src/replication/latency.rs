@@ -22,15 +22,16 @@
 //! longer than the floor, was hedged every time (a read sent twice).
 //!
 //! A peer asked and silent for longer than its (faded) hedge wait is *suspect*, and requests ask
-//! it last ([`Latencies::ask_last`]): a read or a forward that asked a paused replica first paid
+//! it last ([`Latencies::plan`]): a read or a forward that asked a paused replica first paid
 //! a hedge wait each time, two for a forwarded read (the forward's, then its coordinator's), and
 //! a mixed load through five nodes lost 80–88% of its requests per second while one was paused
 //! (found by a hunt, 2026-12-07). Asked last, a suspect may not be asked at all, so it would stay
 //! suspect: a silence is believed for one request timeout, after which the peer is asked first
-//! again, once (a probe that costs one request a hedge at the floor), and its silence counts
-//! from then.
+//! again (a probe: the requests of the next hedge wait, at the floor by then, pay it), and its
+//! silence counts from then.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -86,14 +87,35 @@ pub struct Latencies {
     ceiling: Duration,
     /// How long a silence is believed (see the module doc): the request timeout.
     window: Duration,
-    peers: Mutex<HashMap<NodeId, Peer>>,
+    peers: Mutex<HashMap<NodeId, Peer, BuildHasherDefault<IdHasher>>>,
+}
+
+/// Node ids are random 64-bit numbers already: hashed as they are, not through SipHash, on a
+/// map looked up several times per replicated read.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl Latencies {
     /// Hedges wait at least `floor`, and at most a quarter of `request_timeout`.
     pub fn new(floor: Duration, request_timeout: Duration) -> Self {
         let ceiling = (request_timeout / 4).max(floor);
-        Latencies { floor, ceiling, window: request_timeout.max(floor), peers: Mutex::new(HashMap::new()) }
+        Latencies { floor, ceiling, window: request_timeout.max(floor), peers: Mutex::default() }
     }
 
     /// Forget the peers `member` says are no longer members.
@@ -179,24 +201,25 @@ impl Latencies {
         Duration::from_secs_f64(e.wait_us() / 1e6).clamp(self.floor, self.ceiling)
     }
 
-    /// The longest of [`Latencies::hedge_after`] over `peers`: a request that asked all of them
-    /// waits that long for them before asking another.
-    pub fn hedge_after_all(&self, peers: impl IntoIterator<Item = NodeId>) -> Duration {
-        let now = Instant::now();
-        peers.into_iter().map(|p| self.hedge_after_at(p, now)).max().unwrap_or(self.floor)
-    }
-
-    /// `peers` in the same order, except that suspect ones come last (see the module doc).
-    pub fn ask_last<T>(&self, peers: &mut [T], id: impl Fn(&T) -> NodeId) {
+    /// `peers` in the same order, except that suspect ones come last (see the module doc); and
+    /// how long to wait for the first `first` of them so ordered before asking another (the
+    /// longest of their [`Latencies::hedge_after`]). One lock and one clock reading: a replicated
+    /// read does this on every request.
+    pub fn plan<T>(&self, peers: &mut [T], id: impl Fn(&T) -> NodeId, first: usize) -> Duration {
         let now = Instant::now();
         let known = self.peers.lock().expect("latencies lock");
         let suspect = |t: &T| known.get(&id(t)).is_some_and(|p| self.suspect(p, now));
         if peers.iter().any(suspect) {
             peers.sort_by_key(suspect); // stable: false before true
         }
+        let wait = |t: &T| self.wait_of(known.get(&id(t)).and_then(|p| p.estimate_at(now)));
+        peers.iter().take(first).map(wait).max().unwrap_or(self.floor)
     }
 
     fn suspect(&self, p: &Peer, now: Instant) -> bool {
+        if p.quiet_since.is_none() {
+            return false; // the common case: no clock arithmetic
+        }
         let silent = p.silent(now);
         silent > self.wait_of(p.estimate_at(now)) && silent < self.window
     }
@@ -230,8 +253,8 @@ mod tests {
         }
         let slow = l.hedge_after_at(NodeId(2), now);
         assert!(slow > 30 * MS && slow < 100 * MS, "mean 20 ms, deviation 10 ms: {slow:?}");
-        let longest = [NodeId(1), NodeId(2)].map(|p| l.hedge_after_at(p, now)).into_iter().max();
-        assert_eq!(longest, Some(slow));
+        let longest = l.plan(&mut [NodeId(1), NodeId(2)], |&id| id, 2);
+        assert_eq!(longest, slow.max(l.hedge_after(NodeId(1))));
     }
 
     #[test]
@@ -306,21 +329,23 @@ mod tests {
             l.observe_at(NodeId(id), MS, start);
         }
         let mut order = [NodeId(1), NodeId(2), NodeId(3)];
-        l.ask_last(&mut order, |&id| id);
+        l.plan(&mut order, |&id| id, 1);
         assert_eq!(order, [NodeId(1), NodeId(2), NodeId(3)]);
         // Node 1 asked 30 ms ago (past its 20 ms wait) and silent; node 2 asked just now.
         l.ask_at(NodeId(1), Instant::now() - 30 * MS);
-        l.ask_at(NodeId(2), Instant::now());
-        l.ask_last(&mut order, |&id| id);
+        // (Its ask is put a second ahead: within its wait however slow this machine runs.)
+        l.ask_at(NodeId(2), Instant::now() + 1000 * MS);
+        l.plan(&mut order, |&id| id, 1);
         assert_eq!(order, [NodeId(2), NodeId(3), NodeId(1)]);
         // It answers: no longer suspect.
         l.answer_at(NodeId(1), 30 * MS);
+        l.answer_at(NodeId(2), MS);
         let mut order = [NodeId(1), NodeId(2), NodeId(3)];
-        l.ask_last(&mut order, |&id| id);
+        l.plan(&mut order, |&id| id, 1);
         assert_eq!(order, [NodeId(1), NodeId(2), NodeId(3)]);
         // Silent for longer than the request timeout: believed no longer, asked first again.
         l.ask_at(NodeId(1), Instant::now() - 6_000 * MS);
-        l.ask_last(&mut order, |&id| id);
+        l.plan(&mut order, |&id| id, 1);
         assert_eq!(order, [NodeId(1), NodeId(2), NodeId(3)]);
     }
 }

@@ -252,7 +252,7 @@ const AFTER_STALE: Duration = Duration::from_millis(100);
 /// the caller itself dropped, as when a client hangs up) go to a task of their own on drop, so a
 /// write still reaches every replica, or leaves its hint, as it did when every call was spawned
 /// from the start.
-struct Running<S: Future + Send + 'static>(Vec<Pin<Box<S>>>)
+pub(crate) struct Running<S: Future + Send + 'static>(Vec<Pin<Box<S>>>)
 where
     S::Output: Send;
 
@@ -260,8 +260,20 @@ impl<S: Future + Send + 'static> Running<S>
 where
     S::Output: Send,
 {
+    pub(crate) fn new() -> Self {
+        Running(Vec::new())
+    }
+
+    pub(crate) fn push(&mut self, call: S) {
+        self.0.push(Box::pin(call));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The next call to finish (pending forever when none runs: the caller checks first).
-    fn next(&mut self) -> impl Future<Output = S::Output> + '_ {
+    pub(crate) fn next(&mut self) -> impl Future<Output = S::Output> + '_ {
         std::future::poll_fn(move |cx| {
             for i in 0..self.0.len() {
                 if let Poll::Ready(out) = self.0[i].as_mut().poll(cx) {

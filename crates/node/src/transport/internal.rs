@@ -16,7 +16,6 @@ use serde::Serialize;
 use crate::error::NodeError;
 use crate::life::state::{Life, Node};
 use crate::life::stats::add;
-use crate::replication::apply::BLOCKING_BATCH;
 use crate::replication::batch::prefetching;
 use crate::replication::shape::Shape;
 use crate::replication::{antientropy, pages};
@@ -42,10 +41,6 @@ impl Handler for Internal {
         // moved) per request: the hot kinds run inline, the others are boxed. A forward holds
         // a whole coordination.
         match Kind::from_u8(kind) {
-            Some(Kind::Apply) if body.len() >= BLOCKING_BATCH => {
-                let (node, req) = (node.clone(), decode(&body)?);
-                own_task(async move { apply(&node, req).await }).await
-            }
             Some(Kind::Apply) => apply(node, decode(&body)?).await,
             Some(Kind::Writes) => writes(node, WritesRequest::decode_shared(&body).map_err(undecodable)?).await,
             Some(Kind::Read) => read(node, decode(&body)?).await,
@@ -69,10 +64,7 @@ impl Handler for Internal {
                 let (node, req): (_, wire::SyncSummarySettled) = (node.clone(), decode(&body)?);
                 own_task(async move { sync_summary(&node, req.summary, Some(req.horizon), false).await }).await
             }
-            Some(Kind::SyncBucket) => {
-                let (node, req) = (node.clone(), decode(&body)?);
-                own_task(async move { sync_bucket(&node, req).await }).await
-            }
+            Some(Kind::SyncBucket) => Box::pin(sync_bucket(node, decode(&body)?)).await,
             Some(Kind::SyncVersions) => {
                 let (node, req) = (node.clone(), decode(&body)?);
                 own_task(async move { sync_versions(&node, req).await }).await
@@ -95,13 +87,23 @@ impl Handler for Internal {
     }
 }
 
-/// A request that walks the store (a range's page, an anti-entropy bucket, a scan's page, a large
-/// batch to apply) runs as a task of its own: the requests of one connection run inside its task,
-/// and a walk there (on the thread `block_in_place` gives it) held every other request of the
-/// connection meanwhile, a replica's reads behind a scan's page 24–67 ms instead of 1 (found by
-/// a hunt, 2026-12-08). Dropped with its connection, it still runs to its end: a page's work.
+/// A request that only reads a walk of the store (a range's page, an anti-entropy summary or
+/// versions, a scan's page) runs as a task of its own: the requests of one connection run inside
+/// its task, and a walk there (on the thread `block_in_place` gives it) held every other request
+/// of the connection meanwhile, a replica's reads behind a scan's page 24–67 ms instead of 1
+/// (found by a hunt, 2026-12-08). The task is aborted when the request is dropped (its
+/// connection ended, or its time ran out), so what it holds stays within the connection's
+/// bounds. Requests that write (an apply, an anti-entropy bucket) stay in the connection's task:
+/// shutdown waits for those.
 async fn own_task(request: impl std::future::Future<Output = Answer> + Send + 'static) -> Answer {
-    match tokio::spawn(request).await {
+    struct AbortOnDrop(tokio::task::JoinHandle<Answer>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut task = AbortOnDrop(tokio::spawn(request));
+    match (&mut task.0).await {
         Ok(answer) => answer,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => Err(Refusal::new(500, format!("the request's task ended: {e}"))),
