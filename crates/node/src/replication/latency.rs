@@ -53,6 +53,9 @@ struct Estimate {
 impl Estimate {
     /// The estimate faded by `silent`, a time the peer was asked and answered nothing.
     fn faded(self, silent: Duration) -> Estimate {
+        if silent.is_zero() {
+            return self; // the common case, without the power
+        }
         let keep = 0.5f64.powf(silent.as_secs_f64() / HALF_LIFE.as_secs_f64());
         Estimate { mean_us: self.mean_us * keep, dev_us: self.dev_us * keep }
     }
@@ -78,7 +81,10 @@ impl Peer {
     }
 
     fn estimate_at(&self, now: Instant) -> Option<Estimate> {
-        self.estimate.map(|e| e.faded(self.silent(now)))
+        match self.quiet_since {
+            None => self.estimate,
+            Some(_) => self.estimate.map(|e| e.faded(self.silent(now))),
+        }
     }
 }
 
@@ -198,7 +204,14 @@ impl Latencies {
 
     fn wait_of(&self, estimate: Option<Estimate>) -> Duration {
         let Some(e) = estimate else { return self.floor };
-        Duration::from_secs_f64(e.wait_us() / 1e6).clamp(self.floor, self.ceiling)
+        self.clamped(e.wait_us())
+    }
+
+    /// A wait of `us` microseconds between the floor and the ceiling (whole microseconds:
+    /// cheaper than `Duration::from_secs_f64`, on every replicated read).
+    fn clamped(&self, us: f64) -> Duration {
+        let (floor, ceiling) = (self.floor.as_micros() as f64, self.ceiling.as_micros() as f64);
+        Duration::from_micros(us.clamp(floor, ceiling) as u64)
     }
 
     /// `peers` in the same order, except that suspect ones come last (see the module doc); and
@@ -206,14 +219,36 @@ impl Latencies {
     /// longest of their [`Latencies::hedge_after`]). One lock and one clock reading: a replicated
     /// read does this on every request.
     pub fn plan<T>(&self, peers: &mut [T], id: impl Fn(&T) -> NodeId, first: usize) -> Duration {
-        let now = Instant::now();
         let known = self.peers.lock().expect("latencies lock");
-        let suspect = |t: &T| known.get(&id(t)).is_some_and(|p| self.suspect(p, now));
-        if peers.iter().any(suspect) {
-            peers.sort_by_key(suspect); // stable: false before true
+        // Under load a peer is nearly always being waited for, but only for microseconds: the
+        // clock is read once, and the faded estimate (a power) is worked out only for a peer
+        // silent for longer than the floor, the least any wait is.
+        let mut now = None;
+        let mut any_suspect = false;
+        let mut wait_us = 0f64;
+        for (i, t) in peers.iter().enumerate() {
+            let Some(p) = known.get(&id(t)) else { continue };
+            let mut estimate = p.estimate;
+            if let Some(since) = p.quiet_since {
+                let at = *now.get_or_insert_with(Instant::now);
+                if at.saturating_duration_since(since) > self.floor {
+                    any_suspect |= self.suspect(p, at);
+                    estimate = p.estimate_at(at);
+                }
+            }
+            if i < first {
+                wait_us = wait_us.max(estimate.map_or(0.0, Estimate::wait_us));
+            }
         }
-        let wait = |t: &T| self.wait_of(known.get(&id(t)).and_then(|p| p.estimate_at(now)));
-        peers.iter().take(first).map(wait).max().unwrap_or(self.floor)
+        if !any_suspect {
+            return self.clamped(wait_us);
+        }
+        // Rare: some peer is suspect. Ordered, and the wait taken again over the new first ones.
+        let now = now.unwrap_or_else(Instant::now);
+        let suspect = |t: &T| known.get(&id(t)).is_some_and(|p| self.suspect(p, now));
+        peers.sort_by_key(suspect); // stable: false before true
+        let wait = |t: &T| known.get(&id(t)).and_then(|p| p.estimate_at(now)).map_or(0.0, Estimate::wait_us);
+        self.clamped(peers.iter().take(first).map(wait).fold(0.0, f64::max))
     }
 
     fn suspect(&self, p: &Peer, now: Instant) -> bool {

@@ -95,7 +95,12 @@ impl Handler for Internal {
 /// connection ended, or its time ran out), so what it holds stays within the connection's
 /// bounds. Requests that write (an apply, an anti-entropy bucket) stay in the connection's task:
 /// shutdown waits for those.
-async fn own_task(request: impl std::future::Future<Output = Answer> + Send + 'static) -> Answer {
+///
+/// Not an `async fn`: its future holds only the task's handle, not the request's own state,
+/// since [`Internal::handle`]'s future (whose size every request pays) holds this one.
+fn own_task(
+    request: impl std::future::Future<Output = Answer> + Send + 'static,
+) -> impl std::future::Future<Output = Answer> + Send {
     struct AbortOnDrop(tokio::task::JoinHandle<Answer>);
     impl Drop for AbortOnDrop {
         fn drop(&mut self) {
@@ -103,10 +108,12 @@ async fn own_task(request: impl std::future::Future<Output = Answer> + Send + 's
         }
     }
     let mut task = AbortOnDrop(tokio::spawn(request));
-    match (&mut task.0).await {
-        Ok(answer) => answer,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(Refusal::new(500, format!("the request's task ended: {e}"))),
+    async move {
+        match (&mut task.0).await {
+            Ok(answer) => answer,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(Refusal::new(500, format!("the request's task ended: {e}"))),
+        }
     }
 }
 
