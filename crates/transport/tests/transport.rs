@@ -974,6 +974,22 @@ async fn a_peer_that_reads_no_answers_of_requests_that_wait_is_held_back_too() {
     a_peer_that_reads_no_answers_is_held_back(LATE_BIG).await;
 }
 
+/// Nothing more happens once a server holds a peer back: so poll until `count` stays the same
+/// (and above 0) over 300 ms, within 10 s, and return it.
+async fn once_still(count: &AtomicUsize, what: &str) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = usize::MAX;
+    loop {
+        let now = count.load(Ordering::SeqCst);
+        if now == seen && now > 0 {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "{what} never stopped growing ({now})");
+        seen = now;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 async fn a_peer_that_reads_no_answers_is_held_back(kind: u8) {
     const ANSWER: usize = 1 << 20;
     const REQUESTS: u64 = 200;
@@ -986,19 +1002,7 @@ async fn a_peer_that_reads_no_answers_is_held_back(kind: u8) {
         requests.extend_from_slice(&request(kind, id, &(ANSWER as u64).to_le_bytes()));
     }
     raw.write_all(&requests).await.unwrap();
-    // Nothing more happens once the server holds back: so poll until the count of answers made
-    // stays the same over 300 ms, within 10 s, and then check it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut seen = usize::MAX;
-    loop {
-        let now = handler.big_done.load(Ordering::SeqCst);
-        if now == seen && now > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the answers made never stopped growing ({now})");
-        seen = now;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let seen = once_still(&handler.big_done, "the answers made").await;
     assert!(seen < 64, "{seen} answers of 1 MiB made for a peer that read none of them");
     // Reading, the peer gets every answer.
     let mut answered = 0;
@@ -1148,17 +1152,7 @@ async fn requests_running_hold_a_bounded_number_of_body_bytes() {
         }
         write // kept open
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut seen = usize::MAX;
-    loop {
-        let now = handler.hanging.load(Ordering::SeqCst);
-        if now == seen && now > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the requests taken never stopped growing ({now})");
-        seen = now;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let seen = once_still(&handler.hanging, "the requests taken").await;
     assert!(seen <= 66, "{seen} requests of 1 MiB running on one connection");
     sender.abort();
 }
