@@ -192,11 +192,14 @@ impl Latencies {
         }
     }
 
-    /// How long to wait for `peer` before asking another replica too.
-    pub fn hedge_after(&self, peer: NodeId) -> Duration {
+    /// How long to wait for `peer` before asking another replica too (for tests: requests ask
+    /// [`Latencies::plan`], which says it for the peers they ask first).
+    #[cfg(test)]
+    pub(crate) fn hedge_after(&self, peer: NodeId) -> Duration {
         self.hedge_after_at(peer, Instant::now())
     }
 
+    #[cfg(test)]
     fn hedge_after_at(&self, peer: NodeId, now: Instant) -> Duration {
         let estimate = self.peers.lock().expect("latencies lock").get(&peer).and_then(|p| p.estimate_at(now));
         self.wait_of(estimate)
@@ -216,8 +219,8 @@ impl Latencies {
 
     /// `peers` in the same order, except that suspect ones come last (see the module doc); and
     /// how long to wait for the first `first` of them so ordered before asking another (the
-    /// longest of their [`Latencies::hedge_after`]). One lock and one clock reading: a replicated
-    /// read does this on every request.
+    /// longest of their estimates, within the floor and the ceiling). One lock and one clock
+    /// reading: a replicated read does this on every request.
     pub fn plan<T>(&self, peers: &mut [T], id: impl Fn(&T) -> NodeId, first: usize) -> Duration {
         let known = self.peers.lock().expect("latencies lock");
         // Under load a peer is nearly always being waited for, but only for microseconds: the
