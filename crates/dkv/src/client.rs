@@ -57,6 +57,9 @@ pub enum ClientError {
     /// `--seed` names a node.
     #[error("{base} is a dkv node, not the seed: point --seed at the seed (the nodes' --seed flag names it)")]
     NodeNotSeed { base: String },
+    /// `--seed` names a server that is not dkv at all.
+    #[error("{base} is not the dkv seed: it answered {status} without the {SEED_HEADER} header the seed sends; point --seed at the seed (the nodes' --seed flag names it)")]
+    NotTheSeed { base: String, status: StatusCode },
     /// `--node` names a server that is not dkv at all.
     #[error("{base} is not a dkv node: it answered {status} without the {NODE_HEADER} header every node sends; point --node at a node, such as http://127.0.0.1:8080")]
     NotANode { base: String, status: StatusCode },
@@ -506,8 +509,9 @@ impl Client {
         self.parse_json(path, body)
     }
 
-    /// Send a request to the seed: an answer from a node is an error that says so (`dkv remove
-    /// --seed <a node>` said "404 … no such path /nodes", found by a hunt, 2026-12-07).
+    /// Send a request to the seed: an answer from a node, or from a server that is not dkv, is an
+    /// error that says so (`dkv remove --seed <a node>` said "404 … no such path /nodes", found
+    /// by a hunt, 2026-12-07).
     pub async fn to_seed(
         &self,
         method: Method,
@@ -517,7 +521,9 @@ impl Client {
         let answer = self.send(method, path, body).await?;
         match answer.server {
             Server::Node => Err(ClientError::NodeNotSeed { base: self.base.clone() }),
-            _ => Ok((answer.status, answer.body)),
+            // Another server's error page was printed whole, exit 3 (found by a hunt, 2026-12-08).
+            Server::Other => Err(ClientError::NotTheSeed { base: self.base.clone(), status: answer.status }),
+            Server::Seed => Ok((answer.status, answer.body)),
         }
     }
 

@@ -111,6 +111,10 @@ async fn the_cli_tells_a_node_from_the_seed_and_from_other_servers() {
         let (code, _, err) = cli(&["remove", who, "--seed", &c.nodes[0].addr]);
         assert_eq!(code, Some(2), "{err}");
         assert!(err.contains("is a dkv node, not the seed"), "{who}: {err}");
+        // And at a server that is not dkv: said so, exit 2, not its page and 3 (until 2026-12-08).
+        let (code, _, err) = cli(&["remove", who, "--seed", &other]);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains(&format!("{other} is not the dkv seed")), "{who}: {err}");
     }
     // Against a node, a missing key is still a missing key.
     let (code, _, err) = cli(&["get", "absent", "--node", &c.nodes[0].addr]);
